@@ -1,0 +1,55 @@
+# Two commands on a fresh machine:  `make serve`  and  `make test`.
+PY      ?= python3
+VENV    ?= .venv
+BIN     := $(VENV)/bin
+PORT    ?= 50051
+METRICS_PORT ?= 9090
+
+.PHONY: install install-runtime install-system serve test test-slow lint proto models bench loadtest clean
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+# Serving only: no torch, no trainer dependencies.
+install-runtime: $(BIN)/python
+	$(BIN)/pip install -q -e protos -e .
+
+# Everything: trainer (CPU torch), dev tools, client SDK.
+install: $(BIN)/python install-system
+	$(BIN)/pip install -q -e protos -e '.[train,dev]' -e 'clients[mcp]'
+
+# Debian packages the tests use for real: Prometheus server and promtool.
+install-system:
+	@command -v promtool >/dev/null 2>&1 || { \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus >/dev/null) \
+	  || echo "warning: could not install the Debian package prometheus; its tests will fail"; }
+
+serve: install-runtime
+	$(BIN)/trm-service serve --host 127.0.0.1 --port $(PORT) --metrics-port $(METRICS_PORT)
+
+test: install
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest -q
+
+test-slow: install
+	$(BIN)/python -m pytest -q -m slow
+
+lint:
+	$(BIN)/ruff check .
+
+proto:
+	PATH=$(CURDIR)/$(BIN):$$PATH protos/generate.sh
+
+# Retrain the three default bundles from scratch (long; see each bundle's REPORT.md).
+models: install
+	$(BIN)/python -m trainer.make_models
+
+bench: install
+	$(BIN)/python -m loadtests.bench
+
+loadtest: install
+	$(BIN)/python -m loadtests.run --scenario steady
+
+clean:
+	rm -rf build dist *.egg-info .pytest_cache .ruff_cache reports
