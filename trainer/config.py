@@ -1,0 +1,104 @@
+"""Training configuration: one dataclass, loaded from YAML and overridden by flags."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+
+@dataclass
+class TeacherConfig:
+    """Training-time use of the offline sentence-embedding teacher (text tasks only; never served)."""
+
+    embedding_init: bool = False  # initialise token embeddings from the teacher (PCA of token vectors)
+    soft_label_weight: float = 0.0  # weight of KL to a logistic-regression head on teacher embeddings
+    temperature: float = 2.0
+    embedding_weight: float = 0.0  # weight of cosine loss between the answer slot and the teacher embedding
+
+
+@dataclass
+class TrainConfig:
+    """Everything `trm-train fit` needs; see trainer/configs/*.yaml for the default models."""
+
+    name: str
+    task: Literal["text", "grid"]
+    data: str  # a dataset folder of ../shared/data, or the user's CSV/JSONL training file
+    test_data: str | None = None  # the user's test file (text/grid files); folders have their own test split
+    version: str = "1.0.0"
+    description: str = ""
+    out_dir: str = "runs"  # checkpoints and logs go to out_dir/name
+    seed: int = 0
+    device: str = "auto"  # auto: cuda when available, else cpu
+    # model (see trainer.model.ModelConfig)
+    model: dict[str, Any] = field(default_factory=dict)
+    # text inputs
+    max_tokens: int = 32
+    vocab_size: int = 4096
+    max_chars: int = 2000
+    # grid inputs: training puzzles are revealed to a uniform number of givens in this range;
+    # originals (no reveal) are mixed in with probability grid_original_fraction
+    givens_min: int = 30
+    givens_max: int = 50
+    grid_original_fraction: float = 0.1
+    # optimisation
+    batch_size: int = 128
+    lr: float = 1e-3
+    embedding_lr_scale: float = 1.0
+    weight_decay: float = 0.1
+    warmup_steps: int = 200
+    max_steps: int = 4000  # optimizer steps (one supervision step of the carry batch each)
+    max_minutes: float = 0.0  # 0: no time limit
+    grad_clip: float = 1.0
+    label_smoothing: float = 0.0
+    ema_decay: float = 0.999
+    halt_loss_weight: float = 0.5
+    halt_exploration: float = 0.1
+    checkpoint_every: int = 200
+    eval_every: int = 1000
+    eval_examples: int = 1000
+    teacher: TeacherConfig = field(default_factory=TeacherConfig)
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.out_dir) / self.name
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> TrainConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(raw) - known)
+        if unknown:
+            raise ValueError(f"unknown config keys: {', '.join(unknown)}")
+        raw = dict(raw)
+        raw["teacher"] = TeacherConfig(**(raw.get("teacher") or {}))
+        return cls(**raw)
+
+
+def load_config(path: str | Path | None, overrides: dict[str, Any]) -> TrainConfig:
+    """Reads a YAML config (optional) and applies dotted overrides such as ``model.hidden_size=128``."""
+    raw: dict[str, Any] = {}
+    if path:
+        raw = yaml.safe_load(Path(path).read_text()) or {}
+    for key, value in overrides.items():
+        if value is None:
+            continue
+        target = raw
+        *parents, leaf = key.split(".")
+        for parent in parents:
+            target = target.setdefault(parent, {})
+        target[leaf] = value
+    return TrainConfig.from_dict(raw)
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """``key=value`` with the value parsed as YAML (numbers, booleans, lists)."""
+    if "=" not in text:
+        raise ValueError(f"--set expects key=value, got {text!r}")
+    key, value = text.split("=", 1)
+    return key.strip(), yaml.safe_load(value)

@@ -1,0 +1,155 @@
+"""Checkpoint -> bundle (docs/BUNDLE.md): the ONNX supervision step, an int8 variant, the manifest.
+
+The step is exported without constant folding, so every ONNX initializer keeps its PyTorch
+parameter name: `torch_model_from_bundle` can rebuild the exact PyTorch model from a bundle.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import torch
+from onnx import numpy_helper
+from onnxruntime.quantization import QuantType, quantize_dynamic
+
+from trainer.model import TRM, ModelConfig
+
+SCHEMA_VERSION = 1
+OPSET = 17
+FP32_FILE, INT8_FILE, MANIFEST_FILE = "model.onnx", "model.int8.onnx", "manifest.json"
+STEP_INPUTS = ("tokens", "y", "z")
+STEP_OUTPUTS = ("y_next", "z_next", "logits", "halt_logit")
+GRID_LABELS = [str(d) for d in range(10)]  # logit index -> symbol; "0" means the model left a blank
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def export_step(model: TRM, path: Path) -> None:
+    """Writes ONE supervision step of `model` (on CPU, eval mode) as ONNX with a dynamic batch axis."""
+    model = model.to("cpu").eval()
+    cfg = model.cfg
+    tokens = torch.ones(2, cfg.seq_len, dtype=torch.long)
+    y, z = model.initial_state(2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            model,
+            (tokens, y, z),
+            str(path),
+            input_names=list(STEP_INPUTS),
+            output_names=list(STEP_OUTPUTS),
+            dynamic_axes={name: {0: "batch"} for name in STEP_INPUTS + STEP_OUTPUTS},
+            opset_version=OPSET,
+            do_constant_folding=False,
+            dynamo=False,
+        )
+
+
+def quantize_step(fp32_path: Path, int8_path: Path) -> None:
+    """Dynamic int8 quantisation of the step's weights (activations stay float)."""
+    quantize_dynamic(str(fp32_path), str(int8_path), weight_type=QuantType.QInt8)
+
+
+def torch_step_fn(model: TRM):
+    """A numpy StepFn (see trainer.evaluate) running the PyTorch model on CPU."""
+    model = model.to("cpu").eval()
+
+    @torch.no_grad()
+    def step(tokens: np.ndarray, y: np.ndarray, z: np.ndarray) -> tuple[np.ndarray, ...]:
+        out = model.step(torch.as_tensor(tokens), torch.as_tensor(y), torch.as_tensor(z))
+        return tuple(t.numpy() for t in out)
+
+    return step
+
+
+def write_bundle(
+    out_dir: Path, manifest: dict[str, Any], files: dict[str, Path | bytes | str]
+) -> Path:
+    """Writes a complete bundle folder atomically: built in a temp folder, then renamed into place.
+
+    `files` maps bundle file names to a path to copy, or bytes/str content. The manifest's `files`
+    entry (sha256 of every other file) is filled in here.
+    """
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    try:
+        for name, content in files.items():
+            target = staging / name
+            if isinstance(content, Path):
+                shutil.copyfile(content, target)
+            elif isinstance(content, bytes):
+                target.write_bytes(content)
+            else:
+                target.write_text(content)
+        manifest = {**manifest, "schema_version": SCHEMA_VERSION}
+        manifest["files"] = {name: sha256_file(staging / name) for name in sorted(files)}
+        (staging / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2, sort_keys=False) + "\n")
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        staging.rename(out_dir)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return out_dir
+
+
+def verify_bundle(bundle_dir: Path) -> dict[str, Any]:
+    """Reads the manifest and checks every listed checksum; raises ValueError on any mismatch."""
+    manifest = json.loads((bundle_dir / MANIFEST_FILE).read_text())
+    for name, expected in manifest["files"].items():
+        path = bundle_dir / name
+        if not path.exists():
+            raise ValueError(f"{bundle_dir}: missing file {name}")
+        if sha256_file(path) != expected:
+            raise ValueError(f"{bundle_dir}: checksum mismatch for {name}")
+    return manifest
+
+
+def torch_model_from_bundle(bundle_dir: str | Path) -> tuple[TRM, dict[str, Any]]:
+    """Rebuilds the PyTorch TRM with exactly the weights of a bundle's fp32 ONNX step."""
+    bundle_dir = Path(bundle_dir)
+    manifest = verify_bundle(bundle_dir)
+    model = TRM(ModelConfig(**manifest["training"]["model_config"]))
+    graph = onnx.load(str(bundle_dir / manifest["onnx"]["fp32"])).graph
+    weights = {init.name: torch.from_numpy(numpy_helper.to_array(init).copy()) for init in graph.initializer}
+    model.load_state_dict({name: weights[name] for name in model.state_dict()})
+    return model.eval(), manifest
+
+
+def base_manifest(model_cfg: ModelConfig, **fields: Any) -> dict[str, Any]:
+    """The manifest fields every bundle shares, in the documented order."""
+    manifest: dict[str, Any] = {
+        "name": fields["name"],
+        "version": fields.get("version", "1.0.0"),
+        "task": "text_classification" if model_cfg.task == "text" else "grid",
+        "description": fields.get("description", ""),
+        "labels": list(fields["labels"]),
+        "input": fields["input"],
+        "recursion": {
+            "n": model_cfg.n,
+            "T": model_cfg.T,
+            "N_sup": model_cfg.N_sup,
+            "state_shape": list(model_cfg.state_shape),
+        },
+        "halting": {"threshold": fields.get("halt_threshold", 0.5), "min_steps": 1},
+        "out_of_scope": fields.get("out_of_scope"),
+        "metrics": fields.get("metrics", {}),
+        "onnx": {"fp32": FP32_FILE, "int8": fields.get("int8"), "opset": OPSET},
+        "training": {"model_config": model_cfg.to_dict(), **fields.get("training", {})},
+    }
+    return manifest

@@ -1,0 +1,251 @@
+"""The Tiny Recursive Model: one shared 2-layer network f, a latent z and an answer y.
+
+One supervision step (``TRM.step``) runs T rounds; each round updates the latent n times,
+``z = f(z + y + x)``, then the answer once, ``y = f(y + z)``. During training the first T-1
+rounds run without gradients. Heads read the answer state y: class or cell logits, and the
+halting logit q (ACT: "the current answer is exactly right").
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+Task = Literal["text", "grid"]
+Mixer = Literal["attention", "mlp"]
+
+
+@dataclass
+class ModelConfig:
+    """Architecture and recursion hyper-parameters of a TRM."""
+
+    task: Task
+    vocab_size: int  # token ids the input embedding knows (text vocabulary, or 10 for Sudoku cells)
+    seq_len: int  # input tokens per example (max_tokens, or rows*cols)
+    num_outputs: int  # classes (text) or symbols per cell (grid)
+    hidden_size: int = 256
+    num_layers: int = 2
+    num_heads: int = 4
+    mixer: Mixer = "attention"
+    expansion: float = 4.0
+    n: int = 6  # latent updates per round
+    T: int = 3  # rounds per supervision step
+    N_sup: int = 16  # most supervision steps
+    pool: int = 1  # text only: mean-pool tokens in chunks of this size (long documents)
+    embed_dim: int = 0  # 0: embeddings of hidden_size; else factorised embed_dim -> hidden_size
+    pad_id: int = 0
+
+    @property
+    def positions(self) -> int:
+        """Input positions after pooling (the answer slot not included)."""
+        return math.ceil(self.seq_len / self.pool)
+
+    @property
+    def state_shape(self) -> tuple[int, int]:
+        """Shape of y and z per example: answer slot + input positions, hidden size."""
+        return (self.positions + 1, self.hidden_size)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def rms_norm(x: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
+    """RMSNorm without a learned scale (as in the official TRM)."""
+    return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps)
+
+
+def _init_linear(layer: nn.Linear, std: float | None = None) -> nn.Linear:
+    std = std if std is not None else 1.0 / math.sqrt(layer.in_features)
+    nn.init.trunc_normal_(layer.weight, std=std, a=-2 * std, b=2 * std)
+    if layer.bias is not None:
+        nn.init.zeros_(layer.bias)
+    return layer
+
+
+class SwiGLU(nn.Module):
+    """Gated feed-forward: down(silu(gate(x)) * up(x)) over the last axis."""
+
+    def __init__(self, dim: int, expansion: float) -> None:
+        super().__init__()
+        inner = max(8, int(round(expansion * dim * 2 / 3)))
+        self.gate_up = _init_linear(nn.Linear(dim, 2 * inner, bias=False))
+        self.down = _init_linear(nn.Linear(inner, dim, bias=False))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        gate, up = self.gate_up(x).chunk(2, dim=-1)
+        return self.down(F.silu(gate) * up)
+
+
+class RotaryEmbedding(nn.Module):
+    """Rotary position embedding tables for a fixed sequence length."""
+
+    def __init__(self, head_dim: int, seq_len: int, base: float = 10000.0) -> None:
+        super().__init__()
+        inv_freq = 1.0 / (base ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim))
+        angles = torch.outer(torch.arange(seq_len, dtype=torch.float32), inv_freq)
+        angles = torch.cat([angles, angles], dim=-1)
+        self.register_buffer("cos", angles.cos(), persistent=False)
+        self.register_buffer("sin", angles.sin(), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Rotates x of shape [B, heads, S, head_dim]."""
+        half = x.shape[-1] // 2
+        rotated = torch.cat([-x[..., half:], x[..., :half]], dim=-1)
+        return x * self.cos + rotated * self.sin
+
+
+class SelfAttention(nn.Module):
+    """Bidirectional multi-head self-attention with rotary positions."""
+
+    def __init__(self, dim: int, num_heads: int, seq_len: int) -> None:
+        super().__init__()
+        if dim % num_heads:
+            raise ValueError(f"hidden_size {dim} is not divisible by num_heads {num_heads}")
+        self.num_heads = num_heads
+        self.qkv = _init_linear(nn.Linear(dim, 3 * dim, bias=False))
+        self.out = _init_linear(nn.Linear(dim, dim, bias=False))
+        self.rotary = RotaryEmbedding(dim // num_heads, seq_len)
+
+    def forward(self, x: torch.Tensor, key_mask: torch.Tensor | None) -> torch.Tensor:
+        batch, seq, dim = x.shape
+        qkv = self.qkv(x).view(batch, seq, 3, self.num_heads, dim // self.num_heads).permute(2, 0, 3, 1, 4)
+        q, k, v = self.rotary(qkv[0]), self.rotary(qkv[1]), qkv[2]
+        attn_mask = None if key_mask is None else key_mask[:, None, None, :]
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)
+        return self.out(out.transpose(1, 2).reshape(batch, seq, dim))
+
+
+class SequenceMLP(nn.Module):
+    """MLP-mixer token mixing: a SwiGLU across the sequence axis (fixed-length inputs)."""
+
+    def __init__(self, seq_len: int, expansion: float) -> None:
+        super().__init__()
+        self.mlp = SwiGLU(seq_len, expansion)
+
+    def forward(self, x: torch.Tensor, key_mask: torch.Tensor | None) -> torch.Tensor:
+        return self.mlp(x.transpose(1, 2)).transpose(1, 2)
+
+
+class Block(nn.Module):
+    """Post-norm residual block: mixer, then SwiGLU, each followed by RMSNorm."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        seq = cfg.state_shape[0]
+        self.mixer: nn.Module = (
+            SelfAttention(cfg.hidden_size, cfg.num_heads, seq)
+            if cfg.mixer == "attention"
+            else SequenceMLP(seq, cfg.expansion)
+        )
+        self.mlp = SwiGLU(cfg.hidden_size, cfg.expansion)
+
+    def forward(self, x: torch.Tensor, key_mask: torch.Tensor | None) -> torch.Tensor:
+        x = rms_norm(x + self.mixer(x, key_mask))
+        return rms_norm(x + self.mlp(x))
+
+
+class Network(nn.Module):
+    """The tiny shared network f: ``num_layers`` blocks."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.num_layers))
+
+    def forward(self, h: torch.Tensor, key_mask: torch.Tensor | None) -> torch.Tensor:
+        for block in self.blocks:
+            h = block(h, key_mask)
+        return h
+
+
+class InputEmbedding(nn.Module):
+    """Tokens -> x of shape [B, S, d]: scaled embeddings, optional chunk pooling, answer slot first."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        dim = cfg.embed_dim or cfg.hidden_size
+        self.tokens = nn.Embedding(cfg.vocab_size, dim)
+        nn.init.trunc_normal_(self.tokens.weight, std=1.0 / math.sqrt(dim))
+        self.project = (
+            _init_linear(nn.Linear(dim, cfg.hidden_size, bias=False)) if cfg.embed_dim else nn.Identity()
+        )
+        self.answer_slot = nn.Parameter(torch.zeros(1, 1, cfg.hidden_size))
+        self.scale = math.sqrt(cfg.hidden_size)
+
+    def forward(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Returns x and the key mask (None for grids, where every cell is a position)."""
+        cfg = self.cfg
+        emb = self.project(self.tokens(tokens))
+        key_mask = None
+        if cfg.task == "text":
+            valid = (tokens != cfg.pad_id).to(emb.dtype)
+            if cfg.pool > 1:
+                pad = cfg.positions * cfg.pool - cfg.seq_len
+                emb = F.pad(emb, (0, 0, 0, pad)).view(emb.shape[0], cfg.positions, cfg.pool, -1)
+                valid = F.pad(valid, (0, pad)).view(valid.shape[0], cfg.positions, cfg.pool)
+                emb = (emb * valid[..., None]).sum(2) / valid.sum(2, keepdim=True).clamp(min=1.0)
+                valid = valid.amax(2)
+            emb = emb * valid[..., None]
+            slot_valid = torch.ones_like(valid[:, :1])
+            key_mask = torch.cat([slot_valid, valid], dim=1) > 0
+        x = torch.cat([self.answer_slot.expand(emb.shape[0], -1, -1), emb], dim=1)
+        return x * self.scale, key_mask
+
+
+class TRM(nn.Module):
+    """Tiny Recursive Model; ``step`` is one supervision step, the unit the server loops over."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.embed = InputEmbedding(cfg)
+        self.net = Network(cfg)
+        self.head = _init_linear(nn.Linear(cfg.hidden_size, cfg.num_outputs, bias=False))
+        self.q_head = nn.Linear(cfg.hidden_size, 1)
+        nn.init.zeros_(self.q_head.weight)
+        nn.init.constant_(self.q_head.bias, -5.0)  # start by never halting, as the official code does
+
+    def initial_state(self, batch: int, device: torch.device | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """y and z at the first step: zeros of [batch, S, d]."""
+        shape = (batch, *self.cfg.state_shape)
+        return torch.zeros(shape, device=device), torch.zeros(shape, device=device)
+
+    def _round(
+        self, x: torch.Tensor, y: torch.Tensor, z: torch.Tensor, key_mask: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        for _ in range(self.cfg.n):
+            z = self.net(z + y + x, key_mask)
+        y = self.net(y + z, key_mask)
+        return y, z
+
+    def step(
+        self, tokens: torch.Tensor, y: torch.Tensor, z: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """One supervision step: returns (y, z, logits, halt_logit). Gradients flow through the last round only."""
+        x, key_mask = self.embed(tokens)
+        if self.cfg.T > 1:
+            with torch.no_grad():
+                for _ in range(self.cfg.T - 1):
+                    y, z = self._round(x, y, z, key_mask)
+        y, z = self._round(x, y, z, key_mask)
+        logits = self.head(y[:, 0]) if self.cfg.task == "text" else self.head(y[:, 1:])
+        halt_logit = self.q_head(y[:, 0]).squeeze(-1)
+        return y, z, logits, halt_logit
+
+    def answer_features(self, y: torch.Tensor) -> torch.Tensor:
+        """The answer-slot vector the heads read (used for embedding distillation)."""
+        return y[:, 0]
+
+    def forward(
+        self, tokens: torch.Tensor, y: torch.Tensor, z: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        return self.step(tokens, y, z)
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())

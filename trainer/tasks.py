@@ -1,0 +1,87 @@
+"""Training streams: endless batches of encoded examples for the ACT carry to draw from."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from trainer.data.augment import augment_sudoku
+from trainer.data.grids import GridSplit, reveal
+
+
+@dataclass
+class EncodedSet:
+    """A fixed, encoded evaluation set: tokens and exact targets (class ids, or cell symbols)."""
+
+    tokens: np.ndarray  # int64 [N, L]
+    targets: np.ndarray  # int64 [N] or [N, L]
+
+    def __len__(self) -> int:
+        return len(self.tokens)
+
+    def head(self, count: int) -> EncodedSet:
+        return EncodedSet(self.tokens[:count], self.targets[:count])
+
+
+class TextStream:
+    """Epoch-shuffled stream of encoded texts, with optional teacher targets."""
+
+    def __init__(
+        self,
+        tokens: np.ndarray,
+        targets: np.ndarray,
+        seed: int,
+        soft_targets: np.ndarray | None = None,
+        teacher_embeddings: np.ndarray | None = None,
+    ) -> None:
+        self.tokens, self.targets = tokens, targets
+        self.soft_targets, self.teacher_embeddings = soft_targets, teacher_embeddings
+        self.rng = np.random.default_rng(seed)
+        self.order = self.rng.permutation(len(tokens))
+        self.cursor = 0
+
+    def draw(self, count: int) -> dict[str, np.ndarray]:
+        picked = []
+        while len(picked) < count:
+            if self.cursor == len(self.order):
+                self.order, self.cursor = self.rng.permutation(len(self.tokens)), 0
+            take = min(count - len(picked), len(self.order) - self.cursor)
+            picked.extend(self.order[self.cursor : self.cursor + take])
+            self.cursor += take
+        idx = np.asarray(picked, dtype=np.int64)
+        batch = {"tokens": self.tokens[idx], "targets": self.targets[idx]}
+        if self.soft_targets is not None:
+            batch["soft_targets"] = self.soft_targets[idx]
+        if self.teacher_embeddings is not None:
+            batch["teacher_embeddings"] = self.teacher_embeddings[idx]
+        return batch
+
+
+class SudokuStream:
+    """Random training puzzles: revealed to a random number of givens, then augmented on the fly."""
+
+    def __init__(
+        self, split: GridSplit, seed: int, givens_min: int, givens_max: int, original_fraction: float
+    ) -> None:
+        self.split = split
+        self.rng = np.random.default_rng(seed)
+        self.givens_min, self.givens_max = givens_min, givens_max
+        self.original_fraction = original_fraction
+
+    def draw(self, count: int) -> dict[str, np.ndarray]:
+        idx = self.rng.integers(0, len(self.split.puzzles), size=count)
+        puzzles, solutions = self.split.puzzles[idx], self.split.solutions[idx]
+        givens = self.rng.integers(self.givens_min, self.givens_max + 1, size=count)
+        keep_original = self.rng.random(count) < self.original_fraction
+        revealed = puzzles.copy()
+        for target in np.unique(givens[~keep_original]):
+            rows = np.flatnonzero((givens == target) & ~keep_original)
+            revealed[rows] = reveal(puzzles[rows], solutions[rows], int(target), self.rng)
+        revealed, solutions = augment_sudoku(revealed, solutions, self.rng)
+        return {"tokens": revealed.astype(np.int64), "targets": solutions.astype(np.int64)}
+
+
+def grid_set(split: GridSplit) -> EncodedSet:
+    """Sudoku split as an evaluation set: cells 0..9 in, digits out."""
+    return EncodedSet(split.puzzles.astype(np.int64), split.solutions.astype(np.int64))

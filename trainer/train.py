@@ -1,0 +1,285 @@
+"""The training loop: deep supervision over an ACT carry, halting loss, EMA, checkpoints and resume.
+
+Halting scheme (the official TRM "carry"): the batch is a set of B slots, each holding one example and
+its (y, z) state. Every optimizer step runs ONE supervision step for all slots. A slot halts when its
+halting logit q > 0 (after a random minimum number of steps for exploration) or after N_sup steps;
+halted slots are refilled with fresh examples before the next step. So every optimizer step sees
+examples at every depth, and no compute is spent on examples that are already solved.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from trainer.config import TrainConfig
+from trainer.model import TRM
+
+CHECKPOINT = "checkpoint.pt"
+
+
+class Stream(Protocol):
+    def draw(self, count: int) -> dict[str, np.ndarray]: ...
+
+
+class EMA:
+    """Exponential moving average of the weights, with warm-up so short runs do not lag.
+
+    decay_t = min(decay, (1 + t) / (10 + t)): early on the average follows the weights closely.
+    """
+
+    def __init__(self, model: torch.nn.Module, decay: float) -> None:
+        self.decay = decay
+        self.model = copy.deepcopy(model).eval()
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+
+    @torch.no_grad()
+    def update(self, model: torch.nn.Module, step: int) -> None:
+        decay = min(self.decay, (1 + step) / (10 + step))
+        for ema_p, p in zip(self.model.parameters(), model.parameters(), strict=True):
+            ema_p.lerp_(p, 1.0 - decay)
+
+
+@dataclass
+class Carry:
+    """Per-slot training state of the ACT loop."""
+
+    batch: dict[str, torch.Tensor]
+    y: torch.Tensor
+    z: torch.Tensor
+    steps: torch.Tensor  # supervision steps taken by each slot's current example
+    halted: torch.Tensor  # slots to refill before the next step
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def exact_correct(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Per example: is the whole answer right (the class, or every cell)?"""
+    correct = logits.argmax(-1) == targets
+    return correct if correct.dim() == 1 else correct.all(-1)
+
+
+class Trainer:
+    """Runs `fit` for one model; checkpoints to cfg.run_dir and resumes from there."""
+
+    def __init__(
+        self,
+        cfg: TrainConfig,
+        model: TRM,
+        stream: Stream,
+        evaluate: Callable[[TRM], dict[str, float]] | None = None,
+        embedding_projection: torch.nn.Module | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.device = pick_device(cfg.device)
+        self.model = model.to(self.device)
+        self.stream = stream
+        self.evaluate = evaluate
+        # training-only head mapping the answer slot to the teacher's embedding space (not exported)
+        self.embedding_projection = embedding_projection.to(self.device) if embedding_projection else None
+        self.ema = EMA(self.model, cfg.ema_decay)
+        self.optimizer = self._make_optimizer()
+        self.step = 0
+        self.elapsed_s = 0.0
+        self.history: list[dict[str, float]] = []
+        self.rng = torch.Generator(device="cpu").manual_seed(cfg.seed)
+        self._stop = False
+
+    def _make_optimizer(self) -> torch.optim.Optimizer:
+        cfg = self.cfg
+        embedding = [p for n, p in self.model.named_parameters() if n.startswith("embed.")]
+        rest = [p for n, p in self.model.named_parameters() if not n.startswith("embed.")]
+        if self.embedding_projection is not None:
+            rest += list(self.embedding_projection.parameters())
+        groups = [
+            {"params": embedding, "lr_scale": cfg.embedding_lr_scale},
+            {"params": rest, "lr_scale": 1.0},
+        ]
+        return torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.95))
+
+    def _learning_rate(self) -> float:
+        cfg = self.cfg
+        if self.step < cfg.warmup_steps:
+            return cfg.lr * (self.step + 1) / cfg.warmup_steps
+        progress = (self.step - cfg.warmup_steps) / max(1, cfg.max_steps - cfg.warmup_steps)
+        return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
+
+    # --- checkpoints -------------------------------------------------------------------------
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.cfg.run_dir / CHECKPOINT
+
+    def save_checkpoint(self) -> None:
+        """Atomic write: a killed process never leaves a half-written checkpoint."""
+        self.cfg.run_dir.mkdir(parents=True, exist_ok=True)
+        state = {
+            "config": self.cfg.to_dict(),
+            "model_config": self.model.cfg.to_dict(),
+            "model": self.model.state_dict(),
+            "ema": self.ema.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "embedding_projection": (
+                self.embedding_projection.state_dict() if self.embedding_projection else None
+            ),
+            "step": self.step,
+            "elapsed_s": self.elapsed_s,
+            "history": self.history,
+            "rng": self.rng.get_state(),
+            "stream_rng": getattr(self.stream, "rng", None),
+        }
+        tmp = self.checkpoint_path.with_suffix(".tmp")
+        torch.save(state, tmp)
+        tmp.replace(self.checkpoint_path)
+
+    def load_checkpoint(self) -> bool:
+        """Resumes from run_dir/checkpoint.pt when present; returns whether it did."""
+        if not self.checkpoint_path.exists():
+            return False
+        state = torch.load(self.checkpoint_path, map_location=self.device, weights_only=False)
+        self.model.load_state_dict(state["model"])
+        self.ema.model.load_state_dict(state["ema"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.embedding_projection is not None and state["embedding_projection"]:
+            self.embedding_projection.load_state_dict(state["embedding_projection"])
+        self.step, self.elapsed_s, self.history = state["step"], state["elapsed_s"], state["history"]
+        self.rng.set_state(state["rng"])
+        if state.get("stream_rng") is not None and hasattr(self.stream, "rng"):
+            self.stream.rng = state["stream_rng"]
+        return True
+
+    # --- the ACT carry ------------------------------------------------------------------------
+    def _empty_carry(self) -> Carry:
+        size = self.cfg.batch_size
+        batch = {k: torch.as_tensor(v, device=self.device) for k, v in self.stream.draw(size).items()}
+        y, z = self.model.initial_state(size, self.device)
+        zeros = torch.zeros(size, dtype=torch.long, device=self.device)
+        return Carry(batch, y, z, zeros, torch.ones(size, dtype=torch.bool, device=self.device))
+
+    def _refill(self, carry: Carry) -> None:
+        slots = carry.halted.nonzero().squeeze(-1)
+        if slots.numel() == 0:
+            return
+        fresh = self.stream.draw(int(slots.numel()))
+        for key, value in fresh.items():
+            carry.batch[key][slots] = torch.as_tensor(value, device=self.device)
+        carry.y[slots] = 0.0
+        carry.z[slots] = 0.0
+        carry.steps[slots] = 0
+
+    def _loss(
+        self, carry: Carry, y: torch.Tensor, logits: torch.Tensor, halt_logit: torch.Tensor
+    ) -> tuple[torch.Tensor, dict[str, float], torch.Tensor]:
+        cfg, targets = self.cfg, carry.batch["targets"]
+        flat_logits = logits.float().reshape(-1, logits.shape[-1])
+        ce = F.cross_entropy(
+            flat_logits, targets.reshape(-1), label_smoothing=cfg.label_smoothing, reduction="none"
+        ).view(targets.shape)
+        answer_loss = ce.mean(-1) if ce.dim() == 2 else ce
+        loss = answer_loss.mean()
+        correct = exact_correct(logits.detach(), targets)
+        halt_loss = F.binary_cross_entropy_with_logits(halt_logit.float(), correct.float())
+        loss = loss + cfg.halt_loss_weight * halt_loss
+        teacher = cfg.teacher
+        if teacher.soft_label_weight and "soft_targets" in carry.batch:
+            tau = teacher.temperature
+            kd = F.kl_div(
+                F.log_softmax(logits.float() / tau, -1), carry.batch["soft_targets"], reduction="batchmean"
+            )
+            loss = loss + teacher.soft_label_weight * tau * tau * kd
+        if teacher.embedding_weight and self.embedding_projection is not None:
+            predicted = self.embedding_projection(self.model.answer_features(y))
+            cos = F.cosine_similarity(predicted.float(), carry.batch["teacher_embeddings"], dim=-1)
+            loss = loss + teacher.embedding_weight * (1 - cos).mean()
+        stats = {"loss": float(loss), "halt_loss": float(halt_loss), "acc": float(correct.float().mean())}
+        return loss, stats, correct
+
+    def _halt(self, carry: Carry, halt_logit: torch.Tensor) -> None:
+        cfg, max_steps = self.cfg, self.model.cfg.N_sup
+        with torch.no_grad():
+            halted = carry.steps >= max_steps
+            explore = torch.rand(len(halted), generator=self.rng).to(self.device) < cfg.halt_exploration
+            min_steps = torch.randint(2, max_steps + 1, (len(halted),), generator=self.rng).to(self.device)
+            confident = (halt_logit > 0) & (carry.steps >= torch.where(explore, min_steps, 1))
+            carry.halted = halted | confident
+
+    def train_step(self, carry: Carry) -> dict[str, float]:
+        """One optimizer step = one supervision step for every slot of the carry."""
+        self._refill(carry)
+        self.model.train()
+        for group in self.optimizer.param_groups:
+            group["lr"] = self._learning_rate() * group["lr_scale"]
+        autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device.type == "cuda")
+        with autocast:
+            y, z, logits, halt_logit = self.model.step(carry.batch["tokens"], carry.y, carry.z)
+            loss, stats, _ = self._loss(carry, y, logits, halt_logit)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.cfg.grad_clip:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
+        self.optimizer.step()
+        self.ema.update(self.model, self.step)
+        carry.y, carry.z = y.detach().float(), z.detach().float()
+        carry.steps = carry.steps + 1
+        self._halt(carry, halt_logit.detach())
+        halted = carry.halted
+        stats["halt_steps"] = float(carry.steps[halted].float().mean()) if halted.any() else float("nan")
+        self.step += 1
+        return stats
+
+    # --- the loop ---------------------------------------------------------------------------------
+    def _request_stop(self, *_: object) -> None:
+        self._stop = True
+
+    def fit(self, resume: bool = True) -> TRM:
+        """Trains until max_steps or max_minutes; returns the EMA model (used for evaluation and export)."""
+        cfg = self.cfg
+        torch.manual_seed(cfg.seed)
+        if resume and self.load_checkpoint():
+            tqdm.write(f"resumed {cfg.name} from step {self.step} ({self.checkpoint_path})")
+        previous = {
+            sig: signal.signal(sig, self._request_stop) for sig in (signal.SIGINT, signal.SIGTERM)
+        }
+        carry = self._empty_carry()
+        bar = tqdm(total=cfg.max_steps, initial=self.step, desc=cfg.name, dynamic_ncols=True)
+        started, last = time.monotonic(), {}
+        base_elapsed = self.elapsed_s
+        try:
+            while self.step < cfg.max_steps and not self._stop:
+                if cfg.max_minutes and self.elapsed_s >= cfg.max_minutes * 60:
+                    break
+                last = self.train_step(carry)
+                self.elapsed_s = base_elapsed + time.monotonic() - started
+                bar.update(1)
+                bar.set_postfix(
+                    loss=f"{last['loss']:.3f}", acc=f"{last['acc']:.3f}", steps=f"{last['halt_steps']:.1f}"
+                )
+                if self.step % cfg.checkpoint_every == 0:
+                    self.save_checkpoint()
+                if self.evaluate and self.step % cfg.eval_every == 0:
+                    metrics = {"step": self.step, "elapsed_s": self.elapsed_s, **self.evaluate(self.ema.model)}
+                    self.history.append(metrics)
+                    tqdm.write(f"eval {cfg.name} step {self.step}: {metrics}")
+        finally:
+            bar.close()
+            self.save_checkpoint()
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+        if self._stop:
+            raise KeyboardInterrupt(f"stopped at step {self.step}; checkpoint saved to {self.checkpoint_path}")
+        return self.ema.model
