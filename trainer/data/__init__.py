@@ -1,0 +1,1 @@
+"""Data for the trainer: dataset loaders, Sudoku tiers and augmentations, and the text tokenizer."""
