@@ -19,7 +19,9 @@ def augment_sudoku(
     puzzles = np.asarray(puzzles)
     solutions = np.asarray(solutions)
     if puzzles.shape != solutions.shape or puzzles.ndim != 2 or puzzles.shape[1] != CELLS:
-        raise ValueError(f"expected puzzles and solutions of shape [B, {CELLS}], got {puzzles.shape}, {solutions.shape}")
+        raise ValueError(
+            f"expected puzzles and solutions of shape [B, {CELLS}], got {puzzles.shape}, {solutions.shape}"
+        )
     cells = _cell_permutations(len(puzzles), rng)
     digits = _digit_maps(len(puzzles), rng)
     return _transform(puzzles, cells, digits), _transform(solutions, cells, digits)

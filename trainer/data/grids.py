@@ -40,7 +40,9 @@ def reveal(puzzles: np.ndarray, solutions: np.ndarray, givens: int, rng: np.rand
     puzzles = np.asarray(puzzles)
     solutions = np.asarray(solutions)
     if puzzles.shape != solutions.shape or puzzles.ndim != 2 or puzzles.shape[1] != CELLS:
-        raise ValueError(f"expected puzzles and solutions of shape [N, {CELLS}], got {puzzles.shape}, {solutions.shape}")
+        raise ValueError(
+            f"expected puzzles and solutions of shape [N, {CELLS}], got {puzzles.shape}, {solutions.shape}"
+        )
     if not 0 <= givens <= CELLS:
         raise ValueError(f"givens must be in [0, {CELLS}], got {givens}")
     keys = rng.random(puzzles.shape)

@@ -35,7 +35,7 @@ def string_field(path: Path, line: int, obj: dict[str, Any], key: str) -> str:
 
 
 def first_json_object(path: Path) -> dict[str, Any] | None:
-    """The object on the first non-blank line of a JSON Lines file, or None if there is none or it is not one."""
+    """The object on the first non-blank line of a JSON Lines file, or None if it is not an object."""
     try:
         with path.open(encoding="utf-8-sig") as handle:
             for line in handle:

@@ -25,7 +25,7 @@ def load_text_file(path: Path) -> TextSplit:
     rows = _csv_rows(path, content) if suffix == ".csv" else _jsonl_rows(path, content)
     if not rows:
         raise DataError(path, None, "no data rows")
-    lines, texts, labels = (list(column) for column in zip(*rows))
+    lines, texts, labels = (list(column) for column in zip(*rows, strict=True))
     return TextSplit(texts, labels, lines)
 
 
@@ -63,7 +63,12 @@ def _csv_rows(path: Path, content: str) -> list[tuple[int, str, str]]:
 
 def _jsonl_rows(path: Path, content: str) -> list[tuple[int, str, str]]:
     return [
-        _checked_row(path, line, string_field(path, line, obj, TEXT_COLUMN), string_field(path, line, obj, LABEL_COLUMN))
+        _checked_row(
+            path,
+            line,
+            string_field(path, line, obj, TEXT_COLUMN),
+            string_field(path, line, obj, LABEL_COLUMN),
+        )
         for line, obj in iter_json_objects(path, content)
     ]
 

@@ -45,7 +45,9 @@ def load_newsgroups(root: Path, split: Literal["train", "test"]) -> TextSplit:
     """20 Newsgroups `split` from root/<split>.jsonl: text is subject + "\\n" + body (never the headers)."""
     path = Path(root) / f"{split}.jsonl"
     if split not in NEWSGROUPS_SPLITS:
-        raise DataError(path, None, f"unknown split '{split}' (expected one of {', '.join(NEWSGROUPS_SPLITS)})")
+        raise DataError(
+            path, None, f"unknown split '{split}' (expected one of {', '.join(NEWSGROUPS_SPLITS)})"
+        )
     texts: list[str] = []
     labels: list[str] = []
     lines: list[int] = []

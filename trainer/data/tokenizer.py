@@ -13,7 +13,9 @@ PAD_ID = 0
 UNK_ID = 1
 
 
-def train_tokenizer(texts: Sequence[str], vocab_size: int, max_tokens: int, lowercase: bool = True) -> Tokenizer:
+def train_tokenizer(
+    texts: Sequence[str], vocab_size: int, max_tokens: int, lowercase: bool = True
+) -> Tokenizer:
     """Train a WordPiece tokenizer on `texts` that pads and truncates every encoding to `max_tokens` ids.
 
     [PAD] is id 0 and [UNK] id 1; padding and truncation are stored in the tokenizer itself, so a
