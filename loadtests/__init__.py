@@ -1,0 +1,1 @@
+"""Load tests (Locust), scenario runners and the benchmark against the naive PyTorch baseline."""

@@ -1,0 +1,78 @@
+"""A Locust User that speaks gRPC, following Locust's pattern for non-HTTP protocols: time each call
+and fire the `request` event; a non-OK call is a failure named after its gRPC status (e.g. RESOURCE_EXHAUSTED).
+
+gRPC must be made gevent-cooperative (grpc.experimental.gevent.init_gevent()) before any channel exists;
+the locustfile does that at import.
+"""
+
+from __future__ import annotations
+
+import time
+
+import grpc
+from locust import User
+from trm.v1 import trm_pb2, trm_pb2_grpc
+
+STREAM_FIRST_STEP = "ReasonStream first step"
+STREAM_COMPLETE = "ReasonStream complete"
+UNARY = "Reason"
+
+
+class GrpcStatusError(Exception):
+    """A call that ended with a non-OK gRPC status; its text is the status name, so Locust groups by it."""
+
+    def __init__(self, code: grpc.StatusCode) -> None:
+        super().__init__(code.name)
+        self.code = code
+
+
+class ReasonServiceUser(User):
+    """Base user holding one channel to `host` ("127.0.0.1:PORT") and timing trm.v1 calls."""
+
+    abstract = True
+    call_timeout_s: float = 30.0
+
+    def __init__(self, environment) -> None:
+        super().__init__(environment)
+        self.channel = grpc.insecure_channel(self.host)
+        self.stub = trm_pb2_grpc.ReasonServiceStub(self.channel)
+
+    def on_stop(self) -> None:
+        self.channel.close()
+
+    def _record(self, request_type: str, name: str, started: float, length: int, error: Exception | None) -> None:
+        self.environment.events.request.fire(
+            request_type=request_type,
+            name=name,
+            response_time=(time.perf_counter() - started) * 1000.0,
+            response_length=length,
+            exception=error,
+            context={},
+        )
+
+    def reason(self, request: trm_pb2.ReasonRequest) -> None:
+        """One unary Reason call, recorded as type "Reason", named after the model."""
+        started = time.perf_counter()
+        try:
+            reply = self.stub.Reason(request, timeout=self.call_timeout_s)
+        except grpc.RpcError as err:
+            self._record(UNARY, request.model, started, 0, GrpcStatusError(err.code()))
+            return
+        self._record(UNARY, request.model, started, reply.ByteSize(), None)
+
+    def reason_stream(self, request: trm_pb2.ReasonRequest) -> None:
+        """One ReasonStream call, recorded twice: time to the first step and time to the final step."""
+        started = time.perf_counter()
+        received = 0
+        try:
+            for step in self.stub.ReasonStream(request, timeout=self.call_timeout_s):
+                if received == 0:
+                    self._record(STREAM_FIRST_STEP, request.model, started, step.ByteSize(), None)
+                received += step.ByteSize()
+        except grpc.RpcError as err:
+            failure = GrpcStatusError(err.code())
+            if received == 0:
+                self._record(STREAM_FIRST_STEP, request.model, started, 0, failure)
+            self._record(STREAM_COMPLETE, request.model, started, received, failure)
+            return
+        self._record(STREAM_COMPLETE, request.model, started, received, None)
