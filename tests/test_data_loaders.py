@@ -1,0 +1,270 @@
+"""Text loaders: CLINC150, 20 Newsgroups, the user's CSV/JSONL files, and the dispatcher."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from trainer.data.errors import DataError
+from trainer.data.text import (
+    TextSplit,
+    check_label_coverage,
+    load_clinc150,
+    load_newsgroups,
+    load_text_dataset,
+    load_text_file,
+)
+
+SHARED = Path("/work/shared/data")
+HEADER_MARKER = "LEAKY-HEADER-MARKER"
+
+
+def write(path: Path, content: str | bytes) -> Path:
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        path.write_text(content, encoding="utf-8")
+    return path
+
+
+def newsgroup_row(index: int, label: str) -> str:
+    return json.dumps(
+        {
+            "id": f"{label}/{index}",
+            "split": "train",
+            "label": label,
+            "subject": f"subject {index}",
+            "headers": f"From: someone\nNewsgroups: {label}\nOrganization: {HEADER_MARKER}",
+            "body": f"body of message {index}",
+        }
+    )
+
+
+@pytest.fixture
+def newsgroups_folder(tmp_path: Path) -> Path:
+    labels = ["sci.space"] * 20 + ["rec.autos"] * 10
+    train = "\n".join(newsgroup_row(i, label) for i, label in enumerate(labels)) + "\n"
+    write(tmp_path / "train.jsonl", train)
+    write(tmp_path / "test.jsonl", newsgroup_row(100, "sci.space") + "\n\n" + newsgroup_row(101, "rec.autos"))
+    return tmp_path
+
+
+# --- DataError -------------------------------------------------------------------------------------
+
+
+def test_data_error_formats_path_line_and_problem() -> None:
+    error = DataError(Path("a/b.csv"), 7, "empty text")
+    assert str(error) == "a/b.csv:7: empty text"
+    assert (error.path, error.line, error.problem) == ("a/b.csv", 7, "empty text")
+    assert isinstance(error, ValueError)
+    assert str(DataError("a/b.csv", None, "file is empty")) == "a/b.csv: file is empty"
+
+
+# --- CLINC150 --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("split", "in_scope", "out_of_scope"),
+    [("train", 15_000, 100), ("val", 3_000, 100), ("test", 4_500, 1_000)],
+)
+def test_clinc150_counts_include_the_matching_oos_split(split: str, in_scope: int, out_of_scope: int) -> None:
+    data = load_clinc150(SHARED / "clinc150", split)  # type: ignore[arg-type]
+    assert len(data.texts) == len(data.labels) == in_scope + out_of_scope
+    assert data.labels.count("oos") == out_of_scope
+    assert len(set(data.labels) - {"oos"}) == 150
+    assert data.labels[-1] == "oos" and data.labels[0] != "oos"
+
+
+def test_clinc150_unknown_split_is_a_data_error() -> None:
+    with pytest.raises(DataError, match="unknown split 'dev'"):
+        load_clinc150(SHARED / "clinc150", "dev")  # type: ignore[arg-type]
+
+
+def test_clinc150_malformed_pair_is_named(tmp_path: Path) -> None:
+    write(
+        tmp_path / "data_full.json", json.dumps({"train": [["hi", "greet"], ["only text"]], "oos_train": []})
+    )
+    with pytest.raises(DataError, match=r"train\[1\] is not a \[text, intent\] pair"):
+        load_clinc150(tmp_path, "train")
+
+
+def test_dispatcher_recognises_clinc150_folder() -> None:
+    assert len(load_text_dataset(SHARED / "clinc150", "test").texts) == 5_500
+
+
+# --- 20 Newsgroups ---------------------------------------------------------------------------------
+
+
+def test_newsgroups_text_is_subject_and_body_never_headers(newsgroups_folder: Path) -> None:
+    data = load_newsgroups(newsgroups_folder, "train")
+    assert data.texts[3] == "subject 3\nbody of message 3"
+    assert not any(HEADER_MARKER in text for text in data.texts)
+    assert data.labels[:2] == ["sci.space", "sci.space"]
+
+
+def test_newsgroups_line_numbers_skip_blank_lines(newsgroups_folder: Path) -> None:
+    assert load_newsgroups(newsgroups_folder, "test").lines == [1, 3]
+
+
+def test_newsgroups_val_is_a_seeded_stratified_ten_percent(newsgroups_folder: Path) -> None:
+    train = load_text_dataset(newsgroups_folder, "train")
+    val = load_text_dataset(newsgroups_folder, "val")
+    full = load_text_dataset(newsgroups_folder, "train_full")
+    assert (val.labels.count("sci.space"), val.labels.count("rec.autos")) == (2, 1)
+    assert sorted(train.texts + val.texts) == sorted(full.texts)
+    assert not set(train.texts) & set(val.texts)
+    assert load_text_dataset(newsgroups_folder, "val").texts == val.texts
+    other_seeds = {tuple(load_text_dataset(newsgroups_folder, "val", seed=s).texts) for s in range(1, 6)}
+    assert other_seeds - {tuple(val.texts)}
+
+
+def test_real_newsgroups_test_split() -> None:
+    data = load_text_dataset(SHARED / "newsgroups20", "test")
+    assert len(data.texts) == 7_532
+    assert len(set(data.labels)) == 20
+
+
+def test_newsgroups_unknown_split(newsgroups_folder: Path) -> None:
+    with pytest.raises(DataError, match="unknown split 'dev'"):
+        load_text_dataset(newsgroups_folder, "dev")
+
+
+def test_newsgroups_row_without_body(tmp_path: Path) -> None:
+    write(tmp_path / "train.jsonl", newsgroup_row(0, "a") + "\n" + json.dumps({"label": "a", "subject": "s"}))
+    write(tmp_path / "test.jsonl", newsgroup_row(1, "a"))
+    with pytest.raises(DataError) as caught:
+        load_text_dataset(tmp_path, "train_full")
+    assert (Path(caught.value.path).name, caught.value.line) == ("train.jsonl", 2)
+    assert caught.value.problem == "missing field 'body'"
+
+
+# --- dispatcher ------------------------------------------------------------------------------------
+
+
+def test_folder_that_is_neither_dataset(tmp_path: Path) -> None:
+    write(tmp_path / "train.jsonl", '{"text": "hi", "label": "greet"}\n')
+    write(tmp_path / "test.jsonl", '{"text": "hi", "label": "greet"}\n')
+    with pytest.raises(DataError) as caught:
+        load_text_dataset(tmp_path, "train")
+    assert caught.value.path == str(tmp_path)
+    assert "neither CLINC150" in caught.value.problem and "20 Newsgroups" in caught.value.problem
+
+
+def test_missing_path(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="no such file or folder"):
+        load_text_dataset(tmp_path / "nope", "train")
+
+
+def test_dispatcher_loads_a_file_and_ignores_split(tmp_path: Path) -> None:
+    path = write(tmp_path / "mine.jsonl", '{"text": "hi", "label": "greet"}\n')
+    assert load_text_dataset(path, "whatever") == TextSplit(["hi"], ["greet"])
+
+
+# --- the user's files ------------------------------------------------------------------------------
+
+
+def test_csv_with_quotes_extra_columns_and_any_column_order(tmp_path: Path) -> None:
+    path = write(
+        tmp_path / "data.csv",
+        'id,label,text\n1,greet,"hello, there"\n2,bye,"see you\nlater"\n\n3,greet,"say ""hi"""\n',
+    )
+    data = load_text_file(path)
+    assert data.texts == ["hello, there", "see you\nlater", 'say "hi"']
+    assert data.labels == ["greet", "bye", "greet"]
+    assert data.lines == [2, 3, 6]
+
+
+def test_jsonl_file(tmp_path: Path) -> None:
+    path = write(
+        tmp_path / "data.jsonl",
+        '{"text": "hi", "label": "greet", "extra": 1}\n\n{"text": "bye", "label": "go"}',
+    )
+    data = load_text_file(path)
+    assert (data.texts, data.labels, data.lines) == (["hi", "bye"], ["greet", "go"], [1, 3])
+
+
+CSV_CASES = [
+    ("text,category\nhello,greet\n", 1, "missing column 'label' (the header has: text, category)"),
+    ("label\ngreet\n", 1, "missing column 'text' (the header has: label)"),
+    ('text,label\nhello,greet\n"two\nlines",x\n  ,greet\n', 5, "empty text"),
+    ("text,label\nhello,greet\nbye,\n", 3, "empty label"),
+    ("text,label\nhello,greet\nhello, there,greet\n", 3, "row has 3 fields but the header has 2"),
+    ("text,label\n", None, "no data rows"),
+    ("", None, "file is empty"),
+    ("  \n\n", None, "file is empty"),
+]
+
+
+@pytest.mark.parametrize(("content", "line", "problem"), CSV_CASES)
+def test_csv_errors(tmp_path: Path, content: str, line: int | None, problem: str) -> None:
+    path = write(tmp_path / "user.csv", content)
+    with pytest.raises(DataError) as caught:
+        load_text_file(path)
+    assert (caught.value.path, caught.value.line, caught.value.problem) == (str(path), line, problem)
+
+
+JSONL_CASES = [
+    (
+        '{"text": "a", "label": "x"}\n{"text": "b", "label": \n',
+        2,
+        "invalid JSON: Expecting value at column 24",
+    ),
+    ('{"text": "a", "label": "x"}\n["b", "x"]\n', 2, "expected a JSON object, got list"),
+    ('{"text": "a", "label": "x"}\n\n{"text": "b"}\n', 3, "missing field 'label'"),
+    ('{"label": "x"}\n', 1, "missing field 'text'"),
+    ('{"text": "a", "label": 3}\n', 1, "field 'label' must be a string, got int"),
+    ('{"text": null, "label": "x"}\n', 1, "field 'text' must be a string, got NoneType"),
+    ('{"text": "a", "label": "x"}\n{"text": "", "label": "x"}\n', 2, "empty text"),
+    ('{"text": "a", "label": " "}\n', 1, "empty label"),
+    ("\n\n", None, "file is empty"),
+]
+
+
+@pytest.mark.parametrize(("content", "line", "problem"), JSONL_CASES)
+def test_jsonl_errors(tmp_path: Path, content: str, line: int | None, problem: str) -> None:
+    path = write(tmp_path / "user.jsonl", content)
+    with pytest.raises(DataError) as caught:
+        load_text_file(path)
+    assert (caught.value.path, caught.value.line, caught.value.problem) == (str(path), line, problem)
+
+
+def test_unknown_extension(tmp_path: Path) -> None:
+    path = write(tmp_path / "data.txt", "text,label\nhi,greet\n")
+    with pytest.raises(DataError) as caught:
+        load_text_file(path)
+    assert str(caught.value) == f"{path}: unknown file extension '.txt': expected .csv or .jsonl"
+
+
+def test_unreadable_file(tmp_path: Path) -> None:
+    path = tmp_path / "missing.csv"
+    with pytest.raises(DataError) as caught:
+        load_text_file(path)
+    assert (caught.value.path, caught.value.line) == (str(path), None)
+    assert caught.value.problem.startswith("cannot read file")
+
+
+def test_invalid_utf8_names_the_line(tmp_path: Path) -> None:
+    path = write(tmp_path / "data.csv", b"text,label\nhi,greet\ncaf\xe9,greet\n")
+    with pytest.raises(DataError) as caught:
+        load_text_file(path)
+    assert (caught.value.line, caught.value.problem) == (3, "not valid UTF-8 text")
+
+
+# --- label coverage --------------------------------------------------------------------------------
+
+
+def test_label_coverage_names_label_and_first_test_line(tmp_path: Path) -> None:
+    train = load_text_file(write(tmp_path / "train.csv", "text,label\na,x\nb,y\n"))
+    test_path = write(tmp_path / "test.csv", "text,label\nc,y\nd,z\ne,z\n")
+    check_label_coverage(train, load_text_file(write(tmp_path / "ok.csv", "text,label\nc,y\n")), "ok.csv")
+    with pytest.raises(DataError) as caught:
+        check_label_coverage(train, load_text_file(test_path), test_path)
+    assert str(caught.value) == f"{test_path}:3: label 'z' never appears in the training data"
+
+
+def test_label_coverage_without_line_numbers_names_the_row() -> None:
+    with pytest.raises(DataError) as caught:
+        check_label_coverage(TextSplit(["a"], ["x"]), TextSplit(["b", "c"], ["x", "w"]), "test.jsonl")
+    assert str(caught.value) == "test.jsonl: label 'w' (test row 2) never appears in the training data"
