@@ -1,0 +1,81 @@
+"""The WordPiece tokenizer: fixed-length ids, pad id 0, and the same ids after a save/load round trip."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from tokenizers import Tokenizer
+
+from trainer.data.text import load_clinc150
+from trainer.data.tokenizer import PAD_ID, UNK_ID, encode_texts, train_tokenizer
+
+MAX_TOKENS = 16
+
+
+@pytest.fixture(scope="module")
+def corpus() -> list[str]:
+    return load_clinc150(Path("/work/shared/data/clinc150"), "train").texts[::10]
+
+
+@pytest.fixture(scope="module")
+def tokenizer(corpus: list[str]) -> Tokenizer:
+    return train_tokenizer(corpus, vocab_size=800, max_tokens=MAX_TOKENS)
+
+
+def test_special_token_ids(tokenizer: Tokenizer) -> None:
+    assert tokenizer.token_to_id("[PAD]") == PAD_ID == 0
+    assert tokenizer.token_to_id("[UNK]") == UNK_ID == 1
+    assert 200 < tokenizer.get_vocab_size() <= 800
+
+
+def test_encodings_have_fixed_length_and_pad_with_zero(tokenizer: Tokenizer, corpus: list[str]) -> None:
+    long_text = " ".join(corpus[:10])
+    ids = encode_texts(tokenizer, ["what", long_text, ""])
+    assert ids.dtype == np.int64 and ids.shape == (3, MAX_TOKENS)
+    assert ids[0, 0] != PAD_ID and np.all(ids[0, 1:] == PAD_ID)
+    assert np.all(ids[1] != PAD_ID)
+    assert np.all(ids[2] == PAD_ID)
+    assert encode_texts(tokenizer, []).shape == (0, MAX_TOKENS)
+
+
+def test_saved_tokenizer_gives_the_same_ids(tokenizer: Tokenizer, corpus: list[str], tmp_path: Path) -> None:
+    path = tmp_path / "tokenizer.json"
+    tokenizer.save(str(path))
+    loaded = Tokenizer.from_file(str(path))
+    texts = [*corpus[:50], "what is my credit score, please?", " ".join(corpus[:20])]
+    reloaded = [encoding.ids for encoding in loaded.encode_batch(texts)]
+    assert all(len(ids) == MAX_TOKENS for ids in reloaded)
+    assert np.array_equal(np.array(reloaded), encode_texts(tokenizer, texts))
+
+
+def test_decoding_recovers_normalised_text(tokenizer: Tokenizer, corpus: list[str]) -> None:
+    text = next(t for t in corpus if len(t.split()) <= 5 and t.replace(" ", "").isalpha())
+    ids = encode_texts(tokenizer, [text.upper()])[0]
+    assert ids[-1] == PAD_ID, "the text must fit without truncation"
+    assert tokenizer.decode(ids.tolist()) == text
+
+
+def test_normalisation_lowercases_and_strips_accents(tokenizer: Tokenizer) -> None:
+    plain = encode_texts(tokenizer, ["what is the cafe balance"])
+    assert np.array_equal(encode_texts(tokenizer, ["What Is THE Café balance"]), plain)
+
+
+def test_unknown_characters_map_to_unk(tokenizer: Tokenizer) -> None:
+    ids = encode_texts(tokenizer, ["☃"])[0]
+    assert ids[0] == UNK_ID and np.all(ids[1:] == PAD_ID)
+
+
+def test_lowercase_can_be_turned_off() -> None:
+    texts = ["Hello World", "hello world", "Hello there", "hello there"] * 5
+    cased = train_tokenizer(texts, vocab_size=100, max_tokens=8, lowercase=False)
+    ids = encode_texts(cased, ["Hello", "hello"])
+    assert not np.array_equal(ids[0], ids[1])
+
+
+def test_encode_requires_fixed_length_padding(tokenizer: Tokenizer) -> None:
+    unpadded = Tokenizer.from_str(tokenizer.to_str())
+    unpadded.no_padding()
+    with pytest.raises(ValueError, match="fixed length"):
+        encode_texts(unpadded, ["hi"])
