@@ -1,0 +1,147 @@
+"""The asyncio client for trm.v1.ReasoningService."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import TypeVar
+
+import grpc
+from trm.v1 import trm_pb2, trm_pb2_grpc
+
+from trm_client.channel import TLSConfig, open_aio_channel, resolve_target
+from trm_client.errors import from_rpc_error
+from trm_client.metadata import call_metadata, new_request_id
+from trm_client.model_info import Budget, ModelInfo
+from trm_client.reason_request import GridInput, build_reason_request
+from trm_client.results import ReasonResult, ReasonStep
+from trm_client.retry import Deadline, RetryPolicy, plan_retry
+
+Response = TypeVar("Response")
+
+
+class AsyncTRMClient:
+    """asyncio client with the same behaviour and arguments as TRMClient; create it inside the event loop.
+
+    Use ``async with AsyncTRMClient(...) as client:`` or call ``await client.close()``.
+    """
+
+    def __init__(
+        self,
+        target: str | Sequence[str] | None = None,
+        *,
+        tls: TLSConfig | None = None,
+        timeout_s: float = 10.0,
+        retry: RetryPolicy | None = None,
+        metadata: Sequence[tuple[str, str]] = (),
+        channel_options: Sequence[tuple[str, int | str]] = (),
+    ) -> None:
+        self.target = resolve_target(target)
+        self.timeout_s = timeout_s
+        self.retry = retry or RetryPolicy()
+        self._metadata = tuple(metadata)
+        self._channel = open_aio_channel(self.target, tls, channel_options)
+        self._stub = trm_pb2_grpc.ReasoningServiceStub(self._channel)
+
+    async def models(
+        self, *, timeout_s: float | None = None, request_id: str | None = None
+    ) -> list[ModelInfo]:
+        """Every hosted model (ListModels)."""
+        response, _ = await self._unary(
+            self._stub.ListModels, trm_pb2.ListModelsRequest(), timeout_s, request_id
+        )
+        return [ModelInfo.from_proto(m) for m in response.models]
+
+    async def model(
+        self, name: str, version: str = "", *, timeout_s: float | None = None, request_id: str | None = None
+    ) -> ModelInfo:
+        """One model's description (GetModel); raises NotFound when it is not hosted."""
+        request = trm_pb2.GetModelRequest(name=name, version=version)
+        response, _ = await self._unary(self._stub.GetModel, request, timeout_s, request_id)
+        return ModelInfo.from_proto(response)
+
+    async def reason(
+        self,
+        model: str,
+        text: str | None = None,
+        *,
+        grid: GridInput | None = None,
+        version: str = "",
+        budget: Budget | None = None,
+        top_k: int = 0,
+        timeout_s: float | None = None,
+        request_id: str | None = None,
+    ) -> ReasonResult:
+        """Runs the model on ``text`` or ``grid`` to its end and returns the final answer."""
+        request = build_reason_request(model, text, grid, version=version, budget=budget, top_k=top_k)
+        started = time.perf_counter()
+        response, rid = await self._unary(self._stub.Reason, request, timeout_s, request_id)
+        return ReasonResult.from_proto(response, (time.perf_counter() - started) * 1000.0, rid)
+
+    def reason_stream(
+        self,
+        model: str,
+        text: str | None = None,
+        *,
+        grid: GridInput | None = None,
+        version: str = "",
+        budget: Budget | None = None,
+        top_k: int = 0,
+        timeout_s: float | None = None,
+        request_id: str | None = None,
+    ) -> AsyncIterator[ReasonStep]:
+        """Yields the answer after each supervision step as it arrives; the last has ``final``."""
+        request = build_reason_request(model, text, grid, version=version, budget=budget, top_k=top_k)
+        return self._stream(request, timeout_s, request_id or new_request_id())
+
+    async def close(self) -> None:
+        """Closes the channel."""
+        await self._channel.close()
+
+    async def __aenter__(self) -> AsyncTRMClient:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    async def _unary(
+        self,
+        rpc: Callable[..., Awaitable[Response]],
+        request: object,
+        timeout_s: float | None,
+        request_id: str | None,
+    ) -> tuple[Response, str]:
+        rid = request_id or new_request_id()
+        metadata = call_metadata(self._metadata, rid)
+        deadline = Deadline(self.timeout_s if timeout_s is None else timeout_s)
+        attempt = 1
+        while True:
+            try:
+                return await rpc(request, timeout=deadline.remaining(), metadata=metadata), rid
+            except grpc.RpcError as error:
+                await asyncio.sleep(plan_retry(self.retry, error, attempt, deadline, rid))
+                attempt += 1
+
+    async def _stream(
+        self, request: trm_pb2.ReasonRequest, timeout_s: float | None, rid: str
+    ) -> AsyncIterator[ReasonStep]:
+        metadata = call_metadata(self._metadata, rid)
+        deadline = Deadline(self.timeout_s if timeout_s is None else timeout_s)
+        attempt = 1
+        while True:
+            call = self._stub.ReasonStream(request, timeout=deadline.remaining(), metadata=metadata)
+            try:
+                message = await call.read()
+                break
+            except grpc.RpcError as error:
+                await asyncio.sleep(plan_retry(self.retry, error, attempt, deadline, rid))
+                attempt += 1
+        try:
+            while message is not grpc.aio.EOF:
+                yield ReasonStep.from_proto(message, rid)
+                message = await call.read()
+        except grpc.RpcError as error:
+            raise from_rpc_error(error, rid) from error
+        finally:
+            call.cancel()

@@ -1,0 +1,139 @@
+"""Opens gRPC channels: target URIs for one or many replicas, round-robin balancing, TLS and mutual TLS."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+
+DEFAULT_TARGET = "127.0.0.1:50051"
+TARGET_ENV = "TRM_TARGET"
+
+# Round robin over every address the resolver returns: a list of replicas, or every A record of a
+# dns:/// name (e.g. a Kubernetes headless service). The resolver's own service config is ignored so
+# that this policy always applies.
+_SERVICE_CONFIG = json.dumps({"loadBalancingConfig": [{"round_robin": {}}]})
+_BASE_OPTIONS: tuple[tuple[str, int | str], ...] = (
+    ("grpc.service_config", _SERVICE_CONFIG),
+    ("grpc.service_config_disable_resolution", 1),
+    # Reconnect to a restarted replica within a second or two instead of gRPC's default of up to 2 minutes.
+    ("grpc.initial_reconnect_backoff_ms", 200),
+    ("grpc.min_reconnect_backoff_ms", 200),
+    ("grpc.max_reconnect_backoff_ms", 2000),
+)
+
+
+@dataclass(frozen=True)
+class TLSConfig:
+    """Transport security: server authentication with a CA, plus a client certificate for mutual TLS.
+
+    Attributes:
+        root_certificates: PEM CA bundle that signed the server's certificate; None uses the system roots.
+        certificate_chain: PEM client certificate chain (mutual TLS); requires ``private_key``.
+        private_key: PEM key of the client certificate (mutual TLS).
+        server_name: the name to check the server certificate against, when it differs from the target's host.
+    """
+
+    root_certificates: bytes | None = None
+    certificate_chain: bytes | None = None
+    private_key: bytes | None = None
+    server_name: str | None = None
+
+    def __post_init__(self) -> None:
+        if (self.certificate_chain is None) != (self.private_key is None):
+            raise ValueError("mutual TLS needs both certificate_chain and private_key")
+
+    @classmethod
+    def from_files(
+        cls,
+        ca: str | Path | None = None,
+        cert: str | Path | None = None,
+        key: str | Path | None = None,
+        server_name: str | None = None,
+    ) -> TLSConfig:
+        """Reads PEM files: ``ca`` to verify the server, ``cert`` and ``key`` for mutual TLS."""
+
+        def read(path: str | Path | None) -> bytes | None:
+            return Path(path).read_bytes() if path is not None else None
+
+        return cls(read(ca), read(cert), read(key), server_name)
+
+    def credentials(self) -> grpc.ChannelCredentials:
+        """The gRPC channel credentials for this configuration."""
+        return grpc.ssl_channel_credentials(self.root_certificates, self.private_key, self.certificate_chain)
+
+    def options(self) -> tuple[tuple[str, str], ...]:
+        """Channel options that go with the credentials."""
+        return (("grpc.ssl_target_name_override", self.server_name),) if self.server_name else ()
+
+
+def resolve_target(target: str | Sequence[str] | None) -> str:
+    """Turns a target, a comma-separated list or a list of replicas into one gRPC target URI.
+
+    A single target passes through unchanged (``host:port``, ``dns:///name:port``, ``ipv4:...``).
+    Several ``ip:port`` endpoints become an ``ipv4:`` or ``ipv6:`` list that round robin spreads over.
+    None falls back to $TRM_TARGET, then to 127.0.0.1:50051.
+
+    Raises:
+        ValueError: for several endpoints that are not all IPv4 or all IPv6 literals (use ``dns:///``).
+    """
+    if target is None:
+        target = os.environ.get(TARGET_ENV) or DEFAULT_TARGET
+    endpoints = [t.strip() for t in (target.split(",") if isinstance(target, str) else target) if t.strip()]
+    if not endpoints:
+        raise ValueError("no target given")
+    if len(endpoints) == 1:
+        return endpoints[0]
+    families = {_ip_family(endpoint) for endpoint in endpoints}
+    if len(families) != 1 or None in families:
+        raise ValueError(
+            f"several endpoints must all be IPv4 or all IPv6 'ip:port' literals, got {endpoints}; "
+            "for host names use one dns:///name:port target, which resolves every replica"
+        )
+    return f"{families.pop()}:{','.join(endpoints)}"
+
+
+def _ip_family(endpoint: str) -> str | None:
+    """'ipv4' or 'ipv6' for an ``ip:port`` / ``[ip]:port`` literal, None for anything else."""
+    host, sep, port = endpoint.rpartition(":")
+    if not sep or not port.isdigit():
+        return None
+    try:
+        address = ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return None
+    if address.version == 6 and not host.startswith("["):
+        return None
+    return f"ipv{address.version}"
+
+
+def channel_options(
+    tls: TLSConfig | None, extra: Sequence[tuple[str, int | str]] = ()
+) -> list[tuple[str, int | str]]:
+    """The options every channel gets: round robin, quick reconnects, TLS name override, then ``extra``."""
+    return [*_BASE_OPTIONS, *(tls.options() if tls else ()), *extra]
+
+
+def open_channel(
+    target: str, tls: TLSConfig | None, extra: Sequence[tuple[str, int | str]] = ()
+) -> grpc.Channel:
+    """Opens a blocking channel to a resolved target."""
+    options = channel_options(tls, extra)
+    if tls is None:
+        return grpc.insecure_channel(target, options=options)
+    return grpc.secure_channel(target, tls.credentials(), options=options)
+
+
+def open_aio_channel(
+    target: str, tls: TLSConfig | None, extra: Sequence[tuple[str, int | str]] = ()
+) -> grpc.aio.Channel:
+    """Opens an asyncio channel to a resolved target."""
+    options = channel_options(tls, extra)
+    if tls is None:
+        return grpc.aio.insecure_channel(target, options=options)
+    return grpc.aio.secure_channel(target, tls.credentials(), options=options)

@@ -1,0 +1,118 @@
+r"""The ``trm-client`` command: list models, reason (optionally streaming), print LLM tool definitions.
+
+Examples::
+
+    trm-client --target 127.0.0.1:50051 models
+    trm-client reason intent-clinc150 "wake me up at seven"
+    trm-client reason intent-clinc150 "wake me up at seven" --stream
+    trm-client reason sudoku --grid \
+        "53..7....6..195....98....6.8...6...34..8.3..17...2...6.6....28....419..5....8..79"
+    trm-client tools --json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any, TextIO
+
+from trm_client.client import TRMClient
+from trm_client.connection_args import add_connection_arguments, client_settings
+from trm_client.errors import TRMError
+from trm_client.model_info import Budget
+from trm_client.render import models_table, result_text, step_line
+from trm_client.serialize import model_dict, result_dict, step_dict
+from trm_client.tools import ToolAdapter
+
+EXIT_ERROR = 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``trm-client``."""
+    parser = argparse.ArgumentParser(
+        prog="trm-client",
+        description="Client for the TRM reasoning co-processor.",
+        epilog=__doc__.split("Examples::", 1)[1],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_connection_arguments(parser)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    models = commands.add_parser("models", help="list the hosted models")
+    models.add_argument("--json", action="store_true", help="print JSON")
+
+    reason = commands.add_parser("reason", help="run a model on a text or a grid")
+    reason.add_argument("model", help="model name, e.g. intent-clinc150")
+    reason.add_argument(
+        "input", help="the text; with --grid, the grid's cells row-major ('0' or '.' = blank)"
+    )
+    reason.add_argument("--grid", action="store_true", help="treat the input as a grid")
+    reason.add_argument("--version", default="", help="exact model version (default: newest)")
+    reason.add_argument("--top-k", type=int, default=0, help="labels to return (default 3)")
+    reason.add_argument("--max-steps", type=int, default=0, help="most supervision steps")
+    reason.add_argument("--min-steps", type=int, default=0, help="fewest steps before halting")
+    reason.add_argument("--halt-threshold", type=float, default=0.0, help="halting confidence to stop at")
+    reason.add_argument("--budget-ms", type=int, default=0, help="time budget in milliseconds")
+    reason.add_argument("--stream", action="store_true", help="show each refinement step as it arrives")
+    reason.add_argument("--json", action="store_true", help="print JSON (one object per line with --stream)")
+
+    tools = commands.add_parser("tools", help="print the OpenAI function-calling tool definitions")
+    tools.add_argument("--json", action="store_true", help="print JSON (the default for this command)")
+    return parser
+
+
+def run_models(client: TRMClient, args: argparse.Namespace, out: TextIO) -> None:
+    """``trm-client models``."""
+    infos = client.models()
+    print(json.dumps([model_dict(i) for i in infos]) if args.json else models_table(infos), file=out)
+
+
+def run_reason(client: TRMClient, args: argparse.Namespace, out: TextIO) -> None:
+    """``trm-client reason``: one final answer, or the live refinement with --stream."""
+    inputs: dict[str, Any] = {"grid": args.input} if args.grid else {"text": args.input}
+    budget = Budget(args.max_steps, args.min_steps, args.halt_threshold, args.budget_ms)
+    common = {"version": args.version, "budget": budget, "top_k": args.top_k, **inputs}
+    if not args.stream:
+        result = client.reason(args.model, **common)
+        print(json.dumps(result_dict(result)) if args.json else result_text(result), file=out)
+        return
+    live = out.isatty() and not args.json
+    for step in client.reason_stream(args.model, **common):
+        if args.json:
+            print(json.dumps(step_dict(step)), file=out, flush=True)
+        elif live:
+            print("\r\x1b[2K" + step_line(step), end="\n" if step.final else "", file=out, flush=True)
+        else:
+            print(step_line(step), file=out, flush=True)
+
+
+def run_tools(client: TRMClient, args: argparse.Namespace, out: TextIO) -> None:
+    """``trm-client tools``: the tool definitions an orchestrator offers its LLM."""
+    print(json.dumps(ToolAdapter(client).tools(), indent=2), file=out)
+
+
+COMMANDS = {"models": run_models, "reason": run_reason, "tools": run_tools}
+
+
+def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout) -> int:
+    """Entry point of ``trm-client``; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    try:
+        with TRMClient(**client_settings(args)) as client:
+            COMMANDS[args.command](client, args, out)
+    except TRMError as error:
+        if args.json:
+            failure = {"code": error.code.name, "details": error.details, "request_id": error.request_id}
+            print(json.dumps({"error": failure}), file=out)
+        print(f"trm-client: {error}", file=sys.stderr)
+        return EXIT_ERROR
+    except ValueError as error:
+        print(f"trm-client: {error}", file=sys.stderr)
+        return EXIT_ERROR
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

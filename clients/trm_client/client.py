@@ -1,0 +1,155 @@
+"""The blocking client for trm.v1.ReasoningService."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Sequence
+from typing import TypeVar
+
+import grpc
+from trm.v1 import trm_pb2, trm_pb2_grpc
+
+from trm_client.channel import TLSConfig, open_channel, resolve_target
+from trm_client.errors import from_rpc_error
+from trm_client.metadata import call_metadata, new_request_id
+from trm_client.model_info import Budget, ModelInfo
+from trm_client.reason_request import GridInput, build_reason_request
+from trm_client.results import ReasonResult, ReasonStep
+from trm_client.retry import Deadline, RetryPolicy, plan_retry
+
+Response = TypeVar("Response")
+
+
+class TRMClient:
+    """Blocking client: one channel, round robin over every replica the target names.
+
+    Every call has a deadline (``timeout_s``, per call or the client's default), sends an
+    ``x-request-id`` and raises a typed TRMError on failure. UNAVAILABLE is retried with backoff
+    per ``retry``; a stream is retried only before its first step arrives.
+
+    Args:
+        target: ``host:port``, a ``dns:///`` URI, or several ``ip:port`` replicas (list or comma-separated);
+            None reads $TRM_TARGET.
+        tls: server-authenticated or mutual TLS; None for plaintext.
+        timeout_s: the default deadline of each call, retries included.
+        retry: which failures to retry and how long to wait between attempts.
+        metadata: extra metadata sent with every call (e.g. an authorization header).
+        channel_options: extra gRPC channel options.
+    """
+
+    def __init__(
+        self,
+        target: str | Sequence[str] | None = None,
+        *,
+        tls: TLSConfig | None = None,
+        timeout_s: float = 10.0,
+        retry: RetryPolicy | None = None,
+        metadata: Sequence[tuple[str, str]] = (),
+        channel_options: Sequence[tuple[str, int | str]] = (),
+    ) -> None:
+        self.target = resolve_target(target)
+        self.timeout_s = timeout_s
+        self.retry = retry or RetryPolicy()
+        self._metadata = tuple(metadata)
+        self._channel = open_channel(self.target, tls, channel_options)
+        self._stub = trm_pb2_grpc.ReasoningServiceStub(self._channel)
+
+    def models(self, *, timeout_s: float | None = None, request_id: str | None = None) -> list[ModelInfo]:
+        """Every hosted model (ListModels)."""
+        response, _ = self._unary(self._stub.ListModels, trm_pb2.ListModelsRequest(), timeout_s, request_id)
+        return [ModelInfo.from_proto(m) for m in response.models]
+
+    def model(
+        self, name: str, version: str = "", *, timeout_s: float | None = None, request_id: str | None = None
+    ) -> ModelInfo:
+        """One model's description (GetModel); raises NotFound when it is not hosted."""
+        request = trm_pb2.GetModelRequest(name=name, version=version)
+        response, _ = self._unary(self._stub.GetModel, request, timeout_s, request_id)
+        return ModelInfo.from_proto(response)
+
+    def reason(
+        self,
+        model: str,
+        text: str | None = None,
+        *,
+        grid: GridInput | None = None,
+        version: str = "",
+        budget: Budget | None = None,
+        top_k: int = 0,
+        timeout_s: float | None = None,
+        request_id: str | None = None,
+    ) -> ReasonResult:
+        """Runs the model on ``text`` or ``grid`` to its end and returns the final answer."""
+        request = build_reason_request(model, text, grid, version=version, budget=budget, top_k=top_k)
+        started = time.perf_counter()
+        response, rid = self._unary(self._stub.Reason, request, timeout_s, request_id)
+        return ReasonResult.from_proto(response, (time.perf_counter() - started) * 1000.0, rid)
+
+    def reason_stream(
+        self,
+        model: str,
+        text: str | None = None,
+        *,
+        grid: GridInput | None = None,
+        version: str = "",
+        budget: Budget | None = None,
+        top_k: int = 0,
+        timeout_s: float | None = None,
+        request_id: str | None = None,
+    ) -> Iterator[ReasonStep]:
+        """Yields the answer after each supervision step as the server produces it; the last has ``final``."""
+        request = build_reason_request(model, text, grid, version=version, budget=budget, top_k=top_k)
+        return self._stream(request, timeout_s, request_id or new_request_id())
+
+    def close(self) -> None:
+        """Closes the channel."""
+        self._channel.close()
+
+    def __enter__(self) -> TRMClient:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def _unary(
+        self,
+        rpc: Callable[..., Response],
+        request: object,
+        timeout_s: float | None,
+        request_id: str | None,
+    ) -> tuple[Response, str]:
+        rid = request_id or new_request_id()
+        metadata = call_metadata(self._metadata, rid)
+        deadline = Deadline(self.timeout_s if timeout_s is None else timeout_s)
+        attempt = 1
+        while True:
+            try:
+                return rpc(request, timeout=deadline.remaining(), metadata=metadata), rid
+            except grpc.RpcError as error:
+                time.sleep(plan_retry(self.retry, error, attempt, deadline, rid))
+                attempt += 1
+
+    def _stream(
+        self, request: trm_pb2.ReasonRequest, timeout_s: float | None, rid: str
+    ) -> Iterator[ReasonStep]:
+        metadata = call_metadata(self._metadata, rid)
+        deadline = Deadline(self.timeout_s if timeout_s is None else timeout_s)
+        attempt = 1
+        while True:
+            call = self._stub.ReasonStream(request, timeout=deadline.remaining(), metadata=metadata)
+            try:
+                first = next(call, None)
+                break
+            except grpc.RpcError as error:
+                time.sleep(plan_retry(self.retry, error, attempt, deadline, rid))
+                attempt += 1
+        try:
+            if first is None:
+                return
+            yield ReasonStep.from_proto(first, rid)
+            for message in call:
+                yield ReasonStep.from_proto(message, rid)
+        except grpc.RpcError as error:
+            raise from_rpc_error(error, rid) from error
+        finally:
+            call.cancel()

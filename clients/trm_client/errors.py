@@ -1,0 +1,62 @@
+"""Typed exceptions for failed calls: each keeps the gRPC status code, its message and the request id."""
+
+from __future__ import annotations
+
+import grpc
+
+
+class TRMError(Exception):
+    """A call to the reasoning service failed.
+
+    Attributes:
+        code: the gRPC status code the call ended with.
+        details: the server's (or the channel's) status message.
+        request_id: the id sent as ``x-request-id`` metadata, to find the call in the server's logs.
+    """
+
+    def __init__(self, code: grpc.StatusCode, details: str, request_id: str) -> None:
+        super().__init__(f"{code.name}: {details} (request_id={request_id})")
+        self.code = code
+        self.details = details
+        self.request_id = request_id
+
+
+class InvalidArgument(TRMError):
+    """The request was malformed: bad input, top_k or budget. Never retried."""
+
+
+class NotFound(TRMError):
+    """The model (or the model version) is not hosted."""
+
+
+class ResourceExhausted(TRMError):
+    """The server's queue is full; retried only when the caller's RetryPolicy asks for it."""
+
+
+class DeadlineExceeded(TRMError):
+    """The call's deadline passed before an answer arrived."""
+
+
+class Unavailable(TRMError):
+    """No server could be reached (still UNAVAILABLE after the retries)."""
+
+
+_BY_CODE: dict[grpc.StatusCode, type[TRMError]] = {
+    grpc.StatusCode.INVALID_ARGUMENT: InvalidArgument,
+    grpc.StatusCode.NOT_FOUND: NotFound,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: ResourceExhausted,
+    grpc.StatusCode.DEADLINE_EXCEEDED: DeadlineExceeded,
+    grpc.StatusCode.UNAVAILABLE: Unavailable,
+}
+
+
+def error_for(code: grpc.StatusCode, details: str, request_id: str) -> TRMError:
+    """Builds the most specific TRMError subclass for a status code."""
+    return _BY_CODE.get(code, TRMError)(code, details, request_id)
+
+
+def from_rpc_error(error: grpc.RpcError, request_id: str) -> TRMError:
+    """Converts a grpc.RpcError (sync or asyncio) into a typed TRMError."""
+    code = error.code() if hasattr(error, "code") else grpc.StatusCode.UNKNOWN
+    details = error.details() if hasattr(error, "details") else str(error)
+    return error_for(code or grpc.StatusCode.UNKNOWN, details or "", request_id)

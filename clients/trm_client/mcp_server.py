@@ -1,0 +1,82 @@
+"""An MCP server over stdio that offers each model hosted by the service as a tool (``trm-mcp``).
+
+Needs the ``mcp`` extra. An MCP host starts it as a subprocess, e.g.
+``{"command": "trm-mcp", "args": ["--target", "127.0.0.1:50051"]}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from collections.abc import Sequence
+from importlib.metadata import version
+from typing import Any
+
+import mcp_types as types
+from mcp.server import Server, ServerRequestContext
+from mcp.server.stdio import stdio_server
+
+from trm_client.aio_client import AsyncTRMClient
+from trm_client.connection_args import add_connection_arguments, client_settings
+from trm_client.tool_schema import input_schema, tool_description, tool_name
+from trm_client.tools import AsyncToolAdapter, to_json
+
+INSTRUCTIONS = (
+    "Each tool runs a tiny recursive model on the reasoning co-processor: intent classification, "
+    "document routing or grid puzzles, answered in milliseconds. When a result says defer_to_llm=true "
+    "the model is unsure or the input is out of its scope: reason about it yourself."
+)
+
+
+def build_server(adapter: AsyncToolAdapter) -> Server[Any]:
+    """An MCP server whose tools are the hosted models, listed afresh on every tools/list."""
+
+    async def list_tools(
+        ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
+    ) -> types.ListToolsResult:
+        infos = await adapter.model_infos()
+        return types.ListToolsResult(
+            tools=[
+                types.Tool(
+                    name=tool_name(i.name), description=tool_description(i), input_schema=input_schema(i)
+                )
+                for i in infos
+            ]
+        )
+
+    async def call_tool(
+        ctx: ServerRequestContext[Any], params: types.CallToolRequestParams
+    ) -> types.CallToolResult:
+        payload = await adapter.invoke(params.name, params.arguments)
+        return types.CallToolResult(
+            content=[types.TextContent(type="text", text=to_json(payload))],
+            structured_content=payload,
+            is_error="error" in payload,
+        )
+
+    return Server(
+        "trm-client",
+        version=version("trm-client"),
+        instructions=INSTRUCTIONS,
+        on_list_tools=list_tools,
+        on_call_tool=call_tool,
+    )
+
+
+async def serve(args: argparse.Namespace) -> None:
+    """Serves MCP on stdin/stdout until the host closes the pipe."""
+    async with AsyncTRMClient(**client_settings(args)) as client:
+        server = build_server(AsyncToolAdapter(client))
+        async with stdio_server() as (read_stream, write_stream):
+            await server.run(read_stream, write_stream, server.create_initialization_options())
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Entry point of ``trm-mcp``."""
+    parser = argparse.ArgumentParser(prog="trm-mcp", description=__doc__.splitlines()[0])
+    add_connection_arguments(parser)
+    asyncio.run(serve(parser.parse_args(argv)))
+
+
+if __name__ == "__main__":
+    main()

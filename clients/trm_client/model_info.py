@@ -1,0 +1,114 @@
+"""What a hosted model is and accepts: ModelInfo, its input limits and request budgets."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+from trm.v1 import trm_pb2
+
+
+class TaskType(enum.Enum):
+    """What a model does with its input."""
+
+    UNSPECIFIED = "unspecified"
+    TEXT_CLASSIFICATION = "text_classification"
+    GRID = "grid"
+
+    @classmethod
+    def from_proto(cls, value: int) -> TaskType:
+        """Maps trm.v1.TaskType to this enum."""
+        return {
+            trm_pb2.TASK_TYPE_TEXT_CLASSIFICATION: cls.TEXT_CLASSIFICATION,
+            trm_pb2.TASK_TYPE_GRID: cls.GRID,
+        }.get(value, cls.UNSPECIFIED)
+
+
+@dataclass(frozen=True)
+class Budget:
+    """Limits for one request; zero means "the model's default" (see trm.v1.Budget)."""
+
+    max_steps: int = 0
+    min_steps: int = 0
+    halt_threshold: float = 0.0
+    time_budget_ms: int = 0
+
+    def to_proto(self) -> trm_pb2.Budget:
+        """Builds the wire message."""
+        return trm_pb2.Budget(
+            max_steps=self.max_steps,
+            min_steps=self.min_steps,
+            halt_threshold=self.halt_threshold,
+            time_budget_ms=self.time_budget_ms,
+        )
+
+    @classmethod
+    def from_proto(cls, message: trm_pb2.Budget) -> Budget:
+        """Reads the wire message."""
+        return cls(
+            max_steps=message.max_steps,
+            min_steps=message.min_steps,
+            halt_threshold=message.halt_threshold,
+            time_budget_ms=message.time_budget_ms,
+        )
+
+
+@dataclass(frozen=True)
+class InputLimits:
+    """What a model accepts: text length and token window, or grid shape, and the largest budget."""
+
+    max_text_chars: int
+    max_tokens: int
+    grid_rows: int
+    grid_cols: int
+    max_steps: int
+    max_time_budget_ms: int
+
+    @classmethod
+    def from_proto(cls, message: trm_pb2.InputLimits) -> InputLimits:
+        """Reads the wire message."""
+        return cls(
+            max_text_chars=message.max_text_chars,
+            max_tokens=message.max_tokens,
+            grid_rows=message.grid_rows,
+            grid_cols=message.grid_cols,
+            max_steps=message.max_steps,
+            max_time_budget_ms=message.max_time_budget_ms,
+        )
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """One hosted model, as ListModels and GetModel describe it."""
+
+    name: str
+    version: str
+    task: TaskType
+    description: str
+    labels: tuple[str, ...]
+    limits: InputLimits
+    default_budget: Budget
+    metrics: dict[str, float] = field(default_factory=dict)
+    out_of_scope_threshold: float = 0.0
+    versions: tuple[str, ...] = ()
+
+    @property
+    def halt_threshold(self) -> float:
+        """The calibrated halting threshold a request gets by default."""
+        return self.default_budget.halt_threshold
+
+    @classmethod
+    def from_proto(cls, message: trm_pb2.ModelInfo) -> ModelInfo:
+        """Reads the wire message."""
+        return cls(
+            name=message.name,
+            version=message.version,
+            task=TaskType.from_proto(message.task),
+            description=message.description,
+            labels=tuple(message.labels),
+            limits=InputLimits.from_proto(message.limits),
+            default_budget=Budget.from_proto(message.default_budget),
+            metrics=dict(message.metrics),
+            out_of_scope_threshold=message.out_of_scope_threshold,
+            versions=tuple(message.versions),
+        )

@@ -1,0 +1,73 @@
+"""Human-readable terminal output for the ``trm-client`` command."""
+
+from __future__ import annotations
+
+from trm_client.model_info import ModelInfo
+from trm_client.results import Classification, GridSolution, ReasonResult, ReasonStep
+
+_FULL, _EMPTY = "█", "░"
+
+
+def confidence_bar(value: float, width: int = 20) -> str:
+    """A bar of ``width`` cells, filled in proportion to ``value`` in [0, 1]."""
+    filled = round(max(0.0, min(1.0, value)) * width)
+    return _FULL * filled + _EMPTY * (width - filled)
+
+
+def models_table(infos: list[ModelInfo]) -> str:
+    """One line per hosted model: name, version, task, output size, step limit, test accuracy."""
+    header = f"{'MODEL':<24} {'VERSION':<10} {'TASK':<20} {'LABELS':>6} {'MAX STEPS':>9} {'TEST ACC':>8}"
+    lines = [header]
+    for info in infos:
+        accuracy = info.metrics.get("test_accuracy")
+        shown = f"{accuracy:.3f}" if accuracy is not None else "-"
+        lines.append(
+            f"{info.name:<24} {info.version:<10} {info.task.value:<20} {len(info.labels):>6} "
+            f"{info.limits.max_steps:>9} {shown:>8}"
+        )
+    return "\n".join(lines)
+
+
+def answer_summary(answer: Classification | GridSolution) -> str:
+    """A short one-line view of an answer."""
+    if isinstance(answer, Classification):
+        scope = "  (out of scope)" if answer.out_of_scope else ""
+        return f"{answer.label}{scope}"
+    return f"grid {answer.rows}x{answer.cols}, verified={'yes' if answer.verified else 'no'}"
+
+
+def step_line(step: ReasonStep) -> str:
+    """One line for a streamed step: step, current answer, confidence bar, halting confidence."""
+    line = (
+        f"step {step.step:>2}  {answer_summary(step.answer):<32} {step.confidence:5.3f} "
+        f"{confidence_bar(step.confidence)}  halt {step.halt_confidence:4.2f}  {step.elapsed_ms:7.1f} ms"
+    )
+    if step.final and step.halt_reason is not None:
+        line += f"  [{step.halt_reason.value}]"
+    return line
+
+
+def grid_block(answer: GridSolution) -> str:
+    """The grid's rows, one per line."""
+    return "\n".join(" ".join(row) for row in answer.row_strings())
+
+
+def result_text(result: ReasonResult) -> str:
+    """A multi-line view of a final result."""
+    answer = result.answer
+    lines = [
+        f"model:       {result.model} {result.model_version}",
+        f"answer:      {answer_summary(answer)}",
+        f"confidence:  {result.confidence:.3f} {confidence_bar(result.confidence)}",
+    ]
+    if isinstance(answer, Classification) and len(answer.top) > 1:
+        lines.append("top:         " + ", ".join(f"{s.label} {s.probability:.3f}" for s in answer.top))
+    lines += [
+        f"steps:       {result.steps} ({result.halt_reason.value}, "
+        f"halt confidence {result.halt_confidence:.2f})",
+        f"latency:     {result.latency_ms:.1f} ms server, {result.round_trip_ms:.1f} ms round trip",
+        f"request id:  {result.request_id}",
+    ]
+    if isinstance(answer, GridSolution):
+        lines.append(grid_block(answer))
+    return "\n".join(lines)

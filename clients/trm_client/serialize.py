@@ -1,0 +1,48 @@
+"""Plain JSON-ready dicts of results, steps and model descriptions (for ``--json`` and scripts)."""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from typing import Any
+
+from trm_client.model_info import ModelInfo
+from trm_client.results import ReasonResult, ReasonStep
+
+
+def jsonable(value: Any) -> Any:
+    """Dataclasses become dicts, enums their values, tuples lists; everything else is kept."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {k: jsonable(v) for k, v in value.items()}
+    return value
+
+
+def model_dict(info: ModelInfo) -> dict[str, Any]:
+    """A model description as a dict."""
+    return jsonable(info)
+
+
+def result_dict(result: ReasonResult) -> dict[str, Any]:
+    """A final result as a dict, with its confidence, prediction and verified flag spelled out."""
+    return {
+        **jsonable(result),
+        "prediction": result.prediction,
+        "confidence": result.confidence,
+        "verified": result.verified,
+    }
+
+
+def step_dict(step: ReasonStep) -> dict[str, Any]:
+    """One streamed step as a dict, with its confidence, prediction and verified flag spelled out."""
+    return {
+        **jsonable(step),
+        "prediction": step.prediction,
+        "confidence": step.confidence,
+        "verified": step.verified,
+    }

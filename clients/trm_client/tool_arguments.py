@@ -1,0 +1,50 @@
+"""Checks an LLM's tool arguments against the tool's schema and turns them into a Reason call."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from jsonschema import Draft202012Validator
+
+from trm_client.model_info import Budget, ModelInfo
+from trm_client.tool_schema import input_schema
+
+
+class ToolArgumentError(ValueError):
+    """The arguments do not match the tool's schema."""
+
+
+def parse_arguments(info: ModelInfo, arguments: Mapping[str, Any] | str | None) -> dict[str, Any]:
+    """Decodes (when given as the JSON string LLM APIs return) and validates the arguments.
+
+    Raises:
+        ToolArgumentError: on invalid JSON or arguments outside the schema.
+    """
+    if isinstance(arguments, str):
+        try:
+            arguments = json.loads(arguments or "{}")
+        except json.JSONDecodeError as error:
+            raise ToolArgumentError(f"arguments are not valid JSON: {error}") from error
+    decoded = dict(arguments or {})
+    problems = sorted(Draft202012Validator(input_schema(info)).iter_errors(decoded), key=str)
+    if problems:
+        raise ToolArgumentError("; ".join(_describe(p.json_path, p.message) for p in problems))
+    return decoded
+
+
+def reason_kwargs(arguments: Mapping[str, Any]) -> dict[str, Any]:
+    """Keyword arguments for ``client.reason(model, **kwargs)`` from validated tool arguments."""
+    kwargs: dict[str, Any] = {"top_k": arguments.get("top_k", 0)}
+    if "grid" in arguments:
+        kwargs["grid"] = arguments["grid"]
+    else:
+        kwargs["text"] = arguments["text"]
+    if "max_steps" in arguments:
+        kwargs["budget"] = Budget(max_steps=arguments["max_steps"])
+    return kwargs
+
+
+def _describe(path: str, message: str) -> str:
+    return message if path == "$" else f"{path.removeprefix('$.')}: {message}"

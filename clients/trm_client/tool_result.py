@@ -1,0 +1,58 @@
+"""What a tool call returns to an LLM: a compact answer and whether the agent should reason itself."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from trm_client.model_info import ModelInfo
+from trm_client.results import Classification, GridSolution, ReasonResult
+
+
+def defer_reason(info: ModelInfo, result: ReasonResult) -> str | None:
+    """Why the agent should not rely on the answer ("out_of_scope", "low_confidence", "unverified"), or None.
+
+    Classification: out of scope when the server flags it; otherwise low confidence when the top
+    probability is below the model's calibrated out-of-scope threshold or, for a model without one,
+    when the halting head's confidence is below the model's calibrated halting threshold.
+    Grid: unverified when the answer fails the deterministic rule check (a grid without rules never verifies).
+    """
+    answer = result.answer
+    if isinstance(answer, GridSolution):
+        return None if answer.verified else "unverified"
+    if answer.out_of_scope:
+        return "out_of_scope"
+    if info.out_of_scope_threshold > 0:
+        unsure = answer.confidence < info.out_of_scope_threshold
+    else:
+        unsure = result.halt_confidence < info.halt_threshold
+    return "low_confidence" if unsure else None
+
+
+def tool_payload(info: ModelInfo, result: ReasonResult) -> dict[str, Any]:
+    """The compact JSON-ready answer of one tool call."""
+    answer = result.answer
+    payload: dict[str, Any] = {"model": result.model, "version": result.model_version}
+    if isinstance(answer, Classification):
+        payload["answer"] = answer.label
+        payload["confidence"] = round(answer.confidence, 3)
+        payload["alternatives"] = [[s.label, round(s.probability, 3)] for s in answer.top[1:]]
+        payload["out_of_scope"] = answer.out_of_scope
+    else:
+        payload["answer"] = answer.row_strings()
+        payload["confidence"] = round(answer.confidence, 3)
+        payload["verified"] = answer.verified
+    payload["steps"] = result.steps
+    payload["halt_reason"] = result.halt_reason.value
+    reason = defer_reason(info, result)
+    payload["defer_to_llm"] = reason is not None
+    if reason is not None:
+        payload["defer_reason"] = reason
+    return payload
+
+
+def error_payload(code: str, message: str, request_id: str | None = None) -> dict[str, Any]:
+    """A failed tool call, told to the LLM instead of raised, so the agent can carry on by itself."""
+    error: dict[str, Any] = {"code": code, "message": message}
+    if request_id:
+        error["request_id"] = request_id
+    return {"error": error, "defer_to_llm": True}

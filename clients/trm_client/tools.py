@@ -1,0 +1,154 @@
+"""LLM tool adapters: tool definitions from ListModels, and call_tool that runs one against the service."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from trm_client.aio_client import AsyncTRMClient
+from trm_client.client import TRMClient
+from trm_client.errors import TRMError
+from trm_client.model_info import ModelInfo
+from trm_client.tool_arguments import ToolArgumentError, parse_arguments, reason_kwargs
+from trm_client.tool_result import error_payload, tool_payload
+from trm_client.tool_schema import openai_tool, tool_name
+
+Arguments = Mapping[str, Any] | str | None
+
+
+def newest_per_model(infos: Iterable[ModelInfo]) -> list[ModelInfo]:
+    """One entry per model name: its newest loaded version (ListModels may also list older ones)."""
+    chosen: dict[str, ModelInfo] = {}
+    for info in infos:
+        current = chosen.get(info.name)
+        if current is None or (info.versions and info.version == info.versions[0]):
+            chosen[info.name] = info
+    return list(chosen.values())
+
+
+def to_json(payload: Mapping[str, Any]) -> str:
+    """Compact JSON for an LLM's context window."""
+    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
+
+
+class ModelCatalog:
+    """ModelInfo cached by tool name (from ListModels) and by exact (model, version) (for thresholds)."""
+
+    def __init__(self) -> None:
+        self._by_tool: dict[str, ModelInfo] = {}
+        self._by_version: dict[tuple[str, str], ModelInfo] = {}
+
+    def replace(self, infos: Iterable[ModelInfo]) -> list[ModelInfo]:
+        """Takes a fresh ListModels answer; returns the newest version of each model."""
+        newest = newest_per_model(infos)
+        self._by_tool = {tool_name(info.name): info for info in newest}
+        for info in newest:
+            self.remember(info)
+        return newest
+
+    def remember(self, info: ModelInfo) -> None:
+        """Caches one exact model version."""
+        self._by_version[(info.name, info.version)] = info
+
+    def for_tool(self, name: str) -> ModelInfo | None:
+        """The model behind a tool name, if it was listed."""
+        return self._by_tool.get(name)
+
+    def for_version(self, model: str, version: str) -> ModelInfo | None:
+        """A cached exact version, if any."""
+        return self._by_version.get((model, version))
+
+
+class ToolAdapter:
+    """Offers every hosted model to an LLM as a tool, and runs the tool calls the LLM makes.
+
+    ``call_tool`` never raises for a failed call: unknown tools, invalid arguments and service
+    errors come back as ``{"error": {...}, "defer_to_llm": true}`` so the agent can carry on.
+    """
+
+    def __init__(self, client: TRMClient) -> None:
+        self._client = client
+        self._catalog = ModelCatalog()
+
+    def model_infos(self) -> list[ModelInfo]:
+        """Lists the hosted models again (newest version of each) and caches them."""
+        return self._catalog.replace(self._client.models())
+
+    def tools(self) -> list[dict[str, Any]]:
+        """OpenAI function-calling tool definitions, one per hosted model."""
+        return [openai_tool(info) for info in self.model_infos()]
+
+    def invoke(self, name: str, arguments: Arguments) -> dict[str, Any]:
+        """Runs one tool call and returns the compact answer as a dict."""
+        try:
+            info = self._catalog.for_tool(name) or self._find_after_refresh(name)
+            if info is None:
+                return error_payload("UNKNOWN_TOOL", f"no tool named {name!r}")
+            kwargs = reason_kwargs(parse_arguments(info, arguments))
+            result = self._client.reason(info.name, **kwargs)
+            return tool_payload(self._versioned(info.name, result.model_version), result)
+        except ToolArgumentError as error:
+            return error_payload("INVALID_ARGUMENTS", str(error))
+        except TRMError as error:
+            return error_payload(error.code.name, error.details, error.request_id)
+
+    def call_tool(self, name: str, arguments: Arguments) -> str:
+        """Runs one tool call and returns compact JSON for the LLM."""
+        return to_json(self.invoke(name, arguments))
+
+    def _find_after_refresh(self, name: str) -> ModelInfo | None:
+        self.model_infos()
+        return self._catalog.for_tool(name)
+
+    def _versioned(self, model: str, version: str) -> ModelInfo:
+        info = self._catalog.for_version(model, version)
+        if info is None:
+            info = self._client.model(model, version)
+            self._catalog.remember(info)
+        return info
+
+
+class AsyncToolAdapter:
+    """The asyncio twin of ToolAdapter, over an AsyncTRMClient."""
+
+    def __init__(self, client: AsyncTRMClient) -> None:
+        self._client = client
+        self._catalog = ModelCatalog()
+
+    async def model_infos(self) -> list[ModelInfo]:
+        """Lists the hosted models again (newest version of each) and caches them."""
+        return self._catalog.replace(await self._client.models())
+
+    async def tools(self) -> list[dict[str, Any]]:
+        """OpenAI function-calling tool definitions, one per hosted model."""
+        return [openai_tool(info) for info in await self.model_infos()]
+
+    async def invoke(self, name: str, arguments: Arguments) -> dict[str, Any]:
+        """Runs one tool call and returns the compact answer as a dict."""
+        try:
+            info = self._catalog.for_tool(name) or await self._find_after_refresh(name)
+            if info is None:
+                return error_payload("UNKNOWN_TOOL", f"no tool named {name!r}")
+            kwargs = reason_kwargs(parse_arguments(info, arguments))
+            result = await self._client.reason(info.name, **kwargs)
+            return tool_payload(await self._versioned(info.name, result.model_version), result)
+        except ToolArgumentError as error:
+            return error_payload("INVALID_ARGUMENTS", str(error))
+        except TRMError as error:
+            return error_payload(error.code.name, error.details, error.request_id)
+
+    async def call_tool(self, name: str, arguments: Arguments) -> str:
+        """Runs one tool call and returns compact JSON for the LLM."""
+        return to_json(await self.invoke(name, arguments))
+
+    async def _find_after_refresh(self, name: str) -> ModelInfo | None:
+        await self.model_infos()
+        return self._catalog.for_tool(name)
+
+    async def _versioned(self, model: str, version: str) -> ModelInfo:
+        info = self._catalog.for_version(model, version)
+        if info is None:
+            info = await self._client.model(model, version)
+            self._catalog.remember(info)
+        return info
