@@ -1,5 +1,6 @@
-"""A Locust User that speaks gRPC, following Locust's pattern for non-HTTP protocols: time each call
-and fire the `request` event; a non-OK call is a failure named after its gRPC status (e.g. RESOURCE_EXHAUSTED).
+"""A Locust User that speaks gRPC, following Locust's pattern for non-HTTP protocols: time each
+call and fire the `request` event; a non-OK call is a failure named after its gRPC status
+(e.g. RESOURCE_EXHAUSTED).
 
 gRPC must be made gevent-cooperative (grpc.experimental.gevent.init_gevent()) before any channel exists;
 the locustfile does that at import.
@@ -26,7 +27,7 @@ class GrpcStatusError(Exception):
         self.code = code
 
 
-class ReasonServiceUser(User):
+class ReasoningServiceUser(User):
     """Base user holding one channel to `host` ("127.0.0.1:PORT") and timing trm.v1 calls."""
 
     abstract = True
@@ -35,12 +36,14 @@ class ReasonServiceUser(User):
     def __init__(self, environment) -> None:
         super().__init__(environment)
         self.channel = grpc.insecure_channel(self.host)
-        self.stub = trm_pb2_grpc.ReasonServiceStub(self.channel)
+        self.stub = trm_pb2_grpc.ReasoningServiceStub(self.channel)
 
     def on_stop(self) -> None:
         self.channel.close()
 
-    def _record(self, request_type: str, name: str, started: float, length: int, error: Exception | None) -> None:
+    def _record(
+        self, request_type: str, name: str, started: float, length: int, error: Exception | None
+    ) -> None:
         self.environment.events.request.fire(
             request_type=request_type,
             name=name,
