@@ -19,11 +19,12 @@ install-runtime: $(BIN)/python
 install: $(BIN)/python install-system
 	$(BIN)/pip install -q -e protos -e '.[train,dev]' -e 'clients[mcp]'
 
-# Debian packages the tests use for real: Prometheus server and promtool.
+# Debian packages the tests use for real: Prometheus server and promtool; docker-compose to
+# validate deploy/compose.yaml (no Docker engine is needed for `docker-compose config`).
 install-system:
-	@command -v promtool >/dev/null 2>&1 || { \
-	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus >/dev/null) \
-	  || echo "warning: could not install the Debian package prometheus; its tests will fail"; }
+	@{ command -v promtool >/dev/null 2>&1 && command -v docker-compose >/dev/null 2>&1; } || { \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus docker-compose >/dev/null) \
+	  || echo "warning: could not install the Debian packages prometheus docker-compose; their tests will fail"; }
 
 serve: install-runtime
 	$(BIN)/trm-service serve --host 127.0.0.1 --port $(PORT) --metrics-port $(METRICS_PORT)
