@@ -1,0 +1,95 @@
+"""Every call of the asyncio client against a real server hosting random bundles."""
+
+from __future__ import annotations
+
+import asyncio
+
+import grpc
+import pytest
+from sdk_test_support import GRID_MODEL, N_SUP, SUDOKU, TEXT_MODEL
+from trm_client import (
+    AsyncTRMClient,
+    Budget,
+    Classification,
+    DeadlineExceeded,
+    GridSolution,
+    HaltReason,
+    InvalidArgument,
+    NotFound,
+    RetryPolicy,
+)
+
+from trainer.testing import DEFAULT_TEXT_LABELS
+
+
+@pytest.fixture
+async def aclient(server):
+    async with AsyncTRMClient(server.target, timeout_s=30.0) as client:
+        yield client
+
+
+async def test_models_and_model(aclient):
+    infos = {info.name: info for info in await aclient.models()}
+    assert set(infos) == {TEXT_MODEL, GRID_MODEL}
+    one = await aclient.model(GRID_MODEL)
+    assert one == infos[GRID_MODEL]
+
+
+async def test_unknown_model_raises_not_found_with_the_request_id(aclient):
+    with pytest.raises(NotFound) as caught:
+        await aclient.reason("no-such-model", "hello", request_id="async-missing")
+    assert caught.value.code is grpc.StatusCode.NOT_FOUND
+    assert caught.value.request_id == "async-missing"
+
+
+async def test_reason_on_text_and_grid(aclient):
+    text = await aclient.reason(TEXT_MODEL, "what is the weather", top_k=2, request_id="async-1")
+    assert isinstance(text.answer, Classification)
+    assert text.prediction in DEFAULT_TEXT_LABELS
+    assert len(text.answer.top) == 2
+    assert text.request_id == "async-1"
+    assert 1 <= text.steps <= N_SUP
+    grid = await aclient.reason(GRID_MODEL, grid=SUDOKU)
+    assert isinstance(grid.answer, GridSolution)
+    assert len(grid.answer.cells) == 81
+
+
+async def test_concurrent_calls_each_get_their_own_answer(aclient):
+    texts = ["play jazz", "set an alarm for six", "will it rain", "translate hello"]
+    results = await asyncio.gather(
+        *(aclient.reason(TEXT_MODEL, t, request_id=f"c{i}") for i, t in enumerate(texts))
+    )
+    singles = [await aclient.reason(TEXT_MODEL, t) for t in texts]
+    assert [r.request_id for r in results] == ["c0", "c1", "c2", "c3"]
+    assert [r.prediction for r in results] == [s.prediction for s in singles]
+
+
+@pytest.mark.parametrize(
+    ("model", "inputs"), [(TEXT_MODEL, {"text": "play jazz"}), (GRID_MODEL, {"grid": SUDOKU})]
+)
+async def test_stream_ends_with_the_same_answer_as_unary(aclient, model, inputs):
+    budget = Budget(max_steps=N_SUP, halt_threshold=1.0)
+    steps = [step async for step in aclient.reason_stream(model, **inputs, budget=budget)]
+    unary = await aclient.reason(model, **inputs, budget=budget)
+    assert [s.step for s in steps] == list(range(1, N_SUP + 1))
+    assert steps[-1].final and not any(s.final for s in steps[:-1])
+    assert steps[-1].prediction == unary.prediction
+    assert steps[-1].halt_reason is unary.halt_reason is HaltReason.MAX_STEPS
+
+
+async def test_invalid_input_raises_invalid_argument_without_retrying(server):
+    retries = []
+    async with AsyncTRMClient(server.target, retry=RetryPolicy(on_retry=retries.append)) as client:
+        with pytest.raises(InvalidArgument):
+            await client.reason(GRID_MODEL, grid="12")
+        with pytest.raises(InvalidArgument):
+            [step async for step in client.reason_stream(GRID_MODEL, grid="12")]
+    assert retries == []
+
+
+async def test_expired_deadline_raises_deadline_exceeded(aclient):
+    with pytest.raises(DeadlineExceeded) as caught:
+        await aclient.reason(TEXT_MODEL, "too late", timeout_s=1e-6)
+    assert caught.value.code is grpc.StatusCode.DEADLINE_EXCEEDED
+    with pytest.raises(DeadlineExceeded):
+        [step async for step in aclient.reason_stream(TEXT_MODEL, "too late", timeout_s=1e-6)]

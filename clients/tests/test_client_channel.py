@@ -1,0 +1,39 @@
+"""Target resolution: one target passes through, several replicas become one round-robin target."""
+
+import pytest
+from trm_client.channel import TLSConfig, resolve_target
+
+
+def test_single_target_passes_through_unchanged():
+    assert resolve_target("localhost:50051") == "localhost:50051"
+    assert resolve_target("dns:///trm.default.svc:50051") == "dns:///trm.default.svc:50051"
+
+
+def test_ipv4_replicas_become_one_ipv4_target():
+    assert resolve_target(["127.0.0.1:1", "127.0.0.1:2"]) == "ipv4:127.0.0.1:1,127.0.0.1:2"
+    assert resolve_target("10.0.0.1:5, 10.0.0.2:5") == "ipv4:10.0.0.1:5,10.0.0.2:5"
+
+
+def test_ipv6_replicas_become_one_ipv6_target():
+    assert resolve_target(["[::1]:7", "[::1]:8"]) == "ipv6:[::1]:7,[::1]:8"
+
+
+@pytest.mark.parametrize(
+    "endpoints",
+    [["trm-a:1", "trm-b:1"], ["127.0.0.1:1", "[::1]:2"], ["127.0.0.1", "127.0.0.2:1"], ["::1:7", "::1:8"]],
+)
+def test_several_endpoints_must_be_ip_literals_of_one_family(endpoints):
+    with pytest.raises(ValueError, match="dns:///"):
+        resolve_target(endpoints)
+
+
+def test_missing_target_reads_the_environment(monkeypatch):
+    monkeypatch.setenv("TRM_TARGET", "127.0.0.1:9,127.0.0.1:10")
+    assert resolve_target(None) == "ipv4:127.0.0.1:9,127.0.0.1:10"
+    monkeypatch.delenv("TRM_TARGET")
+    assert resolve_target(None) == "127.0.0.1:50051"
+
+
+def test_mutual_tls_needs_both_certificate_and_key():
+    with pytest.raises(ValueError, match="both"):
+        TLSConfig(certificate_chain=b"cert")

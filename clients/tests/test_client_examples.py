@@ -1,0 +1,88 @@
+"""The examples run against a real server, and the voice-command CSV is well formed."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+from sdk_test_support import TEXT_MODEL
+
+from trainer.testing import DEFAULT_TEXT_LABELS
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+VOICE = EXAMPLES / "voice_pipeline"
+
+
+def run_example(script: Path, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, str(script), *args], input=stdin, capture_output=True, text=True, timeout=120
+    )
+
+
+def test_agent_loop_offers_the_tools_and_runs_the_calls(server):
+    done = run_example(
+        EXAMPLES / "agent_loop.py", "--target", server.target, "--tool", "trm_intent_test", "play jazz"
+    )
+    assert done.returncode == 0, done.stderr
+    assert "trm_intent_test:" in done.stdout and "trm_sudoku_test:" in done.stdout
+    assert 'assistant -> trm_intent_test({"text": "play jazz"' in done.stdout
+    tool_line = next(line for line in done.stdout.splitlines() if line.strip().startswith("tool:"))
+    reply = json.loads(tool_line.split("tool:", 1)[1])
+    assert reply["answer"] in DEFAULT_TEXT_LABELS
+    assert "[scripted stand-in]" in done.stdout
+
+
+def test_voice_pipeline_classifies_every_utterance(server):
+    utterances = (VOICE / "utterances.txt").read_text().splitlines()
+    done = run_example(
+        VOICE / "pipeline.py",
+        "--target",
+        server.target,
+        "--model",
+        TEXT_MODEL,
+        "--json",
+        str(VOICE / "utterances.txt"),
+    )
+    assert done.returncode == 0, done.stderr
+    records = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [r["utterance"] for r in records] == utterances
+    assert all(r["intent"] in DEFAULT_TEXT_LABELS for r in records)
+    assert all(r["fallback"] in (None, "out_of_scope", "low_confidence") for r in records)
+    assert done.stderr.count("fallback") == sum(r["fallback"] is not None for r in records)
+
+
+def test_voice_pipeline_routes_unsure_utterances_from_stdin_to_the_fallback(server):
+    lines = "open main dot py\n\ngo to line ten\n"
+    done = run_example(
+        VOICE / "pipeline.py",
+        "--target",
+        server.target,
+        "--model",
+        TEXT_MODEL,
+        "--min-confidence",
+        "1.01",
+        stdin=lines,
+    )
+    assert done.returncode == 0, done.stderr
+    out = done.stdout.splitlines()
+    assert [line for line in out if "-> fallback" in line] == [
+        "  -> fallback (low_confidence): 'open main dot py'",
+        "  -> fallback (low_confidence): 'go to line ten'",
+    ]
+
+
+def test_voice_command_csv_is_a_trainable_text_label_file():
+    with (VOICE / "commands.csv").open(newline="") as handle:
+        reader = csv.reader(handle)
+        assert next(reader) == ["text", "label"]
+        rows = list(reader)
+    assert len(rows) >= 200
+    assert all(len(row) == 2 and row[0].strip() and row[1].strip() for row in rows)
+    counts = Counter(label for _, label in rows)
+    assert {"open_file", "go_to_line", "rename_symbol", "run_tests", "commit", "undo", "oos"} <= set(counts)
+    assert min(counts.values()) >= 10
+    assert len({text for text, _ in rows}) == len(rows)

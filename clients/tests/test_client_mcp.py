@@ -1,0 +1,47 @@
+"""The MCP server, driven by a real MCP client session over stdio, answers tools/list and tools/call."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from mcp import ClientSession, StdioServerParameters, stdio_client
+from sdk_test_support import GRID_MODEL, SUDOKU, TEXT_MODEL
+from trm_client import TRMClient
+from trm_client.tool_schema import input_schema
+
+
+def mcp_server(target: str) -> StdioServerParameters:
+    return StdioServerParameters(
+        command=sys.executable, args=["-m", "trm_client.mcp_server", "--target", target]
+    )
+
+
+async def test_tools_list_and_tools_call_over_stdio(server):
+    with TRMClient(server.target) as client:
+        infos = {info.name: info for info in client.models()}
+        direct = client.reason(TEXT_MODEL, "wake me up at seven")
+    async with (
+        stdio_client(mcp_server(server.target)) as (read, write),
+        ClientSession(read, write) as session,
+    ):
+        await session.initialize()
+        listed = {tool.name: tool for tool in (await session.list_tools()).tools}
+        assert set(listed) == {"trm_intent_test", "trm_sudoku_test"}
+        assert listed["trm_intent_test"].input_schema == input_schema(infos[TEXT_MODEL])
+        assert listed["trm_sudoku_test"].input_schema == input_schema(infos[GRID_MODEL])
+
+        text = await session.call_tool("trm_intent_test", {"text": "wake me up at seven"})
+        assert not text.is_error
+        reply = json.loads(text.content[0].text)
+        assert reply == text.structured_content
+        assert reply["answer"] == direct.prediction
+        assert reply["steps"] == direct.steps
+        assert isinstance(reply["defer_to_llm"], bool)
+
+        grid = await session.call_tool("trm_sudoku_test", {"grid": SUDOKU})
+        assert len(json.loads(grid.content[0].text)["answer"]) == 9
+
+        bad = await session.call_tool("trm_intent_test", {"text": ""})
+        assert bad.is_error
+        assert json.loads(bad.content[0].text)["error"]["code"] == "INVALID_ARGUMENTS"

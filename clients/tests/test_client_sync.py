@@ -1,0 +1,134 @@
+"""Every call of the blocking client against a real server hosting random bundles."""
+
+from __future__ import annotations
+
+import grpc
+import pytest
+from sdk_test_support import GRID_MODEL, N_SUP, SUDOKU, TEXT_MODEL
+from trm_client import (
+    Budget,
+    Classification,
+    DeadlineExceeded,
+    GridSolution,
+    HaltReason,
+    InvalidArgument,
+    NotFound,
+    RetryPolicy,
+    TaskType,
+    TRMClient,
+)
+
+from trainer.testing import DEFAULT_TEXT_LABELS
+
+
+def test_models_lists_every_hosted_model_with_its_limits(client):
+    infos = {info.name: info for info in client.models()}
+    assert set(infos) == {TEXT_MODEL, GRID_MODEL}
+    text, grid = infos[TEXT_MODEL], infos[GRID_MODEL]
+    assert text.task is TaskType.TEXT_CLASSIFICATION
+    assert text.labels == DEFAULT_TEXT_LABELS
+    assert text.limits.max_steps == N_SUP
+    assert text.out_of_scope_threshold == pytest.approx(0.3)
+    assert text.halt_threshold == pytest.approx(0.5)
+    assert grid.task is TaskType.GRID
+    assert (grid.limits.grid_rows, grid.limits.grid_cols) == (9, 9)
+
+
+def test_model_describes_one_model(client):
+    info = client.model(TEXT_MODEL)
+    assert info.name == TEXT_MODEL
+    assert info.version == "1.0.0"
+    assert info.versions[0] == "1.0.0"
+
+
+def test_unknown_model_raises_not_found_with_the_request_id(client):
+    with pytest.raises(NotFound) as caught:
+        client.model("no-such-model", request_id="find-me-42")
+    assert caught.value.code is grpc.StatusCode.NOT_FOUND
+    assert caught.value.request_id == "find-me-42"
+    assert caught.value.details
+
+
+def test_reason_on_text_returns_a_typed_classification(client):
+    result = client.reason(TEXT_MODEL, "wake me up at seven", top_k=3, request_id="req-text-1")
+    assert isinstance(result.answer, Classification)
+    assert result.model == TEXT_MODEL
+    assert result.model_version == "1.0.0"
+    assert result.prediction in DEFAULT_TEXT_LABELS
+    assert result.answer.top[0].label == result.prediction
+    assert [s.probability for s in result.answer.top] == sorted(
+        (s.probability for s in result.answer.top), reverse=True
+    )
+    assert len(result.answer.top) == 3
+    assert 0.0 <= result.confidence <= 1.0
+    assert 1 <= result.steps <= N_SUP
+    assert result.halt_reason in (HaltReason.HALTED, HaltReason.MAX_STEPS)
+    assert result.verified is None
+    assert result.request_id == "req-text-1"
+
+
+def test_budget_reaches_the_server(client):
+    never_halts = client.reason(TEXT_MODEL, "set an alarm", budget=Budget(max_steps=3, halt_threshold=1.0))
+    assert (never_halts.steps, never_halts.halt_reason) == (3, HaltReason.MAX_STEPS)
+    one_step = client.reason(TEXT_MODEL, "set an alarm", budget=Budget(max_steps=1))
+    assert one_step.steps == 1
+
+
+def test_reason_on_a_grid_returns_a_typed_grid(client):
+    result = client.reason(GRID_MODEL, grid=SUDOKU)
+    assert isinstance(result.answer, GridSolution)
+    assert (result.answer.rows, result.answer.cols) == (9, 9)
+    assert len(result.answer.cells) == 81
+    assert len(result.answer.cell_confidence) == 81
+    assert result.confidence == min(result.answer.cell_confidence)
+    assert isinstance(result.verified, bool)
+    assert [len(row) for row in result.answer.row_strings()] == [9] * 9
+
+
+def test_grid_given_as_rows_is_the_same_request_as_a_string(client):
+    rows = [SUDOKU[r * 9 : (r + 1) * 9] for r in range(9)]
+    digits = [[0 if c == "." else int(c) for c in row] for row in rows]
+    flat = client.reason(GRID_MODEL, grid=SUDOKU.replace(".", "0"))
+    assert client.reason(GRID_MODEL, grid=rows).prediction == flat.prediction
+    assert client.reason(GRID_MODEL, grid=digits).prediction == flat.prediction
+
+
+@pytest.mark.parametrize(
+    ("model", "inputs"), [(TEXT_MODEL, {"text": "play jazz"}), (GRID_MODEL, {"grid": SUDOKU})]
+)
+def test_stream_ends_with_the_same_answer_as_unary(client, model, inputs):
+    budget = Budget(max_steps=N_SUP)
+    steps = list(client.reason_stream(model, **inputs, budget=budget, request_id="stream-1"))
+    unary = client.reason(model, **inputs, budget=budget)
+    assert [s.step for s in steps] == list(range(1, len(steps) + 1))
+    assert [s.final for s in steps] == [False] * (len(steps) - 1) + [True]
+    final = steps[-1]
+    assert final.prediction == unary.prediction
+    assert final.step == unary.steps
+    assert final.halt_reason is unary.halt_reason
+    assert final.confidence == pytest.approx(unary.confidence, abs=1e-4)
+    assert all(s.request_id == "stream-1" for s in steps)
+
+
+def test_invalid_input_raises_invalid_argument_without_retrying(server):
+    retries = []
+    client = TRMClient(server.target, retry=RetryPolicy(on_retry=retries.append))
+    with client, pytest.raises(InvalidArgument) as caught:
+        client.reason(GRID_MODEL, grid="123")
+    assert caught.value.code is grpc.StatusCode.INVALID_ARGUMENT
+    assert retries == []
+
+
+def test_neither_text_nor_grid_is_refused_before_sending(client):
+    with pytest.raises(ValueError, match="exactly one"):
+        client.reason(TEXT_MODEL)
+
+
+def test_expired_deadline_raises_deadline_exceeded(client):
+    with pytest.raises(DeadlineExceeded) as caught:
+        client.reason(TEXT_MODEL, "too late", timeout_s=1e-6)
+    assert caught.value.code is grpc.StatusCode.DEADLINE_EXCEEDED
+    with pytest.raises(DeadlineExceeded):
+        list(client.reason_stream(TEXT_MODEL, "too late", timeout_s=1e-6))
+    with pytest.raises(DeadlineExceeded):
+        client.models(timeout_s=1e-6)

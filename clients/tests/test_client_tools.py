@@ -1,0 +1,170 @@
+"""LLM tools: definitions from ListModels validate as JSON Schema; call_tool answers in compact JSON."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from jsonschema import Draft202012Validator
+from sdk_test_support import SUDOKU, TEXT_MODEL
+from trm_client import NO_RETRY, AsyncTRMClient, Budget, InputLimits, ModelInfo, TaskType, TRMClient
+from trm_client.results import Classification, GridSolution, HaltReason, LabelScore, ReasonResult
+from trm_client.tool_result import defer_reason
+from trm_client.tools import AsyncToolAdapter, ToolAdapter
+
+from trainer.testing import DEFAULT_TEXT_LABELS
+
+TEXT_TOOL = "trm_intent_test"
+GRID_TOOL = "trm_sudoku_test"
+
+# The shape of one tool in OpenAI's function-calling format.
+OPENAI_TOOL_SCHEMA = {
+    "type": "object",
+    "required": ["type", "function"],
+    "additionalProperties": False,
+    "properties": {
+        "type": {"const": "function"},
+        "function": {
+            "type": "object",
+            "required": ["name", "description", "parameters"],
+            "additionalProperties": False,
+            "properties": {
+                "name": {"type": "string", "pattern": "^[a-zA-Z0-9_-]{1,64}$"},
+                "description": {"type": "string", "minLength": 1},
+                "parameters": {
+                    "type": "object",
+                    "required": ["type", "properties"],
+                    "properties": {"type": {"const": "object"}},
+                },
+            },
+        },
+    },
+}
+
+
+@pytest.fixture
+def adapter(client):
+    return ToolAdapter(client)
+
+
+def test_one_valid_openai_tool_per_hosted_model(adapter):
+    tools = adapter.tools()
+    assert sorted(t["function"]["name"] for t in tools) == [TEXT_TOOL, GRID_TOOL]
+    for tool in tools:
+        Draft202012Validator(OPENAI_TOOL_SCHEMA).validate(tool)
+        Draft202012Validator.check_schema(tool["function"]["parameters"])
+
+
+def test_text_tool_schema_accepts_good_arguments_and_rejects_bad_ones(adapter):
+    parameters = {t["function"]["name"]: t["function"]["parameters"] for t in adapter.tools()}[TEXT_TOOL]
+    validator = Draft202012Validator(parameters)
+    assert validator.is_valid({"text": "play jazz"})
+    assert validator.is_valid({"text": "play jazz", "top_k": len(DEFAULT_TEXT_LABELS), "max_steps": 4})
+    for bad in (
+        {},
+        {"text": ""},
+        {"text": "x" * 2001},
+        {"text": "hi", "top_k": 0},
+        {"text": "hi", "top_k": len(DEFAULT_TEXT_LABELS) + 1},
+        {"text": "hi", "max_steps": 5},
+        {"text": "hi", "mood": "happy"},
+    ):
+        assert not validator.is_valid(bad), bad
+
+
+def test_grid_tool_schema_bounds_the_grid(adapter):
+    parameters = {t["function"]["name"]: t["function"]["parameters"] for t in adapter.tools()}[GRID_TOOL]
+    validator = Draft202012Validator(parameters)
+    assert validator.is_valid({"grid": SUDOKU})
+    assert validator.is_valid({"grid": "0" * 81})
+    for bad in ({"grid": SUDOKU[:-1]}, {"grid": SUDOKU + "1"}, {"grid": "x" * 81}, {"text": "hi"}):
+        assert not validator.is_valid(bad), bad
+
+
+def test_call_tool_on_text_returns_compact_json_with_the_deferral_rule(adapter, client):
+    reply = json.loads(adapter.call_tool(TEXT_TOOL, {"text": "wake me up at seven", "top_k": 2}))
+    direct = client.reason(TEXT_MODEL, "wake me up at seven", top_k=2)
+    info = client.model(TEXT_MODEL)
+    assert reply["answer"] == direct.prediction
+    assert reply["confidence"] == pytest.approx(direct.confidence, abs=1e-3)
+    assert reply["steps"] == direct.steps
+    assert len(reply["alternatives"]) == 1
+    assert reply["defer_to_llm"] is (defer_reason(info, direct) is not None)
+    assert reply.get("defer_reason") == defer_reason(info, direct)
+    assert "verified" not in reply
+
+
+def test_call_tool_on_a_grid_takes_json_string_arguments(adapter):
+    reply = json.loads(adapter.call_tool(GRID_TOOL, json.dumps({"grid": SUDOKU, "max_steps": 2})))
+    assert [len(row) for row in reply["answer"]] == [9] * 9
+    assert reply["steps"] <= 2
+    assert reply["defer_to_llm"] is (not reply["verified"])
+
+
+@pytest.mark.parametrize(
+    ("name", "arguments", "code"),
+    [
+        (TEXT_TOOL, {"txt": "hi"}, "INVALID_ARGUMENTS"),
+        (TEXT_TOOL, "{not json", "INVALID_ARGUMENTS"),
+        (GRID_TOOL, {"grid": "123"}, "INVALID_ARGUMENTS"),
+        ("trm_nope", {"text": "hi"}, "UNKNOWN_TOOL"),
+    ],
+)
+def test_bad_calls_come_back_as_errors_for_the_llm(adapter, name, arguments, code):
+    reply = json.loads(adapter.call_tool(name, arguments))
+    assert reply["error"]["code"] == code
+    assert reply["defer_to_llm"] is True
+
+
+def test_an_unreachable_service_comes_back_as_an_error_for_the_llm(bundles):
+    from trm_service.testing import ServerProcess
+
+    with ServerProcess([bundles["text"]]) as process:
+        target = process.target
+    with TRMClient(target, retry=NO_RETRY) as client:
+        reply = json.loads(ToolAdapter(client).call_tool(TEXT_TOOL, {"text": "hi"}))
+    assert reply["error"]["code"] == "UNAVAILABLE"
+    assert reply["defer_to_llm"] is True
+
+
+async def test_async_adapter_gives_the_same_tools_and_answers(server, adapter):
+    async with AsyncTRMClient(server.target) as client:
+        async_adapter = AsyncToolAdapter(client)
+        assert await async_adapter.tools() == adapter.tools()
+        arguments = {"text": "translate good night", "top_k": 3}
+        assert json.loads(await async_adapter.call_tool(TEXT_TOOL, arguments)) == json.loads(
+            adapter.call_tool(TEXT_TOOL, arguments)
+        )
+
+
+def _info(out_of_scope_threshold: float, task: TaskType = TaskType.TEXT_CLASSIFICATION) -> ModelInfo:
+    limits = InputLimits(
+        max_text_chars=100, max_tokens=16, grid_rows=9, grid_cols=9, max_steps=4, max_time_budget_ms=0
+    )
+    return ModelInfo(
+        name="m",
+        version="1",
+        task=task,
+        description="d",
+        labels=("a", "oos"),
+        limits=limits,
+        default_budget=Budget(max_steps=4, halt_threshold=0.6),
+        out_of_scope_threshold=out_of_scope_threshold,
+    )
+
+
+def _text_result(confidence: float, halt_confidence: float, out_of_scope: bool = False) -> ReasonResult:
+    answer = Classification("a", confidence, (LabelScore("a", confidence),), out_of_scope)
+    return ReasonResult("m", "1", answer, halt_confidence, 2, HaltReason.HALTED, 1.0, 2.0, "r")
+
+
+def test_deferral_rule():
+    assert defer_reason(_info(0.4), _text_result(0.9, 0.9, out_of_scope=True)) == "out_of_scope"
+    assert defer_reason(_info(0.4), _text_result(0.39, 0.99)) == "low_confidence"
+    assert defer_reason(_info(0.4), _text_result(0.41, 0.1)) is None
+    # Without an out-of-scope threshold, the halting head's confidence decides.
+    assert defer_reason(_info(0.0), _text_result(0.99, 0.59)) == "low_confidence"
+    assert defer_reason(_info(0.0), _text_result(0.2, 0.61)) is None
+    grid = GridSolution(9, 9, "1" * 81, (0.99,) * 81, verified=False)
+    unverified = ReasonResult("m", "1", grid, 0.99, 2, HaltReason.HALTED, 1.0, 2.0, "r")
+    assert defer_reason(_info(0.0, TaskType.GRID), unverified) == "unverified"
