@@ -1,0 +1,1 @@
+"""The trm.v1 gRPC servicer, request validation and error mapping."""

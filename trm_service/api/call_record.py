@@ -1,0 +1,65 @@
+"""Accounting of one RPC: request id, timing, and at the end one log line plus its metrics."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import grpc
+import structlog
+from trm.v1 import trm_pb2
+
+from trm_service.observability.metrics import ServiceMetrics
+
+_log = structlog.get_logger("trm_service.requests")
+
+
+class CallRecord:
+    """Collects what one RPC did; `finish()` writes the request log line and the request metrics once."""
+
+    def __init__(self, method: str, metrics: ServiceMetrics, *, log_inputs: bool) -> None:
+        self.method = method
+        self.request_id = uuid.uuid4().hex
+        self.started = time.monotonic()
+        self.model = ""
+        self.version = ""
+        self.steps = 0
+        self.halt_reason: trm_pb2.HaltReason = trm_pb2.HALT_REASON_UNSPECIFIED
+        self.queue_wait_s: float | None = None
+        self.input: str | None = None
+        self._metrics = metrics
+        self._log_inputs = log_inputs
+        self._finished = False
+
+    def elapsed_ms(self) -> float:
+        """Milliseconds since the RPC arrived."""
+        return (time.monotonic() - self.started) * 1000.0
+
+    def finish(self, code: grpc.StatusCode, message: str = "") -> None:
+        """Emit the log line and metrics for this RPC (only the first call counts)."""
+        if self._finished:
+            return
+        self._finished = True
+        latency_s = time.monotonic() - self.started
+        self._metrics.requests.labels(self.model, self.method, code.name).inc()
+        self._metrics.latency.labels(self.model, self.method).observe(latency_s)
+        fields: dict[str, object] = {
+            "request_id": self.request_id,
+            "method": self.method,
+            "model": self.model,
+            "version": self.version,
+            "status": code.name,
+            "latency_ms": round(latency_s * 1000.0, 3),
+        }
+        if self.steps:
+            reason = trm_pb2.HaltReason.Name(self.halt_reason)
+            self._metrics.steps.labels(self.model).observe(self.steps)
+            self._metrics.halt_reasons.labels(self.model, reason).inc()
+            fields.update(steps=self.steps, halt_reason=reason)
+        if self.queue_wait_s is not None:
+            fields["queue_ms"] = round(self.queue_wait_s * 1000.0, 3)
+        if message:
+            fields["error"] = message
+        if self._log_inputs and self.input is not None:
+            fields["input"] = self.input
+        _log.info("request", **fields)

@@ -1,0 +1,298 @@
+"""The trm.v1.ReasoningService implementation on grpc.aio.
+
+Requests arrive as raw bytes and are parsed here, so a malformed body is INVALID_ARGUMENT rather
+than the INTERNAL that a failing deserializer would give. Every RPC ends with exactly one request
+log line and its metrics (CallRecord), whatever the outcome.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+import grpc
+import numpy as np
+import structlog
+from trm.v1 import trm_pb2
+
+from trm_service.api.call_record import CallRecord
+from trm_service.api.model_info import model_info
+from trm_service.api.validation import (
+    RequestError,
+    ValidRequest,
+    check_request_id,
+    invalid,
+    parse_message,
+    validate_reason_request,
+)
+from trm_service.observability.metrics import ServiceMetrics
+from trm_service.registry import HostedModel, ModelNotFound, ModelRegistry
+from trm_service.runtime.bundle import GridInput
+from trm_service.runtime.codec import ClassificationReader, GridReader
+from trm_service.scheduler.halting import TimeLimit
+from trm_service.scheduler.model_scheduler import QueueFull, SchedulerClosed
+from trm_service.scheduler.ticket import StepResult, Ticket
+
+SERVICE_NAME = trm_pb2.DESCRIPTOR.services_by_name["ReasoningService"].full_name
+REQUEST_ID_KEY = "x-request-id"
+_log = structlog.get_logger("trm_service.api")
+_T = TypeVar("_T")
+
+
+@dataclass(frozen=True)
+class ServingLimits:
+    """Server-wide request limits and options."""
+
+    max_time_budget_ms: int
+    deadline_margin_s: float
+    log_inputs: bool
+
+
+@dataclass
+class _Admitted:
+    model: HostedModel
+    ticket: Ticket
+    reader: ClassificationReader | GridReader
+    deadline_at: float | None
+
+
+class ReasoningServicer:
+    """Reason, ReasonStream, ListModels and GetModel over the model registry."""
+
+    def __init__(self, registry: ModelRegistry, limits: ServingLimits, metrics: ServiceMetrics) -> None:
+        self._registry = registry
+        self._limits = limits
+        self._metrics = metrics
+
+    async def reason(self, raw: bytes, context: grpc.aio.ServicerContext) -> trm_pb2.ReasonResponse:
+        """Run the recursion to its end and return the final (or anytime) answer."""
+        record = self._record("Reason", context)
+        return await self._account(record, context, lambda: self._reason(raw, context, record))
+
+    async def reason_stream(
+        self, raw: bytes, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[trm_pb2.ReasonStep]:
+        """Stream one message per supervision step; the last one is final and carries the reason."""
+        record = self._record("ReasonStream", context)
+        try:
+            async for step in self._reason_stream(raw, context, record):
+                yield step
+        except RequestError as exc:
+            record.finish(exc.code, exc.message)
+            await context.abort(exc.code, exc.message)
+        except asyncio.CancelledError:
+            record.finish(grpc.StatusCode.CANCELLED)
+            raise
+        except Exception:
+            await self._internal_error(record, context)
+        record.finish(grpc.StatusCode.OK)
+
+    async def list_models(self, raw: bytes, context: grpc.aio.ServicerContext) -> trm_pb2.ListModelsResponse:
+        """Every hosted model version, by name, newest first."""
+        record = self._record("ListModels", context)
+
+        async def run() -> trm_pb2.ListModelsResponse:
+            parse_message(trm_pb2.ListModelsRequest, raw)
+            return trm_pb2.ListModelsResponse(models=[self._info(m) for m in self._registry.models()])
+
+        return await self._account(record, context, run)
+
+    async def get_model(self, raw: bytes, context: grpc.aio.ServicerContext) -> trm_pb2.ModelInfo:
+        """Describe one model (newest version unless one is named)."""
+        record = self._record("GetModel", context)
+
+        async def run() -> trm_pb2.ModelInfo:
+            request = parse_message(trm_pb2.GetModelRequest, raw)
+            model = self._resolve(request.name, request.version, record, field="name")
+            return self._info(model)
+
+        return await self._account(record, context, run)
+
+    async def _reason(
+        self, raw: bytes, context: grpc.aio.ServicerContext, record: CallRecord
+    ) -> trm_pb2.ReasonResponse:
+        admitted = self._admit(raw, context, record, stream=False)
+        result = await self._final_result(admitted)
+        record.steps, record.halt_reason = result.step, result.halt_reason
+        decoded = admitted.reader.read(result.logits)
+        return trm_pb2.ReasonResponse(
+            model=admitted.model.name,
+            model_version=admitted.model.version,
+            answer=decoded.answer,
+            halt_confidence=result.halt_probability,
+            steps=result.step,
+            halt_reason=result.halt_reason,
+            latency_ms=record.elapsed_ms(),
+            request_id=record.request_id,
+        )
+
+    async def _reason_stream(
+        self, raw: bytes, context: grpc.aio.ServicerContext, record: CallRecord
+    ) -> AsyncIterator[trm_pb2.ReasonStep]:
+        check_request_id(record.request_id)
+        admitted = self._admit(raw, context, record, stream=True)
+        previous = None
+        try:
+            while True:
+                result = await self._until_deadline(admitted, admitted.ticket.next_update())
+                decoded = admitted.reader.read(result.logits)
+                if result.final:
+                    record.steps, record.halt_reason = result.step, result.halt_reason
+                yield trm_pb2.ReasonStep(
+                    step=result.step,
+                    answer=decoded.answer,
+                    halt_confidence=result.halt_probability,
+                    change=decoded.change_from(previous),
+                    elapsed_ms=result.elapsed_ms,
+                    final=result.final,
+                    halt_reason=result.halt_reason,
+                    request_id=record.request_id,
+                    model_version=admitted.model.version,
+                )
+                if result.final:
+                    return
+                previous = decoded
+        finally:
+            admitted.model.scheduler.cancel(admitted.ticket)
+
+    def _admit(
+        self, raw: bytes, context: grpc.aio.ServicerContext, record: CallRecord, *, stream: bool
+    ) -> _Admitted:
+        """Parse, validate and encode a ReasonRequest and submit it to its model's scheduler."""
+        request = parse_message(trm_pb2.ReasonRequest, raw)
+        model = self._resolve(request.model, request.version, record, field="model")
+        valid = validate_reason_request(request, model.manifest, self._limits.max_time_budget_ms)
+        record.input = valid.text if valid.text is not None else request.grid.cells
+        limits = []
+        if valid.time_budget_ms:
+            limits.append(
+                TimeLimit(record.started + valid.time_budget_ms / 1000.0, trm_pb2.HALT_REASON_BUDGET)
+            )
+        remaining = context.time_remaining()
+        deadline_at = None
+        if remaining is not None:
+            deadline_at = time.monotonic() + remaining - self._limits.deadline_margin_s
+            limits.append(TimeLimit(deadline_at, trm_pb2.HALT_REASON_DEADLINE))
+        ticket = Ticket(
+            self._encode(model, valid), valid.budget, arrival=record.started, limits=limits, stream=stream
+        )
+        try:
+            model.scheduler.submit(ticket)
+        except QueueFull as exc:
+            raise RequestError(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc)) from exc
+        except SchedulerClosed as exc:
+            raise RequestError(grpc.StatusCode.UNAVAILABLE, f"{exc}; retry") from exc
+        reader = self._reader(model, valid)
+        return _Admitted(model=model, ticket=ticket, reader=reader, deadline_at=deadline_at)
+
+    async def _final_result(self, admitted: _Admitted) -> StepResult:
+        try:
+            return await self._until_deadline(admitted, asyncio.shield(admitted.ticket.finished))
+        finally:
+            admitted.model.scheduler.cancel(admitted.ticket)
+
+    async def _until_deadline(self, admitted: _Admitted, step: Awaitable[StepResult]) -> StepResult:
+        """Await the next step; if the gRPC deadline comes first, return the last step as the answer."""
+        if admitted.deadline_at is None:
+            return await step
+        try:
+            return await asyncio.wait_for(step, timeout=max(0.0, admitted.deadline_at - time.monotonic()))
+        except asyncio.TimeoutError:
+            latest = admitted.ticket.latest
+            if latest is None:
+                raise RequestError(
+                    grpc.StatusCode.DEADLINE_EXCEEDED,
+                    "the deadline passed before the first supervision step finished; allow more time "
+                    f"(one step of {admitted.model.name!r} takes about "
+                    f"{admitted.model.scheduler.expected_step_s * 1000:.1f} ms plus queueing)",
+                ) from None
+            return dataclasses.replace(
+                latest,
+                halt_reason=trm_pb2.HALT_REASON_DEADLINE,
+                elapsed_ms=(time.monotonic() - admitted.ticket.arrival) * 1000.0,
+            )
+
+    def _resolve(self, name: str, version: str, record: CallRecord, *, field: str) -> HostedModel:
+        if not name:
+            available = ", ".join(sorted(self._registry.names())) or "none are loaded"
+            raise invalid(f"{field} is required: name one of the hosted models ({available})")
+        try:
+            model = self._registry.resolve(name, version)
+        except ModelNotFound as exc:
+            raise RequestError(grpc.StatusCode.NOT_FOUND, str(exc)) from exc
+        record.model, record.version = model.name, model.version
+        return model
+
+    def _info(self, model: HostedModel) -> trm_pb2.ModelInfo:
+        return model_info(model, self._registry.versions(model.name), self._limits.max_time_budget_ms)
+
+    @staticmethod
+    def _encode(model: HostedModel, valid: ValidRequest) -> np.ndarray:
+        if valid.grid is not None:
+            return np.asarray(valid.grid, dtype=np.int64)
+        assert model.loaded.encoder is not None and valid.text is not None
+        return model.loaded.encoder.encode(valid.text)
+
+    @staticmethod
+    def _reader(model: HostedModel, valid: ValidRequest) -> ClassificationReader | GridReader:
+        manifest = model.manifest
+        if isinstance(manifest.input, GridInput):
+            assert valid.grid is not None
+            return GridReader(manifest.labels, manifest.input, valid.grid)
+        return ClassificationReader(manifest.labels, manifest.out_of_scope, valid.top_k)
+
+    def _record(self, method: str, context: grpc.aio.ServicerContext) -> CallRecord:
+        record = CallRecord(method, self._metrics, log_inputs=self._limits.log_inputs)
+        supplied = dict(context.invocation_metadata() or ()).get(REQUEST_ID_KEY)
+        if supplied is not None:
+            record.request_id = str(supplied)
+        context.set_trailing_metadata(((REQUEST_ID_KEY, record.request_id),))
+        return record
+
+    async def _account(
+        self, record: CallRecord, context: grpc.aio.ServicerContext, work: Callable[[], Awaitable[_T]]
+    ) -> _T:
+        """Run a unary RPC body, map its errors to statuses and finish its record."""
+        try:
+            check_request_id(record.request_id)
+            result = await work()
+        except RequestError as exc:
+            record.finish(exc.code, exc.message)
+            await context.abort(exc.code, exc.message)
+        except asyncio.CancelledError:
+            record.finish(grpc.StatusCode.CANCELLED)
+            raise
+        except Exception:
+            await self._internal_error(record, context)
+        record.finish(grpc.StatusCode.OK)
+        return result
+
+    async def _internal_error(self, record: CallRecord, context: grpc.aio.ServicerContext) -> None:
+        _log.exception("request_failed", request_id=record.request_id, method=record.method)
+        message = f"internal error while serving request {record.request_id}; the server log has the details"
+        record.finish(grpc.StatusCode.INTERNAL, message)
+        await context.abort(grpc.StatusCode.INTERNAL, message)
+
+
+def reasoning_handler(servicer: ReasoningServicer) -> grpc.GenericRpcHandler:
+    """Register the servicer's methods with raw-bytes requests (see the module docstring)."""
+    serialize: Callable[[trm_pb2.ReasonResponse], bytes] = trm_pb2.ReasonResponse.SerializeToString
+    return grpc.method_handlers_generic_handler(
+        SERVICE_NAME,
+        {
+            "Reason": grpc.unary_unary_rpc_method_handler(servicer.reason, response_serializer=serialize),
+            "ReasonStream": grpc.unary_stream_rpc_method_handler(
+                servicer.reason_stream, response_serializer=trm_pb2.ReasonStep.SerializeToString
+            ),
+            "ListModels": grpc.unary_unary_rpc_method_handler(
+                servicer.list_models, response_serializer=trm_pb2.ListModelsResponse.SerializeToString
+            ),
+            "GetModel": grpc.unary_unary_rpc_method_handler(
+                servicer.get_model, response_serializer=trm_pb2.ModelInfo.SerializeToString
+            ),
+        },
+    )

@@ -1,0 +1,146 @@
+"""`trm-service serve`: flags, each with a TRM_* environment variable (a flag wins over its variable)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from trm_service.config import ConfigError, ServeConfig
+from trm_service.observability.logging import configure_logging
+from trm_service.server import run_server
+from trm_service.workers import run_workers
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+@dataclass(frozen=True)
+class _Option:
+    field: str
+    kind: Callable[[str], Any]
+    help: str
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.field.replace("_", "-")
+
+    @property
+    def env(self) -> str:
+        return "TRM_" + self.field.upper()
+
+
+def _flag(text: str) -> bool:
+    if text.strip().lower() in _TRUE:
+        return True
+    if text.strip().lower() in _FALSE:
+        return False
+    raise ValueError(f"expected one of {sorted(_TRUE | _FALSE)}")
+
+
+_OPTIONS = (
+    _Option("host", str, "address to listen on (gRPC and metrics)"),
+    _Option("port", int, "gRPC port; 0 picks a free one (see --ready-file)"),
+    _Option("metrics_port", int, "Prometheus /metrics HTTP port; 0 picks a free one"),
+    _Option("max_batch_size", int, "per model version: most requests in one step batch"),
+    _Option("max_queue", int, "per model version: most requests waiting (then RESOURCE_EXHAUSTED)"),
+    _Option("workers", int, "server processes sharing the port with SO_REUSEPORT, metrics merged"),
+    _Option("tls_cert", Path, "PEM certificate chain: serve TLS"),
+    _Option("tls_key", Path, "PEM private key of --tls-cert"),
+    _Option("tls_client_ca", Path, "PEM CA bundle: require client certificates it signed (mutual TLS)"),
+    _Option("grace_period", float, "seconds in-flight requests get to finish after SIGTERM"),
+    _Option("drain_delay", float, "seconds to keep accepting requests after health turns NOT_SERVING"),
+    _Option("ready_file", Path, 'write {"port", "metrics_port", "pid"} as JSON here once serving'),
+    _Option("intra_op_threads", int, "ONNX Runtime threads per model session"),
+    _Option("max_message_bytes", int, "largest gRPC message accepted or sent"),
+    _Option("max_time_budget_ms", int, "largest Budget.time_budget_ms a request may ask for"),
+    _Option("deadline_margin_ms", int, "answer this long before a request's gRPC deadline"),
+    _Option("log_level", str, "debug, info, warning or error"),
+)
+_SWITCHES = (
+    _Option("no_default_models", _flag, "do not serve the bundles packaged in trm_service/models"),
+    _Option("log_inputs", _flag, "include request text/grids in the request log lines"),
+    _Option("int8", _flag, "run a bundle's int8 model when it ships one"),
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The `trm-service` argument parser."""
+    parser = argparse.ArgumentParser(prog="trm-service", description="TRM reasoning co-processor (gRPC)")
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser(
+        "serve",
+        help="serve the model bundles over gRPC",
+        description="Serve model bundles over gRPC. Every flag can also be set with its TRM_* variable.",
+    )
+    defaults = ServeConfig()
+    for option in _OPTIONS:
+        default = getattr(defaults, option.field)
+        serve.add_argument(
+            option.flag, type=option.kind, default=None,
+            help=f"{option.help} (default {default}; env {option.env})",
+        )
+    serve.add_argument(
+        "--models-dir", action="append", type=Path, default=None, metavar="DIR",
+        help="a bundle folder or a folder of bundle folders; repeatable "
+        f"(env TRM_MODELS_DIR, several separated by {os.pathsep!r})",
+    )
+    for option in _SWITCHES:
+        serve.add_argument(
+            option.flag, action="store_true", default=None, help=f"{option.help} (env {option.env})"
+        )
+    return parser
+
+
+def config_from_args(args: argparse.Namespace, environ: dict[str, str]) -> ServeConfig:
+    """Merge parsed flags over TRM_* variables over the defaults; raise ConfigError on a bad value."""
+    values: dict[str, Any] = {}
+    for option in (*_OPTIONS, *_SWITCHES):
+        value = getattr(args, option.field)
+        if value is None and option.env in environ:
+            try:
+                value = option.kind(environ[option.env])
+            except ValueError as exc:
+                raise ConfigError(f"{option.env}={environ[option.env]!r} is not valid: {exc}") from exc
+        if value is not None:
+            values[option.field] = value
+    if "no_default_models" in values:
+        values["default_models"] = not values.pop("no_default_models")
+    dirs = args.models_dir
+    if dirs is None and environ.get("TRM_MODELS_DIR"):
+        dirs = [Path(p) for p in environ["TRM_MODELS_DIR"].split(os.pathsep) if p]
+    values["models_dirs"] = tuple(dirs or ())
+    known = {f.name for f in fields(ServeConfig)}
+    config = ServeConfig(**{k: v for k, v in values.items() if k in known})
+    config.check()
+    return config
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `trm-service` command."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        config = config_from_args(args, dict(os.environ))
+    except ConfigError as exc:
+        parser.error(str(exc))
+    configure_logging(config.log_level)
+    try:
+        if config.workers > 1:
+            return run_workers(config)
+        asyncio.run(run_server(config))
+    except ConfigError as exc:
+        structlog.get_logger("trm_service").error("cannot_start", error=str(exc))
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

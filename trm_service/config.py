@@ -1,0 +1,76 @@
+"""Server configuration: one frozen value built from flags and TRM_* environment variables (see cli.py)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_MODELS_DIR = Path(__file__).resolve().parent / "models"
+
+
+class ConfigError(ValueError):
+    """A configuration the server cannot start with; the message says which setting to fix."""
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    """Everything `trm-service serve` can be told."""
+
+    host: str = "127.0.0.1"
+    port: int = 50051
+    metrics_port: int | None = 9090
+    """None: no metrics HTTP server in this process (workers of `--workers N`)."""
+    models_dirs: tuple[Path, ...] = ()
+    default_models: bool = True
+    max_batch_size: int = 64
+    max_queue: int = 256
+    workers: int = 1
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tls_client_ca: Path | None = None
+    grace_period: float = 30.0
+    drain_delay: float = 0.0
+    ready_file: Path | None = None
+    log_inputs: bool = False
+    int8: bool = False
+    intra_op_threads: int = 1
+    max_message_bytes: int = 1 << 20
+    max_time_budget_ms: int = 60_000
+    deadline_margin_ms: int = 20
+    log_level: str = "info"
+    reuse_port: bool = False
+    """Bind with SO_REUSEPORT (set for the workers of `--workers N`, which share one port)."""
+
+    def model_directories(self) -> list[Path]:
+        """The packaged default bundles (unless disabled), then every --models-dir."""
+        return [*([DEFAULT_MODELS_DIR] if self.default_models else []), *self.models_dirs]
+
+    def check(self) -> None:
+        """Raise ConfigError for values the server cannot run with."""
+        if not 0 <= self.port <= 65535:
+            raise ConfigError(f"--port must be 0..65535, got {self.port}")
+        if self.metrics_port is not None and not 0 <= self.metrics_port <= 65535:
+            raise ConfigError(f"--metrics-port must be 0..65535, got {self.metrics_port}")
+        for flag, value, low in (
+            ("--max-batch-size", self.max_batch_size, 1),
+            ("--max-queue", self.max_queue, 0),
+            ("--workers", self.workers, 1),
+            ("--intra-op-threads", self.intra_op_threads, 1),
+            ("--max-message-bytes", self.max_message_bytes, 1024),
+            ("--max-time-budget-ms", self.max_time_budget_ms, 1),
+            ("--deadline-margin-ms", self.deadline_margin_ms, 0),
+        ):
+            if value < low:
+                raise ConfigError(f"{flag} must be at least {low}, got {value}")
+        if self.log_level not in ("debug", "info", "warning", "error"):
+            raise ConfigError(f"--log-level must be debug, info, warning or error, got {self.log_level!r}")
+        if self.grace_period < 0 or self.drain_delay < 0:
+            raise ConfigError("--grace-period and --drain-delay must not be negative")
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ConfigError("--tls-cert and --tls-key go together: give both or neither")
+        if self.tls_client_ca is not None and self.tls_cert is None:
+            raise ConfigError("--tls-client-ca (mutual TLS) needs --tls-cert and --tls-key")
+        for flag, path in (("--tls-cert", self.tls_cert), ("--tls-key", self.tls_key),
+                           ("--tls-client-ca", self.tls_client_ca)):
+            if path is not None and not path.is_file():
+                raise ConfigError(f"{flag} {path}: no such file")

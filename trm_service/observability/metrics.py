@@ -1,0 +1,76 @@
+"""Prometheus metrics of the service, and the HTTP endpoint that exposes them.
+
+With `--workers N` every worker writes its samples to PROMETHEUS_MULTIPROC_DIR and the
+supervisor serves their sum (gauges: sum over live workers).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client.multiprocess import MultiProcessCollector
+
+_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+_STEP_BUCKETS = (1, 2, 3, 4, 5, 6, 8, 10, 12, 16, 24, 32, 48, 64, 128)
+_BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+
+class ServiceMetrics:
+    """Every metric the server records, registered in `registry`."""
+
+    def __init__(self, registry: CollectorRegistry = REGISTRY) -> None:
+        self.requests = Counter(
+            "trm_requests", "RPCs handled, by model, method and gRPC status code",
+            ["model", "method", "code"], registry=registry,
+        )
+        self.latency = Histogram(
+            "trm_request_latency_seconds", "RPC latency from arrival to the last message",
+            ["model", "method"], buckets=_LATENCY_BUCKETS, registry=registry,
+        )
+        self.queue_wait = Histogram(
+            "trm_queue_wait_seconds", "Time a request waited before joining its model's step batch",
+            ["model"], buckets=_LATENCY_BUCKETS, registry=registry,
+        )
+        self.steps = Histogram(
+            "trm_steps_used", "Supervision steps a request ran", ["model"], buckets=_STEP_BUCKETS,
+            registry=registry,
+        )
+        self.halt_reasons = Counter(
+            "trm_halt_reasons", "Why requests stopped", ["model", "reason"], registry=registry,
+        )
+        self.batch_size = Histogram(
+            "trm_batch_size", "Requests in one supervision-step batch", ["model"], buckets=_BATCH_BUCKETS,
+            registry=registry,
+        )
+        self.step_latency = Histogram(
+            "trm_step_seconds", "Duration of one batched supervision step", ["model"],
+            buckets=_LATENCY_BUCKETS, registry=registry,
+        )
+        self.inflight = Gauge(
+            "trm_inflight_requests", "Requests in a model's step batch", ["model", "version"],
+            multiprocess_mode="livesum", registry=registry,
+        )
+        self.queued = Gauge(
+            "trm_queued_requests", "Requests waiting for a place in a model's step batch",
+            ["model", "version"], multiprocess_mode="livesum", registry=registry,
+        )
+        self.model_info = Gauge(
+            "trm_model_info", "1 for every loaded model version", ["model", "version", "task"],
+            multiprocess_mode="livemax", registry=registry,
+        )
+
+
+def serve_metrics(host: str, port: int, registry: CollectorRegistry = REGISTRY) -> int:
+    """Start the /metrics HTTP server in a daemon thread; return the bound port."""
+    server, _ = start_http_server(port, addr=host, registry=registry)
+    return int(server.server_port)
+
+
+def multiprocess_registry(directory: Path) -> CollectorRegistry:
+    """A registry that sums the samples every worker wrote under `directory`."""
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry, path=str(directory))
+    return registry
+

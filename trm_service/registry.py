@@ -1,0 +1,236 @@
+"""The hosted models: every bundle folder found in the model directories, by name and version.
+
+`reload()` (startup, SIGHUP) rescans the folders. A new or changed folder is loaded in a thread
+while the current models keep serving; once it verifies, it takes new requests, and the version
+it replaces finishes its running requests before its scheduler stops. A folder that fails to
+verify is refused with a log line, and whatever was serving from it before keeps serving.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import structlog
+
+from trm_service.observability.metrics import ServiceMetrics
+from trm_service.runtime.bundle import MANIFEST_FILE, BundleError, Manifest
+from trm_service.runtime.loader import LoadedModel, LoadOptions, load_model
+from trm_service.scheduler.model_scheduler import ModelScheduler
+
+_log = structlog.get_logger("trm_service.registry")
+
+
+@dataclass(frozen=True)
+class SchedulerLimits:
+    """Per model version: requests in one step batch, and requests waiting behind it."""
+
+    max_batch: int
+    max_queue: int
+
+
+@dataclass(eq=False)
+class HostedModel:
+    """A loaded model version and the scheduler that runs its requests."""
+
+    loaded: LoadedModel
+    scheduler: ModelScheduler
+
+    @property
+    def manifest(self) -> Manifest:
+        return self.loaded.bundle.manifest
+
+    @property
+    def name(self) -> str:
+        return self.manifest.name
+
+    @property
+    def version(self) -> str:
+        return self.manifest.version
+
+    @property
+    def path(self) -> Path:
+        return self.loaded.bundle.path
+
+
+@dataclass
+class ReloadSummary:
+    """What a reload did, for logs and tests."""
+
+    loaded: list[str] = field(default_factory=list)
+    refused: list[str] = field(default_factory=list)
+    retired: list[str] = field(default_factory=list)
+
+
+class ModelNotFound(LookupError):
+    """No hosted model (or version) matches a request."""
+
+
+def version_key(version: str) -> tuple[tuple[int, int | str], ...]:
+    """Sort key for versions: numeric parts compare as numbers ("1.10.0" > "1.9.0")."""
+    return tuple((0, int(p)) if p.isdigit() else (1, p) for p in re.split(r"[.+-]", version))
+
+
+def discover_bundles(directories: Sequence[Path]) -> list[Path]:
+    """Bundle folders: a directory holding a manifest, else its non-hidden subfolders that hold one."""
+    found: list[Path] = []
+    for directory in directories:
+        if (directory / MANIFEST_FILE).is_file():
+            found.append(directory.resolve())
+            continue
+        if not directory.is_dir():
+            _log.warning("models_dir_missing", path=str(directory))
+            continue
+        for child in sorted(directory.iterdir()):
+            if child.is_dir() and not child.name.startswith(".") and (child / MANIFEST_FILE).is_file():
+                found.append(child.resolve())
+    return list(dict.fromkeys(found))
+
+
+def _manifest_digest(path: Path) -> str | None:
+    try:
+        return hashlib.sha256((path / MANIFEST_FILE).read_bytes()).hexdigest()
+    except OSError:
+        return None
+
+
+class ModelRegistry:
+    """Loads, looks up and retires hosted model versions."""
+
+    def __init__(
+        self,
+        directories: Sequence[Path],
+        options: LoadOptions,
+        limits: SchedulerLimits,
+        metrics: ServiceMetrics,
+    ) -> None:
+        self._directories = list(directories)
+        self._options = options
+        self._limits = limits
+        self._metrics = metrics
+        self._hosted: list[HostedModel] = []
+        self._retiring: set[asyncio.Task[None]] = set()
+        self._lock = asyncio.Lock()
+        self._shutdown_at: float | None = None
+
+    def models(self) -> list[HostedModel]:
+        """Every hosted version, by name, newest version first."""
+        newest_first = sorted(self._hosted, key=lambda m: version_key(m.version), reverse=True)
+        return sorted(newest_first, key=lambda m: m.name)
+
+    def names(self) -> set[str]:
+        """Names of the hosted models."""
+        return {m.name for m in self._hosted}
+
+    def versions(self, name: str) -> list[str]:
+        """Hosted versions of `name`, newest first."""
+        return [m.version for m in self.models() if m.name == name]
+
+    def resolve(self, name: str, version: str = "") -> HostedModel:
+        """The named model at `version` (empty: newest); raise ModelNotFound with what is available."""
+        candidates = [m for m in self.models() if m.name == name]
+        if not candidates:
+            available = ", ".join(sorted(self.names())) or "none"
+            raise ModelNotFound(f"model {name!r} is not hosted here; available models: {available}")
+        if not version:
+            return candidates[0]
+        for model in candidates:
+            if model.version == version:
+                return model
+        loaded = ", ".join(m.version for m in candidates)
+        raise ModelNotFound(f"model {name!r} has no version {version!r}; loaded versions: {loaded}")
+
+    async def reload(self) -> ReloadSummary:
+        """Rescan the model directories; load new or changed bundles, retire removed or replaced ones."""
+        async with self._lock:
+            summary = ReloadSummary()
+            current = {m.path: m for m in self._hosted}
+            kept: list[HostedModel] = []
+            fresh: list[tuple[Path, LoadedModel]] = []
+            for path in discover_bundles(self._directories):
+                model = current.get(path)
+                if model is not None and _manifest_digest(path) == model.loaded.bundle.manifest_sha256:
+                    kept.append(model)
+                    continue
+                try:
+                    fresh.append((path, await asyncio.to_thread(load_model, path, self._options)))
+                except BundleError as exc:
+                    summary.refused.append(str(path))
+                    _log.error("bundle_refused", path=str(path), error=str(exc))
+                    if model is not None:
+                        kept.append(model)
+                        _log.warning(
+                            "bundle_kept_previous", path=str(path), model=model.name, version=model.version
+                        )
+            hosted = list(kept)
+            for path, loaded in fresh:
+                manifest = loaded.bundle.manifest
+                key = (manifest.name, manifest.version)
+                clash = next((m for m in hosted if (m.name, m.version) == key), None)
+                if clash is not None:
+                    summary.refused.append(str(path))
+                    _log.error(
+                        "bundle_refused", path=str(path),
+                        error=f"{manifest.name} {manifest.version} is already served from {clash.path}",
+                    )
+                    continue
+                hosted.append(self._host(loaded))
+                summary.loaded.append(f"{manifest.name}@{manifest.version}")
+            gone = [m for m in self._hosted if m not in hosted]
+            self._hosted = hosted
+            for model in gone:
+                summary.retired.append(f"{model.name}@{model.version}")
+                self._retire(model)
+            hosted_names = [f"{m.name}@{m.version}" for m in self.models()]
+            _log.info("models_reloaded", hosted=hosted_names, **vars(summary))
+            return summary
+
+    def shutdown_by(self, at: float) -> None:
+        """Make every scheduler stop its requests (anytime answers) before time.monotonic() reaches `at`."""
+        self._shutdown_at = at
+        for model in self._hosted:
+            model.scheduler.shutdown_by(at)
+
+    async def close(self) -> None:
+        """Stop every scheduler after its submitted requests finished."""
+        hosted, self._hosted = self._hosted, []
+        for model in hosted:
+            self._retire(model)
+        if self._retiring:
+            await asyncio.gather(*self._retiring)
+
+    def _host(self, loaded: LoadedModel) -> HostedModel:
+        manifest = loaded.bundle.manifest
+        scheduler = ModelScheduler(
+            manifest.name,
+            manifest.version,
+            loaded.session,
+            max_batch=self._limits.max_batch,
+            max_queue=self._limits.max_queue,
+            metrics=self._metrics,
+            initial_step_s=loaded.warm_step_s,
+        )
+        scheduler.start()
+        if self._shutdown_at is not None:
+            scheduler.shutdown_by(self._shutdown_at)
+        self._metrics.model_info.labels(manifest.name, manifest.version, manifest.task).set(1)
+        _log.info(
+            "bundle_loaded", model=manifest.name, version=manifest.version, path=str(loaded.bundle.path),
+            onnx=loaded.onnx_file, warm_step_ms=round(loaded.warm_step_s * 1000, 3),
+        )
+        return HostedModel(loaded=loaded, scheduler=scheduler)
+
+    def _retire(self, model: HostedModel) -> None:
+        async def finish() -> None:
+            await model.scheduler.close()
+            self._metrics.model_info.labels(model.name, model.version, model.manifest.task).set(0)
+            _log.info("model_retired", model=model.name, version=model.version)
+
+        task = asyncio.get_running_loop().create_task(finish())
+        self._retiring.add(task)
+        task.add_done_callback(self._retiring.discard)
+

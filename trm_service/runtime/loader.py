@@ -1,0 +1,60 @@
+"""Loads a bundle folder into everything needed to run it: verified manifest, step session, tokenizer."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from trm_service.runtime.bundle import Bundle, TextInput, load_bundle
+from trm_service.runtime.codec import TextEncoder
+from trm_service.runtime.session import SessionSettings, StepSession
+
+_WARMUP_STEPS = 3
+
+
+@dataclass(frozen=True)
+class LoadOptions:
+    """How bundles are loaded: ONNX Runtime settings, and whether to prefer the int8 model."""
+
+    session: SessionSettings
+    int8: bool = False
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A verified bundle ready to run; `warm_step_s` is its measured single-request step time."""
+
+    bundle: Bundle
+    session: StepSession
+    encoder: TextEncoder | None
+    onnx_file: str
+    warm_step_s: float
+
+
+def load_model(path: Path, options: LoadOptions) -> LoadedModel:
+    """Verify and load one bundle folder (blocking); raise BundleError when it cannot be served."""
+    bundle = load_bundle(path)
+    manifest = bundle.manifest
+    onnx_file = manifest.onnx_int8 if options.int8 and manifest.onnx_int8 else manifest.onnx_fp32
+    session = StepSession(bundle.file(onnx_file), manifest, options.session)
+    encoder = None
+    if isinstance(manifest.input, TextInput):
+        encoder = TextEncoder(bundle.file(manifest.input.tokenizer), manifest.input)
+    return LoadedModel(
+        bundle=bundle, session=session, encoder=encoder, onnx_file=onnx_file, warm_step_s=_warm_up(session)
+    )
+
+
+def _warm_up(session: StepSession) -> float:
+    """Run a few single-request steps (first-run allocations happen here) and return the fastest."""
+    tokens = np.zeros((1, session.sequence_length), dtype=np.int64)
+    state = session.initial_state(1)
+    fastest = float("inf")
+    for _ in range(_WARMUP_STEPS):
+        started = time.perf_counter()
+        session.run(tokens, state, state)
+        fastest = min(fastest, time.perf_counter() - started)
+    return fastest

@@ -1,0 +1,141 @@
+"""The ONNX Runtime session that runs one supervision step of a bundle's model.
+
+Session options are tuned for tiny models on shared CPU cores (measured with
+`python -m trm_service.runtime.measure_options`, figures in docs/ARCHITECTURE.md): one
+intra-op thread per session (the scheduler batches requests instead, and models run in
+parallel on their own threads), sequential execution, all graph optimisations, no spinning.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+from onnxruntime.capi.onnxruntime_pybind11_state import Fail, InvalidGraph, InvalidProtobuf, NoSuchFile
+
+from trm_service.runtime.bundle import BundleError, GridInput, Manifest
+
+INPUT_NAMES = ("tokens", "y", "z")
+OUTPUT_NAMES = ("y_next", "z_next", "logits", "halt_logit")
+_GRAPH_LEVELS = {
+    "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+    "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+    "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+    "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+}
+
+
+@dataclass(frozen=True)
+class SessionSettings:
+    """ONNX Runtime knobs; the defaults are the measured best for this service."""
+
+    intra_op_threads: int = 1
+    inter_op_threads: int = 1
+    graph_optimization: str = "all"
+    parallel_execution: bool = False
+    allow_spinning: bool = False
+
+
+@dataclass(frozen=True)
+class StepOutputs:
+    """One step for a batch: new states, answer logits and halting logits."""
+
+    y_next: np.ndarray
+    z_next: np.ndarray
+    logits: np.ndarray
+    halt_logit: np.ndarray
+
+
+def session_options(settings: SessionSettings) -> ort.SessionOptions:
+    """Build ONNX Runtime SessionOptions from `settings`."""
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = settings.intra_op_threads
+    options.inter_op_num_threads = settings.inter_op_threads
+    options.graph_optimization_level = _GRAPH_LEVELS[settings.graph_optimization]
+    options.execution_mode = (
+        ort.ExecutionMode.ORT_PARALLEL if settings.parallel_execution else ort.ExecutionMode.ORT_SEQUENTIAL
+    )
+    spinning = "1" if settings.allow_spinning else "0"
+    options.add_session_config_entry("session.intra_op.allow_spinning", spinning)
+    options.add_session_config_entry("session.inter_op.allow_spinning", spinning)
+    options.log_severity_level = 3
+    return options
+
+
+class StepSession:
+    """Runs `model.onnx` (one supervision step) on CPU; safe to call from one thread at a time."""
+
+    def __init__(self, model_path: Path, manifest: Manifest, settings: SessionSettings) -> None:
+        try:
+            self._session = ort.InferenceSession(
+                str(model_path), sess_options=session_options(settings), providers=["CPUExecutionProvider"]
+            )
+        except (Fail, InvalidGraph, InvalidProtobuf, NoSuchFile, RuntimeError) as exc:
+            raise BundleError(f"{model_path}: ONNX Runtime cannot load the model: {exc}") from exc
+        check_signature(self._session, manifest)
+        self.state_shape = manifest.recursion.state_shape
+        self.sequence_length = sequence_length(manifest)
+
+    def run(self, tokens: np.ndarray, y: np.ndarray, z: np.ndarray) -> StepOutputs:
+        """One supervision step for a batch: tokens [b, seq] int64, y and z [b, S, d] float32."""
+        y_next, z_next, logits, halt_logit = self._session.run(
+            list(OUTPUT_NAMES), {"tokens": tokens, "y": y, "z": z}
+        )
+        return StepOutputs(y_next=y_next, z_next=z_next, logits=logits, halt_logit=halt_logit.reshape(-1))
+
+    def initial_state(self, batch: int) -> np.ndarray:
+        """Zero answer/latent state for `batch` rows (the first step starts from y = z = 0)."""
+        return np.zeros((batch, *self.state_shape), dtype=np.float32)
+
+
+def sequence_length(manifest: Manifest) -> int:
+    """Length of the `tokens` input: max_tokens for text, one id per cell for grids."""
+    spec = manifest.input
+    return spec.cells if isinstance(spec, GridInput) else spec.max_tokens
+
+
+def expected_logits_shape(manifest: Manifest) -> tuple[int, ...]:
+    """Logits shape without the batch axis, per docs/BUNDLE.md."""
+    spec = manifest.input
+    if isinstance(spec, GridInput):
+        return (spec.cells, len(manifest.labels))
+    return (len(manifest.labels),)
+
+
+def check_signature(session: ort.InferenceSession, manifest: Manifest) -> None:
+    """Raise BundleError unless the graph's inputs and outputs match the manifest."""
+    state = manifest.recursion.state_shape
+    expected_inputs = {
+        "tokens": ("tensor(int64)", (sequence_length(manifest),)),
+        "y": ("tensor(float)", state),
+        "z": ("tensor(float)", state),
+    }
+    expected_outputs = {
+        "y_next": ("tensor(float)", state),
+        "z_next": ("tensor(float)", state),
+        "logits": ("tensor(float)", expected_logits_shape(manifest)),
+        "halt_logit": ("tensor(float)", ()),
+    }
+    _check_args("input", session.get_inputs(), expected_inputs)
+    _check_args("output", session.get_outputs(), expected_outputs)
+
+
+def _check_args(kind: str, args: list, expected: dict[str, tuple[str, tuple[int, ...]]]) -> None:
+    found = {arg.name: arg for arg in args}
+    missing = sorted(set(expected) - set(found))
+    if missing:
+        raise BundleError(f"model.onnx has no {kind} named {', '.join(missing)} (found {', '.join(found)})")
+    for name, (dtype, dims) in expected.items():
+        arg = found[name]
+        if arg.type != dtype:
+            raise BundleError(f"model.onnx {kind} {name!r} is {arg.type}, expected {dtype}")
+        fixed = [d if isinstance(d, int) else None for d in arg.shape[1:]]
+        if name == "halt_logit" and fixed in ([], [1]):
+            continue
+        if len(fixed) != len(dims) or any(f is not None and f != d for f, d in zip(fixed, dims, strict=True)):
+            raise BundleError(
+                f"model.onnx {kind} {name!r} has shape {arg.shape}, the manifest implies [batch, "
+                f"{', '.join(map(str, dims))}]"
+            )

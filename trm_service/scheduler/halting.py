@@ -1,0 +1,51 @@
+"""When a request stops: the halting head, its step budget, its time budget, the deadline, or shutdown."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from trm.v1 import trm_pb2
+
+
+@dataclass(frozen=True)
+class StepBudget:
+    """A request's resolved limits (validated against the model's)."""
+
+    max_steps: int
+    min_steps: int
+    halt_threshold: float
+    """Halt when sigmoid(q) >= this after min_steps; 1.0 or more never halts on confidence."""
+
+
+@dataclass(frozen=True)
+class TimeLimit:
+    """A point in time (time.monotonic seconds) by which the request must have stopped, and why."""
+
+    at: float
+    reason: trm_pb2.HaltReason
+
+
+def stop_reason(
+    *,
+    steps_done: int,
+    halt_probability: float,
+    budget: StepBudget,
+    now: float,
+    next_step_s: float,
+    limits: Iterable[TimeLimit],
+) -> trm_pb2.HaltReason | None:
+    """Why the request stops after `steps_done` steps, or None to run another step.
+
+    Confidence wins over max_steps; a time limit stops the request when another step, expected
+    to take `next_step_s`, would end after it (the earliest such limit names the reason).
+    """
+    confident = budget.halt_threshold < 1.0 and halt_probability >= budget.halt_threshold
+    if steps_done >= budget.min_steps and confident:
+        return trm_pb2.HALT_REASON_HALTED
+    if steps_done >= budget.max_steps:
+        return trm_pb2.HALT_REASON_MAX_STEPS
+    earliest = min(limits, key=lambda limit: limit.at, default=None)
+    if earliest is not None and now + next_step_s > earliest.at:
+        return earliest.reason
+    return None

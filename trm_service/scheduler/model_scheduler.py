@@ -1,0 +1,204 @@
+"""Step-level continuous batching for one model version.
+
+One asyncio task per model version loops: admit waiting requests into the batch (up to
+max_batch), run ONE supervision step for the whole batch on the model's own executor thread
+(ONNX Runtime releases the GIL, so models never wait on each other), hand every request its
+step, and release the ones that stopped. A request that needs 2 steps therefore leaves after 2
+steps even if it shares the batch with one that needs 16.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import structlog
+from trm.v1 import trm_pb2
+
+from trm_service.observability.metrics import ServiceMetrics
+from trm_service.runtime.session import StepOutputs, StepSession
+from trm_service.scheduler.halting import TimeLimit, stop_reason
+from trm_service.scheduler.ticket import StepResult, Ticket
+
+_log = structlog.get_logger("trm_service.scheduler")
+_STEP_TIME_SMOOTHING = 0.2
+_STEP_TIME_SAFETY = 1.5
+
+
+class QueueFull(Exception):
+    """The model's batch and queue are both full."""
+
+
+class SchedulerClosed(Exception):
+    """The model version is being retired or the server is stopping."""
+
+
+class ModelScheduler:
+    """Runs the supervision steps of every request of one model version, batched step by step."""
+
+    def __init__(
+        self,
+        name: str,
+        version: str,
+        session: StepSession,
+        *,
+        max_batch: int,
+        max_queue: int,
+        metrics: ServiceMetrics,
+        initial_step_s: float,
+    ) -> None:
+        self.name = name
+        self.version = version
+        self.max_batch = max_batch
+        self.max_queue = max_queue
+        self._session = session
+        self._metrics = metrics
+        self._step_s = initial_step_s
+        self._zero_state = session.initial_state(1)[0]
+        self._active: list[Ticket] = []
+        self._pending: collections.deque[Ticket] = collections.deque()
+        self._wakeup = asyncio.Event()
+        self._closing = False
+        self._shutdown_at: float | None = None
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"step-{name}")
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def expected_step_s(self) -> float:
+        """Smoothed duration of one batched step (what the deadline checks plan with)."""
+        return self._step_s
+
+    @property
+    def load(self) -> tuple[int, int]:
+        """(requests in the batch, requests waiting)."""
+        return len(self._active), len(self._pending)
+
+    def start(self) -> None:
+        """Start the step loop on the running event loop."""
+        self._task = asyncio.get_running_loop().create_task(self._run(), name=f"scheduler-{self.name}")
+        self._update_gauges()
+
+    def submit(self, ticket: Ticket) -> None:
+        """Queue a request; raise QueueFull or SchedulerClosed at once instead of waiting."""
+        if self._closing:
+            raise SchedulerClosed(f"model {self.name!r} version {self.version} is being unloaded")
+        if len(self._active) + len(self._pending) >= self.max_batch + self.max_queue:
+            raise QueueFull(
+                f"model {self.name!r} is at capacity ({len(self._active)} requests in its batch, "
+                f"{len(self._pending)} queued); retry with backoff"
+            )
+        self._pending.append(ticket)
+        self._update_gauges()
+        self._wakeup.set()
+
+    def cancel(self, ticket: Ticket) -> None:
+        """Remove a request at once: its slot is free for the next step boundary."""
+        if ticket.cancelled:
+            return
+        ticket.cancelled = True
+        if ticket in self._pending:
+            self._pending.remove(ticket)
+        elif ticket in self._active:
+            self._active.remove(ticket)
+        self._update_gauges()
+
+    def shutdown_by(self, at: float) -> None:
+        """Stop every request (anytime answer, HALT_REASON_SHUTDOWN) before time.monotonic() reaches `at`."""
+        self._shutdown_at = at
+        self._wakeup.set()
+
+    async def close(self) -> None:
+        """Refuse new requests, let the submitted ones finish, then stop the loop and its thread."""
+        self._closing = True
+        self._wakeup.set()
+        if self._task is not None:
+            await self._task
+        self._executor.shutdown(wait=True)
+        self._update_gauges()
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            self._admit()
+            if not self._active:
+                if self._closing:
+                    return
+                self._wakeup.clear()
+                await self._wakeup.wait()
+                continue
+            batch = list(self._active)
+            started = time.monotonic()
+            tokens = np.stack([t.tokens for t in batch])
+            y = np.stack([self._zero_state if t.y is None else t.y for t in batch])
+            z = np.stack([self._zero_state if t.z is None else t.z for t in batch])
+            try:
+                outputs = await loop.run_in_executor(self._executor, self._session.run, tokens, y, z)
+            except Exception as exc:
+                _log.exception("step_failed", model=self.name, version=self.version, batch=len(batch))
+                self._fail(batch, exc)
+                continue
+            self._record_step(batch, outputs, time.monotonic())
+            self._step_s += _STEP_TIME_SMOOTHING * (time.monotonic() - started - self._step_s)
+            self._metrics.batch_size.labels(self.name).observe(len(batch))
+            self._metrics.step_latency.labels(self.name).observe(time.monotonic() - started)
+
+    def _admit(self) -> None:
+        now = time.monotonic()
+        while self._pending and len(self._active) < self.max_batch:
+            ticket = self._pending.popleft()
+            ticket.queue_wait_s = now - ticket.arrival
+            self._metrics.queue_wait.labels(self.name).observe(ticket.queue_wait_s)
+            self._active.append(ticket)
+        self._update_gauges()
+
+    def _record_step(self, batch: list[Ticket], outputs: StepOutputs, now: float) -> None:
+        halt_probability = 1.0 / (1.0 + np.exp(-outputs.halt_logit.astype(np.float64)))
+        next_step_s = self._step_s * _STEP_TIME_SAFETY
+        stopped = set()
+        for row, ticket in enumerate(batch):
+            if ticket.cancelled:
+                continue
+            ticket.y, ticket.z = outputs.y_next[row], outputs.z_next[row]
+            ticket.steps_done += 1
+            reason = stop_reason(
+                steps_done=ticket.steps_done,
+                halt_probability=float(halt_probability[row]),
+                budget=ticket.budget,
+                now=now,
+                next_step_s=next_step_s,
+                limits=self._limits(ticket),
+            )
+            if reason is not None:
+                stopped.add(ticket)
+            ticket.publish(
+                StepResult(
+                    step=ticket.steps_done,
+                    logits=outputs.logits[row].copy(),
+                    halt_probability=float(halt_probability[row]),
+                    elapsed_ms=(now - ticket.arrival) * 1000.0,
+                    halt_reason=reason or trm_pb2.HALT_REASON_UNSPECIFIED,
+                )
+            )
+        if stopped:
+            self._active = [t for t in self._active if t not in stopped]
+            self._update_gauges()
+
+    def _limits(self, ticket: Ticket) -> list[TimeLimit]:
+        if self._shutdown_at is None:
+            return ticket.limits
+        return [*ticket.limits, TimeLimit(self._shutdown_at, trm_pb2.HALT_REASON_SHUTDOWN)]
+
+    def _fail(self, batch: list[Ticket], error: Exception) -> None:
+        for ticket in batch:
+            if not ticket.cancelled:
+                ticket.fail(error)
+        failed = set(batch)
+        self._active = [t for t in self._active if t not in failed]
+        self._update_gauges()
+
+    def _update_gauges(self) -> None:
+        self._metrics.inflight.labels(self.name, self.version).set(len(self._active))
+        self._metrics.queued.labels(self.name, self.version).set(len(self._pending))

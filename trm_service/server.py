@@ -1,0 +1,148 @@
+"""Assembles one server process: models, gRPC service, health, reflection, TLS, metrics, signals.
+
+Lifecycle: load every bundle, bind, start, mark health SERVING, write the ready file, then wait
+for a signal. SIGHUP reloads the model folders. SIGTERM/SIGINT drain: health goes NOT_SERVING
+(all services), requests keep being accepted for `drain_delay` seconds (load balancers notice),
+then the listener closes and in-flight requests get `grace_period` seconds; shortly before it
+ends, requests still running are stopped with their best answer so far (HALT_REASON_SHUTDOWN).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import time
+from pathlib import Path
+
+import grpc
+import structlog
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from trm_service.api.servicer import SERVICE_NAME, ReasoningServicer, ServingLimits, reasoning_handler
+from trm_service.config import ConfigError, ServeConfig
+from trm_service.observability.metrics import ServiceMetrics, serve_metrics
+from trm_service.registry import ModelRegistry, SchedulerLimits
+from trm_service.runtime.loader import LoadOptions
+from trm_service.runtime.session import SessionSettings
+
+_log = structlog.get_logger("trm_service.server")
+OVERALL_HEALTH = ""
+_SERVING = health_pb2.HealthCheckResponse.SERVING
+_NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+
+
+def shutdown_margin(grace_period: float) -> float:
+    """Time kept at the end of the grace period to send the anytime answers of stopped requests."""
+    return min(1.0, grace_period / 10.0)
+
+
+async def run_server(config: ServeConfig) -> None:
+    """Serve until SIGTERM or SIGINT, then drain (see the module docstring)."""
+    metrics = ServiceMetrics()
+    registry = ModelRegistry(
+        config.model_directories(),
+        LoadOptions(SessionSettings(intra_op_threads=config.intra_op_threads), int8=config.int8),
+        SchedulerLimits(max_batch=config.max_batch_size, max_queue=config.max_queue),
+        metrics,
+    )
+    await registry.reload()
+    health_servicer = health.aio.HealthServicer()
+    health_names: set[str] = set()
+    servicer = ReasoningServicer(
+        registry,
+        ServingLimits(
+            max_time_budget_ms=config.max_time_budget_ms,
+            deadline_margin_s=config.deadline_margin_ms / 1000.0,
+            log_inputs=config.log_inputs,
+        ),
+        metrics,
+    )
+    server = grpc.aio.server(
+        options=[
+            ("grpc.max_receive_message_length", config.max_message_bytes),
+            ("grpc.max_send_message_length", config.max_message_bytes),
+            ("grpc.so_reuseport", 1 if config.reuse_port else 0),
+        ]
+    )
+    server.add_generic_rpc_handlers((reasoning_handler(servicer),))
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection(
+        (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
+        server,
+    )
+    port = _bind(server, config)
+    metrics_port = None
+    if config.metrics_port is not None:
+        metrics_port = serve_metrics(config.host, config.metrics_port)
+    await server.start()
+
+    async def sync_health() -> None:
+        current = registry.names()
+        for name in health_names - current:
+            await health_servicer.set(name, _NOT_SERVING)
+        for name in current | {OVERALL_HEALTH, SERVICE_NAME}:
+            await health_servicer.set(name, _SERVING)
+        health_names.clear()
+        health_names.update(current)
+
+    await sync_health()
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    reloads: set[asyncio.Task[None]] = set()
+
+    async def reload() -> None:
+        await registry.reload()
+        await sync_health()
+
+    def on_hangup() -> None:
+        if not stop.is_set():
+            task = loop.create_task(reload())
+            reloads.add(task)
+            task.add_done_callback(reloads.discard)
+
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    loop.add_signal_handler(signal.SIGINT, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, on_hangup)
+    _log.info("serving", host=config.host, port=port, metrics_port=metrics_port, pid=os.getpid(),
+              tls=config.tls_cert is not None, mutual_tls=config.tls_client_ca is not None)
+    if config.ready_file is not None:
+        write_ready_file(config.ready_file, port=port, metrics_port=metrics_port)
+    try:
+        await stop.wait()
+        _log.info("draining", grace_period_s=config.grace_period, drain_delay_s=config.drain_delay)
+        await health_servicer.enter_graceful_shutdown()
+        await asyncio.sleep(config.drain_delay)
+        registry.shutdown_by(time.monotonic() + config.grace_period - shutdown_margin(config.grace_period))
+        await server.stop(config.grace_period)
+        await asyncio.gather(*reloads, return_exceptions=True)
+        await registry.close()
+        _log.info("stopped")
+    finally:
+        if config.ready_file is not None:
+            config.ready_file.unlink(missing_ok=True)
+
+
+def _bind(server: grpc.aio.Server, config: ServeConfig) -> int:
+    host = f"[{config.host}]" if ":" in config.host and not config.host.startswith("[") else config.host
+    address = f"{host}:{config.port}"
+    try:
+        if config.tls_cert is None or config.tls_key is None:
+            return server.add_insecure_port(address)
+        credentials = grpc.ssl_server_credentials(
+            [(config.tls_key.read_bytes(), config.tls_cert.read_bytes())],
+            root_certificates=config.tls_client_ca.read_bytes() if config.tls_client_ca else None,
+            require_client_auth=config.tls_client_ca is not None,
+        )
+        return server.add_secure_port(address, credentials)
+    except RuntimeError as exc:
+        raise ConfigError(f"cannot listen on {address}: the port is in use or the host is not local") from exc
+
+
+def write_ready_file(path: Path, *, port: int, metrics_port: int | None) -> None:
+    """Atomically write {"port", "metrics_port", "pid"} so tools can find ephemeral ports."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    temporary.write_text(json.dumps({"port": port, "metrics_port": metrics_port, "pid": os.getpid()}))
+    os.replace(temporary, path)

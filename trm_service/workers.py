@@ -1,0 +1,162 @@
+"""`--workers N`: N server processes on one port (SO_REUSEPORT), supervised, with merged metrics.
+
+The supervisor reserves the port (a bound, non-listening socket with SO_REUSEPORT, so port 0
+works too), spawns N workers that each run the full server on that port with SO_REUSEPORT (the
+kernel spreads connections across them), and serves /metrics itself: every worker writes its
+samples to a shared PROMETHEUS_MULTIPROC_DIR and the supervisor sums them. Signals are forwarded
+(SIGTERM/SIGINT drain every worker, SIGHUP reloads every worker); a worker that dies is restarted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import multiprocessing
+import multiprocessing.connection
+import os
+import signal
+import socket
+import tempfile
+import time
+from multiprocessing.process import BaseProcess
+from pathlib import Path
+from types import FrameType
+
+import structlog
+from prometheus_client import multiprocess
+
+from trm_service.config import ConfigError, ServeConfig
+from trm_service.observability.logging import configure_logging
+from trm_service.observability.metrics import MULTIPROC_ENV, multiprocess_registry, serve_metrics
+from trm_service.server import run_server, write_ready_file
+
+_log = structlog.get_logger("trm_service.workers")
+_READY_TIMEOUT_S = 300.0
+_POLL_S = 0.2
+
+
+def run_workers(config: ServeConfig) -> int:
+    """Run `config.workers` server processes until SIGTERM/SIGINT; return the exit status."""
+    with tempfile.TemporaryDirectory(prefix="trm-workers-") as scratch:
+        metrics_dir, ready_dir = Path(scratch, "metrics"), Path(scratch, "ready")
+        metrics_dir.mkdir()
+        ready_dir.mkdir()
+        os.environ[MULTIPROC_ENV] = str(metrics_dir)
+        with _reserve_port(config.host, config.port) as reservation:
+            port = reservation.getsockname()[1]
+            return _Supervisor(config, port, metrics_dir, ready_dir).run()
+
+
+def _reserve_port(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    try:
+        sock.bind((host.strip("[]"), port))
+    except OSError as exc:
+        sock.close()
+        raise ConfigError(f"cannot reserve {host}:{port} for the workers: {exc.strerror}") from exc
+    return sock
+
+
+def _worker_main(config: ServeConfig) -> None:
+    """Entry point of one worker process."""
+    configure_logging(config.log_level)
+    asyncio.run(run_server(config))
+
+
+class _Supervisor:
+    def __init__(self, config: ServeConfig, port: int, metrics_dir: Path, ready_dir: Path) -> None:
+        self._config = config
+        self._port = port
+        self._metrics_dir = metrics_dir
+        self._ready_dir = ready_dir
+        self._context = multiprocessing.get_context("spawn")
+        self._workers: dict[int, BaseProcess] = {}
+        self._stopping = False
+        self._hangup = False
+
+    def run(self) -> int:
+        signal.signal(signal.SIGTERM, self._on_stop)
+        signal.signal(signal.SIGINT, self._on_stop)
+        signal.signal(signal.SIGHUP, self._on_hangup)
+        for index in range(self._config.workers):
+            self._start(index)
+        if not self._wait_ready():
+            self._stop_all()
+            return 1
+        metrics_port = None
+        if self._config.metrics_port is not None:
+            metrics_port = serve_metrics(
+                self._config.host, self._config.metrics_port, multiprocess_registry(self._metrics_dir)
+            )
+        _log.info("workers_serving", workers=self._config.workers, port=self._port, metrics_port=metrics_port,
+                  pid=os.getpid())
+        if self._config.ready_file is not None:
+            write_ready_file(self._config.ready_file, port=self._port, metrics_port=metrics_port)
+        try:
+            self._supervise()
+            self._stop_all()
+        finally:
+            if self._config.ready_file is not None:
+                self._config.ready_file.unlink(missing_ok=True)
+        return 0
+
+    def _start(self, index: int) -> None:
+        ready_file = self._ready_dir / f"worker-{index}.json"
+        ready_file.unlink(missing_ok=True)
+        worker_config = dataclasses.replace(
+            self._config, port=self._port, workers=1, metrics_port=None, ready_file=ready_file,
+            reuse_port=True,
+        )
+        process = self._context.Process(
+            target=_worker_main, args=(worker_config,), name=f"trm-worker-{index}"
+        )
+        process.start()
+        self._workers[index] = process
+
+    def _wait_ready(self) -> bool:
+        deadline = time.monotonic() + _READY_TIMEOUT_S
+        while time.monotonic() < deadline and not self._stopping:
+            if all((self._ready_dir / f"worker-{i}.json").exists() for i in self._workers):
+                return True
+            dead = [p for p in self._workers.values() if not p.is_alive()]
+            if dead:
+                _log.error("worker_failed_to_start", pid=dead[0].pid, exit_code=dead[0].exitcode)
+                return False
+            time.sleep(_POLL_S)
+        _log.error("workers_not_ready", timeout_s=_READY_TIMEOUT_S)
+        return False
+
+    def _supervise(self) -> None:
+        while not self._stopping:
+            if self._hangup:
+                self._hangup = False
+                self._signal_all(signal.SIGHUP)
+            multiprocessing.connection.wait([p.sentinel for p in self._workers.values()], timeout=_POLL_S)
+            for index, process in list(self._workers.items()):
+                if not process.is_alive() and not self._stopping:
+                    _log.error("worker_exited", pid=process.pid, exit_code=process.exitcode, restarting=True)
+                    multiprocess.mark_process_dead(process.pid, str(self._metrics_dir))
+                    self._start(index)
+
+    def _stop_all(self) -> None:
+        self._signal_all(signal.SIGTERM)
+        budget = self._config.drain_delay + self._config.grace_period + 10.0
+        for process in self._workers.values():
+            process.join(timeout=budget)
+            if process.is_alive():
+                _log.error("worker_killed", pid=process.pid)
+                process.kill()
+                process.join()
+
+    def _signal_all(self, signum: int) -> None:
+        for process in self._workers.values():
+            if process.is_alive() and process.pid is not None:
+                os.kill(process.pid, signum)
+
+    def _on_stop(self, signum: int, frame: FrameType | None) -> None:
+        self._stopping = True
+
+    def _on_hangup(self, signum: int, frame: FrameType | None) -> None:
+        self._hangup = True
