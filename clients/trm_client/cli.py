@@ -41,9 +41,11 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     models = commands.add_parser("models", help="list the hosted models")
+    add_connection_arguments(models, with_defaults=False)
     models.add_argument("--json", action="store_true", help="print JSON")
 
     reason = commands.add_parser("reason", help="run a model on a text or a grid")
+    add_connection_arguments(reason, with_defaults=False)
     reason.add_argument("model", help="model name, e.g. intent-clinc150")
     reason.add_argument(
         "input", help="the text; with --grid, the grid's cells row-major ('0' or '.' = blank)"
@@ -59,6 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     reason.add_argument("--json", action="store_true", help="print JSON (one object per line with --stream)")
 
     tools = commands.add_parser("tools", help="print the OpenAI function-calling tool definitions")
+    add_connection_arguments(tools, with_defaults=False)
     tools.add_argument("--json", action="store_true", help="print JSON (the default for this command)")
     return parser
 

@@ -9,21 +9,41 @@ from trm_client.channel import TARGET_ENV, TLSConfig
 from trm_client.retry import RetryPolicy
 
 
-def add_connection_arguments(parser: argparse.ArgumentParser) -> None:
-    """Adds --target, --timeout, --retries and the TLS options."""
+def add_connection_arguments(parser: argparse.ArgumentParser, *, with_defaults: bool = True) -> None:
+    """Adds --target, --timeout, --retries and the TLS options.
+
+    With ``with_defaults=False`` the options set nothing unless given: use it on subcommands, so
+    the options work before and after the subcommand name without the subcommand's defaults
+    overwriting what was given before it.
+    """
+
+    def default(value: Any) -> Any:
+        return value if with_defaults else argparse.SUPPRESS
+
     parser.add_argument(
         "--target",
+        default=default(None),
         help=f"HOST:PORT, dns:///NAME:PORT, or comma-separated IP:PORT replicas (default: ${TARGET_ENV}, "
         "else 127.0.0.1:50051)",
     )
-    parser.add_argument("--timeout", type=float, default=10.0, help="deadline of each call in seconds")
-    parser.add_argument("--retries", type=int, default=6, help="most attempts per call on UNAVAILABLE")
+    parser.add_argument(
+        "--timeout", type=float, default=default(10.0), help="deadline of each call in seconds"
+    )
+    parser.add_argument(
+        "--retries", type=int, default=default(6), help="most attempts per call on UNAVAILABLE"
+    )
     tls = parser.add_argument_group("TLS")
-    tls.add_argument("--tls", action="store_true", help="use TLS with the system's root certificates")
-    tls.add_argument("--tls-ca", help="PEM CA bundle to verify the server (implies --tls)")
-    tls.add_argument("--tls-cert", help="PEM client certificate for mutual TLS (implies --tls)")
-    tls.add_argument("--tls-key", help="PEM key of the client certificate")
-    tls.add_argument("--tls-server-name", help="name to check the server certificate against")
+    tls.add_argument(
+        "--tls", action="store_true", default=default(False), help="use TLS with the system's roots"
+    )
+    tls.add_argument(
+        "--tls-ca", default=default(None), help="PEM CA bundle to verify the server (implies --tls)"
+    )
+    tls.add_argument("--tls-cert", default=default(None), help="PEM client certificate for mutual TLS")
+    tls.add_argument("--tls-key", default=default(None), help="PEM key of the client certificate")
+    tls.add_argument(
+        "--tls-server-name", default=default(None), help="name to check the server certificate against"
+    )
 
 
 def client_settings(args: argparse.Namespace) -> dict[str, Any]:
