@@ -54,9 +54,17 @@ def test_reason_json_and_stream_json_agree(server, client):
 
 def test_stream_shows_each_step_with_a_confidence_bar(server):
     done = trm_client(
-        "--target", server.target, "reason", TEXT_MODEL, "play jazz", "--stream", "--max-steps", "3",
-        "--halt-threshold", "1.0",
-    )  # fmt: skip
+        "--target",
+        server.target,
+        "reason",
+        TEXT_MODEL,
+        "play jazz",
+        "--stream",
+        "--max-steps",
+        "3",
+        "--halt-threshold",
+        "1.0",
+    )
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     assert [line.split()[:2] for line in lines] == [["step", "1"], ["step", "2"], ["step", "3"]]

@@ -1,0 +1,172 @@
+"""TLS and mutual TLS against real servers started with --tls-cert/--tls-key (and --tls-client-ca).
+
+Certificates come from a throwaway CA made with the openssl command. The server's certificate names
+only "trm.test", so reaching it at 127.0.0.1 needs ``server_name`` — which the tests use to show that
+the name is really checked.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from sdk_test_support import TEXT_MODEL
+from trm_client import NO_RETRY, AsyncTRMClient, TLSConfig, TRMClient, Unavailable
+
+from trm_service.testing import ServerProcess
+
+SERVER_NAME = "trm.test"
+
+pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
+
+
+def _openssl(*args: str, cwd: Path) -> None:
+    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True, timeout=60)
+
+
+def _issue(pki: Path, name: str, san: str) -> None:
+    _openssl(
+        "req",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-keyout",
+        f"{name}.key",
+        "-out",
+        f"{name}.csr",
+        "-subj",
+        f"/CN={name}",
+        cwd=pki,
+    )
+    (pki / f"{name}.ext").write_text(f"subjectAltName={san}\n")
+    _openssl(
+        "x509",
+        "-req",
+        "-in",
+        f"{name}.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        f"{name}.pem",
+        "-days",
+        "2",
+        "-extfile",
+        f"{name}.ext",
+        cwd=pki,
+    )
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A CA, a server certificate for trm.test and a client certificate."""
+    pki = tmp_path_factory.mktemp("pki")
+    _openssl(
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=trm test CA",
+        cwd=pki,
+    )
+    _issue(pki, "server", f"DNS:{SERVER_NAME}")
+    _issue(pki, "client", "DNS:client.trm.test")
+    return pki
+
+
+@pytest.fixture(scope="module")
+def tls_server(bundles, pki):
+    args = ["--tls-cert", str(pki / "server.pem"), "--tls-key", str(pki / "server.key")]
+    with ServerProcess([bundles["text"]], extra_args=args) as process:
+        yield process
+
+
+@pytest.fixture(scope="module")
+def mtls_server(bundles, pki):
+    args = [
+        "--tls-cert",
+        str(pki / "server.pem"),
+        "--tls-key",
+        str(pki / "server.key"),
+        "--tls-client-ca",
+        str(pki / "ca.pem"),
+    ]
+    with ServerProcess([bundles["text"]], extra_args=args) as process:
+        yield process
+
+
+def test_tls_client_verifies_the_server_with_the_ca(tls_server, pki):
+    tls = TLSConfig.from_files(ca=pki / "ca.pem", server_name=SERVER_NAME)
+    with TRMClient(tls_server.target, tls=tls) as client:
+        assert [m.name for m in client.models()] == [TEXT_MODEL]
+        assert client.reason(TEXT_MODEL, "play jazz").steps >= 1
+
+
+def test_the_server_certificate_name_is_checked(tls_server, pki):
+    wrong_name = TLSConfig.from_files(ca=pki / "ca.pem")  # the certificate does not name 127.0.0.1
+    with TRMClient(tls_server.target, tls=wrong_name, retry=NO_RETRY) as client, pytest.raises(Unavailable):
+        client.models()
+
+
+def test_plaintext_client_cannot_talk_to_a_tls_server(tls_server):
+    with TRMClient(tls_server.target, retry=NO_RETRY) as client, pytest.raises(Unavailable):
+        client.models()
+
+
+async def test_mutual_tls_with_a_client_certificate(mtls_server, pki):
+    tls = TLSConfig.from_files(
+        pki / "ca.pem", pki / "client.pem", pki / "client.key", server_name=SERVER_NAME
+    )
+    async with AsyncTRMClient(mtls_server.target, tls=tls) as client:
+        assert (await client.reason(TEXT_MODEL, "set an alarm")).model == TEXT_MODEL
+
+
+def test_mutual_tls_refuses_a_client_without_a_certificate(mtls_server, pki):
+    tls = TLSConfig.from_files(ca=pki / "ca.pem", server_name=SERVER_NAME)
+    with TRMClient(mtls_server.target, tls=tls, retry=NO_RETRY) as client, pytest.raises(Unavailable):
+        client.models()
+
+
+def test_cli_tls_options(mtls_server, pki):
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "trm_client.cli",
+            "--target",
+            mtls_server.target,
+            "--tls-ca",
+            str(pki / "ca.pem"),
+            "--tls-cert",
+            str(pki / "client.pem"),
+            "--tls-key",
+            str(pki / "client.key"),
+            "--tls-server-name",
+            SERVER_NAME,
+            "models",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert [m["name"] for m in json.loads(done.stdout)] == [TEXT_MODEL]
