@@ -1,0 +1,58 @@
+"""Shared fixtures: small real bundles (random TRMs through the trainer's exporter) and gRPC stubs."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+from trm.v1 import trm_pb2_grpc
+
+TEXT_MODEL = "svc-text"
+GRID_MODEL = "svc-sudoku"
+LONG_MODEL = "svc-long"
+TEXT_N_SUP = 8
+LONG_N_SUP = 5000
+
+
+def _make_bundle(root: Path, task: str, **kwargs) -> Path:
+    import torch
+
+    from trainer.testing import make_random_bundle
+
+    torch.set_num_threads(1)
+    return make_random_bundle(root, task, **kwargs)
+
+
+@pytest.fixture(scope="session")
+def text_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Random text classifier (labels include "oos"), N_sup=8; halting head starts near sigmoid(-5)."""
+    return _make_bundle(tmp_path_factory.mktemp("text"), "text", name=TEXT_MODEL, N_sup=TEXT_N_SUP, seed=1)
+
+
+@pytest.fixture(scope="session")
+def grid_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Random 9x9 Sudoku model, N_sup=4."""
+    return _make_bundle(tmp_path_factory.mktemp("grid"), "grid", name=GRID_MODEL, seed=2)
+
+
+@pytest.fixture(scope="session")
+def long_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Random text model allowing 5000 steps: requests with halt_threshold=1 run until a limit stops them."""
+    return _make_bundle(tmp_path_factory.mktemp("long"), "text", name=LONG_MODEL, N_sup=LONG_N_SUP, seed=3)
+
+
+@pytest.fixture
+def stub_for() -> Iterator[Callable[[str], trm_pb2_grpc.ReasoningServiceStub]]:
+    """Factory of ReasoningService stubs on fresh insecure channels, closed after the test."""
+    channels: list[grpc.Channel] = []
+
+    def make(target: str) -> trm_pb2_grpc.ReasoningServiceStub:
+        channel = grpc.insecure_channel(target)
+        channels.append(channel)
+        return trm_pb2_grpc.ReasoningServiceStub(channel)
+
+    yield make
+    for channel in channels:
+        channel.close()
