@@ -1,0 +1,182 @@
+"""The step-level batching scheduler with real ONNX Runtime sessions (in process, no gRPC)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from prometheus_client import CollectorRegistry
+from trm.v1 import trm_pb2
+
+from trm_service.observability.metrics import ServiceMetrics
+from trm_service.runtime.loader import LoadedModel, LoadOptions, load_model
+from trm_service.runtime.session import SessionSettings
+from trm_service.scheduler.halting import StepBudget, TimeLimit
+from trm_service.scheduler.model_scheduler import ModelScheduler, QueueFull, SchedulerClosed
+from trm_service.scheduler.ticket import StepResult, Ticket
+
+TEXTS = (
+    "play some jazz", "wake me at seven", "weather in paris", "translate hello", "tell me a joke",
+    "set an alarm", "is it raining", "put on music", "say thanks in german", "what time is it",
+)
+NEVER_HALT = 1.0
+
+
+@pytest.fixture(scope="module")
+def text_model(text_bundle: Path) -> LoadedModel:
+    return load_model(text_bundle, LoadOptions(SessionSettings(intra_op_threads=1)))
+
+
+@pytest.fixture(scope="module")
+def long_model(long_bundle: Path) -> LoadedModel:
+    return load_model(long_bundle, LoadOptions(SessionSettings(intra_op_threads=1)))
+
+
+class Harness:
+    """A started scheduler with its own metrics registry."""
+
+    def __init__(self, model: LoadedModel, *, max_batch: int = 64, max_queue: int = 64) -> None:
+        self.model = model
+        self.registry = CollectorRegistry()
+        manifest = model.bundle.manifest
+        self.scheduler = ModelScheduler(
+            manifest.name, manifest.version, model.session, max_batch=max_batch, max_queue=max_queue,
+            metrics=ServiceMetrics(self.registry), initial_step_s=model.warm_step_s,
+        )
+        self.scheduler.start()
+
+    def ticket(self, text: str, *, max_steps: int, min_steps: int = 1, threshold: float = NEVER_HALT,
+               limits: list[TimeLimit] | None = None, stream: bool = False) -> Ticket:
+        assert self.model.encoder is not None
+        budget = StepBudget(max_steps=max_steps, min_steps=min_steps, halt_threshold=threshold)
+        return Ticket(self.model.encoder.encode(text), budget, arrival=time.monotonic(), limits=limits or [],
+                      stream=stream)
+
+    def submit(self, ticket: Ticket) -> Ticket:
+        self.scheduler.submit(ticket)
+        return ticket
+
+    def sample(self, name: str, **labels: str) -> float:
+        name_label = {"model": self.scheduler.name}
+        return self.registry.get_sample_value(name, {**name_label, **labels}) or 0.0
+
+    def gauges(self) -> tuple[float, float]:
+        version = {"version": self.scheduler.version}
+        return self.sample("trm_inflight_requests", **version), self.sample("trm_queued_requests", **version)
+
+
+async def _run_alone(harness: Harness, texts, **budget) -> list[StepResult]:
+    return [await harness.submit(harness.ticket(text, **budget)).finished for text in texts]
+
+
+async def _run_together(harness: Harness, texts, **budget) -> list[StepResult]:
+    tickets = [harness.submit(harness.ticket(text, **budget)) for text in texts]
+    return list(await asyncio.gather(*(t.finished for t in tickets)))
+
+
+@pytest.mark.parametrize("budget", [{"max_steps": 6}, {"max_steps": 6, "min_steps": 3, "threshold": 0.001}])
+async def test_batched_results_equal_unbatched_results(text_model: LoadedModel, budget):
+    harness = Harness(text_model)
+    alone = await _run_alone(harness, TEXTS, **budget)
+    batches_before = harness.sample("trm_batch_size_count")
+    rows_before = harness.sample("trm_batch_size_sum")
+    together = await _run_together(harness, TEXTS, **budget)
+    batch_steps = harness.sample("trm_batch_size_count") - batches_before
+    assert batch_steps == together[0].step  # one batched step per supervision step, for all ten
+    assert harness.sample("trm_batch_size_sum") - rows_before == len(TEXTS) * batch_steps
+    for one, batched in zip(alone, together, strict=True):
+        assert (batched.step, batched.halt_reason) == (one.step, one.halt_reason)
+        np.testing.assert_allclose(batched.logits, one.logits, rtol=0, atol=1e-5)
+        assert batched.halt_probability == pytest.approx(one.halt_probability, abs=1e-6)
+    assert {r.halt_reason for r in alone} == {
+        trm_pb2.HALT_REASON_MAX_STEPS if "threshold" not in budget else trm_pb2.HALT_REASON_HALTED
+    }
+    await harness.scheduler.close()
+
+
+async def test_a_short_request_leaves_the_batch_while_a_long_one_keeps_stepping(long_model: LoadedModel):
+    harness = Harness(long_model)
+    long = harness.submit(harness.ticket("a long question", max_steps=400, stream=True))
+    while (await long.next_update()).step < 3:
+        pass
+    late = harness.submit(harness.ticket("a quick one", max_steps=2))
+    result = await late.finished
+    assert result.step == 2 and result.halt_reason == trm_pb2.HALT_REASON_MAX_STEPS
+    assert not long.finished.done() and 3 < long.steps_done < 400  # admitted mid-flight, released first
+    bucket = "trm_batch_size_bucket"
+    pairs = harness.sample(bucket, le="2.0") - harness.sample(bucket, le="1.0")
+    assert pairs == 2  # the quick request's two steps ran batched with the long one
+    harness.scheduler.cancel(long)
+    await harness.scheduler.close()
+
+
+async def test_batch_size_never_exceeds_max_batch_and_all_requests_finish(text_model: LoadedModel):
+    harness = Harness(text_model, max_batch=3, max_queue=10)
+    results = await _run_together(harness, TEXTS, max_steps=4)
+    assert all(r.step == 4 for r in results)
+    total = harness.sample("trm_batch_size_count")
+    assert harness.sample("trm_batch_size_bucket", le="4.0") == total
+    assert harness.sample("trm_batch_size_bucket", le="2.0") < total  # batches of 3 did happen
+    await harness.scheduler.close()
+
+
+async def test_a_full_queue_is_refused_at_once(long_model: LoadedModel):
+    harness = Harness(long_model, max_batch=1, max_queue=1)
+    first = harness.submit(harness.ticket("one", max_steps=5000))
+    second = harness.submit(harness.ticket("two", max_steps=5000))
+    with pytest.raises(QueueFull, match="at capacity"):
+        harness.submit(harness.ticket("three", max_steps=5000))
+    harness.scheduler.cancel(first)
+    harness.scheduler.cancel(second)
+    await harness.scheduler.close()
+
+
+async def test_cancellation_frees_the_slot_and_the_gauges_at_once(long_model: LoadedModel):
+    harness = Harness(long_model, max_batch=1, max_queue=4)
+    running = harness.submit(harness.ticket("running", max_steps=5000, stream=True))
+    await running.next_update()
+    queued = harness.submit(harness.ticket("queued", max_steps=5000))
+    assert harness.gauges() == (1.0, 1.0)
+    harness.scheduler.cancel(queued)
+    assert harness.gauges() == (1.0, 0.0)
+    harness.scheduler.cancel(running)
+    assert harness.gauges() == (0.0, 0.0)
+    replacement = harness.submit(harness.ticket("next", max_steps=2))
+    assert (await replacement.finished).step == 2
+    await harness.scheduler.close()
+
+
+async def test_time_limits_return_the_anytime_answer_with_their_reason(long_model: LoadedModel):
+    harness = Harness(long_model)
+    now = time.monotonic()
+    budget = harness.submit(harness.ticket(
+        "budget", max_steps=5000, limits=[TimeLimit(now + 0.3, trm_pb2.HALT_REASON_BUDGET)]))
+    deadline = harness.submit(harness.ticket(
+        "deadline", max_steps=5000, limits=[TimeLimit(now + 0.2, trm_pb2.HALT_REASON_DEADLINE)]))
+    by_budget, by_deadline = await budget.finished, await deadline.finished
+    assert by_budget.halt_reason == trm_pb2.HALT_REASON_BUDGET and 1 <= by_budget.step < 5000
+    assert by_deadline.halt_reason == trm_pb2.HALT_REASON_DEADLINE and 1 <= by_deadline.step <= by_budget.step
+    assert by_budget.logits.shape == (len(long_model.bundle.manifest.labels),)
+    await harness.scheduler.close()
+
+
+async def test_shutdown_stops_running_requests_with_their_best_answer(long_model: LoadedModel):
+    harness = Harness(long_model)
+    ticket = harness.submit(harness.ticket("stop me", max_steps=5000, stream=True))
+    await ticket.next_update()
+    harness.scheduler.shutdown_by(time.monotonic() + 0.1)
+    result = await ticket.finished
+    assert result.halt_reason == trm_pb2.HALT_REASON_SHUTDOWN and 1 <= result.step < 5000
+    await harness.scheduler.close()
+
+
+async def test_close_refuses_new_requests_and_lets_submitted_ones_finish(text_model: LoadedModel):
+    harness = Harness(text_model)
+    submitted = harness.submit(harness.ticket("finish me", max_steps=8))
+    await harness.scheduler.close()
+    assert submitted.finished.done() and submitted.finished.result().step == 8
+    with pytest.raises(SchedulerClosed):
+        harness.submit(harness.ticket("too late", max_steps=1))
