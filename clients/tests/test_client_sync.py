@@ -130,5 +130,3 @@ def test_expired_deadline_raises_deadline_exceeded(client):
     assert caught.value.code is grpc.StatusCode.DEADLINE_EXCEEDED
     with pytest.raises(DeadlineExceeded):
         list(client.reason_stream(TEXT_MODEL, "too late", timeout_s=1e-6))
-    with pytest.raises(DeadlineExceeded):
-        client.models(timeout_s=1e-6)
