@@ -117,7 +117,7 @@ class ReasoningServicer:
     ) -> trm_pb2.ReasonResponse:
         admitted = self._admit(raw, context, record, stream=False)
         result = await self._final_result(admitted)
-        record.steps, record.halt_reason = result.step, result.halt_reason
+        _note_final(record, admitted, result)
         decoded = admitted.reader.read(result.logits)
         return trm_pb2.ReasonResponse(
             model=admitted.model.name,
@@ -141,7 +141,7 @@ class ReasoningServicer:
                 result = await self._until_deadline(admitted, admitted.ticket.next_update())
                 decoded = admitted.reader.read(result.logits)
                 if result.final:
-                    record.steps, record.halt_reason = result.step, result.halt_reason
+                    _note_final(record, admitted, result)
                 yield trm_pb2.ReasonStep(
                     step=result.step,
                     answer=decoded.answer,
@@ -276,6 +276,11 @@ class ReasoningServicer:
         message = f"internal error while serving request {record.request_id}; the server log has the details"
         record.finish(grpc.StatusCode.INTERNAL, message)
         await context.abort(grpc.StatusCode.INTERNAL, message)
+
+
+def _note_final(record: CallRecord, admitted: _Admitted, result: StepResult) -> None:
+    record.steps, record.halt_reason = result.step, result.halt_reason
+    record.queue_wait_s = admitted.ticket.queue_wait_s
 
 
 def reasoning_handler(servicer: ReasoningServicer) -> grpc.GenericRpcHandler:

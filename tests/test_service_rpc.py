@@ -1,0 +1,222 @@
+"""Every RPC against a real `trm-service serve` subprocess, plus health, reflection and request logs."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+from conftest import GRID_MODEL, LONG_MODEL, TEXT_MODEL, TEXT_N_SUP
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+from trm.v1 import trm_pb2, trm_pb2_grpc
+
+from trm_service.testing import ServerProcess
+
+EMPTY_SUDOKU = "." * 81
+NEVER_HALT = trm_pb2.Budget(halt_threshold=1.0)
+SUDOKU_REQUEST = trm_pb2.ReasonRequest(model=GRID_MODEL, grid=trm_pb2.Grid(cells=EMPTY_SUDOKU))
+
+
+@pytest.fixture(scope="module")
+def scored_text_bundle(text_bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The text bundle with metrics in its manifest (the manifest is not checksummed, its files are)."""
+    folder = Path(shutil.copytree(text_bundle, tmp_path_factory.mktemp("scored") / text_bundle.name))
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest["metrics"] = {"test_accuracy": 0.91, "tiers": {"easy": 0.97}, "note": "not a number"}
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def server(scored_text_bundle: Path, grid_bundle: Path, long_bundle: Path) -> Iterator[ServerProcess]:
+    with ServerProcess([scored_text_bundle, grid_bundle, long_bundle]) as process:
+        yield process
+
+
+@pytest.fixture(scope="module")
+def channel(server: ServerProcess) -> Iterator[grpc.Channel]:
+    with grpc.insecure_channel(server.target) as channel:
+        yield channel
+
+
+@pytest.fixture(scope="module")
+def stub(channel: grpc.Channel) -> trm_pb2_grpc.ReasoningServiceStub:
+    return trm_pb2_grpc.ReasoningServiceStub(channel)
+
+
+def _wait_for(condition, timeout_s: float = 30.0) -> None:
+    """Poll until condition() is true (waiting for an asynchronous effect, not measuring time)."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail("condition not reached")
+        time.sleep(0.05)
+
+
+def test_list_models_describes_every_hosted_model(stub):
+    models = {m.name: m for m in stub.ListModels(trm_pb2.ListModelsRequest()).models}
+    assert set(models) == {TEXT_MODEL, GRID_MODEL, LONG_MODEL}
+    text, grid = models[TEXT_MODEL], models[GRID_MODEL]
+    assert text.task == trm_pb2.TASK_TYPE_TEXT_CLASSIFICATION and grid.task == trm_pb2.TASK_TYPE_GRID
+    assert "oos" in text.labels and list(grid.labels) == list("123456789")
+    limits = text.limits
+    assert (limits.max_text_chars, limits.max_tokens, limits.max_steps) == (2000, 16, TEXT_N_SUP)
+    assert (grid.limits.grid_rows, grid.limits.grid_cols) == (9, 9)
+    assert text.limits.max_time_budget_ms == 60_000
+    assert text.default_budget.max_steps == TEXT_N_SUP and text.default_budget.min_steps == 1
+    assert text.default_budget.halt_threshold == pytest.approx(0.5)
+    assert dict(text.metrics) == pytest.approx({"test_accuracy": 0.91, "tiers.easy": 0.97})
+    assert text.out_of_scope_threshold == pytest.approx(0.3) and grid.out_of_scope_threshold == 0.0
+    assert list(text.versions) == ["1.0.0"] and text.version == "1.0.0"
+
+
+def test_get_model_by_name_and_by_version(stub):
+    newest = stub.GetModel(trm_pb2.GetModelRequest(name=GRID_MODEL))
+    pinned = stub.GetModel(trm_pb2.GetModelRequest(name=GRID_MODEL, version="1.0.0"))
+    assert newest == pinned and newest.name == GRID_MODEL
+
+
+def test_reason_classifies_text_with_top_k_and_echoes_the_request_id(stub):
+    response, call = stub.Reason.with_call(
+        trm_pb2.ReasonRequest(model=TEXT_MODEL, text="play some jazz", top_k=2),
+        metadata=(("x-request-id", "rpc-test-1"),),
+    )
+    answer = response.answer.classification
+    assert response.request_id == "rpc-test-1"
+    assert ("x-request-id", "rpc-test-1") in call.trailing_metadata()
+    assert (response.model, response.model_version) == (TEXT_MODEL, "1.0.0")
+    assert len(answer.top) == 2 and answer.label == answer.top[0].label
+    assert answer.top[0].probability >= answer.top[1].probability
+    # the random model's halting head sits at sigmoid(-5) < 0.5, so it runs to max_steps
+    assert (response.steps, response.halt_reason) == (TEXT_N_SUP, trm_pb2.HALT_REASON_MAX_STEPS)
+    assert 0.0 < response.halt_confidence < 0.5 and response.latency_ms > 0
+
+
+def test_reason_solves_a_grid_with_per_cell_confidence(stub):
+    response = stub.Reason(SUDOKU_REQUEST)
+    grid = response.answer.grid
+    assert (grid.rows, grid.cols) == (9, 9) and len(grid.cells) == 81 and len(grid.confidence) == 81
+    assert set(grid.cells) <= set("0123456789") and all(0.0 < c <= 1.0 for c in grid.confidence)
+    assert grid.verified is False  # a random model does not solve Sudoku
+    assert response.halt_reason == trm_pb2.HALT_REASON_MAX_STEPS
+
+
+def test_stream_steps_increase_and_end_with_exactly_one_final_message(stub):
+    request = trm_pb2.ReasonRequest(model=TEXT_MODEL, text="wake me up at seven")
+    steps = list(stub.ReasonStream(request))
+    assert [s.step for s in steps] == list(range(1, TEXT_N_SUP + 1))
+    assert [s.final for s in steps] == [False] * (TEXT_N_SUP - 1) + [True]
+    assert [s.halt_reason for s in steps[:-1]] == [trm_pb2.HALT_REASON_UNSPECIFIED] * (TEXT_N_SUP - 1)
+    assert steps[-1].halt_reason == trm_pb2.HALT_REASON_MAX_STEPS
+    assert steps[0].change == 1.0 and all(0.0 <= s.change <= 1.0 for s in steps)
+    assert all(a.elapsed_ms <= b.elapsed_ms for a, b in itertools.pairwise(steps))
+    assert len({s.request_id for s in steps}) == 1 and steps[0].model_version == "1.0.0"
+    unary = stub.Reason(request)
+    assert steps[-1].answer.classification.label == unary.answer.classification.label
+    assert steps[-1].halt_confidence == pytest.approx(unary.halt_confidence)
+
+
+def test_grid_stream_reports_the_fraction_of_changed_cells(stub):
+    steps = list(stub.ReasonStream(SUDOKU_REQUEST))
+    for previous, current in itertools.pairwise(steps):
+        before, after = previous.answer.grid.cells, current.answer.grid.cells
+        changed = sum(a != b for a, b in zip(before, after, strict=True))
+        assert current.change == pytest.approx(changed / 81)
+
+
+def test_max_steps_one_gives_exactly_one_step(stub):
+    request = trm_pb2.ReasonRequest(model=TEXT_MODEL, text="hello", budget=trm_pb2.Budget(max_steps=1))
+    steps = list(stub.ReasonStream(request))
+    assert len(steps) == 1 and steps[0].final and steps[0].step == 1
+    assert steps[0].halt_reason == trm_pb2.HALT_REASON_MAX_STEPS
+    assert stub.Reason(request).steps == 1
+
+
+def test_a_low_threshold_halts_after_min_steps(stub):
+    budget = trm_pb2.Budget(min_steps=3, halt_threshold=0.001)
+    response = stub.Reason(trm_pb2.ReasonRequest(model=TEXT_MODEL, text="hello", budget=budget))
+    assert (response.steps, response.halt_reason) == (3, trm_pb2.HALT_REASON_HALTED)
+
+
+def test_the_grpc_deadline_gives_the_anytime_answer(stub):
+    request = trm_pb2.ReasonRequest(model=LONG_MODEL, text="think hard", budget=NEVER_HALT)
+    response = stub.Reason(request, timeout=0.5)
+    assert response.halt_reason == trm_pb2.HALT_REASON_DEADLINE
+    assert 1 <= response.steps < 5000 and response.answer.classification.label
+    steps = list(stub.ReasonStream(request, timeout=0.5))
+    assert steps[-1].final and steps[-1].halt_reason == trm_pb2.HALT_REASON_DEADLINE
+    assert sum(s.final for s in steps) == 1
+
+
+def test_the_time_budget_gives_the_anytime_answer(stub):
+    budget = trm_pb2.Budget(halt_threshold=1.0, time_budget_ms=300)
+    response = stub.Reason(trm_pb2.ReasonRequest(model=LONG_MODEL, text="think hard", budget=budget))
+    assert response.halt_reason == trm_pb2.HALT_REASON_BUDGET and 1 <= response.steps < 5000
+
+
+def test_cancelling_a_stream_returns_the_in_flight_gauge_to_zero(stub, server):
+    call = stub.ReasonStream(
+        trm_pb2.ReasonRequest(model=LONG_MODEL, text="cancel me", budget=NEVER_HALT),
+        metadata=(("x-request-id", "to-be-cancelled"),),
+    )
+    next(call)
+    assert server.sample_value("trm_inflight_requests", model=LONG_MODEL) == 1.0
+    call.cancel()
+    _wait_for(lambda: server.sample_value("trm_inflight_requests", model=LONG_MODEL) == 0.0)
+    assert server.sample_value("trm_queued_requests", model=LONG_MODEL) == 0.0
+    _wait_for(lambda: any(r.get("request_id") == "to-be-cancelled" for r in server.log_records()))
+    record = next(r for r in server.log_records() if r.get("request_id") == "to-be-cancelled")
+    assert record["status"] == "CANCELLED"
+
+
+def test_health_reports_the_server_and_each_model(channel):
+    health = health_pb2_grpc.HealthStub(channel)
+    for service in ("", "trm.v1.ReasoningService", TEXT_MODEL, GRID_MODEL):
+        status = health.Check(health_pb2.HealthCheckRequest(service=service)).status
+        assert status == health_pb2.HealthCheckResponse.SERVING, service
+    with pytest.raises(grpc.RpcError) as caught:
+        health.Check(health_pb2.HealthCheckRequest(service="no-such-model"))
+    assert caught.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+def test_reflection_lists_the_services_and_serves_the_proto(channel):
+    reflection = reflection_pb2_grpc.ServerReflectionStub(channel)
+    requests = [
+        reflection_pb2.ServerReflectionRequest(list_services=""),
+        reflection_pb2.ServerReflectionRequest(file_containing_symbol="trm.v1.ReasoningService"),
+    ]
+    listed, described = list(reflection.ServerReflectionInfo(iter(requests)))
+    names = {s.name for s in listed.list_services_response.service}
+    assert {"trm.v1.ReasoningService", "grpc.health.v1.Health"} <= names
+    assert described.file_descriptor_response.file_descriptor_proto  # the serialized trm.proto
+
+
+def test_one_json_log_line_per_request_without_the_input_text(stub, server):
+    request = trm_pb2.ReasonRequest(model=TEXT_MODEL, text="secret words")
+    stub.Reason(request, metadata=(("x-request-id", "log-1"),))
+    _wait_for(lambda: any(r.get("request_id") == "log-1" for r in server.log_records()))
+    lines = [r for r in server.log_records() if r.get("request_id") == "log-1"]
+    assert len(lines) == 1
+    line = lines[0]
+    assert line["event"] == "request" and line["method"] == "Reason" and line["status"] == "OK"
+    assert (line["model"], line["steps"]) == (TEXT_MODEL, TEXT_N_SUP)
+    assert line["halt_reason"] == "HALT_REASON_MAX_STEPS"
+    assert line["latency_ms"] > 0 and "queue_ms" in line
+    assert "secret words" not in server.logs()
+
+
+def test_generated_request_ids_are_unique(stub):
+    ids = {stub.Reason(trm_pb2.ReasonRequest(model=TEXT_MODEL, text="hi")).request_id for _ in range(5)}
+    assert len(ids) == 5 and all(len(i) == 32 for i in ids)
+
+
+def test_log_inputs_includes_the_text(text_bundle: Path, stub_for):
+    with ServerProcess([text_bundle], extra_args=["--log-inputs"]) as logged:
+        stub_for(logged.target).Reason(trm_pb2.ReasonRequest(model=TEXT_MODEL, text="visible words"))
+        _wait_for(lambda: any(r.get("input") == "visible words" for r in logged.log_records()))
