@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import pty
 import subprocess
 import sys
 
@@ -93,3 +94,43 @@ def test_errors_exit_non_zero_with_a_json_error(server):
     assert error["code"] == "NOT_FOUND"
     assert error["request_id"]
     assert "NOT_FOUND" in done.stderr
+
+
+def test_stream_on_a_terminal_redraws_one_line_in_place(server):
+    """On a TTY each step overwrites the last (carriage return + clear line); one newline at the end."""
+    controller, terminal = pty.openpty()
+    command = [
+        sys.executable,
+        "-m",
+        "trm_client.cli",
+        "--target",
+        server.target,
+        "reason",
+        TEXT_MODEL,
+        "play jazz",
+    ]
+    with subprocess.Popen(
+        [*command, "--stream", "--max-steps", "3", "--halt-threshold", "1.0"],
+        stdout=terminal,
+        stderr=subprocess.PIPE,
+    ) as process:
+        os.close(terminal)
+        output = _read_until_closed(controller)
+        assert process.wait(timeout=120) == 0, process.stderr.read()
+    frames = output.split("\r\x1b[2K")[1:]
+    assert [frame.split()[:2] for frame in frames] == [["step", "1"], ["step", "2"], ["step", "3"]]
+    assert output.count("\n") == 1 and output.endswith("\n")
+
+
+def _read_until_closed(fd: int) -> str:
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(fd, 4096)
+        except OSError:  # Linux reports EIO once the child closed its end
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(fd)
+    return b"".join(chunks).decode().replace("\r\n", "\n")
