@@ -1,0 +1,165 @@
+"""Bad requests get the right status and an actionable message, while a good client keeps succeeding."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+from conftest import GRID_MODEL, TEXT_MODEL
+from trm.v1 import trm_pb2, trm_pb2_grpc
+
+from trm_service.testing import ServerProcess
+
+MAX_MESSAGE_BYTES = 4096
+INVALID = grpc.StatusCode.INVALID_ARGUMENT
+NOT_FOUND = grpc.StatusCode.NOT_FOUND
+
+
+def _text(text: str, **fields) -> trm_pb2.ReasonRequest:
+    return trm_pb2.ReasonRequest(model=TEXT_MODEL, text=text, **fields)
+
+
+def _grid(cells: str) -> trm_pb2.ReasonRequest:
+    return trm_pb2.ReasonRequest(model=GRID_MODEL, grid=trm_pb2.Grid(cells=cells))
+
+
+def _budget(**fields) -> trm_pb2.ReasonRequest:
+    return _text("hello", budget=trm_pb2.Budget(**fields))
+
+
+def _bad(name: str, request: trm_pb2.ReasonRequest, message: str, code: grpc.StatusCode = INVALID):
+    return pytest.param(request, code, message, id=name)
+
+
+BAD_REASON_REQUESTS = [
+    _bad("no model", trm_pb2.ReasonRequest(text="hi"), "model is required: name one of the hosted models"),
+    _bad("unknown model", trm_pb2.ReasonRequest(model="gpt-5", text="hi"),
+         "model 'gpt-5' is not hosted here; available models: svc-sudoku, svc-text", NOT_FOUND),
+    _bad("unknown version", _text("hi", version="9.9.9"),
+         "model 'svc-text' has no version '9.9.9'; loaded versions: 1.0.0", NOT_FOUND),
+    _bad("no input", trm_pb2.ReasonRequest(model=TEXT_MODEL), "the request has no input"),
+    _bad("text to a grid model", trm_pb2.ReasonRequest(model=GRID_MODEL, text="hi"),
+         "solves 9x9 grids: set ReasonRequest.grid"),
+    _bad("grid to a text model", trm_pb2.ReasonRequest(model=TEXT_MODEL, grid=trm_pb2.Grid(cells="." * 81)),
+         "classifies text: set ReasonRequest.text"),
+    _bad("empty text", _text(""), "text is empty"),
+    _bad("blank text", _text(" \n "), "text is empty"),
+    _bad("text too long", _text("a" * 2001), "text has 2001 characters; model 'svc-text' accepts at most"),
+    _bad("short grid", _grid("." * 80), "grid.cells must have 81 symbols (9x9, row-major), got 80"),
+    _bad("bad grid symbol", _grid("." * 40 + "A" + "." * 40), "grid.cells[40] (row 5, column 5) is 'A'"),
+    _bad("givens clash in a row", _grid("11" + "." * 79), "the givens break the sudoku rules: row 1 has"),
+    _bad("givens clash in a column", _grid("2" + "." * 8 + "2" + "." * 71), "column 1 has two 2s"),
+    _bad("givens clash in a box", _grid("4" + "." * 9 + "4" + "." * 70), "box 1 has two 4s"),
+    _bad("max_steps too large", _budget(max_steps=9), "budget.max_steps must be 1..8"),
+    _bad("min_steps above max_steps", _budget(max_steps=2, min_steps=3), "min_steps (3) must not exceed"),
+    _bad("threshold above 1", _budget(halt_threshold=1.01), "budget.halt_threshold must be in (0, 1]"),
+    _bad("negative threshold", _budget(halt_threshold=-1.0), "budget.halt_threshold must be in (0, 1]"),
+    _bad("time budget too large", _budget(time_budget_ms=3_600_000), "budget.time_budget_ms must be at most"),
+    _bad("top_k too large", _text("hi", top_k=99), "top_k must be at most 5"),
+    _bad("message too large", _text("a" * (MAX_MESSAGE_BYTES + 10)), "Received message larger than max",
+         grpc.StatusCode.RESOURCE_EXHAUSTED),
+]
+
+
+@pytest.fixture(scope="module")
+def server(text_bundle: Path, grid_bundle: Path) -> Iterator[ServerProcess]:
+    limit = ["--max-message-bytes", str(MAX_MESSAGE_BYTES)]
+    with ServerProcess([text_bundle, grid_bundle], extra_args=limit) as process:
+        yield process
+
+
+@pytest.fixture(scope="module")
+def channel(server: ServerProcess) -> Iterator[grpc.Channel]:
+    with grpc.insecure_channel(server.target) as channel:
+        yield channel
+
+
+@pytest.fixture(scope="module")
+def good_client(server: ServerProcess) -> Iterator[dict[str, int]]:
+    """A client on its own channel sending good requests for the whole module."""
+    counts = {"ok": 0, "failed": 0}
+    stop = threading.Event()
+
+    def loop() -> None:
+        with grpc.insecure_channel(server.target) as channel:
+            stub = trm_pb2_grpc.ReasoningServiceStub(channel)
+            while not stop.is_set():
+                try:
+                    stub.Reason(_text("play some jazz"), timeout=30)
+                    counts["ok"] += 1
+                except grpc.RpcError:
+                    counts["failed"] += 1
+
+    thread = threading.Thread(target=loop, daemon=True)
+    thread.start()
+    yield counts
+    stop.set()
+    thread.join(timeout=30)
+    assert counts["failed"] == 0 and counts["ok"] > 0
+
+
+def _check(error: grpc.RpcError, code: grpc.StatusCode, message: str) -> None:
+    assert error.code() == code, error.details()
+    assert message in error.details()
+
+
+@pytest.mark.parametrize(("request_", "code", "message"), BAD_REASON_REQUESTS)
+def test_bad_requests_get_their_status_on_both_reason_rpcs(channel, good_client, request_, code, message):
+    stub = trm_pb2_grpc.ReasoningServiceStub(channel)
+    with pytest.raises(grpc.RpcError) as unary:
+        stub.Reason(request_, timeout=30)
+    _check(unary.value, code, message)
+    with pytest.raises(grpc.RpcError) as streamed:
+        list(stub.ReasonStream(request_, timeout=30))
+    _check(streamed.value, code, message)
+
+
+TRUNCATED = b"\x0a\x05ab"  # field 1 claims 5 bytes, 2 follow
+BAD_UTF8 = b"\x1a\x02\xff\xfe"  # ReasonRequest.text holding invalid UTF-8
+
+
+@pytest.mark.parametrize(
+    ("method", "body"),
+    [("Reason", TRUNCATED), ("Reason", BAD_UTF8), ("ReasonStream", BAD_UTF8), ("GetModel", TRUNCATED),
+     ("ListModels", TRUNCATED)],
+)
+def test_a_body_that_is_not_protobuf_is_invalid_argument(channel, good_client, method, body):
+    path = f"/trm.v1.ReasoningService/{method}"
+    with pytest.raises(grpc.RpcError) as caught:
+        if method == "ReasonStream":
+            list(channel.unary_stream(path)(body, timeout=30))
+        else:
+            channel.unary_unary(path)(body, timeout=30)
+    _check(caught.value, INVALID, "the request body is not a valid trm.v1.")
+
+
+def test_get_model_errors(channel, good_client):
+    stub = trm_pb2_grpc.ReasoningServiceStub(channel)
+    with pytest.raises(grpc.RpcError) as empty:
+        stub.GetModel(trm_pb2.GetModelRequest())
+    _check(empty.value, INVALID, "name is required")
+    with pytest.raises(grpc.RpcError) as unknown:
+        stub.GetModel(trm_pb2.GetModelRequest(name="nope"))
+    _check(unknown.value, NOT_FOUND, "model 'nope' is not hosted here")
+    with pytest.raises(grpc.RpcError) as version:
+        stub.GetModel(trm_pb2.GetModelRequest(name=TEXT_MODEL, version="0.1"))
+    _check(version.value, NOT_FOUND, "has no version '0.1'")
+
+
+def test_a_bad_request_id_is_invalid_argument(channel, good_client):
+    stub = trm_pb2_grpc.ReasoningServiceStub(channel)
+    with pytest.raises(grpc.RpcError) as caught:
+        stub.Reason(_text("hi"), metadata=(("x-request-id", "x" * 200),))
+    _check(caught.value, INVALID, "x-request-id must be 1-128 printable ASCII characters")
+
+
+def test_every_error_was_logged_and_counted_and_none_was_internal(server, good_client):
+    statuses = {r["status"] for r in server.log_records() if r.get("event") == "request"}
+    assert "INTERNAL" not in statuses and "INVALID_ARGUMENT" in statuses and "NOT_FOUND" in statuses
+    assert server.sample_value("trm_requests_total", code="INTERNAL") == 0.0
+    assert server.sample_value("trm_requests_total", method="Reason", code="INVALID_ARGUMENT") >= 18
+    # unknown model names are not used as label values (unbounded cardinality)
+    assert server.sample_value("trm_requests_total", model="", code="NOT_FOUND") >= 2
