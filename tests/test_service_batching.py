@@ -15,7 +15,9 @@ from trm_service.testing import ServerProcess
 
 CLIENTS = 64
 STEPS = 40
-WORDS = "play jazz wake seven weather paris say thanks german alarm rain joke".split()
+WORDS = (
+    "play", "jazz", "wake", "seven", "weather", "paris", "say", "thanks", "german", "alarm", "rain", "joke",
+)
 
 
 def _request(i: int) -> trm_pb2.ReasonRequest:
