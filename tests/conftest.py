@@ -13,7 +13,7 @@ TEXT_MODEL = "svc-text"
 GRID_MODEL = "svc-sudoku"
 LONG_MODEL = "svc-long"
 TEXT_N_SUP = 8
-LONG_N_SUP = 5000
+LONG_N_SUP = 20000
 
 
 def _make_bundle(root: Path, task: str, **kwargs) -> Path:
@@ -39,7 +39,7 @@ def grid_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def long_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Random text model allowing 5000 steps: requests with halt_threshold=1 run until a limit stops them."""
+    """Random text model allowing 20000 steps: requests with halt_threshold=1 run until a limit stops them."""
     return _make_bundle(tmp_path_factory.mktemp("long"), "text", name=LONG_MODEL, N_sup=LONG_N_SUP, seed=3)
 
 

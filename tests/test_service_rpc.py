@@ -11,7 +11,7 @@ from pathlib import Path
 
 import grpc
 import pytest
-from conftest import GRID_MODEL, LONG_MODEL, TEXT_MODEL, TEXT_N_SUP
+from conftest import GRID_MODEL, LONG_MODEL, LONG_N_SUP, TEXT_MODEL, TEXT_N_SUP
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from trm.v1 import trm_pb2, trm_pb2_grpc
@@ -148,7 +148,7 @@ def test_the_grpc_deadline_gives_the_anytime_answer(stub):
     request = trm_pb2.ReasonRequest(model=LONG_MODEL, text="think hard", budget=NEVER_HALT)
     response = stub.Reason(request, timeout=0.5)
     assert response.halt_reason == trm_pb2.HALT_REASON_DEADLINE
-    assert 1 <= response.steps < 5000 and response.answer.classification.label
+    assert 1 <= response.steps < LONG_N_SUP and response.answer.classification.label
     steps = list(stub.ReasonStream(request, timeout=0.5))
     assert steps[-1].final and steps[-1].halt_reason == trm_pb2.HALT_REASON_DEADLINE
     assert sum(s.final for s in steps) == 1
@@ -157,7 +157,7 @@ def test_the_grpc_deadline_gives_the_anytime_answer(stub):
 def test_the_time_budget_gives_the_anytime_answer(stub):
     budget = trm_pb2.Budget(halt_threshold=1.0, time_budget_ms=300)
     response = stub.Reason(trm_pb2.ReasonRequest(model=LONG_MODEL, text="think hard", budget=budget))
-    assert response.halt_reason == trm_pb2.HALT_REASON_BUDGET and 1 <= response.steps < 5000
+    assert response.halt_reason == trm_pb2.HALT_REASON_BUDGET and 1 <= response.steps < LONG_N_SUP
 
 
 def test_cancelling_a_stream_returns_the_in_flight_gauge_to_zero(stub, server):

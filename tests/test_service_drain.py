@@ -1,0 +1,118 @@
+"""SIGTERM drains: health turns NOT_SERVING, accepted requests finish, nothing accepted is lost."""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from pathlib import Path
+
+import grpc
+import pytest
+from conftest import LONG_MODEL, TEXT_MODEL
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from trm.v1 import trm_pb2, trm_pb2_grpc
+
+from trm_service.testing import ServerProcess
+
+SERVING = health_pb2.HealthCheckResponse.SERVING
+NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+
+
+def _long_request(steps: int) -> trm_pb2.ReasonRequest:
+    return trm_pb2.ReasonRequest(
+        model=LONG_MODEL, text="long thought", budget=trm_pb2.Budget(max_steps=steps, halt_threshold=1.0)
+    )
+
+
+class LoadClient:
+    """Sends short requests with known request ids until stopped; records each outcome."""
+
+    def __init__(self, target: str) -> None:
+        self.outcomes: dict[str, grpc.StatusCode] = {}
+        self._target = target
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> LoadClient:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=60)
+
+    def count(self, code: grpc.StatusCode) -> int:
+        return sum(1 for c in list(self.outcomes.values()) if c == code)
+
+    def _run(self) -> None:
+        with grpc.insecure_channel(self._target) as channel:
+            stub = trm_pb2_grpc.ReasoningServiceStub(channel)
+            number = 0
+            while not self._stop.is_set():
+                number += 1
+                request_id = f"load-{number}"
+                try:
+                    stub.Reason(trm_pb2.ReasonRequest(model=TEXT_MODEL, text="quick one"), timeout=30,
+                                metadata=(("x-request-id", request_id),))
+                    self.outcomes[request_id] = grpc.StatusCode.OK
+                except grpc.RpcError as error:
+                    self.outcomes[request_id] = error.code()
+                    time.sleep(0.01)
+
+
+def _health(channel: grpc.Channel, service: str = "") -> int:
+    request = health_pb2.HealthCheckRequest(service=service)
+    return health_pb2_grpc.HealthStub(channel).Check(request, timeout=10).status
+
+
+def _wait_for(condition, timeout_s: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail("condition not reached")
+        time.sleep(0.02)
+
+
+def test_sigterm_under_load_loses_no_accepted_request(long_bundle: Path, text_bundle: Path):
+    drain = ["--drain-delay", "1.5", "--grace-period", "60"]
+    server = ServerProcess([long_bundle, text_bundle], extra_args=drain)
+    with server, grpc.insecure_channel(server.target) as channel:
+        stub = trm_pb2_grpc.ReasoningServiceStub(channel)
+        assert _health(channel) == SERVING and _health(channel, LONG_MODEL) == SERVING
+        streams = [stub.ReasonStream(_long_request(1500), timeout=120) for _ in range(6)]
+        for stream in streams:
+            next(stream)  # accepted and stepping
+        with LoadClient(server.target) as load:
+            _wait_for(lambda: load.count(grpc.StatusCode.OK) >= 5)
+            server.send_signal(signal.SIGTERM)
+            _wait_for(lambda: _health(channel) == NOT_SERVING)  # observed while the server still answers
+            assert _health(channel, LONG_MODEL) == NOT_SERVING
+            finals = [list(stream)[-1] for stream in streams]
+            _wait_for(lambda: server.returncode is not None)
+        assert server.returncode == 0
+    assert all(f.final and (f.step, f.halt_reason) == (1500, trm_pb2.HALT_REASON_MAX_STEPS) for f in finals)
+    assert set(load.outcomes.values()) <= {grpc.StatusCode.OK, grpc.StatusCode.UNAVAILABLE}
+    logged = {r["request_id"]: r["status"] for r in server.log_records() if r.get("event") == "request"}
+    for request_id, code in load.outcomes.items():
+        if code == grpc.StatusCode.OK:
+            assert logged[request_id] == "OK"
+        else:
+            assert request_id not in logged  # refused at the door, never accepted
+    assert load.count(grpc.StatusCode.UNAVAILABLE) > 0  # the load really ran into the shutdown
+    assert "CANCELLED" not in logged.values() and "INTERNAL" not in logged.values()
+
+
+def test_requests_outliving_the_grace_period_get_their_anytime_answer(long_bundle: Path):
+    server = ServerProcess([long_bundle], extra_args=["--grace-period", "1.5"])
+    with server, grpc.insecure_channel(server.target) as channel:
+        stub = trm_pb2_grpc.ReasoningServiceStub(channel)
+        streams = [stub.ReasonStream(_long_request(20000), timeout=120) for _ in range(3)]
+        for stream in streams:
+            next(stream)
+        server.send_signal(signal.SIGTERM)
+        finals = [list(stream)[-1] for stream in streams]
+        assert server.wait(60) == 0
+    for final in finals:
+        assert final.final and final.halt_reason == trm_pb2.HALT_REASON_SHUTDOWN and 1 < final.step < 20000
+        assert final.answer.classification.label
