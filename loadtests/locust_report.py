@@ -1,17 +1,18 @@
-"""Read the CSV and JSON files a headless Locust run wrote, and summarise them in one line."""
+"""Read the files a headless Locust run wrote (stats and failures CSV, the calls JSON of
+loadtests.call_stats) and summarise them in one line."""
 
 from __future__ import annotations
 
 import csv
 import json
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 
 @dataclass(frozen=True)
 class EntryStats:
-    """One row of Locust's stats CSV (a request type and name, or the Aggregated row)."""
+    """One row of Locust's stats CSV: a request type and model name."""
 
     type: str
     name: str
@@ -24,17 +25,18 @@ class EntryStats:
 
 @dataclass(frozen=True)
 class LocustResult:
-    """A run's per-entry stats, total, failures by status name and latency of accepted calls."""
+    """A run's per-entry stats, failures by gRPC status name, and its per-call and accepted-call figures."""
 
     entries: list[EntryStats]
-    total: EntryStats
     failures_by_error: Counter[str]
-    accepted: list[dict] = field(default_factory=list)
+    calls: dict
+    accepted: dict
 
     def accepted_of(self, request_type: str) -> dict:
-        """Count, p50_ms and p99_ms of the successful calls of one request type ("Aggregated": all)."""
-        empty = {"type": request_type, "requests": 0, "p50_ms": 0, "p99_ms": 0}
-        return next((row for row in self.accepted if row["type"] == request_type), empty)
+        """Figures of the successful calls of one request type ("all": every type), zeros if none."""
+        return self.accepted.get(
+            request_type, {"requests": 0, "failures": 0, "rps": 0, "p50_ms": 0, "p99_ms": 0}
+        )
 
 
 def _number(text: str) -> float:
@@ -53,31 +55,26 @@ def _entry(row: dict[str, str]) -> EntryStats:
     )
 
 
-def read_result(prefix: Path, accepted_json: Path | None = None) -> LocustResult:
-    """Parse <prefix>_stats.csv, <prefix>_failures.csv and (optionally) the accepted-latency JSON."""
+def read_result(prefix: Path) -> LocustResult:
+    """Parse <prefix>_stats.csv, <prefix>_failures.csv and <prefix>.calls.json."""
     with open(f"{prefix}_stats.csv", newline="", encoding="utf-8") as handle:
-        rows = [_entry(row) for row in csv.DictReader(handle)]
-    total = next(row for row in rows if row.name == "Aggregated")
+        entries = [_entry(row) for row in csv.DictReader(handle) if row["Name"] != "Aggregated"]
     failures: Counter[str] = Counter()
     with open(f"{prefix}_failures.csv", newline="", encoding="utf-8") as handle:
         for row in csv.DictReader(handle):
             failures[row["Error"]] += int(row["Occurrences"])
-    accepted = json.loads(accepted_json.read_text()) if accepted_json and accepted_json.exists() else []
-    return LocustResult([row for row in rows if row is not total], total, failures, accepted)
+    figures = json.loads(Path(f"{prefix}.calls.json").read_text())
+    return LocustResult(entries, failures, figures["calls"], figures["accepted"])
 
 
 def summary_line(label: str, result: LocustResult) -> str:
-    """ "<label>: 123.4 req/s, p50 12 ms, p99 45 ms, failures 0 (0.00%)" plus the failures by status."""
-    total = result.total
-    share = 100.0 * total.failures / total.requests if total.requests else 0.0
+    """One line: calls/s, p50, p99 and failures (with their share and gRPC status names)."""
+    calls = result.calls
+    share = 100.0 * calls["failures"] / calls["requests"] if calls["requests"] else 0.0
     line = (
-        f"{label}: {total.rps:.1f} req/s, p50 {total.p50_ms:.0f} ms, p99 {total.p99_ms:.0f} ms, "
-        f"failures {total.failures} ({share:.2f}%)"
+        f"{label}: {calls['rps']:.1f} requests/s, p50 {calls['p50_ms']} ms, p99 {calls['p99_ms']} ms, "
+        f"failures {calls['failures']} ({share:.2f}%)"
     )
     if result.failures_by_error:
-        line += (
-            " ["
-            + ", ".join(f"{name} {count}" for name, count in result.failures_by_error.most_common())
-            + "]"
-        )
+        line += " [" + ", ".join(f"{code} {n}" for code, n in result.failures_by_error.most_common()) + "]"
     return line

@@ -17,24 +17,20 @@ from grpc.experimental import gevent as grpc_gevent
 grpc_gevent.init_gevent()
 
 from locust import events, task  # noqa: E402
-from locust.stats import RequestStats  # noqa: E402
 from locust.user.wait_time import constant_pacing  # noqa: E402
 from trm.v1 import trm_pb2  # noqa: E402
 
+from loadtests.call_stats import CallStats  # noqa: E402
 from loadtests.grpc_user import ReasoningServiceUser  # noqa: E402
 from loadtests.inputs import ModelInputs, data_dir, load_inputs  # noqa: E402
 
 DEFAULT_MIX = "intent-clinc150=6,routing-20ng=3,sudoku=1"
 LOADED: dict[str, ModelInputs] = {}
-# Locust's own stats mix the (fast) latencies of rejected calls into every percentile; this copy holds
-# only successful calls, one entry per request type over all models, so an overload run can report the
-# latency of the requests the server accepted.
-ACCEPTED = RequestStats()
-ALL_MODELS = "all models"
+CALL_STATS = CallStats()
 
 
 def parse_mix(text: str) -> dict[str, float]:
-    """ "a=6,b=3" -> {"a": 6.0, "b": 3.0}; every weight must be positive."""
+    """Parse "a=6,b=3" into {"a": 6.0, "b": 3.0}; every weight must be positive."""
     mix: dict[str, float] = {}
     for part in filter(None, (p.strip() for p in text.split(","))):
         name, sep, weight = part.partition("=")
@@ -59,9 +55,7 @@ def add_options(parser) -> None:
     )
     parser.add_argument("--user-rate", type=float, default=0.0, help="calls/s per user; 0 = back to back")
     parser.add_argument("--call-timeout", type=float, default=30.0, help="gRPC deadline per call, seconds")
-    parser.add_argument(
-        "--accepted-json", default="", help="write latency of successful calls only to this file"
-    )
+    parser.add_argument("--calls-json", default="", help="write per-call and accepted-call figures here")
 
 
 @events.init.add_listener
@@ -73,29 +67,17 @@ def load_model_inputs(environment, **_kwargs) -> None:
 
 
 @events.request.add_listener
-def record_accepted(request_type, name, response_time, response_length, exception=None, **_kwargs) -> None:
-    if exception is None:
-        ACCEPTED.log_request(request_type, ALL_MODELS, response_time, response_length)
+def record_call(request_type, name, response_time, response_length, exception=None, **_kwargs) -> None:
+    CALL_STATS.record(request_type, response_time, response_length, exception)
 
 
 @events.quitting.add_listener
-def write_accepted(environment, **_kwargs) -> None:
-    """Write count, p50 and p99 (ms) of successful calls per request type and in total to --accepted-json."""
-    path = environment.parsed_options.accepted_json
-    if not path:
-        return
-    rows = [*ACCEPTED.entries.values(), ACCEPTED.total]
-    summary = [
-        {
-            "type": entry.method or entry.name,
-            "requests": entry.num_requests,
-            "p50_ms": entry.get_response_time_percentile(0.5),
-            "p99_ms": entry.get_response_time_percentile(0.99),
-        }
-        for entry in rows
-    ]
-    with open(path, "w", encoding="utf-8") as out:
-        json.dump(summary, out, indent=1)
+def write_call_stats(environment, **_kwargs) -> None:
+    """Write the calls and accepted-calls figures (see loadtests.call_stats) to --calls-json."""
+    path = environment.parsed_options.calls_json
+    if path:
+        with open(path, "w", encoding="utf-8") as out:
+            json.dump(CALL_STATS.to_json(), out, indent=1)
 
 
 class ReasonUser(ReasoningServiceUser):

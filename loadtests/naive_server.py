@@ -80,11 +80,14 @@ def load_models(models_dir: Path) -> dict[str, NaiveModel]:
 def serve(models_dir: Path, host: str, port: int, ready_file: Path | None) -> None:
     """Serve until SIGTERM or SIGINT; writes the bound port to `ready_file` once listening."""
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=1))
-    trm_pb2_grpc.add_ReasoningServiceServicer_to_server(NaiveReasoningService(load_models(models_dir)), server)
+    service = NaiveReasoningService(load_models(models_dir))
+    trm_pb2_grpc.add_ReasoningServiceServicer_to_server(service, server)
     bound = server.add_insecure_port(f"{host}:{port}")
     server.start()
     if ready_file is not None:
-        ready_file.write_text(str(bound))
+        partial = ready_file.with_name(ready_file.name + ".partial")
+        partial.write_text(str(bound))
+        partial.replace(ready_file)
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())

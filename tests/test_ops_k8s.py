@@ -13,6 +13,8 @@ import pytest
 import yaml
 from cloudcoil.models.prometheus_operator import v1 as monitoring_v1
 
+from trm_service.cli import build_parser, config_from_args
+
 K8S = Path(__file__).resolve().parent.parent / "deploy" / "k8s"
 KUBERNETES_VERSIONS = ("1.30.0", kubernetes_validate.utils.latest_version())
 CUSTOM_KINDS = {
@@ -20,7 +22,6 @@ CUSTOM_KINDS = {
     "PrometheusRule": monitoring_v1.PrometheusRule,
 }
 GRPC_PORT = 50051
-DRAIN_FLAG = "--drain-seconds="
 
 
 def kubectl() -> str:
@@ -120,13 +121,9 @@ def test_production_overlay_is_a_consistent_secure_deployment() -> None:
     assert container["securityContext"]["allowPrivilegeEscalation"] is False
     assert container["securityContext"]["capabilities"]["drop"] == ["ALL"]
     assert container["resources"]["requests"] and container["resources"]["limits"]["memory"]
-    drain_s = next(
-        int(a.removeprefix(DRAIN_FLAG))
-        for a in container["args"]
-        if a.startswith(DRAIN_FLAG)
-    )
-    pre_stop_s = container["lifecycle"]["preStop"]["sleep"]["seconds"]
-    assert spec["terminationGracePeriodSeconds"] > drain_s + pre_stop_s
+    flags = dict(arg.removeprefix("--").split("=", 1) for arg in container["args"])
+    drain_s = float(flags["drain-delay"]) + float(flags["grace-period"])
+    assert spec["terminationGracePeriodSeconds"] > drain_s
 
     def selects_pod(selector: dict) -> bool:
         return selector["matchLabels"].items() <= pod_labels.items()
@@ -151,3 +148,13 @@ def test_production_overlay_is_a_consistent_secure_deployment() -> None:
     adapter = yaml.safe_load(render(K8S / "prometheus-adapter")[0]["data"]["config.yaml"])
     served = {rule["name"]["as"] for rule in adapter["rules"]}
     assert metric_types["Pods"]["pods"]["metric"]["name"] in served
+
+
+def test_container_args_are_accepted_by_the_real_server_cli() -> None:
+    (deployment,) = [r for r in render(K8S / "overlays" / "production") if r["kind"] == "Deployment"]
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    args = build_parser().parse_args(["serve", *container["args"]])
+    config = config_from_args(args, environ={})
+    assert (config.host, config.port, config.metrics_port) == ("0.0.0.0", GRPC_PORT, 9090)
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert ports == {"grpc": config.port, "metrics": config.metrics_port}

@@ -1,0 +1,51 @@
+"""Two views of a Locust run that its own stats do not give:
+
+- calls: every call counted once (a stream at its end), so calls/s is not inflated by the stream's
+  extra first-step entry;
+- accepted: successful calls only, per request type; Locust mixes the (fast) latencies of rejected
+  calls into its percentiles, which would flatter an overload run.
+"""
+
+from __future__ import annotations
+
+from locust.stats import RequestStats, StatsEntry
+
+from loadtests.grpc_user import STREAM_COMPLETE, UNARY
+
+CALL_TYPES = (UNARY, STREAM_COMPLETE)
+ALL_MODELS = "all models"
+
+
+def _figures(entry: StatsEntry) -> dict:
+    return {
+        "requests": entry.num_requests,
+        "failures": entry.num_failures,
+        "rps": round(entry.total_rps, 2),
+        "p50_ms": entry.get_response_time_percentile(0.5),
+        "p99_ms": entry.get_response_time_percentile(0.99),
+    }
+
+
+class CallStats:
+    """Collects both views from Locust `request` events."""
+
+    def __init__(self) -> None:
+        self.calls = RequestStats()
+        self.accepted = RequestStats()
+
+    def record(
+        self, request_type: str, response_time: float, length: int, exception: Exception | None
+    ) -> None:
+        """Account one `request` event."""
+        if request_type in CALL_TYPES:
+            self.calls.log_request("call", ALL_MODELS, response_time, length)
+            if exception is not None:
+                self.calls.log_error("call", ALL_MODELS, exception)
+        if exception is None:
+            self.accepted.log_request(request_type, ALL_MODELS, response_time, length)
+
+    def to_json(self) -> dict:
+        """{"calls": figures, "accepted": {request type or "all": figures}}; figures in ms and per s."""
+        accepted = {entry.method: _figures(entry) for entry in self.accepted.entries.values()}
+        accepted["all"] = _figures(self.accepted.total)
+        return {"calls": _figures(self.calls.total), "accepted": accepted}

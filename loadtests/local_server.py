@@ -1,0 +1,99 @@
+"""Servers the load tests and the benchmark run on this machine: the service (trm_service.testing's
+ServerProcess) with the default bundles or random ones, and the naive PyTorch baseline."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+import grpc
+import psutil
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from trm_service.config import DEFAULT_MODELS_DIR
+from trm_service.testing import ServerProcess
+
+DEFAULT_MODELS = {"intent-clinc150": "text", "routing-20ng": "text", "sudoku": "grid"}
+POLL_S = 0.01
+STARTUP_TIMEOUT_S = 120.0
+
+
+def make_random_models(out_dir: Path) -> Path:
+    """Randomly initialised bundles named like the three default models (for runs before training)."""
+    from trainer.testing import make_random_bundle  # torch: only when random bundles are asked for
+
+    for seed, (name, task) in enumerate(DEFAULT_MODELS.items()):
+        make_random_bundle(out_dir, task, name=name, seed=seed)  # type: ignore[arg-type]
+    return out_dir
+
+
+def models_dir(random_bundles: bool, scratch: Path) -> Path:
+    """The packaged default bundles, or random ones written under `scratch`."""
+    if random_bundles:
+        return make_random_models(scratch / "random-models")
+    missing = [name for name in DEFAULT_MODELS if not (DEFAULT_MODELS_DIR / name / "manifest.json").exists()]
+    if missing:
+        raise SystemExit(
+            f"default bundles missing from {DEFAULT_MODELS_DIR}: {missing}; use --random-bundles"
+        )
+    return DEFAULT_MODELS_DIR
+
+
+def service(models: Path, extra_args: Sequence[str] = ()) -> ServerProcess:
+    """An unstarted service process serving exactly the bundles under `models` on 127.0.0.1."""
+    return ServerProcess([models], extra_args=list(extra_args), startup_timeout_s=STARTUP_TIMEOUT_S)
+
+
+def wait_until_serving(target: str, timeout_s: float = STARTUP_TIMEOUT_S) -> None:
+    """Poll the gRPC health service (overall status) until it answers SERVING."""
+    deadline = time.monotonic() + timeout_s
+    with grpc.insecure_channel(target) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        while True:
+            try:
+                reply = stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=1.0)
+                if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                    return
+            except grpc.RpcError:
+                pass
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{target} was not SERVING within {timeout_s}s")
+            time.sleep(POLL_S)
+
+
+def tree_rss_bytes(pid: int) -> int:
+    """Resident memory of a process and all its children (workers), in bytes."""
+    root = psutil.Process(pid)
+    return sum(p.memory_info().rss for p in [root, *root.children(recursive=True)])
+
+
+@contextmanager
+def naive_server(models: Path) -> Iterator[tuple[str, int]]:
+    """The naive baseline server on a free 127.0.0.1 port: yields (target, pid); stopped on exit."""
+    with tempfile.TemporaryDirectory(prefix="trm-naive-") as scratch:
+        ready = Path(scratch) / "port"
+        command = [
+            sys.executable,
+            "-m",
+            "loadtests.naive_server",
+            "--models-dir",
+            str(models),
+            "--ready-file",
+            str(ready),
+        ]
+        process = subprocess.Popen(command, stdin=subprocess.DEVNULL)
+        try:
+            deadline = time.monotonic() + STARTUP_TIMEOUT_S
+            while not ready.exists():
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"naive baseline server did not start (exit status {process.poll()})")
+                time.sleep(POLL_S)
+            yield f"127.0.0.1:{ready.read_text()}", process.pid
+        finally:
+            process.terminate()
+            process.wait(timeout=30)

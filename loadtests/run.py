@@ -1,0 +1,169 @@
+"""Start a local server, run one Locust scenario headless against it on 127.0.0.1, write the CSV and
+HTML reports, and print a summary line (requests/s, p50, p99, failures).
+
+    python -m loadtests.run --scenario steady            # smoke | steady | overload | soak
+    python -m loadtests.run --scenario smoke --random-bundles --out /tmp/lt
+
+Exit status 0 when the scenario's expectations hold: no failed call (overload: only
+RESOURCE_EXHAUSTED, and some of it) and a server that is still SERVING at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+from loadtests.inputs import data_dir
+from loadtests.local_server import models_dir, service, tree_rss_bytes, wait_until_serving
+from loadtests.locust_report import LocustResult, read_result, summary_line
+from loadtests.scenarios import CAPACITY_PROBE, OVERLOAD_FACTOR, SCENARIOS, Scenario
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+LOCUSTFILE = Path(__file__).resolve().parent / "locustfile.py"
+SHED = "RESOURCE_EXHAUSTED"
+RSS_SAMPLE_S = 30.0
+STOP_TIMEOUT_S = 30
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    """One Locust run: its parsed reports and the server's RSS (MB) sampled during it."""
+
+    result: LocustResult
+    rss_mb: list[float]
+
+
+def mb(value: int) -> float:
+    return round(value / 2**20, 1)
+
+
+def locust_command(target: str, scenario: Scenario, prefix: Path, data: Path) -> list[str]:
+    """The headless Locust command line of `scenario`, writing <prefix>_*.csv, .html and .calls.json."""
+    return [
+        sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless", "--host", target,
+        "--users", str(scenario.users), "--spawn-rate", str(max(1, scenario.users // 4)),
+        "--run-time", f"{scenario.duration_s}s", "--stop-timeout", str(STOP_TIMEOUT_S),
+        "--csv", str(prefix), "--html", f"{prefix}.html", "--only-summary", "--exit-code-on-error", "0",
+        "--loglevel", "WARNING", "--data-dir", str(data), "--user-rate", str(scenario.user_rate),
+        "--calls-json", f"{prefix}.calls.json",
+    ]  # fmt: skip
+
+
+def run_locust(target: str, server_pid: int, scenario: Scenario, out_dir: Path, data: Path) -> RunOutcome:
+    """Run `scenario` to its end, sampling the server's RSS; Locust's own output goes to <name>.log."""
+    prefix = out_dir / scenario.name
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])),
+    }
+    rss = [mb(tree_rss_bytes(server_pid))]
+    with open(f"{prefix}.log", "wb") as log:
+        process = subprocess.Popen(
+            locust_command(target, scenario, prefix, data), stdout=log, stderr=log, env=env
+        )
+        while True:
+            try:
+                process.wait(timeout=RSS_SAMPLE_S)
+                break
+            except subprocess.TimeoutExpired:
+                rss.append(mb(tree_rss_bytes(server_pid)))
+    rss.append(mb(tree_rss_bytes(server_pid)))
+    if process.returncode != 0:
+        raise RuntimeError(f"locust exited with {process.returncode}; see {prefix}.log")
+    return RunOutcome(read_result(prefix), rss)
+
+
+def problems(scenario: Scenario, result: LocustResult, alive: bool) -> list[str]:
+    """Why the run does not meet the scenario's expectations (empty when it does)."""
+    found = [] if alive else ["the server is no longer SERVING"]
+    if result.calls["requests"] == 0:
+        found.append("no call completed")
+    unexpected = {
+        k: v for k, v in result.failures_by_error.items() if not (scenario.shed_expected and k == SHED)
+    }
+    if unexpected:
+        found.append(f"failed calls: {unexpected}")
+    if scenario.shed_expected and not result.failures_by_error.get(SHED):
+        found.append("overload, but nothing was shed with RESOURCE_EXHAUSTED")
+    return found
+
+
+def server_alive(server) -> bool:
+    try:
+        wait_until_serving(server.target, timeout_s=5.0)
+    except TimeoutError:
+        return False
+    return server.returncode is None
+
+
+def run_scenario(scenario: Scenario, models: Path, data: Path, out_dir: Path) -> dict:
+    """Start the server, run the scenario (overload: after a capacity probe), print and return the summary."""
+    summary: dict = {"scenario": scenario.name, "description": scenario.description}
+    with service(models, scenario.server_args) as server:
+        wait_until_serving(server.target)
+        if scenario.shed_expected:
+            probe = run_locust(server.target, server.pid, CAPACITY_PROBE, out_dir, data).result
+            capacity = probe.calls["rps"]
+            print(summary_line("capacity probe", probe))
+            scenario = replace(scenario, user_rate=round(OVERLOAD_FACTOR * capacity / scenario.users, 3))
+            summary |= {"capacity_rps": capacity, "offered_rps": OVERLOAD_FACTOR * capacity}
+        outcome = run_locust(server.target, server.pid, scenario, out_dir, data)
+        alive = server_alive(server)
+    result = outcome.result
+    print(summary_line(scenario.name, result))
+    accepted = result.accepted_of("Reason")
+    shed = result.failures_by_error.get(SHED, 0)
+    print(
+        f"{scenario.name}: accepted Reason p50 {accepted['p50_ms']} ms, p99 {accepted['p99_ms']} ms; "
+        f"shed {shed}; server RSS {outcome.rss_mb[0]} MB at start, {outcome.rss_mb[-1]} MB at end "
+        f"(max {max(outcome.rss_mb)} MB); server {'still SERVING' if alive else 'DOWN'}"
+    )
+    found = problems(scenario, result, alive)
+    summary |= {
+        "users": scenario.users, "user_rate": scenario.user_rate, "duration_s": scenario.duration_s,
+        "calls": result.calls, "entries": [asdict(e) for e in result.entries],
+        "failures": dict(result.failures_by_error), "accepted": result.accepted, "rss_mb": outcome.rss_mb,
+        "server_alive": alive, "problems": found,
+    }  # fmt: skip
+    (out_dir / f"{scenario.name}.summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+    for problem in found:
+        print(f"{scenario.name}: FAILED: {problem}")
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line entry point; returns the exit status."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scenario", choices=sorted(SCENARIOS), default="steady")
+    parser.add_argument(
+        "--random-bundles", action="store_true", help="serve random bundles (before training)"
+    )
+    parser.add_argument(
+        "--data-dir", default=None, help="shared data folder (default $TRM_DATA_DIR or ../shared/data)"
+    )
+    parser.add_argument("--out", type=Path, default=REPO_ROOT / "reports" / "loadtest", help="report folder")
+    parser.add_argument(
+        "--duration", type=int, default=None, help="override the scenario's run time, seconds"
+    )
+    args = parser.parse_args(argv)
+    scenario = SCENARIOS[args.scenario]
+    if args.duration is not None:
+        scenario = replace(scenario, duration_s=args.duration)
+    args.out.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="trm-loadtest-") as scratch:
+        models = models_dir(args.random_bundles, Path(scratch))
+        summary = run_scenario(scenario, models, data_dir(args.data_dir), args.out)
+    print(f"reports in {args.out} ({time.monotonic() - started:.0f} s)")
+    return 1 if summary["problems"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,42 @@
+"""The load-test scenarios `python -m loadtests.run --scenario NAME` runs (figures: docs/PERFORMANCE.md)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """Locust settings and server flags of one scenario, and what a passing run must show."""
+
+    name: str
+    description: str
+    users: int
+    duration_s: int
+    user_rate: float  # calls per second per user; 0 = back to back (closed loop)
+    server_args: tuple[str, ...] = ()
+    shed_expected: bool = False  # overload: RESOURCE_EXHAUSTED is the expected outcome, others still fail
+
+
+SMOKE = Scenario(
+    "smoke", "test-suite run: 8 users at 4 calls/s each for 20 s, no failure allowed", 8, 20, 4.0
+)
+STEADY = Scenario(
+    "steady", "steady load: 32 users at 4 calls/s each (128 calls/s offered) for 2 minutes", 32, 120, 4.0
+)
+SOAK = Scenario("soak", "soak: the steady load for 10 minutes, server RSS sampled every 30 s", 32, 600, 4.0)
+# Overload first measures capacity with CAPACITY_PROBE, then offers twice that rate from OVERLOAD_USERS
+# users; a small queue makes the server shed quickly instead of queueing for seconds.
+CAPACITY_PROBE = Scenario("capacity", "capacity probe: 64 users back to back for 30 s", 64, 30, 0.0)
+OVERLOAD = Scenario(
+    "overload",
+    "overload: twice the measured capacity for 60 s; the server must shed (RESOURCE_EXHAUSTED), stay up "
+    "and keep the p99 of accepted calls bounded",
+    256,
+    60,
+    0.0,  # set from the capacity probe
+    server_args=("--max-queue", "32"),
+    shed_expected=True,
+)
+SCENARIOS = {s.name: s for s in (SMOKE, STEADY, SOAK, OVERLOAD)}
+OVERLOAD_FACTOR = 2.0

@@ -1,0 +1,38 @@
+"""A short real Locust run (loadtests.run --scenario smoke: 8 users, 20 s) against a real server on
+127.0.0.1 serving random bundles, with real test-split inputs: no call may fail."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from loadtests.grpc_user import STREAM_COMPLETE, STREAM_FIRST_STEP, UNARY
+from loadtests.inputs import DEFAULT_MODELS
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_smoke_scenario_runs_without_failures(tmp_path: Path) -> None:
+    command = [sys.executable, "-m", "loadtests.run", "--scenario", "smoke", "--random-bundles", "--out"]
+    run = subprocess.run(
+        [*command, str(tmp_path)], cwd=REPO_ROOT, capture_output=True, text=True, timeout=300, check=False
+    )
+    print(run.stdout)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "smoke: " in run.stdout and "failures 0 (0.00%)" in run.stdout
+    assert (tmp_path / "smoke.html").stat().st_size > 0
+
+    with open(tmp_path / "smoke_stats.csv", newline="") as handle:
+        rows = {(r["Type"], r["Name"]): r for r in csv.DictReader(handle)}
+    for model in DEFAULT_MODELS:
+        for request_type in (UNARY, STREAM_FIRST_STEP, STREAM_COMPLETE):
+            row = rows[(request_type, model)]
+            assert int(row["Request Count"]) > 0, (request_type, model)
+            assert int(row["Failure Count"]) == 0, (request_type, model)
+
+    summary = json.loads((tmp_path / "smoke.summary.json").read_text())
+    assert summary["server_alive"] and summary["problems"] == []
+    assert summary["calls"]["requests"] > 0 and summary["calls"]["failures"] == 0
