@@ -1,0 +1,244 @@
+"""Benchmark: the service against the naive PyTorch baseline (the same bundles in PyTorch eager, one
+request at a time, no batching).
+
+For each default model: throughput and p50/p99 latency of unary Reason at concurrency 1, 8 and 64,
+and the time to the first streamed step; for each server: RSS and the time from start to SERVING.
+Prints the figures as Markdown (for docs/PERFORMANCE.md), writes them as JSON, and checks the bars
+for the intent model. A benchmark, not a test: figures depend on the machine and what else runs.
+
+    python -m loadtests.bench                      # the trained default bundles
+    python -m loadtests.bench --random-bundles     # random bundles with the default names
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import random
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+import psutil
+from trm.v1 import trm_pb2, trm_pb2_grpc
+
+from loadtests.closed_loop import LoadResult, RequestFactory, closed_loop, percentile_ms, stream_timings
+from loadtests.inputs import DEFAULT_MODELS, ModelInputs, data_dir, load_inputs
+from loadtests.local_server import models_dir, naive_server, service, tree_rss_bytes, wait_until_serving
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+BAR_MODEL = "intent-clinc150"
+BAR_SPEEDUP = 10.0
+BAR_RSS_MB = 300.0
+BAR_SERVING_S = 3.0
+WARMUP_S = 1.0
+
+
+@dataclass
+class ServerFigures:
+    """One server's figures: load results per model and concurrency, first-step times, RSS, start time."""
+
+    name: str
+    start_s: float = 0.0
+    rss_idle_mb: float = 0.0
+    rss_peak_mb: float = 0.0
+    load: dict[str, dict[int, LoadResult]] = field(default_factory=dict)
+    first_step_ms: dict[str, list[float]] = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        """Plain figures (no raw latencies) for the JSON report."""
+        return {
+            "start_s": round(self.start_s, 3),
+            "rss_idle_mb": round(self.rss_idle_mb, 1),
+            "rss_peak_mb": round(self.rss_peak_mb, 1),
+            "reason": {
+                model: {
+                    str(c): {
+                        "throughput_rps": round(r.throughput, 1),
+                        "p50_ms": round(r.p50_ms, 2),
+                        "p99_ms": round(r.p99_ms, 2),
+                        "calls": len(r.latencies_ms),
+                        "failures": dict(r.failures),
+                    }
+                    for c, r in levels.items()
+                }
+                for model, levels in self.load.items()
+            },
+            "first_step_ms": {
+                model: {"p50": round(percentile_ms(t, 50), 2), "p99": round(percentile_ms(t, 99), 2)}
+                for model, t in self.first_step_ms.items()
+            },
+        }
+
+
+@dataclass(frozen=True)
+class BenchSettings:
+    """How long and how hard to drive each server."""
+
+    concurrencies: tuple[int, ...]
+    duration_s: float
+    streams: int
+
+
+def request_factory(inputs: ModelInputs, max_chars: int, seed: int) -> RequestFactory:
+    """Random real test inputs for one model, texts cut to the model's limit as a client would."""
+    rng = random.Random(seed)
+
+    def make() -> trm_pb2.ReasonRequest:
+        sample = inputs.pick(rng)
+        if inputs.kind == "grid":
+            return trm_pb2.ReasonRequest(model=inputs.model, grid=trm_pb2.Grid(cells=sample))
+        return trm_pb2.ReasonRequest(model=inputs.model, text=sample[:max_chars])
+
+    return make
+
+
+def text_limits(target: str) -> dict[str, int]:
+    """max_text_chars of every hosted model, from the service's ListModels."""
+    with grpc.insecure_channel(target) as channel:
+        reply = trm_pb2_grpc.ReasoningServiceStub(channel).ListModels(trm_pb2.ListModelsRequest(), timeout=10)
+    return {info.name: info.limits.max_text_chars for info in reply.models}
+
+
+def measure(
+    figures: ServerFigures,
+    target: str,
+    pid: int,
+    factories: dict[str, RequestFactory],
+    settings: BenchSettings,
+) -> None:
+    """Warm up each model, run it at every concurrency, then probe the streams; track the RSS peak."""
+    figures.rss_idle_mb = figures.rss_peak_mb = tree_rss_bytes(pid) / 2**20
+    for model, make in factories.items():
+        closed_loop(target, make, 1, WARMUP_S)
+        figures.load[model] = {}
+        for concurrency in settings.concurrencies:
+            result = closed_loop(target, make, concurrency, settings.duration_s)
+            figures.load[model][concurrency] = result
+            figures.rss_peak_mb = max(figures.rss_peak_mb, tree_rss_bytes(pid) / 2**20)
+            print(
+                f"  {figures.name:7} {model:16} c={concurrency:<3} {result.throughput:8.1f} req/s  "
+                f"p50 {result.p50_ms:8.1f} ms  p99 {result.p99_ms:8.1f} ms  failures {dict(result.failures)}",
+                flush=True,
+            )
+        figures.first_step_ms[model], _ = stream_timings(target, make, settings.streams)
+
+
+def bench_service(
+    models: Path, inputs: dict[str, ModelInputs], settings: BenchSettings
+) -> tuple[ServerFigures, dict[str, int]]:
+    """Start the service, time it to SERVING, measure it; also return its models' text limits."""
+    figures = ServerFigures("service")
+    started = time.perf_counter()
+    with service(models) as server:
+        wait_until_serving(server.target)
+        figures.start_s = time.perf_counter() - started
+        limits = text_limits(server.target)
+        factories = {m: request_factory(i, limits[m], seed=1) for m, i in inputs.items()}
+        measure(figures, server.target, server.pid, factories, settings)
+    return figures, limits
+
+
+def bench_naive(
+    models: Path, inputs: dict[str, ModelInputs], limits: dict[str, int], settings: BenchSettings
+) -> ServerFigures:
+    """Start the naive baseline, time it to listening, measure it with the same inputs."""
+    figures = ServerFigures("naive")
+    started = time.perf_counter()
+    with naive_server(models) as (target, pid):
+        figures.start_s = time.perf_counter() - started
+        factories = {m: request_factory(i, limits[m], seed=1) for m, i in inputs.items()}
+        measure(figures, target, pid, factories, settings)
+    return figures
+
+
+def bars(ours_all: ServerFigures, naive: ServerFigures) -> list[tuple[str, bool]]:
+    """The intent model's bars: (description with the measured value, met?)."""
+    top = max(ours_all.load[BAR_MODEL])
+    ours, theirs = ours_all.load[BAR_MODEL][top], naive.load[BAR_MODEL][top]
+    speedup = ours.throughput / theirs.throughput if theirs.throughput else float("inf")
+    return [
+        (f"throughput at concurrency {top}: {speedup:.1f}x the naive baseline (bar >= {BAR_SPEEDUP:.0f}x)",
+         speedup >= BAR_SPEEDUP),
+        (f"p99 at concurrency {top}: {ours.p99_ms:.1f} ms vs naive {theirs.p99_ms:.1f} ms (bar: lower)",
+         ours.p99_ms < theirs.p99_ms),
+        (f"service RSS with all models: peak {ours_all.rss_peak_mb:.0f} MB (bar <= {BAR_RSS_MB:.0f} MB)",
+         ours_all.rss_peak_mb <= BAR_RSS_MB),
+        (f"start to SERVING: {ours_all.start_s:.2f} s (bar <= {BAR_SERVING_S:.0f} s)",
+         ours_all.start_s <= BAR_SERVING_S),
+    ]  # fmt: skip
+
+
+def markdown(ours: ServerFigures, naive: ServerFigures, command: str, machine: str) -> str:
+    """The figures as the Markdown that docs/PERFORMANCE.md quotes."""
+    lines = [f"Command: `{command}`  ", f"Machine: {machine}", ""]
+    lines += [
+        "| model | concurrency | service req/s | service p50 / p99 ms | naive req/s | naive p50 / p99 ms "
+        "| speedup |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for model, levels in ours.load.items():
+        for concurrency, mine in levels.items():
+            theirs = naive.load[model][concurrency]
+            lines.append(
+                f"| {model} | {concurrency} | {mine.throughput:.1f} | {mine.p50_ms:.1f} / {mine.p99_ms:.1f} "
+                f"| {theirs.throughput:.1f} | {theirs.p50_ms:.1f} / {theirs.p99_ms:.1f} "
+                f"| {mine.throughput / theirs.throughput:.1f}x |"
+            )
+    lines += ["", "| model | first streamed step p50 / p99 ms (service) | (naive) |", "|---|---:|---:|"]
+    for model, times in ours.first_step_ms.items():
+        naive_times = naive.first_step_ms[model]
+        lines.append(
+            f"| {model} | {percentile_ms(times, 50):.1f} / {percentile_ms(times, 99):.1f} | "
+            f"{percentile_ms(naive_times, 50):.1f} / {percentile_ms(naive_times, 99):.1f} |"
+        )
+    lines += [
+        "",
+        f"Service: start to SERVING {ours.start_s:.2f} s; RSS {ours.rss_idle_mb:.0f} MB idle, "
+        f"{ours.rss_peak_mb:.0f} MB peak. Naive baseline: start to listening {naive.start_s:.2f} s; "
+        f"RSS {naive.rss_idle_mb:.0f} MB idle, {naive.rss_peak_mb:.0f} MB peak.",
+        "",
+        f"Bars ({BAR_MODEL}):",
+    ]
+    lines += [f"- {'PASS' if met else 'FAIL'}: {text}" for text, met in bars(ours, naive)]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line entry point; exit status 0 whatever the figures (it is a benchmark)."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--random-bundles", action="store_true", help="random bundles (before training)")
+    parser.add_argument(
+        "--data-dir", default=None, help="shared data folder (default $TRM_DATA_DIR or ../shared/data)"
+    )
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds per model and concurrency")
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 64])
+    parser.add_argument("--streams", type=int, default=30, help="sequential ReasonStream calls per model")
+    parser.add_argument("--out", type=Path, default=REPO_ROOT / "reports" / "bench")
+    args = parser.parse_args(argv)
+    settings = BenchSettings(tuple(args.concurrency), args.duration, args.streams)
+    command = "python -m loadtests.bench " + " ".join(argv if argv is not None else sys.argv[1:])
+    memory_gib = psutil.virtual_memory().total / 2**30
+    machine = f"{platform.machine()}, {psutil.cpu_count()} CPUs, {memory_gib:.0f} GiB memory"
+    inputs = load_inputs(data_dir(args.data_dir), list(DEFAULT_MODELS))
+    with tempfile.TemporaryDirectory(prefix="trm-bench-") as scratch:
+        models = models_dir(args.random_bundles, Path(scratch))
+        service_figures, limits = bench_service(models, inputs, settings)
+        naive = bench_naive(models, inputs, limits, settings)
+    report = markdown(service_figures, naive, command.strip(), machine)
+    print("\n" + report)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "bench.md").write_text(report)
+    (args.out / "bench.json").write_text(
+        json.dumps({"command": command.strip(), "machine": machine, "service": service_figures.to_json(),
+                    "naive": naive.to_json()}, indent=1) + "\n"
+    )  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
