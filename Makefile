@@ -5,7 +5,7 @@ BIN     := $(VENV)/bin
 PORT    ?= 50051
 METRICS_PORT ?= 9090
 
-.PHONY: install install-runtime install-system serve test test-slow lint proto models bench loadtest clean
+.PHONY: install install-runtime install-system serve test test-slow lint proto models bench loadtest loadtest-overload loadtest-soak clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -46,11 +46,19 @@ proto:
 models: install
 	$(BIN)/python -m trainer.make_models
 
+# Service vs the naive PyTorch baseline; BENCH_ARGS=--random-bundles before the default bundles exist.
 bench: install
-	$(BIN)/python -m loadtests.bench
+	$(BIN)/python -m loadtests.bench $(BENCH_ARGS)
 
+# Locust against a local server on 127.0.0.1; reports in reports/loadtest/ (LOADTEST_ARGS=--random-bundles).
 loadtest: install
-	$(BIN)/python -m loadtests.run --scenario steady
+	$(BIN)/python -m loadtests.run --scenario steady $(LOADTEST_ARGS)
+
+loadtest-overload: install
+	$(BIN)/python -m loadtests.run --scenario overload $(LOADTEST_ARGS)
+
+loadtest-soak: install
+	$(BIN)/python -m loadtests.run --scenario soak $(LOADTEST_ARGS)
 
 clean:
 	rm -rf build dist *.egg-info .pytest_cache .ruff_cache reports
