@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from sdk_test_support import GRID_MODEL, N_SUP, TEXT_MODEL
 from trm_client import TRMClient
-from trm_service.testing import ServerProcess
 
 from trainer.testing import make_random_bundle
+from trm_service.testing import ServerProcess
 
 
 @pytest.fixture(scope="session")

@@ -8,6 +8,7 @@ import grpc
 import pytest
 from sdk_test_support import TEXT_MODEL
 from trm_client import NO_RETRY, AsyncTRMClient, RetryEvent, RetryPolicy, TRMClient, Unavailable
+
 from trm_service.testing import ServerProcess
 
 PATIENT = {"max_attempts": 200, "initial_backoff_s": 0.05, "max_backoff_s": 0.3}

@@ -11,9 +11,9 @@ import signal
 import pytest
 from sdk_test_support import TEXT_MODEL
 from trm_client import AsyncTRMClient, RetryPolicy, TRMClient
-from trm_service.testing import ServerProcess
 
 from trainer.testing import make_random_bundle
+from trm_service.testing import ServerProcess
 
 MAX_CALLS = 200
 
