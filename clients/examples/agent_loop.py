@@ -105,7 +105,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_connection_arguments(parser)
     parser.add_argument("requests", nargs="*", default=list(DEFAULT_REQUESTS), help="user requests to run")
-    parser.add_argument("--tool", default="trm_intent_clinc150", help="the tool the stand-in prefers for text")
+    parser.add_argument(
+        "--tool", default="trm_intent_clinc150", help="the tool the stand-in prefers for text"
+    )
     args = parser.parse_args(argv)
     with TRMClient(**client_settings(args)) as client:
         adapter = ToolAdapter(client)

@@ -56,13 +56,17 @@ async def test_reason_on_text_and_grid(aclient):
 
 async def test_concurrent_calls_each_get_their_own_answer(aclient):
     texts = ["play jazz", "set an alarm for six", "will it rain", "translate hello"]
-    results = await asyncio.gather(*(aclient.reason(TEXT_MODEL, t, request_id=f"c{i}") for i, t in enumerate(texts)))
+    results = await asyncio.gather(
+        *(aclient.reason(TEXT_MODEL, t, request_id=f"c{i}") for i, t in enumerate(texts))
+    )
     singles = [await aclient.reason(TEXT_MODEL, t) for t in texts]
     assert [r.request_id for r in results] == ["c0", "c1", "c2", "c3"]
     assert [r.prediction for r in results] == [s.prediction for s in singles]
 
 
-@pytest.mark.parametrize(("model", "inputs"), [(TEXT_MODEL, {"text": "play jazz"}), (GRID_MODEL, {"grid": SUDOKU})])
+@pytest.mark.parametrize(
+    ("model", "inputs"), [(TEXT_MODEL, {"text": "play jazz"}), (GRID_MODEL, {"grid": SUDOKU})]
+)
 async def test_stream_ends_with_the_same_answer_as_unary(aclient, model, inputs):
     budget = Budget(max_steps=N_SUP, halt_threshold=1.0)
     steps = [step async for step in aclient.reason_stream(model, **inputs, budget=budget)]

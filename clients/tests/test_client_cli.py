@@ -42,7 +42,9 @@ def test_reason_json_and_stream_json_agree(server, client):
     assert result["prediction"] in DEFAULT_TEXT_LABELS
     assert result["prediction"] == client.reason(TEXT_MODEL, "wake me up at seven").prediction
 
-    stream = trm_client("--target", server.target, "reason", TEXT_MODEL, "wake me up at seven", "--stream", "--json")
+    stream = trm_client(
+        "--target", server.target, "reason", TEXT_MODEL, "wake me up at seven", "--stream", "--json"
+    )
     assert stream.returncode == 0, stream.stderr
     steps = [json.loads(line) for line in stream.stdout.splitlines()]
     assert [s["step"] for s in steps] == list(range(1, len(steps) + 1))

@@ -25,7 +25,9 @@ def run_example(script: Path, *args: str, stdin: str | None = None) -> subproces
 
 
 def test_agent_loop_offers_the_tools_and_runs_the_calls(server):
-    done = run_example(EXAMPLES / "agent_loop.py", "--target", server.target, "--tool", "trm_intent_test", "play jazz")
+    done = run_example(
+        EXAMPLES / "agent_loop.py", "--target", server.target, "--tool", "trm_intent_test", "play jazz"
+    )
     assert done.returncode == 0, done.stderr
     assert "trm_intent_test:" in done.stdout and "trm_sudoku_test:" in done.stdout
     assert 'assistant -> trm_intent_test({"text": "play jazz"' in done.stdout

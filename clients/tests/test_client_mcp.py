@@ -12,7 +12,9 @@ from trm_client.tool_schema import input_schema
 
 
 def mcp_server(target: str) -> StdioServerParameters:
-    return StdioServerParameters(command=sys.executable, args=["-m", "trm_client.mcp_server", "--target", target])
+    return StdioServerParameters(
+        command=sys.executable, args=["-m", "trm_client.mcp_server", "--target", target]
+    )
 
 
 async def test_tools_list_and_tools_call_over_stdio(server):

@@ -20,7 +20,9 @@ def test_only_unavailable_is_retried_by_default():
 
 
 def test_resource_exhausted_is_retried_when_the_caller_asks():
-    policy = RetryPolicy(retry_on=frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED}))
+    policy = RetryPolicy(
+        retry_on=frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED})
+    )
     assert policy.next_delay(grpc.StatusCode.RESOURCE_EXHAUSTED, 1, Deadline(None)) is not None
 
 

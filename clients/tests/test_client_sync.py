@@ -93,7 +93,9 @@ def test_grid_given_as_rows_is_the_same_request_as_a_string(client):
     assert client.reason(GRID_MODEL, grid=digits).prediction == flat.prediction
 
 
-@pytest.mark.parametrize(("model", "inputs"), [(TEXT_MODEL, {"text": "play jazz"}), (GRID_MODEL, {"grid": SUDOKU})])
+@pytest.mark.parametrize(
+    ("model", "inputs"), [(TEXT_MODEL, {"text": "play jazz"}), (GRID_MODEL, {"grid": SUDOKU})]
+)
 def test_stream_ends_with_the_same_answer_as_unary(client, model, inputs):
     budget = Budget(max_steps=N_SUP)
     steps = list(client.reason_stream(model, **inputs, budget=budget, request_id="stream-1"))

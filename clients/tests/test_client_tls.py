@@ -132,7 +132,9 @@ def test_plaintext_client_cannot_talk_to_a_tls_server(tls_server):
 
 
 async def test_mutual_tls_with_a_client_certificate(mtls_server, pki):
-    tls = TLSConfig.from_files(pki / "ca.pem", pki / "client.pem", pki / "client.key", server_name=SERVER_NAME)
+    tls = TLSConfig.from_files(
+        pki / "ca.pem", pki / "client.pem", pki / "client.key", server_name=SERVER_NAME
+    )
     async with AsyncTRMClient(mtls_server.target, tls=tls) as client:
         assert (await client.reason(TEXT_MODEL, "set an alarm")).model == TEXT_MODEL
 

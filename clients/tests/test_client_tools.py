@@ -138,7 +138,9 @@ async def test_async_adapter_gives_the_same_tools_and_answers(server, adapter):
 
 
 def _info(out_of_scope_threshold: float, task: TaskType = TaskType.TEXT_CLASSIFICATION) -> ModelInfo:
-    limits = InputLimits(max_text_chars=100, max_tokens=16, grid_rows=9, grid_cols=9, max_steps=4, max_time_budget_ms=0)
+    limits = InputLimits(
+        max_text_chars=100, max_tokens=16, grid_rows=9, grid_cols=9, max_steps=4, max_time_budget_ms=0
+    )
     return ModelInfo(
         name="m",
         version="1",

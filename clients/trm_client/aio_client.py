@@ -44,9 +44,13 @@ class AsyncTRMClient:
         self._channel = open_aio_channel(self.target, tls, channel_options)
         self._stub = trm_pb2_grpc.ReasoningServiceStub(self._channel)
 
-    async def models(self, *, timeout_s: float | None = None, request_id: str | None = None) -> list[ModelInfo]:
+    async def models(
+        self, *, timeout_s: float | None = None, request_id: str | None = None
+    ) -> list[ModelInfo]:
         """Every hosted model (ListModels)."""
-        response, _ = await self._unary(self._stub.ListModels, trm_pb2.ListModelsRequest(), timeout_s, request_id)
+        response, _ = await self._unary(
+            self._stub.ListModels, trm_pb2.ListModelsRequest(), timeout_s, request_id
+        )
         return [ModelInfo.from_proto(m) for m in response.models]
 
     async def model(

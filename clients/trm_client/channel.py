@@ -112,12 +112,16 @@ def _ip_family(endpoint: str) -> str | None:
     return f"ipv{address.version}"
 
 
-def channel_options(tls: TLSConfig | None, extra: Sequence[tuple[str, int | str]] = ()) -> list[tuple[str, int | str]]:
+def channel_options(
+    tls: TLSConfig | None, extra: Sequence[tuple[str, int | str]] = ()
+) -> list[tuple[str, int | str]]:
     """The options every channel gets: round robin, quick reconnects, TLS name override, then ``extra``."""
     return [*_BASE_OPTIONS, *(tls.options() if tls else ()), *extra]
 
 
-def open_channel(target: str, tls: TLSConfig | None, extra: Sequence[tuple[str, int | str]] = ()) -> grpc.Channel:
+def open_channel(
+    target: str, tls: TLSConfig | None, extra: Sequence[tuple[str, int | str]] = ()
+) -> grpc.Channel:
     """Opens a blocking channel to a resolved target."""
     options = channel_options(tls, extra)
     if tls is None:

@@ -47,7 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
     reason = commands.add_parser("reason", help="run a model on a text or a grid")
     add_connection_arguments(reason, with_defaults=False)
     reason.add_argument("model", help="model name, e.g. intent-clinc150")
-    reason.add_argument("input", help="the text; with --grid, the grid's cells row-major ('0' or '.' = blank)")
+    reason.add_argument(
+        "input", help="the text; with --grid, the grid's cells row-major ('0' or '.' = blank)"
+    )
     reason.add_argument("--grid", action="store_true", help="treat the input as a grid")
     reason.add_argument("--version", default="", help="exact model version (default: newest)")
     reason.add_argument("--top-k", type=int, default=0, help="labels to return (default 3)")

@@ -129,7 +129,9 @@ class TRMClient:
                 time.sleep(plan_retry(self.retry, error, attempt, deadline, rid))
                 attempt += 1
 
-    def _stream(self, request: trm_pb2.ReasonRequest, timeout_s: float | None, rid: str) -> Iterator[ReasonStep]:
+    def _stream(
+        self, request: trm_pb2.ReasonRequest, timeout_s: float | None, rid: str
+    ) -> Iterator[ReasonStep]:
         metadata = call_metadata(self._metadata, rid)
         deadline = Deadline(self.timeout_s if timeout_s is None else timeout_s)
         attempt = 1

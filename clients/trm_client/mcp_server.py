@@ -37,12 +37,16 @@ def build_server(adapter: AsyncToolAdapter) -> Server[Any]:
         infos = await adapter.model_infos()
         return types.ListToolsResult(
             tools=[
-                types.Tool(name=tool_name(i.name), description=tool_description(i), input_schema=input_schema(i))
+                types.Tool(
+                    name=tool_name(i.name), description=tool_description(i), input_schema=input_schema(i)
+                )
                 for i in infos
             ]
         )
 
-    async def call_tool(ctx: ServerRequestContext[Any], params: types.CallToolRequestParams) -> types.CallToolResult:
+    async def call_tool(
+        ctx: ServerRequestContext[Any], params: types.CallToolRequestParams
+    ) -> types.CallToolResult:
         payload = await adapter.invoke(params.name, params.arguments)
         return types.CallToolResult(
             content=[types.TextContent(type="text", text=to_json(payload))],

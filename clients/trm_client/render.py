@@ -63,7 +63,8 @@ def result_text(result: ReasonResult) -> str:
     if isinstance(answer, Classification) and len(answer.top) > 1:
         lines.append("top:         " + ", ".join(f"{s.label} {s.probability:.3f}" for s in answer.top))
     lines += [
-        f"steps:       {result.steps} ({result.halt_reason.value}, halt confidence {result.halt_confidence:.2f})",
+        f"steps:       {result.steps} ({result.halt_reason.value}, "
+        f"halt confidence {result.halt_confidence:.2f})",
         f"latency:     {result.latency_ms:.1f} ms server, {result.round_trip_ms:.1f} ms round trip",
         f"request id:  {result.request_id}",
     ]

@@ -135,7 +135,9 @@ class ReasonResult:
         return self.answer.verified if isinstance(self.answer, GridSolution) else None
 
     @classmethod
-    def from_proto(cls, message: trm_pb2.ReasonResponse, round_trip_ms: float, request_id: str) -> ReasonResult:
+    def from_proto(
+        cls, message: trm_pb2.ReasonResponse, round_trip_ms: float, request_id: str
+    ) -> ReasonResult:
         """Reads the wire message; ``request_id`` is used when the server did not echo one."""
         return cls(
             model=message.model,

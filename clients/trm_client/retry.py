@@ -87,7 +87,9 @@ class Deadline:
         return remaining is None or remaining > delay_s
 
 
-def plan_retry(policy: RetryPolicy, error: grpc.RpcError, attempt: int, deadline: Deadline, request_id: str) -> float:
+def plan_retry(
+    policy: RetryPolicy, error: grpc.RpcError, attempt: int, deadline: Deadline, request_id: str
+) -> float:
     """The wait before retrying a failed attempt, after telling ``policy.on_retry``.
 
     Raises:

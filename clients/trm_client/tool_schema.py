@@ -26,7 +26,9 @@ def tool_description(info: ModelInfo) -> str:
         )
     else:
         labels = info.labels
-        listed = ", ".join(labels[:_MAX_LISTED_LABELS]) + (", ..." if len(labels) > _MAX_LISTED_LABELS else "")
+        listed = ", ".join(labels[:_MAX_LISTED_LABELS]) + (
+            ", ..." if len(labels) > _MAX_LISTED_LABELS else ""
+        )
         what = (
             f"Classifies a short text into one of {len(labels)} labels with the tiny recursive model "
             f"'{info.name}'. Labels: {listed}."
