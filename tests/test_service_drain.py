@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import signal
-import threading
 import time
 from pathlib import Path
 
 import grpc
 import pytest
-from conftest import LONG_MODEL, TEXT_MODEL
+from conftest import LONG_MODEL, TEXT_MODEL, LoadClient
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from trm.v1 import trm_pb2, trm_pb2_grpc
 
@@ -23,42 +22,6 @@ def _long_request(steps: int) -> trm_pb2.ReasonRequest:
     return trm_pb2.ReasonRequest(
         model=LONG_MODEL, text="long thought", budget=trm_pb2.Budget(max_steps=steps, halt_threshold=1.0)
     )
-
-
-class LoadClient:
-    """Sends short requests with known request ids until stopped; records each outcome."""
-
-    def __init__(self, target: str) -> None:
-        self.outcomes: dict[str, grpc.StatusCode] = {}
-        self._target = target
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def __enter__(self) -> LoadClient:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=60)
-
-    def count(self, code: grpc.StatusCode) -> int:
-        return sum(1 for c in list(self.outcomes.values()) if c == code)
-
-    def _run(self) -> None:
-        with grpc.insecure_channel(self._target) as channel:
-            stub = trm_pb2_grpc.ReasoningServiceStub(channel)
-            number = 0
-            while not self._stop.is_set():
-                number += 1
-                request_id = f"load-{number}"
-                try:
-                    stub.Reason(trm_pb2.ReasonRequest(model=TEXT_MODEL, text="quick one"), timeout=30,
-                                metadata=(("x-request-id", request_id),))
-                    self.outcomes[request_id] = grpc.StatusCode.OK
-                except grpc.RpcError as error:
-                    self.outcomes[request_id] = error.code()
-                    time.sleep(0.01)
 
 
 def _health(channel: grpc.Channel, service: str = "") -> int:
@@ -83,7 +46,7 @@ def test_sigterm_under_load_loses_no_accepted_request(long_bundle: Path, text_bu
         streams = [stub.ReasonStream(_long_request(1500), timeout=120) for _ in range(6)]
         for stream in streams:
             next(stream)  # accepted and stepping
-        with LoadClient(server.target) as load:
+        with LoadClient(server.target, trm_pb2.ReasonRequest(model=TEXT_MODEL, text="quick one")) as load:
             _wait_for(lambda: load.count(grpc.StatusCode.OK) >= 5)
             server.send_signal(signal.SIGTERM)
             _wait_for(lambda: _health(channel) == NOT_SERVING)  # observed while the server still answers

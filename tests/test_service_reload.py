@@ -1,0 +1,139 @@
+"""Model folders: corrupt bundles are refused while the rest serve; SIGHUP hot-reloads under load."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import time
+from pathlib import Path
+
+import grpc
+import pytest
+from conftest import GRID_MODEL, LONG_MODEL, LONG_N_SUP, TEXT_MODEL, LoadClient, make_bundle
+from trm.v1 import trm_pb2
+
+from trm_service.testing import ServerProcess
+
+PINNED_STEPS = 4000
+
+
+def _wait_for(condition, timeout_s: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail("condition not reached")
+        time.sleep(0.05)
+
+
+def _reloads(server: ServerProcess) -> int:
+    return sum(1 for r in server.log_records() if r.get("event") == "models_reloaded")
+
+
+def _hangup_and_wait(server: ServerProcess) -> None:
+    before = _reloads(server)
+    server.send_signal(signal.SIGHUP)
+    _wait_for(lambda: _reloads(server) > before)
+
+
+def _refusals(server: ServerProcess) -> list[dict]:
+    return [r for r in server.log_records() if r.get("event") == "bundle_refused"]
+
+
+def _tamper(folder: Path) -> None:
+    with (folder / "model.onnx").open("ab") as handle:
+        handle.write(b"tampered")
+
+
+def test_corrupt_bundles_are_refused_at_startup_while_the_rest_serve(
+    text_bundle: Path, grid_bundle: Path, tmp_path: Path, stub_for
+):
+    models = tmp_path / "models"
+    shutil.copytree(text_bundle, models / "text")
+    shutil.copytree(grid_bundle, models / "grid")
+    _tamper(models / "grid")
+    shutil.copytree(text_bundle, models / "broken")
+    (models / "broken" / "manifest.json").write_text("{")
+    with ServerProcess([models]) as server:
+        stub = stub_for(server.target)
+        assert [m.name for m in stub.ListModels(trm_pb2.ListModelsRequest()).models] == [TEXT_MODEL]
+        assert stub.Reason(trm_pb2.ReasonRequest(model=TEXT_MODEL, text="still serving")).steps > 0
+        with pytest.raises(grpc.RpcError) as missing:
+            stub.GetModel(trm_pb2.GetModelRequest(name=GRID_MODEL))
+        assert missing.value.code() == grpc.StatusCode.NOT_FOUND
+        reasons = {Path(r["path"]).name: r["error"] for r in _refusals(server)}
+    assert "checksum mismatch for 'model.onnx'" in reasons["grid"]
+    assert "manifest.json is not valid JSON" in reasons["broken"]
+
+
+@pytest.fixture(scope="module")
+def long_v2(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Version 2.0.0 of the long model (different weights)."""
+    return make_bundle(tmp_path_factory.mktemp("v2"), "text", name=LONG_MODEL, version="2.0.0",
+                       N_sup=LONG_N_SUP, seed=11)
+
+
+def test_hot_reload_under_load_switches_new_requests_and_finishes_running_ones(
+    long_bundle: Path, long_v2: Path, tmp_path: Path, stub_for
+):
+    models = tmp_path / "models"
+    shutil.copytree(long_bundle, models / "long-v1")
+    quick = trm_pb2.ReasonRequest(model=LONG_MODEL, text="quick", budget=trm_pb2.Budget(max_steps=3))
+    with ServerProcess([models]) as server, LoadClient(server.target, quick) as load:
+        stub = stub_for(server.target)
+        pinned_long = trm_pb2.ReasonRequest(
+            model=LONG_MODEL, version="1.0.0", text="started on v1",
+            budget=trm_pb2.Budget(max_steps=PINNED_STEPS, halt_threshold=1.0),
+        )
+        running = stub.ReasonStream(pinned_long, timeout=120, metadata=(("x-request-id", "on-v1"),))
+        assert next(running).model_version == "1.0.0"
+
+        shutil.copytree(long_v2, models / "long-v2")  # a new version appears next to the old one
+        _hangup_and_wait(server)
+        assert stub.GetModel(trm_pb2.GetModelRequest(name=LONG_MODEL)).versions == ["2.0.0", "1.0.0"]
+        assert stub.Reason(quick).model_version == "2.0.0"  # unversioned requests take the newest
+        pinned_quick = trm_pb2.ReasonRequest(
+            model=LONG_MODEL, version="1.0.0", text="x", budget=trm_pb2.Budget(max_steps=2)
+        )
+        assert stub.Reason(pinned_quick).model_version == "1.0.0"
+
+        shutil.rmtree(models / "long-v1")  # the old version goes away while a request still runs on it
+        _hangup_and_wait(server)
+        assert stub.GetModel(trm_pb2.GetModelRequest(name=LONG_MODEL)).versions == ["2.0.0"]
+        rest = list(running)
+        assert (rest[-1].step, rest[-1].halt_reason) == (PINNED_STEPS, trm_pb2.HALT_REASON_MAX_STEPS)
+        assert {s.model_version for s in rest} == {"1.0.0"}
+        _wait_for(lambda: any(r.get("event") == "model_retired" for r in server.log_records()))
+        _wait_for(lambda: "2.0.0" in load.versions.values())
+        assert server.sample_value("trm_model_info", model=LONG_MODEL, version="1.0.0") == 0.0
+        assert server.sample_value("trm_model_info", model=LONG_MODEL, version="2.0.0") == 1.0
+        records = server.log_records()
+    assert set(load.outcomes.values()) == {grpc.StatusCode.OK}  # nothing failed across both reloads
+    assert {"1.0.0", "2.0.0"} <= set(load.versions.values())
+    unrouted = [i for i, r in enumerate(records) if "svc-long@1.0.0" in r.get("retired", ())]
+    finished = [i for i, r in enumerate(records) if r.get("request_id") == "on-v1"]
+    assert unrouted[0] < finished[0]  # v1 stopped taking requests while its running request went on
+
+
+def test_a_corrupt_new_version_is_refused_and_the_loaded_one_keeps_serving(
+    long_bundle: Path, long_v2: Path, tmp_path: Path, stub_for
+):
+    models = tmp_path / "models"
+    shutil.copytree(long_bundle, models / "long")
+    with ServerProcess([models]) as server:
+        stub = stub_for(server.target)
+        shutil.copytree(long_v2, models / "long-v2")
+        _tamper(models / "long-v2")
+        _hangup_and_wait(server)
+        assert stub.GetModel(trm_pb2.GetModelRequest(name=LONG_MODEL)).versions == ["1.0.0"]
+        assert "checksum mismatch" in _refusals(server)[-1]["error"]
+
+        manifest_path = models / "long" / "manifest.json"  # the served folder is edited into a broken state
+        manifest = json.loads(manifest_path.read_text())
+        manifest["files"]["model.onnx"] = "0" * 64
+        manifest_path.write_text(json.dumps(manifest))
+        _hangup_and_wait(server)
+        assert any(r.get("event") == "bundle_kept_previous" for r in server.log_records())
+        budget = trm_pb2.Budget(max_steps=2)
+        response = stub.Reason(trm_pb2.ReasonRequest(model=LONG_MODEL, text="still here", budget=budget))
+        assert (response.model_version, response.steps) == ("1.0.0", 2)
