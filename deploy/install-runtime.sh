@@ -22,8 +22,7 @@ trap 'rm -rf "$stage"' EXIT
 tar -C "$src" --exclude='*.egg-info' --exclude='__pycache__' --exclude='build' \
   -cf - pyproject.toml README.md protos trm_service | tar -C "$stage" -xf -
 
-export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
-"$venv/bin/python" -m pip install --quiet "$stage/protos" "$stage"
+PIP_DISABLE_PIP_VERSION_CHECK=1 "$venv/bin/python" -m pip install --quiet "$stage/protos" "$stage"
 
 # The container HEALTHCHECK: a console script bound to this venv's interpreter.
 { echo "#!$venv/bin/python"; tail -n +2 "$src/deploy/healthcheck.py"; } > "$venv/bin/trm-healthcheck"
