@@ -1,0 +1,81 @@
+"""TLS and mutual TLS with certificates made by openssl for 127.0.0.1."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import grpc
+import pytest
+from conftest import TEXT_MODEL
+from trm.v1 import trm_pb2, trm_pb2_grpc
+
+from trm_service.testing import ServerProcess
+
+REQUEST = trm_pb2.ReasonRequest(model=TEXT_MODEL, text="over tls", budget=trm_pb2.Budget(max_steps=1))
+EC_KEY = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+
+
+def _openssl(*args: str, cwd: Path) -> None:
+    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
+
+
+def _ca(directory: Path, name: str) -> None:
+    _openssl("req", "-x509", *EC_KEY, "-keyout", f"{name}.key", "-out", f"{name}.pem", "-days", "2",
+             "-subj", f"/CN={name}", cwd=directory)
+
+
+def _signed(directory: Path, name: str, ca: str, extensions: str) -> None:
+    (directory / f"{name}.ext").write_text(extensions)
+    _openssl("req", *EC_KEY, "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", f"/CN={name}", cwd=directory)
+    _openssl("x509", "-req", "-in", f"{name}.csr", "-CA", f"{ca}.pem", "-CAkey", f"{ca}.key", "-CAcreateserial",
+             "-out", f"{name}.pem", "-days", "2", "-extfile", f"{name}.ext", cwd=directory)
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    directory = tmp_path_factory.mktemp("pki")
+    _ca(directory, "ca")
+    _ca(directory, "other-ca")
+    _signed(directory, "server", "ca", "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n")
+    _signed(directory, "client", "ca", "extendedKeyUsage=clientAuth\n")
+    _signed(directory, "stranger", "other-ca", "extendedKeyUsage=clientAuth\n")
+    return directory
+
+
+def _call(target: str, credentials: grpc.ChannelCredentials | None) -> trm_pb2.ReasonResponse:
+    channel = grpc.secure_channel(target, credentials) if credentials else grpc.insecure_channel(target)
+    with channel:
+        return trm_pb2_grpc.ReasoningServiceStub(channel).Reason(REQUEST, timeout=10)
+
+
+def _credentials(pki: Path, client: str | None = None) -> grpc.ChannelCredentials:
+    if client is None:
+        return grpc.ssl_channel_credentials(root_certificates=(pki / "ca.pem").read_bytes())
+    return grpc.ssl_channel_credentials(
+        root_certificates=(pki / "ca.pem").read_bytes(),
+        private_key=(pki / f"{client}.key").read_bytes(),
+        certificate_chain=(pki / f"{client}.pem").read_bytes(),
+    )
+
+
+def _refused(target: str, credentials: grpc.ChannelCredentials | None) -> grpc.StatusCode:
+    with pytest.raises(grpc.RpcError) as caught:
+        _call(target, credentials)
+    return caught.value.code()
+
+
+def test_tls_serves_clients_that_trust_the_ca_and_refuses_plaintext(pki: Path, text_bundle: Path):
+    tls = ["--tls-cert", str(pki / "server.pem"), "--tls-key", str(pki / "server.key")]
+    with ServerProcess([text_bundle], extra_args=tls) as server:
+        assert _call(server.target, _credentials(pki)).steps == 1
+        assert _refused(server.target, None) == grpc.StatusCode.UNAVAILABLE
+
+
+def test_mutual_tls_requires_a_client_certificate_from_the_client_ca(pki: Path, text_bundle: Path):
+    mutual = ["--tls-cert", str(pki / "server.pem"), "--tls-key", str(pki / "server.key"),
+              "--tls-client-ca", str(pki / "ca.pem")]
+    with ServerProcess([text_bundle], extra_args=mutual) as server:
+        assert _call(server.target, _credentials(pki, "client")).steps == 1
+        assert _refused(server.target, _credentials(pki)) == grpc.StatusCode.UNAVAILABLE
+        assert _refused(server.target, _credentials(pki, "stranger")) == grpc.StatusCode.UNAVAILABLE
