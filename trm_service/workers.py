@@ -90,8 +90,7 @@ class _Supervisor:
             metrics_port = serve_metrics(
                 self._config.host, self._config.metrics_port, multiprocess_registry(self._metrics_dir)
             )
-        _log.info("workers_serving", workers=self._config.workers, port=self._port, metrics_port=metrics_port,
-                  pid=os.getpid())
+        _log.info("workers_serving", workers=self._config.workers, port=self._port, metrics_port=metrics_port)
         if self._config.ready_file is not None:
             write_ready_file(self._config.ready_file, port=self._port, metrics_port=metrics_port)
         try:

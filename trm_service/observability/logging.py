@@ -3,16 +3,26 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
+from collections.abc import MutableMapping
+from typing import Any
 
 import structlog
 
 
+def _add_pid(logger: Any, method: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """Every line names its process (several with --workers N)."""
+    event["pid"] = os.getpid()
+    return event
+
+
 def configure_logging(level: str = "info") -> None:
-    """Render every log event as one JSON line with an ISO timestamp and the level."""
+    """Render every log event as one JSON line with an ISO timestamp, the level and the process id."""
     structlog.configure(
         processors=[
             structlog.processors.add_log_level,
+            _add_pid,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.format_exc_info,
             structlog.processors.JSONRenderer(),
