@@ -1,0 +1,72 @@
+"""`trm-service serve` configuration: flags, TRM_* variables, and errors a person can fix."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from trm_service.cli import build_parser, config_from_args
+from trm_service.config import DEFAULT_MODELS_DIR, ConfigError, ServeConfig
+from trm_service.testing import ServerProcess
+
+
+def _config(argv: list[str], environ: dict[str, str] | None = None) -> ServeConfig:
+    return config_from_args(build_parser().parse_args(["serve", *argv]), environ or {})
+
+
+def test_defaults_listen_on_localhost_50051_with_metrics_on_their_own_port():
+    config = _config([])
+    assert (config.host, config.port, config.metrics_port) == ("127.0.0.1", 50051, 9090)
+    assert config.model_directories() == [DEFAULT_MODELS_DIR]
+    assert (config.max_batch_size, config.max_queue, config.workers) == (64, 256, 1)
+
+
+def test_environment_variables_apply_and_flags_win_over_them():
+    environ = {
+        "TRM_PORT": "6000", "TRM_METRICS_PORT": "6001", "TRM_MAX_BATCH_SIZE": "8", "TRM_NO_DEFAULT_MODELS": "true",
+        "TRM_MODELS_DIR": "/a:/b", "TRM_LOG_INPUTS": "0", "TRM_GRACE_PERIOD": "2.5",
+    }
+    config = _config(["--port", "7000"], environ)
+    assert (config.port, config.metrics_port, config.max_batch_size) == (7000, 6001, 8)
+    assert config.model_directories() == [Path("/a"), Path("/b")]
+    assert config.log_inputs is False and config.grace_period == 2.5
+    flagged = _config(["--models-dir", "/c", "--models-dir", "/d", "--int8"], environ)
+    assert flagged.models_dirs == (Path("/c"), Path("/d")) and flagged.int8
+
+
+@pytest.mark.parametrize(
+    ("argv", "environ", "message"),
+    [
+        ([], {"TRM_PORT": "http"}, "TRM_PORT='http' is not valid"),
+        ([], {"TRM_INT8": "maybe"}, "TRM_INT8='maybe' is not valid"),
+        (["--port", "70000"], {}, "--port must be 0..65535"),
+        (["--max-batch-size", "0"], {}, "--max-batch-size must be at least 1"),
+        (["--tls-cert", "cert.pem"], {}, "--tls-cert and --tls-key go together"),
+        (["--tls-cert", "a", "--tls-key", "b"], {}, "--tls-cert a: no such file"),
+        (["--log-level", "loud"], {}, "--log-level must be debug, info, warning or error"),
+        (["--grace-period", "-1"], {}, "must not be negative"),
+    ],
+)
+def test_bad_settings_are_refused_with_the_setting_named(argv, environ, message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        _config(argv, environ)
+
+
+def test_the_command_exits_2_with_the_message_on_a_bad_flag():
+    run = subprocess.run(
+        [sys.executable, "-m", "trm_service", "serve", "--tls-client-ca", "ca.pem"],
+        capture_output=True, text=True, timeout=120, check=False,
+    )
+    assert run.returncode == 2
+    assert "--tls-client-ca (mutual TLS) needs --tls-cert and --tls-key" in run.stderr
+
+
+def test_a_port_in_use_is_reported_instead_of_shared(text_bundle: Path):
+    with ServerProcess([text_bundle]) as first:
+        second = ServerProcess([text_bundle], port=first.port)
+        with pytest.raises(RuntimeError, match=re.escape(f"cannot listen on 127.0.0.1:{first.port}")):
+            second.start()
