@@ -177,8 +177,7 @@ def markdown(ours: ServerFigures, naive: ServerFigures, command: str, machine: s
     """The figures as the Markdown that docs/PERFORMANCE.md quotes."""
     lines = [f"Command: `{command}`  ", f"Machine: {machine}", ""]
     lines += [
-        "| model | concurrency | service req/s | service p50 / p99 ms | naive req/s | naive p50 / p99 ms "
-        "| speedup |",
+        "| model | concurrency | service req/s | service p50 / p99 ms | naive req/s | naive p50 / p99 ms | speedup |",
         "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for model, levels in ours.load.items():
@@ -212,9 +211,7 @@ def main(argv: list[str] | None = None) -> int:
     """Command line entry point; exit status 0 whatever the figures (it is a benchmark)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--random-bundles", action="store_true", help="random bundles (before training)")
-    parser.add_argument(
-        "--data-dir", default=None, help="shared data folder (default $TRM_DATA_DIR or ../shared/data)"
-    )
+    parser.add_argument("--data-dir", default=None, help="shared data folder (default $TRM_DATA_DIR or ../shared/data)")
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per model and concurrency")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 64])
     parser.add_argument("--streams", type=int, default=30, help="sequential ReasonStream calls per model")

@@ -33,19 +33,18 @@ class CallStats:
         self.calls = RequestStats()
         self.accepted = RequestStats()
 
-    def record(
-        self, request_type: str, response_time: float, length: int, exception: Exception | None
-    ) -> None:
+    def record(self, request_type: str, response_time: float, length: int, failure: str | None) -> None:
         """Account one `request` event."""
         if request_type in CALL_TYPES:
             self.calls.log_request("call", ALL_MODELS, response_time, length)
-            if exception is not None:
-                self.calls.log_error("call", ALL_MODELS, exception)
-        if exception is None:
+            if failure is not None:
+                self.calls.log_error("call", ALL_MODELS, failure)
+        if failure is None:
             self.accepted.log_request(request_type, ALL_MODELS, response_time, length)
 
     def to_json(self) -> dict:
-        """{"calls": figures, "accepted": {request type or "all": figures}}; figures in ms and per s."""
+        """{"calls": figures, "failures": {status: count}, "accepted": {request type or "all": figures}}."""
         accepted = {entry.method: _figures(entry) for entry in self.accepted.entries.values()}
         accepted["all"] = _figures(self.accepted.total)
-        return {"calls": _figures(self.calls.total), "accepted": accepted}
+        failures = {str(error.error): error.occurrences for error in self.calls.errors.values()}
+        return {"calls": _figures(self.calls.total), "failures": failures, "accepted": accepted}

@@ -62,18 +62,14 @@ async def _caller(
         latencies.append((time.perf_counter() - started) * 1000.0)
 
 
-async def _closed_loop(
-    target: str, make_request: RequestFactory, concurrency: int, duration_s: float
-) -> LoadResult:
+async def _closed_loop(target: str, make_request: RequestFactory, concurrency: int, duration_s: float) -> LoadResult:
     latencies: list[float] = []
     failures: Counter[str] = Counter()
     async with grpc.aio.insecure_channel(target) as channel:
         stub = trm_pb2_grpc.ReasoningServiceStub(channel)
         started = time.perf_counter()
         until = started + duration_s
-        await asyncio.gather(
-            *(_caller(stub, make_request, until, latencies, failures) for _ in range(concurrency))
-        )
+        await asyncio.gather(*(_caller(stub, make_request, until, latencies, failures) for _ in range(concurrency)))
         elapsed = time.perf_counter() - started
     return LoadResult(concurrency, latencies, elapsed, failures)
 
@@ -83,9 +79,7 @@ def closed_loop(target: str, make_request: RequestFactory, concurrency: int, dur
     return asyncio.run(_closed_loop(target, make_request, concurrency, duration_s))
 
 
-async def _stream_timings(
-    target: str, make_request: RequestFactory, count: int
-) -> tuple[list[float], list[float]]:
+async def _stream_timings(target: str, make_request: RequestFactory, count: int) -> tuple[list[float], list[float]]:
     first: list[float] = []
     complete: list[float] = []
     async with grpc.aio.insecure_channel(target) as channel:

@@ -19,14 +19,6 @@ STREAM_COMPLETE = "ReasonStream complete"
 UNARY = "Reason"
 
 
-class GrpcStatusError(Exception):
-    """A call that ended with a non-OK gRPC status; its text is the status name, so Locust groups by it."""
-
-    def __init__(self, code: grpc.StatusCode) -> None:
-        super().__init__(code.name)
-        self.code = code
-
-
 class ReasoningServiceUser(User):
     """Base user holding one channel to `host` ("127.0.0.1:PORT") and timing trm.v1 calls."""
 
@@ -41,15 +33,13 @@ class ReasoningServiceUser(User):
     def on_stop(self) -> None:
         self.channel.close()
 
-    def _record(
-        self, request_type: str, name: str, started: float, length: int, error: Exception | None
-    ) -> None:
+    def _record(self, request_type: str, name: str, started: float, length: int, failure: str | None) -> None:
         self.environment.events.request.fire(
             request_type=request_type,
             name=name,
             response_time=(time.perf_counter() - started) * 1000.0,
             response_length=length,
-            exception=error,
+            exception=failure,  # Locust groups failures by this text: the gRPC status name
             context={},
         )
 
@@ -59,7 +49,7 @@ class ReasoningServiceUser(User):
         try:
             reply = self.stub.Reason(request, timeout=self.call_timeout_s)
         except grpc.RpcError as err:
-            self._record(UNARY, request.model, started, 0, GrpcStatusError(err.code()))
+            self._record(UNARY, request.model, started, 0, err.code().name)
             return
         self._record(UNARY, request.model, started, reply.ByteSize(), None)
 
@@ -73,7 +63,7 @@ class ReasoningServiceUser(User):
                     self._record(STREAM_FIRST_STEP, request.model, started, step.ByteSize(), None)
                 received += step.ByteSize()
         except grpc.RpcError as err:
-            failure = GrpcStatusError(err.code())
+            failure = err.code().name
             if received == 0:
                 self._record(STREAM_FIRST_STEP, request.model, started, 0, failure)
             self._record(STREAM_COMPLETE, request.model, started, received, failure)

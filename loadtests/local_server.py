@@ -38,9 +38,7 @@ def models_dir(random_bundles: bool, scratch: Path) -> Path:
         return make_random_models(scratch / "random-models")
     missing = [name for name in DEFAULT_MODELS if not (DEFAULT_MODELS_DIR / name / "manifest.json").exists()]
     if missing:
-        raise SystemExit(
-            f"default bundles missing from {DEFAULT_MODELS_DIR}: {missing}; use --random-bundles"
-        )
+        raise SystemExit(f"default bundles missing from {DEFAULT_MODELS_DIR}: {missing}; use --random-bundles")
     return DEFAULT_MODELS_DIR
 
 

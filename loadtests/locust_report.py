@@ -1,5 +1,5 @@
-"""Read the files a headless Locust run wrote (stats and failures CSV, the calls JSON of
-loadtests.call_stats) and summarise them in one line."""
+"""Read the files a headless Locust run wrote (the stats CSV, the calls JSON of loadtests.call_stats)
+and summarise them in one line."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ class EntryStats:
 
 @dataclass(frozen=True)
 class LocustResult:
-    """A run's per-entry stats, failures by gRPC status name, and its per-call and accepted-call figures."""
+    """A run's per-entry stats, failed calls by gRPC status name, and per-call and accepted-call figures."""
 
     entries: list[EntryStats]
     failures_by_error: Counter[str]
@@ -34,9 +34,7 @@ class LocustResult:
 
     def accepted_of(self, request_type: str) -> dict:
         """Figures of the successful calls of one request type ("all": every type), zeros if none."""
-        return self.accepted.get(
-            request_type, {"requests": 0, "failures": 0, "rps": 0, "p50_ms": 0, "p99_ms": 0}
-        )
+        return self.accepted.get(request_type, {"requests": 0, "failures": 0, "rps": 0, "p50_ms": 0, "p99_ms": 0})
 
 
 def _number(text: str) -> float:
@@ -56,15 +54,11 @@ def _entry(row: dict[str, str]) -> EntryStats:
 
 
 def read_result(prefix: Path) -> LocustResult:
-    """Parse <prefix>_stats.csv, <prefix>_failures.csv and <prefix>.calls.json."""
+    """Parse <prefix>_stats.csv and <prefix>.calls.json."""
     with open(f"{prefix}_stats.csv", newline="", encoding="utf-8") as handle:
         entries = [_entry(row) for row in csv.DictReader(handle) if row["Name"] != "Aggregated"]
-    failures: Counter[str] = Counter()
-    with open(f"{prefix}_failures.csv", newline="", encoding="utf-8") as handle:
-        for row in csv.DictReader(handle):
-            failures[row["Error"]] += int(row["Occurrences"])
     figures = json.loads(Path(f"{prefix}.calls.json").read_text())
-    return LocustResult(entries, failures, figures["calls"], figures["accepted"])
+    return LocustResult(entries, Counter(figures["failures"]), figures["calls"], figures["accepted"])
 
 
 def summary_line(label: str, result: LocustResult) -> str:

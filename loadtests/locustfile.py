@@ -44,15 +44,9 @@ def parse_mix(text: str) -> dict[str, float]:
 
 @events.init_command_line_parser.add_listener
 def add_options(parser) -> None:
-    parser.add_argument(
-        "--data-dir", default=None, help="shared data folder (default $TRM_DATA_DIR or ../shared/data)"
-    )
-    parser.add_argument(
-        "--model-mix", default=DEFAULT_MIX, help="model=weight,... share of requests per model"
-    )
-    parser.add_argument(
-        "--stream-share", type=float, default=0.25, help="fraction of calls made with ReasonStream"
-    )
+    parser.add_argument("--data-dir", default=None, help="shared data folder (default $TRM_DATA_DIR or ../shared/data)")
+    parser.add_argument("--model-mix", default=DEFAULT_MIX, help="model=weight,... share of requests per model")
+    parser.add_argument("--stream-share", type=float, default=0.25, help="fraction of calls made with ReasonStream")
     parser.add_argument("--user-rate", type=float, default=0.0, help="calls/s per user; 0 = back to back")
     parser.add_argument("--call-timeout", type=float, default=30.0, help="gRPC deadline per call, seconds")
     parser.add_argument("--calls-json", default="", help="write per-call and accepted-call figures here")

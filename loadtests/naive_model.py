@@ -39,9 +39,7 @@ class NaiveModel:
         self.version: str = self.manifest["version"]
         self.labels: list[str] = self.manifest["labels"]
         spec = self.manifest["input"]
-        self.tokenizer = (
-            Tokenizer.from_file(str(bundle_dir / spec["tokenizer"])) if spec["kind"] == "text" else None
-        )
+        self.tokenizer = Tokenizer.from_file(str(bundle_dir / spec["tokenizer"])) if spec["kind"] == "text" else None
 
     def encode(self, request: trm_pb2.ReasonRequest) -> torch.Tensor:
         """int64 [1, seq_len] tokens: tokenized text, or cell ids of the grid (0 = blank)."""
@@ -60,9 +58,7 @@ class NaiveModel:
                 for p, i in zip(top.values.tolist(), top.indices.tolist(), strict=True)
             ]
             return trm_pb2.Answer(
-                classification=trm_pb2.ClassAnswer(
-                    label=scores[0].label, confidence=scores[0].probability, top=scores
-                )
+                classification=trm_pb2.ClassAnswer(label=scores[0].label, confidence=scores[0].probability, top=scores)
             )
         confidence, index = probabilities.max(dim=-1)
         digits = np.array([int(self.labels[i]) for i in index.tolist()])

@@ -65,9 +65,7 @@ def run_locust(target: str, server_pid: int, scenario: Scenario, out_dir: Path, 
     }
     rss = [mb(tree_rss_bytes(server_pid))]
     with open(f"{prefix}.log", "wb") as log:
-        process = subprocess.Popen(
-            locust_command(target, scenario, prefix, data), stdout=log, stderr=log, env=env
-        )
+        process = subprocess.Popen(locust_command(target, scenario, prefix, data), stdout=log, stderr=log, env=env)
         while True:
             try:
                 process.wait(timeout=RSS_SAMPLE_S)
@@ -85,9 +83,7 @@ def problems(scenario: Scenario, result: LocustResult, alive: bool) -> list[str]
     found = [] if alive else ["the server is no longer SERVING"]
     if result.calls["requests"] == 0:
         found.append("no call completed")
-    unexpected = {
-        k: v for k, v in result.failures_by_error.items() if not (scenario.shed_expected and k == SHED)
-    }
+    unexpected = {k: v for k, v in result.failures_by_error.items() if not (scenario.shed_expected and k == SHED)}
     if unexpected:
         found.append(f"failed calls: {unexpected}")
     if scenario.shed_expected and not result.failures_by_error.get(SHED):
@@ -142,16 +138,10 @@ def main(argv: list[str] | None = None) -> int:
     """Command line entry point; returns the exit status."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scenario", choices=sorted(SCENARIOS), default="steady")
-    parser.add_argument(
-        "--random-bundles", action="store_true", help="serve random bundles (before training)"
-    )
-    parser.add_argument(
-        "--data-dir", default=None, help="shared data folder (default $TRM_DATA_DIR or ../shared/data)"
-    )
+    parser.add_argument("--random-bundles", action="store_true", help="serve random bundles (before training)")
+    parser.add_argument("--data-dir", default=None, help="shared data folder (default $TRM_DATA_DIR or ../shared/data)")
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "reports" / "loadtest", help="report folder")
-    parser.add_argument(
-        "--duration", type=int, default=None, help="override the scenario's run time, seconds"
-    )
+    parser.add_argument("--duration", type=int, default=None, help="override the scenario's run time, seconds")
     args = parser.parse_args(argv)
     scenario = SCENARIOS[args.scenario]
     if args.duration is not None:

@@ -18,16 +18,13 @@ class Scenario:
     shed_expected: bool = False  # overload: RESOURCE_EXHAUSTED is the expected outcome, others still fail
 
 
-SMOKE = Scenario(
-    "smoke", "test-suite run: 8 users at 4 calls/s each for 20 s, no failure allowed", 8, 20, 4.0
-)
-STEADY = Scenario(
-    "steady", "steady load: 32 users at 4 calls/s each (128 calls/s offered) for 2 minutes", 32, 120, 4.0
-)
+SMOKE = Scenario("smoke", "test-suite run: 8 users at 4 calls/s each for 20 s, no failure allowed", 8, 20, 4.0)
+STEADY = Scenario("steady", "steady load: 32 users at 4 calls/s each (128 calls/s offered) for 2 minutes", 32, 120, 4.0)
 SOAK = Scenario("soak", "soak: the steady load for 10 minutes, server RSS sampled every 30 s", 32, 600, 4.0)
-# Overload first measures capacity with CAPACITY_PROBE, then offers twice that rate from OVERLOAD_USERS
-# users; a small queue makes the server shed quickly instead of queueing for seconds.
-CAPACITY_PROBE = Scenario("capacity", "capacity probe: 64 users back to back for 30 s", 64, 30, 0.0)
+# Overload first measures capacity with CAPACITY_PROBE (on the same server), then offers twice that
+# rate from 256 users. Batches and queues are kept small (16 + 16 per model) so that the requests one
+# Locust process can hold in flight on a 2-core machine exceed what the server admits.
+CAPACITY_PROBE = Scenario("capacity", "capacity probe: 32 users back to back for 30 s", 32, 30, 0.0)
 OVERLOAD = Scenario(
     "overload",
     "overload: twice the measured capacity for 60 s; the server must shed (RESOURCE_EXHAUSTED), stay up "
@@ -35,7 +32,7 @@ OVERLOAD = Scenario(
     256,
     60,
     0.0,  # set from the capacity probe
-    server_args=("--max-queue", "32"),
+    server_args=("--max-batch-size", "16", "--max-queue", "16"),
     shed_expected=True,
 )
 SCENARIOS = {s.name: s for s in (SMOKE, STEADY, SOAK, OVERLOAD)}
