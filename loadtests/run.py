@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import subprocess
 import sys
@@ -20,10 +21,13 @@ import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
+import psutil
+
 from loadtests.inputs import data_dir
 from loadtests.local_server import models_dir, service, tree_rss_bytes, wait_until_serving
 from loadtests.locust_report import LocustResult, read_result, summary_line
 from loadtests.scenarios import CAPACITY_PROBE, OVERLOAD_FACTOR, SCENARIOS, Scenario
+from trm_service.testing import ServerProcess
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 LOCUSTFILE = Path(__file__).resolve().parent / "locustfile.py"
@@ -39,9 +43,18 @@ class RunOutcome:
     result: LocustResult
     rss_mb: list[float]
 
+    @property
+    def peak_rss_mb(self) -> float:
+        """The largest RSS sample (NaN samples, taken after an exit, ignored)."""
+        return max((v for v in self.rss_mb if not math.isnan(v)), default=math.nan)
 
-def mb(value: int) -> float:
-    return round(value / 2**20, 1)
+
+def rss_mb(pid: int) -> float:
+    """The server's resident memory in MB, NaN once it has exited (a crash is reported, not raised)."""
+    try:
+        return round(tree_rss_bytes(pid) / 2**20, 1)
+    except psutil.NoSuchProcess:
+        return float("nan")
 
 
 def locust_command(target: str, scenario: Scenario, prefix: Path, data: Path) -> list[str]:
@@ -63,7 +76,7 @@ def run_locust(target: str, server_pid: int, scenario: Scenario, out_dir: Path, 
         **os.environ,
         "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])),
     }
-    rss = [mb(tree_rss_bytes(server_pid))]
+    rss = [rss_mb(server_pid)]
     with open(f"{prefix}.log", "wb") as log:
         process = subprocess.Popen(locust_command(target, scenario, prefix, data), stdout=log, stderr=log, env=env)
         while True:
@@ -71,8 +84,8 @@ def run_locust(target: str, server_pid: int, scenario: Scenario, out_dir: Path, 
                 process.wait(timeout=RSS_SAMPLE_S)
                 break
             except subprocess.TimeoutExpired:
-                rss.append(mb(tree_rss_bytes(server_pid)))
-    rss.append(mb(tree_rss_bytes(server_pid)))
+                rss.append(rss_mb(server_pid))
+    rss.append(rss_mb(server_pid))
     if process.returncode != 0:
         raise RuntimeError(f"locust exited with {process.returncode}; see {prefix}.log")
     return RunOutcome(read_result(prefix), rss)
@@ -91,7 +104,8 @@ def problems(scenario: Scenario, result: LocustResult, alive: bool) -> list[str]
     return found
 
 
-def server_alive(server) -> bool:
+def server_alive(server: ServerProcess) -> bool:
+    """True when the server process still runs and its health service answers SERVING."""
     try:
         wait_until_serving(server.target, timeout_s=5.0)
     except TimeoutError:
@@ -119,7 +133,7 @@ def run_scenario(scenario: Scenario, models: Path, data: Path, out_dir: Path) ->
     print(
         f"{scenario.name}: accepted Reason p50 {accepted['p50_ms']} ms, p99 {accepted['p99_ms']} ms; "
         f"shed {shed}; server RSS {outcome.rss_mb[0]} MB at start, {outcome.rss_mb[-1]} MB at end "
-        f"(max {max(outcome.rss_mb)} MB); server {'still SERVING' if alive else 'DOWN'}"
+        f"(max {outcome.peak_rss_mb} MB); server {'still SERVING' if alive else 'DOWN'}"
     )
     found = problems(scenario, result, alive)
     summary |= {
