@@ -46,11 +46,11 @@ proto:
 models: install
 	$(BIN)/python -m trainer.make_models
 
-# Service vs the naive PyTorch baseline; BENCH_ARGS=--random-bundles before the default bundles exist.
+# Service vs the naive PyTorch baseline; BENCH_ARGS='--bundles untrained' before the default bundles exist.
 bench: install
 	$(BIN)/python -m loadtests.bench $(BENCH_ARGS)
 
-# Locust against a local server on 127.0.0.1; reports in reports/loadtest/ (LOADTEST_ARGS=--random-bundles).
+# Locust against a local server on 127.0.0.1; reports in reports/loadtest/ (LOADTEST_ARGS='--bundles untrained').
 loadtest: install
 	$(BIN)/python -m loadtests.run --scenario steady $(LOADTEST_ARGS)
 

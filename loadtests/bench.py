@@ -7,7 +7,7 @@ Prints the figures as Markdown (for docs/PERFORMANCE.md), writes them as JSON, a
 for the intent model. A benchmark, not a test: figures depend on the machine and what else runs.
 
     python -m loadtests.bench                      # the trained default bundles
-    python -m loadtests.bench --random-bundles     # random bundles with the default names
+    python -m loadtests.bench --bundles untrained  # their architecture with random weights
 """
 
 from __future__ import annotations
@@ -28,7 +28,14 @@ from trm.v1 import trm_pb2, trm_pb2_grpc
 
 from loadtests.closed_loop import LoadResult, RequestFactory, closed_loop, percentile_ms, stream_timings
 from loadtests.inputs import DEFAULT_MODELS, ModelInputs, data_dir, load_inputs
-from loadtests.local_server import models_dir, naive_server, service, tree_rss_bytes, wait_until_serving
+from loadtests.local_server import (
+    BUNDLE_KINDS,
+    models_dir,
+    naive_server,
+    service,
+    tree_rss_bytes,
+    wait_until_serving,
+)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 BAR_MODEL = "intent-clinc150"
@@ -210,7 +217,7 @@ def markdown(ours: ServerFigures, naive: ServerFigures, command: str, machine: s
 def main(argv: list[str] | None = None) -> int:
     """Command line entry point; exit status 0 whatever the figures (it is a benchmark)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--random-bundles", action="store_true", help="random bundles (before training)")
+    parser.add_argument("--bundles", choices=BUNDLE_KINDS, default="default", help="see loadtests.local_server")
     parser.add_argument("--data-dir", default=None, help="shared data folder (default $TRM_DATA_DIR or ../shared/data)")
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per model and concurrency")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 64])
@@ -221,9 +228,10 @@ def main(argv: list[str] | None = None) -> int:
     command = "python -m loadtests.bench " + " ".join(argv if argv is not None else sys.argv[1:])
     memory_gib = psutil.virtual_memory().total / 2**30
     machine = f"{platform.machine()}, {psutil.cpu_count()} CPUs, {memory_gib:.0f} GiB memory"
-    inputs = load_inputs(data_dir(args.data_dir), list(DEFAULT_MODELS))
+    data = data_dir(args.data_dir)
+    inputs = load_inputs(data, list(DEFAULT_MODELS))
     with tempfile.TemporaryDirectory(prefix="trm-bench-") as scratch:
-        models = models_dir(args.random_bundles, Path(scratch))
+        models = models_dir(args.bundles, Path(scratch), data)
         service_figures, limits = bench_service(models, inputs, settings)
         naive = bench_naive(models, inputs, limits, settings)
     report = markdown(service_figures, naive, command.strip(), machine)

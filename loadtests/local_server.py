@@ -32,13 +32,23 @@ def make_random_models(out_dir: Path) -> Path:
     return out_dir
 
 
-def models_dir(random_bundles: bool, scratch: Path) -> Path:
-    """The packaged default bundles, or random ones written under `scratch`."""
-    if random_bundles:
+BUNDLE_KINDS = ("default", "untrained", "random")
+
+
+def models_dir(kind: str, scratch: Path, data: Path) -> Path:
+    """Bundles to serve: "default" (packaged, trained), "untrained" (their architecture, random
+    weights: loadtests.untrained_bundles) or "random" (tiny random bundles), built under `scratch`."""
+    if kind == "random":
         return make_random_models(scratch / "random-models")
+    if kind == "untrained":
+        from loadtests.untrained_bundles import make_untrained_bundle  # torch: only when asked for
+
+        for name in DEFAULT_MODELS:
+            make_untrained_bundle(name, data, scratch / "untrained-models")
+        return scratch / "untrained-models"
     missing = [name for name in DEFAULT_MODELS if not (DEFAULT_MODELS_DIR / name / "manifest.json").exists()]
     if missing:
-        raise SystemExit(f"default bundles missing from {DEFAULT_MODELS_DIR}: {missing}; use --random-bundles")
+        raise SystemExit(f"default bundles missing from {DEFAULT_MODELS_DIR}: {missing}; use --bundles untrained")
     return DEFAULT_MODELS_DIR
 
 

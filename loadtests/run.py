@@ -2,7 +2,7 @@
 HTML reports, and print a summary line (requests/s, p50, p99, failures).
 
     python -m loadtests.run --scenario steady            # smoke | steady | overload | soak
-    python -m loadtests.run --scenario smoke --random-bundles --out /tmp/lt
+    python -m loadtests.run --scenario smoke --bundles random --out /tmp/lt
 
 Exit status 0 when the scenario's expectations hold: no failed call (overload: only
 RESOURCE_EXHAUSTED, and some of it) and a server that is still SERVING at the end.
@@ -24,7 +24,7 @@ from pathlib import Path
 import psutil
 
 from loadtests.inputs import data_dir
-from loadtests.local_server import models_dir, service, tree_rss_bytes, wait_until_serving
+from loadtests.local_server import BUNDLE_KINDS, models_dir, service, tree_rss_bytes, wait_until_serving
 from loadtests.locust_report import LocustResult, read_result, summary_line
 from loadtests.scenarios import CAPACITY_PROBE, OVERLOAD_FACTOR, SCENARIOS, Scenario
 from trm_service.testing import ServerProcess
@@ -152,19 +152,22 @@ def main(argv: list[str] | None = None) -> int:
     """Command line entry point; returns the exit status."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scenario", choices=sorted(SCENARIOS), default="steady")
-    parser.add_argument("--random-bundles", action="store_true", help="serve random bundles (before training)")
+    parser.add_argument("--bundles", choices=BUNDLE_KINDS, default="default", help="see loadtests.local_server")
     parser.add_argument("--data-dir", default=None, help="shared data folder (default $TRM_DATA_DIR or ../shared/data)")
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "reports" / "loadtest", help="report folder")
     parser.add_argument("--duration", type=int, default=None, help="override the scenario's run time, seconds")
+    parser.add_argument("--users", type=int, default=None, help="override the scenario's number of users")
+    parser.add_argument("--user-rate", type=float, default=None, help="override calls/s per user (not overload)")
     args = parser.parse_args(argv)
     scenario = SCENARIOS[args.scenario]
-    if args.duration is not None:
-        scenario = replace(scenario, duration_s=args.duration)
+    overrides = {"duration_s": args.duration, "users": args.users, "user_rate": args.user_rate}
+    scenario = replace(scenario, **{k: v for k, v in overrides.items() if v is not None})
     args.out.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="trm-loadtest-") as scratch:
-        models = models_dir(args.random_bundles, Path(scratch))
-        summary = run_scenario(scenario, models, data_dir(args.data_dir), args.out)
+        data = data_dir(args.data_dir)
+        models = models_dir(args.bundles, Path(scratch), data)
+        summary = run_scenario(scenario, models, data, args.out)
     print(f"reports in {args.out} ({time.monotonic() - started:.0f} s)")
     return 1 if summary["problems"] else 0
 

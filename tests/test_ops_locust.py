@@ -16,7 +16,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_smoke_scenario_runs_without_failures(tmp_path: Path) -> None:
-    command = [sys.executable, "-m", "loadtests.run", "--scenario", "smoke", "--random-bundles", "--out"]
+    command = [sys.executable, "-m", "loadtests.run", "--scenario", "smoke", "--bundles", "random", "--out"]
     run = subprocess.run(
         [*command, str(tmp_path)], cwd=REPO_ROOT, capture_output=True, text=True, timeout=300, check=False
     )
