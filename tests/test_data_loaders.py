@@ -17,7 +17,7 @@ from trainer.data.text import (
     load_text_file,
 )
 
-SHARED = Path("/work/shared/data")
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 HEADER_MARKER = "LEAKY-HEADER-MARKER"
 
 

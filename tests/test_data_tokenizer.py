@@ -16,7 +16,7 @@ MAX_TOKENS = 16
 
 @pytest.fixture(scope="module")
 def corpus() -> list[str]:
-    return load_clinc150(Path("/work/shared/data/clinc150"), "train").texts[::10]
+    return load_clinc150(Path(__file__).resolve().parents[2] / "shared" / "data" / "clinc150", "train").texts[::10]
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +51,10 @@ def test_saved_tokenizer_gives_the_same_ids(tokenizer: Tokenizer, corpus: list[s
 
 
 def test_decoding_recovers_normalised_text(tokenizer: Tokenizer, corpus: list[str]) -> None:
-    text = next(t for t in corpus if len(t.split()) <= 5 and t.replace(" ", "").isalpha())
+    vocab = tokenizer.get_vocab()
+    text = next(
+        t for t in corpus if len(t.split()) <= 5 and t.replace(" ", "").isalpha() and all(w in vocab for w in t.split())
+    )
     ids = encode_texts(tokenizer, [text.upper()])[0]
     assert ids[-1] == PAD_ID, "the text must fit without truncation"
     assert tokenizer.decode(ids.tolist()) == text
@@ -79,3 +82,15 @@ def test_encode_requires_fixed_length_padding(tokenizer: Tokenizer) -> None:
     unpadded.no_padding()
     with pytest.raises(ValueError, match="fixed length"):
         encode_texts(unpadded, ["hi"])
+
+
+def test_training_is_deterministic(corpus: list[str]) -> None:
+    first, second = (train_tokenizer(corpus, vocab_size=800, max_tokens=MAX_TOKENS) for _ in range(2))
+    assert first.get_vocab() == second.get_vocab()
+
+
+def test_vocabulary_keeps_the_most_frequent_words_and_maps_the_rest_to_unk() -> None:
+    texts = ["apple apple apple banana banana cherry", "apple banana durian"]
+    tokenizer = train_tokenizer(texts, vocab_size=4, max_tokens=4)
+    assert tokenizer.get_vocab() == {"[PAD]": 0, "[UNK]": 1, "apple": 2, "banana": 3}
+    assert encode_texts(tokenizer, ["cherry apple"]).tolist() == [[UNK_ID, 2, PAD_ID, PAD_ID]]

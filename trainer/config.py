@@ -39,6 +39,7 @@ class TrainConfig:
     max_tokens: int = 32
     vocab_size: int = 4096
     max_chars: int = 2000
+    token_dropout: float = 0.0  # training augmentation: each input word becomes [UNK] with this probability
     # grid inputs: training puzzles are revealed to a uniform number of givens in this range;
     # originals (no reveal) are mixed in with probability grid_original_fraction
     givens_min: int = 30

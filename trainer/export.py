@@ -18,7 +18,7 @@ import numpy as np
 import onnx
 import torch
 from onnx import numpy_helper
-from onnxruntime.quantization import QuantType, quantize_dynamic
+from onnxruntime.quantization import QuantType, quant_pre_process, quantize_dynamic
 
 from trainer.model import TRM, ModelConfig
 
@@ -60,18 +60,28 @@ def export_step(model: TRM, path: Path) -> None:
 
 
 def quantize_step(fp32_path: Path, int8_path: Path) -> None:
-    """Dynamic int8 quantisation of the step's weights (activations stay float)."""
-    quantize_dynamic(str(fp32_path), str(int8_path), weight_type=QuantType.QInt8)
+    """Dynamic int8 quantisation of the step's weights (activations stay float).
+
+    The fp32 step keeps weights as named initializers behind Transpose nodes; ONNX Runtime's
+    pre-processing folds those first, so every MatMul gets a constant weight it can quantise.
+    """
+    folded = int8_path.with_suffix(".folded.onnx")
+    quant_pre_process(str(fp32_path), str(folded), skip_symbolic_shape=True)
+    try:
+        quantize_dynamic(str(folded), str(int8_path), weight_type=QuantType.QInt8)
+    finally:
+        folded.unlink(missing_ok=True)
 
 
 def torch_step_fn(model: TRM):
-    """A numpy StepFn (see trainer.evaluate) running the PyTorch model on CPU."""
-    model = model.to("cpu").eval()
+    """A numpy StepFn (see trainer.evaluate) running the PyTorch model in eval mode on its device."""
+    device = next(model.parameters()).device
 
     @torch.no_grad()
     def step(tokens: np.ndarray, y: np.ndarray, z: np.ndarray) -> tuple[np.ndarray, ...]:
-        out = model.step(torch.as_tensor(tokens), torch.as_tensor(y), torch.as_tensor(z))
-        return tuple(t.numpy() for t in out)
+        model.eval()
+        args = (torch.as_tensor(a, device=device) for a in (tokens, y, z))
+        return tuple(t.float().cpu().numpy() for t in model.step(*args))
 
     return step
 

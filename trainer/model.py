@@ -72,7 +72,7 @@ class SwiGLU(nn.Module):
 
     def __init__(self, dim: int, expansion: float) -> None:
         super().__init__()
-        inner = max(8, int(round(expansion * dim * 2 / 3)))
+        inner = max(8, round(expansion * dim * 2 / 3))
         self.gate_up = _init_linear(nn.Linear(dim, 2 * inner, bias=False))
         self.down = _init_linear(nn.Linear(inner, dim, bias=False))
 
@@ -193,7 +193,12 @@ class InputEmbedding(nn.Module):
             emb = emb * valid[..., None]
             slot_valid = torch.ones_like(valid[:, :1])
             key_mask = torch.cat([slot_valid, valid], dim=1) > 0
-        x = torch.cat([self.answer_slot.expand(emb.shape[0], -1, -1), emb], dim=1)
+            # the answer slot starts from the mean of the input (a bag-of-words summary of the text)
+            summary = emb.sum(1, keepdim=True) / valid.sum(1, keepdim=True)[..., None].clamp(min=1.0)
+            slot = self.answer_slot + summary
+        else:
+            slot = self.answer_slot.expand(emb.shape[0], -1, -1)
+        x = torch.cat([slot, emb], dim=1)
         return x * self.scale, key_mask
 
 

@@ -8,6 +8,7 @@ import numpy as np
 
 from trainer.data.augment import augment_sudoku
 from trainer.data.grids import GridSplit, reveal
+from trainer.data.tokenizer import UNK_ID
 
 
 @dataclass
@@ -34,8 +35,10 @@ class TextStream:
         seed: int,
         soft_targets: np.ndarray | None = None,
         teacher_embeddings: np.ndarray | None = None,
+        token_dropout: float = 0.0,
     ) -> None:
         self.tokens, self.targets = tokens, targets
+        self.token_dropout = token_dropout
         self.soft_targets, self.teacher_embeddings = soft_targets, teacher_embeddings
         self.rng = np.random.default_rng(seed)
         self.order = self.rng.permutation(len(tokens))
@@ -50,7 +53,11 @@ class TextStream:
             picked.extend(self.order[self.cursor : self.cursor + take])
             self.cursor += take
         idx = np.asarray(picked, dtype=np.int64)
-        batch = {"tokens": self.tokens[idx], "targets": self.targets[idx]}
+        tokens = self.tokens[idx]
+        if self.token_dropout:
+            dropped = (tokens > UNK_ID) & (self.rng.random(tokens.shape) < self.token_dropout)
+            tokens = np.where(dropped, UNK_ID, tokens)
+        batch = {"tokens": tokens, "targets": self.targets[idx]}
         if self.soft_targets is not None:
             batch["soft_targets"] = self.soft_targets[idx]
         if self.teacher_embeddings is not None:

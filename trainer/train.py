@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import math
 import signal
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -118,6 +119,8 @@ class Trainer:
         if self.step < cfg.warmup_steps:
             return cfg.lr * (self.step + 1) / cfg.warmup_steps
         progress = (self.step - cfg.warmup_steps) / max(1, cfg.max_steps - cfg.warmup_steps)
+        if cfg.max_minutes:  # a time-capped run decays on whichever budget runs out first
+            progress = max(progress, self.elapsed_s / (cfg.max_minutes * 60))
         return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
 
     # --- checkpoints -------------------------------------------------------------------------
@@ -158,7 +161,7 @@ class Trainer:
         if self.embedding_projection is not None and state["embedding_projection"]:
             self.embedding_projection.load_state_dict(state["embedding_projection"])
         self.step, self.elapsed_s, self.history = state["step"], state["elapsed_s"], state["history"]
-        self.rng.set_state(state["rng"])
+        self.rng.set_state(state["rng"].cpu())
         if state.get("stream_rng") is not None and hasattr(self.stream, "rng"):
             self.stream.rng = state["stream_rng"]
         return True
@@ -206,7 +209,7 @@ class Trainer:
             predicted = self.embedding_projection(self.model.answer_features(y))
             cos = F.cosine_similarity(predicted.float(), carry.batch["teacher_embeddings"], dim=-1)
             loss = loss + teacher.embedding_weight * (1 - cos).mean()
-        stats = {"loss": float(loss), "halt_loss": float(halt_loss), "acc": float(correct.float().mean())}
+        stats = {"loss": loss.item(), "halt_loss": halt_loss.item(), "acc": correct.float().mean().item()}
         return loss, stats, correct
 
     def _halt(self, carry: Carry, halt_logit: torch.Tensor) -> None:
@@ -256,7 +259,8 @@ class Trainer:
             sig: signal.signal(sig, self._request_stop) for sig in (signal.SIGINT, signal.SIGTERM)
         }
         carry = self._empty_carry()
-        bar = tqdm(total=cfg.max_steps, initial=self.step, desc=cfg.name, dynamic_ncols=True)
+        bar = tqdm(total=cfg.max_steps, initial=self.step, desc=cfg.name, dynamic_ncols=True,
+                   mininterval=0.5 if sys.stderr.isatty() else 30.0)
         started, last = time.monotonic(), {}
         base_elapsed = self.elapsed_s
         try:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 
 import numpy as np
-from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers
 
 PAD_TOKEN = "[PAD]"
 UNK_TOKEN = "[UNK]"
@@ -16,23 +17,30 @@ UNK_ID = 1
 def train_tokenizer(
     texts: Sequence[str], vocab_size: int, max_tokens: int, lowercase: bool = True
 ) -> Tokenizer:
-    """Train a WordPiece tokenizer on `texts` that pads and truncates every encoding to `max_tokens` ids.
+    """Build a deterministic word-level WordPiece tokenizer (unknown words -> [UNK]) from `texts`.
+
+    The vocabulary is the `vocab_size - 2` most frequent words (after BERT normalisation and
+    pre-tokenisation); every encoding is padded and truncated to `max_tokens` ids.
 
     [PAD] is id 0 and [UNK] id 1; padding and truncation are stored in the tokenizer itself, so a
     tokenizer loaded from its JSON file encodes to the same fixed length anywhere.
     """
     if max_tokens < 1:
         raise ValueError(f"max_tokens must be positive, got {max_tokens}")
-    tokenizer = Tokenizer(models.WordPiece(unk_token=UNK_TOKEN))
-    tokenizer.normalizer = normalizers.BertNormalizer(lowercase=lowercase, strip_accents=True)
-    tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    tokenizer.decoder = decoders.WordPiece()
-    trainer = trainers.WordPieceTrainer(
-        vocab_size=vocab_size, special_tokens=[PAD_TOKEN, UNK_TOKEN], show_progress=False
+    normalizer = normalizers.BertNormalizer(lowercase=lowercase, strip_accents=True)
+    pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    counts = Counter(
+        word for text in texts for word, _ in pre_tokenizer.pre_tokenize_str(normalizer.normalize_str(text))
     )
-    tokenizer.train_from_iterator(texts, trainer=trainer, length=len(texts))
-    if tokenizer.token_to_id(PAD_TOKEN) != PAD_ID or tokenizer.token_to_id(UNK_TOKEN) != UNK_ID:
-        raise RuntimeError("WordPiece training did not put [PAD] at id 0 and [UNK] at id 1")
+    # Most frequent words first, ties broken alphabetically: the same texts always give the same ids
+    # (the library's WordPieceTrainer breaks ties in hash order, which differs between runs).
+    words = sorted(counts, key=lambda word: (-counts[word], word))[: max(0, vocab_size - 2)]
+    vocab = {PAD_TOKEN: PAD_ID, UNK_TOKEN: UNK_ID, **{word: i + 2 for i, word in enumerate(words)}}
+    tokenizer = Tokenizer(models.WordPiece(vocab=vocab, unk_token=UNK_TOKEN, max_input_chars_per_word=100))
+    tokenizer.normalizer = normalizer
+    tokenizer.pre_tokenizer = pre_tokenizer
+    tokenizer.decoder = decoders.WordPiece()
+    tokenizer.add_special_tokens([PAD_TOKEN, UNK_TOKEN])  # already ids 0 and 1; marks them special for decoding
     tokenizer.enable_padding(pad_id=PAD_ID, pad_token=PAD_TOKEN, length=max_tokens)
     tokenizer.enable_truncation(max_length=max_tokens)
     return tokenizer

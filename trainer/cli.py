@@ -1,0 +1,173 @@
+"""`trm-train`: fit a model, evaluate a bundle, or export a checkpoint to a bundle."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tokenizers import Tokenizer
+
+from trainer.config import TrainConfig, load_config, parse_override
+from trainer.data.errors import DataError
+from trainer.data.grids import load_grid_dataset
+from trainer.data.text import load_text_dataset
+from trainer.data.tokenizer import encode_texts
+from trainer.evaluate import onnx_step_fn
+from trainer.export import verify_bundle
+from trainer.pipeline import (
+    build_model,
+    evaluate_step,
+    export_bundle,
+    fit_and_export,
+    label_ids,
+    prepare,
+)
+from trainer.tasks import EncodedSet, grid_set
+from trainer.train import CHECKPOINT, Trainer
+
+SUDOKU_TIERS = ("easy", "medium", "hard")
+
+
+def _fit_config(args: argparse.Namespace) -> TrainConfig:
+    overrides: dict[str, Any] = {
+        "task": args.task, "data": args.data, "test_data": args.test, "name": args.name,
+        "out_dir": args.run_dir, "max_steps": args.max_steps, "max_minutes": args.max_minutes,
+        "batch_size": args.batch_size, "lr": args.lr, "device": args.device, "seed": args.seed,
+    }
+    overrides.update(parse_override(item) for item in args.set)
+    return load_config(args.config, overrides)
+
+
+def cmd_fit(args: argparse.Namespace) -> int:
+    cfg = _fit_config(args)
+    torch.set_num_threads(args.threads) if args.threads else None
+    command = "trm-train " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    bundle = fit_and_export(cfg, Path(args.out) / cfg.name, resume=not args.restart, command=command)
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    print(json.dumps({"bundle": str(bundle), "metrics": manifest["metrics"]}, indent=1))
+    return 0
+
+
+def _eval_sets(manifest: dict[str, Any], bundle: Path, data: Path, split: str) -> dict[str, EncodedSet]:
+    """Encodes the requested split with the bundle's own tokenizer and label order."""
+    if manifest["task"] == "grid":
+        if data.is_dir() and split == "test":
+            return {tier: grid_set(load_grid_dataset(data, f"test_{tier}")) for tier in SUDOKU_TIERS}
+        return {split: grid_set(load_grid_dataset(data, split))}
+    texts = load_text_dataset(data, split)
+    tokenizer = Tokenizer.from_file(str(bundle / manifest["input"]["tokenizer"]))
+    return {split: EncodedSet(encode_texts(tokenizer, texts.texts), label_ids(texts, manifest["labels"], str(data)))}
+
+
+def _subset(sets: dict[str, EncodedSet], limit: int, seed: int = 0) -> dict[str, EncodedSet]:
+    if not limit:
+        return sets
+    out = {}
+    for name, data in sets.items():
+        idx = np.sort(np.random.default_rng(seed).permutation(len(data))[:limit])
+        out[name] = EncodedSet(data.tokens[idx], data.targets[idx])
+    return out
+
+
+def evaluate_bundle(bundle: Path, data: Path, split: str, limit: int = 0, int8: bool = False) -> dict[str, Any]:
+    """The metrics of a bundle's ONNX step on a dataset split (what `trm-train eval` prints)."""
+    manifest = verify_bundle(bundle)
+    sets = _subset(_eval_sets(manifest, bundle, data, split), limit)
+    model_file = manifest["onnx"]["int8"] if int8 and manifest["onnx"]["int8"] else manifest["onnx"]["fp32"]
+    oos = manifest.get("out_of_scope") or {}
+    results = evaluate_step(
+        onnx_step_fn(bundle / model_file), tuple(manifest["recursion"]["state_shape"]),
+        manifest["recursion"]["N_sup"], sets, manifest["halting"]["threshold"], manifest["labels"],
+        oos.get("threshold"),
+    )
+    return {"bundle": manifest["name"], "version": manifest["version"], "model_file": model_file,
+            "split": split, "results": results}
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    print(json.dumps(evaluate_bundle(Path(args.bundle), Path(args.data), args.split, args.limit, args.int8),
+                     indent=1))
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    checkpoint = Path(args.checkpoint)
+    if checkpoint.is_dir():
+        checkpoint = checkpoint / CHECKPOINT
+    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    cfg = TrainConfig.from_dict(state["config"])
+    cfg.device = "cpu"
+    cfg.out_dir = str(checkpoint.parent.parent)  # resume from where the checkpoint actually is
+    prepared = prepare(cfg)
+    model, projection = build_model(cfg, prepared)
+    trainer = Trainer(cfg, model, prepared.stream, None, projection)
+    trainer.load_checkpoint()
+    command = state["config"].get("command", "") or "trm-train " + " ".join(sys.argv[1:])
+    bundle = export_bundle(cfg, prepared, trainer.ema.model.cpu().eval(), Path(args.out) / cfg.name, trainer,
+                           command, trainer.elapsed_s)
+    print(json.dumps({"bundle": str(bundle)}))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="trm-train", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    fit = sub.add_parser("fit", help="train a model and write its bundle")
+    fit.add_argument("--config", help="YAML config (see trainer/configs/)")
+    fit.add_argument("--task", choices=["text", "grid"])
+    fit.add_argument("--data", "--train", dest="data", help="dataset folder or training CSV/JSONL")
+    fit.add_argument("--test", help="test CSV/JSONL for a user's data (default: a 10%% hold-out)")
+    fit.add_argument("--name", help="bundle name")
+    fit.add_argument("--out", default="bundles", help="folder that receives the bundle folder (default bundles/)")
+    fit.add_argument("--run-dir", help="checkpoints and logs (default runs/)")
+    fit.add_argument("--max-steps", type=int)
+    fit.add_argument("--max-minutes", type=float)
+    fit.add_argument("--batch-size", type=int)
+    fit.add_argument("--lr", type=float)
+    fit.add_argument("--device", help="auto, cpu or cuda")
+    fit.add_argument("--seed", type=int)
+    fit.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch default)")
+    fit.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                     help="override any config key, e.g. --set model.hidden_size=128")
+    fit.add_argument("--restart", action="store_true", help="ignore an existing checkpoint and start over")
+    fit.set_defaults(func=cmd_fit)
+
+    evaluate = sub.add_parser("eval", help="evaluate a bundle on a dataset split; prints JSON")
+    evaluate.add_argument("--bundle", required=True)
+    evaluate.add_argument("--data", required=True, help="dataset folder of ../shared/data or a user's file")
+    evaluate.add_argument("--split", default="test")
+    evaluate.add_argument("--limit", type=int, default=0, help="evaluate a fixed random subset of this size")
+    evaluate.add_argument("--int8", action="store_true", help="use the int8 variant when the bundle has one")
+    evaluate.set_defaults(func=cmd_eval)
+
+    export = sub.add_parser("export", help="write a bundle from a training checkpoint")
+    export.add_argument("--checkpoint", required=True, help="runs/NAME or runs/NAME/checkpoint.pt")
+    export.add_argument("--out", default="bundles")
+    export.set_defaults(func=cmd_export)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except DataError as error:
+        print(f"trm-train: data error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt as stop:
+        print(f"trm-train: {stop}", file=sys.stderr)
+        return 130
+    except (ValueError, FileNotFoundError) as error:
+        print(f"trm-train: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,321 @@
+"""From a TrainConfig to a finished bundle: prepare data, fit, calibrate, evaluate, export.
+
+`prepare` turns the config's data into a training stream and encoded validation/test sets;
+`fit_and_export` trains (resuming when a checkpoint exists) and writes the bundle with metrics
+measured on the exported ONNX step itself, so the manifest describes what the server runs.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tokenizers import Tokenizer
+
+from trainer import evaluate as ev
+from trainer.config import TrainConfig
+from trainer.data.containers import GridSplit, TextSplit
+from trainer.data.errors import DataError
+from trainer.data.grids import load_grid_dataset
+from trainer.data.holdout import stratified_holdout
+from trainer.data.text import load_text_dataset
+from trainer.data.text_files import check_label_coverage, load_text_file
+from trainer.data.tokenizer import encode_texts, train_tokenizer
+from trainer.export import (
+    FP32_FILE,
+    GRID_LABELS,
+    INT8_FILE,
+    base_manifest,
+    export_step,
+    quantize_step,
+    sha256_file,
+    torch_step_fn,
+    write_bundle,
+)
+from trainer.model import TRM, ModelConfig, count_parameters
+from trainer.report import write_report
+from trainer.tasks import EncodedSet, SudokuStream, TextStream, grid_set
+from trainer.train import Trainer
+
+OOS_LABEL = "oos"
+INT8_MAX_LOSS = 0.005  # ship the int8 variant only if it loses at most 0.5 points
+MAX_BUNDLE_BYTES = 9_800_000  # and only if the bundle stays under 10 MB with it (reports and plots included)
+
+
+@dataclass
+class Prepared:
+    """Everything the loop and the exporter need besides the config."""
+
+    model_cfg: ModelConfig
+    stream: Any
+    labels: list[str]
+    input_spec: dict[str, Any]
+    val: EncodedSet
+    tests: dict[str, EncodedSet]  # name -> set ("test", or Sudoku tiers "easy"/"medium"/"hard")
+    data_sha256: dict[str, str]
+    files: dict[str, str] = field(default_factory=dict)  # extra bundle files (tokenizer.json)
+    embedding_init: np.ndarray | None = None
+    tokenizer: Tokenizer | None = None
+
+
+def _hash_inputs(path: Path) -> dict[str, str]:
+    files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix != ".md") if path.is_dir() else [path]
+    return {p.name: sha256_file(p) for p in files}
+
+
+def _text_splits(cfg: TrainConfig) -> tuple[TextSplit, TextSplit, TextSplit]:
+    """(train, val, test) for a shared dataset folder or a user's file."""
+    data = Path(cfg.data)
+    if data.is_dir():
+        return (load_text_dataset(data, "train", cfg.seed), load_text_dataset(data, "val", cfg.seed),
+                load_text_dataset(data, "test", cfg.seed))
+    full = load_text_file(data)
+    train_idx, val_idx = stratified_holdout(full.labels, 0.1, cfg.seed)
+    train = TextSplit([full.texts[i] for i in train_idx], [full.labels[i] for i in train_idx])
+    val = TextSplit([full.texts[i] for i in val_idx], [full.labels[i] for i in val_idx])
+    test = val
+    if cfg.test_data:
+        test = load_text_file(Path(cfg.test_data))
+        check_label_coverage(full, test, cfg.test_data)
+    return train, val, test
+
+
+def label_ids(split: TextSplit, labels: list[str], path: str) -> np.ndarray:
+    """Label names -> indices; a label the model does not know is a data error naming the file."""
+    index = {label: i for i, label in enumerate(labels)}
+    unknown = sorted(set(split.labels) - set(index))
+    if unknown:
+        raise DataError(path, None, f"label(s) not seen in training data: {', '.join(unknown[:5])}")
+    return np.array([index[label] for label in split.labels], dtype=np.int64)
+
+
+def prepare_text(cfg: TrainConfig) -> Prepared:
+    train, val, test = _text_splits(cfg)
+    labels = sorted(set(train.labels))
+    tokenizer = train_tokenizer(train.texts, vocab_size=cfg.vocab_size, max_tokens=cfg.max_tokens)
+    train_tokens, train_targets = encode_texts(tokenizer, train.texts), label_ids(train, labels, cfg.data)
+    model_cfg = ModelConfig(
+        task="text", vocab_size=tokenizer.get_vocab_size(), seq_len=cfg.max_tokens, num_outputs=len(labels),
+        **cfg.model,
+    )
+    soft = teacher_vectors = embedding_init = None
+    teacher = cfg.teacher
+    if teacher.embedding_init or teacher.soft_label_weight or teacher.embedding_weight:
+        from trainer import teacher as teacher_lib
+
+        if teacher.soft_label_weight or teacher.embedding_weight:
+            teacher_vectors = teacher_lib.embed_texts(train.texts)
+        if teacher.soft_label_weight:
+            soft = teacher_lib.soft_labels(teacher_vectors, train_targets, len(labels), teacher.temperature)
+        if teacher.embedding_init:
+            vocabulary = [tok for tok, _ in sorted(tokenizer.get_vocab().items(), key=lambda kv: kv[1])]
+            embedding_init = teacher_lib.token_embedding_init(
+                vocabulary, model_cfg.embed_dim or model_cfg.hidden_size, cfg.seed
+            )
+    stream = TextStream(train_tokens, train_targets, cfg.seed, soft, teacher_vectors, cfg.token_dropout)
+    val_set = EncodedSet(encode_texts(tokenizer, val.texts), label_ids(val, labels, cfg.data))
+    test_set = EncodedSet(encode_texts(tokenizer, test.texts), label_ids(test, labels, cfg.test_data or cfg.data))
+    hashes = _hash_inputs(Path(cfg.data))
+    if cfg.test_data:
+        hashes.update(_hash_inputs(Path(cfg.test_data)))
+    return Prepared(
+        model_cfg=model_cfg, stream=stream, labels=labels,
+        input_spec={"kind": "text", "max_tokens": cfg.max_tokens, "max_chars": cfg.max_chars, "pad_id": 0,
+                    "tokenizer": "tokenizer.json"},
+        val=val_set, tests={"test": test_set}, data_sha256=hashes, files={"tokenizer.json": tokenizer.to_str()},
+        embedding_init=embedding_init, tokenizer=tokenizer,
+    )
+
+
+def prepare_grid(cfg: TrainConfig) -> Prepared:
+    data = Path(cfg.data)
+    model_cfg = ModelConfig(task="grid", vocab_size=10, seq_len=81, num_outputs=10, **cfg.model)
+    if data.is_dir():
+        train = load_grid_dataset(data, "train", cfg.seed)
+        val = _concat([load_grid_dataset(data, f"val_{tier}", cfg.seed) for tier in ("easy", "medium")])
+        tests = {tier: grid_set(load_grid_dataset(data, f"test_{tier}", cfg.seed))
+                 for tier in ("easy", "medium", "hard")}
+    else:
+        full = load_grid_dataset(data, "train", cfg.seed)
+        order = np.random.default_rng(cfg.seed).permutation(len(full.puzzles))
+        cut = max(1, len(order) // 10)
+        val = GridSplit(full.puzzles[order[:cut]], full.solutions[order[:cut]])
+        train = GridSplit(full.puzzles[order[cut:]], full.solutions[order[cut:]])
+        test = load_grid_dataset(Path(cfg.test_data), "test", cfg.seed) if cfg.test_data else val
+        tests = {"test": grid_set(test)}
+    hashes = _hash_inputs(data)
+    if cfg.test_data:
+        hashes.update(_hash_inputs(Path(cfg.test_data)))
+    stream = SudokuStream(train, cfg.seed, cfg.givens_min, cfg.givens_max, cfg.grid_original_fraction)
+    return Prepared(
+        model_cfg=model_cfg, stream=stream, labels=list(GRID_LABELS),
+        input_spec={"kind": "grid", "rows": 9, "cols": 9, "blank": "0.", "alphabet": "123456789",
+                    "rules": "sudoku"},
+        val=grid_set(val), tests=tests, data_sha256=hashes,
+    )
+
+
+def _concat(splits: list[GridSplit]) -> GridSplit:
+    return GridSplit(np.concatenate([s.puzzles for s in splits]), np.concatenate([s.solutions for s in splits]))
+
+
+def prepare(cfg: TrainConfig) -> Prepared:
+    return prepare_text(cfg) if cfg.task == "text" else prepare_grid(cfg)
+
+
+def build_model(cfg: TrainConfig, prepared: Prepared) -> tuple[TRM, torch.nn.Module | None]:
+    """The TRM (with teacher-initialised embeddings when configured) and the optional distillation head."""
+    torch.manual_seed(cfg.seed)
+    model = TRM(prepared.model_cfg)
+    if prepared.embedding_init is not None:
+        with torch.no_grad():
+            model.embed.tokens.weight.copy_(torch.from_numpy(prepared.embedding_init))
+    projection = None
+    if cfg.teacher.embedding_weight:
+        projection = torch.nn.Linear(prepared.model_cfg.hidden_size, 384)
+    return model, projection
+
+
+def _quick_eval(prepared: Prepared, count: int):
+    """Accuracy after each step on the first `count` validation examples (progress during training)."""
+    subset = prepared.val.head(count)
+
+    def run(model: TRM) -> dict[str, float]:
+        trace = ev.run_recursion(torch_step_fn(model), subset.tokens, model.cfg.state_shape, model.cfg.N_sup)
+        per_step = ev.exact(trace.predictions, subset.targets).mean(1)
+        return {"val_first_step": float(per_step[0]), "val_last_step": float(per_step[-1]),
+                "val_best": float(per_step.max())}
+
+    return run
+
+
+def _cpu_copy(model: TRM) -> TRM:
+    clone = TRM(model.cfg)
+    clone.load_state_dict({k: v.detach().float().cpu() for k, v in model.state_dict().items()})
+    return clone.eval()
+
+
+def evaluate_step(
+    step: ev.StepFn, state_shape: tuple[int, int], n_sup: int, sets: dict[str, EncodedSet],
+    halt_threshold: float, labels: list[str], oos_threshold: float | None,
+) -> dict[str, Any]:
+    """Metrics of a step function on each named set (the shape `trm-train eval` prints)."""
+    results: dict[str, Any] = {}
+    for name, data in sets.items():
+        trace = ev.run_recursion(step, data.tokens, state_shape, n_sup)
+        summary = ev.summarize(trace, data.targets, halt_threshold)
+        if oos_threshold is not None and OOS_LABEL in labels:
+            oos = labels.index(OOS_LABEL)
+            summary.update(ev.intent_metrics(trace, data.targets, oos, halt_threshold, oos_threshold))
+            in_scope = data.targets != oos
+            summary["in_scope_anytime_accuracy"] = [
+                round(float(a), 5) for a in (trace.predictions[:, in_scope] == data.targets[in_scope]).mean(1)
+            ]
+        results[name] = summary
+    return results
+
+
+def headline_metrics(results: dict[str, Any]) -> dict[str, float]:
+    """Flat metric names for the manifest (and ModelInfo.metrics)."""
+    flat: dict[str, float] = {}
+    for name, summary in results.items():
+        prefix = "test" if name == "test" else f"test_{name}"
+        flat[f"{prefix}_accuracy"] = summary["accuracy"]
+        flat[f"{prefix}_halting_accuracy"] = summary["halting"]["accuracy"]
+        flat[f"{prefix}_halting_mean_steps"] = summary["halting"]["mean_steps"]
+        flat[f"{prefix}_ece"] = summary["ece"]
+        for key in ("in_scope_accuracy", "oos_recall", "cell_accuracy"):
+            if key in summary:
+                flat[f"{prefix}_{key}"] = summary[key]
+    return {k: round(float(v), 5) for k, v in flat.items()}
+
+
+def fit_and_export(cfg: TrainConfig, bundle_dir: Path, resume: bool = True, command: str = "") -> Path:
+    """Trains (or resumes) the model described by cfg and writes its bundle to bundle_dir."""
+    started = time.monotonic()
+    prepared = prepare(cfg)
+    model, projection = build_model(cfg, prepared)
+    print(f"{cfg.name}: {count_parameters(model):,} parameters, state {prepared.model_cfg.state_shape}")
+    trainer = Trainer(cfg, model, prepared.stream, _quick_eval(prepared, cfg.eval_examples), projection)
+    ema_model = trainer.fit(resume=resume)
+    return export_bundle(cfg, prepared, _cpu_copy(ema_model), bundle_dir, trainer, command,
+                         time.monotonic() - started)
+
+
+def export_bundle(
+    cfg: TrainConfig, prepared: Prepared, model: TRM, bundle_dir: Path, trainer: Trainer,
+    command: str, wall_time_s: float,
+) -> Path:
+    """Exports, calibrates on validation, measures on test (fp32 and int8) and writes the bundle."""
+    mcfg = prepared.model_cfg
+    with tempfile.TemporaryDirectory() as tmp:
+        fp32, int8 = Path(tmp) / FP32_FILE, Path(tmp) / INT8_FILE
+        export_step(model, fp32)
+        quantize_step(fp32, int8)
+        # fp32 metrics: the ONNX step itself, or on a GPU the same weights in torch (parity below checks they agree)
+        device = trainer.device
+        step = torch_step_fn(_cpu_copy(model).to(device)) if device.type == "cuda" else ev.onnx_step_fn(fp32)
+        val_trace = ev.run_recursion(step, prepared.val.tokens, mcfg.state_shape, mcfg.N_sup)
+        halt_threshold = ev.calibrate_halting(val_trace, prepared.val.targets)
+        oos_threshold = None
+        if OOS_LABEL in prepared.labels:
+            stop = ev.halting_steps(val_trace.halt_logits, halt_threshold)
+            oos_threshold = ev.calibrate_out_of_scope(
+                val_trace, prepared.val.targets, stop, prepared.labels.index(OOS_LABEL)
+            )
+        args = (mcfg.state_shape, mcfg.N_sup, prepared.tests, halt_threshold, prepared.labels, oos_threshold)
+        results = evaluate_step(step, *args)
+        results_int8 = evaluate_step(ev.onnx_step_fn(int8), *args)
+        parity = measure_parity(model, fp32, prepared)
+        metrics = headline_metrics(results)
+        int8_metrics = headline_metrics(results_int8)
+        key = next(k for k in metrics if k.endswith("_accuracy") and "halting" not in k)
+        int8_loss = metrics[key] - int8_metrics[key]
+        bundle_bytes = fp32.stat().st_size + int8.stat().st_size + sum(len(c) for c in prepared.files.values())
+        ship_int8 = int8_loss <= INT8_MAX_LOSS and bundle_bytes <= MAX_BUNDLE_BYTES
+        metrics.update({f"int8_{k}": v for k, v in int8_metrics.items() if k.endswith("accuracy")})
+        files: dict[str, Path | bytes | str] = {FP32_FILE: fp32, **prepared.files}
+        if ship_int8:
+            files[INT8_FILE] = int8
+        evaluation = {
+            "results": results, "results_int8": results_int8, "parity": parity,
+            "int8_accuracy_loss": round(int8_loss, 5), "int8_shipped": ship_int8,
+            "fp32_measured_with": "torch (cuda)" if device.type == "cuda" else "onnxruntime",
+            "training_history": trainer.history,
+        }
+        manifest = base_manifest(
+            mcfg, name=cfg.name, version=cfg.version, labels=prepared.labels, input=prepared.input_spec,
+            description=cfg.description, halt_threshold=halt_threshold,
+            out_of_scope={"label": OOS_LABEL, "threshold": oos_threshold} if oos_threshold is not None else None,
+            metrics=metrics, int8=INT8_FILE if ship_int8 else None,
+            training={
+                "config": cfg.to_dict(), "data_sha256": prepared.data_sha256, "command": command,
+                "wall_time_s": round(wall_time_s, 1), "optimizer_steps": trainer.step,
+                "train_time_s": round(trainer.elapsed_s, 1), "device": str(trainer.device),
+                "parameters": count_parameters(model),
+            },
+        )
+        report_files = write_report(Path(tmp), manifest, evaluation)
+        files.update(report_files)
+        files["evaluation.json"] = json.dumps(evaluation, indent=1)
+        return write_bundle(bundle_dir, manifest, files)
+
+
+def measure_parity(model: TRM, onnx_path: Path, prepared: Prepared, count: int = 200) -> dict[str, float]:
+    """ONNX vs PyTorch: max abs difference of one step, and agreement of the full recursion."""
+    first = next(iter(prepared.tests.values())).head(count)
+    mcfg = prepared.model_cfg
+    torch_step, onnx_step = torch_step_fn(model), ev.onnx_step_fn(onnx_path)
+    y = np.zeros((len(first), *mcfg.state_shape), dtype=np.float32)
+    outs_t, outs_o = torch_step(first.tokens, y, y), onnx_step(first.tokens, y, y)
+    max_diff = max(float(np.abs(a - b).max()) for a, b in zip(outs_t, outs_o, strict=True))
+    trace_t = ev.run_recursion(torch_step, first.tokens, mcfg.state_shape, mcfg.N_sup)
+    trace_o = ev.run_recursion(onnx_step, first.tokens, mcfg.state_shape, mcfg.N_sup)
+    agreement = float((trace_t.predictions[-1] == trace_o.predictions[-1]).mean())
+    return {"examples": len(first), "step_max_abs_diff": max_diff, "final_agreement": agreement}

@@ -1,0 +1,103 @@
+"""REPORT.md and anytime.png next to each bundle: how it was trained and what it scores."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+
+
+def plot_anytime(path: Path, results: dict[str, Any]) -> None:
+    """Left: accuracy after each supervision step per set. Right: the learned halting-step histogram."""
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    for name, summary in results.items():
+        curve = summary["anytime_accuracy"]
+        left.plot(range(1, len(curve) + 1), [100 * a for a in curve], marker="o", label=name)
+        hist = summary["halting"]["step_histogram"]
+        right.bar([s + 0.1 * len(right.patches) / max(1, len(hist)) for s in range(1, len(hist) + 1)],
+                  hist, alpha=0.6, label=name)
+    left.set(xlabel="supervision step", ylabel="accuracy (%)", title="Anytime accuracy")
+    right.set(xlabel="halting step", ylabel="examples", title="Learned halting")
+    left.grid(alpha=0.3)
+    left.legend()
+    right.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def _results_table(results: dict[str, Any]) -> str:
+    rows = ["| set | examples | accuracy (all steps) | best fixed steps | learned halting: accuracy / mean steps "
+            "| ECE |", "|---|---|---|---|---|---|"]
+    for name, s in results.items():
+        best, halt = s["best_fixed"], s["halting"]
+        rows.append(
+            f"| {name} | {s['examples']} | {100 * s['accuracy']:.2f}% | {best['steps']} → "
+            f"{100 * best['accuracy']:.2f}% | {100 * halt['accuracy']:.2f}% / {halt['mean_steps']:.2f} "
+            f"(threshold {halt['threshold']}) | {s['ece']:.4f} |"
+        )
+    return "\n".join(rows)
+
+
+def write_report(folder: Path, manifest: dict[str, Any], evaluation: dict[str, Any]) -> dict[str, Path]:
+    """Writes REPORT.md and anytime.png into folder; returns them as bundle files."""
+    results = evaluation["results"]
+    plot_path = folder / "anytime.png"
+    plot_anytime(plot_path, results)
+    training = manifest["training"]
+    anytime = "\n".join(
+        f"- {name}: " + ", ".join(f"{100 * a:.1f}" for a in s["anytime_accuracy"]) for name, s in results.items()
+    )
+    extra = []
+    for name, s in results.items():
+        if "in_scope_accuracy" in s:
+            extra.append(
+                f"- {name}: in-scope accuracy {100 * s['in_scope_accuracy']:.2f}% (with out-of-scope "
+                f"rejection {100 * s['in_scope_accuracy_with_rejection']:.2f}%), out-of-scope recall "
+                f"{100 * s['oos_recall']:.2f}% at threshold {s['oos_threshold']}"
+            )
+    parity = evaluation["parity"]
+    text = f"""# {manifest['name']} {manifest['version']}
+
+{manifest['description']}
+
+## Results (test split, measured on the exported ONNX step)
+
+{_results_table(results)}
+
+{chr(10).join(extra)}
+
+Anytime accuracy (%) after each supervision step:
+{anytime}
+
+![anytime accuracy and halting histogram](anytime.png)
+
+int8 variant: accuracy loss {100 * evaluation['int8_accuracy_loss']:.2f} points;
+{'shipped as model.int8.onnx' if evaluation['int8_shipped'] else 'not shipped (loses more than 0.5 points)'}.
+
+ONNX parity on {parity['examples']} test examples: one step max |diff| {parity['step_max_abs_diff']:.2e};
+final answers agree on {100 * parity['final_agreement']:.2f}% ({'classes' if manifest['task'] != 'grid' else 'cells'}).
+
+## Training
+
+- command: `{training.get('command', '')}`
+- wall time: {training.get('wall_time_s', 0):.0f} s (training loop {training.get('train_time_s', 0):.0f} s,
+  {training.get('optimizer_steps', 0)} optimizer steps) on {training.get('device', '?')}
+- parameters: {training.get('parameters', 0):,}
+- recursion: n={manifest['recursion']['n']}, T={manifest['recursion']['T']}, N_sup={manifest['recursion']['N_sup']}
+- halting threshold (calibrated on validation): {manifest['halting']['threshold']}
+
+Full configuration:
+
+```json
+{json.dumps(training.get('config', {}), indent=1)}
+```
+"""
+    report_path = folder / "REPORT.md"
+    report_path.write_text(text)
+    return {"REPORT.md": report_path, "anytime.png": plot_path}
