@@ -180,3 +180,16 @@ async def test_close_refuses_new_requests_and_lets_submitted_ones_finish(text_mo
     assert submitted.finished.done() and submitted.finished.result().step == 8
     with pytest.raises(SchedulerClosed):
         harness.submit(harness.ticket("too late", max_steps=1))
+
+
+async def test_a_failing_step_fails_its_batch_and_the_loop_keeps_serving(text_model: LoadedModel):
+    harness = Harness(text_model)
+    poisoned = harness.ticket("poison", max_steps=2)
+    poisoned.tokens = np.full_like(poisoned.tokens, 10**6)  # out of the embedding table: ONNX Runtime raises
+    harness.submit(poisoned)
+    with pytest.raises(Exception, match="out of"):
+        await poisoned.finished
+    healthy = harness.submit(harness.ticket("fine", max_steps=2))
+    assert (await healthy.finished).step == 2
+    assert harness.gauges() == (0.0, 0.0)
+    await harness.scheduler.close()

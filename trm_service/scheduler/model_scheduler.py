@@ -136,11 +136,11 @@ class ModelScheduler:
             z = np.stack([self._zero_state if t.z is None else t.z for t in batch])
             try:
                 outputs = await loop.run_in_executor(self._executor, self._session.run, tokens, y, z)
+                self._record_step(batch, outputs, time.monotonic())
             except Exception as exc:
                 _log.exception("step_failed", model=self.name, version=self.version, batch=len(batch))
                 self._fail(batch, exc)
                 continue
-            self._record_step(batch, outputs, time.monotonic())
             self._step_s += _STEP_TIME_SMOOTHING * (time.monotonic() - started - self._step_s)
             self._metrics.batch_size.labels(self.name).observe(len(batch))
             self._metrics.step_latency.labels(self.name).observe(time.monotonic() - started)
@@ -193,7 +193,7 @@ class ModelScheduler:
 
     def _fail(self, batch: list[Ticket], error: Exception) -> None:
         for ticket in batch:
-            if not ticket.cancelled:
+            if not ticket.cancelled and not ticket.finished.done():
                 ticket.fail(error)
         failed = set(batch)
         self._active = [t for t in self._active if t not in failed]
