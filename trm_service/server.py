@@ -39,6 +39,46 @@ def shutdown_margin(grace_period: float) -> float:
     return min(1.0, grace_period / 10.0)
 
 
+class ModelHealth:
+    """The health service: the server, the API and every hosted model by name."""
+
+    def __init__(self) -> None:
+        self.servicer = health.aio.HealthServicer()
+        self._models: set[str] = set()
+
+    async def sync(self, models: set[str]) -> None:
+        """Mark `models` (and the server) SERVING and models that went away NOT_SERVING."""
+        for name in self._models - models:
+            await self.servicer.set(name, _NOT_SERVING)
+        for name in models | {OVERALL_HEALTH, SERVICE_NAME}:
+            await self.servicer.set(name, _SERVING)
+        self._models = set(models)
+
+    async def drain(self) -> None:
+        """Every name NOT_SERVING from now on."""
+        await self.servicer.enter_graceful_shutdown()
+
+
+def build_grpc_server(
+    config: ServeConfig, servicer: ReasoningServicer, model_health: ModelHealth
+) -> grpc.aio.Server:
+    """The grpc.aio server with the API, health and reflection, not yet bound."""
+    server = grpc.aio.server(
+        options=[
+            ("grpc.max_receive_message_length", config.max_message_bytes),
+            ("grpc.max_send_message_length", config.max_message_bytes),
+            ("grpc.so_reuseport", 1 if config.reuse_port else 0),
+        ]
+    )
+    server.add_generic_rpc_handlers((reasoning_handler(servicer),))
+    health_pb2_grpc.add_HealthServicer_to_server(model_health.servicer, server)
+    reflection.enable_server_reflection(
+        (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
+        server,
+    )
+    return server
+
+
 async def run_server(config: ServeConfig) -> None:
     """Serve until SIGTERM or SIGINT, then drain (see the module docstring)."""
     metrics = ServiceMetrics()
@@ -49,53 +89,25 @@ async def run_server(config: ServeConfig) -> None:
         metrics,
     )
     await registry.reload()
-    health_servicer = health.aio.HealthServicer()
-    health_names: set[str] = set()
-    servicer = ReasoningServicer(
-        registry,
-        ServingLimits(
-            max_time_budget_ms=config.max_time_budget_ms,
-            deadline_margin_s=config.deadline_margin_ms / 1000.0,
-            log_inputs=config.log_inputs,
-        ),
-        metrics,
+    limits = ServingLimits(
+        max_time_budget_ms=config.max_time_budget_ms,
+        deadline_margin_s=config.deadline_margin_ms / 1000.0,
+        log_inputs=config.log_inputs,
     )
-    server = grpc.aio.server(
-        options=[
-            ("grpc.max_receive_message_length", config.max_message_bytes),
-            ("grpc.max_send_message_length", config.max_message_bytes),
-            ("grpc.so_reuseport", 1 if config.reuse_port else 0),
-        ]
-    )
-    server.add_generic_rpc_handlers((reasoning_handler(servicer),))
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    reflection.enable_server_reflection(
-        (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
-        server,
-    )
+    model_health = ModelHealth()
+    server = build_grpc_server(config, ReasoningServicer(registry, limits, metrics), model_health)
     port = _bind(server, config)
-    metrics_port = None
-    if config.metrics_port is not None:
-        metrics_port = serve_metrics(config.host, config.metrics_port)
+    metrics_port = serve_metrics(config.host, config.metrics_port) if config.metrics_port is not None else None
     await server.start()
+    await model_health.sync(registry.names())
 
-    async def sync_health() -> None:
-        current = registry.names()
-        for name in health_names - current:
-            await health_servicer.set(name, _NOT_SERVING)
-        for name in current | {OVERALL_HEALTH, SERVICE_NAME}:
-            await health_servicer.set(name, _SERVING)
-        health_names.clear()
-        health_names.update(current)
-
-    await sync_health()
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     reloads: set[asyncio.Task[None]] = set()
 
     async def reload() -> None:
         await registry.reload()
-        await sync_health()
+        await model_health.sync(registry.names())
 
     def on_hangup() -> None:
         if not stop.is_set():
@@ -113,7 +125,7 @@ async def run_server(config: ServeConfig) -> None:
     try:
         await stop.wait()
         _log.info("draining", grace_period_s=config.grace_period, drain_delay_s=config.drain_delay)
-        await health_servicer.enter_graceful_shutdown()
+        await model_health.drain()
         await asyncio.sleep(config.drain_delay)
         registry.shutdown_by(time.monotonic() + config.grace_period - shutdown_margin(config.grace_period))
         await server.stop(config.grace_period)
