@@ -7,8 +7,9 @@ import shutil
 from pathlib import Path
 
 import pytest
+from onnxruntime.quantization import QuantType, quantize_dynamic
 
-from trm_service.runtime.bundle import BundleError, GridInput, TextInput, load_bundle
+from trm_service.runtime.bundle import BundleError, GridInput, TextInput, load_bundle, sha256_of
 from trm_service.runtime.loader import LoadOptions, load_model
 from trm_service.runtime.session import SessionSettings
 
@@ -37,6 +38,19 @@ def test_a_text_and_a_grid_bundle_load_with_their_specs(text_bundle: Path, grid_
 
 def test_int8_falls_back_to_fp32_when_the_bundle_has_none(text_bundle: Path):
     assert load_model(text_bundle, LoadOptions(SessionSettings(), int8=True)).onnx_file == "model.onnx"
+
+
+def test_int8_is_used_when_asked_for_and_shipped(text_bundle: Path, tmp_path: Path):
+    folder = _copy(text_bundle, tmp_path)
+    quantize_dynamic(str(folder / "model.onnx"), str(folder / "model.int8.onnx"), weight_type=QuantType.QInt8)
+
+    def add_int8(manifest: dict) -> None:
+        manifest["onnx"]["int8"] = "model.int8.onnx"
+        manifest["files"]["model.int8.onnx"] = sha256_of(folder / "model.int8.onnx")
+
+    _edit_manifest(folder, add_int8)
+    assert load_model(folder, LoadOptions(SessionSettings(), int8=True)).onnx_file == "model.int8.onnx"
+    assert load_model(folder, LoadOptions(SessionSettings())).onnx_file == "model.onnx"
 
 
 def test_a_modified_model_file_fails_its_checksum(text_bundle: Path, tmp_path: Path):

@@ -54,6 +54,7 @@ def test_corrupt_bundles_are_refused_at_startup_while_the_rest_serve(
     _tamper(models / "grid")
     shutil.copytree(text_bundle, models / "broken")
     (models / "broken" / "manifest.json").write_text("{")
+    shutil.copytree(text_bundle, models / "text-copy")  # same name and version as "text"
     with ServerProcess([models]) as server:
         stub = stub_for(server.target)
         assert [m.name for m in stub.ListModels(trm_pb2.ListModelsRequest()).models] == [TEXT_MODEL]
@@ -64,6 +65,7 @@ def test_corrupt_bundles_are_refused_at_startup_while_the_rest_serve(
         reasons = {Path(r["path"]).name: r["error"] for r in _refusals(server)}
     assert "checksum mismatch for 'model.onnx'" in reasons["grid"]
     assert "manifest.json is not valid JSON" in reasons["broken"]
+    assert f"{TEXT_MODEL} 1.0.0 is already served from {(models / 'text').resolve()}" in reasons["text-copy"]
 
 
 @pytest.fixture(scope="module")
