@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -78,18 +78,19 @@ class ReasoningServicer:
     ) -> AsyncIterator[trm_pb2.ReasonStep]:
         """Stream one message per supervision step; the last one is final and carries the reason."""
         record = self._record("ReasonStream", context)
+        steps = self._reason_stream(raw, context, record)
         try:
-            async for step in self._reason_stream(raw, context, record):
+            async for step in steps:
                 yield step
+            record.finish(grpc.StatusCode.OK)
         except RequestError as exc:
             record.finish(exc.code, exc.message)
             await context.abort(exc.code, exc.message)
-        except asyncio.CancelledError:
-            record.finish(grpc.StatusCode.CANCELLED)
-            raise
         except Exception:
             await self._internal_error(record, context)
-        record.finish(grpc.StatusCode.OK)
+        finally:
+            await steps.aclose()  # frees the request's batch slot now, also when the client went away
+            record.finish(grpc.StatusCode.CANCELLED)  # only counts if nothing above finished the record
 
     async def list_models(self, raw: bytes, context: grpc.aio.ServicerContext) -> trm_pb2.ListModelsResponse:
         """Every hosted model version, by name, newest first."""
@@ -132,7 +133,7 @@ class ReasoningServicer:
 
     async def _reason_stream(
         self, raw: bytes, context: grpc.aio.ServicerContext, record: CallRecord
-    ) -> AsyncIterator[trm_pb2.ReasonStep]:
+    ) -> AsyncGenerator[trm_pb2.ReasonStep, None]:
         check_request_id(record.request_id)
         admitted = self._admit(raw, context, record, stream=True)
         previous = None
