@@ -175,6 +175,17 @@ def test_cancelling_a_stream_returns_the_in_flight_gauge_to_zero(stub, server):
     assert record["status"] == "CANCELLED"
 
 
+def test_cancelling_a_unary_call_frees_its_slot(stub, server):
+    request = trm_pb2.ReasonRequest(model=LONG_MODEL, text="cancel me too", budget=NEVER_HALT)
+    call = stub.Reason.future(request, metadata=(("x-request-id", "unary-cancelled"),))
+    _wait_for(lambda: server.sample_value("trm_inflight_requests", model=LONG_MODEL) == 1.0)
+    call.cancel()
+    _wait_for(lambda: server.sample_value("trm_inflight_requests", model=LONG_MODEL) == 0.0)
+    _wait_for(lambda: any(r.get("request_id") == "unary-cancelled" for r in server.log_records()))
+    record = next(r for r in server.log_records() if r.get("request_id") == "unary-cancelled")
+    assert record["status"] == "CANCELLED" and "steps" not in record
+
+
 def test_health_reports_the_server_and_each_model(channel):
     health = health_pb2_grpc.HealthStub(channel)
     for service in ("", "trm.v1.ReasoningService", TEXT_MODEL, GRID_MODEL):
