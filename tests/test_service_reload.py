@@ -11,6 +11,7 @@ from pathlib import Path
 import grpc
 import pytest
 from conftest import GRID_MODEL, LONG_MODEL, LONG_N_SUP, TEXT_MODEL, LoadClient, make_bundle
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 from trm.v1 import trm_pb2
 
 from trm_service.testing import ServerProcess
@@ -139,3 +140,20 @@ def test_a_corrupt_new_version_is_refused_and_the_loaded_one_keeps_serving(
         budget = trm_pb2.Budget(max_steps=2)
         response = stub.Reason(trm_pb2.ReasonRequest(model=LONG_MODEL, text="still here", budget=budget))
         assert (response.model_version, response.steps) == ("1.0.0", 2)
+
+
+def test_a_removed_model_turns_not_serving_in_health(text_bundle: Path, grid_bundle: Path, tmp_path: Path):
+    models = tmp_path / "models"
+    shutil.copytree(text_bundle, models / "text")
+    shutil.copytree(grid_bundle, models / "grid")
+    with ServerProcess([models]) as server, grpc.insecure_channel(server.target) as channel:
+        health = health_pb2_grpc.HealthStub(channel)
+
+        def status(name: str) -> int:
+            return health.Check(health_pb2.HealthCheckRequest(service=name)).status
+
+        assert status(GRID_MODEL) == health_pb2.HealthCheckResponse.SERVING
+        shutil.rmtree(models / "grid")
+        _hangup_and_wait(server)
+        assert status(GRID_MODEL) == health_pb2.HealthCheckResponse.NOT_SERVING
+        assert status(TEXT_MODEL) == status("") == health_pb2.HealthCheckResponse.SERVING
