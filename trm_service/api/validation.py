@@ -11,6 +11,7 @@ from trm.v1 import trm_pb2
 
 from trm_service.runtime import sudoku
 from trm_service.runtime.bundle import GridInput, Manifest, TextInput
+from trm_service.runtime.codec import grid_values
 from trm_service.scheduler.halting import StepBudget
 
 DEFAULT_TOP_K = 3
@@ -115,7 +116,7 @@ def check_grid(cells: str, spec: GridInput) -> list[int]:
                 f"grid.cells[{index}] (row {row + 1}, column {col + 1}) is {ch!r}: use one of "
                 f"{spec.alphabet!r} for a given and {blanks} for a blank"
             )
-    values = [0 if ch in spec.blank else spec.alphabet.index(ch) + 1 for ch in cells]
+    values = grid_values(cells, spec)
     if spec.rules == "sudoku":
         problems = sudoku.rule_violations(values, spec.rows)
         if problems:

@@ -71,11 +71,6 @@ class ModelScheduler:
         """Smoothed duration of one batched step (what the deadline checks plan with)."""
         return self._step_s
 
-    @property
-    def load(self) -> tuple[int, int]:
-        """(requests in the batch, requests waiting)."""
-        return len(self._active), len(self._pending)
-
     def start(self) -> None:
         """Start the step loop on the running event loop."""
         self._task = asyncio.get_running_loop().create_task(self._run(), name=f"scheduler-{self.name}")
