@@ -1,7 +1,7 @@
 """Locust load test of trm.v1: a weighted mix of unary Reason and ReasonStream calls over the default
 models, with real inputs from their test splits.
 
-    locust -f loadtests/locustfile.py --headless --host 127.0.0.1:50051 -u 32 -r 8 -t 60s \\
+    PYTHONPATH=. locust -f loadtests/locustfile.py --headless --host 127.0.0.1:50051 -u 32 -r 8 -t 60s \\
         --model-mix intent-clinc150=6,routing-20ng=3,sudoku=1 --stream-share 0.25 --user-rate 0
 
 `python -m loadtests.run` starts a server and runs this file for you (see docs/PERFORMANCE.md).
