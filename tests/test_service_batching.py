@@ -8,7 +8,7 @@ from pathlib import Path
 
 import grpc
 import pytest
-from conftest import LONG_MODEL
+from test_service_support import LONG_MODEL
 from trm.v1 import trm_pb2, trm_pb2_grpc
 
 from trm_service.testing import ServerProcess

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import signal
-import time
 from pathlib import Path
 
 import grpc
-import pytest
-from conftest import LONG_MODEL, TEXT_MODEL, LoadClient
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from test_service_support import LONG_MODEL, TEXT_MODEL, LoadClient, wait_for
 from trm.v1 import trm_pb2, trm_pb2_grpc
 
 from trm_service.testing import ServerProcess
@@ -29,14 +27,6 @@ def _health(channel: grpc.Channel, service: str = "") -> int:
     return health_pb2_grpc.HealthStub(channel).Check(request, timeout=10).status
 
 
-def _wait_for(condition, timeout_s: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail("condition not reached")
-        time.sleep(0.02)
-
-
 def test_sigterm_under_load_loses_no_accepted_request(long_bundle: Path, text_bundle: Path):
     drain = ["--drain-delay", "1.5", "--grace-period", "60"]
     server = ServerProcess([long_bundle, text_bundle], extra_args=drain)
@@ -47,12 +37,12 @@ def test_sigterm_under_load_loses_no_accepted_request(long_bundle: Path, text_bu
         for stream in streams:
             next(stream)  # accepted and stepping
         with LoadClient(server.target, trm_pb2.ReasonRequest(model=TEXT_MODEL, text="quick one")) as load:
-            _wait_for(lambda: load.count(grpc.StatusCode.OK) >= 5)
+            wait_for(lambda: load.count(grpc.StatusCode.OK) >= 5)
             server.send_signal(signal.SIGTERM)
-            _wait_for(lambda: _health(channel) == NOT_SERVING)  # observed while the server still answers
+            wait_for(lambda: _health(channel) == NOT_SERVING)  # observed while the server still answers
             assert _health(channel, LONG_MODEL) == NOT_SERVING
             finals = [list(stream)[-1] for stream in streams]
-            _wait_for(lambda: server.returncode is not None)
+            wait_for(lambda: server.returncode is not None)
         assert server.returncode == 0
     assert all(f.final and (f.step, f.halt_reason) == (1500, trm_pb2.HALT_REASON_MAX_STEPS) for f in finals)
     assert set(load.outcomes.values()) <= {grpc.StatusCode.OK, grpc.StatusCode.UNAVAILABLE}

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import grpc
 import pytest
-from conftest import LONG_MODEL
+from test_service_support import LONG_MODEL
 from trm.v1 import trm_pb2
 
 from trm_service.testing import ServerProcess

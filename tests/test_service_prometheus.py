@@ -12,7 +12,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from conftest import TEXT_MODEL
+from test_service_support import TEXT_MODEL
 from trm.v1 import trm_pb2
 
 from trm_service.testing import ServerProcess

@@ -5,26 +5,17 @@ from __future__ import annotations
 import json
 import shutil
 import signal
-import time
 from pathlib import Path
 
 import grpc
 import pytest
-from conftest import GRID_MODEL, LONG_MODEL, LONG_N_SUP, TEXT_MODEL, LoadClient, make_bundle
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from test_service_support import GRID_MODEL, LONG_MODEL, LONG_N_SUP, TEXT_MODEL, LoadClient, make_bundle, wait_for
 from trm.v1 import trm_pb2
 
 from trm_service.testing import ServerProcess
 
 PINNED_STEPS = 4000
-
-
-def _wait_for(condition, timeout_s: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail("condition not reached")
-        time.sleep(0.05)
 
 
 def _reloads(server: ServerProcess) -> int:
@@ -34,7 +25,7 @@ def _reloads(server: ServerProcess) -> int:
 def _hangup_and_wait(server: ServerProcess) -> None:
     before = _reloads(server)
     server.send_signal(signal.SIGHUP)
-    _wait_for(lambda: _reloads(server) > before)
+    wait_for(lambda: _reloads(server) > before)
 
 
 def _refusals(server: ServerProcess) -> list[dict]:
@@ -106,8 +97,8 @@ def test_hot_reload_under_load_switches_new_requests_and_finishes_running_ones(
         rest = list(running)
         assert (rest[-1].step, rest[-1].halt_reason) == (PINNED_STEPS, trm_pb2.HALT_REASON_MAX_STEPS)
         assert {s.model_version for s in rest} == {"1.0.0"}
-        _wait_for(lambda: any(r.get("event") == "model_retired" for r in server.log_records()))
-        _wait_for(lambda: "2.0.0" in load.versions.values())
+        wait_for(lambda: any(r.get("event") == "model_retired" for r in server.log_records()))
+        wait_for(lambda: "2.0.0" in load.versions.values())
         assert server.sample_value("trm_model_info", model=LONG_MODEL, version="1.0.0") == 0.0
         assert server.sample_value("trm_model_info", model=LONG_MODEL, version="2.0.0") == 1.0
         records = server.log_records()

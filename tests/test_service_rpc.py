@@ -5,15 +5,14 @@ from __future__ import annotations
 import itertools
 import json
 import shutil
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
 import pytest
-from conftest import GRID_MODEL, LONG_MODEL, LONG_N_SUP, TEXT_MODEL, TEXT_N_SUP
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+from test_service_support import GRID_MODEL, LONG_MODEL, LONG_N_SUP, TEXT_MODEL, TEXT_N_SUP, wait_for
 from trm.v1 import trm_pb2, trm_pb2_grpc
 
 from trm_service.testing import ServerProcess
@@ -48,15 +47,6 @@ def channel(server: ServerProcess) -> Iterator[grpc.Channel]:
 @pytest.fixture(scope="module")
 def stub(channel: grpc.Channel) -> trm_pb2_grpc.ReasoningServiceStub:
     return trm_pb2_grpc.ReasoningServiceStub(channel)
-
-
-def _wait_for(condition, timeout_s: float = 30.0) -> None:
-    """Poll until condition() is true (waiting for an asynchronous effect, not measuring time)."""
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail("condition not reached")
-        time.sleep(0.05)
 
 
 def test_list_models_describes_every_hosted_model(stub):
@@ -168,9 +158,9 @@ def test_cancelling_a_stream_returns_the_in_flight_gauge_to_zero(stub, server):
     next(call)
     assert server.sample_value("trm_inflight_requests", model=LONG_MODEL) == 1.0
     call.cancel()
-    _wait_for(lambda: server.sample_value("trm_inflight_requests", model=LONG_MODEL) == 0.0)
+    wait_for(lambda: server.sample_value("trm_inflight_requests", model=LONG_MODEL) == 0.0)
     assert server.sample_value("trm_queued_requests", model=LONG_MODEL) == 0.0
-    _wait_for(lambda: any(r.get("request_id") == "to-be-cancelled" for r in server.log_records()))
+    wait_for(lambda: any(r.get("request_id") == "to-be-cancelled" for r in server.log_records()))
     record = next(r for r in server.log_records() if r.get("request_id") == "to-be-cancelled")
     assert record["status"] == "CANCELLED"
 
@@ -178,10 +168,10 @@ def test_cancelling_a_stream_returns_the_in_flight_gauge_to_zero(stub, server):
 def test_cancelling_a_unary_call_frees_its_slot(stub, server):
     request = trm_pb2.ReasonRequest(model=LONG_MODEL, text="cancel me too", budget=NEVER_HALT)
     call = stub.Reason.future(request, metadata=(("x-request-id", "unary-cancelled"),))
-    _wait_for(lambda: server.sample_value("trm_inflight_requests", model=LONG_MODEL) == 1.0)
+    wait_for(lambda: server.sample_value("trm_inflight_requests", model=LONG_MODEL) == 1.0)
     call.cancel()
-    _wait_for(lambda: server.sample_value("trm_inflight_requests", model=LONG_MODEL) == 0.0)
-    _wait_for(lambda: any(r.get("request_id") == "unary-cancelled" for r in server.log_records()))
+    wait_for(lambda: server.sample_value("trm_inflight_requests", model=LONG_MODEL) == 0.0)
+    wait_for(lambda: any(r.get("request_id") == "unary-cancelled" for r in server.log_records()))
     record = next(r for r in server.log_records() if r.get("request_id") == "unary-cancelled")
     assert record["status"] == "CANCELLED" and "steps" not in record
 
@@ -211,7 +201,7 @@ def test_reflection_lists_the_services_and_serves_the_proto(channel):
 def test_one_json_log_line_per_request_without_the_input_text(stub, server):
     request = trm_pb2.ReasonRequest(model=TEXT_MODEL, text="secret words")
     stub.Reason(request, metadata=(("x-request-id", "log-1"),))
-    _wait_for(lambda: any(r.get("request_id") == "log-1" for r in server.log_records()))
+    wait_for(lambda: any(r.get("request_id") == "log-1" for r in server.log_records()))
     lines = [r for r in server.log_records() if r.get("request_id") == "log-1"]
     assert len(lines) == 1
     line = lines[0]
@@ -230,4 +220,4 @@ def test_generated_request_ids_are_unique(stub):
 def test_log_inputs_includes_the_text(text_bundle: Path, stub_for):
     with ServerProcess([text_bundle], extra_args=["--log-inputs"]) as logged:
         stub_for(logged.target).Reason(trm_pb2.ReasonRequest(model=TEXT_MODEL, text="visible words"))
-        _wait_for(lambda: any(r.get("input") == "visible words" for r in logged.log_records()))
+        wait_for(lambda: any(r.get("input") == "visible words" for r in logged.log_records()))

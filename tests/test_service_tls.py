@@ -7,7 +7,7 @@ from pathlib import Path
 
 import grpc
 import pytest
-from conftest import TEXT_MODEL
+from test_service_support import TEXT_MODEL
 from trm.v1 import trm_pb2, trm_pb2_grpc
 
 from trm_service.testing import ServerProcess

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import os
 import signal
-import time
 from pathlib import Path
 
 import grpc
 import psutil
-import pytest
-from conftest import TEXT_MODEL
+from test_service_support import TEXT_MODEL, wait_for
 from trm.v1 import trm_pb2, trm_pb2_grpc
 
 from trm_service.testing import ServerProcess
@@ -32,14 +30,6 @@ def _listeners(server: ServerProcess) -> set[int]:
     return pids
 
 
-def _wait_for(condition, timeout_s: float = 120.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail("condition not reached")
-        time.sleep(0.1)
-
-
 def _call_on_fresh_channels(target: str, count: int) -> None:
     for _ in range(count):
         with grpc.insecure_channel(target) as channel:
@@ -57,11 +47,11 @@ def test_workers_share_the_port_merge_metrics_and_follow_signals(text_bundle: Pa
 
         reloads = sum(1 for r in server.log_records() if r.get("event") == "models_reloaded")
         server.send_signal(signal.SIGHUP)
-        _wait_for(lambda: sum(1 for r in server.log_records() if r.get("event") == "models_reloaded") == reloads + 2)
+        wait_for(lambda: sum(1 for r in server.log_records() if r.get("event") == "models_reloaded") == reloads + 2)
 
         victim = sorted(workers)[0]
         os.kill(victim, signal.SIGKILL)
-        _wait_for(lambda: len(_listeners(server)) == 2 and victim not in _listeners(server))
+        wait_for(lambda: len(_listeners(server)) == 2 and victim not in _listeners(server))
         _call_on_fresh_channels(server.target, 4)
         assert server.stop() == 0
     assert not any(psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE

@@ -28,6 +28,6 @@ def configure_logging(level: str = "info") -> None:
             structlog.processors.JSONRenderer(),
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stdout),
+        logger_factory=structlog.WriteLoggerFactory(file=sys.stdout),  # one write per line: workers share stdout
         cache_logger_on_first_use=True,
     )
