@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from locust.stats import RequestStats, StatsEntry
 
-from loadtests.grpc_user import STREAM_COMPLETE, UNARY
+from loadtests.entry_names import STREAM_COMPLETE, UNARY
 
 CALL_TYPES = (UNARY, STREAM_COMPLETE)
 ALL_MODELS = "all models"

@@ -14,9 +14,7 @@ import grpc
 from locust import User
 from trm.v1 import trm_pb2, trm_pb2_grpc
 
-STREAM_FIRST_STEP = "ReasonStream first step"
-STREAM_COMPLETE = "ReasonStream complete"
-UNARY = "Reason"
+from loadtests.entry_names import STREAM_COMPLETE, STREAM_FIRST_STEP, UNARY
 
 
 class ReasoningServiceUser(User):

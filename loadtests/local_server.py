@@ -1,5 +1,5 @@
 """Servers the load tests and the benchmark run on this machine: the service (trm_service.testing's
-ServerProcess) with the default bundles or random ones, and the naive PyTorch baseline."""
+ServerProcess) with the default, untrained or random bundles, and the naive PyTorch baseline."""
 
 from __future__ import annotations
 
@@ -15,10 +15,11 @@ import grpc
 import psutil
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from loadtests.inputs import DEFAULT_MODELS
 from trm_service.config import DEFAULT_MODELS_DIR
 from trm_service.testing import ServerProcess
 
-DEFAULT_MODELS = {"intent-clinc150": "text", "routing-20ng": "text", "sudoku": "grid"}
+BUNDLE_KINDS = ("default", "untrained", "random")
 POLL_S = 0.01
 STARTUP_TIMEOUT_S = 120.0
 
@@ -27,12 +28,9 @@ def make_random_models(out_dir: Path) -> Path:
     """Randomly initialised bundles named like the three default models (for runs before training)."""
     from trainer.testing import make_random_bundle  # torch: only when random bundles are asked for
 
-    for seed, (name, task) in enumerate(DEFAULT_MODELS.items()):
-        make_random_bundle(out_dir, task, name=name, seed=seed)  # type: ignore[arg-type]
+    for seed, (name, (task, _inputs)) in enumerate(DEFAULT_MODELS.items()):
+        make_random_bundle(out_dir, task, name=name, seed=seed)
     return out_dir
-
-
-BUNDLE_KINDS = ("default", "untrained", "random")
 
 
 def models_dir(kind: str, scratch: Path, data: Path) -> Path:

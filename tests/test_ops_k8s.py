@@ -35,9 +35,7 @@ def kubectl() -> str:
 
 def render(folder: Path) -> list[dict]:
     """`kubectl kustomize folder`, parsed."""
-    result = subprocess.run(
-        [kubectl(), "kustomize", str(folder)], capture_output=True, text=True, check=False
-    )
+    result = subprocess.run([kubectl(), "kustomize", str(folder)], capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stderr
     return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
 
@@ -45,9 +43,7 @@ def render(folder: Path) -> list[dict]:
 def manifest_files() -> list[Path]:
     """Every resource file; kustomizations and strategic-merge patches are checked once rendered."""
     return sorted(
-        p
-        for p in K8S.rglob("*.yaml")
-        if p.name != "kustomization.yaml" and not p.name.endswith("-patch.yaml")
+        p for p in K8S.rglob("*.yaml") if p.name != "kustomization.yaml" and not p.name.endswith("-patch.yaml")
     )
 
 

@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from loadtests.grpc_user import STREAM_COMPLETE, STREAM_FIRST_STEP, UNARY
+from loadtests.entry_names import STREAM_COMPLETE, STREAM_FIRST_STEP, UNARY
 from loadtests.inputs import DEFAULT_MODELS
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
