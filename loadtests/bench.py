@@ -216,7 +216,7 @@ def markdown(ours: ServerFigures, naive: ServerFigures, command: str, machine: s
 
 def main(argv: list[str] | None = None) -> int:
     """Command line entry point; exit status 0 whatever the figures (it is a benchmark)."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--bundles", choices=BUNDLE_KINDS, default="default", help="see loadtests.local_server")
     parser.add_argument("--data-dir", default=None, help="shared data folder (default $TRM_DATA_DIR or ../shared/data)")
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per model and concurrency")

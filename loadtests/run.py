@@ -150,7 +150,7 @@ def run_scenario(scenario: Scenario, models: Path, data: Path, out_dir: Path) ->
 
 def main(argv: list[str] | None = None) -> int:
     """Command line entry point; returns the exit status."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--scenario", choices=sorted(SCENARIOS), default="steady")
     parser.add_argument("--bundles", choices=BUNDLE_KINDS, default="default", help="see loadtests.local_server")
     parser.add_argument("--data-dir", default=None, help="shared data folder (default $TRM_DATA_DIR or ../shared/data)")
