@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from tokenizers import Tokenizer
 
@@ -27,6 +26,7 @@ from trainer.pipeline import (
     fit_and_export,
     label_ids,
     prepare,
+    sample_set,
 )
 from trainer.tasks import EncodedSet, grid_set
 from trainer.train import CHECKPOINT, Trainer
@@ -65,20 +65,12 @@ def _eval_sets(manifest: dict[str, Any], bundle: Path, data: Path, split: str) -
     return {split: EncodedSet(encode_texts(tokenizer, texts.texts), label_ids(texts, manifest["labels"], str(data)))}
 
 
-def _subset(sets: dict[str, EncodedSet], limit: int, seed: int = 0) -> dict[str, EncodedSet]:
-    if not limit:
-        return sets
-    out = {}
-    for name, data in sets.items():
-        idx = np.sort(np.random.default_rng(seed).permutation(len(data))[:limit])
-        out[name] = EncodedSet(data.tokens[idx], data.targets[idx])
-    return out
-
-
 def evaluate_bundle(bundle: Path, data: Path, split: str, limit: int = 0, int8: bool = False) -> dict[str, Any]:
     """The metrics of a bundle's ONNX step on a dataset split (what `trm-train eval` prints)."""
     manifest = verify_bundle(bundle)
-    sets = _subset(_eval_sets(manifest, bundle, data, split), limit)
+    sets = _eval_sets(manifest, bundle, data, split)
+    if limit:
+        sets = {name: sample_set(data_set, limit, seed=0) for name, data_set in sets.items()}
     model_file = manifest["onnx"]["int8"] if int8 and manifest["onnx"]["int8"] else manifest["onnx"]["fp32"]
     oos = manifest.get("out_of_scope") or {}
     results = evaluate_step(
@@ -101,14 +93,17 @@ def cmd_export(args: argparse.Namespace) -> int:
     if checkpoint.is_dir():
         checkpoint = checkpoint / CHECKPOINT
     state = torch.load(checkpoint, map_location="cpu", weights_only=False)
-    cfg = TrainConfig.from_dict(state["config"])
+    raw = state["config"]
+    for key, value in (parse_override(item) for item in args.set):
+        raw[key] = value
+    cfg = TrainConfig.from_dict(raw)
     cfg.device = "cpu"
     cfg.out_dir = str(checkpoint.parent.parent)  # resume from where the checkpoint actually is
     prepared = prepare(cfg)
     model, projection = build_model(cfg, prepared)
     trainer = Trainer(cfg, model, prepared.stream, None, projection)
     trainer.load_checkpoint()
-    command = state["config"].get("command", "") or "trm-train " + " ".join(sys.argv[1:])
+    command = args.training_command or "trm-train " + " ".join(sys.argv[1:])
     bundle = export_bundle(cfg, prepared, trainer.ema.model.cpu().eval(), Path(args.out) / cfg.name, trainer,
                            command, trainer.elapsed_s)
     print(json.dumps({"bundle": str(bundle)}))
@@ -150,6 +145,10 @@ def build_parser() -> argparse.ArgumentParser:
     export = sub.add_parser("export", help="write a bundle from a training checkpoint")
     export.add_argument("--checkpoint", required=True, help="runs/NAME or runs/NAME/checkpoint.pt")
     export.add_argument("--out", default="bundles")
+    export.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a top-level config key for export, e.g. --set eval_limit=500")
+    export.add_argument("--training-command", default="",
+                        help="the command that trained the checkpoint (recorded in REPORT.md)")
     export.set_defaults(func=cmd_export)
     return parser
 

@@ -59,8 +59,10 @@ class TrainConfig:
     halt_loss_weight: float = 0.5
     halt_exploration: float = 0.1
     checkpoint_every: int = 200
+    log_every: int = 50  # progress lines when the output is not a terminal
     eval_every: int = 1000
-    eval_examples: int = 1000
+    eval_examples: int = 1000  # validation examples for the progress evaluation during training
+    eval_limit: int = 0  # grids: evaluate the exported bundle on a fixed random subset of each split (0: all)
     teacher: TeacherConfig = field(default_factory=TeacherConfig)
 
     @property

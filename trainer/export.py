@@ -111,6 +111,7 @@ def write_bundle(
         (staging / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2, sort_keys=False) + "\n")
         if out_dir.exists():
             shutil.rmtree(out_dir)
+        staging.chmod(0o755)
         staging.rename(out_dir)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)

@@ -193,12 +193,7 @@ class InputEmbedding(nn.Module):
             emb = emb * valid[..., None]
             slot_valid = torch.ones_like(valid[:, :1])
             key_mask = torch.cat([slot_valid, valid], dim=1) > 0
-            # the answer slot starts from the mean of the input (a bag-of-words summary of the text)
-            summary = emb.sum(1, keepdim=True) / valid.sum(1, keepdim=True)[..., None].clamp(min=1.0)
-            slot = self.answer_slot + summary
-        else:
-            slot = self.answer_slot.expand(emb.shape[0], -1, -1)
-        x = torch.cat([slot, emb], dim=1)
+        x = torch.cat([self.answer_slot.expand(emb.shape[0], -1, -1), emb], dim=1)
         return x * self.scale, key_mask
 
 

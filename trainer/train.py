@@ -217,7 +217,8 @@ class Trainer:
         with torch.no_grad():
             halted = carry.steps >= max_steps
             explore = torch.rand(len(halted), generator=self.rng).to(self.device) < cfg.halt_exploration
-            min_steps = torch.randint(2, max_steps + 1, (len(halted),), generator=self.rng).to(self.device)
+            low = min(2, max_steps)
+            min_steps = torch.randint(low, max_steps + 1, (len(halted),), generator=self.rng).to(self.device)
             confident = (halt_logit > 0) & (carry.steps >= torch.where(explore, min_steps, 1))
             carry.halted = halted | confident
 
@@ -260,7 +261,7 @@ class Trainer:
         }
         carry = self._empty_carry()
         bar = tqdm(total=cfg.max_steps, initial=self.step, desc=cfg.name, dynamic_ncols=True,
-                   mininterval=0.5 if sys.stderr.isatty() else 30.0)
+                   disable=not sys.stderr.isatty())
         started, last = time.monotonic(), {}
         base_elapsed = self.elapsed_s
         try:
@@ -273,6 +274,11 @@ class Trainer:
                 bar.set_postfix(
                     loss=f"{last['loss']:.3f}", acc=f"{last['acc']:.3f}", steps=f"{last['halt_steps']:.1f}"
                 )
+                if not sys.stderr.isatty() and self.step % cfg.log_every == 0:  # a readable line in log files
+                    rate = (self.step - bar.initial) / max(1e-9, time.monotonic() - started)
+                    eta = (cfg.max_steps - self.step) / max(rate, 1e-9)
+                    tqdm.write(f"{cfg.name} step {self.step}/{cfg.max_steps} loss {last['loss']:.3f} "
+                               f"acc {last['acc']:.3f} {rate:.2f} steps/s eta {eta / 60:.1f} min")
                 if self.step % cfg.checkpoint_every == 0:
                     self.save_checkpoint()
                 if self.evaluate and self.step % cfg.eval_every == 0:

@@ -1,0 +1,125 @@
+"""Bundles: ONNX parity with PyTorch, checksums that catch tampering, and the exact weights round trip."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from trainer import evaluate as ev
+from trainer.export import (
+    FP32_FILE,
+    INT8_FILE,
+    export_step,
+    quantize_step,
+    torch_model_from_bundle,
+    torch_step_fn,
+    verify_bundle,
+)
+from trainer.model import TRM, ModelConfig
+from trainer.testing import make_random_bundle
+
+torch.set_num_threads(1)
+
+CONFIGS = {
+    "text": ModelConfig(task="text", vocab_size=300, seq_len=24, num_outputs=9, hidden_size=64, num_heads=4, n=2, T=2,
+                        N_sup=4, embed_dim=32),
+    "pooled-text": ModelConfig(task="text", vocab_size=300, seq_len=64, num_outputs=5, hidden_size=48, num_heads=4,
+                               n=2, T=2, N_sup=3, pool=8),
+    "grid": ModelConfig(task="grid", vocab_size=10, seq_len=81, num_outputs=10, hidden_size=64, mixer="mlp", n=2, T=2,
+                        N_sup=4),
+}
+
+
+def random_tokens(cfg: ModelConfig, count: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    tokens = rng.integers(1, cfg.vocab_size, size=(count, cfg.seq_len))
+    if cfg.task == "text":  # realistic padding: each row has a random length
+        lengths = rng.integers(1, cfg.seq_len + 1, size=count)
+        tokens[np.arange(cfg.seq_len)[None, :] >= lengths[:, None]] = 0
+    return tokens.astype(np.int64)
+
+
+@pytest.mark.parametrize("name", sorted(CONFIGS))
+def test_onnx_step_matches_pytorch(name: str, tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    cfg = CONFIGS[name]
+    model = TRM(cfg).eval()
+    export_step(model, tmp_path / FP32_FILE)
+    tokens = random_tokens(cfg, 200, seed=1)
+    state = np.random.default_rng(2).normal(size=(200, *cfg.state_shape)).astype(np.float32)
+    ours = torch_step_fn(model)(tokens, state, state)
+    theirs = ev.onnx_step_fn(tmp_path / FP32_FILE)(tokens, state, state)
+    for a, b in zip(ours, theirs, strict=True):
+        assert np.abs(a - b).max() <= 1e-4
+
+
+@pytest.mark.parametrize("name", ["text", "pooled-text"])  # grids: on the trained bundle (test_shipped_bundles)
+def test_full_recursion_agrees_with_pytorch(name: str, tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    cfg = CONFIGS[name]
+    model = TRM(cfg).eval()
+    with torch.no_grad():  # random weights give near-tied logits; a decisive head makes argmax meaningful
+        model.head.weight.mul_(20.0)
+    export_step(model, tmp_path / FP32_FILE)
+    tokens = random_tokens(cfg, 200, seed=1)
+    full_torch = ev.run_recursion(torch_step_fn(model), tokens, cfg.state_shape, cfg.N_sup)
+    full_onnx = ev.run_recursion(ev.onnx_step_fn(tmp_path / FP32_FILE), tokens, cfg.state_shape, cfg.N_sup)
+    agreement = (full_torch.predictions == full_onnx.predictions).mean()
+    assert agreement >= 0.995
+
+
+def test_int8_variant_quantizes_every_weight_matmul(tmp_path: Path) -> None:
+    cfg = CONFIGS["text"]
+    export_step(TRM(cfg).eval(), tmp_path / FP32_FILE)
+    quantize_step(tmp_path / FP32_FILE, tmp_path / INT8_FILE)
+    graph = onnx.load(str(tmp_path / INT8_FILE)).graph
+    constants = {init.name for init in graph.initializer}
+    float_weight_matmuls = [n.name for n in graph.node if n.op_type == "MatMul" and set(n.input) & constants]
+    assert float_weight_matmuls == []
+    assert sum(n.op_type == "MatMulInteger" for n in graph.node) >= 2 * cfg.num_layers * cfg.T * (cfg.n + 1)
+    tokens = random_tokens(cfg, 50, seed=3)
+    y = np.zeros((50, *cfg.state_shape), dtype=np.float32)
+    fp32 = ev.onnx_step_fn(tmp_path / FP32_FILE)(tokens, y, y)[2]
+    int8 = ev.onnx_step_fn(tmp_path / INT8_FILE)(tokens, y, y)[2]
+    assert np.corrcoef(fp32.ravel(), int8.ravel())[0, 1] > 0.95
+
+
+@pytest.mark.parametrize("task", ["text", "grid"])
+def test_manifest_lists_every_file_with_its_checksum(task: str, tmp_path: Path) -> None:
+    bundle = make_random_bundle(tmp_path, task)
+    manifest = verify_bundle(bundle)
+    on_disk = {p.name for p in bundle.iterdir()} - {"manifest.json"}
+    assert set(manifest["files"]) == on_disk
+    assert manifest["schema_version"] == 1
+    assert manifest["recursion"]["state_shape"] == list(TRM(ModelConfig(**manifest["training"]["model_config"]))
+                                                        .cfg.state_shape)
+
+
+@pytest.mark.parametrize("damage", ["flip a byte", "delete"])
+def test_tampered_bundle_is_refused(damage: str, tmp_path: Path) -> None:
+    bundle = make_random_bundle(tmp_path, "text")
+    target = bundle / FP32_FILE
+    if damage == "delete":
+        target.unlink()
+    else:
+        data = bytearray(target.read_bytes())
+        data[len(data) // 2] ^= 0xFF
+        target.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match=FP32_FILE):
+        verify_bundle(bundle)
+
+
+def test_bundle_rebuilds_the_exact_pytorch_model(tmp_path: Path) -> None:
+    bundle = make_random_bundle(tmp_path, "grid", seed=5)
+    model, manifest = torch_model_from_bundle(bundle)
+    tokens = random_tokens(model.cfg, 8, seed=4)
+    y = np.zeros((8, *model.cfg.state_shape), dtype=np.float32)
+    ours = torch_step_fn(model)(tokens, y, y)
+    theirs = ev.onnx_step_fn(bundle / manifest["onnx"]["fp32"])(tokens, y, y)
+    assert max(np.abs(a - b).max() for a, b in zip(ours, theirs, strict=True)) <= 1e-4
+    assert json.loads((bundle / "manifest.json").read_text())["name"] == "random-sudoku"

@@ -1,0 +1,111 @@
+"""End to end on a user's CSV: `trm-train fit` learns a small task, `eval` measures it, a killed run resumes."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from trainer.cli import main
+
+KEYWORDS = {"open_file": "open", "run_tests": "pytest", "commit": "commit", "undo": "undo"}
+FILLER = ["please", "the", "now", "quickly", "my", "a", "this", "that", "for", "me", "could", "you", "kindly"]
+TINY_MODEL = [
+    "--set", "model.hidden_size=32", "--set", "model.num_heads=2", "--set", "model.n=1", "--set", "model.T=2",
+    "--set", "model.N_sup=2", "--set", "max_tokens=8", "--set", "vocab_size=64", "--set", "warmup_steps=10",
+    "--set", "eval_every=1000", "--set", "lr=0.003",
+]
+
+
+def write_keyword_csv(path: Path, rows: int, seed: int) -> None:
+    """Each text is filler words around one keyword that decides its label."""
+    rng = np.random.default_rng(seed)
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["text", "label"])
+        for i in range(rows):
+            label = list(KEYWORDS)[i % len(KEYWORDS)]
+            words = list(rng.choice(FILLER, size=4))
+            words.insert(int(rng.integers(0, 5)), KEYWORDS[label])
+            writer.writerow([" ".join(words), label])
+
+
+@pytest.fixture(scope="module")
+def keyword_data(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    folder = tmp_path_factory.mktemp("keywords")
+    write_keyword_csv(folder / "train.csv", 400, seed=0)
+    write_keyword_csv(folder / "test.csv", 100, seed=1)
+    return folder / "train.csv", folder / "test.csv"
+
+
+def test_fit_learns_a_small_task_and_eval_reproduces_it(
+    keyword_data: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    train, test = keyword_data
+    code = main([
+        "fit", "--task", "text", "--data", str(train), "--test", str(test), "--name", "keywords",
+        "--out", str(tmp_path / "bundles"), "--run-dir", str(tmp_path / "runs"), "--max-steps", "150",
+        "--batch-size", "32", "--threads", "1", *TINY_MODEL,
+    ])
+    assert code == 0
+    bundle = tmp_path / "bundles" / "keywords"
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    assert manifest["metrics"]["test_accuracy"] >= 0.95
+    assert manifest["labels"] == sorted(KEYWORDS)
+    assert {"REPORT.md", "anytime.png", "model.onnx", "tokenizer.json"} <= set(manifest["files"])
+
+    capsys.readouterr()
+    assert main(["eval", "--bundle", str(bundle), "--data", str(test)]) == 0
+    report = json.loads(capsys.readouterr().out)["results"]["test"]
+    assert report["examples"] == 100
+    assert len(report["anytime_accuracy"]) == 2
+    assert abs(report["accuracy"] - manifest["metrics"]["test_accuracy"]) <= 0.01
+    assert {"halting", "best_fixed", "ece"} <= set(report)
+
+
+def test_eval_names_a_label_the_model_never_saw(
+    keyword_data: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from trainer.testing import make_random_bundle
+
+    bundle = make_random_bundle(tmp_path, "text", labels=["open_file", "commit"])
+    assert main(["eval", "--bundle", str(bundle), "--data", str(keyword_data[1])]) == 2
+    assert "run_tests" in capsys.readouterr().err
+
+
+def test_a_killed_run_resumes_from_its_last_checkpoint(keyword_data: tuple[Path, Path], tmp_path: Path) -> None:
+    train, _ = keyword_data
+    args = [
+        sys.executable, "-m", "trainer.cli", "fit", "--task", "text", "--data", str(train), "--name", "resume",
+        "--out", str(tmp_path / "bundles"), "--run-dir", str(tmp_path / "runs"), "--batch-size", "16",
+        "--threads", "1", "--set", "checkpoint_every=5", *TINY_MODEL,
+    ]
+    checkpoint = tmp_path / "runs" / "resume" / "checkpoint.pt"
+    process = subprocess.Popen([*args, "--max-steps", "100000"], stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not checkpoint.exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    time.sleep(1.0)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 130, err
+    assert "checkpoint saved" in err
+
+    import torch
+
+    stopped_at = torch.load(checkpoint, weights_only=False)["step"]
+    assert stopped_at >= 5
+    resumed = subprocess.run([*args, "--max-steps", str(stopped_at + 5)], capture_output=True, text=True,
+                             timeout=300, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"resumed resume from step {stopped_at}" in resumed.stdout
+    manifest = json.loads((tmp_path / "bundles" / "resume" / "manifest.json").read_text())
+    assert manifest["training"]["optimizer_steps"] == stopped_at + 5

@@ -1,0 +1,107 @@
+"""The TRM recursion: shapes, exactly T·(n+1) calls of f per step, gradients only from the last round."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from trainer.model import TRM, ModelConfig
+from trainer.train import exact_correct
+
+torch.set_num_threads(1)
+
+
+def text_config(**overrides) -> ModelConfig:
+    base = dict(task="text", vocab_size=50, seq_len=12, num_outputs=7, hidden_size=32, num_heads=2, n=3, T=2, N_sup=4)
+    return ModelConfig(**{**base, **overrides})
+
+
+def grid_config(**overrides) -> ModelConfig:
+    base = dict(task="grid", vocab_size=10, seq_len=81, num_outputs=10, hidden_size=32, mixer="mlp", n=2, T=3, N_sup=4)
+    return ModelConfig(**{**base, **overrides})
+
+
+def count_network_calls(model: TRM) -> list[int]:
+    calls = [0]
+    model.net.register_forward_hook(lambda *_: calls.__setitem__(0, calls[0] + 1))
+    return calls
+
+
+@pytest.mark.parametrize("cfg", [text_config(), text_config(pool=4, seq_len=14), grid_config()])
+def test_step_shapes(cfg: ModelConfig) -> None:
+    model = TRM(cfg)
+    tokens = torch.randint(1, cfg.vocab_size, (3, cfg.seq_len))
+    y, z = model.initial_state(3)
+    y2, z2, logits, halt = model.step(tokens, y, z)
+    assert y2.shape == z2.shape == (3, *cfg.state_shape)
+    assert halt.shape == (3,)
+    expected = (3, cfg.num_outputs) if cfg.task == "text" else (3, cfg.seq_len, cfg.num_outputs)
+    assert logits.shape == expected
+
+
+@pytest.mark.parametrize(("n", "T"), [(1, 1), (3, 2), (6, 3), (0, 1)])
+def test_each_step_calls_the_network_T_times_n_plus_one(n: int, T: int) -> None:
+    model = TRM(text_config(n=n, T=T))
+    calls = count_network_calls(model)
+    tokens = torch.randint(1, 50, (2, 12))
+    y, z = model.initial_state(2)
+    for step in range(1, 4):
+        y, z, _, _ = model.step(tokens, y, z)
+        assert calls[0] == step * T * (n + 1)
+
+
+def test_gradients_flow_only_through_the_last_round() -> None:
+    """Changing the no-grad rounds' graph must not change gradients: compare with a manual last round."""
+    torch.manual_seed(0)
+    model = TRM(text_config(n=2, T=3))
+    tokens = torch.randint(1, 50, (4, 12))
+    y0, z0 = model.initial_state(4)
+    _, _, logits, _ = model.step(tokens, y0, z0)
+    logits.sum().backward()
+    grads = {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}
+
+    model.zero_grad()
+    x, mask = model.embed(tokens)
+    with torch.no_grad():
+        y, z = y0, z0
+        for _ in range(2):
+            y, z = model._round(x, y, z, mask)
+    y, z = y.detach(), z.detach()  # nothing before the last round may carry a gradient
+    y, z = model._round(x, y, z, mask)
+    model.head(y[:, 0]).sum().backward()
+    for name, p in model.named_parameters():
+        if name in grads:
+            torch.testing.assert_close(p.grad, grads[name], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize(("T", "state_gets_gradient"), [(1, True), (2, False), (3, False)])
+def test_incoming_state_gets_gradient_only_without_no_grad_rounds(T: int, state_gets_gradient: bool) -> None:
+    model = TRM(text_config(n=2, T=T))
+    tokens = torch.randint(1, 50, (2, 12))
+    y, z = (s.requires_grad_(True) for s in model.initial_state(2))
+    _, _, logits, _ = model.step(tokens, y, z)
+    logits.sum().backward()
+    assert (y.grad is not None and z.grad is not None) is state_gets_gradient
+
+
+def test_padding_does_not_change_the_answer() -> None:
+    """Pad positions are masked: the same text padded to the window gives the same logits at any batch mix."""
+    torch.manual_seed(0)
+    model = TRM(text_config()).eval()
+    short = torch.tensor([[5, 6, 7] + [0] * 9])
+    other = torch.randint(1, 50, (1, 12))
+    y, z = model.initial_state(1)
+    alone = model.step(short, y, z)[2]
+    yb, zb = model.initial_state(2)
+    batched = model.step(torch.cat([short, other]), yb, zb)[2][:1]
+    torch.testing.assert_close(alone, batched, rtol=1e-5, atol=1e-5)
+
+
+def test_halting_target_is_exact_whole_answer_correctness() -> None:
+    class_logits = torch.tensor([[2.0, 0.1], [0.1, 2.0]])
+    assert exact_correct(class_logits, torch.tensor([0, 0])).tolist() == [True, False]
+    cells = torch.zeros(2, 3, 4)
+    cells[0, :, 1] = 1.0  # every cell predicts 1
+    cells[1, :2, 1] = 1.0
+    cells[1, 2, 3] = 1.0  # one cell wrong
+    assert exact_correct(cells, torch.ones(2, 3, dtype=torch.long)).tolist() == [True, False]
