@@ -262,7 +262,7 @@ class Trainer:
         carry = self._empty_carry()
         bar = tqdm(total=cfg.max_steps, initial=self.step, desc=cfg.name, dynamic_ncols=True,
                    disable=not sys.stderr.isatty())
-        started, last = time.monotonic(), {}
+        started, last, first_step = time.monotonic(), {}, self.step
         base_elapsed = self.elapsed_s
         try:
             while self.step < cfg.max_steps and not self._stop:
@@ -275,7 +275,7 @@ class Trainer:
                     loss=f"{last['loss']:.3f}", acc=f"{last['acc']:.3f}", steps=f"{last['halt_steps']:.1f}"
                 )
                 if not sys.stderr.isatty() and self.step % cfg.log_every == 0:  # a readable line in log files
-                    rate = (self.step - bar.initial) / max(1e-9, time.monotonic() - started)
+                    rate = (self.step - first_step) / max(1e-9, time.monotonic() - started)
                     eta = (cfg.max_steps - self.step) / max(rate, 1e-9)
                     tqdm.write(f"{cfg.name} step {self.step}/{cfg.max_steps} loss {last['loss']:.3f} "
                                f"acc {last['acc']:.3f} {rate:.2f} steps/s eta {eta / 60:.1f} min")
