@@ -54,8 +54,8 @@ def cmd_fit(args: argparse.Namespace) -> int:
     return 0
 
 
-def _eval_sets(manifest: dict[str, Any], bundle: Path, data: Path, split: str) -> dict[str, EncodedSet]:
-    """Encodes the requested split with the bundle's own tokenizer and label order."""
+def eval_sets(manifest: dict[str, Any], bundle: Path, data: Path, split: str) -> dict[str, EncodedSet]:
+    """The requested split, encoded with the bundle's own tokenizer and label order."""
     if manifest["task"] == "grid":
         if data.is_dir() and split == "test":
             return {tier: grid_set(load_grid_dataset(data, f"test_{tier}")) for tier in SUDOKU_TIERS}
@@ -68,7 +68,7 @@ def _eval_sets(manifest: dict[str, Any], bundle: Path, data: Path, split: str) -
 def evaluate_bundle(bundle: Path, data: Path, split: str, limit: int = 0, int8: bool = False) -> dict[str, Any]:
     """The metrics of a bundle's ONNX step on a dataset split (what `trm-train eval` prints)."""
     manifest = verify_bundle(bundle)
-    sets = _eval_sets(manifest, bundle, data, split)
+    sets = eval_sets(manifest, bundle, data, split)
     if limit:
         sets = {name: sample_set(data_set, limit, seed=0) for name, data_set in sets.items()}
     model_file = manifest["onnx"]["int8"] if int8 and manifest["onnx"]["int8"] else manifest["onnx"]["fp32"]

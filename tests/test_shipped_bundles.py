@@ -1,0 +1,71 @@
+"""The default bundles shipped in trm_service/models: intact, small, and as good as their manifests say.
+
+Each is evaluated with ONNX Runtime on a fixed slice of its real test split (the same code as
+`trm-train eval`) and must land within 1 point of the figure its manifest recorded at export.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from trainer import evaluate as ev
+from trainer.cli import eval_sets, evaluate_bundle
+from trainer.export import torch_model_from_bundle, torch_step_fn, verify_bundle
+
+torch.set_num_threads(1)
+MODELS = Path(__file__).resolve().parents[1] / "trm_service" / "models"
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+MAX_BUNDLE_BYTES = 10 * 1000 * 1000
+
+# (bundle, dataset folder, split, slice size, use int8, [(result set, metric in results, manifest key)])
+CASES = [
+    ("intent-clinc150", "clinc150", "test", 1000, False,
+     [("test", "in_scope_accuracy", "test_in_scope_accuracy")]),
+    ("routing-20ng", "newsgroups20", "test", 1000, False, [("test", "accuracy", "test_accuracy")]),
+    ("sudoku", "sudoku", "test_easy", 100, True, [("test_easy", "accuracy", "int8_test_easy_accuracy")]),
+    ("sudoku", "sudoku", "test_medium", 100, True, [("test_medium", "accuracy", "int8_test_medium_accuracy")]),
+]
+
+
+@pytest.mark.parametrize("name", ["intent-clinc150", "routing-20ng", "sudoku"])
+def test_bundle_is_intact_and_small(name: str) -> None:
+    bundle = MODELS / name
+    manifest = verify_bundle(bundle)
+    assert manifest["name"] == name
+    assert sum(p.stat().st_size for p in bundle.iterdir()) <= MAX_BUNDLE_BYTES
+    assert {"REPORT.md", "anytime.png"} <= set(manifest["files"])
+    assert manifest["training"]["command"] and manifest["training"]["wall_time_s"] > 0
+
+
+@pytest.mark.parametrize(("name", "dataset", "split", "limit", "int8", "checks"), CASES,
+                         ids=[f"{c[0]}-{c[2]}" for c in CASES])
+def test_bundle_scores_what_its_manifest_says(
+    name: str, dataset: str, split: str, limit: int, int8: bool, checks: list[tuple[str, str, str]]
+) -> None:
+    manifest = json.loads((MODELS / name / "manifest.json").read_text())
+    results = evaluate_bundle(MODELS / name, DATA / dataset, split, limit=limit, int8=int8)["results"]
+    for set_name, metric, manifest_key in checks:
+        measured, recorded = results[set_name][metric], manifest["metrics"][manifest_key]
+        assert abs(measured - recorded) <= 0.01, f"{name} {metric}: measured {measured:.4f}, manifest {recorded:.4f}"
+
+
+@pytest.mark.parametrize(("name", "dataset", "split", "count", "floor"), [
+    ("intent-clinc150", "clinc150", "test", 200, 0.995),
+    ("routing-20ng", "newsgroups20", "test", 200, 0.995),
+    ("sudoku", "sudoku", "test_medium", 24, 0.999),
+])
+def test_onnx_recursion_agrees_with_pytorch_on_test_examples(
+    name: str, dataset: str, split: str, count: int, floor: float
+) -> None:
+    model, manifest = torch_model_from_bundle(MODELS / name)
+    data = eval_sets(manifest, MODELS / name, DATA / dataset, split)[split].head(count)
+    shape, steps = tuple(manifest["recursion"]["state_shape"]), manifest["recursion"]["N_sup"]
+    ours = ev.run_recursion(torch_step_fn(model), data.tokens, shape, steps)
+    theirs = ev.run_recursion(ev.onnx_step_fn(MODELS / name / manifest["onnx"]["fp32"], threads=1), data.tokens,
+                              shape, steps)
+    assert np.mean(ours.predictions == theirs.predictions) >= floor
