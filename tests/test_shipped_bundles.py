@@ -27,8 +27,8 @@ CASES = [
     ("intent-clinc150", "clinc150", "test", 1000, False,
      [("test", "in_scope_accuracy", "test_in_scope_accuracy")]),
     ("routing-20ng", "newsgroups20", "test", 1000, False, [("test", "accuracy", "test_accuracy")]),
-    ("sudoku", "sudoku", "test_easy", 100, True, [("test_easy", "accuracy", "int8_test_easy_accuracy")]),
-    ("sudoku", "sudoku", "test_medium", 100, True, [("test_medium", "accuracy", "int8_test_medium_accuracy")]),
+    ("sudoku", "sudoku", "test_easy", 50, False, [("test_easy", "accuracy", "test_easy_accuracy")]),
+    ("sudoku", "sudoku", "test_medium", 50, False, [("test_medium", "accuracy", "test_medium_accuracy")]),
 ]
 
 

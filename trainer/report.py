@@ -66,7 +66,7 @@ def write_report(folder: Path, manifest: dict[str, Any], evaluation: dict[str, A
 
 {manifest['description']}
 
-## Results (test split, measured on the exported ONNX step)
+## Results (test split; fp32 measured on the exported weights, whose ONNX parity is below)
 
 {_results_table(results)}
 
