@@ -16,9 +16,11 @@ import argparse
 import json
 import platform
 import random
+import shlex
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -136,12 +138,12 @@ def measure(
 
 
 def bench_service(
-    models: Path, inputs: dict[str, ModelInputs], settings: BenchSettings
+    models: Path, inputs: dict[str, ModelInputs], settings: BenchSettings, server_args: Sequence[str] = ()
 ) -> tuple[ServerFigures, dict[str, int]]:
     """Start the service, time it to SERVING, measure it; also return its models' text limits."""
     figures = ServerFigures("service")
     started = time.perf_counter()
-    with service(models) as server:
+    with service(models, server_args) as server:
         wait_until_serving(server.target)
         figures.start_s = time.perf_counter() - started
         limits = text_limits(server.target)
@@ -223,6 +225,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 64])
     parser.add_argument("--streams", type=int, default=30, help="sequential ReasonStream calls per model")
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "reports" / "bench")
+    parser.add_argument("--server-args", default="", help="extra `trm-service serve` flags, e.g. '--int8'")
     args = parser.parse_args(argv)
     settings = BenchSettings(tuple(args.concurrency), args.duration, args.streams)
     command = "python -m loadtests.bench " + " ".join(argv if argv is not None else sys.argv[1:])
@@ -232,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
     inputs = load_inputs(data, list(DEFAULT_MODELS))
     with tempfile.TemporaryDirectory(prefix="trm-bench-") as scratch:
         models = models_dir(args.bundles, Path(scratch), data)
-        service_figures, limits = bench_service(models, inputs, settings)
+        service_figures, limits = bench_service(models, inputs, settings, shlex.split(args.server_args))
         naive = bench_naive(models, inputs, limits, settings)
     report = markdown(service_figures, naive, command.strip(), machine)
     print("\n" + report)
