@@ -101,23 +101,10 @@ def answer_from_proto(message: trm_pb2.Answer) -> Answer:
     )
 
 
-@dataclass(frozen=True)
-class ReasonResult:
-    """The final answer of one Reason call.
+class _AnswerAccessors:
+    """Shortcuts shared by a final result and a streamed step: both carry an ``answer``."""
 
-    ``latency_ms`` is the server's time for the request; ``round_trip_ms`` is what the caller waited,
-    retries included.
-    """
-
-    model: str
-    model_version: str
     answer: Answer
-    halt_confidence: float
-    steps: int
-    halt_reason: HaltReason
-    latency_ms: float
-    round_trip_ms: float
-    request_id: str
 
     @property
     def confidence(self) -> float:
@@ -133,6 +120,25 @@ class ReasonResult:
     def verified(self) -> bool | None:
         """For grids, whether the answer passed the deterministic check; None for text."""
         return self.answer.verified if isinstance(self.answer, GridSolution) else None
+
+
+@dataclass(frozen=True)
+class ReasonResult(_AnswerAccessors):
+    """The final answer of one Reason call.
+
+    ``latency_ms`` is the server's time for the request; ``round_trip_ms`` is what the caller waited,
+    retries included.
+    """
+
+    model: str
+    model_version: str
+    answer: Answer
+    halt_confidence: float
+    steps: int
+    halt_reason: HaltReason
+    latency_ms: float
+    round_trip_ms: float
+    request_id: str
 
     @classmethod
     def from_proto(
@@ -153,7 +159,7 @@ class ReasonResult:
 
 
 @dataclass(frozen=True)
-class ReasonStep:
+class ReasonStep(_AnswerAccessors):
     """One supervision step of a streamed request; the last one has ``final`` set."""
 
     step: int
@@ -165,21 +171,6 @@ class ReasonStep:
     halt_reason: HaltReason | None
     request_id: str
     model_version: str
-
-    @property
-    def confidence(self) -> float:
-        """The answer's confidence at this step."""
-        return self.answer.confidence
-
-    @property
-    def prediction(self) -> str:
-        """The answer at this step as a string."""
-        return self.answer.prediction
-
-    @property
-    def verified(self) -> bool | None:
-        """For grids, whether this step's answer passes the deterministic check; None for text."""
-        return self.answer.verified if isinstance(self.answer, GridSolution) else None
 
     @classmethod
     def from_proto(cls, message: trm_pb2.ReasonStep, request_id: str) -> ReasonStep:
