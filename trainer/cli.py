@@ -14,7 +14,7 @@ from tokenizers import Tokenizer
 
 from trainer.config import TrainConfig, load_config, parse_override
 from trainer.data.errors import DataError
-from trainer.data.grids import load_grid_dataset
+from trainer.data.grids import SUDOKU_TIERS, load_grid_dataset, sudoku_splits
 from trainer.data.text import load_text_dataset
 from trainer.data.tokenizer import encode_texts
 from trainer.evaluate import onnx_step_fn
@@ -30,8 +30,6 @@ from trainer.pipeline import (
 )
 from trainer.tasks import EncodedSet, grid_set
 from trainer.train import CHECKPOINT, Trainer
-
-SUDOKU_TIERS = ("easy", "medium", "hard")
 
 
 def _fit_config(args: argparse.Namespace) -> TrainConfig:
@@ -58,7 +56,8 @@ def eval_sets(manifest: dict[str, Any], bundle: Path, data: Path, split: str) ->
     """The requested split, encoded with the bundle's own tokenizer and label order."""
     if manifest["task"] == "grid":
         if data.is_dir() and split == "test":
-            return {tier: grid_set(load_grid_dataset(data, f"test_{tier}")) for tier in SUDOKU_TIERS}
+            splits = sudoku_splits(data)  # parse the shared CSVs once for all tiers
+            return {tier: grid_set(splits[f"test_{tier}"]) for tier in SUDOKU_TIERS}
         return {split: grid_set(load_grid_dataset(data, split))}
     texts = load_text_dataset(data, split)
     tokenizer = Tokenizer.from_file(str(bundle / manifest["input"]["tokenizer"]))

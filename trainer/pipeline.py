@@ -16,13 +16,12 @@ from typing import Any
 
 import numpy as np
 import torch
-from tokenizers import Tokenizer
 
 from trainer import evaluate as ev
 from trainer.config import TrainConfig
 from trainer.data.containers import GridSplit, TextSplit
 from trainer.data.errors import DataError
-from trainer.data.grids import load_grid_dataset
+from trainer.data.grids import SUDOKU_TIERS, concatenate_splits, load_grid_dataset, sudoku_splits
 from trainer.data.holdout import stratified_holdout
 from trainer.data.text import load_text_dataset
 from trainer.data.text_files import check_label_coverage, load_text_file
@@ -61,7 +60,6 @@ class Prepared:
     data_sha256: dict[str, str]
     files: dict[str, str] = field(default_factory=dict)  # extra bundle files (tokenizer.json)
     embedding_init: np.ndarray | None = None
-    tokenizer: Tokenizer | None = None
 
 
 def _hash_inputs(path: Path) -> dict[str, str]:
@@ -129,7 +127,7 @@ def prepare_text(cfg: TrainConfig) -> Prepared:
         input_spec={"kind": "text", "max_tokens": cfg.max_tokens, "max_chars": cfg.max_chars, "pad_id": 0,
                     "tokenizer": "tokenizer.json"},
         val=val_set, tests={"test": test_set}, data_sha256=hashes, files={"tokenizer.json": tokenizer.to_str()},
-        embedding_init=embedding_init, tokenizer=tokenizer,
+        embedding_init=embedding_init,
     )
 
 
@@ -137,10 +135,10 @@ def prepare_grid(cfg: TrainConfig) -> Prepared:
     data = Path(cfg.data)
     model_cfg = ModelConfig(task="grid", vocab_size=10, seq_len=81, num_outputs=10, **cfg.model)
     if data.is_dir():
-        train = load_grid_dataset(data, "train", cfg.seed)
-        val = _concat([load_grid_dataset(data, f"val_{tier}", cfg.seed) for tier in ("easy", "medium")])
-        tests = {tier: grid_set(load_grid_dataset(data, f"test_{tier}", cfg.seed))
-                 for tier in ("easy", "medium", "hard")}
+        splits = sudoku_splits(data, cfg.seed)  # parse the shared CSVs once
+        train = splits["train"]
+        val = concatenate_splits([splits["val_easy"], splits["val_medium"]])
+        tests = {tier: grid_set(splits[f"test_{tier}"]) for tier in SUDOKU_TIERS}
     else:
         full = load_grid_dataset(data, "train", cfg.seed)
         order = np.random.default_rng(cfg.seed).permutation(len(full.puzzles))
@@ -174,10 +172,6 @@ def sample_set(data: EncodedSet, limit: int, seed: int) -> EncodedSet:
     """A fixed random subset (seeded) of at most `limit` examples."""
     idx = np.sort(np.random.default_rng(seed).permutation(len(data))[:limit])
     return EncodedSet(data.tokens[idx], data.targets[idx])
-
-
-def _concat(splits: list[GridSplit]) -> GridSplit:
-    return GridSplit(np.concatenate([s.puzzles for s in splits]), np.concatenate([s.solutions for s in splits]))
 
 
 def prepare(cfg: TrainConfig) -> Prepared:

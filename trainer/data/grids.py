@@ -72,9 +72,9 @@ def sudoku_splits(
         train_rows = np.setdiff1d(np.arange(len(data)), np.concatenate([test_rows, val_rows]))
         for part, rows in (("train", train_rows), ("val", val_rows), ("test", test_rows)):
             parts[part].append(GridSplit(data.puzzles[rows], data.solutions[rows]))
-    test = _concatenate(parts["test"])
-    val = _without_solutions(_concatenate(parts["val"]), _solution_keys(test))
-    train = _without_solutions(_concatenate(parts["train"]), _solution_keys(test) | _solution_keys(val))
+    test = concatenate_splits(parts["test"])
+    val = _without_solutions(concatenate_splits(parts["val"]), _solution_keys(test))
+    train = _without_solutions(concatenate_splits(parts["train"]), _solution_keys(test) | _solution_keys(val))
     splits = {"train": train}
     for part_index, (part, originals) in enumerate((("val", val), ("test", test))):
         for tier_index, (tier, givens) in enumerate(SUDOKU_TIERS.items()):
@@ -128,7 +128,8 @@ def _held_out_rows(
     return rows[:test_count], rows[test_count:]
 
 
-def _concatenate(splits: list[GridSplit]) -> GridSplit:
+def concatenate_splits(splits: list[GridSplit]) -> GridSplit:
+    """One split holding the puzzles of `splits`, in order."""
     return GridSplit(
         np.concatenate([s.puzzles for s in splits]), np.concatenate([s.solutions for s in splits])
     )
