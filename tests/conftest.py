@@ -25,8 +25,13 @@ def grid_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def long_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Random text model allowing 20000 steps: requests with halt_threshold=1 run until a limit stops them."""
-    return make_bundle(tmp_path_factory.mktemp("long"), "text", name=LONG_MODEL, N_sup=LONG_N_SUP, seed=3)
+    """Random text model allowing 20000 steps: requests with halt_threshold=1 run until a limit stops them.
+
+    It uses the long-document layout (tokens pooled by 4, a bag-of-words slot), so the batching tests
+    cover trimming in multiples of 4 tokens with two rows before the tokens."""
+    return make_bundle(
+        tmp_path_factory.mktemp("long"), "text", name=LONG_MODEL, N_sup=LONG_N_SUP, seed=3, pool=4, doc_slot=True
+    )
 
 
 @pytest.fixture

@@ -6,6 +6,8 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
+import onnx
 import pytest
 from onnxruntime.quantization import QuantType, quantize_dynamic
 
@@ -78,6 +80,9 @@ def test_a_missing_file_is_refused(text_bundle: Path, tmp_path: Path):
         (lambda m: m.update(name="no spaces allowed"), "name 'no spaces allowed' must be"),
         (lambda m: m["halting"].update(threshold=1.5), r"halting\.threshold must be in \(0, 1\]"),
         (lambda m: m["out_of_scope"].update(label="nope"), "out_of_scope.label 'nope' is not one of"),
+        (lambda m: m["input"]["variable_length"].update(token_multiple=3), r"max_tokens 16 is not a multiple of"),
+        (lambda m: m["recursion"].update(state_shape=[99, 32]), "implies 17 state rows at max_tokens"),
+        (lambda m: m["input"].update(variable_length=4), "'input.variable_length' must be an object or null"),
     ],
 )
 def test_an_invalid_manifest_is_refused_naming_the_field(text_bundle: Path, tmp_path: Path, edit, message):
@@ -97,9 +102,8 @@ def test_manifest_that_is_not_json_is_refused(text_bundle: Path, tmp_path: Path)
 @pytest.mark.parametrize(
     ("edit", "message"),
     [
-        (lambda m: m["recursion"].update(state_shape=[99, 32]), r"input 'y' has shape .* \[batch, 99, 32\]"),
+        (lambda m: m["recursion"].update(state_shape=[17, 48]), r"input 'y' has shape .* \[batch, 17, 48\]"),
         (lambda m: m.update(labels=m["labels"][:-1], out_of_scope=None), r"output 'logits' has shape"),
-        (lambda m: m["input"].update(max_tokens=8), r"input 'tokens' has shape .* \[batch, 8\]"),
     ],
 )
 def test_a_manifest_that_does_not_fit_the_onnx_graph_is_incompatible(
@@ -109,3 +113,29 @@ def test_a_manifest_that_does_not_fit_the_onnx_graph_is_incompatible(
     _edit_manifest(folder, edit)
     with pytest.raises(BundleError, match=message):
         load_model(folder, OPTIONS)
+
+
+def test_a_fixed_length_graph_cannot_claim_variable_length(grid_bundle: Path, text_bundle: Path, tmp_path: Path):
+    """A graph exported with a fixed token axis must not be trimmed: refused at load, not failing per request."""
+    folder = _copy(text_bundle, tmp_path)
+    fixed = _copy(grid_bundle, tmp_path / "grid")
+    assert load_model(fixed, OPTIONS).session.input_length(np.zeros(81, dtype=np.int64)) == 81
+    model = onnx.load(str(folder / "model.onnx"))
+    for value in [*model.graph.input, *model.graph.output]:
+        dims = value.type.tensor_type.shape.dim
+        if len(dims) > 1 and dims[1].dim_param:
+            dims[1].dim_value = 16 if value.name == "tokens" else 17
+    onnx.save(model, str(folder / "model.onnx"))
+    _edit_manifest(folder, lambda m: m["files"].update({"model.onnx": sha256_of(folder / "model.onnx")}))
+    with pytest.raises(BundleError, match=r"input\.variable_length is set but model\.onnx has a fixed axis 1"):
+        load_model(folder, OPTIONS)
+    _edit_manifest(folder, lambda m: m["input"].update(variable_length=None))
+    assert load_model(folder, OPTIONS).session.input_length(np.ones(16, dtype=np.int64)) == 16
+
+
+def test_a_variable_length_session_trims_to_the_used_tokens(text_bundle: Path, long_bundle: Path):
+    text, long = load_model(text_bundle, OPTIONS).session, load_model(long_bundle, OPTIONS).session
+    three = np.array([5, 6, 7] + [0] * 13, dtype=np.int64)
+    assert (text.input_length(three), text.state_rows(3)) == (3, 4)  # answer slot + 3 tokens
+    assert (long.input_length(three), long.state_rows(4)) == (4, 3)  # pooled by 4: answer, document, 1 chunk
+    assert long.input_length(np.zeros(16, dtype=np.int64)) == 4  # an empty input still has one chunk

@@ -21,6 +21,7 @@ from trainer.export import (
     verify_bundle,
 )
 from trainer.model import TRM, ModelConfig
+from trainer.pipeline import trimmed_step_diff
 from trainer.testing import make_random_bundle
 
 torch.set_num_threads(1)
@@ -29,7 +30,7 @@ CONFIGS = {
     "text": ModelConfig(task="text", vocab_size=300, seq_len=24, num_outputs=9, hidden_size=64, num_heads=4, n=2, T=2,
                         N_sup=4, embed_dim=32),
     "pooled-text": ModelConfig(task="text", vocab_size=300, seq_len=64, num_outputs=5, hidden_size=48, num_heads=4,
-                               n=2, T=2, N_sup=3, pool=8),
+                               n=2, T=2, N_sup=3, pool=8, doc_slot=True),
     "grid": ModelConfig(task="grid", vocab_size=10, seq_len=81, num_outputs=10, hidden_size=64, mixer="mlp", n=2, T=2,
                         N_sup=4),
 }
@@ -56,6 +57,31 @@ def test_onnx_step_matches_pytorch(name: str, tmp_path: Path) -> None:
     theirs = ev.onnx_step_fn(tmp_path / FP32_FILE)(tokens, state, state)
     for a, b in zip(ours, theirs, strict=True):
         assert np.abs(a - b).max() <= 1e-4
+
+
+@pytest.mark.parametrize("name", ["text", "pooled-text"])
+def test_text_step_trimmed_to_each_input_matches_the_full_length_step(name: str, tmp_path: Path) -> None:
+    """What lets the server run a batch at its longest input: trimming padding changes no output."""
+    torch.manual_seed(0)
+    cfg = CONFIGS[name]
+    export_step(TRM(cfg).eval(), tmp_path / FP32_FILE)
+    step = ev.onnx_step_fn(tmp_path / FP32_FILE)
+    tokens = random_tokens(cfg, 40, seed=3)
+    zeros = np.zeros((len(tokens), *cfg.state_shape), dtype=np.float32)
+    assert trimmed_step_diff(step, cfg, tokens, step(tokens, zeros, zeros)) <= 1e-4
+    dims = input_dims(tmp_path / FP32_FILE)
+    assert dims["tokens"] == ["batch", "tokens"] and dims["y"] == ["batch", "rows", cfg.hidden_size]
+
+
+def test_grid_step_keeps_fixed_length(tmp_path: Path) -> None:
+    export_step(TRM(CONFIGS["grid"]).eval(), tmp_path / FP32_FILE)
+    assert input_dims(tmp_path / FP32_FILE)["tokens"] == ["batch", 81]
+
+
+def input_dims(path: Path) -> dict[str, list[int | str]]:
+    """Each graph input's axes: fixed sizes, or the names of dynamic axes."""
+    graph = onnx.load(str(path)).graph
+    return {i.name: [d.dim_param or d.dim_value for d in i.type.tensor_type.shape.dim] for i in graph.input}
 
 
 @pytest.mark.parametrize("name", ["text", "pooled-text"])  # grids: on the trained bundle (test_shipped_bundles)

@@ -13,8 +13,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from trainer.cli import main
+from trainer.export import torch_model_from_bundle
 
 KEYWORDS = {"open_file": "open", "run_tests": "pytest", "commit": "commit", "undo": "undo"}
 FILLER = ["please", "the", "now", "quickly", "my", "a", "this", "that", "for", "me", "could", "you", "kindly"]
@@ -69,6 +71,15 @@ def test_fit_learns_a_small_task_and_eval_reproduces_it(
     assert len(report["anytime_accuracy"]) == 2
     assert abs(report["accuracy"] - manifest["metrics"]["test_accuracy"]) <= 0.01
     assert {"halting", "best_fixed", "ece"} <= set(report)
+
+    # re-exporting the bundle's own weights (after an exporter change) keeps its figures and training record
+    assert main(["export", "--from-bundle", str(bundle), "--out", str(tmp_path / "again")]) == 0
+    again = json.loads((tmp_path / "again" / "keywords" / "manifest.json").read_text())
+    assert again["metrics"] == pytest.approx(manifest["metrics"], abs=1e-4)
+    assert again["training"]["command"] == manifest["training"]["command"]
+    assert again["training"]["optimizer_steps"] == manifest["training"]["optimizer_steps"] == 150
+    first, second = (torch_model_from_bundle(b)[0].state_dict() for b in (bundle, tmp_path / "again" / "keywords"))
+    assert all(torch.equal(first[name], second[name]) for name in first)
 
 
 def test_eval_names_a_label_the_model_never_saw(

@@ -27,7 +27,7 @@ def count_network_calls(model: TRM) -> list[int]:
     return calls
 
 
-@pytest.mark.parametrize("cfg", [text_config(), text_config(pool=4, seq_len=14), grid_config()])
+@pytest.mark.parametrize("cfg", [text_config(), text_config(pool=4, seq_len=16, doc_slot=True), grid_config()])
 def test_step_shapes(cfg: ModelConfig) -> None:
     model = TRM(cfg)
     tokens = torch.randint(1, cfg.vocab_size, (3, cfg.seq_len))
@@ -95,6 +95,11 @@ def test_padding_does_not_change_the_answer() -> None:
     yb, zb = model.initial_state(2)
     batched = model.step(torch.cat([short, other]), yb, zb)[2][:1]
     torch.testing.assert_close(alone, batched, rtol=1e-5, atol=1e-5)
+
+
+def test_text_length_must_be_a_multiple_of_the_pool() -> None:
+    with pytest.raises(ValueError, match=r"multiple of model\.pool 8"):
+        ModelConfig(task="text", vocab_size=50, seq_len=60, num_outputs=3, pool=8)
 
 
 def test_halting_target_is_exact_whole_answer_correctness() -> None:

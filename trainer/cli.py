@@ -12,14 +12,15 @@ from typing import Any
 import torch
 from tokenizers import Tokenizer
 
-from trainer.config import TrainConfig, load_config, parse_override
+from trainer.config import TeacherConfig, TrainConfig, load_config, parse_override
 from trainer.data.errors import DataError
 from trainer.data.grids import SUDOKU_TIERS, load_grid_dataset, sudoku_splits
 from trainer.data.text import load_text_dataset
 from trainer.data.tokenizer import encode_texts
 from trainer.evaluate import onnx_step_fn
-from trainer.export import verify_bundle
+from trainer.export import torch_model_from_bundle, verify_bundle
 from trainer.pipeline import (
+    TrainingRecord,
     build_model,
     evaluate_step,
     export_bundle,
@@ -88,6 +89,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    if args.from_bundle:
+        return _reexport_bundle(Path(args.from_bundle), Path(args.out))
     checkpoint = Path(args.checkpoint)
     if checkpoint.is_dir():
         checkpoint = checkpoint / CHECKPOINT
@@ -103,9 +106,21 @@ def cmd_export(args: argparse.Namespace) -> int:
     trainer = Trainer(cfg, model, prepared.stream, None, projection)
     trainer.load_checkpoint()
     command = args.training_command or "trm-train " + " ".join(sys.argv[1:])
-    bundle = export_bundle(cfg, prepared, trainer.ema.model.cpu().eval(), Path(args.out) / cfg.name, trainer,
-                           command, trainer.elapsed_s)
+    record = TrainingRecord.of(trainer, command, trainer.elapsed_s)
+    bundle = export_bundle(cfg, prepared, trainer.ema.model.cpu().eval(), Path(args.out) / cfg.name, record)
     print(json.dumps({"bundle": str(bundle)}))
+    return 0
+
+
+def _reexport_bundle(bundle: Path, out: Path) -> int:
+    """Re-exports a bundle's own weights with this version's exporter (re-measured, same training record)."""
+    model, manifest = torch_model_from_bundle(bundle)
+    evaluation = json.loads((bundle / "evaluation.json").read_text())
+    cfg = TrainConfig.from_dict(manifest["training"]["config"])
+    cfg.device = "cpu"
+    cfg.teacher = TeacherConfig()  # the teacher shapes training only; the weights are already trained
+    written = export_bundle(cfg, prepare(cfg), model, out / cfg.name, TrainingRecord.of_bundle(manifest, evaluation))
+    print(json.dumps({"bundle": str(written)}))
     return 0
 
 
@@ -142,7 +157,10 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.set_defaults(func=cmd_eval)
 
     export = sub.add_parser("export", help="write a bundle from a training checkpoint")
-    export.add_argument("--checkpoint", required=True, help="runs/NAME or runs/NAME/checkpoint.pt")
+    source = export.add_mutually_exclusive_group(required=True)
+    source.add_argument("--checkpoint", help="runs/NAME or runs/NAME/checkpoint.pt")
+    source.add_argument("--from-bundle", help="an existing bundle folder: re-export its weights (e.g. after an "
+                        "exporter change) with fresh measurements and its original training record")
     export.add_argument("--out", default="bundles")
     export.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override a top-level config key for export, e.g. --set eval_limit=500")

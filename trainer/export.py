@@ -39,11 +39,19 @@ def sha256_file(path: Path) -> str:
 
 
 def export_step(model: TRM, path: Path) -> None:
-    """Writes ONE supervision step of `model` (on CPU, eval mode) as ONNX with a dynamic batch axis."""
+    """Writes ONE supervision step of `model` (on CPU, eval mode) as ONNX with a dynamic batch axis.
+
+    Variable-length models (``ModelConfig.variable_length``) also get dynamic token and state-row axes.
+    """
     model = model.to("cpu").eval()
     cfg = model.cfg
     tokens = torch.ones(2, cfg.seq_len, dtype=torch.long)
     y, z = model.initial_state(2)
+    dynamic_axes: dict[str, dict[int, str]] = {name: {0: "batch"} for name in STEP_INPUTS + STEP_OUTPUTS}
+    if cfg.variable_length:
+        dynamic_axes["tokens"][1] = "tokens"
+        for name in ("y", "z", "y_next", "z_next"):
+            dynamic_axes[name][1] = "rows"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(
@@ -52,7 +60,7 @@ def export_step(model: TRM, path: Path) -> None:
             str(path),
             input_names=list(STEP_INPUTS),
             output_names=list(STEP_OUTPUTS),
-            dynamic_axes={name: {0: "batch"} for name in STEP_INPUTS + STEP_OUTPUTS},
+            dynamic_axes=dynamic_axes,
             opset_version=OPSET,
             do_constant_folding=False,
             dynamo=False,
@@ -140,6 +148,14 @@ def torch_model_from_bundle(bundle_dir: str | Path) -> tuple[TRM, dict[str, Any]
     weights = {init.name: torch.from_numpy(numpy_helper.to_array(init).copy()) for init in graph.initializer}
     model.load_state_dict({name: weights[name] for name in model.state_dict()})
     return model.eval(), manifest
+
+
+def variable_length_spec(model_cfg: ModelConfig) -> dict[str, int] | None:
+    """How a server may trim a batch's padding (docs/BUNDLE.md): None for fixed-length steps."""
+    if not model_cfg.variable_length:
+        return None
+    rows_before = model_cfg.state_shape[0] - model_cfg.positions
+    return {"token_multiple": model_cfg.pool, "rows_before_tokens": rows_before}
 
 
 def base_manifest(model_cfg: ModelConfig, **fields: Any) -> dict[str, Any]:

@@ -38,17 +38,27 @@ class ModelConfig:
     N_sup: int = 16  # most supervision steps
     pool: int = 1  # text only: mean-pool tokens in chunks of this size (long documents)
     embed_dim: int = 0  # 0: embeddings of hidden_size; else factorised embed_dim -> hidden_size
+    doc_slot: bool = False  # text only: one extra position holding the bag of words of the whole input
     pad_id: int = 0
+
+    def __post_init__(self) -> None:
+        if self.task == "text" and self.seq_len % self.pool:
+            raise ValueError(f"max_tokens {self.seq_len} must be a multiple of model.pool {self.pool}")
 
     @property
     def positions(self) -> int:
         """Input positions after pooling (the answer slot not included)."""
-        return math.ceil(self.seq_len / self.pool)
+        return self.seq_len // self.pool
+
+    @property
+    def variable_length(self) -> bool:
+        """Whether the step accepts fewer tokens than seq_len (text with attention; states shrink with them)."""
+        return self.task == "text" and self.mixer == "attention"
 
     @property
     def state_shape(self) -> tuple[int, int]:
-        """Shape of y and z per example: answer slot + input positions, hidden size."""
-        return (self.positions + 1, self.hidden_size)
+        """Shape of y and z per example: answer slot (+ document slot) + input positions, hidden size."""
+        return (self.positions + 1 + int(self.doc_slot), self.hidden_size)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -93,10 +103,11 @@ class RotaryEmbedding(nn.Module):
         self.register_buffer("sin", angles.sin(), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Rotates x of shape [B, heads, S, head_dim]."""
+        """Rotates x of shape [B, heads, S, head_dim], S at most the table's length."""
         half = x.shape[-1] // 2
         rotated = torch.cat([-x[..., half:], x[..., :half]], dim=-1)
-        return x * self.cos + rotated * self.sin
+        seq = x.shape[-2]
+        return x * self.cos[:seq] + rotated * self.sin[:seq]
 
 
 class SelfAttention(nn.Module):
@@ -163,7 +174,16 @@ class Network(nn.Module):
 
 
 class InputEmbedding(nn.Module):
-    """Tokens -> x of shape [B, S, d]: scaled embeddings, optional chunk pooling, answer slot first."""
+    """Tokens -> x of shape [B, S, d]: scaled embeddings, optional chunk pooling, answer slot first.
+
+    With ``doc_slot`` the second position is the whole input's bag of words (the RMS-normalised sum
+    of its token embeddings): every token reaches the recursion in one place however the input is
+    pooled, which long documents need (a learned, TF-IDF-like view; token norms act as weights).
+
+    Text with the attention mixer takes any multiple of ``pool`` tokens up to ``seq_len``: padding
+    is masked out of attention, so cutting trailing padding off changes no valid position (the
+    server runs each batch at its longest input, see ``ModelConfig.variable_length``).
+    """
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
@@ -184,17 +204,21 @@ class InputEmbedding(nn.Module):
         key_mask = None
         if cfg.task == "text":
             valid = (tokens != cfg.pad_id).to(emb.dtype)
-            if cfg.pool > 1:
-                pad = cfg.positions * cfg.pool - cfg.seq_len
-                emb = F.pad(emb, (0, 0, 0, pad)).view(emb.shape[0], cfg.positions, cfg.pool, -1)
-                valid = F.pad(valid, (0, pad)).view(valid.shape[0], cfg.positions, cfg.pool)
+            doc = rms_norm((emb * valid[..., None]).sum(1, keepdim=True)) if cfg.doc_slot else None
+            if cfg.pool > 1:  # any multiple of pool tokens: the server may trim padding off a batch
+                emb = emb.view(emb.shape[0], -1, cfg.pool, emb.shape[-1])
+                valid = valid.view(valid.shape[0], -1, cfg.pool)
                 emb = (emb * valid[..., None]).sum(2) / valid.sum(2, keepdim=True).clamp(min=1.0)
                 valid = valid.amax(2)
-            emb = emb * valid[..., None]
-            slot_valid = torch.ones_like(valid[:, :1])
+            emb = emb * valid[..., None] * self.scale
+            slot_valid = valid.new_ones(valid.shape[0], 1 + int(cfg.doc_slot))
             key_mask = torch.cat([slot_valid, valid], dim=1) > 0
-        x = torch.cat([self.answer_slot.expand(emb.shape[0], -1, -1), emb], dim=1)
-        return x * self.scale, key_mask
+            if doc is not None:
+                emb = torch.cat([doc, emb], dim=1)
+        else:
+            emb = emb * self.scale
+        x = torch.cat([self.answer_slot.expand(emb.shape[0], -1, -1) * self.scale, emb], dim=1)
+        return x, key_mask
 
 
 class TRM(nn.Module):

@@ -35,6 +35,7 @@ from trainer.export import (
     quantize_step,
     sha256_file,
     torch_step_fn,
+    variable_length_spec,
     write_bundle,
 )
 from trainer.model import TRM, ModelConfig, count_parameters
@@ -125,7 +126,7 @@ def prepare_text(cfg: TrainConfig) -> Prepared:
     return Prepared(
         model_cfg=model_cfg, stream=stream, labels=labels,
         input_spec={"kind": "text", "max_tokens": cfg.max_tokens, "max_chars": cfg.max_chars, "pad_id": 0,
-                    "tokenizer": "tokenizer.json"},
+                    "tokenizer": "tokenizer.json", "variable_length": variable_length_spec(model_cfg)},
         val=val_set, tests={"test": test_set}, data_sha256=hashes, files={"tokenizer.json": tokenizer.to_str()},
         embedding_init=embedding_init,
     )
@@ -250,6 +251,29 @@ def headline_metrics(results: dict[str, Any]) -> dict[str, float]:
     return {k: round(float(v), 5) for k, v in flat.items()}
 
 
+@dataclass(frozen=True)
+class TrainingRecord:
+    """How the exported weights were trained: what the manifest and REPORT.md record."""
+
+    command: str
+    wall_time_s: float
+    optimizer_steps: int
+    train_time_s: float
+    device: str
+    history: list[dict[str, float]]
+
+    @classmethod
+    def of(cls, trainer: Trainer, command: str, wall_time_s: float) -> TrainingRecord:
+        return cls(command, wall_time_s, trainer.step, trainer.elapsed_s, str(trainer.device), trainer.history)
+
+    @classmethod
+    def of_bundle(cls, manifest: dict[str, Any], evaluation: dict[str, Any]) -> TrainingRecord:
+        """The record an existing bundle carries (re-exporting it keeps how it was trained)."""
+        training = manifest["training"]
+        return cls(training["command"], training["wall_time_s"], training["optimizer_steps"],
+                   training["train_time_s"], training["device"], evaluation.get("training_history", []))
+
+
 def fit_and_export(cfg: TrainConfig, bundle_dir: Path, resume: bool = True, command: str = "") -> Path:
     """Trains (or resumes) the model described by cfg and writes its bundle to bundle_dir."""
     started = time.monotonic()
@@ -258,14 +282,11 @@ def fit_and_export(cfg: TrainConfig, bundle_dir: Path, resume: bool = True, comm
     print(f"{cfg.name}: {count_parameters(model):,} parameters, state {prepared.model_cfg.state_shape}")
     trainer = Trainer(cfg, model, prepared.stream, _quick_eval(prepared, cfg.eval_examples), projection)
     ema_model = trainer.fit(resume=resume)
-    return export_bundle(cfg, prepared, _cpu_copy(ema_model), bundle_dir, trainer, command,
-                         time.monotonic() - started)
+    record = TrainingRecord.of(trainer, command, time.monotonic() - started)
+    return export_bundle(cfg, prepared, _cpu_copy(ema_model), bundle_dir, record)
 
 
-def export_bundle(
-    cfg: TrainConfig, prepared: Prepared, model: TRM, bundle_dir: Path, trainer: Trainer,
-    command: str, wall_time_s: float,
-) -> Path:
+def export_bundle(cfg: TrainConfig, prepared: Prepared, model: TRM, bundle_dir: Path, record: TrainingRecord) -> Path:
     """Exports, calibrates on validation, measures on test (fp32 and int8) and writes the bundle."""
     mcfg = prepared.model_cfg
     with tempfile.TemporaryDirectory() as tmp:
@@ -293,6 +314,11 @@ def export_bundle(
         int8_loss = max(int8_accuracy_loss(results, results_int8).values())
         bundle_bytes = fp32.stat().st_size + int8.stat().st_size + sum(len(c) for c in prepared.files.values())
         ship_int8 = int8_loss <= INT8_MAX_LOSS and bundle_bytes <= MAX_BUNDLE_BYTES
+        int8_decision = (
+            "shipped as model.int8.onnx" if ship_int8
+            else f"not shipped (loses more than {100 * INT8_MAX_LOSS:.1f} points)" if int8_loss > INT8_MAX_LOSS
+            else f"not shipped (the bundle with it would exceed {MAX_BUNDLE_BYTES / 1e6:.1f} MB)"
+        )
         metrics.update({f"int8_{k}": v for k, v in int8_metrics.items() if k.endswith("accuracy")})
         files: dict[str, Path | bytes | str] = {FP32_FILE: fp32, **prepared.files}
         if ship_int8:
@@ -300,8 +326,9 @@ def export_bundle(
         evaluation = {
             "results": results, "results_int8": results_int8, "parity": parity,
             "int8_accuracy_loss": round(int8_loss, 5), "int8_shipped": ship_int8,
+            "int8_decision": int8_decision,
             "fp32_measured_with": f"torch ({device.type}), ONNX parity below",
-            "training_history": trainer.history,
+            "training_history": record.history,
         }
         manifest = base_manifest(
             mcfg, name=cfg.name, version=cfg.version, labels=prepared.labels, input=prepared.input_spec,
@@ -309,9 +336,9 @@ def export_bundle(
             out_of_scope={"label": OOS_LABEL, "threshold": oos_threshold} if oos_threshold is not None else None,
             metrics=metrics, int8=INT8_FILE if ship_int8 else None,
             training={
-                "config": cfg.to_dict(), "data_sha256": prepared.data_sha256, "command": command,
-                "wall_time_s": round(wall_time_s, 1), "optimizer_steps": trainer.step,
-                "train_time_s": round(trainer.elapsed_s, 1), "device": str(trainer.device),
+                "config": cfg.to_dict(), "data_sha256": prepared.data_sha256, "command": record.command,
+                "wall_time_s": round(record.wall_time_s, 1), "optimizer_steps": record.optimizer_steps,
+                "train_time_s": round(record.train_time_s, 1), "device": record.device,
                 "parameters": count_parameters(model),
             },
         )
@@ -332,4 +359,25 @@ def measure_parity(model: TRM, onnx_path: Path, prepared: Prepared, count: int =
     trace_t = ev.run_recursion(torch_step, first.tokens, mcfg.state_shape, mcfg.N_sup)
     trace_o = ev.run_recursion(onnx_step, first.tokens, mcfg.state_shape, mcfg.N_sup)
     agreement = float((trace_t.predictions[-1] == trace_o.predictions[-1]).mean())
-    return {"examples": len(first), "step_max_abs_diff": max_diff, "final_agreement": agreement}
+    parity = {"examples": len(first), "step_max_abs_diff": max_diff, "final_agreement": agreement}
+    if mcfg.variable_length:
+        parity["trimmed_step_max_abs_diff"] = trimmed_step_diff(onnx_step, mcfg, first.tokens[:50], outs_o)
+    return parity
+
+
+def trimmed_step_diff(
+    step: ev.StepFn, mcfg: ModelConfig, tokens: np.ndarray, full: tuple[np.ndarray, ...]
+) -> float:
+    """Max |diff| between each example's step at its own trimmed length and its full-length step
+    (`full`: the step's outputs at full length, from zero states): what the server's trimming may change."""
+    worst = 0.0
+    rows_before = mcfg.state_shape[0] - mcfg.positions
+    for i, row in enumerate(tokens):
+        valid = int(np.count_nonzero(row != mcfg.pad_id))
+        length = max(1, -(-valid // mcfg.pool)) * mcfg.pool
+        rows = rows_before + length // mcfg.pool
+        zeros = np.zeros((1, rows, mcfg.hidden_size), dtype=np.float32)
+        y, z, logits, halt = step(row[None, :length], zeros, zeros)
+        pairs = ((y[0], full[0][i, :rows]), (z[0], full[1][i, :rows]), (logits[0], full[2][i]), (halt, full[3][i]))
+        worst = max(worst, *(float(np.abs(a - b).max()) for a, b in pairs))
+    return worst

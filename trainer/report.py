@@ -62,6 +62,12 @@ def write_report(folder: Path, manifest: dict[str, Any], evaluation: dict[str, A
                 f"{100 * s['oos_recall']:.2f}% at threshold {s['oos_threshold']}"
             )
     parity = evaluation["parity"]
+    trimmed = (
+        f"\nOne step at each input's own length (padding trimmed, as the server batches) vs full length, "
+        f"{min(50, parity['examples'])} examples: max |diff| {parity['trimmed_step_max_abs_diff']:.2e}."
+        if "trimmed_step_max_abs_diff" in parity else ""
+    )
+    unit = "classes" if manifest["task"] != "grid" else "cells"
     text = f"""# {manifest['name']} {manifest['version']}
 
 {manifest['description']}
@@ -78,10 +84,10 @@ Anytime accuracy (%) after each supervision step:
 ![anytime accuracy and halting histogram](anytime.png)
 
 int8 variant: accuracy loss {100 * evaluation['int8_accuracy_loss']:.2f} points;
-{'shipped as model.int8.onnx' if evaluation['int8_shipped'] else 'not shipped (loses more than 0.5 points)'}.
+{evaluation['int8_decision']}.
 
 ONNX parity on {parity['examples']} test examples: one step max |diff| {parity['step_max_abs_diff']:.2e};
-final answers agree on {100 * parity['final_agreement']:.2f}% ({'classes' if manifest['task'] != 'grid' else 'cells'}).
+final answers agree on {100 * parity['final_agreement']:.2f}% ({unit}).{trimmed}
 
 ## Training
 

@@ -14,7 +14,7 @@ from typing import Literal
 import torch
 
 from trainer.data.tokenizer import train_tokenizer
-from trainer.export import FP32_FILE, GRID_LABELS, base_manifest, export_step, write_bundle
+from trainer.export import FP32_FILE, GRID_LABELS, base_manifest, export_step, variable_length_spec, write_bundle
 from trainer.model import TRM, ModelConfig
 
 DEFAULT_TEXT_LABELS = ("play_music", "set_alarm", "weather", "translate", "oos")
@@ -44,8 +44,13 @@ def make_random_bundle(
     seed: int = 0,
     halt_threshold: float = 0.5,
     hidden_size: int = 32,
+    pool: int = 1,
+    doc_slot: bool = False,
 ) -> Path:
-    """Exports a randomly initialised TRM as a complete bundle at out_dir/name and returns the folder."""
+    """Exports a randomly initialised TRM as a complete bundle at out_dir/name and returns the folder.
+
+    Text bundles are variable-length (the server trims each batch's padding); `pool` and `doc_slot`
+    select the long-document input layout."""
     torch.manual_seed(seed)
     name = name or ("random-text" if task == "text" else "random-sudoku")
     files: dict[str, Path | bytes | str] = {}
@@ -55,12 +60,12 @@ def make_random_bundle(
         labels = list(labels or DEFAULT_TEXT_LABELS)
         cfg = ModelConfig(
             task="text", vocab_size=tokenizer.get_vocab_size(), seq_len=max_tokens, num_outputs=len(labels),
-            hidden_size=hidden_size, num_heads=2, n=n, T=T, N_sup=N_sup,
+            hidden_size=hidden_size, num_heads=2, n=n, T=T, N_sup=N_sup, pool=pool, doc_slot=doc_slot,
         )
         files["tokenizer.json"] = tokenizer.to_str()
         input_spec = {
             "kind": "text", "max_tokens": max_tokens, "max_chars": 2000, "pad_id": 0,
-            "tokenizer": "tokenizer.json",
+            "tokenizer": "tokenizer.json", "variable_length": variable_length_spec(cfg),
         }
         out_of_scope = {"label": "oos", "threshold": 0.3} if "oos" in labels else None
     else:

@@ -25,6 +25,15 @@ class BundleError(Exception):
 
 
 @dataclass(frozen=True)
+class VariableLength:
+    """How a batch's trailing padding may be trimmed: tokens in multiples of `token_multiple`, and
+    state rows = `rows_before_tokens` + tokens / `token_multiple`."""
+
+    token_multiple: int
+    rows_before_tokens: int
+
+
+@dataclass(frozen=True)
 class TextInput:
     """Input spec of a text classification model."""
 
@@ -32,6 +41,7 @@ class TextInput:
     max_chars: int
     pad_id: int
     tokenizer: str
+    variable_length: VariableLength | None = None
 
 
 @dataclass(frozen=True)
@@ -153,6 +163,8 @@ def parse_manifest(data: Any) -> Manifest:
     labels = _labels(data)
     recursion = _recursion(_object(data, "recursion"))
     spec = _input(_object(data, "input"), task, labels, files)
+    if isinstance(spec, TextInput):
+        _check_variable_length(spec, recursion)
     halting = _object(data, "halting")
     halt_threshold = _number(halting, "halting.threshold")
     if not 0.0 < halt_threshold <= 1.0:
@@ -273,6 +285,7 @@ def _input(obj: dict, task: str, labels: tuple[str, ...], files: dict[str, str])
             max_chars=_integer(obj, "input.max_chars"),
             pad_id=_integer(obj, "input.pad_id", minimum=0),
             tokenizer=_listed(files, _text(obj, "input.tokenizer"), "input.tokenizer"),
+            variable_length=_variable_length(obj.get("variable_length")),
         )
     spec = GridInput(
         rows=_integer(obj, "input.rows"),
@@ -290,6 +303,34 @@ def _input(obj: dict, task: str, labels: tuple[str, ...], files: dict[str, str])
         if spec.rows != spec.cols or box * box != spec.rows or len(spec.alphabet) != spec.rows:
             raise BundleError("input.rules 'sudoku' needs a square grid of side k*k and k*k alphabet symbols")
     return spec
+
+
+def _variable_length(value: Any) -> VariableLength | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise BundleError("field 'input.variable_length' must be an object or null")
+    return VariableLength(
+        token_multiple=_integer(value, "input.variable_length.token_multiple"),
+        rows_before_tokens=_integer(value, "input.variable_length.rows_before_tokens", minimum=0),
+    )
+
+
+def _check_variable_length(spec: TextInput, recursion: Recursion) -> None:
+    trim = spec.variable_length
+    if trim is None:
+        return
+    if spec.max_tokens % trim.token_multiple:
+        raise BundleError(
+            f"input.max_tokens {spec.max_tokens} is not a multiple of input.variable_length.token_multiple "
+            f"{trim.token_multiple}"
+        )
+    rows = trim.rows_before_tokens + spec.max_tokens // trim.token_multiple
+    if rows != recursion.state_shape[0]:
+        raise BundleError(
+            f"input.variable_length implies {rows} state rows at max_tokens, recursion.state_shape has "
+            f"{recursion.state_shape[0]}"
+        )
 
 
 def _out_of_scope(value: Any, labels: tuple[str, ...]) -> OutOfScope | None:

@@ -7,8 +7,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from onnxruntime.capi.onnxruntime_pybind11_state import Fail, InvalidArgument, RuntimeException
 
-from trm_service.runtime.bundle import Bundle, TextInput, load_bundle
+from trm_service.runtime.bundle import Bundle, BundleError, TextInput, load_bundle
 from trm_service.runtime.codec import TextEncoder
 from trm_service.runtime.session import SessionSettings, StepSession
 
@@ -49,12 +50,18 @@ def load_model(path: Path, options: LoadOptions) -> LoadedModel:
 
 
 def _warm_up(session: StepSession) -> float:
-    """Run a few single-request steps (first-run allocations happen here) and return the fastest."""
-    tokens = np.zeros((1, session.sequence_length), dtype=np.int64)
-    state = session.initial_state(1)
+    """Run a few single-request steps (first-run allocations happen here) at the shortest input the
+    session will see and at full length; return the fastest full-length step."""
+    full = np.zeros((1, session.sequence_length), dtype=np.int64)
     fastest = float("inf")
-    for _ in range(_WARMUP_STEPS):
-        started = time.perf_counter()
-        session.run(tokens, state, state)
-        fastest = min(fastest, time.perf_counter() - started)
+    for length in sorted({session.input_length(full), session.sequence_length}):
+        state = session.initial_state(1, session.state_rows(length))
+        for _ in range(_WARMUP_STEPS):
+            started = time.perf_counter()
+            try:
+                session.run(full[:, :length], state, state)
+            except (Fail, InvalidArgument, RuntimeException) as exc:
+                raise BundleError(f"model.onnx cannot run one step on {length} tokens: {exc}") from exc
+            if length == session.sequence_length:
+                fastest = min(fastest, time.perf_counter() - started)
     return fastest

@@ -15,7 +15,7 @@ import numpy as np
 import onnxruntime as ort
 from onnxruntime.capi.onnxruntime_pybind11_state import Fail, InvalidGraph, InvalidProtobuf, NoSuchFile
 
-from trm_service.runtime.bundle import BundleError, GridInput, Manifest
+from trm_service.runtime.bundle import BundleError, GridInput, Manifest, TextInput
 
 INPUT_NAMES = ("tokens", "y", "z")
 OUTPUT_NAMES = ("y_next", "z_next", "logits", "halt_logit")
@@ -77,17 +77,37 @@ class StepSession:
         check_signature(self._session, manifest)
         self.state_shape = manifest.recursion.state_shape
         self.sequence_length = sequence_length(manifest)
+        spec = manifest.input
+        self._trim = spec.variable_length if isinstance(spec, TextInput) else None
+        self._pad_id = spec.pad_id if isinstance(spec, TextInput) else 0
+
+    def input_length(self, tokens: np.ndarray) -> int:
+        """Tokens of this input the step needs: its non-padding prefix rounded up to the model's
+        token multiple for variable-length bundles, else the full sequence length."""
+        if self._trim is None:
+            return self.sequence_length
+        multiple = self._trim.token_multiple
+        used = int(np.count_nonzero(tokens != self._pad_id))
+        return min(self.sequence_length, max(1, -(-used // multiple)) * multiple)
+
+    def initial_state(self, batch: int, rows: int | None = None) -> np.ndarray:
+        """Zero answer/latent state for `batch` inputs (the first step starts from y = z = 0);
+        `rows` defaults to the full state."""
+        return np.zeros((batch, rows or self.state_shape[0], self.state_shape[1]), dtype=np.float32)
+
+    def state_rows(self, length: int) -> int:
+        """Rows of y and z for inputs of `length` tokens (see `input_length`)."""
+        if self._trim is None:
+            return self.state_shape[0]
+        return self._trim.rows_before_tokens + length // self._trim.token_multiple
 
     def run(self, tokens: np.ndarray, y: np.ndarray, z: np.ndarray) -> StepOutputs:
-        """One supervision step for a batch: tokens [b, seq] int64, y and z [b, S, d] float32."""
+        """One supervision step for a batch: tokens [b, length] int64, y and z [b, state_rows(length), d]."""
         y_next, z_next, logits, halt_logit = self._session.run(
             list(OUTPUT_NAMES), {"tokens": tokens, "y": y, "z": z}
         )
         return StepOutputs(y_next=y_next, z_next=z_next, logits=logits, halt_logit=halt_logit.reshape(-1))
 
-    def initial_state(self, batch: int) -> np.ndarray:
-        """Zero answer/latent state for `batch` rows (the first step starts from y = z = 0)."""
-        return np.zeros((batch, *self.state_shape), dtype=np.float32)
 
 
 def sequence_length(manifest: Manifest) -> int:
@@ -120,6 +140,13 @@ def check_signature(session: ort.InferenceSession, manifest: Manifest) -> None:
     }
     _check_args("input", session.get_inputs(), expected_inputs)
     _check_args("output", session.get_outputs(), expected_outputs)
+    if isinstance(manifest.input, TextInput) and manifest.input.variable_length is not None:
+        fixed = [arg.name for arg in session.get_inputs() if isinstance(arg.shape[1], int)]
+        if fixed:
+            raise BundleError(
+                f"input.variable_length is set but model.onnx has a fixed axis 1 for {', '.join(fixed)} "
+                "(re-export the bundle, or set input.variable_length to null)"
+            )
 
 
 def _check_args(kind: str, args: list, expected: dict[str, tuple[str, tuple[int, ...]]]) -> None:

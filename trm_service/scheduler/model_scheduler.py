@@ -1,7 +1,8 @@
 """Step-level continuous batching for one model version.
 
 One asyncio task per model version loops: admit waiting requests into the batch (up to
-max_batch), run ONE supervision step for the whole batch on the model's own executor thread
+max_batch), run ONE supervision step for the whole batch (trimmed to its longest input when the
+bundle allows it) on the model's own executor thread
 (ONNX Runtime releases the GIL, so models never wait on each other), hand every request its
 step, and release the ones that stopped. A request that needs 2 steps therefore leaves after 2
 steps even if it shares the batch with one that needs 16.
@@ -57,7 +58,6 @@ class ModelScheduler:
         self._session = session
         self._metrics = metrics
         self._step_s = initial_step_s
-        self._zero_state = session.initial_state(1)[0]
         self._active: list[Ticket] = []
         self._pending: collections.deque[Ticket] = collections.deque()
         self._wakeup = asyncio.Event()
@@ -85,6 +85,7 @@ class ModelScheduler:
                 f"model {self.name!r} is at capacity ({len(self._active)} requests in its batch, "
                 f"{len(self._pending)} queued); retry with backoff"
             )
+        ticket.length = self._session.input_length(ticket.tokens)
         self._pending.append(ticket)
         self._update_gauges()
         self._wakeup.set()
@@ -126,9 +127,7 @@ class ModelScheduler:
                 continue
             batch = list(self._active)
             started = time.monotonic()
-            tokens = np.stack([t.tokens for t in batch])
-            y = np.stack([self._zero_state if t.y is None else t.y for t in batch])
-            z = np.stack([self._zero_state if t.z is None else t.z for t in batch])
+            tokens, y, z = self._batch_inputs(batch)
             try:
                 outputs = await loop.run_in_executor(self._executor, self._session.run, tokens, y, z)
                 self._record_step(batch, outputs, time.monotonic())
@@ -139,6 +138,18 @@ class ModelScheduler:
             self._step_s += _STEP_TIME_SMOOTHING * (time.monotonic() - started - self._step_s)
             self._metrics.batch_size.labels(self.name).observe(len(batch))
             self._metrics.step_latency.labels(self.name).observe(time.monotonic() - started)
+
+    def _batch_inputs(self, batch: list[Ticket]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Tokens and states of `batch`, trimmed to its longest input (shorter ones padded back)."""
+        length = max(t.length for t in batch)
+        tokens = np.stack([t.tokens[:length] for t in batch])
+        y = self._session.initial_state(len(batch), self._session.state_rows(length))
+        z = np.zeros_like(y)
+        for row, ticket in enumerate(batch):
+            if ticket.y is not None:
+                rows = ticket.y.shape[0]
+                y[row, :rows], z[row, :rows] = ticket.y, ticket.z
+        return tokens, y, z
 
     def _admit(self) -> None:
         now = time.monotonic()
@@ -156,7 +167,8 @@ class ModelScheduler:
         for row, ticket in enumerate(batch):
             if ticket.cancelled:
                 continue
-            ticket.y, ticket.z = outputs.y_next[row], outputs.z_next[row]
+            rows = self._session.state_rows(ticket.length)
+            ticket.y, ticket.z = outputs.y_next[row, :rows], outputs.z_next[row, :rows]
             ticket.steps_done += 1
             reason = stop_reason(
                 steps_done=ticket.steps_done,

@@ -43,6 +43,7 @@ class Ticket:
         stream: bool,
     ) -> None:
         self.tokens = tokens
+        self.length = len(tokens)  # tokens the step needs; the scheduler trims padding on submit
         self.budget = budget
         self.arrival = arrival
         self.limits = limits
