@@ -134,6 +134,23 @@ async def test_a_full_queue_is_refused_at_once(long_model: LoadedModel):
     await harness.scheduler.close()
 
 
+async def test_a_request_that_could_not_start_before_its_deadline_is_refused_at_once(long_model: LoadedModel):
+    harness = Harness(long_model, max_batch=1, max_queue=8)
+    for _ in range(10):  # the scheduler learns that requests of this model run about 50 steps
+        await harness.submit(harness.ticket("warm", max_steps=50)).finished
+    running = harness.submit(harness.ticket("running", max_steps=5000))
+    wait = harness.scheduler.expected_wait_s()
+    assert wait > 20 * harness.scheduler.expected_step_s
+    soon = [TimeLimit(time.monotonic() + wait / 2, trm_pb2.HALT_REASON_DEADLINE)]
+    with pytest.raises(QueueFull, match="past its deadline or time budget"):
+        harness.submit(harness.ticket("late", max_steps=5, limits=soon))
+    later = [TimeLimit(time.monotonic() + 60, trm_pb2.HALT_REASON_DEADLINE)]
+    queued = harness.submit(harness.ticket("in time", max_steps=5, limits=later))
+    harness.scheduler.cancel(running)
+    assert (await queued.finished).step == 5
+    await harness.scheduler.close()
+
+
 async def test_cancellation_frees_the_slot_and_the_gauges_at_once(long_model: LoadedModel):
     harness = Harness(long_model, max_batch=1, max_queue=4)
     running = harness.submit(harness.ticket("running", max_steps=5000, stream=True))

@@ -89,16 +89,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    overrides = dict(parse_override(item) for item in args.set)
     if args.from_bundle:
-        return _reexport_bundle(Path(args.from_bundle), Path(args.out))
+        return _reexport_bundle(Path(args.from_bundle), Path(args.out), overrides)
     checkpoint = Path(args.checkpoint)
     if checkpoint.is_dir():
         checkpoint = checkpoint / CHECKPOINT
     state = torch.load(checkpoint, map_location="cpu", weights_only=False)
-    raw = state["config"]
-    for key, value in (parse_override(item) for item in args.set):
-        raw[key] = value
-    cfg = TrainConfig.from_dict(raw)
+    cfg = TrainConfig.from_dict({**state["config"], **overrides})
     cfg.device = "cpu"
     cfg.out_dir = str(checkpoint.parent.parent)  # resume from where the checkpoint actually is
     prepared = prepare(cfg)
@@ -112,11 +110,11 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
-def _reexport_bundle(bundle: Path, out: Path) -> int:
+def _reexport_bundle(bundle: Path, out: Path, overrides: dict[str, Any]) -> int:
     """Re-exports a bundle's own weights with this version's exporter (re-measured, same training record)."""
     model, manifest = torch_model_from_bundle(bundle)
     evaluation = json.loads((bundle / "evaluation.json").read_text())
-    cfg = TrainConfig.from_dict(manifest["training"]["config"])
+    cfg = TrainConfig.from_dict({**manifest["training"]["config"], **overrides})
     cfg.device = "cpu"
     cfg.teacher = TeacherConfig()  # the teacher shapes training only; the weights are already trained
     written = export_bundle(cfg, prepare(cfg), model, out / cfg.name, TrainingRecord.of_bundle(manifest, evaluation))
@@ -163,7 +161,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "exporter change) with fresh measurements and its original training record")
     export.add_argument("--out", default="bundles")
     export.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a top-level config key for export, e.g. --set eval_limit=500")
+                        help="override a top-level config key for export, e.g. --set eval_limit=500 or "
+                        "--set max_chars=20000")
     export.add_argument("--training-command", default="",
                         help="the command that trained the checkpoint (recorded in REPORT.md)")
     export.set_defaults(func=cmd_export)

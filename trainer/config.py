@@ -38,7 +38,7 @@ class TrainConfig:
     # text inputs
     max_tokens: int = 32
     vocab_size: int = 4096
-    max_chars: int = 2000
+    max_chars: int = 2000  # longest text the server accepts (longer: INVALID_ARGUMENT); tokens past max_tokens are cut
     token_dropout: float = 0.0  # training augmentation: each input word becomes [UNK] with this probability
     # grid inputs: training puzzles are revealed to a uniform number of givens in this range;
     # originals (no reveal) are mixed in with probability grid_original_fraction

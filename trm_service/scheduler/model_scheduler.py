@@ -25,7 +25,7 @@ from trm_service.scheduler.halting import TimeLimit, stop_reason
 from trm_service.scheduler.ticket import StepResult, Ticket
 
 _log = structlog.get_logger("trm_service.scheduler")
-_STEP_TIME_SMOOTHING = 0.2
+_SMOOTHING = 0.2
 _STEP_TIME_SAFETY = 1.5
 
 
@@ -58,6 +58,7 @@ class ModelScheduler:
         self._session = session
         self._metrics = metrics
         self._step_s = initial_step_s
+        self._steps_per_request = 1.0  # smoothed supervision steps a request runs before it stops
         self._active: list[Ticket] = []
         self._pending: collections.deque[Ticket] = collections.deque()
         self._wakeup = asyncio.Event()
@@ -76,14 +77,32 @@ class ModelScheduler:
         self._task = asyncio.get_running_loop().create_task(self._run(), name=f"scheduler-{self.name}")
         self._update_gauges()
 
+    def expected_wait_s(self) -> float:
+        """How long a request submitted now would wait for its first step: the requests queued ahead
+        of it leave at max_batch per (steps per request) steps, each step taking the smoothed step time."""
+        if len(self._active) < self.max_batch and not self._pending:
+            return 0.0
+        return (len(self._pending) + 1) * self._steps_per_request / self.max_batch * self._step_s
+
     def submit(self, ticket: Ticket) -> None:
-        """Queue a request; raise QueueFull or SchedulerClosed at once instead of waiting."""
+        """Queue a request; raise QueueFull or SchedulerClosed at once instead of waiting.
+
+        A request that could not finish one step before its earliest time limit (deadline or time
+        budget) is refused with QueueFull too: queueing it would only turn into a DEADLINE_EXCEEDED later.
+        """
         if self._closing:
             raise SchedulerClosed(f"model {self.name!r} version {self.version} is being unloaded")
         if len(self._active) + len(self._pending) >= self.max_batch + self.max_queue:
             raise QueueFull(
                 f"model {self.name!r} is at capacity ({len(self._active)} requests in its batch, "
                 f"{len(self._pending)} queued); retry with backoff"
+            )
+        first_step_at = time.monotonic() + self.expected_wait_s() + self._step_s
+        limit = min((limit.at for limit in ticket.limits), default=None)
+        if limit is not None and first_step_at > limit:
+            raise QueueFull(
+                f"model {self.name!r} is busy: a new request would wait about {self.expected_wait_s() * 1000:.0f} ms "
+                f"for its first step, past its deadline or time budget; retry with backoff or allow more time"
             )
         ticket.length = self._session.input_length(ticket.tokens)
         self._pending.append(ticket)
@@ -135,7 +154,7 @@ class ModelScheduler:
                 _log.exception("step_failed", model=self.name, version=self.version, batch=len(batch))
                 self._fail(batch, exc)
                 continue
-            self._step_s += _STEP_TIME_SMOOTHING * (time.monotonic() - started - self._step_s)
+            self._step_s += _SMOOTHING * (time.monotonic() - started - self._step_s)
             self._metrics.batch_size.labels(self.name).observe(len(batch))
             self._metrics.step_latency.labels(self.name).observe(time.monotonic() - started)
 
@@ -189,6 +208,8 @@ class ModelScheduler:
                     halt_reason=reason or trm_pb2.HALT_REASON_UNSPECIFIED,
                 )
             )
+        for ticket in stopped:
+            self._steps_per_request += _SMOOTHING * (ticket.steps_done - self._steps_per_request)
         if stopped:
             self._active = [t for t in self._active if t not in stopped]
             self._update_gauges()
