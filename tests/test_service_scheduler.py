@@ -38,13 +38,15 @@ def long_model(long_bundle: Path) -> LoadedModel:
 class Harness:
     """A started scheduler with its own metrics registry."""
 
-    def __init__(self, model: LoadedModel, *, max_batch: int = 64, max_queue: int = 64) -> None:
+    def __init__(self, model: LoadedModel, *, max_batch: int = 64, max_queue: int = 64, max_rows_per_run: int = 16
+                 ) -> None:
         self.model = model
         self.registry = CollectorRegistry()
         manifest = model.bundle.manifest
         self.scheduler = ModelScheduler(
             manifest.name, manifest.version, model.session, max_batch=max_batch, max_queue=max_queue,
-            metrics=ServiceMetrics(self.registry), initial_step_s=model.warm_step_s,
+            max_rows_per_run=max_rows_per_run, metrics=ServiceMetrics(self.registry),
+            initial_step_s=model.warm_step_s,
         )
         self.scheduler.start()
 
@@ -95,6 +97,24 @@ async def test_batched_results_equal_unbatched_results(text_model: LoadedModel, 
         trm_pb2.HALT_REASON_MAX_STEPS if "threshold" not in budget else trm_pb2.HALT_REASON_HALTED
     }
     await harness.scheduler.close()
+
+
+async def test_a_step_runs_as_length_sorted_calls_of_bounded_rows(
+    long_model: LoadedModel, monkeypatch: pytest.MonkeyPatch
+):
+    """Ten requests, at most 4 rows per ONNX Runtime call: 3 calls per step, shortest inputs first, each
+    trimmed to its own longest input (multiples of the bundle's 4-token pooling), same answers as alone."""
+    texts = [" ".join(["word"] * (1 + (7 * i) % 13)) for i in range(10)]
+    alone = await _run_alone(Harness(long_model), texts, max_steps=2)
+    session, calls = long_model.session, []
+    real_run = session.run
+    monkeypatch.setattr(session, "run", lambda tokens, y, z: calls.append(tokens.shape) or real_run(tokens, y, z))
+    together = await _run_together(Harness(long_model, max_rows_per_run=4), texts, max_steps=2)
+    assert [rows for rows, _ in calls] == [4, 4, 2, 4, 4, 2]
+    lengths = [length for _, length in calls[:3]]
+    assert lengths == sorted(lengths) and lengths[0] < lengths[-1] and all(n % 4 == 0 for n in lengths)
+    for one, batched in zip(alone, together, strict=True):
+        np.testing.assert_allclose(batched.logits, one.logits, rtol=0, atol=1e-5)
 
 
 async def test_a_short_request_leaves_the_batch_while_a_long_one_keeps_stepping(long_model: LoadedModel):

@@ -51,6 +51,8 @@ _OPTIONS = (
     _Option("metrics_port", int, "Prometheus /metrics HTTP port; 0 picks a free one"),
     _Option("max_batch_size", int, "per model version: most requests in one step batch"),
     _Option("max_queue", int, "per model version: most requests waiting (then RESOURCE_EXHAUSTED)"),
+    _Option("max_rows_per_run", int, "most rows per ONNX Runtime call: a step's batch runs as several calls, "
+            "sorted by input length (bounds memory; shorter inputs run shorter)"),
     _Option("workers", int, "server processes sharing the port with SO_REUSEPORT, metrics merged"),
     _Option("tls_cert", Path, "PEM certificate chain: serve TLS"),
     _Option("tls_key", Path, "PEM private key of --tls-cert"),

@@ -24,6 +24,7 @@ class ServeConfig:
     default_models: bool = True
     max_batch_size: int = 64
     max_queue: int = 256
+    max_rows_per_run: int = 16
     workers: int = 1
     tls_cert: Path | None = None
     tls_key: Path | None = None
@@ -54,6 +55,7 @@ class ServeConfig:
         for flag, value, low in (
             ("--max-batch-size", self.max_batch_size, 1),
             ("--max-queue", self.max_queue, 0),
+            ("--max-rows-per-run", self.max_rows_per_run, 1),
             ("--workers", self.workers, 1),
             ("--intra-op-threads", self.intra_op_threads, 1),
             ("--max-message-bytes", self.max_message_bytes, 1024),

@@ -27,10 +27,12 @@ _log = structlog.get_logger("trm_service.registry")
 
 @dataclass(frozen=True)
 class SchedulerLimits:
-    """Per model version: requests in one step batch, and requests waiting behind it."""
+    """Per model version: requests in one step batch, requests waiting behind it, and the most rows
+    one ONNX Runtime call runs (a step's batch runs as several calls above that)."""
 
     max_batch: int
     max_queue: int
+    max_rows_per_run: int = 16
 
 
 @dataclass(eq=False)
@@ -211,6 +213,7 @@ class ModelRegistry:
             loaded.session,
             max_batch=self._limits.max_batch,
             max_queue=self._limits.max_queue,
+            max_rows_per_run=self._limits.max_rows_per_run,
             metrics=self._metrics,
             initial_step_s=loaded.warm_step_s,
         )

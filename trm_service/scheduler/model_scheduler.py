@@ -1,11 +1,12 @@
 """Step-level continuous batching for one model version.
 
 One asyncio task per model version loops: admit waiting requests into the batch (up to
-max_batch), run ONE supervision step for the whole batch (trimmed to its longest input when the
-bundle allows it) on the model's own executor thread
+max_batch), run ONE supervision step for the whole batch on the model's own executor thread
 (ONNX Runtime releases the GIL, so models never wait on each other), hand every request its
 step, and release the ones that stopped. A request that needs 2 steps therefore leaves after 2
-steps even if it shares the batch with one that needs 16.
+steps even if it shares the batch with one that needs 16. The step's batch runs as ONNX Runtime
+calls of at most max_rows_per_run rows, sorted by input length, each trimmed to its own longest
+input when the bundle allows it: memory stays bounded and short inputs run short.
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ class ModelScheduler:
         *,
         max_batch: int,
         max_queue: int,
+        max_rows_per_run: int = 16,
         metrics: ServiceMetrics,
         initial_step_s: float,
     ) -> None:
@@ -55,6 +57,7 @@ class ModelScheduler:
         self.version = version
         self.max_batch = max_batch
         self.max_queue = max_queue
+        self.max_rows_per_run = max_rows_per_run
         self._session = session
         self._metrics = metrics
         self._step_s = initial_step_s
@@ -146,10 +149,13 @@ class ModelScheduler:
                 continue
             batch = list(self._active)
             started = time.monotonic()
-            tokens, y, z = self._batch_inputs(batch)
+            runs = self._plan_runs(batch)
             try:
-                outputs = await loop.run_in_executor(self._executor, self._session.run, tokens, y, z)
-                self._record_step(batch, outputs, time.monotonic())
+                inputs = [self._batch_inputs(run) for run in runs]
+                outputs = await loop.run_in_executor(self._executor, self._run_all, inputs)
+                now = time.monotonic()
+                for run, run_outputs in zip(runs, outputs, strict=True):
+                    self._record_step(run, run_outputs, now)
             except Exception as exc:
                 _log.exception("step_failed", model=self.name, version=self.version, batch=len(batch))
                 self._fail(batch, exc)
@@ -157,6 +163,17 @@ class ModelScheduler:
             self._step_s += _SMOOTHING * (time.monotonic() - started - self._step_s)
             self._metrics.batch_size.labels(self.name).observe(len(batch))
             self._metrics.step_latency.labels(self.name).observe(time.monotonic() - started)
+
+    def _plan_runs(self, batch: list[Ticket]) -> list[list[Ticket]]:
+        """The step's batch as ONNX Runtime calls of at most max_rows_per_run rows, shortest inputs
+        first, so each call is trimmed to its own longest input and its memory stays bounded."""
+        ordered = sorted(batch, key=lambda ticket: ticket.length)
+        size = self.max_rows_per_run
+        return [ordered[i : i + size] for i in range(0, len(ordered), size)]
+
+    def _run_all(self, inputs: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> list[StepOutputs]:
+        """Runs on the model's executor thread: one session call per planned run."""
+        return [self._session.run(tokens, y, z) for tokens, y, z in inputs]
 
     def _batch_inputs(self, batch: list[Ticket]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Tokens and states of `batch`, trimmed to its longest input (shorter ones padded back)."""
