@@ -12,10 +12,12 @@ import yaml
 
 @dataclass
 class TeacherConfig:
-    """Training-time use of the offline sentence-embedding teacher (text tasks only; never served)."""
+    """Training-time teachers (text tasks only; never served): the offline sentence-embedding model,
+    or for soft labels a TF-IDF regression fit on the training split (trainer/tfidf_teacher.py)."""
 
     embedding_init: bool = False  # initialise token embeddings from the teacher (PCA of token vectors)
-    soft_label_weight: float = 0.0  # weight of KL to a logistic-regression head on teacher embeddings
+    soft_label_weight: float = 0.0  # weight of KL to the soft labels
+    soft_labels: Literal["minilm", "tfidf"] = "minilm"  # regression on MiniLM embeddings, or cross-fitted TF-IDF
     temperature: float = 2.0
     embedding_weight: float = 0.0  # weight of cosine loss between the answer slot and the teacher embedding
 

@@ -41,6 +41,7 @@ from trainer.export import (
 from trainer.model import TRM, ModelConfig, count_parameters
 from trainer.report import write_report
 from trainer.tasks import EncodedSet, SudokuStream, TextStream, grid_set
+from trainer.tfidf_teacher import cross_fitted_soft_labels
 from trainer.train import Trainer, pick_device
 
 OOS_LABEL = "oos"
@@ -108,10 +109,13 @@ def prepare_text(cfg: TrainConfig) -> Prepared:
     if teacher.embedding_init or teacher.soft_label_weight or teacher.embedding_weight:
         from trainer import teacher as teacher_lib
 
-        if teacher.soft_label_weight or teacher.embedding_weight:
+        minilm_soft = teacher.soft_label_weight and teacher.soft_labels == "minilm"
+        if minilm_soft or teacher.embedding_weight:
             teacher_vectors = teacher_lib.embed_texts(train.texts)
-        if teacher.soft_label_weight:
+        if minilm_soft:
             soft = teacher_lib.soft_labels(teacher_vectors, train_targets, len(labels), teacher.temperature)
+        elif teacher.soft_label_weight:
+            soft = cross_fitted_soft_labels(train.texts, train_targets, len(labels), teacher.temperature, cfg.seed)
         if teacher.embedding_init:
             vocabulary = [tok for tok, _ in sorted(tokenizer.get_vocab().items(), key=lambda kv: kv[1])]
             embedding_init = teacher_lib.token_embedding_init(
