@@ -73,8 +73,13 @@ def test_fit_learns_a_small_task_and_eval_reproduces_it(
     assert {"halting", "best_fixed", "ece"} <= set(report)
 
     # re-exporting the bundle's own weights (after an exporter change) keeps its figures and training record
-    assert main(["export", "--from-bundle", str(bundle), "--out", str(tmp_path / "again")]) == 0
+    # (with an ablation bundle beside it, here the bundle itself, whose figures go into REPORT.md)
+    again_dir = str(tmp_path / "again")
+    assert main(["export", "--from-bundle", str(bundle), "--out", again_dir, "--ablation", str(bundle)]) == 0
     again = json.loads((tmp_path / "again" / "keywords" / "manifest.json").read_text())
+    report = (tmp_path / "again" / "keywords" / "REPORT.md").read_text()
+    accuracy = f"{100 * manifest['metrics']['test_accuracy']:.2f}%"
+    assert "## What recursion buys" in report and f"| test_accuracy | {accuracy} | {accuracy} |" in report
     assert again["metrics"] == pytest.approx(manifest["metrics"], abs=1e-4)
     assert again["training"]["command"] == manifest["training"]["command"]
     assert again["training"]["optimizer_steps"] == manifest["training"]["optimizer_steps"] == 150

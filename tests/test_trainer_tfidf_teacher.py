@@ -1,4 +1,5 @@
-"""The TF-IDF teacher's cross-fitted soft labels: distributions that know the task, from models that never saw the text."""
+"""The TF-IDF teacher's cross-fitted soft labels: distributions that know the task, from models that
+never saw the text."""
 
 from __future__ import annotations
 

@@ -21,6 +21,7 @@ from trainer.evaluate import onnx_step_fn
 from trainer.export import torch_model_from_bundle, verify_bundle
 from trainer.pipeline import (
     TrainingRecord,
+    ablation_summary,
     build_model,
     evaluate_step,
     export_bundle,
@@ -90,8 +91,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     overrides = dict(parse_override(item) for item in args.set)
+    ablation = ablation_summary(Path(args.ablation)) if args.ablation else None
     if args.from_bundle:
-        return _reexport_bundle(Path(args.from_bundle), Path(args.out), overrides)
+        return _reexport_bundle(Path(args.from_bundle), Path(args.out), overrides, ablation)
     checkpoint = Path(args.checkpoint)
     if checkpoint.is_dir():
         checkpoint = checkpoint / CHECKPOINT
@@ -105,19 +107,21 @@ def cmd_export(args: argparse.Namespace) -> int:
     trainer.load_checkpoint()
     command = args.training_command or "trm-train " + " ".join(sys.argv[1:])
     record = TrainingRecord.of(trainer, command, trainer.elapsed_s)
-    bundle = export_bundle(cfg, prepared, trainer.ema.model.cpu().eval(), Path(args.out) / cfg.name, record)
+    bundle = export_bundle(cfg, prepared, trainer.ema.model.cpu().eval(), Path(args.out) / cfg.name, record,
+                           ablation)
     print(json.dumps({"bundle": str(bundle)}))
     return 0
 
 
-def _reexport_bundle(bundle: Path, out: Path, overrides: dict[str, Any]) -> int:
+def _reexport_bundle(bundle: Path, out: Path, overrides: dict[str, Any], ablation: dict[str, Any] | None) -> int:
     """Re-exports a bundle's own weights with this version's exporter (re-measured, same training record)."""
     model, manifest = torch_model_from_bundle(bundle)
     evaluation = json.loads((bundle / "evaluation.json").read_text())
     cfg = TrainConfig.from_dict({**manifest["training"]["config"], **overrides})
     cfg.device = "cpu"
     cfg.teacher = TeacherConfig()  # the teacher shapes training only; the weights are already trained
-    written = export_bundle(cfg, prepare(cfg), model, out / cfg.name, TrainingRecord.of_bundle(manifest, evaluation))
+    record = TrainingRecord.of_bundle(manifest, evaluation)
+    written = export_bundle(cfg, prepare(cfg), model, out / cfg.name, record, ablation or evaluation.get("ablation"))
     print(json.dumps({"bundle": str(written)}))
     return 0
 
@@ -163,6 +167,8 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override a top-level config key for export, e.g. --set eval_limit=500 or "
                         "--set max_chars=20000")
+    export.add_argument("--ablation", help="a bundle of the same model with less recursion (e.g. n=1, T=1), "
+                        "trained as long: its figures go into REPORT.md next to this bundle's")
     export.add_argument("--training-command", default="",
                         help="the command that trained the checkpoint (recorded in REPORT.md)")
     export.set_defaults(func=cmd_export)

@@ -290,8 +290,13 @@ def fit_and_export(cfg: TrainConfig, bundle_dir: Path, resume: bool = True, comm
     return export_bundle(cfg, prepared, _cpu_copy(ema_model), bundle_dir, record)
 
 
-def export_bundle(cfg: TrainConfig, prepared: Prepared, model: TRM, bundle_dir: Path, record: TrainingRecord) -> Path:
-    """Exports, calibrates on validation, measures on test (fp32 and int8) and writes the bundle."""
+def export_bundle(
+    cfg: TrainConfig, prepared: Prepared, model: TRM, bundle_dir: Path, record: TrainingRecord,
+    ablation: dict[str, Any] | None = None,
+) -> Path:
+    """Exports, calibrates on validation, measures on test (fp32 and int8) and writes the bundle.
+
+    `ablation` (see `ablation_summary`) is a same-size model with less recursion, reported next to this one."""
     mcfg = prepared.model_cfg
     with tempfile.TemporaryDirectory() as tmp:
         fp32, int8 = Path(tmp) / FP32_FILE, Path(tmp) / INT8_FILE
@@ -334,6 +339,8 @@ def export_bundle(cfg: TrainConfig, prepared: Prepared, model: TRM, bundle_dir: 
             "fp32_measured_with": f"torch ({device.type}), ONNX parity below",
             "training_history": record.history,
         }
+        if ablation is not None:
+            evaluation["ablation"] = ablation
         manifest = base_manifest(
             mcfg, name=cfg.name, version=cfg.version, labels=prepared.labels, input=prepared.input_spec,
             description=cfg.description, halt_threshold=halt_threshold,
@@ -350,6 +357,18 @@ def export_bundle(cfg: TrainConfig, prepared: Prepared, model: TRM, bundle_dir: 
         files.update(report_files)
         files["evaluation.json"] = json.dumps(evaluation, indent=1)
         return write_bundle(bundle_dir, manifest, files)
+
+
+def ablation_summary(bundle_dir: Path) -> dict[str, Any]:
+    """What a report needs of an ablation bundle: its recursion, test accuracies and training effort."""
+    manifest = json.loads((Path(bundle_dir) / "manifest.json").read_text())
+    training = manifest["training"]
+    return {
+        "recursion": {key: manifest["recursion"][key] for key in ("n", "T", "N_sup")},
+        "accuracy": {k: v for k, v in manifest["metrics"].items() if k.endswith("accuracy") and "int8" not in k},
+        "parameters": training["parameters"], "optimizer_steps": training["optimizer_steps"],
+        "train_time_s": training["train_time_s"], "device": training["device"], "command": training["command"],
+    }
 
 
 def measure_parity(model: TRM, onnx_path: Path, prepared: Prepared, count: int = 200) -> dict[str, float]:

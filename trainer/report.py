@@ -89,7 +89,7 @@ int8 variant: accuracy loss {100 * evaluation['int8_accuracy_loss']:.2f} points;
 ONNX parity on {parity['examples']} test examples: one step max |diff| {parity['step_max_abs_diff']:.2e};
 final answers agree on {100 * parity['final_agreement']:.2f}% ({unit}).{trimmed}
 
-## Training
+{_ablation_section(manifest, evaluation)}## Training
 
 - command: `{training.get('command', '')}`
 - wall time: {training.get('wall_time_s', 0):.0f} s (training loop {training.get('train_time_s', 0):.0f} s,
@@ -107,3 +107,36 @@ Full configuration:
     report_path = folder / "REPORT.md"
     report_path.write_text(text)
     return {"REPORT.md": report_path, "anytime.png": plot_path}
+
+
+def _ablation_section(manifest: dict[str, Any], evaluation: dict[str, Any]) -> str:
+    """What recursion buys: this bundle next to a same-size model with less recursion, if one was given."""
+    ablation = evaluation.get("ablation")
+    if ablation is None:
+        return ""
+    training, ours = manifest["training"], manifest["recursion"]
+    theirs = ablation["recursion"]
+    rows = []
+    for key, value in ablation["accuracy"].items():
+        mine = manifest["metrics"].get(key)
+        if mine is not None:
+            rows.append(f"| {key} | {100 * mine:.2f}% | {100 * value:.2f}% |")
+    calls = (ours["n"] + 1) * ours["T"], (theirs["n"] + 1) * theirs["T"]
+    return f"""## What recursion buys: same-size ablation
+
+| | this bundle | ablation |
+|---|---:|---:|
+| recursion | {_recursion_text(ours)} | {_recursion_text(theirs)} |
+| calls of f per supervision step | {calls[0]} | {calls[1]} |
+| parameters | {training.get('parameters', 0):,} | {ablation['parameters']:,} |
+| training | {training.get('optimizer_steps', 0)} steps, {training.get('train_time_s', 0):.0f} s | \
+{ablation['optimizer_steps']} steps, {ablation['train_time_s']:.0f} s |
+{chr(10).join(rows)}
+
+Ablation command: `{ablation['command']}`
+
+"""
+
+
+def _recursion_text(recursion: dict[str, int]) -> str:
+    return f"n={recursion['n']}, T={recursion['T']}, N_sup={recursion['N_sup']}"
