@@ -34,15 +34,15 @@ def test_environment_variables_apply_and_flags_win_over_them():
     assert (config.port, config.metrics_port, config.max_batch_size) == (7000, 6001, 8)
     assert config.model_directories() == [Path("/a"), Path("/b")]
     assert config.log_inputs is False and config.grace_period == 2.5
-    flagged = _config(["--models-dir", "/c", "--models-dir", "/d", "--int8"], environ)
-    assert flagged.models_dirs == (Path("/c"), Path("/d")) and flagged.int8
+    flagged = _config(["--models-dir", "/c", "--models-dir", "/d", "--fp32"], environ)
+    assert flagged.models_dirs == (Path("/c"), Path("/d")) and flagged.fp32
 
 
 @pytest.mark.parametrize(
     ("argv", "environ", "message"),
     [
         ([], {"TRM_PORT": "http"}, "TRM_PORT='http' is not valid"),
-        ([], {"TRM_INT8": "maybe"}, "TRM_INT8='maybe' is not valid"),
+        ([], {"TRM_FP32": "maybe"}, "TRM_FP32='maybe' is not valid"),
         (["--port", "70000"], {}, "--port must be 0..65535"),
         (["--max-batch-size", "0"], {}, "--max-batch-size must be at least 1"),
         (["--tls-cert", "cert.pem"], {}, "--tls-cert and --tls-key go together"),

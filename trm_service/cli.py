@@ -69,7 +69,8 @@ _OPTIONS = (
 _SWITCHES = (
     _Option("no_default_models", _flag, "do not serve the bundles packaged in trm_service/models"),
     _Option("log_inputs", _flag, "include request text/grids in the request log lines"),
-    _Option("int8", _flag, "run a bundle's int8 model when it ships one"),
+    _Option("fp32", _flag, "run every bundle's fp32 model.onnx, also where it ships an int8 model (by default "
+            "the int8 model runs where shipped: the trainer ships it only if it loses at most 0.5 points)"),
 )
 
 

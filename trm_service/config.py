@@ -33,7 +33,7 @@ class ServeConfig:
     drain_delay: float = 0.0
     ready_file: Path | None = None
     log_inputs: bool = False
-    int8: bool = False
+    fp32: bool = False  # run model.onnx even where a bundle ships model.int8.onnx
     intra_op_threads: int = 1
     max_message_bytes: int = 1 << 20
     max_time_budget_ms: int = 60_000

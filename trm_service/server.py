@@ -84,7 +84,7 @@ async def run_server(config: ServeConfig) -> None:
     metrics = ServiceMetrics()
     registry = ModelRegistry(
         config.model_directories(),
-        LoadOptions(SessionSettings(intra_op_threads=config.intra_op_threads), int8=config.int8),
+        LoadOptions(SessionSettings(intra_op_threads=config.intra_op_threads), int8=not config.fp32),
         SchedulerLimits(
             max_batch=config.max_batch_size, max_queue=config.max_queue, max_rows_per_run=config.max_rows_per_run
         ),
