@@ -90,8 +90,10 @@ class ModelScheduler:
     def submit(self, ticket: Ticket) -> None:
         """Queue a request; raise QueueFull or SchedulerClosed at once instead of waiting.
 
-        A request that could not finish one step before its earliest time limit (deadline or time
-        budget) is refused with QueueFull too: queueing it would only turn into a DEADLINE_EXCEEDED later.
+        A request that would wait in the queue past the point where it could still finish one step
+        before its earliest time limit (deadline or time budget) is refused with QueueFull too:
+        queueing it would only turn into a DEADLINE_EXCEEDED later. (With no queue it is admitted:
+        a deadline shorter than one step is the caller's to fix, and gets DEADLINE_EXCEEDED.)
         """
         if self._closing:
             raise SchedulerClosed(f"model {self.name!r} version {self.version} is being unloaded")
@@ -100,12 +102,12 @@ class ModelScheduler:
                 f"model {self.name!r} is at capacity ({len(self._active)} requests in its batch, "
                 f"{len(self._pending)} queued); retry with backoff"
             )
-        first_step_at = time.monotonic() + self.expected_wait_s() + self._step_s
+        wait = self.expected_wait_s()
         limit = min((limit.at for limit in ticket.limits), default=None)
-        if limit is not None and first_step_at > limit:
+        if wait and limit is not None and time.monotonic() + wait + self._step_s > limit:
             raise QueueFull(
-                f"model {self.name!r} is busy: a new request would wait about {self.expected_wait_s() * 1000:.0f} ms "
-                f"for its first step, past its deadline or time budget; retry with backoff or allow more time"
+                f"model {self.name!r} is busy: a new request would wait about {wait * 1000:.0f} ms for its "
+                "first step, past its deadline or time budget; retry with backoff or allow more time"
             )
         ticket.length = self._session.input_length(ticket.tokens)
         self._pending.append(ticket)
