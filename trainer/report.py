@@ -129,8 +129,9 @@ def _ablation_section(manifest: dict[str, Any], evaluation: dict[str, Any]) -> s
 | recursion | {_recursion_text(ours)} | {_recursion_text(theirs)} |
 | calls of f per supervision step | {calls[0]} | {calls[1]} |
 | parameters | {training.get('parameters', 0):,} | {ablation['parameters']:,} |
-| training | {training.get('optimizer_steps', 0)} steps, {training.get('train_time_s', 0):.0f} s | \
-{ablation['optimizer_steps']} steps, {ablation['train_time_s']:.0f} s |
+| training | {training.get('optimizer_steps', 0)} steps, {training.get('train_time_s', 0):.0f} s on \
+{training.get('device', '?')} | {ablation['optimizer_steps']} steps, {ablation['train_time_s']:.0f} s on \
+{ablation['device']} |
 {chr(10).join(rows)}
 
 Ablation command: `{ablation['command']}`
