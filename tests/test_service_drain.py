@@ -45,7 +45,9 @@ def test_sigterm_under_load_loses_no_accepted_request(long_bundle: Path, text_bu
             wait_for(lambda: server.returncode is not None)
         assert server.returncode == 0
     assert all(f.final and (f.step, f.halt_reason) == (1500, trm_pb2.HALT_REASON_MAX_STEPS) for f in finals)
-    assert set(load.outcomes.values()) <= {grpc.StatusCode.OK, grpc.StatusCode.UNAVAILABLE}
+    # UNAVAILABLE at the door; CANCELLED only from gRPC core's own race, a call that reached the transport
+    # as the listener closed and never reached the service (checked below: it was never logged as accepted)
+    assert set(load.outcomes.values()) <= {grpc.StatusCode.OK, grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED}
     logged = {r["request_id"]: r["status"] for r in server.log_records() if r.get("event") == "request"}
     for request_id, code in load.outcomes.items():
         if code == grpc.StatusCode.OK:
