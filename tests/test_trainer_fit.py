@@ -82,6 +82,7 @@ def test_fit_learns_a_small_task_and_eval_reproduces_it(
     assert "## What recursion buys" in report and f"| test_accuracy | {accuracy} | {accuracy} |" in report
     assert again["metrics"] == pytest.approx(manifest["metrics"], abs=1e-4)
     assert again["training"]["command"] == manifest["training"]["command"]
+    assert again["training"]["config"] == manifest["training"]["config"]  # how the weights were trained
     assert again["training"]["optimizer_steps"] == manifest["training"]["optimizer_steps"] == 150
     first, second = (torch_model_from_bundle(b)[0].state_dict() for b in (bundle, tmp_path / "again" / "keywords"))
     assert all(torch.equal(first[name], second[name]) for name in first)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import shlex
 import sys
@@ -118,10 +119,11 @@ def _reexport_bundle(bundle: Path, out: Path, overrides: dict[str, Any], ablatio
     model, manifest = torch_model_from_bundle(bundle)
     evaluation = json.loads((bundle / "evaluation.json").read_text())
     cfg = TrainConfig.from_dict({**manifest["training"]["config"], **overrides})
-    cfg.device = "cpu"
-    cfg.teacher = TeacherConfig()  # the teacher shapes training only; the weights are already trained
+    # the data without the teachers: they shaped training only, and the weights are already trained
+    # (the manifest keeps recording `cfg`, the configuration the weights were trained with)
+    prepared = prepare(dataclasses.replace(cfg, teacher=TeacherConfig()))
     record = TrainingRecord.of_bundle(manifest, evaluation)
-    written = export_bundle(cfg, prepare(cfg), model, out / cfg.name, record, ablation or evaluation.get("ablation"))
+    written = export_bundle(cfg, prepared, model, out / cfg.name, record, ablation or evaluation.get("ablation"))
     print(json.dumps({"bundle": str(written)}))
     return 0
 

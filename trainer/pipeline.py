@@ -167,15 +167,20 @@ def prepare_grid(cfg: TrainConfig) -> Prepared:
     )
 
 
+def _sample_indices(count: int, limit: int, seed: int) -> np.ndarray:
+    """Sorted indices of a fixed random subset (seeded) of at most `limit` of `count` items."""
+    return np.sort(np.random.default_rng(seed).permutation(count)[:limit])
+
+
 def _sample(split: GridSplit, limit: int, seed: int) -> GridSplit:
     """A fixed random subset (seeded) of at most `limit` puzzles."""
-    idx = np.sort(np.random.default_rng(seed).permutation(len(split.puzzles))[:limit])
+    idx = _sample_indices(len(split.puzzles), limit, seed)
     return GridSplit(split.puzzles[idx], split.solutions[idx])
 
 
 def sample_set(data: EncodedSet, limit: int, seed: int) -> EncodedSet:
     """A fixed random subset (seeded) of at most `limit` examples."""
-    idx = np.sort(np.random.default_rng(seed).permutation(len(data))[:limit])
+    idx = _sample_indices(len(data), limit, seed)
     return EncodedSet(data.tokens[idx], data.targets[idx])
 
 
@@ -394,11 +399,13 @@ def trimmed_step_diff(
     """Max |diff| between each example's step at its own trimmed length and its full-length step
     (`full`: the step's outputs at full length, from zero states): what the server's trimming may change."""
     worst = 0.0
-    rows_before = mcfg.state_shape[0] - mcfg.positions
+    trim = variable_length_spec(mcfg)
+    assert trim is not None, "only variable-length steps can be trimmed"
+    multiple = trim["token_multiple"]
     for i, row in enumerate(tokens):
         valid = int(np.count_nonzero(row != mcfg.pad_id))
-        length = max(1, -(-valid // mcfg.pool)) * mcfg.pool
-        rows = rows_before + length // mcfg.pool
+        length = max(1, -(-valid // multiple)) * multiple
+        rows = trim["rows_before_tokens"] + length // multiple
         zeros = np.zeros((1, rows, mcfg.hidden_size), dtype=np.float32)
         y, z, logits, halt = step(row[None, :length], zeros, zeros)
         pairs = ((y[0], full[0][i, :rows]), (z[0], full[1][i, :rows]), (logits[0], full[2][i]), (halt, full[3][i]))

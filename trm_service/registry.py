@@ -32,7 +32,7 @@ class SchedulerLimits:
 
     max_batch: int
     max_queue: int
-    max_rows_per_run: int = 16
+    max_rows_per_run: int
 
 
 @dataclass(eq=False)

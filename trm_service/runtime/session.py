@@ -109,7 +109,6 @@ class StepSession:
         return StepOutputs(y_next=y_next, z_next=z_next, logits=logits, halt_logit=halt_logit.reshape(-1))
 
 
-
 def sequence_length(manifest: Manifest) -> int:
     """Length of the `tokens` input: max_tokens for text, one id per cell for grids."""
     spec = manifest.input

@@ -49,7 +49,7 @@ class ModelScheduler:
         *,
         max_batch: int,
         max_queue: int,
-        max_rows_per_run: int = 16,
+        max_rows_per_run: int,
         metrics: ServiceMetrics,
         initial_step_s: float,
     ) -> None:
