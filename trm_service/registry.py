@@ -114,27 +114,27 @@ class ModelRegistry:
         self._options = options
         self._limits = limits
         self._metrics = metrics
-        self._hosted: list[HostedModel] = []
+        self._hosted: list[HostedModel] = []  # by name, newest version first (see _set_hosted)
+        self._by_name: dict[str, list[HostedModel]] = {}
         self._retiring: set[asyncio.Task[None]] = set()
         self._lock = asyncio.Lock()
         self._shutdown_at: float | None = None
 
     def models(self) -> list[HostedModel]:
         """Every hosted version, by name, newest version first."""
-        newest_first = sorted(self._hosted, key=lambda m: version_key(m.version), reverse=True)
-        return sorted(newest_first, key=lambda m: m.name)
+        return list(self._hosted)
 
     def names(self) -> set[str]:
         """Names of the hosted models."""
-        return {m.name for m in self._hosted}
+        return set(self._by_name)
 
     def versions(self, name: str) -> list[str]:
         """Hosted versions of `name`, newest first."""
-        return [m.version for m in self.models() if m.name == name]
+        return [m.version for m in self._by_name.get(name, ())]
 
     def resolve(self, name: str, version: str = "") -> HostedModel:
         """The named model at `version` (empty: newest); raise ModelNotFound with what is available."""
-        candidates = [m for m in self.models() if m.name == name]
+        candidates = self._by_name.get(name)
         if not candidates:
             available = ", ".join(sorted(self.names())) or "none"
             raise ModelNotFound(f"model {name!r} is not hosted here; available models: {available}")
@@ -183,13 +183,22 @@ class ModelRegistry:
                 hosted.append(self._host(loaded))
                 summary.loaded.append(f"{manifest.name}@{manifest.version}")
             gone = [m for m in self._hosted if m not in hosted]
-            self._hosted = hosted
+            self._set_hosted(hosted)
             for model in gone:
                 summary.retired.append(f"{model.name}@{model.version}")
                 self._retire(model)
             hosted_names = [f"{m.name}@{m.version}" for m in self.models()]
             _log.info("models_reloaded", hosted=hosted_names, **vars(summary))
             return summary
+
+    def _set_hosted(self, hosted: list[HostedModel]) -> None:
+        """Replace the hosted versions, ordered (by name, newest first) and indexed by name once here
+        so that the per-request lookup does no sorting."""
+        newest_first = sorted(hosted, key=lambda m: version_key(m.version), reverse=True)
+        self._hosted = sorted(newest_first, key=lambda m: m.name)
+        self._by_name = {}
+        for model in self._hosted:
+            self._by_name.setdefault(model.name, []).append(model)
 
     def shutdown_by(self, at: float) -> None:
         """Make every scheduler stop its requests (anytime answers) before time.monotonic() reaches `at`."""
@@ -199,7 +208,8 @@ class ModelRegistry:
 
     async def close(self) -> None:
         """Stop every scheduler after its submitted requests finished."""
-        hosted, self._hosted = self._hosted, []
+        hosted = self._hosted
+        self._set_hosted([])
         for model in hosted:
             self._retire(model)
         if self._retiring:

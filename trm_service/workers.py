@@ -9,7 +9,6 @@ samples to a shared PROMETHEUS_MULTIPROC_DIR and the supervisor sums them. Signa
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import multiprocessing
 import multiprocessing.connection
@@ -23,6 +22,7 @@ from pathlib import Path
 from types import FrameType
 
 import structlog
+import uvloop
 from prometheus_client import multiprocess
 
 from trm_service.config import ConfigError, ServeConfig
@@ -62,7 +62,7 @@ def _reserve_port(host: str, port: int) -> socket.socket:
 def _worker_main(config: ServeConfig) -> None:
     """Entry point of one worker process."""
     configure_logging(config.log_level)
-    asyncio.run(run_server(config))
+    uvloop.run(run_server(config))
 
 
 class _Supervisor:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
+import os
 import time
-import uuid
 
 import grpc
 import structlog
@@ -12,6 +13,13 @@ from trm.v1 import trm_pb2
 from trm_service.observability.metrics import ServiceMetrics
 
 _log = structlog.get_logger("trm_service.requests")
+_ID_PREFIX = os.urandom(12).hex()  # per process (ids unique across --workers N); 32 hex digits in all
+_ID_COUNTER = itertools.count()
+
+
+def new_request_id() -> str:
+    """A request id unique within this process and, by its random prefix, across processes."""
+    return f"{_ID_PREFIX}{next(_ID_COUNTER):08x}"
 
 
 class CallRecord:
@@ -19,7 +27,7 @@ class CallRecord:
 
     def __init__(self, method: str, metrics: ServiceMetrics, *, log_inputs: bool) -> None:
         self.method = method
-        self.request_id = uuid.uuid4().hex
+        self.request_id = new_request_id()
         self.started = time.monotonic()
         self.model = ""
         self.version = ""
@@ -41,8 +49,9 @@ class CallRecord:
             return
         self._finished = True
         latency_s = time.monotonic() - self.started
-        self._metrics.requests.labels(self.model, self.method, code.name).inc()
-        self._metrics.latency.labels(self.model, self.method).observe(latency_s)
+        metrics = self._metrics
+        metrics.child(metrics.requests, self.model, self.method, code.name).inc()
+        metrics.child(metrics.latency, self.model, self.method).observe(latency_s)
         fields: dict[str, object] = {
             "request_id": self.request_id,
             "method": self.method,
@@ -53,8 +62,8 @@ class CallRecord:
         }
         if self.steps:
             reason = trm_pb2.HaltReason.Name(self.halt_reason)
-            self._metrics.steps.labels(self.model).observe(self.steps)
-            self._metrics.halt_reasons.labels(self.model, reason).inc()
+            metrics.child(metrics.steps, self.model).observe(self.steps)
+            metrics.child(metrics.halt_reasons, self.model, reason).inc()
             fields.update(steps=self.steps, halt_reason=reason)
         if self.queue_wait_s is not None:
             fields["queue_ms"] = round(self.queue_wait_s * 1000.0, 3)

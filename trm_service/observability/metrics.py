@@ -7,8 +7,10 @@ supervisor serves their sum (gauges: sum over live workers).
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.multiprocess import MultiProcessCollector
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -60,6 +62,16 @@ class ServiceMetrics:
             "trm_model_info", "1 for every loaded model version", ["model", "version", "task"],
             multiprocess_mode="livemax", registry=registry,
         )
+        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
+
+    def child(self, metric: MetricWrapperBase, *label_values: str) -> Any:
+        """`metric.labels(*label_values)`, memoised: labels() validates and takes a lock on every call,
+        which the per-request path would otherwise pay several times."""
+        key = (id(metric), label_values)
+        found = self._children.get(key)
+        if found is None:
+            found = self._children[key] = metric.labels(*label_values)
+        return found
 
 
 def serve_metrics(host: str, port: int, registry: CollectorRegistry = REGISTRY) -> int:

@@ -59,7 +59,11 @@ class ModelScheduler:
         self.max_queue = max_queue
         self.max_rows_per_run = max_rows_per_run
         self._session = session
-        self._metrics = metrics
+        self._batch_size = metrics.batch_size.labels(name)
+        self._step_latency = metrics.step_latency.labels(name)
+        self._queue_wait = metrics.queue_wait.labels(name)
+        self._inflight = metrics.inflight.labels(name, version)
+        self._queued = metrics.queued.labels(name, version)
         self._step_s = initial_step_s
         self._steps_per_request = 1.0  # smoothed supervision steps a request runs before it stops
         self._active: list[Ticket] = []
@@ -163,8 +167,8 @@ class ModelScheduler:
                 self._fail(batch, exc)
                 continue
             self._step_s += _SMOOTHING * (time.monotonic() - started - self._step_s)
-            self._metrics.batch_size.labels(self.name).observe(len(batch))
-            self._metrics.step_latency.labels(self.name).observe(time.monotonic() - started)
+            self._batch_size.observe(len(batch))
+            self._step_latency.observe(time.monotonic() - started)
 
     def _plan_runs(self, batch: list[Ticket]) -> list[list[Ticket]]:
         """The step's batch as ONNX Runtime calls of at most max_rows_per_run rows, shortest inputs
@@ -194,7 +198,7 @@ class ModelScheduler:
         while self._pending and len(self._active) < self.max_batch:
             ticket = self._pending.popleft()
             ticket.queue_wait_s = now - ticket.arrival
-            self._metrics.queue_wait.labels(self.name).observe(ticket.queue_wait_s)
+            self._queue_wait.observe(ticket.queue_wait_s)
             self._active.append(ticket)
         self._update_gauges()
 
@@ -247,5 +251,5 @@ class ModelScheduler:
         self._update_gauges()
 
     def _update_gauges(self) -> None:
-        self._metrics.inflight.labels(self.name, self.version).set(len(self._active))
-        self._metrics.queued.labels(self.name, self.version).set(len(self._pending))
+        self._inflight.set(len(self._active))
+        self._queued.set(len(self._pending))
