@@ -1,0 +1,47 @@
+"""The per-request accounting's fast paths keep their meaning: memoised metric children count into
+the same series, request ids stay unique, and the collector tuning applies."""
+
+from __future__ import annotations
+
+import gc
+import re
+
+import grpc
+from prometheus_client import CollectorRegistry
+
+from trm_service.api.call_record import CallRecord, new_request_id
+from trm_service.observability.metrics import ServiceMetrics
+from trm_service.server import GC_YOUNG_THRESHOLD, tune_garbage_collector
+
+
+def test_memoised_children_count_into_the_labelled_series() -> None:
+    registry = CollectorRegistry()
+    metrics = ServiceMetrics(registry)
+    first = metrics.child(metrics.requests, "intent", "Reason", "OK")
+    assert metrics.child(metrics.requests, "intent", "Reason", "OK") is first
+    assert metrics.child(metrics.requests, "intent", "Reason", "NOT_FOUND") is not first
+    for _ in range(3):
+        record = CallRecord("Reason", metrics, log_inputs=False)
+        record.model = "intent"
+        record.finish(grpc.StatusCode.OK)
+    metrics.requests.labels("intent", "Reason", "OK").inc()  # the unmemoised path: the same series
+    labels = {"model": "intent", "method": "Reason", "code": "OK"}
+    assert registry.get_sample_value("trm_requests_total", labels) == 4
+    assert registry.get_sample_value("trm_request_latency_seconds_count", {"model": "intent", "method": "Reason"}) == 3
+
+
+def test_request_ids_are_unique_32_hex_digits() -> None:
+    ids = [new_request_id() for _ in range(10_000)]
+    assert len(set(ids)) == len(ids)
+    assert all(re.fullmatch(r"[0-9a-f]{32}", i) for i in ids)
+
+
+def test_garbage_collector_tuning_raises_the_young_threshold_and_freezes_startup_objects() -> None:
+    before = gc.get_threshold()
+    try:
+        tune_garbage_collector()
+        assert gc.get_threshold() == (GC_YOUNG_THRESHOLD, *before[1:])
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)
