@@ -225,7 +225,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 64])
     parser.add_argument("--streams", type=int, default=30, help="sequential ReasonStream calls per model")
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "reports" / "bench")
-    parser.add_argument("--server-args", default="", help="extra `trm-service serve` flags, e.g. '--int8'")
+    parser.add_argument(
+        "--server-args", default="",
+        help="extra `trm-service serve` flags, e.g. --server-args=--fp32 (the = form: the value starts with --)",
+    )
     args = parser.parse_args(argv)
     settings = BenchSettings(tuple(args.concurrency), args.duration, args.streams)
     command = "python -m loadtests.bench " + " ".join(argv if argv is not None else sys.argv[1:])
