@@ -1,7 +1,8 @@
 """`make models`: retrain the three default bundles from scratch into trm_service/models/.
 
-Runs the same `trm-train fit` as each bundle's REPORT.md records, one after the other, and prints
-the wall time of each and of the whole run. Uses CUDA when there is one, else the CPU.
+Runs `trm-train fit` for each default model, one after the other, and prints the wall time of
+each and of the whole run. Uses CUDA when there is one, else the CPU, where a model with a
+CPU-sized config (`<name>-cpu.yaml`, Sudoku) trains with that one instead.
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ import sys
 import time
 from pathlib import Path
 
+import torch
+
 from trainer.cli import main as trm_train
 
 DEFAULT_MODELS = ("intent-clinc150", "routing-20ng", "sudoku")
@@ -17,11 +20,20 @@ CONFIGS = Path(__file__).parent / "configs"
 MODELS_DIR = Path(__file__).parent.parent / "trm_service" / "models"
 
 
+def config_path(name: str, cuda: bool) -> Path:
+    """A model's config: `<name>-cpu.yaml` where one exists and there is no GPU, else `<name>.yaml`."""
+    cpu_variant = CONFIGS / f"{name}-cpu.yaml"
+    return cpu_variant if not cuda and cpu_variant.exists() else CONFIGS / f"{name}.yaml"
+
+
 def main(names: list[str]) -> int:
     started = time.monotonic()
+    cuda = torch.cuda.is_available()
     for name in names or DEFAULT_MODELS:
         begun = time.monotonic()
-        code = trm_train(["fit", "--config", str(CONFIGS / f"{name}.yaml"), "--out", str(MODELS_DIR), "--restart"])
+        config = config_path(name, cuda)
+        print(f"{name}: training with {config}", flush=True)
+        code = trm_train(["fit", "--config", str(config), "--out", str(MODELS_DIR), "--restart"])
         print(f"{name}: exit {code}, {time.monotonic() - begun:.0f} s", flush=True)
         if code:
             return code

@@ -1,0 +1,29 @@
+"""The shipped training configs: each loads into a valid model, and `make models` picks the right one."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from trainer.config import load_config
+from trainer.make_models import CONFIGS, DEFAULT_MODELS, config_path
+from trainer.model import ModelConfig
+
+CONFIG_FILES = sorted(CONFIGS.glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", CONFIG_FILES, ids=[p.stem for p in CONFIG_FILES])
+def test_shipped_config_builds_a_model(path: Path) -> None:
+    cfg = load_config(path, {})
+    grid = cfg.task == "grid"
+    model = ModelConfig(task=cfg.task, vocab_size=10 if grid else cfg.vocab_size,
+                        seq_len=81 if grid else cfg.max_tokens, num_outputs=10, **cfg.model)
+    assert cfg.name in DEFAULT_MODELS
+    assert model.state_shape[1] == model.hidden_size
+
+
+def test_make_models_uses_the_cpu_config_only_without_a_gpu() -> None:
+    assert config_path("sudoku", cuda=False).name == "sudoku-cpu.yaml"
+    assert config_path("sudoku", cuda=True).name == "sudoku.yaml"
+    assert config_path("routing-20ng", cuda=False).name == "routing-20ng.yaml"  # no CPU variant
