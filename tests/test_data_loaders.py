@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from trainer.config import TrainConfig
 from trainer.data.errors import DataError
 from trainer.data.text import (
     TextSplit,
@@ -16,6 +17,7 @@ from trainer.data.text import (
     load_text_dataset,
     load_text_file,
 )
+from trainer.pipeline import prepare_text
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 HEADER_MARKER = "LEAKY-HEADER-MARKER"
@@ -118,6 +120,20 @@ def test_newsgroups_val_is_a_seeded_stratified_ten_percent(newsgroups_folder: Pa
     assert load_text_dataset(newsgroups_folder, "val").texts == val.texts
     other_seeds = {tuple(load_text_dataset(newsgroups_folder, "val", seed=s).texts) for s in range(1, 6)}
     assert other_seeds - {tuple(val.texts)}
+
+
+@pytest.mark.parametrize("train_on_val", [False, True])
+def test_train_on_val_adds_exactly_the_validation_split_to_training(
+    newsgroups_folder: Path, train_on_val: bool
+) -> None:
+    cfg = TrainConfig(name="ng", task="text", data=str(newsgroups_folder), max_tokens=8, vocab_size=64,
+                      train_on_val=train_on_val)
+    prepared = prepare_text(cfg)
+    val_rows = {tuple(row) for row in prepared.val.tokens}
+    train_rows = {tuple(row) for row in prepared.stream.tokens}
+    assert len(prepared.stream.tokens) == (30 if train_on_val else 27)
+    assert len(prepared.val.tokens) == 3  # still reported, but held out only without train_on_val
+    assert (val_rows <= train_rows) is train_on_val
 
 
 def test_real_newsgroups_test_split() -> None:

@@ -116,8 +116,6 @@ def test_a_killed_run_resumes_from_its_last_checkpoint(keyword_data: tuple[Path,
     assert process.returncode == 130, err
     assert "checkpoint saved" in err
 
-    import torch
-
     stopped_at = torch.load(checkpoint, weights_only=False)["step"]
     assert stopped_at >= 5
     resumed = subprocess.run([*args, "--max-steps", str(stopped_at + 5)], capture_output=True, text=True,
@@ -126,3 +124,13 @@ def test_a_killed_run_resumes_from_its_last_checkpoint(keyword_data: tuple[Path,
     assert f"resumed resume from step {stopped_at}" in resumed.stdout
     manifest = json.loads((tmp_path / "bundles" / "resume" / "manifest.json").read_text())
     assert manifest["training"]["optimizer_steps"] == stopped_at + 5
+    assert manifest["training"]["device"] == "cpu"
+
+    # exporting a checkpoint records the device that trained it, not the exporting process's (cpu)
+    state = torch.load(checkpoint, weights_only=False)
+    state["trained_on"] = ["cuda"]
+    torch.save(state, checkpoint)
+    assert main(["export", "--checkpoint", str(checkpoint), "--out", str(tmp_path / "exported")]) == 0
+    exported = json.loads((tmp_path / "exported" / "resume" / "manifest.json").read_text())
+    assert exported["training"]["device"] == "cuda"
+    assert exported["training"]["optimizer_steps"] == stopped_at + 5

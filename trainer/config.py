@@ -34,6 +34,9 @@ class TrainConfig:
     description: str = ""
     out_dir: str = "runs"  # checkpoints and logs go to out_dir/name
     seed: int = 0
+    # final fit on all labelled data: the validation split joins the training data (text tasks; its
+    # figures during training are then not held out, and an out-of-scope threshold calibrated on it is optimistic)
+    train_on_val: bool = False
     device: str = "auto"  # auto: cuda when available, else cpu
     # model (see trainer.model.ModelConfig)
     model: dict[str, Any] = field(default_factory=dict)

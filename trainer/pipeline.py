@@ -70,7 +70,15 @@ def _hash_inputs(path: Path) -> dict[str, str]:
 
 
 def _text_splits(cfg: TrainConfig) -> tuple[TextSplit, TextSplit, TextSplit]:
-    """(train, val, test) for a shared dataset folder or a user's file."""
+    """(train, val, test) for a shared dataset folder or a user's file; train includes val when
+    cfg.train_on_val."""
+    train, val, test = _held_out_text_splits(cfg)
+    if cfg.train_on_val:
+        train = TextSplit(train.texts + val.texts, train.labels + val.labels)
+    return train, val, test
+
+
+def _held_out_text_splits(cfg: TrainConfig) -> tuple[TextSplit, TextSplit, TextSplit]:
     data = Path(cfg.data)
     if data.is_dir():
         return (load_text_dataset(data, "train", cfg.seed), load_text_dataset(data, "val", cfg.seed),
@@ -273,7 +281,8 @@ class TrainingRecord:
 
     @classmethod
     def of(cls, trainer: Trainer, command: str, wall_time_s: float) -> TrainingRecord:
-        return cls(command, wall_time_s, trainer.step, trainer.elapsed_s, str(trainer.device), trainer.history)
+        device = ", ".join(trainer.trained_on) or str(trainer.device)  # not the exporting process's device
+        return cls(command, wall_time_s, trainer.step, trainer.elapsed_s, device, trainer.history)
 
     @classmethod
     def of_bundle(cls, manifest: dict[str, Any], evaluation: dict[str, Any]) -> TrainingRecord:

@@ -99,6 +99,7 @@ class Trainer:
         self.step = 0
         self.elapsed_s = 0.0
         self.history: list[dict[str, float]] = []
+        self.trained_on: list[str] = []  # the devices that ran this model's training steps, in order
         self.rng = torch.Generator(device="cpu").manual_seed(cfg.seed)
         self._stop = False
 
@@ -143,6 +144,7 @@ class Trainer:
             "step": self.step,
             "elapsed_s": self.elapsed_s,
             "history": self.history,
+            "trained_on": self.trained_on,
             "rng": self.rng.get_state(),
             "stream_rng": getattr(self.stream, "rng", None),
         }
@@ -161,6 +163,7 @@ class Trainer:
         if self.embedding_projection is not None and state["embedding_projection"]:
             self.embedding_projection.load_state_dict(state["embedding_projection"])
         self.step, self.elapsed_s, self.history = state["step"], state["elapsed_s"], state["history"]
+        self.trained_on = state.get("trained_on", [])  # older checkpoints did not record it
         self.rng.set_state(state["rng"].cpu())
         if state.get("stream_rng") is not None and hasattr(self.stream, "rng"):
             self.stream.rng = state["stream_rng"]
@@ -259,6 +262,8 @@ class Trainer:
         previous = {
             sig: signal.signal(sig, self._request_stop) for sig in (signal.SIGINT, signal.SIGTERM)
         }
+        if self.trained_on[-1:] != [str(self.device)]:
+            self.trained_on.append(str(self.device))
         carry = self._empty_carry()
         bar = tqdm(total=cfg.max_steps, initial=self.step, desc=cfg.name, dynamic_ncols=True,
                    disable=not sys.stderr.isatty())
