@@ -126,11 +126,14 @@ def test_a_killed_run_resumes_from_its_last_checkpoint(keyword_data: tuple[Path,
     assert manifest["training"]["optimizer_steps"] == stopped_at + 5
     assert manifest["training"]["device"] == "cpu"
 
-    # exporting a checkpoint records the device that trained it, not the exporting process's (cpu)
+    # exporting a checkpoint records the device that trained it and the configuration it was trained
+    # with, not the exporting process's device (cpu) and run folder
     state = torch.load(checkpoint, weights_only=False)
     state["trained_on"] = ["cuda"]
+    state["config"]["device"] = "cuda"
     torch.save(state, checkpoint)
     assert main(["export", "--checkpoint", str(checkpoint), "--out", str(tmp_path / "exported")]) == 0
     exported = json.loads((tmp_path / "exported" / "resume" / "manifest.json").read_text())
     assert exported["training"]["device"] == "cuda"
+    assert exported["training"]["config"] == {**manifest["training"]["config"], "device": "cuda"}
     assert exported["training"]["optimizer_steps"] == stopped_at + 5

@@ -99,17 +99,17 @@ def cmd_export(args: argparse.Namespace) -> int:
     if checkpoint.is_dir():
         checkpoint = checkpoint / CHECKPOINT
     state = torch.load(checkpoint, map_location="cpu", weights_only=False)
-    cfg = TrainConfig.from_dict({**state["config"], **overrides})
-    cfg.device = "cpu"
-    cfg.out_dir = str(checkpoint.parent.parent)  # resume from where the checkpoint actually is
+    trained_with = TrainConfig.from_dict({**state["config"], **overrides})  # what the manifest records
+    # exported on the CPU, resuming from where the checkpoint actually is
+    cfg = dataclasses.replace(trained_with, device="cpu", out_dir=str(checkpoint.parent.parent))
     prepared = prepare(cfg)
     model, projection = build_model(cfg, prepared)
     trainer = Trainer(cfg, model, prepared.stream, None, projection)
     trainer.load_checkpoint()
     command = args.training_command or "trm-train " + " ".join(sys.argv[1:])
     record = TrainingRecord.of(trainer, command, trainer.elapsed_s)
-    bundle = export_bundle(cfg, prepared, trainer.ema.model.cpu().eval(), Path(args.out) / cfg.name, record,
-                           ablation)
+    bundle = export_bundle(trained_with, prepared, trainer.ema.model.cpu().eval(), Path(args.out) / cfg.name,
+                           record, ablation)
     print(json.dumps({"bundle": str(bundle)}))
     return 0
 
