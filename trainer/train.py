@@ -262,8 +262,6 @@ class Trainer:
         previous = {
             sig: signal.signal(sig, self._request_stop) for sig in (signal.SIGINT, signal.SIGTERM)
         }
-        if self.trained_on[-1:] != [str(self.device)]:
-            self.trained_on.append(str(self.device))
         carry = self._empty_carry()
         bar = tqdm(total=cfg.max_steps, initial=self.step, desc=cfg.name, dynamic_ncols=True,
                    disable=not sys.stderr.isatty())
@@ -292,6 +290,8 @@ class Trainer:
                     tqdm.write(f"eval {cfg.name} step {self.step}: {metrics}")
         finally:
             bar.close()
+            if self.step > first_step and self.trained_on[-1:] != [str(self.device)]:
+                self.trained_on.append(str(self.device))
             self.save_checkpoint()
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
