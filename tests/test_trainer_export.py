@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +21,7 @@ from trainer.export import (
     torch_step_fn,
     verify_bundle,
 )
-from trainer.model import TRM, ModelConfig
+from trainer.model import TRM, ModelConfig, count_parameters
 from trainer.pipeline import trimmed_step_diff
 from trainer.testing import make_random_bundle
 
@@ -97,6 +98,30 @@ def test_full_recursion_agrees_with_pytorch(name: str, tmp_path: Path) -> None:
     full_onnx = ev.run_recursion(ev.onnx_step_fn(tmp_path / FP32_FILE), tokens, cfg.state_shape, cfg.N_sup)
     agreement = (full_torch.predictions == full_onnx.predictions).mean()
     assert agreement >= 0.995
+
+
+def test_int8_token_table_rounds_each_row_and_the_step_runs_what_it_stores(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    cfg = replace(CONFIGS["pooled-text"], embedding_storage="int8")
+    trained = TRM(cfg).eval()
+    stored = TRM(cfg).eval()
+    stored.load_state_dict(trained.state_dict())
+    stored.store_embeddings()
+    table = trained.embed.tokens.weight.detach()
+    rounded = stored.embed.tokens(torch.arange(cfg.vocab_size))
+    half_level = table.abs().amax(1, keepdim=True) / 254  # rows span 255 levels of their largest |value|
+    assert ((rounded - table).abs() <= half_level * 1.0001).all()
+    assert not torch.equal(rounded, table)
+    export_step(stored, tmp_path / FP32_FILE)
+    graph = onnx.load(str(tmp_path / FP32_FILE)).graph
+    stored_types = {init.name: init.data_type for init in graph.initializer}
+    assert stored_types["embed.tokens.codes"] == onnx.TensorProto.INT8 and "embed.tokens.weight" not in stored_types
+    tokens = random_tokens(cfg, 100, seed=1)
+    state = np.random.default_rng(2).normal(size=(100, *cfg.state_shape)).astype(np.float32)
+    ours = torch_step_fn(stored)(tokens, state, state)
+    theirs = ev.onnx_step_fn(tmp_path / FP32_FILE)(tokens, state, state)
+    assert max(np.abs(a - b).max() for a, b in zip(ours, theirs, strict=True)) <= 1e-4
+    assert count_parameters(stored) == count_parameters(trained)
 
 
 def test_int8_variant_quantizes_every_weight_matmul(tmp_path: Path) -> None:

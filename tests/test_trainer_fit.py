@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
 import torch
 
@@ -48,19 +49,23 @@ def keyword_data(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return folder / "train.csv", folder / "test.csv"
 
 
+@pytest.mark.parametrize("storage", ["fp32", "int8"])  # int8: the bundle stores its token table as int8 rows
 def test_fit_learns_a_small_task_and_eval_reproduces_it(
-    keyword_data: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    storage: str, keyword_data: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     train, test = keyword_data
     code = main([
         "fit", "--task", "text", "--data", str(train), "--test", str(test), "--name", "keywords",
         "--out", str(tmp_path / "bundles"), "--run-dir", str(tmp_path / "runs"), "--max-steps", "150",
-        "--batch-size", "32", "--threads", "1", *TINY_MODEL,
+        "--batch-size", "32", "--threads", "1", *TINY_MODEL, "--set", f"model.embedding_storage={storage}",
     ])
     assert code == 0
     bundle = tmp_path / "bundles" / "keywords"
     manifest = json.loads((bundle / "manifest.json").read_text())
     assert manifest["metrics"]["test_accuracy"] >= 0.95
+    tables = {init.name: init.data_type for init in onnx.load(str(bundle / "model.onnx")).graph.initializer}
+    stored_table = "embed.tokens.codes" if storage == "int8" else "embed.tokens.weight"
+    assert tables[stored_table] == (onnx.TensorProto.INT8 if storage == "int8" else onnx.TensorProto.FLOAT)
     assert manifest["labels"] == sorted(KEYWORDS)
     assert {"REPORT.md", "anytime.png", "model.onnx", "tokenizer.json"} <= set(manifest["files"])
 

@@ -143,7 +143,7 @@ def torch_model_from_bundle(bundle_dir: str | Path) -> tuple[TRM, dict[str, Any]
     """Rebuilds the PyTorch TRM with exactly the weights of a bundle's fp32 ONNX step."""
     bundle_dir = Path(bundle_dir)
     manifest = verify_bundle(bundle_dir)
-    model = TRM(ModelConfig(**manifest["training"]["model_config"]))
+    model = TRM(ModelConfig(**manifest["training"]["model_config"])).store_embeddings()
     graph = onnx.load(str(bundle_dir / manifest["onnx"]["fp32"])).graph
     weights = {init.name: torch.from_numpy(numpy_helper.to_array(init).copy()) for init in graph.initializer}
     model.load_state_dict({name: weights[name] for name in model.state_dict()})

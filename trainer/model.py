@@ -18,6 +18,7 @@ from torch import nn
 
 Task = Literal["text", "grid"]
 Mixer = Literal["attention", "mlp"]
+EmbeddingStorage = Literal["fp32", "int8"]
 
 
 @dataclass
@@ -39,9 +40,12 @@ class ModelConfig:
     pool: int = 1  # text only: mean-pool tokens in chunks of this size (long documents)
     embed_dim: int = 0  # 0: embeddings of hidden_size; else factorised embed_dim -> hidden_size
     doc_slot: bool = False  # text only: one extra position holding the bag of words of the whole input
+    embedding_storage: EmbeddingStorage = "fp32"  # how a bundle stores the token table (TRM.store_embeddings)
     pad_id: int = 0
 
     def __post_init__(self) -> None:
+        if self.embedding_storage not in ("fp32", "int8"):
+            raise ValueError(f"model.embedding_storage must be fp32 or int8, got {self.embedding_storage!r}")
         if self.task == "text" and self.seq_len % self.pool:
             raise ValueError(f"max_tokens {self.seq_len} must be a multiple of model.pool {self.pool}")
 
@@ -173,6 +177,29 @@ class Network(nn.Module):
         return h
 
 
+class Int8Embedding(nn.Module):
+    """A frozen token table stored as int8 rows with one fp32 scale per row (symmetric): a quarter of
+    the fp32 bytes, which lets a large text vocabulary fit a bundle's size budget."""
+
+    def __init__(self, num_embeddings: int, dim: int) -> None:
+        super().__init__()
+        self.register_buffer("codes", torch.zeros(num_embeddings, dim, dtype=torch.int8))
+        self.register_buffer("scales", torch.ones(num_embeddings, 1))
+
+    @classmethod
+    def from_embedding(cls, table: nn.Embedding) -> Int8Embedding:
+        """Rounds each row of `table` to 255 levels spanning its largest absolute value."""
+        weight = table.weight.detach().float()
+        scales = weight.abs().amax(1, keepdim=True).clamp(min=1e-12) / 127
+        stored = cls(*weight.shape).to(weight.device)
+        stored.codes.copy_(torch.round(weight / scales).clamp(-127, 127).to(torch.int8))
+        stored.scales.copy_(scales)
+        return stored
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.codes[ids].to(self.scales.dtype) * self.scales[ids]
+
+
 class InputEmbedding(nn.Module):
     """Tokens -> x of shape [B, S, d]: scaled embeddings, optional chunk pooling, answer slot first.
 
@@ -234,6 +261,15 @@ class TRM(nn.Module):
         nn.init.zeros_(self.q_head.weight)
         nn.init.constant_(self.q_head.bias, -5.0)  # start by never halting, as the official code does
 
+    def store_embeddings(self) -> TRM:
+        """Switches the token table to the storage a bundle uses (``cfg.embedding_storage``), in place.
+
+        Evaluation and export run on the stored model, so the measured metrics are those of the
+        bundle's own weights. A no-op for fp32 storage; returns self."""
+        if self.cfg.embedding_storage == "int8" and isinstance(self.embed.tokens, nn.Embedding):
+            self.embed.tokens = Int8Embedding.from_embedding(self.embed.tokens)
+        return self
+
     def initial_state(self, batch: int, device: torch.device | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """y and z at the first step: zeros of [batch, S, d]."""
         shape = (batch, *self.cfg.state_shape)
@@ -272,4 +308,6 @@ class TRM(nn.Module):
 
 
 def count_parameters(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
+    """Weights of the model however they are stored (an int8 token table counts like the trained one)."""
+    stored = sum(m.codes.numel() for m in model.modules() if isinstance(m, Int8Embedding))
+    return sum(p.numel() for p in model.parameters()) + stored

@@ -38,7 +38,7 @@ from trainer.export import (
     variable_length_spec,
     write_bundle,
 )
-from trainer.model import TRM, ModelConfig, count_parameters
+from trainer.model import TRM, Int8Embedding, ModelConfig, count_parameters
 from trainer.report import write_report
 from trainer.tasks import EncodedSet, SudokuStream, TextStream, grid_set
 from trainer.tfidf_teacher import cross_fitted_soft_labels
@@ -224,7 +224,10 @@ def _quick_eval(prepared: Prepared, count: int):
 
 def _cpu_copy(model: TRM) -> TRM:
     clone = TRM(model.cfg)
-    clone.load_state_dict({k: v.detach().float().cpu() for k, v in model.state_dict().items()})
+    if isinstance(model.embed.tokens, Int8Embedding):
+        clone.store_embeddings()
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    clone.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
     return clone.eval()
 
 
@@ -312,6 +315,7 @@ def export_bundle(
 
     `ablation` (see `ablation_summary`) is a same-size model with less recursion, reported next to this one."""
     mcfg = prepared.model_cfg
+    model = _cpu_copy(model).store_embeddings()  # every figure below is measured on the bundle's own weights
     with tempfile.TemporaryDirectory() as tmp:
         fp32, int8 = Path(tmp) / FP32_FILE, Path(tmp) / INT8_FILE
         export_step(model, fp32)
