@@ -137,8 +137,14 @@ def test_a_killed_run_resumes_from_its_last_checkpoint(keyword_data: tuple[Path,
     state["trained_on"] = ["cuda"]
     state["config"]["device"] = "cuda"
     torch.save(state, checkpoint)
-    assert main(["export", "--checkpoint", str(checkpoint), "--out", str(tmp_path / "exported")]) == 0
+    # (plus the export's own dotted overrides: here how the bundle stores its token table)
+    assert main(["export", "--checkpoint", str(checkpoint), "--out", str(tmp_path / "exported"),
+                 "--set", "model.embedding_storage=int8"]) == 0
     exported = json.loads((tmp_path / "exported" / "resume" / "manifest.json").read_text())
     assert exported["training"]["device"] == "cuda"
-    assert exported["training"]["config"] == {**manifest["training"]["config"], "device": "cuda"}
+    trained_model = manifest["training"]["config"]["model"]
+    assert exported["training"]["config"] == {
+        **manifest["training"]["config"], "device": "cuda", "model": {**trained_model, "embedding_storage": "int8"},
+    }
+    assert exported["training"]["model_config"]["embedding_storage"] == "int8"
     assert exported["training"]["optimizer_steps"] == stopped_at + 5

@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from tokenizers import Tokenizer
 
-from trainer.config import TeacherConfig, TrainConfig, load_config, parse_override
+from trainer.config import TeacherConfig, TrainConfig, load_config, parse_override, with_overrides
 from trainer.data.errors import DataError
 from trainer.data.grids import SUDOKU_TIERS, load_grid_dataset, sudoku_splits
 from trainer.data.text import load_text_dataset
@@ -99,7 +99,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     if checkpoint.is_dir():
         checkpoint = checkpoint / CHECKPOINT
     state = torch.load(checkpoint, map_location="cpu", weights_only=False)
-    trained_with = TrainConfig.from_dict({**state["config"], **overrides})  # what the manifest records
+    trained_with = TrainConfig.from_dict(with_overrides(state["config"], overrides))  # what the manifest records
     # exported on the CPU, resuming from where the checkpoint actually is
     cfg = dataclasses.replace(trained_with, device="cpu", out_dir=str(checkpoint.parent.parent))
     prepared = prepare(cfg)
@@ -118,7 +118,7 @@ def _reexport_bundle(bundle: Path, out: Path, overrides: dict[str, Any], ablatio
     """Re-exports a bundle's own weights with this version's exporter (re-measured, same training record)."""
     model, manifest = torch_model_from_bundle(bundle)
     evaluation = json.loads((bundle / "evaluation.json").read_text())
-    cfg = TrainConfig.from_dict({**manifest["training"]["config"], **overrides})
+    cfg = TrainConfig.from_dict(with_overrides(manifest["training"]["config"], overrides))
     # the data without the teachers: they shaped training only, and the weights are already trained
     # (the manifest keeps recording `cfg`, the configuration the weights were trained with)
     prepared = prepare(dataclasses.replace(cfg, teacher=TeacherConfig()))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -93,6 +94,12 @@ def load_config(path: str | Path | None, overrides: dict[str, Any]) -> TrainConf
     raw: dict[str, Any] = {}
     if path:
         raw = yaml.safe_load(Path(path).read_text()) or {}
+    return TrainConfig.from_dict(with_overrides(raw, overrides))
+
+
+def with_overrides(raw: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """A copy of a config dict with dotted overrides applied (None values are skipped)."""
+    raw = copy.deepcopy(raw)
     for key, value in overrides.items():
         if value is None:
             continue
@@ -101,7 +108,7 @@ def load_config(path: str | Path | None, overrides: dict[str, Any]) -> TrainConf
         for parent in parents:
             target = target.setdefault(parent, {})
         target[leaf] = value
-    return TrainConfig.from_dict(raw)
+    return raw
 
 
 def parse_override(text: str) -> tuple[str, Any]:
