@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from typing import Literal
+from typing import Literal, get_args
 
 import torch
 import torch.nn.functional as F
@@ -44,8 +44,9 @@ class ModelConfig:
     pad_id: int = 0
 
     def __post_init__(self) -> None:
-        if self.embedding_storage not in ("fp32", "int8"):
-            raise ValueError(f"model.embedding_storage must be fp32 or int8, got {self.embedding_storage!r}")
+        if self.embedding_storage not in get_args(EmbeddingStorage):
+            choices = " or ".join(get_args(EmbeddingStorage))
+            raise ValueError(f"model.embedding_storage must be {choices}, got {self.embedding_storage!r}")
         if self.task == "text" and self.seq_len % self.pool:
             raise ValueError(f"max_tokens {self.seq_len} must be a multiple of model.pool {self.pool}")
 
