@@ -8,6 +8,7 @@ from pathlib import Path
 import grpc
 import pytest
 from test_service_support import GRID_MODEL, LONG_MODEL, LONG_N_SUP, TEXT_MODEL, TEXT_N_SUP, make_bundle
+from trainer_support import write_keyword_csv
 from trm.v1 import trm_pb2_grpc
 
 
@@ -32,6 +33,15 @@ def long_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_bundle(
         tmp_path_factory.mktemp("long"), "text", name=LONG_MODEL, N_sup=LONG_N_SUP, seed=3, pool=4, doc_slot=True
     )
+
+
+@pytest.fixture(scope="session")
+def keyword_data(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A user's training and test CSVs (400 and 100 rows) whose label one keyword decides."""
+    folder = tmp_path_factory.mktemp("keywords")
+    write_keyword_csv(folder / "train.csv", 400, seed=0)
+    write_keyword_csv(folder / "test.csv", 100, seed=1)
+    return folder / "train.csv", folder / "test.csv"
 
 
 @pytest.fixture

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import signal
@@ -11,42 +10,13 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import onnx
 import pytest
 import torch
+from trainer_support import KEYWORDS, TINY_MODEL
 
 from trainer.cli import main
 from trainer.export import torch_model_from_bundle
-
-KEYWORDS = {"open_file": "open", "run_tests": "pytest", "commit": "commit", "undo": "undo"}
-FILLER = ["please", "the", "now", "quickly", "my", "a", "this", "that", "for", "me", "could", "you", "kindly"]
-TINY_MODEL = [
-    "--set", "model.hidden_size=32", "--set", "model.num_heads=2", "--set", "model.n=1", "--set", "model.T=2",
-    "--set", "model.N_sup=2", "--set", "max_tokens=8", "--set", "vocab_size=64", "--set", "warmup_steps=10",
-    "--set", "eval_every=1000", "--set", "lr=0.003",
-]
-
-
-def write_keyword_csv(path: Path, rows: int, seed: int) -> None:
-    """Each text is filler words around one keyword that decides its label."""
-    rng = np.random.default_rng(seed)
-    with open(path, "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["text", "label"])
-        for i in range(rows):
-            label = list(KEYWORDS)[i % len(KEYWORDS)]
-            words = list(rng.choice(FILLER, size=4))
-            words.insert(int(rng.integers(0, 5)), KEYWORDS[label])
-            writer.writerow([" ".join(words), label])
-
-
-@pytest.fixture(scope="module")
-def keyword_data(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    folder = tmp_path_factory.mktemp("keywords")
-    write_keyword_csv(folder / "train.csv", 400, seed=0)
-    write_keyword_csv(folder / "test.csv", 100, seed=1)
-    return folder / "train.csv", folder / "test.csv"
 
 
 @pytest.mark.parametrize("storage", ["fp32", "int8"])  # int8: the bundle stores its token table as int8 rows

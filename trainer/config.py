@@ -14,11 +14,12 @@ import yaml
 @dataclass
 class TeacherConfig:
     """Training-time teachers (text tasks only; never served): the offline sentence-embedding model,
-    or for soft labels a TF-IDF regression fit on the training split (trainer/tfidf_teacher.py)."""
+    or for soft labels a TF-IDF model fit on the training split (trainer/tfidf_teacher.py)."""
 
     embedding_init: bool = False  # initialise token embeddings from the teacher (PCA of token vectors)
     soft_label_weight: float = 0.0  # weight of KL to the soft labels
-    soft_labels: Literal["minilm", "tfidf"] = "minilm"  # regression on MiniLM embeddings, or cross-fitted TF-IDF
+    # regression on MiniLM embeddings, or cross-fitted TF-IDF: word regression, or n-gram SVM
+    soft_labels: Literal["minilm", "tfidf", "tfidf_svm"] = "minilm"
     temperature: float = 2.0
     embedding_weight: float = 0.0  # weight of cosine loss between the answer slot and the teacher embedding
 
@@ -70,6 +71,9 @@ class TrainConfig:
     eval_examples: int = 1000  # validation examples for the progress evaluation during training
     eval_limit: int = 0  # grids: evaluate the exported bundle on a fixed random subset of each split (0: all)
     teacher: TeacherConfig = field(default_factory=TeacherConfig)
+    # a weight soup (trainer/soup.py): one model per entry, each this config with the entry's dotted
+    # overrides and the same seed, averaged into the bundle's model; empty: one model
+    soup: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def run_dir(self) -> Path:

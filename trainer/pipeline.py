@@ -40,6 +40,7 @@ from trainer.export import (
 )
 from trainer.model import TRM, Int8Embedding, ModelConfig, count_parameters
 from trainer.report import write_report
+from trainer.soup import average_state_dicts, ingredient_configs
 from trainer.tasks import EncodedSet, SudokuStream, TextStream, grid_set
 from trainer.tfidf_teacher import cross_fitted_soft_labels
 from trainer.train import Trainer, pick_device
@@ -123,7 +124,10 @@ def prepare_text(cfg: TrainConfig) -> Prepared:
         if minilm_soft:
             soft = teacher_lib.soft_labels(teacher_vectors, train_targets, len(labels), teacher.temperature)
         elif teacher.soft_label_weight:
-            soft = cross_fitted_soft_labels(train.texts, train_targets, len(labels), teacher.temperature, cfg.seed)
+            kind = "svm" if teacher.soft_labels == "tfidf_svm" else "logistic"
+            soft = cross_fitted_soft_labels(
+                train.texts, train_targets, len(labels), teacher.temperature, cfg.seed, kind
+            )
         if teacher.embedding_init:
             vocabulary = [tok for tok, _ in sorted(tokenizer.get_vocab().items(), key=lambda kv: kv[1])]
             embedding_init = teacher_lib.token_embedding_init(
@@ -288,6 +292,14 @@ class TrainingRecord:
         return cls(command, wall_time_s, trainer.step, trainer.elapsed_s, device, trainer.history)
 
     @classmethod
+    def of_soup(cls, trainers: list[Trainer], command: str, wall_time_s: float) -> TrainingRecord:
+        """All ingredients' training: steps and time summed, histories tagged with their ingredient."""
+        devices = dict.fromkeys(d for t in trainers for d in (t.trained_on or [str(t.device)]))
+        history = [{**entry, "ingredient": i} for i, t in enumerate(trainers, start=1) for entry in t.history]
+        return cls(command, wall_time_s, sum(t.step for t in trainers), sum(t.elapsed_s for t in trainers),
+                   ", ".join(devices), history)
+
+    @classmethod
     def of_bundle(cls, manifest: dict[str, Any], evaluation: dict[str, Any]) -> TrainingRecord:
         """The record an existing bundle carries (re-exporting it keeps how it was trained)."""
         training = manifest["training"]
@@ -296,15 +308,46 @@ class TrainingRecord:
 
 
 def fit_and_export(cfg: TrainConfig, bundle_dir: Path, resume: bool = True, command: str = "") -> Path:
-    """Trains (or resumes) the model described by cfg and writes its bundle to bundle_dir."""
+    """Trains (or resumes) the model described by cfg, or the soup of its ingredients, and writes its
+    bundle to bundle_dir."""
     started = time.monotonic()
+    if cfg.soup:
+        prepared, model, trainers = fit_soup(cfg, resume)
+        record = TrainingRecord.of_soup(trainers, command, time.monotonic() - started)
+        return export_bundle(cfg, prepared, model, bundle_dir, record)
+    prepared, trainer = fit_one(cfg, resume)
+    record = TrainingRecord.of(trainer, command, time.monotonic() - started)
+    return export_bundle(cfg, prepared, _cpu_copy(trainer.ema.model), bundle_dir, record)
+
+
+def fit_one(cfg: TrainConfig, resume: bool) -> tuple[Prepared, Trainer]:
+    """Prepares the data and trains (or resumes) one model; its EMA weights are `trainer.ema.model`."""
     prepared = prepare(cfg)
     model, projection = build_model(cfg, prepared)
     print(f"{cfg.name}: {count_parameters(model):,} parameters, state {prepared.model_cfg.state_shape}")
     trainer = Trainer(cfg, model, prepared.stream, _quick_eval(prepared, cfg.eval_examples), projection)
-    ema_model = trainer.fit(resume=resume)
-    record = TrainingRecord.of(trainer, command, time.monotonic() - started)
-    return export_bundle(cfg, prepared, _cpu_copy(ema_model), bundle_dir, record)
+    trainer.fit(resume=resume)
+    return prepared, trainer
+
+
+def fit_soup(cfg: TrainConfig, resume: bool) -> tuple[Prepared, TRM, list[Trainer]]:
+    """Trains (or resumes) every soup ingredient in turn and averages their EMA weights (trainer/soup.py).
+
+    Returns the first ingredient's data (all read their texts with the same tokenizer), the soup, and the
+    ingredients' trainers (for the training record)."""
+    first: Prepared | None = None
+    states, trainers = [], []
+    for ingredient in ingredient_configs(cfg):
+        prepared, trainer = fit_one(ingredient, resume)
+        first = first or prepared
+        if prepared.model_cfg != first.model_cfg or prepared.files != first.files:
+            raise ValueError(f"{ingredient.name} builds a different model or tokenizer than the first ingredient")
+        states.append(_cpu_copy(trainer.ema.model).state_dict())
+        trainers.append(trainer)
+    assert first is not None  # ingredient_configs returns one config per soup entry, and cfg.soup is not empty
+    soup = TRM(first.model_cfg)
+    soup.load_state_dict(average_state_dicts(states))
+    return first, soup.eval(), trainers
 
 
 def export_bundle(

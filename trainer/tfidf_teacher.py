@@ -1,35 +1,77 @@
-"""A classical teacher for long documents: TF-IDF features and a logistic regression, fit on the
-training split at training time (never served).
+"""Classical teachers for long documents, fit on the training split at training time (never served):
+a logistic regression on TF-IDF words (`logistic`), or a linear SVM on TF-IDF word 1-2-grams and
+character 2-5-grams (`svm`), whose scores become distributions by one temperature fit to its
+out-of-fold scores (minimum log loss). Fit on the 20 Newsgroups training split they reach 84.7% and
+87.0% on test.
 
-Its labels are cross-fitted: each training text is labelled by a regression that did not see it,
-so the soft labels carry the teacher's real confusions between classes, not a memorised answer.
-On 20 Newsgroups the teacher alone reaches 92.2% on validation and 84.3% on test.
+Their labels are cross-fitted: each training text is labelled by a model that did not see it, so the
+soft labels carry the teacher's real confusions between classes, not a memorised answer.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Literal
 
 import numpy as np
+from scipy import sparse
+from scipy.optimize import minimize_scalar
+from scipy.special import log_softmax
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold, cross_val_predict
+from sklearn.svm import LinearSVC
+
+MAX_CHAR_NGRAMS = 300_000
+TeacherKind = Literal["logistic", "svm"]
+
+
+def word_features(texts: Sequence[str]) -> sparse.csr_matrix:
+    """Sublinear TF-IDF of the words seen in at least two texts."""
+    return TfidfVectorizer(sublinear_tf=True, min_df=2).fit_transform(texts)
+
+
+def ngram_features(texts: Sequence[str]) -> sparse.csr_matrix:
+    """Sublinear TF-IDF of word 1-2-grams and of within-word character 2-5-grams, side by side."""
+    words = TfidfVectorizer(sublinear_tf=True, min_df=2, ngram_range=(1, 2))
+    chars = TfidfVectorizer(
+        sublinear_tf=True, min_df=2, analyzer="char_wb", ngram_range=(2, 5), max_features=MAX_CHAR_NGRAMS
+    )
+    return sparse.hstack([words.fit_transform(texts), chars.fit_transform(texts)]).tocsr()
+
+
+def fitted_scale(scores: np.ndarray, targets: np.ndarray) -> float:
+    """The factor s for which softmax(s * scores) has the least log loss on `targets`."""
+
+    def log_loss(log_scale: float) -> float:
+        log_probs = log_softmax(np.exp(log_scale) * scores, axis=1)
+        return -float(log_probs[np.arange(len(targets)), targets].mean())
+
+    return float(np.exp(minimize_scalar(log_loss, bounds=(-3.0, 6.0), method="bounded").x))
 
 
 def cross_fitted_soft_labels(
-    texts: Sequence[str], targets: np.ndarray, num_classes: int, temperature: float, seed: int, folds: int = 5
+    texts: Sequence[str], targets: np.ndarray, num_classes: int, temperature: float, seed: int,
+    kind: TeacherKind = "logistic", folds: int = 5,
 ) -> np.ndarray:
-    """[N, num_classes] class distributions of each text from a teacher fit on the other folds,
-    softened by `temperature` (1: as the regression predicts them)."""
-    features = TfidfVectorizer(sublinear_tf=True, min_df=2).fit_transform(texts)
+    """[N, num_classes] class distributions of each text from a `kind` teacher fit on the other folds,
+    softened by `temperature` (1: as the regression predicts them, or the SVM's calibrated scores)."""
+    classes, present_targets = np.unique(targets, return_inverse=True)  # columns follow the sorted classes
     splitter = StratifiedKFold(folds, shuffle=True, random_state=seed)
-    predicted = cross_val_predict(
-        LogisticRegression(C=20.0, max_iter=200), features, targets, cv=splitter, method="predict_proba"
-    )
-    classes = np.unique(targets)  # predict_proba columns follow the sorted classes present
-    probs = np.full((len(texts), num_classes), 1e-12)
-    probs[:, classes] = np.maximum(predicted, 1e-12)
-    logits = np.log(probs) / temperature
-    logits -= logits.max(1, keepdims=True)
-    probs = np.exp(logits)
+    if kind == "logistic":
+        predicted = cross_val_predict(
+            LogisticRegression(C=20.0, max_iter=200), word_features(texts), targets, cv=splitter,
+            method="predict_proba",
+        )
+        log_probs = np.log(np.maximum(predicted, 1e-12))
+    else:
+        scores = cross_val_predict(
+            LinearSVC(C=0.5), ngram_features(texts), targets, cv=splitter, method="decision_function"
+        )
+        if scores.ndim == 1:  # two classes: one score for the second
+            scores = np.stack([-scores, scores], axis=1) / 2
+        log_probs = fitted_scale(scores, present_targets) * scores
+    logits = np.full((len(texts), num_classes), -np.inf)
+    logits[:, classes] = log_probs / temperature
+    probs = np.exp(logits - logits.max(1, keepdims=True))
     return (probs / probs.sum(1, keepdims=True)).astype(np.float32)

@@ -1,0 +1,119 @@
+"""Weight soups: ingredients share the seed and the model, their EMA weights are averaged into the bundle."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from trainer_support import TINY_MODEL
+
+from trainer.cli import main
+from trainer.config import TrainConfig
+from trainer.export import torch_model_from_bundle
+from trainer.soup import average_state_dicts, ingredient_configs
+
+
+def test_average_takes_the_mean_of_weights_and_keeps_equal_integer_tensors() -> None:
+    first = {"w": torch.tensor([1.0, 2.0]), "codes": torch.tensor([3, 4], dtype=torch.int8)}
+    second = {"w": torch.tensor([3.0, 6.0]), "codes": torch.tensor([3, 4], dtype=torch.int8)}
+    soup = average_state_dicts([first, second])
+    assert torch.equal(soup["w"], torch.tensor([2.0, 4.0]))
+    assert torch.equal(soup["codes"], first["codes"])
+
+
+def test_average_refuses_what_cannot_be_averaged() -> None:
+    first = {"codes": torch.tensor([3, 4], dtype=torch.int8)}
+    with pytest.raises(ValueError, match="differ in codes"):
+        average_state_dicts([first, {"codes": torch.tensor([3, 5], dtype=torch.int8)}])
+    with pytest.raises(ValueError, match="different parameters"):
+        average_state_dicts([first, {"other": torch.tensor([3, 4], dtype=torch.int8)}])
+
+
+def test_ingredients_apply_their_overrides_and_checkpoint_apart() -> None:
+    cfg = TrainConfig.from_dict(
+        {
+            "name": "docs",
+            "task": "text",
+            "data": "x.csv",
+            "out_dir": "runs",
+            "token_dropout": 0.3,
+            "soup": [{}, {"token_dropout": 0.5}, {"teacher.soft_labels": "tfidf_svm"}],
+        }
+    )
+    first, second, third = ingredient_configs(cfg)
+    assert (first.token_dropout, second.token_dropout, third.token_dropout) == (0.3, 0.5, 0.3)
+    assert third.teacher.soft_labels == "tfidf_svm" and first.teacher.soft_labels == "minilm"
+    assert len({first.run_dir, second.run_dir, third.run_dir}) == 3
+    assert all(c.run_dir.parent == cfg.run_dir and not c.soup and c.seed == cfg.seed for c in (first, second))
+
+
+@pytest.mark.parametrize("key", ["seed", "model.hidden_size", "vocab_size"])
+def test_an_ingredient_may_not_change_the_initialisation_or_the_model(key: str) -> None:
+    cfg = TrainConfig.from_dict({"name": "docs", "task": "text", "data": "x.csv", "soup": [{}, {key: 7}]})
+    with pytest.raises(ValueError, match=f"ingredient 2 overrides {key}"):
+        ingredient_configs(cfg)
+
+
+def test_fit_trains_each_ingredient_like_a_plain_fit_and_ships_their_average(
+    keyword_data: tuple[Path, Path], tmp_path: Path
+) -> None:
+    train, test = keyword_data
+    common = [
+        "fit",
+        "--task",
+        "text",
+        "--data",
+        str(train),
+        "--test",
+        str(test),
+        "--name",
+        "keywords",
+        "--max-steps",
+        "120",
+        "--batch-size",
+        "32",
+        "--threads",
+        "1",
+        *TINY_MODEL,
+    ]
+    assert main([*common, "--out", str(tmp_path / "plain"), "--run-dir", str(tmp_path / "plain-runs")]) == 0
+    assert (
+        main(
+            [
+                *common,
+                "--out",
+                str(tmp_path / "soup"),
+                "--run-dir",
+                str(tmp_path / "soup-runs"),
+                "--set",
+                "soup=[{}, {token_dropout: 0.2}]",
+                "--set",
+                "eval_every=60",
+            ]
+        )
+        == 0
+    )
+
+    def ema(run: Path) -> dict[str, torch.Tensor]:
+        return torch.load(run / "checkpoint.pt", map_location="cpu", weights_only=False)["ema"]
+
+    plain = ema(tmp_path / "plain-runs" / "keywords")
+    first, second = (ema(tmp_path / "soup-runs" / "keywords" / f"keywords-ingredient-{i}") for i in (1, 2))
+    assert all(torch.equal(plain[k], first[k]) for k in plain)  # same seed and settings: the same model
+    assert not torch.equal(first["embed.tokens.weight"], second["embed.tokens.weight"])
+
+    bundle = tmp_path / "soup" / "keywords"
+    model, manifest = torch_model_from_bundle(bundle)
+    for key, value in model.state_dict().items():
+        torch.testing.assert_close(value, (first[key] + second[key]) / 2, atol=1e-6, rtol=1e-5)
+    assert manifest["metrics"]["test_accuracy"] >= 0.95
+    assert manifest["training"]["optimizer_steps"] == 240
+    evaluation = json.loads((bundle / "evaluation.json").read_text())
+    assert [(e["ingredient"], e["step"]) for e in evaluation["training_history"]] == [
+        (1, 60),
+        (1, 120),
+        (2, 60),
+        (2, 120),
+    ]

@@ -1,0 +1,54 @@
+"""Weight soups: models trained from one initialisation with different settings, averaged weight by
+weight into one model of the same size (a uniform soup, as in Wortsman et al. 2022, "Model soups").
+
+Each ingredient is the soup's config with a few dotted overrides (token dropout, a teacher, EMA decay,
+...). Ingredients keep the seed, so they start from the same weights and see the data in the same
+order; that is what keeps them close enough that their average is a good model rather than a blur.
+The average behaves much like the ensemble of the ingredients at the cost of one model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from trainer.config import TrainConfig, with_overrides
+
+# what ingredients must share: the initialisation, the architecture and the tokenizer they read with
+SHARED_KEYS = frozenset({"seed", "soup", "name", "out_dir", "task", "data", "model", "vocab_size", "max_tokens"})
+
+
+def ingredient_configs(cfg: TrainConfig) -> list[TrainConfig]:
+    """One config per `cfg.soup` entry, each checkpointing to its own folder under cfg.run_dir."""
+    base = {**cfg.to_dict(), "soup": []}
+    configs = []
+    for index, overrides in enumerate(cfg.soup, start=1):
+        shared = sorted(key for key in overrides if key.split(".")[0] in SHARED_KEYS)
+        if shared:
+            raise ValueError(
+                f"soup ingredient {index} overrides {', '.join(shared)}: ingredients are averaged weight by "
+                "weight, so they must share the seed, the model and its inputs"
+            )
+        raw = with_overrides(base, overrides)
+        raw.update(name=f"{cfg.name}-ingredient-{index}", out_dir=str(cfg.run_dir))
+        configs.append(TrainConfig.from_dict(raw))
+    return configs
+
+
+def average_state_dicts(states: Sequence[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """The mean of every floating-point tensor; integer tensors (codes, counters) must be equal."""
+    if not states:
+        raise ValueError("a soup needs at least one ingredient")
+    keys = set(states[0])
+    if any(set(state) != keys for state in states):
+        raise ValueError("soup ingredients have different parameters; they must share the model")
+    averaged = {}
+    for key, first in states[0].items():
+        if first.is_floating_point():
+            averaged[key] = torch.stack([state[key].float() for state in states]).mean(0).to(first.dtype)
+        elif all(torch.equal(first, state[key]) for state in states[1:]):
+            averaged[key] = first
+        else:
+            raise ValueError(f"soup ingredients differ in {key}, which cannot be averaged")
+    return averaged
