@@ -92,9 +92,10 @@ final answers agree on {100 * parity['final_agreement']:.2f}% ({unit}).{trimmed}
 {_ablation_section(manifest, evaluation)}## Training
 
 - command: `{training.get('command', '')}`
-- wall time: {training.get('wall_time_s', 0):.0f} s (training loop {training.get('train_time_s', 0):.0f} s,
-  {training.get('optimizer_steps', 0)} optimizer steps) on {training.get('device', '?')}
-- parameters: {training.get('parameters', 0):,}
+- wall time: {training.get('wall_time_s', 0):.0f} s of this command
+  (training loop {training.get('train_time_s', 0):.0f} s, {training.get('optimizer_steps', 0)} optimizer steps,
+  including steps resumed from checkpoints) on {training.get('device', '?')}
+{_soup_line(training.get('config', {}))}- parameters: {training.get('parameters', 0):,}
 - recursion: n={manifest['recursion']['n']}, T={manifest['recursion']['T']}, N_sup={manifest['recursion']['N_sup']}
 - halting threshold (calibrated on validation): {manifest['halting']['threshold']}
 
@@ -107,6 +108,16 @@ Full configuration:
     report_path = folder / "REPORT.md"
     report_path.write_text(text)
     return {"REPORT.md": report_path, "anytime.png": plot_path}
+
+
+def _soup_line(config: dict[str, Any]) -> str:
+    """The soup's ingredients, when the weights are one (trainer/soup.py)."""
+    soup = config.get("soup") or []
+    if not soup:
+        return ""
+    overrides = "; ".join(", ".join(f"{k}={v}" for k, v in entry.items()) or "the config as is" for entry in soup)
+    return (f"- weight soup: the mean of {len(soup)} models trained from the same seed ({overrides}); "
+            "steps and training-loop time are their sums\n")
 
 
 def _ablation_section(manifest: dict[str, Any], evaluation: dict[str, Any]) -> str:
