@@ -292,12 +292,13 @@ class TrainingRecord:
         return cls(command, wall_time_s, trainer.step, trainer.elapsed_s, device, trainer.history)
 
     @classmethod
-    def of_soup(cls, trainers: list[Trainer], command: str, wall_time_s: float) -> TrainingRecord:
+    def of_soup(cls, ingredients: list[TrainingRecord], command: str, wall_time_s: float) -> TrainingRecord:
         """All ingredients' training: steps and time summed, histories tagged with their ingredient."""
-        devices = dict.fromkeys(d for t in trainers for d in (t.trained_on or [str(t.device)]))
-        history = [{**entry, "ingredient": i} for i, t in enumerate(trainers, start=1) for entry in t.history]
-        return cls(command, wall_time_s, sum(t.step for t in trainers), sum(t.elapsed_s for t in trainers),
-                   ", ".join(devices), history)
+        devices = dict.fromkeys(d for record in ingredients for d in record.device.split(", "))
+        history = [{**entry, "ingredient": i} for i, record in enumerate(ingredients, start=1)
+                   for entry in record.history]
+        return cls(command, wall_time_s, sum(r.optimizer_steps for r in ingredients),
+                   sum(r.train_time_s for r in ingredients), ", ".join(devices), history)
 
     @classmethod
     def of_bundle(cls, manifest: dict[str, Any], evaluation: dict[str, Any]) -> TrainingRecord:
@@ -312,8 +313,8 @@ def fit_and_export(cfg: TrainConfig, bundle_dir: Path, resume: bool = True, comm
     bundle to bundle_dir."""
     started = time.monotonic()
     if cfg.soup:
-        prepared, model, trainers = fit_soup(cfg, resume)
-        record = TrainingRecord.of_soup(trainers, command, time.monotonic() - started)
+        prepared, model, ingredients = fit_soup(cfg, resume)
+        record = TrainingRecord.of_soup(ingredients, command, time.monotonic() - started)
         return export_bundle(cfg, prepared, model, bundle_dir, record)
     prepared, trainer = fit_one(cfg, resume)
     record = TrainingRecord.of(trainer, command, time.monotonic() - started)
@@ -330,24 +331,24 @@ def fit_one(cfg: TrainConfig, resume: bool) -> tuple[Prepared, Trainer]:
     return prepared, trainer
 
 
-def fit_soup(cfg: TrainConfig, resume: bool) -> tuple[Prepared, TRM, list[Trainer]]:
+def fit_soup(cfg: TrainConfig, resume: bool) -> tuple[Prepared, TRM, list[TrainingRecord]]:
     """Trains (or resumes) every soup ingredient in turn and averages their EMA weights (trainer/soup.py).
 
-    Returns the first ingredient's data (all read their texts with the same tokenizer), the soup, and the
-    ingredients' trainers (for the training record)."""
+    Returns the first ingredient's data (all read their texts with the same tokenizer), the soup, and
+    each ingredient's training record; an ingredient's trainer is let go once its weights are kept."""
     first: Prepared | None = None
-    states, trainers = [], []
+    states, records = [], []
     for ingredient in ingredient_configs(cfg):
         prepared, trainer = fit_one(ingredient, resume)
         first = first or prepared
         if prepared.model_cfg != first.model_cfg or prepared.files != first.files:
             raise ValueError(f"{ingredient.name} builds a different model or tokenizer than the first ingredient")
         states.append(_cpu_copy(trainer.ema.model).state_dict())
-        trainers.append(trainer)
+        records.append(TrainingRecord.of(trainer, "", wall_time_s=0.0))
     assert first is not None  # ingredient_configs returns one config per soup entry, and cfg.soup is not empty
     soup = TRM(first.model_cfg)
     soup.load_state_dict(average_state_dicts(states))
-    return first, soup.eval(), trainers
+    return first, soup.eval(), records
 
 
 def export_bundle(
