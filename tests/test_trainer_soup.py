@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from trainer_support import TINY_MODEL
@@ -12,6 +13,7 @@ from trainer_support import TINY_MODEL
 from trainer.cli import main
 from trainer.config import TrainConfig
 from trainer.export import torch_model_from_bundle
+from trainer.pipeline import build_model, prepare
 from trainer.soup import average_state_dicts, ingredient_configs
 
 
@@ -39,12 +41,13 @@ def test_ingredients_apply_their_overrides_and_checkpoint_apart() -> None:
             "data": "x.csv",
             "out_dir": "runs",
             "token_dropout": 0.3,
-            "soup": [{}, {"token_dropout": 0.5}, {"teacher.soft_labels": "tfidf_svm"}],
+            "soup": [{}, {"token_dropout": 0.5}, {"teacher.soft_labels": "tfidf_svm", "stream_seed": 3}],
         }
     )
     first, second, third = ingredient_configs(cfg)
     assert (first.token_dropout, second.token_dropout, third.token_dropout) == (0.3, 0.5, 0.3)
     assert third.teacher.soft_labels == "tfidf_svm" and first.teacher.soft_labels == "minilm"
+    assert (first.stream_rng_seed, third.stream_rng_seed, third.seed) == (cfg.seed, 3, cfg.seed)
     assert len({first.run_dir, second.run_dir, third.run_dir}) == 3
     assert all(c.run_dir.parent == cfg.run_dir and not c.soup and c.seed == cfg.seed for c in (first, second))
 
@@ -54,6 +57,22 @@ def test_an_ingredient_may_not_change_the_initialisation_or_the_model(key: str) 
     cfg = TrainConfig.from_dict({"name": "docs", "task": "text", "data": "x.csv", "soup": [{}, {key: 7}]})
     with pytest.raises(ValueError, match=f"ingredient 2 overrides {key}"):
         ingredient_configs(cfg)
+
+
+def test_stream_seed_changes_the_data_order_not_the_initialisation(keyword_data: tuple[Path, Path]) -> None:
+    train, _ = keyword_data
+    base = {"name": "keywords", "task": "text", "data": str(train), "max_tokens": 8, "vocab_size": 64,
+            "model": {"hidden_size": 32, "num_heads": 2}, "token_dropout": 0.2}
+    draws, weights = [], []
+    for stream_seed in (None, 0, 1):
+        cfg = TrainConfig.from_dict({**base, "stream_seed": stream_seed})
+        prepared = prepare(cfg)
+        model, _ = build_model(cfg, prepared)
+        draws.append(prepared.stream.draw(64)["tokens"])
+        weights.append(model.state_dict())
+    assert np.array_equal(draws[0], draws[1])  # no stream seed: the stream follows `seed`
+    assert not np.array_equal(draws[0], draws[2])
+    assert all(torch.equal(weights[0][k], weights[2][k]) for k in weights[0])
 
 
 def test_fit_trains_each_ingredient_like_a_plain_fit_and_ships_their_average(

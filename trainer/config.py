@@ -36,6 +36,9 @@ class TrainConfig:
     description: str = ""
     out_dir: str = "runs"  # checkpoints and logs go to out_dir/name
     seed: int = 0
+    # seed of the training stream (data order, token dropout, grid reveals and augmentations); None: `seed`.
+    # Soup ingredients may differ in it: same initialisation, different data order.
+    stream_seed: int | None = None
     # final fit on all labelled data: the validation split joins the training data (text tasks; its
     # figures during training are then not held out, and an out-of-scope threshold calibrated on it is optimistic)
     train_on_val: bool = False
@@ -74,6 +77,10 @@ class TrainConfig:
     # a weight soup (trainer/soup.py): one model per entry, each this config with the entry's dotted
     # overrides and the same seed, averaged into the bundle's model; empty: one model
     soup: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def stream_rng_seed(self) -> int:
+        return self.seed if self.stream_seed is None else self.stream_seed
 
     @property
     def run_dir(self) -> Path:

@@ -133,7 +133,7 @@ def prepare_text(cfg: TrainConfig) -> Prepared:
             embedding_init = teacher_lib.token_embedding_init(
                 vocabulary, model_cfg.embed_dim or model_cfg.hidden_size, cfg.seed
             )
-    stream = TextStream(train_tokens, train_targets, cfg.seed, soft, teacher_vectors, cfg.token_dropout)
+    stream = TextStream(train_tokens, train_targets, cfg.stream_rng_seed, soft, teacher_vectors, cfg.token_dropout)
     val_set = EncodedSet(encode_texts(tokenizer, val.texts), label_ids(val, labels, cfg.data))
     test_set = EncodedSet(encode_texts(tokenizer, test.texts), label_ids(test, labels, cfg.test_data or cfg.data))
     hashes = _hash_inputs(Path(cfg.data))
@@ -170,7 +170,7 @@ def prepare_grid(cfg: TrainConfig) -> Prepared:
     hashes = _hash_inputs(data)
     if cfg.test_data:
         hashes.update(_hash_inputs(Path(cfg.test_data)))
-    stream = SudokuStream(train, cfg.seed, cfg.givens_min, cfg.givens_max, cfg.grid_original_fraction)
+    stream = SudokuStream(train, cfg.stream_rng_seed, cfg.givens_min, cfg.givens_max, cfg.grid_original_fraction)
     return Prepared(
         model_cfg=model_cfg, stream=stream, labels=list(GRID_LABELS),
         input_spec={"kind": "grid", "rows": 9, "cols": 9, "blank": "0.", "alphabet": "123456789",

@@ -2,9 +2,10 @@
 weight into one model of the same size (a uniform soup, as in Wortsman et al. 2022, "Model soups").
 
 Each ingredient is the soup's config with a few dotted overrides (token dropout, a teacher, weight
-decay, ...). Ingredients keep the seed, so they start from the same weights and see the data in the same
-order; that is what keeps them close enough that their average is a good model rather than a blur.
-The average behaves much like the ensemble of the ingredients at the cost of one model.
+decay, the stream seed, ...). Ingredients keep the seed, so they start from the same weights; that is
+what keeps them close enough that their average is a good model rather than a blur, even when their
+`stream_seed` gives them different data orders. The average behaves much like the ensemble of the
+ingredients at the cost of one model.
 """
 
 from __future__ import annotations
