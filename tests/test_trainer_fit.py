@@ -62,6 +62,17 @@ def test_fit_learns_a_small_task_and_eval_reproduces_it(
     first, second = (torch_model_from_bundle(b)[0].state_dict() for b in (bundle, tmp_path / "again" / "keywords"))
     assert all(torch.equal(first[name], second[name]) for name in first)
 
+    # an ablation already in a report can be kept for a retrained model: pass that bundle's evaluation.json
+    kept = tmp_path / "again" / "keywords" / "evaluation.json"
+    assert main(["export", "--from-bundle", str(bundle), "--out", str(tmp_path / "kept"), "--ablation", str(kept)]) == 0
+    evaluation = json.loads((tmp_path / "kept" / "keywords" / "evaluation.json").read_text())
+    assert evaluation["ablation"] == json.loads(kept.read_text())["ablation"]
+    assert f"| test_accuracy | {accuracy} | {accuracy} |" in (tmp_path / "kept" / "keywords" / "REPORT.md").read_text()
+    capsys.readouterr()
+    no_ablation = ["--ablation", str(bundle / "evaluation.json")]
+    assert main(["export", "--from-bundle", str(bundle), "--out", str(tmp_path / "none"), *no_ablation]) == 2
+    assert "records no ablation" in capsys.readouterr().err
+
 
 def test_eval_names_a_label_the_model_never_saw(
     keyword_data: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]

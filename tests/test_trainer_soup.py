@@ -129,7 +129,8 @@ def test_fit_trains_each_ingredient_like_a_plain_fit_and_ships_their_average(
         torch.testing.assert_close(value, (first[key] + second[key]) / 2, atol=1e-6, rtol=1e-5)
     assert manifest["metrics"]["test_accuracy"] >= 0.95
     assert manifest["training"]["optimizer_steps"] == 240
-    assert "weight soup: the mean of 2 models trained from the same seed" in (bundle / "REPORT.md").read_text()
+    report = (bundle / "REPORT.md").read_text()
+    assert "weight soup: the mean of 2 models trained from the same initial weights" in report
     evaluation = json.loads((bundle / "evaluation.json").read_text())
     assert [(e["ingredient"], e["step"]) for e in evaluation["training_history"]] == [
         (1, 60),

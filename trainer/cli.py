@@ -170,7 +170,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="override a top-level config key for export, e.g. --set eval_limit=500 or "
                         "--set max_chars=20000")
     export.add_argument("--ablation", help="a bundle of the same model with less recursion (e.g. n=1, T=1), "
-                        "trained as long: its figures go into REPORT.md next to this bundle's")
+                        "trained as long: its figures go into REPORT.md next to this bundle's; or an earlier "
+                        "bundle's evaluation.json, whose ablation is kept")
     export.add_argument("--training-command", default="",
                         help="the command that trained the checkpoint (recorded in REPORT.md)")
     export.set_defaults(func=cmd_export)

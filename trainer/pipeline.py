@@ -421,9 +421,17 @@ def export_bundle(
         return write_bundle(bundle_dir, manifest, files)
 
 
-def ablation_summary(bundle_dir: Path) -> dict[str, Any]:
-    """What a report needs of an ablation bundle: its recursion, test accuracies and training effort."""
-    manifest = json.loads((Path(bundle_dir) / "manifest.json").read_text())
+def ablation_summary(source: Path) -> dict[str, Any]:
+    """What a report needs of an ablation bundle: its recursion, test accuracies and training effort.
+
+    `source` is the ablation's bundle folder, or an earlier bundle's evaluation.json whose ablation is
+    kept (a model retrained with the same training time per model compares with the same ablation)."""
+    if source.is_file():
+        ablation = json.loads(source.read_text()).get("ablation")
+        if ablation is None:
+            raise ValueError(f"{source} records no ablation")
+        return ablation
+    manifest = json.loads((source / "manifest.json").read_text())
     training = manifest["training"]
     return {
         "recursion": {key: manifest["recursion"][key] for key in ("n", "T", "N_sup")},

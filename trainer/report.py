@@ -116,7 +116,7 @@ def _soup_line(config: dict[str, Any]) -> str:
     if not soup:
         return ""
     overrides = "; ".join(", ".join(f"{k}={v}" for k, v in entry.items()) or "the config as is" for entry in soup)
-    return (f"- weight soup: the mean of {len(soup)} models trained from the same seed ({overrides}); "
+    return (f"- weight soup: the mean of {len(soup)} models trained from the same initial weights ({overrides}); "
             "steps and training-loop time are their sums\n")
 
 
