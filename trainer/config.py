@@ -80,6 +80,7 @@ class TrainConfig:
 
     @property
     def stream_rng_seed(self) -> int:
+        """The seed the training stream draws from: `stream_seed`, or `seed` when none is set."""
         return self.seed if self.stream_seed is None else self.stream_seed
 
     @property
