@@ -15,6 +15,7 @@ from trainer.config import TrainConfig
 from trainer.export import torch_model_from_bundle
 from trainer.pipeline import build_model, prepare
 from trainer.soup import average_state_dicts, ingredient_configs
+from trainer.train import Trainer
 
 
 def test_average_takes_the_mean_of_weights_and_keeps_equal_integer_tensors() -> None:
@@ -138,3 +139,46 @@ def test_fit_trains_each_ingredient_like_a_plain_fit_and_ships_their_average(
         (2, 60),
         (2, 120),
     ]
+
+
+def test_branched_ingredients_start_from_the_shared_trunk_with_their_own_stream(
+    keyword_data: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    train, test = keyword_data
+    runs = tmp_path / "runs"
+    args = [
+        "fit", "--task", "text", "--data", str(train), "--test", str(test), "--name", "keywords",
+        "--max-steps", "120", "--batch-size", "32", "--threads", "1", *TINY_MODEL, "--out", str(tmp_path / "out"),
+        "--run-dir", str(runs), "--set", "soup=[{}, {token_dropout: 0.2, stream_seed: 1}]", "--set", "eval_every=60",
+    ]
+    assert main([*args, "--set", "soup_branch_step=60"]) == 0
+    trunk_checkpoint = runs / "keywords" / "keywords-trunk" / "checkpoint.pt"
+    assert "branched keywords-ingredient-2 from step 60" in capsys.readouterr().out
+    trunk = torch.load(trunk_checkpoint, map_location="cpu", weights_only=False)
+    assert trunk["step"] == 60
+
+    # what a branch takes from the trunk: weights, EMA, optimizer and step, but not the trunk's stream
+    cfg = ingredient_configs(
+        TrainConfig.from_dict({"name": "keywords", "task": "text", "data": str(train), "out_dir": str(runs),
+                               "max_tokens": 8, "vocab_size": 64, "model": {"hidden_size": 32, "num_heads": 2},
+                               "soup": [{}, {"stream_seed": 1}], "soup_branch_step": 60})
+    )[1]
+    prepared = prepare(cfg)
+    model, _ = build_model(cfg, prepared)
+    branch = Trainer(cfg, model, prepared.stream)
+    fresh_draw = prepare(cfg).stream.draw(32)["tokens"]
+    assert branch.load_checkpoint(trunk_checkpoint, branch=True) and branch.step == 60
+    assert all(torch.equal(value, trunk["ema"][key]) for key, value in branch.ema.model.state_dict().items())
+    assert np.array_equal(branch.stream.draw(32)["tokens"], fresh_draw)
+
+    manifest = json.loads((tmp_path / "out" / "keywords" / "manifest.json").read_text())
+    assert manifest["training"]["optimizer_steps"] == 60 + 2 * 60  # the trunk once, then each branch
+    assert manifest["metrics"]["test_accuracy"] >= 0.95
+    evaluation = json.loads((tmp_path / "out" / "keywords" / "evaluation.json").read_text())
+    assert [(e["ingredient"], e["step"]) for e in evaluation["training_history"]] == [(0, 60), (1, 120), (2, 120)]
+
+    # a trunk trained to another step is not silently reused
+    assert main([*args, "--set", "soup_branch_step=30"]) == 2
+    assert "is at step 60, not soup_branch_step 30" in capsys.readouterr().err
+    assert main([*args, "--set", "soup_branch_step=120"]) == 2
+    assert "must lie between 1 and max_steps - 1" in capsys.readouterr().err

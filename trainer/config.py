@@ -77,6 +77,9 @@ class TrainConfig:
     # a weight soup (trainer/soup.py): one model per entry, each this config with the entry's dotted
     # overrides and the same seed, averaged into the bundle's model; empty: one model
     soup: list[dict[str, Any]] = field(default_factory=list)
+    # >0: the ingredients branch from a shared trunk, this config trained to this step on its full
+    # learning-rate schedule; each continues from there with its overrides and a fresh stream
+    soup_branch_step: int = 0
 
     @property
     def stream_rng_seed(self) -> int:

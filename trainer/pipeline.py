@@ -7,6 +7,7 @@ measured on the exported ONNX step itself, so the manifest describes what the se
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import tempfile
 import time
@@ -40,7 +41,7 @@ from trainer.export import (
 )
 from trainer.model import TRM, Int8Embedding, ModelConfig, count_parameters
 from trainer.report import write_report
-from trainer.soup import average_state_dicts, ingredient_configs
+from trainer.soup import average_state_dicts, ingredient_configs, trunk_config
 from trainer.tasks import EncodedSet, SudokuStream, TextStream, grid_set
 from trainer.tfidf_teacher import cross_fitted_soft_labels
 from trainer.train import Trainer, pick_device
@@ -291,14 +292,26 @@ class TrainingRecord:
         device = ", ".join(trainer.trained_on) or str(trainer.device)  # not the exporting process's device
         return cls(command, wall_time_s, trainer.step, trainer.elapsed_s, device, trainer.history)
 
+    def after(self, trunk: TrainingRecord) -> TrainingRecord:
+        """What a branch trained itself, without the trunk it started from."""
+        return dataclasses.replace(
+            self,
+            optimizer_steps=self.optimizer_steps - trunk.optimizer_steps,
+            train_time_s=self.train_time_s - trunk.train_time_s,
+            history=[entry for entry in self.history if entry["step"] > trunk.optimizer_steps],
+        )
+
     @classmethod
-    def of_soup(cls, ingredients: list[TrainingRecord], command: str, wall_time_s: float) -> TrainingRecord:
-        """All ingredients' training: steps and time summed, histories tagged with their ingredient."""
-        devices = dict.fromkeys(d for record in ingredients for d in record.device.split(", "))
-        history = [{**entry, "ingredient": i} for i, record in enumerate(ingredients, start=1)
-                   for entry in record.history]
-        return cls(command, wall_time_s, sum(r.optimizer_steps for r in ingredients),
-                   sum(r.train_time_s for r in ingredients), ", ".join(devices), history)
+    def of_soup(
+        cls, ingredients: list[TrainingRecord], command: str, wall_time_s: float, trunk: TrainingRecord | None
+    ) -> TrainingRecord:
+        """All ingredients' training (and their shared trunk's, tagged ingredient 0): steps and time
+        summed, histories tagged with their ingredient."""
+        tagged = [(i, record) for i, record in enumerate([trunk, *ingredients]) if record]
+        devices = dict.fromkeys(d for _, record in tagged for d in record.device.split(", "))
+        history = [{**entry, "ingredient": i} for i, record in tagged for entry in record.history]
+        return cls(command, wall_time_s, sum(r.optimizer_steps for _, r in tagged),
+                   sum(r.train_time_s for _, r in tagged), ", ".join(devices), history)
 
     @classmethod
     def of_bundle(cls, manifest: dict[str, Any], evaluation: dict[str, Any]) -> TrainingRecord:
@@ -313,42 +326,65 @@ def fit_and_export(cfg: TrainConfig, bundle_dir: Path, resume: bool = True, comm
     bundle to bundle_dir."""
     started = time.monotonic()
     if cfg.soup:
-        prepared, model, ingredients = fit_soup(cfg, resume)
-        record = TrainingRecord.of_soup(ingredients, command, time.monotonic() - started)
+        prepared, model, ingredients, trunk = fit_soup(cfg, resume)
+        record = TrainingRecord.of_soup(ingredients, command, time.monotonic() - started, trunk)
         return export_bundle(cfg, prepared, model, bundle_dir, record)
     prepared, trainer = fit_one(cfg, resume)
     record = TrainingRecord.of(trainer, command, time.monotonic() - started)
     return export_bundle(cfg, prepared, _cpu_copy(trainer.ema.model), bundle_dir, record)
 
 
-def fit_one(cfg: TrainConfig, resume: bool) -> tuple[Prepared, Trainer]:
-    """Prepares the data and trains (or resumes) one model; its EMA weights are `trainer.ema.model`."""
+def fit_one(
+    cfg: TrainConfig, resume: bool, branch_from: Path | None = None, until: int | None = None
+) -> tuple[Prepared, Trainer]:
+    """Prepares the data and trains (or resumes, or branches; `Trainer.fit`) one model; its EMA
+    weights are `trainer.ema.model`."""
     prepared = prepare(cfg)
     model, projection = build_model(cfg, prepared)
     print(f"{cfg.name}: {count_parameters(model):,} parameters, state {prepared.model_cfg.state_shape}")
     trainer = Trainer(cfg, model, prepared.stream, _quick_eval(prepared, cfg.eval_examples), projection)
-    trainer.fit(resume=resume)
+    trainer.fit(resume=resume, branch_from=branch_from, until=until)
     return prepared, trainer
 
 
-def fit_soup(cfg: TrainConfig, resume: bool) -> tuple[Prepared, TRM, list[TrainingRecord]]:
-    """Trains (or resumes) every soup ingredient in turn and averages their EMA weights (trainer/soup.py).
+def fit_trunk(cfg: TrainConfig, resume: bool) -> tuple[Path, TrainingRecord] | None:
+    """Trains (or resumes) the soup's shared trunk to `soup_branch_step`: its checkpoint and record."""
+    trunk_cfg = trunk_config(cfg)
+    if trunk_cfg is None:
+        return None
+    _, trainer = fit_one(trunk_cfg, resume, until=cfg.soup_branch_step)
+    if trainer.step != cfg.soup_branch_step:
+        raise ValueError(
+            f"the trunk checkpoint {trainer.checkpoint_path} is at step {trainer.step}, not soup_branch_step "
+            f"{cfg.soup_branch_step}; train it again with --restart"
+        )
+    return trainer.checkpoint_path, TrainingRecord.of(trainer, "", wall_time_s=0.0)
 
-    Returns the first ingredient's data (all read their texts with the same tokenizer), the soup, and
-    each ingredient's training record; an ingredient's trainer is let go once its weights are kept."""
+
+def fit_soup(
+    cfg: TrainConfig, resume: bool
+) -> tuple[Prepared, TRM, list[TrainingRecord], TrainingRecord | None]:
+    """Trains (or resumes) every soup ingredient in turn, each from step 0 or from the shared trunk
+    (`soup_branch_step`), and averages their EMA weights (trainer/soup.py).
+
+    Returns the first ingredient's data (all read their texts with the same tokenizer), the soup,
+    each ingredient's own training record and the trunk's; a trainer is let go once its weights are kept."""
+    trunk = fit_trunk(cfg, resume)
+    branch_from, trunk_record = trunk if trunk else (None, None)
     first: Prepared | None = None
     states, records = [], []
     for ingredient in ingredient_configs(cfg):
-        prepared, trainer = fit_one(ingredient, resume)
+        prepared, trainer = fit_one(ingredient, resume, branch_from=branch_from)
         first = first or prepared
         if prepared.model_cfg != first.model_cfg or prepared.files != first.files:
             raise ValueError(f"{ingredient.name} builds a different model or tokenizer than the first ingredient")
         states.append(_cpu_copy(trainer.ema.model).state_dict())
-        records.append(TrainingRecord.of(trainer, "", wall_time_s=0.0))
+        record = TrainingRecord.of(trainer, "", wall_time_s=0.0)
+        records.append(record.after(trunk_record) if trunk_record else record)
     assert first is not None  # ingredient_configs returns one config per soup entry, and cfg.soup is not empty
     soup = TRM(first.model_cfg)
     soup.load_state_dict(average_state_dicts(states))
-    return first, soup.eval(), records
+    return first, soup.eval(), records, trunk_record
 
 
 def export_bundle(

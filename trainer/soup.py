@@ -18,12 +18,14 @@ import torch
 from trainer.config import TrainConfig, with_overrides
 
 # what ingredients must share: the initialisation, the architecture and the tokenizer they read with
-SHARED_KEYS = frozenset({"seed", "soup", "name", "out_dir", "task", "data", "model", "vocab_size", "max_tokens"})
+SHARED_KEYS = frozenset(
+    {"seed", "soup", "soup_branch_step", "name", "out_dir", "task", "data", "model", "vocab_size", "max_tokens"}
+)
 
 
 def ingredient_configs(cfg: TrainConfig) -> list[TrainConfig]:
     """One config per `cfg.soup` entry, each checkpointing to its own folder under cfg.run_dir."""
-    base = {**cfg.to_dict(), "soup": []}
+    base = {**cfg.to_dict(), "soup": [], "soup_branch_step": 0}
     configs = []
     for index, overrides in enumerate(cfg.soup, start=1):
         shared = sorted(key for key in overrides if key.split(".")[0] in SHARED_KEYS)
@@ -36,6 +38,19 @@ def ingredient_configs(cfg: TrainConfig) -> list[TrainConfig]:
         raw.update(name=f"{cfg.name}-ingredient-{index}", out_dir=str(cfg.run_dir))
         configs.append(TrainConfig.from_dict(raw))
     return configs
+
+
+def trunk_config(cfg: TrainConfig) -> TrainConfig | None:
+    """The shared trunk the ingredients branch from (`soup_branch_step` > 0), or None."""
+    if not cfg.soup_branch_step:
+        return None
+    if not 0 < cfg.soup_branch_step < cfg.max_steps:
+        raise ValueError(
+            f"soup_branch_step is {cfg.soup_branch_step}; it must lie between 1 and max_steps - 1 ({cfg.max_steps - 1})"
+        )
+    raw = {**cfg.to_dict(), "soup": [], "soup_branch_step": 0}
+    raw.update(name=f"{cfg.name}-trunk", out_dir=str(cfg.run_dir))
+    return TrainConfig.from_dict(raw)
 
 
 def average_state_dicts(states: Sequence[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:

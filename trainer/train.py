@@ -152,11 +152,15 @@ class Trainer:
         torch.save(state, tmp)
         tmp.replace(self.checkpoint_path)
 
-    def load_checkpoint(self) -> bool:
-        """Resumes from run_dir/checkpoint.pt when present; returns whether it did."""
-        if not self.checkpoint_path.exists():
+    def load_checkpoint(self, path: Path | None = None, branch: bool = False) -> bool:
+        """Resumes from `path` (default: run_dir/checkpoint.pt) when present; returns whether it did.
+
+        A branch takes another run's weights, optimizer, EMA and step, but draws its data afresh
+        from its own stream seed."""
+        path = path or self.checkpoint_path
+        if not path.exists():
             return False
-        state = torch.load(self.checkpoint_path, map_location=self.device, weights_only=False)
+        state = torch.load(path, map_location=self.device, weights_only=False)
         self.model.load_state_dict(state["model"])
         self.ema.model.load_state_dict(state["ema"])
         self.optimizer.load_state_dict(state["optimizer"])
@@ -165,7 +169,7 @@ class Trainer:
         self.step, self.elapsed_s, self.history = state["step"], state["elapsed_s"], state["history"]
         self.trained_on = state.get("trained_on", [])  # older checkpoints did not record it
         self.rng.set_state(state["rng"].cpu())
-        if state.get("stream_rng") is not None and hasattr(self.stream, "rng"):
+        if not branch and state.get("stream_rng") is not None and hasattr(self.stream, "rng"):
             self.stream.rng = state["stream_rng"]
         return True
 
@@ -253,22 +257,29 @@ class Trainer:
     def _request_stop(self, *_: object) -> None:
         self._stop = True
 
-    def fit(self, resume: bool = True) -> TRM:
-        """Trains until max_steps or max_minutes; returns the EMA model (used for evaluation and export)."""
+    def fit(self, resume: bool = True, branch_from: Path | None = None, until: int | None = None) -> TRM:
+        """Trains until max_steps (or `until`, when earlier) or max_minutes; returns the EMA model
+        (used for evaluation and export). Without a checkpoint of its own to resume, a run given
+        `branch_from` starts from that checkpoint (`load_checkpoint(branch=True)`)."""
         cfg = self.cfg
+        last_step = min(cfg.max_steps, until or cfg.max_steps)
         torch.manual_seed(cfg.seed)
         if resume and self.load_checkpoint():
             tqdm.write(f"resumed {cfg.name} from step {self.step} ({self.checkpoint_path})")
+        elif branch_from is not None:
+            if not self.load_checkpoint(branch_from, branch=True):
+                raise FileNotFoundError(f"{cfg.name}: no checkpoint to branch from at {branch_from}")
+            tqdm.write(f"branched {cfg.name} from step {self.step} of {branch_from}")
         previous = {
             sig: signal.signal(sig, self._request_stop) for sig in (signal.SIGINT, signal.SIGTERM)
         }
         carry = self._empty_carry()
-        bar = tqdm(total=cfg.max_steps, initial=self.step, desc=cfg.name, dynamic_ncols=True,
+        bar = tqdm(total=last_step, initial=self.step, desc=cfg.name, dynamic_ncols=True,
                    disable=not sys.stderr.isatty())
         started, last, first_step = time.monotonic(), {}, self.step
         base_elapsed = self.elapsed_s
         try:
-            while self.step < cfg.max_steps and not self._stop:
+            while self.step < last_step and not self._stop:
                 if cfg.max_minutes and self.elapsed_s >= cfg.max_minutes * 60:
                     break
                 last = self.train_step(carry)
@@ -279,8 +290,8 @@ class Trainer:
                 )
                 if not sys.stderr.isatty() and self.step % cfg.log_every == 0:  # a readable line in log files
                     rate = (self.step - first_step) / max(1e-9, time.monotonic() - started)
-                    eta = (cfg.max_steps - self.step) / max(rate, 1e-9)
-                    tqdm.write(f"{cfg.name} step {self.step}/{cfg.max_steps} loss {last['loss']:.3f} "
+                    eta = (last_step - self.step) / max(rate, 1e-9)
+                    tqdm.write(f"{cfg.name} step {self.step}/{last_step} loss {last['loss']:.3f} "
                                f"acc {last['acc']:.3f} {rate:.2f} steps/s eta {eta / 60:.1f} min")
                 if self.step % cfg.checkpoint_every == 0:
                     self.save_checkpoint()
