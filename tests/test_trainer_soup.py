@@ -176,6 +176,9 @@ def test_branched_ingredients_start_from_the_shared_trunk_with_their_own_stream(
     assert manifest["metrics"]["test_accuracy"] >= 0.95
     evaluation = json.loads((tmp_path / "out" / "keywords" / "evaluation.json").read_text())
     assert [(e["ingredient"], e["step"]) for e in evaluation["training_history"]] == [(0, 60), (1, 120), (2, 120)]
+    report = (tmp_path / "out" / "keywords" / "REPORT.md").read_text()
+    assert "the mean of 2 models branched at step 60 from one shared trunk" in report
+    assert "their sums, the trunk's counted once" in report
 
     # a trunk trained to another step is not silently reused
     assert main([*args, "--set", "soup_branch_step=30"]) == 2

@@ -116,8 +116,12 @@ def _soup_line(config: dict[str, Any]) -> str:
     if not soup:
         return ""
     overrides = "; ".join(", ".join(f"{k}={v}" for k, v in entry.items()) or "the config as is" for entry in soup)
-    return (f"- weight soup: the mean of {len(soup)} models trained from the same initial weights ({overrides}); "
-            "steps and training-loop time are their sums\n")
+    branch_step = config.get("soup_branch_step", 0)
+    start = (f"branched at step {branch_step} from one shared trunk" if branch_step
+             else "trained from the same initial weights")
+    summed = "their sums, the trunk's counted once" if branch_step else "their sums"
+    return (f"- weight soup: the mean of {len(soup)} models {start} ({overrides}); "
+            f"steps and training-loop time are {summed}\n")
 
 
 def _ablation_section(manifest: dict[str, Any], evaluation: dict[str, Any]) -> str:

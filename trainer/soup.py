@@ -6,7 +6,8 @@ decay, ...). Ingredients keep the seed, so they start from the same weights, and
 order too: that is what keeps them close enough that their average is a good model rather than a blur.
 The average then behaves much like the ensemble of the ingredients at the cost of one model. An
 ingredient may change `stream_seed` (its data order), but on routing such ingredients drifted apart
-by 8,000 steps and their average lost accuracy (docs/ARCHITECTURE.md).
+by 8,000 steps and their average lost accuracy (docs/ARCHITECTURE.md). Ingredients that branch from a
+shared trunk (`soup_branch_step`) stay close even on different data orders.
 """
 
 from __future__ import annotations
