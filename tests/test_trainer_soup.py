@@ -185,3 +185,5 @@ def test_branched_ingredients_start_from_the_shared_trunk_with_their_own_stream(
     assert "is at step 60, not soup_branch_step 30" in capsys.readouterr().err
     assert main([*args, "--set", "soup_branch_step=120"]) == 2
     assert "must lie between 1 and max_steps - 1" in capsys.readouterr().err
+    assert main([*args, "--set", "soup=[]", "--set", "soup_branch_step=60"]) == 2
+    assert "soup_branch_step is set but soup is empty" in capsys.readouterr().err
