@@ -66,7 +66,8 @@ def cross_fitted_soft_labels(
         log_probs = np.log(np.maximum(predicted, 1e-12))
     else:
         scores = cross_val_predict(
-            LinearSVC(C=0.5), ngram_features(texts), targets, cv=splitter, method="decision_function"
+            LinearSVC(C=0.5, random_state=seed), ngram_features(texts), targets, cv=splitter,
+            method="decision_function",
         )
         if scores.ndim == 1:  # two classes: one score for the second
             scores = np.stack([-scores, scores], axis=1) / 2
