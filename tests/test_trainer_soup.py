@@ -53,7 +53,7 @@ def test_ingredients_apply_their_overrides_and_checkpoint_apart() -> None:
     assert all(c.run_dir.parent == cfg.run_dir and not c.soup and c.seed == cfg.seed for c in (first, second))
 
 
-@pytest.mark.parametrize("key", ["seed", "model.hidden_size", "vocab_size"])
+@pytest.mark.parametrize("key", ["seed", "model.hidden_size", "vocab_size", "soup_branch_step"])
 def test_an_ingredient_may_not_change_the_initialisation_or_the_model(key: str) -> None:
     cfg = TrainConfig.from_dict({"name": "docs", "task": "text", "data": "x.csv", "soup": [{}, {key: 7}]})
     with pytest.raises(ValueError, match=f"ingredient 2 overrides {key}"):
