@@ -81,6 +81,17 @@ class TrainConfig:
     # learning-rate schedule; each continues from there with its overrides and a fresh stream
     soup_branch_step: int = 0
 
+    def __post_init__(self) -> None:
+        if self.soup_branch_step and not self.soup:
+            raise ValueError(
+                "soup_branch_step is set but soup is empty: it is the step at which soup ingredients branch"
+            )
+        if not 0 <= self.soup_branch_step < self.max_steps:
+            raise ValueError(
+                f"soup_branch_step is {self.soup_branch_step}; it must lie between 1 and max_steps - 1 "
+                f"({self.max_steps - 1}), or be 0 for ingredients trained from step 0"
+            )
+
     @property
     def stream_rng_seed(self) -> int:
         """The seed the training stream draws from: `stream_seed`, or `seed` when none is set."""

@@ -325,8 +325,6 @@ def fit_and_export(cfg: TrainConfig, bundle_dir: Path, resume: bool = True, comm
     """Trains (or resumes) the model described by cfg, or the soup of its ingredients, and writes its
     bundle to bundle_dir."""
     started = time.monotonic()
-    if cfg.soup_branch_step and not cfg.soup:
-        raise ValueError("soup_branch_step is set but soup is empty: it is the step at which soup ingredients branch")
     if cfg.soup:
         prepared, model, ingredients, trunk = fit_soup(cfg, resume)
         record = TrainingRecord.of_soup(ingredients, command, time.monotonic() - started, trunk)

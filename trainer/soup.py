@@ -13,6 +13,7 @@ shared trunk (`soup_branch_step`) stay close even on different data orders.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 
@@ -24,9 +25,16 @@ SHARED_KEYS = frozenset(
 )
 
 
+def _one_model(cfg: TrainConfig, name: str, overrides: dict[str, Any]) -> TrainConfig:
+    """cfg as a single model named `name` (no soup of its own), with dotted overrides, checkpointing
+    to its own folder under cfg.run_dir."""
+    raw = with_overrides({**cfg.to_dict(), "soup": [], "soup_branch_step": 0}, overrides)
+    raw.update(name=name, out_dir=str(cfg.run_dir))
+    return TrainConfig.from_dict(raw)
+
+
 def ingredient_configs(cfg: TrainConfig) -> list[TrainConfig]:
     """One config per `cfg.soup` entry, each checkpointing to its own folder under cfg.run_dir."""
-    base = {**cfg.to_dict(), "soup": [], "soup_branch_step": 0}
     configs = []
     for index, overrides in enumerate(cfg.soup, start=1):
         shared = sorted(key for key in overrides if key.split(".")[0] in SHARED_KEYS)
@@ -35,23 +43,13 @@ def ingredient_configs(cfg: TrainConfig) -> list[TrainConfig]:
                 f"soup ingredient {index} overrides {', '.join(shared)}: ingredients are averaged weight by "
                 "weight, so they must share the seed, the model and its inputs"
             )
-        raw = with_overrides(base, overrides)
-        raw.update(name=f"{cfg.name}-ingredient-{index}", out_dir=str(cfg.run_dir))
-        configs.append(TrainConfig.from_dict(raw))
+        configs.append(_one_model(cfg, f"{cfg.name}-ingredient-{index}", overrides))
     return configs
 
 
 def trunk_config(cfg: TrainConfig) -> TrainConfig | None:
     """The shared trunk the ingredients branch from (`soup_branch_step` > 0), or None."""
-    if not cfg.soup_branch_step:
-        return None
-    if not 0 < cfg.soup_branch_step < cfg.max_steps:
-        raise ValueError(
-            f"soup_branch_step is {cfg.soup_branch_step}; it must lie between 1 and max_steps - 1 ({cfg.max_steps - 1})"
-        )
-    raw = {**cfg.to_dict(), "soup": [], "soup_branch_step": 0}
-    raw.update(name=f"{cfg.name}-trunk", out_dir=str(cfg.run_dir))
-    return TrainConfig.from_dict(raw)
+    return _one_model(cfg, f"{cfg.name}-trunk", {}) if cfg.soup_branch_step else None
 
 
 def average_state_dicts(states: Sequence[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
