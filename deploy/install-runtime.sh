@@ -20,7 +20,7 @@ venv="$(cd "$venv" && pwd)"
 stage="$(mktemp -d)"
 trap 'rm -rf "$stage"' EXIT
 tar -C "$src" --exclude='*.egg-info' --exclude='__pycache__' --exclude='build' \
-  -cf - pyproject.toml README.md protos trm_service | tar -C "$stage" -xf -
+  -cf - pyproject.toml README.md protos trm_bundle trm_service | tar -C "$stage" -xf -
 
 PIP_DISABLE_PIP_VERSION_CHECK=1 "$venv/bin/python" -m pip install --quiet "$stage/protos" "$stage"
 

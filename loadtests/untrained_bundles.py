@@ -14,8 +14,9 @@ from pathlib import Path
 import yaml
 
 from trainer.config import load_config
-from trainer.export import FP32_FILE, base_manifest, export_step, write_bundle
+from trainer.export import base_manifest, export_step, write_bundle
 from trainer.pipeline import build_model, prepare
+from trm_bundle.manifest import FP32_FILE
 
 CONFIGS = Path(__file__).resolve().parent.parent / "trainer" / "configs"
 NO_TEACHER = {"teacher.embedding_init": False, "teacher.soft_label_weight": 0.0, "teacher.embedding_weight": 0.0}

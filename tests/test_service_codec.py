@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from tokenizers import Tokenizer
 
-from trm_service.runtime.bundle import BundleError, GridInput, OutOfScope, TextInput, load_bundle
+from trm_bundle.manifest import BundleError, GridInput, OutOfScope, TextInput, load_bundle
 from trm_service.runtime.codec import ClassificationReader, GridReader, TextEncoder, grid_values, softmax
 
 LABELS = ("play_music", "set_alarm", "weather", "oos")

@@ -6,13 +6,13 @@ import grpc
 import pytest
 from trm.v1 import trm_pb2
 
+from trm_bundle.manifest import parse_manifest
 from trm_service.api.validation import (
     RequestError,
     check_request_id,
     parse_message,
     validate_reason_request,
 )
-from trm_service.runtime.bundle import parse_manifest
 
 SHA = "0" * 64
 MAX_BUDGET_MS = 60_000

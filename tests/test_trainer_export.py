@@ -13,8 +13,6 @@ import torch
 
 from trainer import evaluate as ev
 from trainer.export import (
-    FP32_FILE,
-    INT8_FILE,
     export_step,
     quantize_step,
     torch_model_from_bundle,
@@ -24,6 +22,7 @@ from trainer.export import (
 from trainer.model import TRM, ModelConfig, count_parameters
 from trainer.pipeline import trimmed_step_diff
 from trainer.testing import make_random_bundle
+from trm_bundle.manifest import FP32_FILE, INT8_FILE
 
 torch.set_num_threads(1)
 

@@ -6,7 +6,6 @@ parameter name: `torch_model_from_bundle` can rebuild the exact PyTorch model fr
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 import tempfile
@@ -21,21 +20,17 @@ from onnx import numpy_helper
 from onnxruntime.quantization import QuantType, quant_pre_process, quantize_dynamic
 
 from trainer.model import TRM, ModelConfig
+from trm_bundle.manifest import (
+    FP32_FILE,
+    MANIFEST_FILE,
+    SCHEMA_VERSION,
+    STEP_INPUTS,
+    STEP_OUTPUTS,
+    sha256_of,
+)
 
-SCHEMA_VERSION = 1
 OPSET = 17
-FP32_FILE, INT8_FILE, MANIFEST_FILE = "model.onnx", "model.int8.onnx", "manifest.json"
-STEP_INPUTS = ("tokens", "y", "z")
-STEP_OUTPUTS = ("y_next", "z_next", "logits", "halt_logit")
 GRID_LABELS = [str(d) for d in range(10)]  # logit index -> symbol; "0" means the model left a blank
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def export_step(model: TRM, path: Path) -> None:
@@ -115,7 +110,7 @@ def write_bundle(
             else:
                 target.write_text(content)
         manifest = {**manifest, "schema_version": SCHEMA_VERSION}
-        manifest["files"] = {name: sha256_file(staging / name) for name in sorted(files)}
+        manifest["files"] = {name: sha256_of(staging / name) for name in sorted(files)}
         (staging / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2, sort_keys=False) + "\n")
         if out_dir.exists():
             shutil.rmtree(out_dir)
@@ -134,7 +129,7 @@ def verify_bundle(bundle_dir: Path) -> dict[str, Any]:
         path = bundle_dir / name
         if not path.exists():
             raise ValueError(f"{bundle_dir}: missing file {name}")
-        if sha256_file(path) != expected:
+        if sha256_of(path) != expected:
             raise ValueError(f"{bundle_dir}: checksum mismatch for {name}")
     return manifest
 

@@ -28,13 +28,10 @@ from trainer.data.text import load_text_dataset
 from trainer.data.text_files import check_label_coverage, load_text_file
 from trainer.data.tokenizer import encode_texts, train_tokenizer
 from trainer.export import (
-    FP32_FILE,
     GRID_LABELS,
-    INT8_FILE,
     base_manifest,
     export_step,
     quantize_step,
-    sha256_file,
     torch_step_fn,
     variable_length_spec,
     write_bundle,
@@ -45,6 +42,7 @@ from trainer.soup import average_state_dicts, ingredient_configs, trunk_config
 from trainer.tasks import EncodedSet, SudokuStream, TextStream, grid_set
 from trainer.tfidf_teacher import cross_fitted_soft_labels
 from trainer.train import Trainer, pick_device
+from trm_bundle.manifest import FP32_FILE, INT8_FILE, sha256_of
 
 OOS_LABEL = "oos"
 INT8_MAX_LOSS = 0.005  # ship the int8 variant only if it loses at most 0.5 points
@@ -68,7 +66,7 @@ class Prepared:
 
 def _hash_inputs(path: Path) -> dict[str, str]:
     files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix != ".md") if path.is_dir() else [path]
-    return {p.name: sha256_file(p) for p in files}
+    return {p.name: sha256_of(p) for p in files}
 
 
 def _text_splits(cfg: TrainConfig) -> tuple[TextSplit, TextSplit, TextSplit]:

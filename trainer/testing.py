@@ -14,8 +14,9 @@ from typing import Literal
 import torch
 
 from trainer.data.tokenizer import train_tokenizer
-from trainer.export import FP32_FILE, GRID_LABELS, base_manifest, export_step, variable_length_spec, write_bundle
+from trainer.export import GRID_LABELS, base_manifest, export_step, variable_length_spec, write_bundle
 from trainer.model import TRM, ModelConfig
+from trm_bundle.manifest import FP32_FILE
 
 DEFAULT_TEXT_LABELS = ("play_music", "set_alarm", "weather", "translate", "oos")
 SAMPLE_TEXTS = (

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import structlog
 
+from trm_bundle.manifest import MANIFEST_FILE, BundleError, Manifest
 from trm_service.observability.metrics import ServiceMetrics
-from trm_service.runtime.bundle import MANIFEST_FILE, BundleError, Manifest
 from trm_service.runtime.loader import LoadedModel, LoadOptions, load_model
 from trm_service.scheduler.model_scheduler import ModelScheduler
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from trm.v1 import trm_pb2
 
+from trm_bundle.manifest import GridInput
 from trm_service.registry import HostedModel
-from trm_service.runtime.bundle import GridInput
 
 _TASKS = {"text_classification": trm_pb2.TASK_TYPE_TEXT_CLASSIFICATION, "grid": trm_pb2.TASK_TYPE_GRID}
 

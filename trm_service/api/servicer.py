@@ -19,6 +19,7 @@ import numpy as np
 import structlog
 from trm.v1 import trm_pb2
 
+from trm_bundle.manifest import GridInput
 from trm_service.api.call_record import CallRecord
 from trm_service.api.model_info import model_info
 from trm_service.api.validation import (
@@ -31,7 +32,6 @@ from trm_service.api.validation import (
 )
 from trm_service.observability.metrics import ServiceMetrics
 from trm_service.registry import HostedModel, ModelNotFound, ModelRegistry
-from trm_service.runtime.bundle import GridInput
 from trm_service.runtime.codec import ClassificationReader, GridReader
 from trm_service.scheduler.halting import TimeLimit
 from trm_service.scheduler.model_scheduler import QueueFull, SchedulerClosed

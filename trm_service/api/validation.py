@@ -9,8 +9,8 @@ import grpc
 from google.protobuf.message import DecodeError, Message
 from trm.v1 import trm_pb2
 
+from trm_bundle.manifest import GridInput, Manifest, TextInput
 from trm_service.runtime import sudoku
-from trm_service.runtime.bundle import GridInput, Manifest, TextInput
 from trm_service.runtime.codec import grid_values
 from trm_service.scheduler.halting import StepBudget
 

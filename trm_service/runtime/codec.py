@@ -9,8 +9,8 @@ import numpy as np
 from tokenizers import Tokenizer
 from trm.v1 import trm_pb2
 
+from trm_bundle.manifest import BundleError, GridInput, OutOfScope, TextInput
 from trm_service.runtime import sudoku
-from trm_service.runtime.bundle import BundleError, GridInput, OutOfScope, TextInput
 
 
 class TextEncoder:

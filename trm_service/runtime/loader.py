@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 from onnxruntime.capi.onnxruntime_pybind11_state import Fail, InvalidArgument, RuntimeException
 
-from trm_service.runtime.bundle import Bundle, BundleError, TextInput, load_bundle
+from trm_bundle.manifest import Bundle, BundleError, TextInput, load_bundle
 from trm_service.runtime.codec import TextEncoder
 from trm_service.runtime.session import SessionSettings, StepSession
 

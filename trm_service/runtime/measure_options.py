@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from trm_service.runtime.bundle import load_bundle
+from trm_bundle.manifest import load_bundle
 from trm_service.runtime.session import SessionSettings, StepSession
 
 CHOSEN = SessionSettings()

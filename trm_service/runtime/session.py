@@ -15,10 +15,8 @@ import numpy as np
 import onnxruntime as ort
 from onnxruntime.capi.onnxruntime_pybind11_state import Fail, InvalidGraph, InvalidProtobuf, NoSuchFile
 
-from trm_service.runtime.bundle import BundleError, GridInput, Manifest, TextInput
+from trm_bundle.manifest import STEP_OUTPUTS, BundleError, GridInput, Manifest, TextInput
 
-INPUT_NAMES = ("tokens", "y", "z")
-OUTPUT_NAMES = ("y_next", "z_next", "logits", "halt_logit")
 _GRAPH_LEVELS = {
     "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
     "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
@@ -104,7 +102,7 @@ class StepSession:
     def run(self, tokens: np.ndarray, y: np.ndarray, z: np.ndarray) -> StepOutputs:
         """One supervision step for a batch: tokens [b, length] int64, y and z [b, state_rows(length), d]."""
         y_next, z_next, logits, halt_logit = self._session.run(
-            list(OUTPUT_NAMES), {"tokens": tokens, "y": y, "z": z}
+            list(STEP_OUTPUTS), {"tokens": tokens, "y": y, "z": z}
         )
         return StepOutputs(y_next=y_next, z_next=z_next, logits=logits, halt_logit=halt_logit.reshape(-1))
 

@@ -1,7 +1,8 @@
-"""Bundle folders (docs/BUNDLE.md): manifest parsing and checksum verification.
+"""The bundle contract (docs/BUNDLE.md): file names, manifest types, parsing and checksum verification.
 
-A bundle that cannot be served (unknown schema, missing field, missing file, checksum mismatch)
-raises `BundleError` with a message that names the folder and the problem.
+Both sides read bundles through this module: the server (which never imports torch) and the trainer's
+evaluator and exporter. A bundle that cannot be served (unknown schema, missing field, missing file,
+checksum mismatch) raises `BundleError` with a message that names the folder and the problem.
 """
 
 from __future__ import annotations
@@ -16,6 +17,10 @@ from typing import Any, Literal
 
 SCHEMA_VERSION = 1
 MANIFEST_FILE = "manifest.json"
+FP32_FILE = "model.onnx"
+INT8_FILE = "model.int8.onnx"
+STEP_INPUTS = ("tokens", "y", "z")
+STEP_OUTPUTS = ("y_next", "z_next", "logits", "halt_logit")
 _NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 _SHA256_PATTERN = re.compile(r"^[0-9a-f]{64}$")
 
