@@ -36,7 +36,7 @@ _NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 GC_YOUNG_THRESHOLD = 20_000
 """Allocations between young-generation collections (CPython's default is 700). A request allocates
 a few hundred short-lived objects that reference counting frees anyway; collecting every 700 made
-the collector a measurable share of the event loop's time (docs/PERFORMANCE.md)."""
+the collector a measurable share of the event loop's time (docs/ARCHITECTURE.md)."""
 
 
 def shutdown_margin(grace_period: float) -> float:
