@@ -9,12 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry
-from trm.v1 import trm_pb2
 
 from trm_service.observability.metrics import ServiceMetrics
 from trm_service.runtime.loader import LoadedModel, LoadOptions, load_model
 from trm_service.runtime.session import SessionSettings
-from trm_service.scheduler.halting import StepBudget, TimeLimit
+from trm_service.runtime.text_codec import TextCodec
+from trm_service.scheduler.halting import HaltReason, StepBudget, TimeLimit
 from trm_service.scheduler.model_scheduler import ModelScheduler, QueueFull, SchedulerClosed
 from trm_service.scheduler.ticket import StepResult, Ticket
 
@@ -52,9 +52,9 @@ class Harness:
 
     def ticket(self, text: str, *, max_steps: int, min_steps: int = 1, threshold: float = NEVER_HALT,
                limits: list[TimeLimit] | None = None, stream: bool = False) -> Ticket:
-        assert self.model.encoder is not None
+        assert isinstance(self.model.codec, TextCodec)
         budget = StepBudget(max_steps=max_steps, min_steps=min_steps, halt_threshold=threshold)
-        return Ticket(self.model.encoder.encode(text), budget, arrival=time.monotonic(), limits=limits or [],
+        return Ticket(self.model.codec.tokenize(text), budget, arrival=time.monotonic(), limits=limits or [],
                       stream=stream)
 
     def submit(self, ticket: Ticket) -> Ticket:
@@ -94,7 +94,7 @@ async def test_batched_results_equal_unbatched_results(text_model: LoadedModel, 
         np.testing.assert_allclose(batched.logits, one.logits, rtol=0, atol=1e-5)
         assert batched.halt_probability == pytest.approx(one.halt_probability, abs=1e-6)
     assert {r.halt_reason for r in alone} == {
-        trm_pb2.HALT_REASON_MAX_STEPS if "threshold" not in budget else trm_pb2.HALT_REASON_HALTED
+        HaltReason.MAX_STEPS if "threshold" not in budget else HaltReason.HALTED
     }
     await harness.scheduler.close()
 
@@ -124,7 +124,7 @@ async def test_a_short_request_leaves_the_batch_while_a_long_one_keeps_stepping(
         pass
     late = harness.submit(harness.ticket("a quick one", max_steps=2))
     result = await late.finished
-    assert result.step == 2 and result.halt_reason == trm_pb2.HALT_REASON_MAX_STEPS
+    assert result.step == 2 and result.halt_reason == HaltReason.MAX_STEPS
     assert not long.finished.done() and 3 < long.steps_done < 400  # admitted mid-flight, released first
     bucket = "trm_batch_size_bucket"
     pairs = harness.sample(bucket, le="2.0") - harness.sample(bucket, le="1.0")
@@ -161,10 +161,10 @@ async def test_a_request_that_could_not_start_before_its_deadline_is_refused_at_
     running = harness.submit(harness.ticket("running", max_steps=5000))
     wait = harness.scheduler.expected_wait_s()
     assert wait > 20 * harness.scheduler.expected_step_s
-    soon = [TimeLimit(time.monotonic() + wait / 2, trm_pb2.HALT_REASON_DEADLINE)]
+    soon = [TimeLimit(time.monotonic() + wait / 2, HaltReason.DEADLINE)]
     with pytest.raises(QueueFull, match="past its deadline or time budget"):
         harness.submit(harness.ticket("late", max_steps=5, limits=soon))
-    later = [TimeLimit(time.monotonic() + 60, trm_pb2.HALT_REASON_DEADLINE)]
+    later = [TimeLimit(time.monotonic() + 60, HaltReason.DEADLINE)]
     queued = harness.submit(harness.ticket("in time", max_steps=5, limits=later))
     harness.scheduler.cancel(running)
     assert (await queued.finished).step == 5
@@ -190,12 +190,12 @@ async def test_time_limits_return_the_anytime_answer_with_their_reason(long_mode
     harness = Harness(long_model)
     now = time.monotonic()
     budget = harness.submit(harness.ticket(
-        "budget", max_steps=5000, limits=[TimeLimit(now + 0.3, trm_pb2.HALT_REASON_BUDGET)]))
+        "budget", max_steps=5000, limits=[TimeLimit(now + 0.3, HaltReason.BUDGET)]))
     deadline = harness.submit(harness.ticket(
-        "deadline", max_steps=5000, limits=[TimeLimit(now + 0.2, trm_pb2.HALT_REASON_DEADLINE)]))
+        "deadline", max_steps=5000, limits=[TimeLimit(now + 0.2, HaltReason.DEADLINE)]))
     by_budget, by_deadline = await budget.finished, await deadline.finished
-    assert by_budget.halt_reason == trm_pb2.HALT_REASON_BUDGET and 1 <= by_budget.step < 5000
-    assert by_deadline.halt_reason == trm_pb2.HALT_REASON_DEADLINE and 1 <= by_deadline.step <= by_budget.step
+    assert by_budget.halt_reason == HaltReason.BUDGET and 1 <= by_budget.step < 5000
+    assert by_deadline.halt_reason == HaltReason.DEADLINE and 1 <= by_deadline.step <= by_budget.step
     assert by_budget.logits.shape == (len(long_model.bundle.manifest.labels),)
     await harness.scheduler.close()
 
@@ -206,7 +206,7 @@ async def test_shutdown_stops_running_requests_with_their_best_answer(long_model
     await ticket.next_update()
     harness.scheduler.shutdown_by(time.monotonic() + 0.1)
     result = await ticket.finished
-    assert result.halt_reason == trm_pb2.HALT_REASON_SHUTDOWN and 1 <= result.step < 5000
+    assert result.halt_reason == HaltReason.SHUTDOWN and 1 <= result.step < 5000
     await harness.scheduler.close()
 
 

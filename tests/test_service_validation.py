@@ -1,9 +1,13 @@
-"""Request validation against a model's manifest: defaults, ranges and the messages people see."""
+"""Request validation against a model's manifest and codec: defaults, ranges and the messages people see."""
 
 from __future__ import annotations
 
 import grpc
+import numpy as np
 import pytest
+from tokenizers import Tokenizer
+from tokenizers.models import WordLevel
+from tokenizers.pre_tokenizers import Whitespace
 from trm.v1 import trm_pb2
 
 from trm_bundle.manifest import parse_manifest
@@ -13,6 +17,8 @@ from trm_service.api.validation import (
     parse_message,
     validate_reason_request,
 )
+from trm_service.runtime.grid_codec import GridCodec
+from trm_service.runtime.text_codec import TextCodec
 
 SHA = "0" * 64
 MAX_BUDGET_MS = 60_000
@@ -39,31 +45,47 @@ def _manifest(kind: str, **halting):
     return parse_manifest(data)
 
 
+def _tokenizer(max_tokens: int) -> Tokenizer:
+    """A word-level tokenizer that pads and truncates to max_tokens, as bundles' tokenizers do."""
+    tokenizer = Tokenizer(WordLevel({"[PAD]": 0, "[UNK]": 1, "hi": 2, "hello": 3}, unk_token="[UNK]"))
+    tokenizer.pre_tokenizer = Whitespace()
+    tokenizer.enable_padding(length=max_tokens, pad_id=0, pad_token="[PAD]")
+    tokenizer.enable_truncation(max_tokens)
+    return tokenizer
+
+
 TEXT, GRID = _manifest("text"), _manifest("grid")
+TEXT_CODEC, GRID_CODEC = TextCodec(_tokenizer(16), TEXT), GridCodec(GRID)
 
 
 def _validate(manifest, **fields):
-    return validate_reason_request(trm_pb2.ReasonRequest(model="m", **fields), manifest, MAX_BUDGET_MS)
+    codec = TEXT_CODEC if manifest is TEXT else GRID_CODEC
+    return validate_reason_request(trm_pb2.ReasonRequest(model="m", **fields), codec, manifest, MAX_BUDGET_MS)
+
+
+def _top_labels(valid) -> int:
+    return len(valid.input.reader.read(np.zeros(5, dtype=np.float32)).answer.classification.top)
 
 
 def test_an_empty_budget_takes_the_model_defaults():
     valid = _validate(TEXT, text="hello")
     assert (valid.budget.max_steps, valid.budget.min_steps) == (16, 2)
     assert valid.budget.halt_threshold == pytest.approx(0.6)
-    assert valid.time_budget_ms == 0 and valid.top_k == 3 and valid.text == "hello"
+    assert valid.time_budget_ms == 0 and _top_labels(valid) == 3 and valid.input.logged_input == "hello"
+    assert valid.input.tokens.tolist() == [3] + [0] * 15
 
 
 def test_explicit_budget_values_are_kept_and_min_steps_defaults_below_max_steps():
     valid = _validate(TEXT, text="hi", top_k=5, budget=trm_pb2.Budget(
         max_steps=1, halt_threshold=1.0, time_budget_ms=250))
     assert (valid.budget.max_steps, valid.budget.min_steps) == (1, 1)
-    assert valid.budget.halt_threshold == 1.0 and valid.time_budget_ms == 250 and valid.top_k == 5
+    assert valid.budget.halt_threshold == 1.0 and valid.time_budget_ms == 250 and _top_labels(valid) == 5
 
 
 def test_grid_values_and_top_k_ignored_for_grids():
     cells = "5" + "." * 79 + "0"
     valid = _validate(GRID, grid=trm_pb2.Grid(cells=cells), top_k=50)
-    assert valid.grid == [5] + [0] * 80 and valid.text is None
+    assert valid.input.tokens.tolist() == [5] + [0] * 80 and valid.input.logged_input == cells
 
 
 ROW_CLASH = "55" + "0" * 79

@@ -18,11 +18,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import structlog
-from trm.v1 import trm_pb2
 
 from trm_service.observability.metrics import ServiceMetrics
 from trm_service.runtime.session import StepOutputs, StepSession
-from trm_service.scheduler.halting import TimeLimit, stop_reason
+from trm_service.scheduler.halting import HaltReason, TimeLimit, stop_reason
 from trm_service.scheduler.ticket import StepResult, Ticket
 
 _log = structlog.get_logger("trm_service.scheduler")
@@ -130,7 +129,7 @@ class ModelScheduler:
         self._update_gauges()
 
     def shutdown_by(self, at: float) -> None:
-        """Stop every request (anytime answer, HALT_REASON_SHUTDOWN) before time.monotonic() reaches `at`."""
+        """Stop every request (anytime answer, HaltReason.SHUTDOWN) before time.monotonic() reaches `at`."""
         self._shutdown_at = at
         self._wakeup.set()
 
@@ -211,9 +210,9 @@ class ModelScheduler:
                 continue
             rows = self._session.state_rows(ticket.length)
             ticket.y, ticket.z = outputs.y_next[row, :rows], outputs.z_next[row, :rows]
-            ticket.steps_done += 1
+            step = ticket.steps_done + 1
             reason = stop_reason(
-                steps_done=ticket.steps_done,
+                steps_done=step,
                 halt_probability=float(halt_probability[row]),
                 budget=ticket.budget,
                 now=now,
@@ -224,11 +223,11 @@ class ModelScheduler:
                 stopped.add(ticket)
             ticket.publish(
                 StepResult(
-                    step=ticket.steps_done,
+                    step=step,
                     logits=outputs.logits[row].copy(),
                     halt_probability=float(halt_probability[row]),
                     elapsed_ms=(now - ticket.arrival) * 1000.0,
-                    halt_reason=reason or trm_pb2.HALT_REASON_UNSPECIFIED,
+                    halt_reason=reason,
                 )
             )
         for ticket in stopped:
@@ -240,7 +239,7 @@ class ModelScheduler:
     def _limits(self, ticket: Ticket) -> list[TimeLimit]:
         if self._shutdown_at is None:
             return ticket.limits
-        return [*ticket.limits, TimeLimit(self._shutdown_at, trm_pb2.HALT_REASON_SHUTDOWN)]
+        return [*ticket.limits, TimeLimit(self._shutdown_at, HaltReason.SHUTDOWN)]
 
     def _fail(self, batch: list[Ticket], error: Exception) -> None:
         for ticket in batch:
