@@ -131,7 +131,7 @@ class ReasoningServicer:
     async def _reason_stream(
         self, raw: bytes, context: grpc.aio.ServicerContext, record: CallRecord
     ) -> AsyncGenerator[trm_pb2.ReasonStep, None]:
-        check_request_id(record.request_id)
+        self._adopt_request_id(record, context)
         admitted = self._admit(raw, context, record, stream=True)
         previous = None
         try:
@@ -226,19 +226,27 @@ class ReasoningServicer:
         return model_info(model, self._registry.versions(model.name), self._limits.max_time_budget_ms)
 
     def _record(self, method: str, context: grpc.aio.ServicerContext) -> CallRecord:
+        """A record under a server-made request id, which the trailing metadata carries until the
+        caller's own id passes validation (`_adopt_request_id`)."""
         record = CallRecord(method, self._metrics, log_inputs=self._limits.log_inputs)
-        supplied = dict(context.invocation_metadata() or ()).get(REQUEST_ID_KEY)
-        if supplied is not None:
-            record.request_id = str(supplied)
         context.set_trailing_metadata(((REQUEST_ID_KEY, record.request_id),))
         return record
+
+    @staticmethod
+    def _adopt_request_id(record: CallRecord, context: grpc.aio.ServicerContext) -> None:
+        """Use the caller's x-request-id if it sent a valid one; raise INVALID_ARGUMENT for an invalid one,
+        which is never echoed (gRPC would refuse to send an illegal header and turn the call INTERNAL)."""
+        supplied = dict(context.invocation_metadata() or ()).get(REQUEST_ID_KEY)
+        if supplied is not None:
+            record.request_id = check_request_id(str(supplied))
+            context.set_trailing_metadata(((REQUEST_ID_KEY, record.request_id),))
 
     async def _account(
         self, record: CallRecord, context: grpc.aio.ServicerContext, work: Callable[[], Awaitable[_T]]
     ) -> _T:
         """Run a unary RPC body, map its errors to statuses and finish its record."""
         try:
-            check_request_id(record.request_id)
+            self._adopt_request_id(record, context)
             result = await work()
         except RequestError as exc:
             record.finish(exc.code, exc.message)

@@ -11,6 +11,7 @@ from google.protobuf.message import DecodeError, Message
 from trm.v1 import trm_pb2
 
 from trm_bundle.manifest import Manifest
+from trm_service.caller_strings import quote
 from trm_service.runtime.codec import Codec, EncodedRequest, InputError
 from trm_service.scheduler.halting import StepBudget
 
@@ -50,10 +51,28 @@ def parse_message(message_type: type[_MessageT], raw: bytes) -> _MessageT:
 
 
 def check_request_id(value: str) -> str:
-    """An x-request-id from metadata: 1-128 printable ASCII characters."""
-    if not 0 < len(value) <= MAX_REQUEST_ID_CHARS or not value.isascii() or not value.isprintable():
-        raise invalid(f"metadata x-request-id must be 1-{MAX_REQUEST_ID_CHARS} printable ASCII characters")
+    """An x-request-id from metadata: 1-128 printable ASCII characters, no space at either end
+    (HTTP/2 forbids surrounding whitespace in header values)."""
+    problem = _request_id_problem(value)
+    if problem:
+        raise invalid(
+            f"metadata x-request-id {quote(value)} {problem}: use 1-{MAX_REQUEST_ID_CHARS} printable ASCII "
+            "characters with no space at either end, or send none and the server makes one"
+        )
     return value
+
+
+def _request_id_problem(value: str) -> str | None:
+    if not value:
+        return "is empty"
+    if len(value) > MAX_REQUEST_ID_CHARS:
+        return "is too long"
+    for position, char in enumerate(value, start=1):
+        if not (char.isascii() and char.isprintable()):
+            return f"has {char!r} (U+{ord(char):04X}) at position {position}"
+    if value != value.strip():
+        return "starts or ends with a space"
+    return None
 
 
 def validate_reason_request(

@@ -37,6 +37,9 @@ class TextCodec:
                     f"(it produced {produced} ids)"
                 )
         self._tokenizer = tokenizer
+        # Padding and special tokens carry none of the text; the unknown token stands for a word.
+        special = {i for i, token in tokenizer.get_added_tokens_decoder().items() if token.special}
+        self._filler_ids = np.asarray(sorted((special | {spec.pad_id}) - {_unknown_id(tokenizer)}), dtype=np.int64)
         self._spec = spec
         self._name = manifest.name
         self._labels = manifest.labels
@@ -47,7 +50,8 @@ class TextCodec:
         return np.asarray(self._tokenizer.encode(text).ids, dtype=np.int64)
 
     def encode(self, request: trm_pb2.ReasonRequest) -> EncodedRequest:
-        """Non-blank text of at most max_chars characters, and a top_k within the label count."""
+        """Non-blank text of at most max_chars characters that leaves a token after normalisation, and a
+        top_k within the label count."""
         kind = request.WhichOneof("input")
         if kind is None:
             raise InputError(f"the request has no input: model {self._name!r} takes a text (ReasonRequest.text)")
@@ -62,8 +66,20 @@ class TextCodec:
                 "(ModelInfo.limits.max_text_chars)"
             )
         tokens = self.tokenize(text)
+        self._check_tokens(tokens)
         reader = ClassificationReader(self._labels, self._out_of_scope, self._top_k(request.top_k))
         return EncodedRequest(tokens=tokens, reader=reader, logged_input=text)
+
+    def _check_tokens(self, tokens: np.ndarray) -> None:
+        """Refuse text that leaves no token after the tokenizer's normalisation (control and zero-width
+        characters, U+FFFD...): the model would see exactly the empty text. Words outside the vocabulary
+        count: the model reads them as the unknown token, and judging such text is its job."""
+        if np.isin(tokens, self._filler_ids).all():
+            raise InputError(
+                f"text leaves no tokens after normalisation: the tokenizer of model {self._name!r} drops "
+                "control characters, zero-width characters and U+FFFD, and nothing else is left; send the text "
+                "to classify in ReasonRequest.text"
+            )
 
     def _top_k(self, top_k: int) -> int:
         """top_k as asked (default 3), at most the label count."""
@@ -73,6 +89,12 @@ class TextCodec:
                 f"top_k must be at most {labels} (the number of labels of {self._name!r}), got {top_k}"
             )
         return top_k or min(DEFAULT_TOP_K, labels)
+
+
+def _unknown_id(tokenizer: Tokenizer) -> int | None:
+    """The id the tokenizer gives words outside its vocabulary, if its model has one."""
+    unknown = getattr(tokenizer.model, "unk_token", None)
+    return None if unknown is None else tokenizer.token_to_id(unknown)
 
 
 class ClassificationReader:
