@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +14,7 @@ from prometheus_client import CollectorRegistry
 
 from trm_service.observability.metrics import ServiceMetrics
 from trm_service.runtime.loader import LoadedModel, LoadOptions, load_model
-from trm_service.runtime.session import SessionSettings
+from trm_service.runtime.session import RunHandle, SessionSettings, StepSession, StepStopped
 from trm_service.runtime.text_codec import TextCodec
 from trm_service.scheduler.halting import HaltReason, StepBudget, TimeLimit
 from trm_service.scheduler.model_scheduler import ModelScheduler, QueueFull, SchedulerClosed
@@ -35,16 +37,21 @@ def long_model(long_bundle: Path) -> LoadedModel:
     return load_model(long_bundle, LoadOptions(SessionSettings(intra_op_threads=1)))
 
 
+@pytest.fixture(scope="module")
+def grid_model(grid_bundle: Path) -> LoadedModel:
+    return load_model(grid_bundle, LoadOptions(SessionSettings(intra_op_threads=1)))
+
+
 class Harness:
     """A started scheduler with its own metrics registry."""
 
-    def __init__(self, model: LoadedModel, *, max_batch: int = 64, max_queue: int = 64, max_rows_per_run: int = 16
-                 ) -> None:
+    def __init__(self, model: LoadedModel, *, max_batch: int = 64, max_queue: int = 64, max_rows_per_run: int = 16,
+                 session: StepSession | None = None) -> None:
         self.model = model
         self.registry = CollectorRegistry()
         manifest = model.bundle.manifest
         self.scheduler = ModelScheduler(
-            manifest.name, manifest.version, model.session, max_batch=max_batch, max_queue=max_queue,
+            manifest.name, manifest.version, session or model.session, max_batch=max_batch, max_queue=max_queue,
             max_rows_per_run=max_rows_per_run, metrics=ServiceMetrics(self.registry),
             initial_step_s=model.warm_step_s,
         )
@@ -108,7 +115,8 @@ async def test_a_step_runs_as_length_sorted_calls_of_bounded_rows(
     alone = await _run_alone(Harness(long_model), texts, max_steps=2)
     session, calls = long_model.session, []
     real_run = session.run
-    monkeypatch.setattr(session, "run", lambda tokens, y, z: calls.append(tokens.shape) or real_run(tokens, y, z))
+    monkeypatch.setattr(session, "run", lambda tokens, y, z, handle=None: calls.append(tokens.shape)
+                        or real_run(tokens, y, z, handle))
     together = await _run_together(Harness(long_model, max_rows_per_run=4), texts, max_steps=2)
     assert [rows for rows, _ in calls] == [4, 4, 2, 4, 4, 2]
     lengths = [length for _, length in calls[:3]]
@@ -184,6 +192,94 @@ async def test_cancellation_frees_the_slot_and_the_gauges_at_once(long_model: Lo
     replacement = harness.submit(harness.ticket("next", max_steps=2))
     assert (await replacement.finished).step == 2
     await harness.scheduler.close()
+
+
+class HeldSession:
+    """A model's real StepSession whose call number `hold_call` waits, before it runs, until `release` is
+    set: the test acts while the model's thread is inside that call. Counts finished and stopped calls."""
+
+    def __init__(self, session: StepSession, hold_call: int) -> None:
+        self._session = session
+        self._hold_call = hold_call
+        self._calls = 0
+        self.holding = threading.Event()
+        self.release = threading.Event()
+        self.finished = 0
+        self.stopped = 0
+
+    def __getattr__(self, name: str):
+        return getattr(self._session, name)
+
+    def run(self, tokens, y, z, handle=None):
+        self._calls += 1
+        if self._calls == self._hold_call:
+            self.holding.set()
+            self.release.wait(timeout=60)
+        try:
+            outputs = self._session.run(tokens, y, z, handle)
+        except StepStopped:
+            self.stopped += 1
+            raise
+        self.finished += 1
+        return outputs
+
+
+async def _six_requests_held_in_their_second_step(model: LoadedModel) -> tuple[Harness, HeldSession, list[Ticket]]:
+    """Six never-halting requests in calls of two rows (three calls a step); returns once their first step
+    finished and the model's thread holds the first call of the second."""
+    held = HeldSession(model.session, hold_call=4)
+    harness = Harness(model, max_rows_per_run=2, session=held)
+    tickets = [harness.submit(harness.ticket("the same question", max_steps=5000, stream=True)) for _ in range(6)]
+    assert [(await t.next_update()).step for t in tickets] == [1] * 6
+    await asyncio.to_thread(held.holding.wait, 60)
+    return harness, held, tickets
+
+
+async def test_a_step_whose_requests_were_all_cancelled_stops_and_frees_the_model(long_model: LoadedModel):
+    harness, held, tickets = await _six_requests_held_in_their_second_step(long_model)
+    for ticket in tickets:
+        harness.scheduler.cancel(ticket)
+    held.release.set()
+    after = harness.submit(harness.ticket("next", max_steps=1))
+    assert (await after.finished).step == 1
+    assert (held.finished, held.stopped) == (3 + 1, 3)  # step 1 and the next request ran; step 2 was stopped
+    assert all(t.steps_done == 1 for t in tickets)
+    assert harness.sample("trm_step_seconds_count") == 2  # a stopped step is not timed
+    await harness.scheduler.close()
+
+
+async def test_only_calls_whose_requests_were_all_cancelled_stop(long_model: LoadedModel):
+    harness, held, tickets = await _six_requests_held_in_their_second_step(long_model)
+    for ticket in tickets[:3]:  # both rows of the held first call, one row of the second
+        harness.scheduler.cancel(ticket)
+    held.release.set()
+    assert [(await t.next_update()).step for t in tickets[3:]] == [2] * 3
+    assert (held.finished, held.stopped) == (3 + 2, 1)
+    assert [t.steps_done for t in tickets] == [1, 1, 1, 2, 2, 2]
+    for ticket in tickets[3:]:
+        harness.scheduler.cancel(ticket)
+    await harness.scheduler.close()
+
+
+def test_a_stopped_handle_ends_a_call_that_is_running(grid_model: LoadedModel):
+    session = grid_model.session
+    rows = 512  # a call of seconds on a shared CPU core, far longer than the 20 ms before the stop
+    tokens = np.zeros((rows, session.sequence_length), dtype=np.int64)
+    state = session.initial_state(rows)
+    handle, started = RunHandle(), threading.Event()
+
+    def run():
+        started.set()
+        return session.run(tokens, state, state, handle)
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        call = pool.submit(run)
+        started.wait(timeout=60)
+        time.sleep(0.02)
+        handle.stop()
+        with pytest.raises(StepStopped):
+            call.result(timeout=60)
+    assert session.run(tokens[:1], state[:1], state[:1], RunHandle()).logits.shape[0] == 1  # still usable
 
 
 async def test_time_limits_return_the_anytime_answer_with_their_reason(long_model: LoadedModel):
