@@ -36,6 +36,26 @@ class SessionSettings:
     allow_spinning: bool = False
 
 
+class StepStopped(Exception):
+    """A step run ended early because its RunHandle was stopped."""
+
+
+class RunHandle:
+    """Lets another thread stop one `StepSession.run` call: ONNX Runtime's RunOptions.terminate, which
+    the run checks between graph nodes (and before it starts)."""
+
+    def __init__(self) -> None:
+        self.options = ort.RunOptions()
+
+    def stop(self) -> None:
+        """Make the run end at its next node with StepStopped (safe from any thread)."""
+        self.options.terminate = True
+
+    @property
+    def stopped(self) -> bool:
+        return bool(self.options.terminate)
+
+
 @dataclass(frozen=True)
 class StepOutputs:
     """One step for a batch: new states, answer logits and halting logits."""
@@ -99,11 +119,17 @@ class StepSession:
             return self.state_shape[0]
         return self._trim.rows_before_tokens + length // self._trim.token_multiple
 
-    def run(self, tokens: np.ndarray, y: np.ndarray, z: np.ndarray) -> StepOutputs:
-        """One supervision step for a batch: tokens [b, length] int64, y and z [b, state_rows(length), d]."""
-        y_next, z_next, logits, halt_logit = self._session.run(
-            list(STEP_OUTPUTS), {"tokens": tokens, "y": y, "z": z}
-        )
+    def run(self, tokens: np.ndarray, y: np.ndarray, z: np.ndarray, handle: RunHandle | None = None) -> StepOutputs:
+        """One supervision step for a batch: tokens [b, length] int64, y and z [b, state_rows(length), d].
+        Raises StepStopped if `handle` is stopped before the run ends."""
+        try:
+            y_next, z_next, logits, halt_logit = self._session.run(
+                list(STEP_OUTPUTS), {"tokens": tokens, "y": y, "z": z}, None if handle is None else handle.options
+            )
+        except Fail:
+            if handle is not None and handle.stopped:
+                raise StepStopped from None
+            raise
         return StepOutputs(y_next=y_next, z_next=z_next, logits=logits, halt_logit=halt_logit.reshape(-1))
 
 
