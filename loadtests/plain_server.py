@@ -15,11 +15,11 @@ from pathlib import Path
 import grpc
 import numpy as np
 import onnxruntime as ort
+from tokenizers import Tokenizer
 from trm.v1 import trm_pb2, trm_pb2_grpc
 
 from loadtests import baseline_main
-from trm_service.runtime.bundle import Bundle, TextInput, load_bundle
-from trm_service.runtime.codec import TextEncoder
+from trm_bundle.manifest import Bundle, TextInput, load_bundle
 
 WORKERS = 4
 DEFAULT_TOP_K = 3
@@ -32,7 +32,7 @@ class PlainModel:
         self.manifest = manifest = bundle.manifest
         assert isinstance(manifest.input, TextInput)
         self.spec = manifest.input
-        self.encoder = TextEncoder(bundle.file(self.spec.tokenizer), self.spec)
+        self.tokenizer = Tokenizer.from_file(str(bundle.file(self.spec.tokenizer)))
         options = ort.SessionOptions()
         options.intra_op_num_threads = 1
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
@@ -41,7 +41,7 @@ class PlainModel:
 
     def run(self, text: str) -> tuple[np.ndarray, float, int, bool]:
         """Label probabilities, halting confidence, steps run and whether the halting head stopped it."""
-        tokens = self.encoder.encode(text)
+        tokens = np.asarray(self.tokenizer.encode(text).ids, dtype=np.int64)
         rows, width = self.manifest.recursion.state_shape
         length, trim = len(tokens), self.spec.variable_length
         if trim is not None:  # drop trailing padding: a multiple of token_multiple covering every token

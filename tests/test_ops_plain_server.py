@@ -13,8 +13,8 @@ from trm.v1 import trm_pb2, trm_pb2_grpc
 
 from loadtests.inputs import data_dir, load_inputs
 from loadtests.local_server import plain_server, service
+from trm_bundle.manifest import load_bundle
 from trm_service.config import DEFAULT_MODELS_DIR
-from trm_service.runtime.bundle import load_bundle
 
 SAMPLES = {"intent-clinc150": 150, "routing-20ng": 60}
 PROBABILITY_TOLERANCE = 1e-5
