@@ -20,8 +20,8 @@ from pathlib import Path
 import grpc
 import structlog
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
 
+from trm_service.api.reflection import enable_reflection
 from trm_service.api.servicer import SERVICE_NAME, ReasoningServicer, ServingLimits, reasoning_handler
 from trm_service.config import ConfigError, ServeConfig
 from trm_service.observability.metrics import ServiceMetrics, serve_metrics
@@ -67,7 +67,7 @@ class ModelHealth:
 def build_grpc_server(
     config: ServeConfig, servicer: ReasoningServicer, model_health: ModelHealth
 ) -> grpc.aio.Server:
-    """The grpc.aio server with the API, health and reflection, not yet bound."""
+    """The grpc.aio server with the API, health and reflection (v1 and v1alpha), not yet bound."""
     server = grpc.aio.server(
         options=[
             ("grpc.max_receive_message_length", config.max_message_bytes),
@@ -77,10 +77,7 @@ def build_grpc_server(
     )
     server.add_generic_rpc_handlers((reasoning_handler(servicer),))
     health_pb2_grpc.add_HealthServicer_to_server(model_health.servicer, server)
-    reflection.enable_server_reflection(
-        (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
-        server,
-    )
+    enable_reflection(server, (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name))
     return server
 
 
