@@ -17,10 +17,12 @@ def write(path: Path, text: str) -> Path:
 
 
 def test_csv_and_jsonl_rows_load_with_their_lines(tmp_path: Path) -> None:
-    csv_file = write(tmp_path / "pairs.csv", 'id,source,target\n1,x equals one,x = 1\n\n2,"open paren, close paren",()\n')
+    csv_text = 'id,source,target\n1,x equals one,x = 1\n\n2,"open paren, close paren",()\n'
+    csv_file = write(tmp_path / "pairs.csv", csv_text)
     jsonl = write(tmp_path / "pairs.jsonl", "\n".join(json.dumps(row) for row in [
         {"source": "x equals one", "target": "x = 1"}, {"source": "return", "target": "return", "extra": 3}]))
-    assert load_pairs(csv_file, 100, 100) == [Pair("x equals one", "x = 1", 2), Pair("open paren, close paren", "()", 4)]
+    assert load_pairs(csv_file, 100, 100) == [
+        Pair("x equals one", "x = 1", 2), Pair("open paren, close paren", "()", 4)]
     assert load_pairs(jsonl, 100, 100) == [Pair("x equals one", "x = 1", 1), Pair("return", "return", 2)]
 
 

@@ -113,9 +113,10 @@ def lay_out(tokens: list[tuple[Kind, str]]) -> list[Token]:
         op = text if kind == "op" else None
         unary = op == "~" or (op == "@" and previous is None) or (
             op in UNARY_CAPABLE and op != "@" and (previous is None or not _is_operand_end(previous)))
-        tight_equals = op == "=" and (
-            (bool(lambdas) and lambdas[-1] == depth)
-            or (bool(brackets) and brackets[-1].char == "(" and not (brackets[-1].is_def_params and brackets[-1].annotated)))
+        innermost = brackets[-1] if brackets else None
+        keyword_argument = innermost is not None and innermost.char == "(" and not (
+            innermost.is_def_params and innermost.annotated)
+        tight_equals = op == "=" and (keyword_argument or (bool(lambdas) and lambdas[-1] == depth))
         if previous is None:
             space = False
         elif kind == "name" and text == "import":
