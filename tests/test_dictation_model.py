@@ -137,9 +137,9 @@ def rows_of(out: Decoded, call: int, per_position: list[int]) -> torch.Tensor:
 
 
 def test_training_lowers_the_loss_and_resumes_from_its_checkpoint(tmp_path: Path) -> None:
-    pairs = [("x equals one", "x = 1"), ("return none", "return None"), ("pass", "pass"), ("y colon", "y:")]
+    pairs = [("x equals one", "x = 1"), ("none", "None"), ("pass", "pass"), ("y colon", "y:")]
     model = small_model(seed=5, T=1, N_sup=2).train()
-    cfg = SequenceTrainConfig(run_dir=tmp_path, batch_size=4, lr=3e-3, warmup_steps=5, max_steps=80,
+    cfg = SequenceTrainConfig(run_dir=tmp_path, batch_size=4, lr=1e-2, warmup_steps=5, max_steps=20,
                               eval_every=1000, checkpoint_every=1000, log_every=1000)
 
     def batches(_step: int) -> Iterator[Batch]:
@@ -151,8 +151,8 @@ def test_training_lowers_the_loss_and_resumes_from_its_checkpoint(tmp_path: Path
     trainer.fit()
     last = run(trainer.model, to_batch(pairs).source, to_batch(pairs).targets).loss.item()
     assert last < 0.5 * first
-    longer = SequenceTrainConfig(**{**cfg.__dict__, "max_steps": 82})
+    longer = SequenceTrainConfig(**{**cfg.__dict__, "max_steps": 22})
     resumed = SequenceTrainer(longer, small_model(seed=9, T=1, N_sup=2), batches, log=lambda _line: None)
     resumed.fit()
-    assert resumed.step == 82 and resumed.lines_seen == 82 * 4
+    assert resumed.step == 22 and resumed.lines_seen == 22 * 4
     assert decode(encode("x = 1")) == "x = 1"

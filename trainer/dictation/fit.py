@@ -111,7 +111,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
                                     eval_every=args.eval_every, seed=args.seed)
 
     def evaluate(ema: SequenceTRM) -> dict[str, float]:
-        predictions = predict(ema, val_spoken)
+        predictions = predict(ema, val_spoken, max_len=args.max_chars + 8)
         return {**score(predictions.texts, val_lines), "mean_steps": steps_report(predictions)["mean_steps"]}
 
     trainer = SequenceTrainer(
@@ -138,7 +138,7 @@ def test_report(model: SequenceTRM, corpus: Corpus, verbalizer: Verbalizer, args
         spoken = [verbalizer.speak(line) for line in lines]
         keep = [i for i, s in enumerate(spoken) if len(s) <= MAX_SOURCE_CHARS]
         lines, spoken = [lines[i] for i in keep], [spoken[i] for i in keep]
-        predictions = predict(model, spoken)
+        predictions = predict(model, spoken, max_len=args.max_chars + 8 if name == "short" else None)
         novel = [i for i, line in enumerate(lines) if line not in seen]
         report[f"test_{name}"] = {
             **score(predictions.texts, lines),
@@ -149,7 +149,7 @@ def test_report(model: SequenceTRM, corpus: Corpus, verbalizer: Verbalizer, args
     literals = number_literals(test_lines)
     for name, phrasing in (("numbers", verbalizer), ("numbers_clean", Verbalizer(args.seed, confusion_rate=0.0))):
         phrases = number_phrases(literals, phrasing)
-        predictions = predict(model, [phrase.spoken for phrase in phrases])
+        predictions = predict(model, [phrase.spoken for phrase in phrases], max_len=args.max_chars + 8)
         by_spoken = dict(zip([phrase.spoken for phrase in phrases], predictions.texts, strict=True))
         report[name] = {"count": len(phrases),
                         "model": score_reader(phrases, by_spoken.__getitem__).exact_match,

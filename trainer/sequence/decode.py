@@ -74,8 +74,8 @@ def run(
         x = model.embed_tokens(previous)
         y, z = model.initial_state(batch, device)
         where = torch.full((batch,), position, dtype=torch.long, device=device)
-        commit = [(empty, empty) for empty in [torch.zeros(batch, cfg.num_heads, cfg.head_dim, device=device)]
-                  for _ in model.layers]
+        nothing = torch.zeros(batch, cfg.num_heads, cfg.head_dim, device=device)
+        commit = [(nothing, nothing) for _ in model.layers]  # filled row by row (out of place) as rows halt
         final_logits = torch.zeros(batch, cfg.vocab_size, device=device)
         minimum = _minimum_steps(halting, batch, cfg.N_sup, device)
         live = active.clone()

@@ -22,9 +22,14 @@ class Predictions:
 
 @torch.no_grad()
 def predict(
-    model: SequenceTRM, sources: Sequence[str], batch_size: int = 128, halting: Halting | None = None
+    model: SequenceTRM,
+    sources: Sequence[str],
+    batch_size: int = 128,
+    halting: Halting | None = None,
+    max_len: int | None = None,
 ) -> Predictions:
-    """The model's answers to `sources`, decoded greedily in batches of similar length, in input order."""
+    """The model's answers to `sources`, decoded greedily in batches of similar length, in input order;
+    an answer stops at its end mark or after `max_len` tokens (default: the model's limit)."""
     model.eval()
     order = sorted(range(len(sources)), key=lambda index: len(sources[index]))
     texts: list[str] = [""] * len(sources)
@@ -32,7 +37,7 @@ def predict(
     for start in range(0, len(order), batch_size):
         chunk = order[start:start + batch_size]
         batch = to_batch([(sources[index], "") for index in chunk])
-        out = run(model, batch.source, halting=halting)
+        out = run(model, batch.source, halting=halting, max_len=max_len)
         for row, index in enumerate(chunk):
             ids = out.tokens[row].tolist()
             texts[index] = decode(ids)
