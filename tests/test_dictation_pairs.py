@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from trainer.data.errors import DataError
+from trainer.data.files import DataError
 from trainer.sequence.pairs import Pair, load_pairs
 
 

@@ -11,7 +11,8 @@ import onnx
 import pytest
 from onnxruntime.quantization import QuantType, quantize_dynamic
 
-from trm_bundle.manifest import BundleError, GridInput, TextInput, load_bundle, sha256_of
+from trm_bundle.checksums import sha256_of
+from trm_bundle.manifest import BundleError, GridInput, TextInput, load_bundle
 from trm_service.runtime.grid_codec import GridCodec
 from trm_service.runtime.loader import LoadOptions, load_model
 from trm_service.runtime.session import SessionSettings

@@ -11,9 +11,8 @@ import pytest
 
 from trainer.bar_sets import few_shot_indices, write_text_csv
 from trainer.baseline import BaselineResult, fit_linear_baseline, main, score_linear_baseline
-from trainer.data.containers import TextSplit
 from trainer.data.holdout import stratified_holdout
-from trainer.data.text_files import load_text_file
+from trainer.data.text import TextSplit, load_text_file
 
 TOPICS = {"hockey": ["goalie", "puck", "season"], "space": ["orbit", "launch", "nasa"],
           "computers": ["driver", "kernel", "disk"]}

@@ -12,7 +12,7 @@ from trainer_support import KEYWORDS, write_keyword_csv
 
 from trainer.config import TrainConfig, load_config
 from trainer.data.checks import check_label_counts
-from trainer.data.errors import DataError
+from trainer.data.files import DataError
 from trainer.data.tokenizer import encode_texts, train_tokenizer
 from trainer.model import ModelConfig
 from trainer.out_of_scope import calibrate_abstain_threshold, find_out_of_scope_label

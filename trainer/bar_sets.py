@@ -16,8 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from trainer.data.containers import TextSplit
-from trainer.data.text_public import load_clinc150, load_newsgroups
+from trainer.data.text import TextSplit, load_clinc150, load_newsgroups
 
 FEW_SHOT_PER_LABEL = 10
 

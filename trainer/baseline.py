@@ -19,7 +19,7 @@ import numpy as np
 from sklearn.pipeline import Pipeline
 
 from trainer.data.holdout import stratified_holdout
-from trainer.data.text_files import check_label_coverage, load_text_file
+from trainer.data.text import check_label_coverage, load_text_file
 from trainer.out_of_scope import find_out_of_scope_label
 from trainer.tfidf_teacher import ngram_svm, ngram_vectorizer
 

@@ -25,8 +25,8 @@ from typing import Any, Literal
 
 import numpy as np
 
-from trainer.data.sudoku_csv import load_sudoku_csv
-from trainer.data.text_files import load_text_file
+from trainer.data.sudoku import load_sudoku_csv
+from trainer.data.text import load_text_file
 from trainer.data.tokenizer import train_tokenizer
 from trainer.model import ModelConfig
 

@@ -6,7 +6,7 @@ from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
-from trainer.data.errors import DataError
+from trainer.data.files import DataError
 
 # with one example, no model that did not see it knows its label (the cross-fitted teachers' soft labels)
 MIN_EXAMPLES_PER_LABEL = 2

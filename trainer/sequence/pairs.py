@@ -11,9 +11,7 @@ import io
 from dataclasses import dataclass
 from pathlib import Path
 
-from trainer.data.errors import DataError
-from trainer.data.jsonl import iter_json_objects, string_field
-from trainer.data.reading import read_nonempty_text
+from trainer.data.files import DataError, iter_json_objects, read_nonempty_text, string_field
 from trainer.sequence.vocab import unknown_characters
 
 SOURCE_COLUMN = "source"

@@ -104,9 +104,7 @@ class StepSession:
         token multiple for variable-length bundles, else the full sequence length."""
         if self._trim is None:
             return self.sequence_length
-        multiple = self._trim.token_multiple
-        used = int(np.count_nonzero(tokens != self._pad_id))
-        return min(self.sequence_length, max(1, -(-used // multiple)) * multiple)
+        return self._trim.trimmed_length(tokens, self._pad_id)
 
     def initial_state(self, batch: int, rows: int | None = None) -> np.ndarray:
         """Zero answer/latent state for `batch` inputs (the first step starts from y = z = 0);
@@ -117,7 +115,7 @@ class StepSession:
         """Rows of y and z for inputs of `length` tokens (see `input_length`)."""
         if self._trim is None:
             return self.state_shape[0]
-        return self._trim.rows_before_tokens + length // self._trim.token_multiple
+        return self._trim.state_rows(length)
 
     def run(self, tokens: np.ndarray, y: np.ndarray, z: np.ndarray, handle: RunHandle | None = None) -> StepOutputs:
         """One supervision step for a batch: tokens [b, length] int64, y and z [b, state_rows(length), d].
