@@ -23,7 +23,7 @@ from trainer.model import TRM, ModelConfig
 from trainer.tasks import TextStream
 from trainer.train import Trainer
 
-TEACHER_DIM = 384  # the offline teacher's sentence embeddings (trainer/prepare.py)
+TEACHER_DIM = 384  # the offline teacher's sentence embeddings (trainer/fit.py build_model)
 GRID_CELLS, GRID_SYMBOLS = 81, 10
 
 
