@@ -17,9 +17,9 @@ import numpy as np
 import onnx
 import torch
 from onnx import numpy_helper
-from onnxruntime.quantization import QuantType, quant_pre_process, quantize_dynamic
 
 from trainer.model import TRM, ModelConfig
+from trainer.quantize import quantize_static_step
 from trm_bundle.manifest import (
     FP32_FILE,
     MANIFEST_FILE,
@@ -62,18 +62,10 @@ def export_step(model: TRM, path: Path) -> None:
         )
 
 
-def quantize_step(fp32_path: Path, int8_path: Path) -> None:
-    """Dynamic int8 quantisation of the step's weights (activations stay float).
-
-    The fp32 step keeps weights as named initializers behind Transpose nodes; ONNX Runtime's
-    pre-processing folds those first, so every MatMul gets a constant weight it can quantise.
-    """
-    folded = int8_path.with_suffix(".folded.onnx")
-    quant_pre_process(str(fp32_path), str(folded), skip_symbolic_shape=True)
-    try:
-        quantize_dynamic(str(folded), str(int8_path), weight_type=QuantType.QInt8)
-    finally:
-        folded.unlink(missing_ok=True)
+def quantize_step(fp32_path: Path, int8_path: Path, calibration_tokens: np.ndarray, model_cfg: ModelConfig) -> None:
+    """Static int8 variant of the step (trainer/quantize.py): activation scales fixed at export, calibrated on
+    `calibration_tokens` (real inputs, e.g. the validation split), so rows of a batch stay independent."""
+    quantize_static_step(fp32_path, int8_path, calibration_tokens, model_cfg)
 
 
 def torch_step_fn(model: TRM):
