@@ -397,7 +397,7 @@ def export_bundle(
     with tempfile.TemporaryDirectory() as tmp:
         fp32, int8 = Path(tmp) / FP32_FILE, Path(tmp) / INT8_FILE
         export_step(model, fp32)
-        quantize_step(fp32, int8)
+        quantize_step(fp32, int8, prepared.val.tokens, mcfg)
         # fp32 metrics come from the same weights in torch (faster than ONNX Runtime here, and on a GPU when
         # there is one); `measure_parity` below checks that the ONNX step agrees with them.
         device = pick_device("auto")
