@@ -2,19 +2,28 @@
 
 from __future__ import annotations
 
+import json
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import grpc
 import numpy as np
 import onnx
 import pytest
 import torch
 from onnxruntime.quantization import QuantType, quant_pre_process, quantize_dynamic
+from tokenizers import Tokenizer
+from trm.v1 import trm_pb2, trm_pb2_grpc
 
 from trainer import evaluate as ev
-from trainer.export import export_step
+from trainer.data.tokenizer import encode_texts
+from trainer.export import export_step, quantize_step
 from trainer.model import TRM, ModelConfig
 from trainer.quantize import quantize_static_step
-from trm_bundle.manifest import FP32_FILE, INT8_FILE
+from trainer.testing import SAMPLE_TEXTS, make_random_bundle
+from trm_bundle.manifest import FP32_FILE, INT8_FILE, MANIFEST_FILE, sha256_of
+from trm_service.testing import ServerProcess
 
 torch.set_num_threads(1)
 
@@ -140,3 +149,51 @@ def test_int8_follows_fp32_through_every_step(exported: tuple[ModelConfig, Path]
     assert np.corrcoef(fp32_logits.ravel(), int8_logits.ravel())[0, 1] > 0.98
     assert np.corrcoef(fp32_halts.ravel(), int8_halts.ravel())[0, 1] > 0.98
     assert not np.array_equal(fp32_logits, int8_logits)
+
+
+def _add_int8(bundle: Path) -> None:
+    """Quantises a bundle's step as the exporter does and lists the int8 file in its manifest."""
+    manifest = json.loads((bundle / MANIFEST_FILE).read_text())
+    tokenizer = Tokenizer.from_file(str(bundle / manifest["input"]["tokenizer"]))
+    calibration = encode_texts(tokenizer, [f"{text} {i}" for i, text in enumerate(SAMPLE_TEXTS * 8)])
+    cfg = ModelConfig(**manifest["training"]["model_config"])
+    quantize_step(bundle / FP32_FILE, bundle / INT8_FILE, calibration, cfg)
+    manifest["onnx"]["int8"] = INT8_FILE
+    manifest["files"][INT8_FILE] = sha256_of(bundle / INT8_FILE)
+    (bundle / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2))
+
+
+def test_server_answers_the_same_alone_and_among_63_others_with_int8(tmp_path: Path) -> None:
+    """Through a real server running int8 (its default): trimmed, length-sorted calls of mixed lengths."""
+    torch.manual_seed(0)
+    bundle = make_random_bundle(tmp_path, "text", name="int8-text", N_sup=4, pool=4, doc_slot=True, seed=5)
+    _add_int8(bundle)
+    words = " ".join(SAMPLE_TEXTS).split()
+
+    def request(i: int) -> trm_pb2.ReasonRequest:
+        text = " ".join(words[(i * 5 + k) % len(words)] for k in range(1 + i % 11))
+        budget = trm_pb2.Budget(max_steps=4, halt_threshold=1.0)
+        return trm_pb2.ReasonRequest(model="int8-text", text=text, top_k=5, budget=budget)
+
+    with ServerProcess([bundle]) as server:
+        with grpc.insecure_channel(server.target) as channel:
+            alone = [trm_pb2_grpc.ReasoningServiceStub(channel).Reason(request(i), timeout=60) for i in range(BATCH)]
+        start = threading.Barrier(BATCH)
+
+        def client(i: int) -> trm_pb2.ReasonResponse:
+            with grpc.insecure_channel(server.target) as own_channel:
+                stub = trm_pb2_grpc.ReasoningServiceStub(own_channel)
+                stub.ListModels(trm_pb2.ListModelsRequest(), timeout=60)  # connected before the race
+                start.wait(timeout=60)
+                return stub.Reason(request(i), timeout=60)
+
+        with ThreadPoolExecutor(max_workers=BATCH) as pool:
+            together = list(pool.map(client, range(BATCH)))
+        single_steps = server.sample_value("trm_batch_size_bucket", le="1.0")
+        assert server.sample_value("trm_batch_size_count") > single_steps  # the concurrent requests shared steps
+    for one, batched in zip(alone, together, strict=True):
+        one_top, batched_top = one.answer.classification.top, batched.answer.classification.top
+        assert [c.label for c in batched_top] == [c.label for c in one_top]
+        assert max(abs(a.probability - b.probability) for a, b in zip(one_top, batched_top, strict=True)) <= 1e-5
+        assert batched.halt_confidence == pytest.approx(one.halt_confidence, abs=1e-6)
+    assert len({one.answer.classification.top[0].label for one in alone}) > 1  # the inputs really differ
