@@ -1,10 +1,13 @@
-"""Benchmark: the service against the naive PyTorch baseline (the same bundles in PyTorch eager, one
-request at a time, no batching).
+"""Benchmark: the service against two baselines serving the same bundles: the naive PyTorch baseline
+(PyTorch eager, one request at a time) and, for the text models, the plain ONNX Runtime server
+(loadtests.plain_server: 4 gRPC threads, the int8 step per request at its own length, no batching).
 
 For each default model: throughput and p50/p99 latency of unary Reason at concurrency 1, 8 and 64,
 and the time to the first streamed step; for each server: RSS and the time from start to SERVING.
 Prints the figures as Markdown (for docs/PERFORMANCE.md), writes them as JSON, and checks the bars
-for the intent model. A benchmark, not a test: figures depend on the machine and what else runs.
+for the intent model and the service/plain bars for the text models. A benchmark, not a test:
+figures depend on the machine and what else runs. With the defaults (10 s per model and
+concurrency) a run takes about 5 minutes; `--duration 1 --streams 3` takes about 1.
 
     python -m loadtests.bench                      # the trained default bundles
     python -m loadtests.bench --bundles untrained  # their architecture with random weights
@@ -34,6 +37,7 @@ from loadtests.local_server import (
     BUNDLE_KINDS,
     models_dir,
     naive_server,
+    plain_server,
     service,
     tree_rss_bytes,
     wait_until_serving,
@@ -45,6 +49,9 @@ BAR_SPEEDUP = 10.0
 BAR_RSS_MB = 300.0
 BAR_SERVING_S = 3.0
 WARMUP_S = 1.0
+PLAIN_BAR_MODELS = ("intent-clinc150", "routing-20ng")
+PLAIN_BAR_RATIO = {1: 1.0, 8: 1.0, 64: 2.0}  # service / plain throughput, by concurrency
+PLAIN_BAR_P99_MS = 50.0  # the service's p99 at the highest of these concurrencies
 
 
 @dataclass
@@ -119,8 +126,10 @@ def measure(
     pid: int,
     factories: dict[str, RequestFactory],
     settings: BenchSettings,
+    streams: bool = True,
 ) -> None:
-    """Warm up each model, run it at every concurrency, then probe the streams; track the RSS peak."""
+    """Warm up each model, run it at every concurrency, then probe the streams (if the server has
+    ReasonStream); track the RSS peak."""
     figures.rss_idle_mb = figures.rss_peak_mb = tree_rss_bytes(pid) / 2**20
     for model, make in factories.items():
         closed_loop(target, make, 1, WARMUP_S)
@@ -134,7 +143,8 @@ def measure(
                 f"p50 {result.p50_ms:8.1f} ms  p99 {result.p99_ms:8.1f} ms  failures {dict(result.failures)}",
                 flush=True,
             )
-        figures.first_step_ms[model], _ = stream_timings(target, make, settings.streams)
+        if streams:
+            figures.first_step_ms[model], _ = stream_timings(target, make, settings.streams)
 
 
 def bench_service(
@@ -165,6 +175,19 @@ def bench_naive(
     return figures
 
 
+def bench_plain(
+    models: Path, inputs: dict[str, ModelInputs], limits: dict[str, int], settings: BenchSettings
+) -> ServerFigures:
+    """Start the plain ONNX Runtime server, measure it with the same inputs (text models only, unary)."""
+    figures = ServerFigures("plain")
+    started = time.perf_counter()
+    with plain_server(models) as (target, pid):
+        figures.start_s = time.perf_counter() - started
+        factories = {m: request_factory(i, limits[m], seed=1) for m, i in inputs.items() if i.kind == "text"}
+        measure(figures, target, pid, factories, settings, streams=False)
+    return figures
+
+
 def bars(ours_all: ServerFigures, naive: ServerFigures) -> list[tuple[str, bool]]:
     """The intent model's bars: (description with the measured value, met?)."""
     top = max(ours_all.load[BAR_MODEL])
@@ -182,7 +205,44 @@ def bars(ours_all: ServerFigures, naive: ServerFigures) -> list[tuple[str, bool]
     ]  # fmt: skip
 
 
-def markdown(ours: ServerFigures, naive: ServerFigures, command: str, machine: str) -> str:
+def plain_bars(ours: ServerFigures, plain: ServerFigures) -> list[tuple[str, bool]]:
+    """The service/plain throughput bars of the text models at the concurrencies that have one, and the
+    service's p99 at the highest of them."""
+    found = []
+    for model in PLAIN_BAR_MODELS:
+        for concurrency, bar in PLAIN_BAR_RATIO.items():
+            if concurrency not in ours.load.get(model, {}):
+                continue
+            ratio = ours.load[model][concurrency].throughput / plain.load[model][concurrency].throughput
+            found.append((f"{model} c={concurrency}: service {ratio:.2f}x the plain server (bar >= {bar:.1f}x)",
+                          ratio >= bar))  # fmt: skip
+        top = max(PLAIN_BAR_RATIO)
+        if top in ours.load.get(model, {}):
+            p99 = ours.load[model][top].p99_ms
+            found.append((f"{model} c={top}: service p99 {p99:.1f} ms (bar <= {PLAIN_BAR_P99_MS:.0f} ms)",
+                          p99 <= PLAIN_BAR_P99_MS))  # fmt: skip
+    return found
+
+
+def plain_table(ours: ServerFigures, plain: ServerFigures) -> list[str]:
+    """Markdown rows: the service against the plain ONNX Runtime server, per text model and concurrency."""
+    lines = [
+        "| model | concurrency | service req/s | service p50 / p99 ms | plain req/s | plain p50 / p99 ms "
+        "| service / plain |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for model, levels in plain.load.items():
+        for concurrency, theirs in levels.items():
+            mine = ours.load[model][concurrency]
+            lines.append(
+                f"| {model} | {concurrency} | {mine.throughput:.1f} | {mine.p50_ms:.1f} / {mine.p99_ms:.1f} "
+                f"| {theirs.throughput:.1f} | {theirs.p50_ms:.1f} / {theirs.p99_ms:.1f} "
+                f"| {mine.throughput / theirs.throughput:.2f}x |"
+            )
+    return lines
+
+
+def markdown(ours: ServerFigures, naive: ServerFigures, plain: ServerFigures, command: str, machine: str) -> str:
     """The figures as the Markdown that docs/PERFORMANCE.md quotes."""
     lines = [f"Command: `{command}`  ", f"Machine: {machine}", ""]
     lines += [
@@ -197,6 +257,7 @@ def markdown(ours: ServerFigures, naive: ServerFigures, command: str, machine: s
                 f"| {theirs.throughput:.1f} | {theirs.p50_ms:.1f} / {theirs.p99_ms:.1f} "
                 f"| {mine.throughput / theirs.throughput:.1f}x |"
             )
+    lines += ["", *plain_table(ours, plain)]
     lines += ["", "| model | first streamed step p50 / p99 ms (service) | (naive) |", "|---|---:|---:|"]
     for model, times in ours.first_step_ms.items():
         naive_times = naive.first_step_ms[model]
@@ -208,11 +269,14 @@ def markdown(ours: ServerFigures, naive: ServerFigures, command: str, machine: s
         "",
         f"Service: start to SERVING {ours.start_s:.2f} s; RSS {ours.rss_idle_mb:.0f} MB idle, "
         f"{ours.rss_peak_mb:.0f} MB peak. Naive baseline: start to listening {naive.start_s:.2f} s; "
-        f"RSS {naive.rss_idle_mb:.0f} MB idle, {naive.rss_peak_mb:.0f} MB peak.",
+        f"RSS {naive.rss_idle_mb:.0f} MB idle, {naive.rss_peak_mb:.0f} MB peak. Plain server: start to listening "
+        f"{plain.start_s:.2f} s; RSS {plain.rss_idle_mb:.0f} MB idle, {plain.rss_peak_mb:.0f} MB peak.",
         "",
         f"Bars ({BAR_MODEL}):",
     ]
     lines += [f"- {'PASS' if met else 'FAIL'}: {text}" for text, met in bars(ours, naive)]
+    lines += ["", "Bars against the plain server:"]
+    lines += [f"- {'PASS' if met else 'FAIL'}: {text}" for text, met in plain_bars(ours, plain)]
     return "\n".join(lines) + "\n"
 
 
@@ -240,13 +304,14 @@ def main(argv: list[str] | None = None) -> int:
         models = models_dir(args.bundles, Path(scratch), data)
         service_figures, limits = bench_service(models, inputs, settings, shlex.split(args.server_args))
         naive = bench_naive(models, inputs, limits, settings)
-    report = markdown(service_figures, naive, command.strip(), machine)
+        plain = bench_plain(models, inputs, limits, settings)
+    report = markdown(service_figures, naive, plain, command.strip(), machine)
     print("\n" + report)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "bench.md").write_text(report)
     (args.out / "bench.json").write_text(
         json.dumps({"command": command.strip(), "machine": machine, "service": service_figures.to_json(),
-                    "naive": naive.to_json()}, indent=1) + "\n"
+                    "naive": naive.to_json(), "plain": plain.to_json()}, indent=1) + "\n"
     )  # fmt: skip
     return 0
 

@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from trainer.data.sudoku_csv import load_sudoku_csv
-from trainer.data.text_public import load_clinc150, load_newsgroups
+from trainer.data.sudoku import load_sudoku_csv
+from trainer.data.text import load_clinc150, load_newsgroups
 
 DATA_DIR_ENV = "TRM_DATA_DIR"
 REPO_ROOT = Path(__file__).resolve().parent.parent

@@ -1,5 +1,6 @@
 """Servers the load tests and the benchmark run on this machine: the service (trm_service.testing's
-ServerProcess) with the default, untrained or random bundles, and the naive PyTorch baseline."""
+ServerProcess) with the default, untrained or random bundles, the naive PyTorch baseline and the plain
+ONNX Runtime server."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 import grpc
@@ -79,27 +80,30 @@ def tree_rss_bytes(pid: int) -> int:
 
 
 @contextmanager
-def naive_server(models: Path) -> Iterator[tuple[str, int]]:
-    """The naive baseline server on a free 127.0.0.1 port: yields (target, pid); stopped on exit."""
-    with tempfile.TemporaryDirectory(prefix="trm-naive-") as scratch:
+def baseline_server(module: str, models: Path) -> Iterator[tuple[str, int]]:
+    """A baseline server (`python -m module`, see loadtests.baseline_main) on a free 127.0.0.1 port:
+    yields (target, pid); stopped on exit."""
+    with tempfile.TemporaryDirectory(prefix="trm-baseline-") as scratch:
         ready = Path(scratch) / "port"
-        command = [
-            sys.executable,
-            "-m",
-            "loadtests.naive_server",
-            "--models-dir",
-            str(models),
-            "--ready-file",
-            str(ready),
-        ]
+        command = [sys.executable, "-m", module, "--models-dir", str(models), "--ready-file", str(ready)]
         process = subprocess.Popen(command, stdin=subprocess.DEVNULL)
         try:
             deadline = time.monotonic() + STARTUP_TIMEOUT_S
             while not ready.exists():
                 if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"naive baseline server did not start (exit status {process.poll()})")
+                    raise RuntimeError(f"{module} did not start (exit status {process.poll()})")
                 time.sleep(POLL_S)
             yield f"127.0.0.1:{ready.read_text()}", process.pid
         finally:
             process.terminate()
             process.wait(timeout=30)
+
+
+def naive_server(models: Path) -> AbstractContextManager[tuple[str, int]]:
+    """The naive PyTorch baseline (loadtests.naive_server): yields (target, pid)."""
+    return baseline_server("loadtests.naive_server", models)
+
+
+def plain_server(models: Path) -> AbstractContextManager[tuple[str, int]]:
+    """The plain ONNX Runtime server (loadtests.plain_server), text models only: yields (target, pid)."""
+    return baseline_server("loadtests.plain_server", models)

@@ -12,9 +12,10 @@ import torch
 from tokenizers import Tokenizer
 from trm.v1 import trm_pb2
 
-from trainer.data.sudoku_rules import is_valid_sudoku_solution
+from trainer.data.sudoku import is_valid_sudoku_solution
 from trainer.data.tokenizer import encode_texts
 from trainer.export import torch_model_from_bundle
+from trm_bundle.manifest import TextInput
 
 TOP_K = 3
 
@@ -35,11 +36,11 @@ class NaiveModel:
 
     def __init__(self, bundle_dir: Path) -> None:
         self.model, self.manifest = torch_model_from_bundle(bundle_dir)
-        self.name: str = self.manifest["name"]
-        self.version: str = self.manifest["version"]
-        self.labels: list[str] = self.manifest["labels"]
-        spec = self.manifest["input"]
-        self.tokenizer = Tokenizer.from_file(str(bundle_dir / spec["tokenizer"])) if spec["kind"] == "text" else None
+        self.name: str = self.manifest.name
+        self.version: str = self.manifest.version
+        self.labels: list[str] = list(self.manifest.labels)
+        spec = self.manifest.input
+        self.tokenizer = Tokenizer.from_file(str(bundle_dir / spec.tokenizer)) if isinstance(spec, TextInput) else None
 
     def encode(self, request: trm_pb2.ReasonRequest) -> torch.Tensor:
         """int64 [1, seq_len] tokens: tokenized text, or cell ids of the grid (0 = blank)."""
@@ -78,9 +79,9 @@ class NaiveModel:
     def steps(self, request: trm_pb2.ReasonRequest) -> Iterator[NaiveStep]:
         """Run the recursion step by step until the halting head fires (after min_steps) or N_sup."""
         budget = request.budget
-        max_steps = budget.max_steps or self.manifest["recursion"]["N_sup"]
-        min_steps = budget.min_steps or self.manifest["halting"]["min_steps"]
-        threshold = budget.halt_threshold or self.manifest["halting"]["threshold"]
+        max_steps = budget.max_steps or self.manifest.recursion.N_sup
+        min_steps = budget.min_steps or self.manifest.min_steps
+        threshold = budget.halt_threshold or self.manifest.halt_threshold
         tokens = self.encode(request)
         y, z = self.model.initial_state(1)
         for step in range(1, max_steps + 1):

@@ -6,18 +6,15 @@ one request at a time (a single worker thread), no batching.
 
 from __future__ import annotations
 
-import argparse
-import signal
-import threading
 import time
 import uuid
 from collections.abc import Iterator
-from concurrent import futures
 from pathlib import Path
 
 import grpc
 from trm.v1 import trm_pb2, trm_pb2_grpc
 
+from loadtests import baseline_main
 from loadtests.naive_model import NaiveModel
 
 HALT_REASON = {True: trm_pb2.HALT_REASON_HALTED, False: trm_pb2.HALT_REASON_MAX_STEPS}
@@ -77,34 +74,10 @@ def load_models(models_dir: Path) -> dict[str, NaiveModel]:
     return {model.name: model for model in models}
 
 
-def serve(models_dir: Path, host: str, port: int, ready_file: Path | None) -> None:
-    """Serve until SIGTERM or SIGINT; writes the bound port to `ready_file` once listening."""
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=1))
-    service = NaiveReasoningService(load_models(models_dir))
-    trm_pb2_grpc.add_ReasoningServiceServicer_to_server(service, server)
-    bound = server.add_insecure_port(f"{host}:{port}")
-    server.start()
-    if ready_file is not None:
-        partial = ready_file.with_name(ready_file.name + ".partial")
-        partial.write_text(str(bound))
-        partial.replace(ready_file)
-    stop = threading.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop.set())
-    stop.wait()
-    server.stop(grace=1).wait()
-
-
-def main(argv: list[str] | None = None) -> None:
-    """Command line entry point."""
-    parser = argparse.ArgumentParser(description="naive PyTorch baseline server (one request at a time)")
-    parser.add_argument("--models-dir", type=Path, required=True)
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=0)
-    parser.add_argument("--ready-file", type=Path, default=None)
-    args = parser.parse_args(argv)
-    serve(args.models_dir, args.host, args.port, args.ready_file)
+def naive_service(models_dir: Path) -> NaiveReasoningService:
+    """The naive servicer over every bundle under `models_dir`."""
+    return NaiveReasoningService(load_models(models_dir))
 
 
 if __name__ == "__main__":
-    main()
+    baseline_main.main(None, "naive PyTorch baseline server (one request at a time)", naive_service, workers=1)

@@ -14,9 +14,12 @@ from pathlib import Path
 import yaml
 
 from trainer.config import load_config
-from trainer.export import base_manifest, export_step, write_bundle
-from trainer.pipeline import build_model, prepare
-from trm_bundle.manifest import FP32_FILE
+from trainer.export import TOKENIZER_FILE, export_step, step_manifest
+from trainer.fit import build_model
+from trainer.model import count_parameters
+from trainer.prepare import prepare
+from trm_bundle.manifest import FP32_FILE, OutOfScope, Training
+from trm_bundle.writer import write_bundle
 
 CONFIGS = Path(__file__).resolve().parent.parent / "trainer" / "configs"
 NO_TEACHER = {"teacher.embedding_init": False, "teacher.soft_label_weight": 0.0, "teacher.embedding_weight": 0.0}
@@ -30,14 +33,22 @@ def make_untrained_bundle(config_name: str, data_root: Path, out_dir: Path) -> P
     cfg = load_config(path, {**NO_TEACHER, "data": str(data_root / data_folder)})
     prepared = prepare(cfg)
     model, _ = build_model(cfg, prepared)
-    oos = {"label": "oos", "threshold": 0.0} if "oos" in prepared.labels else None
-    manifest = base_manifest(
-        prepared.model_cfg, name=cfg.name, version="0.0.0-untrained", labels=prepared.labels,
-        input=prepared.input_spec, description=f"UNTRAINED, for benchmarks: {cfg.description}",
-        halt_threshold=NEVER_CONFIDENT, out_of_scope=oos, metrics={},
-        training={"config": cfg.to_dict(), "data_sha256": prepared.data_sha256},
-    )  # fmt: skip
+    training = Training(
+        model_config=prepared.model_cfg.to_dict(), config=cfg.to_dict(), data_sha256=prepared.data_sha256,
+        command="", wall_time_s=0.0, optimizer_steps=0, train_time_s=0.0, device="",
+        parameters=count_parameters(model),
+    )
+    manifest = step_manifest(
+        prepared.model_cfg, name=cfg.name, version="0.0.0-untrained",
+        description=f"UNTRAINED, for benchmarks: {cfg.description}", labels=prepared.labels,
+        max_chars=cfg.max_chars, halt_threshold=NEVER_CONFIDENT,
+        out_of_scope=OutOfScope(label="oos", threshold=0.0) if "oos" in prepared.labels else None,
+        training=training,
+    )
+    files: dict[str, Path | bytes | str] = {}
+    if prepared.tokenizer is not None:
+        files[TOKENIZER_FILE] = prepared.tokenizer.to_str()
     with tempfile.TemporaryDirectory() as tmp:
-        onnx_path = Path(tmp) / FP32_FILE
-        export_step(model.eval(), onnx_path)
-        return write_bundle(out_dir / cfg.name, manifest, {FP32_FILE: onnx_path, **prepared.files})
+        files[FP32_FILE] = Path(tmp) / FP32_FILE
+        export_step(model.eval(), files[FP32_FILE])
+        return write_bundle(out_dir / cfg.name, manifest, files).path

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from trainer.config import TrainConfig
-from trainer.data.errors import DataError
+from trainer.data.files import DataError
 from trainer.data.text import (
     TextSplit,
     check_label_coverage,
@@ -17,7 +17,7 @@ from trainer.data.text import (
     load_text_dataset,
     load_text_file,
 )
-from trainer.pipeline import prepare_text
+from trainer.prepare import prepare_text
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 HEADER_MARKER = "LEAKY-HEADER-MARKER"

@@ -10,19 +10,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from trainer.data.augment import augment_sudoku
-from trainer.data.errors import DataError
-from trainer.data.grids import (
-    SUDOKU_SPLITS,
-    SUDOKU_TIERS,
+from trainer.data.files import DataError
+from trainer.data.grids import SUDOKU_SPLITS, SUDOKU_TIERS, load_grid_dataset, reveal, sudoku_splits
+from trainer.data.sudoku import (
     GridSplit,
     is_valid_sudoku_solution,
-    load_grid_dataset,
     load_sudoku_csv,
-    reveal,
-    sudoku_splits,
+    rule_violations,
+    valid_solutions,
     violates_rules,
 )
-from trainer.data.sudoku_rules import rule_violations, valid_solutions
 
 SUDOKU = Path(__file__).resolve().parents[2] / "shared" / "data" / "sudoku"
 QUESTION = ".................1.....2.3......3.2...1.4......5....6..3......4.7..8...962...7..."
@@ -219,9 +216,17 @@ def test_splits_are_valid_and_consistent(splits: dict[str, GridSplit]) -> None:
     assert valid_solutions(splits["test_hard"].solutions).all()
 
 
-def test_both_files_are_in_every_held_out_split(splits: dict[str, GridSplit]) -> None:
+def test_both_files_are_in_every_held_out_split_and_each_puzzle_names_its_file(splits: dict[str, GridSplit]) -> None:
     assert np.sum(givens(splits["test_hard"].puzzles) == 17) == 500
     assert np.sum(givens(splits["val_hard"].puzzles) == 17) == 250
+    for name, split in splits.items():
+        assert split.sources is not None and len(split.sources) == len(split), name
+        assert set(split.sources) == {"17_clue", "forum_hardest_1905_11plus"}, name
+    for tier in SUDOKU_TIERS:  # the tiers reveal givens of the same originals, from the same files
+        assert np.array_equal(splits[f"test_{tier}"].sources, splits["test_hard"].sources)
+    hard = splits["test_hard"]
+    assert np.all(givens(hard.puzzles[hard.sources == "17_clue"]) == 17)
+    assert np.all(givens(hard.puzzles[hard.sources == "forum_hardest_1905_11plus"]) > 17)
 
 
 def test_dispatcher_is_fixed_for_a_seed(splits: dict[str, GridSplit]) -> None:

@@ -11,9 +11,12 @@ import onnx
 import pytest
 from onnxruntime.quantization import QuantType, quantize_dynamic
 
-from trm_bundle.manifest import BundleError, GridInput, TextInput, load_bundle, sha256_of
+from trm_bundle.checksums import sha256_of
+from trm_bundle.manifest import BundleError, GridInput, TextInput, load_bundle
+from trm_service.runtime.grid_codec import GridCodec
 from trm_service.runtime.loader import LoadOptions, load_model
 from trm_service.runtime.session import SessionSettings
+from trm_service.runtime.text_codec import TextCodec
 
 OPTIONS = LoadOptions(SessionSettings(intra_op_threads=1))
 
@@ -32,8 +35,8 @@ def _edit_manifest(folder: Path, edit) -> None:
 def test_a_text_and_a_grid_bundle_load_with_their_specs(text_bundle: Path, grid_bundle: Path):
     text = load_model(text_bundle, OPTIONS)
     grid = load_model(grid_bundle, OPTIONS)
-    assert isinstance(text.bundle.manifest.input, TextInput) and text.encoder is not None
-    assert isinstance(grid.bundle.manifest.input, GridInput) and grid.encoder is None
+    assert isinstance(text.bundle.manifest.input, TextInput) and isinstance(text.codec, TextCodec)
+    assert isinstance(grid.bundle.manifest.input, GridInput) and isinstance(grid.codec, GridCodec)
     assert grid.bundle.manifest.input.cells == 81
     assert text.onnx_file == "model.onnx" and text.warm_step_s > 0
 

@@ -9,8 +9,10 @@ import numpy as np
 import pytest
 from tokenizers import Tokenizer
 
-from trm_bundle.manifest import BundleError, GridInput, OutOfScope, TextInput, load_bundle
-from trm_service.runtime.codec import ClassificationReader, GridReader, TextEncoder, grid_values, softmax
+from trm_bundle.manifest import BundleError, GridInput, OutOfScope, load_bundle
+from trm_service.runtime.codec import softmax
+from trm_service.runtime.grid_codec import GridReader, grid_values
+from trm_service.runtime.text_codec import ClassificationReader, TextCodec, load_tokenizer
 
 LABELS = ("play_music", "set_alarm", "weather", "oos")
 SUDOKU = GridInput(rows=9, cols=9, blank="0.", alphabet="123456789", rules="sudoku")
@@ -94,12 +96,12 @@ def test_grid_values_map_blanks_to_zero_and_digits_to_themselves():
     assert grid_values("1.0" + "9" * 78, SUDOKU)[:4] == [1, 0, 0, 9]
 
 
-def test_text_encoder_pads_and_truncates_to_max_tokens(text_bundle: Path):
+def test_text_codec_pads_and_truncates_to_max_tokens(text_bundle: Path):
     bundle = load_bundle(text_bundle)
     spec = bundle.manifest.input
-    encoder = TextEncoder(bundle.file(spec.tokenizer), spec)
-    short = encoder.encode("play jazz")
-    long = encoder.encode("play some jazz in the kitchen " * 50)
+    codec = TextCodec(load_tokenizer(bundle.file(spec.tokenizer)), bundle.manifest)
+    short = codec.tokenize("play jazz")
+    long = codec.tokenize("play some jazz in the kitchen " * 50)
     assert short.shape == long.shape == (spec.max_tokens,)
     assert short.dtype == np.int64
     assert (short == spec.pad_id).any() and not (long == spec.pad_id).all()
@@ -112,7 +114,7 @@ def test_a_tokenizer_without_padding_is_refused(text_bundle: Path, tmp_path: Pat
     path = tmp_path / "tokenizer.json"
     path.write_text(tokenizer.to_str())
     with pytest.raises(BundleError, match=r"must pad and truncate to input\.max_tokens"):
-        TextEncoder(path, bundle.manifest.input)
+        TextCodec(load_tokenizer(path), bundle.manifest)
     path.write_text(json.dumps({"not": "a tokenizer"}))
     with pytest.raises(BundleError, match="not a readable tokenizers file"):
-        TextEncoder(path, TextInput(max_tokens=16, max_chars=10, pad_id=0, tokenizer="tokenizer.json"))
+        load_tokenizer(path)

@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
 import pytest
+from raw_grpc_client import raw_unary_call
 from test_service_support import GRID_MODEL, TEXT_MODEL
 from trm.v1 import trm_pb2, trm_pb2_grpc
 
 from trm_service.testing import ServerProcess
 
-MAX_MESSAGE_BYTES = 4096
+MAX_MESSAGE_BYTES = 64 * 1024
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
 NOT_FOUND = grpc.StatusCode.NOT_FOUND
+LONG = 20_000  # characters of a caller's string: whole in a trailer, past the client's 16 KiB metadata limit
+MAX_MESSAGE_CHARS = 400  # no error message repeats a caller's string whole
+SERVER_MADE_ID = re.compile(r"^[0-9a-f]{32}$")
 
 
 def _text(text: str, **fields) -> trm_pb2.ReasonRequest:
@@ -40,6 +45,10 @@ BAD_REASON_REQUESTS = [
          "model 'gpt-5' is not hosted here; available models: svc-sudoku, svc-text", NOT_FOUND),
     _bad("unknown version", _text("hi", version="9.9.9"),
          "model 'svc-text' has no version '9.9.9'; loaded versions: 1.0.0", NOT_FOUND),
+    _bad("long unknown model", trm_pb2.ReasonRequest(model="m" * LONG, text="hi"),
+         f"model '{'m' * 64}'… ({LONG} characters) is not hosted here; available models:", NOT_FOUND),
+    _bad("long unknown version", _text("hi", version="9" * LONG),
+         f"has no version '{'9' * 64}'… ({LONG} characters); loaded versions: 1.0.0", NOT_FOUND),
     _bad("no input", trm_pb2.ReasonRequest(model=TEXT_MODEL), "the request has no input"),
     _bad("text to a grid model", trm_pb2.ReasonRequest(model=GRID_MODEL, text="hi"),
          "solves 9x9 grids: set ReasonRequest.grid"),
@@ -48,6 +57,8 @@ BAD_REASON_REQUESTS = [
     _bad("empty text", _text(""), "text is empty"),
     _bad("blank text", _text(" \n "), "text is empty"),
     _bad("text too long", _text("a" * 2001), "text has 2001 characters; model 'svc-text' accepts at most"),
+    _bad("text of NUL, zero-width and U+FFFD", _text("\x00\u200b\ufffd\u200b\x00"),
+         "text leaves no tokens after normalisation"),
     _bad("short grid", _grid("." * 80), "grid.cells must have 81 symbols (9x9, row-major), got 80"),
     _bad("bad grid symbol", _grid("." * 40 + "A" + "." * 40), "grid.cells[40] (row 5, column 5) is 'A'"),
     _bad("givens clash in a row", _grid("11" + "." * 79), "the givens break the sudoku rules: row 1 has"),
@@ -104,6 +115,7 @@ def good_client(server: ServerProcess) -> Iterator[dict[str, int]]:
 def _check(error: grpc.RpcError, code: grpc.StatusCode, message: str) -> None:
     assert error.code() == code, error.details()
     assert message in error.details()
+    assert len(error.details()) <= MAX_MESSAGE_CHARS
 
 
 @pytest.mark.parametrize(("request_", "code", "message"), BAD_REASON_REQUESTS)
@@ -149,11 +161,64 @@ def test_get_model_errors(channel, good_client):
     _check(version.value, NOT_FOUND, "has no version '0.1'")
 
 
-def test_a_bad_request_id_is_invalid_argument(channel, good_client):
+def _request_log(server: ServerProcess, request_id: str) -> dict:
+    (line,) = [r for r in server.log_records() if r.get("event") == "request" and r["request_id"] == request_id]
+    return line
+
+
+@pytest.mark.parametrize("value", ["x" * 5000, " leading-space", "trailing-space "])
+def test_a_bad_request_id_is_invalid_argument_and_not_echoed(server, channel, good_client, value):
     stub = trm_pb2_grpc.ReasoningServiceStub(channel)
     with pytest.raises(grpc.RpcError) as caught:
-        stub.Reason(_text("hi"), metadata=(("x-request-id", "x" * 200),))
-    _check(caught.value, INVALID, "x-request-id must be 1-128 printable ASCII characters")
+        stub.Reason(_text("hi"), metadata=(("x-request-id", value),))
+    _check(caught.value, INVALID, "x-request-id ")
+    assert "use 1-128 printable ASCII characters with no space at either end" in caught.value.details()
+    echoed = dict(caught.value.trailing_metadata())["x-request-id"]
+    assert SERVER_MADE_ID.match(echoed)
+    assert _request_log(server, echoed)["status"] == "INVALID_ARGUMENT"
+
+
+ILLEGAL_IDS = [  # legal on the wire from other gRPC stacks; grpcio's client refuses to send them
+    pytest.param(b"tab\there", "has '\\t' (U+0009) at position 4", id="tab"),
+    pytest.param(b"del\x7f", "has '\\x7f' (U+007F) at position 4", id="DEL"),
+    pytest.param("café".encode(), "has 'é' (U+00E9) at position 4", id="UTF-8 non-ASCII"),
+    pytest.param(b"\xff\xfe", "(U+00FF) at position 1", id="not UTF-8"),
+    pytest.param(b" lead", "starts or ends with a space", id="leading space"),
+]
+
+
+@pytest.mark.parametrize("method", ["Reason", "ReasonStream"])
+@pytest.mark.parametrize(("value", "problem"), ILLEGAL_IDS)
+def test_an_illegal_request_id_from_another_grpc_stack_is_invalid_argument_not_internal(
+    server, good_client, method, value, problem
+):
+    before = server.sample_value("trm_requests_total", method=method, code="INVALID_ARGUMENT")
+    body = _text("play some jazz").SerializeToString()
+    result = raw_unary_call(server.target, f"/trm.v1.ReasoningService/{method}", body, [(b"x-request-id", value)])
+    assert result.status == grpc.StatusCode.INVALID_ARGUMENT.value[0], result.message
+    assert result.message.startswith("metadata x-request-id ") and problem in result.message
+    echoed = result.metadata[b"x-request-id"].decode()
+    assert SERVER_MADE_ID.match(echoed)
+    line = _request_log(server, echoed)  # the log and the metrics say what the client saw
+    assert (line["status"], line["error"]) == ("INVALID_ARGUMENT", result.message)
+    assert server.sample_value("trm_requests_total", method=method, code="INVALID_ARGUMENT") == before + 1
+
+
+def test_a_valid_request_id_is_echoed_and_logged(server, channel, good_client):
+    stub = trm_pb2_grpc.ReasoningServiceStub(channel)
+    _, call = stub.Reason.with_call(_text("play some jazz"), metadata=(("x-request-id", "trace 42/a"),))
+    assert dict(call.trailing_metadata())["x-request-id"] == "trace 42/a"
+    assert _request_log(server, "trace 42/a")["status"] == "OK"
+
+
+def test_long_names_are_capped_in_not_found_messages_and_log_lines(server, channel, good_client):
+    stub = trm_pb2_grpc.ReasoningServiceStub(channel)
+    name = "n" * (MAX_MESSAGE_BYTES - 100)
+    with pytest.raises(grpc.RpcError) as caught:
+        stub.GetModel(trm_pb2.GetModelRequest(name=name), metadata=(("x-request-id", "long-name"),))
+    _check(caught.value, NOT_FOUND, f"({len(name)} characters) is not hosted here")
+    line = _request_log(server, "long-name")
+    assert line["status"] == "NOT_FOUND" and line["error"] == caught.value.details()
 
 
 def test_every_error_was_logged_and_counted_and_none_was_internal(server, good_client):
@@ -161,5 +226,6 @@ def test_every_error_was_logged_and_counted_and_none_was_internal(server, good_c
     assert "INTERNAL" not in statuses and "INVALID_ARGUMENT" in statuses and "NOT_FOUND" in statuses
     assert server.sample_value("trm_requests_total", code="INTERNAL") == 0.0
     assert server.sample_value("trm_requests_total", method="Reason", code="INVALID_ARGUMENT") >= 18
+    assert max(len(line) for line in server.logs().splitlines() if '"event":"request"' in line) < 1000
     # unknown model names are not used as label values (unbounded cardinality)
     assert server.sample_value("trm_requests_total", model="", code="NOT_FOUND") >= 2

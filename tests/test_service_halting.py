@@ -2,28 +2,26 @@
 
 from __future__ import annotations
 
-from trm.v1 import trm_pb2
-
-from trm_service.scheduler.halting import StepBudget, TimeLimit, stop_reason
+from trm_service.scheduler.halting import HaltReason, StepBudget, TimeLimit, stop_reason
 
 BUDGET = StepBudget(max_steps=8, min_steps=2, halt_threshold=0.6)
 
 
 def _reason(steps: int, p: float, *, budget: StepBudget = BUDGET, now: float = 0.0, step_s: float = 0.01,
-            limits: tuple[TimeLimit, ...] = ()) -> int | None:
+            limits: tuple[TimeLimit, ...] = ()) -> HaltReason | None:
     return stop_reason(steps_done=steps, halt_probability=p, budget=budget, now=now, next_step_s=step_s,
                        limits=limits)
 
 
 def test_confidence_halts_only_after_min_steps():
     assert _reason(1, 0.99) is None
-    assert _reason(2, 0.6) == trm_pb2.HALT_REASON_HALTED
+    assert _reason(2, 0.6) == HaltReason.HALTED
     assert _reason(2, 0.59) is None
 
 
 def test_max_steps_stops_and_confidence_wins_when_both_apply():
-    assert _reason(8, 0.1) == trm_pb2.HALT_REASON_MAX_STEPS
-    assert _reason(8, 0.9) == trm_pb2.HALT_REASON_HALTED
+    assert _reason(8, 0.1) == HaltReason.MAX_STEPS
+    assert _reason(8, 0.9) == HaltReason.HALTED
 
 
 def test_threshold_one_never_halts_on_confidence():
@@ -32,16 +30,16 @@ def test_threshold_one_never_halts_on_confidence():
 
 
 def test_a_time_limit_stops_when_the_next_step_would_end_after_it():
-    budget = TimeLimit(at=1.0, reason=trm_pb2.HALT_REASON_BUDGET)
+    budget = TimeLimit(at=1.0, reason=HaltReason.BUDGET)
     assert _reason(1, 0.1, now=0.95, step_s=0.01, limits=(budget,)) is None
-    assert _reason(1, 0.1, now=0.995, step_s=0.01, limits=(budget,)) == trm_pb2.HALT_REASON_BUDGET
+    assert _reason(1, 0.1, now=0.995, step_s=0.01, limits=(budget,)) == HaltReason.BUDGET
 
 
 def test_the_earliest_limit_names_the_reason():
     limits = (
-        TimeLimit(at=2.0, reason=trm_pb2.HALT_REASON_BUDGET),
-        TimeLimit(at=1.5, reason=trm_pb2.HALT_REASON_DEADLINE),
-        TimeLimit(at=3.0, reason=trm_pb2.HALT_REASON_SHUTDOWN),
+        TimeLimit(at=2.0, reason=HaltReason.BUDGET),
+        TimeLimit(at=1.5, reason=HaltReason.DEADLINE),
+        TimeLimit(at=3.0, reason=HaltReason.SHUTDOWN),
     )
-    assert _reason(1, 0.1, now=1.6, limits=limits) == trm_pb2.HALT_REASON_DEADLINE
+    assert _reason(1, 0.1, now=1.6, limits=limits) == HaltReason.DEADLINE
     assert _reason(1, 0.1, now=1.0, limits=limits) is None

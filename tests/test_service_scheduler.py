@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry
-from trm.v1 import trm_pb2
 
 from trm_service.observability.metrics import ServiceMetrics
 from trm_service.runtime.loader import LoadedModel, LoadOptions, load_model
-from trm_service.runtime.session import SessionSettings
-from trm_service.scheduler.halting import StepBudget, TimeLimit
+from trm_service.runtime.session import RunHandle, SessionSettings, StepSession, StepStopped
+from trm_service.runtime.text_codec import TextCodec
+from trm_service.scheduler.halting import HaltReason, StepBudget, TimeLimit
 from trm_service.scheduler.model_scheduler import ModelScheduler, QueueFull, SchedulerClosed
 from trm_service.scheduler.ticket import StepResult, Ticket
 
@@ -35,16 +37,21 @@ def long_model(long_bundle: Path) -> LoadedModel:
     return load_model(long_bundle, LoadOptions(SessionSettings(intra_op_threads=1)))
 
 
+@pytest.fixture(scope="module")
+def grid_model(grid_bundle: Path) -> LoadedModel:
+    return load_model(grid_bundle, LoadOptions(SessionSettings(intra_op_threads=1)))
+
+
 class Harness:
     """A started scheduler with its own metrics registry."""
 
-    def __init__(self, model: LoadedModel, *, max_batch: int = 64, max_queue: int = 64, max_rows_per_run: int = 16
-                 ) -> None:
+    def __init__(self, model: LoadedModel, *, max_batch: int = 64, max_queue: int = 64, max_rows_per_run: int = 16,
+                 session: StepSession | None = None) -> None:
         self.model = model
         self.registry = CollectorRegistry()
         manifest = model.bundle.manifest
         self.scheduler = ModelScheduler(
-            manifest.name, manifest.version, model.session, max_batch=max_batch, max_queue=max_queue,
+            manifest.name, manifest.version, session or model.session, max_batch=max_batch, max_queue=max_queue,
             max_rows_per_run=max_rows_per_run, metrics=ServiceMetrics(self.registry),
             initial_step_s=model.warm_step_s,
         )
@@ -52,9 +59,9 @@ class Harness:
 
     def ticket(self, text: str, *, max_steps: int, min_steps: int = 1, threshold: float = NEVER_HALT,
                limits: list[TimeLimit] | None = None, stream: bool = False) -> Ticket:
-        assert self.model.encoder is not None
+        assert isinstance(self.model.codec, TextCodec)
         budget = StepBudget(max_steps=max_steps, min_steps=min_steps, halt_threshold=threshold)
-        return Ticket(self.model.encoder.encode(text), budget, arrival=time.monotonic(), limits=limits or [],
+        return Ticket(self.model.codec.tokenize(text), budget, arrival=time.monotonic(), limits=limits or [],
                       stream=stream)
 
     def submit(self, ticket: Ticket) -> Ticket:
@@ -94,7 +101,7 @@ async def test_batched_results_equal_unbatched_results(text_model: LoadedModel, 
         np.testing.assert_allclose(batched.logits, one.logits, rtol=0, atol=1e-5)
         assert batched.halt_probability == pytest.approx(one.halt_probability, abs=1e-6)
     assert {r.halt_reason for r in alone} == {
-        trm_pb2.HALT_REASON_MAX_STEPS if "threshold" not in budget else trm_pb2.HALT_REASON_HALTED
+        HaltReason.MAX_STEPS if "threshold" not in budget else HaltReason.HALTED
     }
     await harness.scheduler.close()
 
@@ -108,7 +115,8 @@ async def test_a_step_runs_as_length_sorted_calls_of_bounded_rows(
     alone = await _run_alone(Harness(long_model), texts, max_steps=2)
     session, calls = long_model.session, []
     real_run = session.run
-    monkeypatch.setattr(session, "run", lambda tokens, y, z: calls.append(tokens.shape) or real_run(tokens, y, z))
+    monkeypatch.setattr(session, "run", lambda tokens, y, z, handle=None: calls.append(tokens.shape)
+                        or real_run(tokens, y, z, handle))
     together = await _run_together(Harness(long_model, max_rows_per_run=4), texts, max_steps=2)
     assert [rows for rows, _ in calls] == [4, 4, 2, 4, 4, 2]
     lengths = [length for _, length in calls[:3]]
@@ -124,7 +132,7 @@ async def test_a_short_request_leaves_the_batch_while_a_long_one_keeps_stepping(
         pass
     late = harness.submit(harness.ticket("a quick one", max_steps=2))
     result = await late.finished
-    assert result.step == 2 and result.halt_reason == trm_pb2.HALT_REASON_MAX_STEPS
+    assert result.step == 2 and result.halt_reason == HaltReason.MAX_STEPS
     assert not long.finished.done() and 3 < long.steps_done < 400  # admitted mid-flight, released first
     bucket = "trm_batch_size_bucket"
     pairs = harness.sample(bucket, le="2.0") - harness.sample(bucket, le="1.0")
@@ -161,10 +169,10 @@ async def test_a_request_that_could_not_start_before_its_deadline_is_refused_at_
     running = harness.submit(harness.ticket("running", max_steps=5000))
     wait = harness.scheduler.expected_wait_s()
     assert wait > 20 * harness.scheduler.expected_step_s
-    soon = [TimeLimit(time.monotonic() + wait / 2, trm_pb2.HALT_REASON_DEADLINE)]
+    soon = [TimeLimit(time.monotonic() + wait / 2, HaltReason.DEADLINE)]
     with pytest.raises(QueueFull, match="past its deadline or time budget"):
         harness.submit(harness.ticket("late", max_steps=5, limits=soon))
-    later = [TimeLimit(time.monotonic() + 60, trm_pb2.HALT_REASON_DEADLINE)]
+    later = [TimeLimit(time.monotonic() + 60, HaltReason.DEADLINE)]
     queued = harness.submit(harness.ticket("in time", max_steps=5, limits=later))
     harness.scheduler.cancel(running)
     assert (await queued.finished).step == 5
@@ -186,16 +194,104 @@ async def test_cancellation_frees_the_slot_and_the_gauges_at_once(long_model: Lo
     await harness.scheduler.close()
 
 
+class HeldSession:
+    """A model's real StepSession whose call number `hold_call` waits, before it runs, until `release` is
+    set: the test acts while the model's thread is inside that call. Counts finished and stopped calls."""
+
+    def __init__(self, session: StepSession, hold_call: int) -> None:
+        self._session = session
+        self._hold_call = hold_call
+        self._calls = 0
+        self.holding = threading.Event()
+        self.release = threading.Event()
+        self.finished = 0
+        self.stopped = 0
+
+    def __getattr__(self, name: str):
+        return getattr(self._session, name)
+
+    def run(self, tokens, y, z, handle=None):
+        self._calls += 1
+        if self._calls == self._hold_call:
+            self.holding.set()
+            self.release.wait(timeout=60)
+        try:
+            outputs = self._session.run(tokens, y, z, handle)
+        except StepStopped:
+            self.stopped += 1
+            raise
+        self.finished += 1
+        return outputs
+
+
+async def _six_requests_held_in_their_second_step(model: LoadedModel) -> tuple[Harness, HeldSession, list[Ticket]]:
+    """Six never-halting requests in calls of two rows (three calls a step); returns once their first step
+    finished and the model's thread holds the first call of the second."""
+    held = HeldSession(model.session, hold_call=4)
+    harness = Harness(model, max_rows_per_run=2, session=held)
+    tickets = [harness.submit(harness.ticket("the same question", max_steps=5000, stream=True)) for _ in range(6)]
+    assert [(await t.next_update()).step for t in tickets] == [1] * 6
+    await asyncio.to_thread(held.holding.wait, 60)
+    return harness, held, tickets
+
+
+async def test_a_step_whose_requests_were_all_cancelled_stops_and_frees_the_model(long_model: LoadedModel):
+    harness, held, tickets = await _six_requests_held_in_their_second_step(long_model)
+    for ticket in tickets:
+        harness.scheduler.cancel(ticket)
+    held.release.set()
+    after = harness.submit(harness.ticket("next", max_steps=1))
+    assert (await after.finished).step == 1
+    assert (held.finished, held.stopped) == (3 + 1, 3)  # step 1 and the next request ran; step 2 was stopped
+    assert all(t.steps_done == 1 for t in tickets)
+    assert harness.sample("trm_step_seconds_count") == 2  # a stopped step is not timed
+    await harness.scheduler.close()
+
+
+async def test_only_calls_whose_requests_were_all_cancelled_stop(long_model: LoadedModel):
+    harness, held, tickets = await _six_requests_held_in_their_second_step(long_model)
+    for ticket in tickets[:3]:  # both rows of the held first call, one row of the second
+        harness.scheduler.cancel(ticket)
+    held.release.set()
+    assert [(await t.next_update()).step for t in tickets[3:]] == [2] * 3
+    assert (held.finished, held.stopped) == (3 + 2, 1)
+    assert [t.steps_done for t in tickets] == [1, 1, 1, 2, 2, 2]
+    for ticket in tickets[3:]:
+        harness.scheduler.cancel(ticket)
+    await harness.scheduler.close()
+
+
+def test_a_stopped_handle_ends_a_call_that_is_running(grid_model: LoadedModel):
+    session = grid_model.session
+    rows = 512  # a call of seconds on a shared CPU core, far longer than the 20 ms before the stop
+    tokens = np.zeros((rows, session.sequence_length), dtype=np.int64)
+    state = session.initial_state(rows)
+    handle, started = RunHandle(), threading.Event()
+
+    def run():
+        started.set()
+        return session.run(tokens, state, state, handle)
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        call = pool.submit(run)
+        started.wait(timeout=60)
+        time.sleep(0.02)
+        handle.stop()
+        with pytest.raises(StepStopped):
+            call.result(timeout=60)
+    assert session.run(tokens[:1], state[:1], state[:1], RunHandle()).logits.shape[0] == 1  # still usable
+
+
 async def test_time_limits_return_the_anytime_answer_with_their_reason(long_model: LoadedModel):
     harness = Harness(long_model)
     now = time.monotonic()
     budget = harness.submit(harness.ticket(
-        "budget", max_steps=5000, limits=[TimeLimit(now + 0.3, trm_pb2.HALT_REASON_BUDGET)]))
+        "budget", max_steps=5000, limits=[TimeLimit(now + 0.3, HaltReason.BUDGET)]))
     deadline = harness.submit(harness.ticket(
-        "deadline", max_steps=5000, limits=[TimeLimit(now + 0.2, trm_pb2.HALT_REASON_DEADLINE)]))
+        "deadline", max_steps=5000, limits=[TimeLimit(now + 0.2, HaltReason.DEADLINE)]))
     by_budget, by_deadline = await budget.finished, await deadline.finished
-    assert by_budget.halt_reason == trm_pb2.HALT_REASON_BUDGET and 1 <= by_budget.step < 5000
-    assert by_deadline.halt_reason == trm_pb2.HALT_REASON_DEADLINE and 1 <= by_deadline.step <= by_budget.step
+    assert by_budget.halt_reason == HaltReason.BUDGET and 1 <= by_budget.step < 5000
+    assert by_deadline.halt_reason == HaltReason.DEADLINE and 1 <= by_deadline.step <= by_budget.step
     assert by_budget.logits.shape == (len(long_model.bundle.manifest.labels),)
     await harness.scheduler.close()
 
@@ -206,7 +302,7 @@ async def test_shutdown_stops_running_requests_with_their_best_answer(long_model
     await ticket.next_update()
     harness.scheduler.shutdown_by(time.monotonic() + 0.1)
     result = await ticket.finished
-    assert result.halt_reason == trm_pb2.HALT_REASON_SHUTDOWN and 1 <= result.step < 5000
+    assert result.halt_reason == HaltReason.SHUTDOWN and 1 <= result.step < 5000
     await harness.scheduler.close()
 
 

@@ -1,9 +1,14 @@
-"""Request validation against a model's manifest: defaults, ranges and the messages people see."""
+"""Request validation against a model's manifest and codec: defaults, ranges and the messages people see."""
 
 from __future__ import annotations
 
 import grpc
+import numpy as np
 import pytest
+from tokenizers import Tokenizer
+from tokenizers.models import WordLevel
+from tokenizers.normalizers import BertNormalizer
+from tokenizers.pre_tokenizers import Whitespace
 from trm.v1 import trm_pb2
 
 from trm_bundle.manifest import parse_manifest
@@ -13,6 +18,8 @@ from trm_service.api.validation import (
     parse_message,
     validate_reason_request,
 )
+from trm_service.runtime.grid_codec import GridCodec
+from trm_service.runtime.text_codec import TextCodec
 
 SHA = "0" * 64
 MAX_BUDGET_MS = 60_000
@@ -39,31 +46,50 @@ def _manifest(kind: str, **halting):
     return parse_manifest(data)
 
 
+def _tokenizer(max_tokens: int) -> Tokenizer:
+    """A word-level tokenizer with BERT's normalisation that pads and truncates to max_tokens, as bundles'
+    tokenizers do."""
+    tokenizer = Tokenizer(WordLevel({"[PAD]": 0, "[UNK]": 1, "hi": 2, "hello": 3}, unk_token="[UNK]"))
+    tokenizer.add_special_tokens(["[PAD]", "[UNK]"])
+    tokenizer.normalizer = BertNormalizer()
+    tokenizer.pre_tokenizer = Whitespace()
+    tokenizer.enable_padding(length=max_tokens, pad_id=0, pad_token="[PAD]")
+    tokenizer.enable_truncation(max_tokens)
+    return tokenizer
+
+
 TEXT, GRID = _manifest("text"), _manifest("grid")
+TEXT_CODEC, GRID_CODEC = TextCodec(_tokenizer(16), TEXT), GridCodec(GRID)
 
 
 def _validate(manifest, **fields):
-    return validate_reason_request(trm_pb2.ReasonRequest(model="m", **fields), manifest, MAX_BUDGET_MS)
+    codec = TEXT_CODEC if manifest is TEXT else GRID_CODEC
+    return validate_reason_request(trm_pb2.ReasonRequest(model="m", **fields), codec, manifest, MAX_BUDGET_MS)
+
+
+def _top_labels(valid) -> int:
+    return len(valid.input.reader.read(np.zeros(5, dtype=np.float32)).answer.classification.top)
 
 
 def test_an_empty_budget_takes_the_model_defaults():
     valid = _validate(TEXT, text="hello")
     assert (valid.budget.max_steps, valid.budget.min_steps) == (16, 2)
     assert valid.budget.halt_threshold == pytest.approx(0.6)
-    assert valid.time_budget_ms == 0 and valid.top_k == 3 and valid.text == "hello"
+    assert valid.time_budget_ms == 0 and _top_labels(valid) == 3 and valid.input.logged_input == "hello"
+    assert valid.input.tokens.tolist() == [3] + [0] * 15
 
 
 def test_explicit_budget_values_are_kept_and_min_steps_defaults_below_max_steps():
     valid = _validate(TEXT, text="hi", top_k=5, budget=trm_pb2.Budget(
         max_steps=1, halt_threshold=1.0, time_budget_ms=250))
     assert (valid.budget.max_steps, valid.budget.min_steps) == (1, 1)
-    assert valid.budget.halt_threshold == 1.0 and valid.time_budget_ms == 250 and valid.top_k == 5
+    assert valid.budget.halt_threshold == 1.0 and valid.time_budget_ms == 250 and _top_labels(valid) == 5
 
 
 def test_grid_values_and_top_k_ignored_for_grids():
     cells = "5" + "." * 79 + "0"
     valid = _validate(GRID, grid=trm_pb2.Grid(cells=cells), top_k=50)
-    assert valid.grid == [5] + [0] * 80 and valid.text is None
+    assert valid.input.tokens.tolist() == [5] + [0] * 80 and valid.input.logged_input == cells
 
 
 ROW_CLASH = "55" + "0" * 79
@@ -90,6 +116,8 @@ def _budget(**fields) -> dict:
         (TEXT, {"text": ""}, "text is empty"),
         (TEXT, {"text": "  \n\t "}, "text is empty"),
         (TEXT, {"text": "x" * 21}, "text has 21 characters; model 'm' accepts at most 20"),
+        (TEXT, {"text": "\x00\u200b\ufffd\u200b"}, "text leaves no tokens after normalisation"),
+        (TEXT, {"text": "[PAD] [PAD]"}, "text leaves no tokens after normalisation"),
         (GRID, _grid("1" * 80), "grid.cells must have 81 symbols (9x9, row-major), got 80"),
         (GRID, _grid("1" * 82), "got 82"),
         (GRID, _grid(BAD_CELL), "grid.cells[12] (row 2, column 4) is 'x': use one of '123456789' for a "
@@ -114,6 +142,11 @@ def test_bad_requests_are_invalid_argument_with_an_actionable_message(manifest, 
     assert message in caught.value.message
 
 
+@pytest.mark.parametrize("text", ["hi \x00\u200b", "bonjour", "日本語", "\x00[UNK]"])
+def test_text_that_leaves_a_token_is_accepted_even_when_no_word_is_in_the_vocabulary(text):
+    assert _validate(TEXT, text=text).input.logged_input == text
+
+
 def test_a_malformed_body_is_invalid_argument():
     with pytest.raises(RequestError) as caught:
         parse_message(trm_pb2.ReasonRequest, b"\x1a\x02\xff\xfe")  # field 3 (text) with invalid UTF-8
@@ -121,8 +154,19 @@ def test_a_malformed_body_is_invalid_argument():
     assert "not a valid trm.v1.ReasonRequest" in caught.value.message
 
 
-@pytest.mark.parametrize("value", ["", "x" * 129, "tab\there", "caf\u00e9"])
-def test_request_ids_must_be_short_printable_ascii(value):
-    with pytest.raises(RequestError, match="x-request-id must be 1-128 printable ASCII"):
+@pytest.mark.parametrize(("value", "problem"), [
+    ("", "'' is empty"),
+    ("x" * 129, "'" + "x" * 64 + "'… (129 characters) is too long"),
+    ("tab\there", "'tab\\there' has '\\t' (U+0009) at position 4"),
+    ("del\x7f", "'del\\x7f' has '\\x7f' (U+007F) at position 4"),
+    ("caf\u00e9", "'café' has 'é' (U+00E9) at position 4"),
+    (" lead", "' lead' starts or ends with a space"),
+    ("trail ", "'trail ' starts or ends with a space"),
+])
+def test_request_ids_must_be_short_printable_ascii_without_surrounding_spaces(value, problem):
+    with pytest.raises(RequestError) as caught:
         check_request_id(value)
+    assert caught.value.code is grpc.StatusCode.INVALID_ARGUMENT
+    assert caught.value.message.startswith(f"metadata x-request-id {problem}: use 1-128 printable ASCII characters")
     assert check_request_id("req-42_ok") == "req-42_ok"
+    assert check_request_id("two words") == "two words"

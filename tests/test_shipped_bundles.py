@@ -14,8 +14,9 @@ import pytest
 import torch
 
 from trainer import evaluate as ev
-from trainer.cli import eval_sets, evaluate_bundle
-from trainer.export import torch_model_from_bundle, torch_step_fn, verify_bundle
+from trainer.export import torch_model_from_bundle
+from trainer.prepare import eval_sets
+from trm_bundle.manifest import load_bundle
 
 torch.set_num_threads(1)
 MODELS = Path(__file__).resolve().parents[1] / "trm_service" / "models"
@@ -38,11 +39,12 @@ CASES = [
 @pytest.mark.parametrize("name", ["intent-clinc150", "routing-20ng", "sudoku"])
 def test_bundle_is_intact_and_small(name: str) -> None:
     bundle = MODELS / name
-    manifest = verify_bundle(bundle)
-    assert manifest["name"] == name
+    manifest = load_bundle(bundle).manifest
+    assert manifest.name == name
     assert sum(p.stat().st_size for p in bundle.iterdir()) <= MAX_BUNDLE_BYTES
-    assert {"REPORT.md", "anytime.png"} <= set(manifest["files"])
-    assert manifest["training"]["command"] and manifest["training"]["wall_time_s"] > 0
+    assert {"REPORT.md", "anytime.png"} <= set(manifest.files)
+    training = manifest.require_training()
+    assert training.command and training.wall_time_s > 0
 
 
 @pytest.mark.parametrize(("name", "dataset", "split", "limit", "int8", "checks"), CASES,
@@ -51,7 +53,7 @@ def test_bundle_scores_what_its_manifest_says(
     name: str, dataset: str, split: str, limit: int, int8: bool, checks: list[tuple[str, str, str]]
 ) -> None:
     manifest = json.loads((MODELS / name / "manifest.json").read_text())
-    results = evaluate_bundle(MODELS / name, DATA / dataset, split, limit=limit, int8=int8)["results"]
+    results = ev.evaluate_bundle(MODELS / name, DATA / dataset, split, limit=limit, int8=int8)["results"]
     for set_name, metric, manifest_key in checks:
         measured, recorded = results[set_name][metric], manifest["metrics"][manifest_key]
         assert abs(measured - recorded) <= 0.01, f"{name} {metric}: measured {measured:.4f}, manifest {recorded:.4f}"
@@ -67,8 +69,8 @@ def test_onnx_recursion_agrees_with_pytorch_on_test_examples(
 ) -> None:
     model, manifest = torch_model_from_bundle(MODELS / name)
     data = eval_sets(manifest, MODELS / name, DATA / dataset, split)[split].head(count)
-    shape, steps = tuple(manifest["recursion"]["state_shape"]), manifest["recursion"]["N_sup"]
-    ours = ev.run_recursion(torch_step_fn(model), data.tokens, shape, steps)
-    theirs = ev.run_recursion(ev.onnx_step_fn(MODELS / name / manifest["onnx"]["fp32"], threads=1), data.tokens,
+    shape, steps = manifest.recursion.state_shape, manifest.recursion.N_sup
+    ours = ev.run_recursion(ev.torch_step_fn(model), data.tokens, shape, steps)
+    theirs = ev.run_recursion(ev.onnx_step_fn(MODELS / name / manifest.onnx_fp32, threads=1), data.tokens,
                               shape, steps)
     assert np.mean(ours.predictions == theirs.predictions) >= floor

@@ -12,16 +12,12 @@ import pytest
 import torch
 
 from trainer import evaluate as ev
-from trainer.export import (
-    export_step,
-    torch_model_from_bundle,
-    torch_step_fn,
-    verify_bundle,
-)
+from trainer.evaluate import torch_step_fn
+from trainer.export import export_step, torch_model_from_bundle, trimmed_step_diff
 from trainer.model import TRM, ModelConfig, count_parameters
-from trainer.pipeline import trimmed_step_diff
 from trainer.testing import make_random_bundle
-from trm_bundle.manifest import FP32_FILE
+from trm_bundle import BundleError
+from trm_bundle.manifest import FP32_FILE, load_bundle
 
 torch.set_num_threads(1)
 
@@ -125,12 +121,12 @@ def test_int8_token_table_rounds_each_row_and_the_step_runs_what_it_stores(tmp_p
 @pytest.mark.parametrize("task", ["text", "grid"])
 def test_manifest_lists_every_file_with_its_checksum(task: str, tmp_path: Path) -> None:
     bundle = make_random_bundle(tmp_path, task)
-    manifest = verify_bundle(bundle)
+    manifest = load_bundle(bundle).manifest
     on_disk = {p.name for p in bundle.iterdir()} - {"manifest.json"}
-    assert set(manifest["files"]) == on_disk
-    assert manifest["schema_version"] == 1
-    assert manifest["recursion"]["state_shape"] == list(TRM(ModelConfig(**manifest["training"]["model_config"]))
-                                                        .cfg.state_shape)
+    assert set(manifest.files) == on_disk
+    assert json.loads((bundle / "manifest.json").read_text())["schema_version"] == 1
+    model_config = ModelConfig(**manifest.require_training().model_config)
+    assert manifest.recursion.state_shape == TRM(model_config).cfg.state_shape
 
 
 @pytest.mark.parametrize("damage", ["flip a byte", "delete"])
@@ -143,8 +139,8 @@ def test_tampered_bundle_is_refused(damage: str, tmp_path: Path) -> None:
         data = bytearray(target.read_bytes())
         data[len(data) // 2] ^= 0xFF
         target.write_bytes(bytes(data))
-    with pytest.raises(ValueError, match=FP32_FILE):
-        verify_bundle(bundle)
+    with pytest.raises(BundleError, match=FP32_FILE):
+        load_bundle(bundle)
 
 
 def test_bundle_rebuilds_the_exact_pytorch_model(tmp_path: Path) -> None:
@@ -153,6 +149,6 @@ def test_bundle_rebuilds_the_exact_pytorch_model(tmp_path: Path) -> None:
     tokens = random_tokens(model.cfg, 8, seed=4)
     y = np.zeros((8, *model.cfg.state_shape), dtype=np.float32)
     ours = torch_step_fn(model)(tokens, y, y)
-    theirs = ev.onnx_step_fn(bundle / manifest["onnx"]["fp32"])(tokens, y, y)
+    theirs = ev.onnx_step_fn(bundle / manifest.onnx_fp32)(tokens, y, y)
     assert max(np.abs(a - b).max() for a, b in zip(ours, theirs, strict=True)) <= 1e-4
     assert json.loads((bundle / "manifest.json").read_text())["name"] == "random-sudoku"

@@ -22,7 +22,8 @@ from trainer.export import export_step, quantize_step
 from trainer.model import TRM, ModelConfig
 from trainer.quantize import quantize_static_step
 from trainer.testing import SAMPLE_TEXTS, make_random_bundle
-from trm_bundle.manifest import FP32_FILE, INT8_FILE, MANIFEST_FILE, sha256_of
+from trm_bundle.checksums import sha256_of
+from trm_bundle.manifest import FP32_FILE, INT8_FILE, MANIFEST_FILE
 from trm_service.testing import ServerProcess
 
 torch.set_num_threads(1)

@@ -13,7 +13,8 @@ from trainer_support import TINY_MODEL
 from trainer.cli import main
 from trainer.config import TrainConfig
 from trainer.export import torch_model_from_bundle
-from trainer.pipeline import build_model, prepare
+from trainer.fit import build_model
+from trainer.prepare import prepare
 from trainer.soup import average_state_dicts, ingredient_configs
 from trainer.train import Trainer
 
@@ -128,8 +129,8 @@ def test_fit_trains_each_ingredient_like_a_plain_fit_and_ships_their_average(
     model, manifest = torch_model_from_bundle(bundle)
     for key, value in model.state_dict().items():
         torch.testing.assert_close(value, (first[key] + second[key]) / 2, atol=1e-6, rtol=1e-5)
-    assert manifest["metrics"]["test_accuracy"] >= 0.95
-    assert manifest["training"]["optimizer_steps"] == 240
+    assert manifest.metrics["test_accuracy"] >= 0.95
+    assert manifest.require_training().optimizer_steps == 240
     report = (bundle / "REPORT.md").read_text()
     assert "weight soup: the mean of 2 models trained from the same initial weights" in report
     evaluation = json.loads((bundle / "evaluation.json").read_text())

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import shlex
 import sys
@@ -11,28 +10,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from tokenizers import Tokenizer
 
-from trainer.config import TeacherConfig, TrainConfig, load_config, parse_override, with_overrides
-from trainer.data.errors import DataError
-from trainer.data.grids import SUDOKU_TIERS, load_grid_dataset, sudoku_splits
-from trainer.data.text import load_text_dataset
-from trainer.data.tokenizer import encode_texts
-from trainer.evaluate import onnx_step_fn
-from trainer.export import torch_model_from_bundle, verify_bundle
-from trainer.pipeline import (
-    TrainingRecord,
-    ablation_summary,
-    build_model,
-    evaluate_step,
-    export_bundle,
-    fit_and_export,
-    label_ids,
-    prepare,
-    sample_set,
-)
-from trainer.tasks import EncodedSet, grid_set
-from trainer.train import CHECKPOINT, Trainer
+from trainer.config import TrainConfig, load_config, parse_override
+from trainer.data.files import DataError
+from trainer.evaluate import evaluate_bundle
+from trainer.export import ablation_summary, export_bundle, reexport_bundle
+from trainer.fit import fit, from_checkpoint
+from trm_bundle import BundleError
 
 
 def _fit_config(args: argparse.Namespace) -> TrainConfig:
@@ -49,39 +33,9 @@ def cmd_fit(args: argparse.Namespace) -> int:
     cfg = _fit_config(args)
     torch.set_num_threads(args.threads) if args.threads else None
     command = "trm-train " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-    bundle = fit_and_export(cfg, Path(args.out) / cfg.name, resume=not args.restart, command=command)
-    manifest = json.loads((bundle / "manifest.json").read_text())
-    print(json.dumps({"bundle": str(bundle), "metrics": manifest["metrics"]}, indent=1))
+    bundle = export_bundle(fit(cfg, resume=not args.restart, command=command), Path(args.out) / cfg.name)
+    print(json.dumps({"bundle": str(bundle.path), "metrics": bundle.manifest.metrics}, indent=1))
     return 0
-
-
-def eval_sets(manifest: dict[str, Any], bundle: Path, data: Path, split: str) -> dict[str, EncodedSet]:
-    """The requested split, encoded with the bundle's own tokenizer and label order."""
-    if manifest["task"] == "grid":
-        if data.is_dir() and split == "test":
-            splits = sudoku_splits(data)  # parse the shared CSVs once for all tiers
-            return {tier: grid_set(splits[f"test_{tier}"]) for tier in SUDOKU_TIERS}
-        return {split: grid_set(load_grid_dataset(data, split))}
-    texts = load_text_dataset(data, split)
-    tokenizer = Tokenizer.from_file(str(bundle / manifest["input"]["tokenizer"]))
-    return {split: EncodedSet(encode_texts(tokenizer, texts.texts), label_ids(texts, manifest["labels"], str(data)))}
-
-
-def evaluate_bundle(bundle: Path, data: Path, split: str, limit: int = 0, int8: bool = False) -> dict[str, Any]:
-    """The metrics of a bundle's ONNX step on a dataset split (what `trm-train eval` prints)."""
-    manifest = verify_bundle(bundle)
-    sets = eval_sets(manifest, bundle, data, split)
-    if limit:
-        sets = {name: sample_set(data_set, limit, seed=0) for name, data_set in sets.items()}
-    model_file = manifest["onnx"]["int8"] if int8 and manifest["onnx"]["int8"] else manifest["onnx"]["fp32"]
-    oos = manifest.get("out_of_scope") or {}
-    results = evaluate_step(
-        onnx_step_fn(bundle / model_file), tuple(manifest["recursion"]["state_shape"]),
-        manifest["recursion"]["N_sup"], sets, manifest["halting"]["threshold"], manifest["labels"],
-        oos.get("threshold"),
-    )
-    return {"bundle": manifest["name"], "version": manifest["version"], "model_file": model_file,
-            "split": split, "results": results}
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -94,37 +48,12 @@ def cmd_export(args: argparse.Namespace) -> int:
     overrides = dict(parse_override(item) for item in args.set)
     ablation = ablation_summary(Path(args.ablation)) if args.ablation else None
     if args.from_bundle:
-        return _reexport_bundle(Path(args.from_bundle), Path(args.out), overrides, ablation)
-    checkpoint = Path(args.checkpoint)
-    if checkpoint.is_dir():
-        checkpoint = checkpoint / CHECKPOINT
-    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
-    trained_with = TrainConfig.from_dict(with_overrides(state["config"], overrides))  # what the manifest records
-    # exported on the CPU, resuming from where the checkpoint actually is
-    cfg = dataclasses.replace(trained_with, device="cpu", out_dir=str(checkpoint.parent.parent))
-    prepared = prepare(cfg)
-    model, projection = build_model(cfg, prepared)
-    trainer = Trainer(cfg, model, prepared.stream, None, projection)
-    trainer.load_checkpoint()
-    command = args.training_command or "trm-train " + " ".join(sys.argv[1:])
-    record = TrainingRecord.of(trainer, command, trainer.elapsed_s)
-    bundle = export_bundle(trained_with, prepared, trainer.ema.model.cpu().eval(), Path(args.out) / cfg.name,
-                           record, ablation)
-    print(json.dumps({"bundle": str(bundle)}))
-    return 0
-
-
-def _reexport_bundle(bundle: Path, out: Path, overrides: dict[str, Any], ablation: dict[str, Any] | None) -> int:
-    """Re-exports a bundle's own weights with this version's exporter (re-measured, same training record)."""
-    model, manifest = torch_model_from_bundle(bundle)
-    evaluation = json.loads((bundle / "evaluation.json").read_text())
-    cfg = TrainConfig.from_dict(with_overrides(manifest["training"]["config"], overrides))
-    # the data without the teachers: they shaped training only, and the weights are already trained
-    # (the manifest keeps recording `cfg`, the configuration the weights were trained with)
-    prepared = prepare(dataclasses.replace(cfg, teacher=TeacherConfig()))
-    record = TrainingRecord.of_bundle(manifest, evaluation)
-    written = export_bundle(cfg, prepared, model, out / cfg.name, record, ablation or evaluation.get("ablation"))
-    print(json.dumps({"bundle": str(written)}))
+        bundle = reexport_bundle(Path(args.from_bundle), Path(args.out), overrides, ablation)
+    else:
+        command = args.training_command or "trm-train " + " ".join(sys.argv[1:])
+        fitted = from_checkpoint(Path(args.checkpoint), overrides, command)
+        bundle = export_bundle(fitted, Path(args.out) / fitted.cfg.name, ablation)
+    print(json.dumps({"bundle": str(bundle.path)}))
     return 0
 
 
@@ -188,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt as stop:
         print(f"trm-train: {stop}", file=sys.stderr)
         return 130
-    except (ValueError, FileNotFoundError) as error:
+    except (ValueError, FileNotFoundError, BundleError) as error:
         print(f"trm-train: {error}", file=sys.stderr)
         return 2
 

@@ -1,7 +1,8 @@
-"""Evaluation: run all N_sup steps once, then derive the anytime curve, halting, calibration.
+"""Evaluation: run a step over encoded sets, calibrate the thresholds on validation, and report the figures.
 
-Everything here works on a `StepFn` (tokens, y, z) -> (y, z, logits, halt_logit) in numpy, so
-the same code measures the PyTorch model during training and the exported ONNX bundle after.
+Everything here works on a `StepFn` (tokens, y, z) -> (y, z, logits, halt_logit) in numpy, so the same
+code measures the PyTorch model during training, the exported ONNX step at export, and a bundle alone
+(`trm-train eval`). docs/BUNDLE.md defines every figure; trainer/metrics.py computes them from a trace.
 """
 
 from __future__ import annotations
@@ -9,40 +10,21 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnxruntime as ort
+import torch
+
+from trainer import metrics
+from trainer.model import TRM
+from trainer.prepare import eval_sets
+from trainer.tasks import EncodedSet
+from trm_bundle.manifest import STEP_INPUTS, load_bundle
+from trm_bundle.probabilities import softmax
 
 StepFn = Callable[[np.ndarray, np.ndarray, np.ndarray], tuple[np.ndarray, ...]]
-HALT_THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.98, 0.99)
-
-
-@dataclass
-class Trace:
-    """Per step s, per example i: prediction, its confidence, and the halting logit."""
-
-    predictions: np.ndarray  # [steps, N] (classes) or [steps, N, cells]
-    confidence: np.ndarray  # same shape: probability of the predicted symbol
-    halt_logits: np.ndarray  # [steps, N]
-
-    @property
-    def steps(self) -> int:
-        return self.predictions.shape[0]
-
-    def at(self, step_index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Prediction and confidence of each example at its own step index."""
-        rows = np.arange(self.predictions.shape[1])
-        return self.predictions[step_index, rows], self.confidence[step_index, rows]
-
-
-def softmax(logits: np.ndarray) -> np.ndarray:
-    shifted = logits - logits.max(-1, keepdims=True)
-    exp = np.exp(shifted)
-    return exp / exp.sum(-1, keepdims=True)
-
-
-def sigmoid(x: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-x))
+OOS_LABEL = "oos"
 
 
 def onnx_step_fn(model_path: str | Path, threads: int = 0) -> StepFn:
@@ -53,14 +35,27 @@ def onnx_step_fn(model_path: str | Path, threads: int = 0) -> StepFn:
     session = ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
 
     def step(tokens: np.ndarray, y: np.ndarray, z: np.ndarray) -> tuple[np.ndarray, ...]:
-        return tuple(session.run(None, {"tokens": tokens, "y": y, "z": z}))
+        return tuple(session.run(None, dict(zip(STEP_INPUTS, (tokens, y, z), strict=True))))
+
+    return step
+
+
+def torch_step_fn(model: TRM) -> StepFn:
+    """A StepFn running the PyTorch model in eval mode on its device."""
+    device = next(model.parameters()).device
+
+    @torch.no_grad()
+    def step(tokens: np.ndarray, y: np.ndarray, z: np.ndarray) -> tuple[np.ndarray, ...]:
+        model.eval()
+        args = (torch.as_tensor(a, device=device) for a in (tokens, y, z))
+        return tuple(t.float().cpu().numpy() for t in model.step(*args))
 
     return step
 
 
 def run_recursion(
     step: StepFn, tokens: np.ndarray, state_shape: tuple[int, int], max_steps: int, batch_size: int = 256
-) -> Trace:
+) -> metrics.Trace:
     """Runs max_steps supervision steps on every example and records each step's answer."""
     preds, confs, halts = [], [], []
     for start in range(0, len(tokens), batch_size):
@@ -70,118 +65,92 @@ def run_recursion(
         chunk_preds, chunk_confs, chunk_halts = [], [], []
         for _ in range(max_steps):
             y, z, logits, halt_logit = step(chunk, y, z)
-            probs = softmax(logits.astype(np.float64))
+            probs = softmax(logits)
             chunk_preds.append(probs.argmax(-1))
             chunk_confs.append(probs.max(-1))
             chunk_halts.append(halt_logit)
         preds.append(np.stack(chunk_preds))
         confs.append(np.stack(chunk_confs))
         halts.append(np.stack(chunk_halts))
-    return Trace(np.concatenate(preds, 1), np.concatenate(confs, 1), np.concatenate(halts, 1))
+    return metrics.Trace(np.concatenate(preds, 1), np.concatenate(confs, 1), np.concatenate(halts, 1))
 
 
-def exact(predictions: np.ndarray, targets: np.ndarray) -> np.ndarray:
-    """Whole-answer correctness (the class, or every cell), broadcasting over leading step axes."""
-    correct = predictions == targets
-    return correct if targets.ndim == 1 else correct.all(-1)
+@dataclass(frozen=True)
+class Thresholds:
+    """What the manifest's halting and out-of-scope sections record, calibrated on validation."""
+
+    halt: float
+    out_of_scope: float | None  # only for label sets with the out-of-scope label
 
 
-def halting_steps(halt_logits: np.ndarray, threshold: float, min_steps: int = 1) -> np.ndarray:
-    """Index of the step where each example halts: first sigmoid(q) >= threshold at or after min_steps."""
-    confident = sigmoid(halt_logits) >= threshold
-    confident[: max(0, min_steps - 1)] = False
-    confident[-1] = True
-    return confident.argmax(0)
+def calibrate(
+    step: StepFn, val: EncodedSet, state_shape: tuple[int, int], n_sup: int, labels: list[str]
+) -> Thresholds:
+    """The cheapest halting threshold as accurate as the best fixed step count, then the out-of-scope
+    threshold (at that halting) that maximises validation accuracy with out-of-scope as a class."""
+    trace = run_recursion(step, val.tokens, state_shape, n_sup)
+    halt = metrics.calibrate_halting(trace, val.targets)
+    if OOS_LABEL not in labels:
+        return Thresholds(halt, None)
+    stop = metrics.halting_steps(trace.halt_logits, halt)
+    return Thresholds(halt, metrics.calibrate_out_of_scope(trace, val.targets, stop, labels.index(OOS_LABEL)))
 
 
-def expected_calibration_error(confidence: np.ndarray, correct: np.ndarray, bins: int = 15) -> float:
-    """ECE with equal-width bins over [0, 1]."""
-    confidence, correct = confidence.ravel(), correct.ravel().astype(np.float64)
-    edges = np.linspace(0.0, 1.0, bins + 1)
-    which = np.clip(np.digitize(confidence, edges[1:-1]), 0, bins - 1)
-    ece = 0.0
-    for b in range(bins):
-        members = which == b
-        if members.any():
-            ece += members.mean() * abs(confidence[members].mean() - correct[members].mean())
-    return float(ece)
+def evaluate_step(
+    step: StepFn, state_shape: tuple[int, int], n_sup: int, sets: dict[str, EncodedSet],
+    halt_threshold: float, labels: list[str], oos_threshold: float | None,
+) -> dict[str, Any]:
+    """Metrics of a step function on each named set (the shape `trm-train eval` prints); a set that
+    mixes source files also gets them per file (`by_source`)."""
+    results: dict[str, Any] = {}
+    for name, data in sets.items():
+        trace = run_recursion(step, data.tokens, state_shape, n_sup)
+        summary = metrics.summarize(trace, data.targets, halt_threshold)
+        if oos_threshold is not None and OOS_LABEL in labels:
+            oos = labels.index(OOS_LABEL)
+            summary.update(metrics.intent_metrics(trace, data.targets, oos, halt_threshold, oos_threshold))
+            in_scope = data.targets != oos
+            summary["in_scope_anytime_accuracy"] = [
+                round(float(a), 5) for a in (trace.predictions[:, in_scope] == data.targets[in_scope]).mean(1)
+            ]
+        if data.sources is not None:
+            summary["by_source"] = {}
+            for source in dict.fromkeys(data.sources.tolist()):
+                rows = np.flatnonzero(data.sources == source)
+                summary["by_source"][source] = metrics.summarize(trace.take(rows), data.targets[rows], halt_threshold)
+        results[name] = summary
+    return results
 
 
-def halting_summary(trace: Trace, targets: np.ndarray, threshold: float, min_steps: int = 1) -> dict:
-    """Accuracy, mean steps and step histogram when each example stops at its learned halt."""
-    stop = halting_steps(trace.halt_logits, threshold, min_steps)
-    predictions, _ = trace.at(stop)
-    return {
-        "threshold": threshold,
-        "accuracy": float(exact(predictions, targets).mean()),
-        "mean_steps": float((stop + 1).mean()),
-        "step_histogram": np.bincount(stop + 1, minlength=trace.steps + 1)[1:].tolist(),
-    }
+def headline_metrics(results: dict[str, Any]) -> dict[str, float]:
+    """Flat metric names for the manifest (and ModelInfo.metrics); docs/BUNDLE.md defines each."""
+    flat: dict[str, float] = {}
+    for name, summary in results.items():
+        prefix = "test" if name == "test" else f"test_{name}"
+        flat[f"{prefix}_accuracy"] = summary["accuracy"]
+        flat[f"{prefix}_halting_accuracy"] = summary["halting"]["accuracy"]
+        flat[f"{prefix}_halting_mean_steps"] = summary["halting"]["mean_steps"]
+        flat[f"{prefix}_ece"] = summary["ece"]
+        for key in ("in_scope_accuracy", "oos_recall", "cell_accuracy"):
+            if key in summary:
+                flat[f"{prefix}_{key}"] = summary[key]
+        for source, part in summary.get("by_source", {}).items():
+            flat[f"{prefix}_{source}_accuracy"] = part["accuracy"]
+            flat[f"{prefix}_{source}_halting_accuracy"] = part["halting"]["accuracy"]
+    return {k: round(float(v), 5) for k, v in flat.items()}
 
 
-def calibrate_halting(trace: Trace, targets: np.ndarray, tolerance: float = 0.005) -> float:
-    """Lowest-cost halting threshold whose accuracy is within `tolerance` of the best fixed step count."""
-    best_fixed = exact(trace.predictions, targets).mean(1).max()
-    candidates = [halting_summary(trace, targets, t) for t in HALT_THRESHOLDS]
-    good = [c for c in candidates if c["accuracy"] >= best_fixed - tolerance]
-    if good:
-        return min(good, key=lambda c: c["mean_steps"])["threshold"]
-    return max(candidates, key=lambda c: (c["accuracy"], -c["mean_steps"]))["threshold"]
-
-
-def summarize(trace: Trace, targets: np.ndarray, halt_threshold: float, min_steps: int = 1) -> dict:
-    """The metrics `trm-train eval` prints for one set of examples."""
-    per_step = exact(trace.predictions, targets).mean(1)
-    halting = halting_summary(trace, targets, halt_threshold, min_steps)
-    stop = halting_steps(trace.halt_logits, halt_threshold, min_steps)
-    predictions, confidence = trace.at(stop)
-    summary = {
-        "examples": len(targets),
-        "accuracy": float(per_step[-1]),
-        "anytime_accuracy": [round(float(a), 5) for a in per_step],
-        "best_fixed": {"steps": int(per_step.argmax()) + 1, "accuracy": float(per_step.max())},
-        "halting": halting,
-        "ece": expected_calibration_error(confidence, predictions == targets),
-    }
-    if targets.ndim == 2:
-        summary["cell_accuracy"] = float((trace.predictions[-1] == targets).mean())
-    return summary
-
-
-def out_of_scope_mask(trace: Trace, stop: np.ndarray, oos_index: int, threshold: float) -> np.ndarray:
-    """Out of scope: the oos label wins, or the top probability is below the threshold."""
-    predictions, confidence = trace.at(stop)
-    return (predictions == oos_index) | (confidence < threshold)
-
-
-def calibrate_out_of_scope(
-    trace: Trace, targets: np.ndarray, stop: np.ndarray, oos_index: int
-) -> float:
-    """Threshold maximising accuracy over in-scope + out-of-scope validation examples (oos as a class)."""
-    predictions, _ = trace.at(stop)
-    best, best_acc = 0.0, -1.0
-    for threshold in np.linspace(0.0, 0.95, 96):
-        rejected = out_of_scope_mask(trace, stop, oos_index, float(threshold))
-        final = np.where(rejected, oos_index, predictions)
-        acc = float((final == targets).mean())
-        if acc > best_acc:
-            best, best_acc = float(threshold), acc
-    return round(best, 4)
-
-
-def intent_metrics(
-    trace: Trace, targets: np.ndarray, oos_index: int, halt_threshold: float, oos_threshold: float
-) -> dict:
-    """CLINC150-style figures: in-scope accuracy (with and without rejection) and out-of-scope recall."""
-    stop = halting_steps(trace.halt_logits, halt_threshold)
-    predictions, _ = trace.at(stop)
-    rejected = out_of_scope_mask(trace, stop, oos_index, oos_threshold)
-    in_scope = targets != oos_index
-    return {
-        "in_scope_accuracy": float((predictions[in_scope] == targets[in_scope]).mean()),
-        "in_scope_accuracy_with_rejection": float(
-            ((predictions == targets) & ~rejected)[in_scope].mean()
-        ),
-        "oos_recall": float(rejected[~in_scope].mean()) if (~in_scope).any() else float("nan"),
-        "oos_threshold": oos_threshold,
-    }
+def evaluate_bundle(bundle: Path, data: Path, split: str, limit: int = 0, int8: bool = False) -> dict[str, Any]:
+    """The metrics of a bundle's ONNX step on a dataset split (what `trm-train eval` prints)."""
+    manifest = load_bundle(bundle).manifest
+    sets = eval_sets(manifest, bundle, data, split)
+    if limit:
+        sets = {name: data_set.sample(limit, seed=0) for name, data_set in sets.items()}
+    model_file = manifest.onnx_int8 if int8 and manifest.onnx_int8 else manifest.onnx_fp32
+    results = evaluate_step(
+        onnx_step_fn(bundle / model_file), manifest.recursion.state_shape, manifest.recursion.N_sup, sets,
+        manifest.halt_threshold, list(manifest.labels),
+        manifest.out_of_scope.threshold if manifest.out_of_scope else None,
+    )
+    return {"bundle": manifest.name, "version": manifest.version, "model_file": model_file,
+            "split": split, "results": results}

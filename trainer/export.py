@@ -1,4 +1,5 @@
-"""Checkpoint -> bundle (docs/BUNDLE.md): the ONNX supervision step, an int8 variant, the manifest.
+"""Writing the bundle (docs/BUNDLE.md): the ONNX supervision step and its int8 variant, their figures,
+the int8 decision, the ONNX parity check, REPORT.md and the manifest, written through trm_bundle.
 
 The step is exported without constant folding, so every ONNX initializer keeps its PyTorch
 parameter name: `torch_model_from_bundle` can rebuild the exact PyTorch model from a bundle.
@@ -6,10 +7,11 @@ parameter name: `torch_model_from_bundle` can rebuild the exact PyTorch model fr
 
 from __future__ import annotations
 
+import dataclasses
 import json
-import shutil
 import tempfile
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,19 +20,144 @@ import onnx
 import torch
 from onnx import numpy_helper
 
-from trainer.model import TRM, ModelConfig
+from trainer.config import TeacherConfig, TrainConfig, with_overrides
+from trainer.evaluate import (
+    OOS_LABEL,
+    StepFn,
+    calibrate,
+    evaluate_step,
+    headline_metrics,
+    onnx_step_fn,
+    run_recursion,
+    torch_step_fn,
+)
+from trainer.fit import Fitted, TrainingRecord, cpu_copy
+from trainer.model import TRM, ModelConfig, count_parameters
+from trainer.prepare import Prepared, prepare
 from trainer.quantize import quantize_static_step
+from trainer.report import write_report
+from trainer.train import pick_device
 from trm_bundle.manifest import (
     FP32_FILE,
-    MANIFEST_FILE,
-    SCHEMA_VERSION,
+    INT8_FILE,
     STEP_INPUTS,
     STEP_OUTPUTS,
-    sha256_of,
+    Bundle,
+    GridInput,
+    Manifest,
+    OutOfScope,
+    Recursion,
+    TextInput,
+    Training,
+    VariableLength,
+    load_bundle,
 )
+from trm_bundle.writer import write_bundle
 
 OPSET = 17
-GRID_LABELS = [str(d) for d in range(10)]  # logit index -> symbol; "0" means the model left a blank
+TOKENIZER_FILE = "tokenizer.json"
+SUDOKU_INPUT = GridInput(rows=9, cols=9, blank="0.", alphabet="123456789", rules="sudoku")
+INT8_MAX_LOSS = 0.005  # ship the int8 variant only if it loses at most 0.5 points
+MAX_BUNDLE_BYTES = 9_800_000  # and only if the bundle stays under 10 MB with it (reports and plots included)
+
+
+def export_bundle(fitted: Fitted, bundle_dir: Path, ablation: dict[str, Any] | None = None) -> Bundle:
+    """Exports, calibrates on validation, measures on test (fp32 and int8) and writes the bundle.
+
+    `ablation` (see `ablation_summary`) is a same-size model with less recursion, reported next to this one."""
+    cfg, prepared, record = fitted.cfg, fitted.prepared, fitted.record
+    mcfg = prepared.model_cfg
+    model = cpu_copy(fitted.model).store_embeddings()  # every figure below is measured on the bundle's own weights
+    with tempfile.TemporaryDirectory() as tmp:
+        fp32, int8 = Path(tmp) / FP32_FILE, Path(tmp) / INT8_FILE
+        export_step(model, fp32)
+        quantize_step(fp32, int8, prepared.val.tokens, mcfg)
+        # fp32 metrics come from the same weights in torch (faster than ONNX Runtime here, and on a GPU when
+        # there is one); `measure_parity` below checks that the ONNX step agrees with them.
+        device = pick_device("auto")
+        step = torch_step_fn(cpu_copy(model).to(device))
+        thresholds = calibrate(step, prepared.val, mcfg.state_shape, mcfg.N_sup, prepared.labels)
+        args = (mcfg.state_shape, mcfg.N_sup, prepared.tests, thresholds.halt, prepared.labels,
+                thresholds.out_of_scope)
+        results = evaluate_step(step, *args)
+        results_int8 = evaluate_step(onnx_step_fn(int8), *args)
+        parity = measure_parity(model, fp32, prepared)
+        tokenizer_json = "" if prepared.tokenizer is None else prepared.tokenizer.to_str()
+        bundle_bytes = fp32.stat().st_size + int8.stat().st_size + len(tokenizer_json)
+        int8_loss, ship_int8, int8_decision = _int8_decision(results, results_int8, bundle_bytes)
+        files: dict[str, Path | bytes | str] = {FP32_FILE: fp32}
+        if tokenizer_json:
+            files[TOKENIZER_FILE] = tokenizer_json
+        if ship_int8:
+            files[INT8_FILE] = int8
+        metrics = headline_metrics(results)
+        metrics.update({f"int8_{k}": v for k, v in headline_metrics(results_int8).items() if k.endswith("accuracy")})
+        evaluation = {
+            "results": results, "results_int8": results_int8, "parity": parity,
+            "int8_accuracy_loss": round(int8_loss, 5), "int8_shipped": ship_int8,
+            "int8_decision": int8_decision,
+            "fp32_measured_with": f"torch ({device.type}), ONNX parity below",
+            "training_history": record.history,
+        }
+        if ablation is not None:
+            evaluation["ablation"] = ablation
+        oos = None if thresholds.out_of_scope is None else OutOfScope(OOS_LABEL, thresholds.out_of_scope)
+        training = Training(
+            model_config=mcfg.to_dict(), config=cfg.to_dict(), data_sha256=prepared.data_sha256,
+            command=record.command, wall_time_s=round(record.wall_time_s, 1), optimizer_steps=record.optimizer_steps,
+            train_time_s=round(record.train_time_s, 1), device=record.device, parameters=count_parameters(model),
+        )
+        manifest = step_manifest(
+            mcfg, name=cfg.name, version=cfg.version, description=cfg.description, labels=prepared.labels,
+            max_chars=cfg.max_chars, halt_threshold=thresholds.halt, out_of_scope=oos, training=training,
+            metrics=metrics, int8=ship_int8,
+        )
+        files.update(write_report(Path(tmp), manifest, evaluation))
+        files["evaluation.json"] = json.dumps(evaluation, indent=1)
+        return write_bundle(bundle_dir, manifest, files)
+
+
+def reexport_bundle(source: Path, out: Path, overrides: dict[str, Any], ablation: dict[str, Any] | None) -> Bundle:
+    """Re-exports a bundle's own weights with this version's exporter to out/<name> (re-measured, same
+    training record; `overrides` are dotted config keys, `ablation` replaces the one it reports)."""
+    model, manifest = torch_model_from_bundle(source)
+    training = manifest.require_training()
+    evaluation = json.loads((source / "evaluation.json").read_text())
+    cfg = TrainConfig.from_dict(with_overrides(training.config, overrides))
+    # the data without the teachers: they shaped training only, and the weights are already trained
+    # (the manifest keeps recording `cfg`, the configuration the weights were trained with)
+    prepared = prepare(dataclasses.replace(cfg, teacher=TeacherConfig()))
+    record = TrainingRecord.of_bundle(training, evaluation.get("training_history", []))
+    return export_bundle(Fitted(cfg, prepared, model, record), out / cfg.name, ablation or evaluation.get("ablation"))
+
+
+def step_manifest(
+    model_cfg: ModelConfig, *, name: str, version: str, description: str, labels: Sequence[str], max_chars: int,
+    halt_threshold: float, out_of_scope: OutOfScope | None, training: Training,
+    metrics: dict[str, float] | None = None, int8: bool = False,
+) -> Manifest:
+    """The manifest of a bundle of `model_cfg`'s step (its input, recursion and ONNX files follow from the
+    model; the tokenizer, for text, is TOKENIZER_FILE)."""
+    text = model_cfg.task == "text"
+    spec: TextInput | GridInput = SUDOKU_INPUT
+    if text:
+        spec = TextInput(max_tokens=model_cfg.seq_len, max_chars=max_chars, pad_id=model_cfg.pad_id,
+                         tokenizer=TOKENIZER_FILE, variable_length=variable_length_spec(model_cfg))
+    return Manifest(
+        name=name, version=version, task="text_classification" if text else "grid", description=description,
+        labels=tuple(labels), input=spec,
+        recursion=Recursion(n=model_cfg.n, T=model_cfg.T, N_sup=model_cfg.N_sup, state_shape=model_cfg.state_shape),
+        halt_threshold=halt_threshold, min_steps=1, out_of_scope=out_of_scope, metrics=metrics or {},
+        onnx_fp32=FP32_FILE, onnx_int8=INT8_FILE if int8 else None, onnx_opset=OPSET, training=training,
+    )
+
+
+def variable_length_spec(model_cfg: ModelConfig) -> VariableLength | None:
+    """How a server may trim a batch's padding (docs/BUNDLE.md): None for fixed-length steps."""
+    if not model_cfg.variable_length:
+        return None
+    rows_before_tokens = model_cfg.state_shape[0] - model_cfg.positions
+    return VariableLength(token_multiple=model_cfg.pool, rows_before_tokens=rows_before_tokens)
 
 
 def export_step(model: TRM, path: Path) -> None:
@@ -68,102 +195,81 @@ def quantize_step(fp32_path: Path, int8_path: Path, calibration_tokens: np.ndarr
     quantize_static_step(fp32_path, int8_path, calibration_tokens, model_cfg)
 
 
-def torch_step_fn(model: TRM):
-    """A numpy StepFn (see trainer.evaluate) running the PyTorch model in eval mode on its device."""
-    device = next(model.parameters()).device
-
-    @torch.no_grad()
-    def step(tokens: np.ndarray, y: np.ndarray, z: np.ndarray) -> tuple[np.ndarray, ...]:
-        model.eval()
-        args = (torch.as_tensor(a, device=device) for a in (tokens, y, z))
-        return tuple(t.float().cpu().numpy() for t in model.step(*args))
-
-    return step
-
-
-def write_bundle(
-    out_dir: Path, manifest: dict[str, Any], files: dict[str, Path | bytes | str]
-) -> Path:
-    """Writes a complete bundle folder atomically: built in a temp folder, then renamed into place.
-
-    `files` maps bundle file names to a path to copy, or bytes/str content. The manifest's `files`
-    entry (sha256 of every other file) is filled in here.
-    """
-    out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    try:
-        for name, content in files.items():
-            target = staging / name
-            if isinstance(content, Path):
-                shutil.copyfile(content, target)
-            elif isinstance(content, bytes):
-                target.write_bytes(content)
-            else:
-                target.write_text(content)
-        manifest = {**manifest, "schema_version": SCHEMA_VERSION}
-        manifest["files"] = {name: sha256_of(staging / name) for name in sorted(files)}
-        (staging / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2, sort_keys=False) + "\n")
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        staging.chmod(0o755)
-        staging.rename(out_dir)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    return out_dir
-
-
-def verify_bundle(bundle_dir: Path) -> dict[str, Any]:
-    """Reads the manifest and checks every listed checksum; raises ValueError on any mismatch."""
-    manifest = json.loads((bundle_dir / MANIFEST_FILE).read_text())
-    for name, expected in manifest["files"].items():
-        path = bundle_dir / name
-        if not path.exists():
-            raise ValueError(f"{bundle_dir}: missing file {name}")
-        if sha256_of(path) != expected:
-            raise ValueError(f"{bundle_dir}: checksum mismatch for {name}")
-    return manifest
-
-
-def torch_model_from_bundle(bundle_dir: str | Path) -> tuple[TRM, dict[str, Any]]:
+def torch_model_from_bundle(bundle_dir: str | Path) -> tuple[TRM, Manifest]:
     """Rebuilds the PyTorch TRM with exactly the weights of a bundle's fp32 ONNX step."""
-    bundle_dir = Path(bundle_dir)
-    manifest = verify_bundle(bundle_dir)
-    model = TRM(ModelConfig(**manifest["training"]["model_config"])).store_embeddings()
-    graph = onnx.load(str(bundle_dir / manifest["onnx"]["fp32"])).graph
+    bundle = load_bundle(Path(bundle_dir))
+    manifest = bundle.manifest
+    model = TRM(ModelConfig(**manifest.require_training().model_config)).store_embeddings()
+    graph = onnx.load(str(bundle.file(manifest.onnx_fp32))).graph
     weights = {init.name: torch.from_numpy(numpy_helper.to_array(init).copy()) for init in graph.initializer}
     model.load_state_dict({name: weights[name] for name in model.state_dict()})
     return model.eval(), manifest
 
 
-def variable_length_spec(model_cfg: ModelConfig) -> dict[str, int] | None:
-    """How a server may trim a batch's padding (docs/BUNDLE.md): None for fixed-length steps."""
-    if not model_cfg.variable_length:
-        return None
-    rows_before = model_cfg.state_shape[0] - model_cfg.positions
-    return {"token_multiple": model_cfg.pool, "rows_before_tokens": rows_before}
+def ablation_summary(source: Path) -> dict[str, Any]:
+    """What a report needs of an ablation bundle: its recursion, test accuracies and training effort.
 
-
-def base_manifest(model_cfg: ModelConfig, **fields: Any) -> dict[str, Any]:
-    """The manifest fields every bundle shares, in the documented order."""
-    manifest: dict[str, Any] = {
-        "name": fields["name"],
-        "version": fields.get("version", "1.0.0"),
-        "task": "text_classification" if model_cfg.task == "text" else "grid",
-        "description": fields.get("description", ""),
-        "labels": list(fields["labels"]),
-        "input": fields["input"],
-        "recursion": {
-            "n": model_cfg.n,
-            "T": model_cfg.T,
-            "N_sup": model_cfg.N_sup,
-            "state_shape": list(model_cfg.state_shape),
-        },
-        "halting": {"threshold": fields.get("halt_threshold", 0.5), "min_steps": 1},
-        "out_of_scope": fields.get("out_of_scope"),
-        "metrics": fields.get("metrics", {}),
-        "onnx": {"fp32": FP32_FILE, "int8": fields.get("int8"), "opset": OPSET},
-        "training": {"model_config": model_cfg.to_dict(), **fields.get("training", {})},
+    `source` is the ablation's bundle folder, or an earlier bundle's evaluation.json whose ablation is
+    kept (a model retrained with the same training time per model compares with the same ablation)."""
+    if source.is_file():
+        ablation = json.loads(source.read_text()).get("ablation")
+        if ablation is None:
+            raise ValueError(f"{source} records no ablation")
+        return ablation
+    manifest = load_bundle(source).manifest
+    training, recursion = manifest.require_training(), manifest.recursion
+    return {
+        "recursion": {"n": recursion.n, "T": recursion.T, "N_sup": recursion.N_sup},
+        "accuracy": {k: v for k, v in manifest.metrics.items() if k.endswith("accuracy") and "int8" not in k},
+        "parameters": training.parameters, "optimizer_steps": training.optimizer_steps,
+        "train_time_s": training.train_time_s, "device": training.device, "command": training.command,
     }
-    return manifest
+
+
+def _int8_decision(
+    results: dict[str, Any], results_int8: dict[str, Any], bundle_bytes: int
+) -> tuple[float, bool, str]:
+    """The most accuracy the int8 step loses on any evaluated set, whether it ships, and why."""
+    loss = max(results[name]["accuracy"] - results_int8[name]["accuracy"] for name in results)
+    ship = loss <= INT8_MAX_LOSS and bundle_bytes <= MAX_BUNDLE_BYTES
+    decision = (
+        "shipped as model.int8.onnx" if ship
+        else f"not shipped (loses more than {100 * INT8_MAX_LOSS:.1f} points)" if loss > INT8_MAX_LOSS
+        else f"not shipped (the bundle with it would exceed {MAX_BUNDLE_BYTES / 1e6:.1f} MB)"
+    )
+    return loss, ship, decision
+
+
+def measure_parity(model: TRM, onnx_path: Path, prepared: Prepared, count: int = 200) -> dict[str, float]:
+    """ONNX vs PyTorch: max abs difference of one step, and agreement of the full recursion."""
+    first = next(iter(prepared.tests.values())).head(count)
+    mcfg = prepared.model_cfg
+    torch_step, onnx_step = torch_step_fn(model), onnx_step_fn(onnx_path)
+    y = np.zeros((len(first), *mcfg.state_shape), dtype=np.float32)
+    outs_t, outs_o = torch_step(first.tokens, y, y), onnx_step(first.tokens, y, y)
+    max_diff = max(float(np.abs(a - b).max()) for a, b in zip(outs_t, outs_o, strict=True))
+    trace_t = run_recursion(torch_step, first.tokens, mcfg.state_shape, mcfg.N_sup)
+    trace_o = run_recursion(onnx_step, first.tokens, mcfg.state_shape, mcfg.N_sup)
+    agreement = float((trace_t.predictions[-1] == trace_o.predictions[-1]).mean())
+    parity = {"examples": len(first), "step_max_abs_diff": max_diff, "final_agreement": agreement}
+    if mcfg.variable_length:
+        parity["trimmed_step_max_abs_diff"] = trimmed_step_diff(onnx_step, mcfg, first.tokens[:50], outs_o)
+    return parity
+
+
+def trimmed_step_diff(step: StepFn, mcfg: ModelConfig, tokens: np.ndarray, full: tuple[np.ndarray, ...]) -> float:
+    """Max |diff| between each example's step at its own trimmed length (the server's rule,
+    `VariableLength.trimmed_length`) and its full-length step (`full`: the step's outputs at full length,
+    from zero states)."""
+    trim = variable_length_spec(mcfg)
+    if trim is None:
+        raise ValueError("only variable-length steps can be trimmed")
+    worst = 0.0
+    for i, row in enumerate(tokens):
+        length = trim.trimmed_length(row, mcfg.pad_id)
+        rows = trim.state_rows(length)
+        zeros = np.zeros((1, rows, mcfg.hidden_size), dtype=np.float32)
+        y, z, logits, halt = step(row[None, :length], zeros, zeros)
+        pairs = ((y[0], full[0][i, :rows]), (z[0], full[1][i, :rows]), (logits[0], full[2][i]), (halt, full[3][i]))
+        worst = max(worst, *(float(np.abs(a - b).max()) for a, b in pairs))
+    return worst

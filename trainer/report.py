@@ -8,6 +8,8 @@ from typing import Any
 
 import matplotlib
 
+from trm_bundle.manifest import Manifest
+
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
@@ -32,9 +34,13 @@ def plot_anytime(path: Path, results: dict[str, Any]) -> None:
 
 
 def _results_table(results: dict[str, Any]) -> str:
+    """One row per set, then one per source file of a set that mixes files."""
     rows = ["| set | examples | accuracy (all steps) | best fixed steps | learned halting: accuracy / mean steps "
             "| ECE |", "|---|---|---|---|---|---|"]
+    named = list(results.items())
     for name, s in results.items():
+        named += [(f"{name}: {source}", part) for source, part in s.get("by_source", {}).items()]
+    for name, s in named:
         best, halt = s["best_fixed"], s["halting"]
         rows.append(
             f"| {name} | {s['examples']} | {100 * s['accuracy']:.2f}% | {best['steps']} → "
@@ -44,12 +50,13 @@ def _results_table(results: dict[str, Any]) -> str:
     return "\n".join(rows)
 
 
-def write_report(folder: Path, manifest: dict[str, Any], evaluation: dict[str, Any]) -> dict[str, Path]:
+def write_report(folder: Path, manifest: Manifest, evaluation: dict[str, Any]) -> dict[str, Path]:
     """Writes REPORT.md and anytime.png into folder; returns them as bundle files."""
     results = evaluation["results"]
     plot_path = folder / "anytime.png"
     plot_anytime(plot_path, results)
-    training = manifest["training"]
+    training = manifest.require_training()
+    recursion = manifest.recursion
     anytime = "\n".join(
         f"- {name}: " + ", ".join(f"{100 * a:.1f}" for a in s["anytime_accuracy"]) for name, s in results.items()
     )
@@ -67,10 +74,10 @@ def write_report(folder: Path, manifest: dict[str, Any], evaluation: dict[str, A
         f"{min(50, parity['examples'])} examples: max |diff| {parity['trimmed_step_max_abs_diff']:.2e}."
         if "trimmed_step_max_abs_diff" in parity else ""
     )
-    unit = "classes" if manifest["task"] != "grid" else "cells"
-    text = f"""# {manifest['name']} {manifest['version']}
+    unit = "classes" if manifest.task != "grid" else "cells"
+    text = f"""# {manifest.name} {manifest.version}
 
-{manifest['description']}
+{manifest.description}
 
 ## Results (test split; fp32 measured on the exported weights, whose ONNX parity is below)
 
@@ -91,18 +98,18 @@ final answers agree on {100 * parity['final_agreement']:.2f}% ({unit}).{trimmed}
 
 {_ablation_section(manifest, evaluation)}## Training
 
-- command: `{training.get('command', '')}`
-- wall time: {training.get('wall_time_s', 0):.0f} s of this command
-  (training loop {training.get('train_time_s', 0):.0f} s, {training.get('optimizer_steps', 0)} optimizer steps,
-  including steps resumed from checkpoints) on {training.get('device', '?')}
-{_soup_line(training.get('config', {}))}- parameters: {training.get('parameters', 0):,}
-- recursion: n={manifest['recursion']['n']}, T={manifest['recursion']['T']}, N_sup={manifest['recursion']['N_sup']}
-- halting threshold (calibrated on validation): {manifest['halting']['threshold']}
+- command: `{training.command}`
+- wall time: {training.wall_time_s:.0f} s of this command
+  (training loop {training.train_time_s:.0f} s, {training.optimizer_steps} optimizer steps,
+  including steps resumed from checkpoints) on {training.device}
+{_soup_line(training.config)}- parameters: {training.parameters:,}
+- recursion: {_recursion_text(recursion.n, recursion.T, recursion.N_sup)}
+- halting threshold (calibrated on validation): {manifest.halt_threshold}
 
 Full configuration:
 
 ```json
-{json.dumps(training.get('config', {}), indent=1)}
+{json.dumps(training.config, indent=1)}
 ```
 """
     report_path = folder / "REPORT.md"
@@ -124,28 +131,28 @@ def _soup_line(config: dict[str, Any]) -> str:
             f"steps and training-loop time are {summed}\n")
 
 
-def _ablation_section(manifest: dict[str, Any], evaluation: dict[str, Any]) -> str:
+def _ablation_section(manifest: Manifest, evaluation: dict[str, Any]) -> str:
     """What recursion buys: this bundle next to a same-size model with less recursion, if one was given."""
     ablation = evaluation.get("ablation")
     if ablation is None:
         return ""
-    training, ours = manifest["training"], manifest["recursion"]
+    training, ours = manifest.require_training(), manifest.recursion
     theirs = ablation["recursion"]
     rows = []
     for key, value in ablation["accuracy"].items():
-        mine = manifest["metrics"].get(key)
+        mine = manifest.metrics.get(key)
         if mine is not None:
             rows.append(f"| {key} | {100 * mine:.2f}% | {100 * value:.2f}% |")
-    calls = (ours["n"] + 1) * ours["T"], (theirs["n"] + 1) * theirs["T"]
+    calls = (ours.n + 1) * ours.T, (theirs["n"] + 1) * theirs["T"]
     return f"""## What recursion buys: same-size ablation
 
 | | this bundle | ablation |
 |---|---:|---:|
-| recursion | {_recursion_text(ours)} | {_recursion_text(theirs)} |
+| recursion | {_recursion_text(ours.n, ours.T, ours.N_sup)} | {_recursion_text(**theirs)} |
 | calls of f per supervision step | {calls[0]} | {calls[1]} |
-| parameters | {training.get('parameters', 0):,} | {ablation['parameters']:,} |
-| training | {training.get('optimizer_steps', 0)} steps, {training.get('train_time_s', 0):.0f} s on \
-{training.get('device', '?')} | {ablation['optimizer_steps']} steps, {ablation['train_time_s']:.0f} s on \
+| parameters | {training.parameters:,} | {ablation['parameters']:,} |
+| training | {training.optimizer_steps} steps, {training.train_time_s:.0f} s on \
+{training.device} | {ablation['optimizer_steps']} steps, {ablation['train_time_s']:.0f} s on \
 {ablation['device']} |
 {chr(10).join(rows)}
 
@@ -154,5 +161,5 @@ Ablation command: `{ablation['command']}`
 """
 
 
-def _recursion_text(recursion: dict[str, int]) -> str:
-    return f"n={recursion['n']}, T={recursion['T']}, N_sup={recursion['N_sup']}"
+def _recursion_text(n: int, T: int, N_sup: int) -> str:
+    return f"n={n}, T={T}, N_sup={N_sup}"

@@ -1,4 +1,4 @@
-"""Training streams: endless batches of encoded examples for the ACT carry to draw from."""
+"""Encoded examples: fixed evaluation sets, and the endless training streams the ACT carry draws from."""
 
 from __future__ import annotations
 
@@ -7,22 +7,35 @@ from dataclasses import dataclass
 import numpy as np
 
 from trainer.data.augment import augment_sudoku
-from trainer.data.grids import GridSplit, reveal
+from trainer.data.grids import reveal
+from trainer.data.holdout import sample_indices
+from trainer.data.sudoku import GridSplit
 from trainer.data.tokenizer import UNK_ID
 
 
 @dataclass
 class EncodedSet:
-    """A fixed, encoded evaluation set: tokens and exact targets (class ids, or cell symbols)."""
+    """A fixed, encoded evaluation set: tokens and exact targets (class ids, or cell symbols), and each
+    example's source file where the set mixes files (figures are then also reported per source)."""
 
     tokens: np.ndarray  # int64 [N, L]
     targets: np.ndarray  # int64 [N] or [N, L]
+    sources: np.ndarray | None = None  # str [N]
 
     def __len__(self) -> int:
         return len(self.tokens)
 
+    def take(self, indices: np.ndarray) -> EncodedSet:
+        """The examples at `indices`, in that order."""
+        sources = None if self.sources is None else self.sources[indices]
+        return EncodedSet(self.tokens[indices], self.targets[indices], sources)
+
     def head(self, count: int) -> EncodedSet:
-        return EncodedSet(self.tokens[:count], self.targets[:count])
+        return self.take(np.arange(min(count, len(self))))
+
+    def sample(self, limit: int, seed: int) -> EncodedSet:
+        """A fixed random subset (seeded) of at most `limit` examples, in their order here."""
+        return self.take(sample_indices(len(self), limit, seed))
 
 
 class TextStream:
@@ -91,4 +104,4 @@ class SudokuStream:
 
 def grid_set(split: GridSplit) -> EncodedSet:
     """Sudoku split as an evaluation set: cells 0..9 in, digits out."""
-    return EncodedSet(split.puzzles.astype(np.int64), split.solutions.astype(np.int64))
+    return EncodedSet(split.puzzles.astype(np.int64), split.solutions.astype(np.int64), split.sources)

@@ -14,9 +14,11 @@ from typing import Literal
 import torch
 
 from trainer.data.tokenizer import train_tokenizer
-from trainer.export import GRID_LABELS, base_manifest, export_step, variable_length_spec, write_bundle
-from trainer.model import TRM, ModelConfig
-from trm_bundle.manifest import FP32_FILE
+from trainer.export import TOKENIZER_FILE, export_step, step_manifest
+from trainer.model import TRM, ModelConfig, count_parameters
+from trainer.prepare import GRID_LABELS
+from trm_bundle.manifest import FP32_FILE, OutOfScope, Training
+from trm_bundle.writer import write_bundle
 
 DEFAULT_TEXT_LABELS = ("play_music", "set_alarm", "weather", "translate", "oos")
 SAMPLE_TEXTS = (
@@ -63,30 +65,25 @@ def make_random_bundle(
             task="text", vocab_size=tokenizer.get_vocab_size(), seq_len=max_tokens, num_outputs=len(labels),
             hidden_size=hidden_size, num_heads=2, n=n, T=T, N_sup=N_sup, pool=pool, doc_slot=doc_slot,
         )
-        files["tokenizer.json"] = tokenizer.to_str()
-        input_spec = {
-            "kind": "text", "max_tokens": max_tokens, "max_chars": 2000, "pad_id": 0,
-            "tokenizer": "tokenizer.json", "variable_length": variable_length_spec(cfg),
-        }
-        out_of_scope = {"label": "oos", "threshold": 0.3} if "oos" in labels else None
+        files[TOKENIZER_FILE] = tokenizer.to_str()
+        out_of_scope = OutOfScope(label="oos", threshold=0.3) if "oos" in labels else None
     else:
         labels = list(GRID_LABELS)
         cfg = ModelConfig(
             task="grid", vocab_size=10, seq_len=81, num_outputs=10, hidden_size=hidden_size,
             mixer="mlp", n=n, T=T, N_sup=N_sup,
         )
-        input_spec = {"kind": "grid", "rows": 9, "cols": 9, "blank": "0.", "alphabet": "123456789",
-                      "rules": "sudoku"}
         out_of_scope = None
     model = TRM(cfg).eval()
+    training = Training(
+        model_config=cfg.to_dict(), config={"random_init": True, "seed": seed}, data_sha256={}, command="",
+        wall_time_s=0.0, optimizer_steps=0, train_time_s=0.0, device="", parameters=count_parameters(model),
+    )
+    manifest = step_manifest(
+        cfg, name=name, version=version, description=f"randomly initialised {task} TRM for tests", labels=labels,
+        max_chars=2000, halt_threshold=halt_threshold, out_of_scope=out_of_scope, training=training,
+    )
     with tempfile.TemporaryDirectory() as tmp:
-        onnx_path = Path(tmp) / FP32_FILE
-        export_step(model, onnx_path)
-        files[FP32_FILE] = onnx_path
-        manifest = base_manifest(
-            cfg, name=name, version=version, labels=labels, input=input_spec,
-            description=f"randomly initialised {task} TRM for tests", halt_threshold=halt_threshold,
-            out_of_scope=out_of_scope, metrics={},
-            training={"config": {"random_init": True, "seed": seed}, "data_sha256": {}},
-        )
-        return write_bundle(Path(out_dir) / name, manifest, files)
+        files[FP32_FILE] = Path(tmp) / FP32_FILE
+        export_step(model, files[FP32_FILE])
+        return write_bundle(Path(out_dir) / name, manifest, files).path

@@ -20,6 +20,7 @@ from scipy.special import log_softmax
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold, cross_val_predict
+from sklearn.pipeline import FeatureUnion
 from sklearn.svm import LinearSVC
 
 MAX_CHAR_NGRAMS = 300_000
@@ -31,13 +32,24 @@ def word_features(texts: Sequence[str]) -> sparse.csr_matrix:
     return TfidfVectorizer(sublinear_tf=True, min_df=2).fit_transform(texts)
 
 
-def ngram_features(texts: Sequence[str]) -> sparse.csr_matrix:
-    """Sublinear TF-IDF of word 1-2-grams and of within-word character 2-5-grams, side by side."""
+def ngram_vectorizer() -> FeatureUnion:
+    """Sublinear TF-IDF of word 1-2-grams and of within-word character 2-5-grams, side by side (unfitted)."""
     words = TfidfVectorizer(sublinear_tf=True, min_df=2, ngram_range=(1, 2))
     chars = TfidfVectorizer(
         sublinear_tf=True, min_df=2, analyzer="char_wb", ngram_range=(2, 5), max_features=MAX_CHAR_NGRAMS
     )
-    return sparse.hstack([words.fit_transform(texts), chars.fit_transform(texts)]).tocsr()
+    return FeatureUnion([("words", words), ("chars", chars)])
+
+
+def ngram_features(texts: Sequence[str]) -> sparse.csr_matrix:
+    """`ngram_vectorizer` fit on `texts` and applied to them."""
+    return ngram_vectorizer().fit_transform(texts).tocsr()
+
+
+def ngram_svm(seed: int) -> LinearSVC:
+    """The linear SVM that reads `ngram_features` (seeded: liblinear shuffles with numpy's global
+    generator otherwise)."""
+    return LinearSVC(C=0.5, random_state=seed)
 
 
 def fitted_scale(scores: np.ndarray, targets: np.ndarray) -> float:
@@ -66,7 +78,7 @@ def cross_fitted_soft_labels(
         log_probs = np.log(np.maximum(predicted, 1e-12))
     else:
         scores = cross_val_predict(
-            LinearSVC(C=0.5, random_state=seed), ngram_features(texts), targets, cv=splitter,
+            ngram_svm(seed), ngram_features(texts), targets, cv=splitter,
             method="decision_function",
         )
         if scores.ndim == 1:  # two classes: one score for the second

@@ -1,1 +1,11 @@
-"""The model bundle contract shared by the trainer and the server (docs/BUNDLE.md); no torch here."""
+"""The model bundle contract shared by the trainer and the server (docs/BUNDLE.md); no torch here.
+
+- `manifest`: file and step names, the manifest's types (with the padding-trim rule), parsing and loading
+- `checksums`: the sha256 of bundle files, and their verification
+- `writer`: writing a complete bundle folder atomically
+- `probabilities`: how a step's logits become the probabilities an answer reports
+"""
+
+
+class BundleError(Exception):
+    """A bundle folder cannot be served: corrupt, incomplete or incompatible."""

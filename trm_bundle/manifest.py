@@ -1,19 +1,26 @@
-"""The bundle contract (docs/BUNDLE.md): file names, manifest types, parsing and checksum verification.
+"""manifest.json (docs/BUNDLE.md): file and step names, the manifest's types, parsing and loading a bundle.
 
 Both sides read bundles through this module: the server (which never imports torch) and the trainer's
-evaluator and exporter. A bundle that cannot be served (unknown schema, missing field, missing file,
-checksum mismatch) raises `BundleError` with a message that names the folder and the problem.
+evaluator and exporter; the trainer writes them through `trm_bundle.writer`, which serialises with
+`manifest_json`. A bundle that cannot be served (unknown schema, missing field, missing file, checksum
+mismatch) raises `BundleError` with a message that names the folder and the problem.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal
+
+import numpy as np
+
+from trm_bundle import BundleError
+from trm_bundle.checksums import verify_files
 
 SCHEMA_VERSION = 1
 MANIFEST_FILE = "manifest.json"
@@ -25,10 +32,6 @@ _NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 _SHA256_PATTERN = re.compile(r"^[0-9a-f]{64}$")
 
 
-class BundleError(Exception):
-    """A bundle folder cannot be served: corrupt, incomplete or incompatible."""
-
-
 @dataclass(frozen=True)
 class VariableLength:
     """How a batch's trailing padding may be trimmed: tokens in multiples of `token_multiple`, and
@@ -36,6 +39,18 @@ class VariableLength:
 
     token_multiple: int
     rows_before_tokens: int
+
+    def trimmed_length(self, tokens: np.ndarray, pad_id: int) -> int:
+        """Tokens the step needs of one encoded input (ids [max_tokens], or [1, max_tokens]): its non-padding
+        tokens rounded up to a multiple of `token_multiple`, at least one multiple (an empty input still has
+        one chunk), at most all of them."""
+        tokens = np.asarray(tokens)
+        used = int(np.count_nonzero(tokens != pad_id))
+        return min(tokens.shape[-1], max(1, -(-used // self.token_multiple)) * self.token_multiple)
+
+    def state_rows(self, length: int) -> int:
+        """Rows of y and z for a step that reads `length` tokens (a `trimmed_length`)."""
+        return self.rows_before_tokens + length // self.token_multiple
 
 
 @dataclass(frozen=True)
@@ -79,8 +94,23 @@ class OutOfScope:
 
 
 @dataclass(frozen=True)
+class Training:
+    """How the weights were trained (written by the trainer; the server does not use it)."""
+
+    model_config: dict[str, Any]  # the fields of trainer.model.ModelConfig
+    config: dict[str, Any]  # the full training configuration (trainer.config.TrainConfig)
+    data_sha256: dict[str, str]  # data file name -> sha256
+    command: str
+    wall_time_s: float
+    optimizer_steps: int
+    train_time_s: float
+    device: str  # the device(s) that ran the training steps, e.g. "cpu" or "cpu, cuda"
+    parameters: int
+
+
+@dataclass(frozen=True)
 class Manifest:
-    """The parts of manifest.json the server uses."""
+    """manifest.json: what the model is, its limits, metrics, provenance and file checksums."""
 
     name: str
     version: str
@@ -95,7 +125,15 @@ class Manifest:
     metrics: dict[str, float]
     onnx_fp32: str
     onnx_int8: str | None
-    files: dict[str, str]
+    onnx_opset: int | None
+    training: Training | None  # optional for serving; required by the trainer's readers
+    files: dict[str, str] = field(default_factory=dict)  # file name -> sha256; filled in by the writer
+
+    def require_training(self) -> Training:
+        """The training record, which re-exporting or rebuilding the PyTorch model needs."""
+        if self.training is None:
+            raise BundleError(f"bundle {self.name!r} records no 'training' section (model_config and config)")
+        return self.training
 
 
 @dataclass(frozen=True)
@@ -130,29 +168,6 @@ def load_bundle(path: Path) -> Bundle:
     return Bundle(path=path, manifest=manifest, manifest_sha256=hashlib.sha256(raw).hexdigest())
 
 
-def verify_files(folder: Path, files: dict[str, str]) -> None:
-    """Recompute the sha256 of every listed file; raise BundleError on a missing file or mismatch."""
-    for name, expected in files.items():
-        target = folder / name
-        if not target.is_file():
-            raise BundleError(f"{folder}: file {name!r} listed in the manifest is missing")
-        actual = sha256_of(target)
-        if actual != expected:
-            raise BundleError(
-                f"{folder}: checksum mismatch for {name!r} (manifest {expected[:12]}…, file {actual[:12]}…); "
-                "the bundle is corrupt or was edited after export"
-            )
-
-
-def sha256_of(path: Path) -> str:
-    """Hex sha256 of a file, read in chunks."""
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def parse_manifest(data: Any) -> Manifest:
     """Check and convert a decoded manifest.json; raise BundleError naming the bad field."""
     if not isinstance(data, dict):
@@ -181,6 +196,7 @@ def parse_manifest(data: Any) -> Manifest:
     onnx_fp32 = _listed(files, _text(onnx, "onnx.fp32"), "onnx.fp32")
     int8 = onnx.get("int8")
     onnx_int8 = None if int8 is None else _listed(files, _text(onnx, "onnx.int8"), "onnx.int8")
+    onnx_opset = None if onnx.get("opset") is None else _integer(onnx, "onnx.opset")
     return Manifest(
         name=name,
         version=_text(data, "version"),
@@ -195,8 +211,31 @@ def parse_manifest(data: Any) -> Manifest:
         metrics=_flat_metrics(data.get("metrics") or {}),
         onnx_fp32=onnx_fp32,
         onnx_int8=onnx_int8,
+        onnx_opset=onnx_opset,
+        training=_training(data.get("training")),
         files=files,
     )
+
+
+def manifest_json(manifest: Manifest) -> dict[str, Any]:
+    """The manifest.json object of `manifest`, keys in the documented order; `parse_manifest` reads it back."""
+    spec = manifest.input
+    return {
+        "name": manifest.name,
+        "version": manifest.version,
+        "task": manifest.task,
+        "description": manifest.description,
+        "labels": list(manifest.labels),
+        "input": {"kind": "grid" if isinstance(spec, GridInput) else "text", **dataclasses.asdict(spec)},
+        "recursion": {**dataclasses.asdict(manifest.recursion), "state_shape": list(manifest.recursion.state_shape)},
+        "halting": {"threshold": manifest.halt_threshold, "min_steps": manifest.min_steps},
+        "out_of_scope": None if manifest.out_of_scope is None else dataclasses.asdict(manifest.out_of_scope),
+        "metrics": dict(manifest.metrics),
+        "onnx": {"fp32": manifest.onnx_fp32, "int8": manifest.onnx_int8, "opset": manifest.onnx_opset},
+        "training": None if manifest.training is None else dataclasses.asdict(manifest.training),
+        "schema_version": SCHEMA_VERSION,
+        "files": dict(manifest.files),
+    }
 
 
 def _field(obj: dict, key: str) -> Any:
@@ -217,6 +256,13 @@ def _text(obj: dict, key: str) -> str:
     value = _field(obj, key)
     if not isinstance(value, str) or not value:
         raise BundleError(f"field {key!r} must be a non-empty string")
+    return value
+
+
+def _string(obj: dict, key: str) -> str:
+    value = _field(obj, key)
+    if not isinstance(value, str):
+        raise BundleError(f"field {key!r} must be a string")
     return value
 
 
@@ -350,6 +396,27 @@ def _out_of_scope(value: Any, labels: tuple[str, ...]) -> OutOfScope | None:
     if not 0.0 <= threshold <= 1.0:
         raise BundleError(f"out_of_scope.threshold must be in [0, 1], got {threshold}")
     return OutOfScope(label=label, threshold=threshold)
+
+
+def _training(value: Any) -> Training | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise BundleError("field 'training' must be an object or null")
+    data_sha256 = _object(value, "training.data_sha256")
+    if not all(isinstance(digest, str) for digest in data_sha256.values()):
+        raise BundleError("field 'training.data_sha256' must map file names to sha256 strings")
+    return Training(
+        model_config=_object(value, "training.model_config"),
+        config=_object(value, "training.config"),
+        data_sha256=data_sha256,
+        command=_string(value, "training.command"),
+        wall_time_s=_number(value, "training.wall_time_s"),
+        optimizer_steps=_integer(value, "training.optimizer_steps", minimum=0),
+        train_time_s=_number(value, "training.train_time_s"),
+        device=_string(value, "training.device"),
+        parameters=_integer(value, "training.parameters", minimum=0),
+    )
 
 
 def _flat_metrics(value: Any, prefix: str = "") -> dict[str, float]:

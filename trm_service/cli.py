@@ -138,7 +138,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if config.workers > 1:
             return run_workers(config)
-        uvloop.run(run_server(config))  # uvloop: measured faster than asyncio's loop (docs/PERFORMANCE.md)
+        uvloop.run(run_server(config))  # uvloop: measured faster than asyncio's loop (docs/ARCHITECTURE.md)
     except ConfigError as exc:
         structlog.get_logger("trm_service").error("cannot_start", error=str(exc))
         return 2

@@ -18,6 +18,7 @@ from pathlib import Path
 import structlog
 
 from trm_bundle.manifest import MANIFEST_FILE, BundleError, Manifest
+from trm_service.caller_strings import quote
 from trm_service.observability.metrics import ServiceMetrics
 from trm_service.runtime.loader import LoadedModel, LoadOptions, load_model
 from trm_service.scheduler.model_scheduler import ModelScheduler
@@ -137,14 +138,14 @@ class ModelRegistry:
         candidates = self._by_name.get(name)
         if not candidates:
             available = ", ".join(sorted(self.names())) or "none"
-            raise ModelNotFound(f"model {name!r} is not hosted here; available models: {available}")
+            raise ModelNotFound(f"model {quote(name)} is not hosted here; available models: {available}")
         if not version:
             return candidates[0]
         for model in candidates:
             if model.version == version:
                 return model
         loaded = ", ".join(m.version for m in candidates)
-        raise ModelNotFound(f"model {name!r} has no version {version!r}; loaded versions: {loaded}")
+        raise ModelNotFound(f"model {quote(name)} has no version {quote(version)}; loaded versions: {loaded}")
 
     async def reload(self) -> ReloadSummary:
         """Rescan the model directories; load new or changed bundles, retire removed or replaced ones."""

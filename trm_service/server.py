@@ -20,10 +20,11 @@ from pathlib import Path
 import grpc
 import structlog
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
 
+from trm_service.api.reflection import enable_reflection
 from trm_service.api.servicer import SERVICE_NAME, ReasoningServicer, ServingLimits, reasoning_handler
 from trm_service.config import ConfigError, ServeConfig
+from trm_service.observability.grpc_refusals import RefusedCallCounter
 from trm_service.observability.metrics import ServiceMetrics, serve_metrics
 from trm_service.registry import ModelRegistry, SchedulerLimits
 from trm_service.runtime.loader import LoadOptions
@@ -36,7 +37,7 @@ _NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 GC_YOUNG_THRESHOLD = 20_000
 """Allocations between young-generation collections (CPython's default is 700). A request allocates
 a few hundred short-lived objects that reference counting frees anyway; collecting every 700 made
-the collector a measurable share of the event loop's time (docs/PERFORMANCE.md)."""
+the collector a measurable share of the event loop's time (docs/ARCHITECTURE.md)."""
 
 
 def shutdown_margin(grace_period: float) -> float:
@@ -65,10 +66,12 @@ class ModelHealth:
 
 
 def build_grpc_server(
-    config: ServeConfig, servicer: ReasoningServicer, model_health: ModelHealth
+    config: ServeConfig, servicer: ReasoningServicer, model_health: ModelHealth, metrics: ServiceMetrics
 ) -> grpc.aio.Server:
-    """The grpc.aio server with the API, health and reflection, not yet bound."""
+    """The grpc.aio server with the API, health and reflection (v1 and v1alpha), counting the calls gRPC
+    refuses in `metrics`; not yet bound."""
     server = grpc.aio.server(
+        interceptors=[RefusedCallCounter(metrics, max_send_bytes=config.max_message_bytes)],
         options=[
             ("grpc.max_receive_message_length", config.max_message_bytes),
             ("grpc.max_send_message_length", config.max_message_bytes),
@@ -77,10 +80,7 @@ def build_grpc_server(
     )
     server.add_generic_rpc_handlers((reasoning_handler(servicer),))
     health_pb2_grpc.add_HealthServicer_to_server(model_health.servicer, server)
-    reflection.enable_server_reflection(
-        (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
-        server,
-    )
+    enable_reflection(server, (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name))
     return server
 
 
@@ -111,7 +111,7 @@ async def run_server(config: ServeConfig) -> None:
         log_inputs=config.log_inputs,
     )
     model_health = ModelHealth()
-    server = build_grpc_server(config, ReasoningServicer(registry, limits, metrics), model_health)
+    server = build_grpc_server(config, ReasoningServicer(registry, limits, metrics), model_health, metrics)
     port = _bind(server, config)
     metrics_port = serve_metrics(config.host, config.metrics_port) if config.metrics_port is not None else None
     await server.start()

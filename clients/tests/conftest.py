@@ -35,3 +35,10 @@ def client(server: ServerProcess) -> Iterator[TRMClient]:
     """A blocking client of the shared server."""
     with TRMClient(server.target, timeout_s=30.0) as c:
         yield c
+
+
+@pytest.fixture(scope="session")
+def shipped_server() -> Iterator[ServerProcess]:
+    """A server hosting the bundles packaged in trm_service/models, the ones README.md's examples use."""
+    with ServerProcess(default_models=True) as process:
+        yield process

@@ -7,9 +7,12 @@ import os
 import pty
 import subprocess
 import sys
+from pathlib import Path
 
-from sdk_test_support import GRID_MODEL, SUDOKU, TEXT_MODEL
+import pytest
+from sdk_test_support import GRID_MODEL, N_SUP, SUDOKU, TEXT_MODEL
 
+import trm_service
 from trainer.testing import DEFAULT_TEXT_LABELS
 
 
@@ -32,7 +35,34 @@ def test_models_json_lists_the_hosted_models(server):
 def test_models_table_names_each_model(server):
     done = trm_client("models", target=server.target)
     assert done.returncode == 0, done.stderr
-    assert TEXT_MODEL in done.stdout and GRID_MODEL in done.stdout
+    rows = {line.split()[0]: line for line in done.stdout.splitlines()[1:]}
+    assert set(rows) == {TEXT_MODEL, GRID_MODEL}
+    assert all(row.endswith(" -") for row in rows.values())  # random bundles carry no metrics
+
+
+def test_models_table_shows_the_metric_each_shipped_model_is_known_by(shipped_server):
+    """In-scope accuracy for a model with out-of-scope, accuracy otherwise, per tier for Sudoku."""
+    done = trm_client("models", target=shipped_server.target)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[0].endswith("TEST METRIC")
+    rows = {line.split()[0]: line for line in done.stdout.splitlines()[1:]}
+    metrics = {name: _manifest_metrics(name) for name in ("intent-clinc150", "routing-20ng", "sudoku")}
+    assert set(rows) == set(metrics)
+    intent, routing, sudoku = metrics["intent-clinc150"], metrics["routing-20ng"], metrics["sudoku"]
+    assert intent["test_in_scope_accuracy"] != intent["test_accuracy"]  # else the test proves nothing
+    assert rows["intent-clinc150"].endswith(f"  in_scope_accuracy {_percent(intent['test_in_scope_accuracy'])}")
+    assert rows["routing-20ng"].endswith(f"  accuracy {_percent(routing['test_accuracy'])}")
+    tiers = " ".join(f"{tier} {_percent(sudoku[f'test_{tier}_accuracy'])}" for tier in ("easy", "medium", "hard"))
+    assert rows["sudoku"].endswith(f"  accuracy {tiers}")
+
+
+def _manifest_metrics(model: str) -> dict[str, float]:
+    manifest = Path(trm_service.__file__).parent / "models" / model / "manifest.json"
+    return json.loads(manifest.read_text())["metrics"]
+
+
+def _percent(value: float) -> str:
+    return f"{100 * value:.2f}%"
 
 
 def test_reason_json_and_stream_json_agree(server, client):
@@ -94,6 +124,48 @@ def test_errors_exit_non_zero_with_a_json_error(server):
     assert error["code"] == "NOT_FOUND"
     assert error["request_id"]
     assert "NOT_FOUND" in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("arguments", "told"),
+    [
+        ([GRID_MODEL, SUDOKU], f"model '{GRID_MODEL}' solves 9x9 grids: set --grid"),
+        ([TEXT_MODEL, "hi", "--grid"], "set the text as the input argument, without --grid"),
+        ([TEXT_MODEL, "   "], "text is empty: send the text to classify in the input argument"),
+        ([TEXT_MODEL, "x" * 2001], "at most 2000 (limits.max_text_chars in `trm-client models --json`)"),
+        ([GRID_MODEL, "--grid", SUDOKU[:80]], "the --grid input must have 81 symbols (9x9, row-major), got 80"),
+        ([GRID_MODEL, "--grid", "x" + SUDOKU[1:]], "cell 0 of the --grid input (row 1, column 1) is 'x'"),
+        ([TEXT_MODEL, "hi", "--max-steps", "99"], f"--max-steps must be 1..{N_SUP}"),
+        ([TEXT_MODEL, "hi", "--min-steps", "9"], f"--min-steps (9) must not exceed --max-steps ({N_SUP})"),
+        ([TEXT_MODEL, "hi", "--halt-threshold", "2"], "--halt-threshold must be in (0, 1] (got 2.0)"),
+        ([TEXT_MODEL, "hi", "--budget-ms", "99999999"], "--budget-ms must be at most"),
+        ([TEXT_MODEL, "hi", "--top-k", "99"], f"--top-k must be at most {len(DEFAULT_TEXT_LABELS)}"),
+    ],
+)
+def test_errors_name_the_flag_to_change_not_the_api_field(server, arguments, told):
+    done = trm_client("--target", server.target, "reason", *arguments)
+    assert done.returncode == 1
+    assert done.stderr.startswith("trm-client: INVALID_ARGUMENT: ")
+    assert told in done.stderr
+    for api_name in ("ReasonRequest", "budget.", "grid.cells", "top_k", "ModelInfo"):
+        assert api_name not in done.stderr
+
+
+def test_json_errors_keep_the_servers_own_message(server):
+    done = trm_client("--target", server.target, "reason", TEXT_MODEL, "hi", "--max-steps", "99", "--json")
+    assert done.returncode == 1
+    assert json.loads(done.stdout)["error"]["details"].startswith(f"budget.max_steps must be 1..{N_SUP}")
+    assert f"--max-steps must be 1..{N_SUP}" in done.stderr
+
+
+def test_a_reader_that_stops_early_ends_the_command_quietly(server):
+    """`trm-client tools | head`: the closed pipe ends the command with status 1 and no traceback."""
+    command = [sys.executable, "-m", "trm_client.cli", "--target", server.target, "tools"]
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as process:
+        process.stdout.close()  # before the command can write: every write it makes meets a closed pipe
+        stderr = process.stderr.read().decode()
+        assert process.wait(timeout=120) == 1
+    assert stderr == ""
 
 
 def test_stream_on_a_terminal_redraws_one_line_in_place(server):

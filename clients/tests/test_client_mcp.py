@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 
 from mcp import ClientSession, StdioServerParameters, stdio_client
@@ -12,8 +13,10 @@ from trm_client.tool_schema import input_schema
 
 
 def mcp_server(target: str) -> StdioServerParameters:
+    # The whole environment (the SDK passes only a few variables by default), so that the server
+    # runs the same trm_client as this test even when PYTHONPATH points at a working copy.
     return StdioServerParameters(
-        command=sys.executable, args=["-m", "trm_client.mcp_server", "--target", target]
+        command=sys.executable, args=["-m", "trm_client.mcp_server", "--target", target], env=dict(os.environ)
     )
 
 
@@ -42,6 +45,14 @@ async def test_tools_list_and_tools_call_over_stdio(server):
         grid = await session.call_tool("trm_sudoku_test", {"grid": SUDOKU})
         assert len(json.loads(grid.content[0].text)["answer"]) == 9
 
-        bad = await session.call_tool("trm_intent_test", {"text": ""})
+        bad = await session.call_tool("trm_intent_test", {"text": "hi", "top_k": 0})
         assert bad.is_error
         assert json.loads(bad.content[0].text)["error"]["code"] == "INVALID_ARGUMENTS"
+
+        # A bad grid is told in the server's words (which cell, which rule), not as the schema's pattern.
+        bad_grid = await session.call_tool("trm_sudoku_test", {"grid": "x" + SUDOKU[1:]})
+        assert bad_grid.is_error
+        error = json.loads(bad_grid.content[0].text)["error"]
+        assert error["code"] == "INVALID_ARGUMENT"
+        assert error["message"].startswith("cell 0 of grid (row 1, column 1) is 'x': use one of")
+        assert error["request_id"]

@@ -102,17 +102,25 @@ def test_call_tool_on_a_grid_takes_json_string_arguments(adapter):
 
 
 @pytest.mark.parametrize(
-    ("name", "arguments", "code"),
+    ("name", "arguments", "code", "told"),
     [
-        (TEXT_TOOL, {"txt": "hi"}, "INVALID_ARGUMENTS"),
-        (TEXT_TOOL, "{not json", "INVALID_ARGUMENTS"),
-        (GRID_TOOL, {"grid": "123"}, "INVALID_ARGUMENTS"),
-        ("trm_nope", {"text": "hi"}, "UNKNOWN_TOOL"),
+        (TEXT_TOOL, {"txt": "hi"}, "INVALID_ARGUMENTS", "'txt' was unexpected"),
+        (TEXT_TOOL, "{not json", "INVALID_ARGUMENTS", "arguments are not valid JSON"),
+        (TEXT_TOOL, {"text": "hi", "top_k": 0}, "INVALID_ARGUMENTS", "top_k: 0 is less than the minimum of 1"),
+        ("trm_nope", {"text": "hi"}, "UNKNOWN_TOOL", "no tool named 'trm_nope'"),
+        # The input's content is checked by the server, whose message says what to change.
+        (TEXT_TOOL, {"text": ""}, "INVALID_ARGUMENT", "text is empty: send the text to classify in the text argument"),
+        (TEXT_TOOL, {"text": "x" * 2001}, "INVALID_ARGUMENT", "at most 2000 (maxLength of text in the tool's schema)"),
+        (GRID_TOOL, {"grid": "123"}, "INVALID_ARGUMENT", "grid must have 81 symbols (9x9, row-major), got 3"),
+        (GRID_TOOL, {"grid": "x" + SUDOKU[1:]}, "INVALID_ARGUMENT", "cell 0 of grid (row 1, column 1) is 'x'"),
+        (GRID_TOOL, {"grid": "55" + SUDOKU[2:]}, "INVALID_ARGUMENT", "break the sudoku rules: row 1 has two 5s"),
     ],
 )
-def test_bad_calls_come_back_as_errors_for_the_llm(adapter, name, arguments, code):
+def test_bad_calls_come_back_as_errors_for_the_llm(adapter, name, arguments, code, told):
     reply = json.loads(adapter.call_tool(name, arguments))
     assert reply["error"]["code"] == code
+    assert told in reply["error"]["message"]
+    assert "^[" not in reply["error"]["message"] and "ReasonRequest" not in reply["error"]["message"]
     assert reply["defer_to_llm"] is True
 
 

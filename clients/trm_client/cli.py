@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any, TextIO
@@ -21,6 +22,7 @@ from typing import Any, TextIO
 from trm_client.client import TRMClient
 from trm_client.connection_args import add_connection_arguments, client_settings
 from trm_client.errors import TRMError
+from trm_client.field_names import CLI_FLAGS, rename_fields
 from trm_client.model_info import Budget
 from trm_client.render import models_table, result_text, step_line
 from trm_client.serialize import model_dict, result_dict, step_dict
@@ -103,13 +105,27 @@ def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout) -> int:
     """Entry point of ``trm-client``; returns the exit status."""
     args = build_parser().parse_args(argv)
     try:
+        status = run(args, out)
+        out.flush()  # a reader that went away shows here, not as a traceback at interpreter exit
+    except BrokenPipeError:
+        # The reader stopped early (`trm-client tools | head`). As Python's docs recommend for
+        # SIGPIPE, send what is left to devnull so that the flush at exit cannot fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_ERROR
+    return status
+
+
+def run(args: argparse.Namespace, out: TextIO) -> int:
+    """Runs the parsed command; a failed call is told on stderr in flags (and as JSON with --json)."""
+    try:
         with TRMClient(**client_settings(args)) as client:
             COMMANDS[args.command](client, args, out)
     except TRMError as error:
         if args.json:
             failure = {"code": error.code.name, "details": error.details, "request_id": error.request_id}
             print(json.dumps({"error": failure}), file=out)
-        print(f"trm-client: {error}", file=sys.stderr)
+        message = rename_fields(error.details, CLI_FLAGS)
+        print(f"trm-client: {error.code.name}: {message} (request_id={error.request_id})", file=sys.stderr)
         return EXIT_ERROR
     except ValueError as error:
         print(f"trm-client: {error}", file=sys.stderr)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from trm_client.headline import headline
 from trm_client.model_info import ModelInfo
 from trm_client.results import Classification, GridSolution, ReasonResult, ReasonStep
 
@@ -15,15 +16,14 @@ def confidence_bar(value: float, width: int = 20) -> str:
 
 
 def models_table(infos: list[ModelInfo]) -> str:
-    """One line per hosted model: name, version, task, output size, step limit, test accuracy."""
-    header = f"{'MODEL':<24} {'VERSION':<10} {'TASK':<20} {'LABELS':>6} {'MAX STEPS':>9} {'TEST ACC':>8}"
+    """One line per hosted model: name, version, task, output size, step limit, headline test metric."""
+    header = f"{'MODEL':<24} {'VERSION':<10} {'TASK':<20} {'LABELS':>6} {'MAX STEPS':>9}  TEST METRIC"
     lines = [header]
     for info in infos:
-        accuracy = info.metrics.get("test_accuracy")
-        shown = f"{accuracy:.3f}" if accuracy is not None else "-"
+        known_by = headline(info.metrics)
         lines.append(
             f"{info.name:<24} {info.version:<10} {info.task.value:<20} {len(info.labels):>6} "
-            f"{info.limits.max_steps:>9} {shown:>8}"
+            f"{info.limits.max_steps:>9}  {known_by.text() if known_by else '-'}"
         )
     return "\n".join(lines)
 

@@ -11,6 +11,11 @@ from jsonschema import Draft202012Validator
 from trm_client.model_info import Budget, ModelInfo
 from trm_client.tool_schema import input_schema
 
+# The input's content (grid size and symbols, the Sudoku rules, text length) is left to the
+# server: its message names the offending cell or the limit, where the schema's would print a
+# regular expression or echo the whole text.
+_CHECKED_BY_SERVER = frozenset({"pattern", "minLength", "maxLength"})
+
 
 class ToolArgumentError(ValueError):
     """The arguments do not match the tool's schema."""
@@ -18,6 +23,9 @@ class ToolArgumentError(ValueError):
 
 def parse_arguments(info: ModelInfo, arguments: Mapping[str, Any] | str | None) -> dict[str, Any]:
     """Decodes (when given as the JSON string LLM APIs return) and validates the arguments.
+
+    Every schema rule is checked except the input's content (_CHECKED_BY_SERVER), which the
+    server checks with a clearer message.
 
     Raises:
         ToolArgumentError: on invalid JSON or arguments outside the schema.
@@ -28,7 +36,8 @@ def parse_arguments(info: ModelInfo, arguments: Mapping[str, Any] | str | None) 
         except json.JSONDecodeError as error:
             raise ToolArgumentError(f"arguments are not valid JSON: {error}") from error
     decoded = dict(arguments or {})
-    problems = sorted(Draft202012Validator(input_schema(info)).iter_errors(decoded), key=str)
+    errors = Draft202012Validator(input_schema(info)).iter_errors(decoded)
+    problems = sorted((e for e in errors if e.validator not in _CHECKED_BY_SERVER), key=str)
     if problems:
         raise ToolArgumentError("; ".join(_describe(p.json_path, p.message) for p in problems))
     return decoded

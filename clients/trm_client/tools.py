@@ -9,6 +9,7 @@ from typing import Any
 from trm_client.aio_client import AsyncTRMClient
 from trm_client.client import TRMClient
 from trm_client.errors import TRMError
+from trm_client.field_names import TOOL_ARGUMENTS, rename_fields
 from trm_client.model_info import ModelInfo
 from trm_client.tool_arguments import ToolArgumentError, parse_arguments, reason_kwargs
 from trm_client.tool_result import error_payload, tool_payload
@@ -91,7 +92,8 @@ class ToolAdapter:
         except ToolArgumentError as error:
             return error_payload("INVALID_ARGUMENTS", str(error))
         except TRMError as error:
-            return error_payload(error.code.name, error.details, error.request_id)
+            message = rename_fields(error.details, TOOL_ARGUMENTS)
+            return error_payload(error.code.name, message, error.request_id)
 
     def call_tool(self, name: str, arguments: Arguments) -> str:
         """Runs one tool call and returns compact JSON for the LLM."""
@@ -136,7 +138,8 @@ class AsyncToolAdapter:
         except ToolArgumentError as error:
             return error_payload("INVALID_ARGUMENTS", str(error))
         except TRMError as error:
-            return error_payload(error.code.name, error.details, error.request_id)
+            message = rename_fields(error.details, TOOL_ARGUMENTS)
+            return error_payload(error.code.name, message, error.request_id)
 
     async def call_tool(self, name: str, arguments: Arguments) -> str:
         """Runs one tool call and returns compact JSON for the LLM."""

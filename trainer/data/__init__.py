@@ -1,1 +1,2 @@
-"""Data for the trainer: dataset loaders, Sudoku tiers and augmentations, and the text tokenizer."""
+"""Data for the trainer: reading data files, text and grid datasets, hold-outs, Sudoku augmentations, and
+the text tokenizer."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from trainer.data.sudoku_rules import CELLS
+from trainer.data.sudoku import CELLS
 
 
 def augment_sudoku(

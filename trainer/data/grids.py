@@ -1,4 +1,4 @@
-"""Sudoku datasets: loading, the fixed train/val/test split of the shared files, and difficulty tiers."""
+"""Grid datasets: the fixed train/val/test split of the shared Sudoku files, difficulty tiers, a user's file."""
 
 from __future__ import annotations
 
@@ -6,23 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
-from trainer.data.containers import GridSplit
-from trainer.data.errors import DataError
-from trainer.data.sudoku_csv import load_sudoku_csv
-from trainer.data.sudoku_rules import CELLS, is_valid_sudoku_solution, violates_rules
-
-__all__ = [
-    "SUDOKU_FILES",
-    "SUDOKU_SPLITS",
-    "SUDOKU_TIERS",
-    "GridSplit",
-    "is_valid_sudoku_solution",
-    "load_grid_dataset",
-    "load_sudoku_csv",
-    "reveal",
-    "sudoku_splits",
-    "violates_rules",
-]
+from trainer.data.files import DataError
+from trainer.data.sudoku import CELLS, GridSplit, load_sudoku_csv
 
 SUDOKU_FILES = ("17_clue.csv", "forum_hardest_1905_11plus.csv")
 # Tier name -> number of givens after reveal(); None keeps the original puzzle.
@@ -62,16 +47,18 @@ def sudoku_splits(
     the test originals, the next `val_per_file` the validation originals, the rest train. Rows whose
     solution also occurs in val or test are dropped from train (and test solutions from val), so no
     held-out puzzle or derivative of it is ever trained on. `*_hard` holds the originals; `*_easy`
-    and `*_medium` reveal givens of the same originals up to SUDOKU_TIERS with a fixed seed.
+    and `*_medium` reveal givens of the same originals up to SUDOKU_TIERS with a fixed seed. Every
+    split records each puzzle's source file (`GridSplit.sources`: the file's stem).
     """
     parts: dict[str, list[GridSplit]] = {"train": [], "val": [], "test": []}
     for file_index, name in enumerate(SUDOKU_FILES):
-        data = load_sudoku_csv(Path(root) / name)
+        loaded = load_sudoku_csv(Path(root) / name)
+        data = GridSplit(loaded.puzzles, loaded.solutions, np.full(len(loaded), Path(name).stem))
         rng = np.random.default_rng([seed, 0, file_index])
         test_rows, val_rows = _held_out_rows(data, rng, test_per_file, val_per_file, Path(root) / name)
         train_rows = np.setdiff1d(np.arange(len(data)), np.concatenate([test_rows, val_rows]))
         for part, rows in (("train", train_rows), ("val", val_rows), ("test", test_rows)):
-            parts[part].append(GridSplit(data.puzzles[rows], data.solutions[rows]))
+            parts[part].append(data.take(rows))
     test = concatenate_splits(parts["test"])
     val = _without_solutions(concatenate_splits(parts["val"]), _solution_keys(test))
     train = _without_solutions(concatenate_splits(parts["train"]), _solution_keys(test) | _solution_keys(val))
@@ -83,7 +70,7 @@ def sudoku_splits(
             else:
                 rng = np.random.default_rng([seed, 1, part_index, tier_index])
                 puzzles = reveal(originals.puzzles, originals.solutions, givens, rng)
-                splits[f"{part}_{tier}"] = GridSplit(puzzles, originals.solutions)
+                splits[f"{part}_{tier}"] = GridSplit(puzzles, originals.solutions, originals.sources)
     return splits
 
 
@@ -129,9 +116,10 @@ def _held_out_rows(
 
 
 def concatenate_splits(splits: list[GridSplit]) -> GridSplit:
-    """One split holding the puzzles of `splits`, in order."""
+    """One split holding the puzzles of `splits`, in order (with their sources when all record them)."""
+    sources = None if any(s.sources is None for s in splits) else np.concatenate([s.sources for s in splits])
     return GridSplit(
-        np.concatenate([s.puzzles for s in splits]), np.concatenate([s.solutions for s in splits])
+        np.concatenate([s.puzzles for s in splits]), np.concatenate([s.solutions for s in splits]), sources
     )
 
 
@@ -141,4 +129,4 @@ def _solution_keys(split: GridSplit) -> set[bytes]:
 
 def _without_solutions(split: GridSplit, excluded: set[bytes]) -> GridSplit:
     keep = np.array([row.tobytes() not in excluded for row in split.solutions], dtype=bool)
-    return GridSplit(split.puzzles[keep], split.solutions[keep])
+    return split.take(np.flatnonzero(keep))

@@ -1,27 +1,59 @@
-"""Text datasets: the public loaders, the user's files, and the dispatcher that picks between them."""
+"""Text datasets: labelled texts in memory, the shared public datasets (CLINC150, 20 Newsgroups), a user's
+own .csv/.jsonl file, and the dispatcher that picks between them.
+
+How a record becomes the model's text (docs/BUNDLE.md): CLINC150 takes each query as it is; 20 Newsgroups
+joins subject and body with one newline (never the headers, which leak the label); a user's file takes its
+`text` column or field as it is.
+"""
 
 from __future__ import annotations
 
+import json
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
-from trainer.data.containers import TextSplit
-from trainer.data.errors import DataError
+import numpy as np
+
+from trainer.data.files import (
+    DataError,
+    csv_rows,
+    first_json_object,
+    iter_json_objects,
+    read_nonempty_text,
+    string_field,
+)
 from trainer.data.holdout import stratified_holdout
-from trainer.data.jsonl import first_json_object
-from trainer.data.text_files import check_label_coverage, load_text_file
-from trainer.data.text_public import CLINC_FILE, load_clinc150, load_newsgroups
 
-__all__ = [
-    "NEWSGROUPS_VAL_FRACTION",
-    "TextSplit",
-    "check_label_coverage",
-    "load_clinc150",
-    "load_newsgroups",
-    "load_text_dataset",
-    "load_text_file",
-]
-
+CLINC_FILE = "data_full.json"
+CLINC_SPLITS = ("train", "val", "test")
+NEWSGROUPS_SPLITS = ("train", "test")
 NEWSGROUPS_VAL_FRACTION = 0.1
+TEXT_COLUMN = "text"
+LABEL_COLUMN = "label"
+
+
+@dataclass(frozen=True)
+class TextSplit:
+    """Texts with their label names; `lines` optionally gives each row's 1-based line in its source file."""
+
+    texts: list[str]
+    labels: list[str]
+    lines: list[int] | None = field(default=None, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if len(self.texts) != len(self.labels):
+            raise ValueError(f"{len(self.texts)} texts but {len(self.labels)} labels")
+        if self.lines is not None and len(self.lines) != len(self.texts):
+            raise ValueError(f"{len(self.texts)} texts but {len(self.lines)} line numbers")
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    def subset(self, indices: np.ndarray) -> TextSplit:
+        """The rows at `indices`, in that order."""
+        lines = None if self.lines is None else [self.lines[i] for i in indices]
+        return TextSplit([self.texts[i] for i in indices], [self.labels[i] for i in indices], lines)
 
 
 def load_text_dataset(path: Path, split: str, seed: int = 0) -> TextSplit:
@@ -49,6 +81,56 @@ def load_text_dataset(path: Path, split: str, seed: int = 0) -> TextSplit:
     )
 
 
+# --- the shared public datasets ------------------------------------------------------------------
+
+
+def load_clinc150(root: Path, split: Literal["train", "val", "test"]) -> TextSplit:
+    """CLINC150 `split` from root/data_full.json, followed by the matching oos_<split> rows (label "oos")."""
+    path = Path(root) / CLINC_FILE
+    if split not in CLINC_SPLITS:
+        raise DataError(path, None, f"unknown split '{split}' (expected one of {', '.join(CLINC_SPLITS)})")
+    try:
+        data = json.loads(read_nonempty_text(path))
+    except json.JSONDecodeError as exc:
+        raise DataError(path, exc.lineno, f"invalid JSON: {exc.msg}") from exc
+    if not isinstance(data, dict):
+        raise DataError(path, None, "expected a JSON object of splits")
+    texts: list[str] = []
+    labels: list[str] = []
+    for key in (split, f"oos_{split}"):
+        rows = data.get(key)
+        if not isinstance(rows, list):
+            raise DataError(path, None, f"missing split '{key}'")
+        for index, row in enumerate(rows):
+            if not (isinstance(row, list) and len(row) == 2 and all(isinstance(v, str) for v in row)):
+                raise DataError(path, None, f"{key}[{index}] is not a [text, intent] pair of strings")
+            texts.append(row[0])
+            labels.append(row[1])
+    return TextSplit(texts, labels)
+
+
+def load_newsgroups(root: Path, split: Literal["train", "test"]) -> TextSplit:
+    """20 Newsgroups `split` from root/<split>.jsonl: text is subject + "\\n" + body (never the headers)."""
+    path = Path(root) / f"{split}.jsonl"
+    if split not in NEWSGROUPS_SPLITS:
+        raise DataError(
+            path, None, f"unknown split '{split}' (expected one of {', '.join(NEWSGROUPS_SPLITS)})"
+        )
+    texts: list[str] = []
+    labels: list[str] = []
+    lines: list[int] = []
+    for line, obj in iter_json_objects(path, read_nonempty_text(path)):
+        subject = string_field(path, line, obj, "subject")
+        body = string_field(path, line, obj, "body")
+        label = string_field(path, line, obj, "label")
+        if not label.strip():
+            raise DataError(path, line, "empty label")
+        texts.append(f"{subject}\n{body}")
+        labels.append(label)
+        lines.append(line)
+    return TextSplit(texts, labels, lines)
+
+
 def _is_newsgroups_folder(folder: Path) -> bool:
     if not (folder / "test.jsonl").is_file():
         return False
@@ -66,3 +148,57 @@ def _newsgroups_split(folder: Path, split: str, seed: int) -> TextSplit:
         return full
     kept, held = stratified_holdout(full.labels, NEWSGROUPS_VAL_FRACTION, seed)
     return full.subset(kept if split == "train" else held)
+
+
+# --- a user's own labelled texts: .csv (columns text,label) or .jsonl (objects with text,label) -----
+
+
+def load_text_file(path: Path) -> TextSplit:
+    """Load labelled texts from a .csv (header with text,label; other columns ignored) or .jsonl file."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in (".csv", ".jsonl"):
+        raise DataError(path, None, f"unknown file extension '{path.suffix}': expected .csv or .jsonl")
+    content = read_nonempty_text(path)
+    rows = _csv_rows(path, content) if suffix == ".csv" else _jsonl_rows(path, content)
+    if not rows:
+        raise DataError(path, None, "no data rows")
+    lines, texts, labels = (list(column) for column in zip(*rows, strict=True))
+    return TextSplit(texts, labels, lines)
+
+
+def check_label_coverage(train: TextSplit, test: TextSplit, test_path: str | Path) -> None:
+    """Raise DataError at the first test row whose label never appears in the training data."""
+    known = set(train.labels)
+    for index, label in enumerate(test.labels):
+        if label not in known:
+            line = None if test.lines is None else test.lines[index]
+            row = f" (test row {index + 1})" if line is None else ""
+            raise DataError(test_path, line, f"label '{label}'{row} never appears in the training data")
+
+
+def _csv_rows(path: Path, content: str) -> list[tuple[int, str, str]]:
+    return [
+        _checked_row(path, line, text, label)
+        for line, (text, label) in csv_rows(path, content, (TEXT_COLUMN, LABEL_COLUMN))
+    ]
+
+
+def _jsonl_rows(path: Path, content: str) -> list[tuple[int, str, str]]:
+    return [
+        _checked_row(
+            path,
+            line,
+            string_field(path, line, obj, TEXT_COLUMN),
+            string_field(path, line, obj, LABEL_COLUMN),
+        )
+        for line, obj in iter_json_objects(path, content)
+    ]
+
+
+def _checked_row(path: Path, line: int, text: str, label: str) -> tuple[int, str, str]:
+    if not text.strip():
+        raise DataError(path, line, "empty text")
+    if not label.strip():
+        raise DataError(path, line, "empty label")
+    return line, text, label

@@ -8,9 +8,10 @@ import time
 
 import grpc
 import structlog
-from trm.v1 import trm_pb2
 
+from trm_service.api.halt_reasons import halt_reason_name
 from trm_service.observability.metrics import ServiceMetrics
+from trm_service.scheduler.halting import HaltReason
 
 _log = structlog.get_logger("trm_service.requests")
 _ID_PREFIX = os.urandom(12).hex()  # per process (ids unique across --workers N); 32 hex digits in all
@@ -32,7 +33,7 @@ class CallRecord:
         self.model = ""
         self.version = ""
         self.steps = 0
-        self.halt_reason: trm_pb2.HaltReason = trm_pb2.HALT_REASON_UNSPECIFIED
+        self.halt_reason: HaltReason | None = None
         self.queue_wait_s: float | None = None
         self.input: str | None = None
         self._metrics = metrics
@@ -60,8 +61,8 @@ class CallRecord:
             "status": code.name,
             "latency_ms": round(latency_s * 1000.0, 3),
         }
-        if self.steps:
-            reason = trm_pb2.HaltReason.Name(self.halt_reason)
+        if self.halt_reason is not None:
+            reason = halt_reason_name(self.halt_reason)
             metrics.child(metrics.steps, self.model).observe(self.steps)
             metrics.child(metrics.halt_reasons, self.model, reason).inc()
             fields.update(steps=self.steps, halt_reason=reason)

@@ -15,16 +15,14 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 import grpc
-import numpy as np
 import structlog
 from trm.v1 import trm_pb2
 
-from trm_bundle.manifest import GridInput
 from trm_service.api.call_record import CallRecord
+from trm_service.api.halt_reasons import wire_halt_reason
 from trm_service.api.model_info import model_info
 from trm_service.api.validation import (
     RequestError,
-    ValidRequest,
     check_request_id,
     invalid,
     parse_message,
@@ -32,8 +30,8 @@ from trm_service.api.validation import (
 )
 from trm_service.observability.metrics import ServiceMetrics
 from trm_service.registry import HostedModel, ModelNotFound, ModelRegistry
-from trm_service.runtime.codec import ClassificationReader, GridReader
-from trm_service.scheduler.halting import TimeLimit
+from trm_service.runtime.codec import StepReader
+from trm_service.scheduler.halting import HaltReason, TimeLimit
 from trm_service.scheduler.model_scheduler import QueueFull, SchedulerClosed
 from trm_service.scheduler.ticket import StepResult, Ticket
 
@@ -56,8 +54,7 @@ class ServingLimits:
 class _Admitted:
     model: HostedModel
     ticket: Ticket
-    reader: ClassificationReader | GridReader
-    deadline_at: float | None
+    reader: StepReader
 
 
 class ReasoningServicer:
@@ -126,7 +123,7 @@ class ReasoningServicer:
             answer=decoded.answer,
             halt_confidence=result.halt_probability,
             steps=result.step,
-            halt_reason=result.halt_reason,
+            halt_reason=wire_halt_reason(result.halt_reason),
             latency_ms=record.elapsed_ms(),
             request_id=record.request_id,
         )
@@ -134,7 +131,7 @@ class ReasoningServicer:
     async def _reason_stream(
         self, raw: bytes, context: grpc.aio.ServicerContext, record: CallRecord
     ) -> AsyncGenerator[trm_pb2.ReasonStep, None]:
-        check_request_id(record.request_id)
+        self._adopt_request_id(record, context)
         admitted = self._admit(raw, context, record, stream=True)
         previous = None
         try:
@@ -150,7 +147,7 @@ class ReasoningServicer:
                     change=decoded.change_from(previous),
                     elapsed_ms=result.elapsed_ms,
                     final=result.final,
-                    halt_reason=result.halt_reason,
+                    halt_reason=wire_halt_reason(result.halt_reason),
                     request_id=record.request_id,
                     model_version=admitted.model.version,
                 )
@@ -166,29 +163,25 @@ class ReasoningServicer:
         """Parse, validate and encode a ReasonRequest and submit it to its model's scheduler."""
         request = parse_message(trm_pb2.ReasonRequest, raw)
         model = self._resolve(request.model, request.version, record, field="model")
-        valid = validate_reason_request(request, model.manifest, self._limits.max_time_budget_ms)
-        record.input = valid.text if valid.text is not None else request.grid.cells
+        valid = validate_reason_request(
+            request, model.loaded.codec, model.manifest, self._limits.max_time_budget_ms
+        )
+        record.input = valid.input.logged_input
         limits = []
         if valid.time_budget_ms:
-            limits.append(
-                TimeLimit(record.started + valid.time_budget_ms / 1000.0, trm_pb2.HALT_REASON_BUDGET)
-            )
+            limits.append(TimeLimit(record.started + valid.time_budget_ms / 1000.0, HaltReason.BUDGET))
         remaining = context.time_remaining()
-        deadline_at = None
         if remaining is not None:
             deadline_at = time.monotonic() + remaining - self._limits.deadline_margin_s
-            limits.append(TimeLimit(deadline_at, trm_pb2.HALT_REASON_DEADLINE))
-        ticket = Ticket(
-            self._encode(model, valid), valid.budget, arrival=record.started, limits=limits, stream=stream
-        )
+            limits.append(TimeLimit(deadline_at, HaltReason.DEADLINE))
+        ticket = Ticket(valid.input.tokens, valid.budget, arrival=record.started, limits=limits, stream=stream)
         try:
             model.scheduler.submit(ticket)
         except QueueFull as exc:
             raise RequestError(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc)) from exc
         except SchedulerClosed as exc:
             raise RequestError(grpc.StatusCode.UNAVAILABLE, f"{exc}; retry") from exc
-        reader = self._reader(model, valid)
-        return _Admitted(model=model, ticket=ticket, reader=reader, deadline_at=deadline_at)
+        return _Admitted(model=model, ticket=ticket, reader=valid.input.reader)
 
     async def _final_result(self, admitted: _Admitted) -> StepResult:
         try:
@@ -198,10 +191,11 @@ class ReasoningServicer:
 
     async def _until_deadline(self, admitted: _Admitted, step: Awaitable[StepResult]) -> StepResult:
         """Await the next step; if the gRPC deadline comes first, return the last step as the answer."""
-        if admitted.deadline_at is None:
+        deadline_at = admitted.ticket.deadline_at
+        if deadline_at is None:
             return await step
         try:
-            return await asyncio.wait_for(step, timeout=max(0.0, admitted.deadline_at - time.monotonic()))
+            return await asyncio.wait_for(step, timeout=max(0.0, deadline_at - time.monotonic()))
         except asyncio.TimeoutError:
             latest = admitted.ticket.latest
             if latest is None:
@@ -213,7 +207,7 @@ class ReasoningServicer:
                 ) from None
             return dataclasses.replace(
                 latest,
-                halt_reason=trm_pb2.HALT_REASON_DEADLINE,
+                halt_reason=HaltReason.DEADLINE,
                 elapsed_ms=(time.monotonic() - admitted.ticket.arrival) * 1000.0,
             )
 
@@ -231,35 +225,28 @@ class ReasoningServicer:
     def _info(self, model: HostedModel) -> trm_pb2.ModelInfo:
         return model_info(model, self._registry.versions(model.name), self._limits.max_time_budget_ms)
 
-    @staticmethod
-    def _encode(model: HostedModel, valid: ValidRequest) -> np.ndarray:
-        if valid.grid is not None:
-            return np.asarray(valid.grid, dtype=np.int64)
-        assert model.loaded.encoder is not None and valid.text is not None
-        return model.loaded.encoder.encode(valid.text)
-
-    @staticmethod
-    def _reader(model: HostedModel, valid: ValidRequest) -> ClassificationReader | GridReader:
-        manifest = model.manifest
-        if isinstance(manifest.input, GridInput):
-            assert valid.grid is not None
-            return GridReader(manifest.labels, manifest.input, valid.grid)
-        return ClassificationReader(manifest.labels, manifest.out_of_scope, valid.top_k)
-
     def _record(self, method: str, context: grpc.aio.ServicerContext) -> CallRecord:
+        """A record under a server-made request id, which the trailing metadata carries until the
+        caller's own id passes validation (`_adopt_request_id`)."""
         record = CallRecord(method, self._metrics, log_inputs=self._limits.log_inputs)
-        supplied = dict(context.invocation_metadata() or ()).get(REQUEST_ID_KEY)
-        if supplied is not None:
-            record.request_id = str(supplied)
         context.set_trailing_metadata(((REQUEST_ID_KEY, record.request_id),))
         return record
+
+    @staticmethod
+    def _adopt_request_id(record: CallRecord, context: grpc.aio.ServicerContext) -> None:
+        """Use the caller's x-request-id if it sent a valid one; raise INVALID_ARGUMENT for an invalid one,
+        which is never echoed (gRPC would refuse to send an illegal header and turn the call INTERNAL)."""
+        supplied = dict(context.invocation_metadata() or ()).get(REQUEST_ID_KEY)
+        if supplied is not None:
+            record.request_id = check_request_id(str(supplied))
+            context.set_trailing_metadata(((REQUEST_ID_KEY, record.request_id),))
 
     async def _account(
         self, record: CallRecord, context: grpc.aio.ServicerContext, work: Callable[[], Awaitable[_T]]
     ) -> _T:
         """Run a unary RPC body, map its errors to statuses and finish its record."""
         try:
-            check_request_id(record.request_id)
+            self._adopt_request_id(record, context)
             result = await work()
         except RequestError as exc:
             record.finish(exc.code, exc.message)

@@ -1,4 +1,5 @@
-"""Request checks against a model's manifest; every failure is a RequestError a person can act on."""
+"""Request checks: the body, the request id, the input (through its model's codec) and the budget; every
+failure is a RequestError a person can act on."""
 
 from __future__ import annotations
 
@@ -9,12 +10,11 @@ import grpc
 from google.protobuf.message import DecodeError, Message
 from trm.v1 import trm_pb2
 
-from trm_bundle.manifest import GridInput, Manifest, TextInput
-from trm_service.runtime import sudoku
-from trm_service.runtime.codec import grid_values
+from trm_bundle.manifest import Manifest
+from trm_service.caller_strings import quote
+from trm_service.runtime.codec import Codec, EncodedRequest, InputError
 from trm_service.scheduler.halting import StepBudget
 
-DEFAULT_TOP_K = 3
 MAX_REQUEST_ID_CHARS = 128
 _MessageT = TypeVar("_MessageT", bound=Message)
 
@@ -30,13 +30,11 @@ class RequestError(Exception):
 
 @dataclass(frozen=True)
 class ValidRequest:
-    """A ReasonRequest that passed every check: its input, resolved budget and top_k."""
+    """A ReasonRequest that passed every check: its encoded input and its resolved budget."""
 
-    text: str | None
-    grid: list[int] | None
+    input: EncodedRequest
     budget: StepBudget
     time_budget_ms: int
-    top_k: int
 
 
 def invalid(message: str) -> RequestError:
@@ -53,75 +51,40 @@ def parse_message(message_type: type[_MessageT], raw: bytes) -> _MessageT:
 
 
 def check_request_id(value: str) -> str:
-    """An x-request-id from metadata: 1-128 printable ASCII characters."""
-    if not 0 < len(value) <= MAX_REQUEST_ID_CHARS or not value.isascii() or not value.isprintable():
-        raise invalid(f"metadata x-request-id must be 1-{MAX_REQUEST_ID_CHARS} printable ASCII characters")
+    """An x-request-id from metadata: 1-128 printable ASCII characters, no space at either end
+    (HTTP/2 forbids surrounding whitespace in header values)."""
+    problem = _request_id_problem(value)
+    if problem:
+        raise invalid(
+            f"metadata x-request-id {quote(value)} {problem}: use 1-{MAX_REQUEST_ID_CHARS} printable ASCII "
+            "characters with no space at either end, or send none and the server makes one"
+        )
     return value
 
 
+def _request_id_problem(value: str) -> str | None:
+    if not value:
+        return "is empty"
+    if len(value) > MAX_REQUEST_ID_CHARS:
+        return "is too long"
+    for position, char in enumerate(value, start=1):
+        if not (char.isascii() and char.isprintable()):
+            return f"has {char!r} (U+{ord(char):04X}) at position {position}"
+    if value != value.strip():
+        return "starts or ends with a space"
+    return None
+
+
 def validate_reason_request(
-    request: trm_pb2.ReasonRequest, manifest: Manifest, max_time_budget_ms: int
+    request: trm_pb2.ReasonRequest, codec: Codec, manifest: Manifest, max_time_budget_ms: int
 ) -> ValidRequest:
-    """Check a ReasonRequest's input, budget and top_k against the model it names."""
-    kind = request.WhichOneof("input")
-    spec = manifest.input
-    if kind is None:
-        wanted = "grid (ReasonRequest.grid)" if isinstance(spec, GridInput) else "text (ReasonRequest.text)"
-        raise invalid(f"the request has no input: model {manifest.name!r} takes a {wanted}")
-    text = grid = None
-    if isinstance(spec, TextInput):
-        if kind != "text":
-            raise invalid(f"model {manifest.name!r} classifies text: set ReasonRequest.text, not grid")
-        text = check_text(request.text, spec, manifest.name)
-    else:
-        if kind != "grid":
-            raise invalid(
-                f"model {manifest.name!r} solves {spec.rows}x{spec.cols} grids: set ReasonRequest.grid"
-            )
-        grid = check_grid(request.grid.cells, spec)
+    """Check and encode a ReasonRequest's input (its model's codec), then its budget."""
+    try:
+        encoded = codec.encode(request)
+    except InputError as exc:
+        raise invalid(str(exc)) from exc
     budget, time_budget_ms = resolve_budget(request.budget, manifest, max_time_budget_ms)
-    return ValidRequest(
-        text=text,
-        grid=grid,
-        budget=budget,
-        time_budget_ms=time_budget_ms,
-        top_k=resolve_top_k(request.top_k, manifest),
-    )
-
-
-def check_text(text: str, spec: TextInput, model: str) -> str:
-    """Non-blank text of at most max_chars characters."""
-    if not text.strip():
-        raise invalid("text is empty: send the text to classify in ReasonRequest.text")
-    if len(text) > spec.max_chars:
-        raise invalid(
-            f"text has {len(text)} characters; model {model!r} accepts at most {spec.max_chars} "
-            "(ModelInfo.limits.max_text_chars)"
-        )
-    return text
-
-
-def check_grid(cells: str, spec: GridInput) -> list[int]:
-    """Cell values (0 = blank) of a well-formed grid whose givens break no rule."""
-    if len(cells) != spec.cells:
-        raise invalid(
-            f"grid.cells must have {spec.cells} symbols ({spec.rows}x{spec.cols}, row-major), "
-            f"got {len(cells)}"
-        )
-    blanks = " or ".join(repr(b) for b in spec.blank)
-    for index, ch in enumerate(cells):
-        if ch not in spec.alphabet and ch not in spec.blank:
-            row, col = divmod(index, spec.cols)
-            raise invalid(
-                f"grid.cells[{index}] (row {row + 1}, column {col + 1}) is {ch!r}: use one of "
-                f"{spec.alphabet!r} for a given and {blanks} for a blank"
-            )
-    values = grid_values(cells, spec)
-    if spec.rules == "sudoku":
-        problems = sudoku.rule_violations(values, spec.rows)
-        if problems:
-            raise invalid(f"the givens break the sudoku rules: {'; '.join(problems)}")
-    return values
+    return ValidRequest(input=encoded, budget=budget, time_budget_ms=time_budget_ms)
 
 
 def resolve_budget(
@@ -153,13 +116,3 @@ def resolve_budget(
         )
     resolved = StepBudget(max_steps=max_steps, min_steps=min_steps, halt_threshold=threshold)
     return resolved, budget.time_budget_ms
-
-
-def resolve_top_k(top_k: int, manifest: Manifest) -> int:
-    """top_k for classification (default 3, capped at the label count); grids ignore it."""
-    labels = len(manifest.labels)
-    if isinstance(manifest.input, TextInput) and top_k > labels:
-        raise invalid(
-            f"top_k must be at most {labels} (the number of labels of {manifest.name!r}), got {top_k}"
-        )
-    return top_k or min(DEFAULT_TOP_K, labels)

@@ -17,6 +17,12 @@ _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0
 _STEP_BUCKETS = (1, 2, 3, 4, 5, 6, 8, 10, 12, 16, 24, 32, 48, 64, 128)
 _BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+UNKNOWN_METHOD = "unknown_method"
+"""`trm_grpc_refused_total` reason: no service or method of that name (UNIMPLEMENTED)."""
+REQUEST_NOT_RECEIVED = "request_not_received"
+"""`trm_grpc_refused_total` reason: gRPC ended the call before its request message reached the service."""
+RESPONSE_TOO_LARGE = "response_too_large"
+"""`trm_grpc_refused_total` reason: gRPC refused to send an answer over the server's send limit."""
 
 
 class ServiceMetrics:
@@ -62,6 +68,12 @@ class ServiceMetrics:
             "trm_model_info", "1 for every loaded model version", ["model", "version", "task"],
             multiprocess_mode="livemax", registry=registry,
         )
+        self.grpc_refused = Counter(
+            "trm_grpc_refused", "Calls gRPC refused itself, by reason (unknown_method, request_not_received, "
+            "response_too_large) and method (empty for unknown methods)",
+            ["method", "reason"], registry=registry,
+        )
+        self.grpc_refused.labels("", UNKNOWN_METHOD)  # exported (0) from the start, so rate() has a series
         self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
 
     def child(self, metric: MetricWrapperBase, *label_values: str) -> Any:

@@ -1,4 +1,4 @@
-"""Loads a bundle folder into everything needed to run it: verified manifest, step session, tokenizer."""
+"""Loads a bundle folder into everything needed to run it: verified manifest, step session, codec."""
 
 from __future__ import annotations
 
@@ -10,8 +10,10 @@ import numpy as np
 from onnxruntime.capi.onnxruntime_pybind11_state import Fail, InvalidArgument, RuntimeException
 
 from trm_bundle.manifest import Bundle, BundleError, TextInput, load_bundle
-from trm_service.runtime.codec import TextEncoder
+from trm_service.runtime.codec import Codec
+from trm_service.runtime.grid_codec import GridCodec
 from trm_service.runtime.session import SessionSettings, StepSession
+from trm_service.runtime.text_codec import TextCodec, load_tokenizer
 
 _WARMUP_STEPS = 3
 
@@ -30,7 +32,7 @@ class LoadedModel:
 
     bundle: Bundle
     session: StepSession
-    encoder: TextEncoder | None
+    codec: Codec
     onnx_file: str
     warm_step_s: float
 
@@ -41,12 +43,17 @@ def load_model(path: Path, options: LoadOptions) -> LoadedModel:
     manifest = bundle.manifest
     onnx_file = manifest.onnx_int8 if options.int8 and manifest.onnx_int8 else manifest.onnx_fp32
     session = StepSession(bundle.file(onnx_file), manifest, options.session)
-    encoder = None
-    if isinstance(manifest.input, TextInput):
-        encoder = TextEncoder(bundle.file(manifest.input.tokenizer), manifest.input)
     return LoadedModel(
-        bundle=bundle, session=session, encoder=encoder, onnx_file=onnx_file, warm_step_s=_warm_up(session)
+        bundle=bundle, session=session, codec=_codec(bundle), onnx_file=onnx_file, warm_step_s=_warm_up(session)
     )
+
+
+def _codec(bundle: Bundle) -> Codec:
+    """The codec for the bundle's input kind."""
+    spec = bundle.manifest.input
+    if isinstance(spec, TextInput):
+        return TextCodec(load_tokenizer(bundle.file(spec.tokenizer)), bundle.manifest)
+    return GridCodec(bundle.manifest)
 
 
 def _warm_up(session: StepSession) -> float:

@@ -36,6 +36,26 @@ class SessionSettings:
     allow_spinning: bool = False
 
 
+class StepStopped(Exception):
+    """A step run ended early because its RunHandle was stopped."""
+
+
+class RunHandle:
+    """Lets another thread stop one `StepSession.run` call: ONNX Runtime's RunOptions.terminate, which
+    the run checks between graph nodes (and before it starts)."""
+
+    def __init__(self) -> None:
+        self.options = ort.RunOptions()
+
+    def stop(self) -> None:
+        """Make the run end at its next node with StepStopped (safe from any thread)."""
+        self.options.terminate = True
+
+    @property
+    def stopped(self) -> bool:
+        return bool(self.options.terminate)
+
+
 @dataclass(frozen=True)
 class StepOutputs:
     """One step for a batch: new states, answer logits and halting logits."""
@@ -84,9 +104,7 @@ class StepSession:
         token multiple for variable-length bundles, else the full sequence length."""
         if self._trim is None:
             return self.sequence_length
-        multiple = self._trim.token_multiple
-        used = int(np.count_nonzero(tokens != self._pad_id))
-        return min(self.sequence_length, max(1, -(-used // multiple)) * multiple)
+        return self._trim.trimmed_length(tokens, self._pad_id)
 
     def initial_state(self, batch: int, rows: int | None = None) -> np.ndarray:
         """Zero answer/latent state for `batch` inputs (the first step starts from y = z = 0);
@@ -97,13 +115,19 @@ class StepSession:
         """Rows of y and z for inputs of `length` tokens (see `input_length`)."""
         if self._trim is None:
             return self.state_shape[0]
-        return self._trim.rows_before_tokens + length // self._trim.token_multiple
+        return self._trim.state_rows(length)
 
-    def run(self, tokens: np.ndarray, y: np.ndarray, z: np.ndarray) -> StepOutputs:
-        """One supervision step for a batch: tokens [b, length] int64, y and z [b, state_rows(length), d]."""
-        y_next, z_next, logits, halt_logit = self._session.run(
-            list(STEP_OUTPUTS), {"tokens": tokens, "y": y, "z": z}
-        )
+    def run(self, tokens: np.ndarray, y: np.ndarray, z: np.ndarray, handle: RunHandle | None = None) -> StepOutputs:
+        """One supervision step for a batch: tokens [b, length] int64, y and z [b, state_rows(length), d].
+        Raises StepStopped if `handle` is stopped before the run ends."""
+        try:
+            y_next, z_next, logits, halt_logit = self._session.run(
+                list(STEP_OUTPUTS), {"tokens": tokens, "y": y, "z": z}, None if handle is None else handle.options
+            )
+        except Fail:
+            if handle is not None and handle.stopped:
+                raise StepStopped from None
+            raise
         return StepOutputs(y_next=y_next, z_next=z_next, logits=logits, halt_logit=halt_logit.reshape(-1))
 
 

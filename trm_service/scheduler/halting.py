@@ -2,10 +2,23 @@
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from trm.v1 import trm_pb2
+
+class HaltReason(enum.Enum):
+    """Why a request stopped refining its answer (the API maps these to trm.v1.HaltReason)."""
+
+    HALTED = "halted"
+    """The halting head was confident enough (after min_steps)."""
+    MAX_STEPS = "max_steps"
+    BUDGET = "budget"
+    """The request's own time budget."""
+    DEADLINE = "deadline"
+    """The caller's gRPC deadline."""
+    SHUTDOWN = "shutdown"
+    """The server is draining and answers with what it has."""
 
 
 @dataclass(frozen=True)
@@ -23,7 +36,7 @@ class TimeLimit:
     """A point in time (time.monotonic seconds) by which the request must have stopped, and why."""
 
     at: float
-    reason: trm_pb2.HaltReason
+    reason: HaltReason
 
 
 def stop_reason(
@@ -34,7 +47,7 @@ def stop_reason(
     now: float,
     next_step_s: float,
     limits: Iterable[TimeLimit],
-) -> trm_pb2.HaltReason | None:
+) -> HaltReason | None:
     """Why the request stops after `steps_done` steps, or None to run another step.
 
     Confidence wins over max_steps; a time limit stops the request when another step, expected
@@ -42,9 +55,9 @@ def stop_reason(
     """
     confident = budget.halt_threshold < 1.0 and halt_probability >= budget.halt_threshold
     if steps_done >= budget.min_steps and confident:
-        return trm_pb2.HALT_REASON_HALTED
+        return HaltReason.HALTED
     if steps_done >= budget.max_steps:
-        return trm_pb2.HALT_REASON_MAX_STEPS
+        return HaltReason.MAX_STEPS
     earliest = min(limits, key=lambda limit: limit.at, default=None)
     if earliest is not None and now + next_step_s > earliest.at:
         return earliest.reason

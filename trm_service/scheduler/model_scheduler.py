@@ -7,6 +7,10 @@ step, and release the ones that stopped. A request that needs 2 steps therefore 
 steps even if it shares the batch with one that needs 16. The step's batch runs as ONNX Runtime
 calls of at most max_rows_per_run rows, sorted by input length, each trimmed to its own longest
 input when the bundle allows it: memory stays bounded and short inputs run short.
+
+A cancelled request leaves the batch at once. When every request of a call has been cancelled, the
+call is stopped (ONNX Runtime's terminate flag, checked between graph nodes) or, not yet started,
+skipped: the model's thread is free for the next requests within one graph node, not one step.
 """
 
 from __future__ import annotations
@@ -15,19 +19,27 @@ import asyncio
 import collections
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 
 import numpy as np
 import structlog
-from trm.v1 import trm_pb2
 
 from trm_service.observability.metrics import ServiceMetrics
-from trm_service.runtime.session import StepOutputs, StepSession
-from trm_service.scheduler.halting import TimeLimit, stop_reason
+from trm_service.runtime.session import RunHandle, StepOutputs, StepSession, StepStopped
+from trm_service.scheduler.halting import HaltReason, TimeLimit, stop_reason
 from trm_service.scheduler.ticket import StepResult, Ticket
 
 _log = structlog.get_logger("trm_service.scheduler")
 _SMOOTHING = 0.2
 _STEP_TIME_SAFETY = 1.5
+
+
+@dataclass(eq=False)
+class _Run:
+    """One ONNX Runtime call of a step: some of the batch's requests, and the handle that stops the call."""
+
+    tickets: list[Ticket]
+    handle: RunHandle = field(default_factory=RunHandle)
 
 
 class QueueFull(Exception):
@@ -68,6 +80,7 @@ class ModelScheduler:
         self._steps_per_request = 1.0  # smoothed supervision steps a request runs before it stops
         self._active: list[Ticket] = []
         self._pending: collections.deque[Ticket] = collections.deque()
+        self._runs: list[_Run] = []  # the calls of the step in flight
         self._wakeup = asyncio.Event()
         self._closing = False
         self._shutdown_at: float | None = None
@@ -119,7 +132,8 @@ class ModelScheduler:
         self._wakeup.set()
 
     def cancel(self, ticket: Ticket) -> None:
-        """Remove a request at once: its slot is free for the next step boundary."""
+        """Remove a request at once: its slot is free for the next step boundary, and the running step's
+        call that holds it stops if no request in that call is left."""
         if ticket.cancelled:
             return
         ticket.cancelled = True
@@ -127,10 +141,13 @@ class ModelScheduler:
             self._pending.remove(ticket)
         elif ticket in self._active:
             self._active.remove(ticket)
+            for run in self._runs:
+                if ticket in run.tickets and all(t.cancelled for t in run.tickets):
+                    run.handle.stop()
         self._update_gauges()
 
     def shutdown_by(self, at: float) -> None:
-        """Stop every request (anytime answer, HALT_REASON_SHUTDOWN) before time.monotonic() reaches `at`."""
+        """Stop every request (anytime answer, HaltReason.SHUTDOWN) before time.monotonic() reaches `at`."""
         self._shutdown_at = at
         self._wakeup.set()
 
@@ -155,31 +172,48 @@ class ModelScheduler:
                 continue
             batch = list(self._active)
             started = time.monotonic()
-            runs = self._plan_runs(batch)
+            self._runs = runs = self._plan_runs(batch)
             try:
-                inputs = [self._batch_inputs(run) for run in runs]
-                outputs = await loop.run_in_executor(self._executor, self._run_all, inputs)
+                inputs = [self._batch_inputs(run.tickets) for run in runs]
+                outputs = await loop.run_in_executor(self._executor, self._run_all, runs, inputs)
                 now = time.monotonic()
                 for run, run_outputs in zip(runs, outputs, strict=True):
-                    self._record_step(run, run_outputs, now)
+                    if run_outputs is not None:
+                        self._record_step(run.tickets, run_outputs, now)
+                stopped = sum(run_outputs is None for run_outputs in outputs)
             except Exception as exc:
                 _log.exception("step_failed", model=self.name, version=self.version, batch=len(batch))
                 self._fail(batch, exc)
                 continue
-            self._step_s += _SMOOTHING * (time.monotonic() - started - self._step_s)
+            finally:
+                self._runs = []
             self._batch_size.observe(len(batch))
+            if stopped:  # a cut-short step says nothing about how long a step takes
+                _log.info("cancelled_calls_stopped", model=self.name, version=self.version, calls=len(runs),
+                          stopped=stopped)
+                continue
+            self._step_s += _SMOOTHING * (time.monotonic() - started - self._step_s)
             self._step_latency.observe(time.monotonic() - started)
 
-    def _plan_runs(self, batch: list[Ticket]) -> list[list[Ticket]]:
+    def _plan_runs(self, batch: list[Ticket]) -> list[_Run]:
         """The step's batch as ONNX Runtime calls of at most max_rows_per_run rows, shortest inputs
         first, so each call is trimmed to its own longest input and its memory stays bounded."""
         ordered = sorted(batch, key=lambda ticket: ticket.length)
         size = self.max_rows_per_run
-        return [ordered[i : i + size] for i in range(0, len(ordered), size)]
+        return [_Run(ordered[i : i + size]) for i in range(0, len(ordered), size)]
 
-    def _run_all(self, inputs: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> list[StepOutputs]:
-        """Runs on the model's executor thread: one session call per planned run."""
-        return [self._session.run(tokens, y, z) for tokens, y, z in inputs]
+    def _run_all(
+        self, runs: list[_Run], inputs: list[tuple[np.ndarray, np.ndarray, np.ndarray]]
+    ) -> list[StepOutputs | None]:
+        """Runs on the model's executor thread: one session call per planned run (None for a call
+        stopped because all of its requests were cancelled)."""
+        outputs: list[StepOutputs | None] = []
+        for run, (tokens, y, z) in zip(runs, inputs, strict=True):
+            try:
+                outputs.append(self._session.run(tokens, y, z, run.handle))
+            except StepStopped:
+                outputs.append(None)
+        return outputs
 
     def _batch_inputs(self, batch: list[Ticket]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Tokens and states of `batch`, trimmed to its longest input (shorter ones padded back)."""
@@ -211,9 +245,9 @@ class ModelScheduler:
                 continue
             rows = self._session.state_rows(ticket.length)
             ticket.y, ticket.z = outputs.y_next[row, :rows], outputs.z_next[row, :rows]
-            ticket.steps_done += 1
+            step = ticket.steps_done + 1
             reason = stop_reason(
-                steps_done=ticket.steps_done,
+                steps_done=step,
                 halt_probability=float(halt_probability[row]),
                 budget=ticket.budget,
                 now=now,
@@ -224,11 +258,11 @@ class ModelScheduler:
                 stopped.add(ticket)
             ticket.publish(
                 StepResult(
-                    step=ticket.steps_done,
+                    step=step,
                     logits=outputs.logits[row].copy(),
                     halt_probability=float(halt_probability[row]),
                     elapsed_ms=(now - ticket.arrival) * 1000.0,
-                    halt_reason=reason or trm_pb2.HALT_REASON_UNSPECIFIED,
+                    halt_reason=reason,
                 )
             )
         for ticket in stopped:
@@ -240,7 +274,7 @@ class ModelScheduler:
     def _limits(self, ticket: Ticket) -> list[TimeLimit]:
         if self._shutdown_at is None:
             return ticket.limits
-        return [*ticket.limits, TimeLimit(self._shutdown_at, trm_pb2.HALT_REASON_SHUTDOWN)]
+        return [*ticket.limits, TimeLimit(self._shutdown_at, HaltReason.SHUTDOWN)]
 
     def _fail(self, batch: list[Ticket], error: Exception) -> None:
         for ticket in batch:

@@ -6,9 +6,8 @@ import asyncio
 from dataclasses import dataclass
 
 import numpy as np
-from trm.v1 import trm_pb2
 
-from trm_service.scheduler.halting import StepBudget, TimeLimit
+from trm_service.scheduler.halting import HaltReason, StepBudget, TimeLimit
 
 
 @dataclass(frozen=True)
@@ -19,11 +18,12 @@ class StepResult:
     logits: np.ndarray
     halt_probability: float
     elapsed_ms: float
-    halt_reason: trm_pb2.HaltReason = trm_pb2.HALT_REASON_UNSPECIFIED
+    halt_reason: HaltReason | None = None
+    """Why the request stopped after this step; None while it goes on."""
 
     @property
     def final(self) -> bool:
-        return self.halt_reason != trm_pb2.HALT_REASON_UNSPECIFIED
+        return self.halt_reason is not None
 
 
 class Ticket:
@@ -49,12 +49,21 @@ class Ticket:
         self.limits = limits
         self.y: np.ndarray | None = None
         self.z: np.ndarray | None = None
-        self.steps_done = 0
         self.latest: StepResult | None = None
         self.queue_wait_s: float | None = None
         self.cancelled = False
         self.finished: asyncio.Future[StepResult] = asyncio.get_running_loop().create_future()
         self._updates: asyncio.Queue[StepResult | BaseException] | None = asyncio.Queue() if stream else None
+
+    @property
+    def steps_done(self) -> int:
+        """Supervision steps completed so far."""
+        return 0 if self.latest is None else self.latest.step
+
+    @property
+    def deadline_at(self) -> float | None:
+        """When the caller's deadline stops the request (time.monotonic seconds), if it has one."""
+        return next((limit.at for limit in self.limits if limit.reason is HaltReason.DEADLINE), None)
 
     def publish(self, result: StepResult) -> None:
         """Record a completed step; a final one also resolves `finished`."""

@@ -1,0 +1,48 @@
+"""Server messages name API request fields (``ReasonRequest.grid``, ``budget.max_steps``); these
+rewrite them in the words of the caller at hand: the CLI's flags, or an LLM tool's arguments.
+
+Quoted parts of a message (a model name or version the caller sent, echoed with quotes) are kept.
+"""
+
+from __future__ import annotations
+
+import re
+
+Renames = tuple[tuple[str, str], ...]
+"""(regular expression, replacement) pairs, applied in order."""
+
+CLI_FLAGS: Renames = (
+    (r"\bReasonRequest\.text, not grid\b", "the text as the input argument, without --grid"),
+    (r"\bReasonRequest\.text\b", "the input argument"),
+    (r"\bReasonRequest\.grid\b", "--grid"),
+    (r"\bgrid\.cells\[(\d+)\]", r"cell \1 of the --grid input"),
+    (r"\bgrid\.cells\b", "the --grid input"),
+    (r"\b(?:budget\.)?max_steps\b", "--max-steps"),
+    (r"\b(?:budget\.)?min_steps\b", "--min-steps"),
+    (r"\b(?:budget\.)?halt_threshold\b", "--halt-threshold"),
+    (r"\b(?:budget\.)?time_budget_ms\b", "--budget-ms"),
+    (r"\btop_k\b", "--top-k"),
+    (r"\bModelInfo\.limits\.(\w+)", r"limits.\1 in `trm-client models --json`"),
+)
+"""API fields as ``trm-client reason`` flags."""
+
+TOOL_ARGUMENTS: Renames = (
+    (r"\bReasonRequest\.(text|grid)\b", r"the \1 argument"),
+    (r"\bgrid\.cells\[(\d+)\]", r"cell \1 of grid"),
+    (r"\bgrid\.cells\b", "grid"),
+    (r"\bbudget\.max_steps\b", "max_steps"),
+    (r"\bModelInfo\.limits\.max_text_chars\b", "maxLength of text in the tool's schema"),
+)
+"""API fields as the arguments of an LLM tool (trm_client.tool_schema)."""
+
+# A quoted string starts and ends away from letters, so the apostrophe of "model's" is not a quote.
+_QUOTED = re.compile(r"""((?<!\w)(?:'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*")(?!\w))""")
+
+
+def rename_fields(message: str, renames: Renames) -> str:
+    """The message with each API field name outside quotes replaced as ``renames`` says."""
+    parts = _QUOTED.split(message)
+    for index in range(0, len(parts), 2):  # even parts lie outside quotes
+        for pattern, replacement in renames:
+            parts[index] = re.sub(pattern, replacement, parts[index])
+    return "".join(parts)

@@ -1,0 +1,46 @@
+"""The figure a model is known by, picked from the metrics its manifest carries (ModelInfo.metrics).
+
+The trainer names metrics ``test_<metric>`` for a single test set and ``test_<tier>_<metric>`` for
+each tier of a tiered one (Sudoku: easy, medium, hard); ``int8_`` in front marks the int8 model's.
+The headline, per test set, is ``in_scope_accuracy`` when the model has one (a model with an
+out-of-scope label: accuracy on the in-scope examples, the figure its dataset is known by), else
+``accuracy`` (for grids: whole puzzles solved exactly).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+_PREFERRED = ("in_scope_accuracy", "accuracy")
+_QUALIFIED = ("_in_scope", "_halting", "_cell")  # prefixes of `*_accuracy` names that are not test sets
+_TIER_ORDER = ("easy", "medium", "hard")
+
+
+@dataclass(frozen=True)
+class Headline:
+    """A metric's name and its value on each test set ("" for a single test set, else the tier)."""
+
+    name: str
+    by_set: dict[str, float]
+
+    def text(self) -> str:
+        """E.g. ``in_scope_accuracy 93.40%`` or ``accuracy easy 100.00% medium 100.00% hard 50.67%``."""
+        values = " ".join(f"{tier} {100 * value:.2f}%".lstrip() for tier, value in self.by_set.items())
+        return f"{self.name} {values}"
+
+
+def headline(metrics: Mapping[str, float]) -> Headline | None:
+    """The fp32 headline metric of a model, or None when its metrics name no test set."""
+    prefixes = [
+        key.removesuffix("_accuracy")
+        for key in metrics
+        if key.startswith("test") and key.endswith("_accuracy")
+        and not key.removesuffix("_accuracy").endswith(_QUALIFIED)
+    ]
+    if not prefixes:
+        return None
+    name = next(m for m in _PREFERRED if all(f"{p}_{m}" in metrics for p in prefixes))
+    tiers = {prefix.removeprefix("test").removeprefix("_"): prefix for prefix in prefixes}
+    ordered = sorted(tiers, key=lambda t: (_TIER_ORDER.index(t) if t in _TIER_ORDER else len(_TIER_ORDER), t))
+    return Headline(name, {tier: metrics[f"{tiers[tier]}_{name}"] for tier in ordered})

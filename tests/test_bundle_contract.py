@@ -1,0 +1,107 @@
+"""The bundle contract (trm_bundle): manifests round-trip byte for byte, the writer refuses what the server
+would refuse, the training record is typed, the padding-trim rule, and the softmax answers report."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from trm_bundle import BundleError
+from trm_bundle.manifest import VariableLength, load_bundle, manifest_json, parse_manifest
+from trm_bundle.probabilities import softmax
+from trm_bundle.writer import write_bundle
+
+MODELS = Path(__file__).resolve().parents[1] / "trm_service" / "models"
+
+
+@pytest.mark.parametrize("name", ["intent-clinc150", "routing-20ng", "sudoku"])
+def test_shipped_manifests_round_trip_byte_for_byte(name: str) -> None:
+    text = (MODELS / name / "manifest.json").read_text()
+    assert json.dumps(manifest_json(parse_manifest(json.loads(text))), indent=2) + "\n" == text
+
+
+def test_the_writer_fills_in_the_checksums_and_replaces_an_earlier_bundle(text_bundle: Path, tmp_path: Path) -> None:
+    source = load_bundle(text_bundle)
+    files = {name: text_bundle / name for name in source.manifest.files}
+    unfilled = dataclasses.replace(source.manifest, files={})
+    written = write_bundle(tmp_path / "copy", unfilled, files)
+    assert written.path == tmp_path / "copy" and written.manifest == source.manifest
+    assert (tmp_path / "copy" / "manifest.json").read_bytes() == (text_bundle / "manifest.json").read_bytes()
+
+    renamed = write_bundle(tmp_path / "copy", dataclasses.replace(unfilled, description="second"), files)
+    assert load_bundle(tmp_path / "copy").manifest == renamed.manifest
+    assert renamed.manifest.description == "second"
+    assert [p.name for p in tmp_path.iterdir()] == ["copy"]  # no staging folder left behind
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda m: dataclasses.replace(m, recursion=dataclasses.replace(m.recursion, state_shape=(99, 32))),
+         "implies 17 state rows at max_tokens"),
+        (lambda m: dataclasses.replace(m, name="no spaces"), "name 'no spaces' must be"),
+        (lambda m: dataclasses.replace(m, halt_threshold=0.0), r"halting\.threshold must be in \(0, 1\]"),
+    ],
+)
+def test_the_writer_refuses_a_bundle_the_server_would_refuse_and_keeps_the_earlier_one(
+    text_bundle: Path, tmp_path: Path, edit, message: str
+) -> None:
+    source = load_bundle(text_bundle)
+    files = {name: text_bundle / name for name in source.manifest.files}
+    write_bundle(tmp_path / "bundle", source.manifest, files)
+    with pytest.raises(BundleError, match=message):
+        write_bundle(tmp_path / "bundle", edit(source.manifest), files)
+    assert load_bundle(tmp_path / "bundle").manifest_sha256 == source.manifest_sha256
+    assert [p.name for p in tmp_path.iterdir()] == ["bundle"]
+
+
+def test_a_file_the_manifest_names_must_be_written(text_bundle: Path, tmp_path: Path) -> None:
+    source = load_bundle(text_bundle)
+    files = {name: text_bundle / name for name in source.manifest.files if name != "tokenizer.json"}
+    with pytest.raises(BundleError, match=r"input\.tokenizer names 'tokenizer\.json', which has no checksum"):
+        write_bundle(tmp_path / "bundle", source.manifest, files)
+
+
+def test_the_training_record_is_optional_for_serving_and_typed_when_present() -> None:
+    data = json.loads((MODELS / "intent-clinc150" / "manifest.json").read_text())
+    training = parse_manifest(data).require_training()
+    assert (training.optimizer_steps, training.device, training.parameters) == (1904, "cpu", 1644289)
+    assert training.model_config["hidden_size"] == 256 and training.config["name"] == "intent-clinc150"
+
+    served = parse_manifest({key: value for key, value in data.items() if key != "training"})
+    assert served.training is None
+    with pytest.raises(BundleError, match="records no 'training' section"):
+        served.require_training()
+    data["training"]["optimizer_steps"] = "many"
+    with pytest.raises(BundleError, match=r"'training\.optimizer_steps' must be an integer"):
+        parse_manifest(data)
+
+
+@pytest.mark.parametrize(
+    ("multiple", "rows_before", "used", "length", "rows"),
+    [
+        (1, 1, 3, 3, 4),  # one row per token after the answer slot
+        (4, 2, 3, 4, 3),  # pooled by 4, answer and document slots: one chunk
+        (4, 2, 9, 12, 5),  # rounded up to whole chunks
+        (4, 2, 0, 4, 3),  # an empty input still has one chunk
+        (4, 2, 16, 16, 6),  # a full input: all of it
+    ],
+)
+def test_the_padding_trim_rule(multiple: int, rows_before: int, used: int, length: int, rows: int) -> None:
+    trim = VariableLength(token_multiple=multiple, rows_before_tokens=rows_before)
+    tokens = np.array([7] * used + [0] * (16 - used), dtype=np.int64)
+    assert trim.trimmed_length(tokens, pad_id=0) == length
+    assert trim.trimmed_length(tokens[None, :], pad_id=0) == length  # a batch of one
+    assert trim.state_rows(length) == rows
+
+
+def test_softmax_is_float64_and_stable_for_large_logits() -> None:
+    probabilities = softmax(np.array([[1000.0, 999.0, -1000.0], [0.0, 0.0, 0.0]], dtype=np.float32))
+    assert probabilities.dtype == np.float64
+    np.testing.assert_allclose(probabilities.sum(-1), 1.0, rtol=0, atol=1e-15)
+    assert probabilities[0, 0] == pytest.approx(1 / (1 + np.exp(-1.0)), rel=1e-12)
+    np.testing.assert_allclose(probabilities[1], 1 / 3, rtol=1e-15)

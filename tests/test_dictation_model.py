@@ -1,0 +1,158 @@
+"""The sequence TRM: KV caches equal recomputation, per-token halting, deep supervision over every step."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from trainer.sequence.batches import Batch, to_batch
+from trainer.sequence.decode import Decoded, Halting, recompute_prefix, run
+from trainer.sequence.model import SequenceConfig, SequenceTRM
+from trainer.sequence.train import SequenceTrainConfig, SequenceTrainer
+from trainer.sequence.vocab import BOS_ID, EOS_ID, PAD_ID, decode, encode
+
+torch.set_num_threads(1)
+SOURCES = ["def parse open paren path close paren colon", "x equals one", "return none"]
+
+
+def small_model(seed: int = 0, **overrides) -> SequenceTRM:
+    """A random model whose halting head varies with the input (the real one starts at 'never halt')."""
+    torch.manual_seed(seed)
+    base = dict(max_source_len=64, max_target_len=24, hidden_size=32, num_heads=2, encoder_layers=1,
+                num_layers=2, n=2, T=2, N_sup=4)
+    model = SequenceTRM(SequenceConfig(**{**base, **overrides})).eval()
+    nn.init.normal_(model.q_head.weight, std=1.0)
+    nn.init.zeros_(model.q_head.bias)
+    return model
+
+
+def source_ids(*texts: str) -> torch.Tensor:
+    return to_batch([(text, "") for text in texts]).source
+
+
+@torch.no_grad()
+def test_a_step_with_the_caches_equals_the_step_recomputed_without_them() -> None:
+    """Decode a padded batch greedily (rows halting at different steps, so rows are gathered and
+    scattered); then redo each token of each row alone from nothing but its source and the tokens
+    emitted before it, re-running every earlier token's refinement: the same halting logits and tokens."""
+    model = small_model()
+    out = run(model, source_ids(*SOURCES), max_len=8)
+    for row, text in enumerate(SOURCES):
+        source = torch.tensor([encode(text)])
+        emitted, steps = out.tokens[row].tolist(), out.steps[row].tolist()
+        length = next((i + 1 for i, token in enumerate(emitted) if token == EOS_ID), len(emitted))
+        for position in range(min(length, 6)):
+            prefix = recompute_prefix(model, source, emitted[:position], steps[:position])
+            previous = BOS_ID if position == 0 else emitted[position - 1]
+            x = model.embed_tokens(torch.tensor([previous]))
+            y, z = model.initial_state(1)
+            for step in range(steps[position]):
+                result = model.step(x, y, z, torch.tensor([position]), model.encode(source), prefix)
+                y, z = result.y, result.z
+                torch.testing.assert_close(result.halt_logit[0], out.halt_logits[row, position, step],
+                                           rtol=1e-4, atol=1e-5)
+            assert int(result.logits.argmax()) == emitted[position]
+
+
+@torch.no_grad()
+def test_a_batch_decodes_as_each_row_alone() -> None:
+    model = small_model(seed=1)
+    together = run(model, source_ids(*SOURCES), max_len=10)
+    for row, text in enumerate(SOURCES):
+        alone = run(model, source_ids(text), max_len=10)
+        assert together.tokens[row].tolist() == alone.tokens[0].tolist()
+        assert together.steps[row].tolist() == alone.steps[0].tolist()
+        torch.testing.assert_close(together.halt_logits[row], alone.halt_logits[0], rtol=1e-4, atol=1e-5,
+                                   equal_nan=True)
+
+
+@torch.no_grad()
+def test_each_token_halts_on_its_own_at_its_first_confident_step() -> None:
+    model = small_model(seed=2)
+    out = run(model, source_ids(*SOURCES), max_len=12)
+    counts = []
+    for row in range(len(SOURCES)):
+        for position in range(12):
+            steps = int(out.steps[row, position])
+            if steps == 0:
+                assert out.tokens[row, position] == PAD_ID
+                continue
+            logits = out.halt_logits[row, position]
+            confident = [s + 1 for s in range(4) if logits[s] > 0]
+            assert steps == (confident[0] if confident else 4)
+            assert torch.isnan(logits[steps:]).all() and not torch.isnan(logits[:steps]).any()
+            counts.append(steps)
+    assert min(counts) == 1 and max(counts) > 1  # some tokens settle at once, others refine longer
+
+
+@torch.no_grad()
+def test_fixed_step_counts_and_never_halting_run_every_token_that_long() -> None:
+    model = small_model(seed=3)
+    fixed = run(model, source_ids(*SOURCES), halting=Halting(fixed_steps=3), max_len=6)
+    assert set(fixed.steps[fixed.steps > 0].tolist()) == {3}
+    nn.init.zeros_(model.q_head.weight)
+    nn.init.constant_(model.q_head.bias, -5.0)
+    never = run(model, source_ids(*SOURCES), max_len=6)
+    assert set(never.steps[never.steps > 0].tolist()) == {4}
+
+
+def test_deep_supervision_trains_every_refinement_step_of_every_token() -> None:
+    """Every step's answer gets a gradient from the loss; the loss is their mean (plus the halting loss)."""
+    model = small_model(seed=4).train()
+    batch = to_batch([(source, target) for source, target in zip(SOURCES, ["def parse(path):", "x = 1", "return None"],
+                                                                     strict=True)])
+    captured: list[torch.Tensor] = []
+
+    def keep(_module: nn.Module, _inputs: tuple, output: torch.Tensor) -> None:
+        output.retain_grad()
+        captured.append(output)
+
+    model.head.register_forward_hook(keep)
+    out = run(model, batch.source, batch.targets, Halting(), halt_loss_weight=0.0)
+    out.loss.backward()
+    per_position = [int(out.steps[:, position].max()) for position in range(batch.targets.shape[1])]
+    assert len(captured) == sum(per_position) and max(per_position) > 1
+    for logits in captured:
+        assert (logits.grad.abs().sum(-1) > 0).all()
+    rows = int(out.steps.sum())  # one supervised row per step of each token
+    expected = sum(nn.functional.cross_entropy(logits, batch.targets[rows_of(out, i, per_position), position],
+                                               reduction="sum")
+                   for i, (logits, position) in enumerate(zip(captured, positions_of(per_position), strict=True)))
+    torch.testing.assert_close(out.loss, expected / rows)
+
+
+def positions_of(per_position: list[int]) -> list[int]:
+    """The output position of each head call, in call order."""
+    return [position for position, count in enumerate(per_position) for _ in range(count)]
+
+
+def rows_of(out: Decoded, call: int, per_position: list[int]) -> torch.Tensor:
+    """The batch rows a head call computed: those still refining at that step of that position."""
+    position = positions_of(per_position)[call]
+    step = call - sum(per_position[:position]) + 1
+    return (out.steps[:, position] >= step).nonzero().squeeze(1)
+
+
+def test_training_lowers_the_loss_and_resumes_from_its_checkpoint(tmp_path: Path) -> None:
+    pairs = [("x equals one", "x = 1"), ("none", "None"), ("pass", "pass"), ("y colon", "y:")]
+    model = small_model(seed=5, T=1, N_sup=2).train()
+    cfg = SequenceTrainConfig(run_dir=tmp_path, batch_size=4, lr=1e-2, warmup_steps=5, max_steps=20,
+                              eval_every=1000, checkpoint_every=1000, log_every=1000)
+
+    def batches(_step: int) -> Iterator[Batch]:
+        while True:
+            yield to_batch(pairs)
+
+    trainer = SequenceTrainer(cfg, model, batches, log=lambda _line: None)
+    first = run(model, to_batch(pairs).source, to_batch(pairs).targets).loss.item()
+    trainer.fit()
+    last = run(trainer.model, to_batch(pairs).source, to_batch(pairs).targets).loss.item()
+    assert last < 0.5 * first
+    longer = SequenceTrainConfig(**{**cfg.__dict__, "max_steps": 22})
+    resumed = SequenceTrainer(longer, small_model(seed=9, T=1, N_sup=2), batches, log=lambda _line: None)
+    resumed.fit()
+    assert resumed.step == 22 and resumed.lines_seen == 22 * 4
+    assert decode(encode("x = 1")) == "x = 1"

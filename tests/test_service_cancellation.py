@@ -1,0 +1,49 @@
+"""Cancelling every request of a running step stops that step on a real server (the shipped Sudoku bundle,
+whose batched steps take seconds on a shared core), so the next request does not wait for it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+from test_service_support import wait_for
+from trm.v1 import trm_pb2, trm_pb2_grpc
+
+from trm_service.testing import ServerProcess
+
+SUDOKU = "sudoku"
+SUDOKU_BUNDLE = Path(__file__).resolve().parents[1] / "trm_service" / "models" / SUDOKU
+STREAMS = 16  # one ONNX Runtime call of 16 rows per step
+PUZZLE = "..3.2.6..9..3.5..1..18.64....81.29..7.......8..67.82....26.95..8..2.3..9..5.1.3.."
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[ServerProcess]:
+    with ServerProcess([SUDOKU_BUNDLE], extra_args=["--max-rows-per-run", str(STREAMS)]) as process:
+        yield process
+
+
+def _request(**budget: float) -> trm_pb2.ReasonRequest:
+    return trm_pb2.ReasonRequest(model=SUDOKU, grid=trm_pb2.Grid(cells=PUZZLE), budget=trm_pb2.Budget(**budget))
+
+
+def _stopped_steps(server: ServerProcess) -> list[dict]:
+    return [r for r in server.log_records() if r.get("event") == "cancelled_calls_stopped"]
+
+
+def test_cancelling_every_stream_of_a_running_step_stops_it(server):
+    with grpc.insecure_channel(server.target) as channel:
+        stub = trm_pb2_grpc.ReasoningServiceStub(channel)
+        calls = [stub.ReasonStream(_request(halt_threshold=1.0), timeout=300) for _ in range(STREAMS)]
+        assert [next(call).step for call in calls] == [1] * STREAMS  # the second step starts at once
+        for call in calls:
+            call.cancel()
+        wait_for(lambda: len(_stopped_steps(server)) == 1)
+        (stopped,) = _stopped_steps(server)
+        assert (stopped["model"], stopped["calls"], stopped["stopped"]) == (SUDOKU, 1, 1)
+        assert stub.Reason(_request(max_steps=1), timeout=60).steps == 1
+    statuses = [r["status"] for r in server.log_records() if r.get("method") == "ReasonStream"]
+    assert statuses == ["CANCELLED"] * STREAMS
+    assert server.sample_value("trm_inflight_requests", model=SUDOKU) == 0.0

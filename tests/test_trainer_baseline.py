@@ -1,0 +1,121 @@
+"""The built-in linear baseline and the data of the fit bars (few-shot sample, CSV files)."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from trainer.bar_sets import few_shot_indices, write_text_csv
+from trainer.baseline import BaselineResult, fit_linear_baseline, main, score_linear_baseline
+from trainer.data.holdout import stratified_holdout
+from trainer.data.text import TextSplit, load_text_file
+
+TOPICS = {"hockey": ["goalie", "puck", "season"], "space": ["orbit", "launch", "nasa"],
+          "computers": ["driver", "kernel", "disk"]}
+FILLER = ["the", "a", "this", "about", "some", "news", "today", "people", "think"]
+NONSENSE = ["banana", "violin", "umbrella", "pepper", "tulip", "glacier"]
+
+
+def corpus(seed: int, per_label: int, oos: int = 0) -> tuple[list[str], list[str]]:
+    """Filler around two words of the label's topic; `oos` texts of other words labelled "oos"."""
+    rng = np.random.default_rng(seed)
+    texts, labels = [], []
+    for label, words in TOPICS.items():
+        for _ in range(per_label):
+            texts.append(" ".join([*rng.choice(FILLER, 5), *rng.choice(words, 2)]))
+            labels.append(label)
+    for _ in range(oos):
+        texts.append(" ".join([*rng.choice(FILLER, 5), *rng.choice(NONSENSE, 2)]))
+        labels.append("oos")
+    return texts, labels
+
+
+def test_the_baseline_learns_a_topic_task() -> None:
+    train, test = corpus(0, per_label=30), corpus(1, per_label=20)
+    result = score_linear_baseline(*train, *test)
+    assert result.accuracy >= 0.95
+    assert (result.in_scope_accuracy, result.oos_recall) == (None, None)
+    assert (result.train_rows, result.test_rows) == (90, 60)
+
+
+def test_out_of_scope_figures_count_in_scope_and_out_of_scope_rows_apart() -> None:
+    train, (test_texts, test_labels) = corpus(0, per_label=30, oos=30), corpus(1, per_label=10, oos=10)
+    test_texts[-1] = "the goalie and the puck"  # labelled oos, read as hockey
+    result = score_linear_baseline(*train, test_texts, test_labels, oos_label="oos")
+    predicted = fit_linear_baseline(*train).predict(test_texts)
+    truth = np.array(test_labels, dtype=object)
+    out = truth == "oos"
+    assert result.in_scope_accuracy == (predicted == truth)[~out].mean()
+    assert result.oos_recall == (predicted == "oos")[out].mean()
+    assert result.accuracy == (predicted == truth).mean()
+    assert result.oos_recall == 0.9 and result.in_scope_accuracy == 1.0
+
+
+def test_character_ngrams_read_words_never_seen_in_training() -> None:
+    """Misspelt and inflected topic words share character n-grams with the training words."""
+    train = corpus(0, per_label=30)
+    test = (["the goalies today", "orbits and launches", "kernels and drivers", "the pucks this season"],
+            ["hockey", "space", "computers", "hockey"])
+    assert score_linear_baseline(*train, *test).accuracy == 1.0
+
+
+def test_the_baseline_depends_on_its_seed_only() -> None:
+    train, test = corpus(0, per_label=30, oos=10), corpus(1, per_label=10, oos=10)
+    predictions = []
+    for global_seed in (1, 2):
+        np.random.seed(global_seed)
+        predictions.append(fit_linear_baseline(*train, seed=0).decision_function(test[0]))
+    np.testing.assert_array_equal(predictions[0], predictions[1])
+
+
+def test_the_summary_line_puts_the_figures_first() -> None:
+    result = BaselineResult(accuracy=0.794, in_scope_accuracy=0.92533, oos_recall=0.203, train_rows=15100,
+                            test_rows=5500, wall_time_s=25.2)
+    assert result.summary() == (
+        "linear baseline (TF-IDF word 1-2-grams + character 2-5-grams, LinearSVC): accuracy 79.40%, "
+        "in-scope 92.53%, out-of-scope recall 20.30% (15,100 training rows, 25 s)"
+    )
+
+
+def test_the_command_scores_a_seeded_hold_out_of_one_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    texts, labels = corpus(0, per_label=30, oos=30)
+    write_text_csv(tmp_path / "train.csv", TextSplit(texts, labels))
+    assert main([str(tmp_path / "train.csv")]) == 0
+    printed = json.loads(capsys.readouterr().out.splitlines()[-1])
+    _, held = stratified_holdout(labels, 0.1, seed=0)
+    assert printed["out_of_scope_label"] == "oos"
+    assert (printed["train_rows"], printed["test_rows"]) == (120 - len(held), len(held)) == (108, 12)
+    assert printed["in_scope_accuracy"] >= 0.9 and printed["oos_recall"] is not None
+
+
+# --- the bars' data -------------------------------------------------------------------------------------
+def test_a_few_shot_sample_keeps_k_per_label_and_out_of_scope_at_the_same_rate() -> None:
+    labels = ["a"] * 20 + ["oos"] * 40 + ["b"] * 20 + ["c"] * 3
+    picked = few_shot_indices(labels, per_label=5, seed=0, oos_label="oos")
+    counts = Counter(labels[i] for i in picked)
+    # a and b keep 5 of 20, c all 3: 13 of 43 in-scope rows, so round(13 / 43 * 40) = 12 oos rows
+    assert counts == {"a": 5, "b": 5, "c": 3, "oos": 12}
+    assert list(picked) == sorted(set(picked.tolist()))
+
+
+def test_a_few_shot_sample_is_fixed_by_its_seed() -> None:
+    labels = [f"intent{i % 15}" for i in range(1500)] + ["oos"] * 100
+    first = few_shot_indices(labels, 10, seed=0, oos_label="oos")
+    np.testing.assert_array_equal(first, few_shot_indices(labels, 10, seed=0, oos_label="oos"))
+    assert not np.array_equal(first, few_shot_indices(labels, 10, seed=1, oos_label="oos"))
+    assert Counter(labels[i] for i in first)["oos"] == 10  # 10 of 100 per intent: 10 of the 100 oos rows
+
+
+def test_without_an_out_of_scope_label_every_label_keeps_k() -> None:
+    labels = ["oos"] * 10 + ["b"] * 10
+    assert Counter(labels[i] for i in few_shot_indices(labels, 4, seed=0)) == {"oos": 4, "b": 4}
+
+
+def test_written_csvs_read_back_as_the_same_texts(tmp_path: Path) -> None:
+    """Posts hold newlines, commas and quotes: the CSV quotes them and the user-file loader reads them."""
+    split = TextSplit(['Re: "hello", world\nquoted > text\n\nbody, more', "plain"], ["alt.atheism", "sci.space"])
+    assert load_text_file(write_text_csv(tmp_path / "out" / "posts.csv", split)) == split

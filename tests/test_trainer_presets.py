@@ -1,0 +1,316 @@
+"""The defaults of a fit without --config: presets chosen and sized from the data, the out-of-scope
+label or an abstain threshold, and the small-data checks."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import pytest
+from trainer_support import KEYWORDS, write_keyword_csv
+
+from trainer.config import TrainConfig, load_config
+from trainer.data.checks import check_label_counts
+from trainer.data.files import DataError
+from trainer.data.tokenizer import encode_texts, train_tokenizer
+from trainer.model import ModelConfig
+from trainer.out_of_scope import calibrate_abstain_threshold, find_out_of_scope_label
+from trainer.presets import (
+    GRID,
+    LONG_TEXT,
+    MIN_STEPS,
+    PRESETS,
+    SHORT_TEXT,
+    DataProfile,
+    choose_preset,
+    describe_choice,
+    preset_config,
+    presets_table,
+    profile_file,
+    profile_texts,
+    size_run,
+    sized_batch,
+    sized_max_tokens,
+    token_counts,
+)
+from trainer.step_rate import measure_step_rate, random_stream
+
+REPO = Path(__file__).resolve().parents[1]
+QUESTION = ".................1.....2.3......3.2...1.4......5....6..3......4.7..8...962...7..."
+ANSWER = "953168742862734951417952836746893125281645397395271468138529674574386219629417583"
+
+
+def write_long_csv(path: Path, rows: int, words: int, seed: int) -> None:
+    """Documents of `words` words; the label is the topic word they repeat."""
+    rng = np.random.default_rng(seed)
+    vocabulary = [f"word{i}" for i in range(500)]
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["text", "label"])
+        for i in range(rows):
+            topic = ("hockey", "space", "kernel")[i % 3]
+            writer.writerow([" ".join([*rng.choice(vocabulary, words - 5), *[topic] * 5]), topic])
+
+
+@pytest.fixture
+def keyword_csv(tmp_path: Path) -> Path:
+    write_keyword_csv(tmp_path / "train.csv", 200, seed=0)
+    return tmp_path / "train.csv"
+
+
+# --- profiles and the choice ----------------------------------------------------------------------------
+def test_short_texts_choose_the_short_text_preset_with_their_figures(keyword_csv: Path) -> None:
+    profile = profile_file(keyword_csv)
+    assert profile == DataProfile(
+        kind="text", rows=200, labels=4, min_per_label=50, median_per_label=50.0, median_tokens=5.0,
+        p98_tokens=5.0, distinct_words=profile.distinct_words,
+    )
+    assert len(KEYWORDS) < profile.distinct_words <= len(KEYWORDS) + 13  # keywords and filler words
+    preset, reasons = choose_preset(profile)
+    assert preset is SHORT_TEXT
+    assert "200 texts of median 5 tokens, 4 labels" in reasons[0]
+    assert "98% of the texts have at most 5 tokens" in reasons[1]
+
+
+def test_documents_choose_the_long_text_preset(tmp_path: Path) -> None:
+    write_long_csv(tmp_path / "docs.csv", rows=30, words=120, seed=0)
+    profile = profile_file(tmp_path / "docs.csv")
+    assert (profile.kind, profile.rows, profile.labels, profile.p98_tokens) == ("text", 30, 3, 120.0)
+    preset, reasons = choose_preset(profile)
+    assert preset is LONG_TEXT
+    assert "up to 120 tokens" in reasons[-1]
+
+
+def test_a_question_answer_csv_chooses_the_grid_preset(tmp_path: Path) -> None:
+    path = tmp_path / "puzzles.csv"
+    path.write_text("question,answer,source\n" + f"{QUESTION},{ANSWER},x\n" * 3)
+    profile = profile_file(path)
+    assert profile == DataProfile(kind="grid", rows=3)
+    preset, reasons = choose_preset(profile)
+    assert preset is GRID and "question,answer" in reasons[-1]
+
+
+def test_token_counts_are_what_the_trainer_tokenizer_reads() -> None:
+    texts = ["Open the file, please!", "run   pytest", "Résumé: naïve café.", "x"]
+    counts, distinct = token_counts(texts)
+    tokenizer = train_tokenizer(texts, vocab_size=1000, max_tokens=64)
+    np.testing.assert_array_equal(counts, (encode_texts(tokenizer, texts) != 0).sum(1))
+    assert distinct == tokenizer.get_vocab_size() - 2  # every distinct token, besides [PAD] and [UNK]
+
+
+def test_the_98th_percentile_ignores_a_few_long_texts() -> None:
+    texts = ["a b c"] * 99 + [" ".join(["w"] * 500)]
+    profile = profile_texts(texts, ["x", "y"] * 50)
+    assert profile.median_tokens == 3 and profile.p98_tokens == 3
+    assert choose_preset(profile)[0] is SHORT_TEXT
+
+
+def test_a_forced_preset_must_exist_and_fit_the_data(keyword_csv: Path) -> None:
+    profile = profile_file(keyword_csv)
+    preset, reasons = choose_preset(profile, "long-text")
+    assert preset is LONG_TEXT and "--preset" in reasons[-1]
+    with pytest.raises(ValueError, match="unknown preset 'tiny': choose one of short-text, long-text, grid"):
+        choose_preset(profile, "tiny")
+    with pytest.raises(ValueError, match="trains on grid data, but the file holds text data"):
+        choose_preset(profile, "grid")
+
+
+# --- sizing ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(("preset", "p98", "expected"), [
+    (SHORT_TEXT, 17.0, 24), (SHORT_TEXT, 24.0, 24), (SHORT_TEXT, 0.5, 8), (SHORT_TEXT, 300.0, 64),
+    (LONG_TEXT, 70.0, 96), (LONG_TEXT, 1927.2, 512), (LONG_TEXT, 10.0, 64),
+])
+def test_max_tokens_is_the_percentile_rounded_up_to_the_pool_multiple(preset, p98: float, expected: int) -> None:
+    assert sized_max_tokens(preset.text, p98) == expected
+
+
+def test_the_batch_shrinks_for_small_data() -> None:
+    assert sized_batch(128, 20_000) == 128
+    assert sized_batch(128, 300) == 64  # at most a quarter of the training rows
+    assert sized_batch(128, 30) == 16  # never below 16
+
+
+def clinc_like(rows: int = 15_100) -> DataProfile:
+    return DataProfile(kind="text", rows=rows, labels=151, min_per_label=rows // 151,
+                       median_per_label=rows // 151, median_tokens=8, p98_tokens=17, distinct_words=5194)
+
+
+def test_the_schedule_ends_with_the_budget_on_large_data() -> None:
+    sizing = size_run(SHORT_TEXT, clinc_like(), budget_minutes=15, steps_per_second=2.0, overhead_minutes=3)
+    values = sizing.settings
+    assert values["max_minutes"] == 12  # the budget less the time outside the training loop
+    assert values["max_steps"] == 2 * 12 * 60  # what 12 minutes allow at 2 steps/s
+    assert (values["max_tokens"], values["vocab_size"], values["batch_size"]) == (24, 5196, 128)
+    assert values["warmup_steps"] == 144 and values["eval_every"] == 360 and values["log_every"] == 20
+    assert sizing.expected_minutes == pytest.approx(15)
+
+
+def test_small_data_stops_on_its_epochs_before_the_budget() -> None:
+    profile = clinc_like(rows=400)
+    sizing = size_run(SHORT_TEXT, profile, budget_minutes=15, steps_per_second=5.0, overhead_minutes=1)
+    batch = sizing.settings["batch_size"]
+    assert batch == 64
+    assert sizing.settings["max_steps"] == max(MIN_STEPS, np.ceil(SHORT_TEXT.max_epochs * 360 / batch))
+    assert sizing.expected_minutes == pytest.approx(1 + sizing.settings["max_steps"] / 5.0 / 60)
+    assert sizing.expected_minutes < 5
+
+
+def test_the_default_speed_scales_with_batch_and_state_rows() -> None:
+    profile = clinc_like()
+    sizing = size_run(SHORT_TEXT, profile)
+    reference = SHORT_TEXT.speed
+    assert sizing.steps_per_second == pytest.approx(reference.steps_per_second * 33 / 25)  # 24 tokens + answer slot
+    assert sizing.overhead_minutes == pytest.approx(SHORT_TEXT.overhead.minutes(15_100, 5196))
+    assert sizing.settings["max_minutes"] == pytest.approx(15 - sizing.overhead_minutes, abs=0.01)
+
+
+def test_a_budget_that_leaves_no_training_time_is_refused_with_the_flag_to_use() -> None:
+    with pytest.raises(ValueError, match=r"--time-budget 5 or more"):
+        size_run(SHORT_TEXT, clinc_like(), budget_minutes=4, overhead_minutes=3.5)
+
+
+@pytest.mark.parametrize("name", list(PRESETS))
+def test_a_sized_preset_is_a_valid_config(name: str) -> None:
+    preset = PRESETS[name]
+    profile = DataProfile(kind="grid", rows=5000) if preset is GRID else DataProfile(
+        kind="text", rows=5000, labels=20, min_per_label=250, median_per_label=250, median_tokens=300,
+        p98_tokens=900, distinct_words=60_000)
+    raw = preset_config(preset, size_run(preset, profile))
+    cfg = TrainConfig.from_dict({**raw, "name": "user-model", "data": "train.csv"})
+    ModelConfig(task=cfg.task, vocab_size=cfg.vocab_size, seq_len=cfg.max_tokens if cfg.task == "text" else 81,
+                num_outputs=20, **cfg.model)  # max_tokens is a multiple of the pool size
+    raw["model"]["n"] = 99  # the caller's copy: the preset keeps its own values
+    assert preset.settings["model"]["n"] != 99
+
+
+def flatten(raw: dict, prefix: str = "") -> dict:
+    flat = {}
+    for key, value in raw.items():
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+@pytest.mark.parametrize("name", list(PRESETS))
+def test_each_preset_holds_what_its_shipped_config_knows(name: str) -> None:
+    """The shipped configs are instances of the presets: every value a preset sets is its config's."""
+    preset = PRESETS[name]
+    shipped = flatten(load_config(REPO / preset.based_on, {}).to_dict())
+    for key, value in flatten(preset.settings).items():
+        assert shipped[key] == value, key
+
+
+def test_the_listing_and_the_paragraph_say_what_was_chosen_and_why(keyword_csv: Path) -> None:
+    table = presets_table()
+    for preset in PRESETS.values():
+        assert preset.name in table and f"{preset.time_budget_minutes:g} min" in table
+    assert "MLP-mixer, hidden 128, n=2 T=2 N_sup=16" in table
+    assert "attention over 32-token chunks + bag of words" in table
+    profile = profile_file(keyword_csv)
+    preset, reasons = choose_preset(profile)
+    sizing = size_run(preset, profile, steps_per_second=10.0, overhead_minutes=1.0)
+    paragraph = describe_choice(preset, reasons, sizing)
+    assert paragraph.startswith("Preset short-text")
+    assert "98% of the texts have at most 5 tokens" in paragraph
+    assert f"at most {sizing.settings['max_steps']:,} steps" in paragraph
+    assert f"Expected wall time: about {sizing.expected_minutes:.0f} min" in paragraph
+
+
+def test_the_training_guide_lists_the_presets_as_they_are() -> None:
+    assert presets_table(markdown=True) in (REPO / "docs" / "TRAINING.md").read_text()
+
+
+def test_the_speed_measurement_runs_the_teachers_losses_for_its_time() -> None:
+    cfg = TrainConfig.from_dict({
+        **preset_config(SHORT_TEXT, size_run(SHORT_TEXT, clinc_like(), steps_per_second=1, overhead_minutes=1)),
+        "name": "rate", "data": "", "max_tokens": 8, "vocab_size": 50,
+        "model": {**SHORT_TEXT.settings["model"], "hidden_size": 32, "embed_dim": 16, "num_heads": 2},
+    })
+    model_cfg = ModelConfig(task="text", vocab_size=50, seq_len=8, num_outputs=5, **cfg.model)
+    batch = random_stream(cfg, model_cfg, seed=0).draw(4)
+    assert set(batch) == {"tokens", "targets", "soft_targets", "teacher_embeddings"}
+    np.testing.assert_allclose(batch["soft_targets"].sum(1), 1.0, rtol=1e-5)
+    rate = measure_step_rate(cfg, num_labels=5, seconds=1.0)
+    assert rate.steps >= 1 and rate.wall_s >= 1.0 and rate.cpu_s > 0
+
+
+# --- out of scope ---------------------------------------------------------------------------------------
+@pytest.mark.parametrize(("labels", "expected"), [
+    (["play_music", "oos", "weather"], "oos"), (["a", "OOS"], "OOS"), (["Out_Of_Scope", "b"], "Out_Of_Scope"),
+    (["None", "b"], "None"), (["a", "b", "nonesuch", "oos_music"], None),
+])
+def test_the_out_of_scope_label_is_found_by_name(labels: list[str], expected: str | None) -> None:
+    assert find_out_of_scope_label(labels) == expected
+
+
+def test_two_out_of_scope_candidates_ask_for_the_flag() -> None:
+    with pytest.raises(ValueError, match=r"'none', 'oos' could each be the out-of-scope label.*--oos-label"):
+        find_out_of_scope_label(["oos", "a", "none", "oos"])
+
+
+@pytest.mark.parametrize(("target", "threshold", "precision", "coverage"), [
+    (0.75, 0.5, 0.8, 1.0),  # every example answered: 4 of 5 right
+    (0.85, 0.7, 1.0, 0.6),  # the top three
+    (1.0, 0.7, 1.0, 0.6),
+])
+def test_the_abstain_threshold_answers_the_most_inputs_at_the_target_precision(
+    target: float, threshold: float, precision: float, coverage: float
+) -> None:
+    calibration = calibrate_abstain_threshold(
+        np.array([0.6, 0.9, 0.5, 0.7, 0.8]), np.array([False, True, True, True, True]), target
+    )
+    assert (calibration.threshold, calibration.precision, calibration.coverage) == (threshold, precision, coverage)
+
+
+def test_equal_confidences_are_answered_or_abstained_together() -> None:
+    calibration = calibrate_abstain_threshold(np.array([0.9, 0.8, 0.8, 0.5]), np.array([True, True, False, False]), 0.9)
+    assert (calibration.threshold, calibration.coverage) == (0.9, 0.25)
+
+
+def test_an_unreachable_precision_abstains_on_everything() -> None:
+    confidence = np.array([0.9, 0.8, 0.3])
+    calibration = calibrate_abstain_threshold(confidence, np.array([False, True, True]), 0.95)
+    assert calibration.coverage == 0 and np.isnan(calibration.precision)
+    assert (confidence < calibration.threshold).all()  # the rule of evaluate.out_of_scope_mask: all rejected
+    assert "abstains on every input" in calibration.summary()
+
+
+def test_the_calibrated_threshold_keeps_its_precision_and_no_lower_one_does() -> None:
+    rng = np.random.default_rng(0)
+    confidence = np.round(rng.uniform(0.2, 1.0, 2000), 3)  # rounded: many ties
+    correct = rng.random(2000) < confidence
+    calibration = calibrate_abstain_threshold(confidence, correct, 0.9)
+    answered = confidence >= calibration.threshold
+    assert correct[answered].mean() >= 0.9
+    assert calibration.precision == correct[answered].mean() and calibration.coverage == answered.mean()
+    for lower in np.unique(confidence[confidence < calibration.threshold]):
+        assert correct[confidence >= lower].mean() < 0.9
+
+
+def test_the_abstain_calibration_needs_one_flag_per_confidence() -> None:
+    with pytest.raises(ValueError, match="one correctness flag per confidence"):
+        calibrate_abstain_threshold(np.array([0.5, 0.6]), np.array([True]))
+
+
+# --- small data -----------------------------------------------------------------------------------------
+def test_labels_with_fewer_than_two_examples_are_named_with_their_counts() -> None:
+    with pytest.raises(DataError) as raised:
+        check_label_counts(["a", "a", "b", "c", "c", "d"], "train.csv")
+    assert str(raised.value) == (
+        "train.csv: label 'b' has 1 example, 'd' has 1 example: every label needs at least 2 examples; "
+        "add examples of it or remove its rows"
+    )
+
+
+def test_many_rare_labels_are_summarised() -> None:
+    with pytest.raises(DataError, match=r"'l0' has 1 example.*'l4' has 1 example \(and 3 more labels\)"):
+        check_label_counts([f"l{i}" for i in range(8)] + ["ok", "ok"], "train.csv")
+
+
+def test_two_examples_per_label_pass() -> None:
+    check_label_counts(["a", "a", "b", "b"], "train.csv")
+    with pytest.raises(DataError, match="'b' has 2 examples"):
+        check_label_counts(["a"] * 5 + ["b"] * 2, "train.csv", minimum=5)

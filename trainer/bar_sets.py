@@ -1,0 +1,86 @@
+"""The public data sets of the `trm-train fit` bars (docs/TRAINING.md), written out as a user brings
+data: text,label CSV files, one for training and one for testing.
+
+`python -m trainer.bar_sets --out DIR` writes them from the shared data folder:
+- clinc150-train.csv / clinc150-test.csv: CLINC150 train + oos_train / test + oos_test (label `oos`);
+- clinc150-fewshot10-train.csv: `few_shot_indices` of clinc150-train, 10 per intent, seed 0;
+- newsgroups20-train.csv / newsgroups20-test.csv: 20 Newsgroups, subject + newline + body as the text.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from trainer.data.text import TextSplit, load_clinc150, load_newsgroups
+
+FEW_SHOT_PER_LABEL = 10
+
+
+def few_shot_indices(
+    labels: Sequence[str], per_label: int, seed: int, oos_label: str | None = None
+) -> np.ndarray:
+    """Sorted row indices of a seeded few-shot sample.
+
+    Every label but `oos_label` keeps `per_label` rows (all of them when it has fewer), drawn without
+    replacement. The out-of-scope label keeps the same fraction of its rows as the other labels keep of
+    theirs, rounded: with CLINC150's 100 rows per intent and 100 oos rows, 10 per intent gives 10 oos rows.
+    Labels are visited in sorted order, each drawing a permutation from one generator seeded with `seed`.
+    """
+    if per_label < 1:
+        raise ValueError(f"per_label must be at least 1, got {per_label}")
+    rng = np.random.default_rng(seed)
+    label_array = np.asarray(labels, dtype=object)
+    in_scope = sorted(set(labels) - {oos_label})
+    rows_of = {label: np.flatnonzero(label_array == label) for label in sorted(set(labels))}
+    picked = {label: rng.permutation(rows_of[label])[:per_label] for label in in_scope}
+    if oos_label in rows_of:
+        kept = sum(len(rows) for rows in picked.values())
+        rate = kept / sum(len(rows_of[label]) for label in in_scope) if in_scope else 1.0
+        picked[oos_label] = rng.permutation(rows_of[oos_label])[: round(rate * len(rows_of[oos_label]))]
+    return np.sort(np.concatenate(list(picked.values()))) if picked else np.zeros(0, dtype=np.int64)
+
+
+def write_text_csv(path: Path, split: TextSplit) -> Path:
+    """`split` as a text,label CSV (the format `trm-train fit --train/--test` reads)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["text", "label"])
+        writer.writerows(zip(split.texts, split.labels, strict=True))
+    return path
+
+
+def write_bar_sets(data_root: Path, out: Path, seed: int = 0) -> dict[str, Path]:
+    """Writes the bars' CSV files into `out`; returns them by name."""
+    clinc, newsgroups = Path(data_root) / "clinc150", Path(data_root) / "newsgroups20"
+    clinc_train = load_clinc150(clinc, "train")
+    few_shot = clinc_train.subset(few_shot_indices(clinc_train.labels, FEW_SHOT_PER_LABEL, seed, "oos"))
+    splits = {
+        "clinc150-train": clinc_train,
+        "clinc150-test": load_clinc150(clinc, "test"),
+        f"clinc150-fewshot{FEW_SHOT_PER_LABEL}-train": few_shot,
+        "newsgroups20-train": load_newsgroups(newsgroups, "train"),
+        "newsgroups20-test": load_newsgroups(newsgroups, "test"),
+    }
+    return {name: write_text_csv(Path(out) / f"{name}.csv", split) for name, split in splits.items()}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m trainer.bar_sets", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", default="../shared/data", help="the shared data folder")
+    parser.add_argument("--out", required=True, help="folder that receives the CSV files")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the few-shot sample")
+    args = parser.parse_args(argv)
+    for name, path in write_bar_sets(Path(args.data), Path(args.out), args.seed).items():
+        print(f"{name}: {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,31 @@
+"""Checks of a labelled training file before anything is trained on it."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+
+from trainer.data.files import DataError
+
+# with one example, no model that did not see it knows its label (the cross-fitted teachers' soft labels)
+MIN_EXAMPLES_PER_LABEL = 2
+SHOWN_LABELS = 5
+
+
+def check_label_counts(labels: Sequence[str], path: str | Path, minimum: int = MIN_EXAMPLES_PER_LABEL) -> None:
+    """Raise DataError naming every label with fewer than `minimum` examples (the rarest first) and
+    its count."""
+    counts = Counter(labels)
+    rare = sorted((count, label) for label, count in counts.items() if count < minimum)
+    if not rare:
+        return
+    named = ", ".join(
+        f"'{label}' has {count} example{'s' if count != 1 else ''}" for count, label in rare[:SHOWN_LABELS]
+    )
+    more = f" (and {len(rare) - SHOWN_LABELS} more labels)" if len(rare) > SHOWN_LABELS else ""
+    raise DataError(
+        path, None,
+        f"label {named}{more}: every label needs at least {minimum} examples; add examples of it or remove "
+        "its rows",
+    )

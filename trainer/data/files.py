@@ -1,0 +1,97 @@
+"""Reading data files (UTF-8 text, CSV with a header, JSON Lines); every problem is a DataError that
+names the file and, when known, the 1-based line."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+
+class DataError(ValueError):
+    """A problem with a data file, located by file path and (when known) 1-based line number."""
+
+    def __init__(self, path: str | Path, line: int | None, problem: str) -> None:
+        self.path = str(path)
+        self.line = line
+        self.problem = problem
+        where = self.path if line is None else f"{self.path}:{line}"
+        super().__init__(f"{where}: {problem}")
+
+
+def read_nonempty_text(path: Path) -> str:
+    """The file's content decoded as UTF-8 (a leading byte-order mark dropped); it must not be blank."""
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise DataError(path, None, f"cannot read file: {exc.strerror or exc}") from exc
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise DataError(path, line, "not valid UTF-8 text") from exc
+    if not text.strip():
+        raise DataError(path, None, "file is empty")
+    return text
+
+
+def csv_rows(path: Path, content: str, columns: Sequence[str]) -> Iterator[tuple[int, list[str]]]:
+    """Yield (1-based line, the values of `columns`) for each non-empty row of the CSV `content`, whose
+    header must name `columns` (other columns are ignored; names are stripped of spaces)."""
+    reader = csv.reader(io.StringIO(content, newline=""))
+    try:
+        header = [name.strip() for name in next(reader)]
+        for column in columns:
+            if column not in header:
+                raise DataError(path, 1, f"missing column '{column}' (the header has: {', '.join(header)})")
+        positions = [header.index(column) for column in columns]
+        end_of_previous = reader.line_num
+        for fields in reader:
+            line, end_of_previous = end_of_previous + 1, reader.line_num
+            if not fields:
+                continue
+            if len(fields) != len(header):
+                raise DataError(path, line, f"row has {len(fields)} fields but the header has {len(header)}")
+            yield line, [fields[position] for position in positions]
+    except csv.Error as exc:
+        raise DataError(path, reader.line_num, f"malformed CSV: {exc}") from exc
+
+
+def iter_json_objects(path: Path, content: str) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Yield (1-based line number, object) for each non-blank line; anything but a JSON object is an error."""
+    for number, line in enumerate(content.split("\n"), start=1):
+        if not line.strip():
+            continue
+        try:
+            value = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DataError(path, number, f"invalid JSON: {exc.msg} at column {exc.colno}") from exc
+        if not isinstance(value, dict):
+            raise DataError(path, number, f"expected a JSON object, got {type(value).__name__}")
+        yield number, value
+
+
+def string_field(path: Path, line: int, obj: dict[str, Any], key: str) -> str:
+    """obj[key], which must be present and a string."""
+    if key not in obj:
+        raise DataError(path, line, f"missing field '{key}'")
+    value = obj[key]
+    if not isinstance(value, str):
+        raise DataError(path, line, f"field '{key}' must be a string, got {type(value).__name__}")
+    return value
+
+
+def first_json_object(path: Path) -> dict[str, Any] | None:
+    """The object on the first non-blank line of a JSON Lines file, or None if it is not an object."""
+    try:
+        with path.open(encoding="utf-8-sig") as handle:
+            for line in handle:
+                if line.strip():
+                    value = json.loads(line)
+                    return value if isinstance(value, dict) else None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    return None

@@ -1,0 +1,161 @@
+"""Sudoku grids: puzzles and solutions in memory, the rules of the game, and Sudoku CSV files.
+
+Grids are flat: 81 cells, row by row, 0 for a blank and 1..9 for a digit (the model's input ids).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from trainer.data.files import DataError, csv_rows, read_nonempty_text
+
+
+@dataclass(frozen=True, eq=False)
+class GridSplit:
+    """Sudoku puzzles (uint8 [N, 81], 0 = blank) and their solutions (uint8 [N, 81], digits 1..9).
+
+    `sources` names each puzzle's source file (its stem) where a split draws on several files, so
+    figures can be reported per file."""
+
+    puzzles: np.ndarray
+    solutions: np.ndarray
+    sources: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if self.puzzles.shape != self.solutions.shape or self.puzzles.ndim != 2:
+            raise ValueError(f"puzzles {self.puzzles.shape} and solutions {self.solutions.shape} must match")
+        if self.sources is not None and self.sources.shape != (len(self.puzzles),):
+            raise ValueError(f"{len(self.puzzles)} puzzles but sources of shape {self.sources.shape}")
+
+    def __len__(self) -> int:
+        return len(self.puzzles)
+
+    def take(self, indices: np.ndarray) -> GridSplit:
+        """The puzzles at `indices`, in that order."""
+        sources = None if self.sources is None else self.sources[indices]
+        return GridSplit(self.puzzles[indices], self.solutions[indices], sources)
+
+
+# --- the rules, vectorised over batches of flat grids ----------------------------------------------
+
+CELLS = 81
+DIGITS = np.arange(1, 10)
+
+
+def _unit_cells() -> np.ndarray:
+    """The 27 units (9 rows, 9 columns, 9 boxes) as an int array [27, 9] of cell indices."""
+    grid = np.arange(CELLS).reshape(9, 9)
+    boxes = grid.reshape(3, 3, 3, 3).transpose(0, 2, 1, 3).reshape(9, 9)
+    return np.concatenate([grid, grid.T, boxes])
+
+
+UNITS = _unit_cells()
+
+
+def valid_solutions(grids: np.ndarray) -> np.ndarray:
+    """bool [N]: each grid of [N, 81] is complete and every row, column and box holds 1..9 once."""
+    units = np.sort(np.asarray(grids)[:, UNITS], axis=-1)
+    return np.all(units == DIGITS, axis=(1, 2))
+
+
+def rule_violations(puzzles: np.ndarray) -> np.ndarray:
+    """bool [N]: the givens of each puzzle of [N, 81] repeat a digit within a row, column or box."""
+    units = np.sort(np.asarray(puzzles)[:, UNITS], axis=-1)
+    repeated = (units[..., 1:] == units[..., :-1]) & (units[..., 1:] != 0)
+    return np.any(repeated, axis=(1, 2))
+
+
+def is_valid_sudoku_solution(grid: np.ndarray) -> bool:
+    """True if the grid (81 cells or 9x9) is a complete, valid Sudoku solution."""
+    return bool(valid_solutions(np.asarray(grid).reshape(1, CELLS))[0])
+
+
+def violates_rules(puzzle: np.ndarray) -> bool:
+    """True if the puzzle's givens (81 cells or 9x9, 0 = blank) break a row, column or box rule."""
+    return bool(rule_violations(np.asarray(puzzle).reshape(1, CELLS))[0])
+
+
+# --- CSV files: a header with question,answer columns (other columns ignored), one puzzle a row ------
+
+ILLEGAL = 255
+
+
+def _cell_table(symbols: dict[str, int]) -> np.ndarray:
+    """Lookup from ASCII code to cell value; ILLEGAL for every other character."""
+    table = np.full(128, ILLEGAL, dtype=np.uint8)
+    for symbol, value in symbols.items():
+        table[ord(symbol)] = value
+    return table
+
+
+DIGIT_SYMBOLS = {str(d): d for d in range(1, 10)}
+QUESTION_TABLE = _cell_table({**DIGIT_SYMBOLS, "0": 0, ".": 0})
+ANSWER_TABLE = _cell_table(DIGIT_SYMBOLS)
+
+
+def load_sudoku_csv(path: Path) -> GridSplit:
+    """Load puzzles (81 chars of 1-9, 0 or '.') and their solutions (81 digits 1-9) from a CSV file.
+
+    The answer must be a valid Sudoku solution that agrees with every given of its question.
+    """
+    path = Path(path)
+    lines, questions, answers = _read_columns(path)
+    puzzles = _parse_cells(path, lines, questions, "question", QUESTION_TABLE, "1-9, 0 or '.'")
+    solutions = _parse_cells(path, lines, answers, "answer", ANSWER_TABLE, "1-9")
+    contradicted = (puzzles != 0) & (puzzles != solutions)
+    bad_rows = np.flatnonzero(contradicted.any(axis=1))
+    if bad_rows.size:
+        row = bad_rows[0]
+        cell = int(np.argmax(contradicted[row]))
+        raise DataError(
+            path,
+            lines[row],
+            f"answer contradicts the given {puzzles[row, cell]} at position {cell + 1} "
+            f"(the answer has {solutions[row, cell]})",
+        )
+    bad_rows = np.flatnonzero(~valid_solutions(solutions))
+    if bad_rows.size:
+        raise DataError(path, lines[bad_rows[0]], "answer is not a valid Sudoku solution")
+    return GridSplit(puzzles, solutions)
+
+
+def _read_columns(path: Path) -> tuple[list[int], list[str], list[str]]:
+    """(1-based line, question, answer) of every row, as three lists."""
+    lines: list[int] = []
+    questions: list[str] = []
+    answers: list[str] = []
+    for line, (question, answer) in csv_rows(path, read_nonempty_text(path), ("question", "answer")):
+        lines.append(line)
+        questions.append(question.strip())
+        answers.append(answer.strip())
+    if not lines:
+        raise DataError(path, None, "no puzzles after the header")
+    return lines, questions, answers
+
+
+def _parse_cells(
+    path: Path, lines: list[int], strings: list[str], column: str, table: np.ndarray, allowed: str
+) -> np.ndarray:
+    """uint8 [N, 81] cell values of 81-character strings, looked up in `table`."""
+    lengths = np.fromiter(map(len, strings), dtype=np.int64, count=len(strings))
+    bad_rows = np.flatnonzero(lengths != CELLS)
+    if bad_rows.size:
+        row = bad_rows[0]
+        raise DataError(path, lines[row], f"{column} has {lengths[row]} characters, expected {CELLS}")
+    codes = np.frombuffer("".join(strings).encode("utf-32-le"), dtype="<u4").reshape(-1, CELLS)
+    values = np.where(codes < len(table), table[np.minimum(codes, len(table) - 1)], ILLEGAL)
+    illegal = values == ILLEGAL
+    bad_rows = np.flatnonzero(illegal.any(axis=1))
+    if bad_rows.size:
+        row = bad_rows[0]
+        cell = int(np.argmax(illegal[row]))
+        raise DataError(
+            path,
+            lines[row],
+            f"{column} has illegal character {chr(codes[row, cell])!r} at position {cell + 1} "
+            f"(allowed: {allowed})",
+        )
+    return values.astype(np.uint8)

@@ -1,0 +1,1 @@
+"""Code dictation: spoken code -> written code. The verbalizer, the standard-library corpus, the anchor."""

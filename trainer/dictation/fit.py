@@ -1,0 +1,161 @@
+"""Train a code-dictation model on the standard-library corpus and score it on held-out files.
+
+    python -m trainer.dictation.fit --run-dir /tmp/dictation --minutes 12
+
+Prints progress, then the scores on the test split (lines of up to --max-chars characters, longer lines,
+number-only phrases next to text2num's alpha2digit, steps per token by kind of character), and writes
+them to RUN_DIR/metrics.json. A run resumes from RUN_DIR/checkpoint.pt when there is one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+from collections import defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+
+from trainer.dictation.anchor import alpha2digit_reader, number_literals, number_phrases, score_reader
+from trainer.dictation.corpus import MAX_LINE_CHARS, Corpus, load_corpus
+from trainer.dictation.examples import DictationExamples
+from trainer.dictation.verbalize import Verbalizer
+from trainer.sequence.batches import length_bucketed
+from trainer.sequence.evaluate import Predictions, predict, score
+from trainer.sequence.model import SequenceConfig, SequenceTRM
+from trainer.sequence.train import SequenceTrainConfig, SequenceTrainer
+
+MAX_SOURCE_CHARS = 512  # spoken characters the model reads (training draws only those of up to --max-source-chars)
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--run-dir", type=Path, required=True)
+    parser.add_argument("--cache-dir", type=Path, default=Path("/tmp/trm-dictation-cache"),
+                        help="where the corpus built from the standard library is cached")
+    parser.add_argument("--minutes", type=float, default=12.0, help="training time (evaluation not included)")
+    parser.add_argument("--max-steps", type=int, default=1_000_000)
+    parser.add_argument("--max-chars", type=int, default=40, help="longest written line trained on and in the bar")
+    parser.add_argument("--max-source-chars", type=int, default=200, help="longest spoken form trained on")
+    parser.add_argument("--hidden-size", type=int, default=128)
+    parser.add_argument("--num-heads", type=int, default=4)
+    parser.add_argument("--encoder-layers", type=int, default=2)
+    parser.add_argument("--num-layers", type=int, default=2)
+    parser.add_argument("--n", type=int, default=2)
+    parser.add_argument("--T", type=int, default=1)
+    parser.add_argument("--N-sup", type=int, default=3)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--eval-every", type=int, default=200)
+    parser.add_argument("--eval-lines", type=int, default=200, help="validation lines scored during training")
+    parser.add_argument("--test-lines", type=int, default=1000, help="test lines scored at the end (each kind)")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--seed", type=int, default=0)
+    return parser.parse_args(argv)
+
+
+def char_kind(char: str | None) -> str:
+    """The kind of an output token, for steps per token by kind."""
+    if char is None:
+        return "end"
+    if char == " ":
+        return "space"
+    if char.isalpha():
+        return "letter"
+    if char.isdigit():
+        return "digit"
+    if char in "()[]{}":
+        return "bracket"
+    if char in "'\"":
+        return "quote"
+    return "other symbol"
+
+
+def steps_report(predictions: Predictions) -> dict:
+    """Mean steps per token overall and by kind of character, and the histogram of steps."""
+    by_kind: dict[str, list[int]] = defaultdict(list)
+    histogram: dict[int, int] = defaultdict(int)
+    for text, steps in zip(predictions.texts, predictions.steps, strict=True):
+        for index, count in enumerate(steps):
+            by_kind[char_kind(text[index] if index < len(text) else None)].append(count)
+            histogram[count] += 1
+    every = [count for counts in by_kind.values() for count in counts]
+    means = {kind: sum(counts) / len(counts) for kind, counts in by_kind.items()}
+    return {"mean_steps": sum(every) / max(1, len(every)),
+            "by_kind": dict(sorted(means.items(), key=lambda item: -item[1])),
+            "histogram": dict(sorted(histogram.items()))}
+
+
+def main(argv: Sequence[str] | None = None) -> dict:
+    args = parse_args(argv)
+    torch.set_num_threads(args.threads)
+    corpus = load_corpus(args.cache_dir, args.seed)
+    verbalizer = Verbalizer(args.seed)
+    train_lines = corpus.texts("train", args.max_chars)
+    examples = DictationExamples(train_lines, number_literals(train_lines), verbalizer, args.seed,
+                                 args.max_source_chars)
+    rng = random.Random(args.seed)
+    val_lines = rng.sample(corpus.texts("val", args.max_chars), args.eval_lines)
+    val_spoken = [verbalizer.speak(line) for line in val_lines]
+
+    model_cfg = SequenceConfig(
+        max_source_len=MAX_SOURCE_CHARS, max_target_len=MAX_LINE_CHARS + 8, hidden_size=args.hidden_size,
+        num_heads=args.num_heads, encoder_layers=args.encoder_layers, num_layers=args.num_layers,
+        n=args.n, T=args.T, N_sup=args.N_sup)
+    model = SequenceTRM(model_cfg)
+    print(f"{sum(p.numel() for p in model.parameters())} parameters; {len(train_lines)} training lines")
+    train_cfg = SequenceTrainConfig(run_dir=args.run_dir, batch_size=args.batch_size, lr=args.lr,
+                                    max_steps=args.max_steps, max_minutes=args.minutes,
+                                    eval_every=args.eval_every, seed=args.seed)
+
+    def evaluate(ema: SequenceTRM) -> dict[str, float]:
+        predictions = predict(ema, val_spoken, max_len=args.max_chars + 8)
+        return {**score(predictions.texts, val_lines), "mean_steps": steps_report(predictions)["mean_steps"]}
+
+    trainer = SequenceTrainer(
+        train_cfg, model, lambda step: length_bucketed(examples, args.batch_size, args.seed + step), evaluate)
+    final = trainer.fit()
+    metrics = {"args": {k: str(v) for k, v in vars(args).items()}, "training": {
+        "steps": trainer.step, "minutes": trainer.elapsed_s / 60, "lines_seen": trainer.lines_seen},
+        "history": trainer.history, **test_report(final, corpus, verbalizer, args, rng)}
+    (args.run_dir / "metrics.json").write_text(json.dumps(metrics, indent=1))
+    print(json.dumps({k: v for k, v in metrics.items() if k != "history"}, indent=1))
+    return metrics
+
+
+def test_report(model: SequenceTRM, corpus: Corpus, verbalizer: Verbalizer, args: argparse.Namespace,
+                rng: random.Random) -> dict:
+    """Scores on the test split: short lines (the bar), longer lines, number phrases next to alpha2digit."""
+    report = {}
+    test_lines = corpus.texts("test")
+    seen = set(corpus.texts("train"))
+    short = rng.sample([line for line in test_lines if len(line) <= args.max_chars], args.test_lines)
+    longer = [line for line in test_lines if len(line) > args.max_chars]
+    longer = rng.sample(longer, min(len(longer), args.test_lines // 4))
+    for name, lines in (("short", short), ("longer", longer)):
+        spoken = [verbalizer.speak(line) for line in lines]
+        keep = [i for i, s in enumerate(spoken) if len(s) <= MAX_SOURCE_CHARS]
+        lines, spoken = [lines[i] for i in keep], [spoken[i] for i in keep]
+        predictions = predict(model, spoken, max_len=args.max_chars + 8 if name == "short" else None)
+        novel = [i for i, line in enumerate(lines) if line not in seen]
+        report[f"test_{name}"] = {
+            **score(predictions.texts, lines),
+            "novel": score([predictions.texts[i] for i in novel], [lines[i] for i in novel]),
+            "steps": steps_report(predictions),
+            "examples": [(spoken[i], lines[i], predictions.texts[i]) for i in range(min(12, len(lines)))],
+        }
+    literals = number_literals(test_lines)
+    for name, phrasing in (("numbers", verbalizer), ("numbers_clean", Verbalizer(args.seed, confusion_rate=0.0))):
+        phrases = number_phrases(literals, phrasing)
+        predictions = predict(model, [phrase.spoken for phrase in phrases], max_len=args.max_chars + 8)
+        by_spoken = dict(zip([phrase.spoken for phrase in phrases], predictions.texts, strict=True))
+        report[name] = {"count": len(phrases),
+                        "model": score_reader(phrases, by_spoken.__getitem__).exact_match,
+                        "alpha2digit": score_reader(phrases, alpha2digit_reader).exact_match}
+    return report
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,202 @@
+"""Fitting: the trained model a bundle is written from (`Fitted`), trained from a config (one model, or a
+weight soup of several; the loop is trainer/train.py), or loaded from a training checkpoint."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from trainer import metrics
+from trainer.config import TrainConfig, with_overrides
+from trainer.evaluate import run_recursion, torch_step_fn
+from trainer.model import TRM, Int8Embedding, count_parameters
+from trainer.prepare import Prepared, prepare
+from trainer.soup import average_state_dicts, ingredient_configs, trunk_config
+from trainer.train import CHECKPOINT, Trainer
+from trm_bundle.manifest import Training
+
+
+@dataclass(frozen=True)
+class TrainingRecord:
+    """How the exported weights were trained: what the manifest and REPORT.md record."""
+
+    command: str
+    wall_time_s: float
+    optimizer_steps: int
+    train_time_s: float
+    device: str
+    history: list[dict[str, float]]
+
+    @classmethod
+    def of(cls, trainer: Trainer, command: str, wall_time_s: float) -> TrainingRecord:
+        device = ", ".join(trainer.trained_on) or str(trainer.device)  # not the exporting process's device
+        return cls(command, wall_time_s, trainer.step, trainer.elapsed_s, device, trainer.history)
+
+    def after(self, trunk: TrainingRecord) -> TrainingRecord:
+        """What a branch trained itself, without the trunk it started from."""
+        return dataclasses.replace(
+            self,
+            optimizer_steps=self.optimizer_steps - trunk.optimizer_steps,
+            train_time_s=self.train_time_s - trunk.train_time_s,
+            history=[entry for entry in self.history if entry["step"] > trunk.optimizer_steps],
+        )
+
+    @classmethod
+    def of_soup(
+        cls, ingredients: list[TrainingRecord], command: str, wall_time_s: float, trunk: TrainingRecord | None
+    ) -> TrainingRecord:
+        """All ingredients' training (and their shared trunk's, tagged ingredient 0): steps and time
+        summed, histories tagged with their ingredient."""
+        tagged = [(i, record) for i, record in enumerate([trunk, *ingredients]) if record]
+        devices = dict.fromkeys(d for _, record in tagged for d in record.device.split(", "))
+        history = [{**entry, "ingredient": i} for i, record in tagged for entry in record.history]
+        return cls(command, wall_time_s, sum(r.optimizer_steps for _, r in tagged),
+                   sum(r.train_time_s for _, r in tagged), ", ".join(devices), history)
+
+    @classmethod
+    def of_bundle(cls, training: Training, history: list[dict[str, float]]) -> TrainingRecord:
+        """The record an existing bundle carries (re-exporting it keeps how it was trained)."""
+        return cls(training.command, training.wall_time_s, training.optimizer_steps, training.train_time_s,
+                   training.device, history)
+
+
+@dataclass(frozen=True)
+class Fitted:
+    """A trained model and what its bundle records about it."""
+
+    cfg: TrainConfig  # the configuration the weights were trained with
+    prepared: Prepared
+    model: TRM  # the EMA weights (or the soup's average), on the CPU in eval mode
+    record: TrainingRecord
+
+
+def fit(cfg: TrainConfig, resume: bool = True, command: str = "") -> Fitted:
+    """Trains (or resumes) the model described by cfg, or the soup of its ingredients."""
+    started = time.monotonic()
+    if cfg.soup:
+        prepared, model, ingredients, trunk = fit_soup(cfg, resume)
+        record = TrainingRecord.of_soup(ingredients, command, time.monotonic() - started, trunk)
+        return Fitted(cfg, prepared, model, record)
+    prepared, trainer = fit_one(cfg, resume)
+    record = TrainingRecord.of(trainer, command, time.monotonic() - started)
+    return Fitted(cfg, prepared, cpu_copy(trainer.ema.model), record)
+
+
+def fit_one(
+    cfg: TrainConfig, resume: bool, branch_from: Path | None = None, until: int | None = None
+) -> tuple[Prepared, Trainer]:
+    """Prepares the data and trains (or resumes, or branches; `Trainer.fit`) one model; its EMA
+    weights are `trainer.ema.model`."""
+    prepared = prepare(cfg)
+    trainer = build_trainer(cfg, prepared)
+    print(f"{cfg.name}: {count_parameters(trainer.model):,} parameters, state {prepared.model_cfg.state_shape}")
+    trainer.fit(resume=resume, branch_from=branch_from, until=until)
+    return prepared, trainer
+
+
+def fit_trunk(cfg: TrainConfig, resume: bool) -> tuple[Path, TrainingRecord] | None:
+    """Trains (or resumes) the soup's shared trunk to `soup_branch_step`: its checkpoint and record."""
+    trunk_cfg = trunk_config(cfg)
+    if trunk_cfg is None:
+        return None
+    _, trainer = fit_one(trunk_cfg, resume, until=cfg.soup_branch_step)
+    if trainer.step != cfg.soup_branch_step:
+        raise ValueError(
+            f"the trunk checkpoint {trainer.checkpoint_path} is at step {trainer.step}, not soup_branch_step "
+            f"{cfg.soup_branch_step}; train it again with --restart"
+        )
+    return trainer.checkpoint_path, TrainingRecord.of(trainer, "", wall_time_s=0.0)
+
+
+def fit_soup(
+    cfg: TrainConfig, resume: bool
+) -> tuple[Prepared, TRM, list[TrainingRecord], TrainingRecord | None]:
+    """Trains (or resumes) every soup ingredient in turn, each from step 0 or from the shared trunk
+    (`soup_branch_step`), and averages their EMA weights (trainer/soup.py).
+
+    Returns the first ingredient's data (all read their texts with the same tokenizer), the soup,
+    each ingredient's own training record and the trunk's; a trainer is let go once its weights are kept."""
+    trunk = fit_trunk(cfg, resume)
+    branch_from, trunk_record = trunk if trunk else (None, None)
+    first: Prepared | None = None
+    states, records = [], []
+    for ingredient in ingredient_configs(cfg):
+        prepared, trainer = fit_one(ingredient, resume, branch_from=branch_from)
+        first = first or prepared
+        if prepared.model_cfg != first.model_cfg or _tokenizer_json(prepared) != _tokenizer_json(first):
+            raise ValueError(f"{ingredient.name} builds a different model or tokenizer than the first ingredient")
+        states.append(cpu_copy(trainer.ema.model).state_dict())
+        record = TrainingRecord.of(trainer, "", wall_time_s=0.0)
+        records.append(record.after(trunk_record) if trunk_record else record)
+    assert first is not None  # ingredient_configs returns one config per soup entry, and cfg.soup is not empty
+    soup = TRM(first.model_cfg)
+    soup.load_state_dict(average_state_dicts(states))
+    return first, soup.eval(), records, trunk_record
+
+
+def from_checkpoint(checkpoint: Path, overrides: dict[str, Any], command: str) -> Fitted:
+    """The model of a training checkpoint (runs/NAME or runs/NAME/checkpoint.pt), loaded as `fit_one`
+    builds it, with the configuration it was trained with plus the dotted `overrides`."""
+    if checkpoint.is_dir():
+        checkpoint = checkpoint / CHECKPOINT
+    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    trained_with = TrainConfig.from_dict(with_overrides(state["config"], overrides))  # what the manifest records
+    # loaded on the CPU, from where the checkpoint actually is
+    cfg = dataclasses.replace(trained_with, device="cpu", out_dir=str(checkpoint.parent.parent))
+    prepared = prepare(cfg)
+    trainer = build_trainer(cfg, prepared)
+    if not trainer.load_checkpoint(checkpoint):
+        raise FileNotFoundError(f"no checkpoint at {checkpoint}")
+    record = TrainingRecord.of(trainer, command, trainer.elapsed_s)
+    return Fitted(trained_with, prepared, cpu_copy(trainer.ema.model), record)
+
+
+def build_trainer(cfg: TrainConfig, prepared: Prepared) -> Trainer:
+    """The loop for one model: its initial weights, the optional distillation head, progress evaluation."""
+    model, projection = build_model(cfg, prepared)
+    return Trainer(cfg, model, prepared.stream, _quick_eval(prepared, cfg.eval_examples), projection)
+
+
+def build_model(cfg: TrainConfig, prepared: Prepared) -> tuple[TRM, torch.nn.Module | None]:
+    """The TRM (with teacher-initialised embeddings when configured) and the optional distillation head."""
+    torch.manual_seed(cfg.seed)
+    model = TRM(prepared.model_cfg)
+    if prepared.embedding_init is not None:
+        with torch.no_grad():
+            model.embed.tokens.weight.copy_(torch.from_numpy(prepared.embedding_init))
+    projection = None
+    if cfg.teacher.embedding_weight:
+        projection = torch.nn.Linear(prepared.model_cfg.hidden_size, 384)
+    return model, projection
+
+
+def cpu_copy(model: TRM) -> TRM:
+    """An fp32 copy of `model` on the CPU in eval mode (with the same token-table storage)."""
+    clone = TRM(model.cfg)
+    if isinstance(model.embed.tokens, Int8Embedding):
+        clone.store_embeddings()
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    clone.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
+    return clone.eval()
+
+
+def _quick_eval(prepared: Prepared, count: int):
+    """Accuracy after each step on the first `count` validation examples (progress during training)."""
+    subset = prepared.val.head(count)
+
+    def run(model: TRM) -> dict[str, float]:
+        trace = run_recursion(torch_step_fn(model), subset.tokens, model.cfg.state_shape, model.cfg.N_sup)
+        per_step = metrics.exact(trace.predictions, subset.targets).mean(1)
+        return {"val_first_step": float(per_step[0]), "val_last_step": float(per_step[-1]),
+                "val_best": float(per_step.max())}
+
+    return run
+
+
+def _tokenizer_json(prepared: Prepared) -> str | None:
+    return None if prepared.tokenizer is None else prepared.tokenizer.to_str()

@@ -1,0 +1,77 @@
+"""Out of scope by default: find a file's out-of-scope label, or, without one, calibrate the confidence
+below which a model abstains (the server's `defer_to_llm`).
+
+Both follow trainer/evaluate.py's `out_of_scope_mask`: an example is rejected when the out-of-scope
+label wins or its top probability is below the threshold (`confidence < threshold`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import numpy as np
+
+OUT_OF_SCOPE_NAMES = ("oos", "out_of_scope", "none")  # matched case-insensitively
+DEFAULT_PRECISION = 0.95
+
+
+def find_out_of_scope_label(labels: Iterable[str]) -> str | None:
+    """The label named oos, out_of_scope or none (any case), or None when there is none.
+
+    Two such labels (say `oos` and `None`) are ambiguous: a ValueError asks for --oos-label."""
+    found = sorted({label for label in labels if label.strip().lower() in OUT_OF_SCOPE_NAMES})
+    if len(found) > 1:
+        raise ValueError(
+            f"labels {', '.join(repr(label) for label in found)} could each be the out-of-scope label; "
+            "name the one to use with --oos-label"
+        )
+    return found[0] if found else None
+
+
+@dataclass(frozen=True)
+class AbstainCalibration:
+    """A confidence threshold and what it does on the examples it was calibrated on."""
+
+    threshold: float  # answer when the top probability is >= threshold, else abstain
+    target_precision: float
+    precision: float  # accuracy of the answered examples (nan when none is answered)
+    coverage: float  # fraction of examples answered
+
+    def summary(self) -> str:
+        if self.coverage == 0:
+            return (f"abstain threshold: no confidence level reaches {100 * self.target_precision:.0f}% "
+                    "precision on validation, so the model abstains on every input")
+        return (f"abstain threshold {self.threshold:.4f}: {100 * self.precision:.1f}% precision on the "
+                f"{100 * self.coverage:.1f}% of validation inputs it answers "
+                f"(target {100 * self.target_precision:.0f}%)")
+
+
+def calibrate_abstain_threshold(
+    confidence: np.ndarray, correct: np.ndarray, target_precision: float = DEFAULT_PRECISION
+) -> AbstainCalibration:
+    """The lowest threshold on the top probability at which the answered validation examples are at
+    least `target_precision` correct: the most inputs answered at that precision.
+
+    `confidence` is each example's top probability, `correct` whether its prediction is right. Examples
+    with equal confidence are answered or abstained together. When even the most confident examples
+    fall short, the threshold lies above every confidence seen and the coverage is 0.
+    """
+    confidence = np.asarray(confidence, dtype=np.float64).ravel()
+    correct = np.asarray(correct, dtype=bool).ravel()
+    if confidence.shape != correct.shape or confidence.size == 0:
+        raise ValueError(f"need one correctness flag per confidence, got {confidence.size} and {correct.size}")
+    if not 0.0 < target_precision <= 1.0:
+        raise ValueError(f"target_precision must be in (0, 1], got {target_precision}")
+    order = np.argsort(-confidence, kind="stable")
+    ranked = confidence[order]
+    precision = np.cumsum(correct[order]) / np.arange(1, len(ranked) + 1)
+    # answering the top k is only possible where the k-th confidence differs from the (k+1)-th
+    boundary = np.append(ranked[1:] != ranked[:-1], True)
+    reachable = np.flatnonzero(boundary & (precision >= target_precision))
+    if reachable.size == 0:
+        return AbstainCalibration(float(np.nextafter(ranked[0], np.inf)), target_precision, float("nan"), 0.0)
+    last = int(reachable[-1])
+    return AbstainCalibration(
+        float(ranked[last]), target_precision, float(precision[last]), (last + 1) / len(ranked)
+    )

@@ -1,0 +1,174 @@
+"""Preparing a config's data: splits, the tokenizer, encoded sets, the training stream and the teachers'
+targets (`Prepared`); and a dataset split encoded the way a bundle's model reads it (`eval_sets`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tokenizers import Tokenizer
+
+from trainer.config import TrainConfig
+from trainer.data.files import DataError
+from trainer.data.grids import SUDOKU_TIERS, concatenate_splits, load_grid_dataset, sudoku_splits
+from trainer.data.holdout import sample_indices, shuffled_holdout, stratified_holdout
+from trainer.data.text import TextSplit, check_label_coverage, load_text_dataset, load_text_file
+from trainer.data.tokenizer import encode_texts, train_tokenizer
+from trainer.model import ModelConfig
+from trainer.tasks import EncodedSet, SudokuStream, TextStream, grid_set
+from trainer.tfidf_teacher import cross_fitted_soft_labels
+from trm_bundle.checksums import sha256_of
+from trm_bundle.manifest import Manifest
+
+GRID_LABELS = [str(d) for d in range(10)]  # logit index -> symbol; "0" means the model left a blank
+HOLDOUT_FRACTION = 0.1  # of each label of a user's texts, held out for validation (and test, without a test file)
+
+
+@dataclass
+class Prepared:
+    """Everything the loop and the exporter need besides the config."""
+
+    model_cfg: ModelConfig
+    stream: Any
+    labels: list[str]
+    val: EncodedSet
+    tests: dict[str, EncodedSet]  # name -> set ("test", or Sudoku tiers "easy"/"medium"/"hard")
+    data_sha256: dict[str, str]
+    tokenizer: Tokenizer | None = None  # text models: written into the bundle as tokenizer.json
+    embedding_init: np.ndarray | None = None
+
+
+def prepare(cfg: TrainConfig) -> Prepared:
+    return prepare_text(cfg) if cfg.task == "text" else prepare_grid(cfg)
+
+
+def prepare_text(cfg: TrainConfig) -> Prepared:
+    train, val, test = _text_splits(cfg)
+    labels = sorted(set(train.labels))
+    tokenizer = train_tokenizer(train.texts, vocab_size=cfg.vocab_size, max_tokens=cfg.max_tokens)
+    train_tokens, train_targets = encode_texts(tokenizer, train.texts), label_ids(train, labels, cfg.data)
+    model_cfg = ModelConfig(
+        task="text", vocab_size=tokenizer.get_vocab_size(), seq_len=cfg.max_tokens, num_outputs=len(labels),
+        **cfg.model,
+    )
+    soft, teacher_vectors, embedding_init = _teacher_targets(cfg, train, train_targets, labels, tokenizer, model_cfg)
+    stream = TextStream(train_tokens, train_targets, cfg.stream_rng_seed, soft, teacher_vectors, cfg.token_dropout)
+    val_set = EncodedSet(encode_texts(tokenizer, val.texts), label_ids(val, labels, cfg.data))
+    test_set = EncodedSet(encode_texts(tokenizer, test.texts), label_ids(test, labels, cfg.test_data or cfg.data))
+    return Prepared(
+        model_cfg=model_cfg, stream=stream, labels=labels, val=val_set, tests={"test": test_set},
+        data_sha256=_data_hashes(cfg), tokenizer=tokenizer, embedding_init=embedding_init,
+    )
+
+
+def prepare_grid(cfg: TrainConfig) -> Prepared:
+    data = Path(cfg.data)
+    model_cfg = ModelConfig(task="grid", vocab_size=10, seq_len=81, num_outputs=10, **cfg.model)
+    if data.is_dir():
+        splits = sudoku_splits(data, cfg.seed)  # parse the shared CSVs once
+        train = splits["train"]
+        val = concatenate_splits([splits["val_easy"], splits["val_medium"]])
+        tests = {tier: grid_set(splits[f"test_{tier}"]) for tier in SUDOKU_TIERS}
+    else:
+        full = load_grid_dataset(data, "train", cfg.seed)
+        kept, held = shuffled_holdout(len(full), cfg.seed)
+        train, val = full.take(kept), full.take(held)
+        test = load_grid_dataset(Path(cfg.test_data), "test", cfg.seed) if cfg.test_data else val
+        tests = {"test": grid_set(test)}
+    if cfg.eval_limit:
+        val = val.take(sample_indices(len(val), cfg.eval_limit, cfg.seed))
+        tests = {name: data_set.sample(cfg.eval_limit, cfg.seed) for name, data_set in tests.items()}
+    stream = SudokuStream(train, cfg.stream_rng_seed, cfg.givens_min, cfg.givens_max, cfg.grid_original_fraction)
+    return Prepared(
+        model_cfg=model_cfg, stream=stream, labels=list(GRID_LABELS), val=grid_set(val), tests=tests,
+        data_sha256=_data_hashes(cfg),
+    )
+
+
+def label_ids(split: TextSplit, labels: list[str], path: str) -> np.ndarray:
+    """Label names -> indices; a label the model does not know is a data error naming the file."""
+    index = {label: i for i, label in enumerate(labels)}
+    unknown = sorted(set(split.labels) - set(index))
+    if unknown:
+        raise DataError(path, None, f"label(s) not seen in training data: {', '.join(unknown[:5])}")
+    return np.array([index[label] for label in split.labels], dtype=np.int64)
+
+
+def eval_sets(manifest: Manifest, bundle: Path, data: Path, split: str) -> dict[str, EncodedSet]:
+    """The requested split, encoded with the bundle's own tokenizer and label order (Sudoku's "test" of
+    the shared folder: its three tiers)."""
+    if manifest.task == "grid":
+        if data.is_dir() and split == "test":
+            splits = sudoku_splits(data)  # parse the shared CSVs once for all tiers
+            return {tier: grid_set(splits[f"test_{tier}"]) for tier in SUDOKU_TIERS}
+        return {split: grid_set(load_grid_dataset(data, split))}
+    texts = load_text_dataset(data, split)
+    tokenizer = Tokenizer.from_file(str(bundle / manifest.input.tokenizer))
+    return {split: EncodedSet(encode_texts(tokenizer, texts.texts), label_ids(texts, list(manifest.labels), str(data)))}
+
+
+def _text_splits(cfg: TrainConfig) -> tuple[TextSplit, TextSplit, TextSplit]:
+    """(train, val, test) for a shared dataset folder or a user's file; train includes val when
+    cfg.train_on_val."""
+    train, val, test = _held_out_text_splits(cfg)
+    if cfg.train_on_val:
+        train = TextSplit(train.texts + val.texts, train.labels + val.labels)
+    return train, val, test
+
+
+def _held_out_text_splits(cfg: TrainConfig) -> tuple[TextSplit, TextSplit, TextSplit]:
+    data = Path(cfg.data)
+    if data.is_dir():
+        return (load_text_dataset(data, "train", cfg.seed), load_text_dataset(data, "val", cfg.seed),
+                load_text_dataset(data, "test", cfg.seed))
+    full = load_text_file(data)
+    kept, held = stratified_holdout(full.labels, HOLDOUT_FRACTION, cfg.seed)
+    train, val = full.subset(kept), full.subset(held)
+    test = val
+    if cfg.test_data:
+        test = load_text_file(Path(cfg.test_data))
+        check_label_coverage(full, test, cfg.test_data)
+    return train, val, test
+
+
+def _teacher_targets(
+    cfg: TrainConfig, train: TextSplit, train_targets: np.ndarray, labels: list[str], tokenizer: Tokenizer,
+    model_cfg: ModelConfig,
+) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None]:
+    """The teachers' soft labels and sentence embeddings of the training texts, and the token embeddings
+    to initialise the model with (each None unless cfg.teacher asks for it)."""
+    soft = teacher_vectors = embedding_init = None
+    teacher = cfg.teacher
+    if not (teacher.embedding_init or teacher.soft_label_weight or teacher.embedding_weight):
+        return soft, teacher_vectors, embedding_init
+    from trainer import teacher as teacher_lib  # the sentence-embedding model loads only when a teacher is used
+
+    minilm_soft = teacher.soft_label_weight and teacher.soft_labels == "minilm"
+    if minilm_soft or teacher.embedding_weight:
+        teacher_vectors = teacher_lib.embed_texts(train.texts)
+    if minilm_soft:
+        soft = teacher_lib.soft_labels(teacher_vectors, train_targets, len(labels), teacher.temperature)
+    elif teacher.soft_label_weight:
+        kind = "svm" if teacher.soft_labels == "tfidf_svm" else "logistic"
+        soft = cross_fitted_soft_labels(train.texts, train_targets, len(labels), teacher.temperature, cfg.seed, kind)
+    if teacher.embedding_init:
+        vocabulary = [tok for tok, _ in sorted(tokenizer.get_vocab().items(), key=lambda kv: kv[1])]
+        embedding_init = teacher_lib.token_embedding_init(
+            vocabulary, model_cfg.embed_dim or model_cfg.hidden_size, cfg.seed
+        )
+    return soft, teacher_vectors, embedding_init
+
+
+def _data_hashes(cfg: TrainConfig) -> dict[str, str]:
+    """sha256 of the training data (and the test file): a folder's files but its README, or the file."""
+    hashes = _hash_inputs(Path(cfg.data))
+    if cfg.test_data:
+        hashes.update(_hash_inputs(Path(cfg.test_data)))
+    return hashes
+
+
+def _hash_inputs(path: Path) -> dict[str, str]:
+    files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix != ".md") if path.is_dir() else [path]
+    return {p.name: sha256_of(p) for p in files}

@@ -1,0 +1,392 @@
+"""Presets chosen from the data: what `trm-train fit` trains when it is given no --config.
+
+A preset is what one shipped config (trainer/configs/) knows, without its data: short text
+(intent-clinc150.yaml), long text (routing-20ng.yaml), grid (sudoku-cpu.yaml). `profile_file` measures
+a user's file, `choose_preset` picks a preset and says why, and `size_run` sets the values that depend
+on the data and on the time budget (max_tokens, vocab_size, batch_size, max_steps, max_minutes, ...).
+
+Time: the training loop gets the budget minus the time estimated for everything else (preparing the
+data and the teachers, the built-in baseline, evaluation and export). `max_minutes` is that training
+time, so the learning-rate schedule (trainer/train.py) decays on it and ends when the budget ends;
+`max_steps` is what the training time allows at the preset's measured speed, or fewer when the
+data is small (at most `max_epochs` passes over it).
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import math
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from trainer.data.sudoku import load_sudoku_csv
+from trainer.data.text import load_text_file
+from trainer.data.tokenizer import train_tokenizer
+from trainer.model import ModelConfig
+
+HOLDOUT_FRACTION = 0.1  # `fit` holds this fraction of the training file out for validation
+TOKEN_PERCENTILE = 98  # max_tokens covers this percentile of the texts' token counts
+MIN_BATCH = 16
+ROWS_PER_BATCH = 4  # a batch is at most a quarter of the training rows (more updates on small data)
+MIN_STEPS = 300
+MIN_TRAIN_MINUTES = 1.0
+LOG_EVERY_SECONDS = 10  # progress lines about this often (at the estimated speed)
+GRID_COLUMNS = frozenset({"question", "answer"})
+
+
+@dataclass(frozen=True)
+class DataProfile:
+    """The figures a preset is chosen and sized by (text figures are 0 for grids)."""
+
+    kind: Literal["text", "grid"]
+    rows: int
+    labels: int = 0
+    min_per_label: int = 0
+    median_per_label: float = 0.0
+    median_tokens: float = 0.0
+    p98_tokens: float = 0.0  # TOKEN_PERCENTILE of the token counts
+    distinct_words: int = 0  # distinct tokens the tokenizer would know with an unlimited vocabulary
+
+
+@dataclass(frozen=True)
+class TextLimits:
+    """How a text preset sizes its input: max_tokens is the token percentile rounded up to a multiple
+    (the pooling size, where the model pools), within [min_tokens, max_tokens]; the vocabulary is every
+    distinct word, at most max_vocab."""
+
+    token_multiple: int
+    min_tokens: int
+    max_tokens: int
+    max_vocab: int
+
+
+@dataclass(frozen=True)
+class Speed:
+    """Measured optimizer steps per second at a reference shape; the cost of a step grows with
+    batch x state rows (short text, one thread: 0.25, 0.23 and 0.22 ms of CPU per row at 128 x 32,
+    128 x 24 and 64 x 8 tokens)."""
+
+    steps_per_second: float
+    batch_size: int
+    state_rows: int
+    source: str
+
+    def at(self, batch_size: int, state_rows: int) -> float:
+        return self.steps_per_second * (self.batch_size * self.state_rows) / (batch_size * state_rows)
+
+
+@dataclass(frozen=True)
+class Overhead:
+    """Estimated seconds outside the training loop on a quiet 2-core CPU (at one core's measured CPU
+    cost, so a little high): fixed costs (loading the teacher, evaluation and export), per 1,000 rows
+    (teacher embeddings or TF-IDF teacher, the built-in baseline) and per 1,000 vocabulary words (the
+    teacher's token embeddings)."""
+
+    fixed_s: float
+    per_1k_rows_s: float
+    per_1k_words_s: float
+
+    def minutes(self, rows: int, vocabulary: int) -> float:
+        return (self.fixed_s + self.per_1k_rows_s * rows / 1000 + self.per_1k_words_s * vocabulary / 1000) / 60
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A named starting point: the config values it sets and how it sizes the rest."""
+
+    name: str
+    purpose: str
+    based_on: str  # the shipped config these settings come from
+    settings: dict[str, Any]  # config values, nested as in a YAML config (copy before changing)
+    time_budget_minutes: float  # default budget for the whole fit: prepare, train, evaluate, export
+    speed: Speed
+    overhead: Overhead
+    text: TextLimits | None  # None for grids
+    max_epochs: float | None  # most passes over the training rows; None: grids are drawn afresh
+
+    @property
+    def kind(self) -> Literal["text", "grid"]:
+        return "text" if self.text else "grid"
+
+
+SHORT_TEXT_LIMITS = TextLimits(token_multiple=8, min_tokens=8, max_tokens=64, max_vocab=8192)
+# Overheads, measured on this 2-core CPU on 2026-11-29 (docs/TRAINING.md): MiniLM embeds 214 short texts
+# and 541 single words per CPU-second (one thread) and loads in about 15 s; the built-in baseline costs
+# 0.7 CPU-s per 1,000 short texts and 12 per 1,000 newsgroup posts. Estimated, not measured alone:
+# evaluation and export (60 s short text, 120 s long text; grid 90 s, sudoku-cpu's wall time less its
+# training) and the TF-IDF teacher's cross-fit (8 s per 1,000 posts, from the shipped routing soup's
+# time outside training).
+SHORT_TEXT = Preset(
+    name="short-text",
+    purpose="commands, intents, queries: texts of a few words to a sentence or two",
+    based_on="trainer/configs/intent-clinc150.yaml",
+    settings={
+        "task": "text",
+        "model": {"hidden_size": 256, "num_heads": 4, "expansion": 2, "n": 1, "T": 1, "N_sup": 1, "embed_dim": 128},
+        "batch_size": 128, "lr": 0.001, "warmup_steps": 200, "label_smoothing": 0.1, "weight_decay": 0.1,
+        "teacher": {"embedding_init": True, "soft_label_weight": 1.0, "temperature": 2.0, "embedding_weight": 1.0},
+    },
+    time_budget_minutes=15,
+    speed=Speed(1.27, batch_size=128, state_rows=33,
+                source="intent-clinc150 as shipped: 1,904 steps in 1,500.6 s, max_tokens 32, one thread"),
+    overhead=Overhead(fixed_s=75, per_1k_rows_s=5.4, per_1k_words_s=1.9),
+    text=SHORT_TEXT_LIMITS,
+    max_epochs=100,
+)
+LONG_TEXT = Preset(
+    name="long-text",
+    purpose="documents, tickets, e-mails: paragraphs, of which the first 512 tokens are read",
+    based_on="trainer/configs/routing-20ng.yaml",
+    settings={
+        "task": "text", "max_chars": 20000,
+        "model": {"hidden_size": 192, "num_heads": 4, "expansion": 2, "n": 1, "T": 1, "N_sup": 1, "embed_dim": 64,
+                  "pool": 32, "doc_slot": True, "embedding_storage": "int8"},
+        "batch_size": 64, "lr": 0.001, "warmup_steps": 200, "label_smoothing": 0.1, "token_dropout": 0.3,
+        "weight_decay": 0.3,
+        "teacher": {"embedding_init": True, "soft_label_weight": 1.0, "soft_labels": "tfidf", "temperature": 1.0},
+    },
+    time_budget_minutes=30,
+    speed=Speed(8.41, batch_size=64, state_rows=18,
+                source="routing-20ng as shipped: 23,000 steps in 2,736.3 s, max_tokens 512, two threads"),
+    overhead=Overhead(fixed_s=130, per_1k_rows_s=20.0, per_1k_words_s=1.9),
+    text=TextLimits(token_multiple=32, min_tokens=64, max_tokens=512, max_vocab=40000),
+    max_epochs=60,
+)
+GRID = Preset(
+    name="grid",
+    purpose="9x9 puzzles with one solution, as question,answer columns of 81 cells",
+    based_on="trainer/configs/sudoku-cpu.yaml",
+    settings={
+        "task": "grid",
+        "model": {"hidden_size": 128, "mixer": "mlp", "expansion": 4, "n": 2, "T": 2, "N_sup": 16},
+        "givens_min": 28, "givens_max": 55, "grid_original_fraction": 0.1, "batch_size": 128, "lr": 0.001,
+        "warmup_steps": 200, "weight_decay": 0.1, "eval_examples": 300, "checkpoint_every": 100,
+        "eval_limit": 300,
+    },
+    time_budget_minutes=90,
+    speed=Speed(1.227, batch_size=128, state_rows=82,
+                source="sudoku-cpu as shipped: 6,000 steps in 4,890 s, two threads"),
+    overhead=Overhead(fixed_s=90, per_1k_rows_s=0.0, per_1k_words_s=0.0),
+    text=None,
+    max_epochs=None,
+)
+PRESETS: dict[str, Preset] = {preset.name: preset for preset in (SHORT_TEXT, LONG_TEXT, GRID)}
+
+
+# --- profiling ----------------------------------------------------------------------------------------
+def token_counts(texts: Sequence[str]) -> tuple[np.ndarray, int]:
+    """(tokens of each text, distinct tokens over all texts) as the trainer's tokenizer splits them
+    (one token per word or punctuation mark, before any vocabulary or length limit)."""
+    tokenizer = train_tokenizer([], vocab_size=2, max_tokens=1)  # only its normaliser and word splitter
+    counts, words = np.zeros(len(texts), dtype=np.int64), Counter()
+    for index, text in enumerate(texts):
+        split = [word for word, _ in tokenizer.pre_tokenizer.pre_tokenize_str(tokenizer.normalizer.normalize_str(text))]
+        counts[index] = len(split)
+        words.update(split)
+    return counts, len(words)
+
+
+def profile_texts(texts: Sequence[str], labels: Sequence[str]) -> DataProfile:
+    """The figures of labelled texts."""
+    if not texts or len(texts) != len(labels):
+        raise ValueError(f"need one label per text and at least one text, got {len(texts)} and {len(labels)}")
+    counts, distinct = token_counts(texts)
+    per_label = np.array(list(Counter(labels).values()))
+    return DataProfile(
+        kind="text", rows=len(texts), labels=len(per_label), min_per_label=int(per_label.min()),
+        median_per_label=float(np.median(per_label)), median_tokens=float(np.median(counts)),
+        p98_tokens=float(np.percentile(counts, TOKEN_PERCENTILE)), distinct_words=distinct,
+    )
+
+
+def profile_file(path: str | Path) -> DataProfile:
+    """The figures of a user's training file: a CSV with question,answer columns is a grid file,
+    any other .csv or .jsonl a text file (text,label)."""
+    path = Path(path)
+    if path.suffix.lower() == ".csv" and set(_csv_header(path)) >= GRID_COLUMNS:
+        return DataProfile(kind="grid", rows=len(load_sudoku_csv(path)))
+    split = load_text_file(path)
+    return profile_texts(split.texts, split.labels)
+
+
+def _csv_header(path: Path) -> list[str]:
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as handle:
+            return [name.strip() for name in next(csv.reader(handle), [])]
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return []  # the text loader reports what is wrong with the file
+
+
+# --- choosing -------------------------------------------------------------------------------------------
+def choose_preset(profile: DataProfile, name: str | None = None) -> tuple[Preset, list[str]]:
+    """The preset for `profile` and the reasons, one sentence each; `name` forces one (--preset)."""
+    reasons = [_data_sentence(profile)]
+    if name is not None:
+        if name not in PRESETS:
+            raise ValueError(f"unknown preset '{name}': choose one of {', '.join(PRESETS)} (see trm-train presets)")
+        preset = PRESETS[name]
+        if preset.kind != profile.kind:
+            raise ValueError(f"preset '{name}' trains on {preset.kind} data, but the file holds {profile.kind} data")
+        return preset, [*reasons, f"preset {name} was asked for with --preset"]
+    if profile.kind == "grid":
+        return GRID, [*reasons, "the file has question,answer columns: a grid task"]
+    short_limit = SHORT_TEXT_LIMITS.max_tokens
+    if profile.p98_tokens <= short_limit:
+        return SHORT_TEXT, [*reasons, f"{TOKEN_PERCENTILE}% of the texts have at most {profile.p98_tokens:.0f} tokens, "
+                            f"within the {short_limit} that short-text reads token by token"]
+    return LONG_TEXT, [*reasons, f"{TOKEN_PERCENTILE}% of the texts have up to {profile.p98_tokens:,.0f} tokens, more "
+                       f"than the {short_limit} of short-text: long-text reads them in "
+                       f"{LONG_TEXT.settings['model']['pool']}-token chunks"]
+
+
+def _data_sentence(profile: DataProfile) -> str:
+    if profile.kind == "grid":
+        return f"{profile.rows:,} grids"
+    return (f"{profile.rows:,} texts of median {profile.median_tokens:.0f} tokens, {profile.labels:,} labels "
+            f"with {profile.median_per_label:,.0f} examples in the median, {profile.min_per_label:,} in the smallest")
+
+
+# --- sizing ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Sizing:
+    """The config values a preset sets from the data and the budget, and the time they should take."""
+
+    settings: dict[str, Any]
+    budget_minutes: float
+    overhead_minutes: float  # estimated time outside the training loop
+    steps_per_second: float  # the speed max_steps is estimated at
+    expected_minutes: float  # overhead plus the training that max_steps or max_minutes allows
+
+
+def sized_max_tokens(limits: TextLimits, p98_tokens: float) -> int:
+    """The token percentile rounded up to the limits' multiple, within their range."""
+    rounded = math.ceil(p98_tokens / limits.token_multiple) * limits.token_multiple
+    return int(min(limits.max_tokens, max(limits.min_tokens, rounded)))
+
+
+def sized_batch(preset_batch: int, training_rows: float) -> int:
+    """The preset's batch, halved while it is more than a quarter of the training rows (at least MIN_BATCH)."""
+    batch = preset_batch
+    while batch > MIN_BATCH and batch > training_rows / ROWS_PER_BATCH:
+        batch //= 2
+    return batch
+
+
+def size_run(
+    preset: Preset, profile: DataProfile, budget_minutes: float | None = None,
+    steps_per_second: float | None = None, overhead_minutes: float | None = None,
+) -> Sizing:
+    """Sizes `preset` to the data and a time budget (default: the preset's).
+
+    `steps_per_second` (default: the preset's measured speed at the sized shape) and `overhead_minutes`
+    (default: the preset's estimate for this data) may come from measurements on the machine at hand.
+    """
+    budget = preset.time_budget_minutes if budget_minutes is None else budget_minutes
+    training_rows = profile.rows * (1 - HOLDOUT_FRACTION)
+    settings: dict[str, Any] = {}
+    if preset.text is not None:
+        settings["max_tokens"] = sized_max_tokens(preset.text, profile.p98_tokens)
+        settings["vocab_size"] = min(preset.text.max_vocab, profile.distinct_words + 2)  # + [PAD], [UNK]
+        settings["batch_size"] = sized_batch(preset.settings["batch_size"], training_rows)
+    else:
+        settings["batch_size"] = preset.settings["batch_size"]
+    vocabulary = settings.get("vocab_size", 0)
+    rate = steps_per_second or preset.speed.at(settings["batch_size"], state_rows(preset, settings))
+    overhead = preset.overhead.minutes(profile.rows, vocabulary) if overhead_minutes is None else overhead_minutes
+    train_minutes = budget - overhead
+    if train_minutes < MIN_TRAIN_MINUTES:
+        raise ValueError(
+            f"a time budget of {budget:g} min leaves no time to train: preparing, evaluating and exporting "
+            f"this data take about {overhead:.1f} min here; give "
+            f"--time-budget {math.ceil(overhead + MIN_TRAIN_MINUTES)} or more"
+        )
+    max_steps = math.ceil(rate * train_minutes * 60)
+    if preset.max_epochs is not None:
+        max_steps = min(max_steps, math.ceil(preset.max_epochs * training_rows / settings["batch_size"]))
+    max_steps = max(MIN_STEPS, max_steps)
+    settings.update(
+        max_steps=max_steps, max_minutes=round(train_minutes, 2),
+        warmup_steps=min(preset.settings["warmup_steps"], max_steps // 10),
+        eval_every=max(1, max_steps // 4), log_every=max(1, round(rate * LOG_EVERY_SECONDS)),
+    )
+    expected = overhead + min(train_minutes, max_steps / rate / 60)
+    return Sizing(settings, budget, overhead, rate, expected)
+
+
+def state_rows(preset: Preset, settings: dict[str, Any]) -> int:
+    """Rows of the model's state (answer slot, document slot, input positions) with these sizes."""
+    model = preset.settings["model"]
+    if preset.text is None:
+        return ModelConfig(task="grid", vocab_size=10, seq_len=81, num_outputs=10, **model).state_shape[0]
+    return ModelConfig(task="text", vocab_size=settings["vocab_size"], seq_len=settings["max_tokens"],
+                       num_outputs=2, **model).state_shape[0]
+
+
+def preset_config(preset: Preset, sizing: Sizing) -> dict[str, Any]:
+    """The config dict (as a YAML config would hold it) of a preset with its sized values; the caller
+    adds name, data and test_data."""
+    return {**copy.deepcopy(preset.settings), **sizing.settings}
+
+
+# --- text for people ------------------------------------------------------------------------------------
+def model_summary(settings: dict[str, Any]) -> str:
+    """The model of a preset in a few words, e.g. "attention, hidden 256, n=1 T=1 N_sup=1"."""
+    model = settings["model"]
+    mixer = "MLP-mixer" if model.get("mixer") == "mlp" else "attention"
+    if model.get("pool", 1) > 1:
+        mixer += f" over {model['pool']}-token chunks"
+    if model.get("doc_slot"):
+        mixer += " + bag of words"
+    return f"{mixer}, hidden {model['hidden_size']}, n={model['n']} T={model['T']} N_sup={model['N_sup']}"
+
+
+def teacher_summary(settings: dict[str, Any]) -> str:
+    """The training-time teachers a preset uses, e.g. "MiniLM embeddings; TF-IDF soft labels"."""
+    teacher = settings.get("teacher", {})
+    parts = []
+    if teacher.get("embedding_init"):
+        parts.append("MiniLM token embeddings")
+    if teacher.get("soft_label_weight"):
+        source = {"minilm": "MiniLM", "tfidf": "TF-IDF regression", "tfidf_svm": "TF-IDF SVM"}
+        parts.append(f"{source[teacher.get('soft_labels', 'minilm')]} soft labels")
+    if teacher.get("embedding_weight"):
+        parts.append("MiniLM sentence target")
+    return "; ".join(parts) or "none"
+
+
+def presets_table(markdown: bool = False) -> str:
+    """The presets with what each is for (what `trm-train presets` prints; markdown for the docs)."""
+    header = ("preset", "for", "model", "teachers", "default budget", "settings of")
+    rows = [
+        (p.name, p.purpose, model_summary(p.settings), teacher_summary(p.settings),
+         f"{p.time_budget_minutes:g} min", p.based_on)
+        for p in PRESETS.values()
+    ]
+    if markdown:
+        lines = [header, tuple("---" for _ in header), *rows]
+        return "\n".join("| " + " | ".join(row) + " |" for row in lines)
+    widths = [max(len(row[i]) for row in (header, *rows)) for i in range(len(header))]
+    return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+                     for row in (header, *rows))
+
+
+def describe_choice(preset: Preset, reasons: list[str], sizing: Sizing) -> str:
+    """One paragraph printed before training: the preset, the figures that chose it, its sizing and the
+    expected wall time."""
+    values = sizing.settings
+    sized = [f"batch {values['batch_size']}"]
+    if "max_tokens" in values:
+        sized = [f"max_tokens {values['max_tokens']}", f"vocabulary {values['vocab_size']:,}", *sized]
+    return (
+        f"Preset {preset.name} ({preset.purpose}; the settings of {preset.based_on}), chosen because: "
+        f"{'; '.join(reasons)}. Sized to the data: {', '.join(sized)}, at most {values['max_steps']:,} steps "
+        f"in {values['max_minutes']:g} min of training (about {sizing.steps_per_second:.1f} steps/s expected). "
+        f"Expected wall time: about {sizing.expected_minutes:.0f} min, of which {sizing.overhead_minutes:.1f} min "
+        f"to prepare, evaluate and export (budget {sizing.budget_minutes:g} min)."
+    )

@@ -1,0 +1,165 @@
+"""Training a sequence TRM: teacher-forced deep supervision over every token's refinement steps, per-token
+ACT halting with exploration, AdamW with warm-up and cosine decay, EMA weights, atomic checkpoints.
+
+One optimizer step is one batch decoded to its end (``decode.run``): each token refines until its
+halting head stops it (or N_sup), every step's answer adds to the loss, and the committed keys and values
+keep their gradient, so a token learns from how later tokens use its cache entry.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from trainer.sequence.batches import Batch
+from trainer.sequence.decode import Halting, run
+from trainer.sequence.model import SequenceConfig, SequenceTRM
+from trainer.train import EMA
+
+CHECKPOINT = "checkpoint.pt"
+
+
+@dataclass
+class SequenceTrainConfig:
+    run_dir: Path
+    batch_size: int = 64
+    lr: float = 1e-3
+    weight_decay: float = 0.05
+    warmup_steps: int = 100
+    max_steps: int = 100_000
+    max_minutes: float = 0.0  # 0: no time limit
+    ema_decay: float = 0.999
+    grad_clip: float = 1.0
+    halt_exploration: float = 0.1
+    halt_loss_weight: float = 0.5
+    eval_every: int = 200
+    checkpoint_every: int = 50
+    log_every: int = 10
+    seed: int = 0
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "run_dir": str(self.run_dir)}
+
+
+class SequenceTrainer:
+    """Fits one model; `make_batches(step)` gives the batch stream from a step on (so a resumed run draws
+    fresh data), `evaluate` scores the EMA model every ``eval_every`` steps."""
+
+    def __init__(
+        self,
+        cfg: SequenceTrainConfig,
+        model: SequenceTRM,
+        make_batches: Callable[[int], Iterator[Batch]],
+        evaluate: Callable[[SequenceTRM], dict[str, float]] | None = None,
+        log: Callable[[str], None] = print,
+    ) -> None:
+        self.cfg, self.model, self.make_batches, self.evaluate, self.log = cfg, model, make_batches, evaluate, log
+        self.ema = EMA(model, cfg.ema_decay)
+        self.optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
+                                           betas=(0.9, 0.95))
+        self.generator = torch.Generator().manual_seed(cfg.seed)
+        self.step, self.elapsed_s, self.lines_seen = 0, 0.0, 0
+        self.history: list[dict[str, float]] = []
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.cfg.run_dir / CHECKPOINT
+
+    def _learning_rate(self) -> float:
+        cfg = self.cfg
+        if self.step < cfg.warmup_steps:
+            return cfg.lr * (self.step + 1) / cfg.warmup_steps
+        progress = (self.step - cfg.warmup_steps) / max(1, cfg.max_steps - cfg.warmup_steps)
+        if cfg.max_minutes:
+            progress = max(progress, self.elapsed_s / (cfg.max_minutes * 60))
+        return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
+
+    def save_checkpoint(self) -> None:
+        """Atomic: a killed run never leaves half a checkpoint."""
+        self.cfg.run_dir.mkdir(parents=True, exist_ok=True)
+        state = {
+            "config": self.cfg.to_dict(), "model_config": self.model.cfg.to_dict(),
+            "model": self.model.state_dict(), "ema": self.ema.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(), "step": self.step, "elapsed_s": self.elapsed_s,
+            "lines_seen": self.lines_seen, "history": self.history, "generator": self.generator.get_state(),
+        }
+        tmp = self.checkpoint_path.with_suffix(".tmp")
+        torch.save(state, tmp)
+        tmp.replace(self.checkpoint_path)
+
+    def load_checkpoint(self) -> bool:
+        if not self.checkpoint_path.exists():
+            return False
+        state = torch.load(self.checkpoint_path, weights_only=False)
+        self.model.load_state_dict(state["model"])
+        self.ema.model.load_state_dict(state["ema"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.step, self.elapsed_s, self.lines_seen = state["step"], state["elapsed_s"], state["lines_seen"]
+        self.history = state["history"]
+        self.generator.set_state(state["generator"])
+        return True
+
+    def train_step(self, batch: Batch) -> dict[str, float]:
+        """One optimizer step on one batch; returns its loss parts and step statistics."""
+        self.model.train()
+        for group in self.optimizer.param_groups:
+            group["lr"] = self._learning_rate()
+        halting = Halting(exploration=self.cfg.halt_exploration, generator=self.generator)
+        out = run(self.model, batch.source, batch.targets, halting, halt_loss_weight=self.cfg.halt_loss_weight)
+        self.optimizer.zero_grad(set_to_none=True)
+        out.loss.backward()
+        if self.cfg.grad_clip:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
+        self.optimizer.step()
+        self.ema.update(self.model, self.step)
+        self.step += 1
+        self.lines_seen += len(batch.pairs)
+        return {"loss": out.loss.item(), **out.stats}
+
+    def fit(self, resume: bool = True) -> SequenceTRM:
+        """Trains until max_steps or max_minutes; returns the EMA model."""
+        cfg = self.cfg
+        torch.manual_seed(cfg.seed)
+        if resume and self.load_checkpoint():
+            self.log(f"resumed from step {self.step} ({self.checkpoint_path})")
+        batches = self.make_batches(self.step)
+        started, base_elapsed = time.monotonic(), self.elapsed_s
+        window: list[dict[str, float]] = []
+        try:
+            while self.step < cfg.max_steps and not (cfg.max_minutes and self.elapsed_s >= cfg.max_minutes * 60):
+                window.append(self.train_step(next(batches)))
+                self.elapsed_s = base_elapsed + time.monotonic() - started
+                if self.step % cfg.log_every == 0:
+                    mean = {key: sum(stats[key] for stats in window) / len(window) for key in window[0]}
+                    self.log(f"step {self.step} {self.elapsed_s / 60:.1f} min lines {self.lines_seen} "
+                             + " ".join(f"{key} {value:.3f}" for key, value in mean.items()))
+                    window = []
+                if self.step % cfg.checkpoint_every == 0:
+                    self.save_checkpoint()
+                if self.evaluate and self.step % cfg.eval_every == 0:
+                    self._evaluate()
+        finally:
+            self.save_checkpoint()
+        if self.evaluate and (not self.history or self.history[-1]["step"] != self.step):
+            self._evaluate()
+            self.save_checkpoint()
+        return self.ema.model
+
+    def _evaluate(self) -> None:
+        metrics = {"step": self.step, "elapsed_s": self.elapsed_s, "lines_seen": self.lines_seen,
+                   **self.evaluate(self.ema.model)}
+        self.history.append(metrics)
+        self.log(f"eval {metrics}")
+
+
+def load_model(checkpoint: Path, weights: str = "ema") -> SequenceTRM:
+    """The model of a checkpoint (its EMA weights by default)."""
+    state = torch.load(checkpoint, weights_only=False)
+    model = SequenceTRM(SequenceConfig(**state["model_config"]))
+    model.load_state_dict(state[weights])
+    return model.eval()

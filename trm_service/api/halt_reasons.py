@@ -1,0 +1,26 @@
+"""The scheduler's halting reasons as the API's trm.v1.HaltReason values and names."""
+
+from __future__ import annotations
+
+from trm.v1 import trm_pb2
+
+from trm_service.scheduler.halting import HaltReason
+
+_WIRE: dict[HaltReason | None, trm_pb2.HaltReason] = {
+    None: trm_pb2.HALT_REASON_UNSPECIFIED,
+    HaltReason.HALTED: trm_pb2.HALT_REASON_HALTED,
+    HaltReason.MAX_STEPS: trm_pb2.HALT_REASON_MAX_STEPS,
+    HaltReason.BUDGET: trm_pb2.HALT_REASON_BUDGET,
+    HaltReason.DEADLINE: trm_pb2.HALT_REASON_DEADLINE,
+    HaltReason.SHUTDOWN: trm_pb2.HALT_REASON_SHUTDOWN,
+}
+
+
+def wire_halt_reason(reason: HaltReason | None) -> trm_pb2.HaltReason:
+    """The trm.v1.HaltReason of `reason` (None: the request goes on, HALT_REASON_UNSPECIFIED)."""
+    return _WIRE[reason]
+
+
+def halt_reason_name(reason: HaltReason) -> str:
+    """The trm.v1 enum name ("HALT_REASON_MAX_STEPS") that logs and metrics use."""
+    return trm_pb2.HaltReason.Name(_WIRE[reason])

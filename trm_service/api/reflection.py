@@ -1,0 +1,61 @@
+"""Server reflection under both names clients ask for: `grpc.reflection.v1` (grpcurl and other current
+tools try it first) and `grpc.reflection.v1alpha`.
+
+grpcio-reflection implements v1alpha only. The v1 protocol is the same file under a new package: the
+same messages, field numbers and method. So the one v1alpha servicer answers both names, and the v1
+file, derived from the v1alpha one, goes into the descriptor pool so that a client can describe
+`grpc.reflection.v1.ServerReflection` like any other listed service.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import grpc
+from google.protobuf import descriptor_pb2, descriptor_pool
+from grpc_reflection.v1alpha import reflection, reflection_pb2, reflection_pb2_grpc
+
+V1ALPHA_SERVICE_NAME: str = reflection.SERVICE_NAME
+V1_PACKAGE = "grpc.reflection.v1"
+V1_FILE = "grpc/reflection/v1/reflection.proto"
+V1_SERVICE_NAME = f"{V1_PACKAGE}.ServerReflection"
+
+
+def register_v1_file(pool: descriptor_pool.DescriptorPool) -> None:
+    """Add grpc/reflection/v1/reflection.proto to `pool` (once): the v1alpha file renamed, with v1's options."""
+    try:
+        pool.FindFileByName(V1_FILE)
+        return
+    except KeyError:
+        pass
+    file = descriptor_pb2.FileDescriptorProto()
+    reflection_pb2.DESCRIPTOR.CopyToProto(file)
+    old_prefix, new_prefix = f".{file.package}.", f".{V1_PACKAGE}."
+    file.name, file.package = V1_FILE, V1_PACKAGE
+    for message in file.message_type:
+        for field in message.field:
+            if field.type_name:
+                field.type_name = field.type_name.replace(old_prefix, new_prefix, 1)
+    for service in file.service:
+        for method in service.method:
+            method.input_type = method.input_type.replace(old_prefix, new_prefix, 1)
+            method.output_type = method.output_type.replace(old_prefix, new_prefix, 1)
+    file.options.java_package = "io.grpc.reflection.v1"
+    file.options.go_package = "google.golang.org/grpc/reflection/grpc_reflection_v1"
+    file.options.ClearField("deprecated")
+    pool.AddSerializedFile(file.SerializeToString())
+
+
+def enable_reflection(server: grpc.aio.Server, service_names: Iterable[str]) -> None:
+    """Serve reflection v1 and v1alpha on `server`, listing `service_names` and both reflection services."""
+    register_v1_file(descriptor_pool.Default())
+    servicer = reflection.aio.ReflectionServicer((*service_names, V1_SERVICE_NAME, V1ALPHA_SERVICE_NAME))
+    reflection_pb2_grpc.add_ServerReflectionServicer_to_server(servicer, server)
+    v1_info = grpc.stream_stream_rpc_method_handler(
+        servicer.ServerReflectionInfo,
+        request_deserializer=reflection_pb2.ServerReflectionRequest.FromString,
+        response_serializer=reflection_pb2.ServerReflectionResponse.SerializeToString,
+    )
+    server.add_generic_rpc_handlers(
+        (grpc.method_handlers_generic_handler(V1_SERVICE_NAME, {"ServerReflectionInfo": v1_info}),)
+    )

@@ -1,0 +1,96 @@
+"""The codec of grid models: grid strings to cell ids, cell logits to a grid with per-cell confidence."""
+
+from __future__ import annotations
+
+import numpy as np
+from trm.v1 import trm_pb2
+
+from trm_bundle.manifest import BundleError, GridInput, Manifest
+from trm_service.runtime import sudoku
+from trm_service.runtime.codec import DecodedStep, EncodedRequest, InputError, softmax
+
+
+def grid_values(cells: str, spec: GridInput) -> list[int]:
+    """Cell ids of an already validated grid string: 0 for a blank, 1 + alphabet index for a symbol."""
+    return [0 if ch in spec.blank else spec.alphabet.index(ch) + 1 for ch in cells]
+
+
+class GridCodec:
+    """Checks ReasonRequest.grid (shape, symbols, the puzzle's rules) and reads cell logits as a grid."""
+
+    def __init__(self, manifest: Manifest) -> None:
+        spec = manifest.input
+        if not isinstance(spec, GridInput):
+            raise BundleError(f"model {manifest.name!r} does not take grids")
+        self._spec = spec
+        self._name = manifest.name
+        self._labels = manifest.labels
+
+    def encode(self, request: trm_pb2.ReasonRequest) -> EncodedRequest:
+        """A well-formed grid whose givens break no rule; top_k is ignored."""
+        spec = self._spec
+        kind = request.WhichOneof("input")
+        if kind is None:
+            raise InputError(f"the request has no input: model {self._name!r} takes a grid (ReasonRequest.grid)")
+        if kind != "grid":
+            raise InputError(f"model {self._name!r} solves {spec.rows}x{spec.cols} grids: set ReasonRequest.grid")
+        cells = request.grid.cells
+        values = self._check(cells)
+        return EncodedRequest(
+            tokens=np.asarray(values, dtype=np.int64),
+            reader=GridReader(self._labels, spec, values),
+            logged_input=cells,
+        )
+
+    def _check(self, cells: str) -> list[int]:
+        """Cell values (0 = blank) of a well-formed grid whose givens break no rule."""
+        spec = self._spec
+        if len(cells) != spec.cells:
+            raise InputError(
+                f"grid.cells must have {spec.cells} symbols ({spec.rows}x{spec.cols}, row-major), "
+                f"got {len(cells)}"
+            )
+        blanks = " or ".join(repr(b) for b in spec.blank)
+        for index, ch in enumerate(cells):
+            if ch not in spec.alphabet and ch not in spec.blank:
+                row, col = divmod(index, spec.cols)
+                raise InputError(
+                    f"grid.cells[{index}] (row {row + 1}, column {col + 1}) is {ch!r}: use one of "
+                    f"{spec.alphabet!r} for a given and {blanks} for a blank"
+                )
+        values = grid_values(cells, spec)
+        if spec.rules == "sudoku":
+            problems = sudoku.rule_violations(values, spec.rows)
+            if problems:
+                raise InputError(f"the givens break the sudoku rules: {'; '.join(problems)}")
+        return values
+
+
+class GridReader:
+    """Reads cell logits [cells, symbols] as a grid string, per-cell confidence and the sudoku check."""
+
+    def __init__(self, labels: tuple[str, ...], spec: GridInput, givens: list[int]) -> None:
+        self._labels = labels
+        self._spec = spec
+        self._givens = givens
+
+    def read(self, logits: np.ndarray) -> DecodedStep:
+        """Decode one request's logits."""
+        probabilities = softmax(logits)
+        choice = probabilities.argmax(axis=-1)
+        cells = "".join(self._labels[i] for i in choice)
+        confidence = probabilities[np.arange(len(choice)), choice]
+        answer = trm_pb2.GridAnswer(
+            rows=self._spec.rows,
+            cols=self._spec.cols,
+            cells=cells,
+            confidence=confidence.astype(np.float32).tolist(),
+            verified=self._verified(cells),
+        )
+        return DecodedStep(answer=trm_pb2.Answer(grid=answer), probabilities=probabilities)
+
+    def _verified(self, cells: str) -> bool:
+        if self._spec.rules != "sudoku":
+            return False
+        values = [self._spec.alphabet.index(ch) + 1 if ch in self._spec.alphabet else 0 for ch in cells]
+        return sudoku.is_solution(self._givens, values, self._spec.rows)

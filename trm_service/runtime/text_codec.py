@@ -1,0 +1,122 @@
+"""The codec of text classifiers: text to the bundle tokenizer's ids, class logits to top-k labels."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from tokenizers import Tokenizer
+from trm.v1 import trm_pb2
+
+from trm_bundle.manifest import BundleError, Manifest, OutOfScope, TextInput
+from trm_service.runtime.codec import DecodedStep, EncodedRequest, InputError, softmax
+
+DEFAULT_TOP_K = 3
+
+
+def load_tokenizer(path: Path) -> Tokenizer:
+    """A bundle's tokenizer.json; BundleError when it is not a tokenizers file."""
+    try:
+        return Tokenizer.from_file(str(path))
+    except Exception as exc:  # the tokenizers library raises a bare Exception on bad files
+        raise BundleError(f"{path}: not a readable tokenizers file: {exc}") from exc
+
+
+class TextCodec:
+    """Checks and tokenises ReasonRequest.text; reads class logits with the request's top_k."""
+
+    def __init__(self, tokenizer: Tokenizer, manifest: Manifest) -> None:
+        spec = manifest.input
+        if not isinstance(spec, TextInput):
+            raise BundleError(f"model {manifest.name!r} does not take text")
+        for probe in ("a", "word " * (2 * spec.max_tokens)):
+            produced = len(tokenizer.encode(probe).ids)
+            if produced != spec.max_tokens:
+                raise BundleError(
+                    f"{spec.tokenizer}: must pad and truncate to input.max_tokens={spec.max_tokens} "
+                    f"(it produced {produced} ids)"
+                )
+        self._tokenizer = tokenizer
+        # Padding and special tokens carry none of the text; the unknown token stands for a word.
+        special = {i for i, token in tokenizer.get_added_tokens_decoder().items() if token.special}
+        self._filler_ids = np.asarray(sorted((special | {spec.pad_id}) - {_unknown_id(tokenizer)}), dtype=np.int64)
+        self._spec = spec
+        self._name = manifest.name
+        self._labels = manifest.labels
+        self._out_of_scope = manifest.out_of_scope
+
+    def tokenize(self, text: str) -> np.ndarray:
+        """Token ids of `text`, exactly max_tokens long (padded and truncated by the tokenizer), int64."""
+        return np.asarray(self._tokenizer.encode(text).ids, dtype=np.int64)
+
+    def encode(self, request: trm_pb2.ReasonRequest) -> EncodedRequest:
+        """Non-blank text of at most max_chars characters that leaves a token after normalisation, and a
+        top_k within the label count."""
+        kind = request.WhichOneof("input")
+        if kind is None:
+            raise InputError(f"the request has no input: model {self._name!r} takes a text (ReasonRequest.text)")
+        if kind != "text":
+            raise InputError(f"model {self._name!r} classifies text: set ReasonRequest.text, not grid")
+        text = request.text
+        if not text.strip():
+            raise InputError("text is empty: send the text to classify in ReasonRequest.text")
+        if len(text) > self._spec.max_chars:
+            raise InputError(
+                f"text has {len(text)} characters; model {self._name!r} accepts at most {self._spec.max_chars} "
+                "(ModelInfo.limits.max_text_chars)"
+            )
+        tokens = self.tokenize(text)
+        self._check_tokens(tokens)
+        reader = ClassificationReader(self._labels, self._out_of_scope, self._top_k(request.top_k))
+        return EncodedRequest(tokens=tokens, reader=reader, logged_input=text)
+
+    def _check_tokens(self, tokens: np.ndarray) -> None:
+        """Refuse text that leaves no token after the tokenizer's normalisation (control and zero-width
+        characters, U+FFFD...): the model would see exactly the empty text. Words outside the vocabulary
+        count: the model reads them as the unknown token, and judging such text is its job."""
+        if np.isin(tokens, self._filler_ids).all():
+            raise InputError(
+                f"text leaves no tokens after normalisation: the tokenizer of model {self._name!r} drops "
+                "control characters, zero-width characters and U+FFFD, and nothing else is left; send the text "
+                "to classify in ReasonRequest.text"
+            )
+
+    def _top_k(self, top_k: int) -> int:
+        """top_k as asked (default 3), at most the label count."""
+        labels = len(self._labels)
+        if top_k > labels:
+            raise InputError(
+                f"top_k must be at most {labels} (the number of labels of {self._name!r}), got {top_k}"
+            )
+        return top_k or min(DEFAULT_TOP_K, labels)
+
+
+def _unknown_id(tokenizer: Tokenizer) -> int | None:
+    """The id the tokenizer gives words outside its vocabulary, if its model has one."""
+    unknown = getattr(tokenizer.model, "unk_token", None)
+    return None if unknown is None else tokenizer.token_to_id(unknown)
+
+
+class ClassificationReader:
+    """Reads class logits [num_labels] as top-k labels with probabilities and an out-of-scope flag."""
+
+    def __init__(self, labels: tuple[str, ...], out_of_scope: OutOfScope | None, top_k: int) -> None:
+        self._labels = labels
+        self._out_of_scope = out_of_scope
+        self._top_k = top_k
+
+    def read(self, logits: np.ndarray) -> DecodedStep:
+        """Decode one request's logits."""
+        probabilities = softmax(logits)
+        order = np.argsort(-probabilities, kind="stable")[: self._top_k]
+        top = [
+            trm_pb2.LabelScore(label=self._labels[i], probability=float(probabilities[i])) for i in order
+        ]
+        best = top[0]
+        out_of_scope = self._out_of_scope is not None and (
+            best.label == self._out_of_scope.label or best.probability < self._out_of_scope.threshold
+        )
+        answer = trm_pb2.ClassAnswer(
+            label=best.label, confidence=best.probability, top=top, out_of_scope=out_of_scope
+        )
+        return DecodedStep(answer=trm_pb2.Answer(classification=answer), probabilities=probabilities)
