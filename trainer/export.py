@@ -19,7 +19,6 @@ import numpy as np
 import onnx
 import torch
 from onnx import numpy_helper
-from onnxruntime.quantization import QuantType, quant_pre_process, quantize_dynamic
 
 from trainer.config import TeacherConfig, TrainConfig, with_overrides
 from trainer.evaluate import (
@@ -35,6 +34,7 @@ from trainer.evaluate import (
 from trainer.fit import Fitted, TrainingRecord, cpu_copy
 from trainer.model import TRM, ModelConfig, count_parameters
 from trainer.prepare import Prepared, prepare
+from trainer.quantize import quantize_static_step
 from trainer.report import write_report
 from trainer.train import pick_device
 from trm_bundle.manifest import (
@@ -71,7 +71,7 @@ def export_bundle(fitted: Fitted, bundle_dir: Path, ablation: dict[str, Any] | N
     with tempfile.TemporaryDirectory() as tmp:
         fp32, int8 = Path(tmp) / FP32_FILE, Path(tmp) / INT8_FILE
         export_step(model, fp32)
-        quantize_step(fp32, int8)
+        quantize_step(fp32, int8, prepared.val.tokens, mcfg)
         # fp32 metrics come from the same weights in torch (faster than ONNX Runtime here, and on a GPU when
         # there is one); `measure_parity` below checks that the ONNX step agrees with them.
         device = pick_device("auto")
@@ -189,18 +189,10 @@ def export_step(model: TRM, path: Path) -> None:
         )
 
 
-def quantize_step(fp32_path: Path, int8_path: Path) -> None:
-    """Dynamic int8 quantisation of the step's weights (activations stay float).
-
-    The fp32 step keeps weights as named initializers behind Transpose nodes; ONNX Runtime's
-    pre-processing folds those first, so every MatMul gets a constant weight it can quantise.
-    """
-    folded = int8_path.with_suffix(".folded.onnx")
-    quant_pre_process(str(fp32_path), str(folded), skip_symbolic_shape=True)
-    try:
-        quantize_dynamic(str(folded), str(int8_path), weight_type=QuantType.QInt8)
-    finally:
-        folded.unlink(missing_ok=True)
+def quantize_step(fp32_path: Path, int8_path: Path, calibration_tokens: np.ndarray, model_cfg: ModelConfig) -> None:
+    """Static int8 variant of the step (trainer/quantize.py): activation scales fixed at export, calibrated on
+    `calibration_tokens` (real inputs, e.g. the validation split), so rows of a batch stay independent."""
+    quantize_static_step(fp32_path, int8_path, calibration_tokens, model_cfg)
 
 
 def torch_model_from_bundle(bundle_dir: str | Path) -> tuple[TRM, Manifest]:

@@ -232,11 +232,13 @@ class InputEmbedding(nn.Module):
         key_mask = None
         if cfg.task == "text":
             valid = (tokens != cfg.pad_id).to(emb.dtype)
-            doc = rms_norm((emb * valid[..., None]).sum(1, keepdim=True)) if cfg.doc_slot else None
+            # Sums over tokens are written as matrix products: ONNX Runtime's ReduceSum over a middle axis adds
+            # in another order for a batch of one, and the int8 step would round that difference up.
+            doc = rms_norm(valid[:, None, :] @ emb) if cfg.doc_slot else None
             if cfg.pool > 1:  # any multiple of pool tokens: the server may trim padding off a batch
                 emb = emb.view(emb.shape[0], -1, cfg.pool, emb.shape[-1])
                 valid = valid.view(valid.shape[0], -1, cfg.pool)
-                emb = (emb * valid[..., None]).sum(2) / valid.sum(2, keepdim=True).clamp(min=1.0)
+                emb = (valid[..., None, :] @ emb).squeeze(2) / valid.sum(2, keepdim=True).clamp(min=1.0)
                 valid = valid.amax(2)
             emb = emb * valid[..., None] * self.scale
             slot_valid = valid.new_ones(valid.shape[0], 1 + int(cfg.doc_slot))

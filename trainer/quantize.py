@@ -1,0 +1,117 @@
+"""fp32 supervision step -> int8 step whose rows do not depend on the rest of the batch.
+
+Static quantisation with ONNX Runtime (QDQ format): every MatMul and Gemm with a constant weight gets
+int8 weights (one scale per output channel) and a uint8 input whose scale and zero point are fixed
+here, calibrated (min/max) on real inputs run through every supervision step. A Gather of a constant
+table reads int8 rows. Products of two activations (attention) and every MatMul output stay float;
+ONNX Runtime runs each quantised product as QuantizeLinear + MatMulIntegerToFloat.
+
+Dynamic quantisation would instead take each activation's scale from the whole batch, so one row's
+logits would move with its neighbours; docs/BUNDLE.md promises that rows of a batch are independent.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+from onnxruntime.quantization import (
+    CalibrationDataReader,
+    CalibrationMethod,
+    QuantFormat,
+    QuantType,
+    quant_pre_process,
+    quantize_static,
+)
+
+from trainer.model import ModelConfig
+from trm_bundle.manifest import STEP_INPUTS, STEP_OUTPUTS
+
+CALIBRATION_ROWS = 512  # step inputs measured: 512 examples of a one-step model, 64 of an eight-step one
+CALIBRATION_BATCH = 16  # rows per call, as in the server (calibrating a Sudoku step holds ~140 MB per row)
+QUANTIZED_OPS = ("MatMul", "Gemm", "Gather")
+StepInputs = dict[str, np.ndarray]
+
+
+def quantize_static_step(fp32_path: Path, int8_path: Path, tokens: np.ndarray, cfg: ModelConfig) -> None:
+    """Writes the int8 variant of the fp32 step at `fp32_path` to `int8_path`.
+
+    `tokens` [N, seq_len] are real inputs of the model's task, padded as for training (the validation
+    split, say); a seeded sample of CALIBRATION_ROWS / `cfg.N_sup` of them runs through all `cfg.N_sup` steps.
+    """
+    with tempfile.TemporaryDirectory() as tmp:
+        folded = Path(tmp) / "folded.onnx"
+        # The exported step keeps weights behind Transpose nodes; folding them gives each MatMul a constant weight.
+        quant_pre_process(str(fp32_path), str(folded), skip_symbolic_shape=True)
+        quantize_static(
+            str(folded), str(int8_path), _Reader(calibration_inputs(fp32_path, tokens, cfg)),
+            quant_format=QuantFormat.QDQ,
+            op_types_to_quantize=list(QUANTIZED_OPS),
+            nodes_to_quantize=weight_nodes(onnx.load(str(folded))),
+            per_channel=True,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+            calibrate_method=CalibrationMethod.MinMax,
+            extra_options={"OpTypesToExcludeOutputQuantization": ["MatMul", "Gemm"]},
+        )
+
+
+def weight_nodes(model: onnx.ModelProto) -> list[str]:
+    """Names of the nodes that multiply by or look up a constant: the ones worth storing in int8."""
+    constants = {init.name for init in model.graph.initializer}
+    nodes = [
+        node for node in model.graph.node
+        if (node.op_type in QUANTIZED_OPS[:2] and node.input[1] in constants)
+        or (node.op_type == "Gather" and node.input[0] in constants)
+    ]
+    unnamed = [node.op_type for node in nodes if not node.name]
+    if unnamed:
+        raise ValueError(f"cannot select unnamed nodes for quantisation: {', '.join(unnamed)}")
+    return [node.name for node in nodes]
+
+
+def calibration_inputs(fp32_path: Path, tokens: np.ndarray, cfg: ModelConfig) -> Iterator[StepInputs]:
+    """The inputs of every supervision step for a seeded sample of `tokens`, batched as the server batches:
+    sorted by length, each batch cut to its longest input (variable-length steps); the fp32 step makes the
+    states of the next step. Yields one batch at a time, so long recursions stay small in memory."""
+    session = ort.InferenceSession(str(fp32_path), providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(0)
+    examples = max(CALIBRATION_BATCH, CALIBRATION_ROWS // cfg.N_sup)
+    sample = tokens[np.sort(rng.permutation(len(tokens))[:examples])]
+    lengths = np.count_nonzero(sample != cfg.pad_id, axis=1)
+    order = np.argsort(lengths, kind="stable")
+    for start in range(0, len(order), CALIBRATION_BATCH):
+        rows = order[start : start + CALIBRATION_BATCH]
+        length = _step_length(int(lengths[rows].max()), cfg)
+        batch_tokens = np.ascontiguousarray(sample[rows, :length])
+        y = np.zeros((len(rows), _state_rows(length, cfg), cfg.hidden_size), dtype=np.float32)
+        z = y
+        for _ in range(cfg.N_sup):
+            inputs = dict(zip(STEP_INPUTS, (batch_tokens, y, z), strict=True))
+            yield inputs
+            y, z = session.run(list(STEP_OUTPUTS[:2]), inputs)
+
+
+def _step_length(used: int, cfg: ModelConfig) -> int:
+    """Tokens the server gives a batch whose longest input has `used` tokens (trm_service StepSession)."""
+    if not cfg.variable_length:
+        return cfg.seq_len
+    return min(cfg.seq_len, max(1, -(-used // cfg.pool)) * cfg.pool)
+
+
+def _state_rows(length: int, cfg: ModelConfig) -> int:
+    return cfg.state_shape[0] - cfg.positions + length // cfg.pool
+
+
+class _Reader(CalibrationDataReader):
+    """ONNX Runtime's calibration interface over an iterator of step inputs."""
+
+    def __init__(self, inputs: Iterator[StepInputs]) -> None:
+        self._inputs = inputs
+
+    def get_next(self) -> StepInputs | None:
+        return next(self._inputs, None)
