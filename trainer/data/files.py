@@ -41,6 +41,7 @@ def read_nonempty_text(path: Path) -> str:
 def csv_rows(path: Path, content: str, columns: Sequence[str]) -> Iterator[tuple[int, list[str]]]:
     """Yield (1-based line, the values of `columns`) for each non-empty row of the CSV `content`, whose
     header must name `columns` (other columns are ignored; names are stripped of spaces)."""
+    csv.field_size_limit(max(csv.field_size_limit(), len(content)))  # one field may be a whole long document
     reader = csv.reader(io.StringIO(content, newline=""))
     try:
         header = [name.strip() for name in next(reader)]
@@ -95,3 +96,23 @@ def first_json_object(path: Path) -> dict[str, Any] | None:
     except (OSError, UnicodeDecodeError, json.JSONDecodeError):
         return None
     return None
+
+
+def read_records(path: Path, columns: Sequence[str]) -> list[tuple[int, list[str]]]:
+    """(1-based line, the values of `columns`) for every record of a user's .csv (a header naming `columns`;
+    other columns ignored) or .jsonl file (objects with string `columns`); a file without records is an error."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in (".csv", ".jsonl"):
+        raise DataError(path, None, f"unknown file extension '{path.suffix}': expected .csv or .jsonl")
+    content = read_nonempty_text(path)
+    if suffix == ".csv":
+        records = list(csv_rows(path, content, columns))
+    else:
+        records = [
+            (line, [string_field(path, line, obj, column) for column in columns])
+            for line, obj in iter_json_objects(path, content)
+        ]
+    if not records:
+        raise DataError(path, None, "no data rows")
+    return records

@@ -17,10 +17,10 @@ import numpy as np
 
 from trainer.data.files import (
     DataError,
-    csv_rows,
     first_json_object,
     iter_json_objects,
     read_nonempty_text,
+    read_records,
     string_field,
 )
 from trainer.data.holdout import stratified_holdout
@@ -155,14 +155,8 @@ def _newsgroups_split(folder: Path, split: str, seed: int) -> TextSplit:
 
 def load_text_file(path: Path) -> TextSplit:
     """Load labelled texts from a .csv (header with text,label; other columns ignored) or .jsonl file."""
-    path = Path(path)
-    suffix = path.suffix.lower()
-    if suffix not in (".csv", ".jsonl"):
-        raise DataError(path, None, f"unknown file extension '{path.suffix}': expected .csv or .jsonl")
-    content = read_nonempty_text(path)
-    rows = _csv_rows(path, content) if suffix == ".csv" else _jsonl_rows(path, content)
-    if not rows:
-        raise DataError(path, None, "no data rows")
+    records = read_records(path, (TEXT_COLUMN, LABEL_COLUMN))
+    rows = [_checked_row(path, line, text, label) for line, (text, label) in records]
     lines, texts, labels = (list(column) for column in zip(*rows, strict=True))
     return TextSplit(texts, labels, lines)
 
@@ -175,25 +169,6 @@ def check_label_coverage(train: TextSplit, test: TextSplit, test_path: str | Pat
             line = None if test.lines is None else test.lines[index]
             row = f" (test row {index + 1})" if line is None else ""
             raise DataError(test_path, line, f"label '{label}'{row} never appears in the training data")
-
-
-def _csv_rows(path: Path, content: str) -> list[tuple[int, str, str]]:
-    return [
-        _checked_row(path, line, text, label)
-        for line, (text, label) in csv_rows(path, content, (TEXT_COLUMN, LABEL_COLUMN))
-    ]
-
-
-def _jsonl_rows(path: Path, content: str) -> list[tuple[int, str, str]]:
-    return [
-        _checked_row(
-            path,
-            line,
-            string_field(path, line, obj, TEXT_COLUMN),
-            string_field(path, line, obj, LABEL_COLUMN),
-        )
-        for line, obj in iter_json_objects(path, content)
-    ]
 
 
 def _checked_row(path: Path, line: int, text: str, label: str) -> tuple[int, str, str]:

@@ -6,12 +6,10 @@ limit is checked here, before any training, and a problem names the file and lin
 
 from __future__ import annotations
 
-import csv
-import io
 from dataclasses import dataclass
 from pathlib import Path
 
-from trainer.data.files import DataError, iter_json_objects, read_nonempty_text, string_field
+from trainer.data.files import DataError, read_records
 from trainer.sequence.vocab import unknown_characters
 
 SOURCE_COLUMN = "source"
@@ -32,43 +30,10 @@ def load_pairs(path: Path, max_source_chars: int, max_target_chars: int) -> list
 
     Both fields must be non-empty printable ASCII within the length limits (``--max-source-chars``,
     ``--max-target-chars``)."""
-    path = Path(path)
-    suffix = path.suffix.lower()
-    if suffix not in (".csv", ".jsonl"):
-        raise DataError(path, None, f"unknown file extension '{path.suffix}': expected .csv or .jsonl")
-    content = read_nonempty_text(path)
-    rows = _csv_rows(path, content) if suffix == ".csv" else _jsonl_rows(path, content)
-    if not rows:
-        raise DataError(path, None, "no data rows")
-    return [_checked(path, line, source, target, max_source_chars, max_target_chars) for line, source, target in rows]
-
-
-def _csv_rows(path: Path, content: str) -> list[tuple[int, str, str]]:
-    reader = csv.reader(io.StringIO(content, newline=""))
-    rows = []
-    try:
-        header = [name.strip() for name in next(reader)]
-        for column in (SOURCE_COLUMN, TARGET_COLUMN):
-            if column not in header:
-                raise DataError(path, 1, f"missing column '{column}' (the header has: {', '.join(header)})")
-        source_at, target_at = header.index(SOURCE_COLUMN), header.index(TARGET_COLUMN)
-        end_of_previous = reader.line_num
-        for fields in reader:
-            line, end_of_previous = end_of_previous + 1, reader.line_num
-            if not fields:
-                continue
-            if len(fields) != len(header):
-                raise DataError(path, line, f"row has {len(fields)} fields but the header has {len(header)}")
-            rows.append((line, fields[source_at], fields[target_at]))
-    except csv.Error as exc:
-        raise DataError(path, reader.line_num, f"malformed CSV: {exc}") from exc
-    return rows
-
-
-def _jsonl_rows(path: Path, content: str) -> list[tuple[int, str, str]]:
+    records = read_records(path, (SOURCE_COLUMN, TARGET_COLUMN))
     return [
-        (line, string_field(path, line, obj, SOURCE_COLUMN), string_field(path, line, obj, TARGET_COLUMN))
-        for line, obj in iter_json_objects(path, content)
+        _checked(Path(path), line, source, target, max_source_chars, max_target_chars)
+        for line, (source, target) in records
     ]
 
 
