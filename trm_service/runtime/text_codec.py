@@ -39,7 +39,9 @@ class TextCodec:
         self._tokenizer = tokenizer
         # Padding and special tokens carry none of the text; the unknown token stands for a word.
         special = {i for i, token in tokenizer.get_added_tokens_decoder().items() if token.special}
-        self._filler_ids = np.asarray(sorted((special | {spec.pad_id}) - {_unknown_id(tokenizer)}), dtype=np.int64)
+        filler_ids = sorted((special | {spec.pad_id}) - {_unknown_id(tokenizer)})
+        self._is_filler = np.zeros(max(tokenizer.get_vocab_size(), *filler_ids) + 1, dtype=bool)  # by token id
+        self._is_filler[filler_ids] = True
         self._spec = spec
         self._name = manifest.name
         self._labels = manifest.labels
@@ -74,7 +76,7 @@ class TextCodec:
         """Refuse text that leaves no token after the tokenizer's normalisation (control and zero-width
         characters, U+FFFD...): the model would see exactly the empty text. Words outside the vocabulary
         count: the model reads them as the unknown token, and judging such text is its job."""
-        if np.isin(tokens, self._filler_ids).all():
+        if self._is_filler[tokens].all():
             raise InputError(
                 f"text leaves no tokens after normalisation: the tokenizer of model {self._name!r} drops "
                 "control characters, zero-width characters and U+FFFD, and nothing else is left; send the text "

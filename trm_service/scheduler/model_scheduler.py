@@ -144,6 +144,8 @@ class ModelScheduler:
             for run in self._runs:
                 if ticket in run.tickets and all(t.cancelled for t in run.tickets):
                     run.handle.stop()
+        else:
+            return  # it had finished: the gauges already count it out
         self._update_gauges()
 
     def shutdown_by(self, at: float) -> None:
@@ -228,6 +230,8 @@ class ModelScheduler:
         return tokens, y, z
 
     def _admit(self) -> None:
+        if not self._pending or len(self._active) >= self.max_batch:
+            return
         now = time.monotonic()
         while self._pending and len(self._active) < self.max_batch:
             ticket = self._pending.popleft()
