@@ -113,9 +113,10 @@ class ClassificationReader:
     def read(self, logits: np.ndarray) -> DecodedStep:
         """Decode one request's logits."""
         probabilities = softmax(logits)
-        order = np.argsort(-probabilities, kind="stable")[: self._top_k]
+        order = (-probabilities).argsort(kind="stable")[: self._top_k]
         top = [
-            trm_pb2.LabelScore(label=self._labels[i], probability=float(probabilities[i])) for i in order
+            trm_pb2.LabelScore(label=self._labels[i], probability=p)
+            for i, p in zip(order.tolist(), probabilities[order].tolist(), strict=True)
         ]
         best = top[0]
         out_of_scope = self._out_of_scope is not None and (
