@@ -4,6 +4,8 @@
 
 For each default model: throughput and p50/p99 latency of unary Reason at concurrency 1, 8 and 64,
 and the time to the first streamed step; for each server: RSS and the time from start to SERVING.
+The plain server runs beside the service and the two are measured in alternating slices of about 2 s
+at each concurrency, so that both meet the same load from the machine's other jobs.
 Prints the figures as Markdown (for docs/PERFORMANCE.md), writes them as JSON, and checks the bars
 for the intent model and the service/plain bars for the text models. A benchmark, not a test:
 figures depend on the machine and what else runs. With the defaults (10 s per model and
@@ -23,6 +25,7 @@ import shlex
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,6 +52,7 @@ BAR_SPEEDUP = 10.0
 BAR_RSS_MB = 300.0
 BAR_SERVING_S = 3.0
 WARMUP_S = 1.0
+SLICE_S = 2.0  # servers measured side by side alternate in slices of about this long
 PLAIN_BAR_MODELS = ("intent-clinc150", "routing-20ng")
 PLAIN_BAR_RATIO = {1: 1.0, 8: 1.0, 64: 2.0}  # service / plain throughput, by concurrency
 PLAIN_BAR_P99_MS = 50.0  # the service's p99 at the highest of these concurrencies
@@ -120,46 +124,81 @@ def text_limits(target: str) -> dict[str, int]:
     return {info.name: info.limits.max_text_chars for info in reply.models}
 
 
+@dataclass
+class RunningServer:
+    """A started server under measurement: its figures, address and process id."""
+
+    figures: ServerFigures
+    target: str
+    pid: int
+
+    def note_rss(self) -> None:
+        self.figures.rss_peak_mb = max(self.figures.rss_peak_mb, tree_rss_bytes(self.pid) / 2**20)
+
+
+def merged(results: list[LoadResult]) -> LoadResult:
+    """One result from consecutive runs at the same concurrency: all calls over the summed busy time."""
+    return LoadResult(
+        results[0].concurrency,
+        [latency for result in results for latency in result.latencies_ms],
+        sum(result.elapsed_s for result in results),
+        sum((result.failures for result in results), Counter()),
+    )
+
+
 def measure(
-    figures: ServerFigures,
-    target: str,
-    pid: int,
-    factories: dict[str, RequestFactory],
-    settings: BenchSettings,
-    streams: bool = True,
+    servers: list[RunningServer], factories: dict[str, RequestFactory], settings: BenchSettings, streams: bool
 ) -> None:
-    """Warm up each model, run it at every concurrency, then probe the streams (if the server has
-    ReasonStream); track the RSS peak."""
-    figures.rss_idle_mb = figures.rss_peak_mb = tree_rss_bytes(pid) / 2**20
+    """Warm up each model, run it at every concurrency, then probe the streams (first server only, if
+    `streams`); track the RSS peaks. Several servers are measured side by side: each concurrency runs in
+    slices of about 2 s that alternate between them, so that the load of the machine's other jobs, which
+    drifts over minutes, weighs on all of them alike."""
+    for server in servers:
+        server.figures.rss_idle_mb = server.figures.rss_peak_mb = tree_rss_bytes(server.pid) / 2**20
+    slices = max(1, round(settings.duration_s / SLICE_S))
     for model, make in factories.items():
-        closed_loop(target, make, 1, WARMUP_S)
-        figures.load[model] = {}
+        for server in servers:
+            closed_loop(server.target, make, 1, WARMUP_S)
         for concurrency in settings.concurrencies:
-            result = closed_loop(target, make, concurrency, settings.duration_s)
-            figures.load[model][concurrency] = result
-            figures.rss_peak_mb = max(figures.rss_peak_mb, tree_rss_bytes(pid) / 2**20)
-            print(
-                f"  {figures.name:7} {model:16} c={concurrency:<3} {result.throughput:8.1f} req/s  "
-                f"p50 {result.p50_ms:8.1f} ms  p99 {result.p99_ms:8.1f} ms  failures {dict(result.failures)}",
-                flush=True,
-            )
+            results: dict[str, list[LoadResult]] = {server.figures.name: [] for server in servers}
+            for index in range(slices):
+                for server in servers if index % 2 == 0 else servers[::-1]:
+                    results[server.figures.name].append(
+                        closed_loop(server.target, make, concurrency, settings.duration_s / slices)
+                    )
+                    server.note_rss()
+            for server in servers:
+                result = server.figures.load.setdefault(model, {})[concurrency] = merged(results[server.figures.name])
+                print(
+                    f"  {server.figures.name:7} {model:16} c={concurrency:<3} {result.throughput:8.1f} req/s  "
+                    f"p50 {result.p50_ms:8.1f} ms  p99 {result.p99_ms:8.1f} ms  failures {dict(result.failures)}",
+                    flush=True,
+                )
         if streams:
-            figures.first_step_ms[model], _ = stream_timings(target, make, settings.streams)
+            servers[0].figures.first_step_ms[model], _ = stream_timings(servers[0].target, make, settings.streams)
 
 
-def bench_service(
+def bench_service_and_plain(
     models: Path, inputs: dict[str, ModelInputs], settings: BenchSettings, server_args: Sequence[str] = ()
-) -> tuple[ServerFigures, dict[str, int]]:
-    """Start the service, time it to SERVING, measure it; also return its models' text limits."""
-    figures = ServerFigures("service")
+) -> tuple[ServerFigures, ServerFigures, dict[str, int]]:
+    """Start the service (timed to SERVING) and the plain ONNX Runtime server (timed to listening), measure
+    the text models on both side by side and the grid models on the service alone; also return the
+    service's text limits."""
+    ours, plain = ServerFigures("service"), ServerFigures("plain")
     started = time.perf_counter()
     with service(models, server_args) as server:
         wait_until_serving(server.target)
-        figures.start_s = time.perf_counter() - started
+        ours.start_s = time.perf_counter() - started
         limits = text_limits(server.target)
         factories = {m: request_factory(i, limits[m], seed=1) for m, i in inputs.items()}
-        measure(figures, server.target, server.pid, factories, settings)
-    return figures, limits
+        running = RunningServer(ours, server.target, server.pid)
+        started = time.perf_counter()
+        with plain_server(models) as (plain_target, plain_pid):
+            plain.start_s = time.perf_counter() - started
+            text = {m: make for m, make in factories.items() if inputs[m].kind == "text"}
+            measure([running, RunningServer(plain, plain_target, plain_pid)], text, settings, streams=True)
+        measure([running], {m: make for m, make in factories.items() if m not in text}, settings, streams=True)
+    return ours, plain, limits
 
 
 def bench_naive(
@@ -171,20 +210,7 @@ def bench_naive(
     with naive_server(models) as (target, pid):
         figures.start_s = time.perf_counter() - started
         factories = {m: request_factory(i, limits[m], seed=1) for m, i in inputs.items()}
-        measure(figures, target, pid, factories, settings)
-    return figures
-
-
-def bench_plain(
-    models: Path, inputs: dict[str, ModelInputs], limits: dict[str, int], settings: BenchSettings
-) -> ServerFigures:
-    """Start the plain ONNX Runtime server, measure it with the same inputs (text models only, unary)."""
-    figures = ServerFigures("plain")
-    started = time.perf_counter()
-    with plain_server(models) as (target, pid):
-        figures.start_s = time.perf_counter() - started
-        factories = {m: request_factory(i, limits[m], seed=1) for m, i in inputs.items() if i.kind == "text"}
-        measure(figures, target, pid, factories, settings, streams=False)
+        measure([RunningServer(figures, target, pid)], factories, settings, streams=True)
     return figures
 
 
@@ -302,9 +328,9 @@ def main(argv: list[str] | None = None) -> int:
     inputs = load_inputs(data, list(DEFAULT_MODELS))
     with tempfile.TemporaryDirectory(prefix="trm-bench-") as scratch:
         models = models_dir(args.bundles, Path(scratch), data)
-        service_figures, limits = bench_service(models, inputs, settings, shlex.split(args.server_args))
+        server_args = shlex.split(args.server_args)
+        service_figures, plain, limits = bench_service_and_plain(models, inputs, settings, server_args)
         naive = bench_naive(models, inputs, limits, settings)
-        plain = bench_plain(models, inputs, limits, settings)
     report = markdown(service_figures, naive, plain, command.strip(), machine)
     print("\n" + report)
     args.out.mkdir(parents=True, exist_ok=True)

@@ -107,6 +107,18 @@ def test_text_codec_pads_and_truncates_to_max_tokens(text_bundle: Path):
     assert (short == spec.pad_id).any() and not (long == spec.pad_id).all()
 
 
+def test_text_codec_ids_are_the_tokenizers_own(text_bundle: Path):
+    """The codec tokenises without character offsets (encode_batch_fast): the ids must be encode()'s, also
+    for accents, CJK, control characters, unknown words and text far past max_tokens."""
+    bundle = load_bundle(text_bundle)
+    tokenizer = load_tokenizer(bundle.file(bundle.manifest.input.tokenizer))
+    codec = TextCodec(tokenizer, bundle.manifest)
+    texts = ["play jazz", "Café déjà vu, naïve Zoë!", "天气 weather\u200b\x07 in Paris?", "qwxz zzyzx " * 3,
+             "set an alarm for seven. " * 400]
+    for text in texts:
+        assert codec.tokenize(text).tolist() == tokenizer.encode(text).ids
+
+
 def test_a_tokenizer_without_padding_is_refused(text_bundle: Path, tmp_path: Path):
     bundle = load_bundle(text_bundle)
     tokenizer = Tokenizer.from_file(str(bundle.file("tokenizer.json")))

@@ -17,7 +17,7 @@ from trm_service.runtime.loader import LoadedModel, LoadOptions, load_model
 from trm_service.runtime.session import RunHandle, SessionSettings, StepSession, StepStopped
 from trm_service.runtime.text_codec import TextCodec
 from trm_service.scheduler.halting import HaltReason, StepBudget, TimeLimit
-from trm_service.scheduler.model_scheduler import ModelScheduler, QueueFull, SchedulerClosed
+from trm_service.scheduler.model_scheduler import IDLE_GAP_S, ModelScheduler, QueueFull, SchedulerClosed
 from trm_service.scheduler.ticket import StepResult, Ticket
 
 TEXTS = (
@@ -103,6 +103,52 @@ async def test_batched_results_equal_unbatched_results(text_model: LoadedModel, 
     assert {r.halt_reason for r in alone} == {
         HaltReason.MAX_STEPS if "threshold" not in budget else HaltReason.HALTED
     }
+    await harness.scheduler.close()
+
+
+class ThreadRecordingSession:
+    """A model's real StepSession that records which thread ran each call."""
+
+    def __init__(self, session: StepSession) -> None:
+        self._session = session
+        self.threads: list[int] = []
+
+    def __getattr__(self, name: str):
+        return getattr(self._session, name)
+
+    def run(self, tokens, y, z, handle=None):
+        self.threads.append(threading.get_ident())
+        return self._session.run(tokens, y, z, handle)
+
+
+async def test_a_lone_request_on_an_idle_model_steps_on_the_event_loop_thread(text_model: LoadedModel):
+    """The idle fast path: the first step of a lone request runs on the loop's own thread, later steps and
+    batched steps on the model's thread, with the same answers."""
+    session = ThreadRecordingSession(text_model.session)
+    harness = Harness(text_model, session=session)
+    loop_thread = threading.get_ident()
+    await asyncio.sleep(IDLE_GAP_S * 5)
+    alone = await harness.submit(harness.ticket(TEXTS[0], max_steps=3)).finished
+    assert session.threads[0] == loop_thread and loop_thread not in session.threads[1:]
+    session.threads.clear()
+    together = await _run_together(harness, TEXTS[:2], max_steps=3)
+    assert len(session.threads) == 3 and loop_thread not in session.threads  # one batched call per step
+    assert (together[0].step, together[0].halt_reason) == (alone.step, alone.halt_reason)
+    np.testing.assert_allclose(together[0].logits, alone.logits, rtol=0, atol=1e-5)
+    await harness.scheduler.close()
+
+
+async def test_a_request_that_arrives_right_after_a_step_goes_to_the_models_thread(text_model: LoadedModel):
+    """A lone request arriving just after the model's last step most likely waited behind a busy loop:
+    it steps on the model's thread, so that the loop stays free to take the calls behind it."""
+    session = ThreadRecordingSession(text_model.session)
+    harness = Harness(text_model, session=session)
+    await asyncio.sleep(IDLE_GAP_S * 5)
+    first = harness.submit(harness.ticket(TEXTS[0], max_steps=1))
+    waiting = harness.ticket(TEXTS[1], max_steps=1)  # arrived before the first request's step ran
+    await first.finished
+    await harness.submit(waiting).finished
+    assert session.threads[0] == threading.get_ident() and session.threads[1] != threading.get_ident()
     await harness.scheduler.close()
 
 

@@ -55,6 +55,8 @@ class _Admitted:
     model: HostedModel
     ticket: Ticket
     reader: StepReader
+    deadline_timer: asyncio.TimerHandle | None
+    """Calls ticket.time_out() at the deadline; cancelled by `_release`."""
 
 
 class ReasoningServicer:
@@ -155,7 +157,7 @@ class ReasoningServicer:
                     return
                 previous = decoded
         finally:
-            admitted.model.scheduler.cancel(admitted.ticket)
+            _release(admitted)
 
     def _admit(
         self, raw: bytes, context: grpc.aio.ServicerContext, record: CallRecord, *, stream: bool
@@ -171,9 +173,10 @@ class ReasoningServicer:
         if valid.time_budget_ms:
             limits.append(TimeLimit(record.started + valid.time_budget_ms / 1000.0, HaltReason.BUDGET))
         remaining = context.time_remaining()
+        deadline_in = None
         if remaining is not None:
-            deadline_at = time.monotonic() + remaining - self._limits.deadline_margin_s
-            limits.append(TimeLimit(deadline_at, HaltReason.DEADLINE))
+            deadline_in = remaining - self._limits.deadline_margin_s
+            limits.append(TimeLimit(time.monotonic() + deadline_in, HaltReason.DEADLINE))
         ticket = Ticket(valid.input.tokens, valid.budget, arrival=record.started, limits=limits, stream=stream)
         try:
             model.scheduler.submit(ticket)
@@ -181,22 +184,23 @@ class ReasoningServicer:
             raise RequestError(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc)) from exc
         except SchedulerClosed as exc:
             raise RequestError(grpc.StatusCode.UNAVAILABLE, f"{exc}; retry") from exc
-        return _Admitted(model=model, ticket=ticket, reader=valid.input.reader)
+        timer = None
+        if deadline_in is not None:
+            timer = asyncio.get_running_loop().call_later(max(0.0, deadline_in), ticket.time_out)
+        return _Admitted(model=model, ticket=ticket, reader=valid.input.reader, deadline_timer=timer)
 
     async def _final_result(self, admitted: _Admitted) -> StepResult:
         try:
-            return await self._until_deadline(admitted, asyncio.shield(admitted.ticket.finished))
+            return await self._until_deadline(admitted, admitted.ticket.finished)
         finally:
-            admitted.model.scheduler.cancel(admitted.ticket)
+            _release(admitted)
 
     async def _until_deadline(self, admitted: _Admitted, step: Awaitable[StepResult]) -> StepResult:
-        """Await the next step; if the gRPC deadline comes first, return the last step as the answer."""
-        deadline_at = admitted.ticket.deadline_at
-        if deadline_at is None:
-            return await step
+        """Await the next step; if the gRPC deadline comes first (the ticket times out), return the last
+        step as the answer."""
         try:
-            return await asyncio.wait_for(step, timeout=max(0.0, deadline_at - time.monotonic()))
-        except asyncio.TimeoutError:
+            return await step
+        except TimeoutError:
             latest = admitted.ticket.latest
             if latest is None:
                 raise RequestError(
@@ -264,6 +268,14 @@ class ReasoningServicer:
         message = f"internal error while serving request {record.request_id}; the server log has the details"
         record.finish(grpc.StatusCode.INTERNAL, message)
         await context.abort(grpc.StatusCode.INTERNAL, message)
+
+
+def _release(admitted: _Admitted) -> None:
+    """The caller is done with the request (answered, failed or gone): stop its deadline timer and free its
+    place in the scheduler."""
+    if admitted.deadline_timer is not None:
+        admitted.deadline_timer.cancel()
+    admitted.model.scheduler.cancel(admitted.ticket)
 
 
 def _note_final(record: CallRecord, admitted: _Admitted, result: StepResult) -> None:

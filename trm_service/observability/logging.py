@@ -12,10 +12,16 @@ import orjson
 import structlog
 
 
-def _add_pid(logger: Any, method: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
-    """Every line names its process (several with --workers N)."""
-    event["pid"] = os.getpid()
-    return event
+class _AddPid:
+    """Every line names its process (several with --workers N); the id is read once, at configuration
+    (each worker process configures its own logging), not with a system call per line."""
+
+    def __init__(self) -> None:
+        self._pid = os.getpid()
+
+    def __call__(self, logger: Any, method: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+        event["pid"] = self._pid
+        return event
 
 
 def configure_logging(level: str = "info") -> None:
@@ -23,7 +29,7 @@ def configure_logging(level: str = "info") -> None:
     structlog.configure(
         processors=[
             structlog.processors.add_log_level,
-            _add_pid,
+            _AddPid(),
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.format_exc_info,
             structlog.processors.JSONRenderer(serializer=orjson.dumps),  # a third cheaper than json.dumps

