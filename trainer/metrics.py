@@ -10,6 +10,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from trm_bundle.probabilities import sigmoid
+
 HALT_THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.98, 0.99)
 
 
@@ -33,10 +35,6 @@ class Trace:
         """Prediction and confidence of each example at its own step index."""
         rows = np.arange(self.predictions.shape[1])
         return self.predictions[step_index, rows], self.confidence[step_index, rows]
-
-
-def sigmoid(x: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-x))
 
 
 def exact(predictions: np.ndarray, targets: np.ndarray) -> np.ndarray:

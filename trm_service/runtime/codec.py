@@ -18,15 +18,6 @@ class InputError(ValueError):
     """The request's input does not suit the model; the message tells the caller what to send."""
 
 
-def softmax(logits: np.ndarray) -> np.ndarray:
-    """Softmax over the last axis, computed in float64 for stable sums."""
-    probabilities = logits.astype(np.float64)
-    probabilities -= probabilities.max(axis=-1, keepdims=True)
-    np.exp(probabilities, out=probabilities)
-    probabilities /= probabilities.sum(axis=-1, keepdims=True)
-    return probabilities
-
-
 @dataclass(frozen=True)
 class DecodedStep:
     """The answer of one step, and the distribution it came from (used to measure change)."""

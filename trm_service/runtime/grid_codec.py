@@ -6,8 +6,9 @@ import numpy as np
 from trm.v1 import trm_pb2
 
 from trm_bundle.manifest import BundleError, GridInput, Manifest
+from trm_bundle.probabilities import softmax
 from trm_service.runtime import sudoku
-from trm_service.runtime.codec import DecodedStep, EncodedRequest, InputError, softmax
+from trm_service.runtime.codec import DecodedStep, EncodedRequest, InputError
 
 
 def grid_values(cells: str, spec: GridInput) -> list[int]:

@@ -9,7 +9,8 @@ from tokenizers import Tokenizer
 from trm.v1 import trm_pb2
 
 from trm_bundle.manifest import BundleError, Manifest, OutOfScope, TextInput
-from trm_service.runtime.codec import DecodedStep, EncodedRequest, InputError, softmax
+from trm_bundle.probabilities import softmax
+from trm_service.runtime.codec import DecodedStep, EncodedRequest, InputError
 
 DEFAULT_TOP_K = 3
 

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import structlog
 
+from trm_bundle.probabilities import sigmoid
 from trm_service.observability.metrics import ServiceMetrics
 from trm_service.runtime.session import RunHandle, StepOutputs, StepSession, StepStopped
 from trm_service.scheduler.halting import HaltReason, TimeLimit, stop_reason
@@ -266,7 +267,7 @@ class ModelScheduler:
         self._update_gauges()
 
     def _record_step(self, batch: list[Ticket], outputs: StepOutputs, now: float) -> None:
-        halt_probability = 1.0 / (1.0 + np.exp(-outputs.halt_logit.astype(np.float64)))
+        halt_probability = sigmoid(outputs.halt_logit)
         next_step_s = self._step_s * _STEP_TIME_SAFETY
         stopped = set()
         for row, ticket in enumerate(batch):
