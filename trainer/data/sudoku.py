@@ -105,11 +105,9 @@ def load_sudoku_csv(path: Path) -> GridSplit:
     lines, questions, answers = _read_columns(path)
     puzzles = _parse_cells(path, lines, questions, "question", QUESTION_TABLE, "1-9, 0 or '.'")
     solutions = _parse_cells(path, lines, answers, "answer", ANSWER_TABLE, "1-9")
-    contradicted = (puzzles != 0) & (puzzles != solutions)
-    bad_rows = np.flatnonzero(contradicted.any(axis=1))
-    if bad_rows.size:
-        row = bad_rows[0]
-        cell = int(np.argmax(contradicted[row]))
+    contradicted = _first_flagged_cell((puzzles != 0) & (puzzles != solutions))
+    if contradicted is not None:
+        row, cell = contradicted
         raise DataError(
             path,
             lines[row],
@@ -147,11 +145,9 @@ def _parse_cells(
         raise DataError(path, lines[row], f"{column} has {lengths[row]} characters, expected {CELLS}")
     codes = np.frombuffer("".join(strings).encode("utf-32-le"), dtype="<u4").reshape(-1, CELLS)
     values = np.where(codes < len(table), table[np.minimum(codes, len(table) - 1)], ILLEGAL)
-    illegal = values == ILLEGAL
-    bad_rows = np.flatnonzero(illegal.any(axis=1))
-    if bad_rows.size:
-        row = bad_rows[0]
-        cell = int(np.argmax(illegal[row]))
+    illegal = _first_flagged_cell(values == ILLEGAL)
+    if illegal is not None:
+        row, cell = illegal
         raise DataError(
             path,
             lines[row],
@@ -159,3 +155,9 @@ def _parse_cells(
             f"(allowed: {allowed})",
         )
     return values.astype(np.uint8)
+
+
+def _first_flagged_cell(flags: np.ndarray) -> tuple[int, int] | None:
+    """(row, cell) of the first flagged cell of bool [N, 81] `flags`, or None."""
+    rows = np.flatnonzero(flags.any(axis=1))
+    return None if rows.size == 0 else (int(rows[0]), int(np.argmax(flags[rows[0]])))
