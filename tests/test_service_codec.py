@@ -10,7 +10,7 @@ import pytest
 from tokenizers import Tokenizer
 
 from trm_bundle.manifest import BundleError, GridInput, OutOfScope, load_bundle
-from trm_service.runtime.codec import softmax
+from trm_bundle.probabilities import softmax
 from trm_service.runtime.grid_codec import GridReader, grid_values
 from trm_service.runtime.text_codec import ClassificationReader, TextCodec, load_tokenizer
 
