@@ -1,7 +1,8 @@
 """The figure a model is known by, picked from the metrics its manifest carries (ModelInfo.metrics).
 
 The trainer names metrics ``test_<metric>`` for a single test set and ``test_<tier>_<metric>`` for
-each tier of a tiered one (Sudoku: easy, medium, hard); ``int8_`` in front marks the int8 model's.
+each tier of a tiered one (Sudoku: easy, medium, hard), and ``test_<tier>_<source>_<metric>`` for one
+source file of a tier (a breakdown, not a test set of its own); ``int8_`` in front marks the int8 model's.
 The headline, per test set, is ``in_scope_accuracy`` when the model has one (a model with an
 out-of-scope label: accuracy on the in-scope examples, the figure its dataset is known by), else
 ``accuracy`` (for grids: whole puzzles solved exactly).
@@ -40,7 +41,8 @@ def headline(metrics: Mapping[str, float]) -> Headline | None:
     ]
     if not prefixes:
         return None
-    name = next(m for m in _PREFERRED if all(f"{p}_{m}" in metrics for p in prefixes))
     tiers = {prefix.removeprefix("test").removeprefix("_"): prefix for prefix in prefixes}
+    tiers = {tier: prefix for tier, prefix in tiers.items() if not any(tier.startswith(f"{t}_") for t in tiers if t)}
+    name = next(m for m in _PREFERRED if all(f"{p}_{m}" in metrics for p in tiers.values()))
     ordered = sorted(tiers, key=lambda t: (_TIER_ORDER.index(t) if t in _TIER_ORDER else len(_TIER_ORDER), t))
     return Headline(name, {tier: metrics[f"{tiers[tier]}_{name}"] for tier in ordered})
