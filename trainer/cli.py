@@ -61,49 +61,49 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="trm-train", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    fit = sub.add_parser("fit", help="train a model and write its bundle")
-    fit.add_argument("--config", help="YAML config (see trainer/configs/)")
-    fit.add_argument("--task", choices=["text", "grid"])
-    fit.add_argument("--data", "--train", dest="data", help="dataset folder or training CSV/JSONL")
-    fit.add_argument("--test", help="test CSV/JSONL for a user's data (default: a 10%% hold-out)")
-    fit.add_argument("--name", help="bundle name")
-    fit.add_argument("--out", default="bundles", help="folder that receives the bundle folder (default bundles/)")
-    fit.add_argument("--run-dir", help="checkpoints and logs (default runs/)")
-    fit.add_argument("--max-steps", type=int)
-    fit.add_argument("--max-minutes", type=float)
-    fit.add_argument("--batch-size", type=int)
-    fit.add_argument("--lr", type=float)
-    fit.add_argument("--device", help="auto, cpu or cuda")
-    fit.add_argument("--seed", type=int)
-    fit.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch default)")
-    fit.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+    fit_cmd = sub.add_parser("fit", help="train a model and write its bundle")
+    fit_cmd.add_argument("--config", help="YAML config (see trainer/configs/)")
+    fit_cmd.add_argument("--task", choices=["text", "grid"])
+    fit_cmd.add_argument("--data", "--train", dest="data", help="dataset folder or training CSV/JSONL")
+    fit_cmd.add_argument("--test", help="test CSV/JSONL for a user's data (default: a 10%% hold-out)")
+    fit_cmd.add_argument("--name", help="bundle name")
+    fit_cmd.add_argument("--out", default="bundles", help="folder that receives the bundle folder (default bundles/)")
+    fit_cmd.add_argument("--run-dir", help="checkpoints and logs (default runs/)")
+    fit_cmd.add_argument("--max-steps", type=int)
+    fit_cmd.add_argument("--max-minutes", type=float)
+    fit_cmd.add_argument("--batch-size", type=int)
+    fit_cmd.add_argument("--lr", type=float)
+    fit_cmd.add_argument("--device", help="auto, cpu or cuda")
+    fit_cmd.add_argument("--seed", type=int)
+    fit_cmd.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch default)")
+    fit_cmd.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                      help="override any config key, e.g. --set model.hidden_size=128")
-    fit.add_argument("--restart", action="store_true", help="ignore an existing checkpoint and start over")
-    fit.set_defaults(func=cmd_fit)
+    fit_cmd.add_argument("--restart", action="store_true", help="ignore an existing checkpoint and start over")
+    fit_cmd.set_defaults(func=cmd_fit)
 
-    evaluate = sub.add_parser("eval", help="evaluate a bundle on a dataset split; prints JSON")
-    evaluate.add_argument("--bundle", required=True)
-    evaluate.add_argument("--data", required=True, help="dataset folder of ../shared/data or a user's file")
-    evaluate.add_argument("--split", default="test")
-    evaluate.add_argument("--limit", type=int, default=0, help="evaluate a fixed random subset of this size")
-    evaluate.add_argument("--int8", action="store_true", help="use the int8 variant when the bundle has one")
-    evaluate.set_defaults(func=cmd_eval)
+    eval_cmd = sub.add_parser("eval", help="evaluate a bundle on a dataset split; prints JSON")
+    eval_cmd.add_argument("--bundle", required=True)
+    eval_cmd.add_argument("--data", required=True, help="dataset folder of ../shared/data or a user's file")
+    eval_cmd.add_argument("--split", default="test")
+    eval_cmd.add_argument("--limit", type=int, default=0, help="evaluate a fixed random subset of this size")
+    eval_cmd.add_argument("--int8", action="store_true", help="use the int8 variant when the bundle has one")
+    eval_cmd.set_defaults(func=cmd_eval)
 
-    export = sub.add_parser("export", help="write a bundle from a training checkpoint")
-    source = export.add_mutually_exclusive_group(required=True)
+    export_cmd = sub.add_parser("export", help="write a bundle from a training checkpoint")
+    source = export_cmd.add_mutually_exclusive_group(required=True)
     source.add_argument("--checkpoint", help="runs/NAME or runs/NAME/checkpoint.pt")
     source.add_argument("--from-bundle", help="an existing bundle folder: re-export its weights (e.g. after an "
                         "exporter change) with fresh measurements and its original training record")
-    export.add_argument("--out", default="bundles")
-    export.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+    export_cmd.add_argument("--out", default="bundles")
+    export_cmd.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override a top-level config key for export, e.g. --set eval_limit=500 or "
                         "--set max_chars=20000")
-    export.add_argument("--ablation", help="a bundle of the same model with less recursion (e.g. n=1, T=1), "
+    export_cmd.add_argument("--ablation", help="a bundle of the same model with less recursion (e.g. n=1, T=1), "
                         "trained as long: its figures go into REPORT.md next to this bundle's; or an earlier "
                         "bundle's evaluation.json, whose ablation is kept")
-    export.add_argument("--training-command", default="",
+    export_cmd.add_argument("--training-command", default="",
                         help="the command that trained the checkpoint (recorded in REPORT.md)")
-    export.set_defaults(func=cmd_export)
+    export_cmd.set_defaults(func=cmd_export)
     return parser
 
 

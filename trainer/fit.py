@@ -150,8 +150,7 @@ def from_checkpoint(checkpoint: Path, overrides: dict[str, Any], command: str) -
     cfg = dataclasses.replace(trained_with, device="cpu", out_dir=str(checkpoint.parent.parent))
     prepared = prepare(cfg)
     trainer = build_trainer(cfg, prepared)
-    if not trainer.load_checkpoint(checkpoint):
-        raise FileNotFoundError(f"no checkpoint at {checkpoint}")
+    trainer.load_checkpoint(checkpoint)
     record = TrainingRecord.of(trainer, command, trainer.elapsed_s)
     return Fitted(trained_with, prepared, cpu_copy(trainer.ema.model), record)
 
