@@ -68,6 +68,11 @@ class TrainConfig:
     ema_decay: float = 0.999
     halt_loss_weight: float = 0.5
     halt_exploration: float = 0.1
+    # carry: one supervision step per optimizer step over the ACT carry (the TRM); unrolled: every batch runs
+    # all N_sup steps and each step's answer gets the loss (early-exit style); sampled: the loss on the first
+    # step and on one step drawn from 1..N_sup. Unrolled and sampled trim text batches to their longest input.
+    # See trainer/train.py.
+    supervision: Literal["carry", "unrolled", "sampled"] = "carry"
     checkpoint_every: int = 200
     log_every: int = 50  # progress lines when the output is not a terminal
     eval_every: int = 1000
@@ -82,6 +87,8 @@ class TrainConfig:
     soup_branch_step: int = 0
 
     def __post_init__(self) -> None:
+        if self.supervision not in ("carry", "unrolled", "sampled"):
+            raise ValueError(f"supervision must be carry, unrolled or sampled, got {self.supervision!r}")
         if self.soup_branch_step and not self.soup:
             raise ValueError(
                 "soup_branch_step is set but soup is empty: it is the step at which soup ingredients branch"

@@ -4,6 +4,10 @@ One supervision step (``TRM.step``) runs T rounds; each round updates the latent
 ``z = f(z + y + x)``, then the answer once, ``y = f(y + z)``. During training the first T-1
 rounds run without gradients. Heads read the answer state y: class or cell logits, and the
 halting logit q (ACT: "the current answer is exactly right").
+
+What a step hands the next (``ModelConfig.state_carry``): every row of y and z, as in the TRM, or,
+for text, only the slot rows (the answer, and the document slot): token rows then start each step
+from zero, so attention cannot blur them over steps (docs/EXPERIMENTS.md).
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from torch import nn
 Task = Literal["text", "grid"]
 Mixer = Literal["attention", "mlp"]
 EmbeddingStorage = Literal["fp32", "int8"]
+StateCarry = Literal["all", "slots"]
 
 
 @dataclass
@@ -41,12 +46,19 @@ class ModelConfig:
     embed_dim: int = 0  # 0: embeddings of hidden_size; else factorised embed_dim -> hidden_size
     doc_slot: bool = False  # text only: one extra position holding the bag of words of the whole input
     embedding_storage: EmbeddingStorage = "fp32"  # how a bundle stores the token table (TRM.store_embeddings)
+    # rows of y and z a step hands the next: all (the TRM), or slots (text: answer and document slots only)
+    state_carry: StateCarry = "all"
     pad_id: int = 0
 
     def __post_init__(self) -> None:
         if self.embedding_storage not in get_args(EmbeddingStorage):
             choices = " or ".join(get_args(EmbeddingStorage))
             raise ValueError(f"model.embedding_storage must be {choices}, got {self.embedding_storage!r}")
+        if self.state_carry not in get_args(StateCarry):
+            choices = " or ".join(get_args(StateCarry))
+            raise ValueError(f"model.state_carry must be {choices}, got {self.state_carry!r}")
+        if self.state_carry == "slots" and self.task != "text":
+            raise ValueError("model.state_carry slots is for text: a grid's answer is in its cell rows")
         if self.task == "text" and self.seq_len % self.pool:
             raise ValueError(f"max_tokens {self.seq_len} must be a multiple of model.pool {self.pool}")
 
@@ -61,9 +73,14 @@ class ModelConfig:
         return self.task == "text" and self.mixer == "attention"
 
     @property
+    def slot_rows(self) -> int:
+        """Rows of y and z before the input positions: the answer slot (+ the document slot)."""
+        return 1 + int(self.doc_slot)
+
+    @property
     def state_shape(self) -> tuple[int, int]:
         """Shape of y and z per example: answer slot (+ document slot) + input positions, hidden size."""
-        return (self.positions + 1 + int(self.doc_slot), self.hidden_size)
+        return (self.positions + self.slot_rows, self.hidden_size)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -290,6 +307,8 @@ class TRM(nn.Module):
         self, tokens: torch.Tensor, y: torch.Tensor, z: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """One supervision step: returns (y, z, logits, halt_logit). Gradients flow through the last round only."""
+        if self.cfg.state_carry == "slots":
+            y, z = self._slots_only(y), self._slots_only(z)
         x, key_mask = self.embed(tokens)
         if self.cfg.T > 1:
             with torch.no_grad():
@@ -299,6 +318,11 @@ class TRM(nn.Module):
         logits = self.head(y[:, 0]) if self.cfg.task == "text" else self.head(y[:, 1:])
         halt_logit = self.q_head(y[:, 0]).squeeze(-1)
         return y, z, logits, halt_logit
+
+    def _slots_only(self, state: torch.Tensor) -> torch.Tensor:
+        """The state with its token rows zeroed (any number of rows: trimmed steps keep working)."""
+        rows = self.cfg.slot_rows
+        return torch.cat([state[:, :rows], torch.zeros_like(state[:, rows:])], dim=1)
 
     def answer_features(self, y: torch.Tensor) -> torch.Tensor:
         """The answer-slot vector the heads read (used for embedding distillation)."""

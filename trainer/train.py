@@ -5,6 +5,15 @@ its (y, z) state. Every optimizer step runs ONE supervision step for all slots. 
 halting logit q > 0 (after a random minimum number of steps for exploration) or after N_sup steps;
 halted slots are refilled with fresh examples before the next step. So every optimizer step sees
 examples at every depth, and no compute is spent on examples that are already solved.
+
+Unrolled supervision (``supervision: unrolled``, early-exit style): every optimizer step draws a fresh
+batch and runs all N_sup steps from the initial state; each step's answer and halting logit get the full
+loss and the mean over steps is minimised. States are detached between steps, as in the carry, so each
+step's gradient stays within it. Every depth is trained on every example (in the carry, examples the
+halting head already gets right leave after one step, so later steps learn only the hard ones).
+``supervision: sampled`` does the same for the first step and one step drawn uniformly from 1..N_sup
+(the steps between run without gradients): every step is trained as an answer, at about half the cost
+of unrolling all of them when N_sup is 4.
 """
 
 from __future__ import annotations
@@ -25,7 +34,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from trainer.config import TrainConfig
-from trainer.model import TRM
+from trainer.model import TRM, ModelConfig
 
 CHECKPOINT = "checkpoint.pt"
 
@@ -68,6 +77,16 @@ def pick_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
+
+
+def trim_padding(tokens: torch.Tensor, cfg: ModelConfig) -> torch.Tensor:
+    """A text batch without its all-padding trailing columns (kept to a multiple of the pool): the same
+    answers at less cost, since padding is masked out of attention (``ModelConfig.variable_length``)."""
+    if not cfg.variable_length:
+        return tokens
+    used = (tokens != cfg.pad_id).any(0).nonzero()
+    length = int(used.max()) + 1 if used.numel() else 1
+    return tokens[:, : -(-length // cfg.pool) * cfg.pool]
 
 
 def exact_correct(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -193,9 +212,9 @@ class Trainer:
         carry.steps[slots] = 0
 
     def _loss(
-        self, carry: Carry, y: torch.Tensor, logits: torch.Tensor, halt_logit: torch.Tensor
+        self, batch: dict[str, torch.Tensor], y: torch.Tensor, logits: torch.Tensor, halt_logit: torch.Tensor
     ) -> tuple[torch.Tensor, dict[str, float], torch.Tensor]:
-        cfg, targets = self.cfg, carry.batch["targets"]
+        cfg, targets = self.cfg, batch["targets"]
         flat_logits = logits.float().reshape(-1, logits.shape[-1])
         ce = F.cross_entropy(
             flat_logits, targets.reshape(-1), label_smoothing=cfg.label_smoothing, reduction="none"
@@ -206,15 +225,15 @@ class Trainer:
         halt_loss = F.binary_cross_entropy_with_logits(halt_logit.float(), correct.float())
         loss = loss + cfg.halt_loss_weight * halt_loss
         teacher = cfg.teacher
-        if teacher.soft_label_weight and "soft_targets" in carry.batch:
+        if teacher.soft_label_weight and "soft_targets" in batch:
             tau = teacher.temperature
             kd = F.kl_div(
-                F.log_softmax(logits.float() / tau, -1), carry.batch["soft_targets"], reduction="batchmean"
+                F.log_softmax(logits.float() / tau, -1), batch["soft_targets"], reduction="batchmean"
             )
             loss = loss + teacher.soft_label_weight * tau * tau * kd
         if teacher.embedding_weight and self.embedding_projection is not None:
             predicted = self.embedding_projection(self.model.answer_features(y))
-            cos = F.cosine_similarity(predicted.float(), carry.batch["teacher_embeddings"], dim=-1)
+            cos = F.cosine_similarity(predicted.float(), batch["teacher_embeddings"], dim=-1)
             loss = loss + teacher.embedding_weight * (1 - cos).mean()
         stats = {"loss": loss.item(), "halt_loss": halt_loss.item(), "acc": correct.float().mean().item()}
         return loss, stats, correct
@@ -229,22 +248,33 @@ class Trainer:
             confident = (halt_logit > 0) & (carry.steps >= torch.where(explore, min_steps, 1))
             carry.halted = halted | confident
 
-    def train_step(self, carry: Carry) -> dict[str, float]:
-        """One optimizer step = one supervision step for every slot of the carry."""
-        self._refill(carry)
-        self.model.train()
+    def _set_learning_rate(self) -> None:
         for group in self.optimizer.param_groups:
             group["lr"] = self._learning_rate() * group["lr_scale"]
-        autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device.type == "cuda")
-        with autocast:
-            y, z, logits, halt_logit = self.model.step(carry.batch["tokens"], carry.y, carry.z)
-            loss, stats, _ = self._loss(carry, y, logits, halt_logit)
+
+    def _autocast(self) -> torch.autocast:
+        return torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device.type == "cuda")
+
+    def _optimize(self, loss: torch.Tensor) -> None:
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if self.cfg.grad_clip:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
         self.optimizer.step()
         self.ema.update(self.model, self.step)
+
+    def train_step(self, carry: Carry | None) -> dict[str, float]:
+        """One optimizer step: one supervision step for every slot of the carry, or (unrolled, no
+        carry) all N_sup steps of a fresh batch."""
+        if carry is None:  # unrolled or sampled supervision
+            return self._unrolled_step()
+        self._refill(carry)
+        self.model.train()
+        self._set_learning_rate()
+        with self._autocast():
+            y, z, logits, halt_logit = self.model.step(carry.batch["tokens"], carry.y, carry.z)
+            loss, stats, _ = self._loss(carry.batch, y, logits, halt_logit)
+        self._optimize(loss)
         carry.y, carry.z = y.detach().float(), z.detach().float()
         carry.steps = carry.steps + 1
         self._halt(carry, halt_logit.detach())
@@ -252,6 +282,45 @@ class Trainer:
         stats["halt_steps"] = float(carry.steps[halted].float().mean()) if halted.any() else float("nan")
         self.step += 1
         return stats
+
+    def _graded_steps(self, n_sup: int) -> list[int]:
+        """The supervision steps (1-based) whose answers get the loss in this optimizer step: all of them
+        (unrolled), or the first and one drawn uniformly from 1..N_sup (sampled)."""
+        if self.cfg.supervision == "unrolled":
+            return list(range(1, n_sup + 1))
+        drawn = int(torch.randint(1, n_sup + 1, (1,), generator=self.rng))
+        return sorted({1, drawn})
+
+    def _unrolled_step(self) -> dict[str, float]:
+        """A fresh batch run from the initial state through its graded steps: the mean of their losses."""
+        mcfg = self.model.cfg
+        batch = {k: torch.as_tensor(v, device=self.device) for k, v in self.stream.draw(self.cfg.batch_size).items()}
+        tokens = trim_padding(batch["tokens"], mcfg)
+        rows = mcfg.state_shape[0] - (mcfg.seq_len - tokens.shape[1]) // mcfg.pool
+        y, z = (state[:, :rows] for state in self.model.initial_state(len(tokens), self.device))
+        graded = self._graded_steps(mcfg.N_sup)
+        self.model.train()
+        self._set_learning_rate()
+        losses, per_step = [], []
+        with self._autocast():
+            for step in range(1, graded[-1] + 1):
+                with torch.set_grad_enabled(step in graded):
+                    y, z, logits, halt_logit = self.model.step(tokens, y, z)
+                if step in graded:
+                    loss, stats, _ = self._loss(batch, y, logits, halt_logit)
+                    losses.append(loss)
+                    per_step.append(stats)
+                y, z = y.detach(), z.detach()
+        loss = torch.stack(losses).mean()
+        self._optimize(loss)
+        self.step += 1
+        return {
+            "loss": loss.item(),
+            "halt_loss": sum(s["halt_loss"] for s in per_step) / len(per_step),
+            "acc": per_step[-1]["acc"],
+            "first_step_acc": per_step[0]["acc"],
+            "halt_steps": float(graded[-1]),
+        }
 
     # --- the loop ---------------------------------------------------------------------------------
     def _request_stop(self, *_: object) -> None:
@@ -273,7 +342,7 @@ class Trainer:
         previous = {
             sig: signal.signal(sig, self._request_stop) for sig in (signal.SIGINT, signal.SIGTERM)
         }
-        carry = self._empty_carry()
+        carry = self._empty_carry() if cfg.supervision == "carry" else None
         bar = tqdm(total=last_step, initial=self.step, desc=cfg.name, dynamic_ncols=True,
                    disable=not sys.stderr.isatty())
         started, last, first_step = time.monotonic(), {}, self.step
