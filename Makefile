@@ -5,7 +5,7 @@ BIN     := $(VENV)/bin
 PORT    ?= 50051
 METRICS_PORT ?= 9090
 
-.PHONY: install install-runtime install-system serve test test-slow lint proto models bench loadtest loadtest-overload loadtest-soak clean
+.PHONY: install install-runtime install-system serve test test-slow lint proto models training-bars bench loadtest loadtest-overload loadtest-soak clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -48,6 +48,11 @@ proto:
 models: install
 	$(BIN)/python -m trainer.make_models
 
+# The `trm-train fit` bars of docs/TRAINING.md: public data sets as a user's CSVs, each fit with default flags
+# (about 65 min on a 2-core CPU); bundles and logs in bars/.
+training-bars: install
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m trainer.bar_sets --out bars/data --fit bars
+
 # Service vs the naive PyTorch baseline; BENCH_ARGS='--bundles untrained' before the default bundles exist.
 bench: install
 	$(BIN)/python -m loadtests.bench $(BENCH_ARGS)
@@ -63,4 +68,4 @@ loadtest-soak: install
 	$(BIN)/python -m loadtests.run --scenario soak $(LOADTEST_ARGS)
 
 clean:
-	rm -rf build dist *.egg-info .pytest_cache .ruff_cache reports
+	rm -rf build dist *.egg-info .pytest_cache .ruff_cache reports bars

@@ -81,6 +81,17 @@ def test_the_training_record_is_optional_for_serving_and_typed_when_present() ->
         parse_manifest(data)
 
 
+def test_an_abstain_threshold_needs_no_out_of_scope_label_but_a_named_label_must_exist() -> None:
+    data = json.loads((MODELS / "intent-clinc150" / "manifest.json").read_text())
+    data["out_of_scope"] = {"label": None, "threshold": 0.62}
+    abstain = parse_manifest(data).out_of_scope
+    assert abstain is not None and (abstain.label, abstain.threshold) == (None, 0.62)
+    assert manifest_json(parse_manifest(data))["out_of_scope"] == {"label": None, "threshold": 0.62}
+    data["out_of_scope"] = {"label": "unknown", "threshold": 0.62}
+    with pytest.raises(BundleError, match=r"out_of_scope\.label 'unknown' is not one of the labels"):
+        parse_manifest(data)
+
+
 @pytest.mark.parametrize(
     ("multiple", "rows_before", "used", "length", "rows"),
     [

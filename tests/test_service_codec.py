@@ -52,6 +52,13 @@ def test_out_of_scope_when_the_oos_label_wins_or_the_top_probability_is_low():
     assert not ClassificationReader(LABELS, None, top_k=1).read(oos_logits).answer.classification.out_of_scope
 
 
+def test_without_an_out_of_scope_label_a_low_top_probability_abstains():
+    reader = ClassificationReader(LABELS, OutOfScope(label=None, threshold=0.5), top_k=1)
+    assert not reader.read(np.array([0.0, 0.0, 0.0, 5.0], dtype=np.float32)).answer.classification.out_of_scope
+    flat = reader.read(np.array([0.1, 0.0, 0.0, 0.0], dtype=np.float32)).answer.classification
+    assert flat.label == "play_music" and flat.out_of_scope
+
+
 def test_classification_change_is_the_total_variation_distance():
     reader = ClassificationReader(LABELS, None, top_k=2)
     first = reader.read(np.array([5.0, 0.0, 0.0, 0.0], dtype=np.float32))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from trainer.evaluate import evaluate_step, headline_metrics
+from trainer.evaluate import calibrate, evaluate_step, headline_metrics
 from trainer.prepare import GRID_LABELS
 from trainer.tasks import EncodedSet
 
@@ -46,3 +46,43 @@ def test_a_set_from_one_file_has_no_per_file_figures() -> None:
     assert set(headline_metrics(results)) == {
         "test_accuracy", "test_halting_accuracy", "test_halting_mean_steps", "test_ece", "test_cell_accuracy",
     }
+
+
+def confidence_step(tokens: np.ndarray, y: np.ndarray, z: np.ndarray) -> tuple[np.ndarray, ...]:
+    """A text step over 3 labels: token 0 names the predicted label, token 1 its logit margin over the others."""
+    logits = np.zeros((len(tokens), 3), dtype=np.float32)
+    logits[np.arange(len(tokens)), tokens[:, 0]] = tokens[:, 1]
+    return y, z, logits, np.full(len(tokens), 10.0, dtype=np.float32)
+
+
+def test_with_an_out_of_scope_label_its_threshold_is_calibrated() -> None:
+    # label 2 is "oos": confident predictions of labels 0/1 are right, the unsure ones are really out of scope
+    tokens = np.array([[0, 6], [1, 6], [0, 6], [1, 6], [0, 0], [1, 0], [2, 6]])
+    targets = np.array([0, 1, 0, 1, 2, 2, 2])
+    thresholds = calibrate(confidence_step, EncodedSet(tokens, targets), (1, 4), 1, ["a", "b", "oos"], "oos")
+    assert thresholds.out_of_scope is not None and thresholds.out_of_scope.label == "oos"
+    assert 1 / 3 < thresholds.out_of_scope.threshold <= 0.95 and thresholds.abstain is None
+    results = evaluate_step(confidence_step, (1, 4), 1, {"test": EncodedSet(tokens, targets)}, 0.5,
+                            ["a", "b", "oos"], thresholds.out_of_scope)
+    assert results["test"]["oos_recall"] == 1.0 and results["test"]["in_scope_accuracy"] == 1.0
+
+
+def test_without_an_out_of_scope_label_an_abstain_threshold_keeps_answers_precise() -> None:
+    # margin 6 (top probability 0.995) is always right, margin 1 (0.58) right only half the time
+    tokens = np.array([[0, 6]] * 10 + [[1, 1]] * 4)
+    targets = np.array([0] * 10 + [1, 1, 0, 0])
+    thresholds = calibrate(confidence_step, EncodedSet(tokens, targets), (1, 4), 1, ["a", "b", "c"], None)
+    abstain = thresholds.out_of_scope
+    assert abstain is not None and abstain.label is None
+    assert 0.58 < abstain.threshold <= 0.996
+    assert thresholds.abstain is not None and thresholds.abstain.coverage == 10 / 14
+    results = evaluate_step(confidence_step, (1, 4), 1, {"test": EncodedSet(tokens, targets)}, 0.5,
+                            ["a", "b", "c"], abstain)
+    assert results["test"]["answered_fraction"] == 10 / 14 and results["test"]["answered_accuracy"] == 1.0
+    assert headline_metrics(results)["test_answered_accuracy"] == 1.0
+
+
+def test_grids_have_no_out_of_scope_threshold() -> None:
+    targets = np.array([[1, 2, 3, 4]] * 2, dtype=np.int64)
+    thresholds = calibrate(copy_step, EncodedSet(targets, targets), (1, 4), 1, GRID_LABELS, None, task="grid")
+    assert thresholds.out_of_scope is None

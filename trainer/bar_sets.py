@@ -1,7 +1,9 @@
 """The public data sets of the `trm-train fit` bars (docs/TRAINING.md), written out as a user brings
 data: text,label CSV files, one for training and one for testing.
 
-`python -m trainer.bar_sets --out DIR` writes them from the shared data folder:
+`python -m trainer.bar_sets --out DIR` writes them from the shared data folder (`--fit` then runs every bar's
+`trm-train fit --train TRAIN --test TEST`, with no other flag but where the bundle and the log go, one after
+the other, and prints the figures docs/TRAINING.md quotes; `make training-bars`):
 - clinc150-train.csv / clinc150-test.csv: CLINC150 train + oos_train / test + oos_test (label `oos`);
 - clinc150-fewshot10-train.csv: `few_shot_indices` of clinc150-train, 10 per intent, seed 0;
 - newsgroups20-train.csv / newsgroups20-test.csv: 20 Newsgroups, subject + newline + body as the text.
@@ -11,6 +13,9 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
+import subprocess
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -70,15 +75,54 @@ def write_bar_sets(data_root: Path, out: Path, seed: int = 0) -> dict[str, Path]
     return {name: write_text_csv(Path(out) / f"{name}.csv", split) for name, split in splits.items()}
 
 
+VOICE_COMMANDS = Path(__file__).resolve().parents[1] / "clients" / "examples" / "voice_pipeline" / "commands.csv"
+
+
+def bar_fits(sets: dict[str, Path]) -> dict[str, tuple[Path, Path | None]]:
+    """The bars' fits by bundle name: (training file, test file or None for the 10% hold-out)."""
+    few_shot = f"clinc150-fewshot{FEW_SHOT_PER_LABEL}-train"
+    return {
+        "voice-commands": (VOICE_COMMANDS, None),
+        "clinc150-train": (sets["clinc150-train"], sets["clinc150-test"]),
+        few_shot: (sets[few_shot], sets["clinc150-test"]),
+        "newsgroups20-train": (sets["newsgroups20-train"], sets["newsgroups20-test"]),
+    }
+
+
+def run_bar_fits(sets: dict[str, Path], out: Path) -> list[dict[str, object]]:
+    """Runs each bar's default fit (bundles and logs under `out`); returns its wall time and metrics."""
+    rows = []
+    for name, (train, test) in bar_fits(sets).items():
+        command = ["trm-train", "fit", "--train", str(train), *(["--test", str(test)] if test else [])]
+        log = out / "logs" / f"{name}.log"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        started = time.monotonic()
+        with open(log, "w") as handle:
+            code = subprocess.run([*command, "--out", str(out / "bundles"), "--run-dir", str(out / "runs")],
+                                  stdout=handle, stderr=subprocess.STDOUT, check=False).returncode
+        wall_s = time.monotonic() - started
+        manifest = out / "bundles" / train.stem / "manifest.json"
+        metrics = json.loads(manifest.read_text())["metrics"] if code == 0 else {}
+        rows.append({"bar": name, "command": " ".join(command), "exit": code, "wall_s": round(wall_s, 1),
+                     "metrics": metrics})
+        print(json.dumps(rows[-1]), flush=True)
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m trainer.bar_sets", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default="../shared/data", help="the shared data folder")
     parser.add_argument("--out", required=True, help="folder that receives the CSV files")
     parser.add_argument("--seed", type=int, default=0, help="seed of the few-shot sample")
+    parser.add_argument("--fit", metavar="DIR", help="then run every bar's default fit, bundles and logs in DIR")
     args = parser.parse_args(argv)
-    for name, path in write_bar_sets(Path(args.data), Path(args.out), args.seed).items():
+    sets = write_bar_sets(Path(args.data), Path(args.out), args.seed)
+    for name, path in sets.items():
         print(f"{name}: {path}")
+    if args.fit:
+        rows = run_bar_fits(sets, Path(args.fit))
+        return max(row["exit"] for row in rows)
     return 0
 
 

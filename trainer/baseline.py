@@ -18,13 +18,12 @@ from pathlib import Path
 import numpy as np
 from sklearn.pipeline import Pipeline
 
-from trainer.data.holdout import stratified_holdout
+from trainer.data.holdout import holdout_fraction, stratified_holdout
 from trainer.data.text import check_label_coverage, load_text_file
 from trainer.out_of_scope import find_out_of_scope_label
 from trainer.tfidf_teacher import ngram_svm, ngram_vectorizer
 
 DESCRIPTION = "linear baseline (TF-IDF word 1-2-grams + character 2-5-grams, LinearSVC)"
-HOLDOUT_FRACTION = 0.1
 
 
 @dataclass(frozen=True)
@@ -38,6 +37,12 @@ class BaselineResult:
     test_rows: int
     wall_time_s: float  # fitting and scoring
 
+    def metrics(self) -> dict[str, float]:
+        """The manifest's `baseline_test_*` metrics (docs/BUNDLE.md)."""
+        figures = {"accuracy": self.accuracy, "in_scope_accuracy": self.in_scope_accuracy,
+                   "oos_recall": self.oos_recall}
+        return {f"baseline_test_{key}": round(value, 5) for key, value in figures.items() if value is not None}
+
     def summary(self) -> str:
         """One line for a console or a report, e.g. "linear baseline 92.7%"."""
         figures = f"accuracy {100 * self.accuracy:.2f}%"
@@ -45,6 +50,21 @@ class BaselineResult:
             figures += f", in-scope {100 * self.in_scope_accuracy:.2f}%, out-of-scope recall "
             figures += "n/a" if self.oos_recall is None else f"{100 * self.oos_recall:.2f}%"
         return f"{DESCRIPTION}: {figures} ({self.train_rows:,} training rows, {self.wall_time_s:.0f} s)"
+
+
+def comparison(metrics: dict[str, float]) -> str | None:
+    """The TRM next to the baseline in one line, from a manifest's metrics, e.g. "TRM 93.10%, linear
+    baseline 92.70% (in-scope test accuracy): the TRM is ahead by 0.40 points"; None without a baseline."""
+    key = "in_scope_accuracy" if "baseline_test_in_scope_accuracy" in metrics else "accuracy"
+    if f"baseline_test_{key}" not in metrics or f"test_{key}" not in metrics:
+        return None
+    trm, baseline = 100 * metrics[f"test_{key}"], 100 * metrics[f"baseline_test_{key}"]
+    gap = trm - baseline
+    verdict = (f"the TRM is ahead by {gap:.2f} points" if gap > 0 else
+               f"the baseline wins by {-gap:.2f} points: serve the TRM only for what the baseline lacks "
+               "(anytime steps, halting, one server for every model)" if gap < 0 else "a tie")
+    measure = "in-scope test accuracy" if key == "in_scope_accuracy" else "test accuracy"
+    return f"TRM {trm:.2f}%, linear baseline {baseline:.2f}% ({measure}): {verdict}"
 
 
 def fit_linear_baseline(texts: Sequence[str], labels: Sequence[str], seed: int = 0) -> Pipeline:
@@ -84,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
         test = load_text_file(Path(args.test))
         check_label_coverage(train, test, args.test)
     else:
-        kept, held = stratified_holdout(train.labels, HOLDOUT_FRACTION, args.seed)
+        kept, held = stratified_holdout(train.labels, holdout_fraction(len(train.labels)), args.seed)
         train, test = train.subset(kept), train.subset(held)
     oos_label = find_out_of_scope_label(train.labels)
     result = score_linear_baseline(train.texts, train.labels, test.texts, test.labels, oos_label, args.seed)

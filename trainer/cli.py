@@ -1,4 +1,5 @@
-"""`trm-train`: fit a model, evaluate a bundle, or export a checkpoint to a bundle."""
+"""`trm-train`: fit a model (from a config, or from a data file and a preset chosen for it), list the
+presets, evaluate a bundle, or export a checkpoint to a bundle."""
 
 from __future__ import annotations
 
@@ -6,35 +7,61 @@ import argparse
 import json
 import shlex
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from trainer.config import TrainConfig, load_config, parse_override
+from trainer import teacher
+from trainer.baseline import comparison
+from trainer.config import TrainConfig, load_config, parse_override, with_overrides
 from trainer.data.files import DataError
 from trainer.evaluate import evaluate_bundle
 from trainer.export import ablation_summary, export_bundle, reexport_bundle
 from trainer.fit import fit, from_checkpoint
+from trainer.presets import PRESETS, plan_fit, presets_table
 from trm_bundle import BundleError
 
 
 def _fit_config(args: argparse.Namespace) -> TrainConfig:
+    """The config file with the flags applied; without --config, the plan of trainer/presets.py for the
+    training file (printed before anything else happens)."""
     overrides: dict[str, Any] = {
         "task": args.task, "data": args.data, "test_data": args.test, "name": args.name,
         "out_dir": args.run_dir, "max_steps": args.max_steps, "max_minutes": args.max_minutes,
         "batch_size": args.batch_size, "lr": args.lr, "device": args.device, "seed": args.seed,
+        "oos_label": args.oos_label,
     }
     overrides.update(parse_override(item) for item in args.set)
-    return load_config(args.config, overrides)
+    if args.config:
+        if args.preset or args.time_budget:
+            raise ValueError("--preset and --time-budget size a fit without --config; a config sets everything")
+        return load_config(args.config, overrides)
+    if not args.data:
+        raise ValueError("give the training file with --train FILE (text,label or question,answer columns), "
+                         "or a YAML config with --config")
+    plan = plan_fit(args.data, args.preset, args.time_budget, teacher.available())
+    print(plan.description, flush=True)
+    return TrainConfig.from_dict(with_overrides({"name": Path(args.data).stem, **plan.settings}, overrides))
 
 
 def cmd_fit(args: argparse.Namespace) -> int:
+    started = time.monotonic()
     cfg = _fit_config(args)
     torch.set_num_threads(args.threads) if args.threads else None
     command = "trm-train " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     bundle = export_bundle(fit(cfg, resume=not args.restart, command=command), Path(args.out) / cfg.name)
     print(json.dumps({"bundle": str(bundle.path), "metrics": bundle.manifest.metrics}, indent=1))
+    print(f"{cfg.name}: bundle {bundle.path} written after {(time.monotonic() - started) / 60:.1f} min")
+    versus = comparison(bundle.manifest.metrics)
+    if versus:
+        print(f"{cfg.name}: {versus}")
+    return 0
+
+
+def cmd_presets(args: argparse.Namespace) -> int:
+    print(presets_table())
     return 0
 
 
@@ -63,6 +90,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     fit_cmd = sub.add_parser("fit", help="train a model and write its bundle")
     fit_cmd.add_argument("--config", help="YAML config (see trainer/configs/)")
+    fit_cmd.add_argument("--preset", choices=list(PRESETS),
+                         help="without --config: force this preset instead of the one the data suggests "
+                         "(see trm-train presets)")
+    fit_cmd.add_argument("--time-budget", type=float, metavar="MINUTES",
+                         help="without --config: minutes for the whole fit, from reading the data to the "
+                         "written bundle (default: the preset's, 15 for short text, 30 for long text)")
+    fit_cmd.add_argument("--oos-label", help="the out-of-scope label (default: a label named oos, out_of_scope "
+                         "or none; without one, an abstain threshold is calibrated)")
     fit_cmd.add_argument("--task", choices=["text", "grid"])
     fit_cmd.add_argument("--data", "--train", dest="data", help="dataset folder or training CSV/JSONL")
     fit_cmd.add_argument("--test", help="test CSV/JSONL for a user's data (default: a 10%% hold-out)")
@@ -80,6 +115,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="override any config key, e.g. --set model.hidden_size=128")
     fit_cmd.add_argument("--restart", action="store_true", help="ignore an existing checkpoint and start over")
     fit_cmd.set_defaults(func=cmd_fit)
+
+    presets_cmd = sub.add_parser("presets", help="list the presets a fit without --config chooses from")
+    presets_cmd.set_defaults(func=cmd_presets)
 
     eval_cmd = sub.add_parser("eval", help="evaluate a bundle on a dataset split; prints JSON")
     eval_cmd.add_argument("--bundle", required=True)

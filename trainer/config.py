@@ -49,6 +49,9 @@ class TrainConfig:
     max_tokens: int = 32
     vocab_size: int = 4096
     max_chars: int = 2000  # longest text the server accepts (longer: INVALID_ARGUMENT); tokens past max_tokens are cut
+    # the label of inputs outside the model's task; None: a label named oos, out_of_scope or none (any case)
+    # when the data has one (trainer/out_of_scope.py). Without one, an abstain threshold is calibrated instead.
+    oos_label: str | None = None
     token_dropout: float = 0.0  # training augmentation: each input word becomes [UNK] with this probability
     # grid inputs: training puzzles are revealed to a uniform number of givens in this range;
     # originals (no reveal) are mixed in with probability grid_original_fraction

@@ -18,13 +18,13 @@ import torch
 
 from trainer import metrics
 from trainer.model import TRM
+from trainer.out_of_scope import AbstainCalibration, calibrate_abstain_threshold
 from trainer.prepare import eval_sets
 from trainer.tasks import EncodedSet
-from trm_bundle.manifest import STEP_INPUTS, load_bundle
+from trm_bundle.manifest import STEP_INPUTS, OutOfScope, load_bundle
 from trm_bundle.probabilities import softmax
 
 StepFn = Callable[[np.ndarray, np.ndarray, np.ndarray], tuple[np.ndarray, ...]]
-OOS_LABEL = "oos"
 
 
 def onnx_step_fn(model_path: str | Path, threads: int = 0) -> StepFn:
@@ -80,25 +80,33 @@ class Thresholds:
     """What the manifest's halting and out-of-scope sections record, calibrated on validation."""
 
     halt: float
-    out_of_scope: float | None  # only for label sets with the out-of-scope label
+    out_of_scope: OutOfScope | None  # text models: the out-of-scope label's threshold, or an abstain threshold
+    abstain: AbstainCalibration | None = None  # how the abstain threshold did on validation, when there is one
 
 
 def calibrate(
-    step: StepFn, val: EncodedSet, state_shape: tuple[int, int], n_sup: int, labels: list[str]
+    step: StepFn, val: EncodedSet, state_shape: tuple[int, int], n_sup: int, labels: list[str],
+    oos_label: str | None, task: str = "text",
 ) -> Thresholds:
-    """The cheapest halting threshold as accurate as the best fixed step count, then the out-of-scope
-    threshold (at that halting) that maximises validation accuracy with out-of-scope as a class."""
+    """The cheapest halting threshold as accurate as the best fixed step count; then, for text, either the
+    out-of-scope threshold (at that halting) that maximises validation accuracy with `oos_label` as a class,
+    or without such a label the abstain threshold at DEFAULT_PRECISION (trainer/out_of_scope.py)."""
     trace = run_recursion(step, val.tokens, state_shape, n_sup)
     halt = metrics.calibrate_halting(trace, val.targets)
-    if OOS_LABEL not in labels:
+    if task != "text":
         return Thresholds(halt, None)
     stop = metrics.halting_steps(trace.halt_logits, halt)
-    return Thresholds(halt, metrics.calibrate_out_of_scope(trace, val.targets, stop, labels.index(OOS_LABEL)))
+    if oos_label is not None:
+        threshold = metrics.calibrate_out_of_scope(trace, val.targets, stop, labels.index(oos_label))
+        return Thresholds(halt, OutOfScope(oos_label, threshold))
+    predictions, confidence = trace.at(stop)
+    abstain = calibrate_abstain_threshold(confidence, predictions == val.targets)
+    return Thresholds(halt, OutOfScope(None, min(abstain.threshold, 1.0)), abstain)
 
 
 def evaluate_step(
     step: StepFn, state_shape: tuple[int, int], n_sup: int, sets: dict[str, EncodedSet],
-    halt_threshold: float, labels: list[str], oos_threshold: float | None,
+    halt_threshold: float, labels: list[str], out_of_scope: OutOfScope | None,
 ) -> dict[str, Any]:
     """Metrics of a step function on each named set (the shape `trm-train eval` prints); a set that
     mixes source files also gets them per file (`by_source`)."""
@@ -106,13 +114,15 @@ def evaluate_step(
     for name, data in sets.items():
         trace = run_recursion(step, data.tokens, state_shape, n_sup)
         summary = metrics.summarize(trace, data.targets, halt_threshold)
-        if oos_threshold is not None and OOS_LABEL in labels:
-            oos = labels.index(OOS_LABEL)
-            summary.update(metrics.intent_metrics(trace, data.targets, oos, halt_threshold, oos_threshold))
+        if out_of_scope is not None and out_of_scope.label is not None:
+            oos = labels.index(out_of_scope.label)
+            summary.update(metrics.intent_metrics(trace, data.targets, oos, halt_threshold, out_of_scope.threshold))
             in_scope = data.targets != oos
             summary["in_scope_anytime_accuracy"] = [
                 round(float(a), 5) for a in (trace.predictions[:, in_scope] == data.targets[in_scope]).mean(1)
             ]
+        elif out_of_scope is not None:
+            summary.update(metrics.abstain_metrics(trace, data.targets, halt_threshold, out_of_scope.threshold))
         if data.sources is not None:
             summary["by_source"] = {}
             for source in dict.fromkeys(data.sources.tolist()):
@@ -131,7 +141,7 @@ def headline_metrics(results: dict[str, Any]) -> dict[str, float]:
         flat[f"{prefix}_halting_accuracy"] = summary["halting"]["accuracy"]
         flat[f"{prefix}_halting_mean_steps"] = summary["halting"]["mean_steps"]
         flat[f"{prefix}_ece"] = summary["ece"]
-        for key in ("in_scope_accuracy", "oos_recall", "cell_accuracy"):
+        for key in ("in_scope_accuracy", "oos_recall", "cell_accuracy", "answered_fraction", "answered_accuracy"):
             if key in summary:
                 flat[f"{prefix}_{key}"] = summary[key]
         for source, part in summary.get("by_source", {}).items():
@@ -149,8 +159,7 @@ def evaluate_bundle(bundle: Path, data: Path, split: str, limit: int = 0, int8: 
     model_file = manifest.onnx_int8 if int8 and manifest.onnx_int8 else manifest.onnx_fp32
     results = evaluate_step(
         onnx_step_fn(bundle / model_file), manifest.recursion.state_shape, manifest.recursion.N_sup, sets,
-        manifest.halt_threshold, list(manifest.labels),
-        manifest.out_of_scope.threshold if manifest.out_of_scope else None,
+        manifest.halt_threshold, list(manifest.labels), manifest.out_of_scope,
     )
     return {"bundle": manifest.name, "version": manifest.version, "model_file": model_file,
             "split": split, "results": results}

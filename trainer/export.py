@@ -20,9 +20,9 @@ import onnx
 import torch
 from onnx import numpy_helper
 
+from trainer.baseline import BaselineResult
 from trainer.config import TeacherConfig, TrainConfig, with_overrides
 from trainer.evaluate import (
-    OOS_LABEL,
     StepFn,
     calibrate,
     evaluate_step,
@@ -76,7 +76,8 @@ def export_bundle(fitted: Fitted, bundle_dir: Path, ablation: dict[str, Any] | N
         # there is one); `measure_parity` below checks that the ONNX step agrees with them.
         device = pick_device("auto")
         step = torch_step_fn(cpu_copy(model).to(device))
-        thresholds = calibrate(step, prepared.val, mcfg.state_shape, mcfg.N_sup, prepared.labels)
+        thresholds = calibrate(step, prepared.val, mcfg.state_shape, mcfg.N_sup, prepared.labels,
+                               prepared.oos_label, mcfg.task)
         args = (mcfg.state_shape, mcfg.N_sup, prepared.tests, thresholds.halt, prepared.labels,
                 thresholds.out_of_scope)
         results = evaluate_step(step, *args)
@@ -99,9 +100,13 @@ def export_bundle(fitted: Fitted, bundle_dir: Path, ablation: dict[str, Any] | N
             "fp32_measured_with": f"torch ({device.type}), ONNX parity below",
             "training_history": record.history,
         }
+        if thresholds.abstain is not None:
+            evaluation["abstain_calibration"] = dataclasses.asdict(thresholds.abstain)
+        if fitted.baseline is not None:
+            evaluation["baseline"] = dataclasses.asdict(fitted.baseline)
+            metrics.update(fitted.baseline.metrics())
         if ablation is not None:
             evaluation["ablation"] = ablation
-        oos = None if thresholds.out_of_scope is None else OutOfScope(OOS_LABEL, thresholds.out_of_scope)
         training = Training(
             model_config=mcfg.to_dict(), config=cfg.to_dict(), data_sha256=prepared.data_sha256,
             command=record.command, wall_time_s=round(record.wall_time_s, 1), optimizer_steps=record.optimizer_steps,
@@ -109,8 +114,8 @@ def export_bundle(fitted: Fitted, bundle_dir: Path, ablation: dict[str, Any] | N
         )
         manifest = step_manifest(
             mcfg, name=cfg.name, version=cfg.version, description=cfg.description, labels=prepared.labels,
-            max_chars=cfg.max_chars, halt_threshold=thresholds.halt, out_of_scope=oos, training=training,
-            metrics=metrics, int8=ship_int8,
+            max_chars=cfg.max_chars, halt_threshold=thresholds.halt, out_of_scope=thresholds.out_of_scope,
+            training=training, metrics=metrics, int8=ship_int8,
         )
         files.update(write_report(Path(tmp), manifest, evaluation))
         files["evaluation.json"] = json.dumps(evaluation, indent=1)
@@ -128,7 +133,9 @@ def reexport_bundle(source: Path, out: Path, overrides: dict[str, Any], ablation
     # (the manifest keeps recording `cfg`, the configuration the weights were trained with)
     prepared = prepare(dataclasses.replace(cfg, teacher=TeacherConfig()))
     record = TrainingRecord.of_bundle(training, evaluation.get("training_history", []))
-    return export_bundle(Fitted(cfg, prepared, model, record), out / cfg.name, ablation or evaluation.get("ablation"))
+    baseline = BaselineResult(**evaluation["baseline"]) if "baseline" in evaluation else None
+    fitted = Fitted(cfg, prepared, model, record, baseline)
+    return export_bundle(fitted, out / cfg.name, ablation or evaluation.get("ablation"))
 
 
 def step_manifest(

@@ -12,10 +12,11 @@ from typing import Any
 import torch
 
 from trainer import metrics
+from trainer.baseline import BaselineResult, score_linear_baseline
 from trainer.config import TrainConfig, with_overrides
 from trainer.evaluate import run_recursion, torch_step_fn
 from trainer.model import TRM, Int8Embedding, count_parameters
-from trainer.prepare import Prepared, prepare
+from trainer.prepare import Prepared, prepare, resolve_out_of_scope_label, text_splits
 from trainer.soup import average_state_dicts, ingredient_configs, trunk_config
 from trainer.train import CHECKPOINT, Trainer
 from trm_bundle.manifest import Training
@@ -73,18 +74,32 @@ class Fitted:
     prepared: Prepared
     model: TRM  # the EMA weights (or the soup's average), on the CPU in eval mode
     record: TrainingRecord
+    baseline: BaselineResult | None = None  # text: the built-in baseline on the same splits (never shipped)
 
 
 def fit(cfg: TrainConfig, resume: bool = True, command: str = "") -> Fitted:
     """Trains (or resumes) the model described by cfg, or the soup of its ingredients."""
     started = time.monotonic()
+    baseline = fit_baseline(cfg)
     if cfg.soup:
         prepared, model, ingredients, trunk = fit_soup(cfg, resume)
         record = TrainingRecord.of_soup(ingredients, command, time.monotonic() - started, trunk)
-        return Fitted(cfg, prepared, model, record)
+        return Fitted(cfg, prepared, model, record, baseline)
     prepared, trainer = fit_one(cfg, resume)
     record = TrainingRecord.of(trainer, command, time.monotonic() - started)
-    return Fitted(cfg, prepared, cpu_copy(trainer.ema.model), record)
+    return Fitted(cfg, prepared, cpu_copy(trainer.ema.model), record, baseline)
+
+
+def fit_baseline(cfg: TrainConfig) -> BaselineResult | None:
+    """Text: the built-in linear baseline trained on the model's training split and scored on its test split
+    (printed as soon as it is known); None for grids."""
+    if cfg.task != "text":
+        return None
+    train, _, test = text_splits(cfg)
+    oos_label = resolve_out_of_scope_label(cfg.oos_label, sorted(set(train.labels)))
+    result = score_linear_baseline(train.texts, train.labels, test.texts, test.labels, oos_label, cfg.seed)
+    print(f"{cfg.name}: {result.summary()}", flush=True)
+    return result
 
 
 def fit_one(
@@ -152,7 +167,7 @@ def from_checkpoint(checkpoint: Path, overrides: dict[str, Any], command: str) -
     trainer = build_trainer(cfg, prepared)
     trainer.load_checkpoint(checkpoint)
     record = TrainingRecord.of(trainer, command, trainer.elapsed_s)
-    return Fitted(trained_with, prepared, cpu_copy(trainer.ema.model), record)
+    return Fitted(trained_with, prepared, cpu_copy(trainer.ema.model), record, fit_baseline(cfg))
 
 
 def build_trainer(cfg: TrainConfig, prepared: Prepared) -> Trainer:

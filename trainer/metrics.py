@@ -142,3 +142,16 @@ def intent_metrics(
         "oos_recall": float(rejected[~in_scope].mean()) if (~in_scope).any() else float("nan"),
         "oos_threshold": oos_threshold,
     }
+
+
+def abstain_metrics(trace: Trace, targets: np.ndarray, halt_threshold: float, threshold: float) -> dict:
+    """A model without an out-of-scope label: the fraction of inputs it answers (top probability at least
+    `threshold`, else it abstains) and the accuracy of those answers."""
+    stop = halting_steps(trace.halt_logits, halt_threshold)
+    predictions, confidence = trace.at(stop)
+    answered = confidence >= threshold
+    return {
+        "answered_fraction": float(answered.mean()),
+        "answered_accuracy": float((predictions == targets)[answered].mean()) if answered.any() else float("nan"),
+        "abstain_threshold": threshold,
+    }

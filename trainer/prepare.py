@@ -11,19 +11,20 @@ import numpy as np
 from tokenizers import Tokenizer
 
 from trainer.config import TrainConfig
+from trainer.data.checks import check_label_counts
 from trainer.data.files import DataError
 from trainer.data.grids import SUDOKU_TIERS, concatenate_splits, load_grid_dataset, sudoku_splits
-from trainer.data.holdout import sample_indices, shuffled_holdout, stratified_holdout
+from trainer.data.holdout import holdout_fraction, sample_indices, shuffled_holdout, stratified_holdout
 from trainer.data.text import TextSplit, check_label_coverage, load_text_dataset, load_text_file
 from trainer.data.tokenizer import encode_texts, train_tokenizer
 from trainer.model import ModelConfig
+from trainer.out_of_scope import find_out_of_scope_label
 from trainer.tasks import EncodedSet, SudokuStream, TextStream, grid_set
 from trainer.tfidf_teacher import cross_fitted_soft_labels
 from trm_bundle.checksums import sha256_of
 from trm_bundle.manifest import Manifest
 
 GRID_LABELS = [str(d) for d in range(10)]  # logit index -> symbol; "0" means the model left a blank
-HOLDOUT_FRACTION = 0.1  # of each label of a user's texts, held out for validation (and test, without a test file)
 
 
 @dataclass
@@ -37,6 +38,7 @@ class Prepared:
     tests: dict[str, EncodedSet]  # name -> set ("test", or Sudoku tiers "easy"/"medium"/"hard")
     data_sha256: dict[str, str]
     tokenizer: Tokenizer | None = None  # text models: written into the bundle as tokenizer.json
+    oos_label: str | None = None  # text models: the out-of-scope label, when the labels have one
     embedding_init: np.ndarray | None = None
 
 
@@ -45,8 +47,9 @@ def prepare(cfg: TrainConfig) -> Prepared:
 
 
 def prepare_text(cfg: TrainConfig) -> Prepared:
-    train, val, test = _text_splits(cfg)
+    train, val, test = text_splits(cfg)
     labels = sorted(set(train.labels))
+    oos_label = resolve_out_of_scope_label(cfg.oos_label, labels)
     tokenizer = train_tokenizer(train.texts, vocab_size=cfg.vocab_size, max_tokens=cfg.max_tokens)
     train_tokens, train_targets = encode_texts(tokenizer, train.texts), label_ids(train, labels, cfg.data)
     model_cfg = ModelConfig(
@@ -59,7 +62,7 @@ def prepare_text(cfg: TrainConfig) -> Prepared:
     test_set = EncodedSet(encode_texts(tokenizer, test.texts), label_ids(test, labels, cfg.test_data or cfg.data))
     return Prepared(
         model_cfg=model_cfg, stream=stream, labels=labels, val=val_set, tests={"test": test_set},
-        data_sha256=_data_hashes(cfg), tokenizer=tokenizer, embedding_init=embedding_init,
+        data_sha256=_data_hashes(cfg), tokenizer=tokenizer, embedding_init=embedding_init, oos_label=oos_label,
     )
 
 
@@ -87,6 +90,16 @@ def prepare_grid(cfg: TrainConfig) -> Prepared:
     )
 
 
+def resolve_out_of_scope_label(asked: str | None, labels: list[str]) -> str | None:
+    """The configured out-of-scope label (which must be one of `labels`), or the one found by name."""
+    if asked is None:
+        return find_out_of_scope_label(labels)
+    if asked not in labels:
+        raise ValueError(f"--oos-label {asked!r} is not a label of the training data (labels: "
+                         f"{', '.join(labels[:8])}{', ...' if len(labels) > 8 else ''})")
+    return asked
+
+
 def label_ids(split: TextSplit, labels: list[str], path: str) -> np.ndarray:
     """Label names -> indices; a label the model does not know is a data error naming the file."""
     index = {label: i for i, label in enumerate(labels)}
@@ -109,9 +122,9 @@ def eval_sets(manifest: Manifest, bundle: Path, data: Path, split: str) -> dict[
     return {split: EncodedSet(encode_texts(tokenizer, texts.texts), label_ids(texts, list(manifest.labels), str(data)))}
 
 
-def _text_splits(cfg: TrainConfig) -> tuple[TextSplit, TextSplit, TextSplit]:
-    """(train, val, test) for a shared dataset folder or a user's file; train includes val when
-    cfg.train_on_val."""
+def text_splits(cfg: TrainConfig) -> tuple[TextSplit, TextSplit, TextSplit]:
+    """The texts of a text config: (train, val, test) of a shared dataset folder or a user's file; train
+    includes val when cfg.train_on_val."""
     train, val, test = _held_out_text_splits(cfg)
     if cfg.train_on_val:
         train = TextSplit(train.texts + val.texts, train.labels + val.labels)
@@ -124,7 +137,8 @@ def _held_out_text_splits(cfg: TrainConfig) -> tuple[TextSplit, TextSplit, TextS
         return (load_text_dataset(data, "train", cfg.seed), load_text_dataset(data, "val", cfg.seed),
                 load_text_dataset(data, "test", cfg.seed))
     full = load_text_file(data)
-    kept, held = stratified_holdout(full.labels, HOLDOUT_FRACTION, cfg.seed)
+    check_label_counts(full.labels, data)
+    kept, held = stratified_holdout(full.labels, holdout_fraction(len(full.labels)), cfg.seed)
     train, val = full.subset(kept), full.subset(held)
     test = val
     if cfg.test_data:

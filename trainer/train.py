@@ -360,6 +360,8 @@ class Trainer:
                 if not sys.stderr.isatty() and self.step % cfg.log_every == 0:  # a readable line in log files
                     rate = (self.step - first_step) / max(1e-9, time.monotonic() - started)
                     eta = (last_step - self.step) / max(rate, 1e-9)
+                    if cfg.max_minutes:  # the time budget may end the run first
+                        eta = min(eta, cfg.max_minutes * 60 - self.elapsed_s)
                     tqdm.write(f"{cfg.name} step {self.step}/{last_step} loss {last['loss']:.3f} "
                                f"acc {last['acc']:.3f} {rate:.2f} steps/s eta {eta / 60:.1f} min")
                 if self.step % cfg.checkpoint_every == 0:

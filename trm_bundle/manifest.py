@@ -89,7 +89,10 @@ class Recursion:
 
 @dataclass(frozen=True)
 class OutOfScope:
-    label: str
+    """When a classification is out of scope: its top label is `label`, or its top probability is below
+    `threshold`. Without an out-of-scope label (None), the threshold alone: the model abstains."""
+
+    label: str | None
     threshold: float
 
 
@@ -389,8 +392,8 @@ def _out_of_scope(value: Any, labels: tuple[str, ...]) -> OutOfScope | None:
         return None
     if not isinstance(value, dict):
         raise BundleError("field 'out_of_scope' must be an object or null")
-    label = _text(value, "out_of_scope.label")
-    if label not in labels:
+    label = _field(value, "out_of_scope.label")
+    if label is not None and label not in labels:
         raise BundleError(f"out_of_scope.label {label!r} is not one of the labels")
     threshold = _number(value, "out_of_scope.threshold")
     if not 0.0 <= threshold <= 1.0:

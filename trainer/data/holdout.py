@@ -6,6 +6,15 @@ from collections.abc import Sequence
 
 import numpy as np
 
+HOLDOUT_FRACTION = 0.1  # of a user's labelled texts, held out for validation (and test, without a test file)
+MAX_HOLDOUT_ROWS = 1000  # large files hold out fewer: calibration needs no more, training gains the rest
+
+
+def holdout_fraction(rows: int) -> float:
+    """The fraction of a user's `rows` labelled texts held out: HOLDOUT_FRACTION, or less on large files so
+    that about MAX_HOLDOUT_ROWS are."""
+    return min(HOLDOUT_FRACTION, MAX_HOLDOUT_ROWS / max(rows, 1))
+
 
 def stratified_holdout(labels: Sequence[str], fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Split row indices into (kept, held out): round(fraction * count) rows of each label are held out.

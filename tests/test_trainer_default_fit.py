@@ -1,0 +1,122 @@
+"""`trm-train fit --train FILE --test FILE` with no other flag: the preset chosen for the data, the offline
+teacher, the built-in baseline beside the TRM, an abstain threshold, the time budget, and the data errors."""
+
+from __future__ import annotations
+
+import csv
+import json
+import time
+from pathlib import Path
+
+import pytest
+from trainer_support import write_keyword_csv
+
+from trainer.cli import main
+from trainer.presets import MINILM_NOTICE, SHORT_TEXT, plan_fit, without_minilm
+
+
+def fit(*args: str) -> int:
+    return main(["fit", *args])
+
+
+def test_a_default_fit_learns_and_reports_the_baseline_beside_it(
+    keyword_data: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    train, test = keyword_data
+    started = time.monotonic()
+    code = fit("--train", str(train), "--test", str(test), "--out", str(tmp_path / "b"),
+               "--run-dir", str(tmp_path / "runs"), "--time-budget", "2.5")
+    wall_s = time.monotonic() - started
+    out = capsys.readouterr().out
+    assert code == 0
+    bundle = tmp_path / "b" / "train"  # named after the training file
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    metrics = manifest["metrics"]
+    assert metrics["test_accuracy"] >= 0.95
+    assert metrics["baseline_test_accuracy"] >= 0.95  # one keyword decides the label: the baseline learns it too
+    evaluation = json.loads((bundle / "evaluation.json").read_text())
+    assert evaluation["baseline"]["accuracy"] == metrics["baseline_test_accuracy"]
+    assert evaluation["baseline"]["test_rows"] == 100 and evaluation["baseline"]["train_rows"] == 360
+    report = (bundle / "REPORT.md").read_text()
+    trm, baseline = 100 * metrics["test_accuracy"], 100 * metrics["baseline_test_accuracy"]
+    versus = f"TRM {trm:.2f}%, linear baseline {baseline:.2f}%"
+    assert versus in report and out.rstrip().splitlines()[-1].startswith(f"train: {versus}")
+
+    # the preset, the figures that chose it and the expected wall time come first
+    assert out.startswith("Preset short-text") and "400 texts of median 5 tokens, 4 labels" in out
+    assert "Expected wall time" in out
+    config = manifest["training"]["config"]
+    assert config["model"] == SHORT_TEXT.settings["model"] and config["teacher"]["embedding_init"]
+    assert config["max_tokens"] == 8 and 0 < config["max_minutes"] < 2.5
+    assert wall_s < 2.5 * 60  # the whole fit within its budget
+    assert manifest["training"]["train_time_s"] <= config["max_minutes"] * 60 + 5
+
+    # no out-of-scope label in the file: an abstain threshold, and what it does on the test file
+    assert manifest["out_of_scope"]["label"] is None
+    assert 0 < manifest["out_of_scope"]["threshold"] <= 1
+    assert metrics["test_answered_fraction"] > 0.5 and metrics["test_answered_accuracy"] >= 0.95
+
+
+def test_a_tiny_time_budget_ends_training_and_still_exports(keyword_data: tuple[Path, Path], tmp_path: Path) -> None:
+    train, test = keyword_data
+    code = fit("--train", str(train), "--test", str(test), "--out", str(tmp_path / "b"),
+               "--run-dir", str(tmp_path / "runs"), "--time-budget", "2.2", "--set", "max_steps=1000000")
+    assert code == 0
+    manifest = json.loads((tmp_path / "b" / "train" / "manifest.json").read_text())
+    training = manifest["training"]
+    assert training["optimizer_steps"] < 1000000
+    budget_s = training["config"]["max_minutes"] * 60
+    assert budget_s <= training["train_time_s"] <= budget_s + 5
+
+
+def write_rows(path: Path, rows: list[tuple[str, str]]) -> Path:
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["text", "label"])
+        writer.writerows(rows)
+    return path
+
+
+def test_a_label_with_one_example_is_named_before_anything_trains(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write_keyword_csv(tmp_path / "train.csv", 40, seed=0)
+    with open(tmp_path / "train.csv", "a", newline="") as handle:
+        csv.writer(handle).writerow(["book a table", "restaurant"])
+    assert fit("--train", str(tmp_path / "train.csv"), "--out", str(tmp_path / "b")) == 2
+    err = capsys.readouterr().err
+    assert "'restaurant' has 1 example" in err and "at least 2 examples" in err
+    assert not (tmp_path / "b").exists()
+
+
+def test_an_out_of_scope_label_must_be_a_label_of_the_data(
+    keyword_data: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    train, _ = keyword_data
+    assert fit("--train", str(train), "--oos-label", "other", "--out", str(tmp_path / "b")) == 2
+    assert "--oos-label 'other' is not a label of the training data" in capsys.readouterr().err
+
+
+def test_preset_flags_belong_to_a_fit_without_a_config(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = Path(__file__).resolve().parents[1] / "trainer" / "configs" / "intent-clinc150.yaml"
+    assert fit("--config", str(config), "--time-budget", "5", "--out", str(tmp_path)) == 2
+    assert "a config sets everything" in capsys.readouterr().err
+    assert fit("--out", str(tmp_path)) == 2
+    assert "--train FILE" in capsys.readouterr().err
+
+
+def test_without_the_teacher_installed_the_plan_says_so_and_keeps_the_tfidf_teacher(
+    keyword_data: tuple[Path, Path]
+) -> None:
+    plan = plan_fit(keyword_data[0], teacher_installed=False)
+    assert plan.description.endswith(MINILM_NOTICE)
+    assert plan.settings["teacher"] == {"temperature": 2.0}  # nothing of MiniLM is left
+    assert without_minilm({"embedding_init": True, "soft_label_weight": 1.0, "soft_labels": "tfidf"}) == {
+        "soft_label_weight": 1.0, "soft_labels": "tfidf"}
+    assert MINILM_NOTICE not in plan_fit(keyword_data[0]).description
+
+
+def test_the_presets_command_lists_every_preset(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["presets"]) == 0
+    out = capsys.readouterr().out
+    assert all(name in out for name in ("short-text", "long-text", "grid")) and "15 min" in out
