@@ -43,3 +43,15 @@ def test_the_earliest_limit_names_the_reason():
     )
     assert _reason(1, 0.1, now=1.6, limits=limits) == HaltReason.DEADLINE
     assert _reason(1, 0.1, now=1.0, limits=limits) is None
+
+
+def test_a_verified_answer_stops_after_min_steps_before_confidence_and_max_steps():
+    def reason(steps: int, p: float, verified: bool) -> HaltReason | None:
+        return stop_reason(steps_done=steps, halt_probability=p, budget=BUDGET, now=0.0, next_step_s=0.01,
+                           limits=(), verified=verified)
+
+    assert reason(1, 0.1, verified=True) is None  # min_steps 2 first
+    assert reason(2, 0.1, verified=True) == HaltReason.VERIFIED
+    assert reason(2, 0.9, verified=True) == HaltReason.VERIFIED
+    assert reason(8, 0.9, verified=True) == HaltReason.VERIFIED
+    assert reason(2, 0.1, verified=False) is None

@@ -145,6 +145,7 @@ def test_the_schedule_ends_with_the_budget_on_large_data() -> None:
     assert (values["max_tokens"], values["vocab_size"], values["batch_size"]) == (24, 5196, 128)
     assert values["warmup_steps"] == 144 and values["eval_every"] == 360 and values["log_every"] == 20
     assert sizing.expected_minutes == pytest.approx(15)
+    assert "training for 12 min (the budget ends it), about 1,440 steps" in describe_choice(SHORT_TEXT, [], sizing)
 
 
 def test_small_data_stops_on_its_epochs_before_the_budget() -> None:
@@ -216,7 +217,7 @@ def test_the_listing_and_the_paragraph_say_what_was_chosen_and_why(keyword_csv: 
     paragraph = describe_choice(preset, reasons, sizing)
     assert paragraph.startswith("Preset short-text")
     assert "98% of the texts have at most 5 tokens" in paragraph
-    assert f"at most {sizing.settings['max_steps']:,} steps" in paragraph
+    assert f"training {sizing.settings['max_steps']:,} steps (passes over the data)" in paragraph
     assert f"Expected wall time: about {sizing.expected_minutes:.0f} min" in paragraph
 
 

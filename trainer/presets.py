@@ -389,8 +389,7 @@ def describe_choice(preset: Preset, reasons: list[str], sizing: Sizing) -> str:
         sized = [f"max_tokens {values['max_tokens']}", f"vocabulary {values['vocab_size']:,}", *sized]
     return (
         f"Preset {preset.name} ({preset.purpose}; the settings of {preset.based_on}), chosen because: "
-        f"{'; '.join(reasons)}. Sized to the data: {', '.join(sized)}, at most {values['max_steps']:,} steps "
-        f"in {values['max_minutes']:g} min of training (about {sizing.steps_per_second:.1f} steps/s expected). "
+        f"{'; '.join(reasons)}. Sized to the data: {', '.join(sized)}; training {_training_extent(sizing)}. "
         f"Expected wall time: about {sizing.expected_minutes:.0f} min, of which {sizing.overhead_minutes:.1f} min "
         f"to prepare, evaluate and export (budget {sizing.budget_minutes:g} min)."
     )
@@ -434,3 +433,14 @@ def without_minilm(teacher: dict[str, Any]) -> dict[str, Any]:
     if kept.get("soft_labels", "minilm") == "minilm":
         kept.pop("soft_label_weight", None)
     return kept
+
+
+def _training_extent(sizing: Sizing) -> str:
+    """How long training runs and what ends it, e.g. "for 13.25 min, about 2,000 steps at 2.5 steps/s"."""
+    values, rate = sizing.settings, sizing.steps_per_second
+    timed_steps = rate * values["max_minutes"] * 60
+    if values["max_steps"] < timed_steps:
+        return (f"{values['max_steps']:,} steps (passes over the data), about {values['max_steps'] / rate / 60:.1f} "
+                f"min at {rate:.1f} steps/s expected, within {values['max_minutes']:g} min")
+    return (f"for {values['max_minutes']:g} min (the budget ends it), about {timed_steps:,.0f} steps at "
+            f"{rate:.1f} steps/s expected")

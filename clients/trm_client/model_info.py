@@ -32,6 +32,7 @@ class Budget:
     min_steps: int = 0
     halt_threshold: float = 0.0
     time_budget_ms: int = 0
+    continue_when_verified: bool = False  # grid models with rules: refine past a verified answer
 
     def to_proto(self) -> trm_pb2.Budget:
         """Builds the wire message."""
@@ -40,6 +41,7 @@ class Budget:
             min_steps=self.min_steps,
             halt_threshold=self.halt_threshold,
             time_budget_ms=self.time_budget_ms,
+            continue_when_verified=self.continue_when_verified,
         )
 
     @classmethod
@@ -50,6 +52,7 @@ class Budget:
             min_steps=message.min_steps,
             halt_threshold=message.halt_threshold,
             time_budget_ms=message.time_budget_ms,
+            continue_when_verified=message.continue_when_verified,
         )
 
 

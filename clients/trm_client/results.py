@@ -17,6 +17,7 @@ class HaltReason(enum.Enum):
     BUDGET = "budget"
     DEADLINE = "deadline"
     SHUTDOWN = "shutdown"
+    VERIFIED = "verified"
 
     @classmethod
     def from_proto(cls, value: int) -> HaltReason:
@@ -27,6 +28,7 @@ class HaltReason(enum.Enum):
             trm_pb2.HALT_REASON_BUDGET: cls.BUDGET,
             trm_pb2.HALT_REASON_DEADLINE: cls.DEADLINE,
             trm_pb2.HALT_REASON_SHUTDOWN: cls.SHUTDOWN,
+            trm_pb2.HALT_REASON_VERIFIED: cls.VERIFIED,
         }.get(value, cls.UNSPECIFIED)
 
 

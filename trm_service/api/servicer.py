@@ -177,7 +177,9 @@ class ReasoningServicer:
         if remaining is not None:
             deadline_in = remaining - self._limits.deadline_margin_s
             limits.append(TimeLimit(time.monotonic() + deadline_in, HaltReason.DEADLINE))
-        ticket = Ticket(valid.input.tokens, valid.budget, arrival=record.started, limits=limits, stream=stream)
+        verify = None if request.budget.continue_when_verified else valid.input.verifier
+        ticket = Ticket(valid.input.tokens, valid.budget, arrival=record.started, limits=limits, stream=stream,
+                        verify=verify)
         try:
             model.scheduler.submit(ticket)
         except QueueFull as exc:

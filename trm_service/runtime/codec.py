@@ -7,6 +7,7 @@ classifiers (text_codec.py), GridCodec for grid puzzles (grid_codec.py). The ser
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -52,6 +53,9 @@ class EncodedRequest:
     reader: StepReader
     logged_input: str
     """The input as the request log shows it with --log-inputs."""
+    verifier: Callable[[np.ndarray], bool] | None = None
+    """Grid models with rules: whether a step's logits (this request's row) stand for an answer that passes
+    the deterministic check; None for models without one."""
 
 
 class Codec(Protocol):

@@ -37,10 +37,12 @@ class GridCodec:
             raise InputError(f"model {self._name!r} solves {spec.rows}x{spec.cols} grids: set ReasonRequest.grid")
         cells = request.grid.cells
         values = self._check(cells)
+        reader = GridReader(self._labels, spec, values)
         return EncodedRequest(
             tokens=np.asarray(values, dtype=np.int64),
-            reader=GridReader(self._labels, spec, values),
+            reader=reader,
             logged_input=cells,
+            verifier=reader.verified if spec.rules == "sudoku" else None,
         )
 
     def _check(self, cells: str) -> list[int]:
@@ -89,6 +91,10 @@ class GridReader:
             verified=self._verified(cells),
         )
         return DecodedStep(answer=trm_pb2.Answer(grid=answer), probabilities=probabilities)
+
+    def verified(self, logits: np.ndarray) -> bool:
+        """Whether the answer of `logits` passes the rule check (complete, no rule broken, givens kept)."""
+        return self._verified("".join(self._labels[i] for i in logits.argmax(axis=-1)))
 
     def _verified(self, cells: str) -> bool:
         if self._spec.rules != "sudoku":

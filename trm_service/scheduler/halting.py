@@ -19,6 +19,8 @@ class HaltReason(enum.Enum):
     """The caller's gRPC deadline."""
     SHUTDOWN = "shutdown"
     """The server is draining and answers with what it has."""
+    VERIFIED = "verified"
+    """The answer passed the model's deterministic check (Sudoku rules), after min_steps."""
 
 
 @dataclass(frozen=True)
@@ -47,12 +49,16 @@ def stop_reason(
     now: float,
     next_step_s: float,
     limits: Iterable[TimeLimit],
+    verified: bool = False,
 ) -> HaltReason | None:
     """Why the request stops after `steps_done` steps, or None to run another step.
 
-    Confidence wins over max_steps; a time limit stops the request when another step, expected
-    to take `next_step_s`, would end after it (the earliest such limit names the reason).
+    After min_steps, a verified answer stops first, then confidence; both win over max_steps. A time
+    limit stops the request when another step, expected to take `next_step_s`, would end after it (the
+    earliest such limit names the reason).
     """
+    if steps_done >= budget.min_steps and verified:
+        return HaltReason.VERIFIED
     confident = budget.halt_threshold < 1.0 and halt_probability >= budget.halt_threshold
     if steps_done >= budget.min_steps and confident:
         return HaltReason.HALTED

@@ -283,6 +283,7 @@ class ModelScheduler:
                 now=now,
                 next_step_s=next_step_s,
                 limits=self._limits(ticket),
+                verified=ticket.verify is not None and ticket.verify(outputs.logits[row]),
             )
             if reason is not None:
                 stopped.add(ticket)

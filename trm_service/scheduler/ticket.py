@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -41,8 +42,10 @@ class Ticket:
         arrival: float,
         limits: list[TimeLimit],
         stream: bool,
+        verify: Callable[[np.ndarray], bool] | None = None,
     ) -> None:
         self.tokens = tokens
+        self.verify = verify  # logits -> whether the answer passes the model's check (VERIFIED halting)
         self.length = len(tokens)  # tokens the step needs; the scheduler trims padding on submit
         self.budget = budget
         self.arrival = arrival

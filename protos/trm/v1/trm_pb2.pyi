@@ -21,6 +21,7 @@ class HaltReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     HALT_REASON_BUDGET: _ClassVar[HaltReason]
     HALT_REASON_DEADLINE: _ClassVar[HaltReason]
     HALT_REASON_SHUTDOWN: _ClassVar[HaltReason]
+    HALT_REASON_VERIFIED: _ClassVar[HaltReason]
 TASK_TYPE_UNSPECIFIED: TaskType
 TASK_TYPE_TEXT_CLASSIFICATION: TaskType
 TASK_TYPE_GRID: TaskType
@@ -30,18 +31,21 @@ HALT_REASON_MAX_STEPS: HaltReason
 HALT_REASON_BUDGET: HaltReason
 HALT_REASON_DEADLINE: HaltReason
 HALT_REASON_SHUTDOWN: HaltReason
+HALT_REASON_VERIFIED: HaltReason
 
 class Budget(_message.Message):
-    __slots__ = ("max_steps", "min_steps", "halt_threshold", "time_budget_ms")
+    __slots__ = ("max_steps", "min_steps", "halt_threshold", "time_budget_ms", "continue_when_verified")
     MAX_STEPS_FIELD_NUMBER: _ClassVar[int]
     MIN_STEPS_FIELD_NUMBER: _ClassVar[int]
     HALT_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
     TIME_BUDGET_MS_FIELD_NUMBER: _ClassVar[int]
+    CONTINUE_WHEN_VERIFIED_FIELD_NUMBER: _ClassVar[int]
     max_steps: int
     min_steps: int
     halt_threshold: float
     time_budget_ms: int
-    def __init__(self, max_steps: _Optional[int] = ..., min_steps: _Optional[int] = ..., halt_threshold: _Optional[float] = ..., time_budget_ms: _Optional[int] = ...) -> None: ...
+    continue_when_verified: bool
+    def __init__(self, max_steps: _Optional[int] = ..., min_steps: _Optional[int] = ..., halt_threshold: _Optional[float] = ..., time_budget_ms: _Optional[int] = ..., continue_when_verified: _Optional[bool] = ...) -> None: ...
 
 class Grid(_message.Message):
     __slots__ = ("cells",)
