@@ -55,3 +55,15 @@ def test_a_verified_answer_stops_after_min_steps_before_confidence_and_max_steps
     assert reason(2, 0.9, verified=True) == HaltReason.VERIFIED
     assert reason(8, 0.9, verified=True) == HaltReason.VERIFIED
     assert reason(2, 0.1, verified=False) is None
+
+
+def test_under_load_the_cap_stops_a_request_after_its_min_steps_and_max_steps_names_itself_first():
+    def reason(steps: int, cap: int | None) -> HaltReason | None:
+        return stop_reason(steps_done=steps, halt_probability=0.1, budget=BUDGET, now=0.0, next_step_s=0.01,
+                           limits=(), load_cap=cap)
+
+    assert reason(1, 1) is None  # min_steps 2 first
+    assert reason(2, 1) == HaltReason.LOAD
+    assert reason(2, 3) is None and reason(3, 3) == HaltReason.LOAD
+    assert reason(8, 3) == HaltReason.MAX_STEPS
+    assert reason(5, None) is None

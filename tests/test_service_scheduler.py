@@ -46,14 +46,14 @@ class Harness:
     """A started scheduler with its own metrics registry."""
 
     def __init__(self, model: LoadedModel, *, max_batch: int = 64, max_queue: int = 64, max_rows_per_run: int = 16,
-                 session: StepSession | None = None) -> None:
+                 session: StepSession | None = None, load_wait_s: float | None = None) -> None:
         self.model = model
         self.registry = CollectorRegistry()
         manifest = model.bundle.manifest
         self.scheduler = ModelScheduler(
             manifest.name, manifest.version, session or model.session, max_batch=max_batch, max_queue=max_queue,
             max_rows_per_run=max_rows_per_run, metrics=ServiceMetrics(self.registry),
-            initial_step_s=model.warm_step_s,
+            initial_step_s=model.warm_step_s, load_wait_s=load_wait_s,
         )
         self.scheduler.start()
 
@@ -372,3 +372,30 @@ async def test_a_failing_step_fails_its_batch_and_the_loop_keeps_serving(text_mo
     assert (await healthy.finished).step == 2
     assert harness.gauges() == (0.0, 0.0)
     await harness.scheduler.close()
+
+
+async def test_under_load_the_step_cap_drops_while_requests_queue_and_rises_as_they_drain(text_model: LoadedModel):
+    harness = Harness(text_model, max_batch=2, max_queue=16, load_wait_s=1e-6)  # any queue: a cap of 1 step
+    tickets = [harness.submit(harness.ticket(text, max_steps=6, min_steps=2)) for text in TEXTS]
+    assert harness.scheduler.load_step_cap() == 1
+    results = [await t.finished for t in tickets]
+    loaded = [r for r in results if r.halt_reason is HaltReason.LOAD]
+    assert loaded and all(r.step == 2 for r in loaded)  # never below min_steps
+    assert [(r.halt_reason, r.step) for r in results[-2:]] == [(HaltReason.MAX_STEPS, 6)] * 2  # queue drained
+    assert harness.scheduler.load_step_cap() is None
+    await harness.scheduler.close()
+
+
+async def test_the_cap_follows_the_wait_model_and_is_off_without_a_bound(text_model: LoadedModel):
+    harness = Harness(text_model, max_batch=4, max_queue=64, load_wait_s=0.5)
+    step_s = harness.scheduler.expected_step_s
+    tickets = [harness.submit(harness.ticket(text, max_steps=6)) for text in TEXTS * 2]
+    queued = len(tickets)  # nothing admitted yet: the loop has not run
+    assert harness.scheduler.load_step_cap() == max(1, int(0.5 * 4 / ((queued + 1) * step_s)))
+    for ticket in tickets:
+        harness.scheduler.cancel(ticket)
+    await harness.scheduler.close()
+    unbounded = Harness(text_model, max_batch=2, max_queue=16)
+    results = await _run_together(unbounded, TEXTS, max_steps=3)
+    assert all((r.halt_reason, r.step) == (HaltReason.MAX_STEPS, 3) for r in results)
+    await unbounded.scheduler.close()

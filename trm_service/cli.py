@@ -64,6 +64,8 @@ _OPTIONS = (
     _Option("max_message_bytes", int, "largest gRPC message accepted or sent"),
     _Option("max_time_budget_ms", int, "largest Budget.time_budget_ms a request may ask for"),
     _Option("deadline_margin_ms", int, "answer this long before a request's gRPC deadline"),
+    _Option("load_wait_ms", int, "under load, lower each model's step cap so that queued requests start within "
+            "this many ms (answers end with HALT_REASON_LOAD); 0 turns it off"),
     _Option("log_level", str, "debug, info, warning or error"),
 )
 _SWITCHES = (

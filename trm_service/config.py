@@ -38,6 +38,8 @@ class ServeConfig:
     max_message_bytes: int = 1 << 20
     max_time_budget_ms: int = 60_000
     deadline_margin_ms: int = 20
+    load_wait_ms: int = 200
+    """Load-adaptive compute: lower the step cap while queued requests would wait longer; 0: off."""
     log_level: str = "info"
     reuse_port: bool = False
     """Bind with SO_REUSEPORT (set for the workers of `--workers N`, which share one port)."""
@@ -61,6 +63,7 @@ class ServeConfig:
             ("--max-message-bytes", self.max_message_bytes, 1024),
             ("--max-time-budget-ms", self.max_time_budget_ms, 1),
             ("--deadline-margin-ms", self.deadline_margin_ms, 0),
+            ("--load-wait-ms", self.load_wait_ms, 0),
         ):
             if value < low:
                 raise ConfigError(f"{flag} must be at least {low}, got {value}")

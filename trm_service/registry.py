@@ -34,6 +34,7 @@ class SchedulerLimits:
     max_batch: int
     max_queue: int
     max_rows_per_run: int
+    load_wait_s: float | None = None  # the load-adaptive step cap's wait bound; None: off
 
 
 @dataclass(eq=False)
@@ -227,6 +228,7 @@ class ModelRegistry:
             max_rows_per_run=self._limits.max_rows_per_run,
             metrics=self._metrics,
             initial_step_s=loaded.warm_step_s,
+            load_wait_s=self._limits.load_wait_s,
         )
         scheduler.start()
         if self._shutdown_at is not None:

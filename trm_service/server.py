@@ -100,7 +100,8 @@ async def run_server(config: ServeConfig) -> None:
         config.model_directories(),
         LoadOptions(SessionSettings(intra_op_threads=config.intra_op_threads), int8=not config.fp32),
         SchedulerLimits(
-            max_batch=config.max_batch_size, max_queue=config.max_queue, max_rows_per_run=config.max_rows_per_run
+            max_batch=config.max_batch_size, max_queue=config.max_queue, max_rows_per_run=config.max_rows_per_run,
+            load_wait_s=config.load_wait_ms / 1000.0 if config.load_wait_ms else None,
         ),
         metrics,
     )

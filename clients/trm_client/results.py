@@ -18,6 +18,7 @@ class HaltReason(enum.Enum):
     DEADLINE = "deadline"
     SHUTDOWN = "shutdown"
     VERIFIED = "verified"
+    LOAD = "load"
 
     @classmethod
     def from_proto(cls, value: int) -> HaltReason:
@@ -29,6 +30,7 @@ class HaltReason(enum.Enum):
             trm_pb2.HALT_REASON_DEADLINE: cls.DEADLINE,
             trm_pb2.HALT_REASON_SHUTDOWN: cls.SHUTDOWN,
             trm_pb2.HALT_REASON_VERIFIED: cls.VERIFIED,
+            trm_pb2.HALT_REASON_LOAD: cls.LOAD,
         }.get(value, cls.UNSPECIFIED)
 
 

@@ -14,6 +14,7 @@ _WIRE: dict[HaltReason | None, trm_pb2.HaltReason] = {
     HaltReason.DEADLINE: trm_pb2.HALT_REASON_DEADLINE,
     HaltReason.SHUTDOWN: trm_pb2.HALT_REASON_SHUTDOWN,
     HaltReason.VERIFIED: trm_pb2.HALT_REASON_VERIFIED,
+    HaltReason.LOAD: trm_pb2.HALT_REASON_LOAD,
 }
 
 

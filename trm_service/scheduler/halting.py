@@ -21,6 +21,8 @@ class HaltReason(enum.Enum):
     """The server is draining and answers with what it has."""
     VERIFIED = "verified"
     """The answer passed the model's deterministic check (Sudoku rules), after min_steps."""
+    LOAD = "load"
+    """The model was overloaded and the request reached the lowered step cap (after min_steps)."""
 
 
 @dataclass(frozen=True)
@@ -50,12 +52,14 @@ def stop_reason(
     next_step_s: float,
     limits: Iterable[TimeLimit],
     verified: bool = False,
+    load_cap: int | None = None,
 ) -> HaltReason | None:
     """Why the request stops after `steps_done` steps, or None to run another step.
 
-    After min_steps, a verified answer stops first, then confidence; both win over max_steps. A time
-    limit stops the request when another step, expected to take `next_step_s`, would end after it (the
-    earliest such limit names the reason).
+    After min_steps, a verified answer stops first, then confidence; both win over max_steps, which wins
+    over the scheduler's step cap under load (`load_cap`, never below min_steps). A time limit stops the
+    request when another step, expected to take `next_step_s`, would end after it (the earliest such
+    limit names the reason).
     """
     if steps_done >= budget.min_steps and verified:
         return HaltReason.VERIFIED
@@ -64,6 +68,8 @@ def stop_reason(
         return HaltReason.HALTED
     if steps_done >= budget.max_steps:
         return HaltReason.MAX_STEPS
+    if load_cap is not None and steps_done >= max(load_cap, budget.min_steps):
+        return HaltReason.LOAD
     earliest = min(limits, key=lambda limit: limit.at, default=None)
     if earliest is not None and now + next_step_s > earliest.at:
         return earliest.reason

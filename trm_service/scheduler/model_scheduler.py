@@ -13,6 +13,14 @@ loop thread itself when the model's steps are short (a few milliseconds at most)
 hand-over to the model's thread and back. Every other step, and every step of a busy model, goes
 to the model's thread. Either way the step is the same ONNX Runtime call on the same inputs.
 
+Load-adaptive compute: while requests wait in the queue, every request in the batch runs at most
+
+    cap = max(1, floor(load_wait_s * max_batch / ((queued + 1) * step_s)))
+
+steps (never fewer than its min_steps), the step count at which a new request would start within
+`load_wait_s` by the same wait model as `expected_wait_s`. The cap is computed at every step boundary, so
+it rises again as the queue drains; a request it stops ends with HaltReason.LOAD. None turns it off.
+
 A cancelled request leaves the batch at once. When every request of a call has been cancelled, the
 call is stopped (ONNX Runtime's terminate flag, checked between graph nodes) or, not yet started,
 skipped: the model's thread is free for the next requests within one graph node, not one step.
@@ -78,12 +86,14 @@ class ModelScheduler:
         max_rows_per_run: int,
         metrics: ServiceMetrics,
         initial_step_s: float,
+        load_wait_s: float | None = None,
     ) -> None:
         self.name = name
         self.version = version
         self.max_batch = max_batch
         self.max_queue = max_queue
         self.max_rows_per_run = max_rows_per_run
+        self.load_wait_s = load_wait_s
         self._session = session
         self._batch_size = metrics.batch_size.labels(name)
         self._step_latency = metrics.step_latency.labels(name)
@@ -118,6 +128,13 @@ class ModelScheduler:
         if len(self._active) < self.max_batch and not self._pending:
             return 0.0
         return (len(self._pending) + 1) * self._steps_per_request / self.max_batch * self._step_s
+
+    def load_step_cap(self) -> int | None:
+        """The step cap under load (see the module docstring), or None while nothing is queued or the
+        cap is off."""
+        if self.load_wait_s is None or not self._pending:
+            return None
+        return max(1, math.floor(self.load_wait_s * self.max_batch / ((len(self._pending) + 1) * self._step_s)))
 
     def submit(self, ticket: Ticket) -> None:
         """Queue a request; raise QueueFull or SchedulerClosed at once instead of waiting.
@@ -269,6 +286,7 @@ class ModelScheduler:
     def _record_step(self, batch: list[Ticket], outputs: StepOutputs, now: float) -> None:
         halt_probability = sigmoid(outputs.halt_logit)
         next_step_s = self._step_s * _STEP_TIME_SAFETY
+        load_cap = self.load_step_cap()
         stopped = set()
         for row, ticket in enumerate(batch):
             if ticket.cancelled:
@@ -284,6 +302,7 @@ class ModelScheduler:
                 next_step_s=next_step_s,
                 limits=self._limits(ticket),
                 verified=ticket.verify is not None and ticket.verify(outputs.logits[row]),
+                load_cap=load_cap,
             )
             if reason is not None:
                 stopped.add(ticket)

@@ -22,6 +22,7 @@ class HaltReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     HALT_REASON_DEADLINE: _ClassVar[HaltReason]
     HALT_REASON_SHUTDOWN: _ClassVar[HaltReason]
     HALT_REASON_VERIFIED: _ClassVar[HaltReason]
+    HALT_REASON_LOAD: _ClassVar[HaltReason]
 TASK_TYPE_UNSPECIFIED: TaskType
 TASK_TYPE_TEXT_CLASSIFICATION: TaskType
 TASK_TYPE_GRID: TaskType
@@ -32,6 +33,7 @@ HALT_REASON_BUDGET: HaltReason
 HALT_REASON_DEADLINE: HaltReason
 HALT_REASON_SHUTDOWN: HaltReason
 HALT_REASON_VERIFIED: HaltReason
+HALT_REASON_LOAD: HaltReason
 
 class Budget(_message.Message):
     __slots__ = ("max_steps", "min_steps", "halt_threshold", "time_budget_ms", "continue_when_verified")
