@@ -94,3 +94,12 @@ def test_vocabulary_keeps_the_most_frequent_words_and_maps_the_rest_to_unk() -> 
     tokenizer = train_tokenizer(texts, vocab_size=4, max_tokens=4)
     assert tokenizer.get_vocab() == {"[PAD]": 0, "[UNK]": 1, "apple": 2, "banana": 3}
     assert encode_texts(tokenizer, ["cherry apple"]).tolist() == [[UNK_ID, 2, PAD_ID, PAD_ID]]
+
+
+def test_more_words_fill_the_vocabulary_after_the_texts_own_words() -> None:
+    texts = ["open the file", "open the door"]
+    tokenizer = train_tokenizer(texts, vocab_size=8, max_tokens=4, more_words=["door", "window", "close", "x", "y"])
+    vocab = tokenizer.get_vocab()
+    assert [word for word, _ in sorted(vocab.items(), key=lambda item: item[1])] == [
+        "[PAD]", "[UNK]", "open", "the", "door", "file", "window", "close"]  # data first, no duplicate, capped
+    assert tokenizer.encode("close the window").ids[:3] == [vocab["close"], vocab["the"], vocab["window"]]

@@ -26,7 +26,8 @@ def server() -> Iterator[ServerProcess]:
 
 
 def _request(**budget: float) -> trm_pb2.ReasonRequest:
-    return trm_pb2.ReasonRequest(model=SUDOKU, grid=trm_pb2.Grid(cells=PUZZLE), budget=trm_pb2.Budget(**budget))
+    budget = trm_pb2.Budget(**budget, continue_when_verified=True)  # keep stepping past a solved puzzle
+    return trm_pb2.ReasonRequest(model=SUDOKU, grid=trm_pb2.Grid(cells=PUZZLE), budget=budget)
 
 
 def _stopped_steps(server: ServerProcess) -> list[dict]:

@@ -13,7 +13,7 @@ from trm_service.testing import ServerProcess
 
 STEPS = 1500
 CLIENTS = 12
-CAPACITY = ["--max-batch-size", "2", "--max-queue", "2"]
+CAPACITY = ["--max-batch-size", "2", "--max-queue", "2", "--load-wait-ms", "0"]  # refusal alone: no step cap
 
 
 def test_overload_is_refused_at_once_while_accepted_requests_complete(long_bundle: Path, stub_for):

@@ -389,9 +389,11 @@ async def test_under_load_the_step_cap_drops_while_requests_queue_and_rises_as_t
 async def test_the_cap_follows_the_wait_model_and_is_off_without_a_bound(text_model: LoadedModel):
     harness = Harness(text_model, max_batch=4, max_queue=64, load_wait_s=0.5)
     step_s = harness.scheduler.expected_step_s
-    tickets = [harness.submit(harness.ticket(text, max_steps=6)) for text in TEXTS * 2]
-    queued = len(tickets)  # nothing admitted yet: the loop has not run
-    assert harness.scheduler.load_step_cap() == max(1, int(0.5 * 4 / ((queued + 1) * step_s)))
+    tickets = [harness.submit(harness.ticket(text, max_steps=6)) for text in TEXTS[:4]]
+    assert harness.scheduler.load_step_cap() is None  # waiting, but each will have a slot at the next step
+    tickets += [harness.submit(harness.ticket(text, max_steps=6)) for text in TEXTS * 2]
+    overflow = len(tickets) - 4  # nothing admitted yet (the loop has not run): all but 4 must wait longer
+    assert harness.scheduler.load_step_cap() == max(1, int(0.5 * 4 / ((overflow + 1) * step_s)))
     for ticket in tickets:
         harness.scheduler.cancel(ticket)
     await harness.scheduler.close()

@@ -111,9 +111,13 @@ def test_without_the_teacher_installed_the_plan_says_so_and_keeps_the_tfidf_teac
     plan = plan_fit(keyword_data[0], teacher_installed=False)
     assert plan.description.endswith(MINILM_NOTICE)
     assert plan.settings["teacher"] == {"temperature": 2.0}  # nothing of MiniLM is left
-    assert without_minilm({"embedding_init": True, "soft_label_weight": 1.0, "soft_labels": "tfidf"}) == {
-        "soft_label_weight": 1.0, "soft_labels": "tfidf"}
-    assert MINILM_NOTICE not in plan_fit(keyword_data[0]).description
+    assert "augment_per_label" not in plan.settings  # no teacher to label variants
+    assert plan.settings["vocab_size"] < SHORT_TEXT.text.max_vocab  # the data's own words only
+    long_text = {"teacher": {"embedding_init": True, "soft_label_weight": 1.0, "soft_labels": "tfidf"}, "lr": 0.001}
+    assert without_minilm(long_text) == {"teacher": {"soft_label_weight": 1.0, "soft_labels": "tfidf"}, "lr": 0.001}
+    with_teacher = plan_fit(keyword_data[0])
+    assert MINILM_NOTICE not in with_teacher.description
+    assert with_teacher.settings["vocab_size"] == SHORT_TEXT.text.max_vocab  # the teacher's words fill it
 
 
 def test_the_presets_command_lists_every_preset(capsys: pytest.CaptureFixture[str]) -> None:

@@ -37,6 +37,7 @@ from trainer.presets import (
 from trainer.step_rate import measure_step_rate, random_stream
 
 REPO = Path(__file__).resolve().parents[1]
+SMALL_DATA_SETTINGS = {"augment_per_label", "teacher.vocabulary"}
 QUESTION = ".................1.....2.3......3.2...1.4......5....6..3......4.7..8...962...7..."
 ANSWER = "953168742862734951417952836746893125281645397395271468138529674574386219629417583"
 
@@ -142,7 +143,8 @@ def test_the_schedule_ends_with_the_budget_on_large_data() -> None:
     assert values["max_minutes"] == 12  # the budget less the time outside the training loop
     # the time ends the run (at 2 steps/s, 1,440 steps) long before 100 passes over the 14,100 kept rows
     assert values["max_steps"] == np.ceil(SHORT_TEXT.max_epochs * (15_100 - 1000) / 128)
-    assert (values["max_tokens"], values["vocab_size"], values["batch_size"]) == (24, 5196, 128)
+    # the data's 5,194 words, then the teacher's up to the short-text limit
+    assert (values["max_tokens"], values["vocab_size"], values["batch_size"]) == (24, SHORT_TEXT.text.max_vocab, 128)
     assert values["warmup_steps"] == 144 and values["eval_every"] == 360 and values["log_every"] == 20
     assert sizing.expected_minutes == pytest.approx(15)
     assert "training for 12 min (the budget ends it), about 1,440 steps" in describe_choice(SHORT_TEXT, [], sizing)
@@ -163,7 +165,7 @@ def test_the_default_speed_scales_with_batch_and_state_rows() -> None:
     sizing = size_run(SHORT_TEXT, profile)
     reference = SHORT_TEXT.speed
     assert sizing.steps_per_second == pytest.approx(reference.steps_per_second)  # 24 tokens + answer slot
-    assert sizing.overhead_minutes == pytest.approx(SHORT_TEXT.overhead.minutes(15_100, 5196))
+    assert sizing.overhead_minutes == pytest.approx(SHORT_TEXT.overhead.minutes(15_100, SHORT_TEXT.text.max_vocab))
     assert sizing.settings["max_minutes"] == pytest.approx(15 - sizing.overhead_minutes, abs=0.01)
 
 
@@ -198,11 +200,14 @@ def flatten(raw: dict, prefix: str = "") -> dict:
 
 @pytest.mark.parametrize("name", list(PRESETS))
 def test_each_preset_holds_what_its_shipped_config_knows(name: str) -> None:
-    """The shipped configs are instances of the presets: every value a preset sets is its config's."""
+    """The shipped configs are instances of the presets: every value a preset sets is its config's, but
+    the small-data settings measured after the shipped bundles were trained (CLINC150's 100 texts per
+    intent get no variants, but the teacher's vocabulary would change the shipped intent model)."""
     preset = PRESETS[name]
     shipped = flatten(load_config(REPO / preset.based_on, {}).to_dict())
     for key, value in flatten(preset.settings).items():
-        assert shipped[key] == value, key
+        if key not in SMALL_DATA_SETTINGS:
+            assert shipped[key] == value, key
 
 
 def test_the_listing_and_the_paragraph_say_what_was_chosen_and_why(keyword_csv: Path) -> None:

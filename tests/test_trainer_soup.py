@@ -13,10 +13,9 @@ from trainer_support import TINY_MODEL
 from trainer.cli import main
 from trainer.config import TrainConfig
 from trainer.export import torch_model_from_bundle
-from trainer.fit import build_model
+from trainer.fit import build_model, build_trainer
 from trainer.prepare import prepare
 from trainer.soup import average_state_dicts, ingredient_configs
-from trainer.train import Trainer
 
 
 def test_average_takes_the_mean_of_weights_and_keeps_equal_integer_tensors() -> None:
@@ -122,8 +121,9 @@ def test_fit_trains_each_ingredient_like_a_plain_fit_and_ships_their_average(
 
     plain = ema(tmp_path / "plain-runs" / "keywords")
     first, second = (ema(tmp_path / "soup-runs" / "keywords" / f"keywords-ingredient-{i}") for i in (1, 2))
-    assert all(torch.equal(plain[k], first[k]) for k in plain)  # same seed and settings: the same model
-    assert not torch.equal(first["embed.tokens.weight"], second["embed.tokens.weight"])
+    # same seed and settings: the same model, up to the last bits of the teacher's BLAS-threaded regression
+    assert all(torch.allclose(plain[k], first[k], rtol=0, atol=1e-5) for k in plain)
+    assert not torch.allclose(first["embed.tokens.weight"], second["embed.tokens.weight"], rtol=0, atol=1e-3)
 
     bundle = tmp_path / "soup" / "keywords"
     model, manifest = torch_model_from_bundle(bundle)
@@ -159,20 +159,15 @@ def test_branched_ingredients_start_from_the_shared_trunk_with_their_own_stream(
     assert trunk["step"] == 60
 
     # what a branch takes from the trunk: weights, EMA, optimizer and step, but not the trunk's stream
-    cfg = ingredient_configs(
-        TrainConfig.from_dict({"name": "keywords", "task": "text", "data": str(train), "out_dir": str(runs),
-                               "max_tokens": 8, "vocab_size": 64, "model": {"hidden_size": 32, "num_heads": 2},
-                               "soup": [{}, {"stream_seed": 1}], "soup_branch_step": 60})
-    )[1]
+    manifest = json.loads((tmp_path / "out" / "keywords" / "manifest.json").read_text())
+    cfg = ingredient_configs(TrainConfig.from_dict(manifest["training"]["config"]))[1]  # as the fit built it
     prepared = prepare(cfg)
-    model, _ = build_model(cfg, prepared)
-    branch = Trainer(cfg, model, prepared.stream)
+    branch = build_trainer(cfg, prepared)
     fresh_draw = prepare(cfg).stream.draw(32)["tokens"]
     assert branch.load_checkpoint(trunk_checkpoint, branch=True) and branch.step == 60
     assert all(torch.equal(value, trunk["ema"][key]) for key, value in branch.ema.model.state_dict().items())
     assert np.array_equal(branch.stream.draw(32)["tokens"], fresh_draw)
 
-    manifest = json.loads((tmp_path / "out" / "keywords" / "manifest.json").read_text())
     assert manifest["training"]["optimizer_steps"] == 60 + 2 * 60  # the trunk once, then each branch
     assert manifest["metrics"]["test_accuracy"] >= 0.95
     evaluation = json.loads((tmp_path / "out" / "keywords" / "evaluation.json").read_text())

@@ -89,10 +89,13 @@ def bar_fits(sets: dict[str, Path]) -> dict[str, tuple[Path, Path | None]]:
     }
 
 
-def run_bar_fits(sets: dict[str, Path], out: Path) -> list[dict[str, object]]:
-    """Runs each bar's default fit (bundles and logs under `out`); returns its wall time and metrics."""
+def run_bar_fits(sets: dict[str, Path], out: Path, only: Sequence[str] = ()) -> list[dict[str, object]]:
+    """Runs each bar's default fit (or those named in `only`; bundles and logs under `out`); returns its
+    wall time and metrics."""
     rows = []
     for name, (train, test) in bar_fits(sets).items():
+        if only and name not in only:
+            continue
         command = ["trm-train", "fit", "--train", str(train), *(["--test", str(test)] if test else [])]
         log = out / "logs" / f"{name}.log"
         log.parent.mkdir(parents=True, exist_ok=True)
@@ -116,12 +119,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True, help="folder that receives the CSV files")
     parser.add_argument("--seed", type=int, default=0, help="seed of the few-shot sample")
     parser.add_argument("--fit", metavar="DIR", help="then run every bar's default fit, bundles and logs in DIR")
+    parser.add_argument("--only", nargs="+", default=[], metavar="BAR",
+                        help="with --fit: only these bars (voice-commands, clinc150-train, ...)")
     args = parser.parse_args(argv)
     sets = write_bar_sets(Path(args.data), Path(args.out), args.seed)
     for name, path in sets.items():
         print(f"{name}: {path}")
     if args.fit:
-        rows = run_bar_fits(sets, Path(args.fit))
+        rows = run_bar_fits(sets, Path(args.fit), args.only)
         return max(row["exit"] for row in rows)
     return 0
 

@@ -22,6 +22,10 @@ class TeacherConfig:
     soft_labels: Literal["minilm", "tfidf", "tfidf_svm"] = "minilm"
     temperature: float = 2.0
     embedding_weight: float = 0.0  # weight of cosine loss between the answer slot and the teacher embedding
+    # fill the vocabulary up to vocab_size with the teacher's own words after the training texts' words:
+    # with embedding_init their embeddings start from the teacher's, so words never seen in training are
+    # read as something close to the seen words they resemble, not as [UNK]
+    vocabulary: bool = False
 
 
 @dataclass
@@ -52,6 +56,9 @@ class TrainConfig:
     # the label of inputs outside the model's task; None: a label named oos, out_of_scope or none (any case)
     # when the data has one (trainer/out_of_scope.py). Without one, an abstain threshold is calibrated instead.
     oos_label: str | None = None
+    # short texts: each label with fewer training rows gets variants of its texts up to this many, labelled
+    # by the MiniLM teacher (trainer/data/text_augment.py); 0: none
+    augment_per_label: int = 0
     token_dropout: float = 0.0  # training augmentation: each input word becomes [UNK] with this probability
     # grid inputs: training puzzles are revealed to a uniform number of givens in this range;
     # originals (no reveal) are mixed in with probability grid_original_fraction
@@ -90,6 +97,9 @@ class TrainConfig:
     soup_branch_step: int = 0
 
     def __post_init__(self) -> None:
+        if self.augment_per_label and self.teacher.soft_labels != "minilm":
+            raise ValueError("augment_per_label needs the MiniLM soft labels (teacher.soft_labels: minilm): the "
+                             "TF-IDF teachers are cross-fitted on the training texts, which variants would leak")
         if self.supervision not in ("carry", "unrolled", "sampled"):
             raise ValueError(f"supervision must be carry, unrolled or sampled, got {self.supervision!r}")
         if self.soup_branch_step and not self.soup:

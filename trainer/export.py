@@ -131,7 +131,8 @@ def reexport_bundle(source: Path, out: Path, overrides: dict[str, Any], ablation
     cfg = TrainConfig.from_dict(with_overrides(training.config, overrides))
     # the data without the teachers: they shaped training only, and the weights are already trained
     # (the manifest keeps recording `cfg`, the configuration the weights were trained with)
-    prepared = prepare(dataclasses.replace(cfg, teacher=TeacherConfig()))
+    # (the teacher's vocabulary stays: it is part of the tokenizer the weights were trained with)
+    prepared = prepare(dataclasses.replace(cfg, teacher=TeacherConfig(vocabulary=cfg.teacher.vocabulary)))
     record = TrainingRecord.of_bundle(training, evaluation.get("training_history", []))
     baseline = BaselineResult(**evaluation["baseline"]) if "baseline" in evaluation else None
     fitted = Fitted(cfg, prepared, model, record, baseline)

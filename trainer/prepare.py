@@ -16,6 +16,7 @@ from trainer.data.files import DataError
 from trainer.data.grids import SUDOKU_TIERS, concatenate_splits, load_grid_dataset, sudoku_splits
 from trainer.data.holdout import holdout_fraction, sample_indices, shuffled_holdout, stratified_holdout
 from trainer.data.text import TextSplit, check_label_coverage, load_text_dataset, load_text_file
+from trainer.data.text_augment import augment_to
 from trainer.data.tokenizer import encode_texts, train_tokenizer
 from trainer.model import ModelConfig
 from trainer.out_of_scope import find_out_of_scope_label
@@ -50,13 +51,24 @@ def prepare_text(cfg: TrainConfig) -> Prepared:
     train, val, test = text_splits(cfg)
     labels = sorted(set(train.labels))
     oos_label = resolve_out_of_scope_label(cfg.oos_label, labels)
-    tokenizer = train_tokenizer(train.texts, vocab_size=cfg.vocab_size, max_tokens=cfg.max_tokens)
-    train_tokens, train_targets = encode_texts(tokenizer, train.texts), label_ids(train, labels, cfg.data)
+    more_words = []
+    if cfg.teacher.vocabulary:
+        from trainer import teacher as teacher_lib  # the teacher's package loads only when a teacher is used
+
+        more_words = teacher_lib.vocabulary_words()
+    tokenizer = train_tokenizer(train.texts, cfg.vocab_size, cfg.max_tokens, more_words=more_words)
+    taught = augment_to(train, cfg.augment_per_label, cfg.stream_rng_seed) if cfg.augment_per_label else train
+    if len(taught) > len(train):
+        print(f"{cfg.name}: {len(taught) - len(train):,} variants of short texts for labels with fewer than "
+              f"{cfg.augment_per_label} rows, labelled by the teacher", flush=True)
+    train_tokens, train_targets = encode_texts(tokenizer, taught.texts), label_ids(taught, labels, cfg.data)
     model_cfg = ModelConfig(
         task="text", vocab_size=tokenizer.get_vocab_size(), seq_len=cfg.max_tokens, num_outputs=len(labels),
         **cfg.model,
     )
-    soft, teacher_vectors, embedding_init = _teacher_targets(cfg, train, train_targets, labels, tokenizer, model_cfg)
+    soft, teacher_vectors, embedding_init = _teacher_targets(
+        cfg, taught, train_targets, labels, tokenizer, model_cfg, labelled_rows=len(train)
+    )
     stream = TextStream(train_tokens, train_targets, cfg.stream_rng_seed, soft, teacher_vectors, cfg.token_dropout)
     val_set = EncodedSet(encode_texts(tokenizer, val.texts), label_ids(val, labels, cfg.data))
     test_set = EncodedSet(encode_texts(tokenizer, test.texts), label_ids(test, labels, cfg.test_data or cfg.data))
@@ -149,10 +161,11 @@ def _held_out_text_splits(cfg: TrainConfig) -> tuple[TextSplit, TextSplit, TextS
 
 def _teacher_targets(
     cfg: TrainConfig, train: TextSplit, train_targets: np.ndarray, labels: list[str], tokenizer: Tokenizer,
-    model_cfg: ModelConfig,
+    model_cfg: ModelConfig, labelled_rows: int,
 ) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None]:
     """The teachers' soft labels and sentence embeddings of the training texts, and the token embeddings
-    to initialise the model with (each None unless cfg.teacher asks for it)."""
+    to initialise the model with (each None unless cfg.teacher asks for it). The MiniLM soft labels come
+    from a regression on the first `labelled_rows` texts (the labelled ones; the rest are variants)."""
     soft = teacher_vectors = embedding_init = None
     teacher = cfg.teacher
     if not (teacher.embedding_init or teacher.soft_label_weight or teacher.embedding_weight):
@@ -163,7 +176,7 @@ def _teacher_targets(
     if minilm_soft or teacher.embedding_weight:
         teacher_vectors = teacher_lib.embed_texts(train.texts)
     if minilm_soft:
-        soft = teacher_lib.soft_labels(teacher_vectors, train_targets, len(labels), teacher.temperature)
+        soft = teacher_lib.soft_labels(teacher_vectors, train_targets, len(labels), teacher.temperature, labelled_rows)
     elif teacher.soft_label_weight:
         kind = "svm" if teacher.soft_labels == "tfidf_svm" else "logistic"
         soft = cross_fitted_soft_labels(train.texts, train_targets, len(labels), teacher.temperature, cfg.seed, kind)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 import csv
+import dataclasses
 import math
 from collections import Counter
 from collections.abc import Sequence
@@ -132,7 +133,11 @@ SHORT_TEXT = Preset(
         "task": "text",
         "model": {"hidden_size": 256, "num_heads": 4, "expansion": 2, "n": 1, "T": 1, "N_sup": 1, "embed_dim": 128},
         "batch_size": 128, "lr": 0.001, "warmup_steps": 200, "label_smoothing": 0.1, "weight_decay": 0.1,
-        "teacher": {"embedding_init": True, "soft_label_weight": 1.0, "temperature": 2.0, "embedding_weight": 1.0},
+        "teacher": {"embedding_init": True, "soft_label_weight": 1.0, "temperature": 2.0, "embedding_weight": 1.0,
+                    "vocabulary": True},
+        # the teacher's words and teacher-labelled variants for small labels, measured after intent-clinc150
+        # was trained: with 10 texts per intent, 80.97% -> 84.67% in-scope on CLINC150's validation split
+        "augment_per_label": 50,
     },
     time_budget_minutes=15,
     speed=Speed(2.5, batch_size=128, state_rows=25,
@@ -294,7 +299,9 @@ def size_run(
     settings: dict[str, Any] = {}
     if preset.text is not None:
         settings["max_tokens"] = sized_max_tokens(preset.text, profile.p98_tokens)
-        settings["vocab_size"] = min(preset.text.max_vocab, profile.distinct_words + 2)  # + [PAD], [UNK]
+        # + [PAD], [UNK]; with the teacher's vocabulary, its words fill the rest
+        words = preset.text.max_vocab if preset.settings["teacher"].get("vocabulary") else profile.distinct_words + 2
+        settings["vocab_size"] = min(preset.text.max_vocab, words)
         settings["batch_size"] = sized_batch(preset.settings["batch_size"], training_rows)
     else:
         settings["batch_size"] = preset.settings["batch_size"]
@@ -355,12 +362,14 @@ def teacher_summary(settings: dict[str, Any]) -> str:
     teacher = settings.get("teacher", {})
     parts = []
     if teacher.get("embedding_init"):
-        parts.append("MiniLM token embeddings")
+        parts.append("MiniLM token embeddings" + (" and vocabulary" if teacher.get("vocabulary") else ""))
     if teacher.get("soft_label_weight"):
         source = {"minilm": "MiniLM", "tfidf": "TF-IDF regression", "tfidf_svm": "TF-IDF SVM"}
         parts.append(f"{source[teacher.get('soft_labels', 'minilm')]} soft labels")
     if teacher.get("embedding_weight"):
         parts.append("MiniLM sentence target")
+    if settings.get("augment_per_label"):
+        parts.append(f"MiniLM-labelled variants up to {settings['augment_per_label']} texts per label")
     return "; ".join(parts) or "none"
 
 
@@ -417,22 +426,24 @@ def plan_fit(
     MiniLM parts are dropped (the TF-IDF teacher needs nothing but scikit-learn)."""
     profile = profile_file(train_path)
     preset, reasons = choose_preset(profile, preset_name)
+    if not teacher_installed:
+        preset = dataclasses.replace(preset, settings=without_minilm(preset.settings))
     sizing = size_run(preset, profile, budget_minutes)
-    settings = preset_config(preset, sizing)
     description = describe_choice(preset, reasons, sizing)
-    if not teacher_installed and "teacher" in settings:
-        settings["teacher"] = without_minilm(settings["teacher"])
+    if not teacher_installed and preset.kind == "text":
         description += "\n" + MINILM_NOTICE
-    return FitPlan(preset, settings, description)
+    return FitPlan(preset, preset_config(preset, sizing), description)
 
 
-def without_minilm(teacher: dict[str, Any]) -> dict[str, Any]:
-    """A teacher section without its MiniLM parts: token-embedding initialisation, sentence target, and
-    MiniLM soft labels."""
-    kept = {key: value for key, value in teacher.items() if key not in ("embedding_init", "embedding_weight")}
-    if kept.get("soft_labels", "minilm") == "minilm":
-        kept.pop("soft_label_weight", None)
-    return kept
+def without_minilm(settings: dict[str, Any]) -> dict[str, Any]:
+    """A preset's settings without the MiniLM teacher's parts: token-embedding initialisation and the
+    teacher's vocabulary, sentence target, MiniLM soft labels, and the variants it would label."""
+    teacher = {key: value for key, value in settings.get("teacher", {}).items()
+               if key not in ("embedding_init", "embedding_weight", "vocabulary")}
+    if teacher.get("soft_labels", "minilm") == "minilm":
+        teacher.pop("soft_label_weight", None)
+    kept = {key: value for key, value in settings.items() if key not in ("teacher", "augment_per_label")}
+    return {**kept, "teacher": teacher} if "teacher" in settings else kept
 
 
 def _training_extent(sizing: Sizing) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import importlib.resources
 import importlib.util
 import os
 from collections.abc import Sequence
@@ -44,12 +45,19 @@ def embed_texts(texts: Sequence[str], batch_size: int = 128) -> np.ndarray:
     vectors = _teacher().encode(
         list(texts), batch_size=batch_size, normalize_embeddings=True, show_progress_bar=len(texts) > 2000
     )
-    vectors = np.asarray(vectors, dtype=np.float32)
+    vectors = np.asarray(vectors, dtype=np.float16)  # half the size; far below the teacher's own precision
     CACHE_DIR.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp.npy")
-    np.save(tmp, vectors.astype(np.float16))  # half the size; far below the teacher's own precision
+    np.save(tmp, vectors)
     tmp.replace(path)
-    return vectors
+    return vectors.astype(np.float32)  # the values the cache gives back: a cached run trains the same model
+
+
+def vocabulary_words() -> list[str]:
+    """The whole words of the teacher's own vocabulary (no word pieces, special tokens or single
+    characters), in its order, which puts common words first."""
+    vocab = importlib.resources.files(PACKAGE).joinpath("model", "vocab.txt").read_text(encoding="utf-8")
+    return [word for word in vocab.split("\n") if len(word) > 1 and word.isalpha() and word.isascii()]
 
 
 def token_embedding_init(vocabulary: Sequence[str], dim: int, seed: int) -> np.ndarray:
@@ -73,13 +81,19 @@ def token_embedding_init(vocabulary: Sequence[str], dim: int, seed: int) -> np.n
 
 
 def soft_labels(
-    train_embeddings: np.ndarray, train_targets: np.ndarray, num_classes: int, temperature: float
+    train_embeddings: np.ndarray, train_targets: np.ndarray, num_classes: int, temperature: float,
+    labelled_rows: int | None = None,
 ) -> np.ndarray:
-    """Teacher class distributions softened by `temperature`, from a logistic regression on its embeddings."""
+    """Teacher class distributions softened by `temperature`, from a logistic regression on its embeddings,
+    fit on the first `labelled_rows` rows (default all) and applied to every row (later rows: augmented
+    variants of the labelled texts, labelled by the regression alone)."""
     head = LogisticRegression(C=10.0, max_iter=300)
-    head.fit(train_embeddings, train_targets)
+    head.fit(train_embeddings[:labelled_rows], train_targets[:labelled_rows])
     logits = np.full((len(train_embeddings), num_classes), -1e4, dtype=np.float64)
-    logits[:, head.classes_] = head.decision_function(train_embeddings)
+    scores = head.decision_function(train_embeddings)
+    if scores.ndim == 1:  # two classes: one score, for the second
+        scores = np.stack([-scores, scores], axis=1) / 2
+    logits[:, head.classes_] = scores
     logits /= temperature
     logits -= logits.max(1, keepdims=True)
     probs = np.exp(logits)

@@ -15,12 +15,13 @@ UNK_ID = 1
 
 
 def train_tokenizer(
-    texts: Sequence[str], vocab_size: int, max_tokens: int, lowercase: bool = True
+    texts: Sequence[str], vocab_size: int, max_tokens: int, lowercase: bool = True, more_words: Sequence[str] = ()
 ) -> Tokenizer:
     """Build a deterministic word-level WordPiece tokenizer (unknown words -> [UNK]) from `texts`.
 
     The vocabulary is the `vocab_size - 2` most frequent words (after BERT normalisation and
-    pre-tokenisation); every encoding is padded and truncated to `max_tokens` ids.
+    pre-tokenisation), then, while there is room, `more_words` that are not in it yet, in their order;
+    every encoding is padded and truncated to `max_tokens` ids.
 
     [PAD] is id 0 and [UNK] id 1; padding and truncation are stored in the tokenizer itself, so a
     tokenizer loaded from its JSON file encodes to the same fixed length anywhere.
@@ -35,6 +36,7 @@ def train_tokenizer(
     # Most frequent words first, ties broken alphabetically: the same texts always give the same ids
     # (the library's WordPieceTrainer breaks ties in hash order, which differs between runs).
     words = sorted(counts, key=lambda word: (-counts[word], word))[: max(0, vocab_size - 2)]
+    words += [word for word in dict.fromkeys(more_words) if word not in counts][: max(0, vocab_size - 2 - len(words))]
     vocab = {PAD_TOKEN: PAD_ID, UNK_TOKEN: UNK_ID, **{word: i + 2 for i, word in enumerate(words)}}
     tokenizer = Tokenizer(models.WordPiece(vocab=vocab, unk_token=UNK_TOKEN, max_input_chars_per_word=100))
     tokenizer.normalizer = normalizer

@@ -13,9 +13,10 @@ loop thread itself when the model's steps are short (a few milliseconds at most)
 hand-over to the model's thread and back. Every other step, and every step of a busy model, goes
 to the model's thread. Either way the step is the same ONNX Runtime call on the same inputs.
 
-Load-adaptive compute: while requests wait in the queue, every request in the batch runs at most
+Load-adaptive compute: while more requests wait than the batch has free slots (`overflow`, the requests
+that will not start at the next step boundary), every request in the batch runs at most
 
-    cap = max(1, floor(load_wait_s * max_batch / ((queued + 1) * step_s)))
+    cap = max(1, floor(load_wait_s * max_batch / ((overflow + 1) * step_s)))
 
 steps (never fewer than its min_steps), the step count at which a new request would start within
 `load_wait_s` by the same wait model as `expected_wait_s`. The cap is computed at every step boundary, so
@@ -130,11 +131,12 @@ class ModelScheduler:
         return (len(self._pending) + 1) * self._steps_per_request / self.max_batch * self._step_s
 
     def load_step_cap(self) -> int | None:
-        """The step cap under load (see the module docstring), or None while nothing is queued or the
-        cap is off."""
-        if self.load_wait_s is None or not self._pending:
+        """The step cap under load (see the module docstring), or None while every waiting request gets a
+        slot at the next step boundary, or the cap is off."""
+        overflow = len(self._pending) + len(self._active) - self.max_batch
+        if self.load_wait_s is None or overflow <= 0:
             return None
-        return max(1, math.floor(self.load_wait_s * self.max_batch / ((len(self._pending) + 1) * self._step_s)))
+        return max(1, math.floor(self.load_wait_s * self.max_batch / ((overflow + 1) * self._step_s)))
 
     def submit(self, ticket: Ticket) -> None:
         """Queue a request; raise QueueFull or SchedulerClosed at once instead of waiting.

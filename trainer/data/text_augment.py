@@ -1,0 +1,39 @@
+"""Variants of short training texts for labels with few examples: each a copy of one of the label's texts
+with some words deleted and two words swapped. The offline teacher labels every variant (soft labels and
+sentence embedding, trainer/prepare.py), so the student learns the teacher's view of inputs it was never
+given, not only of the few it was.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from trainer.data.text import TextSplit
+
+DELETE_PROBABILITY = 0.15
+
+
+def text_variant(text: str, rng: np.random.Generator) -> str:
+    """`text` with each word deleted with DELETE_PROBABILITY (at least one kept) and two words swapped."""
+    words = text.split()
+    if len(words) < 2:
+        return text
+    kept = [word for word in words if rng.random() >= DELETE_PROBABILITY] or [words[rng.integers(len(words))]]
+    if len(kept) >= 2:
+        i, j = rng.choice(len(kept), size=2, replace=False)
+        kept[i], kept[j] = kept[j], kept[i]
+    return " ".join(kept)
+
+
+def augment_to(split: TextSplit, per_label: int, seed: int) -> TextSplit:
+    """`split` followed by variants of its texts: each label with fewer than `per_label` rows gets variants
+    of its own texts, in turn, up to `per_label` rows (seeded; labels in sorted order)."""
+    rng = np.random.default_rng(seed)
+    labels = np.asarray(split.labels, dtype=object)
+    texts, variant_labels = [], []
+    for label in sorted(set(split.labels)):
+        rows = np.flatnonzero(labels == label)
+        for k in range(max(0, per_label - len(rows))):
+            texts.append(text_variant(split.texts[rows[k % len(rows)]], rng))
+            variant_labels.append(label)
+    return TextSplit(split.texts + texts, split.labels + variant_labels)
