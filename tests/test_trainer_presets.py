@@ -13,6 +13,7 @@ from trainer_support import KEYWORDS, write_keyword_csv
 from trainer.config import TrainConfig, load_config
 from trainer.data.checks import check_label_counts
 from trainer.data.files import DataError
+from trainer.data.holdout import stratified_holdout
 from trainer.data.tokenizer import encode_texts, train_tokenizer
 from trainer.model import ModelConfig
 from trainer.out_of_scope import calibrate_abstain_threshold, find_out_of_scope_label
@@ -321,3 +322,12 @@ def test_two_examples_per_label_pass() -> None:
     check_label_counts(["a", "a", "b", "b"], "train.csv")
     with pytest.raises(DataError, match="'b' has 2 examples"):
         check_label_counts(["a"] * 5 + ["b"] * 2, "train.csv", minimum=5)
+
+
+def test_a_file_of_five_texts_per_label_still_gets_a_validation_set() -> None:
+    labels = [f"intent{i // 5}" for i in range(5 * 40)]  # 10% of 5 rounds to none for every label
+    kept, held = stratified_holdout(labels, 0.1, seed=0)
+    assert len(held) == 20 and len({labels[i] for i in held}) == 20  # one row of 20 labels
+    assert sorted([*kept, *held]) == list(range(200))
+    assert all(sum(labels[i] == label for i in kept) >= 4 for label in set(labels))
+    assert np.array_equal(stratified_holdout(labels, 0.1, seed=0)[1], held)

@@ -46,3 +46,4 @@ def test_variants_need_the_minilm_soft_labels() -> None:
     with pytest.raises(ValueError, match="augment_per_label needs the MiniLM soft labels"):
         TrainConfig.from_dict({"name": "x", "task": "text", "data": "d", "augment_per_label": 20,
                                "teacher": {"soft_label_weight": 1.0, "soft_labels": "tfidf"}})
+

@@ -17,7 +17,8 @@ def holdout_fraction(rows: int) -> float:
 
 
 def stratified_holdout(labels: Sequence[str], fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Split row indices into (kept, held out): round(fraction * count) rows of each label are held out.
+    """Split row indices into (kept, held out): round(fraction * count) rows of each label are held out;
+    when that is none at all (every label small), one row of each of round(fraction * rows) random labels.
 
     Both index arrays are sorted (text datasets: 20 Newsgroups validation, a user's labelled texts).
     """
@@ -30,8 +31,18 @@ def stratified_holdout(labels: Sequence[str], fraction: float, seed: int) -> tup
         rows = np.flatnonzero(label_array == label)
         held.append(rng.permutation(rows)[: round(fraction * len(rows))])
     held_rows = np.sort(np.concatenate(held)) if held else np.zeros(0, dtype=np.int64)
+    if held_rows.size == 0 and fraction > 0:  # every label too small to round to one row (e.g. 5 per label)
+        held_rows = _one_row_of_some_labels(label_array, max(1, round(fraction * len(labels))), rng)
     kept_rows = np.setdiff1d(np.arange(len(labels)), held_rows)
     return kept_rows, held_rows
+
+
+def _one_row_of_some_labels(labels: np.ndarray, count: int, rng: np.random.Generator) -> np.ndarray:
+    """Sorted rows: one random row of each of `count` random labels that have at least two rows (so every
+    label keeps one to train on)."""
+    eligible = [label for label in sorted(set(labels.tolist())) if (labels == label).sum() >= 2]
+    chosen = rng.permutation(len(eligible))[:count]
+    return np.sort(np.array([rng.choice(np.flatnonzero(labels == eligible[i])) for i in chosen], dtype=np.int64))
 
 
 def shuffled_holdout(count: int, seed: int, parts: int = 10) -> tuple[np.ndarray, np.ndarray]:
