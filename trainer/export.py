@@ -33,7 +33,7 @@ from trainer.evaluate import (
 )
 from trainer.fit import Fitted, TrainingRecord, cpu_copy
 from trainer.model import TRM, ModelConfig, count_parameters
-from trainer.prepare import Prepared, prepare
+from trainer.prepare import Prepared, prepare, resolve_out_of_scope_label
 from trainer.quantize import quantize_static_step
 from trainer.report import write_report
 from trainer.train import pick_device
@@ -77,7 +77,7 @@ def export_bundle(fitted: Fitted, bundle_dir: Path, ablation: dict[str, Any] | N
         device = pick_device("auto")
         step = torch_step_fn(cpu_copy(model).to(device))
         thresholds = calibrate(step, prepared.val, mcfg.state_shape, mcfg.N_sup, prepared.labels,
-                               prepared.oos_label, mcfg.task)
+                               resolve_out_of_scope_label(cfg.oos_label, prepared.labels), mcfg.task)
         args = (mcfg.state_shape, mcfg.N_sup, prepared.tests, thresholds.halt, prepared.labels,
                 thresholds.out_of_scope)
         results = evaluate_step(step, *args)

@@ -39,7 +39,6 @@ class Prepared:
     tests: dict[str, EncodedSet]  # name -> set ("test", or Sudoku tiers "easy"/"medium"/"hard")
     data_sha256: dict[str, str]
     tokenizer: Tokenizer | None = None  # text models: written into the bundle as tokenizer.json
-    oos_label: str | None = None  # text models: the out-of-scope label, when the labels have one
     embedding_init: np.ndarray | None = None
 
 
@@ -50,7 +49,6 @@ def prepare(cfg: TrainConfig) -> Prepared:
 def prepare_text(cfg: TrainConfig) -> Prepared:
     train, val, test = text_splits(cfg)
     labels = sorted(set(train.labels))
-    oos_label = resolve_out_of_scope_label(cfg.oos_label, labels)
     more_words = []
     if cfg.teacher.vocabulary:
         from trainer import teacher as teacher_lib  # the teacher's package loads only when a teacher is used
@@ -74,7 +72,7 @@ def prepare_text(cfg: TrainConfig) -> Prepared:
     test_set = EncodedSet(encode_texts(tokenizer, test.texts), label_ids(test, labels, cfg.test_data or cfg.data))
     return Prepared(
         model_cfg=model_cfg, stream=stream, labels=labels, val=val_set, tests={"test": test_set},
-        data_sha256=_data_hashes(cfg), tokenizer=tokenizer, embedding_init=embedding_init, oos_label=oos_label,
+        data_sha256=_data_hashes(cfg), tokenizer=tokenizer, embedding_init=embedding_init,
     )
 
 
