@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from trainer import metrics
 from trainer.evaluate import calibrate, evaluate_step, headline_metrics
 from trainer.prepare import GRID_LABELS
 from trainer.tasks import EncodedSet
@@ -86,3 +87,20 @@ def test_grids_have_no_out_of_scope_threshold() -> None:
     targets = np.array([[1, 2, 3, 4]] * 2, dtype=np.int64)
     thresholds = calibrate(copy_step, EncodedSet(targets, targets), (1, 4), 1, GRID_LABELS, None, task="grid")
     assert thresholds.out_of_scope is None
+
+
+def test_the_halting_curve_trades_steps_for_accuracy_as_the_threshold_sweeps() -> None:
+    # two steps; examples 1 and 3 are wrong after step 1 and right after step 2, and only those two are unsure
+    trace = metrics.Trace(
+        predictions=np.array([[0, 0, 1, 0], [0, 1, 1, 1]]),
+        confidence=np.ones((2, 4)),
+        halt_logits=np.array([[3.0, -3.0, 3.0, -3.0], [3.0, 3.0, 3.0, 3.0]]),
+    )
+    targets = np.array([0, 1, 1, 1])
+    curve = {p["threshold"]: (p["accuracy"], p["mean_steps"]) for p in metrics.halting_curve(trace, targets)}
+    assert list(curve) == sorted(metrics.CURVE_THRESHOLDS)
+    assert curve[0.05] == (1.0, 1.5)  # sigmoid(-3) = 0.047: the unsure two go on, and step 2 fixes them
+    assert curve[0.9] == (1.0, 1.5)
+    assert curve[0.999] == (1.0, 2.0)  # sigmoid(3) = 0.953: every example runs both steps
+    low = metrics.halting_curve(trace, targets, min_steps=2)
+    assert {(p["accuracy"], p["mean_steps"]) for p in low} == {(1.0, 2.0)}

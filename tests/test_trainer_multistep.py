@@ -165,6 +165,10 @@ def test_unrolled_fit_makes_every_step_an_answer(keyword_data: tuple[Path, Path]
     evaluation = json.loads((tmp_path / "bundles" / "steps" / "evaluation.json").read_text())
     anytime = evaluation["results"]["test"]["anytime_accuracy"]
     assert len(anytime) == 3 and min(anytime) >= 0.95
+    curve = evaluation["results"]["test"]["halting_curve"]
+    assert min(p["mean_steps"] for p in curve) >= 1.0 and max(p["mean_steps"] for p in curve) <= 3.0
+    report = (tmp_path / "bundles" / "steps" / "REPORT.md").read_text()
+    assert "Accuracy against mean steps as the halting threshold sweeps" in report
     assert manifest["training"]["model_config"]["state_carry"] == "slots"
     parity = evaluation["parity"]  # the exported ONNX step drops the token rows the same way
     assert parity["final_agreement"] == 1.0 and parity["step_max_abs_diff"] < 1e-4

@@ -13,6 +13,8 @@ import numpy as np
 from trm_bundle.probabilities import sigmoid
 
 HALT_THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.98, 0.99)
+CURVE_THRESHOLDS = (0.05, 0.1, 0.2, 0.3, 0.4, *HALT_THRESHOLDS, 0.995, 0.999)
+"""The halting thresholds swept for the accuracy-vs-mean-steps curve of a report (wider than calibration's)."""
 
 
 @dataclass
@@ -76,6 +78,16 @@ def halting_summary(trace: Trace, targets: np.ndarray, threshold: float, min_ste
     }
 
 
+def halting_curve(trace: Trace, targets: np.ndarray, min_steps: int = 1) -> list[dict]:
+    """Accuracy against mean steps as the halting threshold sweeps CURVE_THRESHOLDS (one point each)."""
+    points = []
+    for threshold in CURVE_THRESHOLDS:
+        summary = halting_summary(trace, targets, threshold, min_steps)
+        points.append({"threshold": threshold, "accuracy": round(summary["accuracy"], 5),
+                       "mean_steps": round(summary["mean_steps"], 4)})
+    return points
+
+
 def calibrate_halting(trace: Trace, targets: np.ndarray, tolerance: float = 0.005) -> float:
     """Lowest-cost halting threshold whose accuracy is within `tolerance` of the best fixed step count."""
     best_fixed = exact(trace.predictions, targets).mean(1).max()
@@ -98,6 +110,7 @@ def summarize(trace: Trace, targets: np.ndarray, halt_threshold: float, min_step
         "anytime_accuracy": [round(float(a), 5) for a in per_step],
         "best_fixed": {"steps": int(per_step.argmax()) + 1, "accuracy": float(per_step.max())},
         "halting": halting,
+        "halting_curve": halting_curve(trace, targets, min_steps),
         "ece": expected_calibration_error(confidence, predictions == targets),
     }
     if targets.ndim == 2:

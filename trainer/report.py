@@ -16,22 +16,46 @@ import matplotlib.pyplot as plt
 
 
 def plot_anytime(path: Path, results: dict[str, Any]) -> None:
-    """Left: accuracy after each supervision step per set. Right: the learned halting-step histogram."""
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    """Left: accuracy after each supervision step per set. Middle: accuracy against mean steps as the
+    halting threshold sweeps (fixed step counts as crosses, the calibrated threshold circled). Right: the
+    learned halting-step histogram."""
+    fig, (left, middle, right) = plt.subplots(1, 3, figsize=(15, 4))
     for name, summary in results.items():
         curve = summary["anytime_accuracy"]
-        left.plot(range(1, len(curve) + 1), [100 * a for a in curve], marker="o", label=name)
-        hist = summary["halting"]["step_histogram"]
+        line = left.plot(range(1, len(curve) + 1), [100 * a for a in curve], marker="o", label=name)[0]
+        points = summary["halting_curve"]
+        middle.plot([p["mean_steps"] for p in points], [100 * p["accuracy"] for p in points], marker=".",
+                    color=line.get_color(), label=f"{name}: learned halting")
+        middle.scatter(range(1, len(curve) + 1), [100 * a for a in curve], marker="x", color=line.get_color())
+        halt = summary["halting"]
+        middle.scatter([halt["mean_steps"]], [100 * halt["accuracy"]], s=120, facecolors="none",
+                       edgecolors=line.get_color())
+        hist = halt["step_histogram"]
         right.bar([s + 0.1 * len(right.patches) / max(1, len(hist)) for s in range(1, len(hist) + 1)],
                   hist, alpha=0.6, label=name)
     left.set(xlabel="supervision step", ylabel="accuracy (%)", title="Anytime accuracy")
+    middle.set(xlabel="mean supervision steps", ylabel="accuracy (%)",
+               title="Accuracy vs compute (thresholds swept; x: fixed steps)")
     right.set(xlabel="halting step", ylabel="examples", title="Learned halting")
-    left.grid(alpha=0.3)
-    left.legend()
-    right.legend()
+    for axes in (left, middle):
+        axes.grid(alpha=0.3)
+    for axes in (left, middle, right):
+        axes.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)
+
+
+def _halting_curve_table(results: dict[str, Any]) -> str:
+    """Accuracy and mean steps at each swept halting threshold, one column pair per set."""
+    names = list(results)
+    header = "| halting threshold | " + " | ".join(f"{n}: accuracy / mean steps" for n in names) + " |"
+    rows = [header, "|---:|" + "---:|" * len(names)]
+    for i, point in enumerate(results[names[0]]["halting_curve"]):
+        cells = [f"{100 * results[n]['halting_curve'][i]['accuracy']:.2f}% / "
+                 f"{results[n]['halting_curve'][i]['mean_steps']:.2f}" for n in names]
+        rows.append(f"| {point['threshold']} | " + " | ".join(cells) + " |")
+    return "\n".join(rows)
 
 
 def _results_table(results: dict[str, Any]) -> str:
@@ -84,6 +108,11 @@ def write_report(folder: Path, manifest: Manifest, evaluation: dict[str, Any]) -
         if "trimmed_step_max_abs_diff" in parity else ""
     )
     unit = "classes" if manifest.task != "grid" else "cells"
+    curve = (
+        f"\nAccuracy against mean steps as the halting threshold sweeps (the calibrated threshold is "
+        f"{manifest.halt_threshold}):\n\n{_halting_curve_table(results)}\n"
+        if recursion.N_sup > 1 else ""
+    )
     text = f"""# {manifest.name} {manifest.version}
 
 {manifest.description}
@@ -97,8 +126,8 @@ def write_report(folder: Path, manifest: Manifest, evaluation: dict[str, Any]) -
 Anytime accuracy (%) after each supervision step:
 {anytime}
 
-![anytime accuracy and halting histogram](anytime.png)
-
+![anytime accuracy, accuracy against mean steps, halting histogram](anytime.png)
+{curve}
 int8 variant: accuracy loss {100 * evaluation['int8_accuracy_loss']:.2f} points;
 {evaluation['int8_decision']}.
 
