@@ -17,7 +17,13 @@ from trm_service.runtime.loader import LoadedModel, LoadOptions, load_model
 from trm_service.runtime.session import RunHandle, SessionSettings, StepSession, StepStopped
 from trm_service.runtime.text_codec import TextCodec
 from trm_service.scheduler.halting import HaltReason, StepBudget, TimeLimit
-from trm_service.scheduler.model_scheduler import IDLE_GAP_S, ModelScheduler, QueueFull, SchedulerClosed
+from trm_service.scheduler.model_scheduler import (
+    IDLE_GAP_S,
+    INLINE_STEP_S,
+    ModelScheduler,
+    QueueFull,
+    SchedulerClosed,
+)
 from trm_service.scheduler.ticket import StepResult, Ticket
 
 TEXTS = (
@@ -135,6 +141,36 @@ async def test_a_lone_request_on_an_idle_model_steps_on_the_event_loop_thread(te
     assert len(session.threads) == 3 and loop_thread not in session.threads  # one batched call per step
     assert (together[0].step, together[0].halt_reason) == (alone.step, alone.halt_reason)
     np.testing.assert_allclose(together[0].logits, alone.logits, rtol=0, atol=1e-5)
+    await harness.scheduler.close()
+
+
+class SlowHandOver(ThreadPoolExecutor):
+    """The model's thread of a loaded machine: each hand-over waits `delay_s` before the step starts."""
+
+    def __init__(self, delay_s: float) -> None:
+        super().__init__(max_workers=1)
+        self.delay_s = delay_s
+
+    def submit(self, fn, /, *args, **kwargs):  # type: ignore[no-untyped-def, override]
+        def late():  # type: ignore[no-untyped-def]
+            time.sleep(self.delay_s)
+            return fn(*args, **kwargs)
+
+        return super().submit(late)
+
+
+async def test_a_slow_hand_over_does_not_turn_the_fast_path_off(text_model: LoadedModel):
+    """Batched steps that take long from hand-over to result (a loaded machine) leave a lone request's step
+    as short as it was: it still runs on the event loop thread."""
+    session = ThreadRecordingSession(text_model.session)
+    harness = Harness(text_model, session=session)
+    harness.scheduler._executor = SlowHandOver(delay_s=INLINE_STEP_S * 3)
+    await _run_together(harness, TEXTS[:2], max_steps=4)
+    assert harness.scheduler.expected_step_s > INLINE_STEP_S  # the batch's wall time includes the hand-over
+    session.threads.clear()
+    await asyncio.sleep(IDLE_GAP_S * 5)
+    await harness.submit(harness.ticket(TEXTS[0], max_steps=1)).finished
+    assert session.threads == [threading.get_ident()]
     await harness.scheduler.close()
 
 

@@ -9,9 +9,10 @@ calls of at most max_rows_per_run rows, sorted by input length, each trimmed to 
 input when the bundle allows it: memory stays bounded and short inputs run short.
 
 The idle fast path: the first step of a lone request that found the model idle runs on the event
-loop thread itself when the model's steps are short (a few milliseconds at most), without the
-hand-over to the model's thread and back. Every other step, and every step of a busy model, goes
-to the model's thread. Either way the step is the same ONNX Runtime call on the same inputs.
+loop thread itself when one request's step is short (ONNX Runtime's own time per request, a few
+milliseconds at most), without the hand-over to the model's thread and back. Every other step, and
+every step of a busy model, goes to the model's thread. Either way the step is the same ONNX Runtime
+call on the same inputs.
 
 Load-adaptive compute: while more requests wait than the batch has free slots (`overflow`, the requests
 that will not start at the next step boundary), every request in the batch runs at most
@@ -49,7 +50,9 @@ _log = structlog.get_logger("trm_service.scheduler")
 _SMOOTHING = 0.2
 _STEP_TIME_SAFETY = 1.5
 INLINE_STEP_S = 0.002
-"""The longest (smoothed) step that may run on the event loop thread, which it holds meanwhile."""
+"""The longest step that may run on the event loop thread, which it holds meanwhile: ONNX Runtime's own
+time per request (smoothed), not the batch's wall time, which under load includes the hand-over and
+would keep the fast path off once it is off."""
 IDLE_GAP_S = 0.0002
 """How long a model must have been idle when a lone request arrives for its first step to run inline. A
 request that arrives sooner after a step most likely waited in gRPC while the loop was busy, and
@@ -102,6 +105,7 @@ class ModelScheduler:
         self._inflight = metrics.inflight.labels(name, version)
         self._queued = metrics.queued.labels(name, version)
         self._step_s = initial_step_s
+        self._request_compute_s = initial_step_s  # smoothed ONNX Runtime seconds per request of a step
         self._idle_since = -math.inf  # when the model's last step ended
         self._steps_per_request = 1.0  # smoothed supervision steps a request runs before it stops
         self._active: list[Ticket] = []
@@ -212,9 +216,9 @@ class ModelScheduler:
             try:
                 inputs = [self._batch_inputs(run.tickets) for run in runs]
                 if self._runs_inline(batch):
-                    outputs = self._run_all(runs, inputs)
+                    outputs, compute_s = self._run_all(runs, inputs)
                 else:
-                    outputs = await loop.run_in_executor(self._executor, self._run_all, runs, inputs)
+                    outputs, compute_s = await loop.run_in_executor(self._executor, self._run_all, runs, inputs)
                 now = self._idle_since = time.monotonic()
                 for run, run_outputs in zip(runs, outputs, strict=True):
                     if run_outputs is not None:
@@ -232,13 +236,14 @@ class ModelScheduler:
                           stopped=stopped)
                 continue
             self._step_s += _SMOOTHING * (time.monotonic() - started - self._step_s)
+            self._request_compute_s += _SMOOTHING * (compute_s / len(batch) - self._request_compute_s)
             self._step_latency.observe(time.monotonic() - started)
 
     def _runs_inline(self, batch: list[Ticket]) -> bool:
         """Whether this step runs on the event loop thread instead of the model's thread: the first step of
-        a lone request that found the model idle (IDLE_GAP_S), when steps are short (INLINE_STEP_S). It
-        saves the two thread wake-ups of the hand-over, which cost more than a small step itself."""
-        if len(batch) != 1 or batch[0].steps_done or self._step_s > INLINE_STEP_S:
+        a lone request that found the model idle (IDLE_GAP_S), when a request's step is short (INLINE_STEP_S).
+        It saves the two thread wake-ups of the hand-over, which cost more than a small step itself."""
+        if len(batch) != 1 or batch[0].steps_done or self._request_compute_s > INLINE_STEP_S:
             return False
         return batch[0].arrival - self._idle_since > IDLE_GAP_S
 
@@ -251,16 +256,17 @@ class ModelScheduler:
 
     def _run_all(
         self, runs: list[_Run], inputs: list[tuple[np.ndarray, np.ndarray, np.ndarray]]
-    ) -> list[StepOutputs | None]:
+    ) -> tuple[list[StepOutputs | None], float]:
         """Runs on the model's executor thread: one session call per planned run (None for a call
-        stopped because all of its requests were cancelled)."""
+        stopped because all of its requests were cancelled), and the seconds the calls took."""
         outputs: list[StepOutputs | None] = []
+        started = time.perf_counter()
         for run, (tokens, y, z) in zip(runs, inputs, strict=True):
             try:
                 outputs.append(self._session.run(tokens, y, z, run.handle))
             except StepStopped:
                 outputs.append(None)
-        return outputs
+        return outputs, time.perf_counter() - started
 
     def _batch_inputs(self, batch: list[Ticket]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Tokens and states of `batch`, trimmed to its longest input (shorter ones padded back)."""
