@@ -53,6 +53,7 @@ _OPTIONS = (
     _Option("max_queue", int, "per model version: most requests waiting (then RESOURCE_EXHAUSTED)"),
     _Option("max_rows_per_run", int, "most rows per ONNX Runtime call: a step's batch runs as several calls, "
             "sorted by input length (bounds memory; shorter inputs run shorter)"),
+    _Option("max_batch_requests", int, "most requests in one ReasonBatch call (then INVALID_ARGUMENT)"),
     _Option("workers", int, "server processes sharing the port with SO_REUSEPORT, metrics merged"),
     _Option("tls_cert", Path, "PEM certificate chain: serve TLS"),
     _Option("tls_key", Path, "PEM private key of --tls-cert"),

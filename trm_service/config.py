@@ -25,6 +25,8 @@ class ServeConfig:
     max_batch_size: int = 64
     max_queue: int = 256
     max_rows_per_run: int = 16
+    max_batch_requests: int = 256
+    """Most requests in one ReasonBatch call."""
     workers: int = 1
     tls_cert: Path | None = None
     tls_key: Path | None = None
@@ -58,6 +60,7 @@ class ServeConfig:
             ("--max-batch-size", self.max_batch_size, 1),
             ("--max-queue", self.max_queue, 0),
             ("--max-rows-per-run", self.max_rows_per_run, 1),
+            ("--max-batch-requests", self.max_batch_requests, 1),
             ("--workers", self.workers, 1),
             ("--intra-op-threads", self.intra_op_threads, 1),
             ("--max-message-bytes", self.max_message_bytes, 1024),

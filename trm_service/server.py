@@ -110,6 +110,7 @@ async def run_server(config: ServeConfig) -> None:
         max_time_budget_ms=config.max_time_budget_ms,
         deadline_margin_s=config.deadline_margin_ms / 1000.0,
         log_inputs=config.log_inputs,
+        max_batch_requests=config.max_batch_requests,
     )
     model_health = ModelHealth()
     server = build_grpc_server(config, ReasoningServicer(registry, limits, metrics), model_health, metrics)

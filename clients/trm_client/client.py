@@ -9,8 +9,9 @@ from typing import TypeVar
 import grpc
 from trm.v1 import trm_pb2, trm_pb2_grpc
 
+from trm_client.batch import build_batch_request, read_batch_response
 from trm_client.channel import TLSConfig, open_channel, resolve_target
-from trm_client.errors import from_rpc_error
+from trm_client.errors import TRMError, from_rpc_error
 from trm_client.metadata import call_metadata, new_request_id
 from trm_client.model_info import Budget, ModelInfo
 from trm_client.reason_request import GridInput, build_reason_request
@@ -84,6 +85,26 @@ class TRMClient:
         started = time.perf_counter()
         response, rid = self._unary(self._stub.Reason, request, timeout_s, request_id)
         return ReasonResult.from_proto(response, (time.perf_counter() - started) * 1000.0, rid)
+
+    def reason_batch(
+        self,
+        model: str,
+        texts: Sequence[str] | None = None,
+        *,
+        grids: Sequence[GridInput] | None = None,
+        version: str = "",
+        budget: Budget | None = None,
+        top_k: int = 0,
+        timeout_s: float | None = None,
+        request_id: str | None = None,
+    ) -> list[ReasonResult | TRMError]:
+        """Runs the model on every text (or grid) in one ReasonBatch call, each as if sent alone; returns, in
+        order, each one's ReasonResult or the TRMError it got (the call itself raises only for call-wide
+        failures, e.g. more inputs than the server's --max-batch-requests)."""
+        request = build_batch_request(model, texts, grids, version=version, budget=budget, top_k=top_k)
+        started = time.perf_counter()
+        response, rid = self._unary(self._stub.ReasonBatch, request, timeout_s, request_id)
+        return read_batch_response(response, (time.perf_counter() - started) * 1000.0, rid)
 
     def reason_stream(
         self,

@@ -48,6 +48,7 @@ class ServingLimits:
     max_time_budget_ms: int
     deadline_margin_s: float
     log_inputs: bool
+    max_batch_requests: int = 256
 
 
 @dataclass
@@ -91,6 +92,11 @@ class ReasoningServicer:
             await steps.aclose()  # frees the request's batch slot now, also when the client went away
             record.finish(grpc.StatusCode.CANCELLED)  # only counts if nothing above finished the record
 
+    async def reason_batch(self, raw: bytes, context: grpc.aio.ServicerContext) -> trm_pb2.ReasonBatchResponse:
+        """Run every request of the batch as Reason would alone, all submitted at once; one result each."""
+        record = self._record("ReasonBatch", context)
+        return await self._account(record, context, lambda: self._reason_batch(raw, context, record))
+
     async def list_models(self, raw: bytes, context: grpc.aio.ServicerContext) -> trm_pb2.ListModelsResponse:
         """Every hosted model version, by name, newest first."""
         record = self._record("ListModels", context)
@@ -115,26 +121,60 @@ class ReasoningServicer:
     async def _reason(
         self, raw: bytes, context: grpc.aio.ServicerContext, record: CallRecord
     ) -> trm_pb2.ReasonResponse:
-        admitted = self._admit(raw, context, record, stream=False)
-        result = await self._final_result(admitted)
-        _note_final(record, admitted, result)
-        decoded = admitted.reader.read(result.logits)
-        return trm_pb2.ReasonResponse(
-            model=admitted.model.name,
-            model_version=admitted.model.version,
-            answer=decoded.answer,
-            halt_confidence=result.halt_probability,
-            steps=result.step,
-            halt_reason=wire_halt_reason(result.halt_reason),
-            latency_ms=record.elapsed_ms(),
-            request_id=record.request_id,
-        )
+        admitted = self._admit(parse_message(trm_pb2.ReasonRequest, raw), context, record, stream=False)
+        return _response(record, admitted, await self._final_result(admitted))
+
+    async def _reason_batch(
+        self, raw: bytes, context: grpc.aio.ServicerContext, record: CallRecord
+    ) -> trm_pb2.ReasonBatchResponse:
+        """Each request gets its own record (method Reason, request id `<call's id>.<index>`), as if sent alone;
+        the call's record counts the call."""
+        requests = parse_message(trm_pb2.ReasonBatchRequest, raw).requests
+        limit = self._limits.max_batch_requests
+        if not 1 <= len(requests) <= limit:
+            raise invalid(f"a ReasonBatch carries 1 to {limit} requests (the server's --max-batch-requests), got "
+                          f"{len(requests)}" + (f"; split the job into calls of at most {limit}" if requests else ""))
+        items = [self._batch_item(request, index, context, record) for index, request in enumerate(requests)]
+        results = await asyncio.gather(*(self._batch_result(record, admitted) for record, admitted in items))
+        record.model = _common({item_record.model for item_record, _ in items})
+        return trm_pb2.ReasonBatchResponse(results=results)
+
+    def _batch_item(
+        self, request: trm_pb2.ReasonRequest, index: int, context: grpc.aio.ServicerContext, call: CallRecord
+    ) -> tuple[CallRecord, _Admitted | Exception]:
+        """Admit one request of a batch under its own record; its error, if any, stays its own (the requests
+        admitted before it keep their places)."""
+        record = CallRecord("Reason", self._metrics, log_inputs=self._limits.log_inputs)
+        record.request_id = f"{call.request_id}.{index}"
+        try:
+            return record, self._admit(request, context, record, stream=False)
+        except Exception as exc:  # reported in its own result by _batch_result
+            return record, exc
+
+    async def _batch_result(self, record: CallRecord, admitted: _Admitted | Exception) -> trm_pb2.ReasonBatchResult:
+        try:
+            if isinstance(admitted, Exception):
+                raise admitted
+            response = _response(record, admitted, await self._final_result(admitted))
+        except RequestError as exc:
+            record.finish(exc.code, exc.message)
+            return _failure(exc.code, exc.message)
+        except asyncio.CancelledError:
+            record.finish(grpc.StatusCode.CANCELLED)
+            raise
+        except Exception:
+            _log.exception("request_failed", request_id=record.request_id, method=record.method)
+            message = _internal_message(record)
+            record.finish(grpc.StatusCode.INTERNAL, message)
+            return _failure(grpc.StatusCode.INTERNAL, message)
+        record.finish(grpc.StatusCode.OK)
+        return trm_pb2.ReasonBatchResult(response=response)
 
     async def _reason_stream(
         self, raw: bytes, context: grpc.aio.ServicerContext, record: CallRecord
     ) -> AsyncGenerator[trm_pb2.ReasonStep, None]:
         self._adopt_request_id(record, context)
-        admitted = self._admit(raw, context, record, stream=True)
+        admitted = self._admit(parse_message(trm_pb2.ReasonRequest, raw), context, record, stream=True)
         previous = None
         try:
             while True:
@@ -160,10 +200,9 @@ class ReasoningServicer:
             _release(admitted)
 
     def _admit(
-        self, raw: bytes, context: grpc.aio.ServicerContext, record: CallRecord, *, stream: bool
+        self, request: trm_pb2.ReasonRequest, context: grpc.aio.ServicerContext, record: CallRecord, *, stream: bool
     ) -> _Admitted:
-        """Parse, validate and encode a ReasonRequest and submit it to its model's scheduler."""
-        request = parse_message(trm_pb2.ReasonRequest, raw)
+        """Validate and encode a ReasonRequest and submit it to its model's scheduler."""
         model = self._resolve(request.model, request.version, record, field="model")
         valid = validate_reason_request(
             request, model.loaded.codec, model.manifest, self._limits.max_time_budget_ms
@@ -267,7 +306,7 @@ class ReasoningServicer:
 
     async def _internal_error(self, record: CallRecord, context: grpc.aio.ServicerContext) -> None:
         _log.exception("request_failed", request_id=record.request_id, method=record.method)
-        message = f"internal error while serving request {record.request_id}; the server log has the details"
+        message = _internal_message(record)
         record.finish(grpc.StatusCode.INTERNAL, message)
         await context.abort(grpc.StatusCode.INTERNAL, message)
 
@@ -285,6 +324,34 @@ def _note_final(record: CallRecord, admitted: _Admitted, result: StepResult) -> 
     record.queue_wait_s = admitted.ticket.queue_wait_s
 
 
+def _response(record: CallRecord, admitted: _Admitted, result: StepResult) -> trm_pb2.ReasonResponse:
+    """A request's final answer as Reason returns it."""
+    _note_final(record, admitted, result)
+    return trm_pb2.ReasonResponse(
+        model=admitted.model.name,
+        model_version=admitted.model.version,
+        answer=admitted.reader.read(result.logits).answer,
+        halt_confidence=result.halt_probability,
+        steps=result.step,
+        halt_reason=wire_halt_reason(result.halt_reason),
+        latency_ms=record.elapsed_ms(),
+        request_id=record.request_id,
+    )
+
+
+def _internal_message(record: CallRecord) -> str:
+    return f"internal error while serving request {record.request_id}; the server log has the details"
+
+
+def _failure(code: grpc.StatusCode, message: str) -> trm_pb2.ReasonBatchResult:
+    return trm_pb2.ReasonBatchResult(failure=trm_pb2.RequestFailure(code=code.value[0], message=message))
+
+
+def _common(models: set[str]) -> str:
+    """The model label of a batch call's record: its one model, or empty for a mix."""
+    return next(iter(models)) if len(models) == 1 else ""
+
+
 def reasoning_handler(servicer: ReasoningServicer) -> grpc.GenericRpcHandler:
     """Register the servicer's methods with raw-bytes requests (see the module docstring)."""
     serialize: Callable[[trm_pb2.ReasonResponse], bytes] = trm_pb2.ReasonResponse.SerializeToString
@@ -294,6 +361,9 @@ def reasoning_handler(servicer: ReasoningServicer) -> grpc.GenericRpcHandler:
             "Reason": grpc.unary_unary_rpc_method_handler(servicer.reason, response_serializer=serialize),
             "ReasonStream": grpc.unary_stream_rpc_method_handler(
                 servicer.reason_stream, response_serializer=trm_pb2.ReasonStep.SerializeToString
+            ),
+            "ReasonBatch": grpc.unary_unary_rpc_method_handler(
+                servicer.reason_batch, response_serializer=trm_pb2.ReasonBatchResponse.SerializeToString
             ),
             "ListModels": grpc.unary_unary_rpc_method_handler(
                 servicer.list_models, response_serializer=trm_pb2.ListModelsResponse.SerializeToString

@@ -155,6 +155,34 @@ class ReasonResponse(_message.Message):
     request_id: str
     def __init__(self, model: _Optional[str] = ..., model_version: _Optional[str] = ..., answer: _Optional[_Union[Answer, _Mapping]] = ..., halt_confidence: _Optional[float] = ..., steps: _Optional[int] = ..., halt_reason: _Optional[_Union[HaltReason, str]] = ..., latency_ms: _Optional[float] = ..., request_id: _Optional[str] = ...) -> None: ...
 
+class ReasonBatchRequest(_message.Message):
+    __slots__ = ("requests",)
+    REQUESTS_FIELD_NUMBER: _ClassVar[int]
+    requests: _containers.RepeatedCompositeFieldContainer[ReasonRequest]
+    def __init__(self, requests: _Optional[_Iterable[_Union[ReasonRequest, _Mapping]]] = ...) -> None: ...
+
+class RequestFailure(_message.Message):
+    __slots__ = ("code", "message")
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    code: int
+    message: str
+    def __init__(self, code: _Optional[int] = ..., message: _Optional[str] = ...) -> None: ...
+
+class ReasonBatchResult(_message.Message):
+    __slots__ = ("response", "failure")
+    RESPONSE_FIELD_NUMBER: _ClassVar[int]
+    FAILURE_FIELD_NUMBER: _ClassVar[int]
+    response: ReasonResponse
+    failure: RequestFailure
+    def __init__(self, response: _Optional[_Union[ReasonResponse, _Mapping]] = ..., failure: _Optional[_Union[RequestFailure, _Mapping]] = ...) -> None: ...
+
+class ReasonBatchResponse(_message.Message):
+    __slots__ = ("results",)
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    results: _containers.RepeatedCompositeFieldContainer[ReasonBatchResult]
+    def __init__(self, results: _Optional[_Iterable[_Union[ReasonBatchResult, _Mapping]]] = ...) -> None: ...
+
 class ListModelsRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...

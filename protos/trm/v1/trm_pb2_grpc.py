@@ -44,6 +44,11 @@ class ReasoningServiceStub:
                 request_serializer=trm_dot_v1_dot_trm__pb2.ReasonRequest.SerializeToString,
                 response_deserializer=trm_dot_v1_dot_trm__pb2.ReasonStep.FromString,
                 _registered_method=True)
+        self.ReasonBatch = channel.unary_unary(
+                '/trm.v1.ReasoningService/ReasonBatch',
+                request_serializer=trm_dot_v1_dot_trm__pb2.ReasonBatchRequest.SerializeToString,
+                response_deserializer=trm_dot_v1_dot_trm__pb2.ReasonBatchResponse.FromString,
+                _registered_method=True)
         self.ListModels = channel.unary_unary(
                 '/trm.v1.ReasoningService/ListModels',
                 request_serializer=trm_dot_v1_dot_trm__pb2.ListModelsRequest.SerializeToString,
@@ -68,6 +73,15 @@ class ReasoningServiceServicer:
 
     def ReasonStream(self, request, context):
         """Streams one message per supervision step; the last one has final = true.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReasonBatch(self, request, context):
+        """Many inputs in one call (a document-routing job, a list of commands): every request runs as if sent
+        alone to Reason (the same answer, limits and budget), all of them submitted to their models at once.
+        Each result is either that request's response or the error it alone would have got.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -99,6 +113,11 @@ def add_ReasoningServiceServicer_to_server(servicer, server):
                     servicer.ReasonStream,
                     request_deserializer=trm_dot_v1_dot_trm__pb2.ReasonRequest.FromString,
                     response_serializer=trm_dot_v1_dot_trm__pb2.ReasonStep.SerializeToString,
+            ),
+            'ReasonBatch': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReasonBatch,
+                    request_deserializer=trm_dot_v1_dot_trm__pb2.ReasonBatchRequest.FromString,
+                    response_serializer=trm_dot_v1_dot_trm__pb2.ReasonBatchResponse.SerializeToString,
             ),
             'ListModels': grpc.unary_unary_rpc_method_handler(
                     servicer.ListModels,
@@ -165,6 +184,33 @@ class ReasoningService:
             '/trm.v1.ReasoningService/ReasonStream',
             trm_dot_v1_dot_trm__pb2.ReasonRequest.SerializeToString,
             trm_dot_v1_dot_trm__pb2.ReasonStep.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReasonBatch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/trm.v1.ReasoningService/ReasonBatch',
+            trm_dot_v1_dot_trm__pb2.ReasonBatchRequest.SerializeToString,
+            trm_dot_v1_dot_trm__pb2.ReasonBatchResponse.FromString,
             options,
             channel_credentials,
             insecure,

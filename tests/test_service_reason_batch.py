@@ -1,0 +1,99 @@
+"""ReasonBatch: many inputs in one call, each answered exactly as Reason answers it alone, each failure its own."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import grpc
+import numpy as np
+import pytest
+from test_service_support import GRID_MODEL, TEXT_MODEL
+from trm.v1 import trm_pb2, trm_pb2_grpc
+from trm_client import InvalidArgument, NotFound, ReasonResult, TRMClient
+
+from trm_service.testing import ServerProcess
+
+WORDS = ("play", "jazz", "wake", "seven", "weather", "paris", "say", "thanks", "german", "alarm", "rain", "joke")
+REQUESTS = 48
+
+
+def _request(i: int) -> trm_pb2.ReasonRequest:
+    text = " ".join(WORDS[(i * 7 + k) % len(WORDS)] for k in range(1 + i % 5))
+    return trm_pb2.ReasonRequest(model=TEXT_MODEL, text=f"{text} {i}", top_k=5,
+                                 budget=trm_pb2.Budget(max_steps=3, halt_threshold=1.0))
+
+
+def _summary(response: trm_pb2.ReasonResponse) -> tuple:
+    top = response.answer.classification.top
+    return response.steps, response.halt_reason, tuple(s.label for s in top)
+
+
+@pytest.fixture(scope="module")
+def server(text_bundle: Path, grid_bundle: Path):
+    with ServerProcess([text_bundle, grid_bundle], extra_args=["--max-batch-requests", "64"]) as running:
+        yield running
+
+
+def test_a_batch_gets_what_each_request_gets_alone_in_batched_steps(server: ServerProcess):
+    requests = [_request(i) for i in range(REQUESTS)]
+    with grpc.insecure_channel(server.target) as channel:
+        stub = trm_pb2_grpc.ReasoningServiceStub(channel)
+        alone = [stub.Reason(request, timeout=60) for request in requests]
+        steps_before = server.sample_value("trm_batch_size_count", model=TEXT_MODEL)
+        reasons_before = server.sample_value("trm_requests_total", method="Reason", code="OK")
+        reply, call = stub.ReasonBatch.with_call(trm_pb2.ReasonBatchRequest(requests=requests), timeout=60)
+    assert [r.WhichOneof("result") for r in reply.results] == ["response"] * REQUESTS
+    for one, batched in zip(alone, (r.response for r in reply.results), strict=True):
+        assert _summary(batched) == _summary(one)
+        np.testing.assert_allclose([s.probability for s in batched.answer.classification.top],
+                                   [s.probability for s in one.answer.classification.top], rtol=0, atol=1e-5)
+    # 48 requests x 3 steps ran as a few batched steps, not 144 single ones
+    assert server.sample_value("trm_batch_size_count", model=TEXT_MODEL) - steps_before <= 3 * 4
+    # every request is counted and logged as a Reason under the call's id and its index; the call once
+    assert server.sample_value("trm_requests_total", method="Reason", code="OK") - reasons_before == REQUESTS
+    assert server.sample_value("trm_requests_total", method="ReasonBatch", code="OK") == 1
+    call_id = dict(call.trailing_metadata())["x-request-id"]
+    assert [r.response.request_id for r in reply.results] == [f"{call_id}.{i}" for i in range(REQUESTS)]
+
+
+def test_each_failure_stays_with_its_own_request(server: ServerProcess):
+    requests = [
+        _request(0),
+        trm_pb2.ReasonRequest(model="no-such-model", text="hello"),
+        trm_pb2.ReasonRequest(model=TEXT_MODEL, grid=trm_pb2.Grid(cells="1" * 81)),
+        trm_pb2.ReasonRequest(model=GRID_MODEL, grid=trm_pb2.Grid(cells="12")),
+        _request(1),
+    ]
+    with grpc.insecure_channel(server.target) as channel:
+        reply = trm_pb2_grpc.ReasoningServiceStub(channel).ReasonBatch(
+            trm_pb2.ReasonBatchRequest(requests=requests), timeout=60
+        )
+    kinds = [r.WhichOneof("result") for r in reply.results]
+    assert kinds == ["response", "failure", "failure", "failure", "response"]
+    codes = [grpc.StatusCode.NOT_FOUND, grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.INVALID_ARGUMENT]
+    assert [r.failure.code for r in reply.results[1:4]] == [code.value[0] for code in codes]
+    assert "no-such-model" in reply.results[1].failure.message
+    assert "81" in reply.results[3].failure.message  # the grid's expected size, as Reason alone says it
+
+
+@pytest.mark.parametrize("count", [0, 65])
+def test_an_empty_or_oversized_batch_is_refused_naming_the_limit(server: ServerProcess, count: int):
+    with grpc.insecure_channel(server.target) as channel:
+        stub = trm_pb2_grpc.ReasoningServiceStub(channel)
+        with pytest.raises(grpc.RpcError) as refused:
+            stub.ReasonBatch(trm_pb2.ReasonBatchRequest(requests=[_request(i) for i in range(count)]), timeout=60)
+        assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "1 to 64 requests" in refused.value.details() and "--max-batch-requests" in refused.value.details()
+        assert stub.Reason(_request(0), timeout=60).steps == 3  # still serving
+
+
+def test_the_sdk_returns_each_result_or_its_typed_error(server: ServerProcess):
+    with TRMClient(server.target) as client:
+        results = client.reason_batch(TEXT_MODEL, ["play jazz", "", "wake me at seven"], top_k=2)
+        alone = client.reason(TEXT_MODEL, "wake me at seven", top_k=2)
+        missing = client.reason_batch("no-such-model", ["hello"])
+    assert isinstance(results[0], ReasonResult) and isinstance(results[2], ReasonResult)
+    assert isinstance(results[1], InvalidArgument)
+    assert results[2].prediction == alone.prediction and results[2].steps == alone.steps
+    assert results[1].request_id == f"{results[0].request_id.rsplit('.', 1)[0]}.1"
+    assert isinstance(missing[0], NotFound)
