@@ -83,6 +83,23 @@ def test_reason_json_and_stream_json_agree(server, client):
     assert steps[-1]["halt_reason"] == result["halt_reason"]
 
 
+def test_reason_batch_answers_every_line_in_order_as_reason_does(server, client, tmp_path):
+    texts = ["wake me up at seven", "", "play some jazz", "what is the weather in paris"]
+    inputs = tmp_path / "inputs.txt"
+    inputs.write_text("\n".join(texts) + "\n")
+    done = trm_client("--target", server.target, "reason-batch", TEXT_MODEL, str(inputs), "--batch-size", "3",
+                      "--json")
+    assert done.returncode == 0, done.stderr
+    rows = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [row["line"] for row in rows] == [1, 2, 3, 4]  # two calls (3 + 1 inputs), in order
+    assert rows[1]["error"]["code"] == "INVALID_ARGUMENT"  # the empty line fails alone
+    for row, text in zip(rows, texts, strict=True):
+        if text:
+            assert row["prediction"] == client.reason(TEXT_MODEL, text).prediction
+    plain = trm_client("--target", server.target, "reason-batch", TEXT_MODEL, str(inputs))
+    assert plain.stdout.splitlines()[1].startswith("line 2: INVALID_ARGUMENT")
+
+
 def test_stream_shows_each_step_with_a_confidence_bar(server):
     done = trm_client(
         "--target",

@@ -1,4 +1,5 @@
-r"""The ``trm-client`` command: list models, reason (optionally streaming), print LLM tool definitions.
+r"""The ``trm-client`` command: list models, reason (optionally streaming, or a file of inputs in batches),
+print LLM tool definitions.
 
 Examples::
 
@@ -7,6 +8,7 @@ Examples::
     trm-client reason intent-clinc150 "wake me up at seven" --stream
     trm-client reason sudoku --grid \
         "53..7....6..195....98....6.8...6...34..8.3..17...2...6.6....28....419..5....8..79"
+    trm-client reason-batch routing-20ng posts.txt --json    # one input per line ('-': stdin)
     trm-client tools --json
 """
 
@@ -24,7 +26,7 @@ from trm_client.connection_args import add_connection_arguments, client_settings
 from trm_client.errors import TRMError
 from trm_client.field_names import CLI_FLAGS, rename_fields
 from trm_client.model_info import Budget
-from trm_client.render import models_table, result_text, step_line
+from trm_client.render import answer_summary, models_table, result_text, step_line
 from trm_client.serialize import model_dict, result_dict, step_dict
 from trm_client.tools import ToolAdapter
 
@@ -62,6 +64,17 @@ def build_parser() -> argparse.ArgumentParser:
     reason.add_argument("--stream", action="store_true", help="show each refinement step as it arrives")
     reason.add_argument("--json", action="store_true", help="print JSON (one object per line with --stream)")
 
+    batch = commands.add_parser("reason-batch", help="run a model on every line of a file, in ReasonBatch calls")
+    add_connection_arguments(batch, with_defaults=False)
+    batch.add_argument("model", help="model name, e.g. routing-20ng")
+    batch.add_argument("file", type=argparse.FileType("r", encoding="utf-8"),
+                       help="one text (or with --grid, one grid) per line; '-' reads stdin")
+    batch.add_argument("--grid", action="store_true", help="the lines are grids")
+    batch.add_argument("--batch-size", type=int, default=256,
+                       help="inputs per call, at most the server's --max-batch-requests (default 256)")
+    batch.add_argument("--top-k", type=int, default=0, help="labels to return (default 3)")
+    batch.add_argument("--json", action="store_true", help="print one JSON object per input line")
+
     tools = commands.add_parser("tools", help="print the OpenAI function-calling tool definitions")
     add_connection_arguments(tools, with_defaults=False)
     tools.add_argument("--json", action="store_true", help="print JSON (the default for this command)")
@@ -93,12 +106,31 @@ def run_reason(client: TRMClient, args: argparse.Namespace, out: TextIO) -> None
             print(step_line(step), file=out, flush=True)
 
 
+def run_reason_batch(client: TRMClient, args: argparse.Namespace, out: TextIO) -> None:
+    """``trm-client reason-batch``: one output line per input line, in order; a failed input prints its error."""
+    if args.batch_size < 1:
+        raise ValueError(f"--batch-size must be at least 1, got {args.batch_size}")
+    lines = [line.rstrip("\n") for line in args.file]
+    for start in range(0, len(lines), args.batch_size):
+        chunk = lines[start : start + args.batch_size]
+        inputs = {"grids": chunk} if args.grid else {"texts": chunk}
+        for number, result in enumerate(client.reason_batch(args.model, top_k=args.top_k, **inputs), start + 1):
+            if isinstance(result, TRMError):
+                failure = {"code": result.code.name, "details": result.details, "request_id": result.request_id}
+                text = f"line {number}: {result.code.name}: {rename_fields(result.details, CLI_FLAGS)}"
+                print(json.dumps({"line": number, "error": failure}) if args.json else text, file=out)
+            elif args.json:
+                print(json.dumps({"line": number, **result_dict(result)}), file=out)
+            else:
+                print(f"line {number}: {answer_summary(result.answer)} ({result.steps} steps)", file=out)
+
+
 def run_tools(client: TRMClient, args: argparse.Namespace, out: TextIO) -> None:
     """``trm-client tools``: the tool definitions an orchestrator offers its LLM."""
     print(json.dumps(ToolAdapter(client).tools(), indent=2), file=out)
 
 
-COMMANDS = {"models": run_models, "reason": run_reason, "tools": run_tools}
+COMMANDS = {"models": run_models, "reason": run_reason, "reason-batch": run_reason_batch, "tools": run_tools}
 
 
 def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout) -> int:
