@@ -55,7 +55,7 @@ def test_both_versions_list_the_services_and_describe_the_api(channel, path) -> 
     assert {s.name for s in listed.list_services_response.service} == SERVICES
     (trm,) = [f for f in _files(described).values() if f.package == "trm.v1"]
     (service,) = trm.service
-    assert {m.name for m in service.method} == {"Reason", "ReasonStream", "ListModels", "GetModel"}
+    assert {m.name for m in service.method} == {"Reason", "ReasonStream", "ReasonBatch", "ListModels", "GetModel"}
     assert unknown.error_response.error_code == grpc.StatusCode.NOT_FOUND.value[0]
 
 
