@@ -1,0 +1,57 @@
+"""Benchmark: ONNX Runtime's time per request of one supervision step, by batch size.
+
+What step-level batching can save on this machine: each shipped text model's served step (int8 where
+shipped, one intra-op thread, as the server runs it) on real test inputs, `--seconds` per batch size,
+at the batch's longest input as the server trims it. A benchmark, not a test.
+
+    python -m loadtests.step_cost
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+
+from loadtests.inputs import DEFAULT_MODELS, data_dir, load_inputs
+from trm_service.config import DEFAULT_MODELS_DIR
+from trm_service.runtime.loader import LoadOptions, load_model
+from trm_service.runtime.session import SessionSettings
+from trm_service.runtime.text_codec import TextCodec
+
+BATCH_SIZES = (1, 2, 4, 8, 16, 32, 64)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=float, default=1.0, help="per model and batch size")
+    parser.add_argument("--data-dir", default=None)
+    args = parser.parse_args()
+    text_models = [m for m, (kind, _) in DEFAULT_MODELS.items() if kind == "text"]
+    inputs = load_inputs(data_dir(args.data_dir), text_models)
+    print("| model | batch | ms per step | µs per request | per request vs batch 1 |")
+    print("|---|---:|---:|---:|---:|")
+    for name in text_models:
+        model = load_model(DEFAULT_MODELS_DIR / name, LoadOptions(SessionSettings(intra_op_threads=1)))
+        assert isinstance(model.codec, TextCodec)
+        session, rng = model.session, np.random.default_rng(0)
+        single = None
+        for batch in BATCH_SIZES:
+            texts = [inputs[name].samples[i] for i in rng.choice(len(inputs[name].samples), batch)]
+            tokens = [model.codec.tokenize(text) for text in texts]
+            length = max(session.input_length(t) for t in tokens)
+            stacked = np.stack([t[:length] for t in tokens])
+            y = session.initial_state(batch, session.state_rows(length))
+            runs, started = 0, time.perf_counter()
+            while time.perf_counter() - started < args.seconds:
+                session.run(stacked, y, np.zeros_like(y))
+                runs += 1
+            step_s = (time.perf_counter() - started) / runs
+            single = single or step_s
+            print(f"| {name} | {batch} | {step_s * 1e3:.2f} | {step_s / batch * 1e6:.0f} | "
+                  f"{step_s / batch / single:.2f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
