@@ -33,7 +33,7 @@ def main() -> None:
     print("| model | batch | ms per step | µs per request | per request vs batch 1 |")
     print("|---|---:|---:|---:|---:|")
     for name in text_models:
-        model = load_model(DEFAULT_MODELS_DIR / name, LoadOptions(SessionSettings(intra_op_threads=1)))
+        model = load_model(DEFAULT_MODELS_DIR / name, LoadOptions(SessionSettings(intra_op_threads=1), int8=True))
         assert isinstance(model.codec, TextCodec)
         session, rng = model.session, np.random.default_rng(0)
         single = None
