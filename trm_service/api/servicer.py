@@ -2,7 +2,8 @@
 
 Requests arrive as raw bytes and are parsed here, so a malformed body is INVALID_ARGUMENT rather
 than the INTERNAL that a failing deserializer would give. Every RPC ends with exactly one request
-log line and its metrics (CallRecord), whatever the outcome.
+log line and its metrics (CallRecord), whatever the outcome; a ReasonBatch also gives each of its
+requests the line and metrics of a Reason.
 """
 
 from __future__ import annotations
@@ -135,8 +136,8 @@ class ReasoningServicer:
             raise invalid(f"a ReasonBatch carries 1 to {limit} requests (the server's --max-batch-requests), got "
                           f"{len(requests)}" + (f"; split the job into calls of at most {limit}" if requests else ""))
         items = [self._batch_item(request, index, context, record) for index, request in enumerate(requests)]
-        results = await asyncio.gather(*(self._batch_result(record, admitted) for record, admitted in items))
-        record.model = _common({item_record.model for item_record, _ in items})
+        results = await asyncio.gather(*(self._batch_result(item, admitted) for item, admitted in items))
+        record.model = _common({item.model for item, _ in items})
         return trm_pb2.ReasonBatchResponse(results=results)
 
     def _batch_item(
