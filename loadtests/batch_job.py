@@ -20,9 +20,8 @@ from collections.abc import Awaitable, Callable
 import grpc
 from trm.v1 import trm_pb2, trm_pb2_grpc
 
-from loadtests.bench import text_limits
 from loadtests.inputs import DEFAULT_MODELS, data_dir, load_inputs
-from loadtests.local_server import plain_server, service, wait_until_serving
+from loadtests.local_server import plain_server, service, text_limits, wait_until_serving
 from trm_service.config import DEFAULT_MODELS_DIR
 
 Job = Callable[[str, list[trm_pb2.ReasonRequest]], Awaitable[None]]
@@ -65,6 +64,24 @@ def unary(concurrency: int) -> Job:
     return run
 
 
+Ways = dict[str, tuple[str, Job]]
+"""Ways to run a job, by name: (target, job)."""
+
+
+def timed_rounds(ways: Ways, requests: list[trm_pb2.ReasonRequest], rounds: int) -> dict[str, float]:
+    """Inputs answered per second by each way, run in alternating rounds after a warm-up."""
+    for target, job in ways.values():
+        asyncio.run(job(target, requests[:64]))
+    seconds = dict.fromkeys(ways, 0.0)
+    for round_index in range(rounds):
+        for name in list(ways)[:: 1 if round_index % 2 == 0 else -1]:
+            target, job = ways[name]
+            started = time.perf_counter()
+            asyncio.run(job(target, requests))
+            seconds[name] += time.perf_counter() - started
+    return {name: len(requests) * rounds / busy for name, busy in seconds.items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", choices=[m for m, (kind, _) in DEFAULT_MODELS.items() if kind == "text"],
@@ -89,21 +106,11 @@ def main() -> None:
             f"service, Reason x {args.concurrency}": (server.target, unary(args.concurrency)),
             f"plain server, Reason x {args.concurrency}": (plain_target, unary(args.concurrency)),
         }
-        for target, job in ways.values():  # warm-up
-            asyncio.run(job(target, requests[: args.batch]))
-        seconds = dict.fromkeys(ways, 0.0)
-        for round_index in range(args.rounds):
-            for name in list(ways)[:: 1 if round_index % 2 == 0 else -1]:
-                target, job = ways[name]
-                started = time.perf_counter()
-                asyncio.run(job(target, requests))
-                seconds[name] += time.perf_counter() - started
-    plain = args.inputs * args.rounds / seconds[list(ways)[-1]]
+        rates = timed_rounds(ways, requests, args.rounds)
+    plain = rates[list(ways)[-1]]
     print(f"{args.model}: {args.inputs} inputs x {args.rounds} rounds")
-    for name, busy in seconds.items():
-        rate = args.inputs * args.rounds / busy
+    for name, rate in rates.items():
         print(f"  {name:40} {rate:8.1f} inputs/s  {rate / plain:5.2f}x the plain server")
-
 
 if __name__ == "__main__":
     main()

@@ -5,7 +5,9 @@
 For each default model: throughput and p50/p99 latency of unary Reason at concurrency 1, 8 and 64,
 and the time to the first streamed step; for each server: RSS and the time from start to SERVING.
 The plain server runs beside the service and the two are measured in alternating slices of about 2 s
-at each concurrency, so that both meet the same load from the machine's other jobs.
+at each concurrency, so that both meet the same load from the machine's other jobs. Then a batch job per
+text model (loadtests.batch_job): the same inputs through ReasonBatch calls of 64 on the service and
+through 64 unary calls in flight on the plain server, in alternating rounds.
 Prints the figures as Markdown (for docs/PERFORMANCE.md), writes them as JSON, and checks the bars
 for the intent model and the service/plain bars for the text models. A benchmark, not a test:
 figures depend on the machine and what else runs. With the defaults (10 s per model and
@@ -30,10 +32,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import grpc
 import psutil
-from trm.v1 import trm_pb2, trm_pb2_grpc
+from trm.v1 import trm_pb2
 
+from loadtests.batch_job import Ways, batched, timed_rounds, unary
 from loadtests.closed_loop import LoadResult, RequestFactory, closed_loop, percentile_ms, stream_timings
 from loadtests.inputs import DEFAULT_MODELS, ModelInputs, data_dir, load_inputs
 from loadtests.local_server import (
@@ -42,6 +44,7 @@ from loadtests.local_server import (
     naive_server,
     plain_server,
     service,
+    text_limits,
     tree_rss_bytes,
     wait_until_serving,
 )
@@ -56,6 +59,7 @@ SLICE_S = 2.0  # servers measured side by side alternate in slices of about this
 PLAIN_BAR_MODELS = ("intent-clinc150", "routing-20ng")
 PLAIN_BAR_RATIO = {1: 1.0, 8: 1.0, 64: 2.0}  # service / plain throughput, by concurrency
 PLAIN_BAR_P99_MS = 50.0  # the service's p99 at the highest of these concurrencies
+BATCH_JOB_BATCH, BATCH_JOB_CALLERS, BATCH_JOB_CONCURRENCY, BATCH_JOB_ROUNDS = 64, 2, 64, 2
 
 
 @dataclass
@@ -68,6 +72,8 @@ class ServerFigures:
     rss_peak_mb: float = 0.0
     load: dict[str, dict[int, LoadResult]] = field(default_factory=dict)
     first_step_ms: dict[str, list[float]] = field(default_factory=dict)
+    batch_job_rate: dict[str, float] = field(default_factory=dict)
+    """Inputs per second of the batch job, by model (the service: ReasonBatch; the plain server: unary)."""
 
     def to_json(self) -> dict:
         """Plain figures (no raw latencies) for the JSON report."""
@@ -92,6 +98,7 @@ class ServerFigures:
                 model: {"p50": round(percentile_ms(t, 50), 2), "p99": round(percentile_ms(t, 99), 2)}
                 for model, t in self.first_step_ms.items()
             },
+            "batch_job_inputs_per_s": {model: round(rate, 1) for model, rate in self.batch_job_rate.items()},
         }
 
 
@@ -115,13 +122,6 @@ def request_factory(inputs: ModelInputs, max_chars: int, seed: int) -> RequestFa
         return trm_pb2.ReasonRequest(model=inputs.model, text=sample[:max_chars])
 
     return make
-
-
-def text_limits(target: str) -> dict[str, int]:
-    """max_text_chars of every hosted model, from the service's ListModels."""
-    with grpc.insecure_channel(target) as channel:
-        reply = trm_pb2_grpc.ReasoningServiceStub(channel).ListModels(trm_pb2.ListModelsRequest(), timeout=10)
-    return {info.name: info.limits.max_text_chars for info in reply.models}
 
 
 @dataclass
@@ -197,6 +197,14 @@ def bench_service_and_plain(
             plain.start_s = time.perf_counter() - started
             text = {m: make for m, make in factories.items() if inputs[m].kind == "text"}
             measure([running, RunningServer(plain, plain_target, plain_pid)], text, settings, streams=True)
+            for model, make in text.items():
+                ways: Ways = {"service": (server.target, batched(BATCH_JOB_BATCH, BATCH_JOB_CALLERS)),
+                              "plain": (plain_target, unary(BATCH_JOB_CONCURRENCY))}
+                requests = [make() for _ in range(BATCH_JOB_BATCH * max(2, round(settings.duration_s)))]
+                rates = timed_rounds(ways, requests, BATCH_JOB_ROUNDS)
+                ours.batch_job_rate[model], plain.batch_job_rate[model] = rates["service"], rates["plain"]
+                print(f"  batch job {model:16} ReasonBatch {rates['service']:8.1f} inputs/s  "
+                      f"plain {rates['plain']:8.1f} inputs/s", flush=True)
         measure([running], {m: make for m, make in factories.items() if m not in text}, settings, streams=True)
     return ours, plain, limits
 
@@ -284,6 +292,12 @@ def markdown(ours: ServerFigures, naive: ServerFigures, plain: ServerFigures, co
                 f"| {mine.throughput / theirs.throughput:.1f}x |"
             )
     lines += ["", *plain_table(ours, plain)]
+    lines += ["", f"Batch job: ReasonBatch calls of {BATCH_JOB_BATCH} ({BATCH_JOB_CALLERS} in flight) on the service, "
+              f"{BATCH_JOB_CONCURRENCY} unary calls in flight on the plain server:", "",
+              "| model | service inputs/s | plain inputs/s | service / plain |", "|---|---:|---:|---:|"]
+    for model, rate in ours.batch_job_rate.items():
+        theirs = plain.batch_job_rate[model]
+        lines.append(f"| {model} | {rate:.1f} | {theirs:.1f} | {rate / theirs:.2f}x |")
     lines += ["", "| model | first streamed step p50 / p99 ms (service) | (naive) |", "|---|---:|---:|"]
     for model, times in ours.first_step_ms.items():
         naive_times = naive.first_step_ms[model]

@@ -15,6 +15,7 @@ from pathlib import Path
 import grpc
 import psutil
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from trm.v1 import trm_pb2, trm_pb2_grpc
 
 from loadtests.inputs import DEFAULT_MODELS
 from trm_service.config import DEFAULT_MODELS_DIR
@@ -71,6 +72,13 @@ def wait_until_serving(target: str, timeout_s: float = STARTUP_TIMEOUT_S) -> Non
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{target} was not SERVING within {timeout_s}s")
             time.sleep(POLL_S)
+
+
+def text_limits(target: str) -> dict[str, int]:
+    """max_text_chars of every hosted model, from the service's ListModels."""
+    with grpc.insecure_channel(target) as channel:
+        reply = trm_pb2_grpc.ReasoningServiceStub(channel).ListModels(trm_pb2.ListModelsRequest(), timeout=10)
+    return {info.name: info.limits.max_text_chars for info in reply.models}
 
 
 def tree_rss_bytes(pid: int) -> int:

@@ -24,10 +24,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from loadtests.bench import request_factory, text_limits
+from loadtests.bench import request_factory
 from loadtests.closed_loop import closed_loop
 from loadtests.inputs import DEFAULT_MODELS, data_dir, load_inputs
-from loadtests.local_server import models_dir, service, wait_until_serving
+from loadtests.local_server import models_dir, service, text_limits, wait_until_serving
 
 SAMPLE_RATE_HZ = 200
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
