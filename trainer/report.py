@@ -37,8 +37,14 @@ def plot_anytime(path: Path, results: dict[str, Any]) -> None:
     middle.set(xlabel="mean supervision steps", ylabel="accuracy (%)",
                title="Accuracy vs compute (thresholds swept; x: fixed steps)")
     right.set(xlabel="halting step", ylabel="examples", title="Learned halting")
+    steps = max(len(summary["anytime_accuracy"]) for summary in results.values())
     for axes in (left, middle):
         axes.grid(alpha=0.3)
+        low, high = axes.get_ylim()  # at least 2 points tall: a flat curve is not magnified into noise
+        middle_y = (low + high) / 2
+        axes.set_ylim(min(low, middle_y - 1), max(high, middle_y + 1))
+    for axes in (left, middle, right):
+        axes.set_xticks(range(1, steps + 1))
     for axes in (left, middle, right):
         axes.legend()
     fig.tight_layout()
