@@ -22,14 +22,13 @@ def plot_anytime(path: Path, results: dict[str, Any]) -> None:
     fig, (left, middle, right) = plt.subplots(1, 3, figsize=(15, 4))
     for name, summary in results.items():
         curve = summary["anytime_accuracy"]
-        line = left.plot(range(1, len(curve) + 1), [100 * a for a in curve], marker="o", label=name)[0]
+        color = left.plot(range(1, len(curve) + 1), [100 * a for a in curve], marker="o", label=name)[0].get_color()
         points = summary["halting_curve"]
         middle.plot([p["mean_steps"] for p in points], [100 * p["accuracy"] for p in points], marker=".",
-                    color=line.get_color(), label=f"{name}: learned halting")
-        middle.scatter(range(1, len(curve) + 1), [100 * a for a in curve], marker="x", color=line.get_color())
+                    color=color, label=f"{name}: learned halting")
+        middle.scatter(range(1, len(curve) + 1), [100 * a for a in curve], marker="x", color=color)
         halt = summary["halting"]
-        middle.scatter([halt["mean_steps"]], [100 * halt["accuracy"]], s=120, facecolors="none",
-                       edgecolors=line.get_color())
+        middle.scatter([halt["mean_steps"]], [100 * halt["accuracy"]], s=120, facecolors="none", edgecolors=color)
         hist = halt["step_histogram"]
         right.bar([s + 0.1 * len(right.patches) / max(1, len(hist)) for s in range(1, len(hist) + 1)],
                   hist, alpha=0.6, label=name)
@@ -41,11 +40,10 @@ def plot_anytime(path: Path, results: dict[str, Any]) -> None:
     for axes in (left, middle):
         axes.grid(alpha=0.3)
         low, high = axes.get_ylim()  # at least 2 points tall: a flat curve is not magnified into noise
-        middle_y = (low + high) / 2
-        axes.set_ylim(min(low, middle_y - 1), max(high, middle_y + 1))
+        centre = (low + high) / 2
+        axes.set_ylim(min(low, centre - 1), max(high, centre + 1))
     for axes in (left, middle, right):
         axes.set_xticks(range(1, steps + 1))
-    for axes in (left, middle, right):
         axes.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=90)

@@ -26,9 +26,11 @@ def new_request_id() -> str:
 class CallRecord:
     """Collects what one RPC did; `finish()` writes the request log line and the request metrics once."""
 
-    def __init__(self, method: str, metrics: ServiceMetrics, *, log_inputs: bool) -> None:
+    def __init__(
+        self, method: str, metrics: ServiceMetrics, *, log_inputs: bool, request_id: str | None = None
+    ) -> None:
         self.method = method
-        self.request_id = new_request_id()
+        self.request_id = request_id or new_request_id()
         self.started = time.monotonic()
         self.model = ""
         self.version = ""

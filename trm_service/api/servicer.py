@@ -145,8 +145,8 @@ class ReasoningServicer:
     ) -> tuple[CallRecord, _Admitted | Exception]:
         """Admit one request of a batch under its own record; its error, if any, stays its own (the requests
         admitted before it keep their places)."""
-        record = CallRecord("Reason", self._metrics, log_inputs=self._limits.log_inputs)
-        record.request_id = f"{call.request_id}.{index}"
+        record = CallRecord("Reason", self._metrics, log_inputs=self._limits.log_inputs,
+                            request_id=f"{call.request_id}.{index}")
         try:
             return record, self._admit(request, context, record, stream=False)
         except Exception as exc:  # reported in its own result by _batch_result
