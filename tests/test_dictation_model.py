@@ -9,10 +9,11 @@ import torch
 from torch import nn
 
 from trainer.sequence.batches import Batch, to_batch
-from trainer.sequence.decode import Decoded, Halting, recompute_prefix, run
+from trainer.sequence.decode import Halting, run
 from trainer.sequence.model import SequenceConfig, SequenceTRM
+from trainer.sequence.teacher_forcing import teacher_forced
 from trainer.sequence.train import SequenceTrainConfig, SequenceTrainer
-from trainer.sequence.vocab import BOS_ID, EOS_ID, PAD_ID, decode, encode
+from trainer.sequence.vocab import PAD_ID, decode, encode
 
 torch.set_num_threads(1)
 SOURCES = ["def parse open paren path close paren colon", "x equals one", "return none"]
@@ -34,27 +35,20 @@ def source_ids(*texts: str) -> torch.Tensor:
 
 
 @torch.no_grad()
-def test_a_step_with_the_caches_equals_the_step_recomputed_without_them() -> None:
-    """Decode a padded batch greedily (rows halting at different steps, so rows are gathered and
-    scattered); then redo each token of each row alone from nothing but its source and the tokens
-    emitted before it, re-running every earlier token's refinement: the same halting logits and tokens."""
+def test_decoding_with_the_caches_equals_every_token_recomputed_at_once() -> None:
+    """Decode a padded batch greedily with the caches (rows halting at different steps, so rows are
+    gathered and scattered, and halted tokens stand for themselves at later steps); then teacher-force
+    the same answers through the parallel pass, which recomputes every token from nothing: the same
+    halting logits at every step and the same answer at each token's last step."""
     model = small_model()
-    out = run(model, source_ids(*SOURCES), max_len=8)
-    for row, text in enumerate(SOURCES):
-        source = torch.tensor([encode(text)])
-        emitted, steps = out.tokens[row].tolist(), out.steps[row].tolist()
-        length = next((i + 1 for i, token in enumerate(emitted) if token == EOS_ID), len(emitted))
-        for position in range(min(length, 6)):
-            prefix = recompute_prefix(model, source, emitted[:position], steps[:position])
-            previous = BOS_ID if position == 0 else emitted[position - 1]
-            x = model.embed_tokens(torch.tensor([previous]))
-            y, z = model.initial_state(1)
-            for step in range(steps[position]):
-                result = model.step(x, y, z, torch.tensor([position]), model.encode(source), prefix)
-                y, z = result.y, result.z
-                torch.testing.assert_close(result.halt_logit[0], out.halt_logits[row, position, step],
-                                           rtol=1e-4, atol=1e-5)
-            assert int(result.logits.argmax()) == emitted[position]
+    source = source_ids(*SOURCES)
+    decoded = run(model, source, max_len=8)
+    targets = decoded.tokens.clone()
+    assert (decoded.steps[decoded.steps > 0] > 1).any() and (decoded.steps == 1).any()
+    recomputed = teacher_forced(model, source, targets)
+    torch.testing.assert_close(recomputed.halt_logits, decoded.halt_logits, rtol=1e-4, atol=1e-5, equal_nan=True)
+    assert torch.equal(recomputed.steps, decoded.steps)
+    assert torch.equal(recomputed.answers, targets)
 
 
 @torch.no_grad()
@@ -100,7 +94,8 @@ def test_fixed_step_counts_and_never_halting_run_every_token_that_long() -> None
 
 
 def test_deep_supervision_trains_every_refinement_step_of_every_token() -> None:
-    """Every step's answer gets a gradient from the loss; the loss is their mean (plus the halting loss)."""
+    """Each step's answers get a gradient exactly where a token took that step; the loss is the mean
+    cross-entropy over every (token, step) taken (the halting loss weighted 0 here)."""
     model = small_model(seed=4).train()
     batch = to_batch([(source, target) for source, target in zip(SOURCES, ["def parse(path):", "x = 1", "return None"],
                                                                      strict=True)])
@@ -111,29 +106,16 @@ def test_deep_supervision_trains_every_refinement_step_of_every_token() -> None:
         captured.append(output)
 
     model.head.register_forward_hook(keep)
-    out = run(model, batch.source, batch.targets, Halting(), halt_loss_weight=0.0)
+    out = teacher_forced(model, batch.source, batch.targets, Halting(), halt_loss_weight=0.0)
     out.loss.backward()
-    per_position = [int(out.steps[:, position].max()) for position in range(batch.targets.shape[1])]
-    assert len(captured) == sum(per_position) and max(per_position) > 1
-    for logits in captured:
-        assert (logits.grad.abs().sum(-1) > 0).all()
-    rows = int(out.steps.sum())  # one supervised row per step of each token
-    expected = sum(nn.functional.cross_entropy(logits, batch.targets[rows_of(out, i, per_position), position],
-                                               reduction="sum")
-                   for i, (logits, position) in enumerate(zip(captured, positions_of(per_position), strict=True)))
-    torch.testing.assert_close(out.loss, expected / rows)
-
-
-def positions_of(per_position: list[int]) -> list[int]:
-    """The output position of each head call, in call order."""
-    return [position for position, count in enumerate(per_position) for _ in range(count)]
-
-
-def rows_of(out: Decoded, call: int, per_position: list[int]) -> torch.Tensor:
-    """The batch rows a head call computed: those still refining at that step of that position."""
-    position = positions_of(per_position)[call]
-    step = call - sum(per_position[:position]) + 1
-    return (out.steps[:, position] >= step).nonzero().squeeze(1)
+    assert len(captured) == int(out.steps.max()) > 1 and (out.steps == 1).any()
+    expected, taken = 0.0, 0
+    for step, logits in enumerate(captured, start=1):
+        took = out.steps >= step
+        assert torch.equal(logits.grad.abs().sum(-1) > 0, took)
+        expected = expected + nn.functional.cross_entropy(logits[took], batch.targets[took], reduction="sum")
+        taken += int(took.sum())
+    torch.testing.assert_close(out.loss, expected / taken)
 
 
 def test_training_lowers_the_loss_and_resumes_from_its_checkpoint(tmp_path: Path) -> None:
@@ -147,9 +129,9 @@ def test_training_lowers_the_loss_and_resumes_from_its_checkpoint(tmp_path: Path
             yield to_batch(pairs)
 
     trainer = SequenceTrainer(cfg, model, batches, log=lambda _line: None)
-    first = run(model, to_batch(pairs).source, to_batch(pairs).targets).loss.item()
+    first = teacher_forced(model, to_batch(pairs).source, to_batch(pairs).targets).loss.item()
     trainer.fit()
-    last = run(trainer.model, to_batch(pairs).source, to_batch(pairs).targets).loss.item()
+    last = teacher_forced(trainer.model, to_batch(pairs).source, to_batch(pairs).targets).loss.item()
     assert last < 0.5 * first
     longer = SequenceTrainConfig(**{**cfg.__dict__, "max_steps": 22})
     resumed = SequenceTrainer(longer, small_model(seed=9, T=1, N_sup=2), batches, log=lambda _line: None)

@@ -16,8 +16,9 @@ from collections.abc import Sequence
 
 import torch
 
-from trainer.sequence.decode import Halting, run
+from trainer.sequence.decode import Halting
 from trainer.sequence.model import SequenceConfig, SequenceTRM
+from trainer.sequence.teacher_forcing import teacher_forced
 from trainer.sequence.vocab import EOS_ID, VOCAB_SIZE
 
 
@@ -32,7 +33,7 @@ def cpu_ms_per_example(model: SequenceTRM, batch_size: int, source_len: int, tar
     times = []
     for _ in range(repeats + 1):  # the first is a warm-up
         started = time.process_time()
-        out = run(model, source, targets, Halting(fixed_steps=steps))
+        out = teacher_forced(model, source, targets, Halting(fixed_steps=steps))
         optimizer.zero_grad()
         out.loss.backward()
         optimizer.step()
@@ -44,6 +45,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--hidden-size", type=int, default=96)
     parser.add_argument("--num-heads", type=int, default=4)
+    parser.add_argument("--encoder-layers", type=int, default=2)
     parser.add_argument("--n", type=int, default=1)
     parser.add_argument("--T", type=int, default=1)
     parser.add_argument("--N-sup", type=int, default=3)
@@ -55,7 +57,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    model = SequenceTRM(SequenceConfig(hidden_size=args.hidden_size, num_heads=args.num_heads, n=args.n, T=args.T,
+    model = SequenceTRM(SequenceConfig(hidden_size=args.hidden_size, num_heads=args.num_heads,
+                                       encoder_layers=args.encoder_layers, n=args.n, T=args.T,
                                        N_sup=args.N_sup)).train()
     print(f"{sum(p.numel() for p in model.parameters())} parameters, source {args.source_len} characters, "
           f"target {args.target_len} tokens, {args.threads} thread(s)")

@@ -1,18 +1,17 @@
-"""Both loops of a sequence TRM: tokens one after another, and refinement steps within each token.
+"""Decoding with the caches: tokens one after another, and refinement steps within each token.
 
-``run`` serves training (teacher forcing: the known previous token is the next token's input, and
-every refinement step of every token adds its answer loss, deep supervision) and inference (the
-model's own tokens, greedily, until the end mark). Rows of a batch advance token by token together;
-within a token each row halts on its own (the halting head says the answer is right, or N_sup steps,
-or a fixed step count), and only the rows still refining are computed at each step.
+``run`` is inference as the server does it: the input is encoded once into the input cache; for each
+output position every unfinished row refines its current token until its halting head stops it (or
+N_sup steps, or a fixed step count), reading the prefix cache's entries of the step it is at; the
+token's entries are then committed, a halted token's last entries standing for it at every later step.
+Rows advance token by token together; within a token only the rows still refining are computed.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 
 from trainer.sequence.model import KV, SequenceTRM
 from trainer.sequence.vocab import BOS_ID, EOS_ID, PAD_ID
@@ -28,130 +27,85 @@ class Halting:
     exploration: float = 0.0
     generator: torch.Generator | None = None
 
+    def most_steps(self, n_sup: int) -> int:
+        if self.fixed_steps is not None and not 1 <= self.fixed_steps <= n_sup:
+            raise ValueError(f"fixed_steps {self.fixed_steps} is outside 1..{n_sup} (the model's N_sup)")
+        return self.fixed_steps or n_sup
+
+    def minimum_steps(self, shape: tuple[int, ...], n_sup: int, device: torch.device) -> torch.Tensor:
+        """Steps each token must take before its halting head may stop it (1 unless exploring)."""
+        ones = torch.ones(shape, dtype=torch.long)
+        if not self.exploration or n_sup < 2:
+            return ones.to(device)
+        explore = torch.rand(shape, generator=self.generator) < self.exploration
+        drawn = torch.randint(2, n_sup + 1, shape, generator=self.generator)
+        return torch.where(explore, drawn, ones).to(device)
+
+    def stops(self, step: int, halt_logit: torch.Tensor, minimum: torch.Tensor, n_sup: int) -> torch.Tensor:
+        """Which tokens stop after `step` (bool, the shape of halt_logit)."""
+        if self.fixed_steps is not None:
+            return torch.full_like(halt_logit, step >= self.fixed_steps, dtype=torch.bool)
+        return ((halt_logit > 0) & (step >= minimum)) | (step >= n_sup)
+
 
 @dataclass
 class Decoded:
-    """What ``run`` produced: tokens [B, L] (PAD after the end mark), refinement steps per token [B, L]
-    (0 where no token), every step's halting logit [B, L, N_sup] (NaN where no step ran), and in
-    training the loss with its parts."""
+    """Tokens [B, L] (PAD after the end mark), refinement steps per token [B, L] (0 where no token), and
+    every step's halting logit [B, L, N_sup] (NaN where no step ran)."""
 
     tokens: torch.Tensor
     steps: torch.Tensor
     halt_logits: torch.Tensor
-    loss: torch.Tensor | None = None
-    stats: dict[str, float] = field(default_factory=dict)
 
 
-def run(
-    model: SequenceTRM,
-    source: torch.Tensor,
-    targets: torch.Tensor | None = None,
-    halting: Halting | None = None,
-    max_len: int | None = None,
-    halt_loss_weight: float = 0.5,
-) -> Decoded:
-    """Decode `source` ids [B, S]; with `targets` [B, L] (ids, EOS then PAD), teacher-forced with losses."""
+@torch.no_grad()
+def run(model: SequenceTRM, source: torch.Tensor, halting: Halting | None = None,
+        max_len: int | None = None) -> Decoded:
+    """Greedy answers to source ids [B, S], each up to its end mark or `max_len` tokens."""
     cfg, halting = model.cfg, halting or Halting()
     batch, device = source.shape[0], source.device
-    length = targets.shape[1] if targets is not None else (max_len or cfg.max_target_len)
-    most_steps = halting.fixed_steps or cfg.N_sup
-    if length > cfg.max_target_len or most_steps > cfg.N_sup:
-        raise ValueError(f"{length} tokens or {most_steps} steps exceed the model's {cfg.max_target_len} and "
-                         f"{cfg.N_sup}")
+    length = max_len or cfg.max_target_len
+    most_steps = halting.most_steps(cfg.N_sup)
+    if length > cfg.max_target_len:
+        raise ValueError(f"{length} tokens exceed the model's {cfg.max_target_len}")
     source_cache = model.encode(source)
-    prefix = model.empty_prefix(batch, device)
+    entry = (cfg.N_sup, cfg.slots, batch, cfg.num_heads)
+    keys = torch.zeros(*entry, 0, cfg.head_dim, device=device)  # the prefix cache: [step, slot, B, heads, P, hd]
+    values = torch.zeros_like(keys)
     previous = torch.full((batch,), BOS_ID, dtype=torch.long, device=device)
     tokens = torch.full((batch, length), PAD_ID, dtype=torch.long, device=device)
     steps = torch.zeros(batch, length, dtype=torch.long, device=device)
     halt_logits = torch.full((batch, length, cfg.N_sup), float("nan"), device=device)
     ended = torch.zeros(batch, dtype=torch.bool, device=device)
-    answer_loss = halt_loss = torch.zeros((), device=device)
-    rows_supervised, rows_correct = 0, 0
     for position in range(length):
-        active = targets[:, position] != PAD_ID if targets is not None else ~ended
-        if not active.any():
+        if ended.all():
             break
         x = model.embed_tokens(previous)
-        y, z = model.initial_state(batch, device)
+        y = z = torch.zeros(batch, cfg.hidden_size, device=device)
         where = torch.full((batch,), position, dtype=torch.long, device=device)
-        nothing = torch.zeros(batch, cfg.num_heads, cfg.head_dim, device=device)
-        commit = [(nothing, nothing) for _ in model.layers]  # filled row by row (out of place) as rows halt
+        new_keys = torch.zeros(*entry, cfg.head_dim, device=device)  # this token's entries, per step
+        new_values = torch.zeros_like(new_keys)
         final_logits = torch.zeros(batch, cfg.vocab_size, device=device)
-        minimum = _minimum_steps(halting, batch, cfg.N_sup, device)
-        live = active.clone()
+        live, minimum = ~ended, halting.minimum_steps((batch,), cfg.N_sup, device)
         for step in range(1, most_steps + 1):
             rows = live.nonzero().squeeze(1)
             if rows.numel() == 0:
                 break
-            every = rows.numel() == batch
-            out = model.step(
-                x if every else x[rows], y if every else y[rows], z if every else z[rows],
-                where if every else where[rows],
-                source_cache if every else [kv.rows(rows) for kv in source_cache],
-                prefix if every else [kv.rows(rows) for kv in prefix],
-            )
-            halt_logits[rows, position, step - 1] = out.halt_logit.detach()
+            prefix = [KV(keys[step - 1, slot][rows], values[step - 1, slot][rows]) for slot in range(cfg.slots)]
+            out = model.step(x[rows], y[rows], z[rows], where[rows], [kv.rows(rows) for kv in source_cache], prefix)
+            halt_logits[rows, position, step - 1] = out.halt_logit
             steps[rows, position] = step
-            if targets is not None:
-                gold = targets[rows, position]
-                correct = out.logits.detach().argmax(-1) == gold
-                answer_loss = answer_loss + F.cross_entropy(out.logits.float(), gold, reduction="sum")
-                halt_loss = halt_loss + F.binary_cross_entropy_with_logits(
-                    out.halt_logit.float(), correct.float(), reduction="sum")
-                rows_supervised += rows.numel()
-                rows_correct += int(correct.sum())
-            if halting.fixed_steps is not None:
-                stop = torch.full_like(rows, step >= halting.fixed_steps, dtype=torch.bool)
-            else:
-                stop = ((out.halt_logit > 0) & (step >= minimum[rows])) | (step >= cfg.N_sup)
-            y, z = y.index_put((rows,), out.y.detach()), z.index_put((rows,), out.z.detach())
-            stopped = rows[stop]
-            final_logits[stopped] = out.logits.detach()[stop]
-            commit = [(k.index_put((stopped,), new_k[stop]), v.index_put((stopped,), new_v[stop]))
-                      for (k, v), (new_k, new_v) in zip(commit, out.commit, strict=True)]
-            live[stopped] = False
-        emitted = targets[:, position] if targets is not None else final_logits.argmax(-1)
-        emitted = torch.where(active, emitted, PAD_ID)
+            # this step's entries stand for the token at this step and, unless it refines on, every later one
+            new_keys[step - 1:, :, rows] = torch.stack([k[:, :, 0] for k, _ in out.own])
+            new_values[step - 1:, :, rows] = torch.stack([v[:, :, 0] for _, v in out.own])
+            y, z = y.index_put((rows,), out.y), z.index_put((rows,), out.z)
+            stop = halting.stops(step, out.halt_logit, minimum[rows], cfg.N_sup)
+            final_logits[rows[stop]] = out.logits[stop]
+            live[rows[stop]] = False
+        emitted = torch.where(ended, PAD_ID, final_logits.argmax(-1))
         tokens[:, position] = emitted
-        ended |= active & (emitted == EOS_ID)
-        prefix = [kv.appended(k, v) for kv, (k, v) in zip(prefix, commit, strict=True)]
+        ended |= emitted == EOS_ID
+        keys = torch.cat([keys, new_keys[..., None, :]], dim=4)
+        values = torch.cat([values, new_values[..., None, :]], dim=4)
         previous = emitted
-    decoded = Decoded(tokens, steps, halt_logits)
-    if targets is not None:
-        rows_supervised = max(1, rows_supervised)
-        decoded.loss = (answer_loss + halt_loss_weight * halt_loss) / rows_supervised
-        decoded.stats = {
-            "answer_loss": answer_loss.item() / rows_supervised,
-            "halt_loss": halt_loss.item() / rows_supervised,
-            "step_accuracy": rows_correct / rows_supervised,
-            "steps_per_token": steps.sum().item() / max(1, int((steps > 0).sum())),
-        }
-    return decoded
-
-
-def _minimum_steps(halting: Halting, batch: int, most: int, device: torch.device) -> torch.Tensor:
-    """Steps each row must take before its halting head may stop it (1 unless exploring)."""
-    ones = torch.ones(batch, dtype=torch.long)
-    if not halting.exploration or most < 2:
-        return ones.to(device)
-    explore = torch.rand(batch, generator=halting.generator) < halting.exploration
-    drawn = torch.randint(2, most + 1, (batch,), generator=halting.generator)
-    return torch.where(explore, drawn, ones).to(device)
-
-
-def recompute_prefix(model: SequenceTRM, source: torch.Tensor, emitted: list[int], steps: list[int]) -> list[KV]:
-    """The prefix cache of one row rebuilt from nothing but the source ids [1, S], the tokens emitted and
-    the steps each took: every earlier token's refinement is re-run. What the prefix cache saves."""
-    source_cache = model.encode(source)
-    prefix = model.empty_prefix(1, source.device)
-    previous = BOS_ID
-    for position, (token, count) in enumerate(zip(emitted, steps, strict=True)):
-        x = model.embed_tokens(torch.tensor([previous], device=source.device))
-        y, z = model.initial_state(1, source.device)
-        where = torch.tensor([position], device=source.device)
-        for _ in range(count):
-            out = model.step(x, y, z, where, source_cache, prefix)
-            y, z = out.y, out.z
-        prefix = [kv.appended(k, v) for kv, (k, v) in zip(prefix, out.commit, strict=True)]
-        previous = token
-    return prefix
+    return Decoded(tokens, steps, halt_logits)

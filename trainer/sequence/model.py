@@ -2,18 +2,24 @@
 
 The input is encoded once; each layer of the tiny network f keeps the encoding's keys and values
 (the input cache). The outer loop emits one output token at a time. For the current token the TRM
-refines that token's own latent z and answer state y, exactly as ``trainer.model.TRM`` refines a whole
-answer (each supervision step: T rounds of n updates of z, then one of y; gradients through the last
-round only), while every call of f attends to the input cache and to the prefix cache: the keys and
-values of the tokens already emitted. A halting head on y says when the token is settled; its final
-step's keys and values (those of the last call of f, the one that updated y) are then committed to the
-prefix cache and the token is emitted. Work per refinement step grows linearly with the prefix, and
-memory is the two caches plus the weights.
+refines that token's own latent z and answer state y, as ``trainer.model.TRM`` refines a whole answer
+(each supervision step: T rounds of n updates of z, then one of y; gradients through the last round
+only), and every call of f attends to the input cache and to the prefix cache.
+
+The prefix cache holds, for every emitted token, the keys and values of each of its calls of f at each
+refinement step: one *slot* per (round, call, layer), one entry per step. A step of the current token
+reads the entries of the same step and slot; a token that halted after h steps reads as its step-h
+entries at every later step (its state no longer changes). So a token's step s sees every earlier token
+as it was at step s: the same computation whether the tokens run one after another (serving, with the
+cache) or all at once (training, teacher-forced, ``forward_parallel``), which makes training a few
+batched passes instead of a Python loop over characters. Work per refinement step grows linearly with
+the prefix, and memory is the caches (N_sup x slots entries per token) plus the weights.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import torch
@@ -35,9 +41,9 @@ class SequenceConfig:
     encoder_layers: int = 2
     num_layers: int = 2  # layers of the refined network f
     expansion: float = 4.0
-    n: int = 2  # latent updates per round
-    T: int = 2  # rounds per refinement step
-    N_sup: int = 4  # most refinement steps per token
+    n: int = 1  # latent updates per round
+    T: int = 1  # rounds per refinement step
+    N_sup: int = 3  # most refinement steps per token
 
     def __post_init__(self) -> None:
         if self.hidden_size % self.num_heads:
@@ -49,14 +55,19 @@ class SequenceConfig:
     def head_dim(self) -> int:
         return self.hidden_size // self.num_heads
 
+    @property
+    def slots(self) -> int:
+        """Calls of f's layers per refinement step: the prefix cache keeps one entry per slot and step."""
+        return self.T * (self.n + 1) * self.num_layers
+
     def to_dict(self) -> dict:
         return asdict(self)
 
 
 @dataclass
 class KV:
-    """Keys and values of one layer: [B, heads, positions, head_dim] each, and which positions count
-    ([B, positions] bool; None when all do)."""
+    """Keys and values [B, heads, positions, head_dim] each, and which positions count ([B, positions]
+    bool; None when all do)."""
 
     k: torch.Tensor
     v: torch.Tensor
@@ -66,53 +77,31 @@ class KV:
         """The entries of some batch rows."""
         return KV(self.k[index], self.v[index], None if self.mask is None else self.mask[index])
 
-    def appended(self, k: torch.Tensor, v: torch.Tensor) -> KV:
-        """This cache with one more position per row (k, v: [B, heads, head_dim]) that counts."""
-        mask = None
-        if self.mask is not None:
-            mask = torch.cat([self.mask, self.mask.new_ones(self.mask.shape[0], 1)], dim=1)
-        return KV(torch.cat([self.k, k[:, :, None]], dim=2), torch.cat([self.v, v[:, :, None]], dim=2), mask)
+
+Own = tuple[torch.Tensor, torch.Tensor]  # a call's own keys and values [B, heads, L, head_dim]
+# Given a slot and the current tokens' own keys and values: the keys, values and mask [B, L, P] they attend to.
+Context = Callable[[int, torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]]
 
 
 @dataclass
 class StepOutput:
-    """One refinement step of the current token: new states, answer logits, halting logit, and the
-    keys and values (per layer, [B, heads, head_dim]) that are committed if the token is emitted now."""
+    """One refinement step of the current tokens: new states, answer logits, halting logits, and per slot
+    the keys and values [B, heads, L, head_dim] that stand for these tokens in later tokens' attention."""
 
     y: torch.Tensor
     z: torch.Tensor
     logits: torch.Tensor
     halt_logit: torch.Tensor
-    commit: list[tuple[torch.Tensor, torch.Tensor]]
+    own: list[Own]
 
 
-def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotary position of x [B, heads, head_dim] at each row's own position (cos, sin: [B, head_dim])."""
-    half = x.shape[-1] // 2
-    rotated = torch.cat([-x[..., half:], x[..., :half]], dim=-1)
-    return x * cos[:, None] + rotated * sin[:, None]
-
-
-def _attend(
-    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None,
-    own: tuple[torch.Tensor, torch.Tensor] | None = None,
-) -> torch.Tensor:
-    """One query per row, q [B, heads, head_dim], over k, v [B, heads, P, head_dim] (and the row's
-    own key and value, if given, without copying the cache) -> [B, heads * head_dim].
-
-    Written as broadcast products rather than matrix products: with one query per row, batched matmuls
-    (``scaled_dot_product_attention``, ``bmm``) are slow on CPU, their backward most of all."""
-    q = q / math.sqrt(q.shape[-1])
-    scores = (q[:, :, None] * k).sum(-1)  # [B, heads, P]
+def _attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """q [B, heads, L, hd] over k, v [B, heads, P, hd] where mask [B, L, P] allows -> [B, L, heads * hd]."""
+    scores = q @ k.transpose(-1, -2) / math.sqrt(q.shape[-1])
     if mask is not None:
-        scores = scores.masked_fill(~mask[:, None, :], float("-inf"))
-    if own is not None:
-        scores = torch.cat([scores, (q * own[0]).sum(-1, keepdim=True)], dim=-1)
-    weights = scores.softmax(-1)
-    out = (weights[..., : k.shape[2], None] * v).sum(2)  # [B, heads, head_dim]
-    if own is not None:
-        out = out + weights[..., -1:] * own[1]
-    return out.reshape(out.shape[0], -1)
+        scores = scores.masked_fill(~mask[:, None], float("-inf"))
+    out = scores.softmax(-1) @ v
+    return out.transpose(1, 2).reshape(q.shape[0], q.shape[2], -1)
 
 
 class EncoderBlock(nn.Module):
@@ -129,8 +118,8 @@ class EncoderBlock(nn.Module):
 
 
 class RefinementLayer(nn.Module):
-    """One layer of f for the current token: causal self-attention (prefix cache + itself, rotary
-    positions), cross-attention to the input cache, SwiGLU; post-norm residuals."""
+    """One layer of f for the current tokens: causal self-attention (the prefix as given by the context,
+    rotary positions), cross-attention to the input cache, SwiGLU; post-norm residuals."""
 
     def __init__(self, cfg: SequenceConfig) -> None:
         super().__init__()
@@ -147,23 +136,34 @@ class RefinementLayer(nn.Module):
         """This layer's keys and values of the encoded input [B, S, d]."""
         batch, seq, _ = encoded.shape
         kv = self.cross_kv(encoded).view(batch, seq, 2, self.heads, self.head_dim).permute(2, 0, 3, 1, 4)
-        return KV(kv[0].contiguous(), kv[1].contiguous(), key_mask)
+        return KV(kv[0], kv[1], key_mask)
 
     def forward(
-        self, h: torch.Tensor, rotary: tuple[torch.Tensor, torch.Tensor], source: KV, prefix: KV
-    ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
-        """h [B, d] -> (h, this layer's own key and value for the prefix cache)."""
-        batch = h.shape[0]
-        q, k, v = self.self_qkv(h).view(batch, 3, self.heads, self.head_dim).unbind(1)
-        q, k = _rotate(q, *rotary), _rotate(k, *rotary)
-        h = rms_norm(h + self.self_out(_attend(q, prefix.k, prefix.v, prefix.mask, own=(k, v))))
-        cross_q = self.cross_q(h).view(batch, self.heads, self.head_dim)
-        h = rms_norm(h + self.cross_out(_attend(cross_q, source.k, source.v, source.mask)))
+        self, h: torch.Tensor, rotary: tuple[torch.Tensor, torch.Tensor], source: KV,
+        context: Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]],
+    ) -> tuple[torch.Tensor, Own]:
+        """h [B, L, d] -> (h, these tokens' own keys and values)."""
+        batch, length, _ = h.shape
+        qkv = self.self_qkv(h).view(batch, length, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        q, k, v = (_rotate(qkv[0], *rotary), _rotate(qkv[1], *rotary), qkv[2])
+        keys, values, mask = context(k, v)
+        h = rms_norm(h + self.self_out(_attend(q, keys, values, mask)))
+        cross_q = self.cross_q(h).view(batch, length, self.heads, self.head_dim).transpose(1, 2)
+        source_mask = None if source.mask is None else source.mask[:, None, :].expand(-1, length, -1)
+        h = rms_norm(h + self.cross_out(_attend(cross_q, source.k, source.v, source_mask)))
         return rms_norm(h + self.mlp(h)), (k, v)
 
 
+def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotary positions of x [B, heads, L, hd] (cos, sin: [B, L, hd], each token's own position)."""
+    half = x.shape[-1] // 2
+    rotated = torch.cat([-x[..., half:], x[..., :half]], dim=-1)
+    return x * cos[:, None] + rotated * sin[:, None]
+
+
 class SequenceTRM(nn.Module):
-    """Encoder + per-token refinement; ``encode`` fills the input cache, ``step`` is one refinement step."""
+    """Encoder + per-token refinement: ``encode`` fills the input cache, ``step`` is one refinement step of
+    each row's current token given the prefix cache, ``forward_parallel`` one step of every token at once."""
 
     def __init__(self, cfg: SequenceConfig) -> None:
         super().__init__()
@@ -182,7 +182,6 @@ class SequenceTRM(nn.Module):
         nn.init.zeros_(self.q_head.weight)
         nn.init.constant_(self.q_head.bias, -5.0)  # start by never halting early, as the TRM does
 
-    # --- caches -------------------------------------------------------------------------------------
     def encode(self, source: torch.Tensor) -> list[KV]:
         """The input cache: per layer of f, keys and values of the encoded source ids [B, S]."""
         key_mask = source != PAD_ID
@@ -191,62 +190,73 @@ class SequenceTRM(nn.Module):
             h = block(h, key_mask)
         return [layer.input_cache(h, key_mask) for layer in self.layers]
 
-    def empty_prefix(self, batch: int, device: torch.device | None = None, masked: bool = False) -> list[KV]:
-        """The prefix cache before any token is emitted (with `masked`, rows may later differ in length)."""
-        shape = (batch, self.cfg.num_heads, 0, self.cfg.head_dim)
-        mask = torch.zeros(batch, 0, dtype=torch.bool, device=device) if masked else None
-        return [KV(torch.zeros(shape, device=device), torch.zeros(shape, device=device), mask)
-                for _ in self.layers]
-
-    def initial_state(self, batch: int, device: torch.device | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """y and z of a token before its first step: zeros [B, d]."""
-        shape = (batch, self.cfg.hidden_size)
-        return torch.zeros(shape, device=device), torch.zeros(shape, device=device)
-
     def embed_tokens(self, previous: torch.Tensor) -> torch.Tensor:
-        """x of the current token: the embedding of the token emitted before it (BOS_ID first) [B, d]."""
+        """x of the current tokens: the embedding of the token emitted before each (BOS_ID first)."""
         return self.token_embedding(previous) * self.scale
 
-    # --- one refinement step ----------------------------------------------------------------------
-    def _f(
-        self, h: torch.Tensor, rotary: tuple[torch.Tensor, torch.Tensor], source: list[KV], prefix: list[KV]
-    ) -> tuple[torch.Tensor, list[tuple[torch.Tensor, torch.Tensor]]]:
-        own = []
-        for layer, source_kv, prefix_kv in zip(self.layers, source, prefix, strict=True):
-            h, kv = layer(h, rotary, source_kv, prefix_kv)
-            own.append(kv)
-        return h, own
+    def _refine(
+        self, x: torch.Tensor, y: torch.Tensor, z: torch.Tensor, position: torch.Tensor, source: list[KV],
+        context: Context,
+    ) -> StepOutput:
+        """One refinement step of tokens x, y, z [B, L, d] at output positions [B, L]: T rounds (the first
+        T-1 without gradients) of n updates of z and one of y; the heads read y."""
+        rotary = (self.rotary.cos[position], self.rotary.sin[position])
+        slot = 0
+        own: list[Own] = []
 
-    def _round(
-        self,
-        x: torch.Tensor,
-        y: torch.Tensor,
-        z: torch.Tensor,
-        rotary: tuple[torch.Tensor, torch.Tensor],
-        source: list[KV],
-        prefix: list[KV],
-    ) -> tuple[torch.Tensor, torch.Tensor, list[tuple[torch.Tensor, torch.Tensor]]]:
-        for _ in range(self.cfg.n):
-            z, _ = self._f(z + y + x, rotary, source, prefix)
-        y, own = self._f(y + z, rotary, source, prefix)
-        return y, z, own
+        def f(h: torch.Tensor) -> torch.Tensor:
+            nonlocal slot
+            for layer, source_kv in zip(self.layers, source, strict=True):
+                h, kv = layer(h, rotary, source_kv, lambda k, v, s=slot: context(s, k, v))
+                own.append(kv)
+                slot += 1
+            return h
+
+        for round_index in range(self.cfg.T):
+            with torch.set_grad_enabled(torch.is_grad_enabled() and round_index == self.cfg.T - 1):
+                for _ in range(self.cfg.n):
+                    z = f(z + y + x)
+                y = f(y + z)
+        return StepOutput(y, z, self.head(y), self.q_head(y).squeeze(-1), own)
 
     def step(
-        self,
-        x: torch.Tensor,
-        y: torch.Tensor,
-        z: torch.Tensor,
-        position: torch.Tensor,
-        source: list[KV],
+        self, x: torch.Tensor, y: torch.Tensor, z: torch.Tensor, position: torch.Tensor, source: list[KV],
         prefix: list[KV],
     ) -> StepOutput:
-        """One refinement step of the current token (x, y, z: [B, d]; position: [B] output index).
+        """One refinement step of each row's current token (x, y, z: [B, d]; position: [B]), attending to
+        `prefix`: per slot, the earlier tokens' entries for this step [B, heads, P, hd] (mask: [B, P])."""
 
-        T rounds, the first T-1 without gradients; the heads read y."""
-        rotary = (self.rotary.cos[position], self.rotary.sin[position])
-        if self.cfg.T > 1:
-            with torch.no_grad():
-                for _ in range(self.cfg.T - 1):
-                    y, z, _ = self._round(x, y, z, rotary, source, prefix)
-        y, z, own = self._round(x, y, z, rotary, source, prefix)
-        return StepOutput(y, z, self.head(y), self.q_head(y).squeeze(-1), own)
+        def context(slot: int, k: torch.Tensor, v: torch.Tensor):
+            cached = prefix[slot]
+            keys, values = torch.cat([cached.k, k], dim=2), torch.cat([cached.v, v], dim=2)
+            if cached.mask is None:
+                return keys, values, None
+            return keys, values, torch.cat([cached.mask, cached.mask.new_ones(len(k), 1)], dim=1)[:, None]
+
+        out = self._refine(x[:, None], y[:, None], z[:, None], position[:, None], source, context)
+        return StepOutput(out.y[:, 0], out.z[:, 0], out.logits[:, 0], out.halt_logit[:, 0], out.own)
+
+    def forward_parallel(
+        self, x: torch.Tensor, y: torch.Tensor, z: torch.Tensor, source: list[KV], active: torch.Tensor,
+        settled: list[Own] | None,
+    ) -> StepOutput:
+        """One refinement step of every token of the answers at once (x, y, z: [B, L, d], teacher-forced).
+
+        Tokens that have halted (not `active` [B, L]) stand in the attention of later tokens by `settled`,
+        their entries of the step they halted at (per slot, from the previous call); the returned `own`
+        entries are those for the next call: active tokens' new ones, the halted tokens' settled ones."""
+        batch, length, _ = x.shape
+        causal = torch.ones(length, length, dtype=torch.bool, device=x.device).tril()[None]
+        keep = active[:, None, :, None]
+
+        def context(slot: int, k: torch.Tensor, v: torch.Tensor):
+            if settled is not None:
+                k, v = torch.where(keep, k, settled[slot][0]), torch.where(keep, v, settled[slot][1])
+            return k, v, causal
+
+        position = torch.arange(length, device=x.device).expand(batch, length)
+        out = self._refine(x, y, z, position, source, context)
+        if settled is not None:
+            out.own = [(torch.where(keep, k, old_k), torch.where(keep, v, old_v))
+                       for (k, v), (old_k, old_v) in zip(out.own, settled, strict=True)]
+        return out

@@ -1,9 +1,9 @@
 """Training a sequence TRM: teacher-forced deep supervision over every token's refinement steps, per-token
 ACT halting with exploration, AdamW with warm-up and cosine decay, EMA weights, atomic checkpoints.
 
-One optimizer step is one batch decoded to its end (``decode.run``): each token refines until its
-halting head stops it (or N_sup), every step's answer adds to the loss, and the committed keys and values
-keep their gradient, so a token learns from how later tokens use its cache entry.
+One optimizer step is one teacher-forced batch (``teacher_forcing.teacher_forced``): each token refines
+until its halting head stops it (or N_sup), every step's answer adds to the loss, and a token's keys and
+values keep their gradient within a step, so it learns from how later tokens use its cache entry.
 """
 
 from __future__ import annotations
@@ -17,8 +17,9 @@ from pathlib import Path
 import torch
 
 from trainer.sequence.batches import Batch
-from trainer.sequence.decode import Halting, run
+from trainer.sequence.decode import Halting
 from trainer.sequence.model import SequenceConfig, SequenceTRM
+from trainer.sequence.teacher_forcing import teacher_forced
 from trainer.train import EMA
 
 CHECKPOINT = "checkpoint.pt"
@@ -110,7 +111,7 @@ class SequenceTrainer:
         for group in self.optimizer.param_groups:
             group["lr"] = self._learning_rate()
         halting = Halting(exploration=self.cfg.halt_exploration, generator=self.generator)
-        out = run(self.model, batch.source, batch.targets, halting, halt_loss_weight=self.cfg.halt_loss_weight)
+        out = teacher_forced(self.model, batch.source, batch.targets, halting, self.cfg.halt_loss_weight)
         self.optimizer.zero_grad(set_to_none=True)
         out.loss.backward()
         if self.cfg.grad_clip:
