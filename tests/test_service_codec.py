@@ -13,11 +13,17 @@ from trm_bundle.manifest import BundleError, GridInput, OutOfScope, load_bundle
 from trm_bundle.probabilities import softmax
 from trm_service.runtime.grid_codec import GridReader, grid_values
 from trm_service.runtime.text_codec import ClassificationReader, TextCodec, load_tokenizer
+from trm_service.scheduler.ticket import StepResult
 
 LABELS = ("play_music", "set_alarm", "weather", "oos")
 SUDOKU = GridInput(rows=9, cols=9, blank="0.", alphabet="123456789", rules="sudoku")
 GRID_LABELS = tuple(str(d) for d in range(10))
 SOLVED = [(r * 3 + r // 3 + c) % 9 + 1 for r in range(9) for c in range(9)]
+
+
+def _step(logits: np.ndarray) -> StepResult:
+    """A step result carrying `logits`, as the scheduler publishes it."""
+    return StepResult(step=1, logits=logits, halt_probability=0.0, elapsed_ms=0.0)
 
 
 def _grid_logits(values: list[int], sharp: float = 8.0) -> np.ndarray:
@@ -35,7 +41,7 @@ def test_softmax_rows_sum_to_one_and_keep_order():
 
 def test_classification_returns_top_k_most_probable_first():
     reader = ClassificationReader(LABELS, OutOfScope(label="oos", threshold=0.3), top_k=3)
-    answer = reader.read(np.array([0.0, 3.0, 1.0, -2.0], dtype=np.float32)).answer.classification
+    answer = reader.read(_step(np.array([0.0, 3.0, 1.0, -2.0], dtype=np.float32))).answer.classification
     assert answer.label == "set_alarm"
     assert [s.label for s in answer.top] == ["set_alarm", "weather", "play_music"]
     assert answer.confidence == pytest.approx(answer.top[0].probability)
@@ -45,24 +51,24 @@ def test_classification_returns_top_k_most_probable_first():
 
 def test_out_of_scope_when_the_oos_label_wins_or_the_top_probability_is_low():
     reader = ClassificationReader(LABELS, OutOfScope(label="oos", threshold=0.3), top_k=1)
-    assert reader.read(np.array([0.0, 0.0, 0.0, 5.0], dtype=np.float32)).answer.classification.out_of_scope
-    flat = reader.read(np.array([0.1, 0.0, 0.0, 0.0], dtype=np.float32)).answer.classification
+    assert reader.read(_step(np.array([0.0, 0.0, 0.0, 5.0], dtype=np.float32))).answer.classification.out_of_scope
+    flat = reader.read(_step(np.array([0.1, 0.0, 0.0, 0.0], dtype=np.float32))).answer.classification
     assert flat.label == "play_music" and flat.out_of_scope  # 0.27 < 0.3
     oos_logits = np.array([0.0, 0.0, 0.0, 5.0], dtype=np.float32)
-    assert not ClassificationReader(LABELS, None, top_k=1).read(oos_logits).answer.classification.out_of_scope
+    assert not ClassificationReader(LABELS, None, top_k=1).read(_step(oos_logits)).answer.classification.out_of_scope
 
 
 def test_without_an_out_of_scope_label_a_low_top_probability_abstains():
     reader = ClassificationReader(LABELS, OutOfScope(label=None, threshold=0.5), top_k=1)
-    assert not reader.read(np.array([0.0, 0.0, 0.0, 5.0], dtype=np.float32)).answer.classification.out_of_scope
-    flat = reader.read(np.array([0.1, 0.0, 0.0, 0.0], dtype=np.float32)).answer.classification
+    assert not reader.read(_step(np.array([0.0, 0.0, 0.0, 5.0], dtype=np.float32))).answer.classification.out_of_scope
+    flat = reader.read(_step(np.array([0.1, 0.0, 0.0, 0.0], dtype=np.float32))).answer.classification
     assert flat.label == "play_music" and flat.out_of_scope
 
 
 def test_classification_change_is_the_total_variation_distance():
     reader = ClassificationReader(LABELS, None, top_k=2)
-    first = reader.read(np.array([5.0, 0.0, 0.0, 0.0], dtype=np.float32))
-    second = reader.read(np.array([0.0, 5.0, 0.0, 0.0], dtype=np.float32))
+    first = reader.read(_step(np.array([5.0, 0.0, 0.0, 0.0], dtype=np.float32)))
+    second = reader.read(_step(np.array([0.0, 5.0, 0.0, 0.0], dtype=np.float32)))
     assert first.change_from(None) == 1.0
     assert second.change_from(second) == 0.0
     expected = 0.5 * np.abs(first.probabilities - second.probabilities).sum()
@@ -72,7 +78,7 @@ def test_classification_change_is_the_total_variation_distance():
 
 def test_grid_answer_has_cells_confidence_and_verified_solution():
     givens = [v if i % 4 == 0 else 0 for i, v in enumerate(SOLVED)]
-    decoded = GridReader(GRID_LABELS, SUDOKU, givens).read(_grid_logits(SOLVED))
+    decoded = GridReader(GRID_LABELS, SUDOKU, givens).read(_step(_grid_logits(SOLVED)))
     grid = decoded.answer.grid
     assert (grid.rows, grid.cols) == (9, 9)
     assert grid.cells == "".join(map(str, SOLVED))
@@ -83,19 +89,19 @@ def test_grid_answer_has_cells_confidence_and_verified_solution():
 def test_grid_that_changes_a_given_or_leaves_a_blank_is_not_verified():
     givens = [0] * 81
     givens[0] = SOLVED[0] % 9 + 1
-    assert not GridReader(GRID_LABELS, SUDOKU, givens).read(_grid_logits(SOLVED)).answer.grid.verified
+    assert not GridReader(GRID_LABELS, SUDOKU, givens).read(_step(_grid_logits(SOLVED))).answer.grid.verified
     with_blank = [0, *SOLVED[1:]]
-    decoded = GridReader(GRID_LABELS, SUDOKU, [0] * 81).read(_grid_logits(with_blank))
+    decoded = GridReader(GRID_LABELS, SUDOKU, [0] * 81).read(_step(_grid_logits(with_blank)))
     assert decoded.answer.grid.cells[0] == "0" and not decoded.answer.grid.verified
 
 
 def test_grid_change_is_the_fraction_of_changed_cells():
     reader = GridReader(GRID_LABELS, SUDOKU, [0] * 81)
-    before = reader.read(_grid_logits(SOLVED))
+    before = reader.read(_step(_grid_logits(SOLVED)))
     after_values = list(SOLVED)
     for i in range(9):
         after_values[i] = after_values[i] % 9 + 1
-    after = reader.read(_grid_logits(after_values))
+    after = reader.read(_step(_grid_logits(after_values)))
     assert after.change_from(before) == pytest.approx(9 / 81)
 
 

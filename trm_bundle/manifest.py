@@ -22,7 +22,7 @@ import numpy as np
 from trm_bundle import BundleError
 from trm_bundle.checksums import verify_files
 
-SCHEMA_VERSION = 1
+READABLE_SCHEMAS = (1, 2)  # 2 added task "sequence"; a manifest is written at the lowest version that has its task
 MANIFEST_FILE = "manifest.json"
 FP32_FILE = "model.onnx"
 INT8_FILE = "model.int8.onnx"
@@ -80,6 +80,30 @@ class GridInput:
 
 
 @dataclass(frozen=True)
+class CharacterInput:
+    """Input spec of a sequence model: the text's characters, each the id of its entry in `labels` (the
+    vocabulary), at most `max_chars` of them; `pad_id` pads a batch."""
+
+    max_chars: int
+    pad_id: int
+
+
+@dataclass(frozen=True)
+class SequenceOutput:
+    """How a sequence model answers: tokens of `labels` one at a time, starting from `bos_id`, until
+    `eos_id` or `max_tokens`; the caches' geometry; the graph that encodes the input (`encode`)."""
+
+    max_tokens: int
+    bos_id: int
+    eos_id: int
+    layers: int
+    slots: int
+    heads: int
+    head_dim: int
+    encode: str
+
+
+@dataclass(frozen=True)
 class Recursion:
     n: int
     T: int
@@ -117,10 +141,10 @@ class Manifest:
 
     name: str
     version: str
-    task: Literal["text_classification", "grid"]
+    task: Literal["text_classification", "grid", "sequence"]
     description: str
     labels: tuple[str, ...]
-    input: TextInput | GridInput
+    input: TextInput | GridInput | CharacterInput
     recursion: Recursion
     halt_threshold: float
     min_steps: int
@@ -131,6 +155,7 @@ class Manifest:
     onnx_opset: int | None
     training: Training | None  # optional for serving; required by the trainer's readers
     files: dict[str, str] = field(default_factory=dict)  # file name -> sha256; filled in by the writer
+    sequence: SequenceOutput | None = None  # task "sequence" only
 
     def require_training(self) -> Training:
         """The training record, which re-exporting or rebuilding the PyTorch model needs."""
@@ -176,16 +201,19 @@ def parse_manifest(data: Any) -> Manifest:
     if not isinstance(data, dict):
         raise BundleError("manifest must be a JSON object")
     schema = data.get("schema_version")
-    if schema != SCHEMA_VERSION:
-        raise BundleError(f"schema_version {schema!r} is not supported (this server reads {SCHEMA_VERSION})")
+    if schema not in READABLE_SCHEMAS:
+        raise BundleError(f"schema_version {schema!r} is not supported (this server reads "
+                          f"{', '.join(map(str, READABLE_SCHEMAS))})")
     name = _text(data, "name")
     if not _NAME_PATTERN.match(name):
         raise BundleError(f"name {name!r} must be 1-128 characters of letters, digits, '.', '_' or '-'")
     files = _files(data)
-    task = _choice(data, "task", ("text_classification", "grid"))
+    task = _choice(data, "task", ("text_classification", "grid", "sequence") if schema >= 2 else
+                   ("text_classification", "grid"))
     labels = _labels(data)
     recursion = _recursion(_object(data, "recursion"))
     spec = _input(_object(data, "input"), task, labels, files)
+    sequence = _sequence(_object(data, "sequence"), labels, files) if task == "sequence" else None
     if isinstance(spec, TextInput):
         _check_variable_length(spec, recursion)
     halting = _object(data, "halting")
@@ -217,6 +245,7 @@ def parse_manifest(data: Any) -> Manifest:
         onnx_opset=onnx_opset,
         training=_training(data.get("training")),
         files=files,
+        sequence=sequence,
     )
 
 
@@ -229,16 +258,21 @@ def manifest_json(manifest: Manifest) -> dict[str, Any]:
         "task": manifest.task,
         "description": manifest.description,
         "labels": list(manifest.labels),
-        "input": {"kind": "grid" if isinstance(spec, GridInput) else "text", **dataclasses.asdict(spec)},
+        "input": {"kind": _INPUT_KINDS[type(spec)], **dataclasses.asdict(spec)},
         "recursion": {**dataclasses.asdict(manifest.recursion), "state_shape": list(manifest.recursion.state_shape)},
         "halting": {"threshold": manifest.halt_threshold, "min_steps": manifest.min_steps},
         "out_of_scope": None if manifest.out_of_scope is None else dataclasses.asdict(manifest.out_of_scope),
         "metrics": dict(manifest.metrics),
         "onnx": {"fp32": manifest.onnx_fp32, "int8": manifest.onnx_int8, "opset": manifest.onnx_opset},
         "training": None if manifest.training is None else dataclasses.asdict(manifest.training),
-        "schema_version": SCHEMA_VERSION,
+        **({} if manifest.sequence is None else {"sequence": dataclasses.asdict(manifest.sequence)}),
+        "schema_version": 2 if manifest.task == "sequence" else 1,
         "files": dict(manifest.files),
     }
+
+
+_INPUT_KINDS = {TextInput: "text", GridInput: "grid", CharacterInput: "characters"}
+_TASK_INPUTS = {"text_classification": "text", "grid": "grid", "sequence": "characters"}
 
 
 def _field(obj: dict, key: str) -> Any:
@@ -329,10 +363,18 @@ def _recursion(obj: dict) -> Recursion:
     )
 
 
-def _input(obj: dict, task: str, labels: tuple[str, ...], files: dict[str, str]) -> TextInput | GridInput:
-    kind = _choice(obj, "input.kind", ("text", "grid"))
-    if (task == "grid") != (kind == "grid"):
+def _input(
+    obj: dict, task: str, labels: tuple[str, ...], files: dict[str, str]
+) -> TextInput | GridInput | CharacterInput:
+    kind = _choice(obj, "input.kind", ("text", "grid", "characters"))
+    if kind != _TASK_INPUTS[task]:
         raise BundleError(f"input.kind {kind!r} does not fit task {task!r}")
+    if kind == "characters":
+        spec = CharacterInput(max_chars=_integer(obj, "input.max_chars"),
+                              pad_id=_integer(obj, "input.pad_id", minimum=0))
+        if spec.pad_id >= len(labels):
+            raise BundleError(f"input.pad_id {spec.pad_id} is not an index of 'labels'")
+        return spec
     if kind == "text":
         return TextInput(
             max_tokens=_integer(obj, "input.max_tokens"),
@@ -356,6 +398,22 @@ def _input(obj: dict, task: str, labels: tuple[str, ...], files: dict[str, str])
         box = math.isqrt(spec.rows)
         if spec.rows != spec.cols or box * box != spec.rows or len(spec.alphabet) != spec.rows:
             raise BundleError("input.rules 'sudoku' needs a square grid of side k*k and k*k alphabet symbols")
+    return spec
+
+
+def _sequence(obj: dict, labels: tuple[str, ...], files: dict[str, str]) -> SequenceOutput:
+    spec = SequenceOutput(
+        max_tokens=_integer(obj, "sequence.max_tokens"),
+        bos_id=_integer(obj, "sequence.bos_id", minimum=0),
+        eos_id=_integer(obj, "sequence.eos_id", minimum=0),
+        layers=_integer(obj, "sequence.layers"),
+        slots=_integer(obj, "sequence.slots"),
+        heads=_integer(obj, "sequence.heads"),
+        head_dim=_integer(obj, "sequence.head_dim"),
+        encode=_listed(files, _text(obj, "sequence.encode"), "sequence.encode"),
+    )
+    if max(spec.bos_id, spec.eos_id) >= len(labels):
+        raise BundleError("sequence.bos_id and sequence.eos_id must be indexes of 'labels' (the vocabulary)")
     return spec
 
 

@@ -22,6 +22,7 @@ from trm_service.caller_strings import quote
 from trm_service.observability.metrics import ServiceMetrics
 from trm_service.runtime.loader import LoadedModel, LoadOptions, load_model
 from trm_service.scheduler.model_scheduler import ModelScheduler
+from trm_service.scheduler.sequence_scheduler import SequenceScheduler
 
 _log = structlog.get_logger("trm_service.registry")
 
@@ -219,7 +220,8 @@ class ModelRegistry:
 
     def _host(self, loaded: LoadedModel) -> HostedModel:
         manifest = loaded.bundle.manifest
-        scheduler = ModelScheduler(
+        scheduler_type = SequenceScheduler if manifest.task == "sequence" else ModelScheduler
+        scheduler = scheduler_type(
             manifest.name,
             manifest.version,
             loaded.session,

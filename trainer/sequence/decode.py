@@ -92,7 +92,7 @@ def run(model: SequenceTRM, source: torch.Tensor, halting: Halting | None = None
             if rows.numel() == 0:
                 break
             prefix = [KV(keys[step - 1, slot][rows], values[step - 1, slot][rows]) for slot in range(cfg.slots)]
-            out = model.step(x[rows], y[rows], z[rows], where[rows], [kv.rows(rows) for kv in source_cache], prefix)
+            out = model.step(x[rows], y[rows], z[rows], where[rows], source_cache.rows(rows), prefix)
             halt_logits[rows, position, step - 1] = out.halt_logit
             steps[rows, position] = step
             # this step's entries stand for the token at this step and, unless it refines on, every later one

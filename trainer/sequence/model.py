@@ -23,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from trainer.model import RotaryEmbedding, SelfAttention, SwiGLU, _init_linear, rms_norm
@@ -78,6 +79,20 @@ class KV:
         return KV(self.k[index], self.v[index], None if self.mask is None else self.mask[index])
 
 
+@dataclass
+class SourceCache:
+    """The encoded input: per layer of f its keys and values (`layers`), the pointer's keys [B, S, d] and
+    the source ids [B, S] (what the pointer copies)."""
+
+    layers: list[KV]
+    pointer_keys: torch.Tensor
+    ids: torch.Tensor
+
+    def rows(self, index: torch.Tensor) -> SourceCache:
+        """The entries of some batch rows."""
+        return SourceCache([kv.rows(index) for kv in self.layers], self.pointer_keys[index], self.ids[index])
+
+
 Own = tuple[torch.Tensor, torch.Tensor]  # a call's own keys and values [B, heads, L, head_dim]
 # Given a slot and the current tokens' own keys and values: the keys, values and mask [B, L, P] they attend to.
 Context = Callable[[int, torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]]
@@ -85,7 +100,7 @@ Context = Callable[[int, torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.
 
 @dataclass
 class StepOutput:
-    """One refinement step of the current tokens: new states, answer logits, halting logits, and per slot
+    """One refinement step of the current tokens: new states, answer log-probabilities, halting logits, and per slot
     the keys and values [B, heads, L, head_dim] that stand for these tokens in later tokens' attention."""
 
     y: torch.Tensor
@@ -154,6 +169,26 @@ class RefinementLayer(nn.Module):
         return rms_norm(h + self.mlp(h)), (k, v)
 
 
+class AnswerHead(nn.Module):
+    """Log-probabilities of the current token [B, L, V] from y: a gated mixture of a vocabulary head and a
+    pointer that copies a source character (one attention of y over the encoded input)."""
+
+    def __init__(self, cfg: SequenceConfig) -> None:
+        super().__init__()
+        d = cfg.hidden_size
+        self.vocab_size, self.scale = cfg.vocab_size, math.sqrt(d)
+        self.vocabulary = _init_linear(nn.Linear(d, cfg.vocab_size, bias=False))
+        self.pointer_query = _init_linear(nn.Linear(d, d, bias=False))
+        self.copy_gate = nn.Linear(d, 1)
+
+    def forward(self, y: torch.Tensor, source: SourceCache) -> torch.Tensor:
+        scores = self.pointer_query(y) @ source.pointer_keys.transpose(1, 2) / self.scale  # [B, L, S]
+        scores = scores.masked_fill(~source.layers[0].mask[:, None, :], float("-inf"))
+        copied = scores.softmax(-1) @ F.one_hot(source.ids, self.vocab_size).to(y.dtype)
+        gate = torch.sigmoid(self.copy_gate(y))
+        return torch.log(gate * self.vocabulary(y).softmax(-1) + (1 - gate) * copied + 1e-9)
+
+
 def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
     """Rotary positions of x [B, heads, L, hd] (cos, sin: [B, L, hd], each token's own position)."""
     half = x.shape[-1] // 2
@@ -175,27 +210,29 @@ class SequenceTRM(nn.Module):
         self.token_embedding = nn.Embedding(cfg.vocab_size, d)
         for table in (self.source_embedding, self.token_embedding):
             nn.init.trunc_normal_(table.weight, std=1.0 / math.sqrt(d))
+        self.source_position = nn.Parameter(torch.randn(cfg.max_source_len, d) * 0.02)
         self.layers = nn.ModuleList(RefinementLayer(cfg) for _ in range(cfg.num_layers))
         self.rotary = RotaryEmbedding(cfg.head_dim, cfg.max_target_len)
-        self.head = _init_linear(nn.Linear(d, cfg.vocab_size, bias=False))
+        self.pointer_key = _init_linear(nn.Linear(d, d, bias=False))
+        self.answer = AnswerHead(cfg)
         self.q_head = nn.Linear(d, 1)
         nn.init.zeros_(self.q_head.weight)
         nn.init.constant_(self.q_head.bias, -5.0)  # start by never halting early, as the TRM does
 
-    def encode(self, source: torch.Tensor) -> list[KV]:
-        """The input cache: per layer of f, keys and values of the encoded source ids [B, S]."""
+    def encode(self, source: torch.Tensor) -> SourceCache:
+        """The input cache of source ids [B, S]."""
         key_mask = source != PAD_ID
-        h = self.source_embedding(source) * self.scale
+        h = self.source_embedding(source) * self.scale + self.source_position[: source.shape[1]]
         for block in self.encoder:
             h = block(h, key_mask)
-        return [layer.input_cache(h, key_mask) for layer in self.layers]
+        return SourceCache([layer.input_cache(h, key_mask) for layer in self.layers], self.pointer_key(h), source)
 
     def embed_tokens(self, previous: torch.Tensor) -> torch.Tensor:
         """x of the current tokens: the embedding of the token emitted before each (BOS_ID first)."""
         return self.token_embedding(previous) * self.scale
 
     def _refine(
-        self, x: torch.Tensor, y: torch.Tensor, z: torch.Tensor, position: torch.Tensor, source: list[KV],
+        self, x: torch.Tensor, y: torch.Tensor, z: torch.Tensor, position: torch.Tensor, source: SourceCache,
         context: Context,
     ) -> StepOutput:
         """One refinement step of tokens x, y, z [B, L, d] at output positions [B, L]: T rounds (the first
@@ -206,7 +243,7 @@ class SequenceTRM(nn.Module):
 
         def f(h: torch.Tensor) -> torch.Tensor:
             nonlocal slot
-            for layer, source_kv in zip(self.layers, source, strict=True):
+            for layer, source_kv in zip(self.layers, source.layers, strict=True):
                 h, kv = layer(h, rotary, source_kv, lambda k, v, s=slot: context(s, k, v))
                 own.append(kv)
                 slot += 1
@@ -217,10 +254,10 @@ class SequenceTRM(nn.Module):
                 for _ in range(self.cfg.n):
                     z = f(z + y + x)
                 y = f(y + z)
-        return StepOutput(y, z, self.head(y), self.q_head(y).squeeze(-1), own)
+        return StepOutput(y, z, self.answer(y, source), self.q_head(y).squeeze(-1), own)
 
     def step(
-        self, x: torch.Tensor, y: torch.Tensor, z: torch.Tensor, position: torch.Tensor, source: list[KV],
+        self, x: torch.Tensor, y: torch.Tensor, z: torch.Tensor, position: torch.Tensor, source: SourceCache,
         prefix: list[KV],
     ) -> StepOutput:
         """One refinement step of each row's current token (x, y, z: [B, d]; position: [B]), attending to
@@ -231,13 +268,14 @@ class SequenceTRM(nn.Module):
             keys, values = torch.cat([cached.k, k], dim=2), torch.cat([cached.v, v], dim=2)
             if cached.mask is None:
                 return keys, values, None
-            return keys, values, torch.cat([cached.mask, cached.mask.new_ones(len(k), 1)], dim=1)[:, None]
+            own_mask = torch.ones_like(k[:, 0, :, 0], dtype=torch.bool)  # [B, 1]
+            return keys, values, torch.cat([cached.mask, own_mask], dim=1)[:, None]
 
         out = self._refine(x[:, None], y[:, None], z[:, None], position[:, None], source, context)
         return StepOutput(out.y[:, 0], out.z[:, 0], out.logits[:, 0], out.halt_logit[:, 0], out.own)
 
     def forward_parallel(
-        self, x: torch.Tensor, y: torch.Tensor, z: torch.Tensor, source: list[KV], active: torch.Tensor,
+        self, x: torch.Tensor, y: torch.Tensor, z: torch.Tensor, source: SourceCache, active: torch.Tensor,
         settled: list[Own] | None,
     ) -> StepOutput:
         """One refinement step of every token of the answers at once (x, y, z: [B, L, d], teacher-forced).

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from trm.v1 import trm_pb2
 
-from trm_bundle.manifest import GridInput
+from trm_bundle.manifest import CharacterInput, GridInput
 from trm_service.registry import HostedModel
 
-_TASKS = {"text_classification": trm_pb2.TASK_TYPE_TEXT_CLASSIFICATION, "grid": trm_pb2.TASK_TYPE_GRID}
+_TASKS = {"text_classification": trm_pb2.TASK_TYPE_TEXT_CLASSIFICATION, "grid": trm_pb2.TASK_TYPE_GRID,
+          "sequence": trm_pb2.TASK_TYPE_SEQUENCE}
 
 
 def model_info(model: HostedModel, versions: list[str], max_time_budget_ms: int) -> trm_pb2.ModelInfo:
@@ -18,6 +19,9 @@ def model_info(model: HostedModel, versions: list[str], max_time_budget_ms: int)
     if isinstance(spec, GridInput):
         limits.grid_rows, limits.grid_cols = spec.rows, spec.cols
         labels = list(spec.alphabet)
+    elif isinstance(spec, CharacterInput):
+        limits.max_text_chars, limits.max_output_tokens = spec.max_chars, manifest.sequence.max_tokens
+        labels = list(manifest.labels)
     else:
         limits.max_text_chars, limits.max_tokens = spec.max_chars, spec.max_tokens
         labels = list(manifest.labels)

@@ -180,7 +180,7 @@ class ReasoningServicer:
         try:
             while True:
                 result = await self._until_deadline(admitted, admitted.ticket.next_update())
-                decoded = admitted.reader.read(result.logits)
+                decoded = admitted.reader.read(result)
                 if result.final:
                     _note_final(record, admitted, result)
                 yield trm_pb2.ReasonStep(
@@ -331,7 +331,7 @@ def _response(record: CallRecord, admitted: _Admitted, result: StepResult) -> tr
     return trm_pb2.ReasonResponse(
         model=admitted.model.name,
         model_version=admitted.model.version,
-        answer=admitted.reader.read(result.logits).answer,
+        answer=admitted.reader.read(result).answer,
         halt_confidence=result.halt_probability,
         steps=result.step,
         halt_reason=wire_halt_reason(result.halt_reason),

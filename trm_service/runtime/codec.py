@@ -14,6 +14,8 @@ from typing import Protocol
 import numpy as np
 from trm.v1 import trm_pb2
 
+from trm_service.scheduler.ticket import StepResult
+
 
 class InputError(ValueError):
     """The request's input does not suit the model; the message tells the caller what to send."""
@@ -25,10 +27,13 @@ class DecodedStep:
 
     answer: trm_pb2.Answer
     probabilities: np.ndarray
+    unit: int = 0
+    """What the probabilities are of: sequence models, the index of the token (0 for other models)."""
 
     def change_from(self, previous: DecodedStep | None) -> float:
-        """Total-variation distance (classification) or fraction of changed cells (grid); 1.0 at step 1."""
-        if previous is None:
+        """Total-variation distance (classification, a sequence's current token) or fraction of changed cells
+        (grid); 1.0 at step 1 and at a sequence's new token."""
+        if previous is None or previous.unit != self.unit:
             return 1.0
         if self.probabilities.ndim == 1:
             return float(0.5 * np.abs(self.probabilities - previous.probabilities).sum())
@@ -37,10 +42,10 @@ class DecodedStep:
 
 
 class StepReader(Protocol):
-    """Decodes the step logits of one request (it knows that request's top_k or givens)."""
+    """Decodes the steps of one request (it knows that request's top_k or givens)."""
 
-    def read(self, logits: np.ndarray) -> DecodedStep:
-        """The answer that `logits` (this request's row of a step's output) stand for."""
+    def read(self, result: StepResult) -> DecodedStep:
+        """The answer that a step's result (its logits: this request's row of the step's output) stands for."""
         ...
 
 

@@ -9,6 +9,7 @@ from trm_bundle.manifest import BundleError, GridInput, Manifest
 from trm_bundle.probabilities import softmax
 from trm_service.runtime import sudoku
 from trm_service.runtime.codec import DecodedStep, EncodedRequest, InputError
+from trm_service.scheduler.ticket import StepResult
 
 
 def grid_values(cells: str, spec: GridInput) -> list[int]:
@@ -77,9 +78,9 @@ class GridReader:
         self._spec = spec
         self._givens = givens
 
-    def read(self, logits: np.ndarray) -> DecodedStep:
-        """Decode one request's logits."""
-        probabilities = softmax(logits)
+    def read(self, result: StepResult) -> DecodedStep:
+        """Decode one request's step."""
+        probabilities = softmax(result.logits)
         choice = probabilities.argmax(axis=-1)
         cells = "".join(self._labels[i] for i in choice)
         confidence = probabilities[np.arange(len(choice)), choice]

@@ -11,6 +11,7 @@ from trm.v1 import trm_pb2
 from trm_bundle.manifest import BundleError, Manifest, OutOfScope, TextInput
 from trm_bundle.probabilities import softmax
 from trm_service.runtime.codec import DecodedStep, EncodedRequest, InputError
+from trm_service.scheduler.ticket import StepResult
 
 DEFAULT_TOP_K = 3
 
@@ -111,9 +112,9 @@ class ClassificationReader:
         self._out_of_scope = out_of_scope
         self._top_k = top_k
 
-    def read(self, logits: np.ndarray) -> DecodedStep:
-        """Decode one request's logits."""
-        probabilities = softmax(logits)
+    def read(self, result: StepResult) -> DecodedStep:
+        """Decode one request's step."""
+        probabilities = softmax(result.logits)
         order = (-probabilities).argsort(kind="stable")[: self._top_k]
         top = [
             trm_pb2.LabelScore(label=self._labels[i], probability=p)

@@ -323,6 +323,10 @@ class ModelScheduler:
                     halt_reason=reason,
                 )
             )
+        self._retire(stopped)
+
+    def _retire(self, stopped: set[Ticket]) -> None:
+        """Take requests that gave their final step out of the batch (their slots are free)."""
         for ticket in stopped:
             self._steps_per_request += _SMOOTHING * (ticket.steps_done - self._steps_per_request)
         if stopped:

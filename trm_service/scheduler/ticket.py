@@ -5,10 +5,25 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from trm_service.scheduler.halting import HaltReason, StepBudget, TimeLimit
+
+
+@dataclass(frozen=True)
+class TokenProgress:
+    """Sequence models: where a request's answer stands after a step (the step refined one token)."""
+
+    token_index: int
+    token_step: int
+    emitted: tuple[int, ...]
+    """Token ids emitted so far (the end mark included once emitted)."""
+    token_emitted: bool
+    """This step settled its token: it is the last of `emitted`."""
+    emitted_steps: int
+    """Refinement steps the emitted tokens took, in all."""
 
 
 @dataclass(frozen=True)
@@ -21,6 +36,8 @@ class StepResult:
     elapsed_ms: float
     halt_reason: HaltReason | None = None
     """Why the request stopped after this step; None while it goes on."""
+    progress: TokenProgress | None = None
+    """Sequence models only: the token this step refined and the answer so far (`logits` are that token's)."""
 
     @property
     def final(self) -> bool:
@@ -52,6 +69,7 @@ class Ticket:
         self.limits = limits
         self.y: np.ndarray | None = None
         self.z: np.ndarray | None = None
+        self.decoding: Any = None  # sequence models: the answer's decoding state, owned by the scheduler
         self.latest: StepResult | None = None
         self.queue_wait_s: float | None = None
         self.cancelled = False

@@ -12,6 +12,7 @@ class TaskType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     TASK_TYPE_UNSPECIFIED: _ClassVar[TaskType]
     TASK_TYPE_TEXT_CLASSIFICATION: _ClassVar[TaskType]
     TASK_TYPE_GRID: _ClassVar[TaskType]
+    TASK_TYPE_SEQUENCE: _ClassVar[TaskType]
 
 class HaltReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -26,6 +27,7 @@ class HaltReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
 TASK_TYPE_UNSPECIFIED: TaskType
 TASK_TYPE_TEXT_CLASSIFICATION: TaskType
 TASK_TYPE_GRID: TaskType
+TASK_TYPE_SEQUENCE: TaskType
 HALT_REASON_UNSPECIFIED: HaltReason
 HALT_REASON_HALTED: HaltReason
 HALT_REASON_MAX_STEPS: HaltReason
@@ -91,6 +93,24 @@ class ClassAnswer(_message.Message):
     out_of_scope: bool
     def __init__(self, label: _Optional[str] = ..., confidence: _Optional[float] = ..., top: _Optional[_Iterable[_Union[LabelScore, _Mapping]]] = ..., out_of_scope: _Optional[bool] = ...) -> None: ...
 
+class TextAnswer(_message.Message):
+    __slots__ = ("text", "token_index", "token_step", "candidates", "token_emitted", "tokens", "mean_steps_per_token")
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_INDEX_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_STEP_FIELD_NUMBER: _ClassVar[int]
+    CANDIDATES_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_EMITTED_FIELD_NUMBER: _ClassVar[int]
+    TOKENS_FIELD_NUMBER: _ClassVar[int]
+    MEAN_STEPS_PER_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    text: str
+    token_index: int
+    token_step: int
+    candidates: _containers.RepeatedCompositeFieldContainer[LabelScore]
+    token_emitted: bool
+    tokens: int
+    mean_steps_per_token: float
+    def __init__(self, text: _Optional[str] = ..., token_index: _Optional[int] = ..., token_step: _Optional[int] = ..., candidates: _Optional[_Iterable[_Union[LabelScore, _Mapping]]] = ..., token_emitted: _Optional[bool] = ..., tokens: _Optional[int] = ..., mean_steps_per_token: _Optional[float] = ...) -> None: ...
+
 class GridAnswer(_message.Message):
     __slots__ = ("rows", "cols", "cells", "confidence", "verified")
     ROWS_FIELD_NUMBER: _ClassVar[int]
@@ -106,12 +126,14 @@ class GridAnswer(_message.Message):
     def __init__(self, rows: _Optional[int] = ..., cols: _Optional[int] = ..., cells: _Optional[str] = ..., confidence: _Optional[_Iterable[float]] = ..., verified: _Optional[bool] = ...) -> None: ...
 
 class Answer(_message.Message):
-    __slots__ = ("classification", "grid")
+    __slots__ = ("classification", "grid", "text")
     CLASSIFICATION_FIELD_NUMBER: _ClassVar[int]
     GRID_FIELD_NUMBER: _ClassVar[int]
+    TEXT_FIELD_NUMBER: _ClassVar[int]
     classification: ClassAnswer
     grid: GridAnswer
-    def __init__(self, classification: _Optional[_Union[ClassAnswer, _Mapping]] = ..., grid: _Optional[_Union[GridAnswer, _Mapping]] = ...) -> None: ...
+    text: TextAnswer
+    def __init__(self, classification: _Optional[_Union[ClassAnswer, _Mapping]] = ..., grid: _Optional[_Union[GridAnswer, _Mapping]] = ..., text: _Optional[_Union[TextAnswer, _Mapping]] = ...) -> None: ...
 
 class ReasonStep(_message.Message):
     __slots__ = ("step", "answer", "halt_confidence", "change", "elapsed_ms", "final", "halt_reason", "request_id", "model_version")
@@ -202,20 +224,22 @@ class GetModelRequest(_message.Message):
     def __init__(self, name: _Optional[str] = ..., version: _Optional[str] = ...) -> None: ...
 
 class InputLimits(_message.Message):
-    __slots__ = ("max_text_chars", "max_tokens", "grid_rows", "grid_cols", "max_steps", "max_time_budget_ms")
+    __slots__ = ("max_text_chars", "max_tokens", "grid_rows", "grid_cols", "max_steps", "max_time_budget_ms", "max_output_tokens")
     MAX_TEXT_CHARS_FIELD_NUMBER: _ClassVar[int]
     MAX_TOKENS_FIELD_NUMBER: _ClassVar[int]
     GRID_ROWS_FIELD_NUMBER: _ClassVar[int]
     GRID_COLS_FIELD_NUMBER: _ClassVar[int]
     MAX_STEPS_FIELD_NUMBER: _ClassVar[int]
     MAX_TIME_BUDGET_MS_FIELD_NUMBER: _ClassVar[int]
+    MAX_OUTPUT_TOKENS_FIELD_NUMBER: _ClassVar[int]
     max_text_chars: int
     max_tokens: int
     grid_rows: int
     grid_cols: int
     max_steps: int
     max_time_budget_ms: int
-    def __init__(self, max_text_chars: _Optional[int] = ..., max_tokens: _Optional[int] = ..., grid_rows: _Optional[int] = ..., grid_cols: _Optional[int] = ..., max_steps: _Optional[int] = ..., max_time_budget_ms: _Optional[int] = ...) -> None: ...
+    max_output_tokens: int
+    def __init__(self, max_text_chars: _Optional[int] = ..., max_tokens: _Optional[int] = ..., grid_rows: _Optional[int] = ..., grid_cols: _Optional[int] = ..., max_steps: _Optional[int] = ..., max_time_budget_ms: _Optional[int] = ..., max_output_tokens: _Optional[int] = ...) -> None: ...
 
 class ModelInfo(_message.Message):
     __slots__ = ("name", "version", "task", "description", "labels", "limits", "default_budget", "metrics", "out_of_scope_threshold", "versions")

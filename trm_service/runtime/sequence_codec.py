@@ -1,0 +1,79 @@
+"""Requests to a sequence model (task "sequence"): text in as character ids, text out token by token."""
+
+from __future__ import annotations
+
+import numpy as np
+from trm.v1 import trm_pb2
+
+from trm_bundle.manifest import BundleError, CharacterInput, Manifest
+from trm_service.runtime.codec import DecodedStep, EncodedRequest, InputError
+from trm_service.scheduler.ticket import StepResult
+
+DEFAULT_TOP_K = 3
+
+
+class SequenceCodec:
+    """Checks ReasonRequest.text against the model's vocabulary (`labels`, one character each) and length."""
+
+    def __init__(self, manifest: Manifest) -> None:
+        spec, output = manifest.input, manifest.sequence
+        if not isinstance(spec, CharacterInput) or output is None:
+            raise BundleError(f"model {manifest.name!r} is not a sequence model")
+        self._name, self._spec, self._labels = manifest.name, spec, manifest.labels
+        specials = {spec.pad_id, output.bos_id, output.eos_id}
+        self._ids = {label: index for index, label in enumerate(manifest.labels)
+                     if index not in specials and len(label) == 1}
+        self._eos_id = output.eos_id
+
+    def encode(self, request: trm_pb2.ReasonRequest) -> EncodedRequest:
+        """Non-blank text of at most max_chars characters, each in the model's vocabulary; top_k within it."""
+        kind = request.WhichOneof("input")
+        if kind != "text":
+            raise InputError(f"model {self._name!r} writes text from text: set ReasonRequest.text"
+                             + ("" if kind is None else ", not grid"))
+        text = request.text
+        if not text.strip():
+            raise InputError("text is empty: send the words to write out in ReasonRequest.text")
+        if len(text) > self._spec.max_chars:
+            raise InputError(f"text has {len(text)} characters; model {self._name!r} accepts at most "
+                             f"{self._spec.max_chars} (ModelInfo.limits.max_text_chars)")
+        unknown = sorted({char for char in text if char not in self._ids})
+        if unknown:
+            raise InputError(f"text has characters model {self._name!r} does not read: "
+                             f"{''.join(unknown)!r}; it reads printable ASCII (ModelInfo.labels)")
+        top_k = request.top_k or DEFAULT_TOP_K
+        if top_k > len(self._labels):
+            raise InputError(f"top_k must be at most {len(self._labels)} (the vocabulary of {self._name!r}), "
+                             f"got {top_k}")
+        tokens = np.array([self._ids[char] for char in text], dtype=np.int64)
+        return EncodedRequest(tokens=tokens, reader=SequenceReader(self._labels, self._eos_id, top_k),
+                              logged_input=text)
+
+
+class SequenceReader:
+    """Reads a sequence step: the text emitted so far, and the refined token's top candidates."""
+
+    def __init__(self, labels: tuple[str, ...], eos_id: int, top_k: int) -> None:
+        self._labels, self._eos_id, self._top_k = labels, eos_id, top_k
+
+    def read(self, result: StepResult) -> DecodedStep:
+        progress = result.progress
+        if progress is None:
+            raise ValueError("a sequence model's step result carries its progress")
+        probabilities = np.exp(result.logits.astype(np.float64))
+        probabilities /= probabilities.sum()
+        order = (-probabilities).argsort(kind="stable")[: self._top_k]
+        text_ids = [token for token in progress.emitted if token != self._eos_id]
+        tokens = len(progress.emitted)
+        answer = trm_pb2.TextAnswer(
+            text="".join(self._labels[token] for token in text_ids),
+            token_index=progress.token_index,
+            token_step=progress.token_step,
+            candidates=[trm_pb2.LabelScore(label=self._labels[i], probability=p)
+                        for i, p in zip(order.tolist(), probabilities[order].tolist(), strict=True)],
+            token_emitted=progress.token_emitted,
+            tokens=tokens,
+            mean_steps_per_token=progress.emitted_steps / tokens if tokens else 0.0,
+        )
+        return DecodedStep(answer=trm_pb2.Answer(text=answer), probabilities=probabilities.astype(np.float32),
+                           unit=progress.token_index)

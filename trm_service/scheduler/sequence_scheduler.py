@@ -1,0 +1,172 @@
+"""Token-step continuous batching for one sequence model version (task "sequence").
+
+The loop, queues, admission, cancellation, time limits and load cap are ModelScheduler's; what one
+"step" of the batch means differs: ONE refinement step of each request's current token. Requests in the
+batch are at different tokens of their answers (different prefix lengths) and at different steps of
+those tokens, so a request that needs 5 tokens never waits for one that needs 40. For each request:
+
+1. On its first step (on the model's thread) its input is encoded into its input cache; its prefix cache
+   is allocated at the bundle's output limit: N_sup x slots x heads x max_tokens x head_dim keys and as
+   many values (bounded memory per request; per model, max_batch requests hold one).
+2. Each step feeds the step graph with the request's input cache, the token emitted before the current
+   one, its position, its y and z, and the prefix cache entries of the step the token is at (rows padded
+   to the batch's longest input and prefix, masked).
+3. The token's new entries stand for it at this step and every later one until it refines on; when its
+   halting rule stops it (`stop_reason` with the request's budget applied to each token: halting head,
+   max_steps, the load cap), its most probable token is emitted and its entries are committed.
+4. The request ends when it emits the end mark (HaltReason.HALTED) or reaches the output limit
+   (MAX_STEPS), or at a time limit (deadline, time budget, shutdown) with the text emitted so far; an
+   answer any of whose tokens the load cap cut short ends with LOAD.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from trm_bundle.probabilities import sigmoid
+from trm_service.runtime.sequence_session import SequenceSession, SourceEncoding, TokenStepOutputs
+from trm_service.runtime.session import StepStopped
+from trm_service.scheduler.halting import HaltReason, stop_reason
+from trm_service.scheduler.model_scheduler import _STEP_TIME_SAFETY, ModelScheduler, _Run
+from trm_service.scheduler.ticket import StepResult, Ticket, TokenProgress
+
+_TOKEN_ENDS = (HaltReason.HALTED, HaltReason.MAX_STEPS, HaltReason.LOAD, HaltReason.VERIFIED)
+
+
+@dataclass(eq=False)
+class Decoding:
+    """One request's answer in progress: its caches, the tokens emitted, and its current token's state."""
+
+    keys: np.ndarray  # the prefix cache: [N_sup, slots, heads, max_tokens, head_dim]
+    values: np.ndarray
+    y: np.ndarray  # the current token's states [d]
+    z: np.ndarray
+    pending_keys: np.ndarray  # the current token's entries by step: [N_sup, slots, heads, head_dim]
+    pending_values: np.ndarray
+    source: SourceEncoding | None = None  # filled by the request's first step
+    emitted: list[int] = field(default_factory=list)
+    token_step: int = 0  # steps the current token has taken
+    emitted_steps: int = 0
+    load_capped: bool = False
+
+
+class SequenceScheduler(ModelScheduler):
+    """Runs the refinement steps of every request of one sequence model version, batched step by step."""
+
+    _session: SequenceSession
+
+    def submit(self, ticket: Ticket) -> None:
+        """Queue a request (see ModelScheduler.submit); its caches are allocated when its first step runs."""
+        super().submit(ticket)
+        if ticket.decoding is None:
+            spec, session = self._session.spec, self._session
+            entries = (session.n_sup, spec.slots, spec.heads, spec.head_dim)
+            ticket.decoding = Decoding(
+                keys=np.zeros((session.n_sup, spec.slots, spec.heads, spec.max_tokens, spec.head_dim), np.float32),
+                values=np.zeros((session.n_sup, spec.slots, spec.heads, spec.max_tokens, spec.head_dim), np.float32),
+                y=np.zeros(session.hidden_size, np.float32), z=np.zeros(session.hidden_size, np.float32),
+                pending_keys=np.zeros(entries, np.float32), pending_values=np.zeros(entries, np.float32))
+
+    def _batch_inputs(self, batch: list[Ticket]) -> None:  # type: ignore[override]
+        """Nothing to prepare on the loop thread: `_run_all` encodes new inputs and feeds the step there."""
+        return None
+
+    def _run_all(self, runs: list[_Run], inputs: list[None]) -> tuple[list[TokenStepOutputs | None], float]:  # type: ignore[override]
+        """On the model's thread: per planned call, encode the inputs that have no cache yet, then run one
+        refinement step of every request of the call (None for a call stopped because all of its
+        requests were cancelled); and the seconds the calls took."""
+        outputs: list[TokenStepOutputs | None] = []
+        started = time.perf_counter()
+        for run in runs:
+            try:
+                new = [ticket for ticket in run.tickets if ticket.decoding.source is None]
+                if new:
+                    encoded = self._session.encode([ticket.tokens for ticket in new], run.handle)
+                    for ticket, source in zip(new, encoded, strict=True):
+                        ticket.decoding.source = source
+                outputs.append(self._session.step(self._feed(run.tickets), run.handle))
+            except StepStopped:
+                outputs.append(None)
+        return outputs, time.perf_counter() - started
+
+    def _feed(self, batch: list[Ticket]) -> dict[str, np.ndarray]:
+        """The step graph's inputs for `batch`, padded to its longest input and prefix."""
+        spec, session = self._session.spec, self._session
+        states: list[Decoding] = [ticket.decoding for ticket in batch]
+        rows = len(batch)
+        source_len = max(len(state.source.ids) for state in states)
+        prefix_len = max(len(state.emitted) for state in states)
+        source = np.full((rows, source_len), session.pad_id, np.int64)
+        cache = (rows, spec.layers, spec.heads, source_len, spec.head_dim)
+        source_keys, source_values = np.zeros(cache, np.float32), np.zeros(cache, np.float32)
+        pointer_keys = np.zeros((rows, source_len, session.hidden_size), np.float32)
+        prefix = (rows, spec.slots, spec.heads, prefix_len, spec.head_dim)
+        prefix_keys, prefix_values = np.zeros(prefix, np.float32), np.zeros(prefix, np.float32)
+        prefix_mask = np.zeros((rows, prefix_len), bool)
+        for row, state in enumerate(states):
+            encoding, length, emitted = state.source, len(state.source.ids), len(state.emitted)
+            source[row, :length] = encoding.ids
+            source_keys[row, :, :, :length], source_values[row, :, :, :length] = encoding.keys, encoding.values
+            pointer_keys[row, :length] = encoding.pointer_keys
+            prefix_keys[row, :, :, :emitted] = state.keys[state.token_step, :, :, :emitted]
+            prefix_values[row, :, :, :emitted] = state.values[state.token_step, :, :, :emitted]
+            prefix_mask[row, :emitted] = True
+        return {
+            "source": source, "source_keys": source_keys, "source_values": source_values,
+            "pointer_keys": pointer_keys,
+            "previous": np.array([s.emitted[-1] if s.emitted else spec.bos_id for s in states], np.int64),
+            "position": np.array([len(s.emitted) for s in states], np.int64),
+            "y": np.stack([s.y for s in states]), "z": np.stack([s.z for s in states]),
+            "prefix_keys": prefix_keys, "prefix_values": prefix_values, "prefix_mask": prefix_mask,
+        }
+
+    def _record_step(self, batch: list[Ticket], outputs: TokenStepOutputs, now: float) -> None:  # type: ignore[override]
+        halt_probability = sigmoid(outputs.halt_logit)
+        next_step_s = self._step_s * _STEP_TIME_SAFETY
+        load_cap = self.load_step_cap()
+        stopped = set()
+        for row, ticket in enumerate(batch):
+            if ticket.cancelled:
+                continue
+            state: Decoding = ticket.decoding
+            token_index, step = len(state.emitted), state.token_step
+            state.y, state.z = outputs.y_next[row], outputs.z_next[row]
+            state.pending_keys[step:], state.pending_values[step:] = outputs.step_keys[row], outputs.step_values[row]
+            state.token_step += 1
+            reason = stop_reason(steps_done=state.token_step, halt_probability=float(halt_probability[row]),
+                                 budget=ticket.budget, now=now, next_step_s=next_step_s,
+                                 limits=self._limits(ticket), load_cap=load_cap)
+            token_emitted = reason in _TOKEN_ENDS
+            final = None
+            if token_emitted:
+                final = self._emit(state, int(outputs.log_probs[row].argmax()), reason)
+            elif reason is not None:
+                final = reason  # a time limit: the answer is the text emitted so far
+            if final is not None:
+                stopped.add(ticket)
+            ticket.publish(StepResult(
+                step=ticket.steps_done + 1, logits=outputs.log_probs[row].copy(),
+                halt_probability=float(halt_probability[row]), elapsed_ms=(now - ticket.arrival) * 1000.0,
+                halt_reason=final,
+                progress=TokenProgress(token_index=token_index, token_step=step + 1, emitted=tuple(state.emitted),
+                                       token_emitted=token_emitted, emitted_steps=state.emitted_steps)))
+        self._retire(stopped)
+
+    def _emit(self, state: Decoding, token: int, reason: HaltReason) -> HaltReason | None:
+        """Emit the current token and commit its entries; the request's final reason if the answer ended."""
+        spec = self._session.spec
+        position = len(state.emitted)
+        state.keys[:, :, :, position], state.values[:, :, :, position] = state.pending_keys, state.pending_values
+        state.emitted.append(token)
+        state.emitted_steps += state.token_step
+        state.load_capped |= reason is HaltReason.LOAD
+        state.token_step = 0
+        state.y, state.z = np.zeros_like(state.y), np.zeros_like(state.z)
+        if token != spec.eos_id and len(state.emitted) < spec.max_tokens:
+            return None
+        if state.load_capped:
+            return HaltReason.LOAD
+        return HaltReason.HALTED if token == spec.eos_id else HaltReason.MAX_STEPS
