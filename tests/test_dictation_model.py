@@ -10,24 +10,16 @@ from torch import nn
 
 from trainer.sequence.batches import Batch, to_batch
 from trainer.sequence.decode import Halting, run
-from trainer.sequence.model import SequenceConfig, SequenceTRM
 from trainer.sequence.teacher_forcing import teacher_forced
 from trainer.sequence.train import SequenceTrainConfig, SequenceTrainer
 from trainer.sequence.vocab import PAD_ID, decode, encode
+from trainer.testing import random_sequence_model
 
 torch.set_num_threads(1)
 SOURCES = ["def parse open paren path close paren colon", "x equals one", "return none"]
 
 
-def small_model(seed: int = 0, **overrides) -> SequenceTRM:
-    """A random model whose halting head varies with the input (the real one starts at 'never halt')."""
-    torch.manual_seed(seed)
-    base = dict(max_source_len=64, max_target_len=24, hidden_size=32, num_heads=2, encoder_layers=1,
-                num_layers=2, n=2, T=2, N_sup=4)
-    model = SequenceTRM(SequenceConfig(**{**base, **overrides})).eval()
-    nn.init.normal_(model.q_head.weight, std=1.0)
-    nn.init.zeros_(model.q_head.bias)
-    return model
+small_model = random_sequence_model
 
 
 def source_ids(*texts: str) -> torch.Tensor:

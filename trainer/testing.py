@@ -17,6 +17,9 @@ from trainer.data.tokenizer import train_tokenizer
 from trainer.export import TOKENIZER_FILE, export_step, step_manifest
 from trainer.model import TRM, ModelConfig, count_parameters
 from trainer.prepare import GRID_LABELS
+from trainer.sequence.bundle import sequence_manifest, write_sequence_bundle
+from trainer.sequence.model import SequenceConfig, SequenceTRM
+from trainer.sequence.vocab import EOS_ID
 from trm_bundle.manifest import FP32_FILE, OutOfScope, Training
 from trm_bundle.writer import write_bundle
 
@@ -87,3 +90,27 @@ def make_random_bundle(
         files[FP32_FILE] = Path(tmp) / FP32_FILE
         export_step(model, files[FP32_FILE])
         return write_bundle(Path(out_dir) / name, manifest, files).path
+
+
+def random_sequence_model(seed: int = 0, **overrides) -> SequenceTRM:
+    """A small random sequence TRM whose halting head varies with the input (the trained one starts at
+    'never halt early'), so tokens halt at different steps, and whose end mark is likely enough that
+    answers end at different lengths."""
+    torch.manual_seed(seed)
+    base = dict(max_source_len=64, max_target_len=24, hidden_size=32, num_heads=2, encoder_layers=1,
+                num_layers=2, n=2, T=2, N_sup=4)
+    model = SequenceTRM(SequenceConfig(**{**base, **overrides})).eval()
+    torch.nn.init.normal_(model.q_head.weight, std=1.0)
+    torch.nn.init.zeros_(model.q_head.bias)
+    with torch.no_grad():
+        model.answer.vocabulary.weight[EOS_ID] *= 8.0
+    return model
+
+
+def make_random_sequence_bundle(out_dir: Path, *, name: str = "random-dictation", seed: int = 0,
+                                max_chars: int = 64) -> tuple[Path, SequenceTRM]:
+    """A real sequence bundle of `random_sequence_model(seed)` and the model itself (to compare with)."""
+    model = random_sequence_model(seed)
+    manifest = sequence_manifest(model, name=name, version="1.0.0", max_chars=max_chars, training=None,
+                                 description="randomly initialised sequence TRM for tests")
+    return write_sequence_bundle(Path(out_dir) / name, model, manifest).path, model

@@ -1,0 +1,128 @@
+"""Sequence models end to end: a real server on loopback with a real sequence bundle (random weights).
+
+Answers equal the PyTorch decoder's with the same caches and halting; the stream sends one message per
+refinement step of each token, in order, exactly one final; requests batched together (different input
+and answer lengths) get what each gets alone; bad input gets INVALID_ARGUMENT with an actionable message.
+"""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+import grpc
+import pytest
+import torch
+from trm.v1 import trm_pb2, trm_pb2_grpc
+
+from trainer.sequence.batches import to_batch
+from trainer.sequence.decode import run
+from trainer.sequence.model import SequenceTRM
+from trainer.sequence.vocab import decode
+from trainer.testing import make_random_sequence_bundle
+from trm_service.testing import ServerProcess
+
+MODEL = "svc-dictation"
+INPUTS = ("def parse open paren path close paren colon", "x equals one", "return none", "import os",
+          "for i in range of ten colon", "print open paren quote hello quote close paren", "pass", "a")
+
+
+@pytest.fixture(scope="module")
+def sequence_bundle(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, SequenceTRM]:
+    torch.set_num_threads(1)
+    return make_random_sequence_bundle(tmp_path_factory.mktemp("sequence"), name=MODEL)
+
+
+@pytest.fixture(scope="module")
+def server(sequence_bundle: tuple[Path, SequenceTRM]):
+    with ServerProcess([sequence_bundle[0]]) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def stub(server: ServerProcess):
+    with grpc.insecure_channel(server.target) as channel:
+        yield trm_pb2_grpc.ReasoningServiceStub(channel)
+
+
+def _reference(model: SequenceTRM, text: str) -> tuple[str, list[int]]:
+    """The PyTorch decoder's answer and steps per token (the end mark's included)."""
+    with torch.no_grad():
+        out = run(model, to_batch([(text, "")]).source, max_len=model.cfg.max_target_len)
+    return decode(out.tokens[0].tolist()), [count for count in out.steps[0].tolist() if count]
+
+
+def _request(text: str, **budget) -> trm_pb2.ReasonRequest:
+    return trm_pb2.ReasonRequest(model=MODEL, text=text, budget=trm_pb2.Budget(**budget))
+
+
+def test_reason_writes_what_the_pytorch_decoder_writes(sequence_bundle, stub):
+    model = sequence_bundle[1]
+    tokens_seen = set()
+    for text in INPUTS:
+        expected, steps = _reference(model, text)
+        response = stub.Reason(_request(text), timeout=30)
+        answer = response.answer.text
+        assert answer.text == expected
+        assert response.steps == sum(steps) and answer.tokens == len(steps)
+        assert answer.mean_steps_per_token == pytest.approx(sum(steps) / len(steps), rel=1e-6)
+        assert response.halt_reason in (trm_pb2.HALT_REASON_HALTED, trm_pb2.HALT_REASON_MAX_STEPS)
+        tokens_seen.add(len(steps))
+    assert len(tokens_seen) > 1  # answers of different lengths
+
+
+def test_the_stream_shows_every_refinement_step_of_every_token_in_order(sequence_bundle, stub):
+    text = INPUTS[0]
+    _, steps = _reference(sequence_bundle[1], text)
+    messages = list(stub.ReasonStream(_request(text), timeout=30))
+    assert [m.step for m in messages] == list(range(1, sum(steps) + 1))
+    assert [m.final for m in messages] == [False] * (len(messages) - 1) + [True]
+    expected_positions = [(token, step) for token, count in enumerate(steps) for step in range(1, count + 1)]
+    assert [(m.answer.text.token_index, m.answer.text.token_step) for m in messages] == expected_positions
+    emitted = [m for m in messages if m.answer.text.token_emitted]
+    assert [m.answer.text.token_step for m in emitted] == steps
+    for before, after in itertools.pairwise(messages):  # the text only grows, when a token is emitted
+        assert after.answer.text.text.startswith(before.answer.text.text)
+        assert (after.answer.text.text != before.answer.text.text) <= after.answer.text.token_emitted
+    for message in messages:
+        probabilities = [c.probability for c in message.answer.text.candidates]
+        assert len(probabilities) == 3 and probabilities == sorted(probabilities, reverse=True)
+        assert 0.0 <= message.halt_confidence <= 1.0
+    assert messages[-1].answer.text.text == stub.Reason(_request(text), timeout=30).answer.text.text
+
+
+def test_requests_batched_together_get_what_each_gets_alone(stub):
+    alone = [stub.Reason(_request(text), timeout=30) for text in INPUTS]
+    batch = stub.ReasonBatch(trm_pb2.ReasonBatchRequest(requests=[_request(text) for text in INPUTS * 4]),
+                             timeout=60)
+    for index, result in enumerate(batch.results):
+        one = alone[index % len(INPUTS)]
+        assert result.response.answer.text.text == one.answer.text.text
+        assert result.response.steps == one.steps
+
+
+def test_a_step_budget_applies_to_each_token(stub):
+    response = stub.Reason(_request(INPUTS[0], max_steps=1), timeout=30)
+    assert response.steps == response.answer.text.tokens  # one step per token
+    never = stub.Reason(_request(INPUTS[0], halt_threshold=1.0, max_steps=2), timeout=30)
+    assert never.steps == 2 * never.answer.text.tokens
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("caf\u00e9 equals one", "characters model 'svc-dictation' does not read: '\u00e9'"),
+    ("x" * 65, "text has 65 characters; model 'svc-dictation' accepts at most 64"),
+    ("   ", "text is empty"),
+])
+def test_bad_input_is_invalid_argument_and_the_server_keeps_serving(stub, text, message):
+    with pytest.raises(grpc.RpcError) as error:
+        stub.Reason(_request(text), timeout=30)
+    assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert message in error.value.details()
+    assert stub.Reason(_request("x equals one"), timeout=30).answer.text.tokens > 0
+
+
+def test_model_info_names_the_task_and_the_output_limit(stub):
+    info = stub.GetModel(trm_pb2.GetModelRequest(name=MODEL), timeout=10)
+    assert info.task == trm_pb2.TASK_TYPE_SEQUENCE
+    assert info.limits.max_text_chars == 64 and info.limits.max_output_tokens == 24
+    assert info.labels[3] == " " and len(info.labels) == 98

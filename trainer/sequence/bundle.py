@@ -1,0 +1,43 @@
+"""A sequence model as a bundle (docs/BUNDLE.md, task "sequence"): its two graphs and the manifest."""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+
+from trainer.sequence.export import ENCODE_FILE, OPSET, STEP_FILE, export_graphs
+from trainer.sequence.model import SequenceTRM
+from trainer.sequence.vocab import BOS_ID, CHARACTERS, EOS_ID, PAD_ID, SPECIALS
+from trm_bundle.manifest import Bundle, CharacterInput, Manifest, Recursion, SequenceOutput, Training
+from trm_bundle.writer import write_bundle
+
+VOCABULARY = (*SPECIALS, *CHARACTERS)  # the manifest's labels: token id -> its text
+
+
+def sequence_manifest(model: SequenceTRM, *, name: str, version: str, description: str, max_chars: int,
+                      training: Training | None, metrics: Mapping[str, float] | None = None,
+                      halt_threshold: float = 0.5) -> Manifest:
+    """The manifest of `model`'s bundle: its vocabulary, input limit, output limit and caches' geometry."""
+    cfg = model.cfg
+    if max_chars > cfg.max_source_len:
+        raise ValueError(f"max_chars {max_chars} exceeds the model's {cfg.max_source_len} source positions")
+    return Manifest(
+        name=name, version=version, task="sequence", description=description, labels=VOCABULARY,
+        input=CharacterInput(max_chars=max_chars, pad_id=PAD_ID),
+        recursion=Recursion(n=cfg.n, T=cfg.T, N_sup=cfg.N_sup, state_shape=(1, cfg.hidden_size)),
+        halt_threshold=halt_threshold, min_steps=1, out_of_scope=None, metrics=dict(metrics or {}),
+        onnx_fp32=STEP_FILE, onnx_int8=None, onnx_opset=OPSET, training=training,
+        sequence=SequenceOutput(max_tokens=cfg.max_target_len, bos_id=BOS_ID, eos_id=EOS_ID,
+                                layers=cfg.num_layers, slots=cfg.slots, heads=cfg.num_heads,
+                                head_dim=cfg.head_dim, encode=ENCODE_FILE),
+    )
+
+
+def write_sequence_bundle(folder: Path, model: SequenceTRM, manifest: Manifest,
+                          extra_files: Mapping[str, Path | bytes | str] | None = None) -> Bundle:
+    """Export `model`'s graphs and write the bundle (with `extra_files`: REPORT.md, plots) at `folder`."""
+    with tempfile.TemporaryDirectory() as scratch:
+        encode_path, step_path = export_graphs(model, Path(scratch))
+        return write_bundle(folder, manifest, {ENCODE_FILE: encode_path, STEP_FILE: step_path,
+                                               **(extra_files or {})})
