@@ -19,6 +19,7 @@ from trm_client.results import (
     LabelScore,
     ReasonResult,
     ReasonStep,
+    WrittenText,
 )
 from trm_client.retry import NO_RETRY, RetryEvent, RetryPolicy
 
@@ -45,4 +46,5 @@ __all__ = [
     "TRMError",
     "TaskType",
     "Unavailable",
+    "WrittenText",
 ]

@@ -5,7 +5,8 @@ each tier of a tiered one (Sudoku: easy, medium, hard), and ``test_<tier>_<sourc
 source file of a tier (a breakdown, not a test set of its own); ``int8_`` in front marks the int8 model's.
 The headline, per test set, is ``in_scope_accuracy`` when the model has one (a model with an
 out-of-scope label: accuracy on the in-scope examples, the figure its dataset is known by), else
-``accuracy`` (for grids: whole puzzles solved exactly).
+``accuracy`` (for grids: whole puzzles solved exactly); a sequence model is known by ``test_exact_match``
+(whole answers written exactly).
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ def headline(metrics: Mapping[str, float]) -> Headline | None:
         and not key.removesuffix("_accuracy").endswith(_QUALIFIED)
     ]
     if not prefixes:
-        return None
+        return Headline("exact_match", {"": metrics["test_exact_match"]}) if "test_exact_match" in metrics else None
     tiers = {prefix.removeprefix("test").removeprefix("_"): prefix for prefix in prefixes}
     tiers = {tier: prefix for tier, prefix in tiers.items() if not any(tier.startswith(f"{t}_") for t in tiers if t)}
     name = next(m for m in _PREFERRED if all(f"{p}_{m}" in metrics for p in tiers.values()))

@@ -14,6 +14,7 @@ class TaskType(enum.Enum):
     UNSPECIFIED = "unspecified"
     TEXT_CLASSIFICATION = "text_classification"
     GRID = "grid"
+    SEQUENCE = "sequence"
 
     @classmethod
     def from_proto(cls, value: int) -> TaskType:
@@ -21,6 +22,7 @@ class TaskType(enum.Enum):
         return {
             trm_pb2.TASK_TYPE_TEXT_CLASSIFICATION: cls.TEXT_CLASSIFICATION,
             trm_pb2.TASK_TYPE_GRID: cls.GRID,
+            trm_pb2.TASK_TYPE_SEQUENCE: cls.SEQUENCE,
         }.get(value, cls.UNSPECIFIED)
 
 
@@ -58,7 +60,8 @@ class Budget:
 
 @dataclass(frozen=True)
 class InputLimits:
-    """What a model accepts: text length and token window, or grid shape, and the largest budget."""
+    """What a model accepts: text length and token window, or grid shape, and the largest budget; sequence
+    models also the longest answer in tokens (max_steps is then per token)."""
 
     max_text_chars: int
     max_tokens: int
@@ -66,6 +69,7 @@ class InputLimits:
     grid_cols: int
     max_steps: int
     max_time_budget_ms: int
+    max_output_tokens: int = 0
 
     @classmethod
     def from_proto(cls, message: trm_pb2.InputLimits) -> InputLimits:
@@ -77,6 +81,7 @@ class InputLimits:
             grid_cols=message.grid_cols,
             max_steps=message.max_steps,
             max_time_budget_ms=message.max_time_budget_ms,
+            max_output_tokens=message.max_output_tokens,
         )
 
 

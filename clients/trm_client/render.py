@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from trm_client.headline import headline
 from trm_client.model_info import ModelInfo
-from trm_client.results import Classification, GridSolution, ReasonResult, ReasonStep
+from trm_client.results import Answer, Classification, GridSolution, ReasonResult, ReasonStep, WrittenText
 
 _FULL, _EMPTY = "█", "░"
 
@@ -28,20 +28,35 @@ def models_table(infos: list[ModelInfo]) -> str:
     return "\n".join(lines)
 
 
-def answer_summary(answer: Classification | GridSolution) -> str:
+def answer_summary(answer: Answer) -> str:
     """A short one-line view of an answer."""
     if isinstance(answer, Classification):
         scope = "  (out of scope)" if answer.out_of_scope else ""
         return f"{answer.label}{scope}"
+    if isinstance(answer, WrittenText):
+        return answer.text
     return f"grid {answer.rows}x{answer.cols}, verified={'yes' if answer.verified else 'no'}"
 
 
 def step_line(step: ReasonStep) -> str:
-    """One line for a streamed step: step, current answer, confidence bar, halting confidence."""
+    """One line for a streamed step: step, current answer, confidence bar, halting confidence (sequence models:
+    the token refined, its step and top candidates, and the text so far)."""
+    if isinstance(step.answer, WrittenText):
+        return _token_step_line(step, step.answer)
     line = (
         f"step {step.step:>2}  {answer_summary(step.answer):<32} {step.confidence:5.3f} "
         f"{confidence_bar(step.confidence)}  halt {step.halt_confidence:4.2f}  {step.elapsed_ms:7.1f} ms"
     )
+    if step.final and step.halt_reason is not None:
+        line += f"  [{step.halt_reason.value}]"
+    return line
+
+
+def _token_step_line(step: ReasonStep, answer: WrittenText) -> str:
+    candidates = " ".join(f"{c.label!r} {c.probability:.2f}" for c in answer.candidates)
+    mark = "emit" if answer.token_emitted else "    "
+    line = (f"step {step.step:>3}  token {answer.token_index:>2}.{answer.token_step}  {mark}  halt "
+            f"{step.halt_confidence:4.2f}  [{candidates}]  {answer.text}")
     if step.final and step.halt_reason is not None:
         line += f"  [{step.halt_reason.value}]"
     return line
@@ -55,11 +70,11 @@ def grid_block(answer: GridSolution) -> str:
 def result_text(result: ReasonResult) -> str:
     """A multi-line view of a final result."""
     answer = result.answer
-    lines = [
-        f"model:       {result.model} {result.model_version}",
-        f"answer:      {answer_summary(answer)}",
-        f"confidence:  {result.confidence:.3f} {confidence_bar(result.confidence)}",
-    ]
+    lines = [f"model:       {result.model} {result.model_version}", f"answer:      {answer_summary(answer)}"]
+    if isinstance(answer, WrittenText):
+        lines.append(f"tokens:      {answer.tokens}, {answer.mean_steps_per_token:.2f} refinement steps each")
+    else:
+        lines.append(f"confidence:  {result.confidence:.3f} {confidence_bar(result.confidence)}")
     if isinstance(answer, Classification) and len(answer.top) > 1:
         lines.append("top:         " + ", ".join(f"{s.label} {s.probability:.3f}" for s in answer.top))
     lines += [

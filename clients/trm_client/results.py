@@ -82,11 +82,47 @@ class GridSolution:
         return [self.cells[r * self.cols : (r + 1) * self.cols] for r in range(self.rows)]
 
 
-Answer = Classification | GridSolution
+@dataclass(frozen=True)
+class WrittenText:
+    """A sequence model's answer (final), or where its decoding stands (a streamed step): the text emitted
+    so far, the token the step refined (its index, its refinement step, its top candidates, whether this
+    step emitted it), and the tokens emitted with their mean refinement steps."""
+
+    text: str
+    token_index: int
+    token_step: int
+    candidates: tuple[LabelScore, ...]
+    token_emitted: bool
+    tokens: int
+    mean_steps_per_token: float
+
+    @property
+    def confidence(self) -> float:
+        """The probability of the refined token's top candidate."""
+        return self.candidates[0].probability if self.candidates else 0.0
+
+    @property
+    def prediction(self) -> str:
+        """The answer as a string: the text."""
+        return self.text
+
+
+Answer = Classification | GridSolution | WrittenText
 
 
 def answer_from_proto(message: trm_pb2.Answer) -> Answer:
     """Reads whichever answer kind the message holds."""
+    if message.WhichOneof("kind") == "text":
+        text = message.text
+        return WrittenText(
+            text=text.text,
+            token_index=text.token_index,
+            token_step=text.token_step,
+            candidates=tuple(LabelScore(s.label, s.probability) for s in text.candidates),
+            token_emitted=text.token_emitted,
+            tokens=text.tokens,
+            mean_steps_per_token=text.mean_steps_per_token,
+        )
     if message.WhichOneof("kind") == "grid":
         grid = message.grid
         return GridSolution(
@@ -112,12 +148,12 @@ class _AnswerAccessors:
 
     @property
     def confidence(self) -> float:
-        """The answer's confidence (top probability, or the weakest grid cell's)."""
+        """The answer's confidence (top probability, the weakest grid cell's, or the refined token's)."""
         return self.answer.confidence
 
     @property
     def prediction(self) -> str:
-        """The answer as a string: the label, or the grid cells."""
+        """The answer as a string: the label, the grid cells, or the written text."""
         return self.answer.prediction
 
     @property

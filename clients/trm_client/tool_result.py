@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from trm_client.model_info import ModelInfo
-from trm_client.results import Classification, GridSolution, ReasonResult
+from trm_client.results import Classification, GridSolution, HaltReason, ReasonResult, WrittenText
 
 
 def defer_reason(info: ModelInfo, result: ReasonResult) -> str | None:
@@ -15,10 +15,14 @@ def defer_reason(info: ModelInfo, result: ReasonResult) -> str | None:
     probability is below the model's calibrated out-of-scope threshold or, for a model without one,
     when the halting head's confidence is below the model's calibrated halting threshold.
     Grid: unverified when the answer fails the deterministic rule check (a grid without rules never verifies).
+    Written text: incomplete unless the model ended the answer itself (a deadline, time budget or the output
+    limit cut it short).
     """
     answer = result.answer
     if isinstance(answer, GridSolution):
         return None if answer.verified else "unverified"
+    if isinstance(answer, WrittenText):
+        return None if result.halt_reason in (HaltReason.HALTED, HaltReason.LOAD) else "incomplete"
     if answer.out_of_scope:
         return "out_of_scope"
     if info.out_of_scope_threshold > 0:
@@ -37,6 +41,9 @@ def tool_payload(info: ModelInfo, result: ReasonResult) -> dict[str, Any]:
         payload["confidence"] = round(answer.confidence, 3)
         payload["alternatives"] = [[s.label, round(s.probability, 3)] for s in answer.top[1:]]
         payload["out_of_scope"] = answer.out_of_scope
+    elif isinstance(answer, WrittenText):
+        payload["answer"] = answer.text
+        payload["mean_steps_per_character"] = round(answer.mean_steps_per_token, 2)
     else:
         payload["answer"] = answer.row_strings()
         payload["confidence"] = round(answer.confidence, 3)

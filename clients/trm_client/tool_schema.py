@@ -24,6 +24,12 @@ def tool_description(info: ModelInfo) -> str:
             f"Solves a {rows}x{cols} grid puzzle with the tiny recursive model '{info.name}'. "
             "Returns the filled grid and whether it passed the deterministic rule check (verified)."
         )
+    elif info.task is TaskType.SEQUENCE:
+        what = (
+            f"Writes out what was said with the tiny recursive model '{info.name}' (e.g. dictated code: "
+            f"'def parse open paren path close paren colon' -> 'def parse(path):'); answers of up to "
+            f"{info.limits.max_output_tokens} characters."
+        )
     else:
         labels = info.labels
         listed = ", ".join(labels[:_MAX_LISTED_LABELS]) + (
@@ -55,10 +61,12 @@ def input_schema(info: ModelInfo) -> dict[str, Any]:
         }
         required = ["grid"]
     else:
-        text: dict[str, Any] = {"type": "string", "minLength": 1, "description": "The text to classify."}
+        sequence = info.task is TaskType.SEQUENCE
+        text: dict[str, Any] = {"type": "string", "minLength": 1,
+                                "description": "The words to write out." if sequence else "The text to classify."}
         if info.limits.max_text_chars:
             text["maxLength"] = info.limits.max_text_chars
-        properties = {
+        properties = {"text": text} if sequence else {
             "text": text,
             "top_k": {
                 "type": "integer",
@@ -73,7 +81,8 @@ def input_schema(info: ModelInfo) -> dict[str, Any]:
             "type": "integer",
             "minimum": 1,
             "maximum": info.limits.max_steps,
-            "description": "Most refinement steps to spend; fewer is faster and less accurate.",
+            "description": "Most refinement steps to spend (per written character for a sequence model); "
+            "fewer is faster and less accurate.",
         }
     return {
         "type": "object",

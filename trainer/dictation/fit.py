@@ -12,18 +12,20 @@ from __future__ import annotations
 import argparse
 import json
 import random
-from collections import defaultdict
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
 import torch
 
-from trainer.dictation.anchor import alpha2digit_reader, number_literals, number_phrases, score_reader
-from trainer.dictation.corpus import MAX_LINE_CHARS, Corpus, load_corpus
+from trainer.dictation.anchor import number_literals
+from trainer.dictation.corpus import MAX_LINE_CHARS, load_corpus
+from trainer.dictation.evaluate import score_test_split, steps_report
 from trainer.dictation.examples import DictationExamples
+from trainer.dictation.export import export_dictation_bundle
 from trainer.dictation.verbalize import Verbalizer
 from trainer.sequence.batches import length_bucketed
-from trainer.sequence.evaluate import Predictions, predict, score
+from trainer.sequence.evaluate import predict, score
 from trainer.sequence.model import SequenceConfig, SequenceTRM
 from trainer.sequence.train import SequenceTrainConfig, SequenceTrainer
 
@@ -33,6 +35,7 @@ MAX_SOURCE_CHARS = 512  # spoken characters the model reads (training draws only
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--run-dir", type=Path, required=True)
+    parser.add_argument("--bundle-dir", type=Path, help="write the bundle here at the end (trainer.dictation.export)")
     parser.add_argument("--cache-dir", type=Path, default=Path("/tmp/trm-dictation-cache"),
                         help="where the corpus built from the standard library is cached")
     parser.add_argument("--minutes", type=float, default=12.0, help="training time (evaluation not included)")
@@ -56,40 +59,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def char_kind(char: str | None) -> str:
-    """The kind of an output token, for steps per token by kind."""
-    if char is None:
-        return "end"
-    if char == " ":
-        return "space"
-    if char.isalpha():
-        return "letter"
-    if char.isdigit():
-        return "digit"
-    if char in "()[]{}":
-        return "bracket"
-    if char in "'\"":
-        return "quote"
-    return "other symbol"
-
-
-def steps_report(predictions: Predictions) -> dict:
-    """Mean steps per token overall and by kind of character, and the histogram of steps."""
-    by_kind: dict[str, list[int]] = defaultdict(list)
-    histogram: dict[int, int] = defaultdict(int)
-    for text, steps in zip(predictions.texts, predictions.steps, strict=True):
-        for index, count in enumerate(steps):
-            by_kind[char_kind(text[index] if index < len(text) else None)].append(count)
-            histogram[count] += 1
-    every = [count for counts in by_kind.values() for count in counts]
-    means = {kind: sum(counts) / len(counts) for kind, counts in by_kind.items()}
-    return {"mean_steps": sum(every) / max(1, len(every)),
-            "by_kind": dict(sorted(means.items(), key=lambda item: -item[1])),
-            "histogram": dict(sorted(histogram.items()))}
-
-
 def main(argv: Sequence[str] | None = None) -> dict:
     args = parse_args(argv)
+    started = time.monotonic()
     torch.set_num_threads(args.threads)
     corpus = load_corpus(args.cache_dir, args.seed)
     verbalizer = Verbalizer(args.seed)
@@ -119,42 +91,14 @@ def main(argv: Sequence[str] | None = None) -> dict:
     final = trainer.fit()
     metrics = {"args": {k: str(v) for k, v in vars(args).items()}, "training": {
         "steps": trainer.step, "minutes": trainer.elapsed_s / 60, "lines_seen": trainer.lines_seen},
-        "history": trainer.history, **test_report(final, corpus, verbalizer, args, rng)}
+        "history": trainer.history,
+        **score_test_split(final, corpus, verbalizer, max_chars=args.max_chars, max_source_chars=args.max_source_chars,
+                      lines=args.test_lines, seed=args.seed), "wall_time_s": time.monotonic() - started}
     (args.run_dir / "metrics.json").write_text(json.dumps(metrics, indent=1))
     print(json.dumps({k: v for k, v in metrics.items() if k != "history"}, indent=1))
+    if args.bundle_dir:
+        print(f"bundle: {export_dictation_bundle(args.run_dir, args.bundle_dir).path}")
     return metrics
-
-
-def test_report(model: SequenceTRM, corpus: Corpus, verbalizer: Verbalizer, args: argparse.Namespace,
-                rng: random.Random) -> dict:
-    """Scores on the test split: short lines (the bar), longer lines, number phrases next to alpha2digit."""
-    report = {}
-    test_lines = corpus.texts("test")
-    seen = set(corpus.texts("train"))
-    short = rng.sample([line for line in test_lines if len(line) <= args.max_chars], args.test_lines)
-    longer = [line for line in test_lines if len(line) > args.max_chars]
-    longer = rng.sample(longer, min(len(longer), args.test_lines // 4))
-    for name, lines in (("short", short), ("longer", longer)):
-        spoken = [verbalizer.speak(line) for line in lines]
-        keep = [i for i, s in enumerate(spoken) if len(s) <= MAX_SOURCE_CHARS]
-        lines, spoken = [lines[i] for i in keep], [spoken[i] for i in keep]
-        predictions = predict(model, spoken, max_len=args.max_chars + 8 if name == "short" else None)
-        novel = [i for i, line in enumerate(lines) if line not in seen]
-        report[f"test_{name}"] = {
-            **score(predictions.texts, lines),
-            "novel": score([predictions.texts[i] for i in novel], [lines[i] for i in novel]),
-            "steps": steps_report(predictions),
-            "examples": [(spoken[i], lines[i], predictions.texts[i]) for i in range(min(12, len(lines)))],
-        }
-    literals = number_literals(test_lines)
-    for name, phrasing in (("numbers", verbalizer), ("numbers_clean", Verbalizer(args.seed, confusion_rate=0.0))):
-        phrases = number_phrases(literals, phrasing)
-        predictions = predict(model, [phrase.spoken for phrase in phrases], max_len=args.max_chars + 8)
-        by_spoken = dict(zip([phrase.spoken for phrase in phrases], predictions.texts, strict=True))
-        report[name] = {"count": len(phrases),
-                        "model": score_reader(phrases, by_spoken.__getitem__).exact_match,
-                        "alpha2digit": score_reader(phrases, alpha2digit_reader).exact_match}
-    return report
 
 
 if __name__ == "__main__":

@@ -19,11 +19,13 @@ from trainer.sequence.vocab import BOS_ID, EOS_ID, PAD_ID
 
 @dataclass
 class Halting:
-    """When a token stops refining: after `fixed_steps` steps if set, else when its halting logit is
-    positive (or at N_sup). In training, with probability `exploration` a token must first take a random
-    number of steps in [2, N_sup] (the TRM's exploration, so the halting head sees later steps too)."""
+    """When a token stops refining: after `fixed_steps` steps if set, else when sigmoid of its halting
+    logit reaches `threshold` (or at N_sup), as the server halts. In training, with probability
+    `exploration` a token must first take a random number of steps in [2, N_sup] (the TRM's exploration,
+    so the halting head sees later steps too)."""
 
     fixed_steps: int | None = None
+    threshold: float = 0.5
     exploration: float = 0.0
     generator: torch.Generator | None = None
 
@@ -45,7 +47,9 @@ class Halting:
         """Which tokens stop after `step` (bool, the shape of halt_logit)."""
         if self.fixed_steps is not None:
             return torch.full_like(halt_logit, step >= self.fixed_steps, dtype=torch.bool)
-        return ((halt_logit > 0) & (step >= minimum)) | (step >= n_sup)
+        confident = torch.sigmoid(halt_logit) >= self.threshold if self.threshold < 1.0 else torch.zeros_like(
+            halt_logit, dtype=torch.bool)
+        return (confident & (step >= minimum)) | (step >= n_sup)
 
 
 @dataclass

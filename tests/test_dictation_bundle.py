@@ -1,0 +1,63 @@
+"""A dictation training run becomes a bundle: scored on held-out lines, written through trm_bundle, and
+loaded by the server's loader; its manifest and REPORT.md carry the run's figures."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import torch
+
+from trainer.dictation.corpus import CodeLine, Corpus
+from trainer.dictation.evaluate import score_test_split
+from trainer.dictation.export import export_dictation_bundle
+from trainer.dictation.verbalize import Verbalizer
+from trainer.sequence.batches import Batch, to_batch
+from trainer.sequence.train import SequenceTrainConfig, SequenceTrainer
+from trainer.testing import random_sequence_model
+from trm_service.runtime.loader import LoadOptions, load_model
+from trm_service.runtime.session import SessionSettings
+
+LINES = ["x = 1", "return None", "import os", "def parse(path):", "y = x + 42", "print(name)", "pass",
+         "for i in range(10):", "self.value = 3.5", "break", "result = compute_total(first_value, second_value)"]
+
+
+def _corpus() -> Corpus:
+    lines = [CodeLine("lib/example.py", number, text, text) for number, text in enumerate(LINES, start=1)]
+    return Corpus({"train": lines[:6], "val": lines[6:8], "test": lines[4:]}, seed=0)
+
+
+def test_a_run_becomes_a_bundle_with_its_figures(tmp_path: Path) -> None:
+    torch.set_num_threads(1)
+    corpus, verbalizer = _corpus(), Verbalizer(0)
+    run_dir = tmp_path / "run"
+    pairs = [(verbalizer.speak(line), line) for line in corpus.texts("train")]
+
+    def batches(_step: int) -> Iterator[Batch]:
+        while True:
+            yield to_batch(pairs)
+
+    model = random_sequence_model(0, max_source_len=256, max_target_len=48, n=1, T=1, N_sup=3)
+    trainer = SequenceTrainer(SequenceTrainConfig(run_dir=run_dir, batch_size=len(pairs), max_steps=3,
+                                                  warmup_steps=1, log_every=100), model, batches, log=lambda _: None)
+    report = score_test_split(trainer.fit(), corpus, verbalizer, max_chars=40, max_source_chars=200, lines=4, seed=0)
+    args = {"max_source_chars": 200, "max_chars": 40, "seed": 0, "minutes": 1.0}
+    (run_dir / "metrics.json").write_text(json.dumps({
+        "args": args, "training": {"steps": 3, "minutes": 0.1, "lines_seen": 18}, "history": [], **report}))
+
+    bundle = export_dictation_bundle(run_dir, tmp_path / "code-dictation", wall_time_s=12.0)
+
+    metrics = bundle.manifest.metrics
+    assert metrics["test_exact_match"] == report["test_short"]["exact_match"]
+    assert metrics["test_cer"] == report["test_short"]["cer"]
+    assert metrics["numbers_alpha2digit_exact"] == report["numbers"]["alpha2digit"]
+    assert [point["steps"] for point in report["fixed_steps"]] == [1, 2, 3]
+    assert len(report["halting_curve"]) >= 5 and all(1 <= p["mean_steps"] <= 3 for p in report["halting_curve"])
+    assert bundle.manifest.training.optimizer_steps == 3 and bundle.manifest.training.wall_time_s == 12.0
+    assert bundle.manifest.input.max_chars == 200 and bundle.manifest.sequence.slots == 4
+    text = (bundle.path / "REPORT.md").read_text()
+    assert f"{100 * report['test_short']['exact_match']:.2f}%" in text and "python -m trainer.dictation.fit" in text
+    assert (bundle.path / "anytime.png").stat().st_size > 10_000
+    loaded = load_model(bundle.path, LoadOptions(SessionSettings()))
+    assert loaded.onnx_file == "step.onnx" and loaded.warm_step_s > 0

@@ -1,0 +1,140 @@
+"""Scores of a code-dictation model on held-out files: the bar's lines, longer lines, number phrases,
+and adaptive compute (exact match at each fixed step count and as the halting threshold sweeps, steps per
+token by kind of character).
+
+    python -m trainer.dictation.evaluate --run-dir RUN [--lines 2000]
+
+re-scores a run's checkpoint and rewrites the scores in RUN/metrics.json (``trainer.dictation.fit`` scores
+at the end of training; this is for a changed evaluation or more test lines).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from trainer.dictation.anchor import alpha2digit_reader, number_literals, number_phrases, score_reader
+from trainer.dictation.corpus import Corpus, load_corpus
+from trainer.dictation.verbalize import Verbalizer
+from trainer.sequence.decode import Halting
+from trainer.sequence.evaluate import Predictions, predict, score
+from trainer.sequence.model import SequenceTRM
+from trainer.sequence.train import CHECKPOINT, load_model
+
+CURVE_THRESHOLDS = (0.2, 0.35, 0.5, 0.65, 0.8, 0.9, 0.97)
+
+
+def char_kind(char: str | None) -> str:
+    """The kind of an output token, for steps per token by kind."""
+    if char is None:
+        return "end"
+    if char == " ":
+        return "space"
+    if char.isalpha():
+        return "letter"
+    if char.isdigit():
+        return "digit"
+    if char in "()[]{}":
+        return "bracket"
+    if char in "'\"":
+        return "quote"
+    return "other symbol"
+
+
+def steps_report(predictions: Predictions) -> dict[str, Any]:
+    """Mean steps per token overall, by kind of character and for the slowest characters, and the
+    histogram of steps."""
+    by_kind: dict[str, list[int]] = defaultdict(list)
+    by_char: dict[str, list[int]] = defaultdict(list)
+    histogram: dict[int, int] = defaultdict(int)
+    for text, steps in zip(predictions.texts, predictions.steps, strict=True):
+        for index, count in enumerate(steps):
+            char = text[index] if index < len(text) else None
+            by_kind[char_kind(char)].append(count)
+            by_char["[EOS]" if char is None else char].append(count)
+            histogram[count] += 1
+    every = [count for counts in by_kind.values() for count in counts]
+    means = {kind: sum(counts) / len(counts) for kind, counts in by_kind.items()}
+    slowest = sorted(((sum(c) / len(c), char, len(c)) for char, c in by_char.items() if len(c) >= 20), reverse=True)
+    return {"mean_steps": sum(every) / max(1, len(every)),
+            "by_kind": dict(sorted(means.items(), key=lambda item: -item[1])),
+            "slowest_characters": [{"char": char, "mean_steps": mean, "count": count}
+                                   for mean, char, count in slowest[:10]],
+            "histogram": dict(sorted(histogram.items()))}
+
+
+def score_test_split(model: SequenceTRM, corpus: Corpus, verbalizer: Verbalizer, *, max_chars: int,
+                     max_source_chars: int, lines: int, seed: int, curves: bool = True) -> dict[str, Any]:
+    """Scores on the test split: `lines` short lines (at most `max_chars`, the bar) at learned halting,
+    at each fixed step count and as the halting threshold sweeps (with `curves`); a quarter as many longer
+    lines; every number literal of the test files said alone, next to text2num's alpha2digit."""
+    rng = random.Random(seed)
+    report: dict[str, Any] = {}
+    test_lines = corpus.texts("test")
+    seen = set(corpus.texts("train"))
+    short = rng.sample([line for line in test_lines if len(line) <= max_chars], lines)
+    longer = [line for line in test_lines if len(line) > max_chars]
+    longer = rng.sample(longer, min(len(longer), lines // 4))
+    for name, chosen in (("short", short), ("longer", longer)):
+        spoken = [verbalizer.speak(line) for line in chosen]
+        keep = [i for i, s in enumerate(spoken) if len(s) <= max_source_chars]
+        chosen, spoken = [chosen[i] for i in keep], [spoken[i] for i in keep]
+        limit = max_chars + 8 if name == "short" else None
+        predictions = predict(model, spoken, max_len=limit)
+        novel = [i for i, line in enumerate(chosen) if line not in seen]
+        report[f"test_{name}"] = {
+            **score(predictions.texts, chosen),
+            "novel": score([predictions.texts[i] for i in novel], [chosen[i] for i in novel]),
+            "steps": steps_report(predictions),
+            "examples": [(spoken[i], chosen[i], predictions.texts[i]) for i in range(min(12, len(chosen)))],
+        }
+        if name == "short" and curves:
+            report["fixed_steps"] = [
+                {"steps": k, **score(predict(model, spoken, halting=Halting(fixed_steps=k), max_len=limit).texts,
+                                     chosen)} for k in range(1, model.cfg.N_sup + 1)]
+            report["halting_curve"] = []
+            for threshold in CURVE_THRESHOLDS:
+                swept = predict(model, spoken, halting=Halting(threshold=threshold), max_len=limit)
+                report["halting_curve"].append({"threshold": threshold, **score(swept.texts, chosen),
+                                                "mean_steps": steps_report(swept)["mean_steps"]})
+    literals = number_literals(test_lines)
+    for name, phrasing in (("numbers", verbalizer), ("numbers_clean", Verbalizer(seed, confusion_rate=0.0))):
+        phrases = number_phrases(literals, phrasing)
+        predictions = predict(model, [phrase.spoken for phrase in phrases], max_len=max_chars + 8)
+        by_spoken = dict(zip([phrase.spoken for phrase in phrases], predictions.texts, strict=True))
+        report[name] = {"count": len(phrases),
+                        "model": score_reader(phrases, by_spoken.__getitem__).exact_match,
+                        "alpha2digit": score_reader(phrases, alpha2digit_reader).exact_match}
+    return report
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Score a run's checkpoint (its EMA weights) on the test split again and rewrite the scores in its
+    metrics.json (the training history and arguments are kept)."""
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--run-dir", type=Path, required=True)
+    parser.add_argument("--cache-dir", type=Path, default=Path("/tmp/trm-dictation-cache"))
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--lines", type=int, help="test lines of each kind (default: the run's --test-lines)")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    metrics_path = args.run_dir / "metrics.json"
+    metrics = json.loads(metrics_path.read_text())
+    run_args = metrics["args"]
+    seed = int(run_args["seed"])
+    report = score_test_split(
+        load_model(args.run_dir / CHECKPOINT), load_corpus(args.cache_dir, seed), Verbalizer(seed),
+        max_chars=int(run_args["max_chars"]), max_source_chars=int(run_args["max_source_chars"]),
+        lines=args.lines or int(run_args["test_lines"]), seed=seed)
+    metrics_path.write_text(json.dumps({**metrics, **report}, indent=1))
+    print(json.dumps({key: value for key, value in report.items() if key != "history"}, indent=1)[:4000])
+
+
+if __name__ == "__main__":
+    main()

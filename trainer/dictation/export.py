@@ -1,0 +1,160 @@
+"""The code-dictation bundle of a training run: its graphs, REPORT.md, anytime.png and evaluation.json.
+
+    python -m trainer.dictation.export --run-dir RUN --bundle-dir trm_service/models/code-dictation
+
+Reads RUN/checkpoint.pt (the EMA weights) and RUN/metrics.json (written by ``trainer.dictation.fit``, whose
+--bundle-dir calls this at the end of a run), scores what the manifest records from them, and writes the
+bundle through trm_bundle (it is loaded back before it replaces an earlier one).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+import torch
+
+from trainer.sequence.bundle import sequence_manifest, write_sequence_bundle
+from trainer.sequence.model import SequenceTRM
+from trainer.sequence.train import CHECKPOINT, load_model
+from trm_bundle.manifest import Bundle, Training
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+
+NAME = "code-dictation"
+DESCRIPTION = ("Dictated Python to code: spoken words in, one line of code out, written one character at a "
+               "time, each refined until its halting head settles it")
+
+
+def headline_metrics(metrics: dict[str, Any]) -> dict[str, float]:
+    """The manifest's figures (docs/BUNDLE.md, Metrics) from a run's metrics.json."""
+    short, longer = metrics["test_short"], metrics["test_longer"]
+    best_fixed = max(metrics["fixed_steps"], key=lambda point: point["exact_match"])
+    return {
+        "test_exact_match": short["exact_match"], "test_cer": short["cer"],
+        "test_mean_steps_per_token": short["steps"]["mean_steps"],
+        "test_novel_exact": short["novel"]["exact_match"],
+        "test_long_exact": longer["exact_match"], "test_long_cer": longer["cer"],
+        "test_best_fixed_steps": float(best_fixed["steps"]), "test_best_fixed_exact": best_fixed["exact_match"],
+        "numbers_exact": metrics["numbers"]["model"], "numbers_alpha2digit_exact": metrics["numbers"]["alpha2digit"],
+    }
+
+
+def plot_anytime(path: Path, metrics: dict[str, Any]) -> None:
+    """Left: exact match against mean steps per token (thresholds swept; fixed step counts as crosses,
+    the shipped threshold circled). Middle: the steps-per-token histogram. Right: mean steps by kind."""
+    fig, (left, middle, right) = plt.subplots(1, 3, figsize=(15, 4))
+    curve = metrics["halting_curve"]
+    left.plot([p["mean_steps"] for p in curve], [100 * p["exact_match"] for p in curve], marker=".",
+              label="learned halting, thresholds swept")
+    fixed = metrics["fixed_steps"]
+    left.scatter([p["steps"] for p in fixed], [100 * p["exact_match"] for p in fixed], marker="x", color="black",
+                 label="fixed steps per token")
+    short = metrics["test_short"]
+    left.scatter([short["steps"]["mean_steps"]], [100 * short["exact_match"]], s=120, facecolors="none",
+                 edgecolors="red", label="shipped threshold (0.5)")
+    left.set(xlabel="mean refinement steps per token", ylabel="exact match, lines <= 40 chars (%)",
+             title="Accuracy vs compute")
+    histogram = short["steps"]["histogram"]
+    middle.bar([int(k) for k in histogram], list(histogram.values()))
+    middle.set(xlabel="refinement steps", ylabel="tokens", title="Steps per token (learned halting)")
+    kinds = short["steps"]["by_kind"]
+    right.barh(list(kinds), list(kinds.values()))
+    right.set(xlabel="mean refinement steps", title="Steps by kind of token")
+    for axes in (left, middle):
+        axes.grid(alpha=0.3)
+    left.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def report_markdown(metrics: dict[str, Any], training: Training, parameters: int) -> str:
+    """REPORT.md: the command, the wall time, and every figure with its data."""
+    short, longer = metrics["test_short"], metrics["test_longer"]
+    steps = short["steps"]
+    lines = [
+        f"# {NAME}", "", DESCRIPTION + ".", "",
+        "## Training", "",
+        f"- Command: `{training.command}`",
+        f"- Wall time: {training.wall_time_s / 60:.1f} min in all ({training.train_time_s / 60:.1f} min of "
+        f"training steps, then scoring), {training.optimizer_steps} optimizer steps, "
+        f"{metrics['training']['lines_seen']:,} lines seen, {parameters:,} parameters, CPU.",
+        "- Data: the one-line statements of this interpreter's standard library, split by file (80/10/10, "
+        "seeded); the spoken forms come from `trainer/dictation/verbalize.py`. Test files are never trained on.",
+        "",
+        "## Test split (held-out files)", "",
+        "| set | lines | exact match | character error rate | mean steps per token |",
+        "|---|---:|---:|---:|---:|",
+        f"| lines of at most 40 characters (the bar) | {short['count']:.0f} | {100 * short['exact_match']:.2f}% | "
+        f"{100 * short['cer']:.2f}% | {steps['mean_steps']:.2f} |",
+        f"| of those, lines never seen in a training file | {short['novel']['count']:.0f} | "
+        f"{100 * short['novel']['exact_match']:.2f}% | {100 * short['novel']['cer']:.2f}% | |",
+        f"| longer lines | {longer['count']:.0f} | {100 * longer['exact_match']:.2f}% | {100 * longer['cer']:.2f}% "
+        f"| {longer['steps']['mean_steps']:.2f} |",
+        "",
+        f"Number-only phrases (every number literal of the test files, said alone; {metrics['numbers']['count']}): "
+        f"model {100 * metrics['numbers']['model']:.1f}% exact, text2num `alpha2digit` "
+        f"{100 * metrics['numbers']['alpha2digit']:.1f}%; without recognition confusions "
+        f"{100 * metrics['numbers_clean']['model']:.1f}% and {100 * metrics['numbers_clean']['alpha2digit']:.1f}%.",
+        "",
+        "## Adaptive compute", "",
+        "![anytime](anytime.png)", "",
+        "| halting | exact match | mean steps per token |", "|---|---:|---:|",
+        *[f"| fixed {p['steps']} | {100 * p['exact_match']:.2f}% | {p['steps']:.2f} |" for p in metrics["fixed_steps"]],
+        *[f"| learned, threshold {p['threshold']} | {100 * p['exact_match']:.2f}% | {p['mean_steps']:.2f} |"
+          for p in metrics["halting_curve"]],
+        "",
+        "Steps per token by kind (learned halting, threshold 0.5): "
+        + ", ".join(f"{kind} {mean:.2f}" for kind, mean in steps["by_kind"].items()) + ".",
+        "Slowest characters: " + ", ".join(f"`{c['char']}` {c['mean_steps']:.2f}" for c in steps["slowest_characters"])
+        + ".",
+        "",
+        "## Examples (spoken -> expected -> written)", "",
+        *[f"- `{spoken}`  \n  `{expected}`  \n  `{written}`" for spoken, expected, written in short["examples"]],
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def export_dictation_bundle(run_dir: Path, bundle_dir: Path, wall_time_s: float | None = None) -> Bundle:
+    """Write the bundle of `run_dir`'s EMA model with the figures of its metrics.json."""
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    model: SequenceTRM = load_model(run_dir / CHECKPOINT)
+    state = torch.load(run_dir / CHECKPOINT, weights_only=False)
+    args = metrics["args"]
+    parameters = sum(p.numel() for p in model.parameters())
+    command = "python -m trainer.dictation.fit " + " ".join(
+        f"--{key.replace('_', '-')} {value}" for key, value in args.items() if key not in ("bundle_dir",))
+    training = Training(
+        model_config=model.cfg.to_dict(), config={**state["config"], "fit_args": args}, data_sha256={},
+        command=command, wall_time_s=wall_time_s or metrics.get("wall_time_s", state["elapsed_s"]),
+        optimizer_steps=state["step"], train_time_s=state["elapsed_s"], device="cpu", parameters=parameters)
+    manifest = sequence_manifest(model, name=NAME, version=metrics.get("version", "1.0.0"), description=DESCRIPTION,
+                                 max_chars=int(args.get("max_source_chars", 200)), training=training,
+                                 metrics=headline_metrics(metrics))
+    with_plot = run_dir / "anytime.png"
+    plot_anytime(with_plot, metrics)
+    evaluation = {key: value for key, value in metrics.items() if key != "args"}
+    return write_sequence_bundle(bundle_dir, model, manifest, {
+        "REPORT.md": report_markdown(metrics, training, parameters), "anytime.png": with_plot,
+        "evaluation.json": json.dumps(evaluation, indent=1)})
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--run-dir", type=Path, required=True)
+    parser.add_argument("--bundle-dir", type=Path, required=True)
+    parser.add_argument("--wall-time-s", type=float, help="the run's wall time, if metrics.json lacks it")
+    args = parser.parse_args(argv)
+    bundle = export_dictation_bundle(args.run_dir, args.bundle_dir, args.wall_time_s)
+    print(f"wrote {bundle.path}: " + json.dumps(bundle.manifest.metrics))
+
+
+if __name__ == "__main__":
+    main()
