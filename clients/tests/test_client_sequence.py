@@ -1,0 +1,86 @@
+"""Sequence models through the SDK, the CLI and the tool adapter, against a real server (random weights)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from jsonschema import Draft202012Validator
+from test_client_cli import trm_client
+from trm_client import AsyncTRMClient, Budget, HaltReason, TaskType, TRMClient, WrittenText
+from trm_client.tools import ToolAdapter
+
+from trainer.testing import make_random_sequence_bundle
+from trm_service.testing import ServerProcess
+
+MODEL = "dictation-test"
+SPOKEN = "def parse open paren path close paren colon"
+
+
+@pytest.fixture(scope="module")
+def sequence_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    path: Path = make_random_sequence_bundle(tmp_path_factory.mktemp("sequence"), name=MODEL)[0]
+    with ServerProcess([path]) as process:
+        yield process
+
+
+@pytest.fixture
+def sequence_client(sequence_server: ServerProcess) -> Iterator[TRMClient]:
+    with TRMClient(sequence_server.target, timeout_s=30.0) as client:
+        yield client
+
+
+def test_reason_returns_written_text_and_the_stream_ends_with_it(sequence_client):
+    info = sequence_client.model(MODEL)
+    assert info.task is TaskType.SEQUENCE and info.limits.max_output_tokens == 24
+    result = sequence_client.reason(MODEL, SPOKEN)
+    assert isinstance(result.answer, WrittenText) and result.prediction == result.answer.text
+    assert result.steps >= result.answer.tokens > 0
+    steps = list(sequence_client.reason_stream(MODEL, SPOKEN))
+    assert [s.step for s in steps] == list(range(1, result.steps + 1))
+    assert steps[-1].final and steps[-1].answer.text == result.answer.text
+    assert steps[-1].halt_reason is result.halt_reason
+    emitted = [s.answer.token_index for s in steps if s.answer.token_emitted]
+    assert emitted == list(range(result.answer.tokens))
+
+
+def test_a_step_budget_is_per_token(sequence_client):
+    result = sequence_client.reason(MODEL, SPOKEN, budget=Budget(max_steps=1))
+    assert result.steps == result.answer.tokens and result.answer.mean_steps_per_token == 1.0
+
+
+def test_the_async_client_gets_the_same_text(sequence_server, sequence_client):
+    async def ask() -> str:
+        async with AsyncTRMClient(sequence_server.target, timeout_s=30.0) as client:
+            return (await client.reason(MODEL, SPOKEN)).prediction
+
+    assert asyncio.run(ask()) == sequence_client.reason(MODEL, SPOKEN).prediction
+
+
+def test_the_cli_prints_the_text_and_streams_it_token_by_token(sequence_server, sequence_client):
+    expected = sequence_client.reason(MODEL, SPOKEN)
+    done = trm_client("reason", MODEL, SPOKEN, target=sequence_server.target)
+    assert done.returncode == 0, done.stderr
+    assert f"answer:      {expected.answer.text}" in done.stdout
+    assert f"tokens:      {expected.answer.tokens}," in done.stdout
+    streamed = trm_client("reason", MODEL, SPOKEN, "--stream", target=sequence_server.target)
+    lines = streamed.stdout.splitlines()
+    assert len(lines) == expected.steps and lines[0].split()[:4] == ["step", "1", "token", "0.1"]
+    assert lines[-1].endswith(f"{expected.answer.text}  [{expected.halt_reason.value}]")
+    as_json = json.loads(trm_client("reason", MODEL, SPOKEN, "--json", target=sequence_server.target).stdout)
+    assert as_json["prediction"] == expected.answer.text and as_json["answer"]["tokens"] == expected.answer.tokens
+
+
+def test_the_tool_takes_words_and_returns_the_text(sequence_client):
+    adapter = ToolAdapter(sequence_client)
+    (tool,) = adapter.tools()
+    parameters = tool["function"]["parameters"]
+    assert set(parameters["properties"]) == {"text", "max_steps"}
+    Draft202012Validator(parameters).validate({"text": SPOKEN, "max_steps": 2})
+    reply = json.loads(adapter.call_tool(tool["function"]["name"], {"text": SPOKEN}))
+    direct = sequence_client.reason(MODEL, SPOKEN)
+    assert reply["answer"] == direct.answer.text and reply["steps"] == direct.steps
+    assert reply["defer_to_llm"] is (direct.halt_reason is not HaltReason.HALTED)
