@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 from jsonschema import Draft202012Validator
+from sdk_test_support import TEXT_MODEL
 from test_client_cli import trm_client
+from test_client_examples import VOICE, run_example
 from trm_client import AsyncTRMClient, Budget, HaltReason, TaskType, TRMClient, WrittenText
 from trm_client.tools import ToolAdapter
 
@@ -21,9 +23,10 @@ SPOKEN = "def parse open paren path close paren colon"
 
 
 @pytest.fixture(scope="module")
-def sequence_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+def sequence_server(tmp_path_factory: pytest.TempPathFactory, bundles: dict[str, Path]) -> Iterator[ServerProcess]:
+    """The random sequence bundle next to the random intent bundle (for the voice pipeline's chain)."""
     path: Path = make_random_sequence_bundle(tmp_path_factory.mktemp("sequence"), name=MODEL)[0]
-    with ServerProcess([path]) as process:
+    with ServerProcess([path, bundles["text"]]) as process:
         yield process
 
 
@@ -76,7 +79,7 @@ def test_the_cli_prints_the_text_and_streams_it_token_by_token(sequence_server, 
 
 def test_the_tool_takes_words_and_returns_the_text(sequence_client):
     adapter = ToolAdapter(sequence_client)
-    (tool,) = adapter.tools()
+    (tool,) = [t for t in adapter.tools() if t["function"]["name"] == "trm_dictation_test"]
     parameters = tool["function"]["parameters"]
     assert set(parameters["properties"]) == {"text", "max_steps"}
     Draft202012Validator(parameters).validate({"text": SPOKEN, "max_steps": 2})
@@ -84,3 +87,16 @@ def test_the_tool_takes_words_and_returns_the_text(sequence_client):
     direct = sequence_client.reason(MODEL, SPOKEN)
     assert reply["answer"] == direct.answer.text and reply["steps"] == direct.steps
     assert reply["defer_to_llm"] is (direct.halt_reason is not HaltReason.HALTED)
+
+
+def test_the_voice_pipeline_chains_the_dictate_intent_to_the_dictation_model(sequence_server, sequence_client):
+    """The random intent model's label for the utterance stands in for `dictate`; the chain itself is real."""
+    utterance = "uh type " + SPOKEN
+    label = sequence_client.reason(TEXT_MODEL, utterance).prediction
+    done = run_example(VOICE / "pipeline.py", "--target", sequence_server.target, "--model", TEXT_MODEL,
+                       "--min-confidence", "0", "--json", "--dictation-model", MODEL, "--dictate-label", label,
+                       stdin=f"{utterance}\nopen main dot py\n")
+    assert done.returncode == 0, done.stderr
+    first, second = (json.loads(line) for line in done.stdout.splitlines())
+    assert first["written"] == sequence_client.reason(MODEL, SPOKEN).prediction
+    assert ("written" in second) is (second["intent"] == label)

@@ -1,11 +1,15 @@
-"""Voice-coding pipeline: classify each utterance an ASR emits, route unsure ones to a fallback.
+"""Voice-coding pipeline: classify each utterance an ASR emits, write out dictated code, route unsure ones
+to a fallback.
 
 Reads one utterance per line from a file or stdin (as a speech recogniser would emit them), asks the
 intent model for each, prints intent, confidence and latency, and hands low-confidence or
-out-of-scope utterances to a fallback hook (in a real editor: the LLM, or "please repeat").
+out-of-scope utterances to a fallback hook (in a real editor: the LLM, or "please repeat"). With
+--dictation-model, an utterance the intent model labels --dictate-label ("type def main open paren
+close paren colon") is chained to that sequence model, which writes the line of code.
 
     python clients/examples/voice_pipeline/pipeline.py clients/examples/voice_pipeline/utterances.txt
-    some-asr --stream | python clients/examples/voice_pipeline/pipeline.py --model voice-commands
+    some-asr --stream | python clients/examples/voice_pipeline/pipeline.py --model voice-commands \
+        --dictation-model code-dictation
 """
 
 from __future__ import annotations
@@ -22,6 +26,18 @@ from trm_client.tool_result import defer_reason
 
 FallbackHook = Callable[[str, str, ReasonResult | None], None]
 """Called with (utterance, why it fell back, the result when there is one)."""
+TRIGGER_WORDS = ("type", "write", "insert", "dictate")  # said before the code, not part of it
+FILLERS = ("uh", "um")
+
+
+def dictated_words(utterance: str) -> str:
+    """The words to write out: the utterance without leading fillers and its trigger word."""
+    words = utterance.split()
+    while words and words[0].lower() in FILLERS:
+        words.pop(0)
+    if words and words[0].lower() in TRIGGER_WORDS:
+        words.pop(0)
+    return " ".join(words)
 
 
 def utterances(stream: TextIO) -> Iterator[str]:
@@ -62,16 +78,22 @@ def run(
     *,
     min_confidence: float | None = None,
     as_json: bool = False,
+    dictation_model: str | None = None,
+    dictate_label: str = "dictate",
 ) -> None:
-    """Classifies every utterance and routes the unsure ones to ``on_fallback``."""
+    """Classifies every utterance, writes out the dictated ones with ``dictation_model`` (when given), and
+    routes the unsure ones to ``on_fallback``."""
     info = client.model(model)
     for utterance in lines:
         try:
             result = client.reason(model, utterance)
+            written = None
+            why = fallback_reason(info, result, min_confidence)
+            if dictation_model and why is None and result.prediction == dictate_label:
+                written = client.reason(dictation_model, dictated_words(utterance))
         except TRMError as error:
             on_fallback(utterance, f"error {error.code.name}", None)
             continue
-        why = fallback_reason(info, result, min_confidence)
         if as_json:
             record = {
                 "utterance": utterance,
@@ -80,6 +102,8 @@ def run(
                 "latency_ms": round(result.round_trip_ms, 2),
                 "fallback": why,
             }
+            if written is not None:
+                record |= {"written": written.prediction, "written_latency_ms": round(written.round_trip_ms, 2)}
             print(json.dumps(record), file=out, flush=True)
         else:
             latency = f"{result.round_trip_ms:7.1f} ms"
@@ -88,6 +112,8 @@ def run(
                 file=out,
                 flush=True,
             )
+            if written is not None:
+                print(f"  -> {written.prediction}  ({written.round_trip_ms:.1f} ms)", file=out, flush=True)
         if why is not None:
             on_fallback(utterance, why, result)
 
@@ -104,6 +130,9 @@ def main(argv: list[str] | None = None) -> int:
         help="fall back below this confidence (default: the model's calibrated thresholds)",
     )
     parser.add_argument("--json", action="store_true", help="one JSON object per utterance")
+    parser.add_argument("--dictation-model", help="sequence model that writes out dictated code, e.g. code-dictation")
+    parser.add_argument("--dictate-label", default="dictate",
+                        help="the intent whose utterances go to --dictation-model (default: dictate)")
     args = parser.parse_args(argv)
     stream = sys.stdin if args.input == "-" else open(args.input, encoding="utf-8")  # noqa: SIM115
     try:
@@ -117,6 +146,8 @@ def main(argv: list[str] | None = None) -> int:
                 sys.stdout,
                 min_confidence=args.min_confidence,
                 as_json=args.json,
+                dictation_model=args.dictation_model,
+                dictate_label=args.dictate_label,
             )
     except TRMError as error:
         print(f"pipeline: {error}", file=sys.stderr)
