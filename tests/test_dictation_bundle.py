@@ -14,6 +14,7 @@ from trainer.dictation.evaluate import score_test_split
 from trainer.dictation.export import export_dictation_bundle
 from trainer.dictation.verbalize import Verbalizer
 from trainer.sequence.batches import Batch, to_batch
+from trainer.sequence.bundle import sequence_model_from_bundle
 from trainer.sequence.train import SequenceTrainConfig, SequenceTrainer
 from trainer.testing import random_sequence_model
 from trm_service.runtime.loader import LoadOptions, load_model
@@ -41,7 +42,8 @@ def test_a_run_becomes_a_bundle_with_its_figures(tmp_path: Path) -> None:
     model = random_sequence_model(0, max_source_len=256, max_target_len=48, n=1, T=1, N_sup=3)
     trainer = SequenceTrainer(SequenceTrainConfig(run_dir=run_dir, batch_size=len(pairs), max_steps=3,
                                                   warmup_steps=1, log_every=100), model, batches, log=lambda _: None)
-    report = score_test_split(trainer.fit(), corpus, verbalizer, max_chars=40, max_source_chars=200, lines=4, seed=0)
+    final = trainer.fit()
+    report = score_test_split(final, corpus, verbalizer, max_chars=40, max_source_chars=200, lines=4, seed=0)
     args = {"max_source_chars": 200, "max_chars": 40, "seed": 0, "minutes": 1.0}
     (run_dir / "metrics.json").write_text(json.dumps({
         "args": args, "training": {"steps": 3, "minutes": 0.1, "lines_seen": 18}, "history": [], **report}))
@@ -59,5 +61,7 @@ def test_a_run_becomes_a_bundle_with_its_figures(tmp_path: Path) -> None:
     text = (bundle.path / "REPORT.md").read_text()
     assert f"{100 * report['test_short']['exact_match']:.2f}%" in text and "python -m trainer.dictation.fit" in text
     assert (bundle.path / "anytime.png").stat().st_size > 10_000
+    read_back = sequence_model_from_bundle(bundle.path).state_dict()
+    assert all(torch.equal(value, read_back[name]) for name, value in final.state_dict().items())
     loaded = load_model(bundle.path, LoadOptions(SessionSettings()))
     assert loaded.onnx_file == "step.onnx" and loaded.warm_step_s > 0

@@ -6,10 +6,14 @@ import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
+import onnx
+import torch
+from onnx import numpy_helper
+
 from trainer.sequence.export import ENCODE_FILE, OPSET, STEP_FILE, export_graphs
-from trainer.sequence.model import SequenceTRM
+from trainer.sequence.model import SequenceConfig, SequenceTRM
 from trainer.sequence.vocab import BOS_ID, CHARACTERS, EOS_ID, PAD_ID, SPECIALS
-from trm_bundle.manifest import Bundle, CharacterInput, Manifest, Recursion, SequenceOutput, Training
+from trm_bundle.manifest import Bundle, CharacterInput, Manifest, Recursion, SequenceOutput, Training, load_bundle
 from trm_bundle.writer import write_bundle
 
 VOCABULARY = (*SPECIALS, *CHARACTERS)  # the manifest's labels: token id -> its text
@@ -41,3 +45,17 @@ def write_sequence_bundle(folder: Path, model: SequenceTRM, manifest: Manifest,
         encode_path, step_path = export_graphs(model, Path(scratch))
         return write_bundle(folder, manifest, {ENCODE_FILE: encode_path, STEP_FILE: step_path,
                                                **(extra_files or {})})
+
+
+def sequence_model_from_bundle(path: Path) -> SequenceTRM:
+    """The PyTorch model with exactly the weights of a sequence bundle's two graphs (exported without
+    constant folding, their initializers are the parameters, named `model.<parameter>`)."""
+    manifest = load_bundle(Path(path)).manifest
+    model = SequenceTRM(SequenceConfig(**manifest.require_training().model_config))
+    weights = {}
+    for file in (manifest.sequence.encode, manifest.onnx_fp32):
+        for initializer in onnx.load(str(Path(path) / file)).graph.initializer:
+            array = numpy_helper.to_array(initializer).copy()
+            weights[initializer.name.removeprefix("model.")] = torch.from_numpy(array)
+    model.load_state_dict({name: weights[name] for name in model.state_dict()})
+    return model.eval()
