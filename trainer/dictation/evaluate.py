@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import random
-from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
@@ -22,51 +21,9 @@ import torch
 from trainer.dictation.anchor import alpha2digit_reader, number_literals, number_phrases, score_reader
 from trainer.dictation.corpus import Corpus, load_corpus
 from trainer.dictation.verbalize import Verbalizer
-from trainer.sequence.decode import Halting
-from trainer.sequence.evaluate import Predictions, predict, score
+from trainer.sequence.evaluate import held_out_scores, predict
 from trainer.sequence.model import SequenceTRM
 from trainer.sequence.train import CHECKPOINT, load_model
-
-CURVE_THRESHOLDS = (0.2, 0.35, 0.5, 0.65, 0.8, 0.9, 0.97)
-
-
-def char_kind(char: str | None) -> str:
-    """The kind of an output token, for steps per token by kind."""
-    if char is None:
-        return "end"
-    if char == " ":
-        return "space"
-    if char.isalpha():
-        return "letter"
-    if char.isdigit():
-        return "digit"
-    if char in "()[]{}":
-        return "bracket"
-    if char in "'\"":
-        return "quote"
-    return "other symbol"
-
-
-def steps_report(predictions: Predictions) -> dict[str, Any]:
-    """Mean steps per token overall, by kind of character and for the slowest characters, and the
-    histogram of steps."""
-    by_kind: dict[str, list[int]] = defaultdict(list)
-    by_char: dict[str, list[int]] = defaultdict(list)
-    histogram: dict[int, int] = defaultdict(int)
-    for text, steps in zip(predictions.texts, predictions.steps, strict=True):
-        for index, count in enumerate(steps):
-            char = text[index] if index < len(text) else None
-            by_kind[char_kind(char)].append(count)
-            by_char["[EOS]" if char is None else char].append(count)
-            histogram[count] += 1
-    every = [count for counts in by_kind.values() for count in counts]
-    means = {kind: sum(counts) / len(counts) for kind, counts in by_kind.items()}
-    slowest = sorted(((sum(c) / len(c), char, len(c)) for char, c in by_char.items() if len(c) >= 20), reverse=True)
-    return {"mean_steps": sum(every) / max(1, len(every)),
-            "by_kind": dict(sorted(means.items(), key=lambda item: -item[1])),
-            "slowest_characters": [{"char": char, "mean_steps": mean, "count": count}
-                                   for mean, char, count in slowest[:10]],
-            "histogram": dict(sorted(histogram.items()))}
 
 
 def score_test_split(model: SequenceTRM, corpus: Corpus, verbalizer: Verbalizer, *, max_chars: int,
@@ -86,23 +43,11 @@ def score_test_split(model: SequenceTRM, corpus: Corpus, verbalizer: Verbalizer,
         keep = [i for i, s in enumerate(spoken) if len(s) <= max_source_chars]
         chosen, spoken = [chosen[i] for i in keep], [spoken[i] for i in keep]
         limit = max_chars + 8 if name == "short" else None
-        predictions = predict(model, spoken, max_len=limit)
         novel = [i for i, line in enumerate(chosen) if line not in seen]
-        report[f"test_{name}"] = {
-            **score(predictions.texts, chosen),
-            "novel": score([predictions.texts[i] for i in novel], [chosen[i] for i in novel]),
-            "steps": steps_report(predictions),
-            "examples": [(spoken[i], chosen[i], predictions.texts[i]) for i in range(min(12, len(chosen)))],
-        }
-        if name == "short" and curves:
-            report["fixed_steps"] = [
-                {"steps": k, **score(predict(model, spoken, halting=Halting(fixed_steps=k), max_len=limit).texts,
-                                     chosen)} for k in range(1, model.cfg.N_sup + 1)]
-            report["halting_curve"] = []
-            for threshold in CURVE_THRESHOLDS:
-                swept = predict(model, spoken, halting=Halting(threshold=threshold), max_len=limit)
-                report["halting_curve"].append({"threshold": threshold, **score(swept.texts, chosen),
-                                                "mean_steps": steps_report(swept)["mean_steps"]})
+        scores = held_out_scores(model, spoken, chosen, limit, curves=curves and name == "short", subset=novel)
+        report[f"test_{name}"] = scores.pop("test")
+        report[f"test_{name}"]["novel"] = report[f"test_{name}"].pop("subset")
+        report.update(scores)
     literals = number_literals(test_lines)
     for name, phrasing in (("numbers", verbalizer), ("numbers_clean", Verbalizer(seed, confusion_rate=0.0))):
         phrases = number_phrases(literals, phrasing)

@@ -15,16 +15,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import matplotlib
 import torch
 
 from trainer.sequence.bundle import sequence_manifest, write_sequence_bundle
 from trainer.sequence.model import SequenceTRM
+from trainer.sequence.report import adaptive_compute_lines, example_lines, plot_anytime
 from trainer.sequence.train import CHECKPOINT, load_model
 from trm_bundle.manifest import Bundle, Training
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 
 NAME = "code-dictation"
 DESCRIPTION = ("Dictated Python to code: spoken words in, one line of code out, written one character at a "
@@ -43,35 +40,6 @@ def headline_metrics(metrics: dict[str, Any]) -> dict[str, float]:
         "test_best_fixed_steps": float(best_fixed["steps"]), "test_best_fixed_exact": best_fixed["exact_match"],
         "numbers_exact": metrics["numbers"]["model"], "numbers_alpha2digit_exact": metrics["numbers"]["alpha2digit"],
     }
-
-
-def plot_anytime(path: Path, metrics: dict[str, Any]) -> None:
-    """Left: exact match against mean steps per token (thresholds swept; fixed step counts as crosses,
-    the shipped threshold circled). Middle: the steps-per-token histogram. Right: mean steps by kind."""
-    fig, (left, middle, right) = plt.subplots(1, 3, figsize=(15, 4))
-    curve = metrics["halting_curve"]
-    left.plot([p["mean_steps"] for p in curve], [100 * p["exact_match"] for p in curve], marker=".",
-              label="learned halting, thresholds swept")
-    fixed = metrics["fixed_steps"]
-    left.scatter([p["steps"] for p in fixed], [100 * p["exact_match"] for p in fixed], marker="x", color="black",
-                 label="fixed steps per token")
-    short = metrics["test_short"]
-    left.scatter([short["steps"]["mean_steps"]], [100 * short["exact_match"]], s=120, facecolors="none",
-                 edgecolors="red", label="shipped threshold (0.5)")
-    left.set(xlabel="mean refinement steps per token", ylabel="exact match, lines <= 40 chars (%)",
-             title="Accuracy vs compute")
-    histogram = short["steps"]["histogram"]
-    middle.bar([int(k) for k in histogram], list(histogram.values()))
-    middle.set(xlabel="refinement steps", ylabel="tokens", title="Steps per token (learned halting)")
-    kinds = short["steps"]["by_kind"]
-    right.barh(list(kinds), list(kinds.values()))
-    right.set(xlabel="mean refinement steps", title="Steps by kind of token")
-    for axes in (left, middle):
-        axes.grid(alpha=0.3)
-    left.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
 
 
 def report_markdown(metrics: dict[str, Any], training: Training, parameters: int) -> str:
@@ -103,21 +71,8 @@ def report_markdown(metrics: dict[str, Any], training: Training, parameters: int
         f"{100 * metrics['numbers']['alpha2digit']:.1f}%; without recognition confusions "
         f"{100 * metrics['numbers_clean']['model']:.1f}% and {100 * metrics['numbers_clean']['alpha2digit']:.1f}%.",
         "",
-        "## Adaptive compute", "",
-        "![anytime](anytime.png)", "",
-        "| halting | exact match | mean steps per token |", "|---|---:|---:|",
-        *[f"| fixed {p['steps']} | {100 * p['exact_match']:.2f}% | {p['steps']:.2f} |" for p in metrics["fixed_steps"]],
-        *[f"| learned, threshold {p['threshold']} | {100 * p['exact_match']:.2f}% | {p['mean_steps']:.2f} |"
-          for p in metrics["halting_curve"]],
-        "",
-        "Steps per token by kind (learned halting, threshold 0.5): "
-        + ", ".join(f"{kind} {mean:.2f}" for kind, mean in steps["by_kind"].items()) + ".",
-        "Slowest characters: " + ", ".join(f"`{c['char']}` {c['mean_steps']:.2f}" for c in steps["slowest_characters"])
-        + ".",
-        "",
-        "## Examples (spoken -> expected -> written)", "",
-        *[f"- `{spoken}`  \n  `{expected}`  \n  `{written}`" for spoken, expected, written in short["examples"]],
-        "",
+        *adaptive_compute_lines(short, metrics["fixed_steps"], metrics["halting_curve"]),
+        *example_lines(short),
     ]
     return "\n".join(lines)
 
@@ -139,7 +94,7 @@ def export_dictation_bundle(run_dir: Path, bundle_dir: Path, wall_time_s: float 
                                  max_chars=int(args.get("max_source_chars", 200)), training=training,
                                  metrics=headline_metrics(metrics))
     with_plot = run_dir / "anytime.png"
-    plot_anytime(with_plot, metrics)
+    plot_anytime(with_plot, metrics["test_short"], metrics["fixed_steps"], metrics["halting_curve"])
     evaluation = {key: value for key, value in metrics.items() if key != "args"}
     return write_sequence_bundle(bundle_dir, model, manifest, {
         "REPORT.md": report_markdown(metrics, training, parameters), "anytime.png": with_plot,

@@ -20,12 +20,12 @@ import torch
 
 from trainer.dictation.anchor import number_literals
 from trainer.dictation.corpus import MAX_LINE_CHARS, load_corpus
-from trainer.dictation.evaluate import score_test_split, steps_report
+from trainer.dictation.evaluate import score_test_split
 from trainer.dictation.examples import DictationExamples
 from trainer.dictation.export import export_dictation_bundle
 from trainer.dictation.verbalize import Verbalizer
 from trainer.sequence.batches import length_bucketed
-from trainer.sequence.evaluate import predict, score
+from trainer.sequence.evaluate import predict, score, steps_report
 from trainer.sequence.model import SequenceConfig, SequenceTRM
 from trainer.sequence.train import SequenceTrainConfig, SequenceTrainer
 

@@ -1,9 +1,13 @@
-"""Greedy decoding of many inputs, and the scores of a sequence model: exact match and character error rate."""
+"""Greedy decoding of many inputs, and the scores of a sequence model: exact match, character error rate,
+and adaptive compute (exact match at each fixed step count and as the halting threshold sweeps, steps per
+token by kind of character)."""
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from rapidfuzz.distance import Levenshtein
@@ -53,3 +57,69 @@ def score(predicted: Sequence[str], expected: Sequence[str]) -> dict[str, float]
     edits = sum(Levenshtein.distance(p, e) for p, e in zip(predicted, expected, strict=True))
     return {"exact_match": exact / len(expected), "cer": edits / max(1, sum(map(len, expected))),
             "count": float(len(expected))}
+
+
+CURVE_THRESHOLDS = (0.2, 0.35, 0.5, 0.65, 0.8, 0.9, 0.97)
+
+
+def char_kind(char: str | None) -> str:
+    """The kind of an output token, for steps per token by kind."""
+    if char is None:
+        return "end"
+    if char == " ":
+        return "space"
+    if char.isalpha():
+        return "letter"
+    if char.isdigit():
+        return "digit"
+    if char in "()[]{}":
+        return "bracket"
+    if char in "'\"":
+        return "quote"
+    return "other symbol"
+
+
+def steps_report(predictions: Predictions) -> dict[str, Any]:
+    """Mean steps per token overall, by kind of character and for the slowest characters, and the
+    histogram of steps."""
+    by_kind: dict[str, list[int]] = defaultdict(list)
+    by_char: dict[str, list[int]] = defaultdict(list)
+    histogram: dict[int, int] = defaultdict(int)
+    for text, steps in zip(predictions.texts, predictions.steps, strict=True):
+        for index, count in enumerate(steps):
+            char = text[index] if index < len(text) else None
+            by_kind[char_kind(char)].append(count)
+            by_char["[EOS]" if char is None else char].append(count)
+            histogram[count] += 1
+    every = [count for counts in by_kind.values() for count in counts]
+    means = {kind: sum(counts) / len(counts) for kind, counts in by_kind.items()}
+    slowest = sorted(((sum(c) / len(c), char, len(c)) for char, c in by_char.items() if len(c) >= 20), reverse=True)
+    return {"mean_steps": sum(every) / max(1, len(every)),
+            "by_kind": dict(sorted(means.items(), key=lambda item: -item[1])),
+            "slowest_characters": [{"char": char, "mean_steps": mean, "count": count}
+                                   for mean, char, count in slowest[:10]],
+            "histogram": dict(sorted(histogram.items()))}
+
+
+def held_out_scores(model: SequenceTRM, sources: Sequence[str], targets: Sequence[str], max_len: int | None, *,
+                curves: bool = True, subset: Sequence[int] = ()) -> dict[str, Any]:
+    """`test`: exact match, CER, steps per token and examples at the model's halting (threshold 0.5), and
+    the same scores over the `subset` of indexes (as `subset`); with `curves`, also `fixed_steps` (exact
+    match at each fixed step count) and `halting_curve` (exact match and mean steps per token as the
+    halting threshold sweeps CURVE_THRESHOLDS)."""
+    predictions = predict(model, sources, max_len=max_len)
+    test = {**score(predictions.texts, targets), "steps": steps_report(predictions),
+            "examples": [(sources[i], targets[i], predictions.texts[i]) for i in range(min(12, len(targets)))]}
+    if subset:
+        test["subset"] = score([predictions.texts[i] for i in subset], [targets[i] for i in subset])
+    scores: dict[str, Any] = {"test": test}
+    if curves:
+        scores["fixed_steps"] = [
+            {"steps": k, **score(predict(model, sources, halting=Halting(fixed_steps=k), max_len=max_len).texts,
+                                 targets)} for k in range(1, model.cfg.N_sup + 1)]
+        scores["halting_curve"] = []
+        for threshold in CURVE_THRESHOLDS:
+            swept = predict(model, sources, halting=Halting(threshold=threshold), max_len=max_len)
+            scores["halting_curve"].append({"threshold": threshold, **score(swept.texts, targets),
+                                            "mean_steps": steps_report(swept)["mean_steps"]})
+    return scores
