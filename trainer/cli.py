@@ -21,7 +21,10 @@ from trainer.evaluate import evaluate_bundle
 from trainer.export import ablation_summary, export_bundle, reexport_bundle
 from trainer.fit import fit, from_checkpoint
 from trainer.presets import PRESETS, plan_fit, presets_table
+from trainer.sequence.user_fit import fit_sequence
 from trm_bundle import BundleError
+
+SEQUENCE_MINUTES = 15.0  # --task sequence: training minutes without --time-budget
 
 
 def _fit_config(args: argparse.Namespace) -> TrainConfig:
@@ -47,6 +50,8 @@ def _fit_config(args: argparse.Namespace) -> TrainConfig:
 
 
 def cmd_fit(args: argparse.Namespace) -> int:
+    if args.task == "sequence":
+        return _fit_sequence(args)
     started = time.monotonic()
     cfg = _fit_config(args)
     torch.set_num_threads(args.threads) if args.threads else None
@@ -57,6 +62,26 @@ def cmd_fit(args: argparse.Namespace) -> int:
     versus = comparison(bundle.manifest.metrics)
     if versus:
         print(f"{cfg.name}: {versus}")
+    return 0
+
+
+def _fit_sequence(args: argparse.Namespace) -> int:
+    """`fit --task sequence`: a user's source,target file (trainer/sequence/user_fit.py)."""
+    unused = [flag for flag, value in (("--config", args.config), ("--preset", args.preset), ("--set", args.set))
+              if value]
+    if unused:
+        raise ValueError(f"{', '.join(unused)} do not apply to --task sequence (it takes --train, --test, --name, "
+                         "--out, --run-dir, --time-budget, --batch-size, --lr, --seed)")
+    if not args.data:
+        raise ValueError("give the training file with --train FILE (source,target columns)")
+    torch.set_num_threads(args.threads) if args.threads else None
+    name = args.name or Path(args.data).stem
+    bundle = fit_sequence(
+        Path(args.data), Path(args.test) if args.test else None, out=Path(args.out), name=name,
+        run_dir=Path(args.run_dir or "runs") / name, minutes=args.time_budget or SEQUENCE_MINUTES,
+        seed=args.seed or 0, command="trm-train " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
+        resume=not args.restart, batch_size=args.batch_size or 64, lr=args.lr or 2e-3)
+    print(json.dumps({"bundle": str(bundle.path), "metrics": bundle.manifest.metrics}, indent=1))
     return 0
 
 
@@ -95,10 +120,12 @@ def build_parser() -> argparse.ArgumentParser:
                          "(see trm-train presets)")
     fit_cmd.add_argument("--time-budget", type=float, metavar="MINUTES",
                          help="without --config: minutes for the whole fit, from reading the data to the "
-                         "written bundle (default: the preset's, 15 for short text, 30 for long text)")
+                         "written bundle (default: the preset's, 15 for short text, 30 for long text); with "
+                         "--task sequence, minutes of training (default 15), scoring the held-out rows comes after")
     fit_cmd.add_argument("--oos-label", help="the out-of-scope label (default: a label named oos, out_of_scope "
                          "or none; without one, an abstain threshold is calibrated)")
-    fit_cmd.add_argument("--task", choices=["text", "grid"])
+    fit_cmd.add_argument("--task", choices=["text", "grid", "sequence"],
+                         help="sequence: a source,target file, the model writes the target (default: from the data)")
     fit_cmd.add_argument("--data", "--train", dest="data", help="dataset folder or training CSV/JSONL")
     fit_cmd.add_argument("--test", help="test CSV/JSONL for a user's data (default: a 10%% hold-out)")
     fit_cmd.add_argument("--name", help="bundle name")

@@ -1,0 +1,60 @@
+"""`trm-train fit --task sequence`: a user's source,target file becomes a served sequence bundle."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from trainer.cli import main
+from trm_bundle.manifest import load_bundle
+from trm_service.runtime.loader import LoadOptions, load_model
+from trm_service.runtime.session import SessionSettings
+
+NUMBERS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
+
+
+def _write(path: Path, rows: list[tuple[str, str]]) -> Path:
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["source", "target"])
+        writer.writerows(rows)
+    return path
+
+
+def test_a_source_target_file_becomes_a_bundle_with_its_held_out_scores(tmp_path: Path, capsys) -> None:
+    torch.set_num_threads(1)
+    rows = [(f"x equals {NUMBERS[i % 10]}", f"x = {i % 10}") for i in range(40)]
+    data = _write(tmp_path / "assign.csv", rows)
+    code = main(["fit", "--task", "sequence", "--train", str(data), "--out", str(tmp_path / "bundles"),
+                 "--run-dir", str(tmp_path / "runs"), "--time-budget", "0.05", "--batch-size", "8"])
+    assert code == 0
+    out = capsys.readouterr().out
+    printed = json.loads(out[out.rindex('{\n "bundle"'):])
+    bundle = load_bundle(Path(printed["bundle"]))
+    assert bundle.manifest.task == "sequence" and bundle.manifest.name == "assign"
+    assert set(printed["metrics"]) == {"test_exact_match", "test_cer", "test_mean_steps_per_token",
+                                       "test_best_fixed_steps", "test_best_fixed_exact"}
+    evaluation = json.loads((bundle.path / "evaluation.json").read_text())
+    assert evaluation["scores"]["test"]["count"] == 4  # 10% of 40 rows held out
+    assert "Held-out exact match" in (bundle.path / "REPORT.md").read_text()
+    assert bundle.manifest.input.max_chars == max(len(source) for source, _ in rows)
+    assert load_model(bundle.path, LoadOptions(SessionSettings())).warm_step_s > 0
+
+
+@pytest.mark.parametrize(("row", "told"), [
+    (("x equals one", "x = \u00bd"), "assign.csv:3: target has characters outside printable ASCII"),
+    (("", "x = 1"), "assign.csv:3: empty source"),
+])
+def test_a_bad_row_is_named_by_file_and_line(tmp_path: Path, capsys, row, told) -> None:
+    data = _write(tmp_path / "assign.csv", [("x equals two", "x = 2"), row])
+    assert main(["fit", "--task", "sequence", "--train", str(data), "--out", str(tmp_path)]) == 2
+    assert told in capsys.readouterr().err
+
+
+def test_flags_of_other_tasks_are_refused_by_name(tmp_path: Path, capsys) -> None:
+    assert main(["fit", "--task", "sequence", "--train", "x.csv", "--preset", "short-text"]) == 2
+    assert "--preset do not apply to --task sequence" in capsys.readouterr().err
