@@ -132,19 +132,24 @@ class Corpus:
         return list(seen)
 
 
-def build_corpus(seed: int = 0, root: Path | None = None, verbalizer: Verbalizer | None = None) -> Corpus:
-    """Every usable line of the standard library under `root` (this interpreter's by default), split by file."""
+def build_corpus(seed: int = 0, root: Path | None = None, verbalizer: Verbalizer | None = None,
+                 splits: tuple[Split, ...] = SPLITS) -> Corpus:
+    """Every usable line of the standard library under `root` (this interpreter's by default), split by file;
+    only the files of `splits` are read (the others' splits stay empty)."""
     root = root or stdlib_root()
     verbalizer = verbalizer or Verbalizer(seed)
     lines: dict[Split, list[CodeLine]] = {split: [] for split in SPLITS}
     for path in source_files(root):
         relative = path.relative_to(root).as_posix()
+        split = split_of(relative, seed)
+        if split not in splits:
+            continue
         try:
             with tokenize.open(path) as handle:
                 source = handle.read()
         except (SyntaxError, UnicodeDecodeError, OSError):
             continue
-        lines[split_of(relative, seed)].extend(file_lines(source, relative, verbalizer))
+        lines[split].extend(file_lines(source, relative, verbalizer))
     return Corpus(lines, seed)
 
 

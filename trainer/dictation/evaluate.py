@@ -26,28 +26,42 @@ from trainer.sequence.model import SequenceTRM
 from trainer.sequence.train import CHECKPOINT, load_model
 
 
-def score_test_split(model: SequenceTRM, corpus: Corpus, verbalizer: Verbalizer, *, max_chars: int,
-                     max_source_chars: int, lines: int, seed: int, curves: bool = True) -> dict[str, Any]:
-    """Scores on the test split: `lines` short lines (at most `max_chars`, the bar) at learned halting,
-    at each fixed step count and as the halting threshold sweeps (with `curves`); a quarter as many longer
-    lines; every number literal of the test files said alone, next to text2num's alpha2digit."""
+def held_out_sample(corpus: Corpus, verbalizer: Verbalizer, *, max_chars: int, max_source_chars: int, lines: int,
+                    seed: int) -> dict[str, tuple[list[str], list[str]]]:
+    """The scored test lines, (written, spoken) by kind: `lines` "short" lines (at most `max_chars`, the
+    bar) and a quarter as many "longer" ones, drawn with `seed`; those whose spoken form is longer than
+    `max_source_chars` (the model's input limit) are left out."""
     rng = random.Random(seed)
-    report: dict[str, Any] = {}
     test_lines = corpus.texts("test")
-    seen = set(corpus.texts("train"))
     short = rng.sample([line for line in test_lines if len(line) <= max_chars], lines)
     longer = [line for line in test_lines if len(line) > max_chars]
     longer = rng.sample(longer, min(len(longer), lines // 4))
+    sample = {}
     for name, chosen in (("short", short), ("longer", longer)):
         spoken = [verbalizer.speak(line) for line in chosen]
-        keep = [i for i, s in enumerate(spoken) if len(s) <= max_source_chars]
-        chosen, spoken = [chosen[i] for i in keep], [spoken[i] for i in keep]
+        keep = [i for i, said in enumerate(spoken) if len(said) <= max_source_chars]
+        sample[name] = ([chosen[i] for i in keep], [spoken[i] for i in keep])
+    return sample
+
+
+def score_test_split(model: SequenceTRM, corpus: Corpus, verbalizer: Verbalizer, *, max_chars: int,
+                     max_source_chars: int, lines: int, seed: int, curves: bool = True) -> dict[str, Any]:
+    """Scores on the test split (`held_out_sample`): the short lines at learned halting, at each fixed step
+    count and as the halting threshold sweeps (with `curves`), the longer lines, and every number literal
+    of the test files said alone, next to text2num's alpha2digit."""
+    report: dict[str, Any] = {"sample": {"lines": lines, "seed": seed, "max_chars": max_chars,
+                                         "max_source_chars": max_source_chars}}
+    seen = set(corpus.texts("train"))
+    sample = held_out_sample(corpus, verbalizer, max_chars=max_chars, max_source_chars=max_source_chars,
+                             lines=lines, seed=seed)
+    for name, (chosen, spoken) in sample.items():
         limit = max_chars + 8 if name == "short" else None
         novel = [i for i, line in enumerate(chosen) if line not in seen]
         scores = held_out_scores(model, spoken, chosen, limit, curves=curves and name == "short", subset=novel)
         report[f"test_{name}"] = scores.pop("test")
         report[f"test_{name}"]["novel"] = report[f"test_{name}"].pop("subset")
         report.update(scores)
+    test_lines = corpus.texts("test")
     literals = number_literals(test_lines)
     for name, phrasing in (("numbers", verbalizer), ("numbers_clean", Verbalizer(seed, confusion_rate=0.0))):
         phrases = number_phrases(literals, phrasing)

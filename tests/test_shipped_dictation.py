@@ -1,0 +1,67 @@
+"""The shipped code-dictation bundle: intact and small, scores what its manifest says on the held-out
+files (the same lines, re-drawn from the bundle's recorded sample), and served as PyTorch writes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import grpc
+import pytest
+import torch
+from trm.v1 import trm_pb2, trm_pb2_grpc
+
+from trainer.dictation.corpus import build_corpus
+from trainer.dictation.evaluate import held_out_sample
+from trainer.dictation.verbalize import Verbalizer
+from trainer.sequence.bundle import sequence_model_from_bundle
+from trainer.sequence.evaluate import predict, score
+from trm_bundle.manifest import load_bundle
+from trm_service.testing import ServerProcess
+
+BUNDLE = Path(__file__).resolve().parents[1] / "trm_service" / "models" / "code-dictation"
+SERVED_LINES = 40
+
+
+@pytest.fixture(scope="module")
+def sample() -> tuple[dict, dict[str, tuple[list[str], list[str]]]]:
+    """The bundle's recorded evaluation and its short and longer test lines, from the test files alone."""
+    evaluation = json.loads((BUNDLE / "evaluation.json").read_text())
+    recorded = evaluation["sample"]
+    corpus = build_corpus(recorded["seed"], splits=("test",))
+    lines = held_out_sample(corpus, Verbalizer(recorded["seed"]), max_chars=recorded["max_chars"],
+                            max_source_chars=recorded["max_source_chars"], lines=recorded["lines"],
+                            seed=recorded["seed"])
+    return evaluation, lines
+
+
+def test_bundle_is_intact_and_small() -> None:
+    bundle = load_bundle(BUNDLE)
+    assert bundle.manifest.task == "sequence" and bundle.manifest.name == "code-dictation"
+    assert sum(path.stat().st_size for path in BUNDLE.iterdir()) <= 10 * 1000 * 1000
+    assert {"REPORT.md", "anytime.png", "evaluation.json"} <= set(bundle.manifest.files)
+    assert bundle.manifest.require_training().wall_time_s > 0
+
+
+def test_bundle_scores_what_its_manifest_says(sample) -> None:
+    torch.set_num_threads(2)
+    evaluation, lines = sample
+    written, spoken = lines["short"]
+    assert len(written) == evaluation["test_short"]["count"]
+    model = sequence_model_from_bundle(BUNDLE)
+    measured = score(predict(model, spoken, max_len=evaluation["sample"]["max_chars"] + 8).texts, written)
+    recorded = load_bundle(BUNDLE).manifest.metrics["test_exact_match"]
+    assert abs(measured["exact_match"] - recorded) <= 0.005, (measured, recorded)
+
+
+def test_the_server_writes_what_pytorch_writes(sample) -> None:
+    _, lines = sample
+    written, spoken = lines["short"][0][:SERVED_LINES], lines["short"][1][:SERVED_LINES]
+    expected = predict(sequence_model_from_bundle(BUNDLE), spoken).texts
+    with ServerProcess([BUNDLE]) as server, grpc.insecure_channel(server.target) as channel:
+        stub = trm_pb2_grpc.ReasoningServiceStub(channel)
+        batch = stub.ReasonBatch(trm_pb2.ReasonBatchRequest(requests=[
+            trm_pb2.ReasonRequest(model="code-dictation", text=text) for text in spoken]), timeout=120)
+    served = [result.response.answer.text.text for result in batch.results]
+    assert served == expected
+    assert sum(s == w for s, w in zip(served, written, strict=True)) > 0  # a trained model, not noise
