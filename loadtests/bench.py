@@ -8,6 +8,8 @@ The plain server runs beside the service and the two are measured in alternating
 at each concurrency, so that both meet the same load from the machine's other jobs. Then a batch job per
 text model (loadtests.batch_job): the same inputs through ReasonBatch calls of 64 on the service and
 through 64 unary calls in flight on the plain server, in alternating rounds.
+Then the sequence model, when its bundle is there (loadtests.sequence_bench: latency of 20-token answers
+at concurrency 1, throughput at 32, and decoding with the prefix cache against recomputing it).
 Prints the figures as Markdown (for docs/PERFORMANCE.md), writes them as JSON, and checks the bars
 for the intent model and the service/plain bars for the text models. A benchmark, not a test:
 figures depend on the machine and what else runs. With the defaults (10 s per model and
@@ -35,6 +37,7 @@ from pathlib import Path
 import psutil
 from trm.v1 import trm_pb2
 
+from loadtests import sequence_bench
 from loadtests.batch_job import Ways, batched, timed_rounds, unary
 from loadtests.closed_loop import LoadResult, RequestFactory, closed_loop, percentile_ms, stream_timings
 from loadtests.inputs import DEFAULT_MODELS, ModelInputs, data_dir, load_inputs
@@ -345,13 +348,18 @@ def main(argv: list[str] | None = None) -> int:
         server_args = shlex.split(args.server_args)
         service_figures, plain, limits = bench_service_and_plain(models, inputs, settings, server_args)
         naive = bench_naive(models, inputs, limits, settings)
+        sequence = None
+        if (models / sequence_bench.MODEL / "manifest.json").exists():
+            sequence = sequence_bench.bench(models, duration_s=settings.duration_s)
     report = markdown(service_figures, naive, plain, command.strip(), machine)
+    if sequence is not None:
+        report += "\n" + sequence_bench.markdown(sequence, sequence_bench.TOKENS) + "\n"
     print("\n" + report)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "bench.md").write_text(report)
     (args.out / "bench.json").write_text(
         json.dumps({"command": command.strip(), "machine": machine, "service": service_figures.to_json(),
-                    "naive": naive.to_json(), "plain": plain.to_json()}, indent=1) + "\n"
+                    "naive": naive.to_json(), "plain": plain.to_json(), "sequence": sequence}, indent=1) + "\n"
     )  # fmt: skip
     return 0
 

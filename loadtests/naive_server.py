@@ -16,6 +16,7 @@ from trm.v1 import trm_pb2, trm_pb2_grpc
 
 from loadtests import baseline_main
 from loadtests.naive_model import NaiveModel
+from trm_bundle.manifest import load_bundle
 
 HALT_REASON = {True: trm_pb2.HALT_REASON_HALTED, False: trm_pb2.HALT_REASON_MAX_STEPS}
 
@@ -67,8 +68,10 @@ class NaiveReasoningService(trm_pb2_grpc.ReasoningServiceServicer):
 
 
 def load_models(models_dir: Path) -> dict[str, NaiveModel]:
-    """Every bundle folder (one holding manifest.json) directly under `models_dir`, by model name."""
-    models = [NaiveModel(path.parent) for path in sorted(models_dir.glob("*/manifest.json"))]
+    """Every bundle folder (one holding manifest.json) directly under `models_dir`, by model name; sequence
+    bundles are left out (their own benchmark, loadtests.sequence_bench, compares them with recomputation)."""
+    folders = [path.parent for path in sorted(models_dir.glob("*/manifest.json"))]
+    models = [NaiveModel(folder) for folder in folders if load_bundle(folder).manifest.task != "sequence"]
     if not models:
         raise SystemExit(f"no bundles in {models_dir}")
     return {model.name: model for model in models}

@@ -29,7 +29,7 @@ from trm.v1 import trm_pb2
 
 from loadtests.closed_loop import closed_loop
 from loadtests.local_server import DEFAULT_MODELS_DIR, service, wait_until_serving
-from trainer.dictation.corpus import load_corpus
+from trainer.dictation.corpus import build_corpus
 from trainer.dictation.verbalize import Verbalizer
 from trainer.sequence.batches import to_batch
 from trainer.sequence.bundle import sequence_model_from_bundle
@@ -39,11 +39,13 @@ from trainer.sequence.teacher_forcing import teacher_forced
 from trainer.sequence.vocab import EOS_ID, decode
 
 MODEL = "code-dictation"
+TOKENS = 20
 
 
-def spoken_inputs(tokens: int, count: int, cache_dir: Path, seed: int = 0) -> list[str]:
-    """Spoken forms of test lines whose written answer is `tokens` tokens long (end mark included)."""
-    corpus = load_corpus(cache_dir, seed)
+def spoken_inputs(tokens: int, count: int, seed: int = 0) -> list[str]:
+    """Spoken forms of test lines (the test files alone are read) whose written answer is `tokens` tokens
+    long (end mark included)."""
+    corpus = build_corpus(seed, splits=("test",))
     verbalizer = Verbalizer(seed)
     lines = [line for line in corpus.texts("test") if len(line) == tokens - 1]
     random.Random(seed).shuffle(lines)
@@ -112,10 +114,9 @@ def markdown(figures: dict[str, Any], tokens: int) -> str:
     ])
 
 
-def bench(models: Path, *, tokens: int = 20, duration_s: float = 10.0, cache_requests: int = 20,
-          cache_dir: Path = Path("/tmp/trm-dictation-cache")) -> dict[str, Any]:
+def bench(models: Path, *, tokens: int = TOKENS, duration_s: float = 10.0, cache_requests: int = 20) -> dict[str, Any]:
     """Both measurements on the bundle `models / MODEL`; the service hosts every bundle of `models`."""
-    inputs = spoken_inputs(tokens, 200, cache_dir)
+    inputs = spoken_inputs(tokens, 200)
     with service(models) as server:
         wait_until_serving(server.target)
         figures: dict[str, Any] = {"serving": serving(server.target, inputs, duration_s)}
@@ -127,7 +128,7 @@ def bench(models: Path, *, tokens: int = 20, duration_s: float = 10.0, cache_req
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", type=Path, default=DEFAULT_MODELS_DIR)
-    parser.add_argument("--tokens", type=int, default=20)
+    parser.add_argument("--tokens", type=int, default=TOKENS)
     parser.add_argument("--duration", type=float, default=10.0)
     parser.add_argument("--cache-requests", type=int, default=20)
     args = parser.parse_args(argv)
