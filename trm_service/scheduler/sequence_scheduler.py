@@ -40,13 +40,13 @@ _TOKEN_ENDS = (HaltReason.HALTED, HaltReason.MAX_STEPS, HaltReason.LOAD, HaltRea
 class Decoding:
     """One request's answer in progress: its caches, the tokens emitted, and its current token's state."""
 
+    source: SourceEncoding
     keys: np.ndarray  # the prefix cache: [N_sup, slots, heads, max_tokens, head_dim]
     values: np.ndarray
     y: np.ndarray  # the current token's states [d]
     z: np.ndarray
     pending_keys: np.ndarray  # the current token's entries by step: [N_sup, slots, heads, head_dim]
     pending_values: np.ndarray
-    source: SourceEncoding | None = None  # filled by the request's first step
     emitted: list[int] = field(default_factory=list)
     token_step: int = 0  # steps the current token has taken
     emitted_steps: int = 0
@@ -57,18 +57,6 @@ class SequenceScheduler(ModelScheduler):
     """Runs the refinement steps of every request of one sequence model version, batched step by step."""
 
     _session: SequenceSession
-
-    def submit(self, ticket: Ticket) -> None:
-        """Queue a request (see ModelScheduler.submit); its caches are allocated when its first step runs."""
-        super().submit(ticket)
-        if ticket.decoding is None:
-            spec, session = self._session.spec, self._session
-            entries = (session.n_sup, spec.slots, spec.heads, spec.head_dim)
-            ticket.decoding = Decoding(
-                keys=np.zeros((session.n_sup, spec.slots, spec.heads, spec.max_tokens, spec.head_dim), np.float32),
-                values=np.zeros((session.n_sup, spec.slots, spec.heads, spec.max_tokens, spec.head_dim), np.float32),
-                y=np.zeros(session.hidden_size, np.float32), z=np.zeros(session.hidden_size, np.float32),
-                pending_keys=np.zeros(entries, np.float32), pending_values=np.zeros(entries, np.float32))
 
     def _batch_inputs(self, batch: list[Ticket]) -> None:  # type: ignore[override]
         """Nothing to prepare on the loop thread: `_run_all` encodes new inputs and feeds the step there."""
@@ -82,15 +70,25 @@ class SequenceScheduler(ModelScheduler):
         started = time.perf_counter()
         for run in runs:
             try:
-                new = [ticket for ticket in run.tickets if ticket.decoding.source is None]
+                new = [ticket for ticket in run.tickets if ticket.decoding is None]
                 if new:
                     encoded = self._session.encode([ticket.tokens for ticket in new], run.handle)
                     for ticket, source in zip(new, encoded, strict=True):
-                        ticket.decoding.source = source
+                        ticket.decoding = self._start(source)
                 outputs.append(self._session.step(self._feed(run.tickets), run.handle))
             except StepStopped:
                 outputs.append(None)
         return outputs, time.perf_counter() - started
+
+    def _start(self, source: SourceEncoding) -> Decoding:
+        """A request's decoding state at its first step: its input cache, and its prefix cache allocated at
+        the output limit."""
+        spec, session = self._session.spec, self._session
+        cache = (session.n_sup, spec.slots, spec.heads, spec.max_tokens, spec.head_dim)
+        entries = (session.n_sup, spec.slots, spec.heads, spec.head_dim)
+        return Decoding(source=source, keys=np.zeros(cache, np.float32), values=np.zeros(cache, np.float32),
+                        y=np.zeros(session.hidden_size, np.float32), z=np.zeros(session.hidden_size, np.float32),
+                        pending_keys=np.zeros(entries, np.float32), pending_values=np.zeros(entries, np.float32))
 
     def _feed(self, batch: list[Ticket]) -> dict[str, np.ndarray]:
         """The step graph's inputs for `batch`, padded to its longest input and prefix."""
