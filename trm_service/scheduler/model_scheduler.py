@@ -48,7 +48,7 @@ from trm_service.scheduler.ticket import StepResult, Ticket
 
 _log = structlog.get_logger("trm_service.scheduler")
 _SMOOTHING = 0.2
-_STEP_TIME_SAFETY = 1.5
+STEP_TIME_SAFETY = 1.5  # a time limit stops a request when the next step, at this many smoothed steps, would pass it
 INLINE_STEP_S = 0.002
 """The longest step that may run on the event loop thread, which it holds meanwhile: ONNX Runtime's own
 time per request (smoothed), not the batch's wall time, which under load includes the hand-over and
@@ -61,7 +61,7 @@ keep the batch at one request."""
 
 
 @dataclass(eq=False)
-class _Run:
+class PlannedCall:
     """One ONNX Runtime call of a step: some of the batch's requests, and the handle that stops the call."""
 
     tickets: list[Ticket]
@@ -110,7 +110,7 @@ class ModelScheduler:
         self._steps_per_request = 1.0  # smoothed supervision steps a request runs before it stops
         self._active: list[Ticket] = []
         self._pending: collections.deque[Ticket] = collections.deque()
-        self._runs: list[_Run] = []  # the calls of the step in flight
+        self._runs: list[PlannedCall] = []  # the calls of the step in flight
         self._wakeup = asyncio.Event()
         self._closing = False
         self._shutdown_at: float | None = None
@@ -247,15 +247,15 @@ class ModelScheduler:
             return False
         return batch[0].arrival - self._idle_since > IDLE_GAP_S
 
-    def _plan_runs(self, batch: list[Ticket]) -> list[_Run]:
+    def _plan_runs(self, batch: list[Ticket]) -> list[PlannedCall]:
         """The step's batch as ONNX Runtime calls of at most max_rows_per_run rows, shortest inputs
         first, so each call is trimmed to its own longest input and its memory stays bounded."""
         ordered = sorted(batch, key=lambda ticket: ticket.length)
         size = self.max_rows_per_run
-        return [_Run(ordered[i : i + size]) for i in range(0, len(ordered), size)]
+        return [PlannedCall(ordered[i : i + size]) for i in range(0, len(ordered), size)]
 
     def _run_all(
-        self, runs: list[_Run], inputs: list[tuple[np.ndarray, np.ndarray, np.ndarray]]
+        self, runs: list[PlannedCall], inputs: list[tuple[np.ndarray, np.ndarray, np.ndarray]]
     ) -> tuple[list[StepOutputs | None], float]:
         """Runs on the model's executor thread: one session call per planned run (None for a call
         stopped because all of its requests were cancelled), and the seconds the calls took."""
@@ -293,7 +293,7 @@ class ModelScheduler:
 
     def _record_step(self, batch: list[Ticket], outputs: StepOutputs, now: float) -> None:
         halt_probability = sigmoid(outputs.halt_logit)
-        next_step_s = self._step_s * _STEP_TIME_SAFETY
+        next_step_s = self._step_s * STEP_TIME_SAFETY
         load_cap = self.load_step_cap()
         stopped = set()
         for row, ticket in enumerate(batch):

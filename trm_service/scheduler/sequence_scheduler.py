@@ -30,7 +30,7 @@ from trm_bundle.probabilities import sigmoid
 from trm_service.runtime.sequence_session import SequenceSession, SourceEncoding, TokenStepOutputs
 from trm_service.runtime.session import StepStopped
 from trm_service.scheduler.halting import HaltReason, stop_reason
-from trm_service.scheduler.model_scheduler import _STEP_TIME_SAFETY, ModelScheduler, _Run
+from trm_service.scheduler.model_scheduler import STEP_TIME_SAFETY, ModelScheduler, PlannedCall
 from trm_service.scheduler.ticket import StepResult, Ticket, TokenProgress
 
 _TOKEN_ENDS = (HaltReason.HALTED, HaltReason.MAX_STEPS, HaltReason.LOAD, HaltReason.VERIFIED)
@@ -62,7 +62,7 @@ class SequenceScheduler(ModelScheduler):
         """Nothing to prepare on the loop thread: `_run_all` encodes new inputs and feeds the step there."""
         return None
 
-    def _run_all(self, runs: list[_Run], inputs: list[None]) -> tuple[list[TokenStepOutputs | None], float]:  # type: ignore[override]
+    def _run_all(self, runs: list[PlannedCall], inputs: list[None]) -> tuple[list[TokenStepOutputs | None], float]:  # type: ignore[override]
         """On the model's thread: per planned call, encode the inputs that have no cache yet, then run one
         refinement step of every request of the call (None for a call stopped because all of its
         requests were cancelled); and the seconds the calls took."""
@@ -123,7 +123,7 @@ class SequenceScheduler(ModelScheduler):
 
     def _record_step(self, batch: list[Ticket], outputs: TokenStepOutputs, now: float) -> None:  # type: ignore[override]
         halt_probability = sigmoid(outputs.halt_logit)
-        next_step_s = self._step_s * _STEP_TIME_SAFETY
+        next_step_s = self._step_s * STEP_TIME_SAFETY
         load_cap = self.load_step_cap()
         stopped = set()
         for row, ticket in enumerate(batch):
