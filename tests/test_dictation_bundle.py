@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 
 from trainer.dictation.corpus import CodeLine, Corpus
-from trainer.dictation.evaluate import score_test_split
+from trainer.dictation.evaluate import bundle_scores
 from trainer.dictation.export import export_dictation_bundle
 from trainer.dictation.verbalize import Verbalizer
 from trainer.sequence.batches import Batch, to_batch
@@ -43,7 +43,8 @@ def test_a_run_becomes_a_bundle_with_its_figures(tmp_path: Path) -> None:
     trainer = SequenceTrainer(SequenceTrainConfig(run_dir=run_dir, batch_size=len(pairs), max_steps=3,
                                                   warmup_steps=1, log_every=100), model, batches, log=lambda _: None)
     final = trainer.fit()
-    report = score_test_split(final, corpus, verbalizer, max_chars=40, max_source_chars=200, lines=4, seed=0)
+    report = bundle_scores(final, corpus, verbalizer, max_chars=40, max_source_chars=200, lines=4, seed=0,
+                           calibration_lines=2)
     args = {"max_source_chars": 200, "max_chars": 40, "seed": 0, "minutes": 1.0}
     (run_dir / "metrics.json").write_text(json.dumps({
         "args": args, "training": {"steps": 3, "minutes": 0.1, "lines_seen": 18}, "history": [], **report}))
@@ -58,6 +59,7 @@ def test_a_run_becomes_a_bundle_with_its_figures(tmp_path: Path) -> None:
     assert len(report["halting_curve"]) >= 5 and all(1 <= p["mean_steps"] <= 3 for p in report["halting_curve"])
     assert bundle.manifest.training.optimizer_steps == 3 and bundle.manifest.training.wall_time_s == 12.0
     assert bundle.manifest.input.max_chars == 200 and bundle.manifest.sequence.slots == 4
+    assert bundle.manifest.halt_threshold == report["calibration"]["threshold"] == report["test_short"]["threshold"]
     text = (bundle.path / "REPORT.md").read_text()
     assert f"{100 * report['test_short']['exact_match']:.2f}%" in text and "python -m trainer.dictation.fit" in text
     assert (bundle.path / "anytime.png").stat().st_size > 10_000

@@ -15,6 +15,7 @@ from trainer.dictation.corpus import build_corpus
 from trainer.dictation.evaluate import held_out_sample
 from trainer.dictation.verbalize import Verbalizer
 from trainer.sequence.bundle import sequence_model_from_bundle
+from trainer.sequence.decode import Halting
 from trainer.sequence.evaluate import predict, score
 from trm_bundle.manifest import load_bundle
 from trm_service.testing import ServerProcess
@@ -48,16 +49,19 @@ def test_bundle_scores_what_its_manifest_says(sample) -> None:
     evaluation, lines = sample
     written, spoken = lines["short"]
     assert len(written) == evaluation["test_short"]["count"]
-    model = sequence_model_from_bundle(BUNDLE)
-    measured = score(predict(model, spoken, max_len=evaluation["sample"]["max_chars"] + 8).texts, written)
-    recorded = load_bundle(BUNDLE).manifest.metrics["test_exact_match"]
+    manifest = load_bundle(BUNDLE).manifest
+    halting = Halting(threshold=manifest.halt_threshold)
+    predicted = predict(sequence_model_from_bundle(BUNDLE), spoken, halting=halting,
+                        max_len=evaluation["sample"]["max_chars"] + 8)
+    measured, recorded = score(predicted.texts, written), manifest.metrics["test_exact_match"]
     assert abs(measured["exact_match"] - recorded) <= 0.005, (measured, recorded)
 
 
 def test_the_server_writes_what_pytorch_writes(sample) -> None:
     _, lines = sample
     written, spoken = lines["short"][0][:SERVED_LINES], lines["short"][1][:SERVED_LINES]
-    expected = predict(sequence_model_from_bundle(BUNDLE), spoken).texts
+    halting = Halting(threshold=load_bundle(BUNDLE).manifest.halt_threshold)
+    expected = predict(sequence_model_from_bundle(BUNDLE), spoken, halting=halting).texts
     with ServerProcess([BUNDLE]) as server, grpc.insecure_channel(server.target) as channel:
         stub = trm_pb2_grpc.ReasoningServiceStub(channel)
         batch = stub.ReasonBatch(trm_pb2.ReasonBatchRequest(requests=[

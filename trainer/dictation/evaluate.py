@@ -21,7 +21,8 @@ import torch
 from trainer.dictation.anchor import alpha2digit_reader, number_literals, number_phrases, score_reader
 from trainer.dictation.corpus import Corpus, load_corpus
 from trainer.dictation.verbalize import Verbalizer
-from trainer.sequence.evaluate import held_out_scores, predict
+from trainer.sequence.decode import Halting
+from trainer.sequence.evaluate import calibrated_threshold, halting_curves, held_out_scores, predict
 from trainer.sequence.model import SequenceTRM
 from trainer.sequence.train import CHECKPOINT, load_model
 
@@ -44,11 +45,26 @@ def held_out_sample(corpus: Corpus, verbalizer: Verbalizer, *, max_chars: int, m
     return sample
 
 
+CALIBRATION_LINES = 500
+
+
+def calibrate(model: SequenceTRM, corpus: Corpus, verbalizer: Verbalizer, *, max_chars: int, max_source_chars: int,
+              lines: int, seed: int) -> dict[str, Any]:
+    """The halting threshold the bundle ships, chosen on `lines` validation lines of at most `max_chars`
+    characters (`calibrated_threshold` of their fixed-step and threshold curves), with those curves."""
+    rng = random.Random(seed)
+    chosen = rng.sample([line for line in corpus.texts("val") if len(line) <= max_chars], lines)
+    pairs = [(line, said) for line in chosen if len(said := verbalizer.speak(line)) <= max_source_chars]
+    curves = halting_curves(model, [said for _, said in pairs], [line for line, _ in pairs], max_chars + 8)
+    return {"lines": len(pairs), "threshold": calibrated_threshold(curves), **curves}
+
+
 def score_test_split(model: SequenceTRM, corpus: Corpus, verbalizer: Verbalizer, *, max_chars: int,
-                     max_source_chars: int, lines: int, seed: int, curves: bool = True) -> dict[str, Any]:
-    """Scores on the test split (`held_out_sample`): the short lines at learned halting, at each fixed step
-    count and as the halting threshold sweeps (with `curves`), the longer lines, and every number literal
-    of the test files said alone, next to text2num's alpha2digit."""
+                     max_source_chars: int, lines: int, seed: int, threshold: float = 0.5,
+                     curves: bool = True) -> dict[str, Any]:
+    """Scores on the test split (`held_out_sample`): the short lines at the halting `threshold`, at each fixed
+    step count and as the halting threshold sweeps (with `curves`), the longer lines, and every number
+    literal of the test files said alone, next to text2num's alpha2digit."""
     report: dict[str, Any] = {"sample": {"lines": lines, "seed": seed, "max_chars": max_chars,
                                          "max_source_chars": max_source_chars}}
     seen = set(corpus.texts("train"))
@@ -57,7 +73,8 @@ def score_test_split(model: SequenceTRM, corpus: Corpus, verbalizer: Verbalizer,
     for name, (chosen, spoken) in sample.items():
         limit = max_chars + 8 if name == "short" else None
         novel = [i for i, line in enumerate(chosen) if line not in seen]
-        scores = held_out_scores(model, spoken, chosen, limit, curves=curves and name == "short", subset=novel)
+        scores = held_out_scores(model, spoken, chosen, limit, threshold=threshold,
+                                 curves=curves and name == "short", subset=novel)
         report[f"test_{name}"] = scores.pop("test")
         report[f"test_{name}"]["novel"] = report[f"test_{name}"].pop("subset")
         report.update(scores)
@@ -65,12 +82,23 @@ def score_test_split(model: SequenceTRM, corpus: Corpus, verbalizer: Verbalizer,
     literals = number_literals(test_lines)
     for name, phrasing in (("numbers", verbalizer), ("numbers_clean", Verbalizer(seed, confusion_rate=0.0))):
         phrases = number_phrases(literals, phrasing)
-        predictions = predict(model, [phrase.spoken for phrase in phrases], max_len=max_chars + 8)
+        predictions = predict(model, [phrase.spoken for phrase in phrases], halting=Halting(threshold=threshold),
+                              max_len=max_chars + 8)
         by_spoken = dict(zip([phrase.spoken for phrase in phrases], predictions.texts, strict=True))
         report[name] = {"count": len(phrases),
                         "model": score_reader(phrases, by_spoken.__getitem__).exact_match,
                         "alpha2digit": score_reader(phrases, alpha2digit_reader).exact_match}
     return report
+
+
+def bundle_scores(model: SequenceTRM, corpus: Corpus, verbalizer: Verbalizer, *, max_chars: int,
+                  max_source_chars: int, lines: int, seed: int, calibration_lines: int = CALIBRATION_LINES) -> dict:
+    """Everything a bundle records: the halting threshold calibrated on validation (`calibration`), then
+    `score_test_split` at that threshold."""
+    limits = {"max_chars": max_chars, "max_source_chars": max_source_chars, "seed": seed}
+    calibration = calibrate(model, corpus, verbalizer, lines=calibration_lines, **limits)
+    return {**score_test_split(model, corpus, verbalizer, lines=lines, threshold=calibration["threshold"], **limits),
+            "calibration": calibration}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -81,16 +109,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--cache-dir", type=Path, default=Path("/tmp/trm-dictation-cache"))
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--lines", type=int, help="test lines of each kind (default: the run's --test-lines)")
+    parser.add_argument("--calibration-lines", type=int, default=CALIBRATION_LINES,
+                        help="validation lines the halting threshold is chosen on")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     metrics_path = args.run_dir / "metrics.json"
     metrics = json.loads(metrics_path.read_text())
     run_args = metrics["args"]
     seed = int(run_args["seed"])
-    report = score_test_split(
-        load_model(args.run_dir / CHECKPOINT), load_corpus(args.cache_dir, seed), Verbalizer(seed),
-        max_chars=int(run_args["max_chars"]), max_source_chars=int(run_args["max_source_chars"]),
-        lines=args.lines or int(run_args["test_lines"]), seed=seed)
+    report = bundle_scores(load_model(args.run_dir / CHECKPOINT), load_corpus(args.cache_dir, seed), Verbalizer(seed),
+                           max_chars=int(run_args["max_chars"]), max_source_chars=int(run_args["max_source_chars"]),
+                           lines=args.lines or int(run_args["test_lines"]), seed=seed,
+                           calibration_lines=args.calibration_lines)
     metrics_path.write_text(json.dumps({**metrics, **report}, indent=1))
     print(json.dumps({key: value for key, value in report.items() if key != "history"}, indent=1)[:4000])
 

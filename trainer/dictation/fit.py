@@ -20,7 +20,7 @@ import torch
 
 from trainer.dictation.anchor import number_literals
 from trainer.dictation.corpus import MAX_LINE_CHARS, load_corpus
-from trainer.dictation.evaluate import score_test_split
+from trainer.dictation.evaluate import bundle_scores
 from trainer.dictation.examples import DictationExamples
 from trainer.dictation.export import export_dictation_bundle
 from trainer.dictation.verbalize import Verbalizer
@@ -92,8 +92,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
     metrics = {"args": {k: str(v) for k, v in vars(args).items()}, "training": {
         "steps": trainer.step, "minutes": trainer.elapsed_s / 60, "lines_seen": trainer.lines_seen},
         "history": trainer.history,
-        **score_test_split(final, corpus, verbalizer, max_chars=args.max_chars, max_source_chars=args.max_source_chars,
-                      lines=args.test_lines, seed=args.seed), "wall_time_s": time.monotonic() - started}
+        **bundle_scores(final, corpus, verbalizer, max_chars=args.max_chars, max_source_chars=args.max_source_chars,
+                        lines=args.test_lines, seed=args.seed), "wall_time_s": time.monotonic() - started}
     (args.run_dir / "metrics.json").write_text(json.dumps(metrics, indent=1))
     print(json.dumps({k: v for k, v in metrics.items() if k != "history"}, indent=1))
     if args.bundle_dir:

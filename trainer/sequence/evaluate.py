@@ -60,6 +60,7 @@ def score(predicted: Sequence[str], expected: Sequence[str]) -> dict[str, float]
 
 
 CURVE_THRESHOLDS = (0.2, 0.35, 0.5, 0.65, 0.8, 0.9, 0.97)
+CALIBRATION_TOLERANCE = 0.005  # learned halting may cost this much exact match against the best fixed step count
 
 
 def char_kind(char: str | None) -> str:
@@ -101,25 +102,40 @@ def steps_report(predictions: Predictions) -> dict[str, Any]:
             "histogram": dict(sorted(histogram.items()))}
 
 
+def halting_curves(model: SequenceTRM, sources: Sequence[str], targets: Sequence[str],
+                   max_len: int | None) -> dict[str, list[dict[str, float]]]:
+    """`fixed_steps`: exact match at each fixed step count per token; `halting_curve`: exact match and mean
+    steps per token as the halting threshold sweeps CURVE_THRESHOLDS."""
+    fixed = [{"steps": k, **score(predict(model, sources, halting=Halting(fixed_steps=k), max_len=max_len).texts,
+                                  targets)} for k in range(1, model.cfg.N_sup + 1)]
+    curve = []
+    for threshold in CURVE_THRESHOLDS:
+        swept = predict(model, sources, halting=Halting(threshold=threshold), max_len=max_len)
+        curve.append({"threshold": threshold, **score(swept.texts, targets),
+                      "mean_steps": steps_report(swept)["mean_steps"]})
+    return {"fixed_steps": fixed, "halting_curve": curve}
+
+
+def calibrated_threshold(curves: dict[str, list[dict[str, float]]]) -> float:
+    """The halting threshold with the fewest mean steps whose exact match is within CALIBRATION_TOLERANCE of
+    the best fixed step count's; if none is, the most accurate one (the rule of the classification bundles)."""
+    best_fixed = max(point["exact_match"] for point in curves["fixed_steps"])
+    within = [p for p in curves["halting_curve"] if p["exact_match"] >= best_fixed - CALIBRATION_TOLERANCE]
+    if within:
+        return min(within, key=lambda p: (p["mean_steps"], -p["exact_match"]))["threshold"]
+    return max(curves["halting_curve"], key=lambda p: (p["exact_match"], -p["mean_steps"]))["threshold"]
+
+
 def held_out_scores(model: SequenceTRM, sources: Sequence[str], targets: Sequence[str], max_len: int | None, *,
-                curves: bool = True, subset: Sequence[int] = ()) -> dict[str, Any]:
-    """`test`: exact match, CER, steps per token and examples at the model's halting (threshold 0.5), and
-    the same scores over the `subset` of indexes (as `subset`); with `curves`, also `fixed_steps` (exact
-    match at each fixed step count) and `halting_curve` (exact match and mean steps per token as the
-    halting threshold sweeps CURVE_THRESHOLDS)."""
-    predictions = predict(model, sources, max_len=max_len)
-    test = {**score(predictions.texts, targets), "steps": steps_report(predictions),
+                    threshold: float = 0.5, curves: bool = True, subset: Sequence[int] = ()) -> dict[str, Any]:
+    """`test`: exact match, CER, steps per token and examples at the halting `threshold`, and the same
+    scores over the `subset` of indexes (as `subset`); with `curves`, also `halting_curves`."""
+    predictions = predict(model, sources, halting=Halting(threshold=threshold), max_len=max_len)
+    test = {**score(predictions.texts, targets), "threshold": threshold, "steps": steps_report(predictions),
             "examples": [(sources[i], targets[i], predictions.texts[i]) for i in range(min(12, len(targets)))]}
     if subset:
         test["subset"] = score([predictions.texts[i] for i in subset], [targets[i] for i in subset])
     scores: dict[str, Any] = {"test": test}
     if curves:
-        scores["fixed_steps"] = [
-            {"steps": k, **score(predict(model, sources, halting=Halting(fixed_steps=k), max_len=max_len).texts,
-                                 targets)} for k in range(1, model.cfg.N_sup + 1)]
-        scores["halting_curve"] = []
-        for threshold in CURVE_THRESHOLDS:
-            swept = predict(model, sources, halting=Halting(threshold=threshold), max_len=max_len)
-            scores["halting_curve"].append({"threshold": threshold, **score(swept.texts, targets),
-                                            "mean_steps": steps_report(swept)["mean_steps"]})
+        scores.update(halting_curves(model, sources, targets, max_len))
     return scores

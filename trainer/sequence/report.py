@@ -21,7 +21,7 @@ def plot_anytime(path: Path, test: dict[str, Any], fixed_steps: list[dict], halt
     left.scatter([p["steps"] for p in fixed_steps], [100 * p["exact_match"] for p in fixed_steps], marker="x",
                  color="black", label="fixed steps per token")
     left.scatter([test["steps"]["mean_steps"]], [100 * test["exact_match"]], s=120, facecolors="none",
-                 edgecolors="red", label="shipped threshold (0.5)")
+                 edgecolors="red", label=f"shipped threshold ({test['threshold']})")
     left.set(xlabel="mean refinement steps per token", ylabel="exact match (%)", title="Accuracy vs compute")
     histogram = test["steps"]["histogram"]
     middle.bar([int(k) for k in histogram], list(histogram.values()))
@@ -49,7 +49,7 @@ def adaptive_compute_lines(test: dict[str, Any], fixed_steps: list[dict], haltin
         *[f"| learned, threshold {p['threshold']} | {100 * p['exact_match']:.2f}% | {p['mean_steps']:.2f} |"
           for p in halting_curve],
         "",
-        "Steps per token by kind (learned halting, threshold 0.5): "
+        f"Steps per token by kind (learned halting, threshold {test['threshold']}): "
         + ", ".join(f"{kind} {mean:.2f}" for kind, mean in steps["by_kind"].items()) + ".",
         "Slowest characters: " + ", ".join(f"`{c['char']}` {c['mean_steps']:.2f}" for c in steps["slowest_characters"])
         + ".",
