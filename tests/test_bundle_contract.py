@@ -18,7 +18,7 @@ from trm_bundle.writer import write_bundle
 MODELS = Path(__file__).resolve().parents[1] / "trm_service" / "models"
 
 
-@pytest.mark.parametrize("name", ["intent-clinc150", "routing-20ng", "sudoku"])
+@pytest.mark.parametrize("name", ["intent-clinc150", "routing-20ng", "sudoku", "code-dictation"])
 def test_shipped_manifests_round_trip_byte_for_byte(name: str) -> None:
     text = (MODELS / name / "manifest.json").read_text()
     assert json.dumps(manifest_json(parse_manifest(json.loads(text))), indent=2) + "\n" == text

@@ -1,12 +1,14 @@
-"""`make models`: retrain the three default bundles from scratch into trm_service/models/.
+"""`make models`: retrain the four default bundles from scratch into trm_service/models/.
 
-Runs `trm-train fit` for each default model, one after the other, and prints the wall time of
-each and of the whole run. Uses CUDA when there is one, else the CPU, where a model with a
-CPU-sized config (`<name>-cpu.yaml`, Sudoku) trains with that one instead.
+Runs `trm-train fit` for each classification and grid model, one after the other, then
+`python -m trainer.dictation.fit` for code-dictation (its own trainer: a sequence model on the standard
+library), and prints the wall time of each and of the whole run. Uses CUDA when there is one, else the
+CPU, where a model with a CPU-sized config (`<name>-cpu.yaml`, Sudoku) trains with that one instead.
 """
 
 from __future__ import annotations
 
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -14,8 +16,10 @@ from pathlib import Path
 import torch
 
 from trainer.cli import main as trm_train
+from trainer.dictation.fit import main as dictation_fit
 
-DEFAULT_MODELS = ("intent-clinc150", "routing-20ng", "sudoku")
+DEFAULT_MODELS = ("intent-clinc150", "routing-20ng", "sudoku", "code-dictation")
+DICTATION = "code-dictation"
 CONFIGS = Path(__file__).parent / "configs"
 MODELS_DIR = Path(__file__).parent.parent / "trm_service" / "models"
 
@@ -31,9 +35,16 @@ def main(names: list[str]) -> int:
     cuda = torch.cuda.is_available()
     for name in names or DEFAULT_MODELS:
         begun = time.monotonic()
-        config = config_path(name, cuda)
-        print(f"{name}: training with {config}", flush=True)
-        code = trm_train(["fit", "--config", str(config), "--out", str(MODELS_DIR), "--restart"])
+        if name == DICTATION:
+            print(f"{name}: training with trainer.dictation.fit (its defaults)", flush=True)
+            run_dir = Path("runs") / name
+            shutil.rmtree(run_dir, ignore_errors=True)
+            dictation_fit(["--run-dir", str(run_dir), "--bundle-dir", str(MODELS_DIR / name)])
+            code = 0
+        else:
+            config = config_path(name, cuda)
+            print(f"{name}: training with {config}", flush=True)
+            code = trm_train(["fit", "--config", str(config), "--out", str(MODELS_DIR), "--restart"])
         print(f"{name}: exit {code}, {time.monotonic() - begun:.0f} s", flush=True)
         if code:
             return code

@@ -41,12 +41,13 @@ def test_models_table_names_each_model(server):
 
 
 def test_models_table_shows_the_metric_each_shipped_model_is_known_by(shipped_server):
-    """In-scope accuracy for a model with out-of-scope, accuracy otherwise, per tier for Sudoku."""
+    """In-scope accuracy for a model with out-of-scope, accuracy otherwise, per tier for Sudoku, exact match for
+    the sequence model."""
     done = trm_client("models", target=shipped_server.target)
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines()[0].endswith("TEST METRIC")
     rows = {line.split()[0]: line for line in done.stdout.splitlines()[1:]}
-    metrics = {name: _manifest_metrics(name) for name in ("intent-clinc150", "routing-20ng", "sudoku")}
+    metrics = {name: _manifest_metrics(name) for name in ("intent-clinc150", "routing-20ng", "sudoku", "code-dictation")}
     assert set(rows) == set(metrics)
     intent, routing, sudoku = metrics["intent-clinc150"], metrics["routing-20ng"], metrics["sudoku"]
     assert intent["test_in_scope_accuracy"] != intent["test_accuracy"]  # else the test proves nothing
@@ -54,6 +55,7 @@ def test_models_table_shows_the_metric_each_shipped_model_is_known_by(shipped_se
     assert rows["routing-20ng"].endswith(f"  accuracy {_percent(routing['test_accuracy'])}")
     tiers = " ".join(f"{tier} {_percent(sudoku[f'test_{tier}_accuracy'])}" for tier in ("easy", "medium", "hard"))
     assert rows["sudoku"].endswith(f"  accuracy {tiers}")
+    assert rows["code-dictation"].endswith(f"  exact_match {_percent(metrics['code-dictation']['test_exact_match'])}")
 
 
 def _manifest_metrics(model: str) -> dict[str, float]:

@@ -1,6 +1,8 @@
 """Train a code-dictation model on the standard-library corpus and score it on held-out files.
 
-    python -m trainer.dictation.fit --run-dir /tmp/dictation --minutes 12
+    python -m trainer.dictation.fit --run-dir runs/code-dictation --bundle-dir trm_service/models/code-dictation
+
+The defaults are the shipped bundle's recipe (an hour of training on 2 CPU threads).
 
 Prints progress, then the scores on the test split (lines of up to --max-chars characters, longer lines,
 number-only phrases next to text2num's alpha2digit, steps per token by kind of character), and writes
@@ -38,7 +40,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--bundle-dir", type=Path, help="write the bundle here at the end (trainer.dictation.export)")
     parser.add_argument("--cache-dir", type=Path, default=Path("/tmp/trm-dictation-cache"),
                         help="where the corpus built from the standard library is cached")
-    parser.add_argument("--minutes", type=float, default=12.0, help="training time (evaluation not included)")
+    parser.add_argument("--minutes", type=float, default=60.0, help="training time (evaluation not included)")
     parser.add_argument("--max-steps", type=int, default=1_000_000)
     parser.add_argument("--max-chars", type=int, default=40, help="longest written line trained on and in the bar")
     parser.add_argument("--max-source-chars", type=int, default=200, help="longest spoken form trained on")
@@ -46,15 +48,15 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--num-heads", type=int, default=4)
     parser.add_argument("--encoder-layers", type=int, default=2)
     parser.add_argument("--num-layers", type=int, default=2)
-    parser.add_argument("--n", type=int, default=2)
+    parser.add_argument("--n", type=int, default=1)
     parser.add_argument("--T", type=int, default=1)
     parser.add_argument("--N-sup", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--eval-every", type=int, default=200)
+    parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument("--eval-every", type=int, default=1000)
     parser.add_argument("--eval-lines", type=int, default=200, help="validation lines scored during training")
     parser.add_argument("--test-lines", type=int, default=1000, help="test lines scored at the end (each kind)")
-    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     return parser.parse_args(argv)
 
