@@ -47,7 +47,8 @@ def test_models_table_shows_the_metric_each_shipped_model_is_known_by(shipped_se
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines()[0].endswith("TEST METRIC")
     rows = {line.split()[0]: line for line in done.stdout.splitlines()[1:]}
-    metrics = {name: _manifest_metrics(name) for name in ("intent-clinc150", "routing-20ng", "sudoku", "code-dictation")}
+    shipped = ("intent-clinc150", "routing-20ng", "sudoku", "code-dictation")
+    metrics = {name: _manifest_metrics(name) for name in shipped}
     assert set(rows) == set(metrics)
     intent, routing, sudoku = metrics["intent-clinc150"], metrics["routing-20ng"], metrics["sudoku"]
     assert intent["test_in_scope_accuracy"] != intent["test_accuracy"]  # else the test proves nothing
