@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -121,6 +122,7 @@ def main(argv: list[str] | None = None) -> None:
                            max_chars=int(run_args["max_chars"]), max_source_chars=int(run_args["max_source_chars"]),
                            lines=args.lines or int(run_args["test_lines"]), seed=seed,
                            calibration_lines=args.calibration_lines)
+    report["scored_with"] = "python -m trainer.dictation.evaluate " + " ".join(sys.argv[1:] if argv is None else argv)
     metrics_path.write_text(json.dumps({**metrics, **report}, indent=1))
     print(json.dumps({key: value for key, value in report.items() if key != "history"}, indent=1)[:4000])
 

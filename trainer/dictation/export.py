@@ -50,8 +50,9 @@ def report_markdown(metrics: dict[str, Any], training: Training, parameters: int
         f"# {NAME}", "", DESCRIPTION + ".", "",
         "## Training", "",
         f"- Command: `{training.command}`",
+        *([f"- Scored again with: `{metrics['scored_with']}`"] if "scored_with" in metrics else []),
         f"- Wall time: {training.wall_time_s / 60:.1f} min in all ({training.train_time_s / 60:.1f} min of "
-        f"training steps, then scoring), {training.optimizer_steps} optimizer steps, "
+        f"training steps, then scoring and calibration), {training.optimizer_steps} optimizer steps, "
         f"{metrics['training']['lines_seen']:,} lines seen, {parameters:,} parameters, CPU.",
         "- Data: the one-line statements of this interpreter's standard library, split by file (80/10/10, "
         "seeded); the spoken forms come from `trainer/dictation/verbalize.py`. Test files are never trained on.",
