@@ -130,3 +130,14 @@ def test_training_lowers_the_loss_and_resumes_from_its_checkpoint(tmp_path: Path
     resumed.fit()
     assert resumed.step == 22 and resumed.lines_seen == 22 * 4
     assert decode(encode("x = 1")) == "x = 1"
+
+
+def test_every_step_training_runs_each_token_through_all_its_steps(tmp_path: Path) -> None:
+    pairs = [("x equals one", "x = 1"), ("none", "None")]
+    model = small_model(seed=5, T=1, N_sup=3).train()
+    trainer = SequenceTrainer(SequenceTrainConfig(run_dir=tmp_path, batch_size=2, every_step=True), model,
+                              lambda _step: iter(()), log=lambda _line: None)
+    stats = trainer.train_step(to_batch(pairs))
+    assert stats["steps_per_token"] == 3.0
+    assert SequenceTrainer(SequenceTrainConfig(run_dir=tmp_path, batch_size=2), model, lambda _step: iter(()),
+                           log=lambda _line: None).train_step(to_batch(pairs))["steps_per_token"] < 3.0

@@ -51,6 +51,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--n", type=int, default=1)
     parser.add_argument("--T", type=int, default=1)
     parser.add_argument("--N-sup", type=int, default=3)
+    parser.add_argument("--every-step", action="store_true",
+                        help="train every token through all N_sup steps (default: until its halting head stops it)")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--eval-every", type=int, default=1000)
@@ -82,7 +84,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     print(f"{sum(p.numel() for p in model.parameters())} parameters; {len(train_lines)} training lines")
     train_cfg = SequenceTrainConfig(run_dir=args.run_dir, batch_size=args.batch_size, lr=args.lr,
                                     max_steps=args.max_steps, max_minutes=args.minutes,
-                                    eval_every=args.eval_every, seed=args.seed)
+                                    eval_every=args.eval_every, seed=args.seed, every_step=args.every_step)
 
     def evaluate(ema: SequenceTRM) -> dict[str, float]:
         predictions = predict(ema, val_spoken, max_len=args.max_chars + 8)

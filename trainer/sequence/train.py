@@ -37,6 +37,7 @@ class SequenceTrainConfig:
     ema_decay: float = 0.999
     grad_clip: float = 1.0
     halt_exploration: float = 0.1
+    every_step: bool = False  # every token takes all N_sup steps in training (each trained), not the halting head's
     halt_loss_weight: float = 0.5
     eval_every: int = 200
     checkpoint_every: int = 50
@@ -110,7 +111,8 @@ class SequenceTrainer:
         self.model.train()
         for group in self.optimizer.param_groups:
             group["lr"] = self._learning_rate()
-        halting = Halting(exploration=self.cfg.halt_exploration, generator=self.generator)
+        halting = (Halting(fixed_steps=self.model.cfg.N_sup) if self.cfg.every_step
+                   else Halting(exploration=self.cfg.halt_exploration, generator=self.generator))
         out = teacher_forced(self.model, batch.source, batch.targets, halting, self.cfg.halt_loss_weight)
         self.optimizer.zero_grad(set_to_none=True)
         out.loss.backward()
