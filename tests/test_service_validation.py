@@ -20,6 +20,7 @@ from trm_service.api.validation import (
 )
 from trm_service.runtime.grid_codec import GridCodec
 from trm_service.runtime.text_codec import TextCodec
+from trm_service.scheduler.ticket import StepResult
 
 SHA = "0" * 64
 MAX_BUDGET_MS = 60_000
@@ -68,7 +69,8 @@ def _validate(manifest, **fields):
 
 
 def _top_labels(valid) -> int:
-    return len(valid.input.reader.read(np.zeros(5, dtype=np.float32)).answer.classification.top)
+    step = StepResult(step=1, logits=np.zeros(5, dtype=np.float32), halt_probability=0.0, elapsed_ms=0.0)
+    return len(valid.input.reader.read(step).answer.classification.top)
 
 
 def test_an_empty_budget_takes_the_model_defaults():
