@@ -28,6 +28,14 @@ FP32_FILE = "model.onnx"
 INT8_FILE = "model.int8.onnx"
 STEP_INPUTS = ("tokens", "y", "z")
 STEP_OUTPUTS = ("y_next", "z_next", "logits", "halt_logit")
+# task "sequence": the input's encoding and one refinement step of the current tokens (docs/BUNDLE.md)
+ENCODE_FILE = "encode.onnx"
+SEQUENCE_STEP_FILE = "step.onnx"
+ENCODE_INPUTS = ("source",)
+ENCODE_OUTPUTS = ("source_keys", "source_values", "pointer_keys")
+SEQUENCE_STEP_INPUTS = ("source", *ENCODE_OUTPUTS, "previous", "position", "y", "z", "prefix_keys", "prefix_values",
+                        "prefix_mask")
+SEQUENCE_STEP_OUTPUTS = ("y_next", "z_next", "log_probs", "halt_logit", "step_keys", "step_values")
 _NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 _SHA256_PATTERN = re.compile(r"^[0-9a-f]{64}$")
 

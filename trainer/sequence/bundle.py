@@ -10,10 +10,20 @@ import onnx
 import torch
 from onnx import numpy_helper
 
-from trainer.sequence.export import ENCODE_FILE, OPSET, STEP_FILE, export_graphs
+from trainer.sequence.export import OPSET, export_graphs
 from trainer.sequence.model import SequenceConfig, SequenceTRM
 from trainer.sequence.vocab import BOS_ID, CHARACTERS, EOS_ID, PAD_ID, SPECIALS
-from trm_bundle.manifest import Bundle, CharacterInput, Manifest, Recursion, SequenceOutput, Training, load_bundle
+from trm_bundle.manifest import (
+    ENCODE_FILE,
+    SEQUENCE_STEP_FILE,
+    Bundle,
+    CharacterInput,
+    Manifest,
+    Recursion,
+    SequenceOutput,
+    Training,
+    load_bundle,
+)
 from trm_bundle.writer import write_bundle
 
 VOCABULARY = (*SPECIALS, *CHARACTERS)  # the manifest's labels: token id -> its text
@@ -31,7 +41,7 @@ def sequence_manifest(model: SequenceTRM, *, name: str, version: str, descriptio
         input=CharacterInput(max_chars=max_chars, pad_id=PAD_ID),
         recursion=Recursion(n=cfg.n, T=cfg.T, N_sup=cfg.N_sup, state_shape=(1, cfg.hidden_size)),
         halt_threshold=halt_threshold, min_steps=1, out_of_scope=None, metrics=dict(metrics or {}),
-        onnx_fp32=STEP_FILE, onnx_int8=None, onnx_opset=OPSET, training=training,
+        onnx_fp32=SEQUENCE_STEP_FILE, onnx_int8=None, onnx_opset=OPSET, training=training,
         sequence=SequenceOutput(max_tokens=cfg.max_target_len, bos_id=BOS_ID, eos_id=EOS_ID,
                                 layers=cfg.num_layers, slots=cfg.slots, heads=cfg.num_heads,
                                 head_dim=cfg.head_dim, encode=ENCODE_FILE),
@@ -43,7 +53,7 @@ def write_sequence_bundle(folder: Path, model: SequenceTRM, manifest: Manifest,
     """Export `model`'s graphs and write the bundle (with `extra_files`: REPORT.md, plots) at `folder`."""
     with tempfile.TemporaryDirectory() as scratch:
         encode_path, step_path = export_graphs(model, Path(scratch))
-        return write_bundle(folder, manifest, {ENCODE_FILE: encode_path, STEP_FILE: step_path,
+        return write_bundle(folder, manifest, {ENCODE_FILE: encode_path, SEQUENCE_STEP_FILE: step_path,
                                                **(extra_files or {})})
 
 

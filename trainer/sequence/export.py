@@ -22,15 +22,16 @@ from torch import nn
 
 from trainer.sequence.model import KV, SequenceTRM, SourceCache
 from trainer.sequence.vocab import BOS_ID, PAD_ID
+from trm_bundle.manifest import (
+    ENCODE_FILE,
+    ENCODE_INPUTS,
+    ENCODE_OUTPUTS,
+    SEQUENCE_STEP_FILE,
+    SEQUENCE_STEP_INPUTS,
+    SEQUENCE_STEP_OUTPUTS,
+)
 
 OPSET = 17
-ENCODE_FILE = "encode.onnx"
-STEP_FILE = "step.onnx"
-ENCODE_INPUTS = ("source",)
-ENCODE_OUTPUTS = ("source_keys", "source_values", "pointer_keys")
-STEP_INPUTS = ("source", "source_keys", "source_values", "pointer_keys", "previous", "position", "y", "z",
-               "prefix_keys", "prefix_values", "prefix_mask")
-STEP_OUTPUTS = ("y_next", "z_next", "log_probs", "halt_logit", "step_keys", "step_values")
 
 
 class EncodeGraph(nn.Module):
@@ -85,22 +86,23 @@ def example_inputs(model: SequenceTRM, batch: int = 2, source_len: int = 7, pref
 
 
 def export_graphs(model: SequenceTRM, directory: Path) -> tuple[Path, Path]:
-    """Write ENCODE_FILE and STEP_FILE of `model` (CPU, eval mode) into `directory`, dynamic axes for the
+    """Write ENCODE_FILE and SEQUENCE_STEP_FILE of `model` (CPU, eval mode) into `directory`, dynamic axes for the
     batch, the source length and the prefix length."""
     model = model.to("cpu").eval()
     inputs = example_inputs(model)
     encode_axes = {"source": {0: "batch", 1: "source"}, "source_keys": {0: "batch", 3: "source"},
                    "source_values": {0: "batch", 3: "source"}, "pointer_keys": {0: "batch", 1: "source"}}
-    step_axes = {**encode_axes, **{name: {0: "batch"} for name in ("previous", "position", "y", "z", *STEP_OUTPUTS)},
+    per_row = ("previous", "position", "y", "z", *SEQUENCE_STEP_OUTPUTS)
+    step_axes = {**encode_axes, **{name: {0: "batch"} for name in per_row},
                  "prefix_keys": {0: "batch", 3: "prefix"}, "prefix_values": {0: "batch", 3: "prefix"},
                  "prefix_mask": {0: "batch", 1: "prefix"}}
-    encode_path, step_path = directory / ENCODE_FILE, directory / STEP_FILE
+    encode_path, step_path = directory / ENCODE_FILE, directory / SEQUENCE_STEP_FILE
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
         torch.onnx.export(EncodeGraph(model), (inputs["source"],), str(encode_path), input_names=list(ENCODE_INPUTS),
                           output_names=list(ENCODE_OUTPUTS), dynamic_axes=encode_axes, opset_version=OPSET,
                           do_constant_folding=False, dynamo=False)
-        torch.onnx.export(StepGraph(model), tuple(inputs[name] for name in STEP_INPUTS), str(step_path),
-                          input_names=list(STEP_INPUTS), output_names=list(STEP_OUTPUTS), dynamic_axes=step_axes,
-                          opset_version=OPSET, do_constant_folding=False, dynamo=False)
+        torch.onnx.export(StepGraph(model), tuple(inputs[name] for name in SEQUENCE_STEP_INPUTS), str(step_path),
+                          input_names=list(SEQUENCE_STEP_INPUTS), output_names=list(SEQUENCE_STEP_OUTPUTS),
+                          dynamic_axes=step_axes, opset_version=OPSET, do_constant_folding=False, dynamo=False)
     return encode_path, step_path

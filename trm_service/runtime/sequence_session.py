@@ -13,13 +13,18 @@ from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
-from onnxruntime.capi.onnxruntime_pybind11_state import Fail, InvalidGraph, InvalidProtobuf, NoSuchFile
 
-from trm_bundle.manifest import BundleError, CharacterInput, Manifest, SequenceOutput
-from trm_service.runtime.session import RunHandle, SessionSettings, StepStopped, session_options
-
-ENCODE_OUTPUTS = ("source_keys", "source_values", "pointer_keys")
-STEP_OUTPUTS = ("y_next", "z_next", "log_probs", "halt_logit", "step_keys", "step_values")
+from trm_bundle.manifest import (
+    ENCODE_INPUTS,
+    ENCODE_OUTPUTS,
+    SEQUENCE_STEP_INPUTS,
+    SEQUENCE_STEP_OUTPUTS,
+    BundleError,
+    CharacterInput,
+    Manifest,
+    SequenceOutput,
+)
+from trm_service.runtime.session import RunHandle, SessionSettings, open_graph, run_graph
 
 
 @dataclass(frozen=True)
@@ -45,14 +50,6 @@ class TokenStepOutputs:
     step_values: np.ndarray
 
 
-def _open(path: Path, settings: SessionSettings) -> ort.InferenceSession:
-    try:
-        return ort.InferenceSession(str(path), sess_options=session_options(settings),
-                                    providers=["CPUExecutionProvider"])
-    except (Fail, InvalidGraph, InvalidProtobuf, NoSuchFile, RuntimeError) as exc:
-        raise BundleError(f"{path}: ONNX Runtime cannot load the model: {exc}") from exc
-
-
 class SequenceSession:
     """Runs a sequence bundle's encode and step graphs on CPU; safe to call from one thread at a time."""
 
@@ -63,11 +60,10 @@ class SequenceSession:
         self.pad_id = manifest.input.pad_id
         self.hidden_size = manifest.recursion.state_shape[1]
         self.n_sup = manifest.recursion.N_sup
-        self._encode = _open(encode_path, settings)
-        self._step = _open(step_path, settings)
-        _check_names(self._encode, ("source",), ENCODE_OUTPUTS, encode_path.name)
-        _check_names(self._step, ("source", *ENCODE_OUTPUTS, "previous", "position", "y", "z", "prefix_keys",
-                                  "prefix_values", "prefix_mask"), STEP_OUTPUTS, step_path.name)
+        self._encode = open_graph(encode_path, settings)
+        self._step = open_graph(step_path, settings)
+        _check_names(self._encode, ENCODE_INPUTS, ENCODE_OUTPUTS, encode_path.name)
+        _check_names(self._step, SEQUENCE_STEP_INPUTS, SEQUENCE_STEP_OUTPUTS, step_path.name)
 
     def input_length(self, tokens: np.ndarray) -> int:
         """Characters of an encoded input (its ids before padding)."""
@@ -79,24 +75,13 @@ class SequenceSession:
         source = np.full((len(inputs), length), self.pad_id, dtype=np.int64)
         for row, ids in enumerate(inputs):
             source[row, : len(ids)] = ids
-        keys, values, pointer_keys = self._run(self._encode, ENCODE_OUTPUTS, {"source": source}, handle)
+        keys, values, pointer_keys = run_graph(self._encode, ENCODE_OUTPUTS, {"source": source}, handle)
         return [SourceEncoding(ids, keys[row, :, :, : len(ids)], values[row, :, :, : len(ids)],
                                pointer_keys[row, : len(ids)]) for row, ids in enumerate(inputs)]
 
     def step(self, feed: dict[str, np.ndarray], handle: RunHandle | None = None) -> TokenStepOutputs:
         """One refinement step of a batch (the step graph's inputs, docs/BUNDLE.md)."""
-        outputs = self._run(self._step, STEP_OUTPUTS, feed, handle)
-        return TokenStepOutputs(*outputs)
-
-    @staticmethod
-    def _run(session: ort.InferenceSession, names: tuple[str, ...], feed: dict[str, np.ndarray],
-             handle: RunHandle | None) -> list[np.ndarray]:
-        try:
-            return session.run(list(names), feed, None if handle is None else handle.options)
-        except Fail:
-            if handle is not None and handle.stopped:
-                raise StepStopped from None
-            raise
+        return TokenStepOutputs(*run_graph(self._step, SEQUENCE_STEP_OUTPUTS, feed, handle))
 
 
 def _check_names(session: ort.InferenceSession, inputs: tuple[str, ...], outputs: tuple[str, ...], file: str) -> None:

@@ -82,16 +82,31 @@ def session_options(settings: SessionSettings) -> ort.SessionOptions:
     return options
 
 
+def open_graph(path: Path, settings: SessionSettings) -> ort.InferenceSession:
+    """An ONNX Runtime session of one bundle graph on CPU; BundleError when it cannot be loaded."""
+    try:
+        return ort.InferenceSession(str(path), sess_options=session_options(settings),
+                                    providers=["CPUExecutionProvider"])
+    except (Fail, InvalidGraph, InvalidProtobuf, NoSuchFile, RuntimeError) as exc:
+        raise BundleError(f"{path}: ONNX Runtime cannot load the model: {exc}") from exc
+
+
+def run_graph(session: ort.InferenceSession, outputs: tuple[str, ...], feed: dict[str, np.ndarray],
+              handle: RunHandle | None) -> list[np.ndarray]:
+    """`outputs` of one run; StepStopped when `handle` was stopped before the run ended."""
+    try:
+        return session.run(list(outputs), feed, None if handle is None else handle.options)
+    except Fail:
+        if handle is not None and handle.stopped:
+            raise StepStopped from None
+        raise
+
+
 class StepSession:
     """Runs `model.onnx` (one supervision step) on CPU; safe to call from one thread at a time."""
 
     def __init__(self, model_path: Path, manifest: Manifest, settings: SessionSettings) -> None:
-        try:
-            self._session = ort.InferenceSession(
-                str(model_path), sess_options=session_options(settings), providers=["CPUExecutionProvider"]
-            )
-        except (Fail, InvalidGraph, InvalidProtobuf, NoSuchFile, RuntimeError) as exc:
-            raise BundleError(f"{model_path}: ONNX Runtime cannot load the model: {exc}") from exc
+        self._session = open_graph(model_path, settings)
         check_signature(self._session, manifest)
         self.state_shape = manifest.recursion.state_shape
         self.sequence_length = sequence_length(manifest)
@@ -120,14 +135,8 @@ class StepSession:
     def run(self, tokens: np.ndarray, y: np.ndarray, z: np.ndarray, handle: RunHandle | None = None) -> StepOutputs:
         """One supervision step for a batch: tokens [b, length] int64, y and z [b, state_rows(length), d].
         Raises StepStopped if `handle` is stopped before the run ends."""
-        try:
-            y_next, z_next, logits, halt_logit = self._session.run(
-                list(STEP_OUTPUTS), {"tokens": tokens, "y": y, "z": z}, None if handle is None else handle.options
-            )
-        except Fail:
-            if handle is not None and handle.stopped:
-                raise StepStopped from None
-            raise
+        y_next, z_next, logits, halt_logit = run_graph(self._session, STEP_OUTPUTS, {"tokens": tokens, "y": y, "z": z},
+                                                       handle)
         return StepOutputs(y_next=y_next, z_next=z_next, logits=logits, halt_logit=halt_logit.reshape(-1))
 
 
