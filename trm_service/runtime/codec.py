@@ -16,6 +16,15 @@ from trm.v1 import trm_pb2
 
 from trm_service.scheduler.ticket import StepResult
 
+DEFAULT_TOP_K = 3  # labels or candidates a request gets without top_k
+
+
+def top_scores(labels: tuple[str, ...], probabilities: np.ndarray, k: int) -> list[trm_pb2.LabelScore]:
+    """The `k` most probable labels of a distribution [len(labels)], most probable first (ties by index)."""
+    order = (-probabilities).argsort(kind="stable")[:k]
+    return [trm_pb2.LabelScore(label=labels[i], probability=p)
+            for i, p in zip(order.tolist(), probabilities[order].tolist(), strict=True)]
+
 
 class InputError(ValueError):
     """The request's input does not suit the model; the message tells the caller what to send."""

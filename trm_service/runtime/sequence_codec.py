@@ -6,10 +6,9 @@ import numpy as np
 from trm.v1 import trm_pb2
 
 from trm_bundle.manifest import BundleError, CharacterInput, Manifest
-from trm_service.runtime.codec import DecodedStep, EncodedRequest, InputError
+from trm_bundle.probabilities import softmax
+from trm_service.runtime.codec import DEFAULT_TOP_K, DecodedStep, EncodedRequest, InputError, top_scores
 from trm_service.scheduler.ticket import StepResult
-
-DEFAULT_TOP_K = 3
 
 
 class SequenceCodec:
@@ -60,17 +59,14 @@ class SequenceReader:
         progress = result.progress
         if progress is None:
             raise ValueError("a sequence model's step result carries its progress")
-        probabilities = np.exp(result.logits.astype(np.float64))
-        probabilities /= probabilities.sum()
-        order = (-probabilities).argsort(kind="stable")[: self._top_k]
+        probabilities = softmax(result.logits)  # of log-probabilities: the distribution itself, renormalised
         text_ids = [token for token in progress.emitted if token != self._eos_id]
         tokens = len(progress.emitted)
         answer = trm_pb2.TextAnswer(
             text="".join(self._labels[token] for token in text_ids),
             token_index=progress.token_index,
             token_step=progress.token_step,
-            candidates=[trm_pb2.LabelScore(label=self._labels[i], probability=p)
-                        for i, p in zip(order.tolist(), probabilities[order].tolist(), strict=True)],
+            candidates=top_scores(self._labels, probabilities, self._top_k),
             token_emitted=progress.token_emitted,
             tokens=tokens,
             mean_steps_per_token=progress.emitted_steps / tokens if tokens else 0.0,

@@ -10,10 +10,8 @@ from trm.v1 import trm_pb2
 
 from trm_bundle.manifest import BundleError, Manifest, OutOfScope, TextInput
 from trm_bundle.probabilities import softmax
-from trm_service.runtime.codec import DecodedStep, EncodedRequest, InputError
+from trm_service.runtime.codec import DEFAULT_TOP_K, DecodedStep, EncodedRequest, InputError, top_scores
 from trm_service.scheduler.ticket import StepResult
-
-DEFAULT_TOP_K = 3
 
 
 def load_tokenizer(path: Path) -> Tokenizer:
@@ -115,11 +113,7 @@ class ClassificationReader:
     def read(self, result: StepResult) -> DecodedStep:
         """Decode one request's step."""
         probabilities = softmax(result.logits)
-        order = (-probabilities).argsort(kind="stable")[: self._top_k]
-        top = [
-            trm_pb2.LabelScore(label=self._labels[i], probability=p)
-            for i, p in zip(order.tolist(), probabilities[order].tolist(), strict=True)
-        ]
+        top = top_scores(self._labels, probabilities, self._top_k)
         best = top[0]
         out_of_scope = self._out_of_scope is not None and (
             best.label == self._out_of_scope.label or best.probability < self._out_of_scope.threshold
