@@ -18,9 +18,9 @@ from typing import Any
 import torch
 
 from trainer.sequence.bundle import sequence_manifest, write_sequence_bundle
-from trainer.sequence.model import SequenceTRM
+from trainer.sequence.evaluate import sequence_metrics
 from trainer.sequence.report import adaptive_compute_lines, example_lines, plot_anytime
-from trainer.sequence.train import CHECKPOINT, load_model
+from trainer.sequence.train import CHECKPOINT, model_from_state
 from trm_bundle.manifest import Bundle, Training
 
 NAME = "code-dictation"
@@ -31,13 +31,10 @@ DESCRIPTION = ("Dictated Python to code: spoken words in, one line of code out, 
 def headline_metrics(metrics: dict[str, Any]) -> dict[str, float]:
     """The manifest's figures (docs/BUNDLE.md, Metrics) from a run's metrics.json."""
     short, longer = metrics["test_short"], metrics["test_longer"]
-    best_fixed = max(metrics["fixed_steps"], key=lambda point: point["exact_match"])
     return {
-        "test_exact_match": short["exact_match"], "test_cer": short["cer"],
-        "test_mean_steps_per_token": short["steps"]["mean_steps"],
+        **sequence_metrics(short, metrics["fixed_steps"]),
         "test_novel_exact": short["novel"]["exact_match"],
         "test_long_exact": longer["exact_match"], "test_long_cer": longer["cer"],
-        "test_best_fixed_steps": float(best_fixed["steps"]), "test_best_fixed_exact": best_fixed["exact_match"],
         "numbers_exact": metrics["numbers"]["model"], "numbers_alpha2digit_exact": metrics["numbers"]["alpha2digit"],
     }
 
@@ -84,8 +81,8 @@ def report_markdown(metrics: dict[str, Any], training: Training, parameters: int
 def export_dictation_bundle(run_dir: Path, bundle_dir: Path, wall_time_s: float | None = None) -> Bundle:
     """Write the bundle of `run_dir`'s EMA model with the figures of its metrics.json."""
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    model: SequenceTRM = load_model(run_dir / CHECKPOINT)
     state = torch.load(run_dir / CHECKPOINT, weights_only=False)
+    model = model_from_state(state)
     args = metrics["args"]
     parameters = sum(p.numel() for p in model.parameters())
     command = "python -m trainer.dictation.fit " + " ".join(

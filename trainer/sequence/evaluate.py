@@ -126,6 +126,15 @@ def calibrated_threshold(curves: dict[str, list[dict[str, float]]]) -> float:
     return max(curves["halting_curve"], key=lambda p: (p["exact_match"], -p["mean_steps"]))["threshold"]
 
 
+def sequence_metrics(test: dict[str, Any], fixed_steps: list[dict[str, float]]) -> dict[str, float]:
+    """The manifest figures every sequence bundle has (docs/BUNDLE.md): exact match, CER and mean steps per
+    token at its halting, and the best fixed step count with its exact match."""
+    best = max(fixed_steps, key=lambda point: point["exact_match"])
+    return {"test_exact_match": test["exact_match"], "test_cer": test["cer"],
+            "test_mean_steps_per_token": test["steps"]["mean_steps"],
+            "test_best_fixed_steps": float(best["steps"]), "test_best_fixed_exact": best["exact_match"]}
+
+
 def held_out_scores(model: SequenceTRM, sources: Sequence[str], targets: Sequence[str], max_len: int | None, *,
                     threshold: float = 0.5, curves: bool = True, subset: Sequence[int] = ()) -> dict[str, Any]:
     """`test`: exact match, CER, steps per token and examples at the halting `threshold`, and the same

@@ -162,7 +162,11 @@ class SequenceTrainer:
 
 def load_model(checkpoint: Path, weights: str = "ema") -> SequenceTRM:
     """The model of a checkpoint (its EMA weights by default)."""
-    state = torch.load(checkpoint, weights_only=False)
+    return model_from_state(torch.load(checkpoint, weights_only=False), weights)
+
+
+def model_from_state(state: dict, weights: str = "ema") -> SequenceTRM:
+    """The model of a loaded checkpoint (`SequenceTrainer.save_checkpoint`'s dict)."""
     model = SequenceTRM(SequenceConfig(**state["model_config"]))
     model.load_state_dict(state[weights])
     return model.eval()

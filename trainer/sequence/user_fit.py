@@ -19,7 +19,14 @@ import numpy as np
 from trainer.data.files import DataError
 from trainer.sequence.batches import length_bucketed
 from trainer.sequence.bundle import sequence_manifest, write_sequence_bundle
-from trainer.sequence.evaluate import calibrated_threshold, halting_curves, held_out_scores, predict, score
+from trainer.sequence.evaluate import (
+    calibrated_threshold,
+    halting_curves,
+    held_out_scores,
+    predict,
+    score,
+    sequence_metrics,
+)
 from trainer.sequence.model import SequenceConfig, SequenceTRM
 from trainer.sequence.pairs import Pair, load_pairs
 from trainer.sequence.report import adaptive_compute_lines, example_lines, plot_anytime
@@ -79,10 +86,7 @@ def fit_sequence(train: Path, test: Path | None, *, out: Path, name: str, run_di
     scores = held_out_scores(final, [p.source for p in held_out], [p.target for p in held_out], None,
                              threshold=threshold)
     test_figures, fixed, curve = scores["test"], scores["fixed_steps"], scores["halting_curve"]
-    best = max(fixed, key=lambda point: point["exact_match"])
-    metrics = {"test_exact_match": test_figures["exact_match"], "test_cer": test_figures["cer"],
-               "test_mean_steps_per_token": test_figures["steps"]["mean_steps"],
-               "test_best_fixed_steps": float(best["steps"]), "test_best_fixed_exact": best["exact_match"]}
+    metrics = sequence_metrics(test_figures, fixed)
     record = Training(model_config=cfg.to_dict(), config={**trainer.cfg.to_dict(), "train": str(train),
                                                           "test": str(test) if test else None},
                       data_sha256={}, command=command, wall_time_s=time.monotonic() - started,
