@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
 import torch
 from torch import nn
 
@@ -132,12 +133,25 @@ def test_training_lowers_the_loss_and_resumes_from_its_checkpoint(tmp_path: Path
     assert decode(encode("x = 1")) == "x = 1"
 
 
-def test_every_step_training_runs_each_token_through_all_its_steps(tmp_path: Path) -> None:
+def test_training_depths_every_halting_and_sampled(tmp_path: Path) -> None:
+    """"every": all N_sup steps; "halting": fewer (the head stops some tokens); "sampled": each token's depth
+    drawn from 1..N_sup whatever its halting head says, each of its steps supervised."""
     pairs = [("x equals one", "x = 1"), ("none", "None")]
     model = small_model(seed=5, T=1, N_sup=3).train()
-    trainer = SequenceTrainer(SequenceTrainConfig(run_dir=tmp_path, batch_size=2, every_step=True), model,
-                              lambda _step: iter(()), log=lambda _line: None)
-    stats = trainer.train_step(to_batch(pairs))
-    assert stats["steps_per_token"] == 3.0
-    assert SequenceTrainer(SequenceTrainConfig(run_dir=tmp_path, batch_size=2), model, lambda _step: iter(()),
-                           log=lambda _line: None).train_step(to_batch(pairs))["steps_per_token"] < 3.0
+
+    def trainer(depth: str) -> SequenceTrainer:
+        return SequenceTrainer(SequenceTrainConfig(run_dir=tmp_path, batch_size=2, depth=depth), model,
+                               lambda _step: iter(()), log=lambda _line: None)
+
+    assert trainer("every").train_step(to_batch(pairs))["steps_per_token"] == 3.0
+    assert trainer("halting").train_step(to_batch(pairs))["steps_per_token"] < 3.0
+    with torch.no_grad():
+        model.q_head.bias.fill_(50.0)  # the head says "stop" everywhere: sampled depths ignore it
+        batch = to_batch(pairs * 20)
+        sampled = teacher_forced(model, batch.source, batch.targets,
+                                 Halting(sampled_depth=True, generator=torch.Generator().manual_seed(0)))
+    taken = sampled.steps[sampled.steps > 0]
+    assert set(taken.tolist()) == {1, 2, 3}
+    assert torch.equal((~sampled.halt_logits.isnan()).sum(-1), sampled.steps)  # every step taken was run
+    with pytest.raises(ValueError, match="depth 'deep' is not one of"):
+        trainer("deep").train_step(to_batch(pairs))

@@ -22,11 +22,14 @@ class Halting:
     """When a token stops refining: after `fixed_steps` steps if set, else when sigmoid of its halting
     logit reaches `threshold` (or at N_sup), as the server halts. In training, with probability
     `exploration` a token must first take a random number of steps in [2, N_sup] (the TRM's exploration,
-    so the halting head sees later steps too)."""
+    so the halting head sees later steps too); with `sampled_depth` each token takes a number of steps
+    drawn uniformly from [1, N_sup] whatever its halting head says (every step trained as an answer, on the
+    mix of halted and refining neighbours that decoding meets)."""
 
     fixed_steps: int | None = None
     threshold: float = 0.5
     exploration: float = 0.0
+    sampled_depth: bool = False
     generator: torch.Generator | None = None
 
     def most_steps(self, n_sup: int) -> int:
@@ -35,7 +38,10 @@ class Halting:
         return self.fixed_steps or n_sup
 
     def minimum_steps(self, shape: tuple[int, ...], n_sup: int, device: torch.device) -> torch.Tensor:
-        """Steps each token must take before its halting head may stop it (1 unless exploring)."""
+        """Steps each token must take before its halting head may stop it (1 unless exploring); with
+        sampled_depth, the steps it takes."""
+        if self.sampled_depth:
+            return torch.randint(1, n_sup + 1, shape, generator=self.generator).to(device)
         ones = torch.ones(shape, dtype=torch.long)
         if not self.exploration or n_sup < 2:
             return ones.to(device)
@@ -47,6 +53,8 @@ class Halting:
         """Which tokens stop after `step` (bool, the shape of halt_logit)."""
         if self.fixed_steps is not None:
             return torch.full_like(halt_logit, step >= self.fixed_steps, dtype=torch.bool)
+        if self.sampled_depth:
+            return step >= minimum
         confident = torch.sigmoid(halt_logit) >= self.threshold if self.threshold < 1.0 else torch.zeros_like(
             halt_logit, dtype=torch.bool)
         return (confident & (step >= minimum)) | (step >= n_sup)

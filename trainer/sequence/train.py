@@ -23,6 +23,12 @@ from trainer.sequence.teacher_forcing import teacher_forced
 from trainer.train import EMA
 
 CHECKPOINT = "checkpoint.pt"
+TRAINING_DEPTHS = {
+    "halting": "until its halting head stops it, with exploration",
+    "every": "all N_sup steps",
+    "sampled": "a number of steps drawn uniformly from 1..N_sup",
+}
+"""How many refinement steps each token takes in training (every step it takes is trained as an answer)."""
 
 
 @dataclass
@@ -37,7 +43,7 @@ class SequenceTrainConfig:
     ema_decay: float = 0.999
     grad_clip: float = 1.0
     halt_exploration: float = 0.1
-    every_step: bool = False  # every token takes all N_sup steps in training (each trained), not the halting head's
+    depth: str = "halting"  # the steps a token takes in training: see TRAINING_DEPTHS
     halt_loss_weight: float = 0.5
     eval_every: int = 200
     checkpoint_every: int = 50
@@ -111,8 +117,7 @@ class SequenceTrainer:
         self.model.train()
         for group in self.optimizer.param_groups:
             group["lr"] = self._learning_rate()
-        halting = (Halting(fixed_steps=self.model.cfg.N_sup) if self.cfg.every_step
-                   else Halting(exploration=self.cfg.halt_exploration, generator=self.generator))
+        halting = self._training_halting()
         out = teacher_forced(self.model, batch.source, batch.targets, halting, self.cfg.halt_loss_weight)
         self.optimizer.zero_grad(set_to_none=True)
         out.loss.backward()
@@ -123,6 +128,16 @@ class SequenceTrainer:
         self.step += 1
         self.lines_seen += len(batch.pairs)
         return {"loss": out.loss.item(), **out.stats}
+
+    def _training_halting(self) -> Halting:
+        depth = self.cfg.depth
+        if depth == "every":
+            return Halting(fixed_steps=self.model.cfg.N_sup)
+        if depth == "sampled":
+            return Halting(sampled_depth=True, generator=self.generator)
+        if depth == "halting":
+            return Halting(exploration=self.cfg.halt_exploration, generator=self.generator)
+        raise ValueError(f"depth {depth!r} is not one of {sorted(TRAINING_DEPTHS)}")
 
     def fit(self, resume: bool = True) -> SequenceTRM:
         """Trains until max_steps or max_minutes; returns the EMA model."""
