@@ -40,7 +40,9 @@ def test_a_source_target_file_becomes_a_bundle_with_its_held_out_scores(tmp_path
                                        "test_best_fixed_steps", "test_best_fixed_exact"}
     evaluation = json.loads((bundle.path / "evaluation.json").read_text())
     assert evaluation["scores"]["test"]["count"] == 4  # 10% of 40 rows held out
-    assert "Held-out exact match" in (bundle.path / "REPORT.md").read_text()
+    report = (bundle.path / "REPORT.md").read_text()
+    assert "Held-out exact match" in report and "one refinement step per character" in report
+    assert bundle.manifest.recursion.N_sup == 1  # the preset's measured choice (docs/TRAINING.md)
     assert bundle.manifest.input.max_chars == max(len(source) for source, _ in rows)
     assert load_model(bundle.path, LoadOptions(SessionSettings())).warm_step_s > 0
 
