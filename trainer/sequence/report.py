@@ -1,5 +1,5 @@
-"""The parts of a sequence bundle's REPORT.md and anytime.png that every sequence task shares: accuracy
-against compute, steps per token, examples."""
+"""The parts of a sequence bundle's REPORT.md and anytime.png: accuracy against compute and steps per token
+(bundles whose tokens refine, N_sup > 1), and examples (every sequence bundle)."""
 
 from __future__ import annotations
 

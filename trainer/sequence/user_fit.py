@@ -28,7 +28,7 @@ from trainer.sequence.bundle import sequence_manifest, write_sequence_bundle
 from trainer.sequence.evaluate import held_out_scores, predict, score, sequence_metrics
 from trainer.sequence.model import SequenceConfig, SequenceTRM
 from trainer.sequence.pairs import Pair, load_pairs
-from trainer.sequence.report import example_lines, plot_anytime
+from trainer.sequence.report import example_lines
 from trainer.sequence.train import SequenceTrainConfig, SequenceTrainer
 from trm_bundle.manifest import Bundle, Training
 
@@ -92,8 +92,6 @@ def fit_sequence(train: Path, test: Path | None, *, out: Path, name: str, run_di
     manifest = sequence_manifest(final, name=name, version="1.0.0", max_chars=cfg.max_source_len, training=record,
                                  description=f"Sequence model trained on {train.name}", metrics=metrics,
                                  halt_threshold=HALT_THRESHOLD)
-    plot = run_dir / "anytime.png"
-    plot_anytime(plot, test_figures, fixed, [])
     report = "\n".join([
         f"# {name}", "",
         f"- Command: `{command}`",
@@ -106,5 +104,5 @@ def fit_sequence(train: Path, test: Path | None, *, out: Path, name: str, run_di
         f"{100 * test_figures['cer']:.2f}%, one refinement step per character (N_sup=1, the preset's choice: "
         "docs/TRAINING.md).", "", *example_lines(test_figures)])
     return write_sequence_bundle(out / name, final, manifest, {
-        "REPORT.md": report, "anytime.png": plot,
+        "REPORT.md": report,
         "evaluation.json": json.dumps({"scores": scores, "history": trainer.history}, indent=1)})
