@@ -28,12 +28,14 @@ def source_ids(*texts: str) -> torch.Tensor:
 
 
 @torch.no_grad()
-def test_decoding_with_the_caches_equals_every_token_recomputed_at_once() -> None:
+@pytest.mark.parametrize("prefix_steps", [None, 2, 1])
+def test_decoding_with_the_caches_equals_every_token_recomputed_at_once(prefix_steps: int | None) -> None:
     """Decode a padded batch greedily with the caches (rows halting at different steps, so rows are
     gathered and scattered, and halted tokens stand for themselves at later steps); then teacher-force
     the same answers through the parallel pass, which recomputes every token from nothing: the same
-    halting logits at every step and the same answer at each token's last step."""
-    model = small_model()
+    halting logits at every step and the same answer at each token's last step. With a prefix cache of
+    fewer steps than N_sup, the later steps read its last step's entries in both."""
+    model = small_model(prefix_steps=prefix_steps)
     source = source_ids(*SOURCES)
     decoded = run(model, source, max_len=8)
     targets = decoded.tokens.clone()
@@ -45,8 +47,9 @@ def test_decoding_with_the_caches_equals_every_token_recomputed_at_once() -> Non
 
 
 @torch.no_grad()
-def test_a_batch_decodes_as_each_row_alone() -> None:
-    model = small_model(seed=1)
+@pytest.mark.parametrize("prefix_steps", [None, 1])
+def test_a_batch_decodes_as_each_row_alone(prefix_steps: int | None) -> None:
+    model = small_model(seed=1, prefix_steps=prefix_steps)
     together = run(model, source_ids(*SOURCES), max_len=10)
     for row, text in enumerate(SOURCES):
         alone = run(model, source_ids(text), max_len=10)

@@ -8,6 +8,8 @@ and answer lengths) get what each gets alone; bad input gets INVALID_ARGUMENT wi
 from __future__ import annotations
 
 import itertools
+import json
+import shutil
 from pathlib import Path
 
 import grpc
@@ -20,9 +22,11 @@ from trainer.sequence.decode import run
 from trainer.sequence.model import SequenceTRM
 from trainer.sequence.vocab import decode
 from trainer.testing import make_random_sequence_bundle
+from trm_bundle.manifest import BundleError, load_bundle
 from trm_service.testing import ServerProcess
 
 MODEL = "svc-dictation"
+SHORT_CACHE_MODEL = "svc-dictation-short-cache"  # its prefix cache keeps 2 of its 4 steps
 INPUTS = ("def parse open paren path close paren colon", "x equals one", "return none", "import os",
           "for i in range of ten colon", "print open paren quote hello quote close paren", "pass", "a")
 
@@ -34,8 +38,14 @@ def sequence_bundle(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Seq
 
 
 @pytest.fixture(scope="module")
-def server(sequence_bundle: tuple[Path, SequenceTRM]):
-    with ServerProcess([sequence_bundle[0]]) as running:
+def short_cache_bundle(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, SequenceTRM]:
+    return make_random_sequence_bundle(tmp_path_factory.mktemp("sequence"), name=SHORT_CACHE_MODEL, seed=2,
+                                       prefix_steps=2)
+
+
+@pytest.fixture(scope="module")
+def server(sequence_bundle: tuple[Path, SequenceTRM], short_cache_bundle: tuple[Path, SequenceTRM]):
+    with ServerProcess([sequence_bundle[0], short_cache_bundle[0]]) as running:
         yield running
 
 
@@ -52,23 +62,27 @@ def _reference(model: SequenceTRM, text: str) -> tuple[str, list[int]]:
     return decode(out.tokens[0].tolist()), [count for count in out.steps[0].tolist() if count]
 
 
-def _request(text: str, **budget) -> trm_pb2.ReasonRequest:
-    return trm_pb2.ReasonRequest(model=MODEL, text=text, budget=trm_pb2.Budget(**budget))
+def _request(text: str, model: str = MODEL, **budget) -> trm_pb2.ReasonRequest:
+    return trm_pb2.ReasonRequest(model=model, text=text, budget=trm_pb2.Budget(**budget))
 
 
-def test_reason_writes_what_the_pytorch_decoder_writes(sequence_bundle, stub):
-    model = sequence_bundle[1]
-    tokens_seen = set()
+@pytest.mark.parametrize("bundle", ["sequence_bundle", "short_cache_bundle"])
+def test_reason_writes_what_the_pytorch_decoder_writes(bundle, stub, request):
+    """Also for a bundle whose prefix cache keeps fewer steps than N_sup (later steps read its last)."""
+    path, model = request.getfixturevalue(bundle)
+    tokens_seen, steps_seen = set(), set()
     for text in INPUTS:
         expected, steps = _reference(model, text)
-        response = stub.Reason(_request(text), timeout=30)
+        response = stub.Reason(_request(text, path.name), timeout=30)
         answer = response.answer.text
         assert answer.text == expected
         assert response.steps == sum(steps) and answer.tokens == len(steps)
         assert answer.mean_steps_per_token == pytest.approx(sum(steps) / len(steps), rel=1e-6)
         assert response.halt_reason in (trm_pb2.HALT_REASON_HALTED, trm_pb2.HALT_REASON_MAX_STEPS)
         tokens_seen.add(len(steps))
+        steps_seen.update(steps)
     assert len(tokens_seen) > 1  # answers of different lengths
+    assert max(steps_seen) > 2  # tokens refined past the short cache's last step
 
 
 def test_the_stream_shows_every_refinement_step_of_every_token_in_order(sequence_bundle, stub):
@@ -126,3 +140,19 @@ def test_model_info_names_the_task_and_the_output_limit(stub):
     assert info.task == trm_pb2.TASK_TYPE_SEQUENCE
     assert info.limits.max_text_chars == 64 and info.limits.max_output_tokens == 24
     assert info.labels[3] == " " and len(info.labels) == 98
+
+
+def test_a_short_prefix_cache_is_written_at_schema_3_and_checked(sequence_bundle, short_cache_bundle, tmp_path):
+    """Only a bundle whose cache keeps fewer steps than N_sup names them, at the schema version that has the
+    field (a reader that predates it refuses the bundle instead of answering with the wrong caches)."""
+    full = json.loads((sequence_bundle[0] / "manifest.json").read_text())
+    assert full["schema_version"] == 2 and "prefix_steps" not in full["sequence"]
+    short = json.loads((short_cache_bundle[0] / "manifest.json").read_text())
+    assert short["schema_version"] == 3 and short["sequence"]["prefix_steps"] == 2
+    assert load_bundle(short_cache_bundle[0]).manifest.sequence.prefix_steps == 2
+    for edit, message in (({"schema_version": 2}, "'sequence.prefix_steps' needs schema_version 3"),
+                          ({"sequence": {**short["sequence"], "prefix_steps": 5}}, "prefix_steps 5 exceeds")):
+        folder = Path(shutil.copytree(short_cache_bundle[0], tmp_path / str(len(message))))
+        (folder / "manifest.json").write_text(json.dumps({**short, **edit}))
+        with pytest.raises(BundleError, match=message):
+            load_bundle(folder)

@@ -22,7 +22,9 @@ import numpy as np
 from trm_bundle import BundleError
 from trm_bundle.checksums import verify_files
 
-READABLE_SCHEMAS = (1, 2)  # 2 added task "sequence"; a manifest is written at the lowest version that has its task
+# 2 added task "sequence", 3 the field sequence.prefix_steps; a manifest is written at the lowest version that
+# has what it uses, so a reader that predates a feature refuses a bundle that needs it
+READABLE_SCHEMAS = (1, 2, 3)
 MANIFEST_FILE = "manifest.json"
 FP32_FILE = "model.onnx"
 INT8_FILE = "model.int8.onnx"
@@ -99,7 +101,9 @@ class CharacterInput:
 @dataclass(frozen=True)
 class SequenceOutput:
     """How a sequence model answers: tokens of `labels` one at a time, starting from `bos_id`, until
-    `eos_id` or `max_tokens`; the caches' geometry; the graph that encodes the input (`encode`)."""
+    `eos_id` or `max_tokens`; the caches' geometry; the graph that encodes the input (`encode`); the
+    refinement steps whose entries the prefix cache keeps (`prefix_steps`, None: all N_sup), step s
+    reading those of step min(s, prefix_steps)."""
 
     max_tokens: int
     bos_id: int
@@ -109,6 +113,7 @@ class SequenceOutput:
     heads: int
     head_dim: int
     encode: str
+    prefix_steps: int | None = None
 
 
 @dataclass(frozen=True)
@@ -221,7 +226,7 @@ def parse_manifest(data: Any) -> Manifest:
     labels = _labels(data)
     recursion = _recursion(_object(data, "recursion"))
     spec = _input(_object(data, "input"), task, labels, files)
-    sequence = _sequence(_object(data, "sequence"), labels, files) if task == "sequence" else None
+    sequence = _sequence(_object(data, "sequence"), schema, labels, recursion, files) if task == "sequence" else None
     if isinstance(spec, TextInput):
         _check_variable_length(spec, recursion)
     halting = _object(data, "halting")
@@ -273,10 +278,24 @@ def manifest_json(manifest: Manifest) -> dict[str, Any]:
         "metrics": dict(manifest.metrics),
         "onnx": {"fp32": manifest.onnx_fp32, "int8": manifest.onnx_int8, "opset": manifest.onnx_opset},
         "training": None if manifest.training is None else dataclasses.asdict(manifest.training),
-        **({} if manifest.sequence is None else {"sequence": dataclasses.asdict(manifest.sequence)}),
-        "schema_version": 2 if manifest.task == "sequence" else 1,
+        **({} if manifest.sequence is None else {"sequence": _sequence_json(manifest.sequence)}),
+        "schema_version": _schema_version(manifest),
         "files": dict(manifest.files),
     }
+
+
+def _sequence_json(spec: SequenceOutput) -> dict[str, Any]:
+    fields = dataclasses.asdict(spec)
+    if spec.prefix_steps is None:
+        del fields["prefix_steps"]
+    return fields
+
+
+def _schema_version(manifest: Manifest) -> int:
+    """The lowest schema version that has everything `manifest` uses."""
+    if manifest.sequence is not None and manifest.sequence.prefix_steps is not None:
+        return 3
+    return 2 if manifest.task == "sequence" else 1
 
 
 _INPUT_KINDS = {TextInput: "text", GridInput: "grid", CharacterInput: "characters"}
@@ -409,7 +428,15 @@ def _input(
     return spec
 
 
-def _sequence(obj: dict, labels: tuple[str, ...], files: dict[str, str]) -> SequenceOutput:
+def _sequence(obj: dict, schema: int, labels: tuple[str, ...], recursion: Recursion,
+              files: dict[str, str]) -> SequenceOutput:
+    prefix_steps = None
+    if "prefix_steps" in obj:
+        if schema < 3:
+            raise BundleError(f"field 'sequence.prefix_steps' needs schema_version 3, the manifest says {schema}")
+        prefix_steps = _integer(obj, "sequence.prefix_steps")
+        if prefix_steps > recursion.N_sup:
+            raise BundleError(f"sequence.prefix_steps {prefix_steps} exceeds recursion.N_sup {recursion.N_sup}")
     spec = SequenceOutput(
         max_tokens=_integer(obj, "sequence.max_tokens"),
         bos_id=_integer(obj, "sequence.bos_id", minimum=0),
@@ -419,6 +446,7 @@ def _sequence(obj: dict, labels: tuple[str, ...], files: dict[str, str]) -> Sequ
         heads=_integer(obj, "sequence.heads"),
         head_dim=_integer(obj, "sequence.head_dim"),
         encode=_listed(files, _text(obj, "sequence.encode"), "sequence.encode"),
+        prefix_steps=prefix_steps,
     )
     if max(spec.bos_id, spec.eos_id) >= len(labels):
         raise BundleError("sequence.bos_id and sequence.eos_id must be indexes of 'labels' (the vocabulary)")

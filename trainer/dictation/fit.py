@@ -51,6 +51,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--n", type=int, default=1)
     parser.add_argument("--T", type=int, default=1)
     parser.add_argument("--N-sup", type=int, default=3)
+    parser.add_argument("--prefix-steps", type=int, help="refinement steps whose entries the prefix cache keeps "
+                        "(later steps refine the token alone over the prefix of that step); default all N_sup")
     parser.add_argument("--depth", choices=sorted(TRAINING_DEPTHS), default="halting",
                         help="steps a token takes in training: " + "; ".join(
                             f"{name}: {meaning}" for name, meaning in TRAINING_DEPTHS.items()))
@@ -80,7 +82,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     model_cfg = SequenceConfig(
         max_source_len=MAX_SOURCE_CHARS, max_target_len=MAX_LINE_CHARS + 8, hidden_size=args.hidden_size,
         num_heads=args.num_heads, encoder_layers=args.encoder_layers, num_layers=args.num_layers,
-        n=args.n, T=args.T, N_sup=args.N_sup)
+        n=args.n, T=args.T, N_sup=args.N_sup, prefix_steps=args.prefix_steps)
     model = SequenceTRM(model_cfg)
     print(f"{sum(p.numel() for p in model.parameters())} parameters; {len(train_lines)} training lines")
     train_cfg = SequenceTrainConfig(run_dir=args.run_dir, batch_size=args.batch_size, lr=args.lr,

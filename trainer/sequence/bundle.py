@@ -44,7 +44,8 @@ def sequence_manifest(model: SequenceTRM, *, name: str, version: str, descriptio
         onnx_fp32=SEQUENCE_STEP_FILE, onnx_int8=None, onnx_opset=OPSET, training=training,
         sequence=SequenceOutput(max_tokens=cfg.max_target_len, bos_id=BOS_ID, eos_id=EOS_ID,
                                 layers=cfg.num_layers, slots=cfg.slots, heads=cfg.num_heads,
-                                head_dim=cfg.head_dim, encode=ENCODE_FILE),
+                                head_dim=cfg.head_dim, encode=ENCODE_FILE,
+                                prefix_steps=cfg.prefix_steps if cfg.cache_steps < cfg.N_sup else None),
     )
 
 

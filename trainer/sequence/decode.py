@@ -2,8 +2,9 @@
 
 ``run`` is inference as the server does it: the input is encoded once into the input cache; for each
 output position every unfinished row refines its current token until its halting head stops it (or
-N_sup steps, or a fixed step count), reading the prefix cache's entries of the step it is at; the
-token's entries are then committed, a halted token's last entries standing for it at every later step.
+N_sup steps, or a fixed step count), reading the prefix cache's entries of the step it is at (or of the
+cache's last, ``cache_steps``); the token's entries are then committed, a halted token's last entries
+standing for it at every later step.
 Rows advance token by token together; within a token only the rows still refining are computed.
 """
 
@@ -81,7 +82,7 @@ def run(model: SequenceTRM, source: torch.Tensor, halting: Halting | None = None
     if length > cfg.max_target_len:
         raise ValueError(f"{length} tokens exceed the model's {cfg.max_target_len}")
     source_cache = model.encode(source)
-    entry = (cfg.N_sup, cfg.slots, batch, cfg.num_heads)
+    entry = (cfg.cache_steps, cfg.slots, batch, cfg.num_heads)
     keys = torch.zeros(*entry, 0, cfg.head_dim, device=device)  # the prefix cache: [step, slot, B, heads, P, hd]
     values = torch.zeros_like(keys)
     previous = torch.full((batch,), BOS_ID, dtype=torch.long, device=device)
@@ -103,13 +104,15 @@ def run(model: SequenceTRM, source: torch.Tensor, halting: Halting | None = None
             rows = live.nonzero().squeeze(1)
             if rows.numel() == 0:
                 break
-            prefix = [KV(keys[step - 1, slot][rows], values[step - 1, slot][rows]) for slot in range(cfg.slots)]
+            read = min(step, cfg.cache_steps) - 1
+            prefix = [KV(keys[read, slot][rows], values[read, slot][rows]) for slot in range(cfg.slots)]
             out = model.step(x[rows], y[rows], z[rows], where[rows], source_cache.rows(rows), prefix)
             halt_logits[rows, position, step - 1] = out.halt_logit
             steps[rows, position] = step
             # this step's entries stand for the token at this step and, unless it refines on, every later one
-            new_keys[step - 1:, :, rows] = torch.stack([k[:, :, 0] for k, _ in out.own])
-            new_values[step - 1:, :, rows] = torch.stack([v[:, :, 0] for _, v in out.own])
+            if step <= cfg.cache_steps:
+                new_keys[step - 1:, :, rows] = torch.stack([k[:, :, 0] for k, _ in out.own])
+                new_values[step - 1:, :, rows] = torch.stack([v[:, :, 0] for _, v in out.own])
             y, z = y.index_put((rows,), out.y), z.index_put((rows,), out.z)
             stop = halting.stops(step, out.halt_logit, minimum[rows], cfg.N_sup)
             final_logits[rows[stop]] = out.logits[stop]

@@ -7,13 +7,17 @@ refines that token's own latent z and answer state y, as ``trainer.model.TRM`` r
 only), and every call of f attends to the input cache and to the prefix cache.
 
 The prefix cache holds, for every emitted token, the keys and values of each of its calls of f at each
-refinement step: one *slot* per (round, call, layer), one entry per step. A step of the current token
-reads the entries of the same step and slot; a token that halted after h steps reads as its step-h
-entries at every later step (its state no longer changes). So a token's step s sees every earlier token
-as it was at step s: the same computation whether the tokens run one after another (serving, with the
-cache) or all at once (training, teacher-forced, ``forward_parallel``), which makes training a few
-batched passes instead of a Python loop over characters. Work per refinement step grows linearly with
-the prefix, and memory is the caches (N_sup x slots entries per token) plus the weights.
+of its first K refinement steps (K = ``prefix_steps``, N_sup unless set): one *slot* per (round, call,
+layer), one entry per step. Step s of the current token reads the entries of step min(s, K) and the
+same slot; a token that halted after h < K steps reads as its step-h entries at every later step (its
+state no longer changes). So a token's step s sees every earlier token as it was at step min(s, K): the
+same computation whether the tokens run one after another (serving, with the cache) or all at once
+(training, teacher-forced, ``forward_parallel``), which makes training a few batched passes instead of
+a Python loop over characters. With K = N_sup the later steps refine the whole prefix with the token;
+with K = 1 a token's later steps refine the token alone, over a prefix settled at its first step, so
+what a later step gains is that token's own (docs/EXPERIMENTS.md, "Where the later steps' gain is").
+Work per refinement step grows linearly with the prefix, and memory is the caches (K x slots entries per
+token) plus the weights.
 """
 
 from __future__ import annotations
@@ -45,12 +49,15 @@ class SequenceConfig:
     n: int = 1  # latent updates per round
     T: int = 1  # rounds per refinement step
     N_sup: int = 3  # most refinement steps per token
+    prefix_steps: int | None = None  # refinement steps whose entries the prefix cache keeps; None: all N_sup
 
     def __post_init__(self) -> None:
         if self.hidden_size % self.num_heads:
             raise ValueError(f"hidden_size {self.hidden_size} is not divisible by num_heads {self.num_heads}")
         if self.n < 0 or self.T < 1 or self.N_sup < 1:
             raise ValueError(f"need n >= 0, T >= 1 and N_sup >= 1, got n={self.n} T={self.T} N_sup={self.N_sup}")
+        if self.prefix_steps is not None and not 1 <= self.prefix_steps <= self.N_sup:
+            raise ValueError(f"prefix_steps {self.prefix_steps} is outside 1..N_sup ({self.N_sup})")
 
     @property
     def head_dim(self) -> int:
@@ -60,6 +67,11 @@ class SequenceConfig:
     def slots(self) -> int:
         """Calls of f's layers per refinement step: the prefix cache keeps one entry per slot and step."""
         return self.T * (self.n + 1) * self.num_layers
+
+    @property
+    def cache_steps(self) -> int:
+        """Refinement steps whose entries the prefix cache keeps (K): step s reads those of step min(s, K)."""
+        return self.prefix_steps or self.N_sup
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -276,25 +288,36 @@ class SequenceTRM(nn.Module):
 
     def forward_parallel(
         self, x: torch.Tensor, y: torch.Tensor, z: torch.Tensor, source: SourceCache, active: torch.Tensor,
-        settled: list[Own] | None,
+        settled: list[Own] | None, past_cache: bool = False,
     ) -> StepOutput:
         """One refinement step of every token of the answers at once (x, y, z: [B, L, d], teacher-forced).
 
         Tokens that have halted (not `active` [B, L]) stand in the attention of later tokens by `settled`,
         their entries of the step they halted at (per slot, from the previous call); the returned `own`
-        entries are those for the next call: active tokens' new ones, the halted tokens' settled ones."""
+        entries are those for the next call: active tokens' new ones, the halted tokens' settled ones.
+        `past_cache`: a step after the cache's last (``cache_steps``): every earlier token stands by its
+        `settled` entries, each token attends to itself as it is now, and `own` stays `settled`."""
         batch, length, _ = x.shape
         causal = torch.ones(length, length, dtype=torch.bool, device=x.device).tril()[None]
         keep = active[:, None, :, None]
+        if past_cache:
+            earlier = torch.ones(length, length, dtype=torch.bool, device=x.device).tril(-1)
+            itself = torch.eye(length, dtype=torch.bool, device=x.device)
+            earlier_then_itself = torch.cat([earlier, itself], dim=1)[None]
 
         def context(slot: int, k: torch.Tensor, v: torch.Tensor):
-            if settled is not None:
-                k, v = torch.where(keep, k, settled[slot][0]), torch.where(keep, v, settled[slot][1])
-            return k, v, causal
+            if settled is None:
+                return k, v, causal
+            if past_cache:
+                return (torch.cat([settled[slot][0], k], dim=2), torch.cat([settled[slot][1], v], dim=2),
+                        earlier_then_itself)
+            return torch.where(keep, k, settled[slot][0]), torch.where(keep, v, settled[slot][1]), causal
 
         position = torch.arange(length, device=x.device).expand(batch, length)
         out = self._refine(x, y, z, position, source, context)
-        if settled is not None:
+        if past_cache:
+            out.own = settled
+        elif settled is not None:
             out.own = [(torch.where(keep, k, old_k), torch.where(keep, v, old_v))
                        for (k, v), (old_k, old_v) in zip(out.own, settled, strict=True)]
         return out

@@ -3,8 +3,9 @@
 The known previous token is each token's input; each refinement step runs over every position of the
 answers in one pass (``SequenceTRM.forward_parallel``), and every step a token takes adds its answer's
 cross-entropy and the halting loss ("the answer is right"). A token stops refining when its halting head
-says so (or at N_sup); from then on it stands in later tokens' attention by its entries of that step,
-exactly as the prefix cache holds it when decoding one token at a time. The states y and z are carried
+says so (or at N_sup); from then on it stands in later tokens' attention by its entries of that step
+(or of the cache's last step, ``cache_steps``, if that came first), exactly as the prefix cache holds it
+when decoding one token at a time. The states y and z are carried
 between steps without gradients, as in the TRM.
 """
 
@@ -55,7 +56,7 @@ def teacher_forced(model: SequenceTRM, source: torch.Tensor, targets: torch.Tens
     for step in range(1, halting.most_steps(cfg.N_sup) + 1):
         if not active.any():
             break
-        out = model.forward_parallel(x, y, z, source_cache, active, settled)
+        out = model.forward_parallel(x, y, z, source_cache, active, settled, past_cache=step > cfg.cache_steps)
         logits, gold = out.logits[active], targets[active]
         correct = logits.detach().argmax(-1) == gold
         answer_loss = answer_loss + F.cross_entropy(logits.float(), gold, reduction="sum")

@@ -59,7 +59,8 @@ class SequenceSession:
         self.spec: SequenceOutput = manifest.sequence
         self.pad_id = manifest.input.pad_id
         self.hidden_size = manifest.recursion.state_shape[1]
-        self.n_sup = manifest.recursion.N_sup
+        # refinement steps whose entries the prefix cache keeps: step s reads those of min(s, cache_steps)
+        self.cache_steps = self.spec.prefix_steps or manifest.recursion.N_sup
         self._encode = open_graph(encode_path, settings)
         self._step = open_graph(step_path, settings)
         _check_names(self._encode, ENCODE_INPUTS, ENCODE_OUTPUTS, encode_path.name)

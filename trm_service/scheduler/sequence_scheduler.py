@@ -6,14 +6,16 @@ batch are at different tokens of their answers (different prefix lengths) and at
 those tokens, so a request that needs 5 tokens never waits for one that needs 40. For each request:
 
 1. On its first step (on the model's thread) its input is encoded into its input cache; its prefix cache
-   is allocated at the bundle's output limit: N_sup x slots x heads x max_tokens x head_dim keys and as
-   many values (bounded memory per request; per model, max_batch requests hold one).
+   is allocated at the bundle's output limit: K x slots x heads x max_tokens x head_dim keys and as
+   many values, K the steps the cache keeps (`prefix_steps`, N_sup unless the bundle says fewer; bounded
+   memory per request; per model, max_batch requests hold one).
 2. Each step feeds the step graph with the request's input cache, the token emitted before the current
-   one, its position, its y and z, and the prefix cache entries of the step the token is at (rows padded
-   to the batch's longest input and prefix, masked).
-3. The token's new entries stand for it at this step and every later one until it refines on; when its
-   halting rule stops it (`stop_reason` with the request's budget applied to each token: halting head,
-   max_steps, the load cap), its most probable token is emitted and its entries are committed.
+   one, its position, its y and z, and the prefix cache entries of the step the token is at, or of step
+   K past it (rows padded to the batch's longest input and prefix, masked).
+3. The token's new entries of a step up to K stand for it at this step and every later one until it
+   refines on; when its halting rule stops it (`stop_reason` with the request's budget applied to each
+   token: halting head, max_steps, the load cap), its most probable token is emitted and its entries are
+   committed.
 4. The request ends when it emits the end mark (HaltReason.HALTED) or reaches the output limit
    (MAX_STEPS), or at a time limit (deadline, time budget, shutdown) with the text emitted so far; an
    answer any of whose tokens the load cap cut short ends with LOAD.
@@ -41,11 +43,11 @@ class Decoding:
     """One request's answer in progress: its caches, the tokens emitted, and its current token's state."""
 
     source: SourceEncoding
-    keys: np.ndarray  # the prefix cache: [N_sup, slots, heads, max_tokens, head_dim]
+    keys: np.ndarray  # the prefix cache: [cache_steps, slots, heads, max_tokens, head_dim]
     values: np.ndarray
     y: np.ndarray  # the current token's states [d]
     z: np.ndarray
-    pending_keys: np.ndarray  # the current token's entries by step: [N_sup, slots, heads, head_dim]
+    pending_keys: np.ndarray  # the current token's entries by step: [cache_steps, slots, heads, head_dim]
     pending_values: np.ndarray
     emitted: list[int] = field(default_factory=list)
     token_step: int = 0  # steps the current token has taken
@@ -84,8 +86,8 @@ class SequenceScheduler(ModelScheduler):
         """A request's decoding state at its first step: its input cache, and its prefix cache allocated at
         the output limit."""
         spec, session = self._session.spec, self._session
-        cache = (session.n_sup, spec.slots, spec.heads, spec.max_tokens, spec.head_dim)
-        entries = (session.n_sup, spec.slots, spec.heads, spec.head_dim)
+        cache = (session.cache_steps, spec.slots, spec.heads, spec.max_tokens, spec.head_dim)
+        entries = (session.cache_steps, spec.slots, spec.heads, spec.head_dim)
         return Decoding(source=source, keys=np.zeros(cache, np.float32), values=np.zeros(cache, np.float32),
                         y=np.zeros(session.hidden_size, np.float32), z=np.zeros(session.hidden_size, np.float32),
                         pending_keys=np.zeros(entries, np.float32), pending_values=np.zeros(entries, np.float32))
@@ -104,13 +106,15 @@ class SequenceScheduler(ModelScheduler):
         prefix = (rows, spec.slots, spec.heads, prefix_len, spec.head_dim)
         prefix_keys, prefix_values = np.zeros(prefix, np.float32), np.zeros(prefix, np.float32)
         prefix_mask = np.zeros((rows, prefix_len), bool)
+        last_entry = session.cache_steps - 1
         for row, state in enumerate(states):
             encoding, length, emitted = state.source, len(state.source.ids), len(state.emitted)
             source[row, :length] = encoding.ids
             source_keys[row, :, :, :length], source_values[row, :, :, :length] = encoding.keys, encoding.values
             pointer_keys[row, :length] = encoding.pointer_keys
-            prefix_keys[row, :, :, :emitted] = state.keys[state.token_step, :, :, :emitted]
-            prefix_values[row, :, :, :emitted] = state.values[state.token_step, :, :, :emitted]
+            entry = min(state.token_step, last_entry)
+            prefix_keys[row, :, :, :emitted] = state.keys[entry, :, :, :emitted]
+            prefix_values[row, :, :, :emitted] = state.values[entry, :, :, :emitted]
             prefix_mask[row, :emitted] = True
         return {
             "source": source, "source_keys": source_keys, "source_values": source_values,
@@ -132,7 +136,9 @@ class SequenceScheduler(ModelScheduler):
             state: Decoding = ticket.decoding
             token_index, step = len(state.emitted), state.token_step
             state.y, state.z = outputs.y_next[row], outputs.z_next[row]
-            state.pending_keys[step:], state.pending_values[step:] = outputs.step_keys[row], outputs.step_values[row]
+            if step < self._session.cache_steps:
+                state.pending_keys[step:] = outputs.step_keys[row]
+                state.pending_values[step:] = outputs.step_values[row]
             state.token_step += 1
             reason = stop_reason(steps_done=state.token_step, halt_probability=float(halt_probability[row]),
                                  budget=ticket.budget, now=now, next_step_s=next_step_s,
