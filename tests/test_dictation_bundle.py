@@ -39,7 +39,7 @@ def test_a_run_becomes_a_bundle_with_its_figures(tmp_path: Path) -> None:
         while True:
             yield to_batch(pairs)
 
-    model = random_sequence_model(0, max_source_len=256, max_target_len=48, n=1, T=1, N_sup=3)
+    model = random_sequence_model(0, max_source_len=256, max_target_len=48, n=1, T=1, N_sup=3, prefix_steps=1)
     trainer = SequenceTrainer(SequenceTrainConfig(run_dir=run_dir, batch_size=len(pairs), max_steps=3,
                                                   warmup_steps=1, log_every=100), model, batches, log=lambda _: None)
     final = trainer.fit()
@@ -59,9 +59,11 @@ def test_a_run_becomes_a_bundle_with_its_figures(tmp_path: Path) -> None:
     assert len(report["halting_curve"]) >= 5 and all(1 <= p["mean_steps"] <= 3 for p in report["halting_curve"])
     assert bundle.manifest.training.optimizer_steps == 3 and bundle.manifest.training.wall_time_s == 12.0
     assert bundle.manifest.input.max_chars == 200 and bundle.manifest.sequence.slots == 4
+    assert bundle.manifest.sequence.prefix_steps == 1
     assert bundle.manifest.halt_threshold == report["calibration"]["threshold"] == report["test_short"]["threshold"]
     text = (bundle.path / "REPORT.md").read_text()
     assert f"{100 * report['test_short']['exact_match']:.2f}%" in text and "python -m trainer.dictation.fit" in text
+    assert "entries of its first step, so later steps refine a character alone" in text
     assert (bundle.path / "anytime.png").stat().st_size > 10_000
     read_back = sequence_model_from_bundle(bundle.path).state_dict()
     assert all(torch.equal(value, read_back[name]) for name, value in final.state_dict().items())

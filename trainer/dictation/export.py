@@ -19,6 +19,7 @@ import torch
 
 from trainer.sequence.bundle import sequence_manifest, write_sequence_bundle
 from trainer.sequence.evaluate import sequence_metrics
+from trainer.sequence.model import SequenceConfig
 from trainer.sequence.report import adaptive_compute_lines, example_lines, plot_anytime
 from trainer.sequence.train import CHECKPOINT, model_from_state
 from trm_bundle.manifest import Bundle, Training
@@ -39,6 +40,16 @@ def headline_metrics(metrics: dict[str, Any]) -> dict[str, float]:
     }
 
 
+def model_line(cfg: SequenceConfig) -> str:
+    """The REPORT's line on the refined network and what a character's later steps read."""
+    kept = "first step" if cfg.cache_steps == 1 else f"first {cfg.cache_steps} steps"
+    line = (f"- Model: f of {cfg.num_layers} layers (hidden size {cfg.hidden_size}), up to {cfg.N_sup} refinement "
+            f"steps per character; the prefix cache keeps each emitted character's entries of its {kept}")
+    if cfg.cache_steps < cfg.N_sup:
+        line += f", so later steps refine a character alone, over the prefix as it was at step {cfg.cache_steps}"
+    return line + "."
+
+
 def report_markdown(metrics: dict[str, Any], training: Training, parameters: int) -> str:
     """REPORT.md: the command, the wall time, and every figure with its data."""
     short, longer = metrics["test_short"], metrics["test_longer"]
@@ -51,6 +62,7 @@ def report_markdown(metrics: dict[str, Any], training: Training, parameters: int
         f"- Wall time: {training.wall_time_s / 60:.1f} min in all ({training.train_time_s / 60:.1f} min of "
         f"training steps, then scoring and calibration), {training.optimizer_steps} optimizer steps, "
         f"{metrics['training']['lines_seen']:,} lines seen, {parameters:,} parameters, CPU.",
+        model_line(SequenceConfig(**training.model_config)),
         "- Data: the one-line statements of this interpreter's standard library, split by file (80/10/10, "
         "seeded); the spoken forms come from `trainer/dictation/verbalize.py`. Test files are never trained on.",
         "",
