@@ -7,7 +7,8 @@ Scores a code-dictation run's EMA weights on validation lines (never test) three
 tokens grouped by their step-1 halting confidence at each fixed step count (every token at that step, so
 each reads its predecessors' entries of the same step), and learned halting at several thresholds (a
 token that refines on reads the settled entries of predecessors that stopped). docs/EXPERIMENTS.md
-("Where the later steps' gain is") has the figures of the sampled-depth run.
+("Where the later steps' gain is", "A prefix settled at its first step") has the figures of the
+sampled-depth run and of the run whose prefix cache keeps step 1.
 """
 
 from __future__ import annotations
