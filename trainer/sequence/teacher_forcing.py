@@ -5,8 +5,8 @@ answers in one pass (``SequenceTRM.forward_parallel``), and every step a token t
 cross-entropy and the halting loss ("the answer is right"). A token stops refining when its halting head
 says so (or at N_sup); from then on it stands in later tokens' attention by its entries of that step
 (or of the cache's last step, ``cache_steps``, if that came first), exactly as the prefix cache holds it
-when decoding one token at a time. The states y and z are carried
-between steps without gradients, as in the TRM.
+when decoding one token at a time. The states y and z are carried between steps without gradients, as in
+the TRM.
 """
 
 from __future__ import annotations
