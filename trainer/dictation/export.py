@@ -97,8 +97,8 @@ def export_dictation_bundle(run_dir: Path, bundle_dir: Path, wall_time_s: float 
     model = model_from_state(state)
     args = metrics["args"]
     parameters = sum(p.numel() for p in model.parameters())
-    command = "python -m trainer.dictation.fit " + " ".join(  # flags left at None were not given
-        f"--{key.replace('_', '-')} {value}" for key, value in args.items() if key != "bundle_dir" and value != "None")
+    command = "python -m trainer.dictation.fit " + " ".join(
+        f"--{key.replace('_', '-')} {value}" for key, value in args.items() if key not in ("bundle_dir",))
     training = Training(
         model_config=model.cfg.to_dict(), config={**state["config"], "fit_args": args}, data_sha256={},
         command=command, wall_time_s=wall_time_s or metrics.get("wall_time_s", state["elapsed_s"]),
