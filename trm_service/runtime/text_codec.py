@@ -11,6 +11,7 @@ from trm.v1 import trm_pb2
 from trm_bundle.manifest import BundleError, Manifest, OutOfScope, TextInput
 from trm_bundle.probabilities import softmax
 from trm_service.runtime.codec import DEFAULT_TOP_K, DecodedStep, EncodedRequest, InputError, top_scores
+from trm_service.runtime.prefix_tokenizer import PrefixTokenizer
 from trm_service.scheduler.ticket import StepResult
 
 
@@ -36,7 +37,7 @@ class TextCodec:
                     f"{spec.tokenizer}: must pad and truncate to input.max_tokens={spec.max_tokens} "
                     f"(it produced {produced} ids)"
                 )
-        self._tokenizer = tokenizer
+        self._tokenizer = PrefixTokenizer(tokenizer, spec.max_tokens, spec.pad_id)
         # Padding and special tokens carry none of the text; the unknown token stands for a word.
         special = {i for i, token in tokenizer.get_added_tokens_decoder().items() if token.special}
         filler_ids = sorted((special | {spec.pad_id}) - {_unknown_id(tokenizer)})
@@ -48,11 +49,8 @@ class TextCodec:
         self._out_of_scope = manifest.out_of_scope
 
     def tokenize(self, text: str) -> np.ndarray:
-        """Token ids of `text`, exactly max_tokens long (padded and truncated by the tokenizer), int64.
-
-        `encode_batch_fast` gives the ids of `encode` without computing character offsets, which nothing
-        here reads: a fifth less time on long documents."""
-        return np.asarray(self._tokenizer.encode_batch_fast([text])[0].ids, dtype=np.int64)
+        """Token ids of `text`, exactly max_tokens long (padded and truncated by the tokenizer), int64."""
+        return self._tokenizer.ids(text)
 
     def encode(self, request: trm_pb2.ReasonRequest) -> EncodedRequest:
         """Non-blank text of at most max_chars characters that leaves a token after normalisation, and a

@@ -1,0 +1,88 @@
+"""Tokenising a prefix of a long text gives exactly the whole text's ids, and reads only that prefix."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from tokenizers import Regex, Tokenizer, normalizers
+
+from trainer.data.text import load_newsgroups
+from trainer.data.tokenizer import PAD_ID, train_tokenizer
+from trm_service.runtime.prefix_tokenizer import PrefixTokenizer, cuts_are_exact
+
+MODELS = Path(__file__).resolve().parents[1] / "trm_service" / "models"
+NEWSGROUPS = Path(__file__).resolve().parents[2] / "shared" / "data" / "newsgroups20"
+
+
+class CountingTokenizer:
+    """A tokenizer that records the length of every text it encodes."""
+
+    def __init__(self, tokenizer: Tokenizer) -> None:
+        self.tokenizer = tokenizer
+        self.encoded_lengths: list[int] = []
+
+    def to_str(self) -> str:
+        return self.tokenizer.to_str()
+
+    def encode_batch_fast(self, texts: list[str]) -> list:
+        self.encoded_lengths += [len(text) for text in texts]
+        return self.tokenizer.encode_batch_fast(texts)
+
+
+def _shipped(name: str) -> tuple[Tokenizer, int]:
+    manifest = json.loads((MODELS / name / "manifest.json").read_text())
+    return Tokenizer.from_file(str(MODELS / name / manifest["input"]["tokenizer"])), manifest["input"]["max_tokens"]
+
+
+@pytest.mark.parametrize("name", ["intent-clinc150", "routing-20ng"])
+def test_the_shipped_tokenizers_are_cut_and_read_a_long_post_only_in_part(name: str):
+    tokenizer, max_tokens = _shipped(name)
+    assert cuts_are_exact(tokenizer)
+    counting = CountingTokenizer(tokenizer)
+    text = "the quick brown fox jumps over the lazy dog. " * 450  # 20,250 characters
+    ids = PrefixTokenizer(counting, max_tokens, PAD_ID).ids(text)  # type: ignore[arg-type]
+    assert ids.tolist() == tokenizer.encode(text).ids
+    assert sum(counting.encoded_lengths) < 10 * max_tokens  # the whole text was not read
+
+
+def test_routing_ids_equal_the_whole_posts_ids_on_the_long_test_posts():
+    tokenizer, max_tokens = _shipped("routing-20ng")
+    long_texts = [text for text in load_newsgroups(NEWSGROUPS, "test").texts if len(text) > 2 * max_tokens]
+    assert len(long_texts) > 2000
+    prefix = PrefixTokenizer(tokenizer, max_tokens, PAD_ID)
+    for text in long_texts:
+        assert prefix.ids(text).tolist() == tokenizer.encode(text).ids
+
+
+PIECES = ["play", "Jazz", "café", "e\u0301", "\u0301", "ΟΔΟΣ", "天气", "[PAD]", "[UNK]", ",", "...", "'s", "\u200b",
+          "\x07", "\t", "\n", " ", "  ", "qwxz", "7", "-", "naïve", "playlist"]
+# Every piece is a word of the vocabulary, so a word cut in two would change the ids.
+SMALL = {max_tokens: train_tokenizer(PIECES, vocab_size=60, max_tokens=max_tokens) for max_tokens in (3, 8)}
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.sampled_from(PIECES), max_size=120), st.sampled_from([3, 8]), st.integers(1, 3))
+def test_ids_equal_the_whole_texts_ids_for_any_text(pieces: list[str], max_tokens: int, chars_per_token: int):
+    """Spaces next to combining marks, CJK, special-token literals, control characters, final sigma; first
+    cuts short enough that most texts take retries."""
+    text = "".join(pieces)
+    tokenizer = SMALL[max_tokens]
+    prefix = PrefixTokenizer(tokenizer, max_tokens, PAD_ID, chars_per_token=chars_per_token)
+    assert prefix.ids(text).tolist() == tokenizer.encode(text).ids
+
+
+def test_a_normaliser_that_reads_across_a_space_is_never_cut():
+    """With a normaliser that joins words over a space, cutting would change the ids: it is refused."""
+    tokenizer = train_tokenizer(["alpha beta gamma alphabeta"], vocab_size=10, max_tokens=4)
+    tokenizer.normalizer = normalizers.Replace(Regex(" b"), "b")
+    text = "alpha alpha alpha alpha beta gamma"
+    # The first cut (5 characters a token: at the space after character 20) ends four whole words.
+    cut = text[: text.find(" ", 20)]
+    assert tokenizer.encode(cut).ids != tokenizer.encode(text).ids  # the hazard is real for this tokenizer
+    assert not cuts_are_exact(tokenizer)
+    ids = PrefixTokenizer(tokenizer, 4, PAD_ID, chars_per_token=5).ids(text)
+    assert ids.tolist() == tokenizer.encode(text).ids

@@ -1,0 +1,78 @@
+"""Token ids of a long text from a prefix of it, when the tokenizer makes that exact.
+
+A text classifier reads only its first max_tokens ids, but a tokenizer normalises and splits the whole
+text before it truncates: a 20,000-character post costs its full length to read 512 tokens of it. With a
+normaliser that works character by character and a pre-tokenizer that splits at whitespace, the ids of a
+text cut at a space are a prefix of the whole text's ids (nothing after the space can change a word
+before it), so once a cut yields max_tokens ids they are exactly the whole text's. For any other
+tokenizer, and whenever a cut falls short, the whole text is tokenised: the ids never change, only the
+work does.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+from tokenizers import Tokenizer
+
+# Components for which "cut at a space" keeps every earlier token (see the module docstring). BERT's
+# normaliser is character-wise (clean-up, CJK spacing, accent stripping, lowercasing); these pre-tokenizers
+# split at whitespace; these models encode each pre-tokenised word on its own.
+CHARACTERWISE_NORMALIZERS = {None, "BertNormalizer", "Lowercase"}
+WHITESPACE_PRE_TOKENIZERS = {"BertPreTokenizer", "Whitespace", "WhitespaceSplit"}
+WORDWISE_MODELS = {"WordPiece", "WordLevel"}
+# The first cut's length per wanted token, doubled at each shortfall: 99% of the 20NG training posts that
+# have 512 tokens reach them within 5.7 characters a token (median 4.3).
+CHARS_PER_TOKEN_GUESS = 6
+
+
+class PrefixTokenizer:
+    """Pads and truncates like the tokenizer, reading a long text only as far as its first max_tokens ids."""
+
+    def __init__(
+        self, tokenizer: Tokenizer, max_tokens: int, pad_id: int, chars_per_token: int = CHARS_PER_TOKEN_GUESS
+    ) -> None:
+        self._tokenizer = tokenizer
+        self._pad_id = pad_id
+        self._first_cut = chars_per_token * max_tokens if cuts_are_exact(tokenizer) else None
+
+    def ids(self, text: str) -> np.ndarray:
+        """The ids `tokenizer.encode(text)` gives, int64, from as short a prefix of `text` as suffices.
+
+        `encode_batch_fast` gives the ids of `encode` without computing character offsets, which nothing
+        here reads: a fifth less time on long documents."""
+        cut = self._first_cut
+        while cut is not None and cut < len(text):
+            space = text.find(" ", cut)
+            if space < 0:
+                break
+            ids = self._encode(text[:space])
+            # A last id that is not padding: the prefix filled every position, so the ids are the text's.
+            if ids[-1] != self._pad_id:
+                return ids
+            cut = 2 * space
+        return self._encode(text)
+
+    def _encode(self, text: str) -> np.ndarray:
+        return np.asarray(self._tokenizer.encode_batch_fast([text])[0].ids, dtype=np.int64)
+
+
+def cuts_are_exact(tokenizer: Tokenizer) -> bool:
+    """Whether the ids of a text cut at a space are a prefix of the whole text's ids for this tokenizer:
+    a character-wise normaliser, a whitespace pre-tokenizer, a word-wise model, no post-processor, and
+    truncation and padding at the right."""
+    spec = json.loads(tokenizer.to_str())
+    truncation, padding = spec.get("truncation") or {}, spec.get("padding") or {}
+    return (
+        _component_type(spec["normalizer"]) in CHARACTERWISE_NORMALIZERS
+        and _component_type(spec["pre_tokenizer"]) in WHITESPACE_PRE_TOKENIZERS
+        and spec["model"].get("type") in WORDWISE_MODELS
+        and spec.get("post_processor") is None
+        and truncation.get("direction", "Right") == "Right"
+        and padding.get("direction", "Right") == "Right"
+    )
+
+
+def _component_type(component: dict | None) -> str | None:
+    return None if component is None else component.get("type")
