@@ -33,27 +33,28 @@ class CountingTokenizer:
         return self.tokenizer.encode_batch_fast(texts)
 
 
-def _shipped(name: str) -> tuple[Tokenizer, int]:
-    manifest = json.loads((MODELS / name / "manifest.json").read_text())
-    return Tokenizer.from_file(str(MODELS / name / manifest["input"]["tokenizer"])), manifest["input"]["max_tokens"]
+def _shipped(name: str) -> tuple[Tokenizer, int, int]:
+    """A shipped bundle's tokenizer, max_tokens and pad id."""
+    spec = json.loads((MODELS / name / "manifest.json").read_text())["input"]
+    return Tokenizer.from_file(str(MODELS / name / spec["tokenizer"])), spec["max_tokens"], spec["pad_id"]
 
 
 @pytest.mark.parametrize("name", ["intent-clinc150", "routing-20ng"])
 def test_the_shipped_tokenizers_are_cut_and_read_a_long_post_only_in_part(name: str):
-    tokenizer, max_tokens = _shipped(name)
+    tokenizer, max_tokens, pad_id = _shipped(name)
     assert cuts_are_exact(tokenizer)
     counting = CountingTokenizer(tokenizer)
     text = "the quick brown fox jumps over the lazy dog. " * 450  # 20,250 characters
-    ids = PrefixTokenizer(counting, max_tokens, PAD_ID).ids(text)  # type: ignore[arg-type]
+    ids = PrefixTokenizer(counting, max_tokens, pad_id).ids(text)  # type: ignore[arg-type]
     assert ids.tolist() == tokenizer.encode(text).ids
     assert sum(counting.encoded_lengths) < 10 * max_tokens  # the whole text was not read
 
 
 def test_routing_ids_equal_the_whole_posts_ids_on_the_long_test_posts():
-    tokenizer, max_tokens = _shipped("routing-20ng")
+    tokenizer, max_tokens, pad_id = _shipped("routing-20ng")
     long_texts = [text for text in load_newsgroups(NEWSGROUPS, "test").texts if len(text) > 2 * max_tokens]
     assert len(long_texts) > 2000
-    prefix = PrefixTokenizer(tokenizer, max_tokens, PAD_ID)
+    prefix = PrefixTokenizer(tokenizer, max_tokens, pad_id)
     for text in long_texts:
         assert prefix.ids(text).tolist() == tokenizer.encode(text).ids
 
