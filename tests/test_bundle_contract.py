@@ -69,7 +69,11 @@ def test_a_file_the_manifest_names_must_be_written(text_bundle: Path, tmp_path: 
 def test_the_training_record_is_optional_for_serving_and_typed_when_present() -> None:
     data = json.loads((MODELS / "intent-clinc150" / "manifest.json").read_text())
     training = parse_manifest(data).require_training()
-    assert (training.optimizer_steps, training.device, training.parameters) == (2000, "cpu", 2692865)
+    recorded = data["training"]
+    assert (training.optimizer_steps, training.device, training.parameters) == (
+        recorded["optimizer_steps"], "cpu", recorded["parameters"])
+    assert isinstance(training.optimizer_steps, int) and training.optimizer_steps > 0
+    assert isinstance(training.parameters, int) and training.parameters > 0
     assert training.model_config["hidden_size"] == 256 and training.config["name"] == "intent-clinc150"
 
     served = parse_manifest({key: value for key, value in data.items() if key != "training"})
