@@ -3,6 +3,7 @@ only the slot rows to the next step."""
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 
@@ -149,6 +150,37 @@ def test_sampled_supervision_grades_the_first_step_and_in_time_every_step(tmp_pa
     draws = [trainer._graded_steps(4) for _ in range(200)]
     assert all(d[0] == 1 and len(d) <= 2 for d in draws)
     assert {d[-1] for d in draws} == {1, 2, 3, 4}
+
+
+def test_unroll_from_step_grades_the_first_step_until_then(tmp_path: Path) -> None:
+    """Before `unroll_from_step` an optimizer step runs and trains step 1 alone; from it on, every step."""
+    torch.manual_seed(0)
+    cfg = TrainConfig(name="c", task="text", data="d", out_dir=str(tmp_path), supervision="unrolled",
+                      unroll_from_step=2, batch_size=6, device="cpu")
+    trainer = Trainer(cfg, TRM(text_config(state_carry="slots", N_sup=4)), fixed_batch())
+    assert [trainer.train_step(None)["halt_steps"] for _ in range(4)] == [1.0, 1.0, 4.0, 4.0]
+    with pytest.raises(ValueError, match="unroll_from_step is for supervision: unrolled or sampled"):
+        TrainConfig(name="c", task="text", data="d", unroll_from_step=2)
+    with pytest.raises(ValueError, match="must lie between 0 and max_steps - 1"):
+        TrainConfig(name="c", task="text", data="d", supervision="unrolled", unroll_from_step=10, max_steps=10)
+
+
+def test_one_step_training_trims_and_trains_as_the_carry_would(tmp_path: Path) -> None:
+    """With N_sup 1 the carry refills every slot each step: fit runs the trimmed fresh-batch step instead,
+    and three optimizer steps leave the same weights as three steps of the full-length carry."""
+    torch.manual_seed(0)
+    stream = fixed_batch(used=6)  # every row ends by position 6: the trimmed batch is half as long
+    cfg = TrainConfig(name="o", task="text", data="d", out_dir=str(tmp_path), batch_size=6, device="cpu")
+    model = TRM(text_config(N_sup=1))
+    trimmed, carried = Trainer(cfg, copy.deepcopy(model), stream), Trainer(cfg, copy.deepcopy(model), stream)
+    carry = carried._empty_carry()
+    for _ in range(3):
+        trimmed.train_step(None)
+        carried.train_step(carry)
+    for (name, a), b in zip(trimmed.model.named_parameters(), carried.model.parameters(), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5, msg=name)
+    assert not trimmed.carries_state
+    assert Trainer(cfg, TRM(text_config(N_sup=2)), stream).carries_state
 
 
 def test_unrolled_fit_makes_every_step_an_answer(keyword_data: tuple[Path, Path], tmp_path: Path) -> None:

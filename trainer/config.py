@@ -80,9 +80,13 @@ class TrainConfig:
     halt_exploration: float = 0.1
     # carry: one supervision step per optimizer step over the ACT carry (the TRM); unrolled: every batch runs
     # all N_sup steps and each step's answer gets the loss (early-exit style); sampled: the loss on the first
-    # step and on one step drawn from 1..N_sup. Unrolled and sampled trim text batches to their longest input.
+    # step and on one step drawn from 1..N_sup. Unrolled, sampled and one-step (N_sup 1) training trim text
+    # batches to their longest input.
     # See trainer/train.py.
     supervision: Literal["carry", "unrolled", "sampled"] = "carry"
+    # unrolled or sampled: optimizer steps before this one grade the first step only (one-step training of
+    # the same network, at a quarter of the cost when N_sup is 4); from it on, every graded step. 0: from the start
+    unroll_from_step: int = 0
     checkpoint_every: int = 200
     log_every: int = 50  # progress lines when the output is not a terminal
     eval_every: int = 1000
@@ -102,6 +106,12 @@ class TrainConfig:
                              "TF-IDF teachers are cross-fitted on the training texts, which variants would leak")
         if self.supervision not in ("carry", "unrolled", "sampled"):
             raise ValueError(f"supervision must be carry, unrolled or sampled, got {self.supervision!r}")
+        if self.unroll_from_step and self.supervision == "carry":
+            raise ValueError("unroll_from_step is for supervision: unrolled or sampled; the carry grades one step "
+                             "per optimizer step already")
+        if not 0 <= self.unroll_from_step < self.max_steps:
+            raise ValueError(f"unroll_from_step is {self.unroll_from_step}; it must lie between 0 and max_steps - 1 "
+                             f"({self.max_steps - 1})")
         if self.soup_branch_step and not self.soup:
             raise ValueError(
                 "soup_branch_step is set but soup is empty: it is the step at which soup ingredients branch"

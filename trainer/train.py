@@ -13,7 +13,8 @@ step's gradient stays within it. Every depth is trained on every example (in the
 halting head already gets right leave after one step, so later steps learn only the hard ones).
 ``supervision: sampled`` does the same for the first step and one step drawn uniformly from 1..N_sup
 (the steps between run without gradients): every step is trained as an answer, at about half the cost
-of unrolling all of them when N_sup is 4.
+of unrolling all of them when N_sup is 4. With ``unroll_from_step`` the first optimizer steps grade the
+first step only (a one-step model of the same network), and the unrolled or sampled steps follow from it.
 """
 
 from __future__ import annotations
@@ -193,6 +194,12 @@ class Trainer:
         return True
 
     # --- the ACT carry ------------------------------------------------------------------------
+    @property
+    def carries_state(self) -> bool:
+        """Whether fit runs the ACT carry. With one step there is nothing to carry: every slot halts and is
+        refilled each optimizer step, which is the fresh-batch step, and that one is trimmed to its longest input."""
+        return self.cfg.supervision == "carry" and self.model.cfg.N_sup > 1
+
     def _empty_carry(self) -> Carry:
         size = self.cfg.batch_size
         batch = {k: torch.as_tensor(v, device=self.device) for k, v in self.stream.draw(size).items()}
@@ -264,9 +271,9 @@ class Trainer:
         self.ema.update(self.model, self.step)
 
     def train_step(self, carry: Carry | None) -> dict[str, float]:
-        """One optimizer step: one supervision step for every slot of the carry, or (unrolled, no
-        carry) all N_sup steps of a fresh batch."""
-        if carry is None:  # unrolled or sampled supervision
+        """One optimizer step: one supervision step for every slot of the carry, or (no carry: unrolled,
+        sampled, or one step) the graded steps of a fresh batch."""
+        if carry is None:
             return self._unrolled_step()
         self._refill(carry)
         self.model.train()
@@ -284,8 +291,11 @@ class Trainer:
         return stats
 
     def _graded_steps(self, n_sup: int) -> list[int]:
-        """The supervision steps (1-based) whose answers get the loss in this optimizer step: all of them
-        (unrolled), or the first and one drawn uniformly from 1..N_sup (sampled)."""
+        """The supervision steps (1-based) whose answers get the loss in this optimizer step: the first
+        only (before `unroll_from_step`), all of them (unrolled), or the first and one drawn uniformly from
+        1..N_sup (sampled)."""
+        if self.step < self.cfg.unroll_from_step or n_sup == 1:
+            return [1]
         if self.cfg.supervision == "unrolled":
             return list(range(1, n_sup + 1))
         drawn = int(torch.randint(1, n_sup + 1, (1,), generator=self.rng))
@@ -342,7 +352,7 @@ class Trainer:
         previous = {
             sig: signal.signal(sig, self._request_stop) for sig in (signal.SIGINT, signal.SIGTERM)
         }
-        carry = self._empty_carry() if cfg.supervision == "carry" else None
+        carry = self._empty_carry() if self.carries_state else None
         bar = tqdm(total=last_step, initial=self.step, desc=cfg.name, dynamic_ncols=True,
                    disable=not sys.stderr.isatty())
         started, last, first_step = time.monotonic(), {}, self.step
