@@ -85,7 +85,7 @@ class TrainConfig:
     # See trainer/train.py.
     supervision: Literal["carry", "unrolled", "sampled"] = "carry"
     # unrolled or sampled: optimizer steps before this one grade the first step only (one-step training of
-    # the same network, at a quarter of the cost when N_sup is 4); from it on, every graded step. 0: from the start
+    # the same network, about a quarter of the cost when N_sup is 4); from it on, every graded step. 0: from the start
     unroll_from_step: int = 0
     checkpoint_every: int = 200
     log_every: int = 50  # progress lines when the output is not a terminal
