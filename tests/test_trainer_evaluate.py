@@ -83,6 +83,14 @@ def test_without_an_out_of_scope_label_an_abstain_threshold_keeps_answers_precis
     assert headline_metrics(results)["test_answered_accuracy"] == 1.0
 
 
+def test_a_model_trained_on_its_validation_split_gets_no_abstain_threshold() -> None:
+    tokens = np.array([[0, 6]] * 10 + [[1, 1]] * 4)
+    targets = np.array([0] * 10 + [1, 1, 0, 0])
+    thresholds = calibrate(confidence_step, EncodedSet(tokens, targets), (1, 4), 1, ["a", "b", "c"], None,
+                           abstain=False)
+    assert thresholds.out_of_scope is None and thresholds.abstain is None
+
+
 def test_grids_have_no_out_of_scope_threshold() -> None:
     targets = np.array([[1, 2, 3, 4]] * 2, dtype=np.int64)
     thresholds = calibrate(copy_step, EncodedSet(targets, targets), (1, 4), 1, GRID_LABELS, None, task="grid")

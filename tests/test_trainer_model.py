@@ -97,6 +97,31 @@ def test_padding_does_not_change_the_answer() -> None:
     torch.testing.assert_close(alone, batched, rtol=1e-5, atol=1e-5)
 
 
+def test_pooling_in_the_table_width_equals_projecting_every_token() -> None:
+    """Chunk means and the document slot are taken before the token projection: the same x as projecting
+    every token first (the projection is linear and bias-free), padding and partly padded chunks included."""
+    from trainer.model import rms_norm
+
+    torch.manual_seed(0)
+    cfg = text_config(pool=4, seq_len=16, doc_slot=True, embed_dim=8)
+    embed = TRM(cfg).embed
+    tokens = torch.randint(1, 50, (3, 16))
+    tokens[0, 6:] = cfg.pad_id
+    tokens[1, 13:] = cfg.pad_id
+    every = embed.project(embed.tokens(tokens))
+    valid = (tokens != cfg.pad_id).float()
+    chunks = valid.view(3, 4, 4)
+    pooled = (chunks[..., None] * every.view(3, 4, 4, -1)).sum(2) / chunks.sum(2, keepdim=True).clamp(min=1.0)
+    expected = torch.cat([
+        embed.answer_slot.expand(3, -1, -1) * embed.scale,
+        rms_norm((valid[..., None] * every).sum(1, keepdim=True)),
+        pooled * chunks.amax(2)[..., None] * embed.scale,
+    ], dim=1)
+    x, key_mask = embed(tokens)
+    torch.testing.assert_close(x, expected, rtol=1e-5, atol=1e-5)
+    assert key_mask[0].tolist() == [True, True, True, True, False, False]
+
+
 def test_text_length_must_be_a_multiple_of_the_pool() -> None:
     with pytest.raises(ValueError, match=r"multiple of model\.pool 8"):
         ModelConfig(task="text", vocab_size=50, seq_len=60, num_outputs=3, pool=8)

@@ -86,14 +86,15 @@ class Thresholds:
 
 def calibrate(
     step: StepFn, val: EncodedSet, state_shape: tuple[int, int], n_sup: int, labels: list[str],
-    oos_label: str | None, task: str = "text",
+    oos_label: str | None, task: str = "text", abstain: bool = True,
 ) -> Thresholds:
     """The cheapest halting threshold as accurate as the best fixed step count; then, for text, either the
     out-of-scope threshold (at that halting) that maximises validation accuracy with `oos_label` as a class,
-    or without such a label the abstain threshold at DEFAULT_PRECISION (trainer/out_of_scope.py)."""
+    or without such a label the abstain threshold at DEFAULT_PRECISION (trainer/out_of_scope.py), unless
+    `abstain` is False (a model trained on its validation split: its confidence there says nothing)."""
     trace = run_recursion(step, val.tokens, state_shape, n_sup)
     halt = metrics.calibrate_halting(trace, val.targets)
-    if task != "text":
+    if task != "text" or (oos_label is None and not abstain):
         return Thresholds(halt, None)
     stop = metrics.halting_steps(trace.halt_logits, halt)
     if oos_label is not None:

@@ -77,7 +77,8 @@ def export_bundle(fitted: Fitted, bundle_dir: Path, ablation: dict[str, Any] | N
         device = pick_device("auto")
         step = torch_step_fn(cpu_copy(model).to(device))
         thresholds = calibrate(step, prepared.val, mcfg.state_shape, mcfg.N_sup, prepared.labels,
-                               resolve_out_of_scope_label(cfg.oos_label, prepared.labels), mcfg.task)
+                               resolve_out_of_scope_label(cfg.oos_label, prepared.labels), mcfg.task,
+                               abstain=not cfg.train_on_val)
         args = (mcfg.state_shape, mcfg.N_sup, prepared.tests, thresholds.halt, prepared.labels,
                 thresholds.out_of_scope)
         results = evaluate_step(step, *args)
