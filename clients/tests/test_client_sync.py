@@ -125,8 +125,9 @@ def test_neither_text_nor_grid_is_refused_before_sending(client):
 
 
 def test_expired_deadline_raises_deadline_exceeded(client):
+    """A deadline that has passed fails every time, without a call (see the asyncio client's test)."""
     with pytest.raises(DeadlineExceeded) as caught:
-        client.reason(TEXT_MODEL, "too late", timeout_s=1e-6)
+        client.reason(TEXT_MODEL, "too late", timeout_s=0)
     assert caught.value.code is grpc.StatusCode.DEADLINE_EXCEEDED
     with pytest.raises(DeadlineExceeded):
-        list(client.reason_stream(TEXT_MODEL, "too late", timeout_s=1e-6))
+        list(client.reason_stream(TEXT_MODEL, "too late", timeout_s=-1))

@@ -139,7 +139,7 @@ class AsyncTRMClient:
         attempt = 1
         while True:
             try:
-                return await rpc(request, timeout=deadline.remaining(), metadata=metadata), rid
+                return await rpc(request, timeout=deadline.attempt_timeout(rid), metadata=metadata), rid
             except grpc.RpcError as error:
                 await asyncio.sleep(plan_retry(self.retry, error, attempt, deadline, rid))
                 attempt += 1
@@ -151,7 +151,7 @@ class AsyncTRMClient:
         deadline = Deadline(self.timeout_s if timeout_s is None else timeout_s)
         attempt = 1
         while True:
-            call = self._stub.ReasonStream(request, timeout=deadline.remaining(), metadata=metadata)
+            call = self._stub.ReasonStream(request, timeout=deadline.attempt_timeout(rid), metadata=metadata)
             try:
                 message = await call.read()
                 break

@@ -145,7 +145,7 @@ class TRMClient:
         attempt = 1
         while True:
             try:
-                return rpc(request, timeout=deadline.remaining(), metadata=metadata), rid
+                return rpc(request, timeout=deadline.attempt_timeout(rid), metadata=metadata), rid
             except grpc.RpcError as error:
                 time.sleep(plan_retry(self.retry, error, attempt, deadline, rid))
                 attempt += 1
@@ -157,7 +157,7 @@ class TRMClient:
         deadline = Deadline(self.timeout_s if timeout_s is None else timeout_s)
         attempt = 1
         while True:
-            call = self._stub.ReasonStream(request, timeout=deadline.remaining(), metadata=metadata)
+            call = self._stub.ReasonStream(request, timeout=deadline.attempt_timeout(rid), metadata=metadata)
             try:
                 first = next(call, None)
                 break

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 import grpc
 
-from trm_client.errors import from_rpc_error
+from trm_client.errors import DeadlineExceeded, from_rpc_error
 
 
 @dataclass(frozen=True)
@@ -80,6 +80,15 @@ class Deadline:
     def remaining(self) -> float | None:
         """Seconds left (possibly <= 0), or None when the call has no deadline."""
         return None if self._expires_at is None else self._expires_at - time.monotonic()
+
+    def attempt_timeout(self, request_id: str) -> float | None:
+        """The timeout to send the next attempt with; raises DeadlineExceeded, without sending it, when the
+        deadline has passed (gRPC would race a deadline below its timer's resolution against the answer)."""
+        remaining = self.remaining()
+        if remaining is not None and remaining <= 0:
+            raise DeadlineExceeded(grpc.StatusCode.DEADLINE_EXCEEDED, "the call's deadline passed before it was sent",
+                                   request_id)
+        return remaining
 
     def allows(self, delay_s: float) -> bool:
         """Whether there is still time for another attempt after waiting ``delay_s``."""
