@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from trainer.model import TRM, ModelConfig
+from trainer.model import TRM, ModelConfig, rms_norm
 from trainer.train import exact_correct
 
 torch.set_num_threads(1)
@@ -100,8 +100,6 @@ def test_padding_does_not_change_the_answer() -> None:
 def test_pooling_in_the_table_width_equals_projecting_every_token() -> None:
     """Chunk means and the document slot are taken before the token projection: the same x as projecting
     every token first (the projection is linear and bias-free), padding and partly padded chunks included."""
-    from trainer.model import rms_norm
-
     torch.manual_seed(0)
     cfg = text_config(pool=4, seq_len=16, doc_slot=True, embed_dim=8)
     embed = TRM(cfg).embed

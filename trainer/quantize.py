@@ -68,7 +68,7 @@ def pooled_projections(cfg: ModelConfig) -> str | None:
     return "/embed/project" if cfg.embed_dim and (cfg.pool > 1 or cfg.doc_slot) else None
 
 
-def weight_nodes(model: onnx.ModelProto, keep_float: str | None = None) -> list[str]:
+def weight_nodes(model: onnx.ModelProto, keep_float: str | None) -> list[str]:
     """Names of the nodes that multiply by or look up a constant: the ones worth storing in int8, less
     those whose name starts with `keep_float`."""
     constants = {init.name for init in model.graph.initializer}
