@@ -89,9 +89,11 @@ def test_fixed_step_counts_and_never_halting_run_every_token_that_long() -> None
     assert set(never.steps[never.steps > 0].tolist()) == {4}
 
 
-def test_deep_supervision_trains_every_refinement_step_of_every_token() -> None:
-    """Each step's answers get a gradient exactly where a token took that step; the loss is the mean
-    cross-entropy over every (token, step) taken (the halting loss weighted 0 here)."""
+@pytest.mark.parametrize("step_weights", ["uniform", "rising"])
+def test_deep_supervision_trains_every_refinement_step_of_every_token(step_weights: str) -> None:
+    """Each step's answers get a gradient exactly where a token took that step; the loss is the mean over
+    every (token, step) taken of its cross-entropy, weighted 1 (uniform) or 2s / (N_sup + 1) at step s
+    (rising); the halting loss is weighted 0 here."""
     model = small_model(seed=4).train()
     batch = to_batch([(source, target) for source, target in zip(SOURCES, ["def parse(path):", "x = 1", "return None"],
                                                                      strict=True)])
@@ -102,14 +104,16 @@ def test_deep_supervision_trains_every_refinement_step_of_every_token() -> None:
         captured.append(output)
 
     model.answer.register_forward_hook(keep)
-    out = teacher_forced(model, batch.source, batch.targets, Halting(), halt_loss_weight=0.0)
+    out = teacher_forced(model, batch.source, batch.targets, Halting(), halt_loss_weight=0.0, step_weights=step_weights)
     out.loss.backward()
     assert len(captured) == int(out.steps.max()) > 1 and (out.steps == 1).any()
+    n_sup = model.cfg.N_sup
     expected, taken = 0.0, 0
     for step, logits in enumerate(captured, start=1):
         took = out.steps >= step
         assert torch.equal(logits.grad.abs().sum(-1) > 0, took)
-        expected = expected + nn.functional.cross_entropy(logits[took], batch.targets[took], reduction="sum")
+        weight = 1.0 if step_weights == "uniform" else 2 * step / (n_sup + 1)
+        expected = expected + weight * nn.functional.cross_entropy(logits[took], batch.targets[took], reduction="sum")
         taken += int(took.sum())
     torch.testing.assert_close(out.loss, expected / taken)
 

@@ -29,6 +29,7 @@ from trainer.dictation.verbalize import Verbalizer
 from trainer.sequence.batches import length_bucketed
 from trainer.sequence.evaluate import predict, score, steps_report
 from trainer.sequence.model import SequenceConfig, SequenceTRM
+from trainer.sequence.teacher_forcing import STEP_WEIGHTS
 from trainer.sequence.train import TRAINING_DEPTHS, SequenceTrainConfig, SequenceTrainer
 
 MAX_SOURCE_CHARS = 512  # spoken characters the model reads (training draws only those of up to --max-source-chars)
@@ -57,6 +58,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--depth", choices=sorted(TRAINING_DEPTHS), default="every",
                         help="steps a token takes in training: " + "; ".join(
                             f"{name}: {meaning}" for name, meaning in TRAINING_DEPTHS.items()))
+    parser.add_argument("--step-weights", choices=sorted(STEP_WEIGHTS), default="uniform",
+                        help="; ".join(f"{name}: {meaning}" for name, meaning in STEP_WEIGHTS.items()))
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--eval-every", type=int, default=1000)
@@ -88,7 +91,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
     print(f"{sum(p.numel() for p in model.parameters())} parameters; {len(train_lines)} training lines")
     train_cfg = SequenceTrainConfig(run_dir=args.run_dir, batch_size=args.batch_size, lr=args.lr,
                                     max_steps=args.max_steps, max_minutes=args.minutes,
-                                    eval_every=args.eval_every, seed=args.seed, depth=args.depth)
+                                    eval_every=args.eval_every, seed=args.seed, depth=args.depth,
+                                    step_weights=args.step_weights)
 
     def evaluate(ema: SequenceTRM) -> dict[str, float]:
         predictions = predict(ema, val_spoken, max_len=args.max_chars + 8)

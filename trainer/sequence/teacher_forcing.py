@@ -20,6 +20,20 @@ from trainer.sequence.decode import Halting
 from trainer.sequence.model import SequenceTRM
 from trainer.sequence.vocab import BOS_ID, PAD_ID
 
+STEP_WEIGHTS = {
+    "uniform": "every step's answer counts the same",
+    "rising": "step s of N_sup counts 2s / (N_sup + 1) (the same mean): the later answers count most",
+}
+
+
+def step_weight(step: int, n_sup: int, step_weights: str) -> float:
+    """The weight of refinement step `step` (1-based) in the answer loss (see STEP_WEIGHTS)."""
+    if step_weights == "uniform":
+        return 1.0
+    if step_weights == "rising":
+        return 2.0 * step / (n_sup + 1)
+    raise ValueError(f"step_weights is {step_weights!r}; use one of {', '.join(STEP_WEIGHTS)}")
+
 
 @dataclass
 class Supervised:
@@ -34,8 +48,9 @@ class Supervised:
 
 
 def teacher_forced(model: SequenceTRM, source: torch.Tensor, targets: torch.Tensor, halting: Halting | None = None,
-                   halt_loss_weight: float = 0.5) -> Supervised:
-    """Losses of source ids [B, S] against targets [B, L] (ids, EOS then PAD)."""
+                   halt_loss_weight: float = 0.5, step_weights: str = "uniform") -> Supervised:
+    """Losses of source ids [B, S] against targets [B, L] (ids, EOS then PAD); each step's answer loss
+    weighs as `step_weights` says (STEP_WEIGHTS)."""
     cfg, halting = model.cfg, halting or Halting()
     batch, length = targets.shape
     if length > cfg.max_target_len:
@@ -59,7 +74,8 @@ def teacher_forced(model: SequenceTRM, source: torch.Tensor, targets: torch.Tens
         out = model.forward_parallel(x, y, z, source_cache, active, settled, past_cache=step > cfg.cache_steps)
         logits, gold = out.logits[active], targets[active]
         correct = logits.detach().argmax(-1) == gold
-        answer_loss = answer_loss + F.cross_entropy(logits.float(), gold, reduction="sum")
+        weight = step_weight(step, cfg.N_sup, step_weights)
+        answer_loss = answer_loss + weight * F.cross_entropy(logits.float(), gold, reduction="sum")
         halt_loss = halt_loss + F.binary_cross_entropy_with_logits(
             out.halt_logit[active].float(), correct.float(), reduction="sum")
         supervised += int(active.sum())

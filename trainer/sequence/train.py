@@ -45,6 +45,7 @@ class SequenceTrainConfig:
     halt_exploration: float = 0.1
     depth: str = "halting"  # the steps a token takes in training: see TRAINING_DEPTHS
     halt_loss_weight: float = 0.5
+    step_weights: str = "uniform"  # how each refinement step's answer weighs in the loss: see STEP_WEIGHTS
     eval_every: int = 200
     checkpoint_every: int = 50
     log_every: int = 10
@@ -118,7 +119,8 @@ class SequenceTrainer:
         for group in self.optimizer.param_groups:
             group["lr"] = self._learning_rate()
         halting = self._training_halting()
-        out = teacher_forced(self.model, batch.source, batch.targets, halting, self.cfg.halt_loss_weight)
+        out = teacher_forced(self.model, batch.source, batch.targets, halting, self.cfg.halt_loss_weight,
+                             self.cfg.step_weights)
         self.optimizer.zero_grad(set_to_none=True)
         out.loss.backward()
         if self.cfg.grad_clip:
