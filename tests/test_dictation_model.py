@@ -47,6 +47,30 @@ def test_decoding_with_the_caches_equals_every_token_recomputed_at_once(prefix_s
 
 
 @torch.no_grad()
+def test_halting_when_unchanged_stops_a_token_at_its_first_step_that_repeats_the_step_before() -> None:
+    """With a prefix cache of step 1, a token's answer after step s does not depend on how far other tokens
+    refine, so fixed step counts give every token's answer at every step. A token then stops at its first
+    step whose halting probability reaches the threshold, or whose answer is its previous step's, or at
+    N_sup; decoding with the caches and the teacher-forced pass agree with that rule."""
+    model = small_model(seed=5, prefix_steps=1)
+    n_sup, source = model.cfg.N_sup, source_ids(*SOURCES)
+    decoded = run(model, source, halting=Halting(when_unchanged=True), max_len=8)
+    targets, real = decoded.tokens, decoded.tokens != PAD_ID
+    assert torch.equal(teacher_forced(model, source, targets, Halting(when_unchanged=True)).steps, decoded.steps)
+    answers = [teacher_forced(model, source, targets, Halting(fixed_steps=k)).answers for k in range(1, n_sup + 1)]
+    confident = torch.sigmoid(teacher_forced(model, source, targets, Halting(fixed_steps=n_sup)).halt_logits) >= 0.5
+    expected = torch.full_like(decoded.steps, n_sup)
+    stopped_unchanged = torch.zeros_like(real)
+    for step in range(n_sup, 0, -1):  # the first step that stops wins
+        unchanged = answers[step - 1] == answers[step - 2] if step > 1 else torch.zeros_like(real)
+        expected = torch.where(confident[..., step - 1] | unchanged, step, expected)
+        stopped_unchanged = torch.where(confident[..., step - 1] | unchanged, unchanged & ~confident[..., step - 1],
+                                        stopped_unchanged)
+    assert torch.equal(decoded.steps[real], expected[real])
+    assert stopped_unchanged[real].any()  # the rule, not only the halting head, stopped some tokens
+
+
+@torch.no_grad()
 @pytest.mark.parametrize("prefix_steps", [None, 1])
 def test_a_batch_decodes_as_each_row_alone(prefix_steps: int | None) -> None:
     model = small_model(seed=1, prefix_steps=prefix_steps)

@@ -67,3 +67,14 @@ def test_under_load_the_cap_stops_a_request_after_its_min_steps_and_max_steps_na
     assert reason(2, 3) is None and reason(3, 3) == HaltReason.LOAD
     assert reason(8, 3) == HaltReason.MAX_STEPS
     assert reason(5, None) is None
+
+
+def test_an_unchanged_answer_halts_like_confidence_after_min_steps_unless_halting_is_off():
+    def reason(steps: int, unchanged: bool, budget: StepBudget = BUDGET) -> HaltReason | None:
+        return stop_reason(steps_done=steps, halt_probability=0.1, budget=budget, now=0.0, next_step_s=0.01,
+                           limits=(), unchanged=unchanged)
+
+    assert reason(1, True) is None  # min_steps 2 first
+    assert reason(2, True) == HaltReason.HALTED
+    assert reason(2, False) is None
+    assert reason(3, True, StepBudget(max_steps=8, min_steps=1, halt_threshold=1.0)) is None

@@ -18,7 +18,7 @@ import torch
 from trm.v1 import trm_pb2, trm_pb2_grpc
 
 from trainer.sequence.batches import to_batch
-from trainer.sequence.decode import run
+from trainer.sequence.decode import Halting, run
 from trainer.sequence.model import SequenceTRM
 from trainer.sequence.vocab import decode
 from trainer.testing import make_random_sequence_bundle
@@ -27,6 +27,7 @@ from trm_service.testing import ServerProcess
 
 MODEL = "svc-dictation"
 SHORT_CACHE_MODEL = "svc-dictation-short-cache"  # its prefix cache keeps 2 of its 4 steps
+UNCHANGED_MODEL = "svc-dictation-unchanged"  # a token also stops once its answer is unchanged by a step
 INPUTS = ("def parse open paren path close paren colon", "x equals one", "return none", "import os",
           "for i in range of ten colon", "print open paren quote hello quote close paren", "pass", "a")
 
@@ -44,8 +45,15 @@ def short_cache_bundle(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, 
 
 
 @pytest.fixture(scope="module")
-def server(sequence_bundle: tuple[Path, SequenceTRM], short_cache_bundle: tuple[Path, SequenceTRM]):
-    with ServerProcess([sequence_bundle[0], short_cache_bundle[0]]) as running:
+def unchanged_bundle(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, SequenceTRM]:
+    return make_random_sequence_bundle(tmp_path_factory.mktemp("sequence"), name=UNCHANGED_MODEL, seed=5,
+                                       prefix_steps=1, halt_when_unchanged=True)
+
+
+@pytest.fixture(scope="module")
+def server(sequence_bundle: tuple[Path, SequenceTRM], short_cache_bundle: tuple[Path, SequenceTRM],
+           unchanged_bundle: tuple[Path, SequenceTRM]):
+    with ServerProcess([sequence_bundle[0], short_cache_bundle[0], unchanged_bundle[0]]) as running:
         yield running
 
 
@@ -55,10 +63,10 @@ def stub(server: ServerProcess):
         yield trm_pb2_grpc.ReasoningServiceStub(channel)
 
 
-def _reference(model: SequenceTRM, text: str) -> tuple[str, list[int]]:
+def _reference(model: SequenceTRM, text: str, halting: Halting | None = None) -> tuple[str, list[int]]:
     """The PyTorch decoder's answer and steps per token (the end mark's included)."""
     with torch.no_grad():
-        out = run(model, to_batch([(text, "")]).source, max_len=model.cfg.max_target_len)
+        out = run(model, to_batch([(text, "")]).source, halting=halting, max_len=model.cfg.max_target_len)
     return decode(out.tokens[0].tolist()), [count for count in out.steps[0].tolist() if count]
 
 
@@ -66,13 +74,16 @@ def _request(text: str, model: str = MODEL, **budget) -> trm_pb2.ReasonRequest:
     return trm_pb2.ReasonRequest(model=model, text=text, budget=trm_pb2.Budget(**budget))
 
 
-@pytest.mark.parametrize("bundle", ["sequence_bundle", "short_cache_bundle"])
+@pytest.mark.parametrize("bundle", ["sequence_bundle", "short_cache_bundle", "unchanged_bundle"])
 def test_reason_writes_what_the_pytorch_decoder_writes(bundle, stub, request):
-    """Also for a bundle whose prefix cache keeps fewer steps than N_sup (later steps read its last)."""
+    """Also for a bundle whose prefix cache keeps fewer steps than N_sup (later steps read its last), and for
+    one whose tokens also stop once a step leaves their answer unchanged (fewer steps than without)."""
     path, model = request.getfixturevalue(bundle)
-    tokens_seen, steps_seen = set(), set()
+    halting = Halting(when_unchanged=load_bundle(path).manifest.sequence.halt_when_unchanged)
+    tokens_seen, steps_seen, fewer = set(), set(), False
     for text in INPUTS:
-        expected, steps = _reference(model, text)
+        expected, steps = _reference(model, text, halting)
+        fewer |= sum(steps) < sum(_reference(model, text)[1])
         response = stub.Reason(_request(text, path.name), timeout=30)
         answer = response.answer.text
         assert answer.text == expected
@@ -83,6 +94,7 @@ def test_reason_writes_what_the_pytorch_decoder_writes(bundle, stub, request):
         steps_seen.update(steps)
     assert len(tokens_seen) > 1  # answers of different lengths
     assert max(steps_seen) > 2  # tokens refined past the short cache's last step
+    assert fewer == halting.when_unchanged
 
 
 def test_the_stream_shows_every_refinement_step_of_every_token_in_order(sequence_bundle, stub):
@@ -154,5 +166,18 @@ def test_a_short_prefix_cache_is_written_at_schema_3_and_checked(sequence_bundle
                           ({"sequence": {**short["sequence"], "prefix_steps": 5}}, "prefix_steps 5 exceeds")):
         folder = Path(shutil.copytree(short_cache_bundle[0], tmp_path / str(len(message))))
         (folder / "manifest.json").write_text(json.dumps({**short, **edit}))
+        with pytest.raises(BundleError, match=message):
+            load_bundle(folder)
+
+
+def test_halting_when_unchanged_is_written_at_schema_4_and_checked(unchanged_bundle, tmp_path):
+    """A reader that predates the rule refuses the bundle instead of refining its tokens longer."""
+    manifest = json.loads((unchanged_bundle[0] / "manifest.json").read_text())
+    assert manifest["schema_version"] == 4 and manifest["sequence"]["halt_when_unchanged"] is True
+    not_a_flag = {"sequence": {**manifest["sequence"], "halt_when_unchanged": "yes"}}
+    for edit, message in (({"schema_version": 3}, "'sequence.halt_when_unchanged' needs schema_version 4"),
+                          (not_a_flag, "must be true or false")):
+        folder = Path(shutil.copytree(unchanged_bundle[0], tmp_path / str(len(message))))
+        (folder / "manifest.json").write_text(json.dumps({**manifest, **edit}))
         with pytest.raises(BundleError, match=message):
             load_bundle(folder)

@@ -22,9 +22,10 @@ import numpy as np
 from trm_bundle import BundleError
 from trm_bundle.checksums import verify_files
 
-# 2 added task "sequence", 3 the field sequence.prefix_steps; a manifest is written at the lowest version that
-# has what it uses, so a reader that predates a feature refuses a bundle that needs it
-READABLE_SCHEMAS = (1, 2, 3)
+# 2 added task "sequence", 3 the field sequence.prefix_steps, 4 sequence.halt_when_unchanged; a manifest is
+# written at the lowest version that has what it uses, so a reader that predates a feature refuses a bundle
+# that needs it
+READABLE_SCHEMAS = (1, 2, 3, 4)
 MANIFEST_FILE = "manifest.json"
 FP32_FILE = "model.onnx"
 INT8_FILE = "model.int8.onnx"
@@ -103,7 +104,8 @@ class SequenceOutput:
     """How a sequence model answers: tokens of `labels` one at a time, starting from `bos_id`, until
     `eos_id` or `max_tokens`; the caches' geometry; the graph that encodes the input (`encode`); the
     refinement steps whose entries the prefix cache keeps (`prefix_steps`, None: all N_sup), step s
-    reading those of step min(s, prefix_steps)."""
+    reading those of step min(s, prefix_steps); with `halt_when_unchanged`, a token its halting head has not
+    stopped also stops after a step whose most probable token is the one the step before it chose."""
 
     max_tokens: int
     bos_id: int
@@ -114,6 +116,7 @@ class SequenceOutput:
     head_dim: int
     encode: str
     prefix_steps: int | None = None
+    halt_when_unchanged: bool = False
 
 
 @dataclass(frozen=True)
@@ -288,11 +291,15 @@ def _sequence_json(spec: SequenceOutput) -> dict[str, Any]:
     fields = dataclasses.asdict(spec)
     if spec.prefix_steps is None:
         del fields["prefix_steps"]
+    if not spec.halt_when_unchanged:
+        del fields["halt_when_unchanged"]
     return fields
 
 
 def _schema_version(manifest: Manifest) -> int:
     """The lowest schema version that has everything `manifest` uses."""
+    if manifest.sequence is not None and manifest.sequence.halt_when_unchanged:
+        return 4
     if manifest.sequence is not None and manifest.sequence.prefix_steps is not None:
         return 3
     return 2 if manifest.task == "sequence" else 1
@@ -437,6 +444,11 @@ def _sequence(obj: dict, schema: int, labels: tuple[str, ...], recursion: Recurs
         prefix_steps = _integer(obj, "sequence.prefix_steps")
         if prefix_steps > recursion.N_sup:
             raise BundleError(f"sequence.prefix_steps {prefix_steps} exceeds recursion.N_sup {recursion.N_sup}")
+    halt_when_unchanged = obj.get("halt_when_unchanged", False)
+    if "halt_when_unchanged" in obj and schema < 4:
+        raise BundleError(f"field 'sequence.halt_when_unchanged' needs schema_version 4, the manifest says {schema}")
+    if not isinstance(halt_when_unchanged, bool):
+        raise BundleError(f"field 'sequence.halt_when_unchanged' must be true or false, got {halt_when_unchanged!r}")
     spec = SequenceOutput(
         max_tokens=_integer(obj, "sequence.max_tokens"),
         bos_id=_integer(obj, "sequence.bos_id", minimum=0),
@@ -447,6 +459,7 @@ def _sequence(obj: dict, schema: int, labels: tuple[str, ...], recursion: Recurs
         head_dim=_integer(obj, "sequence.head_dim"),
         encode=_listed(files, _text(obj, "sequence.encode"), "sequence.encode"),
         prefix_steps=prefix_steps,
+        halt_when_unchanged=halt_when_unchanged,
     )
     if max(spec.bos_id, spec.eos_id) >= len(labels):
         raise BundleError("sequence.bos_id and sequence.eos_id must be indexes of 'labels' (the vocabulary)")

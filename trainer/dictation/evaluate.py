@@ -23,7 +23,7 @@ from trainer.dictation.anchor import alpha2digit_reader, number_literals, number
 from trainer.dictation.corpus import Corpus, load_corpus
 from trainer.dictation.verbalize import Verbalizer
 from trainer.sequence.decode import Halting
-from trainer.sequence.evaluate import calibrated_threshold, halting_curves, held_out_scores, predict
+from trainer.sequence.evaluate import calibrated_halting, halting_curves, held_out_scores, predict
 from trainer.sequence.model import SequenceTRM
 from trainer.sequence.train import CHECKPOINT, load_model
 
@@ -51,19 +51,21 @@ CALIBRATION_LINES = 500
 
 def calibrate(model: SequenceTRM, corpus: Corpus, verbalizer: Verbalizer, *, max_chars: int, max_source_chars: int,
               lines: int, seed: int) -> dict[str, Any]:
-    """The halting threshold the bundle ships, chosen on `lines` validation lines of at most `max_chars`
-    characters (`calibrated_threshold` of their fixed-step and threshold curves), with those curves."""
+    """The halting rule the bundle ships (threshold, and whether unsure tokens stop once unchanged), chosen on
+    `lines` validation lines of at most `max_chars` characters (`calibrated_halting` of their fixed-step and
+    halting curves), with those curves."""
     rng = random.Random(seed)
     chosen = rng.sample([line for line in corpus.texts("val") if len(line) <= max_chars], lines)
     pairs = [(line, said) for line in chosen if len(said := verbalizer.speak(line)) <= max_source_chars]
     curves = halting_curves(model, [said for _, said in pairs], [line for line, _ in pairs], max_chars + 8)
-    return {"lines": len(pairs), "threshold": calibrated_threshold(curves), **curves}
+    halting = calibrated_halting(curves)
+    return {"lines": len(pairs), "threshold": halting.threshold, "when_unchanged": halting.when_unchanged, **curves}
 
 
 def score_test_split(model: SequenceTRM, corpus: Corpus, verbalizer: Verbalizer, *, max_chars: int,
-                     max_source_chars: int, lines: int, seed: int, threshold: float = 0.5,
+                     max_source_chars: int, lines: int, seed: int, halting: Halting | None = None,
                      curves: bool = True) -> dict[str, Any]:
-    """Scores on the test split (`held_out_sample`): the short lines at the halting `threshold`, at each fixed
+    """Scores on the test split (`held_out_sample`): the short lines with `halting`, at each fixed
     step count and as the halting threshold sweeps (with `curves`), the longer lines, and every number
     literal of the test files said alone, next to text2num's alpha2digit."""
     report: dict[str, Any] = {"sample": {"lines": lines, "seed": seed, "max_chars": max_chars,
@@ -74,7 +76,7 @@ def score_test_split(model: SequenceTRM, corpus: Corpus, verbalizer: Verbalizer,
     for name, (chosen, spoken) in sample.items():
         limit = max_chars + 8 if name == "short" else None
         novel = [i for i, line in enumerate(chosen) if line not in seen]
-        scores = held_out_scores(model, spoken, chosen, limit, threshold=threshold,
+        scores = held_out_scores(model, spoken, chosen, limit, halting=halting,
                                  curves=curves and name == "short", subset=novel)
         report[f"test_{name}"] = scores.pop("test")
         report[f"test_{name}"]["novel"] = report[f"test_{name}"].pop("subset")
@@ -83,7 +85,7 @@ def score_test_split(model: SequenceTRM, corpus: Corpus, verbalizer: Verbalizer,
     literals = number_literals(test_lines)
     for name, phrasing in (("numbers", verbalizer), ("numbers_clean", Verbalizer(seed, confusion_rate=0.0))):
         phrases = number_phrases(literals, phrasing)
-        predictions = predict(model, [phrase.spoken for phrase in phrases], halting=Halting(threshold=threshold),
+        predictions = predict(model, [phrase.spoken for phrase in phrases], halting=halting,
                               max_len=max_chars + 8)
         by_spoken = dict(zip([phrase.spoken for phrase in phrases], predictions.texts, strict=True))
         report[name] = {"count": len(phrases),
@@ -94,11 +96,12 @@ def score_test_split(model: SequenceTRM, corpus: Corpus, verbalizer: Verbalizer,
 
 def bundle_scores(model: SequenceTRM, corpus: Corpus, verbalizer: Verbalizer, *, max_chars: int,
                   max_source_chars: int, lines: int, seed: int, calibration_lines: int = CALIBRATION_LINES) -> dict:
-    """Everything a bundle records: the halting threshold calibrated on validation (`calibration`), then
-    `score_test_split` at that threshold."""
+    """Everything a bundle records: the halting rule calibrated on validation (`calibration`), then
+    `score_test_split` with that rule."""
     limits = {"max_chars": max_chars, "max_source_chars": max_source_chars, "seed": seed}
     calibration = calibrate(model, corpus, verbalizer, lines=calibration_lines, **limits)
-    return {**score_test_split(model, corpus, verbalizer, lines=lines, threshold=calibration["threshold"], **limits),
+    halting = Halting(threshold=calibration["threshold"], when_unchanged=calibration["when_unchanged"])
+    return {**score_test_split(model, corpus, verbalizer, lines=lines, halting=halting, **limits),
             "calibration": calibration}
 
 
@@ -111,7 +114,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--lines", type=int, help="test lines of each kind (default: the run's --test-lines)")
     parser.add_argument("--calibration-lines", type=int, default=CALIBRATION_LINES,
-                        help="validation lines the halting threshold is chosen on")
+                        help="validation lines the halting rule is chosen on")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     metrics_path = args.run_dir / "metrics.json"

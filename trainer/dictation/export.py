@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from trainer.sequence.bundle import sequence_manifest, write_sequence_bundle
-from trainer.sequence.evaluate import sequence_metrics
+from trainer.sequence.evaluate import halting_name, sequence_metrics
 from trainer.sequence.model import SequenceConfig
 from trainer.sequence.report import adaptive_compute_lines, example_lines, plot_anytime
 from trainer.sequence.train import CHECKPOINT, model_from_state
@@ -52,7 +52,7 @@ def model_line(cfg: SequenceConfig) -> str:
 
 def report_markdown(metrics: dict[str, Any], training: Training, parameters: int) -> str:
     """REPORT.md: the command, the wall time, and every figure with its data."""
-    short, longer = metrics["test_short"], metrics["test_longer"]
+    short, longer, calibration = metrics["test_short"], metrics["test_longer"], metrics["calibration"]
     steps = short["steps"]
     lines = [
         f"# {NAME}", "", DESCRIPTION + ".", "",
@@ -81,9 +81,9 @@ def report_markdown(metrics: dict[str, Any], training: Training, parameters: int
         f"{100 * metrics['numbers']['alpha2digit']:.1f}%; without recognition confusions "
         f"{100 * metrics['numbers_clean']['model']:.1f}% and {100 * metrics['numbers_clean']['alpha2digit']:.1f}%.",
         "",
-        f"The halting threshold, {metrics['calibration']['threshold']}, was chosen on "
-        f"{metrics['calibration']['lines']} validation lines: the fewest mean steps within 0.5 points of the best "
-        "fixed step count's exact match. Test figures below use it.", "",
+        f"The halting rule, {halting_name(calibration)}, "
+        f"was chosen on {calibration['lines']} validation lines: the fewest mean steps within 0.5 points of the "
+        "best fixed step count's exact match. Test figures below use it.", "",
         *adaptive_compute_lines(short, metrics["fixed_steps"], metrics["halting_curve"]),
         *example_lines(short),
     ]
@@ -105,7 +105,8 @@ def export_dictation_bundle(run_dir: Path, bundle_dir: Path, wall_time_s: float 
         optimizer_steps=state["step"], train_time_s=state["elapsed_s"], device="cpu", parameters=parameters)
     manifest = sequence_manifest(model, name=NAME, version=metrics.get("version", "1.0.0"), description=DESCRIPTION,
                                  max_chars=int(args.get("max_source_chars", 200)), training=training,
-                                 metrics=headline_metrics(metrics), halt_threshold=metrics["calibration"]["threshold"])
+                                 metrics=headline_metrics(metrics), halt_threshold=metrics["calibration"]["threshold"],
+                                 halt_when_unchanged=metrics["calibration"].get("when_unchanged", False))
     with_plot = run_dir / "anytime.png"
     plot_anytime(with_plot, metrics["test_short"], metrics["fixed_steps"], metrics["halting_curve"])
     evaluation = {key: value for key, value in metrics.items() if key != "args"}

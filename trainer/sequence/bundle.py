@@ -31,8 +31,9 @@ VOCABULARY = (*SPECIALS, *CHARACTERS)  # the manifest's labels: token id -> its 
 
 def sequence_manifest(model: SequenceTRM, *, name: str, version: str, description: str, max_chars: int,
                       training: Training | None, metrics: Mapping[str, float] | None = None,
-                      halt_threshold: float = 0.5) -> Manifest:
-    """The manifest of `model`'s bundle: its vocabulary, input limit, output limit and caches' geometry."""
+                      halt_threshold: float = 0.5, halt_when_unchanged: bool = False) -> Manifest:
+    """The manifest of `model`'s bundle: its vocabulary, input limit, output limit, caches' geometry and
+    halting rule."""
     cfg = model.cfg
     if max_chars > cfg.max_source_len:
         raise ValueError(f"max_chars {max_chars} exceeds the model's {cfg.max_source_len} source positions")
@@ -45,7 +46,8 @@ def sequence_manifest(model: SequenceTRM, *, name: str, version: str, descriptio
         sequence=SequenceOutput(max_tokens=cfg.max_target_len, bos_id=BOS_ID, eos_id=EOS_ID,
                                 layers=cfg.num_layers, slots=cfg.slots, heads=cfg.num_heads,
                                 head_dim=cfg.head_dim, encode=ENCODE_FILE,
-                                prefix_steps=cfg.prefix_steps if cfg.cache_steps < cfg.N_sup else None),
+                                prefix_steps=cfg.prefix_steps if cfg.cache_steps < cfg.N_sup else None,
+                                halt_when_unchanged=halt_when_unchanged),
     )
 
 

@@ -25,10 +25,14 @@ class Halting:
     `exploration` a token must first take a random number of steps in [2, N_sup] (the TRM's exploration,
     so the halting head sees later steps too); with `sampled_depth` each token takes a number of steps
     drawn uniformly from [1, N_sup] whatever its halting head says (every step trained as an answer, on the
-    mix of halted and refining neighbours that decoding meets)."""
+    mix of halted and refining neighbours that decoding meets). With `when_unchanged`, a token also stops
+    after a step whose most probable token is the one its step before chose (the bundle's
+    `sequence.halt_when_unchanged`; off with the halting head at threshold 1.0, as in the server): an unsure
+    token refines until its answer settles, not to N_sup."""
 
     fixed_steps: int | None = None
     threshold: float = 0.5
+    when_unchanged: bool = False
     exploration: float = 0.0
     sampled_depth: bool = False
     generator: torch.Generator | None = None
@@ -50,14 +54,20 @@ class Halting:
         drawn = torch.randint(2, n_sup + 1, shape, generator=self.generator)
         return torch.where(explore, drawn, ones).to(device)
 
-    def stops(self, step: int, halt_logit: torch.Tensor, minimum: torch.Tensor, n_sup: int) -> torch.Tensor:
-        """Which tokens stop after `step` (bool, the shape of halt_logit)."""
+    def stops(self, step: int, halt_logit: torch.Tensor, minimum: torch.Tensor, n_sup: int,
+              unchanged: torch.Tensor | None = None) -> torch.Tensor:
+        """Which tokens stop after `step` (bool, the shape of halt_logit); `unchanged` says whose most
+        probable token is the one of their previous step (used with `when_unchanged`)."""
         if self.fixed_steps is not None:
             return torch.full_like(halt_logit, step >= self.fixed_steps, dtype=torch.bool)
         if self.sampled_depth:
             return step >= minimum
         confident = torch.sigmoid(halt_logit) >= self.threshold if self.threshold < 1.0 else torch.zeros_like(
             halt_logit, dtype=torch.bool)
+        if self.when_unchanged and step > 1 and self.threshold < 1.0:
+            if unchanged is None:
+                raise ValueError("halting when unchanged needs each token's previous answer")
+            confident = confident | unchanged
         return (confident & (step >= minimum)) | (step >= n_sup)
 
 
@@ -99,6 +109,7 @@ def run(model: SequenceTRM, source: torch.Tensor, halting: Halting | None = None
         new_keys = torch.zeros(*entry, cfg.head_dim, device=device)  # this token's entries, per step
         new_values = torch.zeros_like(new_keys)
         final_logits = torch.zeros(batch, cfg.vocab_size, device=device)
+        last_answer = torch.full((batch,), PAD_ID, dtype=torch.long, device=device)
         live, minimum = ~ended, halting.minimum_steps((batch,), cfg.N_sup, device)
         for step in range(1, most_steps + 1):
             rows = live.nonzero().squeeze(1)
@@ -114,7 +125,9 @@ def run(model: SequenceTRM, source: torch.Tensor, halting: Halting | None = None
                 new_keys[step - 1:, :, rows] = torch.stack([k[:, :, 0] for k, _ in out.own])
                 new_values[step - 1:, :, rows] = torch.stack([v[:, :, 0] for _, v in out.own])
             y, z = y.index_put((rows,), out.y), z.index_put((rows,), out.z)
-            stop = halting.stops(step, out.halt_logit, minimum[rows], cfg.N_sup)
+            answer = out.logits.argmax(-1)
+            stop = halting.stops(step, out.halt_logit, minimum[rows], cfg.N_sup, unchanged=answer == last_answer[rows])
+            last_answer[rows] = answer
             final_logits[rows[stop]] = out.logits[stop]
             live[rows[stop]] = False
         emitted = torch.where(ended, PAD_ID, final_logits.argmax(-1))

@@ -103,27 +103,38 @@ def steps_report(predictions: Predictions) -> dict[str, Any]:
 
 
 def halting_curves(model: SequenceTRM, sources: Sequence[str], targets: Sequence[str],
-                   max_len: int | None) -> dict[str, list[dict[str, float]]]:
+                   max_len: int | None) -> dict[str, list[dict[str, Any]]]:
     """`fixed_steps`: exact match at each fixed step count per token; `halting_curve`: exact match and mean
-    steps per token as the halting threshold sweeps CURVE_THRESHOLDS."""
+    steps per token as the halting threshold sweeps CURVE_THRESHOLDS, with the halting head alone and with
+    unsure tokens also stopping once their answer is unchanged (`Halting.when_unchanged`)."""
     fixed = [{"steps": k, **score(predict(model, sources, halting=Halting(fixed_steps=k), max_len=max_len).texts,
                                   targets)} for k in range(1, model.cfg.N_sup + 1)]
     curve = []
-    for threshold in CURVE_THRESHOLDS:
-        swept = predict(model, sources, halting=Halting(threshold=threshold), max_len=max_len)
-        curve.append({"threshold": threshold, **score(swept.texts, targets),
-                      "mean_steps": steps_report(swept)["mean_steps"]})
+    for when_unchanged in (False, True):
+        for threshold in CURVE_THRESHOLDS:
+            swept = predict(model, sources, halting=Halting(threshold=threshold, when_unchanged=when_unchanged),
+                            max_len=max_len)
+            curve.append({"threshold": threshold, "when_unchanged": when_unchanged, **score(swept.texts, targets),
+                          "mean_steps": steps_report(swept)["mean_steps"]})
     return {"fixed_steps": fixed, "halting_curve": curve}
 
 
-def calibrated_threshold(curves: dict[str, list[dict[str, float]]]) -> float:
-    """The halting threshold with the fewest mean steps whose exact match is within CALIBRATION_TOLERANCE of
-    the best fixed step count's; if none is, the most accurate one (the rule of the classification bundles)."""
+def calibrated_halting(curves: dict[str, list[dict[str, Any]]]) -> Halting:
+    """The halting rule with the fewest mean steps whose exact match is within CALIBRATION_TOLERANCE of the
+    best fixed step count's; if none is, the most accurate one (the rule of the classification bundles)."""
     best_fixed = max(point["exact_match"] for point in curves["fixed_steps"])
     within = [p for p in curves["halting_curve"] if p["exact_match"] >= best_fixed - CALIBRATION_TOLERANCE]
     if within:
-        return min(within, key=lambda p: (p["mean_steps"], -p["exact_match"]))["threshold"]
-    return max(curves["halting_curve"], key=lambda p: (p["exact_match"], -p["mean_steps"]))["threshold"]
+        chosen = min(within, key=lambda p: (p["mean_steps"], -p["exact_match"]))
+    else:
+        chosen = max(curves["halting_curve"], key=lambda p: (p["exact_match"], -p["mean_steps"]))
+    return Halting(threshold=chosen["threshold"], when_unchanged=chosen.get("when_unchanged", False))
+
+
+def halting_name(point: dict[str, Any]) -> str:
+    """How REPORT.md names the halting rule of a curve point, test scores or calibration (its `threshold`,
+    and `when_unchanged`, absent from figures written before the rule existed)."""
+    return f"threshold {point['threshold']}" + (", else until unchanged" if point.get("when_unchanged") else "")
 
 
 def sequence_metrics(test: dict[str, Any], fixed_steps: list[dict[str, float]]) -> dict[str, float]:
@@ -136,11 +147,13 @@ def sequence_metrics(test: dict[str, Any], fixed_steps: list[dict[str, float]]) 
 
 
 def held_out_scores(model: SequenceTRM, sources: Sequence[str], targets: Sequence[str], max_len: int | None, *,
-                    threshold: float = 0.5, curves: bool = True, subset: Sequence[int] = ()) -> dict[str, Any]:
-    """`test`: exact match, CER, steps per token and examples at the halting `threshold`, and the same
-    scores over the `subset` of indexes (as `subset`); with `curves`, also `halting_curves`."""
-    predictions = predict(model, sources, halting=Halting(threshold=threshold), max_len=max_len)
-    test = {**score(predictions.texts, targets), "threshold": threshold, "steps": steps_report(predictions),
+                    halting: Halting | None = None, curves: bool = True, subset: Sequence[int] = ()) -> dict[str, Any]:
+    """`test`: exact match, CER, steps per token and examples with `halting` (its threshold and rule), and
+    the same scores over the `subset` of indexes (as `subset`); with `curves`, also `halting_curves`."""
+    halting = halting or Halting()
+    predictions = predict(model, sources, halting=halting, max_len=max_len)
+    test = {**score(predictions.texts, targets), "threshold": halting.threshold,
+            "when_unchanged": halting.when_unchanged, "steps": steps_report(predictions),
             "examples": [(sources[i], targets[i], predictions.texts[i]) for i in range(min(12, len(targets)))]}
     if subset:
         test["subset"] = score([predictions.texts[i] for i in subset], [targets[i] for i in subset])

@@ -8,6 +8,8 @@ from typing import Any
 
 import matplotlib
 
+from trainer.sequence.evaluate import halting_name
+
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
@@ -16,12 +18,16 @@ def plot_anytime(path: Path, test: dict[str, Any], fixed_steps: list[dict], halt
     """Left: exact match against mean steps per token (thresholds swept; fixed step counts as crosses,
     the shipped threshold circled). Middle: the steps-per-token histogram. Right: mean steps by kind."""
     fig, (left, middle, right) = plt.subplots(1, 3, figsize=(15, 4))
-    left.plot([p["mean_steps"] for p in halting_curve], [100 * p["exact_match"] for p in halting_curve],
-              marker=".", label="learned halting, thresholds swept")
+    for when_unchanged, label in ((False, "halting head, thresholds swept"),
+                                  (True, "halting head, else until unchanged")):
+        points = [p for p in halting_curve if p.get("when_unchanged", False) == when_unchanged]
+        if points:
+            left.plot([p["mean_steps"] for p in points], [100 * p["exact_match"] for p in points], marker=".",
+                      label=label)
     left.scatter([p["steps"] for p in fixed_steps], [100 * p["exact_match"] for p in fixed_steps], marker="x",
                  color="black", label="fixed steps per token")
     left.scatter([test["steps"]["mean_steps"]], [100 * test["exact_match"]], s=120, facecolors="none",
-                 edgecolors="red", label=f"shipped threshold ({test['threshold']})")
+                 edgecolors="red", label=f"shipped: {halting_name(test)}")
     left.set(xlabel="mean refinement steps per token", ylabel="exact match (%)", title="Accuracy vs compute")
     histogram = test["steps"]["histogram"]
     middle.bar([int(k) for k in histogram], list(histogram.values()))
@@ -46,10 +52,10 @@ def adaptive_compute_lines(test: dict[str, Any], fixed_steps: list[dict], haltin
         "![anytime](anytime.png)", "",
         "| halting | exact match | mean steps per token |", "|---|---:|---:|",
         *[f"| fixed {p['steps']} | {100 * p['exact_match']:.2f}% | {p['steps']:.2f} |" for p in fixed_steps],
-        *[f"| learned, threshold {p['threshold']} | {100 * p['exact_match']:.2f}% | {p['mean_steps']:.2f} |"
-          for p in halting_curve],
+        *[f"| learned, {halting_name(p)} | "
+          f"{100 * p['exact_match']:.2f}% | {p['mean_steps']:.2f} |" for p in halting_curve],
         "",
-        f"Steps per token by kind (learned halting, threshold {test['threshold']}): "
+        f"Steps per token by kind (learned halting, {halting_name(test)}): "
         + ", ".join(f"{kind} {mean:.2f}" for kind, mean in steps["by_kind"].items()) + ".",
         "Slowest characters: " + ", ".join(f"`{c['char']}` {c['mean_steps']:.2f}" for c in steps["slowest_characters"])
         + ".",

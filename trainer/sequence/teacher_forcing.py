@@ -81,12 +81,13 @@ def teacher_forced(model: SequenceTRM, source: torch.Tensor, targets: torch.Tens
         supervised += int(active.sum())
         correct_count += int(correct.sum())
         halt_logits[..., step - 1] = torch.where(active, out.halt_logit.detach(), float("nan"))
+        unchanged = out.logits.detach().argmax(-1) == answers
         steps[active] = step
         answers[active] = logits.detach().argmax(-1)
         keep = active[..., None]
         y, z = torch.where(keep, out.y, y).detach(), torch.where(keep, out.z, z).detach()
         settled = [(k.detach(), v.detach()) for k, v in out.own]
-        active = active & ~halting.stops(step, out.halt_logit.detach(), minimum, cfg.N_sup)
+        active = active & ~halting.stops(step, out.halt_logit.detach(), minimum, cfg.N_sup, unchanged)
     supervised = max(1, supervised)
     return Supervised(
         loss=(answer_loss + halt_loss_weight * halt_loss) / supervised,

@@ -25,6 +25,7 @@ import numpy as np
 from trainer.data.files import DataError
 from trainer.sequence.batches import length_bucketed
 from trainer.sequence.bundle import sequence_manifest, write_sequence_bundle
+from trainer.sequence.decode import Halting
 from trainer.sequence.evaluate import held_out_scores, predict, score, sequence_metrics
 from trainer.sequence.model import SequenceConfig, SequenceTRM
 from trainer.sequence.pairs import Pair, load_pairs
@@ -80,7 +81,7 @@ def fit_sequence(train: Path, test: Path | None, *, out: Path, name: str, run_di
         SequenceTRM(cfg), lambda step: length_bucketed(draw, batch_size, seed + step), evaluate)
     final = trainer.fit(resume=resume)
     scores = held_out_scores(final, [p.source for p in held_out], [p.target for p in held_out], None,
-                             threshold=HALT_THRESHOLD, curves=False)
+                             halting=Halting(threshold=HALT_THRESHOLD), curves=False)
     test_figures = scores["test"]
     fixed = [{"steps": 1, **{key: test_figures[key] for key in ("exact_match", "cer", "count")}}]
     metrics = sequence_metrics(test_figures, fixed)

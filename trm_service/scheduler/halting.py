@@ -11,7 +11,8 @@ class HaltReason(enum.Enum):
     """Why a request stopped refining its answer (the API maps these to trm.v1.HaltReason)."""
 
     HALTED = "halted"
-    """The halting head was confident enough (after min_steps)."""
+    """The halting head was confident enough, or the answer was unchanged by its last step where the
+    bundle halts so (after min_steps)."""
     MAX_STEPS = "max_steps"
     BUDGET = "budget"
     """The request's own time budget."""
@@ -52,19 +53,21 @@ def stop_reason(
     next_step_s: float,
     limits: Iterable[TimeLimit],
     verified: bool = False,
+    unchanged: bool = False,
     load_cap: int | None = None,
 ) -> HaltReason | None:
     """Why the request stops after `steps_done` steps, or None to run another step.
 
-    After min_steps, a verified answer stops first, then confidence; both win over max_steps, which wins
+    After min_steps, a verified answer stops first, then confidence or an answer its last step left
+    `unchanged` (a halting threshold of 1.0 turns both off); they win over max_steps, which wins
     over the scheduler's step cap under load (`load_cap`, never below min_steps). A time limit stops the
     request when another step, expected to take `next_step_s`, would end after it (the earliest such
     limit names the reason).
     """
     if steps_done >= budget.min_steps and verified:
         return HaltReason.VERIFIED
-    confident = budget.halt_threshold < 1.0 and halt_probability >= budget.halt_threshold
-    if steps_done >= budget.min_steps and confident:
+    halting = budget.halt_threshold < 1.0
+    if steps_done >= budget.min_steps and halting and (halt_probability >= budget.halt_threshold or unchanged):
         return HaltReason.HALTED
     if steps_done >= budget.max_steps:
         return HaltReason.MAX_STEPS

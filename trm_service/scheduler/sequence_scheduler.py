@@ -14,8 +14,9 @@ those tokens, so a request that needs 5 tokens never waits for one that needs 40
    K past it (rows padded to the batch's longest input and prefix, masked).
 3. The token's new entries of a step up to K stand for it at this step and every later one until it
    refines on; when its halting rule stops it (`stop_reason` with the request's budget applied to each
-   token: halting head, max_steps, the load cap), its most probable token is emitted and its entries are
-   committed.
+   token: halting head, an answer its last step left unchanged where the bundle's
+   `sequence.halt_when_unchanged` says so, max_steps, the load cap), its most probable token is emitted
+   and its entries are committed.
 4. The request ends when it emits the end mark (HaltReason.HALTED) or reaches the output limit
    (MAX_STEPS), or at a time limit (deadline, time budget, shutdown) with the text emitted so far; an
    answer any of whose tokens the load cap cut short ends with LOAD.
@@ -51,6 +52,7 @@ class Decoding:
     pending_values: np.ndarray
     emitted: list[int] = field(default_factory=list)
     token_step: int = 0  # steps the current token has taken
+    token_answer: int = -1  # the current token's most probable token after its last step (-1: no step yet)
     emitted_steps: int = 0
     load_capped: bool = False
 
@@ -140,13 +142,16 @@ class SequenceScheduler(ModelScheduler):
                 state.pending_keys[step:] = outputs.step_keys[row]
                 state.pending_values[step:] = outputs.step_values[row]
             state.token_step += 1
+            answer = int(outputs.log_probs[row].argmax())
+            unchanged = self._session.spec.halt_when_unchanged and answer == state.token_answer
+            state.token_answer = answer
             reason = stop_reason(steps_done=state.token_step, halt_probability=float(halt_probability[row]),
                                  budget=ticket.budget, now=now, next_step_s=next_step_s,
-                                 limits=self._limits(ticket), load_cap=load_cap)
+                                 limits=self._limits(ticket), unchanged=unchanged, load_cap=load_cap)
             token_emitted = reason in _TOKEN_ENDS
             final = None
             if token_emitted:
-                final = self._emit(state, int(outputs.log_probs[row].argmax()), reason)
+                final = self._emit(state, answer, reason)
             elif reason is not None:
                 final = reason  # a time limit: the answer is the text emitted so far
             if final is not None:
@@ -167,7 +172,7 @@ class SequenceScheduler(ModelScheduler):
         state.emitted.append(token)
         state.emitted_steps += state.token_step
         state.load_capped |= reason is HaltReason.LOAD
-        state.token_step = 0
+        state.token_step, state.token_answer = 0, -1
         state.y, state.z = np.zeros_like(state.y), np.zeros_like(state.z)
         if token != spec.eos_id and len(state.emitted) < spec.max_tokens:
             return None
