@@ -32,8 +32,8 @@ from loadtests.local_server import DEFAULT_MODELS_DIR, service, wait_until_servi
 from trainer.dictation.corpus import build_corpus
 from trainer.dictation.verbalize import Verbalizer
 from trainer.sequence.batches import to_batch
-from trainer.sequence.bundle import sequence_model_from_bundle
-from trainer.sequence.decode import run
+from trainer.sequence.bundle import bundle_halting, sequence_model_from_bundle
+from trainer.sequence.decode import Halting, run
 from trainer.sequence.model import SequenceTRM
 from trainer.sequence.teacher_forcing import teacher_forced
 from trainer.sequence.vocab import EOS_ID, decode
@@ -53,30 +53,31 @@ def spoken_inputs(tokens: int, count: int, seed: int = 0) -> list[str]:
 
 
 @torch.no_grad()
-def decode_recomputing(model: SequenceTRM, source: torch.Tensor, max_len: int) -> list[int]:
+def decode_recomputing(model: SequenceTRM, source: torch.Tensor, max_len: int, halting: Halting) -> list[int]:
     """Greedy decoding without a prefix cache: each token re-runs every earlier token's refinement."""
     emitted: list[int] = []
     for position in range(max_len):
         targets = torch.tensor([[*emitted, EOS_ID]])
-        token = int(teacher_forced(model, source, targets).answers[0, position])
+        token = int(teacher_forced(model, source, targets, halting).answers[0, position])
         emitted.append(token)
         if token == EOS_ID:
             break
     return emitted
 
 
-def cache_comparison(model: SequenceTRM, inputs: list[str]) -> dict[str, float]:
-    """Median ms per answer with the cache and by recomputation, interleaved; both texts must agree."""
+def cache_comparison(model: SequenceTRM, inputs: list[str], halting: Halting) -> dict[str, float]:
+    """Median ms per answer with the cache and by recomputation, interleaved, both halting as `halting`; both
+    texts must agree."""
     torch.set_num_threads(1)
     cached_ms, recomputed_ms = [], []
     for text in inputs:
         source = to_batch([(text, "")]).source
         started = time.perf_counter()
         with torch.no_grad():
-            fast = decode(run(model, source, max_len=model.cfg.max_target_len).tokens[0].tolist())
+            fast = decode(run(model, source, halting, max_len=model.cfg.max_target_len).tokens[0].tolist())
         cached_ms.append((time.perf_counter() - started) * 1000)
         started = time.perf_counter()
-        slow = decode(decode_recomputing(model, source, model.cfg.max_target_len))
+        slow = decode(decode_recomputing(model, source, model.cfg.max_target_len, halting))
         recomputed_ms.append((time.perf_counter() - started) * 1000)
         if fast != slow:
             raise AssertionError(f"the cache changed the answer to {text!r}: {fast!r} vs {slow!r}")
@@ -121,7 +122,8 @@ def bench(models: Path, *, tokens: int = TOKENS, duration_s: float = 10.0, cache
         wait_until_serving(server.target)
         figures: dict[str, Any] = {"serving": serving(server.target, inputs, duration_s)}
     model = sequence_model_from_bundle(models / MODEL)
-    figures |= {"cache": cache_comparison(model, inputs[:cache_requests]), "cache_requests": cache_requests}
+    figures |= {"cache": cache_comparison(model, inputs[:cache_requests], bundle_halting(models / MODEL)),
+                "cache_requests": cache_requests}
     return figures
 
 

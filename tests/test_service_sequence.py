@@ -18,6 +18,7 @@ import torch
 from trm.v1 import trm_pb2, trm_pb2_grpc
 
 from trainer.sequence.batches import to_batch
+from trainer.sequence.bundle import bundle_halting
 from trainer.sequence.decode import Halting, run
 from trainer.sequence.model import SequenceTRM
 from trainer.sequence.vocab import decode
@@ -79,7 +80,7 @@ def test_reason_writes_what_the_pytorch_decoder_writes(bundle, stub, request):
     """Also for a bundle whose prefix cache keeps fewer steps than N_sup (later steps read its last), and for
     one whose tokens also stop once a step leaves their answer unchanged (fewer steps than without)."""
     path, model = request.getfixturevalue(bundle)
-    halting = Halting(when_unchanged=load_bundle(path).manifest.sequence.halt_when_unchanged)
+    halting = bundle_halting(path)
     tokens_seen, steps_seen, fewer = set(), set(), False
     for text in INPUTS:
         expected, steps = _reference(model, text, halting)

@@ -10,6 +10,7 @@ import onnx
 import torch
 from onnx import numpy_helper
 
+from trainer.sequence.decode import Halting
 from trainer.sequence.export import OPSET, export_graphs
 from trainer.sequence.model import SequenceConfig, SequenceTRM
 from trainer.sequence.vocab import BOS_ID, CHARACTERS, EOS_ID, PAD_ID, SPECIALS
@@ -72,3 +73,10 @@ def sequence_model_from_bundle(path: Path) -> SequenceTRM:
             weights[initializer.name.removeprefix("model.")] = torch.from_numpy(array)
     model.load_state_dict({name: weights[name] for name in model.state_dict()})
     return model.eval()
+
+
+def bundle_halting(path: Path) -> Halting:
+    """The halting rule a sequence bundle's manifest gives its tokens: its threshold, and whether a token also
+    stops once a step leaves its answer unchanged (as the server decodes)."""
+    manifest = load_bundle(Path(path)).manifest
+    return Halting(threshold=manifest.halt_threshold, when_unchanged=manifest.sequence.halt_when_unchanged)
