@@ -14,8 +14,7 @@ from trm.v1 import trm_pb2, trm_pb2_grpc
 from trainer.dictation.corpus import build_corpus
 from trainer.dictation.evaluate import held_out_sample
 from trainer.dictation.verbalize import Verbalizer
-from trainer.sequence.bundle import sequence_model_from_bundle
-from trainer.sequence.decode import Halting
+from trainer.sequence.bundle import bundle_halting, sequence_model_from_bundle
 from trainer.sequence.evaluate import predict, score
 from trm_bundle.manifest import load_bundle
 from trm_service.testing import ServerProcess
@@ -50,8 +49,7 @@ def test_bundle_scores_what_its_manifest_says(sample) -> None:
     written, spoken = lines["short"]
     assert len(written) == evaluation["test_short"]["count"]
     manifest = load_bundle(BUNDLE).manifest
-    halting = Halting(threshold=manifest.halt_threshold)
-    predicted = predict(sequence_model_from_bundle(BUNDLE), spoken, halting=halting,
+    predicted = predict(sequence_model_from_bundle(BUNDLE), spoken, halting=bundle_halting(BUNDLE),
                         max_len=evaluation["sample"]["max_chars"] + 8)
     measured, recorded = score(predicted.texts, written), manifest.metrics["test_exact_match"]
     assert abs(measured["exact_match"] - recorded) <= 0.005, (measured, recorded)
@@ -60,8 +58,7 @@ def test_bundle_scores_what_its_manifest_says(sample) -> None:
 def test_the_server_writes_what_pytorch_writes(sample) -> None:
     _, lines = sample
     written, spoken = lines["short"][0][:SERVED_LINES], lines["short"][1][:SERVED_LINES]
-    halting = Halting(threshold=load_bundle(BUNDLE).manifest.halt_threshold)
-    expected = predict(sequence_model_from_bundle(BUNDLE), spoken, halting=halting).texts
+    expected = predict(sequence_model_from_bundle(BUNDLE), spoken, halting=bundle_halting(BUNDLE)).texts
     with ServerProcess([BUNDLE]) as server, grpc.insecure_channel(server.target) as channel:
         stub = trm_pb2_grpc.ReasoningServiceStub(channel)
         batch = stub.ReasonBatch(trm_pb2.ReasonBatchRequest(requests=[

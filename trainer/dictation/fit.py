@@ -48,17 +48,17 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--hidden-size", type=int, default=128)
     parser.add_argument("--num-heads", type=int, default=4)
     parser.add_argument("--encoder-layers", type=int, default=2)
-    parser.add_argument("--num-layers", type=int, default=2)
+    parser.add_argument("--num-layers", type=int, default=1)
     parser.add_argument("--n", type=int, default=1)
     parser.add_argument("--T", type=int, default=1)
-    parser.add_argument("--N-sup", type=int, default=3)
+    parser.add_argument("--N-sup", type=int, default=4)
     parser.add_argument("--prefix-steps", type=int, default=1,
                         help="refinement steps whose entries the prefix cache keeps (later steps refine the token "
                         "alone over the prefix of that step); N_sup: every step refines the whole prefix")
     parser.add_argument("--depth", choices=sorted(TRAINING_DEPTHS), default="every",
                         help="steps a token takes in training: " + "; ".join(
                             f"{name}: {meaning}" for name, meaning in TRAINING_DEPTHS.items()))
-    parser.add_argument("--step-weights", choices=sorted(STEP_WEIGHTS), default="uniform",
+    parser.add_argument("--step-weights", choices=sorted(STEP_WEIGHTS), default="rising",
                         help="; ".join(f"{name}: {meaning}" for name, meaning in STEP_WEIGHTS.items()))
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--lr", type=float, default=2e-3)
