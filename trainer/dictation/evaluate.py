@@ -23,7 +23,7 @@ from trainer.dictation.anchor import alpha2digit_reader, number_literals, number
 from trainer.dictation.corpus import Corpus, load_corpus
 from trainer.dictation.verbalize import Verbalizer
 from trainer.sequence.decode import Halting
-from trainer.sequence.evaluate import calibrated_halting, halting_curves, held_out_scores, predict
+from trainer.sequence.evaluate import calibrated_halting, halting_curves, held_out_scores, point_halting, predict
 from trainer.sequence.model import SequenceTRM
 from trainer.sequence.train import CHECKPOINT, load_model
 
@@ -100,8 +100,7 @@ def bundle_scores(model: SequenceTRM, corpus: Corpus, verbalizer: Verbalizer, *,
     `score_test_split` with that rule."""
     limits = {"max_chars": max_chars, "max_source_chars": max_source_chars, "seed": seed}
     calibration = calibrate(model, corpus, verbalizer, lines=calibration_lines, **limits)
-    halting = Halting(threshold=calibration["threshold"], when_unchanged=calibration["when_unchanged"])
-    return {**score_test_split(model, corpus, verbalizer, lines=lines, halting=halting, **limits),
+    return {**score_test_split(model, corpus, verbalizer, lines=lines, halting=point_halting(calibration), **limits),
             "calibration": calibration}
 
 

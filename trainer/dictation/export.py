@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from trainer.sequence.bundle import sequence_manifest, write_sequence_bundle
-from trainer.sequence.evaluate import halting_name, sequence_metrics
+from trainer.sequence.evaluate import halting_name, point_halting, sequence_metrics
 from trainer.sequence.model import SequenceConfig
 from trainer.sequence.report import adaptive_compute_lines, example_lines, plot_anytime
 from trainer.sequence.train import CHECKPOINT, model_from_state
@@ -97,6 +97,7 @@ def export_dictation_bundle(run_dir: Path, bundle_dir: Path, wall_time_s: float 
     model = model_from_state(state)
     args = metrics["args"]
     parameters = sum(p.numel() for p in model.parameters())
+    halting = point_halting(metrics["calibration"])
     command = "python -m trainer.dictation.fit " + " ".join(
         f"--{key.replace('_', '-')} {value}" for key, value in args.items() if key not in ("bundle_dir",))
     training = Training(
@@ -105,8 +106,8 @@ def export_dictation_bundle(run_dir: Path, bundle_dir: Path, wall_time_s: float 
         optimizer_steps=state["step"], train_time_s=state["elapsed_s"], device="cpu", parameters=parameters)
     manifest = sequence_manifest(model, name=NAME, version=metrics.get("version", "1.0.0"), description=DESCRIPTION,
                                  max_chars=int(args.get("max_source_chars", 200)), training=training,
-                                 metrics=headline_metrics(metrics), halt_threshold=metrics["calibration"]["threshold"],
-                                 halt_when_unchanged=metrics["calibration"].get("when_unchanged", False))
+                                 metrics=headline_metrics(metrics), halt_threshold=halting.threshold,
+                                 halt_when_unchanged=halting.when_unchanged)
     with_plot = run_dir / "anytime.png"
     plot_anytime(with_plot, metrics["test_short"], metrics["fixed_steps"], metrics["halting_curve"])
     evaluation = {key: value for key, value in metrics.items() if key != "args"}

@@ -128,13 +128,19 @@ def calibrated_halting(curves: dict[str, list[dict[str, Any]]]) -> Halting:
         chosen = min(within, key=lambda p: (p["mean_steps"], -p["exact_match"]))
     else:
         chosen = max(curves["halting_curve"], key=lambda p: (p["exact_match"], -p["mean_steps"]))
-    return Halting(threshold=chosen["threshold"], when_unchanged=chosen.get("when_unchanged", False))
+    return point_halting(chosen)
+
+
+def point_halting(point: dict[str, Any]) -> Halting:
+    """The halting rule of a curve point or a calibration (its `threshold`, and `when_unchanged`, absent from
+    figures written before the rule existed)."""
+    return Halting(threshold=point["threshold"], when_unchanged=point.get("when_unchanged", False))
 
 
 def halting_name(point: dict[str, Any]) -> str:
-    """How REPORT.md names the halting rule of a curve point, test scores or calibration (its `threshold`,
-    and `when_unchanged`, absent from figures written before the rule existed)."""
-    return f"threshold {point['threshold']}" + (", else until unchanged" if point.get("when_unchanged") else "")
+    """How REPORT.md names the halting rule of a curve point, test scores or calibration."""
+    halting = point_halting(point)
+    return f"threshold {halting.threshold}" + (", else until unchanged" if halting.when_unchanged else "")
 
 
 def sequence_metrics(test: dict[str, Any], fixed_steps: list[dict[str, float]]) -> dict[str, float]:
