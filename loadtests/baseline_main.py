@@ -25,14 +25,19 @@ def serve(
     bound = server.add_insecure_port(f"{host}:{port}")
     server.start()
     if ready_file is not None:
-        partial = ready_file.with_name(ready_file.name + ".partial")
-        partial.write_text(str(bound))
-        partial.replace(ready_file)
+        write_port(ready_file, bound)
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
     stop.wait()
     server.stop(grace=1).wait()
+
+
+def write_port(ready_file: Path, port: int) -> None:
+    """Write the bound port to `ready_file` atomically (its reader polls for the file)."""
+    partial = ready_file.with_name(ready_file.name + ".partial")
+    partial.write_text(str(port))
+    partial.replace(ready_file)
 
 
 def main(argv: list[str] | None, description: str, make_servicer: ServicerFactory, workers: int) -> None:

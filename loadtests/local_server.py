@@ -88,12 +88,12 @@ def tree_rss_bytes(pid: int) -> int:
 
 
 @contextmanager
-def baseline_server(module: str, models: Path) -> Iterator[tuple[str, int]]:
+def baseline_server(module: str, models: Path, extra_args: Sequence[str] = ()) -> Iterator[tuple[str, int]]:
     """A baseline server (`python -m module`, see loadtests.baseline_main) on a free 127.0.0.1 port:
     yields (target, pid); stopped on exit."""
     with tempfile.TemporaryDirectory(prefix="trm-baseline-") as scratch:
         ready = Path(scratch) / "port"
-        command = [sys.executable, "-m", module, "--models-dir", str(models), "--ready-file", str(ready)]
+        command = [sys.executable, "-m", module, "--models-dir", str(models), "--ready-file", str(ready), *extra_args]
         process = subprocess.Popen(command, stdin=subprocess.DEVNULL)
         try:
             deadline = time.monotonic() + STARTUP_TIMEOUT_S
@@ -110,6 +110,12 @@ def baseline_server(module: str, models: Path) -> Iterator[tuple[str, int]]:
 def naive_server(models: Path) -> AbstractContextManager[tuple[str, int]]:
     """The naive PyTorch baseline (loadtests.naive_server): yields (target, pid)."""
     return baseline_server("loadtests.naive_server", models)
+
+
+def fixed_reply_server(models: Path, front_end: str) -> AbstractContextManager[tuple[str, int]]:
+    """A server that answers every Reason at once (loadtests.fixed_reply_server) on the `front_end` "sync"
+    or "aio": yields (target, pid)."""
+    return baseline_server("loadtests.fixed_reply_server", models, ["--front-end", front_end])
 
 
 def plain_server(models: Path) -> AbstractContextManager[tuple[str, int]]:
