@@ -39,10 +39,12 @@ class Tally:
     server_cpu_s: float = 0.0
 
     def per_request_us(self, cpu_s: float) -> float:
+        """`cpu_s` spread over the completed requests, in microseconds."""
         return cpu_s / len(self.latencies_ms) * 1e6
 
     @property
     def throughput(self) -> float:
+        """Completed requests per second of measured time."""
         return len(self.latencies_ms) / self.elapsed_s
 
 
