@@ -111,9 +111,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--model", nargs="+", choices=list(PLAIN_BAR_MODELS), default=list(PLAIN_BAR_MODELS))
     parser.add_argument("--concurrency", nargs="+", type=int, default=sorted(PLAIN_BAR_RATIO))
     parser.add_argument("--duration", type=float, default=8.0, help="seconds per server and concurrency")
-    parser.add_argument("--data", default=None, help="the shared data folder (default: ../shared/data)")
+    parser.add_argument("--data-dir", default=None, help="shared data folder (default $TRM_DATA_DIR or ../shared/data)")
     args = parser.parse_args(argv)
-    inputs = load_inputs(data_dir(args.data), args.model)
+    inputs = load_inputs(data_dir(args.data_dir), args.model)
     with ExitStack() as stack:
         ours = stack.enter_context(service(DEFAULT_MODELS_DIR))
         wait_until_serving(ours.target)
