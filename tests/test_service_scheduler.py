@@ -18,7 +18,6 @@ from trm_service.runtime.session import RunHandle, SessionSettings, StepSession,
 from trm_service.runtime.text_codec import TextCodec
 from trm_service.scheduler.halting import HaltReason, StepBudget, TimeLimit
 from trm_service.scheduler.model_scheduler import (
-    IDLE_GAP_S,
     INLINE_STEP_S,
     ModelScheduler,
     QueueFull,
@@ -64,11 +63,11 @@ class Harness:
         self.scheduler.start()
 
     def ticket(self, text: str, *, max_steps: int, min_steps: int = 1, threshold: float = NEVER_HALT,
-               limits: list[TimeLimit] | None = None, stream: bool = False) -> Ticket:
+               limits: list[TimeLimit] | None = None, stream: bool = False, arrived_idle: bool = False) -> Ticket:
         assert isinstance(self.model.codec, TextCodec)
         budget = StepBudget(max_steps=max_steps, min_steps=min_steps, halt_threshold=threshold)
         return Ticket(self.model.codec.tokenize(text), budget, arrival=time.monotonic(), limits=limits or [],
-                      stream=stream)
+                      stream=stream, arrived_idle=arrived_idle)
 
     def submit(self, ticket: Ticket) -> Ticket:
         self.scheduler.submit(ticket)
@@ -127,14 +126,15 @@ class ThreadRecordingSession:
         return self._session.run(tokens, y, z, handle)
 
 
-async def test_a_lone_request_on_an_idle_model_steps_on_the_event_loop_thread(text_model: LoadedModel):
-    """The idle fast path: the first step of a lone request runs on the loop's own thread, later steps and
-    batched steps on the model's thread, with the same answers."""
+async def test_a_lone_request_whose_call_found_the_server_idle_steps_on_the_event_loop_thread(
+    text_model: LoadedModel,
+):
+    """The idle fast path: the first step of a lone request that arrived at an idle server runs on the loop's
+    own thread, later steps and batched steps on the model's thread, with the same answers."""
     session = ThreadRecordingSession(text_model.session)
     harness = Harness(text_model, session=session)
     loop_thread = threading.get_ident()
-    await asyncio.sleep(IDLE_GAP_S * 5)
-    alone = await harness.submit(harness.ticket(TEXTS[0], max_steps=3)).finished
+    alone = await harness.submit(harness.ticket(TEXTS[0], max_steps=3, arrived_idle=True)).finished
     assert session.threads[0] == loop_thread and loop_thread not in session.threads[1:]
     session.threads.clear()
     together = await _run_together(harness, TEXTS[:2], max_steps=3)
@@ -168,23 +168,21 @@ async def test_a_slow_hand_over_does_not_turn_the_fast_path_off(text_model: Load
     await _run_together(harness, TEXTS[:2], max_steps=4)
     assert harness.scheduler.expected_step_s > INLINE_STEP_S  # the batch's wall time includes the hand-over
     session.threads.clear()
-    await asyncio.sleep(IDLE_GAP_S * 5)
-    await harness.submit(harness.ticket(TEXTS[0], max_steps=1)).finished
+    await harness.submit(harness.ticket(TEXTS[0], max_steps=1, arrived_idle=True)).finished
     assert session.threads == [threading.get_ident()]
     await harness.scheduler.close()
 
 
-async def test_a_request_that_arrives_right_after_a_step_goes_to_the_models_thread(text_model: LoadedModel):
-    """A lone request arriving just after the model's last step most likely waited behind a busy loop:
-    it steps on the model's thread, so that the loop stays free to take the calls behind it."""
+async def test_a_lone_request_whose_call_did_not_find_the_server_idle_goes_to_the_models_thread(
+    text_model: LoadedModel,
+):
+    """Alone in an idle model but not at an idle server (other calls in flight, or one ended just before: most
+    likely more wait in gRPC): its step runs on the model's thread, so that the loop stays free for them."""
     session = ThreadRecordingSession(text_model.session)
     harness = Harness(text_model, session=session)
-    await asyncio.sleep(IDLE_GAP_S * 5)
-    first = harness.submit(harness.ticket(TEXTS[0], max_steps=1))
-    waiting = harness.ticket(TEXTS[1], max_steps=1)  # arrived before the first request's step ran
-    await first.finished
-    await harness.submit(waiting).finished
-    assert session.threads[0] == threading.get_ident() and session.threads[1] != threading.get_ident()
+    await harness.submit(harness.ticket(TEXTS[0], max_steps=1, arrived_idle=False)).finished
+    await harness.submit(harness.ticket(TEXTS[1], max_steps=1, arrived_idle=True)).finished
+    assert session.threads[0] != threading.get_ident() and session.threads[1] == threading.get_ident()
     await harness.scheduler.close()
 
 

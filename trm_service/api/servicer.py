@@ -22,6 +22,7 @@ from trm.v1 import trm_pb2
 from trm_service.api.call_record import CallRecord
 from trm_service.api.halt_reasons import wire_halt_reason
 from trm_service.api.model_info import model_info
+from trm_service.api.occupancy import Occupancy
 from trm_service.api.validation import (
     RequestError,
     check_request_id,
@@ -68,18 +69,23 @@ class ReasoningServicer:
         self._registry = registry
         self._limits = limits
         self._metrics = metrics
+        self._occupancy = Occupancy()
 
     async def reason(self, raw: bytes, context: grpc.aio.ServicerContext) -> trm_pb2.ReasonResponse:
         """Run the recursion to its end and return the final (or anytime) answer."""
         record = self._record("Reason", context)
-        return await self._account(record, context, lambda: self._reason(raw, context, record))
+        idle = self._occupancy.enter(record.started)
+        try:
+            return await self._account(record, context, lambda: self._reason(raw, context, record, idle))
+        finally:
+            self._occupancy.leave()
 
     async def reason_stream(
         self, raw: bytes, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[trm_pb2.ReasonStep]:
         """Stream one message per supervision step; the last one is final and carries the reason."""
         record = self._record("ReasonStream", context)
-        steps = self._reason_stream(raw, context, record)
+        steps = self._reason_stream(raw, context, record, self._occupancy.enter(record.started))
         try:
             async for step in steps:
                 yield step
@@ -92,11 +98,16 @@ class ReasoningServicer:
         finally:
             await steps.aclose()  # frees the request's batch slot now, also when the client went away
             record.finish(grpc.StatusCode.CANCELLED)  # only counts if nothing above finished the record
+            self._occupancy.leave()
 
     async def reason_batch(self, raw: bytes, context: grpc.aio.ServicerContext) -> trm_pb2.ReasonBatchResponse:
         """Run every request of the batch as Reason would alone, all submitted at once; one result each."""
         record = self._record("ReasonBatch", context)
-        return await self._account(record, context, lambda: self._reason_batch(raw, context, record))
+        self._occupancy.enter(record.started)  # its requests never step on the loop: they come many at once
+        try:
+            return await self._account(record, context, lambda: self._reason_batch(raw, context, record))
+        finally:
+            self._occupancy.leave()
 
     async def list_models(self, raw: bytes, context: grpc.aio.ServicerContext) -> trm_pb2.ListModelsResponse:
         """Every hosted model version, by name, newest first."""
@@ -120,9 +131,10 @@ class ReasoningServicer:
         return await self._account(record, context, run)
 
     async def _reason(
-        self, raw: bytes, context: grpc.aio.ServicerContext, record: CallRecord
+        self, raw: bytes, context: grpc.aio.ServicerContext, record: CallRecord, arrived_idle: bool
     ) -> trm_pb2.ReasonResponse:
-        admitted = self._admit(parse_message(trm_pb2.ReasonRequest, raw), context, record, stream=False)
+        request = parse_message(trm_pb2.ReasonRequest, raw)
+        admitted = self._admit(request, context, record, stream=False, arrived_idle=arrived_idle)
         return _response(record, admitted, await self._final_result(admitted))
 
     async def _reason_batch(
@@ -172,10 +184,11 @@ class ReasoningServicer:
         return trm_pb2.ReasonBatchResult(response=response)
 
     async def _reason_stream(
-        self, raw: bytes, context: grpc.aio.ServicerContext, record: CallRecord
+        self, raw: bytes, context: grpc.aio.ServicerContext, record: CallRecord, arrived_idle: bool
     ) -> AsyncGenerator[trm_pb2.ReasonStep, None]:
         self._adopt_request_id(record, context)
-        admitted = self._admit(parse_message(trm_pb2.ReasonRequest, raw), context, record, stream=True)
+        request = parse_message(trm_pb2.ReasonRequest, raw)
+        admitted = self._admit(request, context, record, stream=True, arrived_idle=arrived_idle)
         previous = None
         try:
             while True:
@@ -201,9 +214,16 @@ class ReasoningServicer:
             _release(admitted)
 
     def _admit(
-        self, request: trm_pb2.ReasonRequest, context: grpc.aio.ServicerContext, record: CallRecord, *, stream: bool
+        self,
+        request: trm_pb2.ReasonRequest,
+        context: grpc.aio.ServicerContext,
+        record: CallRecord,
+        *,
+        stream: bool,
+        arrived_idle: bool = False,
     ) -> _Admitted:
-        """Validate and encode a ReasonRequest and submit it to its model's scheduler."""
+        """Validate and encode a ReasonRequest and submit it to its model's scheduler (`arrived_idle`: the call
+        found the server idle, see api/occupancy.py)."""
         model = self._resolve(request.model, request.version, record, field="model")
         valid = validate_reason_request(
             request, model.loaded.codec, model.manifest, self._limits.max_time_budget_ms
@@ -219,7 +239,7 @@ class ReasoningServicer:
             limits.append(TimeLimit(time.monotonic() + deadline_in, HaltReason.DEADLINE))
         verify = None if request.budget.continue_when_verified else valid.input.verifier
         ticket = Ticket(valid.input.tokens, valid.budget, arrival=record.started, limits=limits, stream=stream,
-                        verify=verify)
+                        verify=verify, arrived_idle=arrived_idle)
         try:
             model.scheduler.submit(ticket)
         except QueueFull as exc:

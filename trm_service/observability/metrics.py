@@ -52,6 +52,11 @@ class ServiceMetrics:
             "trm_batch_size", "Requests in one supervision-step batch", ["model"], buckets=_BATCH_BUCKETS,
             registry=registry,
         )
+        self.steps_on_loop = Counter(
+            "trm_steps_on_event_loop", "Supervision steps run on the event loop thread instead of the model's "
+            "thread (the idle fast path: the first step of a call that found the server idle)", ["model"],
+            registry=registry,
+        )
         self.step_latency = Histogram(
             "trm_step_seconds", "Duration of one batched supervision step", ["model"],
             buckets=_LATENCY_BUCKETS, registry=registry,

@@ -8,11 +8,12 @@ steps even if it shares the batch with one that needs 16. The step's batch runs 
 calls of at most max_rows_per_run rows, sorted by input length, each trimmed to its own longest
 input when the bundle allows it: memory stays bounded and short inputs run short.
 
-The idle fast path: the first step of a lone request that found the model idle runs on the event
-loop thread itself when one request's step is short (ONNX Runtime's own time per request, a few
-milliseconds at most), without the hand-over to the model's thread and back. Every other step, and
-every step of a busy model, goes to the model's thread. Either way the step is the same ONNX Runtime
-call on the same inputs.
+The idle fast path: the first step of a request whose call found the server idle (no other reasoning
+call in flight, none ended just before: `Ticket.arrived_idle`, api/occupancy.py) runs on the event loop
+thread itself when one request's step is short (ONNX Runtime's own time per request, a few milliseconds
+at most), without the hand-over to the model's thread and back. Every other step, and every step of a
+busy model, goes to the model's thread. Either way the step is the same ONNX Runtime call on the same
+inputs.
 
 Load-adaptive compute: while more requests wait than the batch has free slots (`overflow`, the requests
 that will not start at the next step boundary), every request in the batch runs at most
@@ -53,11 +54,6 @@ INLINE_STEP_S = 0.002
 """The longest step that may run on the event loop thread, which it holds meanwhile: ONNX Runtime's own
 time per request (smoothed), not the batch's wall time, which under load includes the hand-over and
 would keep the fast path off once it is off."""
-IDLE_GAP_S = 0.0002
-"""How long a model must have been idle when a lone request arrives for its first step to run inline. A
-request that arrives sooner after a step most likely waited in gRPC while the loop was busy, and
-more are waiting: grpc.aio accepts one call per loop turn, so stepping on the loop thread then would
-keep the batch at one request."""
 
 
 @dataclass(eq=False)
@@ -101,12 +97,12 @@ class ModelScheduler:
         self._session = session
         self._batch_size = metrics.batch_size.labels(name)
         self._step_latency = metrics.step_latency.labels(name)
+        self._steps_on_loop = metrics.steps_on_loop.labels(name)
         self._queue_wait = metrics.queue_wait.labels(name)
         self._inflight = metrics.inflight.labels(name, version)
         self._queued = metrics.queued.labels(name, version)
         self._step_s = initial_step_s
         self._request_compute_s = initial_step_s  # smoothed ONNX Runtime seconds per request of a step
-        self._idle_since = -math.inf  # when the model's last step ended
         self._steps_per_request = 1.0  # smoothed supervision steps a request runs before it stops
         self._active: list[Ticket] = []
         self._pending: collections.deque[Ticket] = collections.deque()
@@ -216,10 +212,11 @@ class ModelScheduler:
             try:
                 inputs = [self._batch_inputs(run.tickets) for run in runs]
                 if self._runs_inline(batch):
+                    self._steps_on_loop.inc()
                     outputs, compute_s = self._run_all(runs, inputs)
                 else:
                     outputs, compute_s = await loop.run_in_executor(self._executor, self._run_all, runs, inputs)
-                now = self._idle_since = time.monotonic()
+                now = time.monotonic()
                 for run, run_outputs in zip(runs, outputs, strict=True):
                     if run_outputs is not None:
                         self._record_step(run.tickets, run_outputs, now)
@@ -240,12 +237,13 @@ class ModelScheduler:
             self._step_latency.observe(time.monotonic() - started)
 
     def _runs_inline(self, batch: list[Ticket]) -> bool:
-        """Whether this step runs on the event loop thread instead of the model's thread: the first step of
-        a lone request that found the model idle (IDLE_GAP_S), when a request's step is short (INLINE_STEP_S).
-        It saves the two thread wake-ups of the hand-over, which cost more than a small step itself."""
-        if len(batch) != 1 or batch[0].steps_done or self._request_compute_s > INLINE_STEP_S:
+        """Whether this step runs on the event loop thread instead of the model's thread: the first step of a
+        lone request whose call found the server idle, when a request's step is short (INLINE_STEP_S). It
+        saves the two thread wake-ups of the hand-over, which cost more than a small step itself."""
+        if len(batch) != 1:
             return False
-        return batch[0].arrival - self._idle_since > IDLE_GAP_S
+        ticket = batch[0]
+        return ticket.arrived_idle and not ticket.steps_done and self._request_compute_s <= INLINE_STEP_S
 
     def _plan_runs(self, batch: list[Ticket]) -> list[PlannedCall]:
         """The step's batch as ONNX Runtime calls of at most max_rows_per_run rows, shortest inputs

@@ -60,8 +60,10 @@ class Ticket:
         limits: list[TimeLimit],
         stream: bool,
         verify: Callable[[np.ndarray], bool] | None = None,
+        arrived_idle: bool = False,
     ) -> None:
         self.tokens = tokens
+        self.arrived_idle = arrived_idle  # its call found the server idle: its first step may run on the loop
         self.verify = verify  # logits -> whether the answer passes the model's check (VERIFIED halting)
         self.length = len(tokens)  # tokens the step needs; the scheduler trims padding on submit
         self.budget = budget
