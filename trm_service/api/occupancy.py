@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 IDLE_GAP_S = 0.0004
 """How long the server must have had no reasoning call in flight for an arriving call to count as idle.
@@ -37,3 +39,13 @@ class Occupancy:
         """A call has ended (answered, failed or cancelled): one fewer in flight."""
         self._in_flight -= 1
         self._last_end = time.monotonic()
+
+    @contextmanager
+    def call(self, now: float) -> Iterator[bool]:
+        """A call from its arrival at `now` to its end, whatever the outcome; yields whether it found the
+        server idle."""
+        idle = self.enter(now)
+        try:
+            yield idle
+        finally:
+            self.leave()

@@ -74,40 +74,34 @@ class ReasoningServicer:
     async def reason(self, raw: bytes, context: grpc.aio.ServicerContext) -> trm_pb2.ReasonResponse:
         """Run the recursion to its end and return the final (or anytime) answer."""
         record = self._record("Reason", context)
-        idle = self._occupancy.enter(record.started)
-        try:
+        with self._occupancy.call(record.started) as idle:
             return await self._account(record, context, lambda: self._reason(raw, context, record, idle))
-        finally:
-            self._occupancy.leave()
 
     async def reason_stream(
         self, raw: bytes, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[trm_pb2.ReasonStep]:
         """Stream one message per supervision step; the last one is final and carries the reason."""
         record = self._record("ReasonStream", context)
-        steps = self._reason_stream(raw, context, record, self._occupancy.enter(record.started))
-        try:
-            async for step in steps:
-                yield step
-            record.finish(grpc.StatusCode.OK)
-        except RequestError as exc:
-            record.finish(exc.code, exc.message)
-            await context.abort(exc.code, exc.message)
-        except Exception:
-            await self._internal_error(record, context)
-        finally:
-            await steps.aclose()  # frees the request's batch slot now, also when the client went away
-            record.finish(grpc.StatusCode.CANCELLED)  # only counts if nothing above finished the record
-            self._occupancy.leave()
+        with self._occupancy.call(record.started) as idle:
+            steps = self._reason_stream(raw, context, record, idle)
+            try:
+                async for step in steps:
+                    yield step
+                record.finish(grpc.StatusCode.OK)
+            except RequestError as exc:
+                record.finish(exc.code, exc.message)
+                await context.abort(exc.code, exc.message)
+            except Exception:
+                await self._internal_error(record, context)
+            finally:
+                await steps.aclose()  # frees the request's batch slot now, also when the client went away
+                record.finish(grpc.StatusCode.CANCELLED)  # only counts if nothing above finished the record
 
     async def reason_batch(self, raw: bytes, context: grpc.aio.ServicerContext) -> trm_pb2.ReasonBatchResponse:
         """Run every request of the batch as Reason would alone, all submitted at once; one result each."""
         record = self._record("ReasonBatch", context)
-        self._occupancy.enter(record.started)  # its requests never step on the loop: they come many at once
-        try:
+        with self._occupancy.call(record.started):  # its requests never step on the loop: they come many at once
             return await self._account(record, context, lambda: self._reason_batch(raw, context, record))
-        finally:
-            self._occupancy.leave()
 
     async def list_models(self, raw: bytes, context: grpc.aio.ServicerContext) -> trm_pb2.ListModelsResponse:
         """Every hosted model version, by name, newest first."""
