@@ -13,6 +13,10 @@ from pathlib import Path
 import grpc
 from trm.v1 import trm_pb2_grpc
 
+SIGNAL_CHECK_S = 0.5
+"""How often the main thread wakes to run signal handlers: a signal that one of gRPC's threads receives only
+sets a flag, and a main thread blocked in Event.wait() without a timeout would never run the handler (a
+fixed-reply server, stopped right after it started, once waited for ever)."""
 ServicerFactory = Callable[[Path], trm_pb2_grpc.ReasoningServiceServicer]
 
 
@@ -20,16 +24,17 @@ def serve(
     servicer: trm_pb2_grpc.ReasoningServiceServicer, workers: int, host: str, port: int, ready_file: Path | None
 ) -> None:
     """Serve with `workers` handler threads until SIGTERM or SIGINT; write the bound port to `ready_file`."""
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers))
     trm_pb2_grpc.add_ReasoningServiceServicer_to_server(servicer, server)
     bound = server.add_insecure_port(f"{host}:{port}")
     server.start()
     if ready_file is not None:
         write_port(ready_file, bound)
-    stop = threading.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop.set())
-    stop.wait()
+    while not stop.wait(SIGNAL_CHECK_S):
+        pass
     server.stop(grace=1).wait()
 
 
