@@ -181,5 +181,10 @@ def test_workers_add_up_their_refusals(text_bundle: Path) -> None:
         wait_for(lambda: server.sample_value(REFUSED) == 2 * calls)
         assert server.sample_value(REFUSED, method=REASON, reason="request_not_received") == calls
         assert server.sample_value(REFUSED, method="", reason="unknown_method") == calls
-        pids = {r["pid"] for r in server.log_records() if r.get("event") == "grpc_refused"}
-        assert len(pids) == 2
+
+        def refused_lines() -> list[dict]:
+            return [r for r in server.log_records() if r.get("event") == "grpc_refused"]
+
+        # A refusal is counted just before its line is written: wait for the lines too, not only the count.
+        wait_for(lambda: len(refused_lines()) == 2 * calls)
+        assert len({r["pid"] for r in refused_lines()}) == 2
