@@ -45,6 +45,10 @@ class ServeConfig:
     log_level: str = "info"
     reuse_port: bool = False
     """Bind with SO_REUSEPORT (set for the workers of `--workers N`, which share one port)."""
+    pin_event_loop: bool = True
+    """Keep the event loop and gRPC's threads on one CPU, compute threads on all (cpu_affinity.py)."""
+    worker_index: int = 0
+    """This process's index among the workers of `--workers N` (0 alone): its event loop's CPU."""
 
     def model_directories(self) -> list[Path]:
         """The packaged default bundles (unless disabled), then every --models-dir."""

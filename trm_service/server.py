@@ -15,6 +15,7 @@ import json
 import os
 import signal
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import grpc
@@ -24,6 +25,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from trm_service.api.reflection import enable_reflection
 from trm_service.api.servicer import SERVICE_NAME, ReasoningServicer, ServingLimits, reasoning_handler
 from trm_service.config import ConfigError, ServeConfig
+from trm_service.cpu_affinity import free_thread, pin_event_loop
 from trm_service.observability.grpc_refusals import RefusedCallCounter
 from trm_service.observability.metrics import ServiceMetrics, serve_metrics
 from trm_service.registry import ModelRegistry, SchedulerLimits
@@ -84,6 +86,14 @@ def build_grpc_server(
     return server
 
 
+def place_threads(config: ServeConfig) -> None:
+    """Before any other thread starts: the event loop (and the gRPC threads it will start) on one CPU, and
+    the loop's default executor (bundle loading, ONNX Runtime's own threads) on every CPU (cpu_affinity.py)."""
+    cpu = pin_event_loop(config.worker_index) if config.pin_event_loop else None
+    asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(initializer=free_thread))
+    _log.info("event_loop_cpu", cpu=cpu)
+
+
 def tune_garbage_collector() -> None:
     """Exempt everything loaded at start-up from future collections, and collect the young
     generation less often (see GC_YOUNG_THRESHOLD)."""
@@ -95,6 +105,7 @@ def tune_garbage_collector() -> None:
 
 async def run_server(config: ServeConfig) -> None:
     """Serve until SIGTERM or SIGINT, then drain (see the module docstring)."""
+    place_threads(config)
     metrics = ServiceMetrics()
     registry = ModelRegistry(
         config.model_directories(),

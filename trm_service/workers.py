@@ -106,7 +106,7 @@ class _Supervisor:
         ready_file.unlink(missing_ok=True)
         worker_config = dataclasses.replace(
             self._config, port=self._port, workers=1, metrics_port=None, ready_file=ready_file,
-            reuse_port=True,
+            reuse_port=True, worker_index=index,
         )
         process = self._context.Process(
             target=_worker_main, args=(worker_config,), name=f"trm-worker-{index}"

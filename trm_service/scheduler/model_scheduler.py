@@ -42,6 +42,7 @@ import numpy as np
 import structlog
 
 from trm_bundle.probabilities import sigmoid
+from trm_service.cpu_affinity import free_thread
 from trm_service.observability.metrics import ServiceMetrics
 from trm_service.runtime.session import RunHandle, StepOutputs, StepSession, StepStopped
 from trm_service.scheduler.halting import HaltReason, TimeLimit, stop_reason
@@ -110,7 +111,7 @@ class ModelScheduler:
         self._wakeup = asyncio.Event()
         self._closing = False
         self._shutdown_at: float | None = None
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"step-{name}")
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"step-{name}", initializer=free_thread)
         self._task: asyncio.Task[None] | None = None
 
     @property

@@ -1,0 +1,80 @@
+"""Thread placement (trm_service/cpu_affinity.py): the event loop and gRPC's threads on one CPU, the model
+and loading threads on every CPU, each worker's loop on its own CPU, and all of it off on request."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import grpc
+import pytest
+from test_service_support import TEXT_MODEL
+from trm.v1 import trm_pb2, trm_pb2_grpc
+
+from trm_service.cpu_affinity import choose_cpu
+from trm_service.testing import ServerProcess
+
+USABLE = frozenset(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else frozenset()
+needs_two_cpus = pytest.mark.skipif(len(USABLE) < 2, reason="thread placement needs at least 2 usable CPUs")
+CONCURRENT_CALLS = 8  # enough that some steps run on the model's thread, not the idle fast path's loop
+
+
+def _thread_cpus(pid: int) -> dict[int, frozenset[int]]:
+    """The CPUs each thread of `pid` may run on, by thread id (from /proc)."""
+    cpus = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            cpus[int(tid)] = frozenset(os.sched_getaffinity(int(tid)))
+        except OSError:  # the thread ended
+            continue
+    return cpus
+
+
+def _serve_some(server: ServerProcess) -> None:
+    request = trm_pb2.ReasonRequest(model=TEXT_MODEL, text="where do threads run", budget=trm_pb2.Budget(max_steps=2))
+    with grpc.insecure_channel(server.target) as channel:
+        stub = trm_pb2_grpc.ReasoningServiceStub(channel)
+        calls = [stub.Reason.future(request, timeout=30) for _ in range(CONCURRENT_CALLS)]
+        assert all(call.result().steps == 2 for call in calls)
+
+
+def _logged_cpus(server: ServerProcess) -> dict[int, int | None]:
+    return {r["pid"]: r["cpu"] for r in server.log_records() if r.get("event") == "event_loop_cpu"}
+
+
+@needs_two_cpus
+def test_the_event_loop_and_grpc_share_one_cpu_and_compute_threads_use_all(text_bundle: Path) -> None:
+    with ServerProcess([text_bundle]) as server:
+        _serve_some(server)
+        cpu = _logged_cpus(server)[server.pid]
+        threads = _thread_cpus(server.pid)
+        assert threads[server.pid] == {cpu}  # the event loop's thread (the main thread)
+        pinned = [tid for tid, cpus in threads.items() if cpus == {cpu}]
+        free = [tid for tid, cpus in threads.items() if cpus == USABLE]
+        assert len(pinned) > 1  # gRPC's threads, started after the loop was pinned, stay beside it
+        assert free  # the bundle-loading and step threads
+        assert len(pinned) + len(free) == len(threads)
+
+
+@needs_two_cpus
+def test_no_pin_event_loop_leaves_every_thread_to_the_kernel(text_bundle: Path) -> None:
+    with ServerProcess([text_bundle], extra_args=["--no-pin-event-loop"]) as server:
+        _serve_some(server)
+        assert _logged_cpus(server) == {server.pid: None}
+        assert set(_thread_cpus(server.pid).values()) == {USABLE}
+
+
+@needs_two_cpus
+def test_each_worker_pins_its_event_loop_to_its_own_cpu(text_bundle: Path) -> None:
+    with ServerProcess([text_bundle], extra_args=["--workers", "2"]) as server:
+        logged = _logged_cpus(server)
+        assert len(logged) == 2 and len(set(logged.values())) == 2
+        for pid, cpu in logged.items():
+            assert os.sched_getaffinity(pid) == {cpu}
+
+
+def test_workers_and_hosts_spread_over_the_usable_cpus() -> None:
+    usable = [2, 3, 5, 7]
+    assert sorted(choose_cpu(usable, "pod-a", index) for index in range(4)) == usable
+    assert {choose_cpu(usable, f"pod-{n}", 0) for n in range(20)} == set(usable)
+    assert choose_cpu(usable, "pod-a", 1) == choose_cpu(usable, "pod-a", 5)
