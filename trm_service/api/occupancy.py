@@ -19,7 +19,9 @@ IDLE_GAP_S = 0.0004
 """How long the server must have had no reasoning call in flight for an arriving call to count as idle.
 Measured on the 2-core development machine (intent, closed-loop client): at one caller the next call
 starts 430-611 µs (1st-90th percentile) after the last one ended; under load, a call that finds none in
-flight starts 60-325 µs after (docs/EXPERIMENTS.md, 2026-11-30 evening)."""
+flight starts 60-325 µs after (docs/EXPERIMENTS.md, 2026-11-30 evening). With the event loop pinned
+(cpu_affinity.py) calls come back sooner (378-522 µs at one caller), so the gap misses 16-25 % of lone
+calls there; 0.3 ms gave mixed results side by side (2026-11-30 night) and was not taken."""
 
 
 class Occupancy:
