@@ -12,9 +12,10 @@ work does.
 from __future__ import annotations
 
 import json
+from typing import Protocol
 
 import numpy as np
-from tokenizers import Tokenizer
+from tokenizers import Encoding
 
 # Components for which "cut at a space" keeps every earlier token (see the module docstring). BERT's
 # normaliser is character-wise (clean-up, CJK spacing, accent stripping, lowercasing); these pre-tokenizers
@@ -27,11 +28,19 @@ WORDWISE_MODELS = {"WordPiece", "WordLevel"}
 CHARS_PER_TOKEN_GUESS = 6
 
 
+class TextEncoder(Protocol):
+    """What is used here of a tokenizer: a tokenizers.Tokenizer, or AsciiNormalizingTokenizer."""
+
+    def encode_batch_fast(self, texts: list[str]) -> list[Encoding]: ...
+
+    def to_str(self) -> str: ...
+
+
 class PrefixTokenizer:
     """Pads and truncates like the tokenizer, reading a long text only as far as its first max_tokens ids."""
 
     def __init__(
-        self, tokenizer: Tokenizer, max_tokens: int, pad_id: int, chars_per_token: int = CHARS_PER_TOKEN_GUESS
+        self, tokenizer: TextEncoder, max_tokens: int, pad_id: int, chars_per_token: int = CHARS_PER_TOKEN_GUESS
     ) -> None:
         self._tokenizer = tokenizer
         self._pad_id = pad_id
@@ -58,7 +67,7 @@ class PrefixTokenizer:
         return np.asarray(self._tokenizer.encode_batch_fast([text])[0].ids, dtype=np.int64)
 
 
-def cuts_are_exact(tokenizer: Tokenizer) -> bool:
+def cuts_are_exact(tokenizer: TextEncoder) -> bool:
     """Whether the ids of a text cut at a space are a prefix of the whole text's ids for this tokenizer:
     a character-wise normaliser, a whitespace pre-tokenizer, a word-wise model, no post-processor, and
     truncation and padding at the right."""

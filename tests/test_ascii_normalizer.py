@@ -1,0 +1,113 @@
+"""The normaliser done in Python on ASCII text gives exactly the tokenizer's own normalisation and ids."""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from tokenizers import Tokenizer, models, normalizers
+
+from trainer.data.text import load_newsgroups
+from trm_service.runtime.ascii_normalizer import AsciiNormalizingTokenizer, ascii_normalizer
+from trm_service.runtime.prefix_tokenizer import PrefixTokenizer
+
+MODELS = Path(__file__).resolve().parents[1] / "trm_service" / "models"
+NEWSGROUPS = Path(__file__).resolve().parents[2] / "shared" / "data" / "newsgroups20"
+ASCII_TEXT = st.text(alphabet=st.characters(max_codepoint=0x7F), max_size=200)
+# Words, punctuation and every kind of ASCII whitespace and control character, so that cuts and merges happen.
+ASCII_PIECES = st.lists(
+    st.sampled_from(["Play", "JAZZ", "music", "don't", "U.S.A.", "##ing", "[PAD]", "[pad]", "[UNK]", "[", "]", " ",
+                     "  ", "\t", "\n", "\r\n", "\x00", "\x07", "\x0b", "\x0c", "\x1f", "\x7f", "-", "...", "7",
+                     "e-mail"]),
+    max_size=80,
+)  # fmt: skip
+
+
+def _spec(normalizer: normalizers.Normalizer) -> dict:
+    """The tokenizer.json entry of `normalizer`."""
+    tokenizer = Tokenizer(models.WordLevel({"[UNK]": 0}, unk_token="[UNK]"))
+    tokenizer.normalizer = normalizer
+    return json.loads(tokenizer.to_str())["normalizer"]
+
+
+@cache
+def _shipped(name: str) -> Tokenizer:
+    """A shipped bundle's tokenizer (shared: a test that changes it makes its own)."""
+    spec = json.loads((MODELS / name / "manifest.json").read_text())["input"]
+    return Tokenizer.from_file(str(MODELS / name / spec["tokenizer"]))
+
+
+@cache
+def _shipped_fast(name: str) -> AsciiNormalizingTokenizer:
+    return AsciiNormalizingTokenizer(_shipped(name))
+
+
+BERT_VARIANTS = [
+    normalizers.BertNormalizer(clean_text=clean, handle_chinese_chars=chinese, strip_accents=strip, lowercase=lower)
+    for clean in (True, False)
+    for chinese in (True, False)
+    for strip in (None, True, False)
+    for lower in (True, False)
+]
+
+
+@settings(max_examples=300, deadline=None)
+@given(ASCII_TEXT, st.sampled_from(range(len(BERT_VARIANTS))))
+def test_bert_normaliser_in_python_equals_the_library_on_any_ascii_text(text: str, variant: int):
+    normalizer = BERT_VARIANTS[variant]
+    normalize = ascii_normalizer(_spec(normalizer))
+    assert normalize is not None
+    assert normalize(text) == normalizer.normalize_str(text)
+
+
+@settings(max_examples=100, deadline=None)
+@given(ASCII_TEXT)
+def test_lowercase_normaliser_in_python_equals_the_library_on_any_ascii_text(text: str):
+    normalize = ascii_normalizer(_spec(normalizers.Lowercase()))
+    assert normalize is not None
+    assert normalize(text) == normalizers.Lowercase().normalize_str(text)
+
+
+@pytest.mark.parametrize("name", ["intent-clinc150", "routing-20ng"])
+@settings(max_examples=200, deadline=None)
+@given(pieces=ASCII_PIECES)
+def test_shipped_tokenizers_give_their_own_ids_on_any_ascii_text(name: str, pieces: list[str]):
+    tokenizer, fast = _shipped(name), _shipped_fast(name)
+    assert fast.normalizes_in_python
+    text = "".join(pieces)
+    assert fast.encode_batch_fast([text])[0].ids == tokenizer.encode(text).ids
+
+
+def test_routing_ids_equal_the_tokenizers_on_every_test_post():
+    """Through the prefix reader too, as the server reads them."""
+    tokenizer = _shipped("routing-20ng")
+    prefix = PrefixTokenizer(AsciiNormalizingTokenizer(tokenizer), 512, 0)
+    texts = load_newsgroups(NEWSGROUPS, "test").texts
+    assert sum(text.isascii() for text in texts) > 7000
+    for text in texts:
+        assert prefix.ids(text).tolist() == tokenizer.encode(text).ids
+
+
+def test_text_with_other_characters_goes_through_the_whole_tokenizer():
+    tokenizer = _shipped("routing-20ng")
+    normalize = ascii_normalizer(json.loads(tokenizer.to_str())["normalizer"])
+    without = Tokenizer.from_str(json.dumps({**json.loads(tokenizer.to_str()), "normalizer": None}))
+    text = "Café RÉSUMÉ naïve 天气"
+    assert normalize is not None
+    assert without.encode(normalize(text)).ids != tokenizer.encode(text).ids  # the Python path would be wrong here
+    assert AsciiNormalizingTokenizer(tokenizer).encode_batch_fast([text])[0].ids == tokenizer.encode(text).ids
+
+
+@pytest.mark.parametrize(
+    "normalizer", [normalizers.NFKC(), normalizers.Sequence([normalizers.NFD(), normalizers.Lowercase()])]
+)
+def test_other_normalisers_stay_in_the_library(normalizer: normalizers.Normalizer):
+    tokenizer = Tokenizer.from_str(_shipped("intent-clinc150").to_str())
+    tokenizer.normalizer = normalizer
+    fast = AsciiNormalizingTokenizer(tokenizer)
+    assert not fast.normalizes_in_python
+    assert fast.encode_batch_fast(["Book a TABLE\tfor two"])[0].ids == tokenizer.encode("Book a TABLE\tfor two").ids
