@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from tokenizers import Tokenizer, models, normalizers
 
 from trainer.data.text import load_newsgroups
-from trm_service.runtime.ascii_normalizer import AsciiNormalizingTokenizer, ascii_normalizer
+from trm_service.runtime.ascii_normalizer import MAX_ADDED_TOKENS, AsciiNormalizingTokenizer, ascii_normalizer
 from trm_service.runtime.prefix_tokenizer import PrefixTokenizer
 
 MODELS = Path(__file__).resolve().parents[1] / "trm_service" / "models"
@@ -111,3 +111,12 @@ def test_other_normalisers_stay_in_the_library(normalizer: normalizers.Normalize
     fast = AsciiNormalizingTokenizer(tokenizer)
     assert not fast.normalizes_in_python
     assert fast.encode_batch_fast(["Book a TABLE\tfor two"])[0].ids == tokenizer.encode("Book a TABLE\tfor two").ids
+
+
+def test_a_tokenizer_with_many_added_tokens_stays_in_the_library():
+    """Looking for each added token in every text would cost more than the normaliser saves."""
+    tokenizer = Tokenizer.from_str(_shipped("intent-clinc150").to_str())
+    tokenizer.add_tokens([f"<tool{i}>" for i in range(MAX_ADDED_TOKENS)])
+    fast = AsciiNormalizingTokenizer(tokenizer)
+    assert not fast.normalizes_in_python
+    assert fast.encode_batch_fast(["call <tool7> now"])[0].ids == tokenizer.encode("call <tool7> now").ids

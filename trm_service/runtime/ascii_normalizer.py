@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from tokenizers import Encoding, Tokenizer
@@ -20,6 +21,26 @@ from tokenizers import Encoding, Tokenizer
 # BERT's clean-up on ASCII: the C0 control characters and DEL are dropped, except tab, newline and carriage
 # return, which become spaces (as every whitespace character does).
 _CLEAN_ASCII = {code: None for code in (*range(0x20), 0x7F)} | {ord(c): " " for c in "\t\n\r"}
+
+
+# More added tokens than this and looking for them in every text would cost more than the normaliser saves.
+MAX_ADDED_TOKENS = 64
+
+
+@dataclass(frozen=True)
+class _AsciiPath:
+    """The normaliser in Python, the tokenizer without it, and the added tokens that send a text the other way:
+    as the whole tokenizer finds them in the raw text, and as either tokenizer may find them once normalised."""
+
+    normalize: Callable[[str], str]
+    without_normalizer: Tokenizer
+    added_raw: tuple[str, ...]
+    added_normalized: tuple[str, ...]
+
+    def takes(self, text: str, normalized: str) -> bool:
+        return not any(token in text for token in self.added_raw) and not any(
+            token in normalized for token in self.added_normalized
+        )
 
 
 class AsciiNormalizingTokenizer:
@@ -30,14 +51,17 @@ class AsciiNormalizingTokenizer:
         self._tokenizer = tokenizer
         spec = json.loads(tokenizer.to_str())
         normalize = ascii_normalizer(spec["normalizer"])
-        # The normaliser in Python and the tokenizer without it, when there is such a normaliser.
+        added = tuple(token["content"] for token in spec.get("added_tokens", []))
         self._ascii_path = (
-            None if normalize is None else (normalize, Tokenizer.from_str(json.dumps({**spec, "normalizer": None})))
+            None
+            if normalize is None or len(added) > MAX_ADDED_TOKENS
+            else _AsciiPath(
+                normalize=normalize,
+                without_normalizer=Tokenizer.from_str(json.dumps({**spec, "normalizer": None})),
+                added_raw=added,
+                added_normalized=added + tuple(normalize(token) for token in added),
+            )
         )
-        # Added tokens as the whole tokenizer may find them in a raw text, and as either may in a normalised one.
-        contents = [token["content"] for token in spec.get("added_tokens", [])]
-        self._added_raw = contents
-        self._added_normalized = contents + ([] if normalize is None else [normalize(c) for c in contents])
 
     @property
     def normalizes_in_python(self) -> bool:
@@ -46,16 +70,13 @@ class AsciiNormalizingTokenizer:
 
     def encode_batch_fast(self, texts: list[str]) -> list[Encoding]:
         """The tokenizer's encodings of `texts` (without character offsets)."""
-        if self._ascii_path is None or not all(text.isascii() for text in texts):
+        path = self._ascii_path
+        if path is None or not all(text.isascii() for text in texts):
             return self._tokenizer.encode_batch_fast(texts)
-        normalize, without_normalizer = self._ascii_path
-        normalized = [normalize(text) for text in texts]
-        if any(self._has_added_token(text, clean) for text, clean in zip(texts, normalized, strict=True)):
+        normalized = [path.normalize(text) for text in texts]
+        if not all(path.takes(text, clean) for text, clean in zip(texts, normalized, strict=True)):
             return self._tokenizer.encode_batch_fast(texts)
-        return without_normalizer.encode_batch_fast(normalized)
-
-    def _has_added_token(self, text: str, normalized: str) -> bool:
-        return any(c in text for c in self._added_raw) or any(c in normalized for c in self._added_normalized)
+        return path.without_normalizer.encode_batch_fast(normalized)
 
     def to_str(self) -> str:
         """The tokenizer's own JSON (what its ids depend on)."""
