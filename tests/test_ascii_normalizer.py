@@ -12,10 +12,12 @@ from hypothesis import strategies as st
 from tokenizers import Tokenizer, models, normalizers
 
 from trainer.data.text import load_newsgroups
+from trm_bundle.manifest import load_bundle
+from trm_service.config import DEFAULT_MODELS_DIR
 from trm_service.runtime.ascii_normalizer import MAX_ADDED_TOKENS, AsciiNormalizingTokenizer, ascii_normalizer
 from trm_service.runtime.prefix_tokenizer import PrefixTokenizer
+from trm_service.runtime.text_codec import load_tokenizer
 
-MODELS = Path(__file__).resolve().parents[1] / "trm_service" / "models"
 NEWSGROUPS = Path(__file__).resolve().parents[2] / "shared" / "data" / "newsgroups20"
 ASCII_TEXT = st.text(alphabet=st.characters(max_codepoint=0x7F), max_size=200)
 # Words, punctuation and every kind of ASCII whitespace and control character, so that cuts and merges happen.
@@ -36,9 +38,9 @@ def _spec(normalizer: normalizers.Normalizer) -> dict:
 
 @cache
 def _shipped(name: str) -> Tokenizer:
-    """A shipped bundle's tokenizer (shared: a test that changes it makes its own)."""
-    spec = json.loads((MODELS / name / "manifest.json").read_text())["input"]
-    return Tokenizer.from_file(str(MODELS / name / spec["tokenizer"]))
+    """A shipped bundle's tokenizer, loaded as the server loads it (shared: a test that changes it makes its own)."""
+    bundle = load_bundle(DEFAULT_MODELS_DIR / name)
+    return load_tokenizer(bundle.file(bundle.manifest.input.tokenizer))
 
 
 @cache
@@ -85,7 +87,8 @@ def test_shipped_tokenizers_give_their_own_ids_on_any_ascii_text(name: str, piec
 def test_routing_ids_equal_the_tokenizers_on_every_test_post():
     """Through the prefix reader too, as the server reads them."""
     tokenizer = _shipped("routing-20ng")
-    prefix = PrefixTokenizer(AsciiNormalizingTokenizer(tokenizer), 512, 0)
+    spec = load_bundle(DEFAULT_MODELS_DIR / "routing-20ng").manifest.input
+    prefix = PrefixTokenizer(AsciiNormalizingTokenizer(tokenizer), spec.max_tokens, spec.pad_id)
     texts = load_newsgroups(NEWSGROUPS, "test").texts
     assert sum(text.isascii() for text in texts) > 7000
     for text in texts:
