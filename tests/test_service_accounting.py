@@ -1,8 +1,10 @@
 """The per-request accounting's fast paths keep their meaning: memoised metric children count into
-the same series, request ids stay unique, and the collector tuning applies."""
+the same series (written on the event loop's turn after the answer), request ids stay unique, and the collector
+tuning applies."""
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import re
 
@@ -20,12 +22,18 @@ def test_memoised_children_count_into_the_labelled_series() -> None:
     first = metrics.child(metrics.requests, "intent", "Reason", "OK")
     assert metrics.child(metrics.requests, "intent", "Reason", "OK") is first
     assert metrics.child(metrics.requests, "intent", "Reason", "NOT_FOUND") is not first
-    for _ in range(3):
-        record = CallRecord("Reason", metrics, log_inputs=False)
-        record.model = "intent"
-        record.finish(grpc.StatusCode.OK)
-    metrics.requests.labels("intent", "Reason", "OK").inc()  # the unmemoised path: the same series
+
+    async def three_calls() -> None:
+        for _ in range(3):
+            record = CallRecord("Reason", metrics, log_inputs=False)
+            record.model = "intent"
+            record.finish(grpc.StatusCode.OK)
+        assert registry.get_sample_value("trm_requests_total", labels) == 0  # written on the loop's next turn
+        await asyncio.sleep(0)
+
     labels = {"model": "intent", "method": "Reason", "code": "OK"}
+    asyncio.run(three_calls())
+    metrics.requests.labels("intent", "Reason", "OK").inc()  # the unmemoised path: the same series
     assert registry.get_sample_value("trm_requests_total", labels) == 4
     assert registry.get_sample_value("trm_request_latency_seconds_count", {"model": "intent", "method": "Reason"}) == 3
 

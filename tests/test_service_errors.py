@@ -10,7 +10,7 @@ from pathlib import Path
 import grpc
 import pytest
 from raw_grpc_client import raw_unary_call
-from test_service_support import GRID_MODEL, TEXT_MODEL
+from test_service_support import GRID_MODEL, TEXT_MODEL, wait_for
 from trm.v1 import trm_pb2, trm_pb2_grpc
 
 from trm_service.testing import ServerProcess
@@ -162,7 +162,13 @@ def test_get_model_errors(channel, good_client):
 
 
 def _request_log(server: ServerProcess, request_id: str) -> dict:
-    (line,) = [r for r in server.log_records() if r.get("event") == "request" and r["request_id"] == request_id]
+    """The request's log line (written just after its answer)."""
+
+    def lines() -> list[dict]:
+        return [r for r in server.log_records() if r.get("event") == "request" and r["request_id"] == request_id]
+
+    wait_for(lambda: bool(lines()))
+    (line,) = lines()
     return line
 
 
@@ -201,7 +207,7 @@ def test_an_illegal_request_id_from_another_grpc_stack_is_invalid_argument_not_i
     assert SERVER_MADE_ID.match(echoed)
     line = _request_log(server, echoed)  # the log and the metrics say what the client saw
     assert (line["status"], line["error"]) == ("INVALID_ARGUMENT", result.message)
-    assert server.sample_value("trm_requests_total", method=method, code="INVALID_ARGUMENT") == before + 1
+    wait_for(lambda: server.sample_value("trm_requests_total", method=method, code="INVALID_ARGUMENT") == before + 1)
 
 
 def test_a_valid_request_id_is_echoed_and_logged(server, channel, good_client):

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import grpc
 import pytest
-from test_service_support import LONG_MODEL
+from test_service_support import LONG_MODEL, wait_for
 from trm.v1 import trm_pb2
 
 from trm_service.testing import ServerProcess
@@ -32,6 +32,7 @@ def test_overload_is_refused_at_once_while_accepted_requests_complete(long_bundl
         for call in accepted:
             assert (call.result().steps, call.result().halt_reason) == (STEPS, trm_pb2.HALT_REASON_MAX_STEPS)
         assert len(accepted) <= 4  # batch of 2 plus a queue of 2
+        wait_for(lambda: server.sample_value("trm_requests_total") == len(calls))  # counted just after answering
         assert server.sample_value("trm_requests_total", code="RESOURCE_EXHAUSTED") == len(refused)
         assert server.sample_value("trm_requests_total", code="OK") == len(accepted)
 

@@ -41,7 +41,7 @@ def test_workers_share_the_port_merge_metrics_and_follow_signals(text_bundle: Pa
         workers = _listeners(server)
         assert len(workers) == 2 and server.pid not in workers
         _call_on_fresh_channels(server.target, CHANNELS)
-        assert server.sample_value("trm_requests_total", method="Reason", code="OK") == CHANNELS
+        wait_for(lambda: server.sample_value("trm_requests_total", method="Reason", code="OK") == CHANNELS)
         serving_pids = {r["pid"] for r in server.log_records() if r.get("event") == "request"}
         assert serving_pids == workers  # the kernel spread the connections over both processes
 

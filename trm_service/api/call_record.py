@@ -1,7 +1,9 @@
-"""Accounting of one RPC: request id, timing, and at the end one log line plus its metrics."""
+"""Accounting of one RPC: request id, timing, and at the end one log line plus its metrics, written just after
+the answer is sent."""
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import os
 import time
@@ -47,11 +49,15 @@ class CallRecord:
         return (time.monotonic() - self.started) * 1000.0
 
     def finish(self, code: grpc.StatusCode, message: str = "") -> None:
-        """Emit the log line and metrics for this RPC (only the first call counts)."""
+        """Emit the log line and metrics for this RPC (only the first call counts) on the event loop's next
+        turn: the answer is sent first, and at one caller the record costs no latency. The latency is
+        taken now."""
         if self._finished:
             return
         self._finished = True
-        latency_s = time.monotonic() - self.started
+        asyncio.get_running_loop().call_soon(self._emit, code, message, time.monotonic() - self.started)
+
+    def _emit(self, code: grpc.StatusCode, message: str, latency_s: float) -> None:
         metrics = self._metrics
         metrics.child(metrics.requests, self.model, self.method, code.name).inc()
         metrics.child(metrics.latency, self.model, self.method).observe(latency_s)
