@@ -23,7 +23,7 @@ import structlog
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from trm_service.api.reflection import enable_reflection
-from trm_service.api.servicer import SERVICE_NAME, ReasoningServicer, ServingLimits, reasoning_handler
+from trm_service.api.servicer import SERVICE_NAME, ReasoningServicer, ServingLimits, reasoning_methods
 from trm_service.config import ConfigError, ServeConfig
 from trm_service.cpu_affinity import free_thread, pin_event_loop
 from trm_service.observability.grpc_refusals import RefusedCallCounter
@@ -72,17 +72,18 @@ def build_grpc_server(
 ) -> grpc.aio.Server:
     """The grpc.aio server with the API, health and reflection (v1 and v1alpha), counting the calls gRPC
     refuses in `metrics`; not yet bound."""
+    methods = RefusedCallCounter(metrics, max_send_bytes=config.max_message_bytes)
+    methods.add_registered_method_handlers(SERVICE_NAME, reasoning_methods(servicer))
+    health_pb2_grpc.add_HealthServicer_to_server(model_health.servicer, methods)
+    enable_reflection(methods, (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name))
     server = grpc.aio.server(
-        interceptors=[RefusedCallCounter(metrics, max_send_bytes=config.max_message_bytes)],
+        handlers=(methods,),
         options=[
             ("grpc.max_receive_message_length", config.max_message_bytes),
             ("grpc.max_send_message_length", config.max_message_bytes),
             ("grpc.so_reuseport", 1 if config.reuse_port else 0),
         ]
     )
-    server.add_generic_rpc_handlers((reasoning_handler(servicer),))
-    health_pb2_grpc.add_HealthServicer_to_server(model_health.servicer, server)
-    enable_reflection(server, (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name))
     return server
 
 

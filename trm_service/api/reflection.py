@@ -10,6 +10,7 @@ file, derived from the v1alpha one, goes into the descriptor pool so that a clie
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Protocol
 
 import grpc
 from google.protobuf import descriptor_pb2, descriptor_pool
@@ -46,7 +47,16 @@ def register_v1_file(pool: descriptor_pool.DescriptorPool) -> None:
     pool.AddSerializedFile(file.SerializeToString())
 
 
-def enable_reflection(server: grpc.aio.Server, service_names: Iterable[str]) -> None:
+class MethodRegistry(Protocol):
+    """Where services register their methods: a server, or the server's method table
+    (observability/grpc_refusals.py)."""
+
+    def add_generic_rpc_handlers(self, handlers: Iterable[grpc.GenericRpcHandler]) -> None: ...
+
+    def add_registered_method_handlers(self, service: str, handlers: dict[str, grpc.RpcMethodHandler]) -> None: ...
+
+
+def enable_reflection(server: MethodRegistry, service_names: Iterable[str]) -> None:
     """Serve reflection v1 and v1alpha on `server`, listing `service_names` and both reflection services."""
     register_v1_file(descriptor_pool.Default())
     servicer = reflection.aio.ReflectionServicer((*service_names, V1_SERVICE_NAME, V1ALPHA_SERVICE_NAME))
@@ -56,6 +66,4 @@ def enable_reflection(server: grpc.aio.Server, service_names: Iterable[str]) -> 
         request_deserializer=reflection_pb2.ServerReflectionRequest.FromString,
         response_serializer=reflection_pb2.ServerReflectionResponse.SerializeToString,
     )
-    server.add_generic_rpc_handlers(
-        (grpc.method_handlers_generic_handler(V1_SERVICE_NAME, {"ServerReflectionInfo": v1_info}),)
-    )
+    server.add_registered_method_handlers(V1_SERVICE_NAME, {"ServerReflectionInfo": v1_info})

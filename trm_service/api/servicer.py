@@ -367,24 +367,21 @@ def _common(models: set[str]) -> str:
     return next(iter(models)) if len(models) == 1 else ""
 
 
-def reasoning_handler(servicer: ReasoningServicer) -> grpc.GenericRpcHandler:
-    """Register the servicer's methods with raw-bytes requests (see the module docstring)."""
+def reasoning_methods(servicer: ReasoningServicer) -> dict[str, grpc.RpcMethodHandler]:
+    """The servicer's methods by name, with raw-bytes requests (see the module docstring)."""
     serialize: Callable[[trm_pb2.ReasonResponse], bytes] = trm_pb2.ReasonResponse.SerializeToString
-    return grpc.method_handlers_generic_handler(
-        SERVICE_NAME,
-        {
-            "Reason": grpc.unary_unary_rpc_method_handler(servicer.reason, response_serializer=serialize),
-            "ReasonStream": grpc.unary_stream_rpc_method_handler(
-                servicer.reason_stream, response_serializer=trm_pb2.ReasonStep.SerializeToString
-            ),
-            "ReasonBatch": grpc.unary_unary_rpc_method_handler(
-                servicer.reason_batch, response_serializer=trm_pb2.ReasonBatchResponse.SerializeToString
-            ),
-            "ListModels": grpc.unary_unary_rpc_method_handler(
-                servicer.list_models, response_serializer=trm_pb2.ListModelsResponse.SerializeToString
-            ),
-            "GetModel": grpc.unary_unary_rpc_method_handler(
-                servicer.get_model, response_serializer=trm_pb2.ModelInfo.SerializeToString
-            ),
-        },
-    )
+    return {
+        "Reason": grpc.unary_unary_rpc_method_handler(servicer.reason, response_serializer=serialize),
+        "ReasonStream": grpc.unary_stream_rpc_method_handler(
+            servicer.reason_stream, response_serializer=trm_pb2.ReasonStep.SerializeToString
+        ),
+        "ReasonBatch": grpc.unary_unary_rpc_method_handler(
+            servicer.reason_batch, response_serializer=trm_pb2.ReasonBatchResponse.SerializeToString
+        ),
+        "ListModels": grpc.unary_unary_rpc_method_handler(
+            servicer.list_models, response_serializer=trm_pb2.ListModelsResponse.SerializeToString
+        ),
+        "GetModel": grpc.unary_unary_rpc_method_handler(
+            servicer.get_model, response_serializer=trm_pb2.ModelInfo.SerializeToString
+        ),
+    }

@@ -1,6 +1,7 @@
 """Counts the calls gRPC itself refuses, which the servicer never sees fail and so never counts as failed.
 
-A server interceptor sees every call, the refused ones included, before the service does:
+The server's whole method table is one generic handler (RefusedCallCounter), which gRPC asks for every
+call, the refused ones included, before the service sees it:
 
 - `unknown_method`: no service or method of that name; gRPC answers UNIMPLEMENTED.
 - `request_not_received`: a unary-request method whose call ended before its request message reached the
@@ -11,22 +12,24 @@ A server interceptor sees every call, the refused ones included, before the serv
 - `response_too_large`: the service answered with a message over `--max-message-bytes`; gRPC sent the
   client RESOURCE_EXHAUSTED instead (`trm_requests_total` has the service's own status).
 
-The interceptor runs inside the task that gRPC creates for the call, and so do the method's request
-deserializer and response serializer: wrapped, they note against that task whether the request arrived
-and whether a response was too large, and the task's end settles the count. Request-streaming
-methods (only server reflection here) start before any message arrives, so an oversized request on
-them is not counted.
+The lookup runs inside the task that gRPC creates for the call, and so do the method's request
+deserializer and response serializer: the lookup notes the task as awaiting its request, the wrapped
+deserializer clears the note, and the task's end counts a note still there; the wrapped serializer counts
+an answer over the limit. Request-streaming methods (only server reflection here) start before any message
+arrives, so an oversized request on them is not counted.
 
-gRPC's own per-call metrics (grpcio-observability's OpenTelemetry plugin, 1.85.0) see these calls too, but
-record the oversized-message and oversized-metadata ones with status OK; the plugin also pins grpcio to
-its exact release and, as an in-process collector, would miss the `--workers` merge. Hence an interceptor.
+A server interceptor could see the same calls, but grpc.aio then runs an interceptor chain of coroutines
+for every call: 11 µs of the event loop's CPU per request more than this table at 8 callers (intent, about
+4 % of the loop's work; docs/EXPERIMENTS.md, 2026-11-30 late). gRPC's own per-call metrics
+(grpcio-observability's OpenTelemetry plugin, 1.85.0) see these calls too, but record the oversized-message
+and oversized-metadata ones with status OK; the plugin also pins grpcio to its exact release and, as an
+in-process collector, would miss the `--workers` merge.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
 from functools import partial
 from typing import Any
 
@@ -45,78 +48,73 @@ _SHOWN_METHOD_CHARS = 64
 _Task = asyncio.Task[Any]
 
 
-@dataclass
-class _Call:
-    """What one call's (de)serializers saw."""
+class RefusedCallCounter(grpc.GenericRpcHandler):
+    """The server's method table as one generic handler, counting refused calls in `trm_grpc_refused_total`
+    and logging one `grpc_refused` line for each.
 
-    request_streaming: bool
-    received: bool = False
-    response_too_large: bool = False
-
-
-class RefusedCallCounter(grpc.aio.ServerInterceptor):
-    """Counts refused calls in `trm_grpc_refused_total` and logs one `grpc_refused` line for each.
-
-    max_send_bytes: the server's `grpc.max_send_message_length` (`--max-message-bytes`).
+    Services are registered on it as on a server (the generated `add_*_to_server` functions take it); the
+    server gets it as its only handler. max_send_bytes: the server's `grpc.max_send_message_length`.
     """
 
     def __init__(self, metrics: ServiceMetrics, max_send_bytes: int) -> None:
         self._metrics = metrics
         self._max_send_bytes = max_send_bytes
-        self._calls: dict[_Task | None, _Call] = {}
-        self._tracked: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
+        self._methods: dict[str, grpc.RpcMethodHandler] = {}
+        self._generic: list[grpc.GenericRpcHandler] = []
+        self._awaiting_request: dict[_Task, str] = {}
 
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler | None]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler | None:
+    def add_generic_rpc_handlers(self, handlers: Iterable[grpc.GenericRpcHandler]) -> None:
+        """Serve the methods `handlers` know (looked up after the registered methods)."""
+        self._generic.extend(handlers)
+
+    def add_registered_method_handlers(self, service: str, handlers: dict[str, grpc.RpcMethodHandler]) -> None:
+        """Serve `service`'s methods by name."""
+        for name, handler in handlers.items():
+            method = f"/{service}/{name}"
+            self._methods[method] = self._tracking(method, handler)
+
+    def service(self, handler_call_details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler | None:
         method: str = handler_call_details.method  # type: ignore[attr-defined]
-        handler = await continuation(handler_call_details)
+        handler = self._methods.get(method) or self._generic_handler(handler_call_details)
         if handler is None:
             self._refused("", UNKNOWN_METHOD, shown=_shorten(method))
             return None
         task = asyncio.current_task()
-        if task is None:
-            return handler
-        self._calls[task] = _Call(handler.request_streaming)
-        task.add_done_callback(partial(self._call_ended, method))
-        return self._tracking(method, handler)
+        if task is not None and not handler.request_streaming:
+            self._awaiting_request[task] = method
+            task.add_done_callback(self._call_ended)
+        return handler
+
+    def _generic_handler(self, details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler | None:
+        for generic in self._generic:
+            handler = generic.service(details)
+            if handler is not None:
+                return self._tracking(details.method, handler)  # type: ignore[attr-defined]
+        return None
 
     def _tracking(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
-        """`handler` with a (de)serializer pair that notes what happened in the call's task; built once per
-        method."""
-        known = self._tracked.get(method)
-        if known is not None and known[0] is handler:
-            return known[1]
+        """`handler` with a (de)serializer pair that notes the request's arrival and counts a response over
+        the limit."""
         kind = f"{_arity(handler.request_streaming)}_{_arity(handler.response_streaming)}"
-        tracking = getattr(grpc, f"{kind}_rpc_method_handler")(
+        return getattr(grpc, f"{kind}_rpc_method_handler")(
             getattr(handler, kind),
             partial(self._request_received, handler.request_deserializer),
-            partial(self._response_serialized, handler.response_serializer),
+            partial(self._response_serialized, method, handler.response_serializer),
         )
-        self._tracked[method] = (handler, tracking)
-        return tracking
 
     def _request_received(self, deserializer: Callable[[bytes], Any] | None, raw: bytes) -> Any:
-        call = self._calls.get(asyncio.current_task())
-        if call is not None:
-            call.received = True
+        self._awaiting_request.pop(asyncio.current_task(), None)  # type: ignore[arg-type]
         return raw if deserializer is None else deserializer(raw)
 
-    def _response_serialized(self, serializer: Callable[[Any], bytes] | None, message: Any) -> bytes:
+    def _response_serialized(self, method: str, serializer: Callable[[Any], bytes] | None, message: Any) -> bytes:
         raw = message if serializer is None else serializer(message)
         if len(raw) > self._max_send_bytes:
-            call = self._calls.get(asyncio.current_task())
-            if call is not None:
-                call.response_too_large = True
+            self._refused(method, RESPONSE_TOO_LARGE, shown=method)
         return raw
 
-    def _call_ended(self, method: str, task: _Task) -> None:
-        call = self._calls.pop(task)
-        if call.response_too_large:
-            self._refused(method, RESPONSE_TOO_LARGE, shown=method)
-        elif not call.received and not call.request_streaming:
+    def _call_ended(self, task: _Task) -> None:
+        method = self._awaiting_request.pop(task, None)
+        if method is not None:
             self._refused(method, REQUEST_NOT_RECEIVED, shown=method)
 
     def _refused(self, method: str, reason: str, *, shown: str) -> None:
