@@ -1,5 +1,5 @@
 """Benchmark: CPU time per request of tokenising: the whole text, the prefix that fills max_tokens, and that
-prefix with the normaliser done in Python on ASCII text (what the server does).
+prefix with ASCII text tokenised in Python around the library's WordPiece (what the server does).
 
 Each shipped text model's tokenizer on its own test split and on the longest inputs it accepts (20NG test
 posts of at least max_chars characters, cut to max_chars), the best of `--repeats` passes each, measured
@@ -21,7 +21,7 @@ from tokenizers import Tokenizer
 from loadtests.inputs import DEFAULT_MODELS, data_dir, load_inputs, routing_texts
 from trm_bundle.manifest import load_bundle
 from trm_service.config import DEFAULT_MODELS_DIR
-from trm_service.runtime.ascii_normalizer import AsciiNormalizingTokenizer
+from trm_service.runtime.ascii_tokenizer import AsciiTokenizer
 from trm_service.runtime.prefix_tokenizer import PrefixTokenizer
 from trm_service.runtime.text_codec import load_tokenizer
 
@@ -58,7 +58,7 @@ def main() -> None:
         spec = bundle.manifest.input
         tokenizer = load_tokenizer(bundle.file(spec.tokenizer))
         prefix = PrefixTokenizer(tokenizer, spec.max_tokens, spec.pad_id)
-        served = PrefixTokenizer(AsciiNormalizingTokenizer(tokenizer), spec.max_tokens, spec.pad_id)
+        served = PrefixTokenizer(AsciiTokenizer(tokenizer), spec.max_tokens, spec.pad_id)
         longest = [post[: spec.max_chars] for post in posts if len(post) >= spec.max_chars]
         for label, texts in ((f"{name} test split", inputs[name].samples), (f"{spec.max_chars} characters", longest)):
             whole = cpu_us_per_text(partial(whole_text_ids, tokenizer), texts, args.repeats)

@@ -12,10 +12,10 @@ work does.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Protocol
 
 import numpy as np
-from tokenizers import Encoding
 
 # Components for which "cut at a space" keeps every earlier token (see the module docstring). BERT's
 # normaliser is character-wise (clean-up, CJK spacing, accent stripping, lowercasing); these pre-tokenizers
@@ -28,10 +28,17 @@ WORDWISE_MODELS = {"WordPiece", "WordLevel"}
 CHARS_PER_TOKEN_GUESS = 6
 
 
-class TextEncoder(Protocol):
-    """What is used here of a tokenizer: a tokenizers.Tokenizer, or AsciiNormalizingTokenizer."""
+class TokenIds(Protocol):
+    """One text's ids: a tokenizers.Encoding, or what AsciiTokenizer makes."""
 
-    def encode_batch_fast(self, texts: list[str]) -> list[Encoding]: ...
+    @property
+    def ids(self) -> list[int]: ...
+
+
+class TextEncoder(Protocol):
+    """What is used here of a tokenizer: a tokenizers.Tokenizer, or AsciiTokenizer."""
+
+    def encode_batch_fast(self, texts: list[str]) -> Sequence[TokenIds]: ...
 
     def to_str(self) -> str: ...
 

@@ -10,7 +10,7 @@ from trm.v1 import trm_pb2
 
 from trm_bundle.manifest import BundleError, Manifest, OutOfScope, TextInput
 from trm_bundle.probabilities import softmax
-from trm_service.runtime.ascii_normalizer import AsciiNormalizingTokenizer
+from trm_service.runtime.ascii_tokenizer import AsciiTokenizer
 from trm_service.runtime.codec import DEFAULT_TOP_K, DecodedStep, EncodedRequest, InputError, top_scores
 from trm_service.runtime.prefix_tokenizer import PrefixTokenizer
 from trm_service.scheduler.ticket import StepResult
@@ -38,7 +38,7 @@ class TextCodec:
                     f"{spec.tokenizer}: must pad and truncate to input.max_tokens={spec.max_tokens} "
                     f"(it produced {produced} ids)"
                 )
-        self._tokenizer = PrefixTokenizer(AsciiNormalizingTokenizer(tokenizer), spec.max_tokens, spec.pad_id)
+        self._tokenizer = PrefixTokenizer(AsciiTokenizer(tokenizer), spec.max_tokens, spec.pad_id)
         # Padding and special tokens carry none of the text; the unknown token stands for a word.
         special = {i for i, token in tokenizer.get_added_tokens_decoder().items() if token.special}
         filler_ids = sorted((special | {spec.pad_id}) - {_unknown_id(tokenizer)})

@@ -1,4 +1,5 @@
-"""The normaliser done in Python on ASCII text gives exactly the tokenizer's own normalisation and ids."""
+"""ASCII text tokenised in Python (the normaliser, BERT's pre-tokenizer, WordPiece word by word) gives exactly the
+tokenizer's own normalisation and ids."""
 
 from __future__ import annotations
 
@@ -9,12 +10,12 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from tokenizers import Tokenizer, models, normalizers
+from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
 
 from trainer.data.text import load_newsgroups
 from trm_bundle.manifest import load_bundle
 from trm_service.config import DEFAULT_MODELS_DIR
-from trm_service.runtime.ascii_normalizer import MAX_ADDED_TOKENS, AsciiNormalizingTokenizer, ascii_normalizer
+from trm_service.runtime.ascii_tokenizer import MAX_ADDED_TOKENS, AsciiTokenizer, ascii_normalizer
 from trm_service.runtime.prefix_tokenizer import PrefixTokenizer
 from trm_service.runtime.text_codec import load_tokenizer
 
@@ -24,9 +25,11 @@ ASCII_TEXT = st.text(alphabet=st.characters(max_codepoint=0x7F), max_size=200)
 ASCII_PIECES = st.lists(
     st.sampled_from(["Play", "JAZZ", "music", "don't", "U.S.A.", "##ing", "[PAD]", "[pad]", "[UNK]", "[", "]", " ",
                      "  ", "\t", "\n", "\r\n", "\x00", "\x07", "\x0b", "\x0c", "\x1f", "\x7f", "-", "...", "7",
-                     "e-mail"]),
+                     "e-mail", "snake_case", "x" * 150, "qzxv", "1990s", "$5", "~/.bashrc", "a|b"]),
     max_size=80,
 )  # fmt: skip
+# Words longer than WordPiece's 100 characters become [UNK]; 600 pieces pass the 512 tokens of routing's cut.
+LONG_ASCII_PIECES = st.lists(st.sampled_from(["the", "launch", "x" * 150, " ", "\n", ".", "qzxv"]), max_size=600)
 
 
 def _spec(normalizer: normalizers.Normalizer) -> dict:
@@ -44,8 +47,8 @@ def _shipped(name: str) -> Tokenizer:
 
 
 @cache
-def _shipped_fast(name: str) -> AsciiNormalizingTokenizer:
-    return AsciiNormalizingTokenizer(_shipped(name))
+def _shipped_fast(name: str) -> AsciiTokenizer:
+    return AsciiTokenizer(_shipped(name))
 
 
 BERT_VARIANTS = [
@@ -79,8 +82,54 @@ def test_lowercase_normaliser_in_python_equals_the_library_on_any_ascii_text(tex
 @given(pieces=ASCII_PIECES)
 def test_shipped_tokenizers_give_their_own_ids_on_any_ascii_text(name: str, pieces: list[str]):
     tokenizer, fast = _shipped(name), _shipped_fast(name)
-    assert fast.normalizes_in_python
+    assert fast.splits_in_python
     text = "".join(pieces)
+    assert fast.encode_batch_fast([text])[0].ids == tokenizer.encode(text).ids
+
+
+@settings(max_examples=100, deadline=None)
+@given(pieces=LONG_ASCII_PIECES)
+def test_long_ascii_texts_are_truncated_and_padded_as_the_tokenizer_does(pieces: list[str]):
+    tokenizer, fast = _shipped("routing-20ng"), _shipped_fast("routing-20ng")
+    texts = ["".join(pieces), "".join(reversed(pieces))]
+    assert [e.ids for e in fast.encode_batch_fast(texts)] == [e.ids for e in tokenizer.encode_batch(texts)]
+
+
+@settings(max_examples=100, deadline=None)
+@given(pieces=ASCII_PIECES)
+def test_a_bert_tokenizer_that_keeps_case_gives_its_own_ids(pieces: list[str]):
+    tokenizer = _variant("intent-clinc150", normalizer=normalizers.BertNormalizer(lowercase=False))
+    fast = AsciiTokenizer(tokenizer)
+    assert fast.splits_in_python
+    text = "".join(pieces)
+    assert fast.encode_batch_fast([text])[0].ids == tokenizer.encode(text).ids
+
+
+def _variant(name: str, **parts: object) -> Tokenizer:
+    """A copy of a shipped tokenizer with some of its parts replaced (`normalizer=`, `pre_tokenizer=`...)."""
+    tokenizer = Tokenizer.from_str(_shipped(name).to_str())
+    for part, value in parts.items():
+        setattr(tokenizer, part, value)
+    return tokenizer
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        pytest.param(lambda t: setattr(t, "pre_tokenizer", pre_tokenizers.Whitespace()), id="another pre-tokenizer"),
+        pytest.param(lambda t: setattr(t, "normalizer", normalizers.Lowercase()), id="no clean-up"),
+        pytest.param(lambda t: setattr(t, "post_processor", processors.BertProcessing(("[SEP]", 1), ("[CLS]", 2))),
+                     id="a post-processor"),
+        pytest.param(lambda t: t.no_padding(), id="no padding"),
+        pytest.param(lambda t: t.enable_truncation(32, stride=4), id="a truncation stride"),
+    ],
+)
+def test_other_bert_like_tokenizers_keep_the_librarys_splitting_and_their_ids(change):
+    tokenizer = _variant("intent-clinc150")
+    change(tokenizer)
+    fast = AsciiTokenizer(tokenizer)
+    assert fast.normalizes_in_python and not fast.splits_in_python
+    text = "Book a TABLE\tfor two, don't wait: snake_case and U.S.A."
     assert fast.encode_batch_fast([text])[0].ids == tokenizer.encode(text).ids
 
 
@@ -88,7 +137,7 @@ def test_routing_ids_equal_the_tokenizers_on_every_test_post():
     """Through the prefix reader too, as the server reads them."""
     tokenizer = _shipped("routing-20ng")
     spec = load_bundle(DEFAULT_MODELS_DIR / "routing-20ng").manifest.input
-    prefix = PrefixTokenizer(AsciiNormalizingTokenizer(tokenizer), spec.max_tokens, spec.pad_id)
+    prefix = PrefixTokenizer(AsciiTokenizer(tokenizer), spec.max_tokens, spec.pad_id)
     texts = load_newsgroups(NEWSGROUPS, "test").texts
     assert sum(text.isascii() for text in texts) > 7000
     for text in texts:
@@ -102,16 +151,15 @@ def test_text_with_other_characters_goes_through_the_whole_tokenizer():
     text = "Café RÉSUMÉ naïve 天气"
     assert normalize is not None
     assert without.encode(normalize(text)).ids != tokenizer.encode(text).ids  # the Python path would be wrong here
-    assert AsciiNormalizingTokenizer(tokenizer).encode_batch_fast([text])[0].ids == tokenizer.encode(text).ids
+    assert AsciiTokenizer(tokenizer).encode_batch_fast([text])[0].ids == tokenizer.encode(text).ids
 
 
 @pytest.mark.parametrize(
     "normalizer", [normalizers.NFKC(), normalizers.Sequence([normalizers.NFD(), normalizers.Lowercase()])]
 )
 def test_other_normalisers_stay_in_the_library(normalizer: normalizers.Normalizer):
-    tokenizer = Tokenizer.from_str(_shipped("intent-clinc150").to_str())
-    tokenizer.normalizer = normalizer
-    fast = AsciiNormalizingTokenizer(tokenizer)
+    tokenizer = _variant("intent-clinc150", normalizer=normalizer)
+    fast = AsciiTokenizer(tokenizer)
     assert not fast.normalizes_in_python
     assert fast.encode_batch_fast(["Book a TABLE\tfor two"])[0].ids == tokenizer.encode("Book a TABLE\tfor two").ids
 
@@ -120,6 +168,6 @@ def test_a_tokenizer_with_many_added_tokens_stays_in_the_library():
     """Looking for each added token in every text would cost more than the normaliser saves."""
     tokenizer = Tokenizer.from_str(_shipped("intent-clinc150").to_str())
     tokenizer.add_tokens([f"<tool{i}>" for i in range(MAX_ADDED_TOKENS)])
-    fast = AsciiNormalizingTokenizer(tokenizer)
+    fast = AsciiTokenizer(tokenizer)
     assert not fast.normalizes_in_python
     assert fast.encode_batch_fast(["call <tool7> now"])[0].ids == tokenizer.encode("call <tool7> now").ids
