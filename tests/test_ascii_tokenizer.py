@@ -48,7 +48,8 @@ def _shipped(name: str) -> Tokenizer:
 
 @cache
 def _shipped_fast(name: str) -> AsciiTokenizer:
-    return AsciiTokenizer(_shipped(name))
+    """The shipped tokenizer with every ASCII text, short ones too, split into words in Python."""
+    return AsciiTokenizer(_shipped(name), words_min_chars=0)
 
 
 BERT_VARIANTS = [
@@ -99,7 +100,7 @@ def test_long_ascii_texts_are_truncated_and_padded_as_the_tokenizer_does(pieces:
 @given(pieces=ASCII_PIECES)
 def test_a_bert_tokenizer_that_keeps_case_gives_its_own_ids(pieces: list[str]):
     tokenizer = _variant("intent-clinc150", normalizer=normalizers.BertNormalizer(lowercase=False))
-    fast = AsciiTokenizer(tokenizer)
+    fast = AsciiTokenizer(tokenizer, words_min_chars=0)
     assert fast.splits_in_python
     text = "".join(pieces)
     assert fast.encode_batch_fast([text])[0].ids == tokenizer.encode(text).ids
@@ -127,7 +128,7 @@ def _variant(name: str, **parts: object) -> Tokenizer:
 def test_other_bert_like_tokenizers_keep_the_librarys_splitting_and_their_ids(change):
     tokenizer = _variant("intent-clinc150")
     change(tokenizer)
-    fast = AsciiTokenizer(tokenizer)
+    fast = AsciiTokenizer(tokenizer, words_min_chars=0)
     assert fast.normalizes_in_python and not fast.splits_in_python
     text = "Book a TABLE\tfor two, don't wait: snake_case and U.S.A."
     assert fast.encode_batch_fast([text])[0].ids == tokenizer.encode(text).ids
