@@ -86,10 +86,13 @@ class RefusedCallCounter(grpc.GenericRpcHandler):
         return handler
 
     def _generic_handler(self, details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler | None:
+        """A method only a generic handler knows, wrapped once and then kept by name like a registered one."""
+        method: str = details.method  # type: ignore[attr-defined]
         for generic in self._generic:
             handler = generic.service(details)
             if handler is not None:
-                return self._tracking(details.method, handler)  # type: ignore[attr-defined]
+                self._methods[method] = tracking = self._tracking(method, handler)
+                return tracking
         return None
 
     def _tracking(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
