@@ -1,9 +1,13 @@
-"""Thread placement (trm_service/cpu_affinity.py): the event loop and gRPC's threads on one CPU, the model
-and loading threads on every CPU, each worker's loop on its own CPU, and all of it off on request."""
+"""Thread placement (trm_service/cpu_affinity.py): the event loop and gRPC's threads on one CPU, gRPC's
+yielding to the loop (SCHED_BATCH), the model and loading threads on every CPU, each worker's loop on its own
+CPU, and all of it off on request."""
 
 from __future__ import annotations
 
 import os
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import grpc
@@ -11,11 +15,12 @@ import pytest
 from test_service_support import TEXT_MODEL
 from trm.v1 import trm_pb2, trm_pb2_grpc
 
-from trm_service.cpu_affinity import choose_cpu
+from trm_service.cpu_affinity import choose_cpu, yielding_threads
 from trm_service.testing import ServerProcess
 
 USABLE = frozenset(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else frozenset()
 needs_two_cpus = pytest.mark.skipif(len(USABLE) < 2, reason="thread placement needs at least 2 usable CPUs")
+needs_batch_policy = pytest.mark.skipif(not hasattr(os, "SCHED_BATCH"), reason="SCHED_BATCH is Linux's")
 CONCURRENT_CALLS = 8  # enough that some steps run on the model's thread, not the idle fast path's loop
 
 
@@ -28,6 +33,18 @@ def _thread_cpus(pid: int) -> dict[int, frozenset[int]]:
         except OSError:  # the thread ended
             continue
     return cpus
+
+
+def _thread_policies(pid: int) -> dict[int, tuple[str, int]]:
+    """Each thread of `pid`: its name (from /proc, as the thread's creator set it) and scheduling policy."""
+    policies = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            name = Path(f"/proc/{pid}/task/{tid}/comm").read_text().strip()
+            policies[int(tid)] = (name, os.sched_getscheduler(int(tid)))
+        except OSError:  # the thread ended
+            continue
+    return policies
 
 
 def _serve_some(server: ServerProcess) -> None:
@@ -54,6 +71,12 @@ def test_the_event_loop_and_grpc_share_one_cpu_and_compute_threads_use_all(text_
         assert len(pinned) > 1  # gRPC's threads, started after the loop was pinned, stay beside it
         assert free  # the bundle-loading and step threads
         assert len(pinned) + len(free) == len(threads)
+        policies = _thread_policies(server.pid)
+        yielding = {tid for tid, (_, policy) in policies.items() if policy == os.SCHED_BATCH}
+        grpc_core_threads = {tid for tid, (name, _) in policies.items() if name != "python"}  # gRPC names its own
+        assert len(grpc_core_threads) >= 2 and grpc_core_threads < yielding  # and its poller, a Python thread
+        assert yielding <= set(pinned) - {server.pid}
+        assert all(policies[tid][1] == os.SCHED_OTHER for tid in [server.pid, *free])
 
 
 @needs_two_cpus
@@ -62,6 +85,8 @@ def test_no_pin_event_loop_leaves_every_thread_to_the_kernel(text_bundle: Path) 
         _serve_some(server)
         assert _logged_cpus(server) == {server.pid: None}
         assert set(_thread_cpus(server.pid).values()) == {USABLE}
+        if hasattr(os, "SCHED_BATCH"):
+            assert {policy for _, policy in _thread_policies(server.pid).values()} == {os.SCHED_OTHER}
 
 
 @needs_two_cpus
@@ -71,6 +96,42 @@ def test_each_worker_pins_its_event_loop_to_its_own_cpu(text_bundle: Path) -> No
         assert len(logged) == 2 and len(set(logged.values())) == 2
         for pid, cpu in logged.items():
             assert os.sched_getaffinity(pid) == {cpu}
+
+
+def _policy_of_a_thread_started() -> int:
+    seen = []
+    thread = threading.Thread(target=lambda: seen.append(os.sched_getscheduler(0)))
+    thread.start()
+    thread.join()
+    return seen[0]
+
+
+@needs_batch_policy
+def test_threads_started_in_the_block_yield_and_the_caller_gets_its_policy_back() -> None:
+    def check() -> None:
+        with yielding_threads():
+            assert _policy_of_a_thread_started() == os.SCHED_BATCH
+        assert os.sched_getscheduler(0) == os.SCHED_OTHER
+        assert _policy_of_a_thread_started() == os.SCHED_OTHER
+
+    _in_a_thread(check)
+
+
+@needs_batch_policy
+def test_a_caller_under_another_policy_keeps_it() -> None:
+    def check() -> None:
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+        with yielding_threads():
+            assert _policy_of_a_thread_started() == os.SCHED_IDLE
+        assert os.sched_getscheduler(0) == os.SCHED_IDLE
+
+    _in_a_thread(check)
+
+
+def _in_a_thread(check: Callable[[], None]) -> None:
+    """Run `check` on a thread of its own (policies are per thread), raising what it raised."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pool.submit(check).result()
 
 
 def test_workers_and_hosts_spread_over_the_usable_cpus() -> None:

@@ -73,8 +73,9 @@ _SWITCHES = (
     _Option("no_default_models", _flag, "do not serve the bundles packaged in trm_service/models"),
     _Option("log_inputs", _flag, "include request text/grids in the request log lines"),
     _Option("no_pin_event_loop", _flag, "let the kernel place every thread (by default the event loop and "
-            "gRPC's threads share one CPU and compute threads use all: up to a third more requests/s at low "
-            "concurrency on 2 cores; use this flag where many busy processes share a node's CPUs without a cpuset)"),
+            "gRPC's threads share one CPU, gRPC's threads yielding to the loop, and compute threads use all: up to a "
+            "third more requests/s at low concurrency and a fifth more under load on 2 cores; use this flag where "
+            "many busy processes share a node's CPUs without a cpuset)"),
     _Option("fp32", _flag, "run every bundle's fp32 model.onnx, also where it ships an int8 model (by default "
             "the int8 model runs where shipped: the trainer ships it only if it loses at most 0.5 points)"),
 )

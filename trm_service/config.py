@@ -46,7 +46,8 @@ class ServeConfig:
     reuse_port: bool = False
     """Bind with SO_REUSEPORT (set for the workers of `--workers N`, which share one port)."""
     pin_event_loop: bool = True
-    """Keep the event loop and gRPC's threads on one CPU, compute threads on all (cpu_affinity.py)."""
+    """Keep the event loop and gRPC's threads on one CPU, gRPC's yielding to the loop, compute threads on all
+    (cpu_affinity.py)."""
     worker_index: int = 0
     """This process's index among the workers of `--workers N` (0 alone): its event loop's CPU."""
 

@@ -9,6 +9,11 @@ gives that thread back every CPU the process may use, so ONNX Runtime still runs
 Measured on the 2-core development machine (docs/EXPERIMENTS.md, 2026-11-30 night), against the same
 code unpinned: intent +7 to +30 % requests/s at one caller and +7 to +18 % at 8, routing +16 to +37 % at
 one caller, 64 callers level or better, on either core; the step threads pinned alone change nothing.
+
+Sharing the loop's CPU, gRPC's threads preempted the loop each time one woke (about six times per request
+under load). `yielding_threads` starts them under SCHED_BATCH, which the kernel never lets preempt a running
+thread on wake-up: they run when the loop waits or its time slice ends, and hand it their events in
+bigger bunches (docs/EXPERIMENTS.md, 2026-12-01).
 """
 
 from __future__ import annotations
@@ -16,7 +21,8 @@ from __future__ import annotations
 import os
 import socket
 import zlib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 _compute_cpus: frozenset[int] | None = None
 """Every CPU the process may use, once the event loop thread is pinned; None while it is not."""
@@ -52,3 +58,20 @@ def free_thread() -> None:
     while the event loop is not pinned."""
     if _compute_cpus is not None:
         os.sched_setaffinity(0, _compute_cpus)
+
+
+@contextmanager
+def yielding_threads() -> Iterator[None]:
+    """Threads started inside the block run under SCHED_BATCH, inherited from the calling thread, whose own
+    policy comes back at the end: woken, such a thread waits for the running one to wait or use up its time
+    slice instead of preempting it. Nothing changes where the calling thread is not under the default
+    policy (SCHED_OTHER), or the system has no SCHED_BATCH."""
+    if not hasattr(os, "SCHED_BATCH") or os.sched_getscheduler(0) != os.SCHED_OTHER:
+        yield
+        return
+    default = os.sched_getparam(0)
+    os.sched_setscheduler(0, os.SCHED_BATCH, default)
+    try:
+        yield
+    finally:
+        os.sched_setscheduler(0, os.SCHED_OTHER, default)

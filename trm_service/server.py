@@ -10,6 +10,7 @@ ends, requests still running are stopped with their best answer so far (HALT_REA
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import json
 import os
@@ -25,7 +26,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from trm_service.api.reflection import enable_reflection
 from trm_service.api.servicer import SERVICE_NAME, ReasoningServicer, ServingLimits, reasoning_methods
 from trm_service.config import ConfigError, ServeConfig
-from trm_service.cpu_affinity import free_thread, pin_event_loop
+from trm_service.cpu_affinity import free_thread, pin_event_loop, yielding_threads
 from trm_service.observability.grpc_refusals import RefusedCallCounter
 from trm_service.observability.metrics import ServiceMetrics, serve_metrics
 from trm_service.registry import ModelRegistry, SchedulerLimits
@@ -71,20 +72,21 @@ def build_grpc_server(
     config: ServeConfig, servicer: ReasoningServicer, model_health: ModelHealth, metrics: ServiceMetrics
 ) -> grpc.aio.Server:
     """The grpc.aio server with the API, health and reflection (v1 and v1alpha), counting the calls gRPC
-    refuses in `metrics`; not yet bound."""
+    refuses in `metrics`; not yet bound. The process's first grpc.aio server starts gRPC's threads, which
+    then yield to the event loop on its CPU (cpu_affinity.py) unless --no-pin-event-loop."""
     methods = RefusedCallCounter(metrics, max_send_bytes=config.max_message_bytes)
     methods.add_registered_method_handlers(SERVICE_NAME, reasoning_methods(servicer))
     health_pb2_grpc.add_HealthServicer_to_server(model_health.servicer, methods)
     enable_reflection(methods, (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name))
-    server = grpc.aio.server(
-        handlers=(methods,),
-        options=[
-            ("grpc.max_receive_message_length", config.max_message_bytes),
-            ("grpc.max_send_message_length", config.max_message_bytes),
-            ("grpc.so_reuseport", 1 if config.reuse_port else 0),
-        ]
-    )
-    return server
+    with yielding_threads() if config.pin_event_loop else contextlib.nullcontext():
+        return grpc.aio.server(
+            handlers=(methods,),
+            options=[
+                ("grpc.max_receive_message_length", config.max_message_bytes),
+                ("grpc.max_send_message_length", config.max_message_bytes),
+                ("grpc.so_reuseport", 1 if config.reuse_port else 0),
+            ]
+        )
 
 
 def place_threads(config: ServeConfig) -> None:
