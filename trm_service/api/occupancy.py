@@ -15,13 +15,14 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-IDLE_GAP_S = 0.0004
+IDLE_GAP_S = 0.0003
 """How long the server must have had no reasoning call in flight for an arriving call to count as idle.
-Measured on the 2-core development machine (intent, closed-loop client): at one caller the next call
-starts 430-611 µs (1st-90th percentile) after the last one ended; under load, a call that finds none in
-flight starts 60-325 µs after (docs/EXPERIMENTS.md, 2026-11-30 evening). With the event loop pinned
-(cpu_affinity.py) calls come back sooner (378-522 µs at one caller), so the gap misses 16-25 % of lone
-calls there; 0.3 ms gave mixed results side by side (2026-11-30 night) and was not taken."""
+Measured on the 2-core development machine (intent, closed-loop client, the event loop pinned and gRPC's
+threads yielding to it, cpu_affinity.py): at one caller the next call starts 364-484 µs (1st-90th
+percentile) after the last one ended; at 8 callers the 2.5 % of calls that find none in flight start
+138-536 µs after, at 64 callers 0.8 % of calls, 137-780 µs. 0.4 ms missed 40 % of the lone calls; 0.3 ms
+catches them all and answered 8-9 % more requests at one caller, level at 8 and 64, in two side-by-side
+runs (docs/EXPERIMENTS.md, 2026-12-01)."""
 
 
 class Occupancy:
