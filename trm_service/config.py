@@ -24,7 +24,7 @@ class ServeConfig:
     default_models: bool = True
     max_batch_size: int = 64
     max_queue: int = 256
-    max_rows_per_run: int = 16
+    max_rows_per_run: int = 8
     max_batch_requests: int = 256
     """Most requests in one ReasonBatch call."""
     workers: int = 1
