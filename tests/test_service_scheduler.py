@@ -305,11 +305,12 @@ class HeldSession:
 
 
 async def _six_requests_held_in_their_second_step(model: LoadedModel) -> tuple[Harness, HeldSession, list[Ticket]]:
-    """Six never-halting requests in calls of two rows (three calls a step); returns once their first step
-    finished and the model's thread holds the first call of the second."""
+    """Six never-halting requests of two steps in calls of two rows (three calls a step); returns once their
+    first step finished and the model's thread holds the first call of the second. (Two steps, so that no
+    third step's calls can finish while a test counts the second's.)"""
     held = HeldSession(model.session, hold_call=4)
     harness = Harness(model, max_rows_per_run=2, session=held)
-    tickets = [harness.submit(harness.ticket("the same question", max_steps=5000, stream=True)) for _ in range(6)]
+    tickets = [harness.submit(harness.ticket("the same question", max_steps=2, stream=True)) for _ in range(6)]
     assert [(await t.next_update()).step for t in tickets] == [1] * 6
     await asyncio.to_thread(held.holding.wait, 60)
     return harness, held, tickets
