@@ -128,6 +128,21 @@ def test_a_caller_under_another_policy_keeps_it() -> None:
     _in_a_thread(check)
 
 
+@needs_batch_policy
+def test_a_system_that_refuses_the_policy_still_starts_the_threads(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(*_: object) -> None:
+        raise PermissionError("operation not permitted")
+
+    monkeypatch.setattr(os, "sched_setscheduler", refuse)
+
+    def check() -> None:
+        with yielding_threads():
+            assert _policy_of_a_thread_started() == os.SCHED_OTHER
+        assert os.sched_getscheduler(0) == os.SCHED_OTHER
+
+    _in_a_thread(check)
+
+
 def _in_a_thread(check: Callable[[], None]) -> None:
     """Run `check` on a thread of its own (policies are per thread), raising what it raised."""
     with ThreadPoolExecutor(max_workers=1) as pool:

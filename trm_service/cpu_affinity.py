@@ -1,4 +1,5 @@
-"""Where the server's threads run: the event loop and gRPC's threads on one CPU, compute threads on all.
+"""Where the server's threads run: the event loop and gRPC's threads on one CPU, gRPC's yielding to the loop,
+compute threads on all.
 
 grpc.aio passes each call's events from gRPC's own threads to the event loop thread, and the loop hands
 steps to the model threads and takes them back: several cross-thread wake-ups per call. Left to the
@@ -65,13 +66,16 @@ def yielding_threads() -> Iterator[None]:
     """Threads started inside the block run under SCHED_BATCH, inherited from the calling thread, whose own
     policy comes back at the end: woken, such a thread waits for the running one to wait or use up its time
     slice instead of preempting it. Nothing changes where the calling thread is not under the default
-    policy (SCHED_OTHER), or the system has no SCHED_BATCH."""
-    if not hasattr(os, "SCHED_BATCH") or os.sched_getscheduler(0) != os.SCHED_OTHER:
-        yield
-        return
-    default = os.sched_getparam(0)
-    os.sched_setscheduler(0, os.SCHED_BATCH, default)
+    policy (SCHED_OTHER), or the system has no SCHED_BATCH or refuses the change (a sandbox)."""
+    try:
+        switched = os.sched_getscheduler(0) == os.SCHED_OTHER
+        if switched:
+            default = os.sched_getparam(0)
+            os.sched_setscheduler(0, os.SCHED_BATCH, default)
+    except (AttributeError, OSError):  # no such policy here, or not allowed to set it
+        switched = False
     try:
         yield
     finally:
-        os.sched_setscheduler(0, os.SCHED_OTHER, default)
+        if switched:
+            os.sched_setscheduler(0, os.SCHED_OTHER, default)
