@@ -15,6 +15,7 @@ import pytest
 from test_service_support import TEXT_MODEL
 from trm.v1 import trm_pb2, trm_pb2_grpc
 
+from trm_service import cpu_affinity
 from trm_service.cpu_affinity import choose_cpu, yielding_threads
 from trm_service.testing import ServerProcess
 
@@ -108,7 +109,14 @@ def _policy_of_a_thread_started() -> int:
     return seen[0]
 
 
+@pytest.fixture
+def pinned_loop(monkeypatch: pytest.MonkeyPatch) -> None:
+    """As after `pin_event_loop`: the threads a block starts would share the event loop's CPU."""
+    monkeypatch.setattr(cpu_affinity, "_compute_cpus", USABLE or frozenset({0}))
+
+
 @needs_batch_policy
+@pytest.mark.usefixtures("pinned_loop")
 def test_threads_started_in_the_block_yield_and_the_caller_gets_its_policy_back() -> None:
     def check() -> None:
         with yielding_threads():
@@ -120,6 +128,17 @@ def test_threads_started_in_the_block_yield_and_the_caller_gets_its_policy_back(
 
 
 @needs_batch_policy
+def test_nothing_yields_while_the_event_loop_is_not_pinned() -> None:
+    def check() -> None:
+        with yielding_threads():
+            assert _policy_of_a_thread_started() == os.SCHED_OTHER
+        assert os.sched_getscheduler(0) == os.SCHED_OTHER
+
+    _in_a_thread(check)
+
+
+@needs_batch_policy
+@pytest.mark.usefixtures("pinned_loop")
 def test_a_caller_under_another_policy_keeps_it() -> None:
     def check() -> None:
         os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
@@ -131,6 +150,7 @@ def test_a_caller_under_another_policy_keeps_it() -> None:
 
 
 @needs_batch_policy
+@pytest.mark.usefixtures("pinned_loop")
 def test_a_system_that_refuses_the_policy_still_starts_the_threads(monkeypatch: pytest.MonkeyPatch) -> None:
     def refuse(*_: object) -> None:
         raise PermissionError("operation not permitted")

@@ -65,17 +65,18 @@ def free_thread() -> None:
 def yielding_threads() -> Iterator[None]:
     """Threads started inside the block run under SCHED_BATCH, inherited from the calling thread, whose own
     policy comes back at the end: woken, such a thread waits for the running one to wait or use up its time
-    slice instead of preempting it. Nothing changes where the calling thread is not under the default
-    policy (SCHED_OTHER), or the system has no SCHED_BATCH or refuses the change (a sandbox)."""
+    slice instead of preempting it. Nothing changes while the event loop is not pinned (they would not
+    share its CPU), where the calling thread is not under the default policy (SCHED_OTHER), or where the
+    system has no SCHED_BATCH or refuses the change (a sandbox)."""
+    default: os.sched_param | None = None
     try:
-        switched = os.sched_getscheduler(0) == os.SCHED_OTHER
-        if switched:
+        if _compute_cpus is not None and os.sched_getscheduler(0) == os.SCHED_OTHER:
             default = os.sched_getparam(0)
             os.sched_setscheduler(0, os.SCHED_BATCH, default)
     except (AttributeError, OSError):  # no such policy here, or not allowed to set it
-        switched = False
+        default = None
     try:
         yield
     finally:
-        if switched:
+        if default is not None:
             os.sched_setscheduler(0, os.SCHED_OTHER, default)

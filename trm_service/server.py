@@ -10,7 +10,6 @@ ends, requests still running are stopped with their best answer so far (HALT_REA
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import gc
 import json
 import os
@@ -73,12 +72,12 @@ def build_grpc_server(
 ) -> grpc.aio.Server:
     """The grpc.aio server with the API, health and reflection (v1 and v1alpha), counting the calls gRPC
     refuses in `metrics`; not yet bound. The process's first grpc.aio server starts gRPC's threads, which
-    then yield to the event loop on its CPU (cpu_affinity.py) unless --no-pin-event-loop."""
+    then yield to the event loop while it is pinned to their CPU (cpu_affinity.py)."""
     methods = RefusedCallCounter(metrics, max_send_bytes=config.max_message_bytes)
     methods.add_registered_method_handlers(SERVICE_NAME, reasoning_methods(servicer))
     health_pb2_grpc.add_HealthServicer_to_server(model_health.servicer, methods)
     enable_reflection(methods, (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name))
-    with yielding_threads() if config.pin_event_loop else contextlib.nullcontext():
+    with yielding_threads():
         return grpc.aio.server(
             handlers=(methods,),
             options=[
