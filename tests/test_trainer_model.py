@@ -1,11 +1,19 @@
-"""The TRM recursion: shapes, exactly T·(n+1) calls of f per step, gradients only from the last round."""
+"""The TRM recursion: shapes, exactly T·(n+1) calls of f per step, gradients only from the last round; the
+network's attention and norms as exported."""
 
 from __future__ import annotations
 
+from collections import Counter
+from pathlib import Path
+
+import onnx
+import onnxruntime as ort
 import pytest
 import torch
+import torch.nn.functional as F
 
-from trainer.model import TRM, ModelConfig, rms_norm
+from trainer.export import export_step
+from trainer.model import TRM, ModelConfig, SelfAttention, rms_norm
 from trainer.train import exact_correct
 
 torch.set_num_threads(1)
@@ -133,3 +141,30 @@ def test_halting_target_is_exact_whole_answer_correctness() -> None:
     cells[1, :2, 1] = 1.0
     cells[1, 2, 3] = 1.0  # one cell wrong
     assert exact_correct(cells, torch.ones(2, 3, dtype=torch.long)).tolist() == [True, False]
+
+
+def test_written_out_attention_equals_the_library_attention() -> None:
+    torch.manual_seed(0)
+    attention = SelfAttention(dim=32, num_heads=4, seq_len=9)
+    x = torch.randn(3, 9, 32)
+    key_mask = torch.ones(3, 9, dtype=torch.bool)
+    key_mask[1, 5:] = False
+    key_mask[2, 2:] = False
+    batch, seq, dim = x.shape
+    qkv = attention.qkv(x).view(batch, seq, 3, 4, dim // 4).permute(2, 0, 3, 1, 4)
+    q, k = attention.rotary(qkv[0]), attention.rotary(qkv[1])
+    expected = F.scaled_dot_product_attention(q, k, qkv[2], attn_mask=key_mask[:, None, None, :])
+    expected = attention.out(expected.transpose(1, 2).reshape(batch, seq, dim))
+    torch.testing.assert_close(attention(x, key_mask), expected, atol=1e-5, rtol=1e-5)
+
+
+def test_the_exported_step_lets_onnx_runtime_fuse_every_norm(tmp_path: Path) -> None:
+    cfg = text_config(n=1, T=1, N_sup=1)
+    export_step(TRM(cfg).eval(), tmp_path / "step.onnx")
+    options = ort.SessionOptions()
+    options.optimized_model_filepath = str(tmp_path / "optimized.onnx")
+    ort.InferenceSession(str(tmp_path / "step.onnx"), options, providers=["CPUExecutionProvider"])
+    ops = Counter(node.op_type for node in onnx.load(str(tmp_path / "optimized.onnx")).graph.node)
+    norms_per_step = 2 * cfg.num_layers * cfg.T * (cfg.n + 1)  # two per block, every call of f
+    assert ops["SimplifiedLayerNormalization"] == norms_per_step
+    assert ops["ReduceMean"] == ops["Pow"] == 0
