@@ -34,6 +34,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import psutil
 from trm.v1 import trm_pb2
 
@@ -51,6 +52,7 @@ from loadtests.local_server import (
     tree_rss_bytes,
     wait_until_serving,
 )
+from loadtests.step_cost import served_model, step_seconds
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 BAR_MODEL = "intent-clinc150"
@@ -323,6 +325,27 @@ def markdown(ours: ServerFigures, naive: ServerFigures, plain: ServerFigures, co
     return "\n".join(lines) + "\n"
 
 
+def describe_machine(models: Path, inputs: ModelInputs) -> str:
+    """The machine in one line, with what its CPU makes of the bar model's served step (loadtests.step_cost)
+    before any server starts: figures from different machines compare through it."""
+    memory_gib = psutil.virtual_memory().total / 2**30
+    model, rng = served_model(models / inputs.model), np.random.default_rng(0)
+    single, batched = (step_seconds(model, inputs.samples, batch, 1.0, rng) for batch in (1, 8))
+    return (f"{platform.machine()}, {cpu_name()}, {psutil.cpu_count()} CPUs, {memory_gib:.0f} GiB memory; "
+            f"{inputs.model}'s served step {single * 1e6:.0f} µs for one request, {batched / 8 * 1e6:.0f} µs per "
+            "request in a batch of 8")
+
+
+def cpu_name() -> str:
+    """The CPU's model name as the kernel reports it (Linux), else what the platform module knows."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return platform.processor() or "unknown CPU"
+    names = [line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")]
+    return names[0] if names else platform.processor() or "unknown CPU"
+
+
 def main(argv: list[str] | None = None) -> int:
     """Command line entry point; exit status 0 whatever the figures (it is a benchmark)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -339,12 +362,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     settings = BenchSettings(tuple(args.concurrency), args.duration, args.streams)
     command = "python -m loadtests.bench " + " ".join(argv if argv is not None else sys.argv[1:])
-    memory_gib = psutil.virtual_memory().total / 2**30
-    machine = f"{platform.machine()}, {psutil.cpu_count()} CPUs, {memory_gib:.0f} GiB memory"
     data = data_dir(args.data_dir)
     inputs = load_inputs(data, list(DEFAULT_MODELS))
     with tempfile.TemporaryDirectory(prefix="trm-bench-") as scratch:
         models = models_dir(args.bundles, Path(scratch), data)
+        machine = describe_machine(models, inputs[BAR_MODEL])
         server_args = shlex.split(args.server_args)
         service_figures, plain, limits = bench_service_and_plain(models, inputs, settings, server_args)
         naive = bench_naive(models, inputs, limits, settings)

@@ -19,6 +19,7 @@ import re
 import shutil
 import subprocess
 import sys
+import sysconfig
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -46,9 +47,15 @@ def thread_cpu_ticks(pid: int) -> dict[int, int]:
     return ticks
 
 
-def thread_names(pid: int) -> dict[int, str]:
+def find_py_spy() -> str | None:
+    """The py-spy executable: on PATH, else beside this interpreter (a virtual environment used without
+    activating it, as `make` does)."""
+    return shutil.which("py-spy") or shutil.which("py-spy", path=sysconfig.get_path("scripts"))
+
+
+def thread_names(py_spy: str, pid: int) -> dict[int, str]:
     """Python thread names by thread id, from `py-spy dump` (the main thread's id is the process id)."""
-    dump = subprocess.run(["py-spy", "dump", "--pid", str(pid), "--nonblocking"], capture_output=True, text=True)
+    dump = subprocess.run([py_spy, "dump", "--pid", str(pid), "--nonblocking"], capture_output=True, text=True)
     return {int(m.group(1)): m.group(2) for m in re.finditer(r'Thread (\d+) \([^)]*\): "([^"]+)"', dump.stdout)}
 
 
@@ -78,12 +85,14 @@ def read_raw_samples(path: Path) -> dict[str, ThreadSamples]:
     return threads
 
 
-def profile_level(target: str, pid: int, make, concurrency: int, duration_s: float, scratch: Path) -> str:
+def profile_level(
+    py_spy: str, target: str, pid: int, make, concurrency: int, duration_s: float, scratch: Path
+) -> str:
     """Drive one concurrency level while sampling; return its Markdown section."""
-    names = thread_names(pid)
+    names = thread_names(py_spy, pid)
     raw = scratch / f"c{concurrency}.txt"
     spy = subprocess.Popen(
-        ["py-spy", "record", "--pid", str(pid), "--rate", str(SAMPLE_RATE_HZ), "--duration", str(int(duration_s)),
+        [py_spy, "record", "--pid", str(pid), "--rate", str(SAMPLE_RATE_HZ), "--duration", str(int(duration_s)),
          "--format", "raw", "--threads", "--nonblocking", "--output", str(raw)],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
@@ -124,7 +133,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, default=8.0, help="seconds per concurrency (at least 3)")
     parser.add_argument("--data-dir", default=None, help="shared data folder (default $TRM_DATA_DIR or ../shared/data)")
     args = parser.parse_args(argv)
-    if shutil.which("py-spy") is None:
+    py_spy = find_py_spy()
+    if py_spy is None:
         parser.error("py-spy is not installed: pip install py-spy (it is in the dev extra)")
     if args.duration < 3:
         parser.error("--duration must be at least 3 seconds")
@@ -138,8 +148,9 @@ def main(argv: list[str] | None = None) -> int:
         make = request_factory(inputs, text_limits(server.target)[args.model], seed=1)
         closed_loop(server.target, make, 1, 1.0)  # warm-up
         for concurrency in args.concurrency:
-            print(profile_level(server.target, server.pid, make, concurrency, args.duration, Path(scratch)) + "\n",
-                  flush=True)  # fmt: skip
+            section = profile_level(py_spy, server.target, server.pid, make, concurrency, args.duration,
+                                    Path(scratch))
+            print(section + "\n", flush=True)
     return 0
 
 

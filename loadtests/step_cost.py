@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import argparse
 import time
+from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 
 from loadtests.inputs import DEFAULT_MODELS, data_dir, load_inputs
 from trm_service.config import DEFAULT_MODELS_DIR
-from trm_service.runtime.loader import LoadOptions, load_model
+from trm_service.runtime.loader import LoadedModel, LoadOptions, load_model
 from trm_service.runtime.session import SessionSettings
 from trm_service.runtime.text_codec import TextCodec
 
@@ -33,25 +35,40 @@ def main() -> None:
     print("| model | batch | ms per step | µs per request | per request vs batch 1 |")
     print("|---|---:|---:|---:|---:|")
     for name in text_models:
-        model = load_model(DEFAULT_MODELS_DIR / name, LoadOptions(SessionSettings(intra_op_threads=1), int8=True))
-        assert isinstance(model.codec, TextCodec)
-        session, rng = model.session, np.random.default_rng(0)
+        model = served_model(DEFAULT_MODELS_DIR / name)
+        rng = np.random.default_rng(0)
         single = None
         for batch in BATCH_SIZES:
-            texts = [inputs[name].samples[i] for i in rng.choice(len(inputs[name].samples), batch)]
-            tokens = [model.codec.tokenize(text) for text in texts]
-            length = max(session.input_length(t) for t in tokens)
-            stacked = np.stack([t[:length] for t in tokens])
-            y = session.initial_state(batch, session.state_rows(length))
-            runs, started = 0, time.perf_counter()
-            while time.perf_counter() - started < args.seconds:
-                session.run(stacked, y, np.zeros_like(y))
-                runs += 1
-            step_s = (time.perf_counter() - started) / runs
+            step_s = step_seconds(model, inputs[name].samples, batch, args.seconds, rng)
             single = single or step_s
             print(f"| {name} | {batch} | {step_s * 1e3:.2f} | {step_s / batch * 1e6:.0f} | "
                   f"{step_s / batch / single:.2f} |", flush=True)
 
+
+def served_model(bundle: Path) -> LoadedModel:
+    """A text bundle loaded as the server runs it: int8 where shipped, one intra-op thread."""
+    model = load_model(bundle, LoadOptions(SessionSettings(intra_op_threads=1), int8=True))
+    if not isinstance(model.codec, TextCodec):
+        raise ValueError(f"{bundle} is not a text model")
+    return model
+
+
+def step_seconds(model: LoadedModel, samples: Sequence[str], batch: int, seconds: float,
+                 rng: np.random.Generator) -> float:
+    """Mean wall time of one step for `batch` random samples, at the batch's longest input as the server
+    trims it, run back to back for `seconds`."""
+    assert isinstance(model.codec, TextCodec)
+    session = model.session
+    tokens = [model.codec.tokenize(samples[i]) for i in rng.choice(len(samples), batch)]
+    length = max(session.input_length(t) for t in tokens)
+    stacked = np.stack([t[:length] for t in tokens])
+    y = session.initial_state(batch, session.state_rows(length))
+    z = np.zeros_like(y)
+    runs, started = 0, time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        session.run(stacked, y, z)
+        runs += 1
+    return (time.perf_counter() - started) / runs
 
 if __name__ == "__main__":
     main()

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import os
+import sysconfig
 import threading
 from pathlib import Path
 
-from loadtests.profile_server import read_raw_samples, thread_cpu_ticks
+from loadtests.profile_server import find_py_spy, read_raw_samples, thread_cpu_ticks
 
 RAW = """\
 thread (4038): MainThread;run (uvloop/__init__.py:92);Runner.run (asyncio/runners.py:118) 70
@@ -40,3 +41,12 @@ def test_thread_cpu_ticks_see_every_thread_of_a_process():
     finally:
         done.set()
         worker.join()
+
+
+def test_py_spy_is_found_beside_the_interpreter_when_not_on_path(monkeypatch):
+    """`.venv/bin/python -m loadtests.profile_server` works without activating the environment (py-spy is in the
+    dev extra, so it lies in this interpreter's scripts folder)."""
+    monkeypatch.setenv("PATH", "/nonexistent")
+    found = find_py_spy()
+    assert found is not None and Path(found).parent == Path(sysconfig.get_path("scripts"))
+    assert os.access(found, os.X_OK)
