@@ -10,6 +10,8 @@ text model (loadtests.batch_job): the same inputs through ReasonBatch calls of 6
 through 64 unary calls in flight on the plain server, in alternating rounds.
 Then the sequence model, when its bundle is there (loadtests.sequence_bench: latency of 20-token answers
 at concurrency 1, throughput at 32, and decoding with the prefix cache against recomputing it).
+Its Machine line names the CPU and times the intent model's served step before any server starts
+(loadtests.step_cost), so that runs on different machines can be told apart.
 Prints the figures as Markdown (for docs/PERFORMANCE.md), writes them as JSON, and checks the bars
 for the intent model and the service/plain bars for the text models. A benchmark, not a test:
 figures depend on the machine and what else runs. With the defaults (10 s per model and
