@@ -331,8 +331,8 @@ def describe_machine(models: Path, inputs: ModelInputs) -> str:
     """The machine in one line, with what its CPU makes of the bar model's served step (loadtests.step_cost)
     before any server starts: figures from different machines compare through it."""
     memory_gib = psutil.virtual_memory().total / 2**30
-    model, rng = served_model(models / inputs.model), np.random.default_rng(0)
-    single, batched = (step_seconds(model, inputs.samples, batch, 1.0, rng) for batch in (1, 8))
+    (session, codec), rng = served_model(models / inputs.model), np.random.default_rng(0)
+    single, batched = (step_seconds(session, codec, inputs.samples, batch, 1.0, rng) for batch in (1, 8))
     return (f"{platform.machine()}, {cpu_name()}, {psutil.cpu_count()} CPUs, {memory_gib:.0f} GiB memory; "
             f"{inputs.model}'s served step {single * 1e6:.0f} µs for one request, {batched / 8 * 1e6:.0f} µs per "
             "request in a batch of 8")
@@ -343,7 +343,7 @@ def cpu_name() -> str:
     try:
         lines = Path("/proc/cpuinfo").read_text().splitlines()
     except OSError:
-        return platform.processor() or "unknown CPU"
+        lines = []
     names = [line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")]
     return names[0] if names else platform.processor() or "unknown CPU"
 

@@ -18,8 +18,8 @@ import numpy as np
 
 from loadtests.inputs import DEFAULT_MODELS, data_dir, load_inputs
 from trm_service.config import DEFAULT_MODELS_DIR
-from trm_service.runtime.loader import LoadedModel, LoadOptions, load_model
-from trm_service.runtime.session import SessionSettings
+from trm_service.runtime.loader import LoadOptions, load_model
+from trm_service.runtime.session import SessionSettings, StepSession
 from trm_service.runtime.text_codec import TextCodec
 
 BATCH_SIZES = (1, 2, 4, 8, 16, 32, 64)
@@ -35,31 +35,30 @@ def main() -> None:
     print("| model | batch | ms per step | µs per request | per request vs batch 1 |")
     print("|---|---:|---:|---:|---:|")
     for name in text_models:
-        model = served_model(DEFAULT_MODELS_DIR / name)
+        session, codec = served_model(DEFAULT_MODELS_DIR / name)
         rng = np.random.default_rng(0)
         single = None
         for batch in BATCH_SIZES:
-            step_s = step_seconds(model, inputs[name].samples, batch, args.seconds, rng)
+            step_s = step_seconds(session, codec, inputs[name].samples, batch, args.seconds, rng)
             single = single or step_s
             print(f"| {name} | {batch} | {step_s * 1e3:.2f} | {step_s / batch * 1e6:.0f} | "
                   f"{step_s / batch / single:.2f} |", flush=True)
 
 
-def served_model(bundle: Path) -> LoadedModel:
-    """A text bundle loaded as the server runs it: int8 where shipped, one intra-op thread."""
+def served_model(bundle: Path) -> tuple[StepSession, TextCodec]:
+    """A text bundle's step session and codec, loaded as the server runs them: int8 where shipped, one
+    intra-op thread."""
     model = load_model(bundle, LoadOptions(SessionSettings(intra_op_threads=1), int8=True))
     if not isinstance(model.codec, TextCodec):
         raise ValueError(f"{bundle} is not a text model")
-    return model
+    return model.session, model.codec
 
 
-def step_seconds(model: LoadedModel, samples: Sequence[str], batch: int, seconds: float,
+def step_seconds(session: StepSession, codec: TextCodec, samples: Sequence[str], batch: int, seconds: float,
                  rng: np.random.Generator) -> float:
     """Mean wall time of one step for `batch` random samples, at the batch's longest input as the server
     trims it, run back to back for `seconds`."""
-    assert isinstance(model.codec, TextCodec)
-    session = model.session
-    tokens = [model.codec.tokenize(samples[i]) for i in rng.choice(len(samples), batch)]
+    tokens = [codec.tokenize(samples[i]) for i in rng.choice(len(samples), batch)]
     length = max(session.input_length(t) for t in tokens)
     stacked = np.stack([t[:length] for t in tokens])
     y = session.initial_state(batch, session.state_rows(length))
@@ -69,6 +68,7 @@ def step_seconds(model: LoadedModel, samples: Sequence[str], batch: int, seconds
         session.run(stacked, y, z)
         runs += 1
     return (time.perf_counter() - started) / runs
+
 
 if __name__ == "__main__":
     main()
