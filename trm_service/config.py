@@ -27,6 +27,8 @@ class ServeConfig:
     max_rows_per_run: int = 8
     max_batch_requests: int = 256
     """Most requests in one ReasonBatch call."""
+    call_acceptors: int = 8
+    """Reason calls gRPC may hand over at once beyond grpc.aio's own one (api/call_acceptors.py); 0: its own only."""
     workers: int = 1
     tls_cert: Path | None = None
     tls_key: Path | None = None
@@ -66,6 +68,7 @@ class ServeConfig:
             ("--max-queue", self.max_queue, 0),
             ("--max-rows-per-run", self.max_rows_per_run, 1),
             ("--max-batch-requests", self.max_batch_requests, 1),
+            ("--call-acceptors", self.call_acceptors, 0),
             ("--workers", self.workers, 1),
             ("--intra-op-threads", self.intra_op_threads, 1),
             ("--max-message-bytes", self.max_message_bytes, 1024),

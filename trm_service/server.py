@@ -22,6 +22,7 @@ import grpc
 import structlog
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
+from trm_service.api.call_acceptors import CallAcceptors
 from trm_service.api.reflection import enable_reflection
 from trm_service.api.servicer import SERVICE_NAME, ReasoningServicer, ServingLimits, reasoning_methods
 from trm_service.config import ConfigError, ServeConfig
@@ -69,16 +70,17 @@ class ModelHealth:
 
 def build_grpc_server(
     config: ServeConfig, servicer: ReasoningServicer, model_health: ModelHealth, metrics: ServiceMetrics
-) -> grpc.aio.Server:
+) -> tuple[grpc.aio.Server, CallAcceptors]:
     """The grpc.aio server with the API, health and reflection (v1 and v1alpha), counting the calls gRPC
-    refuses in `metrics`; not yet bound. The process's first grpc.aio server starts gRPC's threads, which
-    then yield to the event loop while it is pinned to their CPU (cpu_affinity.py)."""
+    refuses in `metrics`, and the extra acceptors of Reason calls (registered, started by the caller after the
+    server); not yet bound. The process's first grpc.aio server starts gRPC's threads, which then yield to the
+    event loop while it is pinned to their CPU (cpu_affinity.py)."""
     methods = RefusedCallCounter(metrics, max_send_bytes=config.max_message_bytes)
     methods.add_registered_method_handlers(SERVICE_NAME, reasoning_methods(servicer))
     health_pb2_grpc.add_HealthServicer_to_server(model_health.servicer, methods)
     enable_reflection(methods, (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name))
     with yielding_threads():
-        return grpc.aio.server(
+        server = grpc.aio.server(
             handlers=(methods,),
             options=[
                 ("grpc.max_receive_message_length", config.max_message_bytes),
@@ -86,6 +88,8 @@ def build_grpc_server(
                 ("grpc.so_reuseport", 1 if config.reuse_port else 0),
             ]
         )
+    acceptors = CallAcceptors(server, methods, f"/{SERVICE_NAME}/Reason", config.call_acceptors)
+    return server, acceptors
 
 
 def place_threads(config: ServeConfig) -> None:
@@ -126,10 +130,13 @@ async def run_server(config: ServeConfig) -> None:
         max_batch_requests=config.max_batch_requests,
     )
     model_health = ModelHealth()
-    server = build_grpc_server(config, ReasoningServicer(registry, limits, metrics), model_health, metrics)
+    server, acceptors = build_grpc_server(config, ReasoningServicer(registry, limits, metrics), model_health, metrics)
     port = _bind(server, config)
     metrics_port = serve_metrics(config.host, config.metrics_port) if config.metrics_port is not None else None
+    accepting = acceptors.register()
     await server.start()
+    if accepting:
+        acceptors.start()
     await model_health.sync(registry.names())
     tune_garbage_collector()
 
@@ -150,7 +157,7 @@ async def run_server(config: ServeConfig) -> None:
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     loop.add_signal_handler(signal.SIGINT, stop.set)
     loop.add_signal_handler(signal.SIGHUP, on_hangup)
-    _log.info("serving", host=config.host, port=port, metrics_port=metrics_port,
+    _log.info("serving", host=config.host, port=port, metrics_port=metrics_port, call_acceptors=acceptors.running,
               tls=config.tls_cert is not None, mutual_tls=config.tls_client_ca is not None)
     if config.ready_file is not None:
         write_ready_file(config.ready_file, port=port, metrics_port=metrics_port)

@@ -16,7 +16,9 @@ The lookup runs inside the task that gRPC creates for the call, and so do the me
 deserializer and response serializer: the lookup notes the task as awaiting its request, the wrapped
 deserializer clears the note, and the task's end counts a note still there; the wrapped serializer counts
 an answer over the limit. Request-streaming methods (only server reflection here) start before any message
-arrives, so an oversized request on them is not counted.
+arrives, so an oversized request on them is not counted. Reason is also in gRPC's registered-method table (for
+the extra acceptors, api/call_acceptors.py), where gRPC finds a handler without the lookup: that handler
+(`registered`) notes its call when gRPC reads whether the method streams its request, which it does first.
 
 A server interceptor could see the same calls, but grpc.aio then runs an interceptor chain of coroutines
 for every call: 11 µs of the event loop's CPU per request more than this table at 8 callers (intent, about
@@ -61,7 +63,8 @@ class RefusedCallCounter(grpc.GenericRpcHandler):
         self._max_send_bytes = max_send_bytes
         self._methods: dict[str, grpc.RpcMethodHandler] = {}
         self._generic: list[grpc.GenericRpcHandler] = []
-        self._awaiting_request: dict[_Task, str] = {}
+        self._awaiting_request: dict[_Task, str | None] = {}
+        """Each call's task until it ends: its method while its request has not arrived, then None."""
 
     def add_generic_rpc_handlers(self, handlers: Iterable[grpc.GenericRpcHandler]) -> None:
         """Serve the methods `handlers` know (looked up after the registered methods)."""
@@ -79,11 +82,25 @@ class RefusedCallCounter(grpc.GenericRpcHandler):
         if handler is None:
             self._refused("", UNKNOWN_METHOD, shown=_shorten(method))
             return None
+        if not handler.request_streaming:
+            self._note_call(method)
+        return handler
+
+    def registered(self, method: str) -> grpc.RpcMethodHandler:
+        """`method`'s handler for gRPC's registered-method table (`grpc.aio.Server.add_registered_method_handlers`),
+        where gRPC finds it without asking `service`: the call is noted when gRPC first reads whether the method
+        streams its request, which it does before the request arrives. Unary-request methods only."""
+        handler = self._methods[method]
+        if handler.request_streaming:
+            raise ValueError(f"{method} streams its request: its calls are not tracked (see the module docstring)")
+        return _NotingHandler(handler, partial(self._note_call, method))
+
+    def _note_call(self, method: str) -> None:
+        """Note the running call's task as awaiting its request (once per task)."""
         task = asyncio.current_task()
-        if task is not None and not handler.request_streaming:
+        if task is not None and task not in self._awaiting_request:
             self._awaiting_request[task] = method
             task.add_done_callback(self._call_ended)
-        return handler
 
     def _generic_handler(self, details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler | None:
         """A method only a generic handler knows, wrapped once and then kept by name like a registered one."""
@@ -106,7 +123,9 @@ class RefusedCallCounter(grpc.GenericRpcHandler):
         )
 
     def _request_received(self, deserializer: Callable[[bytes], Any] | None, raw: bytes) -> Any:
-        self._awaiting_request.pop(asyncio.current_task(), None)  # type: ignore[arg-type]
+        task = asyncio.current_task()
+        if task in self._awaiting_request:
+            self._awaiting_request[task] = None  # type: ignore[index]
         return raw if deserializer is None else deserializer(raw)
 
     def _response_serialized(self, method: str, serializer: Callable[[Any], bytes] | None, message: Any) -> bytes:
@@ -124,6 +143,26 @@ class RefusedCallCounter(grpc.GenericRpcHandler):
         metrics = self._metrics
         metrics.child(metrics.grpc_refused, method, reason).inc()
         _log.info("grpc_refused", method=shown, reason=reason)
+
+
+class _NotingHandler(grpc.RpcMethodHandler):
+    """A unary-request method's handler that notes its call when gRPC reads `request_streaming`
+    (RefusedCallCounter.registered); every other attribute is the wrapped handler's."""
+
+    def __init__(self, handler: grpc.RpcMethodHandler, note: Callable[[], None]) -> None:
+        self._note = note
+        self.response_streaming = handler.response_streaming
+        self.request_deserializer = handler.request_deserializer
+        self.response_serializer = handler.response_serializer
+        self.unary_unary = handler.unary_unary
+        self.unary_stream = handler.unary_stream
+        self.stream_unary = handler.stream_unary
+        self.stream_stream = handler.stream_stream
+
+    @property
+    def request_streaming(self) -> bool:
+        self._note()
+        return False
 
 
 def _arity(streaming: bool) -> str:

@@ -1,0 +1,104 @@
+"""More of one method's calls taken from gRPC at once than grpc.aio takes by itself.
+
+grpc.aio (1.85) keeps one request for the next call of each method outstanding in gRPC core: when a call
+arrives, the event loop turns several times (the request's task ends, the server's loop wakes, starts the
+call's task and asks again) before the next call of that method can be taken. Under load each turn is long
+(a step's answers are read and sent in one), so calls wait inside gRPC, unseen by the scheduler: at 64
+routing callers, 23 of a call's 37 ms (p50) passed before its handler began. `CallAcceptors` keeps `count`
+more requests for the method outstanding, each in its own task doing for its call what grpc.aio's own loop
+does; calls reach the scheduler sooner and its steps hold more of them (docs/EXPERIMENTS.md, 2026-12-01,
+"calls taken from gRPC").
+
+The method is registered with gRPC core (grpc.aio's registered-method table), which also gives grpc.aio's own
+loop one request for it; the refused-call counter notes calls on both paths (RefusedCallCounter.registered).
+The acceptors use grpc.aio's internal entry points (`AioServer._make_request_call_future`, `cygrpc._handle_rpc`,
+`cygrpc._schedule_rpc_coro`, `cygrpc._MethodResolver`); `entry_points_fit` checks them against the installed
+grpcio by building, without running, the coroutines of one call. Where they do not fit, the server runs on
+grpc.aio's own request alone and logs `call_acceptors_unavailable`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import grpc
+import structlog
+from grpc._cython import cygrpc
+
+from trm_service.observability.grpc_refusals import RefusedCallCounter
+
+_log = structlog.get_logger("trm_service.api")
+
+
+def entry_points_fit(server: grpc.aio.Server) -> bool:
+    """Whether the installed grpcio has the internal entry points the acceptors call, with the arguments
+    they pass (built for a method nobody calls, then closed unrun)."""
+    try:
+        core = server._server  # type: ignore[attr-defined]
+        loop = asyncio.get_running_loop()
+        method = "/trm.v1.CallAcceptors/Check"
+        state = cygrpc.RPCState(core)
+        handled = cygrpc._handle_rpc(method, cygrpc._MethodResolver([], {}), (), state, loop, False)
+        scheduled = cygrpc._schedule_rpc_coro(handled, state, loop, method)
+        scheduled.close()
+        handled.close()
+        return callable(core._make_request_call_future)
+    except (AttributeError, TypeError):
+        return False
+
+
+class CallAcceptors:
+    """`count` extra outstanding requests for one unary-request method of a grpc.aio server."""
+
+    def __init__(self, server: grpc.aio.Server, handlers: RefusedCallCounter, method: str, count: int) -> None:
+        self._server = server
+        self._handlers = handlers
+        self._method = method
+        self._count = count
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self.running = 0
+        """Acceptor tasks taking calls now (0 where grpc.aio's own request serves the method alone)."""
+
+    def register(self) -> bool:
+        """Before the server starts: register the method with gRPC core if the acceptors can run here; return
+        whether they can."""
+        if self._count == 0:
+            return False
+        if not entry_points_fit(self._server):
+            _log.warning("call_acceptors_unavailable", method=self._method, grpcio=grpc.__version__,
+                         detail="grpc.aio's internal entry points differ; calls are taken one at a time")
+            return False
+        service, name = self._method.strip("/").split("/")
+        self._server.add_registered_method_handlers(service, {name: self._handlers.registered(self._method)})
+        return True
+
+    def start(self) -> None:
+        """After the server starts: run the acceptor tasks (registered ones only)."""
+        loop = asyncio.get_running_loop()
+        resolver = cygrpc._MethodResolver([self._handlers], {})  # service() sees each call, as for a generic one
+        for _ in range(self._count):
+            self._spawn(loop.create_task(self._accept(resolver), name=f"acceptor[{self._method}]"))
+        self.running = self._count
+
+    async def _accept(self, resolver: Any) -> None:
+        """Take the method's calls one after another until gRPC core stops handing them out (shutdown)."""
+        core = self._server._server  # type: ignore[attr-defined]
+        loop = asyncio.get_running_loop()
+        wire_name = self._method.encode()
+        try:
+            while True:
+                try:
+                    state = await core._make_request_call_future(wire_name)
+                except Exception:  # the server is shutting down: gRPC core fails every outstanding request
+                    return
+                call = cygrpc._handle_rpc(self._method, resolver, (), state, loop, False)
+                self._spawn(loop.create_task(cygrpc._schedule_rpc_coro(call, state, loop, self._method),
+                                             name="rpc_task"))
+        finally:
+            self.running -= 1
+
+    def _spawn(self, task: asyncio.Task[Any]) -> None:
+        """Keep a reference to `task` until it ends (the loop holds only a weak one)."""
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
