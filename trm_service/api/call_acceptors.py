@@ -56,9 +56,13 @@ class CallAcceptors:
         self._handlers = handlers
         self._method = method
         self._count = count
-        self._tasks: set[asyncio.Task[Any]] = set()
-        self.running = 0
+        self._acceptors: set[asyncio.Task[None]] = set()
+        self._calls: set[asyncio.Task[Any]] = set()
+
+    @property
+    def running(self) -> int:
         """Acceptor tasks taking calls now (0 where grpc.aio's own request serves the method alone)."""
+        return len(self._acceptors)
 
     def register(self) -> bool:
         """Before the server starts: register the method with gRPC core if the acceptors can run here; return
@@ -78,27 +82,25 @@ class CallAcceptors:
         loop = asyncio.get_running_loop()
         resolver = cygrpc._MethodResolver([self._handlers], {})  # service() sees each call, as for a generic one
         for _ in range(self._count):
-            self._spawn(loop.create_task(self._accept(resolver), name=f"acceptor[{self._method}]"))
-        self.running = self._count
+            task = loop.create_task(self._accept(resolver), name=f"acceptor[{self._method}]")
+            _keep_until_done(self._acceptors, task)
 
     async def _accept(self, resolver: Any) -> None:
         """Take the method's calls one after another until gRPC core stops handing them out (shutdown)."""
         core = self._server._server  # type: ignore[attr-defined]
         loop = asyncio.get_running_loop()
         wire_name = self._method.encode()
-        try:
-            while True:
-                try:
-                    state = await core._make_request_call_future(wire_name)
-                except Exception:  # the server is shutting down: gRPC core fails every outstanding request
-                    return
-                call = cygrpc._handle_rpc(self._method, resolver, (), state, loop, False)
-                self._spawn(loop.create_task(cygrpc._schedule_rpc_coro(call, state, loop, self._method),
-                                             name="rpc_task"))
-        finally:
-            self.running -= 1
+        while True:
+            try:
+                state = await core._make_request_call_future(wire_name)
+            except cygrpc._RequestCallError:  # the server is stopping: gRPC core fails every outstanding request
+                return
+            call = cygrpc._handle_rpc(self._method, resolver, (), state, loop, False)
+            _keep_until_done(self._calls, loop.create_task(cygrpc._schedule_rpc_coro(call, state, loop, self._method),
+                                                           name="rpc_task"))
 
-    def _spawn(self, task: asyncio.Task[Any]) -> None:
-        """Keep a reference to `task` until it ends (the loop holds only a weak one)."""
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+
+def _keep_until_done(tasks: set[asyncio.Task[Any]], task: asyncio.Task[Any]) -> None:
+    """Hold a reference to `task` in `tasks` until it ends (the loop holds only a weak one)."""
+    tasks.add(task)
+    task.add_done_callback(tasks.discard)
