@@ -21,6 +21,7 @@ from trm_service.observability.metrics import ServiceMetrics
 from trm_service.testing import ServerProcess
 
 REASON = "/trm.v1.ReasoningService/Reason"
+REASON_STREAM = "/trm.v1.ReasoningService/ReasonStream"
 REFUSED = "trm_grpc_refused_total"
 MAX_MESSAGE_BYTES = 4096
 ACCEPTORS = 3
@@ -37,7 +38,7 @@ def _counter(registry: CollectorRegistry) -> RefusedCallCounter:
 def test_the_installed_grpcio_has_the_entry_points_the_acceptors_call() -> None:
     async def check() -> tuple[bool, bool]:
         server = grpc.aio.server()
-        acceptors = CallAcceptors(server, _counter(CollectorRegistry()), REASON, ACCEPTORS)
+        acceptors = CallAcceptors(server, _counter(CollectorRegistry()), (REASON,), ACCEPTORS)
         return entry_points_fit(server), acceptors.register()
 
     assert asyncio.run(check()) == (True, True)
@@ -53,7 +54,7 @@ def test_where_grpcio_differs_the_server_takes_calls_its_own_way(monkeypatch: py
 
     async def check() -> tuple[bool, bool, int]:
         server = grpc.aio.server()
-        acceptors = CallAcceptors(server, _counter(CollectorRegistry()), REASON, ACCEPTORS)
+        acceptors = CallAcceptors(server, _counter(CollectorRegistry()), (REASON,), ACCEPTORS)
         return entry_points_fit(server), acceptors.register(), acceptors.running
 
     assert asyncio.run(check()) == (False, False, 0)
@@ -86,9 +87,9 @@ def server(text_bundle: Path):
         yield process
 
 
-def test_the_server_says_how_many_acceptors_take_reason_calls(server: ServerProcess) -> None:
+def test_the_server_says_how_many_acceptors_take_reason_and_stream_calls(server: ServerProcess) -> None:
     (serving,) = [r for r in server.log_records() if r.get("event") == "serving"]
-    assert serving["call_acceptors"] == ACCEPTORS
+    assert serving["call_acceptors"] == 2 * ACCEPTORS
 
 
 def test_every_call_is_answered_whichever_request_takes_it(server: ServerProcess) -> None:
@@ -99,17 +100,26 @@ def test_every_call_is_answered_whichever_request_takes_it(server: ServerProcess
         with ThreadPoolExecutor(CALLS) as pool:
             together = list(pool.map(
                 lambda t: stub.Reason(trm_pb2.ReasonRequest(model=TEXT_MODEL, text=t), timeout=30), texts))
+            streamed = list(pool.map(
+                lambda t: list(stub.ReasonStream(trm_pb2.ReasonRequest(model=TEXT_MODEL, text=t), timeout=30)), texts))
     assert [r.answer for r in together] == [r.answer for r in alone]
+    assert [steps[-1].answer for steps in streamed] == [r.answer for r in alone]
+    assert all(steps[-1].final for steps in streamed)
     wait_for(lambda: server.sample_value("trm_requests_total", method="Reason", code="OK") == 2 * CALLS)
+    wait_for(lambda: server.sample_value("trm_requests_total", method="ReasonStream", code="OK") == CALLS)
 
 
-def test_every_refused_call_is_counted_whichever_request_takes_it(server: ServerProcess) -> None:
+@pytest.mark.parametrize("method", [REASON, REASON_STREAM])
+def test_every_refused_call_is_counted_whichever_request_takes_it(server: ServerProcess, method: str) -> None:
     oversized = trm_pb2.ReasonRequest(model=TEXT_MODEL, text="a" * (MAX_MESSAGE_BYTES + 10))
-    before = server.sample_value(REFUSED, method=REASON, reason="request_not_received")
+    before = server.sample_value(REFUSED, method=method, reason="request_not_received")
     with grpc.insecure_channel(server.target, options=[("grpc.max_send_message_length", -1)]) as channel:
         stub = trm_pb2_grpc.ReasoningServiceStub(channel)
         for _ in range(CALLS):
             with pytest.raises(grpc.RpcError) as caught:
-                stub.Reason(oversized, timeout=30)
+                if method == REASON:
+                    stub.Reason(oversized, timeout=30)
+                else:
+                    list(stub.ReasonStream(oversized, timeout=30))
             assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
-    wait_for(lambda: server.sample_value(REFUSED, method=REASON, reason="request_not_received") == before + CALLS)
+    wait_for(lambda: server.sample_value(REFUSED, method=method, reason="request_not_received") == before + CALLS)

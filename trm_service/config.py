@@ -28,7 +28,8 @@ class ServeConfig:
     max_batch_requests: int = 256
     """Most requests in one ReasonBatch call."""
     call_acceptors: int = 8
-    """Reason calls gRPC may hand over at once beyond grpc.aio's own one (api/call_acceptors.py); 0: its own only."""
+    """Reason and ReasonStream calls gRPC may hand over at once, each beyond grpc.aio's own one
+    (api/call_acceptors.py); 0: its own only."""
     workers: int = 1
     tls_cert: Path | None = None
     tls_key: Path | None = None

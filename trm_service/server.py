@@ -72,9 +72,9 @@ def build_grpc_server(
     config: ServeConfig, servicer: ReasoningServicer, model_health: ModelHealth, metrics: ServiceMetrics
 ) -> tuple[grpc.aio.Server, CallAcceptors]:
     """The grpc.aio server with the API, health and reflection (v1 and v1alpha), counting the calls gRPC
-    refuses in `metrics`, and the extra acceptors of Reason calls (registered, started by the caller after the
-    server); not yet bound. The process's first grpc.aio server starts gRPC's threads, which then yield to the
-    event loop while it is pinned to their CPU (cpu_affinity.py)."""
+    refuses in `metrics`, and the extra acceptors of Reason and ReasonStream calls (registered and started by
+    the caller, around the server's start); not yet bound. The process's first grpc.aio server starts gRPC's
+    threads, which then yield to the event loop while it is pinned to their CPU (cpu_affinity.py)."""
     methods = RefusedCallCounter(metrics, max_send_bytes=config.max_message_bytes)
     methods.add_registered_method_handlers(SERVICE_NAME, reasoning_methods(servicer))
     health_pb2_grpc.add_HealthServicer_to_server(model_health.servicer, methods)
@@ -88,7 +88,8 @@ def build_grpc_server(
                 ("grpc.so_reuseport", 1 if config.reuse_port else 0),
             ]
         )
-    acceptors = CallAcceptors(server, methods, f"/{SERVICE_NAME}/Reason", config.call_acceptors)
+    acceptors = CallAcceptors(server, methods, (f"/{SERVICE_NAME}/Reason", f"/{SERVICE_NAME}/ReasonStream"),
+                              config.call_acceptors)
     return server, acceptors
 
 

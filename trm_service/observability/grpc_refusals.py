@@ -16,9 +16,10 @@ The lookup runs inside the task that gRPC creates for the call, and so do the me
 deserializer and response serializer: the lookup notes the task as awaiting its request, the wrapped
 deserializer clears the note, and the task's end counts a note still there; the wrapped serializer counts
 an answer over the limit. Request-streaming methods (only server reflection here) start before any message
-arrives, so an oversized request on them is not counted. Reason is also in gRPC's registered-method table (for
-the extra acceptors, api/call_acceptors.py), where gRPC finds a handler without the lookup: that handler
-(`registered`) notes its call when gRPC reads whether the method streams its request, which it does first.
+arrives, so an oversized request on them is not counted. Reason and ReasonStream are also in gRPC's
+registered-method table (for the extra acceptors, api/call_acceptors.py), where gRPC finds a handler without
+the lookup: that handler (`registered`) notes its call when gRPC reads whether the method streams its
+request, which it does first.
 
 A server interceptor could see the same calls, but grpc.aio then runs an interceptor chain of coroutines
 for every call: 11 µs of the event loop's CPU per request more than this table at 8 callers (intent, about
