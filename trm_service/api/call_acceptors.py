@@ -44,7 +44,7 @@ def entry_points_fit(server: grpc.aio.Server) -> bool:
         scheduled = cygrpc._schedule_rpc_coro(handled, state, loop, method)
         scheduled.close()
         handled.close()
-        return callable(core._make_request_call_future)
+        return callable(core._make_request_call_future) and issubclass(cygrpc._RequestCallError, Exception)
     except (AttributeError, TypeError):
         return False
 
