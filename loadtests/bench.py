@@ -1,6 +1,6 @@
 """Benchmark: the service against two baselines serving the same bundles: the naive PyTorch baseline
-(PyTorch eager, one request at a time) and, for the text models, the plain ONNX Runtime server
-(loadtests.plain_server: 4 gRPC threads, the int8 step per request at its own length, no batching).
+(PyTorch eager, one request at a time) and the plain ONNX Runtime server (loadtests.plain_server: 4 gRPC
+threads, the int8 step per request at its own length, no batching; text and grid models).
 
 For each default model: throughput and p50/p99 latency of unary Reason at concurrency 1, 8 and 64,
 and the time to the first streamed step; for each server: RSS and the time from start to SERVING.
@@ -189,8 +189,8 @@ def bench_service_and_plain(
     models: Path, inputs: dict[str, ModelInputs], settings: BenchSettings, server_args: Sequence[str] = ()
 ) -> tuple[ServerFigures, ServerFigures, dict[str, int]]:
     """Start the service (timed to SERVING) and the plain ONNX Runtime server (timed to listening), measure
-    the text models on both side by side and the grid models on the service alone; also return the
-    service's text limits."""
+    every model on both side by side, then the text models' batch job; also return the service's text
+    limits."""
     ours, plain = ServerFigures("service"), ServerFigures("plain")
     started = time.perf_counter()
     with service(models, server_args) as server:
@@ -202,9 +202,10 @@ def bench_service_and_plain(
         started = time.perf_counter()
         with plain_server(models) as (plain_target, plain_pid):
             plain.start_s = time.perf_counter() - started
-            text = {m: make for m, make in factories.items() if inputs[m].kind == "text"}
-            measure([running, RunningServer(plain, plain_target, plain_pid)], text, settings, streams=True)
-            for model, make in text.items():
+            measure([running, RunningServer(plain, plain_target, plain_pid)], factories, settings, streams=True)
+            for model, make in factories.items():
+                if inputs[model].kind != "text":
+                    continue
                 ways: Ways = {"service": (server.target, batched(BATCH_JOB_BATCH, BATCH_JOB_CALLERS)),
                               "plain": (plain_target, unary(BATCH_JOB_CONCURRENCY))}
                 requests = [make() for _ in range(BATCH_JOB_BATCH * max(2, round(settings.duration_s)))]
@@ -212,7 +213,6 @@ def bench_service_and_plain(
                 ours.batch_job_rate[model], plain.batch_job_rate[model] = rates["service"], rates["plain"]
                 print(f"  batch job {model:16} ReasonBatch {rates['service']:8.1f} inputs/s  "
                       f"plain {rates['plain']:8.1f} inputs/s", flush=True)
-        measure([running], {m: make for m, make in factories.items() if m not in text}, settings, streams=True)
     return ours, plain, limits
 
 
@@ -266,7 +266,7 @@ def plain_bars(ours: ServerFigures, plain: ServerFigures) -> list[tuple[str, boo
 
 
 def plain_table(ours: ServerFigures, plain: ServerFigures) -> list[str]:
-    """Markdown rows: the service against the plain ONNX Runtime server, per text model and concurrency."""
+    """Markdown rows: the service against the plain ONNX Runtime server, per model and concurrency."""
     lines = [
         "| model | concurrency | service req/s | service p50 / p99 ms | plain req/s | plain p50 / p99 ms "
         "| service / plain |",

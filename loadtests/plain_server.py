@@ -1,8 +1,9 @@
 """The plain ONNX Runtime server the benchmark holds the service against: what an engineer would write
-in an afternoon. A synchronous grpc.server with 4 worker threads serves unary Reason for the text
-bundles; each request runs on its own (no batching across requests) through the bundle's int8 step
+in an afternoon. A synchronous grpc.server with 4 worker threads serves unary Reason for every text and
+grid bundle; each request runs on its own (no batching across requests) through the bundle's int8 step
 (fp32 without one) at its own token length, with one intra-op thread and sequential execution, the
-manifest's halting rule and default budget, softmax and top-k.
+manifest's halting rule and default budget, then softmax and top-k (text) or each cell's most likely
+symbol (grids).
 
     python -m loadtests.plain_server --models-dir trm_service/models --port 0 --ready-file /tmp/plain.port
 """
@@ -19,31 +20,50 @@ from tokenizers import Tokenizer
 from trm.v1 import trm_pb2, trm_pb2_grpc
 
 from loadtests import baseline_main
-from trm_bundle.manifest import Bundle, TextInput, load_bundle
+from trainer.data.sudoku import is_valid_sudoku_solution
+from trm_bundle.manifest import Bundle, GridInput, TextInput, load_bundle
 
 WORKERS = 4
 DEFAULT_TOP_K = 3
+HALTING_ONLY = trm_pb2.Budget(continue_when_verified=True)
+"""The one budget it takes: the halting rule alone, which is what it runs anyway."""
 
 
 class PlainModel:
-    """One text bundle: its tokenizer and one ONNX Runtime session of its step."""
+    """One bundle: its input reader and one ONNX Runtime session of its step."""
 
     def __init__(self, bundle: Bundle) -> None:
         self.manifest = manifest = bundle.manifest
-        assert isinstance(manifest.input, TextInput)
         self.spec = manifest.input
-        self.tokenizer = Tokenizer.from_file(str(bundle.file(self.spec.tokenizer)))
+        self.tokenizer = (Tokenizer.from_file(str(bundle.file(self.spec.tokenizer)))
+                          if isinstance(self.spec, TextInput) else None)  # fmt: skip
         options = ort.SessionOptions()
         options.intra_op_num_threads = 1
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         step_file = bundle.file(manifest.onnx_int8 or manifest.onnx_fp32)
         self.session = ort.InferenceSession(str(step_file), options, providers=["CPUExecutionProvider"])
 
-    def run(self, text: str) -> tuple[np.ndarray, float, int, bool]:
-        """Label probabilities, halting confidence, steps run and whether the halting head stopped it."""
-        tokens = np.asarray(self.tokenizer.encode(text).ids, dtype=np.int64)
+    def tokens(self, request: trm_pb2.ReasonRequest) -> np.ndarray | str:
+        """The request's input ids, or what is wrong with it."""
+        spec = self.spec
+        if isinstance(spec, GridInput):
+            cells = request.grid.cells
+            if request.WhichOneof("input") != "grid" or len(cells) != spec.cells:
+                return f"set grid.cells to {spec.cells} symbols"
+            if any(ch not in spec.alphabet and ch not in spec.blank for ch in cells):
+                return f"use {spec.alphabet!r} for givens and {spec.blank!r} for blanks"
+            return np.array([0 if ch in spec.blank else spec.alphabet.index(ch) + 1 for ch in cells], dtype=np.int64)
+        if request.WhichOneof("input") != "text" or not request.text.strip() or len(request.text) > spec.max_chars:
+            return f"text must be 1-{spec.max_chars} characters"
+        if request.top_k > len(self.manifest.labels):
+            return f"keep top_k <= {len(self.manifest.labels)}"
+        return np.asarray(self.tokenizer.encode(request.text).ids, dtype=np.int64)
+
+    def run(self, tokens: np.ndarray) -> tuple[np.ndarray, float, int, bool]:
+        """The last step's logits, halting confidence, steps run and whether the halting head stopped it."""
         rows, width = self.manifest.recursion.state_shape
-        length, trim = len(tokens), self.spec.variable_length
+        length = len(tokens)
+        trim = self.spec.variable_length if isinstance(self.spec, TextInput) else None
         if trim is not None:  # drop trailing padding: a multiple of token_multiple covering every token
             used = int(np.count_nonzero(tokens != self.spec.pad_id))
             length = min(length, max(1, -(-used // trim.token_multiple)) * trim.token_multiple)
@@ -58,42 +78,60 @@ class PlainModel:
             halted = step >= self.manifest.min_steps and threshold < 1.0 and halt >= threshold
             if halted:
                 break
-        scores = np.exp(logits[0].astype(np.float64) - logits[0].max())
-        return scores / scores.sum(), halt, step, halted
+        return logits[0], halt, step, halted
+
+    def answer(self, logits: np.ndarray, request: trm_pb2.ReasonRequest, tokens: np.ndarray) -> trm_pb2.Answer:
+        """Softmax and top-k for text; for grids each cell's most likely symbol, its probability and the check."""
+        scores = np.exp(logits.astype(np.float64) - logits.max(axis=-1, keepdims=True))
+        probabilities = scores / scores.sum(axis=-1, keepdims=True)
+        labels = self.manifest.labels
+        if isinstance(self.spec, GridInput):
+            choice = probabilities.argmax(axis=-1)
+            cells = "".join(labels[i] for i in choice)
+            values = np.array([self.spec.alphabet.find(ch) + 1 for ch in cells])  # 0: not a symbol
+            return trm_pb2.Answer(grid=trm_pb2.GridAnswer(
+                rows=self.spec.rows, cols=self.spec.cols, cells=cells,
+                confidence=probabilities[np.arange(len(choice)), choice].astype(np.float32).tolist(),
+                verified=self.spec.rules == "sudoku" and bool(np.all((tokens == 0) | (tokens == values)))
+                and is_valid_sudoku_solution(values),
+            ))  # fmt: skip
+        order = np.argsort(-probabilities, kind="stable")[: request.top_k or DEFAULT_TOP_K]
+        top = [trm_pb2.LabelScore(label=labels[i], probability=float(probabilities[i])) for i in order]
+        answer = trm_pb2.ClassAnswer(label=top[0].label, confidence=top[0].probability, top=top)
+        out_of_scope = self.manifest.out_of_scope
+        answer.out_of_scope = out_of_scope is not None and (
+            answer.label == out_of_scope.label or answer.confidence < out_of_scope.threshold
+        )
+        return trm_pb2.Answer(classification=answer)
 
 
 class PlainReasoningService(trm_pb2_grpc.ReasoningServiceServicer):
-    """Unary Reason over the text models; every other method is UNIMPLEMENTED."""
+    """Unary Reason over the text and grid models; every other method is UNIMPLEMENTED."""
 
     def __init__(self, models_dir: Path) -> None:
         bundles = [load_bundle(path.parent) for path in sorted(models_dir.glob("*/manifest.json"))]
-        self.models = {b.manifest.name: PlainModel(b) for b in bundles if isinstance(b.manifest.input, TextInput)}
+        self.models = {b.manifest.name: PlainModel(b) for b in bundles
+                       if isinstance(b.manifest.input, TextInput | GridInput)}  # fmt: skip
         if not self.models:
-            raise SystemExit(f"no text bundles in {models_dir}")
+            raise SystemExit(f"no text or grid bundles in {models_dir}")
 
     def Reason(self, request: trm_pb2.ReasonRequest, context: grpc.ServicerContext) -> trm_pb2.ReasonResponse:
         started = time.perf_counter()
         model = self.models.get(request.model)
         if model is None:
-            context.abort(grpc.StatusCode.NOT_FOUND, f"model {request.model!r} is not hosted; text models: "
+            context.abort(grpc.StatusCode.NOT_FOUND, f"model {request.model!r} is not hosted; models: "
                           f"{', '.join(sorted(self.models))}")  # fmt: skip
-        labels, out_of_scope = model.manifest.labels, model.manifest.out_of_scope
-        if not request.text.strip() or len(request.text) > model.spec.max_chars:
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"text must be 1-{model.spec.max_chars} characters")
-        if request.HasField("budget") or request.top_k > len(labels):
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT,
-                          f"leave budget unset (the model's default runs) and keep top_k <= {len(labels)}")  # fmt: skip
-        probabilities, halt, steps, halted = model.run(request.text)
-        order = np.argsort(-probabilities, kind="stable")[: request.top_k or DEFAULT_TOP_K]
-        top = [trm_pb2.LabelScore(label=labels[i], probability=float(probabilities[i])) for i in order]
-        answer = trm_pb2.ClassAnswer(label=top[0].label, confidence=top[0].probability, top=top)
-        answer.out_of_scope = out_of_scope is not None and (
-            answer.label == out_of_scope.label or answer.confidence < out_of_scope.threshold
-        )
+        tokens = model.tokens(request)
+        if isinstance(tokens, str):
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, tokens)
+        if request.HasField("budget") and request.budget != HALTING_ONLY:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "leave budget unset (the model's default runs) or set "
+                          "only continue_when_verified")  # fmt: skip
+        logits, halt, steps, halted = model.run(tokens)
         return trm_pb2.ReasonResponse(
             model=model.manifest.name,
             model_version=model.manifest.version,
-            answer=trm_pb2.Answer(classification=answer),
+            answer=model.answer(logits, request, tokens),
             halt_confidence=halt,
             steps=steps,
             halt_reason=trm_pb2.HALT_REASON_HALTED if halted else trm_pb2.HALT_REASON_MAX_STEPS,
