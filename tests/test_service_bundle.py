@@ -13,9 +13,10 @@ from onnxruntime.quantization import QuantType, quantize_dynamic
 
 from trm_bundle.checksums import sha256_of
 from trm_bundle.manifest import BundleError, GridInput, TextInput, load_bundle
+from trm_service.runtime import loader
 from trm_service.runtime.grid_codec import GridCodec
 from trm_service.runtime.loader import LoadOptions, load_model
-from trm_service.runtime.session import SessionSettings
+from trm_service.runtime.session import SessionSettings, StepSession
 from trm_service.runtime.text_codec import TextCodec
 
 OPTIONS = LoadOptions(SessionSettings(intra_op_threads=1))
@@ -143,3 +144,29 @@ def test_a_variable_length_session_trims_to_the_used_tokens(text_bundle: Path, l
     assert (text.input_length(three), text.state_rows(3)) == (3, 4)  # answer slot + 3 tokens
     assert (long.input_length(three), long.state_rows(4)) == (4, 3)  # pooled by 4: answer, document, 1 chunk
     assert long.input_length(np.zeros(16, dtype=np.int64)) == 4  # an empty input still has one chunk
+
+
+def test_a_light_step_keeps_one_thread_where_more_are_offered(text_bundle: Path):
+    offered = LoadOptions(SessionSettings(intra_op_threads=1), heavy_step_threads=2)
+    assert load_model(text_bundle, offered).session.intra_op_threads == 1
+
+
+@pytest.mark.parametrize(("gain", "threads"), [(float("inf"), 2), (0.0, 1)], ids=["faster", "not-faster"])
+def test_a_heavy_step_keeps_more_threads_only_where_they_make_it_faster(
+    text_bundle: Path, monkeypatch: pytest.MonkeyPatch, gain: float, threads: int
+):
+    monkeypatch.setattr(loader, "HEAVY_STEP_S", 0.0)  # every step counts as heavy
+    monkeypatch.setattr(loader, "THREADED_GAIN", gain)  # inf: any time is fast enough; 0: none is
+    offered = LoadOptions(SessionSettings(intra_op_threads=1), heavy_step_threads=2)
+    assert load_model(text_bundle, offered).session.intra_op_threads == threads
+
+
+def test_more_threads_give_the_same_step(grid_bundle: Path):
+    manifest = load_bundle(grid_bundle).manifest
+    one, two = (StepSession(grid_bundle / manifest.onnx_fp32, manifest, SessionSettings(intra_op_threads=n))
+                for n in (1, 2))  # fmt: skip
+    tokens = np.random.default_rng(0).integers(0, 10, size=(3, one.sequence_length))
+    state = np.random.default_rng(1).standard_normal((3, *one.state_shape)).astype(np.float32)
+    alone, threaded = one.run(tokens, state, state), two.run(tokens, state, state)
+    for name in ("y_next", "z_next", "logits", "halt_logit"):
+        np.testing.assert_allclose(getattr(threaded, name), getattr(alone, name), rtol=0, atol=1e-6, err_msg=name)

@@ -11,6 +11,8 @@ import pytest
 
 from trm_service.cli import build_parser, config_from_args
 from trm_service.config import DEFAULT_MODELS_DIR, ConfigError, ServeConfig
+from trm_service.cpu_affinity import compute_cpu_count
+from trm_service.server import load_options
 from trm_service.testing import ServerProcess
 
 
@@ -45,6 +47,7 @@ def test_environment_variables_apply_and_flags_win_over_them():
         ([], {"TRM_FP32": "maybe"}, "TRM_FP32='maybe' is not valid"),
         (["--port", "70000"], {}, "--port must be 0..65535"),
         (["--max-batch-size", "0"], {}, "--max-batch-size must be at least 1"),
+        (["--intra-op-threads", "-1"], {}, "--intra-op-threads must be at least 0"),
         (["--tls-cert", "cert.pem"], {}, "--tls-cert and --tls-key go together"),
         (["--tls-cert", "a", "--tls-key", "b"], {}, "--tls-cert a: no such file"),
         (["--log-level", "loud"], {}, "--log-level must be debug, info, warning or error"),
@@ -70,3 +73,10 @@ def test_a_port_in_use_is_reported_instead_of_shared(text_bundle: Path):
         second = ServerProcess([text_bundle], port=first.port)
         with pytest.raises(RuntimeError, match=re.escape(f"cannot listen on 127.0.0.1:{first.port}")):
             second.start()
+
+
+def test_sessions_get_one_thread_and_heavy_steps_every_cpu_unless_a_count_is_given():
+    chosen = load_options(_config([]))
+    assert (chosen.session.intra_op_threads, chosen.heavy_step_threads) == (1, compute_cpu_count())
+    fixed = load_options(_config(["--intra-op-threads", "3"]))
+    assert (fixed.session.intra_op_threads, fixed.heavy_step_threads) == (3, 3)

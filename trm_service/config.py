@@ -39,7 +39,9 @@ class ServeConfig:
     ready_file: Path | None = None
     log_inputs: bool = False
     fp32: bool = False  # run model.onnx even where a bundle ships model.int8.onnx
-    intra_op_threads: int = 1
+    intra_op_threads: int = 0
+    """ONNX Runtime's threads per model session; 0: one, or every CPU for a model with a heavy step where that
+    makes it faster (runtime/loader.py)."""
     max_message_bytes: int = 1 << 20
     max_time_budget_ms: int = 60_000
     deadline_margin_ms: int = 20
@@ -71,7 +73,7 @@ class ServeConfig:
             ("--max-batch-requests", self.max_batch_requests, 1),
             ("--call-acceptors", self.call_acceptors, 0),
             ("--workers", self.workers, 1),
-            ("--intra-op-threads", self.intra_op_threads, 1),
+            ("--intra-op-threads", self.intra_op_threads, 0),
             ("--max-message-bytes", self.max_message_bytes, 1024),
             ("--max-time-budget-ms", self.max_time_budget_ms, 1),
             ("--deadline-margin-ms", self.deadline_margin_ms, 0),

@@ -54,6 +54,13 @@ def choose_cpu(usable: Sequence[int], host: str, worker_index: int) -> int:
     return usable[(zlib.crc32(host.encode()) + worker_index) % len(usable)]
 
 
+def compute_cpu_count() -> int:
+    """How many CPUs compute threads may use: every CPU the process may use."""
+    if _compute_cpus is not None:
+        return len(_compute_cpus)
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 def free_thread() -> None:
     """Give the calling thread every CPU the process may use (the initializer of compute threads); nothing
     while the event loop is not pinned."""

@@ -239,6 +239,7 @@ class ModelRegistry:
         _log.info(
             "bundle_loaded", model=manifest.name, version=manifest.version, path=str(loaded.bundle.path),
             onnx=loaded.onnx_file, warm_step_ms=round(loaded.warm_step_s * 1000, 3),
+            intra_op_threads=loaded.session.intra_op_threads,
         )
         return HostedModel(loaded=loaded, scheduler=scheduler)
 

@@ -26,7 +26,7 @@ from trm_service.api.call_acceptors import CallAcceptors
 from trm_service.api.reflection import enable_reflection
 from trm_service.api.servicer import SERVICE_NAME, ReasoningServicer, ServingLimits, reasoning_methods
 from trm_service.config import ConfigError, ServeConfig
-from trm_service.cpu_affinity import free_thread, pin_event_loop, yielding_threads
+from trm_service.cpu_affinity import compute_cpu_count, free_thread, pin_event_loop, yielding_threads
 from trm_service.observability.grpc_refusals import RefusedCallCounter
 from trm_service.observability.metrics import ServiceMetrics, serve_metrics
 from trm_service.registry import ModelRegistry, SchedulerLimits
@@ -110,13 +110,20 @@ def tune_garbage_collector() -> None:
     gc.set_threshold(GC_YOUNG_THRESHOLD, middle, old)
 
 
+def load_options(config: ServeConfig) -> LoadOptions:
+    """How the server loads bundles: `--intra-op-threads` for every session, or with 0 one thread and, for a
+    heavy step, every CPU the process may use (runtime/loader.py)."""
+    return LoadOptions(SessionSettings(intra_op_threads=config.intra_op_threads or 1), int8=not config.fp32,
+                       heavy_step_threads=config.intra_op_threads or compute_cpu_count())  # fmt: skip
+
+
 async def run_server(config: ServeConfig) -> None:
     """Serve until SIGTERM or SIGINT, then drain (see the module docstring)."""
     place_threads(config)
     metrics = ServiceMetrics()
     registry = ModelRegistry(
         config.model_directories(),
-        LoadOptions(SessionSettings(intra_op_threads=config.intra_op_threads), int8=not config.fp32),
+        load_options(config),
         SchedulerLimits(
             max_batch=config.max_batch_size, max_queue=config.max_queue, max_rows_per_run=config.max_rows_per_run,
             load_wait_s=config.load_wait_ms / 1000.0 if config.load_wait_ms else None,

@@ -1,9 +1,19 @@
-"""Loads a bundle folder into everything needed to run it: verified manifest, step session, codec."""
+"""Loads a bundle folder into everything needed to run it: verified manifest, step session, codec.
+
+Threads for heavy steps: every session runs on one intra-op thread (the scheduler batches requests
+instead, and the event loop needs the other core), except a model whose single-request step takes
+HEAVY_STEP_S or more, whose session gets every CPU the process may use (`LoadOptions.heavy_step_threads`)
+where that makes its warmed-up step at least a fifth faster. On the 2-core development machine
+(docs/EXPERIMENTS.md, 2026-12-01, "Sudoku against the plain server") Sudoku's 40 ms step answered 1.23 /
+1.73 / 1.85x the requests/s of one thread at 1 / 8 / 64 callers; intent's 0.4 ms step lost with two
+threads at every concurrency (2026-12-01 evening), its thread handing work back and forth for longer
+than its small operators take.
+"""
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -18,14 +28,20 @@ from trm_service.runtime.session import SessionSettings, StepSession
 from trm_service.runtime.text_codec import TextCodec, load_tokenizer
 
 _WARMUP_STEPS = 3
+HEAVY_STEP_S = 0.010
+"""A single-request step at least this long may run on several intra-op threads (see the module docstring)."""
+THREADED_GAIN = 0.8
+"""The several threads are kept only where the warm step takes at most this share of one thread's."""
 
 
 @dataclass(frozen=True)
 class LoadOptions:
-    """How bundles are loaded: ONNX Runtime settings, and whether to prefer the int8 model."""
+    """How bundles are loaded: ONNX Runtime settings, whether to prefer the int8 model, and the intra-op
+    threads a heavy step may get (1: none more than `session.intra_op_threads`)."""
 
     session: SessionSettings
     int8: bool = False
+    heavy_step_threads: int = 1
 
 
 @dataclass(frozen=True)
@@ -50,9 +66,15 @@ def load_model(path: Path, options: LoadOptions) -> LoadedModel:
         return LoadedModel(bundle=bundle, session=sequence, codec=SequenceCodec(manifest), onnx_file=onnx_file,
                            warm_step_s=_warm_up_sequence(sequence))
     session = StepSession(bundle.file(onnx_file), manifest, options.session)
-    return LoadedModel(
-        bundle=bundle, session=session, codec=_codec(bundle), onnx_file=onnx_file, warm_step_s=_warm_up(session)
-    )
+    warm_step_s = _warm_up(session)
+    if warm_step_s >= HEAVY_STEP_S and options.heavy_step_threads > options.session.intra_op_threads:
+        threads = replace(options.session, intra_op_threads=options.heavy_step_threads)
+        threaded = StepSession(bundle.file(onnx_file), manifest, threads)
+        threaded_step_s = _warm_up(threaded)
+        if threaded_step_s <= THREADED_GAIN * warm_step_s:
+            session, warm_step_s = threaded, threaded_step_s
+    return LoadedModel(bundle=bundle, session=session, codec=_codec(bundle), onnx_file=onnx_file,
+                       warm_step_s=warm_step_s)  # fmt: skip
 
 
 def _codec(bundle: Bundle) -> Codec:

@@ -66,6 +66,11 @@ class SequenceSession:
         _check_names(self._encode, ENCODE_INPUTS, ENCODE_OUTPUTS, encode_path.name)
         _check_names(self._step, SEQUENCE_STEP_INPUTS, SEQUENCE_STEP_OUTPUTS, step_path.name)
 
+    @property
+    def intra_op_threads(self) -> int:
+        """ONNX Runtime's threads for one call of either graph."""
+        return self._step.get_session_options().intra_op_num_threads
+
     def input_length(self, tokens: np.ndarray) -> int:
         """Characters of an encoded input (its ids before padding)."""
         return int(np.count_nonzero(np.asarray(tokens) != self.pad_id))

@@ -114,6 +114,11 @@ class StepSession:
         self._trim = spec.variable_length if isinstance(spec, TextInput) else None
         self._pad_id = spec.pad_id if isinstance(spec, TextInput) else 0
 
+    @property
+    def intra_op_threads(self) -> int:
+        """ONNX Runtime's threads for one call of this session."""
+        return self._session.get_session_options().intra_op_num_threads
+
     def input_length(self, tokens: np.ndarray) -> int:
         """Tokens of this input the step needs: its non-padding prefix rounded up to the model's
         token multiple for variable-length bundles, else the full sequence length."""
