@@ -4,9 +4,9 @@ Threads for heavy steps: every session runs on one intra-op thread (the schedule
 instead, and the event loop needs the other core), except a model whose single-request step takes
 HEAVY_STEP_S or more, whose session gets every CPU the process may use (`LoadOptions.heavy_step_threads`)
 where that makes its warmed-up step at least a fifth faster. On the 2-core development machine
-(docs/EXPERIMENTS.md, 2026-12-01, "Sudoku against the plain server") Sudoku's 40 ms step answered 1.23 /
-1.73 / 1.85x the requests/s of one thread at 1 / 8 / 64 callers; intent's 0.4 ms step lost with two
-threads at every concurrency (2026-12-01 evening), its thread handing work back and forth for longer
+(docs/EXPERIMENTS.md, 2026-12-01, "Sudoku against the plain server") Sudoku's 35-40 ms step answered 1.4
+/ 1.4 / 1.7x the requests/s of one thread at 1 / 8 / 64 callers; intent's 0.4 ms step lost with two
+threads at every concurrency (2026-12-01 evening), its threads handing work back and forth for longer
 than its small operators take.
 """
 
@@ -28,6 +28,7 @@ from trm_service.runtime.session import SessionSettings, StepSession
 from trm_service.runtime.text_codec import TextCodec, load_tokenizer
 
 _WARMUP_STEPS = 3
+_COMPARE_ROUNDS = 5
 HEAVY_STEP_S = 0.010
 """A single-request step at least this long may run on several intra-op threads (see the module docstring)."""
 THREADED_GAIN = 0.8
@@ -70,9 +71,10 @@ def load_model(path: Path, options: LoadOptions) -> LoadedModel:
     if warm_step_s >= HEAVY_STEP_S and options.heavy_step_threads > options.session.intra_op_threads:
         threads = replace(options.session, intra_op_threads=options.heavy_step_threads)
         threaded = StepSession(bundle.file(onnx_file), manifest, threads)
-        threaded_step_s = _warm_up(threaded)
-        if threaded_step_s <= THREADED_GAIN * warm_step_s:
-            session, warm_step_s = threaded, threaded_step_s
+        _warm_up(threaded)
+        single_s, threaded_s = _fastest_steps((session, threaded))
+        if threaded_s <= THREADED_GAIN * single_s:
+            session, warm_step_s = threaded, threaded_s
     return LoadedModel(bundle=bundle, session=session, codec=_codec(bundle), onnx_file=onnx_file,
                        warm_step_s=warm_step_s)  # fmt: skip
 
@@ -88,19 +90,32 @@ def _codec(bundle: Bundle) -> Codec:
 def _warm_up(session: StepSession) -> float:
     """Run a few single-request steps (first-run allocations happen here) at the shortest input the
     session will see and at full length; return the fastest full-length step."""
-    full = np.zeros((1, session.sequence_length), dtype=np.int64)
-    fastest = float("inf")
-    for length in sorted({session.input_length(full), session.sequence_length}):
-        state = session.initial_state(1, session.state_rows(length))
-        for _ in range(_WARMUP_STEPS):
-            started = time.perf_counter()
-            try:
-                session.run(full[:, :length], state, state)
-            except (Fail, InvalidArgument, RuntimeException) as exc:
-                raise BundleError(f"model.onnx cannot run one step on {length} tokens: {exc}") from exc
-            if length == session.sequence_length:
-                fastest = min(fastest, time.perf_counter() - started)
+    shortest = session.input_length(np.zeros(session.sequence_length, dtype=np.int64))
+    for _ in range(_WARMUP_STEPS):
+        _step_seconds(session, shortest)
+    return min(_step_seconds(session, session.sequence_length) for _ in range(_WARMUP_STEPS))
+
+
+def _fastest_steps(sessions: tuple[StepSession, ...]) -> list[float]:
+    """Each session's fastest full-length single-request step over rounds that take the sessions in turn,
+    so that the machine's other work weighs on all of them alike."""
+    fastest = [float("inf")] * len(sessions)
+    for _ in range(_COMPARE_ROUNDS):
+        for index, session in enumerate(sessions):
+            fastest[index] = min(fastest[index], _step_seconds(session, session.sequence_length))
     return fastest
+
+
+def _step_seconds(session: StepSession, length: int) -> float:
+    """The wall time of one single-request step on `length` tokens."""
+    tokens = np.zeros((1, length), dtype=np.int64)
+    state = session.initial_state(1, session.state_rows(length))
+    started = time.perf_counter()
+    try:
+        session.run(tokens, state, state)
+    except (Fail, InvalidArgument, RuntimeException) as exc:
+        raise BundleError(f"model.onnx cannot run one step on {length} tokens: {exc}") from exc
+    return time.perf_counter() - started
 
 
 def _warm_up_sequence(session: SequenceSession) -> float:
