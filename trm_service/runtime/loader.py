@@ -91,7 +91,7 @@ def _warm_up(session: StepSession) -> float:
     """Run a few single-request steps (first-run allocations happen here) at the shortest input the
     session will see and at full length; return the fastest full-length step."""
     shortest = session.input_length(np.zeros(session.sequence_length, dtype=np.int64))
-    for _ in range(_WARMUP_STEPS):
+    for _ in range(_WARMUP_STEPS if shortest < session.sequence_length else 0):
         _step_seconds(session, shortest)
     return min(_step_seconds(session, session.sequence_length) for _ in range(_WARMUP_STEPS))
 
