@@ -51,14 +51,15 @@ class Harness:
     """A started scheduler with its own metrics registry."""
 
     def __init__(self, model: LoadedModel, *, max_batch: int = 64, max_queue: int = 64, max_rows_per_run: int = 16,
-                 session: StepSession | None = None, load_wait_s: float | None = None) -> None:
+                 session: StepSession | None = None, load_wait_s: float | None = None,
+                 lane_session: StepSession | None = None) -> None:
         self.model = model
         self.registry = CollectorRegistry()
         manifest = model.bundle.manifest
         self.scheduler = ModelScheduler(
             manifest.name, manifest.version, session or model.session, max_batch=max_batch, max_queue=max_queue,
             max_rows_per_run=max_rows_per_run, metrics=ServiceMetrics(self.registry),
-            initial_step_s=model.warm_step_s, load_wait_s=load_wait_s,
+            initial_step_s=model.warm_step_s, load_wait_s=load_wait_s, lane_session=lane_session,
         )
         self.scheduler.start()
 
@@ -141,6 +142,28 @@ async def test_a_lone_request_whose_call_found_the_server_idle_steps_on_the_even
     assert len(session.threads) == 3 and loop_thread not in session.threads  # one batched call per step
     assert (together[0].step, together[0].halt_reason) == (alone.step, alone.halt_reason)
     np.testing.assert_allclose(together[0].logits, alone.logits, rtol=0, atol=1e-5)
+    await harness.scheduler.close()
+
+
+async def test_a_model_with_lanes_runs_a_steps_calls_side_by_side_with_the_same_answers(
+    text_model: LoadedModel, text_bundle: Path
+):
+    """A heavy model (a session on two threads, a one-thread lane session): a step of ten requests runs as
+    two calls side by side on the lane session, on two threads other than the loop's; a lone request's
+    step runs on the two-thread session; the answers are those of the requests alone."""
+    manifest = text_model.bundle.manifest
+    threaded, lane = (ThreadRecordingSession(StepSession(text_bundle / text_model.onnx_file, manifest,
+                                                         SessionSettings(intra_op_threads=threads)))
+                      for threads in (2, 1))  # fmt: skip
+    harness = Harness(text_model, session=threaded, lane_session=lane)  # type: ignore[arg-type]
+    alone = await _run_alone(harness, TEXTS, max_steps=3)
+    assert len(threaded.threads) == 3 * len(TEXTS) and not lane.threads
+    together = await _run_together(harness, TEXTS, max_steps=3)
+    assert len(lane.threads) == 3 * 2 and len(set(lane.threads)) == 2  # two calls of five rows per step
+    assert threading.get_ident() not in lane.threads
+    for one, batched in zip(alone, together, strict=True):
+        assert (batched.step, batched.halt_reason) == (one.step, one.halt_reason)
+        np.testing.assert_allclose(batched.logits, one.logits, rtol=0, atol=1e-5)
     await harness.scheduler.close()
 
 

@@ -231,6 +231,7 @@ class ModelRegistry:
             metrics=self._metrics,
             initial_step_s=loaded.warm_step_s,
             load_wait_s=self._limits.load_wait_s,
+            lane_session=loaded.lane_session,
         )
         scheduler.start()
         if self._shutdown_at is not None:

@@ -3,7 +3,8 @@
 Threads for heavy steps: every session runs on one intra-op thread (the scheduler batches requests
 instead, and the event loop needs the other core), except a model whose single-request step takes
 HEAVY_STEP_S or more, whose session gets every CPU the process may use (`LoadOptions.heavy_step_threads`)
-where that makes its warmed-up step at least a fifth faster. On the 2-core development machine
+where that makes its warmed-up step at least a fifth faster; its one-thread session stays, for steps of
+several calls, which the scheduler runs side by side (`LoadedModel.lane_session`). On the 2-core development machine
 (docs/EXPERIMENTS.md, 2026-12-01, "Sudoku against the plain server") Sudoku's 35-40 ms step answered 1.4
 / 1.4 / 1.7x the requests/s of one thread at 1 / 8 / 64 callers; intent's 0.4 ms step lost with two
 threads at every concurrency (2026-12-01 evening), its threads handing work back and forth for longer
@@ -54,6 +55,9 @@ class LoadedModel:
     codec: Codec
     onnx_file: str
     warm_step_s: float
+    lane_session: StepSession | None = None
+    """Where `session` runs on several threads (a heavy step): the same step on one thread, on which the
+    scheduler runs a step's calls side by side, one per thread (scheduler/model_scheduler.py)."""
 
 
 def load_model(path: Path, options: LoadOptions) -> LoadedModel:
@@ -67,16 +71,16 @@ def load_model(path: Path, options: LoadOptions) -> LoadedModel:
         return LoadedModel(bundle=bundle, session=sequence, codec=SequenceCodec(manifest), onnx_file=onnx_file,
                            warm_step_s=_warm_up_sequence(sequence))
     session = StepSession(bundle.file(onnx_file), manifest, options.session)
-    warm_step_s = _warm_up(session)
+    warm_step_s, lane_session = _warm_up(session), None
     if warm_step_s >= HEAVY_STEP_S and options.heavy_step_threads > options.session.intra_op_threads:
         threads = replace(options.session, intra_op_threads=options.heavy_step_threads)
         threaded = StepSession(bundle.file(onnx_file), manifest, threads)
         _warm_up(threaded)
         single_s, threaded_s = _fastest_steps((session, threaded))
         if threaded_s <= THREADED_GAIN * single_s:
-            session, warm_step_s = threaded, threaded_s
+            session, lane_session, warm_step_s = threaded, session, threaded_s
     return LoadedModel(bundle=bundle, session=session, codec=_codec(bundle), onnx_file=onnx_file,
-                       warm_step_s=warm_step_s)  # fmt: skip
+                       warm_step_s=warm_step_s, lane_session=lane_session)  # fmt: skip
 
 
 def _codec(bundle: Bundle) -> Codec:

@@ -8,6 +8,13 @@ steps even if it shares the batch with one that needs 16. The step's batch runs 
 calls of at most max_rows_per_run rows, sorted by input length, each trimmed to its own longest
 input when the bundle allows it: memory stays bounded and short inputs run short.
 
+Lanes: a model with a heavy step (runtime/loader.py) has a session on every CPU and a one-thread
+`lane_session`. A step of one call runs on the first; a step of more requests is cut into at least as
+many calls as the session has threads, and the calls run side by side on the one-thread session, one
+lane per thread (the model's thread and `lanes - 1` more): its compute-bound calls use every core as
+separate runs, which beat one run on every core (Sudoku at 64 callers: 15.4 against 12.1 requests/s,
+docs/EXPERIMENTS.md, 2026-12-01, "Sudoku against the plain server").
+
 The idle fast path: the first step of a request whose call found the server idle (no other reasoning
 call in flight, none ended just before: `Ticket.arrived_idle`, api/occupancy.py) runs on the event loop
 thread itself when one request's step is short (ONNX Runtime's own time per request, a few milliseconds
@@ -88,6 +95,7 @@ class ModelScheduler:
         metrics: ServiceMetrics,
         initial_step_s: float,
         load_wait_s: float | None = None,
+        lane_session: StepSession | None = None,
     ) -> None:
         self.name = name
         self.version = version
@@ -112,6 +120,10 @@ class ModelScheduler:
         self._closing = False
         self._shutdown_at: float | None = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"step-{name}", initializer=free_thread)
+        self._lane_session = lane_session
+        self._lanes = 1 if lane_session is None else session.intra_op_threads
+        self._lane_executor = (ThreadPoolExecutor(max_workers=self._lanes - 1, thread_name_prefix=f"lane-{name}",
+                                                  initializer=free_thread) if self._lanes > 1 else None)  # fmt: skip
         self._task: asyncio.Task[None] | None = None
 
     @property
@@ -195,6 +207,8 @@ class ModelScheduler:
         if self._task is not None:
             await self._task
         self._executor.shutdown(wait=True)
+        if self._lane_executor is not None:
+            self._lane_executor.shutdown(wait=True)
         self._update_gauges()
 
     async def _run(self) -> None:
@@ -247,25 +261,41 @@ class ModelScheduler:
         return ticket.arrived_idle and not ticket.steps_done and self._request_compute_s <= INLINE_STEP_S
 
     def _plan_runs(self, batch: list[Ticket]) -> list[PlannedCall]:
-        """The step's batch as ONNX Runtime calls of at most max_rows_per_run rows, shortest inputs
-        first, so each call is trimmed to its own longest input and its memory stays bounded."""
+        """The step's batch as ONNX Runtime calls of at most max_rows_per_run rows (and at least one call per
+        lane where the batch allows), shortest inputs first, so each call is trimmed to its own longest input
+        and its memory stays bounded."""
         ordered = sorted(batch, key=lambda ticket: ticket.length)
-        size = self.max_rows_per_run
+        size = min(self.max_rows_per_run, -(-len(ordered) // self._lanes))
         return [PlannedCall(ordered[i : i + size]) for i in range(0, len(ordered), size)]
 
     def _run_all(
         self, runs: list[PlannedCall], inputs: list[tuple[np.ndarray, np.ndarray, np.ndarray]]
     ) -> tuple[list[StepOutputs | None], float]:
         """Runs on the model's executor thread: one session call per planned run (None for a call
-        stopped because all of its requests were cancelled), and the seconds the calls took."""
-        outputs: list[StepOutputs | None] = []
+        stopped because all of its requests were cancelled), and the seconds the calls took. Several calls
+        of a model with lanes run side by side, call i on lane i % lanes (lane 0 on this thread)."""
         started = time.perf_counter()
+        lanes, lane_session = self._lanes, self._lane_session
+        if len(runs) == 1 or lane_session is None or self._lane_executor is None:
+            return self._run_calls(self._session, runs, inputs), time.perf_counter() - started
+        others = [self._lane_executor.submit(self._run_calls, lane_session, runs[lane::lanes], inputs[lane::lanes])
+                  for lane in range(1, lanes)]  # fmt: skip
+        by_lane = [self._run_calls(lane_session, runs[::lanes], inputs[::lanes])]
+        by_lane += [other.result() for other in others]
+        return [by_lane[i % lanes][i // lanes] for i in range(len(runs))], time.perf_counter() - started
+
+    @staticmethod
+    def _run_calls(
+        session: StepSession, runs: list[PlannedCall], inputs: list[tuple[np.ndarray, np.ndarray, np.ndarray]]
+    ) -> list[StepOutputs | None]:
+        """`runs` one after another on `session` (None for a stopped call)."""
+        outputs: list[StepOutputs | None] = []
         for run, (tokens, y, z) in zip(runs, inputs, strict=True):
             try:
-                outputs.append(self._session.run(tokens, y, z, run.handle))
+                outputs.append(session.run(tokens, y, z, run.handle))
             except StepStopped:
                 outputs.append(None)
-        return outputs, time.perf_counter() - started
+        return outputs
 
     def _batch_inputs(self, batch: list[Ticket]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Tokens and states of `batch`, trimmed to its longest input (shorter ones padded back)."""
