@@ -12,7 +12,7 @@ Lanes: a model with a heavy step (runtime/loader.py) has a session on every CPU 
 `lane_session`. A step of one call runs on the first; a step of more requests is cut into at least as
 many calls as the session has threads, and the calls run side by side on the one-thread session, one
 lane per thread (the model's thread and `lanes - 1` more): its compute-bound calls use every core as
-separate runs, which beat one run on every core (Sudoku at 64 callers: 15.4 against 12.1 requests/s,
+separate runs, which beat one run on every core (Sudoku at 8 and 64 callers: 9-17 % more requests/s,
 docs/EXPERIMENTS.md, 2026-12-01, "Sudoku against the plain server").
 
 The idle fast path: the first step of a request whose call found the server idle (no other reasoning
