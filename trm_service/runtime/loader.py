@@ -3,7 +3,7 @@
 Threads for heavy steps: every session runs on one intra-op thread (the scheduler batches requests
 instead, and the event loop needs the other core), except a model whose single-request step takes
 HEAVY_STEP_S or more, whose session gets every CPU the process may use (`LoadOptions.heavy_step_threads`)
-where that makes its warmed-up step at least a fifth faster; its one-thread session stays, for steps of
+where that makes its warmed-up step at least a tenth faster; its one-thread session stays, for steps of
 several calls, which the scheduler runs side by side (`LoadedModel.lane_session`). On the 2-core development machine
 (docs/EXPERIMENTS.md, 2026-12-01, "Sudoku against the plain server") Sudoku's 35-40 ms step answered 1.4
 / 1.4 / 1.7x the requests/s of one thread at 1 / 8 / 64 callers; intent's 0.4 ms step lost with two
@@ -32,7 +32,7 @@ _WARMUP_STEPS = 3
 _COMPARE_ROUNDS = 4
 HEAVY_STEP_S = 0.010
 """A single-request step at least this long may run on several intra-op threads (see the module docstring)."""
-THREADED_GAIN = 0.8
+THREADED_GAIN = 0.9
 """The several threads are kept only where the warm step takes at most this share of one thread's."""
 
 
