@@ -20,8 +20,9 @@ from tokenizers import Tokenizer
 from trm.v1 import trm_pb2, trm_pb2_grpc
 
 from loadtests import baseline_main
-from trainer.data.sudoku import is_valid_sudoku_solution
 from trm_bundle.manifest import Bundle, GridInput, TextInput, load_bundle
+from trm_service.runtime import sudoku
+from trm_service.runtime.grid_codec import grid_values
 
 WORKERS = 4
 DEFAULT_TOP_K = 3
@@ -52,7 +53,7 @@ class PlainModel:
                 return f"set grid.cells to {spec.cells} symbols"
             if any(ch not in spec.alphabet and ch not in spec.blank for ch in cells):
                 return f"use {spec.alphabet!r} for givens and {spec.blank!r} for blanks"
-            return np.array([0 if ch in spec.blank else spec.alphabet.index(ch) + 1 for ch in cells], dtype=np.int64)
+            return np.array(grid_values(cells, spec), dtype=np.int64)
         if request.WhichOneof("input") != "text" or not request.text.strip() or len(request.text) > spec.max_chars:
             return f"text must be 1-{spec.max_chars} characters"
         if request.top_k > len(self.manifest.labels):
@@ -88,12 +89,11 @@ class PlainModel:
         if isinstance(self.spec, GridInput):
             choice = probabilities.argmax(axis=-1)
             cells = "".join(labels[i] for i in choice)
-            values = np.array([self.spec.alphabet.find(ch) + 1 for ch in cells])  # 0: not a symbol
+            values = [self.spec.alphabet.find(ch) + 1 for ch in cells]  # 0: not a symbol
             return trm_pb2.Answer(grid=trm_pb2.GridAnswer(
                 rows=self.spec.rows, cols=self.spec.cols, cells=cells,
                 confidence=probabilities[np.arange(len(choice)), choice].astype(np.float32).tolist(),
-                verified=self.spec.rules == "sudoku" and bool(np.all((tokens == 0) | (tokens == values)))
-                and is_valid_sudoku_solution(values),
+                verified=self.spec.rules == "sudoku" and sudoku.is_solution(tokens.tolist(), values, self.spec.rows),
             ))  # fmt: skip
         order = np.argsort(-probabilities, kind="stable")[: request.top_k or DEFAULT_TOP_K]
         top = [trm_pb2.LabelScore(label=labels[i], probability=float(probabilities[i])) for i in order]
