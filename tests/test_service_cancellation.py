@@ -15,13 +15,14 @@ from trm_service.testing import ServerProcess
 
 SUDOKU = "sudoku"
 SUDOKU_BUNDLE = Path(__file__).resolve().parents[1] / "trm_service" / "models" / SUDOKU
-STREAMS = 16  # one ONNX Runtime call of 16 rows per step
+STREAMS = 16  # one ONNX Runtime call of 16 rows per step (one intra-op thread: no lanes to split it)
 PUZZLE = "..3.2.6..9..3.5..1..18.64....81.29..7.......8..67.82....26.95..8..2.3..9..5.1.3.."
 
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[ServerProcess]:
-    with ServerProcess([SUDOKU_BUNDLE], extra_args=["--max-rows-per-run", str(STREAMS)]) as process:
+    one_call = ["--max-rows-per-run", str(STREAMS), "--intra-op-threads", "1"]
+    with ServerProcess([SUDOKU_BUNDLE], extra_args=one_call) as process:
         yield process
 
 
