@@ -365,6 +365,28 @@ async def test_only_calls_whose_requests_were_all_cancelled_stop(long_model: Loa
     await harness.scheduler.close()
 
 
+async def test_cancelling_a_step_that_runs_in_lanes_stops_its_calls(long_model: LoadedModel, long_bundle: Path):
+    """A heavy model's step of six requests in calls of two rows runs as three calls over two lanes; with the
+    first call of the second step held and every request cancelled, the held call is stopped, none of the
+    requests gets a second step, and the model serves the next request."""
+    manifest = long_model.bundle.manifest
+    threaded, single = (StepSession(long_bundle / long_model.onnx_file, manifest,
+                                    SessionSettings(intra_op_threads=threads)) for threads in (2, 1))  # fmt: skip
+    held = HeldSession(single, hold_call=4)
+    harness = Harness(long_model, max_rows_per_run=2, session=threaded, lane_session=held)  # type: ignore[arg-type]
+    tickets = [harness.submit(harness.ticket("the same question", max_steps=2, stream=True)) for _ in range(6)]
+    assert [(await t.next_update()).step for t in tickets] == [1] * 6
+    await asyncio.to_thread(held.holding.wait, 60)
+    for ticket in tickets:
+        harness.scheduler.cancel(ticket)
+    held.release.set()
+    after = harness.submit(harness.ticket("next", max_steps=1))
+    assert (await after.finished).step == 1  # a step of one call: on the two-thread session
+    assert held.stopped >= 1 and held.finished + held.stopped == 3 + 3
+    assert all(t.steps_done == 1 for t in tickets)
+    await harness.scheduler.close()
+
+
 def test_a_stopped_handle_ends_a_call_that_is_running(grid_model: LoadedModel):
     session = grid_model.session
     rows = 512  # a call of seconds on a shared CPU core, far longer than the 20 ms before the stop
