@@ -1,6 +1,6 @@
 """Thread placement (trm_service/cpu_affinity.py): the event loop and gRPC's threads on one CPU, gRPC's
 yielding to the loop (SCHED_BATCH), the model and loading threads on every CPU, each worker's loop on its own
-CPU, and all of it off on request."""
+CPU, and all of it off on request; compute threads no more than the cgroup's CPU quota."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from test_service_support import TEXT_MODEL
 from trm.v1 import trm_pb2, trm_pb2_grpc
 
 from trm_service import cpu_affinity
-from trm_service.cpu_affinity import choose_cpu, yielding_threads
+from trm_service.cpu_affinity import cgroup_cpu_quota, choose_cpu, compute_cpu_count, yielding_threads
 from trm_service.testing import ServerProcess
 
 USABLE = frozenset(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else frozenset()
@@ -176,3 +176,40 @@ def test_workers_and_hosts_spread_over_the_usable_cpus() -> None:
     assert sorted(choose_cpu(usable, "pod-a", index) for index in range(4)) == usable
     assert {choose_cpu(usable, f"pod-{n}", 0) for n in range(20)} == set(usable)
     assert choose_cpu(usable, "pod-a", 1) == choose_cpu(usable, "pod-a", 5)
+
+
+def _cgroup_files(root: Path, files: dict[str, str]) -> Path:
+    """A cgroup tree under `root`: each path relative to it with its text."""
+    for name, text in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text)
+    return root
+
+
+@pytest.mark.parametrize(
+    ("own_cgroups", "files", "quota"),
+    [
+        ("0::/kubepods/pod1\n", {"kubepods/pod1/cpu.max": "150000 100000\n"}, 1.5),
+        ("0::/kubepods/pod1\n", {"kubepods/pod1/cpu.max": "max 100000\n"}, None),
+        ("0::/outside/the/namespace\n", {"cpu.max": "300000 100000\n"}, 3.0),
+        ("2:cpuacct:/\n1:cpu,cpuacct:/docker/abc\n0::/\n",
+         {"cpu,cpuacct/docker/abc/cpu.cfs_quota_us": "50000\n", "cpu,cpuacct/docker/abc/cpu.cfs_period_us": "100000\n"},
+         0.5),
+        ("1:cpu:/\n0::/\n", {"cpu/cpu.cfs_quota_us": "-1\n", "cpu/cpu.cfs_period_us": "100000\n"}, None),
+        ("0::/\n", {}, None),
+    ],
+    ids=["v2-limit", "v2-no-limit", "v2-container-root", "v1-limit", "v1-no-limit", "no-cpu-files"],
+)
+def test_the_cgroup_cpu_quota_is_read_from_v1_or_v2(tmp_path: Path, own_cgroups: str, files: dict[str, str],
+                                                     quota: float | None) -> None:
+    membership = tmp_path / "self-cgroup"
+    membership.write_text(own_cgroups)
+    assert cgroup_cpu_quota(_cgroup_files(tmp_path / "cgroup", files), membership) == quota
+
+
+@pytest.mark.parametrize(("quota", "threads"), [(None, 4), (0.5, 1), (1.5, 2), (2.0, 2), (64.0, 4)])
+def test_compute_threads_are_the_usable_cpus_within_the_quota_rounded_up(
+        monkeypatch: pytest.MonkeyPatch, quota: float | None, threads: int) -> None:
+    monkeypatch.setattr(cpu_affinity, "_compute_cpus", frozenset({0, 1, 2, 3}))
+    monkeypatch.setattr(cpu_affinity, "cgroup_cpu_quota", lambda: quota)
+    assert compute_cpu_count() == threads

@@ -40,8 +40,8 @@ class ServeConfig:
     log_inputs: bool = False
     fp32: bool = False  # run model.onnx even where a bundle ships model.int8.onnx
     intra_op_threads: int = 0
-    """ONNX Runtime's threads per model session; 0: one, or every CPU for a model with a heavy step where that
-    makes it faster (runtime/loader.py)."""
+    """ONNX Runtime's threads per model session; 0: one, or every CPU (within the cgroup's CPU quota) for a
+    model with a heavy step where that makes it faster (runtime/loader.py)."""
     max_message_bytes: int = 1 << 20
     max_time_budget_ms: int = 60_000
     deadline_margin_ms: int = 20

@@ -19,11 +19,13 @@ bigger bunches (docs/EXPERIMENTS.md, 2026-12-01).
 
 from __future__ import annotations
 
+import math
 import os
 import socket
 import zlib
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 
 _compute_cpus: frozenset[int] | None = None
 """Every CPU the process may use, once the event loop thread is pinned; None while it is not."""
@@ -55,10 +57,55 @@ def choose_cpu(usable: Sequence[int], host: str, worker_index: int) -> int:
 
 
 def compute_cpu_count() -> int:
-    """How many CPUs compute threads may use: every CPU the process may use."""
+    """How many CPUs compute threads may use: every CPU the process may use, or fewer where its cgroup's CPU
+    quota (a container's CPU limit) allows fewer, rounded up."""
     if _compute_cpus is not None:
-        return len(_compute_cpus)
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        usable = len(_compute_cpus)
+    else:
+        usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    quota = cgroup_cpu_quota()
+    return usable if quota is None else max(1, min(usable, math.ceil(quota)))
+
+
+def cgroup_cpu_quota(
+    cgroup_root: Path = Path("/sys/fs/cgroup"), own_cgroups: Path = Path("/proc/self/cgroup")
+) -> float | None:
+    """CPUs per period that the process's cgroup may use: cgroup v2's `cpu.max` ("200000 100000": 2.0), or
+    v1's `cpu.cfs_quota_us` / `cpu.cfs_period_us`; None where there is no limit or none can be read.
+
+    The files are read in the process's own cgroup (from `own_cgroups`) and, where that folder is not
+    mounted (a container sees its own cgroup as the root), at the root."""
+    try:
+        memberships = own_cgroups.read_text().splitlines()
+    except OSError:
+        memberships = []
+    for line in memberships:
+        _, controllers, path = line.split(":", 2)
+        relative = path.lstrip("/")
+        if controllers == "":
+            folders = [cgroup_root / relative, cgroup_root]
+            quota = _first_readable(folder / "cpu.max" for folder in folders)
+            if quota is not None and quota.split()[0] != "max":
+                limit, period = quota.split()
+                return int(limit) / int(period)
+        elif "cpu" in controllers.split(","):
+            mount = cgroup_root / controllers
+            folders = [mount / relative, mount]
+            quota = _first_readable(folder / "cpu.cfs_quota_us" for folder in folders)
+            period = _first_readable(folder / "cpu.cfs_period_us" for folder in folders)
+            if quota is not None and period is not None and int(quota) > 0:
+                return int(quota) / int(period)
+    return None
+
+
+def _first_readable(files: Iterator[Path]) -> str | None:
+    """The stripped text of the first of `files` that can be read; None where none can."""
+    for file in files:
+        try:
+            return file.read_text().strip()
+        except OSError:
+            continue
+    return None
 
 
 def free_thread() -> None:

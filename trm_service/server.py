@@ -112,7 +112,7 @@ def tune_garbage_collector() -> None:
 
 def load_options(config: ServeConfig) -> LoadOptions:
     """How the server loads bundles: `--intra-op-threads` for every session, or with 0 one thread and, for a
-    heavy step, every CPU the process may use (runtime/loader.py)."""
+    heavy step, every CPU the process may use within its CPU quota (runtime/loader.py)."""
     return LoadOptions(SessionSettings(intra_op_threads=config.intra_op_threads or 1), int8=not config.fp32,
                        heavy_step_threads=config.intra_op_threads or compute_cpu_count())  # fmt: skip
 
