@@ -196,9 +196,12 @@ def _cgroup_files(root: Path, files: dict[str, str]) -> Path:
          {"cpu,cpuacct/docker/abc/cpu.cfs_quota_us": "50000\n", "cpu,cpuacct/docker/abc/cpu.cfs_period_us": "100000\n"},
          0.5),
         ("1:cpu:/\n0::/\n", {"cpu/cpu.cfs_quota_us": "-1\n", "cpu/cpu.cfs_period_us": "100000\n"}, None),
+        ("1:cpu:/docker/abc\n", {"cpu/cpu.cfs_quota_us": "200000\n", "cpu/cpu.cfs_period_us": "100000\n"}, 2.0),
+        ("0::/\n", {"cpu.max": "unreadable\n"}, None),
         ("0::/\n", {}, None),
     ],
-    ids=["v2-limit", "v2-no-limit", "v2-container-root", "v1-limit", "v1-no-limit", "no-cpu-files"],
+    ids=["v2-limit", "v2-no-limit", "v2-container-root", "v1-limit", "v1-no-limit", "v1-container-root",
+         "garbled", "no-cpu-files"],
 )
 def test_the_cgroup_cpu_quota_is_read_from_v1_or_v2(tmp_path: Path, own_cgroups: str, files: dict[str, str],
                                                      quota: float | None) -> None:

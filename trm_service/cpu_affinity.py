@@ -15,6 +15,10 @@ Sharing the loop's CPU, gRPC's threads preempted the loop each time one woke (ab
 under load). `yielding_threads` starts them under SCHED_BATCH, which the kernel never lets preempt a running
 thread on wake-up: they run when the loop waits or its time slice ends, and hand it their events in
 bigger bunches (docs/EXPERIMENTS.md, 2026-12-01).
+
+`compute_cpu_count` says how many threads a heavy step's session may have (runtime/loader.py): the CPUs the
+process may use, but no more than its cgroup's CPU quota allows (a container's CPU limit, which affinity does
+not show), rounded up.
 """
 
 from __future__ import annotations
@@ -70,41 +74,32 @@ def compute_cpu_count() -> int:
 def cgroup_cpu_quota(
     cgroup_root: Path = Path("/sys/fs/cgroup"), own_cgroups: Path = Path("/proc/self/cgroup")
 ) -> float | None:
-    """CPUs per period that the process's cgroup may use: cgroup v2's `cpu.max` ("200000 100000": 2.0), or
-    v1's `cpu.cfs_quota_us` / `cpu.cfs_period_us`; None where there is no limit or none can be read.
+    """CPUs per period that the process's cgroup may use: cgroup v2's `cpu.max` ("150000 100000": 1.5), or
+    v1's `cpu.cfs_quota_us` and `cpu.cfs_period_us`; None where there is no limit or none can be read.
 
-    The files are read in the process's own cgroup (from `own_cgroups`) and, where that folder is not
-    mounted (a container sees its own cgroup as the root), at the root."""
+    The files are read in the process's own cgroup (named in `own_cgroups`) or, where that folder is not
+    mounted (a container sees its own cgroup as the root), at the root of the hierarchy."""
     try:
         memberships = own_cgroups.read_text().splitlines()
     except OSError:
-        memberships = []
+        return None
     for line in memberships:
         _, controllers, path = line.split(":", 2)
-        relative = path.lstrip("/")
-        if controllers == "":
-            folders = [cgroup_root / relative, cgroup_root]
-            quota = _first_readable(folder / "cpu.max" for folder in folders)
-            if quota is not None and quota.split()[0] != "max":
-                limit, period = quota.split()
-                return int(limit) / int(period)
-        elif "cpu" in controllers.split(","):
-            mount = cgroup_root / controllers
-            folders = [mount / relative, mount]
-            quota = _first_readable(folder / "cpu.cfs_quota_us" for folder in folders)
-            period = _first_readable(folder / "cpu.cfs_period_us" for folder in folders)
-            if quota is not None and period is not None and int(quota) > 0:
-                return int(quota) / int(period)
-    return None
-
-
-def _first_readable(files: Iterator[Path]) -> str | None:
-    """The stripped text of the first of `files` that can be read; None where none can."""
-    for file in files:
-        try:
-            return file.read_text().strip()
-        except OSError:
+        if controllers == "":  # cgroup v2: one hierarchy
+            mount, files = cgroup_root, ("cpu.max",)
+        elif "cpu" in controllers.split(","):  # cgroup v1: the cpu controller's hierarchy
+            mount, files = cgroup_root / controllers, ("cpu.cfs_quota_us", "cpu.cfs_period_us")
+        else:
             continue
+        folder = next((f for f in (mount / path.lstrip("/"), mount) if (f / files[0]).is_file()), None)
+        if folder is None:
+            continue
+        try:
+            limit, period = " ".join((folder / name).read_text() for name in files).split()
+        except (OSError, ValueError):  # unreadable, or not a limit and a period
+            continue
+        if limit.isdigit() and period.isdigit() and int(limit) > 0:  # "max" (v2) and -1 (v1): no limit
+            return int(limit) / int(period)
     return None
 
 
