@@ -7,15 +7,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 from tokenizers import Tokenizer
 from trm.v1 import trm_pb2
 
-from trainer.data.sudoku import is_valid_sudoku_solution
 from trainer.data.tokenizer import encode_texts
 from trainer.export import torch_model_from_bundle
 from trm_bundle.manifest import TextInput
+from trm_service.runtime.sudoku import is_solution
 
 TOP_K = 3
 
@@ -62,16 +61,14 @@ class NaiveModel:
                 classification=trm_pb2.ClassAnswer(label=scores[0].label, confidence=scores[0].probability, top=scores)
             )
         confidence, index = probabilities.max(dim=-1)
-        digits = np.array([int(self.labels[i]) for i in index.tolist()])
-        givens = tokens[0].numpy()
-        keeps_givens = bool(np.all((givens == 0) | (givens == digits)))
+        digits = [int(self.labels[i]) for i in index.tolist()]
         return trm_pb2.Answer(
             grid=trm_pb2.GridAnswer(
                 rows=9,
                 cols=9,
                 cells="".join(map(str, digits)),
                 confidence=confidence.tolist(),
-                verified=keeps_givens and is_valid_sudoku_solution(digits),
+                verified=is_solution(tokens[0].tolist(), digits, 9),
             )
         )
 

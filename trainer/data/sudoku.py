@@ -68,11 +68,6 @@ def rule_violations(puzzles: np.ndarray) -> np.ndarray:
     return np.any(repeated, axis=(1, 2))
 
 
-def is_valid_sudoku_solution(grid: np.ndarray) -> bool:
-    """True if the grid (81 cells or 9x9) is a complete, valid Sudoku solution."""
-    return bool(valid_solutions(np.asarray(grid).reshape(1, CELLS))[0])
-
-
 def violates_rules(puzzle: np.ndarray) -> bool:
     """True if the puzzle's givens (81 cells or 9x9, 0 = blank) break a row, column or box rule."""
     return bool(rule_violations(np.asarray(puzzle).reshape(1, CELLS))[0])
