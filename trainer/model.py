@@ -91,7 +91,7 @@ def rms_norm(x: torch.Tensor, ones: torch.Tensor | None = None, eps: float = 1e-
 
     `ones`, a constant of ones over the last axis, changes nothing but the exported graph: written as
     x / sqrt(mean(x²) + eps) * ones, ONNX Runtime fuses the norm into one node (docs/EXPERIMENTS.md,
-    2026-12-01, later)."""
+    2026-12-01, "Intent at 64 callers")."""
     normed = x / torch.sqrt(x.pow(2).mean(-1, keepdim=True) + eps)
     return normed if ones is None else normed * ones
 
@@ -153,8 +153,8 @@ class SelfAttention(nn.Module):
     def forward(self, x: torch.Tensor, key_mask: torch.Tensor | None) -> torch.Tensor:
         """Attention written out rather than `scaled_dot_product_attention`, whose export computes the scale
         from the shape and masks twice: the exported step has a quarter fewer nodes, and ONNX Runtime runs one
-        row 13 % faster (docs/EXPERIMENTS.md, 2026-12-01, later). Keys outside `key_mask` get no weight; the
-        answer slot is always a key, so no row is all masked."""
+        row 13 % faster (docs/EXPERIMENTS.md, 2026-12-01, "Intent at 64 callers"). Keys outside `key_mask` get
+        no weight; the answer slot is always a key, so no row is all masked."""
         batch, seq, dim = x.shape
         qkv = self.qkv(x).view(batch, seq, 3, self.num_heads, dim // self.num_heads).permute(2, 0, 3, 1, 4)
         q, k = self.rotary(qkv[:2])

@@ -7,7 +7,7 @@ kernel, those threads keep waking one another on other cores. `pin_event_loop` f
 thread to one CPU before the gRPC server starts, so the threads gRPC starts afterwards inherit that CPU;
 `free_thread`, the initializer of every compute thread (a model's step thread, a bundle-loading thread),
 gives that thread back every CPU the process may use, so ONNX Runtime still runs beside the loop.
-Measured on the 2-core development machine (docs/EXPERIMENTS.md, 2026-11-30 night), against the same
+Measured on the 2-core development machine (docs/EXPERIMENTS.md, 2026-11-30, "pinned to one CPU"), against the same
 code unpinned: intent +7 to +30 % requests/s at one caller and +7 to +18 % at 8, routing +16 to +37 % at
 one caller, 64 callers level or better, on either core; the step threads pinned alone change nothing.
 

@@ -23,10 +23,10 @@ request, which it does first.
 
 A server interceptor could see the same calls, but grpc.aio then runs an interceptor chain of coroutines
 for every call: 11 µs of the event loop's CPU per request more than this table at 8 callers (intent, about
-4 % of the loop's work; docs/EXPERIMENTS.md, 2026-11-30 late). gRPC's own per-call metrics
-(grpcio-observability's OpenTelemetry plugin, 1.85.0) see these calls too, but record the oversized-message
-and oversized-metadata ones with status OK; the plugin also pins grpcio to its exact release and, as an
-in-process collector, would miss the `--workers` merge.
+4 % of the loop's work; docs/EXPERIMENTS.md, 2026-11-30, "The request's record after its answer"). gRPC's
+own per-call metrics (grpcio-observability's OpenTelemetry plugin, 1.85.0) see these calls too, but record
+the oversized-message and oversized-metadata ones with status OK; the plugin also pins grpcio to its exact
+release and, as an in-process collector, would miss the `--workers` merge.
 """
 
 from __future__ import annotations

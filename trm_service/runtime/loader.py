@@ -7,7 +7,7 @@ where that makes its warmed-up step at least a tenth faster; its one-thread sess
 several calls, which the scheduler runs side by side (`LoadedModel.lane_session`). On the 2-core development machine
 (docs/EXPERIMENTS.md, 2026-12-01, "Sudoku against the plain server") Sudoku's 35-40 ms step answered 1.4
 / 1.4 / 1.7x the requests/s of one thread at 1 / 8 / 64 callers; intent's 0.4 ms step lost with two
-threads at every concurrency (2026-12-01 evening), its threads handing work back and forth for longer
+threads at every concurrency (2026-12-01, "A slower machine"), its threads handing work back and forth for longer
 than its small operators take.
 """
 
