@@ -89,11 +89,12 @@ class PlainModel:
         if isinstance(self.spec, GridInput):
             choice = probabilities.argmax(axis=-1)
             cells = "".join(labels[i] for i in choice)
-            values = [self.spec.alphabet.find(ch) + 1 for ch in cells]  # 0: not a symbol
+            verified = self.spec.rules == "sudoku" and sudoku.is_solution(
+                tokens.tolist(), grid_values(cells, self.spec), self.spec.rows)
             return trm_pb2.Answer(grid=trm_pb2.GridAnswer(
                 rows=self.spec.rows, cols=self.spec.cols, cells=cells,
                 confidence=probabilities[np.arange(len(choice)), choice].astype(np.float32).tolist(),
-                verified=self.spec.rules == "sudoku" and sudoku.is_solution(tokens.tolist(), values, self.spec.rows),
+                verified=verified,
             ))  # fmt: skip
         order = np.argsort(-probabilities, kind="stable")[: request.top_k or DEFAULT_TOP_K]
         top = [trm_pb2.LabelScore(label=labels[i], probability=float(probabilities[i])) for i in order]

@@ -13,8 +13,9 @@ from trm_service.scheduler.ticket import StepResult
 
 
 def grid_values(cells: str, spec: GridInput) -> list[int]:
-    """Cell ids of an already validated grid string: 0 for a blank, 1 + alphabet index for a symbol."""
-    return [0 if ch in spec.blank else spec.alphabet.index(ch) + 1 for ch in cells]
+    """Cell ids of a grid string (a request's cells or an answer's): 1 + alphabet index for a symbol, 0 for
+    anything else (a blank, or an answer label outside the alphabet)."""
+    return [spec.alphabet.find(ch) + 1 for ch in cells]
 
 
 class GridCodec:
@@ -100,5 +101,4 @@ class GridReader:
     def _verified(self, cells: str) -> bool:
         if self._spec.rules != "sudoku":
             return False
-        values = [self._spec.alphabet.index(ch) + 1 if ch in self._spec.alphabet else 0 for ch in cells]
-        return sudoku.is_solution(self._givens, values, self._spec.rows)
+        return sudoku.is_solution(self._givens, grid_values(cells, self._spec), self._spec.rows)
