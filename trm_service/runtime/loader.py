@@ -2,9 +2,10 @@
 
 Threads for heavy steps: every session runs on one intra-op thread (the scheduler batches requests
 instead, and the event loop needs the other core), except a model whose single-request step takes
-HEAVY_STEP_S or more, whose session gets every CPU the process may use (`LoadOptions.heavy_step_threads`)
-where that makes its warmed-up step at least a tenth faster; its one-thread session stays, for steps of
-several calls, which the scheduler runs side by side (`LoadedModel.lane_session`). On the 2-core development machine
+HEAVY_STEP_S or more, whose session gets every CPU the process may use within its CPU quota
+(`LoadOptions.heavy_step_threads`, from cpu_affinity.compute_cpu_count) where that makes its warmed-up step at
+least a tenth faster; its one-thread session stays, for steps of several calls, which the scheduler runs side
+by side (`LoadedModel.lane_session`). On the 2-core development machine
 (docs/EXPERIMENTS.md, 2026-12-01, "Sudoku against the plain server") Sudoku's 35-40 ms step answered 1.4
 / 1.4 / 1.7x the requests/s of one thread at 1 / 8 / 64 callers; intent's 0.4 ms step lost with two
 threads at every concurrency (2026-12-01, "A slower machine"), its threads handing work back and forth for longer
