@@ -68,11 +68,6 @@ def rule_violations(puzzles: np.ndarray) -> np.ndarray:
     return np.any(repeated, axis=(1, 2))
 
 
-def violates_rules(puzzle: np.ndarray) -> bool:
-    """True if the puzzle's givens (81 cells or 9x9, 0 = blank) break a row, column or box rule."""
-    return bool(rule_violations(np.asarray(puzzle).reshape(1, CELLS))[0])
-
-
 # --- CSV files: a header with question,answer columns (other columns ignored), one puzzle a row ------
 
 ILLEGAL = 255
