@@ -15,6 +15,7 @@ from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processor
 from trainer.data.text import load_newsgroups
 from trm_bundle.manifest import load_bundle
 from trm_service.config import DEFAULT_MODELS_DIR
+from trm_service.runtime import ascii_tokenizer
 from trm_service.runtime.ascii_tokenizer import MAX_ADDED_TOKENS, AsciiTokenizer, ascii_normalizer
 from trm_service.runtime.prefix_tokenizer import PrefixTokenizer
 from trm_service.runtime.text_codec import load_tokenizer
@@ -143,6 +144,17 @@ def test_routing_ids_equal_the_tokenizers_on_every_test_post():
     assert sum(text.isascii() for text in texts) > 7000
     for text in texts:
         assert prefix.ids(text).tolist() == tokenizer.encode(text).ids
+
+
+def test_a_full_word_cache_is_emptied_and_the_ids_stay_the_tokenizers(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setattr(ascii_tokenizer, "WORD_CACHE_SIZE", 4)
+    tokenizer = _shipped("routing-20ng")
+    fast = AsciiTokenizer(tokenizer, words_min_chars=0)
+    texts = ["The launch of the shuttle", "qzxv launch: the orbiter, again", "the the the"]
+    for text in texts * 2:
+        assert fast.encode_batch_fast([text])[0].ids == tokenizer.encode(text).ids
+    words = fast._ascii_path.words  # the cache itself: bounded by the size it was built with
+    assert words is not None and 0 < len(words.word_ids) <= 4
 
 
 def test_text_with_other_characters_goes_through_the_whole_tokenizer():
