@@ -44,7 +44,7 @@ lint:
 proto:
 	PATH=$(CURDIR)/$(BIN):$$PATH protos/generate.sh
 
-# Retrain the three default bundles from scratch (long; see each bundle's REPORT.md).
+# Retrain the four default bundles from scratch (long; see each bundle's REPORT.md).
 models: install
 	$(BIN)/python -m trainer.make_models
 

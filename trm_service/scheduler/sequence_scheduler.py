@@ -5,10 +5,10 @@ The loop, queues, admission, cancellation, time limits and load cap are ModelSch
 batch are at different tokens of their answers (different prefix lengths) and at different steps of
 those tokens, so a request that needs 5 tokens never waits for one that needs 40. For each request:
 
-1. On its first step (on the model's thread) its input is encoded into its input cache; its prefix cache
-   is allocated at the bundle's output limit: K x slots x heads x max_tokens x head_dim keys and as
-   many values, K the steps the cache keeps (`prefix_steps`, N_sup unless the bundle says fewer; bounded
-   memory per request; per model, max_batch requests hold one).
+1. On its first step (on the model's thread, or on the event loop by the idle fast path) its input is
+   encoded into its input cache; its prefix cache is allocated at the bundle's output limit: K x slots x
+   heads x max_tokens x head_dim keys and as many values, K the steps the cache keeps (`prefix_steps`,
+   N_sup unless the bundle says fewer; bounded memory per request; per model, max_batch requests hold one).
 2. Each step feeds the step graph with the request's input cache, the token emitted before the current
    one, its position, its y and z, and the prefix cache entries of the step the token is at, or of step
    K past it (rows padded to the batch's longest input and prefix, masked).
