@@ -49,7 +49,7 @@ models: install
 	$(BIN)/python -m trainer.make_models
 
 # The `trm-train fit` bars of docs/TRAINING.md: public data sets as a user's CSVs, each fit with default flags
-# (about 65 min on a 2-core CPU); bundles and logs in bars/.
+# (about 35 min on a 2-core CPU); bundles and logs in bars/.
 training-bars: install
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m trainer.bar_sets --out bars/data --fit bars
 

@@ -14,8 +14,8 @@ SHOWN_LABELS = 5
 
 
 def check_label_counts(labels: Sequence[str], path: str | Path, minimum: int = MIN_EXAMPLES_PER_LABEL) -> None:
-    """Raise DataError naming every label with fewer than `minimum` examples (the rarest first) and
-    its count."""
+    """Raise DataError naming the labels with fewer than `minimum` examples and their counts (the rarest
+    SHOWN_LABELS, then how many more)."""
     counts = Counter(labels)
     rare = sorted((count, label) for label, count in counts.items() if count < minimum)
     if not rare:

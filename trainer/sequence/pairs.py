@@ -28,8 +28,7 @@ class Pair:
 def load_pairs(path: Path, max_source_chars: int, max_target_chars: int) -> list[Pair]:
     """The rows of a .csv (a header with source,target; other columns ignored) or .jsonl file.
 
-    Both fields must be non-empty printable ASCII within the length limits (``--max-source-chars``,
-    ``--max-target-chars``)."""
+    Both fields must be non-empty printable ASCII within the caller's length limits."""
     records = read_records(path, (SOURCE_COLUMN, TARGET_COLUMN))
     return [
         _checked(Path(path), line, source, target, max_source_chars, max_target_chars)
@@ -38,15 +37,13 @@ def load_pairs(path: Path, max_source_chars: int, max_target_chars: int) -> list
 
 
 def _checked(path: Path, line: int, source: str, target: str, max_source: int, max_target: int) -> Pair:
-    for name, value, limit, flag in (
-        (SOURCE_COLUMN, source, max_source, "--max-source-chars"),
-        (TARGET_COLUMN, target, max_target, "--max-target-chars"),
-    ):
+    for name, value, limit in ((SOURCE_COLUMN, source, max_source), (TARGET_COLUMN, target, max_target)):
         if not value.strip():
             raise DataError(path, line, f"empty {name}")
         unknown = unknown_characters(value)
         if unknown:
             raise DataError(path, line, f"{name} has characters outside printable ASCII: {''.join(unknown)!r}")
         if len(value) > limit:
-            raise DataError(path, line, f"{name} has {len(value)} characters, more than {limit} (raise {flag})")
+            raise DataError(path, line, f"{name} has {len(value)} characters, more than the {limit} a sequence "
+                                        "model reads: shorten the row or split it into several")
     return Pair(source, target, line)
