@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from trainer.data.sudoku import load_sudoku_csv
+from trainer.data.sudoku import load_sudoku_file
 from trainer.data.text import load_clinc150, load_newsgroups
 
 DATA_DIR_ENV = "TRM_DATA_DIR"
@@ -54,7 +54,7 @@ def routing_texts(root: Path) -> list[str]:
 
 def sudoku_grids(root: Path) -> list[str]:
     """A fixed, seeded sample of 17-clue puzzles as 81-character strings ('0' = blank)."""
-    puzzles = load_sudoku_csv(root / SUDOKU_CSV).puzzles
+    puzzles = load_sudoku_file(root / SUDOKU_CSV).puzzles
     rows = random.Random(SUDOKU_SEED).sample(range(len(puzzles)), min(SUDOKU_SAMPLE, len(puzzles)))
     return ["".join(map(str, puzzles[row])) for row in rows]
 

@@ -14,7 +14,7 @@ from trainer.data.files import DataError
 from trainer.data.grids import SUDOKU_SPLITS, SUDOKU_TIERS, load_grid_dataset, reveal, sudoku_splits
 from trainer.data.sudoku import (
     GridSplit,
-    load_sudoku_csv,
+    load_sudoku_file,
     rule_violations,
     valid_solutions,
 )
@@ -44,8 +44,8 @@ def splits() -> dict[str, GridSplit]:
 @pytest.fixture(scope="module")
 def sample() -> GridSplit:
     """The first 300 test originals (17-clue and hard forum puzzles)."""
-    hard = load_sudoku_csv(SUDOKU / "forum_hardest_1905_11plus.csv")
-    clue17 = load_sudoku_csv(SUDOKU / "17_clue.csv")
+    hard = load_sudoku_file(SUDOKU / "forum_hardest_1905_11plus.csv")
+    clue17 = load_sudoku_file(SUDOKU / "17_clue.csv")
     return GridSplit(
         np.concatenate([clue17.puzzles[:150], hard.puzzles[:150]]),
         np.concatenate([clue17.solutions[:150], hard.solutions[:150]]),
@@ -61,7 +61,7 @@ def write(path: Path, content: str) -> Path:
 
 
 def test_shared_csv_loads_as_uint8_grids() -> None:
-    data = load_sudoku_csv(SUDOKU / "17_clue.csv")
+    data = load_sudoku_file(SUDOKU / "17_clue.csv")
     assert data.puzzles.shape == data.solutions.shape == (49_158, 81)
     assert data.puzzles.dtype == data.solutions.dtype == np.uint8
     assert np.all(givens(data.puzzles) == 17)
@@ -71,9 +71,21 @@ def test_shared_csv_loads_as_uint8_grids() -> None:
 def test_user_csv_accepts_zero_and_dot_blanks(tmp_path: Path) -> None:
     zeros = QUESTION.replace(".", "0")
     path = write(tmp_path / "mine.csv", f"question,answer\n{QUESTION},{ANSWER}\n{zeros},{ANSWER}\n")
-    data = load_sudoku_csv(path)
+    data = load_sudoku_file(path)
     assert np.array_equal(data.puzzles[0], data.puzzles[1])
     assert data.puzzles[0, 17] == 1 and data.puzzles[0, 0] == 0
+
+
+def test_user_jsonl_loads_like_the_same_csv(tmp_path: Path) -> None:
+    csv_file = write(tmp_path / "mine.csv", f"question,answer\n{QUESTION},{ANSWER}\n")
+    jsonl = write(tmp_path / "mine.jsonl", f'{{"question": "{QUESTION}", "answer": "{ANSWER}"}}\n')
+    from_csv, from_jsonl = load_sudoku_file(csv_file), load_sudoku_file(jsonl)
+    assert np.array_equal(from_csv.puzzles, from_jsonl.puzzles)
+    assert np.array_equal(from_csv.solutions, from_jsonl.solutions)
+    missing = write(tmp_path / "bad.jsonl", f'{{"question": "{QUESTION}"}}\n')
+    with pytest.raises(DataError) as caught:
+        load_sudoku_file(missing)
+    assert (caught.value.line, caught.value.problem) == (1, "missing field 'answer'")
 
 
 def replaced(text: str, position: int, char: str) -> str:
@@ -106,7 +118,7 @@ CSV_CASES = [
     ),
     (f"question,answer\n{'.' * 81},{'123456789' * 9}\n", 2, "answer is not a valid Sudoku solution"),
     (f"question,answer\n{QUESTION},{ANSWER},extra\n", 2, "row has 3 fields but the header has 2"),
-    ("question,answer\n", None, "no puzzles after the header"),
+    ("question,answer\n", None, "no data rows"),
     ("", None, "file is empty"),
 ]
 
@@ -115,7 +127,7 @@ CSV_CASES = [
 def test_sudoku_csv_errors(tmp_path: Path, content: str, line: int | None, problem: str) -> None:
     path = write(tmp_path / "puzzles.csv", content)
     with pytest.raises(DataError) as caught:
-        load_sudoku_csv(path)
+        load_sudoku_file(path)
     assert (caught.value.path, caught.value.line, caught.value.problem) == (str(path), line, problem)
 
 

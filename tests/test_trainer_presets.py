@@ -93,6 +93,16 @@ def test_a_question_answer_csv_chooses_the_grid_preset(tmp_path: Path) -> None:
     assert preset is GRID and "question,answer" in reasons[-1]
 
 
+def test_a_question_answer_jsonl_is_a_grid_file_and_a_text_jsonl_is_not(tmp_path: Path) -> None:
+    grids = tmp_path / "puzzles.jsonl"
+    grids.write_text(f'{{"question": "{QUESTION}", "answer": "{ANSWER}", "source": "x"}}\n' * 3)
+    assert profile_file(grids) == DataProfile(kind="grid", rows=3)
+    texts = tmp_path / "texts.jsonl"
+    texts.write_text("".join(f'{{"text": "question {i}", "label": "{i % 2}", "question": "q", "answer": "a"}}\n'
+                             for i in range(6)))
+    assert profile_file(texts).kind == "text"
+
+
 def test_token_counts_are_what_the_trainer_tokenizer_reads() -> None:
     texts = ["Open the file, please!", "run   pytest", "Résumé: naïve café.", "x"]
     counts, distinct = token_counts(texts)

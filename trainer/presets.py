@@ -26,8 +26,9 @@ from typing import Any, Literal
 
 import numpy as np
 
+from trainer.data.files import first_json_object
 from trainer.data.holdout import holdout_fraction
-from trainer.data.sudoku import load_sudoku_csv
+from trainer.data.sudoku import GRID_COLUMNS, load_sudoku_file
 from trainer.data.text import load_text_file
 from trainer.data.tokenizer import train_tokenizer
 from trainer.model import ModelConfig
@@ -39,7 +40,6 @@ MIN_STEPS = 300
 MIN_TRAIN_MINUTES = 1.0
 LOG_EVERY_SECONDS = 10  # progress lines about this often (at the estimated speed)
 GRID_STEP_MARGIN = 3  # grids: max_steps is this many times the estimate, so that the time budget ends the run
-GRID_COLUMNS = frozenset({"question", "answer"})
 
 
 @dataclass(frozen=True)
@@ -215,13 +215,22 @@ def profile_texts(texts: Sequence[str], labels: Sequence[str]) -> DataProfile:
 
 
 def profile_file(path: str | Path) -> DataProfile:
-    """The figures of a user's training file: a CSV with question,answer columns is a grid file,
-    any other .csv or .jsonl a text file (text,label)."""
+    """The figures of a user's training file: a .csv with question,answer columns or a .jsonl whose first
+    object has question and answer fields (and no text) is a grid file, any other .csv or .jsonl a text
+    file (text,label)."""
     path = Path(path)
-    if path.suffix.lower() == ".csv" and set(_csv_header(path)) >= GRID_COLUMNS:
-        return DataProfile(kind="grid", rows=len(load_sudoku_csv(path)))
+    if _is_grid_file(path):
+        return DataProfile(kind="grid", rows=len(load_sudoku_file(path)))
     split = load_text_file(path)
     return profile_texts(split.texts, split.labels)
+
+
+def _is_grid_file(path: Path) -> bool:
+    suffix = path.suffix.lower()
+    if suffix == ".csv":
+        return set(_csv_header(path)) >= set(GRID_COLUMNS)
+    first = first_json_object(path) if suffix == ".jsonl" else None
+    return first is not None and set(first) >= set(GRID_COLUMNS) and "text" not in first
 
 
 def _csv_header(path: Path) -> list[str]:

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from trainer.data.files import DataError
-from trainer.data.sudoku import CELLS, GridSplit, load_sudoku_csv
+from trainer.data.sudoku import CELLS, GridSplit, load_sudoku_file
 
 SUDOKU_FILES = ("17_clue.csv", "forum_hardest_1905_11plus.csv")
 # Tier name -> number of givens after reveal(); None keeps the original puzzle.
@@ -52,7 +52,7 @@ def sudoku_splits(
     """
     parts: dict[str, list[GridSplit]] = {"train": [], "val": [], "test": []}
     for file_index, name in enumerate(SUDOKU_FILES):
-        loaded = load_sudoku_csv(Path(root) / name)
+        loaded = load_sudoku_file(Path(root) / name)
         data = GridSplit(loaded.puzzles, loaded.solutions, np.full(len(loaded), Path(name).stem))
         rng = np.random.default_rng([seed, 0, file_index])
         test_rows, val_rows = _held_out_rows(data, rng, test_per_file, val_per_file, Path(root) / name)
@@ -83,7 +83,7 @@ def load_grid_dataset(path: Path, split: str, seed: int = 0) -> GridSplit:
     """
     path = Path(path)
     if path.is_file():
-        return load_sudoku_csv(path)
+        return load_sudoku_file(path)
     if not path.is_dir():
         raise DataError(path, None, "no such file or folder")
     missing = [name for name in SUDOKU_FILES if not (path / name).is_file()]

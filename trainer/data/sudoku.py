@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from trainer.data.files import DataError, csv_rows, read_nonempty_text
+from trainer.data.files import DataError, read_records
 
 
 @dataclass(frozen=True, eq=False)
@@ -42,6 +42,7 @@ class GridSplit:
 # --- the rules, vectorised over batches of flat grids ----------------------------------------------
 
 CELLS = 81
+GRID_COLUMNS = ("question", "answer")  # a user's grid file: the puzzle and its solution
 DIGITS = np.arange(1, 10)
 
 
@@ -86,8 +87,9 @@ QUESTION_TABLE = _cell_table({**DIGIT_SYMBOLS, "0": 0, ".": 0})
 ANSWER_TABLE = _cell_table(DIGIT_SYMBOLS)
 
 
-def load_sudoku_csv(path: Path) -> GridSplit:
-    """Load puzzles (81 chars of 1-9, 0 or '.') and their solutions (81 digits 1-9) from a CSV file.
+def load_sudoku_file(path: Path) -> GridSplit:
+    """Load puzzles (81 chars of 1-9, 0 or '.') and their solutions (81 digits 1-9) from a .csv file (a
+    header with question,answer) or a .jsonl file (objects with string question and answer fields).
 
     The answer must be a valid Sudoku solution that agrees with every given of its question.
     """
@@ -115,12 +117,10 @@ def _read_columns(path: Path) -> tuple[list[int], list[str], list[str]]:
     lines: list[int] = []
     questions: list[str] = []
     answers: list[str] = []
-    for line, (question, answer) in csv_rows(path, read_nonempty_text(path), ("question", "answer")):
+    for line, (question, answer) in read_records(path, GRID_COLUMNS):
         lines.append(line)
         questions.append(question.strip())
         answers.append(answer.strip())
-    if not lines:
-        raise DataError(path, None, "no puzzles after the header")
     return lines, questions, answers
 
 
