@@ -201,12 +201,23 @@ def test_jsonl_file(tmp_path: Path) -> None:
     assert (data.texts, data.labels, data.lines) == (["hi", "bye"], ["greet", "go"], [1, 3])
 
 
+def test_a_spreadsheets_csv_loads_as_written(tmp_path: Path) -> None:
+    """Header names in any case, spaces after the commas, and the empty rows a spreadsheet leaves at the end."""
+    path = write(tmp_path / "sheet.csv", "Text, Label\nhello there, greet\nbye,farewell \nhi,greet\n,\n  ,  \n")
+    data = load_text_file(path)
+    assert (data.texts, data.labels, data.lines) == (["hello there", "bye", "hi"], ["greet", "farewell", "greet"],
+                                                     [2, 3, 4])
+
+
 CSV_CASES = [
     ("text,category\nhello,greet\n", 1, "missing column 'label' (the header has: text, category)"),
     ("label\ngreet\n", 1, "missing column 'text' (the header has: label)"),
     ('text,label\nhello,greet\n"two\nlines",x\n  ,greet\n', 5, "empty text"),
     ("text,label\nhello,greet\nbye,\n", 3, "empty label"),
-    ("text,label\nhello,greet\nhello, there,greet\n", 3, "row has 3 fields but the header has 2"),
+    ("text,label\nhello,greet\nhello, there,greet\n", 3, "row has 3 fields but the header has 2 "
+     "(a field holding a comma or a line break goes in double quotes)"),
+    ("text;label\nhello;greet\n", 1, "missing column 'text' (the header has: text;label); the file seems to separate "
+     "its columns with semicolons: save it with commas"),
     ("text,label\n", None, "no data rows"),
     ("", None, "file is empty"),
     ("  \n\n", None, "file is empty"),
@@ -265,7 +276,7 @@ def test_invalid_utf8_names_the_line(tmp_path: Path) -> None:
     path = write(tmp_path / "data.csv", b"text,label\nhi,greet\ncaf\xe9,greet\n")
     with pytest.raises(DataError) as caught:
         load_text_file(path)
-    assert (caught.value.line, caught.value.problem) == (3, "not valid UTF-8 text")
+    assert (caught.value.line, caught.value.problem) == (3, "not valid UTF-8 text: save the file as UTF-8")
 
 
 # --- label coverage --------------------------------------------------------------------------------

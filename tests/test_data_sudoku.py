@@ -117,7 +117,8 @@ CSV_CASES = [
         "answer contradicts the given 2 at position 18 (the answer has 1)",
     ),
     (f"question,answer\n{'.' * 81},{'123456789' * 9}\n", 2, "answer is not a valid Sudoku solution"),
-    (f"question,answer\n{QUESTION},{ANSWER},extra\n", 2, "row has 3 fields but the header has 2"),
+    (f"question,answer\n{QUESTION},{ANSWER},extra\n", 2, "row has 3 fields but the header has 2 "
+     "(a field holding a comma or a line break goes in double quotes)"),
     ("question,answer\n", None, "no data rows"),
     ("", None, "file is empty"),
 ]

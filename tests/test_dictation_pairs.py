@@ -30,7 +30,8 @@ def test_csv_and_jsonl_rows_load_with_their_lines(tmp_path: Path) -> None:
     ("name", "content", "line", "problem"),
     [
         ("a.csv", "source,label\nx,y\n", 1, "missing column 'target'"),
-        ("b.csv", "source,target\nx,1\ny,2,3\n", 3, "row has 3 fields but the header has 2"),
+        ("b.csv", "source,target\nx,1\ny,2,3\n", 3, "row has 3 fields but the header has 2 "
+     "(a field holding a comma or a line break goes in double quotes)"),
         ("c.csv", "source,target\nx,1\ny,  \n", 3, "empty target"),
         ("d.csv", "source,target\nx,1\ny,caf\u00e9\n", 3, "target has characters outside printable ASCII: '\u00e9'"),
         ("e.csv", "source,target\nx,1\n" + "a" * 21 + ",2\n", 3,

@@ -89,6 +89,24 @@ def test_a_label_with_one_example_is_named_before_anything_trains(
     assert not (tmp_path / "b").exists()
 
 
+def test_a_grid_file_of_one_puzzle_is_refused_before_training(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    puzzle = ".................1.....2.3......3.2...1.4......5....6..3......4.7..8...962...7..."
+    solution = "953168742862734951417952836746893125281645397395271468138529674574386219629417583"
+    (tmp_path / "one.csv").write_text(f"question,answer\n{puzzle},{solution}\n")
+    assert fit("--train", str(tmp_path / "one.csv"), "--out", str(tmp_path / "b"), "--run-dir", str(tmp_path)) == 2
+    assert "one puzzle: a fit needs at least 2" in capsys.readouterr().err
+
+
+def test_a_source_target_file_trains_a_sequence_model_without_task(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "pairs.csv").write_text("source,target\nx equals one,x = 1\n")
+    assert fit("--train", str(tmp_path / "pairs.csv"), "--preset", "short-text") == 2
+    assert "--preset do not apply to --task sequence" in capsys.readouterr().err
+
+
 def test_an_out_of_scope_label_must_be_a_label_of_the_data(
     keyword_data: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -26,6 +26,7 @@ from trainer.presets import (
     DataProfile,
     choose_preset,
     describe_choice,
+    file_kind,
     preset_config,
     presets_table,
     profile_file,
@@ -326,6 +327,38 @@ def test_labels_with_fewer_than_two_examples_are_named_with_their_counts() -> No
 def test_many_rare_labels_are_summarised() -> None:
     with pytest.raises(DataError, match=r"'l0' has 1 example.*'l4' has 1 example \(and 3 more labels\)"):
         check_label_counts([f"l{i}" for i in range(8)] + ["ok", "ok"], "train.csv")
+
+
+def test_a_file_with_a_single_label_is_refused() -> None:
+    with pytest.raises(DataError) as raised:
+        check_label_counts(["greet"] * 10, "train.csv")
+    assert str(raised.value) == "train.csv: every row has the label 'greet': a classifier needs at least 2 labels"
+
+
+def test_repeated_texts_are_counted_and_named_in_the_plan() -> None:
+    texts = ["hi", "hi", "hello", "bye", "bye", "see you"]
+    labels = ["greet", "greet", "greet", "farewell", "greet", "farewell"]
+    profile = profile_texts(texts, labels)
+    assert (profile.repeated_texts, profile.conflicting_texts) == (2, 1)
+    _, reasons = choose_preset(profile)
+    assert "2 rows repeat an earlier row's text (1 texts with more than one label)" in reasons[0]
+    _, unique_reasons = choose_preset(profile_texts(["a", "b"], ["x", "y"]))
+    assert "repeat" not in unique_reasons[0]
+
+
+@pytest.mark.parametrize(("name", "content", "kind"), [
+    ("g.csv", "Question,Answer\n", "grid"),
+    ("s.csv", "source,target,note\n", "sequence"),
+    ("t.csv", "text,label,source,target\n", "text"),
+    ("g.jsonl", '{"question": "q", "answer": "a"}\n', "grid"),
+    ("s.jsonl", '\n{"source": "s", "target": "t"}\n', "sequence"),
+    ("t.jsonl", '{"text": "t", "label": "l"}\n', "text"),
+    ("bad.jsonl", "not json\n", "text"),
+])
+def test_file_kind_reads_the_columns(tmp_path: Path, name: str, content: str, kind: str) -> None:
+    path = tmp_path / name
+    path.write_text(content)
+    assert file_kind(path) == kind
 
 
 def test_two_examples_per_label_pass() -> None:

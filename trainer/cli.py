@@ -20,7 +20,7 @@ from trainer.data.files import DataError
 from trainer.evaluate import evaluate_bundle
 from trainer.export import ablation_summary, export_bundle, reexport_bundle
 from trainer.fit import fit, from_checkpoint
-from trainer.presets import PRESETS, plan_fit, presets_table
+from trainer.presets import PRESETS, file_kind, plan_fit, presets_table
 from trainer.sequence.user_fit import fit_sequence
 from trm_bundle import BundleError
 
@@ -50,7 +50,8 @@ def _fit_config(args: argparse.Namespace) -> TrainConfig:
 
 
 def cmd_fit(args: argparse.Namespace) -> int:
-    if args.task == "sequence":
+    inferred = args.task is None and not args.config and args.data and file_kind(args.data) == "sequence"
+    if args.task == "sequence" or inferred:
         return _fit_sequence(args)
     started = time.monotonic()
     cfg = _fit_config(args)

@@ -86,6 +86,8 @@ def prepare_grid(cfg: TrainConfig) -> Prepared:
         tests = {tier: grid_set(splits[f"test_{tier}"]) for tier in SUDOKU_TIERS}
     else:
         full = load_grid_dataset(data, "train", cfg.seed)
+        if len(full) < 2:
+            raise DataError(data, None, "one puzzle: a fit needs at least 2, one to train on and one held out")
         kept, held = shuffled_holdout(len(full), cfg.seed)
         train, val = full.take(kept), full.take(held)
         test = load_grid_dataset(Path(cfg.test_data), "test", cfg.seed) if cfg.test_data else val

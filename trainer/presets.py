@@ -32,6 +32,7 @@ from trainer.data.sudoku import GRID_COLUMNS, load_sudoku_file
 from trainer.data.text import load_text_file
 from trainer.data.tokenizer import train_tokenizer
 from trainer.model import ModelConfig
+from trainer.sequence.pairs import SEQUENCE_COLUMNS
 
 TOKEN_PERCENTILE = 98  # max_tokens covers this percentile of the texts' token counts
 MIN_BATCH = 16
@@ -54,6 +55,8 @@ class DataProfile:
     median_tokens: float = 0.0
     p98_tokens: float = 0.0  # TOKEN_PERCENTILE of the token counts
     distinct_words: int = 0  # distinct tokens the tokenizer would know with an unlimited vocabulary
+    repeated_texts: int = 0  # rows whose text an earlier row already has
+    conflicting_texts: int = 0  # distinct texts that carry more than one label
 
 
 @dataclass(frozen=True)
@@ -207,30 +210,43 @@ def profile_texts(texts: Sequence[str], labels: Sequence[str]) -> DataProfile:
         raise ValueError(f"need one label per text and at least one text, got {len(texts)} and {len(labels)}")
     counts, distinct = token_counts(texts)
     per_label = np.array(list(Counter(labels).values()))
+    labels_of: dict[str, set[str]] = {}
+    for text, label in zip(texts, labels, strict=True):
+        labels_of.setdefault(text, set()).add(label)
     return DataProfile(
         kind="text", rows=len(texts), labels=len(per_label), min_per_label=int(per_label.min()),
         median_per_label=float(np.median(per_label)), median_tokens=float(np.median(counts)),
         p98_tokens=float(np.percentile(counts, TOKEN_PERCENTILE)), distinct_words=distinct,
+        repeated_texts=len(texts) - len(labels_of),
+        conflicting_texts=sum(len(found) > 1 for found in labels_of.values()),
     )
 
 
 def profile_file(path: str | Path) -> DataProfile:
-    """The figures of a user's training file: a .csv with question,answer columns or a .jsonl whose first
-    object has question and answer fields (and no text) is a grid file, any other .csv or .jsonl a text
-    file (text,label)."""
+    """The figures of a user's training file, a grid file or a text file (`file_kind`)."""
     path = Path(path)
-    if _is_grid_file(path):
+    if file_kind(path) == "grid":
         return DataProfile(kind="grid", rows=len(load_sudoku_file(path)))
     split = load_text_file(path)
     return profile_texts(split.texts, split.labels)
 
 
-def _is_grid_file(path: Path) -> bool:
+def file_kind(path: str | Path) -> Literal["text", "grid", "sequence"]:
+    """What a user's .csv (by its header) or .jsonl (by its first object) holds: question,answer columns
+    are grids, source,target columns pairs for a sequence model, unless a text column is there too;
+    anything else is text (text,label; the text loader names what is missing)."""
+    path = Path(path)
     suffix = path.suffix.lower()
     if suffix == ".csv":
-        return set(_csv_header(path)) >= set(GRID_COLUMNS)
-    first = first_json_object(path) if suffix == ".jsonl" else None
-    return first is not None and set(first) >= set(GRID_COLUMNS) and "text" not in first
+        columns = {name.lower() for name in _csv_header(path)}
+    else:
+        columns = set(first_json_object(path) or {}) if suffix == ".jsonl" else set()
+    if "text" not in columns:
+        if columns >= set(GRID_COLUMNS):
+            return "grid"
+        if columns >= set(SEQUENCE_COLUMNS):
+            return "sequence"
+    return "text"
 
 
 def _csv_header(path: Path) -> list[str]:
@@ -266,8 +282,14 @@ def choose_preset(profile: DataProfile, name: str | None = None) -> tuple[Preset
 def _data_sentence(profile: DataProfile) -> str:
     if profile.kind == "grid":
         return f"{profile.rows:,} grids"
-    return (f"{profile.rows:,} texts of median {profile.median_tokens:.0f} tokens, {profile.labels:,} labels "
-            f"with {profile.median_per_label:,.0f} examples in the median, {profile.min_per_label:,} in the smallest")
+    sentence = (f"{profile.rows:,} texts of median {profile.median_tokens:.0f} tokens, {profile.labels:,} labels "
+                f"with {profile.median_per_label:,.0f} examples in the median, {profile.min_per_label:,} in the "
+                "smallest")
+    if profile.repeated_texts:
+        sentence += (f"; note: {profile.repeated_texts:,} rows repeat an earlier row's text "
+                     f"({profile.conflicting_texts:,} texts with more than one label), so a hold-out may share "
+                     "texts with training and read high")
+    return sentence
 
 
 # --- sizing ---------------------------------------------------------------------------------------------

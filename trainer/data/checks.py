@@ -14,9 +14,11 @@ SHOWN_LABELS = 5
 
 
 def check_label_counts(labels: Sequence[str], path: str | Path, minimum: int = MIN_EXAMPLES_PER_LABEL) -> None:
-    """Raise DataError naming the labels with fewer than `minimum` examples and their counts (the rarest
-    SHOWN_LABELS, then how many more)."""
+    """Raise DataError when the file has a single label, or naming the labels with fewer than `minimum`
+    examples and their counts (the rarest SHOWN_LABELS, then how many more)."""
     counts = Counter(labels)
+    if len(counts) == 1:
+        raise DataError(path, None, f"every row has the label '{labels[0]}': a classifier needs at least 2 labels")
     rare = sorted((count, label) for label, count in counts.items() if count < minimum)
     if not rare:
         return

@@ -32,33 +32,46 @@ def read_nonempty_text(path: Path) -> str:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
-        raise DataError(path, line, "not valid UTF-8 text") from exc
+        raise DataError(path, line, "not valid UTF-8 text: save the file as UTF-8") from exc
     if not text.strip():
         raise DataError(path, None, "file is empty")
     return text
 
 
 def csv_rows(path: Path, content: str, columns: Sequence[str]) -> Iterator[tuple[int, list[str]]]:
-    """Yield (1-based line, the values of `columns`) for each non-empty row of the CSV `content`, whose
-    header must name `columns` (other columns are ignored; names are stripped of spaces)."""
+    """Yield (1-based line, the values of `columns`) for each row of the CSV `content` with a non-blank
+    field, whose header must name `columns` (other columns are ignored; names are matched without case or
+    surrounding spaces)."""
     csv.field_size_limit(max(csv.field_size_limit(), len(content)))  # one field may be a whole long document
     reader = csv.reader(io.StringIO(content, newline=""))
     try:
         header = [name.strip() for name in next(reader)]
+        names = [name.lower() for name in header]
         for column in columns:
-            if column not in header:
-                raise DataError(path, 1, f"missing column '{column}' (the header has: {', '.join(header)})")
-        positions = [header.index(column) for column in columns]
+            if column not in names:
+                raise DataError(path, 1, f"missing column '{column}' (the header has: {', '.join(header)})"
+                                         f"{_delimiter_hint(header)}")
+        positions = [names.index(column) for column in columns]
         end_of_previous = reader.line_num
         for fields in reader:
             line, end_of_previous = end_of_previous + 1, reader.line_num
-            if not fields:
+            if not any(field.strip() for field in fields):  # a blank line, or a spreadsheet's empty row
                 continue
             if len(fields) != len(header):
-                raise DataError(path, line, f"row has {len(fields)} fields but the header has {len(header)}")
+                raise DataError(path, line, f"row has {len(fields)} fields but the header has {len(header)} "
+                                            "(a field holding a comma or a line break goes in double quotes)")
             yield line, [fields[position] for position in positions]
     except csv.Error as exc:
         raise DataError(path, reader.line_num, f"malformed CSV: {exc}") from exc
+
+
+def _delimiter_hint(header: list[str]) -> str:
+    """A hint when a one-column header looks like another delimiter's: the CSV reader splits on commas."""
+    if len(header) == 1:
+        for delimiter, name in ((";", "semicolons"), ("\t", "tabs")):
+            if delimiter in header[0]:
+                return f"; the file seems to separate its columns with {name}: save it with commas"
+    return ""
 
 
 def iter_json_objects(path: Path, content: str) -> Iterator[tuple[int, dict[str, Any]]]:

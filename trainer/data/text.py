@@ -172,8 +172,9 @@ def check_label_coverage(train: TextSplit, test: TextSplit, test_path: str | Pat
 
 
 def _checked_row(path: Path, line: int, text: str, label: str) -> tuple[int, str, str]:
+    """The row with its label stripped of surrounding spaces (`greet` and ` greet` are one label)."""
     if not text.strip():
         raise DataError(path, line, "empty text")
     if not label.strip():
         raise DataError(path, line, "empty label")
-    return line, text, label
+    return line, text, label.strip()

@@ -14,6 +14,7 @@ from trainer.sequence.vocab import unknown_characters
 
 SOURCE_COLUMN = "source"
 TARGET_COLUMN = "target"
+SEQUENCE_COLUMNS = (SOURCE_COLUMN, TARGET_COLUMN)
 
 
 @dataclass(frozen=True)
@@ -29,7 +30,7 @@ def load_pairs(path: Path, max_source_chars: int, max_target_chars: int) -> list
     """The rows of a .csv (a header with source,target; other columns ignored) or .jsonl file.
 
     Both fields must be non-empty printable ASCII within the caller's length limits."""
-    records = read_records(path, (SOURCE_COLUMN, TARGET_COLUMN))
+    records = read_records(path, SEQUENCE_COLUMNS)
     return [
         _checked(Path(path), line, source, target, max_source_chars, max_target_chars)
         for line, (source, target) in records
