@@ -49,3 +49,17 @@ def test_cancelling_every_stream_of_a_running_step_stops_it(server):
     statuses = [r["status"] for r in server.log_records() if r.get("method") == "ReasonStream"]
     assert statuses == ["CANCELLED"] * STREAMS
     assert server.sample_value("trm_inflight_requests", model=SUDOKU) == 0.0
+
+
+def test_a_cancelled_batch_accounts_for_every_request_and_frees_its_places(server):
+    batch = trm_pb2.ReasonBatchRequest(requests=[_request(halt_threshold=1.0)] * 4)
+    with grpc.insecure_channel(server.target) as channel:
+        future = trm_pb2_grpc.ReasoningServiceStub(channel).ReasonBatch.future(batch, timeout=300)
+        wait_for(lambda: server.sample_value("trm_inflight_requests", model=SUDOKU) == 4.0)
+        future.cancel()
+        wait_for(lambda: server.sample_value("trm_inflight_requests", model=SUDOKU) == 0.0)
+    wait_for(lambda: any(r.get("method") == "ReasonBatch" for r in server.log_records()))
+    records = server.log_records()
+    call_id = next(r["request_id"] for r in records if r.get("method") == "ReasonBatch")
+    statuses = sorted(r["status"] for r in records if r.get("request_id", "").startswith(f"{call_id}."))
+    assert statuses == ["CANCELLED"] * 4

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import signal
 from pathlib import Path
 
@@ -71,3 +72,19 @@ def test_requests_outliving_the_grace_period_get_their_anytime_answer(long_bundl
     for final in finals:
         assert final.final and final.halt_reason == trm_pb2.HALT_REASON_SHUTDOWN and 1 < final.step < 20000
         assert final.answer.classification.label
+
+
+def test_a_version_retired_by_a_reload_still_gets_its_anytime_answers_at_shutdown(long_bundle: Path, tmp_path):
+    models = tmp_path / "models"
+    shutil.copytree(long_bundle, models / "long")
+    server = ServerProcess([models], extra_args=["--grace-period", "1.5"])
+    with server, grpc.insecure_channel(server.target) as channel:
+        stream = trm_pb2_grpc.ReasoningServiceStub(channel).ReasonStream(_long_request(20000), timeout=120)
+        next(stream)
+        shutil.rmtree(models / "long")  # the running request's version is retired, and drains
+        server.send_signal(signal.SIGHUP)
+        wait_for(lambda: any(r.get("event") == "models_reloaded" and r["retired"] for r in server.log_records()))
+        server.send_signal(signal.SIGTERM)
+        final = list(stream)[-1]
+        assert server.wait(60) == 0
+    assert final.final and final.halt_reason == trm_pb2.HALT_REASON_SHUTDOWN and 1 < final.step < 20000

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import signal
+import threading
 from pathlib import Path
 
 import grpc
@@ -16,6 +17,7 @@ from trm.v1 import trm_pb2
 from trm_service.testing import ServerProcess
 
 PINNED_STEPS = 4000
+SUDOKU_BUNDLE = Path(__file__).resolve().parents[1] / "trm_service" / "models" / "sudoku"  # slow to load
 
 
 def _reloads(server: ServerProcess) -> int:
@@ -148,3 +150,48 @@ def test_a_removed_model_turns_not_serving_in_health(text_bundle: Path, grid_bun
         _hangup_and_wait(server)
         assert status(GRID_MODEL) == health_pb2.HealthCheckResponse.NOT_SERVING
         assert status(TEXT_MODEL) == status("") == health_pb2.HealthCheckResponse.SERVING
+
+
+def test_a_bundle_replaced_in_place_under_the_same_version_keeps_its_metrics(
+    text_bundle: Path, tmp_path: Path, stub_for
+):
+    models = tmp_path / "models"
+    shutil.copytree(text_bundle, models / "text")
+    with ServerProcess([models]) as server:
+        stub = stub_for(server.target)
+        running = stub.ReasonStream(trm_pb2.ReasonRequest(
+            model=TEXT_MODEL, text="started before", budget=trm_pb2.Budget(max_steps=3)), timeout=60)
+        next(running)
+        manifest_path = models / "text" / "manifest.json"  # re-exported: the same name and version
+        manifest = json.loads(manifest_path.read_text())
+        manifest["description"] = "retrained"
+        manifest_path.write_text(json.dumps(manifest))
+        _hangup_and_wait(server)
+        list(running)
+        wait_for(lambda: any(r.get("event") == "model_retired" for r in server.log_records()))
+        assert stub.GetModel(trm_pb2.GetModelRequest(name=TEXT_MODEL)).description == "retrained"
+        assert server.sample_value("trm_model_info", model=TEXT_MODEL, version="1.0.0") == 1.0
+        assert server.sample_value("trm_inflight_requests", model=TEXT_MODEL, version="1.0.0") == 0.0
+        assert server.sample_value("trm_queued_requests", model=TEXT_MODEL, version="1.0.0") == 0.0
+        assert stub.Reason(trm_pb2.ReasonRequest(model=TEXT_MODEL, text="after")).steps > 0
+
+
+def test_a_hangup_while_loading_does_not_end_the_server(text_bundle: Path, grid_bundle: Path, stub_for):
+    server = ServerProcess([text_bundle, grid_bundle, SUDOKU_BUNDLE])
+
+    def hang_up_once_loading() -> None:
+        def loading() -> bool:
+            try:
+                return "event_loop_cpu" in server.logs()
+            except (RuntimeError, FileNotFoundError):  # not started yet
+                return False
+
+        wait_for(loading)
+        server.send_signal(signal.SIGHUP)
+
+    hangup = threading.Thread(target=hang_up_once_loading)
+    hangup.start()
+    with server:
+        hangup.join()
+        wait_for(lambda: _reloads(server) == 2)  # the startup load, then the reload the signal asked for
+        assert stub_for(server.target).Reason(trm_pb2.ReasonRequest(model=TEXT_MODEL, text="up")).steps > 0

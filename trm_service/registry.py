@@ -75,9 +75,19 @@ class ModelNotFound(LookupError):
     """No hosted model (or version) matches a request."""
 
 
-def version_key(version: str) -> tuple[tuple[int, int | str], ...]:
-    """Sort key for versions: numeric parts compare as numbers ("1.10.0" > "1.9.0")."""
-    return tuple((0, int(p)) if p.isdigit() else (1, p) for p in re.split(r"[.+-]", version))
+_VersionParts = tuple[tuple[int, int | str], ...]
+
+
+def version_key(version: str) -> tuple[_VersionParts, int, _VersionParts, _VersionParts]:
+    """Sort key for versions, as semantic versioning orders them: numeric parts compare as numbers ("1.10.0" >
+    "1.9.0"), a pre-release comes before its release ("1.0.0-rc1" < "1.0.0"), build metadata ("+b2") last."""
+    core, _, build = version.partition("+")
+    release, dash, pre_release = core.partition("-")
+    return _version_parts(release), 0 if dash else 1, _version_parts(pre_release), _version_parts(build)
+
+
+def _version_parts(text: str) -> _VersionParts:
+    return tuple((0, int(p)) if p.isdigit() else (1, p) for p in re.split(r"[.-]", text) if p)
 
 
 def discover_bundles(directories: Sequence[Path]) -> list[Path]:
@@ -119,7 +129,7 @@ class ModelRegistry:
         self._metrics = metrics
         self._hosted: list[HostedModel] = []  # by name, newest version first (see _set_hosted)
         self._by_name: dict[str, list[HostedModel]] = {}
-        self._retiring: set[asyncio.Task[None]] = set()
+        self._retiring: dict[asyncio.Task[None], HostedModel] = {}  # versions draining after a reload or close
         self._lock = asyncio.Lock()
         self._shutdown_at: float | None = None
 
@@ -204,9 +214,10 @@ class ModelRegistry:
             self._by_name.setdefault(model.name, []).append(model)
 
     def shutdown_by(self, at: float) -> None:
-        """Make every scheduler stop its requests (anytime answers) before time.monotonic() reaches `at`."""
+        """Make every scheduler, hosted or still draining, stop its requests (anytime answers) before
+        time.monotonic() reaches `at`."""
         self._shutdown_at = at
-        for model in self._hosted:
+        for model in [*self._hosted, *self._retiring.values()]:
             model.scheduler.shutdown_by(at)
 
     async def close(self) -> None:
@@ -247,10 +258,12 @@ class ModelRegistry:
     def _retire(self, model: HostedModel) -> None:
         async def finish() -> None:
             await model.scheduler.close()
-            self._metrics.model_info.labels(model.name, model.version, model.manifest.task).set(0)
+            labels = (model.name, model.version, model.manifest.task)
+            if not any((m.name, m.version, m.manifest.task) == labels for m in self._hosted):  # not replaced in place
+                self._metrics.model_info.labels(*labels).set(0)
             _log.info("model_retired", model=model.name, version=model.version)
 
         task = asyncio.get_running_loop().create_task(finish())
-        self._retiring.add(task)
-        task.add_done_callback(self._retiring.discard)
+        self._retiring[task] = model
+        task.add_done_callback(self._retiring.pop)
 

@@ -119,6 +119,9 @@ def load_options(config: ServeConfig) -> LoadOptions:
 
 async def run_server(config: ServeConfig) -> None:
     """Serve until SIGTERM or SIGINT, then drain (see the module docstring)."""
+    loop = asyncio.get_running_loop()
+    hangup_while_starting = asyncio.Event()  # a SIGHUP must not end a process still loading: reload once serving
+    loop.add_signal_handler(signal.SIGHUP, hangup_while_starting.set)
     place_threads(config)
     metrics = ServiceMetrics()
     registry = ModelRegistry(
@@ -148,7 +151,6 @@ async def run_server(config: ServeConfig) -> None:
     await model_health.sync(registry.names())
     tune_garbage_collector()
 
-    loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     reloads: set[asyncio.Task[None]] = set()
 
@@ -165,6 +167,8 @@ async def run_server(config: ServeConfig) -> None:
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     loop.add_signal_handler(signal.SIGINT, stop.set)
     loop.add_signal_handler(signal.SIGHUP, on_hangup)
+    if hangup_while_starting.is_set():
+        on_hangup()
     _log.info("serving", host=config.host, port=port, metrics_port=metrics_port, call_acceptors=acceptors.running,
               tls=config.tls_cert is not None, mutual_tls=config.tls_client_ca is not None)
     if config.ready_file is not None:

@@ -60,7 +60,9 @@ def _reserve_port(host: str, port: int) -> socket.socket:
 
 
 def _worker_main(config: ServeConfig) -> None:
-    """Entry point of one worker process."""
+    """Entry point of one worker process. A SIGHUP the supervisor forwards before run_server takes the signal
+    over is ignored (by default it would end the process); one during loading makes it reload once serving."""
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
     configure_logging(config.log_level)
     uvloop.run(run_server(config))
 

@@ -142,7 +142,14 @@ class ReasoningServicer:
             raise invalid(f"a ReasonBatch carries 1 to {limit} requests (the server's --max-batch-requests), got "
                           f"{len(requests)}" + (f"; split the job into calls of at most {limit}" if requests else ""))
         items = [self._batch_item(request, index, context, record) for index, request in enumerate(requests)]
-        results = await asyncio.gather(*(self._batch_result(item, admitted) for item, admitted in items))
+        try:
+            results = await asyncio.gather(*(self._batch_result(item, admitted) for item, admitted in items))
+        except asyncio.CancelledError:  # also before the requests' own tasks first ran: account for them here
+            for item, admitted in items:
+                if isinstance(admitted, _Admitted):
+                    _release(admitted)
+                item.finish(grpc.StatusCode.CANCELLED)  # a request that had finished keeps its first record
+            raise
         record.model = _common({item.model for item, _ in items})
         return trm_pb2.ReasonBatchResponse(results=results)
 

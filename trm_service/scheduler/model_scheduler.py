@@ -110,6 +110,7 @@ class ModelScheduler:
         self._queue_wait = metrics.queue_wait.labels(name)
         self._inflight = metrics.inflight.labels(name, version)
         self._queued = metrics.queued.labels(name, version)
+        self._counted = (0, 0)  # (in the batch, queued) as this scheduler last added them to the gauges
         self._step_s = initial_step_s
         self._request_compute_s = initial_step_s  # smoothed ONNX Runtime seconds per request of a step
         self._steps_per_request = 1.0  # smoothed supervision steps a request runs before it stops
@@ -376,5 +377,9 @@ class ModelScheduler:
         self._update_gauges()
 
     def _update_gauges(self) -> None:
-        self._inflight.set(len(self._active))
-        self._queued.set(len(self._pending))
+        """Add the change in this scheduler's counts to the gauges: a bundle replaced in place (same name and
+        version) has a successor whose scheduler shares them while this one drains."""
+        active, pending = len(self._active), len(self._pending)
+        self._inflight.inc(active - self._counted[0])
+        self._queued.inc(pending - self._counted[1])
+        self._counted = (active, pending)

@@ -1,0 +1,20 @@
+"""Which hosted version is the newest: the one a request without a version gets."""
+
+from __future__ import annotations
+
+import random
+
+from trm_service.registry import version_key
+
+ORDERED = ["0.9.9", "1.0.0-alpha", "1.0.0-alpha.2", "1.0.0-rc1", "1.0.0", "1.0.0+b2", "1.9.0", "1.10.0",
+           "2.0.0-beta", "2.0.0"]
+
+
+def test_versions_sort_as_semantic_versioning_orders_them():
+    shuffled = random.Random(0).sample(ORDERED, len(ORDERED))
+    assert sorted(shuffled, key=version_key) == ORDERED
+
+
+def test_dated_versions_sort_by_date():
+    assert sorted(["2026-12-01", "2026-11-30", "2025-12-31"], key=version_key) == [
+        "2025-12-31", "2026-11-30", "2026-12-01"]
