@@ -18,8 +18,8 @@ import re
 import sys
 from typing import Any
 
-from trm_client import TRMClient
-from trm_client.connection_args import add_connection_arguments, client_settings
+from trm_client import TRMClient, TRMError
+from trm_client.connection_args import add_connection_arguments, checked_client_settings
 from trm_client.tools import ToolAdapter
 
 Message = dict[str, Any]
@@ -59,8 +59,9 @@ class ScriptedLLM:
         if result.get("defer_to_llm"):
             why = result.get("defer_reason") or result.get("error", {}).get("code", "unknown")
             text = f"[scripted stand-in] The tool deferred ({why}); a real LLM would now answer this itself."
-        else:
-            text = f"[scripted stand-in] Answer: {result['answer']} (confidence {result['confidence']})."
+        else:  # a sequence tool's answer is written text, without a confidence
+            confidence = f" (confidence {result['confidence']})" if "confidence" in result else ""
+            text = f"[scripted stand-in] Answer: {result['answer']}{confidence}."
         return {"role": "assistant", "content": text}
 
     def _choose_tool(self, request: str, tools: list[dict[str, Any]]) -> tuple[str, dict[str, Any]]:
@@ -69,7 +70,9 @@ class ScriptedLLM:
             return by_input["grid"], {"grid": request}
         names = [t["function"]["name"] for t in tools]
         name = self.preferred_tool if self.preferred_tool in names else by_input.get("text", names[0])
-        return name, {"text": request, "top_k": 3}
+        parameters = next(t["function"]["parameters"] for t in tools if t["function"]["name"] == name)
+        top_k = {"top_k": 3} if "top_k" in parameters["properties"] else {}  # a sequence tool has no top_k
+        return name, {"text": request, **top_k}
 
 
 def run_agent(adapter: ToolAdapter, llm: ScriptedLLM, request: str) -> list[Message]:
@@ -109,16 +112,20 @@ def main(argv: list[str] | None = None) -> int:
         "--tool", default="trm_intent_clinc150", help="the tool the stand-in prefers for text"
     )
     args = parser.parse_args(argv)
-    with TRMClient(**client_settings(args)) as client:
-        adapter = ToolAdapter(client)
-        tools = adapter.tools()
-        print("tools offered to the LLM:")
-        for tool in tools:
-            print(f"  {tool['function']['name']}: {tool['function']['description'][:100]}...")
-        print()
-        llm = ScriptedLLM(args.tool)
-        for request in args.requests:
-            print_transcript(run_agent(adapter, llm, request))
+    try:
+        with TRMClient(**checked_client_settings(parser, args)) as client:
+            adapter = ToolAdapter(client)
+            tools = adapter.tools()
+            print("tools offered to the LLM:")
+            for tool in tools:
+                print(f"  {tool['function']['name']}: {tool['function']['description'][:100]}...")
+            print()
+            llm = ScriptedLLM(args.tool)
+            for request in args.requests:
+                print_transcript(run_agent(adapter, llm, request))
+    except TRMError as error:  # listing the tools failed, e.g. no server at --target
+        print(f"agent_loop: {error}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -4,3 +4,11 @@ TEXT_MODEL = "intent-test"
 GRID_MODEL = "sudoku-test"
 N_SUP = 4
 SUDOKU = "53..7....6..195....98....6.8...6...34..8.3..17...2...6.6....28....419..5....8..79"
+
+# Connection options (connection_args.py) that every program refuses before reaching a server, and what it says.
+BAD_CONNECTION_OPTIONS = (
+    (["--retries", "0"], "argument --retries: must be a whole number of at least 1, got '0'"),
+    (["--target", "10.0.0.5:50051,trm.example:50051"], "--target: several endpoints must all be IPv4"),
+    (["--tls-ca", "/nonexistent.pem"], "--tls-ca: No such file or directory: /nonexistent.pem"),
+    (["--tls-key", "client.key"], "--tls-key needs --tls-cert"),
+)

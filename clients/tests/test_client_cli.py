@@ -8,12 +8,14 @@ import pty
 import subprocess
 import sys
 from pathlib import Path
+from unittest.mock import ANY
 
 import pytest
 from sdk_test_support import GRID_MODEL, N_SUP, SUDOKU, TEXT_MODEL
 
 import trm_service
 from trainer.testing import DEFAULT_TEXT_LABELS
+from trm_service.testing import ServerProcess
 
 
 def trm_client(*args: str, target: str | None = None) -> subprocess.CompletedProcess[str]:
@@ -100,7 +102,36 @@ def test_reason_batch_answers_every_line_in_order_as_reason_does(server, client,
         if text:
             assert row["prediction"] == client.reason(TEXT_MODEL, text).prediction
     plain = trm_client("--target", server.target, "reason-batch", TEXT_MODEL, str(inputs))
-    assert plain.stdout.splitlines()[1].startswith("line 2: INVALID_ARGUMENT")
+    told = "line 2: INVALID_ARGUMENT: text is empty: send the text to classify in this line"
+    assert plain.stdout.splitlines()[1] == told
+
+
+@pytest.mark.parametrize(
+    ("model", "lines", "told"),
+    [
+        (GRID_MODEL, [SUDOKU[:80]], "this line must have 81 symbols (9x9, row-major), got 80"),
+        (GRID_MODEL, ["x" + SUDOKU[1:]], "cell 0 of this line (row 1, column 1) is 'x'"),
+        (TEXT_MODEL, ["hi"], f"model '{TEXT_MODEL}' classifies text: set text lines, without --grid"),
+    ],
+)
+def test_reason_batch_tells_a_lines_error_in_its_own_words(server, tmp_path, model, lines, told):
+    inputs = tmp_path / "inputs.txt"
+    inputs.write_text("\n".join(lines) + "\n")
+    done = trm_client("--target", server.target, "reason-batch", model, str(inputs), "--grid")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith(f"line 1: INVALID_ARGUMENT: {told}")
+    assert "argument" not in done.stdout and "grid.cells" not in done.stdout
+
+
+def test_reason_batch_over_the_servers_limit_names_batch_size(bundles, tmp_path):
+    inputs = tmp_path / "inputs.txt"
+    inputs.write_text("play jazz\nwake me up\nhello\n")
+    with ServerProcess([bundles["text"]], extra_args=["--max-batch-requests", "2"]) as limited:
+        done = trm_client("--target", limited.target, "reason-batch", TEXT_MODEL, str(inputs), "--batch-size", "3",
+                          "--json")
+    assert done.returncode == 1
+    assert "(the server's --max-batch-requests), got 3; set --batch-size to at most 2" in done.stderr
+    assert json.loads(done.stdout)["error"]["details"].endswith("split the job into calls of at most 2")
 
 
 def test_stream_shows_each_step_with_a_confidence_bar(server):
@@ -169,6 +200,52 @@ def test_errors_name_the_flag_to_change_not_the_api_field(server, arguments, tol
     assert told in done.stderr
     for api_name in ("ReasonRequest", "budget.", "grid.cells", "top_k", "ModelInfo"):
         assert api_name not in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("arguments", "told"),
+    [
+        (["--retries", "0", "models"], "argument --retries: must be a whole number of at least 1, got '0'"),
+        (["models", "--retries", "-1"], "argument --retries: must be a whole number of at least 1, got '-1'"),
+        (["reason-batch", TEXT_MODEL, "-", "--batch-size", "0"], "argument --batch-size: must be a whole number of"),
+    ],
+)
+def test_options_out_of_range_are_usage_errors_naming_the_flag(arguments, told):
+    done = trm_client(*arguments)
+    assert done.returncode == 2
+    assert told in done.stderr
+    assert "Traceback" not in done.stderr and "max_attempts" not in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("arguments", "told"),
+    [
+        (["--tls-cert", "client.pem"], "--tls-cert needs --tls-key: mutual TLS takes the client certificate and"),
+        (["--tls-key", "client.key"], "--tls-key needs --tls-cert: mutual TLS takes the client certificate and"),
+        (["--tls-ca", "/nonexistent.pem"], "--tls-ca: No such file or directory: /nonexistent.pem"),
+        (["--target", "10.0.0.5:50051,trm.example:50051"], "--target: several endpoints must all be IPv4"),
+    ],
+)
+def test_bad_connection_options_are_told_naming_the_flag_and_as_json(arguments, told):
+    done = trm_client(*arguments, "models", "--json")
+    assert done.returncode == 1
+    assert done.stderr.startswith(f"trm-client: {told}")
+    assert json.loads(done.stdout) == {"error": {"code": "INVALID_ARGUMENT", "details": ANY, "request_id": None}}
+    assert json.loads(done.stdout)["error"]["details"].startswith(told)
+    assert "Traceback" not in done.stderr
+
+
+def test_a_bad_trm_target_names_the_variable():
+    done = trm_client("models", target="10.0.0.5:50051,trm.example:50051")
+    assert done.returncode == 1
+    assert done.stderr.startswith("trm-client: $TRM_TARGET: several endpoints must all be IPv4")
+
+
+def test_tls_server_name_alone_implies_tls(server):
+    """A plaintext server cannot answer a TLS client: without TLS the call would succeed."""
+    done = trm_client("--target", server.target, "--retries", "1", "--tls-server-name", "trm.test", "models")
+    assert done.returncode == 1
+    assert "trm-client: UNAVAILABLE: " in done.stderr  # gRPC logs the failed handshake before it
 
 
 def test_json_errors_keep_the_servers_own_message(server):

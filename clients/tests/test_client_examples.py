@@ -10,7 +10,8 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from sdk_test_support import TEXT_MODEL
+import pytest
+from sdk_test_support import BAD_CONNECTION_OPTIONS, TEXT_MODEL
 
 from trainer.testing import DEFAULT_TEXT_LABELS
 
@@ -73,6 +74,32 @@ def test_voice_pipeline_routes_unsure_utterances_from_stdin_to_the_fallback(serv
     # Every utterance is below a bar of 1.01; an out-of-scope one is reported as such first.
     assert [utterance for _, utterance in fallbacks] == ["open main dot py", "go to line ten"]
     assert {why for why, _ in fallbacks} <= {"low_confidence", "out_of_scope"}
+
+
+@pytest.mark.parametrize(
+    ("script", "arguments", "told"),
+    [
+        *((EXAMPLES / "agent_loop.py", arguments, told) for arguments, told in BAD_CONNECTION_OPTIONS),
+        *((VOICE / "pipeline.py", arguments, told) for arguments, told in BAD_CONNECTION_OPTIONS),
+        (VOICE / "pipeline.py", ["/nonexistent.txt"], "argument input: can't open '/nonexistent.txt'"),
+    ],
+)
+def test_examples_refuse_bad_options_naming_them(script, arguments, told):
+    done = run_example(script, *arguments, stdin="")
+    assert done.returncode == 2
+    assert f"{script.name}: error: {told}" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_agent_loop_without_a_server_says_so(bundles):
+    from trm_service.testing import ServerProcess
+
+    with ServerProcess([bundles["text"]]) as process:
+        target = process.target  # nobody listens there once the server has stopped
+    done = run_example(EXAMPLES / "agent_loop.py", "--target", target, "--retries", "1")
+    assert done.returncode == 1
+    assert "agent_loop: " in done.stderr and "UNAVAILABLE" in done.stderr
+    assert "Traceback" not in done.stderr
 
 
 def test_voice_command_csv_is_a_trainable_text_label_file():

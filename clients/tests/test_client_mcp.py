@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 
+import pytest
 from mcp import ClientSession, StdioServerParameters, stdio_client
-from sdk_test_support import GRID_MODEL, SUDOKU, TEXT_MODEL
+from sdk_test_support import BAD_CONNECTION_OPTIONS, GRID_MODEL, SUDOKU, TEXT_MODEL
 from trm_client import TRMClient
 from trm_client.tool_schema import input_schema
 
@@ -45,6 +47,11 @@ async def test_tools_list_and_tools_call_over_stdio(server):
         grid = await session.call_tool("trm_sudoku_test", {"grid": SUDOKU})
         assert len(json.loads(grid.content[0].text)["answer"]) == 9
 
+        # JSON Schema counts 2.0 as an integer, so the call goes through as top_k=2.
+        floats = await session.call_tool("trm_intent_test", {"text": "wake me up at seven", "top_k": 2.0})
+        assert not floats.is_error
+        assert len(json.loads(floats.content[0].text)["alternatives"]) == 1
+
         bad = await session.call_tool("trm_intent_test", {"text": "hi", "top_k": 0})
         assert bad.is_error
         assert json.loads(bad.content[0].text)["error"]["code"] == "INVALID_ARGUMENTS"
@@ -56,3 +63,12 @@ async def test_tools_list_and_tools_call_over_stdio(server):
         assert error["code"] == "INVALID_ARGUMENT"
         assert error["message"].startswith("cell 0 of grid (row 1, column 1) is 'x': use one of")
         assert error["request_id"]
+
+
+@pytest.mark.parametrize(("arguments", "told"), BAD_CONNECTION_OPTIONS)
+def test_bad_options_end_in_a_usage_error_naming_the_flag(arguments, told):
+    done = subprocess.run([sys.executable, "-m", "trm_client.mcp_server", *arguments], stdin=subprocess.DEVNULL,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert f"trm-mcp: error: {told}" in done.stderr
+    assert "Traceback" not in done.stderr

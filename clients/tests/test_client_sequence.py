@@ -11,7 +11,8 @@ import pytest
 from jsonschema import Draft202012Validator
 from sdk_test_support import TEXT_MODEL
 from test_client_cli import trm_client
-from test_client_examples import VOICE, run_example
+from test_client_docs import CLIENTS_README, json_examples
+from test_client_examples import EXAMPLES, VOICE, run_example
 from trm_client import AsyncTRMClient, Budget, HaltReason, TaskType, TRMClient, WrittenText
 from trm_client.tools import ToolAdapter
 
@@ -87,6 +88,8 @@ def test_the_tool_takes_words_and_returns_the_text(sequence_client):
     direct = sequence_client.reason(MODEL, SPOKEN)
     assert reply["answer"] == direct.answer.text and reply["steps"] == direct.steps
     assert reply["defer_to_llm"] is (direct.halt_reason is not HaltReason.HALTED)
+    (documented,) = [e for e in json_examples(CLIENTS_README) if e.get("model") == "code-dictation"]
+    assert direct.halt_reason is HaltReason.HALTED and documented.keys() == reply.keys()
 
 
 def test_the_voice_pipeline_chains_the_dictate_intent_to_the_dictation_model(sequence_server, sequence_client):
@@ -100,3 +103,26 @@ def test_the_voice_pipeline_chains_the_dictate_intent_to_the_dictation_model(seq
     first, second = (json.loads(line) for line in done.stdout.splitlines())
     assert first["written"] == sequence_client.reason(MODEL, SPOKEN).prediction
     assert ("written" in second) is (second["intent"] == label)
+
+
+def test_the_agent_loop_calls_a_sequence_tool_and_answers_with_its_text(sequence_server, sequence_client):
+    done = run_example(EXAMPLES / "agent_loop.py", "--target", sequence_server.target, "--tool", "trm_dictation_test",
+                       SPOKEN)
+    assert done.returncode == 0, done.stderr
+    tool_line = next(line for line in done.stdout.splitlines() if line.strip().startswith("tool:"))
+    reply = json.loads(tool_line.split("tool:", 1)[1])
+    assert reply["answer"] == sequence_client.reason(MODEL, SPOKEN).prediction
+    assert reply["defer_to_llm"] is False  # this random model ends this answer itself
+    assert f"[scripted stand-in] Answer: {reply['answer']}." in done.stdout
+
+
+def test_the_voice_pipeline_with_a_fixed_bar_falls_back_on_incomplete_text(sequence_server, sequence_client):
+    """--min-confidence is a classifier's bar; a sequence model's text falls back when it is incomplete."""
+    done = run_example(VOICE / "pipeline.py", "--target", sequence_server.target, "--model", MODEL,
+                       "--min-confidence", "0.5", "--json", stdin=f"{SPOKEN}\nplay jazz\n")
+    assert done.returncode == 0, done.stderr
+    records = [json.loads(line) for line in done.stdout.splitlines()]
+    results = [sequence_client.reason(MODEL, text) for text in (SPOKEN, "play jazz")]
+    assert [result.halt_reason for result in results] == [HaltReason.HALTED, HaltReason.MAX_STEPS]
+    assert [record["intent"] for record in records] == [result.prediction for result in results]
+    assert [record["fallback"] for record in records] == [None, "incomplete"]

@@ -106,6 +106,10 @@ def test_call_tool_on_a_grid_takes_json_string_arguments(adapter):
     [
         (TEXT_TOOL, {"txt": "hi"}, "INVALID_ARGUMENTS", "'txt' was unexpected"),
         (TEXT_TOOL, "{not json", "INVALID_ARGUMENTS", "arguments are not valid JSON"),
+        (TEXT_TOOL, "[1, 2]", "INVALID_ARGUMENTS", "must be a JSON object of the tool's parameters, got an array"),
+        (TEXT_TOOL, '"hello"', "INVALID_ARGUMENTS", "must be a JSON object of the tool's parameters, got a string"),
+        (TEXT_TOOL, "42", "INVALID_ARGUMENTS", "must be a JSON object of the tool's parameters, got a number"),
+        (TEXT_TOOL, {"text": "hi", "top_k": 1.5}, "INVALID_ARGUMENTS", "top_k: 1.5 is not of type 'integer'"),
         (TEXT_TOOL, {"text": "hi", "top_k": 0}, "INVALID_ARGUMENTS", "top_k: 0 is less than the minimum of 1"),
         ("trm_nope", {"text": "hi"}, "UNKNOWN_TOOL", "no tool named 'trm_nope'"),
         # The input's content is checked by the server, whose message says what to change.
@@ -122,6 +126,16 @@ def test_bad_calls_come_back_as_errors_for_the_llm(adapter, name, arguments, cod
     assert told in reply["error"]["message"]
     assert "^[" not in reply["error"]["message"] and "ReasonRequest" not in reply["error"]["message"]
     assert reply["defer_to_llm"] is True
+
+
+FLOAT_INTEGERS = '{"text": "play jazz", "top_k": 2.0, "max_steps": 2.0}'  # integers to JSON Schema
+INTEGERS = {"text": "play jazz", "top_k": 2, "max_steps": 2}
+
+
+def test_integers_sent_as_floats_are_taken_as_integers(adapter):
+    reply = json.loads(adapter.call_tool(TEXT_TOOL, FLOAT_INTEGERS))
+    assert "error" not in reply
+    assert reply == json.loads(adapter.call_tool(TEXT_TOOL, INTEGERS))
 
 
 def test_an_unreachable_service_comes_back_as_an_error_for_the_llm(bundles):
@@ -143,6 +157,11 @@ async def test_async_adapter_gives_the_same_tools_and_answers(server, adapter):
         assert json.loads(await async_adapter.call_tool(TEXT_TOOL, arguments)) == json.loads(
             adapter.call_tool(TEXT_TOOL, arguments)
         )
+        assert json.loads(await async_adapter.call_tool(TEXT_TOOL, FLOAT_INTEGERS)) == json.loads(
+            adapter.call_tool(TEXT_TOOL, INTEGERS)
+        )
+        refused = json.loads(await async_adapter.call_tool(TEXT_TOOL, "[1, 2]"))
+        assert refused["error"]["code"] == "INVALID_ARGUMENTS" and refused["defer_to_llm"] is True
 
 
 def _info(out_of_scope_threshold: float, task: TaskType = TaskType.TEXT_CLASSIFICATION) -> ModelInfo:

@@ -22,9 +22,9 @@ from collections.abc import Sequence
 from typing import Any, TextIO
 
 from trm_client.client import TRMClient
-from trm_client.connection_args import add_connection_arguments, client_settings
+from trm_client.connection_args import add_connection_arguments, client_settings, positive_int
 from trm_client.errors import TRMError
-from trm_client.field_names import CLI_FLAGS, rename_fields
+from trm_client.field_names import BATCH_LINES, CLI_FLAGS, rename_fields
 from trm_client.model_info import Budget
 from trm_client.render import answer_summary, models_table, result_text, step_line
 from trm_client.serialize import model_dict, result_dict, step_dict
@@ -70,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     batch.add_argument("file", type=argparse.FileType("r", encoding="utf-8"),
                        help="one text (or with --grid, one grid) per line; '-' reads stdin")
     batch.add_argument("--grid", action="store_true", help="the lines are grids")
-    batch.add_argument("--batch-size", type=int, default=256,
+    batch.add_argument("--batch-size", type=positive_int, default=256,
                        help="inputs per call, at most the server's --max-batch-requests (default 256)")
     batch.add_argument("--top-k", type=int, default=0, help="labels to return (default 3)")
     batch.add_argument("--json", action="store_true", help="print one JSON object per input line")
@@ -108,16 +108,14 @@ def run_reason(client: TRMClient, args: argparse.Namespace, out: TextIO) -> None
 
 def run_reason_batch(client: TRMClient, args: argparse.Namespace, out: TextIO) -> None:
     """``trm-client reason-batch``: one output line per input line, in order; a failed input prints its error."""
-    if args.batch_size < 1:
-        raise ValueError(f"--batch-size must be at least 1, got {args.batch_size}")
     lines = [line.rstrip("\n") for line in args.file]
     for start in range(0, len(lines), args.batch_size):
         chunk = lines[start : start + args.batch_size]
         inputs = {"grids": chunk} if args.grid else {"texts": chunk}
         for number, result in enumerate(client.reason_batch(args.model, top_k=args.top_k, **inputs), start + 1):
             if isinstance(result, TRMError):
-                failure = {"code": result.code.name, "details": result.details, "request_id": result.request_id}
-                text = f"line {number}: {result.code.name}: {rename_fields(result.details, CLI_FLAGS)}"
+                failure = error_dict(result.code.name, result.details, result.request_id)
+                text = f"line {number}: {result.code.name}: {rename_fields(result.details, BATCH_LINES)}"
                 print(json.dumps({"line": number, "error": failure}) if args.json else text, file=out)
             elif args.json:
                 print(json.dumps({"line": number, **result_dict(result)}), file=out)
@@ -148,21 +146,28 @@ def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout) -> int:
 
 
 def run(args: argparse.Namespace, out: TextIO) -> int:
-    """Runs the parsed command; a failed call is told on stderr in flags (and as JSON with --json)."""
+    """Runs the parsed command; a failed call or a bad option is told on stderr in flags (and as JSON with
+    --json)."""
     try:
         with TRMClient(**client_settings(args)) as client:
             COMMANDS[args.command](client, args, out)
     except TRMError as error:
         if args.json:
-            failure = {"code": error.code.name, "details": error.details, "request_id": error.request_id}
-            print(json.dumps({"error": failure}), file=out)
+            print(json.dumps({"error": error_dict(error.code.name, error.details, error.request_id)}), file=out)
         message = rename_fields(error.details, CLI_FLAGS)
         print(f"trm-client: {error.code.name}: {message} (request_id={error.request_id})", file=sys.stderr)
         return EXIT_ERROR
-    except ValueError as error:
+    except ValueError as error:  # an option refused before any call (a malformed --target, a missing TLS file)
+        if args.json:
+            print(json.dumps({"error": error_dict("INVALID_ARGUMENT", str(error), None)}), file=out)
         print(f"trm-client: {error}", file=sys.stderr)
         return EXIT_ERROR
     return 0
+
+
+def error_dict(code: str, details: str, request_id: str | None) -> dict[str, Any]:
+    """A failure as --json prints it; ``request_id`` is None for an option refused before any call."""
+    return {"code": code, "details": details, "request_id": request_id}
 
 
 if __name__ == "__main__":

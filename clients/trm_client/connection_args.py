@@ -3,10 +3,19 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
-from trm_client.channel import TARGET_ENV, TLSConfig
+from trm_client.channel import TARGET_ENV, TLSConfig, resolve_target
 from trm_client.retry import RetryPolicy
+
+
+def positive_int(value: str) -> int:
+    """An argparse type: a whole number of at least 1."""
+    number = int(value) if value.strip().isdigit() else 0
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, got {value!r}")
+    return number
 
 
 def add_connection_arguments(parser: argparse.ArgumentParser, *, with_defaults: bool = True) -> None:
@@ -30,33 +39,67 @@ def add_connection_arguments(parser: argparse.ArgumentParser, *, with_defaults: 
         "--timeout", type=float, default=default(10.0), help="deadline of each call in seconds"
     )
     parser.add_argument(
-        "--retries", type=int, default=default(6), help="most attempts per call on UNAVAILABLE"
+        "--retries", type=positive_int, default=default(6), help="most attempts per call on UNAVAILABLE"
     )
-    tls = parser.add_argument_group("TLS")
+    tls = parser.add_argument_group("TLS (each option implies --tls)")
     tls.add_argument(
         "--tls", action="store_true", default=default(False), help="use TLS with the system's roots"
     )
+    tls.add_argument("--tls-ca", default=default(None), help="PEM CA bundle to verify the server")
     tls.add_argument(
-        "--tls-ca", default=default(None), help="PEM CA bundle to verify the server (implies --tls)"
+        "--tls-cert", default=default(None), help="PEM client certificate for mutual TLS (with --tls-key)"
     )
-    tls.add_argument("--tls-cert", default=default(None), help="PEM client certificate for mutual TLS")
-    tls.add_argument("--tls-key", default=default(None), help="PEM key of the client certificate")
+    tls.add_argument(
+        "--tls-key", default=default(None), help="PEM key of the client certificate (with --tls-cert)"
+    )
     tls.add_argument(
         "--tls-server-name", default=default(None), help="name to check the server certificate against"
     )
 
 
 def client_settings(args: argparse.Namespace) -> dict[str, Any]:
-    """Keyword arguments for TRMClient / AsyncTRMClient from the parsed options."""
-    use_tls = args.tls or args.tls_ca or args.tls_cert
-    tls = (
-        TLSConfig.from_files(args.tls_ca, args.tls_cert, args.tls_key, args.tls_server_name)
-        if use_tls
-        else None
-    )
+    """Keyword arguments for TRMClient / AsyncTRMClient from the parsed options.
+
+    Raises:
+        ValueError: naming the option to change: a malformed --target, --tls-cert without --tls-key (or
+            the reverse), a TLS file that cannot be read.
+    """
+    try:
+        resolve_target(args.target)
+    except ValueError as error:
+        raise ValueError(f"{'--target' if args.target is not None else '$' + TARGET_ENV}: {error}") from error
+    if (args.tls_cert is None) != (args.tls_key is None):
+        given, missing = ("--tls-cert", "--tls-key") if args.tls_key is None else ("--tls-key", "--tls-cert")
+        raise ValueError(f"{given} needs {missing}: mutual TLS takes the client certificate and its key")
+    tls = None
+    if args.tls or any(option is not None for option in (args.tls_ca, args.tls_cert, args.tls_server_name)):
+        tls = TLSConfig(
+            _read("--tls-ca", args.tls_ca),
+            _read("--tls-cert", args.tls_cert),
+            _read("--tls-key", args.tls_key),
+            args.tls_server_name,
+        )
     return {
         "target": args.target,
         "tls": tls,
         "timeout_s": args.timeout,
         "retry": RetryPolicy(max_attempts=args.retries),
     }
+
+
+def checked_client_settings(parser: argparse.ArgumentParser, args: argparse.Namespace) -> dict[str, Any]:
+    """client_settings(args); a bad option ends the program through ``parser.error`` (usage, message, status 2)."""
+    try:
+        return client_settings(args)
+    except ValueError as error:
+        parser.error(str(error))
+
+
+def _read(option: str, path: str | None) -> bytes | None:
+    """The file an option names, or None when the option was not given."""
+    if path is None:
+        return None
+    try:
+        return Path(path).read_bytes()
+    except OSError as error:
+        raise ValueError(f"{option}: {error.strerror or error}: {path}") from error

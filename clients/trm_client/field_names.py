@@ -11,20 +11,36 @@ import re
 Renames = tuple[tuple[str, str], ...]
 """(regular expression, replacement) pairs, applied in order."""
 
+# The flags `reason` and `reason-batch` share.
+_CLI_OPTIONS: Renames = (
+    (r"\bReasonRequest\.grid\b", "--grid"),
+    (r"\btop_k\b", "--top-k"),
+    (r"\bModelInfo\.limits\.(\w+)", r"limits.\1 in `trm-client models --json`"),
+)
+
 CLI_FLAGS: Renames = (
     (r"\bReasonRequest\.text, not grid\b", "the text as the input argument, without --grid"),
     (r"\bReasonRequest\.text\b", "the input argument"),
-    (r"\bReasonRequest\.grid\b", "--grid"),
     (r"\bgrid\.cells\[(\d+)\]", r"cell \1 of the --grid input"),
     (r"\bgrid\.cells\b", "the --grid input"),
     (r"\b(?:budget\.)?max_steps\b", "--max-steps"),
     (r"\b(?:budget\.)?min_steps\b", "--min-steps"),
     (r"\b(?:budget\.)?halt_threshold\b", "--halt-threshold"),
     (r"\b(?:budget\.)?time_budget_ms\b", "--budget-ms"),
-    (r"\btop_k\b", "--top-k"),
-    (r"\bModelInfo\.limits\.(\w+)", r"limits.\1 in `trm-client models --json`"),
+    # A ReasonBatch over the server's limit: the server names its own flag, this is the caller's.
+    (r"\bsplit the job into calls of at most (\d+)", r"set --batch-size to at most \1"),
+    *_CLI_OPTIONS,
 )
-"""API fields as ``trm-client reason`` flags."""
+"""API fields (and the server's batch limit) as ``trm-client`` flags and ``trm-client reason``'s input argument."""
+
+BATCH_LINES: Renames = (
+    (r"\bReasonRequest\.text, not grid\b", "text lines, without --grid"),
+    (r"\bReasonRequest\.text\b", "this line"),
+    (r"\bgrid\.cells\[(\d+)\]", r"cell \1 of this line"),
+    (r"\bgrid\.cells\b", "this line"),
+    *_CLI_OPTIONS,
+)
+"""API fields as ``trm-client reason-batch`` flags and the input line a result belongs to."""
 
 TOOL_ARGUMENTS: Renames = (
     (r"\bReasonRequest\.(text|grid)\b", r"the \1 argument"),

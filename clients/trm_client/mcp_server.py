@@ -17,7 +17,7 @@ from mcp.server import Server, ServerRequestContext
 from mcp.server.stdio import stdio_server
 
 from trm_client.aio_client import AsyncTRMClient
-from trm_client.connection_args import add_connection_arguments, client_settings
+from trm_client.connection_args import add_connection_arguments, checked_client_settings
 from trm_client.tool_schema import input_schema, tool_description, tool_name
 from trm_client.tools import AsyncToolAdapter, to_json
 
@@ -63,9 +63,9 @@ def build_server(adapter: AsyncToolAdapter) -> Server[Any]:
     )
 
 
-async def serve(args: argparse.Namespace) -> None:
-    """Serves MCP on stdin/stdout until the host closes the pipe."""
-    async with AsyncTRMClient(**client_settings(args)) as client:
+async def serve(settings: dict[str, Any]) -> None:
+    """Serves MCP on stdin/stdout until the host closes the pipe; ``settings`` are AsyncTRMClient's arguments."""
+    async with AsyncTRMClient(**settings) as client:
         server = build_server(AsyncToolAdapter(client))
         async with stdio_server() as (read_stream, write_stream):
             await server.run(read_stream, write_stream, server.create_initialization_options())
@@ -75,7 +75,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     """Entry point of ``trm-mcp``."""
     parser = argparse.ArgumentParser(prog="trm-mcp", description=__doc__.splitlines()[0])
     add_connection_arguments(parser)
-    asyncio.run(serve(parser.parse_args(argv)))
+    asyncio.run(serve(checked_client_settings(parser, parser.parse_args(argv))))
 
 
 if __name__ == "__main__":

@@ -9,7 +9,8 @@ from trm_client.results import Classification, GridSolution, HaltReason, ReasonR
 
 
 def defer_reason(info: ModelInfo, result: ReasonResult) -> str | None:
-    """Why the agent should not rely on the answer ("out_of_scope", "low_confidence", "unverified"), or None.
+    """Why the agent should not rely on the answer ("out_of_scope", "low_confidence", "unverified",
+    "incomplete"), or None.
 
     Classification: out of scope when the server flags it; otherwise low confidence when the top
     probability is below the model's calibrated out-of-scope threshold or, for a model without one,

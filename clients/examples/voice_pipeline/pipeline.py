@@ -20,8 +20,8 @@ import sys
 from collections.abc import Callable, Iterable, Iterator
 from typing import TextIO
 
-from trm_client import ModelInfo, ReasonResult, TRMClient, TRMError
-from trm_client.connection_args import add_connection_arguments, client_settings
+from trm_client import Classification, ModelInfo, ReasonResult, TRMClient, TRMError
+from trm_client.connection_args import add_connection_arguments, checked_client_settings
 from trm_client.tool_result import defer_reason
 
 FallbackHook = Callable[[str, str, ReasonResult | None], None]
@@ -51,9 +51,10 @@ def utterances(stream: TextIO) -> Iterator[str]:
 def fallback_reason(info: ModelInfo, result: ReasonResult, min_confidence: float | None) -> str | None:
     """Why an utterance should not be acted on, or None: out of scope, or below the confidence bar.
 
-    The bar is ``min_confidence`` when given, else the model's own calibrated thresholds.
+    The bar is ``min_confidence`` when given, else the model's own calibrated thresholds. A sequence model's
+    written text has no such bar: it falls back when it is incomplete.
     """
-    if min_confidence is None:
+    if min_confidence is None or not isinstance(result.answer, Classification):
         return defer_reason(info, result)
     if result.answer.out_of_scope:
         return "out_of_scope"
@@ -122,26 +123,26 @@ def main(argv: list[str] | None = None) -> int:
     """Command-line entry point."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_connection_arguments(parser)
-    parser.add_argument("input", nargs="?", default="-", help="utterances file, one per line ('-' = stdin)")
+    parser.add_argument("input", nargs="?", default="-", type=argparse.FileType("r", encoding="utf-8"),
+                        help="utterances file, one per line ('-' = stdin)")
     parser.add_argument("--model", default="intent-clinc150", help="intent model to ask")
     parser.add_argument(
         "--min-confidence",
         type=float,
-        help="fall back below this confidence (default: the model's calibrated thresholds)",
+        help="fall back below this confidence, for an intent model (default: the model's calibrated thresholds)",
     )
     parser.add_argument("--json", action="store_true", help="one JSON object per utterance")
     parser.add_argument("--dictation-model", help="sequence model that writes out dictated code, e.g. code-dictation")
     parser.add_argument("--dictate-label", default="dictate",
                         help="the intent whose utterances go to --dictation-model (default: dictate)")
     args = parser.parse_args(argv)
-    stream = sys.stdin if args.input == "-" else open(args.input, encoding="utf-8")  # noqa: SIM115
     try:
-        with TRMClient(**client_settings(args)) as client:
+        with TRMClient(**checked_client_settings(parser, args)) as client:
             hook = print_fallback(sys.stderr if args.json else sys.stdout)
             run(
                 client,
                 args.model,
-                utterances(stream),
+                utterances(args.input),
                 hook,
                 sys.stdout,
                 min_confidence=args.min_confidence,
@@ -152,9 +153,6 @@ def main(argv: list[str] | None = None) -> int:
     except TRMError as error:
         print(f"pipeline: {error}", file=sys.stderr)
         return 1
-    finally:
-        if stream is not sys.stdin:
-            stream.close()
     return 0
 
 
