@@ -7,9 +7,12 @@ from pathlib import Path
 
 import grpc
 import pytest
+import torch
 from test_service_support import GRID_MODEL, LONG_MODEL, LONG_N_SUP, TEXT_MODEL, TEXT_N_SUP, make_bundle
 from trainer_support import write_keyword_csv
 from trm.v1 import trm_pb2_grpc
+
+torch.set_num_threads(1)  # in-process training and scoring in tests: one thread, beside the servers they start
 
 
 @pytest.fixture(scope="session")

@@ -31,22 +31,23 @@ def _request(**budget: float) -> trm_pb2.ReasonRequest:
     return trm_pb2.ReasonRequest(model=SUDOKU, grid=trm_pb2.Grid(cells=PUZZLE), budget=budget)
 
 
-def _stopped_steps(server: ServerProcess) -> list[dict]:
-    return [r for r in server.log_records() if r.get("event") == "cancelled_calls_stopped"]
+def _stopped_steps(server: ServerProcess, earlier: int) -> list[dict]:
+    return [r for r in server.log_records()[earlier:] if r.get("event") == "cancelled_calls_stopped"]
 
 
 def test_cancelling_every_stream_of_a_running_step_stops_it(server):
+    earlier = len(server.log_records())  # the module's server: only this test's records count
     with grpc.insecure_channel(server.target) as channel:
         stub = trm_pb2_grpc.ReasoningServiceStub(channel)
         calls = [stub.ReasonStream(_request(halt_threshold=1.0), timeout=300) for _ in range(STREAMS)]
         assert [next(call).step for call in calls] == [1] * STREAMS  # the second step starts at once
         for call in calls:
             call.cancel()
-        wait_for(lambda: len(_stopped_steps(server)) == 1)
-        (stopped,) = _stopped_steps(server)
+        wait_for(lambda: len(_stopped_steps(server, earlier)) == 1)
+        (stopped,) = _stopped_steps(server, earlier)
         assert (stopped["model"], stopped["calls"], stopped["stopped"]) == (SUDOKU, 1, 1)
         assert stub.Reason(_request(max_steps=1), timeout=60).steps == 1
-    statuses = [r["status"] for r in server.log_records() if r.get("method") == "ReasonStream"]
+    statuses = [r["status"] for r in server.log_records()[earlier:] if r.get("method") == "ReasonStream"]
     assert statuses == ["CANCELLED"] * STREAMS
     assert server.sample_value("trm_inflight_requests", model=SUDOKU) == 0.0
 

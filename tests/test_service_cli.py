@@ -27,17 +27,20 @@ def test_defaults_listen_on_localhost_50051_with_metrics_on_their_own_port():
     assert (config.max_batch_size, config.max_queue, config.workers) == (64, 256, 1)
 
 
-def test_environment_variables_apply_and_flags_win_over_them():
+def test_environment_variables_apply_and_flags_win_over_them(tmp_path: Path):
+    a, b, c, d = (tmp_path / name for name in "abcd")
+    for folder in (a, b, c, d):
+        folder.mkdir()
     environ = {
         "TRM_PORT": "6000", "TRM_METRICS_PORT": "6001", "TRM_MAX_BATCH_SIZE": "8", "TRM_NO_DEFAULT_MODELS": "true",
-        "TRM_MODELS_DIR": "/a:/b", "TRM_LOG_INPUTS": "0", "TRM_GRACE_PERIOD": "2.5",
+        "TRM_MODELS_DIR": f"{a}:{b}", "TRM_LOG_INPUTS": "0", "TRM_GRACE_PERIOD": "2.5",
     }
     config = _config(["--port", "7000"], environ)
     assert (config.port, config.metrics_port, config.max_batch_size) == (7000, 6001, 8)
-    assert config.model_directories() == [Path("/a"), Path("/b")]
+    assert config.model_directories() == [a, b]
     assert config.log_inputs is False and config.grace_period == 2.5
-    flagged = _config(["--models-dir", "/c", "--models-dir", "/d", "--fp32"], environ)
-    assert flagged.models_dirs == (Path("/c"), Path("/d")) and flagged.fp32
+    flagged = _config(["--models-dir", str(c), "--models-dir", str(d), "--fp32"], environ)
+    assert flagged.models_dirs == (c, d) and flagged.fp32
 
 
 @pytest.mark.parametrize(
@@ -51,7 +54,13 @@ def test_environment_variables_apply_and_flags_win_over_them():
         (["--tls-cert", "cert.pem"], {}, "--tls-cert and --tls-key go together"),
         (["--tls-cert", "a", "--tls-key", "b"], {}, "--tls-cert a: no such file"),
         (["--log-level", "loud"], {}, "--log-level must be debug, info, warning or error"),
-        (["--grace-period", "-1"], {}, "must not be negative"),
+        (["--grace-period", "-1"], {}, "--grace-period must be a number of seconds, not negative, got -1.0"),
+        (["--drain-delay", "nan"], {}, "--drain-delay must be a number of seconds, not negative, got nan"),
+        (["--max-message-bytes", "99999999999"], {}, "--max-message-bytes must be at most 2147483647"),
+        (["--workers", "100000"], {}, "--workers must be at most 64"),
+        (["--intra-op-threads", "1000000"], {}, "--intra-op-threads must be at most 256"),
+        (["--models-dir", "/nonexistent/models"], {}, "--models-dir /nonexistent/models: no such folder"),
+        (["--ready-file", "/nonexistent/ready.json"], {}, "--ready-file /nonexistent/ready.json: its folder does"),
     ],
 )
 def test_bad_settings_are_refused_with_the_setting_named(argv, environ, message):
@@ -66,6 +75,19 @@ def test_the_command_exits_2_with_the_message_on_a_bad_flag():
     )
     assert run.returncode == 2
     assert "--tls-client-ca (mutual TLS) needs --tls-cert and --tls-key" in run.stderr
+
+
+def test_files_that_are_not_pem_are_named_as_such_not_taken_for_a_busy_port(tmp_path: Path):
+    for name in ("cert.pem", "key.pem"):
+        (tmp_path / name).write_text("not a certificate\n")
+    run = subprocess.run(
+        [sys.executable, "-m", "trm_service", "serve", "--no-default-models", "--port", "0", "--metrics-port", "0",
+         "--tls-cert", str(tmp_path / "cert.pem"), "--tls-key", str(tmp_path / "key.pem")],
+        capture_output=True, text=True, timeout=120, check=False,
+    )
+    assert run.returncode == 2
+    assert f"--tls-cert {tmp_path / 'cert.pem'} and --tls-key {tmp_path / 'key.pem'} must be a PEM" in run.stdout
+    assert "port is in use" not in run.stdout
 
 
 def test_a_port_in_use_is_reported_instead_of_shared(text_bundle: Path):

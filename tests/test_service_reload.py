@@ -152,28 +152,31 @@ def test_a_removed_model_turns_not_serving_in_health(text_bundle: Path, grid_bun
         assert status(TEXT_MODEL) == status("") == health_pb2.HealthCheckResponse.SERVING
 
 
-def test_a_bundle_replaced_in_place_under_the_same_version_keeps_its_metrics(
-    text_bundle: Path, tmp_path: Path, stub_for
+def test_a_bundle_replaced_in_place_under_the_same_version_keeps_its_gauges(
+    long_bundle: Path, tmp_path: Path, stub_for
 ):
     models = tmp_path / "models"
-    shutil.copytree(text_bundle, models / "text")
+    shutil.copytree(long_bundle, models / "long")
     with ServerProcess([models]) as server:
         stub = stub_for(server.target)
-        running = stub.ReasonStream(trm_pb2.ReasonRequest(
-            model=TEXT_MODEL, text="started before", budget=trm_pb2.Budget(max_steps=3)), timeout=60)
+        budget = trm_pb2.Budget(max_steps=PINNED_STEPS, halt_threshold=1.0)
+        running = stub.ReasonStream(trm_pb2.ReasonRequest(model=LONG_MODEL, text="before", budget=budget),
+                                    timeout=120)
         next(running)
-        manifest_path = models / "text" / "manifest.json"  # re-exported: the same name and version
+        manifest_path = models / "long" / "manifest.json"  # re-exported: the same name and version
         manifest = json.loads(manifest_path.read_text())
         manifest["description"] = "retrained"
         manifest_path.write_text(json.dumps(manifest))
         _hangup_and_wait(server)
-        list(running)
+        assert stub.GetModel(trm_pb2.GetModelRequest(name=LONG_MODEL)).description == "retrained"
+        # the old copy drains its running request while the new one serves, both under the same labels
+        assert server.sample_value("trm_inflight_requests", model=LONG_MODEL, version="1.0.0") == 1.0
+        assert stub.Reason(trm_pb2.ReasonRequest(model=LONG_MODEL, text="after")).steps > 0
+        assert list(running)[-1].step == PINNED_STEPS
         wait_for(lambda: any(r.get("event") == "model_retired" for r in server.log_records()))
-        assert stub.GetModel(trm_pb2.GetModelRequest(name=TEXT_MODEL)).description == "retrained"
-        assert server.sample_value("trm_model_info", model=TEXT_MODEL, version="1.0.0") == 1.0
-        assert server.sample_value("trm_inflight_requests", model=TEXT_MODEL, version="1.0.0") == 0.0
-        assert server.sample_value("trm_queued_requests", model=TEXT_MODEL, version="1.0.0") == 0.0
-        assert stub.Reason(trm_pb2.ReasonRequest(model=TEXT_MODEL, text="after")).steps > 0
+        assert server.sample_value("trm_model_info", model=LONG_MODEL, version="1.0.0") == 1.0
+        assert server.sample_value("trm_inflight_requests", model=LONG_MODEL, version="1.0.0") == 0.0
+        assert server.sample_value("trm_queued_requests", model=LONG_MODEL, version="1.0.0") == 0.0
 
 
 def test_a_hangup_while_loading_does_not_end_the_server(text_bundle: Path, grid_bundle: Path, stub_for):

@@ -11,14 +11,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from trainer import evaluate as ev
 from trainer.export import torch_model_from_bundle
 from trainer.prepare import eval_sets
 from trm_bundle.manifest import load_bundle
 
-torch.set_num_threads(1)
 MODELS = Path(__file__).resolve().parents[1] / "trm_service" / "models"
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 MAX_BUNDLE_BYTES = 10 * 1000 * 1000

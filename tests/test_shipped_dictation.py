@@ -4,6 +4,7 @@ files (the same lines, re-drawn from the bundle's recorded sample), and served a
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
@@ -43,8 +44,16 @@ def test_bundle_is_intact_and_small() -> None:
     assert bundle.manifest.require_training().wall_time_s > 0
 
 
-def test_bundle_scores_what_its_manifest_says(sample) -> None:
+@pytest.fixture
+def two_threads() -> Iterator[None]:
+    """Scoring the sample on both cores; the tests' one thread (conftest.py) again afterwards."""
+    before = torch.get_num_threads()
     torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_bundle_scores_what_its_manifest_says(sample, two_threads) -> None:
     evaluation, lines = sample
     written, spoken = lines["short"]
     assert len(written) == evaluation["test_short"]["count"]

@@ -99,7 +99,7 @@ def test_a_grid_file_of_one_puzzle_is_refused_before_training(
     assert "one puzzle: a fit needs at least 2" in capsys.readouterr().err
 
 
-def test_a_source_target_file_trains_a_sequence_model_without_task(
+def test_a_source_target_file_is_taken_as_sequence_data_without_task(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     (tmp_path / "pairs.csv").write_text("source,target\nx equals one,x = 1\n")

@@ -93,12 +93,18 @@ def test_a_killed_run_resumes_from_its_last_checkpoint(keyword_data: tuple[Path,
     ]
     checkpoint = tmp_path / "runs" / "resume" / "checkpoint.pt"
     process = subprocess.Popen([*args, "--max-steps", "100000"], stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 120
-    while not checkpoint.exists() and time.monotonic() < deadline:
-        time.sleep(0.2)
-    time.sleep(1.0)
-    process.send_signal(signal.SIGINT)
-    _, err = process.communicate(timeout=60)
+    try:
+        deadline = time.monotonic() + 120
+        while not checkpoint.exists():
+            assert time.monotonic() < deadline and process.poll() is None, "no checkpoint was written"
+            time.sleep(0.2)
+        time.sleep(1.0)  # a few more steps, so that the interrupt lands between checkpoints
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
     assert process.returncode == 130, err
     assert "checkpoint saved" in err
 
@@ -129,3 +135,48 @@ def test_a_killed_run_resumes_from_its_last_checkpoint(keyword_data: tuple[Path,
     }
     assert exported["training"]["model_config"]["embedding_storage"] == "int8"
     assert exported["training"]["optimizer_steps"] == stopped_at + 5
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["fit", "--config", "{tmp}/bad.yaml"], "--config {tmp}/bad.yaml is not valid YAML"),
+    (["fit", "--config", "{tmp}/list.yaml"], "--config {tmp}/list.yaml must hold a mapping of config keys, got list"),
+    (["fit", "--config", "{tmp}/empty.yaml"], "the config needs name, task, data"),
+    (["fit", "--train", "x.csv", "--set", "lr=[1"], "--set 'lr=[1': the value is not valid YAML"),
+    (["fit", "--config", "{tmp}/ok.yaml", "--set", "teacher.bogus=1"], "unknown config keys: teacher.bogus"),
+    (["fit", "--config", "{tmp}/ok.yaml", "--device", "tpu"], "device (the flag --device) must be auto, cpu"),
+    (["fit", "--config", "{tmp}/ok.yaml", "--set", "batch_size=0"], "batch_size (the flag --batch-size) must be"),
+    (["export", "--checkpoint", "{tmp}/junk.pt"], "--checkpoint {tmp}/junk.pt: not a training checkpoint"),
+    (["export", "--checkpoint", "{tmp}/junk.pt", "--ablation", "{tmp}/bad.yaml"],
+     "--ablation {tmp}/bad.yaml: neither a bundle folder nor an evaluation.json"),
+])
+def test_bad_settings_and_files_are_told_naming_them(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str], message: str
+) -> None:
+    (tmp_path / "bad.yaml").write_text("name: [unclosed\n")
+    (tmp_path / "list.yaml").write_text("- name\n")
+    (tmp_path / "empty.yaml").write_text("")
+    (tmp_path / "ok.yaml").write_text("name: x\ntask: text\ndata: x.csv\n")
+    (tmp_path / "junk.pt").write_bytes(b"junk")
+    assert main([part.format(tmp=tmp_path) for part in argv]) == 2
+    assert f"trm-train: {message.format(tmp=tmp_path)}" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("argv", "flag"), [
+    (["fit", "--train", "x.csv", "--max-steps", "0"], "--max-steps"),
+    (["fit", "--train", "x.csv", "--time-budget", "inf"], "--time-budget"),
+    (["fit", "--train", "x.csv", "--lr", "nan"], "--lr"),
+    (["fit", "--train", "x.csv", "--threads", "-1"], "--threads"),
+    (["eval", "--bundle", "b", "--data", "d", "--limit", "-1"], "--limit"),
+])
+def test_numbers_out_of_range_are_usage_errors_naming_the_flag(
+    capsys: pytest.CaptureFixture[str], argv: list[str], flag: str
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(argv)
+    assert exited.value.code == 2 and f"argument {flag}: must be" in capsys.readouterr().err
+
+
+def test_a_sequence_fit_names_the_flags_it_does_not_take(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "pairs.csv").write_text("source,target\nx equals one,x = 1\n")
+    assert main(["fit", "--train", str(tmp_path / "pairs.csv"), "--max-steps", "5", "--oos-label", "x"]) == 2
+    assert "--max-steps, --oos-label do not apply to --task sequence" in capsys.readouterr().err

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import shlex
 import sys
 import time
@@ -68,11 +69,12 @@ def cmd_fit(args: argparse.Namespace) -> int:
 
 def _fit_sequence(args: argparse.Namespace) -> int:
     """`fit --task sequence`: a user's source,target file (trainer/sequence/user_fit.py)."""
-    unused = [flag for flag, value in (("--config", args.config), ("--preset", args.preset), ("--set", args.set))
-              if value]
+    given = (("--config", args.config), ("--preset", args.preset), ("--set", args.set), ("--max-steps", args.max_steps),
+             ("--max-minutes", args.max_minutes), ("--device", args.device), ("--oos-label", args.oos_label))
+    unused = [flag for flag, value in given if value]
     if unused:
         raise ValueError(f"{', '.join(unused)} do not apply to --task sequence (it takes --train, --test, --name, "
-                         "--out, --run-dir, --time-budget, --batch-size, --lr, --seed)")
+                         "--out, --run-dir, --time-budget, --batch-size, --lr, --seed, --threads, --restart)")
     if not args.data:
         raise ValueError("give the training file with --train FILE (source,target columns)")
     torch.set_num_threads(args.threads) if args.threads else None
@@ -110,6 +112,29 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _positive_int(text: str) -> int:
+    value = _count(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, got {text!r}")
+    return value
+
+
+def _count(text: str) -> int:
+    if not text.strip().isdigit():
+        raise argparse.ArgumentTypeError(f"must be a whole number, 0 or more, got {text!r}")
+    return int(text)
+
+
+def _positive_number(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="trm-train", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -119,7 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
     fit_cmd.add_argument("--preset", choices=list(PRESETS),
                          help="without --config: force this preset instead of the one the data suggests "
                          "(see trm-train presets)")
-    fit_cmd.add_argument("--time-budget", type=float, metavar="MINUTES",
+    fit_cmd.add_argument("--time-budget", type=_positive_number, metavar="MINUTES",
                          help="without --config: minutes for the whole fit, from reading the data to the "
                          "written bundle (default: the preset's, 15 for short text, 30 for long text); with "
                          "--task sequence, minutes of training (default 15), scoring the held-out rows comes after")
@@ -132,13 +157,13 @@ def build_parser() -> argparse.ArgumentParser:
     fit_cmd.add_argument("--name", help="bundle name")
     fit_cmd.add_argument("--out", default="bundles", help="folder that receives the bundle folder (default bundles/)")
     fit_cmd.add_argument("--run-dir", help="checkpoints and logs (default runs/)")
-    fit_cmd.add_argument("--max-steps", type=int)
-    fit_cmd.add_argument("--max-minutes", type=float)
-    fit_cmd.add_argument("--batch-size", type=int)
-    fit_cmd.add_argument("--lr", type=float)
+    fit_cmd.add_argument("--max-steps", type=_positive_int)
+    fit_cmd.add_argument("--max-minutes", type=_positive_number)
+    fit_cmd.add_argument("--batch-size", type=_positive_int)
+    fit_cmd.add_argument("--lr", type=_positive_number)
     fit_cmd.add_argument("--device", help="auto, cpu or cuda")
     fit_cmd.add_argument("--seed", type=int)
-    fit_cmd.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch default)")
+    fit_cmd.add_argument("--threads", type=_count, default=0, help="torch CPU threads (0: torch default)")
     fit_cmd.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                      help="override any config key, e.g. --set model.hidden_size=128")
     fit_cmd.add_argument("--restart", action="store_true", help="ignore an existing checkpoint and start over")
@@ -151,7 +176,8 @@ def build_parser() -> argparse.ArgumentParser:
     eval_cmd.add_argument("--bundle", required=True)
     eval_cmd.add_argument("--data", required=True, help="dataset folder of ../shared/data or a user's file")
     eval_cmd.add_argument("--split", default="test")
-    eval_cmd.add_argument("--limit", type=int, default=0, help="evaluate a fixed random subset of this size")
+    eval_cmd.add_argument("--limit", type=_count, default=0,
+                          help="evaluate a fixed random subset of this size (0: every example)")
     eval_cmd.add_argument("--int8", action="store_true", help="use the int8 variant when the bundle has one")
     eval_cmd.set_defaults(func=cmd_eval)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -101,6 +102,17 @@ class TrainConfig:
     soup_branch_step: int = 0
 
     def __post_init__(self) -> None:
+        for key, value, flag in (("max_steps", self.max_steps, "--max-steps"), ("batch_size", self.batch_size,
+                                                                                  "--batch-size")):
+            if value < 1:
+                raise ValueError(f"{key} (the flag {flag}) must be at least 1, got {value}")
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise ValueError(f"lr (the flag --lr) must be a positive number, got {self.lr}")
+        if not (math.isfinite(self.max_minutes) and self.max_minutes >= 0):
+            raise ValueError(f"max_minutes (the flag --max-minutes) must be a number of minutes, 0 for no limit, got "
+                             f"{self.max_minutes}")
+        if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
+            raise ValueError(f"device (the flag --device) must be auto, cpu, cuda or cuda:N, got {self.device!r}")
         if self.augment_per_label and self.teacher.soft_labels != "minilm":
             raise ValueError("augment_per_label needs the MiniLM soft labels (teacher.soft_labels: minilm): the "
                              "TF-IDF teachers are cross-fitted on the training texts, which variants would leak")
@@ -141,7 +153,15 @@ class TrainConfig:
         if unknown:
             raise ValueError(f"unknown config keys: {', '.join(unknown)}")
         raw = dict(raw)
-        raw["teacher"] = TeacherConfig(**(raw.get("teacher") or {}))
+        teacher = raw.get("teacher") or {}
+        unknown = sorted(set(teacher) - {f.name for f in dataclasses.fields(TeacherConfig)})
+        if unknown:
+            raise ValueError(f"unknown config keys: {', '.join(f'teacher.{key}' for key in unknown)}")
+        raw["teacher"] = TeacherConfig(**teacher)
+        missing = [f.name for f in dataclasses.fields(cls) if f.name not in raw
+                   and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+        if missing:
+            raise ValueError(f"the config needs {', '.join(missing)}")
         return cls(**raw)
 
 
@@ -149,7 +169,12 @@ def load_config(path: str | Path | None, overrides: dict[str, Any]) -> TrainConf
     """Reads a YAML config (optional) and applies dotted overrides such as ``model.hidden_size=128``."""
     raw: dict[str, Any] = {}
     if path:
-        raw = yaml.safe_load(Path(path).read_text()) or {}
+        try:
+            raw = yaml.safe_load(Path(path).read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise ValueError(f"--config {path} is not valid YAML: {exc}") from exc
+        if not isinstance(raw, dict):
+            raise ValueError(f"--config {path} must hold a mapping of config keys, got {type(raw).__name__}")
     return TrainConfig.from_dict(with_overrides(raw, overrides))
 
 
@@ -172,4 +197,7 @@ def parse_override(text: str) -> tuple[str, Any]:
     if "=" not in text:
         raise ValueError(f"--set expects key=value, got {text!r}")
     key, value = text.split("=", 1)
-    return key.strip(), yaml.safe_load(value)
+    try:
+        return key.strip(), yaml.safe_load(value)
+    except yaml.YAMLError as exc:
+        raise ValueError(f"--set {text!r}: the value is not valid YAML ({exc.__class__.__name__})") from exc

@@ -221,9 +221,13 @@ def ablation_summary(source: Path) -> dict[str, Any]:
     `source` is the ablation's bundle folder, or an earlier bundle's evaluation.json whose ablation is
     kept (a model retrained with the same training time per model compares with the same ablation)."""
     if source.is_file():
-        ablation = json.loads(source.read_text()).get("ablation")
+        try:
+            recorded = json.loads(source.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise ValueError(f"--ablation {source}: neither a bundle folder nor an evaluation.json ({exc})") from exc
+        ablation = recorded.get("ablation") if isinstance(recorded, dict) else None
         if ablation is None:
-            raise ValueError(f"{source} records no ablation")
+            raise ValueError(f"--ablation {source} records no ablation")
         return ablation
     manifest = load_bundle(source).manifest
     training, recursion = manifest.require_training(), manifest.recursion

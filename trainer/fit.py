@@ -4,6 +4,7 @@ weight soup of several; the loop is trainer/train.py), or loaded from a training
 from __future__ import annotations
 
 import dataclasses
+import pickle
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -159,7 +160,12 @@ def from_checkpoint(checkpoint: Path, overrides: dict[str, Any], command: str) -
     builds it, with the configuration it was trained with plus the dotted `overrides`."""
     if checkpoint.is_dir():
         checkpoint = checkpoint / CHECKPOINT
-    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    try:
+        state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    except (OSError, RuntimeError, EOFError, pickle.UnpicklingError) as exc:
+        raise ValueError(f"--checkpoint {checkpoint}: not a training checkpoint ({exc})") from exc
+    if not isinstance(state, dict) or "config" not in state:
+        raise ValueError(f"--checkpoint {checkpoint}: not a training checkpoint (no config in it)")
     trained_with = TrainConfig.from_dict(with_overrides(state["config"], overrides))  # what the manifest records
     # loaded on the CPU, from where the checkpoint actually is
     cfg = dataclasses.replace(trained_with, device="cpu", out_dir=str(checkpoint.parent.parent))

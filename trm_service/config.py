@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
 DEFAULT_MODELS_DIR = Path(__file__).resolve().parent / "models"
+MAX_MESSAGE_BYTES = (1 << 31) - 1  # gRPC's message limits are 32-bit signed integers
+MAX_WORKERS = 64
+MAX_INTRA_OP_THREADS = 256
 
 
 class ConfigError(ValueError):
@@ -66,25 +70,33 @@ class ServeConfig:
             raise ConfigError(f"--port must be 0..65535, got {self.port}")
         if self.metrics_port is not None and not 0 <= self.metrics_port <= 65535:
             raise ConfigError(f"--metrics-port must be 0..65535, got {self.metrics_port}")
-        for flag, value, low in (
-            ("--max-batch-size", self.max_batch_size, 1),
-            ("--max-queue", self.max_queue, 0),
-            ("--max-rows-per-run", self.max_rows_per_run, 1),
-            ("--max-batch-requests", self.max_batch_requests, 1),
-            ("--call-acceptors", self.call_acceptors, 0),
-            ("--workers", self.workers, 1),
-            ("--intra-op-threads", self.intra_op_threads, 0),
-            ("--max-message-bytes", self.max_message_bytes, 1024),
-            ("--max-time-budget-ms", self.max_time_budget_ms, 1),
-            ("--deadline-margin-ms", self.deadline_margin_ms, 0),
-            ("--load-wait-ms", self.load_wait_ms, 0),
+        for flag, value, low, high in (
+            ("--max-batch-size", self.max_batch_size, 1, None),
+            ("--max-queue", self.max_queue, 0, None),
+            ("--max-rows-per-run", self.max_rows_per_run, 1, None),
+            ("--max-batch-requests", self.max_batch_requests, 1, None),
+            ("--call-acceptors", self.call_acceptors, 0, None),
+            ("--workers", self.workers, 1, MAX_WORKERS),
+            ("--intra-op-threads", self.intra_op_threads, 0, MAX_INTRA_OP_THREADS),
+            ("--max-message-bytes", self.max_message_bytes, 1024, MAX_MESSAGE_BYTES),
+            ("--max-time-budget-ms", self.max_time_budget_ms, 1, None),
+            ("--deadline-margin-ms", self.deadline_margin_ms, 0, None),
+            ("--load-wait-ms", self.load_wait_ms, 0, None),
         ):
             if value < low:
                 raise ConfigError(f"{flag} must be at least {low}, got {value}")
+            if high is not None and value > high:
+                raise ConfigError(f"{flag} must be at most {high}, got {value}")
         if self.log_level not in ("debug", "info", "warning", "error"):
             raise ConfigError(f"--log-level must be debug, info, warning or error, got {self.log_level!r}")
-        if self.grace_period < 0 or self.drain_delay < 0:
-            raise ConfigError("--grace-period and --drain-delay must not be negative")
+        for flag, seconds in (("--grace-period", self.grace_period), ("--drain-delay", self.drain_delay)):
+            if not (math.isfinite(seconds) and seconds >= 0):
+                raise ConfigError(f"{flag} must be a number of seconds, not negative, got {seconds}")
+        for directory in self.models_dirs:
+            if not directory.is_dir():
+                raise ConfigError(f"--models-dir {directory}: no such folder")
+        if self.ready_file is not None and not self.ready_file.parent.is_dir():
+            raise ConfigError(f"--ready-file {self.ready_file}: its folder does not exist")
         if (self.tls_cert is None) != (self.tls_key is None):
             raise ConfigError("--tls-cert and --tls-key go together: give both or neither")
         if self.tls_client_ca is not None and self.tls_cert is None:

@@ -14,6 +14,7 @@ import gc
 import json
 import os
 import signal
+import ssl
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -194,14 +195,30 @@ def _bind(server: grpc.aio.Server, config: ServeConfig) -> int:
     try:
         if config.tls_cert is None or config.tls_key is None:
             return server.add_insecure_port(address)
-        credentials = grpc.ssl_server_credentials(
-            [(config.tls_key.read_bytes(), config.tls_cert.read_bytes())],
-            root_certificates=config.tls_client_ca.read_bytes() if config.tls_client_ca else None,
-            require_client_auth=config.tls_client_ca is not None,
-        )
-        return server.add_secure_port(address, credentials)
+        return server.add_secure_port(address, _server_credentials(config.tls_cert, config.tls_key,
+                                                                     config.tls_client_ca))
     except RuntimeError as exc:
         raise ConfigError(f"cannot listen on {address}: the port is in use or the host is not local") from exc
+
+
+def _server_credentials(cert: Path, key: Path, client_ca: Path | None) -> grpc.ServerCredentials:
+    """The TLS credentials of --tls-cert, --tls-key and --tls-client-ca, read by Python's ssl module first: gRPC
+    takes any bytes and fails only when it binds, as if the port were the problem."""
+    try:
+        ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(cert, key)
+    except (ssl.SSLError, OSError) as exc:
+        raise ConfigError(f"--tls-cert {cert} and --tls-key {key} must be a PEM certificate and its private key: "
+                          f"{exc}") from exc
+    if client_ca is not None:
+        try:
+            ssl.create_default_context(cafile=client_ca)
+        except (ssl.SSLError, OSError) as exc:
+            raise ConfigError(f"--tls-client-ca {client_ca} must hold PEM certificates: {exc}") from exc
+    return grpc.ssl_server_credentials(
+        [(key.read_bytes(), cert.read_bytes())],
+        root_certificates=client_ca.read_bytes() if client_ca else None,
+        require_client_auth=client_ca is not None,
+    )
 
 
 def write_ready_file(path: Path, *, port: int, metrics_port: int | None) -> None:

@@ -208,6 +208,8 @@ def test_errors_name_the_flag_to_change_not_the_api_field(server, arguments, tol
         (["--retries", "0", "models"], "argument --retries: must be a whole number of at least 1, got '0'"),
         (["models", "--retries", "-1"], "argument --retries: must be a whole number of at least 1, got '-1'"),
         (["reason-batch", TEXT_MODEL, "-", "--batch-size", "0"], "argument --batch-size: must be a whole number of"),
+        (["--timeout", "-1", "models"], "argument --timeout: must be a positive number of seconds, got '-1'"),
+        (["--timeout", "nan", "models"], "argument --timeout: must be a positive number of seconds, got 'nan'"),
     ],
 )
 def test_options_out_of_range_are_usage_errors_naming_the_flag(arguments, told):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,17 @@ def positive_int(value: str) -> int:
     if number < 1:
         raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, got {value!r}")
     return number
+
+
+def positive_seconds(value: str) -> float:
+    """An argparse type: a positive, finite number of seconds."""
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = math.nan
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {value!r}")
+    return seconds
 
 
 def add_connection_arguments(parser: argparse.ArgumentParser, *, with_defaults: bool = True) -> None:
@@ -36,7 +48,7 @@ def add_connection_arguments(parser: argparse.ArgumentParser, *, with_defaults: 
         "else 127.0.0.1:50051)",
     )
     parser.add_argument(
-        "--timeout", type=float, default=default(10.0), help="deadline of each call in seconds"
+        "--timeout", type=positive_seconds, default=default(10.0), help="deadline of each call in seconds"
     )
     parser.add_argument(
         "--retries", type=positive_int, default=default(6), help="most attempts per call on UNAVAILABLE"
