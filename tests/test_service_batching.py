@@ -57,6 +57,7 @@ def test_concurrent_clients_are_batched_and_match_one_at_a_time(long_bundle: Pat
         assert multi_request_steps > 0  # the batch-size histogram has observations above 1
         concurrent_steps = server.sample_value("trm_batch_size_count") - single_steps
         print(f"{CLIENTS} clients x {STEPS} steps ran as {concurrent_steps:.0f} batched steps")
+        assert concurrent_steps <= CLIENTS * STEPS / 2  # steps held two requests or more on average
     for one, batched in zip(alone, together, strict=True):
         assert _summary(batched) == _summary(one)
         assert batched.halt_confidence == pytest.approx(one.halt_confidence, abs=1e-6)

@@ -5,10 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 
 from trainer.config import load_config
 from trainer.make_models import CONFIGS, DEFAULT_MODELS, config_path
-from trainer.model import ModelConfig
+from trainer.model import TRM, ModelConfig
 
 CONFIG_FILES = sorted(CONFIGS.glob("*.yaml"))
 
@@ -21,6 +22,14 @@ def test_shipped_config_builds_a_model(path: Path) -> None:
                         seq_len=81 if grid else cfg.max_tokens, num_outputs=10, **cfg.model)
     assert cfg.name in DEFAULT_MODELS
     assert model.state_shape[1] == model.hidden_size
+    trm = TRM(model)
+    tokens = torch.ones((2, model.seq_len), dtype=torch.long)
+    state = torch.zeros((2, *model.state_shape))
+    with torch.no_grad():
+        y, z, logits, halt_logit = trm.step(tokens, state, state)
+    assert y.shape == z.shape == state.shape and halt_logit.shape == (2,)
+    assert logits.shape == ((2, model.num_outputs) if cfg.task == "text" else (2, 81, 10))
+    assert torch.isfinite(logits).all()
 
 
 def test_make_models_uses_the_cpu_config_only_without_a_gpu() -> None:

@@ -10,6 +10,7 @@ import numpy as np
 import onnx
 import pytest
 import torch
+from trainer_support import random_tokens
 
 from trainer import evaluate as ev
 from trainer.evaluate import torch_step_fn
@@ -31,13 +32,6 @@ CONFIGS = {
 }
 
 
-def random_tokens(cfg: ModelConfig, count: int, seed: int) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    tokens = rng.integers(1, cfg.vocab_size, size=(count, cfg.seq_len))
-    if cfg.task == "text":  # realistic padding: each row has a random length
-        lengths = rng.integers(1, cfg.seq_len + 1, size=count)
-        tokens[np.arange(cfg.seq_len)[None, :] >= lengths[:, None]] = 0
-    return tokens.astype(np.int64)
 
 
 @pytest.mark.parametrize("name", sorted(CONFIGS))

@@ -14,6 +14,7 @@ import pytest
 import torch
 from onnxruntime.quantization import QuantType, quant_pre_process, quantize_dynamic
 from tokenizers import Tokenizer
+from trainer_support import random_tokens
 from trm.v1 import trm_pb2, trm_pb2_grpc
 
 from trainer import evaluate as ev
@@ -40,15 +41,6 @@ TOLERANCE = 1e-4
 BATCH = 64
 
 
-def random_tokens(cfg: ModelConfig, count: int, seed: int) -> np.ndarray:
-    """Token rows with trailing padding of random length (text), or full grids."""
-    rng = np.random.default_rng(seed)
-    tokens = rng.integers(1, cfg.vocab_size, size=(count, cfg.seq_len))
-    if cfg.task == "text":
-        lengths = rng.integers(1, cfg.seq_len + 1, size=count)
-        lengths[:4] = (1, 2, cfg.pool, cfg.pool + 1)  # lone short inputs take other kernel paths in ONNX Runtime
-        tokens[np.arange(cfg.seq_len)[None, :] >= lengths[:, None]] = 0
-    return tokens.astype(np.int64)
 
 
 def served_length(cfg: ModelConfig, tokens: np.ndarray) -> int:

@@ -62,6 +62,10 @@ async def test_concurrent_calls_each_get_their_own_answer(aclient):
     singles = [await aclient.reason(TEXT_MODEL, t) for t in texts]
     assert [r.request_id for r in results] == ["c0", "c1", "c2", "c3"]
     assert [r.prediction for r in results] == [s.prediction for s in singles]
+    for batched, single in zip(results, singles, strict=True):  # each its own answer, not another call's
+        assert [t.label for t in batched.answer.top] == [t.label for t in single.answer.top]
+        assert [t.probability for t in batched.answer.top] == pytest.approx(
+            [t.probability for t in single.answer.top], abs=1e-5)
 
 
 @pytest.mark.parametrize(
