@@ -180,3 +180,9 @@ def test_a_sequence_fit_names_the_flags_it_does_not_take(tmp_path: Path, capsys:
     (tmp_path / "pairs.csv").write_text("source,target\nx equals one,x = 1\n")
     assert main(["fit", "--train", str(tmp_path / "pairs.csv"), "--max-steps", "5", "--oos-label", "x"]) == 2
     assert "--max-steps, --oos-label do not apply to --task sequence" in capsys.readouterr().err
+
+
+def test_training_on_the_hold_out_needs_a_test_file(keyword_data: tuple[Path, Path], tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["fit", "--train", str(keyword_data[0]), "--out", str(tmp_path), "--set", "train_on_val=true"]) == 2
+    assert "train_on_val trains on the hold-out, which is also the test set" in capsys.readouterr().err

@@ -34,6 +34,12 @@ class FixedStream:
     def draw(self, count: int) -> dict[str, np.ndarray]:
         return {"tokens": self.tokens[:count], "targets": self.targets[:count]}
 
+    def state(self) -> dict:
+        return {}
+
+    def restore(self, state: dict) -> None:
+        pass
+
 
 def fixed_batch(rows: int = 6, length: int = 12, used: int = 12, seed: int = 0) -> FixedStream:
     rng = np.random.default_rng(seed)

@@ -171,7 +171,9 @@ def from_checkpoint(checkpoint: Path, overrides: dict[str, Any], command: str) -
     cfg = dataclasses.replace(trained_with, device="cpu", out_dir=str(checkpoint.parent.parent))
     prepared = prepare(cfg)
     trainer = build_trainer(cfg, prepared)
-    trainer.load_checkpoint(checkpoint)
+    if not trainer.load_checkpoint(checkpoint):
+        raise ValueError(f"--checkpoint {checkpoint} was trained on other data than {cfg.data} now holds, or as "
+                         "another model: export it where its data is unchanged")
     record = TrainingRecord.of(trainer, command, trainer.elapsed_s)
     return Fitted(trained_with, prepared, cpu_copy(trainer.ema.model), record, fit_baseline(cfg))
 
@@ -179,7 +181,8 @@ def from_checkpoint(checkpoint: Path, overrides: dict[str, Any], command: str) -
 def build_trainer(cfg: TrainConfig, prepared: Prepared) -> Trainer:
     """The loop for one model: its initial weights, the optional distillation head, progress evaluation."""
     model, projection = build_model(cfg, prepared)
-    return Trainer(cfg, model, prepared.stream, _quick_eval(prepared, cfg.eval_examples), projection)
+    return Trainer(cfg, model, prepared.stream, _quick_eval(prepared, cfg.eval_examples), projection,
+                   prepared.data_sha256)
 
 
 def build_model(cfg: TrainConfig, prepared: Prepared) -> tuple[TRM, torch.nn.Module | None]:

@@ -138,6 +138,9 @@ def text_splits(cfg: TrainConfig) -> tuple[TextSplit, TextSplit, TextSplit]:
     """The texts of a text config: (train, val, test) of a shared dataset folder or a user's file; train
     includes val when cfg.train_on_val."""
     train, val, test = _held_out_text_splits(cfg)
+    if cfg.train_on_val and test is val:
+        raise ValueError("train_on_val trains on the hold-out, which is also the test set without a test file: "
+                         "give --test FILE")
     if cfg.train_on_val:
         train = TextSplit(train.texts + val.texts, train.labels + val.labels)
     return train, val, test

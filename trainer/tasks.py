@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -57,6 +58,14 @@ class TextStream:
         self.order = self.rng.permutation(len(tokens))
         self.cursor = 0
 
+    def state(self) -> dict[str, Any]:
+        """Where the stream is (its generator, this epoch's order and the place in it), for a checkpoint."""
+        return {"rng": self.rng, "order": self.order, "cursor": self.cursor}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Continue from `state()`: a resumed run draws the batches the uninterrupted one would have."""
+        self.rng, self.order, self.cursor = state["rng"], state["order"], state["cursor"]
+
     def draw(self, count: int) -> dict[str, np.ndarray]:
         picked = []
         while len(picked) < count:
@@ -88,6 +97,13 @@ class SudokuStream:
         self.rng = np.random.default_rng(seed)
         self.givens_min, self.givens_max = givens_min, givens_max
         self.original_fraction = original_fraction
+
+    def state(self) -> dict[str, Any]:
+        """The generator every draw comes from, for a checkpoint."""
+        return {"rng": self.rng}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        self.rng = state["rng"]
 
     def draw(self, count: int) -> dict[str, np.ndarray]:
         idx = self.rng.integers(0, len(self.split.puzzles), size=count)

@@ -27,7 +27,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -42,6 +42,10 @@ CHECKPOINT = "checkpoint.pt"
 
 class Stream(Protocol):
     def draw(self, count: int) -> dict[str, np.ndarray]: ...
+
+    def state(self) -> dict[str, Any]: ...
+
+    def restore(self, state: dict[str, Any]) -> None: ...
 
 
 class EMA:
@@ -106,8 +110,10 @@ class Trainer:
         stream: Stream,
         evaluate: Callable[[TRM], dict[str, float]] | None = None,
         embedding_projection: torch.nn.Module | None = None,
+        data_sha256: dict[str, str] | None = None,
     ) -> None:
         self.cfg = cfg
+        self.data_sha256 = data_sha256 or {}  # the data this run trains on: a checkpoint of other data is not resumed
         self.device = pick_device(cfg.device)
         self.model = model.to(self.device)
         self.stream = stream
@@ -165,8 +171,9 @@ class Trainer:
             "elapsed_s": self.elapsed_s,
             "history": self.history,
             "trained_on": self.trained_on,
+            "data_sha256": self.data_sha256,
             "rng": self.rng.get_state(),
-            "stream_rng": getattr(self.stream, "rng", None),
+            "stream": self.stream.state(),
         }
         tmp = self.checkpoint_path.with_suffix(".tmp")
         torch.save(state, tmp)
@@ -181,6 +188,9 @@ class Trainer:
         if not path.exists():
             return False
         state = torch.load(path, map_location=self.device, weights_only=False)
+        if not branch and not self._same_run(state):
+            tqdm.write(f"{self.cfg.name}: {path} holds a run on other data or of another model; starting over")
+            return False
         self.model.load_state_dict(state["model"])
         self.ema.model.load_state_dict(state["ema"])
         self.optimizer.load_state_dict(state["optimizer"])
@@ -189,9 +199,15 @@ class Trainer:
         self.step, self.elapsed_s, self.history = state["step"], state["elapsed_s"], state["history"]
         self.trained_on = state.get("trained_on", [])  # older checkpoints did not record it
         self.rng.set_state(state["rng"].cpu())
-        if not branch and state.get("stream_rng") is not None and hasattr(self.stream, "rng"):
-            self.stream.rng = state["stream_rng"]
+        if not branch and "stream" in state:  # older checkpoints kept the stream's generator only
+            self.stream.restore(state["stream"])
         return True
+
+    def _same_run(self, state: dict[str, Any]) -> bool:
+        """Whether a checkpoint continues this run: the same model (its labels, vocabulary and sizes) trained
+        on the same files (a user who edits the file and fits again gets a model of the new file)."""
+        same_data = state.get("data_sha256", self.data_sha256) == self.data_sha256  # older checkpoints: unknown
+        return same_data and state["model_config"] == self.model.cfg.to_dict()
 
     # --- the ACT carry ------------------------------------------------------------------------
     @property

@@ -1,0 +1,70 @@
+"""Resuming a run: the data stream goes on where it stopped, and a checkpoint of other data is not resumed."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import torch
+from test_trainer_multistep import fixed_batch, text_config
+
+from trainer.config import TrainConfig
+from trainer.data.sudoku import GridSplit
+from trainer.export import int8_decision
+from trainer.model import TRM
+from trainer.tasks import SudokuStream, TextStream
+from trainer.train import Trainer
+
+
+def _through_a_checkpoint(state: dict) -> dict:
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    buffer.seek(0)
+    return torch.load(buffer, weights_only=False)
+
+
+def test_a_restored_text_stream_draws_what_the_uninterrupted_one_would() -> None:
+    tokens, targets = np.arange(10)[:, None].repeat(3, axis=1), np.arange(10)
+    uninterrupted, interrupted = TextStream(tokens, targets, seed=0), TextStream(tokens, targets, seed=0)
+    for stream in (uninterrupted, interrupted):
+        stream.draw(3), stream.draw(3)
+    resumed = TextStream(tokens, targets, seed=0)
+    resumed.restore(_through_a_checkpoint(interrupted.state()))
+    expected = [uninterrupted.draw(3)["targets"] for _ in range(5)]  # across the end of the first epoch
+    assert all(np.array_equal(resumed.draw(3)["targets"], batch) for batch in expected)
+
+
+def test_a_restored_sudoku_stream_draws_what_the_uninterrupted_one_would() -> None:
+    digits = "953168742862734951417952836746893125281645397395271468138529674574386219629417583"
+    solution = np.array([int(c) for c in digits])
+    split = GridSplit(np.where(np.arange(81) % 3 == 0, solution, 0)[None].astype(np.uint8).repeat(4, axis=0),
+                      solution[None].astype(np.uint8).repeat(4, axis=0))
+    uninterrupted, interrupted = (SudokuStream(split, 0, 30, 50, 0.1) for _ in range(2))
+    uninterrupted.draw(2), interrupted.draw(2)
+    resumed = SudokuStream(split, 0, 30, 50, 0.1)
+    resumed.restore(_through_a_checkpoint(interrupted.state()))
+    assert np.array_equal(resumed.draw(2)["tokens"], uninterrupted.draw(2)["tokens"])
+
+
+def test_a_checkpoint_of_other_data_or_another_model_is_not_resumed(tmp_path: Path) -> None:
+    cfg = TrainConfig(name="r", task="text", data="d", out_dir=str(tmp_path), device="cpu")
+    trained = Trainer(cfg, TRM(text_config()), fixed_batch(), data_sha256={"train.csv": "aa"})
+    trained.step = 7
+    trained.save_checkpoint()
+
+    def resumed_step(data: dict[str, str], **model: int) -> int | None:
+        again = Trainer(cfg, TRM(text_config(**model)), fixed_batch(), data_sha256=data)
+        return again.step if again.load_checkpoint() else None
+
+    assert resumed_step({"train.csv": "aa"}) == 7
+    assert resumed_step({"train.csv": "bb"}) is None  # the file was edited: start over
+    assert resumed_step({"train.csv": "aa"}, num_outputs=9) is None  # other labels: another model
+
+
+def test_int8_ships_when_it_loses_exactly_half_a_point() -> None:
+    def accuracy(value: float) -> dict:
+        return {"test": {"accuracy": value}}
+
+    assert int8_decision(accuracy(0.93), accuracy(0.925), bundle_bytes=1)[1]
+    assert not int8_decision(accuracy(0.93), accuracy(0.9249), bundle_bytes=1)[1]
