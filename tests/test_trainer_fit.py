@@ -186,3 +186,16 @@ def test_training_on_the_hold_out_needs_a_test_file(keyword_data: tuple[Path, Pa
                                                      capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["fit", "--train", str(keyword_data[0]), "--out", str(tmp_path), "--set", "train_on_val=true"]) == 2
     assert "train_on_val trains on the hold-out, which is also the test set" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("setting", "message"), [
+    ("max_steps=abc", "max_steps must be an int, got 'abc'"),
+    ("lr=true", "lr must be a float, got True"),
+    ("model.bogus=1", "unknown config keys: model.bogus"),
+    ("teacher.temperature=hot", "teacher.temperature must be a float, got 'hot'"),
+])
+def test_a_setting_of_the_wrong_type_or_name_is_told(capsys: pytest.CaptureFixture[str], setting: str,
+                                                      message: str) -> None:
+    config = Path(__file__).resolve().parents[1] / "trainer" / "configs" / "intent-clinc150.yaml"
+    assert main(["fit", "--config", str(config), "--set", setting]) == 2
+    assert f"trm-train: {message}" in capsys.readouterr().err

@@ -11,6 +11,8 @@ from typing import Any, Literal
 
 import yaml
 
+from trainer.model import ModelConfig
+
 
 @dataclass
 class TeacherConfig:
@@ -155,14 +157,33 @@ class TrainConfig:
         raw = dict(raw)
         teacher = raw.get("teacher") or {}
         unknown = sorted(set(teacher) - {f.name for f in dataclasses.fields(TeacherConfig)})
+        unknown += sorted(set(raw.get("model") or {}) - {f.name for f in dataclasses.fields(ModelConfig)})
         if unknown:
-            raise ValueError(f"unknown config keys: {', '.join(f'teacher.{key}' for key in unknown)}")
+            prefixed = [f"teacher.{key}" if key in teacher else f"model.{key}" for key in unknown]
+            raise ValueError(f"unknown config keys: {', '.join(prefixed)}")
+        _check_scalar_types(cls, raw, "")
+        _check_scalar_types(TeacherConfig, teacher, "teacher.")
         raw["teacher"] = TeacherConfig(**teacher)
         missing = [f.name for f in dataclasses.fields(cls) if f.name not in raw
                    and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
         if missing:
             raise ValueError(f"the config needs {', '.join(missing)}")
         return cls(**raw)
+
+
+_SCALAR_TYPES: dict[str, tuple[type, ...]] = {"int": (int,), "float": (int, float), "str": (str,), "bool": (bool,)}
+
+
+def _check_scalar_types(cls: type, raw: dict[str, Any], prefix: str) -> None:
+    """Raise ValueError naming a key whose value is not of its field's type (e.g. --set max_steps=abc)."""
+    for f in dataclasses.fields(cls):
+        kind = str(f.type).removesuffix(" | None")
+        allowed = _SCALAR_TYPES.get(kind)
+        value = raw.get(f.name)
+        if allowed is None or value is None:
+            continue
+        if not isinstance(value, allowed) or (isinstance(value, bool) and kind != "bool"):
+            raise ValueError(f"{prefix}{f.name} must be a{'n' if kind == 'int' else ''} {kind}, got {value!r}")
 
 
 def load_config(path: str | Path | None, overrides: dict[str, Any]) -> TrainConfig:

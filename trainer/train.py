@@ -204,10 +204,11 @@ class Trainer:
         return True
 
     def _same_run(self, state: dict[str, Any]) -> bool:
-        """Whether a checkpoint continues this run: the same model (its labels, vocabulary and sizes) trained
-        on the same files (a user who edits the file and fits again gets a model of the new file)."""
+        """Whether a checkpoint continues this run: trained on the same files (a user who edits the file and fits
+        again gets a model of the new file) with weights of the same names and shapes (labels, vocabulary, sizes)."""
         same_data = state.get("data_sha256", self.data_sha256) == self.data_sha256  # older checkpoints: unknown
-        return same_data and state["model_config"] == self.model.cfg.to_dict()
+        shapes = {name: tuple(weights.shape) for name, weights in self.model.state_dict().items()}
+        return same_data and shapes == {name: tuple(weights.shape) for name, weights in state["model"].items()}
 
     # --- the ACT carry ------------------------------------------------------------------------
     @property
