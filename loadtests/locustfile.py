@@ -53,6 +53,14 @@ def add_options(parser) -> None:
 
 
 @events.init.add_listener
+def refuse_a_remote_or_endless_run(environment, **_kwargs) -> None:
+    """Load tests target this machine only, and stop by themselves."""
+    if not (environment.host or "").startswith("127.0.0.1:") or not environment.parsed_options.run_time:
+        raise SystemExit("loadtests: give --host 127.0.0.1:PORT and --run-time: load tests target 127.0.0.1 only "
+                         "and stop by themselves")
+
+
+@events.init.add_listener
 def load_model_inputs(environment, **_kwargs) -> None:
     """Read the inputs once per Locust process, before any user starts."""
     options = environment.parsed_options

@@ -79,12 +79,17 @@ def run_locust(target: str, server_pid: int, scenario: Scenario, out_dir: Path, 
     rss = [rss_mb(server_pid)]
     with open(f"{prefix}.log", "wb") as log:
         process = subprocess.Popen(locust_command(target, scenario, prefix, data), stdout=log, stderr=log, env=env)
+        deadline = time.monotonic() + scenario.duration_s + 2 * STOP_TIMEOUT_S + RSS_SAMPLE_S
         while True:
             try:
                 process.wait(timeout=RSS_SAMPLE_S)
                 break
             except subprocess.TimeoutExpired:
                 rss.append(rss_mb(server_pid))
+                if time.monotonic() > deadline:
+                    process.kill()
+                    process.wait()
+                    raise RuntimeError(f"locust ran past its run time and was stopped; see {prefix}.log") from None
     rss.append(rss_mb(server_pid))
     if process.returncode != 0:
         raise RuntimeError(f"locust exited with {process.returncode}; see {prefix}.log")
@@ -148,6 +153,12 @@ def run_scenario(scenario: Scenario, models: Path, data: Path, out_dir: Path) ->
     return summary
 
 
+def _positive_int(text: str) -> int:
+    if not text.strip().isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, got {text!r}")
+    return int(text)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Command line entry point; returns the exit status."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -155,7 +166,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bundles", choices=BUNDLE_KINDS, default="default", help="see loadtests.local_server")
     parser.add_argument("--data-dir", default=None, help="shared data folder (default $TRM_DATA_DIR or ../shared/data)")
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "reports" / "loadtest", help="report folder")
-    parser.add_argument("--duration", type=int, default=None, help="override the scenario's run time, seconds")
+    parser.add_argument("--duration", type=_positive_int, default=None,
+                        help="override the scenario's run time, seconds")
     parser.add_argument("--users", type=int, default=None, help="override the scenario's number of users")
     parser.add_argument("--user-rate", type=float, default=None, help="override calls/s per user (not overload)")
     args = parser.parse_args(argv)

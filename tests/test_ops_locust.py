@@ -36,3 +36,19 @@ def test_smoke_scenario_runs_without_failures(tmp_path: Path) -> None:
     summary = json.loads((tmp_path / "smoke.summary.json").read_text())
     assert summary["server_alive"] and summary["problems"] == []
     assert summary["calls"]["requests"] > 0 and summary["calls"]["failures"] == 0
+
+
+def test_the_locustfile_refuses_a_remote_host_or_no_run_time(tmp_path: Path) -> None:
+    locust = [sys.executable, "-m", "locust", "-f", "loadtests/locustfile.py", "--headless", "-u", "1"]
+    env = {"PYTHONPATH": str(REPO_ROOT), "PATH": "/usr/bin:/bin"}
+    for arguments in (["--host", "10.0.0.1:50051", "-t", "5s"], ["--host", "127.0.0.1:50051"]):
+        run = subprocess.run([*locust, *arguments], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120,
+                             check=False, env=env)
+        assert run.returncode != 0
+        assert "load tests target 127.0.0.1 only and stop by themselves" in run.stderr
+
+
+def test_a_run_time_of_zero_is_refused() -> None:
+    run = subprocess.run([sys.executable, "-m", "loadtests.run", "--duration", "0"], cwd=REPO_ROOT,
+                         capture_output=True, text=True, timeout=120, check=False)
+    assert run.returncode == 2 and "argument --duration: must be a whole number of at least 1" in run.stderr
