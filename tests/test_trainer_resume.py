@@ -13,6 +13,7 @@ from trainer.config import TrainConfig
 from trainer.data.sudoku import GridSplit
 from trainer.export import int8_decision
 from trainer.model import TRM
+from trainer.prepare import data_hashes
 from trainer.tasks import SudokuStream, TextStream
 from trainer.train import Trainer
 
@@ -68,3 +69,13 @@ def test_int8_ships_when_it_loses_exactly_half_a_point() -> None:
 
     assert int8_decision(accuracy(0.93), accuracy(0.925), bundle_bytes=1)[1]
     assert not int8_decision(accuracy(0.93), accuracy(0.9249), bundle_bytes=1)[1]
+
+
+def test_a_test_file_named_as_the_training_file_is_hashed_too(tmp_path: Path) -> None:
+    (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
+    (tmp_path / "a" / "data.csv").write_text("text,label\nx,1\n")
+    (tmp_path / "b" / "data.csv").write_text("text,label\ny,2\n")
+    cfg = TrainConfig(name="h", task="text", data=str(tmp_path / "a" / "data.csv"),
+                      test_data=str(tmp_path / "b" / "data.csv"))
+    hashes = data_hashes(cfg)
+    assert set(hashes) == {"data.csv", "test/data.csv"} and len(set(hashes.values())) == 2

@@ -72,7 +72,7 @@ def prepare_text(cfg: TrainConfig) -> Prepared:
     test_set = EncodedSet(encode_texts(tokenizer, test.texts), label_ids(test, labels, cfg.test_data or cfg.data))
     return Prepared(
         model_cfg=model_cfg, stream=stream, labels=labels, val=val_set, tests={"test": test_set},
-        data_sha256=_data_hashes(cfg), tokenizer=tokenizer, embedding_init=embedding_init,
+        data_sha256=data_hashes(cfg), tokenizer=tokenizer, embedding_init=embedding_init,
     )
 
 
@@ -98,7 +98,7 @@ def prepare_grid(cfg: TrainConfig) -> Prepared:
     stream = SudokuStream(train, cfg.stream_rng_seed, cfg.givens_min, cfg.givens_max, cfg.grid_original_fraction)
     return Prepared(
         model_cfg=model_cfg, stream=stream, labels=list(GRID_LABELS), val=grid_set(val), tests=tests,
-        data_sha256=_data_hashes(cfg),
+        data_sha256=data_hashes(cfg),
     )
 
 
@@ -191,11 +191,13 @@ def _teacher_targets(
     return soft, teacher_vectors, embedding_init
 
 
-def _data_hashes(cfg: TrainConfig) -> dict[str, str]:
-    """sha256 of the training data (and the test file): a folder's files but its README, or the file."""
+def data_hashes(cfg: TrainConfig) -> dict[str, str]:
+    """sha256 of the training data (and the test file): a folder's files but its README, or the file; a test
+    file named as the training file is recorded as test/<name>."""
     hashes = _hash_inputs(Path(cfg.data))
     if cfg.test_data:
-        hashes.update(_hash_inputs(Path(cfg.test_data)))
+        for name, digest in _hash_inputs(Path(cfg.test_data)).items():
+            hashes[f"test/{name}" if name in hashes else name] = digest
     return hashes
 
 
