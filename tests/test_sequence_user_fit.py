@@ -6,6 +6,7 @@ import csv
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -45,6 +46,19 @@ def test_a_source_target_file_becomes_a_bundle_with_its_held_out_scores(tmp_path
     assert bundle.manifest.recursion.N_sup == 1  # the preset's measured choice (docs/TRAINING.md)
     assert bundle.manifest.input.max_chars == max(len(source) for source, _ in rows)
     assert load_model(bundle.path, LoadOptions(SessionSettings())).warm_step_s > 0
+
+
+def test_rows_shorter_than_the_export_examples_still_give_a_bundle(tmp_path: Path, capsys) -> None:
+    torch.set_num_threads(1)
+    rows = [(NUMBERS[i % 10][:3], str(i % 10)) for i in range(20)]  # sources of 3 characters, targets of 1
+    data = _write(tmp_path / "digits.csv", rows)
+    assert main(["fit", "--task", "sequence", "--train", str(data), "--out", str(tmp_path / "bundles"),
+                 "--run-dir", str(tmp_path / "runs"), "--time-budget", "0.02", "--batch-size", "8"]) == 0
+    bundle = load_bundle(tmp_path / "bundles" / "digits")
+    assert bundle.manifest.input.max_chars == 3
+    loaded = load_model(bundle.path, LoadOptions(SessionSettings()))
+    for length in (1, 2, 3):  # every length the server lets through, not only the one traced
+        assert loaded.session.encode([np.full(length, 5, dtype=np.int64)])[0].keys.shape[2] == length
 
 
 @pytest.mark.parametrize(("row", "told"), [

@@ -66,8 +66,11 @@ class StepGraph(nn.Module):
 
 
 def example_inputs(model: SequenceTRM, batch: int = 2, source_len: int = 7, prefix_len: int = 3) -> dict:
-    """Inputs of both graphs for a random batch (for tracing and parity checks)."""
+    """Inputs of both graphs for a random batch (for tracing and parity checks), the lengths within the model's
+    limits (a model sized to a user's short rows reads fewer than `source_len` characters)."""
     cfg = model.cfg
+    source_len = min(source_len, cfg.max_source_len)
+    prefix_len = max(1, min(prefix_len, cfg.max_target_len - 1))
     generator = torch.Generator().manual_seed(0)
     source = torch.randint(3, cfg.vocab_size, (batch, source_len), generator=generator)
     source[0, -2:] = PAD_ID

@@ -70,7 +70,7 @@ def load_model(path: Path, options: LoadOptions) -> LoadedModel:
         sequence = SequenceSession(bundle.file(manifest.sequence.encode), bundle.file(onnx_file), manifest,
                                    options.session)
         return LoadedModel(bundle=bundle, session=sequence, codec=SequenceCodec(manifest), onnx_file=onnx_file,
-                           warm_step_s=_warm_up_sequence(sequence))
+                           warm_step_s=_warm_up_sequence(sequence, manifest.input.max_chars))
     session = StepSession(bundle.file(onnx_file), manifest, options.session)
     warm_step_s, lane_session = _warm_up(session), None
     if warm_step_s >= HEAVY_STEP_S and options.heavy_step_threads > options.session.intra_op_threads:
@@ -122,11 +122,12 @@ def _step_seconds(session: StepSession, length: int) -> float:
     return time.perf_counter() - started
 
 
-def _warm_up_sequence(session: SequenceSession) -> float:
-    """Encode a short input and run refinement steps on it with an empty and a full prefix cache (first-run
-    allocations happen here); return the fastest single-request step."""
+def _warm_up_sequence(session: SequenceSession, max_chars: int) -> float:
+    """Encode a short input (8 characters, or the model's limit if it reads fewer) and run refinement steps on
+    it with an empty and a full prefix cache (first-run allocations happen here); return the fastest
+    single-request step."""
     spec = session.spec
-    source = session.encode([np.full(8, spec.eos_id + 1, dtype=np.int64)])[0]
+    source = session.encode([np.full(min(8, max_chars), spec.eos_id + 1, dtype=np.int64)])[0]
     fastest = float("inf")
     for prefix_len in (0, spec.max_tokens - 1):
         entries = (1, spec.slots, spec.heads, prefix_len, spec.head_dim)
