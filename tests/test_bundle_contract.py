@@ -114,6 +114,23 @@ def test_the_padding_trim_rule(multiple: int, rows_before: int, used: int, lengt
     assert trim.state_rows(length) == rows
 
 
+def test_the_padding_token_inside_a_text_does_not_shorten_it() -> None:
+    trim = VariableLength(token_multiple=1, rows_before_tokens=1)
+    assert trim.trimmed_length(np.array([0, 0, 7, 8, 0, 0], dtype=np.int64), pad_id=0) == 4
+
+
+@pytest.mark.parametrize(("field", "value", "told"), [
+    ("schema_version", True, "schema_version True is not supported"),
+    ("schema_version", 1.0, "schema_version 1.0 is not supported"),
+    ("name", "intent-clinc150\n", "must be 1-128 characters"),
+])
+def test_values_that_only_look_valid_are_refused(field: str, value: object, told: str) -> None:
+    data = json.loads((MODELS / "intent-clinc150" / "manifest.json").read_text())
+    data[field] = value
+    with pytest.raises(BundleError, match=told):
+        parse_manifest(data)
+
+
 def test_softmax_is_float64_and_stable_for_large_logits() -> None:
     probabilities = softmax(np.array([[1000.0, 999.0, -1000.0], [0.0, 0.0, 0.0]], dtype=np.float32))
     assert probabilities.dtype == np.float64

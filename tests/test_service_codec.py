@@ -143,3 +143,13 @@ def test_a_tokenizer_without_padding_is_refused(text_bundle: Path, tmp_path: Pat
     path.write_text(json.dumps({"not": "a tokenizer"}))
     with pytest.raises(BundleError, match="not a readable tokenizers file"):
         load_tokenizer(path)
+
+
+def test_a_tokenizer_padding_with_another_id_than_the_manifests_is_refused(text_bundle: Path, tmp_path: Path):
+    bundle = load_bundle(text_bundle)
+    tokenizer = Tokenizer.from_file(str(bundle.file("tokenizer.json")))
+    tokenizer.enable_padding(pad_id=1, pad_token="[UNK]", length=bundle.manifest.input.max_tokens)
+    path = tmp_path / "tokenizer.json"
+    path.write_text(tokenizer.to_str())
+    with pytest.raises(BundleError, match=r"pads with id 1, but input\.pad_id is 0"):
+        TextCodec(load_tokenizer(path), bundle.manifest)

@@ -98,3 +98,16 @@ def test_the_sdk_returns_each_result_or_its_typed_error(server: ServerProcess):
     assert results[2].prediction == alone.prediction and results[2].steps == alone.steps
     assert results[1].request_id == f"{results[0].request_id.rsplit('.', 1)[0]}.1"
     assert isinstance(missing[0], NotFound)
+
+
+def test_a_text_holding_the_padding_token_gets_the_same_answer_alone_and_batched(server: ServerProcess):
+    padded = trm_pb2.ReasonRequest(model=TEXT_MODEL, text="[PAD] [PAD] [PAD] play some jazz", top_k=5,
+                                   budget=trm_pb2.Budget(max_steps=3, halt_threshold=1.0))
+    longer = _request(4)  # runs at a longer length than `padded` needs
+    with grpc.insecure_channel(server.target) as channel:
+        stub = trm_pb2_grpc.ReasoningServiceStub(channel)
+        alone = stub.Reason(padded, timeout=60)
+        batched = stub.ReasonBatch(trm_pb2.ReasonBatchRequest(requests=[longer, padded]), timeout=60).results[1]
+    assert _summary(batched.response) == _summary(alone)
+    np.testing.assert_allclose([s.probability for s in batched.response.answer.classification.top],
+                               [s.probability for s in alone.answer.classification.top], rtol=0, atol=1e-5)

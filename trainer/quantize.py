@@ -92,7 +92,7 @@ def calibration_inputs(fp32_path: Path, tokens: np.ndarray, cfg: ModelConfig) ->
     rng = np.random.default_rng(0)
     examples = max(CALIBRATION_BATCH, CALIBRATION_ROWS // cfg.N_sup)
     sample = tokens[np.sort(rng.permutation(len(tokens))[:examples])]
-    lengths = np.count_nonzero(sample != cfg.pad_id, axis=1)
+    lengths = ((sample != cfg.pad_id) * np.arange(1, sample.shape[1] + 1)).max(axis=1)  # up to the last real token
     order = np.argsort(lengths, kind="stable")
     for start in range(0, len(order), CALIBRATION_BATCH):
         rows = order[start : start + CALIBRATION_BATCH]

@@ -52,11 +52,13 @@ class VariableLength:
     rows_before_tokens: int
 
     def trimmed_length(self, tokens: np.ndarray, pad_id: int) -> int:
-        """Tokens the step needs of one encoded input (ids [max_tokens], or [1, max_tokens]): its non-padding
-        tokens rounded up to a multiple of `token_multiple`, at least one multiple (an empty input still has
-        one chunk), at most all of them."""
+        """Tokens the step needs of one encoded input (ids [max_tokens], or [1, max_tokens]): up to its last
+        token that is not padding, rounded up to a multiple of `token_multiple`, at least one multiple (an empty
+        input still has one chunk), at most all of them. The last, not the count: a text may hold the padding
+        token itself ("[PAD]"), and a count would cut off the tokens after it when the input runs alone."""
         tokens = np.asarray(tokens)
-        used = int(np.count_nonzero(tokens != pad_id))
+        real = np.flatnonzero(tokens.reshape(-1) != pad_id)
+        used = int(real[-1]) + 1 if real.size else 0
         return min(tokens.shape[-1], max(1, -(-used // self.token_multiple)) * self.token_multiple)
 
     def state_rows(self, length: int) -> int:
@@ -217,11 +219,11 @@ def parse_manifest(data: Any) -> Manifest:
     if not isinstance(data, dict):
         raise BundleError("manifest must be a JSON object")
     schema = data.get("schema_version")
-    if schema not in READABLE_SCHEMAS:
+    if type(schema) is not int or schema not in READABLE_SCHEMAS:  # not true, nor 1.0
         raise BundleError(f"schema_version {schema!r} is not supported (this server reads "
                           f"{', '.join(map(str, READABLE_SCHEMAS))})")
     name = _text(data, "name")
-    if not _NAME_PATTERN.match(name):
+    if not _NAME_PATTERN.fullmatch(name):
         raise BundleError(f"name {name!r} must be 1-128 characters of letters, digits, '.', '_' or '-'")
     files = _files(data)
     task = _choice(data, "task", ("text_classification", "grid", "sequence") if schema >= 2 else

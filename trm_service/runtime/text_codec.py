@@ -38,6 +38,9 @@ class TextCodec:
                     f"{spec.tokenizer}: must pad and truncate to input.max_tokens={spec.max_tokens} "
                     f"(it produced {produced} ids)"
                 )
+        padded_with = tokenizer.encode("a").ids[-1]
+        if padded_with != spec.pad_id:
+            raise BundleError(f"{spec.tokenizer}: pads with id {padded_with}, but input.pad_id is {spec.pad_id}")
         self._tokenizer = PrefixTokenizer(AsciiTokenizer(tokenizer), spec.max_tokens, spec.pad_id)
         # Padding and special tokens carry none of the text; the unknown token stands for a word.
         special = {i for i, token in tokenizer.get_added_tokens_decoder().items() if token.special}
