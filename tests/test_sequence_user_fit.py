@@ -74,3 +74,18 @@ def test_a_bad_row_is_named_by_file_and_line(tmp_path: Path, capsys, row, told) 
 def test_flags_of_other_tasks_are_refused_by_name(tmp_path: Path, capsys) -> None:
     assert main(["fit", "--task", "sequence", "--train", "x.csv", "--preset", "short-text"]) == 2
     assert "--preset do not apply to --task sequence" in capsys.readouterr().err
+
+
+def test_a_fit_of_an_edited_file_starts_over_and_the_same_file_resumes(tmp_path: Path, capsys) -> None:
+    torch.set_num_threads(1)
+    rows = [(f"x equals {NUMBERS[i % 10]}", f"x = {i % 10}") for i in range(20)]
+    data = _write(tmp_path / "assign.csv", rows)
+    fit = ["fit", "--train", str(data), "--out", str(tmp_path / "bundles"), "--run-dir", str(tmp_path / "runs"),
+           "--time-budget", "0.02", "--batch-size", "8"]
+    assert main(fit) == 0
+    assert main(fit) == 0  # the same file: resumed
+    assert "resumed from step" in capsys.readouterr().out
+    _write(data, [*rows, ("y equals two", "y = 2")])
+    assert main(fit) == 0
+    out = capsys.readouterr().out
+    assert "holds a run on other data, seed or model; starting over" in out and "resumed from step" not in out

@@ -66,8 +66,10 @@ class SequenceTrainer:
         make_batches: Callable[[int], Iterator[Batch]],
         evaluate: Callable[[SequenceTRM], dict[str, float]] | None = None,
         log: Callable[[str], None] = print,
+        data_sha256: dict[str, str] | None = None,
     ) -> None:
         self.cfg, self.model, self.make_batches, self.evaluate, self.log = cfg, model, make_batches, evaluate, log
+        self.data_sha256 = data_sha256 or {}  # the files this run trains on: a checkpoint of others is not resumed
         self.ema = EMA(model, cfg.ema_decay)
         self.optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
                                            betas=(0.9, 0.95))
@@ -96,6 +98,7 @@ class SequenceTrainer:
             "model": self.model.state_dict(), "ema": self.ema.model.state_dict(),
             "optimizer": self.optimizer.state_dict(), "step": self.step, "elapsed_s": self.elapsed_s,
             "lines_seen": self.lines_seen, "history": self.history, "generator": self.generator.get_state(),
+            "data_sha256": self.data_sha256,
         }
         tmp = self.checkpoint_path.with_suffix(".tmp")
         torch.save(state, tmp)
@@ -105,6 +108,9 @@ class SequenceTrainer:
         if not self.checkpoint_path.exists():
             return False
         state = torch.load(self.checkpoint_path, weights_only=False)
+        if not self._same_run(state):
+            self.log(f"{self.checkpoint_path} holds a run on other data, seed or model; starting over")
+            return False
         self.model.load_state_dict(state["model"])
         self.ema.model.load_state_dict(state["ema"])
         self.optimizer.load_state_dict(state["optimizer"])
@@ -112,6 +118,14 @@ class SequenceTrainer:
         self.history = state["history"]
         self.generator.set_state(state["generator"])
         return True
+
+    def _same_run(self, state: dict) -> bool:
+        """Whether a checkpoint continues this run: the same files and seed (which choose the held-out rows) and
+        weights of the same names and shapes."""
+        shapes = {name: tuple(weights.shape) for name, weights in self.model.state_dict().items()}
+        return (state.get("data_sha256", self.data_sha256) == self.data_sha256  # older checkpoints: unknown
+                and state["config"]["seed"] == self.cfg.seed
+                and shapes == {name: tuple(weights.shape) for name, weights in state["model"].items()})
 
     def train_step(self, batch: Batch) -> dict[str, float]:
         """One optimizer step on one batch; returns its loss parts and step statistics."""

@@ -18,12 +18,13 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 
 from trainer.data.files import DataError
-from trainer.sequence.batches import length_bucketed
+from trainer.sequence.batches import Batch, length_bucketed
 from trainer.sequence.bundle import sequence_manifest, write_sequence_bundle
 from trainer.sequence.decode import Halting
 from trainer.sequence.evaluate import held_out_scores, predict, score, sequence_metrics
@@ -31,6 +32,7 @@ from trainer.sequence.model import SequenceConfig, SequenceTRM
 from trainer.sequence.pairs import Pair, load_pairs
 from trainer.sequence.report import example_lines
 from trainer.sequence.train import SequenceTrainConfig, SequenceTrainer
+from trm_bundle.checksums import sha256_of
 from trm_bundle.manifest import Bundle, Training
 
 MAX_SOURCE_CHARS = 512
@@ -61,13 +63,19 @@ def fit_sequence(train: Path, test: Path | None, *, out: Path, name: str, run_di
     training, held_out = split_pairs(pairs, load_pairs(test, MAX_SOURCE_CHARS, MAX_TARGET_CHARS) if test else None,
                                      seed)
     every = training + held_out
+    data_sha256 = {train.name: sha256_of(train), **({f"test/{test.name}": sha256_of(test)} if test else {})}
     cfg = SequenceConfig(max_source_len=max(len(p.source) for p in every),
                          max_target_len=max(len(p.target) for p in every) + 1, **MODEL)
     print(f"{name}: {len(training)} training rows, {len(held_out)} held out; {minutes:g} min of training", flush=True)
-    rng = np.random.default_rng(seed)
 
-    def draw(count: int) -> list[tuple[str, str]]:
-        return [(training[i].source, training[i].target) for i in rng.integers(len(training), size=count)]
+    def batches(step: int) -> Iterator[Batch]:
+        """The batch stream from `step` on: a resumed run draws on, not the first run's draws again."""
+        rng = np.random.default_rng([seed, step])
+
+        def draw(count: int) -> list[tuple[str, str]]:
+            return [(training[i].source, training[i].target) for i in rng.integers(len(training), size=count)]
+
+        return length_bucketed(draw, batch_size, seed + step)
 
     validation = held_out[:VALIDATION_ROWS]
 
@@ -78,7 +86,7 @@ def fit_sequence(train: Path, test: Path | None, *, out: Path, name: str, run_di
     trainer = SequenceTrainer(
         SequenceTrainConfig(run_dir=run_dir, batch_size=batch_size, lr=lr, max_minutes=minutes, eval_every=500,
                             seed=seed),
-        SequenceTRM(cfg), lambda step: length_bucketed(draw, batch_size, seed + step), evaluate)
+        SequenceTRM(cfg), batches, evaluate, data_sha256=data_sha256)
     final = trainer.fit(resume=resume)
     scores = held_out_scores(final, [p.source for p in held_out], [p.target for p in held_out], None,
                              halting=Halting(threshold=HALT_THRESHOLD), curves=False)
@@ -87,7 +95,7 @@ def fit_sequence(train: Path, test: Path | None, *, out: Path, name: str, run_di
     metrics = sequence_metrics(test_figures, fixed)
     record = Training(model_config=cfg.to_dict(), config={**trainer.cfg.to_dict(), "train": str(train),
                                                           "test": str(test) if test else None},
-                      data_sha256={}, command=command, wall_time_s=time.monotonic() - started,
+                      data_sha256=data_sha256, command=command, wall_time_s=time.monotonic() - started,
                       optimizer_steps=trainer.step, train_time_s=trainer.elapsed_s, device="cpu",
                       parameters=sum(p.numel() for p in final.parameters()))
     manifest = sequence_manifest(final, name=name, version="1.0.0", max_chars=cfg.max_source_len, training=record,

@@ -176,6 +176,6 @@ class SequenceScheduler(ModelScheduler):
         state.y, state.z = np.zeros_like(state.y), np.zeros_like(state.z)
         if token != spec.eos_id and len(state.emitted) < spec.max_tokens:
             return None
-        if state.load_capped:
-            return HaltReason.LOAD
-        return HaltReason.HALTED if token == spec.eos_id else HaltReason.MAX_STEPS
+        if token != spec.eos_id:  # cut at the output limit: incomplete, however its tokens were refined
+            return HaltReason.MAX_STEPS
+        return HaltReason.LOAD if state.load_capped else HaltReason.HALTED
