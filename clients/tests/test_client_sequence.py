@@ -93,8 +93,9 @@ def test_the_tool_takes_words_and_returns_the_text(sequence_client):
 
 
 def test_the_voice_pipeline_chains_the_dictate_intent_to_the_dictation_model(sequence_server, sequence_client):
-    """The random intent model's label for the utterance stands in for `dictate`; the chain itself is real."""
-    utterance = "uh type " + SPOKEN
+    """The random intent model's label for the utterance stands in for `dictate`; the chain itself is real, and
+    the words reach the dictation model as it was trained on them (a recogniser's capitals and commas gone)."""
+    utterance = f"Uh, type {SPOKEN.capitalize().replace(' ', ', ', 1)}."
     label = sequence_client.reason(TEXT_MODEL, utterance).prediction
     done = run_example(VOICE / "pipeline.py", "--target", sequence_server.target, "--model", TEXT_MODEL,
                        "--min-confidence", "0", "--json", "--dictation-model", MODEL, "--dictate-label", label,

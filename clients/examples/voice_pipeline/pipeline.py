@@ -28,14 +28,18 @@ FallbackHook = Callable[[str, str, ReasonResult | None], None]
 """Called with (utterance, why it fell back, the result when there is one)."""
 TRIGGER_WORDS = ("type", "write", "insert", "dictate")  # said before the code, not part of it
 FILLERS = ("uh", "um")
+ASR_PUNCTUATION = ".,!?;:"  # written by a recogniser around spoken words; code symbols are spoken as words
 
 
 def dictated_words(utterance: str) -> str:
-    """The words to write out: the utterance without leading fillers and its trigger word."""
-    words = utterance.split()
-    while words and words[0].lower() in FILLERS:
+    """The words to write out, as the dictation model was trained on them: lowercase, without the punctuation
+    and capitals a speech recogniser adds ("Def main, open paren." -> "def main open paren"), without leading
+    fillers and the trigger word."""
+    words = [word.strip(ASR_PUNCTUATION).lower() for word in utterance.split()]
+    words = [word for word in words if word]
+    while words and words[0] in FILLERS:
         words.pop(0)
-    if words and words[0].lower() in TRIGGER_WORDS:
+    if words and words[0] in TRIGGER_WORDS:
         words.pop(0)
     return " ".join(words)
 
@@ -85,16 +89,23 @@ def run(
     """Classifies every utterance, writes out the dictated ones with ``dictation_model`` (when given), and
     routes the unsure ones to ``on_fallback``."""
     info = client.model(model)
+    dictation_info = client.model(dictation_model) if dictation_model else None
     for utterance in lines:
         try:
             result = client.reason(model, utterance)
-            written = None
-            why = fallback_reason(info, result, min_confidence)
-            if dictation_model and why is None and result.prediction == dictate_label:
-                written = client.reason(dictation_model, dictated_words(utterance))
         except TRMError as error:
             on_fallback(utterance, f"error {error.code.name}", None)
             continue
+        why = fallback_reason(info, result, min_confidence)
+        written, written_why = None, None
+        if dictation_model and dictation_info and why is None and result.prediction == dictate_label:
+            try:
+                written = client.reason(dictation_model, dictated_words(utterance))
+                written_why = defer_reason(dictation_info, written)  # "incomplete": cut short, not the model's end
+            except TRMError as error:
+                written_why = f"error {error.code.name}"
+            if written_why is not None:
+                why = f"dictation {written_why}"
         if as_json:
             record = {
                 "utterance": utterance,
@@ -116,7 +127,7 @@ def run(
             if written is not None:
                 print(f"  -> {written.prediction}  ({written.round_trip_ms:.1f} ms)", file=out, flush=True)
         if why is not None:
-            on_fallback(utterance, why, result)
+            on_fallback(utterance, why, written if written_why is not None else result)
 
 
 def main(argv: list[str] | None = None) -> int:
