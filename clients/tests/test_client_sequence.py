@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -127,3 +128,18 @@ def test_the_voice_pipeline_with_a_fixed_bar_falls_back_on_incomplete_text(seque
     assert [result.halt_reason for result in results] == [HaltReason.HALTED, HaltReason.MAX_STEPS]
     assert [record["intent"] for record in records] == [result.prediction for result in results]
     assert [record["fallback"] for record in records] == [None, "incomplete"]
+
+
+def test_an_answer_cut_at_the_output_limit_under_load_is_incomplete(tmp_path: Path) -> None:
+    """"play jazz" never ends in this random model: under the load cap its tokens are cut short, and the answer
+    still stops at the output limit, which makes it MAX_STEPS (incomplete), not LOAD."""
+    path: Path = make_random_sequence_bundle(tmp_path, name=MODEL)[0]
+    overload = ["--max-batch-size", "1", "--max-queue", "16", "--load-wait-ms", "1"]
+    with ServerProcess([path], extra_args=overload) as server, TRMClient(server.target, timeout_s=120) as client:
+        budget = Budget(max_steps=3, halt_threshold=1.0)
+        with ThreadPoolExecutor(6) as pool:
+            results = list(pool.map(lambda _: client.reason(MODEL, "play jazz", budget=budget), range(6)))
+        capped = server.sample_value("trm_halt_reasons_total", reason="HALT_REASON_LOAD")
+    assert {result.halt_reason for result in results} == {HaltReason.MAX_STEPS}
+    assert any(result.answer.mean_steps_per_token < 3 for result in results)  # some tokens were cut by the cap
+    assert capped == 0
