@@ -5,18 +5,15 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
-import socket
 import subprocess
 import time
-import urllib.parse
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
 import pytest
 import yaml
+from prometheus_support import api, query, running_prometheus, tool
 from trm.v1 import trm_pb2, trm_pb2_grpc
 
 from loadtests.local_server import make_random_models, service
@@ -26,13 +23,6 @@ PROMETHEUS_DIR = DEPLOY / "prometheus"
 JOB = "trm-service"
 WAIT_S = 60.0
 METRIC_NAME = re.compile(r"\b((?:trm|process)_[a-z_]+|up)\b(?!\s*\()")
-
-
-def tool(name: str) -> str:
-    found = shutil.which(name)
-    if found is None:
-        pytest.fail(f"{name} not found: `make install-system` installs the Debian package prometheus")
-    return found
 
 
 def promtool(*args: str) -> subprocess.CompletedProcess[str]:
@@ -56,23 +46,6 @@ def test_operator_rules_are_the_same_as_the_alerts_file() -> None:
 
 
 # --- a real Prometheus against a real server -------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def query(base: str, expr: str) -> dict:
-    url = f"{base}/api/v1/query?" + urllib.parse.urlencode({"query": expr})
-    with urllib.request.urlopen(url, timeout=10) as response:
-        return json.load(response)
-
-
-def api(base: str, path: str) -> dict:
-    with urllib.request.urlopen(f"{base}{path}", timeout=10) as response:
-        return json.load(response)
 
 
 def wait_for(condition, what: str) -> None:
@@ -108,22 +81,10 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         (job,) = config["scrape_configs"]
         job["scrape_timeout"] = "1s"
         job["static_configs"] = [{"targets": [f"127.0.0.1:{server.metrics_port}"]}]
-        (scratch / "prometheus.yml").write_text(yaml.safe_dump(config))
-        port = free_port()
-        base = f"http://127.0.0.1:{port}"
-        command = [
-            tool("prometheus"), f"--config.file={scratch / 'prometheus.yml'}",
-            f"--storage.tsdb.path={scratch / 'data'}", f"--web.listen-address=127.0.0.1:{port}",
-        ]  # fmt: skip
-        with open(scratch / "prometheus.log", "wb") as log:
-            process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
-        try:
+        with running_prometheus(config, scratch) as base:
             # Two scrapes after the traffic, so rate() has samples to work with.
             wait_for(lambda: _scrapes_ok(base) >= 2, "two successful scrapes of the server")
             yield base
-        finally:
-            process.terminate()
-            process.wait(timeout=30)
 
 
 def _scrapes_ok(base: str) -> float:
