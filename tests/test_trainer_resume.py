@@ -10,10 +10,10 @@ import torch
 from test_trainer_multistep import fixed_batch, text_config
 
 from trainer.config import TrainConfig
+from trainer.data.files import data_hashes
 from trainer.data.sudoku import GridSplit
 from trainer.export import int8_decision
 from trainer.model import TRM
-from trainer.prepare import data_hashes
 from trainer.tasks import SudokuStream, TextStream
 from trainer.train import Trainer
 
@@ -75,7 +75,5 @@ def test_a_test_file_named_as_the_training_file_is_hashed_too(tmp_path: Path) ->
     (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
     (tmp_path / "a" / "data.csv").write_text("text,label\nx,1\n")
     (tmp_path / "b" / "data.csv").write_text("text,label\ny,2\n")
-    cfg = TrainConfig(name="h", task="text", data=str(tmp_path / "a" / "data.csv"),
-                      test_data=str(tmp_path / "b" / "data.csv"))
-    hashes = data_hashes(cfg)
+    hashes = data_hashes(tmp_path / "a" / "data.csv", tmp_path / "b" / "data.csv")
     assert set(hashes) == {"data.csv", "test/data.csv"} and len(set(hashes.values())) == 2

@@ -12,7 +12,7 @@ from tokenizers import Tokenizer
 
 from trainer.config import TrainConfig
 from trainer.data.checks import check_label_counts
-from trainer.data.files import DataError
+from trainer.data.files import DataError, data_hashes
 from trainer.data.grids import SUDOKU_TIERS, concatenate_splits, load_grid_dataset, sudoku_splits
 from trainer.data.holdout import holdout_fraction, sample_indices, shuffled_holdout, stratified_holdout
 from trainer.data.text import TextSplit, check_label_coverage, load_text_dataset, load_text_file
@@ -22,7 +22,6 @@ from trainer.model import ModelConfig
 from trainer.out_of_scope import find_out_of_scope_label
 from trainer.tasks import EncodedSet, SudokuStream, TextStream, grid_set
 from trainer.tfidf_teacher import cross_fitted_soft_labels
-from trm_bundle.checksums import sha256_of
 from trm_bundle.manifest import Manifest
 
 GRID_LABELS = [str(d) for d in range(10)]  # logit index -> symbol; "0" means the model left a blank
@@ -72,7 +71,7 @@ def prepare_text(cfg: TrainConfig) -> Prepared:
     test_set = EncodedSet(encode_texts(tokenizer, test.texts), label_ids(test, labels, cfg.test_data or cfg.data))
     return Prepared(
         model_cfg=model_cfg, stream=stream, labels=labels, val=val_set, tests={"test": test_set},
-        data_sha256=data_hashes(cfg), tokenizer=tokenizer, embedding_init=embedding_init,
+        data_sha256=_data_hashes(cfg), tokenizer=tokenizer, embedding_init=embedding_init,
     )
 
 
@@ -98,7 +97,7 @@ def prepare_grid(cfg: TrainConfig) -> Prepared:
     stream = SudokuStream(train, cfg.stream_rng_seed, cfg.givens_min, cfg.givens_max, cfg.grid_original_fraction)
     return Prepared(
         model_cfg=model_cfg, stream=stream, labels=list(GRID_LABELS), val=grid_set(val), tests=tests,
-        data_sha256=data_hashes(cfg),
+        data_sha256=_data_hashes(cfg),
     )
 
 
@@ -191,16 +190,5 @@ def _teacher_targets(
     return soft, teacher_vectors, embedding_init
 
 
-def data_hashes(cfg: TrainConfig) -> dict[str, str]:
-    """sha256 of the training data (and the test file): a folder's files but its README, or the file; a test
-    file named as the training file is recorded as test/<name>."""
-    hashes = _hash_inputs(Path(cfg.data))
-    if cfg.test_data:
-        for name, digest in _hash_inputs(Path(cfg.test_data)).items():
-            hashes[f"test/{name}" if name in hashes else name] = digest
-    return hashes
-
-
-def _hash_inputs(path: Path) -> dict[str, str]:
-    files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix != ".md") if path.is_dir() else [path]
-    return {p.name: sha256_of(p) for p in files}
+def _data_hashes(cfg: TrainConfig) -> dict[str, str]:
+    return data_hashes(Path(cfg.data), Path(cfg.test_data) if cfg.test_data else None)

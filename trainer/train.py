@@ -48,6 +48,15 @@ class Stream(Protocol):
     def restore(self, state: dict[str, Any]) -> None: ...
 
 
+def continues_run(state: dict[str, Any], model: torch.nn.Module, data_sha256: dict[str, str]) -> bool:
+    """Whether a checkpoint `state` continues the run of `model` on these files: trained on the same files (a user
+    who edits the file and fits again gets a model of the new file; older checkpoints did not record them) with
+    weights of the same names and shapes (labels, vocabulary, sizes)."""
+    same_data = state.get("data_sha256", data_sha256) == data_sha256
+    shapes = {name: tuple(weights.shape) for name, weights in model.state_dict().items()}
+    return same_data and shapes == {name: tuple(weights.shape) for name, weights in state["model"].items()}
+
+
 class EMA:
     """Exponential moving average of the weights, with warm-up so short runs do not lag.
 
@@ -188,7 +197,7 @@ class Trainer:
         if not path.exists():
             return False
         state = torch.load(path, map_location=self.device, weights_only=False)
-        if not branch and not self._same_run(state):
+        if not branch and not continues_run(state, self.model, self.data_sha256):
             tqdm.write(f"{self.cfg.name}: {path} holds a run on other data or of another model; starting over")
             return False
         self.model.load_state_dict(state["model"])
@@ -202,13 +211,6 @@ class Trainer:
         if not branch and "stream" in state:  # older checkpoints kept the stream's generator only
             self.stream.restore(state["stream"])
         return True
-
-    def _same_run(self, state: dict[str, Any]) -> bool:
-        """Whether a checkpoint continues this run: trained on the same files (a user who edits the file and fits
-        again gets a model of the new file) with weights of the same names and shapes (labels, vocabulary, sizes)."""
-        same_data = state.get("data_sha256", self.data_sha256) == self.data_sha256  # older checkpoints: unknown
-        shapes = {name: tuple(weights.shape) for name, weights in self.model.state_dict().items()}
-        return same_data and shapes == {name: tuple(weights.shape) for name, weights in state["model"].items()}
 
     # --- the ACT carry ------------------------------------------------------------------------
     @property

@@ -10,6 +10,8 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from trm_bundle.checksums import sha256_of
+
 
 class DataError(ValueError):
     """A problem with a data file, located by file path and (when known) 1-based line number."""
@@ -20,6 +22,20 @@ class DataError(ValueError):
         self.problem = problem
         where = self.path if line is None else f"{self.path}:{line}"
         super().__init__(f"{where}: {problem}")
+
+
+def data_hashes(data: Path, test: Path | None = None) -> dict[str, str]:
+    """sha256 of the training data and the test file, by file name: a folder's files but its README, or the
+    file; a test file named as a training file is recorded as test/<name>."""
+    hashes = _hashes_of(data)
+    for name, digest in _hashes_of(test).items() if test else ():
+        hashes[f"test/{name}" if name in hashes else name] = digest
+    return hashes
+
+
+def _hashes_of(path: Path) -> dict[str, str]:
+    files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix != ".md") if path.is_dir() else [path]
+    return {p.name: sha256_of(p) for p in files}
 
 
 def read_nonempty_text(path: Path) -> str:

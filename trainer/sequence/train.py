@@ -20,7 +20,7 @@ from trainer.sequence.batches import Batch
 from trainer.sequence.decode import Halting
 from trainer.sequence.model import SequenceConfig, SequenceTRM
 from trainer.sequence.teacher_forcing import teacher_forced
-from trainer.train import EMA
+from trainer.train import EMA, continues_run
 
 CHECKPOINT = "checkpoint.pt"
 TRAINING_DEPTHS = {
@@ -108,7 +108,8 @@ class SequenceTrainer:
         if not self.checkpoint_path.exists():
             return False
         state = torch.load(self.checkpoint_path, weights_only=False)
-        if not self._same_run(state):
+        # the seed chooses the held-out rows of a user's file: another seed is another run
+        if state["config"]["seed"] != self.cfg.seed or not continues_run(state, self.model, self.data_sha256):
             self.log(f"{self.checkpoint_path} holds a run on other data, seed or model; starting over")
             return False
         self.model.load_state_dict(state["model"])
@@ -118,14 +119,6 @@ class SequenceTrainer:
         self.history = state["history"]
         self.generator.set_state(state["generator"])
         return True
-
-    def _same_run(self, state: dict) -> bool:
-        """Whether a checkpoint continues this run: the same files and seed (which choose the held-out rows) and
-        weights of the same names and shapes."""
-        shapes = {name: tuple(weights.shape) for name, weights in self.model.state_dict().items()}
-        return (state.get("data_sha256", self.data_sha256) == self.data_sha256  # older checkpoints: unknown
-                and state["config"]["seed"] == self.cfg.seed
-                and shapes == {name: tuple(weights.shape) for name, weights in state["model"].items()})
 
     def train_step(self, batch: Batch) -> dict[str, float]:
         """One optimizer step on one batch; returns its loss parts and step statistics."""

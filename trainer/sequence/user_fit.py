@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from trainer.data.files import DataError
+from trainer.data.files import DataError, data_hashes
 from trainer.sequence.batches import Batch, length_bucketed
 from trainer.sequence.bundle import sequence_manifest, write_sequence_bundle
 from trainer.sequence.decode import Halting
@@ -32,7 +32,6 @@ from trainer.sequence.model import SequenceConfig, SequenceTRM
 from trainer.sequence.pairs import Pair, load_pairs
 from trainer.sequence.report import example_lines
 from trainer.sequence.train import SequenceTrainConfig, SequenceTrainer
-from trm_bundle.checksums import sha256_of
 from trm_bundle.manifest import Bundle, Training
 
 MAX_SOURCE_CHARS = 512
@@ -63,7 +62,7 @@ def fit_sequence(train: Path, test: Path | None, *, out: Path, name: str, run_di
     training, held_out = split_pairs(pairs, load_pairs(test, MAX_SOURCE_CHARS, MAX_TARGET_CHARS) if test else None,
                                      seed)
     every = training + held_out
-    data_sha256 = {train.name: sha256_of(train), **({f"test/{test.name}": sha256_of(test)} if test else {})}
+    data_sha256 = data_hashes(train, test)
     cfg = SequenceConfig(max_source_len=max(len(p.source) for p in every),
                          max_target_len=max(len(p.target) for p in every) + 1, **MODEL)
     print(f"{name}: {len(training)} training rows, {len(held_out)} held out; {minutes:g} min of training", flush=True)

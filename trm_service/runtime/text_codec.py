@@ -31,14 +31,14 @@ class TextCodec:
         spec = manifest.input
         if not isinstance(spec, TextInput):
             raise BundleError(f"model {manifest.name!r} does not take text")
-        for probe in ("a", "word " * (2 * spec.max_tokens)):
-            produced = len(tokenizer.encode(probe).ids)
+        short, long = (tokenizer.encode(probe).ids for probe in ("a", "word " * (2 * spec.max_tokens)))
+        for produced in (len(short), len(long)):
             if produced != spec.max_tokens:
                 raise BundleError(
                     f"{spec.tokenizer}: must pad and truncate to input.max_tokens={spec.max_tokens} "
                     f"(it produced {produced} ids)"
                 )
-        padded_with = tokenizer.encode("a").ids[-1]
+        padded_with = short[-1]
         if padded_with != spec.pad_id:
             raise BundleError(f"{spec.tokenizer}: pads with id {padded_with}, but input.pad_id is {spec.pad_id}")
         self._tokenizer = PrefixTokenizer(AsciiTokenizer(tokenizer), spec.max_tokens, spec.pad_id)
