@@ -1,4 +1,4 @@
-"""Text loaders: CLINC150, 20 Newsgroups, the user's CSV/JSONL files, and the dispatcher."""
+"""Text loaders: CLINC150, 20 Newsgroups, the user's CSV/TSV/JSONL files, and the dispatcher."""
 
 from __future__ import annotations
 
@@ -201,6 +201,24 @@ def test_jsonl_file(tmp_path: Path) -> None:
     assert (data.texts, data.labels, data.lines) == (["hi", "bye"], ["greet", "go"], [1, 3])
 
 
+def test_jsonl_class_ids_are_labels(tmp_path: Path) -> None:
+    """Exported data sets often store a label as its class id: a JSON integer is read as its decimal text."""
+    path = write(tmp_path / "ids.jsonl", '{"text": "great film", "label": 1}\n{"text": "dull", "label": 0}\n'
+                                         '{"text": "loved it", "label": "1"}\n')
+    assert load_text_file(path).labels == ["1", "0", "1"]
+
+
+def test_tsv_file_loads_as_its_csv_does(tmp_path: Path) -> None:
+    rows = [("hello, there", "greet"), ('say "hi"', "greet"), ("bye", "farewell")]
+    tsv = write(tmp_path / "data.tsv", "id\tText\tlabel\n" + "".join(f"{i}\t{t}\t{lab}\n" for i, (t, lab) in
+                                                                    enumerate(rows)))
+    csv_file = write(tmp_path / "data.csv", 'id,Text,label\n0,"hello, there",greet\n1,"say ""hi""",greet\n2,bye,'
+                                            "farewell\n")
+    tsv_data, csv_data = load_text_file(tsv), load_text_file(csv_file)
+    assert (tsv_data.texts, tsv_data.labels) == (csv_data.texts, csv_data.labels) == ([t for t, _ in rows],
+                                                                                       [lab for _, lab in rows])
+
+
 def test_a_spreadsheets_csv_loads_as_written(tmp_path: Path) -> None:
     """Header names in any case, spaces after the commas, and the empty rows a spreadsheet leaves at the end."""
     path = write(tmp_path / "sheet.csv", "Text, Label\nhello there, greet\nbye,farewell \nhi,greet\n,\n  ,  \n")
@@ -218,6 +236,8 @@ CSV_CASES = [
      "(a field holding a comma or a line break goes in double quotes)"),
     ("text;label\nhello;greet\n", 1, "missing column 'text' (the header has: text;label); the file seems to separate "
      "its columns with semicolons: save it with commas"),
+    ("text\tlabel\nhello\tgreet\n", 1, "missing column 'text' (the header has: text\tlabel); the file seems to "
+     "separate its columns with tabs: name it .tsv"),
     ("text,label\n", None, "no data rows"),
     ("", None, "file is empty"),
     ("  \n\n", None, "file is empty"),
@@ -241,8 +261,11 @@ JSONL_CASES = [
     ('{"text": "a", "label": "x"}\n["b", "x"]\n', 2, "expected a JSON object, got list"),
     ('{"text": "a", "label": "x"}\n\n{"text": "b"}\n', 3, "missing field 'label'"),
     ('{"label": "x"}\n', 1, "missing field 'text'"),
-    ('{"text": "a", "label": 3}\n', 1, "field 'label' must be a string, got int"),
-    ('{"text": null, "label": "x"}\n', 1, "field 'text' must be a string, got NoneType"),
+    ('{"text": "a", "label": 1.5}\n', 1, "field 'label' must be a string or an integer, got 1.5"),
+    ('{"text": "a", "label": true}\n', 1, "field 'label' must be a string or an integer, got true"),
+    ('{"text": "a", "label": ["x"]}\n', 1, "field 'label' must be a string or an integer, got an array"),
+    ('{"text": null, "label": "x"}\n', 1, "field 'text' must be a string, got null"),
+    ('{"text": 3, "label": "x"}\n', 1, "field 'text' must be a string, got 3"),
     ('{"text": "a", "label": "x"}\n{"text": "", "label": "x"}\n', 2, "empty text"),
     ('{"text": "a", "label": " "}\n', 1, "empty label"),
     ("\n\n", None, "file is empty"),
@@ -261,7 +284,15 @@ def test_unknown_extension(tmp_path: Path) -> None:
     path = write(tmp_path / "data.txt", "text,label\nhi,greet\n")
     with pytest.raises(DataError) as caught:
         load_text_file(path)
-    assert str(caught.value) == f"{path}: unknown file extension '.txt': expected .csv or .jsonl"
+    assert str(caught.value) == f"{path}: unknown file extension '.txt': expected .csv, .tsv or .jsonl"
+
+
+def test_a_tsv_with_commas_is_named_as_a_csv(tmp_path: Path) -> None:
+    path = write(tmp_path / "data.tsv", "text,label\nhi,greet\n")
+    with pytest.raises(DataError) as caught:
+        load_text_file(path)
+    assert caught.value.problem == ("missing column 'text' (the header has: text,label); the file seems to separate "
+                                    "its columns with commas: name it .csv")
 
 
 def test_unreadable_file(tmp_path: Path) -> None:

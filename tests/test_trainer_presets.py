@@ -350,6 +350,9 @@ def test_repeated_texts_are_counted_and_named_in_the_plan() -> None:
     ("g.csv", "Question,Answer\n", "grid"),
     ("s.csv", "source,target,note\n", "sequence"),
     ("t.csv", "text,label,source,target\n", "text"),
+    ("g.tsv", "question\tanswer\n", "grid"),
+    ("s.tsv", "Source\ttarget\n", "sequence"),
+    ("commas.tsv", "source,target\n", "text"),  # one column named "source,target": the text loader names it
     ("g.jsonl", '{"question": "q", "answer": "a"}\n', "grid"),
     ("s.jsonl", '\n{"source": "s", "target": "t"}\n', "sequence"),
     ("t.jsonl", '{"text": "t", "label": "l"}\n', "text"),

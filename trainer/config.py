@@ -37,7 +37,7 @@ class TrainConfig:
 
     name: str
     task: Literal["text", "grid"]
-    data: str  # a dataset folder of ../shared/data, or the user's CSV/JSONL training file
+    data: str  # a dataset folder of ../shared/data, or the user's CSV/TSV/JSONL training file
     test_data: str | None = None  # the user's test file (text/grid files); folders have their own test split
     version: str = "1.0.0"
     description: str = ""

@@ -26,7 +26,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from trainer.data.files import first_json_object
+from trainer.data.files import DELIMITERS, first_json_object
 from trainer.data.holdout import holdout_fraction
 from trainer.data.sudoku import GRID_COLUMNS, load_sudoku_file
 from trainer.data.text import load_text_file
@@ -232,13 +232,13 @@ def profile_file(path: str | Path) -> DataProfile:
 
 
 def file_kind(path: str | Path) -> Literal["text", "grid", "sequence"]:
-    """What a user's .csv (by its header) or .jsonl (by its first object) holds: question,answer columns
-    are grids, source,target columns pairs for a sequence model, unless a text column is there too;
+    """What a user's .csv or .tsv (by its header) or .jsonl (by its first object) holds: question,answer
+    columns are grids, source,target columns pairs for a sequence model, unless a text column is there too;
     anything else is text (text,label; the text loader names what is missing)."""
     path = Path(path)
     suffix = path.suffix.lower()
-    if suffix == ".csv":
-        columns = {name.lower() for name in _csv_header(path)}
+    if suffix in DELIMITERS:
+        columns = {name.lower() for name in _csv_header(path, DELIMITERS[suffix])}
     else:
         columns = set(first_json_object(path) or {}) if suffix == ".jsonl" else set()
     if "text" not in columns:
@@ -249,10 +249,10 @@ def file_kind(path: str | Path) -> Literal["text", "grid", "sequence"]:
     return "text"
 
 
-def _csv_header(path: Path) -> list[str]:
+def _csv_header(path: Path, delimiter: str) -> list[str]:
     try:
         with open(path, newline="", encoding="utf-8-sig") as handle:
-            return [name.strip() for name in next(csv.reader(handle), [])]
+            return [name.strip() for name in next(csv.reader(handle, delimiter=delimiter), [])]
     except (OSError, UnicodeDecodeError, csv.Error):
         return []  # the text loader reports what is wrong with the file
 

@@ -1,4 +1,4 @@
-"""Reading data files (UTF-8 text, CSV with a header, JSON Lines); every problem is a DataError that
+"""Reading data files (UTF-8 text, CSV or TSV with a header, JSON Lines); every problem is a DataError that
 names the file and, when known, the 1-based line."""
 
 from __future__ import annotations
@@ -11,6 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from trm_bundle.checksums import sha256_of
+
+DELIMITERS = {".csv": ",", ".tsv": "\t"}  # the delimited files a user's data may come in, by extension
+FILE_KINDS = ".csv, .tsv or .jsonl"
 
 
 class DataError(ValueError):
@@ -54,19 +57,21 @@ def read_nonempty_text(path: Path) -> str:
     return text
 
 
-def csv_rows(path: Path, content: str, columns: Sequence[str]) -> Iterator[tuple[int, list[str]]]:
-    """Yield (1-based line, the values of `columns`) for each row of the CSV `content` with a non-blank
-    field, whose header must name `columns` (other columns are ignored; names are matched without case or
-    surrounding spaces)."""
+def csv_rows(
+    path: Path, content: str, columns: Sequence[str], delimiter: str = ","
+) -> Iterator[tuple[int, list[str]]]:
+    """Yield (1-based line, the values of `columns`) for each row of the CSV (or, by `delimiter`, TSV)
+    `content` with a non-blank field, whose header must name `columns` (other columns are ignored; names
+    are matched without case or surrounding spaces)."""
     csv.field_size_limit(max(csv.field_size_limit(), len(content)))  # one field may be a whole long document
-    reader = csv.reader(io.StringIO(content, newline=""))
+    reader = csv.reader(io.StringIO(content, newline=""), delimiter=delimiter)
     try:
         header = [name.strip() for name in next(reader)]
         names = [name.lower() for name in header]
         for column in columns:
             if column not in names:
                 raise DataError(path, 1, f"missing column '{column}' (the header has: {', '.join(header)})"
-                                         f"{_delimiter_hint(header)}")
+                                         f"{_delimiter_hint(header, delimiter)}")
         positions = [names.index(column) for column in columns]
         end_of_previous = reader.line_num
         for fields in reader:
@@ -81,12 +86,14 @@ def csv_rows(path: Path, content: str, columns: Sequence[str]) -> Iterator[tuple
         raise DataError(path, reader.line_num, f"malformed CSV: {exc}") from exc
 
 
-def _delimiter_hint(header: list[str]) -> str:
-    """A hint when a one-column header looks like another delimiter's: the CSV reader splits on commas."""
+def _delimiter_hint(header: list[str], delimiter: str) -> str:
+    """A hint when a one-column header looks like another delimiter's than the file's extension says."""
     if len(header) == 1:
-        for delimiter, name in ((";", "semicolons"), ("\t", "tabs")):
-            if delimiter in header[0]:
-                return f"; the file seems to separate its columns with {name}: save it with commas"
+        own = "commas" if delimiter == "," else "tabs"
+        for other, name, fix in ((";", "semicolons", f"save it with {own}"), ("\t", "tabs", "name it .tsv"),
+                                 (",", "commas", "name it .csv")):
+            if other != delimiter and other in header[0]:
+                return f"; the file seems to separate its columns with {name}: {fix}"
     return ""
 
 
@@ -104,13 +111,18 @@ def iter_json_objects(path: Path, content: str) -> Iterator[tuple[int, dict[str,
         yield number, value
 
 
-def string_field(path: Path, line: int, obj: dict[str, Any], key: str) -> str:
-    """obj[key], which must be present and a string."""
+def string_field(path: Path, line: int, obj: dict[str, Any], key: str, integers: bool = False) -> str:
+    """obj[key], which must be present and a string (or, with `integers`, a JSON integer, read as its
+    decimal text: class ids such as `"label": 3`)."""
     if key not in obj:
         raise DataError(path, line, f"missing field '{key}'")
     value = obj[key]
+    if integers and isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
     if not isinstance(value, str):
-        raise DataError(path, line, f"field '{key}' must be a string, got {type(value).__name__}")
+        kinds = "a string or an integer" if integers else "a string"
+        shown = "an object" if isinstance(value, dict) else "an array" if isinstance(value, list) else json.dumps(value)
+        raise DataError(path, line, f"field '{key}' must be {kinds}, got {shown}")
     return value
 
 
@@ -127,19 +139,22 @@ def first_json_object(path: Path) -> dict[str, Any] | None:
     return None
 
 
-def read_records(path: Path, columns: Sequence[str]) -> list[tuple[int, list[str]]]:
-    """(1-based line, the values of `columns`) for every record of a user's .csv (a header naming `columns`;
-    other columns ignored) or .jsonl file (objects with string `columns`); a file without records is an error."""
+def read_records(
+    path: Path, columns: Sequence[str], integer_columns: Sequence[str] = ()
+) -> list[tuple[int, list[str]]]:
+    """(1-based line, the values of `columns`) for every record of a user's .csv or .tsv (a header naming
+    `columns`; other columns ignored) or .jsonl file (objects with string `columns`; JSON integers too in
+    `integer_columns`); a file without records is an error."""
     path = Path(path)
     suffix = path.suffix.lower()
-    if suffix not in (".csv", ".jsonl"):
-        raise DataError(path, None, f"unknown file extension '{path.suffix}': expected .csv or .jsonl")
+    if suffix not in (*DELIMITERS, ".jsonl"):
+        raise DataError(path, None, f"unknown file extension '{path.suffix}': expected {FILE_KINDS}")
     content = read_nonempty_text(path)
-    if suffix == ".csv":
-        records = list(csv_rows(path, content, columns))
+    if suffix in DELIMITERS:
+        records = list(csv_rows(path, content, columns, DELIMITERS[suffix]))
     else:
         records = [
-            (line, [string_field(path, line, obj, column) for column in columns])
+            (line, [string_field(path, line, obj, column, column in integer_columns) for column in columns])
             for line, obj in iter_json_objects(path, content)
         ]
     if not records:

@@ -1,5 +1,5 @@
 """Text datasets: labelled texts in memory, the shared public datasets (CLINC150, 20 Newsgroups), a user's
-own .csv/.jsonl file, and the dispatcher that picks between them.
+own .csv/.tsv/.jsonl file, and the dispatcher that picks between them.
 
 How a record becomes the model's text (docs/BUNDLE.md): CLINC150 takes each query as it is; 20 Newsgroups
 joins subject and body with one newline (never the headers, which leak the label); a user's file takes its
@@ -16,6 +16,7 @@ from typing import Literal
 import numpy as np
 
 from trainer.data.files import (
+    FILE_KINDS,
     DataError,
     first_json_object,
     iter_json_objects,
@@ -62,7 +63,7 @@ def load_text_dataset(path: Path, split: str, seed: int = 0) -> TextSplit:
     A folder holding data_full.json is CLINC150 (train/val/test). A folder holding train.jsonl and
     test.jsonl with subject/body rows is 20 Newsgroups: "val" is a seeded, stratified 10% of its
     train file, "train" the other 90%, "train_full" all of it, "test" its test file. A file is the
-    user's own .csv/.jsonl data, and `split` is ignored.
+    user's own .csv/.tsv/.jsonl data, and `split` is ignored.
     """
     path = Path(path)
     if path.is_file():
@@ -77,7 +78,7 @@ def load_text_dataset(path: Path, split: str, seed: int = 0) -> TextSplit:
         path,
         None,
         f"folder is neither CLINC150 (no {CLINC_FILE}) nor 20 Newsgroups (train.jsonl and test.jsonl "
-        "with subject/body rows); pass a .csv or .jsonl file for your own data",
+        f"with subject/body rows); pass a {FILE_KINDS} file for your own data",
     )
 
 
@@ -150,12 +151,13 @@ def _newsgroups_split(folder: Path, split: str, seed: int) -> TextSplit:
     return full.subset(kept if split == "train" else held)
 
 
-# --- a user's own labelled texts: .csv (columns text,label) or .jsonl (objects with text,label) -----
+# --- a user's own labelled texts: .csv/.tsv (columns text,label) or .jsonl (objects with text,label) -
 
 
 def load_text_file(path: Path) -> TextSplit:
-    """Load labelled texts from a .csv (header with text,label; other columns ignored) or .jsonl file."""
-    records = read_records(path, (TEXT_COLUMN, LABEL_COLUMN))
+    """Load labelled texts from a .csv or .tsv (header with text,label; other columns ignored) or .jsonl file
+    (a label may be a JSON integer, a class id, read as its decimal text)."""
+    records = read_records(path, (TEXT_COLUMN, LABEL_COLUMN), integer_columns=(LABEL_COLUMN,))
     rows = [_checked_row(path, line, text, label) for line, (text, label) in records]
     lines, texts, labels = (list(column) for column in zip(*rows, strict=True))
     return TextSplit(texts, labels, lines)
