@@ -13,10 +13,11 @@ from trainer_support import KEYWORDS, write_keyword_csv
 from trainer.config import TrainConfig, load_config
 from trainer.data.checks import check_label_counts
 from trainer.data.files import DataError
-from trainer.data.holdout import stratified_holdout
+from trainer.data.holdout import same_text_key, stratified_holdout
 from trainer.data.tokenizer import encode_texts, train_tokenizer
 from trainer.model import ModelConfig
 from trainer.out_of_scope import calibrate_abstain_threshold, find_out_of_scope_label
+from trainer.prepare import text_splits
 from trainer.presets import (
     GRID,
     LONG_TEXT,
@@ -377,3 +378,55 @@ def test_a_file_of_five_texts_per_label_still_gets_a_validation_set() -> None:
     assert sorted([*kept, *held]) == list(range(200))
     assert all(sum(labels[i] == label for i in kept) >= 4 for label in set(labels))
     assert np.array_equal(stratified_holdout(labels, 0.1, seed=0)[1], held)
+
+
+def test_copies_of_a_text_are_held_out_or_kept_together() -> None:
+    """A template-made file repeats texts: no held-out text may be one the model trains on, whatever its case
+    or spacing, and each label still keeps rows to train on and holds out about its share."""
+    rng = np.random.default_rng(0)
+    texts, labels = [], []
+    for label in range(8):
+        for phrase in range(12):
+            copies = int(rng.integers(1, 6))
+            texts += [f"label {label} phrase {phrase}", f"Label {label}  phrase {phrase}"][: 1 + (copies > 3)] * copies
+            labels += [f"l{label}"] * (len(texts) - len(labels))
+    texts.append("label 0 phrase 0")  # a copy that carries another label
+    labels.append("l1")
+    kept, held = stratified_holdout(labels, 0.2, seed=3, texts=texts)
+    assert sorted([*kept, *held]) == list(range(len(texts)))
+    def key(i: int) -> str:
+        return same_text_key(texts[i])
+
+    assert not {key(i) for i in held} & {key(i) for i in kept}
+    for label in {*labels}:
+        rows = sum(lab == label for lab in labels)
+        held_rows = sum(labels[i] == label for i in held)
+        assert held_rows < rows and abs(held_rows - 0.2 * rows) <= 10  # at most one group (10 rows) over
+    without_texts = stratified_holdout(labels, 0.2, seed=3)[1]
+    assert {key(i) for i in without_texts} & {key(int(i)) for i in np.setdiff1d(range(len(texts)), without_texts)}
+
+
+def test_without_repeated_texts_the_hold_out_is_the_rows_alone() -> None:
+    labels = [f"l{i % 7}" for i in range(300)]
+    texts = [f"text {i}" for i in range(300)]
+    for fraction in (0.1, 0.02):  # 0.02 of 43 rows rounds to one; of 42 to one too
+        alone, grouped = stratified_holdout(labels, fraction, 5), stratified_holdout(labels, fraction, 5, texts)
+        assert all(np.array_equal(a, b) for a, b in zip(alone, grouped, strict=True))
+
+
+def test_a_label_whose_rows_are_one_text_is_never_held_out_whole() -> None:
+    texts = ["hi"] * 6 + [f"bye {i}" for i in range(30)] + ["ok"] * 2 + ["okay"] * 2
+    labels = ["greet"] * 6 + ["farewell"] * 30 + ["confirm"] * 4
+    for seed in range(20):
+        kept, _ = stratified_holdout(labels, 0.5, seed, texts)
+        assert {labels[i] for i in kept} == {"greet", "farewell", "confirm"}
+
+
+def test_the_fit_holds_out_copies_together(tmp_path: Path) -> None:
+    rows = [(f"{word} the {thing}", word) for word in ("open", "close", "lock") for thing in ("door", "window",
+                                                                                              "gate", "box")]
+    path = tmp_path / "train.csv"
+    with path.open("w", newline="") as handle:
+        csv.writer(handle).writerows([("text", "label"), *rows * 3])
+    train, val, test = text_splits(TrainConfig(name="copies", task="text", data=str(path)))
+    assert test is val and val.texts and not set(val.texts) & set(train.texts)

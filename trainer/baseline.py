@@ -104,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
         test = load_text_file(Path(args.test))
         check_label_coverage(train, test, args.test)
     else:
-        kept, held = stratified_holdout(train.labels, holdout_fraction(len(train.labels)), args.seed)
+        kept, held = stratified_holdout(train.labels, holdout_fraction(len(train.labels)), args.seed, train.texts)
         train, test = train.subset(kept), train.subset(held)
     oos_label = find_out_of_scope_label(train.labels)
     result = score_linear_baseline(train.texts, train.labels, test.texts, test.labels, oos_label, args.seed)

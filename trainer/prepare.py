@@ -152,7 +152,7 @@ def _held_out_text_splits(cfg: TrainConfig) -> tuple[TextSplit, TextSplit, TextS
                 load_text_dataset(data, "test", cfg.seed))
     full = load_text_file(data)
     check_label_counts(full.labels, data)
-    kept, held = stratified_holdout(full.labels, holdout_fraction(len(full.labels)), cfg.seed)
+    kept, held = stratified_holdout(full.labels, holdout_fraction(len(full.labels)), cfg.seed, full.texts)
     train, val = full.subset(kept), full.subset(held)
     test = val
     if cfg.test_data:

@@ -27,7 +27,7 @@ from typing import Any, Literal
 import numpy as np
 
 from trainer.data.files import DELIMITERS, first_json_object
-from trainer.data.holdout import holdout_fraction
+from trainer.data.holdout import holdout_fraction, same_text_key
 from trainer.data.sudoku import GRID_COLUMNS, load_sudoku_file
 from trainer.data.text import load_text_file
 from trainer.data.tokenizer import train_tokenizer
@@ -55,7 +55,7 @@ class DataProfile:
     median_tokens: float = 0.0
     p98_tokens: float = 0.0  # TOKEN_PERCENTILE of the token counts
     distinct_words: int = 0  # distinct tokens the tokenizer would know with an unlimited vocabulary
-    repeated_texts: int = 0  # rows whose text an earlier row already has
+    repeated_texts: int = 0  # rows whose text (`same_text_key`) an earlier row already has
     conflicting_texts: int = 0  # distinct texts that carry more than one label
 
 
@@ -212,7 +212,7 @@ def profile_texts(texts: Sequence[str], labels: Sequence[str]) -> DataProfile:
     per_label = np.array(list(Counter(labels).values()))
     labels_of: dict[str, set[str]] = {}
     for text, label in zip(texts, labels, strict=True):
-        labels_of.setdefault(text, set()).add(label)
+        labels_of.setdefault(same_text_key(text), set()).add(label)
     return DataProfile(
         kind="text", rows=len(texts), labels=len(per_label), min_per_label=int(per_label.min()),
         median_per_label=float(np.median(per_label)), median_tokens=float(np.median(counts)),
@@ -287,8 +287,8 @@ def _data_sentence(profile: DataProfile) -> str:
                 "smallest")
     if profile.repeated_texts:
         sentence += (f"; note: {profile.repeated_texts:,} rows repeat an earlier row's text "
-                     f"({profile.conflicting_texts:,} texts with more than one label), so a hold-out may share "
-                     "texts with training and read high")
+                     f"({profile.conflicting_texts:,} texts with more than one label); the hold-out takes or leaves "
+                     "all copies of a text")
     return sentence
 
 

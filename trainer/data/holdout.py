@@ -16,33 +16,59 @@ def holdout_fraction(rows: int) -> float:
     return min(HOLDOUT_FRACTION, MAX_HOLDOUT_ROWS / max(rows, 1))
 
 
-def stratified_holdout(labels: Sequence[str], fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Split row indices into (kept, held out): round(fraction * count) rows of each label are held out;
-    when that is none at all (every label small), one row of each of round(fraction * rows) random labels.
+def same_text_key(text: str) -> str:
+    """What makes two texts the same input to a model: their words, ignoring case and spacing."""
+    return " ".join(text.lower().split())
 
+
+def stratified_holdout(
+    labels: Sequence[str], fraction: float, seed: int, texts: Sequence[str] | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Split row indices into (kept, held out): round(fraction * count) rows of each label are held out (never
+    all of them); when that is none at all (every label small), one row of each of round(fraction * rows) random labels.
+
+    With `texts`, the rows of one text (`same_text_key`) are held out or kept together, as a group counted
+    under its first row's label, so that a hold-out never scores a text the model trained on; every label
+    keeps at least one group. Without repeated texts the split is the same as without `texts`.
     Both index arrays are sorted (text datasets: 20 Newsgroups validation, a user's labelled texts).
     """
     if not 0.0 <= fraction <= 1.0:
         raise ValueError(f"fraction must be in [0, 1], got {fraction}")
     rng = np.random.default_rng(seed)
-    label_array = np.asarray(labels, dtype=object)
+    group_of = _groups(texts) if texts is not None else np.arange(len(labels))
+    first_rows = np.unique(group_of, return_index=True)[1]  # each group's first row, in group order
+    group_labels = np.asarray(labels, dtype=object)[first_rows]
+    group_sizes = np.bincount(group_of, minlength=len(first_rows))
     held: list[np.ndarray] = []
     for label in sorted(set(labels)):
-        rows = np.flatnonzero(label_array == label)
-        held.append(rng.permutation(rows)[: round(fraction * len(rows))])
-    held_rows = np.sort(np.concatenate(held)) if held else np.zeros(0, dtype=np.int64)
-    if held_rows.size == 0 and fraction > 0:  # every label too small to round to one row (e.g. 5 per label)
-        held_rows = _one_row_of_some_labels(label_array, max(1, round(fraction * len(labels))), rng)
+        order = rng.permutation(np.flatnonzero(group_labels == label))
+        if order.size == 0:  # the label only ever follows another's row of the same text
+            continue
+        target = round(fraction * group_sizes[order].sum())
+        taken = np.cumsum(group_sizes[order]) - group_sizes[order] < target  # groups until `target` rows
+        taken[-1] = False  # the label keeps one group to train on
+        held.append(order[taken])
+    held_groups = np.concatenate(held) if held else np.zeros(0, dtype=np.int64)
+    if held_groups.size == 0 and fraction > 0:  # every label too small to round to one row (e.g. 5 per label)
+        held_groups = _one_group_of_some_labels(group_labels, max(1, round(fraction * len(labels))), rng)
+    held_rows = np.flatnonzero(np.isin(group_of, held_groups))
     kept_rows = np.setdiff1d(np.arange(len(labels)), held_rows)
     return kept_rows, held_rows
 
 
-def _one_row_of_some_labels(labels: np.ndarray, count: int, rng: np.random.Generator) -> np.ndarray:
-    """Sorted rows: one random row of each of `count` random labels that have at least two rows (so every
-    label keeps one to train on)."""
-    eligible = [label for label in sorted(set(labels.tolist())) if (labels == label).sum() >= 2]
+def _groups(texts: Sequence[str]) -> np.ndarray:
+    """Each row's group: rows of the same text (`same_text_key`) share one; groups are numbered in the order
+    their texts first appear."""
+    numbers: dict[str, int] = {}
+    return np.array([numbers.setdefault(same_text_key(text), len(numbers)) for text in texts], dtype=np.int64)
+
+
+def _one_group_of_some_labels(group_labels: np.ndarray, count: int, rng: np.random.Generator) -> np.ndarray:
+    """One random group of each of `count` random labels that have at least two groups (so every label keeps
+    one to train on)."""
+    eligible = [label for label in sorted(set(group_labels.tolist())) if (group_labels == label).sum() >= 2]
     chosen = rng.permutation(len(eligible))[:count]
-    return np.sort(np.array([rng.choice(np.flatnonzero(labels == eligible[i])) for i in chosen], dtype=np.int64))
+    return np.array([rng.choice(np.flatnonzero(group_labels == eligible[i])) for i in chosen], dtype=np.int64)
 
 
 def shuffled_holdout(count: int, seed: int, parts: int = 10) -> tuple[np.ndarray, np.ndarray]:
