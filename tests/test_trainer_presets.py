@@ -77,6 +77,19 @@ def test_short_texts_choose_the_short_text_preset_with_their_figures(keyword_csv
     assert "98% of the texts have at most 5 tokens" in reasons[1]
 
 
+def test_the_plan_says_how_many_test_rows_repeat_a_training_text(keyword_csv: Path, tmp_path: Path) -> None:
+    with keyword_csv.open(newline="") as handle:
+        trained = list(csv.reader(handle))[1:4]
+    test = tmp_path / "test.csv"
+    with test.open("w", newline="") as handle:
+        csv.writer(handle).writerows([("text", "label"), *trained[:2], (trained[2][0].upper(), trained[2][1]),
+                                      *[(f"an unseen text {i}", trained[0][1]) for i in range(5)]])
+    profile = profile_file(keyword_csv, test)
+    assert (profile.test_rows, profile.test_rows_in_training) == (8, 3)
+    assert "note: 3 of the 8 test rows have a text of the training file" in choose_preset(profile)[1][0]
+    assert "test rows" not in choose_preset(profile_file(keyword_csv))[1][0]
+
+
 def test_documents_choose_the_long_text_preset(tmp_path: Path) -> None:
     write_long_csv(tmp_path / "docs.csv", rows=30, words=120, seed=0)
     profile = profile_file(tmp_path / "docs.csv")

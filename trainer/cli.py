@@ -45,7 +45,7 @@ def _fit_config(args: argparse.Namespace) -> TrainConfig:
     if not args.data:
         raise ValueError("give the training file with --train FILE (text,label or question,answer columns), "
                          "or a YAML config with --config")
-    plan = plan_fit(args.data, args.preset, args.time_budget, teacher.available())
+    plan = plan_fit(args.data, args.preset, args.time_budget, teacher.available(), args.test)
     print(plan.description, flush=True)
     return TrainConfig.from_dict(with_overrides({"name": Path(args.data).stem, **plan.settings}, overrides))
 

@@ -57,6 +57,8 @@ class DataProfile:
     distinct_words: int = 0  # distinct tokens the tokenizer would know with an unlimited vocabulary
     repeated_texts: int = 0  # rows whose text (`same_text_key`) an earlier row already has
     conflicting_texts: int = 0  # distinct texts that carry more than one label
+    test_rows: int = 0  # rows of the test file, when one is given
+    test_rows_in_training: int = 0  # test rows whose text (`same_text_key`) a training row has
 
 
 @dataclass(frozen=True)
@@ -222,13 +224,20 @@ def profile_texts(texts: Sequence[str], labels: Sequence[str]) -> DataProfile:
     )
 
 
-def profile_file(path: str | Path) -> DataProfile:
-    """The figures of a user's training file, a grid file or a text file (`file_kind`)."""
+def profile_file(path: str | Path, test_path: str | Path | None = None) -> DataProfile:
+    """The figures of a user's training file, a grid file or a text file (`file_kind`), and for text, how many
+    rows of the test file, if any, have a text of the training file."""
     path = Path(path)
     if file_kind(path) == "grid":
         return DataProfile(kind="grid", rows=len(load_sudoku_file(path)))
     split = load_text_file(path)
-    return profile_texts(split.texts, split.labels)
+    profile = profile_texts(split.texts, split.labels)
+    if test_path is None:
+        return profile
+    trained = {same_text_key(text) for text in split.texts}
+    test = load_text_file(Path(test_path))
+    return dataclasses.replace(profile, test_rows=len(test.texts),
+                               test_rows_in_training=sum(same_text_key(text) in trained for text in test.texts))
 
 
 def file_kind(path: str | Path) -> Literal["text", "grid", "sequence"]:
@@ -289,6 +298,9 @@ def _data_sentence(profile: DataProfile) -> str:
         sentence += (f"; note: {profile.repeated_texts:,} rows repeat an earlier row's text "
                      f"({profile.conflicting_texts:,} texts with more than one label); the hold-out takes or leaves "
                      "all copies of a text")
+    if profile.test_rows_in_training:
+        sentence += (f"; note: {profile.test_rows_in_training:,} of the {profile.test_rows:,} test rows have a "
+                     "text of the training file, and their test figures read high")
     return sentence
 
 
@@ -453,11 +465,11 @@ class FitPlan:
 
 def plan_fit(
     train_path: str | Path, preset_name: str | None = None, budget_minutes: float | None = None,
-    teacher_installed: bool = True,
+    teacher_installed: bool = True, test_path: str | Path | None = None,
 ) -> FitPlan:
-    """Profiles the training file, chooses and sizes a preset; without the teacher installed, its
-    MiniLM parts are dropped (the TF-IDF teacher needs nothing but scikit-learn)."""
-    profile = profile_file(train_path)
+    """Profiles the training file (and its overlap with the test file), chooses and sizes a preset; without
+    the teacher installed, its MiniLM parts are dropped (the TF-IDF teacher needs nothing but scikit-learn)."""
+    profile = profile_file(train_path, test_path)
     preset, reasons = choose_preset(profile, preset_name)
     if not teacher_installed:
         preset = dataclasses.replace(preset, settings=without_minilm(preset.settings))
