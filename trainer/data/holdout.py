@@ -24,8 +24,9 @@ def same_text_key(text: str) -> str:
 def stratified_holdout(
     labels: Sequence[str], fraction: float, seed: int, texts: Sequence[str] | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Split row indices into (kept, held out): round(fraction * count) rows of each label are held out (never
-    all of them); when that is none at all (every label small), one row of each of round(fraction * rows) random labels.
+    """Split row indices into (kept, held out): round(fraction * count) rows of each label are held out
+    (never all of them); when that is none at all (every label small), one row of each of
+    round(fraction * rows) random labels.
 
     With `texts`, the rows of one text (`same_text_key`) are held out or kept together, as a group counted
     under its first row's label, so that a hold-out never scores a text the model trained on; every label
