@@ -208,6 +208,17 @@ def test_jsonl_class_ids_are_labels(tmp_path: Path) -> None:
     assert load_text_file(path).labels == ["1", "0", "1"]
 
 
+def test_other_columns_are_read_when_named(tmp_path: Path) -> None:
+    sheet = write(tmp_path / "sst.csv", "Sentence,Sentiment,text\na fine film,pos,ignored\ndull,neg,ignored\n")
+    assert load_text_file(sheet, ("sentence", "SENTIMENT")).texts == ["a fine film", "dull"]
+    lines = write(tmp_path / "sst.jsonl", '{"utterance": "hi", "intent": 4}\n')
+    assert load_text_file(lines, ("utterance", "intent")).labels == ["4"]
+    with pytest.raises(DataError) as caught:
+        load_text_file(lines, ("Utterance", "intent"))  # JSON fields match exactly
+    assert caught.value.problem == ("missing field 'Utterance'; --text-column and --label-column name other "
+                                    "columns")
+
+
 def test_tsv_file_loads_as_its_csv_does(tmp_path: Path) -> None:
     rows = [("hello, there", "greet"), ('say "hi"', "greet"), ("bye", "farewell")]
     tsv = write(tmp_path / "data.tsv", "id\tText\tlabel\n" + "".join(f"{i}\t{t}\t{lab}\n" for i, (t, lab) in
@@ -228,8 +239,10 @@ def test_a_spreadsheets_csv_loads_as_written(tmp_path: Path) -> None:
 
 
 CSV_CASES = [
-    ("text,category\nhello,greet\n", 1, "missing column 'label' (the header has: text, category)"),
-    ("label\ngreet\n", 1, "missing column 'text' (the header has: label)"),
+    ("text,category\nhello,greet\n", 1, "missing column 'label' (the header has: text, category); --text-column and "
+     "--label-column name other columns"),
+    ("label\ngreet\n", 1, "missing column 'text' (the header has: label); --text-column and --label-column name "
+     "other columns"),
     ('text,label\nhello,greet\n"two\nlines",x\n  ,greet\n', 5, "empty text"),
     ("text,label\nhello,greet\nbye,\n", 3, "empty label"),
     ("text,label\nhello,greet\nhello, there,greet\n", 3, "row has 3 fields but the header has 2 "
@@ -259,8 +272,9 @@ JSONL_CASES = [
         "invalid JSON: Expecting value at column 24",
     ),
     ('{"text": "a", "label": "x"}\n["b", "x"]\n', 2, "expected a JSON object, got list"),
-    ('{"text": "a", "label": "x"}\n\n{"text": "b"}\n', 3, "missing field 'label'"),
-    ('{"label": "x"}\n', 1, "missing field 'text'"),
+    ('{"text": "a", "label": "x"}\n\n{"text": "b"}\n', 3, "missing field 'label'; --text-column and --label-column "
+     "name other columns"),
+    ('{"label": "x"}\n', 1, "missing field 'text'; --text-column and --label-column name other columns"),
     ('{"text": "a", "label": 1.5}\n', 1, "field 'label' must be a string or an integer, got 1.5"),
     ('{"text": "a", "label": true}\n', 1, "field 'label' must be a string or an integer, got true"),
     ('{"text": "a", "label": ["x"]}\n', 1, "field 'label' must be a string or an integer, got an array"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import signal
@@ -72,6 +73,32 @@ def test_fit_learns_a_small_task_and_eval_reproduces_it(
     no_ablation = ["--ablation", str(bundle / "evaluation.json")]
     assert main(["export", "--from-bundle", str(bundle), "--out", str(tmp_path / "none"), *no_ablation]) == 2
     assert "records no ablation" in capsys.readouterr().err
+
+
+def test_a_file_with_other_column_names_fits_and_evaluates_by_them(
+    keyword_data: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """JSON Lines as exported data sets write them: other field names, labels as class ids."""
+    files = []
+    for source in keyword_data:
+        rows = list(csv.DictReader(source.open(newline="")))
+        files.append(tmp_path / f"{source.stem}.jsonl")
+        files[-1].write_text("".join(json.dumps({"utterance": row["text"], "intent": sorted(KEYWORDS).index(
+            row["label"])}) + "\n" for row in rows))
+    train, test = files
+    code = main(["fit", "--train", str(train), "--test", str(test), "--text-column", "utterance", "--label-column",
+                 "intent", "--out", str(tmp_path / "bundles"), "--run-dir", str(tmp_path / "runs"), "--max-steps",
+                 "150", "--batch-size", "32", "--threads", "1", *TINY_MODEL, "--set", "teacher.embedding_init=false"])
+    assert code == 0
+    assert "400 texts of median" in capsys.readouterr().out  # the plan read the named columns
+    manifest = json.loads((tmp_path / "bundles" / "train" / "manifest.json").read_text())
+    assert manifest["labels"] == ["0", "1", "2", "3"] and manifest["metrics"]["test_accuracy"] >= 0.95
+    config = manifest["training"]["config"]
+    assert (config["text_column"], config["label_column"]) == ("utterance", "intent")
+    assert main(["eval", "--bundle", str(tmp_path / "bundles" / "train"), "--data", str(test)]) == 0  # its columns
+    report = json.loads(capsys.readouterr().out)["results"]["test"]
+    assert report["examples"] == 100 and report["accuracy"] == pytest.approx(manifest["metrics"]["test_accuracy"],
+                                                                            abs=0.01)
 
 
 def test_eval_names_a_label_the_model_never_saw(
@@ -166,6 +193,7 @@ def test_bad_settings_and_files_are_told_naming_them(
     (["fit", "--train", "x.csv", "--time-budget", "inf"], "--time-budget"),
     (["fit", "--train", "x.csv", "--lr", "nan"], "--lr"),
     (["fit", "--train", "x.csv", "--threads", "-1"], "--threads"),
+    (["fit", "--train", "x.csv", "--text-column", " "], "--text-column"),
     (["eval", "--bundle", "b", "--data", "d", "--limit", "-1"], "--limit"),
 ])
 def test_numbers_out_of_range_are_usage_errors_naming_the_flag(
@@ -178,8 +206,9 @@ def test_numbers_out_of_range_are_usage_errors_naming_the_flag(
 
 def test_a_sequence_fit_names_the_flags_it_does_not_take(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (tmp_path / "pairs.csv").write_text("source,target\nx equals one,x = 1\n")
-    assert main(["fit", "--train", str(tmp_path / "pairs.csv"), "--max-steps", "5", "--oos-label", "x"]) == 2
-    assert "--max-steps, --oos-label do not apply to --task sequence" in capsys.readouterr().err
+    assert main(["fit", "--train", str(tmp_path / "pairs.csv"), "--max-steps", "5", "--oos-label", "x",
+                 "--label-column", "y"]) == 2
+    assert "--max-steps, --oos-label, --label-column do not apply to --task sequence" in capsys.readouterr().err
 
 
 def test_training_on_the_hold_out_needs_a_test_file(keyword_data: tuple[Path, Path], tmp_path: Path,

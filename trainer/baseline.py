@@ -19,7 +19,7 @@ import numpy as np
 from sklearn.pipeline import Pipeline
 
 from trainer.data.holdout import holdout_fraction, stratified_holdout
-from trainer.data.text import check_label_coverage, load_text_file
+from trainer.data.text import LABEL_COLUMN, TEXT_COLUMN, check_label_coverage, load_text_file
 from trainer.out_of_scope import find_out_of_scope_label
 from trainer.tfidf_teacher import ngram_svm, ngram_vectorizer
 
@@ -98,10 +98,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("train", help="training CSV/TSV/JSONL (text,label)")
     parser.add_argument("test", nargs="?", help="test CSV/TSV/JSONL (default: a seeded 10%% hold-out of TRAIN)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--text-column", default=TEXT_COLUMN, metavar="NAME", help="the texts' column or field")
+    parser.add_argument("--label-column", default=LABEL_COLUMN, metavar="NAME", help="the labels' column or field")
     args = parser.parse_args(argv)
-    train = load_text_file(Path(args.train))
+    columns = (args.text_column, args.label_column)
+    train = load_text_file(Path(args.train), columns)
     if args.test:
-        test = load_text_file(Path(args.test))
+        test = load_text_file(Path(args.test), columns)
         check_label_coverage(train, test, args.test)
     else:
         kept, held = stratified_holdout(train.labels, holdout_fraction(len(train.labels)), args.seed, train.texts)

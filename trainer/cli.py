@@ -18,6 +18,7 @@ from trainer import teacher
 from trainer.baseline import comparison
 from trainer.config import TrainConfig, load_config, parse_override, with_overrides
 from trainer.data.files import DataError
+from trainer.data.text import LABEL_COLUMN, TEXT_COLUMN
 from trainer.evaluate import evaluate_bundle
 from trainer.export import ablation_summary, export_bundle, reexport_bundle
 from trainer.fit import fit, from_checkpoint
@@ -35,7 +36,7 @@ def _fit_config(args: argparse.Namespace) -> TrainConfig:
         "task": args.task, "data": args.data, "test_data": args.test, "name": args.name,
         "out_dir": args.run_dir, "max_steps": args.max_steps, "max_minutes": args.max_minutes,
         "batch_size": args.batch_size, "lr": args.lr, "device": args.device, "seed": args.seed,
-        "oos_label": args.oos_label,
+        "oos_label": args.oos_label, "text_column": args.text_column, "label_column": args.label_column,
     }
     overrides.update(parse_override(item) for item in args.set)
     if args.config:
@@ -45,13 +46,15 @@ def _fit_config(args: argparse.Namespace) -> TrainConfig:
     if not args.data:
         raise ValueError("give the training file with --train FILE (text,label or question,answer columns), "
                          "or a YAML config with --config")
-    plan = plan_fit(args.data, args.preset, args.time_budget, teacher.available(), args.test)
+    columns = (args.text_column or TEXT_COLUMN, args.label_column or LABEL_COLUMN)
+    plan = plan_fit(args.data, args.preset, args.time_budget, teacher.available(), args.test, columns)
     print(plan.description, flush=True)
     return TrainConfig.from_dict(with_overrides({"name": Path(args.data).stem, **plan.settings}, overrides))
 
 
 def cmd_fit(args: argparse.Namespace) -> int:
-    inferred = args.task is None and not args.config and args.data and file_kind(args.data) == "sequence"
+    inferred = (args.task is None and not args.config and args.data
+                and file_kind(args.data, args.text_column or TEXT_COLUMN) == "sequence")
     if args.task == "sequence" or inferred:
         return _fit_sequence(args)
     started = time.monotonic()
@@ -70,7 +73,8 @@ def cmd_fit(args: argparse.Namespace) -> int:
 def _fit_sequence(args: argparse.Namespace) -> int:
     """`fit --task sequence`: a user's source,target file (trainer/sequence/user_fit.py)."""
     given = (("--config", args.config), ("--preset", args.preset), ("--set", args.set), ("--max-steps", args.max_steps),
-             ("--max-minutes", args.max_minutes), ("--device", args.device), ("--oos-label", args.oos_label))
+             ("--max-minutes", args.max_minutes), ("--device", args.device), ("--oos-label", args.oos_label),
+             ("--text-column", args.text_column), ("--label-column", args.label_column))
     unused = [flag for flag, value in given if value]
     if unused:
         raise ValueError(f"{', '.join(unused)} do not apply to --task sequence (it takes --train, --test, --name, "
@@ -135,6 +139,12 @@ def _positive_number(text: str) -> float:
     return value
 
 
+def _column_name(text: str) -> str:
+    if not text.strip():
+        raise argparse.ArgumentTypeError("must be a column name, got an empty one")
+    return text.strip()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="trm-train", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -154,6 +164,10 @@ def build_parser() -> argparse.ArgumentParser:
                          help="sequence: a source,target file, the model writes the target (default: from the data)")
     fit_cmd.add_argument("--data", "--train", dest="data", help="dataset folder or training CSV/TSV/JSONL")
     fit_cmd.add_argument("--test", help="test CSV/TSV/JSONL for a user's data (default: a 10%% hold-out)")
+    fit_cmd.add_argument("--text-column", type=_column_name, metavar="NAME",
+                         help="the column (CSV/TSV, any case) or JSONL field of the texts (default: text)")
+    fit_cmd.add_argument("--label-column", type=_column_name, metavar="NAME",
+                         help="the column or JSONL field of the labels (default: label)")
     fit_cmd.add_argument("--name", help="bundle name")
     fit_cmd.add_argument("--out", default="bundles", help="folder that receives the bundle folder (default bundles/)")
     fit_cmd.add_argument("--run-dir", help="checkpoints and logs (default runs/)")

@@ -15,7 +15,14 @@ from trainer.data.checks import check_label_counts
 from trainer.data.files import DataError, data_hashes
 from trainer.data.grids import SUDOKU_TIERS, concatenate_splits, load_grid_dataset, sudoku_splits
 from trainer.data.holdout import holdout_fraction, sample_indices, shuffled_holdout, stratified_holdout
-from trainer.data.text import TextSplit, check_label_coverage, load_text_dataset, load_text_file
+from trainer.data.text import (
+    LABEL_COLUMN,
+    TEXT_COLUMN,
+    TextSplit,
+    check_label_coverage,
+    load_text_dataset,
+    load_text_file,
+)
 from trainer.data.text_augment import augment_to
 from trainer.data.tokenizer import encode_texts, train_tokenizer
 from trainer.model import ModelConfig
@@ -122,13 +129,15 @@ def label_ids(split: TextSplit, labels: list[str], path: str) -> np.ndarray:
 
 def eval_sets(manifest: Manifest, bundle: Path, data: Path, split: str) -> dict[str, EncodedSet]:
     """The requested split, encoded with the bundle's own tokenizer and label order (Sudoku's "test" of
-    the shared folder: its three tiers)."""
+    the shared folder: its three tiers; a user's text file read by the columns the bundle was trained from)."""
     if manifest.task == "grid":
         if data.is_dir() and split == "test":
             splits = sudoku_splits(data)  # parse the shared CSVs once for all tiers
             return {tier: grid_set(splits[f"test_{tier}"]) for tier in SUDOKU_TIERS}
         return {split: grid_set(load_grid_dataset(data, split))}
-    texts = load_text_dataset(data, split)
+    trained_with = manifest.training.config if manifest.training else {}
+    texts = load_text_dataset(data, split, columns=(trained_with.get("text_column", TEXT_COLUMN),
+                                                    trained_with.get("label_column", LABEL_COLUMN)))
     tokenizer = Tokenizer.from_file(str(bundle / manifest.input.tokenizer))
     return {split: EncodedSet(encode_texts(tokenizer, texts.texts), label_ids(texts, list(manifest.labels), str(data)))}
 
@@ -150,13 +159,14 @@ def _held_out_text_splits(cfg: TrainConfig) -> tuple[TextSplit, TextSplit, TextS
     if data.is_dir():
         return (load_text_dataset(data, "train", cfg.seed), load_text_dataset(data, "val", cfg.seed),
                 load_text_dataset(data, "test", cfg.seed))
-    full = load_text_file(data)
+    columns = (cfg.text_column, cfg.label_column)
+    full = load_text_file(data, columns)
     check_label_counts(full.labels, data)
     kept, held = stratified_holdout(full.labels, holdout_fraction(len(full.labels)), cfg.seed, full.texts)
     train, val = full.subset(kept), full.subset(held)
     test = val
     if cfg.test_data:
-        test = load_text_file(Path(cfg.test_data))
+        test = load_text_file(Path(cfg.test_data), columns)
         check_label_coverage(full, test, cfg.test_data)
     return train, val, test
 

@@ -29,7 +29,7 @@ import numpy as np
 from trainer.data.files import DELIMITERS, first_json_object
 from trainer.data.holdout import holdout_fraction, same_text_key
 from trainer.data.sudoku import GRID_COLUMNS, load_sudoku_file
-from trainer.data.text import load_text_file
+from trainer.data.text import LABEL_COLUMN, TEXT_COLUMN, load_text_file
 from trainer.data.tokenizer import train_tokenizer
 from trainer.model import ModelConfig
 from trainer.sequence.pairs import SEQUENCE_COLUMNS
@@ -224,33 +224,35 @@ def profile_texts(texts: Sequence[str], labels: Sequence[str]) -> DataProfile:
     )
 
 
-def profile_file(path: str | Path, test_path: str | Path | None = None) -> DataProfile:
-    """The figures of a user's training file, a grid file or a text file (`file_kind`), and for text, how many
-    rows of the test file, if any, have a text of the training file."""
+def profile_file(
+    path: str | Path, test_path: str | Path | None = None, columns: tuple[str, str] = (TEXT_COLUMN, LABEL_COLUMN)
+) -> DataProfile:
+    """The figures of a user's training file, a grid file or a text file (`file_kind`; its text and label
+    `columns`), and for text, how many rows of the test file, if any, have a text of the training file."""
     path = Path(path)
-    if file_kind(path) == "grid":
+    if file_kind(path, columns[0]) == "grid":
         return DataProfile(kind="grid", rows=len(load_sudoku_file(path)))
-    split = load_text_file(path)
+    split = load_text_file(path, columns)
     profile = profile_texts(split.texts, split.labels)
     if test_path is None:
         return profile
     trained = {same_text_key(text) for text in split.texts}
-    test = load_text_file(Path(test_path))
+    test = load_text_file(Path(test_path), columns)
     return dataclasses.replace(profile, test_rows=len(test.texts),
                                test_rows_in_training=sum(same_text_key(text) in trained for text in test.texts))
 
 
-def file_kind(path: str | Path) -> Literal["text", "grid", "sequence"]:
+def file_kind(path: str | Path, text_column: str = TEXT_COLUMN) -> Literal["text", "grid", "sequence"]:
     """What a user's .csv or .tsv (by its header) or .jsonl (by its first object) holds: question,answer
-    columns are grids, source,target columns pairs for a sequence model, unless a text column is there too;
+    columns are grids, source,target columns pairs for a sequence model, unless a `text_column` is there too;
     anything else is text (text,label; the text loader names what is missing)."""
     path = Path(path)
     suffix = path.suffix.lower()
-    if suffix in DELIMITERS:
-        columns = {name.lower() for name in _csv_header(path, DELIMITERS[suffix])}
+    if suffix in DELIMITERS:  # header names match without case, JSON fields exactly (as the loaders read them)
+        columns, text_column = {name.lower() for name in _csv_header(path, DELIMITERS[suffix])}, text_column.lower()
     else:
         columns = set(first_json_object(path) or {}) if suffix == ".jsonl" else set()
-    if "text" not in columns:
+    if text_column not in columns:
         if columns >= set(GRID_COLUMNS):
             return "grid"
         if columns >= set(SEQUENCE_COLUMNS):
@@ -466,10 +468,12 @@ class FitPlan:
 def plan_fit(
     train_path: str | Path, preset_name: str | None = None, budget_minutes: float | None = None,
     teacher_installed: bool = True, test_path: str | Path | None = None,
+    columns: tuple[str, str] = (TEXT_COLUMN, LABEL_COLUMN),
 ) -> FitPlan:
-    """Profiles the training file (and its overlap with the test file), chooses and sizes a preset; without
-    the teacher installed, its MiniLM parts are dropped (the TF-IDF teacher needs nothing but scikit-learn)."""
-    profile = profile_file(train_path, test_path)
+    """Profiles the training file (its text and label `columns`, and its overlap with the test file), chooses
+    and sizes a preset; without the teacher installed, its MiniLM parts are dropped (the TF-IDF teacher needs
+    nothing but scikit-learn)."""
+    profile = profile_file(train_path, test_path, columns)
     preset, reasons = choose_preset(profile, preset_name)
     if not teacher_installed:
         preset = dataclasses.replace(preset, settings=without_minilm(preset.settings))

@@ -58,21 +58,22 @@ def read_nonempty_text(path: Path) -> str:
 
 
 def csv_rows(
-    path: Path, content: str, columns: Sequence[str], delimiter: str = ","
+    path: Path, content: str, columns: Sequence[str], delimiter: str = ",", missing_hint: str = ""
 ) -> Iterator[tuple[int, list[str]]]:
     """Yield (1-based line, the values of `columns`) for each row of the CSV (or, by `delimiter`, TSV)
     `content` with a non-blank field, whose header must name `columns` (other columns are ignored; names
-    are matched without case or surrounding spaces)."""
+    are matched without case or surrounding spaces; a missing one is named, with `missing_hint` unless the
+    delimiter looks wrong)."""
     csv.field_size_limit(max(csv.field_size_limit(), len(content)))  # one field may be a whole long document
     reader = csv.reader(io.StringIO(content, newline=""), delimiter=delimiter)
     try:
         header = [name.strip() for name in next(reader)]
         names = [name.lower() for name in header]
         for column in columns:
-            if column not in names:
+            if column.lower() not in names:
                 raise DataError(path, 1, f"missing column '{column}' (the header has: {', '.join(header)})"
-                                         f"{_delimiter_hint(header, delimiter)}")
-        positions = [names.index(column) for column in columns]
+                                         f"{_delimiter_hint(header, delimiter) or missing_hint}")
+        positions = [names.index(column.lower()) for column in columns]
         end_of_previous = reader.line_num
         for fields in reader:
             line, end_of_previous = end_of_previous + 1, reader.line_num
@@ -111,11 +112,13 @@ def iter_json_objects(path: Path, content: str) -> Iterator[tuple[int, dict[str,
         yield number, value
 
 
-def string_field(path: Path, line: int, obj: dict[str, Any], key: str, integers: bool = False) -> str:
-    """obj[key], which must be present and a string (or, with `integers`, a JSON integer, read as its
-    decimal text: class ids such as `"label": 3`)."""
+def string_field(
+    path: Path, line: int, obj: dict[str, Any], key: str, integers: bool = False, missing_hint: str = ""
+) -> str:
+    """obj[key], which must be present (else an error ending in `missing_hint`) and a string (or, with
+    `integers`, a JSON integer, read as its decimal text: class ids such as `"label": 3`)."""
     if key not in obj:
-        raise DataError(path, line, f"missing field '{key}'")
+        raise DataError(path, line, f"missing field '{key}'{missing_hint}")
     value = obj[key]
     if integers and isinstance(value, int) and not isinstance(value, bool):
         return str(value)
@@ -140,21 +143,23 @@ def first_json_object(path: Path) -> dict[str, Any] | None:
 
 
 def read_records(
-    path: Path, columns: Sequence[str], integer_columns: Sequence[str] = ()
+    path: Path, columns: Sequence[str], integer_columns: Sequence[str] = (), missing_hint: str = ""
 ) -> list[tuple[int, list[str]]]:
     """(1-based line, the values of `columns`) for every record of a user's .csv or .tsv (a header naming
     `columns`; other columns ignored) or .jsonl file (objects with string `columns`; JSON integers too in
-    `integer_columns`); a file without records is an error."""
+    `integer_columns`); a file without records is an error, and so is a missing column (`missing_hint`
+    ends its message)."""
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in (*DELIMITERS, ".jsonl"):
         raise DataError(path, None, f"unknown file extension '{path.suffix}': expected {FILE_KINDS}")
     content = read_nonempty_text(path)
     if suffix in DELIMITERS:
-        records = list(csv_rows(path, content, columns, DELIMITERS[suffix]))
+        records = list(csv_rows(path, content, columns, DELIMITERS[suffix], missing_hint))
     else:
         records = [
-            (line, [string_field(path, line, obj, column, column in integer_columns) for column in columns])
+            (line, [string_field(path, line, obj, column, column in integer_columns, missing_hint)
+                    for column in columns])
             for line, obj in iter_json_objects(path, content)
         ]
     if not records:

@@ -32,6 +32,7 @@ NEWSGROUPS_SPLITS = ("train", "test")
 NEWSGROUPS_VAL_FRACTION = 0.1
 TEXT_COLUMN = "text"
 LABEL_COLUMN = "label"
+COLUMN_FLAGS = "--text-column and --label-column"  # how `trm-train fit` names other columns
 
 
 @dataclass(frozen=True)
@@ -57,17 +58,19 @@ class TextSplit:
         return TextSplit([self.texts[i] for i in indices], [self.labels[i] for i in indices], lines)
 
 
-def load_text_dataset(path: Path, split: str, seed: int = 0) -> TextSplit:
+def load_text_dataset(
+    path: Path, split: str, seed: int = 0, columns: tuple[str, str] = (TEXT_COLUMN, LABEL_COLUMN)
+) -> TextSplit:
     """Load `split` of the dataset at `path`.
 
     A folder holding data_full.json is CLINC150 (train/val/test). A folder holding train.jsonl and
     test.jsonl with subject/body rows is 20 Newsgroups: "val" is a seeded, stratified 10% of its
     train file, "train" the other 90%, "train_full" all of it, "test" its test file. A file is the
-    user's own .csv/.tsv/.jsonl data, and `split` is ignored.
+    user's own .csv/.tsv/.jsonl data (its text and label `columns`), and `split` is ignored.
     """
     path = Path(path)
     if path.is_file():
-        return load_text_file(path)
+        return load_text_file(path, columns)
     if not path.is_dir():
         raise DataError(path, None, "no such file or folder")
     if (path / CLINC_FILE).is_file():
@@ -154,10 +157,12 @@ def _newsgroups_split(folder: Path, split: str, seed: int) -> TextSplit:
 # --- a user's own labelled texts: .csv/.tsv (columns text,label) or .jsonl (objects with text,label) -
 
 
-def load_text_file(path: Path) -> TextSplit:
-    """Load labelled texts from a .csv or .tsv (header with text,label; other columns ignored) or .jsonl file
-    (a label may be a JSON integer, a class id, read as its decimal text)."""
-    records = read_records(path, (TEXT_COLUMN, LABEL_COLUMN), integer_columns=(LABEL_COLUMN,))
+def load_text_file(path: Path, columns: tuple[str, str] = (TEXT_COLUMN, LABEL_COLUMN)) -> TextSplit:
+    """Load labelled texts from a .csv or .tsv (a header naming the text and label `columns`, matched without
+    case; other columns ignored) or .jsonl file (objects with those fields, matched exactly; a label may be a
+    JSON integer, a class id, read as its decimal text)."""
+    records = read_records(path, columns, integer_columns=columns[1:],
+                           missing_hint=f"; {COLUMN_FLAGS} name other columns")
     rows = [_checked_row(path, line, text, label) for line, (text, label) in records]
     lines, texts, labels = (list(column) for column in zip(*rows, strict=True))
     return TextSplit(texts, labels, lines)
