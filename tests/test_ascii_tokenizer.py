@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
 
 from trainer.data.text import load_newsgroups
+from trainer.data.tokenizer import train_tokenizer
 from trm_bundle.manifest import load_bundle
 from trm_service.config import DEFAULT_MODELS_DIR
 from trm_service.runtime import ascii_tokenizer
@@ -184,3 +185,13 @@ def test_a_tokenizer_with_many_added_tokens_stays_in_the_library():
     fast = AsciiTokenizer(tokenizer)
     assert not fast.normalizes_in_python
     assert fast.encode_batch_fast(["call <tool7> now"])[0].ids == tokenizer.encode("call <tool7> now").ids
+
+
+def test_a_tokenizer_for_scripts_without_spaces_keeps_the_librarys_splitting():
+    """Trained on Thai (made-up queries), the tokenizer isolates Thai characters before BERT's splitting: the
+    words are left to the library, and every text gets the library's ids."""
+    tokenizer = train_tokenizer(["อยากจองโต๊ะสองที่", "ยกเลิกการจอง", "book a table for two"], 100, 16)
+    fast = AsciiTokenizer(tokenizer, words_min_chars=0)
+    assert fast.normalizes_in_python and not fast.splits_in_python
+    for text in ["Book a TABLE, please", "ยกเลิก book a table", "จองโต๊ะ"]:
+        assert fast.encode_batch_fast([text])[0].ids == tokenizer.encode(text).ids

@@ -103,3 +103,26 @@ def test_more_words_fill_the_vocabulary_after_the_texts_own_words() -> None:
     assert [word for word, _ in sorted(vocab.items(), key=lambda item: item[1])] == [
         "[PAD]", "[UNK]", "open", "the", "door", "file", "window", "close"]  # data first, no duplicate, capped
     assert tokenizer.encode("close the window").ids[:3] == [vocab["close"], vocab["the"], vocab["window"]]
+
+
+# Queries written without spaces between words (Thai, Japanese): made up for these tests, not a data set.
+UNSPACED = ["อยากจองโต๊ะสองที่", "ยกเลิกการจอง", "明日の天気を教えてください", "タクシーを呼んで"]
+
+
+def test_scripts_without_spaces_are_read_character_by_character(tmp_path: Path) -> None:
+    tokenizer = train_tokenizer([*UNSPACED, "book a table"], vocab_size=200, max_tokens=MAX_TOKENS)
+    thai = tokenizer.encode("ยกเลิกการจอง")
+    assert UNK_ID not in thai.ids and len([i for i in thai.ids if i != PAD_ID]) == 11  # one id a character (one
+    # of the 12 is a tone mark, which BERT's normaliser strips as an accent)
+    assert tokenizer.encode("จองโต๊ะ").ids[:5] == tokenizer.encode("อยากจองโต๊ะสองที่").ids[4:9]  # shared words
+    assert tokenizer.encode("book a table").tokens[:3] == ["book", "a", "table"]
+    tokenizer.save(str(tmp_path / "tokenizer.json"))  # the server reads it as the trainer wrote it
+    assert Tokenizer.from_file(str(tmp_path / "tokenizer.json")).encode(UNSPACED[2]).ids == tokenizer.encode(
+        UNSPACED[2]).ids
+
+
+def test_texts_of_spaced_scripts_keep_berts_word_splitting(tokenizer: Tokenizer) -> None:
+    """What the server's Python tokenising reproduces (trm_service/runtime/ascii_tokenizer.py)."""
+    assert type(tokenizer.pre_tokenizer).__name__ == "BertPreTokenizer"
+    spaced = train_tokenizer(["Привет, мир", "γειά σου κόσμε", "مرحبا بالعالم"], vocab_size=50, max_tokens=8)
+    assert type(spaced.pre_tokenizer).__name__ == "BertPreTokenizer"

@@ -90,6 +90,11 @@ def test_the_plan_says_how_many_test_rows_repeat_a_training_text(keyword_csv: Pa
     assert "test rows" not in choose_preset(profile_file(keyword_csv))[1][0]
 
 
+def test_texts_written_without_spaces_count_a_token_a_character() -> None:
+    counts, distinct = token_counts(["ยกเลิกการจอง", "จองโต๊ะ"])  # made up; tone marks are stripped as accents
+    assert counts.tolist() == [11, 6] and distinct == 12
+
+
 def test_documents_choose_the_long_text_preset(tmp_path: Path) -> None:
     write_long_csv(tmp_path / "docs.csv", rows=30, words=120, seed=0)
     profile = profile_file(tmp_path / "docs.csv")

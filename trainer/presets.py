@@ -30,7 +30,7 @@ from trainer.data.files import DELIMITERS, first_json_object
 from trainer.data.holdout import holdout_fraction, same_text_key
 from trainer.data.sudoku import GRID_COLUMNS, load_sudoku_file
 from trainer.data.text import LABEL_COLUMN, TEXT_COLUMN, load_text_file
-from trainer.data.tokenizer import train_tokenizer
+from trainer.data.tokenizer import bert_normalizer, word_splitter
 from trainer.model import ModelConfig
 from trainer.sequence.pairs import SEQUENCE_COLUMNS
 
@@ -197,10 +197,10 @@ PRESETS: dict[str, Preset] = {preset.name: preset for preset in (SHORT_TEXT, LON
 def token_counts(texts: Sequence[str]) -> tuple[np.ndarray, int]:
     """(tokens of each text, distinct tokens over all texts) as the trainer's tokenizer splits them
     (one token per word or punctuation mark, before any vocabulary or length limit)."""
-    tokenizer = train_tokenizer([], vocab_size=2, max_tokens=1)  # only its normaliser and word splitter
+    normalizer, splitter = bert_normalizer(), word_splitter(texts)
     counts, words = np.zeros(len(texts), dtype=np.int64), Counter()
     for index, text in enumerate(texts):
-        split = [word for word, _ in tokenizer.pre_tokenizer.pre_tokenize_str(tokenizer.normalizer.normalize_str(text))]
+        split = [word for word, _ in splitter.pre_tokenize_str(normalizer.normalize_str(text))]
         counts[index] = len(split)
         words.update(split)
     return counts, len(words)

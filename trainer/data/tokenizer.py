@@ -2,16 +2,36 @@
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Sequence
 
 import numpy as np
-from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers
+from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers
 
 PAD_TOKEN = "[PAD]"
 UNK_TOKEN = "[UNK]"
 PAD_ID = 0
 UNK_ID = 1
+# Scripts written without spaces between words (Thai, Lao, Myanmar, Khmer, Japanese kana): BERT's pre-tokenizer
+# isolates CJK ideographs only, so a sentence in one of these would be read as a single unknown word.
+UNSPACED_SCRIPTS = "\u0e00-\u0eff\u1000-\u109f\u1780-\u17ff\u3040-\u30ff"
+_UNSPACED = re.compile(f"[{UNSPACED_SCRIPTS}]")
+
+
+def bert_normalizer(lowercase: bool = True) -> normalizers.Normalizer:
+    """BERT's clean-up: control characters removed, CJK ideographs spaced, accents stripped, lowercased."""
+    return normalizers.BertNormalizer(lowercase=lowercase, strip_accents=True)
+
+
+def word_splitter(texts: Sequence[str]) -> pre_tokenizers.PreTokenizer:
+    """BERT's pre-tokenizer (words and punctuation marks); when `texts` hold characters of a script written
+    without spaces, each such character is isolated first, so those texts are read character by character."""
+    bert = pre_tokenizers.BertPreTokenizer()
+    if not any(_UNSPACED.search(text) for text in texts):
+        return bert
+    unspaced = pre_tokenizers.Split(Regex(f"[{UNSPACED_SCRIPTS}]"), behavior="isolated")
+    return pre_tokenizers.Sequence([unspaced, bert])
 
 
 def train_tokenizer(
@@ -20,7 +40,7 @@ def train_tokenizer(
     """Build a deterministic word-level WordPiece tokenizer (unknown words -> [UNK]) from `texts`.
 
     The vocabulary is the `vocab_size - 2` most frequent words (after BERT normalisation and
-    pre-tokenisation), then, while there is room, `more_words` that are not in it yet, in their order;
+    pre-tokenisation, `word_splitter`), then, while there is room, `more_words` that are not in it yet, in their order;
     every encoding is padded and truncated to `max_tokens` ids.
 
     [PAD] is id 0 and [UNK] id 1; padding and truncation are stored in the tokenizer itself, so a
@@ -28,8 +48,8 @@ def train_tokenizer(
     """
     if max_tokens < 1:
         raise ValueError(f"max_tokens must be positive, got {max_tokens}")
-    normalizer = normalizers.BertNormalizer(lowercase=lowercase, strip_accents=True)
-    pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    normalizer = bert_normalizer(lowercase)
+    pre_tokenizer = word_splitter(texts)
     counts = Counter(
         word for text in texts for word, _ in pre_tokenizer.pre_tokenize_str(normalizer.normalize_str(text))
     )
