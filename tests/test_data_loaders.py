@@ -321,7 +321,16 @@ def test_invalid_utf8_names_the_line(tmp_path: Path) -> None:
     path = write(tmp_path / "data.csv", b"text,label\nhi,greet\ncaf\xe9,greet\n")
     with pytest.raises(DataError) as caught:
         load_text_file(path)
-    assert (caught.value.line, caught.value.problem) == (3, "not valid UTF-8 text: save the file as UTF-8")
+    assert (caught.value.line, caught.value.problem) == (3, "not valid UTF-8 text: save the file as UTF-8 (in Excel: "
+                                                            "CSV UTF-8)")
+
+
+def test_utf16_text_is_named_as_such(tmp_path: Path) -> None:
+    path = write(tmp_path / "data.csv", "text,label\nhi,greet\n".encode("utf-16"))
+    with pytest.raises(DataError) as caught:
+        load_text_file(path)
+    assert caught.value.problem == ('UTF-16 text (a spreadsheet\'s "Unicode text"): save the file as UTF-8 (in '
+                                    "Excel: CSV UTF-8)")
 
 
 # --- label coverage --------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from trm_bundle.checksums import sha256_of
 
 DELIMITERS = {".csv": ",", ".tsv": "\t"}  # the delimited files a user's data may come in, by extension
 FILE_KINDS = ".csv, .tsv or .jsonl"
+SAVE_AS_UTF8 = "save the file as UTF-8 (in Excel: CSV UTF-8)"
 
 
 class DataError(ValueError):
@@ -47,11 +48,13 @@ def read_nonempty_text(path: Path) -> str:
         raw = path.read_bytes()
     except OSError as exc:
         raise DataError(path, None, f"cannot read file: {exc.strerror or exc}") from exc
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise DataError(path, None, f"UTF-16 text (a spreadsheet's \"Unicode text\"): {SAVE_AS_UTF8}")
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
-        raise DataError(path, line, "not valid UTF-8 text: save the file as UTF-8") from exc
+        raise DataError(path, line, f"not valid UTF-8 text: {SAVE_AS_UTF8}") from exc
     if not text.strip():
         raise DataError(path, None, "file is empty")
     return text
