@@ -440,6 +440,15 @@ def test_a_label_whose_rows_are_one_text_is_never_held_out_whole() -> None:
         assert {labels[i] for i in kept} == {"greet", "farewell", "confirm"}
 
 
+def test_a_label_given_only_to_copies_of_another_labels_text_keeps_its_rows() -> None:
+    """ "same" is first labelled A, so its group is A's; B's only rows are in it, and stay in training."""
+    texts = ["same"] * 3 + [f"a{i}" for i in range(3)] + [f"c{i}" for i in range(20)]
+    labels = ["A", "B", "B"] + ["A"] * 3 + ["C"] * 20
+    for seed in range(10):
+        kept, held = stratified_holdout(labels, 0.5, seed, texts)
+        assert {labels[i] for i in kept} == {"A", "B", "C"} and held.size
+
+
 def test_the_fit_holds_out_copies_together(tmp_path: Path) -> None:
     rows = [(f"{word} the {thing}", word) for word in ("open", "close", "lock") for thing in ("door", "window",
                                                                                               "gate", "box")]

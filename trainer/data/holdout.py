@@ -52,9 +52,22 @@ def stratified_holdout(
     held_groups = np.concatenate(held) if held else np.zeros(0, dtype=np.int64)
     if held_groups.size == 0 and fraction > 0:  # every label too small to round to one row (e.g. 5 per label)
         held_groups = _one_group_of_some_labels(group_labels, max(1, round(fraction * len(labels))), rng)
+    held_groups = _keeping_every_label(held_groups, group_of, np.asarray(labels, dtype=object))
     held_rows = np.flatnonzero(np.isin(group_of, held_groups))
     kept_rows = np.setdiff1d(np.arange(len(labels)), held_rows)
     return kept_rows, held_rows
+
+
+def _keeping_every_label(held_groups: np.ndarray, group_of: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """`held_groups` less those that would take the last training rows of a label (a text given several labels
+    puts a later label's rows in its first label's group): for each such label, in sorted order, its first
+    held group stays in training."""
+    held = list(held_groups)
+    for label in sorted(set(labels.tolist())):
+        rows = np.flatnonzero(labels == label)
+        if np.isin(group_of[rows], held).all():
+            held.remove(next(group for group in held if group in set(group_of[rows].tolist())))
+    return np.array(held, dtype=np.int64)
 
 
 def _groups(texts: Sequence[str]) -> np.ndarray:
