@@ -32,7 +32,7 @@ from onnxruntime.quantization import (
 )
 
 from trainer.model import ModelConfig
-from trm_bundle.manifest import STEP_INPUTS, STEP_OUTPUTS
+from trm_bundle.manifest import STEP_INPUTS, STEP_OUTPUTS, real_lengths
 
 CALIBRATION_ROWS = 512  # step inputs measured: 512 examples of a one-step model, 64 of an eight-step one
 CALIBRATION_BATCH = 16  # rows per call, as in the server (calibrating a Sudoku step holds ~140 MB per row)
@@ -92,7 +92,7 @@ def calibration_inputs(fp32_path: Path, tokens: np.ndarray, cfg: ModelConfig) ->
     rng = np.random.default_rng(0)
     examples = max(CALIBRATION_BATCH, CALIBRATION_ROWS // cfg.N_sup)
     sample = tokens[np.sort(rng.permutation(len(tokens))[:examples])]
-    lengths = ((sample != cfg.pad_id) * np.arange(1, sample.shape[1] + 1)).max(axis=1)  # up to the last real token
+    lengths = real_lengths(sample, cfg.pad_id)
     order = np.argsort(lengths, kind="stable")
     for start in range(0, len(order), CALIBRATION_BATCH):
         rows = order[start : start + CALIBRATION_BATCH]

@@ -43,6 +43,13 @@ _NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 _SHA256_PATTERN = re.compile(r"^[0-9a-f]{64}$")
 
 
+def real_lengths(tokens: np.ndarray, pad_id: int) -> np.ndarray:
+    """Per row of `tokens` ([rows, max_tokens]): the tokens up to its last one that is not padding (0 for an
+    all-padding row). The last, not a count: a text may hold the padding token itself ("[PAD]")."""
+    real = np.asarray(tokens) != pad_id
+    return (real.shape[-1] - real[..., ::-1].argmax(axis=-1)) * real.any(axis=-1)
+
+
 @dataclass(frozen=True)
 class VariableLength:
     """How a batch's trailing padding may be trimmed: tokens in multiples of `token_multiple`, and
@@ -54,11 +61,10 @@ class VariableLength:
     def trimmed_length(self, tokens: np.ndarray, pad_id: int) -> int:
         """Tokens the step needs of one encoded input (ids [max_tokens], or [1, max_tokens]): up to its last
         token that is not padding, rounded up to a multiple of `token_multiple`, at least one multiple (an empty
-        input still has one chunk), at most all of them. The last, not the count: a text may hold the padding
-        token itself ("[PAD]"), and a count would cut off the tokens after it when the input runs alone."""
+        input still has one chunk), at most all of them (`real_lengths`: a count of the non-padding tokens would
+        cut off the tokens after a "[PAD]" in the text when the input runs alone)."""
         tokens = np.asarray(tokens)
-        real = np.flatnonzero(tokens.reshape(-1) != pad_id)
-        used = int(real[-1]) + 1 if real.size else 0
+        used = int(real_lengths(tokens, pad_id).max())  # [max_tokens] or [1, max_tokens]: one row
         return min(tokens.shape[-1], max(1, -(-used // self.token_multiple)) * self.token_multiple)
 
     def state_rows(self, length: int) -> int:
