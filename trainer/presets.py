@@ -29,7 +29,7 @@ import numpy as np
 from trainer.data.files import DELIMITERS, first_json_object
 from trainer.data.holdout import holdout_fraction, same_text_key
 from trainer.data.sudoku import GRID_COLUMNS, load_sudoku_file
-from trainer.data.text import LABEL_COLUMN, TEXT_COLUMN, load_text_file
+from trainer.data.text import DEFAULT_COLUMNS, TEXT_COLUMN, load_text_file
 from trainer.data.tokenizer import bert_normalizer, word_splitter
 from trainer.model import ModelConfig
 from trainer.sequence.pairs import SEQUENCE_COLUMNS
@@ -225,7 +225,7 @@ def profile_texts(texts: Sequence[str], labels: Sequence[str]) -> DataProfile:
 
 
 def profile_file(
-    path: str | Path, test_path: str | Path | None = None, columns: tuple[str, str] = (TEXT_COLUMN, LABEL_COLUMN)
+    path: str | Path, test_path: str | Path | None = None, columns: tuple[str, str] = DEFAULT_COLUMNS
 ) -> DataProfile:
     """The figures of a user's training file, a grid file or a text file (`file_kind`; its text and label
     `columns`), and for text, how many rows of the test file, if any, have a text of the training file."""
@@ -468,7 +468,7 @@ class FitPlan:
 def plan_fit(
     train_path: str | Path, preset_name: str | None = None, budget_minutes: float | None = None,
     teacher_installed: bool = True, test_path: str | Path | None = None,
-    columns: tuple[str, str] = (TEXT_COLUMN, LABEL_COLUMN),
+    columns: tuple[str, str] = DEFAULT_COLUMNS,
 ) -> FitPlan:
     """Profiles the training file (its text and label `columns`, and its overlap with the test file), chooses
     and sizes a preset; without the teacher installed, its MiniLM parts are dropped (the TF-IDF teacher needs

@@ -13,7 +13,7 @@ from typing import Any
 from trm_bundle.checksums import sha256_of
 
 DELIMITERS = {".csv": ",", ".tsv": "\t"}  # the delimited files a user's data may come in, by extension
-FILE_KINDS = ".csv, .tsv or .jsonl"
+FILE_KINDS = f"{', '.join(DELIMITERS)} or .jsonl"  # as errors name them
 SAVE_AS_UTF8 = "save the file as UTF-8 (in Excel: CSV UTF-8)"
 
 

@@ -32,6 +32,7 @@ NEWSGROUPS_SPLITS = ("train", "test")
 NEWSGROUPS_VAL_FRACTION = 0.1
 TEXT_COLUMN = "text"
 LABEL_COLUMN = "label"
+DEFAULT_COLUMNS = (TEXT_COLUMN, LABEL_COLUMN)  # a user's file: the texts' and the labels' column, unless named
 COLUMN_FLAGS = "--text-column and --label-column"  # how `trm-train fit` names other columns
 
 
@@ -59,7 +60,7 @@ class TextSplit:
 
 
 def load_text_dataset(
-    path: Path, split: str, seed: int = 0, columns: tuple[str, str] = (TEXT_COLUMN, LABEL_COLUMN)
+    path: Path, split: str, seed: int = 0, columns: tuple[str, str] = DEFAULT_COLUMNS
 ) -> TextSplit:
     """Load `split` of the dataset at `path`.
 
@@ -157,7 +158,7 @@ def _newsgroups_split(folder: Path, split: str, seed: int) -> TextSplit:
 # --- a user's own labelled texts: .csv/.tsv (columns text,label) or .jsonl (objects with text,label) -
 
 
-def load_text_file(path: Path, columns: tuple[str, str] = (TEXT_COLUMN, LABEL_COLUMN)) -> TextSplit:
+def load_text_file(path: Path, columns: tuple[str, str] = DEFAULT_COLUMNS) -> TextSplit:
     """Load labelled texts from a .csv or .tsv (a header naming the text and label `columns`, matched without
     case; other columns ignored) or .jsonl file (objects with those fields, matched exactly; a label may be a
     JSON integer, a class id, read as its decimal text)."""
