@@ -49,7 +49,6 @@ from trm_bundle.manifest import (
     Recursion,
     TextInput,
     Training,
-    VariableLength,
     load_bundle,
 )
 from trm_bundle.writer import write_bundle
@@ -154,7 +153,7 @@ def step_manifest(
     spec: TextInput | GridInput = SUDOKU_INPUT
     if text:
         spec = TextInput(max_tokens=model_cfg.seq_len, max_chars=max_chars, pad_id=model_cfg.pad_id,
-                         tokenizer=TOKENIZER_FILE, variable_length=variable_length_spec(model_cfg))
+                         tokenizer=TOKENIZER_FILE, variable_length=model_cfg.variable_length_spec)
     return Manifest(
         name=name, version=version, task="text_classification" if text else "grid", description=description,
         labels=tuple(labels), input=spec,
@@ -162,14 +161,6 @@ def step_manifest(
         halt_threshold=halt_threshold, min_steps=1, out_of_scope=out_of_scope, metrics=metrics or {},
         onnx_fp32=FP32_FILE, onnx_int8=INT8_FILE if int8 else None, onnx_opset=OPSET, training=training,
     )
-
-
-def variable_length_spec(model_cfg: ModelConfig) -> VariableLength | None:
-    """How a server may trim a batch's padding (docs/BUNDLE.md): None for fixed-length steps."""
-    if not model_cfg.variable_length:
-        return None
-    rows_before_tokens = model_cfg.state_shape[0] - model_cfg.positions
-    return VariableLength(token_multiple=model_cfg.pool, rows_before_tokens=rows_before_tokens)
 
 
 def export_step(model: TRM, path: Path) -> None:
@@ -278,7 +269,7 @@ def trimmed_step_diff(step: StepFn, mcfg: ModelConfig, tokens: np.ndarray, full:
     """Max |diff| between each example's step at its own trimmed length (the server's rule,
     `VariableLength.trimmed_length`) and its full-length step (`full`: the step's outputs at full length,
     from zero states)."""
-    trim = variable_length_spec(mcfg)
+    trim = mcfg.variable_length_spec
     if trim is None:
         raise ValueError("only variable-length steps can be trimmed")
     worst = 0.0

@@ -20,6 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from trm_bundle.manifest import VariableLength
+
 Task = Literal["text", "grid"]
 Mixer = Literal["attention", "mlp"]
 EmbeddingStorage = Literal["fp32", "int8"]
@@ -71,6 +73,13 @@ class ModelConfig:
     def variable_length(self) -> bool:
         """Whether the step accepts fewer tokens than seq_len (text with attention; states shrink with them)."""
         return self.task == "text" and self.mixer == "attention"
+
+    @property
+    def variable_length_spec(self) -> VariableLength | None:
+        """How a server may trim a batch's padding (docs/BUNDLE.md): None for fixed-length steps."""
+        if not self.variable_length:
+            return None
+        return VariableLength(token_multiple=self.pool, rows_before_tokens=self.state_shape[0] - self.positions)
 
     @property
     def slot_rows(self) -> int:

@@ -92,29 +92,21 @@ def calibration_inputs(fp32_path: Path, tokens: np.ndarray, cfg: ModelConfig) ->
     rng = np.random.default_rng(0)
     examples = max(CALIBRATION_BATCH, CALIBRATION_ROWS // cfg.N_sup)
     sample = tokens[np.sort(rng.permutation(len(tokens))[:examples])]
-    lengths = real_lengths(sample, cfg.pad_id)
-    order = np.argsort(lengths, kind="stable")
+    trim = cfg.variable_length_spec
+    order = np.argsort(real_lengths(sample, cfg.pad_id), kind="stable")
     for start in range(0, len(order), CALIBRATION_BATCH):
         rows = order[start : start + CALIBRATION_BATCH]
-        length = _step_length(int(lengths[rows].max()), cfg)
+        length, state_rows = cfg.seq_len, cfg.state_shape[0]
+        if trim:
+            length = trim.trimmed_length(sample[rows], cfg.pad_id)
+            state_rows = trim.state_rows(length)
         batch_tokens = np.ascontiguousarray(sample[rows, :length])
-        y = np.zeros((len(rows), _state_rows(length, cfg), cfg.hidden_size), dtype=np.float32)
+        y = np.zeros((len(rows), state_rows, cfg.hidden_size), dtype=np.float32)
         z = y
         for _ in range(cfg.N_sup):
             inputs = dict(zip(STEP_INPUTS, (batch_tokens, y, z), strict=True))
             yield inputs
             y, z = session.run(list(STEP_OUTPUTS[:2]), inputs)
-
-
-def _step_length(used: int, cfg: ModelConfig) -> int:
-    """Tokens the server gives a batch whose longest input has `used` tokens (trm_service StepSession)."""
-    if not cfg.variable_length:
-        return cfg.seq_len
-    return min(cfg.seq_len, max(1, -(-used // cfg.pool)) * cfg.pool)
-
-
-def _state_rows(length: int, cfg: ModelConfig) -> int:
-    return cfg.state_shape[0] - cfg.positions + length // cfg.pool
 
 
 class _Reader(CalibrationDataReader):

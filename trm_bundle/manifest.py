@@ -59,12 +59,13 @@ class VariableLength:
     rows_before_tokens: int
 
     def trimmed_length(self, tokens: np.ndarray, pad_id: int) -> int:
-        """Tokens the step needs of one encoded input (ids [max_tokens], or [1, max_tokens]): up to its last
-        token that is not padding, rounded up to a multiple of `token_multiple`, at least one multiple (an empty
-        input still has one chunk), at most all of them (`real_lengths`: a count of the non-padding tokens would
-        cut off the tokens after a "[PAD]" in the text when the input runs alone)."""
+        """Tokens the step needs of one encoded input (ids [max_tokens]), or of a batch of them ([rows,
+        max_tokens]: its longest input's): up to the last token that is not padding, rounded up to a multiple
+        of `token_multiple`, at least one multiple (an empty input still has one chunk), at most all of them
+        (`real_lengths`: a count of the non-padding tokens would cut off the tokens after a "[PAD]" in the
+        text when the input runs alone)."""
         tokens = np.asarray(tokens)
-        used = int(real_lengths(tokens, pad_id).max())  # [max_tokens] or [1, max_tokens]: one row
+        used = int(real_lengths(tokens, pad_id).max())
         return min(tokens.shape[-1], max(1, -(-used // self.token_multiple)) * self.token_multiple)
 
     def state_rows(self, length: int) -> int:
