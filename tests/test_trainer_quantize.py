@@ -21,7 +21,7 @@ from trainer import evaluate as ev
 from trainer.data.tokenizer import encode_texts
 from trainer.export import export_step, quantize_step
 from trainer.model import TRM, ModelConfig
-from trainer.quantize import quantize_static_step
+from trainer.quantize import calibration_inputs, quantize_static_step
 from trainer.testing import SAMPLE_TEXTS, make_random_bundle
 from trm_bundle.checksums import sha256_of
 from trm_bundle.manifest import FP32_FILE, INT8_FILE, MANIFEST_FILE
@@ -43,18 +43,9 @@ BATCH = 64
 
 
 
-def served_length(cfg: ModelConfig, tokens: np.ndarray) -> int:
-    """Tokens the server runs a batch at: its longest input, rounded up to the pool (variable-length steps)."""
-    if not cfg.variable_length:
-        return cfg.seq_len
-    used = int(np.count_nonzero(tokens != cfg.pad_id, axis=1).max())
-    return min(cfg.seq_len, max(1, -(-used // cfg.pool)) * cfg.pool)
-
-
 def run_steps(step: ev.StepFn, cfg: ModelConfig, tokens: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """All supervision steps for one server call: logits [steps, B, ...] and halting logits [steps, B]."""
-    length = served_length(cfg, tokens)
-    rows = cfg.state_shape[0] - cfg.positions + length // cfg.pool
+    length, rows = cfg.served_step_shape(tokens)
     y = z = np.zeros((len(tokens), rows, cfg.hidden_size), dtype=np.float32)
     logits, halts = [], []
     for _ in range(cfg.N_sup):
@@ -112,6 +103,23 @@ def test_dynamic_quantization_fails_the_same_check(exported: tuple[ModelConfig, 
     quantize_dynamic(str(folded), str(dynamic), weight_type=QuantType.QInt8)
     worst, _ = alone_vs_batched(dynamic, cfg, random_tokens(cfg, BATCH, seed=2))
     assert worst > 100 * TOLERANCE
+
+
+def test_calibration_batches_are_cut_as_the_server_cuts_them(exported: tuple[ModelConfig, Path]) -> None:
+    """Each calibration batch runs at its longest input rounded up to the pool, with the state rows of that
+    length, as a served batch does (whole inputs for fixed-length steps)."""
+    cfg, folder = exported
+    widths = []
+    for inputs in calibration_inputs(folder / FP32_FILE, random_tokens(cfg, 64, seed=2), cfg):
+        tokens, y = inputs["tokens"], inputs["y"]
+        if cfg.variable_length:
+            longest = max(int(np.flatnonzero(row).max()) + 1 for row in tokens)
+            assert tokens.shape[1] == -(-longest // cfg.pool) * cfg.pool
+            assert y.shape[1] == cfg.slot_rows + tokens.shape[1] // cfg.pool
+        else:
+            assert (tokens.shape[1], y.shape[1]) == (cfg.seq_len, cfg.state_shape[0])
+        widths.append(tokens.shape[1])
+    assert widths == sorted(widths) and len(widths) == cfg.N_sup * 4  # 64 inputs in batches of 16, length-sorted
 
 
 def test_int8_stores_every_weight_in_int8(exported: tuple[ModelConfig, Path]) -> None:

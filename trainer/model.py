@@ -16,6 +16,7 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Literal, get_args
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -80,6 +81,15 @@ class ModelConfig:
         if not self.variable_length:
             return None
         return VariableLength(token_multiple=self.pool, rows_before_tokens=self.state_shape[0] - self.positions)
+
+    def served_step_shape(self, tokens: np.ndarray) -> tuple[int, int]:
+        """(tokens, state rows) a server runs a batch of encoded inputs [rows, seq_len] at: the longest input's
+        trimmed length for variable-length steps, all of them otherwise."""
+        trim = self.variable_length_spec
+        if trim is None:
+            return self.seq_len, self.state_shape[0]
+        length = trim.trimmed_length(tokens, self.pad_id)
+        return length, trim.state_rows(length)
 
     @property
     def slot_rows(self) -> int:

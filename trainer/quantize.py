@@ -92,14 +92,10 @@ def calibration_inputs(fp32_path: Path, tokens: np.ndarray, cfg: ModelConfig) ->
     rng = np.random.default_rng(0)
     examples = max(CALIBRATION_BATCH, CALIBRATION_ROWS // cfg.N_sup)
     sample = tokens[np.sort(rng.permutation(len(tokens))[:examples])]
-    trim = cfg.variable_length_spec
     order = np.argsort(real_lengths(sample, cfg.pad_id), kind="stable")
     for start in range(0, len(order), CALIBRATION_BATCH):
         rows = order[start : start + CALIBRATION_BATCH]
-        length, state_rows = cfg.seq_len, cfg.state_shape[0]
-        if trim:
-            length = trim.trimmed_length(sample[rows], cfg.pad_id)
-            state_rows = trim.state_rows(length)
+        length, state_rows = cfg.served_step_shape(sample[rows])
         batch_tokens = np.ascontiguousarray(sample[rows, :length])
         y = np.zeros((len(rows), state_rows, cfg.hidden_size), dtype=np.float32)
         z = y
