@@ -146,19 +146,24 @@ def test_a_variable_length_session_trims_to_the_used_tokens(text_bundle: Path, l
     assert long.input_length(np.zeros(16, dtype=np.int64)) == 4  # an empty input still has one chunk
 
 
-def test_a_light_step_keeps_one_thread_where_more_are_offered(text_bundle: Path):
+def test_a_light_step_keeps_one_thread_and_no_lanes_where_more_are_offered(text_bundle: Path):
     offered = LoadOptions(SessionSettings(intra_op_threads=1), heavy_step_threads=2)
-    assert load_model(text_bundle, offered).session.intra_op_threads == 1
+    loaded = load_model(text_bundle, offered)
+    assert (loaded.session.intra_op_threads, loaded.lanes) == (1, None)
 
 
 @pytest.mark.parametrize(("gain", "threads"), [(float("inf"), 2), (0.0, 1)], ids=["faster", "not-faster"])
-def test_a_heavy_step_keeps_more_threads_only_where_they_make_it_faster(
+def test_a_heavy_step_keeps_more_threads_only_where_they_make_it_faster_and_lanes_either_way(
     text_bundle: Path, monkeypatch: pytest.MonkeyPatch, gain: float, threads: int
 ):
+    """A step of one call gets the threads only where they make it faster; the calls of a step of several
+    requests run in one lane per offered thread, on a one-thread session, whichever way that went."""
     monkeypatch.setattr(loader, "HEAVY_STEP_S", 0.0)  # every step counts as heavy
     monkeypatch.setattr(loader, "THREADED_GAIN", gain)  # inf: any time is fast enough; 0: none is
     offered = LoadOptions(SessionSettings(intra_op_threads=1), heavy_step_threads=2)
-    assert load_model(text_bundle, offered).session.intra_op_threads == threads
+    loaded = load_model(text_bundle, offered)
+    assert loaded.session.intra_op_threads == threads
+    assert loaded.lanes is not None and (loaded.lanes.count, loaded.lanes.session.intra_op_threads) == (2, 1)
 
 
 def test_more_threads_give_the_same_step(grid_bundle: Path):

@@ -14,7 +14,7 @@ from prometheus_client import CollectorRegistry
 
 from trm_service.observability.metrics import ServiceMetrics
 from trm_service.runtime.loader import LoadedModel, LoadOptions, load_model
-from trm_service.runtime.session import RunHandle, SessionSettings, StepSession, StepStopped
+from trm_service.runtime.session import Lanes, RunHandle, SessionSettings, StepSession, StepStopped
 from trm_service.runtime.text_codec import TextCodec
 from trm_service.scheduler.halting import HaltReason, StepBudget, TimeLimit
 from trm_service.scheduler.model_scheduler import (
@@ -52,14 +52,14 @@ class Harness:
 
     def __init__(self, model: LoadedModel, *, max_batch: int = 64, max_queue: int = 64, max_rows_per_run: int = 16,
                  session: StepSession | None = None, load_wait_s: float | None = None,
-                 lane_session: StepSession | None = None) -> None:
+                 lanes: Lanes | None = None) -> None:
         self.model = model
         self.registry = CollectorRegistry()
         manifest = model.bundle.manifest
         self.scheduler = ModelScheduler(
             manifest.name, manifest.version, session or model.session, max_batch=max_batch, max_queue=max_queue,
             max_rows_per_run=max_rows_per_run, metrics=ServiceMetrics(self.registry),
-            initial_step_s=model.warm_step_s, load_wait_s=load_wait_s, lane_session=lane_session,
+            initial_step_s=model.warm_step_s, load_wait_s=load_wait_s, lanes=lanes,
         )
         self.scheduler.start()
 
@@ -155,12 +155,32 @@ async def test_a_model_with_lanes_runs_a_steps_calls_side_by_side_with_the_same_
     threaded, lane = (ThreadRecordingSession(StepSession(text_bundle / text_model.onnx_file, manifest,
                                                          SessionSettings(intra_op_threads=threads)))
                       for threads in (2, 1))  # fmt: skip
-    harness = Harness(text_model, session=threaded, lane_session=lane)  # type: ignore[arg-type]
+    harness = Harness(text_model, session=threaded, lanes=Lanes(lane, 2))  # type: ignore[arg-type]
     alone = await _run_alone(harness, TEXTS, max_steps=3)
     assert len(threaded.threads) == 3 * len(TEXTS) and not lane.threads
     together = await _run_together(harness, TEXTS, max_steps=3)
     assert len(lane.threads) == 3 * 2 and len(set(lane.threads)) == 2  # two calls of five rows per step
     assert threading.get_ident() not in lane.threads
+    for one, batched in zip(alone, together, strict=True):
+        assert (batched.step, batched.halt_reason) == (one.step, one.halt_reason)
+        np.testing.assert_allclose(batched.logits, one.logits, rtol=0, atol=1e-5)
+    await harness.scheduler.close()
+
+
+async def test_lanes_on_the_models_own_one_thread_session_run_a_steps_calls_side_by_side(
+    text_model: LoadedModel, text_bundle: Path
+):
+    """A heavy model whose threaded step was no faster (its session one-thread, the lanes' own): a step of ten
+    requests still runs as two calls side by side, on two threads other than the loop's, with the answers of
+    the requests alone."""
+    single = ThreadRecordingSession(StepSession(text_bundle / text_model.onnx_file, text_model.bundle.manifest,
+                                                SessionSettings(intra_op_threads=1)))  # fmt: skip
+    harness = Harness(text_model, session=single, lanes=Lanes(single, 2))  # type: ignore[arg-type]
+    alone = await _run_alone(harness, TEXTS, max_steps=3)
+    single.threads.clear()
+    together = await _run_together(harness, TEXTS, max_steps=3)
+    assert len(single.threads) == 3 * 2 and len(set(single.threads)) == 2  # two calls of five rows per step
+    assert threading.get_ident() not in single.threads
     for one, batched in zip(alone, together, strict=True):
         assert (batched.step, batched.halt_reason) == (one.step, one.halt_reason)
         np.testing.assert_allclose(batched.logits, one.logits, rtol=0, atol=1e-5)
@@ -373,7 +393,7 @@ async def test_cancelling_a_step_that_runs_in_lanes_stops_its_calls(long_model: 
     threaded, single = (StepSession(long_bundle / long_model.onnx_file, manifest,
                                     SessionSettings(intra_op_threads=threads)) for threads in (2, 1))  # fmt: skip
     held = HeldSession(single, hold_call=4)
-    harness = Harness(long_model, max_rows_per_run=2, session=threaded, lane_session=held)  # type: ignore[arg-type]
+    harness = Harness(long_model, max_rows_per_run=2, session=threaded, lanes=Lanes(held, 2))  # type: ignore[arg-type]
     tickets = [harness.submit(harness.ticket("the same question", max_steps=2, stream=True)) for _ in range(6)]
     assert [(await t.next_update()).step for t in tickets] == [1] * 6
     await asyncio.to_thread(held.holding.wait, 60)

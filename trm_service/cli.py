@@ -63,9 +63,10 @@ _OPTIONS = (
     _Option("grace_period", float, "seconds in-flight requests get to finish after SIGTERM"),
     _Option("drain_delay", float, "seconds to keep accepting requests after health turns NOT_SERVING"),
     _Option("ready_file", Path, 'write {"port", "metrics_port", "pid"} as JSON here once serving'),
-    _Option("intra_op_threads", int, "ONNX Runtime threads per model session; 0: one, or every CPU (within a "
-            "container's CPU limit) for a model whose one-request step takes 10 ms or more where that makes it "
-            "at least a tenth faster (Sudoku)"),
+    _Option("intra_op_threads", int, "ONNX Runtime threads per model session; 0: one, and for a model whose "
+            "one-request step takes 10 ms or more (Sudoku) a step's calls side by side on every CPU (within a "
+            "container's CPU limit), and every CPU for a lone request's step where that makes it at least a "
+            "tenth faster"),
     _Option("max_message_bytes", int, "largest gRPC message accepted or sent"),
     _Option("max_time_budget_ms", int, "largest Budget.time_budget_ms a request may ask for"),
     _Option("deadline_margin_ms", int, "answer this long before a request's gRPC deadline"),

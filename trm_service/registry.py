@@ -242,7 +242,7 @@ class ModelRegistry:
             metrics=self._metrics,
             initial_step_s=loaded.warm_step_s,
             load_wait_s=self._limits.load_wait_s,
-            lane_session=loaded.lane_session,
+            lanes=loaded.lanes,
         )
         scheduler.start()
         if self._shutdown_at is not None:
@@ -251,7 +251,7 @@ class ModelRegistry:
         _log.info(
             "bundle_loaded", model=manifest.name, version=manifest.version, path=str(loaded.bundle.path),
             onnx=loaded.onnx_file, warm_step_ms=round(loaded.warm_step_s * 1000, 3),
-            intra_op_threads=loaded.session.intra_op_threads,
+            intra_op_threads=loaded.session.intra_op_threads, lanes=loaded.lanes.count if loaded.lanes else 1,
         )
         return HostedModel(loaded=loaded, scheduler=scheduler)
 

@@ -1,11 +1,13 @@
 """Loads a bundle folder into everything needed to run it: verified manifest, step session, codec.
 
 Threads for heavy steps: every session runs on one intra-op thread (the scheduler batches requests
-instead, and the event loop needs the other core), except a model whose single-request step takes
-HEAVY_STEP_S or more, whose session gets every CPU the process may use within its CPU quota
-(`LoadOptions.heavy_step_threads`, from cpu_affinity.compute_cpu_count) where that makes its warmed-up step at
-least a tenth faster; its one-thread session stays, for steps of several calls, which the scheduler runs side
-by side (`LoadedModel.lane_session`). On the 2-core development machine
+instead, and the event loop needs the other core), except for a model whose single-request step takes
+HEAVY_STEP_S or more. That model gets as many lanes as the CPUs the process may use within its CPU quota
+(`LoadOptions.heavy_step_threads`, from cpu_affinity.compute_cpu_count): the scheduler runs the calls of a
+step of several requests side by side, each on the one-thread session (`LoadedModel.lanes`). Its steps of
+one call run on a session on every CPU where that makes its warmed-up step at least a tenth faster, else on
+the one-thread session: on a machine whose second CPU is busy or shares a core, the threaded step is no
+faster, while lanes still keep both CPUs busy under load. On the 2-core development machine
 (docs/EXPERIMENTS.md, 2026-12-01, "Sudoku against the plain server") Sudoku's 35-40 ms step answered 1.4
 / 1.4 / 1.7x the requests/s of one thread at 1 / 8 / 64 callers; intent's 0.4 ms step lost with two
 threads at every concurrency (2026-12-01, "A slower machine"), its threads handing work back and forth for longer
@@ -26,7 +28,7 @@ from trm_service.runtime.codec import Codec
 from trm_service.runtime.grid_codec import GridCodec
 from trm_service.runtime.sequence_codec import SequenceCodec
 from trm_service.runtime.sequence_session import SequenceSession
-from trm_service.runtime.session import SessionSettings, StepSession
+from trm_service.runtime.session import Lanes, SessionSettings, StepSession
 from trm_service.runtime.text_codec import TextCodec, load_tokenizer
 
 _WARMUP_STEPS = 3
@@ -56,9 +58,8 @@ class LoadedModel:
     codec: Codec
     onnx_file: str
     warm_step_s: float
-    lane_session: StepSession | None = None
-    """Where `session` runs on several threads (a heavy step): the same step on one thread, on which the
-    scheduler runs a step's calls side by side, one per thread (scheduler/model_scheduler.py)."""
+    lanes: Lanes | None = None
+    """A heavy step's: the one-thread session on which the scheduler runs a step's calls side by side."""
 
 
 def load_model(path: Path, options: LoadOptions) -> LoadedModel:
@@ -72,15 +73,16 @@ def load_model(path: Path, options: LoadOptions) -> LoadedModel:
         return LoadedModel(bundle=bundle, session=sequence, codec=SequenceCodec(manifest), onnx_file=onnx_file,
                            warm_step_s=_warm_up_sequence(sequence, manifest.input.max_chars))
     session = StepSession(bundle.file(onnx_file), manifest, options.session)
-    warm_step_s, lane_session = _warm_up(session), None
+    warm_step_s, lanes = _warm_up(session), None
     if warm_step_s >= HEAVY_STEP_S and options.heavy_step_threads > options.session.intra_op_threads:
+        lanes = Lanes(session, options.heavy_step_threads)
         threads = replace(options.session, intra_op_threads=options.heavy_step_threads)
         threaded = StepSession(bundle.file(onnx_file), manifest, threads)
         single_s, threaded_s = _fastest_steps((session, threaded))  # its first, slow, step counts for nothing
         if threaded_s <= THREADED_GAIN * single_s:
-            session, lane_session, warm_step_s = threaded, session, threaded_s
+            session, warm_step_s = threaded, threaded_s
     return LoadedModel(bundle=bundle, session=session, codec=_codec(bundle), onnx_file=onnx_file,
-                       warm_step_s=warm_step_s, lane_session=lane_session)  # fmt: skip
+                       warm_step_s=warm_step_s, lanes=lanes)  # fmt: skip
 
 
 def _codec(bundle: Bundle) -> Codec:

@@ -103,7 +103,8 @@ def run_graph(session: ort.InferenceSession, outputs: tuple[str, ...], feed: dic
 
 
 class StepSession:
-    """Runs `model.onnx` (one supervision step) on CPU; safe to call from one thread at a time."""
+    """Runs `model.onnx` (one supervision step) on CPU; calls from several threads run side by side (ONNX
+    Runtime's `run` is thread-safe)."""
 
     def __init__(self, model_path: Path, manifest: Manifest, settings: SessionSettings) -> None:
         self._session = open_graph(model_path, settings)
@@ -201,3 +202,12 @@ def _check_args(kind: str, args: list, expected: dict[str, tuple[str, tuple[int,
                 f"model.onnx {kind} {name!r} has shape {arg.shape}, the manifest implies [batch, "
                 f"{', '.join(map(str, dims))}]"
             )
+
+
+@dataclass(frozen=True)
+class Lanes:
+    """A heavy model's calls of one step run side by side: `count` threads, each calling `session`, a session
+    on one intra-op thread (scheduler/model_scheduler.py)."""
+
+    session: StepSession
+    count: int

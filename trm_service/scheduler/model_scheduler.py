@@ -8,10 +8,10 @@ steps even if it shares the batch with one that needs 16. The step's batch runs 
 calls of at most max_rows_per_run rows, sorted by input length, each trimmed to its own longest
 input when the bundle allows it: memory stays bounded and short inputs run short.
 
-Lanes: a model with a heavy step (runtime/loader.py) has a session on every CPU and a one-thread
-`lane_session`. A step of one call runs on the first; a step of more requests is cut into at least as
-many calls as the session has threads, and the calls run side by side on the one-thread session, one
-lane per thread (the model's thread and `lanes - 1` more): its compute-bound calls use every core as
+Lanes: a model with a heavy step (runtime/loader.py) has `Lanes`, a one-thread session and a count. A
+step of one call runs on the model's session (on every CPU where that is faster); a step of more requests
+is cut into at least as many calls as there are lanes, and the calls run side by side on the one-thread
+session, one lane per thread (the model's thread and `count - 1` more): its compute-bound calls use every core as
 separate runs, which beat one run on every core (Sudoku at 8 and 64 callers: 9-17 % more requests/s,
 docs/EXPERIMENTS.md, 2026-12-01, "Sudoku against the plain server").
 
@@ -51,7 +51,7 @@ import structlog
 from trm_bundle.probabilities import sigmoid
 from trm_service.cpu_affinity import free_thread
 from trm_service.observability.metrics import ServiceMetrics
-from trm_service.runtime.session import RunHandle, StepOutputs, StepSession, StepStopped
+from trm_service.runtime.session import Lanes, RunHandle, StepOutputs, StepSession, StepStopped
 from trm_service.scheduler.halting import HaltReason, TimeLimit, stop_reason
 from trm_service.scheduler.ticket import StepResult, Ticket
 
@@ -95,7 +95,7 @@ class ModelScheduler:
         metrics: ServiceMetrics,
         initial_step_s: float,
         load_wait_s: float | None = None,
-        lane_session: StepSession | None = None,
+        lanes: Lanes | None = None,
     ) -> None:
         self.name = name
         self.version = version
@@ -121,8 +121,8 @@ class ModelScheduler:
         self._closing = False
         self._shutdown_at: float | None = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"step-{name}", initializer=free_thread)
-        self._lane_session = lane_session
-        self._lanes = 1 if lane_session is None else session.intra_op_threads
+        self._lane_session = None if lanes is None else lanes.session
+        self._lanes = 1 if lanes is None else lanes.count
         self._lane_executor = (ThreadPoolExecutor(max_workers=self._lanes - 1, thread_name_prefix=f"lane-{name}",
                                                   initializer=free_thread) if self._lanes > 1 else None)  # fmt: skip
         self._task: asyncio.Task[None] | None = None
