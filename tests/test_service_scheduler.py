@@ -145,42 +145,26 @@ async def test_a_lone_request_whose_call_found_the_server_idle_steps_on_the_even
     await harness.scheduler.close()
 
 
+@pytest.mark.parametrize("threads", [2, 1], ids=["threaded-session", "one-thread-session"])
 async def test_a_model_with_lanes_runs_a_steps_calls_side_by_side_with_the_same_answers(
-    text_model: LoadedModel, text_bundle: Path
+    text_model: LoadedModel, text_bundle: Path, threads: int
 ):
-    """A heavy model (a session on two threads, a one-thread lane session): a step of ten requests runs as
-    two calls side by side on the lane session, on two threads other than the loop's; a lone request's
-    step runs on the two-thread session; the answers are those of the requests alone."""
+    """A heavy model with two lanes on a one-thread session, its own session on `threads` threads (with one,
+    the lanes' session itself, as where more threads made no step faster): a lone request's step runs on its
+    own session; a step of ten requests runs as two calls side by side on the lane session, on two threads
+    other than the loop's; the answers are those of the requests alone."""
     manifest = text_model.bundle.manifest
-    threaded, lane = (ThreadRecordingSession(StepSession(text_bundle / text_model.onnx_file, manifest,
-                                                         SessionSettings(intra_op_threads=threads)))
-                      for threads in (2, 1))  # fmt: skip
-    harness = Harness(text_model, session=threaded, lanes=Lanes(lane, 2))  # type: ignore[arg-type]
+    lane = ThreadRecordingSession(StepSession(text_bundle / text_model.onnx_file, manifest,
+                                              SessionSettings(intra_op_threads=1)))  # fmt: skip
+    session = lane if threads == 1 else ThreadRecordingSession(
+        StepSession(text_bundle / text_model.onnx_file, manifest, SessionSettings(intra_op_threads=threads)))
+    harness = Harness(text_model, session=session, lanes=Lanes(lane, 2))  # type: ignore[arg-type]
     alone = await _run_alone(harness, TEXTS, max_steps=3)
-    assert len(threaded.threads) == 3 * len(TEXTS) and not lane.threads
+    assert len(session.threads) == 3 * len(TEXTS) and (session is lane or not lane.threads)
+    lane.threads.clear()
     together = await _run_together(harness, TEXTS, max_steps=3)
     assert len(lane.threads) == 3 * 2 and len(set(lane.threads)) == 2  # two calls of five rows per step
     assert threading.get_ident() not in lane.threads
-    for one, batched in zip(alone, together, strict=True):
-        assert (batched.step, batched.halt_reason) == (one.step, one.halt_reason)
-        np.testing.assert_allclose(batched.logits, one.logits, rtol=0, atol=1e-5)
-    await harness.scheduler.close()
-
-
-async def test_lanes_on_the_models_own_one_thread_session_run_a_steps_calls_side_by_side(
-    text_model: LoadedModel, text_bundle: Path
-):
-    """A heavy model whose threaded step was no faster (its session one-thread, the lanes' own): a step of ten
-    requests still runs as two calls side by side, on two threads other than the loop's, with the answers of
-    the requests alone."""
-    single = ThreadRecordingSession(StepSession(text_bundle / text_model.onnx_file, text_model.bundle.manifest,
-                                                SessionSettings(intra_op_threads=1)))  # fmt: skip
-    harness = Harness(text_model, session=single, lanes=Lanes(single, 2))  # type: ignore[arg-type]
-    alone = await _run_alone(harness, TEXTS, max_steps=3)
-    single.threads.clear()
-    together = await _run_together(harness, TEXTS, max_steps=3)
-    assert len(single.threads) == 3 * 2 and len(set(single.threads)) == 2  # two calls of five rows per step
-    assert threading.get_ident() not in single.threads
     for one, batched in zip(alone, together, strict=True):
         assert (batched.step, batched.halt_reason) == (one.step, one.halt_reason)
         np.testing.assert_allclose(batched.logits, one.logits, rtol=0, atol=1e-5)
