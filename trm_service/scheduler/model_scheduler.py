@@ -121,10 +121,11 @@ class ModelScheduler:
         self._closing = False
         self._shutdown_at: float | None = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"step-{name}", initializer=free_thread)
-        self._lane_session = None if lanes is None else lanes.session
-        self._lanes = 1 if lanes is None else lanes.count
-        self._lane_executor = (ThreadPoolExecutor(max_workers=self._lanes - 1, thread_name_prefix=f"lane-{name}",
-                                                  initializer=free_thread) if self._lanes > 1 else None)  # fmt: skip
+        self._lanes = lanes
+        self._lane_executor = None
+        if lanes is not None and lanes.count > 1:
+            self._lane_executor = ThreadPoolExecutor(max_workers=lanes.count - 1, thread_name_prefix=f"lane-{name}",
+                                                     initializer=free_thread)
         self._task: asyncio.Task[None] | None = None
 
     @property
@@ -266,7 +267,7 @@ class ModelScheduler:
         lane where the batch allows), shortest inputs first, so each call is trimmed to its own longest input
         and its memory stays bounded."""
         ordered = sorted(batch, key=lambda ticket: ticket.length)
-        size = min(self.max_rows_per_run, -(-len(ordered) // self._lanes))
+        size = min(self.max_rows_per_run, -(-len(ordered) // (self._lanes.count if self._lanes else 1)))
         return [PlannedCall(ordered[i : i + size]) for i in range(0, len(ordered), size)]
 
     def _run_all(
@@ -276,10 +277,11 @@ class ModelScheduler:
         stopped because all of its requests were cancelled), and the seconds the calls took. Several calls
         of a model with lanes run side by side, call i on lane i % lanes (lane 0 on this thread)."""
         started = time.perf_counter()
-        lanes, lane_session = self._lanes, self._lane_session
-        if len(runs) == 1 or lane_session is None or self._lane_executor is None:
+        executor = self._lane_executor
+        if len(runs) == 1 or self._lanes is None or executor is None:
             return self._run_calls(self._session, runs, inputs), time.perf_counter() - started
-        others = [self._lane_executor.submit(self._run_calls, lane_session, runs[lane::lanes], inputs[lane::lanes])
+        lanes, lane_session = self._lanes.count, self._lanes.session
+        others = [executor.submit(self._run_calls, lane_session, runs[lane::lanes], inputs[lane::lanes])
                   for lane in range(1, lanes)]  # fmt: skip
         by_lane = [self._run_calls(lane_session, runs[::lanes], inputs[::lanes])]
         by_lane += [other.result() for other in others]
