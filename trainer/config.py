@@ -11,6 +11,7 @@ from typing import Any, Literal
 
 import yaml
 
+from trainer.data.text import LABEL_COLUMN, TEXT_COLUMN
 from trainer.model import ModelConfig
 
 
@@ -40,8 +41,8 @@ class TrainConfig:
     data: str  # a dataset folder of ../shared/data, or the user's CSV/TSV/JSONL training file
     test_data: str | None = None  # the user's test file (text/grid files); folders have their own test split
     # a user's text files: the CSV/TSV column (matched without case) or JSONL field of the texts and the labels
-    text_column: str = "text"
-    label_column: str = "label"
+    text_column: str = TEXT_COLUMN
+    label_column: str = LABEL_COLUMN
     version: str = "1.0.0"
     description: str = ""
     out_dir: str = "runs"  # checkpoints and logs go to out_dir/name

@@ -15,8 +15,8 @@ PAD_ID = 0
 UNK_ID = 1
 # Scripts written without spaces between words (Thai, Lao, Myanmar, Khmer, Japanese kana): BERT's pre-tokenizer
 # isolates CJK ideographs only, so a sentence in one of these would be read as a single unknown word.
-UNSPACED_SCRIPTS = "\u0e00-\u0eff\u1000-\u109f\u1780-\u17ff\u3040-\u30ff"
-_UNSPACED = re.compile(f"[{UNSPACED_SCRIPTS}]")
+UNSPACED_SCRIPTS = "[\u0e00-\u0eff\u1000-\u109f\u1780-\u17ff\u3040-\u30ff]"  # a character of one
+_UNSPACED = re.compile(UNSPACED_SCRIPTS)
 
 
 def bert_normalizer(lowercase: bool = True) -> normalizers.Normalizer:
@@ -30,7 +30,7 @@ def word_splitter(texts: Sequence[str]) -> pre_tokenizers.PreTokenizer:
     bert = pre_tokenizers.BertPreTokenizer()
     if not any(_UNSPACED.search(text) for text in texts):
         return bert
-    unspaced = pre_tokenizers.Split(Regex(f"[{UNSPACED_SCRIPTS}]"), behavior="isolated")
+    unspaced = pre_tokenizers.Split(Regex(UNSPACED_SCRIPTS), behavior="isolated")
     return pre_tokenizers.Sequence([unspaced, bert])
 
 
