@@ -135,6 +135,15 @@ def test_a_step_budget_applies_to_each_token(stub):
     assert never.steps == 2 * never.answer.text.tokens
 
 
+def test_a_time_budget_applies_to_the_whole_answer_also_when_each_token_takes_one_step(stub):
+    """Every token halts at its first step here, so only the check after a token is emitted can stop it."""
+    whole = stub.Reason(_request(INPUTS[0], max_steps=1), timeout=30)
+    cut = stub.Reason(_request(INPUTS[0], max_steps=1, time_budget_ms=1), timeout=30)
+    assert cut.halt_reason == trm_pb2.HALT_REASON_BUDGET
+    assert 1 <= cut.answer.text.tokens < whole.answer.text.tokens
+    assert whole.answer.text.text.startswith(cut.answer.text.text)
+
+
 @pytest.mark.parametrize(("text", "message"), [
     ("caf\u00e9 equals one", "characters model 'svc-dictation' does not read: '\u00e9'"),
     ("x" * 65, "text has 65 characters; model 'svc-dictation' accepts at most 64"),

@@ -73,6 +73,12 @@ def stop_reason(
         return HaltReason.MAX_STEPS
     if load_cap is not None and steps_done >= max(load_cap, budget.min_steps):
         return HaltReason.LOAD
+    return time_limit_reason(now=now, next_step_s=next_step_s, limits=limits)
+
+
+def time_limit_reason(*, now: float, next_step_s: float, limits: Iterable[TimeLimit]) -> HaltReason | None:
+    """The reason of the earliest time limit that another step, expected to take `next_step_s`, would end
+    after; None when the step fits them all."""
     earliest = min(limits, key=lambda limit: limit.at, default=None)
     if earliest is not None and now + next_step_s > earliest.at:
         return earliest.reason

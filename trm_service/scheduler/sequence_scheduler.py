@@ -18,7 +18,8 @@ those tokens, so a request that needs 5 tokens never waits for one that needs 40
    `sequence.halt_when_unchanged` says so, max_steps, the load cap), its most probable token is emitted
    and its entries are committed.
 4. The request ends when it emits the end mark (HaltReason.HALTED) or reaches the output limit
-   (MAX_STEPS), or at a time limit (deadline, time budget, shutdown) with the text emitted so far; an
+   (MAX_STEPS), or at a time limit (deadline, time budget, shutdown) with the text emitted so far, checked
+   after every step whether or not the step emitted a token; an
    answer any of whose tokens the load cap cut short ends with LOAD.
 """
 
@@ -32,7 +33,7 @@ import numpy as np
 from trm_bundle.probabilities import sigmoid
 from trm_service.runtime.sequence_session import SequenceSession, SourceEncoding, TokenStepOutputs
 from trm_service.runtime.session import StepStopped
-from trm_service.scheduler.halting import HaltReason, stop_reason
+from trm_service.scheduler.halting import HaltReason, stop_reason, time_limit_reason
 from trm_service.scheduler.model_scheduler import STEP_TIME_SAFETY, ModelScheduler, PlannedCall
 from trm_service.scheduler.ticket import StepResult, Ticket, TokenProgress
 
@@ -151,7 +152,9 @@ class SequenceScheduler(ModelScheduler):
             token_emitted = reason in _TOKEN_ENDS
             final = None
             if token_emitted:
-                final = self._emit(state, answer, reason)
+                # the answer goes on to its next token only if a step of it fits the time limits
+                final = self._emit(state, answer, reason) or time_limit_reason(
+                    now=now, next_step_s=next_step_s, limits=self._limits(ticket))
             elif reason is not None:
                 final = reason  # a time limit: the answer is the text emitted so far
             if final is not None:
