@@ -68,8 +68,7 @@ class ScriptedLLM:
         by_input = {next(iter(t["function"]["parameters"]["required"])): t["function"]["name"] for t in tools}
         if _GRID_INPUT.match(request) and "grid" in by_input:
             return by_input["grid"], {"grid": request}
-        names = [t["function"]["name"] for t in tools]
-        name = self.preferred_tool if self.preferred_tool in names else by_input.get("text", names[0])
+        name = self.preferred_tool
         parameters = next(t["function"]["parameters"] for t in tools if t["function"]["name"] == name)
         top_k = {"top_k": 3} if "top_k" in parameters["properties"] else {}  # a sequence tool has no top_k
         return name, {"text": request, **top_k}
@@ -116,6 +115,11 @@ def main(argv: list[str] | None = None) -> int:
         with TRMClient(**checked_client_settings(parser, args)) as client:
             adapter = ToolAdapter(client)
             tools = adapter.tools()
+            names = [tool["function"]["name"] for tool in tools]
+            if args.tool not in names:
+                print(f"agent_loop: --tool {args.tool!r} is not offered here; choose one of {', '.join(names)}",
+                      file=sys.stderr)
+                return 1
             print("tools offered to the LLM:")
             for tool in tools:
                 print(f"  {tool['function']['name']}: {tool['function']['description'][:100]}...")

@@ -11,4 +11,7 @@ BAD_CONNECTION_OPTIONS = (
     (["--target", "10.0.0.5:50051,trm.example:50051"], "--target: several endpoints must all be IPv4"),
     (["--tls-ca", "/nonexistent.pem"], "--tls-ca: No such file or directory: /nonexistent.pem"),
     (["--tls-key", "client.key"], "--tls-key needs --tls-cert"),
+    (["--tls-ca", __file__], f"--tls-ca: {__file__} holds no PEM CERTIFICATE"),
+    (["--target", "127.0.0.1"], "--target: '127.0.0.1' names no port: write HOST:PORT"),
+    (["--target", "localhost:99999"], "--target: 'localhost:99999': the port must be a number from 1 to 65535"),
 )

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import pty
+import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -94,7 +96,7 @@ def test_reason_batch_answers_every_line_in_order_as_reason_does(server, client,
     inputs.write_text("\n".join(texts) + "\n")
     done = trm_client("--target", server.target, "reason-batch", TEXT_MODEL, str(inputs), "--batch-size", "3",
                       "--json")
-    assert done.returncode == 0, done.stderr
+    assert done.returncode == 1 and done.stderr == "trm-client: 1 of 4 lines failed\n"  # a script can tell
     rows = [json.loads(line) for line in done.stdout.splitlines()]
     assert [row["line"] for row in rows] == [1, 2, 3, 4]  # two calls (3 + 1 inputs), in order
     assert rows[1]["error"]["code"] == "INVALID_ARGUMENT"  # the empty line fails alone
@@ -104,6 +106,8 @@ def test_reason_batch_answers_every_line_in_order_as_reason_does(server, client,
     plain = trm_client("--target", server.target, "reason-batch", TEXT_MODEL, str(inputs))
     told = "line 2: INVALID_ARGUMENT: text is empty: send the text to classify in this line"
     assert plain.stdout.splitlines()[1] == told
+    inputs.write_text("wake me up at seven\n")
+    assert trm_client("--target", server.target, "reason-batch", TEXT_MODEL, str(inputs)).returncode == 0
 
 
 @pytest.mark.parametrize(
@@ -118,7 +122,7 @@ def test_reason_batch_tells_a_lines_error_in_its_own_words(server, tmp_path, mod
     inputs = tmp_path / "inputs.txt"
     inputs.write_text("\n".join(lines) + "\n")
     done = trm_client("--target", server.target, "reason-batch", model, str(inputs), "--grid")
-    assert done.returncode == 0, done.stderr
+    assert done.returncode == 1, done.stderr
     assert done.stdout.startswith(f"line 1: INVALID_ARGUMENT: {told}")
     assert "argument" not in done.stdout and "grid.cells" not in done.stdout
 
@@ -210,6 +214,10 @@ def test_errors_name_the_flag_to_change_not_the_api_field(server, arguments, tol
         (["reason-batch", TEXT_MODEL, "-", "--batch-size", "0"], "argument --batch-size: must be a whole number of"),
         (["--timeout", "-1", "models"], "argument --timeout: must be a positive number of seconds, got '-1'"),
         (["--timeout", "nan", "models"], "argument --timeout: must be a positive number of seconds, got 'nan'"),
+        (["reason", TEXT_MODEL, "hi", "--max-steps", "-1"], "argument --max-steps: must be a whole number of at"),
+        (["reason", TEXT_MODEL, "hi", "--budget-ms", "-5"], "argument --budget-ms: must be a whole number of at"),
+        (["reason", TEXT_MODEL, "hi", "--top-k", "99999999999"], "argument --top-k: must be at most 4294967295"),
+        (["reason-batch", TEXT_MODEL, "-", "--top-k", "-1"], "argument --top-k: must be a whole number of at least 0"),
     ],
 )
 def test_options_out_of_range_are_usage_errors_naming_the_flag(arguments, told):
@@ -226,6 +234,9 @@ def test_options_out_of_range_are_usage_errors_naming_the_flag(arguments, told):
         (["--tls-key", "client.key"], "--tls-key needs --tls-cert: mutual TLS takes the client certificate and"),
         (["--tls-ca", "/nonexistent.pem"], "--tls-ca: No such file or directory: /nonexistent.pem"),
         (["--target", "10.0.0.5:50051,trm.example:50051"], "--target: several endpoints must all be IPv4"),
+        (["--target", "127.0.0.1"], "--target: '127.0.0.1' names no port: write HOST:PORT, e.g. 127.0.0.1:50051"),
+        (["--target", "not a target"], "--target: 'not a target' has a space; write HOST:PORT"),
+        (["--tls-ca", __file__], f"--tls-ca: {__file__} holds no PEM CERTIFICATE"),
     ],
 )
 def test_bad_connection_options_are_told_naming_the_flag_and_as_json(arguments, told):
@@ -255,6 +266,27 @@ def test_json_errors_keep_the_servers_own_message(server):
     assert done.returncode == 1
     assert json.loads(done.stdout)["error"]["details"].startswith(f"budget.max_steps must be 1..{N_SUP}")
     assert f"--max-steps must be 1..{N_SUP}" in done.stderr
+
+
+def test_a_deadline_error_names_the_timeout_flag(server):
+    done = trm_client("--target", server.target, "--timeout", "0.000001", "reason", TEXT_MODEL, "hi")
+    assert done.returncode == 1
+    assert done.stderr.startswith("trm-client: DEADLINE_EXCEEDED: ")
+    assert "; allow more time with --timeout (now 1e-06 s)" in done.stderr
+
+
+def test_ctrl_c_ends_the_command_with_status_130_and_no_traceback():
+    """Interrupted mid-call: the "server" accepts the connection and never answers."""
+    with socket.create_server(("127.0.0.1", 0)) as silent:
+        target = f"127.0.0.1:{silent.getsockname()[1]}"
+        command = [sys.executable, "-m", "trm_client.cli", "--target", target, "--timeout", "60", "models"]
+        with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as process:
+            silent.settimeout(60)
+            connection, _ = silent.accept()  # the command is in its call now
+            process.send_signal(signal.SIGINT)
+            assert process.wait(timeout=60) == 130
+            assert process.stderr.read().decode() == ""
+            connection.close()
 
 
 def test_a_reader_that_stops_early_ends_the_command_quietly(server):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
@@ -34,3 +36,12 @@ def test_every_defer_reason_is_documented():
     text = CLIENTS_README.read_text()
     for reason in ("out_of_scope", "low_confidence", "unverified", "incomplete"):
         assert f"`{reason}`" in text[text.index("`defer_to_llm` is true") :], reason
+
+
+def test_the_sdk_example_runs_as_written_against_the_shipped_models(shipped_server):
+    (example, *_) = re.findall(r"```python\n(.*?)```", CLIENTS_README.read_text(), flags=re.DOTALL)
+    code = example.replace("127.0.0.1:50051", shipped_server.target)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    listed = [line.split()[0] for line in done.stdout.splitlines()[:4]]
+    assert sorted(listed) == ["code-dictation", "intent-clinc150", "routing-20ng", "sudoku"]

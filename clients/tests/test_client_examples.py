@@ -66,12 +66,12 @@ def test_voice_pipeline_routes_unsure_utterances_from_stdin_to_the_fallback(serv
         "--model",
         TEXT_MODEL,
         "--min-confidence",
-        "1.01",
+        "1",
         stdin=lines,
     )
     assert done.returncode == 0, done.stderr
     fallbacks = re.findall(r"-> fallback \((\w+)\): '([^']*)'", done.stdout)
-    # Every utterance is below a bar of 1.01; an out-of-scope one is reported as such first.
+    # Every utterance is below a bar of 1; an out-of-scope one is reported as such first.
     assert [utterance for _, utterance in fallbacks] == ["open main dot py", "go to line ten"]
     assert {why for why, _ in fallbacks} <= {"low_confidence", "out_of_scope"}
 
@@ -82,6 +82,8 @@ def test_voice_pipeline_routes_unsure_utterances_from_stdin_to_the_fallback(serv
         *((EXAMPLES / "agent_loop.py", arguments, told) for arguments, told in BAD_CONNECTION_OPTIONS),
         *((VOICE / "pipeline.py", arguments, told) for arguments, told in BAD_CONNECTION_OPTIONS),
         (VOICE / "pipeline.py", ["/nonexistent.txt"], "argument input: can't open '/nonexistent.txt'"),
+        (VOICE / "pipeline.py", ["--min-confidence", "nan"], "argument --min-confidence: must be a number from 0 to 1"),
+        (VOICE / "pipeline.py", ["--min-confidence", "2"], "argument --min-confidence: must be a number from 0 to 1"),
     ],
 )
 def test_examples_refuse_bad_options_naming_them(script, arguments, told):
@@ -113,3 +115,20 @@ def test_voice_command_csv_is_a_trainable_text_label_file():
     assert {"open_file", "go_to_line", "rename_symbol", "run_tests", "commit", "undo", "oos"} <= set(counts)
     assert min(counts.values()) >= 10
     assert len({text for text, _ in rows}) == len(rows)
+
+
+def test_agent_loop_names_the_tools_when_told_one_that_is_not_offered(server):
+    done = run_example(EXAMPLES / "agent_loop.py", "--target", server.target, "--tool", "trm_nope", "play jazz")
+    assert done.returncode == 1
+    assert done.stderr == ("agent_loop: --tool 'trm_nope' is not offered here; choose one of trm_intent_test, "
+                           "trm_sudoku_test\n")
+
+
+def test_voice_pipeline_ends_quietly_when_its_reader_stops_early(server):
+    command = [sys.executable, str(VOICE / "pipeline.py"), "--target", server.target, "--model", TEXT_MODEL,
+               str(VOICE / "utterances.txt")]
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as process:
+        process.stdout.close()  # `| head -0`: every write meets a closed pipe
+        stderr = process.stderr.read().decode()
+        assert process.wait(timeout=120) == 1
+    assert stderr == ""

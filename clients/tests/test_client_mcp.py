@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 
 import pytest
 from mcp import ClientSession, StdioServerParameters, stdio_client
+from mcp.shared.exceptions import MCPError
+from mcp_types import INTERNAL_ERROR
 from sdk_test_support import BAD_CONNECTION_OPTIONS, GRID_MODEL, SUDOKU, TEXT_MODEL
 from trm_client import TRMClient
 from trm_client.tool_schema import input_schema
@@ -72,3 +75,16 @@ def test_bad_options_end_in_a_usage_error_naming_the_flag(arguments, told):
     assert done.returncode == 2
     assert f"trm-mcp: error: {told}" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+async def test_tools_list_with_the_service_down_is_a_json_rpc_internal_error():
+    with socket.create_server(("127.0.0.1", 0)) as probe:
+        closed = f"127.0.0.1:{probe.getsockname()[1]}"  # nothing listens there once the probe closes
+    parameters = mcp_server(closed)
+    parameters.args += ["--retries", "1"]
+    async with stdio_client(parameters) as (read, write), ClientSession(read, write) as session:
+        await session.initialize()
+        with pytest.raises(MCPError) as caught:
+            await session.list_tools()
+    assert caught.value.code == INTERNAL_ERROR
+    assert caught.value.message.startswith("the reasoning service: UNAVAILABLE: ")

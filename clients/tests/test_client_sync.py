@@ -124,6 +124,26 @@ def test_neither_text_nor_grid_is_refused_before_sending(client):
         client.reason(TEXT_MODEL)
 
 
+@pytest.mark.parametrize(
+    ("call", "error", "told"),
+    [
+        (lambda c: c.reason(TEXT_MODEL, "hi", request_id="req\t42"), ValueError, r"request_id 'req\\t42' must be"),
+        (lambda c: c.reason(TEXT_MODEL, "hi", request_id="x" * 129), ValueError, "must be 1-128 printable ASCII"),
+        (lambda c: c.reason(TEXT_MODEL, "hi", top_k=-1), ValueError, "top_k must be a whole number from 0"),
+        (lambda c: c.reason(TEXT_MODEL, "hi", budget=Budget(max_steps=-1)), ValueError, "budget.max_steps must be"),
+        (lambda c: c.reason(TEXT_MODEL, "hi", budget={"max_steps": 1}), TypeError, "budget must be a trm_client"),
+        (lambda c: c.reason(TEXT_MODEL, 42), TypeError, "text must be a string, got int"),
+        (lambda c: c.reason(GRID_MODEL, grid=5), TypeError, "grid must be a string of cells"),
+        (lambda c: c.reason(GRID_MODEL, grid=[[5, 3, 10]]), ValueError, "grid row 1, column 3 holds 10"),
+        (lambda c: c.reason_batch(TEXT_MODEL, "nasa rocket"), TypeError, "texts must be a list of inputs"),
+        (lambda c: list(c.reason_stream(TEXT_MODEL, "hi", request_id=" r1")), ValueError, "request_id ' r1' must"),
+    ],
+)
+def test_arguments_of_the_wrong_kind_are_refused_before_sending_naming_the_argument(client, call, error, told):
+    with pytest.raises(error, match=told):
+        call(client)
+
+
 def test_expired_deadline_raises_deadline_exceeded(client):
     """A deadline that has passed fails every time, without a call (see the asyncio client's test)."""
     with pytest.raises(DeadlineExceeded) as caught:

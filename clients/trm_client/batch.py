@@ -28,9 +28,13 @@ def build_batch_request(
 
     Raises:
         ValueError: when neither or both of ``texts`` and ``grids`` are given.
+        TypeError: for one string given as ``texts`` or ``grids`` (a list of them is meant).
     """
     if (texts is None) == (grids is None):
         raise ValueError("give exactly one of texts or grids")
+    for name, inputs in (("texts", texts), ("grids", grids)):
+        if isinstance(inputs, str):
+            raise TypeError(f"{name} must be a list of inputs, got one string; pass [{name[:-1]}] for one")
     if texts is not None:
         requests = [build_reason_request(model, text, None, version=version, budget=budget, top_k=top_k)
                     for text in texts]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +29,30 @@ _BASE_OPTIONS: tuple[tuple[str, int | str], ...] = (
 )
 
 
+_PEM_BLOCKS = {
+    "root_certificates": ("CERTIFICATE", re.compile(rb"-----BEGIN CERTIFICATE-----")),
+    "certificate_chain": ("CERTIFICATE", re.compile(rb"-----BEGIN CERTIFICATE-----")),
+    "private_key": ("PRIVATE KEY", re.compile(rb"-----BEGIN [A-Z ]*PRIVATE KEY-----")),
+}
+"""What each TLSConfig field must hold: gRPC core only logs a file it cannot read and fails the handshake."""
+
+class MissingPEMBlock(ValueError):
+    """A TLSConfig field whose bytes hold no PEM block of the kind it needs."""
+
+    def __init__(self, field: str, kind: str) -> None:
+        self.field, self.kind = field, kind
+        super().__init__(f"{field} {self.problem}")
+
+    @property
+    def problem(self) -> str:
+        """What is wrong, without the field's name."""
+        return f"holds no PEM {self.kind} (no '-----BEGIN {self.kind}-----' line)"
+
+
+# gRPC's own target URI schemes; any other target is HOST:PORT.
+_URI_SCHEMES = frozenset({"dns", "ipv4", "ipv6", "unix", "unix-abstract", "vsock", "xds", "google-c2p"})
+
+
 @dataclass(frozen=True)
 class TLSConfig:
     """Transport security: server authentication with a CA, plus a client certificate for mutual TLS.
@@ -47,6 +72,10 @@ class TLSConfig:
     def __post_init__(self) -> None:
         if (self.certificate_chain is None) != (self.private_key is None):
             raise ValueError("mutual TLS needs both certificate_chain and private_key")
+        for name, (kind, block) in _PEM_BLOCKS.items():
+            data = getattr(self, name)
+            if data is not None and not block.search(data):
+                raise MissingPEMBlock(name, kind)
 
     @classmethod
     def from_files(
@@ -80,7 +109,9 @@ def resolve_target(target: str | Sequence[str] | None) -> str:
     None falls back to $TRM_TARGET, then to 127.0.0.1:50051.
 
     Raises:
-        ValueError: for several endpoints that are not all IPv4 or all IPv6 literals (use ``dns:///``).
+        ValueError: for an endpoint with a space, no port or a port out of range (gRPC would fail only when it
+            connects, or quietly use port 443), or several endpoints that are not all IPv4 or all IPv6
+            literals (use ``dns:///``).
     """
     if target is None:
         target = os.environ.get(TARGET_ENV) or DEFAULT_TARGET
@@ -88,6 +119,7 @@ def resolve_target(target: str | Sequence[str] | None) -> str:
     if not endpoints:
         raise ValueError("no target given")
     if len(endpoints) == 1:
+        _check_endpoint(endpoints[0])
         return endpoints[0]
     families = {_ip_family(endpoint) for endpoint in endpoints}
     if len(families) != 1 or None in families:
@@ -95,7 +127,23 @@ def resolve_target(target: str | Sequence[str] | None) -> str:
             f"several endpoints must all be IPv4 or all IPv6 'ip:port' literals, got {endpoints}; "
             "for host names use one dns:///name:port target, which resolves every replica"
         )
+    for endpoint in endpoints:
+        _check_endpoint(endpoint)
     return f"{families.pop()}:{','.join(endpoints)}"
+
+
+def _check_endpoint(endpoint: str) -> None:
+    """Raises ValueError for a HOST:PORT endpoint that gRPC would not reach (gRPC's URI forms pass)."""
+    if any(char.isspace() for char in endpoint):
+        raise ValueError(f"{endpoint!r} has a space; write HOST:PORT, e.g. {DEFAULT_TARGET}")
+    if endpoint.split(":", 1)[0] in _URI_SCHEMES:
+        return
+    host, _, port = endpoint.rpartition(":")
+    if not host or (":" in host and not host.startswith("[")):
+        raise ValueError(f"{endpoint!r} names no port: write HOST:PORT, e.g. {DEFAULT_TARGET} ([ADDRESS]:PORT "
+                         "for IPv6); gRPC would use port 443")
+    if not (port.isdigit() and 1 <= int(port) <= 65535):
+        raise ValueError(f"{endpoint!r}: the port must be a number from 1 to 65535")
 
 
 def _ip_family(endpoint: str) -> str | None:

@@ -21,8 +21,10 @@ import sys
 from collections.abc import Sequence
 from typing import Any, TextIO
 
+import grpc
+
 from trm_client.client import TRMClient
-from trm_client.connection_args import add_connection_arguments, client_settings, positive_int
+from trm_client.connection_args import add_connection_arguments, client_settings, positive_int, whole_number
 from trm_client.errors import TRMError
 from trm_client.field_names import BATCH_LINES, CLI_FLAGS, rename_fields
 from trm_client.model_info import Budget
@@ -31,6 +33,8 @@ from trm_client.serialize import model_dict, result_dict, step_dict
 from trm_client.tools import ToolAdapter
 
 EXIT_ERROR = 1
+EXIT_INTERRUPTED = 130  # the shell's status for a command stopped by Ctrl-C (128 + SIGINT)
+_ZERO_UP = whole_number(0)  # 0 asks for the model's default
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -56,11 +60,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     reason.add_argument("--grid", action="store_true", help="treat the input as a grid")
     reason.add_argument("--version", default="", help="exact model version (default: newest)")
-    reason.add_argument("--top-k", type=int, default=0, help="labels to return (default 3)")
-    reason.add_argument("--max-steps", type=int, default=0, help="most supervision steps")
-    reason.add_argument("--min-steps", type=int, default=0, help="fewest steps before halting")
+    reason.add_argument("--top-k", type=_ZERO_UP, default=0, help="labels to return (default 3)")
+    reason.add_argument("--max-steps", type=_ZERO_UP, default=0, help="most supervision steps")
+    reason.add_argument("--min-steps", type=_ZERO_UP, default=0, help="fewest steps before halting")
     reason.add_argument("--halt-threshold", type=float, default=0.0, help="halting confidence to stop at")
-    reason.add_argument("--budget-ms", type=int, default=0, help="time budget in milliseconds")
+    reason.add_argument("--budget-ms", type=_ZERO_UP, default=0, help="time budget in milliseconds")
     reason.add_argument("--stream", action="store_true", help="show each refinement step as it arrives")
     reason.add_argument("--json", action="store_true", help="print JSON (one object per line with --stream)")
 
@@ -72,7 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     batch.add_argument("--grid", action="store_true", help="the lines are grids")
     batch.add_argument("--batch-size", type=positive_int, default=256,
                        help="inputs per call, at most the server's --max-batch-requests (default 256)")
-    batch.add_argument("--top-k", type=int, default=0, help="labels to return (default 3)")
+    batch.add_argument("--top-k", type=_ZERO_UP, default=0, help="labels to return (default 3)")
     batch.add_argument("--json", action="store_true", help="print one JSON object per input line")
 
     tools = commands.add_parser("tools", help="print the OpenAI function-calling tool definitions")
@@ -81,13 +85,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def run_models(client: TRMClient, args: argparse.Namespace, out: TextIO) -> None:
+def run_models(client: TRMClient, args: argparse.Namespace, out: TextIO) -> int:
     """``trm-client models``."""
     infos = client.models()
     print(json.dumps([model_dict(i) for i in infos]) if args.json else models_table(infos), file=out)
+    return 0
 
 
-def run_reason(client: TRMClient, args: argparse.Namespace, out: TextIO) -> None:
+def run_reason(client: TRMClient, args: argparse.Namespace, out: TextIO) -> int:
     """``trm-client reason``: one final answer, or the live refinement with --stream."""
     inputs: dict[str, Any] = {"grid": args.input} if args.grid else {"text": args.input}
     budget = Budget(args.max_steps, args.min_steps, args.halt_threshold, args.budget_ms)
@@ -95,7 +100,7 @@ def run_reason(client: TRMClient, args: argparse.Namespace, out: TextIO) -> None
     if not args.stream:
         result = client.reason(args.model, **common)
         print(json.dumps(result_dict(result)) if args.json else result_text(result), file=out)
-        return
+        return 0
     live = out.isatty() and not args.json
     for step in client.reason_stream(args.model, **common):
         if args.json:
@@ -104,16 +109,20 @@ def run_reason(client: TRMClient, args: argparse.Namespace, out: TextIO) -> None
             print("\r\x1b[2K" + step_line(step), end="\n" if step.final else "", file=out, flush=True)
         else:
             print(step_line(step), file=out, flush=True)
+    return 0
 
 
-def run_reason_batch(client: TRMClient, args: argparse.Namespace, out: TextIO) -> None:
-    """``trm-client reason-batch``: one output line per input line, in order; a failed input prints its error."""
+def run_reason_batch(client: TRMClient, args: argparse.Namespace, out: TextIO) -> int:
+    """``trm-client reason-batch``: one output line per input line, in order; a failed input prints its error,
+    and the status is an error when any line failed."""
     lines = [line.rstrip("\n") for line in args.file]
+    failed = 0
     for start in range(0, len(lines), args.batch_size):
         chunk = lines[start : start + args.batch_size]
         inputs = {"grids": chunk} if args.grid else {"texts": chunk}
         for number, result in enumerate(client.reason_batch(args.model, top_k=args.top_k, **inputs), start + 1):
             if isinstance(result, TRMError):
+                failed += 1
                 failure = error_dict(result.code.name, result.details, result.request_id)
                 text = f"line {number}: {result.code.name}: {rename_fields(result.details, BATCH_LINES)}"
                 print(json.dumps({"line": number, "error": failure}) if args.json else text, file=out)
@@ -121,11 +130,16 @@ def run_reason_batch(client: TRMClient, args: argparse.Namespace, out: TextIO) -
                 print(json.dumps({"line": number, **result_dict(result)}), file=out)
             else:
                 print(f"line {number}: {answer_summary(result.answer)} ({result.steps} steps)", file=out)
+    if failed:
+        print(f"trm-client: {failed} of {len(lines)} lines failed", file=sys.stderr)
+        return EXIT_ERROR
+    return 0
 
 
-def run_tools(client: TRMClient, args: argparse.Namespace, out: TextIO) -> None:
+def run_tools(client: TRMClient, args: argparse.Namespace, out: TextIO) -> int:
     """``trm-client tools``: the tool definitions an orchestrator offers its LLM."""
     print(json.dumps(ToolAdapter(client).tools(), indent=2), file=out)
+    return 0
 
 
 COMMANDS = {"models": run_models, "reason": run_reason, "reason-batch": run_reason_batch, "tools": run_tools}
@@ -142,6 +156,8 @@ def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout) -> int:
         # SIGPIPE, send what is left to devnull so that the flush at exit cannot fail again.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_ERROR
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
     return status
 
 
@@ -150,11 +166,11 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
     --json)."""
     try:
         with TRMClient(**client_settings(args)) as client:
-            COMMANDS[args.command](client, args, out)
+            return COMMANDS[args.command](client, args, out)
     except TRMError as error:
         if args.json:
             print(json.dumps({"error": error_dict(error.code.name, error.details, error.request_id)}), file=out)
-        message = rename_fields(error.details, CLI_FLAGS)
+        message = rename_fields(error.details, CLI_FLAGS) + _flag_hint(error, args)
         print(f"trm-client: {error.code.name}: {message} (request_id={error.request_id})", file=sys.stderr)
         return EXIT_ERROR
     except ValueError as error:  # an option refused before any call (a malformed --target, a missing TLS file)
@@ -162,7 +178,16 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
             print(json.dumps({"error": error_dict("INVALID_ARGUMENT", str(error), None)}), file=out)
         print(f"trm-client: {error}", file=sys.stderr)
         return EXIT_ERROR
-    return 0
+
+
+def _flag_hint(error: TRMError, args: argparse.Namespace) -> str:
+    """The flag that changes the outcome of a call that failed on the client's own limits."""
+    if error.code is grpc.StatusCode.DEADLINE_EXCEEDED:
+        return f"; allow more time with --timeout (now {args.timeout:g} s)"
+    if args.command == "reason-batch" and error.code is grpc.StatusCode.RESOURCE_EXHAUSTED \
+            and "larger than max" in error.details:
+        return f"; send fewer lines per call with --batch-size (now {args.batch_size})"
+    return ""
 
 
 def error_dict(code: str, details: str, request_id: str | None) -> dict[str, Any]:

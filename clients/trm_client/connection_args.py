@@ -4,19 +4,30 @@ from __future__ import annotations
 
 import argparse
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from trm_client.channel import TARGET_ENV, TLSConfig, resolve_target
+from trm_client.channel import TARGET_ENV, MissingPEMBlock, TLSConfig, resolve_target
+from trm_client.model_info import MAX_UINT32
 from trm_client.retry import RetryPolicy
 
 
-def positive_int(value: str) -> int:
-    """An argparse type: a whole number of at least 1."""
-    number = int(value) if value.strip().isdigit() else 0
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, got {value!r}")
-    return number
+def whole_number(least: int) -> Callable[[str], int]:
+    """An argparse type: a whole number from ``least`` to the API's largest (2**32 - 1)."""
+
+    def parse(value: str) -> int:
+        number = int(value) if value.strip().isdigit() else -1
+        if number < least:
+            raise argparse.ArgumentTypeError(f"must be a whole number of at least {least}, got {value!r}")
+        if number > MAX_UINT32:
+            raise argparse.ArgumentTypeError(f"must be at most {MAX_UINT32}, got {value!r}")
+        return number
+
+    return parse
+
+
+positive_int = whole_number(1)
 
 
 def positive_seconds(value: str) -> float:
@@ -74,7 +85,7 @@ def client_settings(args: argparse.Namespace) -> dict[str, Any]:
 
     Raises:
         ValueError: naming the option to change: a malformed --target, --tls-cert without --tls-key (or
-            the reverse), a TLS file that cannot be read.
+            the reverse), a TLS file that cannot be read or holds no PEM block of its kind.
     """
     try:
         resolve_target(args.target)
@@ -85,12 +96,14 @@ def client_settings(args: argparse.Namespace) -> dict[str, Any]:
         raise ValueError(f"{given} needs {missing}: mutual TLS takes the client certificate and its key")
     tls = None
     if args.tls or any(option is not None for option in (args.tls_ca, args.tls_cert, args.tls_server_name)):
-        tls = TLSConfig(
-            _read("--tls-ca", args.tls_ca),
-            _read("--tls-cert", args.tls_cert),
-            _read("--tls-key", args.tls_key),
-            args.tls_server_name,
-        )
+        files = {"root_certificates": ("--tls-ca", args.tls_ca), "certificate_chain": ("--tls-cert", args.tls_cert),
+                 "private_key": ("--tls-key", args.tls_key)}
+        try:
+            tls = TLSConfig(**{field: _read(*option) for field, option in files.items()},
+                            server_name=args.tls_server_name)
+        except MissingPEMBlock as error:
+            option, path = files[error.field]
+            raise ValueError(f"{option}: {path} {error.problem}") from error
     return {
         "target": args.target,
         "tls": tls,

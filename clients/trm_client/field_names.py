@@ -16,6 +16,7 @@ _CLI_OPTIONS: Renames = (
     (r"\bReasonRequest\.grid\b", "--grid"),
     (r"\btop_k\b", "--top-k"),
     (r"\bModelInfo\.limits\.(\w+)", r"limits.\1 in `trm-client models --json`"),
+    (r"\bModelInfo\.labels\b", "labels in `trm-client models --json`"),
 )
 
 CLI_FLAGS: Renames = (
@@ -48,6 +49,7 @@ TOOL_ARGUMENTS: Renames = (
     (r"\bgrid\.cells\b", "grid"),
     (r"\bbudget\.max_steps\b", "max_steps"),
     (r"\bModelInfo\.limits\.max_text_chars\b", "maxLength of text in the tool's schema"),
+    (r" \(ModelInfo\.labels\)", ""),  # the message already names the characters the model reads
 )
 """API fields as the arguments of an LLM tool (trm_client.tool_schema)."""
 

@@ -15,16 +15,19 @@ from typing import Any
 import mcp_types as types
 from mcp.server import Server, ServerRequestContext
 from mcp.server.stdio import stdio_server
+from mcp.shared.exceptions import MCPError
 
 from trm_client.aio_client import AsyncTRMClient
 from trm_client.connection_args import add_connection_arguments, checked_client_settings
+from trm_client.errors import TRMError
 from trm_client.tool_schema import input_schema, tool_description, tool_name
 from trm_client.tools import AsyncToolAdapter, to_json
 
 INSTRUCTIONS = (
     "Each tool runs a tiny recursive model on the reasoning co-processor: intent classification, "
-    "document routing or grid puzzles, answered in milliseconds. When a result says defer_to_llm=true "
-    "the model is unsure or the input is out of its scope: reason about it yourself."
+    "document routing, grid puzzles or code written out from dictation, answered in milliseconds. When a "
+    "result says defer_to_llm=true the model is unsure, the input is out of its scope or the answer is "
+    "incomplete: reason about it yourself."
 )
 
 
@@ -34,7 +37,10 @@ def build_server(adapter: AsyncToolAdapter) -> Server[Any]:
     async def list_tools(
         ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
     ) -> types.ListToolsResult:
-        infos = await adapter.model_infos()
+        try:
+            infos = await adapter.model_infos()
+        except TRMError as error:  # the service, not the request: a JSON-RPC internal error, not a traceback
+            raise MCPError(types.INTERNAL_ERROR, f"the reasoning service: {error}") from error
         return types.ListToolsResult(
             tools=[
                 types.Tool(

@@ -6,6 +6,8 @@ import uuid
 from collections.abc import Sequence
 
 REQUEST_ID_KEY = "x-request-id"
+MAX_REQUEST_ID_CHARS = 128
+"""The server's limit on a caller's request id (docs/API.md)."""
 
 
 def new_request_id() -> str:
@@ -14,5 +16,13 @@ def new_request_id() -> str:
 
 
 def call_metadata(base: Sequence[tuple[str, str]], request_id: str) -> tuple[tuple[str, str], ...]:
-    """The client's metadata plus ``x-request-id``; the same id goes with every retry of one call."""
+    """The client's metadata plus ``x-request-id``; the same id goes with every retry of one call.
+
+    Raises:
+        ValueError: for a request id the server would refuse, or gRPC could not send as a header.
+    """
+    if not (isinstance(request_id, str) and 0 < len(request_id) <= MAX_REQUEST_ID_CHARS
+            and request_id.isascii() and request_id.isprintable() and request_id == request_id.strip()):
+        raise ValueError(f"request_id {request_id!r} must be 1-{MAX_REQUEST_ID_CHARS} printable ASCII characters "
+                         "with no space at either end; pass None for a fresh one")
     return (*((k, v) for k, v in base if k.lower() != REQUEST_ID_KEY), (REQUEST_ID_KEY, request_id))

@@ -7,6 +7,9 @@ from dataclasses import dataclass, field
 
 from trm.v1 import trm_pb2
 
+MAX_UINT32 = 2**32 - 1
+"""The largest value of the API's unsigned 32-bit fields (budget steps and milliseconds, top_k)."""
+
 
 class TaskType(enum.Enum):
     """What a model does with its input."""
@@ -35,6 +38,16 @@ class Budget:
     halt_threshold: float = 0.0
     time_budget_ms: int = 0
     continue_when_verified: bool = False  # grid models with rules: refine past a verified answer
+
+    def __post_init__(self) -> None:
+        for name in ("max_steps", "min_steps", "time_budget_ms"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_UINT32:
+                raise ValueError(f"budget.{name} must be a whole number from 0 (the model's default) to "
+                                 f"{MAX_UINT32}, got {value!r}")
+        if isinstance(self.halt_threshold, bool) or not isinstance(self.halt_threshold, int | float):
+            raise ValueError(f"budget.halt_threshold must be a number (0: the model's default), got "
+                             f"{self.halt_threshold!r}")
 
     def to_proto(self) -> trm_pb2.Budget:
         """Builds the wire message."""

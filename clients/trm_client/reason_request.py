@@ -6,17 +6,40 @@ from collections.abc import Sequence
 
 from trm.v1 import trm_pb2
 
-from trm_client.model_info import Budget
+from trm_client.model_info import MAX_UINT32, Budget
 
 GridInput = str | Sequence[str] | Sequence[Sequence[int | str]]
 """A grid as row-major cells ("53..7...."), as row strings, or as rows of digits (0 = blank)."""
 
 
 def grid_cells(grid: GridInput) -> str:
-    """Flattens any accepted grid form into the row-major cell string the API expects."""
+    """Flattens any accepted grid form into the row-major cell string the API expects.
+
+    Raises:
+        TypeError: for a grid that is none of the accepted forms.
+        ValueError: for a cell that is not one symbol (a digit 0-9 in rows of ints).
+    """
     if isinstance(grid, str):
         return "".join(grid.split())
-    return "".join(row if isinstance(row, str) else "".join(str(cell) for cell in row) for row in grid)
+    if not isinstance(grid, Sequence):
+        raise TypeError(f"grid must be a string of cells, a list of row strings or a list of rows of digits, "
+                        f"got {type(grid).__name__}")
+    return "".join(_row_cells(row, number) for number, row in enumerate(grid, start=1))
+
+
+def _row_cells(row: str | Sequence[int | str], number: int) -> str:
+    if isinstance(row, str):
+        return row
+    if not isinstance(row, Sequence):
+        raise TypeError(f"grid row {number} must be a string or a list of cells, got {type(row).__name__}")
+    cells = []
+    for column, cell in enumerate(row, start=1):
+        symbol = str(cell) if isinstance(cell, int | str) and not isinstance(cell, bool) else ""
+        if len(symbol) != 1:
+            raise ValueError(f"grid row {number}, column {column} holds {cell!r}: a cell is one symbol "
+                             "(a digit 0-9, 0 = blank, or one character)")
+        cells.append(symbol)
+    return "".join(cells)
 
 
 def build_reason_request(
@@ -31,10 +54,18 @@ def build_reason_request(
     """Builds a ReasonRequest with exactly one of ``text`` or ``grid``.
 
     Raises:
-        ValueError: when neither or both inputs are given.
+        ValueError: when neither or both inputs are given, or top_k is out of range.
+        TypeError: for a text that is not a string or a budget that is not a Budget.
     """
     if (text is None) == (grid is None):
         raise ValueError("give exactly one of text or grid")
+    if text is not None and not isinstance(text, str):
+        raise TypeError(f"text must be a string, got {type(text).__name__}")
+    if budget is not None and not isinstance(budget, Budget):
+        raise TypeError(f"budget must be a trm_client.Budget, got {type(budget).__name__}")
+    if isinstance(top_k, bool) or not isinstance(top_k, int) or not 0 <= top_k <= MAX_UINT32:
+        raise ValueError(f"top_k must be a whole number from 0 (the model's default) to {MAX_UINT32}, "
+                         f"got {top_k!r}")
     request = trm_pb2.ReasonRequest(model=model, version=version, top_k=top_k)
     if budget is not None:
         request.budget.CopyFrom(budget.to_proto())

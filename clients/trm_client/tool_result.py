@@ -12,9 +12,9 @@ def defer_reason(info: ModelInfo, result: ReasonResult) -> str | None:
     """Why the agent should not rely on the answer ("out_of_scope", "low_confidence", "unverified",
     "incomplete"), or None.
 
-    Classification: out of scope when the server flags it; otherwise low confidence when the top
-    probability is below the model's calibrated out-of-scope threshold or, for a model without one,
-    when the halting head's confidence is below the model's calibrated halting threshold.
+    Classification: out of scope when the server flags it (its top label is the out-of-scope label, or its
+    probability is below the model's calibrated out-of-scope threshold); for a model without that
+    threshold, low confidence when the halting head's confidence is below the calibrated halting threshold.
     Grid: unverified when the answer fails the deterministic rule check (a grid without rules never verifies).
     Written text: incomplete unless the model ended the answer itself (a deadline, time budget or the output
     limit cut it short).
@@ -26,11 +26,9 @@ def defer_reason(info: ModelInfo, result: ReasonResult) -> str | None:
         return None if result.halt_reason in (HaltReason.HALTED, HaltReason.LOAD) else "incomplete"
     if answer.out_of_scope:
         return "out_of_scope"
-    if info.out_of_scope_threshold > 0:
-        unsure = answer.confidence < info.out_of_scope_threshold
-    else:
-        unsure = result.halt_confidence < info.halt_threshold
-    return "low_confidence" if unsure else None
+    if info.out_of_scope_threshold == 0 and result.halt_confidence < info.halt_threshold:
+        return "low_confidence"
+    return None
 
 
 def tool_payload(info: ModelInfo, result: ReasonResult) -> dict[str, Any]:

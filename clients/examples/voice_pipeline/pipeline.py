@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+import os
 import sys
 from collections.abc import Callable, Iterable, Iterator
 from typing import TextIO
@@ -139,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", default="intent-clinc150", help="intent model to ask")
     parser.add_argument(
         "--min-confidence",
-        type=float,
+        type=_probability,
         help="fall back below this confidence, for an intent model (default: the model's calibrated thresholds)",
     )
     parser.add_argument("--json", action="store_true", help="one JSON object per utterance")
@@ -164,7 +166,21 @@ def main(argv: list[str] | None = None) -> int:
     except TRMError as error:
         print(f"pipeline: {error}", file=sys.stderr)
         return 1
+    except BrokenPipeError:  # the reader stopped early (`pipeline.py ... | head`): end quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     return 0
+
+
+def _probability(value: str) -> float:
+    """An argparse type: a number from 0 to 1."""
+    try:
+        number = float(value)
+    except ValueError:
+        number = math.nan
+    if not 0.0 <= number <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be a number from 0 to 1, got {value!r}")
+    return number
 
 
 if __name__ == "__main__":
