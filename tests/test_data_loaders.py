@@ -153,7 +153,7 @@ def test_newsgroups_row_without_body(tmp_path: Path) -> None:
     with pytest.raises(DataError) as caught:
         load_text_dataset(tmp_path, "train_full")
     assert (Path(caught.value.path).name, caught.value.line) == ("train.jsonl", 2)
-    assert caught.value.problem == "missing field 'body'"
+    assert caught.value.problem == "missing field 'body' (the object has: label, subject)"
 
 
 # --- dispatcher ------------------------------------------------------------------------------------
@@ -215,8 +215,8 @@ def test_other_columns_are_read_when_named(tmp_path: Path) -> None:
     assert load_text_file(lines, ("utterance", "intent")).labels == ["4"]
     with pytest.raises(DataError) as caught:
         load_text_file(lines, ("Utterance", "intent"))  # JSON fields match exactly
-    assert caught.value.problem == ("missing field 'Utterance'; --text-column and --label-column name other "
-                                    "columns")
+    assert caught.value.problem == ("missing field 'Utterance' (the object has: utterance, intent); --text-column "
+                                    "and --label-column name other columns")
 
 
 def test_tsv_file_loads_as_its_csv_does(tmp_path: Path) -> None:
@@ -251,6 +251,11 @@ CSV_CASES = [
      "its columns with semicolons: save it with commas"),
     ("text\tlabel\nhello\tgreet\n", 1, "missing column 'text' (the header has: text\tlabel); the file seems to "
      "separate its columns with tabs: name it .tsv"),
+    ('text,label\nhello,greet\n"an unclosed quote,greet\nbye,farewell\n', 3, "row has 1 field but the header has "
+     "2: a double quote opens a field here that ends 1 line further on; close it, or write a quote inside a field "
+     'as two ("")'),
+    ("good morning to you,greet\nhi,greet\n", 1, "missing column 'text' (the header has: good morning to you, "
+     "greet); if the first line is data, add a header line first: text,label"),
     ("text,label\n", None, "no data rows"),
     ("", None, "file is empty"),
     ("  \n\n", None, "file is empty"),
@@ -272,12 +277,15 @@ JSONL_CASES = [
         "invalid JSON: Expecting value at column 24",
     ),
     ('{"text": "a", "label": "x"}\n["b", "x"]\n', 2, "expected a JSON object, got list"),
-    ('{"text": "a", "label": "x"}\n\n{"text": "b"}\n', 3, "missing field 'label'; --text-column and --label-column "
-     "name other columns"),
-    ('{"label": "x"}\n', 1, "missing field 'text'; --text-column and --label-column name other columns"),
-    ('{"text": "a", "label": 1.5}\n', 1, "field 'label' must be a string or an integer, got 1.5"),
-    ('{"text": "a", "label": true}\n', 1, "field 'label' must be a string or an integer, got true"),
-    ('{"text": "a", "label": ["x"]}\n', 1, "field 'label' must be a string or an integer, got an array"),
+    ('{"text": "a", "label": "x"}\n\n{"text": "b"}\n', 3, "missing field 'label' (the object has: text); "
+     "--text-column and --label-column name other columns"),
+    ('{"label": "x"}\n', 1, "missing field 'text' (the object has: label); --text-column and --label-column name "
+     "other columns"),
+    ('{"text": "a", "label": 1.5}\n', 1, "field 'label' must be a string, a whole number or true / false, got 1.5"),
+    ('{"text": "a", "label": ["x"]}\n', 1, "field 'label' must be a string, a whole number or true / false, got an "
+     "array"),
+    ('[{"text": "a", "label": "x"}]\n', None, "a JSON array, not JSON Lines: put one object per line (jq -c '.[]' "
+     "FILE.json > FILE.jsonl)"),
     ('{"text": null, "label": "x"}\n', 1, "field 'text' must be a string, got null"),
     ('{"text": 3, "label": "x"}\n', 1, "field 'text' must be a string, got 3"),
     ('{"text": "a", "label": "x"}\n{"text": "", "label": "x"}\n', 2, "empty text"),
@@ -292,6 +300,34 @@ def test_jsonl_errors(tmp_path: Path, content: str, line: int | None, problem: s
     with pytest.raises(DataError) as caught:
         load_text_file(path)
     assert (caught.value.path, caught.value.line, caught.value.problem) == (str(path), line, problem)
+
+
+def test_whole_number_and_true_false_labels_read_as_their_text(tmp_path: Path) -> None:
+    """Class ids as pandas writes them (5.0) are the ids of the file that writes 5; true / false for yes / no."""
+    path = write(tmp_path / "user.jsonl", '{"text": "a", "label": 5.0}\n{"text": "b", "label": 5}\n'
+                                          '{"text": "c", "label": true}\n{"text": "d", "label": false}\n')
+    assert load_text_file(path).labels == ["5", "5", "true", "false"]
+
+
+def test_a_tab_separated_row_with_a_missing_field_names_tabs(tmp_path: Path) -> None:
+    path = write(tmp_path / "user.tsv", "text\tlabel\nhello there\n")
+    with pytest.raises(DataError) as caught:
+        load_text_file(path)
+    assert caught.value.problem == ("row has 1 field but the header has 2 (a field holding a tab or a line break "
+                                    "goes in double quotes)")
+
+
+@pytest.mark.parametrize(("name", "problem"), [
+    ("data.json", "a .json file: expected .csv, .tsv or .jsonl; a JSON array of objects becomes JSON Lines with "
+                  "jq -c '.[]' FILE.json > FILE.jsonl"),
+    ("folder.csv", "a folder: give the data file itself (.csv, .tsv or .jsonl)"),
+])
+def test_a_json_file_or_a_folder_is_told_what_to_give(tmp_path: Path, name: str, problem: str) -> None:
+    path = tmp_path / name
+    path.mkdir() if name.startswith("folder") else write(path, '[{"text": "a", "label": "x"}]')
+    with pytest.raises(DataError) as caught:
+        load_text_file(path)
+    assert caught.value.problem == problem
 
 
 def test_unknown_extension(tmp_path: Path) -> None:

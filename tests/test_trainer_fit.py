@@ -99,6 +99,12 @@ def test_a_file_with_other_column_names_fits_and_evaluates_by_them(
     report = json.loads(capsys.readouterr().out)["results"]["test"]
     assert report["examples"] == 100 and report["accuracy"] == pytest.approx(manifest["metrics"]["test_accuracy"],
                                                                             abs=0.01)
+    renamed = tmp_path / "renamed.csv"  # the same rows under yet other names: eval takes the flags fit took
+    renamed.write_text("said,meant\n" + "".join(f'"{row["utterance"]}",{row["intent"]}\n'
+                                                 for row in map(json.loads, test.read_text().splitlines())))
+    assert main(["eval", "--bundle", str(tmp_path / "bundles" / "train"), "--data", str(renamed),
+                 "--text-column", "said", "--label-column", "meant"]) == 0
+    assert json.loads(capsys.readouterr().out)["results"]["test"]["accuracy"] == report["accuracy"]
 
 
 def test_eval_names_a_label_the_model_never_saw(
@@ -202,6 +208,25 @@ def test_numbers_out_of_range_are_usage_errors_naming_the_flag(
     with pytest.raises(SystemExit) as exited:
         main(argv)
     assert exited.value.code == 2 and f"argument {flag}: must be" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("flag", ["--out", "--run-dir"])
+def test_a_folder_flag_naming_a_file_is_refused_before_training(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], flag: str
+) -> None:
+    (tmp_path / "afile").write_text("")
+    with pytest.raises(SystemExit) as exited:
+        main(["fit", "--train", "x.csv", flag, str(tmp_path / "afile" / "inside")])
+    told = f"argument {flag}: {tmp_path / 'afile'} is a file, not a folder: name a folder (made if missing)"
+    assert exited.value.code == 2 and told in capsys.readouterr().err
+
+
+def test_a_data_error_comes_before_the_plan(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "cases.csv").write_text("text,label\nhello,Greet\nhi there,greet\nbye,bye\nsee you,bye\n")
+    assert main(["fit", "--train", str(tmp_path / "cases.csv")]) == 2
+    output = capsys.readouterr()
+    assert output.out == ""  # no plan for a file that cannot be trained on
+    assert "'Greet' and 'greet' differ only in case: write each label one way" in output.err
 
 
 def test_a_sequence_fit_names_the_flags_it_does_not_take(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -254,7 +254,9 @@ def test_the_listing_and_the_paragraph_say_what_was_chosen_and_why(keyword_csv: 
     assert paragraph.startswith("Preset short-text")
     assert "98% of the texts have at most 5 tokens" in paragraph
     assert f"training {sizing.settings['max_steps']:,} steps (passes over the data)" in paragraph
-    assert f"Expected wall time: about {sizing.expected_minutes:.0f} min" in paragraph
+    expected, overhead = sizing.expected_minutes, sizing.overhead_minutes
+    assert expected < 10  # so tenths, and the parts add up
+    assert f"Expected wall time: about {expected:.1f} min, of which {overhead:.1f} min to prepare" in paragraph
 
 
 def test_the_training_guide_lists_the_presets_as_they_are() -> None:
@@ -360,7 +362,7 @@ def test_repeated_texts_are_counted_and_named_in_the_plan() -> None:
     profile = profile_texts(texts, labels)
     assert (profile.repeated_texts, profile.conflicting_texts) == (2, 1)
     _, reasons = choose_preset(profile)
-    assert "2 rows repeat an earlier row's text (1 texts with more than one label)" in reasons[0]
+    assert "2 rows repeat an earlier row's text (1 text with more than one label)" in reasons[0]
     _, unique_reasons = choose_preset(profile_texts(["a", "b"], ["x", "y"]))
     assert "repeat" not in unique_reasons[0]
 

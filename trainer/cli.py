@@ -98,7 +98,8 @@ def cmd_presets(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    print(json.dumps(evaluate_bundle(Path(args.bundle), Path(args.data), args.split, args.limit, args.int8),
+    columns = (args.text_column, args.label_column)
+    print(json.dumps(evaluate_bundle(Path(args.bundle), Path(args.data), args.split, args.limit, args.int8, columns),
                      indent=1))
     return 0
 
@@ -139,6 +140,17 @@ def _positive_number(text: str) -> float:
     return value
 
 
+def _folder(text: str) -> str:
+    """A folder to write to (made if missing): not a file, nor inside one, so that no fit ends in a traceback."""
+    folder = Path(text)
+    for path in (folder, *folder.parents):
+        if path.exists():
+            if not path.is_dir():
+                raise argparse.ArgumentTypeError(f"{path} is a file, not a folder: name a folder (made if missing)")
+            break
+    return text
+
+
 def _column_name(text: str) -> str:
     if not text.strip():
         raise argparse.ArgumentTypeError("must be a column name, got an empty one")
@@ -164,13 +176,11 @@ def build_parser() -> argparse.ArgumentParser:
                          help="sequence: a source,target file, the model writes the target (default: from the data)")
     fit_cmd.add_argument("--data", "--train", dest="data", help="dataset folder or training CSV/TSV/JSONL")
     fit_cmd.add_argument("--test", help="test CSV/TSV/JSONL for a user's data (default: a 10%% hold-out)")
-    fit_cmd.add_argument("--text-column", type=_column_name, metavar="NAME",
-                         help="the column (CSV/TSV, any case) or JSONL field of the texts (default: text)")
-    fit_cmd.add_argument("--label-column", type=_column_name, metavar="NAME",
-                         help="the column or JSONL field of the labels (default: label)")
+    _add_column_flags(fit_cmd, "text", "label")
     fit_cmd.add_argument("--name", help="bundle name")
-    fit_cmd.add_argument("--out", default="bundles", help="folder that receives the bundle folder (default bundles/)")
-    fit_cmd.add_argument("--run-dir", help="checkpoints and logs (default runs/)")
+    fit_cmd.add_argument("--out", type=_folder, default="bundles",
+                         help="folder that receives the bundle folder (default bundles/)")
+    fit_cmd.add_argument("--run-dir", type=_folder, help="checkpoints and logs (default runs/)")
     fit_cmd.add_argument("--max-steps", type=_positive_int)
     fit_cmd.add_argument("--max-minutes", type=_positive_number)
     fit_cmd.add_argument("--batch-size", type=_positive_int)
@@ -193,6 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
     eval_cmd.add_argument("--limit", type=_count, default=0,
                           help="evaluate a fixed random subset of this size (0: every example)")
     eval_cmd.add_argument("--int8", action="store_true", help="use the int8 variant when the bundle has one")
+    _add_column_flags(eval_cmd, "the bundle's text column", "the bundle's label column")
     eval_cmd.set_defaults(func=cmd_eval)
 
     export_cmd = sub.add_parser("export", help="write a bundle from a training checkpoint")
@@ -200,7 +211,7 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument("--checkpoint", help="runs/NAME or runs/NAME/checkpoint.pt")
     source.add_argument("--from-bundle", help="an existing bundle folder: re-export its weights (e.g. after an "
                         "exporter change) with fresh measurements and its original training record")
-    export_cmd.add_argument("--out", default="bundles")
+    export_cmd.add_argument("--out", type=_folder, default="bundles")
     export_cmd.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override a top-level config key for export, e.g. --set eval_limit=500 or "
                         "--set max_chars=20000")
@@ -211,6 +222,14 @@ def build_parser() -> argparse.ArgumentParser:
                         help="the command that trained the checkpoint (recorded in REPORT.md)")
     export_cmd.set_defaults(func=cmd_export)
     return parser
+
+
+def _add_column_flags(command: argparse.ArgumentParser, text_default: str, label_default: str) -> None:
+    """--text-column and --label-column: where a user's file keeps its texts and labels."""
+    command.add_argument("--text-column", type=_column_name, metavar="NAME",
+                         help=f"the column (CSV/TSV, any case) or JSONL field of the texts (default: {text_default})")
+    command.add_argument("--label-column", type=_column_name, metavar="NAME",
+                         help=f"the column or JSONL field of the labels (default: {label_default})")
 
 
 def main(argv: list[str] | None = None) -> int:

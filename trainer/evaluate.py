@@ -151,10 +151,14 @@ def headline_metrics(results: dict[str, Any]) -> dict[str, float]:
     return {k: round(float(v), 5) for k, v in flat.items()}
 
 
-def evaluate_bundle(bundle: Path, data: Path, split: str, limit: int = 0, int8: bool = False) -> dict[str, Any]:
-    """The metrics of a bundle's ONNX step on a dataset split (what `trm-train eval` prints)."""
+def evaluate_bundle(
+    bundle: Path, data: Path, split: str, limit: int = 0, int8: bool = False,
+    columns: tuple[str | None, str | None] = (None, None),
+) -> dict[str, Any]:
+    """The metrics of a bundle's ONNX step on a dataset split (what `trm-train eval` prints); a user's text file
+    is read by its text and label `columns`, each by default the one the bundle was trained from."""
     manifest = load_bundle(bundle).manifest
-    sets = eval_sets(manifest, bundle, data, split)
+    sets = eval_sets(manifest, bundle, data, split, columns)
     if limit:
         sets = {name: data_set.sample(limit, seed=0) for name, data_set in sets.items()}
     model_file = manifest.onnx_int8 if int8 and manifest.onnx_int8 else manifest.onnx_fp32

@@ -127,17 +127,21 @@ def label_ids(split: TextSplit, labels: list[str], path: str) -> np.ndarray:
     return np.array([index[label] for label in split.labels], dtype=np.int64)
 
 
-def eval_sets(manifest: Manifest, bundle: Path, data: Path, split: str) -> dict[str, EncodedSet]:
+def eval_sets(
+    manifest: Manifest, bundle: Path, data: Path, split: str, columns: tuple[str | None, str | None] = (None, None)
+) -> dict[str, EncodedSet]:
     """The requested split, encoded with the bundle's own tokenizer and label order (Sudoku's "test" of
-    the shared folder: its three tiers; a user's text file read by the columns the bundle was trained from)."""
+    the shared folder: its three tiers; a user's text file read by its text and label `columns`, each by
+    default the one the bundle was trained from)."""
     if manifest.task == "grid":
         if data.is_dir() and split == "test":
             splits = sudoku_splits(data)  # parse the shared CSVs once for all tiers
             return {tier: grid_set(splits[f"test_{tier}"]) for tier in SUDOKU_TIERS}
         return {split: grid_set(load_grid_dataset(data, split))}
     trained_with = manifest.training.config if manifest.training else {}
-    texts = load_text_dataset(data, split, columns=(trained_with.get("text_column", TEXT_COLUMN),
-                                                    trained_with.get("label_column", LABEL_COLUMN)))
+    text_column, label_column = columns
+    texts = load_text_dataset(data, split, columns=(text_column or trained_with.get("text_column", TEXT_COLUMN),
+                                                    label_column or trained_with.get("label_column", LABEL_COLUMN)))
     tokenizer = Tokenizer.from_file(str(bundle / manifest.input.tokenizer))
     return {split: EncodedSet(encode_texts(tokenizer, texts.texts), label_ids(texts, list(manifest.labels), str(data)))}
 

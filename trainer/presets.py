@@ -26,10 +26,11 @@ from typing import Any, Literal
 
 import numpy as np
 
-from trainer.data.files import DELIMITERS, first_json_object
+from trainer.data.checks import check_label_counts
+from trainer.data.files import DELIMITERS, counted, first_json_object
 from trainer.data.holdout import holdout_fraction, same_text_key
 from trainer.data.sudoku import GRID_COLUMNS, load_sudoku_file
-from trainer.data.text import DEFAULT_COLUMNS, TEXT_COLUMN, load_text_file
+from trainer.data.text import DEFAULT_COLUMNS, TEXT_COLUMN, check_label_coverage, load_text_file
 from trainer.data.tokenizer import bert_normalizer, word_splitter
 from trainer.model import ModelConfig
 from trainer.sequence.pairs import SEQUENCE_COLUMNS
@@ -233,11 +234,13 @@ def profile_file(
     if file_kind(path, columns[0]) == "grid":
         return DataProfile(kind="grid", rows=len(load_sudoku_file(path)))
     split = load_text_file(path, columns)
+    check_label_counts(split.labels, path)  # as the fit would, before its plan is printed
     profile = profile_texts(split.texts, split.labels)
     if test_path is None:
         return profile
     trained = {same_text_key(text) for text in split.texts}
     test = load_text_file(Path(test_path), columns)
+    check_label_coverage(split, test, test_path)
     return dataclasses.replace(profile, test_rows=len(test.texts),
                                test_rows_in_training=sum(same_text_key(text) in trained for text in test.texts))
 
@@ -297,11 +300,13 @@ def _data_sentence(profile: DataProfile) -> str:
                 f"with {profile.median_per_label:,.0f} examples in the median, {profile.min_per_label:,} in the "
                 "smallest")
     if profile.repeated_texts:
-        sentence += (f"; note: {profile.repeated_texts:,} rows repeat an earlier row's text "
-                     f"({profile.conflicting_texts:,} texts with more than one label); the hold-out takes or leaves "
-                     "all copies of a text")
+        repeat = "row repeats" if profile.repeated_texts == 1 else "rows repeat"
+        sentence += (f"; note: {profile.repeated_texts:,} {repeat} an earlier row's text "
+                     f"({counted(profile.conflicting_texts, 'text')} with more than one label); the hold-out takes "
+                     "or leaves all copies of a text")
     if profile.test_rows_in_training:
-        sentence += (f"; note: {profile.test_rows_in_training:,} of the {profile.test_rows:,} test rows have a "
+        have = "row has" if profile.test_rows_in_training == 1 else "rows have"
+        sentence += (f"; note: {profile.test_rows_in_training:,} of the {profile.test_rows:,} test {have} a "
                      "text of the training file, and their test figures read high")
     return sentence
 
@@ -446,9 +451,15 @@ def describe_choice(preset: Preset, reasons: list[str], sizing: Sizing) -> str:
     return (
         f"Preset {preset.name} ({preset.purpose}; the settings of {preset.based_on}), chosen because: "
         f"{'; '.join(reasons)}. Sized to the data: {', '.join(sized)}; training {_training_extent(sizing)}. "
-        f"Expected wall time: about {sizing.expected_minutes:.0f} min, of which {sizing.overhead_minutes:.1f} min "
-        f"to prepare, evaluate and export (budget {sizing.budget_minutes:g} min)."
+        f"Expected wall time: about {_minutes(sizing.expected_minutes)} min, of which "
+        f"{_minutes(sizing.overhead_minutes)} min to prepare, evaluate and export "
+        f"(budget {sizing.budget_minutes:g} min)."
     )
+
+
+def _minutes(minutes: float) -> str:
+    """Minutes as the plan prints them: tenths below 10 (so that its parts add up), whole ones above."""
+    return f"{minutes:.1f}" if minutes < 10 else f"{minutes:.0f}"
 
 
 # --- a fit without --config -------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ import importlib
 import importlib.resources
 import importlib.util
 import os
+import sys
 from collections.abc import Sequence
 from functools import cache
 from pathlib import Path
@@ -33,7 +34,14 @@ def available() -> bool:
 @cache
 def _teacher():
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    if not _on_a_terminal():  # progress bars write one line per update into a log file
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+        importlib.import_module("transformers").logging.disable_progress_bar()
     return importlib.import_module(PACKAGE).load_model()
+
+
+def _on_a_terminal() -> bool:
+    return sys.stderr.isatty()
 
 
 def embed_texts(texts: Sequence[str], batch_size: int = 128) -> np.ndarray:
@@ -43,7 +51,8 @@ def embed_texts(texts: Sequence[str], batch_size: int = 128) -> np.ndarray:
     if path.exists():
         return np.load(path).astype(np.float32)
     vectors = _teacher().encode(
-        list(texts), batch_size=batch_size, normalize_embeddings=True, show_progress_bar=len(texts) > 2000
+        list(texts), batch_size=batch_size, normalize_embeddings=True,
+        show_progress_bar=len(texts) > 2000 and _on_a_terminal()
     )
     vectors = np.asarray(vectors, dtype=np.float16)  # half the size; far below the teacher's own precision
     CACHE_DIR.mkdir(parents=True, exist_ok=True)

@@ -6,7 +6,7 @@ from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
-from trainer.data.files import DataError
+from trainer.data.files import DataError, counted
 
 # with one example, no model that did not see it knows its label (the cross-fitted teachers' soft labels)
 MIN_EXAMPLES_PER_LABEL = 2
@@ -23,11 +23,22 @@ def check_label_counts(labels: Sequence[str], path: str | Path, minimum: int = M
     if not rare:
         return
     named = ", ".join(
-        f"'{label}' has {count} example{'s' if count != 1 else ''}" for count, label in rare[:SHOWN_LABELS]
+        f"'{label}' has {counted(count, 'example')}" for count, label in rare[:SHOWN_LABELS]
     )
     more = f" (and {len(rare) - SHOWN_LABELS} more labels)" if len(rare) > SHOWN_LABELS else ""
     raise DataError(
         path, None,
         f"label {named}{more}: every label needs at least {minimum} examples; add examples of it or remove "
-        "its rows",
+        f"its rows{_case_hint({label for _, label in rare}, counts)}",
     )
+
+
+def _case_hint(rare: set[str], counts: Counter[str]) -> str:
+    """A hint when a rare label differs from another label only in case ('Greet' and 'greet' are two labels)."""
+    by_case: dict[str, list[str]] = {}
+    for label in sorted(counts):
+        by_case.setdefault(label.casefold(), []).append(label)
+    for spellings in by_case.values():
+        if len(spellings) > 1 and rare.intersection(spellings):
+            return f"; {' and '.join(repr(label) for label in spellings)} differ only in case: write each label one way"
+    return ""

@@ -15,6 +15,7 @@ from trm_bundle.checksums import sha256_of
 DELIMITERS = {".csv": ",", ".tsv": "\t"}  # the delimited files a user's data may come in, by extension
 FILE_KINDS = f"{', '.join(DELIMITERS)} or .jsonl"  # as errors name them
 SAVE_AS_UTF8 = "save the file as UTF-8 (in Excel: CSV UTF-8)"
+JSON_TO_LINES = "jq -c '.[]' FILE.json > FILE.jsonl"
 
 
 class DataError(ValueError):
@@ -74,8 +75,8 @@ def csv_rows(
         names = [name.lower() for name in header]
         for column in columns:
             if column.lower() not in names:
-                raise DataError(path, 1, f"missing column '{column}' (the header has: {', '.join(header)})"
-                                         f"{_delimiter_hint(header, delimiter) or missing_hint}")
+                hint = _delimiter_hint(header, delimiter) or _data_as_header_hint(header, columns) or missing_hint
+                raise DataError(path, 1, f"missing column '{column}' (the header has: {', '.join(header)}){hint}")
         positions = [names.index(column.lower()) for column in columns]
         end_of_previous = reader.line_num
         for fields in reader:
@@ -83,11 +84,33 @@ def csv_rows(
             if not any(field.strip() for field in fields):  # a blank line, or a spreadsheet's empty row
                 continue
             if len(fields) != len(header):
-                raise DataError(path, line, f"row has {len(fields)} fields but the header has {len(header)} "
-                                            "(a field holding a comma or a line break goes in double quotes)")
+                raise DataError(path, line, _field_count_problem(len(fields), len(header), delimiter,
+                                                                 reader.line_num - line))
             yield line, [fields[position] for position in positions]
     except csv.Error as exc:
         raise DataError(path, reader.line_num, f"malformed CSV: {exc}") from exc
+
+
+def _field_count_problem(fields: int, expected: int, delimiter: str, more_lines: int) -> str:
+    """What a row with the wrong number of fields tells the user, and the likely fix."""
+    problem = f"row has {counted(fields, 'field')} but the header has {expected}"
+    if more_lines:  # a quote opened in this row and closed lines later, or never
+        return (f"{problem}: a double quote opens a field here that ends {counted(more_lines, 'line')} further on; "
+                "close it, or write a quote inside a field as two (\"\")")
+    separator = "a comma" if delimiter == "," else "a tab"
+    return f"{problem} (a field holding {separator} or a line break goes in double quotes)"
+
+
+def _data_as_header_hint(header: list[str], columns: Sequence[str]) -> str:
+    """A hint when the first line looks like a row of data rather than column names."""
+    if any(" " in name for name in header):
+        return f"; if the first line is data, add a header line first: {','.join(columns)}"
+    return ""
+
+
+def counted(number: int, noun: str) -> str:
+    """"1 line", "2 lines": a count with its noun, singular or plural."""
+    return f"{number:,} {noun}{'' if number == 1 else 's'}"
 
 
 def _delimiter_hint(header: list[str], delimiter: str) -> str:
@@ -103,6 +126,8 @@ def _delimiter_hint(header: list[str], delimiter: str) -> str:
 
 def iter_json_objects(path: Path, content: str) -> Iterator[tuple[int, dict[str, Any]]]:
     """Yield (1-based line number, object) for each non-blank line; anything but a JSON object is an error."""
+    if content.lstrip().startswith("["):
+        raise DataError(path, None, f"a JSON array, not JSON Lines: put one object per line ({JSON_TO_LINES})")
     for number, line in enumerate(content.split("\n"), start=1):
         if not line.strip():
             continue
@@ -119,14 +144,18 @@ def string_field(
     path: Path, line: int, obj: dict[str, Any], key: str, integers: bool = False, missing_hint: str = ""
 ) -> str:
     """obj[key], which must be present (else an error ending in `missing_hint`) and a string (or, with
-    `integers`, a JSON integer, read as its decimal text: class ids such as `"label": 3`)."""
+    `integers`, a whole JSON number, read as its decimal text: class ids such as `"label": 3` or `3.0`; or
+    true / false, read as "true" / "false")."""
     if key not in obj:
-        raise DataError(path, line, f"missing field '{key}'{missing_hint}")
+        raise DataError(path, line, f"missing field '{key}' (the object has: {', '.join(obj) or 'no fields'})"
+                                    f"{missing_hint}")
     value = obj[key]
-    if integers and isinstance(value, int) and not isinstance(value, bool):
-        return str(value)
+    if integers and isinstance(value, bool):
+        return "true" if value else "false"
+    if integers and isinstance(value, int | float) and float(value).is_integer():
+        return str(int(value))  # a class id, also as a spreadsheet or pandas writes it (5.0)
     if not isinstance(value, str):
-        kinds = "a string or an integer" if integers else "a string"
+        kinds = "a string, a whole number or true / false" if integers else "a string"
         shown = "an object" if isinstance(value, dict) else "an array" if isinstance(value, list) else json.dumps(value)
         raise DataError(path, line, f"field '{key}' must be {kinds}, got {shown}")
     return value
@@ -154,6 +183,11 @@ def read_records(
     ends its message)."""
     path = Path(path)
     suffix = path.suffix.lower()
+    if path.is_dir():
+        raise DataError(path, None, f"a folder: give the data file itself ({FILE_KINDS})")
+    if suffix == ".json":
+        raise DataError(path, None, f"a .json file: expected {FILE_KINDS}; a JSON array of objects becomes JSON "
+                                    f"Lines with {JSON_TO_LINES}")
     if suffix not in (*DELIMITERS, ".jsonl"):
         raise DataError(path, None, f"unknown file extension '{path.suffix}': expected {FILE_KINDS}")
     content = read_nonempty_text(path)
