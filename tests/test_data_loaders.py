@@ -309,14 +309,6 @@ def test_whole_number_and_true_false_labels_read_as_their_text(tmp_path: Path) -
     assert load_text_file(path).labels == ["5", "5", "true", "false"]
 
 
-def test_a_tab_separated_row_with_a_missing_field_names_tabs(tmp_path: Path) -> None:
-    path = write(tmp_path / "user.tsv", "text\tlabel\nhello there\n")
-    with pytest.raises(DataError) as caught:
-        load_text_file(path)
-    assert caught.value.problem == ("row has 1 field but the header has 2 (a field holding a tab or a line break "
-                                    "goes in double quotes)")
-
-
 @pytest.mark.parametrize(("name", "problem"), [
     ("data.json", "a .json file: expected .csv, .tsv or .jsonl; a JSON array of objects becomes JSON Lines with "
                   "jq -c '.[]' FILE.json > FILE.jsonl"),
@@ -337,12 +329,17 @@ def test_unknown_extension(tmp_path: Path) -> None:
     assert str(caught.value) == f"{path}: unknown file extension '.txt': expected .csv, .tsv or .jsonl"
 
 
-def test_a_tsv_with_commas_is_named_as_a_csv(tmp_path: Path) -> None:
-    path = write(tmp_path / "data.tsv", "text,label\nhi,greet\n")
+@pytest.mark.parametrize(("content", "problem"), [
+    ("text,label\nhi,greet\n", "missing column 'text' (the header has: text,label); the file seems to separate "
+                               "its columns with commas: name it .csv"),
+    ("text\tlabel\nhello there\n", "row has 1 field but the header has 2 (a field holding a tab or a line break "
+                                  "goes in double quotes)"),
+])
+def test_tsv_errors_speak_of_tabs(tmp_path: Path, content: str, problem: str) -> None:
+    path = write(tmp_path / "data.tsv", content)
     with pytest.raises(DataError) as caught:
         load_text_file(path)
-    assert caught.value.problem == ("missing column 'text' (the header has: text,label); the file seems to separate "
-                                    "its columns with commas: name it .csv")
+    assert caught.value.problem == problem
 
 
 def test_unreadable_file(tmp_path: Path) -> None:
