@@ -255,7 +255,8 @@ CSV_CASES = [
      "2: a double quote opens a field here that ends 1 line further on; close it, or write a quote inside a field "
      'as two ("")'),
     ("good morning to you,greet\nhi,greet\n", 1, "missing column 'text' (the header has: good morning to you, "
-     "greet); if the first line is data, add a header line first: text,label"),
+     "greet); if the first line is data, add a header line first: text,label; --text-column and --label-column "
+     "name other columns"),
     ("text,label\n", None, "no data rows"),
     ("", None, "file is empty"),
     ("  \n\n", None, "file is empty"),

@@ -85,7 +85,7 @@ def test_user_jsonl_loads_like_the_same_csv(tmp_path: Path) -> None:
     missing = write(tmp_path / "bad.jsonl", f'{{"question": "{QUESTION}"}}\n')
     with pytest.raises(DataError) as caught:
         load_sudoku_file(missing)
-    assert (caught.value.line, caught.value.problem) == (1, "missing field 'answer'")
+    assert (caught.value.line, caught.value.problem) == (1, "missing field 'answer' (the object has: question)")
 
 
 def replaced(text: str, position: int, char: str) -> str:

@@ -279,8 +279,10 @@ def test_ctrl_c_ends_the_command_with_status_130_and_no_traceback():
     """Interrupted mid-call: the "server" accepts the connection and never answers."""
     with socket.create_server(("127.0.0.1", 0)) as silent:
         target = f"127.0.0.1:{silent.getsockname()[1]}"
-        command = [sys.executable, "-m", "trm_client.cli", "--target", target, "--timeout", "60", "models"]
-        with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as process:
+        command = [sys.executable, "-m", "trm_client.cli", "--target", target, "--timeout", "30", "models"]
+        # Ctrl-C as a terminal delivers it, also where this test runs in the background (which ignores SIGINT)
+        with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL)) as process:
             silent.settimeout(60)
             connection, _ = silent.accept()  # the command is in its call now
             process.send_signal(signal.SIGINT)

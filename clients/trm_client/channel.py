@@ -36,6 +36,10 @@ _PEM_BLOCKS = {
 }
 """What each TLSConfig field must hold: gRPC core only logs a file it cannot read and fails the handshake."""
 
+# gRPC's own target URI schemes; any other target is HOST:PORT.
+_URI_SCHEMES = frozenset({"dns", "ipv4", "ipv6", "unix", "unix-abstract", "vsock", "xds", "google-c2p"})
+
+
 class MissingPEMBlock(ValueError):
     """A TLSConfig field whose bytes hold no PEM block of the kind it needs."""
 
@@ -47,10 +51,6 @@ class MissingPEMBlock(ValueError):
     def problem(self) -> str:
         """What is wrong, without the field's name."""
         return f"holds no PEM {self.kind} (no '-----BEGIN {self.kind}-----' line)"
-
-
-# gRPC's own target URI schemes; any other target is HOST:PORT.
-_URI_SCHEMES = frozenset({"dns", "ipv4", "ipv6", "unix", "unix-abstract", "vsock", "xds", "google-c2p"})
 
 
 @dataclass(frozen=True)

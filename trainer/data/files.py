@@ -75,7 +75,7 @@ def csv_rows(
         names = [name.lower() for name in header]
         for column in columns:
             if column.lower() not in names:
-                hint = _delimiter_hint(header, delimiter) or _data_as_header_hint(header, columns) or missing_hint
+                hint = _delimiter_hint(header, delimiter) or _data_as_header_hint(header, columns) + missing_hint
                 raise DataError(path, 1, f"missing column '{column}' (the header has: {', '.join(header)}){hint}")
         positions = [names.index(column.lower()) for column in columns]
         end_of_previous = reader.line_num
