@@ -24,6 +24,13 @@ def test_shipped_manifests_round_trip_byte_for_byte(name: str) -> None:
     assert json.dumps(manifest_json(parse_manifest(json.loads(text))), indent=2) + "\n" == text
 
 
+def test_an_undefined_metric_is_left_out_so_that_the_manifest_is_strict_json() -> None:
+    manifest = parse_manifest(json.loads((MODELS / "intent-clinc150" / "manifest.json").read_text()))
+    undefined = dataclasses.replace(manifest, metrics={**manifest.metrics, "test_answered_accuracy": float("nan")})
+    written = json.dumps(manifest_json(undefined), allow_nan=False)  # raises on a NaN
+    assert json.loads(written)["metrics"] == manifest.metrics
+
+
 def test_the_writer_fills_in_the_checksums_and_replaces_an_earlier_bundle(text_bundle: Path, tmp_path: Path) -> None:
     source = load_bundle(text_bundle)
     files = {name: text_bundle / name for name in source.manifest.files}

@@ -287,7 +287,8 @@ def manifest_json(manifest: Manifest) -> dict[str, Any]:
         "recursion": {**dataclasses.asdict(manifest.recursion), "state_shape": list(manifest.recursion.state_shape)},
         "halting": {"threshold": manifest.halt_threshold, "min_steps": manifest.min_steps},
         "out_of_scope": None if manifest.out_of_scope is None else dataclasses.asdict(manifest.out_of_scope),
-        "metrics": dict(manifest.metrics),
+        # JSON has no NaN: a metric undefined for its set (nothing answered, say) is absent, as readers skip it
+        "metrics": {name: value for name, value in manifest.metrics.items() if math.isfinite(value)},
         "onnx": {"fp32": manifest.onnx_fp32, "int8": manifest.onnx_int8, "opset": manifest.onnx_opset},
         "training": None if manifest.training is None else dataclasses.asdict(manifest.training),
         **({} if manifest.sequence is None else {"sequence": _sequence_json(manifest.sequence)}),
