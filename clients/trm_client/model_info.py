@@ -11,6 +11,13 @@ MAX_UINT32 = 2**32 - 1
 """The largest value of the API's unsigned 32-bit fields (budget steps and milliseconds, top_k)."""
 
 
+def check_request_count(name: str, value: object) -> None:
+    """Raises ValueError naming `name` unless `value` is a whole number from 0 (the model's default) to
+    MAX_UINT32: protobuf's own error ("Value out of range") names no field."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_UINT32:
+        raise ValueError(f"{name} must be a whole number from 0 (the model's default) to {MAX_UINT32}, got {value!r}")
+
+
 class TaskType(enum.Enum):
     """What a model does with its input."""
 
@@ -41,10 +48,7 @@ class Budget:
 
     def __post_init__(self) -> None:
         for name in ("max_steps", "min_steps", "time_budget_ms"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_UINT32:
-                raise ValueError(f"budget.{name} must be a whole number from 0 (the model's default) to "
-                                 f"{MAX_UINT32}, got {value!r}")
+            check_request_count(f"budget.{name}", getattr(self, name))
         if isinstance(self.halt_threshold, bool) or not isinstance(self.halt_threshold, int | float):
             raise ValueError(f"budget.halt_threshold must be a number (0: the model's default), got "
                              f"{self.halt_threshold!r}")

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 from trm.v1 import trm_pb2
 
-from trm_client.model_info import MAX_UINT32, Budget
+from trm_client.model_info import Budget, check_request_count
 
 GridInput = str | Sequence[str] | Sequence[Sequence[int | str]]
 """A grid as row-major cells ("53..7...."), as row strings, or as rows of digits (0 = blank)."""
@@ -63,9 +63,7 @@ def build_reason_request(
         raise TypeError(f"text must be a string, got {type(text).__name__}")
     if budget is not None and not isinstance(budget, Budget):
         raise TypeError(f"budget must be a trm_client.Budget, got {type(budget).__name__}")
-    if isinstance(top_k, bool) or not isinstance(top_k, int) or not 0 <= top_k <= MAX_UINT32:
-        raise ValueError(f"top_k must be a whole number from 0 (the model's default) to {MAX_UINT32}, "
-                         f"got {top_k!r}")
+    check_request_count("top_k", top_k)
     request = trm_pb2.ReasonRequest(model=model, version=version, top_k=top_k)
     if budget is not None:
         request.budget.CopyFrom(budget.to_proto())

@@ -146,15 +146,16 @@ class SequenceScheduler(ModelScheduler):
             answer = int(outputs.log_probs[row].argmax())
             unchanged = self._session.spec.halt_when_unchanged and answer == state.token_answer
             state.token_answer = answer
+            limits = self._limits(ticket)
             reason = stop_reason(steps_done=state.token_step, halt_probability=float(halt_probability[row]),
                                  budget=ticket.budget, now=now, next_step_s=next_step_s,
-                                 limits=self._limits(ticket), unchanged=unchanged, load_cap=load_cap)
+                                 limits=limits, unchanged=unchanged, load_cap=load_cap)
             token_emitted = reason in _TOKEN_ENDS
             final = None
             if token_emitted:
                 # the answer goes on to its next token only if a step of it fits the time limits
                 final = self._emit(state, answer, reason) or time_limit_reason(
-                    now=now, next_step_s=next_step_s, limits=self._limits(ticket))
+                    now=now, next_step_s=next_step_s, limits=limits)
             elif reason is not None:
                 final = reason  # a time limit: the answer is the text emitted so far
             if final is not None:
