@@ -16,7 +16,7 @@ from trainer import evaluate as ev
 from trainer.evaluate import torch_step_fn
 from trainer.export import export_step, torch_model_from_bundle, trimmed_step_diff
 from trainer.model import TRM, ModelConfig, count_parameters
-from trainer.testing import make_random_bundle
+from trainer.testing import make_random_bundle, random_model
 from trm_bundle import BundleError
 from trm_bundle.manifest import FP32_FILE, load_bundle
 
@@ -29,6 +29,8 @@ CONFIGS = {
                                n=2, T=2, N_sup=3, pool=8, doc_slot=True),
     "grid": ModelConfig(task="grid", vocab_size=10, seq_len=81, num_outputs=10, hidden_size=64, mixer="mlp", n=2, T=2,
                         N_sup=4),
+    "reader-pooled-text": ModelConfig(task="text", vocab_size=300, seq_len=64, num_outputs=5, hidden_size=48,
+                                      num_heads=4, n=2, T=2, N_sup=3, pool=8, doc_slot=True, reader_rows=120),
 }
 
 
@@ -38,7 +40,7 @@ CONFIGS = {
 def test_onnx_step_matches_pytorch(name: str, tmp_path: Path) -> None:
     torch.manual_seed(0)
     cfg = CONFIGS[name]
-    model = TRM(cfg).eval()
+    model = random_model(cfg)
     export_step(model, tmp_path / FP32_FILE)
     tokens = random_tokens(cfg, 200, seed=1)
     state = np.random.default_rng(2).normal(size=(200, *cfg.state_shape)).astype(np.float32)
@@ -48,12 +50,12 @@ def test_onnx_step_matches_pytorch(name: str, tmp_path: Path) -> None:
         assert np.abs(a - b).max() <= 1e-4
 
 
-@pytest.mark.parametrize("name", ["text", "pooled-text"])
+@pytest.mark.parametrize("name", ["text", "pooled-text", "reader-pooled-text"])
 def test_text_step_trimmed_to_each_input_matches_the_full_length_step(name: str, tmp_path: Path) -> None:
     """What lets the server run a batch at its longest input: trimming padding changes no output."""
     torch.manual_seed(0)
     cfg = CONFIGS[name]
-    export_step(TRM(cfg).eval(), tmp_path / FP32_FILE)
+    export_step(random_model(cfg), tmp_path / FP32_FILE)
     step = ev.onnx_step_fn(tmp_path / FP32_FILE)
     tokens = random_tokens(cfg, 40, seed=3)
     zeros = np.zeros((len(tokens), *cfg.state_shape), dtype=np.float32)
@@ -73,11 +75,11 @@ def input_dims(path: Path) -> dict[str, list[int | str]]:
     return {i.name: [d.dim_param or d.dim_value for d in i.type.tensor_type.shape.dim] for i in graph.input}
 
 
-@pytest.mark.parametrize("name", ["text", "pooled-text"])  # grids: on the trained bundle (test_shipped_bundles)
+@pytest.mark.parametrize("name", ["text", "pooled-text", "reader-pooled-text"])  # grids: test_shipped_bundles
 def test_full_recursion_agrees_with_pytorch(name: str, tmp_path: Path) -> None:
     torch.manual_seed(0)
     cfg = CONFIGS[name]
-    model = TRM(cfg).eval()
+    model = random_model(cfg)
     with torch.no_grad():  # random weights give near-tied logits; a decisive head makes argmax meaningful
         model.head.weight.mul_(20.0)
     export_step(model, tmp_path / FP32_FILE)

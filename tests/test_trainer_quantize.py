@@ -20,9 +20,9 @@ from trm.v1 import trm_pb2, trm_pb2_grpc
 from trainer import evaluate as ev
 from trainer.data.tokenizer import encode_texts
 from trainer.export import export_step, quantize_step
-from trainer.model import TRM, ModelConfig
+from trainer.model import ModelConfig
 from trainer.quantize import calibration_inputs, quantize_static_step
-from trainer.testing import SAMPLE_TEXTS, make_random_bundle
+from trainer.testing import SAMPLE_TEXTS, make_random_bundle, random_model
 from trm_bundle.checksums import sha256_of
 from trm_bundle.manifest import FP32_FILE, INT8_FILE, MANIFEST_FILE
 from trm_service.testing import ServerProcess
@@ -36,6 +36,8 @@ CONFIGS = {
                                n=2, T=2, N_sup=3, pool=8, doc_slot=True, embed_dim=16, embedding_storage="int8"),
     "grid": ModelConfig(task="grid", vocab_size=10, seq_len=81, num_outputs=10, hidden_size=64, mixer="mlp", n=2, T=2,
                         N_sup=3),
+    "reader-text": ModelConfig(task="text", vocab_size=300, seq_len=24, num_outputs=9, hidden_size=64, num_heads=4,
+                               n=2, T=2, N_sup=3, embed_dim=32, reader_rows=100),
 }
 TOLERANCE = 1e-4
 BATCH = 64
@@ -74,7 +76,7 @@ def exported(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
     torch.manual_seed(0)
     cfg = CONFIGS[request.param]
     folder = tmp_path_factory.mktemp(request.param)
-    model = TRM(cfg).store_embeddings().eval()
+    model = random_model(cfg).store_embeddings()
     torch.nn.init.normal_(model.q_head.weight, std=cfg.hidden_size**-0.5)  # a trained halting head, not a constant
     export_step(model, folder / FP32_FILE)
     quantize_static_step(folder / FP32_FILE, folder / INT8_FILE, random_tokens(cfg, 256, seed=1), cfg)
@@ -141,7 +143,7 @@ def test_int8_stores_every_weight_in_int8(exported: tuple[ModelConfig, Path]) ->
     assert float_bytes < int8_bytes
 
 
-@pytest.mark.parametrize("exported", ["text", "pooled-text"], indirect=True)
+@pytest.mark.parametrize("exported", ["text", "pooled-text", "reader-text"], indirect=True)
 def test_int8_follows_fp32_through_every_step(exported: tuple[ModelConfig, Path]) -> None:
     """Text models only: one fixed scale per activation must cover every supervision step, and the random grid
     model's states grow step after step, so its int8 step is coarse (the exporter ships int8 only when it loses

@@ -67,6 +67,9 @@ class TrainConfig:
     # by the MiniLM teacher (trainer/data/text_augment.py); 0: none
     augment_per_label: int = 0
     token_dropout: float = 0.0  # training augmentation: each input word becomes [UNK] with this probability
+    # text: after training, fit a linear reader over the token ids and mix it into the step's answer where
+    # that is more accurate on validation (trainer/reader.py); never with train_on_val (no held-out rows)
+    linear_reader: bool = True
     # grid inputs: training puzzles are revealed to a uniform number of givens in this range;
     # originals (no reveal) are mixed in with probability grid_original_fraction
     givens_min: int = 30

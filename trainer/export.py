@@ -35,7 +35,9 @@ from trainer.fit import Fitted, TrainingRecord, cpu_copy
 from trainer.model import TRM, ModelConfig, count_parameters
 from trainer.prepare import Prepared, prepare, resolve_out_of_scope_label
 from trainer.quantize import quantize_static_step
+from trainer.reader import fit_linear_reader
 from trainer.report import write_report
+from trainer.tasks import EncodedSet
 from trainer.train import pick_device
 from trm_bundle.manifest import (
     FP32_FILE,
@@ -58,19 +60,35 @@ TOKENIZER_FILE = "tokenizer.json"
 SUDOKU_INPUT = GridInput(rows=9, cols=9, blank="0.", alphabet="123456789", rules="sudoku")
 INT8_MAX_LOSS = 0.005  # ship the int8 variant only if it loses at most 0.5 points
 MAX_BUNDLE_BYTES = 9_800_000  # and only if the bundle stays under 10 MB with it (reports and plots included)
+MAX_READER_BYTES = 1_500_000  # most a linear reader's weights add to an ONNX file (trainer/reader.py)
+READER_GRAPH_BYTES = 16_000  # and its nodes, at most (7 kB measured)
 
 
-def export_bundle(fitted: Fitted, bundle_dir: Path, ablation: dict[str, Any] | None = None) -> Bundle:
+def export_bundle(
+    fitted: Fitted, bundle_dir: Path, ablation: dict[str, Any] | None = None, reader: dict[str, Any] | None = None
+) -> Bundle:
     """Exports, calibrates on validation, measures on test (fp32 and int8) and writes the bundle.
 
-    `ablation` (see `ablation_summary`) is a same-size model with less recursion, reported next to this one."""
+    `ablation` (see `ablation_summary`) is a same-size model with less recursion, reported next to this one;
+    `reader`, what fitting the linear reader that the model already carries found (a re-export's)."""
     cfg, prepared, record = fitted.cfg, fitted.prepared, fitted.record
-    mcfg = prepared.model_cfg
     model = cpu_copy(fitted.model).store_embeddings()  # every figure below is measured on the bundle's own weights
+    tokenizer_json = "" if prepared.tokenizer is None else prepared.tokenizer.to_str()
     with tempfile.TemporaryDirectory() as tmp:
         fp32, int8 = Path(tmp) / FP32_FILE, Path(tmp) / INT8_FILE
         export_step(model, fp32)
-        quantize_step(fp32, int8, prepared.val.tokens, mcfg)
+        quantize_step(fp32, int8, prepared.val.tokens, model.cfg)
+        if cfg.task == "text" and cfg.linear_reader and not cfg.train_on_val and model.reader is None:
+            budget = reader_budget(fp32.stat().st_size, int8.stat().st_size, len(tokenizer_json))
+            trained_on = EncodedSet(prepared.stream.tokens, prepared.stream.targets)
+            model, reader_fit = fit_linear_reader(model, trained_on, prepared.val, cfg.seed, budget)
+            if reader_fit is not None:
+                reader = dataclasses.asdict(reader_fit)
+                print(f"{cfg.name}: {reader_fit.summary()}", flush=True)
+            if model.reader is not None:
+                export_step(model, fp32)
+                quantize_step(fp32, int8, prepared.val.tokens, model.cfg)
+        mcfg = model.cfg
         # fp32 metrics come from the same weights in torch (faster than ONNX Runtime here, and on a GPU when
         # there is one); `measure_parity` below checks that the ONNX step agrees with them.
         device = pick_device("auto")
@@ -83,7 +101,6 @@ def export_bundle(fitted: Fitted, bundle_dir: Path, ablation: dict[str, Any] | N
         results = evaluate_step(step, *args)
         results_int8 = evaluate_step(onnx_step_fn(int8), *args)
         parity = measure_parity(model, fp32, prepared)
-        tokenizer_json = "" if prepared.tokenizer is None else prepared.tokenizer.to_str()
         bundle_bytes = fp32.stat().st_size + int8.stat().st_size + len(tokenizer_json)
         int8_loss, ship_int8, int8_reason = int8_decision(results, results_int8, bundle_bytes)
         files: dict[str, Path | bytes | str] = {FP32_FILE: fp32}
@@ -100,6 +117,8 @@ def export_bundle(fitted: Fitted, bundle_dir: Path, ablation: dict[str, Any] | N
             "fp32_measured_with": f"torch ({device.type}), ONNX parity below",
             "training_history": record.history,
         }
+        if reader is not None:
+            evaluation["linear_reader"] = reader
         if thresholds.abstain is not None:
             evaluation["abstain_calibration"] = dataclasses.asdict(thresholds.abstain)
         if fitted.baseline is not None:
@@ -139,7 +158,8 @@ def reexport_bundle(source: Path, out: Path, overrides: dict[str, Any], ablation
     record = TrainingRecord.of_bundle(training, evaluation.get("training_history", []))
     baseline = BaselineResult(**evaluation["baseline"]) if "baseline" in evaluation else None
     fitted = Fitted(cfg, prepared, model, record, baseline)
-    return export_bundle(fitted, out / cfg.name, ablation or evaluation.get("ablation"))
+    return export_bundle(fitted, out / cfg.name, ablation or evaluation.get("ablation"),
+                         evaluation.get("linear_reader") if model.reader is not None else None)
 
 
 def step_manifest(
@@ -231,6 +251,15 @@ def ablation_summary(source: Path) -> dict[str, Any]:
         "parameters": training.parameters, "optimizer_steps": training.optimizer_steps,
         "train_time_s": training.train_time_s, "device": training.device, "command": training.command,
     }
+
+
+def reader_budget(fp32_bytes: int, int8_bytes: int, other_bytes: int) -> int:
+    """Bytes a linear reader may add to each ONNX file: what keeps the bundle within MAX_BUNDLE_BYTES with its
+    int8 variant, or with the fp32 step alone where the int8 variant would not fit anyway; at most
+    MAX_READER_BYTES."""
+    with_int8 = (MAX_BUNDLE_BYTES - fp32_bytes - int8_bytes - other_bytes) // 2 - READER_GRAPH_BYTES
+    fp32_alone = MAX_BUNDLE_BYTES - fp32_bytes - other_bytes - READER_GRAPH_BYTES
+    return min(MAX_READER_BYTES, with_int8 if with_int8 > 0 else fp32_alone)
 
 
 def int8_decision(

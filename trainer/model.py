@@ -13,7 +13,7 @@ from zero, so attention cannot blur them over steps (docs/EXPERIMENTS.md).
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Literal, get_args
 
 import numpy as np
@@ -52,6 +52,8 @@ class ModelConfig:
     # rows of y and z a step hands the next: all (the TRM), or slots (text: answer and document slots only)
     state_carry: StateCarry = "all"
     pad_id: int = 0
+    # text only: rows of the linear reader's table (LinearReader), fitted after training; 0: no reader
+    reader_rows: int = 0
 
     def __post_init__(self) -> None:
         if self.embedding_storage not in get_args(EmbeddingStorage):
@@ -62,6 +64,8 @@ class ModelConfig:
             raise ValueError(f"model.state_carry must be {choices}, got {self.state_carry!r}")
         if self.state_carry == "slots" and self.task != "text":
             raise ValueError("model.state_carry slots is for text: a grid's answer is in its cell rows")
+        if self.reader_rows and self.task != "text":
+            raise ValueError("model.reader_rows is for text: a linear reader reads token ids")
         if self.task == "text" and self.seq_len % self.pool:
             raise ValueError(f"max_tokens {self.seq_len} must be a multiple of model.pool {self.pool}")
 
@@ -302,6 +306,55 @@ class InputEmbedding(nn.Module):
         return x, key_mask
 
 
+class LinearReader(nn.Module):
+    """A linear classifier over the step's own token ids, whose answer the step mixes into the TRM's.
+
+    Its features are those of a sublinear TF-IDF: each token id a text holds counts once, with weight
+    idf(id) * (1 + ln count), and the vector is L2-normalised. Scores are that vector times a table of
+    per-class weights plus a bias. An id maps to a table row (`row_of`); row 0 reads nothing (padding, and
+    ids without a weight: idf 0). A row is stored as int8 codes times one scale; `row_values` holds each
+    row's (idf * scale, idf). Every sum runs over the text's own tokens, so rows of a batch stay independent
+    and trimming padding off changes nothing. The step's answer becomes log(w_trm * softmax(TRM logits) +
+    w_reader * softmax(scores)): log-probabilities, which a server's softmax turns back into the mixed
+    probabilities. Fitted by trainer/reader.py."""
+
+    MAX_ROWS = 2**15 - 1  # `row_of` is int16
+
+    def __init__(self, vocab_size: int, rows: int, num_classes: int) -> None:
+        super().__init__()
+        if rows > self.MAX_ROWS:
+            raise ValueError(f"a linear reader holds at most {self.MAX_ROWS} rows, got {rows}")
+        self.register_buffer("row_of", torch.zeros(vocab_size, dtype=torch.int16))
+        self.register_buffer("row_values", torch.zeros(rows, 2))
+        self.register_buffer("codes", torch.zeros(rows, num_classes, dtype=torch.int8))
+        self.register_buffer("bias", torch.zeros(num_classes))
+        self.register_buffer("trm_weight", torch.tensor(0.5))  # the TRM's share of the mix; the reader's: the rest
+        self.register_buffer("log_padding", torch.ones(1, -num_classes % 64), persistent=False)
+
+    def scores(self, tokens: torch.Tensor) -> torch.Tensor:
+        """[B, L] token ids -> [B, classes] scores."""
+        rows = self.row_of[tokens].long()
+        counts = torch.zeros(rows.shape[0], self.row_values.shape[0], device=rows.device)
+        counts = counts.scatter_add(1, rows, torch.ones_like(rows, dtype=counts.dtype)).gather(1, rows)
+        values = self.row_values[rows]
+        tf = 1.0 + torch.log(counts)  # an id's positions each carry 1/count of its feature
+        code_weights = values[..., 0] * tf / counts
+        squares = (values[..., 1] * tf) ** 2 / counts  # summed as a product, as in InputEmbedding
+        norm = torch.sqrt(squares[:, None, :] @ torch.ones_like(squares)[:, :, None]).squeeze(-1)
+        weighted = (code_weights[:, None, :] @ self.codes[rows].to(counts.dtype)).squeeze(1)
+        return weighted / norm.clamp(min=1e-12) + self.bias
+
+    def forward(self, logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+        """The TRM's `logits` mixed with the reader's answer, as log-probabilities (at least ln 1e-30)."""
+        reader = self.scores(tokens).softmax(-1)
+        mixed = (reader + self.trm_weight * (logits.softmax(-1) - reader)).clamp(min=1e-30)
+        # The log runs over rows padded to a multiple of 64 values: ONNX Runtime's element-wise Log takes
+        # other code paths for a row's values at other places in the tensor, so a row alone and the same
+        # row in a batch came out up to 2.4e-7 apart.
+        padded = torch.cat([mixed, self.log_padding.expand(mixed.shape[0], -1)], dim=1)
+        return torch.log(padded)[:, : mixed.shape[1]]
+
+
 class TRM(nn.Module):
     """Tiny Recursive Model; ``step`` is one supervision step, the unit the server loops over."""
 
@@ -314,6 +367,7 @@ class TRM(nn.Module):
         self.q_head = nn.Linear(cfg.hidden_size, 1)
         nn.init.zeros_(self.q_head.weight)
         nn.init.constant_(self.q_head.bias, -5.0)  # start by never halting, as the official code does
+        self.reader = LinearReader(cfg.vocab_size, cfg.reader_rows, cfg.num_outputs) if cfg.reader_rows else None
 
     def store_embeddings(self) -> TRM:
         """Switches the token table to the storage a bundle uses (``cfg.embedding_storage``), in place.
@@ -322,6 +376,12 @@ class TRM(nn.Module):
         bundle's own weights. A no-op for fp32 storage; returns self."""
         if self.cfg.embedding_storage == "int8" and isinstance(self.embed.tokens, nn.Embedding):
             self.embed.tokens = Int8Embedding.from_embedding(self.embed.tokens)
+        return self
+
+    def with_reader(self, reader: LinearReader) -> TRM:
+        """Mixes `reader` into every step's answer (in place; the config records its size); returns self."""
+        self.cfg = replace(self.cfg, reader_rows=reader.row_values.shape[0])
+        self.reader = reader
         return self
 
     def initial_state(self, batch: int, device: torch.device | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -350,6 +410,8 @@ class TRM(nn.Module):
                     y, z = self._round(x, y, z, key_mask)
         y, z = self._round(x, y, z, key_mask)
         logits = self.head(y[:, 0]) if self.cfg.task == "text" else self.head(y[:, 1:])
+        if self.reader is not None:
+            logits = self.reader(logits, tokens)
         halt_logit = self.q_head(y[:, 0]).squeeze(-1)
         return y, z, logits, halt_logit
 
@@ -369,6 +431,6 @@ class TRM(nn.Module):
 
 
 def count_parameters(model: nn.Module) -> int:
-    """Weights of the model however they are stored (an int8 token table counts like the trained one)."""
-    stored = sum(m.codes.numel() for m in model.modules() if isinstance(m, Int8Embedding))
+    """Weights of the model however they are stored (an int8 table counts like a trained one)."""
+    stored = sum(m.codes.numel() for m in model.modules() if isinstance(m, Int8Embedding | LinearReader))
     return sum(p.numel() for p in model.parameters()) + stored

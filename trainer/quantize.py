@@ -54,7 +54,7 @@ def quantize_static_step(fp32_path: Path, int8_path: Path, tokens: np.ndarray, c
             str(folded), str(int8_path), _Reader(calibration_inputs(fp32_path, tokens, cfg)),
             quant_format=QuantFormat.QDQ,
             op_types_to_quantize=list(QUANTIZED_OPS),
-            nodes_to_quantize=weight_nodes(onnx.load(str(folded)), keep_float=pooled_projections(cfg)),
+            nodes_to_quantize=weight_nodes(onnx.load(str(folded)), keep_float=float_nodes(cfg)),
             per_channel=True,
             activation_type=QuantType.QUInt8,
             weight_type=QuantType.QInt8,
@@ -63,20 +63,22 @@ def quantize_static_step(fp32_path: Path, int8_path: Path, tokens: np.ndarray, c
         )
 
 
-def pooled_projections(cfg: ModelConfig) -> str | None:
-    """The name prefix of the token projection's nodes when its inputs are sums over tokens, else None."""
-    return "/embed/project" if cfg.embed_dim and (cfg.pool > 1 or cfg.doc_slot) else None
+def float_nodes(cfg: ModelConfig) -> tuple[str, ...]:
+    """Name prefixes of the nodes that stay float: the token projection when its inputs are sums over tokens,
+    and the linear reader (its table is int8 already; its idf and scales are per-id constants)."""
+    pooled = ("/embed/project",) if cfg.embed_dim and (cfg.pool > 1 or cfg.doc_slot) else ()
+    return pooled + (("/reader/",) if cfg.reader_rows else ())
 
 
-def weight_nodes(model: onnx.ModelProto, keep_float: str | None) -> list[str]:
+def weight_nodes(model: onnx.ModelProto, keep_float: tuple[str, ...]) -> list[str]:
     """Names of the nodes that multiply by or look up a constant: the ones worth storing in int8, less
-    those whose name starts with `keep_float`."""
+    those whose name starts with one of `keep_float`."""
     constants = {init.name for init in model.graph.initializer}
     nodes = [
         node for node in model.graph.node
         if ((node.op_type in QUANTIZED_OPS[:2] and node.input[1] in constants)
             or (node.op_type == "Gather" and node.input[0] in constants))
-        and not (keep_float and node.name.startswith(keep_float))
+        and not node.name.startswith(keep_float)
     ]
     unnamed = [node.op_type for node in nodes if not node.name]
     if unnamed:

@@ -9,6 +9,7 @@ from typing import Any
 import matplotlib
 
 from trainer.baseline import DESCRIPTION, comparison
+from trainer.reader import ReaderFit
 from trm_bundle.manifest import Manifest
 
 matplotlib.use("Agg")
@@ -105,6 +106,8 @@ def write_report(folder: Path, manifest: Manifest, evaluation: dict[str, Any]) -
             )
     if "baseline" in evaluation:
         extra.append(_baseline_line(manifest.metrics, evaluation["baseline"]))
+    if "linear_reader" in evaluation:
+        extra.append(_reader_line(ReaderFit(**evaluation["linear_reader"]), "ablation" in evaluation))
     parity = evaluation["parity"]
     trimmed = (
         f"\nOne step at each input's own length (padding trimmed, as the server batches) vs full length, "
@@ -157,6 +160,15 @@ Full configuration:
     report_path = folder / "REPORT.md"
     report_path.write_text(text)
     return {"REPORT.md": report_path, "anytime.png": plot_path}
+
+
+def _reader_line(fit: ReaderFit, ablation: bool) -> str:
+    """Whether the step mixes in a linear reader (trainer/reader.py), and what validation said."""
+    effect = "the step is the TRM's alone"
+    if fit.mixed:
+        effect = "every figure of this bundle is of the mixed answer"
+        effect += " (the ablation below was measured without a reader)" if ablation else ""
+    return f"\nThe {fit.summary()}; {effect}."
 
 
 def _baseline_line(metrics: dict[str, float], baseline: dict[str, Any]) -> str:

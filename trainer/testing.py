@@ -15,7 +15,7 @@ import torch
 
 from trainer.data.tokenizer import train_tokenizer
 from trainer.export import TOKENIZER_FILE, export_step, step_manifest
-from trainer.model import TRM, ModelConfig, count_parameters
+from trainer.model import TRM, LinearReader, ModelConfig, count_parameters
 from trainer.prepare import GRID_LABELS
 from trainer.sequence.bundle import sequence_manifest, write_sequence_bundle
 from trainer.sequence.model import SequenceConfig, SequenceTRM
@@ -52,11 +52,12 @@ def make_random_bundle(
     hidden_size: int = 32,
     pool: int = 1,
     doc_slot: bool = False,
+    reader_rows: int = 0,
 ) -> Path:
     """Exports a randomly initialised TRM as a complete bundle at out_dir/name and returns the folder.
 
     Text bundles are variable-length (the server trims each batch's padding); `pool` and `doc_slot`
-    select the long-document input layout."""
+    select the long-document input layout, `reader_rows` a random linear reader (`random_reader`)."""
     torch.manual_seed(seed)
     name = name or ("random-text" if task == "text" else "random-sudoku")
     files: dict[str, Path | bytes | str] = {}
@@ -67,6 +68,7 @@ def make_random_bundle(
         cfg = ModelConfig(
             task="text", vocab_size=tokenizer.get_vocab_size(), seq_len=max_tokens, num_outputs=len(labels),
             hidden_size=hidden_size, num_heads=2, n=n, T=T, N_sup=N_sup, pool=pool, doc_slot=doc_slot,
+            reader_rows=reader_rows,
         )
         files[TOKENIZER_FILE] = tokenizer.to_str()
         out_of_scope = OutOfScope(label="oos", threshold=0.3) if "oos" in labels else None
@@ -77,7 +79,7 @@ def make_random_bundle(
             mixer="mlp", n=n, T=T, N_sup=N_sup,
         )
         out_of_scope = None
-    model = TRM(cfg).eval()
+    model = random_model(cfg, seed)
     training = Training(
         model_config=cfg.to_dict(), config={"random_init": True, "seed": seed}, data_sha256={}, command="",
         wall_time_s=0.0, optimizer_steps=0, train_time_s=0.0, device="", parameters=count_parameters(model),
@@ -90,6 +92,27 @@ def make_random_bundle(
         files[FP32_FILE] = Path(tmp) / FP32_FILE
         export_step(model, files[FP32_FILE])
         return write_bundle(Path(out_dir) / name, manifest, files).path
+
+
+def random_model(cfg: ModelConfig, seed: int = 0) -> TRM:
+    """A randomly initialised TRM in eval mode, its linear reader (if `cfg` has one) random too."""
+    model = TRM(cfg).eval()
+    return model.with_reader(random_reader(cfg, seed)) if cfg.reader_rows else model
+
+
+def random_reader(cfg: ModelConfig, seed: int = 0) -> LinearReader:
+    """A linear reader with random weights for `cfg.reader_rows - 1` random ids (the others read nothing)."""
+    generator = torch.Generator().manual_seed(seed)
+    rows = cfg.reader_rows
+    reader = LinearReader(cfg.vocab_size, rows, cfg.num_outputs)
+    ids = torch.randperm(cfg.vocab_size - 1, generator=generator)[: rows - 1] + 1
+    reader.row_of[ids] = torch.arange(1, len(ids) + 1, dtype=torch.int16)
+    idf = 1 + 3 * torch.rand(rows - 1, generator=generator)
+    reader.row_values[1:] = torch.stack([idf * 0.05 * torch.rand(rows - 1, generator=generator), idf], dim=1)
+    reader.codes[1:] = torch.randint(-127, 128, (rows - 1, cfg.num_outputs), generator=generator).to(torch.int8)
+    reader.bias.copy_(0.1 * torch.randn(cfg.num_outputs, generator=generator))
+    reader.trm_weight.fill_(0.6)
+    return reader
 
 
 def random_sequence_model(seed: int = 0, **overrides) -> SequenceTRM:
