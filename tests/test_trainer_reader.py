@@ -12,7 +12,14 @@ import torch
 from trainer_support import random_tokens
 
 from trainer import evaluate as ev
-from trainer.export import export_step, torch_model_from_bundle
+from trainer.export import (
+    MAX_BUNDLE_BYTES,
+    MAX_READER_BYTES,
+    READER_GRAPH_BYTES,
+    export_step,
+    reader_budget,
+    torch_model_from_bundle,
+)
 from trainer.model import TRM, LinearReader, ModelConfig
 from trainer.reader import (
     choose_trm_weight,
@@ -32,10 +39,10 @@ CFG = ModelConfig(task="text", vocab_size=300, seq_len=24, num_outputs=5, hidden
                   N_sup=1, reader_rows=120)
 
 
-def keyword_set(count: int, seed: int) -> EncodedSet:
+def keyword_set(count: int, seed: int, classes: int = CFG.num_outputs) -> EncodedSet:
     """Texts of random ids in which one of each label's own ids (10 + 7 * label + 0..6) appears a few times."""
     rng = np.random.default_rng(seed)
-    targets = rng.integers(0, CFG.num_outputs, count)
+    targets = rng.integers(0, classes, count)
     tokens = np.zeros((count, CFG.seq_len), dtype=np.int64)
     for row, label in enumerate(targets):
         length = int(rng.integers(4, CFG.seq_len + 1))
@@ -60,13 +67,14 @@ def test_the_step_computes_the_tf_idf_the_reader_was_fitted_on() -> None:
     assert np.abs(ours - expected).max() <= 1e-4 * np.abs(expected).max()
 
 
-def test_a_reader_that_reads_the_keywords_is_mixed_in_and_beats_a_random_trm_on_validation() -> None:
+@pytest.mark.parametrize("classes", [5, 2])  # two classes: the SVM's one score becomes two
+def test_a_reader_that_reads_the_keywords_is_mixed_in_and_beats_a_random_trm_on_validation(classes: int) -> None:
     torch.manual_seed(0)
-    model = TRM(ModelConfig(**{**CFG.to_dict(), "reader_rows": 0})).eval()
-    mixed, fit = fit_linear_reader(model, keyword_set(600, seed=1), keyword_set(200, seed=2), seed=0,
+    model = TRM(ModelConfig(**{**CFG.to_dict(), "reader_rows": 0, "num_outputs": classes})).eval()
+    mixed, fit = fit_linear_reader(model, keyword_set(600, 1, classes), keyword_set(200, 2, classes), seed=0,
                                    max_bytes=100_000)
     assert fit is not None and fit.mixed and mixed.reader is not None and mixed.cfg.reader_rows == fit.ids + 1
-    assert fit.val_accuracy_mixed >= fit.val_accuracy_reader > 0.9 > 0.5 > fit.val_accuracy_trm
+    assert fit.val_accuracy_mixed >= fit.val_accuracy_reader > 0.9 > 0.5 + 0.5 / classes > fit.val_accuracy_trm
     assert 200 < fit.ids < CFG.vocab_size  # ids in fewer than two texts get no row
 
 
@@ -119,3 +127,11 @@ def test_export_keeps_the_reader_table_in_int8(tmp_path: Path) -> None:
     export_step(model, tmp_path / "step.onnx")
     stored = {init.name: init.data_type for init in onnx.load(str(tmp_path / "step.onnx")).graph.initializer}
     assert stored["reader.codes"] == onnx.TensorProto.INT8
+
+
+def test_the_reader_gets_what_the_bundle_has_left_with_its_int8_step_first() -> None:
+    left_with_int8 = reader_budget(5_000_000, 3_000_000, 600_000)
+    assert left_with_int8 == (MAX_BUNDLE_BYTES - 8_600_000) // 2 - READER_GRAPH_BYTES  # each ONNX file holds one
+    assert reader_budget(2_000_000, 1_000_000, 100_000) == MAX_READER_BYTES
+    fp32_only = reader_budget(8_000_000, 3_000_000, 600_000)  # the int8 step would not fit anyway
+    assert fp32_only == MAX_BUNDLE_BYTES - 8_600_000 - READER_GRAPH_BYTES

@@ -27,7 +27,7 @@ class Headline:
     by_set: dict[str, float]
 
     def text(self) -> str:
-        """E.g. ``in_scope_accuracy 94.02%`` or ``accuracy easy 100.00% medium 100.00% hard 50.67%``."""
+        """E.g. ``in_scope_accuracy 94.58%`` or ``accuracy easy 100.00% medium 100.00% hard 50.67%``."""
         values = " ".join(f"{tier} {100 * value:.2f}%".lstrip() for tier, value in self.by_set.items())
         return f"{self.name} {values}"
 
