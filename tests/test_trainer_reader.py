@@ -92,8 +92,8 @@ def test_a_byte_budget_keeps_the_ids_in_the_most_texts() -> None:
     texts_with_id = np.array([0, 9, 1, 5, 7, 2, 3, 8])
     assert kept_ids(texts_with_id, pad_id=0, most=3).tolist() == [1, 4, 7]
     assert kept_ids(texts_with_id, pad_id=0, most=100).tolist() == [1, 3, 4, 5, 6, 7]
-    ids = reader_rows_within(200_000, vocab_size=40_000, num_classes=20)
-    reader = LinearReader(40_000, ids + 1, 20)
+    ids = reader_rows_within(200_000, vocab_size=40_000, num_classes=20, max_tokens=512)
+    reader = LinearReader(40_000, ids + 1, 20, 512)
     assert 199_000 < sum(b.numel() * b.element_size() for b in reader.buffers()) <= 200_000
     model = TRM(ModelConfig(**{**CFG.to_dict(), "reader_rows": 0}))
     small, fit = fit_linear_reader(model, keyword_set(50, seed=1), keyword_set(20, seed=2), seed=0, max_bytes=1_500)

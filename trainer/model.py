@@ -320,7 +320,7 @@ class LinearReader(nn.Module):
 
     MAX_ROWS = 2**15 - 1  # `row_of` is int16
 
-    def __init__(self, vocab_size: int, rows: int, num_classes: int) -> None:
+    def __init__(self, vocab_size: int, rows: int, num_classes: int, max_tokens: int) -> None:
         super().__init__()
         if rows > self.MAX_ROWS:
             raise ValueError(f"a linear reader holds at most {self.MAX_ROWS} rows, got {rows}")
@@ -329,6 +329,9 @@ class LinearReader(nn.Module):
         self.register_buffer("codes", torch.zeros(rows, num_classes, dtype=torch.int8))
         self.register_buffer("bias", torch.zeros(num_classes))
         self.register_buffer("trm_weight", torch.tensor(0.5))  # the TRM's share of the mix; the reader's: the rest
+        # constants of the graph: 1 + ln(count) for every count a text can hold, and the log's padding (forward)
+        counts = torch.arange(max_tokens + 1, dtype=torch.float32).clamp(min=1.0)
+        self.register_buffer("sublinear_tf", 1.0 + torch.log(counts), persistent=False)
         self.register_buffer("log_padding", torch.ones(1, -num_classes % 64), persistent=False)
 
     def scores(self, tokens: torch.Tensor) -> torch.Tensor:
@@ -337,8 +340,8 @@ class LinearReader(nn.Module):
         counts = torch.zeros(rows.shape[0], self.row_values.shape[0], device=rows.device)
         counts = counts.scatter_add(1, rows, torch.ones_like(rows, dtype=counts.dtype)).gather(1, rows)
         values = self.row_values[rows]
-        tf = 1.0 + torch.log(counts)  # an id's positions each carry 1/count of its feature
-        code_weights = values[..., 0] * tf / counts
+        tf = self.sublinear_tf[counts.long()]  # looked up: an element-wise log could differ in a batch (forward)
+        code_weights = values[..., 0] * tf / counts  # an id's positions each carry 1/count of its feature
         squares = (values[..., 1] * tf) ** 2 / counts  # summed as a product, as in InputEmbedding
         norm = torch.sqrt(squares[:, None, :] @ torch.ones_like(squares)[:, :, None]).squeeze(-1)
         weighted = (code_weights[:, None, :] @ self.codes[rows].to(counts.dtype)).squeeze(1)
@@ -367,7 +370,8 @@ class TRM(nn.Module):
         self.q_head = nn.Linear(cfg.hidden_size, 1)
         nn.init.zeros_(self.q_head.weight)
         nn.init.constant_(self.q_head.bias, -5.0)  # start by never halting, as the official code does
-        self.reader = LinearReader(cfg.vocab_size, cfg.reader_rows, cfg.num_outputs) if cfg.reader_rows else None
+        self.reader = (LinearReader(cfg.vocab_size, cfg.reader_rows, cfg.num_outputs, cfg.seq_len)
+                       if cfg.reader_rows else None)
 
     def store_embeddings(self) -> TRM:
         """Switches the token table to the storage a bundle uses (``cfg.embedding_storage``), in place.

@@ -61,7 +61,7 @@ def fit_linear_reader(
     `train` are the texts the TRM trained on."""
     start = time.perf_counter()
     cfg = model.cfg
-    most = min(LinearReader.MAX_ROWS - 1, reader_rows_within(max_bytes, cfg.vocab_size, cfg.num_outputs))
+    most = min(LinearReader.MAX_ROWS - 1, reader_rows_within(max_bytes, cfg.vocab_size, cfg.num_outputs, cfg.seq_len))
     if most < MIN_IDS:
         return model, None
     train_counts, val_counts = (id_counts(data.tokens, cfg.vocab_size, cfg.pad_id) for data in (train, val))
@@ -73,7 +73,7 @@ def fit_linear_reader(
         raise ValueError("every label needs training texts for the linear reader")
     weights, bias = class_weights(svm)
     scale = fitted_scale(tfidf(val_counts, kept, idf) @ weights.T + bias, val.targets)
-    reader = LinearReader(cfg.vocab_size, len(kept) + 1, cfg.num_outputs)
+    reader = LinearReader(cfg.vocab_size, len(kept) + 1, cfg.num_outputs, cfg.seq_len)
     reader.row_of[torch.from_numpy(kept)] = torch.arange(1, len(kept) + 1, dtype=torch.int16)
     codes, code_scales = int8_rows(scale * weights.T)
     reader.codes[1:] = torch.from_numpy(codes)
@@ -102,10 +102,11 @@ def choose_trm_weight(
     return (best if accuracy[best] > accuracy[1.0] else 1.0), accuracy
 
 
-def reader_rows_within(max_bytes: int, vocab_size: int, num_classes: int) -> int:
+def reader_rows_within(max_bytes: int, vocab_size: int, num_classes: int, max_tokens: int) -> int:
     """Ids a reader can weigh within `max_bytes` of ONNX initializers: an int16 row per vocabulary id, per
-    id its int8 codes and two fp32 values, and fp32 constants (the biases, the mix weight, the log's padding)."""
-    constants = 4 * (num_classes + 1 + -num_classes % 64)
+    id its int8 codes and two fp32 values, and fp32 constants (the biases, the mix weight, the log's padding,
+    the sublinear counts)."""
+    constants = 4 * (num_classes + 1 + -num_classes % 64 + max_tokens + 1)
     return max(0, (max_bytes - 2 * vocab_size - constants) // (num_classes + 8) - 1)
 
 

@@ -104,7 +104,7 @@ def random_reader(cfg: ModelConfig, seed: int = 0) -> LinearReader:
     """A linear reader with random weights for `cfg.reader_rows - 1` random ids (the others read nothing)."""
     generator = torch.Generator().manual_seed(seed)
     rows = cfg.reader_rows
-    reader = LinearReader(cfg.vocab_size, rows, cfg.num_outputs)
+    reader = LinearReader(cfg.vocab_size, rows, cfg.num_outputs, cfg.seq_len)
     ids = torch.randperm(cfg.vocab_size - 1, generator=generator)[: rows - 1] + 1
     reader.row_of[ids] = torch.arange(1, len(ids) + 1, dtype=torch.int16)
     idf = 1 + 3 * torch.rand(rows - 1, generator=generator)
