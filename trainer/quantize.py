@@ -65,7 +65,7 @@ def quantize_static_step(fp32_path: Path, int8_path: Path, tokens: np.ndarray, c
 
 def float_nodes(cfg: ModelConfig) -> tuple[str, ...]:
     """Name prefixes of the nodes that stay float: the token projection when its inputs are sums over tokens,
-    and the linear reader (its table is int8 already, and its per-row values are looked up, not multiplied)."""
+    and the linear reader (its table is int8 already; the quantiser would round its per-row idf lookups too)."""
     pooled = ("/embed/project",) if cfg.embed_dim and (cfg.pool > 1 or cfg.doc_slot) else ()
     return pooled + (("/reader/",) if cfg.reader_rows else ())
 
