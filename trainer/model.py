@@ -231,6 +231,13 @@ class Network(nn.Module):
         return h
 
 
+def int8_rows(table: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each row of `table` as int8 codes times one scale (symmetric: 255 levels over its largest absolute
+    value), computed in `table`'s dtype; returns (codes, scales [rows, 1])."""
+    scales = table.abs().amax(1, keepdim=True).clamp(min=1e-12) / 127
+    return torch.round(table / scales).clamp(-127, 127).to(torch.int8), scales
+
+
 class Int8Embedding(nn.Module):
     """A frozen token table stored as int8 rows with one fp32 scale per row (symmetric): a quarter of
     the fp32 bytes, which lets a large text vocabulary fit a bundle's size budget."""
@@ -244,9 +251,9 @@ class Int8Embedding(nn.Module):
     def from_embedding(cls, table: nn.Embedding) -> Int8Embedding:
         """Rounds each row of `table` to 255 levels spanning its largest absolute value."""
         weight = table.weight.detach().float()
-        scales = weight.abs().amax(1, keepdim=True).clamp(min=1e-12) / 127
         stored = cls(*weight.shape).to(weight.device)
-        stored.codes.copy_(torch.round(weight / scales).clamp(-127, 127).to(torch.int8))
+        codes, scales = int8_rows(weight)
+        stored.codes.copy_(codes)
         stored.scales.copy_(scales)
         return stored
 

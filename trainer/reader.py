@@ -19,7 +19,7 @@ from scipy import sparse
 from sklearn.preprocessing import normalize
 from sklearn.svm import LinearSVC
 
-from trainer.model import TRM, LinearReader
+from trainer.model import TRM, LinearReader, int8_rows
 from trainer.tasks import EncodedSet
 from trainer.tfidf_teacher import fitted_scale
 
@@ -75,9 +75,9 @@ def fit_linear_reader(
     scale = fitted_scale(tfidf(val_counts, kept, idf) @ weights.T + bias, val.targets)
     reader = LinearReader(cfg.vocab_size, len(kept) + 1, cfg.num_outputs, cfg.seq_len)
     reader.row_of[torch.from_numpy(kept)] = torch.arange(1, len(kept) + 1, dtype=torch.int16)
-    codes, code_scales = int8_rows(scale * weights.T)
-    reader.codes[1:] = torch.from_numpy(codes)
-    reader.row_values[1:] = torch.from_numpy(np.stack([idf * code_scales[:, 0], idf], axis=1).astype(np.float32))
+    codes, code_scales = int8_rows(torch.from_numpy(scale * weights.T))  # float64, as the SVM's weights
+    reader.codes[1:] = codes
+    reader.row_values[1:] = torch.from_numpy(np.stack([idf * code_scales.float().numpy()[:, 0], idf], axis=1))
     reader.bias.copy_(torch.from_numpy(scale * bias))
 
     reader_probs = reader_probabilities(reader, val.tokens)
@@ -140,12 +140,6 @@ def class_weights(svm: LinearSVC) -> tuple[np.ndarray, np.ndarray]:
     if svm.coef_.shape[0] == 1:
         return np.concatenate([-svm.coef_, svm.coef_]) / 2, np.concatenate([-svm.intercept_, svm.intercept_]) / 2
     return svm.coef_, svm.intercept_
-
-
-def int8_rows(table: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Each row as int8 codes times one fp32 scale (symmetric, 255 levels over its largest absolute value)."""
-    scales = np.maximum(np.abs(table).max(1, keepdims=True), 1e-12) / 127
-    return np.clip(np.round(table / scales), -127, 127).astype(np.int8), scales.astype(np.float32)
 
 
 @torch.no_grad()
