@@ -37,9 +37,10 @@ def lone_call(stub: trm_pb2_grpc.ReasoningServiceStub, request: trm_pb2.ReasonRe
 def test_lone_calls_step_on_the_loop_and_calls_sent_together_on_the_models_thread(text_bundle: Path) -> None:
     with ServerProcess([text_bundle]) as server, grpc.insecure_channel(server.target) as channel:
         stub = trm_pb2_grpc.ReasoningServiceStub(channel)
-        lone_call(stub)
+        for _ in range(3):  # the first call at a new length is slow in ONNX Runtime; the rule smooths over calls
+            lone_call(stub)
         counted = steps_on_loop(server)
-        assert counted >= 1  # the first call found the server idle (its step is short)
+        assert counted >= 1  # the calls found the server idle (their steps are short)
         lone_call(stub)
         assert steps_on_loop(server) == counted + 1
         with ThreadPoolExecutor(CALLERS) as pool:  # callers that send their next call as soon as one returns
