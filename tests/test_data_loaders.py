@@ -1,4 +1,4 @@
-"""Text loaders: CLINC150, 20 Newsgroups, the user's CSV/TSV/JSONL files, and the dispatcher."""
+"""Text loaders: CLINC150, 20 Newsgroups, the user's CSV/TSV/JSONL/JSON files, and the dispatcher."""
 
 from __future__ import annotations
 
@@ -201,6 +201,42 @@ def test_jsonl_file(tmp_path: Path) -> None:
     assert (data.texts, data.labels, data.lines) == (["hi", "bye"], ["greet", "go"], [1, 3])
 
 
+def test_a_json_array_as_pandas_writes_it_loads_as_its_json_lines_do(tmp_path: Path) -> None:
+    """`df.to_json(orient="records")` (one line) and a pretty-printed array, each object located by the line it
+    starts on; JSON Lines named .json (as Hugging Face's `to_json` writes them) load too."""
+    rows = [{"text": "hi", "label": "greet"}, {"text": "bye", "label": 2}]
+    lines = load_text_file(write(tmp_path / "data.jsonl", "".join(json.dumps(row) + "\n" for row in rows)))
+    flat = load_text_file(write(tmp_path / "flat.json", json.dumps(rows)))
+    pretty = load_text_file(write(tmp_path / "pretty.json", json.dumps(rows, indent=2)))
+    named_json = load_text_file(write(tmp_path / "hf.json", "".join(json.dumps(row) + "\n" for row in rows)))
+    assert flat.texts == pretty.texts == named_json.texts == lines.texts == ["hi", "bye"]
+    assert flat.labels == pretty.labels == named_json.labels == lines.labels == ["greet", "2"]
+    assert (flat.lines, pretty.lines, named_json.lines) == ([1, 1], [2, 6], [1, 2])
+
+
+JSON_ARRAY_CASES = [
+    ('[\n {"text": "a", "label": "x"},\n {"text": "b", "label": \n]\n', 4, "invalid JSON: Expecting value at column 1"),
+    ('[\n {"text": "a", "label": "x"},\n]\n', 3, "invalid JSON: Expecting value at column 1"),
+    ('[\n {"text": "a", "label": "x"}\n {"text": "b", "label": "y"}\n]\n', 3,
+     "invalid JSON: expected ',' or ']' after an item of the array"),
+    ('[{"text": "a", "label": "x"}]\n\n[]\n', 3, "invalid JSON: text after the array's closing ']'"),
+    ('[\n {"text": "a", "label": "x"},\n ["b", "x"]\n]', 3, "expected a JSON object, got list"),
+    ('[\n {"text": "a", "label": "x"},\n {"text": "b"}\n]', 3, "missing field 'label' (the object has: text); "
+     "--text-column and --label-column name other columns"),
+    ("[]", None, "no data rows"),
+    ('{\n "text": "a",\n "label": "x"\n}\n', None, "one JSON object over many lines: expected a JSON array of "
+     "objects, or JSON Lines (one object per line)"),
+]
+
+
+@pytest.mark.parametrize(("content", "line", "problem"), JSON_ARRAY_CASES)
+def test_json_array_errors_name_the_line(tmp_path: Path, content: str, line: int | None, problem: str) -> None:
+    path = write(tmp_path / "user.json", content)
+    with pytest.raises(DataError) as caught:
+        load_text_file(path)
+    assert (caught.value.path, caught.value.line, caught.value.problem) == (str(path), line, problem)
+
+
 def test_jsonl_class_ids_are_labels(tmp_path: Path) -> None:
     """Exported data sets often store a label as its class id: a JSON integer is read as its decimal text."""
     path = write(tmp_path / "ids.jsonl", '{"text": "great film", "label": 1}\n{"text": "dull", "label": 0}\n'
@@ -285,8 +321,6 @@ JSONL_CASES = [
     ('{"text": "a", "label": 1.5}\n', 1, "field 'label' must be a string, a whole number or true / false, got 1.5"),
     ('{"text": "a", "label": ["x"]}\n', 1, "field 'label' must be a string, a whole number or true / false, got an "
      "array"),
-    ('[{"text": "a", "label": "x"}]\n', None, "a JSON array, not JSON Lines: put one object per line (jq -c '.[]' "
-     "FILE.json > FILE.jsonl)"),
     ('{"text": null, "label": "x"}\n', 1, "field 'text' must be a string, got null"),
     ('{"text": 3, "label": "x"}\n', 1, "field 'text' must be a string, got 3"),
     ('{"text": "a", "label": "x"}\n{"text": "", "label": "x"}\n', 2, "empty text"),
@@ -310,24 +344,19 @@ def test_whole_number_and_true_false_labels_read_as_their_text(tmp_path: Path) -
     assert load_text_file(path).labels == ["5", "5", "true", "false"]
 
 
-@pytest.mark.parametrize(("name", "problem"), [
-    ("data.json", "a .json file: expected .csv, .tsv or .jsonl; a JSON array of objects becomes JSON Lines with "
-                  "jq -c '.[]' FILE.json > FILE.jsonl"),
-    ("folder.csv", "a folder: give the data file itself (.csv, .tsv or .jsonl)"),
-])
-def test_a_json_file_or_a_folder_is_told_what_to_give(tmp_path: Path, name: str, problem: str) -> None:
-    path = tmp_path / name
-    path.mkdir() if name.startswith("folder") else write(path, '[{"text": "a", "label": "x"}]')
+def test_a_folder_is_told_to_give_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "folder.csv"
+    path.mkdir()
     with pytest.raises(DataError) as caught:
         load_text_file(path)
-    assert caught.value.problem == problem
+    assert caught.value.problem == "a folder: give the data file itself (.csv, .tsv, .jsonl or .json)"
 
 
 def test_unknown_extension(tmp_path: Path) -> None:
     path = write(tmp_path / "data.txt", "text,label\nhi,greet\n")
     with pytest.raises(DataError) as caught:
         load_text_file(path)
-    assert str(caught.value) == f"{path}: unknown file extension '.txt': expected .csv, .tsv or .jsonl"
+    assert str(caught.value) == f"{path}: unknown file extension '.txt': expected .csv, .tsv, .jsonl or .json"
 
 
 @pytest.mark.parametrize(("content", "problem"), [

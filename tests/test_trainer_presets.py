@@ -378,6 +378,10 @@ def test_repeated_texts_are_counted_and_named_in_the_plan() -> None:
     ("s.jsonl", '\n{"source": "s", "target": "t"}\n', "sequence"),
     ("t.jsonl", '{"text": "t", "label": "l"}\n', "text"),
     ("bad.jsonl", "not json\n", "text"),
+    ("g.json", '[\n  {"question": "q", "answer": "a"},\n  {"question": "q", "answer": "a"}\n]\n', "grid"),
+    ("s.json", '[{"source": "s", "target": "t"}]', "sequence"),
+    ("lines.json", '{"source": "s", "target": "t"}\n', "sequence"),
+    ("bad.json", '[{"source": "s"', "text"),  # the text loader names what is wrong
 ])
 def test_file_kind_reads_the_columns(tmp_path: Path, name: str, content: str, kind: str) -> None:
     path = tmp_path / name

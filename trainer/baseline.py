@@ -95,8 +95,8 @@ def score_linear_baseline(
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m trainer.baseline", description=__doc__)
-    parser.add_argument("train", help="training CSV/TSV/JSONL (text,label)")
-    parser.add_argument("test", nargs="?", help="test CSV/TSV/JSONL (default: a seeded 10%% hold-out of TRAIN)")
+    parser.add_argument("train", help="training CSV/TSV/JSONL/JSON (text,label)")
+    parser.add_argument("test", nargs="?", help="test CSV/TSV/JSONL/JSON (default: a seeded 10%% hold-out of TRAIN)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--text-column", default=TEXT_COLUMN, metavar="NAME", help="the texts' column or field")
     parser.add_argument("--label-column", default=LABEL_COLUMN, metavar="NAME", help="the labels' column or field")

@@ -38,7 +38,7 @@ class TrainConfig:
 
     name: str
     task: Literal["text", "grid"]
-    data: str  # a dataset folder of ../shared/data, or the user's CSV/TSV/JSONL training file
+    data: str  # a dataset folder of ../shared/data, or the user's CSV/TSV/JSONL/JSON training file
     test_data: str | None = None  # the user's test file (text/grid files); folders have their own test split
     # a user's text files: the CSV/TSV column (matched without case) or JSONL field of the texts and the labels
     text_column: str = TEXT_COLUMN

@@ -27,7 +27,7 @@ from typing import Any, Literal
 import numpy as np
 
 from trainer.data.checks import check_label_counts
-from trainer.data.files import DELIMITERS, counted, first_json_object
+from trainer.data.files import DELIMITERS, JSON_SUFFIXES, counted, first_json_object
 from trainer.data.holdout import holdout_fraction, same_text_key
 from trainer.data.sudoku import GRID_COLUMNS, load_sudoku_file
 from trainer.data.text import DEFAULT_COLUMNS, TEXT_COLUMN, check_label_coverage, load_text_file
@@ -246,7 +246,7 @@ def profile_file(
 
 
 def file_kind(path: str | Path, text_column: str = TEXT_COLUMN) -> Literal["text", "grid", "sequence"]:
-    """What a user's .csv or .tsv (by its header) or .jsonl (by its first object) holds: question,answer
+    """What a user's .csv or .tsv (by its header) or .jsonl or .json (by its first object) holds: question,answer
     columns are grids, source,target columns pairs for a sequence model, unless a `text_column` is there too;
     anything else is text (text,label; the text loader names what is missing)."""
     path = Path(path)
@@ -254,7 +254,7 @@ def file_kind(path: str | Path, text_column: str = TEXT_COLUMN) -> Literal["text
     if suffix in DELIMITERS:  # header names match without case, JSON fields exactly (as the loaders read them)
         columns, text_column = {name.lower() for name in _csv_header(path, DELIMITERS[suffix])}, text_column.lower()
     else:
-        columns = set(first_json_object(path) or {}) if suffix == ".jsonl" else set()
+        columns = set(first_json_object(path) or {}) if suffix in JSON_SUFFIXES else set()
     if text_column not in columns:
         if columns >= set(GRID_COLUMNS):
             return "grid"

@@ -1,11 +1,12 @@
-"""Reading data files (UTF-8 text, CSV or TSV with a header, JSON Lines); every problem is a DataError that
-names the file and, when known, the 1-based line."""
+"""Reading data files (UTF-8 text, CSV or TSV with a header, JSON Lines or a JSON array of objects); every
+problem is a DataError that names the file and, when known, the 1-based line."""
 
 from __future__ import annotations
 
 import csv
 import io
 import json
+import re
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -13,9 +14,11 @@ from typing import Any
 from trm_bundle.checksums import sha256_of
 
 DELIMITERS = {".csv": ",", ".tsv": "\t"}  # the delimited files a user's data may come in, by extension
-FILE_KINDS = f"{', '.join(DELIMITERS)} or .jsonl"  # as errors name them
+JSON_SUFFIXES = (".jsonl", ".json")  # either holds JSON Lines or one JSON array of objects
+FILE_KINDS = f"{', '.join(DELIMITERS)}, {' or '.join(JSON_SUFFIXES)}"  # as errors name them
 SAVE_AS_UTF8 = "save the file as UTF-8 (in Excel: CSV UTF-8)"
-JSON_TO_LINES = "jq -c '.[]' FILE.json > FILE.jsonl"
+_DECODER = json.JSONDecoder()
+_JSON_SPACE = re.compile(r"[ \t\n\r]*")
 
 
 class DataError(ValueError):
@@ -125,19 +128,65 @@ def _delimiter_hint(header: list[str], delimiter: str) -> str:
 
 
 def iter_json_objects(path: Path, content: str) -> Iterator[tuple[int, dict[str, Any]]]:
-    """Yield (1-based line number, object) for each non-blank line; anything but a JSON object is an error."""
+    """Yield (1-based line, object) for each item of a JSON array (the line where the item starts) or each
+    non-blank line of JSON Lines; anything but a JSON object is an error."""
     if content.lstrip().startswith("["):
-        raise DataError(path, None, f"a JSON array, not JSON Lines: put one object per line ({JSON_TO_LINES})")
+        yield from _array_items(path, content)
+        return
     for number, line in enumerate(content.split("\n"), start=1):
         if not line.strip():
             continue
         try:
             value = json.loads(line)
         except json.JSONDecodeError as exc:
+            if content.lstrip().startswith("{") and isinstance(_whole_json(content), dict):
+                raise DataError(path, None, "one JSON object over many lines: expected a JSON array of objects, "
+                                            "or JSON Lines (one object per line)") from exc
             raise DataError(path, number, f"invalid JSON: {exc.msg} at column {exc.colno}") from exc
-        if not isinstance(value, dict):
-            raise DataError(path, number, f"expected a JSON object, got {type(value).__name__}")
-        yield number, value
+        yield number, _json_object(path, number, value)
+
+
+def _array_items(path: Path, content: str) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line, object) for each item of the JSON array `content`, decoded one item at a time so that each is
+    located and the first bad one named."""
+    line, counted_to = 1, 0
+
+    def line_at(position: int) -> int:  # positions only grow: count each stretch's line breaks once
+        nonlocal line, counted_to
+        line, counted_to = line + content.count("\n", counted_to, position), position
+        return line
+
+    position = _JSON_SPACE.match(content, content.index("[") + 1).end()
+    if not content.startswith("]", position):
+        while True:
+            try:
+                value, end = _DECODER.raw_decode(content, position)
+            except json.JSONDecodeError as exc:
+                raise DataError(path, exc.lineno, f"invalid JSON: {exc.msg} at column {exc.colno}") from exc
+            yield line_at(position), _json_object(path, line_at(position), value)
+            position = _JSON_SPACE.match(content, end).end()
+            if not content.startswith(",", position):
+                break
+            position = _JSON_SPACE.match(content, position + 1).end()
+        if not content.startswith("]", position):
+            raise DataError(path, line_at(position), "invalid JSON: expected ',' or ']' after an item of the array")
+    position = _JSON_SPACE.match(content, position + 1).end()
+    if position < len(content):
+        raise DataError(path, line_at(position), "invalid JSON: text after the array's closing ']'")
+
+
+def _json_object(path: Path, line: int, value: Any) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise DataError(path, line, f"expected a JSON object, got {type(value).__name__}")
+    return value
+
+
+def _whole_json(content: str) -> Any:
+    """`content` as one JSON value, or None where it is not one."""
+    try:
+        return json.loads(content)
+    except json.JSONDecodeError:
+        return None
 
 
 def string_field(
@@ -162,33 +211,26 @@ def string_field(
 
 
 def first_json_object(path: Path) -> dict[str, Any] | None:
-    """The object on the first non-blank line of a JSON Lines file, or None if it is not an object."""
+    """The first object of a JSON Lines file or JSON array, or None if the file does not start with one."""
     try:
-        with path.open(encoding="utf-8-sig") as handle:
-            for line in handle:
-                if line.strip():
-                    value = json.loads(line)
-                    return value if isinstance(value, dict) else None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        first = next(iter_json_objects(path, path.read_text(encoding="utf-8-sig")), None)
+    except (OSError, UnicodeDecodeError, DataError):
         return None
-    return None
+    return None if first is None else first[1]
 
 
 def read_records(
     path: Path, columns: Sequence[str], integer_columns: Sequence[str] = (), missing_hint: str = ""
 ) -> list[tuple[int, list[str]]]:
     """(1-based line, the values of `columns`) for every record of a user's .csv or .tsv (a header naming
-    `columns`; other columns ignored) or .jsonl file (objects with string `columns`; JSON integers too in
-    `integer_columns`); a file without records is an error, and so is a missing column (`missing_hint`
-    ends its message)."""
+    `columns`; other columns ignored) or .jsonl or .json file (JSON Lines or an array: objects with string
+    `columns`; JSON integers too in `integer_columns`); a file without records is an error, and so is a
+    missing column (`missing_hint` ends its message)."""
     path = Path(path)
     suffix = path.suffix.lower()
     if path.is_dir():
         raise DataError(path, None, f"a folder: give the data file itself ({FILE_KINDS})")
-    if suffix == ".json":
-        raise DataError(path, None, f"a .json file: expected {FILE_KINDS}; a JSON array of objects becomes JSON "
-                                    f"Lines with {JSON_TO_LINES}")
-    if suffix not in (*DELIMITERS, ".jsonl"):
+    if suffix not in (*DELIMITERS, *JSON_SUFFIXES):
         raise DataError(path, None, f"unknown file extension '{path.suffix}': expected {FILE_KINDS}")
     content = read_nonempty_text(path)
     if suffix in DELIMITERS:

@@ -89,7 +89,7 @@ ANSWER_TABLE = _cell_table(DIGIT_SYMBOLS)
 
 def load_sudoku_file(path: Path) -> GridSplit:
     """Load puzzles (81 chars of 1-9, 0 or '.') and their solutions (81 digits 1-9) from a .csv or .tsv file (a
-    header with question,answer) or a .jsonl file (objects with string question and answer fields).
+    header with question,answer) or a .jsonl or .json file (objects with string question and answer fields).
 
     The answer must be a valid Sudoku solution that agrees with every given of its question.
     """

@@ -1,5 +1,5 @@
 """Text datasets: labelled texts in memory, the shared public datasets (CLINC150, 20 Newsgroups), a user's
-own .csv/.tsv/.jsonl file, and the dispatcher that picks between them.
+own .csv/.tsv/.jsonl/.json file, and the dispatcher that picks between them.
 
 How a record becomes the model's text (docs/BUNDLE.md): CLINC150 takes each query as it is; 20 Newsgroups
 joins subject and body with one newline (never the headers, which leak the label); a user's file takes its
@@ -67,7 +67,7 @@ def load_text_dataset(
     A folder holding data_full.json is CLINC150 (train/val/test). A folder holding train.jsonl and
     test.jsonl with subject/body rows is 20 Newsgroups: "val" is a seeded, stratified 10% of its
     train file, "train" the other 90%, "train_full" all of it, "test" its test file. A file is the
-    user's own .csv/.tsv/.jsonl data (its text and label `columns`), and `split` is ignored.
+    user's own .csv/.tsv/.jsonl/.json data (its text and label `columns`), and `split` is ignored.
     """
     path = Path(path)
     if path.is_file():
@@ -155,13 +155,13 @@ def _newsgroups_split(folder: Path, split: str, seed: int) -> TextSplit:
     return full.subset(kept if split == "train" else held)
 
 
-# --- a user's own labelled texts: .csv/.tsv (columns text,label) or .jsonl (objects with text,label) -
+# --- a user's own labelled texts: .csv/.tsv (columns text,label) or .jsonl/.json (objects with text,label)
 
 
 def load_text_file(path: Path, columns: tuple[str, str] = DEFAULT_COLUMNS) -> TextSplit:
     """Load labelled texts from a .csv or .tsv (a header naming the text and label `columns`, matched without
-    case; other columns ignored) or .jsonl file (objects with those fields, matched exactly; a label may be a
-    JSON integer, a class id, read as its decimal text)."""
+    case; other columns ignored) or .jsonl or .json file (JSON Lines or an array of objects with those fields,
+    matched exactly; a label may be a JSON integer, a class id, read as its decimal text)."""
     records = read_records(path, columns, integer_columns=columns[1:],
                            missing_hint=f"; {COLUMN_FLAGS} name other columns")
     rows = [_checked_row(path, line, text, label) for line, (text, label) in records]

@@ -1,4 +1,5 @@
-"""A user's own sequence data: .csv or .tsv (columns source,target) or .jsonl (objects with source,target).
+"""A user's own sequence data: .csv or .tsv (columns source,target) or .jsonl or .json (objects with
+source,target).
 
 Each row is one example: the model reads `source` and writes `target`, character by character. Every
 limit is checked here, before any training, and a problem names the file and line.
@@ -27,7 +28,7 @@ class Pair:
 
 
 def load_pairs(path: Path, max_source_chars: int, max_target_chars: int) -> list[Pair]:
-    """The rows of a .csv or .tsv (a header with source,target; other columns ignored) or .jsonl file.
+    """The rows of a .csv or .tsv (a header with source,target; other columns ignored) or .jsonl or .json file.
 
     Both fields must be non-empty printable ASCII within the caller's length limits."""
     records = read_records(path, SEQUENCE_COLUMNS)
