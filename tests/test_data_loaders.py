@@ -229,14 +229,6 @@ JSON_ARRAY_CASES = [
 ]
 
 
-@pytest.mark.parametrize(("content", "line", "problem"), JSON_ARRAY_CASES)
-def test_json_array_errors_name_the_line(tmp_path: Path, content: str, line: int | None, problem: str) -> None:
-    path = write(tmp_path / "user.json", content)
-    with pytest.raises(DataError) as caught:
-        load_text_file(path)
-    assert (caught.value.path, caught.value.line, caught.value.problem) == (str(path), line, problem)
-
-
 def test_jsonl_class_ids_are_labels(tmp_path: Path) -> None:
     """Exported data sets often store a label as its class id: a JSON integer is read as its decimal text."""
     path = write(tmp_path / "ids.jsonl", '{"text": "great film", "label": 1}\n{"text": "dull", "label": 0}\n'
@@ -299,14 +291,6 @@ CSV_CASES = [
 ]
 
 
-@pytest.mark.parametrize(("content", "line", "problem"), CSV_CASES)
-def test_csv_errors(tmp_path: Path, content: str, line: int | None, problem: str) -> None:
-    path = write(tmp_path / "user.csv", content)
-    with pytest.raises(DataError) as caught:
-        load_text_file(path)
-    assert (caught.value.path, caught.value.line, caught.value.problem) == (str(path), line, problem)
-
-
 JSONL_CASES = [
     (
         '{"text": "a", "label": "x"}\n{"text": "b", "label": \n',
@@ -329,9 +313,14 @@ JSONL_CASES = [
 ]
 
 
-@pytest.mark.parametrize(("content", "line", "problem"), JSONL_CASES)
-def test_jsonl_errors(tmp_path: Path, content: str, line: int | None, problem: str) -> None:
-    path = write(tmp_path / "user.jsonl", content)
+@pytest.mark.parametrize(("name", "content", "line", "problem"), [
+    *(("user.csv", *case) for case in CSV_CASES),
+    *(("user.jsonl", *case) for case in JSONL_CASES),
+    *(("user.json", *case) for case in JSON_ARRAY_CASES),
+])
+def test_file_errors_name_the_file_and_line(tmp_path: Path, name: str, content: str, line: int | None,
+                                            problem: str) -> None:
+    path = write(tmp_path / name, content)
     with pytest.raises(DataError) as caught:
         load_text_file(path)
     assert (caught.value.path, caught.value.line, caught.value.problem) == (str(path), line, problem)
