@@ -16,8 +16,9 @@ import pytest
 import torch
 from trainer_support import KEYWORDS, TINY_MODEL
 
-from trainer.cli import main
+from trainer.cli import _fit_config, build_parser, main
 from trainer.export import torch_model_from_bundle
+from trm_bundle.manifest import is_model_name, model_name_from
 
 
 @pytest.mark.parametrize("storage", ["fp32", "int8"])  # int8: the bundle stores its token table as int8 rows
@@ -229,6 +230,17 @@ def test_a_data_error_comes_before_the_plan(tmp_path: Path, capsys: pytest.Captu
     assert "'Greet' and 'greet' differ only in case: write each label one way" in output.err
 
 
+def test_a_files_name_that_cannot_name_a_model_is_made_into_one(keyword_data: tuple[Path, Path],
+                                                                 tmp_path: Path) -> None:
+    """The default name comes from the file's name, which may hold spaces and brackets: the fit's config takes a
+    name a bundle can carry, before any training."""
+    odd = tmp_path / "My Commands (v2).csv"
+    odd.write_bytes(keyword_data[0].read_bytes())
+    assert _fit_config(build_parser().parse_args(["fit", "--train", str(odd)])).name == "My-Commands-v2"
+    assert model_name_from("  (v2) ") == "v2" and model_name_from("???") == "model"
+    assert is_model_name(model_name_from("é" + "x" * 300))
+
+
 def test_a_sequence_fit_names_the_flags_it_does_not_take(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (tmp_path / "pairs.csv").write_text("source,target\nx equals one,x = 1\n")
     assert main(["fit", "--train", str(tmp_path / "pairs.csv"), "--max-steps", "5", "--oos-label", "x",
@@ -247,6 +259,12 @@ def test_training_on_the_hold_out_needs_a_test_file(keyword_data: tuple[Path, Pa
     ("lr=true", "lr must be a float, got True"),
     ("model.bogus=1", "unknown config keys: model.bogus"),
     ("teacher.temperature=hot", "teacher.temperature must be a float, got 'hot'"),
+    ("model.hidden_size=abc", "model.hidden_size must be an int, got 'abc'"),
+    ("model.hidden_size=0", "model.hidden_size must be at least 1, got 0"),
+    ("model.expansion=0", "model.expansion must be above 0, got 0"),
+    ("model.hidden_size=130", "model.hidden_size 130 must be a multiple of model.num_heads 4"),
+    ("name=my bundle", "name 'my bundle' must be 1-128 characters of letters, digits, '.', '_' or '-', starting "
+                       "with a letter or digit (it names the model and its bundle's folder): give one with --name"),
 ])
 def test_a_setting_of_the_wrong_type_or_name_is_told(capsys: pytest.CaptureFixture[str], setting: str,
                                                       message: str) -> None:

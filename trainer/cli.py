@@ -25,6 +25,7 @@ from trainer.fit import fit, from_checkpoint
 from trainer.presets import PRESETS, file_kind, plan_fit, presets_table
 from trainer.sequence.user_fit import fit_sequence
 from trm_bundle import BundleError
+from trm_bundle.manifest import NAME_RULE, is_model_name, model_name_from
 
 SEQUENCE_MINUTES = 15.0  # --task sequence: training minutes without --time-budget
 
@@ -49,7 +50,8 @@ def _fit_config(args: argparse.Namespace) -> TrainConfig:
     columns = (args.text_column or TEXT_COLUMN, args.label_column or LABEL_COLUMN)
     plan = plan_fit(args.data, args.preset, args.time_budget, teacher.available(), args.test, columns)
     print(plan.description, flush=True)
-    return TrainConfig.from_dict(with_overrides({"name": Path(args.data).stem, **plan.settings}, overrides))
+    return TrainConfig.from_dict(with_overrides({"name": model_name_from(Path(args.data).stem), **plan.settings},
+                                                overrides))
 
 
 def cmd_fit(args: argparse.Namespace) -> int:
@@ -82,7 +84,9 @@ def _fit_sequence(args: argparse.Namespace) -> int:
     if not args.data:
         raise ValueError("give the training file with --train FILE (source,target columns)")
     torch.set_num_threads(args.threads) if args.threads else None
-    name = args.name or Path(args.data).stem
+    name = args.name or model_name_from(Path(args.data).stem)
+    if not is_model_name(name):
+        raise ValueError(f"--name {name!r} must be {NAME_RULE}")
     bundle = fit_sequence(
         Path(args.data), Path(args.test) if args.test else None, out=Path(args.out), name=name,
         run_dir=Path(args.run_dir or "runs") / name, minutes=args.time_budget or SEQUENCE_MINUTES,
@@ -227,9 +231,9 @@ def build_parser() -> argparse.ArgumentParser:
 def _add_column_flags(command: argparse.ArgumentParser, text_default: str, label_default: str) -> None:
     """--text-column and --label-column: where a user's file keeps its texts and labels."""
     command.add_argument("--text-column", type=_column_name, metavar="NAME",
-                         help=f"the column (CSV/TSV, any case) or JSONL field of the texts (default: {text_default})")
+                         help=f"the column (CSV/TSV, any case) or JSON field of the texts (default: {text_default})")
     command.add_argument("--label-column", type=_column_name, metavar="NAME",
-                         help=f"the column or JSONL field of the labels (default: {label_default})")
+                         help=f"the column or JSON field of the labels (default: {label_default})")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -239,8 +243,8 @@ def main(argv: list[str] | None = None) -> int:
     except DataError as error:
         print(f"trm-train: data error: {error}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt as stop:
-        print(f"trm-train: {stop}", file=sys.stderr)
+    except KeyboardInterrupt as stop:  # training's own stop says where its checkpoint is; elsewhere it is bare
+        print(f"trm-train: {stop or 'interrupted (Ctrl-C)'}", file=sys.stderr)
         return 130
     except (ValueError, FileNotFoundError, BundleError) as error:
         print(f"trm-train: {error}", file=sys.stderr)

@@ -12,7 +12,8 @@ from typing import Any, Literal
 import yaml
 
 from trainer.data.text import LABEL_COLUMN, TEXT_COLUMN
-from trainer.model import ModelConfig
+from trainer.model import ModelConfig, check_model_settings
+from trm_bundle.manifest import NAME_RULE, is_model_name
 
 
 @dataclass
@@ -169,7 +170,12 @@ class TrainConfig:
             prefixed = [f"teacher.{key}" if key in teacher else f"model.{key}" for key in unknown]
             raise ValueError(f"unknown config keys: {', '.join(prefixed)}")
         _check_scalar_types(cls, raw, "")
+        if isinstance(raw.get("name"), str) and not is_model_name(raw["name"]):
+            raise ValueError(f"name {raw['name']!r} must be {NAME_RULE} (it names the model and its bundle's "
+                             "folder): give one with --name")
         _check_scalar_types(TeacherConfig, teacher, "teacher.")
+        _check_scalar_types(ModelConfig, raw.get("model") or {}, "model.")
+        check_model_settings(raw.get("model") or {})
         raw["teacher"] = TeacherConfig(**teacher)
         missing = [f.name for f in dataclasses.fields(cls) if f.name not in raw
                    and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]

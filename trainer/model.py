@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, replace
-from typing import Literal, get_args
+from typing import Any, Literal, get_args
 
 import numpy as np
 import torch
@@ -56,6 +56,7 @@ class ModelConfig:
     reader_rows: int = 0
 
     def __post_init__(self) -> None:
+        check_model_settings(asdict(self))
         if self.embedding_storage not in get_args(EmbeddingStorage):
             choices = " or ".join(get_args(EmbeddingStorage))
             raise ValueError(f"model.embedding_storage must be {choices}, got {self.embedding_storage!r}")
@@ -107,6 +108,23 @@ class ModelConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+_AT_LEAST = {"hidden_size": 1, "num_layers": 1, "num_heads": 1, "n": 1, "T": 1, "N_sup": 1, "pool": 1, "embed_dim": 0,
+             "reader_rows": 0}
+
+
+def check_model_settings(settings: dict[str, Any]) -> None:
+    """Raise ValueError naming a model.* setting out of its range (a whole or a partial set of ModelConfig's
+    fields, their types already right), before anything is built from it."""
+    for key, least in _AT_LEAST.items():
+        if key in settings and settings[key] < least:
+            raise ValueError(f"model.{key} must be at least {least}, got {settings[key]}")
+    if settings.get("expansion", 1.0) <= 0:
+        raise ValueError(f"model.expansion must be above 0, got {settings['expansion']}")
+    hidden, heads = settings.get("hidden_size"), settings.get("num_heads")
+    if settings.get("mixer", "attention") == "attention" and hidden and heads and hidden % heads:
+        raise ValueError(f"model.hidden_size {hidden} must be a multiple of model.num_heads {heads}")
 
 
 def rms_norm(x: torch.Tensor, ones: torch.Tensor | None = None, eps: float = 1e-5) -> torch.Tensor:

@@ -40,7 +40,20 @@ SEQUENCE_STEP_INPUTS = ("source", *ENCODE_OUTPUTS, "previous", "position", "y", 
                         "prefix_mask")
 SEQUENCE_STEP_OUTPUTS = ("y_next", "z_next", "log_probs", "halt_logit", "step_keys", "step_values")
 _NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+NAME_RULE = "1-128 characters of letters, digits, '.', '_' or '-', starting with a letter or digit"
 _SHA256_PATTERN = re.compile(r"^[0-9a-f]{64}$")
+
+
+def is_model_name(name: str) -> bool:
+    """Whether `name` may name a model (and its bundle's folder): NAME_RULE."""
+    return bool(_NAME_PATTERN.fullmatch(name))
+
+
+def model_name_from(text: str) -> str:
+    """A model name made from `text` (a file's stem): each run of other characters becomes one '-', the ends
+    trimmed to a letter or digit, at most 128 characters; "model" if nothing is left."""
+    name = re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("._-")[:128].rstrip("._-")
+    return name or "model"
 
 
 def real_lengths(tokens: np.ndarray, pad_id: int) -> np.ndarray:
@@ -230,8 +243,8 @@ def parse_manifest(data: Any) -> Manifest:
         raise BundleError(f"schema_version {schema!r} is not supported (this server reads "
                           f"{', '.join(map(str, READABLE_SCHEMAS))})")
     name = _text(data, "name")
-    if not _NAME_PATTERN.fullmatch(name):
-        raise BundleError(f"name {name!r} must be 1-128 characters of letters, digits, '.', '_' or '-'")
+    if not is_model_name(name):
+        raise BundleError(f"name {name!r} must be {NAME_RULE}")
     files = _files(data)
     task = _choice(data, "task", ("text_classification", "grid", "sequence") if schema >= 2 else
                    ("text_classification", "grid"))

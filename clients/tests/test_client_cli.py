@@ -14,6 +14,7 @@ from unittest.mock import ANY
 
 import pytest
 from sdk_test_support import GRID_MODEL, N_SUP, SUDOKU, TEXT_MODEL
+from trm_client.headline import headline
 
 import trm_service
 from trainer.testing import DEFAULT_TEXT_LABELS
@@ -61,6 +62,14 @@ def test_models_table_shows_the_metric_each_shipped_model_is_known_by(shipped_se
     tiers = " ".join(f"{tier} {_percent(sudoku[f'test_{tier}_accuracy'])}" for tier in ("easy", "medium", "hard"))
     assert rows["sudoku"].endswith(f"  accuracy {tiers}")
     assert rows["code-dictation"].endswith(f"  exact_match {_percent(metrics['code-dictation']['test_exact_match'])}")
+
+
+def test_an_abstaining_models_accuracy_on_the_inputs_it_answers_is_not_a_test_set():
+    """A model that abstains below a confidence (a user's fit with no out-of-scope label) is known by its
+    accuracy on the whole test set, not by its accuracy on the inputs it answered (metrics of such a fit)."""
+    metrics = {"test_accuracy": 0.94118, "test_halting_accuracy": 0.94118, "test_halting_mean_steps": 1.0,
+               "test_ece": 0.20849, "test_answered_fraction": 0.88235, "test_answered_accuracy": 1.0}
+    assert headline(metrics).text() == "accuracy 94.12%"
 
 
 def _manifest_metrics(model: str) -> dict[str, float]:

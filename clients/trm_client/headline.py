@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 _PREFERRED = ("in_scope_accuracy", "accuracy")
-_QUALIFIED = ("_in_scope", "_halting", "_cell")  # prefixes of `*_accuracy` names that are not test sets
+_QUALIFIED = ("_in_scope", "_halting", "_cell", "_answered")  # prefixes of `*_accuracy` names that are not test sets
 _TIER_ORDER = ("easy", "medium", "hard")
 
 
