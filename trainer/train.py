@@ -396,9 +396,10 @@ class Trainer:
                 if self.step % cfg.checkpoint_every == 0:
                     self.save_checkpoint()
                 if self.evaluate and self.step % cfg.eval_every == 0:
-                    metrics = {"step": self.step, "elapsed_s": self.elapsed_s, **self.evaluate(self.ema.model)}
-                    self.history.append(metrics)
-                    tqdm.write(f"eval {cfg.name} step {self.step}: {metrics}")
+                    figures = self.evaluate(self.ema.model)
+                    self.history.append({"step": self.step, "elapsed_s": self.elapsed_s, **figures})
+                    shown = ", ".join(f"{name} {100 * value:.2f}%" for name, value in figures.items())
+                    tqdm.write(f"eval {cfg.name} step {self.step} ({self.elapsed_s / 60:.1f} min): {shown}")
         finally:
             bar.close()
             if self.step > first_step and self.trained_on[-1:] != [str(self.device)]:

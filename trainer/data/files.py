@@ -162,6 +162,10 @@ def _array_items(path: Path, content: str) -> Iterator[tuple[int, dict[str, Any]
             try:
                 value, end = _DECODER.raw_decode(content, position)
             except json.JSONDecodeError as exc:
+                if content.startswith("]", exc.pos) and exc.pos == position:  # `[..., {...},]`
+                    comma = content.rindex(",", 0, position)
+                    raise DataError(path, content.count("\n", 0, comma) + 1,
+                                    "invalid JSON: a comma after the array's last item: remove it") from exc
                 raise DataError(path, exc.lineno, f"invalid JSON: {exc.msg} at column {exc.colno}") from exc
             yield line_at(position), _json_object(path, line_at(position), value)
             position = _JSON_SPACE.match(content, end).end()
@@ -178,6 +182,9 @@ def _array_items(path: Path, content: str) -> Iterator[tuple[int, dict[str, Any]
 def _json_object(path: Path, line: int, value: Any) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise DataError(path, line, f"expected a JSON object, got {type(value).__name__}")
+    if value and all(isinstance(field, dict) for field in value.values()):
+        raise DataError(path, line, "every field holds an object: columns of {row: value}, as pandas' to_json() "
+                                    "writes by default; write one object per row: df.to_json(FILE, orient=\"records\")")
     return value
 
 
