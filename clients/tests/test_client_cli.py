@@ -136,6 +136,14 @@ def test_reason_batch_tells_a_lines_error_in_its_own_words(server, tmp_path, mod
     assert "argument" not in done.stdout and "grid.cells" not in done.stdout
 
 
+def test_reason_batch_for_a_model_the_server_does_not_host_says_so_once(server, tmp_path):
+    inputs = tmp_path / "inputs.txt"
+    inputs.write_text("one\ntwo\nthree\n")
+    done = trm_client("--target", server.target, "reason-batch", "no-such-model", str(inputs))
+    assert done.returncode == 1 and done.stdout == ""
+    assert done.stderr.count("NOT_FOUND") == 1 and "no-such-model" in done.stderr, done.stderr
+
+
 def test_reason_batch_over_the_servers_limit_names_batch_size(bundles, tmp_path):
     inputs = tmp_path / "inputs.txt"
     inputs.write_text("play jazz\nwake me up\nhello\n")

@@ -114,13 +114,17 @@ def run_reason(client: TRMClient, args: argparse.Namespace, out: TextIO) -> int:
 
 def run_reason_batch(client: TRMClient, args: argparse.Namespace, out: TextIO) -> int:
     """``trm-client reason-batch``: one output line per input line, in order; a failed input prints its error,
-    and the status is an error when any line failed."""
+    and the status is an error when any line failed. A model the server does not host (every line of the first
+    call NOT_FOUND) is told once, as a failed call."""
     lines = [line.rstrip("\n") for line in args.file]
     failed = 0
     for start in range(0, len(lines), args.batch_size):
         chunk = lines[start : start + args.batch_size]
         inputs = {"grids": chunk} if args.grid else {"texts": chunk}
-        for number, result in enumerate(client.reason_batch(args.model, top_k=args.top_k, **inputs), start + 1):
+        results = client.reason_batch(args.model, top_k=args.top_k, **inputs)
+        if start == 0 and all(isinstance(r, TRMError) and r.code is grpc.StatusCode.NOT_FOUND for r in results):
+            raise results[0]
+        for number, result in enumerate(results, start + 1):
             if isinstance(result, TRMError):
                 failed += 1
                 failure = error_dict(result.code.name, result.details, result.request_id)
