@@ -118,6 +118,20 @@ def test_eval_names_a_label_the_model_never_saw(
     assert "run_tests" in capsys.readouterr().err
 
 
+def test_eval_refuses_int8_without_an_int8_step_and_a_split_of_a_file(
+    keyword_data: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from trainer.testing import make_random_bundle
+
+    bundle = make_random_bundle(tmp_path, "text", labels=KEYWORDS)
+    assert not (bundle / "model.int8.onnx").exists()
+    assert main(["eval", "--bundle", str(bundle), "--data", str(keyword_data[1]), "--int8"]) == 2
+    assert "ships no int8 step (its REPORT.md says why): evaluate it without --int8" in capsys.readouterr().err
+    assert main(["eval", "--bundle", str(bundle), "--data", str(keyword_data[1]), "--split", "train"]) == 2
+    assert "a file (" in capsys.readouterr().err  # evaluated whole: --split would be ignored
+    assert main(["eval", "--bundle", str(bundle), "--data", str(keyword_data[1])]) == 0
+
+
 def test_a_killed_run_resumes_from_its_last_checkpoint(keyword_data: tuple[Path, Path], tmp_path: Path) -> None:
     train, _ = keyword_data
     args = [

@@ -102,9 +102,12 @@ def cmd_presets(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
+    if args.split and Path(args.data).is_file():
+        raise ValueError(f"--split picks a split of a dataset folder; a file ({args.data}) is evaluated whole: "
+                         "leave --split out")
     columns = (args.text_column, args.label_column)
-    print(json.dumps(evaluate_bundle(Path(args.bundle), Path(args.data), args.split, args.limit, args.int8, columns),
-                     indent=1))
+    print(json.dumps(evaluate_bundle(Path(args.bundle), Path(args.data), args.split or "test", args.limit, args.int8,
+                                     columns), indent=1))
     return 0
 
 
@@ -203,10 +206,10 @@ def build_parser() -> argparse.ArgumentParser:
     eval_cmd = sub.add_parser("eval", help="evaluate a bundle on a dataset split; prints JSON")
     eval_cmd.add_argument("--bundle", required=True)
     eval_cmd.add_argument("--data", required=True, help="dataset folder of ../shared/data or a user's file")
-    eval_cmd.add_argument("--split", default="test")
+    eval_cmd.add_argument("--split", help="a dataset folder's split (default: test); not for a user's file")
     eval_cmd.add_argument("--limit", type=_count, default=0,
                           help="evaluate a fixed random subset of this size (0: every example)")
-    eval_cmd.add_argument("--int8", action="store_true", help="use the int8 variant when the bundle has one")
+    eval_cmd.add_argument("--int8", action="store_true", help="evaluate the bundle's int8 step (model.int8.onnx)")
     _add_column_flags(eval_cmd, "the bundle's text column", "the bundle's label column")
     eval_cmd.set_defaults(func=cmd_eval)
 

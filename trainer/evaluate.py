@@ -158,10 +158,12 @@ def evaluate_bundle(
     """The metrics of a bundle's ONNX step on a dataset split (what `trm-train eval` prints); a user's text file
     is read by its text and label `columns`, each by default the one the bundle was trained from."""
     manifest = load_bundle(bundle).manifest
+    if int8 and not manifest.onnx_int8:
+        raise ValueError(f"{bundle} ships no int8 step (its REPORT.md says why): evaluate it without --int8")
     sets = eval_sets(manifest, bundle, data, split, columns)
     if limit:
         sets = {name: data_set.sample(limit, seed=0) for name, data_set in sets.items()}
-    model_file = manifest.onnx_int8 if int8 and manifest.onnx_int8 else manifest.onnx_fp32
+    model_file = manifest.onnx_int8 if int8 else manifest.onnx_fp32
     results = evaluate_step(
         onnx_step_fn(bundle / model_file), manifest.recursion.state_shape, manifest.recursion.N_sup, sets,
         manifest.halt_threshold, list(manifest.labels), manifest.out_of_scope,
