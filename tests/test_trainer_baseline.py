@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from trainer.bar_sets import few_shot_indices, write_text_csv
-from trainer.baseline import BaselineResult, fit_linear_baseline, main, score_linear_baseline
+from trainer.baseline import BaselineResult, comparison, fit_linear_baseline, main, score_linear_baseline
 from trainer.data.holdout import stratified_holdout
 from trainer.data.text import TextSplit, load_text_file
 
@@ -119,3 +119,15 @@ def test_written_csvs_read_back_as_the_same_texts(tmp_path: Path) -> None:
     """Posts hold newlines, commas and quotes: the CSV quotes them and the user-file loader reads them."""
     split = TextSplit(['Re: "hello", world\nquoted > text\n\nbody, more', "plain"], ["alt.atheism", "sci.space"])
     assert load_text_file(write_text_csv(tmp_path / "out" / "posts.csv", split)) == split
+
+
+def test_the_verdict_weighs_in_scope_accuracy_and_names_both_out_of_scope_recalls() -> None:
+    """A tie in in-scope accuracy is not the whole story where the TRM also rejects more out-of-scope inputs."""
+    metrics = {"test_accuracy": 0.8824, "test_in_scope_accuracy": 0.875, "test_oos_recall": 0.5,
+               "baseline_test_accuracy": 0.8235, "baseline_test_in_scope_accuracy": 0.875,
+               "baseline_test_oos_recall": 0.4167}
+    assert comparison(metrics) == ("TRM 87.50%, linear baseline 87.50% (in-scope test accuracy): a tie; out-of-scope "
+                                   "recall 50.0% against 41.7%")
+    assert comparison({"test_accuracy": 0.9, "baseline_test_accuracy": 0.8}) == (
+        "TRM 90.00%, linear baseline 80.00% (test accuracy): the TRM is ahead by 10.00 points")
+    assert comparison({"test_accuracy": 0.9}) is None

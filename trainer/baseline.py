@@ -54,7 +54,8 @@ class BaselineResult:
 
 def comparison(metrics: dict[str, float]) -> str | None:
     """The TRM next to the baseline in one line, from a manifest's metrics, e.g. "TRM 93.10%, linear
-    baseline 92.70% (in-scope test accuracy): the TRM is ahead by 0.40 points"; None without a baseline."""
+    baseline 92.70% (in-scope test accuracy): the TRM is ahead by 0.40 points; out-of-scope recall 28.6%
+    against 21.1%" (the recall where both have an out-of-scope label); None without a baseline."""
     key = "in_scope_accuracy" if "baseline_test_in_scope_accuracy" in metrics else "accuracy"
     if f"baseline_test_{key}" not in metrics or f"test_{key}" not in metrics:
         return None
@@ -64,7 +65,11 @@ def comparison(metrics: dict[str, float]) -> str | None:
                f"the baseline wins by {-gap:.2f} points: serve the TRM only for what the baseline lacks "
                "(anytime steps, halting, one server for every model)" if gap < 0 else "a tie")
     measure = "in-scope test accuracy" if key == "in_scope_accuracy" else "test accuracy"
-    return f"TRM {trm:.2f}%, linear baseline {baseline:.2f}% ({measure}): {verdict}"
+    line = f"TRM {trm:.2f}%, linear baseline {baseline:.2f}% ({measure}): {verdict}"
+    if key == "in_scope_accuracy" and "test_oos_recall" in metrics and "baseline_test_oos_recall" in metrics:
+        line += (f"; out-of-scope recall {100 * metrics['test_oos_recall']:.1f}% against "
+                 f"{100 * metrics['baseline_test_oos_recall']:.1f}%")
+    return line
 
 
 def fit_linear_baseline(texts: Sequence[str], labels: Sequence[str], seed: int = 0) -> Pipeline:
