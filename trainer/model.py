@@ -110,7 +110,7 @@ class ModelConfig:
         return asdict(self)
 
 
-_AT_LEAST = {"hidden_size": 1, "num_layers": 1, "num_heads": 1, "n": 1, "T": 1, "N_sup": 1, "pool": 1, "embed_dim": 0,
+_AT_LEAST = {"hidden_size": 1, "num_layers": 1, "num_heads": 1, "n": 0, "T": 1, "N_sup": 1, "pool": 1, "embed_dim": 0,
              "reader_rows": 0}
 
 
