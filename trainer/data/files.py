@@ -167,7 +167,8 @@ def _array_items(path: Path, content: str) -> Iterator[tuple[int, dict[str, Any]
                     raise DataError(path, content.count("\n", 0, comma) + 1,
                                     "invalid JSON: a comma after the array's last item: remove it") from exc
                 raise DataError(path, exc.lineno, f"invalid JSON: {exc.msg} at column {exc.colno}") from exc
-            yield line_at(position), _json_object(path, line_at(position), value)
+            starts_on = line_at(position)
+            yield starts_on, _json_object(path, starts_on, value)
             position = _JSON_SPACE.match(content, end).end()
             if not content.startswith(",", position):
                 break
