@@ -136,6 +136,11 @@ def test_neither_text_nor_grid_is_refused_before_sending(client):
         (lambda c: c.reason(GRID_MODEL, grid=5), TypeError, "grid must be a string of cells"),
         (lambda c: c.reason(GRID_MODEL, grid=[[5, 3, 10]]), ValueError, "grid row 1, column 3 holds 10"),
         (lambda c: c.reason_batch(TEXT_MODEL, "nasa rocket"), TypeError, "texts must be a list of inputs"),
+        (lambda c: c.reason(TEXT_MODEL, "hi \ud83d"), ValueError, "text holds U[+]D83D at position 3, half of a"),
+        (lambda c: c.reason(GRID_MODEL, grid=["53..7....6..195...", ".98....6."]), ValueError,
+         "grid row 2 has 9 cells and row 1 has 18"),
+        (lambda c: c.reason_batch(TEXT_MODEL, ["hi", None]), TypeError, r"texts\[1\] is None"),
+        (lambda c: c.reason_batch(TEXT_MODEL, ["hi", "\udc00"]), ValueError, r"texts\[1\]: text holds U[+]DC00"),
         (lambda c: list(c.reason_stream(TEXT_MODEL, "hi", request_id=" r1")), ValueError, "request_id ' r1' must"),
     ],
 )

@@ -118,6 +118,10 @@ def test_call_tool_on_a_grid_takes_json_string_arguments(adapter):
         (GRID_TOOL, {"grid": "123"}, "INVALID_ARGUMENT", "grid must have 81 symbols (9x9, row-major), got 3"),
         (GRID_TOOL, {"grid": "x" + SUDOKU[1:]}, "INVALID_ARGUMENT", "cell 0 of grid (row 1, column 1) is 'x'"),
         (GRID_TOOL, {"grid": "55" + SUDOKU[2:]}, "INVALID_ARGUMENT", "break the sudoku rules: row 1 has two 5s"),
+        # What the SDK cannot send, and what gRPC refuses before the server reads it, are the LLM's to fix.
+        (TEXT_TOOL, '{"text": "hi \\ud83d there"}', "INVALID_ARGUMENTS", "text holds U+D83D at position 3, half "
+                                                                         "of a character"),
+        (TEXT_TOOL, {"text": "x" * 2_000_000}, "INVALID_ARGUMENTS", "too large for the server"),
     ],
 )
 def test_bad_calls_come_back_as_errors_for_the_llm(adapter, name, arguments, code, told):

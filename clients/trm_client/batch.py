@@ -29,18 +29,23 @@ def build_batch_request(
     Raises:
         ValueError: when neither or both of ``texts`` and ``grids`` are given.
         TypeError: for one string given as ``texts`` or ``grids`` (a list of them is meant).
+        ValueError, TypeError: for an entry that cannot be sent, named by its index (``texts[3]: ...``).
     """
     if (texts is None) == (grids is None):
         raise ValueError("give exactly one of texts or grids")
     for name, inputs in (("texts", texts), ("grids", grids)):
         if isinstance(inputs, str):
             raise TypeError(f"{name} must be a list of inputs, got one string; pass [{name[:-1]}] for one")
-    if texts is not None:
-        requests = [build_reason_request(model, text, None, version=version, budget=budget, top_k=top_k)
-                    for text in texts]
-    else:
-        requests = [build_reason_request(model, None, grid, version=version, budget=budget, top_k=top_k)
-                    for grid in grids or ()]
+    name, inputs = ("texts", texts) if texts is not None else ("grids", grids or ())
+    requests = []
+    for index, one in enumerate(inputs):
+        if one is None:
+            raise TypeError(f"{name}[{index}] is None: every entry is a {name[:-1]}")
+        try:
+            requests.append(build_reason_request(model, *((one, None) if texts is not None else (None, one)),
+                                                 version=version, budget=budget, top_k=top_k))
+        except (ValueError, TypeError) as exc:
+            raise type(exc)(f"{name}[{index}]: {exc}") from None
     return trm_pb2.ReasonBatchRequest(requests=requests)
 
 

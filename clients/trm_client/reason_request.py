@@ -17,19 +17,35 @@ def grid_cells(grid: GridInput) -> str:
 
     Raises:
         TypeError: for a grid that is none of the accepted forms.
-        ValueError: for a cell that is not one symbol (a digit 0-9 in rows of ints).
+        ValueError: for a cell that is not one symbol (a digit 0-9 in rows of ints), rows of unequal lengths or
+            a lone surrogate.
     """
     if isinstance(grid, str):
-        return "".join(grid.split())
+        return "".join(checked_unicode("grid", grid).split())
     if not isinstance(grid, Sequence):
         raise TypeError(f"grid must be a string of cells, a list of row strings or a list of rows of digits, "
                         f"got {type(grid).__name__}")
-    return "".join(_row_cells(row, number) for number, row in enumerate(grid, start=1))
+    rows = [_row_cells(row, number) for number, row in enumerate(grid, start=1)]
+    for number, row in enumerate(rows[1:], start=2):
+        if len(row) != len(rows[0]):
+            raise ValueError(f"grid row {number} has {len(row)} cells and row 1 has {len(rows[0])}: every row of a "
+                             "grid has the same number of cells")
+    return "".join(rows)
+
+
+def checked_unicode(name: str, value: str) -> str:
+    """`value` if it can be sent (UTF-8); else a ValueError naming `name` and where it holds a lone surrogate."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueError(f"{name} holds U+{ord(value[exc.start]):04X} at position {exc.start}, half of a character "
+                         "(a lone surrogate, e.g. an emoji cut in two): send valid Unicode text") from None
+    return value
 
 
 def _row_cells(row: str | Sequence[int | str], number: int) -> str:
     if isinstance(row, str):
-        return row
+        return "".join(checked_unicode(f"grid row {number}", row).split())
     if not isinstance(row, Sequence):
         raise TypeError(f"grid row {number} must be a string or a list of cells, got {type(row).__name__}")
     cells = []
@@ -54,7 +70,8 @@ def build_reason_request(
     """Builds a ReasonRequest with exactly one of ``text`` or ``grid``.
 
     Raises:
-        ValueError: when neither or both inputs are given, or top_k is out of range.
+        ValueError: when neither or both inputs are given, top_k is out of range or the input is not valid
+            Unicode.
         TypeError: for a text that is not a string or a budget that is not a Budget.
     """
     if (text is None) == (grid is None):
@@ -68,7 +85,7 @@ def build_reason_request(
     if budget is not None:
         request.budget.CopyFrom(budget.to_proto())
     if text is not None:
-        request.text = text
+        request.text = checked_unicode("text", text)
     else:
         request.grid.cells = grid_cells(grid)
     return request

@@ -6,6 +6,8 @@ import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+import grpc
+
 from trm_client.aio_client import AsyncTRMClient
 from trm_client.client import TRMClient
 from trm_client.errors import TRMError
@@ -31,6 +33,17 @@ def newest_per_model(infos: Iterable[ModelInfo]) -> list[ModelInfo]:
 def to_json(payload: Mapping[str, Any]) -> str:
     """Compact JSON for an LLM's context window."""
     return json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
+
+
+def service_error_payload(error: TRMError) -> dict[str, Any]:
+    """A failed call as the LLM reads it: the status and the server's message in the tool's argument names; a
+    request over the server's message size is the LLM's to shorten (gRPC calls it RESOURCE_EXHAUSTED, which reads
+    as "retry later")."""
+    if error.code is grpc.StatusCode.RESOURCE_EXHAUSTED and "larger than max" in error.details:
+        size = error.details.removeprefix("SERVER: ").removeprefix("Received ")
+        return error_payload("INVALID_ARGUMENTS", f"the arguments are too large for the server ({size}): send a "
+                                                  "shorter text", error.request_id)
+    return error_payload(error.code.name, rename_fields(error.details, TOOL_ARGUMENTS), error.request_id)
 
 
 class ModelCatalog:
@@ -89,11 +102,10 @@ class ToolAdapter:
             kwargs = reason_kwargs(parse_arguments(info, arguments))
             result = self._client.reason(info.name, **kwargs)
             return tool_payload(self._versioned(info.name, result.model_version), result)
-        except ToolArgumentError as error:
+        except (ToolArgumentError, ValueError) as error:  # ValueError: what the SDK cannot send (half a character)
             return error_payload("INVALID_ARGUMENTS", str(error))
         except TRMError as error:
-            message = rename_fields(error.details, TOOL_ARGUMENTS)
-            return error_payload(error.code.name, message, error.request_id)
+            return service_error_payload(error)
 
     def call_tool(self, name: str, arguments: Arguments) -> str:
         """Runs one tool call and returns compact JSON for the LLM."""
@@ -135,11 +147,10 @@ class AsyncToolAdapter:
             kwargs = reason_kwargs(parse_arguments(info, arguments))
             result = await self._client.reason(info.name, **kwargs)
             return tool_payload(await self._versioned(info.name, result.model_version), result)
-        except ToolArgumentError as error:
+        except (ToolArgumentError, ValueError) as error:  # ValueError: what the SDK cannot send (half a character)
             return error_payload("INVALID_ARGUMENTS", str(error))
         except TRMError as error:
-            message = rename_fields(error.details, TOOL_ARGUMENTS)
-            return error_payload(error.code.name, message, error.request_id)
+            return service_error_payload(error)
 
     async def call_tool(self, name: str, arguments: Arguments) -> str:
         """Runs one tool call and returns compact JSON for the LLM."""
