@@ -13,5 +13,7 @@ BAD_CONNECTION_OPTIONS = (
     (["--tls-key", "client.key"], "--tls-key needs --tls-cert"),
     (["--tls-ca", __file__], f"--tls-ca: {__file__} holds no PEM CERTIFICATE"),
     (["--target", "127.0.0.1"], "--target: '127.0.0.1' names no port: write HOST:PORT"),
+    (["--target", "http://127.0.0.1:50051"], "--target: 'http://127.0.0.1:50051': a gRPC target has no http:// in "
+                                             "front: write HOST:PORT, e.g. 127.0.0.1:50051"),
     (["--target", "localhost:99999"], "--target: 'localhost:99999': the port must be a number from 1 to 65535"),
 )

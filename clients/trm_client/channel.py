@@ -138,6 +138,10 @@ def _check_endpoint(endpoint: str) -> None:
         raise ValueError(f"{endpoint!r} has a space; write HOST:PORT, e.g. {DEFAULT_TARGET}")
     if endpoint.split(":", 1)[0] in _URI_SCHEMES:
         return
+    scheme, slashes, rest = endpoint.partition("://")
+    if slashes:
+        raise ValueError(f"{endpoint!r}: a gRPC target has no {scheme}:// in front: write HOST:PORT, e.g. {rest} "
+                         "(TLS is an option of its own)")
     host, _, port = endpoint.rpartition(":")
     if not host or (":" in host and not host.startswith("[")):
         raise ValueError(f"{endpoint!r} names no port: write HOST:PORT, e.g. {DEFAULT_TARGET} ([ADDRESS]:PORT "

@@ -187,7 +187,7 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
 def _flag_hint(error: TRMError, args: argparse.Namespace) -> str:
     """The flag that changes the outcome of a call that failed on the client's own limits."""
     if error.code is grpc.StatusCode.DEADLINE_EXCEEDED:
-        return f"; allow more time with --timeout (now {args.timeout:g} s)"
+        return f"; the deadline is --timeout (now {args.timeout:g} s)"
     if args.command == "reason-batch" and error.code is grpc.StatusCode.RESOURCE_EXHAUSTED \
             and "larger than max" in error.details:
         return f"; send fewer lines per call with --batch-size (now {args.batch_size})"

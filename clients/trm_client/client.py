@@ -16,7 +16,7 @@ from trm_client.metadata import call_metadata, new_request_id
 from trm_client.model_info import Budget, ModelInfo
 from trm_client.reason_request import GridInput, build_reason_request
 from trm_client.results import ReasonResult, ReasonStep
-from trm_client.retry import Deadline, RetryPolicy, plan_retry
+from trm_client.retry import Deadline, RetryPolicy, default_timeout, plan_retry
 
 Response = TypeVar("Response")
 
@@ -49,7 +49,7 @@ class TRMClient:
         channel_options: Sequence[tuple[str, int | str]] = (),
     ) -> None:
         self.target = resolve_target(target)
-        self.timeout_s = timeout_s
+        self.timeout_s = default_timeout(timeout_s)
         self.retry = retry or RetryPolicy()
         self._metadata = tuple(metadata)
         self._channel = open_channel(self.target, tls, channel_options)

@@ -79,7 +79,8 @@ async def serve(settings: dict[str, Any]) -> None:
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point of ``trm-mcp``."""
-    parser = argparse.ArgumentParser(prog="trm-mcp", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="trm-mcp", description="An MCP server over stdio that offers each model the service hosts as a tool.")
     add_connection_arguments(parser)
     asyncio.run(serve(checked_client_settings(parser, parser.parse_args(argv))))
 

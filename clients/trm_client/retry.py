@@ -71,10 +71,30 @@ NO_RETRY = RetryPolicy(max_attempts=1)
 """A policy that never retries."""
 
 
+def checked_timeout(timeout_s: float | None) -> float | None:
+    """`timeout_s` if it is a number of seconds (<= 0: a deadline already passed) or None (no deadline); else
+    TypeError or ValueError."""
+    if timeout_s is None:
+        return None
+    if isinstance(timeout_s, bool) or not isinstance(timeout_s, int | float):
+        raise TypeError(f"timeout_s must be a number of seconds, got {type(timeout_s).__name__}")
+    if timeout_s != timeout_s:
+        raise ValueError("timeout_s must be a number of seconds, got nan")
+    return timeout_s
+
+
+def default_timeout(timeout_s: float | None) -> float | None:
+    """A client's default deadline: a number of seconds above 0 (else every call would fail at once), or None."""
+    if checked_timeout(timeout_s) is not None and timeout_s <= 0:
+        raise ValueError(f"the client's timeout_s must be above 0 seconds, got {timeout_s}: every call would fail")
+    return timeout_s
+
+
 class Deadline:
     """The absolute deadline of one logical call, shared by all of its attempts."""
 
     def __init__(self, timeout_s: float | None) -> None:
+        timeout_s = checked_timeout(timeout_s)
         self._expires_at = None if timeout_s is None else time.monotonic() + timeout_s
 
     def remaining(self) -> float | None:

@@ -36,7 +36,7 @@ def tool_description(info: ModelInfo) -> str:
             ", ..." if len(labels) > _MAX_LISTED_LABELS else ""
         )
         what = (
-            f"Classifies a short text into one of {len(labels)} labels with the tiny recursive model "
+            f"Classifies a text into one of {len(labels)} labels with the tiny recursive model "
             f"'{info.name}'. Labels: {listed}."
         )
     return (
