@@ -11,7 +11,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from sdk_test_support import BAD_CONNECTION_OPTIONS, TEXT_MODEL
+from sdk_test_support import BAD_CONNECTION_OPTIONS, GRID_MODEL, TEXT_MODEL
 
 from trainer.testing import DEFAULT_TEXT_LABELS
 
@@ -74,6 +74,23 @@ def test_voice_pipeline_routes_unsure_utterances_from_stdin_to_the_fallback(serv
     # Every utterance is below a bar of 1; an out-of-scope one is reported as such first.
     assert [utterance for _, utterance in fallbacks] == ["open main dot py", "go to line ten"]
     assert {why for why, _ in fallbacks} <= {"low_confidence", "out_of_scope"}
+
+
+def test_voice_pipeline_writes_a_record_for_a_failed_call_and_refuses_a_model_of_another_kind(server):
+    too_long = "a " * 1500  # over the model's max_chars
+    done = run_example(VOICE / "pipeline.py", "--target", server.target, "--model", TEXT_MODEL, "--json",
+                       stdin=f"open main dot py\n{too_long}\ngo to line ten\n")
+    assert done.returncode == 0, done.stderr
+    records = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [r["utterance"] for r in records] == ["open main dot py", too_long.strip(), "go to line ten"]
+    assert records[1]["intent"] is None and records[1]["fallback"].startswith("error INVALID_ARGUMENT: text has")
+    grid = run_example(VOICE / "pipeline.py", "--target", server.target, "--model", GRID_MODEL, stdin="hi\n")
+    assert grid.returncode == 2
+    assert f"--model {GRID_MODEL} is a grid model: give a text_classification or sequence model" in grid.stderr
+    chained = run_example(VOICE / "pipeline.py", "--target", server.target, "--model", TEXT_MODEL,
+                          "--dictation-model", TEXT_MODEL, stdin="hi\n")
+    assert chained.returncode == 2
+    assert f"--dictation-model {TEXT_MODEL} is a text_classification model: give a sequence model" in chained.stderr
 
 
 @pytest.mark.parametrize(

@@ -22,7 +22,7 @@ import sys
 from collections.abc import Callable, Iterable, Iterator
 from typing import TextIO
 
-from trm_client import Classification, ModelInfo, ReasonResult, TRMClient, TRMError
+from trm_client import Classification, ModelInfo, ReasonResult, TaskType, TRMClient, TRMError
 from trm_client.connection_args import add_connection_arguments, checked_client_settings
 from trm_client.tool_result import defer_reason
 
@@ -90,13 +90,18 @@ def run(
 ) -> None:
     """Classifies every utterance, writes out the dictated ones with ``dictation_model`` (when given), and
     routes the unsure ones to ``on_fallback``."""
-    info = client.model(model)
-    dictation_info = client.model(dictation_model) if dictation_model else None
+    info = _of_task(client.model(model), (TaskType.TEXT_CLASSIFICATION, TaskType.SEQUENCE), "--model",
+                    "intent-clinc150")
+    dictation_info = (_of_task(client.model(dictation_model), (TaskType.SEQUENCE,), "--dictation-model",
+                               "code-dictation") if dictation_model else None)
     for utterance in lines:
         try:
             result = client.reason(model, utterance)
         except TRMError as error:
-            on_fallback(utterance, f"error {error.code.name}", None)
+            why = f"error {error.code.name}: {error.details}"
+            if as_json:
+                print(json.dumps({"utterance": utterance, "intent": None, "fallback": why}), file=out, flush=True)
+            on_fallback(utterance, why, None)
             continue
         why = fallback_reason(info, result, min_confidence)
         written, written_why = None, None
@@ -105,7 +110,7 @@ def run(
                 written = client.reason(dictation_model, dictated_words(utterance))
                 written_why = defer_reason(dictation_info, written)  # "incomplete": cut short, not the model's end
             except TRMError as error:
-                written_why = f"error {error.code.name}"
+                written_why = f"error {error.code.name}: {error.details}"
             if written_why is not None:
                 why = f"dictation {written_why}"
         if as_json:
@@ -130,6 +135,14 @@ def run(
                 print(f"  -> {written.prediction}  ({written.round_trip_ms:.1f} ms)", file=out, flush=True)
         if why is not None:
             on_fallback(utterance, why, written if written_why is not None else result)
+
+
+def _of_task(info: ModelInfo, tasks: tuple[TaskType, ...], flag: str, example: str) -> ModelInfo:
+    """`info` if its model does one of `tasks`; else a ValueError naming the flag to change."""
+    if info.task not in tasks:
+        kinds = " or ".join(task.value for task in tasks)
+        raise ValueError(f"{flag} {info.name} is a {info.task.value} model: give a {kinds} model, e.g. {example}")
+    return info
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -166,6 +179,9 @@ def main(argv: list[str] | None = None) -> int:
     except TRMError as error:
         print(f"pipeline: {error}", file=sys.stderr)
         return 1
+    except ValueError as error:  # a model of the wrong kind
+        print(f"pipeline: {error}", file=sys.stderr)
+        return 2
     except BrokenPipeError:  # the reader stopped early (`pipeline.py ... | head`): end quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
