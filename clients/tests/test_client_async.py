@@ -99,3 +99,8 @@ async def test_expired_deadline_raises_deadline_exceeded(aclient):
     assert caught.value.code is grpc.StatusCode.DEADLINE_EXCEEDED
     with pytest.raises(DeadlineExceeded):
         [step async for step in aclient.reason_stream(TEXT_MODEL, "too late", timeout_s=-1)]
+
+
+def test_a_client_made_outside_a_running_event_loop_says_where_to_make_it():
+    with pytest.raises(RuntimeError, match="create an AsyncTRMClient inside a coroutine"):
+        AsyncTRMClient("127.0.0.1:50051")

@@ -38,6 +38,11 @@ class AsyncTRMClient:
         metadata: Sequence[tuple[str, str]] = (),
         channel_options: Sequence[tuple[str, int | str]] = (),
     ) -> None:
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            raise RuntimeError("create an AsyncTRMClient inside a coroutine, where its event loop runs (its gRPC "
+                               "channel belongs to that loop): `async with AsyncTRMClient(...) as client:`") from None
         self.target = resolve_target(target)
         self.timeout_s = default_timeout(timeout_s)
         self.retry = retry or RetryPolicy()
