@@ -97,6 +97,14 @@ def test_a_port_in_use_is_reported_instead_of_shared(text_bundle: Path):
             second.start()
 
 
+def test_a_metrics_port_in_use_is_reported_with_the_flag_to_change(text_bundle: Path):
+    with ServerProcess([text_bundle]) as first:
+        second = ServerProcess([text_bundle], metrics_port=first.metrics_port)
+        with pytest.raises(RuntimeError, match=re.escape(f"cannot serve metrics on 127.0.0.1:{first.metrics_port}")):
+            second.start()
+        assert "choose another --metrics-port" in second.logs() and "Traceback" not in second.logs()
+
+
 def test_sessions_get_one_thread_and_heavy_steps_every_cpu_unless_a_count_is_given():
     chosen = load_options(_config([]))
     assert (chosen.session.intra_op_threads, chosen.heavy_step_threads) == (1, compute_cpu_count())

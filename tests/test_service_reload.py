@@ -179,6 +179,33 @@ def test_a_bundle_replaced_in_place_under_the_same_version_keeps_its_gauges(
         assert server.sample_value("trm_queued_requests", model=LONG_MODEL, version="1.0.0") == 0.0
 
 
+def test_a_hangup_before_the_server_takes_its_signals_does_not_end_it(text_bundle: Path, stub_for):
+    """A SIGHUP while the process still imports its libraries (a reload pushed right after a restart): the
+    process ignores it from its first line until the server takes the signal."""
+    server, sent = ServerProcess([text_bundle]), []
+
+    def hang_up_while_ignored() -> None:
+        wait_for(lambda: _ignores_hangups(server))
+        server.send_signal(signal.SIGHUP)
+        sent.append(signal.SIGHUP)
+
+    hangup = threading.Thread(target=hang_up_while_ignored)
+    hangup.start()
+    with server:
+        hangup.join()
+        assert sent == [signal.SIGHUP]
+        assert stub_for(server.target).Reason(trm_pb2.ReasonRequest(model=TEXT_MODEL, text="up")).steps > 0
+
+
+def _ignores_hangups(server: ServerProcess) -> bool:
+    try:
+        status = Path(f"/proc/{server.pid}/status").read_text()
+    except (RuntimeError, FileNotFoundError):  # not started yet
+        return False
+    ignored = int(next(line for line in status.splitlines() if line.startswith("SigIgn:")).split()[1], 16)
+    return bool(ignored >> (signal.SIGHUP - 1) & 1)
+
+
 def test_a_hangup_while_loading_does_not_end_the_server(text_bundle: Path, grid_bundle: Path, stub_for):
     server = ServerProcess([text_bundle, grid_bundle, SUDOKU_BUNDLE])
 

@@ -134,8 +134,10 @@ class ServerProcess:
 
     @property
     def pid(self) -> int:
-        """Process id of the server (the supervisor with --workers N)."""
-        return int(self._ready_info()["pid"])
+        """Process id of the server (the supervisor with --workers N), from the moment it starts."""
+        if self._process is None:
+            raise RuntimeError("the server was not started")
+        return self._process.pid
 
     @property
     def returncode(self) -> int | None:
