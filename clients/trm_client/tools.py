@@ -13,7 +13,7 @@ from trm_client.client import TRMClient
 from trm_client.errors import TRMError
 from trm_client.field_names import TOOL_ARGUMENTS, rename_fields
 from trm_client.model_info import ModelInfo
-from trm_client.tool_arguments import ToolArgumentError, parse_arguments, reason_kwargs
+from trm_client.tool_arguments import parse_arguments, reason_kwargs
 from trm_client.tool_result import error_payload, tool_payload
 from trm_client.tool_schema import openai_tool, tool_name
 
@@ -102,7 +102,7 @@ class ToolAdapter:
             kwargs = reason_kwargs(parse_arguments(info, arguments))
             result = self._client.reason(info.name, **kwargs)
             return tool_payload(self._versioned(info.name, result.model_version), result)
-        except (ToolArgumentError, ValueError) as error:  # ValueError: what the SDK cannot send (half a character)
+        except ValueError as error:  # ToolArgumentError, or an input the SDK cannot send (half a character)
             return error_payload("INVALID_ARGUMENTS", str(error))
         except TRMError as error:
             return service_error_payload(error)
@@ -147,7 +147,7 @@ class AsyncToolAdapter:
             kwargs = reason_kwargs(parse_arguments(info, arguments))
             result = await self._client.reason(info.name, **kwargs)
             return tool_payload(await self._versioned(info.name, result.model_version), result)
-        except (ToolArgumentError, ValueError) as error:  # ValueError: what the SDK cannot send (half a character)
+        except ValueError as error:  # ToolArgumentError, or an input the SDK cannot send (half a character)
             return error_payload("INVALID_ARGUMENTS", str(error))
         except TRMError as error:
             return service_error_payload(error)

@@ -219,9 +219,13 @@ def string_field(
 
 
 def first_json_object(path: Path) -> dict[str, Any] | None:
-    """The first object of a JSON Lines file or JSON array, or None if the file does not start with one."""
+    """The first object of a JSON Lines file (read no further than its first line) or of a JSON array, or None
+    if the file does not start with one."""
     try:
-        first = next(iter_json_objects(path, path.read_text(encoding="utf-8-sig")), None)
+        with path.open(encoding="utf-8-sig") as handle:
+            first_line = next((line for line in handle if line.strip()), "")
+            content = first_line + handle.read() if first_line.lstrip().startswith("[") else first_line
+        first = next(iter_json_objects(path, content), None)
     except (OSError, UnicodeDecodeError, DataError):
         return None
     return None if first is None else first[1]
