@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import re
 import subprocess
 import sys
@@ -25,6 +26,21 @@ def test_defaults_listen_on_localhost_50051_with_metrics_on_their_own_port():
     assert (config.host, config.port, config.metrics_port) == ("127.0.0.1", 50051, 9090)
     assert config.model_directories() == [DEFAULT_MODELS_DIR]
     assert (config.max_batch_size, config.max_queue, config.workers) == (64, 256, 1)
+
+
+@pytest.mark.parametrize("command", ["trm-service", "trm-train"])
+def test_every_command_tells_its_version(command: str):
+    shown = subprocess.run([str(Path(sys.executable).parent / command), "--version"], capture_output=True,
+                           text=True, timeout=60)
+    assert (shown.returncode, shown.stdout) == (0, f"{command} {importlib.metadata.version('trm-coprocessor')}\n")
+
+
+def test_serve_help_names_the_signals_it_answers(capsys: pytest.CaptureFixture[str]):
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["serve", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert "SIGHUP reloads the model folders" in help_text
+    assert "SIGTERM or SIGINT (Ctrl-C) drains" in help_text
 
 
 def test_environment_variables_apply_and_flags_win_over_them(tmp_path: Path):

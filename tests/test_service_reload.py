@@ -225,3 +225,57 @@ def test_a_hangup_while_loading_does_not_end_the_server(text_bundle: Path, grid_
         hangup.join()
         wait_for(lambda: _reloads(server) == 2)  # the startup load, then the reload the signal asked for
         assert stub_for(server.target).Reason(trm_pb2.ReasonRequest(model=TEXT_MODEL, text="up")).steps > 0
+
+
+def test_a_server_with_every_bundle_refused_is_not_serving_until_a_reload_loads_one(
+    text_bundle: Path, grid_bundle: Path, tmp_path: Path, stub_for
+):
+    models = tmp_path / "models"
+    shutil.copytree(text_bundle, models / "text")
+    shutil.copytree(grid_bundle, models / "grid")
+    _tamper(models / "text")
+    _tamper(models / "grid")
+    with ServerProcess([models]) as server, grpc.insecure_channel(server.target) as channel:
+        health = health_pb2_grpc.HealthStub(channel)
+
+        def status(name: str) -> int:
+            return health.Check(health_pb2.HealthCheckRequest(service=name)).status
+
+        assert status("") == status("trm.v1.ReasoningService") == health_pb2.HealthCheckResponse.NOT_SERVING
+        assert server.sample_value("trm_bundles_refused") == 2.0
+        assert any(r.get("event") == "no_models_hosted" for r in server.log_records())
+        with pytest.raises(grpc.RpcError) as refused:
+            stub_for(server.target).Reason(trm_pb2.ReasonRequest(model=TEXT_MODEL, text="nothing hosted"))
+        assert refused.value.code() == grpc.StatusCode.NOT_FOUND
+        assert "available models: none" in refused.value.details()
+
+        shutil.rmtree(models / "text")
+        shutil.copytree(text_bundle, models / "text")  # copied again, intact
+        _hangup_and_wait(server)
+        assert status("") == status("trm.v1.ReasoningService") == status(TEXT_MODEL)
+        assert status("") == health_pb2.HealthCheckResponse.SERVING
+        assert server.sample_value("trm_bundles_refused") == 1.0
+        assert stub_for(server.target).Reason(trm_pb2.ReasonRequest(model=TEXT_MODEL, text="back")).steps > 0
+
+
+def test_a_models_folder_gone_at_a_reload_keeps_its_models_serving(
+    text_bundle: Path, grid_bundle: Path, tmp_path: Path, stub_for
+):
+    """An unmounted volume is an accident, not a decision to stop serving its models; a bundle folder removed
+    from a folder that is still there is retired (test_a_removed_model_turns_not_serving_in_health)."""
+    texts, grids = tmp_path / "texts", tmp_path / "grids"
+    shutil.copytree(text_bundle, texts / "text")
+    shutil.copytree(grid_bundle, grids / "grid")
+    with ServerProcess([texts, grids]) as server:
+        stub = stub_for(server.target)
+        grids.rename(tmp_path / "unmounted")
+        _hangup_and_wait(server)
+        assert [m.name for m in stub.ListModels(trm_pb2.ListModelsRequest()).models] == [GRID_MODEL, TEXT_MODEL]
+        gone = [r for r in server.log_records() if r.get("event") == "models_dir_missing"]
+        assert [(r["path"], r["kept"]) for r in gone] == [(str(grids.resolve()), [f"{GRID_MODEL}@1.0.0"])]
+        assert not any(r.get("event") == "model_retired" for r in server.log_records())
+
+        (tmp_path / "unmounted").rename(grids)  # mounted again, without the grid bundle
+        shutil.rmtree(grids / "grid")
+        _hangup_and_wait(server)
+        assert [m.name for m in stub.ListModels(trm_pb2.ListModelsRequest()).models] == [TEXT_MODEL]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+import sys
 from pathlib import Path
 
 import grpc
@@ -79,3 +80,29 @@ def test_mutual_tls_requires_a_client_certificate_from_the_client_ca(pki: Path, 
         assert _call(server.target, _credentials(pki, "client")).steps == 1
         assert _refused(server.target, _credentials(pki)) == grpc.StatusCode.UNAVAILABLE
         assert _refused(server.target, _credentials(pki, "stranger")) == grpc.StatusCode.UNAVAILABLE
+
+
+def _healthcheck(target: str, *options: str) -> subprocess.CompletedProcess[str]:
+    probe = Path(__file__).resolve().parents[1] / "deploy" / "healthcheck.py"
+    return subprocess.run([sys.executable, str(probe), target, *options], capture_output=True, text=True,
+                          timeout=60)
+
+
+def test_the_container_health_probe_checks_a_mutual_tls_server(pki: Path, text_bundle: Path):
+    mutual = ["--tls-cert", str(pki / "server.pem"), "--tls-key", str(pki / "server.key"),
+              "--tls-client-ca", str(pki / "ca.pem")]
+    client = ["--tls-ca", str(pki / "ca.pem"), "--tls-cert", str(pki / "client.pem"),
+              "--tls-key", str(pki / "client.key")]
+    with ServerProcess([text_bundle], extra_args=mutual) as server:
+        probed = _healthcheck(server.target, *client)
+        assert (probed.returncode, probed.stdout.strip()) == (0, "SERVING"), probed.stderr
+        named = _healthcheck(server.target, *client, "--tls-server-name", "localhost")  # in the certificate
+        assert (named.returncode, named.stdout.strip()) == (0, "SERVING"), named.stderr
+        for refused in (
+            _healthcheck(server.target),  # plaintext
+            _healthcheck(server.target, "--tls-ca", str(pki / "ca.pem")),  # no client certificate
+            _healthcheck(server.target, *client, "--tls-server-name", "elsewhere.example"),  # not its name
+        ):
+            assert refused.returncode == 1 and refused.stderr.startswith("unhealthy: UNAVAILABLE: "), refused
+    half = _healthcheck("127.0.0.1:1", "--tls-cert", str(pki / "client.pem"))
+    assert half.returncode == 2 and "--tls-cert and --tls-key go together" in half.stderr

@@ -132,10 +132,27 @@ def test_eval_refuses_int8_without_an_int8_step_and_a_split_of_a_file(
     assert main(["eval", "--bundle", str(bundle), "--data", str(keyword_data[1])]) == 0
 
 
+def test_ctrl_c_while_the_libraries_import_ends_with_a_line_not_a_traceback() -> None:
+    process = subprocess.Popen([sys.executable, "-m", "trainer", "presets"], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while "libtorch" not in Path(f"/proc/{process.pid}/maps").read_text():  # torch is being imported
+            assert time.monotonic() < deadline and process.poll() is None, "torch was never imported"
+            time.sleep(0.01)
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert (process.returncode, out, err) == (130, "", "trm-train: interrupted (Ctrl-C)\n")
+
+
 def test_a_killed_run_resumes_from_its_last_checkpoint(keyword_data: tuple[Path, Path], tmp_path: Path) -> None:
     train, _ = keyword_data
     args = [
-        sys.executable, "-m", "trainer.cli", "fit", "--task", "text", "--data", str(train), "--name", "resume",
+        sys.executable, "-m", "trainer", "fit", "--task", "text", "--data", str(train), "--name", "resume",
         "--out", str(tmp_path / "bundles"), "--run-dir", str(tmp_path / "runs"), "--batch-size", "16",
         "--threads", "1", "--set", "checkpoint_every=5", *TINY_MODEL,
     ]

@@ -9,6 +9,7 @@ import math
 import shlex
 import sys
 import time
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -166,6 +167,7 @@ def _column_name(text: str) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="trm-train", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {version('trm-coprocessor')}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     fit_cmd = sub.add_parser("fit", help="train a model and write its bundle")

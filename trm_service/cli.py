@@ -7,6 +7,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -89,11 +90,16 @@ _SWITCHES = (
 def build_parser() -> argparse.ArgumentParser:
     """The `trm-service` argument parser."""
     parser = argparse.ArgumentParser(prog="trm-service", description="TRM reasoning co-processor (gRPC)")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {version('trm-coprocessor')}")
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser(
         "serve",
         help="serve the model bundles over gRPC",
         description="Serve model bundles over gRPC. Every flag can also be set with its TRM_* variable.",
+        epilog="Signals: SIGHUP reloads the model folders (new and changed bundles load while the others serve; "
+        "a folder that fails to verify is refused and what it held keeps serving). SIGTERM or SIGINT (Ctrl-C) "
+        "drains: health turns NOT_SERVING, requests are taken for --drain-delay s, running ones get "
+        "--grace-period s, then the process exits.",
     )
     defaults = ServeConfig()
     for option in _OPTIONS:

@@ -3,7 +3,9 @@
 `reload()` (startup, SIGHUP) rescans the folders. A new or changed folder is loaded in a thread
 while the current models keep serving; once it verifies, it takes new requests, and the version
 it replaces finishes its running requests before its scheduler stops. A folder that fails to
-verify is refused with a log line, and whatever was serving from it before keeps serving.
+verify is refused with a log line, and whatever was serving from it before keeps serving. A model
+directory that is gone at a reload (an unmounted volume) keeps its models serving; a bundle folder
+removed from a directory that is still there is retired.
 """
 
 from __future__ import annotations
@@ -90,20 +92,29 @@ def _version_parts(text: str) -> _VersionParts:
     return tuple((0, int(p)) if p.isdigit() else (1, p) for p in re.split(r"[.-]", text) if p)
 
 
-def discover_bundles(directories: Sequence[Path]) -> list[Path]:
+@dataclass(frozen=True)
+class BundleScan:
+    """What the model directories hold now."""
+
+    bundles: list[Path]  # bundle folders, resolved, each once
+    missing: list[Path]  # model directories that are not there (resolved)
+
+
+def discover_bundles(directories: Sequence[Path]) -> BundleScan:
     """Bundle folders: a directory holding a manifest, else its non-hidden subfolders that hold one."""
     found: list[Path] = []
+    missing: list[Path] = []
     for directory in directories:
         if (directory / MANIFEST_FILE).is_file():
             found.append(directory.resolve())
             continue
         if not directory.is_dir():
-            _log.warning("models_dir_missing", path=str(directory))
+            missing.append(directory.resolve())
             continue
         for child in sorted(directory.iterdir()):
             if child.is_dir() and not child.name.startswith(".") and (child / MANIFEST_FILE).is_file():
                 found.append(child.resolve())
-    return list(dict.fromkeys(found))
+    return BundleScan(list(dict.fromkeys(found)), missing)
 
 
 def _manifest_digest(path: Path) -> str | None:
@@ -166,7 +177,13 @@ class ModelRegistry:
             current = {m.path: m for m in self._hosted}
             kept: list[HostedModel] = []
             fresh: list[tuple[Path, LoadedModel]] = []
-            for path in discover_bundles(self._directories):
+            scan = discover_bundles(self._directories)
+            for directory in scan.missing:
+                unreachable = [m for m in self._hosted if m.path.is_relative_to(directory)]
+                kept.extend(unreachable)
+                _log.warning("models_dir_missing", path=str(directory),
+                             kept=[f"{m.name}@{m.version}" for m in unreachable])
+            for path in scan.bundles:
                 model = current.get(path)
                 if model is not None and _manifest_digest(path) == model.loaded.bundle.manifest_sha256:
                     kept.append(model)
@@ -197,6 +214,10 @@ class ModelRegistry:
                 summary.loaded.append(f"{manifest.name}@{manifest.version}")
             gone = [m for m in self._hosted if m not in hosted]
             self._set_hosted(hosted)
+            self._metrics.bundles_refused.set(len(summary.refused))
+            if not hosted:
+                _log.error("no_models_hosted", directories=[str(d) for d in self._directories],
+                           hint="health reports NOT_SERVING until a reload (SIGHUP) loads a bundle")
             for model in gone:
                 summary.retired.append(f"{model.name}@{model.version}")
                 self._retire(model)

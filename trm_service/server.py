@@ -57,11 +57,14 @@ class ModelHealth:
         self._models: set[str] = set()
 
     async def sync(self, models: set[str]) -> None:
-        """Mark `models` (and the server) SERVING and models that went away NOT_SERVING."""
+        """Mark `models` SERVING and models that went away NOT_SERVING; the server and the API are SERVING
+        while it hosts a model at all."""
         for name in self._models - models:
             await self.servicer.set(name, _NOT_SERVING)
-        for name in models | {OVERALL_HEALTH, SERVICE_NAME}:
+        for name in models:
             await self.servicer.set(name, _SERVING)
+        for name in (OVERALL_HEALTH, SERVICE_NAME):
+            await self.servicer.set(name, _SERVING if models else _NOT_SERVING)
         self._models = set(models)
 
     async def drain(self) -> None:

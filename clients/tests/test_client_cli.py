@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import os
 import pty
@@ -356,3 +357,10 @@ def _read_until_closed(fd: int) -> str:
         chunks.append(chunk)
     os.close(fd)
     return b"".join(chunks).decode().replace("\r\n", "\n")
+
+
+@pytest.mark.parametrize("command", ["trm-client", "trm-mcp"])
+def test_every_command_tells_its_version(command: str):
+    shown = subprocess.run([str(Path(sys.executable).parent / command), "--version"], capture_output=True,
+                           text=True, timeout=60)
+    assert (shown.returncode, shown.stdout) == (0, f"{command} {importlib.metadata.version('trm-client')}\n")

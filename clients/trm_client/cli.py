@@ -19,6 +19,7 @@ import json
 import os
 import sys
 from collections.abc import Sequence
+from importlib.metadata import version
 from typing import Any, TextIO
 
 import grpc
@@ -45,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=__doc__.split("Examples::", 1)[1],
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {version('trm-client')}")
     add_connection_arguments(parser)
     commands = parser.add_subparsers(dest="command", required=True)
 

@@ -81,6 +81,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     """Entry point of ``trm-mcp``."""
     parser = argparse.ArgumentParser(
         prog="trm-mcp", description="An MCP server over stdio that offers each model the service hosts as a tool.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {version('trm-client')}")
     add_connection_arguments(parser)
     asyncio.run(serve(checked_client_settings(parser, parser.parse_args(argv))))
 

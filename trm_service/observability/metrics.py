@@ -75,6 +75,11 @@ class ServiceMetrics:
             "trm_model_info", "1 for every loaded model version", ["model", "version", "task"],
             multiprocess_mode="livemax", registry=registry,
         )
+        self.bundles_refused = Gauge(
+            "trm_bundles_refused", "Bundle folders the last model reload refused (each has a bundle_refused log "
+            "line with the reason); the models they held before, if any, keep serving",
+            multiprocess_mode="livemax", registry=registry,
+        )
         self.grpc_refused = Counter(
             "trm_grpc_refused", "Calls gRPC refused itself, by reason (unknown_method, request_not_received, "
             "response_too_large) and method (empty for unknown methods)",
