@@ -11,8 +11,9 @@ import pytest
 
 from trainer.bar_sets import few_shot_indices, write_text_csv
 from trainer.baseline import BaselineResult, comparison, fit_linear_baseline, main, score_linear_baseline
-from trainer.data.holdout import stratified_holdout
+from trainer.config import TrainConfig
 from trainer.data.text import TextSplit, load_text_file
+from trainer.prepare import text_splits
 
 TOPICS = {"hockey": ["goalie", "puck", "season"], "space": ["orbit", "launch", "nasa"],
           "computers": ["driver", "kernel", "disk"]}
@@ -86,9 +87,10 @@ def test_the_command_scores_a_seeded_hold_out_of_one_file(tmp_path: Path, capsys
     write_text_csv(tmp_path / "train.csv", TextSplit(texts, labels))
     assert main([str(tmp_path / "train.csv")]) == 0
     printed = json.loads(capsys.readouterr().out.splitlines()[-1])
-    _, held = stratified_holdout(labels, 0.1, seed=0)
+    config = TrainConfig(name="baseline", task="text", data=str(tmp_path / "train.csv"))
+    fit_train, _, fit_test = text_splits(config)  # the rows trm-train fit trains and tests on
     assert printed["out_of_scope_label"] == "oos"
-    assert (printed["train_rows"], printed["test_rows"]) == (120 - len(held), len(held)) == (108, 12)
+    assert (printed["train_rows"], printed["test_rows"]) == (len(fit_train.texts), len(fit_test.texts)) == (96, 12)
     assert printed["in_scope_accuracy"] >= 0.9 and printed["oos_recall"] is not None
 
 

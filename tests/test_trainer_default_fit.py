@@ -89,14 +89,15 @@ def test_a_label_with_one_example_is_named_before_anything_trains(
     assert not (tmp_path / "b").exists()
 
 
-def test_a_grid_file_of_one_puzzle_is_refused_before_training(
+def test_a_grid_file_too_small_to_train_validate_and_test_is_refused_before_training(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     puzzle = ".................1.....2.3......3.2...1.4......5....6..3......4.7..8...962...7..."
     solution = "953168742862734951417952836746893125281645397395271468138529674574386219629417583"
-    (tmp_path / "one.csv").write_text(f"question,answer\n{puzzle},{solution}\n")
-    assert fit("--train", str(tmp_path / "one.csv"), "--out", str(tmp_path / "b"), "--run-dir", str(tmp_path)) == 2
-    assert "one puzzle: a fit needs at least 2" in capsys.readouterr().err
+    (tmp_path / "two.csv").write_text(f"question,answer\n{puzzle},{solution}\n" + f"{puzzle},{solution}\n")
+    assert fit("--train", str(tmp_path / "two.csv"), "--out", str(tmp_path / "b"), "--run-dir", str(tmp_path)) == 2
+    assert "2 puzzle(s): a fit needs at least 3, to train on, to validate and to test (or give --test FILE)" in (
+        capsys.readouterr().err)
 
 
 def test_a_source_target_file_is_taken_as_sequence_data_without_task(

@@ -17,7 +17,9 @@ import torch
 from trainer_support import KEYWORDS, TINY_MODEL
 
 from trainer.cli import _fit_config, build_parser, main
+from trainer.config import TrainConfig
 from trainer.export import torch_model_from_bundle
+from trainer.prepare import text_splits
 from trm_bundle.manifest import is_model_name, model_name_from
 
 
@@ -279,10 +281,13 @@ def test_a_sequence_fit_names_the_flags_it_does_not_take(tmp_path: Path, capsys:
     assert "--max-steps, --oos-label, --label-column do not apply to --task sequence" in capsys.readouterr().err
 
 
-def test_training_on_the_hold_out_needs_a_test_file(keyword_data: tuple[Path, Path], tmp_path: Path,
-                                                     capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["fit", "--train", str(keyword_data[0]), "--out", str(tmp_path), "--set", "train_on_val=true"]) == 2
-    assert "train_on_val trains on the hold-out, which is also the test set" in capsys.readouterr().err
+def test_training_on_validation_without_a_test_file_still_tests_on_rows_it_never_saw(
+    keyword_data: tuple[Path, Path],
+) -> None:
+    config = TrainConfig(name="all", task="text", data=str(keyword_data[0]), train_on_val=True)
+    train, val, test = text_splits(config)
+    assert set(val.texts) <= set(train.texts) and test.texts
+    assert not set(test.texts) & set(train.texts)
 
 
 @pytest.mark.parametrize(("setting", "message"), [

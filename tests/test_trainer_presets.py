@@ -4,6 +4,7 @@ label or an abstain threshold, and the small-data checks."""
 from __future__ import annotations
 
 import csv
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,7 @@ from trainer_support import KEYWORDS, write_keyword_csv
 from trainer.config import TrainConfig, load_config
 from trainer.data.checks import check_label_counts
 from trainer.data.files import DataError
-from trainer.data.holdout import same_text_key, stratified_holdout
+from trainer.data.holdout import same_text_key, stratified_holdout, train_val_test_holdout
 from trainer.data.tokenizer import encode_texts, train_tokenizer
 from trainer.model import ModelConfig
 from trainer.out_of_scope import calibrate_abstain_threshold, find_out_of_scope_label
@@ -169,11 +170,15 @@ def clinc_like(rows: int = 15_100) -> DataProfile:
 
 
 def test_the_schedule_ends_with_the_budget_on_large_data() -> None:
-    sizing = size_run(SHORT_TEXT, clinc_like(), budget_minutes=15, steps_per_second=2.0, overhead_minutes=3)
+    with_test_file = dataclasses.replace(clinc_like(), test_rows=5500)
+    sizing = size_run(SHORT_TEXT, with_test_file, budget_minutes=15, steps_per_second=2.0, overhead_minutes=3)
     values = sizing.settings
     assert values["max_minutes"] == 12  # the budget less the time outside the training loop
     # the time ends the run (at 2 steps/s, 1,440 steps) long before 100 passes over the 14,100 kept rows
     assert values["max_steps"] == np.ceil(SHORT_TEXT.max_epochs * (15_100 - 1000) / 128)
+    # without a test file, 1,000 rows more are held out (for test)
+    alone = size_run(SHORT_TEXT, clinc_like(), budget_minutes=15, steps_per_second=2.0, overhead_minutes=3)
+    assert alone.settings["max_steps"] == np.ceil(SHORT_TEXT.max_epochs * (15_100 - 2000) / 128)
     # the data's 5,194 words, then the teacher's up to the short-text limit
     assert (values["max_tokens"], values["vocab_size"], values["batch_size"]) == (24, SHORT_TEXT.text.max_vocab, 128)
     assert values["warmup_steps"] == 144 and values["eval_every"] == 360 and values["log_every"] == 20
@@ -186,7 +191,8 @@ def test_small_data_stops_on_its_epochs_before_the_budget() -> None:
     sizing = size_run(SHORT_TEXT, profile, budget_minutes=15, steps_per_second=5.0, overhead_minutes=1)
     batch = sizing.settings["batch_size"]
     assert batch == 64
-    assert sizing.settings["max_steps"] == max(MIN_STEPS, np.ceil(SHORT_TEXT.max_epochs * 360 / batch))
+    # 400 rows less 40 held out for validation and 40 for test
+    assert sizing.settings["max_steps"] == max(MIN_STEPS, np.ceil(SHORT_TEXT.max_epochs * 320 / batch))
     assert sizing.expected_minutes == pytest.approx(1 + sizing.settings["max_steps"] / 5.0 / 60)
     assert sizing.expected_minutes < 5
 
@@ -462,4 +468,20 @@ def test_the_fit_holds_out_copies_together(tmp_path: Path) -> None:
     with path.open("w", newline="") as handle:
         csv.writer(handle).writerows([("text", "label"), *rows * 3])
     train, val, test = text_splits(TrainConfig(name="copies", task="text", data=str(path)))
-    assert test is val and val.texts and not set(val.texts) & set(train.texts)
+    assert val.texts and test.texts
+    for one, other in ((val, train), (test, train), (test, val)):
+        assert not set(one.texts) & set(other.texts)  # no text scored on rows it was trained or chosen on
+
+
+def test_without_a_test_file_validation_and_test_are_disjoint_shares_of_the_file() -> None:
+    """What validation chooses (the reader, thresholds, int8) is never scored on the rows that chose it."""
+    labels = [f"intent{i % 30}" for i in range(376)] + ["rare", "rare"]
+    texts = [f"text {i}" for i in range(len(labels))]
+    texts[5] = texts[35]  # one text twice: its copies stay together
+    for seed in range(5):
+        train, val, test = train_val_test_holdout(labels, seed, texts)
+        assert sorted([*train, *val, *test]) == list(range(len(labels)))  # each row in exactly one share
+        assert 30 <= len(val) <= 40 and 30 <= len(test) <= 40  # about 10% of the file each
+        assert {labels[i] for i in train} == set(labels)  # every label keeps rows to train on
+        for one, other in ((train, val), (train, test), (val, test)):
+            assert not {texts[i] for i in one} & {texts[i] for i in other}

@@ -3,7 +3,8 @@ character 2-5-grams (the features of trainer/tfidf_teacher.py), trained on the t
 scored on the test split. It is reported next to the TRM, never shipped.
 
 `python -m trainer.baseline TRAIN [TEST]` prints its figures for a user's text,label file (without
-TEST: on a seeded, stratified 10% hold-out of TRAIN, as `trm-train fit` holds one out).
+TEST: trained and scored on the rows `trm-train fit` trains and tests on, a seeded, stratified 10% of TRAIN
+held out for test and as much again for validation).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from pathlib import Path
 import numpy as np
 from sklearn.pipeline import Pipeline
 
-from trainer.data.holdout import holdout_fraction, stratified_holdout
+from trainer.data.holdout import train_val_test_holdout
 from trainer.data.text import LABEL_COLUMN, TEXT_COLUMN, check_label_coverage, load_text_file
 from trainer.out_of_scope import find_out_of_scope_label
 from trainer.tfidf_teacher import ngram_svm, ngram_vectorizer
@@ -101,7 +102,8 @@ def score_linear_baseline(
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m trainer.baseline", description=__doc__)
     parser.add_argument("train", help="training CSV/TSV/JSONL/JSON (text,label)")
-    parser.add_argument("test", nargs="?", help="test CSV/TSV/JSONL/JSON (default: a seeded 10%% hold-out of TRAIN)")
+    parser.add_argument("test", nargs="?",
+                        help="test CSV/TSV/JSONL/JSON (default: the seeded 10%% of TRAIN that trm-train fit tests on)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--text-column", default=TEXT_COLUMN, metavar="NAME", help="the texts' column or field")
     parser.add_argument("--label-column", default=LABEL_COLUMN, metavar="NAME", help="the labels' column or field")
@@ -112,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
         test = load_text_file(Path(args.test), columns)
         check_label_coverage(train, test, args.test)
     else:
-        kept, held = stratified_holdout(train.labels, holdout_fraction(len(train.labels)), args.seed, train.texts)
+        kept, _, held = train_val_test_holdout(train.labels, args.seed, train.texts)
         train, test = train.subset(kept), train.subset(held)
     oos_label = find_out_of_scope_label(train.labels)
     result = score_linear_baseline(train.texts, train.labels, test.texts, test.labels, oos_label, args.seed)

@@ -184,7 +184,8 @@ def build_parser() -> argparse.ArgumentParser:
     fit_cmd.add_argument("--task", choices=["text", "grid", "sequence"],
                          help="sequence: a source,target file, the model writes the target (default: from the data)")
     fit_cmd.add_argument("--data", "--train", dest="data", help="dataset folder or training CSV/TSV/JSONL/JSON")
-    fit_cmd.add_argument("--test", help="test CSV/TSV/JSONL/JSON for a user's data (default: a 10%% hold-out)")
+    fit_cmd.add_argument("--test", help="test CSV/TSV/JSONL/JSON for a user's data (default: 10%% of the training "
+                         "file held out for test, and as much again for validation)")
     _add_column_flags(fit_cmd, "text", "label")
     fit_cmd.add_argument("--name", help="bundle name")
     fit_cmd.add_argument("--out", type=_folder, default="bundles",

@@ -14,7 +14,13 @@ from trainer.config import TrainConfig
 from trainer.data.checks import check_label_counts
 from trainer.data.files import DataError, data_hashes
 from trainer.data.grids import SUDOKU_TIERS, concatenate_splits, load_grid_dataset, sudoku_splits
-from trainer.data.holdout import holdout_fraction, sample_indices, shuffled_holdout, stratified_holdout
+from trainer.data.holdout import (
+    holdout_fraction,
+    sample_indices,
+    shuffled_holdout,
+    stratified_holdout,
+    train_val_test_holdout,
+)
 from trainer.data.text import (
     LABEL_COLUMN,
     TEXT_COLUMN,
@@ -92,11 +98,17 @@ def prepare_grid(cfg: TrainConfig) -> Prepared:
         tests = {tier: grid_set(splits[f"test_{tier}"]) for tier in SUDOKU_TIERS}
     else:
         full = load_grid_dataset(data, "train", cfg.seed)
-        if len(full) < 2:
-            raise DataError(data, None, "one puzzle: a fit needs at least 2, one to train on and one held out")
+        needed = 2 if cfg.test_data else 3
+        if len(full) < needed:
+            raise DataError(data, None, f"{len(full)} puzzle(s): a fit needs at least {needed}, to train on, to "
+                            "validate" + ("" if cfg.test_data else " and to test (or give --test FILE)"))
+        if cfg.test_data:
+            test = load_grid_dataset(Path(cfg.test_data), "test", cfg.seed)
+        else:  # the test puzzles first, so that validation's choices are never scored on the puzzles that made them
+            rest, tested = shuffled_holdout(len(full), cfg.seed)
+            full, test = full.take(rest), full.take(tested)
         kept, held = shuffled_holdout(len(full), cfg.seed)
         train, val = full.take(kept), full.take(held)
-        test = load_grid_dataset(Path(cfg.test_data), "test", cfg.seed) if cfg.test_data else val
         tests = {"test": grid_set(test)}
     if cfg.eval_limit:
         val = val.take(sample_indices(len(val), cfg.eval_limit, cfg.seed))
@@ -150,9 +162,6 @@ def text_splits(cfg: TrainConfig) -> tuple[TextSplit, TextSplit, TextSplit]:
     """The texts of a text config: (train, val, test) of a shared dataset folder or a user's file; train
     includes val when cfg.train_on_val."""
     train, val, test = _held_out_text_splits(cfg)
-    if cfg.train_on_val and test is val:
-        raise ValueError("train_on_val trains on the hold-out, which is also the test set without a test file: "
-                         "give --test FILE")
     if cfg.train_on_val:
         train = TextSplit(train.texts + val.texts, train.labels + val.labels)
     return train, val, test
@@ -166,13 +175,13 @@ def _held_out_text_splits(cfg: TrainConfig) -> tuple[TextSplit, TextSplit, TextS
     columns = (cfg.text_column, cfg.label_column)
     full = load_text_file(data, columns)
     check_label_counts(full.labels, data)
-    kept, held = stratified_holdout(full.labels, holdout_fraction(len(full.labels)), cfg.seed, full.texts)
-    train, val = full.subset(kept), full.subset(held)
-    test = val
     if cfg.test_data:
         test = load_text_file(Path(cfg.test_data), columns)
         check_label_coverage(full, test, cfg.test_data)
-    return train, val, test
+        kept, held = stratified_holdout(full.labels, holdout_fraction(len(full.labels)), cfg.seed, full.texts)
+        return full.subset(kept), full.subset(held), test
+    kept, held, tested = train_val_test_holdout(full.labels, cfg.seed, full.texts)
+    return full.subset(kept), full.subset(held), full.subset(tested)
 
 
 def _teacher_targets(

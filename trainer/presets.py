@@ -347,7 +347,8 @@ def size_run(
     (default: the preset's estimate for this data) may come from measurements on the machine at hand.
     """
     budget = preset.time_budget_minutes if budget_minutes is None else budget_minutes
-    training_rows = profile.rows * (1 - holdout_fraction(profile.rows))
+    held_out_shares = 1 if profile.test_rows else 2  # validation, and test without a test file
+    training_rows = profile.rows * (1 - held_out_shares * holdout_fraction(profile.rows))
     settings: dict[str, Any] = {}
     if preset.text is not None:
         settings["max_tokens"] = sized_max_tokens(preset.text, profile.p98_tokens)

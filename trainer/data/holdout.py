@@ -6,7 +6,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-HOLDOUT_FRACTION = 0.1  # of a user's labelled texts, held out for validation (and test, without a test file)
+HOLDOUT_FRACTION = 0.1  # of a user's labelled texts, held out for validation (and as much again for test without a
+# test file: what validation chose is never scored on the rows that chose it)
 MAX_HOLDOUT_ROWS = 1000  # large files hold out fewer: calibration needs no more, training gains the rest
 
 
@@ -14,6 +15,21 @@ def holdout_fraction(rows: int) -> float:
     """The fraction of a user's `rows` labelled texts held out: HOLDOUT_FRACTION, or less on large files so
     that about MAX_HOLDOUT_ROWS are."""
     return min(HOLDOUT_FRACTION, MAX_HOLDOUT_ROWS / max(rows, 1))
+
+
+def train_val_test_holdout(
+    labels: Sequence[str], seed: int, texts: Sequence[str] | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Sorted (train, validation, test) row indices of a user's labelled texts given without a test file: the
+    test rows held out first, then as many validation rows from the rest, each `holdout_fraction` of the file
+    and stratified as `stratified_holdout` holds out (rows of one text together, every label left to train on)."""
+    fraction = holdout_fraction(len(labels))
+    rest, test = stratified_holdout(labels, fraction, seed, texts)
+    rest_labels = [labels[i] for i in rest]
+    rest_texts = None if texts is None else [texts[i] for i in rest]
+    train, val = stratified_holdout(rest_labels, min(1.0, fraction * len(labels) / max(len(rest), 1)), seed,
+                                    rest_texts)
+    return rest[train], rest[val], test
 
 
 def same_text_key(text: str) -> str:
