@@ -3,15 +3,19 @@
 
 Usage: trm-healthcheck [TARGET] [--service NAME] [--timeout SECONDS]
                        [--tls] [--tls-ca PEM] [--tls-cert PEM --tls-key PEM] [--tls-server-name NAME]
-The TLS options mean what they mean for trm-client; each implies --tls.
+The TLS options mean what they mean for trm-client; each implies --tls. Exit status: 0 SERVING, 1 anything
+else (the reason on stderr), 2 a bad option.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import ssl
 import sys
 from pathlib import Path
 
+os.environ.setdefault("GRPC_VERBOSITY", "NONE")  # gRPC's own log lines would bury the one line this prints
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
@@ -28,7 +32,8 @@ def serving_status(target: str, service: str, timeout_s: float,
 
 
 def tls_credentials(args: argparse.Namespace) -> grpc.ChannelCredentials | None:
-    """The channel credentials the TLS options ask for (None: plaintext); ValueError naming the option to fix."""
+    """The channel credentials the TLS options ask for (None: plaintext); ValueError naming the option to fix.
+    Python's ssl module reads the files first: gRPC takes any bytes and fails only at the handshake."""
     if not (args.tls or args.tls_ca or args.tls_cert or args.tls_key or args.tls_server_name):
         return None
     if (args.tls_cert is None) != (args.tls_key is None):
@@ -39,7 +44,37 @@ def tls_credentials(args: argparse.Namespace) -> grpc.ChannelCredentials | None:
             files[option] = Path(path).read_bytes() if path else None
         except OSError as exc:
             raise ValueError(f"{option} {path}: {exc.strerror or exc}") from exc
+    try:
+        if args.tls_ca:
+            ssl.create_default_context(cafile=args.tls_ca)
+    except ssl.SSLError as exc:
+        raise ValueError(f"--tls-ca {args.tls_ca} must hold PEM CA certificates: {exc.reason or exc}") from exc
+    try:
+        if args.tls_cert:
+            ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_cert_chain(args.tls_cert, args.tls_key)
+    except ssl.SSLError as exc:
+        raise ValueError(f"--tls-cert {args.tls_cert} and --tls-key {args.tls_key} must be a PEM certificate and "
+                         f"its private key: {exc.reason or exc}") from exc
     return grpc.ssl_channel_credentials(files["--tls-ca"], files["--tls-key"], files["--tls-cert"])
+
+
+def positive_seconds(text: str) -> float:
+    """A --timeout value: seconds, above 0."""
+    seconds = float(text)
+    if not seconds > 0:
+        raise argparse.ArgumentTypeError(f"must be a number of seconds above 0, got {text}")
+    return seconds
+
+
+def failure(err: grpc.RpcError, service: str, tls: bool) -> str:
+    """The stderr line for a probe that got no status: the gRPC code, and what it most likely means."""
+    line = f"unhealthy: {err.code().name}: {err.details() or ''}".rstrip(": ")
+    if err.code() == grpc.StatusCode.NOT_FOUND:
+        return (f"{line}: the server has no health status named {service!r} (names: '' for the server, "
+                "trm.v1.ReasoningService, or a model's name)")
+    if err.code() == grpc.StatusCode.UNAVAILABLE and not tls:
+        return f"{line} (a TLS server? probe it with --tls-ca CA.pem, or --tls for the system's roots)"
+    return line
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -47,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("target", nargs="?", default="127.0.0.1:50051")
     parser.add_argument("--service", default="", help="health service name; empty = the whole server")
-    parser.add_argument("--timeout", type=float, default=2.0)
+    parser.add_argument("--timeout", type=positive_seconds, default=2.0, help="seconds (default 2)")
     parser.add_argument("--tls", action="store_true", help="use TLS with the system's roots")
     parser.add_argument("--tls-ca", help="PEM CA bundle to verify the server")
     parser.add_argument("--tls-cert", help="PEM client certificate for mutual TLS (with --tls-key)")
@@ -62,9 +97,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         status = serving_status(args.target, args.service, args.timeout, tls, args.tls_server_name)
     except grpc.RpcError as err:
-        print(f"unhealthy: {err.code().name}: {err.details()}", file=sys.stderr)
+        print(failure(err, args.service, tls is not None), file=sys.stderr)
         return 1
     print(status)
+    if status != "SERVING":
+        print(f"unhealthy: {args.service or 'the server'} reports {status}", file=sys.stderr)
     return 0 if status == "SERVING" else 1
 
 

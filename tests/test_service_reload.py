@@ -258,24 +258,43 @@ def test_a_server_with_every_bundle_refused_is_not_serving_until_a_reload_loads_
         assert stub_for(server.target).Reason(trm_pb2.ReasonRequest(model=TEXT_MODEL, text="back")).steps > 0
 
 
-def test_a_models_folder_gone_at_a_reload_keeps_its_models_serving(
-    text_bundle: Path, grid_bundle: Path, tmp_path: Path, stub_for
+def test_a_models_folder_gone_or_emptied_at_a_reload_keeps_its_models_serving(
+    text_bundle: Path, grid_bundle: Path, long_bundle: Path, tmp_path: Path, stub_for
 ):
-    """An unmounted volume is an accident, not a decision to stop serving its models; a bundle folder removed
-    from a folder that is still there is retired (test_a_removed_model_turns_not_serving_in_health)."""
-    texts, grids = tmp_path / "texts", tmp_path / "grids"
-    shutil.copytree(text_bundle, texts / "text")
+    """An unmounted volume (the folder gone, or its mount point left empty) is an accident, not a decision to
+    stop serving its models; a bundle folder removed beside others is retired (also
+    test_a_removed_model_turns_not_serving_in_health)."""
+    texts, grids, elsewhere = tmp_path / "texts", tmp_path / "grids", tmp_path / "elsewhere"
+    shutil.copytree(text_bundle, elsewhere / "text")
+    texts.mkdir()
+    (texts / "text").symlink_to(elsewhere / "text")  # a bundle folder linked in from outside its models folder
     shutil.copytree(grid_bundle, grids / "grid")
-    with ServerProcess([texts, grids]) as server:
+    shutil.copytree(long_bundle, grids / "long")
+    all_three = [LONG_MODEL, GRID_MODEL, TEXT_MODEL]
+    with ServerProcess([texts, grids, tmp_path / "grids" / ".." / "grids"]) as server:  # grids given twice
         stub = stub_for(server.target)
-        grids.rename(tmp_path / "unmounted")
+
+        def hosted() -> list[str]:
+            return [m.name for m in stub.ListModels(trm_pb2.ListModelsRequest()).models]
+
+        def notes(event: str) -> list[tuple[str, list[str]]]:
+            return [(r["path"], r["kept"]) for r in server.log_records() if r.get("event") == event]
+
+        assert hosted() == all_three
+        texts.rename(tmp_path / "texts-unmounted")
+        grids.rename(tmp_path / "grids-unmounted")
         _hangup_and_wait(server)
-        assert [m.name for m in stub.ListModels(trm_pb2.ListModelsRequest()).models] == [GRID_MODEL, TEXT_MODEL]
-        gone = [r for r in server.log_records() if r.get("event") == "models_dir_missing"]
-        assert [(r["path"], r["kept"]) for r in gone] == [(str(grids.resolve()), [f"{GRID_MODEL}@1.0.0"])]
+        assert hosted() == all_three
+        assert notes("models_dir_missing") == [(str(texts), [f"{TEXT_MODEL}@1.0.0"]),
+                                               (str(grids), [f"{LONG_MODEL}@1.0.0", f"{GRID_MODEL}@1.0.0"])]
+        grids.mkdir()  # the mount point left behind, empty
+        _hangup_and_wait(server)
+        assert hosted() == all_three
+        assert notes("models_dir_empty") == [(str(grids), [f"{LONG_MODEL}@1.0.0", f"{GRID_MODEL}@1.0.0"])]
         assert not any(r.get("event") == "model_retired" for r in server.log_records())
 
-        (tmp_path / "unmounted").rename(grids)  # mounted again, without the grid bundle
+        grids.rmdir()
+        (tmp_path / "grids-unmounted").rename(grids)  # mounted again, less the grid bundle
         shutil.rmtree(grids / "grid")
         _hangup_and_wait(server)
-        assert [m.name for m in stub.ListModels(trm_pb2.ListModelsRequest()).models] == [TEXT_MODEL]
+        assert hosted() == [LONG_MODEL, TEXT_MODEL]

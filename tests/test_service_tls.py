@@ -104,5 +104,17 @@ def test_the_container_health_probe_checks_a_mutual_tls_server(pki: Path, text_b
             _healthcheck(server.target, *client, "--tls-server-name", "elsewhere.example"),  # not its name
         ):
             assert refused.returncode == 1 and refused.stderr.startswith("unhealthy: UNAVAILABLE: "), refused
-    half = _healthcheck("127.0.0.1:1", "--tls-cert", str(pki / "client.pem"))
-    assert half.returncode == 2 and "--tls-cert and --tls-key go together" in half.stderr
+            assert refused.stderr.count("\n") == 1  # one line: none of gRPC's own
+        assert "a TLS server? probe it with --tls-ca CA.pem" in _healthcheck(server.target).stderr
+        unknown = _healthcheck(server.target, *client, "--service", "nosuch")
+        assert unknown.returncode == 1 and "no health status named 'nosuch'" in unknown.stderr
+    for options, message in (
+        (["--tls-cert", str(pki / "client.pem")], "--tls-cert and --tls-key go together"),
+        (["--tls-ca", str(pki / "ca.key")], f"--tls-ca {pki / 'ca.key'} must hold PEM CA certificates"),
+        (["--tls-cert", str(pki / "client.pem"), "--tls-key", str(pki / "stranger.key")],
+         f"--tls-cert {pki / 'client.pem'} and --tls-key {pki / 'stranger.key'} must be a PEM certificate and its "
+         "private key"),
+        (["--timeout", "-1"], "--timeout: must be a number of seconds above 0"),
+    ):
+        bad = _healthcheck("127.0.0.1:1", *options)
+        assert bad.returncode == 2 and message in bad.stderr, bad

@@ -4,14 +4,16 @@
 while the current models keep serving; once it verifies, it takes new requests, and the version
 it replaces finishes its running requests before its scheduler stops. A folder that fails to
 verify is refused with a log line, and whatever was serving from it before keeps serving. A model
-directory that is gone at a reload (an unmounted volume) keeps its models serving; a bundle folder
-removed from a directory that is still there is retired.
+directory that is gone or holds no bundle folder at a reload (an unmounted volume: its mount point
+stays behind, empty) keeps the models found in it serving; a bundle folder removed from a directory
+that still holds others is retired (a directory's last models retire with a restart).
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -46,6 +48,7 @@ class HostedModel:
 
     loaded: LoadedModel
     scheduler: ModelScheduler
+    found_in: Path  # the model directory (as configured) whose scan found it
 
     @property
     def manifest(self) -> Manifest:
@@ -96,25 +99,25 @@ def _version_parts(text: str) -> _VersionParts:
 class BundleScan:
     """What the model directories hold now."""
 
-    bundles: list[Path]  # bundle folders, resolved, each once
-    missing: list[Path]  # model directories that are not there (resolved)
+    bundles: dict[Path, Path]  # each bundle folder (resolved, once) -> the model directory that holds it
+    without_bundles: list[Path]  # model directories that are gone or hold no bundle folder
 
 
 def discover_bundles(directories: Sequence[Path]) -> BundleScan:
     """Bundle folders: a directory holding a manifest, else its non-hidden subfolders that hold one."""
-    found: list[Path] = []
-    missing: list[Path] = []
+    found: dict[Path, Path] = {}
+    without_bundles: list[Path] = []
     for directory in directories:
         if (directory / MANIFEST_FILE).is_file():
-            found.append(directory.resolve())
+            found.setdefault(directory.resolve(), directory)
             continue
-        if not directory.is_dir():
-            missing.append(directory.resolve())
-            continue
-        for child in sorted(directory.iterdir()):
-            if child.is_dir() and not child.name.startswith(".") and (child / MANIFEST_FILE).is_file():
-                found.append(child.resolve())
-    return BundleScan(list(dict.fromkeys(found)), missing)
+        children = sorted(directory.iterdir()) if directory.is_dir() else []
+        bundles = [c for c in children if c.is_dir() and not c.name.startswith(".") and (c / MANIFEST_FILE).is_file()]
+        if not bundles:
+            without_bundles.append(directory)
+        for child in bundles:
+            found.setdefault(child.resolve(), directory)
+    return BundleScan(found, without_bundles)
 
 
 def _manifest_digest(path: Path) -> str | None:
@@ -134,7 +137,7 @@ class ModelRegistry:
         limits: SchedulerLimits,
         metrics: ServiceMetrics,
     ) -> None:
-        self._directories = list(directories)
+        self._directories = list(dict.fromkeys(Path(os.path.abspath(d)) for d in directories))  # symlinks kept
         self._options = options
         self._limits = limits
         self._metrics = metrics
@@ -176,20 +179,20 @@ class ModelRegistry:
             summary = ReloadSummary()
             current = {m.path: m for m in self._hosted}
             kept: list[HostedModel] = []
-            fresh: list[tuple[Path, LoadedModel]] = []
+            fresh: list[tuple[LoadedModel, Path]] = []  # with the directory that holds it
             scan = discover_bundles(self._directories)
-            for directory in scan.missing:
-                unreachable = [m for m in self._hosted if m.path.is_relative_to(directory)]
+            for directory in scan.without_bundles:
+                unreachable = [m for m in self._hosted if m.found_in == directory]
                 kept.extend(unreachable)
-                _log.warning("models_dir_missing", path=str(directory),
-                             kept=[f"{m.name}@{m.version}" for m in unreachable])
-            for path in scan.bundles:
+                _log.warning("models_dir_missing" if not directory.is_dir() else "models_dir_empty",
+                             path=str(directory), kept=[f"{m.name}@{m.version}" for m in unreachable])
+            for path, found_in in scan.bundles.items():
                 model = current.get(path)
                 if model is not None and _manifest_digest(path) == model.loaded.bundle.manifest_sha256:
                     kept.append(model)
                     continue
                 try:
-                    fresh.append((path, await asyncio.to_thread(load_model, path, self._options)))
+                    fresh.append((await asyncio.to_thread(load_model, path, self._options), found_in))
                 except BundleError as exc:
                     summary.refused.append(str(path))
                     _log.error("bundle_refused", path=str(path), error=str(exc))
@@ -199,8 +202,8 @@ class ModelRegistry:
                             "bundle_kept_previous", path=str(path), model=model.name, version=model.version
                         )
             hosted = list(kept)
-            for path, loaded in fresh:
-                manifest = loaded.bundle.manifest
+            for loaded, found_in in fresh:
+                manifest, path = loaded.bundle.manifest, loaded.bundle.path
                 key = (manifest.name, manifest.version)
                 clash = next((m for m in hosted if (m.name, m.version) == key), None)
                 if clash is not None:
@@ -210,7 +213,7 @@ class ModelRegistry:
                         error=f"{manifest.name} {manifest.version} is already served from {clash.path}",
                     )
                     continue
-                hosted.append(self._host(loaded))
+                hosted.append(self._host(loaded, found_in))
                 summary.loaded.append(f"{manifest.name}@{manifest.version}")
             gone = [m for m in self._hosted if m not in hosted]
             self._set_hosted(hosted)
@@ -250,7 +253,7 @@ class ModelRegistry:
         if self._retiring:
             await asyncio.gather(*self._retiring)
 
-    def _host(self, loaded: LoadedModel) -> HostedModel:
+    def _host(self, loaded: LoadedModel, found_in: Path) -> HostedModel:
         manifest = loaded.bundle.manifest
         scheduler_type = SequenceScheduler if manifest.task == "sequence" else ModelScheduler
         scheduler = scheduler_type(
@@ -274,7 +277,7 @@ class ModelRegistry:
             onnx=loaded.onnx_file, warm_step_ms=round(loaded.warm_step_s * 1000, 3),
             intra_op_threads=loaded.session.intra_op_threads, lanes=loaded.lanes.count if loaded.lanes else 1,
         )
-        return HostedModel(loaded=loaded, scheduler=scheduler)
+        return HostedModel(loaded=loaded, scheduler=scheduler, found_in=found_in)
 
     def _retire(self, model: HostedModel) -> None:
         async def finish() -> None:
