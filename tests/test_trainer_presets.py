@@ -259,7 +259,7 @@ def test_the_listing_and_the_paragraph_say_what_was_chosen_and_why(keyword_csv: 
     paragraph = describe_choice(preset, reasons, sizing)
     assert paragraph.startswith("Preset short-text")
     assert "98% of the texts have at most 5 tokens" in paragraph
-    assert f"training {sizing.settings['max_steps']:,} steps (passes over the data)" in paragraph
+    assert f"training {sizing.settings['max_steps']:,} steps (its passes over the data end it)" in paragraph
     expected, overhead = sizing.expected_minutes, sizing.overhead_minutes
     assert expected < 10  # so tenths, and the parts add up
     assert f"Expected wall time: about {expected:.1f} min, of which {overhead:.1f} min to prepare" in paragraph
@@ -485,3 +485,12 @@ def test_without_a_test_file_validation_and_test_are_disjoint_shares_of_the_file
         assert {labels[i] for i in train} == set(labels)  # every label keeps rows to train on
         for one, other in ((train, val), (train, test), (val, test)):
             assert not {texts[i] for i in one} & {texts[i] for i in other}
+
+
+def test_a_file_whose_labels_are_each_one_text_is_refused_without_a_test_file(tmp_path: Path) -> None:
+    path = tmp_path / "copies.csv"
+    with path.open("w", newline="") as handle:
+        csv.writer(handle).writerows([("text", "label"), ("same a", "a"), ("same a", "a"), ("same b", "b"),
+                                      ("same b", "b")])
+    with pytest.raises(DataError, match="too few distinct texts to hold out validation and test rows"):
+        text_splits(TrainConfig(name="copies", task="text", data=str(path)))
