@@ -133,3 +133,26 @@ def test_the_verdict_weighs_in_scope_accuracy_and_names_both_out_of_scope_recall
     assert comparison({"test_accuracy": 0.9, "baseline_test_accuracy": 0.8}) == (
         "TRM 90.00%, linear baseline 80.00% (test accuracy): the TRM is ahead by 10.00 points")
     assert comparison({"test_accuracy": 0.9}) is None
+
+
+def test_the_command_refuses_a_file_the_fit_refuses_with_the_fits_message(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write_text_csv(tmp_path / "one.csv", TextSplit(["hi", "hello", "bye"], ["greet", "greet", "leave"]))
+    assert main([str(tmp_path / "one.csv")]) == 2
+    err = capsys.readouterr().err
+    assert err == (f"python -m trainer.baseline: data error: {tmp_path / 'one.csv'}: label 'leave' has 1 example: "
+                   "every label needs at least 2 examples; add examples of it or remove its rows\n")
+
+
+def test_with_a_test_file_the_command_trains_on_the_fits_training_rows(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    texts, labels = corpus(0, per_label=30, oos=30)
+    write_text_csv(tmp_path / "train.csv", TextSplit(texts, labels))
+    write_text_csv(tmp_path / "test.csv", TextSplit(texts[:20], labels[:20]))
+    assert main([str(tmp_path / "train.csv"), str(tmp_path / "test.csv")]) == 0
+    printed = json.loads(capsys.readouterr().out.splitlines()[-1])
+    config = TrainConfig(name="b", task="text", data=str(tmp_path / "train.csv"), test_data=str(tmp_path / "test.csv"))
+    fit_train, _, _ = text_splits(config)
+    assert (printed["train_rows"], printed["test_rows"]) == (len(fit_train.texts), 20) == (108, 20)

@@ -15,7 +15,9 @@ from trainer.config import TrainConfig, load_config
 from trainer.data.checks import check_label_counts
 from trainer.data.files import DataError
 from trainer.data.holdout import same_text_key, stratified_holdout, train_val_test_holdout
+from trainer.data.text import TextSplit
 from trainer.data.tokenizer import encode_texts, train_tokenizer
+from trainer.fit import split_sentence
 from trainer.model import ModelConfig
 from trainer.out_of_scope import calibrate_abstain_threshold, find_out_of_scope_label
 from trainer.prepare import text_splits
@@ -494,3 +496,23 @@ def test_a_file_whose_labels_are_each_one_text_is_refused_without_a_test_file(tm
                                       ("same b", "b")])
     with pytest.raises(DataError, match="too few distinct texts to hold out validation and test rows"):
         text_splits(TrainConfig(name="copies", task="text", data=str(path)))
+
+
+def test_with_a_test_file_a_training_file_of_one_text_per_label_is_refused(tmp_path: Path) -> None:
+    path, test = tmp_path / "copies.csv", tmp_path / "test.csv"
+    for file in (path, test):
+        with file.open("w", newline="") as handle:
+            csv.writer(handle).writerows([("text", "label"), ("same a", "a"), ("same a", "a"), ("same b", "b"),
+                                          ("same b", "b")])
+    with pytest.raises(DataError, match="too few distinct texts to hold out validation rows and keep every label"):
+        text_splits(TrainConfig(name="copies", task="text", data=str(path), test_data=str(test)))
+
+
+def test_the_split_line_counts_each_share_and_names_labels_the_test_rows_lack() -> None:
+    train = TextSplit(["a1", "a2", "b1", "c1"], ["a", "a", "b", "c"])
+    assert split_sentence(train, TextSplit(["b2"], ["b"]), TextSplit(["a3"], ["a"]), None) == (
+        "4 rows to train on, 1 held out for validation and 1 for test; the test rows have 1 of the 3 labels, and the "
+        "test figures say nothing of the others (give --test FILE with rows of every label)")
+    every = TextSplit(["a3", "b3", "c3"], ["a", "b", "c"])
+    assert split_sentence(train, TextSplit(["b2"], ["b"]), every, "test.csv") == (
+        "4 rows to train on, 1 held out for validation and the test file's 3 rows")

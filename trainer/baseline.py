@@ -2,25 +2,25 @@
 character 2-5-grams (the features of trainer/tfidf_teacher.py), trained on the training split and
 scored on the test split. It is reported next to the TRM, never shipped.
 
-`python -m trainer.baseline TRAIN [TEST]` prints its figures for a user's text,label file (without
-TEST: trained and scored on the rows `trm-train fit` trains and tests on, a seeded, stratified 10% of TRAIN
-held out for test and as much again for validation).
+`python -m trainer.baseline TRAIN [TEST]` prints its figures for a user's text,label file, trained and scored
+on the rows `trm-train fit` gives it: TRAIN less its validation hold-out, and TEST (without TEST: a seeded,
+stratified 10% of TRAIN held out for test, as much again for validation).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import numpy as np
 from sklearn.pipeline import Pipeline
 
-from trainer.data.holdout import train_val_test_holdout
-from trainer.data.text import LABEL_COLUMN, TEXT_COLUMN, check_label_coverage, load_text_file
+from trainer.data.files import DataError
+from trainer.data.text import LABEL_COLUMN, TEXT_COLUMN
 from trainer.out_of_scope import find_out_of_scope_label
 from trainer.tfidf_teacher import ngram_svm, ngram_vectorizer
 
@@ -108,14 +108,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--text-column", default=TEXT_COLUMN, metavar="NAME", help="the texts' column or field")
     parser.add_argument("--label-column", default=LABEL_COLUMN, metavar="NAME", help="the labels' column or field")
     args = parser.parse_args(argv)
-    columns = (args.text_column, args.label_column)
-    train = load_text_file(Path(args.train), columns)
-    if args.test:
-        test = load_text_file(Path(args.test), columns)
-        check_label_coverage(train, test, args.test)
-    else:
-        kept, _, held = train_val_test_holdout(train.labels, args.seed, train.texts)
-        train, test = train.subset(kept), train.subset(held)
+    from trainer.config import TrainConfig  # the fit's own split, checks and messages (and torch: imported here)
+    from trainer.prepare import text_splits
+
+    config = TrainConfig(name="baseline", task="text", data=args.train, test_data=args.test, seed=args.seed,
+                         text_column=args.text_column, label_column=args.label_column)
+    try:
+        train, _, test = text_splits(config)
+    except (DataError, ValueError) as error:
+        print(f"python -m trainer.baseline: data error: {error}", file=sys.stderr)
+        return 2
     oos_label = find_out_of_scope_label(train.labels)
     result = score_linear_baseline(train.texts, train.labels, test.texts, test.labels, oos_label, args.seed)
     print(result.summary())

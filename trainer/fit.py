@@ -15,6 +15,8 @@ import torch
 from trainer import metrics
 from trainer.baseline import BaselineResult, score_linear_baseline
 from trainer.config import TrainConfig, with_overrides
+from trainer.data.files import counted
+from trainer.data.text import TextSplit
 from trainer.evaluate import run_recursion, torch_step_fn
 from trainer.model import TRM, Int8Embedding, count_parameters
 from trainer.prepare import Prepared, prepare, resolve_out_of_scope_label, text_splits
@@ -96,11 +98,25 @@ def fit_baseline(cfg: TrainConfig) -> BaselineResult | None:
     (printed as soon as it is known); None for grids."""
     if cfg.task != "text":
         return None
-    train, _, test = text_splits(cfg)
+    train, val, test = text_splits(cfg)
+    print(f"{cfg.name}: {split_sentence(train, val, test, cfg.test_data)}", flush=True)
     oos_label = resolve_out_of_scope_label(cfg.oos_label, sorted(set(train.labels)))
     result = score_linear_baseline(train.texts, train.labels, test.texts, test.labels, oos_label, cfg.seed)
     print(f"{cfg.name}: {result.summary()}", flush=True)
     return result
+
+
+def split_sentence(train: TextSplit, val: TextSplit, test: TextSplit, test_file: str | None) -> str:
+    """How many rows train, validate and test, and the labels the test rows leave out, e.g. "308 rows to train
+    on, 34 held out for validation and 34 for test"."""
+    tested = f"the test file's {counted(len(test.texts), 'row')}" if test_file else f"{len(test.texts):,} for test"
+    sentence = f"{counted(len(train.texts), 'row')} to train on, {len(val.texts):,} held out for validation and "
+    sentence += tested
+    labels, covered = set(train.labels), set(test.labels)
+    if covered < labels:
+        sentence += (f"; the test rows have {len(covered)} of the {len(labels)} labels, and the test figures say "
+                     "nothing of the others" + ("" if test_file else " (give --test FILE with rows of every label)"))
+    return sentence
 
 
 def fit_one(

@@ -179,12 +179,14 @@ def _held_out_text_splits(cfg: TrainConfig) -> tuple[TextSplit, TextSplit, TextS
         test = load_text_file(Path(cfg.test_data), columns)
         check_label_coverage(full, test, cfg.test_data)
         kept, held = stratified_holdout(full.labels, holdout_fraction(len(full.labels)), cfg.seed, full.texts)
-        return full.subset(kept), full.subset(held), test
-    kept, held, tested = train_val_test_holdout(full.labels, cfg.seed, full.texts)
-    if held.size == 0 or tested.size == 0:  # each label's rows are copies of one text: nothing can be held out
-        raise DataError(data, None, "too few distinct texts to hold out validation and test rows and keep every "
-                        "label to train on: add texts, or give --test FILE")
-    return full.subset(kept), full.subset(held), full.subset(tested)
+    else:
+        kept, held, tested = train_val_test_holdout(full.labels, cfg.seed, full.texts)
+        test = full.subset(tested)
+    if held.size == 0 or not test.texts:  # each label's rows are copies of one text: nothing can be held out
+        shares = "validation rows" if cfg.test_data else "validation and test rows"
+        raise DataError(data, None, f"too few distinct texts to hold out {shares} and keep every label to train on: "
+                        "add texts" + ("" if cfg.test_data else ", or give --test FILE"))
+    return full.subset(kept), full.subset(held), test
 
 
 def _teacher_targets(

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
 import matplotlib
 
 from trainer.baseline import DESCRIPTION, comparison
+from trainer.data.files import counted
 from trainer.reader import ReaderFit
 from trm_bundle.manifest import Manifest
 
@@ -73,7 +75,7 @@ def _results_table(results: dict[str, Any]) -> str:
     for name, s in named:
         best, halt = s["best_fixed"], s["halting"]
         rows.append(
-            f"| {name} | {s['examples']} | {100 * s['accuracy']:.2f}% | {best['steps']} → "
+            f"| {name} | {s['examples']:,} | {100 * s['accuracy']:.2f}% | {best['steps']} → "
             f"{100 * best['accuracy']:.2f}% | {100 * halt['accuracy']:.2f}% / {halt['mean_steps']:.2f} "
             f"(threshold {halt['threshold']}) | {s['ece']:.4f} |"
         )
@@ -93,10 +95,12 @@ def write_report(folder: Path, manifest: Manifest, evaluation: dict[str, Any]) -
     extra = []
     for name, s in results.items():
         if "in_scope_accuracy" in s:
+            recall = ("n/a (no out-of-scope rows in this set)" if math.isnan(s["oos_recall"])
+                      else f"{100 * s['oos_recall']:.2f}%")
             extra.append(
                 f"- {name}: in-scope accuracy {100 * s['in_scope_accuracy']:.2f}% (with out-of-scope "
                 f"rejection {100 * s['in_scope_accuracy_with_rejection']:.2f}%), out-of-scope recall "
-                f"{100 * s['oos_recall']:.2f}% at threshold {s['oos_threshold']}"
+                f"{recall} at threshold {s['oos_threshold']}"
             )
         if "answered_fraction" in s:
             extra.append(
@@ -111,7 +115,7 @@ def write_report(folder: Path, manifest: Manifest, evaluation: dict[str, Any]) -
     parity = evaluation["parity"]
     trimmed = (
         f"\nOne step at each input's own length (padding trimmed, as the server batches) vs full length, "
-        f"{min(50, parity['examples'])} examples: max |diff| {parity['trimmed_step_max_abs_diff']:.2e}."
+        f"{counted(min(50, parity['examples']), 'example')}: max |diff| {parity['trimmed_step_max_abs_diff']:.2e}."
         if "trimmed_step_max_abs_diff" in parity else ""
     )
     unit = "classes" if manifest.task != "grid" else "cells"
@@ -138,7 +142,7 @@ Anytime accuracy (%) after each supervision step:
 int8 variant: accuracy loss {100 * evaluation['int8_accuracy_loss']:.2f} points;
 {evaluation['int8_decision']}.
 
-ONNX parity on {parity['examples']} test examples: one step max |diff| {parity['step_max_abs_diff']:.2e};
+ONNX parity on {counted(parity['examples'], 'test example')}: one step max |diff| {parity['step_max_abs_diff']:.2e};
 final answers agree on {100 * parity['final_agreement']:.2f}% ({unit}).{trimmed}
 
 {_ablation_section(manifest, evaluation)}## Training
