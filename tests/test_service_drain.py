@@ -74,9 +74,12 @@ def test_requests_outliving_the_grace_period_get_their_anytime_answer(long_bundl
         assert final.answer.classification.label
 
 
-def test_a_version_retired_by_a_reload_still_gets_its_anytime_answers_at_shutdown(long_bundle: Path, tmp_path):
+def test_a_version_retired_by_a_reload_still_gets_its_anytime_answers_at_shutdown(
+    long_bundle: Path, text_bundle: Path, tmp_path: Path
+):
     models = tmp_path / "models"
     shutil.copytree(long_bundle, models / "long")
+    shutil.copytree(text_bundle, models / "text")  # stays: a folder left empty keeps its models (an unmounted volume)
     server = ServerProcess([models], extra_args=["--grace-period", "1.5"])
     with server, grpc.insecure_channel(server.target) as channel:
         stream = trm_pb2_grpc.ReasoningServiceStub(channel).ReasonStream(_long_request(20000), timeout=120)

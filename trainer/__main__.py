@@ -1,14 +1,28 @@
 """`python -m trainer fit ...` is the same as `trm-train fit ...`: both start here."""
 
+import signal
 import sys
+from types import FrameType
 
 
 def main() -> int:
     """Run the command; a Ctrl-C while its libraries import (torch: a few seconds) ends it as one during the
-    command does, with a line and status 130 instead of a traceback."""
+    command does, with a line and status 130 instead of a traceback, also where a library's import swallows
+    the KeyboardInterrupt (a bare except around an optional import)."""
+    interrupted: list[int] = []
+
+    def interrupt(signum: int, frame: FrameType | None) -> None:
+        interrupted.append(signum)
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, interrupt)
     try:
         from trainer.cli import main as run_command  # this import is what takes the time
     except KeyboardInterrupt:
+        interrupted.append(signal.SIGINT)
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    if interrupted:
         print("trm-train: interrupted (Ctrl-C)", file=sys.stderr)
         return 130
     return run_command()

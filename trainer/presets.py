@@ -410,7 +410,8 @@ def model_summary(settings: dict[str, Any]) -> str:
         mixer += f" over {model['pool']}-token chunks"
     if model.get("doc_slot"):
         mixer += " + bag of words"
-    return f"{mixer}, hidden {model['hidden_size']}, n={model['n']} T={model['T']} N_sup={model['N_sup']}"
+    stored = ", token table stored as int8 rows" if model.get("embedding_storage") == "int8" else ""
+    return f"{mixer}, hidden {model['hidden_size']}, n={model['n']} T={model['T']} N_sup={model['N_sup']}{stored}"
 
 
 def teacher_summary(settings: dict[str, Any]) -> str:
