@@ -231,10 +231,9 @@ def test_a_server_with_every_bundle_refused_is_not_serving_until_a_reload_loads_
     text_bundle: Path, grid_bundle: Path, tmp_path: Path, stub_for
 ):
     models = tmp_path / "models"
-    shutil.copytree(text_bundle, models / "text")
-    shutil.copytree(grid_bundle, models / "grid")
-    _tamper(models / "text")
-    _tamper(models / "grid")
+    for name, bundle in (("text", text_bundle), ("grid", grid_bundle)):
+        shutil.copytree(bundle, models / name)
+        _tamper(models / name)
     with ServerProcess([models]) as server, grpc.insecure_channel(server.target) as channel:
         health = health_pb2_grpc.HealthStub(channel)
 

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import onnx
@@ -134,20 +135,31 @@ def test_eval_refuses_int8_without_an_int8_step_and_a_split_of_a_file(
     assert main(["eval", "--bundle", str(bundle), "--data", str(keyword_data[1])]) == 0
 
 
-def test_ctrl_c_while_the_libraries_import_ends_with_a_line_not_a_traceback() -> None:
-    process = subprocess.Popen([sys.executable, "-m", "trainer", "presets"], stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
+def _interrupted_once(process: subprocess.Popen[str], ready: Callable[[], bool], waiting_for: str,
+                      wait_s: float, then_s: float = 0.0) -> tuple[str, str]:
+    """Ctrl-C `process` once `ready()` holds (and `then_s` seconds later); its stdout and stderr."""
     try:
-        deadline = time.monotonic() + 60
-        while "libtorch" not in Path(f"/proc/{process.pid}/maps").read_text():  # torch is being imported
-            assert time.monotonic() < deadline and process.poll() is None, "torch was never imported"
+        deadline = time.monotonic() + wait_s
+        while not ready():
+            assert time.monotonic() < deadline and process.poll() is None, f"no {waiting_for}"
             time.sleep(0.01)
+        time.sleep(then_s)
         process.send_signal(signal.SIGINT)
-        out, err = process.communicate(timeout=60)
+        return process.communicate(timeout=60)
     finally:
         if process.poll() is None:
             process.kill()
             process.communicate()
+
+
+def test_ctrl_c_while_the_libraries_import_ends_with_a_line_not_a_traceback() -> None:
+    process = subprocess.Popen([sys.executable, "-m", "trainer", "presets"], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+
+    def importing_torch() -> bool:
+        return "libtorch" in Path(f"/proc/{process.pid}/maps").read_text()
+
+    out, err = _interrupted_once(process, importing_torch, "import of torch", 60)
     assert (process.returncode, out, err) == (130, "", "trm-train: interrupted (Ctrl-C)\n")
 
 
@@ -160,18 +172,8 @@ def test_a_killed_run_resumes_from_its_last_checkpoint(keyword_data: tuple[Path,
     ]
     checkpoint = tmp_path / "runs" / "resume" / "checkpoint.pt"
     process = subprocess.Popen([*args, "--max-steps", "100000"], stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.monotonic() + 120
-        while not checkpoint.exists():
-            assert time.monotonic() < deadline and process.poll() is None, "no checkpoint was written"
-            time.sleep(0.2)
-        time.sleep(1.0)  # a few more steps, so that the interrupt lands between checkpoints
-        process.send_signal(signal.SIGINT)
-        _, err = process.communicate(timeout=60)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.communicate()
+    # a second after the first checkpoint: a few more steps, so that the interrupt lands between checkpoints
+    _, err = _interrupted_once(process, checkpoint.exists, "checkpoint written", 120, then_s=1.0)
     assert process.returncode == 130, err
     assert "checkpoint saved" in err
 
