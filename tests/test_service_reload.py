@@ -297,3 +297,20 @@ def test_a_models_folder_gone_or_emptied_at_a_reload_keeps_its_models_serving(
         shutil.rmtree(grids / "grid")
         _hangup_and_wait(server)
         assert hosted() == [LONG_MODEL, TEXT_MODEL]
+
+
+def test_a_served_file_changed_under_its_old_manifest_is_refused_at_the_next_reload(
+    long_bundle: Path, tmp_path: Path, stub_for
+):
+    models = tmp_path / "models"
+    shutil.copytree(long_bundle, models / "long")
+    with ServerProcess([models]) as server:
+        assert server.sample_value("trm_bundles_refused") == 0.0
+        _tamper(models / "long")  # model.onnx changed, manifest.json not
+        _hangup_and_wait(server)
+        assert "checksum mismatch for 'model.onnx'" in _refusals(server)[-1]["error"]
+        assert server.sample_value("trm_bundles_refused") == 1.0
+        assert any(r.get("event") == "bundle_kept_previous" for r in server.log_records())
+        budget = trm_pb2.Budget(max_steps=2)  # the copy in memory keeps serving
+        response = stub_for(server.target).Reason(trm_pb2.ReasonRequest(model=LONG_MODEL, text="x", budget=budget))
+        assert (response.model_version, response.steps) == ("1.0.0", 2)

@@ -3,7 +3,8 @@
 `reload()` (startup, SIGHUP) rescans the folders. A new or changed folder is loaded in a thread
 while the current models keep serving; once it verifies, it takes new requests, and the version
 it replaces finishes its running requests before its scheduler stops. A folder that fails to
-verify is refused with a log line, and whatever was serving from it before keeps serving. A model
+verify is refused with a log line, and whatever was serving from it before keeps serving; the files of
+an unchanged folder are verified again, so that a file changed under its old manifest is refused too. A model
 directory that is gone or holds no bundle folder at a reload (an unmounted volume: its mount point
 stays behind, empty) keeps the models found in it serving; a bundle folder removed from a directory
 that still holds others is retired (a directory's last models retire with a restart).
@@ -21,6 +22,7 @@ from pathlib import Path
 
 import structlog
 
+from trm_bundle.checksums import verify_files
 from trm_bundle.manifest import MANIFEST_FILE, BundleError, Manifest
 from trm_service.caller_strings import quote
 from trm_service.observability.metrics import ServiceMetrics
@@ -188,11 +190,13 @@ class ModelRegistry:
                              path=str(directory), kept=[f"{m.name}@{m.version}" for m in unreachable])
             for path, found_in in scan.bundles.items():
                 model = current.get(path)
-                if model is not None and _manifest_digest(path) == model.loaded.bundle.manifest_sha256:
-                    kept.append(model)
-                    continue
                 try:
-                    fresh.append((await asyncio.to_thread(load_model, path, self._options), found_in))
+                    if model is not None and _manifest_digest(path) == model.loaded.bundle.manifest_sha256:
+                        # unchanged: its files checked again (a bad copy under the old manifest is refused too)
+                        await asyncio.to_thread(verify_files, path, model.manifest.files)
+                        kept.append(model)
+                    else:
+                        fresh.append((await asyncio.to_thread(load_model, path, self._options), found_in))
                 except BundleError as exc:
                     summary.refused.append(str(path))
                     _log.error("bundle_refused", path=str(path), error=str(exc))
