@@ -314,3 +314,17 @@ def test_a_served_file_changed_under_its_old_manifest_is_refused_at_the_next_rel
         budget = trm_pb2.Budget(max_steps=2)  # the copy in memory keeps serving
         response = stub_for(server.target).Reason(trm_pb2.ReasonRequest(model=LONG_MODEL, text="x", budget=budget))
         assert (response.model_version, response.steps) == ("1.0.0", 2)
+
+
+def test_a_bundle_reachable_from_two_folders_is_hosted_once_when_one_folder_goes(
+    text_bundle: Path, tmp_path: Path, stub_for
+):
+    linked, direct = tmp_path / "linked", tmp_path / "direct"
+    shutil.copytree(text_bundle, direct / "text")
+    linked.mkdir()
+    (linked / "text").symlink_to(direct / "text")  # the same bundle folder, found first through the link
+    with ServerProcess([linked, direct]) as server:
+        stub = stub_for(server.target)
+        linked.rename(tmp_path / "linked-unmounted")
+        _hangup_and_wait(server)
+        assert [m.name for m in stub.ListModels(trm_pb2.ListModelsRequest()).models] == [TEXT_MODEL]

@@ -9,7 +9,7 @@ def main() -> int:
     """Run the command; a Ctrl-C while its libraries import (torch: a few seconds) ends it as one during the
     command does, with a line and status 130 instead of a traceback, also where a library's import swallows
     the KeyboardInterrupt (a bare except around an optional import)."""
-    interrupted: list[int] = []
+    interrupted: list[int] = []  # the signals that came; the KeyboardInterrupt itself may be swallowed
 
     def interrupt(signum: int, frame: FrameType | None) -> None:
         interrupted.append(signum)
@@ -19,7 +19,7 @@ def main() -> int:
     try:
         from trainer.cli import main as run_command  # this import is what takes the time
     except KeyboardInterrupt:
-        interrupted.append(signal.SIGINT)
+        pass  # counted by `interrupt`
     finally:
         signal.signal(signal.SIGINT, signal.default_int_handler)
     if interrupted:

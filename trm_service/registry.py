@@ -184,7 +184,7 @@ class ModelRegistry:
             fresh: list[tuple[LoadedModel, Path]] = []  # with the directory that holds it
             scan = discover_bundles(self._directories)
             for directory in scan.without_bundles:
-                unreachable = [m for m in self._hosted if m.found_in == directory]
+                unreachable = [m for m in self._hosted if m.found_in == directory and m.path not in scan.bundles]
                 kept.extend(unreachable)
                 _log.warning("models_dir_missing" if not directory.is_dir() else "models_dir_empty",
                              path=str(directory), kept=[f"{m.name}@{m.version}" for m in unreachable])
