@@ -135,6 +135,20 @@ def test_the_verdict_weighs_in_scope_accuracy_and_names_both_out_of_scope_recall
     assert comparison({"test_accuracy": 0.9}) is None
 
 
+def test_the_verdict_weighs_the_int8_step_where_the_server_runs_it() -> None:
+    """A bundle that ships model.int8.onnx is served by it: its figures, not fp32's, face the baseline."""
+    metrics = {"test_in_scope_accuracy": 0.9, "test_oos_recall": 0.5, "int8_test_in_scope_accuracy": 0.85,
+               "int8_test_oos_recall": 0.6, "baseline_test_in_scope_accuracy": 0.875, "baseline_test_oos_recall": 0.4}
+    assert comparison(metrics, int8_served=True) == (
+        "TRM 85.00% (the int8 step the server runs), linear baseline 87.50% (in-scope test accuracy): the baseline "
+        "wins by 2.50 points: serve the TRM only for what the baseline lacks (anytime steps, halting, one server for "
+        "every model); out-of-scope recall 60.0% against 40.0%")
+    assert comparison(metrics).startswith("TRM 90.00%, linear baseline 87.50% (in-scope test accuracy): the TRM")
+    # a bundle measured before the int8 figures were recorded keeps its fp32 verdict
+    assert comparison({"test_accuracy": 0.9, "baseline_test_accuracy": 0.8}, int8_served=True) == (
+        "TRM 90.00%, linear baseline 80.00% (test accuracy): the TRM is ahead by 10.00 points")
+
+
 def test_the_command_refuses_a_file_the_fit_refuses_with_the_fits_message(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -109,7 +109,7 @@ def write_report(folder: Path, manifest: Manifest, evaluation: dict[str, Any]) -
                 f"`defer_to_llm`; the threshold is calibrated on validation for 95% precision)"
             )
     if "baseline" in evaluation:
-        extra.append(_baseline_line(manifest.metrics, evaluation["baseline"]))
+        extra.append(_baseline_line(manifest, evaluation["baseline"]))
     if "linear_reader" in evaluation:
         extra.append(_reader_line(ReaderFit(**evaluation["linear_reader"]), "ablation" in evaluation))
     parity = evaluation["parity"]
@@ -175,10 +175,11 @@ def _reader_line(fit: ReaderFit, ablation: bool) -> str:
     return f"\nThe {fit.summary()}; {effect}."
 
 
-def _baseline_line(metrics: dict[str, float], baseline: dict[str, Any]) -> str:
-    """The built-in baseline next to the TRM (trainer/baseline.py)."""
+def _baseline_line(manifest: Manifest, baseline: dict[str, Any]) -> str:
+    """The built-in baseline next to the TRM as served (trainer/baseline.py)."""
+    versus = comparison(manifest.metrics, int8_served=manifest.onnx_int8 is not None)
     return (f"\nBuilt-in baseline, trained on the same training split and never shipped ({DESCRIPTION}, "
-            f"{baseline['wall_time_s']:.0f} s): **{comparison(metrics)}**.")
+            f"{baseline['wall_time_s']:.0f} s): **{versus}**.")
 
 
 def _soup_line(config: dict[str, Any]) -> str:
