@@ -193,7 +193,8 @@ async def test_a_slow_hand_over_does_not_turn_the_fast_path_off(text_model: Load
     harness = Harness(text_model, session=session)
     harness.scheduler._executor = SlowHandOver(delay_s=INLINE_STEP_S * 3)
     await _run_together(harness, TEXTS[:2], max_steps=4)
-    assert harness.scheduler.expected_step_s > INLINE_STEP_S  # the batch's wall time includes the hand-over
+    steps = harness.sample("trm_step_seconds_count")
+    assert harness.sample("trm_step_seconds_sum") / steps > INLINE_STEP_S  # the wall time includes the hand-over
     session.threads.clear()
     await harness.submit(harness.ticket(TEXTS[0], max_steps=1, arrived_idle=True)).finished
     assert session.threads == [threading.get_ident()]
@@ -283,6 +284,41 @@ async def test_a_request_that_could_not_start_before_its_deadline_is_refused_at_
     queued = harness.submit(harness.ticket("in time", max_steps=5, limits=later))
     harness.scheduler.cancel(running)
     assert (await queued.finished).step == 5
+    await harness.scheduler.close()
+
+
+async def test_requests_that_came_together_are_expected_to_leave_together(text_model: LoadedModel):
+    """A full batch whose requests started together (a ReasonBatch) frees no slot until they have run their
+    steps: a newcomer's expected wait counts their remaining steps, not one step's share of them, and a
+    deadline that wait would pass is refused at once (it was admitted, and timed out waiting)."""
+    harness = Harness(text_model, max_batch=4, max_queue=8)
+    harness.scheduler._executor = SlowHandOver(delay_s=0.2)  # steps long enough to look at one while it runs
+    await _run_together(harness, TEXTS[:4], max_steps=6)  # the scheduler learns: requests run 6 steps
+    running = [harness.submit(harness.ticket(text, max_steps=6, stream=True)) for text in TEXTS[:4]]
+    for ticket in running:
+        assert (await ticket.next_update()).step == 1
+    step_s = harness.scheduler.expected_step_s  # a full batch's, measured
+    assert harness.scheduler.expected_wait_s() > 3.9 * step_s  # 5 steps to go, less the running one's part
+    soon = [TimeLimit(time.monotonic() + 2.8 * step_s, HaltReason.DEADLINE)]
+    with pytest.raises(QueueFull, match="past its deadline"):
+        harness.submit(harness.ticket("late", max_steps=1, limits=soon))
+    for ticket in running:
+        harness.scheduler.cancel(ticket)
+    await harness.scheduler.close()
+
+
+async def test_a_lone_request_after_a_burst_plans_with_a_lone_steps_time(text_model: LoadedModel):
+    """Step times are kept by batch size: slow steps of a full batch leave a lone request's next step planned
+    at a lone step's time (one smoothed time for all stopped lone requests after one step, their deadline
+    mostly unused)."""
+    harness = Harness(text_model, max_batch=8)
+    own_executor = harness.scheduler._executor
+    harness.scheduler._executor = SlowHandOver(delay_s=0.15)
+    await _run_together(harness, TEXTS[:8], max_steps=6)
+    harness.scheduler._executor = own_executor
+    deadline = [TimeLimit(time.monotonic() + 0.12, HaltReason.DEADLINE)]
+    result = await harness.submit(harness.ticket(TEXTS[0], max_steps=5, limits=deadline)).finished
+    assert (result.step, result.halt_reason) == (5, HaltReason.MAX_STEPS)
     await harness.scheduler.close()
 
 
@@ -472,12 +508,12 @@ async def test_under_load_the_step_cap_drops_while_requests_queue_and_rises_as_t
 
 async def test_the_cap_follows_the_wait_model_and_is_off_without_a_bound(text_model: LoadedModel):
     harness = Harness(text_model, max_batch=4, max_queue=64, load_wait_s=0.5)
-    step_s = harness.scheduler.expected_step_s
+    full_batch_s = 4 * harness.scheduler.expected_step_s  # not measured yet: a lone step's time, 4 rows
     tickets = [harness.submit(harness.ticket(text, max_steps=6)) for text in TEXTS[:4]]
     assert harness.scheduler.load_step_cap() is None  # waiting, but each will have a slot at the next step
     tickets += [harness.submit(harness.ticket(text, max_steps=6)) for text in TEXTS * 2]
     overflow = len(tickets) - 4  # nothing admitted yet (the loop has not run): all but 4 must wait longer
-    assert harness.scheduler.load_step_cap() == max(1, int(0.5 * 4 / ((overflow + 1) * step_s)))
+    assert harness.scheduler.load_step_cap() == max(1, int(0.5 * 4 / ((overflow + 1) * full_batch_s)))
     for ticket in tickets:
         harness.scheduler.cancel(ticket)
     await harness.scheduler.close()

@@ -22,14 +22,25 @@ at most), without the hand-over to the model's thread and back. Every other step
 busy model, goes to the model's thread. Either way the step is the same ONNX Runtime call on the same
 inputs.
 
+Step times: a step's wall time is smoothed by the batch's size class (scheduler/step_times.py), and every
+plan uses the time of the step it is about: a request's next step that of the batch it is in, a wait that of
+a full batch.
+
+Waiting: a request that finds no free slot starts when as many requests have left the batch as are queued
+ahead of it, plus one. `expected_wait_s` expects each request in the batch to run the steps that recent
+requests which got as far ran (scheduler/step_counts.py), the requests after them the recent mean, each
+step a full batch's time, less the part of the running step already done. Requests that came together (a
+ReasonBatch) leave together, so a newcomer waits for their remaining steps, not for one step's share of them.
+
 Load-adaptive compute: while more requests wait than the batch has free slots (`overflow`, the requests
 that will not start at the next step boundary), every request in the batch runs at most
 
     cap = max(1, floor(load_wait_s * max_batch / ((overflow + 1) * step_s)))
 
-steps (never fewer than its min_steps), the step count at which a new request would start within
-`load_wait_s` by the same wait model as `expected_wait_s`. The cap is computed at every step boundary, so
-it rises again as the queue drains; a request it stops ends with HaltReason.LOAD. None turns it off.
+steps (never fewer than its min_steps), step_s a full batch's: the step count at which a new request
+would start within `load_wait_s` if the batch's requests left evenly spread over their steps, as they do
+under steady load. The cap is computed at every step boundary, so it rises again as the queue drains; a
+request it stops ends with HaltReason.LOAD. None turns it off.
 
 A cancelled request leaves the batch at once. When every request of a call has been cancelled, the
 call is stopped (ONNX Runtime's terminate flag, checked between graph nodes) or, not yet started,
@@ -53,6 +64,8 @@ from trm_service.cpu_affinity import free_thread
 from trm_service.observability.metrics import ServiceMetrics
 from trm_service.runtime.session import Lanes, RunHandle, StepOutputs, StepSession, StepStopped
 from trm_service.scheduler.halting import HaltReason, TimeLimit, stop_reason
+from trm_service.scheduler.step_counts import StepCounts
+from trm_service.scheduler.step_times import StepTimes
 from trm_service.scheduler.ticket import StepResult, Ticket
 
 _log = structlog.get_logger("trm_service.scheduler")
@@ -111,9 +124,10 @@ class ModelScheduler:
         self._inflight = metrics.inflight.labels(name, version)
         self._queued = metrics.queued.labels(name, version)
         self._counted = (0, 0)  # (in the batch, queued) as this scheduler last added them to the gauges
-        self._step_s = initial_step_s
+        self._step_times = StepTimes(initial_step_s, _SMOOTHING)
+        self._step_started: float | None = None  # time.monotonic() when the running step started
         self._request_compute_s = initial_step_s  # smoothed ONNX Runtime seconds per request of a step
-        self._steps_per_request = 1.0  # smoothed supervision steps a request runs before it stops
+        self._step_counts = StepCounts()
         self._active: list[Ticket] = []
         self._pending: collections.deque[Ticket] = collections.deque()
         self._runs: list[PlannedCall] = []  # the calls of the step in flight
@@ -130,8 +144,9 @@ class ModelScheduler:
 
     @property
     def expected_step_s(self) -> float:
-        """Smoothed duration of one batched step (what the deadline checks plan with)."""
-        return self._step_s
+        """The expected wall time of the next step: a batch of the requests in it and queued (at least one,
+        at most max_batch), what the time limits plan with."""
+        return self._step_times.expected(min(self.max_batch, len(self._active) + len(self._pending)))
 
     def start(self) -> None:
         """Start the step loop on the running event loop."""
@@ -139,11 +154,20 @@ class ModelScheduler:
         self._update_gauges()
 
     def expected_wait_s(self) -> float:
-        """How long a request submitted now would wait for its first step: the requests queued ahead
-        of it leave at max_batch per (steps per request) steps, each step taking the smoothed step time."""
-        if len(self._active) < self.max_batch and not self._pending:
+        """How long a request submitted now would wait for its first step (see the module docstring)."""
+        departures_ahead = len(self._pending) + len(self._active) - self.max_batch  # before a slot is free
+        if departures_ahead < 0:
             return 0.0
-        return (len(self._pending) + 1) * self._steps_per_request / self.max_batch * self._step_s
+        typical = self._step_counts.typical()
+        remaining = np.array([typical])
+        if self._active:
+            done = np.array([ticket.steps_done for ticket in self._active], dtype=np.int64)
+            most = np.array([self._most_steps(ticket) for ticket in self._active], dtype=np.int64)
+            remaining = np.sort(self._step_counts.remaining(done, most))
+        rounds, index = divmod(departures_ahead, len(remaining))
+        running_s = 0.0 if self._step_started is None else time.monotonic() - self._step_started
+        steps = int(remaining[index]) + rounds * typical
+        return max(0.0, steps * self._step_times.expected(self.max_batch) - running_s)
 
     def load_step_cap(self) -> int | None:
         """The step cap under load (see the module docstring), or None while every waiting request gets a
@@ -151,7 +175,12 @@ class ModelScheduler:
         overflow = len(self._pending) + len(self._active) - self.max_batch
         if self.load_wait_s is None or overflow <= 0:
             return None
-        return max(1, math.floor(self.load_wait_s * self.max_batch / ((overflow + 1) * self._step_s)))
+        step_s = self._step_times.expected(self.max_batch)
+        return max(1, math.floor(self.load_wait_s * self.max_batch / ((overflow + 1) * step_s)))
+
+    def _most_steps(self, ticket: Ticket) -> int:
+        """The most supervision steps `ticket` may run."""
+        return ticket.budget.max_steps
 
     def submit(self, ticket: Ticket) -> None:
         """Queue a request; raise QueueFull or SchedulerClosed at once instead of waiting.
@@ -170,7 +199,7 @@ class ModelScheduler:
             )
         wait = self.expected_wait_s()
         limit = min((limit.at for limit in ticket.limits), default=None)
-        if wait and limit is not None and time.monotonic() + wait + self._step_s > limit:
+        if wait and limit is not None and time.monotonic() + wait + self._step_times.expected(self.max_batch) > limit:
             raise QueueFull(
                 f"model {self.name!r} is busy: a new request would wait about {wait * 1000:.0f} ms for its "
                 "first step, past its deadline or time budget; retry with backoff or allow more time"
@@ -224,7 +253,7 @@ class ModelScheduler:
                 await self._wakeup.wait()
                 continue
             batch = list(self._active)
-            started = time.monotonic()
+            self._step_started = started = time.monotonic()
             self._runs = runs = self._plan_runs(batch)
             try:
                 inputs = [self._batch_inputs(run.tickets) for run in runs]
@@ -244,12 +273,13 @@ class ModelScheduler:
                 continue
             finally:
                 self._runs = []
+                self._step_started = None
             self._batch_size.observe(len(batch))
             if stopped:  # a cut-short step says nothing about how long a step takes
                 _log.info("cancelled_calls_stopped", model=self.name, version=self.version, calls=len(runs),
                           stopped=stopped)
                 continue
-            self._step_s += _SMOOTHING * (time.monotonic() - started - self._step_s)
+            self._step_times.observe(len(batch), time.monotonic() - started)
             self._request_compute_s += _SMOOTHING * (compute_s / len(batch) - self._request_compute_s)
             self._step_latency.observe(time.monotonic() - started)
 
@@ -325,7 +355,7 @@ class ModelScheduler:
 
     def _record_step(self, batch: list[Ticket], outputs: StepOutputs, now: float) -> None:
         halt_probability = sigmoid(outputs.halt_logit)
-        next_step_s = self._step_s * STEP_TIME_SAFETY
+        next_step_s = self.expected_step_s * STEP_TIME_SAFETY
         load_cap = self.load_step_cap()
         stopped = set()
         for row, ticket in enumerate(batch):
@@ -360,7 +390,7 @@ class ModelScheduler:
     def _retire(self, stopped: set[Ticket]) -> None:
         """Take requests that gave their final step out of the batch (their slots are free)."""
         for ticket in stopped:
-            self._steps_per_request += _SMOOTHING * (ticket.steps_done - self._steps_per_request)
+            self._step_counts.add(ticket.steps_done)
         if stopped:
             self._active = [t for t in self._active if t not in stopped]
             self._update_gauges()

@@ -63,6 +63,10 @@ class SequenceScheduler(ModelScheduler):
 
     _session: SequenceSession
 
+    def _most_steps(self, ticket: Ticket) -> int:
+        """The most refinement steps `ticket` may run: every token of the output limit at its step limit."""
+        return ticket.budget.max_steps * self._session.spec.max_tokens
+
     def _batch_inputs(self, batch: list[Ticket]) -> None:  # type: ignore[override]
         """Nothing to prepare on the loop thread: `_run_all` encodes new inputs and feeds the step there."""
         return None
@@ -130,7 +134,7 @@ class SequenceScheduler(ModelScheduler):
 
     def _record_step(self, batch: list[Ticket], outputs: TokenStepOutputs, now: float) -> None:  # type: ignore[override]
         halt_probability = sigmoid(outputs.halt_logit)
-        next_step_s = self._step_s * STEP_TIME_SAFETY
+        next_step_s = self.expected_step_s * STEP_TIME_SAFETY
         load_cap = self.load_step_cap()
         stopped = set()
         for row, ticket in enumerate(batch):
