@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import socket
 import subprocess
 import sys
@@ -11,7 +12,7 @@ import sys
 import pytest
 from mcp import ClientSession, StdioServerParameters, stdio_client
 from mcp.shared.exceptions import MCPError
-from mcp_types import INTERNAL_ERROR
+from mcp_types import INTERNAL_ERROR, INVALID_REQUEST, PARSE_ERROR
 from sdk_test_support import BAD_CONNECTION_OPTIONS, GRID_MODEL, SUDOKU, TEXT_MODEL
 from trm_client import TRMClient
 from trm_client.tool_schema import input_schema
@@ -88,3 +89,38 @@ async def test_tools_list_with_the_service_down_is_a_json_rpc_internal_error():
             await session.list_tools()
     assert caught.value.code == INTERNAL_ERROR
     assert caught.value.message.startswith("the reasoning service: UNAVAILABLE: ")
+
+
+def test_a_line_the_sdk_cannot_parse_gets_a_json_rpc_error_and_the_server_goes_on(server):
+    """The MCP SDK drops such lines without a reply (a host would wait for that id forever)."""
+    process = subprocess.Popen([sys.executable, "-m", "trm_client.mcp_server", "--target", server.target],
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=dict(os.environ))
+
+    def exchange(line: str) -> dict:
+        process.stdin.write(line + "\n")
+        process.stdin.flush()
+        replied, _, _ = select.select([process.stdout], [], [], 30)
+        assert replied, f"no reply to {line!r}"
+        return json.loads(process.stdout.readline())
+
+    try:
+        hello = {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "test", "version": "0"}}
+        assert exchange(json.dumps({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": hello}))["id"] == 1
+        process.stdin.write(json.dumps({"jsonrpc": "2.0", "method": "notifications/initialized"}) + "\n")
+        call = ('{"jsonrpc": "2.0", "id": 2, "method": "tools/call", '
+                '"params": {"name": "trm_intent_test", "arguments": {"text": "hi \\ud800"}}}')
+        surrogate = exchange(call)
+        assert surrogate["id"] == 2 and surrogate["error"]["code"] == PARSE_ERROR
+        assert "lone surrogate" in surrogate["error"]["message"]
+        garbage = exchange("{not json")
+        assert garbage["id"] is None and garbage["error"]["code"] == PARSE_ERROR
+        no_method = exchange('{"jsonrpc": "2.0", "id": "three"}')
+        assert no_method["id"] == "three" and no_method["error"]["code"] == INVALID_REQUEST
+        assert exchange('{"jsonrpc": "2.0", "id": 4, "method": "ping"}') == {"jsonrpc": "2.0", "id": 4, "result": {}}
+    finally:
+        process.stdin.close()
+        try:
+            process.wait(timeout=30)
+        finally:
+            process.kill()
+    assert process.returncode == 0

@@ -20,6 +20,7 @@ from mcp.shared.exceptions import MCPError
 from trm_client.aio_client import AsyncTRMClient
 from trm_client.connection_args import add_connection_arguments, checked_client_settings
 from trm_client.errors import TRMError
+from trm_client.mcp_lines import AnsweredLines
 from trm_client.tool_schema import input_schema, tool_description, tool_name
 from trm_client.tools import AsyncToolAdapter, to_json
 
@@ -73,7 +74,9 @@ async def serve(settings: dict[str, Any]) -> None:
     """Serves MCP on stdin/stdout until the host closes the pipe; ``settings`` are AsyncTRMClient's arguments."""
     async with AsyncTRMClient(**settings) as client:
         server = build_server(AsyncToolAdapter(client))
-        async with stdio_server() as (read_stream, write_stream):
+        lines = AnsweredLines()
+        async with stdio_server(stdin=lines) as (read_stream, write_stream):  # type: ignore[arg-type]
+            lines.replies = write_stream
             await server.run(read_stream, write_stream, server.create_initialization_options())
 
 

@@ -1,0 +1,75 @@
+"""The lines of stdin for the MCP SDK's stdio transport, each line it cannot parse answered at once.
+
+The SDK (mcp 2.3) drops a line it cannot parse without a reply, so a host waits for that request's id
+forever: text that is not JSON, or a request whose strings hold a lone surrogate escape (`"\\ud800"`, half
+of a character, which JSON parsers differ on). Each such line gets a JSON-RPC error instead, with the
+request's id where the line has one, and is not passed on.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import AsyncIterator
+from io import TextIOWrapper
+from typing import Any
+
+import anyio
+import mcp_types as types
+from mcp.shared._stream_protocols import WriteStream
+from mcp.shared.message import SessionMessage
+from pydantic import ValidationError
+
+
+class AnsweredLines:
+    """stdin's lines, less those the SDK cannot parse, which are answered on `replies` (set it to the
+    transport's write stream before the transport reads)."""
+
+    def __init__(self) -> None:
+        self._stdin = anyio.wrap_file(TextIOWrapper(sys.stdin.buffer, encoding="utf-8", errors="replace"))
+        self.replies: WriteStream[SessionMessage] | None = None
+
+    def __aiter__(self) -> AsyncIterator[str]:
+        return self._parsable()
+
+    async def _parsable(self) -> AsyncIterator[str]:
+        async for line in self._stdin:
+            try:
+                types.jsonrpc_message_adapter.validate_json(line, by_name=False)
+            except ValidationError as error:
+                if self.replies is None:
+                    raise RuntimeError("AnsweredLines.replies must be set before the transport reads") from error
+                await self.replies.send(SessionMessage(unparsable_reply(line, error)))
+                continue
+            yield line
+
+
+def unparsable_reply(line: str, error: ValidationError) -> types.JSONRPCError:
+    """The JSON-RPC error for a line the SDK could not parse (`error`): a parse error for text that is not
+    JSON, an invalid request otherwise, with the line's request id where it has one."""
+    try:
+        message = json.loads(line)
+    except ValueError:
+        return _error(None, types.PARSE_ERROR, "Parse error: the line is not JSON (one JSON-RPC message per line)")
+    request_id = message.get("id") if isinstance(message, dict) else None
+    if isinstance(request_id, bool) or not isinstance(request_id, int | str):
+        request_id = None
+    if _holds_lone_surrogate(message):
+        return _error(request_id, types.PARSE_ERROR, "Parse error: a string holds a lone surrogate escape (half of a "
+                      "character, such as \\ud800): send whole characters")
+    details = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'message'}: {e['msg']}" for e in error.errors()[:3])
+    return _error(request_id, types.INVALID_REQUEST, f"Invalid request: {details}")
+
+
+def _error(request_id: int | str | None, code: int, message: str) -> types.JSONRPCError:
+    return types.JSONRPCError(jsonrpc="2.0", id=request_id, error=types.ErrorData(code=code, message=message))
+
+
+def _holds_lone_surrogate(value: Any) -> bool:
+    if isinstance(value, str):
+        return any("\ud800" <= char <= "\udfff" for char in value)
+    if isinstance(value, dict):
+        return any(_holds_lone_surrogate(key) or _holds_lone_surrogate(item) for key, item in value.items())
+    if isinstance(value, list):
+        return any(_holds_lone_surrogate(item) for item in value)
+    return False
