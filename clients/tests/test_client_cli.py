@@ -137,6 +137,18 @@ def test_reason_batch_tells_a_lines_error_in_its_own_words(server, tmp_path, mod
     assert "argument" not in done.stdout and "grid.cells" not in done.stdout
 
 
+def test_reason_batch_tells_a_line_that_is_not_utf8_and_answers_the_others(server, client, tmp_path):
+    inputs = tmp_path / "inputs.txt"
+    inputs.write_bytes(b"play some jazz\r\n\xff\xfe bad\nwake me up at seven\n")  # Windows line ends too
+    done = trm_client("--target", server.target, "reason-batch", TEXT_MODEL, str(inputs))
+    assert done.returncode == 1 and done.stderr == "trm-client: 1 of 3 lines failed\n"
+    first, second, third = done.stdout.splitlines()
+    assert second == ("line 2: INVALID_ARGUMENT: not UTF-8 text (byte 0xff at byte 1 of the line): save the file "
+                      "as UTF-8")
+    for line, text in ((first, "play some jazz"), (third, "wake me up at seven")):
+        assert line.startswith(f"line {1 if line is first else 3}: {client.reason(TEXT_MODEL, text).prediction}")
+
+
 def test_reason_batch_for_a_model_the_server_does_not_host_says_so_once(server, tmp_path):
     inputs = tmp_path / "inputs.txt"
     inputs.write_text("one\ntwo\nthree\n")

@@ -30,6 +30,7 @@ from trm_client.errors import TRMError
 from trm_client.field_names import BATCH_LINES, CLI_FLAGS, rename_fields
 from trm_client.model_info import Budget
 from trm_client.render import answer_summary, models_table, result_text, step_line
+from trm_client.results import ReasonResult
 from trm_client.serialize import model_dict, result_dict, step_dict
 from trm_client.tools import ToolAdapter
 
@@ -73,8 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
     batch = commands.add_parser("reason-batch", help="run a model on every line of a file, in ReasonBatch calls")
     add_connection_arguments(batch, with_defaults=False)
     batch.add_argument("model", help="model name, e.g. routing-20ng")
-    batch.add_argument("file", type=argparse.FileType("r", encoding="utf-8"),
-                       help="one text (or with --grid, one grid) per line; '-' reads stdin")
+    batch.add_argument("file", type=argparse.FileType("rb"),
+                       help="one text (or with --grid, one grid) per line, UTF-8; '-' reads stdin")
     batch.add_argument("--grid", action="store_true", help="the lines are grids")
     batch.add_argument("--batch-size", type=positive_int, default=256,
                        help="inputs per call, at most the server's --max-batch-requests (default 256)")
@@ -115,27 +116,38 @@ def run_reason(client: TRMClient, args: argparse.Namespace, out: TextIO) -> int:
 
 
 def run_reason_batch(client: TRMClient, args: argparse.Namespace, out: TextIO) -> int:
-    """``trm-client reason-batch``: one output line per input line, in order; a failed input prints its error,
-    and the status is an error when any line failed. A model the server does not host (every line of the first
-    call NOT_FOUND) is told once, as a failed call."""
-    lines = [line.rstrip("\n") for line in args.file]
+    """``trm-client reason-batch``: one output line per input line, in order; a failed input (one the server
+    refused, or a line that is not UTF-8, which is not sent) prints its error, and the status is an error when
+    any line failed. A model the server does not host (every line of the first call NOT_FOUND) is told once,
+    as a failed call."""
+    lines = [raw.rstrip(b"\n").removesuffix(b"\r") for raw in args.file]
     failed = 0
     for start in range(0, len(lines), args.batch_size):
-        chunk = lines[start : start + args.batch_size]
-        inputs = {"grids": chunk} if args.grid else {"texts": chunk}
-        results = client.reason_batch(args.model, top_k=args.top_k, **inputs)
-        if start == 0 and all(isinstance(r, TRMError) and r.code is grpc.StatusCode.NOT_FOUND for r in results):
-            raise results[0]
-        for number, result in enumerate(results, start + 1):
-            if isinstance(result, TRMError):
-                failed += 1
-                failure = error_dict(result.code.name, result.details, result.request_id)
-                text = f"line {number}: {result.code.name}: {rename_fields(result.details, BATCH_LINES)}"
-                print(json.dumps({"line": number, "error": failure}) if args.json else text, file=out)
-            elif args.json:
-                print(json.dumps({"line": number, **result_dict(result)}), file=out)
-            else:
-                print(f"line {number}: {answer_summary(result.answer)} ({result.steps} steps)", file=out)
+        texts: dict[int, str] = {}
+        outcomes: dict[int, ReasonResult | TRMError | str] = {}  # str: why the line was not sent
+        for number, raw in enumerate(lines[start : start + args.batch_size], start + 1):
+            try:
+                texts[number] = raw.decode("utf-8")
+            except UnicodeDecodeError as error:
+                outcomes[number] = (f"not UTF-8 text (byte 0x{raw[error.start]:02x} at byte {error.start + 1} of "
+                                    "the line): save the file as UTF-8")
+        if texts:
+            inputs = {"grids": list(texts.values())} if args.grid else {"texts": list(texts.values())}
+            results = client.reason_batch(args.model, top_k=args.top_k, **inputs)
+            if start == 0 and all(isinstance(r, TRMError) and r.code is grpc.StatusCode.NOT_FOUND for r in results):
+                raise results[0]
+            outcomes.update(zip(texts, results, strict=True))
+        for number, outcome in sorted(outcomes.items()):
+            if isinstance(outcome, ReasonResult):
+                summary = f"line {number}: {answer_summary(outcome.answer)} ({outcome.steps} steps)"
+                print(json.dumps({"line": number, **result_dict(outcome)}) if args.json else summary, file=out)
+                continue
+            failed += 1
+            code, details, request_id = (("INVALID_ARGUMENT", outcome, None) if isinstance(outcome, str)
+                                         else (outcome.code.name, outcome.details, outcome.request_id))
+            text = f"line {number}: {code}: {rename_fields(details, BATCH_LINES)}"
+            print(json.dumps({"line": number, "error": error_dict(code, details, request_id)}) if args.json else text,
+                  file=out)
     if failed:
         print(f"trm-client: {failed} of {len(lines)} lines failed", file=sys.stderr)
         return EXIT_ERROR
