@@ -137,6 +137,13 @@ def test_reason_batch_tells_a_lines_error_in_its_own_words(server, tmp_path, mod
     assert "argument" not in done.stdout and "grid.cells" not in done.stdout
 
 
+def test_an_input_argument_that_is_not_utf8_is_named_as_such(server):
+    done = trm_client("--target", server.target, "reason", TEXT_MODEL, os.fsdecode(b"ok \xff bad"))
+    assert done.returncode == 1
+    assert done.stderr == ("trm-client: the input is not UTF-8 text (byte 0xff at character 4): pass it in UTF-8 "
+                           "(check the terminal's or locale's encoding)\n")
+
+
 def test_reason_batch_tells_a_line_that_is_not_utf8_and_answers_the_others(server, client, tmp_path):
     inputs = tmp_path / "inputs.txt"
     inputs.write_bytes(b"play some jazz\r\n\xff\xfe bad\nwake me up at seven\n")  # Windows line ends too

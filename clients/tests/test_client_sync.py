@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import grpc
 import pytest
 from sdk_test_support import GRID_MODEL, N_SUP, SUDOKU, TEXT_MODEL
@@ -150,6 +152,14 @@ def test_neither_text_nor_grid_is_refused_before_sending(client):
 def test_arguments_of_the_wrong_kind_are_refused_before_sending_naming_the_argument(client, call, error, told):
     with pytest.raises(error, match=told):
         call(client)
+
+
+@pytest.mark.parametrize("timeout_s", [math.inf, 1e10, 1e9])
+def test_a_timeout_of_a_billion_seconds_or_more_is_no_deadline(server, timeout_s):
+    """gRPC fails a call at once from about 3e9 seconds; such a timeout means: wait as long as it takes."""
+    with TRMClient(server.target, timeout_s=timeout_s) as unbounded:
+        assert unbounded.reason(TEXT_MODEL, "wake me up at seven").steps >= 1
+        assert unbounded.reason(TEXT_MODEL, "wake me up at seven", timeout_s=timeout_s).steps >= 1
 
 
 def test_expired_deadline_raises_deadline_exceeded(client):

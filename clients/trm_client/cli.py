@@ -97,6 +97,10 @@ def run_models(client: TRMClient, args: argparse.Namespace, out: TextIO) -> int:
 
 def run_reason(client: TRMClient, args: argparse.Namespace, out: TextIO) -> int:
     """``trm-client reason``: one final answer, or the live refinement with --stream."""
+    undecoded = next((i for i, char in enumerate(args.input) if "\udc80" <= char <= "\udcff"), None)
+    if undecoded is not None:  # Python keeps an argument's bytes that are not UTF-8 as U+DC80..U+DCFF
+        raise ValueError(f"the input is not UTF-8 text (byte 0x{ord(args.input[undecoded]) - 0xDC00:02x} at "
+                         f"character {undecoded + 1}): pass it in UTF-8 (check the terminal's or locale's encoding)")
     inputs: dict[str, Any] = {"grid": args.input} if args.grid else {"text": args.input}
     budget = Budget(args.max_steps, args.min_steps, args.halt_threshold, args.budget_ms)
     common = {"version": args.version, "budget": budget, "top_k": args.top_k, **inputs}

@@ -59,7 +59,8 @@ def add_connection_arguments(parser: argparse.ArgumentParser, *, with_defaults: 
         "else 127.0.0.1:50051)",
     )
     parser.add_argument(
-        "--timeout", type=positive_seconds, default=default(10.0), help="deadline of each call in seconds"
+        "--timeout", type=positive_seconds, default=default(10.0),
+        help="deadline of each call in seconds (default 10; 1e9 or more: no deadline)",
     )
     parser.add_argument(
         "--retries", type=positive_int, default=default(6), help="most attempts per call on UNAVAILABLE"

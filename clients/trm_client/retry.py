@@ -71,16 +71,21 @@ NO_RETRY = RetryPolicy(max_attempts=1)
 """A policy that never retries."""
 
 
+NO_DEADLINE_FROM_S = 1e9
+"""A timeout of this many seconds (about 31 years) or more, infinity included, is no deadline: gRPC's own
+deadline arithmetic fails a call at once from about 3e9 seconds."""
+
+
 def checked_timeout(timeout_s: float | None) -> float | None:
-    """`timeout_s` if it is a number of seconds (<= 0: a deadline already passed) or None (no deadline); else
-    TypeError or ValueError."""
+    """`timeout_s` if it is a number of seconds (<= 0: a deadline already passed), None for no deadline (None
+    or NO_DEADLINE_FROM_S and more); else TypeError or ValueError."""
     if timeout_s is None:
         return None
     if isinstance(timeout_s, bool) or not isinstance(timeout_s, int | float):
         raise TypeError(f"timeout_s must be a number of seconds, got {type(timeout_s).__name__}")
     if timeout_s != timeout_s:
         raise ValueError("timeout_s must be a number of seconds, got nan")
-    return timeout_s
+    return None if timeout_s >= NO_DEADLINE_FROM_S else timeout_s
 
 
 def default_timeout(timeout_s: float | None) -> float | None:
