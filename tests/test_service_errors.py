@@ -56,7 +56,7 @@ BAD_REASON_REQUESTS = [
     _bad("grid to a text model", trm_pb2.ReasonRequest(model=TEXT_MODEL, grid=trm_pb2.Grid(cells="." * 81)),
          "classifies text: set ReasonRequest.text"),
     _bad("empty text", _text(""), "text is empty"),
-    _bad("blank text", _text(" \n "), "text is empty"),
+    _bad("blank text", _text(" \n "), "text is blank (white space only)"),
     _bad("text too long", _text("a" * 2001), "text has 2001 characters; model 'svc-text' accepts at most"),
     _bad("text of NUL, zero-width and U+FFFD", _text("\x00\u200b\ufffd\u200b\x00"),
          "text leaves no tokens after normalisation"),

@@ -147,7 +147,7 @@ def test_a_time_budget_applies_to_the_whole_answer_also_when_each_token_takes_on
 @pytest.mark.parametrize(("text", "message"), [
     ("caf\u00e9 equals one", "characters model 'svc-dictation' does not read: '\u00e9'"),
     ("x" * 65, "text has 65 characters; model 'svc-dictation' accepts at most 64"),
-    ("   ", "text is empty"),
+    ("   ", "text is blank (white space only)"),
 ])
 def test_bad_input_is_invalid_argument_and_the_server_keeps_serving(stub, text, message):
     with pytest.raises(grpc.RpcError) as error:

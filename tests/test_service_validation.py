@@ -116,7 +116,7 @@ def _budget(**fields) -> dict:
         (TEXT, _grid("1" * 81), "model 'm' classifies text: set ReasonRequest.text"),
         (GRID, {"text": "hi"}, "model 'm' solves 9x9 grids: set ReasonRequest.grid"),
         (TEXT, {"text": ""}, "text is empty"),
-        (TEXT, {"text": "  \n\t "}, "text is empty"),
+        (TEXT, {"text": "  \n\t "}, "text is blank (white space only)"),
         (TEXT, {"text": "x" * 21}, "text has 21 characters; model 'm' accepts at most 20"),
         (TEXT, {"text": "\x00\u200b\ufffd\u200b"}, "text leaves no tokens after normalisation"),
         (TEXT, {"text": "[PAD] [PAD]"}, "text leaves no tokens after normalisation"),

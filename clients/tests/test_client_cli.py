@@ -223,7 +223,7 @@ def test_errors_exit_non_zero_with_a_json_error(server):
     [
         ([GRID_MODEL, SUDOKU], f"model '{GRID_MODEL}' solves 9x9 grids: set --grid"),
         ([TEXT_MODEL, "hi", "--grid"], "set the text as the input argument, without --grid"),
-        ([TEXT_MODEL, "   "], "text is empty: send the text to classify in the input argument"),
+        ([TEXT_MODEL, "   "], "text is blank (white space only): send the text to classify in the input argument"),
         ([TEXT_MODEL, "x" * 2001], "at most 2000 (limits.max_text_chars in `trm-client models --json`)"),
         ([GRID_MODEL, "--grid", SUDOKU[:80]], "the --grid input must have 81 symbols (9x9, row-major), got 80"),
         ([GRID_MODEL, "--grid", "x" + SUDOKU[1:]], "cell 0 of the --grid input (row 1, column 1) is 'x'"),

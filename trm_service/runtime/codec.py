@@ -30,6 +30,11 @@ class InputError(ValueError):
     """The request's input does not suit the model; the message tells the caller what to send."""
 
 
+def emptiness(text: str) -> str:
+    """How a text with nothing but white space is told: "empty" or "blank (white space only)"."""
+    return "empty" if not text else "blank (white space only)"
+
+
 @dataclass(frozen=True)
 class DecodedStep:
     """The answer of one step, and the distribution it came from (used to measure change)."""

@@ -7,7 +7,14 @@ from trm.v1 import trm_pb2
 
 from trm_bundle.manifest import BundleError, CharacterInput, Manifest
 from trm_bundle.probabilities import softmax
-from trm_service.runtime.codec import DEFAULT_TOP_K, DecodedStep, EncodedRequest, InputError, top_scores
+from trm_service.runtime.codec import (
+    DEFAULT_TOP_K,
+    DecodedStep,
+    EncodedRequest,
+    InputError,
+    emptiness,
+    top_scores,
+)
 from trm_service.scheduler.ticket import StepResult
 
 
@@ -32,7 +39,7 @@ class SequenceCodec:
                              + ("" if kind is None else ", not grid"))
         text = request.text
         if not text.strip():
-            raise InputError("text is empty: send the words to write out in ReasonRequest.text")
+            raise InputError(f"text is {emptiness(text)}: send the words to write out in ReasonRequest.text")
         if len(text) > self._spec.max_chars:
             raise InputError(f"text has {len(text)} characters; model {self._name!r} accepts at most "
                              f"{self._spec.max_chars} (ModelInfo.limits.max_text_chars)")

@@ -11,7 +11,14 @@ from trm.v1 import trm_pb2
 from trm_bundle.manifest import BundleError, Manifest, OutOfScope, TextInput
 from trm_bundle.probabilities import softmax
 from trm_service.runtime.ascii_tokenizer import AsciiTokenizer
-from trm_service.runtime.codec import DEFAULT_TOP_K, DecodedStep, EncodedRequest, InputError, top_scores
+from trm_service.runtime.codec import (
+    DEFAULT_TOP_K,
+    DecodedStep,
+    EncodedRequest,
+    InputError,
+    emptiness,
+    top_scores,
+)
 from trm_service.runtime.prefix_tokenizer import PrefixTokenizer
 from trm_service.scheduler.ticket import StepResult
 
@@ -66,7 +73,7 @@ class TextCodec:
             raise InputError(f"model {self._name!r} classifies text: set ReasonRequest.text, not grid")
         text = request.text
         if not text.strip():
-            raise InputError("text is empty: send the text to classify in ReasonRequest.text")
+            raise InputError(f"text is {emptiness(text)}: send the text to classify in ReasonRequest.text")
         if len(text) > self._spec.max_chars:
             raise InputError(
                 f"text has {len(text)} characters; model {self._name!r} accepts at most {self._spec.max_chars} "
