@@ -89,7 +89,7 @@ def server(text_bundle: Path):
 
 def test_the_server_says_how_many_acceptors_take_reason_and_stream_calls(server: ServerProcess) -> None:
     (serving,) = [r for r in server.log_records() if r.get("event") == "serving"]
-    assert serving["call_acceptors"] == 2 * ACCEPTORS
+    assert serving["call_acceptor_tasks"] == 2 * ACCEPTORS  # --call-acceptors for each of Reason and ReasonStream
 
 
 def test_every_call_is_answered_whichever_request_takes_it(server: ServerProcess) -> None:

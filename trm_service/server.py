@@ -173,7 +173,7 @@ async def run_server(config: ServeConfig) -> None:
     loop.add_signal_handler(signal.SIGHUP, on_hangup)
     if hangup_while_starting.is_set():
         on_hangup()
-    _log.info("serving", host=config.host, port=port, metrics_port=metrics_port, call_acceptors=acceptors.running,
+    _log.info("serving", host=config.host, port=port, metrics_port=metrics_port, call_acceptor_tasks=acceptors.running,
               tls=config.tls_cert is not None, mutual_tls=config.tls_client_ca is not None)
     if config.ready_file is not None:
         write_ready_file(config.ready_file, port=port, metrics_port=metrics_port)

@@ -10,6 +10,7 @@ from sdk_test_support import SUDOKU, TEXT_MODEL
 from trm_client import NO_RETRY, AsyncTRMClient, Budget, InputLimits, ModelInfo, TaskType, TRMClient
 from trm_client.results import Classification, GridSolution, HaltReason, LabelScore, ReasonResult
 from trm_client.tool_result import defer_reason
+from trm_client.tool_schema import input_schema
 from trm_client.tools import AsyncToolAdapter, ToolAdapter
 
 from trainer.testing import DEFAULT_TEXT_LABELS
@@ -199,3 +200,10 @@ def test_deferral_rule():
     grid = GridSolution(9, 9, "1" * 81, (0.99,) * 81, verified=False)
     unverified = ReasonResult("m", "1", grid, 0.99, 2, HaltReason.HALTED, 1.0, 2.0, "r")
     assert defer_reason(_info(0.0, TaskType.GRID), unverified) == "unverified"
+
+
+def test_the_step_budget_is_described_per_character_only_for_a_sequence_model():
+    classifier = input_schema(_info(0.4))["properties"]["max_steps"]["description"]
+    writer = input_schema(_info(0.0, TaskType.SEQUENCE))["properties"]["max_steps"]["description"]
+    assert classifier == "Most refinement steps to spend; fewer is faster and less accurate."
+    assert writer == "Most refinement steps to spend on each written character; fewer is faster and less accurate."

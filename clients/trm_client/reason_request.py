@@ -22,6 +22,8 @@ def grid_cells(grid: GridInput) -> str:
     """
     if isinstance(grid, str):
         return "".join(checked_unicode("grid", grid).split())
+    if isinstance(grid, bytes | bytearray):
+        raise TypeError(f"grid must be a string of cells, got {type(grid).__name__}: decode it first")
     if not isinstance(grid, Sequence):
         raise TypeError(f"grid must be a string of cells, a list of row strings or a list of rows of digits, "
                         f"got {type(grid).__name__}")
@@ -72,8 +74,12 @@ def build_reason_request(
     Raises:
         ValueError: when neither or both inputs are given, top_k is out of range or the input is not valid
             Unicode.
-        TypeError: for a text that is not a string or a budget that is not a Budget.
+        TypeError: for a model, version or text that is not a string, or a budget that is not a Budget.
     """
+    for name, value in (("model", model), ("version", version)):
+        if not isinstance(value, str):
+            raise TypeError(f"{name} must be a string, got {type(value).__name__}")
+        checked_unicode(name, value)
     if (text is None) == (grid is None):
         raise ValueError("give exactly one of text or grid")
     if text is not None and not isinstance(text, str):

@@ -81,8 +81,9 @@ def input_schema(info: ModelInfo) -> dict[str, Any]:
             "type": "integer",
             "minimum": 1,
             "maximum": info.limits.max_steps,
-            "description": "Most refinement steps to spend (per written character for a sequence model); "
-            "fewer is faster and less accurate.",
+            "description": ("Most refinement steps to spend on each written character"
+                            if info.task is TaskType.SEQUENCE else "Most refinement steps to spend")
+            + "; fewer is faster and less accurate.",
         }
     return {
         "type": "object",
