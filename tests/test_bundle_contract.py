@@ -45,6 +45,22 @@ def test_the_writer_fills_in_the_checksums_and_replaces_an_earlier_bundle(text_b
     assert [p.name for p in tmp_path.iterdir()] == ["copy"]  # no staging folder left behind
 
 
+@pytest.mark.parametrize("kind", ["folder", "file"])
+def test_the_writer_never_replaces_what_is_not_a_bundle(text_bundle: Path, tmp_path: Path, kind: str) -> None:
+    source = load_bundle(text_bundle)
+    files = {name: text_bundle / name for name in source.manifest.files}
+    target = tmp_path / "target"
+    if kind == "folder":
+        target.mkdir()
+        (target / "notes.txt").write_text("mine")
+    else:
+        target.write_text("mine")
+    with pytest.raises(ValueError, match=f"exists and is a {kind}, not a bundle"):
+        write_bundle(target, source.manifest, files)
+    assert (target / "notes.txt" if kind == "folder" else target).read_text() == "mine"
+    assert [p.name for p in tmp_path.iterdir()] == ["target"]
+
+
 @pytest.mark.parametrize(
     ("edit", "message"),
     [

@@ -17,7 +17,7 @@ import pytest
 import torch
 from trainer_support import KEYWORDS, TINY_MODEL
 
-from trainer.cli import _fit_config, build_parser, main
+from trainer.cli import _fit_config, build_parser, check_bundle_folder, main
 from trainer.config import TrainConfig
 from trainer.export import torch_model_from_bundle
 from trainer.prepare import text_splits
@@ -255,6 +255,44 @@ def test_a_folder_flag_naming_a_file_is_refused_before_training(
         main(["fit", "--train", "x.csv", flag, str(tmp_path / "afile" / "inside")])
     told = f"argument {flag}: {tmp_path / 'afile'} is a file, not a folder: name a folder (made if missing)"
     assert exited.value.code == 2 and told in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("task", ["text", "sequence"])
+def test_a_folder_of_anything_but_a_bundle_is_never_replaced_and_refused_before_training(
+    keyword_data: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str], task: str
+) -> None:
+    """The bundle goes to OUT/NAME, replacing an earlier bundle; a user's own folder (or file) there stays."""
+    train = tmp_path / "data.csv"
+    if task == "text":
+        train.write_bytes(keyword_data[0].read_bytes())
+    else:
+        train.write_text("source,target\nx equals one,x = 1\ny equals two,y = 2\n")
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "important.txt").write_text("irreplaceable")
+    started = time.monotonic()
+    assert main(["fit", "--train", str(train), "--out", str(tmp_path), "--run-dir", str(tmp_path / "runs")]) == 2
+    assert time.monotonic() - started < 30  # refused before any training
+    assert (tmp_path / "data" / "important.txt").read_text() == "irreplaceable"
+    told = (f"trm-train: {tmp_path / 'data'} exists and is a folder, not a bundle (no manifest.json): a bundle "
+            "replaces only an earlier bundle; give another --out or --name")
+    assert capsys.readouterr().err.strip() == told
+
+
+def test_a_cuda_device_this_machine_lacks_is_refused_before_training(
+    keyword_data: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["fit", "--train", str(keyword_data[0]), "--out", str(tmp_path), "--device", "cuda:99"]
+    assert main(args) == 2
+    assert capsys.readouterr().err.startswith("trm-train: --device cuda:99: this torch ")
+    assert not (tmp_path / "train").exists()
+
+
+def test_a_bundle_named_as_a_packaged_model_is_noted_before_training(capsys: pytest.CaptureFixture[str],
+                                                                     tmp_path: Path) -> None:
+    check_bundle_folder(tmp_path / "sudoku")
+    assert "sudoku: note: a model of this name ships with the server" in capsys.readouterr().out
+    check_bundle_folder(tmp_path / "my-puzzles")
+    assert capsys.readouterr().out == ""
 
 
 def test_a_data_error_comes_before_the_plan(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -25,8 +25,11 @@ from trainer.export import ablation_summary, export_bundle, reexport_bundle
 from trainer.fit import fit, from_checkpoint
 from trainer.presets import PRESETS, file_kind, plan_fit, presets_table
 from trainer.sequence.user_fit import fit_sequence
+from trainer.train import check_device
 from trm_bundle import BundleError
 from trm_bundle.manifest import NAME_RULE, is_model_name, model_name_from
+from trm_bundle.writer import check_replaceable
+from trm_service.config import DEFAULT_MODELS_DIR
 
 SEQUENCE_MINUTES = 15.0  # --task sequence: training minutes without --time-budget
 
@@ -64,6 +67,8 @@ def cmd_fit(args: argparse.Namespace) -> int:
     cfg = _fit_config(args)
     torch.set_num_threads(args.threads) if args.threads else None
     command = "trm-train " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    check_device(cfg.device)
+    check_bundle_folder(Path(args.out) / cfg.name)
     bundle = export_bundle(fit(cfg, resume=not args.restart, command=command), Path(args.out) / cfg.name)
     print(json.dumps({"bundle": str(bundle.path), "metrics": bundle.manifest.metrics}, indent=1))
     print(f"{cfg.name}: bundle {bundle.path} written after {(time.monotonic() - started) / 60:.1f} min")
@@ -88,6 +93,7 @@ def _fit_sequence(args: argparse.Namespace) -> int:
     name = args.name or model_name_from(Path(args.data).stem)
     if not is_model_name(name):
         raise ValueError(f"--name {name!r} must be {NAME_RULE}")
+    check_bundle_folder(Path(args.out) / name)
     bundle = fit_sequence(
         Path(args.data), Path(args.test) if args.test else None, out=Path(args.out), name=name,
         run_dir=Path(args.run_dir or "runs") / name, minutes=args.time_budget or SEQUENCE_MINUTES,
@@ -95,6 +101,16 @@ def _fit_sequence(args: argparse.Namespace) -> int:
         resume=not args.restart, batch_size=args.batch_size or 64, lr=args.lr or 2e-3)
     print(json.dumps({"bundle": str(bundle.path), "metrics": bundle.manifest.metrics}, indent=1))
     return 0
+
+
+def check_bundle_folder(folder: Path) -> None:
+    """Before training: the bundle's folder may be written (an earlier bundle there is replaced, anything else
+    refused), and a note where its name is one of the server's packaged models."""
+    check_replaceable(folder, hint="; give another --out or --name")
+    if (DEFAULT_MODELS_DIR / folder.name).is_dir():
+        print(f"{folder.name}: note: a model of this name ships with the server, which refuses this bundle beside "
+              "it as already served: serve it with `trm-service serve --no-default-models`, or give it another "
+              "--name", flush=True)
 
 
 def cmd_presets(args: argparse.Namespace) -> int:

@@ -88,9 +88,21 @@ class Carry:
 
 
 def pick_device(name: str) -> torch.device:
+    """The torch device of a config's `device` (auto: cuda when available, else cpu)."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
+
+
+def check_device(name: str) -> None:
+    """Raises ValueError, naming --device, where a config's CUDA device is not on this machine."""
+    if name in ("auto", "cpu"):
+        return
+    index = torch.device(name).index or 0
+    if index >= torch.cuda.device_count():
+        found = (f"this torch sees {torch.cuda.device_count()} CUDA device(s)" if torch.version.cuda
+                 else "this torch is a CPU-only build")
+        raise ValueError(f"--device {name}: {found}; use --device cpu (or auto, which takes a GPU when there is one)")
 
 
 def trim_padding(tokens: torch.Tensor, cfg: ModelConfig) -> torch.Tensor:

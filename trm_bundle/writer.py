@@ -13,8 +13,19 @@ from trm_bundle.checksums import sha256_of
 from trm_bundle.manifest import MANIFEST_FILE, Bundle, Manifest, load_bundle, manifest_json
 
 
+def check_replaceable(folder: Path, hint: str = "") -> None:
+    """Raises ValueError (its message ends with `hint`) where `folder` exists and is not a bundle folder (one
+    holding a manifest.json): write_bundle replaces a bundle, never a folder or file of anything else."""
+    folder = Path(folder)
+    if folder.exists() and not (folder.is_dir() and (folder / MANIFEST_FILE).is_file()):
+        kind = "a folder" if folder.is_dir() else "a file"
+        raise ValueError(f"{folder} exists and is {kind}, not a bundle (no {MANIFEST_FILE}): a bundle replaces only "
+                         f"an earlier bundle{hint}")
+
+
 def write_bundle(folder: Path, manifest: Manifest, files: Mapping[str, Path | bytes | str]) -> Bundle:
-    """Writes a complete bundle at `folder`, replacing any earlier one, and returns it loaded.
+    """Writes a complete bundle at `folder`, replacing any earlier bundle there (`check_replaceable`), and
+    returns it loaded.
 
     `files` maps bundle file names to a path to copy, or bytes/str content; `manifest.files` (the sha256
     of each) is filled in here. The folder is built beside `folder` and loaded back with `load_bundle`
@@ -22,6 +33,7 @@ def write_bundle(folder: Path, manifest: Manifest, files: Mapping[str, Path | by
     written.
     """
     folder = Path(folder)
+    check_replaceable(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
     try:
