@@ -235,6 +235,7 @@ def test_bad_settings_and_files_are_told_naming_them(
     (["fit", "--train", "x.csv", "--time-budget", "inf"], "--time-budget"),
     (["fit", "--train", "x.csv", "--lr", "nan"], "--lr"),
     (["fit", "--train", "x.csv", "--threads", "-1"], "--threads"),
+    (["fit", "--train", "x.csv", "--seed", "-1"], "--seed"),
     (["fit", "--train", "x.csv", "--text-column", " "], "--text-column"),
     (["eval", "--bundle", "b", "--data", "d", "--limit", "-1"], "--limit"),
 ])

@@ -209,7 +209,7 @@ def test_the_default_speed_scales_with_batch_and_state_rows() -> None:
 
 
 def test_a_budget_that_leaves_no_training_time_is_refused_with_the_flag_to_use() -> None:
-    with pytest.raises(ValueError, match=r"--time-budget 5 or more"):
+    with pytest.raises(ValueError, match=r"--time-budget 4.5 or more"):
         size_run(SHORT_TEXT, clinc_like(), budget_minutes=4, overhead_minutes=3.5)
 
 

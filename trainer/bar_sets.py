@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from trainer.arguments import whole_number
 from trainer.data.text import TextSplit, load_clinc150, load_newsgroups
 
 FEW_SHOT_PER_LABEL = 10
@@ -117,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default="../shared/data", help="the shared data folder")
     parser.add_argument("--out", required=True, help="folder that receives the CSV files")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the few-shot sample")
+    parser.add_argument("--seed", type=whole_number, default=0, help="seed of the few-shot sample")
     parser.add_argument("--fit", metavar="DIR", help="then run every bar's default fit, bundles and logs in DIR")
     parser.add_argument("--only", nargs="+", default=[], metavar="BAR",
                         help="with --fit: only these bars (voice-commands, clinc150-train, ...)")

@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from sklearn.pipeline import Pipeline
 
+from trainer.arguments import whole_number
 from trainer.data.text import LABEL_COLUMN, TEXT_COLUMN
 from trainer.out_of_scope import find_out_of_scope_label
 from trainer.tfidf_teacher import ngram_svm, ngram_vectorizer
@@ -107,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("train", help="training CSV/TSV/JSONL/JSON (text,label)")
     parser.add_argument("test", nargs="?",
                         help="test CSV/TSV/JSONL/JSON (default: the seeded 10%% of TRAIN that trm-train fit tests on)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=whole_number, default=0)
     parser.add_argument("--text-column", default=TEXT_COLUMN, metavar="NAME", help="the texts' column or field")
     parser.add_argument("--label-column", default=LABEL_COLUMN, metavar="NAME", help="the labels' column or field")
     args = parser.parse_args(argv)

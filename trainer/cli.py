@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 from trainer import teacher
+from trainer.arguments import whole_number
 from trainer.baseline import comparison
 from trainer.config import TrainConfig, load_config, parse_override, with_overrides
 from trainer.data.files import DataError
@@ -142,16 +143,10 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def _positive_int(text: str) -> int:
-    value = _count(text)
+    value = whole_number(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, got {text!r}")
     return value
-
-
-def _count(text: str) -> int:
-    if not text.strip().isdigit():
-        raise argparse.ArgumentTypeError(f"must be a whole number, 0 or more, got {text!r}")
-    return int(text)
 
 
 def _positive_number(text: str) -> float:
@@ -212,8 +207,8 @@ def build_parser() -> argparse.ArgumentParser:
     fit_cmd.add_argument("--batch-size", type=_positive_int)
     fit_cmd.add_argument("--lr", type=_positive_number)
     fit_cmd.add_argument("--device", help="auto, cpu or cuda")
-    fit_cmd.add_argument("--seed", type=int)
-    fit_cmd.add_argument("--threads", type=_count, default=0, help="torch CPU threads (0: torch default)")
+    fit_cmd.add_argument("--seed", type=whole_number)
+    fit_cmd.add_argument("--threads", type=whole_number, default=0, help="torch CPU threads (0: torch default)")
     fit_cmd.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                      help="override any config key, e.g. --set model.hidden_size=128")
     fit_cmd.add_argument("--restart", action="store_true", help="ignore an existing checkpoint and start over")
@@ -226,7 +221,7 @@ def build_parser() -> argparse.ArgumentParser:
     eval_cmd.add_argument("--bundle", required=True)
     eval_cmd.add_argument("--data", required=True, help="dataset folder of ../shared/data or a user's file")
     eval_cmd.add_argument("--split", help="a dataset folder's split (default: test); not for a user's file")
-    eval_cmd.add_argument("--limit", type=_count, default=0,
+    eval_cmd.add_argument("--limit", type=whole_number, default=0,
                           help="evaluate a fixed random subset of this size (0: every example)")
     eval_cmd.add_argument("--int8", action="store_true", help="evaluate the bundle's int8 step (model.int8.onnx)")
     _add_column_flags(eval_cmd, "the bundle's text column", "the bundle's label column")

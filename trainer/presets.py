@@ -369,7 +369,7 @@ def size_run(
         raise ValueError(
             f"a time budget of {budget:g} min leaves no time to train: preparing, evaluating and exporting "
             f"this data take about {overhead:.1f} min here; give "
-            f"--time-budget {math.ceil(overhead + MIN_TRAIN_MINUTES)} or more"
+            f"--time-budget {math.ceil((overhead + MIN_TRAIN_MINUTES) * 10) / 10:g} or more"
         )
     timed_steps = math.ceil(rate * train_minutes * 60)  # what the training minutes allow at `rate`
     # text: at most max_epochs passes (small data ends early); grids, drawn afresh, end on the time budget

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import torch
 
+from trainer.arguments import whole_number
 from trainer.dictation.anchor import number_literals
 from trainer.dictation.corpus import MAX_LINE_CHARS, load_corpus
 from trainer.dictation.evaluate import bundle_scores
@@ -66,7 +67,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--eval-lines", type=int, default=200, help="validation lines scored during training")
     parser.add_argument("--test-lines", type=int, default=1000, help="test lines scored at the end (each kind)")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=whole_number, default=0)
     return parser.parse_args(argv)
 
 
