@@ -78,6 +78,14 @@ def test_fit_learns_a_small_task_and_eval_reproduces_it(
     assert main(["export", "--from-bundle", str(bundle), "--out", str(tmp_path / "none"), *no_ablation]) == 2
     assert "records no ablation" in capsys.readouterr().err
 
+    # data recorded as a path relative to where the fit ran, and not found from here: the fix is named
+    for source in (["--from-bundle", str(bundle)], ["--checkpoint", str(tmp_path / "runs" / "keywords")]):
+        moved = [*source, "--out", str(tmp_path / "moved"), "--set", "data=moved/train.csv"]
+        assert main(["export", *moved]) == 2
+        assert capsys.readouterr().err == ("trm-train: data error: moved/train.csv: the data the model was trained on "
+                                           "is not there (relative to the folder the fit ran in): run this in that "
+                                           "folder, or give its path with --set data=PATH\n")
+
 
 def test_a_file_with_other_column_names_fits_and_evaluates_by_them(
     keyword_data: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]

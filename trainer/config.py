@@ -11,6 +11,7 @@ from typing import Any, Literal
 
 import yaml
 
+from trainer.data.files import DataError
 from trainer.data.text import LABEL_COLUMN, TEXT_COLUMN
 from trainer.model import ModelConfig, check_model_settings
 from trm_bundle.manifest import NAME_RULE, is_model_name
@@ -155,6 +156,15 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    def check_data_found(self) -> None:
+        """Raises DataError where the data the model was trained on is not at the paths this config records
+        (as the fit was given them: a relative one is read from the folder the fit ran in)."""
+        for key, path in (("data", self.data), ("test_data", self.test_data)):
+            if path is not None and not Path(path).exists():
+                where = " (relative to the folder the fit ran in)" if not Path(path).is_absolute() else ""
+                raise DataError(path, None, f"the data the model was trained on is not there{where}: run this in "
+                                f"that folder, or give its path with --set {key}=PATH")
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> TrainConfig:

@@ -149,6 +149,7 @@ def reexport_bundle(source: Path, out: Path, overrides: dict[str, Any], ablation
     training = manifest.require_training()
     evaluation = json.loads((source / "evaluation.json").read_text())
     cfg = TrainConfig.from_dict(with_overrides(training.config, overrides))
+    cfg.check_data_found()
     # the data without the teachers: they shaped training only, and the weights are already trained
     # (the manifest keeps recording `cfg`, the configuration the weights were trained with)
     # (the teacher's vocabulary stays: it is part of the tokenizer the weights were trained with)

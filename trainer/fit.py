@@ -185,6 +185,7 @@ def from_checkpoint(checkpoint: Path, overrides: dict[str, Any], command: str) -
     trained_with = TrainConfig.from_dict(with_overrides(state["config"], overrides))  # what the manifest records
     # loaded on the CPU, from where the checkpoint actually is
     cfg = dataclasses.replace(trained_with, device="cpu", out_dir=str(checkpoint.parent.parent))
+    cfg.check_data_found()
     prepared = prepare(cfg)
     trainer = build_trainer(cfg, prepared)
     if not trainer.load_checkpoint(checkpoint):
