@@ -47,6 +47,17 @@ def test_a_source_target_file_becomes_a_bundle_with_its_held_out_scores(tmp_path
     assert bundle.manifest.input.max_chars == max(len(source) for source, _ in rows)
     assert load_model(bundle.path, LoadOptions(SessionSettings())).warm_step_s > 0
 
+    # the text and grid commands say that they do not take a sequence bundle or run (not a traceback, nor a
+    # missing 'text' column)
+    for command, told in ((["eval", "--bundle", str(bundle.path), "--data", str(data)], "is a sequence model: "),
+                          (["export", "--from-bundle", str(bundle.path), "--out", str(tmp_path / "x")],
+                           "is a sequence model, which its fit (trm-train fit --task sequence) exports"),
+                          (["export", "--checkpoint", str(tmp_path / "runs" / "assign"), "--out", str(tmp_path / "x")],
+                           "a sequence model's run: its fit (trm-train fit --task sequence) exports it")):
+        capsys.readouterr()
+        assert main(command) == 2
+        assert told in capsys.readouterr().err
+
 
 def test_rows_shorter_than_the_export_examples_still_give_a_bundle(tmp_path: Path, capsys) -> None:
     torch.set_num_threads(1)
@@ -73,7 +84,7 @@ def test_a_bad_row_is_named_by_file_and_line(tmp_path: Path, capsys, row, told) 
 
 def test_flags_of_other_tasks_are_refused_by_name(tmp_path: Path, capsys) -> None:
     assert main(["fit", "--task", "sequence", "--train", "x.csv", "--preset", "short-text"]) == 2
-    assert "--preset do not apply to --task sequence" in capsys.readouterr().err
+    assert "--preset does not apply to --task sequence" in capsys.readouterr().err
 
 
 def test_a_fit_of_an_edited_file_starts_over_and_the_same_file_resumes(tmp_path: Path, capsys) -> None:

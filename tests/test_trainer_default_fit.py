@@ -107,7 +107,7 @@ def test_a_source_target_file_is_taken_as_sequence_data_without_task(
 ) -> None:
     (tmp_path / "pairs.csv").write_text("source,target\nx equals one,x = 1\n")
     assert fit("--train", str(tmp_path / "pairs.csv"), "--preset", "short-text") == 2
-    assert "--preset do not apply to --task sequence" in capsys.readouterr().err
+    assert "--preset does not apply to --task sequence" in capsys.readouterr().err
 
 
 def test_an_out_of_scope_label_must_be_a_label_of_the_data(

@@ -86,7 +86,8 @@ def _fit_sequence(args: argparse.Namespace) -> int:
              ("--text-column", args.text_column), ("--label-column", args.label_column))
     unused = [flag for flag, value in given if value]
     if unused:
-        raise ValueError(f"{', '.join(unused)} do not apply to --task sequence (it takes --train, --test, --name, "
+        raise ValueError(f"{', '.join(unused)} {'does' if len(unused) == 1 else 'do'} not apply to --task sequence "
+                         "(it takes --train, --test, --name, "
                          "--out, --run-dir, --time-budget, --batch-size, --lr, --seed, --threads, --restart)")
     if not args.data:
         raise ValueError("give the training file with --train FILE (source,target columns)")

@@ -158,6 +158,9 @@ def evaluate_bundle(
     """The metrics of a bundle's ONNX step on a dataset split (what `trm-train eval` prints); a user's text file
     is read by its text and label `columns`, each by default the one the bundle was trained from."""
     manifest = load_bundle(bundle).manifest
+    if manifest.task == "sequence":
+        raise ValueError(f"{bundle} is a sequence model: trm-train eval scores text and grid bundles; a sequence "
+                         "bundle's test figures are those of its fit (REPORT.md), scored on its --test file")
     if int8 and not manifest.onnx_int8:
         raise ValueError(f"{bundle} ships no int8 step (its REPORT.md says why): evaluate it without --int8")
     sets = eval_sets(manifest, bundle, data, split, columns)

@@ -224,6 +224,9 @@ def torch_model_from_bundle(bundle_dir: str | Path) -> tuple[TRM, Manifest]:
     """Rebuilds the PyTorch TRM with exactly the weights of a bundle's fp32 ONNX step."""
     bundle = load_bundle(Path(bundle_dir))
     manifest = bundle.manifest
+    if manifest.task == "sequence":
+        raise ValueError(f"{bundle_dir} is a sequence model, which its fit (trm-train fit --task sequence) exports: "
+                         "the text and grid exporter cannot rebuild it")
     model = TRM(ModelConfig(**manifest.require_training().model_config)).store_embeddings()
     graph = onnx.load(str(bundle.file(manifest.onnx_fp32))).graph
     weights = {init.name: torch.from_numpy(numpy_helper.to_array(init).copy()) for init in graph.initializer}

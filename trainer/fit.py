@@ -182,6 +182,9 @@ def from_checkpoint(checkpoint: Path, overrides: dict[str, Any], command: str) -
         raise ValueError(f"--checkpoint {checkpoint}: not a training checkpoint ({exc})") from exc
     if not isinstance(state, dict) or "config" not in state:
         raise ValueError(f"--checkpoint {checkpoint}: not a training checkpoint (no config in it)")
+    if "step_weights" in state["config"]:  # a SequenceTrainConfig's field
+        raise ValueError(f"--checkpoint {checkpoint}: a sequence model's run: its fit (trm-train fit --task sequence) "
+                         "exports it, and resumes from it when run again with the same --run-dir")
     trained_with = TrainConfig.from_dict(with_overrides(state["config"], overrides))  # what the manifest records
     # loaded on the CPU, from where the checkpoint actually is
     cfg = dataclasses.replace(trained_with, device="cpu", out_dir=str(checkpoint.parent.parent))

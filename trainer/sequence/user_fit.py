@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from trainer.data.files import DataError, data_hashes
+from trainer.data.files import DataError, counted, data_hashes
 from trainer.sequence.batches import Batch, length_bucketed
 from trainer.sequence.bundle import sequence_manifest, write_sequence_bundle
 from trainer.sequence.decode import Halting
@@ -58,7 +58,7 @@ def fit_sequence(train: Path, test: Path | None, *, out: Path, name: str, run_di
     started = time.monotonic()
     pairs = load_pairs(train, MAX_SOURCE_CHARS, MAX_TARGET_CHARS)
     if len(pairs) < (1 if test else 2):
-        raise DataError(train, None, f"{len(pairs)} rows: too few to train on and hold out a test share")
+        raise DataError(train, None, f"{counted(len(pairs), 'row')}: too few to train on and hold out a test share")
     training, held_out = split_pairs(pairs, load_pairs(test, MAX_SOURCE_CHARS, MAX_TARGET_CHARS) if test else None,
                                      seed)
     every = training + held_out
