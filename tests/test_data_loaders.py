@@ -223,7 +223,8 @@ JSON_ARRAY_CASES = [
     ('[\n {"text": "a", "label": "x"}\n {"text": "b", "label": "y"}\n]\n', 3,
      "invalid JSON: expected ',' or ']' after an item of the array"),
     ('[{"text": "a", "label": "x"}]\n\n[]\n', 3, "invalid JSON: text after the array's closing ']'"),
-    ('[\n {"text": "a", "label": "x"},\n ["b", "x"]\n]', 3, "expected a JSON object, got list"),
+    ('[\n {"text": "a", "label": "x"},\n ["b", "x"]\n]', 3,
+     "expected a JSON object (a row, its columns as fields), got an array"),
     ('[\n {"text": "a", "label": "x"},\n {"text": "b"}\n]', 3, "missing field 'label' (the object has: text); "
      "--text-column and --label-column name other columns"),
     ("[]", None, "no data rows"),
@@ -276,6 +277,8 @@ CSV_CASES = [
      "other columns"),
     ('text,label\nhello,greet\n"two\nlines",x\n  ,greet\n', 5, "empty text"),
     ("text,label\nhello,greet\nbye,\n", 3, "empty label"),
+    ("text,label,Text\nhello,greet,hi\n", 1, "the header names column 'text' 2 times (columns 1, 3): name each "
+     "column once"),
     ("text,label\nhello,greet\nhello, there,greet\n", 3, "row has 3 fields but the header has 2 "
      "(a field holding a comma or a line break goes in double quotes)"),
     ("text;label\nhello;greet\n", 1, "missing column 'text' (the header has: text;label); the file seems to separate "
@@ -300,7 +303,9 @@ JSONL_CASES = [
         2,
         "invalid JSON: Expecting value at column 24",
     ),
-    ('{"text": "a", "label": "x"}\n["b", "x"]\n', 2, "expected a JSON object, got list"),
+    ('{"text": "a", "label": "x"}\n["b", "x"]\n', 2,
+     "expected a JSON object (a row, its columns as fields), got an array"),
+    ('["a", "x"]\n["b", "x"]\n', 1, "expected a JSON object (a row, its columns as fields), got an array"),
     ('{"text": "a", "label": "x"}\n\n{"text": "b"}\n', 3, "missing field 'label' (the object has: text); "
      "--text-column and --label-column name other columns"),
     ('{"label": "x"}\n', 1, "missing field 'text' (the object has: label); --text-column and --label-column name "

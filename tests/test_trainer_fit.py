@@ -287,6 +287,14 @@ def test_a_folder_of_anything_but_a_bundle_is_never_replaced_and_refused_before_
     assert capsys.readouterr().err.strip() == told
 
 
+def test_one_column_for_texts_and_labels_is_refused(
+    keyword_data: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["fit", "--train", str(keyword_data[0]), "--text-column", "Label"]) == 2
+    assert capsys.readouterr().err == ("trm-train: --text-column and --label-column name the same column ('Label'): "
+                                       "name the column of the texts and the column of the labels\n")
+
+
 def test_a_cuda_device_this_machine_lacks_is_refused_before_training(
     keyword_data: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

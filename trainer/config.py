@@ -122,6 +122,9 @@ class TrainConfig:
         if not (math.isfinite(self.max_minutes) and self.max_minutes >= 0):
             raise ValueError(f"max_minutes (the flag --max-minutes) must be a number of minutes, 0 for no limit, got "
                              f"{self.max_minutes}")
+        if self.text_column.lower() == self.label_column.lower():
+            raise ValueError(f"--text-column and --label-column name the same column ({self.text_column!r}): name "
+                             "the column of the texts and the column of the labels")
         if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
             raise ValueError(f"device (the flag --device) must be auto, cpu, cuda or cuda:N, got {self.device!r}")
         if self.augment_per_label and self.teacher.soft_labels != "minilm":

@@ -80,6 +80,11 @@ def csv_rows(
             if column.lower() not in names:
                 hint = _delimiter_hint(header, delimiter) or _data_as_header_hint(header, columns) + missing_hint
                 raise DataError(path, 1, f"missing column '{column}' (the header has: {', '.join(header)}){hint}")
+        for column in columns:
+            found = [number for number, name in enumerate(names, start=1) if name == column.lower()]
+            if len(found) > 1:
+                raise DataError(path, 1, f"the header names column '{column}' {len(found)} times (columns "
+                                         f"{', '.join(map(str, found))}): name each column once")
         positions = [names.index(column.lower()) for column in columns]
         end_of_previous = reader.line_num
         for fields in reader:
@@ -130,7 +135,11 @@ def _delimiter_hint(header: list[str], delimiter: str) -> str:
 def iter_json_objects(path: Path, content: str) -> Iterator[tuple[int, dict[str, Any]]]:
     """Yield (1-based line, object) for each item of a JSON array (the line where the item starts) or each
     non-blank line of JSON Lines; anything but a JSON object is an error."""
-    if content.lstrip().startswith("["):
+    first_line, _, rest = content.lstrip().partition("\n")
+    first_value = _whole_json(first_line) if first_line.startswith("[") else None
+    rows_as_arrays = bool(rest.strip()) and isinstance(first_value, list) and not any(
+        isinstance(item, dict) for item in first_value)  # JSON Lines of ["text", "label"]: each row told as one
+    if first_line.startswith("[") and not rows_as_arrays:
         yield from _array_items(path, content)
         return
     for number, line in enumerate(content.split("\n"), start=1):
@@ -180,9 +189,13 @@ def _array_items(path: Path, content: str) -> Iterator[tuple[int, dict[str, Any]
         raise DataError(path, line_at(position), "invalid JSON: text after the array's closing ']'")
 
 
+_JSON_KINDS = {list: "an array", str: "a string", bool: "true or false", type(None): "null"}
+
+
 def _json_object(path: Path, line: int, value: Any) -> dict[str, Any]:
     if not isinstance(value, dict):
-        raise DataError(path, line, f"expected a JSON object, got {type(value).__name__}")
+        raise DataError(path, line, f"expected a JSON object (a row, its columns as fields), got "
+                                    f"{_JSON_KINDS.get(type(value), 'a number')}")
     if value and all(isinstance(field, dict) for field in value.values()):
         raise DataError(path, line, "every field holds an object: columns of {row: value}, as pandas' to_json() "
                                     "writes by default; write one object per row: df.to_json(FILE, orient=\"records\")")
