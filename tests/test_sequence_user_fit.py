@@ -34,7 +34,9 @@ def test_a_source_target_file_becomes_a_bundle_with_its_held_out_scores(tmp_path
                  "--run-dir", str(tmp_path / "runs"), "--time-budget", "0.05", "--batch-size", "8"])
     assert code == 0
     out = capsys.readouterr().out
-    printed = json.loads(out[out.rindex('{\n "bundle"'):])
+    printed, _ = json.JSONDecoder().raw_decode(out[out.rindex('{\n "bundle"'):])
+    held_out = f"held-out exact match {100 * printed['metrics']['test_exact_match']:.2f}%"
+    assert out.splitlines()[-1].startswith("assign: bundle ") and held_out in out.splitlines()[-1]
     bundle = load_bundle(Path(printed["bundle"]))
     assert bundle.manifest.task == "sequence" and bundle.manifest.name == "assign"
     assert set(printed["metrics"]) == {"test_exact_match", "test_cer", "test_mean_steps_per_token",

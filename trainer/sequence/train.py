@@ -181,7 +181,9 @@ class SequenceTrainer:
         metrics = {"step": self.step, "elapsed_s": self.elapsed_s, "lines_seen": self.lines_seen,
                    **self.evaluate(self.ema.model)}
         self.history.append(metrics)
-        self.log(f"eval {metrics}")
+        self.log(f"eval step {self.step} {self.elapsed_s / 60:.1f} min lines {self.lines_seen} "
+                 + " ".join(f"{key} {value:.4g}" for key, value in metrics.items()
+                            if key not in ("step", "elapsed_s", "lines_seen")))
 
 
 def load_model(checkpoint: Path, weights: str = "ema") -> SequenceTRM:
