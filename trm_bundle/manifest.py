@@ -13,6 +13,7 @@ import hashlib
 import json
 import math
 import re
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal
@@ -50,9 +51,11 @@ def is_model_name(name: str) -> bool:
 
 
 def model_name_from(text: str) -> str:
-    """A model name made from `text` (a file's stem): each run of other characters becomes one '-', the ends
-    trimmed to a letter or digit, at most 128 characters; "model" if nothing is left."""
-    name = re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("._-")[:128].rstrip("._-")
+    """A model name made from `text` (a file's stem): accented letters without their accents ("données":
+    "donnees"), each run of other characters one '-', the ends trimmed to a letter or digit, at most 128
+    characters; "model" if nothing is left."""
+    folded = "".join(char for char in unicodedata.normalize("NFKD", text) if not unicodedata.combining(char))
+    name = re.sub(r"[^A-Za-z0-9._-]+", "-", folded).strip("._-")[:128].rstrip("._-")
     return name or "model"
 
 
