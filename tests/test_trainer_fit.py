@@ -22,6 +22,7 @@ from trainer.config import TrainConfig
 from trainer.export import torch_model_from_bundle
 from trainer.prepare import text_splits
 from trm_bundle.manifest import is_model_name, model_name_from
+from trm_service.config import DEFAULT_MODELS_DIR
 
 
 @pytest.mark.parametrize("storage", ["fp32", "int8"])  # int8: the bundle stores its token table as int8 rows
@@ -309,6 +310,7 @@ def test_a_bundle_named_as_a_packaged_model_is_noted_before_training(capsys: pyt
     check_bundle_folder(tmp_path / "sudoku")
     assert "sudoku: note: a model of this name ships with the server" in capsys.readouterr().out
     check_bundle_folder(tmp_path / "my-puzzles")
+    check_bundle_folder(DEFAULT_MODELS_DIR / "sudoku")  # `make models` rewriting the packaged bundle
     assert capsys.readouterr().out == ""
 
 

@@ -113,7 +113,8 @@ def check_bundle_folder(folder: Path) -> None:
     """Before training: the bundle's folder may be written (an earlier bundle there is replaced, anything else
     refused), and a note where its name is one of the server's packaged models."""
     check_replaceable(folder, hint="; give another --out or --name")
-    if (DEFAULT_MODELS_DIR / folder.name).is_dir():
+    packaged = DEFAULT_MODELS_DIR / folder.name
+    if packaged.is_dir() and folder.resolve() != packaged.resolve():  # `make models` replaces the packaged one
         print(f"{folder.name}: note: a model of this name ships with the server, which refuses this bundle beside "
               "it as already served: serve it with `trm-service serve --no-default-models`, or give it another "
               "--name", flush=True)
