@@ -11,9 +11,9 @@ $(BIN)/python:
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 
-# Serving only: no torch, no trainer dependencies.
+# Serving only: no torch, no trainer dependencies; the client SDK and `trm-client` to talk to it.
 install-runtime: $(BIN)/python
-	$(BIN)/pip install -q -e protos -e .
+	$(BIN)/pip install -q -e protos -e . -e clients
 
 # Everything: trainer (CPU torch), dev tools, client SDK.
 install: $(BIN)/python install-system
@@ -23,11 +23,15 @@ install: $(BIN)/python install-system
 # validate deploy/compose.yaml (no Docker engine is needed for `docker-compose config`).
 install-system:
 	@{ command -v promtool >/dev/null 2>&1 && command -v docker-compose >/dev/null 2>&1; } || { \
-	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus docker-compose >/dev/null) \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus docker-compose >/dev/null \
+	   && { systemctl disable --now prometheus >/dev/null 2>&1 || true; }) \
 	  || echo "warning: could not install the Debian packages prometheus docker-compose; their tests will fail"; }
+# (The tests start their own Prometheus; the package's service would hold :9090, `make serve`'s metrics port.)
 
 serve: install-runtime
-	$(BIN)/trm-service serve --host 127.0.0.1 --port $(PORT) --metrics-port $(METRICS_PORT)
+	@$(BIN)/trm-service serve --host 127.0.0.1 --port $(PORT) --metrics-port $(METRICS_PORT); status=$$?; \
+	if [ $$status -eq 2 ]; then echo "make serve: if a port is in use, choose others: make serve PORT=50052 METRICS_PORT=9091" >&2; fi; \
+	exit $$status
 
 test: install
 	$(BIN)/ruff check .

@@ -172,6 +172,19 @@ def test_ctrl_c_while_the_libraries_import_ends_with_a_line_not_a_traceback() ->
     assert (process.returncode, out, err) == (130, "", "trm-train: interrupted (Ctrl-C)\n")
 
 
+def test_without_the_trainers_libraries_it_says_to_install_them(tmp_path: Path) -> None:
+    """`make serve` installs the server alone: trm-train there said ModuleNotFoundError in a traceback."""
+    (tmp_path / "torch").mkdir()
+    (tmp_path / "torch" / "__init__.py").write_text('raise ModuleNotFoundError("No module named \'torch\'", '
+                                                    'name="torch")\n')
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run([sys.executable, "-m", "trainer", "presets"], capture_output=True, text=True, env=env,
+                          timeout=60)
+    assert (done.returncode, done.stdout) == (2, "")
+    assert done.stderr == ("trm-train: the trainer's libraries are not installed (no module 'torch'): run `make "
+                           "install` (or pip install -e '.[train]')\n")
+
+
 def test_a_killed_run_resumes_from_its_last_checkpoint(keyword_data: tuple[Path, Path], tmp_path: Path) -> None:
     train, _ = keyword_data
     args = [

@@ -20,6 +20,12 @@ def main() -> int:
         from trainer.cli import main as run_command  # this import is what takes the time
     except KeyboardInterrupt:
         pass  # counted by `interrupt`
+    except ModuleNotFoundError as missing:  # `make serve` installs the server without the trainer's libraries
+        if (missing.name or "").split(".")[0] in ("trainer", "trm_bundle", "trm_service"):
+            raise
+        print(f"trm-train: the trainer's libraries are not installed (no module {missing.name!r}): run `make install` "
+              "(or pip install -e '.[train]')", file=sys.stderr)
+        return 2
     finally:
         signal.signal(signal.SIGINT, signal.default_int_handler)
     if interrupted:

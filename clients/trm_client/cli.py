@@ -143,7 +143,8 @@ def run_reason_batch(client: TRMClient, args: argparse.Namespace, out: TextIO) -
             outcomes.update(zip(texts, results, strict=True))
         for number, outcome in sorted(outcomes.items()):
             if isinstance(outcome, ReasonResult):
-                summary = f"line {number}: {answer_summary(outcome.answer)} ({outcome.steps} steps)"
+                steps = f"{outcome.steps} step{'' if outcome.steps == 1 else 's'}"
+                summary = f"line {number}: {answer_summary(outcome.answer)} ({steps})"
                 print(json.dumps({"line": number, **result_dict(outcome)}) if args.json else summary, file=out)
                 continue
             failed += 1
