@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import sys
 import time
 from collections.abc import Awaitable, Callable
 
@@ -21,6 +22,7 @@ import grpc
 from trm.v1 import trm_pb2, trm_pb2_grpc
 
 from loadtests.inputs import DEFAULT_MODELS, data_dir, load_inputs
+from loadtests.interrupts import run_stoppable
 from loadtests.local_server import plain_server, service, text_limits, wait_until_serving
 from trm_service.config import DEFAULT_MODELS_DIR
 
@@ -113,4 +115,4 @@ def main() -> None:
         print(f"  {name:40} {rate:8.1f} inputs/s  {rate / plain:5.2f}x the plain server")
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_stoppable(main, "python -m loadtests.batch_job"))

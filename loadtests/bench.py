@@ -15,7 +15,7 @@ Its Machine line names the CPU and times the intent model's served step before a
 Prints the figures as Markdown (for docs/PERFORMANCE.md), writes them as JSON, and checks the bars
 for the intent model and the service/plain bars for the text models. A benchmark, not a test:
 figures depend on the machine and what else runs. With the defaults (10 s per model and
-concurrency) a run takes about 5 minutes; `--duration 1 --streams 3` takes about 1.
+concurrency) a run takes about 9 minutes on 2 cores; `--duration 1 --streams 3` about 1.5.
 
     python -m loadtests.bench                      # the trained default bundles
     python -m loadtests.bench --bundles untrained  # their architecture with random weights
@@ -41,9 +41,11 @@ import psutil
 from trm.v1 import trm_pb2
 
 from loadtests import sequence_bench
+from loadtests.arguments import positive_int, positive_seconds, report_folder
 from loadtests.batch_job import Ways, batched, timed_rounds, unary
 from loadtests.closed_loop import LoadResult, RequestFactory, closed_loop, percentile_ms, stream_timings
 from loadtests.inputs import DEFAULT_MODELS, ModelInputs, data_dir, load_inputs
+from loadtests.interrupts import run_stoppable
 from loadtests.local_server import (
     BUNDLE_KINDS,
     models_dir,
@@ -350,13 +352,18 @@ def cpu_name() -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Command line entry point; exit status 0 whatever the figures (it is a benchmark)."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m loadtests.bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--bundles", choices=BUNDLE_KINDS, default="default", help="see loadtests.local_server")
     parser.add_argument("--data-dir", default=None, help="shared data folder (default $TRM_DATA_DIR or ../shared/data)")
-    parser.add_argument("--duration", type=float, default=10.0, help="seconds per model and concurrency")
-    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 64])
-    parser.add_argument("--streams", type=int, default=30, help="sequential ReasonStream calls per model")
-    parser.add_argument("--out", type=Path, default=REPO_ROOT / "reports" / "bench")
+    parser.add_argument("--duration", type=positive_seconds, default=10.0,
+                        help="seconds per model and concurrency, also the batch job's and the sequence model's "
+                             "(default 10)")
+    parser.add_argument("--concurrency", type=positive_int, nargs="+", default=[1, 8, 64],
+                        help="callers in flight, each measured (default 1 8 64)")
+    parser.add_argument("--streams", type=positive_int, default=30,
+                        help="sequential ReasonStream calls per model (default 30)")
+    parser.add_argument("--out", type=report_folder, default=REPO_ROOT / "reports" / "bench",
+                        help="folder for bench.md and bench.json, made if missing (default reports/bench)")
     parser.add_argument(
         "--server-args", default="",
         help="extra `trm-service serve` flags, e.g. --server-args=--fp32 (the = form: the value starts with --)",
@@ -389,4 +396,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_stoppable(main, "python -m loadtests.bench"))

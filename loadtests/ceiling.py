@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import os
 import resource
+import sys
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 
@@ -23,6 +24,7 @@ import psutil
 from loadtests.bench import PLAIN_BAR_MODELS, PLAIN_BAR_RATIO, SLICE_S, WARMUP_S, request_factory
 from loadtests.closed_loop import RequestFactory, closed_loop, percentile_ms
 from loadtests.inputs import data_dir, load_inputs
+from loadtests.interrupts import run_stoppable
 from loadtests.local_server import fixed_reply_server, plain_server, service, text_limits, wait_until_serving
 from trm_service.config import DEFAULT_MODELS_DIR
 
@@ -130,4 +132,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_stoppable(main, "python -m loadtests.ceiling"))

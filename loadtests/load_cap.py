@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,7 @@ from trm_client import AsyncTRMClient, Budget, ResourceExhausted, TRMError
 from trm_client.results import HaltReason
 
 from loadtests.inputs import data_dir
+from loadtests.interrupts import run_stoppable
 from trainer.data.text import load_clinc150, load_newsgroups
 from trainer.prepare import eval_sets
 from trm_bundle.manifest import load_bundle
@@ -143,4 +145,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_stoppable(main, "python -m loadtests.load_cap"))

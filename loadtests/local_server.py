@@ -119,5 +119,5 @@ def fixed_reply_server(models: Path, front_end: str) -> AbstractContextManager[t
 
 
 def plain_server(models: Path) -> AbstractContextManager[tuple[str, int]]:
-    """The plain ONNX Runtime server (loadtests.plain_server), text models only: yields (target, pid)."""
+    """The plain ONNX Runtime server (loadtests.plain_server), text and grid models: yields (target, pid)."""
     return baseline_server("loadtests.plain_server", models)

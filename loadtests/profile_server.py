@@ -28,6 +28,7 @@ from pathlib import Path
 from loadtests.bench import request_factory
 from loadtests.closed_loop import closed_loop
 from loadtests.inputs import DEFAULT_MODELS, data_dir, load_inputs
+from loadtests.interrupts import run_stoppable
 from loadtests.local_server import models_dir, service, text_limits, wait_until_serving
 
 SAMPLE_RATE_HZ = 200
@@ -155,4 +156,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_stoppable(main, "python -m loadtests.profile_server"))

@@ -23,10 +23,12 @@ from pathlib import Path
 
 import psutil
 
+from loadtests.arguments import positive_int, report_folder
 from loadtests.inputs import data_dir
+from loadtests.interrupts import run_stoppable
 from loadtests.local_server import BUNDLE_KINDS, models_dir, service, tree_rss_bytes, wait_until_serving
 from loadtests.locust_report import LocustResult, read_result, summary_line
-from loadtests.scenarios import CAPACITY_PROBE, OVERLOAD_FACTOR, SCENARIOS, Scenario
+from loadtests.scenarios import CAPACITY_PROBE, SCENARIOS, Scenario
 from trm_service.testing import ServerProcess
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -80,16 +82,19 @@ def run_locust(target: str, server_pid: int, scenario: Scenario, out_dir: Path, 
     with open(f"{prefix}.log", "wb") as log:
         process = subprocess.Popen(locust_command(target, scenario, prefix, data), stdout=log, stderr=log, env=env)
         deadline = time.monotonic() + scenario.duration_s + 2 * STOP_TIMEOUT_S + RSS_SAMPLE_S
-        while True:
-            try:
-                process.wait(timeout=RSS_SAMPLE_S)
-                break
-            except subprocess.TimeoutExpired:
-                rss.append(rss_mb(server_pid))
-                if time.monotonic() > deadline:
-                    process.kill()
-                    process.wait()
-                    raise RuntimeError(f"locust ran past its run time and was stopped; see {prefix}.log") from None
+        try:
+            while True:
+                try:
+                    process.wait(timeout=RSS_SAMPLE_S)
+                    break
+                except subprocess.TimeoutExpired:
+                    rss.append(rss_mb(server_pid))
+                    if time.monotonic() > deadline:
+                        raise RuntimeError(f"locust ran past its run time and was stopped; see {prefix}.log") from None
+        finally:  # past its run time, or this run interrupted (Ctrl-C, SIGTERM): Locust stops with it
+            if process.poll() is None:
+                process.kill()
+                process.wait()
     rss.append(rss_mb(server_pid))
     if process.returncode != 0:
         raise RuntimeError(f"locust exited with {process.returncode}; see {prefix}.log")
@@ -125,10 +130,8 @@ def run_scenario(scenario: Scenario, models: Path, data: Path, out_dir: Path) ->
         wait_until_serving(server.target)
         if scenario.shed_expected:
             probe = run_locust(server.target, server.pid, CAPACITY_PROBE, out_dir, data).result
-            capacity = probe.calls["rps"]
             print(summary_line("capacity probe", probe))
-            scenario = replace(scenario, user_rate=round(OVERLOAD_FACTOR * capacity / scenario.users, 3))
-            summary |= {"capacity_rps": capacity, "offered_rps": OVERLOAD_FACTOR * capacity}
+            summary |= {"capacity_rps": probe.calls["rps"]}
         outcome = run_locust(server.target, server.pid, scenario, out_dir, data)
         alive = server_alive(server)
     result = outcome.result
@@ -153,23 +156,17 @@ def run_scenario(scenario: Scenario, models: Path, data: Path, out_dir: Path) ->
     return summary
 
 
-def _positive_int(text: str) -> int:
-    if not text.strip().isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, got {text!r}")
-    return int(text)
-
-
 def main(argv: list[str] | None = None) -> int:
     """Command line entry point; returns the exit status."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m loadtests.run", description=__doc__.split("\n\n")[0])
     parser.add_argument("--scenario", choices=sorted(SCENARIOS), default="steady")
     parser.add_argument("--bundles", choices=BUNDLE_KINDS, default="default", help="see loadtests.local_server")
     parser.add_argument("--data-dir", default=None, help="shared data folder (default $TRM_DATA_DIR or ../shared/data)")
-    parser.add_argument("--out", type=Path, default=REPO_ROOT / "reports" / "loadtest", help="report folder")
-    parser.add_argument("--duration", type=_positive_int, default=None,
+    parser.add_argument("--out", type=report_folder, default=REPO_ROOT / "reports" / "loadtest", help="report folder")
+    parser.add_argument("--duration", type=positive_int, default=None,
                         help="override the scenario's run time, seconds")
-    parser.add_argument("--users", type=int, default=None, help="override the scenario's number of users")
-    parser.add_argument("--user-rate", type=float, default=None, help="override calls/s per user (not overload)")
+    parser.add_argument("--users", type=positive_int, default=None, help="override the scenario's number of users")
+    parser.add_argument("--user-rate", type=float, default=None, help="override calls/s per user (0: back to back)")
     args = parser.parse_args(argv)
     scenario = SCENARIOS[args.scenario]
     overrides = {"duration_s": args.duration, "users": args.users, "user_rate": args.user_rate}
@@ -185,4 +182,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_stoppable(main, "python -m loadtests.run"))

@@ -5,9 +5,13 @@ from __future__ import annotations
 
 import csv
 import json
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
+
+import psutil
 
 from loadtests.entry_names import STREAM_COMPLETE, STREAM_FIRST_STEP, UNARY
 from loadtests.inputs import DEFAULT_MODELS
@@ -52,3 +56,44 @@ def test_a_run_time_of_zero_is_refused() -> None:
     run = subprocess.run([sys.executable, "-m", "loadtests.run", "--duration", "0"], cwd=REPO_ROOT,
                          capture_output=True, text=True, timeout=120, check=False)
     assert run.returncode == 2 and "argument --duration: must be a whole number of at least 1" in run.stderr
+
+
+def test_sigterm_stops_the_run_with_its_server_and_locust(tmp_path: Path) -> None:
+    """A CI job cancelled, or `kill PID`: the run stops as on Ctrl-C, and the server and Locust it started go
+    with it (they kept running, and the next benchmark measured against them)."""
+    command = [sys.executable, "-m", "loadtests.run", "--scenario", "smoke", "--bundles", "random",
+               "--out", str(tmp_path)]
+    process = subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        parent = psutil.Process(process.pid)
+        deadline = time.monotonic() + 120
+        while not any("locust" in " ".join(child.cmdline()) for child in _children(parent)):
+            assert time.monotonic() < deadline and process.poll() is None, "Locust never started"
+            time.sleep(0.2)
+        started = _children(parent)
+        process.send_signal(signal.SIGTERM)
+        _, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 130
+    assert err.strip().endswith("python -m loadtests.run: interrupted; the servers it started are stopped")
+    _, alive = psutil.wait_procs(started, timeout=10)
+    assert alive == []
+
+
+def _children(parent: psutil.Process) -> list[psutil.Process]:
+    try:
+        return parent.children(recursive=True)
+    except psutil.NoSuchProcess:
+        return []
+
+
+def test_the_bench_refuses_bad_settings_before_starting_anything(tmp_path: Path) -> None:
+    (tmp_path / "afile").write_text("")
+    for arguments, told in ((["--duration", "0"], "argument --duration: must be a number of seconds above 0"),
+                            (["--concurrency", "8", "0"], "argument --concurrency: must be a whole number of at"),
+                            (["--out", str(tmp_path / "afile" / "bench")], f"{tmp_path / 'afile'} is a file")):
+        run = subprocess.run([sys.executable, "-m", "loadtests.bench", *arguments], cwd=REPO_ROOT,
+                             capture_output=True, text=True, timeout=120, check=False)
+        assert run.returncode == 2 and told in run.stderr, run.stderr
