@@ -41,7 +41,6 @@ import psutil
 from trm.v1 import trm_pb2
 
 from loadtests import sequence_bench
-from loadtests.arguments import positive_int, positive_seconds, report_folder
 from loadtests.batch_job import Ways, batched, timed_rounds, unary
 from loadtests.closed_loop import LoadResult, RequestFactory, closed_loop, percentile_ms, stream_timings
 from loadtests.inputs import DEFAULT_MODELS, ModelInputs, data_dir, load_inputs
@@ -57,6 +56,7 @@ from loadtests.local_server import (
     wait_until_serving,
 )
 from loadtests.step_cost import served_model, step_seconds
+from trainer.arguments import positive_int, positive_number, writable_folder
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 BAR_MODEL = "intent-clinc150"
@@ -355,14 +355,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m loadtests.bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--bundles", choices=BUNDLE_KINDS, default="default", help="see loadtests.local_server")
     parser.add_argument("--data-dir", default=None, help="shared data folder (default $TRM_DATA_DIR or ../shared/data)")
-    parser.add_argument("--duration", type=positive_seconds, default=10.0,
+    parser.add_argument("--duration", type=positive_number, default=10.0,
                         help="seconds per model and concurrency, also the batch job's and the sequence model's "
                              "(default 10)")
     parser.add_argument("--concurrency", type=positive_int, nargs="+", default=[1, 8, 64],
                         help="callers in flight, each measured (default 1 8 64)")
     parser.add_argument("--streams", type=positive_int, default=30,
                         help="sequential ReasonStream calls per model (default 30)")
-    parser.add_argument("--out", type=report_folder, default=REPO_ROOT / "reports" / "bench",
+    parser.add_argument("--out", type=writable_folder, default=str(REPO_ROOT / "reports" / "bench"),
                         help="folder for bench.md and bench.json, made if missing (default reports/bench)")
     parser.add_argument(
         "--server-args", default="",
@@ -386,9 +386,10 @@ def main(argv: list[str] | None = None) -> int:
     if sequence is not None:
         report += "\n" + sequence_bench.markdown(sequence, sequence_bench.TOKENS) + "\n"
     print("\n" + report)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "bench.md").write_text(report)
-    (args.out / "bench.json").write_text(
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "bench.md").write_text(report)
+    (out / "bench.json").write_text(
         json.dumps({"command": command.strip(), "machine": machine, "service": service_figures.to_json(),
                     "naive": naive.to_json(), "plain": plain.to_json(), "sequence": sequence}, indent=1) + "\n"
     )  # fmt: skip

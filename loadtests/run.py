@@ -23,12 +23,12 @@ from pathlib import Path
 
 import psutil
 
-from loadtests.arguments import positive_int, report_folder
 from loadtests.inputs import data_dir
 from loadtests.interrupts import run_stoppable
 from loadtests.local_server import BUNDLE_KINDS, models_dir, service, tree_rss_bytes, wait_until_serving
 from loadtests.locust_report import LocustResult, read_result, summary_line
 from loadtests.scenarios import CAPACITY_PROBE, SCENARIOS, Scenario
+from trainer.arguments import positive_int, writable_folder
 from trm_service.testing import ServerProcess
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -162,7 +162,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scenario", choices=sorted(SCENARIOS), default="steady")
     parser.add_argument("--bundles", choices=BUNDLE_KINDS, default="default", help="see loadtests.local_server")
     parser.add_argument("--data-dir", default=None, help="shared data folder (default $TRM_DATA_DIR or ../shared/data)")
-    parser.add_argument("--out", type=report_folder, default=REPO_ROOT / "reports" / "loadtest", help="report folder")
+    parser.add_argument("--out", type=writable_folder, default=str(REPO_ROOT / "reports" / "loadtest"),
+                        help="report folder")
     parser.add_argument("--duration", type=positive_int, default=None,
                         help="override the scenario's run time, seconds")
     parser.add_argument("--users", type=positive_int, default=None, help="override the scenario's number of users")
@@ -171,13 +172,14 @@ def main(argv: list[str] | None = None) -> int:
     scenario = SCENARIOS[args.scenario]
     overrides = {"duration_s": args.duration, "users": args.users, "user_rate": args.user_rate}
     scenario = replace(scenario, **{k: v for k, v in overrides.items() if v is not None})
-    args.out.mkdir(parents=True, exist_ok=True)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="trm-loadtest-") as scratch:
         data = data_dir(args.data_dir)
         models = models_dir(args.bundles, Path(scratch), data)
-        summary = run_scenario(scenario, models, data, args.out)
-    print(f"reports in {args.out} ({time.monotonic() - started:.0f} s)")
+        summary = run_scenario(scenario, models, data, out)
+    print(f"reports in {out} ({time.monotonic() - started:.0f} s)")
     return 1 if summary["problems"] else 0
 
 

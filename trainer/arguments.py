@@ -1,8 +1,10 @@
-"""argparse types shared by the trainer's commands (light: no torch)."""
+"""argparse types shared by the trainer's commands and the benchmarks (light: no torch)."""
 
 from __future__ import annotations
 
 import argparse
+import math
+from pathlib import Path
 
 
 def whole_number(text: str) -> int:
@@ -10,3 +12,34 @@ def whole_number(text: str) -> int:
     if not text.strip().isdigit():
         raise argparse.ArgumentTypeError(f"must be a whole number, 0 or more, got {text!r}")
     return int(text)
+
+
+def positive_int(text: str) -> int:
+    """A whole number of at least 1."""
+    value = whole_number(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, got {text!r}")
+    return value
+
+
+def positive_number(text: str) -> float:
+    """A finite number above 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}")
+    return value
+
+
+def writable_folder(text: str) -> str:
+    """A folder to write to (made if missing): not a file, nor inside one, so that no command ends in a
+    traceback after its work."""
+    folder = Path(text)
+    for path in (folder, *folder.parents):
+        if path.exists():
+            if not path.is_dir():
+                raise argparse.ArgumentTypeError(f"{path} is a file, not a folder: name a folder (made if missing)")
+            break
+    return text

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import shlex
 import sys
 import time
@@ -16,7 +15,7 @@ from typing import Any
 import torch
 
 from trainer import teacher
-from trainer.arguments import whole_number
+from trainer.arguments import positive_int, positive_number, whole_number, writable_folder
 from trainer.baseline import comparison
 from trainer.config import TrainConfig, load_config, parse_override, with_overrides
 from trainer.data.files import DataError
@@ -148,34 +147,6 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
-def _positive_int(text: str) -> int:
-    value = whole_number(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, got {text!r}")
-    return value
-
-
-def _positive_number(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}")
-    return value
-
-
-def _folder(text: str) -> str:
-    """A folder to write to (made if missing): not a file, nor inside one, so that no fit ends in a traceback."""
-    folder = Path(text)
-    for path in (folder, *folder.parents):
-        if path.exists():
-            if not path.is_dir():
-                raise argparse.ArgumentTypeError(f"{path} is a file, not a folder: name a folder (made if missing)")
-            break
-    return text
-
-
 def _column_name(text: str) -> str:
     if not text.strip():
         raise argparse.ArgumentTypeError("must be a column name, got an empty one")
@@ -192,7 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
     fit_cmd.add_argument("--preset", choices=list(PRESETS),
                          help="without --config: force this preset instead of the one the data suggests "
                          "(see trm-train presets)")
-    fit_cmd.add_argument("--time-budget", type=_positive_number, metavar="MINUTES",
+    fit_cmd.add_argument("--time-budget", type=positive_number, metavar="MINUTES",
                          help="without --config: minutes for the whole fit, from reading the data to the "
                          "written bundle (default: the preset's, 15 for short text, 30 for long text); with "
                          "--task sequence, minutes of training (default 15), scoring the held-out rows comes after")
@@ -205,13 +176,13 @@ def build_parser() -> argparse.ArgumentParser:
                          "file held out for test, and as much again for validation)")
     _add_column_flags(fit_cmd, "text", "label")
     fit_cmd.add_argument("--name", help="bundle name")
-    fit_cmd.add_argument("--out", type=_folder, default="bundles",
+    fit_cmd.add_argument("--out", type=writable_folder, default="bundles",
                          help="folder that receives the bundle folder (default bundles/)")
-    fit_cmd.add_argument("--run-dir", type=_folder, help="checkpoints and logs (default runs/)")
-    fit_cmd.add_argument("--max-steps", type=_positive_int)
-    fit_cmd.add_argument("--max-minutes", type=_positive_number)
-    fit_cmd.add_argument("--batch-size", type=_positive_int)
-    fit_cmd.add_argument("--lr", type=_positive_number)
+    fit_cmd.add_argument("--run-dir", type=writable_folder, help="checkpoints and logs (default runs/)")
+    fit_cmd.add_argument("--max-steps", type=positive_int)
+    fit_cmd.add_argument("--max-minutes", type=positive_number)
+    fit_cmd.add_argument("--batch-size", type=positive_int)
+    fit_cmd.add_argument("--lr", type=positive_number)
     fit_cmd.add_argument("--device", help="auto, cpu or cuda")
     fit_cmd.add_argument("--seed", type=whole_number)
     fit_cmd.add_argument("--threads", type=whole_number, default=0, help="torch CPU threads (0: torch default)")
@@ -238,7 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument("--checkpoint", help="runs/NAME or runs/NAME/checkpoint.pt")
     source.add_argument("--from-bundle", help="an existing bundle folder: re-export its weights (e.g. after an "
                         "exporter change) with fresh measurements and its original training record")
-    export_cmd.add_argument("--out", type=_folder, default="bundles")
+    export_cmd.add_argument("--out", type=writable_folder, default="bundles")
     export_cmd.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override a top-level config key for export, e.g. --set eval_limit=500 or "
                         "--set max_chars=20000")
