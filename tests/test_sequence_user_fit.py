@@ -34,6 +34,7 @@ def test_a_source_target_file_becomes_a_bundle_with_its_held_out_scores(tmp_path
                  "--run-dir", str(tmp_path / "runs"), "--time-budget", "0.05", "--batch-size", "8"])
     assert code == 0
     out = capsys.readouterr().out
+    assert "assign: note: 0.05 min of training is a few hundred steps at most: expect a weak model" in out
     printed, _ = json.JSONDecoder().raw_decode(out[out.rindex('{\n "bundle"'):])
     held_out = f"held-out exact match {100 * printed['metrics']['test_exact_match']:.2f}%"
     assert out.splitlines()[-1].startswith("assign: bundle ") and held_out in out.splitlines()[-1]

@@ -343,7 +343,10 @@ def test_a_files_name_that_cannot_name_a_model_is_made_into_one(keyword_data: tu
     odd.write_bytes(keyword_data[0].read_bytes())
     assert _fit_config(build_parser().parse_args(["fit", "--train", str(odd)])).name == "My-Commands-v2"
     assert model_name_from("  (v2) ") == "v2" and model_name_from("???") == "model"
-    assert model_name_from("données clients") == "donnees-clients" and model_name_from("日本語") == "model"
+    assert model_name_from("données clients") == "donnees-clients"
+    other_scripts = model_name_from("日本語"), model_name_from("中文")
+    assert other_scripts[0].startswith("model-") and other_scripts[0] != other_scripts[1]
+    assert all(is_model_name(name) for name in other_scripts)
     assert is_model_name(model_name_from("é" + "x" * 300))
 
 

@@ -32,6 +32,7 @@ from trm_bundle.writer import check_replaceable
 from trm_service.config import DEFAULT_MODELS_DIR
 
 SEQUENCE_MINUTES = 15.0  # --task sequence: training minutes without --time-budget
+SEQUENCE_USEFUL_MINUTES = 1.0  # below this a sequence fit says that its model will be weak
 
 
 def _fit_config(args: argparse.Namespace) -> TrainConfig:
@@ -96,6 +97,9 @@ def _fit_sequence(args: argparse.Namespace) -> int:
     if not is_model_name(name):
         raise ValueError(f"--name {name!r} must be {NAME_RULE}")
     check_bundle_folder(Path(args.out) / name)
+    if args.time_budget and args.time_budget < SEQUENCE_USEFUL_MINUTES:
+        print(f"{name}: note: {args.time_budget:g} min of training is a few hundred steps at most: expect a weak "
+              f"model (the default is {SEQUENCE_MINUTES:g} min)", flush=True)
     bundle = fit_sequence(
         Path(args.data), Path(args.test) if args.test else None, out=Path(args.out), name=name,
         run_dir=Path(args.run_dir or "runs") / name, minutes=args.time_budget or SEQUENCE_MINUTES,

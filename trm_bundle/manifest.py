@@ -53,10 +53,13 @@ def is_model_name(name: str) -> bool:
 def model_name_from(text: str) -> str:
     """A model name made from `text` (a file's stem): accented letters without their accents ("données":
     "donnees"), each run of other characters one '-', the ends trimmed to a letter or digit, at most 128
-    characters; "model" if nothing is left."""
+    characters. Where nothing is left: "model-" and 8 hex digits of `text`'s sha256 for letters or digits of
+    other scripts ("日本語", so that two such files make two models), else "model"."""
     folded = "".join(char for char in unicodedata.normalize("NFKD", text) if not unicodedata.combining(char))
     name = re.sub(r"[^A-Za-z0-9._-]+", "-", folded).strip("._-")[:128].rstrip("._-")
-    return name or "model"
+    if name:
+        return name
+    return f"model-{hashlib.sha256(text.encode()).hexdigest()[:8]}" if any(c.isalnum() for c in text) else "model"
 
 
 def real_lengths(tokens: np.ndarray, pad_id: int) -> np.ndarray:
