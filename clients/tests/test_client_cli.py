@@ -316,16 +316,33 @@ def test_ctrl_c_ends_the_command_with_status_130_and_no_traceback():
     """Interrupted mid-call: the "server" accepts the connection and never answers."""
     with socket.create_server(("127.0.0.1", 0)) as silent:
         target = f"127.0.0.1:{silent.getsockname()[1]}"
-        command = [sys.executable, "-m", "trm_client.cli", "--target", target, "--timeout", "30", "models"]
-        # Ctrl-C as a terminal delivers it, also where this test runs in the background (which ignores SIGINT)
-        with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL)) as process:
-            silent.settimeout(60)
-            connection, _ = silent.accept()  # the command is in its call now
+        argv = ["trm-client", "--target", target, "--timeout", "30", "models"]
+        # Ctrl-C as a terminal delivers it, also where this test runs in the background (which starts children
+        # with SIGINT ignored). Restored in the child's own Python: a preexec_fn can deadlock a fork taken while
+        # another of pytest's threads holds a lock (it hung CI once).
+        command = [sys.executable, "-c", (
+            "import runpy, signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+            f"sys.argv = {argv!r}; runpy.run_module('trm_client.cli', run_name='__main__')"
+        )]
+        with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as process:
+            connection = _accept_while_running(silent, process)  # the command is in its call now
             process.send_signal(signal.SIGINT)
             assert process.wait(timeout=60) == 130
             assert process.stderr.read().decode() == ""
             connection.close()
+
+
+def _accept_while_running(listener: socket.socket, process: subprocess.Popen) -> socket.socket:
+    """The first connection to `listener`; fails with the process's stderr if it ends before connecting."""
+    listener.settimeout(0.5)
+    for _ in range(240):
+        try:
+            return listener.accept()[0]
+        except TimeoutError:
+            if process.poll() is not None:
+                pytest.fail(f"the command ended (status {process.returncode}) before connecting: "
+                            f"{process.stderr.read().decode()}")
+    pytest.fail("the command did not connect in 120 s")
 
 
 def test_a_reader_that_stops_early_ends_the_command_quietly(server):
