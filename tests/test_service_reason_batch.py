@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from test_service_support import GRID_MODEL, TEXT_MODEL, wait_for
 from trm.v1 import trm_pb2, trm_pb2_grpc
-from trm_client import InvalidArgument, NotFound, ReasonResult, TRMClient
+from trm_client import Budget, InvalidArgument, NotFound, ReasonResult, TRMClient
+from trm_client.results import HaltReason
 
 from trm_service.testing import ServerProcess
 
@@ -111,3 +112,16 @@ def test_a_text_holding_the_padding_token_gets_the_same_answer_alone_and_batched
     assert _summary(batched.response) == _summary(alone)
     np.testing.assert_allclose([s.probability for s in batched.response.answer.classification.top],
                                [s.probability for s in alone.answer.classification.top], rtol=0, atol=1e-5)
+
+
+def test_a_batch_larger_than_the_models_batch_runs_every_step_alone_it_would(text_bundle: Path):
+    """Its requests queue behind each other by the caller's choice, which is no load on anyone else: none is
+    cut short by the step cap under load (each was, to one step, with 44 of 48 waiting)."""
+    requests = [_request(i) for i in range(REQUESTS)]
+    with ServerProcess([text_bundle], extra_args=["--max-batch-size", "4", "--load-wait-ms", "1"]) as small:
+        client = TRMClient(small.target, timeout_s=60)
+        results = client.reason_batch(TEXT_MODEL, texts=[r.text for r in requests],
+                                      budget=Budget(max_steps=3, halt_threshold=1.0))
+        assert small.sample_value("trm_batch_size_sum", model=TEXT_MODEL) / small.sample_value(
+            "trm_batch_size_count", model=TEXT_MODEL) <= 4
+    assert [(r.steps, r.halt_reason) for r in results] == [(3, HaltReason.MAX_STEPS)] * REQUESTS

@@ -64,11 +64,12 @@ class Harness:
         self.scheduler.start()
 
     def ticket(self, text: str, *, max_steps: int, min_steps: int = 1, threshold: float = NEVER_HALT,
-               limits: list[TimeLimit] | None = None, stream: bool = False, arrived_idle: bool = False) -> Ticket:
+               limits: list[TimeLimit] | None = None, stream: bool = False, arrived_idle: bool = False,
+               batch_call: object = None) -> Ticket:
         assert isinstance(self.model.codec, TextCodec)
         budget = StepBudget(max_steps=max_steps, min_steps=min_steps, halt_threshold=threshold)
         return Ticket(self.model.codec.tokenize(text), budget, arrival=time.monotonic(), limits=limits or [],
-                      stream=stream, arrived_idle=arrived_idle)
+                      stream=stream, arrived_idle=arrived_idle, batch_call=batch_call)
 
     def submit(self, ticket: Ticket) -> Ticket:
         self.scheduler.submit(ticket)
@@ -521,3 +522,43 @@ async def test_the_cap_follows_the_wait_model_and_is_off_without_a_bound(text_mo
     results = await _run_together(unbounded, TEXTS, max_steps=3)
     assert all((r.halt_reason, r.step) == (HaltReason.MAX_STEPS, 3) for r in results)
     await unbounded.scheduler.close()
+
+
+async def test_a_batch_jobs_own_queue_does_not_lower_its_step_cap(text_model: LoadedModel):
+    """The requests of one ReasonBatch wait behind each other by their caller's choice: that is no load on
+    anyone else, and they run the steps they would run alone (a job of 256 Sudoku grids ran 192 of them one
+    step, and solved 4)."""
+    harness = Harness(text_model, max_batch=2, max_queue=16, load_wait_s=1e-6)  # any load: a cap of 1 step
+    job = object()
+    tickets = [harness.submit(harness.ticket(text, max_steps=6, min_steps=2, batch_call=job)) for text in TEXTS]
+    results = [await t.finished for t in tickets]
+    assert all((r.halt_reason, r.step) == (HaltReason.MAX_STEPS, 6) for r in results)
+    lone = [harness.submit(harness.ticket(text, max_steps=6, min_steps=2)) for text in TEXTS]
+    assert {(await t.finished).halt_reason for t in lone} >= {HaltReason.LOAD}  # lone calls waiting are load
+    await harness.scheduler.close()
+
+
+async def test_a_lone_call_gets_the_next_free_slot_before_a_batch_jobs_own_queue(text_model: LoadedModel):
+    harness = Harness(text_model, max_batch=2, max_queue=16)
+    job = object()
+    queued = [harness.submit(harness.ticket(text, max_steps=4, batch_call=job)) for text in TEXTS[:6]]
+    lone = harness.submit(harness.ticket(TEXTS[6], max_steps=1))
+    await asyncio.gather(*(t.finished for t in [*queued, lone]))
+    admitted = {id(t): t.arrival + t.queue_wait_s for t in [*queued, lone]}
+    # the job's first two leave together: the lone call takes one of their slots, not the job's sixth
+    assert admitted[id(lone)] < admitted[id(queued[3])] < admitted[id(queued[5])]
+    await harness.scheduler.close()
+
+
+async def test_the_expected_wait_of_a_queue_counts_full_batches(text_model: LoadedModel):
+    """200 requests of one job queued before the loop admits any: the 201st waits for two full batches to
+    turn over, and a new lone call for none (it takes a slot of the first batch); it was 137 steps, each
+    request ahead counted as a batch of its own."""
+    harness = Harness(text_model, max_batch=64, max_queue=256)
+    job = object()
+    tickets = [harness.submit(harness.ticket("queued", max_steps=1, batch_call=job)) for _ in range(200)]
+    step_s = harness.scheduler.expected_step_s  # a full batch's
+    assert harness.scheduler.expected_wait_s(job) == pytest.approx(3 * step_s)  # 1 step each: rounds 2 + its own
+    assert harness.scheduler.expected_wait_s() == 0.0
+    await asyncio.gather(*(t.finished for t in tickets))
+    await harness.scheduler.close()

@@ -161,7 +161,7 @@ class ReasoningServicer:
         record = CallRecord("Reason", self._metrics, log_inputs=self._limits.log_inputs,
                             request_id=f"{call.request_id}.{index}")
         try:
-            return record, self._admit(request, context, record, stream=False)
+            return record, self._admit(request, context, record, stream=False, batch_call=call)
         except Exception as exc:  # reported in its own result by _batch_result
             return record, exc
 
@@ -222,9 +222,10 @@ class ReasoningServicer:
         *,
         stream: bool,
         arrived_idle: bool = False,
+        batch_call: CallRecord | None = None,
     ) -> _Admitted:
         """Validate and encode a ReasonRequest and submit it to its model's scheduler (`arrived_idle`: the call
-        found the server idle, see api/occupancy.py)."""
+        found the server idle, see api/occupancy.py; `batch_call`: the ReasonBatch call it is part of)."""
         model = self._resolve(request.model, request.version, record, field="model")
         valid = validate_reason_request(
             request, model.loaded.codec, model.manifest, self._limits.max_time_budget_ms
@@ -240,7 +241,7 @@ class ReasoningServicer:
             limits.append(TimeLimit(time.monotonic() + deadline_in, HaltReason.DEADLINE))
         verify = None if request.budget.continue_when_verified else valid.input.verifier
         ticket = Ticket(valid.input.tokens, valid.budget, arrival=record.started, limits=limits, stream=stream,
-                        verify=verify, arrived_idle=arrived_idle)
+                        verify=verify, arrived_idle=arrived_idle, batch_call=batch_call)
         try:
             model.scheduler.submit(ticket)
         except QueueFull as exc:

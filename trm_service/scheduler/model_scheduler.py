@@ -26,14 +26,18 @@ Step times: a step's wall time is smoothed by the batch's size class (scheduler/
 plan uses the time of the step it is about: a request's next step that of the batch it is in, a wait that of
 a full batch.
 
-Waiting: a request that finds no free slot starts when as many requests have left the batch as are queued
-ahead of it, plus one. `expected_wait_s` expects each request in the batch to run the steps that recent
-requests which got as far ran (scheduler/step_counts.py), the requests after them the recent mean, each
-step a full batch's time, less the part of the running step already done. Requests that came together (a
-ReasonBatch) leave together, so a newcomer waits for their remaining steps, not for one step's share of them.
+Waiting: free slots go to the waiting calls in turn, the call with the fewest requests in the batch first
+(scheduler/waiting.py: a lone Reason is a call of one, a ReasonBatch's requests one call; with lone calls
+only, first come first served). A request that finds no free slot starts when as many requests have left
+the batch as get a slot before it, plus one. `expected_wait_s` expects each request in the batch to run the
+steps that recent requests which got as far ran (scheduler/step_counts.py), a request that takes a free
+slot or a slot freed after them the recent mean, each step a full batch's time, less the part of the
+running step already done. Requests that came together (a ReasonBatch) leave together, so a newcomer waits
+for their remaining steps, not for one step's share of them.
 
-Load-adaptive compute: while more requests wait than the batch has free slots (`overflow`, the requests
-that will not start at the next step boundary), every request in the batch runs at most
+Load-adaptive compute: while more calls with no request in the batch wait than the batch has free slots
+(`overflow`, the calls that will not start at the next step boundary; a ReasonBatch's own queue behind its
+running requests is not load on anyone else), every request in the batch runs at most
 
     cap = max(1, floor(load_wait_s * max_batch / ((overflow + 1) * step_s)))
 
@@ -67,6 +71,7 @@ from trm_service.scheduler.halting import HaltReason, TimeLimit, stop_reason
 from trm_service.scheduler.step_counts import StepCounts
 from trm_service.scheduler.step_times import StepTimes
 from trm_service.scheduler.ticket import StepResult, Ticket
+from trm_service.scheduler.waiting import WaitingQueue
 
 _log = structlog.get_logger("trm_service.scheduler")
 _SMOOTHING = 0.2
@@ -129,7 +134,7 @@ class ModelScheduler:
         self._request_compute_s = initial_step_s  # smoothed ONNX Runtime seconds per request of a step
         self._step_counts = StepCounts()
         self._active: list[Ticket] = []
-        self._pending: collections.deque[Ticket] = collections.deque()
+        self._waiting = WaitingQueue()
         self._runs: list[PlannedCall] = []  # the calls of the step in flight
         self._wakeup = asyncio.Event()
         self._closing = False
@@ -146,37 +151,48 @@ class ModelScheduler:
     def expected_step_s(self) -> float:
         """The expected wall time of the next step: a batch of the requests in it and queued (at least one,
         at most max_batch), what the time limits plan with."""
-        return self._step_times.expected(min(self.max_batch, len(self._active) + len(self._pending)))
+        return self._step_times.expected(min(self.max_batch, len(self._active) + len(self._waiting)))
 
     def start(self) -> None:
         """Start the step loop on the running event loop."""
         self._task = asyncio.get_running_loop().create_task(self._run(), name=f"scheduler-{self.name}")
         self._update_gauges()
 
-    def expected_wait_s(self) -> float:
-        """How long a request submitted now would wait for its first step (see the module docstring)."""
-        departures_ahead = len(self._pending) + len(self._active) - self.max_batch  # before a slot is free
+    def expected_wait_s(self, call: object = None) -> float:
+        """How long a request of `call` (None: a new call) submitted now would wait for its first step (see the
+        module docstring)."""
+        if len(self._waiting) + len(self._active) < self.max_batch:
+            return 0.0
+        ahead = self._waiting.ahead_of_new(call, self._in_batch())
+        departures_ahead = ahead + len(self._active) - self.max_batch  # before a slot is free for it
         if departures_ahead < 0:
             return 0.0
         typical = self._step_counts.typical()
-        remaining = np.array([typical])
+        remaining = np.full(self.max_batch, typical, dtype=np.int64)  # a free slot: a newcomer's steps
         if self._active:
             done = np.array([ticket.steps_done for ticket in self._active], dtype=np.int64)
             most = np.array([self._most_steps(ticket) for ticket in self._active], dtype=np.int64)
-            remaining = np.sort(self._step_counts.remaining(done, most))
-        rounds, index = divmod(departures_ahead, len(remaining))
+            remaining[: len(self._active)] = self._step_counts.remaining(done, most)
+        remaining.sort()
+        rounds, index = divmod(departures_ahead, self.max_batch)
         running_s = 0.0 if self._step_started is None else time.monotonic() - self._step_started
         steps = int(remaining[index]) + rounds * typical
         return max(0.0, steps * self._step_times.expected(self.max_batch) - running_s)
 
     def load_step_cap(self) -> int | None:
-        """The step cap under load (see the module docstring), or None while every waiting request gets a
-        slot at the next step boundary, or the cap is off."""
-        overflow = len(self._pending) + len(self._active) - self.max_batch
-        if self.load_wait_s is None or overflow <= 0:
+        """The step cap under load (see the module docstring), or None while every waiting call gets a slot
+        at the next step boundary, or the cap is off."""
+        if self.load_wait_s is None or len(self._waiting) + len(self._active) <= self.max_batch:
+            return None
+        overflow = self._waiting.calls_with_nothing_in_batch(self._in_batch()) + len(self._active) - self.max_batch
+        if overflow <= 0:
             return None
         step_s = self._step_times.expected(self.max_batch)
         return max(1, math.floor(self.load_wait_s * self.max_batch / ((overflow + 1) * step_s)))
+
+    def _in_batch(self) -> collections.Counter[object]:
+        """The batch's requests by call."""
+        return collections.Counter(ticket.call for ticket in self._active)
 
     def _most_steps(self, ticket: Ticket) -> int:
         """The most supervision steps `ticket` may run."""
@@ -192,20 +208,20 @@ class ModelScheduler:
         """
         if self._closing:
             raise SchedulerClosed(f"model {self.name!r} version {self.version} is being unloaded")
-        if len(self._active) + len(self._pending) >= self.max_batch + self.max_queue:
+        if len(self._active) + len(self._waiting) >= self.max_batch + self.max_queue:
             raise QueueFull(
                 f"model {self.name!r} is at capacity ({len(self._active)} requests in its batch, "
-                f"{len(self._pending)} queued); retry with backoff"
+                f"{len(self._waiting)} queued); retry with backoff"
             )
-        wait = self.expected_wait_s()
         limit = min((limit.at for limit in ticket.limits), default=None)
-        if wait and limit is not None and time.monotonic() + wait + self._step_times.expected(self.max_batch) > limit:
+        wait = 0.0 if limit is None else self.expected_wait_s(ticket.call)
+        if wait and time.monotonic() + wait + self._step_times.expected(self.max_batch) > limit:
             raise QueueFull(
                 f"model {self.name!r} is busy: a new request would wait about {wait * 1000:.0f} ms for its "
                 "first step, past its deadline or time budget; retry with backoff or allow more time"
             )
         ticket.length = self._session.input_length(ticket.tokens)
-        self._pending.append(ticket)
+        self._waiting.add(ticket)
         self._update_gauges()
         self._wakeup.set()
 
@@ -215,15 +231,13 @@ class ModelScheduler:
         if ticket.cancelled:
             return
         ticket.cancelled = True
-        if ticket in self._pending:
-            self._pending.remove(ticket)
-        elif ticket in self._active:
+        if not self._waiting.remove(ticket):
+            if ticket not in self._active:
+                return  # it had finished: the gauges already count it out
             self._active.remove(ticket)
             for run in self._runs:
                 if ticket in run.tickets and all(t.cancelled for t in run.tickets):
                     run.handle.stop()
-        else:
-            return  # it had finished: the gauges already count it out
         self._update_gauges()
 
     def shutdown_by(self, at: float) -> None:
@@ -343,11 +357,13 @@ class ModelScheduler:
         return tokens, y, z
 
     def _admit(self) -> None:
-        if not self._pending or len(self._active) >= self.max_batch:
+        """Fill the batch's free slots from the waiting calls, in turn (scheduler/waiting.py)."""
+        free = self.max_batch - len(self._active)
+        if not self._waiting or free <= 0:
             return
         now = time.monotonic()
-        while self._pending and len(self._active) < self.max_batch:
-            ticket = self._pending.popleft()
+        in_batch = self._in_batch() if free < len(self._waiting) else collections.Counter()
+        for ticket in self._waiting.take(free, in_batch):
             ticket.queue_wait_s = now - ticket.arrival
             self._queue_wait.observe(ticket.queue_wait_s)
             self._active.append(ticket)
@@ -411,7 +427,7 @@ class ModelScheduler:
     def _update_gauges(self) -> None:
         """Add the change in this scheduler's counts to the gauges: a bundle replaced in place (same name and
         version) has a successor whose scheduler shares them while this one drains."""
-        active, pending = len(self._active), len(self._pending)
+        active, pending = len(self._active), len(self._waiting)
         self._inflight.inc(active - self._counted[0])
         self._queued.inc(pending - self._counted[1])
         self._counted = (active, pending)

@@ -61,8 +61,10 @@ class Ticket:
         stream: bool,
         verify: Callable[[np.ndarray], bool] | None = None,
         arrived_idle: bool = False,
+        batch_call: object = None,
     ) -> None:
         self.tokens = tokens
+        self._batch_call = batch_call  # the ReasonBatch call this request is part of (None: a lone call)
         self.arrived_idle = arrived_idle  # its call found the server idle: its first step may run on the loop
         self.verify = verify  # logits -> whether the answer passes the model's check (VERIFIED halting)
         self.length = len(tokens)  # tokens the step needs; the scheduler trims padding on submit
@@ -77,6 +79,12 @@ class Ticket:
         self.cancelled = False
         self.finished: asyncio.Future[StepResult] = asyncio.get_running_loop().create_future()
         self._updates: asyncio.Queue[StepResult | BaseException] | None = asyncio.Queue() if stream else None
+
+    @property
+    def call(self) -> object:
+        """The call this request came with: a ReasonBatch's requests share it, a lone request is its own
+        (the scheduler's turns go by call: scheduler/waiting.py)."""
+        return self if self._batch_call is None else self._batch_call
 
     @property
     def steps_done(self) -> int:
