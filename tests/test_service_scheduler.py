@@ -562,3 +562,64 @@ async def test_the_expected_wait_of_a_queue_counts_full_batches(text_model: Load
     assert harness.scheduler.expected_wait_s() == 0.0
     await asyncio.gather(*(t.finished for t in tickets))
     await harness.scheduler.close()
+
+
+async def _steps_of(ticket: Ticket) -> list[StepResult]:
+    """Every step a streaming ticket publishes, up to its final one."""
+    steps = [await ticket.next_update()]
+    while not steps[-1].final:
+        steps.append(await ticket.next_update())
+    return steps
+
+
+async def test_a_newcomer_takes_a_parked_requests_slot_and_the_parked_one_goes_on_as_alone(text_model: LoadedModel):
+    """A batch job fills the batch; a lone call with a deadline shorter than the job's remaining steps is
+    not refused: it takes the slot of a job request, which is parked, resumes when a slot frees, and ends
+    with the steps and answer it gets alone."""
+    alone = await _run_alone(Harness(text_model), TEXTS[:1], max_steps=20)
+    harness = Harness(text_model, max_batch=8, max_queue=8, load_wait_s=0.3)  # a step cap of 24: none here
+    harness.scheduler._executor = SlowHandOver(delay_s=0.05)
+    job = object()
+    streams = [harness.submit(harness.ticket(TEXTS[0], max_steps=20, stream=True, batch_call=job))
+               for _ in range(8)]
+    steps = [asyncio.ensure_future(_steps_of(ticket)) for ticket in streams]
+    while streams[0].steps_done < 3:
+        await asyncio.sleep(0.01)
+    deadline = [TimeLimit(time.monotonic() + 0.6, HaltReason.DEADLINE)]  # the job has 17 steps of 50 ms to go
+    lone = harness.submit(harness.ticket(TEXTS[1], max_steps=2, limits=deadline))
+    assert (await lone.finished).halt_reason is HaltReason.MAX_STEPS
+    assert not any(task.done() for task in steps)  # it finished while the job ran
+    assert harness.sample("trm_requests_parked_total") == 1
+    for published in await asyncio.gather(*steps):
+        assert [s.step for s in published] == list(range(1, 21))  # the parked one too: no step lost or repeated
+        assert published[-1].halt_reason is HaltReason.MAX_STEPS
+        np.testing.assert_allclose(published[-1].logits, alone[0].logits, rtol=0, atol=1e-5)
+    await harness.scheduler.close()
+
+
+async def test_a_parked_request_ends_at_its_time_budget_with_its_last_step(text_model: LoadedModel):
+    harness = Harness(text_model, max_batch=8, max_queue=8, load_wait_s=0.3)
+    harness.scheduler._executor = SlowHandOver(delay_s=0.05)
+    job = object()
+    budget = [TimeLimit(time.monotonic() + 0.6, HaltReason.BUDGET)]
+    first = harness.submit(harness.ticket(TEXTS[0], max_steps=20, limits=budget, batch_call=job))
+    while first.steps_done < 2:
+        await asyncio.sleep(0.01)
+    rest = [harness.submit(harness.ticket(text, max_steps=20, batch_call=job)) for text in TEXTS[1:8]]
+    while rest[0].steps_done < 1:
+        await asyncio.sleep(0.01)
+    lone = harness.submit(harness.ticket(TEXTS[8], max_steps=20))
+
+    async def parked() -> None:  # at the next step boundary: it has run the most steps of the job
+        while first not in list(harness.scheduler._waiting):
+            await asyncio.sleep(0.005)
+
+    await asyncio.wait_for(parked(), timeout=5)
+    steps_when_parked = first.steps_done
+    ended = await first.finished
+    assert (ended.halt_reason, ended.step) == (HaltReason.BUDGET, steps_when_parked)
+    assert harness.sample("trm_requests_parked_total") == 1
+    assert not lone.finished.done()  # it ended while parked, the batch still full
+    assert ended.elapsed_ms <= 600
+    await asyncio.gather(lone.finished, *(t.finished for t in rest))
+    await harness.scheduler.close()

@@ -77,7 +77,7 @@ def test_a_lone_call_goes_before_a_batch_jobs_own_queue_and_the_job_keeps_a_slot
     queue, _ = build([("job", 200), ("lone-1", 1), ("lone-2", 1)])
     taken = queue.take(2, collections.Counter({"job": 64}))
     assert [r.call for r in taken] == ["lone-1", "lone-2"]  # the job has 64 in the batch, they have none
-    assert queue.calls_with_nothing_in_batch(collections.Counter({"job": 64})) == 0
+    assert queue.firsts_with_nothing_in_batch(collections.Counter({"job": 64})) == []
     queue.add(Request("lone-3"))  # type: ignore[arg-type]
     taken = queue.take(1, collections.Counter({"lone-1": 1, "lone-2": 1}))  # the job's last request left
     assert [r.call for r in taken] == ["job"]  # level 0, and it came first
@@ -88,4 +88,4 @@ def test_remove_takes_a_waiting_request_out_and_only_once():
     assert queue.remove(by_call["a"][0]) and not queue.remove(by_call["a"][0])
     assert queue.remove(by_call["b"][0])
     assert len(queue) == 1 and list(queue) == [by_call["a"][1]]
-    assert queue.calls_with_nothing_in_batch(collections.Counter()) == 1
+    assert queue.firsts_with_nothing_in_batch(collections.Counter()) == [by_call["a"][1]]

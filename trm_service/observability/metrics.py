@@ -54,6 +54,10 @@ class ServiceMetrics:
             "trm_batch_size", "Requests in one supervision-step batch", ["model"], buckets=_BATCH_BUCKETS,
             registry=registry,
         )
+        self.parked = Counter(
+            "trm_requests_parked", "Requests taken out of a full batch, their state kept, so that a call that would "
+            "wait too long could start (they resume when a slot frees)", ["model"], registry=registry,
+        )
         self.steps_on_loop = Counter(
             "trm_steps_on_event_loop", "Supervision steps run on the event loop thread instead of the model's "
             "thread (the idle fast path: the first step of a call that found the server idle)", ["model"],

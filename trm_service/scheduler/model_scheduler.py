@@ -46,6 +46,18 @@ would start within `load_wait_s` if the batch's requests left evenly spread over
 under steady load. The cap is computed at every step boundary, so it rises again as the queue drains; a
 request it stops ends with HaltReason.LOAD. None turns it off.
 
+Parking: the requests of a batch job (a ReasonBatch) leave together, and a batch full of them would hold a
+newcomer for all their steps. So turns by call apply inside a full batch too: at a step boundary, a call
+with nothing in the batch whose first request has not started and would not start within `load_wait_s` of
+its arrival takes a slot of the call with the most requests in the batch, if it has two or more. Of that
+call, the request that has run the most steps is parked: it leaves the batch with its state (y, z and its
+last step) and waits first among its call's requests for a free slot, where it goes on from the step it had
+reached, with the answer it would have had (steps are exact whatever the batch). A lone call is never
+parked, so with lone calls only nothing changes. While a request is parked, the step cap and its time
+limits apply to it at every step boundary, and one they stop ends with its last step's answer. Off with the
+cap (load_wait_s None), and for sequence models, whose requests hold a prefix cache each (one per slot
+bounds their memory).
+
 A cancelled request leaves the batch at once. When every request of a call has been cancelled, the
 call is stopped (ONNX Runtime's terminate flag, checked between graph nodes) or, not yet started,
 skipped: the model's thread is free for the next requests within one graph node, not one step.
@@ -55,6 +67,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import dataclasses
 import math
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -67,7 +80,7 @@ from trm_bundle.probabilities import sigmoid
 from trm_service.cpu_affinity import free_thread
 from trm_service.observability.metrics import ServiceMetrics
 from trm_service.runtime.session import Lanes, RunHandle, StepOutputs, StepSession, StepStopped
-from trm_service.scheduler.halting import HaltReason, TimeLimit, stop_reason
+from trm_service.scheduler.halting import HaltReason, TimeLimit, stop_reason, time_limit_reason
 from trm_service.scheduler.step_counts import StepCounts
 from trm_service.scheduler.step_times import StepTimes
 from trm_service.scheduler.ticket import StepResult, Ticket
@@ -101,6 +114,8 @@ class SchedulerClosed(Exception):
 class ModelScheduler:
     """Runs the supervision steps of every request of one model version, batched step by step."""
 
+    PARKS_REQUESTS = True  # see "Parking" in the module docstring
+
     def __init__(
         self,
         name: str,
@@ -126,6 +141,7 @@ class ModelScheduler:
         self._step_latency = metrics.step_latency.labels(name)
         self._steps_on_loop = metrics.steps_on_loop.labels(name)
         self._queue_wait = metrics.queue_wait.labels(name)
+        self._parked = metrics.parked.labels(name)
         self._inflight = metrics.inflight.labels(name, version)
         self._queued = metrics.queued.labels(name, version)
         self._counted = (0, 0)  # (in the batch, queued) as this scheduler last added them to the gauges
@@ -163,7 +179,14 @@ class ModelScheduler:
         module docstring)."""
         if len(self._waiting) + len(self._active) < self.max_batch:
             return 0.0
-        ahead = self._waiting.ahead_of_new(call, self._in_batch())
+        in_batch = self._in_batch()
+        wait = self._departures_wait(self._waiting.ahead_of_new(call, in_batch))
+        if self._parks and wait > self.load_wait_s and not in_batch[call] and self._to_park(in_batch):
+            return self._running_left_s()  # it takes a parked request's slot at the next step boundary
+        return wait
+
+    def _departures_wait(self, ahead: int) -> float:
+        """How long until a slot is free for a request with `ahead` waiting requests before it."""
         departures_ahead = ahead + len(self._active) - self.max_batch  # before a slot is free for it
         if departures_ahead < 0:
             return 0.0
@@ -175,20 +198,39 @@ class ModelScheduler:
             remaining[: len(self._active)] = self._step_counts.remaining(done, most)
         remaining.sort()
         rounds, index = divmod(departures_ahead, self.max_batch)
-        running_s = 0.0 if self._step_started is None else time.monotonic() - self._step_started
         steps = int(remaining[index]) + rounds * typical
-        return max(0.0, steps * self._step_times.expected(self.max_batch) - running_s)
+        return max(0.0, steps * self._step_times.expected(self.max_batch) - self._running_s())
+
+    def _running_s(self) -> float:
+        """How long the running step has run (0 between steps)."""
+        return 0.0 if self._step_started is None else time.monotonic() - self._step_started
+
+    def _running_left_s(self) -> float:
+        """How long until the running step is expected to end."""
+        return max(0.0, self._step_times.expected(len(self._active)) - self._running_s())
 
     def load_step_cap(self) -> int | None:
         """The step cap under load (see the module docstring), or None while every waiting call gets a slot
         at the next step boundary, or the cap is off."""
         if self.load_wait_s is None or len(self._waiting) + len(self._active) <= self.max_batch:
             return None
-        overflow = self._waiting.calls_with_nothing_in_batch(self._in_batch()) + len(self._active) - self.max_batch
+        waiting_calls = len(self._waiting.firsts_with_nothing_in_batch(self._in_batch()))
+        overflow = waiting_calls + len(self._active) - self.max_batch
         if overflow <= 0:
             return None
         step_s = self._step_times.expected(self.max_batch)
         return max(1, math.floor(self.load_wait_s * self.max_batch / ((overflow + 1) * step_s)))
+
+    @property
+    def _parks(self) -> bool:
+        """Whether this scheduler parks requests (see the module docstring)."""
+        return self.load_wait_s is not None and self.PARKS_REQUESTS
+
+    def _to_park(self, in_batch: collections.Counter[object]) -> Ticket | None:
+        """The request to park for a waiting call: of the call with the most requests in the batch (at least
+        two), the one that has run the most steps (at least one); None if there is none."""
+        shared = [ticket for ticket in self._active if ticket.steps_done and in_batch[ticket.call] >= 2]
+        return max(shared, key=lambda ticket: (in_batch[ticket.call], ticket.steps_done), default=None)
 
     def _in_batch(self) -> collections.Counter[object]:
         """The batch's requests by call."""
@@ -357,17 +399,67 @@ class ModelScheduler:
         return tokens, y, z
 
     def _admit(self) -> None:
-        """Fill the batch's free slots from the waiting calls, in turn (scheduler/waiting.py)."""
-        free = self.max_batch - len(self._active)
-        if not self._waiting or free <= 0:
+        """At a step boundary: end the parked requests that must stop, fill the batch's free slots from the
+        waiting calls in turn (scheduler/waiting.py), then park for the calls that would wait too long."""
+        if not self._waiting:
             return
         now = time.monotonic()
-        in_batch = self._in_batch() if free < len(self._waiting) else collections.Counter()
-        for ticket in self._waiting.take(free, in_batch):
+        if self._parks:
+            self._end_parked(now)
+        free = self.max_batch - len(self._active)
+        if free > 0:
+            in_batch = self._in_batch() if free < len(self._waiting) else collections.Counter()
+            for ticket in self._waiting.take(free, in_batch):
+                self._join_batch(ticket, now)
+        if self._parks and self._waiting and len(self._active) >= self.max_batch:
+            self._park_for_waiting(now)
+        self._update_gauges()
+
+    def _join_batch(self, ticket: Ticket, now: float) -> None:
+        """Put `ticket` in the batch (a parked one goes on where it stopped)."""
+        if ticket.queue_wait_s is None:
             ticket.queue_wait_s = now - ticket.arrival
             self._queue_wait.observe(ticket.queue_wait_s)
-            self._active.append(ticket)
-        self._update_gauges()
+        self._active.append(ticket)
+
+    def _park_for_waiting(self, now: float) -> None:
+        """Each call with nothing in the batch whose first request has not started and would not start
+        within load_wait_s of its arrival takes the slot of a request it parks (see the module docstring)."""
+        in_batch = self._in_batch()
+        for ticket in self._waiting.firsts_with_nothing_in_batch(in_batch):
+            if ticket.steps_done:  # parked itself: it waits for a free slot
+                continue
+            wait = self._departures_wait(self._waiting.ahead_of(ticket.call, 0, in_batch))
+            parked = self._to_park(in_batch)
+            if parked is None:
+                return
+            if now + wait <= ticket.arrival + self.load_wait_s:
+                continue
+            in_batch[parked.call] -= 1
+            in_batch[ticket.call] += 1
+            self._active.remove(parked)
+            self._waiting.put_back(parked)
+            self._parked.inc()
+            self._waiting.remove(ticket)
+            self._join_batch(ticket, now)
+
+    def _end_parked(self, now: float) -> None:
+        """End each parked request that the step cap or a time limit stops, with its last step's answer."""
+        parked = [ticket for ticket in self._waiting if ticket.steps_done]
+        if not parked:
+            return
+        cap = self.load_step_cap()
+        next_step_s = self._step_times.expected(self.max_batch) * STEP_TIME_SAFETY
+        ended = set()
+        for ticket in parked:
+            reason = (HaltReason.LOAD if cap is not None and ticket.steps_done >= max(cap, ticket.budget.min_steps)
+                      else time_limit_reason(now=now, next_step_s=next_step_s, limits=self._limits(ticket)))
+            if reason is not None:
+                self._waiting.remove(ticket)
+                ticket.publish(dataclasses.replace(ticket.latest, halt_reason=reason,
+                                                   elapsed_ms=(now - ticket.arrival) * 1000.0))
+                ended.add(ticket)
+        self._retire(ended)
 
     def _record_step(self, batch: list[Ticket], outputs: StepOutputs, now: float) -> None:
         halt_probability = sigmoid(outputs.halt_logit)
@@ -404,7 +496,8 @@ class ModelScheduler:
         self._retire(stopped)
 
     def _retire(self, stopped: set[Ticket]) -> None:
-        """Take requests that gave their final step out of the batch (their slots are free)."""
+        """Take requests that gave their final step out of the batch (their slots are free), and count their
+        steps."""
         for ticket in stopped:
             self._step_counts.add(ticket.steps_done)
         if stopped:

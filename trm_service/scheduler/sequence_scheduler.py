@@ -62,6 +62,7 @@ class SequenceScheduler(ModelScheduler):
     """Runs the refinement steps of every request of one sequence model version, batched step by step."""
 
     _session: SequenceSession
+    PARKS_REQUESTS = False  # a parked request would keep its prefix cache: memory beyond one per slot
 
     def _most_steps(self, ticket: Ticket) -> int:
         """The most refinement steps `ticket` may run: every token of the output limit at its step limit."""

@@ -10,7 +10,8 @@ Seen as levels: a call with k requests in the batch has its i-th waiting request
 slots go to the lowest levels, the earlier call first within a level. So a caller with nothing in the batch
 never waits behind a batch job's own queue (it waited for all of it: a ReasonBatch of 256 Sudoku grids is
 four full batches of up to 8 steps), and a batch job keeps a request in the batch however many callers come.
-With lone calls only, this is first come, first served.
+With lone calls only, this is first come, first served. A parked request (one the scheduler took out of the
+batch before its end, its state kept) waits first among its call's requests, its call in its place by arrival.
 """
 
 from __future__ import annotations
@@ -39,6 +40,16 @@ class WaitingQueue:
     def add(self, ticket: Ticket) -> None:
         """Queue `ticket` behind its call's earlier requests."""
         self._calls.setdefault(ticket.call, collections.deque()).append(ticket)
+        self._count += 1
+
+    def put_back(self, ticket: Ticket) -> None:
+        """Queue a parked request first among its call's requests, the calls kept in order of arrival."""
+        queue = self._calls.get(ticket.call)
+        if queue is not None:
+            queue.appendleft(ticket)
+        else:
+            self._calls[ticket.call] = collections.deque([ticket])
+            self._calls = dict(sorted(self._calls.items(), key=lambda item: item[1][0].arrival))
         self._count += 1
 
     def remove(self, ticket: Ticket) -> bool:
@@ -76,20 +87,24 @@ class WaitingQueue:
     def ahead_of_new(self, call: object, in_batch: collections.Counter[object]) -> int:
         """How many waiting requests would get a slot before a request of `call` queued now."""
         own = self._calls.get(call)
-        level = in_batch[call] + (len(own) if own else 0)
-        ahead = 0
+        return self.ahead_of(call, len(own) if own else 0, in_batch)
+
+    def ahead_of(self, call: object, index: int, in_batch: collections.Counter[object]) -> int:
+        """How many waiting requests get a slot before the `index`-th waiting request of `call`."""
+        level = in_batch[call] + index
+        ahead = index
         earlier = True  # whether the call at hand came before `call` (a new call comes after every waiting one)
         for other, queue in self._calls.items():
             if other is call:
                 earlier = False
-                ahead += len(queue)
                 continue
             ahead += min(len(queue), max(0, level - in_batch[other] + earlier))
         return ahead
 
-    def calls_with_nothing_in_batch(self, in_batch: collections.Counter[object]) -> int:
-        """Waiting calls that have no request in the batch: each holds one request at the lowest level."""
-        return sum(1 for call in self._calls if not in_batch[call])
+    def firsts_with_nothing_in_batch(self, in_batch: collections.Counter[object]) -> list[Ticket]:
+        """The first waiting request of each call that has no request in the batch (the lowest level), in
+        turn order."""
+        return [queue[0] for call, queue in self._calls.items() if not in_batch[call]]
 
     def _drop_if_empty(self, call: object) -> None:
         if not self._calls[call]:
