@@ -623,3 +623,37 @@ async def test_a_parked_request_ends_at_its_time_budget_with_its_last_step(text_
     assert ended.elapsed_ms <= 600
     await asyncio.gather(lone.finished, *(t.finished for t in rest))
     await harness.scheduler.close()
+
+
+async def test_only_a_call_that_parking_seats_is_told_it_starts_at_the_next_step(text_model: LoadedModel):
+    """Parking seats a call's first request only: the second job's other requests, with a deadline the job's
+    steps would pass, are refused at once (they were admitted, told one step, and waited 2 s)."""
+    harness = Harness(text_model, max_batch=8, max_queue=64, load_wait_s=0.3)
+    harness.scheduler._executor = SlowHandOver(delay_s=0.05)
+    job, second = object(), object()
+    running = [harness.submit(harness.ticket(text, max_steps=40, batch_call=job)) for text in TEXTS[:8]]
+    while running[0].steps_done < 2:
+        await asyncio.sleep(0.01)
+    first = harness.submit(harness.ticket(TEXTS[8], max_steps=40, batch_call=second))
+    soon = [TimeLimit(time.monotonic() + 0.5, HaltReason.DEADLINE)]
+    with pytest.raises(QueueFull, match="past its deadline"):
+        harness.submit(harness.ticket(TEXTS[9], max_steps=40, limits=soon, batch_call=second))
+    await asyncio.gather(first.finished, *(t.finished for t in running))
+    await harness.scheduler.close()
+
+
+async def test_callers_that_parking_seats_are_no_load_for_the_step_cap(text_model: LoadedModel):
+    """Three lone calls during a job of 8 are seated by parking: the job's requests run their 40 steps (the
+    cap counted the three as waiting and cut all 8 at step 11)."""
+    harness = Harness(text_model, max_batch=8, max_queue=16, load_wait_s=0.3)
+    harness.scheduler._executor = SlowHandOver(delay_s=0.05)
+    job = object()
+    running = [harness.submit(harness.ticket(text, max_steps=40, batch_call=job)) for text in TEXTS[:8]]
+    while running[0].steps_done < 10:
+        await asyncio.sleep(0.01)
+    lone = [harness.submit(harness.ticket(text, max_steps=3)) for text in TEXTS[:3]]
+    results = await asyncio.gather(*(t.finished for t in running))
+    assert {(r.halt_reason, r.step) for r in results} == {(HaltReason.MAX_STEPS, 40)}
+    assert {r.halt_reason for r in await asyncio.gather(*(t.finished for t in lone))} == {HaltReason.MAX_STEPS}
+    assert harness.sample("trm_requests_parked_total") >= 1
+    await harness.scheduler.close()

@@ -36,8 +36,9 @@ running step already done. Requests that came together (a ReasonBatch) leave tog
 for their remaining steps, not for one step's share of them.
 
 Load-adaptive compute: while more calls with no request in the batch wait than the batch has free slots
-(`overflow`, the calls that will not start at the next step boundary; a ReasonBatch's own queue behind its
-running requests is not load on anyone else), every request in the batch runs at most
+(`overflow`, the calls that will not start at the next step boundary, neither in a free slot nor by parking,
+below; a ReasonBatch's own queue behind its running requests is not load on anyone else), every request in
+the batch runs at most
 
     cap = max(1, floor(load_wait_s * max_batch / ((overflow + 1) * step_s)))
 
@@ -181,8 +182,10 @@ class ModelScheduler:
             return 0.0
         in_batch = self._in_batch()
         wait = self._departures_wait(self._waiting.ahead_of_new(call, in_batch))
-        if self._parks and wait > self.load_wait_s and not in_batch[call] and self._to_park(in_batch):
-            return self._running_left_s()  # it takes a parked request's slot at the next step boundary
+        if self._parks and wait > self.load_wait_s and not in_batch[call] and not self._waiting.queued(call):
+            calls_ahead = self._unstarted_firsts(in_batch)  # each parks a request before this one would
+            if calls_ahead < self._seats_by_parking(in_batch):
+                return self._running_left_s()  # it takes a parked request's slot at the next step boundary
         return wait
 
     def _departures_wait(self, ahead: int) -> float:
@@ -214,8 +217,10 @@ class ModelScheduler:
         at the next step boundary, or the cap is off."""
         if self.load_wait_s is None or len(self._waiting) + len(self._active) <= self.max_batch:
             return None
-        waiting_calls = len(self._waiting.firsts_with_nothing_in_batch(self._in_batch()))
-        overflow = waiting_calls + len(self._active) - self.max_batch
+        in_batch = self._in_batch()
+        waiting_calls = len(self._waiting.firsts_with_nothing_in_batch(in_batch))
+        seated_by_parking = min(self._unstarted_firsts(in_batch), self._seats_by_parking(in_batch))
+        overflow = waiting_calls - seated_by_parking + len(self._active) - self.max_batch
         if overflow <= 0:
             return None
         step_s = self._step_times.expected(self.max_batch)
@@ -225,6 +230,18 @@ class ModelScheduler:
     def _parks(self) -> bool:
         """Whether this scheduler parks requests (see the module docstring)."""
         return self.load_wait_s is not None and self.PARKS_REQUESTS
+
+    def _seats_by_parking(self, in_batch: collections.Counter[object]) -> int:
+        """How many calls parking could seat now: each call with two or more requests in the batch gives up
+        all but one of those that have run a step (0 when this scheduler does not park)."""
+        if not self._parks:
+            return 0
+        stepped = collections.Counter(ticket.call for ticket in self._active if ticket.steps_done)
+        return sum(min(count - 1, stepped[call]) for call, count in in_batch.items() if count >= 2)
+
+    def _unstarted_firsts(self, in_batch: collections.Counter[object]) -> int:
+        """Waiting calls with nothing in the batch whose first request has not started (those parking seats)."""
+        return sum(1 for ticket in self._waiting.firsts_with_nothing_in_batch(in_batch) if not ticket.steps_done)
 
     def _to_park(self, in_batch: collections.Counter[object]) -> Ticket | None:
         """The request to park for a waiting call: of the call with the most requests in the batch (at least

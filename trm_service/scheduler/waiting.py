@@ -84,6 +84,11 @@ class WaitingQueue:
         self._count -= len(chosen)
         return chosen
 
+    def queued(self, call: object) -> int:
+        """How many requests of `call` wait."""
+        queue = self._calls.get(call)
+        return len(queue) if queue else 0
+
     def ahead_of_new(self, call: object, in_batch: collections.Counter[object]) -> int:
         """How many waiting requests would get a slot before a request of `call` queued now."""
         own = self._calls.get(call)
