@@ -89,3 +89,14 @@ def test_remove_takes_a_waiting_request_out_and_only_once():
     assert queue.remove(by_call["b"][0])
     assert len(queue) == 1 and list(queue) == [by_call["a"][1]]
     assert queue.firsts_with_nothing_in_batch(collections.Counter()) == [by_call["a"][1]]
+
+
+def test_a_parked_request_is_listed_until_it_leaves_the_queue():
+    queue, _ = build([("job", 2), ("lone", 1)])
+    parked = Request("job")
+    queue.put_back(parked)  # type: ignore[arg-type]
+    assert queue.parked() == [parked] and next(iter(queue)) is parked  # first of its call
+    assert queue.take(1, collections.Counter()) == [parked]  # the job came first, its parked request first
+    assert queue.parked() == []
+    queue.put_back(parked)  # type: ignore[arg-type]
+    assert queue.remove(parked) and queue.parked() == []

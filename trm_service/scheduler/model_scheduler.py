@@ -183,7 +183,8 @@ class ModelScheduler:
         in_batch = self._in_batch()
         wait = self._departures_wait(self._waiting.ahead_of_new(call, in_batch))
         if self._parks and wait > self.load_wait_s and not in_batch[call] and not self._waiting.queued(call):
-            calls_ahead = self._unstarted_firsts(in_batch)  # each parks a request before this one would
+            firsts = self._waiting.firsts_with_nothing_in_batch(in_batch)
+            calls_ahead = sum(not ticket.steps_done for ticket in firsts)  # each is seated by parking first
             if calls_ahead < self._seats_by_parking(in_batch):
                 return self._running_left_s()  # it takes a parked request's slot at the next step boundary
         return wait
@@ -218,9 +219,9 @@ class ModelScheduler:
         if self.load_wait_s is None or len(self._waiting) + len(self._active) <= self.max_batch:
             return None
         in_batch = self._in_batch()
-        waiting_calls = len(self._waiting.firsts_with_nothing_in_batch(in_batch))
-        seated_by_parking = min(self._unstarted_firsts(in_batch), self._seats_by_parking(in_batch))
-        overflow = waiting_calls - seated_by_parking + len(self._active) - self.max_batch
+        firsts = self._waiting.firsts_with_nothing_in_batch(in_batch)
+        unstarted = sum(not ticket.steps_done for ticket in firsts)  # the calls parking seats
+        overflow = len(firsts) - min(unstarted, self._seats_by_parking(in_batch)) + len(self._active) - self.max_batch
         if overflow <= 0:
             return None
         step_s = self._step_times.expected(self.max_batch)
@@ -238,10 +239,6 @@ class ModelScheduler:
             return 0
         stepped = collections.Counter(ticket.call for ticket in self._active if ticket.steps_done)
         return sum(min(count - 1, stepped[call]) for call, count in in_batch.items() if count >= 2)
-
-    def _unstarted_firsts(self, in_batch: collections.Counter[object]) -> int:
-        """Waiting calls with nothing in the batch whose first request has not started (those parking seats)."""
-        return sum(1 for ticket in self._waiting.firsts_with_nothing_in_batch(in_batch) if not ticket.steps_done)
 
     def _to_park(self, in_batch: collections.Counter[object]) -> Ticket | None:
         """The request to park for a waiting call: of the call with the most requests in the batch (at least
@@ -462,7 +459,7 @@ class ModelScheduler:
 
     def _end_parked(self, now: float) -> None:
         """End each parked request that the step cap or a time limit stops, with its last step's answer."""
-        parked = [ticket for ticket in self._waiting if ticket.steps_done]
+        parked = self._waiting.parked()
         if not parked:
             return
         cap = self.load_step_cap()

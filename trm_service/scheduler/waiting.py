@@ -30,6 +30,7 @@ class WaitingQueue:
     def __init__(self) -> None:
         self._calls: dict[object, collections.deque[Ticket]] = {}
         self._count = 0  # requests in all the calls' queues (kept, not summed: read at every submit)
+        self._parked: set[Ticket] = set()  # the requests put back (kept: looked at every step boundary)
 
     def __len__(self) -> int:
         return self._count
@@ -51,6 +52,11 @@ class WaitingQueue:
             self._calls[ticket.call] = collections.deque([ticket])
             self._calls = dict(sorted(self._calls.items(), key=lambda item: item[1][0].arrival))
         self._count += 1
+        self._parked.add(ticket)
+
+    def parked(self) -> list[Ticket]:
+        """The parked requests that wait."""
+        return list(self._parked)
 
     def remove(self, ticket: Ticket) -> bool:
         """Take `ticket` out of the queue; whether it was waiting."""
@@ -60,6 +66,7 @@ class WaitingQueue:
         queue.remove(ticket)
         self._drop_if_empty(ticket.call)
         self._count -= 1
+        self._parked.discard(ticket)
         return True
 
     def take(self, slots: int, in_batch: collections.Counter[object]) -> list[Ticket]:
@@ -69,6 +76,7 @@ class WaitingQueue:
             chosen = list(self)
             self._calls.clear()
             self._count = 0
+            self._parked.clear()
             return chosen
         levels = (
             (in_batch[call] + index, order, index, call)
@@ -82,6 +90,7 @@ class WaitingQueue:
             chosen += [queue.popleft() for _ in range(count)]
             self._drop_if_empty(call)
         self._count -= len(chosen)
+        self._parked.difference_update(chosen)
         return chosen
 
     def queued(self, call: object) -> int:
