@@ -56,6 +56,9 @@ def test_a_batch_gets_what_each_request_gets_alone_in_batched_steps(server: Serv
     assert server.sample_value("trm_requests_total", method="Reason", code="OK") - reasons_before == REQUESTS
     call_id = dict(call.trailing_metadata())["x-request-id"]
     assert [r.response.request_id for r in reply.results] == [f"{call_id}.{i}" for i in range(REQUESTS)]
+    wait_for(lambda: any(r.get("request_id") == call_id for r in server.log_records()))
+    call_line = next(r for r in server.log_records() if r.get("request_id") == call_id)
+    assert (call_line["method"], call_line["model"], call_line["version"]) == ("ReasonBatch", TEXT_MODEL, "1.0.0")
 
 
 def test_each_failure_stays_with_its_own_request(server: ServerProcess):

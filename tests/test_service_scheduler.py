@@ -657,3 +657,18 @@ async def test_callers_that_parking_seats_are_no_load_for_the_step_cap(text_mode
     assert {r.halt_reason for r in await asyncio.gather(*(t.finished for t in lone))} == {HaltReason.MAX_STEPS}
     assert harness.sample("trm_requests_parked_total") >= 1
     await harness.scheduler.close()
+
+
+async def test_the_step_cap_is_one_for_the_whole_step_and_counts_the_slots_it_frees(text_model: LoadedModel):
+    """Two of four requests end at step 1 and free their slots for the two waiting calls: no caller waits past
+    the boundary, so the other two are not capped. The cap was computed anew for each ONNX Runtime call of the
+    step, before the requests of later calls had left: the first call's rows were cut at step 1."""
+    harness = Harness(text_model, max_batch=4, max_queue=16, max_rows_per_run=2, load_wait_s=1e-6)
+    going_on = [harness.submit(harness.ticket(text, max_steps=6)) for text in ("hi", "yo")]  # shortest: first call
+    ending = [harness.submit(harness.ticket(text, max_steps=1))
+              for text in ("please say thanks in german to my friend", "what time is it in tokyo right now")]
+    waiting = [harness.submit(harness.ticket(text, max_steps=1)) for text in TEXTS[:2]]
+    results = await asyncio.gather(*(t.finished for t in [*going_on, *ending, *waiting]))
+    steps = [(r.halt_reason, r.step) for r in results]
+    assert steps == [(HaltReason.MAX_STEPS, 6)] * 2 + [(HaltReason.MAX_STEPS, 1)] * 4
+    await harness.scheduler.close()

@@ -151,6 +151,7 @@ class ReasoningServicer:
                 item.finish(grpc.StatusCode.CANCELLED)  # a request that had finished keeps its first record
             raise
         record.model = _common({item.model for item, _ in items})
+        record.version = _common({item.version for item, _ in items})
         return trm_pb2.ReasonBatchResponse(results=results)
 
     def _batch_item(
@@ -370,9 +371,9 @@ def _failure(code: grpc.StatusCode, message: str) -> trm_pb2.ReasonBatchResult:
     return trm_pb2.ReasonBatchResult(failure=trm_pb2.RequestFailure(code=code.value[0], message=message))
 
 
-def _common(models: set[str]) -> str:
-    """The model label of a batch call's record: its one model, or empty for a mix."""
-    return next(iter(models)) if len(models) == 1 else ""
+def _common(values: set[str]) -> str:
+    """A batch call's record of its requests' models (or versions): the one value, or empty for a mix."""
+    return next(iter(values)) if len(values) == 1 else ""
 
 
 def reasoning_methods(servicer: ReasoningServicer) -> dict[str, grpc.RpcMethodHandler]:

@@ -71,9 +71,15 @@ def stop_reason(
         return HaltReason.HALTED
     if steps_done >= budget.max_steps:
         return HaltReason.MAX_STEPS
-    if load_cap is not None and steps_done >= max(load_cap, budget.min_steps):
+    if load_cap_reached(steps_done, budget, load_cap):
         return HaltReason.LOAD
     return time_limit_reason(now=now, next_step_s=next_step_s, limits=limits)
+
+
+def load_cap_reached(steps_done: int, budget: StepBudget, load_cap: int | None) -> bool:
+    """Whether the step cap under load (None: no cap) stops a request after `steps_done` steps: never below
+    its min_steps."""
+    return load_cap is not None and steps_done >= max(load_cap, budget.min_steps)
 
 
 def time_limit_reason(*, now: float, next_step_s: float, limits: Iterable[TimeLimit]) -> HaltReason | None:

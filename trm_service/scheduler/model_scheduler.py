@@ -44,8 +44,9 @@ the batch runs at most
 
 steps (never fewer than its min_steps), step_s a full batch's: the step count at which a new request
 would start within `load_wait_s` if the batch's requests left evenly spread over their steps, as they do
-under steady load. The cap is computed at every step boundary, so it rises again as the queue drains; a
-request it stops ends with HaltReason.LOAD. None turns it off.
+under steady load. The cap is computed once at every step boundary, for all of the step's calls alike, after
+the requests that stop for their own reasons have left the batch (their slots go to waiting calls), so it
+rises again as the queue drains; a request it stops ends with HaltReason.LOAD. None turns it off.
 
 Parking: the requests of a batch job (a ReasonBatch) leave together, and a batch full of them would hold a
 newcomer for all their steps. So turns by call apply inside a full batch too: at a step boundary, a call
@@ -81,7 +82,7 @@ from trm_bundle.probabilities import sigmoid
 from trm_service.cpu_affinity import free_thread
 from trm_service.observability.metrics import ServiceMetrics
 from trm_service.runtime.session import Lanes, RunHandle, StepOutputs, StepSession, StepStopped
-from trm_service.scheduler.halting import HaltReason, TimeLimit, stop_reason, time_limit_reason
+from trm_service.scheduler.halting import HaltReason, TimeLimit, load_cap_reached, stop_reason, time_limit_reason
 from trm_service.scheduler.step_counts import StepCounts
 from trm_service.scheduler.step_times import StepTimes
 from trm_service.scheduler.ticket import StepResult, Ticket
@@ -233,12 +234,12 @@ class ModelScheduler:
         return self.load_wait_s is not None and self.PARKS_REQUESTS
 
     def _seats_by_parking(self, in_batch: collections.Counter[object]) -> int:
-        """How many calls parking could seat now: each call with two or more requests in the batch gives up
-        all but one of those that have run a step (0 when this scheduler does not park)."""
+        """How many calls parking could seat at the next step boundary: each call with two or more requests in
+        the batch gives up all but one (by then every request now in the batch has run a step); 0 when this
+        scheduler does not park."""
         if not self._parks:
             return 0
-        stepped = collections.Counter(ticket.call for ticket in self._active if ticket.steps_done)
-        return sum(min(count - 1, stepped[call]) for call, count in in_batch.items() if count >= 2)
+        return sum(count - 1 for count in in_batch.values() if count >= 2)
 
     def _to_park(self, in_batch: collections.Counter[object]) -> Ticket | None:
         """The request to park for a waiting call: of the call with the most requests in the batch (at least
@@ -332,10 +333,8 @@ class ModelScheduler:
                     outputs, compute_s = self._run_all(runs, inputs)
                 else:
                     outputs, compute_s = await loop.run_in_executor(self._executor, self._run_all, runs, inputs)
-                now = time.monotonic()
-                for run, run_outputs in zip(runs, outputs, strict=True):
-                    if run_outputs is not None:
-                        self._record_step(run.tickets, run_outputs, now)
+                self._record_step([(run.tickets, run_outputs) for run, run_outputs in zip(runs, outputs, strict=True)
+                                   if run_outputs is not None], time.monotonic())
                 stopped = sum(run_outputs is None for run_outputs in outputs)
             except Exception as exc:
                 _log.exception("step_failed", model=self.name, version=self.version, batch=len(batch))
@@ -466,7 +465,7 @@ class ModelScheduler:
         next_step_s = self._step_times.expected(self.max_batch) * STEP_TIME_SAFETY
         ended = set()
         for ticket in parked:
-            reason = (HaltReason.LOAD if cap is not None and ticket.steps_done >= max(cap, ticket.budget.min_steps)
+            reason = (HaltReason.LOAD if load_cap_reached(ticket.steps_done, ticket.budget, cap)
                       else time_limit_reason(now=now, next_step_s=next_step_s, limits=self._limits(ticket)))
             if reason is not None:
                 self._waiting.remove(ticket)
@@ -475,38 +474,44 @@ class ModelScheduler:
                 ended.add(ticket)
         self._retire(ended)
 
-    def _record_step(self, batch: list[Ticket], outputs: StepOutputs, now: float) -> None:
-        halt_probability = sigmoid(outputs.halt_logit)
+    def _record_step(self, calls: list[tuple[list[Ticket], StepOutputs]], now: float) -> None:
+        """Publish the step of every request of the step's calls. Each request's own reasons to stop come first
+        (halting, its step budget, its time limits); then the step cap, computed once for the whole step with
+        the requests that stop anyway out of the batch (their slots go to waiting calls at this boundary)."""
         next_step_s = self.expected_step_s * STEP_TIME_SAFETY
-        load_cap = self.load_step_cap()
-        stopped = set()
-        for row, ticket in enumerate(batch):
-            if ticket.cancelled:
-                continue
-            rows = self._session.state_rows(ticket.length)
-            ticket.y, ticket.z = outputs.y_next[row, :rows], outputs.z_next[row, :rows]
-            step = ticket.steps_done + 1
-            reason = stop_reason(
-                steps_done=step,
-                halt_probability=float(halt_probability[row]),
-                budget=ticket.budget,
-                now=now,
-                next_step_s=next_step_s,
-                limits=self._limits(ticket),
-                verified=ticket.verify is not None and ticket.verify(outputs.logits[row]),
-                load_cap=load_cap,
-            )
-            if reason is not None:
-                stopped.add(ticket)
-            ticket.publish(
-                StepResult(
+        results: list[tuple[Ticket, StepResult]] = []
+        for batch, outputs in calls:
+            halt_probability = sigmoid(outputs.halt_logit)
+            for row, ticket in enumerate(batch):
+                if ticket.cancelled:
+                    continue
+                rows = self._session.state_rows(ticket.length)
+                ticket.y, ticket.z = outputs.y_next[row, :rows], outputs.z_next[row, :rows]
+                step = ticket.steps_done + 1
+                reason = stop_reason(
+                    steps_done=step,
+                    halt_probability=float(halt_probability[row]),
+                    budget=ticket.budget,
+                    now=now,
+                    next_step_s=next_step_s,
+                    limits=self._limits(ticket),
+                    verified=ticket.verify is not None and ticket.verify(outputs.logits[row]),
+                )
+                results.append((ticket, StepResult(
                     step=step,
                     logits=outputs.logits[row].copy(),
                     halt_probability=float(halt_probability[row]),
                     elapsed_ms=(now - ticket.arrival) * 1000.0,
                     halt_reason=reason,
-                )
-            )
+                )))
+        stopped = {ticket for ticket, result in results if result.halt_reason is not None}
+        self._active = [t for t in self._active if t not in stopped]
+        load_cap = self.load_step_cap()
+        for ticket, result in results:
+            if result.halt_reason is None and load_cap_reached(result.step, ticket.budget, load_cap):
+                result = dataclasses.replace(result, halt_reason=HaltReason.LOAD)
+                stopped.add(ticket)
+            ticket.publish(result)
         self._retire(stopped)
 
     def _retire(self, stopped: set[Ticket]) -> None:

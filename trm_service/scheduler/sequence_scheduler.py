@@ -133,44 +133,47 @@ class SequenceScheduler(ModelScheduler):
             "prefix_keys": prefix_keys, "prefix_values": prefix_values, "prefix_mask": prefix_mask,
         }
 
-    def _record_step(self, batch: list[Ticket], outputs: TokenStepOutputs, now: float) -> None:  # type: ignore[override]
-        halt_probability = sigmoid(outputs.halt_logit)
+    def _record_step(self, calls: list[tuple[list[Ticket], TokenStepOutputs]], now: float) -> None:  # type: ignore[override]
+        """Publish the step of every request of the step's calls. The step cap is computed once for the whole
+        step; it ends a token's refinement, not the request, which goes on with its next token."""
         next_step_s = self.expected_step_s * STEP_TIME_SAFETY
         load_cap = self.load_step_cap()
         stopped = set()
-        for row, ticket in enumerate(batch):
-            if ticket.cancelled:
-                continue
-            state: Decoding = ticket.decoding
-            token_index, step = len(state.emitted), state.token_step
-            state.y, state.z = outputs.y_next[row], outputs.z_next[row]
-            if step < self._session.cache_steps:
-                state.pending_keys[step:] = outputs.step_keys[row]
-                state.pending_values[step:] = outputs.step_values[row]
-            state.token_step += 1
-            answer = int(outputs.log_probs[row].argmax())
-            unchanged = self._session.spec.halt_when_unchanged and answer == state.token_answer
-            state.token_answer = answer
-            limits = self._limits(ticket)
-            reason = stop_reason(steps_done=state.token_step, halt_probability=float(halt_probability[row]),
-                                 budget=ticket.budget, now=now, next_step_s=next_step_s,
-                                 limits=limits, unchanged=unchanged, load_cap=load_cap)
-            token_emitted = reason in _TOKEN_ENDS
-            final = None
-            if token_emitted:
-                # the answer goes on to its next token only if a step of it fits the time limits
-                final = self._emit(state, answer, reason) or time_limit_reason(
-                    now=now, next_step_s=next_step_s, limits=limits)
-            elif reason is not None:
-                final = reason  # a time limit: the answer is the text emitted so far
-            if final is not None:
-                stopped.add(ticket)
-            ticket.publish(StepResult(
-                step=ticket.steps_done + 1, logits=outputs.log_probs[row].copy(),
-                halt_probability=float(halt_probability[row]), elapsed_ms=(now - ticket.arrival) * 1000.0,
-                halt_reason=final,
-                progress=TokenProgress(token_index=token_index, token_step=step + 1, emitted=tuple(state.emitted),
-                                       token_emitted=token_emitted, emitted_steps=state.emitted_steps)))
+        for batch, outputs in calls:
+            halt_probability = sigmoid(outputs.halt_logit)
+            for row, ticket in enumerate(batch):
+                if ticket.cancelled:
+                    continue
+                state: Decoding = ticket.decoding
+                token_index, step = len(state.emitted), state.token_step
+                state.y, state.z = outputs.y_next[row], outputs.z_next[row]
+                if step < self._session.cache_steps:
+                    state.pending_keys[step:] = outputs.step_keys[row]
+                    state.pending_values[step:] = outputs.step_values[row]
+                state.token_step += 1
+                answer = int(outputs.log_probs[row].argmax())
+                unchanged = self._session.spec.halt_when_unchanged and answer == state.token_answer
+                state.token_answer = answer
+                limits = self._limits(ticket)
+                reason = stop_reason(steps_done=state.token_step, halt_probability=float(halt_probability[row]),
+                                     budget=ticket.budget, now=now, next_step_s=next_step_s,
+                                     limits=limits, unchanged=unchanged, load_cap=load_cap)
+                token_emitted = reason in _TOKEN_ENDS
+                final = None
+                if token_emitted:
+                    # the answer goes on to its next token only if a step of it fits the time limits
+                    final = self._emit(state, answer, reason) or time_limit_reason(
+                        now=now, next_step_s=next_step_s, limits=limits)
+                elif reason is not None:
+                    final = reason  # a time limit: the answer is the text emitted so far
+                if final is not None:
+                    stopped.add(ticket)
+                ticket.publish(StepResult(
+                    step=ticket.steps_done + 1, logits=outputs.log_probs[row].copy(),
+                    halt_probability=float(halt_probability[row]), elapsed_ms=(now - ticket.arrival) * 1000.0,
+                    halt_reason=final,
+                    progress=TokenProgress(token_index=token_index, token_step=step + 1, emitted=tuple(state.emitted),
+                                           token_emitted=token_emitted, emitted_steps=state.emitted_steps)))
         self._retire(stopped)
 
     def _emit(self, state: Decoding, token: int, reason: HaltReason) -> HaltReason | None:
