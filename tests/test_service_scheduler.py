@@ -672,3 +672,29 @@ async def test_the_step_cap_is_one_for_the_whole_step_and_counts_the_slots_it_fr
     steps = [(r.halt_reason, r.step) for r in results]
     assert steps == [(HaltReason.MAX_STEPS, 6)] * 2 + [(HaltReason.MAX_STEPS, 1)] * 4
     await harness.scheduler.close()
+
+
+async def test_a_request_that_joins_a_full_batch_is_refused_when_its_first_step_cannot_end_in_time(
+        text_model: LoadedModel):
+    """A lone call parking would seat while the running step has overrun its expected time: its wait reads
+    0 ms, yet its first step is a full batch's. It was admitted and ended past its deadline (2 of 4 lone
+    Sudoku calls with a 0.5 s deadline during a job of 64, whose steps take 0.5 s); now it is refused at once."""
+    harness = Harness(text_model, max_batch=8, max_queue=8, load_wait_s=0.3)
+    slow = SlowHandOver(delay_s=0.05)
+    harness.scheduler._executor = slow
+    job = object()
+    running = [harness.submit(harness.ticket(text, max_steps=40, batch_call=job)) for text in TEXTS[:8]]
+    while running[0].steps_done < 3:
+        await asyncio.sleep(0.01)
+    slow.delay_s = 0.5
+    while running[0].steps_done < 4 or harness.scheduler.expected_wait_s() > 0:  # a 0.5 s step past its 50 ms
+        await asyncio.sleep(0.01)
+    too_soon = [TimeLimit(time.monotonic() + 0.04, HaltReason.DEADLINE)]  # shorter than a full batch's step
+    with pytest.raises(QueueFull, match=r"takes about \d+ ms in a full batch"):
+        harness.submit(harness.ticket(TEXTS[8], max_steps=2, limits=too_soon))
+    slow.delay_s = 0.0
+    in_time = [TimeLimit(time.monotonic() + 30, HaltReason.DEADLINE)]
+    assert (await harness.submit(harness.ticket(TEXTS[8], max_steps=2, limits=in_time)).finished).step == 2
+    for ticket in running:
+        harness.scheduler.cancel(ticket)
+    await harness.scheduler.close()

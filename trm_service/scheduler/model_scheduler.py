@@ -258,10 +258,10 @@ class ModelScheduler:
     def submit(self, ticket: Ticket) -> None:
         """Queue a request; raise QueueFull or SchedulerClosed at once instead of waiting.
 
-        A request that would wait in the queue past the point where it could still finish one step
-        before its earliest time limit (deadline or time budget) is refused with QueueFull too:
-        queueing it would only turn into a DEADLINE_EXCEEDED later. (With no queue it is admitted:
-        a deadline shorter than one step is the caller's to fix, and gets DEADLINE_EXCEEDED.)
+        A request that will join a full batch (its slot not free now) is refused with QueueFull too when
+        its wait and a full batch's step would end after its earliest time limit (deadline or time budget):
+        admitting it would only turn into a DEADLINE_EXCEEDED later. (With a free slot it is admitted: a
+        deadline shorter than one step is the caller's to fix, and gets DEADLINE_EXCEEDED.)
         """
         if self._closing:
             raise SchedulerClosed(f"model {self.name!r} version {self.version} is being unloaded")
@@ -271,12 +271,14 @@ class ModelScheduler:
                 f"{len(self._waiting)} queued); retry with backoff"
             )
         limit = min((limit.at for limit in ticket.limits), default=None)
-        wait = 0.0 if limit is None else self.expected_wait_s(ticket.call)
-        if wait and time.monotonic() + wait + self._step_times.expected(self.max_batch) > limit:
-            raise QueueFull(
-                f"model {self.name!r} is busy: a new request would wait about {wait * 1000:.0f} ms for its "
-                "first step, past its deadline or time budget; retry with backoff or allow more time"
-            )
+        if limit is not None and len(self._active) + len(self._waiting) >= self.max_batch:
+            wait, step_s = self.expected_wait_s(ticket.call), self._step_times.expected(self.max_batch)
+            if time.monotonic() + wait + step_s > limit:
+                raise QueueFull(
+                    f"model {self.name!r} is busy: a new request would wait about {wait * 1000:.0f} ms for its "
+                    f"first step, which takes about {step_s * 1000:.0f} ms in a full batch, and would end past "
+                    "its deadline or time budget; retry with backoff or allow more time"
+                )
         ticket.length = self._session.input_length(ticket.tokens)
         self._waiting.add(ticket)
         self._update_gauges()
