@@ -61,6 +61,7 @@ def test_a_cancelled_batch_accounts_for_every_request_and_frees_its_places(serve
         wait_for(lambda: server.sample_value("trm_inflight_requests", model=SUDOKU) == 0.0)
     wait_for(lambda: any(r.get("method") == "ReasonBatch" for r in server.log_records()))
     records = server.log_records()
-    call_id = next(r["request_id"] for r in records if r.get("method") == "ReasonBatch")
-    statuses = sorted(r["status"] for r in records if r.get("request_id", "").startswith(f"{call_id}."))
+    call_line = next(r for r in records if r.get("method") == "ReasonBatch")
+    assert (call_line["status"], call_line["model"]) == ("CANCELLED", SUDOKU)  # counted under its model
+    statuses = sorted(r["status"] for r in records if r.get("request_id", "").startswith(f"{call_line['request_id']}."))
     assert statuses == ["CANCELLED"] * 4

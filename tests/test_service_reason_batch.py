@@ -81,6 +81,18 @@ def test_each_failure_stays_with_its_own_request(server: ServerProcess):
     assert "81" in reply.results[3].failure.message  # the grid's expected size, as Reason alone says it
 
 
+def test_a_batch_of_two_models_is_logged_under_neither(server: ServerProcess):
+    """Both models are at version 1.0.0: the call's line names no model, so it names no version either."""
+    requests = [_request(0), trm_pb2.ReasonRequest(model=GRID_MODEL, grid=trm_pb2.Grid(cells="0" * 81))]
+    with grpc.insecure_channel(server.target) as channel:
+        _, call = trm_pb2_grpc.ReasoningServiceStub(channel).ReasonBatch.with_call(
+            trm_pb2.ReasonBatchRequest(requests=requests), timeout=60)
+    call_id = dict(call.trailing_metadata())["x-request-id"]
+    wait_for(lambda: any(r.get("request_id") == call_id for r in server.log_records()))
+    call_line = next(r for r in server.log_records() if r.get("request_id") == call_id)
+    assert (call_line["status"], call_line["model"], call_line["version"]) == ("OK", "", "")
+
+
 @pytest.mark.parametrize("count", [0, 65])
 def test_an_empty_or_oversized_batch_is_refused_naming_the_limit(server: ServerProcess, count: int):
     with grpc.insecure_channel(server.target) as channel:

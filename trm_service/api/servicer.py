@@ -142,6 +142,7 @@ class ReasoningServicer:
             raise invalid(f"a ReasonBatch carries 1 to {limit} requests (the server's --max-batch-requests), got "
                           f"{len(requests)}" + (f"; split the job into calls of at most {limit}" if requests else ""))
         items = [self._batch_item(request, index, context, record) for index, request in enumerate(requests)]
+        record.model, record.version = _common_model({(item.model, item.version) for item, _ in items})
         try:
             results = await asyncio.gather(*(self._batch_result(item, admitted) for item, admitted in items))
         except asyncio.CancelledError:  # also before the requests' own tasks first ran: account for them here
@@ -150,8 +151,6 @@ class ReasoningServicer:
                     _release(admitted)
                 item.finish(grpc.StatusCode.CANCELLED)  # a request that had finished keeps its first record
             raise
-        record.model = _common({item.model for item, _ in items})
-        record.version = _common({item.version for item, _ in items})
         return trm_pb2.ReasonBatchResponse(results=results)
 
     def _batch_item(
@@ -371,9 +370,9 @@ def _failure(code: grpc.StatusCode, message: str) -> trm_pb2.ReasonBatchResult:
     return trm_pb2.ReasonBatchResult(failure=trm_pb2.RequestFailure(code=code.value[0], message=message))
 
 
-def _common(values: set[str]) -> str:
-    """A batch call's record of its requests' models (or versions): the one value, or empty for a mix."""
-    return next(iter(values)) if len(values) == 1 else ""
+def _common_model(models: set[tuple[str, str]]) -> tuple[str, str]:
+    """A batch call's record of its requests' (model, version): the one pair, or empty strings for a mix."""
+    return next(iter(models)) if len(models) == 1 else ("", "")
 
 
 def reasoning_methods(servicer: ReasoningServicer) -> dict[str, grpc.RpcMethodHandler]:
