@@ -257,7 +257,7 @@ def plain_bars(ours: ServerFigures, plain: ServerFigures) -> list[tuple[str, boo
             if concurrency not in ours.load.get(model, {}):
                 continue
             ratio = ours.load[model][concurrency].throughput / plain.load[model][concurrency].throughput
-            found.append((f"{model} c={concurrency}: service {ratio:.2f}x the plain server (bar >= {bar:.1f}x)",
+            found.append((f"{model} c={concurrency}: service {ratio:.3f}x the plain server (bar >= {bar:.1f}x)",
                           ratio >= bar))  # fmt: skip
         top = max(PLAIN_BAR_RATIO)
         if top in ours.load.get(model, {}):
