@@ -139,7 +139,7 @@ def test_the_verdict_weighs_the_int8_step_where_the_server_runs_it() -> None:
     """A bundle that ships model.int8.onnx is served by it: its figures, not fp32's, face the baseline."""
     metrics = {"test_in_scope_accuracy": 0.9, "test_oos_recall": 0.5, "int8_test_in_scope_accuracy": 0.85,
                "int8_test_oos_recall": 0.6, "baseline_test_in_scope_accuracy": 0.875, "baseline_test_oos_recall": 0.4}
-    assert comparison(metrics, int8_served=True) == (
+    assert comparison(metrics, int8_served=True, max_steps=4) == (
         "TRM 85.00% (the int8 step the server runs), linear baseline 87.50% (in-scope test accuracy): the baseline "
         "wins by 2.50 points: serve the TRM only for what the baseline lacks (anytime steps, halting, one server for "
         "every model); out-of-scope recall 60.0% against 40.0%")
@@ -170,3 +170,11 @@ def test_with_a_test_file_the_command_trains_on_the_fits_training_rows(
     config = TrainConfig(name="b", task="text", data=str(tmp_path / "train.csv"), test_data=str(tmp_path / "test.csv"))
     fit_train, _, _ = text_splits(config)
     assert (printed["train_rows"], printed["test_rows"]) == (len(fit_train.texts), 20) == (108, 20)
+
+
+def test_a_one_step_model_that_loses_is_not_advised_for_its_anytime_steps() -> None:
+    """QA, a file of standard-library docstrings: a one-step TRM 6 points behind was told to be served for its
+    anytime steps and halting, which it does not have."""
+    verdict = comparison({"test_accuracy": 0.7189, "baseline_test_accuracy": 0.7802}, max_steps=1)
+    assert verdict is not None and "anytime steps, halting" not in verdict
+    assert "this one-step model has no anytime steps" in verdict and "--preset" in verdict

@@ -61,6 +61,11 @@ def test_fit_learns_a_small_task_and_eval_reproduces_it(
     report = (tmp_path / "again" / "keywords" / "REPORT.md").read_text()
     accuracy = f"{100 * manifest['metrics']['test_accuracy']:.2f}%"
     assert "## What recursion buys" in report and f"| test_accuracy | {accuracy} | {accuracy} |" in report
+    assert 'No description given (`--set description="..."` sets one).' in report  # not an empty paragraph
+    model_config = manifest["training"]["model_config"]
+    reader_weights = model_config["reader_rows"] * model_config["num_outputs"]
+    assert f"- parameters: {manifest['training']['parameters']:,}" + (
+        f" (of which {reader_weights:,} in the linear reader's table)" if reader_weights else "") + "\n" in report
     assert again["metrics"] == pytest.approx(manifest["metrics"], abs=1e-4)
     assert again["training"]["command"] == manifest["training"]["command"]
     assert again["training"]["config"] == manifest["training"]["config"]  # how the weights were trained

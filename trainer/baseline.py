@@ -53,21 +53,25 @@ class BaselineResult:
         return f"{DESCRIPTION}: {figures} ({self.train_rows:,} training rows, {self.wall_time_s:.0f} s)"
 
 
-def comparison(metrics: dict[str, float], int8_served: bool = False) -> str | None:
+def comparison(metrics: dict[str, float], int8_served: bool = False, max_steps: int = 1) -> str | None:
     """The TRM next to the baseline in one line, from a manifest's metrics, e.g. "TRM 93.10% (the int8 step the
     server runs), linear baseline 92.70% (in-scope test accuracy): the TRM is ahead by 0.40 points; out-of-scope
     recall 28.6% against 21.1%" (the recall where both have an out-of-scope label); None without a baseline.
     With `int8_served` (the bundle ships model.int8.onnx, which the server runs by default) the TRM's figures are
-    the int8 step's, where the metrics hold them."""
+    the int8 step's, where the metrics hold them. Where the baseline wins, the advice names what the TRM still
+    brings: anytime steps and halting only for a model of `max_steps` (recursion.N_sup) above one."""
     key = "in_scope_accuracy" if "baseline_test_in_scope_accuracy" in metrics else "accuracy"
     if f"baseline_test_{key}" not in metrics or f"test_{key}" not in metrics:
         return None
     trm_set = "int8_test" if int8_served and f"int8_test_{key}" in metrics else "test"
     trm, baseline = 100 * metrics[f"{trm_set}_{key}"], 100 * metrics[f"baseline_test_{key}"]
     gap = trm - baseline
+    lacks = "anytime steps, halting, one server for every model" if max_steps > 1 else (
+        "one server for every model, a calibrated confidence; this one-step model has no anytime steps; more data "
+        "or the other text preset (--preset) may close the gap")
     verdict = (f"the TRM is ahead by {gap:.2f} points" if gap > 0 else
-               f"the baseline wins by {-gap:.2f} points: serve the TRM only for what the baseline lacks "
-               "(anytime steps, halting, one server for every model)" if gap < 0 else "a tie")
+               f"the baseline wins by {-gap:.2f} points: serve the TRM only for what the baseline lacks ({lacks})"
+               if gap < 0 else "a tie")
     measure = "in-scope test accuracy" if key == "in_scope_accuracy" else "test accuracy"
     step = " (the int8 step the server runs)" if trm_set == "int8_test" else ""
     line = f"TRM {trm:.2f}%{step}, linear baseline {baseline:.2f}% ({measure}): {verdict}"

@@ -126,7 +126,8 @@ def fit_one(
     weights are `trainer.ema.model`."""
     prepared = prepare(cfg)
     trainer = build_trainer(cfg, prepared)
-    print(f"{cfg.name}: {count_parameters(trainer.model):,} parameters, state {prepared.model_cfg.state_shape}")
+    print(f"{cfg.name}: {count_parameters(trainer.model):,} parameters, vocabulary {prepared.model_cfg.vocab_size:,}, "
+          f"state {prepared.model_cfg.state_shape}")
     trainer.fit(resume=resume, branch_from=branch_from, until=until)
     return prepared, trainer
 
@@ -236,7 +237,7 @@ def _quick_eval(prepared: Prepared, count: int):
         trace = run_recursion(torch_step_fn(model), subset.tokens, model.cfg.state_shape, model.cfg.N_sup)
         per_step = metrics.exact(trace.predictions, subset.targets).mean(1)
         return {"val_first_step": float(per_step[0]), "val_last_step": float(per_step[-1]),
-                "val_best": float(per_step.max())}
+                "val_best_step": float(per_step.max())}
 
     return run
 

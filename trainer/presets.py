@@ -94,14 +94,18 @@ class Overhead:
     """Estimated seconds outside the training loop on a quiet 2-core CPU (at one core's measured CPU
     cost, so a little high): fixed costs (loading the teacher, evaluation and export), per 1,000 rows
     (teacher embeddings or TF-IDF teacher, the built-in baseline) and per 1,000 vocabulary words (the
-    teacher's token embeddings)."""
+    teacher's token embeddings). With `measured_tokens`, the fixed and per-row costs were measured at that
+    max_tokens and scale with it (evaluation, calibration and export run every row at max_tokens)."""
 
     fixed_s: float
     per_1k_rows_s: float
     per_1k_words_s: float
+    measured_tokens: int | None = None
 
-    def minutes(self, rows: int, vocabulary: int) -> float:
-        return (self.fixed_s + self.per_1k_rows_s * rows / 1000 + self.per_1k_words_s * vocabulary / 1000) / 60
+    def minutes(self, rows: int, vocabulary: int, max_tokens: int | None = None) -> float:
+        share = 1.0 if self.measured_tokens is None or max_tokens is None else max_tokens / self.measured_tokens
+        seconds = share * (self.fixed_s + self.per_1k_rows_s * rows / 1000) + self.per_1k_words_s * vocabulary / 1000
+        return seconds / 60
 
 
 @dataclass(frozen=True)
@@ -171,7 +175,8 @@ LONG_TEXT = Preset(
     speed=Speed(13.5, batch_size=64, state_rows=18,
                 source="the 20 Newsgroups fit of docs/TRAINING.md (2026-11-30): 4,835 steps in 358 s, max_tokens "
                 "512, two threads"),
-    overhead=Overhead(fixed_s=130, per_1k_rows_s=20.0, per_1k_words_s=1.9),
+    # 20 Newsgroups at 512 tokens; 2,803 docstrings at 96 tokens took 0.4 min outside the loop (2026-12-03)
+    overhead=Overhead(fixed_s=130, per_1k_rows_s=20.0, per_1k_words_s=1.9, measured_tokens=512),
     text=TextLimits(token_multiple=32, min_tokens=64, max_tokens=512, max_vocab=40000),
     # 20 Newsgroups' held-out validation after 30 / 45 / 60 passes: 91.5 / 91.3 / 90.8% (docs/EXPERIMENTS.md)
     max_epochs=30,
@@ -363,7 +368,8 @@ def size_run(
         settings["batch_size"] = preset.settings["batch_size"]
     vocabulary = settings.get("vocab_size", 0)
     rate = steps_per_second or preset.speed.at(settings["batch_size"], state_rows(preset, settings))
-    overhead = preset.overhead.minutes(profile.rows, vocabulary) if overhead_minutes is None else overhead_minutes
+    overhead = (preset.overhead.minutes(profile.rows, vocabulary, settings.get("max_tokens"))
+                if overhead_minutes is None else overhead_minutes)
     train_minutes = budget - overhead
     if train_minutes < MIN_TRAIN_MINUTES:
         raise ValueError(

@@ -12,7 +12,7 @@ import matplotlib
 from trainer.baseline import DESCRIPTION, comparison
 from trainer.data.files import counted
 from trainer.reader import ReaderFit
-from trm_bundle.manifest import Manifest
+from trm_bundle.manifest import Manifest, Training
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
@@ -126,7 +126,7 @@ def write_report(folder: Path, manifest: Manifest, evaluation: dict[str, Any]) -
     )
     text = f"""# {manifest.name} {manifest.version}
 
-{manifest.description}
+{manifest.description or 'No description given (`--set description="..."` sets one).'}
 
 ## Results (test split; fp32 measured on the exported weights, whose ONNX parity is below)
 
@@ -151,7 +151,7 @@ final answers agree on {100 * parity['final_agreement']:.2f}% ({unit}).{trimmed}
 - wall time: {training.wall_time_s:.0f} s of this command
   (training loop {training.train_time_s:.0f} s, {training.optimizer_steps} optimizer steps,
   including steps resumed from checkpoints) on {training.device}
-{_soup_line(training.config)}- parameters: {training.parameters:,}
+{_soup_line(training.config)}- parameters: {_parameters_text(training)}
 - recursion: {_recursion_text(recursion.n, recursion.T, recursion.N_sup)}
 - halting threshold (calibrated on validation): {manifest.halt_threshold}
 
@@ -177,9 +177,16 @@ def _reader_line(fit: ReaderFit, ablation: bool) -> str:
 
 def _baseline_line(manifest: Manifest, baseline: dict[str, Any]) -> str:
     """The built-in baseline next to the TRM as served (trainer/baseline.py)."""
-    versus = comparison(manifest.metrics, int8_served=manifest.onnx_int8 is not None)
+    versus = comparison(manifest.metrics, int8_served=manifest.onnx_int8 is not None,
+                        max_steps=manifest.recursion.N_sup)
     return (f"\nBuilt-in baseline, trained on the same training split and never shipped ({DESCRIPTION}, "
             f"{baseline['wall_time_s']:.0f} s): **{versus}**.")
+
+
+def _parameters_text(training: Training) -> str:
+    """The bundle's weights, with the linear reader's table (reader_rows x num_outputs) named where it has one."""
+    reader = training.model_config.get("reader_rows", 0) * training.model_config.get("num_outputs", 0)
+    return f"{training.parameters:,}" + (f" (of which {reader:,} in the linear reader's table)" if reader else "")
 
 
 def _soup_line(config: dict[str, Any]) -> str:

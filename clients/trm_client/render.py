@@ -31,7 +31,9 @@ def models_table(infos: list[ModelInfo]) -> str:
 def answer_summary(answer: Answer) -> str:
     """A short one-line view of an answer."""
     if isinstance(answer, Classification):
-        scope = "  (out of scope)" if answer.out_of_scope else ""
+        # the server flags its out-of-scope label and, as much, a confidence below the model's calibrated
+        # threshold: for a model trained without an out-of-scope label that is an abstention, not a scope
+        scope = "  (defer: out of scope or unsure)" if answer.out_of_scope else ""
         return f"{answer.label}{scope}"
     if isinstance(answer, WrittenText):
         return answer.text
