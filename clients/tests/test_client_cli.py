@@ -48,7 +48,8 @@ def test_models_table_names_each_model(server):
 
 def test_models_table_shows_the_metric_each_shipped_model_is_known_by(shipped_server):
     """In-scope accuracy for a model with out-of-scope, accuracy otherwise, per tier for Sudoku, exact match for
-    the sequence model."""
+    the sequence model; each the served step's: int8 for the text models, fp32 for Sudoku, whose manifest has
+    int8 figures but ships no int8 step."""
     done = trm_client("models", target=shipped_server.target)
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines()[0].endswith("TEST METRIC")
@@ -58,11 +59,23 @@ def test_models_table_shows_the_metric_each_shipped_model_is_known_by(shipped_se
     assert set(rows) == set(metrics)
     intent, routing, sudoku = metrics["intent-clinc150"], metrics["routing-20ng"], metrics["sudoku"]
     assert intent["test_in_scope_accuracy"] != intent["test_accuracy"]  # else the test proves nothing
-    assert rows["intent-clinc150"].endswith(f"  in_scope_accuracy {_percent(intent['test_in_scope_accuracy'])}")
-    assert rows["routing-20ng"].endswith(f"  accuracy {_percent(routing['test_accuracy'])}")
+    assert rows["intent-clinc150"].endswith(
+        f"  in_scope_accuracy {_percent(intent['int8_test_in_scope_accuracy'])} (int8)")
+    assert routing["int8_test_accuracy"] != routing["test_accuracy"]  # else the test proves nothing
+    assert rows["routing-20ng"].endswith(f"  accuracy {_percent(routing['int8_test_accuracy'])} (int8)")
+    assert sudoku["int8_test_hard_accuracy"] != sudoku["test_hard_accuracy"]
     tiers = " ".join(f"{tier} {_percent(sudoku[f'test_{tier}_accuracy'])}" for tier in ("easy", "medium", "hard"))
     assert rows["sudoku"].endswith(f"  accuracy {tiers}")
     assert rows["code-dictation"].endswith(f"  exact_match {_percent(metrics['code-dictation']['test_exact_match'])}")
+
+
+def test_a_server_started_with_fp32_shows_the_fp32_figures():
+    routing_bundle = Path(trm_service.__file__).parent / "models" / "routing-20ng"
+    with ServerProcess([routing_bundle], extra_args=["--fp32"]) as fp32_server:
+        done = trm_client("models", target=fp32_server.target)
+    assert done.returncode == 0, done.stderr
+    routing = _manifest_metrics("routing-20ng")
+    assert done.stdout.splitlines()[1].endswith(f"  accuracy {_percent(routing['test_accuracy'])}")
 
 
 def test_an_abstaining_models_accuracy_on_the_inputs_it_answers_is_not_a_test_set():

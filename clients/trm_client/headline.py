@@ -6,7 +6,8 @@ source file of a tier (a breakdown, not a test set of its own); ``int8_`` in fro
 The headline, per test set, is ``in_scope_accuracy`` when the model has one (a model with an
 out-of-scope label: accuracy on the in-scope examples, the figure its dataset is known by), else
 ``accuracy`` (for grids: whole puzzles solved exactly); a sequence model is known by ``test_exact_match``
-(whole answers written exactly).
+(whole answers written exactly). The figures are those of the step the server runs (``ModelInfo.served_step``):
+the ``int8_`` ones for an int8 step where the manifest has them all, else fp32's.
 """
 
 from __future__ import annotations
@@ -25,15 +26,17 @@ class Headline:
 
     name: str
     by_set: dict[str, float]
+    step: str = "fp32"  # the step whose figures these are
 
     def text(self) -> str:
-        """E.g. ``in_scope_accuracy 94.58%`` or ``accuracy easy 100.00% medium 100.00% hard 50.67%``."""
+        """E.g. ``in_scope_accuracy 94.58% (int8)`` or ``accuracy easy 100.00% medium 100.00% hard 50.67%``."""
         values = " ".join(f"{tier} {100 * value:.2f}%".lstrip() for tier, value in self.by_set.items())
-        return f"{self.name} {values}"
+        return f"{self.name} {values}" + (" (int8)" if self.step == "int8" else "")
 
 
-def headline(metrics: Mapping[str, float]) -> Headline | None:
-    """The fp32 headline metric of a model, or None when its metrics name no test set."""
+def headline(metrics: Mapping[str, float], served_step: str = "fp32") -> Headline | None:
+    """The headline metric of a model as the server runs it (`served_step`), or None when its metrics name no
+    test set."""
     prefixes = [
         key.removesuffix("_accuracy")
         for key in metrics
@@ -41,9 +44,19 @@ def headline(metrics: Mapping[str, float]) -> Headline | None:
         and not key.removesuffix("_accuracy").endswith(_QUALIFIED)
     ]
     if not prefixes:
-        return Headline("exact_match", {"": metrics["test_exact_match"]}) if "test_exact_match" in metrics else None
+        if "test_exact_match" not in metrics:
+            return None
+        return _served("exact_match", {"": "test"}, metrics, served_step)
     tiers = {prefix.removeprefix("test").removeprefix("_"): prefix for prefix in prefixes}
     tiers = {tier: prefix for tier, prefix in tiers.items() if not any(tier.startswith(f"{t}_") for t in tiers if t)}
     name = next(m for m in _PREFERRED if all(f"{p}_{m}" in metrics for p in tiers.values()))
     ordered = sorted(tiers, key=lambda t: (_TIER_ORDER.index(t) if t in _TIER_ORDER else len(_TIER_ORDER), t))
-    return Headline(name, {tier: metrics[f"{tiers[tier]}_{name}"] for tier in ordered})
+    return _served(name, {tier: tiers[tier] for tier in ordered}, metrics, served_step)
+
+
+def _served(name: str, prefixes: dict[str, str], metrics: Mapping[str, float], served_step: str) -> Headline:
+    """Metric `name` of each set (by its prefix, e.g. ``test_hard``), as the served step's figures."""
+    keys = {tier: f"{prefix}_{name}" for tier, prefix in prefixes.items()}
+    step = "int8" if served_step == "int8" and all(f"int8_{key}" in metrics for key in keys.values()) else "fp32"
+    prefix = "int8_" if step == "int8" else ""
+    return Headline(name, {tier: metrics[f"{prefix}{key}"] for tier, key in keys.items()}, step)

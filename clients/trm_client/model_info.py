@@ -116,6 +116,8 @@ class ModelInfo:
     metrics: dict[str, float] = field(default_factory=dict)
     out_of_scope_threshold: float = 0.0
     versions: tuple[str, ...] = ()
+    served_step: str = "fp32"
+    """The ONNX step the server runs: "int8" (the metrics named int8_* are its figures) or "fp32"."""
 
     @property
     def halt_threshold(self) -> float:
@@ -136,4 +138,5 @@ class ModelInfo:
             metrics=dict(message.metrics),
             out_of_scope_threshold=message.out_of_scope_threshold,
             versions=tuple(message.versions),
+            served_step=message.served_step or "fp32",
         )

@@ -20,7 +20,7 @@ def models_table(infos: list[ModelInfo]) -> str:
     header = f"{'MODEL':<24} {'VERSION':<10} {'TASK':<20} {'LABELS':>6} {'MAX STEPS':>9}  TEST METRIC"
     lines = [header]
     for info in infos:
-        known_by = headline(info.metrics)
+        known_by = headline(info.metrics, info.served_step)
         lines.append(
             f"{info.name:<24} {info.version:<10} {info.task.value:<20} {len(info.labels):>6} "
             f"{info.limits.max_steps:>9}  {known_by.text() if known_by else '-'}"
