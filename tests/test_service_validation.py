@@ -128,7 +128,7 @@ def _budget(**fields) -> dict:
         (GRID, _grid(COLUMN_CLASH), "column 1 has two 3s"),
         (GRID, _grid(BOX_CLASH), "box 1 has two 7s"),
         (TEXT, _budget(max_steps=17), "budget.max_steps must be 1..16"),
-        (TEXT, _budget(min_steps=17), "min_steps (17) must not exceed the 16 supervision steps model"),
+        (TEXT, _budget(min_steps=17), "min_steps (17) must not exceed 16, the most steps model"),
         (TEXT, _budget(max_steps=3, min_steps=4), "min_steps (4) must not exceed max_steps (3)"),
         (TEXT, _budget(halt_threshold=1.5), "budget.halt_threshold must be in (0, 1]"),
         (TEXT, _budget(halt_threshold=-0.1), "budget.halt_threshold must be in (0, 1]"),

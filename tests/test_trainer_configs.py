@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from trainer.config import load_config
+from trainer.config import load_config, parse_override
 from trainer.make_models import CONFIGS, DEFAULT_MODELS, config_path
 from trainer.model import TRM, ModelConfig
 
@@ -36,3 +36,17 @@ def test_make_models_uses_the_cpu_config_only_without_a_gpu() -> None:
     assert config_path("sudoku", cuda=False).name == "sudoku-cpu.yaml"
     assert config_path("sudoku", cuda=True).name == "sudoku.yaml"
     assert config_path("routing-20ng", cuda=False).name == "routing-20ng.yaml"  # no CPU variant
+
+
+@pytest.mark.parametrize(("setting", "expected"), [
+    ("description=Tickets: five queues", ("description", "Tickets: five queues")),  # YAML: a mapping
+    ("description=#1 ticket router", ("description", "#1 ticket router")),  # YAML: a comment, so null
+    ("version=2.0", ("version", "2.0")),  # YAML: the float 2.0, refused as "must be a str"
+    ("max_steps=100", ("max_steps", 100)),
+    ("model.hidden_size=128", ("model.hidden_size", 128)),
+    ("linear_reader=false", ("linear_reader", False)),
+])
+def test_a_text_setting_is_taken_as_given_and_others_as_yaml(setting: str, expected: tuple) -> None:
+    """QA: REPORT.md's advice `--set description="..."` failed on "Support tickets: routes them to five queues"
+    (a YAML mapping: "description must be a str") and dropped "#1 ticket router" (a YAML comment)."""
+    assert parse_override(setting) == expected

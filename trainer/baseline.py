@@ -66,11 +66,11 @@ def comparison(metrics: dict[str, float], int8_served: bool = False, max_steps: 
     trm_set = "int8_test" if int8_served and f"int8_test_{key}" in metrics else "test"
     trm, baseline = 100 * metrics[f"{trm_set}_{key}"], 100 * metrics[f"baseline_test_{key}"]
     gap = trm - baseline
-    lacks = "anytime steps, halting, one server for every model" if max_steps > 1 else (
-        "one server for every model, a calibrated confidence; this one-step model has no anytime steps; more data "
-        "or the other text preset (--preset) may close the gap")
+    lacks = ("(anytime steps, halting, one server for every model)" if max_steps > 1 else
+             "(one server for every model, a calibrated confidence); this model runs one step, so it has no anytime "
+             "steps to offer; more data or the other text preset (--preset) may close the gap")
     verdict = (f"the TRM is ahead by {gap:.2f} points" if gap > 0 else
-               f"the baseline wins by {-gap:.2f} points: serve the TRM only for what the baseline lacks ({lacks})"
+               f"the baseline wins by {-gap:.2f} points: serve the TRM only for what the baseline lacks {lacks}"
                if gap < 0 else "a tie")
     measure = "in-scope test accuracy" if key == "in_scope_accuracy" else "test accuracy"
     step = " (the int8 step the server runs)" if trm_set == "int8_test" else ""

@@ -198,6 +198,8 @@ class TrainConfig:
 
 
 _SCALAR_TYPES: dict[str, tuple[type, ...]] = {"int": (int,), "float": (int, float), "str": (str,), "bool": (bool,)}
+_TEXT_FIELDS = frozenset(  # config fields that hold text: --set takes their value as given
+    f.name for f in dataclasses.fields(TrainConfig) if str(f.type).removesuffix(" | None") == "str")
 
 
 def _check_scalar_types(cls: type, raw: dict[str, Any], prefix: str) -> None:
@@ -240,11 +242,15 @@ def with_overrides(raw: dict[str, Any], overrides: dict[str, Any]) -> dict[str, 
 
 
 def parse_override(text: str) -> tuple[str, Any]:
-    """``key=value`` with the value parsed as YAML (numbers, booleans, lists)."""
+    """``key=value`` with the value parsed as YAML (numbers, booleans, lists), but for a text field of the
+    config (name, version, description, ...), whose value is the text as given (``version=2.0``,
+    ``description=Tickets: five queues``)."""
     if "=" not in text:
         raise ValueError(f"--set expects key=value, got {text!r}")
-    key, value = text.split("=", 1)
+    key, value = (part.strip() for part in text.split("=", 1))
+    if key in _TEXT_FIELDS:
+        return key, value
     try:
-        return key.strip(), yaml.safe_load(value)
+        return key, yaml.safe_load(value)
     except yaml.YAMLError as exc:
         raise ValueError(f"--set {text!r}: the value is not valid YAML ({exc.__class__.__name__})") from exc

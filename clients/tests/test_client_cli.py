@@ -241,7 +241,7 @@ def test_errors_exit_non_zero_with_a_json_error(server):
         ([GRID_MODEL, "--grid", SUDOKU[:80]], "the --grid input must have 81 symbols (9x9, row-major), got 80"),
         ([GRID_MODEL, "--grid", "x" + SUDOKU[1:]], "cell 0 of the --grid input (row 1, column 1) is 'x'"),
         ([TEXT_MODEL, "hi", "--max-steps", "99"], f"--max-steps must be 1..{N_SUP}"),
-        ([TEXT_MODEL, "hi", "--min-steps", "9"], f"--min-steps (9) must not exceed the {N_SUP} supervision steps"),
+        ([TEXT_MODEL, "hi", "--min-steps", "9"], f"--min-steps (9) must not exceed {N_SUP}, the most steps model"),
         ([TEXT_MODEL, "hi", "--max-steps", "2", "--min-steps", "3"], "--min-steps (3) must not exceed --max-steps (2)"),
         ([TEXT_MODEL, "hi", "--halt-threshold", "2"], "--halt-threshold must be in (0, 1] (got 2.0)"),
         ([TEXT_MODEL, "hi", "--budget-ms", "99999999"], "--budget-ms must be at most"),

@@ -31,10 +31,7 @@ def models_table(infos: list[ModelInfo]) -> str:
 def answer_summary(answer: Answer) -> str:
     """A short one-line view of an answer."""
     if isinstance(answer, Classification):
-        # the server flags its out-of-scope label and, as much, a confidence below the model's calibrated
-        # threshold: for a model trained without an out-of-scope label that is an abstention, not a scope
-        scope = "  (defer: out of scope or unsure)" if answer.out_of_scope else ""
-        return f"{answer.label}{scope}"
+        return f"{answer.label}  (defer)" if answer.out_of_scope else answer.label
     if isinstance(answer, WrittenText):
         return answer.text
     return f"grid {answer.rows}x{answer.cols}, verified={'yes' if answer.verified else 'no'}"
@@ -73,6 +70,10 @@ def result_text(result: ReasonResult) -> str:
     """A multi-line view of a final result."""
     answer = result.answer
     lines = [f"model:       {result.model} {result.model_version}", f"answer:      {answer_summary(answer)}"]
+    if isinstance(answer, Classification) and answer.out_of_scope:
+        # the server flags its out-of-scope label and, as much, a confidence below the model's calibrated
+        # threshold: for a model trained without an out-of-scope label that is an abstention, not a scope
+        lines.append("defer:       out of scope, or below the model's calibrated confidence")
     if isinstance(answer, WrittenText):
         lines.append(f"tokens:      {answer.tokens}, {answer.mean_steps_per_token:.2f} refinement steps each")
     else:

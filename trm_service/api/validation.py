@@ -100,7 +100,7 @@ def resolve_budget(
     max_steps = budget.max_steps or model_max
     if budget.min_steps > max_steps:
         bound = f"max_steps ({max_steps})" if budget.max_steps else (
-            f"the {model_max} supervision steps model {manifest.name!r} runs at most")
+            f"{model_max}, the most steps model {manifest.name!r} runs")
         raise invalid(f"budget.min_steps ({budget.min_steps}) must not exceed {bound}")
     min_steps = budget.min_steps or min(manifest.min_steps, max_steps)
     threshold = budget.halt_threshold
