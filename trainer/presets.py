@@ -36,6 +36,7 @@ from trainer.model import ModelConfig
 from trainer.sequence.pairs import SEQUENCE_COLUMNS
 
 TOKEN_PERCENTILE = 98  # max_tokens covers this percentile of the texts' token counts
+SHORT_MEDIAN_TOKENS = 16  # long-text chosen for texts of at most this median length names short-text too
 MIN_BATCH = 16
 ROWS_PER_BATCH = 4  # a batch is at most a quarter of the training rows (more updates on small data)
 MIN_STEPS = 300
@@ -296,9 +297,14 @@ def choose_preset(profile: DataProfile, name: str | None = None) -> tuple[Preset
     if profile.p98_tokens <= short_limit:
         return SHORT_TEXT, [*reasons, f"{TOKEN_PERCENTILE}% of the texts have at most {profile.p98_tokens:.0f} tokens, "
                             f"within the {short_limit} that short-text reads token by token"]
-    return LONG_TEXT, [*reasons, f"{TOKEN_PERCENTILE}% of the texts have up to {profile.p98_tokens:,.0f} tokens, more "
-                       f"than the {short_limit} of short-text: long-text reads them in "
-                       f"{LONG_TEXT.settings['model']['pool']}-token chunks"]
+    reasons.append(f"{TOKEN_PERCENTILE}% of the texts have up to {profile.p98_tokens:,.0f} tokens, more than the "
+                   f"{short_limit} of short-text: long-text reads them in {LONG_TEXT.settings['model']['pool']}-token "
+                   "chunks")
+    if profile.median_tokens <= SHORT_MEDIAN_TOKENS:
+        reasons.append(f"most texts are short, though (median {profile.median_tokens:.0f} tokens): --preset "
+                       f"short-text, which reads the first {short_limit} tokens of each, is worth a try (on one such "
+                       "file it scored 3.6 points more on test, in 14.5 min against 1.1)")
+    return LONG_TEXT, reasons
 
 
 def _data_sentence(profile: DataProfile) -> str:
