@@ -93,6 +93,22 @@ def test_fit_learns_a_small_task_and_eval_reproduces_it(
                                            "folder, or give its path with --set data=PATH\n")
 
 
+def test_the_console_counts_the_linear_readers_parameters_once_it_is_mixed_in(
+    keyword_data: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Two steps leave the TRM near chance, so the reader, which reads the keywords, is mixed in: the count
+    printed before training is the TRM's; the bundle's, the reader's table included, follows the reader's line."""
+    train, test = keyword_data
+    assert main(["fit", "--task", "text", "--data", str(train), "--test", str(test), "--name", "keywords",
+                 "--out", str(tmp_path / "bundles"), "--run-dir", str(tmp_path / "runs"), "--max-steps", "2",
+                 "--threads", "1", *TINY_MODEL]) == 0
+    training = json.loads((tmp_path / "bundles" / "keywords" / "manifest.json").read_text())["training"]
+    assert training["model_config"]["reader_rows"] > 0
+    printed = capsys.readouterr().out
+    reader_line = next(line for line in printed.splitlines() if "linear reader over" in line)
+    assert "mixed in" in reader_line and reader_line.endswith(f"; {training['parameters']:,} parameters in all")
+
+
 def test_a_file_with_other_column_names_fits_and_evaluates_by_them(
     keyword_data: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

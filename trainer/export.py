@@ -84,7 +84,8 @@ def export_bundle(
             model, reader_fit = fit_linear_reader(model, trained_on, prepared.val, cfg.seed, budget)
             if reader_fit is not None:
                 reader = dataclasses.asdict(reader_fit)
-                print(f"{cfg.name}: {reader_fit.summary()}", flush=True)
+                total = f"; {count_parameters(model):,} parameters in all" if model.reader is not None else ""
+                print(f"{cfg.name}: {reader_fit.summary()}{total}", flush=True)
             if model.reader is not None:
                 export_step(model, fp32)
                 quantize_step(fp32, int8, prepared.val.tokens, model.cfg)

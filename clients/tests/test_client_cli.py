@@ -86,6 +86,15 @@ def test_an_abstaining_models_accuracy_on_the_inputs_it_answers_is_not_a_test_se
     assert headline(metrics).text() == "accuracy 94.12%"
 
 
+def test_an_int8_step_without_int8_figures_shows_the_fp32_figure_marked_as_such():
+    """A bundle whose int8 step came without int8 figures (hand-made, or exported without a test set) must not
+    pass its fp32 figure off as the served step's."""
+    metrics = {"test_accuracy": 0.8622, "int8_test_hard_accuracy": 0.5}
+    assert headline(metrics, served_step="int8").text() == "accuracy 86.22% (fp32; int8 served)"
+    assert headline(metrics, served_step="fp32").text() == "accuracy 86.22%"
+    assert headline({**metrics, "int8_test_accuracy": 0.8621}, served_step="int8").text() == "accuracy 86.21% (int8)"
+
+
 def _manifest_metrics(model: str) -> dict[str, float]:
     manifest = Path(trm_service.__file__).parent / "models" / model / "manifest.json"
     return json.loads(manifest.read_text())["metrics"]

@@ -7,7 +7,8 @@ The headline, per test set, is ``in_scope_accuracy`` when the model has one (a m
 out-of-scope label: accuracy on the in-scope examples, the figure its dataset is known by), else
 ``accuracy`` (for grids: whole puzzles solved exactly); a sequence model is known by ``test_exact_match``
 (whole answers written exactly). The figures are those of the step the server runs (``ModelInfo.served_step``):
-the ``int8_`` ones for an int8 step where the manifest has them all, else fp32's.
+the ``int8_`` ones for an int8 step where the manifest has them all, else fp32's, marked as such when the server
+runs an int8 step whose figures the manifest lacks.
 """
 
 from __future__ import annotations
@@ -27,10 +28,14 @@ class Headline:
     name: str
     by_set: dict[str, float]
     step: str = "fp32"  # the step whose figures these are
+    served_step: str = "fp32"  # the step the server runs
 
     def text(self) -> str:
-        """E.g. ``in_scope_accuracy 94.58% (int8)`` or ``accuracy easy 100.00% medium 100.00% hard 50.67%``."""
+        """E.g. ``in_scope_accuracy 94.58% (int8)``, ``accuracy easy 100.00% medium 100.00% hard 50.67%``, or
+        ``accuracy 71.89% (fp32; int8 served)`` for an int8 step the manifest has no figures for."""
         values = " ".join(f"{tier} {100 * value:.2f}%".lstrip() for tier, value in self.by_set.items())
+        if self.step != self.served_step:
+            return f"{self.name} {values} ({self.step}; {self.served_step} served)"
         return f"{self.name} {values}" + (" (int8)" if self.step == "int8" else "")
 
 
@@ -59,4 +64,4 @@ def _served(name: str, prefixes: dict[str, str], metrics: Mapping[str, float], s
     keys = {tier: f"{prefix}_{name}" for tier, prefix in prefixes.items()}
     step = "int8" if served_step == "int8" and all(f"int8_{key}" in metrics for key in keys.values()) else "fp32"
     prefix = "int8_" if step == "int8" else ""
-    return Headline(name, {tier: metrics[f"{prefix}{key}"] for tier, key in keys.items()}, step)
+    return Headline(name, {tier: metrics[f"{prefix}{key}"] for tier, key in keys.items()}, step, served_step)
