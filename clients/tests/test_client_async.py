@@ -11,6 +11,7 @@ from trm_client import (
     AsyncTRMClient,
     Budget,
     Classification,
+    ClientClosed,
     DeadlineExceeded,
     GridSolution,
     HaltReason,
@@ -26,6 +27,15 @@ from trainer.testing import DEFAULT_TEXT_LABELS
 async def aclient(server):
     async with AsyncTRMClient(server.target, timeout_s=30.0) as client:
         yield client
+
+
+async def test_a_closed_client_says_so(server):
+    client = AsyncTRMClient(server.target)
+    await client.close()
+    with pytest.raises(ClientClosed, match=r"this AsyncTRMClient is closed .*: make a new AsyncTRMClient"):
+        await client.models()
+    with pytest.raises(ClientClosed):
+        client.reason_stream(TEXT_MODEL, "hello")
 
 
 async def test_models_and_model(aclient):

@@ -178,6 +178,14 @@ def test_reason_batch_tells_a_line_that_is_not_utf8_and_answers_the_others(serve
         assert line.startswith(f"line {1 if line is first else 3}: {client.reason(TEXT_MODEL, text).prediction}")
 
 
+def test_reason_batch_of_an_empty_file_says_it_sent_nothing(server, tmp_path):
+    inputs = tmp_path / "inputs.txt"
+    inputs.write_text("")
+    done = trm_client("--target", server.target, "reason-batch", TEXT_MODEL, str(inputs))
+    assert (done.returncode, done.stdout) == (0, "")
+    assert done.stderr == f"trm-client: {inputs} has no lines: nothing was sent\n"
+
+
 def test_reason_batch_for_a_model_the_server_does_not_host_says_so_once(server, tmp_path):
     inputs = tmp_path / "inputs.txt"
     inputs.write_text("one\ntwo\nthree\n")
@@ -252,7 +260,7 @@ def test_errors_exit_non_zero_with_a_json_error(server):
         ([TEXT_MODEL, "hi", "--max-steps", "99"], f"--max-steps must be 1..{N_SUP}"),
         ([TEXT_MODEL, "hi", "--min-steps", "9"], f"--min-steps (9) must not exceed {N_SUP}, the most steps model"),
         ([TEXT_MODEL, "hi", "--max-steps", "2", "--min-steps", "3"], "--min-steps (3) must not exceed --max-steps (2)"),
-        ([TEXT_MODEL, "hi", "--halt-threshold", "2"], "--halt-threshold must be in (0, 1] (got 2.0)"),
+        ([TEXT_MODEL, "hi", "--halt-threshold", "2"], "--halt-threshold must be in (0, 1] (got 2)"),
         ([TEXT_MODEL, "hi", "--budget-ms", "99999999"], "--budget-ms must be at most"),
         ([TEXT_MODEL, "hi", "--top-k", "99"], f"--top-k must be at most {len(DEFAULT_TEXT_LABELS)}"),
     ],

@@ -10,11 +10,13 @@ from sdk_test_support import GRID_MODEL, N_SUP, SUDOKU, TEXT_MODEL
 from trm_client import (
     Budget,
     Classification,
+    ClientClosed,
     DeadlineExceeded,
     GridSolution,
     HaltReason,
     InvalidArgument,
     NotFound,
+    ResourceExhausted,
     RetryPolicy,
     TaskType,
     TRMClient,
@@ -119,6 +121,27 @@ def test_invalid_input_raises_invalid_argument_without_retrying(server):
         client.reason(GRID_MODEL, grid="123")
     assert caught.value.code is grpc.StatusCode.INVALID_ARGUMENT
     assert retries == []
+
+
+def test_a_request_over_the_message_limit_fails_at_once_even_where_resource_exhausted_is_retried(server):
+    """gRPC calls a message over the server's size limit RESOURCE_EXHAUSTED, as a full queue: waiting for the
+    queue is worth a retry, re-sending the same 2 MB never is."""
+    retries = []
+    policy = RetryPolicy(retry_on=frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED}),
+                         on_retry=retries.append)
+    with TRMClient(server.target, retry=policy) as client, pytest.raises(ResourceExhausted) as caught:
+        client.reason(TEXT_MODEL, "x" * 2_000_000)
+    assert caught.value.over_message_limit
+    assert retries == []
+
+
+def test_a_closed_client_says_so(server):
+    client = TRMClient(server.target)
+    client.close()
+    with pytest.raises(ClientClosed, match=r"this TRMClient is closed .*: make a new TRMClient"):
+        client.reason(TEXT_MODEL, "hello")
+    with pytest.raises(ClientClosed):
+        client.reason_stream(TEXT_MODEL, "hello")
 
 
 def test_neither_text_nor_grid_is_refused_before_sending(client):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -10,7 +11,7 @@ from sdk_test_support import SUDOKU, TEXT_MODEL
 from trm_client import NO_RETRY, AsyncTRMClient, Budget, InputLimits, ModelInfo, TaskType, TRMClient
 from trm_client.results import Classification, GridSolution, HaltReason, LabelScore, ReasonResult
 from trm_client.tool_result import defer_reason
-from trm_client.tool_schema import input_schema
+from trm_client.tool_schema import input_schema, tool_description
 from trm_client.tools import AsyncToolAdapter, ToolAdapter
 
 from trainer.testing import DEFAULT_TEXT_LABELS
@@ -207,3 +208,13 @@ def test_the_step_budget_is_described_per_character_only_for_a_sequence_model():
     writer = input_schema(_info(0.0, TaskType.SEQUENCE))["properties"]["max_steps"]["description"]
     assert classifier == "Most refinement steps to spend; fewer is faster and less accurate."
     assert writer == "Most refinement steps to spend on each written character; fewer is faster and less accurate."
+
+
+def test_a_long_label_list_is_cut_with_the_count_of_the_rest():
+    """An LLM reads "and 111 more", not a list that trails off ("..., ....")."""
+    many = dataclasses.replace(_info(0.4), labels=tuple(f"label_{i:03d}" for i in range(151)))
+    described = tool_description(many)
+    assert "Classifies a text into one of 151 labels" in described
+    assert "label_000, label_001," in described and "label_039, and 111 more. Fast" in described
+    assert "label_040" not in described
+    assert "Labels: a, oos. Fast" in tool_description(_info(0.4))

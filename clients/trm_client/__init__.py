@@ -4,6 +4,7 @@ from trm_client.aio_client import AsyncTRMClient
 from trm_client.channel import TLSConfig
 from trm_client.client import TRMClient
 from trm_client.errors import (
+    ClientClosed,
     DeadlineExceeded,
     InvalidArgument,
     NotFound,
@@ -28,6 +29,7 @@ __all__ = [
     "AsyncTRMClient",
     "Budget",
     "Classification",
+    "ClientClosed",
     "DeadlineExceeded",
     "GridSolution",
     "HaltReason",

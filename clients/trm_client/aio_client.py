@@ -12,7 +12,7 @@ from trm.v1 import trm_pb2, trm_pb2_grpc
 
 from trm_client.batch import build_batch_request, read_batch_response
 from trm_client.channel import TLSConfig, open_aio_channel, resolve_target
-from trm_client.errors import TRMError, from_rpc_error
+from trm_client.errors import ClientClosed, TRMError, from_rpc_error
 from trm_client.metadata import call_metadata, new_request_id
 from trm_client.model_info import Budget, ModelInfo
 from trm_client.reason_request import GridInput, build_reason_request
@@ -48,6 +48,7 @@ class AsyncTRMClient:
         self.retry = retry or RetryPolicy()
         self._metadata = tuple(metadata)
         self._channel = open_aio_channel(self.target, tls, channel_options)
+        self._closed = False  # gRPC's channel does not say
         self._stub = trm_pb2_grpc.ReasoningServiceStub(self._channel)
 
     async def models(
@@ -119,10 +120,12 @@ class AsyncTRMClient:
     ) -> AsyncIterator[ReasonStep]:
         """Yields the answer after each supervision step as it arrives; the last has ``final``."""
         request = build_reason_request(model, text, grid, version=version, budget=budget, top_k=top_k)
+        self._check_open()
         return self._stream(request, timeout_s, request_id or new_request_id())
 
     async def close(self) -> None:
-        """Closes the channel."""
+        """Closes the channel; a later call raises ClientClosed."""
+        self._closed = True
         await self._channel.close()
 
     async def __aenter__(self) -> AsyncTRMClient:
@@ -131,6 +134,10 @@ class AsyncTRMClient:
     async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
 
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ClientClosed("AsyncTRMClient")
+
     async def _unary(
         self,
         rpc: Callable[..., Awaitable[Response]],
@@ -138,6 +145,7 @@ class AsyncTRMClient:
         timeout_s: float | None,
         request_id: str | None,
     ) -> tuple[Response, str]:
+        self._check_open()
         rid = request_id or new_request_id()
         metadata = call_metadata(self._metadata, rid)
         deadline = Deadline(self.timeout_s if timeout_s is None else timeout_s)

@@ -125,6 +125,8 @@ def run_reason_batch(client: TRMClient, args: argparse.Namespace, out: TextIO) -
     any line failed. A model the server does not host (every line of the first call NOT_FOUND) is told once,
     as a failed call."""
     lines = [raw.rstrip(b"\n").removesuffix(b"\r") for raw in args.file]
+    if not lines:
+        print(f"trm-client: {args.file.name} has no lines: nothing was sent", file=sys.stderr)
     failed = 0
     for start in range(0, len(lines), args.batch_size):
         texts: dict[int, str] = {}
@@ -207,8 +209,7 @@ def _flag_hint(error: TRMError, args: argparse.Namespace) -> str:
     """The flag that changes the outcome of a call that failed on the client's own limits."""
     if error.code is grpc.StatusCode.DEADLINE_EXCEEDED:
         return f"; the deadline is --timeout (now {args.timeout:g} s)"
-    if args.command == "reason-batch" and error.code is grpc.StatusCode.RESOURCE_EXHAUSTED \
-            and "larger than max" in error.details:
+    if args.command == "reason-batch" and error.over_message_limit:
         return f"; send fewer lines per call with --batch-size (now {args.batch_size})"
     return ""
 

@@ -11,7 +11,7 @@ from trm.v1 import trm_pb2, trm_pb2_grpc
 
 from trm_client.batch import build_batch_request, read_batch_response
 from trm_client.channel import TLSConfig, open_channel, resolve_target
-from trm_client.errors import TRMError, from_rpc_error
+from trm_client.errors import ClientClosed, TRMError, from_rpc_error
 from trm_client.metadata import call_metadata, new_request_id
 from trm_client.model_info import Budget, ModelInfo
 from trm_client.reason_request import GridInput, build_reason_request
@@ -53,6 +53,7 @@ class TRMClient:
         self.retry = retry or RetryPolicy()
         self._metadata = tuple(metadata)
         self._channel = open_channel(self.target, tls, channel_options)
+        self._closed = False  # gRPC's channel does not say
         self._stub = trm_pb2_grpc.ReasoningServiceStub(self._channel)
 
     def models(self, *, timeout_s: float | None = None, request_id: str | None = None) -> list[ModelInfo]:
@@ -120,10 +121,12 @@ class TRMClient:
     ) -> Iterator[ReasonStep]:
         """Yields the answer after each supervision step as the server produces it; the last has ``final``."""
         request = build_reason_request(model, text, grid, version=version, budget=budget, top_k=top_k)
+        self._check_open()
         return self._stream(request, timeout_s, request_id or new_request_id())
 
     def close(self) -> None:
-        """Closes the channel."""
+        """Closes the channel; a later call raises ClientClosed."""
+        self._closed = True
         self._channel.close()
 
     def __enter__(self) -> TRMClient:
@@ -132,6 +135,10 @@ class TRMClient:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ClientClosed("TRMClient")
+
     def _unary(
         self,
         rpc: Callable[..., Response],
@@ -139,6 +146,7 @@ class TRMClient:
         timeout_s: float | None,
         request_id: str | None,
     ) -> tuple[Response, str]:
+        self._check_open()
         rid = request_id or new_request_id()
         metadata = call_metadata(self._metadata, rid)
         deadline = Deadline(self.timeout_s if timeout_s is None else timeout_s)

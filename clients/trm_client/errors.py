@@ -20,6 +20,20 @@ class TRMError(Exception):
         self.details = details
         self.request_id = request_id
 
+    @property
+    def over_message_limit(self) -> bool:
+        """A message over a gRPC size limit (gRPC's RESOURCE_EXHAUSTED "larger than max"): the same request
+        can never pass, however long the caller waits."""
+        return self.code is grpc.StatusCode.RESOURCE_EXHAUSTED and "larger than max" in self.details
+
+
+class ClientClosed(ValueError):
+    """A call on a client after its close() (or the end of its with-block), as on a closed file."""
+
+    def __init__(self, client: str) -> None:
+        super().__init__(f"this {client} is closed (close() was called, or its with-block ended): make a new "
+                         f"{client} for more calls")
+
 
 class InvalidArgument(TRMError):
     """The request was malformed: bad input, top_k or budget. Never retried."""
@@ -30,7 +44,8 @@ class NotFound(TRMError):
 
 
 class ResourceExhausted(TRMError):
-    """The server's queue is full; retried only when the caller's RetryPolicy asks for it."""
+    """The server's queue is full (retried only when the caller's RetryPolicy asks for it), or the request was
+    over a message size limit (``over_message_limit``; never retried)."""
 
 
 class DeadlineExceeded(TRMError):

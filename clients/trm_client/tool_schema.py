@@ -32,9 +32,8 @@ def tool_description(info: ModelInfo) -> str:
         )
     else:
         labels = info.labels
-        listed = ", ".join(labels[:_MAX_LISTED_LABELS]) + (
-            ", ..." if len(labels) > _MAX_LISTED_LABELS else ""
-        )
+        unlisted = len(labels) - _MAX_LISTED_LABELS
+        listed = ", ".join(labels[:_MAX_LISTED_LABELS]) + (f", and {unlisted} more" if unlisted > 0 else "")
         what = (
             f"Classifies a text into one of {len(labels)} labels with the tiny recursive model "
             f"'{info.name}'. Labels: {listed}."

@@ -6,8 +6,6 @@ import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-import grpc
-
 from trm_client.aio_client import AsyncTRMClient
 from trm_client.client import TRMClient
 from trm_client.errors import TRMError
@@ -39,7 +37,7 @@ def service_error_payload(error: TRMError) -> dict[str, Any]:
     """A failed call as the LLM reads it: the status and the server's message in the tool's argument names; a
     request over the server's message size is the LLM's to shorten (gRPC calls it RESOURCE_EXHAUSTED, which reads
     as "retry later")."""
-    if error.code is grpc.StatusCode.RESOURCE_EXHAUSTED and "larger than max" in error.details:
+    if error.over_message_limit:
         size = error.details.removeprefix("SERVER: ").removeprefix("Received ")
         return error_payload("INVALID_ARGUMENTS", f"the arguments are too large for the server ({size}): send a "
                                                   "shorter text", error.request_id)

@@ -108,7 +108,7 @@ def resolve_budget(
         threshold = manifest.halt_threshold
     elif not 0.0 < threshold <= 1.0:
         raise invalid(
-            f"budget.halt_threshold must be in (0, 1] (got {threshold}); 0 uses the model's default "
+            f"budget.halt_threshold must be in (0, 1] (got {threshold:.7g}); 0 uses the model's default "
             f"{manifest.halt_threshold:g}"
         )
     if budget.time_budget_ms > max_time_budget_ms:
