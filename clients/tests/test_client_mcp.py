@@ -15,7 +15,7 @@ from mcp.shared.exceptions import MCPError
 from mcp_types import INTERNAL_ERROR, INVALID_REQUEST, PARSE_ERROR
 from sdk_test_support import BAD_CONNECTION_OPTIONS, GRID_MODEL, SUDOKU, TEXT_MODEL
 from trm_client import TRMClient
-from trm_client.tool_schema import input_schema
+from trm_client.tool_schema import input_schema, output_schema
 
 
 def mcp_server(target: str) -> StdioServerParameters:
@@ -39,6 +39,9 @@ async def test_tools_list_and_tools_call_over_stdio(server):
         assert set(listed) == {"trm_intent_test", "trm_sudoku_test"}
         assert listed["trm_intent_test"].input_schema == input_schema(infos[TEXT_MODEL])
         assert listed["trm_sudoku_test"].input_schema == input_schema(infos[GRID_MODEL])
+        # the SDK's client checks each structured result below against these
+        assert listed["trm_intent_test"].output_schema == output_schema(infos[TEXT_MODEL])
+        assert listed["trm_sudoku_test"].output_schema == output_schema(infos[GRID_MODEL])
 
         text = await session.call_tool("trm_intent_test", {"text": "wake me up at seven"})
         assert not text.is_error

@@ -7,11 +7,11 @@ import json
 
 import pytest
 from jsonschema import Draft202012Validator
-from sdk_test_support import SUDOKU, TEXT_MODEL
+from sdk_test_support import GRID_MODEL, SUDOKU, TEXT_MODEL
 from trm_client import NO_RETRY, AsyncTRMClient, Budget, InputLimits, ModelInfo, TaskType, TRMClient
 from trm_client.results import Classification, GridSolution, HaltReason, LabelScore, ReasonResult
 from trm_client.tool_result import defer_reason
-from trm_client.tool_schema import input_schema, tool_description
+from trm_client.tool_schema import input_schema, output_schema, tool_description, tool_name
 from trm_client.tools import AsyncToolAdapter, ToolAdapter
 
 from trainer.testing import DEFAULT_TEXT_LABELS
@@ -94,6 +94,38 @@ def test_call_tool_on_text_returns_compact_json_with_the_deferral_rule(adapter, 
     assert reply["defer_to_llm"] is (defer_reason(info, direct) is not None)
     assert reply.get("defer_reason") == defer_reason(info, direct)
     assert "verified" not in reply
+
+
+def test_every_result_and_error_fits_the_tools_output_schema(adapter, client):
+    """The output schema (MCP's outputSchema) holds for answers and errors alike, and is strict enough to fail."""
+    infos = {info.name: info for info in client.models()}
+    calls = [(TEXT_MODEL, TEXT_TOOL, {"text": "wake me up at seven", "top_k": 3}),
+             (TEXT_MODEL, TEXT_TOOL, {"text": ""}), (TEXT_MODEL, TEXT_TOOL, {"txt": "hi"}),
+             (GRID_MODEL, GRID_TOOL, {"grid": SUDOKU, "max_steps": 2}), (GRID_MODEL, GRID_TOOL, {"grid": "123"})]
+    for model, tool, arguments in calls:
+        schema = output_schema(infos[model])
+        Draft202012Validator.check_schema(schema)
+        reply = json.loads(adapter.call_tool(tool, arguments))
+        Draft202012Validator(schema).validate(reply)
+    answered = json.loads(adapter.call_tool(TEXT_TOOL, {"text": "play jazz"}))
+    validator = Draft202012Validator(output_schema(infos[TEXT_MODEL]))
+    for broken in ({k: v for k, v in answered.items() if k != "steps"}, {**answered, "verified": True},
+                   {**answered, "defer_reason": "bored"}, {**answered, "confidence": 1.5}):
+        assert not validator.is_valid(broken), broken
+    assert not Draft202012Validator(output_schema(infos[GRID_MODEL])).is_valid(answered)  # a text answer
+
+
+def test_the_shipped_models_results_fit_their_output_schemas(shipped_server):
+    inputs = {"intent-clinc150": {"text": "wake me up at seven"}, "routing-20ng": {"text": "my gpu driver crashes"},
+              "sudoku": {"grid": SUDOKU}, "code-dictation": {"text": "def parse open paren path close paren colon"}}
+    with TRMClient(shipped_server.target) as client:
+        adapter = ToolAdapter(client)
+        infos = {info.name: info for info in client.models()}
+        assert set(infos) == set(inputs)
+        for model, arguments in inputs.items():
+            reply = json.loads(adapter.call_tool(tool_name(model), arguments))
+            Draft202012Validator(output_schema(infos[model])).validate(reply)
+            assert "error" not in reply
 
 
 def test_call_tool_on_a_grid_takes_json_string_arguments(adapter):

@@ -7,6 +7,8 @@ from typing import Any
 from trm_client.model_info import ModelInfo
 from trm_client.results import Classification, GridSolution, HaltReason, ReasonResult, WrittenText
 
+DEFER_REASONS = ("out_of_scope", "low_confidence", "unverified", "incomplete")
+
 
 def defer_reason(info: ModelInfo, result: ReasonResult) -> str | None:
     """Why the agent should not rely on the answer ("out_of_scope", "low_confidence", "unverified",

@@ -6,6 +6,8 @@ import re
 from typing import Any
 
 from trm_client.model_info import ModelInfo, TaskType
+from trm_client.results import HaltReason
+from trm_client.tool_result import DEFER_REASONS
 
 _MAX_LISTED_LABELS = 40
 _MAX_NAME = 64
@@ -90,6 +92,53 @@ def input_schema(info: ModelInfo) -> dict[str, Any]:
         "required": required,
         "additionalProperties": False,
     }
+
+
+def output_schema(info: ModelInfo) -> dict[str, Any]:
+    """The JSON Schema (draft 2020-12) of what a call of the tool returns (tool_result.py): the model's answer,
+    or an error told to the LLM; both say whether to defer to the LLM."""
+    probability = {"type": "number", "minimum": 0, "maximum": 1}
+    answer: dict[str, Any]
+    if info.task is TaskType.GRID:
+        answer = {"answer": {"type": "array", "items": {"type": "string"}, "description": "The filled grid, a string "
+                             "per row."},
+                  "confidence": probability,
+                  "verified": {"type": "boolean", "description": "Whether the grid passed the rule check."}}
+    elif info.task is TaskType.SEQUENCE:
+        answer = {"answer": {"type": "string", "description": "The written text."},
+                  "mean_steps_per_character": {"type": "number", "minimum": 0}}
+    else:
+        answer = {"answer": {"type": "string", "description": "The most probable label."},
+                  "confidence": probability,
+                  "alternatives": {"type": "array", "description": "The next labels, most probable first, each "
+                                   "[label, probability].",
+                                   "items": {"type": "array", "prefixItems": [{"type": "string"}, probability],
+                                             "items": False, "minItems": 2}},
+                  "out_of_scope": {"type": "boolean"}}
+    answered = {
+        "type": "object",
+        "properties": {
+            "model": {"type": "string"}, "version": {"type": "string"}, **answer,
+            "steps": {"type": "integer", "minimum": 0},
+            "halt_reason": {"enum": [reason.value for reason in HaltReason]},
+            "defer_to_llm": {"type": "boolean"},
+            "defer_reason": {"enum": list(DEFER_REASONS)},
+        },
+        "required": ["model", "version", *answer, "steps", "halt_reason", "defer_to_llm"],
+        "additionalProperties": False,
+    }
+    failed = {
+        "type": "object",
+        "properties": {
+            "error": {"type": "object", "properties": {"code": {"type": "string"}, "message": {"type": "string"},
+                                                       "request_id": {"type": "string"}},
+                      "required": ["code", "message"], "additionalProperties": False},
+            "defer_to_llm": {"const": True},
+        },
+        "required": ["error", "defer_to_llm"],
+        "additionalProperties": False,
+    }
+    return {"type": "object", "anyOf": [answered, failed]}
 
 
 def openai_tool(info: ModelInfo) -> dict[str, Any]:
