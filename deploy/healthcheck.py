@@ -72,6 +72,8 @@ def failure(err: grpc.RpcError, service: str, tls: bool) -> str:
     if err.code() == grpc.StatusCode.NOT_FOUND:
         return (f"{line}: the server has no health status named {service!r} (names: '' for the server, "
                 "trm.v1.ReasoningService, or a model's name)")
+    if err.code() == grpc.StatusCode.UNAVAILABLE and "Connection refused" in (err.details() or ""):
+        return f"{line} (nothing listens there: is the server running, on this port?)"
     if err.code() == grpc.StatusCode.UNAVAILABLE and not tls:
         return f"{line} (a TLS server? probe it with --tls-ca CA.pem, or --tls for the system's roots)"
     return line

@@ -23,6 +23,8 @@ tar -C "$src" --exclude='*.egg-info' --exclude='__pycache__' --exclude='build' \
   -cf - pyproject.toml README.md protos trm_bundle trm_service | tar -C "$stage" -xf -
 
 PIP_DISABLE_PIP_VERSION_CHECK=1 "$venv/bin/python" -m pip install --quiet "$stage/protos" "$stage"
+# The package's trm-train script would only fail here, with the trainer left out.
+rm -f "$venv/bin/trm-train"
 
 # The container HEALTHCHECK: a console script bound to this venv's interpreter.
 { echo "#!$venv/bin/python"; tail -n +2 "$src/deploy/healthcheck.py"; } > "$venv/bin/trm-healthcheck"

@@ -70,6 +70,7 @@ def test_runtime_has_no_torch_and_no_trainer(runtime_venv: Path) -> None:
         probe = run_in(runtime_venv, "python", "-c", f"import {module}")
         assert probe.returncode != 0, f"{module} is importable in the runtime venv"
     assert run_in(runtime_venv, "python", "-c", "import trm_service.server, onnxruntime").returncode == 0
+    assert not (runtime_venv / "bin" / "trm-train").exists()  # its script would fail on the missing trainer
 
 
 def test_installed_server_is_serving_to_the_container_healthcheck(installed_server: str, runtime_venv: Path) -> None:
@@ -95,3 +96,4 @@ def test_installed_server_hosts_the_packaged_bundles(installed_server: str) -> N
 def test_healthcheck_fails_when_nothing_listens(runtime_venv: Path) -> None:
     check = run_in(runtime_venv, "trm-healthcheck", "127.0.0.1:1", "--timeout", "1")
     assert check.returncode == 1 and "UNAVAILABLE" in check.stderr
+    assert "nothing listens there" in check.stderr and "a TLS server?" not in check.stderr

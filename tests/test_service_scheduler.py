@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -263,8 +264,12 @@ async def test_batch_size_never_exceeds_max_batch_and_all_requests_finish(text_m
 async def test_a_full_queue_is_refused_at_once(long_model: LoadedModel):
     harness = Harness(long_model, max_batch=1, max_queue=1)
     first = harness.submit(harness.ticket("one", max_steps=5000))
+    for _ in range(10_000):  # until the first is in the batch, running (10 s at most)
+        if harness.gauges()[0]:
+            break
+        await asyncio.sleep(0.001)
     second = harness.submit(harness.ticket("two", max_steps=5000))
-    with pytest.raises(QueueFull, match="at capacity"):
+    with pytest.raises(QueueFull, match=re.escape("at capacity (1 request in its batch, 1 queued); retry with")):
         harness.submit(harness.ticket("three", max_steps=5000))
     harness.scheduler.cancel(first)
     harness.scheduler.cancel(second)

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 from pathlib import Path
 
 import grpc
 import psutil
+import pytest
 from test_service_support import TEXT_MODEL, wait_for
 from trm.v1 import trm_pb2, trm_pb2_grpc
 
@@ -52,7 +54,62 @@ def test_workers_share_the_port_merge_metrics_and_follow_signals(text_bundle: Pa
         victim = sorted(workers)[0]
         os.kill(victim, signal.SIGKILL)
         wait_for(lambda: len(_listeners(server)) == 2 and victim not in _listeners(server))
+        exited = [r for r in server.log_records() if r.get("event") == "worker_exited"]
+        assert [(r["worker_pid"], r["pid"]) for r in exited] == [(victim, server.pid)]
         _call_on_fresh_channels(server.target, 4)
         assert server.stop() == 0
     assert not any(psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
                    for pid in workers - {victim})
+
+
+def _start_fails_with_2(server: ServerProcess, told: str) -> None:
+    """`server` ends its start-up with status 2, having logged `told` in a cannot_start line, and leaves no
+    worker behind."""
+    with pytest.raises(RuntimeError, match="exited with 2 before serving"):
+        server.start()
+    errors = [r["error"] for r in server.log_records() if r.get("event") == "cannot_start"]
+    assert errors and told in errors[0], server.logs()
+    assert "Traceback" not in server.logs()
+
+
+def test_a_metrics_port_in_use_ends_the_start_with_2_and_starts_no_worker(text_bundle: Path):
+    """It used to be found once the workers served: the supervisor then hung, serving gRPC and deaf to SIGTERM."""
+    with ServerProcess([text_bundle]) as first:
+        second = ServerProcess([text_bundle], metrics_port=first.metrics_port, extra_args=["--workers", "2"])
+        _start_fails_with_2(second, f"cannot serve metrics on 127.0.0.1:{first.metrics_port}")
+        assert not any(r.get("event") == "serving" for r in second.log_records())
+
+
+def test_a_port_another_server_holds_is_refused_not_shared(text_bundle: Path):
+    """SO_REUSEPORT alone let a second --workers server of the same user join the port and take half its calls."""
+    for first_args in ([], ["--workers", "2"]):
+        with ServerProcess([text_bundle], extra_args=first_args) as first:
+            second = ServerProcess([text_bundle], port=first.port, extra_args=["--workers", "2"])
+            _start_fails_with_2(second, f"cannot listen on 127.0.0.1:{first.port}: the port is in use")
+
+
+def test_a_workers_start_up_error_is_told_as_without_workers(text_bundle: Path, tmp_path: Path):
+    """A TLS file that is no PEM: the worker's message and status 2 (a traceback and status 1 before)."""
+    for name in ("cert.pem", "key.pem"):
+        (tmp_path / name).write_text("not a certificate\n")
+    server = ServerProcess([text_bundle], extra_args=["--workers", "2", "--tls-cert", str(tmp_path / "cert.pem"),
+                                                      "--tls-key", str(tmp_path / "key.pem")])
+    _start_fails_with_2(server, f"--tls-cert {tmp_path / 'cert.pem'} and --tls-key {tmp_path / 'key.pem'} must be")
+    failed = [r for r in server.log_records() if r.get("event") == "worker_failed_to_start"]
+    assert failed[0]["exit_code"] == 2 and failed[0]["worker_pid"] != server.pid
+
+
+def test_sigterm_while_the_workers_load_stops_cleanly(text_bundle: Path):
+    """Not 'workers_not_ready' with status 1, as if they had timed out."""
+    server = ServerProcess([text_bundle], extra_args=["--workers", "2"])
+    env = {key: value for key, value in os.environ.items() if not key.startswith("TRM_")}
+    process = subprocess.Popen(server.command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               stdin=subprocess.DEVNULL, env=env)
+    try:
+        wait_for(lambda: len(psutil.Process(process.pid).children()) >= 2)  # the supervisor's handlers are set
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    assert process.returncode == 0, output
+    assert b"workers_not_ready" not in output and b"Traceback" not in output

@@ -12,11 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import structlog
-import uvloop
 
 from trm_service.config import ConfigError, ServeConfig
 from trm_service.observability.logging import configure_logging
-from trm_service.server import run_server
+from trm_service.server import serve_process
 from trm_service.workers import run_workers
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -155,14 +154,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         parser.error(str(exc))
     configure_logging(config.log_level)
+    if config.workers <= 1:
+        return serve_process(config)
     try:
-        if config.workers > 1:
-            return run_workers(config)
-        uvloop.run(run_server(config))  # uvloop: measured faster than asyncio's loop (docs/ARCHITECTURE.md)
-    except ConfigError as exc:
+        return run_workers(config)
+    except ConfigError as exc:  # the port or the metrics port, before any worker starts
         structlog.get_logger("trm_service").error("cannot_start", error=str(exc))
         return 2
-    return 0
 
 
 if __name__ == "__main__":

@@ -1,9 +1,11 @@
 """`--workers N`: N server processes on one port (SO_REUSEPORT), supervised, with merged metrics.
 
-The supervisor reserves the port (a bound, non-listening socket with SO_REUSEPORT, so port 0
-works too), spawns N workers that each run the full server on that port with SO_REUSEPORT (the
-kernel spreads connections across them), and serves /metrics itself: every worker writes its
-samples to a shared PROMETHEUS_MULTIPROC_DIR and the supervisor sums them. Signals are forwarded
+The supervisor serves /metrics and reserves the port (a bound, non-listening socket with SO_REUSEPORT, after a
+probe without it that any other process on the port refuses; port 0 works too) before any worker starts, spawns
+N workers that each run the full server on that port with SO_REUSEPORT (the
+kernel spreads connections across them); every worker writes its metric samples to a shared
+PROMETHEUS_MULTIPROC_DIR and the supervisor's /metrics sums them. A worker that cannot start ends the start-up
+with its exit status (2 for a bad flag or file, as without --workers). Signals are forwarded
 (SIGTERM/SIGINT drain every worker, SIGHUP reloads every worker); a worker that dies is restarted.
 """
 
@@ -15,6 +17,7 @@ import multiprocessing.connection
 import os
 import signal
 import socket
+import sys
 import tempfile
 import time
 from multiprocessing.process import BaseProcess
@@ -22,13 +25,12 @@ from pathlib import Path
 from types import FrameType
 
 import structlog
-import uvloop
 from prometheus_client import multiprocess
 
 from trm_service.config import ConfigError, ServeConfig
 from trm_service.observability.logging import configure_logging
 from trm_service.observability.metrics import MULTIPROC_ENV, multiprocess_registry, serve_metrics
-from trm_service.server import run_server, write_ready_file
+from trm_service.server import serve_process, write_ready_file
 
 _log = structlog.get_logger("trm_service.workers")
 _READY_TIMEOUT_S = 300.0
@@ -48,14 +50,22 @@ def run_workers(config: ServeConfig) -> int:
 
 
 def _reserve_port(host: str, port: int) -> socket.socket:
+    """A bound socket with SO_REUSEPORT that holds the port for the workers. A probe without SO_REUSEPORT binds
+    first: any other process on the port refuses it, where SO_REUSEPORT alone would let a second server of the
+    same user share the port and take half of its connections."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    address = host.strip("[]")
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     try:
-        sock.bind((host.strip("[]"), port))
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.bind((address, port))
+            port = probe.getsockname()[1]
+        sock.bind((address, port))
     except OSError as exc:
         sock.close()
-        raise ConfigError(f"cannot reserve {host}:{port} for the workers: {exc.strerror}") from exc
+        raise ConfigError(f"cannot listen on {host}:{port}: the port is in use or the host is not local "
+                          f"({exc.strerror})") from exc
     return sock
 
 
@@ -64,7 +74,7 @@ def _worker_main(config: ServeConfig) -> None:
     over is ignored (by default it would end the process); one during loading makes it reload once serving."""
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     configure_logging(config.log_level)
-    uvloop.run(run_server(config))
+    sys.exit(serve_process(config))
 
 
 class _Supervisor:
@@ -82,23 +92,23 @@ class _Supervisor:
         signal.signal(signal.SIGTERM, self._on_stop)
         signal.signal(signal.SIGINT, self._on_stop)
         signal.signal(signal.SIGHUP, self._on_hangup)
-        for index in range(self._config.workers):
-            self._start(index)
-        if not self._wait_ready():
-            self._stop_all()
-            return 1
         metrics_port = None
-        if self._config.metrics_port is not None:
+        if self._config.metrics_port is not None:  # before any worker starts: a port in use ends the start here
             metrics_port = serve_metrics(
                 self._config.host, self._config.metrics_port, multiprocess_registry(self._metrics_dir)
             )
-        _log.info("workers_serving", workers=self._config.workers, port=self._port, metrics_port=metrics_port)
-        if self._config.ready_file is not None:
-            write_ready_file(self._config.ready_file, port=self._port, metrics_port=metrics_port)
         try:
+            for index in range(self._config.workers):
+                self._start(index)
+            status = self._wait_ready()
+            if status is not None:
+                return status
+            _log.info("workers_serving", workers=self._config.workers, port=self._port, metrics_port=metrics_port)
+            if self._config.ready_file is not None:
+                write_ready_file(self._config.ready_file, port=self._port, metrics_port=metrics_port)
             self._supervise()
-            self._stop_all()
         finally:
+            self._stop_all()
             if self._config.ready_file is not None:
                 self._config.ready_file.unlink(missing_ok=True)
         return 0
@@ -116,18 +126,22 @@ class _Supervisor:
         process.start()
         self._workers[index] = process
 
-    def _wait_ready(self) -> bool:
+    def _wait_ready(self) -> int | None:
+        """None once every worker serves, else the exit status: 0 when stopped while they load, a worker's 2
+        when it could not start (it logged why), 1 when one died otherwise or they did not serve in time."""
         deadline = time.monotonic() + _READY_TIMEOUT_S
-        while time.monotonic() < deadline and not self._stopping:
+        while time.monotonic() < deadline:
+            if self._stopping:
+                return 0
             if all((self._ready_dir / f"worker-{i}.json").exists() for i in self._workers):
-                return True
+                return None
             dead = [p for p in self._workers.values() if not p.is_alive()]
             if dead:
-                _log.error("worker_failed_to_start", pid=dead[0].pid, exit_code=dead[0].exitcode)
-                return False
+                _log.error("worker_failed_to_start", worker_pid=dead[0].pid, exit_code=dead[0].exitcode)
+                return 2 if dead[0].exitcode == 2 else 1
             time.sleep(_POLL_S)
         _log.error("workers_not_ready", timeout_s=_READY_TIMEOUT_S)
-        return False
+        return 1
 
     def _supervise(self) -> None:
         while not self._stopping:
@@ -137,7 +151,7 @@ class _Supervisor:
             multiprocessing.connection.wait([p.sentinel for p in self._workers.values()], timeout=_POLL_S)
             for index, process in list(self._workers.items()):
                 if not process.is_alive() and not self._stopping:
-                    _log.error("worker_exited", pid=process.pid, exit_code=process.exitcode, restarting=True)
+                    _log.error("worker_exited", worker_pid=process.pid, exit_code=process.exitcode, restarting=True)
                     multiprocess.mark_process_dead(process.pid, str(self._metrics_dir))
                     self._start(index)
 
@@ -147,7 +161,7 @@ class _Supervisor:
         for process in self._workers.values():
             process.join(timeout=budget)
             if process.is_alive():
-                _log.error("worker_killed", pid=process.pid)
+                _log.error("worker_killed", worker_pid=process.pid)
                 process.kill()
                 process.join()
 

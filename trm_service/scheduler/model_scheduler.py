@@ -266,8 +266,9 @@ class ModelScheduler:
         if self._closing:
             raise SchedulerClosed(f"model {self.name!r} version {self.version} is being unloaded")
         if len(self._active) + len(self._waiting) >= self.max_batch + self.max_queue:
+            active = len(self._active)
             raise QueueFull(
-                f"model {self.name!r} is at capacity ({len(self._active)} requests in its batch, "
+                f"model {self.name!r} is at capacity ({active} request{'' if active == 1 else 's'} in its batch, "
                 f"{len(self._waiting)} queued); retry with backoff"
             )
         limit = min((limit.at for limit in ticket.limits), default=None)
