@@ -93,17 +93,20 @@ def test_the_command_exits_2_with_the_message_on_a_bad_flag():
     assert "--tls-client-ca (mutual TLS) needs --tls-cert and --tls-key" in run.stderr
 
 
-def test_files_that_are_not_pem_are_named_as_such_not_taken_for_a_busy_port(tmp_path: Path):
+def test_files_that_are_not_pem_are_named_as_such_not_taken_for_a_busy_port(tmp_path: Path, text_bundle: Path):
+    """... and before any bundle loads, so that a typo does not cost a load of every model."""
     for name in ("cert.pem", "key.pem"):
         (tmp_path / name).write_text("not a certificate\n")
     run = subprocess.run(
         [sys.executable, "-m", "trm_service", "serve", "--no-default-models", "--port", "0", "--metrics-port", "0",
-         "--tls-cert", str(tmp_path / "cert.pem"), "--tls-key", str(tmp_path / "key.pem")],
+         "--models-dir", str(text_bundle), "--tls-cert", str(tmp_path / "cert.pem"),
+         "--tls-key", str(tmp_path / "key.pem")],
         capture_output=True, text=True, timeout=120, check=False,
     )
     assert run.returncode == 2
     assert f"--tls-cert {tmp_path / 'cert.pem'} and --tls-key {tmp_path / 'key.pem'} must be a PEM" in run.stdout
     assert "port is in use" not in run.stdout
+    assert "bundle_loaded" not in run.stdout
 
 
 def test_a_port_in_use_is_reported_instead_of_shared(text_bundle: Path):
