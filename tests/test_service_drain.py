@@ -91,3 +91,21 @@ def test_a_version_retired_by_a_reload_still_gets_its_anytime_answers_at_shutdow
         final = list(stream)[-1]
         assert server.wait(60) == 0
     assert final.final and final.halt_reason == trm_pb2.HALT_REASON_SHUTDOWN and 1 < final.step < 20000
+
+
+def test_a_second_sigterm_cuts_the_drain_short_and_still_answers_every_request(long_bundle: Path):
+    """An operator who cannot wait out the grace period: every request in flight gets its answer so far at once."""
+    server = ServerProcess([long_bundle], extra_args=["--grace-period", "120", "--drain-delay", "30"])
+    with server, grpc.insecure_channel(server.target) as channel:
+        stub = trm_pb2_grpc.ReasoningServiceStub(channel)
+        streams = [stub.ReasonStream(_long_request(20_000), timeout=300) for _ in range(3)]
+        for stream in streams:
+            next(stream)
+        server.send_signal(signal.SIGTERM)
+        wait_for(lambda: _health(channel) == NOT_SERVING)  # draining, and the delay of 30 s has begun
+        server.send_signal(signal.SIGTERM)
+        finals = [list(stream)[-1] for stream in streams]
+        assert server.wait(30) == 0  # neither the drain delay nor the grace period waited out
+    for final in finals:
+        assert final.final and final.halt_reason == trm_pb2.HALT_REASON_SHUTDOWN and final.step < 20_000
+    assert any(r.get("event") == "drain_cut_short" for r in server.log_records())

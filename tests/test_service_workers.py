@@ -10,7 +10,7 @@ from pathlib import Path
 import grpc
 import psutil
 import pytest
-from test_service_support import TEXT_MODEL, wait_for
+from test_service_support import LONG_MODEL, TEXT_MODEL, wait_for
 from trm.v1 import trm_pb2, trm_pb2_grpc
 
 from trm_service.testing import ServerProcess
@@ -113,3 +113,19 @@ def test_sigterm_while_the_workers_load_stops_cleanly(text_bundle: Path):
         process.kill()
     assert process.returncode == 0, output
     assert b"workers_not_ready" not in output and b"Traceback" not in output
+
+
+def test_a_second_sigterm_reaches_the_workers_and_cuts_their_drain_short(long_bundle: Path):
+    request = trm_pb2.ReasonRequest(model=LONG_MODEL, text="long thought",
+                                    budget=trm_pb2.Budget(max_steps=20_000, halt_threshold=1.0))
+    server = ServerProcess([long_bundle], extra_args=["--workers", "2", "--grace-period", "120", "--drain-delay", "30"])
+    with server, grpc.insecure_channel(server.target) as channel:
+        streams = [trm_pb2_grpc.ReasoningServiceStub(channel).ReasonStream(request, timeout=300) for _ in range(2)]
+        for stream in streams:
+            next(stream)
+        server.send_signal(signal.SIGTERM)
+        wait_for(lambda: sum(r.get("event") == "draining" for r in server.log_records()) == 2)
+        server.send_signal(signal.SIGTERM)
+        finals = [list(stream)[-1] for stream in streams]
+        assert server.wait(30) == 0
+    assert all(f.halt_reason == trm_pb2.HALT_REASON_SHUTDOWN and f.step < 20_000 for f in finals)

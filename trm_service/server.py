@@ -10,6 +10,7 @@ ends, requests still running are stopped with their best answer so far (HALT_REA
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import json
 import os
@@ -168,7 +169,7 @@ async def run_server(config: ServeConfig) -> None:
     await model_health.sync(registry.names())
     tune_garbage_collector()
 
-    stop = asyncio.Event()
+    stop, hurry = asyncio.Event(), asyncio.Event()
     reloads: set[asyncio.Task[None]] = set()
 
     async def reload() -> None:
@@ -181,8 +182,17 @@ async def run_server(config: ServeConfig) -> None:
             reloads.add(task)
             task.add_done_callback(reloads.discard)
 
-    loop.add_signal_handler(signal.SIGTERM, stop.set)
-    loop.add_signal_handler(signal.SIGINT, stop.set)
+    def on_stop() -> None:
+        """The first SIGTERM or SIGINT drains; a second cuts the drain short: every request in flight gets its
+        answer so far at once."""
+        if stop.is_set() and not hurry.is_set():
+            hurry.set()
+            registry.shutdown_by(time.monotonic())
+            _log.info("drain_cut_short")
+        stop.set()
+
+    loop.add_signal_handler(signal.SIGTERM, on_stop)
+    loop.add_signal_handler(signal.SIGINT, on_stop)
     loop.add_signal_handler(signal.SIGHUP, on_hangup)
     if hangup_while_starting.is_set():
         on_hangup()
@@ -194,8 +204,10 @@ async def run_server(config: ServeConfig) -> None:
         await stop.wait()
         _log.info("draining", grace_period_s=config.grace_period, drain_delay_s=config.drain_delay)
         await model_health.drain()
-        await asyncio.sleep(config.drain_delay)
-        registry.shutdown_by(time.monotonic() + config.grace_period - shutdown_margin(config.grace_period))
+        with contextlib.suppress(asyncio.TimeoutError):  # the delay, unless a second signal ends it
+            await asyncio.wait_for(hurry.wait(), config.drain_delay)
+        if not hurry.is_set():
+            registry.shutdown_by(time.monotonic() + config.grace_period - shutdown_margin(config.grace_period))
         await server.stop(config.grace_period)
         await asyncio.gather(*reloads, return_exceptions=True)
         await registry.close()

@@ -171,6 +171,8 @@ class _Supervisor:
                 os.kill(process.pid, signum)
 
     def _on_stop(self, signum: int, frame: FrameType | None) -> None:
+        if self._stopping:  # a second signal: the workers cut their drain short
+            self._signal_all(signal.SIGTERM)
         self._stopping = True
 
     def _on_hangup(self, signum: int, frame: FrameType | None) -> None:
