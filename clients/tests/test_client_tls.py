@@ -170,3 +170,27 @@ def test_cli_tls_options(mtls_server, pki):
     )
     assert done.returncode == 0, done.stderr
     assert [m["name"] for m in json.loads(done.stdout)] == [TEXT_MODEL]
+
+
+def _cli(target: str, *options: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "trm_client.cli", "--target", target, "--retries", "1", *options,
+                           "models"], capture_output=True, text=True, timeout=120, check=False)
+
+
+def test_cli_says_which_tls_option_a_closed_connection_asks_for(tls_server, mtls_server, pki):
+    """gRPC says only "Socket closed" to a plaintext client of a TLS server, and to a client without the
+    certificate a mutual TLS server asks for."""
+    plaintext = _cli(tls_server.target)
+    assert plaintext.returncode == 1
+    assert "Socket closed; a TLS server? connect with --tls-ca CA.pem" in plaintext.stderr
+    no_certificate = _cli(mtls_server.target, "--tls-ca", str(pki / "ca.pem"), "--tls-server-name", SERVER_NAME)
+    assert no_certificate.returncode == 1
+    assert "(mutual TLS)? give --tls-cert and --tls-key" in no_certificate.stderr
+
+
+def test_cli_refuses_a_key_that_is_not_the_certificates(mtls_server, pki):
+    mismatched = _cli(mtls_server.target, "--tls-ca", str(pki / "ca.pem"), "--tls-cert", str(pki / "client.pem"),
+                      "--tls-key", str(pki / "server.key"))
+    assert mismatched.returncode == 1 and "UNAVAILABLE" not in mismatched.stderr  # refused before any call
+    assert (f"--tls-cert {pki / 'client.pem'} and --tls-key {pki / 'server.key'} must be a certificate and its "
+            "unencrypted private key: KEY_VALUES_MISMATCH") in mismatched.stderr

@@ -206,9 +206,15 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _flag_hint(error: TRMError, args: argparse.Namespace) -> str:
-    """The flag that changes the outcome of a call that failed on the client's own limits."""
+    """The flag that changes the outcome of a call that failed on the client's own limits, or on its TLS options
+    (a server that closes the connection at once expects a TLS handshake, or a client certificate)."""
     if error.code is grpc.StatusCode.DEADLINE_EXCEEDED:
         return f"; the deadline is --timeout (now {args.timeout:g} s)"
+    if error.code is grpc.StatusCode.UNAVAILABLE and "Socket closed" in error.details:
+        if not (args.tls or args.tls_ca or args.tls_server_name):
+            return "; a TLS server? connect with --tls-ca CA.pem (or --tls for the system's roots)"
+        if args.tls_cert is None:
+            return "; a server that asks for a client certificate (mutual TLS)? give --tls-cert and --tls-key"
     if args.command == "reason-batch" and error.over_message_limit:
         return f"; send fewer lines per call with --batch-size (now {args.batch_size})"
     return ""
