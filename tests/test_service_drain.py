@@ -23,6 +23,15 @@ def _long_request(steps: int) -> trm_pb2.ReasonRequest:
     )
 
 
+def _stepping_streams(channel: grpc.Channel, steps: int, count: int) -> list:
+    """`count` ReasonStream calls of `steps` steps each, accepted and stepping (each has sent its first step)."""
+    stub = trm_pb2_grpc.ReasoningServiceStub(channel)
+    streams = [stub.ReasonStream(_long_request(steps), timeout=300) for _ in range(count)]
+    for stream in streams:
+        next(stream)
+    return streams
+
+
 def _health(channel: grpc.Channel, service: str = "") -> int:
     request = health_pb2.HealthCheckRequest(service=service)
     return health_pb2_grpc.HealthStub(channel).Check(request, timeout=10).status
@@ -32,11 +41,8 @@ def test_sigterm_under_load_loses_no_accepted_request(long_bundle: Path, text_bu
     drain = ["--drain-delay", "1.5", "--grace-period", "60"]
     server = ServerProcess([long_bundle, text_bundle], extra_args=drain)
     with server, grpc.insecure_channel(server.target) as channel:
-        stub = trm_pb2_grpc.ReasoningServiceStub(channel)
         assert _health(channel) == SERVING and _health(channel, LONG_MODEL) == SERVING
-        streams = [stub.ReasonStream(_long_request(1500), timeout=120) for _ in range(6)]
-        for stream in streams:
-            next(stream)  # accepted and stepping
+        streams = _stepping_streams(channel, 1500, 6)
         with LoadClient(server.target, trm_pb2.ReasonRequest(model=TEXT_MODEL, text="quick one")) as load:
             wait_for(lambda: load.count(grpc.StatusCode.OK) >= 5)
             server.send_signal(signal.SIGTERM)
@@ -62,10 +68,7 @@ def test_sigterm_under_load_loses_no_accepted_request(long_bundle: Path, text_bu
 def test_requests_outliving_the_grace_period_get_their_anytime_answer(long_bundle: Path):
     server = ServerProcess([long_bundle], extra_args=["--grace-period", "1.5"])
     with server, grpc.insecure_channel(server.target) as channel:
-        stub = trm_pb2_grpc.ReasoningServiceStub(channel)
-        streams = [stub.ReasonStream(_long_request(20000), timeout=120) for _ in range(3)]
-        for stream in streams:
-            next(stream)
+        streams = _stepping_streams(channel, 20_000, 3)
         server.send_signal(signal.SIGTERM)
         finals = [list(stream)[-1] for stream in streams]
         assert server.wait(60) == 0
@@ -97,10 +100,7 @@ def test_a_second_sigterm_cuts_the_drain_short_and_still_answers_every_request(l
     """An operator who cannot wait out the grace period: every request in flight gets its answer so far at once."""
     server = ServerProcess([long_bundle], extra_args=["--grace-period", "120", "--drain-delay", "30"])
     with server, grpc.insecure_channel(server.target) as channel:
-        stub = trm_pb2_grpc.ReasoningServiceStub(channel)
-        streams = [stub.ReasonStream(_long_request(20_000), timeout=300) for _ in range(3)]
-        for stream in streams:
-            next(stream)
+        streams = _stepping_streams(channel, 20_000, 3)
         server.send_signal(signal.SIGTERM)
         wait_for(lambda: _health(channel) == NOT_SERVING)  # draining, and the delay of 30 s has begun
         server.send_signal(signal.SIGTERM)
