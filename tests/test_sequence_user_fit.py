@@ -103,3 +103,21 @@ def test_a_fit_of_an_edited_file_starts_over_and_the_same_file_resumes(tmp_path:
     assert main(fit) == 0
     out = capsys.readouterr().out
     assert "holds a run on other data, seed or model; starting over" in out and "resumed from step" not in out
+
+
+def test_copies_of_a_source_stay_on_one_side_of_the_split_and_a_test_files_seen_rows_are_named() -> None:
+    """QA: 30 rows repeated 10 times had all 30 held-out rows in training too, and the score counted them."""
+    from trainer.sequence.pairs import Pair
+    from trainer.sequence.user_fit import split_pairs, split_sentence
+
+    pairs = [Pair(f"number {i}", str(i), i + 2) for i in range(30)] * 10
+    training, held_out = split_pairs(pairs, None, seed=0)
+    assert held_out and not {p.source for p in training} & {p.source for p in held_out}
+    assert len(held_out) == 30  # a tenth of the rows, in whole groups
+    unique = [Pair(f"number {i}", str(i), i + 2) for i in range(300)]
+    order = np.random.default_rng(0).permutation(300)  # without copies: the first rows of a shuffle, as before
+    assert [p.source for p in split_pairs(unique, None, seed=0)[1]] == [unique[i].source for i in sorted(order[:30])]
+    test = [*unique[:5], Pair("something new", "x", 7)]
+    assert split_sentence(unique, test, test_file=True) == (
+        "300 training rows, the test file's 6 rows (5 of them with a source the training rows have too: the test "
+        "figures count what the model saw)")

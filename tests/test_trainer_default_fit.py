@@ -145,3 +145,14 @@ def test_the_presets_command_lists_every_preset(capsys: pytest.CaptureFixture[st
     assert main(["presets"]) == 0
     out = capsys.readouterr().out
     assert all(name in out for name in ("short-text", "long-text", "grid")) and "15 min" in out
+
+
+def test_a_grid_file_of_one_puzzle_repeated_is_refused_not_scored_on_its_training_rows(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Copies of a puzzle go to one side of each hold-out, so ten copies of one leave nothing to test on."""
+    puzzle = ".................1.....2.3......3.2...1.4......5....6..3......4.7..8...962...7..."
+    solution = "953168742862734951417952836746893125281645397395271468138529674574386219629417583"
+    (tmp_path / "ten.csv").write_text("question,answer\n" + f"{puzzle},{solution}\n" * 10)
+    assert fit("--train", str(tmp_path / "ten.csv"), "--out", str(tmp_path / "b"), "--run-dir", str(tmp_path)) == 2
+    assert "too few different puzzles to train on, validate and test: give more puzzles" in capsys.readouterr().err

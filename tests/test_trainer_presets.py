@@ -14,7 +14,7 @@ from trainer_support import KEYWORDS, write_keyword_csv
 from trainer.config import TrainConfig, load_config
 from trainer.data.checks import check_label_counts
 from trainer.data.files import DataError
-from trainer.data.holdout import same_text_key, stratified_holdout, train_val_test_holdout
+from trainer.data.holdout import same_text_key, shuffled_holdout, stratified_holdout, train_val_test_holdout
 from trainer.data.text import TextSplit
 from trainer.data.tokenizer import encode_texts, train_tokenizer
 from trainer.fit import split_sentence
@@ -543,3 +543,14 @@ def test_the_split_line_counts_each_share_and_names_labels_the_test_rows_lack() 
     every = TextSplit(["a3", "b3", "c3"], ["a", "b", "c"])
     assert split_sentence(train, TextSplit(["b2"], ["b"]), every, "test.csv") == (
         "4 rows to train on, 1 held out for validation and the test file's 3 rows")
+
+
+def test_a_shuffled_holdout_keeps_the_copies_of_an_input_together() -> None:
+    inputs = [f"puzzle {i % 20}" for i in range(200)]  # 20 inputs, 10 copies each
+    kept, held = shuffled_holdout(inputs, seed=1, held=20)
+    assert len(held) == 20 and not {inputs[i] for i in kept} & {inputs[i] for i in held}
+    assert sorted([*kept, *held]) == list(range(200))
+    unique = [f"puzzle {i}" for i in range(50)]
+    order = np.random.default_rng(1).permutation(50)
+    assert [list(part) for part in shuffled_holdout(unique, seed=1, held=5)] == [list(order[5:]), list(order[:5])]
+    assert len(shuffled_holdout(["same"] * 5, seed=1, held=1)[1]) == 0  # one input: nothing to hold out

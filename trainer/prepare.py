@@ -21,6 +21,7 @@ from trainer.data.holdout import (
     stratified_holdout,
     train_val_test_holdout,
 )
+from trainer.data.sudoku import GridSplit
 from trainer.data.text import (
     LABEL_COLUMN,
     TEXT_COLUMN,
@@ -38,6 +39,7 @@ from trainer.tfidf_teacher import cross_fitted_soft_labels
 from trm_bundle.manifest import Manifest
 
 GRID_LABELS = [str(d) for d in range(10)]  # logit index -> symbol; "0" means the model left a blank
+GRID_HOLDOUT_PARTS = 10  # a user's grid file without a test file: a tenth held out for test, a tenth for validation
 
 
 @dataclass
@@ -105,9 +107,12 @@ def prepare_grid(cfg: TrainConfig) -> Prepared:
         if cfg.test_data:
             test = load_grid_dataset(Path(cfg.test_data), "test", cfg.seed)
         else:  # the test puzzles first, so that validation's choices are never scored on the puzzles that made them
-            rest, tested = shuffled_holdout(len(full), cfg.seed)
+            rest, tested = shuffled_holdout(_questions(full), cfg.seed, max(1, len(full) // GRID_HOLDOUT_PARTS))
             full, test = full.take(rest), full.take(tested)
-        kept, held = shuffled_holdout(len(full), cfg.seed)
+        kept, held = shuffled_holdout(_questions(full), cfg.seed, max(1, len(full) // GRID_HOLDOUT_PARTS))
+        if len(test) == 0 or len(held) == 0:
+            raise DataError(data, None, f"{len(full)} rows but too few different puzzles to train on, validate and "
+                            "test: give more puzzles")
         train, val = full.take(kept), full.take(held)
         tests = {"test": grid_set(test)}
     if cfg.eval_limit:
@@ -165,6 +170,11 @@ def text_splits(cfg: TrainConfig) -> tuple[TextSplit, TextSplit, TextSplit]:
     if cfg.train_on_val:
         train = TextSplit(train.texts + val.texts, train.labels + val.labels)
     return train, val, test
+
+
+def _questions(grids: GridSplit) -> list[str]:
+    """Each puzzle as a string of its cells: what makes two rows the same input."""
+    return ["".join(map(str, puzzle)) for puzzle in grids.puzzles]
 
 
 def _held_out_text_splits(cfg: TrainConfig) -> tuple[TextSplit, TextSplit, TextSplit]:

@@ -101,12 +101,24 @@ def _one_group_of_some_labels(group_labels: np.ndarray, count: int, rng: np.rand
     return np.array([rng.choice(np.flatnonzero(group_labels == eligible[i])) for i in chosen], dtype=np.int64)
 
 
-def shuffled_holdout(count: int, seed: int, parts: int = 10) -> tuple[np.ndarray, np.ndarray]:
-    """Split range(count) into (kept, held out) by a seeded shuffle: the first max(1, count // parts) rows of
-    the shuffle are held out. Both stay in shuffled order (a user's grid file: its puzzles have no labels)."""
-    order = np.random.default_rng(seed).permutation(count)
-    cut = max(1, count // parts)
-    return order[cut:], order[:cut]
+def shuffled_holdout(inputs: Sequence[str], seed: int, held: int) -> tuple[np.ndarray, np.ndarray]:
+    """Split the row indices of `inputs` into (kept, held out) by a seeded shuffle of their groups (rows of one
+    input, `same_text_key`, go together, so that a hold-out never scores an input the model trained on): whole
+    groups are held out until `held` rows are, at least one group and never every group (none held out when
+    all rows are one input). Both stay in shuffled order; without repeated inputs, the first `held` rows of a
+    shuffle of the rows (rows without labels: a user's grid file, sequence pairs)."""
+    group_of = _groups(inputs)
+    groups = int(group_of.max(initial=-1)) + 1
+    order = np.random.default_rng(seed).permutation(groups)
+    rows_of = [np.flatnonzero(group_of == group) for group in range(groups)]
+    rows_held = np.cumsum([len(rows_of[group]) for group in order])
+    cut = min(int(np.searchsorted(rows_held, held)) + 1, groups - 1)
+    return _rows(rows_of, order[cut:]), _rows(rows_of, order[:cut])
+
+
+def _rows(rows_of: list[np.ndarray], groups: np.ndarray) -> np.ndarray:
+    """The rows of `groups`, group after group."""
+    return np.concatenate([rows_of[group] for group in groups]) if len(groups) else np.zeros(0, dtype=np.int64)
 
 
 def sample_indices(count: int, limit: int, seed: int) -> np.ndarray:

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from trainer.data.files import DataError, counted, data_hashes
+from trainer.data.holdout import same_text_key, shuffled_holdout
 from trainer.sequence.batches import Batch, length_bucketed
 from trainer.sequence.bundle import sequence_manifest, write_sequence_bundle
 from trainer.sequence.decode import Halting
@@ -44,13 +45,25 @@ MODEL = {"hidden_size": 128, "num_heads": 4, "encoder_layers": 2, "num_layers": 
 
 
 def split_pairs(pairs: list[Pair], test: list[Pair] | None, seed: int) -> tuple[list[Pair], list[Pair]]:
-    """(training rows, held-out rows): the --test file's rows, else a seeded share of the training file (which
-    needs at least 2 rows)."""
+    """(training rows, held-out rows): the --test file's rows, else a seeded share of the training file, the rows
+    of one source together (which needs at least 2 different sources)."""
     if test is not None:
         return pairs, test
-    order = np.random.default_rng(seed).permutation(len(pairs))
-    held = min(HOLD_OUT_MAX, max(1, round(HOLD_OUT_SHARE * len(pairs))))
-    return [pairs[i] for i in sorted(order[held:])], [pairs[i] for i in sorted(order[:held])]
+    kept, held = shuffled_holdout([pair.source for pair in pairs], seed,
+                                  min(HOLD_OUT_MAX, max(1, round(HOLD_OUT_SHARE * len(pairs)))))
+    return [pairs[i] for i in sorted(kept)], [pairs[i] for i in sorted(held)]
+
+
+def split_sentence(training: list[Pair], held_out: list[Pair], test_file: bool) -> str:
+    """E.g. "720 training rows, 80 held out", with how many held-out rows have a source the training rows have."""
+    sentence = f"{counted(len(training), 'training row')}, " + (
+        f"the test file's {counted(len(held_out), 'row')}" if test_file else f"{len(held_out):,} held out")
+    seen = {same_text_key(pair.source) for pair in training}
+    repeated = sum(same_text_key(pair.source) in seen for pair in held_out)
+    if repeated:
+        sentence += (f" ({repeated:,} of them with a source the training rows have too: the test figures count "
+                     "what the model saw)")
+    return sentence
 
 
 def fit_sequence(train: Path, test: Path | None, *, out: Path, name: str, run_dir: Path, minutes: float,
@@ -62,11 +75,14 @@ def fit_sequence(train: Path, test: Path | None, *, out: Path, name: str, run_di
         raise DataError(train, None, f"{counted(len(pairs), 'row')}: too few to train on and hold out a test share")
     training, held_out = split_pairs(pairs, load_pairs(test, MAX_SOURCE_CHARS, MAX_TARGET_CHARS) if test else None,
                                      seed)
+    if not held_out:
+        raise DataError(train, None, f"{counted(len(pairs), 'row')} of one source: too few to train on and hold out "
+                        "a test share")
     every = training + held_out
     data_sha256 = data_hashes(train, test)
     cfg = SequenceConfig(max_source_len=max(len(p.source) for p in every),
                          max_target_len=max(len(p.target) for p in every) + 1, **MODEL)
-    print(f"{name}: {len(training)} training rows, {len(held_out)} held out; {minutes:g} min of training", flush=True)
+    print(f"{name}: {split_sentence(training, held_out, test is not None)}; {minutes:g} min of training", flush=True)
 
     def batches(step: int) -> Iterator[Batch]:
         """The batch stream from `step` on: a resumed run draws on, not the first run's draws again."""
