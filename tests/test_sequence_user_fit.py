@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -121,3 +122,21 @@ def test_copies_of_a_source_stay_on_one_side_of_the_split_and_a_test_files_seen_
     assert split_sentence(unique, test, test_file=True) == (
         "300 training rows, the test file's 6 rows (5 of them with a source the training rows have too: the test "
         "figures count what the model saw)")
+
+
+def test_ctrl_c_during_a_sequence_fit_says_where_its_checkpoint_is(tmp_path: Path) -> None:
+    """QA: the line read "trm-train: " and nothing more."""
+    import subprocess
+    import sys
+
+    from test_trainer_fit import _interrupted_once
+
+    data = _write(tmp_path / "assign.csv", [(f"x equals {NUMBERS[i % 10]}", f"x = {i % 10}") for i in range(40)])
+    process = subprocess.Popen(
+        [sys.executable, "-m", "trainer", "fit", "--train", str(data), "--out", str(tmp_path / "bundles"),
+         "--run-dir", str(tmp_path / "runs"), "--time-budget", "5", "--batch-size", "8"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    checkpoints = tmp_path / "runs"
+    _, err = _interrupted_once(process, lambda: any(checkpoints.rglob("*.pt")), "first checkpoint", 120)
+    assert process.returncode == 130
+    assert re.fullmatch(r"trm-train: stopped at step \d+; checkpoint saved to \S+\n", err), err

@@ -404,3 +404,17 @@ def test_a_setting_of_the_wrong_type_or_name_is_told(capsys: pytest.CaptureFixtu
     config = Path(__file__).resolve().parents[1] / "trainer" / "configs" / "intent-clinc150.yaml"
     assert main(["fit", "--config", str(config), "--set", setting]) == 2
     assert f"trm-train: {message}" in capsys.readouterr().err
+
+
+def test_a_folder_that_is_not_a_bundle_or_not_the_sudoku_data_is_named_as_such(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """QA: each read "cannot read manifest.json: No such file or directory", or named a CSV the folder lacked."""
+    (tmp_path / "runs").mkdir()
+    assert main(["eval", "--bundle", str(tmp_path / "runs"), "--data", str(tmp_path)]) == 2
+    assert "runs: not a bundle, it holds no manifest.json" in capsys.readouterr().err
+    assert main(["export", "--from-bundle", str(tmp_path / "gone"), "--out", str(tmp_path / "out")]) == 2
+    assert "gone: no such folder (a bundle is a folder holding manifest.json)" in capsys.readouterr().err
+    sudoku = DEFAULT_MODELS_DIR / "sudoku"
+    assert main(["eval", "--bundle", str(sudoku), "--data", str(tmp_path), "--split", "test"]) == 2
+    assert "folder is not the shared Sudoku data: missing" in capsys.readouterr().err

@@ -243,7 +243,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"trm-train: data error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as stop:  # training's own stop says where its checkpoint is; elsewhere it is bare
-        print(f"trm-train: {stop or 'interrupted (Ctrl-C)'}", file=sys.stderr)
+        print(f"trm-train: {str(stop) or 'interrupted (Ctrl-C)'}", file=sys.stderr)
         return 130
     except (ValueError, FileNotFoundError, BundleError) as error:
         print(f"trm-train: {error}", file=sys.stderr)

@@ -13,7 +13,13 @@ from tokenizers import Tokenizer
 from trainer.config import TrainConfig
 from trainer.data.checks import check_label_counts
 from trainer.data.files import DataError, data_hashes
-from trainer.data.grids import SUDOKU_TIERS, concatenate_splits, load_grid_dataset, sudoku_splits
+from trainer.data.grids import (
+    SUDOKU_TIERS,
+    check_sudoku_folder,
+    concatenate_splits,
+    load_grid_dataset,
+    sudoku_splits,
+)
 from trainer.data.holdout import (
     holdout_fraction,
     sample_indices,
@@ -152,6 +158,7 @@ def eval_sets(
     default the one the bundle was trained from)."""
     if manifest.task == "grid":
         if data.is_dir() and split == "test":
+            check_sudoku_folder(data)
             splits = sudoku_splits(data)  # parse the shared CSVs once for all tiers
             return {tier: grid_set(splits[f"test_{tier}"]) for tier in SUDOKU_TIERS}
         return {split: grid_set(load_grid_dataset(data, split))}

@@ -224,6 +224,12 @@ class Bundle:
 def load_bundle(path: Path) -> Bundle:
     """Parse `path/manifest.json` and verify every listed checksum; raise BundleError if unusable."""
     manifest_path = path / MANIFEST_FILE
+    if not path.is_dir():
+        raise BundleError(f"{path}: no such folder (a bundle is a folder holding {MANIFEST_FILE})")
+    if not manifest_path.exists():
+        raise BundleError(f"{path}: not a bundle, it holds no {MANIFEST_FILE} (a bundle is the folder `trm-train "
+                          "fit` writes under --out; a training run's folder, with its checkpoint, exports with "
+                          "`trm-train export --checkpoint`)")
     try:
         raw = manifest_path.read_bytes()
     except OSError as exc:

@@ -74,6 +74,15 @@ def sudoku_splits(
     return splits
 
 
+def check_sudoku_folder(path: Path) -> None:
+    """Raises DataError unless `path` is a folder holding the shared Sudoku CSVs."""
+    if not path.is_dir():
+        raise DataError(path, None, "no such file or folder")
+    missing = [name for name in SUDOKU_FILES if not (path / name).is_file()]
+    if missing:
+        raise DataError(path, None, f"folder is not the shared Sudoku data: missing {', '.join(missing)}")
+
+
 def load_grid_dataset(path: Path, split: str, seed: int = 0) -> GridSplit:
     """Load `split` of the grid dataset at `path`.
 
@@ -84,11 +93,7 @@ def load_grid_dataset(path: Path, split: str, seed: int = 0) -> GridSplit:
     path = Path(path)
     if path.is_file():
         return load_sudoku_file(path)
-    if not path.is_dir():
-        raise DataError(path, None, "no such file or folder")
-    missing = [name for name in SUDOKU_FILES if not (path / name).is_file()]
-    if missing:
-        raise DataError(path, None, f"folder is not the shared Sudoku data: missing {', '.join(missing)}")
+    check_sudoku_folder(path)
     key = SPLIT_ALIASES.get(split, split)
     if key not in SUDOKU_SPLITS:
         raise DataError(path, None, f"unknown split '{split}' (expected one of {', '.join(SUDOKU_SPLITS)})")

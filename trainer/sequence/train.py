@@ -170,6 +170,9 @@ class SequenceTrainer:
                     self.save_checkpoint()
                 if self.evaluate and self.step % cfg.eval_every == 0:
                     self._evaluate()
+        except KeyboardInterrupt:  # the checkpoint is saved below, before the message is told
+            stopped = f"stopped at step {self.step}; checkpoint saved to {self.checkpoint_path}"
+            raise KeyboardInterrupt(stopped) from None
         finally:
             self.save_checkpoint()
         if self.evaluate and (not self.history or self.history[-1]["step"] != self.step):
