@@ -156,3 +156,17 @@ def test_a_grid_file_of_one_puzzle_repeated_is_refused_not_scored_on_its_trainin
     (tmp_path / "ten.csv").write_text("question,answer\n" + f"{puzzle},{solution}\n" * 10)
     assert fit("--train", str(tmp_path / "ten.csv"), "--out", str(tmp_path / "b"), "--run-dir", str(tmp_path)) == 2
     assert "too few different puzzles to train on, validate and test: give more puzzles" in capsys.readouterr().err
+
+
+def test_a_task_the_file_does_not_hold_is_refused_before_the_plan(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """QA: --task text on a grid file printed the grid plan, then a missing 'text' column."""
+    puzzle = ".................1.....2.3......3.2...1.4......5....6..3......4.7..8...962...7..."
+    solution = "953168742862734951417952836746893125281645397395271468138529674574386219629417583"
+    (tmp_path / "grids.csv").write_text(f"question,answer\n{puzzle},{solution}\n")
+    assert fit("--train", str(tmp_path / "grids.csv"), "--task", "text", "--out", str(tmp_path / "b")) == 2
+    captured = capsys.readouterr()
+    assert "Preset" not in captured.out
+    assert (f"--task text, but {tmp_path / 'grids.csv'} holds grid data (question,answer columns): drop --task, or "
+            "give a file of text,label columns") in captured.err

@@ -35,6 +35,9 @@ SEQUENCE_MINUTES = 15.0  # --task sequence: training minutes without --time-budg
 SEQUENCE_USEFUL_MINUTES = 1.0  # below this a sequence fit says that its model will be weak
 
 
+KIND_COLUMNS = {"text": "text,label", "grid": "question,answer", "sequence": "source,target"}
+
+
 def _fit_config(args: argparse.Namespace) -> TrainConfig:
     """The config file with the flags applied; without --config, the plan of trainer/presets.py for the
     training file (printed before anything else happens)."""
@@ -53,6 +56,10 @@ def _fit_config(args: argparse.Namespace) -> TrainConfig:
         raise ValueError("give the training file with --train FILE (text,label or question,answer columns), "
                          "or a YAML config with --config")
     columns = (args.text_column or TEXT_COLUMN, args.label_column or LABEL_COLUMN)
+    kind = file_kind(args.data, columns[0])
+    if args.task not in (None, kind):
+        raise ValueError(f"--task {args.task}, but {args.data} holds {kind} data ({KIND_COLUMNS[kind]} columns): "
+                         f"drop --task, or give a file of {KIND_COLUMNS[args.task]} columns")
     plan = plan_fit(args.data, args.preset, args.time_budget, teacher.available(), args.test, columns)
     print(plan.description, flush=True)
     return TrainConfig.from_dict(with_overrides({"name": model_name_from(Path(args.data).stem), **plan.settings},
