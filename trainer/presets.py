@@ -28,7 +28,7 @@ import numpy as np
 
 from trainer.data.checks import check_label_counts
 from trainer.data.files import DELIMITERS, JSON_SUFFIXES, counted, first_json_object
-from trainer.data.holdout import holdout_fraction, same_text_key
+from trainer.data.holdout import holdout_fraction, inputs_seen, same_text_key
 from trainer.data.sudoku import GRID_COLUMNS, load_sudoku_file
 from trainer.data.text import DEFAULT_COLUMNS, TEXT_COLUMN, check_label_coverage, load_text_file
 from trainer.data.tokenizer import bert_normalizer, word_splitter
@@ -247,11 +247,10 @@ def profile_file(
     profile = profile_texts(split.texts, split.labels)
     if test_path is None:
         return profile
-    trained = {same_text_key(text) for text in split.texts}
     test = load_text_file(Path(test_path), columns)
     check_label_coverage(split, test, test_path)
     return dataclasses.replace(profile, test_rows=len(test.texts),
-                               test_rows_in_training=sum(same_text_key(text) in trained for text in test.texts))
+                               test_rows_in_training=inputs_seen(split.texts, test.texts))
 
 
 def file_kind(path: str | Path, text_column: str = TEXT_COLUMN) -> Literal["text", "grid", "sequence"]:

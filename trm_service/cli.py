@@ -11,11 +11,9 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-import structlog
-
 from trm_service.config import ConfigError, ServeConfig
 from trm_service.observability.logging import configure_logging
-from trm_service.server import serve_process
+from trm_service.server import cannot_start, serve_process
 from trm_service.workers import run_workers
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -159,8 +157,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return run_workers(config)
     except ConfigError as exc:  # the port or the metrics port, before any worker starts
-        structlog.get_logger("trm_service").error("cannot_start", error=str(exc))
-        return 2
+        return cannot_start(exc)
 
 
 if __name__ == "__main__":

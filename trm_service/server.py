@@ -124,14 +124,18 @@ def load_options(config: ServeConfig) -> LoadOptions:
 
 
 def serve_process(config: ServeConfig) -> int:
-    """Run one server process to its end: 0, or 2 after logging why it could not start (a ConfigError: a port in
-    use, a TLS file that is no PEM, ...)."""
+    """Run one server process to its end: 0, or `cannot_start`'s status."""
     try:
         uvloop.run(run_server(config))  # uvloop: measured faster than asyncio's loop (docs/ARCHITECTURE.md)
     except ConfigError as exc:
-        _log.error("cannot_start", error=str(exc))
-        return 2
+        return cannot_start(exc)
     return 0
+
+
+def cannot_start(error: ConfigError) -> int:
+    """Log why the server could not start (a port in use, a TLS file that is no PEM, ...); the exit status, 2."""
+    _log.error("cannot_start", error=str(error))
+    return 2
 
 
 async def run_server(config: ServeConfig) -> None:

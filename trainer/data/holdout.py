@@ -37,6 +37,13 @@ def same_text_key(text: str) -> str:
     return " ".join(text.lower().split())
 
 
+def inputs_seen(trained: Sequence[str], tested: Sequence[str]) -> int:
+    """How many of the `tested` inputs a `trained` one matches (`same_text_key`): test rows that score what the
+    model saw."""
+    seen = {same_text_key(text) for text in trained}
+    return sum(same_text_key(text) in seen for text in tested)
+
+
 def stratified_holdout(
     labels: Sequence[str], fraction: float, seed: int, texts: Sequence[str] | None = None
 ) -> tuple[np.ndarray, np.ndarray]:

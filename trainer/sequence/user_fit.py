@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from trainer.data.files import DataError, counted, data_hashes
-from trainer.data.holdout import same_text_key, shuffled_holdout
+from trainer.data.holdout import inputs_seen, shuffled_holdout
 from trainer.sequence.batches import Batch, length_bucketed
 from trainer.sequence.bundle import sequence_manifest, write_sequence_bundle
 from trainer.sequence.decode import Halting
@@ -58,8 +58,7 @@ def split_sentence(training: list[Pair], held_out: list[Pair], test_file: bool) 
     """E.g. "720 training rows, 80 held out", with how many held-out rows have a source the training rows have."""
     sentence = f"{counted(len(training), 'training row')}, " + (
         f"the test file's {counted(len(held_out), 'row')}" if test_file else f"{len(held_out):,} held out")
-    seen = {same_text_key(pair.source) for pair in training}
-    repeated = sum(same_text_key(pair.source) in seen for pair in held_out)
+    repeated = inputs_seen([pair.source for pair in training], [pair.source for pair in held_out])
     if repeated:
         sentence += (f" ({repeated:,} of them with a source the training rows have too: the test figures count "
                      "what the model saw)")
