@@ -194,3 +194,12 @@ def test_cli_refuses_a_key_that_is_not_the_certificates(mtls_server, pki):
     assert mismatched.returncode == 1 and "UNAVAILABLE" not in mismatched.stderr  # refused before any call
     assert (f"--tls-cert {pki / 'client.pem'} and --tls-key {pki / 'server.key'} must be a certificate and its "
             "unencrypted private key: KEY_VALUES_MISMATCH") in mismatched.stderr
+
+
+def test_the_sdk_refuses_a_key_that_is_not_the_certificates(pki):
+    """QA: only the CLI checked the pair; an SDK caller's every call failed with "Failed to create security
+    handshaker"."""
+    with pytest.raises(ValueError, match="certificate_chain and private_key must be a certificate and its "
+                       "unencrypted private key: KEY_VALUES_MISMATCH"):
+        TLSConfig.from_files(ca=pki / "ca.pem", cert=pki / "client.pem", key=pki / "server.key")
+    assert TLSConfig.from_files(ca=pki / "ca.pem", cert=pki / "client.pem", key=pki / "client.key").private_key

@@ -6,6 +6,8 @@ import ipaddress
 import json
 import os
 import re
+import ssl
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,6 +55,33 @@ class MissingPEMBlock(ValueError):
         return f"holds no PEM {self.kind} (no '-----BEGIN {self.kind}-----' line)"
 
 
+class KeyPairMismatch(ValueError):
+    """A TLSConfig whose private_key is not the (unencrypted) key of its certificate_chain: gRPC would only fail
+    each call with "Failed to create security handshaker"."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(f"certificate_chain and private_key {self.problem}")
+
+    @property
+    def problem(self) -> str:
+        """What is wrong, without the fields' names."""
+        return f"must be a certificate and its unencrypted private key: {self.reason}"
+
+
+def _check_key_pair(certificate_chain: bytes, private_key: bytes) -> None:
+    """Raises KeyPairMismatch unless `private_key` is the unencrypted key of `certificate_chain` (Python's ssl
+    reads them from files only: written to a folder only this user can read, removed at once)."""
+    with tempfile.TemporaryDirectory() as folder:
+        cert, key = Path(folder, "cert.pem"), Path(folder, "key.pem")
+        cert.write_bytes(certificate_chain)
+        key.write_bytes(private_key)
+        try:
+            ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_cert_chain(cert, key, password=lambda: b"")
+        except ssl.SSLError as error:
+            raise KeyPairMismatch(str(error.reason or error)) from error
+
+
 @dataclass(frozen=True)
 class TLSConfig:
     """Transport security: server authentication with a CA, plus a client certificate for mutual TLS.
@@ -76,6 +105,8 @@ class TLSConfig:
             data = getattr(self, name)
             if data is not None and not block.search(data):
                 raise MissingPEMBlock(name, kind)
+        if self.certificate_chain is not None and self.private_key is not None:
+            _check_key_pair(self.certificate_chain, self.private_key)
 
     @classmethod
     def from_files(

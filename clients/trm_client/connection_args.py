@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import argparse
 import math
-import ssl
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from trm_client.channel import TARGET_ENV, MissingPEMBlock, TLSConfig, resolve_target
+from trm_client.channel import TARGET_ENV, KeyPairMismatch, MissingPEMBlock, TLSConfig, resolve_target
 from trm_client.model_info import MAX_UINT32
 from trm_client.retry import RetryPolicy
 
@@ -106,8 +105,8 @@ def client_settings(args: argparse.Namespace) -> dict[str, Any]:
         except MissingPEMBlock as error:
             option, path = files[error.field]
             raise ValueError(f"{option}: {path} {error.problem}") from error
-        if args.tls_cert is not None:
-            _check_key_pair(args.tls_cert, args.tls_key)
+        except KeyPairMismatch as error:
+            raise ValueError(f"--tls-cert {args.tls_cert} and --tls-key {args.tls_key} {error.problem}") from error
     return {
         "target": args.target,
         "tls": tls,
@@ -132,13 +131,3 @@ def _read(option: str, path: str | None) -> bytes | None:
         return Path(path).read_bytes()
     except OSError as error:
         raise ValueError(f"{option}: {error.strerror or error}: {path}") from error
-
-
-def _check_key_pair(cert: str, key: str) -> None:
-    """Raises ValueError unless `key` is the (unencrypted) private key of `cert`: gRPC would only fail each call
-    with "Failed to create security handshaker"."""
-    try:
-        ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_cert_chain(cert, key, password=lambda: b"")
-    except ssl.SSLError as error:
-        raise ValueError(f"--tls-cert {cert} and --tls-key {key} must be a certificate and its unencrypted private "
-                         f"key: {error.reason or error}") from error
