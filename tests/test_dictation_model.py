@@ -164,6 +164,40 @@ def test_training_lowers_the_loss_and_resumes_from_its_checkpoint(tmp_path: Path
     assert decode(encode("x = 1")) == "x = 1"
 
 
+def test_the_best_scored_weights_are_kept_across_a_resume_and_later_equals_win_ties(tmp_path: Path) -> None:
+    """QA: a sequence fit's held-out exact match fell from 98.75% to 41.25% at one evaluation, and a run ending there
+    would have shipped it: the trainer keeps the EMA weights that scored best, in its checkpoint too."""
+    pairs = [("x equals one", "x = 1"), ("none", "None")]
+    scripted = iter([(0.5, 0.2), (0.9, 0.1), (0.4, 0.3), (0.9, 0.1), (0.9, 0.2)])  # (exact match, cer) per evaluation
+    seen: dict[int, dict[str, torch.Tensor]] = {}
+
+    def evaluate(ema: nn.Module) -> dict[str, float]:
+        seen[len(seen)] = {key: value.clone() for key, value in ema.state_dict().items()}
+        exact, cer = next(scripted)
+        return {"exact_match": exact, "cer": cer}
+
+    def batches(_step: int) -> Iterator[Batch]:
+        while True:
+            yield to_batch(pairs)
+
+    cfg = SequenceTrainConfig(run_dir=tmp_path, batch_size=2, lr=1e-2, warmup_steps=1, max_steps=6, eval_every=2,
+                              checkpoint_every=1000, log_every=1000)
+    trainer = SequenceTrainer(cfg, small_model(seed=5, T=1, N_sup=2).train(), batches, evaluate, log=lambda _: None)
+    trainer.fit()  # scored at steps 2, 4, 6: 0.5, 0.9, 0.4
+    assert trainer.best is not None and trainer.best[0] == 4
+    for key, value in trainer.best_model().state_dict().items():
+        torch.testing.assert_close(value, seen[1][key], rtol=0, atol=0)
+    last = trainer.ema.model.state_dict()
+    assert any(not torch.equal(value, last[key]) for key, value in trainer.best_model().state_dict().items())
+
+    longer = SequenceTrainConfig(**{**cfg.__dict__, "max_steps": 10})
+    resumed = SequenceTrainer(longer, small_model(seed=9, T=1, N_sup=2).train(), batches, evaluate, log=lambda _: None)
+    resumed.fit()  # resumed from step 6, scored at 8 and 10: 0.9 / 0.1 (equal to step 4's: the later wins), 0.9 / 0.2
+    assert resumed.best is not None and resumed.best[0] == 8
+    for key, value in resumed.best_model().state_dict().items():
+        torch.testing.assert_close(value, seen[3][key], rtol=0, atol=0)
+
+
 def test_training_depths_every_halting_and_sampled(tmp_path: Path) -> None:
     """"every": all N_sup steps; "halting": fewer (the head stops some tokens); "sampled": each token's depth
     drawn from 1..N_sup whatever its halting head says, each of its steps supervised."""

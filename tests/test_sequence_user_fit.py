@@ -47,6 +47,14 @@ def test_a_source_target_file_becomes_a_bundle_with_its_held_out_scores(tmp_path
     assert evaluation["scores"]["test"]["count"] == 4  # 10% of 40 rows held out
     report = (bundle.path / "REPORT.md").read_text()
     assert "Held-out exact match" in report and "one refinement step per character" in report
+    shipped = evaluation["shipped_step"]  # the best-scored of the validation scores, the later of equals
+    scored = [(entry["exact_match"], -entry["cer"], entry["step"]) for entry in evaluation["history"]]
+    assert shipped == max(scored)[2] and f"- Weights: the EMA weights of step {shipped:,}, the best of" in report
+    assert "4 validation rows" in report  # a tenth of the 36 rows left after the test share
+    test = evaluation["scores"]["test"]  # QA: the report showed the first rows only, all of them right
+    wrong = round(test["count"] * (1 - test["exact_match"]))
+    assert len(test["misses"]) == min(12, wrong) and all(expected != written for _, expected, written in test["misses"])
+    assert f"## Misses ({len(test['misses'])} of {wrong} wrong answers" in report
     assert bundle.manifest.recursion.N_sup == 1  # the preset's measured choice (docs/TRAINING.md)
     assert bundle.manifest.input.max_chars == max(len(source) for source, _ in rows)
     assert load_model(bundle.path, LoadOptions(SessionSettings())).warm_step_s > 0
@@ -106,37 +114,45 @@ def test_a_fit_of_an_edited_file_starts_over_and_the_same_file_resumes(tmp_path:
     assert "holds a run on other data, seed or model; starting over" in out and "resumed from step" not in out
 
 
-def test_copies_of_a_source_stay_on_one_side_of_the_split_and_a_test_files_seen_rows_are_named() -> None:
+def test_copies_of_a_source_stay_on_one_side_of_each_split_and_a_test_files_seen_rows_are_named() -> None:
     """QA: 30 rows repeated 10 times had all 30 held-out rows in training too, and the score counted them."""
     from trainer.sequence.pairs import Pair
     from trainer.sequence.user_fit import split_pairs, split_sentence
 
     pairs = [Pair(f"number {i}", str(i), i + 2) for i in range(30)] * 10
-    training, held_out = split_pairs(pairs, None, seed=0)
-    assert held_out and not {p.source for p in training} & {p.source for p in held_out}
-    assert len(held_out) == 30  # a tenth of the rows, in whole groups
+    training, validation, held_out = split_pairs(pairs, None, seed=0)
+    sources = [{p.source for p in rows} for rows in (training, validation, held_out)]
+    assert all(sources) and not (sources[0] & sources[1] or sources[0] & sources[2] or sources[1] & sources[2])
+    assert len(held_out) == 30 and len(validation) == 30  # a tenth of the rows, then of the rest, in whole groups
     unique = [Pair(f"number {i}", str(i), i + 2) for i in range(300)]
     order = np.random.default_rng(0).permutation(300)  # without copies: the first rows of a shuffle, as before
-    assert [p.source for p in split_pairs(unique, None, seed=0)[1]] == [unique[i].source for i in sorted(order[:30])]
+    assert [p.source for p in split_pairs(unique, None, seed=0)[2]] == [unique[i].source for i in sorted(order[:30])]
     test = [*unique[:5], Pair("something new", "x", 7)]
-    assert split_sentence(unique, test, test_file=True) == (
-        "300 training rows, the test file's 6 rows (5 of them with a source the training rows have too: the test "
-        "figures count what the model saw)")
+    training, validation, tested = split_pairs(unique, test, seed=0)
+    assert len(validation) == 30 and tested == test
+    assert sum(p in training for p in test) == 4  # one of the 5 is a validation row
+    assert split_sentence(training, validation, tested, test_file=True) == (
+        "270 training rows, 30 validation, the test file's 6 rows (4 of them with a source the training rows have "
+        "too: the test figures count what the model saw)")
+    assert split_pairs(unique[:1] * 3, test, seed=0)[1] == []  # one source: nothing to validate on, all to train
 
 
 def test_ctrl_c_during_a_sequence_fit_says_where_its_checkpoint_is(tmp_path: Path) -> None:
-    """QA: the line read "trm-train: " and nothing more."""
+    """QA: the line read "trm-train: " and nothing more. Its progress lines reach a file as they are printed (they
+    came at the end, Python's buffer of a file or pipe, e.g. `| tee fit.log`), with the minutes of the budget."""
     import subprocess
     import sys
 
     from test_trainer_fit import _interrupted_once
 
     data = _write(tmp_path / "assign.csv", [(f"x equals {NUMBERS[i % 10]}", f"x = {i % 10}") for i in range(40)])
-    process = subprocess.Popen(
-        [sys.executable, "-m", "trainer", "fit", "--train", str(data), "--out", str(tmp_path / "bundles"),
-         "--run-dir", str(tmp_path / "runs"), "--time-budget", "5", "--batch-size", "8"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    checkpoints = tmp_path / "runs"
-    _, err = _interrupted_once(process, lambda: any(checkpoints.rglob("*.pt")), "first checkpoint", 120)
+    log = tmp_path / "fit.log"
+    with log.open("w") as stdout:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "trainer", "fit", "--train", str(data), "--out", str(tmp_path / "bundles"),
+             "--run-dir", str(tmp_path / "runs"), "--time-budget", "5", "--batch-size", "8"],
+            stdout=stdout, stderr=subprocess.PIPE, text=True)
+        _, err = _interrupted_once(process, lambda: "\nstep 100 " in log.read_text(), "first progress line", 300)
     assert process.returncode == 130
     assert re.fullmatch(r"trm-train: stopped at step \d+; checkpoint saved to \S+\n", err), err
+    assert re.search(r"^step 100 \d+\.\d of 5 min lines 800 loss ", log.read_text(), re.MULTILINE)

@@ -154,13 +154,16 @@ def sequence_metrics(test: dict[str, Any], fixed_steps: list[dict[str, float]]) 
 
 def held_out_scores(model: SequenceTRM, sources: Sequence[str], targets: Sequence[str], max_len: int | None, *,
                     halting: Halting | None = None, curves: bool = True, subset: Sequence[int] = ()) -> dict[str, Any]:
-    """`test`: exact match, CER, steps per token and examples with `halting` (its threshold and rule), and
+    """`test`: exact match, CER, steps per token, examples and misses (the first 12 rows, and the first 12 answered
+    wrongly) with `halting` (its threshold and rule), and
     the same scores over the `subset` of indexes (as `subset`); with `curves`, also `halting_curves`."""
     halting = halting or Halting()
     predictions = predict(model, sources, halting=halting, max_len=max_len)
     test = {**score(predictions.texts, targets), "threshold": halting.threshold,
             "when_unchanged": halting.when_unchanged, "steps": steps_report(predictions),
-            "examples": [(sources[i], targets[i], predictions.texts[i]) for i in range(min(12, len(targets)))]}
+            "examples": [(sources[i], targets[i], predictions.texts[i]) for i in range(min(12, len(targets)))],
+            "misses": [(sources[i], targets[i], written) for i, written in enumerate(predictions.texts)
+                       if written != targets[i]][:12]}
     if subset:
         test["subset"] = score([predictions.texts[i] for i in subset], [targets[i] for i in subset])
     scores: dict[str, Any] = {"test": test}

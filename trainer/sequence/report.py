@@ -64,7 +64,12 @@ def adaptive_compute_lines(test: dict[str, Any], fixed_steps: list[dict], haltin
 
 
 def example_lines(test: dict[str, Any]) -> list[str]:
-    """REPORT.md's examples: input, expected and written answer."""
-    return ["## Examples (input -> expected -> written)", "",
-            *[f"- `{source}`  \n  `{expected}`  \n  `{written}`" for source, expected, written in test["examples"]],
-            ""]
+    """REPORT.md's examples and misses: input, expected and written answer."""
+    wrong = round(test["count"] * (1 - test["exact_match"]))
+    return ["## Examples (input -> expected -> written)", "", *_triples(test["examples"]), "",
+            f"## Misses ({len(test['misses'])} of {wrong:,} wrong answers: input -> expected -> written)", "",
+            *(_triples(test["misses"]) or ["None."]), ""]
+
+
+def _triples(rows: list[tuple[str, str, str]]) -> list[str]:
+    return [f"- `{source}`  \n  `{expected}`  \n  `{written}`" for source, expected, written in rows]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Iterator
+from copy import deepcopy
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -29,6 +30,11 @@ TRAINING_DEPTHS = {
     "sampled": "a number of steps drawn uniformly from 1..N_sup",
 }
 """How many refinement steps each token takes in training (every step it takes is trained as an answer)."""
+
+
+def print_now(line: str) -> None:
+    """Print a progress line at once, also to a file or a pipe (`| tee fit.log`), which Python buffers."""
+    print(line, flush=True)
 
 
 @dataclass
@@ -65,7 +71,7 @@ class SequenceTrainer:
         model: SequenceTRM,
         make_batches: Callable[[int], Iterator[Batch]],
         evaluate: Callable[[SequenceTRM], dict[str, float]] | None = None,
-        log: Callable[[str], None] = print,
+        log: Callable[[str], None] = print_now,
         data_sha256: dict[str, str] | None = None,
     ) -> None:
         self.cfg, self.model, self.make_batches, self.evaluate, self.log = cfg, model, make_batches, evaluate, log
@@ -76,6 +82,7 @@ class SequenceTrainer:
         self.generator = torch.Generator().manual_seed(cfg.seed)
         self.step, self.elapsed_s, self.lines_seen = 0, 0.0, 0
         self.history: list[dict[str, float]] = []
+        self.best: tuple[int, dict[str, torch.Tensor]] | None = None  # (step, EMA weights) scored best so far
 
     @property
     def checkpoint_path(self) -> Path:
@@ -98,7 +105,7 @@ class SequenceTrainer:
             "model": self.model.state_dict(), "ema": self.ema.model.state_dict(),
             "optimizer": self.optimizer.state_dict(), "step": self.step, "elapsed_s": self.elapsed_s,
             "lines_seen": self.lines_seen, "history": self.history, "generator": self.generator.get_state(),
-            "data_sha256": self.data_sha256,
+            "data_sha256": self.data_sha256, "best": self.best,
         }
         tmp = self.checkpoint_path.with_suffix(".tmp")
         torch.save(state, tmp)
@@ -116,7 +123,7 @@ class SequenceTrainer:
         self.ema.model.load_state_dict(state["ema"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.step, self.elapsed_s, self.lines_seen = state["step"], state["elapsed_s"], state["lines_seen"]
-        self.history = state["history"]
+        self.history, self.best = state["history"], state.get("best")  # older checkpoints kept no best weights
         self.generator.set_state(state["generator"])
         return True
 
@@ -163,7 +170,8 @@ class SequenceTrainer:
                 self.elapsed_s = base_elapsed + time.monotonic() - started
                 if self.step % cfg.log_every == 0:
                     mean = {key: sum(stats[key] for stats in window) / len(window) for key in window[0]}
-                    self.log(f"step {self.step} {self.elapsed_s / 60:.1f} min lines {self.lines_seen} "
+                    budget = f" of {cfg.max_minutes:g}" if cfg.max_minutes else ""
+                    self.log(f"step {self.step} {self.elapsed_s / 60:.1f}{budget} min lines {self.lines_seen} "
                              + " ".join(f"{key} {value:.3f}" for key, value in mean.items()))
                     window = []
                 if self.step % cfg.checkpoint_every == 0:
@@ -180,13 +188,29 @@ class SequenceTrainer:
             self.save_checkpoint()
         return self.ema.model
 
+    def best_model(self) -> SequenceTRM:
+        """The EMA weights that scored best on the evaluation rows (exact match, then character error rate; the
+        later of equal scores), or the last EMA weights when none were scored."""
+        if self.best is None:
+            return self.ema.model
+        model = deepcopy(self.ema.model)
+        model.load_state_dict(self.best[1])
+        return model.eval()
+
     def _evaluate(self) -> None:
         metrics = {"step": self.step, "elapsed_s": self.elapsed_s, "lines_seen": self.lines_seen,
                    **self.evaluate(self.ema.model)}
         self.history.append(metrics)
+        if all(_rank(metrics) >= _rank(earlier) for earlier in self.history):
+            self.best = (self.step, {key: value.detach().clone() for key, value in self.ema.model.state_dict().items()})
         self.log(f"eval step {self.step} {self.elapsed_s / 60:.1f} min lines {self.lines_seen} "
                  + " ".join(f"{key} {value:.4g}" for key, value in metrics.items()
                             if key not in ("step", "elapsed_s", "lines_seen")))
+
+
+def _rank(scores: dict[str, float]) -> tuple[float, float]:
+    """How an evaluation ranks: exact match first, then the lower character error rate."""
+    return scores["exact_match"], -scores["cer"]
 
 
 def load_model(checkpoint: Path, weights: str = "ema") -> SequenceTRM:
