@@ -1,9 +1,7 @@
-"""Read the files a headless Locust run wrote (the stats CSV, the calls JSON of loadtests.call_stats)
-and summarise them in one line."""
+"""Read the calls JSON a headless Locust run wrote (loadtests.call_stats) and summarise it in one line."""
 
 from __future__ import annotations
 
-import csv
 import json
 from collections import Counter
 from dataclasses import dataclass
@@ -12,7 +10,7 @@ from pathlib import Path
 
 @dataclass(frozen=True)
 class EntryStats:
-    """One row of Locust's stats CSV: a request type and model name."""
+    """The figures of one request type and model name."""
 
     type: str
     name: str
@@ -37,27 +35,10 @@ class LocustResult:
         return self.accepted.get(request_type, {"requests": 0, "failures": 0, "rps": 0, "p50_ms": 0, "p99_ms": 0})
 
 
-def _number(text: str) -> float:
-    return 0.0 if text in ("", "N/A") else float(text)
-
-
-def _entry(row: dict[str, str]) -> EntryStats:
-    return EntryStats(
-        type=row["Type"],
-        name=row["Name"],
-        requests=int(row["Request Count"]),
-        failures=int(row["Failure Count"]),
-        rps=_number(row["Requests/s"]),
-        p50_ms=_number(row["50%"]),
-        p99_ms=_number(row["99%"]),
-    )
-
-
 def read_result(prefix: Path) -> LocustResult:
-    """Parse <prefix>_stats.csv and <prefix>.calls.json."""
-    with open(f"{prefix}_stats.csv", newline="", encoding="utf-8") as handle:
-        entries = [_entry(row) for row in csv.DictReader(handle) if row["Name"] != "Aggregated"]
+    """Parse <prefix>.calls.json."""
     figures = json.loads(Path(f"{prefix}.calls.json").read_text())
+    entries = [EntryStats(**entry) for entry in figures["entries"]]
     return LocustResult(entries, Counter(figures["failures"]), figures["calls"], figures["accepted"])
 
 

@@ -70,7 +70,7 @@ def load_model_inputs(environment, **_kwargs) -> None:
 
 @events.request.add_listener
 def record_call(request_type, name, response_time, response_length, exception=None, **_kwargs) -> None:
-    CALL_STATS.record(request_type, response_time, response_length, exception)
+    CALL_STATS.record(request_type, name, response_time, response_length, exception)
 
 
 @events.quitting.add_listener

@@ -175,8 +175,11 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix="trm-loadtest-") as scratch:
+    try:
         data = data_dir(args.data_dir)
+    except FileNotFoundError as error:
+        parser.error(str(error))
+    with tempfile.TemporaryDirectory(prefix="trm-loadtest-") as scratch:
         models = models_dir(args.bundles, Path(scratch), data)
         summary = run_scenario(scenario, models, data, out)
     print(f"reports in {out} ({time.monotonic() - started:.0f} s)")

@@ -147,6 +147,16 @@ def test_every_dashboard_query_returns_data(prometheus: str) -> None:
     assert empty == ["Error ratio (server-side)"]
 
 
+def test_quantiles_of_whole_numbers_come_out_whole(prometheus: str) -> None:
+    """QA: every step batch held one request (the calls came one at a time), and the dashboard's median and p99
+    batch size read 0.5 and 0.99 (Prometheus interpolates inside a bucket from the bound below it)."""
+    for quantile, highest in ((0.5, 1.0), (0.99, 1.49)):
+        expr = f"histogram_quantile({quantile}, sum by (model, le) (trm_batch_size_bucket))"  # since the start
+        values = {row["metric"]["model"]: float(row["value"][1]) for row in query(prometheus, expr)["data"]["result"]}
+        assert set(values) == {"intent-clinc150", "routing-20ng", "sudoku"}
+        assert all(1.0 <= value <= highest for value in values.values()), (quantile, values)
+
+
 def test_autoscaling_metric_query_returns_one_value_per_pod(prometheus: str) -> None:
     for expr in adapter_queries():
         reply = query(prometheus, expr)

@@ -18,6 +18,9 @@ from trm_service.scheduler.halting import HaltReason
 _log = structlog.get_logger("trm_service.requests")
 _ID_PREFIX = os.urandom(12).hex()  # per process (ids unique across --workers N); 32 hex digits in all
 _ID_COUNTER = itertools.count()
+_UNTIMED = frozenset({grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND, grpc.StatusCode.RESOURCE_EXHAUSTED})
+"""Codes of calls refused at once, before any step: timing them would pull the latency quantiles of the calls that
+were answered down to a fraction of a millisecond (they are counted in trm_requests_total)."""
 
 
 def new_request_id() -> str:
@@ -60,7 +63,8 @@ class CallRecord:
     def _emit(self, code: grpc.StatusCode, message: str, latency_s: float) -> None:
         metrics = self._metrics
         metrics.child(metrics.requests, self.model, self.method, code.name).inc()
-        metrics.child(metrics.latency, self.model, self.method).observe(latency_s)
+        if code not in _UNTIMED:
+            metrics.child(metrics.latency, self.model, self.method).observe(latency_s)
         fields: dict[str, object] = {
             "request_id": self.request_id,
             "method": self.method,

@@ -16,8 +16,11 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from trm_service.config import ConfigError
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
-_STEP_BUCKETS = (1, 2, 3, 4, 5, 6, 8, 10, 12, 16, 24, 32, 48, 64, 128)
-_BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+# Whole numbers, bucketed between them: Prometheus interpolates a quantile linearly inside its bucket from the
+# bucket below's bound (0 below the first), so bounds at whole numbers put the median of steps that are all 1 at
+# 0.5; with bounds at halves it is 1.0.
+_STEP_BUCKETS = (0.5, 1.5, 2.5, 3.5, 4.5, 5.5, 6.5, 8.5, 10.5, 12.5, 16.5, 24.5, 32.5, 48.5, 64.5, 128.5)
+_BATCH_BUCKETS = (0.5, 1.5, 2.5, 4.5, 8.5, 16.5, 32.5, 64.5, 128.5, 256.5)
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 UNKNOWN_METHOD = "unknown_method"
 """`trm_grpc_refused_total` reason: no service or method of that name (UNIMPLEMENTED)."""
@@ -36,7 +39,8 @@ class ServiceMetrics:
             ["model", "method", "code"], registry=registry,
         )
         self.latency = Histogram(
-            "trm_request_latency_seconds", "RPC latency from arrival to the last message",
+            "trm_request_latency_seconds", "RPC latency from arrival to the last message (calls refused at once, "
+            "INVALID_ARGUMENT, NOT_FOUND and RESOURCE_EXHAUSTED, are counted in trm_requests_total only)",
             ["model", "method"], buckets=_LATENCY_BUCKETS, registry=registry,
         )
         self.queue_wait = Histogram(
