@@ -37,7 +37,7 @@ def test_concurrent_clients_are_batched_and_match_one_at_a_time(long_bundle: Pat
             stub = trm_pb2_grpc.ReasoningServiceStub(channel)
             alone = [stub.Reason(_request(i), timeout=60) for i in range(CLIENTS)]
         single_steps = server.sample_value("trm_batch_size_count")
-        assert server.sample_value("trm_batch_size_bucket", le="1.0") == single_steps == CLIENTS * STEPS
+        assert server.sample_value("trm_batch_size_bucket", le="1.5") == single_steps == CLIENTS * STEPS
 
         start = threading.Barrier(CLIENTS)
 
@@ -52,7 +52,7 @@ def test_concurrent_clients_are_batched_and_match_one_at_a_time(long_bundle: Pat
             together = list(pool.map(client, range(CLIENTS)))
 
         multi_request_steps = server.sample_value("trm_batch_size_count") - server.sample_value(
-            "trm_batch_size_bucket", le="1.0"
+            "trm_batch_size_bucket", le="1.5"
         )
         assert multi_request_steps > 0  # the batch-size histogram has observations above 1
         concurrent_steps = server.sample_value("trm_batch_size_count") - single_steps

@@ -245,7 +245,7 @@ async def test_a_short_request_leaves_the_batch_while_a_long_one_keeps_stepping(
     assert result.step == 2 and result.halt_reason == HaltReason.MAX_STEPS
     assert not long.finished.done() and 3 < long.steps_done < 400  # admitted mid-flight, released first
     bucket = "trm_batch_size_bucket"
-    pairs = harness.sample(bucket, le="2.0") - harness.sample(bucket, le="1.0")
+    pairs = harness.sample(bucket, le="2.5") - harness.sample(bucket, le="1.5")
     assert pairs == 2  # the quick request's two steps ran batched with the long one
     harness.scheduler.cancel(long)
     await harness.scheduler.close()
@@ -256,8 +256,8 @@ async def test_batch_size_never_exceeds_max_batch_and_all_requests_finish(text_m
     results = await _run_together(harness, TEXTS, max_steps=4)
     assert all(r.step == 4 for r in results)
     total = harness.sample("trm_batch_size_count")
-    assert harness.sample("trm_batch_size_bucket", le="4.0") == total
-    assert harness.sample("trm_batch_size_bucket", le="2.0") < total  # batches of 3 did happen
+    assert harness.sample("trm_batch_size_bucket", le="4.5") == total
+    assert harness.sample("trm_batch_size_bucket", le="2.5") < total  # batches of 3 did happen
     await harness.scheduler.close()
 
 

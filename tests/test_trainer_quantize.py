@@ -195,7 +195,7 @@ def test_server_answers_the_same_alone_and_among_63_others_with_int8(tmp_path: P
 
         with ThreadPoolExecutor(max_workers=BATCH) as pool:
             together = list(pool.map(client, range(BATCH)))
-        single_steps = server.sample_value("trm_batch_size_bucket", le="1.0")
+        single_steps = server.sample_value("trm_batch_size_bucket", le="1.5")
         assert server.sample_value("trm_batch_size_count") > single_steps  # the concurrent requests shared steps
     for one, batched in zip(alone, together, strict=True):
         one_top, batched_top = one.answer.classification.top, batched.answer.classification.top
