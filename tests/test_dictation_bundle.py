@@ -12,6 +12,7 @@ import torch
 from trainer.dictation.corpus import CodeLine, Corpus
 from trainer.dictation.evaluate import bundle_scores
 from trainer.dictation.export import export_dictation_bundle
+from trainer.dictation.unsure import with_unsure_flag
 from trainer.dictation.verbalize import Verbalizer
 from trainer.sequence.batches import Batch, to_batch
 from trainer.sequence.bundle import sequence_model_from_bundle
@@ -29,7 +30,7 @@ def _corpus() -> Corpus:
     return Corpus({"train": lines[:6], "val": lines[6:8], "test": lines[4:]}, seed=0)
 
 
-def test_a_run_becomes_a_bundle_with_its_figures(tmp_path: Path) -> None:
+def test_a_run_becomes_a_bundle_with_its_figures(tmp_path: Path, monkeypatch) -> None:
     torch.set_num_threads(1)
     corpus, verbalizer = _corpus(), Verbalizer(0)
     run_dir = tmp_path / "run"
@@ -69,3 +70,16 @@ def test_a_run_becomes_a_bundle_with_its_figures(tmp_path: Path) -> None:
     assert all(torch.equal(value, read_back[name]) for name, value in final.state_dict().items())
     loaded = load_model(bundle.path, LoadOptions(SessionSettings()))
     assert loaded.onnx_file == "step.onnx" and loaded.warm_step_s > 0
+
+    # the unsure threshold: chosen on validation lines with the calibrated halting, in the manifest and REPORT.md
+    unsure = report["unsure"]
+    assert unsure["lines"] == 2 and bundle.manifest.sequence.unsure_below == unsure["unsure_below"]
+    assert report["test_short"]["unsure"]["unsure_below"] == unsure["unsure_below"] and "## Unsure answers" in text
+    # chosen again for the written bundle without its run, from its own weights: the same threshold and figures
+    monkeypatch.setattr("trainer.dictation.unsure.load_corpus", lambda _cache, _seed: corpus)
+    rewritten = with_unsure_flag(bundle.path, tmp_path / "cache")
+    evaluation = json.loads((rewritten.path / "evaluation.json").read_text())
+    assert rewritten.manifest.sequence.unsure_below == unsure["unsure_below"] and evaluation["unsure"] == unsure
+    same = json.dumps(evaluation["test_longer"]["unsure"]) == json.dumps(report["test_longer"]["unsure"])  # NaN too
+    assert same
+    assert (rewritten.path / "REPORT.md").read_text() == text

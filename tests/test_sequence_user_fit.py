@@ -55,6 +55,8 @@ def test_a_source_target_file_becomes_a_bundle_with_its_held_out_scores(tmp_path
     wrong = round(test["count"] * (1 - test["exact_match"]))
     assert len(test["misses"]) == min(12, wrong) and all(expected != written for _, expected, written in test["misses"])
     assert f"## Misses ({len(test['misses'])} of {wrong} wrong answers" in report
+    assert bundle.manifest.sequence.unsure_below == test["unsure"]["unsure_below"]  # chosen on the validation rows
+    assert test["unsure"]["rows"] == 4 and "- Unsure answers: " in report
     assert bundle.manifest.recursion.N_sup == 1  # the preset's measured choice (docs/TRAINING.md)
     assert bundle.manifest.input.max_chars == max(len(source) for source, _ in rows)
     assert load_model(bundle.path, LoadOptions(SessionSettings())).warm_step_s > 0

@@ -19,7 +19,7 @@ from trm.v1 import trm_pb2, trm_pb2_grpc
 
 from trainer.sequence.batches import to_batch
 from trainer.sequence.bundle import bundle_halting
-from trainer.sequence.decode import Halting, run
+from trainer.sequence.decode import Decoded, Halting, run
 from trainer.sequence.model import SequenceTRM
 from trainer.sequence.vocab import decode
 from trainer.testing import make_random_sequence_bundle
@@ -29,6 +29,8 @@ from trm_service.testing import ServerProcess
 MODEL = "svc-dictation"
 SHORT_CACHE_MODEL = "svc-dictation-short-cache"  # its prefix cache keeps 2 of its 4 steps
 UNCHANGED_MODEL = "svc-dictation-unchanged"  # a token also stops once its answer is unchanged by a step
+UNSURE_MODEL = "svc-dictation-unsure"  # the first model's weights, with an unsure threshold
+UNSURE_BELOW = 0.2
 INPUTS = ("def parse open paren path close paren colon", "x equals one", "return none", "import os",
           "for i in range of ten colon", "print open paren quote hello quote close paren", "pass", "a")
 
@@ -52,9 +54,15 @@ def unchanged_bundle(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Se
 
 
 @pytest.fixture(scope="module")
+def unsure_bundle(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, SequenceTRM]:
+    return make_random_sequence_bundle(tmp_path_factory.mktemp("sequence"), name=UNSURE_MODEL,
+                                       unsure_below=UNSURE_BELOW)
+
+
+@pytest.fixture(scope="module")
 def server(sequence_bundle: tuple[Path, SequenceTRM], short_cache_bundle: tuple[Path, SequenceTRM],
-           unchanged_bundle: tuple[Path, SequenceTRM]):
-    with ServerProcess([sequence_bundle[0], short_cache_bundle[0], unchanged_bundle[0]]) as running:
+           unchanged_bundle: tuple[Path, SequenceTRM], unsure_bundle: tuple[Path, SequenceTRM]):
+    with ServerProcess([sequence_bundle[0], short_cache_bundle[0], unchanged_bundle[0], unsure_bundle[0]]) as running:
         yield running
 
 
@@ -66,9 +74,13 @@ def stub(server: ServerProcess):
 
 def _reference(model: SequenceTRM, text: str, halting: Halting | None = None) -> tuple[str, list[int]]:
     """The PyTorch decoder's answer and steps per token (the end mark's included)."""
-    with torch.no_grad():
-        out = run(model, to_batch([(text, "")]).source, halting=halting, max_len=model.cfg.max_target_len)
+    out = _decoded(model, text, halting)
     return decode(out.tokens[0].tolist()), [count for count in out.steps[0].tolist() if count]
+
+
+def _decoded(model: SequenceTRM, text: str, halting: Halting | None = None) -> Decoded:
+    with torch.no_grad():
+        return run(model, to_batch([(text, "")]).source, halting=halting, max_len=model.cfg.max_target_len)
 
 
 def _request(text: str, model: str = MODEL, **budget) -> trm_pb2.ReasonRequest:
@@ -90,6 +102,8 @@ def test_reason_writes_what_the_pytorch_decoder_writes(bundle, stub, request):
         assert answer.text == expected
         assert response.steps == sum(steps) and answer.tokens == len(steps)
         assert answer.mean_steps_per_token == pytest.approx(sum(steps) / len(steps), rel=1e-6)
+        assert answer.confidence == pytest.approx(_decoded(model, text, halting).confidence().item(), rel=1e-4)
+        assert not answer.unsure  # no threshold in the bundle
         assert response.halt_reason in (trm_pb2.HALT_REASON_HALTED, trm_pb2.HALT_REASON_MAX_STEPS)
         tokens_seen.add(len(steps))
         steps_seen.update(steps)
@@ -116,6 +130,11 @@ def test_the_stream_shows_every_refinement_step_of_every_token_in_order(sequence
         assert len(probabilities) == 3 and probabilities == sorted(probabilities, reverse=True)
         assert 0.0 <= message.halt_confidence <= 1.0
     assert messages[-1].answer.text.text == stub.Reason(_request(text), timeout=30).answer.text.text
+    confidence = 1.0  # the text's probability so far: the product of each emitted token's, where it was emitted
+    for message in messages:
+        if message.answer.text.token_emitted:
+            confidence *= message.answer.text.candidates[0].probability
+        assert message.answer.text.confidence == pytest.approx(confidence, rel=1e-5)
 
 
 def test_requests_batched_together_get_what_each_gets_alone(stub):
@@ -126,6 +145,8 @@ def test_requests_batched_together_get_what_each_gets_alone(stub):
         one = alone[index % len(INPUTS)]
         assert result.response.answer.text.text == one.answer.text.text
         assert result.response.steps == one.steps
+        # the same within float rounding: ONNX Runtime's batched products round differently (docs/BUNDLE.md)
+        assert result.response.answer.text.confidence == pytest.approx(one.answer.text.confidence, rel=1e-5)
 
 
 def test_a_step_budget_applies_to_each_token(stub):
@@ -188,6 +209,30 @@ def test_halting_when_unchanged_is_written_at_schema_4_and_checked(unchanged_bun
     for edit, message in (({"schema_version": 3}, "'sequence.halt_when_unchanged' needs schema_version 4"),
                           (not_a_flag, "must be true or false")):
         folder = Path(shutil.copytree(unchanged_bundle[0], tmp_path / str(len(message))))
+        (folder / "manifest.json").write_text(json.dumps({**manifest, **edit}))
+        with pytest.raises(BundleError, match=message):
+            load_bundle(folder)
+
+
+def test_an_answer_below_the_unsure_threshold_is_marked_and_the_field_needs_schema_5(sequence_bundle, unsure_bundle,
+                                                                                      stub, tmp_path):
+    """The same weights with a threshold: an answer whose confidence is below it is unsure, the others are not; a
+    reader that predates the field refuses the bundle instead of never saying so."""
+    marked = set()
+    for text in INPUTS:
+        plain = stub.Reason(_request(text), timeout=30).answer.text
+        flagged = stub.Reason(_request(text, UNSURE_MODEL), timeout=30).answer.text
+        assert (flagged.text, flagged.confidence) == (plain.text, plain.confidence) and not plain.unsure
+        assert flagged.unsure == (flagged.confidence < UNSURE_BELOW)
+        marked.add(flagged.unsure)
+    assert marked == {True, False}  # random weights: some answers either side of the threshold
+    manifest = json.loads((unsure_bundle[0] / "manifest.json").read_text())
+    assert manifest["schema_version"] == 5 and manifest["sequence"]["unsure_below"] == UNSURE_BELOW
+    plain = json.loads((sequence_bundle[0] / "manifest.json").read_text())
+    assert "unsure_below" not in plain["sequence"]
+    for edit, message in (({"schema_version": 4}, "'sequence.unsure_below' needs schema_version 5"),
+                          ({"sequence": {**manifest["sequence"], "unsure_below": 1.0}}, r"must be in \[0, 1\)")):
+        folder = Path(shutil.copytree(unsure_bundle[0], tmp_path / str(len(message))))
         (folder / "manifest.json").write_text(json.dumps({**manifest, **edit}))
         with pytest.raises(BundleError, match=message):
             load_bundle(folder)

@@ -26,7 +26,7 @@ from trm_bundle.checksums import verify_files
 # 2 added task "sequence", 3 the field sequence.prefix_steps, 4 sequence.halt_when_unchanged; a manifest is
 # written at the lowest version that has what it uses, so a reader that predates a feature refuses a bundle
 # that needs it
-READABLE_SCHEMAS = (1, 2, 3, 4)
+READABLE_SCHEMAS = (1, 2, 3, 4, 5)
 MANIFEST_FILE = "manifest.json"
 FP32_FILE = "model.onnx"
 INT8_FILE = "model.int8.onnx"
@@ -133,7 +133,9 @@ class SequenceOutput:
     `eos_id` or `max_tokens`; the caches' geometry; the graph that encodes the input (`encode`); the
     refinement steps whose entries the prefix cache keeps (`prefix_steps`, None: all N_sup), step s
     reading those of step min(s, prefix_steps); with `halt_when_unchanged`, a token its halting head has not
-    stopped also stops after a step whose most probable token is the one the step before it chose."""
+    stopped also stops after a step whose most probable token is the one the step before it chose. An answer
+    whose confidence (the product of its emitted tokens' probabilities) is below `unsure_below` is unsure
+    (0: never)."""
 
     max_tokens: int
     bos_id: int
@@ -145,6 +147,7 @@ class SequenceOutput:
     encode: str
     prefix_steps: int | None = None
     halt_when_unchanged: bool = False
+    unsure_below: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -328,11 +331,15 @@ def _sequence_json(spec: SequenceOutput) -> dict[str, Any]:
         del fields["prefix_steps"]
     if not spec.halt_when_unchanged:
         del fields["halt_when_unchanged"]
+    if not spec.unsure_below:
+        del fields["unsure_below"]
     return fields
 
 
 def _schema_version(manifest: Manifest) -> int:
     """The lowest schema version that has everything `manifest` uses."""
+    if manifest.sequence is not None and manifest.sequence.unsure_below:
+        return 5
     if manifest.sequence is not None and manifest.sequence.halt_when_unchanged:
         return 4
     if manifest.sequence is not None and manifest.sequence.prefix_steps is not None:
@@ -484,6 +491,13 @@ def _sequence(obj: dict, schema: int, labels: tuple[str, ...], recursion: Recurs
         raise BundleError(f"field 'sequence.halt_when_unchanged' needs schema_version 4, the manifest says {schema}")
     if not isinstance(halt_when_unchanged, bool):
         raise BundleError(f"field 'sequence.halt_when_unchanged' must be true or false, got {halt_when_unchanged!r}")
+    unsure_below = 0.0
+    if "unsure_below" in obj:
+        if schema < 5:
+            raise BundleError(f"field 'sequence.unsure_below' needs schema_version 5, the manifest says {schema}")
+        unsure_below = _number(obj, "sequence.unsure_below")
+        if not 0.0 <= unsure_below < 1.0:
+            raise BundleError(f"sequence.unsure_below must be in [0, 1), got {unsure_below}")
     spec = SequenceOutput(
         max_tokens=_integer(obj, "sequence.max_tokens"),
         bos_id=_integer(obj, "sequence.bos_id", minimum=0),
@@ -495,6 +509,7 @@ def _sequence(obj: dict, schema: int, labels: tuple[str, ...], recursion: Recurs
         encode=_listed(files, _text(obj, "sequence.encode"), "sequence.encode"),
         prefix_steps=prefix_steps,
         halt_when_unchanged=halt_when_unchanged,
+        unsure_below=unsure_below,
     )
     if max(spec.bos_id, spec.eos_id) >= len(labels):
         raise BundleError("sequence.bos_id and sequence.eos_id must be indexes of 'labels' (the vocabulary)")

@@ -59,9 +59,8 @@ class ScriptedLLM:
         if result.get("defer_to_llm"):
             why = result.get("defer_reason") or result.get("error", {}).get("code", "unknown")
             text = f"[scripted stand-in] The tool deferred ({why}); a real LLM would now answer this itself."
-        else:  # a sequence tool's answer is written text, without a confidence
-            confidence = f" (confidence {result['confidence']})" if "confidence" in result else ""
-            text = f"[scripted stand-in] Answer: {result['answer']}{confidence}."
+        else:
+            text = f"[scripted stand-in] Answer: {result['answer']} (confidence {result['confidence']})."
         return {"role": "assistant", "content": text}
 
     def _choose_tool(self, request: str, tools: list[dict[str, Any]]) -> tuple[str, dict[str, Any]]:

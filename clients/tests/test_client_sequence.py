@@ -21,6 +21,7 @@ from trainer.testing import make_random_sequence_bundle
 from trm_service.testing import ServerProcess
 
 MODEL = "dictation-test"
+UNSURE_MODEL = "dictation-unsure"  # the same weights, every answer of which is below its unsure threshold
 SPOKEN = "def parse open paren path close paren colon"
 
 
@@ -28,7 +29,8 @@ SPOKEN = "def parse open paren path close paren colon"
 def sequence_server(tmp_path_factory: pytest.TempPathFactory, bundles: dict[str, Path]) -> Iterator[ServerProcess]:
     """The random sequence bundle next to the random intent bundle (for the voice pipeline's chain)."""
     path: Path = make_random_sequence_bundle(tmp_path_factory.mktemp("sequence"), name=MODEL)[0]
-    with ServerProcess([path, bundles["text"]]) as process:
+    unsure = make_random_sequence_bundle(tmp_path_factory.mktemp("sequence"), name=UNSURE_MODEL, unsure_below=0.99)[0]
+    with ServerProcess([path, unsure, bundles["text"]]) as process:
         yield process
 
 
@@ -93,6 +95,22 @@ def test_the_tool_takes_words_and_returns_the_text(sequence_client):
     assert direct.halt_reason is HaltReason.HALTED and documented.keys() == reply.keys()
 
 
+def test_an_unsure_text_is_deferred_by_the_tool_and_flagged_by_the_cli(sequence_server, sequence_client):
+    """The server marks a text below the model's calibrated confidence unsure: the tool tells the LLM to answer
+    itself (low_confidence), the CLI says so; the same text from the model without a threshold is not deferred."""
+    adapter = ToolAdapter(sequence_client)
+    sure = json.loads(adapter.call_tool("trm_dictation_test", {"text": SPOKEN}))
+    unsure = json.loads(adapter.call_tool("trm_dictation_unsure", {"text": SPOKEN}))
+    direct = sequence_client.reason(UNSURE_MODEL, SPOKEN)
+    assert direct.answer.unsure and direct.answer.confidence < 0.99
+    assert unsure["answer"] == sure["answer"] and unsure["confidence"] == round(direct.answer.confidence, 3)
+    assert (unsure["defer_to_llm"], unsure["defer_reason"]) == (True, "low_confidence")
+    assert sure["defer_to_llm"] is False and "defer_reason" not in sure
+    done = trm_client("reason", UNSURE_MODEL, SPOKEN, target=sequence_server.target)
+    assert done.returncode == 0 and "defer:       unsure: below the model's calibrated confidence" in done.stdout
+    assert "defer:" not in trm_client("reason", MODEL, SPOKEN, target=sequence_server.target).stdout
+
+
 def test_the_voice_pipeline_chains_the_dictate_intent_to_the_dictation_model(sequence_server, sequence_client):
     """The random intent model's label for the utterance stands in for `dictate`; the chain itself is real, and
     the words reach the dictation model as it was trained on them (a recogniser's capitals and commas gone)."""
@@ -115,7 +133,7 @@ def test_the_agent_loop_calls_a_sequence_tool_and_answers_with_its_text(sequence
     reply = json.loads(tool_line.split("tool:", 1)[1])
     assert reply["answer"] == sequence_client.reason(MODEL, SPOKEN).prediction
     assert reply["defer_to_llm"] is False  # this random model ends this answer itself
-    assert f"[scripted stand-in] Answer: {reply['answer']}." in done.stdout
+    assert f"[scripted stand-in] Answer: {reply['answer']} (confidence {reply['confidence']})." in done.stdout
 
 
 def test_the_voice_pipeline_with_a_fixed_bar_falls_back_on_incomplete_text(sequence_server, sequence_client):

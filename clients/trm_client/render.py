@@ -74,10 +74,11 @@ def result_text(result: ReasonResult) -> str:
         # the server flags its out-of-scope label and, as much, a confidence below the model's calibrated
         # threshold: for a model trained without an out-of-scope label that is an abstention, not a scope
         lines.append("defer:       out of scope, or below the model's calibrated confidence")
+    if isinstance(answer, WrittenText) and answer.unsure:
+        lines.append("defer:       unsure: below the model's calibrated confidence, likely wrong")
+    lines.append(f"confidence:  {result.confidence:.3f} {confidence_bar(result.confidence)}")
     if isinstance(answer, WrittenText):
         lines.append(f"tokens:      {answer.tokens}, {answer.mean_steps_per_token:.2f} refinement steps each")
-    else:
-        lines.append(f"confidence:  {result.confidence:.3f} {confidence_bar(result.confidence)}")
     if isinstance(answer, Classification) and len(answer.top) > 1:
         lines.append("top:         " + ", ".join(f"{s.label} {s.probability:.3f}" for s in answer.top))
     lines += [

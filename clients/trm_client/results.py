@@ -85,8 +85,10 @@ class GridSolution:
 @dataclass(frozen=True)
 class WrittenText:
     """A sequence model's answer (final), or where its decoding stands (a streamed step): the text emitted
-    so far, the token the step refined (its index, its refinement step, its top candidates, whether this
-    step emitted it), and the tokens emitted with their mean refinement steps."""
+    so far with its confidence (the product of its tokens' probabilities) and whether that is below the model's
+    calibrated threshold (`unsure`: the text is likely wrong), the token the step refined (its index, its
+    refinement step, its top candidates, whether this step emitted it), and the tokens emitted with their mean
+    refinement steps."""
 
     text: str
     token_index: int
@@ -95,11 +97,8 @@ class WrittenText:
     token_emitted: bool
     tokens: int
     mean_steps_per_token: float
-
-    @property
-    def confidence(self) -> float:
-        """The probability of the refined token's top candidate."""
-        return self.candidates[0].probability if self.candidates else 0.0
+    confidence: float
+    unsure: bool
 
     @property
     def prediction(self) -> str:
@@ -122,6 +121,8 @@ def answer_from_proto(message: trm_pb2.Answer) -> Answer:
             token_emitted=text.token_emitted,
             tokens=text.tokens,
             mean_steps_per_token=text.mean_steps_per_token,
+            confidence=text.confidence,
+            unsure=text.unsure,
         )
     if message.WhichOneof("kind") == "grid":
         grid = message.grid
@@ -148,7 +149,7 @@ class _AnswerAccessors:
 
     @property
     def confidence(self) -> float:
-        """The answer's confidence (top probability, the weakest grid cell's, or the refined token's)."""
+        """The answer's confidence (top probability, the weakest grid cell's, or the written text's)."""
         return self.answer.confidence
 
     @property

@@ -19,13 +19,16 @@ def defer_reason(info: ModelInfo, result: ReasonResult) -> str | None:
     threshold, low confidence when the halting head's confidence is below the calibrated halting threshold.
     Grid: unverified when the answer fails the deterministic rule check (a grid without rules never verifies).
     Written text: incomplete unless the model ended the answer itself (a deadline, time budget or the output
-    limit cut it short).
+    limit cut it short); low confidence when the server marks it unsure (its confidence below the model's
+    calibrated threshold).
     """
     answer = result.answer
     if isinstance(answer, GridSolution):
         return None if answer.verified else "unverified"
     if isinstance(answer, WrittenText):
-        return None if result.halt_reason in (HaltReason.HALTED, HaltReason.LOAD) else "incomplete"
+        if result.halt_reason not in (HaltReason.HALTED, HaltReason.LOAD):
+            return "incomplete"
+        return "low_confidence" if answer.unsure else None
     if answer.out_of_scope:
         return "out_of_scope"
     if info.out_of_scope_threshold == 0 and result.halt_confidence < info.halt_threshold:
@@ -44,6 +47,7 @@ def tool_payload(info: ModelInfo, result: ReasonResult) -> dict[str, Any]:
         payload["out_of_scope"] = answer.out_of_scope
     elif isinstance(answer, WrittenText):
         payload["answer"] = answer.text
+        payload["confidence"] = round(answer.confidence, 3)
         payload["mean_steps_per_character"] = round(answer.mean_steps_per_token, 2)
     else:
         payload["answer"] = answer.row_strings()

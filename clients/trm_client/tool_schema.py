@@ -106,6 +106,7 @@ def output_schema(info: ModelInfo) -> dict[str, Any]:
                   "verified": {"type": "boolean", "description": "Whether the grid passed the rule check."}}
     elif info.task is TaskType.SEQUENCE:
         answer = {"answer": {"type": "string", "description": "The written text."},
+                  "confidence": {**probability, "description": "The probability the model gives the whole text."},
                   "mean_steps_per_character": {"type": "number", "minimum": 0}}
     else:
         answer = {"answer": {"type": "string", "description": "The most probable label."},

@@ -23,7 +23,15 @@ from trainer.dictation.anchor import alpha2digit_reader, number_literals, number
 from trainer.dictation.corpus import Corpus, load_corpus
 from trainer.dictation.verbalize import Verbalizer
 from trainer.sequence.decode import Halting
-from trainer.sequence.evaluate import calibrated_halting, halting_curves, held_out_scores, point_halting, predict
+from trainer.sequence.evaluate import (
+    calibrated_halting,
+    halting_curves,
+    held_out_scores,
+    point_halting,
+    predict,
+    unsure_figures,
+    unsure_threshold,
+)
 from trainer.sequence.model import SequenceTRM
 from trainer.sequence.train import CHECKPOINT, load_model
 
@@ -62,12 +70,30 @@ def calibrate(model: SequenceTRM, corpus: Corpus, verbalizer: Verbalizer, *, max
     return {"lines": len(pairs), "threshold": halting.threshold, "when_unchanged": halting.when_unchanged, **curves}
 
 
+UNSURE_LINES = 600
+
+
+def calibrate_unsure(model: SequenceTRM, corpus: Corpus, verbalizer: Verbalizer, *, max_source_chars: int,
+                     lines: int, seed: int, halting: Halting) -> dict[str, Any]:
+    """The bundle's `sequence.unsure_below`, chosen (`unsure_threshold`) on `lines` validation lines of every length
+    the model reads (as they come in the files, longer ones too: a dictated line can be any length), decoded with
+    `halting`; with what it does on them."""
+    rng = random.Random(seed)
+    said = [(line, spoken) for line in corpus.texts("val") if len(spoken := verbalizer.speak(line)) <= max_source_chars]
+    chosen = rng.sample(said, min(lines, len(said)))
+    predictions = predict(model, [spoken for _, spoken in chosen], halting=halting)
+    right = [written == line for written, (line, _) in zip(predictions.texts, chosen, strict=True)]
+    threshold = unsure_threshold(predictions.confidence, right)
+    return {"lines": len(chosen), "seed": seed, **unsure_figures(predictions.confidence, right, threshold)}
+
+
 def score_test_split(model: SequenceTRM, corpus: Corpus, verbalizer: Verbalizer, *, max_chars: int,
                      max_source_chars: int, lines: int, seed: int, halting: Halting | None = None,
-                     curves: bool = True) -> dict[str, Any]:
+                     curves: bool = True, unsure_below: float | None = None) -> dict[str, Any]:
     """Scores on the test split (`held_out_sample`): the short lines with `halting`, at each fixed
     step count and as the halting threshold sweeps (with `curves`), the longer lines, and every number
-    literal of the test files said alone, next to text2num's alpha2digit."""
+    literal of the test files said alone, next to text2num's alpha2digit; with `unsure_below`, what flagging the
+    answers below it does on the short and the longer lines."""
     report: dict[str, Any] = {"sample": {"lines": lines, "seed": seed, "max_chars": max_chars,
                                          "max_source_chars": max_source_chars}}
     seen = set(corpus.texts("train"))
@@ -77,7 +103,7 @@ def score_test_split(model: SequenceTRM, corpus: Corpus, verbalizer: Verbalizer,
         limit = max_chars + 8 if name == "short" else None
         novel = [i for i, line in enumerate(chosen) if line not in seen]
         scores = held_out_scores(model, spoken, chosen, limit, halting=halting,
-                                 curves=curves and name == "short", subset=novel)
+                                 curves=curves and name == "short", subset=novel, unsure_below=unsure_below)
         report[f"test_{name}"] = scores.pop("test")
         report[f"test_{name}"]["novel"] = report[f"test_{name}"].pop("subset")
         report.update(scores)
@@ -96,12 +122,16 @@ def score_test_split(model: SequenceTRM, corpus: Corpus, verbalizer: Verbalizer,
 
 def bundle_scores(model: SequenceTRM, corpus: Corpus, verbalizer: Verbalizer, *, max_chars: int,
                   max_source_chars: int, lines: int, seed: int, calibration_lines: int = CALIBRATION_LINES) -> dict:
-    """Everything a bundle records: the halting rule calibrated on validation (`calibration`), then
-    `score_test_split` with that rule."""
+    """Everything a bundle records: the halting rule calibrated on validation (`calibration`), the unsure threshold
+    calibrated on validation with that rule (`unsure`), then `score_test_split` with both."""
     limits = {"max_chars": max_chars, "max_source_chars": max_source_chars, "seed": seed}
     calibration = calibrate(model, corpus, verbalizer, lines=calibration_lines, **limits)
-    return {**score_test_split(model, corpus, verbalizer, lines=lines, halting=point_halting(calibration), **limits),
-            "calibration": calibration}
+    halting = point_halting(calibration)
+    unsure = calibrate_unsure(model, corpus, verbalizer, max_source_chars=max_source_chars, lines=UNSURE_LINES,
+                              seed=seed, halting=halting)
+    return {**score_test_split(model, corpus, verbalizer, lines=lines, halting=halting,
+                               unsure_below=unsure["unsure_below"], **limits),
+            "calibration": calibration, "unsure": unsure}
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -85,9 +85,30 @@ def report_markdown(metrics: dict[str, Any], training: Training, parameters: int
         f"was chosen on {calibration['lines']} validation lines: the fewest mean steps within 0.5 points of the "
         "best fixed step count's exact match. Test figures below use it.", "",
         *adaptive_compute_lines(short, metrics["fixed_steps"], metrics["halting_curve"]),
+        *(unsure_lines(metrics) if "unsure" in metrics else []),
         *example_lines(short),
     ]
     return "\n".join(lines)
+
+
+def unsure_lines(metrics: dict[str, Any]) -> list[str]:
+    """REPORT.md's section on the unsure flag: its threshold, what it chose it on, and what it does on the test sets."""
+    unsure = metrics["unsure"]
+    rows = [(name, metrics[key]["unsure"]) for name, key in (("lines of at most 40 characters", "test_short"),
+                                                             ("longer lines", "test_longer"))]
+    return [
+        "## Unsure answers", "",
+        f"An answer whose confidence (the product of its characters' probabilities) is below "
+        f"{unsure['unsure_below']:.3g} is marked unsure (`TextAnswer.unsure`; the client's tools defer it to the "
+        f"LLM). The threshold makes the most right calls (a right answer kept, a wrong one flagged) on "
+        f"{unsure['lines']} validation lines of every length, as they come in the files ({unsure['flagged']} flagged, "
+        f"{unsure['flagged_wrong']} of them wrong, of {unsure['wrong']} wrong).", "",
+        "| test set | lines | flagged | of them wrong | wrong in all | exact match of the kept answers |",
+        "|---|---:|---:|---:|---:|---:|",
+        *[f"| {name} | {row['rows']} | {row['flagged']} | {row['flagged_wrong']} | {row['wrong']} | "
+          f"{100 * row['kept_exact_match']:.2f}% |" for name, row in rows],
+        "",
+    ]
 
 
 def export_dictation_bundle(run_dir: Path, bundle_dir: Path, wall_time_s: float | None = None) -> Bundle:
@@ -107,7 +128,8 @@ def export_dictation_bundle(run_dir: Path, bundle_dir: Path, wall_time_s: float 
     manifest = sequence_manifest(model, name=NAME, version=metrics.get("version", "1.0.0"), description=DESCRIPTION,
                                  max_chars=int(args.get("max_source_chars", 200)), training=training,
                                  metrics=headline_metrics(metrics), halt_threshold=halting.threshold,
-                                 halt_when_unchanged=halting.when_unchanged)
+                                 halt_when_unchanged=halting.when_unchanged,
+                                 unsure_below=metrics.get("unsure", {}).get("unsure_below", 0.0))
     with_plot = run_dir / "anytime.png"
     plot_anytime(with_plot, metrics["test_short"], metrics["fixed_steps"], metrics["halting_curve"])
     evaluation = {key: value for key, value in metrics.items() if key != "args"}

@@ -73,12 +73,19 @@ class Halting:
 
 @dataclass
 class Decoded:
-    """Tokens [B, L] (PAD after the end mark), refinement steps per token [B, L] (0 where no token), and
-    every step's halting logit [B, L, N_sup] (NaN where no step ran)."""
+    """Tokens [B, L] (PAD after the end mark), refinement steps per token [B, L] (0 where no token), every step's
+    halting logit [B, L, N_sup] (NaN where no step ran), and each emitted token's probability at the step that
+    emitted it [B, L] (1 where no token)."""
 
     tokens: torch.Tensor
     steps: torch.Tensor
     halt_logits: torch.Tensor
+    probabilities: torch.Tensor
+
+    def confidence(self) -> torch.Tensor:
+        """Each answer's probability [B]: the product of its emitted tokens' (the end mark included), as the server
+        reports it (TextAnswer.confidence)."""
+        return self.probabilities.double().prod(dim=1)
 
 
 @torch.no_grad()
@@ -99,6 +106,7 @@ def run(model: SequenceTRM, source: torch.Tensor, halting: Halting | None = None
     tokens = torch.full((batch, length), PAD_ID, dtype=torch.long, device=device)
     steps = torch.zeros(batch, length, dtype=torch.long, device=device)
     halt_logits = torch.full((batch, length, cfg.N_sup), float("nan"), device=device)
+    probabilities = torch.ones(batch, length, device=device)
     ended = torch.zeros(batch, dtype=torch.bool, device=device)
     for position in range(length):
         if ended.all():
@@ -132,8 +140,9 @@ def run(model: SequenceTRM, source: torch.Tensor, halting: Halting | None = None
             live[rows[stop]] = False
         emitted = torch.where(ended, PAD_ID, final_logits.argmax(-1))
         tokens[:, position] = emitted
+        probabilities[:, position] = torch.where(ended, 1.0, final_logits.softmax(-1).amax(-1))
         ended |= emitted == EOS_ID
         keys = torch.cat([keys, new_keys[..., None, :]], dim=4)
         values = torch.cat([values, new_values[..., None, :]], dim=4)
         previous = emitted
-    return Decoded(tokens, steps, halt_logits)
+    return Decoded(tokens, steps, halt_logits, probabilities)

@@ -4,11 +4,13 @@ token by kind of character)."""
 
 from __future__ import annotations
 
+import itertools
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 from rapidfuzz.distance import Levenshtein
 
@@ -22,6 +24,7 @@ from trainer.sequence.vocab import decode
 class Predictions:
     texts: list[str]
     steps: list[list[int]]  # refinement steps of each emitted token, the end mark included
+    confidence: list[float]  # each answer's probability: the product of its emitted tokens' (Decoded.confidence)
 
 
 @torch.no_grad()
@@ -38,15 +41,18 @@ def predict(
     order = sorted(range(len(sources)), key=lambda index: len(sources[index]))
     texts: list[str] = [""] * len(sources)
     steps: list[list[int]] = [[] for _ in sources]
+    confidence = [0.0] * len(sources)
     for start in range(0, len(order), batch_size):
         chunk = order[start:start + batch_size]
         batch = to_batch([(sources[index], "") for index in chunk])
         out = run(model, batch.source, halting=halting, max_len=max_len)
+        answers = out.confidence().tolist()
         for row, index in enumerate(chunk):
             ids = out.tokens[row].tolist()
             texts[index] = decode(ids)
             steps[index] = [count for count in out.steps[row].tolist() if count]
-    return Predictions(texts, steps)
+            confidence[index] = answers[row]
+    return Predictions(texts, steps, confidence)
 
 
 def score(predicted: Sequence[str], expected: Sequence[str]) -> dict[str, float]:
@@ -152,11 +158,33 @@ def sequence_metrics(test: dict[str, Any], fixed_steps: list[dict[str, float]]) 
             "test_best_fixed_steps": float(best["steps"]), "test_best_fixed_exact": best["exact_match"]}
 
 
+def unsure_threshold(confidence: Sequence[float], right: Sequence[bool]) -> float:
+    """The manifest's `sequence.unsure_below` chosen on these answers: the threshold that makes the most right calls
+    (a right answer kept, a wrong one flagged), the lowest of equals; 0 (flag none) when flagging does not help."""
+    values = sorted(set(confidence))
+    candidates = [0.0, *((low + high) / 2 for low, high in itertools.pairwise(values))]
+    scores, answered_right = np.asarray(confidence), np.asarray(right, dtype=bool)
+    calls = [int(((scores >= threshold) == answered_right).sum()) for threshold in candidates]
+    return candidates[int(np.argmax(calls))]
+
+
+def unsure_figures(confidence: Sequence[float], right: Sequence[bool], unsure_below: float) -> dict[str, float]:
+    """What flagging answers of confidence below `unsure_below` does on these answers: how many it flags, how many
+    of those are wrong, of how many wrong, and the exact match of the answers it keeps."""
+    flagged, answered_right = np.asarray(confidence) < unsure_below, np.asarray(right, dtype=bool)
+    kept = answered_right[~flagged]
+    return {"unsure_below": unsure_below, "rows": len(answered_right), "flagged": int(flagged.sum()),
+            "flagged_wrong": int((flagged & ~answered_right).sum()), "wrong": int((~answered_right).sum()),
+            "kept_exact_match": float(kept.mean()) if kept.size else float("nan")}
+
+
 def held_out_scores(model: SequenceTRM, sources: Sequence[str], targets: Sequence[str], max_len: int | None, *,
-                    halting: Halting | None = None, curves: bool = True, subset: Sequence[int] = ()) -> dict[str, Any]:
+                    halting: Halting | None = None, curves: bool = True, subset: Sequence[int] = (),
+                    unsure_below: float | None = None) -> dict[str, Any]:
     """`test`: exact match, CER, steps per token, examples and misses (the first 12 rows, and the first 12 answered
     wrongly) with `halting` (its threshold and rule), and
-    the same scores over the `subset` of indexes (as `subset`); with `curves`, also `halting_curves`."""
+    the same scores over the `subset` of indexes (as `subset`); with `unsure_below`, what flagging the answers below
+    it does (`unsure_figures`, as `unsure`); with `curves`, also `halting_curves`."""
     halting = halting or Halting()
     predictions = predict(model, sources, halting=halting, max_len=max_len)
     test = {**score(predictions.texts, targets), "threshold": halting.threshold,
@@ -166,6 +194,9 @@ def held_out_scores(model: SequenceTRM, sources: Sequence[str], targets: Sequenc
                        if written != targets[i]][:12]}
     if subset:
         test["subset"] = score([predictions.texts[i] for i in subset], [targets[i] for i in subset])
+    if unsure_below is not None:
+        right = [written == expected for written, expected in zip(predictions.texts, targets, strict=True)]
+        test["unsure"] = unsure_figures(predictions.confidence, right, unsure_below)
     scores: dict[str, Any] = {"test": test}
     if curves:
         scores.update(halting_curves(model, sources, targets, max_len))

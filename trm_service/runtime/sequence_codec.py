@@ -29,7 +29,7 @@ class SequenceCodec:
         specials = {spec.pad_id, output.bos_id, output.eos_id}
         self._ids = {label: index for index, label in enumerate(manifest.labels)
                      if index not in specials and len(label) == 1}
-        self._eos_id = output.eos_id
+        self._eos_id, self._unsure_below = output.eos_id, output.unsure_below
 
     def encode(self, request: trm_pb2.ReasonRequest) -> EncodedRequest:
         """Non-blank text of at most max_chars characters, each in the model's vocabulary; top_k within it."""
@@ -52,15 +52,16 @@ class SequenceCodec:
             raise InputError(f"top_k must be at most {len(self._labels)} (the vocabulary of {self._name!r}), "
                              f"got {top_k}")
         tokens = np.array([self._ids[char] for char in text], dtype=np.int64)
-        return EncodedRequest(tokens=tokens, reader=SequenceReader(self._labels, self._eos_id, top_k),
-                              logged_input=text)
+        reader = SequenceReader(self._labels, self._eos_id, top_k, self._unsure_below)
+        return EncodedRequest(tokens=tokens, reader=reader, logged_input=text)
 
 
 class SequenceReader:
-    """Reads a sequence step: the text emitted so far, and the refined token's top candidates."""
+    """Reads a sequence step: the text emitted so far with its confidence (unsure below `unsure_below`), and the
+    refined token's top candidates."""
 
-    def __init__(self, labels: tuple[str, ...], eos_id: int, top_k: int) -> None:
-        self._labels, self._eos_id, self._top_k = labels, eos_id, top_k
+    def __init__(self, labels: tuple[str, ...], eos_id: int, top_k: int, unsure_below: float) -> None:
+        self._labels, self._eos_id, self._top_k, self._unsure_below = labels, eos_id, top_k, unsure_below
 
     def read(self, result: StepResult) -> DecodedStep:
         progress = result.progress
@@ -77,6 +78,8 @@ class SequenceReader:
             token_emitted=progress.token_emitted,
             tokens=tokens,
             mean_steps_per_token=progress.emitted_steps / tokens if tokens else 0.0,
+            confidence=progress.confidence,
+            unsure=progress.confidence < self._unsure_below,
         )
         return DecodedStep(answer=trm_pb2.Answer(text=answer), probabilities=probabilities.astype(np.float32),
                            unit=progress.token_index)

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from trm_bundle.probabilities import sigmoid
+from trm_bundle.probabilities import sigmoid, softmax
 from trm_service.runtime.sequence_session import SequenceSession, SourceEncoding, TokenStepOutputs
 from trm_service.runtime.session import StepStopped
 from trm_service.scheduler.halting import HaltReason, stop_reason, time_limit_reason
@@ -55,6 +55,7 @@ class Decoding:
     token_step: int = 0  # steps the current token has taken
     token_answer: int = -1  # the current token's most probable token after its last step (-1: no step yet)
     emitted_steps: int = 0
+    confidence: float = 1.0  # the product of the emitted tokens' probabilities
     load_capped: bool = False
 
 
@@ -162,7 +163,8 @@ class SequenceScheduler(ModelScheduler):
                 final = None
                 if token_emitted:
                     # the answer goes on to its next token only if a step of it fits the time limits
-                    final = self._emit(state, answer, reason) or time_limit_reason(
+                    probability = float(softmax(outputs.log_probs[row])[answer])
+                    final = self._emit(state, answer, probability, reason) or time_limit_reason(
                         now=now, next_step_s=next_step_s, limits=limits)
                 elif reason is not None:
                     final = reason  # a time limit: the answer is the text emitted so far
@@ -173,16 +175,19 @@ class SequenceScheduler(ModelScheduler):
                     halt_probability=float(halt_probability[row]), elapsed_ms=(now - ticket.arrival) * 1000.0,
                     halt_reason=final,
                     progress=TokenProgress(token_index=token_index, token_step=step + 1, emitted=tuple(state.emitted),
-                                           token_emitted=token_emitted, emitted_steps=state.emitted_steps)))
+                                           token_emitted=token_emitted, emitted_steps=state.emitted_steps,
+                                           confidence=state.confidence)))
         self._retire(stopped)
 
-    def _emit(self, state: Decoding, token: int, reason: HaltReason) -> HaltReason | None:
-        """Emit the current token and commit its entries; the request's final reason if the answer ended."""
+    def _emit(self, state: Decoding, token: int, probability: float, reason: HaltReason) -> HaltReason | None:
+        """Emit the current token (of `probability` at this step) and commit its entries; the request's final reason
+        if the answer ended."""
         spec = self._session.spec
         position = len(state.emitted)
         state.keys[:, :, :, position], state.values[:, :, :, position] = state.pending_keys, state.pending_values
         state.emitted.append(token)
         state.emitted_steps += state.token_step
+        state.confidence *= probability
         state.load_capped |= reason is HaltReason.LOAD
         state.token_step, state.token_answer = 0, -1
         state.y, state.z = np.zeros_like(state.y), np.zeros_like(state.z)

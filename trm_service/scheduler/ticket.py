@@ -24,6 +24,8 @@ class TokenProgress:
     """This step settled its token: it is the last of `emitted`."""
     emitted_steps: int
     """Refinement steps the emitted tokens took, in all."""
+    confidence: float
+    """The product of the emitted tokens' probabilities, each at the step that emitted it (1.0 before the first)."""
 
 
 @dataclass(frozen=True)

@@ -94,7 +94,7 @@ class ClassAnswer(_message.Message):
     def __init__(self, label: _Optional[str] = ..., confidence: _Optional[float] = ..., top: _Optional[_Iterable[_Union[LabelScore, _Mapping]]] = ..., out_of_scope: _Optional[bool] = ...) -> None: ...
 
 class TextAnswer(_message.Message):
-    __slots__ = ("text", "token_index", "token_step", "candidates", "token_emitted", "tokens", "mean_steps_per_token")
+    __slots__ = ("text", "token_index", "token_step", "candidates", "token_emitted", "tokens", "mean_steps_per_token", "confidence", "unsure")
     TEXT_FIELD_NUMBER: _ClassVar[int]
     TOKEN_INDEX_FIELD_NUMBER: _ClassVar[int]
     TOKEN_STEP_FIELD_NUMBER: _ClassVar[int]
@@ -102,6 +102,8 @@ class TextAnswer(_message.Message):
     TOKEN_EMITTED_FIELD_NUMBER: _ClassVar[int]
     TOKENS_FIELD_NUMBER: _ClassVar[int]
     MEAN_STEPS_PER_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
+    UNSURE_FIELD_NUMBER: _ClassVar[int]
     text: str
     token_index: int
     token_step: int
@@ -109,7 +111,9 @@ class TextAnswer(_message.Message):
     token_emitted: bool
     tokens: int
     mean_steps_per_token: float
-    def __init__(self, text: _Optional[str] = ..., token_index: _Optional[int] = ..., token_step: _Optional[int] = ..., candidates: _Optional[_Iterable[_Union[LabelScore, _Mapping]]] = ..., token_emitted: _Optional[bool] = ..., tokens: _Optional[int] = ..., mean_steps_per_token: _Optional[float] = ...) -> None: ...
+    confidence: float
+    unsure: bool
+    def __init__(self, text: _Optional[str] = ..., token_index: _Optional[int] = ..., token_step: _Optional[int] = ..., candidates: _Optional[_Iterable[_Union[LabelScore, _Mapping]]] = ..., token_emitted: _Optional[bool] = ..., tokens: _Optional[int] = ..., mean_steps_per_token: _Optional[float] = ..., confidence: _Optional[float] = ..., unsure: _Optional[bool] = ...) -> None: ...
 
 class GridAnswer(_message.Message):
     __slots__ = ("rows", "cols", "cells", "confidence", "verified")
