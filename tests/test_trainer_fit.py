@@ -247,6 +247,9 @@ def test_a_killed_run_resumes_from_its_last_checkpoint(keyword_data: tuple[Path,
     }
     assert exported["training"]["model_config"]["embedding_storage"] == "int8"
     assert exported["training"]["optimizer_steps"] == stopped_at + 5
+    # QA: the export recorded itself as the training command; the checkpoint records the fit's (the last one)
+    assert exported["training"]["command"] == manifest["training"]["command"]
+    assert manifest["training"]["command"].startswith("trm-train fit ")
 
 
 @pytest.mark.parametrize(("argv", "message"), [

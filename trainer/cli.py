@@ -152,8 +152,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     if args.from_bundle:
         bundle = reexport_bundle(Path(args.from_bundle), Path(args.out), overrides, ablation)
     else:
-        command = args.training_command or "trm-train " + " ".join(sys.argv[1:])
-        fitted = from_checkpoint(Path(args.checkpoint), overrides, command)
+        fitted = from_checkpoint(Path(args.checkpoint), overrides, args.training_command,
+                                 exported_by="trm-train " + " ".join(sys.argv[1:]))
         bundle = export_bundle(fitted, Path(args.out) / fitted.cfg.name, ablation)
     print(json.dumps({"bundle": str(bundle.path)}))
     return 0
@@ -229,7 +229,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "trained as long: its figures go into REPORT.md next to this bundle's; or an earlier "
                         "bundle's evaluation.json, whose ablation is kept")
     export_cmd.add_argument("--training-command", default="",
-                        help="the command that trained the checkpoint (recorded in REPORT.md)")
+                        help="the command that trained the checkpoint, recorded in REPORT.md (default: the one "
+                        "its checkpoint records; a checkpoint from before 2026-12-03 records none, and the "
+                        "export's own is recorded)")
     export_cmd.set_defaults(func=cmd_export)
     return parser
 

@@ -88,7 +88,7 @@ def fit(cfg: TrainConfig, resume: bool = True, command: str = "") -> Fitted:
         prepared, model, ingredients, trunk = fit_soup(cfg, resume)
         record = TrainingRecord.of_soup(ingredients, command, time.monotonic() - started, trunk)
         return Fitted(cfg, prepared, model, record, baseline)
-    prepared, trainer = fit_one(cfg, resume)
+    prepared, trainer = fit_one(cfg, resume, command=command)
     record = TrainingRecord.of(trainer, command, time.monotonic() - started)
     return Fitted(cfg, prepared, cpu_copy(trainer.ema.model), record, baseline)
 
@@ -120,12 +120,13 @@ def split_sentence(train: TextSplit, val: TextSplit, test: TextSplit, test_file:
 
 
 def fit_one(
-    cfg: TrainConfig, resume: bool, branch_from: Path | None = None, until: int | None = None
+    cfg: TrainConfig, resume: bool, branch_from: Path | None = None, until: int | None = None, command: str = ""
 ) -> tuple[Prepared, Trainer]:
-    """Prepares the data and trains (or resumes, or branches; `Trainer.fit`) one model; its EMA
-    weights are `trainer.ema.model`."""
+    """Prepares the data and trains (or resumes, or branches; `Trainer.fit`) one model, its checkpoint recording
+    `command`; its EMA weights are `trainer.ema.model`."""
     prepared = prepare(cfg)
     trainer = build_trainer(cfg, prepared)
+    trainer.command = command
     print(f"{cfg.name}: {count_parameters(trainer.model):,} parameters, vocabulary {prepared.model_cfg.vocab_size:,}, "
           f"state {prepared.model_cfg.state_shape}")
     trainer.fit(resume=resume, branch_from=branch_from, until=until)
@@ -172,9 +173,10 @@ def fit_soup(
     return first, soup.eval(), records, trunk_record
 
 
-def from_checkpoint(checkpoint: Path, overrides: dict[str, Any], command: str) -> Fitted:
+def from_checkpoint(checkpoint: Path, overrides: dict[str, Any], command: str, exported_by: str) -> Fitted:
     """The model of a training checkpoint (runs/NAME or runs/NAME/checkpoint.pt), loaded as `fit_one`
-    builds it, with the configuration it was trained with plus the dotted `overrides`."""
+    builds it, with the configuration it was trained with plus the dotted `overrides`; its record names `command`
+    as the one that trained it, else the command its checkpoint records, else `exported_by` (the export's own)."""
     if checkpoint.is_dir():
         checkpoint = checkpoint / CHECKPOINT
     try:
@@ -195,7 +197,7 @@ def from_checkpoint(checkpoint: Path, overrides: dict[str, Any], command: str) -
     if not trainer.load_checkpoint(checkpoint):
         raise ValueError(f"--checkpoint {checkpoint} was trained on other data than {cfg.data} now holds, or as "
                          "another model: export it where its data is unchanged")
-    record = TrainingRecord.of(trainer, command, trainer.elapsed_s)
+    record = TrainingRecord.of(trainer, command or state.get("command") or exported_by, trainer.elapsed_s)
     return Fitted(trained_with, prepared, cpu_copy(trainer.ema.model), record, fit_baseline(cfg))
 
 

@@ -147,6 +147,7 @@ class Trainer:
         self.elapsed_s = 0.0
         self.history: list[dict[str, float]] = []
         self.trained_on: list[str] = []  # the devices that ran this model's training steps, in order
+        self.command = ""  # the command that trains it, kept in its checkpoint for `trm-train export --checkpoint`
         self.rng = torch.Generator(device="cpu").manual_seed(cfg.seed)
         self._stop = False
 
@@ -192,6 +193,7 @@ class Trainer:
             "elapsed_s": self.elapsed_s,
             "history": self.history,
             "trained_on": self.trained_on,
+            "command": self.command,
             "data_sha256": self.data_sha256,
             "rng": self.rng.get_state(),
             "stream": self.stream.state(),
