@@ -282,6 +282,7 @@ def test_the_listing_and_the_paragraph_say_what_was_chosen_and_why(keyword_csv: 
         assert preset.name in table and f"{preset.time_budget_minutes:g} min" in table
     assert "MLP-mixer, hidden 128, n=2 T=2 N_sup=16" in table
     assert "attention over 32-token chunks + bag of words" in table
+    assert max(map(len, table.splitlines())) <= 100  # QA: one row per preset was 389 characters wide
     profile = profile_file(keyword_csv)
     preset, reasons = choose_preset(profile)
     sizing = size_run(preset, profile, steps_per_second=10.0, overhead_minutes=1.0)

@@ -18,6 +18,7 @@ import copy
 import csv
 import dataclasses
 import math
+import textwrap
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -452,9 +453,11 @@ def presets_table(markdown: bool = False) -> str:
     if markdown:
         lines = [header, tuple("---" for _ in header), *rows]
         return "\n".join("| " + " | ".join(row) + " |" for row in lines)
-    widths = [max(len(row[i]) for row in (header, *rows)) for i in range(len(header))]
-    return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
-                     for row in (header, *rows))
+    # a block per preset: one row of six columns is wider than any terminal (389 characters)
+    width = max(map(len, header[2:]))
+    return "\n\n".join(f"{name}: {purpose}\n" + "\n".join(
+        textwrap.fill(value, 100, initial_indent=f"  {label + ':':<{width + 2}}", subsequent_indent=" " * (width + 4))
+        for label, value in zip(header[2:], row, strict=True)) for name, purpose, *row in rows)
 
 
 def describe_choice(preset: Preset, reasons: list[str], sizing: Sizing) -> str:
