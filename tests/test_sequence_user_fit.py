@@ -158,3 +158,17 @@ def test_ctrl_c_during_a_sequence_fit_says_where_its_checkpoint_is(tmp_path: Pat
     assert process.returncode == 130
     assert re.fullmatch(r"trm-train: stopped at step \d+; checkpoint saved to \S+\n", err), err
     assert re.search(r"^step 100 \d+\.\d of 5 min lines 800 loss ", log.read_text(), re.MULTILINE)
+
+
+def test_the_unsure_line_of_a_report_when_nothing_validates_or_everything_is_flagged() -> None:
+    """QA: a file too small for validation rows read "no threshold made more right calls on the 0 validation rows",
+    and a model that flagged every test row wrote "the 0 it keeps are nan% exact" (NaN in evaluation.json)."""
+    from trainer.sequence.evaluate import unsure_figures
+    from trainer.sequence.user_fit import unsure_sentence
+
+    assert unsure_sentence(unsure_figures([0.5], [True], 0.0), 0) == (
+        "never flagged (no validation rows to choose a threshold on)")
+    everything = unsure_figures([0.1, 0.2], [False, False], 0.3)
+    assert everything["kept_exact_match"] is None and "NaN" not in json.dumps(everything)
+    assert unsure_sentence(everything, 20).endswith("on the test rows it flags 2 answers, 2 of them wrong (of 2 "
+                                                    "wrong answers), and it keeps none")

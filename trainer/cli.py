@@ -115,8 +115,10 @@ def _fit_sequence(args: argparse.Namespace) -> int:
         resume=not args.restart, batch_size=args.batch_size or 64, lr=args.lr or 2e-3)
     metrics = bundle.manifest.metrics
     print(json.dumps({"bundle": str(bundle.path), "metrics": metrics}, indent=1))
+    unsure = bundle.manifest.sequence.unsure_below
     print(f"{name}: bundle {bundle.path} written after {(time.monotonic() - started) / 60:.1f} min; held-out exact "
-          f"match {100 * metrics['test_exact_match']:.2f}%, character error rate {100 * metrics['test_cer']:.2f}%")
+          f"match {100 * metrics['test_exact_match']:.2f}%, character error rate {100 * metrics['test_cer']:.2f}%; "
+          + (f"answers below confidence {unsure:.3g} are marked unsure" if unsure else "no answer is marked unsure"))
     return 0
 
 

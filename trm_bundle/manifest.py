@@ -23,9 +23,9 @@ import numpy as np
 from trm_bundle import BundleError
 from trm_bundle.checksums import verify_files
 
-# 2 added task "sequence", 3 the field sequence.prefix_steps, 4 sequence.halt_when_unchanged; a manifest is
-# written at the lowest version that has what it uses, so a reader that predates a feature refuses a bundle
-# that needs it
+# 2 added task "sequence", 3 the field sequence.prefix_steps, 4 sequence.halt_when_unchanged, 5
+# sequence.unsure_below; a manifest is written at the lowest version that has what it uses, so a reader that
+# predates a feature refuses a bundle that needs it
 READABLE_SCHEMAS = (1, 2, 3, 4, 5)
 MANIFEST_FILE = "manifest.json"
 FP32_FILE = "model.onnx"

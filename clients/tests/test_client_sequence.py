@@ -76,7 +76,8 @@ def test_the_cli_prints_the_text_and_streams_it_token_by_token(sequence_server, 
     streamed = trm_client("reason", MODEL, SPOKEN, "--stream", target=sequence_server.target)
     lines = streamed.stdout.splitlines()
     assert len(lines) == expected.steps and lines[0].split()[:4] == ["step", "1", "token", "0.1"]
-    assert lines[-1].endswith(f"{expected.answer.text}  [{expected.halt_reason.value}]")
+    assert lines[-1].endswith(f"{expected.answer.text}  [{expected.halt_reason.value}; confidence "
+                              f"{expected.answer.confidence:.3f}]")
     as_json = json.loads(trm_client("reason", MODEL, SPOKEN, "--json", target=sequence_server.target).stdout)
     assert as_json["prediction"] == expected.answer.text and as_json["answer"]["tokens"] == expected.answer.tokens
 
@@ -95,7 +96,7 @@ def test_the_tool_takes_words_and_returns_the_text(sequence_client):
     assert direct.halt_reason is HaltReason.HALTED and documented.keys() == reply.keys()
 
 
-def test_an_unsure_text_is_deferred_by_the_tool_and_flagged_by_the_cli(sequence_server, sequence_client):
+def test_an_unsure_text_is_deferred_by_the_tool_and_flagged_by_the_cli(sequence_server, sequence_client, tmp_path):
     """The server marks a text below the model's calibrated confidence unsure: the tool tells the LLM to answer
     itself (low_confidence), the CLI says so; the same text from the model without a threshold is not deferred."""
     adapter = ToolAdapter(sequence_client)
@@ -109,6 +110,16 @@ def test_an_unsure_text_is_deferred_by_the_tool_and_flagged_by_the_cli(sequence_
     done = trm_client("reason", UNSURE_MODEL, SPOKEN, target=sequence_server.target)
     assert done.returncode == 0 and "defer:       unsure: below the model's calibrated confidence" in done.stdout
     assert "defer:" not in trm_client("reason", MODEL, SPOKEN, target=sequence_server.target).stdout
+    assert sequence_client.model(UNSURE_MODEL).unsure_below == pytest.approx(0.99)
+    assert sequence_client.model(MODEL).unsure_below == 0.0
+    # QA: the stream's last line and reason-batch's lines did not say so
+    streamed = trm_client("reason", UNSURE_MODEL, SPOKEN, "--stream", target=sequence_server.target).stdout
+    confidence = f"{direct.answer.confidence:.3f}"
+    assert streamed.splitlines()[-1].endswith(f"[halted; confidence {confidence}; defer: low_confidence]")
+    lines = tmp_path / "lines.txt"
+    lines.write_text(f"{SPOKEN}\n")
+    batch = trm_client("reason-batch", UNSURE_MODEL, str(lines), target=sequence_server.target).stdout
+    assert batch == f"line 1: {direct.answer.text} ({direct.steps} steps, defer: low_confidence)\n"
 
 
 def test_the_voice_pipeline_chains_the_dictate_intent_to_the_dictation_model(sequence_server, sequence_client):

@@ -9,8 +9,9 @@ import pytest
 from jsonschema import Draft202012Validator
 from sdk_test_support import GRID_MODEL, SUDOKU, TEXT_MODEL
 from trm_client import NO_RETRY, AsyncTRMClient, Budget, InputLimits, ModelInfo, TaskType, TRMClient
-from trm_client.results import Classification, GridSolution, HaltReason, LabelScore, ReasonResult
-from trm_client.tool_result import defer_reason
+from trm_client.render import result_text
+from trm_client.results import Classification, GridSolution, HaltReason, LabelScore, ReasonResult, WrittenText
+from trm_client.tool_result import DEFER_REASONS, defer_reason
 from trm_client.tool_schema import input_schema, output_schema, tool_description, tool_name
 from trm_client.tools import AsyncToolAdapter, ToolAdapter
 
@@ -233,6 +234,22 @@ def test_deferral_rule():
     grid = GridSolution(9, 9, "1" * 81, (0.99,) * 81, verified=False)
     unverified = ReasonResult("m", "1", grid, 0.99, 2, HaltReason.HALTED, 1.0, 2.0, "r")
     assert defer_reason(_info(0.0, TaskType.GRID), unverified) == "unverified"
+
+
+def _written(text: str, unsure: bool, halt_reason: HaltReason = HaltReason.HALTED) -> ReasonResult:
+    answer = WrittenText(text, len(text), 1, (), True, len(text) + 1, 1.0, 0.5 if unsure else 0.99, unsure)
+    return ReasonResult("m", "1", answer, 0.99, len(text) + 1, halt_reason, 1.0, 2.0, "r")
+
+
+def test_a_written_text_defers_when_cut_short_empty_or_unsure():
+    """QA: the shipped dictation model wrote "" for the input "i", sure of it (0.962), and the tool passed it on."""
+    info = _info(0.0, TaskType.SEQUENCE)
+    assert defer_reason(info, _written("x = 1", unsure=False)) is None
+    assert defer_reason(info, _written("x = 1", unsure=True)) == "low_confidence"
+    assert defer_reason(info, _written("", unsure=False)) == "empty"
+    assert defer_reason(info, _written("x =", unsure=False, halt_reason=HaltReason.DEADLINE)) == "incomplete"
+    assert "empty" in DEFER_REASONS  # the tools' output schema names every reason
+    assert result_text(_written("", unsure=False)).splitlines()[2] == "defer:       empty: the model wrote nothing"
 
 
 def test_the_step_budget_is_described_per_character_only_for_a_sequence_model():

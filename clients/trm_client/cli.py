@@ -30,8 +30,9 @@ from trm_client.errors import TRMError
 from trm_client.field_names import BATCH_LINES, CLI_FLAGS, rename_fields
 from trm_client.model_info import Budget
 from trm_client.render import answer_summary, models_table, result_text, step_line
-from trm_client.results import ReasonResult
+from trm_client.results import ReasonResult, WrittenText
 from trm_client.serialize import model_dict, result_dict, step_dict
+from trm_client.tool_result import text_defer_reason
 from trm_client.tools import ToolAdapter
 
 EXIT_ERROR = 1
@@ -146,6 +147,8 @@ def run_reason_batch(client: TRMClient, args: argparse.Namespace, out: TextIO) -
         for number, outcome in sorted(outcomes.items()):
             if isinstance(outcome, ReasonResult):
                 steps = f"{outcome.steps} step{'' if outcome.steps == 1 else 's'}"
+                if isinstance(outcome.answer, WrittenText) and (reason := text_defer_reason(outcome)):
+                    steps += f", defer: {reason}"
                 summary = f"line {number}: {answer_summary(outcome.answer)} ({steps})"
                 print(json.dumps({"line": number, **result_dict(outcome)}) if args.json else summary, file=out)
                 continue

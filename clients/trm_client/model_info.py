@@ -118,6 +118,8 @@ class ModelInfo:
     versions: tuple[str, ...] = ()
     served_step: str = "fp32"
     """The ONNX step the server runs: "int8" (the metrics named int8_* are its figures) or "fp32"."""
+    unsure_below: float = 0.0
+    """Sequence models: the calibrated confidence below which a written text is marked unsure (0: never)."""
 
     @property
     def halt_threshold(self) -> float:
@@ -139,4 +141,5 @@ class ModelInfo:
             out_of_scope_threshold=message.out_of_scope_threshold,
             versions=tuple(message.versions),
             served_step=message.served_step or "fp32",
+            unsure_below=message.unsure_below,
         )

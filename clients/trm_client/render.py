@@ -5,8 +5,14 @@ from __future__ import annotations
 from trm_client.headline import headline
 from trm_client.model_info import ModelInfo
 from trm_client.results import Answer, Classification, GridSolution, ReasonResult, ReasonStep, WrittenText
+from trm_client.tool_result import text_defer_reason
 
 _FULL, _EMPTY = "█", "░"
+_TEXT_DEFERS = {
+    "incomplete": "incomplete: a step limit, time budget, deadline or the output limit cut it short",
+    "empty": "empty: the model wrote nothing",
+    "low_confidence": "unsure: below the model's calibrated confidence, likely wrong",
+}
 
 
 def confidence_bar(value: float, width: int = 20) -> str:
@@ -57,8 +63,16 @@ def _token_step_line(step: ReasonStep, answer: WrittenText) -> str:
     line = (f"step {step.step:>3}  token {answer.token_index:>2}.{answer.token_step}  {mark}  halt "
             f"{step.halt_confidence:4.2f}  [{candidates}]  {answer.text}")
     if step.final and step.halt_reason is not None:
-        line += f"  [{step.halt_reason.value}]"
+        line += f"  [{step.halt_reason.value}; confidence {answer.confidence:.3f}"
+        reason = text_defer_reason(step)
+        line += f"; defer: {reason}]" if reason else "]"
     return line
+
+
+def text_defer_note(result: ReasonResult) -> str | None:
+    """Why not to rely on a written text, in words (`text_defer_reason`), or None."""
+    reason = text_defer_reason(result)
+    return _TEXT_DEFERS[reason] if reason else None
 
 
 def grid_block(answer: GridSolution) -> str:
@@ -74,8 +88,8 @@ def result_text(result: ReasonResult) -> str:
         # the server flags its out-of-scope label and, as much, a confidence below the model's calibrated
         # threshold: for a model trained without an out-of-scope label that is an abstention, not a scope
         lines.append("defer:       out of scope, or below the model's calibrated confidence")
-    if isinstance(answer, WrittenText) and answer.unsure:
-        lines.append("defer:       unsure: below the model's calibrated confidence, likely wrong")
+    if isinstance(answer, WrittenText) and (note := text_defer_note(result)):
+        lines.append(f"defer:       {note}")
     lines.append(f"confidence:  {result.confidence:.3f} {confidence_bar(result.confidence)}")
     if isinstance(answer, WrittenText):
         lines.append(f"tokens:      {answer.tokens}, {answer.mean_steps_per_token:.2f} refinement steps each")

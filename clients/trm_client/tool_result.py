@@ -5,35 +5,42 @@ from __future__ import annotations
 from typing import Any
 
 from trm_client.model_info import ModelInfo
-from trm_client.results import Classification, GridSolution, HaltReason, ReasonResult, WrittenText
+from trm_client.results import Classification, GridSolution, HaltReason, ReasonResult, ReasonStep, WrittenText
 
-DEFER_REASONS = ("out_of_scope", "low_confidence", "unverified", "incomplete")
+DEFER_REASONS = ("out_of_scope", "low_confidence", "unverified", "incomplete", "empty")
 
 
 def defer_reason(info: ModelInfo, result: ReasonResult) -> str | None:
     """Why the agent should not rely on the answer ("out_of_scope", "low_confidence", "unverified",
-    "incomplete"), or None.
+    "incomplete", "empty"), or None.
 
     Classification: out of scope when the server flags it (its top label is the out-of-scope label, or its
     probability is below the model's calibrated out-of-scope threshold); for a model without that
     threshold, low confidence when the halting head's confidence is below the calibrated halting threshold.
     Grid: unverified when the answer fails the deterministic rule check (a grid without rules never verifies).
-    Written text: incomplete unless the model ended the answer itself (a deadline, time budget or the output
-    limit cut it short); low confidence when the server marks it unsure (its confidence below the model's
-    calibrated threshold).
+    Written text: `text_defer_reason`.
     """
     answer = result.answer
     if isinstance(answer, GridSolution):
         return None if answer.verified else "unverified"
     if isinstance(answer, WrittenText):
-        if result.halt_reason not in (HaltReason.HALTED, HaltReason.LOAD):
-            return "incomplete"
-        return "low_confidence" if answer.unsure else None
+        return text_defer_reason(result)
     if answer.out_of_scope:
         return "out_of_scope"
     if info.out_of_scope_threshold == 0 and result.halt_confidence < info.halt_threshold:
         return "low_confidence"
     return None
+
+
+def text_defer_reason(result: ReasonResult | ReasonStep) -> str | None:
+    """Why not to rely on a sequence model's written text, or None: "incomplete" unless the model ended it itself
+    (a deadline, time budget or the output limit cut it short), "empty" when it wrote nothing, "low_confidence"
+    when the server marks it unsure (its confidence below the model's calibrated threshold)."""
+    if result.halt_reason not in (HaltReason.HALTED, HaltReason.LOAD):
+        return "incomplete"
+    if not result.answer.text:
+        return "empty"
+    return "low_confidence" if result.answer.unsure else None
 
 
 def tool_payload(info: ModelInfo, result: ReasonResult) -> dict[str, Any]:

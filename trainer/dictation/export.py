@@ -106,7 +106,8 @@ def unsure_lines(metrics: dict[str, Any]) -> list[str]:
         "| test set | lines | flagged | of them wrong | wrong in all | exact match of the kept answers |",
         "|---|---:|---:|---:|---:|---:|",
         *[f"| {name} | {row['rows']} | {row['flagged']} | {row['flagged_wrong']} | {row['wrong']} | "
-          f"{100 * row['kept_exact_match']:.2f}% |" for name, row in rows],
+          + (f"{100 * row['kept_exact_match']:.2f}% |" if row["kept_exact_match"] is not None else "none kept |")
+          for name, row in rows],
         "",
     ]
 

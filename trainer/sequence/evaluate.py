@@ -168,14 +168,14 @@ def unsure_threshold(confidence: Sequence[float], right: Sequence[bool]) -> floa
     return candidates[int(np.argmax(calls))]
 
 
-def unsure_figures(confidence: Sequence[float], right: Sequence[bool], unsure_below: float) -> dict[str, float]:
+def unsure_figures(confidence: Sequence[float], right: Sequence[bool], unsure_below: float) -> dict[str, float | None]:
     """What flagging answers of confidence below `unsure_below` does on these answers: how many it flags, how many
-    of those are wrong, of how many wrong, and the exact match of the answers it keeps."""
+    of those are wrong, of how many wrong, and the exact match of the answers it keeps (None when it keeps none)."""
     flagged, answered_right = np.asarray(confidence) < unsure_below, np.asarray(right, dtype=bool)
     kept = answered_right[~flagged]
     return {"unsure_below": unsure_below, "rows": len(answered_right), "flagged": int(flagged.sum()),
             "flagged_wrong": int((flagged & ~answered_right).sum()), "wrong": int((~answered_right).sum()),
-            "kept_exact_match": float(kept.mean()) if kept.size else float("nan")}
+            "kept_exact_match": float(kept.mean()) if kept.size else None}
 
 
 def held_out_scores(model: SequenceTRM, sources: Sequence[str], targets: Sequence[str], max_len: int | None, *,

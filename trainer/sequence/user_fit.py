@@ -134,9 +134,10 @@ def fit_sequence(train: Path, test: Path | None, *, out: Path, name: str, run_di
         f"# {name}", "",
         f"- Command: `{command}`",
         f"- Wall time: {record.wall_time_s / 60:.1f} min ({record.train_time_s / 60:.1f} min of training, "
-        f"{record.optimizer_steps} optimizer steps), {record.parameters:,} parameters, CPU.",
-        f"- Data: {len(training)} training rows of `{train.name}`; "
-        + (f"test: `{test.name}`, {len(held_out)} rows." if test else f"test: {len(held_out)} rows held out of it."),
+        f"{record.optimizer_steps:,} optimizer steps), {record.parameters:,} parameters, CPU.",
+        f"- Data: {counted(len(training), 'training row')} of `{train.name}`; "
+        + (f"test: `{test.name}`, {counted(len(held_out), 'row')}." if test
+           else f"test: {counted(len(held_out), 'row')} held out of it."),
         f"- Weights: {weights_sentence(trainer, len(validation))}",
         f"- Unsure answers: {unsure_sentence(test_figures['unsure'], len(validation))}",
         "",
@@ -161,14 +162,16 @@ def weights_sentence(trainer: SequenceTrainer, validation_rows: int) -> str:
             f"{counted(validation_rows, 'validation row')} (exact match {100 * best['exact_match']:.2f}%{later})")
 
 
-def unsure_sentence(unsure: dict[str, float], validation_rows: int) -> str:
+def unsure_sentence(unsure: dict[str, float | None], validation_rows: int) -> str:
     """What the calibrated unsure flag does, e.g. "below confidence 0.52 (chosen on 72 validation rows); on the test
     rows it flags 6 answers, 5 of them wrong (of 8 wrong answers), and the 74 it keeps are 95.95% exact"."""
+    if not validation_rows:
+        return "never flagged (no validation rows to choose a threshold on)"
     if not unsure["unsure_below"]:
         return (f"never flagged (no confidence threshold made more right calls on the "
                 f"{counted(validation_rows, 'validation row')} than flagging none)")
     kept = unsure["rows"] - unsure["flagged"]
+    keeps = (f"the {kept:,} it keeps are {100 * unsure['kept_exact_match']:.2f}% exact" if kept else "it keeps none")
     return (f"below confidence {unsure['unsure_below']:.3g} (chosen on {counted(validation_rows, 'validation row')}); "
             f"on the test rows it flags {counted(unsure['flagged'], 'answer')}, {unsure['flagged_wrong']} of them "
-            f"wrong (of {counted(unsure['wrong'], 'wrong answer')}), and the {kept:,} it keeps are "
-            f"{100 * unsure['kept_exact_match']:.2f}% exact")
+            f"wrong (of {counted(unsure['wrong'], 'wrong answer')}), and {keeps}")

@@ -58,7 +58,8 @@ def fallback_reason(info: ModelInfo, result: ReasonResult, min_confidence: float
     """Why an utterance should not be acted on, or None: out of scope, or below the confidence bar.
 
     The bar is ``min_confidence`` when given, else the model's own calibrated thresholds. A sequence model's
-    written text falls back when it is incomplete or the server marks it unsure (its own calibrated threshold).
+    written text falls back when it is incomplete, empty or the server marks it unsure (its own calibrated
+    threshold).
     """
     if min_confidence is None or not isinstance(result.answer, Classification):
         return defer_reason(info, result)
@@ -108,7 +109,7 @@ def run(
         if dictation_model and dictation_info and why is None and result.prediction == dictate_label:
             try:
                 written = client.reason(dictation_model, dictated_words(utterance))
-                written_why = defer_reason(dictation_info, written)  # cut short, or unsure
+                written_why = defer_reason(dictation_info, written)  # cut short, empty or unsure
             except TRMError as error:
                 written_why = f"error {error.code.name}: {error.details}"
             if written_why is not None:

@@ -246,7 +246,7 @@ class InputLimits(_message.Message):
     def __init__(self, max_text_chars: _Optional[int] = ..., max_tokens: _Optional[int] = ..., grid_rows: _Optional[int] = ..., grid_cols: _Optional[int] = ..., max_steps: _Optional[int] = ..., max_time_budget_ms: _Optional[int] = ..., max_output_tokens: _Optional[int] = ...) -> None: ...
 
 class ModelInfo(_message.Message):
-    __slots__ = ("name", "version", "task", "description", "labels", "limits", "default_budget", "metrics", "out_of_scope_threshold", "versions", "served_step")
+    __slots__ = ("name", "version", "task", "description", "labels", "limits", "default_budget", "metrics", "out_of_scope_threshold", "versions", "served_step", "unsure_below")
     class MetricsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -265,6 +265,7 @@ class ModelInfo(_message.Message):
     OUT_OF_SCOPE_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
     VERSIONS_FIELD_NUMBER: _ClassVar[int]
     SERVED_STEP_FIELD_NUMBER: _ClassVar[int]
+    UNSURE_BELOW_FIELD_NUMBER: _ClassVar[int]
     name: str
     version: str
     task: TaskType
@@ -276,4 +277,5 @@ class ModelInfo(_message.Message):
     out_of_scope_threshold: float
     versions: _containers.RepeatedScalarFieldContainer[str]
     served_step: str
-    def __init__(self, name: _Optional[str] = ..., version: _Optional[str] = ..., task: _Optional[_Union[TaskType, str]] = ..., description: _Optional[str] = ..., labels: _Optional[_Iterable[str]] = ..., limits: _Optional[_Union[InputLimits, _Mapping]] = ..., default_budget: _Optional[_Union[Budget, _Mapping]] = ..., metrics: _Optional[_Mapping[str, float]] = ..., out_of_scope_threshold: _Optional[float] = ..., versions: _Optional[_Iterable[str]] = ..., served_step: _Optional[str] = ...) -> None: ...
+    unsure_below: float
+    def __init__(self, name: _Optional[str] = ..., version: _Optional[str] = ..., task: _Optional[_Union[TaskType, str]] = ..., description: _Optional[str] = ..., labels: _Optional[_Iterable[str]] = ..., limits: _Optional[_Union[InputLimits, _Mapping]] = ..., default_budget: _Optional[_Union[Budget, _Mapping]] = ..., metrics: _Optional[_Mapping[str, float]] = ..., out_of_scope_threshold: _Optional[float] = ..., versions: _Optional[_Iterable[str]] = ..., served_step: _Optional[str] = ..., unsure_below: _Optional[float] = ...) -> None: ...
