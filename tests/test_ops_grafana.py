@@ -18,6 +18,7 @@ TOPICS = {
     "latency quantiles": "trm_request_latency_seconds_bucket",
     "steps used": "trm_steps_used_bucket",
     "halting reasons": "trm_halt_reasons_total",
+    "answers that flag themselves": "trm_flagged_answers_total",
     "batch size": "trm_batch_size_sum",
     "queue": "trm_queued_requests",
     "in flight": "trm_inflight_requests",

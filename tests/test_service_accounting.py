@@ -60,6 +60,23 @@ def test_calls_refused_at_once_are_counted_and_not_timed() -> None:
     assert counted("trm_request_latency_seconds_count", {"model": "sudoku", "method": "Reason"}) == 3
 
 
+def test_an_answer_that_flags_itself_is_counted_under_its_flag() -> None:
+    registry = CollectorRegistry()
+    metrics = ServiceMetrics(registry)
+
+    async def calls() -> None:
+        for flag in ("unsure", None, "unsure", "out_of_scope"):
+            record = CallRecord("Reason", metrics, log_inputs=False)
+            record.model, record.flag = "m", flag
+            record.finish(grpc.StatusCode.OK)
+        await asyncio.sleep(0)
+
+    asyncio.run(calls())
+    flagged = {flag: registry.get_sample_value("trm_flagged_answers_total", {"model": "m", "flag": flag})
+               for flag in ("unsure", "out_of_scope", "unverified")}
+    assert flagged == {"unsure": 2, "out_of_scope": 1, "unverified": None}
+
+
 def test_request_ids_are_unique_32_hex_digits() -> None:
     ids = [new_request_id() for _ in range(10_000)]
     assert len(set(ids)) == len(ids)

@@ -215,17 +215,20 @@ def test_halting_when_unchanged_is_written_at_schema_4_and_checked(unchanged_bun
 
 
 def test_an_answer_below_the_unsure_threshold_is_marked_and_the_field_needs_schema_5(sequence_bundle, unsure_bundle,
-                                                                                      stub, tmp_path):
-    """The same weights with a threshold: an answer whose confidence is below it is unsure, the others are not; a
-    reader that predates the field refuses the bundle instead of never saying so."""
-    marked = set()
+                                                                                      server, stub, tmp_path):
+    """The same weights with a threshold: an answer whose confidence is below it is unsure, the others are not, and
+    the metrics count it; a reader that predates the field refuses the bundle instead of never saying so."""
+    marked = []
+    before = server.sample_value("trm_flagged_answers_total", model=UNSURE_MODEL, flag="unsure")
     for text in INPUTS:
         plain = stub.Reason(_request(text), timeout=30).answer.text
         flagged = stub.Reason(_request(text, UNSURE_MODEL), timeout=30).answer.text
         assert (flagged.text, flagged.confidence) == (plain.text, plain.confidence) and not plain.unsure
         assert flagged.unsure == (flagged.confidence < UNSURE_BELOW)
-        marked.add(flagged.unsure)
-    assert marked == {True, False}  # random weights: some answers either side of the threshold
+        marked.append(flagged.unsure)
+    assert set(marked) == {True, False}  # random weights: some answers either side of the threshold
+    counted = server.sample_value("trm_flagged_answers_total", model=UNSURE_MODEL, flag="unsure") - before
+    assert counted == sum(marked) and server.sample_value("trm_flagged_answers_total", model=MODEL) == 0
     manifest = json.loads((unsure_bundle[0] / "manifest.json").read_text())
     assert manifest["schema_version"] == 5 and manifest["sequence"]["unsure_below"] == UNSURE_BELOW
     plain = json.loads((sequence_bundle[0] / "manifest.json").read_text())

@@ -41,6 +41,7 @@ class CallRecord:
         self.version = ""
         self.steps = 0
         self.halt_reason: HaltReason | None = None
+        self.flag: str | None = None  # what the answer says of itself (api/halt_reasons.answer_flag)
         self.queue_wait_s: float | None = None
         self.input: str | None = None
         self._metrics = metrics
@@ -78,6 +79,9 @@ class CallRecord:
             metrics.child(metrics.steps, self.model).observe(self.steps)
             metrics.child(metrics.halt_reasons, self.model, reason).inc()
             fields.update(steps=self.steps, halt_reason=reason)
+        if self.flag is not None:
+            metrics.child(metrics.flagged, self.model, self.flag).inc()
+            fields["flag"] = self.flag
         if self.queue_wait_s is not None:
             fields["queue_ms"] = round(self.queue_wait_s * 1000.0, 3)
         if message:

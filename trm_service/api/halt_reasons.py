@@ -1,4 +1,5 @@
-"""The scheduler's halting reasons as the API's trm.v1.HaltReason values and names."""
+"""The scheduler's halting reasons as the API's trm.v1.HaltReason values and names, and what an answer says of
+itself (`answer_flag`)."""
 
 from __future__ import annotations
 
@@ -26,3 +27,15 @@ def wire_halt_reason(reason: HaltReason | None) -> trm_pb2.HaltReason:
 def halt_reason_name(reason: HaltReason) -> str:
     """The trm.v1 enum name ("HALT_REASON_MAX_STEPS") that logs and metrics use."""
     return trm_pb2.HaltReason.Name(_WIRE[reason])
+
+
+def answer_flag(answer: trm_pb2.Answer) -> str | None:
+    """What an answer says of itself that its caller should act on, as logs and metrics name it: "out_of_scope" (a
+    classification's flag), "unverified" (a grid that fails its rule check), "unsure" (a written text below its
+    model's threshold), or None."""
+    kind = answer.WhichOneof("kind")
+    if kind == "classification":
+        return "out_of_scope" if answer.classification.out_of_scope else None
+    if kind == "grid":
+        return None if answer.grid.verified else "unverified"
+    return "unsure" if answer.text.unsure else None

@@ -20,7 +20,7 @@ import structlog
 from trm.v1 import trm_pb2
 
 from trm_service.api.call_record import CallRecord
-from trm_service.api.halt_reasons import wire_halt_reason
+from trm_service.api.halt_reasons import answer_flag, wire_halt_reason
 from trm_service.api.model_info import model_info
 from trm_service.api.occupancy import Occupancy
 from trm_service.api.validation import (
@@ -196,7 +196,7 @@ class ReasoningServicer:
                 result = await self._until_deadline(admitted, admitted.ticket.next_update())
                 decoded = admitted.reader.read(result)
                 if result.final:
-                    _note_final(record, admitted, result)
+                    _note_final(record, admitted, result, decoded.answer)
                 yield trm_pb2.ReasonStep(
                     step=result.step,
                     answer=decoded.answer,
@@ -342,18 +342,19 @@ def _release(admitted: _Admitted) -> None:
     admitted.model.scheduler.cancel(admitted.ticket)
 
 
-def _note_final(record: CallRecord, admitted: _Admitted, result: StepResult) -> None:
-    record.steps, record.halt_reason = result.step, result.halt_reason
+def _note_final(record: CallRecord, admitted: _Admitted, result: StepResult, answer: trm_pb2.Answer) -> None:
+    record.steps, record.halt_reason, record.flag = result.step, result.halt_reason, answer_flag(answer)
     record.queue_wait_s = admitted.ticket.queue_wait_s
 
 
 def _response(record: CallRecord, admitted: _Admitted, result: StepResult) -> trm_pb2.ReasonResponse:
     """A request's final answer as Reason returns it."""
-    _note_final(record, admitted, result)
+    answer = admitted.reader.read(result).answer
+    _note_final(record, admitted, result, answer)
     return trm_pb2.ReasonResponse(
         model=admitted.model.name,
         model_version=admitted.model.version,
-        answer=admitted.reader.read(result).answer,
+        answer=answer,
         halt_confidence=result.halt_probability,
         steps=result.step,
         halt_reason=wire_halt_reason(result.halt_reason),

@@ -54,6 +54,11 @@ class ServiceMetrics:
         self.halt_reasons = Counter(
             "trm_halt_reasons", "Why requests stopped", ["model", "reason"], registry=registry,
         )
+        self.flagged = Counter(
+            "trm_flagged_answers", "Answers that flag themselves, by flag: out_of_scope (a classification), unverified "
+            "(a grid that fails its rule check), unsure (a written text below its model's threshold)",
+            ["model", "flag"], registry=registry,
+        )
         self.batch_size = Histogram(
             "trm_batch_size", "Requests in one supervision-step batch", ["model"], buckets=_BATCH_BUCKETS,
             registry=registry,
