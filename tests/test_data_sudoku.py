@@ -104,19 +104,20 @@ CSV_CASES = [
     (
         f"question,answer\n{replaced(QUESTION, 4, 'x')},{ANSWER}\n",
         2,
-        "question has illegal character 'x' at position 5 (allowed: 1-9, 0 or '.')",
+        "question has illegal character 'x' at position 5 (row 1, column 5); allowed: 1-9, 0 or '.'",
     ),
     (
         f"question,answer\n{QUESTION},{replaced(ANSWER, 80, '.')}\n",
         2,
-        "answer has illegal character '.' at position 81 (allowed: 1-9)",
+        "answer has illegal character '.' at position 81 (row 9, column 9); allowed: 1-9",
     ),
     (
         f"question,answer\n{QUESTION},{ANSWER}\n{replaced(QUESTION, 17, '2')},{ANSWER}\n",
         3,
-        "answer contradicts the given 2 at position 18 (the answer has 1)",
+        "answer contradicts the given 2 at position 18 (row 2, column 9): the answer has 1",
     ),
-    (f"question,answer\n{'.' * 81},{'123456789' * 9}\n", 2, "answer is not a valid Sudoku solution"),
+    (f"question,answer\n{'.' * 81},{'123456789' * 9}\n", 2,
+     "answer is not a valid Sudoku solution: column 1 has 9 1s"),
     (f"question,answer\n{QUESTION},{ANSWER},extra\n", 2, "row has 3 fields but the header has 2 "
      "(a field holding a comma or a line break goes in double quotes)"),
     ("question,answer\n", None, "no data rows"),

@@ -103,13 +103,31 @@ def load_sudoku_file(path: Path) -> GridSplit:
         raise DataError(
             path,
             lines[row],
-            f"answer contradicts the given {puzzles[row, cell]} at position {cell + 1} "
-            f"(the answer has {solutions[row, cell]})",
+            f"answer contradicts the given {puzzles[row, cell]} at {_cell_name(cell)}: the answer has "
+            f"{solutions[row, cell]}",
         )
     bad_rows = np.flatnonzero(~valid_solutions(solutions))
     if bad_rows.size:
-        raise DataError(path, lines[bad_rows[0]], "answer is not a valid Sudoku solution")
+        row = bad_rows[0]
+        raise DataError(path, lines[row], f"answer is not a valid Sudoku solution: {_repeat(solutions[row])}")
     return GridSplit(puzzles, solutions)
+
+
+def _cell_name(cell: int) -> str:
+    """E.g. "position 18 (row 2, column 9)": a cell of the 81-character string, and where it is in the grid."""
+    return f"position {cell + 1} (row {cell // 9 + 1}, column {cell % 9 + 1})"
+
+
+_UNIT_NAMES = [f"{kind} {i}" for kind in ("row", "column", "box") for i in range(1, 10)]
+
+
+def _repeat(solution: np.ndarray) -> str:
+    """The first unit of a complete grid that repeats a digit, e.g. "row 1 has two 3s"."""
+    for name, cells in zip(_UNIT_NAMES, UNITS, strict=True):
+        digits, counts = np.unique(solution[cells], return_counts=True)
+        if counts.max() > 1:
+            return f"{name} has {counts.max()} {digits[counts.argmax()]}s"
+    raise ValueError("the grid repeats no digit in any row, column or box")
 
 
 def _read_columns(path: Path) -> tuple[list[int], list[str], list[str]]:
@@ -141,8 +159,7 @@ def _parse_cells(
         raise DataError(
             path,
             lines[row],
-            f"{column} has illegal character {chr(codes[row, cell])!r} at position {cell + 1} "
-            f"(allowed: {allowed})",
+            f"{column} has illegal character {chr(codes[row, cell])!r} at {_cell_name(cell)}; allowed: {allowed}",
         )
     return values.astype(np.uint8)
 
