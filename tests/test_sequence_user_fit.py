@@ -53,8 +53,12 @@ def test_a_source_target_file_becomes_a_bundle_with_its_held_out_scores(tmp_path
     assert "4 validation rows" in report  # a tenth of the 36 rows left after the test share
     test = evaluation["scores"]["test"]  # QA: the report showed the first rows only, all of them right
     wrong = round(test["count"] * (1 - test["exact_match"]))
-    assert len(test["misses"]) == min(12, wrong) and all(expected != written for _, expected, written in test["misses"])
+    assert len(test["misses"]) == min(12, wrong) and all(expected != written for _, expected, written, _ in
+                                                         test["misses"])
     assert f"## Misses ({len(test['misses'])} of {wrong} wrong answers" in report
+    for _, _, written, confidence in test["misses"]:  # each with its confidence, and whether the flag catches it
+        flagged = ", marked unsure" if confidence < bundle.manifest.sequence.unsure_below else ""
+        assert f"`{written}` (confidence {confidence:.3f}{flagged})" in report
     assert bundle.manifest.sequence.unsure_below == test["unsure"]["unsure_below"]  # chosen on the validation rows
     assert test["unsure"]["rows"] == 4 and "- Unsure answers: " in report
     assert bundle.manifest.recursion.N_sup == 1  # the preset's measured choice (docs/TRAINING.md)

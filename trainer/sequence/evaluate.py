@@ -182,7 +182,7 @@ def held_out_scores(model: SequenceTRM, sources: Sequence[str], targets: Sequenc
                     halting: Halting | None = None, curves: bool = True, subset: Sequence[int] = (),
                     unsure_below: float | None = None) -> dict[str, Any]:
     """`test`: exact match, CER, steps per token, examples and misses (the first 12 rows, and the first 12 answered
-    wrongly) with `halting` (its threshold and rule), and
+    wrongly, with their confidence) with `halting` (its threshold and rule), and
     the same scores over the `subset` of indexes (as `subset`); with `unsure_below`, what flagging the answers below
     it does (`unsure_figures`, as `unsure`); with `curves`, also `halting_curves`."""
     halting = halting or Halting()
@@ -190,7 +190,8 @@ def held_out_scores(model: SequenceTRM, sources: Sequence[str], targets: Sequenc
     test = {**score(predictions.texts, targets), "threshold": halting.threshold,
             "when_unchanged": halting.when_unchanged, "steps": steps_report(predictions),
             "examples": [(sources[i], targets[i], predictions.texts[i]) for i in range(min(12, len(targets)))],
-            "misses": [(sources[i], targets[i], written) for i, written in enumerate(predictions.texts)
+            "misses": [(sources[i], targets[i], written, predictions.confidence[i])
+                       for i, written in enumerate(predictions.texts)
                        if written != targets[i]][:12]}
     if subset:
         test["subset"] = score([predictions.texts[i] for i in subset], [targets[i] for i in subset])

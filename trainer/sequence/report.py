@@ -64,12 +64,14 @@ def adaptive_compute_lines(test: dict[str, Any], fixed_steps: list[dict], haltin
 
 
 def example_lines(test: dict[str, Any]) -> list[str]:
-    """REPORT.md's examples and misses: input, expected and written answer."""
+    """REPORT.md's examples and misses: input, expected and written answer; a miss with its confidence, and whether
+    the unsure threshold (when the scores have one) flags it."""
     wrong = round(test["count"] * (1 - test["exact_match"]))
-    return ["## Examples (input -> expected -> written)", "", *_triples(test["examples"]), "",
+    threshold = test.get("unsure", {}).get("unsure_below") or 0.0
+    misses = [f"- `{source}`  \n  `{expected}`  \n  `{written}` (confidence {confidence:.3f}"
+              + (", marked unsure)" if confidence < threshold else ")")
+              for source, expected, written, confidence in test["misses"]]
+    return ["## Examples (input -> expected -> written)", "",
+            *[f"- `{source}`  \n  `{expected}`  \n  `{written}`" for source, expected, written in test["examples"]], "",
             f"## Misses ({len(test['misses'])} of {wrong:,} wrong answers: input -> expected -> written)", "",
-            *(_triples(test["misses"]) or ["None."]), ""]
-
-
-def _triples(rows: list[tuple[str, str, str]]) -> list[str]:
-    return [f"- `{source}`  \n  `{expected}`  \n  `{written}`" for source, expected, written in rows]
+            *(misses or ["None."]), ""]
