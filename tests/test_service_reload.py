@@ -197,6 +197,13 @@ def test_a_hangup_before_the_server_takes_its_signals_does_not_end_it(text_bundl
         assert stub_for(server.target).Reason(trm_pb2.ReasonRequest(model=TEXT_MODEL, text="up")).steps > 0
 
 
+def _catches(pid: int, signum: int) -> bool:
+    """Whether process `pid` has a handler for `signum` (/proc's SigCgt)."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    caught = int(next(line for line in status.splitlines() if line.startswith("SigCgt:")).split()[1], 16)
+    return bool(caught >> (signum - 1) & 1)
+
+
 def _ignores_hangups(server: ServerProcess) -> bool:
     try:
         status = Path(f"/proc/{server.pid}/status").read_text()
@@ -328,3 +335,28 @@ def test_a_bundle_reachable_from_two_folders_is_hosted_once_when_one_folder_goes
         linked.rename(tmp_path / "linked-unmounted")
         _hangup_and_wait(server)
         assert [m.name for m in stub.ListModels(trm_pb2.ListModelsRequest()).models] == [TEXT_MODEL]
+
+
+@pytest.mark.parametrize("when", ["importing", "loading"])
+def test_sigterm_before_serving_ends_the_process_cleanly(text_bundle: Path, grid_bundle: Path, tmp_path: Path, when):
+    """QA: as PID 1 of a container without an init, a process ignores a signal it has no handler for, and the
+    server's handlers came after loading: a SIGTERM then was ignored, and the pod waited for SIGKILL. The handlers
+    now come first: here (not PID 1) the default action would have ended the process with -SIGTERM."""
+    import subprocess
+
+    server = ServerProcess([text_bundle, grid_bundle, SUDOKU_BUNDLE])
+    log = tmp_path / "server.log"
+    with log.open("w") as out:
+        process = subprocess.Popen(server.command, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        try:
+            if when == "loading":
+                wait_for(lambda: "event_loop_cpu" in log.read_text())  # the models load after this line
+            else:  # once Python runs the entry point, which takes SIGTERM first thing, and still imports
+                wait_for(lambda: _catches(process.pid, signal.SIGTERM))
+            process.send_signal(signal.SIGTERM)
+            assert process.wait(60) == 0
+        finally:
+            process.kill()
+    written = log.read_text()
+    assert "Traceback" not in written and '"serving"' not in written
+    assert ('"stopped_while_loading"' in written) == (when == "loading")

@@ -7,11 +7,17 @@ import sys
 def main() -> int:
     """Run the command, with SIGHUP ignored until the server takes it: a reload asked for while the libraries
     import (about 0.7 s) would otherwise end the process, and the load that follows reads the folders as they
-    are then."""
+    are then. SIGTERM until then ends the process (status 0): as PID 1 (a container without an init) it would
+    otherwise be ignored, and the server would start, serve and wait for SIGKILL."""
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
-    from trm_service.cli import main as run_command  # after the signal: this import is what takes the time
+    signal.signal(signal.SIGTERM, _exit_before_serving)
+    from trm_service.cli import main as run_command  # after the signals: this import is what takes the time
 
     return run_command()
+
+
+def _exit_before_serving(_signum: int, _frame: object) -> None:
+    raise SystemExit(0)
 
 
 if __name__ == "__main__":

@@ -138,6 +138,25 @@ def cannot_start(error: ConfigError) -> int:
     return 2
 
 
+async def _loaded_unless_stopped(loop: asyncio.AbstractEventLoop, registry: ModelRegistry) -> bool:
+    """Load the models; False when SIGTERM or SIGINT came first. The handlers are set before loading: a process
+    that is PID 1 (a container without an init) ignores a signal it has no handler for, and would finish loading,
+    serve, and wait for SIGKILL."""
+    stopped = asyncio.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stopped.set)
+    loading, stopping = asyncio.ensure_future(registry.reload()), asyncio.ensure_future(stopped.wait())
+    await asyncio.wait((loading, stopping), return_when=asyncio.FIRST_COMPLETED)
+    stopping.cancel()
+    if stopped.is_set():
+        loading.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await loading
+        return False
+    loading.result()  # its error, if it failed
+    return True
+
+
 async def run_server(config: ServeConfig) -> None:
     """Serve until SIGTERM or SIGINT, then drain (see the module docstring)."""
     credentials = server_credentials(config)  # before loading: a bad TLS file is told at once
@@ -155,7 +174,9 @@ async def run_server(config: ServeConfig) -> None:
         ),
         metrics,
     )
-    await registry.reload()
+    if not await _loaded_unless_stopped(loop, registry):
+        _log.info("stopped_while_loading")
+        return
     limits = ServingLimits(
         max_time_budget_ms=config.max_time_budget_ms,
         deadline_margin_s=config.deadline_margin_ms / 1000.0,
