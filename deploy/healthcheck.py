@@ -82,7 +82,8 @@ def failure(err: grpc.RpcError, service: str, tls: bool) -> str:
 def main(argv: list[str] | None = None) -> int:
     """Print the status and return the process exit code (0 only for SERVING)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("target", nargs="?", default="127.0.0.1:50051")
+    parser.add_argument("target", nargs="?", default=f"127.0.0.1:{os.environ.get('TRM_PORT') or 50051}",
+                        help="HOST:PORT (default: 127.0.0.1 at $TRM_PORT, the server's, else 50051)")
     parser.add_argument("--service", default="", help="health service name; empty = the whole server")
     parser.add_argument("--timeout", type=positive_seconds, default=2.0, help="seconds (default 2)")
     parser.add_argument("--tls", action="store_true", help="use TLS with the system's roots")

@@ -117,9 +117,14 @@ def test_production_overlay_is_a_consistent_secure_deployment() -> None:
     assert container["securityContext"]["allowPrivilegeEscalation"] is False
     assert container["securityContext"]["capabilities"]["drop"] == ["ALL"]
     assert container["resources"]["requests"] and container["resources"]["limits"]["memory"]
-    flags = dict(arg.removeprefix("--").split("=", 1) for arg in container["args"])
+    flags = dict((*arg.removeprefix("--").split("=", 1), "")[:2] for arg in container["args"])
     drain_s = float(flags["drain-delay"]) + float(flags["grace-period"])
     assert spec["terminationGracePeriodSeconds"] > drain_s
+    # QA: a Burstable pod has no cpuset (pinning would share one node CPU with every pod), and the
+    # autoscaler owns the replica count (a replicas field would reset it on every `kubectl apply`)
+    guaranteed = container["resources"]["requests"] == container["resources"]["limits"]
+    assert guaranteed or "no-pin-event-loop" in flags
+    assert "replicas" not in kinds["Deployment"]["spec"]
 
     def selects_pod(selector: dict) -> bool:
         return selector["matchLabels"].items() <= pod_labels.items()

@@ -5,6 +5,7 @@ bundles, and its gRPC health service answers SERVING to trm-healthcheck (the ima
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import time
@@ -59,10 +60,10 @@ def installed_server(runtime_venv: Path, tmp_path_factory: pytest.TempPathFactor
         process.wait(timeout=60)
 
 
-def run_in(venv: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def run_in(venv: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """Run a program of the venv from inside it, so the repository's folders are not importable."""
     command = [str(venv / "bin" / args[0]), *args[1:]]
-    return subprocess.run(command, cwd=venv, capture_output=True, text=True, check=False)
+    return subprocess.run(command, cwd=venv, capture_output=True, text=True, check=False, env=env)
 
 
 def test_runtime_has_no_torch_and_no_trainer(runtime_venv: Path) -> None:
@@ -80,6 +81,10 @@ def test_installed_server_is_serving_to_the_container_healthcheck(installed_serv
     for service_name in sorted(probed):
         check = run_in(runtime_venv, "trm-healthcheck", installed_server, "--service", service_name)
         assert (check.returncode, check.stdout.strip()) == (0, "SERVING"), (service_name, check.stderr)
+    # the image's HEALTHCHECK gives no target: it probes the port the server's TRM_PORT sets
+    port = installed_server.rsplit(":", 1)[1]
+    check = run_in(runtime_venv, "trm-healthcheck", env={**os.environ, "TRM_PORT": port})
+    assert (check.returncode, check.stdout.strip()) == (0, "SERVING"), check.stderr
 
 
 def test_installed_server_hosts_the_packaged_bundles(installed_server: str) -> None:
