@@ -113,13 +113,11 @@ def prepare_grid(cfg: TrainConfig) -> Prepared:
         if cfg.test_data:
             test = load_grid_dataset(Path(cfg.test_data), "test", cfg.seed)
         else:  # the test puzzles first, so that validation's choices are never scored on the puzzles that made them
-            rest, tested = shuffled_holdout(_questions(full), cfg.seed, max(1, len(full) // GRID_HOLDOUT_PARTS))
-            full, test = full.take(rest), full.take(tested)
-        kept, held = shuffled_holdout(_questions(full), cfg.seed, max(1, len(full) // GRID_HOLDOUT_PARTS))
-        if len(test) == 0 or len(held) == 0:
+            full, test = _split_off(full, cfg.seed)
+        train, val = _split_off(full, cfg.seed)
+        if len(test) == 0 or len(val) == 0:
             raise DataError(data, None, f"{len(full)} rows but too few different puzzles to train on, validate and "
                             "test: give more puzzles")
-        train, val = full.take(kept), full.take(held)
         tests = {"test": grid_set(test)}
     if cfg.eval_limit:
         val = val.take(sample_indices(len(val), cfg.eval_limit, cfg.seed))
@@ -179,9 +177,12 @@ def text_splits(cfg: TrainConfig) -> tuple[TextSplit, TextSplit, TextSplit]:
     return train, val, test
 
 
-def _questions(grids: GridSplit) -> list[str]:
-    """Each puzzle as a string of its cells: what makes two rows the same input."""
-    return ["".join(map(str, puzzle)) for puzzle in grids.puzzles]
+def _split_off(grids: GridSplit, seed: int) -> tuple[GridSplit, GridSplit]:
+    """(kept, held-out) puzzles of a user's grid file: a seeded tenth held out, the rows of one puzzle together
+    (each puzzle as the string of its cells is what makes two rows the same input)."""
+    puzzles = ["".join(map(str, puzzle)) for puzzle in grids.puzzles]
+    kept, held = shuffled_holdout(puzzles, seed, max(1, len(grids) // GRID_HOLDOUT_PARTS))
+    return grids.take(kept), grids.take(held)
 
 
 def _held_out_text_splits(cfg: TrainConfig) -> tuple[TextSplit, TextSplit, TextSplit]:
