@@ -184,7 +184,7 @@ def test_the_best_scored_weights_are_kept_across_a_resume_and_later_equals_win_t
                               checkpoint_every=1000, log_every=1000)
     trainer = SequenceTrainer(cfg, small_model(seed=5, T=1, N_sup=2).train(), batches, evaluate, log=lambda _: None)
     trainer.fit()  # scored at steps 2, 4, 6: 0.5, 0.9, 0.4
-    assert trainer.best is not None and trainer.best[0] == 4
+    assert trainer.best_evaluation is not None and trainer.best_evaluation["step"] == 4
     for key, value in trainer.best_model().state_dict().items():
         torch.testing.assert_close(value, seen[1][key], rtol=0, atol=0)
     last = trainer.ema.model.state_dict()
@@ -193,7 +193,7 @@ def test_the_best_scored_weights_are_kept_across_a_resume_and_later_equals_win_t
     longer = SequenceTrainConfig(**{**cfg.__dict__, "max_steps": 10})
     resumed = SequenceTrainer(longer, small_model(seed=9, T=1, N_sup=2).train(), batches, evaluate, log=lambda _: None)
     resumed.fit()  # resumed from step 6, scored at 8 and 10: 0.9 / 0.1 (equal to step 4's: the later wins), 0.9 / 0.2
-    assert resumed.best is not None and resumed.best[0] == 8
+    assert resumed.best_evaluation is not None and resumed.best_evaluation["step"] == 8
     for key, value in resumed.best_model().state_dict().items():
         torch.testing.assert_close(value, seen[3][key], rtol=0, atol=0)
 

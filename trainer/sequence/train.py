@@ -82,7 +82,7 @@ class SequenceTrainer:
         self.generator = torch.Generator().manual_seed(cfg.seed)
         self.step, self.elapsed_s, self.lines_seen = 0, 0.0, 0
         self.history: list[dict[str, float]] = []
-        self.best: tuple[int, dict[str, torch.Tensor]] | None = None  # (step, EMA weights) scored best so far
+        self.best_weights: dict[str, torch.Tensor] | None = None  # the EMA weights of `best_evaluation`
 
     @property
     def checkpoint_path(self) -> Path:
@@ -105,7 +105,7 @@ class SequenceTrainer:
             "model": self.model.state_dict(), "ema": self.ema.model.state_dict(),
             "optimizer": self.optimizer.state_dict(), "step": self.step, "elapsed_s": self.elapsed_s,
             "lines_seen": self.lines_seen, "history": self.history, "generator": self.generator.get_state(),
-            "data_sha256": self.data_sha256, "best": self.best,
+            "data_sha256": self.data_sha256, "best_weights": self.best_weights,
         }
         tmp = self.checkpoint_path.with_suffix(".tmp")
         torch.save(state, tmp)
@@ -123,7 +123,7 @@ class SequenceTrainer:
         self.ema.model.load_state_dict(state["ema"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.step, self.elapsed_s, self.lines_seen = state["step"], state["elapsed_s"], state["lines_seen"]
-        self.history, self.best = state["history"], state.get("best")  # older checkpoints kept no best weights
+        self.history, self.best_weights = state["history"], state.get("best_weights")  # older ones kept none
         self.generator.set_state(state["generator"])
         return True
 
@@ -188,13 +188,20 @@ class SequenceTrainer:
             self.save_checkpoint()
         return self.ema.model
 
+    @property
+    def best_evaluation(self) -> dict[str, float] | None:
+        """The evaluation that scored best (exact match, then character error rate; the later of equals), whose EMA
+        weights `best_weights` holds; None when none did."""
+        if self.best_weights is None:
+            return None
+        return max(reversed(self.history), key=_rank)  # max keeps the first of equals: the later, reversed
+
     def best_model(self) -> SequenceTRM:
-        """The EMA weights that scored best on the evaluation rows (exact match, then character error rate; the
-        later of equal scores), or the last EMA weights when none were scored."""
-        if self.best is None:
+        """The EMA weights of `best_evaluation`, or the last EMA weights when none was scored."""
+        if self.best_weights is None:
             return self.ema.model
         model = deepcopy(self.ema.model)
-        model.load_state_dict(self.best[1])
+        model.load_state_dict(self.best_weights)
         return model.eval()
 
     def _evaluate(self) -> None:
@@ -202,7 +209,7 @@ class SequenceTrainer:
                    **self.evaluate(self.ema.model)}
         self.history.append(metrics)
         if all(_rank(metrics) >= _rank(earlier) for earlier in self.history):
-            self.best = (self.step, {key: value.detach().clone() for key, value in self.ema.model.state_dict().items()})
+            self.best_weights = {key: value.detach().clone() for key, value in self.ema.model.state_dict().items()}
         self.log(f"eval step {self.step} {self.elapsed_s / 60:.1f} min lines {self.lines_seen} "
                  + " ".join(f"{key} {value:.4g}" for key, value in metrics.items()
                             if key not in ("step", "elapsed_s", "lines_seen")))

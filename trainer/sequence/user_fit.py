@@ -147,15 +147,16 @@ def fit_sequence(train: Path, test: Path | None, *, out: Path, name: str, run_di
     return write_sequence_bundle(out / name, final, manifest, {
         "REPORT.md": report,
         "evaluation.json": json.dumps({"scores": scores, "history": trainer.history,
-                                       "shipped_step": trainer.best[0] if trainer.best else trainer.step}, indent=1)})
+                                       "shipped_step": (trainer.best_evaluation or {"step": trainer.step})["step"]},
+                                      indent=1)})
 
 
 def weights_sentence(trainer: SequenceTrainer, validation_rows: int) -> str:
     """Which weights the bundle ships, e.g. "the EMA weights of step 1,500, the best of 4 scores on 72 validation
     rows (exact match 97.22%; the last step, 2,000, scored 95.83%)"."""
-    if trainer.best is None:
+    best = trainer.best_evaluation
+    if best is None:
         return "the last step's EMA weights (no validation rows: the rows left after the test share are one source)"
-    best = next(entry for entry in trainer.history if entry["step"] == trainer.best[0])
     last = trainer.history[-1]
     later = "" if best is last else f"; the last step, {last['step']:,}, scored {100 * last['exact_match']:.2f}%"
     return (f"the EMA weights of step {best['step']:,}, the best of {counted(len(trainer.history), 'score')} on "
