@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import importlib.metadata
 import re
+import socket
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 
+import grpc
 import pytest
 
 from trm_service.cli import build_parser, config_from_args
@@ -122,6 +125,26 @@ def test_a_metrics_port_in_use_is_reported_with_the_flag_to_change(text_bundle: 
         with pytest.raises(RuntimeError, match=re.escape(f"cannot serve metrics on 127.0.0.1:{first.metrics_port}")):
             second.start()
         assert "choose another --metrics-port" in second.logs() and "Traceback" not in second.logs()
+
+
+def _has_ipv6_loopback() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
+@pytest.mark.skipif(not _has_ipv6_loopback(), reason="this machine has no IPv6 loopback")
+def test_a_wildcard_host_serves_grpc_and_metrics_on_ipv4_and_ipv6(text_bundle: Path):
+    """--host 0.0.0.0 is every interface for both listeners (an IPv6-only cluster scrapes /metrics over IPv6)."""
+    with ServerProcess([text_bundle], extra_args=["--host", "0.0.0.0"]) as server:
+        for host in ("127.0.0.1", "[::1]"):
+            with urllib.request.urlopen(f"http://{host}:{server.metrics_port}/metrics", timeout=10) as scraped:
+                assert "trm_model_info{" in scraped.read().decode()
+            with grpc.insecure_channel(f"{host}:{server.port}") as channel:
+                grpc.channel_ready_future(channel).result(timeout=10)
 
 
 def test_sessions_get_one_thread_and_heavy_steps_every_cpu_unless_a_count_is_given():

@@ -44,7 +44,7 @@ def _flag(text: str) -> bool:
 
 
 _OPTIONS = (
-    _Option("host", str, "address to listen on (gRPC and metrics)"),
+    _Option("host", str, "address to listen on (gRPC and metrics); 0.0.0.0 or :: is every IPv4 and IPv6 interface"),
     _Option("port", int, "gRPC port; 0 picks a free one (see --ready-file)"),
     _Option("metrics_port", int, "Prometheus /metrics HTTP port; 0 picks a free one"),
     _Option("max_batch_size", int, "per model version: most requests in one step batch"),

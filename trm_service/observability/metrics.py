@@ -6,10 +6,15 @@ supervisor serves their sum (gauges: sum over live workers).
 
 from __future__ import annotations
 
+import errno
+import socket
+import threading
 from pathlib import Path
 from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, make_server
 
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, make_wsgi_app, start_http_server
+from prometheus_client.exposition import ThreadingWSGIServer
 from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.multiprocess import MultiProcessCollector
 
@@ -111,10 +116,45 @@ class ServiceMetrics:
         return found
 
 
+WILDCARD_HOSTS = ("0.0.0.0", "::")
+"""Hosts that mean every interface: gRPC then listens on IPv4 and IPv6 alike, and so does /metrics."""
+
+
+class _DualStackServer(ThreadingWSGIServer):
+    """An IPv6 socket that takes IPv4 connections too, whatever the system's `bindv6only`."""
+
+    address_family = socket.AF_INET6
+
+    def server_bind(self) -> None:
+        self.socket.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        super().server_bind()
+
+
+class _QuietHandler(WSGIRequestHandler):
+    """No line on stderr per scrape (the service logs JSON only)."""
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+def _serve_dual_stack(port: int, registry: CollectorRegistry) -> int:
+    """/metrics on every IPv4 and IPv6 interface; OSError(EAFNOSUPPORT) where the kernel has no IPv6."""
+    server = make_server("::", port, make_wsgi_app(registry), _DualStackServer, handler_class=_QuietHandler)
+    threading.Thread(target=server.serve_forever, name="metrics-http", daemon=True).start()
+    return int(server.server_port)
+
+
 def serve_metrics(host: str, port: int, registry: CollectorRegistry = REGISTRY) -> int:
     """Start the /metrics HTTP server in a daemon thread; return the bound port (ConfigError if it cannot
-    listen there)."""
+    listen there). A wildcard host listens on IPv6 as well as IPv4, as gRPC does, unless the kernel has no
+    IPv6."""
     try:
+        if host in WILDCARD_HOSTS:
+            try:
+                return _serve_dual_stack(port, registry)
+            except OSError as exc:
+                if exc.errno not in (errno.EAFNOSUPPORT, errno.EADDRNOTAVAIL):
+                    raise
         server, _ = start_http_server(port, addr=host, registry=registry)
     except OSError as exc:
         raise ConfigError(f"cannot serve metrics on {host}:{port}: {exc.strerror or exc}; choose another "
