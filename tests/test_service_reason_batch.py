@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import grpc
-import numpy as np
 import pytest
 from test_service_support import GRID_MODEL, TEXT_MODEL, wait_for
 from trm.v1 import trm_pb2, trm_pb2_grpc
 from trm_client import Budget, InvalidArgument, NotFound, ReasonResult, TRMClient
 from trm_client.results import HaltReason
 
+from trm_service.config import DEFAULT_MODELS_DIR
 from trm_service.testing import ServerProcess
+
+CLINC150 = Path(__file__).resolve().parents[2] / "shared" / "data" / "clinc150" / "data_full.json"
 
 WORDS = ("play", "jazz", "wake", "seven", "weather", "paris", "say", "thanks", "german", "alarm", "rain", "joke")
 REQUESTS = 48
@@ -46,9 +49,7 @@ def test_a_batch_gets_what_each_request_gets_alone_in_batched_steps(server: Serv
         reply, call = stub.ReasonBatch.with_call(trm_pb2.ReasonBatchRequest(requests=requests), timeout=60)
     assert [r.WhichOneof("result") for r in reply.results] == ["response"] * REQUESTS
     for one, batched in zip(alone, (r.response for r in reply.results), strict=True):
-        assert _summary(batched) == _summary(one)
-        np.testing.assert_allclose([s.probability for s in batched.answer.classification.top],
-                                   [s.probability for s in one.answer.classification.top], rtol=0, atol=1e-5)
+        assert batched.answer == one.answer and _summary(batched) == _summary(one)
     # 48 requests x 3 steps ran as a few batched steps, not 144 single ones
     assert server.sample_value("trm_batch_size_count", model=TEXT_MODEL) - steps_before <= 3 * 4
     # every request is counted and logged as a Reason under the call's id and its index; the call once
@@ -124,9 +125,22 @@ def test_a_text_holding_the_padding_token_gets_the_same_answer_alone_and_batched
         stub = trm_pb2_grpc.ReasoningServiceStub(channel)
         alone = stub.Reason(padded, timeout=60)
         batched = stub.ReasonBatch(trm_pb2.ReasonBatchRequest(requests=[longer, padded]), timeout=60).results[1]
-    assert _summary(batched.response) == _summary(alone)
-    np.testing.assert_allclose([s.probability for s in batched.response.answer.classification.top],
-                               [s.probability for s in alone.answer.classification.top], rtol=0, atol=1e-5)
+    assert batched.response.answer == alone.answer and _summary(batched.response) == _summary(alone)
+
+
+def test_the_shipped_intent_model_answers_real_queries_batched_exactly_as_alone():
+    """Its step mixes in a linear reader over the tokens: a query padded to its batch's longest gets the bits it
+    gets alone at its own length."""
+    texts = [text for text, _ in json.loads(CLINC150.read_text())["test"][::70]][:64]
+    requests = [trm_pb2.ReasonRequest(model="intent-clinc150", text=text, top_k=5) for text in texts]
+    with ServerProcess([DEFAULT_MODELS_DIR / "intent-clinc150"]) as server, \
+            grpc.insecure_channel(server.target) as channel:
+        stub = trm_pb2_grpc.ReasoningServiceStub(channel)
+        alone = [stub.Reason(request, timeout=60) for request in requests]
+        batched = stub.ReasonBatch(trm_pb2.ReasonBatchRequest(requests=requests), timeout=60).results
+    assert len({one.answer.classification.top[0].label for one in alone}) > 10  # the queries really differ
+    for text, one, together in zip(texts, alone, batched, strict=True):
+        assert together.response.answer == one.answer, text
 
 
 def test_a_batch_larger_than_the_models_batch_runs_every_step_alone_it_would(text_bundle: Path):

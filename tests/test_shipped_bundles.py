@@ -16,6 +16,7 @@ from trainer import evaluate as ev
 from trainer.export import torch_model_from_bundle
 from trainer.prepare import eval_sets
 from trm_bundle.manifest import load_bundle
+from trm_service.runtime.session import SessionSettings, StepSession
 
 MODELS = Path(__file__).resolve().parents[1] / "trm_service" / "models"
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -79,3 +80,24 @@ def test_onnx_recursion_agrees_with_pytorch_on_test_examples(
     theirs = ev.run_recursion(ev.onnx_step_fn(MODELS / name / manifest.onnx_fp32, threads=1), data.tokens,
                               shape, steps)
     assert np.mean(ours.predictions == theirs.predictions) >= floor
+
+
+@pytest.mark.parametrize(("name", "dataset"), [("intent-clinc150", "clinc150"), ("routing-20ng", "newsgroups20")])
+def test_a_request_gets_the_same_bits_alone_as_in_a_call_padded_to_its_longest(name: str, dataset: str) -> None:
+    """The server runs a lone request cut to its own length and a batch's requests in calls of up to 8 rows,
+    padded to the call's longest: the int8 step it serves gives each row the same logits either way."""
+    manifest = load_bundle(MODELS / name).manifest
+    session = StepSession(MODELS / name / manifest.onnx_int8, manifest, SessionSettings())
+    tokens = eval_sets(manifest, MODELS / name, DATA / dataset, "test")["test"].head(160).tokens
+    lengths = [session.input_length(row[None]) for row in tokens]
+
+    def logits(rows: list[int]) -> np.ndarray:
+        length = max(lengths[row] for row in rows)
+        state = session.initial_state(len(rows), session.state_rows(length))
+        return session.run(tokens[rows, :length], state, state).logits
+
+    for start in range(0, len(tokens), 8):
+        rows = list(range(start, start + 8))
+        together = logits(rows)
+        for index, row in enumerate(rows):
+            assert np.array_equal(logits([row])[0], together[index]), f"test row {row} ({lengths[row]} tokens)"

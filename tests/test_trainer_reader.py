@@ -122,6 +122,22 @@ def test_a_bundle_with_a_reader_matches_pytorch_trims_and_rebuilds(pool: int, tm
     assert load_bundle(bundle).manifest.require_training().model_config["reader_rows"] == 60
 
 
+def test_a_row_gets_the_same_bits_alone_as_padded_longer_in_a_batch(tmp_path: Path) -> None:
+    """The server cuts a lone request to its own length and pads a batch's to its longest: the reader's sums
+    over the tokens must not depend on how many padding positions follow a text."""
+    bundle = make_random_bundle(tmp_path, "text", reader_rows=60, seed=3)
+    model, manifest = torch_model_from_bundle(bundle)
+    cfg, trim = model.cfg, model.cfg.variable_length_spec
+    onnx_step = ev.onnx_step_fn(bundle / manifest.onnx_fp32)
+    tokens = random_tokens(cfg, 48, seed=5)
+    padded = onnx_step(tokens, *[np.zeros((48, *cfg.state_shape), dtype=np.float32)] * 2)[2]
+    for row in range(48):
+        length = trim.trimmed_length(tokens[row], cfg.pad_id)
+        zeros = np.zeros((1, trim.state_rows(length), cfg.hidden_size), dtype=np.float32)
+        alone = onnx_step(tokens[row : row + 1, :length], zeros, zeros)[2]
+        assert np.array_equal(alone[0], padded[row]), f"row {row} of {length} tokens"
+
+
 def test_export_keeps_the_reader_table_in_int8(tmp_path: Path) -> None:
     model = TRM(CFG).eval().with_reader(random_reader(CFG))
     export_step(model, tmp_path / "step.onnx")

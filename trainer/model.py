@@ -339,9 +339,9 @@ class LinearReader(nn.Module):
     per-class weights plus a bias. An id maps to a table row (`row_of`); row 0 reads nothing (padding, and
     ids without a weight: idf 0). A row is stored as int8 codes times one scale; `row_values` holds each
     row's (idf * scale, idf). Every sum runs over the text's own tokens, so rows of a batch stay independent
-    and trimming padding off changes nothing. The step's answer becomes log(w_trm * softmax(TRM logits) +
-    w_reader * softmax(scores)): log-probabilities, which a server's softmax turns back into the mixed
-    probabilities. Fitted by trainer/reader.py."""
+    and trimming padding off changes nothing, not even the rounding. The step's answer becomes
+    log(w_trm * softmax(TRM logits) + w_reader * softmax(scores)): log-probabilities, which a server's softmax
+    turns back into the mixed probabilities. Fitted by trainer/reader.py."""
 
     MAX_ROWS = 2**15 - 1  # `row_of` is int16
 
@@ -354,6 +354,7 @@ class LinearReader(nn.Module):
         self.register_buffer("codes", torch.zeros(rows, num_classes, dtype=torch.int8))
         self.register_buffer("bias", torch.zeros(num_classes))
         self.register_buffer("trm_weight", torch.tensor(0.5))  # the TRM's share of the mix; the reader's: the rest
+        self.max_tokens = max_tokens  # the longest text it reads: every sum runs over this many positions
         # constants of the graph: 1 + ln(count) for every count a text can hold, and the log's padding (forward)
         counts = torch.arange(max_tokens + 1, dtype=torch.float32).clamp(min=1.0)
         self.register_buffer("sublinear_tf", 1.0 + torch.log(counts), persistent=False)
@@ -362,6 +363,10 @@ class LinearReader(nn.Module):
     def scores(self, tokens: torch.Tensor) -> torch.Tensor:
         """[B, L] token ids -> [B, classes] scores."""
         rows = self.row_of[tokens].long()
+        # Every sum runs over max_tokens positions, those past the text's reading row 0 (nothing): ONNX Runtime's
+        # products add a shorter row in another order, so a text cut to its own length and the same text padded
+        # in a batch came out up to 1e-6 apart.
+        rows = torch.cat([rows, rows.new_zeros(rows.shape[0], self.max_tokens - rows.shape[1])], dim=1)
         counts = torch.zeros(rows.shape[0], self.row_values.shape[0], device=rows.device)
         counts = counts.scatter_add(1, rows, torch.ones_like(rows, dtype=counts.dtype)).gather(1, rows)
         values = self.row_values[rows]
