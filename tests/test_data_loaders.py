@@ -334,6 +334,14 @@ def test_file_errors_name_the_file_and_line(tmp_path: Path, name: str, content: 
     assert (caught.value.path, caught.value.line, caught.value.problem) == (str(path), line, problem)
 
 
+def test_a_nested_field_is_told_to_come_to_the_top_level(tmp_path: Path) -> None:
+    path = write(tmp_path / "user.jsonl", '{"id": 1, "data": {"text": "a"}, "label": "x"}\n')
+    with pytest.raises(DataError) as caught:
+        load_text_file(path, ("data.text", "label"))
+    assert caught.value.problem.startswith("missing field 'data.text' (the object has: id, data, label); fields "
+                                           "inside an object are not read: put 'text' of 'data' at the top level")
+
+
 def test_whole_number_and_true_false_labels_read_as_their_text(tmp_path: Path) -> None:
     """Class ids as pandas writes them (5.0) are the ids of the file that writes 5; true / false for yes / no."""
     path = write(tmp_path / "user.jsonl", '{"text": "a", "label": 5.0}\n{"text": "b", "label": 5}\n'

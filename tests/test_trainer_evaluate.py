@@ -6,7 +6,9 @@ import numpy as np
 
 from trainer import metrics
 from trainer.evaluate import calibrate, evaluate_step, headline_metrics
+from trainer.out_of_scope import deferral_note
 from trainer.prepare import GRID_LABELS
+from trainer.report import answered_line
 from trainer.tasks import EncodedSet
 
 
@@ -81,6 +83,23 @@ def test_without_an_out_of_scope_label_an_abstain_threshold_keeps_answers_precis
                             ["a", "b", "c"], abstain)
     assert results["test"]["answered_fraction"] == 10 / 14 and results["test"]["answered_accuracy"] == 1.0
     assert headline_metrics(results)["test_answered_accuracy"] == 1.0
+
+
+def test_a_model_that_answers_little_says_so_in_its_report_and_after_its_fit() -> None:
+    nothing = {"answered_fraction": 0.0, "answered_accuracy": float("nan"), "abstain_threshold": 0.8925}
+    assert answered_line("test", nothing) == (
+        "- test: answers none of the inputs: no confidence level was 95% precise on validation, so it abstains on "
+        "every input (`out_of_scope`, `defer_to_llm`; threshold 0.8925)")
+    some = {"answered_fraction": 0.25, "answered_accuracy": 0.96, "abstain_threshold": 0.7}
+    assert answered_line("test", some).startswith("- test: answers 25.00% of inputs, 96.00% of them right; below ")
+    assert deferral_note({"test_answered_fraction": 0.0, "test_accuracy": 0.5}, 0.8925) == (
+        "note: the model defers every test input (`out_of_scope`, the tools' `defer_to_llm`): no confidence level "
+        "was 95% precise on validation; its top answer is right for 50.0% of the test inputs. More examples per "
+        "label, or labels that are easier to tell apart, let it answer more")
+    assert "it answers only 25.0% of them, those of confidence 0.700 or more" in deferral_note(
+        {"test_answered_fraction": 0.25, "test_accuracy": 0.6}, 0.7)
+    assert deferral_note({"test_answered_fraction": 0.8, "test_accuracy": 0.9}, 0.5) is None
+    assert deferral_note({"test_accuracy": 0.9}, 0.5) is None  # an out-of-scope label instead of a threshold
 
 
 def test_a_model_trained_on_its_validation_split_gets_no_abstain_threshold() -> None:

@@ -236,7 +236,8 @@ def test_long_text_outside_the_loop_scales_with_the_tokens_read() -> None:
 
 
 def test_a_budget_that_leaves_no_training_time_is_refused_with_the_flag_to_use() -> None:
-    with pytest.raises(ValueError, match=r"--time-budget 4.5 or more"):
+    with pytest.raises(ValueError, match=r"leaves 0.5 min to train, less than the 1 min a fit needs: .* "
+                       r"take about 3.5 min here; give --time-budget 4.5 or more"):
         size_run(SHORT_TEXT, clinc_like(), budget_minutes=4, overhead_minutes=3.5)
 
 
@@ -390,6 +391,18 @@ def test_a_file_with_a_single_label_is_refused() -> None:
     with pytest.raises(DataError) as raised:
         check_label_counts(["greet"] * 10, "train.csv")
     assert str(raised.value) == "train.csv: every row has the label 'greet': a classifier needs at least 2 labels"
+
+
+def test_labels_that_differ_only_in_case_are_named_in_the_plan() -> None:
+    texts = ["freeze my card", "lock my account", "what do i owe", "my balance please", "bill due", "pay when"]
+    labels = ["Freeze_account", "freeze_account", "balance", "Balance", "bill_due", "bill_due"]
+    profile = profile_texts(texts, labels)
+    assert profile.case_variants == (("Balance", "balance"), ("Freeze_account", "freeze_account"))
+    _, reasons = choose_preset(profile)
+    assert ("labels 'Balance' and 'balance' (and 1 more such group) differ only in case, and the model learns them "
+            "as different labels") in reasons[0]
+    _, distinct_reasons = choose_preset(profile_texts(texts, ["a", "b", "c", "d", "e", "e"]))
+    assert "differ only in case" not in distinct_reasons[0]
 
 
 def test_repeated_texts_are_counted_and_named_in_the_plan() -> None:

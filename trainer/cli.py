@@ -23,6 +23,7 @@ from trainer.data.text import LABEL_COLUMN, TEXT_COLUMN
 from trainer.evaluate import evaluate_bundle
 from trainer.export import ablation_summary, export_bundle, reexport_bundle
 from trainer.fit import fit, from_checkpoint
+from trainer.out_of_scope import deferral_note
 from trainer.presets import PRESETS, file_kind, plan_fit, presets_table
 from trainer.sequence.user_fit import fit_sequence
 from trainer.train import check_device
@@ -84,6 +85,10 @@ def cmd_fit(args: argparse.Namespace) -> int:
                         max_steps=bundle.manifest.recursion.N_sup)
     if versus:
         print(f"{cfg.name}: {versus}")
+    abstain = bundle.manifest.out_of_scope
+    note = deferral_note(bundle.manifest.metrics, abstain.threshold) if abstain and abstain.label is None else None
+    if note:
+        print(f"{cfg.name}: {note}")
     return 0
 
 

@@ -14,6 +14,7 @@ import numpy as np
 
 OUT_OF_SCOPE_NAMES = ("oos", "out_of_scope", "none")  # matched case-insensitively
 DEFAULT_PRECISION = 0.95
+FEW_ANSWERED = 0.5  # a fit whose abstain threshold answers less of its test set says why and what helps
 
 
 def find_out_of_scope_label(labels: Iterable[str]) -> str | None:
@@ -75,3 +76,19 @@ def calibrate_abstain_threshold(
     return AbstainCalibration(
         float(ranked[last]), target_precision, float(precision[last]), (last + 1) / len(ranked)
     )
+
+
+def deferral_note(metrics: dict[str, float], threshold: float) -> str | None:
+    """What `trm-train fit` says after training when its abstain threshold answers less than FEW_ANSWERED of the
+    test inputs (from the manifest's metrics), else None."""
+    answered = metrics.get("test_answered_fraction")
+    if answered is None or answered >= FEW_ANSWERED:
+        return None
+    if answered == 0:
+        why = f"no confidence level was {100 * DEFAULT_PRECISION:.0f}% precise on validation"
+    else:
+        why = (f"it answers only {100 * answered:.1f}% of them, those of confidence {threshold:.3f} or more, the level "
+               f"at which its answers were {100 * DEFAULT_PRECISION:.0f}% right on validation")
+    return (f"note: the model defers {'every' if answered == 0 else 'most'} test input (`out_of_scope`, the tools' "
+            f"`defer_to_llm`): {why}; its top answer is right for {100 * metrics['test_accuracy']:.1f}% of the "
+            "test inputs. More examples per label, or labels that are easier to tell apart, let it answer more")

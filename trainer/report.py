@@ -103,11 +103,7 @@ def write_report(folder: Path, manifest: Manifest, evaluation: dict[str, Any]) -
                 f"{recall} at threshold {s['oos_threshold']}"
             )
         if "answered_fraction" in s:
-            extra.append(
-                f"- {name}: answers {100 * s['answered_fraction']:.2f}% of inputs, {100 * s['answered_accuracy']:.2f}% "
-                f"of them right; below confidence {s['abstain_threshold']:.4f} it abstains (`out_of_scope`, "
-                f"`defer_to_llm`; the threshold is calibrated on validation for 95% precision)"
-            )
+            extra.append(answered_line(name, s))
     if "baseline" in evaluation:
         extra.append(_baseline_line(manifest, evaluation["baseline"]))
     if "linear_reader" in evaluation:
@@ -164,6 +160,18 @@ Full configuration:
     report_path = folder / "REPORT.md"
     report_path.write_text(text)
     return {"REPORT.md": report_path, "anytime.png": plot_path}
+
+
+def answered_line(name: str, figures: dict[str, Any]) -> str:
+    """What an abstain threshold does on a result set (its `answered_fraction`, `answered_accuracy` and
+    `abstain_threshold`), as REPORT.md says it."""
+    threshold = figures["abstain_threshold"]
+    if figures["answered_fraction"] == 0:
+        return (f"- {name}: answers none of the inputs: no confidence level was 95% precise on validation, so it "
+                f"abstains on every input (`out_of_scope`, `defer_to_llm`; threshold {threshold:.4f})")
+    return (f"- {name}: answers {100 * figures['answered_fraction']:.2f}% of inputs, "
+            f"{100 * figures['answered_accuracy']:.2f}% of them right; below confidence {threshold:.4f} it abstains "
+            "(`out_of_scope`, `defer_to_llm`; the threshold is calibrated on validation for 95% precision)")
 
 
 def _reader_line(fit: ReaderFit, ablation: bool) -> str:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from trainer.data.files import DataError, counted
@@ -33,12 +33,17 @@ def check_label_counts(labels: Sequence[str], path: str | Path, minimum: int = M
     )
 
 
+def case_variants(labels: Iterable[str]) -> list[tuple[str, ...]]:
+    """The groups of labels that differ only in case ('Greet' and 'greet' are two labels), each sorted."""
+    by_case: dict[str, set[str]] = {}
+    for label in labels:
+        by_case.setdefault(label.casefold(), set()).add(label)
+    return sorted(tuple(sorted(spellings)) for spellings in by_case.values() if len(spellings) > 1)
+
+
 def _case_hint(rare: set[str], counts: Counter[str]) -> str:
-    """A hint when a rare label differs from another label only in case ('Greet' and 'greet' are two labels)."""
-    by_case: dict[str, list[str]] = {}
-    for label in sorted(counts):
-        by_case.setdefault(label.casefold(), []).append(label)
-    for spellings in by_case.values():
-        if len(spellings) > 1 and rare.intersection(spellings):
+    """A hint when a rare label differs from another label only in case."""
+    for spellings in case_variants(counts):
+        if rare.intersection(spellings):
             return f"; {' and '.join(repr(label) for label in spellings)} differ only in case: write each label one way"
     return ""

@@ -217,8 +217,11 @@ def string_field(
     `integers`, a whole JSON number, read as its decimal text: class ids such as `"label": 3` or `3.0`; or
     true / false, read as "true" / "false")."""
     if key not in obj:
+        outer, _, inner = key.partition(".")
+        nested = (f"; fields inside an object are not read: put '{inner}' of '{outer}' at the top level of each row"
+                  if inner and isinstance(obj.get(outer), dict) else "")
         raise DataError(path, line, f"missing field '{key}' (the object has: {', '.join(obj) or 'no fields'})"
-                                    f"{missing_hint}")
+                                    f"{nested}{missing_hint}")
     value = obj[key]
     if integers and isinstance(value, bool):
         return "true" if value else "false"
