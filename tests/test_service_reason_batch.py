@@ -103,6 +103,10 @@ def test_an_empty_or_oversized_batch_is_refused_naming_the_limit(server: ServerP
         assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         assert "1 to 64 requests" in refused.value.details() and "--max-batch-requests" in refused.value.details()
         assert stub.Reason(_request(0), timeout=60).steps == 3  # still serving
+    # counted under the one model its requests name (an empty call names none)
+    model = TEXT_MODEL if count else ""
+    wait_for(lambda: server.sample_value("trm_requests_total", method="ReasonBatch", code="INVALID_ARGUMENT",
+                                         model=model) == 1)
 
 
 def test_the_sdk_returns_each_result_or_its_typed_error(server: ServerProcess):

@@ -9,9 +9,10 @@ requests the line and metrics of a Reason.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -139,6 +140,7 @@ class ReasoningServicer:
         requests = parse_message(trm_pb2.ReasonBatchRequest, raw).requests
         limit = self._limits.max_batch_requests
         if not 1 <= len(requests) <= limit:
+            self._name_common_model(requests, record)
             raise invalid(f"a ReasonBatch carries 1 to {limit} requests (the server's --max-batch-requests), got "
                           f"{len(requests)}" + (f"; split the job into calls of at most {limit}" if requests else ""))
         items = [self._batch_item(request, index, context, record) for index, request in enumerate(requests)]
@@ -152,6 +154,14 @@ class ReasoningServicer:
                 item.finish(grpc.StatusCode.CANCELLED)  # a request that had finished keeps its first record
             raise
         return trm_pb2.ReasonBatchResponse(results=results)
+
+    def _name_common_model(self, requests: Sequence[trm_pb2.ReasonRequest], record: CallRecord) -> None:
+        """A refused batch call's record under the model its requests all name, where that name resolves (as a
+        Reason's record stays under model="" for an unknown name)."""
+        named = {(request.model, request.version) for request in requests}
+        if len(named) == 1:
+            with contextlib.suppress(RequestError):
+                self._resolve(*named.pop(), record, field="model")
 
     def _batch_item(
         self, request: trm_pb2.ReasonRequest, index: int, context: grpc.aio.ServicerContext, call: CallRecord
