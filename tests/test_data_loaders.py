@@ -334,6 +334,16 @@ def test_file_errors_name_the_file_and_line(tmp_path: Path, name: str, content: 
     assert (caught.value.path, caught.value.line, caught.value.problem) == (str(path), line, problem)
 
 
+def test_every_empty_cell_is_named_in_one_error(tmp_path: Path) -> None:
+    rows = ["text,label", "a,x", ",x", "b,", "c,y", *([",z"] * 6)]
+    path = write(tmp_path / "user.csv", "\n".join(rows) + "\n")
+    with pytest.raises(DataError) as caught:
+        load_text_file(path)
+    assert (caught.value.line, caught.value.problem) == (3, "empty text (also line 4: empty label, line 6: empty "
+                                                             "text, line 7: empty text, line 8: empty text, line 9: "
+                                                             "empty text and 2 more)")
+
+
 def test_a_nested_field_is_told_to_come_to_the_top_level(tmp_path: Path) -> None:
     path = write(tmp_path / "user.jsonl", '{"id": 1, "data": {"text": "a"}, "label": "x"}\n')
     with pytest.raises(DataError) as caught:

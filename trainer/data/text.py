@@ -34,6 +34,7 @@ TEXT_COLUMN = "text"
 LABEL_COLUMN = "label"
 DEFAULT_COLUMNS = (TEXT_COLUMN, LABEL_COLUMN)  # a user's file: the texts' and the labels' column, unless named
 COLUMN_FLAGS = "--text-column and --label-column"  # how `trm-train fit` names other columns
+SHOWN_EMPTY = 5  # rows with an empty cell named in one error beyond the first
 
 
 @dataclass(frozen=True)
@@ -164,9 +165,9 @@ def load_text_file(path: Path, columns: tuple[str, str] = DEFAULT_COLUMNS) -> Te
     matched exactly; a label may be a JSON integer, a class id, read as its decimal text)."""
     records = read_records(path, columns, integer_columns=columns[1:],
                            missing_hint=f"; {COLUMN_FLAGS} name other columns")
-    rows = [_checked_row(path, line, text, label) for line, (text, label) in records]
-    lines, texts, labels = (list(column) for column in zip(*rows, strict=True))
-    return TextSplit(texts, labels, lines)
+    _check_cells(path, records)
+    lines, texts, labels = zip(*((line, text, label.strip()) for line, (text, label) in records), strict=True)
+    return TextSplit(list(texts), list(labels), list(lines))  # `greet` and ` greet` are one label
 
 
 def check_label_coverage(train: TextSplit, test: TextSplit, test_path: str | Path) -> None:
@@ -179,10 +180,16 @@ def check_label_coverage(train: TextSplit, test: TextSplit, test_path: str | Pat
             raise DataError(test_path, line, f"label '{label}'{row} never appears in the training data")
 
 
-def _checked_row(path: Path, line: int, text: str, label: str) -> tuple[int, str, str]:
-    """The row with its label stripped of surrounding spaces (`greet` and ` greet` are one label)."""
-    if not text.strip():
-        raise DataError(path, line, "empty text")
-    if not label.strip():
-        raise DataError(path, line, "empty label")
-    return line, text, label.strip()
+def _check_cells(path: Path, records: list[tuple[int, list[str]]]) -> None:
+    """Raise DataError at the first row with an empty text or label, naming the next SHOWN_EMPTY such rows
+    too (a spreadsheet's blank cells are fixed in one go, not one run each)."""
+    empty = [(line, "empty text" if not text.strip() else "empty label")
+             for line, (text, label) in records if not text.strip() or not label.strip()]
+    if not empty:
+        return
+    (line, problem), others = empty[0], empty[1:]
+    if others:
+        shown = ", ".join(f"line {other}: {kind}" for other, kind in others[:SHOWN_EMPTY])
+        more = f" and {len(others) - SHOWN_EMPTY:,} more" if len(others) > SHOWN_EMPTY else ""
+        problem += f" (also {shown}{more})"
+    raise DataError(path, line, problem)
