@@ -120,6 +120,10 @@ def write_report(folder: Path, manifest: Manifest, evaluation: dict[str, Any]) -
         f"{manifest.halt_threshold}):\n\n{_halting_curve_table(results)}\n"
         if recursion.N_sup > 1 else ""
     )
+    served_answers = "".join(  # the shipped int8 step's share answered: what the server's answers do
+        "\n" + answered_line(f"{name} (int8, as served)", figures)
+        for name, figures in evaluation["results_int8"].items() if "answered_fraction" in figures
+    ) if evaluation["int8_shipped"] else ""
     text = f"""# {manifest.name} {manifest.version}
 
 {manifest.description or 'No description given (`--set description="..."` sets one).'}
@@ -136,7 +140,7 @@ Anytime accuracy (%) after each supervision step:
 ![anytime accuracy, accuracy against mean steps, halting histogram](anytime.png)
 {curve}
 int8 variant: accuracy loss {100 * evaluation['int8_accuracy_loss']:.2f} points;
-{evaluation['int8_decision']}.
+{evaluation['int8_decision']}.{served_answers}
 
 ONNX parity on {counted(parity['examples'], 'test example')}: one step max |diff| {parity['step_max_abs_diff']:.2e};
 final answers agree on {100 * parity['final_agreement']:.2f}% ({unit}).{trimmed}
