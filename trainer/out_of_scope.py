@@ -15,6 +15,8 @@ import numpy as np
 OUT_OF_SCOPE_NAMES = ("oos", "out_of_scope", "none")  # matched case-insensitively
 DEFAULT_PRECISION = 0.95
 FEW_ANSWERED = 0.5  # a fit whose abstain threshold answers less of its test set says why and what helps
+NO_PRECISE_LEVEL = f"no confidence level was {100 * DEFAULT_PRECISION:.0f}% precise on validation"
+"""Why an abstain threshold answers nothing, as the fit and REPORT.md say it."""
 
 
 def find_out_of_scope_label(labels: Iterable[str]) -> str | None:
@@ -85,7 +87,7 @@ def deferral_note(metrics: dict[str, float], threshold: float) -> str | None:
     if answered is None or answered >= FEW_ANSWERED:
         return None
     if answered == 0:
-        why = f"no confidence level was {100 * DEFAULT_PRECISION:.0f}% precise on validation"
+        why = NO_PRECISE_LEVEL
     else:
         why = (f"it answers only {100 * answered:.1f}% of them, those of confidence {threshold:.3f} or more, the level "
                f"at which its answers were {100 * DEFAULT_PRECISION:.0f}% right on validation")

@@ -11,6 +11,7 @@ import matplotlib
 
 from trainer.baseline import DESCRIPTION, comparison
 from trainer.data.files import counted
+from trainer.out_of_scope import DEFAULT_PRECISION, NO_PRECISE_LEVEL
 from trainer.reader import ReaderFit
 from trm_bundle.manifest import Manifest, Training
 
@@ -171,11 +172,12 @@ def answered_line(name: str, figures: dict[str, Any]) -> str:
     `abstain_threshold`), as REPORT.md says it."""
     threshold = figures["abstain_threshold"]
     if figures["answered_fraction"] == 0:
-        return (f"- {name}: answers none of the inputs: no confidence level was 95% precise on validation, so it "
-                f"abstains on every input (`out_of_scope`, `defer_to_llm`; threshold {threshold:.4f})")
+        return (f"- {name}: answers none of the inputs: {NO_PRECISE_LEVEL}, so it abstains on every input "
+                f"(`out_of_scope`, `defer_to_llm`; threshold {threshold:.4f})")
     return (f"- {name}: answers {100 * figures['answered_fraction']:.2f}% of inputs, "
             f"{100 * figures['answered_accuracy']:.2f}% of them right; below confidence {threshold:.4f} it abstains "
-            "(`out_of_scope`, `defer_to_llm`; the threshold is calibrated on validation for 95% precision)")
+            f"(`out_of_scope`, `defer_to_llm`; the threshold is calibrated on validation for "
+            f"{100 * DEFAULT_PRECISION:.0f}% precision)")
 
 
 def _reader_line(fit: ReaderFit, ablation: bool) -> str:
