@@ -96,7 +96,7 @@ class ReasoningServicer:
                 await self._internal_error(record, context)
             finally:
                 await steps.aclose()  # frees the request's batch slot now, also when the client went away
-                record.finish(grpc.StatusCode.CANCELLED)  # only counts if nothing above finished the record
+                record.finish(_ended_by_grpc(context))  # only counts if nothing above finished the record
 
     async def reason_batch(self, raw: bytes, context: grpc.aio.ServicerContext) -> trm_pb2.ReasonBatchResponse:
         """Run every request of the batch as Reason would alone, all submitted at once; one result each."""
@@ -146,12 +146,13 @@ class ReasoningServicer:
         items = [self._batch_item(request, index, context, record) for index, request in enumerate(requests)]
         record.model, record.version = _common_model({(item.model, item.version) for item, _ in items})
         try:
-            results = await asyncio.gather(*(self._batch_result(item, admitted) for item, admitted in items))
+            results = await asyncio.gather(*(self._batch_result(item, admitted, context) for item, admitted in items))
         except asyncio.CancelledError:  # also before the requests' own tasks first ran: account for them here
+            ended = _ended_by_grpc(context)
             for item, admitted in items:
                 if isinstance(admitted, _Admitted):
                     _release(admitted)
-                item.finish(grpc.StatusCode.CANCELLED)  # a request that had finished keeps its first record
+                item.finish(ended)  # a request that had finished keeps its first record
             raise
         return trm_pb2.ReasonBatchResponse(results=results)
 
@@ -175,7 +176,9 @@ class ReasoningServicer:
         except Exception as exc:  # reported in its own result by _batch_result
             return record, exc
 
-    async def _batch_result(self, record: CallRecord, admitted: _Admitted | Exception) -> trm_pb2.ReasonBatchResult:
+    async def _batch_result(
+        self, record: CallRecord, admitted: _Admitted | Exception, context: grpc.aio.ServicerContext
+    ) -> trm_pb2.ReasonBatchResult:
         try:
             if isinstance(admitted, Exception):
                 raise admitted
@@ -184,7 +187,7 @@ class ReasoningServicer:
             record.finish(exc.code, exc.message)
             return _failure(exc.code, exc.message)
         except asyncio.CancelledError:
-            record.finish(grpc.StatusCode.CANCELLED)
+            record.finish(_ended_by_grpc(context))
             raise
         except Exception:
             _log.exception("request_failed", request_id=record.request_id, method=record.method)
@@ -330,7 +333,7 @@ class ReasoningServicer:
             record.finish(exc.code, exc.message)
             await context.abort(exc.code, exc.message)
         except asyncio.CancelledError:
-            record.finish(grpc.StatusCode.CANCELLED)
+            record.finish(_ended_by_grpc(context))
             raise
         except Exception:
             await self._internal_error(record, context)
@@ -350,6 +353,14 @@ def _release(admitted: _Admitted) -> None:
     if admitted.deadline_timer is not None:
         admitted.deadline_timer.cancel()
     admitted.model.scheduler.cancel(admitted.ticket)
+
+
+def _ended_by_grpc(context: grpc.aio.ServicerContext) -> grpc.StatusCode:
+    """The status of a call that gRPC ended before its answer: DEADLINE_EXCEEDED once its deadline has passed (gRPC's
+    deadline came before the server's answer at the deadline margin, as when the event loop runs late), otherwise
+    CANCELLED (the caller went away, or the server stopped)."""
+    remaining = context.time_remaining()
+    return grpc.StatusCode.DEADLINE_EXCEEDED if remaining is not None and remaining <= 0 else grpc.StatusCode.CANCELLED
 
 
 def _note_final(record: CallRecord, admitted: _Admitted, result: StepResult, answer: trm_pb2.Answer) -> None:

@@ -1,0 +1,109 @@
+"""A call that gRPC's own deadline ends before the server's answer is recorded as DEADLINE_EXCEEDED, not CANCELLED.
+
+The server answers a request `--deadline-margin-ms` before its deadline; when the event loop runs later than that
+margin, gRPC's deadline ends the call first and the handler is cancelled. The servicer here is served in-process
+with the margin negative (its own answer due half a second after the deadline), so gRPC's deadline always comes
+first: the order a late loop gives, made certain.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import grpc
+import pytest
+from prometheus_client import CollectorRegistry
+from test_service_support import LONG_MODEL
+from trm.v1 import trm_pb2, trm_pb2_grpc
+
+from trm_service.api.servicer import SERVICE_NAME, ReasoningServicer, ServingLimits, reasoning_methods
+from trm_service.observability.metrics import ServiceMetrics
+from trm_service.registry import ModelRegistry, SchedulerLimits
+from trm_service.runtime.loader import LoadOptions
+from trm_service.runtime.session import SessionSettings
+
+DEADLINE_S = 0.3
+NEVER_HALT = trm_pb2.Budget(halt_threshold=1.0)  # the long model steps until a limit stops it
+
+
+def _request() -> trm_pb2.ReasonRequest:
+    return trm_pb2.ReasonRequest(model=LONG_MODEL, text="think past the deadline", budget=NEVER_HALT)
+
+
+async def _served(
+    bundle: Path, call: Callable[[trm_pb2_grpc.ReasoningServiceStub], Awaitable[grpc.StatusCode]]
+) -> tuple[grpc.StatusCode, CollectorRegistry]:
+    """Serve the long model (its own answer due half a second after a deadline), make one call; the status the
+    caller got and the server's metrics."""
+    registry = CollectorRegistry()
+    metrics = ServiceMetrics(registry)
+    models = ModelRegistry([bundle], LoadOptions(SessionSettings()), SchedulerLimits(64, 64, 8), metrics)
+    await models.reload()
+    limits = ServingLimits(max_time_budget_ms=60_000, deadline_margin_s=-0.5, log_inputs=False)
+    methods = reasoning_methods(ReasoningServicer(models, limits, metrics))
+    server = grpc.aio.server()
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE_NAME, methods),))
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            code = await call(trm_pb2_grpc.ReasoningServiceStub(channel))
+        await asyncio.sleep(0.2)  # the handler's cancellation reaches its record
+    finally:
+        await server.stop(None)
+        await models.close()
+    return code, registry
+
+
+async def _status(call: grpc.aio.Call) -> grpc.StatusCode:
+    """The status the caller gets, once the call has ended whatever way."""
+    with contextlib.suppress(grpc.aio.AioRpcError, asyncio.CancelledError):
+        await call
+    return await call.code()
+
+
+def _count(registry: CollectorRegistry, method: str, code: str) -> float:
+    value = registry.get_sample_value("trm_requests_total", {"model": LONG_MODEL, "method": method, "code": code})
+    return value or 0.0
+
+
+@pytest.mark.parametrize("method", ["Reason", "ReasonStream"])
+def test_grpcs_deadline_before_the_answer_is_counted_as_deadline_exceeded(long_bundle: Path, method: str) -> None:
+    async def call(stub: trm_pb2_grpc.ReasoningServiceStub) -> grpc.StatusCode:
+        if method == "Reason":
+            return await _status(stub.Reason(_request(), timeout=DEADLINE_S))
+        stream = stub.ReasonStream(_request(), timeout=DEADLINE_S)
+        with contextlib.suppress(grpc.aio.AioRpcError):
+            async for _ in stream:
+                pass
+        return await stream.code()
+
+    code, registry = asyncio.run(_served(long_bundle, call))
+    assert code == grpc.StatusCode.DEADLINE_EXCEEDED
+    assert (_count(registry, method, "DEADLINE_EXCEEDED"), _count(registry, method, "CANCELLED")) == (1.0, 0.0)
+
+
+def test_every_request_of_a_batch_that_grpcs_deadline_ended_is_counted_as_deadline_exceeded(long_bundle: Path) -> None:
+    async def call(stub: trm_pb2_grpc.ReasoningServiceStub) -> grpc.StatusCode:
+        batch = trm_pb2.ReasonBatchRequest(requests=[_request()] * 3)
+        return await _status(stub.ReasonBatch(batch, timeout=DEADLINE_S))
+
+    code, registry = asyncio.run(_served(long_bundle, call))
+    assert code == grpc.StatusCode.DEADLINE_EXCEEDED
+    assert _count(registry, "ReasonBatch", "DEADLINE_EXCEEDED") == 1.0
+    assert (_count(registry, "Reason", "DEADLINE_EXCEEDED"), _count(registry, "Reason", "CANCELLED")) == (3.0, 0.0)
+
+
+def test_a_caller_that_goes_away_before_its_deadline_is_still_counted_as_cancelled(long_bundle: Path) -> None:
+    async def call(stub: trm_pb2_grpc.ReasoningServiceStub) -> grpc.StatusCode:
+        pending = stub.Reason(_request(), timeout=60.0)
+        await asyncio.sleep(DEADLINE_S)
+        pending.cancel()
+        return await _status(pending)
+
+    code, registry = asyncio.run(_served(long_bundle, call))
+    assert code == grpc.StatusCode.CANCELLED
+    assert (_count(registry, "Reason", "CANCELLED"), _count(registry, "Reason", "DEADLINE_EXCEEDED")) == (1.0, 0.0)
