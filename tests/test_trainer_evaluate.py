@@ -100,6 +100,12 @@ def test_a_model_that_answers_little_says_so_in_its_report_and_after_its_fit() -
         {"test_answered_fraction": 0.25, "test_accuracy": 0.6}, 0.7)
     assert deferral_note({"test_answered_fraction": 0.8, "test_accuracy": 0.9}, 0.5) is None
     assert deferral_note({"test_accuracy": 0.9}, 0.5) is None  # an out-of-scope label instead of a threshold
+    # the int8 step the server runs is what the note reads where it is served: it answers fewer here
+    served = {"test_answered_fraction": 0.55, "test_accuracy": 0.8, "int8_test_answered_fraction": 0.45,
+              "int8_test_accuracy": 0.78}
+    assert deferral_note(served, 0.7) is None
+    assert "it answers only 45.0% of them" in deferral_note(served, 0.7, int8_served=True)
+    assert "right for 78.0% of the test inputs" in deferral_note(served, 0.7, int8_served=True)
 
 
 def test_a_model_trained_on_its_validation_split_gets_no_abstain_threshold() -> None:

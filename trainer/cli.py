@@ -81,12 +81,13 @@ def cmd_fit(args: argparse.Namespace) -> int:
     bundle = export_bundle(fit(cfg, resume=not args.restart, command=command), Path(args.out) / cfg.name)
     print(json.dumps({"bundle": str(bundle.path), "metrics": bundle.manifest.metrics}, indent=1))
     print(f"{cfg.name}: bundle {bundle.path} written after {(time.monotonic() - started) / 60:.1f} min")
-    versus = comparison(bundle.manifest.metrics, int8_served=bundle.manifest.onnx_int8 is not None,
-                        max_steps=bundle.manifest.recursion.N_sup)
+    int8_served = bundle.manifest.onnx_int8 is not None
+    versus = comparison(bundle.manifest.metrics, int8_served=int8_served, max_steps=bundle.manifest.recursion.N_sup)
     if versus:
         print(f"{cfg.name}: {versus}")
     abstain = bundle.manifest.out_of_scope
-    note = deferral_note(bundle.manifest.metrics, abstain.threshold) if abstain and abstain.label is None else None
+    note = (deferral_note(bundle.manifest.metrics, abstain.threshold, int8_served)
+            if abstain and abstain.label is None else None)
     if note:
         print(f"{cfg.name}: {note}")
     return 0

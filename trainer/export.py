@@ -111,7 +111,7 @@ def export_bundle(
             files[INT8_FILE] = int8
         metrics = headline_metrics(results)
         metrics.update({f"int8_{k}": v for k, v in headline_metrics(results_int8).items()
-                        if k.endswith(("accuracy", "oos_recall"))})
+                        if k.endswith(("accuracy", "oos_recall", "answered_fraction"))})
         evaluation = {
             "results": results, "results_int8": results_int8, "parity": parity,
             "int8_accuracy_loss": round(int8_loss, 5), "int8_shipped": ship_int8,

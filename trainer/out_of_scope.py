@@ -80,10 +80,11 @@ def calibrate_abstain_threshold(
     )
 
 
-def deferral_note(metrics: dict[str, float], threshold: float) -> str | None:
+def deferral_note(metrics: dict[str, float], threshold: float, int8_served: bool = False) -> str | None:
     """What `trm-train fit` says after training when its abstain threshold answers less than FEW_ANSWERED of the
-    test inputs (from the manifest's metrics), else None."""
-    answered = metrics.get("test_answered_fraction")
+    test inputs (from the manifest's metrics: the int8 step's with `int8_served`, where they hold them), else None."""
+    served = "int8_test" if int8_served and "int8_test_answered_fraction" in metrics else "test"
+    answered = metrics.get(f"{served}_answered_fraction")
     if answered is None or answered >= FEW_ANSWERED:
         return None
     if answered == 0:
@@ -92,5 +93,5 @@ def deferral_note(metrics: dict[str, float], threshold: float) -> str | None:
         why = (f"it answers only {100 * answered:.1f}% of them, those of confidence {threshold:.3f} or more, the level "
                f"at which its answers were {100 * DEFAULT_PRECISION:.0f}% right on validation")
     return (f"note: the model defers {'every' if answered == 0 else 'most'} test input (`out_of_scope`, the tools' "
-            f"`defer_to_llm`): {why}; its top answer is right for {100 * metrics['test_accuracy']:.1f}% of the "
+            f"`defer_to_llm`): {why}; its top answer is right for {100 * metrics[f'{served}_accuracy']:.1f}% of the "
             "test inputs. More examples per label, or labels that are easier to tell apart, let it answer more")
