@@ -63,14 +63,19 @@ def test_a_default_fit_learns_and_reports_the_baseline_beside_it(
 
 def test_a_tiny_time_budget_ends_training_and_still_exports(keyword_data: tuple[Path, Path], tmp_path: Path) -> None:
     train, test = keyword_data
+    started = time.monotonic()
     code = fit("--train", str(train), "--test", str(test), "--out", str(tmp_path / "b"),
                "--run-dir", str(tmp_path / "runs"), "--time-budget", "2.2", "--set", "max_steps=1000000")
+    wall_s = time.monotonic() - started
     assert code == 0
     manifest = json.loads((tmp_path / "b" / "train" / "manifest.json").read_text())
     training = manifest["training"]
     assert training["optimizer_steps"] < 1000000
     budget_s = training["config"]["max_minutes"] * 60
-    assert budget_s <= training["train_time_s"] <= budget_s + 5
+    assert budget_s - 0.1 <= training["train_time_s"] <= budget_s + 5  # train_time_s is rounded to 0.1 s
+    # the loop timed itself to end with the budget, less the estimate of evaluating and exporting (about 6 s here),
+    # not after the minutes the plan estimated (1.09, leaving about 40 s of the budget unused on a quiet machine)
+    assert 2.2 * 60 - 25 <= wall_s <= 2.2 * 60 + 10
 
 
 def write_rows(path: Path, rows: list[tuple[str, str]]) -> Path:

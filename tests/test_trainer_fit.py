@@ -365,7 +365,7 @@ def test_a_files_name_that_cannot_name_a_model_is_made_into_one(keyword_data: tu
     name a bundle can carry, before any training."""
     odd = tmp_path / "My Commands (v2).csv"
     odd.write_bytes(keyword_data[0].read_bytes())
-    assert _fit_config(build_parser().parse_args(["fit", "--train", str(odd)])).name == "My-Commands-v2"
+    assert _fit_config(build_parser().parse_args(["fit", "--train", str(odd)]))[0].name == "My-Commands-v2"
     assert model_name_from("  (v2) ") == "v2" and model_name_from("???") == "model"
     assert model_name_from("données clients") == "donnees-clients"
     other_scripts = model_name_from("日本語"), model_name_from("中文")

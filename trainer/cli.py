@@ -39,9 +39,10 @@ SEQUENCE_USEFUL_MINUTES = 1.0  # below this a sequence fit says that its model w
 KIND_COLUMNS = {"text": "text,label", "grid": "question,answer", "sequence": "source,target"}
 
 
-def _fit_config(args: argparse.Namespace) -> TrainConfig:
+def _fit_config(args: argparse.Namespace) -> tuple[TrainConfig, float | None]:
     """The config file with the flags applied; without --config, the plan of trainer/presets.py for the
-    training file (printed before anything else happens)."""
+    training file (printed before anything else happens). With it, the seconds after the fit's start by which
+    its training loop ends: a fit of a preset whose training minutes no flag set times itself to its budget."""
     overrides: dict[str, Any] = {
         "task": args.task, "data": args.data, "test_data": args.test, "name": args.name,
         "out_dir": args.run_dir, "max_steps": args.max_steps, "max_minutes": args.max_minutes,
@@ -52,7 +53,7 @@ def _fit_config(args: argparse.Namespace) -> TrainConfig:
     if args.config:
         if args.preset or args.time_budget:
             raise ValueError("--preset and --time-budget size a fit without --config; a config sets everything")
-        return load_config(args.config, overrides)
+        return load_config(args.config, overrides), None
     if not args.data:
         raise ValueError("give the training file with --train FILE (text,label or question,answer columns), "
                          "or a YAML config with --config")
@@ -63,8 +64,9 @@ def _fit_config(args: argparse.Namespace) -> TrainConfig:
                          f"drop --task, or give a file of {KIND_COLUMNS[args.task]} columns")
     plan = plan_fit(args.data, args.preset, args.time_budget, teacher.available(), args.test, columns)
     print(plan.description, flush=True)
-    return TrainConfig.from_dict(with_overrides({"name": model_name_from(Path(args.data).stem), **plan.settings},
-                                                overrides))
+    cfg = TrainConfig.from_dict(with_overrides({"name": model_name_from(Path(args.data).stem), **plan.settings},
+                                               overrides))
+    return cfg, None if overrides.get("max_minutes") is not None else plan.training_ends_s
 
 
 def cmd_fit(args: argparse.Namespace) -> int:
@@ -73,12 +75,14 @@ def cmd_fit(args: argparse.Namespace) -> int:
     if args.task == "sequence" or inferred:
         return _fit_sequence(args)
     started = time.monotonic()
-    cfg = _fit_config(args)
+    cfg, training_ends_s = _fit_config(args)
     torch.set_num_threads(args.threads) if args.threads else None
     command = "trm-train " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     check_device(cfg.device)
     check_bundle_folder(Path(args.out) / cfg.name)
-    bundle = export_bundle(fit(cfg, resume=not args.restart, command=command), Path(args.out) / cfg.name)
+    ends_by = None if training_ends_s is None else started + training_ends_s
+    fitted = fit(cfg, resume=not args.restart, command=command, ends_by=ends_by)
+    bundle = export_bundle(fitted, Path(args.out) / cfg.name)
     print(json.dumps({"bundle": str(bundle.path), "metrics": bundle.manifest.metrics}, indent=1))
     print(f"{cfg.name}: bundle {bundle.path} written after {(time.monotonic() - started) / 60:.1f} min")
     int8_served = bundle.manifest.onnx_int8 is not None

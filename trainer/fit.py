@@ -80,17 +80,18 @@ class Fitted:
     baseline: BaselineResult | None = None  # text: the built-in baseline on the same splits (never shipped)
 
 
-def fit(cfg: TrainConfig, resume: bool = True, command: str = "") -> Fitted:
-    """Trains (or resumes) the model described by cfg, or the soup of its ingredients."""
+def fit(cfg: TrainConfig, resume: bool = True, command: str = "", ends_by: float | None = None) -> Fitted:
+    """Trains (or resumes) the model described by cfg, or the soup of its ingredients; one model's training loop
+    times itself to end by `ends_by` (`Trainer.fit`), its record keeping the minutes it was given."""
     started = time.monotonic()
     baseline = fit_baseline(cfg)
     if cfg.soup:
         prepared, model, ingredients, trunk = fit_soup(cfg, resume)
         record = TrainingRecord.of_soup(ingredients, command, time.monotonic() - started, trunk)
         return Fitted(cfg, prepared, model, record, baseline)
-    prepared, trainer = fit_one(cfg, resume, command=command)
+    prepared, trainer = fit_one(cfg, resume, command=command, ends_by=ends_by)
     record = TrainingRecord.of(trainer, command, time.monotonic() - started)
-    return Fitted(cfg, prepared, cpu_copy(trainer.ema.model), record, baseline)
+    return Fitted(trainer.cfg, prepared, cpu_copy(trainer.ema.model), record, baseline)
 
 
 def fit_baseline(cfg: TrainConfig) -> BaselineResult | None:
@@ -120,16 +121,17 @@ def split_sentence(train: TextSplit, val: TextSplit, test: TextSplit, test_file:
 
 
 def fit_one(
-    cfg: TrainConfig, resume: bool, branch_from: Path | None = None, until: int | None = None, command: str = ""
+    cfg: TrainConfig, resume: bool, branch_from: Path | None = None, until: int | None = None, command: str = "",
+    ends_by: float | None = None,
 ) -> tuple[Prepared, Trainer]:
-    """Prepares the data and trains (or resumes, or branches; `Trainer.fit`) one model, its checkpoint recording
-    `command`; its EMA weights are `trainer.ema.model`."""
+    """Prepares the data and trains (or resumes, or branches, or times to end by `ends_by`; `Trainer.fit`) one
+    model, its checkpoint recording `command`; its EMA weights are `trainer.ema.model`."""
     prepared = prepare(cfg)
     trainer = build_trainer(cfg, prepared)
     trainer.command = command
     print(f"{cfg.name}: {count_parameters(trainer.model):,} parameters, vocabulary {prepared.model_cfg.vocab_size:,}, "
           f"state {prepared.model_cfg.state_shape}")
-    trainer.fit(resume=resume, branch_from=branch_from, until=until)
+    trainer.fit(resume=resume, branch_from=branch_from, until=until, ends_by=ends_by)
     return prepared, trainer
 
 

@@ -98,17 +98,28 @@ class Overhead:
     cost, so a little high): fixed costs (loading the teacher, evaluation and export), per 1,000 rows
     (teacher embeddings or TF-IDF teacher, the built-in baseline) and per 1,000 vocabulary words (the
     teacher's token embeddings). With `measured_tokens`, the fixed and per-row costs were measured at that
-    max_tokens and scale with it (evaluation, calibration and export run every row at max_tokens)."""
+    max_tokens and scale with it (evaluation, calibration and export run every row at max_tokens).
+
+    Of these, `after_fixed_s` and `after_per_1k_rows_s` estimate the part after the loop (evaluation, calibration
+    and export; about twice what they took on a quiet machine): the loop ends that long before the budget does."""
 
     fixed_s: float
     per_1k_rows_s: float
     per_1k_words_s: float
+    after_fixed_s: float
+    after_per_1k_rows_s: float
     measured_tokens: int | None = None
 
     def minutes(self, rows: int, vocabulary: int, max_tokens: int | None = None) -> float:
-        share = 1.0 if self.measured_tokens is None or max_tokens is None else max_tokens / self.measured_tokens
-        seconds = share * (self.fixed_s + self.per_1k_rows_s * rows / 1000) + self.per_1k_words_s * vocabulary / 1000
-        return seconds / 60
+        seconds = self._share(max_tokens) * (self.fixed_s + self.per_1k_rows_s * rows / 1000)
+        return (seconds + self.per_1k_words_s * vocabulary / 1000) / 60
+
+    def after_minutes(self, rows: int, max_tokens: int | None = None) -> float:
+        """The estimate of the time after the training loop."""
+        return self._share(max_tokens) * (self.after_fixed_s + self.after_per_1k_rows_s * rows / 1000) / 60
+
+    def _share(self, max_tokens: int | None) -> float:
+        return 1.0 if self.measured_tokens is None or max_tokens is None else max_tokens / self.measured_tokens
 
 
 @dataclass(frozen=True)
@@ -158,7 +169,8 @@ SHORT_TEXT = Preset(
     time_budget_minutes=15,
     speed=Speed(2.5, batch_size=128, state_rows=25,
                 source="intent-clinc150's settings at max_tokens 24 on CLINC150, two threads (2026-11-29)"),
-    overhead=Overhead(fixed_s=50, per_1k_rows_s=3.0, per_1k_words_s=1.9),
+    # after the loop: 4 s for 3,000 CLINC150 rows, 9 s for 15,100 (2026-12-03)
+    overhead=Overhead(fixed_s=50, per_1k_rows_s=3.0, per_1k_words_s=1.9, after_fixed_s=6, after_per_1k_rows_s=0.8),
     text=SHORT_TEXT_LIMITS,
     max_epochs=100,
 )
@@ -178,8 +190,10 @@ LONG_TEXT = Preset(
     speed=Speed(13.5, batch_size=64, state_rows=18,
                 source="the 20 Newsgroups fit of docs/TRAINING.md (2026-11-30): 4,835 steps in 358 s, max_tokens "
                 "512, two threads"),
-    # 20 Newsgroups at 512 tokens; 2,803 docstrings at 96 tokens took 0.4 min outside the loop (2026-12-03)
-    overhead=Overhead(fixed_s=130, per_1k_rows_s=20.0, per_1k_words_s=1.9, measured_tokens=512),
+    # 20 Newsgroups at 512 tokens; 2,803 docstrings at 96 tokens took 0.4 min outside the loop (2026-12-03);
+    # after the loop: 3 s for 2,000 posts of 20 Newsgroups at 512 tokens (2026-12-03)
+    overhead=Overhead(fixed_s=130, per_1k_rows_s=20.0, per_1k_words_s=1.9, after_fixed_s=10, after_per_1k_rows_s=1.5,
+                      measured_tokens=512),
     text=TextLimits(token_multiple=32, min_tokens=64, max_tokens=512, max_vocab=40000),
     # 20 Newsgroups' held-out validation after 30 / 45 / 60 passes: 91.5 / 91.3 / 90.8% (docs/EXPERIMENTS.md)
     max_epochs=30,
@@ -198,7 +212,8 @@ GRID = Preset(
     time_budget_minutes=90,
     speed=Speed(1.227, batch_size=128, state_rows=82,
                 source="sudoku-cpu as shipped: 6,000 steps in 4,890 s, two threads"),
-    overhead=Overhead(fixed_s=90, per_1k_rows_s=0.0, per_1k_words_s=0.0),
+    # after the loop: 14 s for 400 puzzles (evaluation reads at most eval_limit of them; 2026-12-03)
+    overhead=Overhead(fixed_s=90, per_1k_rows_s=0.0, per_1k_words_s=0.0, after_fixed_s=30, after_per_1k_rows_s=0.0),
     text=None,
     max_epochs=None,
 )
@@ -341,6 +356,7 @@ class Sizing:
     settings: dict[str, Any]
     budget_minutes: float
     overhead_minutes: float  # estimated time outside the training loop
+    after_minutes: float  # of which after it: the training loop ends this long before the budget does
     steps_per_second: float  # the speed the wall time is estimated at
     expected_minutes: float  # overhead plus the training that max_steps or max_minutes allows
 
@@ -404,7 +420,8 @@ def size_run(
         eval_every=max(1, expected_steps // 4), log_every=max(1, round(rate * LOG_EVERY_SECONDS)),
     )
     expected = overhead + min(train_minutes, max_steps / rate / 60)
-    return Sizing(settings, budget, overhead, rate, expected)
+    after = min(overhead, preset.overhead.after_minutes(profile.rows, settings.get("max_tokens")))
+    return Sizing(settings, budget, overhead, after, rate, expected)
 
 
 def state_rows(preset: Preset, settings: dict[str, Any]) -> int:
@@ -502,6 +519,7 @@ class FitPlan:
     preset: Preset
     settings: dict[str, Any]  # the config dict (without name, data and test_data)
     description: str  # printed before training starts
+    training_ends_s: float  # seconds after the fit's start by which its training loop ends (`Trainer.fit`'s ends_by)
 
 
 def plan_fit(
@@ -520,7 +538,8 @@ def plan_fit(
     description = describe_choice(preset, reasons, sizing)
     if not teacher_installed and preset.kind == "text":
         description += "\n" + MINILM_NOTICE
-    return FitPlan(preset, preset_config(preset, sizing), description)
+    training_ends_s = (sizing.budget_minutes - sizing.after_minutes) * 60
+    return FitPlan(preset, preset_config(preset, sizing), description, training_ends_s)
 
 
 def without_minilm(settings: dict[str, Any]) -> dict[str, Any]:

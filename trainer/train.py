@@ -20,6 +20,7 @@ first step only (a one-step model of the same network), and the unrolled or samp
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 import signal
 import sys
@@ -38,6 +39,9 @@ from trainer.config import TrainConfig
 from trainer.model import TRM, ModelConfig
 
 CHECKPOINT = "checkpoint.pt"
+MIN_PLANNED_SHARE = 0.5
+"""A fit timed to end by a given time (`Trainer.fit`'s `ends_by`) still trains at least this share of its planned
+minutes, however late its training starts."""
 
 
 class Stream(Protocol):
@@ -226,6 +230,17 @@ class Trainer:
             self.stream.restore(state["stream"])
         return True
 
+    def _time_to(self, ends_by: float) -> TrainConfig:
+        """Set max_minutes (on which the learning rate decays) to the time trained so far plus the time left until
+        `ends_by`, and at least MIN_PLANNED_SHARE of the planned minutes; say so where that differs from the plan."""
+        planned = self.cfg.max_minutes
+        left_s = max(ends_by - time.monotonic(), MIN_PLANNED_SHARE * planned * 60)
+        self.cfg = dataclasses.replace(self.cfg, max_minutes=round((self.elapsed_s + left_s) / 60, 2))
+        if abs(self.cfg.max_minutes - planned) >= 0.01:
+            tqdm.write(f"{self.cfg.name}: training for {self.cfg.max_minutes:.2f} min in all ({planned:g} planned), so "
+                       "that the fit ends within its time budget")
+        return self.cfg
+
     # --- the ACT carry ------------------------------------------------------------------------
     @property
     def carries_state(self) -> bool:
@@ -369,10 +384,14 @@ class Trainer:
     def _request_stop(self, *_: object) -> None:
         self._stop = True
 
-    def fit(self, resume: bool = True, branch_from: Path | None = None, until: int | None = None) -> TRM:
+    def fit(
+        self, resume: bool = True, branch_from: Path | None = None, until: int | None = None,
+        ends_by: float | None = None,
+    ) -> TRM:
         """Trains until max_steps (or `until`, when earlier) or max_minutes; returns the EMA model
         (used for evaluation and export). Without a checkpoint of its own to resume, a run given
-        `branch_from` starts from that checkpoint (`load_checkpoint(branch=True)`)."""
+        `branch_from` starts from that checkpoint (`load_checkpoint(branch=True)`). With `ends_by` (a
+        `time.monotonic()`), max_minutes is set when the loop starts so that the loop ends then (`_time_to`)."""
         cfg = self.cfg
         last_step = min(cfg.max_steps, until or cfg.max_steps)
         torch.manual_seed(cfg.seed)
@@ -382,6 +401,8 @@ class Trainer:
             if not self.load_checkpoint(branch_from, branch=True):
                 raise FileNotFoundError(f"{cfg.name}: no checkpoint to branch from at {branch_from}")
             tqdm.write(f"branched {cfg.name} from step {self.step} of {branch_from}")
+        if ends_by is not None:
+            cfg = self._time_to(ends_by)
         previous = {
             sig: signal.signal(sig, self._request_stop) for sig in (signal.SIGINT, signal.SIGTERM)
         }

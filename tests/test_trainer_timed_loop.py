@@ -1,0 +1,43 @@
+"""A training loop timed to end by a given moment (`Trainer.fit`'s `ends_by`, which a preset's fit sets from its
+time budget): it trains until then, not for the minutes its plan estimated, and at least half of those."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+from test_trainer_multistep import fixed_batch, text_config
+
+from trainer.config import TrainConfig
+from trainer.model import TRM
+from trainer.train import MIN_PLANNED_SHARE, Trainer
+
+
+def _trainer(tmp_path: Path, planned_minutes: float) -> Trainer:
+    cfg = TrainConfig(name="timed", task="text", data="d", out_dir=str(tmp_path), device="cpu", max_steps=10**9,
+                      max_minutes=planned_minutes, warmup_steps=1, batch_size=6)
+    return Trainer(cfg, TRM(text_config()), fixed_batch())
+
+
+def test_a_loop_timed_to_a_moment_trains_until_then_not_for_its_planned_minutes(tmp_path: Path) -> None:
+    for planned_minutes in (0.05, 0.2):  # the plan's estimate of the time left was short, then long
+        trainer = _trainer(tmp_path / str(planned_minutes), planned_minutes)
+        started = time.monotonic()
+        trainer.fit(resume=False, ends_by=started + 6.0)
+        took_s = time.monotonic() - started
+        assert trainer.cfg.max_minutes == pytest.approx(0.1, abs=0.006)  # recorded as trained: 6 s
+        assert trainer.cfg.max_minutes * 60 <= trainer.elapsed_s <= took_s < 9
+
+
+def test_a_loop_that_starts_after_its_moment_still_trains_half_its_planned_minutes(tmp_path: Path) -> None:
+    trainer = _trainer(tmp_path, planned_minutes=0.1)
+    trainer.fit(resume=False, ends_by=time.monotonic() - 60.0)
+    assert trainer.cfg.max_minutes == pytest.approx(MIN_PLANNED_SHARE * 0.1, abs=0.006)
+    assert trainer.elapsed_s >= trainer.cfg.max_minutes * 60 and trainer.step > 1
+
+
+def test_without_a_moment_the_loop_keeps_its_planned_minutes(tmp_path: Path) -> None:
+    trainer = _trainer(tmp_path, planned_minutes=0.05)
+    trainer.fit(resume=False)
+    assert trainer.cfg.max_minutes == 0.05 and 3.0 <= trainer.elapsed_s < 10
