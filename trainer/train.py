@@ -234,8 +234,8 @@ class Trainer:
         """Set max_minutes (on which the learning rate decays) to the time trained so far plus the time left until
         `ends_by`, and at least MIN_PLANNED_SHARE of the planned minutes; say so where that differs from the plan."""
         planned = self.cfg.max_minutes
-        left_s = max(ends_by - time.monotonic(), MIN_PLANNED_SHARE * planned * 60)
-        self.cfg = dataclasses.replace(self.cfg, max_minutes=round((self.elapsed_s + left_s) / 60, 2))
+        total_s = max(self.elapsed_s + ends_by - time.monotonic(), MIN_PLANNED_SHARE * planned * 60)
+        self.cfg = dataclasses.replace(self.cfg, max_minutes=round(total_s / 60, 2))
         if abs(self.cfg.max_minutes - planned) >= 0.01:
             tqdm.write(f"{self.cfg.name}: training for {self.cfg.max_minutes:.2f} min in all ({planned:g} planned), so "
                        "that the fit ends within its time budget")
