@@ -20,7 +20,9 @@ def _trainer(tmp_path: Path, planned_minutes: float) -> Trainer:
     return Trainer(cfg, TRM(text_config()), fixed_batch())
 
 
-def test_a_loop_timed_to_a_moment_trains_until_then_not_for_its_planned_minutes(tmp_path: Path) -> None:
+def test_a_loop_timed_to_a_moment_trains_until_then_not_for_its_planned_minutes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     for planned_minutes in (0.05, 0.2):  # the plan's estimate of the time left was short, then long
         trainer = _trainer(tmp_path / str(planned_minutes), planned_minutes)
         started = time.monotonic()
@@ -28,6 +30,8 @@ def test_a_loop_timed_to_a_moment_trains_until_then_not_for_its_planned_minutes(
         took_s = time.monotonic() - started
         assert trainer.cfg.max_minutes == pytest.approx(0.1, abs=0.006)  # recorded as trained: 6 s
         assert trainer.cfg.max_minutes * 60 <= trainer.elapsed_s <= took_s < 9
+        assert (f"timed: training until step 1,000,000,000 or for 0.10 min in all ({planned_minutes:g} planned), "
+                "whichever comes first") in capsys.readouterr().out  # a step cap may end it first: both are named
 
 
 def test_a_loop_that_starts_after_its_moment_still_trains_half_its_planned_minutes(tmp_path: Path) -> None:

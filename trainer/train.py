@@ -230,15 +230,16 @@ class Trainer:
             self.stream.restore(state["stream"])
         return True
 
-    def _time_to(self, ends_by: float) -> TrainConfig:
+    def _time_to(self, ends_by: float, last_step: int) -> TrainConfig:
         """Set max_minutes (on which the learning rate decays) to the time trained so far plus the time left until
-        `ends_by`, and at least MIN_PLANNED_SHARE of the planned minutes; say so where that differs from the plan."""
+        `ends_by`, and at least MIN_PLANNED_SHARE of the planned minutes; say so where that differs from the plan
+        (the loop still ends at `last_step` if it comes first)."""
         planned = self.cfg.max_minutes
         total_s = max(self.elapsed_s + ends_by - time.monotonic(), MIN_PLANNED_SHARE * planned * 60)
         self.cfg = dataclasses.replace(self.cfg, max_minutes=round(total_s / 60, 2))
         if abs(self.cfg.max_minutes - planned) >= 0.01:
-            tqdm.write(f"{self.cfg.name}: training for {self.cfg.max_minutes:.2f} min in all ({planned:g} planned), so "
-                       "that the fit ends within its time budget")
+            tqdm.write(f"{self.cfg.name}: training until step {last_step:,} or for {self.cfg.max_minutes:.2f} min in "
+                       f"all ({planned:g} planned), whichever comes first, so that the fit ends within its time budget")
         return self.cfg
 
     # --- the ACT carry ------------------------------------------------------------------------
@@ -402,7 +403,7 @@ class Trainer:
                 raise FileNotFoundError(f"{cfg.name}: no checkpoint to branch from at {branch_from}")
             tqdm.write(f"branched {cfg.name} from step {self.step} of {branch_from}")
         if ends_by is not None:
-            cfg = self._time_to(ends_by)
+            cfg = self._time_to(ends_by, last_step)
         previous = {
             sig: signal.signal(sig, self._request_stop) for sig in (signal.SIGINT, signal.SIGTERM)
         }
