@@ -421,3 +421,17 @@ def test_a_folder_that_is_not_a_bundle_or_not_the_sudoku_data_is_named_as_such(
     sudoku = DEFAULT_MODELS_DIR / "sudoku"
     assert main(["eval", "--bundle", str(sudoku), "--data", str(tmp_path), "--split", "test"]) == 2
     assert "folder is not the shared Sudoku data: missing" in capsys.readouterr().err
+
+
+def test_a_preset_fit_times_its_loop_to_its_budget_unless_a_flag_fixes_the_minutes(
+    keyword_data: tuple[Path, Path]
+) -> None:
+    train = str(keyword_data[0])
+
+    def ends_after_s(*flags: str) -> float | None:
+        return _fit_config(build_parser().parse_args(["fit", "--train", train, *flags]))[1]
+
+    timed = ends_after_s("--time-budget", "4")
+    assert timed is not None and 4 * 60 - 30 < timed < 4 * 60  # the budget less the estimate after the loop
+    assert ends_after_s("--time-budget", "4", "--max-minutes", "2") is None
+    assert ends_after_s("--time-budget", "4", "--set", "max_minutes=2") is None
