@@ -48,6 +48,11 @@ class CallRecord:
         self._log_inputs = log_inputs
         self._finished = False
 
+    @property
+    def finished(self) -> bool:
+        """Whether `finish` has been called."""
+        return self._finished
+
     def elapsed_ms(self) -> float:
         """Milliseconds since the RPC arrived."""
         return (time.monotonic() - self.started) * 1000.0

@@ -96,7 +96,8 @@ class ReasoningServicer:
                 await self._internal_error(record, context)
             finally:
                 await steps.aclose()  # frees the request's batch slot now, also when the client went away
-                record.finish(_ended_by_grpc(context))  # only counts if nothing above finished the record
+                if not record.finished:  # gRPC ended the call: nothing above finished the record
+                    record.finish(_ended_by_grpc(context))
 
     async def reason_batch(self, raw: bytes, context: grpc.aio.ServicerContext) -> trm_pb2.ReasonBatchResponse:
         """Run every request of the batch as Reason would alone, all submitted at once; one result each."""
