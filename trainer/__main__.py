@@ -2,6 +2,7 @@
 
 import signal
 import sys
+import time
 from types import FrameType
 
 
@@ -9,6 +10,7 @@ def main() -> int:
     """Run the command; a Ctrl-C while its libraries import (torch: a few seconds) ends it as one during the
     command does, with a line and status 130 instead of a traceback, also where a library's import swallows
     the KeyboardInterrupt (a bare except around an optional import)."""
+    started = time.monotonic()  # a fit's time budget counts from here, its imports included
     interrupted: list[int] = []  # the signals that came; the KeyboardInterrupt itself may be swallowed
 
     def interrupt(signum: int, frame: FrameType | None) -> None:
@@ -31,7 +33,7 @@ def main() -> int:
     if interrupted:
         print("trm-train: interrupted (Ctrl-C)", file=sys.stderr)
         return 130
-    return run_command()
+    return run_command(started=started)
 
 
 if __name__ == "__main__":

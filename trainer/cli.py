@@ -74,7 +74,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
                 and file_kind(args.data, args.text_column or TEXT_COLUMN) == "sequence")
     if args.task == "sequence" or inferred:
         return _fit_sequence(args)
-    started = time.monotonic()
+    started = args.started
     cfg, training_ends_s = _fit_config(args)
     torch.set_num_threads(args.threads) if args.threads else None
     command = "trm-train " + " ".join(shlex.quote(a) for a in sys.argv[1:])
@@ -109,7 +109,7 @@ def _fit_sequence(args: argparse.Namespace) -> int:
                          "--out, --run-dir, --time-budget, --batch-size, --lr, --seed, --threads, --restart)")
     if not args.data:
         raise ValueError("give the training file with --train FILE (source,target columns)")
-    started = time.monotonic()
+    started = args.started
     torch.set_num_threads(args.threads) if args.threads else None
     name = args.name or model_name_from(Path(args.data).stem)
     if not is_model_name(name):
@@ -256,8 +256,11 @@ def _add_column_flags(command: argparse.ArgumentParser, text_default: str, label
                          help=f"the column or JSON field of the labels (default: {label_default})")
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, started: float | None = None) -> int:
+    """Run one command. `started` is when the command began (`time.monotonic()`, taken by trainer/__main__.py
+    before this module's imports, a few seconds of torch): a fit's time budget counts from it."""
     args = build_parser().parse_args(argv)
+    args.started = time.monotonic() if started is None else started
     try:
         return args.func(args)
     except DataError as error:
