@@ -56,6 +56,9 @@ def test_a_run_becomes_a_bundle_with_its_figures(tmp_path: Path, monkeypatch) ->
     assert metrics["test_exact_match"] == report["test_short"]["exact_match"]
     assert metrics["test_cer"] == report["test_short"]["cer"]
     assert metrics["numbers_alpha2digit_exact"] == report["numbers"]["alpha2digit"]
+    names = report["names"]  # a sample of the test lines' names said alone, scored with the unsure flag
+    assert names["count"] == 4 and metrics["names_exact"] == names["exact_match"]
+    assert 0 <= names["wrong_not_unsure"] <= round(4 * (1 - names["exact_match"]))
     assert [point["steps"] for point in report["fixed_steps"]] == [1, 2, 3]
     assert len(report["halting_curve"]) >= 5 and all(1 <= p["mean_steps"] <= 3 for p in report["halting_curve"])
     assert bundle.manifest.training.optimizer_steps == 3 and bundle.manifest.training.wall_time_s == 12.0
@@ -65,6 +68,8 @@ def test_a_run_becomes_a_bundle_with_its_figures(tmp_path: Path, monkeypatch) ->
     text = (bundle.path / "REPORT.md").read_text()
     assert f"{100 * report['test_short']['exact_match']:.2f}%" in text and "python -m trainer.dictation.fit" in text
     assert "entries of its first step, so later steps refine a character alone" in text
+    assert (f"Names said alone (a sample of the test files' names, one phrasing each; 4): "
+            f"{100 * names['exact_match']:.1f}% exact") in text
     assert (bundle.path / "anytime.png").stat().st_size > 10_000
     read_back = sequence_model_from_bundle(bundle.path).state_dict()
     assert all(torch.equal(value, read_back[name]) for name, value in final.state_dict().items())
@@ -82,4 +87,5 @@ def test_a_run_becomes_a_bundle_with_its_figures(tmp_path: Path, monkeypatch) ->
     assert rewritten.manifest.sequence.unsure_below == unsure["unsure_below"] and evaluation["unsure"] == unsure
     same = json.dumps(evaluation["test_longer"]["unsure"]) == json.dumps(report["test_longer"]["unsure"])  # NaN too
     assert same
+    assert evaluation["names"] == names and rewritten.manifest.metrics["names_exact"] == names["exact_match"]
     assert (rewritten.path / "REPORT.md").read_text() == text

@@ -12,8 +12,8 @@ import pytest
 import torch
 from trm.v1 import trm_pb2, trm_pb2_grpc
 
-from trainer.dictation.corpus import build_corpus
-from trainer.dictation.evaluate import held_out_sample
+from trainer.dictation.corpus import Corpus, build_corpus
+from trainer.dictation.evaluate import held_out_sample, names_alone
 from trainer.dictation.verbalize import Verbalizer
 from trainer.sequence.bundle import bundle_halting, sequence_model_from_bundle
 from trainer.sequence.evaluate import predict, score
@@ -25,12 +25,18 @@ SERVED_LINES = 40
 
 
 @pytest.fixture(scope="module")
-def sample() -> tuple[dict, dict[str, tuple[list[str], list[str]]]]:
+def test_files() -> Corpus:
+    """The lines of the held-out test files (the bundle's recorded seed picks them)."""
+    seed = json.loads((BUNDLE / "evaluation.json").read_text())["sample"]["seed"]
+    return build_corpus(seed, splits=("test",))
+
+
+@pytest.fixture(scope="module")
+def sample(test_files: Corpus) -> tuple[dict, dict[str, tuple[list[str], list[str]]]]:
     """The bundle's recorded evaluation and its short and longer test lines, from the test files alone."""
     evaluation = json.loads((BUNDLE / "evaluation.json").read_text())
     recorded = evaluation["sample"]
-    corpus = build_corpus(recorded["seed"], splits=("test",))
-    lines = held_out_sample(corpus, Verbalizer(recorded["seed"]), max_chars=recorded["max_chars"],
+    lines = held_out_sample(test_files, Verbalizer(recorded["seed"]), max_chars=recorded["max_chars"],
                             max_source_chars=recorded["max_source_chars"], lines=recorded["lines"],
                             seed=recorded["seed"])
     return evaluation, lines
@@ -62,6 +68,16 @@ def test_bundle_scores_what_its_manifest_says(sample, two_threads) -> None:
                         max_len=evaluation["sample"]["max_chars"] + 8)
     measured, recorded = score(predicted.texts, written), manifest.metrics["test_exact_match"]
     assert abs(measured["exact_match"] - recorded) <= 0.005, (measured, recorded)
+
+
+def test_names_said_alone_score_what_the_manifest_says(test_files: Corpus, two_threads) -> None:
+    recorded = json.loads((BUNDLE / "evaluation.json").read_text())["sample"]
+    manifest = load_bundle(BUNDLE).manifest
+    names = names_alone(sequence_model_from_bundle(BUNDLE), test_files.texts("test"), Verbalizer(recorded["seed"]),
+                        lines=recorded["lines"], seed=recorded["seed"], halting=bundle_halting(BUNDLE),
+                        max_chars=recorded["max_chars"], unsure_below=None)
+    assert names["count"] == recorded["lines"]
+    assert abs(names["exact_match"] - manifest.metrics["names_exact"]) <= 0.005, (names, manifest.metrics)
 
 
 def test_the_server_writes_what_pytorch_writes(sample) -> None:

@@ -1,6 +1,6 @@
 """Scores of a code-dictation model on held-out files: the bar's lines, longer lines, number phrases,
-and adaptive compute (exact match at each fixed step count and as the halting threshold sweeps, steps per
-token by kind of character).
+names said alone, and adaptive compute (exact match at each fixed step count and as the halting threshold
+sweeps, steps per token by kind of character).
 
     python -m trainer.dictation.evaluate --run-dir RUN [--lines 2000]
 
@@ -21,6 +21,7 @@ import torch
 
 from trainer.dictation.anchor import alpha2digit_reader, number_literals, number_phrases, score_reader
 from trainer.dictation.corpus import Corpus, load_corpus
+from trainer.dictation.names import dotted_names
 from trainer.dictation.verbalize import Verbalizer
 from trainer.sequence.decode import Halting
 from trainer.sequence.evaluate import (
@@ -92,8 +93,8 @@ def score_test_split(model: SequenceTRM, corpus: Corpus, verbalizer: Verbalizer,
                      curves: bool = True, unsure_below: float | None = None) -> dict[str, Any]:
     """Scores on the test split (`held_out_sample`): the short lines with `halting`, at each fixed
     step count and as the halting threshold sweeps (with `curves`), the longer lines, and every number
-    literal of the test files said alone, next to text2num's alpha2digit; with `unsure_below`, what flagging the
-    answers below it does on the short and the longer lines."""
+    literal of the test files said alone, next to text2num's alpha2digit, and names said alone; with
+    `unsure_below`, what flagging the answers below it does on the short and the longer lines and the names."""
     report: dict[str, Any] = {"sample": {"lines": lines, "seed": seed, "max_chars": max_chars,
                                          "max_source_chars": max_source_chars}}
     seen = set(corpus.texts("train"))
@@ -117,7 +118,28 @@ def score_test_split(model: SequenceTRM, corpus: Corpus, verbalizer: Verbalizer,
         report[name] = {"count": len(phrases),
                         "model": score_reader(phrases, by_spoken.__getitem__).exact_match,
                         "alpha2digit": score_reader(phrases, alpha2digit_reader).exact_match}
+    report["names"] = names_alone(model, test_lines, verbalizer, lines=lines, seed=seed, halting=halting,
+                                  max_chars=max_chars, unsure_below=unsure_below)
     return report
+
+
+def names_alone(model: SequenceTRM, test_lines: list[str], verbalizer: Verbalizer, *, lines: int, seed: int,
+                halting: Halting | None, max_chars: int, unsure_below: float | None) -> dict[str, Any]:
+    """Exact match on `lines` names (of at most `max_chars` characters) of the test files said alone (a seeded
+    sample; one phrasing each), on those of at most 3 characters, and with `unsure_below` how many wrong answers
+    are not marked unsure."""
+    names = [name for name in dotted_names(test_lines) if len(name) <= max_chars]
+    chosen = random.Random(seed).sample(names, min(lines, len(names)))
+    predictions = predict(model, [verbalizer.speak(name, 0) for name in chosen], halting=halting,
+                          max_len=max_chars + 8)
+    right = [written == name for written, name in zip(predictions.texts, chosen, strict=True)]
+    short = [ok for ok, name in zip(right, chosen, strict=True) if len(name) <= 3]
+    figures: dict[str, Any] = {"count": len(chosen), "exact_match": sum(right) / len(right),
+                               "short_count": len(short), "short_exact_match": sum(short) / max(1, len(short))}
+    if unsure_below is not None:
+        figures["wrong_not_unsure"] = sum(1 for ok, confidence in zip(right, predictions.confidence, strict=True)
+                                          if not ok and confidence >= unsure_below)
+    return figures
 
 
 def bundle_scores(model: SequenceTRM, corpus: Corpus, verbalizer: Verbalizer, *, max_chars: int,

@@ -1,4 +1,5 @@
-"""Endless training examples for dictation: (spoken, written) pairs from corpus lines and number phrases."""
+"""Endless training examples for dictation: (spoken, written) pairs from corpus lines, and from number
+literals and names said alone."""
 
 from __future__ import annotations
 
@@ -10,8 +11,9 @@ from trainer.dictation.verbalize import Verbalizer
 
 
 class DictationExamples:
-    """Draws seeded examples: a random line (or, with probability `number_share`, a number literal said
-    alone) in a random phrasing. Spoken forms longer than `max_source_chars` are drawn again."""
+    """Draws seeded examples: a random line, or with probability `number_share` a number literal said alone,
+    or with probability `name_share` a name said alone (`trainer/dictation/names.py`), in a random phrasing.
+    Spoken forms longer than `max_source_chars` are drawn again."""
 
     def __init__(
         self,
@@ -21,24 +23,31 @@ class DictationExamples:
         seed: int,
         max_source_chars: int,
         number_share: float = 0.05,
+        names: Sequence[str] = (),
+        name_share: float = 0.0,
     ) -> None:
         if not lines:
             raise ValueError("no lines to draw examples from")
-        self.lines, self.numbers = list(lines), list(numbers)
+        self.lines, self.numbers, self.names = list(lines), list(numbers), list(names)
         self.verbalizer = verbalizer
         self.max_source_chars = max_source_chars
         self.number_share = number_share if self.numbers else 0.0
+        self.name_share = name_share if self.names else 0.0
         self.rng = np.random.default_rng(seed)
 
     def __call__(self, count: int) -> list[tuple[str, str]]:
         out: list[tuple[str, str]] = []
         while len(out) < count:
             variant = int(self.rng.integers(2**31))
-            if self.rng.random() < self.number_share:
+            kind = self.rng.random()
+            if kind < self.number_share:
                 literal = self.numbers[self.rng.integers(len(self.numbers))]
                 pair = (self.verbalizer.speak_number(literal, variant), literal)
             else:
-                line = self.lines[self.rng.integers(len(self.lines))]
+                if kind < self.number_share + self.name_share:
+                    line = self.names[self.rng.integers(len(self.names))]
+                else:
+                    line = self.lines[self.rng.integers(len(self.lines))]
                 pair = (self.verbalizer.speak(line, variant), line)
             if len(pair[0]) <= self.max_source_chars:
                 out.append(pair)

@@ -37,6 +37,7 @@ def headline_metrics(metrics: dict[str, Any]) -> dict[str, float]:
         "test_novel_exact": short["novel"]["exact_match"],
         "test_long_exact": longer["exact_match"], "test_long_cer": longer["cer"],
         "numbers_exact": metrics["numbers"]["model"], "numbers_alpha2digit_exact": metrics["numbers"]["alpha2digit"],
+        **({"names_exact": metrics["names"]["exact_match"]} if "names" in metrics else {}),
     }
 
 
@@ -81,6 +82,7 @@ def report_markdown(metrics: dict[str, Any], training: Training, parameters: int
         f"{100 * metrics['numbers']['alpha2digit']:.1f}%; without recognition confusions "
         f"{100 * metrics['numbers_clean']['model']:.1f}% and {100 * metrics['numbers_clean']['alpha2digit']:.1f}%.",
         "",
+        *([names_line(metrics["names"]), ""] if "names" in metrics else []),
         f"The halting rule, {halting_name(calibration)}, "
         f"was chosen on {calibration['lines']} validation lines: the fewest mean steps within 0.5 points of the "
         "best fixed step count's exact match. Test figures below use it.", "",
@@ -89,6 +91,16 @@ def report_markdown(metrics: dict[str, Any], training: Training, parameters: int
         *example_lines(short),
     ]
     return "\n".join(lines)
+
+
+def names_line(names: dict[str, Any]) -> str:
+    """REPORT.md's line on names said alone (`trainer.dictation.evaluate.names_alone`)."""
+    line = (f"Names said alone (a sample of the test files' names, one phrasing each; {names['count']}): "
+            f"{100 * names['exact_match']:.1f}% exact; of at most 3 characters ({names['short_count']}) "
+            f"{100 * names['short_exact_match']:.1f}%")
+    if "wrong_not_unsure" in names:
+        line += f"; {names['wrong_not_unsure']} wrong answers not marked unsure"
+    return line + "."
 
 
 def unsure_lines(metrics: dict[str, Any]) -> list[str]:

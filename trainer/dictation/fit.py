@@ -5,7 +5,7 @@
 The defaults are the shipped bundle's recipe (an hour of training on 2 CPU threads).
 
 Prints progress, then the scores on the test split (lines of up to --max-chars characters, longer lines,
-number-only phrases next to text2num's alpha2digit, steps per token by kind of character), and writes
+number-only phrases next to text2num's alpha2digit, names said alone, steps per token by kind of character), and writes
 them to RUN_DIR/metrics.json. A run resumes from RUN_DIR/checkpoint.pt when there is one.
 """
 
@@ -26,6 +26,7 @@ from trainer.dictation.corpus import MAX_LINE_CHARS, load_corpus
 from trainer.dictation.evaluate import bundle_scores
 from trainer.dictation.examples import DictationExamples
 from trainer.dictation.export import export_dictation_bundle
+from trainer.dictation.names import dotted_names
 from trainer.dictation.verbalize import Verbalizer
 from trainer.sequence.batches import length_bucketed
 from trainer.sequence.evaluate import predict, score, steps_report
@@ -61,6 +62,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                             f"{name}: {meaning}" for name, meaning in TRAINING_DEPTHS.items()))
     parser.add_argument("--step-weights", choices=sorted(STEP_WEIGHTS), default="rising",
                         help="; ".join(f"{name}: {meaning}" for name, meaning in STEP_WEIGHTS.items()))
+    parser.add_argument("--name-share", type=float, default=0.0,
+                        help="share of training examples that are a name of a training line said alone (0.05 "
+                        "measured once, not shipped: docs/EXPERIMENTS.md, 2026-12-03)")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--eval-every", type=int, default=1000)
@@ -79,7 +83,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     verbalizer = Verbalizer(args.seed)
     train_lines = corpus.texts("train", args.max_chars)
     examples = DictationExamples(train_lines, number_literals(train_lines), verbalizer, args.seed,
-                                 args.max_source_chars)
+                                 args.max_source_chars, names=dotted_names(train_lines), name_share=args.name_share)
     rng = random.Random(args.seed)
     val_lines = rng.sample(corpus.texts("val", args.max_chars), args.eval_lines)
     val_spoken = [verbalizer.speak(line) for line in val_lines]

@@ -1,11 +1,13 @@
-"""Calibrate a code-dictation bundle's unsure flag without its training run, and rewrite the bundle with it.
+"""Calibrate a code-dictation bundle's unsure flag without its training run, score its names said alone, and
+rewrite the bundle with both.
 
     python -m trainer.dictation.unsure --bundle trm_service/models/code-dictation
 
 Decodes validation lines with the bundle's own weights and halting rule (`sequence_model_from_bundle`), chooses
 `sequence.unsure_below` on them (`calibrate_unsure`, as a new run's export does), scores what the flag does on the
-test lines the bundle was scored on (its evaluation.json's sample; their wrong answers too), and writes the
-manifest, evaluation.json and REPORT.md again; the graphs and the plot are copied unchanged.
+test lines the bundle was scored on (its evaluation.json's sample; their wrong answers too) and on names of the
+test files said alone (`names_alone`), and writes the manifest, evaluation.json and REPORT.md again; the graphs and
+the plot are copied unchanged.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from typing import Any
 import torch
 
 from trainer.dictation.corpus import load_corpus
-from trainer.dictation.evaluate import UNSURE_LINES, calibrate_unsure, held_out_sample
+from trainer.dictation.evaluate import UNSURE_LINES, calibrate_unsure, held_out_sample, names_alone
 from trainer.dictation.export import report_markdown
 from trainer.dictation.verbalize import Verbalizer
 from trainer.sequence.bundle import bundle_halting, sequence_model_from_bundle
@@ -32,7 +34,8 @@ EVALUATION_FILE, REPORT_FILE = "evaluation.json", "REPORT.md"
 
 
 def with_unsure_flag(folder: Path, cache_dir: Path, lines: int = UNSURE_LINES) -> Bundle:
-    """Rewrite the dictation bundle at `folder` with its unsure threshold chosen on `lines` validation lines."""
+    """Rewrite the dictation bundle at `folder` with its unsure threshold chosen on `lines` validation lines, and
+    its figures on names said alone."""
     bundle = load_bundle(folder)
     model, halting = sequence_model_from_bundle(folder), bundle_halting(folder)
     evaluation: dict[str, Any] = json.loads((folder / EVALUATION_FILE).read_text())
@@ -53,9 +56,13 @@ def with_unsure_flag(folder: Path, cache_dir: Path, lines: int = UNSURE_LINES) -
                              f"its evaluation.json says {recorded['exact_match']:.4f}: not the lines it was scored on")
         recorded.update(unsure=test["unsure"], misses=test["misses"])
     evaluation["unsure"] = unsure
+    evaluation["names"] = names_alone(model, corpus.texts("test"), verbalizer, lines=sample["lines"], seed=seed,
+                                      halting=halting, max_chars=sample["max_chars"],
+                                      unsure_below=unsure["unsure_below"])
     manifest = bundle.manifest
-    manifest = dataclasses.replace(manifest, sequence=dataclasses.replace(manifest.sequence,
-                                                                          unsure_below=unsure["unsure_below"]))
+    manifest = dataclasses.replace(
+        manifest, sequence=dataclasses.replace(manifest.sequence, unsure_below=unsure["unsure_below"]),
+        metrics={**manifest.metrics, "names_exact": evaluation["names"]["exact_match"]})
     training = manifest.require_training()
     kept = {name: folder / name for name in manifest.files if name not in (EVALUATION_FILE, REPORT_FILE)}
     return write_bundle(folder, manifest, {
