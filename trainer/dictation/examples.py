@@ -44,10 +44,8 @@ class DictationExamples:
                 literal = self.numbers[self.rng.integers(len(self.numbers))]
                 pair = (self.verbalizer.speak_number(literal, variant), literal)
             else:
-                if kind < self.number_share + self.name_share:
-                    line = self.names[self.rng.integers(len(self.names))]
-                else:
-                    line = self.lines[self.rng.integers(len(self.lines))]
+                pool = self.names if kind < self.number_share + self.name_share else self.lines
+                line = pool[self.rng.integers(len(pool))]
                 pair = (self.verbalizer.speak(line, variant), line)
             if len(pair[0]) <= self.max_source_chars:
                 out.append(pair)
