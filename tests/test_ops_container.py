@@ -1,4 +1,4 @@
-"""The Dockerfile and compose file, checked without a Docker engine (none runs here): the image is
+"""The Dockerfile and compose file, checked without a Docker engine (test_ops_image.py runs a real one): the image is
 built by the tested install script, runs as non-root with a gRPC health check and no toolchain, and
 compose validates and wires the service to Prometheus and Grafana."""
 
