@@ -232,3 +232,22 @@ def test_the_unsure_threshold_makes_the_most_right_calls_and_flags_nothing_when_
     assert unsure_threshold([0.9, 0.5, 0.2], [True, True, True]) == 0.0  # every answer right: flag none
     assert unsure_threshold([0.9, 0.5, 0.2], [True, False, True]) == 0.0  # 0.35 or 0.7 make no more right calls
 
+
+
+def test_calibration_takes_the_fewest_steps_within_tolerance_else_the_most_accurate_and_says_which() -> None:
+    from trainer.sequence.evaluate import calibrated_halting, calibration_reason
+
+    def curves(learned: list[tuple[float, float, float]]) -> dict[str, list[dict[str, float]]]:
+        fixed = [{"steps": 1, "exact_match": 0.932}, {"steps": 4, "exact_match": 0.960}]
+        return {"fixed_steps": fixed, "halting_curve": [{"threshold": t, "exact_match": e, "mean_steps": s}
+                                                        for t, e, s in learned]}  # fmt: skip
+
+    reached = curves([(0.5, 0.932, 1.0), (0.9, 0.956, 1.02), (0.97, 0.958, 1.06)])
+    assert calibrated_halting(reached) == Halting(threshold=0.9)
+    assert calibration_reason(reached).startswith("the fewest mean steps within 0.5 points")
+    # the shape of a real run's validation curves (2026-12-04): no threshold within 0.5 of the best fixed count
+    short = curves([(0.5, 0.932, 1.0), (0.9, 0.944, 1.017), (0.97, 0.944, 1.056)])
+    assert calibrated_halting(short) == Halting(threshold=0.9)
+    assert calibration_reason(short) == (
+        "no threshold came within 0.5 points of the best fixed step count's exact match (96.0%), so the most "
+        "accurate one (94.4%), the fewest mean steps among equals")

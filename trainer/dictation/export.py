@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from trainer.sequence.bundle import sequence_manifest, write_sequence_bundle
-from trainer.sequence.evaluate import halting_name, point_halting, sequence_metrics
+from trainer.sequence.evaluate import calibration_reason, halting_name, point_halting, sequence_metrics
 from trainer.sequence.model import SequenceConfig
 from trainer.sequence.report import adaptive_compute_lines, example_lines, plot_anytime
 from trainer.sequence.train import CHECKPOINT, model_from_state
@@ -84,8 +84,8 @@ def report_markdown(metrics: dict[str, Any], training: Training, parameters: int
         "",
         *([names_line(metrics["names"]), ""] if "names" in metrics else []),
         f"The halting rule, {halting_name(calibration)}, "
-        f"was chosen on {calibration['lines']} validation lines: the fewest mean steps within 0.5 points of the "
-        "best fixed step count's exact match. Test figures below use it.", "",
+        f"was chosen on {calibration['lines']} validation lines: {calibration_reason(calibration)}. "
+        "Test figures below use it.", "",
         *adaptive_compute_lines(short, metrics["fixed_steps"], metrics["halting_curve"]),
         *(unsure_lines(metrics) if "unsure" in metrics else []),
         *example_lines(short),

@@ -128,13 +128,30 @@ def halting_curves(model: SequenceTRM, sources: Sequence[str], targets: Sequence
 def calibrated_halting(curves: dict[str, list[dict[str, Any]]]) -> Halting:
     """The halting rule with the fewest mean steps whose exact match is within CALIBRATION_TOLERANCE of the
     best fixed step count's; if none is, the most accurate one (the rule of the classification bundles)."""
-    best_fixed = max(point["exact_match"] for point in curves["fixed_steps"])
-    within = [p for p in curves["halting_curve"] if p["exact_match"] >= best_fixed - CALIBRATION_TOLERANCE]
+    within = points_within_tolerance(curves)
     if within:
         chosen = min(within, key=lambda p: (p["mean_steps"], -p["exact_match"]))
     else:
         chosen = max(curves["halting_curve"], key=lambda p: (p["exact_match"], -p["mean_steps"]))
     return point_halting(chosen)
+
+
+def points_within_tolerance(curves: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """The halting curve's points within CALIBRATION_TOLERANCE of the best fixed step count's exact match."""
+    best_fixed = max(point["exact_match"] for point in curves["fixed_steps"])
+    return [p for p in curves["halting_curve"] if p["exact_match"] >= best_fixed - CALIBRATION_TOLERANCE]
+
+
+def calibration_reason(curves: dict[str, list[dict[str, Any]]]) -> str:
+    """Why `calibrated_halting` chose its rule on these curves, in REPORT.md's words."""
+    tolerance = f"{100 * CALIBRATION_TOLERANCE:g}"
+    if points_within_tolerance(curves):
+        return f"the fewest mean steps within {tolerance} points of the best fixed step count's exact match"
+    best_fixed = max(point["exact_match"] for point in curves["fixed_steps"])
+    best_learned = max(point["exact_match"] for point in curves["halting_curve"])
+    return (f"no threshold came within {tolerance} points of the best fixed step count's exact match "
+            f"({100 * best_fixed:.1f}%), so the most accurate one ({100 * best_learned:.1f}%), the fewest mean steps "
+            "among equals")
 
 
 def point_halting(point: dict[str, Any]) -> Halting:
