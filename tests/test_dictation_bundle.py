@@ -11,7 +11,7 @@ import torch
 
 from trainer.dictation.corpus import CodeLine, Corpus
 from trainer.dictation.evaluate import bundle_scores
-from trainer.dictation.export import export_dictation_bundle
+from trainer.dictation.export import VERSION, export_dictation_bundle
 from trainer.dictation.unsure import with_unsure_flag
 from trainer.dictation.verbalize import Verbalizer
 from trainer.sequence.batches import Batch, to_batch
@@ -66,6 +66,7 @@ def test_a_run_becomes_a_bundle_with_its_figures(tmp_path: Path, monkeypatch) ->
     assert bundle.manifest.sequence.prefix_steps == 1
     assert bundle.manifest.halt_threshold == report["calibration"]["threshold"] == report["test_short"]["threshold"]
     text = (bundle.path / "REPORT.md").read_text()
+    assert bundle.manifest.version == VERSION and text.startswith(f"# code-dictation {VERSION}\n")
     assert f"{100 * report['test_short']['exact_match']:.2f}%" in text and "python -m trainer.dictation.fit" in text
     assert "entries of its first step, so later steps refine a character alone" in text
     assert (f"Names said alone (a sample of the test files' names, one phrasing each; 4): "

@@ -32,7 +32,8 @@ def test_a_source_target_file_becomes_a_bundle_with_its_held_out_scores(tmp_path
     rows = [(f"x equals {NUMBERS[i % 10]}", f"x = {i % 10}") for i in range(40)]
     data = _write(tmp_path / "assign.csv", rows)
     code = main(["fit", "--task", "sequence", "--train", str(data), "--out", str(tmp_path / "bundles"),
-                 "--run-dir", str(tmp_path / "runs"), "--time-budget", "0.05", "--batch-size", "8"])
+                 "--run-dir", str(tmp_path / "runs"), "--time-budget", "0.05", "--batch-size", "8",
+                 "--bundle-version", "1.2.0"])
     assert code == 0
     out = capsys.readouterr().out
     assert "assign: note: 0.05 min of training is a few hundred steps at most: expect a weak model" in out
@@ -40,12 +41,13 @@ def test_a_source_target_file_becomes_a_bundle_with_its_held_out_scores(tmp_path
     held_out = f"held-out exact match {100 * printed['metrics']['test_exact_match']:.2f}%"
     assert out.splitlines()[-1].startswith("assign: bundle ") and held_out in out.splitlines()[-1]
     bundle = load_bundle(Path(printed["bundle"]))
-    assert bundle.manifest.task == "sequence" and bundle.manifest.name == "assign"
+    assert bundle.manifest.task == "sequence" and (bundle.manifest.name, bundle.manifest.version) == ("assign", "1.2.0")
     assert set(printed["metrics"]) == {"test_exact_match", "test_cer", "test_mean_steps_per_token",
                                        "test_best_fixed_steps", "test_best_fixed_exact"}
     evaluation = json.loads((bundle.path / "evaluation.json").read_text())
     assert evaluation["scores"]["test"]["count"] == 4  # 10% of 40 rows held out
     report = (bundle.path / "REPORT.md").read_text()
+    assert report.startswith("# assign 1.2.0\n")
     assert "Held-out exact match" in report and "one refinement step per character" in report
     shipped = evaluation["shipped_step"]  # the best-scored of the validation scores, the later of equals
     scored = [(entry["exact_match"], -entry["cer"], entry["step"]) for entry in evaluation["history"]]

@@ -14,6 +14,7 @@ from trm.v1 import trm_pb2, trm_pb2_grpc
 
 from trainer.dictation.corpus import Corpus, build_corpus
 from trainer.dictation.evaluate import held_out_sample, names_alone
+from trainer.dictation.export import VERSION
 from trainer.dictation.verbalize import Verbalizer
 from trainer.sequence.bundle import bundle_halting, sequence_model_from_bundle
 from trainer.sequence.evaluate import predict, score
@@ -45,6 +46,7 @@ def sample(test_files: Corpus) -> tuple[dict, dict[str, tuple[list[str], list[st
 def test_bundle_is_intact_and_small() -> None:
     bundle = load_bundle(BUNDLE)
     assert bundle.manifest.task == "sequence" and bundle.manifest.name == "code-dictation"
+    assert bundle.manifest.version == VERSION  # the weights of the recipe that trainer.dictation.export names
     assert sum(path.stat().st_size for path in BUNDLE.iterdir()) <= 10 * 1000 * 1000
     assert {"REPORT.md", "anytime.png", "evaluation.json"} <= set(bundle.manifest.files)
     assert bundle.manifest.require_training().wall_time_s > 0

@@ -34,10 +34,13 @@ def test_fit_learns_a_small_task_and_eval_reproduces_it(
         "fit", "--task", "text", "--data", str(train), "--test", str(test), "--name", "keywords",
         "--out", str(tmp_path / "bundles"), "--run-dir", str(tmp_path / "runs"), "--max-steps", "150",
         "--batch-size", "32", "--threads", "1", *TINY_MODEL, "--set", f"model.embedding_storage={storage}",
+        "--bundle-version", "2.1.0-rc1",
     ])
     assert code == 0
     bundle = tmp_path / "bundles" / "keywords"
     manifest = json.loads((bundle / "manifest.json").read_text())
+    assert manifest["version"] == "2.1.0-rc1"
+    assert (bundle / "REPORT.md").read_text().startswith("# keywords 2.1.0-rc1\n")
     assert manifest["metrics"]["test_accuracy"] >= 0.95
     tables = {init.name: init.data_type for init in onnx.load(str(bundle / "model.onnx")).graph.initializer}
     stored_table = "embed.tokens.codes" if storage == "int8" else "embed.tokens.weight"
@@ -67,7 +70,7 @@ def test_fit_learns_a_small_task_and_eval_reproduces_it(
     assert f"- parameters: {manifest['training']['parameters']:,}" + (
         f" (of which {reader_weights:,} in the linear reader's table)" if reader_weights else "") + "\n" in report
     assert again["metrics"] == pytest.approx(manifest["metrics"], abs=1e-4)
-    assert again["training"]["command"] == manifest["training"]["command"]
+    assert again["training"]["command"] == manifest["training"]["command"] and again["version"] == "2.1.0-rc1"
     assert again["training"]["config"] == manifest["training"]["config"]  # how the weights were trained
     assert again["training"]["optimizer_steps"] == manifest["training"]["optimizer_steps"] == 150
     first, second = (torch_model_from_bundle(b)[0].state_dict() for b in (bundle, tmp_path / "again" / "keywords"))
@@ -260,6 +263,7 @@ def test_a_killed_run_resumes_from_its_last_checkpoint(keyword_data: tuple[Path,
     (["fit", "--config", "{tmp}/ok.yaml", "--set", "teacher.bogus=1"], "unknown config keys: teacher.bogus"),
     (["fit", "--config", "{tmp}/ok.yaml", "--device", "tpu"], "device (the flag --device) must be auto, cpu"),
     (["fit", "--config", "{tmp}/ok.yaml", "--set", "batch_size=0"], "batch_size (the flag --batch-size) must be"),
+    (["fit", "--config", "{tmp}/ok.yaml", "--set", "version=v/2"], "version 'v/2' must be 1-64 characters of"),
     (["export", "--checkpoint", "{tmp}/junk.pt"], "--checkpoint {tmp}/junk.pt: not a training checkpoint"),
     (["export", "--checkpoint", "{tmp}/junk.pt", "--ablation", "{tmp}/bad.yaml"],
      "--ablation {tmp}/bad.yaml: neither a bundle folder nor an evaluation.json"),
@@ -283,6 +287,8 @@ def test_bad_settings_and_files_are_told_naming_them(
     (["fit", "--train", "x.csv", "--threads", "-1"], "--threads"),
     (["fit", "--train", "x.csv", "--seed", "-1"], "--seed"),
     (["fit", "--train", "x.csv", "--text-column", " "], "--text-column"),
+    (["fit", "--train", "x.csv", "--bundle-version", "1.0 final"], "--bundle-version"),
+    (["fit", "--train", "x.csv", "--bundle-version", ""], "--bundle-version"),
     (["eval", "--bundle", "b", "--data", "d", "--limit", "-1"], "--limit"),
 ])
 def test_numbers_out_of_range_are_usage_errors_naming_the_flag(
@@ -344,10 +350,12 @@ def test_a_cuda_device_this_machine_lacks_is_refused_before_training(
 
 def test_a_bundle_named_as_a_packaged_model_is_noted_before_training(capsys: pytest.CaptureFixture[str],
                                                                      tmp_path: Path) -> None:
-    check_bundle_folder(tmp_path / "sudoku")
-    assert "sudoku: note: a model of this name ships with the server" in capsys.readouterr().out
-    check_bundle_folder(tmp_path / "my-puzzles")
-    check_bundle_folder(DEFAULT_MODELS_DIR / "sudoku")  # `make models` rewriting the packaged bundle
+    shipped = json.loads((DEFAULT_MODELS_DIR / "sudoku" / "manifest.json").read_text())["version"]
+    check_bundle_folder(tmp_path / "sudoku", shipped)
+    assert f"sudoku: note: version {shipped} of a model of this name ships with the server" in capsys.readouterr().out
+    check_bundle_folder(tmp_path / "sudoku", "9.0.0")  # served beside the packaged one
+    check_bundle_folder(tmp_path / "my-puzzles", shipped)
+    check_bundle_folder(DEFAULT_MODELS_DIR / "sudoku", shipped)  # `make models` rewriting the packaged bundle
     assert capsys.readouterr().out == ""
 
 

@@ -6,6 +6,8 @@ import argparse
 import math
 from pathlib import Path
 
+from trm_bundle.manifest import VERSION_RULE, is_bundle_version
+
 
 def whole_number(text: str) -> int:
     """A whole number, 0 or more (a seed, a count of threads or examples)."""
@@ -31,6 +33,13 @@ def positive_number(text: str) -> float:
     if not (math.isfinite(value) and value > 0):
         raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}")
     return value
+
+
+def bundle_version(text: str) -> str:
+    """A bundle's version: VERSION_RULE."""
+    if not is_bundle_version(text):
+        raise argparse.ArgumentTypeError(f"must be {VERSION_RULE}, got {text!r}")
+    return text
 
 
 def writable_folder(text: str) -> str:

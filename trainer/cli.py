@@ -15,9 +15,9 @@ from typing import Any
 import torch
 
 from trainer import teacher
-from trainer.arguments import positive_int, positive_number, whole_number, writable_folder
+from trainer.arguments import bundle_version, positive_int, positive_number, whole_number, writable_folder
 from trainer.baseline import comparison
-from trainer.config import TrainConfig, load_config, parse_override, with_overrides
+from trainer.config import DEFAULT_BUNDLE_VERSION, TrainConfig, load_config, parse_override, with_overrides
 from trainer.data.files import DataError
 from trainer.data.text import LABEL_COLUMN, TEXT_COLUMN
 from trainer.evaluate import evaluate_bundle
@@ -28,7 +28,7 @@ from trainer.presets import PRESETS, file_kind, plan_fit, presets_table
 from trainer.sequence.user_fit import fit_sequence
 from trainer.train import check_device
 from trm_bundle import BundleError
-from trm_bundle.manifest import NAME_RULE, is_model_name, model_name_from
+from trm_bundle.manifest import MANIFEST_FILE, NAME_RULE, is_model_name, model_name_from
 from trm_bundle.writer import check_replaceable
 from trm_service.config import DEFAULT_MODELS_DIR
 
@@ -48,6 +48,7 @@ def _fit_config(args: argparse.Namespace) -> tuple[TrainConfig, float | None]:
         "out_dir": args.run_dir, "max_steps": args.max_steps, "max_minutes": args.max_minutes,
         "batch_size": args.batch_size, "lr": args.lr, "device": args.device, "seed": args.seed,
         "oos_label": args.oos_label, "text_column": args.text_column, "label_column": args.label_column,
+        "version": args.bundle_version,
     }
     overrides.update(parse_override(item) for item in args.set)
     if args.config:
@@ -79,7 +80,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
     torch.set_num_threads(args.threads) if args.threads else None
     command = "trm-train " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     check_device(cfg.device)
-    check_bundle_folder(Path(args.out) / cfg.name)
+    check_bundle_folder(Path(args.out) / cfg.name, cfg.version)
     ends_by = None if training_ends_s is None else started + training_ends_s
     fitted = fit(cfg, resume=not args.restart, command=command, ends_by=ends_by)
     bundle = export_bundle(fitted, Path(args.out) / cfg.name)
@@ -105,7 +106,7 @@ def _fit_sequence(args: argparse.Namespace) -> int:
     unused = [flag for flag, value in given if value]
     if unused:
         raise ValueError(f"{', '.join(unused)} {'does' if len(unused) == 1 else 'do'} not apply to --task sequence "
-                         "(it takes --train, --test, --name, "
+                         "(it takes --train, --test, --name, --bundle-version, "
                          "--out, --run-dir, --time-budget, --batch-size, --lr, --seed, --threads, --restart)")
     if not args.data:
         raise ValueError("give the training file with --train FILE (source,target columns)")
@@ -114,12 +115,14 @@ def _fit_sequence(args: argparse.Namespace) -> int:
     name = args.name or model_name_from(Path(args.data).stem)
     if not is_model_name(name):
         raise ValueError(f"--name {name!r} must be {NAME_RULE}")
-    check_bundle_folder(Path(args.out) / name)
+    version = args.bundle_version or DEFAULT_BUNDLE_VERSION
+    check_bundle_folder(Path(args.out) / name, version)
     if args.time_budget and args.time_budget < SEQUENCE_USEFUL_MINUTES:
         print(f"{name}: note: {args.time_budget:g} min of training is a few hundred steps at most: expect a weak "
               f"model (the default is {SEQUENCE_MINUTES:g} min)", flush=True)
     bundle = fit_sequence(
         Path(args.data), Path(args.test) if args.test else None, out=Path(args.out), name=name,
+        version=version,
         run_dir=Path(args.run_dir or "runs") / name, minutes=args.time_budget or SEQUENCE_MINUTES,
         seed=args.seed or 0, command="trm-train " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
         resume=not args.restart, batch_size=args.batch_size or 64, lr=args.lr or 2e-3)
@@ -132,15 +135,17 @@ def _fit_sequence(args: argparse.Namespace) -> int:
     return 0
 
 
-def check_bundle_folder(folder: Path) -> None:
+def check_bundle_folder(folder: Path, version: str) -> None:
     """Before training: the bundle's folder may be written (an earlier bundle there is replaced, anything else
-    refused), and a note where its name is one of the server's packaged models."""
+    refused), and a note where its name and version are those of one of the server's packaged models."""
     check_replaceable(folder, hint="; give another --out or --name")
     packaged = DEFAULT_MODELS_DIR / folder.name
-    if packaged.is_dir() and folder.resolve() != packaged.resolve():  # `make models` replaces the packaged one
-        print(f"{folder.name}: note: a model of this name ships with the server, which refuses this bundle beside "
-              "it as already served: serve it with `trm-service serve --no-default-models`, or give it another "
-              "--name", flush=True)
+    if folder.resolve() == packaged.resolve() or not (packaged / MANIFEST_FILE).is_file():
+        return  # `make models` replaces the packaged bundle
+    if json.loads((packaged / MANIFEST_FILE).read_text()).get("version") == version:
+        print(f"{folder.name}: note: version {version} of a model of this name ships with the server, which refuses "
+              "this bundle beside it as already served: serve it with `trm-service serve --no-default-models`, or "
+              "give it another --name or --bundle-version", flush=True)
 
 
 def cmd_presets(args: argparse.Namespace) -> int:
@@ -200,6 +205,9 @@ def build_parser() -> argparse.ArgumentParser:
                          "file held out for test, and as much again for validation)")
     _add_column_flags(fit_cmd, "text", "label")
     fit_cmd.add_argument("--name", help="bundle name")
+    fit_cmd.add_argument("--bundle-version", type=bundle_version, metavar="VERSION",
+                         help=f"the bundle's version (default {DEFAULT_BUNDLE_VERSION}): a retrained model given a new "
+                         "one is served beside the old one, and a request may name either")
     fit_cmd.add_argument("--out", type=writable_folder, default="bundles",
                          help="folder that receives the bundle folder (default bundles/)")
     fit_cmd.add_argument("--run-dir", type=writable_folder, help="checkpoints and logs (default runs/)")

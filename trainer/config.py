@@ -14,7 +14,7 @@ import yaml
 from trainer.data.files import DataError
 from trainer.data.text import LABEL_COLUMN, TEXT_COLUMN
 from trainer.model import ModelConfig, check_model_settings
-from trm_bundle.manifest import NAME_RULE, is_model_name
+from trm_bundle.manifest import NAME_RULE, VERSION_RULE, is_bundle_version, is_model_name
 
 
 @dataclass
@@ -34,6 +34,9 @@ class TeacherConfig:
     vocabulary: bool = False
 
 
+DEFAULT_BUNDLE_VERSION = "1.0.0"  # a bundle's version unless `--bundle-version` gives one
+
+
 @dataclass
 class TrainConfig:
     """Everything `trm-train fit` needs; see trainer/configs/*.yaml for the default models."""
@@ -45,7 +48,7 @@ class TrainConfig:
     # a user's text files: the CSV/TSV column (matched without case) or JSONL field of the texts and the labels
     text_column: str = TEXT_COLUMN
     label_column: str = LABEL_COLUMN
-    version: str = "1.0.0"
+    version: str = DEFAULT_BUNDLE_VERSION
     description: str = ""
     out_dir: str = "runs"  # checkpoints and logs go to out_dir/name
     seed: int = 0
@@ -186,6 +189,8 @@ class TrainConfig:
         if isinstance(raw.get("name"), str) and not is_model_name(raw["name"]):
             raise ValueError(f"name {raw['name']!r} must be {NAME_RULE} (it names the model and its bundle's "
                              "folder): give one with --name")
+        if isinstance(raw.get("version"), str) and not is_bundle_version(raw["version"]):
+            raise ValueError(f"version {raw['version']!r} must be {VERSION_RULE}: give one with --bundle-version")
         _check_scalar_types(TeacherConfig, teacher, "teacher.")
         _check_scalar_types(ModelConfig, raw.get("model") or {}, "model.")
         check_model_settings(raw.get("model") or {})

@@ -42,12 +42,21 @@ SEQUENCE_STEP_INPUTS = ("source", *ENCODE_OUTPUTS, "previous", "position", "y", 
 SEQUENCE_STEP_OUTPUTS = ("y_next", "z_next", "log_probs", "halt_logit", "step_keys", "step_values")
 _NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 NAME_RULE = "1-128 characters of letters, digits, '.', '_' or '-', starting with a letter or digit"
+_VERSION_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.+-]{0,63}$")
+VERSION_RULE = ("1-64 characters of letters, digits, '.', '+' or '-', starting with a letter or digit, as semantic "
+                "versioning writes them (1.1.0, 2.0.0-rc1)")
 _SHA256_PATTERN = re.compile(r"^[0-9a-f]{64}$")
 
 
 def is_model_name(name: str) -> bool:
     """Whether `name` may name a model (and its bundle's folder): NAME_RULE."""
     return bool(_NAME_PATTERN.fullmatch(name))
+
+
+def is_bundle_version(version: str) -> bool:
+    """Whether the trainer may write `version` as a bundle's version: VERSION_RULE. A reader takes any
+    non-empty string (bundles written before the rule); the server orders versions as semantic versioning does."""
+    return bool(_VERSION_PATTERN.fullmatch(version))
 
 
 def model_name_from(text: str) -> str:

@@ -25,6 +25,7 @@ from trainer.sequence.train import CHECKPOINT, model_from_state
 from trm_bundle.manifest import Bundle, Training
 
 NAME = "code-dictation"
+VERSION = "1.1.0"  # 1.1.0: trained on names said alone (2026-12-04); 1.0.0 before
 DESCRIPTION = ("Dictated Python to code: spoken words in, one line of code out, written one character at a "
                "time, each refined until its halting head settles it")
 
@@ -56,7 +57,7 @@ def report_markdown(metrics: dict[str, Any], training: Training, parameters: int
     short, longer, calibration = metrics["test_short"], metrics["test_longer"], metrics["calibration"]
     steps = short["steps"]
     lines = [
-        f"# {NAME}", "", DESCRIPTION + ".", "",
+        f"# {NAME} {VERSION}", "", DESCRIPTION + ".", "",
         "## Training", "",
         f"- Command: `{training.command}`",
         *([f"- Scored again with: `{metrics['scored_with']}`"] if "scored_with" in metrics else []),
@@ -138,7 +139,7 @@ def export_dictation_bundle(run_dir: Path, bundle_dir: Path, wall_time_s: float 
         model_config=model.cfg.to_dict(), config={**state["config"], "fit_args": args}, data_sha256={},
         command=command, wall_time_s=wall_time_s or metrics.get("wall_time_s", state["elapsed_s"]),
         optimizer_steps=state["step"], train_time_s=state["elapsed_s"], device="cpu", parameters=parameters)
-    manifest = sequence_manifest(model, name=NAME, version=metrics.get("version", "1.0.0"), description=DESCRIPTION,
+    manifest = sequence_manifest(model, name=NAME, version=VERSION, description=DESCRIPTION,
                                  max_chars=int(args.get("max_source_chars", 200)), training=training,
                                  metrics=headline_metrics(metrics), halt_threshold=halting.threshold,
                                  halt_when_unchanged=halting.when_unchanged,

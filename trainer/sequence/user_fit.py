@@ -74,9 +74,10 @@ def split_sentence(training: list[Pair], validation: list[Pair], tested: list[Pa
     return sentence
 
 
-def fit_sequence(train: Path, test: Path | None, *, out: Path, name: str, run_dir: Path, minutes: float,
-                 seed: int, command: str, resume: bool = True, batch_size: int = 64, lr: float = 2e-3) -> Bundle:
-    """Train on `train` for `minutes`, score on the held-out rows and write the bundle `out / name`."""
+def fit_sequence(train: Path, test: Path | None, *, out: Path, name: str, version: str, run_dir: Path,
+                 minutes: float, seed: int, command: str, resume: bool = True, batch_size: int = 64,
+                 lr: float = 2e-3) -> Bundle:
+    """Train on `train` for `minutes`, score on the held-out rows and write the bundle `out / name` at `version`."""
     started = time.monotonic()
     pairs = load_pairs(train, MAX_SOURCE_CHARS, MAX_TARGET_CHARS)
     if len(pairs) < (1 if test else 2):
@@ -127,11 +128,11 @@ def fit_sequence(train: Path, test: Path | None, *, out: Path, name: str, run_di
                       data_sha256=data_sha256, command=command, wall_time_s=time.monotonic() - started,
                       optimizer_steps=trainer.step, train_time_s=trainer.elapsed_s, device="cpu",
                       parameters=sum(p.numel() for p in final.parameters()))
-    manifest = sequence_manifest(final, name=name, version="1.0.0", max_chars=cfg.max_source_len, training=record,
+    manifest = sequence_manifest(final, name=name, version=version, max_chars=cfg.max_source_len, training=record,
                                  description=f"Sequence model trained on {train.name}", metrics=metrics,
                                  halt_threshold=HALT_THRESHOLD, unsure_below=unsure_below)
     report = "\n".join([
-        f"# {name}", "",
+        f"# {name} {version}", "",
         f"- Command: `{command}`",
         f"- Wall time: {record.wall_time_s / 60:.1f} min ({record.train_time_s / 60:.1f} min of training, "
         f"{record.optimizer_steps:,} optimizer steps), {record.parameters:,} parameters, CPU.",
