@@ -206,8 +206,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_column_flags(fit_cmd, "text", "label")
     fit_cmd.add_argument("--name", help="bundle name")
     fit_cmd.add_argument("--bundle-version", type=bundle_version, metavar="VERSION",
-                         help=f"the bundle's version (default {DEFAULT_BUNDLE_VERSION}): a retrained model given a new "
-                         "one is served beside the old one, and a request may name either")
+                         help=f"the bundle's version (default {DEFAULT_BUNDLE_VERSION}): every answer names the "
+                         "version that gave it; an older version's bundle kept in another folder is served beside "
+                         "it, for requests that name that version")
     fit_cmd.add_argument("--out", type=writable_folder, default="bundles",
                          help="folder that receives the bundle folder (default bundles/)")
     fit_cmd.add_argument("--run-dir", type=writable_folder, help="checkpoints and logs (default runs/)")
