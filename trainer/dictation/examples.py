@@ -1,5 +1,5 @@
 """Endless training examples for dictation: (spoken, written) pairs from corpus lines, and from number
-literals and names said alone."""
+literals, whole numbers of every size and names said alone."""
 
 from __future__ import annotations
 
@@ -9,11 +9,25 @@ import numpy as np
 
 from trainer.dictation.verbalize import Verbalizer
 
+MAX_GENERATED_DIGITS = 12  # up to 6 digits said as a cardinal ("ten thousand one hundred and two"), more digit by digit
+GENERATED_ZERO_SHARE = 0.3  # zeros inside a generated number: the digits a cardinal leaves unsaid
+
+
+def generated_number(rng: np.random.Generator) -> str:
+    """A whole number of 1 to MAX_GENERATED_DIGITS digits (each size equally likely), without a leading zero,
+    its other digits zero with probability GENERATED_ZERO_SHARE."""
+    size = int(rng.integers(1, MAX_GENERATED_DIGITS + 1))
+    if size == 1:
+        return str(rng.integers(10))
+    rest = np.where(rng.random(size - 1) < GENERATED_ZERO_SHARE, 0, rng.integers(1, 10, size - 1))
+    return str(rng.integers(1, 10)) + "".join(map(str, rest))
+
 
 class DictationExamples:
     """Draws seeded examples: a random line, or with probability `number_share` a number literal said alone,
-    or with probability `name_share` a name said alone (`trainer/dictation/names.py`), in a random phrasing.
-    Spoken forms longer than `max_source_chars` are drawn again."""
+    with probability `name_share` a name said alone (`trainer/dictation/names.py`), or with probability
+    `generated_number_share` a `generated_number` said alone, in a random phrasing. Spoken forms longer than
+    `max_source_chars` are drawn again."""
 
     def __init__(
         self,
@@ -25,6 +39,7 @@ class DictationExamples:
         number_share: float = 0.05,
         names: Sequence[str] = (),
         name_share: float = 0.0,
+        generated_number_share: float = 0.0,
     ) -> None:
         if not lines:
             raise ValueError("no lines to draw examples from")
@@ -33,18 +48,21 @@ class DictationExamples:
         self.max_source_chars = max_source_chars
         self.number_share = number_share if self.numbers else 0.0
         self.name_share = name_share if self.names else 0.0
+        self.generated_number_share = generated_number_share
         self.rng = np.random.default_rng(seed)
 
     def __call__(self, count: int) -> list[tuple[str, str]]:
         out: list[tuple[str, str]] = []
+        names_end = self.number_share + self.name_share
         while len(out) < count:
             variant = int(self.rng.integers(2**31))
             kind = self.rng.random()
-            if kind < self.number_share:
-                literal = self.numbers[self.rng.integers(len(self.numbers))]
+            if kind < self.number_share or names_end <= kind < names_end + self.generated_number_share:
+                literal = (self.numbers[self.rng.integers(len(self.numbers))] if kind < self.number_share
+                           else generated_number(self.rng))
                 pair = (self.verbalizer.speak_number(literal, variant), literal)
             else:
-                pool = self.names if kind < self.number_share + self.name_share else self.lines
+                pool = self.names if kind < names_end else self.lines
                 line = pool[self.rng.integers(len(pool))]
                 pair = (self.verbalizer.speak(line, variant), line)
             if len(pair[0]) <= self.max_source_chars:

@@ -65,6 +65,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--name-share", type=float, default=0.02,
                         help="share of training examples that are a name of a training line said alone (the shipped "
                         "bundle's 0.02; 0 and 0.05 measured in docs/EXPERIMENTS.md, 2026-12-03)")
+    parser.add_argument("--generated-number-share", type=float, default=0.0,
+                        help="share of training examples that are a random whole number of 1 to 12 digits said alone "
+                        "(trainer.dictation.examples.generated_number)")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--eval-every", type=int, default=1000)
@@ -83,7 +86,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
     verbalizer = Verbalizer(args.seed)
     train_lines = corpus.texts("train", args.max_chars)
     examples = DictationExamples(train_lines, number_literals(train_lines), verbalizer, args.seed,
-                                 args.max_source_chars, names=dotted_names(train_lines), name_share=args.name_share)
+                                 args.max_source_chars, names=dotted_names(train_lines), name_share=args.name_share,
+                                 generated_number_share=args.generated_number_share)
     rng = random.Random(args.seed)
     val_lines = rng.sample(corpus.texts("val", args.max_chars), args.eval_lines)
     val_spoken = [verbalizer.speak(line) for line in val_lines]
