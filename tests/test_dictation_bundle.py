@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 
 from trainer.dictation.corpus import CodeLine, Corpus
-from trainer.dictation.evaluate import bundle_scores
+from trainer.dictation.evaluate import GENERATED_NUMBERS, bundle_scores
 from trainer.dictation.export import VERSION, export_dictation_bundle
 from trainer.dictation.unsure import with_unsure_flag
 from trainer.dictation.verbalize import Verbalizer
@@ -59,6 +59,9 @@ def test_a_run_becomes_a_bundle_with_its_figures(tmp_path: Path, monkeypatch) ->
     names = report["names"]  # a sample of the test lines' names said alone, scored with the unsure flag
     assert names["count"] == 4 and metrics["names_exact"] == names["exact_match"]
     assert 0 <= names["wrong_not_unsure"] <= round(4 * (1 - names["exact_match"]))
+    generated = report["numbers_generated"]  # whole numbers of every size said alone
+    assert generated["count"] == GENERATED_NUMBERS and metrics["numbers_generated_exact"] == generated["model"]
+    assert 0 < generated["up_to_6_digits"]["count"] < GENERATED_NUMBERS
     assert [point["steps"] for point in report["fixed_steps"]] == [1, 2, 3]
     assert len(report["halting_curve"]) >= 5 and all(1 <= p["mean_steps"] <= 3 for p in report["halting_curve"])
     assert bundle.manifest.training.optimizer_steps == 3 and bundle.manifest.training.wall_time_s == 12.0
@@ -71,6 +74,8 @@ def test_a_run_becomes_a_bundle_with_its_figures(tmp_path: Path, monkeypatch) ->
     assert "entries of its first step, so later steps refine a character alone" in text
     assert (f"Names said alone (a sample of the test files' names, one phrasing each; 4): "
             f"{100 * names['exact_match']:.1f}% exact") in text
+    assert (f"Whole numbers of 1 to 12 digits drawn at random, said alone (1000; up to 6 digits as a cardinal or digit "
+            f"by digit, longer ones digit by digit): model {100 * generated['model']:.1f}% exact") in text
     assert (bundle.path / "anytime.png").stat().st_size > 10_000
     read_back = sequence_model_from_bundle(bundle.path).state_dict()
     assert all(torch.equal(value, read_back[name]) for name, value in final.state_dict().items())

@@ -1,4 +1,5 @@
-"""Whole numbers of every size said alone: generated as `generated_number` says, drawn at their share."""
+"""Whole numbers of every size said alone: generated as `generated_number` says, drawn at their share in
+training, and scored from a stream of their own."""
 
 from __future__ import annotations
 
@@ -6,8 +7,9 @@ from collections import Counter
 
 import numpy as np
 
+from trainer.dictation.anchor import generated_literals
 from trainer.dictation.examples import MAX_GENERATED_DIGITS, DictationExamples, generated_number
-from trainer.dictation.verbalize import Verbalizer
+from trainer.dictation.verbalize import MAX_CARDINAL_DIGITS, Verbalizer
 
 LINES = ["x = 1", "return self.value", "print(a, b)"]
 
@@ -40,3 +42,12 @@ def test_without_a_generated_share_the_examples_are_those_drawn_before() -> None
         return DictationExamples(LINES, ["7", "112"], Verbalizer(0), seed=3, max_source_chars=200, **generated)(300)
 
     assert draw() == draw(generated_number_share=0.0)
+
+
+def test_scored_numbers_are_distinct_seeded_and_not_the_training_stream() -> None:
+    scored = generated_literals(1000, seed=0)
+    assert len(set(scored)) == 1000 and scored == generated_literals(1000, seed=0) != generated_literals(1000, seed=1)
+    training_stream = np.random.default_rng(0)
+    assert scored[:20] != [generated_number(training_stream) for _ in range(20)]
+    cardinal_sized = sum(len(number) <= MAX_CARDINAL_DIGITS for number in scored)
+    assert 400 < cardinal_sized < 520  # 1- and 2-digit numbers run out of distinct values

@@ -19,10 +19,16 @@ from typing import Any
 
 import torch
 
-from trainer.dictation.anchor import alpha2digit_reader, number_literals, number_phrases, score_reader
+from trainer.dictation.anchor import (
+    alpha2digit_reader,
+    generated_literals,
+    number_literals,
+    number_phrases,
+    score_reader,
+)
 from trainer.dictation.corpus import Corpus, load_corpus
 from trainer.dictation.names import dotted_names
-from trainer.dictation.verbalize import Verbalizer
+from trainer.dictation.verbalize import MAX_CARDINAL_DIGITS, Verbalizer
 from trainer.sequence.decode import Halting
 from trainer.sequence.evaluate import (
     calibrated_halting,
@@ -56,6 +62,7 @@ def held_out_sample(corpus: Corpus, verbalizer: Verbalizer, *, max_chars: int, m
 
 
 CALIBRATION_LINES = 500
+GENERATED_NUMBERS = 1000  # whole numbers of 1 to 12 digits said alone (`generated_literals`)
 
 
 def calibrate(model: SequenceTRM, corpus: Corpus, verbalizer: Verbalizer, *, max_chars: int, max_source_chars: int,
@@ -92,8 +99,9 @@ def score_test_split(model: SequenceTRM, corpus: Corpus, verbalizer: Verbalizer,
                      max_source_chars: int, lines: int, seed: int, halting: Halting | None = None,
                      curves: bool = True, unsure_below: float | None = None) -> dict[str, Any]:
     """Scores on the test split (`held_out_sample`): the short lines with `halting`, at each fixed
-    step count and as the halting threshold sweeps (with `curves`), the longer lines, and every number
-    literal of the test files said alone, next to text2num's alpha2digit, and names said alone; with
+    step count and as the halting threshold sweeps (with `curves`), the longer lines, every number
+    literal of the test files and GENERATED_NUMBERS whole numbers of every size said alone, next to text2num's
+    alpha2digit, and names said alone; with
     `unsure_below`, what flagging the answers below it does on the short and the longer lines and the names."""
     report: dict[str, Any] = {"sample": {"lines": lines, "seed": seed, "max_chars": max_chars,
                                          "max_source_chars": max_source_chars}}
@@ -110,14 +118,19 @@ def score_test_split(model: SequenceTRM, corpus: Corpus, verbalizer: Verbalizer,
         report.update(scores)
     test_lines = corpus.texts("test")
     literals = number_literals(test_lines)
-    for name, phrasing in (("numbers", verbalizer), ("numbers_clean", Verbalizer(seed, confusion_rate=0.0))):
-        phrases = number_phrases(literals, phrasing)
+    number_sets = {"numbers": number_phrases(literals, verbalizer),
+                   "numbers_clean": number_phrases(literals, Verbalizer(seed, confusion_rate=0.0)),
+                   "numbers_generated": number_phrases(generated_literals(GENERATED_NUMBERS, seed), verbalizer)}
+    for name, phrases in number_sets.items():
         predictions = predict(model, [phrase.spoken for phrase in phrases], halting=halting,
                               max_len=max_chars + 8)
-        by_spoken = dict(zip([phrase.spoken for phrase in phrases], predictions.texts, strict=True))
-        report[name] = {"count": len(phrases),
-                        "model": score_reader(phrases, by_spoken.__getitem__).exact_match,
+        model_reader = dict(zip([phrase.spoken for phrase in phrases], predictions.texts, strict=True)).__getitem__
+        report[name] = {"count": len(phrases), "model": score_reader(phrases, model_reader).exact_match,
                         "alpha2digit": score_reader(phrases, alpha2digit_reader).exact_match}
+        if name == "numbers_generated":  # the sizes said as a cardinal ("ten thousand one hundred and two")
+            cardinal_sized = [phrase for phrase in phrases if len(phrase.literal) <= MAX_CARDINAL_DIGITS]
+            report[name]["up_to_6_digits"] = {"count": len(cardinal_sized),
+                                              "model": score_reader(cardinal_sized, model_reader).exact_match}
     report["names"] = names_alone(model, test_lines, verbalizer, lines=lines, seed=seed, halting=halting,
                                   max_chars=max_chars, unsure_below=unsure_below)
     return report

@@ -9,7 +9,7 @@ import numpy as np
 
 from trainer.dictation.verbalize import Verbalizer
 
-MAX_GENERATED_DIGITS = 12  # up to 6 digits said as a cardinal ("ten thousand one hundred and two"), more digit by digit
+MAX_GENERATED_DIGITS = 12  # twice the digits the verbalizer says as a cardinal: as many said digit by digit
 GENERATED_ZERO_SHARE = 0.3  # zeros inside a generated number: the digits a cardinal leaves unsaid
 
 

@@ -17,6 +17,8 @@ from typing import Any
 
 import torch
 
+from trainer.dictation.examples import MAX_GENERATED_DIGITS
+from trainer.dictation.verbalize import MAX_CARDINAL_DIGITS
 from trainer.sequence.bundle import sequence_manifest, write_sequence_bundle
 from trainer.sequence.evaluate import calibration_reason, halting_name, point_halting, sequence_metrics
 from trainer.sequence.model import SequenceConfig
@@ -39,6 +41,8 @@ def headline_metrics(metrics: dict[str, Any]) -> dict[str, float]:
         "test_long_exact": longer["exact_match"], "test_long_cer": longer["cer"],
         "numbers_exact": metrics["numbers"]["model"], "numbers_alpha2digit_exact": metrics["numbers"]["alpha2digit"],
         **({"names_exact": metrics["names"]["exact_match"]} if "names" in metrics else {}),
+        **({"numbers_generated_exact": metrics["numbers_generated"]["model"]}
+           if "numbers_generated" in metrics else {}),
     }
 
 
@@ -83,6 +87,7 @@ def report_markdown(metrics: dict[str, Any], training: Training, parameters: int
         f"{100 * metrics['numbers']['alpha2digit']:.1f}%; without recognition confusions "
         f"{100 * metrics['numbers_clean']['model']:.1f}% and {100 * metrics['numbers_clean']['alpha2digit']:.1f}%.",
         "",
+        *([generated_numbers_line(metrics["numbers_generated"]), ""] if "numbers_generated" in metrics else []),
         *([names_line(metrics["names"]), ""] if "names" in metrics else []),
         f"The halting rule, {halting_name(calibration)}, "
         f"was chosen on {calibration['lines']} validation lines: {calibration_reason(calibration)}. "
@@ -92,6 +97,15 @@ def report_markdown(metrics: dict[str, Any], training: Training, parameters: int
         *example_lines(short),
     ]
     return "\n".join(lines)
+
+
+def generated_numbers_line(numbers: dict[str, Any]) -> str:
+    """REPORT.md's line on whole numbers of every size said alone (`trainer.dictation.anchor.generated_literals`)."""
+    cardinal_sized = numbers["up_to_6_digits"]
+    return (f"Whole numbers of 1 to {MAX_GENERATED_DIGITS} digits drawn at random, said alone ({numbers['count']}; "
+            f"up to {MAX_CARDINAL_DIGITS} digits as a cardinal or digit by digit, longer ones digit by digit): model "
+            f"{100 * numbers['model']:.1f}% exact (of up to {MAX_CARDINAL_DIGITS} digits, {cardinal_sized['count']}: "
+            f"{100 * cardinal_sized['model']:.1f}%), text2num `alpha2digit` {100 * numbers['alpha2digit']:.1f}%.")
 
 
 def names_line(names: dict[str, Any]) -> str:

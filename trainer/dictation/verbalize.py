@@ -26,6 +26,7 @@ _DECIMAL = re.compile(r"[0-9][0-9_]*")
 _FLOAT = re.compile(r"(?P<whole>[0-9][0-9_]*)?(?:\.(?P<fraction>[0-9][0-9_]*)?)?(?:e(?P<sign>[+-]?)(?P<exp>[0-9_]+))?")
 _RADIX = re.compile(r"0(?P<radix>[xob])(?P<digits>[0-9a-fA-F_]+)")
 _COMMAND_WORDS = phrases.command_words()
+MAX_CARDINAL_DIGITS = 6  # a whole number of up to 6 digits may be said as a cardinal; longer, digit by digit
 
 
 class Unspeakable(ValueError):
@@ -193,7 +194,7 @@ class Verbalizer:
 
     def _integer(self, digits: str, rng: random.Random) -> list[str]:
         """A run of decimal digits (underscores allowed): as a cardinal, or digit by digit."""
-        if "_" in digits or (len(digits) > 1 and (digits[0] == "0" or len(digits) > 6)):
+        if "_" in digits or (len(digits) > 1 and (digits[0] == "0" or len(digits) > MAX_CARDINAL_DIGITS)):
             return _digits(digits)
         choices = ["cardinal", "cardinal without and"]
         if len(digits) >= 3:
