@@ -2,10 +2,9 @@
 
 The phrases are the decimal literals of held-out lines said alone by the verbalizer, with its usual
 recognition errors ("too" for "two") or without them (``Verbalizer(confusion_rate=0)``), and whole numbers of
-every size drawn at random (``generated_literals``). text2num's
-``alpha2digit`` is an independent rule-based reader of spoken numbers (nobody here wrote it), run with
-``threshold=0`` so that small numbers ("two") are converted too: its most favourable setting for
-phrases that are known to be numbers.
+every size drawn at random (``generated_literals``). text2num's ``alpha2digit`` is an independent rule-based
+reader of spoken numbers (nobody here wrote it), run with ``threshold=0`` so that small numbers ("two") are
+converted too: its most favourable setting for phrases that are known to be numbers.
 """
 
 from __future__ import annotations

@@ -99,10 +99,10 @@ def score_test_split(model: SequenceTRM, corpus: Corpus, verbalizer: Verbalizer,
                      max_source_chars: int, lines: int, seed: int, halting: Halting | None = None,
                      curves: bool = True, unsure_below: float | None = None) -> dict[str, Any]:
     """Scores on the test split (`held_out_sample`): the short lines with `halting`, at each fixed
-    step count and as the halting threshold sweeps (with `curves`), the longer lines, every number
-    literal of the test files and GENERATED_NUMBERS whole numbers of every size said alone, next to text2num's
-    alpha2digit, and names said alone; with
-    `unsure_below`, what flagging the answers below it does on the short and the longer lines and the names."""
+    step count and as the halting threshold sweeps (with `curves`), the longer lines, every number literal of
+    the test files and GENERATED_NUMBERS whole numbers of every size said alone, next to text2num's alpha2digit,
+    and names said alone; with `unsure_below`, what flagging the answers below it does on the short and the
+    longer lines and the names."""
     report: dict[str, Any] = {"sample": {"lines": lines, "seed": seed, "max_chars": max_chars,
                                          "max_source_chars": max_source_chars}}
     seen = set(corpus.texts("train"))
