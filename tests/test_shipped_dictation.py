@@ -12,8 +12,9 @@ import pytest
 import torch
 from trm.v1 import trm_pb2, trm_pb2_grpc
 
+from trainer.dictation.anchor import generated_literals, number_phrases
 from trainer.dictation.corpus import Corpus, build_corpus
-from trainer.dictation.evaluate import held_out_sample, names_alone
+from trainer.dictation.evaluate import GENERATED_NUMBERS, held_out_sample, names_alone
 from trainer.dictation.export import VERSION
 from trainer.dictation.verbalize import Verbalizer
 from trainer.sequence.bundle import bundle_halting, sequence_model_from_bundle
@@ -80,6 +81,16 @@ def test_names_said_alone_score_what_the_manifest_says(test_files: Corpus, two_t
                         max_chars=recorded["max_chars"], unsure_below=None)
     assert names["count"] == recorded["lines"]
     assert abs(names["exact_match"] - manifest.metrics["names_exact"]) <= 0.005, (names, manifest.metrics)
+
+
+def test_numbers_of_every_size_score_what_the_manifest_says(two_threads) -> None:
+    recorded = json.loads((BUNDLE / "evaluation.json").read_text())["sample"]
+    phrases = number_phrases(generated_literals(GENERATED_NUMBERS, recorded["seed"]), Verbalizer(recorded["seed"]))
+    predicted = predict(sequence_model_from_bundle(BUNDLE), [phrase.spoken for phrase in phrases],
+                        halting=bundle_halting(BUNDLE), max_len=recorded["max_chars"] + 8)
+    measured = sum(written == phrase.literal for written, phrase in zip(predicted.texts, phrases, strict=True))
+    recorded_exact = load_bundle(BUNDLE).manifest.metrics["numbers_generated_exact"]
+    assert abs(measured / len(phrases) - recorded_exact) <= 0.005, (measured, recorded_exact)
 
 
 def test_the_server_writes_what_pytorch_writes(sample) -> None:
