@@ -54,12 +54,15 @@ class DictationExamples:
     def __call__(self, count: int) -> list[tuple[str, str]]:
         out: list[tuple[str, str]] = []
         names_end = self.number_share + self.name_share
+        generated_end = names_end + self.generated_number_share
         while len(out) < count:
             variant = int(self.rng.integers(2**31))
             kind = self.rng.random()
-            if kind < self.number_share or names_end <= kind < names_end + self.generated_number_share:
-                literal = (self.numbers[self.rng.integers(len(self.numbers))] if kind < self.number_share
-                           else generated_number(self.rng))
+            if kind < self.number_share:
+                literal = self.numbers[self.rng.integers(len(self.numbers))]
+                pair = (self.verbalizer.speak_number(literal, variant), literal)
+            elif names_end <= kind < generated_end:
+                literal = generated_number(self.rng)
                 pair = (self.verbalizer.speak_number(literal, variant), literal)
             else:
                 pool = self.names if kind < names_end else self.lines

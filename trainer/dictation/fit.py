@@ -24,7 +24,7 @@ from trainer.arguments import whole_number
 from trainer.dictation.anchor import number_literals
 from trainer.dictation.corpus import MAX_LINE_CHARS, load_corpus
 from trainer.dictation.evaluate import bundle_scores
-from trainer.dictation.examples import DictationExamples
+from trainer.dictation.examples import MAX_GENERATED_DIGITS, DictationExamples
 from trainer.dictation.export import export_dictation_bundle
 from trainer.dictation.names import dotted_names
 from trainer.dictation.verbalize import Verbalizer
@@ -66,8 +66,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         help="share of training examples that are a name of a training line said alone (the shipped "
                         "bundle's 0.02; 0 and 0.05 measured in docs/EXPERIMENTS.md, 2026-12-03)")
     parser.add_argument("--generated-number-share", type=float, default=0.02,
-                        help="share of training examples that are a random whole number of 1 to 12 digits said alone "
-                        "(the shipped bundle's 0.02; 0 measured in docs/EXPERIMENTS.md, 2026-12-04)")
+                        help=f"share of training examples that are a random whole number of 1 to "
+                        f"{MAX_GENERATED_DIGITS} digits said alone (the shipped bundle's 0.02; 0 measured in "
+                        "docs/EXPERIMENTS.md, 2026-12-04)")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--eval-every", type=int, default=1000)
