@@ -59,6 +59,9 @@ def test_a_run_becomes_a_bundle_with_its_figures(tmp_path: Path, monkeypatch) ->
     names = report["names"]  # a sample of the test lines' names said alone, scored with the unsure flag
     assert names["count"] == 4 and metrics["names_exact"] == names["exact_match"]
     assert 0 <= names["wrong_not_unsure"] <= round(4 * (1 - names["exact_match"]))
+    short_names = report["short_names"]  # every name of at most 3 characters of the test lines: i, x and y
+    assert short_names["count"] == short_names["single_count"] == 3
+    assert metrics["short_names_exact"] == short_names["exact_match"]
     generated = report["numbers_generated"]  # whole numbers of every size said alone
     assert generated["count"] == GENERATED_NUMBERS and metrics["numbers_generated_exact"] == generated["model"]
     assert 0 < generated["up_to_6_digits"]["count"] < GENERATED_NUMBERS
@@ -74,6 +77,10 @@ def test_a_run_becomes_a_bundle_with_its_figures(tmp_path: Path, monkeypatch) ->
     assert "entries of its first step, so later steps refine a character alone" in text
     assert (f"Names said alone (a sample of the test files' names, one phrasing each; 4): "
             f"{100 * names['exact_match']:.1f}% exact") in text
+    assert (f"Short names said alone (every name of at most 3 characters of the test files, one phrasing each; 3): "
+            f"{100 * short_names['exact_match']:.1f}% exact; single characters (3) "
+            f"{100 * short_names['single_exact_match']:.1f}%; {short_names['wrong_not_unsure']} wrong answers not "
+            "marked unsure.") in text
     assert (f"Whole numbers of 1 to 12 digits drawn at random, said alone (1000; up to 6 digits as a cardinal or digit "
             f"by digit, longer ones digit by digit): model {100 * generated['model']:.1f}% exact") in text
     assert (bundle.path / "anytime.png").stat().st_size > 10_000
@@ -94,4 +101,6 @@ def test_a_run_becomes_a_bundle_with_its_figures(tmp_path: Path, monkeypatch) ->
     same = json.dumps(evaluation["test_longer"]["unsure"]) == json.dumps(report["test_longer"]["unsure"])  # NaN too
     assert same
     assert evaluation["names"] == names and rewritten.manifest.metrics["names_exact"] == names["exact_match"]
+    assert evaluation["short_names"] == short_names
+    assert rewritten.manifest.metrics["short_names_exact"] == short_names["exact_match"]
     assert (rewritten.path / "REPORT.md").read_text() == text

@@ -27,6 +27,7 @@ from trainer.dictation.anchor import (
     score_reader,
 )
 from trainer.dictation.corpus import Corpus, load_corpus
+from trainer.dictation.examples import SHORT_NAME_CHARS
 from trainer.dictation.names import dotted_names
 from trainer.dictation.verbalize import MAX_CARDINAL_DIGITS, Verbalizer
 from trainer.sequence.decode import Halting
@@ -101,8 +102,8 @@ def score_test_split(model: SequenceTRM, corpus: Corpus, verbalizer: Verbalizer,
     """Scores on the test split (`held_out_sample`): the short lines with `halting`, at each fixed
     step count and as the halting threshold sweeps (with `curves`), the longer lines, every number literal of
     the test files and GENERATED_NUMBERS whole numbers of every size said alone, next to text2num's alpha2digit,
-    and names said alone; with `unsure_below`, what flagging the answers below it does on the short and the
-    longer lines and the names."""
+    and names said alone (a sample, and every short name); with `unsure_below`, what flagging the answers below it
+    does on the short and the longer lines and the names."""
     report: dict[str, Any] = {"sample": {"lines": lines, "seed": seed, "max_chars": max_chars,
                                          "max_source_chars": max_source_chars}}
     seen = set(corpus.texts("train"))
@@ -133,22 +134,38 @@ def score_test_split(model: SequenceTRM, corpus: Corpus, verbalizer: Verbalizer,
                                               "model": score_reader(cardinal_sized, model_reader).exact_match}
     report["names"] = names_alone(model, test_lines, verbalizer, lines=lines, seed=seed, halting=halting,
                                   max_chars=max_chars, unsure_below=unsure_below)
+    report["short_names"] = short_names_alone(model, test_lines, verbalizer, halting=halting, unsure_below=unsure_below)
     return report
 
 
 def names_alone(model: SequenceTRM, test_lines: list[str], verbalizer: Verbalizer, *, lines: int, seed: int,
                 halting: Halting | None, max_chars: int, unsure_below: float | None) -> dict[str, Any]:
     """Exact match on `lines` names (of at most `max_chars` characters) of the test files said alone (a seeded
-    sample; one phrasing each), on those of at most 3 characters, and with `unsure_below` how many wrong answers
-    are not marked unsure."""
+    sample; one phrasing each), on those of at most SHORT_NAME_CHARS characters, and with `unsure_below` how many
+    wrong answers are not marked unsure."""
     names = [name for name in dotted_names(test_lines) if len(name) <= max_chars]
     chosen = random.Random(seed).sample(names, min(lines, len(names)))
-    predictions = predict(model, [verbalizer.speak(name, 0) for name in chosen], halting=halting,
-                          max_len=max_chars + 8)
-    right = [written == name for written, name in zip(predictions.texts, chosen, strict=True)]
-    short = [ok for ok, name in zip(right, chosen, strict=True) if len(name) <= 3]
-    figures: dict[str, Any] = {"count": len(chosen), "exact_match": sum(right) / len(right),
-                               "short_count": len(short), "short_exact_match": sum(short) / max(1, len(short))}
+    return _said_alone(model, chosen, verbalizer, halting, unsure_below, max_chars + 8, "short", SHORT_NAME_CHARS)
+
+
+def short_names_alone(model: SequenceTRM, test_lines: list[str], verbalizer: Verbalizer, *, halting: Halting | None,
+                      unsure_below: float | None) -> dict[str, Any]:
+    """`names_alone`'s figures on every name of at most SHORT_NAME_CHARS characters of the test files (`x`, `os`,
+    `sys`: what a user says alone most often, and what lines seldom teach), and on the single characters."""
+    names = [name for name in dotted_names(test_lines) if len(name) <= SHORT_NAME_CHARS]
+    return _said_alone(model, names, verbalizer, halting, unsure_below, SHORT_NAME_CHARS + 8, "single", 1)
+
+
+def _said_alone(model: SequenceTRM, names: list[str], verbalizer: Verbalizer, halting: Halting | None,
+                unsure_below: float | None, max_len: int, part: str, part_chars: int) -> dict[str, Any]:
+    """Exact match on `names` said alone (one phrasing each, answers of at most `max_len` tokens), on the `part` of at
+    most `part_chars` characters, and with `unsure_below` how many wrong answers are not marked unsure."""
+    predictions = predict(model, [verbalizer.speak(name, 0) for name in names], halting=halting, max_len=max_len)
+    right = [written == name for written, name in zip(predictions.texts, names, strict=True)]
+    in_part = [ok for ok, name in zip(right, names, strict=True) if len(name) <= part_chars]
+    figures: dict[str, Any] = {"count": len(names), "exact_match": sum(right) / len(right),
+                               f"{part}_count": len(in_part),
+                               f"{part}_exact_match": sum(in_part) / max(1, len(in_part))}
     if unsure_below is not None:
         figures["wrong_not_unsure"] = sum(1 for ok, confidence in zip(right, predictions.confidence, strict=True)
                                           if not ok and confidence >= unsure_below)

@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from trainer.dictation.examples import MAX_GENERATED_DIGITS
+from trainer.dictation.examples import MAX_GENERATED_DIGITS, SHORT_NAME_CHARS
 from trainer.dictation.verbalize import MAX_CARDINAL_DIGITS
 from trainer.sequence.bundle import sequence_manifest, write_sequence_bundle
 from trainer.sequence.evaluate import calibration_reason, halting_name, point_halting, sequence_metrics
@@ -41,6 +41,7 @@ def headline_metrics(metrics: dict[str, Any]) -> dict[str, float]:
         "test_long_exact": longer["exact_match"], "test_long_cer": longer["cer"],
         "numbers_exact": metrics["numbers"]["model"], "numbers_alpha2digit_exact": metrics["numbers"]["alpha2digit"],
         **({"names_exact": metrics["names"]["exact_match"]} if "names" in metrics else {}),
+        **({"short_names_exact": metrics["short_names"]["exact_match"]} if "short_names" in metrics else {}),
         **({"numbers_generated_exact": metrics["numbers_generated"]["model"]}
            if "numbers_generated" in metrics else {}),
     }
@@ -89,6 +90,7 @@ def report_markdown(metrics: dict[str, Any], training: Training, parameters: int
         "",
         *([generated_numbers_line(metrics["numbers_generated"]), ""] if "numbers_generated" in metrics else []),
         *([names_line(metrics["names"]), ""] if "names" in metrics else []),
+        *([short_names_line(metrics["short_names"]), ""] if "short_names" in metrics else []),
         f"The halting rule, {halting_name(calibration)}, "
         f"was chosen on {calibration['lines']} validation lines: {calibration_reason(calibration)}. "
         "Test figures below use it.", "",
@@ -111,11 +113,23 @@ def generated_numbers_line(numbers: dict[str, Any]) -> str:
 def names_line(names: dict[str, Any]) -> str:
     """REPORT.md's line on names said alone (`trainer.dictation.evaluate.names_alone`)."""
     line = (f"Names said alone (a sample of the test files' names, one phrasing each; {names['count']}): "
-            f"{100 * names['exact_match']:.1f}% exact; of at most 3 characters ({names['short_count']}) "
-            f"{100 * names['short_exact_match']:.1f}%")
-    if "wrong_not_unsure" in names:
-        line += f"; {names['wrong_not_unsure']} wrong answers not marked unsure"
-    return line + "."
+            f"{100 * names['exact_match']:.1f}% exact; of at most {SHORT_NAME_CHARS} characters "
+            f"({names['short_count']}) {100 * names['short_exact_match']:.1f}%")
+    return line + _not_unsure(names) + "."
+
+
+def short_names_line(names: dict[str, Any]) -> str:
+    """REPORT.md's line on every short name said alone (`trainer.dictation.evaluate.short_names_alone`)."""
+    line = (f"Short names said alone (every name of at most {SHORT_NAME_CHARS} characters of the test files, one "
+            f"phrasing each; {names['count']}): {100 * names['exact_match']:.1f}% exact; single characters "
+            f"({names['single_count']}) {100 * names['single_exact_match']:.1f}%")
+    return line + _not_unsure(names) + "."
+
+
+def _not_unsure(figures: dict[str, Any]) -> str:
+    if "wrong_not_unsure" not in figures:
+        return ""
+    return f"; {figures['wrong_not_unsure']} wrong answers not marked unsure"
 
 
 def unsure_lines(metrics: dict[str, Any]) -> list[str]:

@@ -24,7 +24,7 @@ from trainer.arguments import whole_number
 from trainer.dictation.anchor import number_literals
 from trainer.dictation.corpus import MAX_LINE_CHARS, load_corpus
 from trainer.dictation.evaluate import bundle_scores
-from trainer.dictation.examples import MAX_GENERATED_DIGITS, DictationExamples
+from trainer.dictation.examples import MAX_GENERATED_DIGITS, SHORT_NAME_CHARS, DictationExamples
 from trainer.dictation.export import export_dictation_bundle
 from trainer.dictation.names import dotted_names
 from trainer.dictation.verbalize import Verbalizer
@@ -69,6 +69,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         help=f"share of training examples that are a random whole number of 1 to "
                         f"{MAX_GENERATED_DIGITS} digits said alone (the shipped bundle's 0.02; 0 measured in "
                         "docs/EXPERIMENTS.md, 2026-12-04)")
+    parser.add_argument("--short-name-share", type=float, default=0.0,
+                        help=f"share of training examples that are a name of at most {SHORT_NAME_CHARS} characters of "
+                        "a training line said alone, each length equally likely (`x`, `os`, `sys`)")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--eval-every", type=int, default=1000)
@@ -88,7 +91,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
     train_lines = corpus.texts("train", args.max_chars)
     examples = DictationExamples(train_lines, number_literals(train_lines), verbalizer, args.seed,
                                  args.max_source_chars, names=dotted_names(train_lines), name_share=args.name_share,
-                                 generated_number_share=args.generated_number_share)
+                                 generated_number_share=args.generated_number_share,
+                                 short_name_share=args.short_name_share)
     rng = random.Random(args.seed)
     val_lines = rng.sample(corpus.texts("val", args.max_chars), args.eval_lines)
     val_spoken = [verbalizer.speak(line) for line in val_lines]

@@ -6,8 +6,8 @@ rewrite the bundle with both.
 Decodes validation lines with the bundle's own weights and halting rule (`sequence_model_from_bundle`), chooses
 `sequence.unsure_below` on them (`calibrate_unsure`, as a new run's export does), scores what the flag does on the
 test lines the bundle was scored on (its evaluation.json's sample; their wrong answers too) and on names of the
-test files said alone (`names_alone`), and writes the manifest, evaluation.json and REPORT.md again; the graphs and
-the plot are copied unchanged.
+test files said alone (`names_alone`, `short_names_alone`), and writes the manifest, evaluation.json and REPORT.md
+again; the graphs and the plot are copied unchanged.
 """
 
 from __future__ import annotations
@@ -22,7 +22,13 @@ from typing import Any
 import torch
 
 from trainer.dictation.corpus import load_corpus
-from trainer.dictation.evaluate import UNSURE_LINES, calibrate_unsure, held_out_sample, names_alone
+from trainer.dictation.evaluate import (
+    UNSURE_LINES,
+    calibrate_unsure,
+    held_out_sample,
+    names_alone,
+    short_names_alone,
+)
 from trainer.dictation.export import report_markdown
 from trainer.dictation.verbalize import Verbalizer
 from trainer.sequence.bundle import bundle_halting, sequence_model_from_bundle
@@ -59,10 +65,13 @@ def with_unsure_flag(folder: Path, cache_dir: Path, lines: int = UNSURE_LINES) -
     evaluation["names"] = names_alone(model, corpus.texts("test"), verbalizer, lines=sample["lines"], seed=seed,
                                       halting=halting, max_chars=sample["max_chars"],
                                       unsure_below=unsure["unsure_below"])
+    evaluation["short_names"] = short_names_alone(model, corpus.texts("test"), verbalizer, halting=halting,
+                                                  unsure_below=unsure["unsure_below"])
     manifest = bundle.manifest
     manifest = dataclasses.replace(
         manifest, sequence=dataclasses.replace(manifest.sequence, unsure_below=unsure["unsure_below"]),
-        metrics={**manifest.metrics, "names_exact": evaluation["names"]["exact_match"]})
+        metrics={**manifest.metrics, "names_exact": evaluation["names"]["exact_match"],
+                 "short_names_exact": evaluation["short_names"]["exact_match"]})
     training = manifest.require_training()
     kept = {name: folder / name for name in manifest.files if name not in (EVALUATION_FILE, REPORT_FILE)}
     return write_bundle(folder, manifest, {
