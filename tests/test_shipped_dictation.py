@@ -14,7 +14,7 @@ from trm.v1 import trm_pb2, trm_pb2_grpc
 
 from trainer.dictation.anchor import generated_literals, number_phrases
 from trainer.dictation.corpus import Corpus, build_corpus
-from trainer.dictation.evaluate import GENERATED_NUMBERS, held_out_sample, names_alone
+from trainer.dictation.evaluate import GENERATED_NUMBERS, held_out_sample, names_alone, short_names_alone
 from trainer.dictation.export import VERSION
 from trainer.dictation.verbalize import Verbalizer
 from trainer.sequence.bundle import bundle_halting, sequence_model_from_bundle
@@ -81,6 +81,15 @@ def test_names_said_alone_score_what_the_manifest_says(test_files: Corpus, two_t
                         max_chars=recorded["max_chars"], unsure_below=None)
     assert names["count"] == recorded["lines"]
     assert abs(names["exact_match"] - manifest.metrics["names_exact"]) <= 0.005, (names, manifest.metrics)
+
+
+def test_every_short_name_said_alone_scores_what_the_manifest_says(test_files: Corpus, two_threads) -> None:
+    seed = json.loads((BUNDLE / "evaluation.json").read_text())["sample"]["seed"]
+    manifest = load_bundle(BUNDLE).manifest
+    short = short_names_alone(sequence_model_from_bundle(BUNDLE), test_files.texts("test"), Verbalizer(seed),
+                              halting=bundle_halting(BUNDLE), unsure_below=None)
+    assert short["count"] > 400 and short["single_count"] > 40  # every name of 1-3 characters, the letters among them
+    assert abs(short["exact_match"] - manifest.metrics["short_names_exact"]) <= 0.005, (short, manifest.metrics)
 
 
 def test_numbers_of_every_size_score_what_the_manifest_says(two_threads) -> None:
