@@ -19,6 +19,7 @@ from trainer.dictation.export import VERSION
 from trainer.dictation.verbalize import Verbalizer
 from trainer.sequence.bundle import bundle_halting, sequence_model_from_bundle
 from trainer.sequence.evaluate import predict, score
+from trainer.sequence.model import SequenceTRM
 from trm_bundle.manifest import load_bundle
 from trm_service.testing import ServerProcess
 
@@ -53,6 +54,12 @@ def test_bundle_is_intact_and_small() -> None:
     assert bundle.manifest.require_training().wall_time_s > 0
 
 
+@pytest.fixture(scope="module")
+def shipped_model() -> SequenceTRM:
+    """The bundle's PyTorch model (its graphs' weights), read once for every test that decodes with it."""
+    return sequence_model_from_bundle(BUNDLE)
+
+
 @pytest.fixture
 def two_threads() -> Iterator[None]:
     """Scoring the sample on both cores; the tests' one thread (conftest.py) again afterwards."""
@@ -62,50 +69,52 @@ def two_threads() -> Iterator[None]:
     torch.set_num_threads(before)
 
 
-def test_bundle_scores_what_its_manifest_says(sample, two_threads) -> None:
+def test_bundle_scores_what_its_manifest_says(sample, shipped_model: SequenceTRM, two_threads) -> None:
     evaluation, lines = sample
     written, spoken = lines["short"]
     assert len(written) == evaluation["test_short"]["count"]
     manifest = load_bundle(BUNDLE).manifest
-    predicted = predict(sequence_model_from_bundle(BUNDLE), spoken, halting=bundle_halting(BUNDLE),
+    predicted = predict(shipped_model, spoken, halting=bundle_halting(BUNDLE),
                         max_len=evaluation["sample"]["max_chars"] + 8)
     measured, recorded = score(predicted.texts, written), manifest.metrics["test_exact_match"]
     assert abs(measured["exact_match"] - recorded) <= 0.005, (measured, recorded)
 
 
-def test_names_said_alone_score_what_the_manifest_says(test_files: Corpus, two_threads) -> None:
+def test_names_said_alone_score_what_the_manifest_says(test_files: Corpus, shipped_model: SequenceTRM,
+                                                      two_threads) -> None:
     recorded = json.loads((BUNDLE / "evaluation.json").read_text())["sample"]
     manifest = load_bundle(BUNDLE).manifest
-    names = names_alone(sequence_model_from_bundle(BUNDLE), test_files.texts("test"), Verbalizer(recorded["seed"]),
+    names = names_alone(shipped_model, test_files.texts("test"), Verbalizer(recorded["seed"]),
                         lines=recorded["lines"], seed=recorded["seed"], halting=bundle_halting(BUNDLE),
                         max_chars=recorded["max_chars"], unsure_below=None)
     assert names["count"] == recorded["lines"]
     assert abs(names["exact_match"] - manifest.metrics["names_exact"]) <= 0.005, (names, manifest.metrics)
 
 
-def test_every_short_name_said_alone_scores_what_the_manifest_says(test_files: Corpus, two_threads) -> None:
+def test_every_short_name_said_alone_scores_what_the_manifest_says(test_files: Corpus, shipped_model: SequenceTRM,
+                                                                  two_threads) -> None:
     seed = json.loads((BUNDLE / "evaluation.json").read_text())["sample"]["seed"]
     manifest = load_bundle(BUNDLE).manifest
-    short = short_names_alone(sequence_model_from_bundle(BUNDLE), test_files.texts("test"), Verbalizer(seed),
+    short = short_names_alone(shipped_model, test_files.texts("test"), Verbalizer(seed),
                               halting=bundle_halting(BUNDLE), unsure_below=None)
     assert short["count"] > 400 and short["single_count"] > 40  # every name of 1-3 characters, the letters among them
     assert abs(short["exact_match"] - manifest.metrics["short_names_exact"]) <= 0.005, (short, manifest.metrics)
 
 
-def test_numbers_of_every_size_score_what_the_manifest_says(two_threads) -> None:
+def test_numbers_of_every_size_score_what_the_manifest_says(shipped_model: SequenceTRM, two_threads) -> None:
     recorded = json.loads((BUNDLE / "evaluation.json").read_text())["sample"]
     phrases = number_phrases(generated_literals(GENERATED_NUMBERS, recorded["seed"]), Verbalizer(recorded["seed"]))
-    predicted = predict(sequence_model_from_bundle(BUNDLE), [phrase.spoken for phrase in phrases],
+    predicted = predict(shipped_model, [phrase.spoken for phrase in phrases],
                         halting=bundle_halting(BUNDLE), max_len=recorded["max_chars"] + 8)
     measured = sum(written == phrase.literal for written, phrase in zip(predicted.texts, phrases, strict=True))
     recorded_exact = load_bundle(BUNDLE).manifest.metrics["numbers_generated_exact"]
     assert abs(measured / len(phrases) - recorded_exact) <= 0.005, (measured, recorded_exact)
 
 
-def test_the_server_writes_what_pytorch_writes(sample) -> None:
+def test_the_server_writes_what_pytorch_writes(sample, shipped_model: SequenceTRM) -> None:
     _, lines = sample
     written, spoken = lines["short"][0][:SERVED_LINES], lines["short"][1][:SERVED_LINES]
-    expected = predict(sequence_model_from_bundle(BUNDLE), spoken, halting=bundle_halting(BUNDLE)).texts
+    expected = predict(shipped_model, spoken, halting=bundle_halting(BUNDLE)).texts
     with ServerProcess([BUNDLE]) as server, grpc.insecure_channel(server.target) as channel:
         stub = trm_pb2_grpc.ReasoningServiceStub(channel)
         batch = stub.ReasonBatch(trm_pb2.ReasonBatchRequest(requests=[

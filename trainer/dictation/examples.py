@@ -56,8 +56,8 @@ class DictationExamples:
         for name in self.names:
             if len(name) <= SHORT_NAME_CHARS:
                 by_length.setdefault(len(name), []).append(name)
-        self.short_names = [by_length[length] for length in sorted(by_length)]
-        self.short_name_share = short_name_share if self.short_names else 0.0
+        self.short_names_by_length = [by_length[length] for length in sorted(by_length)]
+        self.short_name_share = short_name_share if self.short_names_by_length else 0.0
         self.rng = np.random.default_rng(seed)
 
     def __call__(self, count: int) -> list[tuple[str, str]]:
@@ -75,7 +75,7 @@ class DictationExamples:
                 literal = generated_number(self.rng)
                 pair = (self.verbalizer.speak_number(literal, variant), literal)
             elif generated_end <= kind < short_names_end:
-                same_length = self.short_names[self.rng.integers(len(self.short_names))]
+                same_length = self.short_names_by_length[self.rng.integers(len(self.short_names_by_length))]
                 name = same_length[self.rng.integers(len(same_length))]
                 pair = (self.verbalizer.speak(name, variant), name)
             else:
