@@ -4,6 +4,7 @@ time budget): it trains until then, not for the minutes its plan estimated, and 
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -45,3 +46,16 @@ def test_without_a_moment_the_loop_keeps_its_planned_minutes(tmp_path: Path) -> 
     trainer = _trainer(tmp_path, planned_minutes=0.05)
     trainer.fit(resume=False)
     assert trainer.cfg.max_minutes == 0.05 and 3.0 <= trainer.elapsed_s < 10
+
+
+def test_no_step_starts_once_an_evaluation_has_used_up_the_minutes(tmp_path: Path) -> None:
+    trainer = _trainer(tmp_path, planned_minutes=0.02)  # 1.2 s
+    trainer.cfg = replace(trainer.cfg, eval_every=1)
+
+    def slow_evaluation(_: TRM) -> dict[str, float]:
+        time.sleep(2.0)  # longer than the whole budget
+        return {"accuracy": 0.0}
+
+    trainer.evaluate = slow_evaluation
+    trainer.fit(resume=False)
+    assert trainer.step == 1 and [entry["step"] for entry in trainer.history] == [1]

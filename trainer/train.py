@@ -412,12 +412,17 @@ class Trainer:
                    disable=not sys.stderr.isatty())
         started, last, first_step = time.monotonic(), {}, self.step
         base_elapsed = self.elapsed_s
+
+        def trained_s() -> float:
+            """Seconds trained so far, read now: a checkpoint's or an evaluation's time counts too."""
+            return base_elapsed + time.monotonic() - started
+
         try:
             while self.step < last_step and not self._stop:
-                if cfg.max_minutes and self.elapsed_s >= cfg.max_minutes * 60:
+                if cfg.max_minutes and trained_s() >= cfg.max_minutes * 60:
                     break
                 last = self.train_step(carry)
-                self.elapsed_s = base_elapsed + time.monotonic() - started
+                self.elapsed_s = trained_s()
                 bar.update(1)
                 bar.set_postfix(
                     loss=f"{last['loss']:.3f}", acc=f"{last['acc']:.3f}", steps=f"{last['halt_steps']:.1f}"
