@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -196,6 +197,25 @@ def test_the_best_scored_weights_are_kept_across_a_resume_and_later_equals_win_t
     assert resumed.best_evaluation is not None and resumed.best_evaluation["step"] == 8
     for key, value in resumed.best_model().state_dict().items():
         torch.testing.assert_close(value, seen[3][key], rtol=0, atol=0)
+
+
+def test_no_step_starts_once_an_evaluation_has_used_up_the_minutes(tmp_path: Path) -> None:
+    pairs = [("x equals one", "x = 1"), ("none", "None")]
+
+    def slow_evaluation(_: nn.Module) -> dict[str, float]:
+        time.sleep(2.0)  # longer than the whole budget
+        return {"exact_match": 0.0, "cer": 1.0}
+
+    def batches(_step: int) -> Iterator[Batch]:
+        while True:
+            yield to_batch(pairs)
+
+    cfg = SequenceTrainConfig(run_dir=tmp_path, batch_size=2, warmup_steps=1, max_steps=100, max_minutes=0.02,
+                              eval_every=1, checkpoint_every=1000, log_every=1000)
+    trainer = SequenceTrainer(cfg, small_model(seed=5, T=1, N_sup=2).train(), batches, slow_evaluation,
+                              log=lambda _: None)
+    trainer.fit()
+    assert trainer.step == 1 and [entry["step"] for entry in trainer.history] == [1]
 
 
 def test_training_depths_every_halting_and_sampled(tmp_path: Path) -> None:

@@ -163,11 +163,16 @@ class SequenceTrainer:
             self.log(f"resumed from step {self.step} ({self.checkpoint_path})")
         batches = self.make_batches(self.step)
         started, base_elapsed = time.monotonic(), self.elapsed_s
+
+        def trained_s() -> float:
+            """Seconds trained so far, read now: a checkpoint's or an evaluation's time counts too."""
+            return base_elapsed + time.monotonic() - started
+
         window: list[dict[str, float]] = []
         try:
-            while self.step < cfg.max_steps and not (cfg.max_minutes and self.elapsed_s >= cfg.max_minutes * 60):
+            while self.step < cfg.max_steps and not (cfg.max_minutes and trained_s() >= cfg.max_minutes * 60):
                 window.append(self.train_step(next(batches)))
-                self.elapsed_s = base_elapsed + time.monotonic() - started
+                self.elapsed_s = trained_s()
                 if self.step % cfg.log_every == 0:
                     mean = {key: sum(stats[key] for stats in window) / len(window) for key in window[0]}
                     budget = f" of {cfg.max_minutes:g}" if cfg.max_minutes else ""
