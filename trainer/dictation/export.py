@@ -57,18 +57,37 @@ def model_line(cfg: SequenceConfig) -> str:
     return line + "."
 
 
+def fit_command(args: dict[str, str]) -> str:
+    """The `trainer.dictation.fit` command of a run's recorded arguments (those it was given a value for)."""
+    return "python -m trainer.dictation.fit " + " ".join(
+        f"--{key.replace('_', '-')} {value}" for key, value in args.items()
+        if key != "bundle_dir" and value not in (None, "None"))
+
+
+def continued_from_lines(metrics: dict[str, Any]) -> list[str]:
+    """REPORT.md's line on the run a run continued from (`trainer.dictation.fit --continue-from`), so that both
+    commands of the recipe are on record."""
+    parent = metrics.get("continued_from")
+    if parent is None:
+        return []
+    return [f"- Continued from the run of `{parent['command']}` ({parent['steps']} optimizer steps, "
+            f"{parent['wall_time_s'] / 60:.1f} min in all), whose checkpoint it started from."]
+
+
 def report_markdown(metrics: dict[str, Any], training: Training, parameters: int) -> str:
     """REPORT.md: the command, the wall time, and every figure with its data."""
     short, longer, calibration = metrics["test_short"], metrics["test_longer"], metrics["calibration"]
-    steps = short["steps"]
+    steps, continued = short["steps"], "continued_from" in metrics
     lines = [
         f"# {NAME} {VERSION}", "", DESCRIPTION + ".", "",
         "## Training", "",
         f"- Command: `{training.command}`",
         *([f"- Scored again with: `{metrics['scored_with']}`"] if "scored_with" in metrics else []),
+        *continued_from_lines(metrics),
         f"- Wall time: {training.wall_time_s / 60:.1f} min in all ({training.train_time_s / 60:.1f} min of "
-        f"training steps, then scoring and calibration), {training.optimizer_steps} optimizer steps, "
-        f"{metrics['training']['lines_seen']:,} lines seen, {parameters:,} parameters, CPU.",
+        f"training steps{' in both runs together' if continued else ''}, then scoring and calibration), "
+        f"{training.optimizer_steps} optimizer steps, {metrics['training']['lines_seen']:,} lines seen, "
+        f"{parameters:,} parameters, CPU.",
         model_line(SequenceConfig(**training.model_config)),
         "- Data: the one-line statements of this interpreter's standard library, split by file (80/10/10, "
         "seeded); the spoken forms come from `trainer/dictation/verbalize.py`. Test files are never trained on.",
@@ -161,11 +180,9 @@ def export_dictation_bundle(run_dir: Path, bundle_dir: Path, wall_time_s: float 
     args = metrics["args"]
     parameters = sum(p.numel() for p in model.parameters())
     halting = point_halting(metrics["calibration"])
-    command = "python -m trainer.dictation.fit " + " ".join(
-        f"--{key.replace('_', '-')} {value}" for key, value in args.items() if key not in ("bundle_dir",))
     training = Training(
         model_config=model.cfg.to_dict(), config={**state["config"], "fit_args": args}, data_sha256={},
-        command=command, wall_time_s=wall_time_s or metrics.get("wall_time_s", state["elapsed_s"]),
+        command=fit_command(args), wall_time_s=wall_time_s or metrics.get("wall_time_s", state["elapsed_s"]),
         optimizer_steps=state["step"], train_time_s=state["elapsed_s"], device="cpu", parameters=parameters)
     manifest = sequence_manifest(model, name=NAME, version=VERSION, description=DESCRIPTION,
                                  max_chars=int(args.get("max_source_chars", 200)), training=training,

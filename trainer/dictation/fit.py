@@ -6,7 +6,8 @@ The defaults are the shipped bundle's recipe (an hour of training on 2 CPU threa
 
 Prints progress, then the scores on the test split (lines of up to --max-chars characters, longer lines,
 number-only phrases next to text2num's alpha2digit, names said alone, steps per token by kind of character), and writes
-them to RUN_DIR/metrics.json. A run resumes from RUN_DIR/checkpoint.pt when there is one.
+them to RUN_DIR/metrics.json. A run resumes from RUN_DIR/checkpoint.pt when there is one; with --continue-from it
+starts from another run's checkpoint and trains on to --max-steps with this run's example shares.
 """
 
 from __future__ import annotations
@@ -14,9 +15,11 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import shutil
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -25,14 +28,14 @@ from trainer.dictation.anchor import number_literals
 from trainer.dictation.corpus import MAX_LINE_CHARS, load_corpus
 from trainer.dictation.evaluate import bundle_scores
 from trainer.dictation.examples import MAX_GENERATED_DIGITS, SHORT_NAME_CHARS, DictationExamples
-from trainer.dictation.export import export_dictation_bundle
+from trainer.dictation.export import export_dictation_bundle, fit_command
 from trainer.dictation.names import dotted_names
 from trainer.dictation.verbalize import Verbalizer
 from trainer.sequence.batches import length_bucketed
 from trainer.sequence.evaluate import predict, score, steps_report
 from trainer.sequence.model import SequenceConfig, SequenceTRM
 from trainer.sequence.teacher_forcing import STEP_WEIGHTS
-from trainer.sequence.train import TRAINING_DEPTHS, SequenceTrainConfig, SequenceTrainer
+from trainer.sequence.train import CHECKPOINT, TRAINING_DEPTHS, SequenceTrainConfig, SequenceTrainer
 
 MAX_SOURCE_CHARS = 512  # spoken characters the model reads (training draws only those of up to --max-source-chars)
 
@@ -41,6 +44,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--run-dir", type=Path, required=True)
     parser.add_argument("--bundle-dir", type=Path, help="write the bundle here at the end (trainer.dictation.export)")
+    parser.add_argument("--continue-from", type=Path,
+                        help="a finished run's folder of the same model flags and seed: start from its checkpoint "
+                             "(weights, EMA, optimizer, step, learning-rate schedule) and train on to --max-steps")
     parser.add_argument("--cache-dir", type=Path, default=Path("/tmp/trm-dictation-cache"),
                         help="where the corpus built from the standard library is cached")
     parser.add_argument("--minutes", type=float, default=60.0, help="training time (evaluation not included)")
@@ -114,10 +120,13 @@ def main(argv: Sequence[str] | None = None) -> dict:
 
     trainer = SequenceTrainer(
         train_cfg, model, lambda step: length_bucketed(examples, args.batch_size, args.seed + step), evaluate)
+    parent = finished_run(args.continue_from) if args.continue_from else None
+    if parent and not trainer.checkpoint_path.exists():
+        start_from(trainer, args.continue_from)
     final = trainer.fit()
     metrics = {"args": {k: str(v) for k, v in vars(args).items()}, "training": {
         "steps": trainer.step, "minutes": trainer.elapsed_s / 60, "lines_seen": trainer.lines_seen},
-        "history": trainer.history,
+        "history": trainer.history, **({"continued_from": parent} if parent else {}),
         **bundle_scores(final, corpus, verbalizer, max_chars=args.max_chars, max_source_chars=args.max_source_chars,
                         lines=args.test_lines, seed=args.seed), "wall_time_s": time.monotonic() - started}
     (args.run_dir / "metrics.json").write_text(json.dumps(metrics, indent=1))
@@ -125,6 +134,33 @@ def main(argv: Sequence[str] | None = None) -> dict:
     if args.bundle_dir:
         print(f"bundle: {export_dictation_bundle(args.run_dir, args.bundle_dir).path}")
     return metrics
+
+
+def finished_run(run_dir: Path) -> dict[str, Any]:
+    """What REPORT.md records of a run that another continues from: its command, steps and wall time (from its
+    metrics.json); SystemExit when it has not finished."""
+    try:
+        metrics = json.loads((run_dir / "metrics.json").read_text())
+    except FileNotFoundError:
+        raise SystemExit(f"--continue-from {run_dir}: no metrics.json there (continue from a finished run)") from None
+    return {"command": fit_command(metrics["args"]), "steps": metrics["training"]["steps"],
+            "wall_time_s": metrics["wall_time_s"]}
+
+
+def start_from(trainer: SequenceTrainer, run_dir: Path) -> None:
+    """Copy `run_dir`'s checkpoint into the trainer's run folder and load it; SystemExit (with the flag to change)
+    when it is missing, of other model flags or seed, or already at --max-steps."""
+    source = run_dir / CHECKPOINT
+    if not source.is_file():
+        raise SystemExit(f"--continue-from {run_dir}: no {CHECKPOINT} there")
+    trainer.checkpoint_path.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(source, trainer.checkpoint_path)
+    if not trainer.load_checkpoint():
+        trainer.checkpoint_path.unlink()
+        raise SystemExit(f"--continue-from {run_dir}: its run has other model flags or another --seed than this one")
+    if trainer.step >= trainer.cfg.max_steps:
+        trainer.checkpoint_path.unlink()
+        raise SystemExit(f"--continue-from {run_dir}: its run is at step {trainer.step}; give --max-steps above it")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,83 @@
+"""`trainer.dictation.fit --continue-from RUN`: a run that starts from a finished run's checkpoint and trains on with
+its own example shares; REPORT.md records both commands."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+
+from trainer.dictation.export import continued_from_lines
+from trainer.dictation.fit import finished_run, start_from
+from trainer.sequence.batches import Batch, to_batch
+from trainer.sequence.train import SequenceTrainConfig, SequenceTrainer
+from trainer.testing import random_sequence_model
+
+PAIRS = [("x equals one", "x = 1"), ("return none", "return None"), ("pass", "pass")]
+
+
+def _trainer(run_dir: Path, max_steps: int, seed: int = 0) -> SequenceTrainer:
+    def batches(_step: int) -> Iterator[Batch]:
+        while True:
+            yield to_batch(PAIRS)
+
+    model = random_sequence_model(0, max_source_len=64, max_target_len=16, n=1, T=1, N_sup=2, prefix_steps=1)
+    config = SequenceTrainConfig(run_dir=run_dir, batch_size=len(PAIRS), max_steps=max_steps, warmup_steps=1,
+                                 log_every=100, seed=seed)
+    return SequenceTrainer(config, model, batches, log=lambda _: None)
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, SequenceTrainer]:
+    torch.set_num_threads(1)
+    run_dir = tmp_path_factory.mktemp("parent")
+    trainer = _trainer(run_dir, max_steps=3)
+    trainer.fit()
+    args = {"run_dir": str(run_dir), "bundle_dir": "None", "continue_from": "None", "max_steps": "3", "seed": "0"}
+    (run_dir / "metrics.json").write_text(json.dumps({"args": args, "training": {"steps": 3}, "wall_time_s": 90.0}))
+    return run_dir, trainer
+
+
+def test_a_continued_run_starts_from_the_finished_runs_weights_and_step(
+    finished: tuple[Path, SequenceTrainer], tmp_path: Path
+) -> None:
+    parent_dir, parent = finished
+    trainer = _trainer(tmp_path / "child", max_steps=5)
+    start_from(trainer, parent_dir)
+    assert trainer.step == 3 and len(trainer.history) == len(parent.history)
+    assert all(torch.equal(value, parent.ema.model.state_dict()[name])
+               for name, value in trainer.ema.model.state_dict().items())
+    trainer.fit()
+    assert trainer.step == 5 and (tmp_path / "child" / "checkpoint.pt").is_file()
+
+
+def test_the_report_names_the_command_of_the_run_it_continued(finished: tuple[Path, SequenceTrainer]) -> None:
+    parent_dir, _ = finished
+    parent = finished_run(parent_dir)  # the values a run was not given (None) are left out of its command
+    assert parent == {"command": f"python -m trainer.dictation.fit --run-dir {parent_dir} --max-steps 3 --seed 0",
+                      "steps": 3, "wall_time_s": 90.0}
+    assert continued_from_lines({"continued_from": parent}) == [
+        f"- Continued from the run of `{parent['command']}` (3 optimizer steps, 1.5 min in all), whose checkpoint "
+        "it started from."]
+    assert continued_from_lines({}) == []
+
+
+@pytest.mark.parametrize(("max_steps", "seed", "flag"), [(3, 0, "give --max-steps above it"),
+                                                         (5, 1, "other model flags or another --seed")])
+def test_a_run_that_cannot_continue_is_refused_with_the_flag_to_change(
+    finished: tuple[Path, SequenceTrainer], tmp_path: Path, max_steps: int, seed: int, flag: str
+) -> None:
+    trainer = _trainer(tmp_path / "child", max_steps=max_steps, seed=seed)
+    with pytest.raises(SystemExit, match=flag):
+        start_from(trainer, finished[0])
+    assert not trainer.checkpoint_path.exists()  # nothing left that a later run would resume
+
+
+def test_only_a_finished_run_can_be_continued(tmp_path: Path) -> None:
+    with pytest.raises(SystemExit, match=r"no metrics\.json there"):
+        finished_run(tmp_path)
+    with pytest.raises(SystemExit, match=r"no checkpoint\.pt there"):
+        start_from(_trainer(tmp_path / "child", max_steps=5), tmp_path)
