@@ -19,14 +19,14 @@ from trainer.testing import random_sequence_model
 PAIRS = [("x equals one", "x = 1"), ("return none", "return None"), ("pass", "pass")]
 
 
-def _trainer(run_dir: Path, max_steps: int, seed: int = 0) -> SequenceTrainer:
+def _trainer(run_dir: Path, max_steps: int, seed: int = 0, minutes: float = 0.0) -> SequenceTrainer:
     def batches(_step: int) -> Iterator[Batch]:
         while True:
             yield to_batch(PAIRS)
 
     model = random_sequence_model(0, max_source_len=64, max_target_len=16, n=1, T=1, N_sup=2, prefix_steps=1)
     config = SequenceTrainConfig(run_dir=run_dir, batch_size=len(PAIRS), max_steps=max_steps, warmup_steps=1,
-                                 log_every=100, seed=seed)
+                                 log_every=100, seed=seed, max_minutes=minutes)
     return SequenceTrainer(config, model, batches, log=lambda _: None)
 
 
@@ -65,12 +65,15 @@ def test_the_report_names_the_command_of_the_run_it_continued(finished: tuple[Pa
     assert continued_from_lines({}) == []
 
 
-@pytest.mark.parametrize(("max_steps", "seed", "flag"), [(3, 0, "give --max-steps above it"),
-                                                         (5, 1, "other model flags or another --seed")])
+@pytest.mark.parametrize(("max_steps", "seed", "minutes", "flag"), [
+    (3, 0, 0.0, "give --max-steps above it"),
+    (5, 1, 0.0, "other model flags or another --seed"),
+    (5, 0, 1e-6, "give --minutes above that, or 0"),  # the finished run's minutes count towards --minutes
+])
 def test_a_run_that_cannot_continue_is_refused_with_the_flag_to_change(
-    finished: tuple[Path, SequenceTrainer], tmp_path: Path, max_steps: int, seed: int, flag: str
+    finished: tuple[Path, SequenceTrainer], tmp_path: Path, max_steps: int, seed: int, minutes: float, flag: str
 ) -> None:
-    trainer = _trainer(tmp_path / "child", max_steps=max_steps, seed=seed)
+    trainer = _trainer(tmp_path / "child", max_steps=max_steps, seed=seed, minutes=minutes)
     with pytest.raises(SystemExit, match=flag):
         start_from(trainer, finished[0])
     assert not trainer.checkpoint_path.exists()  # nothing left that a later run would resume

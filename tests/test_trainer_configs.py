@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from trainer.config import load_config, parse_override
-from trainer.make_models import CONFIGS, DEFAULT_MODELS, config_path
+from trainer.dictation.fit import parse_args
+from trainer.make_models import CONFIGS, DEFAULT_MODELS, config_path, train_dictation
 from trainer.model import TRM, ModelConfig
 
 CONFIG_FILES = sorted(CONFIGS.glob("*.yaml"))
@@ -36,6 +37,27 @@ def test_make_models_uses_the_cpu_config_only_without_a_gpu() -> None:
     assert config_path("sudoku", cuda=False).name == "sudoku-cpu.yaml"
     assert config_path("sudoku", cuda=True).name == "sudoku.yaml"
     assert config_path("routing-20ng", cuda=False).name == "routing-20ng.yaml"  # no CPU variant
+
+
+def test_make_models_trains_code_dictation_in_two_runs_the_second_continuing_the_first(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[list[str]] = []
+
+    def fit(argv: list[str]) -> dict:
+        calls.append(argv)
+        return {"training": {"steps": 6918}}  # the first run's steps, which the second goes on from
+
+    monkeypatch.setattr("trainer.make_models.dictation_fit", fit)
+    (tmp_path / "code-dictation").mkdir()
+    (tmp_path / "code-dictation" / "checkpoint.pt").write_text("an earlier run's")
+    train_dictation(tmp_path, tmp_path / "bundle")
+    first, second = (parse_args(argv) for argv in calls)
+    assert first.run_dir == tmp_path / "code-dictation-base" and first.bundle_dir is None
+    assert second.run_dir == tmp_path / "code-dictation" and second.continue_from == first.run_dir
+    assert (second.max_steps, second.minutes, second.short_name_share) == (7918, 0.0, 0.03)
+    assert second.bundle_dir == tmp_path / "bundle"
+    assert not (tmp_path / "code-dictation").exists()  # started afresh, not resumed from an earlier run
 
 
 @pytest.mark.parametrize(("setting", "expected"), [

@@ -27,7 +27,7 @@ from trainer.sequence.train import CHECKPOINT, model_from_state
 from trm_bundle.manifest import Bundle, Training
 
 NAME = "code-dictation"
-VERSION = "1.2.0"  # 1.2.0: and on whole numbers of every size said alone; 1.1.0: on names said alone (2026-12-04)
+VERSION = "1.3.0"  # 1.3.0: and short names said alone; 1.2.0: whole numbers of every size; 1.1.0: names (2026-12-04)
 DESCRIPTION = ("Dictated Python to code: spoken words in, one line of code out, written one character at a "
                "time, each refined until its halting head settles it")
 

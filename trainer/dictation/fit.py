@@ -2,7 +2,8 @@
 
     python -m trainer.dictation.fit --run-dir runs/code-dictation --bundle-dir trm_service/models/code-dictation
 
-The defaults are the shipped bundle's recipe (an hour of training on 2 CPU threads).
+The defaults are the first of the shipped bundle's two runs (an hour of training on 2 CPU threads); the second
+continues it with short names said alone (`--continue-from`; `make models` runs both, README.md gives both commands).
 
 Prints progress, then the scores on the test split (lines of up to --max-chars characters, longer lines,
 number-only phrases next to text2num's alpha2digit, names said alone, steps per token by kind of character), and writes
@@ -149,7 +150,7 @@ def finished_run(run_dir: Path) -> dict[str, Any]:
 
 def start_from(trainer: SequenceTrainer, run_dir: Path) -> None:
     """Copy `run_dir`'s checkpoint into the trainer's run folder and load it; SystemExit (with the flag to change)
-    when it is missing, of other model flags or seed, or already at --max-steps."""
+    when it is missing, of other model flags or seed, or already at --max-steps or --minutes."""
     source = run_dir / CHECKPOINT
     if not source.is_file():
         raise SystemExit(f"--continue-from {run_dir}: no {CHECKPOINT} there")
@@ -161,6 +162,10 @@ def start_from(trainer: SequenceTrainer, run_dir: Path) -> None:
     if trainer.step >= trainer.cfg.max_steps:
         trainer.checkpoint_path.unlink()
         raise SystemExit(f"--continue-from {run_dir}: its run is at step {trainer.step}; give --max-steps above it")
+    if trainer.cfg.max_minutes and trainer.elapsed_s >= trainer.cfg.max_minutes * 60:
+        trainer.checkpoint_path.unlink()
+        raise SystemExit(f"--continue-from {run_dir}: its run trained {trainer.elapsed_s / 60:.1f} min, which count "
+                         "towards --minutes; give --minutes above that, or 0 to stop at --max-steps alone")
 
 
 if __name__ == "__main__":
