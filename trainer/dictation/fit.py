@@ -92,6 +92,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> dict:
     args = parse_args(argv)
     started = time.monotonic()
+    parent = finished_run(args.continue_from) if args.continue_from else None  # refused before anything loads
     torch.set_num_threads(args.threads)
     corpus = load_corpus(args.cache_dir, args.seed)
     verbalizer = Verbalizer(args.seed)
@@ -121,7 +122,6 @@ def main(argv: Sequence[str] | None = None) -> dict:
 
     trainer = SequenceTrainer(
         train_cfg, model, lambda step: length_bucketed(examples, args.batch_size, args.seed + step), evaluate)
-    parent = finished_run(args.continue_from) if args.continue_from else None
     if parent and not trainer.checkpoint_path.exists():
         start_from(trainer, args.continue_from)
     final = trainer.fit()
