@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from trainer.dictation.export import continued_from_lines
-from trainer.dictation.fit import finished_run, start_from
+from trainer.dictation.fit import finished_run, main, start_from
 from trainer.sequence.batches import Batch, to_batch
 from trainer.sequence.train import SequenceTrainConfig, SequenceTrainer
 from trainer.testing import random_sequence_model
@@ -77,6 +77,11 @@ def test_a_run_that_cannot_continue_is_refused_with_the_flag_to_change(
     with pytest.raises(SystemExit, match=flag):
         start_from(trainer, finished[0])
     assert not trainer.checkpoint_path.exists()  # nothing left that a later run would resume
+
+
+def test_a_run_cannot_continue_itself(finished: tuple[Path, SequenceTrainer]) -> None:
+    with pytest.raises(SystemExit, match="this run's own folder: give another --run-dir"):
+        main(["--run-dir", str(finished[0]), "--continue-from", str(finished[0] / ".")])
 
 
 def test_only_a_finished_run_can_be_continued(tmp_path: Path) -> None:

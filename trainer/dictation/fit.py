@@ -92,6 +92,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> dict:
     args = parse_args(argv)
     started = time.monotonic()
+    if args.continue_from and args.continue_from.resolve() == args.run_dir.resolve():
+        raise SystemExit(f"--continue-from {args.continue_from} is this run's own folder: give another --run-dir")
     parent = finished_run(args.continue_from) if args.continue_from else None  # refused before anything loads
     torch.set_num_threads(args.threads)
     corpus = load_corpus(args.cache_dir, args.seed)
