@@ -12,6 +12,8 @@ import pytest
 import torch
 
 from trainer.cli import main
+from trainer.sequence.pairs import Pair
+from trainer.sequence.user_fit import SPOKEN_NUMBERS_MIN_ROWS, spoken_numbers_checks
 from trm_bundle.manifest import load_bundle
 from trm_service.runtime.loader import LoadOptions, load_model
 from trm_service.runtime.session import SessionSettings
@@ -63,6 +65,8 @@ def test_a_source_target_file_becomes_a_bundle_with_its_held_out_scores(tmp_path
         assert f"`{written}` (confidence {confidence:.3f}{flagged})" in report
     assert bundle.manifest.sequence.unsure_below == test["unsure"]["unsure_below"]  # chosen on the validation rows
     assert test["unsure"]["rows"] == 4 and "- Unsure answers: " in report
+    assert bundle.manifest.sequence.checks == ("spoken_numbers",)  # every training row says its number in words
+    assert re.search(r"- Spoken-numbers check: on \(each of the \d+ training rows that write digits", report)
     assert bundle.manifest.recursion.N_sup == 1  # the preset's measured choice (docs/TRAINING.md)
     assert bundle.manifest.input.max_chars == max(len(source) for source, _ in rows)
     assert load_model(bundle.path, LoadOptions(SessionSettings())).warm_step_s > 0
@@ -87,6 +91,7 @@ def test_rows_shorter_than_the_export_examples_still_give_a_bundle(tmp_path: Pat
                  "--run-dir", str(tmp_path / "runs"), "--time-budget", "0.02", "--batch-size", "8"]) == 0
     bundle = load_bundle(tmp_path / "bundles" / "digits")
     assert bundle.manifest.input.max_chars == 3
+    assert bundle.manifest.sequence.checks == ()  # too few rows write digits to try it (and "zer" says none)
     loaded = load_model(bundle.path, LoadOptions(SessionSettings()))
     for length in (1, 2, 3):  # every length the server lets through, not only the one traced
         assert loaded.session.encode([np.full(length, 5, dtype=np.int64)])[0].keys.shape[2] == length
@@ -178,3 +183,16 @@ def test_the_unsure_line_of_a_report_when_nothing_validates_or_everything_is_fla
     assert everything["kept_exact_match"] is None and "NaN" not in json.dumps(everything)
     assert unsure_sentence(everything, 20).endswith("on the test rows it flags 2 answers, 2 of them wrong (of 2 "
                                                     "wrong answers), and it keeps none")
+
+
+def test_the_spoken_numbers_check_is_on_only_where_every_training_row_says_its_numbers() -> None:
+    said = [Pair(f"x equals {NUMBERS[i % 10]}", f"x = {i % 10}", i + 2) for i in range(SPOKEN_NUMBERS_MIN_ROWS)]
+    assert spoken_numbers_checks(said)[0] == ("spoken_numbers",)
+    checks, sentence = spoken_numbers_checks(said[:-1])
+    assert checks == () and sentence.startswith(f"off (19 training rows write digits; it is tried on "
+                                                f"{SPOKEN_NUMBERS_MIN_ROWS} or more")
+    translated = [*said, Pair("x vaut sept", "x = 7", 99)]  # another language: right answers would be flagged
+    checks, sentence = spoken_numbers_checks(translated)
+    assert checks == ()
+    assert "1 of the 21 training rows that write digits fail it, e.g. `x vaut sept` -> `x = 7`" in sentence
+    assert spoken_numbers_checks([*said, Pair("return none", "return None", 99)])[0] == ("spoken_numbers",)

@@ -24,6 +24,7 @@ from trainer.sequence.model import SequenceTRM
 from trainer.sequence.vocab import decode
 from trainer.testing import make_random_sequence_bundle
 from trm_bundle.manifest import BundleError, load_bundle
+from trm_bundle.spoken_numbers import numbers_agree
 from trm_service.testing import ServerProcess
 
 MODEL = "svc-dictation"
@@ -31,6 +32,7 @@ SHORT_CACHE_MODEL = "svc-dictation-short-cache"  # its prefix cache keeps 2 of i
 UNCHANGED_MODEL = "svc-dictation-unchanged"  # a token also stops once its answer is unchanged by a step
 UNSURE_MODEL = "svc-dictation-unsure"  # the first model's weights, with an unsure threshold
 UNSURE_BELOW = 0.2
+CHECKED_MODEL = "svc-dictation-checked"  # the first model's weights, with the spoken-numbers check
 INPUTS = ("def parse open paren path close paren colon", "x equals one", "return none", "import os",
           "for i in range of ten colon", "print open paren quote hello quote close paren", "pass", "a")
 
@@ -60,9 +62,17 @@ def unsure_bundle(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Seque
 
 
 @pytest.fixture(scope="module")
+def checked_bundle(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, SequenceTRM]:
+    return make_random_sequence_bundle(tmp_path_factory.mktemp("sequence"), name=CHECKED_MODEL,
+                                       checks=("spoken_numbers",))
+
+
+@pytest.fixture(scope="module")
 def server(sequence_bundle: tuple[Path, SequenceTRM], short_cache_bundle: tuple[Path, SequenceTRM],
-           unchanged_bundle: tuple[Path, SequenceTRM], unsure_bundle: tuple[Path, SequenceTRM]):
-    with ServerProcess([sequence_bundle[0], short_cache_bundle[0], unchanged_bundle[0], unsure_bundle[0]]) as running:
+           unchanged_bundle: tuple[Path, SequenceTRM], unsure_bundle: tuple[Path, SequenceTRM],
+           checked_bundle: tuple[Path, SequenceTRM]):
+    bundles = (sequence_bundle, short_cache_bundle, unchanged_bundle, unsure_bundle, checked_bundle)
+    with ServerProcess([bundle[0] for bundle in bundles]) as running:
         yield running
 
 
@@ -236,6 +246,45 @@ def test_an_answer_below_the_unsure_threshold_is_marked_and_the_field_needs_sche
     for edit, message in (({"schema_version": 4}, "'sequence.unsure_below' needs schema_version 5"),
                           ({"sequence": {**manifest["sequence"], "unsure_below": 1.0}}, r"must be in \[0, 1\)")):
         folder = Path(shutil.copytree(unsure_bundle[0], tmp_path / str(len(message))))
+        (folder / "manifest.json").write_text(json.dumps({**manifest, **edit}))
+        with pytest.raises(BundleError, match=message):
+            load_bundle(folder)
+
+
+def test_a_finished_answer_whose_numbers_the_words_do_not_say_is_marked_and_the_field_needs_schema_6(
+        checked_bundle, server, stub, tmp_path):
+    """The same weights with the spoken-numbers check: a finished answer that fails it says numbers_disagree and is
+    unsure (counted as such), one that passes is neither, the stream's unfinished steps never are; the same request
+    batched gets the same flags; a reader that predates the field, or an unknown check, refuses the bundle."""
+    before = server.sample_value("trm_flagged_answers_total", model=CHECKED_MODEL, flag="unsure")
+    spoken = [f"x equals {words}" for words in ("one", "two three", "ten thousand four", "nineteen oh five", "zero",
+                                                "four hundred and two", "seven seven seven", "a hundred", "for")]
+    answers = [stub.Reason(_request(text, CHECKED_MODEL), timeout=30) for text in spoken]
+    flags = []
+    for text, response in zip(spoken, answers, strict=True):
+        plain = stub.Reason(_request(text), timeout=30).answer.text
+        answer = response.answer.text
+        assert (answer.text, answer.confidence) == (plain.text, plain.confidence) and not plain.numbers_disagree
+        finished = response.halt_reason == trm_pb2.HALT_REASON_HALTED and answer.tokens > len(answer.text)
+        assert answer.numbers_disagree == (finished and not numbers_agree(text, answer.text)), (text, answer.text)
+        assert answer.unsure == answer.numbers_disagree  # no confidence threshold in this bundle
+        flags.append(answer.numbers_disagree)
+    assert set(flags) == {True, False}, [a.answer.text.text for a in answers]  # random weights write random digits
+    counted = server.sample_value("trm_flagged_answers_total", model=CHECKED_MODEL, flag="unsure") - before
+    assert counted == sum(flags)
+    batch = stub.ReasonBatch(trm_pb2.ReasonBatchRequest(requests=[_request(text, CHECKED_MODEL) for text in spoken]),
+                             timeout=60)
+    assert [result.response.answer.text.numbers_disagree for result in batch.results] == flags
+    streamed = list(stub.ReasonStream(_request(spoken[flags.index(True)], CHECKED_MODEL), timeout=30))
+    assert [step.answer.text.numbers_disagree for step in streamed] == [False] * (len(streamed) - 1) + [True]
+    info = stub.GetModel(trm_pb2.GetModelRequest(name=CHECKED_MODEL), timeout=10)
+    assert list(info.checks) == ["spoken_numbers"]
+    manifest = json.loads((checked_bundle[0] / "manifest.json").read_text())
+    assert manifest["schema_version"] == 6 and manifest["sequence"]["checks"] == ["spoken_numbers"]
+    for edit, message in (({"schema_version": 5}, "'sequence.checks' needs schema_version 6"),
+                          ({"sequence": {**manifest["sequence"], "checks": ["spelling"]}}, "must be one of"),
+                          ({"sequence": {**manifest["sequence"], "checks": "spoken_numbers"}}, "a list of names")):
+        folder = Path(shutil.copytree(checked_bundle[0], tmp_path / str(len(message))))
         (folder / "manifest.json").write_text(json.dumps({**manifest, **edit}))
         with pytest.raises(BundleError, match=message):
             load_bundle(folder)

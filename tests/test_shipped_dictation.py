@@ -21,6 +21,7 @@ from trainer.sequence.bundle import bundle_halting, sequence_model_from_bundle
 from trainer.sequence.evaluate import predict, score
 from trainer.sequence.model import SequenceTRM
 from trm_bundle.manifest import load_bundle
+from trm_bundle.spoken_numbers import numbers_agree
 from trm_service.testing import ServerProcess
 
 BUNDLE = Path(__file__).resolve().parents[1] / "trm_service" / "models" / "code-dictation"
@@ -109,6 +110,28 @@ def test_numbers_of_every_size_score_what_the_manifest_says(shipped_model: Seque
     measured = sum(written == phrase.literal for written, phrase in zip(predicted.texts, phrases, strict=True))
     recorded_exact = load_bundle(BUNDLE).manifest.metrics["numbers_generated_exact"]
     assert abs(measured / len(phrases) - recorded_exact) <= 0.005, (measured, recorded_exact)
+
+
+def test_the_servers_spoken_numbers_check_flags_what_the_bundle_records(shipped_model: SequenceTRM) -> None:
+    """Whole numbers said alone, served: the answers the check fails are the wrong ones the bundle's evaluation
+    counts (none right), each marked unsure; the others pass."""
+    recorded = json.loads((BUNDLE / "evaluation.json").read_text())
+    check = recorded["spoken_numbers_check"]["numbers_generated"]
+    phrases = number_phrases(generated_literals(GENERATED_NUMBERS, recorded["sample"]["seed"]),
+                             Verbalizer(recorded["sample"]["seed"]))
+    with ServerProcess([BUNDLE]) as server, grpc.insecure_channel(server.target) as channel:
+        stub = trm_pb2_grpc.ReasoningServiceStub(channel)
+        requests = [trm_pb2.ReasonRequest(model="code-dictation", text=phrase.spoken) for phrase in phrases]
+        answers = [result.response.answer.text for start in range(0, len(requests), 250)
+                   for result in stub.ReasonBatch(trm_pb2.ReasonBatchRequest(requests=requests[start:start + 250]),
+                                                  timeout=300).results]
+    flagged = [(answer.text, phrase.literal) for answer, phrase in zip(answers, phrases, strict=True)
+               if answer.numbers_disagree]
+    assert all(answer.unsure for answer in answers if answer.numbers_disagree)
+    assert len(flagged) == check["failing"] and all(text != literal for text, literal in flagged), flagged
+    assert check["failing"] > 0 and check["failing_right"] == 0
+    for answer, phrase in zip(answers, phrases, strict=True):
+        assert answer.numbers_disagree == (not numbers_agree(phrase.spoken, answer.text))
 
 
 def test_the_server_writes_what_pytorch_writes(sample, shipped_model: SequenceTRM) -> None:

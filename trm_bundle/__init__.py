@@ -4,6 +4,7 @@
 - `checksums`: the sha256 of bundle files, and their verification
 - `writer`: writing a complete bundle folder atomically
 - `probabilities`: how a step's logits become the probabilities an answer reports
+- `spoken_numbers`: a sequence bundle's check that the numbers an answer writes are the ones its words say
 """
 
 

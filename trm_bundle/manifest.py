@@ -24,9 +24,11 @@ from trm_bundle import BundleError
 from trm_bundle.checksums import verify_files
 
 # 2 added task "sequence", 3 the field sequence.prefix_steps, 4 sequence.halt_when_unchanged, 5
-# sequence.unsure_below; a manifest is written at the lowest version that has what it uses, so a reader that
-# predates a feature refuses a bundle that needs it
-READABLE_SCHEMAS = (1, 2, 3, 4, 5)
+# sequence.unsure_below, 6 sequence.checks; a manifest is written at the lowest version that has what it uses, so a
+# reader that predates a feature refuses a bundle that needs it
+READABLE_SCHEMAS = (1, 2, 3, 4, 5, 6)
+SEQUENCE_CHECKS = ("spoken_numbers",)
+"""The checks a sequence bundle may ask of its answers (`SequenceOutput.checks`; trm_bundle/spoken_numbers.py)."""
 MANIFEST_FILE = "manifest.json"
 FP32_FILE = "model.onnx"
 INT8_FILE = "model.int8.onnx"
@@ -144,7 +146,7 @@ class SequenceOutput:
     reading those of step min(s, prefix_steps); with `halt_when_unchanged`, a token its halting head has not
     stopped also stops after a step whose most probable token is the one the step before it chose. An answer
     whose confidence (the product of its emitted tokens' probabilities) is below `unsure_below` is unsure
-    (0: never)."""
+    (0: never), and so is a finished answer that fails one of its `checks` (SEQUENCE_CHECKS)."""
 
     max_tokens: int
     bos_id: int
@@ -157,6 +159,7 @@ class SequenceOutput:
     prefix_steps: int | None = None
     halt_when_unchanged: bool = False
     unsure_below: float = 0.0
+    checks: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -342,11 +345,17 @@ def _sequence_json(spec: SequenceOutput) -> dict[str, Any]:
         del fields["halt_when_unchanged"]
     if not spec.unsure_below:
         del fields["unsure_below"]
+    if spec.checks:
+        fields["checks"] = list(spec.checks)
+    else:
+        del fields["checks"]
     return fields
 
 
 def _schema_version(manifest: Manifest) -> int:
     """The lowest schema version that has everything `manifest` uses."""
+    if manifest.sequence is not None and manifest.sequence.checks:
+        return 6
     if manifest.sequence is not None and manifest.sequence.unsure_below:
         return 5
     if manifest.sequence is not None and manifest.sequence.halt_when_unchanged:
@@ -354,6 +363,22 @@ def _schema_version(manifest: Manifest) -> int:
     if manifest.sequence is not None and manifest.sequence.prefix_steps is not None:
         return 3
     return 2 if manifest.task == "sequence" else 1
+
+
+def _sequence_checks(obj: dict, schema: int) -> tuple[str, ...]:
+    """`sequence.checks`: distinct names of SEQUENCE_CHECKS (a check this reader does not know refuses the bundle:
+    serving it unchecked would drop what its answers promise)."""
+    if "checks" not in obj:
+        return ()
+    if schema < 6:
+        raise BundleError(f"field 'sequence.checks' needs schema_version 6, the manifest says {schema}")
+    checks = obj["checks"]
+    if not isinstance(checks, list) or not all(isinstance(check, str) for check in checks):
+        raise BundleError(f"field 'sequence.checks' must be a list of names, got {checks!r}")
+    unknown = [check for check in checks if check not in SEQUENCE_CHECKS]
+    if unknown or len(set(checks)) != len(checks):
+        raise BundleError(f"sequence.checks {checks!r}: each must be one of {list(SEQUENCE_CHECKS)}, once")
+    return tuple(checks)
 
 
 _INPUT_KINDS = {TextInput: "text", GridInput: "grid", CharacterInput: "characters"}
@@ -519,6 +544,7 @@ def _sequence(obj: dict, schema: int, labels: tuple[str, ...], recursion: Recurs
         prefix_steps=prefix_steps,
         halt_when_unchanged=halt_when_unchanged,
         unsure_below=unsure_below,
+        checks=_sequence_checks(obj, schema),
     )
     if max(spec.bos_id, spec.eos_id) >= len(labels):
         raise BundleError("sequence.bos_id and sequence.eos_id must be indexes of 'labels' (the vocabulary)")

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from trm_client.tool_result import DEFER_REASONS
+
 REPO = Path(__file__).resolve().parents[2]
 CLIENTS_README = REPO / "clients" / "README.md"
 VOICE_README = REPO / "clients" / "examples" / "voice_pipeline" / "README.md"
@@ -34,7 +36,7 @@ def test_the_intent_example_names_labels_of_intent_clinc150():
 
 def test_every_defer_reason_is_documented():
     text = CLIENTS_README.read_text()
-    for reason in ("out_of_scope", "low_confidence", "unverified", "incomplete"):
+    for reason in DEFER_REASONS:
         assert f"`{reason}`" in text[text.index("`defer_to_llm` is true") :], reason
 
 

@@ -22,6 +22,7 @@ from trm_service.testing import ServerProcess
 
 MODEL = "dictation-test"
 UNSURE_MODEL = "dictation-unsure"  # the same weights, every answer of which is below its unsure threshold
+CHECKED_MODEL = "dictation-checked"  # the same weights, with the spoken-numbers check
 SPOKEN = "def parse open paren path close paren colon"
 
 
@@ -30,7 +31,9 @@ def sequence_server(tmp_path_factory: pytest.TempPathFactory, bundles: dict[str,
     """The random sequence bundle next to the random intent bundle (for the voice pipeline's chain)."""
     path: Path = make_random_sequence_bundle(tmp_path_factory.mktemp("sequence"), name=MODEL)[0]
     unsure = make_random_sequence_bundle(tmp_path_factory.mktemp("sequence"), name=UNSURE_MODEL, unsure_below=0.99)[0]
-    with ServerProcess([path, unsure, bundles["text"]]) as process:
+    checked = make_random_sequence_bundle(tmp_path_factory.mktemp("sequence"), name=CHECKED_MODEL,
+                                          checks=("spoken_numbers",))[0]
+    with ServerProcess([path, unsure, checked, bundles["text"]]) as process:
         yield process
 
 
@@ -120,6 +123,27 @@ def test_an_unsure_text_is_deferred_by_the_tool_and_flagged_by_the_cli(sequence_
     lines.write_text(f"{SPOKEN}\n")
     batch = trm_client("reason-batch", UNSURE_MODEL, str(lines), target=sequence_server.target).stdout
     assert batch == f"line 1: {direct.answer.text} ({direct.steps} steps, defer: low_confidence)\n"
+
+
+def test_a_text_whose_numbers_the_words_do_not_say_is_deferred_by_the_tool_and_flagged_by_the_cli(
+        sequence_server, sequence_client):
+    """The spoken-numbers check: the SDK reads the flag and the model's checks, the tool defers the text with
+    numbers_disagree, the CLI says why; a text that passes is not deferred."""
+    assert sequence_client.model(CHECKED_MODEL).checks == ("spoken_numbers",)
+    assert sequence_client.model(MODEL).checks == ()
+    results = {words: sequence_client.reason(CHECKED_MODEL, f"x equals {words}")
+               for words in ("one", "two three", "ten thousand four", "nineteen oh five", "seven seven seven")}
+    failing = [words for words, result in results.items() if result.answer.numbers_disagree]
+    passing = [words for words, result in results.items() if not result.answer.numbers_disagree]
+    assert failing and passing, {words: result.answer.text for words, result in results.items()}
+    adapter = ToolAdapter(sequence_client)
+    deferred = json.loads(adapter.call_tool("trm_dictation_checked", {"text": f"x equals {failing[0]}"}))
+    assert (deferred["defer_to_llm"], deferred["defer_reason"]) == (True, "numbers_disagree")
+    assert results[failing[0]].answer.unsure and not results[passing[0]].answer.unsure
+    kept = json.loads(adapter.call_tool("trm_dictation_checked", {"text": f"x equals {passing[0]}"}))
+    assert kept.get("defer_reason") in (None, "incomplete", "empty")
+    done = trm_client("reason", CHECKED_MODEL, f"x equals {failing[0]}", target=sequence_server.target)
+    assert done.returncode == 0 and "defer:       unsure: writes a number the words do not say" in done.stdout
 
 
 def test_the_voice_pipeline_chains_the_dictate_intent_to_the_dictation_model(sequence_server, sequence_client):

@@ -120,6 +120,8 @@ class ModelInfo:
     """The ONNX step the server runs: "int8" (the metrics named int8_* are its figures) or "fp32"."""
     unsure_below: float = 0.0
     """Sequence models: the calibrated confidence below which a written text is marked unsure (0: never)."""
+    checks: tuple[str, ...] = ()
+    """Sequence models: the checks run on each finished text ("spoken_numbers": `WrittenText.numbers_disagree`)."""
 
     @property
     def halt_threshold(self) -> float:
@@ -142,4 +144,5 @@ class ModelInfo:
             versions=tuple(message.versions),
             served_step=message.served_step or "fp32",
             unsure_below=message.unsure_below,
+            checks=tuple(message.checks),
         )

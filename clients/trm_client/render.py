@@ -12,6 +12,7 @@ _TEXT_DEFERS = {
     "incomplete": "incomplete: a step limit, time budget, deadline or the output limit cut it short",
     "empty": "empty: the model wrote nothing",
     "low_confidence": "unsure: below the model's calibrated confidence, likely wrong",
+    "numbers_disagree": "unsure: writes a number the words do not say",
 }
 
 

@@ -86,9 +86,9 @@ class GridSolution:
 class WrittenText:
     """A sequence model's answer (final), or where its decoding stands (a streamed step): the text emitted
     so far with its confidence (the product of its tokens' probabilities) and whether that is below the model's
-    calibrated threshold (`unsure`: the text is likely wrong), the token the step refined (its index, its
-    refinement step, its top candidates, whether this step emitted it), and the tokens emitted with their mean
-    refinement steps."""
+    calibrated threshold (`unsure`: the text is likely wrong; also when `numbers_disagree`: the finished text writes
+    a number its words do not say), the token the step refined (its index, its refinement step, its top candidates,
+    whether this step emitted it), and the tokens emitted with their mean refinement steps."""
 
     text: str
     token_index: int
@@ -99,6 +99,7 @@ class WrittenText:
     mean_steps_per_token: float
     confidence: float
     unsure: bool
+    numbers_disagree: bool = False
 
     @property
     def prediction(self) -> str:
@@ -123,6 +124,7 @@ def answer_from_proto(message: trm_pb2.Answer) -> Answer:
             mean_steps_per_token=text.mean_steps_per_token,
             confidence=text.confidence,
             unsure=text.unsure,
+            numbers_disagree=text.numbers_disagree,
         )
     if message.WhichOneof("kind") == "grid":
         grid = message.grid

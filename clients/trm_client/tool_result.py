@@ -7,12 +7,12 @@ from typing import Any
 from trm_client.model_info import ModelInfo
 from trm_client.results import Classification, GridSolution, HaltReason, ReasonResult, ReasonStep, WrittenText
 
-DEFER_REASONS = ("out_of_scope", "low_confidence", "unverified", "incomplete", "empty")
+DEFER_REASONS = ("out_of_scope", "low_confidence", "unverified", "incomplete", "empty", "numbers_disagree")
 
 
 def defer_reason(info: ModelInfo, result: ReasonResult) -> str | None:
     """Why the agent should not rely on the answer ("out_of_scope", "low_confidence", "unverified",
-    "incomplete", "empty"), or None.
+    "incomplete", "empty", "numbers_disagree"), or None.
 
     Classification: out of scope when the server flags it (its top label is the out-of-scope label, or its
     probability is below the model's calibrated out-of-scope threshold); for a model without that
@@ -34,12 +34,15 @@ def defer_reason(info: ModelInfo, result: ReasonResult) -> str | None:
 
 def text_defer_reason(result: ReasonResult | ReasonStep) -> str | None:
     """Why not to rely on a sequence model's written text, or None: "incomplete" unless the model ended it itself
-    (a deadline, time budget or the output limit cut it short), "empty" when it wrote nothing, "low_confidence"
-    when the server marks it unsure (its confidence below the model's calibrated threshold)."""
+    (a deadline, time budget or the output limit cut it short), "empty" when it wrote nothing, "numbers_disagree"
+    when it writes a number its words do not say (the model's spoken-numbers check), "low_confidence" when the
+    server marks it unsure otherwise (its confidence below the model's calibrated threshold)."""
     if result.halt_reason not in (HaltReason.HALTED, HaltReason.LOAD):
         return "incomplete"
     if not result.answer.text:
         return "empty"
+    if result.answer.numbers_disagree:
+        return "numbers_disagree"
     return "low_confidence" if result.answer.unsure else None
 
 

@@ -42,6 +42,7 @@ from trainer.sequence.evaluate import (
 )
 from trainer.sequence.model import SequenceTRM
 from trainer.sequence.train import CHECKPOINT, load_model
+from trm_bundle.spoken_numbers import numbers_agree
 
 
 def held_out_sample(corpus: Corpus, verbalizer: Verbalizer, *, max_chars: int, max_source_chars: int, lines: int,
@@ -132,6 +133,11 @@ def score_test_split(model: SequenceTRM, corpus: Corpus, verbalizer: Verbalizer,
             cardinal_sized = [phrase for phrase in phrases if len(phrase.literal) <= MAX_CARDINAL_DIGITS]
             report[name]["up_to_6_digits"] = {"count": len(cardinal_sized),
                                               "model": score_reader(cardinal_sized, model_reader).exact_match}
+    checked = {name: (spoken, written) for name, (written, spoken) in sample.items()}
+    checked.update({name: ([phrase.spoken for phrase in phrases], [phrase.literal for phrase in phrases])
+                    for name, phrases in number_sets.items() if name != "numbers_clean"})
+    report["spoken_numbers_check"] = spoken_numbers_check(model, checked, halting=halting, unsure_below=unsure_below,
+                                                          max_len=max_chars + 8)
     report["names"] = names_alone(model, test_lines, verbalizer, lines=lines, seed=seed, halting=halting,
                                   max_chars=max_chars, unsure_below=unsure_below)
     report["short_names"] = short_names_alone(model, test_lines, verbalizer, halting=halting, unsure_below=unsure_below)
@@ -169,6 +175,27 @@ def _said_alone(model: SequenceTRM, names: list[str], verbalizer: Verbalizer, ha
     if unsure_below is not None:
         figures["wrong_not_unsure"] = sum(1 for ok, confidence in zip(right, predictions.confidence, strict=True)
                                           if not ok and confidence >= unsure_below)
+    return figures
+
+
+def spoken_numbers_check(model: SequenceTRM, sets: dict[str, tuple[list[str], list[str]]], *,
+                         halting: Halting | None, unsure_below: float | None, max_len: int) -> dict[str, Any]:
+    """What the bundle's spoken-numbers check (`trm_bundle.spoken_numbers`, run on every finished answer) does on
+    each set of (spoken, written) pairs: answers it fails, how many of them are right (false alarms), the wrong
+    answers, and with `unsure_below` the wrong answers it flags that the confidence threshold does not. A set named
+    "longer" is decoded to the model's limit, the others to `max_len` tokens."""
+    figures = {}
+    for name, (spoken, written) in sets.items():
+        predictions = predict(model, spoken, halting=halting, max_len=None if name == "longer" else max_len)
+        rows = [(answer == truth, len(steps) > len(answer) and not numbers_agree(said, answer), confidence)
+                for said, truth, answer, steps, confidence in zip(spoken, written, predictions.texts, predictions.steps,
+                                                                   predictions.confidence, strict=True)]
+        figures[name] = {"count": len(rows), "failing": sum(fails for _, fails, _ in rows),
+                         "failing_right": sum(fails and right for right, fails, _ in rows),
+                         "wrong": sum(not right for right, _, _ in rows),
+                         **({"caught_not_unsure": sum(fails and not right and confidence >= unsure_below
+                                                      for right, fails, confidence in rows)}
+                            if unsure_below is not None else {})}
     return figures
 
 

@@ -27,7 +27,10 @@ from trainer.sequence.train import CHECKPOINT, model_from_state
 from trm_bundle.manifest import Bundle, Training
 
 NAME = "code-dictation"
-VERSION = "1.3.0"  # 1.3.0: and short names said alone; 1.2.0: whole numbers of every size; 1.1.0: names (2026-12-04)
+# 1.3.1: the spoken-numbers check; 1.3.0: and short names said alone; 1.2.0: whole numbers of every size; 1.1.0: names
+# (2026-12-04)
+VERSION = "1.3.1"
+CHECKS = ("spoken_numbers",)  # every finished answer's numbers against the words (trm_bundle.spoken_numbers)
 DESCRIPTION = ("Dictated Python to code: spoken words in, one line of code out, written one character at a "
                "time, each refined until its halting head settles it")
 
@@ -115,6 +118,7 @@ def report_markdown(metrics: dict[str, Any], training: Training, parameters: int
         "Test figures below use it.", "",
         *adaptive_compute_lines(short, metrics["fixed_steps"], metrics["halting_curve"]),
         *(unsure_lines(metrics) if "unsure" in metrics else []),
+        *(spoken_numbers_lines(metrics["spoken_numbers_check"]) if "spoken_numbers_check" in metrics else []),
         *example_lines(short),
     ]
     return "\n".join(lines)
@@ -172,6 +176,22 @@ def unsure_lines(metrics: dict[str, Any]) -> list[str]:
     ]
 
 
+def spoken_numbers_lines(check: dict[str, Any]) -> list[str]:
+    """REPORT.md's section on the spoken-numbers check (`trainer.dictation.evaluate.spoken_numbers_check`)."""
+    names = {"short": "lines of at most 40 characters", "longer": "longer lines",
+             "numbers": "number literals said alone", "numbers_generated": "whole numbers of every size said alone"}
+    return [
+        "## The spoken-numbers check", "",
+        "A finished answer that writes a number its words do not say (`ten thousand four` written as `1004`) is "
+        "marked unsure as well (`TextAnswer.numbers_disagree`; trm_bundle/spoken_numbers.py).", "",
+        "| test set | answers | failing the check | of them right | wrong in all | wrong, flagged by the check alone |",
+        "|---|---:|---:|---:|---:|---:|",
+        *[f"| {names[name]} | {row['count']} | {row['failing']} | {row['failing_right']} | {row['wrong']} | "
+          f"{row.get('caught_not_unsure', '')} |" for name, row in check.items()],
+        "",
+    ]
+
+
 def export_dictation_bundle(run_dir: Path, bundle_dir: Path, wall_time_s: float | None = None) -> Bundle:
     """Write the bundle of `run_dir`'s EMA model with the figures of its metrics.json."""
     metrics = json.loads((run_dir / "metrics.json").read_text())
@@ -188,7 +208,8 @@ def export_dictation_bundle(run_dir: Path, bundle_dir: Path, wall_time_s: float 
                                  max_chars=int(args.get("max_source_chars", 200)), training=training,
                                  metrics=headline_metrics(metrics), halt_threshold=halting.threshold,
                                  halt_when_unchanged=halting.when_unchanged,
-                                 unsure_below=metrics.get("unsure", {}).get("unsure_below", 0.0))
+                                 unsure_below=metrics.get("unsure", {}).get("unsure_below", 0.0),
+                                 checks=CHECKS)
     with_plot = run_dir / "anytime.png"
     plot_anytime(with_plot, metrics["test_short"], metrics["fixed_steps"], metrics["halting_curve"])
     evaluation = {key: value for key, value in metrics.items() if key != "args"}

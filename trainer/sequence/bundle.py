@@ -33,9 +33,9 @@ VOCABULARY = (*SPECIALS, *CHARACTERS)  # the manifest's labels: token id -> its 
 def sequence_manifest(model: SequenceTRM, *, name: str, version: str, description: str, max_chars: int,
                       training: Training | None, metrics: Mapping[str, float] | None = None,
                       halt_threshold: float = 0.5, halt_when_unchanged: bool = False,
-                      unsure_below: float = 0.0) -> Manifest:
-    """The manifest of `model`'s bundle: its vocabulary, input limit, output limit, caches' geometry, halting rule
-    and the confidence below which an answer is unsure."""
+                      unsure_below: float = 0.0, checks: tuple[str, ...] = ()) -> Manifest:
+    """The manifest of `model`'s bundle: its vocabulary, input limit, output limit, caches' geometry, halting rule,
+    the confidence below which an answer is unsure and the checks of its finished answers."""
     cfg = model.cfg
     if max_chars > cfg.max_source_len:
         raise ValueError(f"max_chars {max_chars} exceeds the model's {cfg.max_source_len} source positions")
@@ -49,7 +49,7 @@ def sequence_manifest(model: SequenceTRM, *, name: str, version: str, descriptio
                                 layers=cfg.num_layers, slots=cfg.slots, heads=cfg.num_heads,
                                 head_dim=cfg.head_dim, encode=ENCODE_FILE,
                                 prefix_steps=cfg.prefix_steps if cfg.cache_steps < cfg.N_sup else None,
-                                halt_when_unchanged=halt_when_unchanged, unsure_below=unsure_below),
+                                halt_when_unchanged=halt_when_unchanged, unsure_below=unsure_below, checks=checks),
     )
 
 

@@ -6,7 +6,9 @@ target one character at a time (printable ASCII). Without --test, a seeded 10% o
 and at the end, and the best-scored EMA weights are the bundle's (a loss spike late in a run once took held-out
 exact match from 98.75% to 41.25% for one evaluation). The model is the code-dictation recipe (d=128, a 2-layer
 encoder, f of 2 layers, n=1, T=1, a copying pointer) with one refinement step per character (N_sup=1),
-trained for the time budget; the bundle has the held-out scores and examples in REPORT.md.
+trained for the time budget; the bundle has the held-out scores and examples in REPORT.md. When the training rows
+say their numbers in English words, as dictation does, the bundle checks each answer's numbers against its words
+(`spoken_numbers_checks`).
 
 One step per character, measured at equal wall time (15 minutes of training on code dictation,
 docs/EXPERIMENTS.md): N_sup=1 reached 83.0% exact on 500 validation lines against 69.8% for N_sup=3 with
@@ -36,6 +38,7 @@ from trainer.sequence.pairs import Pair, load_pairs
 from trainer.sequence.report import example_lines
 from trainer.sequence.train import SequenceTrainConfig, SequenceTrainer
 from trm_bundle.manifest import Bundle, Training
+from trm_bundle.spoken_numbers import numbers_agree
 
 MAX_SOURCE_CHARS = 512
 MAX_TARGET_CHARS = 127  # the answer's tokens, its end mark included, stay within 128
@@ -43,6 +46,7 @@ HOLD_OUT_SHARE, HOLD_OUT_MAX = 0.1, 1000
 VALIDATION_ROWS = 200  # at most, held out of the training rows and scored during training
 LOG_EVERY = 100  # optimizer steps between progress lines: 7 s for short rows on 2 cores, more for longer ones
 HALT_THRESHOLD = 0.5  # the manifest's halting threshold; with one step per character nothing waits on it
+SPOKEN_NUMBERS_MIN_ROWS = 20  # training rows that write digits before the spoken-numbers check is tried
 MODEL = {"hidden_size": 128, "num_heads": 4, "encoder_layers": 2, "num_layers": 2, "n": 1, "T": 1, "N_sup": 1}
 
 
@@ -113,6 +117,7 @@ def fit_sequence(train: Path, test: Path | None, *, out: Path, name: str, versio
         SequenceTRM(cfg), batches, evaluate if validation else None, data_sha256=data_sha256)
     trainer.fit(resume=resume)
     final = trainer.best_model()
+    checks, checks_sentence = spoken_numbers_checks(training)
     unsure_below = 0.0
     if validation:  # the confidence below which an answer is flagged unsure, chosen on the validation rows
         checked = predict(final, [p.source for p in validation])
@@ -130,7 +135,7 @@ def fit_sequence(train: Path, test: Path | None, *, out: Path, name: str, versio
                       parameters=sum(p.numel() for p in final.parameters()))
     manifest = sequence_manifest(final, name=name, version=version, max_chars=cfg.max_source_len, training=record,
                                  description=f"Sequence model trained on {train.name}", metrics=metrics,
-                                 halt_threshold=HALT_THRESHOLD, unsure_below=unsure_below)
+                                 halt_threshold=HALT_THRESHOLD, unsure_below=unsure_below, checks=checks)
     report = "\n".join([
         f"# {name} {version}", "",
         f"- Command: `{command}`",
@@ -141,6 +146,7 @@ def fit_sequence(train: Path, test: Path | None, *, out: Path, name: str, versio
            else f"test: {counted(len(held_out), 'row')} held out of it."),
         f"- Weights: {weights_sentence(trainer, len(validation))}",
         f"- Unsure answers: {unsure_sentence(test_figures['unsure'], len(validation))}",
+        f"- Spoken-numbers check: {checks_sentence}",
         "",
         f"Held-out exact match **{100 * test_figures['exact_match']:.2f}%**, character error rate "
         f"{100 * test_figures['cer']:.2f}%, one refinement step per character (N_sup=1, the preset's choice: "
@@ -150,6 +156,23 @@ def fit_sequence(train: Path, test: Path | None, *, out: Path, name: str, versio
         "evaluation.json": json.dumps({"scores": scores, "history": trainer.history,
                                        "shipped_step": (trainer.best_evaluation or {"step": trainer.step})["step"]},
                                       indent=1)})
+
+
+def spoken_numbers_checks(training: list[Pair]) -> tuple[tuple[str, ...], str]:
+    """The bundle's checks and REPORT.md's sentence on them. The spoken-numbers check (trm_bundle.spoken_numbers) is
+    on when SPOKEN_NUMBERS_MIN_ROWS or more training rows write digits and every one of them passes it (their sources
+    say the numbers in English words, as dictation does); on other data it would flag right answers, so it is off."""
+    with_digits = [pair for pair in training if any(char.isdigit() for char in pair.target)]
+    if len(with_digits) < SPOKEN_NUMBERS_MIN_ROWS:
+        return (), (f"off ({counted(len(with_digits), 'training row')} write digits; it is tried on "
+                    f"{SPOKEN_NUMBERS_MIN_ROWS} or more)")
+    failing = [pair for pair in with_digits if not numbers_agree(pair.source, pair.target)]
+    if failing:
+        return (), (f"off ({len(failing):,} of the {len(with_digits):,} training rows that write digits fail it, e.g. "
+                    f"`{failing[0].source}` -> `{failing[0].target}`, so it would flag right answers)")
+    return ("spoken_numbers",), (f"on (each of the {len(with_digits):,} training rows that write digits says its "
+                                 "numbers in words): an answer that writes a number its words do not say is marked "
+                                 "unsure (`TextAnswer.numbers_disagree`)")
 
 
 def weights_sentence(trainer: SequenceTrainer, validation_rows: int) -> str:

@@ -42,4 +42,5 @@ def model_info(model: HostedModel, versions: list[str], max_time_budget_ms: int)
         versions=versions,
         served_step="int8" if model.loaded.onnx_file == manifest.onnx_int8 else "fp32",
         unsure_below=manifest.sequence.unsure_below if manifest.sequence else 0.0,
+        checks=manifest.sequence.checks if manifest.sequence else (),
     )

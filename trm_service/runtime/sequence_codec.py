@@ -7,6 +7,7 @@ from trm.v1 import trm_pb2
 
 from trm_bundle.manifest import BundleError, CharacterInput, Manifest
 from trm_bundle.probabilities import softmax
+from trm_bundle.spoken_numbers import numbers_agree
 from trm_service.runtime.codec import (
     DEFAULT_TOP_K,
     DecodedStep,
@@ -30,6 +31,7 @@ class SequenceCodec:
         self._ids = {label: index for index, label in enumerate(manifest.labels)
                      if index not in specials and len(label) == 1}
         self._eos_id, self._unsure_below = output.eos_id, output.unsure_below
+        self._checks_numbers = "spoken_numbers" in output.checks
 
     def encode(self, request: trm_pb2.ReasonRequest) -> EncodedRequest:
         """Non-blank text of at most max_chars characters, each in the model's vocabulary; top_k within it."""
@@ -52,16 +54,20 @@ class SequenceCodec:
             raise InputError(f"top_k must be at most {len(self._labels)} (the vocabulary of {self._name!r}), "
                              f"got {top_k}")
         tokens = np.array([self._ids[char] for char in text], dtype=np.int64)
-        reader = SequenceReader(self._labels, self._eos_id, top_k, self._unsure_below)
+        reader = SequenceReader(self._labels, self._eos_id, top_k, self._unsure_below,
+                                spoken=text if self._checks_numbers else None)
         return EncodedRequest(tokens=tokens, reader=reader, logged_input=text)
 
 
 class SequenceReader:
     """Reads a sequence step: the text emitted so far with its confidence (unsure below `unsure_below`), and the
-    refined token's top candidates."""
+    refined token's top candidates. Given the `spoken` words, a finished text is also checked against the numbers
+    they say (trm_bundle.spoken_numbers); one that fails is unsure too."""
 
-    def __init__(self, labels: tuple[str, ...], eos_id: int, top_k: int, unsure_below: float) -> None:
+    def __init__(self, labels: tuple[str, ...], eos_id: int, top_k: int, unsure_below: float,
+                 spoken: str | None = None) -> None:
         self._labels, self._eos_id, self._top_k, self._unsure_below = labels, eos_id, top_k, unsure_below
+        self._spoken = spoken
 
     def read(self, result: StepResult) -> DecodedStep:
         progress = result.progress
@@ -70,8 +76,11 @@ class SequenceReader:
         probabilities = softmax(result.logits)  # of log-probabilities: the distribution itself, renormalised
         text_ids = [token for token in progress.emitted if token != self._eos_id]
         tokens = len(progress.emitted)
+        text = "".join(self._labels[token] for token in text_ids)
+        finished = progress.emitted[-1:] == (self._eos_id,)
+        numbers_disagree = finished and self._spoken is not None and not numbers_agree(self._spoken, text)
         answer = trm_pb2.TextAnswer(
-            text="".join(self._labels[token] for token in text_ids),
+            text=text,
             token_index=progress.token_index,
             token_step=progress.token_step,
             candidates=top_scores(self._labels, probabilities, self._top_k),
@@ -79,7 +88,8 @@ class SequenceReader:
             tokens=tokens,
             mean_steps_per_token=progress.emitted_steps / tokens if tokens else 0.0,
             confidence=progress.confidence,
-            unsure=progress.confidence < self._unsure_below,
+            unsure=progress.confidence < self._unsure_below or numbers_disagree,
+            numbers_disagree=numbers_disagree,
         )
         return DecodedStep(answer=trm_pb2.Answer(text=answer), probabilities=probabilities.astype(np.float32),
                            unit=progress.token_index)

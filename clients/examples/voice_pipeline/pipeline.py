@@ -58,8 +58,8 @@ def fallback_reason(info: ModelInfo, result: ReasonResult, min_confidence: float
     """Why an utterance should not be acted on, or None: out of scope, or below the confidence bar.
 
     The bar is ``min_confidence`` when given, else the model's own calibrated thresholds. A sequence model's
-    written text falls back when it is incomplete, empty or the server marks it unsure (its own calibrated
-    threshold).
+    written text falls back when it is incomplete, empty, writes a number its words do not say, or the server marks
+    it unsure (its own calibrated threshold).
     """
     if min_confidence is None or not isinstance(result.answer, Classification):
         return defer_reason(info, result)

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x10trm/v1/trm.proto\x12\x06trm.v1\"~\n\x06\x42udget\x12\x11\n\tmax_steps\x18\x01 \x01(\r\x12\x11\n\tmin_steps\x18\x02 \x01(\r\x12\x16\n\x0ehalt_threshold\x18\x03 \x01(\x02\x12\x16\n\x0etime_budget_ms\x18\x04 \x01(\r\x12\x1e\n\x16\x63ontinue_when_verified\x18\x05 \x01(\x08\"\x15\n\x04Grid\x12\r\n\x05\x63\x65lls\x18\x01 \x01(\t\"\x95\x01\n\rReasonRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x0e\n\x04text\x18\x03 \x01(\tH\x00\x12\x1c\n\x04grid\x18\x04 \x01(\x0b\x32\x0c.trm.v1.GridH\x00\x12\x1e\n\x06\x62udget\x18\x05 \x01(\x0b\x32\x0e.trm.v1.Budget\x12\r\n\x05top_k\x18\x06 \x01(\rB\x07\n\x05input\"0\n\nLabelScore\x12\r\n\x05label\x18\x01 \x01(\t\x12\x13\n\x0bprobability\x18\x02 \x01(\x02\"g\n\x0b\x43lassAnswer\x12\r\n\x05label\x18\x01 \x01(\t\x12\x12\n\nconfidence\x18\x02 \x01(\x02\x12\x1f\n\x03top\x18\x03 \x03(\x0b\x32\x12.trm.v1.LabelScore\x12\x14\n\x0cout_of_scope\x18\x04 \x01(\x08\"\xd4\x01\n\nTextAnswer\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x13\n\x0btoken_index\x18\x02 \x01(\r\x12\x12\n\ntoken_step\x18\x03 \x01(\r\x12&\n\ncandidates\x18\x04 \x03(\x0b\x32\x12.trm.v1.LabelScore\x12\x15\n\rtoken_emitted\x18\x05 \x01(\x08\x12\x0e\n\x06tokens\x18\x06 \x01(\r\x12\x1c\n\x14mean_steps_per_token\x18\x07 \x01(\x02\x12\x12\n\nconfidence\x18\x08 \x01(\x02\x12\x0e\n\x06unsure\x18\t \x01(\x08\"]\n\nGridAnswer\x12\x0c\n\x04rows\x18\x01 \x01(\r\x12\x0c\n\x04\x63ols\x18\x02 \x01(\r\x12\r\n\x05\x63\x65lls\x18\x03 \x01(\t\x12\x12\n\nconfidence\x18\x04 \x03(\x02\x12\x10\n\x08verified\x18\x05 \x01(\x08\"\x87\x01\n\x06\x41nswer\x12-\n\x0e\x63lassification\x18\x01 \x01(\x0b\x32\x13.trm.v1.ClassAnswerH\x00\x12\"\n\x04grid\x18\x02 \x01(\x0b\x32\x12.trm.v1.GridAnswerH\x00\x12\"\n\x04text\x18\x03 \x01(\x0b\x32\x12.trm.v1.TextAnswerH\x00\x42\x06\n\x04kind\"\xda\x01\n\nReasonStep\x12\x0c\n\x04step\x18\x01 \x01(\r\x12\x1e\n\x06\x61nswer\x18\x02 \x01(\x0b\x32\x0e.trm.v1.Answer\x12\x17\n\x0fhalt_confidence\x18\x03 \x01(\x02\x12\x0e\n\x06\x63hange\x18\x04 \x01(\x02\x12\x12\n\nelapsed_ms\x18\x05 \x01(\x01\x12\r\n\x05\x66inal\x18\x06 \x01(\x08\x12\'\n\x0bhalt_reason\x18\x07 \x01(\x0e\x32\x12.trm.v1.HaltReason\x12\x12\n\nrequest_id\x18\x08 \x01(\t\x12\x15\n\rmodel_version\x18\t \x01(\t\"\xcf\x01\n\x0eReasonResponse\x12\r\n\x05model\x18\x01 \x01(\t\x12\x15\n\rmodel_version\x18\x02 \x01(\t\x12\x1e\n\x06\x61nswer\x18\x03 \x01(\x0b\x32\x0e.trm.v1.Answer\x12\x17\n\x0fhalt_confidence\x18\x04 \x01(\x02\x12\r\n\x05steps\x18\x05 \x01(\r\x12\'\n\x0bhalt_reason\x18\x06 \x01(\x0e\x32\x12.trm.v1.HaltReason\x12\x12\n\nlatency_ms\x18\x07 \x01(\x01\x12\x12\n\nrequest_id\x18\x08 \x01(\t\"=\n\x12ReasonBatchRequest\x12\'\n\x08requests\x18\x01 \x03(\x0b\x32\x15.trm.v1.ReasonRequest\"/\n\x0eRequestFailure\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0f\n\x07message\x18\x02 \x01(\t\"t\n\x11ReasonBatchResult\x12*\n\x08response\x18\x01 \x01(\x0b\x32\x16.trm.v1.ReasonResponseH\x00\x12)\n\x07\x66\x61ilure\x18\x02 \x01(\x0b\x32\x16.trm.v1.RequestFailureH\x00\x42\x08\n\x06result\"A\n\x13ReasonBatchResponse\x12*\n\x07results\x18\x01 \x03(\x0b\x32\x19.trm.v1.ReasonBatchResult\"\x13\n\x11ListModelsRequest\"7\n\x12ListModelsResponse\x12!\n\x06models\x18\x01 \x03(\x0b\x32\x11.trm.v1.ModelInfo\"0\n\x0fGetModelRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\"\xa9\x01\n\x0bInputLimits\x12\x16\n\x0emax_text_chars\x18\x01 \x01(\r\x12\x12\n\nmax_tokens\x18\x02 \x01(\r\x12\x11\n\tgrid_rows\x18\x03 \x01(\r\x12\x11\n\tgrid_cols\x18\x04 \x01(\r\x12\x11\n\tmax_steps\x18\x05 \x01(\r\x12\x1a\n\x12max_time_budget_ms\x18\x06 \x01(\r\x12\x19\n\x11max_output_tokens\x18\x07 \x01(\r\"\xfa\x02\n\tModelInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x1e\n\x04task\x18\x03 \x01(\x0e\x32\x10.trm.v1.TaskType\x12\x13\n\x0b\x64\x65scription\x18\x04 \x01(\t\x12\x0e\n\x06labels\x18\x05 \x03(\t\x12#\n\x06limits\x18\x06 \x01(\x0b\x32\x13.trm.v1.InputLimits\x12&\n\x0e\x64\x65\x66\x61ult_budget\x18\x07 \x01(\x0b\x32\x0e.trm.v1.Budget\x12/\n\x07metrics\x18\x08 \x03(\x0b\x32\x1e.trm.v1.ModelInfo.MetricsEntry\x12\x1e\n\x16out_of_scope_threshold\x18\t \x01(\x02\x12\x10\n\x08versions\x18\n \x03(\t\x12\x13\n\x0bserved_step\x18\x0b \x01(\t\x12\x14\n\x0cunsure_below\x18\x0c \x01(\x02\x1a.\n\x0cMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01*t\n\x08TaskType\x12\x19\n\x15TASK_TYPE_UNSPECIFIED\x10\x00\x12!\n\x1dTASK_TYPE_TEXT_CLASSIFICATION\x10\x01\x12\x12\n\x0eTASK_TYPE_GRID\x10\x02\x12\x16\n\x12TASK_TYPE_SEQUENCE\x10\x03*\xd8\x01\n\nHaltReason\x12\x1b\n\x17HALT_REASON_UNSPECIFIED\x10\x00\x12\x16\n\x12HALT_REASON_HALTED\x10\x01\x12\x19\n\x15HALT_REASON_MAX_STEPS\x10\x02\x12\x16\n\x12HALT_REASON_BUDGET\x10\x03\x12\x18\n\x14HALT_REASON_DEADLINE\x10\x04\x12\x18\n\x14HALT_REASON_SHUTDOWN\x10\x05\x12\x18\n\x14HALT_REASON_VERIFIED\x10\x06\x12\x14\n\x10HALT_REASON_LOAD\x10\x07\x32\xcd\x02\n\x10ReasoningService\x12\x37\n\x06Reason\x12\x15.trm.v1.ReasonRequest\x1a\x16.trm.v1.ReasonResponse\x12;\n\x0cReasonStream\x12\x15.trm.v1.ReasonRequest\x1a\x12.trm.v1.ReasonStep0\x01\x12\x46\n\x0bReasonBatch\x12\x1a.trm.v1.ReasonBatchRequest\x1a\x1b.trm.v1.ReasonBatchResponse\x12\x43\n\nListModels\x12\x19.trm.v1.ListModelsRequest\x1a\x1a.trm.v1.ListModelsResponse\x12\x36\n\x08GetModel\x12\x17.trm.v1.GetModelRequest\x1a\x11.trm.v1.ModelInfob\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x10trm/v1/trm.proto\x12\x06trm.v1\"~\n\x06\x42udget\x12\x11\n\tmax_steps\x18\x01 \x01(\r\x12\x11\n\tmin_steps\x18\x02 \x01(\r\x12\x16\n\x0ehalt_threshold\x18\x03 \x01(\x02\x12\x16\n\x0etime_budget_ms\x18\x04 \x01(\r\x12\x1e\n\x16\x63ontinue_when_verified\x18\x05 \x01(\x08\"\x15\n\x04Grid\x12\r\n\x05\x63\x65lls\x18\x01 \x01(\t\"\x95\x01\n\rReasonRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x0e\n\x04text\x18\x03 \x01(\tH\x00\x12\x1c\n\x04grid\x18\x04 \x01(\x0b\x32\x0c.trm.v1.GridH\x00\x12\x1e\n\x06\x62udget\x18\x05 \x01(\x0b\x32\x0e.trm.v1.Budget\x12\r\n\x05top_k\x18\x06 \x01(\rB\x07\n\x05input\"0\n\nLabelScore\x12\r\n\x05label\x18\x01 \x01(\t\x12\x13\n\x0bprobability\x18\x02 \x01(\x02\"g\n\x0b\x43lassAnswer\x12\r\n\x05label\x18\x01 \x01(\t\x12\x12\n\nconfidence\x18\x02 \x01(\x02\x12\x1f\n\x03top\x18\x03 \x03(\x0b\x32\x12.trm.v1.LabelScore\x12\x14\n\x0cout_of_scope\x18\x04 \x01(\x08\"\xee\x01\n\nTextAnswer\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x13\n\x0btoken_index\x18\x02 \x01(\r\x12\x12\n\ntoken_step\x18\x03 \x01(\r\x12&\n\ncandidates\x18\x04 \x03(\x0b\x32\x12.trm.v1.LabelScore\x12\x15\n\rtoken_emitted\x18\x05 \x01(\x08\x12\x0e\n\x06tokens\x18\x06 \x01(\r\x12\x1c\n\x14mean_steps_per_token\x18\x07 \x01(\x02\x12\x12\n\nconfidence\x18\x08 \x01(\x02\x12\x0e\n\x06unsure\x18\t \x01(\x08\x12\x18\n\x10numbers_disagree\x18\n \x01(\x08\"]\n\nGridAnswer\x12\x0c\n\x04rows\x18\x01 \x01(\r\x12\x0c\n\x04\x63ols\x18\x02 \x01(\r\x12\r\n\x05\x63\x65lls\x18\x03 \x01(\t\x12\x12\n\nconfidence\x18\x04 \x03(\x02\x12\x10\n\x08verified\x18\x05 \x01(\x08\"\x87\x01\n\x06\x41nswer\x12-\n\x0e\x63lassification\x18\x01 \x01(\x0b\x32\x13.trm.v1.ClassAnswerH\x00\x12\"\n\x04grid\x18\x02 \x01(\x0b\x32\x12.trm.v1.GridAnswerH\x00\x12\"\n\x04text\x18\x03 \x01(\x0b\x32\x12.trm.v1.TextAnswerH\x00\x42\x06\n\x04kind\"\xda\x01\n\nReasonStep\x12\x0c\n\x04step\x18\x01 \x01(\r\x12\x1e\n\x06\x61nswer\x18\x02 \x01(\x0b\x32\x0e.trm.v1.Answer\x12\x17\n\x0fhalt_confidence\x18\x03 \x01(\x02\x12\x0e\n\x06\x63hange\x18\x04 \x01(\x02\x12\x12\n\nelapsed_ms\x18\x05 \x01(\x01\x12\r\n\x05\x66inal\x18\x06 \x01(\x08\x12\'\n\x0bhalt_reason\x18\x07 \x01(\x0e\x32\x12.trm.v1.HaltReason\x12\x12\n\nrequest_id\x18\x08 \x01(\t\x12\x15\n\rmodel_version\x18\t \x01(\t\"\xcf\x01\n\x0eReasonResponse\x12\r\n\x05model\x18\x01 \x01(\t\x12\x15\n\rmodel_version\x18\x02 \x01(\t\x12\x1e\n\x06\x61nswer\x18\x03 \x01(\x0b\x32\x0e.trm.v1.Answer\x12\x17\n\x0fhalt_confidence\x18\x04 \x01(\x02\x12\r\n\x05steps\x18\x05 \x01(\r\x12\'\n\x0bhalt_reason\x18\x06 \x01(\x0e\x32\x12.trm.v1.HaltReason\x12\x12\n\nlatency_ms\x18\x07 \x01(\x01\x12\x12\n\nrequest_id\x18\x08 \x01(\t\"=\n\x12ReasonBatchRequest\x12\'\n\x08requests\x18\x01 \x03(\x0b\x32\x15.trm.v1.ReasonRequest\"/\n\x0eRequestFailure\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0f\n\x07message\x18\x02 \x01(\t\"t\n\x11ReasonBatchResult\x12*\n\x08response\x18\x01 \x01(\x0b\x32\x16.trm.v1.ReasonResponseH\x00\x12)\n\x07\x66\x61ilure\x18\x02 \x01(\x0b\x32\x16.trm.v1.RequestFailureH\x00\x42\x08\n\x06result\"A\n\x13ReasonBatchResponse\x12*\n\x07results\x18\x01 \x03(\x0b\x32\x19.trm.v1.ReasonBatchResult\"\x13\n\x11ListModelsRequest\"7\n\x12ListModelsResponse\x12!\n\x06models\x18\x01 \x03(\x0b\x32\x11.trm.v1.ModelInfo\"0\n\x0fGetModelRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\"\xa9\x01\n\x0bInputLimits\x12\x16\n\x0emax_text_chars\x18\x01 \x01(\r\x12\x12\n\nmax_tokens\x18\x02 \x01(\r\x12\x11\n\tgrid_rows\x18\x03 \x01(\r\x12\x11\n\tgrid_cols\x18\x04 \x01(\r\x12\x11\n\tmax_steps\x18\x05 \x01(\r\x12\x1a\n\x12max_time_budget_ms\x18\x06 \x01(\r\x12\x19\n\x11max_output_tokens\x18\x07 \x01(\r\"\x8a\x03\n\tModelInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x1e\n\x04task\x18\x03 \x01(\x0e\x32\x10.trm.v1.TaskType\x12\x13\n\x0b\x64\x65scription\x18\x04 \x01(\t\x12\x0e\n\x06labels\x18\x05 \x03(\t\x12#\n\x06limits\x18\x06 \x01(\x0b\x32\x13.trm.v1.InputLimits\x12&\n\x0e\x64\x65\x66\x61ult_budget\x18\x07 \x01(\x0b\x32\x0e.trm.v1.Budget\x12/\n\x07metrics\x18\x08 \x03(\x0b\x32\x1e.trm.v1.ModelInfo.MetricsEntry\x12\x1e\n\x16out_of_scope_threshold\x18\t \x01(\x02\x12\x10\n\x08versions\x18\n \x03(\t\x12\x13\n\x0bserved_step\x18\x0b \x01(\t\x12\x14\n\x0cunsure_below\x18\x0c \x01(\x02\x12\x0e\n\x06\x63hecks\x18\r \x03(\t\x1a.\n\x0cMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01*t\n\x08TaskType\x12\x19\n\x15TASK_TYPE_UNSPECIFIED\x10\x00\x12!\n\x1dTASK_TYPE_TEXT_CLASSIFICATION\x10\x01\x12\x12\n\x0eTASK_TYPE_GRID\x10\x02\x12\x16\n\x12TASK_TYPE_SEQUENCE\x10\x03*\xd8\x01\n\nHaltReason\x12\x1b\n\x17HALT_REASON_UNSPECIFIED\x10\x00\x12\x16\n\x12HALT_REASON_HALTED\x10\x01\x12\x19\n\x15HALT_REASON_MAX_STEPS\x10\x02\x12\x16\n\x12HALT_REASON_BUDGET\x10\x03\x12\x18\n\x14HALT_REASON_DEADLINE\x10\x04\x12\x18\n\x14HALT_REASON_SHUTDOWN\x10\x05\x12\x18\n\x14HALT_REASON_VERIFIED\x10\x06\x12\x14\n\x10HALT_REASON_LOAD\x10\x07\x32\xcd\x02\n\x10ReasoningService\x12\x37\n\x06Reason\x12\x15.trm.v1.ReasonRequest\x1a\x16.trm.v1.ReasonResponse\x12;\n\x0cReasonStream\x12\x15.trm.v1.ReasonRequest\x1a\x12.trm.v1.ReasonStep0\x01\x12\x46\n\x0bReasonBatch\x12\x1a.trm.v1.ReasonBatchRequest\x1a\x1b.trm.v1.ReasonBatchResponse\x12\x43\n\nListModels\x12\x19.trm.v1.ListModelsRequest\x1a\x1a.trm.v1.ListModelsResponse\x12\x36\n\x08GetModel\x12\x17.trm.v1.GetModelRequest\x1a\x11.trm.v1.ModelInfob\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,10 +33,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_MODELINFO_METRICSENTRY']._loaded_options = None
   _globals['_MODELINFO_METRICSENTRY']._serialized_options = b'8\001'
-  _globals['_TASKTYPE']._serialized_start=2343
-  _globals['_TASKTYPE']._serialized_end=2459
-  _globals['_HALTREASON']._serialized_start=2462
-  _globals['_HALTREASON']._serialized_end=2678
+  _globals['_TASKTYPE']._serialized_start=2385
+  _globals['_TASKTYPE']._serialized_end=2501
+  _globals['_HALTREASON']._serialized_start=2504
+  _globals['_HALTREASON']._serialized_end=2720
   _globals['_BUDGET']._serialized_start=28
   _globals['_BUDGET']._serialized_end=154
   _globals['_GRID']._serialized_start=156
@@ -48,35 +48,35 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CLASSANSWER']._serialized_start=381
   _globals['_CLASSANSWER']._serialized_end=484
   _globals['_TEXTANSWER']._serialized_start=487
-  _globals['_TEXTANSWER']._serialized_end=699
-  _globals['_GRIDANSWER']._serialized_start=701
-  _globals['_GRIDANSWER']._serialized_end=794
-  _globals['_ANSWER']._serialized_start=797
-  _globals['_ANSWER']._serialized_end=932
-  _globals['_REASONSTEP']._serialized_start=935
-  _globals['_REASONSTEP']._serialized_end=1153
-  _globals['_REASONRESPONSE']._serialized_start=1156
-  _globals['_REASONRESPONSE']._serialized_end=1363
-  _globals['_REASONBATCHREQUEST']._serialized_start=1365
-  _globals['_REASONBATCHREQUEST']._serialized_end=1426
-  _globals['_REQUESTFAILURE']._serialized_start=1428
-  _globals['_REQUESTFAILURE']._serialized_end=1475
-  _globals['_REASONBATCHRESULT']._serialized_start=1477
-  _globals['_REASONBATCHRESULT']._serialized_end=1593
-  _globals['_REASONBATCHRESPONSE']._serialized_start=1595
-  _globals['_REASONBATCHRESPONSE']._serialized_end=1660
-  _globals['_LISTMODELSREQUEST']._serialized_start=1662
-  _globals['_LISTMODELSREQUEST']._serialized_end=1681
-  _globals['_LISTMODELSRESPONSE']._serialized_start=1683
-  _globals['_LISTMODELSRESPONSE']._serialized_end=1738
-  _globals['_GETMODELREQUEST']._serialized_start=1740
-  _globals['_GETMODELREQUEST']._serialized_end=1788
-  _globals['_INPUTLIMITS']._serialized_start=1791
-  _globals['_INPUTLIMITS']._serialized_end=1960
-  _globals['_MODELINFO']._serialized_start=1963
-  _globals['_MODELINFO']._serialized_end=2341
-  _globals['_MODELINFO_METRICSENTRY']._serialized_start=2295
-  _globals['_MODELINFO_METRICSENTRY']._serialized_end=2341
-  _globals['_REASONINGSERVICE']._serialized_start=2681
-  _globals['_REASONINGSERVICE']._serialized_end=3014
+  _globals['_TEXTANSWER']._serialized_end=725
+  _globals['_GRIDANSWER']._serialized_start=727
+  _globals['_GRIDANSWER']._serialized_end=820
+  _globals['_ANSWER']._serialized_start=823
+  _globals['_ANSWER']._serialized_end=958
+  _globals['_REASONSTEP']._serialized_start=961
+  _globals['_REASONSTEP']._serialized_end=1179
+  _globals['_REASONRESPONSE']._serialized_start=1182
+  _globals['_REASONRESPONSE']._serialized_end=1389
+  _globals['_REASONBATCHREQUEST']._serialized_start=1391
+  _globals['_REASONBATCHREQUEST']._serialized_end=1452
+  _globals['_REQUESTFAILURE']._serialized_start=1454
+  _globals['_REQUESTFAILURE']._serialized_end=1501
+  _globals['_REASONBATCHRESULT']._serialized_start=1503
+  _globals['_REASONBATCHRESULT']._serialized_end=1619
+  _globals['_REASONBATCHRESPONSE']._serialized_start=1621
+  _globals['_REASONBATCHRESPONSE']._serialized_end=1686
+  _globals['_LISTMODELSREQUEST']._serialized_start=1688
+  _globals['_LISTMODELSREQUEST']._serialized_end=1707
+  _globals['_LISTMODELSRESPONSE']._serialized_start=1709
+  _globals['_LISTMODELSRESPONSE']._serialized_end=1764
+  _globals['_GETMODELREQUEST']._serialized_start=1766
+  _globals['_GETMODELREQUEST']._serialized_end=1814
+  _globals['_INPUTLIMITS']._serialized_start=1817
+  _globals['_INPUTLIMITS']._serialized_end=1986
+  _globals['_MODELINFO']._serialized_start=1989
+  _globals['_MODELINFO']._serialized_end=2383
+  _globals['_MODELINFO_METRICSENTRY']._serialized_start=2337
+  _globals['_MODELINFO_METRICSENTRY']._serialized_end=2383
+  _globals['_REASONINGSERVICE']._serialized_start=2723
+  _globals['_REASONINGSERVICE']._serialized_end=3056
 # @@protoc_insertion_point(module_scope)

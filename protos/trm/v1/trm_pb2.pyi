@@ -94,7 +94,7 @@ class ClassAnswer(_message.Message):
     def __init__(self, label: _Optional[str] = ..., confidence: _Optional[float] = ..., top: _Optional[_Iterable[_Union[LabelScore, _Mapping]]] = ..., out_of_scope: _Optional[bool] = ...) -> None: ...
 
 class TextAnswer(_message.Message):
-    __slots__ = ("text", "token_index", "token_step", "candidates", "token_emitted", "tokens", "mean_steps_per_token", "confidence", "unsure")
+    __slots__ = ("text", "token_index", "token_step", "candidates", "token_emitted", "tokens", "mean_steps_per_token", "confidence", "unsure", "numbers_disagree")
     TEXT_FIELD_NUMBER: _ClassVar[int]
     TOKEN_INDEX_FIELD_NUMBER: _ClassVar[int]
     TOKEN_STEP_FIELD_NUMBER: _ClassVar[int]
@@ -104,6 +104,7 @@ class TextAnswer(_message.Message):
     MEAN_STEPS_PER_TOKEN_FIELD_NUMBER: _ClassVar[int]
     CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
     UNSURE_FIELD_NUMBER: _ClassVar[int]
+    NUMBERS_DISAGREE_FIELD_NUMBER: _ClassVar[int]
     text: str
     token_index: int
     token_step: int
@@ -113,7 +114,8 @@ class TextAnswer(_message.Message):
     mean_steps_per_token: float
     confidence: float
     unsure: bool
-    def __init__(self, text: _Optional[str] = ..., token_index: _Optional[int] = ..., token_step: _Optional[int] = ..., candidates: _Optional[_Iterable[_Union[LabelScore, _Mapping]]] = ..., token_emitted: _Optional[bool] = ..., tokens: _Optional[int] = ..., mean_steps_per_token: _Optional[float] = ..., confidence: _Optional[float] = ..., unsure: _Optional[bool] = ...) -> None: ...
+    numbers_disagree: bool
+    def __init__(self, text: _Optional[str] = ..., token_index: _Optional[int] = ..., token_step: _Optional[int] = ..., candidates: _Optional[_Iterable[_Union[LabelScore, _Mapping]]] = ..., token_emitted: _Optional[bool] = ..., tokens: _Optional[int] = ..., mean_steps_per_token: _Optional[float] = ..., confidence: _Optional[float] = ..., unsure: _Optional[bool] = ..., numbers_disagree: _Optional[bool] = ...) -> None: ...
 
 class GridAnswer(_message.Message):
     __slots__ = ("rows", "cols", "cells", "confidence", "verified")
@@ -246,7 +248,7 @@ class InputLimits(_message.Message):
     def __init__(self, max_text_chars: _Optional[int] = ..., max_tokens: _Optional[int] = ..., grid_rows: _Optional[int] = ..., grid_cols: _Optional[int] = ..., max_steps: _Optional[int] = ..., max_time_budget_ms: _Optional[int] = ..., max_output_tokens: _Optional[int] = ...) -> None: ...
 
 class ModelInfo(_message.Message):
-    __slots__ = ("name", "version", "task", "description", "labels", "limits", "default_budget", "metrics", "out_of_scope_threshold", "versions", "served_step", "unsure_below")
+    __slots__ = ("name", "version", "task", "description", "labels", "limits", "default_budget", "metrics", "out_of_scope_threshold", "versions", "served_step", "unsure_below", "checks")
     class MetricsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -266,6 +268,7 @@ class ModelInfo(_message.Message):
     VERSIONS_FIELD_NUMBER: _ClassVar[int]
     SERVED_STEP_FIELD_NUMBER: _ClassVar[int]
     UNSURE_BELOW_FIELD_NUMBER: _ClassVar[int]
+    CHECKS_FIELD_NUMBER: _ClassVar[int]
     name: str
     version: str
     task: TaskType
@@ -278,4 +281,5 @@ class ModelInfo(_message.Message):
     versions: _containers.RepeatedScalarFieldContainer[str]
     served_step: str
     unsure_below: float
-    def __init__(self, name: _Optional[str] = ..., version: _Optional[str] = ..., task: _Optional[_Union[TaskType, str]] = ..., description: _Optional[str] = ..., labels: _Optional[_Iterable[str]] = ..., limits: _Optional[_Union[InputLimits, _Mapping]] = ..., default_budget: _Optional[_Union[Budget, _Mapping]] = ..., metrics: _Optional[_Mapping[str, float]] = ..., out_of_scope_threshold: _Optional[float] = ..., versions: _Optional[_Iterable[str]] = ..., served_step: _Optional[str] = ..., unsure_below: _Optional[float] = ...) -> None: ...
+    checks: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, name: _Optional[str] = ..., version: _Optional[str] = ..., task: _Optional[_Union[TaskType, str]] = ..., description: _Optional[str] = ..., labels: _Optional[_Iterable[str]] = ..., limits: _Optional[_Union[InputLimits, _Mapping]] = ..., default_budget: _Optional[_Union[Budget, _Mapping]] = ..., metrics: _Optional[_Mapping[str, float]] = ..., out_of_scope_threshold: _Optional[float] = ..., versions: _Optional[_Iterable[str]] = ..., served_step: _Optional[str] = ..., unsure_below: _Optional[float] = ..., checks: _Optional[_Iterable[str]] = ...) -> None: ...
