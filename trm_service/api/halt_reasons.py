@@ -32,7 +32,7 @@ def halt_reason_name(reason: HaltReason) -> str:
 def answer_flag(answer: trm_pb2.Answer) -> str | None:
     """What an answer says of itself that its caller should act on, as logs and metrics name it: "out_of_scope" (a
     classification's flag), "unverified" (a grid that fails its rule check), "unsure" (a written text below its
-    model's threshold), or None."""
+    model's threshold or failing its checks), or None."""
     kind = answer.WhichOneof("kind")
     if kind == "classification":
         return "out_of_scope" if answer.classification.out_of_scope else None

@@ -61,7 +61,8 @@ class ServiceMetrics:
         )
         self.flagged = Counter(
             "trm_flagged_answers", "Answers that flag themselves, by flag: out_of_scope (a classification), unverified "
-            "(a grid that fails its rule check), unsure (a written text below its model's threshold)",
+            "(a grid that fails its rule check), unsure (a written text below its model's threshold or failing its "
+            "checks)",
             ["model", "flag"], registry=registry,
         )
         self.batch_size = Histogram(
