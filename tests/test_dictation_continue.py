@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from trainer.dictation.corpus import CodeLine, Corpus
 from trainer.dictation.export import continued_from_lines
-from trainer.dictation.fit import finished_run, main, start_from
+from trainer.dictation.fit import finished_run, main, parse_args, start_from, training_lines
 from trainer.sequence.batches import Batch, to_batch
 from trainer.sequence.train import SequenceTrainConfig, SequenceTrainer
 from trainer.testing import random_sequence_model
@@ -89,3 +90,14 @@ def test_only_a_finished_run_can_be_continued(tmp_path: Path) -> None:
         finished_run(tmp_path)
     with pytest.raises(SystemExit, match=r"no checkpoint\.pt there"):
         start_from(_trainer(tmp_path / "child", max_steps=5), tmp_path)
+
+
+def test_train_max_chars_chooses_the_training_lines_and_the_bar_keeps_max_chars() -> None:
+    """A run continued on longer lines (--train-max-chars) than its bar's (--max-chars)."""
+    lines = ["x = 1", "y = compute(a, b)", "z = some_function_name(first_argument, second_argument)"]
+    corpus = Corpus({"train": [CodeLine("a.py", i, line, line) for i, line in enumerate(lines)], "val": [], "test": []},
+                    seed=0)
+    default = parse_args(["--run-dir", "run", "--max-chars", "20"])
+    assert training_lines(corpus, default) == lines[:2]
+    longer = parse_args(["--run-dir", "run", "--max-chars", "20", "--train-max-chars", "120"])
+    assert training_lines(corpus, longer) == lines and longer.max_chars == 20

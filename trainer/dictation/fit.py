@@ -26,7 +26,7 @@ import torch
 
 from trainer.arguments import whole_number
 from trainer.dictation.anchor import number_literals
-from trainer.dictation.corpus import MAX_LINE_CHARS, load_corpus
+from trainer.dictation.corpus import MAX_LINE_CHARS, Corpus, load_corpus
 from trainer.dictation.evaluate import bundle_scores
 from trainer.dictation.examples import MAX_GENERATED_DIGITS, SHORT_NAME_CHARS, DictationExamples
 from trainer.dictation.export import export_dictation_bundle, fit_command
@@ -52,7 +52,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         help="where the corpus built from the standard library is cached")
     parser.add_argument("--minutes", type=float, default=60.0, help="training time (evaluation not included)")
     parser.add_argument("--max-steps", type=int, default=1_000_000)
-    parser.add_argument("--max-chars", type=int, default=40, help="longest written line trained on and in the bar")
+    parser.add_argument("--max-chars", type=int, default=40,
+                        help="longest written line in the bar (the lines scored during training and at the end as "
+                        "'short'), and trained on unless --train-max-chars says otherwise")
+    parser.add_argument("--train-max-chars", type=int,
+                        help=f"longest written line trained on (default: --max-chars; at most {MAX_LINE_CHARS}, the "
+                        "corpus's longest)")
     parser.add_argument("--max-source-chars", type=int, default=200, help="longest spoken form trained on")
     parser.add_argument("--hidden-size", type=int, default=128)
     parser.add_argument("--num-heads", type=int, default=4)
@@ -98,7 +103,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     torch.set_num_threads(args.threads)
     corpus = load_corpus(args.cache_dir, args.seed)
     verbalizer = Verbalizer(args.seed)
-    train_lines = corpus.texts("train", args.max_chars)
+    train_lines = training_lines(corpus, args)
     examples = DictationExamples(train_lines, number_literals(train_lines), verbalizer, args.seed,
                                  args.max_source_chars, names=dotted_names(train_lines), name_share=args.name_share,
                                  generated_number_share=args.generated_number_share,
@@ -137,6 +142,11 @@ def main(argv: Sequence[str] | None = None) -> dict:
     if args.bundle_dir:
         print(f"bundle: {export_dictation_bundle(args.run_dir, args.bundle_dir).path}")
     return metrics
+
+
+def training_lines(corpus: Corpus, args: argparse.Namespace) -> list[str]:
+    """The training files' distinct lines of at most --train-max-chars characters (default: --max-chars, the bar's)."""
+    return corpus.texts("train", args.train_max_chars or args.max_chars)
 
 
 def finished_run(run_dir: Path) -> dict[str, Any]:
