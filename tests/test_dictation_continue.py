@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from trainer.dictation.corpus import CodeLine, Corpus
-from trainer.dictation.export import continued_from_lines
+from trainer.dictation.export import continued_from_lines, runs_of
 from trainer.dictation.fit import finished_run, main, parse_args, start_from, training_lines
 from trainer.sequence.batches import Batch, to_batch
 from trainer.sequence.train import SequenceTrainConfig, SequenceTrainer
@@ -64,6 +64,11 @@ def test_the_report_names_the_command_of_the_run_it_continued(finished: tuple[Pa
         f"- Continued from the run of `{parent['command']}` (3 optimizer steps, 1.5 min in all), whose checkpoint "
         "it started from."]
     assert continued_from_lines({}) == []
+    grandparent = {"command": "python -m trainer.dictation.fit --run-dir first", "steps": 2, "wall_time_s": 60.0}
+    chain = {"continued_from": {**parent, "continued_from": grandparent}}
+    assert continued_from_lines(chain)[1] == (f"- That run continued from the run of `{grandparent['command']}` (2 "
+                                              "optimizer steps, 1.0 min in all), whose checkpoint it started from.")
+    assert runs_of(chain) == 3 and runs_of({}) == 1
 
 
 @pytest.mark.parametrize(("max_steps", "seed", "minutes", "flag"), [
@@ -101,3 +106,14 @@ def test_train_max_chars_chooses_the_training_lines_and_the_bar_keeps_max_chars(
     assert training_lines(corpus, default) == lines[:2]
     longer = parse_args(["--run-dir", "run", "--max-chars", "20", "--train-max-chars", "120"])
     assert training_lines(corpus, longer) == lines and longer.max_chars == 20
+
+
+def test_a_run_continued_twice_records_both_runs_before_it(finished: tuple[Path, SequenceTrainer],
+                                                           tmp_path: Path) -> None:
+    parent_dir, _ = finished
+    child = tmp_path / "child"
+    child.mkdir()
+    args = {"run_dir": str(child), "continue_from": str(parent_dir), "max_steps": "5", "seed": "0"}
+    (child / "metrics.json").write_text(json.dumps({"args": args, "training": {"steps": 5}, "wall_time_s": 30.0,
+                                                    "continued_from": finished_run(parent_dir)}))
+    assert finished_run(child)["continued_from"] == finished_run(parent_dir)

@@ -39,24 +39,27 @@ def test_make_models_uses_the_cpu_config_only_without_a_gpu() -> None:
     assert config_path("routing-20ng", cuda=False).name == "routing-20ng.yaml"  # no CPU variant
 
 
-def test_make_models_trains_code_dictation_in_two_runs_the_second_continuing_the_first(
+def test_make_models_trains_code_dictation_in_three_runs_each_continuing_the_one_before(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     calls: list[list[str]] = []
 
     def fit(argv: list[str]) -> dict:
         calls.append(argv)
-        return {"training": {"steps": 6918}}  # the first run's steps, which the second goes on from
+        return {"training": {"steps": parse_args(argv).max_steps if calls[1:] else 6918}}  # the steps trained
 
     monkeypatch.setattr("trainer.make_models.dictation_fit", fit)
     (tmp_path / "code-dictation").mkdir()
     (tmp_path / "code-dictation" / "checkpoint.pt").write_text("an earlier run's")
     train_dictation(tmp_path, tmp_path / "bundle")
-    first, second = (parse_args(argv) for argv in calls)
+    first, second, third = (parse_args(argv) for argv in calls)
     assert first.run_dir == tmp_path / "code-dictation-base" and first.bundle_dir is None
-    assert second.run_dir == tmp_path / "code-dictation" and second.continue_from == first.run_dir
+    assert second.run_dir == tmp_path / "code-dictation-1" and second.continue_from == first.run_dir
     assert (second.max_steps, second.minutes, second.short_name_share) == (7918, 0.0, 0.03)
-    assert second.bundle_dir == tmp_path / "bundle"
+    assert second.bundle_dir is None and second.train_max_chars is None
+    assert third.run_dir == tmp_path / "code-dictation" and third.continue_from == second.run_dir
+    assert (third.max_steps, third.minutes, third.short_name_share, third.train_max_chars) == (9918, 0.0, 0.03, 120)
+    assert third.max_chars == 40 and third.bundle_dir == tmp_path / "bundle"
     assert not (tmp_path / "code-dictation").exists()  # started afresh, not resumed from an earlier run
 
 

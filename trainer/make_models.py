@@ -21,8 +21,11 @@ from trainer.dictation.fit import main as dictation_fit
 
 DEFAULT_MODELS = ("intent-clinc150", "routing-20ng", "sudoku", "code-dictation")
 DICTATION = "code-dictation"
-DICTATION_MORE_STEPS = 1000  # the shipped 1.3.0's second run: short names said alone, from the first run's weights
-DICTATION_CONTINUATION = ("--minutes", "0", "--short-name-share", "0.03")
+# the shipped bundle's later runs, each from the run before's weights: (more steps, its flags)
+DICTATION_CONTINUATIONS = (
+    (1000, ("--minutes", "0", "--short-name-share", "0.03")),  # short names said alone (1.3.0)
+    (2000, ("--minutes", "0", "--short-name-share", "0.03", "--train-max-chars", "120")),  # longer lines (1.4.0)
+)
 CONFIGS = Path(__file__).parent / "configs"
 MODELS_DIR = Path(__file__).parent.parent / "trm_service" / "models"
 
@@ -34,16 +37,20 @@ def config_path(name: str, cuda: bool) -> Path:
 
 
 def train_dictation(runs: Path, bundle_dir: Path) -> None:
-    """code-dictation's recipe: a run with trainer.dictation.fit's defaults, then DICTATION_MORE_STEPS more steps
-    from its checkpoint that also draw short names said alone (`--continue-from`), which writes the bundle."""
-    first, second = runs / f"{DICTATION}-base", runs / DICTATION
-    for run_dir in (first, second):
+    """code-dictation's recipe: a run with trainer.dictation.fit's defaults, then each of DICTATION_CONTINUATIONS
+    from the checkpoint of the run before (`--continue-from`); the last writes the bundle."""
+    run_dirs = [runs / f"{DICTATION}-base", *(runs / f"{DICTATION}-{index}"
+                                             for index in range(1, len(DICTATION_CONTINUATIONS))), runs / DICTATION]
+    for run_dir in run_dirs:
         shutil.rmtree(run_dir, ignore_errors=True)
-    print(f"{DICTATION}: training with trainer.dictation.fit (its defaults), then {DICTATION_MORE_STEPS} steps more "
-          f"with {' '.join(DICTATION_CONTINUATION)}", flush=True)
-    steps = dictation_fit(["--run-dir", str(first)])["training"]["steps"]
-    dictation_fit(["--run-dir", str(second), "--continue-from", str(first), "--max-steps",
-                   str(steps + DICTATION_MORE_STEPS), *DICTATION_CONTINUATION, "--bundle-dir", str(bundle_dir)])
+    print(f"{DICTATION}: training with trainer.dictation.fit (its defaults), then " + "; then ".join(
+        f"{more} steps more with {' '.join(flags)}" for more, flags in DICTATION_CONTINUATIONS), flush=True)
+    steps = dictation_fit(["--run-dir", str(run_dirs[0])])["training"]["steps"]
+    for index, (more, flags) in enumerate(DICTATION_CONTINUATIONS, start=1):
+        last = index == len(DICTATION_CONTINUATIONS)
+        steps = dictation_fit(["--run-dir", str(run_dirs[index]), "--continue-from", str(run_dirs[index - 1]),
+                               "--max-steps", str(steps + more), *flags,
+                               *(["--bundle-dir", str(bundle_dir)] if last else [])])["training"]["steps"]
 
 
 def main(names: list[str]) -> int:

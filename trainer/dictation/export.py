@@ -27,9 +27,9 @@ from trainer.sequence.train import CHECKPOINT, model_from_state
 from trm_bundle.manifest import Bundle, Training
 
 NAME = "code-dictation"
-# 1.3.1: the spoken-numbers check; 1.3.0: and short names said alone; 1.2.0: whole numbers of every size; 1.1.0: names
-# (2026-12-04)
-VERSION = "1.3.1"
+# 1.4.0: trained on to lines of up to 120 characters; 1.3.1: the spoken-numbers check; 1.3.0: and short names said
+# alone; 1.2.0: whole numbers of every size; 1.1.0: names (2026-12-04)
+VERSION = "1.4.0"
 CHECKS = ("spoken_numbers",)  # every finished answer's numbers against the words (trm_bundle.spoken_numbers)
 DESCRIPTION = ("Dictated Python to code: spoken words in, one line of code out, written one character at a "
                "time, each refined until its halting head settles it")
@@ -68,19 +68,28 @@ def fit_command(args: dict[str, str]) -> str:
 
 
 def continued_from_lines(metrics: dict[str, Any]) -> list[str]:
-    """REPORT.md's line on the run a run continued from (`trainer.dictation.fit --continue-from`), so that both
-    commands of the recipe are on record."""
-    parent = metrics.get("continued_from")
-    if parent is None:
-        return []
-    return [f"- Continued from the run of `{parent['command']}` ({parent['steps']} optimizer steps, "
-            f"{parent['wall_time_s'] / 60:.1f} min in all), whose checkpoint it started from."]
+    """REPORT.md's lines on the runs a run continued from (`trainer.dictation.fit --continue-from`), the latest
+    first, so that every command of the recipe is on record."""
+    lines, parent, said = [], metrics.get("continued_from"), "Continued from"
+    while parent is not None:
+        lines.append(f"- {said} the run of `{parent['command']}` ({parent['steps']} optimizer steps, "
+                     f"{parent['wall_time_s'] / 60:.1f} min in all), whose checkpoint it started from.")
+        parent, said = parent.get("continued_from"), "That run continued from"
+    return lines
+
+
+def runs_of(metrics: dict[str, Any]) -> int:
+    """How many runs trained the weights: this one and those it continued from."""
+    runs, parent = 1, metrics.get("continued_from")
+    while parent is not None:
+        runs, parent = runs + 1, parent.get("continued_from")
+    return runs
 
 
 def report_markdown(metrics: dict[str, Any], training: Training, parameters: int) -> str:
     """REPORT.md: the command, the wall time, and every figure with its data."""
     short, longer, calibration = metrics["test_short"], metrics["test_longer"], metrics["calibration"]
-    steps, continued = short["steps"], "continued_from" in metrics
+    steps, runs = short["steps"], runs_of(metrics)
     lines = [
         f"# {NAME} {VERSION}", "", DESCRIPTION + ".", "",
         "## Training", "",
@@ -88,7 +97,7 @@ def report_markdown(metrics: dict[str, Any], training: Training, parameters: int
         *([f"- Scored again with: `{metrics['scored_with']}`"] if "scored_with" in metrics else []),
         *continued_from_lines(metrics),
         f"- Wall time: {training.wall_time_s / 60:.1f} min in all ({training.train_time_s / 60:.1f} min of "
-        f"training steps{' in both runs together' if continued else ''}, then scoring and calibration), "
+        f"training steps{f' in all {runs} runs together' if runs > 1 else ''}, then scoring and calibration), "
         f"{training.optimizer_steps} optimizer steps, {metrics['training']['lines_seen']:,} lines seen, "
         f"{parameters:,} parameters, CPU.",
         model_line(SequenceConfig(**training.model_config)),

@@ -151,13 +151,14 @@ def training_lines(corpus: Corpus, args: argparse.Namespace) -> list[str]:
 
 def finished_run(run_dir: Path) -> dict[str, Any]:
     """What REPORT.md records of a run that another continues from: its command, steps and wall time (from its
-    metrics.json); SystemExit when it has not finished."""
+    metrics.json), and the same of the run it continued from, if any; SystemExit when it has not finished."""
     try:
         metrics = json.loads((run_dir / "metrics.json").read_text())
     except FileNotFoundError:
         raise SystemExit(f"--continue-from {run_dir}: no metrics.json there (continue from a finished run)") from None
     return {"command": fit_command(metrics["args"]), "steps": metrics["training"]["steps"],
-            "wall_time_s": metrics["wall_time_s"]}
+            "wall_time_s": metrics["wall_time_s"],
+            **({"continued_from": metrics["continued_from"]} if "continued_from" in metrics else {})}
 
 
 def start_from(trainer: SequenceTrainer, run_dir: Path) -> None:
