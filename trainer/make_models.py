@@ -2,7 +2,7 @@
 
 Runs `trm-train fit` for each classification and grid model, one after the other, then
 `python -m trainer.dictation.fit` for code-dictation (its own trainer: a sequence model on the standard
-library; two runs, the second continuing the first), and prints the wall time of each and of the whole run.
+library; three runs, each continuing the one before), and prints the wall time of each and of the whole run.
 Uses CUDA when there is one, else the CPU, where a model with a CPU-sized config (`<name>-cpu.yaml`, Sudoku)
 trains with that one instead.
 """

@@ -22,12 +22,13 @@ import numpy as np
 
 from trm_bundle import BundleError
 from trm_bundle.checksums import verify_files
+from trm_bundle.spoken_numbers import SPOKEN_NUMBERS
 
 # 2 added task "sequence", 3 the field sequence.prefix_steps, 4 sequence.halt_when_unchanged, 5
 # sequence.unsure_below, 6 sequence.checks; a manifest is written at the lowest version that has what it uses, so a
 # reader that predates a feature refuses a bundle that needs it
 READABLE_SCHEMAS = (1, 2, 3, 4, 5, 6)
-SEQUENCE_CHECKS = ("spoken_numbers",)
+SEQUENCE_CHECKS = (SPOKEN_NUMBERS,)
 """The checks a sequence bundle may ask of its answers (`SequenceOutput.checks`; trm_bundle/spoken_numbers.py)."""
 MANIFEST_FILE = "manifest.json"
 FP32_FILE = "model.onnx"

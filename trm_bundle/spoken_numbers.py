@@ -16,6 +16,8 @@ from __future__ import annotations
 import re
 from functools import cache
 
+SPOKEN_NUMBERS = "spoken_numbers"
+"""The check's name in a manifest's `sequence.checks`."""
 _WORD = re.compile(r"[a-z]+|[0-9]+")
 _WRITTEN_NUMBER = re.compile(r"[0-9]+")
 _RADIX_ZERO = re.compile(r"(?<![0-9A-Za-z_.])0[xXoObB]")
@@ -39,8 +41,9 @@ def numbers_agree(spoken: str, written: str) -> bool:
     """Whether the numbers written in `written` are those `spoken` says: each run of digits read, in order, from its
     own span of the words, and every number word outside those spans written as a word (a name: "one hot" ->
     `one_hot`) or one that phrases other than numbers use ("to", "and")."""
-    numbers = tuple(match[0] for match in _WRITTEN_NUMBER.finditer(written))
-    optional = tuple(bool(_RADIX_ZERO.match(written, match.start())) for match in _WRITTEN_NUMBER.finditer(written))
+    runs = list(_WRITTEN_NUMBER.finditer(written))
+    numbers = tuple(run[0] for run in runs)
+    optional = tuple(bool(_RADIX_ZERO.match(written, run.start())) for run in runs)
     said = _WORD.findall(spoken.lower())
     lowered = written.lower()
     skippable = tuple(_may_stand_alone(said, index, lowered) for index in range(len(said)))
@@ -153,7 +156,7 @@ def _group(words: tuple[str, ...], position: int) -> tuple[int | None, int]:
     if words[after:after + 1] != ("hundred",):
         return hundreds, after
     position = after + 1
-    if words[position:position + 2] and words[position] == "and":
+    if words[position:position + 1] == ("and",):
         rest, after = _below_hundred(words, position + 1)
         return (hundreds * 100 + rest, after) if rest else (None, position)
     rest, after = _below_hundred(words, position)

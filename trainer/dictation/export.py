@@ -25,12 +25,13 @@ from trainer.sequence.model import SequenceConfig
 from trainer.sequence.report import adaptive_compute_lines, example_lines, plot_anytime
 from trainer.sequence.train import CHECKPOINT, model_from_state
 from trm_bundle.manifest import Bundle, Training
+from trm_bundle.spoken_numbers import SPOKEN_NUMBERS
 
 NAME = "code-dictation"
 # 1.4.0: trained on to lines of up to 120 characters; 1.3.1: the spoken-numbers check; 1.3.0: and short names said
 # alone; 1.2.0: whole numbers of every size; 1.1.0: names (2026-12-04)
 VERSION = "1.4.0"
-CHECKS = ("spoken_numbers",)  # every finished answer's numbers against the words (trm_bundle.spoken_numbers)
+CHECKS = (SPOKEN_NUMBERS,)  # every finished answer's numbers against the words
 DESCRIPTION = ("Dictated Python to code: spoken words in, one line of code out, written one character at a "
                "time, each refined until its halting head settles it")
 
@@ -67,23 +68,26 @@ def fit_command(args: dict[str, str]) -> str:
         if key != "bundle_dir" and value not in (None, "None"))
 
 
-def continued_from_lines(metrics: dict[str, Any]) -> list[str]:
-    """REPORT.md's lines on the runs a run continued from (`trainer.dictation.fit --continue-from`), the latest
-    first, so that every command of the recipe is on record."""
-    lines, parent, said = [], metrics.get("continued_from"), "Continued from"
+def earlier_runs(metrics: dict[str, Any]) -> list[dict[str, Any]]:
+    """The runs a run continued from (`trainer.dictation.fit --continue-from`), the latest first."""
+    runs, parent = [], metrics.get("continued_from")
     while parent is not None:
-        lines.append(f"- {said} the run of `{parent['command']}` ({parent['steps']} optimizer steps, "
-                     f"{parent['wall_time_s'] / 60:.1f} min in all), whose checkpoint it started from.")
-        parent, said = parent.get("continued_from"), "That run continued from"
-    return lines
+        runs.append(parent)
+        parent = parent.get("continued_from")
+    return runs
+
+
+def continued_from_lines(metrics: dict[str, Any]) -> list[str]:
+    """REPORT.md's lines on the runs a run continued from, the latest first, so that every command of the recipe is
+    on record."""
+    return [f"- {'That run continued' if index else 'Continued'} from the run of `{run['command']}` ({run['steps']} "
+            f"optimizer steps, {run['wall_time_s'] / 60:.1f} min in all), whose checkpoint it started from."
+            for index, run in enumerate(earlier_runs(metrics))]
 
 
 def runs_of(metrics: dict[str, Any]) -> int:
     """How many runs trained the weights: this one and those it continued from."""
-    runs, parent = 1, metrics.get("continued_from")
-    while parent is not None:
-        runs, parent = runs + 1, parent.get("continued_from")
-    return runs
+    return 1 + len(earlier_runs(metrics))
 
 
 def report_markdown(metrics: dict[str, Any], training: Training, parameters: int) -> str:

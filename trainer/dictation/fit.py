@@ -2,8 +2,9 @@
 
     python -m trainer.dictation.fit --run-dir runs/code-dictation --bundle-dir trm_service/models/code-dictation
 
-The defaults are the first of the shipped bundle's two runs (an hour of training on 2 CPU threads); the second
-continues it with short names said alone (`--continue-from`; `make models` runs both, README.md gives both commands).
+The defaults are the first of the shipped bundle's three runs (an hour of training on 2 CPU threads); the second
+continues it with short names said alone, the third on lines of every length (`--continue-from`,
+`--train-max-chars`; `make models` runs all three, README.md gives the commands).
 
 Prints progress, then the scores on the test split (lines of up to --max-chars characters, longer lines,
 number-only phrases next to text2num's alpha2digit, names said alone, steps per token by kind of character), and writes
@@ -170,15 +171,16 @@ def start_from(trainer: SequenceTrainer, run_dir: Path) -> None:
     trainer.checkpoint_path.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(source, trainer.checkpoint_path)
     if not trainer.load_checkpoint():
-        trainer.checkpoint_path.unlink()
-        raise SystemExit(f"--continue-from {run_dir}: its run has other model flags or another --seed than this one")
-    if trainer.step >= trainer.cfg.max_steps:
-        trainer.checkpoint_path.unlink()
-        raise SystemExit(f"--continue-from {run_dir}: its run is at step {trainer.step}; give --max-steps above it")
-    if trainer.cfg.max_minutes and trainer.elapsed_s >= trainer.cfg.max_minutes * 60:
-        trainer.checkpoint_path.unlink()
-        raise SystemExit(f"--continue-from {run_dir}: its run trained {trainer.elapsed_s / 60:.1f} min, which count "
-                         "towards --minutes; give --minutes above that, or 0 to stop at --max-steps alone")
+        refused = "its run has other model flags or another --seed than this one"
+    elif trainer.step >= trainer.cfg.max_steps:
+        refused = f"its run is at step {trainer.step}; give --max-steps above it"
+    elif trainer.cfg.max_minutes and trainer.elapsed_s >= trainer.cfg.max_minutes * 60:
+        refused = (f"its run trained {trainer.elapsed_s / 60:.1f} min, which count towards --minutes; give --minutes "
+                   "above that, or 0 to stop at --max-steps alone")
+    else:
+        return
+    trainer.checkpoint_path.unlink()
+    raise SystemExit(f"--continue-from {run_dir}: {refused}")
 
 
 if __name__ == "__main__":

@@ -38,7 +38,7 @@ from trainer.sequence.pairs import Pair, load_pairs
 from trainer.sequence.report import example_lines
 from trainer.sequence.train import SequenceTrainConfig, SequenceTrainer
 from trm_bundle.manifest import Bundle, Training
-from trm_bundle.spoken_numbers import numbers_agree
+from trm_bundle.spoken_numbers import SPOKEN_NUMBERS, numbers_agree
 
 MAX_SOURCE_CHARS = 512
 MAX_TARGET_CHARS = 127  # the answer's tokens, its end mark included, stay within 128
@@ -170,7 +170,7 @@ def spoken_numbers_checks(training: list[Pair]) -> tuple[tuple[str, ...], str]:
     if failing:
         return (), (f"off ({len(failing):,} of the {len(with_digits):,} training rows that write digits fail it, e.g. "
                     f"`{failing[0].source}` -> `{failing[0].target}`, so it would flag right answers)")
-    return ("spoken_numbers",), (f"on (each of the {len(with_digits):,} training rows that write digits says its "
+    return (SPOKEN_NUMBERS,), (f"on (each of the {len(with_digits):,} training rows that write digits says its "
                                  "numbers in words): an answer that writes a number its words do not say is marked "
                                  "unsure (`TextAnswer.numbers_disagree`)")
 

@@ -7,7 +7,7 @@ from trm.v1 import trm_pb2
 
 from trm_bundle.manifest import BundleError, CharacterInput, Manifest
 from trm_bundle.probabilities import softmax
-from trm_bundle.spoken_numbers import numbers_agree
+from trm_bundle.spoken_numbers import SPOKEN_NUMBERS, numbers_agree
 from trm_service.runtime.codec import (
     DEFAULT_TOP_K,
     DecodedStep,
@@ -31,7 +31,7 @@ class SequenceCodec:
         self._ids = {label: index for index, label in enumerate(manifest.labels)
                      if index not in specials and len(label) == 1}
         self._eos_id, self._unsure_below = output.eos_id, output.unsure_below
-        self._checks_numbers = "spoken_numbers" in output.checks
+        self._checks_numbers = SPOKEN_NUMBERS in output.checks
 
     def encode(self, request: trm_pb2.ReasonRequest) -> EncodedRequest:
         """Non-blank text of at most max_chars characters, each in the model's vocabulary; top_k within it."""
