@@ -138,17 +138,12 @@ def cannot_start(error: ConfigError) -> int:
     return 2
 
 
-async def _loaded_unless_stopped(loop: asyncio.AbstractEventLoop, registry: ModelRegistry) -> bool:
-    """Load the models; False when SIGTERM or SIGINT came first. The handlers are set before loading: a process
-    that is PID 1 (a container without an init) ignores a signal it has no handler for, and would finish loading,
-    serve, and wait for SIGKILL."""
-    stopped = asyncio.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stopped.set)
-    loading, stopping = asyncio.ensure_future(registry.reload()), asyncio.ensure_future(stopped.wait())
+async def _loaded_unless_stopped(registry: ModelRegistry, stop: asyncio.Event) -> bool:
+    """Load the models; False when `stop` (SIGTERM or SIGINT) came first."""
+    loading, stopping = asyncio.ensure_future(registry.reload()), asyncio.ensure_future(stop.wait())
     await asyncio.wait((loading, stopping), return_when=asyncio.FIRST_COMPLETED)
     stopping.cancel()
-    if stopped.is_set():
+    if stop.is_set():
         loading.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await loading
@@ -174,7 +169,23 @@ async def run_server(config: ServeConfig) -> None:
         ),
         metrics,
     )
-    if not await _loaded_unless_stopped(loop, registry):
+    stop, hurry = asyncio.Event(), asyncio.Event()
+
+    def on_stop() -> None:
+        """The first SIGTERM or SIGINT drains (or, while loading, ends the process); a second cuts the drain short:
+        every request in flight gets its answer so far at once."""
+        if stop.is_set() and not hurry.is_set():
+            hurry.set()
+            registry.shutdown_by(time.monotonic())
+            _log.info("drain_cut_short")
+        stop.set()
+
+    # Set before loading, kept to the end: a process that is PID 1 (a container without an init) ignores a signal it
+    # has no handler for, and a handler swapped once loading ended lost a signal that came in between (1 start in
+    # about 150, docs/EXPERIMENTS.md).
+    loop.add_signal_handler(signal.SIGTERM, on_stop)
+    loop.add_signal_handler(signal.SIGINT, on_stop)
+    if not await _loaded_unless_stopped(registry, stop):
         _log.info("stopped_while_loading")
         return
     limits = ServingLimits(
@@ -194,7 +205,6 @@ async def run_server(config: ServeConfig) -> None:
     await model_health.sync(registry.names())
     tune_garbage_collector()
 
-    stop, hurry = asyncio.Event(), asyncio.Event()
     reloads: set[asyncio.Task[None]] = set()
 
     async def reload() -> None:
@@ -207,17 +217,6 @@ async def run_server(config: ServeConfig) -> None:
             reloads.add(task)
             task.add_done_callback(reloads.discard)
 
-    def on_stop() -> None:
-        """The first SIGTERM or SIGINT drains; a second cuts the drain short: every request in flight gets its
-        answer so far at once."""
-        if stop.is_set() and not hurry.is_set():
-            hurry.set()
-            registry.shutdown_by(time.monotonic())
-            _log.info("drain_cut_short")
-        stop.set()
-
-    loop.add_signal_handler(signal.SIGTERM, on_stop)
-    loop.add_signal_handler(signal.SIGINT, on_stop)
     loop.add_signal_handler(signal.SIGHUP, on_hangup)
     if hangup_while_starting.is_set():
         on_hangup()
