@@ -12,12 +12,16 @@ import pytest
 import torch
 
 from trainer.cli import main
+from trainer.sequence.bundle import bundle_halting, sequence_manifest, sequence_model_from_bundle, write_sequence_bundle
+from trainer.sequence.evaluate import predict, score
 from trainer.sequence.pairs import Pair
-from trainer.sequence.user_fit import SPOKEN_NUMBERS_MIN_ROWS, spoken_numbers_checks
-from trm_bundle.manifest import load_bundle
+from trainer.sequence.user_fit import SPOKEN_NUMBERS_MIN_ROWS, split_pairs, spoken_numbers_checks
+from trainer.testing import make_random_sequence_bundle, random_sequence_model
+from trm_bundle.manifest import Training, load_bundle
 from trm_service.runtime.loader import LoadOptions, load_model
 from trm_service.runtime.session import SessionSettings
 
+DICTATION = Path(__file__).resolve().parents[1] / "trm_service" / "models" / "code-dictation"
 NUMBERS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
 
 
@@ -35,7 +39,7 @@ def test_a_source_target_file_becomes_a_bundle_with_its_held_out_scores(tmp_path
     data = _write(tmp_path / "assign.csv", rows)
     code = main(["fit", "--task", "sequence", "--train", str(data), "--out", str(tmp_path / "bundles"),
                  "--run-dir", str(tmp_path / "runs"), "--time-budget", "0.05", "--batch-size", "8",
-                 "--bundle-version", "1.2.0"])
+                 "--bundle-version", "1.2.0", "--start-from", "scratch"])
     assert code == 0
     out = capsys.readouterr().out
     assert "assign: note: 0.05 min of training is a few hundred steps at most: expect a weak model" in out
@@ -196,3 +200,65 @@ def test_the_spoken_numbers_check_is_on_only_where_every_training_row_says_its_n
     assert checks == ()
     assert "1 of the 21 training rows that write digits fail it, e.g. `x vaut sept` -> `x = 7`" in sentence
     assert spoken_numbers_checks([*said, Pair("return none", "return None", 99)])[0] == ("spoken_numbers",)
+
+
+def test_a_fit_starts_from_the_packaged_dictation_model_and_ships_nothing_below_its_start(tmp_path: Path,
+                                                                                          capsys) -> None:
+    """Without --start-from a sequence fit trains the packaged code-dictation's weights, model and halting rule;
+    the start is scored on the validation rows first, so the shipped weights are never below it there."""
+    torch.set_num_threads(1)
+    rows = [(f"{name} equals {NUMBERS[i % 10]}", f"{name} = {i % 10}") for i in range(10) for name in ("x", "y", "z")]
+    data = _write(tmp_path / "assign.csv", rows)
+    fit = ["fit", "--train", str(data), "--out", str(tmp_path / "bundles"), "--run-dir", str(tmp_path / "runs"),
+           "--time-budget", "0.02", "--batch-size", "8"]
+    assert main(fit) == 0
+    out = capsys.readouterr().out
+    assert "min of training, starting from code-dictation " in out
+    start, bundle = load_bundle(DICTATION).manifest, load_bundle(tmp_path / "bundles" / "assign")
+    manifest = bundle.manifest
+    assert manifest.require_training().model_config == start.require_training().model_config
+    assert manifest.recursion.N_sup == start.recursion.N_sup > 1
+    assert (manifest.halt_threshold, manifest.sequence.halt_when_unchanged) == (start.halt_threshold, True)
+    assert manifest.require_training().config["depth"] == start.require_training().config["depth"]
+    assert manifest.input.max_chars == max(len(source) for source, _ in rows)
+
+    evaluation = json.loads((bundle.path / "evaluation.json").read_text())
+    first = evaluation["history"][0]  # the start's own weights, scored before the first step
+    assert first["step"] == 0 and first["count"] == 3
+    pairs = [Pair(source, target, line) for line, (source, target) in enumerate(rows, 2)]
+    _, validation, _ = split_pairs(pairs, None, 0)  # the fit's seeded split
+    assert first["exact_match"] == score(predict(sequence_model_from_bundle(DICTATION), [p.source for p in validation],
+                                                 halting=bundle_halting(DICTATION)).texts,
+                                         [p.target for p in validation])["exact_match"]
+    best = max((entry["exact_match"], -entry["cer"], entry["step"]) for entry in evaluation["history"])
+    assert evaluation["shipped_step"] == best[2]  # never below the start on the validation rows
+    report = (bundle.path / "REPORT.md").read_text()
+    assert f"- Started from: the weights, model and halting rule of code-dictation {start.version}" in report
+    fixed = evaluation["scores"]["fixed_steps"]
+    assert [point["steps"] for point in fixed] == [1, 2, 3, 4] and "steps per character at its halting" in report
+    assert load_model(bundle.path, LoadOptions(SessionSettings())).warm_step_s > 0
+
+    assert main([*fit, "--start-from", "scratch"]) == 0  # the same file, a fresh model: that run is not resumed
+    assert "holds a run on other data, seed or model; starting over" in capsys.readouterr().out
+
+
+def test_a_start_that_cannot_be_trained_on_is_refused_with_the_reason(tmp_path: Path, capsys) -> None:
+    data = _write(tmp_path / "assign.csv", [(f"x equals {NUMBERS[i]}", f"x = {i}") for i in range(10)])
+    fit = ["fit", "--train", str(data), "--out", str(tmp_path / "bundles"), "--run-dir", str(tmp_path / "runs")]
+    untrained, _ = make_random_sequence_bundle(tmp_path / "random")
+    short = random_sequence_model(0, max_source_len=12)
+    record = Training(model_config=short.cfg.to_dict(), config={}, data_sha256={}, command="", wall_time_s=0.0,
+                      optimizer_steps=0, train_time_s=0.0, device="cpu", parameters=0)
+    narrow = write_sequence_bundle(tmp_path / "narrow", short, sequence_manifest(
+        short, name="narrow", version="1.0.0", description="", max_chars=12, training=record)).path
+    intent = Path(__file__).resolve().parents[1] / "trm_service" / "models" / "intent-clinc150"
+    for start, told in ((intent, "intent-clinc150 is a text_classification model; give a sequence bundle's folder"),
+                        (untrained, "records no training section (its model's shape), so no fit can start from it"),
+                        (narrow, "its model reads at most 12 characters and writes at most"),
+                        (tmp_path / "missing", "manifest.json")):
+        assert main([*fit, "--start-from", str(start)]) == 2
+        assert f"--start-from {start}: " in (err := capsys.readouterr().err) and told in err, err
+    text = tmp_path / "labels.csv"
+    text.write_text("text,label\n" + "book a table,restaurant\nplay jazz,music\n" * 10)
+    assert main(["fit", "--train", str(text), "--start-from", str(DICTATION)]) == 2
+    assert "--start-from applies to --task sequence" in capsys.readouterr().err

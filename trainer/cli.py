@@ -33,6 +33,8 @@ from trm_bundle.writer import check_replaceable
 from trm_service.config import DEFAULT_MODELS_DIR
 
 SEQUENCE_MINUTES = 15.0  # --task sequence: training minutes without --time-budget
+SEQUENCE_START = DEFAULT_MODELS_DIR / "code-dictation"  # --task sequence starts from its weights (TRAINING.md)
+FRESH_START = "scratch"  # --start-from scratch: a fresh model
 SEQUENCE_USEFUL_MINUTES = 1.0  # below this a sequence fit says that its model will be weak
 
 
@@ -75,6 +77,8 @@ def cmd_fit(args: argparse.Namespace) -> int:
                 and file_kind(args.data, args.text_column or TEXT_COLUMN) == "sequence")
     if args.task == "sequence" or inferred:
         return _fit_sequence(args)
+    if args.start_from:
+        raise ValueError("--start-from applies to --task sequence: a text or grid fit starts from a fresh model")
     started = args.started
     cfg, training_ends_s = _fit_config(args)
     torch.set_num_threads(args.threads) if args.threads else None
@@ -107,7 +111,8 @@ def _fit_sequence(args: argparse.Namespace) -> int:
     if unused:
         raise ValueError(f"{', '.join(unused)} {'does' if len(unused) == 1 else 'do'} not apply to --task sequence "
                          "(it takes --train, --test, --name, --bundle-version, "
-                         "--out, --run-dir, --time-budget, --batch-size, --lr, --seed, --threads, --restart)")
+                         "--out, --run-dir, --time-budget, --batch-size, --lr, --seed, --threads, --restart, "
+                         "--start-from)")
     if not args.data:
         raise ValueError("give the training file with --train FILE (source,target columns)")
     started = args.started
@@ -125,7 +130,8 @@ def _fit_sequence(args: argparse.Namespace) -> int:
         version=version,
         run_dir=Path(args.run_dir or "runs") / name, minutes=args.time_budget or SEQUENCE_MINUTES,
         seed=args.seed or 0, command="trm-train " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
-        resume=not args.restart, batch_size=args.batch_size or 64, lr=args.lr or 2e-3)
+        resume=not args.restart, batch_size=args.batch_size or 64, lr=args.lr,
+        start_from=None if args.start_from == FRESH_START else Path(args.start_from or SEQUENCE_START))
     metrics = bundle.manifest.metrics
     print(json.dumps({"bundle": str(bundle.path), "metrics": metrics}, indent=1))
     unsure = bundle.manifest.sequence.unsure_below
@@ -222,6 +228,10 @@ def build_parser() -> argparse.ArgumentParser:
     fit_cmd.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                      help="override any config key, e.g. --set model.hidden_size=128")
     fit_cmd.add_argument("--restart", action="store_true", help="ignore an existing checkpoint and start over")
+    fit_cmd.add_argument("--start-from", metavar="BUNDLE",
+                         help=f"--task sequence: the sequence bundle whose weights, model and halting rule the fit "
+                         f"trains on your rows (default: the packaged code-dictation), or '{FRESH_START}' for a fresh "
+                         "model")
     fit_cmd.set_defaults(func=cmd_fit)
 
     presets_cmd = sub.add_parser("presets", help="list the presets a fit without --config chooses from")

@@ -53,6 +53,7 @@ class SequenceTrainConfig:
     halt_loss_weight: float = 0.5
     step_weights: str = "uniform"  # how each refinement step's answer weighs in the loss: see STEP_WEIGHTS
     eval_every: int = 200
+    evaluate_first: bool = False  # score the weights before the first step (a start from a bundle's weights)
     checkpoint_every: int = 50
     log_every: int = 10
     seed: int = 0
@@ -168,6 +169,8 @@ class SequenceTrainer:
             """Seconds trained so far, read now: a checkpoint's or an evaluation's time counts too."""
             return base_elapsed + time.monotonic() - started
 
+        if cfg.evaluate_first and self.evaluate and not self.history:
+            self._evaluate()
         window: list[dict[str, float]] = []
         try:
             while self.step < cfg.max_steps and not (cfg.max_minutes and trained_s() >= cfg.max_minutes * 60):
