@@ -14,8 +14,9 @@ model's learning rate; those weights are scored on the validation rows before th
 below its start there. `--start-from scratch` trains a fresh model of the code-dictation recipe (d=128, a 2-layer
 encoder, f of 2 layers, n=1, T=1, a copying pointer) with one refinement step per character (N_sup=1). Measured on
 1,500 dictated lines of a package the shipped model never saw and on spoken dates (docs/EXPERIMENTS.md, 2026-12-04):
-the start reads the dictated code at once and its weights trained on gain on it, where a fresh model learns
-almost nothing in 15 minutes; on the dates both learn the task, the start in a third of the steps.
+the start reads the dictated code at once, where a fresh model learns almost nothing of it in 15 minutes (training
+the start on the rows gained a little on validation, nothing on test); on the dates both learn the task, the start
+in a third of the steps.
 
 One step per character for a fresh model, measured at equal wall time (15 minutes of training on code dictation,
 docs/EXPERIMENTS.md): N_sup=1 reached 83.0% exact on 500 validation lines against 69.8% for N_sup=3 with
