@@ -62,22 +62,29 @@ def write_sequence_bundle(folder: Path, model: SequenceTRM, manifest: Manifest,
                                                **(extra_files or {})})
 
 
-def sequence_model_from_bundle(path: Path) -> SequenceTRM:
+def _loaded(bundle: Path | Bundle) -> Bundle:
+    """A bundle as read and verified: `bundle` itself, or the folder's, read now."""
+    return bundle if isinstance(bundle, Bundle) else load_bundle(Path(bundle))
+
+
+def sequence_model_from_bundle(bundle: Path | Bundle) -> SequenceTRM:
     """The PyTorch model with exactly the weights of a sequence bundle's two graphs (exported without
-    constant folding, their initializers are the parameters, named `model.<parameter>`)."""
-    manifest = load_bundle(Path(path)).manifest
+    constant folding, their initializers are the parameters, named `model.<parameter>`); a folder or a bundle
+    already read."""
+    bundle = _loaded(bundle)
+    manifest = bundle.manifest
     model = SequenceTRM(SequenceConfig(**manifest.require_training().model_config))
     weights = {}
     for file in (manifest.sequence.encode, manifest.onnx_fp32):
-        for initializer in onnx.load(str(Path(path) / file)).graph.initializer:
+        for initializer in onnx.load(str(bundle.path / file)).graph.initializer:
             array = numpy_helper.to_array(initializer).copy()
             weights[initializer.name.removeprefix("model.")] = torch.from_numpy(array)
     model.load_state_dict({name: weights[name] for name in model.state_dict()})
     return model.eval()
 
 
-def bundle_halting(path: Path) -> Halting:
+def bundle_halting(bundle: Path | Bundle) -> Halting:
     """The halting rule a sequence bundle's manifest gives its tokens: its threshold, and whether a token also
-    stops once a step leaves its answer unchanged (as the server decodes)."""
-    manifest = load_bundle(Path(path)).manifest
+    stops once a step leaves its answer unchanged (as the server decodes); a folder or a bundle already read."""
+    manifest = _loaded(bundle).manifest
     return Halting(threshold=manifest.halt_threshold, when_unchanged=manifest.sequence.halt_when_unchanged)

@@ -210,14 +210,14 @@ def starting_point(start_from: Path | None, rows: list[Pair]) -> StartingPoint:
     if manifest.training is None:
         raise ValueError(f"{flag}: {manifest.name} {manifest.version} records no training section (its model's "
                          "shape), so no fit can start from it")
-    model = sequence_model_from_bundle(start_from).train()
+    model = sequence_model_from_bundle(bundle).train()
     source, target = max(rows, key=lambda p: len(p.source)), max(rows, key=lambda p: len(p.target))
     if len(source.source) > model.cfg.max_source_len or len(target.target) + 1 > model.cfg.max_target_len:
         raise ValueError(f"{flag}: its model reads at most {model.cfg.max_source_len:,} characters and writes at "
                          f"most {model.cfg.max_target_len - 1:,}; the file has a source of {len(source.source):,} "
                          f"and a target of {len(target.target):,}")
     recipe = manifest.training.config
-    return StartingPoint(model, bundle_halting(start_from), START_LR,
+    return StartingPoint(model, bundle_halting(bundle), START_LR,
                          {key: recipe[key] for key in ("depth", "step_weights") if key in recipe},
                          {"start_from": bundle.manifest_sha256}, f"{manifest.name} {manifest.version}")
 
