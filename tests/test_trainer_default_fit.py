@@ -50,6 +50,11 @@ def test_a_default_fit_learns_and_reports_the_baseline_beside_it(
     config = manifest["training"]["config"]
     assert config["model"] == SHORT_TEXT.settings["model"] and config["teacher"]["embedding_init"]
     assert config["max_tokens"] == 8 and 0 < config["max_minutes"] < 2.5
+    # the EMA weights that scored best on validation ship, among four evaluations and the run's end
+    history = evaluation["training_history"]
+    best = max(reversed(history), key=lambda entry: entry["val_last_step"])
+    assert config["keep_best"] and history[-1]["step"] == manifest["training"]["optimizer_steps"]
+    assert f"- weights: the EMA weights of step {best['step']:,}, the best of {len(history)} evaluations" in report
     timing = f"fit {wall_s:.1f} s, training {manifest['training']['train_time_s']} s of {config['max_minutes']} min"
     assert wall_s < 2.5 * 60, timing  # the whole fit within its budget
     assert manifest["training"]["train_time_s"] <= config["max_minutes"] * 60 + 5, timing

@@ -196,6 +196,7 @@ def test_the_schedule_ends_with_the_budget_on_large_data() -> None:
     # the data's 5,194 words, then the teacher's up to the short-text limit
     assert (values["max_tokens"], values["vocab_size"], values["batch_size"]) == (24, SHORT_TEXT.text.max_vocab, 128)
     assert values["warmup_steps"] == 144 and values["eval_every"] == 360 and values["log_every"] == 20
+    assert values["keep_best"]  # the fit ships the EMA weights that scored best on validation
     assert sizing.expected_minutes == pytest.approx(15)
     assert "training for 12 min (the budget ends it), about 1,440 steps" in describe_choice(SHORT_TEXT, [], sizing)
 

@@ -134,6 +134,7 @@ def test_fit_trains_each_ingredient_like_a_plain_fit_and_ships_their_average(
     assert manifest.require_training().optimizer_steps == 240
     report = (bundle / "REPORT.md").read_text()
     assert "weight soup: the mean of 2 models trained from the same initial weights" in report
+    assert manifest.require_training().config["keep_best"] is False  # a soup leaves the preset's choice of weights
     evaluation = json.loads((bundle / "evaluation.json").read_text())
     assert [(e["ingredient"], e["step"]) for e in evaluation["training_history"]] == [
         (1, 60),

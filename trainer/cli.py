@@ -67,9 +67,10 @@ def _fit_config(args: argparse.Namespace) -> tuple[TrainConfig, float | None]:
                          f"drop --task, or give a file of {KIND_COLUMNS[args.task]} columns")
     plan = plan_fit(args.data, args.preset, args.time_budget, teacher.available(), args.test, columns)
     print(plan.description, flush=True)
-    cfg = TrainConfig.from_dict(with_overrides({"name": model_name_from(Path(args.data).stem), **plan.settings},
-                                               overrides))
-    return cfg, None if overrides.get("max_minutes") is not None else plan.training_ends_s
+    settings = with_overrides({"name": model_name_from(Path(args.data).stem), **plan.settings}, overrides)
+    if "keep_best" not in overrides and (settings.get("soup") or settings.get("train_on_val")):
+        settings["keep_best"] = False  # the preset's choice among evaluated weights needs one model and held-out rows
+    return TrainConfig.from_dict(settings), None if overrides.get("max_minutes") is not None else plan.training_ends_s
 
 
 def cmd_fit(args: argparse.Namespace) -> int:

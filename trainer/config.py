@@ -106,6 +106,10 @@ class TrainConfig:
     log_every: int = 50  # progress lines when the output is not a terminal
     eval_every: int = 1000
     eval_examples: int = 1000  # validation examples for the progress evaluation during training
+    # ship the EMA weights of the progress evaluation that scored best on validation (the answer after the last
+    # step; the later of equals), the run's end evaluated too; False: the last EMA weights. Never with train_on_val
+    # (no held-out rows to choose on) or a soup (it averages its ingredients' last weights)
+    keep_best: bool = False
     eval_limit: int = 0  # grids: evaluate the exported bundle on a fixed random subset of each split (0: all)
     teacher: TeacherConfig = field(default_factory=TeacherConfig)
     # a weight soup (trainer/soup.py): one model per entry, each this config with the entry's dotted
@@ -141,6 +145,10 @@ class TrainConfig:
         if not 0 <= self.unroll_from_step < self.max_steps:
             raise ValueError(f"unroll_from_step is {self.unroll_from_step}; it must lie between 0 and max_steps - 1 "
                              f"({self.max_steps - 1})")
+        if self.keep_best and (self.train_on_val or self.soup):
+            why = ("train_on_val trains on the validation rows" if self.train_on_val
+                   else "a soup averages its ingredients")
+            raise ValueError(f"keep_best chooses weights by their validation score, and {why}: --set keep_best=false")
         if self.soup_branch_step and not self.soup:
             raise ValueError(
                 "soup_branch_step is set but soup is empty: it is the step at which soup ingredients branch"

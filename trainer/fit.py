@@ -75,7 +75,7 @@ class Fitted:
 
     cfg: TrainConfig  # the configuration the weights were trained with
     prepared: Prepared
-    model: TRM  # the EMA weights (or the soup's average), on the CPU in eval mode
+    model: TRM  # the EMA weights shipped (`Trainer.shipped_model`, or the soup's average), on the CPU in eval mode
     record: TrainingRecord
     baseline: BaselineResult | None = None  # text: the built-in baseline on the same splits (never shipped)
 
@@ -91,7 +91,7 @@ def fit(cfg: TrainConfig, resume: bool = True, command: str = "", ends_by: float
         return Fitted(cfg, prepared, model, record, baseline)
     prepared, trainer = fit_one(cfg, resume, command=command, ends_by=ends_by)
     record = TrainingRecord.of(trainer, command, time.monotonic() - started)
-    return Fitted(trainer.cfg, prepared, cpu_copy(trainer.ema.model), record, baseline)
+    return Fitted(trainer.cfg, prepared, cpu_copy(trainer.shipped_model()), record, baseline)
 
 
 def fit_baseline(cfg: TrainConfig) -> BaselineResult | None:
@@ -200,7 +200,7 @@ def from_checkpoint(checkpoint: Path, overrides: dict[str, Any], command: str, e
         raise ValueError(f"--checkpoint {checkpoint} was trained on other data than {cfg.data} now holds, or as "
                          "another model: export it where its data is unchanged")
     record = TrainingRecord.of(trainer, command or state.get("command") or exported_by, trainer.elapsed_s)
-    return Fitted(trained_with, prepared, cpu_copy(trainer.ema.model), record, fit_baseline(cfg))
+    return Fitted(trained_with, prepared, cpu_copy(trainer.shipped_model()), record, fit_baseline(cfg))
 
 
 def build_trainer(cfg: TrainConfig, prepared: Prepared) -> Trainer:

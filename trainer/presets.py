@@ -418,7 +418,8 @@ def size_run(
     settings.update(
         max_steps=max_steps, max_minutes=round(train_minutes, 2),
         warmup_steps=min(preset.settings["warmup_steps"], expected_steps // 10),
-        eval_every=max(1, expected_steps // 4), log_every=max(1, round(rate * LOG_EVERY_SECONDS)),
+        # four evaluations on validation, and one at the end; the fit ships the best-scored EMA weights of them
+        eval_every=max(1, expected_steps // 4), keep_best=True, log_every=max(1, round(rate * LOG_EVERY_SECONDS)),
     )
     expected = overhead + min(train_minutes, max_steps / rate / 60)
     # evaluation reads the validation rows and the test file's (or the hold-outs of the training file)

@@ -13,6 +13,7 @@ from trainer.baseline import DESCRIPTION, comparison
 from trainer.data.files import counted
 from trainer.out_of_scope import DEFAULT_PRECISION, NO_PRECISE_LEVEL
 from trainer.reader import ReaderFit
+from trainer.train import BEST_BY, best_evaluation
 from trm_bundle.manifest import Manifest, Training
 
 matplotlib.use("Agg")
@@ -125,6 +126,7 @@ def write_report(folder: Path, manifest: Manifest, evaluation: dict[str, Any]) -
         "\n" + answered_line(f"{name} (int8, as served)", figures)
         for name, figures in evaluation["results_int8"].items() if "answered_fraction" in figures
     ) if evaluation["int8_shipped"] else ""
+    weights_line = _weights_line(training.config, evaluation.get("training_history", []))
     text = f"""# {manifest.name} {manifest.version}
 
 {manifest.description or 'No description given (`--set description="..."` sets one).'}
@@ -152,7 +154,7 @@ final answers agree on {100 * parity['final_agreement']:.2f}% ({unit}).{trimmed}
 - wall time: {training.wall_time_s:.0f} s of this command
   (training loop {training.train_time_s:.0f} s, {training.optimizer_steps} optimizer steps,
   including steps resumed from checkpoints) on {training.device}
-{_soup_line(training.config)}- parameters: {_parameters_text(training)}
+{_soup_line(training.config)}{weights_line}- parameters: {_parameters_text(training)}
 - recursion: {_recursion_text(recursion.n, recursion.T, recursion.N_sup)}
 - halting threshold (calibrated on validation): {manifest.halt_threshold}
 
@@ -201,6 +203,21 @@ def _parameters_text(training: Training) -> str:
     """The bundle's weights, with the linear reader's table (reader_rows x num_outputs) named where it has one."""
     reader = training.model_config.get("reader_rows", 0) * training.model_config.get("num_outputs", 0)
     return f"{training.parameters:,}" + (f" (of which {reader:,} in the linear reader's table)" if reader else "")
+
+
+def _weights_line(config: dict[str, Any], history: list[dict[str, float]]) -> str:
+    """Which EMA weights a one-model bundle ships (`Trainer.shipped_model`), e.g. "the EMA weights of step 396, the
+    best of 5 evaluations on validation (...)"; empty for a soup, whose line says."""
+    if config.get("soup"):
+        return ""
+    best = best_evaluation(history) if config.get("keep_best") else None
+    if best is None:
+        return "- weights: the EMA weights the training ended with\n"
+    last = history[-1]
+    later = "" if best is last else f"; the last, step {last['step']:,.0f}, {100 * last[BEST_BY]:.2f}%"
+    return (f"- weights: the EMA weights of step {best['step']:,.0f}, the best of "
+            f"{counted(len(history), 'evaluation')} on validation ({100 * best[BEST_BY]:.2f}% after the last step"
+            f"{later})\n")
 
 
 def _soup_line(config: dict[str, Any]) -> str:

@@ -40,6 +40,8 @@ from trainer.model import TRM, ModelConfig
 
 CHECKPOINT = "checkpoint.pt"
 MIN_PLANNED_SHARE = 0.5
+BEST_BY = "val_last_step"
+"""The progress evaluation's figure that ranks weights for `keep_best`: validation accuracy after the last step."""
 """A fit timed to end by a given time (`Trainer.fit`'s `ends_by`) still trains at least this share of its planned
 minutes, however late its training starts."""
 
@@ -109,6 +111,12 @@ def check_device(name: str) -> None:
         raise ValueError(f"--device {name}: {found}; use --device cpu (or auto, which takes a GPU when there is one)")
 
 
+def best_evaluation(history: list[dict[str, float]]) -> dict[str, float] | None:
+    """The progress evaluation that ranks best by BEST_BY (the later of equals); None when none was made."""
+    scored = [entry for entry in history if BEST_BY in entry]
+    return max(reversed(scored), key=lambda entry: entry[BEST_BY]) if scored else None  # max keeps the first
+
+
 def trim_padding(tokens: torch.Tensor, cfg: ModelConfig) -> torch.Tensor:
     """A text batch without its all-padding trailing columns (kept to a multiple of the pool): the same
     answers at less cost, since padding is masked out of attention (``ModelConfig.variable_length``)."""
@@ -150,6 +158,7 @@ class Trainer:
         self.step = 0
         self.elapsed_s = 0.0
         self.history: list[dict[str, float]] = []
+        self.best_weights: dict[str, torch.Tensor] | None = None  # keep_best: the EMA weights of best_evaluation
         self.trained_on: list[str] = []  # the devices that ran this model's training steps, in order
         self.command = ""  # the command that trains it, kept in its checkpoint for `trm-train export --checkpoint`
         self.rng = torch.Generator(device="cpu").manual_seed(cfg.seed)
@@ -196,6 +205,7 @@ class Trainer:
             "step": self.step,
             "elapsed_s": self.elapsed_s,
             "history": self.history,
+            "best_weights": self.best_weights,
             "trained_on": self.trained_on,
             "command": self.command,
             "data_sha256": self.data_sha256,
@@ -225,6 +235,7 @@ class Trainer:
             self.embedding_projection.load_state_dict(state["embedding_projection"])
         self.step, self.elapsed_s, self.history = state["step"], state["elapsed_s"], state["history"]
         self.trained_on = state.get("trained_on", [])  # older checkpoints did not record it
+        self.best_weights = None if branch else state.get("best_weights")  # older checkpoints kept none
         self.rng.set_state(state["rng"].cpu())
         if not branch and "stream" in state:  # older checkpoints kept the stream's generator only
             self.stream.restore(state["stream"])
@@ -389,8 +400,8 @@ class Trainer:
         self, resume: bool = True, branch_from: Path | None = None, until: int | None = None,
         ends_by: float | None = None,
     ) -> TRM:
-        """Trains until max_steps (or `until`, when earlier) or max_minutes; returns the EMA model
-        (used for evaluation and export). Without a checkpoint of its own to resume, a run given
+        """Trains until max_steps (or `until`, when earlier) or max_minutes; returns the last EMA model
+        (`shipped_model` gives the weights a bundle ships). Without a checkpoint of its own to resume, a run given
         `branch_from` starts from that checkpoint (`load_checkpoint(branch=True)`). With `ends_by` (a
         `time.monotonic()`), max_minutes is set when the loop starts so that the loop ends then (`_time_to`)."""
         cfg = self.cfg
@@ -437,10 +448,7 @@ class Trainer:
                 if self.step % cfg.checkpoint_every == 0:
                     self.save_checkpoint()
                 if self.evaluate and self.step % cfg.eval_every == 0:
-                    figures = self.evaluate(self.ema.model)
-                    self.history.append({"step": self.step, "elapsed_s": self.elapsed_s, **figures})
-                    shown = ", ".join(f"{name} {100 * value:.2f}%" for name, value in figures.items())
-                    tqdm.write(f"eval {cfg.name} step {self.step} ({self.elapsed_s / 60:.1f} min): {shown}")
+                    self._evaluate()
         finally:
             bar.close()
             if self.step > first_step and self.trained_on[-1:] != [str(self.device)]:
@@ -450,4 +458,26 @@ class Trainer:
                 signal.signal(sig, handler)
         if self._stop:
             raise KeyboardInterrupt(f"stopped at step {self.step}; checkpoint saved to {self.checkpoint_path}")
+        if cfg.keep_best and self.evaluate and (not self.history or self.history[-1]["step"] != self.step):
+            self._evaluate()  # the weights the run ends with compete too
+            self.save_checkpoint()
         return self.ema.model
+
+    def _evaluate(self) -> None:
+        """Scores the EMA weights on validation into `history`; keep_best keeps them where they rank best so far."""
+        figures = self.evaluate(self.ema.model)
+        entry = {"step": self.step, "elapsed_s": self.elapsed_s, **figures}
+        self.history.append(entry)
+        if self.cfg.keep_best and best_evaluation(self.history) is entry:
+            self.best_weights = {key: value.detach().clone() for key, value in self.ema.model.state_dict().items()}
+        shown = ", ".join(f"{name} {100 * value:.2f}%" for name, value in figures.items())
+        tqdm.write(f"eval {self.cfg.name} step {self.step} ({self.elapsed_s / 60:.1f} min): {shown}")
+
+    def shipped_model(self) -> TRM:
+        """The weights a bundle ships: with keep_best, the EMA weights of `best_evaluation`; else the last EMA
+        weights (also where nothing was evaluated)."""
+        if not self.cfg.keep_best or self.best_weights is None:
+            return self.ema.model
+        model = copy.deepcopy(self.ema.model)
+        model.load_state_dict(self.best_weights)
+        return model

@@ -1,0 +1,80 @@
+"""`keep_best`: a fit ships the EMA weights of its best progress evaluation on validation (the run's end evaluated
+too), not the weights it ended with; a preset's fit sets it, the shipped models' configs do not."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from test_trainer_multistep import fixed_batch, text_config
+
+from trainer.config import TrainConfig
+from trainer.model import TRM
+from trainer.report import _weights_line
+from trainer.train import Trainer, best_evaluation
+
+
+def _trainer(tmp_path: Path, scores: dict[int, float], keep_best: bool = True, max_steps: int = 7) -> Trainer:
+    """A real model and loop whose evaluation gives `scores[step]` (validation accuracy after the last step) and
+    records the EMA weights it scored in `trainer.scored`."""
+    cfg = TrainConfig(name="best", task="text", data="d", out_dir=str(tmp_path), device="cpu", max_steps=max_steps,
+                      warmup_steps=1, batch_size=6, lr=1e-2, eval_every=2, keep_best=keep_best)
+    trainer = Trainer(cfg, TRM(text_config()), fixed_batch())
+    trainer.scored = {}
+
+    def evaluate(model: TRM) -> dict[str, float]:
+        trainer.scored[trainer.step] = {key: value.clone() for key, value in model.state_dict().items()}
+        return {"val_first_step": 0.0, "val_last_step": scores[trainer.step]}
+
+    trainer.evaluate = evaluate
+    return trainer
+
+
+def _same_weights(model: torch.nn.Module, weights: dict[str, torch.Tensor]) -> bool:
+    return all(torch.equal(value, weights[key]) for key, value in model.state_dict().items())
+
+
+def test_the_fit_ships_the_weights_of_its_best_evaluation_and_scores_its_end(tmp_path: Path) -> None:
+    trainer = _trainer(tmp_path, {2: 0.50, 4: 0.75, 6: 0.60, 7: 0.70})
+    last = trainer.fit(resume=False)
+    assert [entry["step"] for entry in trainer.history] == [2, 4, 6, 7]  # step 7 ends the run, between evaluations
+    shipped = trainer.shipped_model()
+    assert _same_weights(shipped, trainer.scored[4]) and not _same_weights(shipped, trainer.scored[7])
+    assert _same_weights(last, trainer.scored[7])  # fit still returns the weights it ended with
+    assert _weights_line(trainer.cfg.to_dict(), trainer.history) == (
+        "- weights: the EMA weights of step 4, the best of 4 evaluations on validation (75.00% after the last step; "
+        "the last, step 7, 70.00%)\n")
+
+
+def test_the_later_of_equal_scores_is_shipped_and_a_resumed_run_keeps_its_best(tmp_path: Path) -> None:
+    scores = {2: 0.75, 4: 0.75, 6: 0.5, 8: 0.25, 9: 0.25}
+    trainer = _trainer(tmp_path, scores, max_steps=9)
+    trainer.fit(resume=False, until=6)
+    resumed = _trainer(tmp_path, scores, max_steps=9)
+    resumed.fit(resume=True)
+    assert [entry["step"] for entry in resumed.history] == [2, 4, 6, 8, 9]
+    assert best_evaluation(resumed.history)["step"] == 4
+    assert _same_weights(resumed.shipped_model(), trainer.scored[4])  # scored before the resume, kept in the checkpoint
+
+
+def test_without_keep_best_the_last_weights_ship_and_the_end_is_not_evaluated_again(tmp_path: Path) -> None:
+    trainer = _trainer(tmp_path, {2: 0.9, 4: 0.1, 6: 0.1}, keep_best=False)
+    last = trainer.fit(resume=False)
+    assert [entry["step"] for entry in trainer.history] == [2, 4, 6]
+    assert trainer.shipped_model() is last and trainer.best_weights is None
+    assert _weights_line(trainer.cfg.to_dict(), trainer.history) == (
+        "- weights: the EMA weights the training ended with\n")
+
+
+def test_best_evaluation_ranks_by_the_answer_after_the_last_step() -> None:
+    history = [{"step": 1, "val_first_step": 0.9, "val_last_step": 0.2}, {"step": 2, "val_last_step": 0.3},
+               {"step": 3, "val_last_step": 0.3}, {"step": 4, "val_last_step": 0.1}]
+    assert best_evaluation(history)["step"] == 3 and best_evaluation([]) is None
+
+
+@pytest.mark.parametrize(("setting", "reason"), [({"train_on_val": True}, "train_on_val trains on the validation rows"),
+                                                 ({"soup": [{}, {}]}, "a soup averages its ingredients")])
+def test_keep_best_is_refused_where_no_held_out_score_can_choose(setting: dict, reason: str) -> None:
+    with pytest.raises(ValueError, match=f"{reason}: --set keep_best=false"):
+        TrainConfig(name="best", task="text", data="d", keep_best=True, **setting)
