@@ -40,10 +40,10 @@ from trainer.model import TRM, ModelConfig
 
 CHECKPOINT = "checkpoint.pt"
 MIN_PLANNED_SHARE = 0.5
-BEST_BY = "val_last_step"
-"""The progress evaluation's figure that ranks weights for `keep_best`: validation accuracy after the last step."""
 """A fit timed to end by a given time (`Trainer.fit`'s `ends_by`) still trains at least this share of its planned
 minutes, however late its training starts."""
+BEST_BY = "val_last_step"
+"""The progress evaluation's figure that ranks weights for `keep_best`: validation accuracy after the last step."""
 
 
 class Stream(Protocol):
