@@ -27,6 +27,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from operator import itemgetter
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -81,6 +82,16 @@ class EMA:
         for ema_p, p in zip(self.model.parameters(), model.parameters(), strict=True):
             ema_p.lerp_(p, 1.0 - decay)
 
+    def weights(self) -> dict[str, torch.Tensor]:
+        """A copy of the averaged weights as they are now (a fit's best so far)."""
+        return {key: value.detach().clone() for key, value in self.model.state_dict().items()}
+
+    def model_with(self, weights: dict[str, torch.Tensor]) -> torch.nn.Module:
+        """A copy of the averaged model holding `weights` (from `weights()`), in eval mode."""
+        model = copy.deepcopy(self.model)
+        model.load_state_dict(weights)
+        return model.eval()
+
 
 @dataclass
 class Carry:
@@ -111,10 +122,12 @@ def check_device(name: str) -> None:
         raise ValueError(f"--device {name}: {found}; use --device cpu (or auto, which takes a GPU when there is one)")
 
 
-def best_evaluation(history: list[dict[str, float]]) -> dict[str, float] | None:
-    """The progress evaluation that ranks best by BEST_BY (the later of equals); None when none was made."""
-    scored = [entry for entry in history if BEST_BY in entry]
-    return max(reversed(scored), key=lambda entry: entry[BEST_BY]) if scored else None  # max keeps the first
+def best_evaluation(
+    history: list[dict[str, float]], rank: Callable[[dict[str, float]], Any] = itemgetter(BEST_BY)
+) -> dict[str, float] | None:
+    """The evaluation of `history` that ranks highest by `rank` (default: BEST_BY), the later of equals; None when
+    none was made. The rule by which a fit keeps its best EMA weights (text, grid and sequence fits alike)."""
+    return max(reversed(history), key=rank) if history else None  # max keeps the first of equals: the later
 
 
 def trim_padding(tokens: torch.Tensor, cfg: ModelConfig) -> torch.Tensor:
@@ -469,7 +482,7 @@ class Trainer:
         entry = {"step": self.step, "elapsed_s": self.elapsed_s, **figures}
         self.history.append(entry)
         if self.cfg.keep_best and best_evaluation(self.history) is entry:
-            self.best_weights = {key: value.detach().clone() for key, value in self.ema.model.state_dict().items()}
+            self.best_weights = self.ema.weights()
         shown = ", ".join(f"{name} {100 * value:.2f}%" for name, value in figures.items())
         tqdm.write(f"eval {self.cfg.name} step {self.step} ({self.elapsed_s / 60:.1f} min): {shown}")
 
@@ -478,6 +491,4 @@ class Trainer:
         weights (also where nothing was evaluated)."""
         if not self.cfg.keep_best or self.best_weights is None:
             return self.ema.model
-        model = copy.deepcopy(self.ema.model)
-        model.load_state_dict(self.best_weights)
-        return model
+        return self.ema.model_with(self.best_weights)

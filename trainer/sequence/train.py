@@ -11,7 +11,6 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Iterator
-from copy import deepcopy
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -21,7 +20,7 @@ from trainer.sequence.batches import Batch
 from trainer.sequence.decode import Halting
 from trainer.sequence.model import SequenceConfig, SequenceTRM
 from trainer.sequence.teacher_forcing import teacher_forced
-from trainer.train import EMA, continues_run
+from trainer.train import EMA, best_evaluation, continues_run
 
 CHECKPOINT = "checkpoint.pt"
 TRAINING_DEPTHS = {
@@ -200,24 +199,18 @@ class SequenceTrainer:
     def best_evaluation(self) -> dict[str, float] | None:
         """The evaluation that scored best (exact match, then character error rate; the later of equals), whose EMA
         weights `best_weights` holds; None when none did."""
-        if self.best_weights is None:
-            return None
-        return max(reversed(self.history), key=_rank)  # max keeps the first of equals: the later, reversed
+        return None if self.best_weights is None else best_evaluation(self.history, _rank)
 
     def best_model(self) -> SequenceTRM:
         """The EMA weights of `best_evaluation`, or the last EMA weights when none was scored."""
-        if self.best_weights is None:
-            return self.ema.model
-        model = deepcopy(self.ema.model)
-        model.load_state_dict(self.best_weights)
-        return model.eval()
+        return self.ema.model if self.best_weights is None else self.ema.model_with(self.best_weights)
 
     def _evaluate(self) -> None:
         metrics = {"step": self.step, "elapsed_s": self.elapsed_s, "lines_seen": self.lines_seen,
                    **self.evaluate(self.ema.model)}
         self.history.append(metrics)
-        if all(_rank(metrics) >= _rank(earlier) for earlier in self.history):
-            self.best_weights = {key: value.detach().clone() for key, value in self.ema.model.state_dict().items()}
+        if best_evaluation(self.history, _rank) is metrics:
+            self.best_weights = self.ema.weights()
         self.log(f"eval step {self.step} {self.elapsed_s / 60:.1f} min lines {self.lines_seen} "
                  + " ".join(f"{key} {value:.4g}" for key, value in metrics.items()
                             if key not in ("step", "elapsed_s", "lines_seen")))
