@@ -47,6 +47,29 @@ BEST_BY = "val_last_step"
 """The progress evaluation's figure that ranks weights for `keep_best`: validation accuracy after the last step."""
 
 
+class Schedule(Protocol):
+    """What the learning-rate schedule reads of a text, grid or sequence run's config."""
+
+    lr: float
+    warmup_steps: int
+    max_steps: int
+    max_minutes: float
+
+
+def learning_rate(cfg: Schedule, step: int, elapsed_s: float, warmup_ended_s: float) -> float:
+    """The learning rate of optimizer step `step`: a linear warmup over cfg.warmup_steps, then a cosine from cfg.lr to
+    a tenth of it over the rest of whichever budget runs out first, the steps to max_steps or (max_minutes) the
+    seconds. Both are counted from the warmup's end (`warmup_ended_s`: the seconds trained by then), so a run that
+    its steps end decays on steps alone and trains the same weights on a fast machine or a busy one."""
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    progress = (step - cfg.warmup_steps) / max(1, cfg.max_steps - cfg.warmup_steps)
+    if cfg.max_minutes:
+        decay_s = cfg.max_minutes * 60 - warmup_ended_s
+        progress = max(progress, (elapsed_s - warmup_ended_s) / decay_s if decay_s > 0 else 1.0)
+    return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
+
+
 class Stream(Protocol):
     def draw(self, count: int) -> dict[str, np.ndarray]: ...
 
@@ -170,6 +193,7 @@ class Trainer:
         self.optimizer = self._make_optimizer()
         self.step = 0
         self.elapsed_s = 0.0
+        self.warmup_ended_s = 0.0  # the seconds trained when the warmup ended, where the decay by time starts
         self.history: list[dict[str, float]] = []
         self.best_weights: dict[str, torch.Tensor] | None = None  # keep_best: the EMA weights of best_evaluation
         self.trained_on: list[str] = []  # the devices that ran this model's training steps, in order
@@ -188,15 +212,6 @@ class Trainer:
             {"params": rest, "lr_scale": 1.0},
         ]
         return torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.95))
-
-    def _learning_rate(self) -> float:
-        cfg = self.cfg
-        if self.step < cfg.warmup_steps:
-            return cfg.lr * (self.step + 1) / cfg.warmup_steps
-        progress = (self.step - cfg.warmup_steps) / max(1, cfg.max_steps - cfg.warmup_steps)
-        if cfg.max_minutes:  # a time-capped run decays on whichever budget runs out first
-            progress = max(progress, self.elapsed_s / (cfg.max_minutes * 60))
-        return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
 
     # --- checkpoints -------------------------------------------------------------------------
     @property
@@ -217,6 +232,7 @@ class Trainer:
             ),
             "step": self.step,
             "elapsed_s": self.elapsed_s,
+            "warmup_ended_s": self.warmup_ended_s,
             "history": self.history,
             "best_weights": self.best_weights,
             "trained_on": self.trained_on,
@@ -247,6 +263,7 @@ class Trainer:
         if self.embedding_projection is not None and state["embedding_projection"]:
             self.embedding_projection.load_state_dict(state["embedding_projection"])
         self.step, self.elapsed_s, self.history = state["step"], state["elapsed_s"], state["history"]
+        self.warmup_ended_s = state.get("warmup_ended_s", 0.0)  # older checkpoints decayed by time from the start
         self.trained_on = state.get("trained_on", [])  # older checkpoints did not record it
         self.best_weights = None if branch else state.get("best_weights")  # older checkpoints kept none
         self.rng.set_state(state["rng"].cpu())
@@ -330,7 +347,7 @@ class Trainer:
 
     def _set_learning_rate(self) -> None:
         for group in self.optimizer.param_groups:
-            group["lr"] = self._learning_rate() * group["lr_scale"]
+            group["lr"] = learning_rate(self.cfg, self.step, self.elapsed_s, self.warmup_ended_s) * group["lr_scale"]
 
     def _autocast(self) -> torch.autocast:
         return torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device.type == "cuda")
@@ -447,6 +464,8 @@ class Trainer:
                     break
                 last = self.train_step(carry)
                 self.elapsed_s = trained_s()
+                if self.step == cfg.warmup_steps:
+                    self.warmup_ended_s = self.elapsed_s
                 bar.update(1)
                 bar.set_postfix(
                     loss=f"{last['loss']:.3f}", acc=f"{last['acc']:.3f}", steps=f"{last['halt_steps']:.1f}"

@@ -8,7 +8,6 @@ values keep their gradient within a step, so it learns from how later tokens use
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
@@ -20,7 +19,7 @@ from trainer.sequence.batches import Batch
 from trainer.sequence.decode import Halting
 from trainer.sequence.model import SequenceConfig, SequenceTRM
 from trainer.sequence.teacher_forcing import teacher_forced
-from trainer.train import EMA, best_evaluation, continues_run
+from trainer.train import EMA, best_evaluation, continues_run, learning_rate
 
 CHECKPOINT = "checkpoint.pt"
 TRAINING_DEPTHS = {
@@ -81,21 +80,13 @@ class SequenceTrainer:
                                            betas=(0.9, 0.95))
         self.generator = torch.Generator().manual_seed(cfg.seed)
         self.step, self.elapsed_s, self.lines_seen = 0, 0.0, 0
+        self.warmup_ended_s = 0.0  # the seconds trained when the warmup ended, where the decay by time starts
         self.history: list[dict[str, float]] = []
         self.best_weights: dict[str, torch.Tensor] | None = None  # the EMA weights of `best_evaluation`
 
     @property
     def checkpoint_path(self) -> Path:
         return self.cfg.run_dir / CHECKPOINT
-
-    def _learning_rate(self) -> float:
-        cfg = self.cfg
-        if self.step < cfg.warmup_steps:
-            return cfg.lr * (self.step + 1) / cfg.warmup_steps
-        progress = (self.step - cfg.warmup_steps) / max(1, cfg.max_steps - cfg.warmup_steps)
-        if cfg.max_minutes:
-            progress = max(progress, self.elapsed_s / (cfg.max_minutes * 60))
-        return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
 
     def save_checkpoint(self) -> None:
         """Atomic: a killed run never leaves half a checkpoint."""
@@ -104,7 +95,8 @@ class SequenceTrainer:
             "config": self.cfg.to_dict(), "model_config": self.model.cfg.to_dict(),
             "model": self.model.state_dict(), "ema": self.ema.model.state_dict(),
             "optimizer": self.optimizer.state_dict(), "step": self.step, "elapsed_s": self.elapsed_s,
-            "lines_seen": self.lines_seen, "history": self.history, "generator": self.generator.get_state(),
+            "warmup_ended_s": self.warmup_ended_s, "lines_seen": self.lines_seen, "history": self.history,
+            "generator": self.generator.get_state(),
             "data_sha256": self.data_sha256, "best_weights": self.best_weights,
         }
         tmp = self.checkpoint_path.with_suffix(".tmp")
@@ -123,6 +115,7 @@ class SequenceTrainer:
         self.ema.model.load_state_dict(state["ema"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.step, self.elapsed_s, self.lines_seen = state["step"], state["elapsed_s"], state["lines_seen"]
+        self.warmup_ended_s = state.get("warmup_ended_s", 0.0)  # older checkpoints decayed by time from the start
         self.history, self.best_weights = state["history"], state.get("best_weights")  # older ones kept none
         self.generator.set_state(state["generator"])
         return True
@@ -131,7 +124,7 @@ class SequenceTrainer:
         """One optimizer step on one batch; returns its loss parts and step statistics."""
         self.model.train()
         for group in self.optimizer.param_groups:
-            group["lr"] = self._learning_rate()
+            group["lr"] = learning_rate(self.cfg, self.step, self.elapsed_s, self.warmup_ended_s)
         halting = self._training_halting()
         out = teacher_forced(self.model, batch.source, batch.targets, halting, self.cfg.halt_loss_weight,
                              self.cfg.step_weights)
@@ -175,6 +168,8 @@ class SequenceTrainer:
             while self.step < cfg.max_steps and not (cfg.max_minutes and trained_s() >= cfg.max_minutes * 60):
                 window.append(self.train_step(next(batches)))
                 self.elapsed_s = trained_s()
+                if self.step == cfg.warmup_steps:
+                    self.warmup_ended_s = self.elapsed_s
                 if self.step % cfg.log_every == 0:
                     mean = {key: sum(stats[key] for stats in window) / len(window) for key in window[0]}
                     budget = f" of {cfg.max_minutes:g}" if cfg.max_minutes else ""
