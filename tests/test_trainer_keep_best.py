@@ -3,12 +3,15 @@ too), not the weights it ended with; a preset's fit sets it, the shipped models'
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
 from test_trainer_multistep import fixed_batch, text_config
 
+import trainer.train
 from trainer.config import TrainConfig
 from trainer.model import TRM
 from trainer.report import _weights_line
@@ -78,3 +81,26 @@ def test_best_evaluation_ranks_by_the_answer_after_the_last_step() -> None:
 def test_keep_best_is_refused_where_no_held_out_score_can_choose(setting: dict, reason: str) -> None:
     with pytest.raises(ValueError, match=f"{reason}: --set keep_best=false"):
         TrainConfig(name="best", task="text", data="d", keep_best=True, **setting)
+
+
+def test_a_timed_run_ends_its_loop_early_enough_for_the_evaluation_of_its_end(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = SimpleNamespace(now=0.0)  # the loop's clock: a training step takes 1 s, an evaluation 7 s
+    monkeypatch.setattr(trainer.train, "time", SimpleNamespace(monotonic=lambda: clock.now))
+    run = _trainer(tmp_path, {step: 0.5 for step in range(1, 101)}, max_steps=10**6)
+    run.cfg = replace(run.cfg, eval_every=20, max_minutes=100 / 60)
+    step, evaluate = run.train_step, run.evaluate
+
+    def timed_step(carry: object) -> dict[str, float]:
+        clock.now += 1.0
+        return step(carry)
+
+    def timed_evaluation(model: TRM) -> dict[str, float]:
+        clock.now += 7.0
+        return evaluate(model)
+
+    run.train_step, run.evaluate = timed_step, timed_evaluation
+    run.fit(resume=False)
+    # 72 steps and three evaluations take 93 s; a step more and the end's evaluation would end past the 100 s
+    assert [entry["step"] for entry in run.history] == [20, 40, 60, 72] and clock.now == 100.0

@@ -453,6 +453,7 @@ class Trainer:
                    disable=not sys.stderr.isatty())
         started, last, first_step = time.monotonic(), {}, self.step
         base_elapsed = self.elapsed_s
+        end_evaluation_s = 0.0  # keep_best: a time budget's loop ends this much early for the evaluation after it
 
         def trained_s() -> float:
             """Seconds trained so far, read now: a checkpoint's or an evaluation's time counts too."""
@@ -460,7 +461,7 @@ class Trainer:
 
         try:
             while self.step < last_step and not self._stop:
-                if cfg.max_minutes and trained_s() >= cfg.max_minutes * 60:
+                if cfg.max_minutes and trained_s() + end_evaluation_s >= cfg.max_minutes * 60:
                     break
                 last = self.train_step(carry)
                 self.elapsed_s = trained_s()
@@ -480,7 +481,10 @@ class Trainer:
                 if self.step % cfg.checkpoint_every == 0:
                     self.save_checkpoint()
                 if self.evaluate and self.step % cfg.eval_every == 0:
+                    evaluated = time.monotonic()
                     self._evaluate()
+                    if cfg.keep_best:  # the end's evaluation takes about as long as the last one did
+                        end_evaluation_s = time.monotonic() - evaluated
         finally:
             bar.close()
             if self.step > first_step and self.trained_on[-1:] != [str(self.device)]:
