@@ -224,6 +224,19 @@ def test_halting_when_unchanged_is_written_at_schema_4_and_checked(unchanged_bun
             load_bundle(folder)
 
 
+def test_the_padding_start_and_end_marks_must_be_three_different_ids(sequence_bundle, tmp_path):
+    """A manifest whose end mark is its padding (or its start mark) would stop or mask the wrong tokens: refused
+    at load, naming the three fields."""
+    manifest = json.loads((sequence_bundle[0] / "manifest.json").read_text())
+    pad, bos = manifest["input"]["pad_id"], manifest["sequence"]["bos_id"]
+    for field, same_as in (("eos_id", pad), ("bos_id", pad), ("eos_id", bos)):
+        folder = Path(shutil.copytree(sequence_bundle[0], tmp_path / f"{field}-{same_as}"))
+        edited = {**manifest, "sequence": {**manifest["sequence"], field: same_as}}
+        (folder / "manifest.json").write_text(json.dumps(edited))
+        with pytest.raises(BundleError, match="must be three different indexes of 'labels'"):
+            load_bundle(folder)
+
+
 def test_an_answer_below_the_unsure_threshold_is_marked_and_the_field_needs_schema_5(sequence_bundle, unsure_bundle,
                                                                                       server, stub, tmp_path):
     """The same weights with a threshold: an answer whose confidence is below it is unsure, the others are not, and

@@ -280,6 +280,9 @@ def parse_manifest(data: Any) -> Manifest:
     recursion = _recursion(_object(data, "recursion"))
     spec = _input(_object(data, "input"), task, labels, files)
     sequence = _sequence(_object(data, "sequence"), schema, labels, recursion, files) if task == "sequence" else None
+    if sequence is not None and len({spec.pad_id, sequence.bos_id, sequence.eos_id}) < 3:
+        raise BundleError(f"input.pad_id {spec.pad_id}, sequence.bos_id {sequence.bos_id} and sequence.eos_id "
+                          f"{sequence.eos_id} must be three different indexes of 'labels'")
     if isinstance(spec, TextInput):
         _check_variable_length(spec, recursion)
     halting = _object(data, "halting")
