@@ -11,7 +11,9 @@ import re
 import grpc
 from prometheus_client import CollectorRegistry
 
+from trm_bundle.manifest import load_bundle
 from trm_service.api.call_record import CallRecord, new_request_id
+from trm_service.config import DEFAULT_MODELS_DIR as MODELS_DIR
 from trm_service.observability.metrics import ServiceMetrics
 from trm_service.server import GC_YOUNG_THRESHOLD, tune_garbage_collector
 
@@ -92,3 +94,33 @@ def test_garbage_collector_tuning_raises_the_young_threshold_and_freezes_startup
     finally:
         gc.unfreeze()
         gc.set_threshold(*before)
+
+
+def _prometheus_median(registry: CollectorRegistry, model: str) -> float:
+    """histogram_quantile(0.5, trm_steps_used_bucket): linear inside the bucket that holds the median rank."""
+    samples = [sample for metric in registry.collect() if metric.name == "trm_steps_used"
+               for sample in metric.samples if sample.name.endswith("_bucket") and sample.labels["model"] == model]
+    bounds = [(float(sample.labels["le"]), sample.value) for sample in samples]
+    rank = bounds[-1][1] / 2
+    below_bound, below_count = 0.0, 0.0
+    for bound, count in bounds:
+        if count >= rank:
+            return below_bound + (bound - below_bound) * (rank - below_count) / (count - below_count)
+        below_bound, below_count = bound, count
+    raise AssertionError("no bucket holds the median")
+
+
+def test_a_whole_number_of_steps_is_its_own_median_up_to_sudokus_steps_and_a_dictation_answer_has_a_bucket() -> None:
+    """The median of requests that all ran k steps reads k on a dashboard for every k up to Sudoku's N_sup (8);
+    the longest code-dictation answer (N_sup steps for each of its most characters) stays below the last bound."""
+    registry = CollectorRegistry()
+    metrics = ServiceMetrics(registry)
+    sudoku = load_bundle(MODELS_DIR / "sudoku").manifest.recursion.N_sup
+    for steps in range(1, sudoku + 1):
+        for _ in range(5):
+            metrics.steps.labels(f"ran-{steps}").observe(steps)
+        assert _prometheus_median(registry, f"ran-{steps}") == steps
+    dictation = load_bundle(MODELS_DIR / "code-dictation").manifest
+    most = dictation.recursion.N_sup * dictation.sequence.max_tokens
+    metrics.steps.labels("dictation").observe(most)
+    assert _prometheus_median(registry, "dictation") <= most + 0.5 < float("inf")

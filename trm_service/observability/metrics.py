@@ -23,8 +23,9 @@ from trm_service.config import ConfigError
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 # Whole numbers, bucketed between them: Prometheus interpolates a quantile linearly inside its bucket from the
 # bucket below's bound (0 below the first), so bounds at whole numbers put the median of steps that are all 1 at
-# 0.5; with bounds at halves it is 1.0.
-_STEP_BUCKETS = (0.5, 1.5, 2.5, 3.5, 4.5, 5.5, 6.5, 8.5, 10.5, 12.5, 16.5, 24.5, 32.5, 48.5, 64.5, 128.5)
+# 0.5; with bounds at halves it is 1.0. Steps get a bucket each up to 8 (Sudoku's N_sup), then wider ones up to a
+# sequence answer's most (N_sup 4 x 128 characters for code-dictation).
+_STEP_BUCKETS = (0.5, 1.5, 2.5, 3.5, 4.5, 5.5, 6.5, 7.5, 8.5, 12.5, 16.5, 24.5, 32.5, 64.5, 128.5, 256.5, 512.5)
 _BATCH_BUCKETS = (0.5, 1.5, 2.5, 4.5, 8.5, 16.5, 32.5, 64.5, 128.5, 256.5)
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 UNKNOWN_METHOD = "unknown_method"
