@@ -95,7 +95,7 @@ class ReasoningServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetModel(self, request, context):
-        """Describes one model; NOT_FOUND when it is not hosted.
+        """Describes one model; NOT_FOUND when it is not hosted, INVALID_ARGUMENT when no name is given.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
