@@ -175,3 +175,15 @@ def test_more_threads_give_the_same_step(grid_bundle: Path):
     alone, threaded = one.run(tokens, state, state), two.run(tokens, state, state)
     for name in ("y_next", "z_next", "logits", "halt_logit"):
         np.testing.assert_array_equal(getattr(threaded, name), getattr(alone, name), err_msg=name)
+
+
+def test_a_graph_input_the_server_does_not_feed_is_refused_at_load(text_bundle: Path, tmp_path: Path):
+    """An extra input would fail every step (ONNX Runtime's missing-input ValueError, not a bundle error):
+    refused at load, naming it."""
+    folder = _copy(text_bundle, tmp_path)
+    model = onnx.load(str(folder / "model.onnx"))
+    model.graph.input.append(onnx.helper.make_tensor_value_info("temperature", onnx.TensorProto.FLOAT, [1]))
+    onnx.save(model, str(folder / "model.onnx"))
+    _edit_manifest(folder, lambda m: m["files"].update({"model.onnx": sha256_of(folder / "model.onnx")}))
+    with pytest.raises(BundleError, match=r"model\.onnx has inputs the server does not feed: temperature"):
+        load_model(folder, OPTIONS)

@@ -13,6 +13,8 @@ import shutil
 from pathlib import Path
 
 import grpc
+import numpy as np
+import onnx
 import pytest
 import torch
 from trm.v1 import trm_pb2, trm_pb2_grpc
@@ -23,8 +25,11 @@ from trainer.sequence.decode import Decoded, Halting, run
 from trainer.sequence.model import SequenceTRM
 from trainer.sequence.vocab import decode
 from trainer.testing import make_random_sequence_bundle
+from trm_bundle.checksums import sha256_of
 from trm_bundle.manifest import BundleError, load_bundle
 from trm_bundle.spoken_numbers import numbers_agree
+from trm_service.runtime.loader import LoadOptions, load_model
+from trm_service.runtime.session import SessionSettings
 from trm_service.testing import ServerProcess
 
 MODEL = "svc-dictation"
@@ -235,6 +240,27 @@ def test_the_padding_start_and_end_marks_must_be_three_different_ids(sequence_bu
         (folder / "manifest.json").write_text(json.dumps(edited))
         with pytest.raises(BundleError, match="must be three different indexes of 'labels'"):
             load_bundle(folder)
+
+
+def test_an_input_graph_that_cannot_run_is_refused_at_load(sequence_bundle, tmp_path):
+    """An encode.onnx with the documented names whose run fails (here a reshape that no input of 8 characters
+    fits) is a bundle error at load, like a step graph's, not ONNX Runtime's own exception."""
+    folder = Path(shutil.copytree(sequence_bundle[0], tmp_path / "broken"))
+    source = onnx.helper.make_tensor_value_info("source", onnx.TensorProto.INT64, ["batch", "source"])
+    outputs = [onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None)
+               for name in ("source_keys", "source_values", "pointer_keys")]
+    nodes = [onnx.helper.make_node("Cast", ["source"], ["as_float"], to=onnx.TensorProto.FLOAT),
+             onnx.helper.make_node("Reshape", ["as_float", "three"], ["reshaped"]),
+             *(onnx.helper.make_node("Identity", ["reshaped"], [out.name]) for out in outputs)]
+    three = onnx.numpy_helper.from_array(np.array([-1, 3], dtype=np.int64), "three")
+    graph = onnx.helper.make_graph(nodes, "broken_encode", [source], outputs, [three])
+    onnx.save(onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 17)]),
+              str(folder / "encode.onnx"))
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest["files"]["encode.onnx"] = sha256_of(folder / "encode.onnx")
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(BundleError, match="the input graph cannot encode an input of 8 characters"):
+        load_model(folder, LoadOptions(SessionSettings()))
 
 
 def test_an_answer_below_the_unsure_threshold_is_marked_and_the_field_needs_schema_5(sequence_bundle, unsure_bundle,

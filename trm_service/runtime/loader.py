@@ -129,7 +129,10 @@ def _warm_up_sequence(session: SequenceSession, max_chars: int) -> float:
     it with an empty and a full prefix cache (first-run allocations happen here); return the fastest
     single-request step."""
     spec = session.spec
-    source = session.encode([np.full(min(8, max_chars), spec.eos_id + 1, dtype=np.int64)])[0]
+    try:
+        source = session.encode([np.full(min(8, max_chars), spec.eos_id + 1, dtype=np.int64)])[0]
+    except (Fail, InvalidArgument, RuntimeException) as exc:
+        raise BundleError(f"the input graph cannot encode an input of {min(8, max_chars)} characters: {exc}") from exc
     fastest = float("inf")
     for prefix_len in (0, spec.max_tokens - 1):
         entries = (1, spec.slots, spec.heads, prefix_len, spec.head_dim)

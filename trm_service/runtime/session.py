@@ -176,6 +176,10 @@ def check_signature(session: ort.InferenceSession, manifest: Manifest) -> None:
     }
     _check_args("input", session.get_inputs(), expected_inputs)
     _check_args("output", session.get_outputs(), expected_outputs)
+    extra = [arg.name for arg in session.get_inputs() if arg.name not in expected_inputs]
+    if extra:  # the server feeds tokens, y and z only: every step would fail; extra outputs are not asked for
+        raise BundleError(f"model.onnx has inputs the server does not feed: {', '.join(extra)} "
+                          f"(docs/BUNDLE.md names {', '.join(expected_inputs)})")
     if isinstance(manifest.input, TextInput) and manifest.input.variable_length is not None:
         fixed = [arg.name for arg in session.get_inputs() if isinstance(arg.shape[1], int)]
         if fixed:
