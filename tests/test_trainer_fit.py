@@ -47,6 +47,10 @@ def test_fit_learns_a_small_task_and_eval_reproduces_it(
     assert tables[stored_table] == (onnx.TensorProto.INT8 if storage == "int8" else onnx.TensorProto.FLOAT)
     assert manifest["labels"] == sorted(KEYWORDS)
     assert {"REPORT.md", "anytime.png", "model.onnx", "tokenizer.json"} <= set(manifest["files"])
+    evaluation = json.loads((bundle / "evaluation.json").read_text())  # int8 chosen on validation, test measured
+    assert evaluation["int8_shipped"] == (evaluation["int8_validation_accuracy_loss"] <= 0.005)
+    assert evaluation["int8_accuracy_loss"] == pytest.approx(
+        manifest["metrics"]["test_accuracy"] - manifest["metrics"]["int8_test_accuracy"], abs=1e-5)
 
     capsys.readouterr()
     assert main(["eval", "--bundle", str(bundle), "--data", str(test)]) == 0

@@ -67,7 +67,8 @@ READER_GRAPH_BYTES = 16_000  # and its nodes, at most (7 kB measured)
 def export_bundle(
     fitted: Fitted, bundle_dir: Path, ablation: dict[str, Any] | None = None, reader: dict[str, Any] | None = None
 ) -> Bundle:
-    """Exports, calibrates on validation, measures on test (fp32 and int8) and writes the bundle.
+    """Exports, calibrates on validation, chooses int8 or not on validation, measures on test (fp32 and int8)
+    and writes the bundle.
 
     `ablation` (see `ablation_summary`) is a same-size model with less recursion, reported next to this one;
     `reader`, what fitting the linear reader that the model already carries found (a re-export's)."""
@@ -101,9 +102,11 @@ def export_bundle(
                 thresholds.out_of_scope)
         results = evaluate_step(step, *args)
         results_int8 = evaluate_step(onnx_step_fn(int8), *args)
+        validation = {"validation": prepared.val}
+        chosen_on = [evaluate_step(fn, *args[:2], validation, *args[3:]) for fn in (step, onnx_step_fn(int8))]
         parity = measure_parity(model, fp32, prepared)
         bundle_bytes = fp32.stat().st_size + int8.stat().st_size + len(tokenizer_json)
-        int8_loss, ship_int8, int8_reason = int8_decision(results, results_int8, bundle_bytes)
+        int8_validation_loss, ship_int8, int8_reason = int8_decision(*chosen_on, bundle_bytes)
         files: dict[str, Path | bytes | str] = {FP32_FILE: fp32}
         if tokenizer_json:
             files[TOKENIZER_FILE] = tokenizer_json
@@ -114,7 +117,8 @@ def export_bundle(
                         if k.endswith(("accuracy", "oos_recall", "answered_fraction"))})
         evaluation = {
             "results": results, "results_int8": results_int8, "parity": parity,
-            "int8_accuracy_loss": round(int8_loss, 5), "int8_shipped": ship_int8,
+            "int8_validation_accuracy_loss": round(int8_validation_loss, 5),
+            "int8_accuracy_loss": round(accuracy_loss(results, results_int8), 5), "int8_shipped": ship_int8,
             "int8_decision": int8_reason,
             "fp32_measured_with": f"torch ({device.type}), ONNX parity below",
             "training_history": record.history,
@@ -268,16 +272,22 @@ def reader_budget(fp32_bytes: int, int8_bytes: int, other_bytes: int) -> int:
     return min(MAX_READER_BYTES, with_int8 if with_int8 > 0 else fp32_alone)
 
 
+def accuracy_loss(results: dict[str, Any], results_int8: dict[str, Any]) -> float:
+    """The most accuracy the int8 step loses on any of the evaluated sets."""
+    return max(results[name]["accuracy"] - results_int8[name]["accuracy"] for name in results)
+
+
 def int8_decision(
-    results: dict[str, Any], results_int8: dict[str, Any], bundle_bytes: int
+    validation: dict[str, Any], validation_int8: dict[str, Any], bundle_bytes: int
 ) -> tuple[float, bool, str]:
-    """The most accuracy the int8 step loses on any evaluated set, whether it ships, and why."""
-    loss = max(results[name]["accuracy"] - results_int8[name]["accuracy"] for name in results)
+    """The accuracy the int8 step loses on validation, whether it ships, and why: chosen on validation, as
+    every other choice of a fit, so that the test figures stay a measurement."""
+    loss = accuracy_loss(validation, validation_int8)
     within = loss <= INT8_MAX_LOSS + 1e-9  # accuracies are fractions: 0.93 - 0.925 is 0.0050000000000000044
     ship = within and bundle_bytes <= MAX_BUNDLE_BYTES
     decision = (
         "shipped as model.int8.onnx" if ship
-        else f"not shipped (loses more than {100 * INT8_MAX_LOSS:.1f} points)" if not within
+        else f"not shipped (loses more than {100 * INT8_MAX_LOSS:.1f} points on validation)" if not within
         else f"not shipped (the bundle with it would exceed {MAX_BUNDLE_BYTES / 1e6:.1f} MB)"
     )
     return loss, ship, decision

@@ -142,7 +142,7 @@ Anytime accuracy (%) after each supervision step:
 
 ![anytime accuracy, accuracy against mean steps, halting histogram](anytime.png)
 {curve}
-int8 variant: accuracy loss {100 * evaluation['int8_accuracy_loss']:.2f} points;
+int8 variant: accuracy loss {_int8_losses(evaluation)};
 {evaluation['int8_decision']}.{served_answers}
 
 ONNX parity on {counted(parity['examples'], 'test example')}: one step max |diff| {parity['step_max_abs_diff']:.2e};
@@ -180,6 +180,15 @@ def answered_line(name: str, figures: dict[str, Any]) -> str:
             f"{100 * figures['answered_accuracy']:.2f}% of them right; below confidence {threshold:.4f} it abstains "
             f"(`out_of_scope`, `defer_to_llm`; the threshold is calibrated on validation for "
             f"{100 * DEFAULT_PRECISION:.0f}% precision)")
+
+
+def _int8_losses(evaluation: dict[str, Any]) -> str:
+    """The int8 step's loss on test and, where the export chose on it, on validation (before 2026-12-05 the
+    choice was made on the test loss)."""
+    test = f"{100 * evaluation['int8_accuracy_loss']:.2f} points on test"
+    if "int8_validation_accuracy_loss" not in evaluation:
+        return f"{test} (which chose)"
+    return f"{100 * evaluation['int8_validation_accuracy_loss']:.2f} points on validation (which chose), {test}"
 
 
 def _reader_line(fit: ReaderFit, ablation: bool) -> str:
