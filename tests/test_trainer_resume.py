@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 from pathlib import Path
 
@@ -54,13 +55,14 @@ def test_a_checkpoint_of_other_data_or_another_model_is_not_resumed(tmp_path: Pa
     trained.step = 7
     trained.save_checkpoint()
 
-    def resumed_step(data: dict[str, str], **model: int) -> int | None:
-        again = Trainer(cfg, TRM(text_config(**model)), fixed_batch(), data_sha256=data)
+    def resumed_step(data: dict[str, str], seed: int = cfg.seed, **model: int) -> int | None:
+        again = Trainer(dataclasses.replace(cfg, seed=seed), TRM(text_config(**model)), fixed_batch(), data_sha256=data)
         return again.step if again.load_checkpoint() else None
 
     assert resumed_step({"train.csv": "aa"}) == 7
     assert resumed_step({"train.csv": "bb"}) is None  # the file was edited: start over
     assert resumed_step({"train.csv": "aa"}, num_outputs=9) is None  # other labels: another model
+    assert resumed_step({"train.csv": "aa"}, seed=cfg.seed + 1) is None  # other held-out rows: another run
 
 
 def test_int8_ships_when_it_loses_exactly_half_a_point() -> None:

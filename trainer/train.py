@@ -78,11 +78,12 @@ class Stream(Protocol):
     def restore(self, state: dict[str, Any]) -> None: ...
 
 
-def continues_run(state: dict[str, Any], model: torch.nn.Module, data_sha256: dict[str, str]) -> bool:
+def continues_run(state: dict[str, Any], model: torch.nn.Module, data_sha256: dict[str, str], seed: int) -> bool:
     """Whether a checkpoint `state` continues the run of `model` on these files: trained on the same files (a user
     who edits the file and fits again gets a model of the new file; older checkpoints did not record them) with
-    weights of the same names and shapes (labels, vocabulary, sizes)."""
-    same_data = state.get("data_sha256", data_sha256) == data_sha256
+    the same seed (it chooses the held-out rows of a user's file: another seed's weights trained on this seed's
+    test rows) and weights of the same names and shapes (labels, vocabulary, sizes)."""
+    same_data = state.get("data_sha256", data_sha256) == data_sha256 and state["config"]["seed"] == seed
     shapes = {name: tuple(weights.shape) for name, weights in model.state_dict().items()}
     return same_data and shapes == {name: tuple(weights.shape) for name, weights in state["model"].items()}
 
@@ -254,8 +255,8 @@ class Trainer:
         if not path.exists():
             return False
         state = torch.load(path, map_location=self.device, weights_only=False)
-        if not branch and not continues_run(state, self.model, self.data_sha256):
-            tqdm.write(f"{self.cfg.name}: {path} holds a run on other data or of another model; starting over")
+        if not branch and not continues_run(state, self.model, self.data_sha256, self.cfg.seed):
+            tqdm.write(f"{self.cfg.name}: {path} holds a run on other data, seed or model; starting over")
             return False
         self.model.load_state_dict(state["model"])
         self.ema.model.load_state_dict(state["ema"])

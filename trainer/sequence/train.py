@@ -107,8 +107,7 @@ class SequenceTrainer:
         if not self.checkpoint_path.exists():
             return False
         state = torch.load(self.checkpoint_path, weights_only=False)
-        # the seed chooses the held-out rows of a user's file: another seed is another run
-        if state["config"]["seed"] != self.cfg.seed or not continues_run(state, self.model, self.data_sha256):
+        if not continues_run(state, self.model, self.data_sha256, self.cfg.seed):
             self.log(f"{self.checkpoint_path} holds a run on other data, seed or model; starting over")
             return False
         self.model.load_state_dict(state["model"])
