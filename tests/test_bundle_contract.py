@@ -45,6 +45,28 @@ def test_the_writer_fills_in_the_checksums_and_replaces_an_earlier_bundle(text_b
     assert [p.name for p in tmp_path.iterdir()] == ["copy"]  # no staging folder left behind
 
 
+def test_a_swap_that_fails_leaves_the_earlier_bundle_in_place(text_bundle: Path, tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """The earlier bundle is renamed aside before the new one is renamed in; when that second rename fails (a
+    full disk's metadata, a signal), the earlier one is put back, whole, and no staging folder is left."""
+    source = load_bundle(text_bundle)
+    files = {name: text_bundle / name for name in source.manifest.files}
+    unfilled = dataclasses.replace(source.manifest, files={})
+    write_bundle(tmp_path / "copy", unfilled, files)
+    rename = Path.rename
+
+    def staging_rename_fails(self: Path, target: Path) -> Path:
+        if Path(target) == tmp_path / "copy" and self.name.startswith(".copy.") and not self.name.endswith(".old"):
+            raise OSError("the rename failed")
+        return rename(self, target)
+
+    monkeypatch.setattr(Path, "rename", staging_rename_fails)
+    with pytest.raises(OSError, match="the rename failed"):
+        write_bundle(tmp_path / "copy", dataclasses.replace(unfilled, description="second"), files)
+    assert load_bundle(tmp_path / "copy").manifest == source.manifest
+    assert [p.name for p in tmp_path.iterdir()] == ["copy"]
+
+
 @pytest.mark.parametrize("kind", ["folder", "file"])
 def test_the_writer_never_replaces_what_is_not_a_bundle(text_bundle: Path, tmp_path: Path, kind: str) -> None:
     source = load_bundle(text_bundle)

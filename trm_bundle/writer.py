@@ -1,4 +1,4 @@
-"""Writing a bundle folder: its files, then manifest.json with their checksums, swapped in atomically."""
+"""Writing a bundle folder: its files, then manifest.json with their checksums, verified, then swapped in by renames."""
 
 from __future__ import annotations
 
@@ -49,11 +49,26 @@ def write_bundle(folder: Path, manifest: Manifest, files: Mapping[str, Path | by
         manifest = dataclasses.replace(manifest, files=checksums)
         (staging / MANIFEST_FILE).write_text(json.dumps(manifest_json(manifest), indent=2) + "\n")
         written = load_bundle(staging)
-        if folder.exists():
-            shutil.rmtree(folder)
         staging.chmod(0o755)
-        staging.rename(folder)
+        _swap_in(staging, folder)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return dataclasses.replace(written, path=folder)
+
+
+def _swap_in(staging: Path, folder: Path) -> None:
+    """Rename `staging` to `folder`; an earlier bundle there is renamed aside first and deleted after, so that
+    the folder is missing only between two renames (a reload that scanned it then would retire the model until
+    the next) and a swap that fails puts the earlier bundle back."""
+    if not folder.exists():
+        staging.rename(folder)
+        return
+    retired = staging.with_name(f"{staging.name}.old")
+    folder.rename(retired)
+    try:
+        staging.rename(folder)
+    except BaseException:
+        retired.rename(folder)
+        raise
+    shutil.rmtree(retired)
