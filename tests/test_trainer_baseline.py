@@ -94,6 +94,21 @@ def test_the_command_scores_a_seeded_hold_out_of_one_file(tmp_path: Path, capsys
     assert printed["in_scope_accuracy"] >= 0.9 and printed["oos_recall"] is not None
 
 
+def test_two_labels_that_could_be_out_of_scope_ask_for_the_flag_that_names_one(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`oos` and `none` both read as out of scope: a data error naming --oos-label (it was a traceback), and the
+    flag then picks one, as the fit's does."""
+    texts, labels = corpus(0, per_label=30, oos=30)
+    labels = ["none" if label == "hockey" else label for label in labels]
+    write_text_csv(tmp_path / "train.csv", TextSplit(texts, labels))
+    assert main([str(tmp_path / "train.csv")]) == 2
+    assert "name the one to use with --oos-label" in capsys.readouterr().err
+    assert main([str(tmp_path / "train.csv"), "--oos-label", "oos"]) == 0
+    assert json.loads(capsys.readouterr().out.splitlines()[-1])["out_of_scope_label"] == "oos"
+    assert main([str(tmp_path / "train.csv"), "--oos-label", "other"]) == 2
+    assert "--oos-label 'other' is not a label of the training data" in capsys.readouterr().err
+
+
 # --- the bars' data -------------------------------------------------------------------------------------
 def test_a_few_shot_sample_keeps_k_per_label_and_out_of_scope_at_the_same_rate() -> None:
     labels = ["a"] * 20 + ["oos"] * 40 + ["b"] * 20 + ["c"] * 3

@@ -21,7 +21,6 @@ from sklearn.pipeline import Pipeline
 
 from trainer.arguments import whole_number
 from trainer.data.text import LABEL_COLUMN, TEXT_COLUMN
-from trainer.out_of_scope import find_out_of_scope_label
 from trainer.tfidf_teacher import ngram_svm, ngram_vectorizer
 
 DESCRIPTION = "linear baseline (TF-IDF word 1-2-grams + character 2-5-grams, LinearSVC)"
@@ -115,18 +114,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=whole_number, default=0)
     parser.add_argument("--text-column", default=TEXT_COLUMN, metavar="NAME", help="the texts' column or field")
     parser.add_argument("--label-column", default=LABEL_COLUMN, metavar="NAME", help="the labels' column or field")
+    parser.add_argument("--oos-label", metavar="LABEL", help="the out-of-scope label, as the fit's flag (default: a "
+                        "label named oos, out_of_scope or none)")
     args = parser.parse_args(argv)
     from trainer.config import TrainConfig  # the fit's own split, checks and messages (and torch: imported here)
-    from trainer.prepare import text_splits
+    from trainer.prepare import resolve_out_of_scope_label, text_splits
 
     config = TrainConfig(name="baseline", task="text", data=args.train, test_data=args.test, seed=args.seed,
                          text_column=args.text_column, label_column=args.label_column)
     try:
         train, _, test = text_splits(config)
-    except ValueError as error:  # DataError among them
+        oos_label = resolve_out_of_scope_label(args.oos_label, sorted(set(train.labels)))
+    except ValueError as error:  # DataError among them, and two labels that both name "out of scope"
         print(f"python -m trainer.baseline: data error: {error}", file=sys.stderr)
         return 2
-    oos_label = find_out_of_scope_label(train.labels)
     result = score_linear_baseline(train.texts, train.labels, test.texts, test.labels, oos_label, args.seed)
     print(result.summary())
     print(json.dumps({"out_of_scope_label": oos_label, **asdict(result)}))
