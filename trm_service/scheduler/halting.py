@@ -60,9 +60,10 @@ def stop_reason(
 
     After min_steps, a verified answer stops first, then confidence or an answer its last step left
     `unchanged` (a halting threshold of 1.0 turns both off); they win over max_steps, which wins
-    over the scheduler's step cap under load (`load_cap`, never below min_steps). A time limit stops the
-    request when another step, expected to take `next_step_s`, would end after it (the earliest such
-    limit names the reason).
+    over the step cap under load (`load_cap`, never below min_steps; the sequence scheduler passes it, the text
+    and grid scheduler applies its cap after this function, to the requests it does not stop, so there a time
+    limit wins over the cap). A time limit stops the request when another step, expected to take
+    `next_step_s`, would end after it (the earliest such limit names the reason).
     """
     if steps_done >= budget.min_steps and verified:
         return HaltReason.VERIFIED
