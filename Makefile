@@ -53,7 +53,7 @@ models: install
 	$(BIN)/python -m trainer.make_models
 
 # The `trm-train fit` bars of docs/TRAINING.md: public data sets as a user's CSVs, each fit with default flags
-# (about 35 min on a 2-core CPU); bundles and logs in bars/.
+# (28-42 min measured on a 2-core CPU: docs/TRAINING.md); bundles and logs in bars/.
 training-bars: install
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m trainer.bar_sets --out bars/data --fit bars
 

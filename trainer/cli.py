@@ -201,13 +201,15 @@ def build_parser() -> argparse.ArgumentParser:
                          "(see trm-train presets)")
     fit_cmd.add_argument("--time-budget", type=positive_number, metavar="MINUTES",
                          help="without --config: minutes for the whole fit, from reading the data to the "
-                         "written bundle (default: the preset's, 15 for short text, 30 for long text); with "
-                         "--task sequence, minutes of training (default 15), scoring the held-out rows comes after")
+                         "written bundle (default: the preset's, 15 for short text, 30 for long text, 90 for "
+                         "grids); with --task sequence, minutes of training (default 15), scoring the held-out rows "
+                         "comes after")
     fit_cmd.add_argument("--oos-label", help="the out-of-scope label (default: a label named oos, out_of_scope "
                          "or none; without one, an abstain threshold is calibrated)")
     fit_cmd.add_argument("--task", choices=["text", "grid", "sequence"],
                          help="sequence: a source,target file, the model writes the target (default: from the data)")
-    fit_cmd.add_argument("--data", "--train", dest="data", help="dataset folder or training CSV/TSV/JSONL/JSON")
+    fit_cmd.add_argument("--data", "--train", dest="data",
+                         help="the training CSV/TSV/JSONL/JSON file; a dataset folder only with --config")
     fit_cmd.add_argument("--test", help="test CSV/TSV/JSONL/JSON for a user's data (default: 10%% of the training "
                          "file held out for test, and as much again for validation)")
     _add_column_flags(fit_cmd, "text", "label")
@@ -218,13 +220,26 @@ def build_parser() -> argparse.ArgumentParser:
                          "it, for requests that name that version")
     fit_cmd.add_argument("--out", type=writable_folder, default="bundles",
                          help="folder that receives the bundle folder (default bundles/)")
-    fit_cmd.add_argument("--run-dir", type=writable_folder, help="checkpoints and logs (default runs/)")
-    fit_cmd.add_argument("--max-steps", type=positive_int)
-    fit_cmd.add_argument("--max-minutes", type=positive_number)
-    fit_cmd.add_argument("--batch-size", type=positive_int)
-    fit_cmd.add_argument("--lr", type=positive_number)
-    fit_cmd.add_argument("--device", help="auto, cpu or cuda")
-    fit_cmd.add_argument("--seed", type=whole_number)
+    fit_cmd.add_argument("--run-dir", type=writable_folder,
+                         help="folder that receives the run's folder NAME/ with its checkpoint.pt, which a fit run "
+                         "again resumes from (default runs/)")
+    fit_cmd.add_argument("--max-steps", type=positive_int,
+                         help="most optimizer steps (default: the plan's, or the config's); not for a sequence fit")
+    fit_cmd.add_argument("--max-minutes", type=positive_number,
+                         help="minutes of training, fixed: the loop no longer times itself to the budget (default: "
+                         "the plan's, or the config's; --set max_minutes=0 for no time limit); not for a "
+                         "sequence fit")
+    fit_cmd.add_argument("--batch-size", type=positive_int,
+                         help="the training batch (default: the preset's sized to the data, or the config's; 64 for a "
+                         "sequence fit)")
+    fit_cmd.add_argument("--lr", type=positive_number,
+                         help="the peak learning rate (default: the preset's, or the config's; for a sequence fit "
+                         "5e-4 from a bundle, 2e-3 for a fresh model)")
+    fit_cmd.add_argument("--device", help="auto (a GPU when there is one), cpu or cuda; not for a sequence fit, "
+                         "which runs on the CPU")
+    fit_cmd.add_argument("--seed", type=whole_number,
+                         help="chooses the held-out rows, the batches and a fresh model's initial weights (default "
+                         "0, or the config's); a checkpoint of another seed is not resumed: the fit starts over")
     fit_cmd.add_argument("--threads", type=whole_number, default=0, help="torch CPU threads (0: torch default)")
     fit_cmd.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                      help="override any config key, e.g. --set model.hidden_size=128")
@@ -244,7 +259,9 @@ def build_parser() -> argparse.ArgumentParser:
     eval_cmd.add_argument("--split", help="a dataset folder's split (default: test); not for a user's file")
     eval_cmd.add_argument("--limit", type=whole_number, default=0,
                           help="evaluate a fixed random subset of this size (0: every example)")
-    eval_cmd.add_argument("--int8", action="store_true", help="evaluate the bundle's int8 step (model.int8.onnx)")
+    eval_cmd.add_argument("--int8", action="store_true",
+                          help="evaluate the bundle's int8 step (model.int8.onnx); without it, the fp32 step "
+                          "(model.onnx), while a fit's last line quotes the step the server runs")
     _add_column_flags(eval_cmd, "the bundle's text column", "the bundle's label column")
     eval_cmd.set_defaults(func=cmd_eval)
 

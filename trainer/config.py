@@ -127,8 +127,8 @@ class TrainConfig:
         if not (math.isfinite(self.lr) and self.lr > 0):
             raise ValueError(f"lr (the flag --lr) must be a positive number, got {self.lr}")
         if not (math.isfinite(self.max_minutes) and self.max_minutes >= 0):
-            raise ValueError(f"max_minutes (the flag --max-minutes) must be a number of minutes, 0 for no limit, got "
-                             f"{self.max_minutes}")
+            raise ValueError(f"max_minutes (the flag --max-minutes) must be a number of minutes (--set max_minutes=0 "
+                             f"for no limit), got {self.max_minutes}")
         if self.text_column.lower() == self.label_column.lower():
             raise ValueError(f"--text-column and --label-column name the same column ({self.text_column!r}): name "
                              "the column of the texts and the column of the labels")
