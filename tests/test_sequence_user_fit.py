@@ -15,7 +15,7 @@ from trainer.cli import main
 from trainer.sequence.bundle import bundle_halting, sequence_manifest, sequence_model_from_bundle, write_sequence_bundle
 from trainer.sequence.evaluate import predict, score
 from trainer.sequence.pairs import Pair
-from trainer.sequence.user_fit import SPOKEN_NUMBERS_MIN_ROWS, split_pairs, spoken_numbers_checks
+from trainer.sequence.user_fit import SPOKEN_NUMBERS_MIN_ROWS, split_pairs, spoken_numbers_checks, starting_point
 from trainer.testing import make_random_sequence_bundle, random_sequence_model
 from trm_bundle.manifest import Training, load_bundle
 from trm_service.runtime.loader import LoadOptions, load_model
@@ -262,3 +262,17 @@ def test_a_start_that_cannot_be_trained_on_is_refused_with_the_reason(tmp_path: 
     text.write_text("text,label\n" + "book a table,restaurant\nplay jazz,music\n" * 10)
     assert main(["fit", "--train", str(text), "--start-from", str(DICTATION)]) == 2
     assert "--start-from applies to --task sequence" in capsys.readouterr().err
+
+
+def test_a_fresh_models_weights_are_drawn_from_the_seed() -> None:
+    """`--start-from scratch --seed N`: the same seed, the same initial weights, whatever ran before; another
+    seed, others."""
+    rows = [Pair("say one", "1", 2), Pair("say two", "2", 3)]
+
+    def weights(seed: int) -> dict[str, torch.Tensor]:
+        torch.rand(3)  # whatever drew from torch's generator before the fit
+        return starting_point(None, rows, seed).model.state_dict()
+
+    first, again, other = weights(0), weights(0), weights(1)
+    assert all(torch.equal(first[name], again[name]) for name in first)
+    assert not all(torch.equal(first[name], other[name]) for name in first)

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from trainer.data.files import DataError, counted, data_hashes
 from trainer.data.holdout import inputs_seen, shuffled_holdout
@@ -105,7 +106,7 @@ def fit_sequence(train: Path, test: Path | None, *, out: Path, name: str, versio
         raise DataError(train, None, f"{counted(len(pairs), 'row')} of one source: too few to train on and hold out "
                         "a test share")
     every = training + validation + held_out
-    start = starting_point(start_from, every)
+    start = starting_point(start_from, every, seed)
     data_sha256 = data_hashes(train, test)
     cfg = start.model.cfg
     print(f"{name}: {split_sentence(training, validation, held_out, test is not None)}; {minutes:g} min of training"
@@ -191,10 +192,11 @@ class StartingPoint:
     name: str
 
 
-def starting_point(start_from: Path | None, rows: list[Pair]) -> StartingPoint:
-    """A fresh model of MODEL sized to `rows`, or with `start_from` (`--start-from`) a sequence bundle's model, halting
-    rule and training recipe; every row must fit the bundle's model (ValueError)."""
+def starting_point(start_from: Path | None, rows: list[Pair], seed: int) -> StartingPoint:
+    """A fresh model of MODEL sized to `rows` (its weights drawn from `seed`), or with `start_from` (`--start-from`) a
+    sequence bundle's model, halting rule and training recipe; every row must fit the bundle's model (ValueError)."""
     if start_from is None:
+        torch.manual_seed(seed)
         cfg = SequenceConfig(max_source_len=max(len(p.source) for p in rows),
                              max_target_len=max(len(p.target) for p in rows) + 1, **MODEL)
         return StartingPoint(SequenceTRM(cfg), Halting(threshold=HALT_THRESHOLD), LR, {}, {}, "a fresh model")
