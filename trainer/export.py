@@ -98,15 +98,18 @@ def export_bundle(
         thresholds = calibrate(step, prepared.val, mcfg.state_shape, mcfg.N_sup, prepared.labels,
                                resolve_out_of_scope_label(cfg.oos_label, prepared.labels), mcfg.task,
                                abstain=not cfg.train_on_val)
-        args = (mcfg.state_shape, mcfg.N_sup, prepared.tests, thresholds.halt, prepared.labels,
-                thresholds.out_of_scope)
-        results = evaluate_step(step, *args)
-        results_int8 = evaluate_step(onnx_step_fn(int8), *args)
+        int8_step = onnx_step_fn(int8)
+
+        def measure(step_fn: StepFn, sets: dict[str, EncodedSet]) -> dict[str, Any]:
+            return evaluate_step(step_fn, mcfg.state_shape, mcfg.N_sup, sets, thresholds.halt, prepared.labels,
+                                 thresholds.out_of_scope)
+
+        results, results_int8 = measure(step, prepared.tests), measure(int8_step, prepared.tests)
         validation = {"validation": prepared.val}
-        chosen_on = [evaluate_step(fn, *args[:2], validation, *args[3:]) for fn in (step, onnx_step_fn(int8))]
         parity = measure_parity(model, fp32, prepared)
         bundle_bytes = fp32.stat().st_size + int8.stat().st_size + len(tokenizer_json)
-        int8_validation_loss, ship_int8, int8_reason = int8_decision(*chosen_on, bundle_bytes)
+        int8_validation_loss, ship_int8, int8_reason = int8_decision(
+            measure(step, validation), measure(int8_step, validation), bundle_bytes)
         files: dict[str, Path | bytes | str] = {FP32_FILE: fp32}
         if tokenizer_json:
             files[TOKENIZER_FILE] = tokenizer_json
