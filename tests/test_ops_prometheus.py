@@ -178,3 +178,15 @@ def test_alert_rules_load_and_evaluate_without_error(prometheus: str) -> None:
     assert all(rule["health"] == "ok" for rule in rules), rules
     firing = [rule["name"] for rule in rules if rule["state"] == "firing"]
     assert firing == [], "a healthy, idle server raises no alert"
+
+
+def test_the_latency_alert_holds_text_models_to_one_second_and_the_others_to_five(prometheus: str) -> None:
+    """The threshold part of TRMHighLatencyP99, evaluated on the series the server exports: a matcher on a label
+    value no model has (`task="text"`) silently gave every model the 5 s threshold."""
+    (rule,) = [rule["expr"] for expr_group in yaml.safe_load((PROMETHEUS_DIR / "alerts.yml").read_text())["groups"]
+               for rule in expr_group["rules"] if rule.get("alert") == "TRMHighLatencyP99"]
+    threshold = rule.split("group_left ()", 1)[1].strip()
+    reply = query(prometheus, threshold)
+    assert reply["status"] == "success", reply
+    seconds = {series["metric"]["model"]: float(series["value"][1]) for series in reply["data"]["result"]}
+    assert seconds == {"intent-clinc150": 1.0, "routing-20ng": 1.0, "sudoku": 5.0}
