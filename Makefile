@@ -23,10 +23,12 @@ install: $(BIN)/python install-system
 # validate deploy/compose.yaml (no Docker engine is needed for `docker-compose config`).
 install-system:
 	@{ command -v promtool >/dev/null 2>&1 && command -v docker-compose >/dev/null 2>&1; } || { \
+	  had_prometheus=$$(dpkg-query -W -f='$${Status}' prometheus 2>/dev/null | grep -c 'ok installed'); \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus docker-compose >/dev/null \
-	   && { systemctl disable --now prometheus >/dev/null 2>&1 || true; }) \
+	   && { [ "$$had_prometheus" = 1 ] || systemctl disable --now prometheus >/dev/null 2>&1 || true; }) \
 	  || echo "warning: could not install the Debian packages prometheus docker-compose; their tests will fail"; }
-# (The tests start their own Prometheus; the package's service would hold :9090, `make serve`'s metrics port.)
+# (The tests start their own Prometheus; the service of a package installed here would hold :9090, `make serve`'s
+# metrics port, so it is stopped; a Prometheus installed before is left as it is.)
 
 serve: install-runtime
 	@$(BIN)/trm-service serve --host 127.0.0.1 --port $(PORT) --metrics-port $(METRICS_PORT); status=$$?; \

@@ -75,7 +75,7 @@ def failure(err: grpc.RpcError, service: str, tls: bool) -> str:
     if err.code() == grpc.StatusCode.UNAVAILABLE and "Connection refused" in (err.details() or ""):
         return f"{line} (nothing listens there: is the server running, on this port?)"
     if err.code() == grpc.StatusCode.UNAVAILABLE and not tls:
-        return f"{line} (a TLS server? probe it with --tls-ca CA.pem, or --tls for the system's roots)"
+        return f"{line} (a TLS server? probe it with --tls-ca CA.pem, or --tls for gRPC's default roots)"
     return line
 
 
@@ -86,7 +86,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="HOST:PORT (default: 127.0.0.1 at $TRM_PORT, the server's, else 50051)")
     parser.add_argument("--service", default="", help="health service name; empty = the whole server")
     parser.add_argument("--timeout", type=positive_seconds, default=2.0, help="seconds (default 2)")
-    parser.add_argument("--tls", action="store_true", help="use TLS with the system's roots")
+    parser.add_argument("--tls", action="store_true", help="use TLS with gRPC's default root certificates (its "
+                        "bundled roots, or the file GRPC_DEFAULT_SSL_ROOTS_FILE_PATH names)")
     parser.add_argument("--tls-ca", help="PEM CA bundle to verify the server")
     parser.add_argument("--tls-cert", help="PEM client certificate for mutual TLS (with --tls-key)")
     parser.add_argument("--tls-key", help="PEM key of the client certificate (with --tls-cert)")
