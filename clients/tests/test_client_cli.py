@@ -178,6 +178,16 @@ def test_reason_batch_tells_a_line_that_is_not_utf8_and_answers_the_others(serve
         assert line.startswith(f"line {1 if line is first else 3}: {client.reason(TEXT_MODEL, text).prediction}")
 
 
+def test_reason_batch_reads_a_file_saved_as_utf8_with_a_bom(server, tmp_path):
+    """Windows' "UTF-8 with BOM": the first grid is 81 symbols, not U+FEFF and 80 (which the server refused)."""
+    inputs = tmp_path / "inputs.txt"
+    inputs.write_bytes(b"\xef\xbb\xbf" + f"{SUDOKU}\n{SUDOKU}\n".encode())
+    done = trm_client("--target", server.target, "reason-batch", GRID_MODEL, str(inputs), "--grid")
+    assert done.returncode == 0, done.stdout + done.stderr
+    first, second = done.stdout.splitlines()
+    assert first.removeprefix("line 1") == second.removeprefix("line 2")
+
+
 def test_reason_batch_of_an_empty_file_says_it_sent_nothing(server, tmp_path):
     inputs = tmp_path / "inputs.txt"
     inputs.write_text("")

@@ -156,6 +156,7 @@ def test_neither_text_nor_grid_is_refused_before_sending(client):
         (lambda c: c.reason(TEXT_MODEL, "hi", request_id="x" * 129), ValueError, "must be 1-128 printable ASCII"),
         (lambda c: c.reason(TEXT_MODEL, "hi", top_k=-1), ValueError, "top_k must be a whole number from 0"),
         (lambda c: c.reason(TEXT_MODEL, "hi", budget=Budget(max_steps=-1)), ValueError, "budget.max_steps must be"),
+        (lambda c: c.reason(TEXT_MODEL, "hi", request_id=""), ValueError, "request_id '' must be 1-128"),
         (lambda c: c.reason(TEXT_MODEL, "hi", budget={"max_steps": 1}), TypeError, "budget must be a trm_client"),
         (lambda c: c.reason(TEXT_MODEL, 42), TypeError, "text must be a string, got int"),
         (lambda c: c.reason(GRID_MODEL, grid=5), TypeError, "grid must be a string of cells"),

@@ -8,7 +8,7 @@ import json
 import pytest
 from jsonschema import Draft202012Validator
 from sdk_test_support import GRID_MODEL, SUDOKU, TEXT_MODEL
-from trm_client import NO_RETRY, AsyncTRMClient, Budget, InputLimits, ModelInfo, TaskType, TRMClient
+from trm_client import NO_RETRY, AsyncTRMClient, Budget, ClientClosed, InputLimits, ModelInfo, TaskType, TRMClient
 from trm_client.render import result_text
 from trm_client.results import Classification, GridSolution, HaltReason, LabelScore, ReasonResult, WrittenText
 from trm_client.tool_result import DEFER_REASONS, defer_reason
@@ -267,3 +267,13 @@ def test_a_long_label_list_is_cut_with_the_count_of_the_rest():
     assert "label_000, label_001," in described and "label_039, and 111 more. Fast" in described
     assert "label_040" not in described
     assert "Labels: a, oos. Fast" in tool_description(_info(0.4))
+
+
+def test_a_tool_call_on_a_closed_client_raises_instead_of_blaming_the_arguments(server):
+    """A closed client is the host's mistake: ClientClosed, as a closed file's, not INVALID_ARGUMENTS for the LLM."""
+    client = TRMClient(server.target, retry=NO_RETRY)
+    adapter = ToolAdapter(client)
+    adapter.model_infos()
+    client.close()
+    with pytest.raises(ClientClosed):
+        adapter.call_tool(TEXT_TOOL, {"text": "wake me up at seven"})

@@ -87,7 +87,7 @@ class TLSConfig:
     """Transport security: server authentication with a CA, plus a client certificate for mutual TLS.
 
     Attributes:
-        root_certificates: PEM CA bundle that signed the server's certificate; None uses the system roots.
+        root_certificates: PEM CA bundle that signed the server's certificate; None uses gRPC's default roots.
         certificate_chain: PEM client certificate chain (mutual TLS); requires ``private_key``.
         private_key: PEM key of the client certificate (mutual TLS).
         server_name: the name to check the server certificate against, when it differs from the target's host.

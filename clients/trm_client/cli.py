@@ -126,6 +126,8 @@ def run_reason_batch(client: TRMClient, args: argparse.Namespace, out: TextIO) -
     any line failed. A model the server does not host (every line of the first call NOT_FOUND) is told once,
     as a failed call."""
     lines = [raw.rstrip(b"\n").removesuffix(b"\r") for raw in args.file]
+    if lines:  # a file saved as "UTF-8 with BOM" starts with U+FEFF, which is no part of its first input
+        lines[0] = lines[0].removeprefix(b"\xef\xbb\xbf")
     if not lines:
         print(f"trm-client: {args.file.name} has no lines: nothing was sent", file=sys.stderr)
     failed = 0
@@ -214,8 +216,8 @@ def _flag_hint(error: TRMError, args: argparse.Namespace) -> str:
     if error.code is grpc.StatusCode.DEADLINE_EXCEEDED:
         return f"; the deadline is --timeout (now {args.timeout:g} s)"
     if error.code is grpc.StatusCode.UNAVAILABLE and "Socket closed" in error.details:
-        if not (args.tls or args.tls_ca or args.tls_server_name):
-            return "; a TLS server? connect with --tls-ca CA.pem (or --tls for the system's roots)"
+        if not (args.tls or args.tls_ca or args.tls_server_name or args.tls_cert):
+            return "; a TLS server? connect with --tls-ca CA.pem (or --tls for gRPC's default roots)"
         if args.tls_cert is None:
             return "; a server that asks for a client certificate (mutual TLS)? give --tls-cert and --tls-key"
     if args.command == "reason-batch" and error.over_message_limit:

@@ -122,7 +122,7 @@ class TRMClient:
         """Yields the answer after each supervision step as the server produces it; the last has ``final``."""
         request = build_reason_request(model, text, grid, version=version, budget=budget, top_k=top_k)
         self._check_open()
-        return self._stream(request, timeout_s, request_id or new_request_id())
+        return self._stream(request, timeout_s, new_request_id() if request_id is None else request_id)
 
     def close(self) -> None:
         """Closes the channel; a later call raises ClientClosed."""
@@ -147,7 +147,7 @@ class TRMClient:
         request_id: str | None,
     ) -> tuple[Response, str]:
         self._check_open()
-        rid = request_id or new_request_id()
+        rid = new_request_id() if request_id is None else request_id
         metadata = call_metadata(self._metadata, rid)
         deadline = Deadline(self.timeout_s if timeout_s is None else timeout_s)
         attempt = 1

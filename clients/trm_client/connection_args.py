@@ -67,7 +67,9 @@ def add_connection_arguments(parser: argparse.ArgumentParser, *, with_defaults: 
     )
     tls = parser.add_argument_group("TLS (each option implies --tls)")
     tls.add_argument(
-        "--tls", action="store_true", default=default(False), help="use TLS with the system's roots"
+        "--tls", action="store_true", default=default(False),
+        help="use TLS with gRPC's default root certificates (its bundled roots, or the file "
+        "GRPC_DEFAULT_SSL_ROOTS_FILE_PATH names)",
     )
     tls.add_argument("--tls-ca", default=default(None), help="PEM CA bundle to verify the server")
     tls.add_argument(

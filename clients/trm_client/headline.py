@@ -31,7 +31,7 @@ class Headline:
     served_step: str = "fp32"  # the step the server runs
 
     def text(self) -> str:
-        """E.g. ``in_scope_accuracy 94.58% (int8)``, ``accuracy easy 100.00% medium 100.00% hard 50.67%``, or
+        """E.g. ``in_scope_accuracy 94.49% (int8)``, ``accuracy easy 100.00% medium 100.00% hard 50.67%``, or
         ``accuracy 71.89% (fp32; int8 served)`` for an int8 step the manifest has no figures for."""
         values = " ".join(f"{tier} {100 * value:.2f}%".lstrip() for tier, value in self.by_set.items())
         if self.step != self.served_step:

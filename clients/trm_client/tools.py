@@ -8,7 +8,7 @@ from typing import Any
 
 from trm_client.aio_client import AsyncTRMClient
 from trm_client.client import TRMClient
-from trm_client.errors import TRMError
+from trm_client.errors import ClientClosed, TRMError
 from trm_client.field_names import TOOL_ARGUMENTS, rename_fields
 from trm_client.model_info import ModelInfo
 from trm_client.tool_arguments import parse_arguments, reason_kwargs
@@ -100,6 +100,8 @@ class ToolAdapter:
             kwargs = reason_kwargs(parse_arguments(info, arguments))
             result = self._client.reason(info.name, **kwargs)
             return tool_payload(self._versioned(info.name, result.model_version), result)
+        except ClientClosed:  # the host's mistake, not the LLM's: raised as a call on a closed file would be
+            raise
         except ValueError as error:  # ToolArgumentError, or an input the SDK cannot send (half a character)
             return error_payload("INVALID_ARGUMENTS", str(error))
         except TRMError as error:
@@ -145,6 +147,8 @@ class AsyncToolAdapter:
             kwargs = reason_kwargs(parse_arguments(info, arguments))
             result = await self._client.reason(info.name, **kwargs)
             return tool_payload(await self._versioned(info.name, result.model_version), result)
+        except ClientClosed:  # the host's mistake, not the LLM's: raised as a call on a closed file would be
+            raise
         except ValueError as error:  # ToolArgumentError, or an input the SDK cannot send (half a character)
             return error_payload("INVALID_ARGUMENTS", str(error))
         except TRMError as error:
