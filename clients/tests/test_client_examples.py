@@ -57,6 +57,20 @@ def test_voice_pipeline_classifies_every_utterance(server):
     assert done.stderr.count("fallback") == sum(r["fallback"] is not None for r in records)
 
 
+@pytest.mark.parametrize("from_stdin", [False, True])
+def test_voice_pipeline_reads_on_past_a_line_that_is_not_utf8(server, tmp_path, from_stdin):
+    """A line with a byte that is not UTF-8 (a Latin-1 file, say) is read with U+FFFD there: the run goes on."""
+    data = b"open main dot py\ncaf\xe9 order\ngo to line ten\n"
+    path = tmp_path / "utterances.txt"
+    path.write_bytes(data)
+    command = [sys.executable, str(VOICE / "pipeline.py"), "--target", server.target, "--model", TEXT_MODEL, "--json"]
+    done = subprocess.run([*command, *([] if from_stdin else [str(path)])], input=data if from_stdin else None,
+                          capture_output=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    records = [json.loads(line) for line in done.stdout.decode().splitlines()]
+    assert [r["utterance"] for r in records] == ["open main dot py", "caf\ufffd order", "go to line ten"]
+
+
 def test_voice_pipeline_routes_unsure_utterances_from_stdin_to_the_fallback(server):
     lines = "open main dot py\n\ngo to line ten\n"
     done = run_example(

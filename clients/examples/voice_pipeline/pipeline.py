@@ -150,8 +150,10 @@ def main(argv: list[str] | None = None) -> int:
     """Command-line entry point."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_connection_arguments(parser)
-    parser.add_argument("input", nargs="?", default="-", type=argparse.FileType("r", encoding="utf-8"),
-                        help="utterances file, one per line ('-' = stdin)")
+    parser.add_argument("input", nargs="?", default="-",
+                        type=argparse.FileType("r", encoding="utf-8", errors="replace"),
+                        help="utterances file, one per line ('-' = stdin), UTF-8 (a byte that is not is read as "
+                        "U+FFFD, which the server's tokenizer drops)")
     parser.add_argument("--model", default="intent-clinc150", help="intent model to ask")
     parser.add_argument(
         "--min-confidence",
@@ -162,6 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dictation-model", help="sequence model that writes out dictated code, e.g. code-dictation")
     parser.add_argument("--dictate-label", default="dictate",
                         help="the intent whose utterances go to --dictation-model (default: dictate)")
+    sys.stdin.reconfigure(encoding="utf-8", errors="replace")  # '-': argparse hands over stdin as it is
     args = parser.parse_args(argv)
     try:
         with TRMClient(**checked_client_settings(parser, args)) as client:
