@@ -92,17 +92,25 @@ def calibrate(
     out-of-scope threshold (at that halting) that maximises validation accuracy with `oos_label` as a class,
     or without such a label the abstain threshold at DEFAULT_PRECISION (trainer/out_of_scope.py), unless
     `abstain` is False (a model trained on its validation split: its confidence there says nothing)."""
-    trace = run_recursion(step, val.tokens, state_shape, n_sup)
-    halt = metrics.calibrate_halting(trace, val.targets)
+    return calibrate_trace(run_recursion(step, val.tokens, state_shape, n_sup), val.targets, labels, oos_label, task,
+                           abstain)
+
+
+def calibrate_trace(
+    trace: metrics.Trace, targets: np.ndarray, labels: list[str], oos_label: str | None, task: str = "text",
+    abstain: bool = True,
+) -> Thresholds:
+    """`calibrate` on the validation rows' recursion trace, for a caller that reads it for more."""
+    halt = metrics.calibrate_halting(trace, targets)
     if task != "text" or (oos_label is None and not abstain):
         return Thresholds(halt, None)
     stop = metrics.halting_steps(trace.halt_logits, halt)
     if oos_label is not None:
-        threshold = metrics.calibrate_out_of_scope(trace, val.targets, stop, labels.index(oos_label))
+        threshold = metrics.calibrate_out_of_scope(trace, targets, stop, labels.index(oos_label))
         return Thresholds(halt, OutOfScope(oos_label, threshold))
     predictions, confidence = trace.at(stop)
-    abstain = calibrate_abstain_threshold(confidence, predictions == val.targets)
-    return Thresholds(halt, OutOfScope(None, min(abstain.threshold, 1.0)), abstain)
+    abstain_calibration = calibrate_abstain_threshold(confidence, predictions == targets)
+    return Thresholds(halt, OutOfScope(None, min(abstain_calibration.threshold, 1.0)), abstain_calibration)
 
 
 def evaluate_step(

@@ -24,7 +24,7 @@ from trainer.baseline import BaselineResult
 from trainer.config import TeacherConfig, TrainConfig, with_overrides
 from trainer.evaluate import (
     StepFn,
-    calibrate,
+    calibrate_trace,
     evaluate_step,
     headline_metrics,
     onnx_step_fn,
@@ -32,6 +32,7 @@ from trainer.evaluate import (
     torch_step_fn,
 )
 from trainer.fit import Fitted, TrainingRecord, cpu_copy
+from trainer.metrics import summarize
 from trainer.model import TRM, ModelConfig, count_parameters
 from trainer.prepare import Prepared, prepare, resolve_out_of_scope_label
 from trainer.quantize import quantize_static_step
@@ -95,9 +96,10 @@ def export_bundle(
         # there is one); `measure_parity` below checks that the ONNX step agrees with them.
         device = pick_device("auto")
         step = torch_step_fn(cpu_copy(model).to(device))
-        thresholds = calibrate(step, prepared.val, mcfg.state_shape, mcfg.N_sup, prepared.labels,
-                               resolve_out_of_scope_label(cfg.oos_label, prepared.labels), mcfg.task,
-                               abstain=not cfg.train_on_val)
+        val_trace = run_recursion(step, prepared.val.tokens, mcfg.state_shape, mcfg.N_sup)  # calibrates, chooses int8
+        thresholds = calibrate_trace(val_trace, prepared.val.targets, prepared.labels,
+                                     resolve_out_of_scope_label(cfg.oos_label, prepared.labels), mcfg.task,
+                                     abstain=not cfg.train_on_val)
         int8_step = onnx_step_fn(int8)
 
         def measure(step_fn: StepFn, sets: dict[str, EncodedSet]) -> dict[str, Any]:
@@ -105,11 +107,11 @@ def export_bundle(
                                  thresholds.out_of_scope)
 
         results, results_int8 = measure(step, prepared.tests), measure(int8_step, prepared.tests)
-        validation = {"validation": prepared.val}
         parity = measure_parity(model, fp32, prepared)
         bundle_bytes = fp32.stat().st_size + int8.stat().st_size + len(tokenizer_json)
         int8_validation_loss, ship_int8, int8_reason = int8_decision(
-            measure(step, validation), measure(int8_step, validation), bundle_bytes)
+            {"validation": summarize(val_trace, prepared.val.targets, thresholds.halt)},
+            measure(int8_step, {"validation": prepared.val}), bundle_bytes)
         files: dict[str, Path | bytes | str] = {FP32_FILE: fp32}
         if tokenizer_json:
             files[TOKENIZER_FILE] = tokenizer_json
