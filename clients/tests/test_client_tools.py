@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
+import shutil
+import signal
+import time
+from pathlib import Path
 
 import pytest
 from jsonschema import Draft202012Validator
-from sdk_test_support import GRID_MODEL, SUDOKU, TEXT_MODEL
+from sdk_test_support import GRID_MODEL, N_SUP, SUDOKU, TEXT_MODEL
 from trm_client import NO_RETRY, AsyncTRMClient, Budget, ClientClosed, InputLimits, ModelInfo, TaskType, TRMClient
 from trm_client.render import result_text
 from trm_client.results import Classification, GridSolution, HaltReason, LabelScore, ReasonResult, WrittenText
@@ -15,7 +20,8 @@ from trm_client.tool_result import DEFER_REASONS, defer_reason
 from trm_client.tool_schema import input_schema, output_schema, tool_description, tool_name
 from trm_client.tools import AsyncToolAdapter, ToolAdapter
 
-from trainer.testing import DEFAULT_TEXT_LABELS
+from trainer.testing import DEFAULT_TEXT_LABELS, make_random_bundle
+from trm_service.testing import ServerProcess
 
 TEXT_TOOL = "trm_intent_test"
 GRID_TOOL = "trm_sudoku_test"
@@ -178,8 +184,6 @@ def test_integers_sent_as_floats_are_taken_as_integers(adapter):
 
 
 def test_an_unreachable_service_comes_back_as_an_error_for_the_llm(bundles):
-    from trm_service.testing import ServerProcess
-
     with ServerProcess([bundles["text"]]) as process:
         target = process.target
     with TRMClient(target, retry=NO_RETRY) as client:
@@ -277,3 +281,64 @@ def test_a_tool_call_on_a_closed_client_raises_instead_of_blaming_the_arguments(
     client.close()
     with pytest.raises(ClientClosed):
         adapter.call_tool(TEXT_TOOL, {"text": "wake me up at seven"})
+
+
+class _Models:
+    """A real server's models folder holding one version of the text model at a time; `replace` puts the next
+    version in, takes the old one out and hot-reloads (SIGHUP), as a deploy would."""
+
+    def __init__(self, root: Path) -> None:
+        self.root, self.folder, self.version = root, root / "models", 1
+        shutil.copytree(self._bundle(1), self.folder / "v1")
+
+    def _bundle(self, version: int) -> Path:
+        return make_random_bundle(self.root / f"built-{version}", "text", name=TEXT_MODEL, version=f"{version}.0.0",
+                                  N_sup=N_SUP, seed=version)
+
+    def replace(self, server: ServerProcess) -> None:
+        new = self.version + 1
+        shutil.copytree(self._bundle(new), self.folder / f"v{new}")
+        shutil.rmtree(self.folder / f"v{self.version}")
+        self.version = new
+        server.send_signal(signal.SIGHUP)
+        with TRMClient(server.target) as client:
+            deadline = time.monotonic() + 60
+            while client.model(TEXT_MODEL).versions != (f"{new}.0.0",):  # waits for the reload, times nothing
+                assert time.monotonic() < deadline, "the reload did not happen"
+                time.sleep(0.05)
+
+
+def test_an_answer_stands_when_its_version_is_retired_before_the_adapter_describes_it(tmp_path):
+    """A reload between the answer and the GetModel that describes its version: the tool still returns the answer
+    (judged by the listed version's thresholds), not GetModel's NOT_FOUND."""
+    models = _Models(tmp_path)
+    with ServerProcess([models.folder]) as server:
+
+        class RetiringClient(TRMClient):
+            def reason(self, *args, **kwargs):
+                result = super().reason(*args, **kwargs)
+                models.replace(server)  # the version that answered is gone before the adapter asks about it
+                return result
+
+        class AsyncRetiringClient(AsyncTRMClient):
+            async def reason(self, *args, **kwargs):
+                result = await super().reason(*args, **kwargs)
+                await asyncio.to_thread(models.replace, server)
+                return result
+
+        with RetiringClient(server.target, retry=NO_RETRY) as client:
+            adapter = ToolAdapter(client)
+            adapter.model_infos()  # lists 1.0.0
+            models.replace(server)  # 2.0.0 answers, unknown to the adapter, then goes
+            reply = json.loads(adapter.call_tool(TEXT_TOOL, {"text": "wake me up at seven"}))
+        assert "error" not in reply and reply["version"] == "2.0.0" and reply["answer"] in DEFAULT_TEXT_LABELS
+
+        async def async_call() -> dict:
+            async with AsyncRetiringClient(server.target, retry=NO_RETRY) as client:
+                adapter = AsyncToolAdapter(client)
+                await adapter.model_infos()  # lists 3.0.0
+                await asyncio.to_thread(models.replace, server)  # 4.0.0 answers, then goes
+                return json.loads(await adapter.call_tool(TEXT_TOOL, {"text": "wake me up at seven"}))
+
+        reply = asyncio.run(async_call())
+        assert "error" not in reply and reply["version"] == "4.0.0" and reply["answer"] in DEFAULT_TEXT_LABELS

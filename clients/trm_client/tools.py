@@ -99,7 +99,7 @@ class ToolAdapter:
                 return error_payload("UNKNOWN_TOOL", f"no tool named {name!r}")
             kwargs = reason_kwargs(parse_arguments(info, arguments))
             result = self._client.reason(info.name, **kwargs)
-            return tool_payload(self._versioned(info.name, result.model_version), result)
+            return tool_payload(self._versioned(info, result.model_version), result)
         except ClientClosed:  # the host's mistake, not the LLM's: raised as a call on a closed file would be
             raise
         except ValueError as error:  # ToolArgumentError, or an input the SDK cannot send (half a character)
@@ -115,10 +115,16 @@ class ToolAdapter:
         self.model_infos()
         return self._catalog.for_tool(name)
 
-    def _versioned(self, model: str, version: str) -> ModelInfo:
-        info = self._catalog.for_version(model, version)
+    def _versioned(self, listed: ModelInfo, version: str) -> ModelInfo:
+        """The description of the version that answered; the listed version's where GetModel cannot give it (a
+        reload retired it after it answered, or the service went away): the answer stands, judged by the listed
+        version's thresholds."""
+        info = self._catalog.for_version(listed.name, version)
         if info is None:
-            info = self._client.model(model, version)
+            try:
+                info = self._client.model(listed.name, version)
+            except TRMError:
+                return listed
             self._catalog.remember(info)
         return info
 
@@ -146,7 +152,7 @@ class AsyncToolAdapter:
                 return error_payload("UNKNOWN_TOOL", f"no tool named {name!r}")
             kwargs = reason_kwargs(parse_arguments(info, arguments))
             result = await self._client.reason(info.name, **kwargs)
-            return tool_payload(await self._versioned(info.name, result.model_version), result)
+            return tool_payload(await self._versioned(info, result.model_version), result)
         except ClientClosed:  # the host's mistake, not the LLM's: raised as a call on a closed file would be
             raise
         except ValueError as error:  # ToolArgumentError, or an input the SDK cannot send (half a character)
@@ -162,9 +168,15 @@ class AsyncToolAdapter:
         await self.model_infos()
         return self._catalog.for_tool(name)
 
-    async def _versioned(self, model: str, version: str) -> ModelInfo:
-        info = self._catalog.for_version(model, version)
+    async def _versioned(self, listed: ModelInfo, version: str) -> ModelInfo:
+        """The description of the version that answered; the listed version's where GetModel cannot give it (a
+        reload retired it after it answered, or the service went away): the answer stands, judged by the listed
+        version's thresholds."""
+        info = self._catalog.for_version(listed.name, version)
         if info is None:
-            info = await self._client.model(model, version)
+            try:
+                info = await self._client.model(listed.name, version)
+            except TRMError:
+                return listed
             self._catalog.remember(info)
         return info
