@@ -17,10 +17,14 @@ import pytest
 import torch
 from trainer_support import KEYWORDS, TINY_MODEL
 
+import trainer.evaluate
+import trainer.export
+import trainer.fit
 from trainer.cli import _fit_config, build_parser, check_bundle_folder, main
 from trainer.config import TrainConfig
 from trainer.export import torch_model_from_bundle
-from trainer.prepare import text_splits
+from trainer.fit import export_evaluations
+from trainer.prepare import Prepared, text_splits
 from trm_bundle.manifest import is_model_name, model_name_from
 from trm_service.config import DEFAULT_MODELS_DIR
 
@@ -447,3 +451,27 @@ def test_a_preset_fit_times_its_loop_to_its_budget_unless_a_flag_fixes_the_minut
     assert timed is not None and 4 * 60 - 30 < timed < 4 * 60  # the budget less the estimate after the loop
     assert ends_after_s("--time-budget", "4", "--max-minutes", "2") is None
     assert ends_after_s("--time-budget", "4", "--set", "max_minutes=2") is None
+
+
+def test_a_timed_fit_reserves_the_recursion_its_export_runs(
+    keyword_data: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The loop of a fit timed to its budget ends early for the export's recursion over the held-out rows, counted
+    by `export_evaluations` in progress evaluations: that count is what the export runs (besides the parity check's
+    fp32 and ONNX passes over the first test rows)."""
+    reserved, ran = {}, []
+
+    def recorded(cfg: TrainConfig, prepared: Prepared) -> float:
+        evaluations = export_evaluations(cfg, prepared)
+        reserved["rows"] = evaluations * min(cfg.eval_examples, len(prepared.val))
+        reserved["parity"] = 2 * len(next(iter(prepared.tests.values())).head(200))
+        return evaluations
+
+    monkeypatch.setattr(trainer.fit, "export_evaluations", recorded)
+    for module in (trainer.evaluate, trainer.export):  # evaluate_step's, and the export's own
+        monkeypatch.setattr(module, "run_recursion", lambda step, tokens, *args, _run=module.run_recursion:
+                            ran.append(len(tokens)) or _run(step, tokens, *args))
+    train, test = keyword_data
+    assert main(["fit", "--train", str(train), "--test", str(test), "--time-budget", "4", "--max-steps", "20",
+                 "--out", str(tmp_path / "bundles"), "--run-dir", str(tmp_path / "runs"), "--threads", "1"]) == 0
+    assert reserved["rows"] > 0 and sum(ran) == pytest.approx(reserved["rows"] + reserved["parity"])

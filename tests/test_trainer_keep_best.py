@@ -83,8 +83,17 @@ def test_keep_best_is_refused_where_no_held_out_score_can_choose(setting: dict, 
         TrainConfig(name="best", task="text", data="d", keep_best=True, **setting)
 
 
-def test_a_timed_run_ends_its_loop_early_enough_for_the_evaluation_of_its_end(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(("evaluations_after", "evaluated_at", "loop_ends_s"), [
+    # 72 steps and three evaluations take 93 s; a step more and the end's evaluation would end past the 100 s
+    (0.0, [20, 40, 60, 72], 100.0),
+    # the export's work, as long as one evaluation, after the end's: 65 steps, four evaluations, 93 s + 7 s
+    (1.0, [20, 40, 60, 65], 93.0),
+    # as long as two: the evaluation of step 60 ends at 81 s, and 81 + 7 + 14 > 100: no step more, none at the end
+    (2.0, [20, 40, 60], 81.0),
+])
+def test_a_timed_run_ends_its_loop_early_enough_for_the_evaluations_after_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, evaluations_after: float, evaluated_at: list[int],
+    loop_ends_s: float,
 ) -> None:
     clock = SimpleNamespace(now=0.0)  # the loop's clock: a training step takes 1 s, an evaluation 7 s
     monkeypatch.setattr(trainer.train, "time", SimpleNamespace(monotonic=lambda: clock.now))
@@ -101,6 +110,6 @@ def test_a_timed_run_ends_its_loop_early_enough_for_the_evaluation_of_its_end(
         return evaluate(model)
 
     run.train_step, run.evaluate = timed_step, timed_evaluation
-    run.fit(resume=False)
-    # 72 steps and three evaluations take 93 s; a step more and the end's evaluation would end past the 100 s
-    assert [entry["step"] for entry in run.history] == [20, 40, 60, 72] and clock.now == 100.0
+    run.fit(resume=False, evaluations_after=evaluations_after)
+    assert [entry["step"] for entry in run.history] == evaluated_at and clock.now == loop_ends_s
+    assert clock.now + 7.0 * evaluations_after <= 100.0

@@ -124,15 +124,25 @@ def fit_one(
     cfg: TrainConfig, resume: bool, branch_from: Path | None = None, until: int | None = None, command: str = "",
     ends_by: float | None = None,
 ) -> tuple[Prepared, Trainer]:
-    """Prepares the data and trains (or resumes, or branches, or times to end by `ends_by`; `Trainer.fit`) one
-    model, its checkpoint recording `command`; its EMA weights are `trainer.ema.model`."""
+    """Prepares the data and trains (or resumes, or branches, or times to end by `ends_by`, leaving room for the
+    export's evaluations; `Trainer.fit`) one model, its checkpoint recording `command`; its EMA weights are
+    `trainer.ema.model`."""
     prepared = prepare(cfg)
     trainer = build_trainer(cfg, prepared)
     trainer.command = command
     print(f"{cfg.name}: {count_parameters(trainer.model):,} parameters, vocabulary {prepared.model_cfg.vocab_size:,}, "
           f"state {prepared.model_cfg.state_shape}")
-    trainer.fit(resume=resume, branch_from=branch_from, until=until, ends_by=ends_by)
+    evaluations_after = 0.0 if ends_by is None else export_evaluations(cfg, prepared)
+    trainer.fit(resume=resume, branch_from=branch_from, until=until, ends_by=ends_by,
+                evaluations_after=evaluations_after)
     return prepared, trainer
+
+
+def export_evaluations(cfg: TrainConfig, prepared: Prepared) -> float:
+    """The recursion that `export_bundle` runs after training, in the loop's progress evaluations (each over the
+    first cfg.eval_examples validation rows): the validation and test rows, each with the fp32 and the int8 step."""
+    rows = len(prepared.val) + sum(len(test) for test in prepared.tests.values())
+    return 2 * rows / max(1, min(cfg.eval_examples, len(prepared.val)))
 
 
 def fit_trunk(cfg: TrainConfig, resume: bool) -> tuple[Path, TrainingRecord] | None:

@@ -429,12 +429,16 @@ class Trainer:
 
     def fit(
         self, resume: bool = True, branch_from: Path | None = None, until: int | None = None,
-        ends_by: float | None = None,
+        ends_by: float | None = None, evaluations_after: float = 0.0,
     ) -> TRM:
         """Trains until max_steps (or `until`, when earlier) or max_minutes; returns the last EMA model
         (`shipped_model` gives the weights a bundle ships). Without a checkpoint of its own to resume, a run given
         `branch_from` starts from that checkpoint (`load_checkpoint(branch=True)`). With `ends_by` (a
-        `time.monotonic()`), max_minutes is set when the loop starts so that the loop ends then (`_time_to`)."""
+        `time.monotonic()`), max_minutes is set when the loop starts so that the loop ends then (`_time_to`).
+
+        A loop that max_minutes ends stops early by the measured time of its last progress evaluation, times
+        `evaluations_after` (the work that follows the loop, in such evaluations: the export's) plus one with keep_best
+        (the end's own evaluation), so that the work after it ends within the minutes too."""
         cfg = self.cfg
         last_step = min(cfg.max_steps, until or cfg.max_steps)
         torch.manual_seed(cfg.seed)
@@ -454,7 +458,8 @@ class Trainer:
                    disable=not sys.stderr.isatty())
         started, last, first_step = time.monotonic(), {}, self.step
         base_elapsed = self.elapsed_s
-        end_evaluation_s = 0.0  # keep_best: a time budget's loop ends this much early for the evaluation after it
+        evaluations_reserved = evaluations_after + (1 if cfg.keep_best else 0)
+        evaluation_s = 0.0  # the last progress evaluation's measured time
 
         def trained_s() -> float:
             """Seconds trained so far, read now: a checkpoint's or an evaluation's time counts too."""
@@ -462,7 +467,7 @@ class Trainer:
 
         try:
             while self.step < last_step and not self._stop:
-                if cfg.max_minutes and trained_s() + end_evaluation_s >= cfg.max_minutes * 60:
+                if cfg.max_minutes and trained_s() + evaluations_reserved * evaluation_s >= cfg.max_minutes * 60:
                     break
                 last = self.train_step(carry)
                 self.elapsed_s = trained_s()
@@ -484,8 +489,7 @@ class Trainer:
                 if self.evaluate and self.step % cfg.eval_every == 0:
                     evaluated = time.monotonic()
                     self._evaluate()
-                    if cfg.keep_best:  # the end's evaluation takes about as long as the last one did
-                        end_evaluation_s = time.monotonic() - evaluated
+                    evaluation_s = time.monotonic() - evaluated
         finally:
             bar.close()
             if self.step > first_step and self.trained_on[-1:] != [str(self.device)]:
