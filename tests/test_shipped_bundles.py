@@ -37,6 +37,7 @@ CASES = [
         ("test_medium", "by_source.forum_hardest_1905_11plus.accuracy",
          "test_medium_forum_hardest_1905_11plus_accuracy"),
     ]),
+    ("sudoku", "sudoku", "test_medium", 50, True, [("test_medium", "accuracy", "int8_test_medium_accuracy")]),
 ]
 
 

@@ -48,8 +48,7 @@ def test_models_table_names_each_model(server):
 
 def test_models_table_shows_the_metric_each_shipped_model_is_known_by(shipped_server):
     """In-scope accuracy for a model with out-of-scope, accuracy otherwise, per tier for Sudoku, exact match for
-    the sequence model; each the served step's: int8 for the text models, fp32 for Sudoku, whose manifest has
-    int8 figures but ships no int8 step."""
+    the sequence model; each the served step's: int8 for the text models and Sudoku."""
     done = trm_client("models", target=shipped_server.target)
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines()[0].endswith("TEST METRIC")
@@ -64,8 +63,8 @@ def test_models_table_shows_the_metric_each_shipped_model_is_known_by(shipped_se
     assert routing["int8_test_accuracy"] != routing["test_accuracy"]  # else the test proves nothing
     assert rows["routing-20ng"].endswith(f"  accuracy {_percent(routing['int8_test_accuracy'])} (int8)")
     assert sudoku["int8_test_hard_accuracy"] != sudoku["test_hard_accuracy"]
-    tiers = " ".join(f"{tier} {_percent(sudoku[f'test_{tier}_accuracy'])}" for tier in ("easy", "medium", "hard"))
-    assert rows["sudoku"].endswith(f"  accuracy {tiers}")
+    tiers = " ".join(f"{tier} {_percent(sudoku[f'int8_test_{tier}_accuracy'])}" for tier in ("easy", "medium", "hard"))
+    assert rows["sudoku"].endswith(f"  accuracy {tiers} (int8)")
     assert rows["code-dictation"].endswith(f"  exact_match {_percent(metrics['code-dictation']['test_exact_match'])}")
 
 
