@@ -79,7 +79,8 @@ def test_a_tiny_time_budget_ends_training_and_still_exports(keyword_data: tuple[
     training = manifest["training"]
     assert training["optimizer_steps"] < 1000000
     budget_s = training["config"]["max_minutes"] * 60
-    assert budget_s - 0.1 <= training["train_time_s"] <= budget_s + 5  # train_time_s is rounded to 0.1 s
+    # the loop ends early by the evaluations after it at its last one's measured time: here 1 + 7 of 40 rows each
+    assert budget_s - 5 <= training["train_time_s"] <= budget_s + 5
     # the loop timed itself to end with the budget, less the estimate of evaluating and exporting (about 6 s here),
     # not after the minutes the plan estimated (1.09, leaving about 40 s of the budget unused on a quiet machine)
     assert 2.2 * 60 - 25 <= wall_s <= 2.2 * 60 + 10
