@@ -13,7 +13,7 @@ from trm.v1 import trm_pb2, trm_pb2_grpc
 from trm_client.batch import build_batch_request, read_batch_response
 from trm_client.channel import TLSConfig, open_aio_channel, resolve_target
 from trm_client.errors import ClientClosed, TRMError, from_rpc_error
-from trm_client.metadata import call_metadata, new_request_id
+from trm_client.metadata import call_metadata, chosen_request_id
 from trm_client.model_info import Budget, ModelInfo
 from trm_client.reason_request import GridInput, build_reason_request
 from trm_client.results import ReasonResult, ReasonStep
@@ -121,7 +121,7 @@ class AsyncTRMClient:
         """Yields the answer after each supervision step as it arrives; the last has ``final``."""
         request = build_reason_request(model, text, grid, version=version, budget=budget, top_k=top_k)
         self._check_open()
-        return self._stream(request, timeout_s, new_request_id() if request_id is None else request_id)
+        return self._stream(request, timeout_s, chosen_request_id(request_id))
 
     async def close(self) -> None:
         """Closes the channel; a later call raises ClientClosed."""
@@ -146,7 +146,7 @@ class AsyncTRMClient:
         request_id: str | None,
     ) -> tuple[Response, str]:
         self._check_open()
-        rid = new_request_id() if request_id is None else request_id
+        rid = chosen_request_id(request_id)
         metadata = call_metadata(self._metadata, rid)
         deadline = Deadline(self.timeout_s if timeout_s is None else timeout_s)
         attempt = 1

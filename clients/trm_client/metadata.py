@@ -15,6 +15,11 @@ def new_request_id() -> str:
     return uuid.uuid4().hex
 
 
+def chosen_request_id(request_id: str | None) -> str:
+    """The caller's request id as given (checked by `call_metadata`), or a fresh one for None."""
+    return new_request_id() if request_id is None else request_id
+
+
 def call_metadata(base: Sequence[tuple[str, str]], request_id: str) -> tuple[tuple[str, str], ...]:
     """The client's metadata plus ``x-request-id``; the same id goes with every retry of one call.
 
