@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from trainer import metrics
-from trainer.evaluate import calibrate, evaluate_step, headline_metrics
+from trainer.evaluate import Thresholds, calibrate, evaluate_step, headline_metrics, run_recursion
 from trainer.out_of_scope import deferral_note
 from trainer.prepare import GRID_LABELS
 from trainer.report import answered_line
@@ -16,6 +16,11 @@ def copy_step(tokens: np.ndarray, y: np.ndarray, z: np.ndarray) -> tuple[np.ndar
     """Answers every cell with its input symbol, confidently, and halts at once."""
     logits = 8.0 * np.eye(len(GRID_LABELS), dtype=np.float32)[tokens]
     return y, z, logits, np.full(len(tokens), 10.0, dtype=np.float32)
+
+
+def calibrate_on(step, data: EncodedSet, labels: list[str], oos_label: str | None, **options) -> Thresholds:
+    """`calibrate` on the trace of one supervision step over `data`, as the export gives it its validation trace."""
+    return calibrate(run_recursion(step, data.tokens, (1, 4), 1), data.targets, labels, oos_label, **options)
 
 
 def test_a_set_that_mixes_files_is_also_reported_per_file() -> None:
@@ -62,7 +67,7 @@ def test_with_an_out_of_scope_label_its_threshold_is_calibrated() -> None:
     # label 2 is "oos": confident predictions of labels 0/1 are right, the unsure ones are really out of scope
     tokens = np.array([[0, 6], [1, 6], [0, 6], [1, 6], [0, 0], [1, 0], [2, 6]])
     targets = np.array([0, 1, 0, 1, 2, 2, 2])
-    thresholds = calibrate(confidence_step, EncodedSet(tokens, targets), (1, 4), 1, ["a", "b", "oos"], "oos")
+    thresholds = calibrate_on(confidence_step, EncodedSet(tokens, targets), ["a", "b", "oos"], "oos")
     assert thresholds.out_of_scope is not None and thresholds.out_of_scope.label == "oos"
     assert 1 / 3 < thresholds.out_of_scope.threshold <= 0.95 and thresholds.abstain is None
     results = evaluate_step(confidence_step, (1, 4), 1, {"test": EncodedSet(tokens, targets)}, 0.5,
@@ -74,7 +79,7 @@ def test_without_an_out_of_scope_label_an_abstain_threshold_keeps_answers_precis
     # margin 6 (top probability 0.995) is always right, margin 1 (0.58) right only half the time
     tokens = np.array([[0, 6]] * 10 + [[1, 1]] * 4)
     targets = np.array([0] * 10 + [1, 1, 0, 0])
-    thresholds = calibrate(confidence_step, EncodedSet(tokens, targets), (1, 4), 1, ["a", "b", "c"], None)
+    thresholds = calibrate_on(confidence_step, EncodedSet(tokens, targets), ["a", "b", "c"], None)
     abstain = thresholds.out_of_scope
     assert abstain is not None and abstain.label is None
     assert 0.58 < abstain.threshold <= 0.996
@@ -111,14 +116,14 @@ def test_a_model_that_answers_little_says_so_in_its_report_and_after_its_fit() -
 def test_a_model_trained_on_its_validation_split_gets_no_abstain_threshold() -> None:
     tokens = np.array([[0, 6]] * 10 + [[1, 1]] * 4)
     targets = np.array([0] * 10 + [1, 1, 0, 0])
-    thresholds = calibrate(confidence_step, EncodedSet(tokens, targets), (1, 4), 1, ["a", "b", "c"], None,
-                           abstain=False)
+    thresholds = calibrate_on(confidence_step, EncodedSet(tokens, targets), ["a", "b", "c"], None,
+                              abstain=False)
     assert thresholds.out_of_scope is None and thresholds.abstain is None
 
 
 def test_grids_have_no_out_of_scope_threshold() -> None:
     targets = np.array([[1, 2, 3, 4]] * 2, dtype=np.int64)
-    thresholds = calibrate(copy_step, EncodedSet(targets, targets), (1, 4), 1, GRID_LABELS, None, task="grid")
+    thresholds = calibrate_on(copy_step, EncodedSet(targets, targets), GRID_LABELS, None, task="grid")
     assert thresholds.out_of_scope is None
 
 

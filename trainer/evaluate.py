@@ -85,22 +85,14 @@ class Thresholds:
 
 
 def calibrate(
-    step: StepFn, val: EncodedSet, state_shape: tuple[int, int], n_sup: int, labels: list[str],
-    oos_label: str | None, task: str = "text", abstain: bool = True,
-) -> Thresholds:
-    """The cheapest halting threshold as accurate as the best fixed step count; then, for text, either the
-    out-of-scope threshold (at that halting) that maximises validation accuracy with `oos_label` as a class,
-    or without such a label the abstain threshold at DEFAULT_PRECISION (trainer/out_of_scope.py), unless
-    `abstain` is False (a model trained on its validation split: its confidence there says nothing)."""
-    return calibrate_trace(run_recursion(step, val.tokens, state_shape, n_sup), val.targets, labels, oos_label, task,
-                           abstain)
-
-
-def calibrate_trace(
     trace: metrics.Trace, targets: np.ndarray, labels: list[str], oos_label: str | None, task: str = "text",
     abstain: bool = True,
 ) -> Thresholds:
-    """`calibrate` on the validation rows' recursion trace, for a caller that reads it for more."""
+    """From the validation rows' recursion `trace` (`run_recursion`) and `targets`: the cheapest halting threshold
+    as accurate as the best fixed step count; then, for text, either the out-of-scope threshold (at that halting)
+    that maximises validation accuracy with `oos_label` as a class, or without such a label the abstain threshold
+    at DEFAULT_PRECISION (trainer/out_of_scope.py), unless `abstain` is False (a model trained on its validation
+    split: its confidence there says nothing)."""
     halt = metrics.calibrate_halting(trace, targets)
     if task != "text" or (oos_label is None and not abstain):
         return Thresholds(halt, None)

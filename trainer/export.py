@@ -24,7 +24,7 @@ from trainer.baseline import BaselineResult
 from trainer.config import TeacherConfig, TrainConfig, with_overrides
 from trainer.evaluate import (
     StepFn,
-    calibrate_trace,
+    calibrate,
     evaluate_step,
     headline_metrics,
     onnx_step_fn,
@@ -97,9 +97,9 @@ def export_bundle(
         device = pick_device("auto")
         step = torch_step_fn(cpu_copy(model).to(device))
         val_trace = run_recursion(step, prepared.val.tokens, mcfg.state_shape, mcfg.N_sup)  # calibrates, chooses int8
-        thresholds = calibrate_trace(val_trace, prepared.val.targets, prepared.labels,
-                                     resolve_out_of_scope_label(cfg.oos_label, prepared.labels), mcfg.task,
-                                     abstain=not cfg.train_on_val)
+        thresholds = calibrate(val_trace, prepared.val.targets, prepared.labels,
+                               resolve_out_of_scope_label(cfg.oos_label, prepared.labels), mcfg.task,
+                               abstain=not cfg.train_on_val)
         int8_step = onnx_step_fn(int8)
 
         def measure(step_fn: StepFn, sets: dict[str, EncodedSet]) -> dict[str, Any]:
