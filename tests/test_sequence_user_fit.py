@@ -75,12 +75,14 @@ def test_a_source_target_file_becomes_a_bundle_with_its_held_out_scores(tmp_path
     assert bundle.manifest.input.max_chars == max(len(source) for source, _ in rows)
     assert load_model(bundle.path, LoadOptions(SessionSettings())).warm_step_s > 0
 
+    # re-exported as it is (tests/test_sequence_reexport.py has the rest)
+    assert main(["export", "--from-bundle", str(bundle.path), "--out", str(tmp_path / "x")]) == 0
+    assert load_bundle(tmp_path / "x" / "assign").manifest.version == bundle.manifest.version
+
     # the text and grid commands say that they do not take a sequence bundle or run (not a traceback, nor a
     # missing 'text' column)
     for command, told in ((["eval", "--bundle", str(bundle.path), "--data", str(data)], "is a sequence model: "),
-                          (["export", "--from-bundle", str(bundle.path), "--out", str(tmp_path / "x")],
-                           "is a sequence model, which its fit (trm-train fit --task sequence) exports"),
-                          (["export", "--checkpoint", str(tmp_path / "runs" / "assign"), "--out", str(tmp_path / "x")],
+                          (["export", "--checkpoint", str(tmp_path / "runs" / "assign"), "--out", str(tmp_path / "y")],
                            "a sequence model's run: its fit (trm-train fit --task sequence) exports it")):
         capsys.readouterr()
         assert main(command) == 2

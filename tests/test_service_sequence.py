@@ -38,6 +38,8 @@ UNCHANGED_MODEL = "svc-dictation-unchanged"  # a token also stops once its answe
 UNSURE_MODEL = "svc-dictation-unsure"  # the first model's weights, with an unsure threshold
 UNSURE_BELOW = 0.2
 CHECKED_MODEL = "svc-dictation-checked"  # the first model's weights, with the spoken-numbers check
+TIGHT_MODEL = "svc-dictation-tight"  # reads 61 characters, as many as its encoder has positions (not whole blocks)
+TIGHT_CHARS = 61
 INPUTS = ("def parse open paren path close paren colon", "x equals one", "return none", "import os",
           "for i in range of ten colon", "print open paren quote hello quote close paren", "pass", "a")
 
@@ -73,10 +75,16 @@ def checked_bundle(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Sequ
 
 
 @pytest.fixture(scope="module")
+def tight_bundle(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, SequenceTRM]:
+    return make_random_sequence_bundle(tmp_path_factory.mktemp("sequence"), name=TIGHT_MODEL, seed=7,
+                                       max_chars=TIGHT_CHARS, max_source_len=TIGHT_CHARS)
+
+
+@pytest.fixture(scope="module")
 def server(sequence_bundle: tuple[Path, SequenceTRM], short_cache_bundle: tuple[Path, SequenceTRM],
            unchanged_bundle: tuple[Path, SequenceTRM], unsure_bundle: tuple[Path, SequenceTRM],
-           checked_bundle: tuple[Path, SequenceTRM]):
-    bundles = (sequence_bundle, short_cache_bundle, unchanged_bundle, unsure_bundle, checked_bundle)
+           checked_bundle: tuple[Path, SequenceTRM], tight_bundle: tuple[Path, SequenceTRM]):
+    bundles = (sequence_bundle, short_cache_bundle, unchanged_bundle, unsure_bundle, checked_bundle, tight_bundle)
     with ServerProcess([bundle[0] for bundle in bundles]) as running:
         yield running
 
@@ -160,8 +168,20 @@ def test_requests_batched_together_get_what_each_gets_alone(stub):
         one = alone[index % len(INPUTS)]
         assert result.response.answer.text.text == one.answer.text.text
         assert result.response.steps == one.steps
-        # the same within float rounding: ONNX Runtime's batched products round differently (docs/BUNDLE.md)
-        assert result.response.answer.text.confidence == pytest.approx(one.answer.text.confidence, rel=1e-5)
+        assert result.response.answer.text.confidence == one.answer.text.confidence  # the same bits
+        assert result.response.halt_confidence == one.halt_confidence
+
+
+def test_inputs_up_to_the_models_limit_are_padded_within_it_and_get_what_each_gets_alone(stub, tight_bundle):
+    """A model whose input limit is not a whole number of padding blocks: inputs of its limit and just under it
+    still run (padding stops at the limit), the same bits batched as alone, and as PyTorch writes them."""
+    texts = ["x" * TIGHT_CHARS, "y" * (TIGHT_CHARS - 2), "a", "return none"]
+    requests = [_request(text, model=TIGHT_MODEL) for text in texts]
+    alone = [stub.Reason(request, timeout=30) for request in requests]
+    batch = stub.ReasonBatch(trm_pb2.ReasonBatchRequest(requests=requests), timeout=60)
+    for text, one, result in zip(texts, alone, batch.results, strict=True):
+        assert result.response.answer.text.text == one.answer.text.text == _reference(tight_bundle[1], text)[0]
+        assert result.response.answer.text.confidence == one.answer.text.confidence
 
 
 def test_a_step_budget_applies_to_each_token(stub):

@@ -134,14 +134,18 @@ def test_the_servers_spoken_numbers_check_flags_what_the_bundle_records(shipped_
         assert answer.numbers_disagree == (not numbers_agree(phrase.spoken, answer.text))
 
 
-def test_the_server_writes_what_pytorch_writes(sample, shipped_model: SequenceTRM) -> None:
+def test_the_server_writes_what_pytorch_writes_the_same_bits_alone_and_batched(sample,
+                                                                              shipped_model: SequenceTRM) -> None:
     _, lines = sample
     written, spoken = lines["short"][0][:SERVED_LINES], lines["short"][1][:SERVED_LINES]
     expected = predict(shipped_model, spoken, halting=bundle_halting(BUNDLE)).texts
+    requests = [trm_pb2.ReasonRequest(model="code-dictation", text=text) for text in spoken]
     with ServerProcess([BUNDLE]) as server, grpc.insecure_channel(server.target) as channel:
         stub = trm_pb2_grpc.ReasoningServiceStub(channel)
-        batch = stub.ReasonBatch(trm_pb2.ReasonBatchRequest(requests=[
-            trm_pb2.ReasonRequest(model="code-dictation", text=text) for text in spoken]), timeout=120)
+        batch = stub.ReasonBatch(trm_pb2.ReasonBatchRequest(requests=requests), timeout=120)
+        alone = [stub.Reason(request, timeout=30).answer.text for request in requests]
     served = [result.response.answer.text.text for result in batch.results]
     assert served == expected
+    assert [(answer.text, answer.confidence) for answer in alone] == [
+        (result.response.answer.text.text, result.response.answer.text.confidence) for result in batch.results]
     assert sum(s == w for s, w in zip(served, written, strict=True)) > 0  # a trained model, not noise

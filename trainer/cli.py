@@ -25,10 +25,20 @@ from trainer.export import ablation_summary, export_bundle, reexport_bundle
 from trainer.fit import fit, from_checkpoint
 from trainer.out_of_scope import deferral_note
 from trainer.presets import PRESETS, file_kind, plan_fit, presets_table
+from trainer.sequence.bundle import reexport_sequence_bundle
 from trainer.sequence.user_fit import fit_sequence
 from trainer.train import check_device
 from trm_bundle import BundleError
-from trm_bundle.manifest import MANIFEST_FILE, NAME_RULE, is_model_name, model_name_from
+from trm_bundle.manifest import (
+    MANIFEST_FILE,
+    NAME_RULE,
+    VERSION_RULE,
+    Bundle,
+    is_bundle_version,
+    is_model_name,
+    load_bundle,
+    model_name_from,
+)
 from trm_bundle.writer import check_replaceable
 from trm_service.config import DEFAULT_MODELS_DIR
 
@@ -172,15 +182,30 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     overrides = dict(parse_override(item) for item in args.set)
-    ablation = ablation_summary(Path(args.ablation)) if args.ablation else None
-    if args.from_bundle:
+    if args.from_bundle and load_bundle(Path(args.from_bundle)).manifest.task == "sequence":
+        bundle = _reexport_sequence(args, overrides)
+    elif args.from_bundle:
+        ablation = ablation_summary(Path(args.ablation)) if args.ablation else None
         bundle = reexport_bundle(Path(args.from_bundle), Path(args.out), overrides, ablation)
     else:
+        ablation = ablation_summary(Path(args.ablation)) if args.ablation else None
         fitted = from_checkpoint(Path(args.checkpoint), overrides, args.training_command,
                                  exported_by="trm-train " + " ".join(sys.argv[1:]))
         bundle = export_bundle(fitted, Path(args.out) / fitted.cfg.name, ablation)
     print(json.dumps({"bundle": str(bundle.path)}))
     return 0
+
+
+def _reexport_sequence(args: argparse.Namespace, overrides: dict[str, Any]) -> Bundle:
+    """`export --from-bundle` of a sequence bundle: its weights as they are, `--set version=...` its only setting."""
+    if set(overrides) - {"version"} or args.ablation:
+        raise ValueError("a sequence bundle is re-exported as it is: --set version=... is its only setting "
+                         "(leave out --ablation and other --set keys)")
+    version = overrides.get("version")
+    if version is not None and not is_bundle_version(version):
+        raise ValueError(f"--set version={version}: must be {VERSION_RULE}")
+    return reexport_sequence_bundle(Path(args.from_bundle), Path(args.out), version,
+                                    command="trm-train " + " ".join(sys.argv[1:]))
 
 
 def _column_name(text: str) -> str:

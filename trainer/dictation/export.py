@@ -28,9 +28,10 @@ from trm_bundle.manifest import Bundle, Training
 from trm_bundle.spoken_numbers import SPOKEN_NUMBERS
 
 NAME = "code-dictation"
-# 1.4.0: trained on to lines of up to 120 characters; 1.3.1: the spoken-numbers check; 1.3.0: and short names said
+# 1.4.1: 1.4.0's weights re-exported, every row the same bits in any batch (2026-12-05); 1.4.0: trained on to
+# lines of up to 120 characters; 1.3.1: the spoken-numbers check; 1.3.0: and short names said
 # alone; 1.2.0: whole numbers of every size; 1.1.0: names (2026-12-04)
-VERSION = "1.4.0"
+VERSION = "1.4.1"
 CHECKS = (SPOKEN_NUMBERS,)  # every finished answer's numbers against the words
 DESCRIPTION = ("Dictated Python to code: spoken words in, one line of code out, written one character at a "
                "time, each refined until its halting head settles it")

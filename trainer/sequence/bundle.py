@@ -2,21 +2,26 @@
 
 from __future__ import annotations
 
+import dataclasses
+import shutil
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
+import numpy as np
 import onnx
+import onnxruntime as ort
 import torch
 from onnx import numpy_helper
 
 from trainer.sequence.decode import Halting
-from trainer.sequence.export import OPSET, export_graphs
+from trainer.sequence.export import OPSET, example_inputs, export_graphs
 from trainer.sequence.model import SequenceConfig, SequenceTRM
 from trainer.sequence.vocab import BOS_ID, CHARACTERS, EOS_ID, PAD_ID, SPECIALS
 from trm_bundle.manifest import (
     ENCODE_FILE,
     SEQUENCE_STEP_FILE,
+    SEQUENCE_STEP_OUTPUTS,
     Bundle,
     CharacterInput,
     Manifest,
@@ -28,6 +33,7 @@ from trm_bundle.manifest import (
 from trm_bundle.writer import write_bundle
 
 VOCABULARY = (*SPECIALS, *CHARACTERS)  # the manifest's labels: token id -> its text
+REPORT_FILE = "REPORT.md"
 
 
 def sequence_manifest(model: SequenceTRM, *, name: str, version: str, description: str, max_chars: int,
@@ -60,6 +66,48 @@ def write_sequence_bundle(folder: Path, model: SequenceTRM, manifest: Manifest,
         encode_path, step_path = export_graphs(model, Path(scratch))
         return write_bundle(folder, manifest, {ENCODE_FILE: encode_path, SEQUENCE_STEP_FILE: step_path,
                                                **(extra_files or {})})
+
+
+def reexport_sequence_bundle(source: Path, out: Path, version: str | None, command: str) -> Bundle:
+    """Write a sequence bundle's own weights with this version's exporter to out/<name>, as `version` (default:
+    its own). The figures stay (they are the weights', decoded in PyTorch); REPORT.md is retitled and says how the
+    graphs were written again. Raises ValueError when the new step does not compute the old one's outputs."""
+    bundle = load_bundle(source)
+    manifest = bundle.manifest
+    if manifest.sequence is None:
+        raise ValueError(f"{source} is not a sequence bundle")
+    manifest = dataclasses.replace(manifest, version=version or manifest.version)
+    report = (source / REPORT_FILE).read_text().splitlines()
+    report[0] = f"# {manifest.name} {manifest.version}"
+    report += ["", "## Re-exported", "",
+               f"- `{command}`: the weights of {bundle.manifest.name} {bundle.manifest.version}, their graphs "
+               "written by this version's exporter; the figures above are theirs (decoded in PyTorch)."]
+    kept = {name: source / name for name in manifest.files if name not in (ENCODE_FILE, SEQUENCE_STEP_FILE)}
+    written = write_sequence_bundle(out / manifest.name, sequence_model_from_bundle(bundle), manifest,
+                                    {**kept, REPORT_FILE: "\n".join(report) + "\n"})
+    try:
+        _check_same_step(bundle, written)
+    except ValueError:
+        shutil.rmtree(written.path)
+        raise
+    return written
+
+
+def _check_same_step(old: Bundle, new: Bundle) -> None:
+    """Raise ValueError unless both bundles' graphs give the same outputs, within float rounding, on a random batch."""
+    model = sequence_model_from_bundle(new)
+    inputs = {name: tensor.numpy() for name, tensor in example_inputs(model).items()}
+    outputs = [_run_step(bundle, inputs) for bundle in (old, new)]
+    for name, before, after in zip(SEQUENCE_STEP_OUTPUTS, *outputs, strict=True):
+        if not np.allclose(before, after, rtol=0, atol=1e-4):
+            raise ValueError(f"the re-exported step's {name} differs from the old one's by up to "
+                             f"{np.abs(before - after).max():.3g}: not the same model")
+
+
+def _run_step(bundle: Bundle, inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
+    """A bundle's fp32 step graph run once on `inputs`, its outputs in SEQUENCE_STEP_OUTPUTS order."""
+    session = ort.InferenceSession(str(bundle.file(bundle.manifest.onnx_fp32)), providers=["CPUExecutionProvider"])
+    return session.run(list(SEQUENCE_STEP_OUTPUTS), inputs)
 
 
 def _loaded(bundle: Path | Bundle) -> Bundle:

@@ -197,8 +197,22 @@ class AnswerHead(nn.Module):
         scores = self.pointer_query(y) @ source.pointer_keys.transpose(1, 2) / self.scale  # [B, L, S]
         scores = scores.masked_fill(~source.layers[0].mask[:, None, :], float("-inf"))
         copied = scores.softmax(-1) @ F.one_hot(source.ids, self.vocab_size).to(y.dtype)
-        gate = torch.sigmoid(self.copy_gate(y))
-        return torch.log(gate * self.vocabulary(y).softmax(-1) + (1 - gate) * copied + 1e-9)
+        gate = _row_aligned(torch.sigmoid, self.copy_gate(y))
+        return _row_aligned(torch.log, gate * self.vocabulary(y).softmax(-1) + (1 - gate) * copied + 1e-9)
+
+
+VECTOR_LANES = 16
+"""The widest CPU vector of float32 (AVX-512). ONNX Runtime computes an elementwise exp, log or sigmoid over a
+whole tensor, whole vectors first and the rest one value at a time, which rounds differently: a row whose values
+are not whole vectors would get other bits batched than alone."""
+
+
+def _row_aligned(function: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+    """`function(x)` computed on rows padded (with ones) to whole vectors of VECTOR_LANES values, so that each
+    row's values take the same path through the kernel in any batch."""
+    width = x.shape[-1]
+    padded = F.pad(x, (0, -width % VECTOR_LANES), value=1.0)
+    return function(padded)[..., :width]
 
 
 def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
@@ -276,12 +290,14 @@ class SequenceTRM(nn.Module):
         `prefix`: per slot, the earlier tokens' entries for this step [B, heads, P, hd] (mask: [B, P])."""
 
         def context(slot: int, k: torch.Tensor, v: torch.Tensor):
+            # the token's own entry first, the prefix's padding last: a padded sum adds its zeros after every
+            # real term, so a row's sums do not depend on its batch's longest prefix
             cached = prefix[slot]
-            keys, values = torch.cat([cached.k, k], dim=2), torch.cat([cached.v, v], dim=2)
+            keys, values = torch.cat([k, cached.k], dim=2), torch.cat([v, cached.v], dim=2)
             if cached.mask is None:
                 return keys, values, None
             own_mask = torch.ones_like(k[:, 0, :, 0], dtype=torch.bool)  # [B, 1]
-            return keys, values, torch.cat([cached.mask, own_mask], dim=1)[:, None]
+            return keys, values, torch.cat([own_mask, cached.mask], dim=1)[:, None]
 
         out = self._refine(x[:, None], y[:, None], z[:, None], position[:, None], source, context)
         return StepOutput(out.y[:, 0], out.z[:, 0], out.logits[:, 0], out.halt_logit[:, 0], out.own)

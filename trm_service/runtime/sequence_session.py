@@ -26,6 +26,17 @@ from trm_bundle.manifest import (
 )
 from trm_service.runtime.session import RunHandle, SessionSettings, open_graph, run_graph
 
+PAD_MULTIPLE = 8
+"""Inputs and prefixes (with the token's own entry) are padded to a multiple of this many positions. ONNX Runtime's
+CPU kernels sum the terms after a length's last whole block (of four, measured on AVX2) in another order, so a row
+padded to its batch's longest would round differently than alone; zeros padded after whole blocks add nothing
+(docs/BUNDLE.md, "Rows are independent"). Eight leaves a margin for wider blocks, at 0-5 % of a step."""
+
+
+def padded_length(length: int) -> int:
+    """`length` rounded up to a multiple of PAD_MULTIPLE."""
+    return -(-length // PAD_MULTIPLE) * PAD_MULTIPLE
+
 
 @dataclass(frozen=True)
 class SourceEncoding:
@@ -57,7 +68,7 @@ class SequenceSession:
         if manifest.sequence is None or not isinstance(manifest.input, CharacterInput):
             raise BundleError(f"model {manifest.name!r} is not a sequence model")
         self.spec: SequenceOutput = manifest.sequence
-        self.pad_id = manifest.input.pad_id
+        self.pad_id, self.max_chars = manifest.input.pad_id, manifest.input.max_chars
         self.hidden_size = manifest.recursion.state_shape[1]
         # refinement steps whose entries the prefix cache keeps: step s reads those of min(s, cache_steps)
         self.cache_steps = self.spec.prefix_steps or manifest.recursion.N_sup
@@ -75,9 +86,14 @@ class SequenceSession:
         """Characters of an encoded input (its ids before padding)."""
         return int(np.count_nonzero(np.asarray(tokens) != self.pad_id))
 
+    def source_length(self, longest: int) -> int:
+        """The input length a batch whose longest input has `longest` characters is padded to: whole blocks
+        (`padded_length`), but never past the model's input limit (its encoder may have no more positions)."""
+        return min(padded_length(longest), self.max_chars)
+
     def encode(self, inputs: list[np.ndarray], handle: RunHandle | None = None) -> list[SourceEncoding]:
         """The caches of some inputs (ids [S_i] each), encoded in one call padded to the longest."""
-        length = max(len(ids) for ids in inputs)
+        length = self.source_length(max(len(ids) for ids in inputs))
         source = np.full((len(inputs), length), self.pad_id, dtype=np.int64)
         for row, ids in enumerate(inputs):
             source[row, : len(ids)] = ids

@@ -11,7 +11,7 @@ those tokens, so a request that needs 5 tokens never waits for one that needs 40
    N_sup unless the bundle says fewer; bounded memory per request; per model, max_batch requests hold one).
 2. Each step feeds the step graph with the request's input cache, the token emitted before the current
    one, its position, its y and z, and the prefix cache entries of the step the token is at, or of step
-   K past it (rows padded to the batch's longest input and prefix, masked).
+   K past it (rows padded to the batch's longest input and prefix, rounded up to whole blocks, masked).
 3. The token's new entries of a step up to K stand for it at this step and every later one until it
    refines on; when its halting rule stops it (`stop_reason` with the request's budget applied to each
    token: halting head, an answer its last step left unchanged where the bundle's
@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from trm_bundle.probabilities import sigmoid, softmax
-from trm_service.runtime.sequence_session import SequenceSession, SourceEncoding, TokenStepOutputs
+from trm_service.runtime.sequence_session import SequenceSession, SourceEncoding, TokenStepOutputs, padded_length
 from trm_service.runtime.session import StepStopped
 from trm_service.scheduler.halting import HaltReason, stop_reason, time_limit_reason
 from trm_service.scheduler.model_scheduler import STEP_TIME_SAFETY, ModelScheduler, PlannedCall
@@ -102,12 +102,12 @@ class SequenceScheduler(ModelScheduler):
                         pending_keys=np.zeros(entries, np.float32), pending_values=np.zeros(entries, np.float32))
 
     def _feed(self, batch: list[Ticket]) -> dict[str, np.ndarray]:
-        """The step graph's inputs for `batch`, padded to its longest input and prefix."""
+        """The step graph's inputs for `batch`, padded to its longest input and prefix, in whole blocks."""
         spec, session = self._session.spec, self._session
         states: list[Decoding] = [ticket.decoding for ticket in batch]
         rows = len(batch)
-        source_len = max(len(state.source.ids) for state in states)
-        prefix_len = max(len(state.emitted) for state in states)
+        source_len = session.source_length(max(len(state.source.ids) for state in states))
+        prefix_len = padded_length(max(len(state.emitted) for state in states) + 1) - 1  # + the token's own entry
         source = np.full((rows, source_len), session.pad_id, np.int64)
         cache = (rows, spec.layers, spec.heads, source_len, spec.head_dim)
         source_keys, source_values = np.zeros(cache, np.float32), np.zeros(cache, np.float32)
