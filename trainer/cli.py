@@ -98,7 +98,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
     check_bundle_folder(Path(args.out) / cfg.name, cfg.version)
     ends_by = None if training_ends_s is None else started + training_ends_s
     fitted = fit(cfg, resume=not args.restart, command=command, ends_by=ends_by)
-    bundle = export_bundle(fitted, Path(args.out) / cfg.name)
+    bundle = export_bundle(fitted, Path(args.out) / cfg.name, started=started)
     print(json.dumps({"bundle": str(bundle.path), "metrics": bundle.manifest.metrics}, indent=1))
     print(f"{cfg.name}: bundle {bundle.path} written after {(time.monotonic() - started) / 60:.1f} min")
     int8_served = bundle.manifest.onnx_int8 is not None

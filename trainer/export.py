@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import tempfile
+import time
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -31,7 +32,7 @@ from trainer.evaluate import (
     run_recursion,
     torch_step_fn,
 )
-from trainer.fit import Fitted, TrainingRecord, cpu_copy
+from trainer.fit import PARITY_EXAMPLES, Fitted, TrainingRecord, cpu_copy
 from trainer.metrics import summarize
 from trainer.model import TRM, ModelConfig, count_parameters
 from trainer.prepare import Prepared, prepare, resolve_out_of_scope_label
@@ -66,13 +67,16 @@ READER_GRAPH_BYTES = 16_000  # and its nodes, at most (7 kB measured)
 
 
 def export_bundle(
-    fitted: Fitted, bundle_dir: Path, ablation: dict[str, Any] | None = None, reader: dict[str, Any] | None = None
+    fitted: Fitted, bundle_dir: Path, ablation: dict[str, Any] | None = None, reader: dict[str, Any] | None = None,
+    started: float | None = None,
 ) -> Bundle:
     """Exports, calibrates on validation, chooses int8 or not on validation, measures on test (fp32 and int8)
     and writes the bundle.
 
     `ablation` (see `ablation_summary`) is a same-size model with less recursion, reported next to this one;
-    `reader`, what fitting the linear reader that the model already carries found (a re-export's)."""
+    `reader`, what fitting the linear reader that the model already carries found (a re-export's); `started`, when
+    the command that trained the model began (`time.monotonic()`): its wall time then counts this export too, up
+    to the report (without it, the record's: the training's, or the bundle's a re-export keeps)."""
     cfg, prepared, record = fitted.cfg, fitted.prepared, fitted.record
     model = cpu_copy(fitted.model).store_embeddings()  # every figure below is measured on the bundle's own weights
     tokenizer_json = "" if prepared.tokenizer is None else prepared.tokenizer.to_str()
@@ -139,7 +143,8 @@ def export_bundle(
             evaluation["ablation"] = ablation
         training = Training(
             model_config=mcfg.to_dict(), config=cfg.to_dict(), data_sha256=prepared.data_sha256,
-            command=record.command, wall_time_s=round(record.wall_time_s, 1), optimizer_steps=record.optimizer_steps,
+            command=record.command, optimizer_steps=record.optimizer_steps,
+            wall_time_s=round(record.wall_time_s if started is None else time.monotonic() - started, 1),
             train_time_s=round(record.train_time_s, 1), device=record.device, parameters=count_parameters(model),
         )
         manifest = step_manifest(
@@ -298,7 +303,7 @@ def int8_decision(
     return loss, ship, decision
 
 
-def measure_parity(model: TRM, onnx_path: Path, prepared: Prepared, count: int = 200) -> dict[str, float]:
+def measure_parity(model: TRM, onnx_path: Path, prepared: Prepared, count: int = PARITY_EXAMPLES) -> dict[str, float]:
     """ONNX vs PyTorch: max abs difference of one step, and agreement of the full recursion."""
     first = next(iter(prepared.tests.values())).head(count)
     mcfg = prepared.model_cfg

@@ -138,10 +138,16 @@ def fit_one(
     return prepared, trainer
 
 
+PARITY_EXAMPLES = 200  # the export's parity check: PyTorch against ONNX on the first test set's first rows
+
+
 def export_evaluations(cfg: TrainConfig, prepared: Prepared) -> float:
     """The recursion that `export_bundle` runs after training, in the loop's progress evaluations (each over the
-    first cfg.eval_examples validation rows): the validation and test rows, each with the fp32 and the int8 step."""
-    rows = len(prepared.val) + sum(len(test) for test in prepared.tests.values())
+    first cfg.eval_examples validation rows): the validation and test rows, each with the fp32 and the int8 step,
+    and the parity check's rows in PyTorch and ONNX."""
+    tests = list(prepared.tests.values())
+    parity = min(PARITY_EXAMPLES, len(tests[0])) if tests else 0
+    rows = len(prepared.val) + sum(len(test) for test in tests) + parity
     return 2 * rows / max(1, min(cfg.eval_examples, len(prepared.val)))
 
 
