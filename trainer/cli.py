@@ -184,14 +184,14 @@ def cmd_export(args: argparse.Namespace) -> int:
     overrides = dict(parse_override(item) for item in args.set)
     if args.from_bundle and load_bundle(Path(args.from_bundle)).manifest.task == "sequence":
         bundle = _reexport_sequence(args, overrides)
-    elif args.from_bundle:
-        ablation = ablation_summary(Path(args.ablation)) if args.ablation else None
-        bundle = reexport_bundle(Path(args.from_bundle), Path(args.out), overrides, ablation)
     else:
         ablation = ablation_summary(Path(args.ablation)) if args.ablation else None
-        fitted = from_checkpoint(Path(args.checkpoint), overrides, args.training_command,
-                                 exported_by="trm-train " + " ".join(sys.argv[1:]))
-        bundle = export_bundle(fitted, Path(args.out) / fitted.cfg.name, ablation)
+        if args.from_bundle:
+            bundle = reexport_bundle(Path(args.from_bundle), Path(args.out), overrides, ablation)
+        else:
+            fitted = from_checkpoint(Path(args.checkpoint), overrides, args.training_command,
+                                     exported_by="trm-train " + " ".join(sys.argv[1:]))
+            bundle = export_bundle(fitted, Path(args.out) / fitted.cfg.name, ablation)
     print(json.dumps({"bundle": str(bundle.path)}))
     return 0
 
