@@ -31,12 +31,12 @@ from trainer.dictation.evaluate import (
 )
 from trainer.dictation.export import report_markdown
 from trainer.dictation.verbalize import Verbalizer
-from trainer.sequence.bundle import bundle_halting, sequence_model_from_bundle
+from trainer.sequence.bundle import REPORT_FILE, bundle_halting, sequence_model_from_bundle
 from trainer.sequence.evaluate import held_out_scores
 from trm_bundle.manifest import Bundle, load_bundle
 from trm_bundle.writer import write_bundle
 
-EVALUATION_FILE, REPORT_FILE = "evaluation.json", "REPORT.md"
+EVALUATION_FILE = "evaluation.json"
 
 
 def with_unsure_flag(folder: Path, cache_dir: Path, lines: int = UNSURE_LINES) -> Bundle:

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 import torch
 from onnx import numpy_helper
 
@@ -21,7 +20,6 @@ from trainer.sequence.vocab import BOS_ID, CHARACTERS, EOS_ID, PAD_ID, SPECIALS
 from trm_bundle.manifest import (
     ENCODE_FILE,
     SEQUENCE_STEP_FILE,
-    SEQUENCE_STEP_OUTPUTS,
     Bundle,
     CharacterInput,
     Manifest,
@@ -31,6 +29,8 @@ from trm_bundle.manifest import (
     load_bundle,
 )
 from trm_bundle.writer import write_bundle
+from trm_service.runtime.sequence_session import SequenceSession
+from trm_service.runtime.session import SessionSettings
 
 VOCABULARY = (*SPECIALS, *CHARACTERS)  # the manifest's labels: token id -> its text
 REPORT_FILE = "REPORT.md"
@@ -95,19 +95,19 @@ def reexport_sequence_bundle(source: Path, out: Path, version: str | None, comma
 
 def _check_same_step(old: Bundle, new: Bundle) -> None:
     """Raise ValueError unless both bundles' graphs give the same outputs, within float rounding, on a random batch."""
-    model = sequence_model_from_bundle(new)
-    inputs = {name: tensor.numpy() for name, tensor in example_inputs(model).items()}
-    outputs = [_run_step(bundle, inputs) for bundle in (old, new)]
-    for name, before, after in zip(SEQUENCE_STEP_OUTPUTS, *outputs, strict=True):
-        if not np.allclose(before, after, rtol=0, atol=1e-4):
+    inputs = {name: tensor.numpy() for name, tensor in example_inputs(sequence_model_from_bundle(new)).items()}
+    before, after = (vars(_served_step(bundle).step(inputs)) for bundle in (old, new))
+    for name in before:
+        if not np.allclose(before[name], after[name], rtol=0, atol=1e-4):
             raise ValueError(f"the re-exported step's {name} differs from the old one's by up to "
-                             f"{np.abs(before - after).max():.3g}: not the same model")
+                             f"{np.abs(before[name] - after[name]).max():.3g}: not the same model")
 
 
-def _run_step(bundle: Bundle, inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
-    """A bundle's fp32 step graph run once on `inputs`, its outputs in SEQUENCE_STEP_OUTPUTS order."""
-    session = ort.InferenceSession(str(bundle.file(bundle.manifest.onnx_fp32)), providers=["CPUExecutionProvider"])
-    return session.run(list(SEQUENCE_STEP_OUTPUTS), inputs)
+def _served_step(bundle: Bundle) -> SequenceSession:
+    """A bundle's graphs as the server opens them (fp32)."""
+    manifest = bundle.manifest
+    return SequenceSession(bundle.file(manifest.sequence.encode), bundle.file(manifest.onnx_fp32), manifest,
+                           SessionSettings())
 
 
 def _loaded(bundle: Path | Bundle) -> Bundle:
