@@ -11,6 +11,7 @@ import pytest
 import torch
 from test_trainer_multistep import fixed_batch, text_config
 
+import trainer.loop_clock
 import trainer.train
 from trainer.config import TrainConfig
 from trainer.model import TRM
@@ -83,6 +84,27 @@ def test_keep_best_is_refused_where_no_held_out_score_can_choose(setting: dict, 
         TrainConfig(name="best", task="text", data="d", keep_best=True, **setting)
 
 
+def _timed_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, eval_every: int) -> tuple[Trainer, SimpleNamespace]:
+    """A run of 100 s (max_minutes) on a simulated clock, `clock.now`: a training step takes 1 s, an evaluation 7 s."""
+    clock = SimpleNamespace(now=0.0)
+    for module in (trainer.train, trainer.loop_clock):
+        monkeypatch.setattr(module, "time", SimpleNamespace(monotonic=lambda: clock.now))
+    run = _trainer(tmp_path, {step: 0.5 for step in range(1, 101)}, max_steps=10**6)
+    run.cfg = replace(run.cfg, eval_every=eval_every, max_minutes=100 / 60)
+    step, evaluate = run.train_step, run.evaluate
+
+    def timed_step(carry: object) -> dict[str, float]:
+        clock.now += 1.0
+        return step(carry)
+
+    def timed_evaluation(model: TRM) -> dict[str, float]:
+        clock.now += 7.0
+        return evaluate(model)
+
+    run.train_step, run.evaluate = timed_step, timed_evaluation
+    return run, clock
+
+
 @pytest.mark.parametrize(("evaluations_after", "evaluated_at", "loop_ends_s"), [
     # 72 steps and three evaluations take 93 s; a step more and the end's evaluation would end past the 100 s
     (0.0, [20, 40, 60, 72], 100.0),
@@ -95,21 +117,18 @@ def test_a_timed_run_ends_its_loop_early_enough_for_the_evaluations_after_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, evaluations_after: float, evaluated_at: list[int],
     loop_ends_s: float,
 ) -> None:
-    clock = SimpleNamespace(now=0.0)  # the loop's clock: a training step takes 1 s, an evaluation 7 s
-    monkeypatch.setattr(trainer.train, "time", SimpleNamespace(monotonic=lambda: clock.now))
-    run = _trainer(tmp_path, {step: 0.5 for step in range(1, 101)}, max_steps=10**6)
-    run.cfg = replace(run.cfg, eval_every=20, max_minutes=100 / 60)
-    step, evaluate = run.train_step, run.evaluate
-
-    def timed_step(carry: object) -> dict[str, float]:
-        clock.now += 1.0
-        return step(carry)
-
-    def timed_evaluation(model: TRM) -> dict[str, float]:
-        clock.now += 7.0
-        return evaluate(model)
-
-    run.train_step, run.evaluate = timed_step, timed_evaluation
+    run, clock = _timed_run(tmp_path, monkeypatch, eval_every=20)
     run.fit(resume=False, evaluations_after=evaluations_after)
     assert [entry["step"] for entry in run.history] == evaluated_at and clock.now == loop_ends_s
     assert clock.now + 7.0 * evaluations_after <= 100.0
+
+
+def test_a_timed_run_slower_than_its_plan_measures_an_evaluation_by_half_its_minutes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # eval_every is 200 steps, more than the 100 s allow at 1 s a step: without an evaluation by half the minutes
+    # nothing would be reserved, and the end's evaluation and the export's would end at 114 s
+    run, clock = _timed_run(tmp_path, monkeypatch, eval_every=200)
+    run.fit(resume=False, evaluations_after=1.0)
+    # step 50 evaluated at 50 s (to 57 s); the loop ends at 86 s, leaving 14 s: the end's evaluation and the export's
+    assert [entry["step"] for entry in run.history] == [50, 79] and clock.now == 93.0

@@ -11,8 +11,9 @@ import pytest
 from test_trainer_multistep import fixed_batch, text_config
 
 from trainer.config import TrainConfig
+from trainer.loop_clock import MIN_PLANNED_SHARE
 from trainer.model import TRM
-from trainer.train import MIN_PLANNED_SHARE, Trainer
+from trainer.train import Trainer
 
 
 def _trainer(tmp_path: Path, planned_minutes: float) -> Trainer:

@@ -37,12 +37,10 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from trainer.config import TrainConfig
+from trainer.loop_clock import LoopClock, timed_minutes
 from trainer.model import TRM, ModelConfig
 
 CHECKPOINT = "checkpoint.pt"
-MIN_PLANNED_SHARE = 0.5
-"""A fit timed to end by a given time (`Trainer.fit`'s `ends_by`) still trains at least this share of its planned
-minutes, however late its training starts."""
 BEST_BY = "val_last_step"
 """The progress evaluation's figure that ranks weights for `keep_best`: validation accuracy after the last step."""
 
@@ -274,11 +272,10 @@ class Trainer:
 
     def _time_to(self, ends_by: float, last_step: int) -> TrainConfig:
         """Set max_minutes (on which the learning rate decays) to the time trained so far plus the time left until
-        `ends_by`, and at least MIN_PLANNED_SHARE of the planned minutes; say so where that differs from the plan
-        (the loop still ends at `last_step` if it comes first)."""
+        `ends_by` (`loop_clock.timed_minutes`); say so where that differs from the plan (the loop still ends at
+        `last_step` if it comes first)."""
         planned = self.cfg.max_minutes
-        total_s = max(self.elapsed_s + ends_by - time.monotonic(), MIN_PLANNED_SHARE * planned * 60)
-        self.cfg = dataclasses.replace(self.cfg, max_minutes=round(total_s / 60, 2))
+        self.cfg = dataclasses.replace(self.cfg, max_minutes=timed_minutes(planned, self.elapsed_s, ends_by))
         if abs(self.cfg.max_minutes - planned) >= 0.01:
             tqdm.write(f"{self.cfg.name}: training until step {last_step:,} or for {self.cfg.max_minutes:.2f} min in "
                        f"all ({planned:g} planned), whichever comes first, so that the fit ends within its time budget")
@@ -436,9 +433,9 @@ class Trainer:
         `branch_from` starts from that checkpoint (`load_checkpoint(branch=True)`). With `ends_by` (a
         `time.monotonic()`), max_minutes is set when the loop starts so that the loop ends then (`_time_to`).
 
-        A loop that max_minutes ends stops early by the measured time of its last progress evaluation, times
-        `evaluations_after` (the work that follows the loop, in such evaluations: the export's) plus one with keep_best
-        (the end's own evaluation), so that the work after it ends within the minutes too."""
+        A loop that max_minutes ends stops early by `evaluations_after` progress evaluations (the work that follows
+        the loop: the export's) plus one with keep_best (the end's own evaluation), at their measured time
+        (`loop_clock.LoopClock`), so that the work after it ends within the minutes too."""
         cfg = self.cfg
         last_step = min(cfg.max_steps, until or cfg.max_steps)
         torch.manual_seed(cfg.seed)
@@ -457,20 +454,11 @@ class Trainer:
         bar = tqdm(total=last_step, initial=self.step, desc=cfg.name, dynamic_ncols=True,
                    disable=not sys.stderr.isatty())
         started, last, first_step = time.monotonic(), {}, self.step
-        base_elapsed = self.elapsed_s
-        evaluations_reserved = evaluations_after + (1 if cfg.keep_best else 0)
-        evaluation_s = 0.0  # the last progress evaluation's measured time
-
-        def trained_s() -> float:
-            """Seconds trained so far, read now: a checkpoint's or an evaluation's time counts too."""
-            return base_elapsed + time.monotonic() - started
-
+        clock = LoopClock(cfg.max_minutes, self.elapsed_s, evaluations_after + (1 if cfg.keep_best else 0))
         try:
-            while self.step < last_step and not self._stop:
-                if cfg.max_minutes and trained_s() + evaluations_reserved * evaluation_s >= cfg.max_minutes * 60:
-                    break
+            while self.step < last_step and not self._stop and not clock.out_of_time():
                 last = self.train_step(carry)
-                self.elapsed_s = trained_s()
+                self.elapsed_s = clock.trained_s()
                 if self.step == cfg.warmup_steps:
                     self.warmup_ended_s = self.elapsed_s
                 bar.update(1)
@@ -486,10 +474,8 @@ class Trainer:
                                f"acc {last['acc']:.3f} {rate:.2f} steps/s eta {eta / 60:.1f} min")
                 if self.step % cfg.checkpoint_every == 0:
                     self.save_checkpoint()
-                if self.evaluate and self.step % cfg.eval_every == 0:
-                    evaluated = time.monotonic()
-                    self._evaluate()
-                    evaluation_s = time.monotonic() - evaluated
+                if self.evaluate and clock.evaluation_due(self.step, cfg.eval_every):
+                    clock.timed(self._evaluate)
         finally:
             bar.close()
             if self.step > first_step and self.trained_on[-1:] != [str(self.device)]:

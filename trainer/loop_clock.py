@@ -1,0 +1,59 @@
+"""The clock of a training loop with a time limit: when it may start a step and when it must evaluate.
+
+A loop that its minutes end stops early by the work that follows it, counted in progress evaluations
+(`evaluations_after`: the export's passes over held-out rows, the end's own evaluation) and timed at the last
+progress evaluation's measured time, so that this work ends within the minutes too. So that there is a measured
+time also where `eval_every` steps take longer than planned (a machine slower than the plan), an evaluation is due
+by MEASURED_BY_SHARE of the minutes at the latest. Both trainers' loops run on it (trainer/train.py,
+trainer/sequence/train.py).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+MIN_PLANNED_SHARE = 0.5
+"""A loop timed to end by a given time (`timed_minutes`) still trains at least this share of its planned minutes,
+however late it starts."""
+MEASURED_BY_SHARE = 0.5
+"""A loop with a time limit evaluates by this share of its minutes at the latest, even before `eval_every` steps."""
+
+
+def timed_minutes(planned_minutes: float, elapsed_s: float, ends_by: float) -> float:
+    """The max_minutes of a loop that is to end by `ends_by` (a `time.monotonic()`): the `elapsed_s` trained so far
+    plus the time left until then, and at least MIN_PLANNED_SHARE of `planned_minutes`."""
+    total_s = max(elapsed_s + ends_by - time.monotonic(), MIN_PLANNED_SHARE * planned_minutes * 60)
+    return round(total_s / 60, 2)
+
+
+class LoopClock:
+    """The seconds a loop has trained (from `elapsed_s` on, read now) against its `max_minutes` (0: no limit),
+    less the measured time of the `evaluations_after` it reserves."""
+
+    def __init__(self, max_minutes: float, elapsed_s: float, evaluations_after: float) -> None:
+        self.limit_s = max_minutes * 60
+        self.evaluations_after = evaluations_after
+        self.evaluation_s: float | None = None  # the last progress evaluation's measured time
+        self._base_s, self._started = elapsed_s, time.monotonic()
+
+    def trained_s(self) -> float:
+        """Seconds trained so far, read now: a checkpoint's or an evaluation's time counts too."""
+        return self._base_s + time.monotonic() - self._started
+
+    def out_of_time(self) -> bool:
+        """Whether no step may start: the minutes, less the reserved evaluations' measured time, are used up."""
+        reserved_s = self.evaluations_after * (self.evaluation_s or 0.0)
+        return bool(self.limit_s) and self.trained_s() + reserved_s >= self.limit_s
+
+    def evaluation_due(self, step: int, every: int) -> bool:
+        """Whether the loop evaluates after `step`: every `every` steps, and by MEASURED_BY_SHARE of the minutes
+        if none has been measured."""
+        unmeasured = self.evaluation_s is None and bool(self.limit_s)
+        return step % every == 0 or (unmeasured and self.trained_s() >= MEASURED_BY_SHARE * self.limit_s)
+
+    def timed(self, evaluate: Callable[[], None]) -> None:
+        """Run a progress evaluation and keep its measured time."""
+        started = time.monotonic()
+        evaluate()
+        self.evaluation_s = time.monotonic() - started
