@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import re
+import time
 from pathlib import Path
 
 import numpy as np
@@ -42,7 +43,7 @@ def test_a_source_target_file_becomes_a_bundle_with_its_held_out_scores(tmp_path
                  "--bundle-version", "1.2.0", "--start-from", "scratch"])
     assert code == 0
     out = capsys.readouterr().out
-    assert "assign: note: 0.05 min of training is a few hundred steps at most: expect a weak model" in out
+    assert "assign: note: a budget of 0.05 min trains a few hundred steps at most: expect a weak model" in out
     printed, _ = json.JSONDecoder().raw_decode(out[out.rindex('{\n "bundle"'):])
     held_out = f"held-out exact match {100 * printed['metrics']['test_exact_match']:.2f}%"
     assert out.splitlines()[-1].startswith("assign: bundle ") and held_out in out.splitlines()[-1]
@@ -87,6 +88,21 @@ def test_a_source_target_file_becomes_a_bundle_with_its_held_out_scores(tmp_path
         capsys.readouterr()
         assert main(command) == 2
         assert told in capsys.readouterr().err
+
+
+def test_the_time_budget_is_the_whole_command_s_held_out_decoding_included(tmp_path: Path) -> None:
+    """QA: `--time-budget 15` trained 15 minutes and the command took 15.6: the held-out decoding (the halting
+    curves decode the test rows 25 times over) and the export came after the budget."""
+    torch.set_num_threads(1)
+    rows = [(f"{name} equals {NUMBERS[i % 10]}", f"{name} = {i % 10}") for i in range(40) for name in ("x", "y")]
+    data = _write(tmp_path / "assign.csv", rows)
+    started = time.monotonic() - 5  # as if the command's imports had taken 5 s: the budget counts from there
+    assert main(["fit", "--train", str(data), "--out", str(tmp_path / "bundles"), "--run-dir", str(tmp_path / "runs"),
+                 "--time-budget", "0.5", "--batch-size", "8"], started=started) == 0
+    wall_s = time.monotonic() - started
+    training = load_bundle(tmp_path / "bundles" / "assign").manifest.training
+    assert training.wall_time_s <= wall_s <= 30  # the report's wall time is the command's
+    assert 15 <= training.train_time_s <= wall_s - 1  # the loop left room for what follows it
 
 
 def test_rows_shorter_than_the_export_examples_still_give_a_bundle(tmp_path: Path, capsys) -> None:
@@ -174,7 +190,9 @@ def test_ctrl_c_during_a_sequence_fit_says_where_its_checkpoint_is(tmp_path: Pat
         _, err = _interrupted_once(process, lambda: "\nstep 100 " in log.read_text(), "first progress line", 300)
     assert process.returncode == 130
     assert re.fullmatch(r"trm-train: stopped at step \d+; checkpoint saved to \S+\n", err), err
-    assert re.search(r"^step 100 \d+\.\d of 5 min lines 800 loss ", log.read_text(), re.MULTILINE)
+    # the loop's minutes: the budget's, less what comes before and after the loop
+    minutes = re.search(r"^step 100 \d+\.\d of (\d\.\d+) min lines 800 loss ", log.read_text(), re.MULTILINE)
+    assert minutes and 4.5 < float(minutes.group(1)) < 5
 
 
 def test_the_unsure_line_of_a_report_when_nothing_validates_or_everything_is_flagged() -> None:
@@ -215,7 +233,7 @@ def test_a_fit_starts_from_the_packaged_dictation_model_and_ships_nothing_below_
            "--time-budget", "0.02", "--batch-size", "8"]
     assert main(fit) == 0
     out = capsys.readouterr().out
-    assert "min of training, starting from code-dictation " in out
+    assert "min, starting from code-dictation " in out
     start, bundle = load_bundle(DICTATION).manifest, load_bundle(tmp_path / "bundles" / "assign")
     manifest = bundle.manifest
     assert manifest.require_training().model_config == start.require_training().model_config

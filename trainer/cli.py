@@ -42,7 +42,7 @@ from trm_bundle.manifest import (
 from trm_bundle.writer import check_replaceable
 from trm_service.config import DEFAULT_MODELS_DIR
 
-SEQUENCE_MINUTES = 15.0  # --task sequence: training minutes without --time-budget
+SEQUENCE_MINUTES = 15.0  # --task sequence: the fit's minutes without --time-budget
 SEQUENCE_START = DEFAULT_MODELS_DIR / "code-dictation"  # --task sequence starts from its weights (TRAINING.md)
 FRESH_START = "scratch"  # --start-from scratch: a fresh model
 SEQUENCE_USEFUL_MINUTES = 1.0  # below this a sequence fit says that its model will be weak
@@ -134,7 +134,7 @@ def _fit_sequence(args: argparse.Namespace) -> int:
     version = args.bundle_version or DEFAULT_BUNDLE_VERSION
     check_bundle_folder(Path(args.out) / name, version)
     if args.time_budget and args.time_budget < SEQUENCE_USEFUL_MINUTES:
-        print(f"{name}: note: {args.time_budget:g} min of training is a few hundred steps at most: expect a weak "
+        print(f"{name}: note: a budget of {args.time_budget:g} min trains a few hundred steps at most: expect a weak "
               f"model (the default is {SEQUENCE_MINUTES:g} min)", flush=True)
     bundle = fit_sequence(
         Path(args.data), Path(args.test) if args.test else None, out=Path(args.out), name=name,
@@ -142,7 +142,7 @@ def _fit_sequence(args: argparse.Namespace) -> int:
         run_dir=Path(args.run_dir or "runs") / name, minutes=args.time_budget or SEQUENCE_MINUTES,
         seed=args.seed or 0, command="trm-train " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
         resume=not args.restart, batch_size=args.batch_size or 64, lr=args.lr,
-        start_from=None if args.start_from == FRESH_START else Path(args.start_from or SEQUENCE_START))
+        start_from=None if args.start_from == FRESH_START else Path(args.start_from or SEQUENCE_START), started=started)
     metrics = bundle.manifest.metrics
     print(json.dumps({"bundle": str(bundle.path), "metrics": metrics}, indent=1))
     unsure = bundle.manifest.sequence.unsure_below
@@ -227,8 +227,7 @@ def build_parser() -> argparse.ArgumentParser:
     fit_cmd.add_argument("--time-budget", type=positive_number, metavar="MINUTES",
                          help="without --config: minutes for the whole fit, from reading the data to the "
                          "written bundle (default: the preset's, 15 for short text, 30 for long text, 90 for "
-                         "grids); with --task sequence, minutes of training (default 15), scoring the held-out rows "
-                         "comes after")
+                         "grids; 15 for --task sequence)")
     fit_cmd.add_argument("--oos-label", help="the out-of-scope label (default: a label named oos, out_of_scope "
                          "or none; without one, an abstain threshold is calibrated)")
     fit_cmd.add_argument("--task", choices=["text", "grid", "sequence"],

@@ -8,13 +8,13 @@ values keep their gradient within a step, so it learns from how later tokens use
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
 
+from trainer.loop_clock import LoopClock, timed_minutes
 from trainer.sequence.batches import Batch
 from trainer.sequence.decode import Halting
 from trainer.sequence.model import SequenceConfig, SequenceTRM
@@ -147,26 +147,27 @@ class SequenceTrainer:
             return Halting(exploration=self.cfg.halt_exploration, generator=self.generator)
         raise ValueError(f"depth {depth!r} is not one of {sorted(TRAINING_DEPTHS)}")
 
-    def fit(self, resume: bool = True) -> SequenceTRM:
-        """Trains until max_steps or max_minutes; returns the EMA model."""
-        cfg = self.cfg
-        torch.manual_seed(cfg.seed)
+    def fit(self, resume: bool = True, ends_by: float | None = None, evaluations_after: float = 0.0) -> SequenceTRM:
+        """Trains until max_steps or max_minutes; returns the EMA model. With `ends_by` (a `time.monotonic()`),
+        max_minutes is set when the loop starts so that the loop ends then (`loop_clock.timed_minutes`, the planned
+        minutes being max_minutes). A loop that max_minutes ends stops early by `evaluations_after` progress
+        evaluations (the work after it) and the end's own, at their measured time (`loop_clock.LoopClock`)."""
+        torch.manual_seed(self.cfg.seed)
         if resume and self.load_checkpoint():
             self.log(f"resumed from step {self.step} ({self.checkpoint_path})")
+        if ends_by is not None:
+            self.cfg = replace(self.cfg, max_minutes=timed_minutes(self.cfg.max_minutes, self.elapsed_s, ends_by))
+            self.log(f"training for {self.cfg.max_minutes:.2f} min in all, so that the fit ends within its time budget")
+        cfg = self.cfg
         batches = self.make_batches(self.step)
-        started, base_elapsed = time.monotonic(), self.elapsed_s
-
-        def trained_s() -> float:
-            """Seconds trained so far, read now: a checkpoint's or an evaluation's time counts too."""
-            return base_elapsed + time.monotonic() - started
-
+        clock = LoopClock(cfg.max_minutes, self.elapsed_s, evaluations_after + 1 if self.evaluate else 0.0)
         if cfg.evaluate_first and self.evaluate and not self.history:
-            self._evaluate()
+            clock.timed(self._evaluate)
         window: list[dict[str, float]] = []
         try:
-            while self.step < cfg.max_steps and not (cfg.max_minutes and trained_s() >= cfg.max_minutes * 60):
+            while self.step < cfg.max_steps and not clock.out_of_time():
                 window.append(self.train_step(next(batches)))
-                self.elapsed_s = trained_s()
+                self.elapsed_s = clock.trained_s()
                 if self.step == cfg.warmup_steps:
                     self.warmup_ended_s = self.elapsed_s
                 if self.step % cfg.log_every == 0:
@@ -177,8 +178,8 @@ class SequenceTrainer:
                     window = []
                 if self.step % cfg.checkpoint_every == 0:
                     self.save_checkpoint()
-                if self.evaluate and self.step % cfg.eval_every == 0:
-                    self._evaluate()
+                if self.evaluate and clock.evaluation_due(self.step, cfg.eval_every):
+                    clock.timed(self._evaluate)
         except KeyboardInterrupt:  # the checkpoint is saved below, before the message is told
             stopped = f"stopped at step {self.step}; checkpoint saved to {self.checkpoint_path}"
             raise KeyboardInterrupt(stopped) from None

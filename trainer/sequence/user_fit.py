@@ -43,7 +43,15 @@ from trainer.data.holdout import inputs_seen, shuffled_holdout
 from trainer.sequence.batches import Batch, length_bucketed
 from trainer.sequence.bundle import bundle_halting, sequence_manifest, sequence_model_from_bundle, write_sequence_bundle
 from trainer.sequence.decode import Halting
-from trainer.sequence.evaluate import halting_name, held_out_scores, predict, score, sequence_metrics, unsure_threshold
+from trainer.sequence.evaluate import (
+    halting_name,
+    held_out_passes,
+    held_out_scores,
+    predict,
+    score,
+    sequence_metrics,
+    unsure_threshold,
+)
 from trainer.sequence.model import SequenceConfig, SequenceTRM
 from trainer.sequence.pairs import Pair, load_pairs
 from trainer.sequence.report import example_lines
@@ -55,6 +63,7 @@ MAX_SOURCE_CHARS = 512
 MAX_TARGET_CHARS = 127  # the answer's tokens, its end mark included, stay within 128
 HOLD_OUT_SHARE, HOLD_OUT_MAX = 0.1, 1000
 VALIDATION_ROWS = 200  # at most, held out of the training rows and scored during training
+AFTER_FIXED_S = 5.0  # after the loop, beside decoding: the spoken-numbers check, the export (0.6 s), the report
 LOG_EVERY = 100  # optimizer steps between progress lines: 7 s for short rows on 2 cores, more for longer ones
 HALT_THRESHOLD = 0.5  # the manifest's halting threshold; with one step per character nothing waits on it
 SPOKEN_NUMBERS_MIN_ROWS = 20  # training rows that write digits before the spoken-numbers check is tried
@@ -93,10 +102,11 @@ def split_sentence(training: list[Pair], validation: list[Pair], tested: list[Pa
 
 def fit_sequence(train: Path, test: Path | None, *, out: Path, name: str, version: str, run_dir: Path,
                  minutes: float, seed: int, command: str, resume: bool = True, batch_size: int = 64,
-                 lr: float | None = None, start_from: Path | None = None) -> Bundle:
-    """Train on `train` for `minutes` (from `start_from`'s weights if given), score on the held-out rows and write
-    the bundle `out / name` at `version`."""
-    started = time.monotonic()
+                 lr: float | None = None, start_from: Path | None = None, started: float | None = None) -> Bundle:
+    """Train on `train` (from `start_from`'s weights if given), score on the held-out rows and write the bundle
+    `out / name` at `version`, all within `minutes` from `started` (a `time.monotonic()`, default now): the loop
+    ends early by the decoding after it, at its evaluations' measured time, and by AFTER_FIXED_S for the rest."""
+    started = time.monotonic() if started is None else started
     pairs = load_pairs(train, MAX_SOURCE_CHARS, MAX_TARGET_CHARS)
     if len(pairs) < (1 if test else 2):
         raise DataError(train, None, f"{counted(len(pairs), 'row')}: too few to train on and hold out a test share")
@@ -109,8 +119,8 @@ def fit_sequence(train: Path, test: Path | None, *, out: Path, name: str, versio
     start = starting_point(start_from, every, seed)
     data_sha256 = data_hashes(train, test)
     cfg = start.model.cfg
-    print(f"{name}: {split_sentence(training, validation, held_out, test is not None)}; {minutes:g} min of training"
-          + (f", starting from {start.name}" if start_from else ""), flush=True)
+    print(f"{name}: {split_sentence(training, validation, held_out, test is not None)}; a time budget of "
+          f"{minutes:g} min" + (f", starting from {start.name}" if start_from else ""), flush=True)
 
     def batches(step: int) -> Iterator[Batch]:
         """The batch stream from `step` on: a resumed run draws on, not the first run's draws again."""
@@ -130,7 +140,10 @@ def fit_sequence(train: Path, test: Path | None, *, out: Path, name: str, versio
                             eval_every=500, log_every=LOG_EVERY, seed=seed, evaluate_first=start_from is not None,
                             **start.recipe),
         start.model, batches, evaluate if validation else None, data_sha256={**data_sha256, **start.identity})
-    trainer.fit(resume=resume)
+    curves = cfg.N_sup > 1
+    # the loop's evaluations decode the validation rows; after it, those again (the unsure threshold) and the test's
+    after = (len(validation) + held_out_passes(cfg.N_sup, curves) * len(held_out)) / max(1, len(validation))
+    trainer.fit(resume=resume, ends_by=started + minutes * 60 - AFTER_FIXED_S, evaluations_after=after)
     final = trainer.best_model()
     checks, checks_sentence = spoken_numbers_checks(training)
     unsure_below = 0.0
@@ -139,7 +152,7 @@ def fit_sequence(train: Path, test: Path | None, *, out: Path, name: str, versio
         unsure_below = unsure_threshold(checked.confidence, [written == pair.target for written, pair in
                                                              zip(checked.texts, validation, strict=True)])
     scores = held_out_scores(final, [p.source for p in held_out], [p.target for p in held_out], None,
-                             halting=start.halting, curves=cfg.N_sup > 1, unsure_below=unsure_below)
+                             halting=start.halting, curves=curves, unsure_below=unsure_below)
     test_figures = scores["test"]
     fixed = scores.get("fixed_steps") or [{"steps": 1, **{key: test_figures[key]
                                                          for key in ("exact_match", "cer", "count")}}]
