@@ -132,3 +132,22 @@ def test_a_timed_run_slower_than_its_plan_measures_an_evaluation_by_half_its_min
     run.fit(resume=False, evaluations_after=1.0)
     # step 50 evaluated at 50 s (to 57 s); the loop ends at 86 s, leaving 14 s: the end's evaluation and the export's
     assert [entry["step"] for entry in run.history] == [50, 79] and clock.now == 93.0
+
+
+def test_a_machine_too_slow_for_the_work_after_its_loop_is_told_so_at_its_first_evaluation(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run, clock = _timed_run(tmp_path, monkeypatch, eval_every=20)
+    run.fit(resume=False, evaluations_after=12.0)  # the export's work: 84 s of the 100
+    # step 20's evaluation ends at 27 s, and 27 + 84 > 100: the loop stops there, and says by how much it will be over
+    assert [entry["step"] for entry in run.history] == [20] and clock.now + 7.0 * 12 == 111.0
+    assert ("best: the work after training takes about 1.4 min on this machine (at this evaluation's speed), more "
+            "than its minutes leave: the fit will end about 0.2 min past them") in capsys.readouterr().out
+
+
+def test_a_run_whose_work_after_fits_says_nothing_of_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run, _ = _timed_run(tmp_path, monkeypatch, eval_every=20)
+    run.fit(resume=False, evaluations_after=2.0)
+    assert "the work after training" not in capsys.readouterr().out

@@ -31,9 +31,11 @@ class LoopClock:
     """The seconds a loop has trained (from `elapsed_s` on, read now) against its `max_minutes` (0: no limit),
     less the measured time of the `evaluations_after` it reserves."""
 
-    def __init__(self, max_minutes: float, elapsed_s: float, evaluations_after: float) -> None:
+    def __init__(self, max_minutes: float, elapsed_s: float, evaluations_after: float,
+                 warn: Callable[[str], None] = print) -> None:
         self.limit_s = max_minutes * 60
         self.evaluations_after = evaluations_after
+        self.warn = warn
         self.evaluation_s: float | None = None  # the last progress evaluation's measured time
         self._base_s, self._started = elapsed_s, time.monotonic()
 
@@ -53,7 +55,18 @@ class LoopClock:
         return step % every == 0 or (unmeasured and self.trained_s() >= MEASURED_BY_SHARE * self.limit_s)
 
     def timed(self, evaluate: Callable[[], None]) -> None:
-        """Run a progress evaluation and keep its measured time."""
+        """Run a progress evaluation and keep its measured time. The first one says so (`warn`) where the work
+        after the loop, at that time, would end past the minutes even if the loop stopped now: a machine so much
+        slower than the plan that the export outlasts the budget (the end's evaluation, one of those reserved, is
+        not counted: a loop that stops right after an evaluation skips it)."""
+        first = self.evaluation_s is None
         started = time.monotonic()
         evaluate()
         self.evaluation_s = time.monotonic() - started
+        after_s = (self.evaluations_after - 1) * self.evaluation_s
+        over_s = self.trained_s() + after_s - self.limit_s
+        if first and self.limit_s and over_s > 0:
+            self.warn(f"the work after training takes about {after_s / 60:.1f} min on this machine (at this "
+                      f"evaluation's speed), more than its minutes leave: the fit will end about {over_s / 60:.1f} min "
+                      "past them (this machine trains slower than the plan expects; a longer --time-budget gives "
+                      "the work after training its room and more training)")
