@@ -29,12 +29,13 @@ def timed_minutes(planned_minutes: float, elapsed_s: float, ends_by: float) -> f
 
 class LoopClock:
     """The seconds a loop has trained (from `elapsed_s` on, read now) against its `max_minutes` (0: no limit),
-    less the measured time of the `evaluations_after` it reserves."""
+    less the measured time of the work it reserves: `evaluations_after` (the export's) and, with `evaluates_end`,
+    the end's own evaluation (which a loop that stops right after an evaluation skips)."""
 
-    def __init__(self, max_minutes: float, elapsed_s: float, evaluations_after: float,
-                 warn: Callable[[str], None] = print) -> None:
+    def __init__(self, max_minutes: float, elapsed_s: float, evaluations_after: float, *, evaluates_end: bool,
+                 warn: Callable[[str], None]) -> None:
         self.limit_s = max_minutes * 60
-        self.evaluations_after = evaluations_after
+        self.evaluations_after, self.evaluates_end = evaluations_after, evaluates_end
         self.warn = warn
         self.evaluation_s: float | None = None  # the last progress evaluation's measured time
         self._base_s, self._started = elapsed_s, time.monotonic()
@@ -45,7 +46,7 @@ class LoopClock:
 
     def out_of_time(self) -> bool:
         """Whether no step may start: the minutes, less the reserved evaluations' measured time, are used up."""
-        reserved_s = self.evaluations_after * (self.evaluation_s or 0.0)
+        reserved_s = (self.evaluations_after + self.evaluates_end) * (self.evaluation_s or 0.0)
         return bool(self.limit_s) and self.trained_s() + reserved_s >= self.limit_s
 
     def evaluation_due(self, step: int, every: int) -> bool:
@@ -56,14 +57,13 @@ class LoopClock:
 
     def timed(self, evaluate: Callable[[], None]) -> None:
         """Run a progress evaluation and keep its measured time. The first one says so (`warn`) where the work
-        after the loop, at that time, would end past the minutes even if the loop stopped now: a machine so much
-        slower than the plan that the export outlasts the budget (the end's evaluation, one of those reserved, is
-        not counted: a loop that stops right after an evaluation skips it)."""
+        after the loop (the export's, at that time) would end past the minutes even if the loop stopped now: a
+        machine so much slower than the plan that the export outlasts the budget."""
         first = self.evaluation_s is None
         started = time.monotonic()
         evaluate()
         self.evaluation_s = time.monotonic() - started
-        after_s = (self.evaluations_after - 1) * self.evaluation_s
+        after_s = self.evaluations_after * self.evaluation_s
         over_s = self.trained_s() + after_s - self.limit_s
         if first and self.limit_s and over_s > 0:
             self.warn(f"the work after training takes about {after_s / 60:.1f} min on this machine (at this "

@@ -454,7 +454,7 @@ class Trainer:
         bar = tqdm(total=last_step, initial=self.step, desc=cfg.name, dynamic_ncols=True,
                    disable=not sys.stderr.isatty())
         started, last, first_step = time.monotonic(), {}, self.step
-        clock = LoopClock(cfg.max_minutes, self.elapsed_s, evaluations_after + (1 if cfg.keep_best else 0),
+        clock = LoopClock(cfg.max_minutes, self.elapsed_s, evaluations_after, evaluates_end=cfg.keep_best,
                           warn=lambda line: tqdm.write(f"{cfg.name}: {line}"))
         try:
             while self.step < last_step and not self._stop and not clock.out_of_time():

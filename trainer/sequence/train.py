@@ -160,7 +160,8 @@ class SequenceTrainer:
             self.log(f"training for {self.cfg.max_minutes:.2f} min in all, so that the fit ends within its time budget")
         cfg = self.cfg
         batches = self.make_batches(self.step)
-        clock = LoopClock(cfg.max_minutes, self.elapsed_s, evaluations_after + 1 if self.evaluate else 0.0, self.log)
+        clock = LoopClock(cfg.max_minutes, self.elapsed_s, evaluations_after if self.evaluate else 0.0,
+                          evaluates_end=self.evaluate is not None, warn=self.log)
         if cfg.evaluate_first and self.evaluate and not self.history:
             clock.timed(self._evaluate)
         window: list[dict[str, float]] = []
