@@ -1,17 +1,22 @@
-"""A call that gRPC's own deadline ends before the server's answer is recorded as DEADLINE_EXCEEDED, not CANCELLED.
+"""A call that gRPC's own deadline ends before the server's answer is recorded as DEADLINE_EXCEEDED, not CANCELLED,
+nor OK.
 
 The server answers a request `--deadline-margin-ms` before its deadline; when the event loop runs later than that
 margin, gRPC's deadline ends the call first and the handler is cancelled. The servicer here is served in-process
 with the margin negative (its own answer due half a second after the deadline), so gRPC's deadline always comes
-first: the order a late loop gives, made certain.
+first: the order a late loop gives, made certain. An answer that is ready only after the deadline, with no turn of
+the loop between (a deadline shorter than the margin whose first step ran on the loop), is held here past the
+deadline by a servicer that sleeps after its answer.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -33,17 +38,30 @@ def _request() -> trm_pb2.ReasonRequest:
     return trm_pb2.ReasonRequest(model=LONG_MODEL, text="think past the deadline", budget=NEVER_HALT)
 
 
+class _LateServicer(ReasoningServicer):
+    """Holds the event loop past the deadline once a request's answer is ready (a step that ran late on it)."""
+
+    async def _until_deadline(self, admitted: Any, step: Awaitable[Any]) -> Any:
+        result = await super()._until_deadline(admitted, step)
+        if result.final:
+            time.sleep(DEADLINE_S + 0.2)
+        return result
+
+
 async def _served(
-    bundle: Path, call: Callable[[trm_pb2_grpc.ReasoningServiceStub], Awaitable[grpc.StatusCode]]
+    bundle: Path,
+    call: Callable[[trm_pb2_grpc.ReasoningServiceStub], Awaitable[grpc.StatusCode]],
+    servicer: type[ReasoningServicer] = ReasoningServicer,
+    margin_s: float = -0.5,
 ) -> tuple[grpc.StatusCode, CollectorRegistry]:
-    """Serve the long model (its own answer due half a second after a deadline), make one call; the status the
-    caller got and the server's metrics."""
+    """Serve the long model (by default its own answer due half a second after a deadline), make one call; the
+    status the caller got and the server's metrics."""
     registry = CollectorRegistry()
     metrics = ServiceMetrics(registry)
     models = ModelRegistry([bundle], LoadOptions(SessionSettings()), SchedulerLimits(64, 64, 8), metrics)
     await models.reload()
-    limits = ServingLimits(max_time_budget_ms=60_000, deadline_margin_s=-0.5, log_inputs=False)
-    methods = reasoning_methods(ReasoningServicer(models, limits, metrics))
+    limits = ServingLimits(max_time_budget_ms=60_000, deadline_margin_s=margin_s, log_inputs=False)
+    methods = reasoning_methods(servicer(models, limits, metrics))
     server = grpc.aio.server()
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE_NAME, methods),))
     port = server.add_insecure_port("127.0.0.1:0")
@@ -107,3 +125,40 @@ def test_a_caller_that_goes_away_before_its_deadline_is_still_counted_as_cancell
     code, registry = asyncio.run(_served(long_bundle, call))
     assert code == grpc.StatusCode.CANCELLED
     assert (_count(registry, "Reason", "CANCELLED"), _count(registry, "Reason", "DEADLINE_EXCEEDED")) == (1.0, 0.0)
+
+
+ONE_STEP = trm_pb2.Budget(max_steps=1)
+
+
+@pytest.mark.parametrize("method", ["Reason", "ReasonStream", "ReasonBatch"])
+def test_an_answer_ready_after_the_deadline_is_counted_as_deadline_exceeded(long_bundle: Path, method: str) -> None:
+    request = trm_pb2.ReasonRequest(model=LONG_MODEL, text="answer late", budget=ONE_STEP)
+
+    async def call(stub: trm_pb2_grpc.ReasoningServiceStub) -> grpc.StatusCode:
+        if method == "Reason":
+            return await _status(stub.Reason(request, timeout=DEADLINE_S))
+        if method == "ReasonBatch":
+            batch = trm_pb2.ReasonBatchRequest(requests=[request] * 2)
+            return await _status(stub.ReasonBatch(batch, timeout=DEADLINE_S))
+        stream = stub.ReasonStream(request, timeout=DEADLINE_S)
+        with contextlib.suppress(grpc.aio.AioRpcError):
+            async for _ in stream:
+                pass
+        return await stream.code()
+
+    code, registry = asyncio.run(_served(long_bundle, call, _LateServicer, margin_s=0.02))
+    assert code == grpc.StatusCode.DEADLINE_EXCEEDED
+    assert (_count(registry, method, "DEADLINE_EXCEEDED"), _count(registry, method, "OK")) == (1.0, 0.0)
+    if method == "ReasonBatch":
+        assert (_count(registry, "Reason", "DEADLINE_EXCEEDED"), _count(registry, "Reason", "OK")) == (2.0, 0.0)
+
+
+def test_an_answer_ready_before_the_deadline_is_still_counted_as_ok(long_bundle: Path) -> None:
+    request = trm_pb2.ReasonRequest(model=LONG_MODEL, text="answer in time", budget=ONE_STEP)
+
+    async def call(stub: trm_pb2_grpc.ReasoningServiceStub) -> grpc.StatusCode:
+        return await _status(stub.Reason(request, timeout=60.0))
+
+    code, registry = asyncio.run(_served(long_bundle, call, margin_s=0.02))
+    assert code == grpc.StatusCode.OK
+    assert (_count(registry, "Reason", "OK"), _count(registry, "Reason", "DEADLINE_EXCEEDED")) == (1.0, 0.0)

@@ -88,7 +88,7 @@ class ReasoningServicer:
             try:
                 async for step in steps:
                     yield step
-                record.finish(grpc.StatusCode.OK)
+                _finish_answered(record, context)
             except RequestError as exc:
                 record.finish(exc.code, exc.message)
                 await context.abort(exc.code, exc.message)
@@ -195,7 +195,7 @@ class ReasoningServicer:
             message = _internal_message(record)
             record.finish(grpc.StatusCode.INTERNAL, message)
             return _failure(grpc.StatusCode.INTERNAL, message)
-        record.finish(grpc.StatusCode.OK)
+        _finish_answered(record, context)
         return trm_pb2.ReasonBatchResult(response=response)
 
     async def _reason_stream(
@@ -338,7 +338,7 @@ class ReasoningServicer:
             raise
         except Exception:
             await self._internal_error(record, context)
-        record.finish(grpc.StatusCode.OK)
+        _finish_answered(record, context)
         return result
 
     async def _internal_error(self, record: CallRecord, context: grpc.aio.ServicerContext) -> None:
@@ -356,12 +356,26 @@ def _release(admitted: _Admitted) -> None:
     admitted.model.scheduler.cancel(admitted.ticket)
 
 
+def _deadline_passed(context: grpc.aio.ServicerContext) -> bool:
+    remaining = context.time_remaining()
+    return remaining is not None and remaining <= 0
+
+
 def _ended_by_grpc(context: grpc.aio.ServicerContext) -> grpc.StatusCode:
     """The status of a call that gRPC ended before its answer: DEADLINE_EXCEEDED once its deadline has passed (gRPC's
     deadline came before the server's answer at the deadline margin, as when the event loop runs late), otherwise
     CANCELLED (the caller went away, or the server stopped)."""
-    remaining = context.time_remaining()
-    return grpc.StatusCode.DEADLINE_EXCEEDED if remaining is not None and remaining <= 0 else grpc.StatusCode.CANCELLED
+    return grpc.StatusCode.DEADLINE_EXCEEDED if _deadline_passed(context) else grpc.StatusCode.CANCELLED
+
+
+def _finish_answered(record: CallRecord, context: grpc.aio.ServicerContext) -> None:
+    """Finish the record of a call whose answer is ready: OK, or DEADLINE_EXCEEDED where its deadline has passed
+    already (a deadline shorter than the margin, a step that ran past it on the loop): gRPC then gives the caller
+    DEADLINE_EXCEEDED, not the answer, whether or not it has yet ended the call."""
+    if _deadline_passed(context):
+        record.finish(grpc.StatusCode.DEADLINE_EXCEEDED, "the answer was ready after the deadline; allow more time")
+    else:
+        record.finish(grpc.StatusCode.OK)
 
 
 def _note_final(record: CallRecord, admitted: _Admitted, result: StepResult, answer: trm_pb2.Answer) -> None:
