@@ -132,6 +132,7 @@ def _budget(**fields) -> dict:
         (TEXT, _budget(max_steps=3, min_steps=4), "min_steps (4) must not exceed max_steps (3)"),
         (TEXT, _budget(halt_threshold=1.5), "budget.halt_threshold must be in (0, 1]"),
         (TEXT, _budget(halt_threshold=-0.1), "budget.halt_threshold must be in (0, 1] (got -0.1); 0 uses"),
+        (TEXT, _budget(halt_threshold=1.0000001), "budget.halt_threshold must be in (0, 1] (got 1.0000001)"),
         (TEXT, _budget(halt_threshold=float("nan")), "halt_threshold"),
         (TEXT, _budget(time_budget_ms=60_001), "budget.time_budget_ms must be at most 60000 (got 60001)"),
         (TEXT, {"text": "hi", "top_k": 6}, "top_k must be at most 5 (the number of labels of 'm'), got 6"),

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 import grpc
+import numpy as np
 from google.protobuf.message import DecodeError, Message
 from trm.v1 import trm_pb2
 
@@ -108,7 +109,7 @@ def resolve_budget(
         threshold = manifest.halt_threshold
     elif not 0.0 < threshold <= 1.0:
         raise invalid(
-            f"budget.halt_threshold must be in (0, 1] (got {threshold:.7g}); 0 uses the model's default "
+            f"budget.halt_threshold must be in (0, 1] (got {np.float32(threshold)!s}); 0 uses the model's default "
             f"{manifest.halt_threshold:g}"
         )
     if budget.time_budget_ms > max_time_budget_ms:
