@@ -269,7 +269,9 @@ async def test_a_full_queue_is_refused_at_once(long_model: LoadedModel):
             break
         await asyncio.sleep(0.001)
     second = harness.submit(harness.ticket("two", max_steps=5000))
-    with pytest.raises(QueueFull, match=re.escape("at capacity (1 request in its batch, 1 queued); retry with")):
+    expected = ("at capacity: it holds 2 requests at once (--max-batch-size 1 plus --max-queue 1), 1 in its running "
+                "step and 1 waiting for the next; retry with backoff")
+    with pytest.raises(QueueFull, match=re.escape(expected)):
         harness.submit(harness.ticket("three", max_steps=5000))
     harness.scheduler.cancel(first)
     harness.scheduler.cancel(second)

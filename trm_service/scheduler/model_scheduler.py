@@ -266,10 +266,10 @@ class ModelScheduler:
         if self._closing:
             raise SchedulerClosed(f"model {self.name!r} version {self.version} is being unloaded")
         if len(self._active) + len(self._waiting) >= self.max_batch + self.max_queue:
-            active = len(self._active)
             raise QueueFull(
-                f"model {self.name!r} is at capacity ({active} request{'' if active == 1 else 's'} in its batch, "
-                f"{len(self._waiting)} queued); retry with backoff"
+                f"model {self.name!r} is at capacity: it holds {self.max_batch + self.max_queue} requests at once "
+                f"(--max-batch-size {self.max_batch} plus --max-queue {self.max_queue}), {len(self._active)} in its "
+                f"running step and {len(self._waiting)} waiting for the next; retry with backoff"
             )
         limit = min((limit.at for limit in ticket.limits), default=None)
         if limit is not None and len(self._active) + len(self._waiting) >= self.max_batch:
