@@ -352,6 +352,13 @@ def test_a_deadline_error_names_the_timeout_flag(server):
     assert "; the deadline is --timeout (now 1e-06 s)" in done.stderr
 
 
+@pytest.mark.parametrize("timeout", ["inf", "1e9"])
+def test_a_timeout_of_inf_or_a_billion_seconds_is_no_deadline(server, timeout):
+    done = trm_client("--target", server.target, "--timeout", timeout, "reason", TEXT_MODEL, "hi", "--json")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["steps"] >= 1
+
+
 def test_ctrl_c_ends_the_command_with_status_130_and_no_traceback():
     """Interrupted mid-call: the "server" accepts the connection and never answers."""
     with socket.create_server(("127.0.0.1", 0)) as silent:

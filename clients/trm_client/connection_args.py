@@ -31,12 +31,12 @@ positive_int = whole_number(1)
 
 
 def positive_seconds(value: str) -> float:
-    """An argparse type: a positive, finite number of seconds."""
+    """An argparse type: a positive number of seconds (`inf`: no deadline, as 1e9 and more are)."""
     try:
         seconds = float(value)
     except ValueError:
         seconds = math.nan
-    if not (math.isfinite(seconds) and seconds > 0):
+    if not seconds > 0:  # NaN too
         raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {value!r}")
     return seconds
 
@@ -60,7 +60,7 @@ def add_connection_arguments(parser: argparse.ArgumentParser, *, with_defaults: 
     )
     parser.add_argument(
         "--timeout", type=positive_seconds, default=default(10.0),
-        help="deadline of each call in seconds (default 10; 1e9 or more: no deadline)",
+        help="deadline of each call in seconds (default 10; inf, or 1e9 or more: no deadline)",
     )
     parser.add_argument(
         "--retries", type=positive_int, default=default(6), help="most attempts per call on UNAVAILABLE"
