@@ -352,6 +352,22 @@ def test_a_deadline_error_names_the_timeout_flag(server):
     assert "; the deadline is --timeout (now 1e-06 s)" in done.stderr
 
 
+def _closed_port() -> int:
+    """A loopback port nothing listens on (bound, then closed)."""
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        return listener.getsockname()[1]
+
+
+@pytest.mark.parametrize("given_as", ["--target", "TRM_TARGET"])
+def test_no_server_at_the_address_names_the_address_and_the_flag(given_as):
+    address = f"127.0.0.1:{_closed_port()}"
+    args = ("--target", address) if given_as == "--target" else ()
+    done = trm_client(*args, "--retries", "1", "models", target=address if given_as == "TRM_TARGET" else None)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    flag = "--target" if given_as == "--target" else "--target (or $TRM_TARGET)"
+    assert f"; no server listens at {address}: start one, or name its address with {flag} (request_id=" in done.stderr
+
+
 @pytest.mark.parametrize("timeout", ["inf", "1e9"])
 def test_a_timeout_of_inf_or_a_billion_seconds_is_no_deadline(server, timeout):
     done = trm_client("--target", server.target, "--timeout", timeout, "reason", TEXT_MODEL, "hi", "--json")

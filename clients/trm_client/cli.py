@@ -24,6 +24,7 @@ from typing import Any, TextIO
 
 import grpc
 
+from trm_client.channel import TARGET_ENV, resolve_target
 from trm_client.client import TRMClient
 from trm_client.connection_args import add_connection_arguments, client_settings, positive_int, whole_number
 from trm_client.errors import TRMError
@@ -211,8 +212,8 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _flag_hint(error: TRMError, args: argparse.Namespace) -> str:
-    """The flag that changes the outcome of a call that failed on the client's own limits, or on its TLS options
-    (a server that closes the connection at once expects a TLS handshake, or a client certificate)."""
+    """The flag that changes the outcome of a call that failed on the client's own limits, on its address, or on
+    its TLS options (a server that closes the connection at once expects a TLS handshake, or a client certificate)."""
     if error.code is grpc.StatusCode.DEADLINE_EXCEEDED:
         return f"; the deadline is --timeout (now {args.timeout:g} s)"
     if error.code is grpc.StatusCode.UNAVAILABLE and "Socket closed" in error.details:
@@ -220,6 +221,9 @@ def _flag_hint(error: TRMError, args: argparse.Namespace) -> str:
             return "; a TLS server? connect with --tls-ca CA.pem (or --tls for gRPC's default roots)"
         if args.tls_cert is None:
             return "; a server that asks for a client certificate (mutual TLS)? give --tls-cert and --tls-key"
+    if error.code is grpc.StatusCode.UNAVAILABLE and "Connection refused" in error.details:
+        named_by = "--target" if args.target is not None else f"--target (or ${TARGET_ENV})"
+        return f"; no server listens at {resolve_target(args.target)}: start one, or name its address with {named_by}"
     if args.command == "reason-batch" and error.over_message_limit:
         return f"; send fewer lines per call with --batch-size (now {args.batch_size})"
     return ""
