@@ -88,7 +88,7 @@ class ReasoningServicer:
             try:
                 async for step in steps:
                     yield step
-                _finish_answered(record, context)
+                record.finish(grpc.StatusCode.OK)
             except RequestError as exc:
                 record.finish(exc.code, exc.message)
                 await context.abort(exc.code, exc.message)
@@ -184,6 +184,7 @@ class ReasoningServicer:
             if isinstance(admitted, Exception):
                 raise admitted
             response = _response(record, admitted, await self._final_result(admitted))
+            _refuse_if_late(context)
         except RequestError as exc:
             record.finish(exc.code, exc.message)
             return _failure(exc.code, exc.message)
@@ -195,7 +196,7 @@ class ReasoningServicer:
             message = _internal_message(record)
             record.finish(grpc.StatusCode.INTERNAL, message)
             return _failure(grpc.StatusCode.INTERNAL, message)
-        _finish_answered(record, context)
+        record.finish(grpc.StatusCode.OK)
         return trm_pb2.ReasonBatchResult(response=response)
 
     async def _reason_stream(
@@ -211,6 +212,7 @@ class ReasoningServicer:
                 decoded = admitted.reader.read(result)
                 if result.final:
                     _note_final(record, admitted, result, decoded.answer)
+                    _refuse_if_late(context)
                 yield trm_pb2.ReasonStep(
                     step=result.step,
                     answer=decoded.answer,
@@ -330,6 +332,7 @@ class ReasoningServicer:
         try:
             self._adopt_request_id(record, context)
             result = await work()
+            _refuse_if_late(context)
         except RequestError as exc:
             record.finish(exc.code, exc.message)
             await context.abort(exc.code, exc.message)
@@ -338,7 +341,7 @@ class ReasoningServicer:
             raise
         except Exception:
             await self._internal_error(record, context)
-        _finish_answered(record, context)
+        record.finish(grpc.StatusCode.OK)
         return result
 
     async def _internal_error(self, record: CallRecord, context: grpc.aio.ServicerContext) -> None:
@@ -368,14 +371,12 @@ def _ended_by_grpc(context: grpc.aio.ServicerContext) -> grpc.StatusCode:
     return grpc.StatusCode.DEADLINE_EXCEEDED if _deadline_passed(context) else grpc.StatusCode.CANCELLED
 
 
-def _finish_answered(record: CallRecord, context: grpc.aio.ServicerContext) -> None:
-    """Finish the record of a call whose answer is ready: OK, or DEADLINE_EXCEEDED where its deadline has passed
-    already (a deadline shorter than the margin, a step that ran past it on the loop): gRPC then gives the caller
-    DEADLINE_EXCEEDED, not the answer, whether or not it has yet ended the call."""
+def _refuse_if_late(context: grpc.aio.ServicerContext) -> None:
+    """Raise DEADLINE_EXCEEDED for an answer ready only after the call's deadline (a deadline shorter than the
+    margin, whose first step still runs; a step that ran past it on a late loop): sent anyway, it would reach the
+    caller or not as the caller's gRPC timer and the reply raced, and the log could not say which."""
     if _deadline_passed(context):
-        record.finish(grpc.StatusCode.DEADLINE_EXCEEDED, "the answer was ready after the deadline; allow more time")
-    else:
-        record.finish(grpc.StatusCode.OK)
+        raise RequestError(grpc.StatusCode.DEADLINE_EXCEEDED, "the answer came after the deadline; allow more time")
 
 
 def _note_final(record: CallRecord, admitted: _Admitted, result: StepResult, answer: trm_pb2.Answer) -> None:
