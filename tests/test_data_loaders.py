@@ -285,9 +285,16 @@ CSV_CASES = [
      "its columns with semicolons: save it with commas"),
     ("text\tlabel\nhello\tgreet\n", 1, "missing column 'text' (the header has: text\tlabel); the file seems to "
      "separate its columns with tabs: name it .tsv"),
-    ('text,label\nhello,greet\n"an unclosed quote,greet\nbye,farewell\n', 3, "row has 1 field but the header has "
-     "2: a double quote opens a field here that ends 1 line further on; close it, or write a quote inside a field "
-     'as two ("")'),
+    ('text,label\nhello,greet\n"an unclosed quote,greet\nbye,farewell\n', 3, "a double quote opens a field here that "
+     "no later double quote closes (the rest of the file would be read as one text): close it, or write a quote "
+     'inside a field as two ("")'),
+    ('text,label\nhello,greet\n"a stray quote,greet\nbye,farewell\n"hi" she said,greet\n', 3, "a double quote opens a "
+     "field here that the next double quote, 2 lines further on, closes inside a text (the rows between would be "
+     "read as one text): remove a stray quote, or put the whole field in double quotes and write each quote inside "
+     'it as two (""' '"hi"" she said")'),
+    ('text,label\n"hi" she said,greet\n', 2, 'a field starts with a double quote that closes before the field ends '
+     '("hi" she said): put the whole field in double quotes and write each quote inside it as two '
+     '(""' '"hi"" she said")'),
     ("good morning to you,greet\nhi,greet\n", 1, "missing column 'text' (the header has: good morning to you, "
      "greet); if the first line is data, add a header line first: text,label; --text-column and --label-column "
      "name other columns"),

@@ -72,7 +72,10 @@ def csv_rows(
     are matched without case or surrounding spaces; a missing one is named, with `missing_hint` unless the
     delimiter looks wrong)."""
     csv.field_size_limit(max(csv.field_size_limit(), len(content)))  # one field may be a whole long document
-    reader = csv.reader(io.StringIO(content, newline=""), delimiter=delimiter)
+    # strict: a quoted field must end at its closing quote, so a stray quote that would swallow the rows up to the
+    # next quote of the file (and a text that only starts with a quotation) is an error, not a silent merge
+    reader = csv.reader(io.StringIO(content, newline=""), delimiter=delimiter, strict=True)
+    end_of_previous = 0
     try:
         header = [name.strip() for name in next(reader)]
         names = [name.lower() for name in header]
@@ -96,7 +99,24 @@ def csv_rows(
                                                                  reader.line_num - line))
             yield line, [fields[position] for position in positions]
     except csv.Error as exc:
+        start = end_of_previous + 1
+        if "unexpected end of data" in str(exc):
+            raise DataError(path, start, "a double quote opens a field here that no later double quote closes (the "
+                                         "rest of the file would be read as one text): close it, or write a quote "
+                                         'inside a field as two ("")') from exc
+        if "expected after" in str(exc):
+            raise DataError(path, start, _closed_quote_problem(reader.line_num - start)) from exc
         raise DataError(path, reader.line_num, f"malformed CSV: {exc}") from exc
+
+
+def _closed_quote_problem(more_lines: int) -> str:
+    """What a field whose closing double quote has text after it tells the user (a strict reader's error)."""
+    fix = 'put the whole field in double quotes and write each quote inside it as two ("\"\"hi\"\" she said")'
+    if more_lines:  # the quote opened here, and the next quote of the file, lines further on, closed it
+        return (f"a double quote opens a field here that the next double quote, {counted(more_lines, 'line')} further "
+                "on, closes inside a text (the rows between would be read as one text): remove a stray quote, or "
+                + fix)
+    return f'a field starts with a double quote that closes before the field ends ("hi" she said): {fix}'
 
 
 def _field_count_problem(fields: int, expected: int, delimiter: str, more_lines: int) -> str:
