@@ -398,12 +398,24 @@ def test_labels_that_differ_only_in_case_are_named_in_the_plan() -> None:
     texts = ["freeze my card", "lock my account", "what do i owe", "my balance please", "bill due", "pay when"]
     labels = ["Freeze_account", "freeze_account", "balance", "Balance", "bill_due", "bill_due"]
     profile = profile_texts(texts, labels)
-    assert profile.case_variants == (("Balance", "balance"), ("Freeze_account", "freeze_account"))
+    assert profile.spelling_variants == (("Balance", "balance"), ("Freeze_account", "freeze_account"))
     _, reasons = choose_preset(profile)
     assert ("labels 'Balance' and 'balance' (and 1 more such group) differ only in case, and the model learns them "
             "as different labels") in reasons[0]
     _, distinct_reasons = choose_preset(profile_texts(texts, ["a", "b", "c", "d", "e", "e"]))
     assert "differ only in case" not in distinct_reasons[0]
+
+
+def test_labels_that_write_the_same_number_are_named_in_the_plan() -> None:
+    texts = ["zero", "nil", "one", "uno", "two", "dos", "three", "tres"]
+    labels = ["0", "0.0", "1", "1.0", "2", "2", "3", "3"]  # a spreadsheet's mix of class ids
+    profile = profile_texts(texts, labels)
+    assert profile.spelling_variants == (("0", "0.0"), ("1", "1.0"))
+    _, reasons = choose_preset(profile)
+    assert ("labels '0' and '0.0' (and 1 more such group) write the same number, and the model learns them as "
+            "different labels: if they are one, write it one way") in reasons[0]
+    assert "write the same number" not in choose_preset(profile_texts(texts, ["0", "0", "1", "1", "2", "2", "10",
+                                                                               "10"]))[1][0]
 
 
 def test_repeated_texts_are_counted_and_named_in_the_plan() -> None:

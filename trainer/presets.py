@@ -27,7 +27,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from trainer.data.checks import case_variants, check_label_counts
+from trainer.data.checks import check_label_counts, how_they_differ, spelling_variants
 from trainer.data.files import DELIMITERS, JSON_SUFFIXES, counted, first_json_object
 from trainer.data.holdout import holdout_fraction, inputs_seen, same_text_key
 from trainer.data.sudoku import GRID_COLUMNS, load_sudoku_file
@@ -60,7 +60,7 @@ class DataProfile:
     distinct_words: int = 0  # distinct tokens the tokenizer would know with an unlimited vocabulary
     repeated_texts: int = 0  # rows whose text (`same_text_key`) an earlier row already has
     conflicting_texts: int = 0  # distinct texts that carry more than one label
-    case_variants: tuple[tuple[str, ...], ...] = ()  # groups of labels that differ only in case
+    spelling_variants: tuple[tuple[str, ...], ...] = ()  # groups of labels that are one label spelt differently
     test_rows: int = 0  # rows of the test file, when one is given
     test_rows_in_training: int = 0  # test rows whose text (`same_text_key`) a training row has
 
@@ -252,7 +252,7 @@ def profile_texts(texts: Sequence[str], labels: Sequence[str]) -> DataProfile:
         p98_tokens=float(np.percentile(counts, TOKEN_PERCENTILE)), distinct_words=distinct,
         repeated_texts=len(texts) - len(labels_of),
         conflicting_texts=sum(len(found) > 1 for found in labels_of.values()),
-        case_variants=tuple(case_variants(labels)),
+        spelling_variants=tuple(spelling_variants(labels)),
     )
 
 
@@ -339,12 +339,12 @@ def _data_sentence(profile: DataProfile) -> str:
         sentence += (f"; note: {profile.repeated_texts:,} {repeat} an earlier row's text "
                      f"({counted(profile.conflicting_texts, 'text')} with more than one label); the hold-out takes "
                      "or leaves all copies of a text")
-    if profile.case_variants:
-        first = " and ".join(repr(label) for label in profile.case_variants[0])
-        more = len(profile.case_variants) - 1
+    if profile.spelling_variants:
+        first = " and ".join(repr(label) for label in profile.spelling_variants[0])
+        more = len(profile.spelling_variants) - 1
         others = f" (and {counted(more, 'more such group')})" if more else ""
-        sentence += (f"; note: labels {first}{others} differ only in case, and the model learns them as different "
-                     "labels: if they are one, write it one way")
+        sentence += (f"; note: labels {first}{others} {how_they_differ(profile.spelling_variants[0])}, and the model "
+                     "learns them as different labels: if they are one, write it one way")
     if profile.test_rows_in_training:
         have = "has" if profile.test_rows_in_training == 1 else "have"
         sentence += (f"; note: {profile.test_rows_in_training:,} of the {counted(profile.test_rows, 'test row')} "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -29,21 +30,42 @@ def check_label_counts(labels: Sequence[str], path: str | Path, minimum: int = M
     raise DataError(
         path, None,
         f"label {named}{more}: every label needs at least {minimum} examples; add examples of it or remove "
-        f"its rows{_case_hint({label for _, label in rare}, counts)}",
+        f"its rows{_spelling_hint({label for _, label in rare}, counts)}",
     )
 
 
-def case_variants(labels: Iterable[str]) -> list[tuple[str, ...]]:
-    """The groups of labels that differ only in case ('Greet' and 'greet' are two labels), each sorted."""
-    by_case: dict[str, set[str]] = {}
+def spelling_variants(labels: Iterable[str]) -> list[tuple[str, ...]]:
+    """The groups of labels that are one label spelt differently, each sorted: labels that differ only in case
+    ('Greet' and 'greet' are two labels) or that write the same number ('1' and '1.0', as a spreadsheet or pandas
+    may write a class id)."""
+    by_spelling: dict[str, set[str]] = {}
     for label in labels:
-        by_case.setdefault(label.casefold(), set()).add(label)
-    return sorted(tuple(sorted(spellings)) for spellings in by_case.values() if len(spellings) > 1)
+        by_spelling.setdefault(_as_read(label), set()).add(label)
+    return sorted(tuple(sorted(spellings)) for spellings in by_spelling.values() if len(spellings) > 1)
 
 
-def _case_hint(rare: set[str], counts: Counter[str]) -> str:
-    """A hint when a rare label differs from another label only in case."""
-    for spellings in case_variants(counts):
+def how_they_differ(spellings: Sequence[str]) -> str:
+    """What makes a group of `spelling_variants` differ, in words."""
+    return "write the same number" if _number(spellings[0]) is not None else "differ only in case"
+
+
+def _as_read(label: str) -> str:
+    number = _number(label)
+    return label.casefold() if number is None else repr(number)
+
+
+def _number(label: str) -> float | None:
+    try:
+        number = float(label)
+    except ValueError:
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _spelling_hint(rare: set[str], counts: Counter[str]) -> str:
+    """A hint when a rare label is another label spelt differently."""
+    for spellings in spelling_variants(counts):
         if rare.intersection(spellings):
-            return f"; {' and '.join(repr(label) for label in spellings)} differ only in case: write each label one way"
+            named = " and ".join(repr(label) for label in spellings)
+            return f"; {named} {how_they_differ(spellings)}: write each label one way"
     return ""
