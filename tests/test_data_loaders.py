@@ -276,6 +276,10 @@ CSV_CASES = [
     ("label\ngreet\n", 1, "missing column 'text' (the header has: label); --text-column and --label-column name "
      "other columns"),
     ('text,label\nhello,greet\n"two\nlines",x\n  ,greet\n', 5, "empty text"),
+    ("text,label\nhello,greet\n\u200b\u200b,greet\n", 3, "text of invisible characters only (control, zero-width or "
+     "U+FFFD)"),
+    ("text,label\nhello,greet\n\x07\x01,greet\n", 3, "text of invisible characters only (control, zero-width or "
+     "U+FFFD)"),
     ("text,label\nhello,greet\nbye,\n", 3, "empty label"),
     ("text,label,Text\nhello,greet,hi\n", 1, "the header names column 'text' 2 times (columns 1, 3): name each "
      "column once"),

@@ -9,6 +9,7 @@ joins subject and body with one newline (never the headers, which leak the label
 from __future__ import annotations
 
 import json
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -180,11 +181,22 @@ def check_label_coverage(train: TextSplit, test: TextSplit, test_path: str | Pat
             raise DataError(test_path, line, f"label '{label}'{row} never appears in the training data")
 
 
+def _text_problem(text: str) -> str | None:
+    """Why a text gives the model nothing to read, if it does not: empty, or only characters that the
+    tokenizers' normalisation drops (control, zero-width and other format characters, U+FFFD), which the server
+    refuses in a request too."""
+    if not text.strip():
+        return "empty text"
+    if all(ch.isspace() or ch == "\ufffd" or unicodedata.category(ch) in ("Cc", "Cf") for ch in text):
+        return "text of invisible characters only (control, zero-width or U+FFFD)"
+    return None
+
+
 def _check_cells(path: Path, records: list[tuple[int, list[str]]]) -> None:
     """Raise DataError at the first row with an empty text or label, naming the next SHOWN_EMPTY such rows
     too (a spreadsheet's blank cells are fixed in one go, not one run each)."""
-    empty = [(line, "empty text" if not text.strip() else "empty label")
-             for line, (text, label) in records if not text.strip() or not label.strip()]
+    empty = [(line, _text_problem(text) or "empty label")
+             for line, (text, label) in records if _text_problem(text) or not label.strip()]
     if not empty:
         return
     (line, problem), others = empty[0], empty[1:]
