@@ -31,6 +31,7 @@ from trainer.presets import (
     choose_preset,
     describe_choice,
     file_kind,
+    plan_fit,
     preset_config,
     presets_table,
     profile_file,
@@ -69,15 +70,33 @@ def keyword_csv(tmp_path: Path) -> Path:
 # --- profiles and the choice ----------------------------------------------------------------------------
 def test_short_texts_choose_the_short_text_preset_with_their_figures(keyword_csv: Path) -> None:
     profile = profile_file(keyword_csv)
+    with keyword_csv.open(newline="") as handle:
+        longest = max(len(text) for text, _ in list(csv.reader(handle))[1:])
     assert profile == DataProfile(
         kind="text", rows=200, labels=4, min_per_label=50, median_per_label=50.0, median_tokens=5.0,
-        p98_tokens=5.0, distinct_words=profile.distinct_words,
+        p98_tokens=5.0, distinct_words=profile.distinct_words, longest_text=longest,
     )
     assert len(KEYWORDS) < profile.distinct_words <= len(KEYWORDS) + 13  # keywords and filler words
     preset, reasons = choose_preset(profile)
     assert preset is SHORT_TEXT
     assert "200 texts of median 5 tokens, 4 labels" in reasons[0]
     assert "98% of the texts have at most 5 tokens" in reasons[1]
+
+
+def test_a_bundle_serves_texts_as_long_as_the_datas_longest(keyword_csv: Path, tmp_path: Path) -> None:
+    """max_chars, the longest text the server takes, is the preset's unless a training or test text is longer."""
+    plan = plan_fit(keyword_csv)
+    assert plan.settings["max_chars"] == 2000 and "characters served" not in plan.description
+    long_text = "please " * 400 + "hockey"  # 2,806 characters
+    longer_test = tmp_path / "test.csv"
+    with longer_test.open("w", newline="") as handle:
+        csv.writer(handle).writerows([("text", "label"), ("hockey tonight " * 300 + "hockey", "hockey")])
+    with keyword_csv.open("a", newline="") as handle:
+        csv.writer(handle).writerows([(long_text, "hockey")] * 2)
+    plan = plan_fit(keyword_csv)
+    assert plan.settings["max_chars"] == len(long_text) == 2806
+    assert "texts of up to 2,806 characters served (the data's longest)" in plan.description
+    assert plan_fit(keyword_csv, test_path=longer_test).settings["max_chars"] == 15 * 300 + 6
 
 
 def test_the_plan_says_how_many_test_rows_repeat_a_training_text(keyword_csv: Path, tmp_path: Path) -> None:

@@ -27,6 +27,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from trainer.config import TrainConfig
 from trainer.data.checks import check_label_counts, how_they_differ, spelling_variants
 from trainer.data.files import DELIMITERS, JSON_SUFFIXES, counted, first_json_object
 from trainer.data.holdout import holdout_fraction, inputs_seen, same_text_key
@@ -63,6 +64,7 @@ class DataProfile:
     spelling_variants: tuple[tuple[str, ...], ...] = ()  # groups of labels that are one label spelt differently
     test_rows: int = 0  # rows of the test file, when one is given
     test_rows_in_training: int = 0  # test rows whose text (`same_text_key`) a training row has
+    longest_text: int = 0  # characters of the longest text, of the training file and the test file
 
 
 @dataclass(frozen=True)
@@ -252,7 +254,7 @@ def profile_texts(texts: Sequence[str], labels: Sequence[str]) -> DataProfile:
         p98_tokens=float(np.percentile(counts, TOKEN_PERCENTILE)), distinct_words=distinct,
         repeated_texts=len(texts) - len(labels_of),
         conflicting_texts=sum(len(found) > 1 for found in labels_of.values()),
-        spelling_variants=tuple(spelling_variants(labels)),
+        spelling_variants=tuple(spelling_variants(labels)), longest_text=max(map(len, texts)),
     )
 
 
@@ -272,7 +274,8 @@ def profile_file(
     test = load_text_file(Path(test_path), columns)
     check_label_coverage(split, test, test_path)
     return dataclasses.replace(profile, test_rows=len(test.texts),
-                               test_rows_in_training=inputs_seen(split.texts, test.texts))
+                               test_rows_in_training=inputs_seen(split.texts, test.texts),
+                               longest_text=max(profile.longest_text, *map(len, test.texts)))
 
 
 def file_kind(path: str | Path, text_column: str = TEXT_COLUMN) -> Literal["text", "grid", "sequence"]:
@@ -398,6 +401,8 @@ def size_run(
         words = preset.text.max_vocab if preset.settings["teacher"].get("vocabulary") else profile.distinct_words + 2
         settings["vocab_size"] = min(preset.text.max_vocab, words)
         settings["batch_size"] = sized_batch(preset.settings["batch_size"], training_rows)
+        # the server refuses a longer text than the bundle's max_chars: never one as long as the data's
+        settings["max_chars"] = max(preset.settings.get("max_chars", TrainConfig.max_chars), profile.longest_text)
     else:
         settings["batch_size"] = preset.settings["batch_size"]
     vocabulary = settings.get("vocab_size", 0)
@@ -498,6 +503,8 @@ def describe_choice(preset: Preset, reasons: list[str], sizing: Sizing) -> str:
     sized = [f"batch {values['batch_size']}"]
     if "max_tokens" in values:
         sized = [f"max_tokens {values['max_tokens']}", f"vocabulary {values['vocab_size']:,}", *sized]
+        if values["max_chars"] > preset.settings.get("max_chars", TrainConfig.max_chars):
+            sized.append(f"texts of up to {values['max_chars']:,} characters served (the data's longest)")
     return (
         f"Preset {preset.name} ({preset.purpose}; the settings of {preset.based_on}), chosen because: "
         f"{'; '.join(reasons)}. Sized to the data: {', '.join(sized)}; training {_training_extent(sizing)}. "
