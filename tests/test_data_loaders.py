@@ -18,6 +18,7 @@ from trainer.data.text import (
     load_text_file,
 )
 from trainer.prepare import prepare_text
+from trainer.presets import file_kind
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 HEADER_MARKER = "LEAKY-HEADER-MARKER"
@@ -260,6 +261,20 @@ def test_tsv_file_loads_as_its_csv_does(tmp_path: Path) -> None:
     tsv_data, csv_data = load_text_file(tsv), load_text_file(csv_file)
     assert (tsv_data.texts, tsv_data.labels) == (csv_data.texts, csv_data.labels) == ([t for t, _ in rows],
                                                                                        [lab for _, lab in rows])
+
+
+def test_an_excel_separator_line_names_the_delimiter(tmp_path: Path) -> None:
+    """Excel's `sep=X` first line: the file is read by that delimiter, its header is the next line, and errors
+    name the file's own lines."""
+    semicolons = write(tmp_path / "sheet.csv", "sep=;\r\nText;Label\r\nhello, there;greet\r\nbye;farewell\r\n")
+    data = load_text_file(semicolons)
+    assert (data.texts, data.labels, data.lines) == (["hello, there", "bye"], ["greet", "farewell"], [3, 4])
+    assert file_kind(semicolons) == "text"
+    grid = write(tmp_path / "grids.csv", "sep=,\nquestion,answer\n" + "." * 81 + "," + "1" * 81 + "\n")
+    assert file_kind(grid) == "grid"
+    with pytest.raises(DataError) as caught:
+        load_text_file(write(tmp_path / "gap.csv", "sep=,\ntext,label\nhello,greet\nbye,\n"))
+    assert (caught.value.line, caught.value.problem) == (4, "empty label")
 
 
 def test_a_spreadsheets_csv_loads_as_written(tmp_path: Path) -> None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import copy
 import csv
 import dataclasses
+import itertools
 import math
 import textwrap
 from collections import Counter
@@ -29,7 +30,7 @@ import numpy as np
 
 from trainer.config import TrainConfig
 from trainer.data.checks import check_label_counts, how_they_differ, spelling_variants
-from trainer.data.files import DELIMITERS, JSON_SUFFIXES, counted, first_json_object
+from trainer.data.files import DELIMITERS, EXCEL_SEPARATOR_LINE, JSON_SUFFIXES, counted, first_json_object
 from trainer.data.holdout import holdout_fraction, inputs_seen, same_text_key
 from trainer.data.sudoku import GRID_COLUMNS, load_sudoku_file
 from trainer.data.text import DEFAULT_COLUMNS, TEXT_COLUMN, check_label_coverage, load_text_file
@@ -297,9 +298,14 @@ def file_kind(path: str | Path, text_column: str = TEXT_COLUMN) -> Literal["text
 
 
 def _csv_header(path: Path, delimiter: str) -> list[str]:
+    """The column names of a .csv or .tsv file (after an Excel `sep=X` line, by its delimiter)."""
     try:
         with open(path, newline="", encoding="utf-8-sig") as handle:
-            return [name.strip() for name in next(csv.reader(handle, delimiter=delimiter), [])]
+            first = handle.readline()
+            excel_separator = EXCEL_SEPARATOR_LINE.match(first)
+            lines = handle if excel_separator else itertools.chain([first], handle)
+            delimiter = excel_separator.group(1) if excel_separator else delimiter
+            return [name.strip() for name in next(csv.reader(lines, delimiter=delimiter), [])]
     except (OSError, UnicodeDecodeError, csv.Error):
         return []  # the text loader reports what is wrong with the file
 

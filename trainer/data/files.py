@@ -17,6 +17,7 @@ DELIMITERS = {".csv": ",", ".tsv": "\t"}  # the delimited files a user's data ma
 JSON_SUFFIXES = (".jsonl", ".json")  # either holds JSON Lines or one JSON array of objects
 FILE_KINDS = f"{', '.join(DELIMITERS)}, {' or '.join(JSON_SUFFIXES)}"  # as errors name them
 SAVE_AS_UTF8 = "save the file as UTF-8 (in Excel: CSV UTF-8)"
+EXCEL_SEPARATOR_LINE = re.compile(r"sep=(.)\r?\n")  # Excel's first line naming the delimiter: sep=;
 _DECODER = json.JSONDecoder()
 _JSON_SPACE = re.compile(r"[ \t\n\r]*")
 
@@ -70,13 +71,18 @@ def csv_rows(
     """Yield (1-based line, the values of `columns`) for each row of the CSV (or, by `delimiter`, TSV)
     `content` with a non-blank field, whose header must name `columns` (other columns are ignored; names
     are matched without case or surrounding spaces; a missing one is named, with `missing_hint` unless the
-    delimiter looks wrong)."""
+    delimiter looks wrong). A first line `sep=X`, as Excel writes it, names the delimiter."""
     csv.field_size_limit(max(csv.field_size_limit(), len(content)))  # one field may be a whole long document
     # strict: a quoted field must end at its closing quote, so a stray quote that would swallow the rows up to the
     # next quote of the file (and a text that only starts with a quotation) is an error, not a silent merge
+    excel_separator = EXCEL_SEPARATOR_LINE.match(content)
+    if excel_separator:
+        delimiter = excel_separator.group(1)
     reader = csv.reader(io.StringIO(content, newline=""), delimiter=delimiter, strict=True)
     end_of_previous = 0
     try:
+        if excel_separator:
+            next(reader)
         header = [name.strip() for name in next(reader)]
         names = [name.lower() for name in header]
         for column in columns:
