@@ -263,6 +263,15 @@ def test_tsv_file_loads_as_its_csv_does(tmp_path: Path) -> None:
                                                                                        [lab for _, lab in rows])
 
 
+def test_a_test_file_without_the_training_files_columns_is_told_to_rename_them(tmp_path: Path) -> None:
+    """The column flags name the columns of both files, so they cannot fix a test file whose columns differ."""
+    other = write(tmp_path / "test.csv", "utterance,intent\nhello,greet\n")
+    with pytest.raises(DataError) as caught:
+        load_text_file(other, ("Text", "label"), test=True)
+    assert caught.value.problem == ("missing column 'Text' (the header has: utterance, intent); a test file has the "
+                                    "training file's columns (Text, label): rename them in one of the files")
+
+
 def test_an_excel_separator_line_names_the_delimiter(tmp_path: Path) -> None:
     """Excel's `sep=X` first line: the file is read by that delimiter, its header is the next line, and errors
     name the file's own lines."""

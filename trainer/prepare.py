@@ -194,7 +194,7 @@ def _held_out_text_splits(cfg: TrainConfig) -> tuple[TextSplit, TextSplit, TextS
     full = load_text_file(data, columns)
     check_label_counts(full.labels, data)
     if cfg.test_data:
-        test = load_text_file(Path(cfg.test_data), columns)
+        test = load_text_file(Path(cfg.test_data), columns, test=True)
         check_label_coverage(full, test, cfg.test_data)
         kept, held = stratified_holdout(full.labels, holdout_fraction(len(full.labels)), cfg.seed, full.texts)
     else:

@@ -272,7 +272,7 @@ def profile_file(
     profile = profile_texts(split.texts, split.labels)
     if test_path is None:
         return profile
-    test = load_text_file(Path(test_path), columns)
+    test = load_text_file(Path(test_path), columns, test=True)
     check_label_coverage(split, test, test_path)
     return dataclasses.replace(profile, test_rows=len(test.texts),
                                test_rows_in_training=inputs_seen(split.texts, test.texts),

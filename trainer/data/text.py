@@ -160,12 +160,14 @@ def _newsgroups_split(folder: Path, split: str, seed: int) -> TextSplit:
 # --- a user's own labelled texts: .csv/.tsv (columns text,label) or .jsonl/.json (objects with text,label)
 
 
-def load_text_file(path: Path, columns: tuple[str, str] = DEFAULT_COLUMNS) -> TextSplit:
+def load_text_file(path: Path, columns: tuple[str, str] = DEFAULT_COLUMNS, *, test: bool = False) -> TextSplit:
     """Load labelled texts from a .csv or .tsv (a header naming the text and label `columns`, matched without
     case; other columns ignored) or .jsonl or .json file (JSON Lines or an array of objects with those fields,
-    matched exactly; a label may be a JSON integer, a class id, read as its decimal text)."""
-    records = read_records(path, columns, integer_columns=columns[1:],
-                           missing_hint=f"; {COLUMN_FLAGS} name other columns")
+    matched exactly; a label may be a JSON integer, a class id, read as its decimal text). A `test` file is read by
+    the training file's columns, and a missing one says so."""
+    hint = (f"; a test file has the training file's columns ({', '.join(columns)}): rename them in one of the files"
+            if test else f"; {COLUMN_FLAGS} name other columns")
+    records = read_records(path, columns, integer_columns=columns[1:], missing_hint=hint)
     _check_cells(path, records)
     lines, texts, labels = zip(*((line, text, label.strip()) for line, (text, label) in records), strict=True)
     return TextSplit(list(texts), list(labels), list(lines))  # `greet` and ` greet` are one label
