@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import math
 from pathlib import Path
 
 import numpy as np
@@ -259,6 +260,19 @@ def test_a_budget_that_leaves_no_training_time_is_refused_with_the_flag_to_use()
     with pytest.raises(ValueError, match=r"leaves 0.5 min to train, less than the 1 min a fit needs: .* "
                        r"take about 3.5 min here; give --time-budget 4.5 or more"):
         size_run(SHORT_TEXT, clinc_like(), budget_minutes=4, overhead_minutes=3.5)
+
+
+def test_a_small_file_whose_passes_end_its_training_early_needs_only_their_minutes() -> None:
+    """60 rows: the passes' 300 steps (MIN_STEPS) take about 0.3 min at the preset's speed, not the minute a fit
+    that its budget ends needs."""
+    small = dataclasses.replace(clinc_like(), rows=60, labels=3, min_per_label=20, median_per_label=20)
+    sizing = size_run(SHORT_TEXT, small, budget_minutes=1.5, overhead_minutes=1.1)
+    assert sizing.settings["max_steps"] == MIN_STEPS and sizing.settings["max_minutes"] == 0.4
+    needed = MIN_STEPS / sizing.steps_per_second / 60
+    assert 0.1 < needed < 0.4
+    with pytest.raises(ValueError, match=rf"leaves 0.1 min to train, less than the {needed:.1f} min its passes over "
+                       rf"this data take: .* give --time-budget {math.ceil((1.1 + needed) * 10) / 10:g} or more"):
+        size_run(SHORT_TEXT, small, budget_minutes=1.2, overhead_minutes=1.1)
 
 
 @pytest.mark.parametrize("name", list(PRESETS))

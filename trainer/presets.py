@@ -416,18 +416,20 @@ def size_run(
     overhead = (preset.overhead.minutes(profile.rows, vocabulary, settings.get("max_tokens"))
                 if overhead_minutes is None else overhead_minutes)
     train_minutes = budget - overhead
-    if train_minutes < MIN_TRAIN_MINUTES:
+    # text: at most max_epochs passes (small data ends early); grids, drawn afresh, end on the time budget
+    pass_steps = None if preset.max_epochs is None else max(MIN_STEPS, math.ceil(
+        preset.max_epochs * training_rows / settings["batch_size"]))
+    needed = MIN_TRAIN_MINUTES if pass_steps is None else min(MIN_TRAIN_MINUTES, pass_steps / rate / 60)
+    if train_minutes < needed:
+        needs = (f"the {MIN_TRAIN_MINUTES:g} min a fit needs" if needed == MIN_TRAIN_MINUTES
+                 else f"the {needed:.1f} min its passes over this data take")
         raise ValueError(
-            f"a time budget of {budget:g} min leaves {max(train_minutes, 0):.1f} min to train, less than the "
-            f"{MIN_TRAIN_MINUTES:g} min a fit needs: preparing, evaluating and exporting this data take about "
-            f"{overhead:.1f} min here; give "
-            f"--time-budget {math.ceil((overhead + MIN_TRAIN_MINUTES) * 10) / 10:g} or more"
+            f"a time budget of {budget:g} min leaves {max(train_minutes, 0):.1f} min to train, less than {needs}: "
+            f"preparing, evaluating and exporting this data take about {overhead:.1f} min here; give "
+            f"--time-budget {math.ceil((overhead + needed) * 10) / 10:g} or more"
         )
     timed_steps = math.ceil(rate * train_minutes * 60)  # what the training minutes allow at `rate`
-    # text: at most max_epochs passes (small data ends early); grids, drawn afresh, end on the time budget
-    max_steps = timed_steps * GRID_STEP_MARGIN if preset.max_epochs is None else math.ceil(
-        preset.max_epochs * training_rows / settings["batch_size"])
-    max_steps = max(MIN_STEPS, max_steps)
+    max_steps = max(MIN_STEPS, timed_steps * GRID_STEP_MARGIN) if pass_steps is None else pass_steps
     expected_steps = min(max_steps, timed_steps)
     settings.update(
         max_steps=max_steps, max_minutes=round(train_minutes, 2),
