@@ -333,6 +333,9 @@ CSV_CASES = [
 
 
 JSONL_CASES = [
+    ('{"train": [["hello", "greet"]], "test": [["bye", "farewell"]]}\n', 1, "missing field 'text' (the object has: "
+     "train, test); rows inside its lists are not read: give one object per row, as JSON Lines or a JSON array of "
+     "objects with a field 'text'"),
     (
         '{"text": "a", "label": "x"}\n{"text": "b", "label": \n',
         2,

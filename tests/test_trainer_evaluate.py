@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from trainer import metrics
-from trainer.evaluate import Thresholds, calibrate, evaluate_step, headline_metrics, run_recursion
+from trainer.evaluate import Thresholds, calibrate, evaluate_step, grid_result, headline_metrics, run_recursion
 from trainer.out_of_scope import deferral_note
 from trainer.prepare import GRID_LABELS
 from trainer.report import answered_line
@@ -142,3 +142,21 @@ def test_the_halting_curve_trades_steps_for_accuracy_as_the_threshold_sweeps() -
     assert curve[0.999] == (1.0, 2.0)  # sigmoid(3) = 0.953: every example runs both steps
     low = metrics.halting_curve(trace, targets, min_steps=2)
     assert {(p["accuracy"], p["mean_steps"]) for p in low} == {(1.0, 2.0)}
+
+
+GRID_METRICS = {"test_accuracy": 0.42, "test_halting_accuracy": 0.41333, "test_halting_mean_steps": 5.2,
+                "test_cell_accuracy": 0.913, "int8_test_accuracy": 0.4, "int8_test_halting_accuracy": 0.39,
+                "int8_test_cell_accuracy": 0.9}
+
+
+def test_a_grid_fit_ends_with_its_exact_puzzles_cells_and_halting() -> None:
+    assert grid_result(GRID_METRICS, int8_served=True, max_steps=16) == (
+        "40.00% of the test puzzles solved exactly (the int8 step the server runs; 90.0% of their cells right); "
+        "with learned halting 39.00% in 5.2 of 16 steps on average")
+    assert grid_result(GRID_METRICS, int8_served=False, max_steps=16).startswith(
+        "42.00% of the test puzzles solved exactly (91.3% of their cells right); with learned halting 41.33%")
+    unsolved = {**GRID_METRICS, "int8_test_accuracy": 0.0}
+    assert grid_result(unsolved, int8_served=True, max_steps=16).endswith(
+        ": none solved yet; a grid model learns the rules over tens of minutes of training (the grid preset's "
+        "default budget is 90 min)")
+    assert grid_result({"test_accuracy": 0.9, "baseline_test_accuracy": 0.8}, int8_served=False, max_steps=1) is None

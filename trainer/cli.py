@@ -20,7 +20,7 @@ from trainer.baseline import comparison
 from trainer.config import DEFAULT_BUNDLE_VERSION, TrainConfig, load_config, parse_override, with_overrides
 from trainer.data.files import DataError
 from trainer.data.text import LABEL_COLUMN, TEXT_COLUMN
-from trainer.evaluate import evaluate_bundle
+from trainer.evaluate import evaluate_bundle, grid_result
 from trainer.export import ablation_summary, export_bundle, reexport_bundle
 from trainer.fit import fit, from_checkpoint
 from trainer.out_of_scope import deferral_note
@@ -102,7 +102,9 @@ def cmd_fit(args: argparse.Namespace) -> int:
     print(json.dumps({"bundle": str(bundle.path), "metrics": bundle.manifest.metrics}, indent=1))
     print(f"{cfg.name}: bundle {bundle.path} written after {(time.monotonic() - started) / 60:.1f} min")
     int8_served = bundle.manifest.onnx_int8 is not None
-    versus = comparison(bundle.manifest.metrics, int8_served=int8_served, max_steps=bundle.manifest.recursion.N_sup)
+    max_steps = bundle.manifest.recursion.N_sup
+    versus = (comparison(bundle.manifest.metrics, int8_served=int8_served, max_steps=max_steps)
+              or grid_result(bundle.manifest.metrics, int8_served, max_steps))
     if versus:
         print(f"{cfg.name}: {versus}")
     abstain = bundle.manifest.out_of_scope

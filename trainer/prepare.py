@@ -12,7 +12,7 @@ from tokenizers import Tokenizer
 
 from trainer.config import TrainConfig
 from trainer.data.checks import check_label_counts
-from trainer.data.files import DataError, data_hashes
+from trainer.data.files import DataError, counted, data_hashes
 from trainer.data.grids import (
     SUDOKU_TIERS,
     check_sudoku_folder,
@@ -119,6 +119,9 @@ def prepare_grid(cfg: TrainConfig) -> Prepared:
             raise DataError(data, None, f"{len(full)} rows but too few different puzzles to train on, validate and "
                             "test: give more puzzles")
         tests = {"test": grid_set(test)}
+        tested = f"the test file's {counted(len(test), 'puzzle')}" if cfg.test_data else f"{len(test):,} for test"
+        print(f"{cfg.name}: {counted(len(train), 'puzzle')} to train on (each drawn afresh, with a random number of "
+              f"its cells given, and augmented), {len(val):,} held out for validation and {tested}", flush=True)
     if cfg.eval_limit:
         val = val.take(sample_indices(len(val), cfg.eval_limit, cfg.seed))
         tests = {name: data_set.sample(cfg.eval_limit, cfg.seed) for name, data_set in tests.items()}

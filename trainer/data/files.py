@@ -246,6 +246,9 @@ def string_field(
         outer, _, inner = key.partition(".")
         nested = (f"; fields inside an object are not read: put '{inner}' of '{outer}' at the top level of each row"
                   if inner and isinstance(obj.get(outer), dict) else "")
+        if obj and all(isinstance(value, list) for value in obj.values()):  # {"train": [[text, label], ...], ...}
+            missing_hint = ("; rows inside its lists are not read: give one object per row, as JSON Lines or a JSON "
+                            f"array of objects with a field '{key}'")
         raise DataError(path, line, f"missing field '{key}' (the object has: {', '.join(obj) or 'no fields'})"
                                     f"{nested}{missing_hint}")
     value = obj[key]
