@@ -18,7 +18,7 @@ from trainer.data.files import DataError
 from trainer.data.holdout import same_text_key, shuffled_holdout, stratified_holdout, train_val_test_holdout
 from trainer.data.text import TextSplit
 from trainer.data.tokenizer import encode_texts, train_tokenizer
-from trainer.fit import split_sentence
+from trainer.fit import fit_baseline, split_sentence
 from trainer.model import ModelConfig
 from trainer.out_of_scope import calibrate_abstain_threshold, find_out_of_scope_label
 from trainer.prepare import text_splits
@@ -603,6 +603,19 @@ def test_the_split_line_counts_each_share_and_names_labels_the_test_rows_lack() 
     every = TextSplit(["a3", "b3", "c3"], ["a", "b", "c"])
     assert split_sentence(train, TextSplit(["b2"], ["b"]), every, "test.csv") == (
         "4 rows to train on, 1 held out for validation and the test file's 3 rows")
+
+
+def test_a_label_taken_as_out_of_scope_by_its_name_is_said_before_training(
+    keyword_csv: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with keyword_csv.open("a", newline="") as handle:
+        csv.writer(handle).writerows([(f"tell me something {i}", "None") for i in range(20)])
+    fit_baseline(TrainConfig(name="scoped", task="text", data=str(keyword_csv)))
+    assert ("scoped: the label 'None' is out of scope, by its name (--oos-label names another): an answer of it "
+            "defers to the LLM") in capsys.readouterr().out
+    write_keyword_csv(tmp_path / "plain.csv", 200, seed=0)
+    fit_baseline(TrainConfig(name="plain", task="text", data=str(tmp_path / "plain.csv")))
+    assert "out of scope," not in capsys.readouterr().out
 
 
 def test_a_shuffled_holdout_keeps_the_copies_of_an_input_together() -> None:
