@@ -144,6 +144,11 @@ class Preset:
     def kind(self) -> Literal["text", "grid"]:
         return "text" if self.text else "grid"
 
+    @property
+    def max_chars(self) -> int:
+        """The longest text its bundles serve unless the data's is longer."""
+        return self.settings.get("max_chars", TrainConfig.max_chars)
+
 
 SHORT_TEXT_LIMITS = TextLimits(token_multiple=8, min_tokens=8, max_tokens=64, max_vocab=8192)
 # Overheads, measured on this 2-core CPU on 2026-11-29 (docs/TRAINING.md): MiniLM embeds 214 short texts
@@ -408,7 +413,7 @@ def size_run(
         settings["vocab_size"] = min(preset.text.max_vocab, words)
         settings["batch_size"] = sized_batch(preset.settings["batch_size"], training_rows)
         # the server refuses a longer text than the bundle's max_chars: never one as long as the data's
-        settings["max_chars"] = max(preset.settings.get("max_chars", TrainConfig.max_chars), profile.longest_text)
+        settings["max_chars"] = max(preset.max_chars, profile.longest_text)
     else:
         settings["batch_size"] = preset.settings["batch_size"]
     vocabulary = settings.get("vocab_size", 0)
@@ -511,7 +516,7 @@ def describe_choice(preset: Preset, reasons: list[str], sizing: Sizing) -> str:
     sized = [f"batch {values['batch_size']}"]
     if "max_tokens" in values:
         sized = [f"max_tokens {values['max_tokens']}", f"vocabulary {values['vocab_size']:,}", *sized]
-        if values["max_chars"] > preset.settings.get("max_chars", TrainConfig.max_chars):
+        if values["max_chars"] > preset.max_chars:
             sized.append(f"texts of up to {values['max_chars']:,} characters served (the data's longest)")
     return (
         f"Preset {preset.name} ({preset.purpose}; the settings of {preset.based_on}), chosen because: "

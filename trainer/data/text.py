@@ -197,8 +197,8 @@ def _text_problem(text: str) -> str | None:
 def _check_cells(path: Path, records: list[tuple[int, list[str]]]) -> None:
     """Raise DataError at the first row with an empty text or label, naming the next SHOWN_EMPTY such rows
     too (a spreadsheet's blank cells are fixed in one go, not one run each)."""
-    empty = [(line, _text_problem(text) or "empty label")
-             for line, (text, label) in records if _text_problem(text) or not label.strip()]
+    empty = [(line, problem) for line, (text, label) in records
+             if (problem := _text_problem(text) or (None if label.strip() else "empty label"))]
     if not empty:
         return
     (line, problem), others = empty[0], empty[1:]
