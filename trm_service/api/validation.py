@@ -109,7 +109,7 @@ def resolve_budget(
         threshold = manifest.halt_threshold
     elif not 0.0 < threshold <= 1.0:
         raise invalid(
-            f"budget.halt_threshold must be in (0, 1] (got {np.float32(threshold)!s}); 0 uses the model's default "
+            f"budget.halt_threshold must be in (0, 1] (got {_float32_text(threshold)}); 0 uses the model's default "
             f"{manifest.halt_threshold:g}"
         )
     if budget.time_budget_ms > max_time_budget_ms:
@@ -119,3 +119,9 @@ def resolve_budget(
         )
     resolved = StepBudget(max_steps=max_steps, min_steps=min_steps, halt_threshold=threshold)
     return resolved, budget.time_budget_ms
+
+
+def _float32_text(value: float) -> str:
+    """A proto float as its shortest 32-bit text (1.0000001, not 1; 2, not 2.0)."""
+    text = str(np.float32(value))
+    return text.removesuffix(".0")
