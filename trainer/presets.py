@@ -17,7 +17,6 @@ from __future__ import annotations
 import copy
 import csv
 import dataclasses
-import itertools
 import math
 import textwrap
 from collections import Counter
@@ -30,7 +29,7 @@ import numpy as np
 
 from trainer.config import TrainConfig
 from trainer.data.checks import check_label_counts, how_they_differ, spelling_variants
-from trainer.data.files import DELIMITERS, EXCEL_SEPARATOR_LINE, JSON_SUFFIXES, counted, first_json_object
+from trainer.data.files import DELIMITERS, JSON_SUFFIXES, counted, delimited_reader, first_json_object
 from trainer.data.holdout import holdout_fraction, inputs_seen, same_text_key
 from trainer.data.sudoku import GRID_COLUMNS, load_sudoku_file
 from trainer.data.text import DEFAULT_COLUMNS, TEXT_COLUMN, check_label_coverage, load_text_file
@@ -306,11 +305,7 @@ def _csv_header(path: Path, delimiter: str) -> list[str]:
     """The column names of a .csv or .tsv file (after an Excel `sep=X` line, by its delimiter)."""
     try:
         with open(path, newline="", encoding="utf-8-sig") as handle:
-            first = handle.readline()
-            excel_separator = EXCEL_SEPARATOR_LINE.match(first)
-            lines = handle if excel_separator else itertools.chain([first], handle)
-            delimiter = excel_separator.group(1) if excel_separator else delimiter
-            return [name.strip() for name in next(csv.reader(lines, delimiter=delimiter), [])]
+            return [name.strip() for name in next(delimited_reader(handle, delimiter), [])]
     except (OSError, UnicodeDecodeError, csv.Error):
         return []  # the text loader reports what is wrong with the file
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import json
 import re
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from trm_bundle.checksums import sha256_of
 
@@ -73,16 +74,10 @@ def csv_rows(
     are matched without case or surrounding spaces; a missing one is named, with `missing_hint` unless the
     delimiter looks wrong). A first line `sep=X`, as Excel writes it, names the delimiter."""
     csv.field_size_limit(max(csv.field_size_limit(), len(content)))  # one field may be a whole long document
-    # strict: a quoted field must end at its closing quote, so a stray quote that would swallow the rows up to the
-    # next quote of the file (and a text that only starts with a quotation) is an error, not a silent merge
-    excel_separator = EXCEL_SEPARATOR_LINE.match(content)
-    if excel_separator:
-        delimiter = excel_separator.group(1)
-    reader = csv.reader(io.StringIO(content, newline=""), delimiter=delimiter, strict=True)
-    end_of_previous = 0
+    reader = delimited_reader(io.StringIO(content, newline=""), delimiter)
+    delimiter = reader.dialect.delimiter
+    end_of_previous = reader.line_num
     try:
-        if excel_separator:
-            next(reader)
         header = [name.strip() for name in next(reader)]
         names = [name.lower() for name in header]
         for column in columns:
@@ -113,6 +108,20 @@ def csv_rows(
         if "expected after" in str(exc):
             raise DataError(path, start, _closed_quote_problem(reader.line_num - start)) from exc
         raise DataError(path, reader.line_num, f"malformed CSV: {exc}") from exc
+
+
+def delimited_reader(lines: TextIO, delimiter: str) -> Any:
+    """A strict `csv.reader` of `lines` (opened with newline=""), by `delimiter` or by the one that an Excel `sep=X`
+    first line names (that line read, and counted in its line_num). Strict: a quoted field must end at its closing
+    quote, so a stray quote that would swallow the rows up to the next quote of the file (or a text that only
+    starts with a quotation) is an error, not a silent merge."""
+    first = lines.readline()
+    excel_separator = EXCEL_SEPARATOR_LINE.match(first)
+    reader = csv.reader(itertools.chain([first], lines), delimiter=excel_separator.group(1) if excel_separator
+                        else delimiter, strict=True)
+    if excel_separator:
+        next(reader)
+    return reader
 
 
 def _closed_quote_problem(more_lines: int) -> str:
