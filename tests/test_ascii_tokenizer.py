@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
+from tokenizers import Regex, Tokenizer, models, normalizers, pre_tokenizers, processors
 
 from trainer.data.text import load_newsgroups
-from trainer.data.tokenizer import train_tokenizer
+from trainer.data.tokenizer import text_normalizer, train_tokenizer
 from trm_bundle.manifest import load_bundle
 from trm_service.config import DEFAULT_MODELS_DIR
 from trm_service.runtime import ascii_tokenizer
@@ -168,8 +168,43 @@ def test_text_with_other_characters_goes_through_the_whole_tokenizer():
     assert AsciiTokenizer(tokenizer).encode_batch_fast([text])[0].ids == tokenizer.encode(text).ids
 
 
+# The trainer's normaliser for texts whose marks spell letters (kana voicing marks, Devanagari, Thai).
+MARK_KEEPING = text_normalizer(["कुत्ता"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(ASCII_TEXT)
+def test_the_mark_keeping_normaliser_in_python_equals_the_library_on_any_ascii_text(text: str):
+    normalize = ascii_normalizer(_spec(MARK_KEEPING))
+    assert normalize is not None and normalize(text) == MARK_KEEPING.normalize_str(text)
+
+
+@settings(max_examples=100, deadline=None)
+@given(ASCII_PIECES)
+def test_a_tokenizer_that_keeps_marks_gives_its_own_ids(pieces: list[str]):
+    """Trained on Hindi and English (made-up queries): ASCII texts split in Python, every text the library's ids."""
+    tokenizer = _mark_keeping_tokenizer()
+    fast = AsciiTokenizer(tokenizer, words_min_chars=0)
+    assert fast.normalizes_in_python and fast.splits_in_python
+    for text in ("".join(pieces), "play कुत्ता music", "Play JAZZ"):
+        assert fast.encode_batch_fast([text])[0].ids == tokenizer.encode(text).ids
+
+
+@cache
+def _mark_keeping_tokenizer() -> Tokenizer:
+    return train_tokenizer(["कुत्ता play music", "कत्ता jazz, don't U.S.A.", "snake_case 1990s"], 60, 16)
+
+
 @pytest.mark.parametrize(
-    "normalizer", [normalizers.NFKC(), normalizers.Sequence([normalizers.NFD(), normalizers.Lowercase()])]
+    "normalizer",
+    [
+        normalizers.NFKC(),
+        normalizers.Sequence([normalizers.Lowercase(), normalizers.Strip()]),
+        normalizers.Sequence([normalizers.Lowercase(), normalizers.Replace("e", "3")]),
+        normalizers.Sequence([normalizers.Lowercase(), normalizers.Replace(Regex("[a-f]"), "")]),
+        normalizers.Sequence([normalizers.Lowercase(), normalizers.BertNormalizer()]),
+    ],
+    ids=["NFKC alone", "Strip", "Replace of a string", "Replace of ASCII letters", "two that act on ASCII"],
 )
 def test_other_normalisers_stay_in_the_library(normalizer: normalizers.Normalizer):
     tokenizer = _variant("intent-clinc150", normalizer=normalizer)

@@ -9,7 +9,7 @@ import pytest
 from tokenizers import Tokenizer
 
 from trainer.data.text import load_clinc150
-from trainer.data.tokenizer import PAD_ID, UNK_ID, encode_texts, train_tokenizer
+from trainer.data.tokenizer import PAD_ID, UNK_ID, encode_texts, text_normalizer, train_tokenizer
 
 MAX_TOKENS = 16
 
@@ -112,13 +112,41 @@ UNSPACED = ["อยากจองโต๊ะสองที่", "ยกเล
 def test_scripts_without_spaces_are_read_character_by_character(tmp_path: Path) -> None:
     tokenizer = train_tokenizer([*UNSPACED, "book a table"], vocab_size=200, max_tokens=MAX_TOKENS)
     thai = tokenizer.encode("ยกเลิกการจอง")
-    assert UNK_ID not in thai.ids and len([i for i in thai.ids if i != PAD_ID]) == 11  # one id a character (one
-    # of the 12 is a tone mark, which BERT's normaliser strips as an accent)
+    assert UNK_ID not in thai.ids and len([i for i in thai.ids if i != PAD_ID]) == 12  # one id a character (one
+    # of them a tone mark, which BERT's normaliser would strip as an accent: `text_normalizer` keeps it)
     assert tokenizer.encode("จองโต๊ะ").ids[:5] == tokenizer.encode("อยากจองโต๊ะสองที่").ids[4:9]  # shared words
     assert tokenizer.encode("book a table").tokens[:3] == ["book", "a", "table"]
     tokenizer.save(str(tmp_path / "tokenizer.json"))  # the server reads it as the trainer wrote it
     assert Tokenizer.from_file(str(tmp_path / "tokenizer.json")).encode(UNSPACED[2]).ids == tokenizer.encode(
         UNSPACED[2]).ids
+
+
+# Words that a mark spells apart (made up for these tests): kana with and without the voicing mark, Hindi's "dog"
+# and the word without its vowel sign and virama, Thai's "not" with and without its tone mark.
+MARKED_AND_NOT = [("が", "か"), ("ぱん", "はん"), ("कुत्ता", "कत्ता"), ("ไม่", "ไม")]
+
+
+def test_marks_that_spell_another_letter_keep_words_apart(tmp_path: Path) -> None:
+    texts = [f"{marked} {plain}" for marked, plain in MARKED_AND_NOT] + ["Café au lait", "ΆΛΦΑ"]
+    tokenizer = train_tokenizer(texts, vocab_size=100, max_tokens=MAX_TOKENS)
+    tokenizer.save(str(tmp_path / "tokenizer.json"))  # the server reads it as the trainer wrote it
+    served = Tokenizer.from_file(str(tmp_path / "tokenizer.json"))
+    for marked, plain in MARKED_AND_NOT:
+        assert tokenizer.encode(marked).ids != tokenizer.encode(plain).ids, marked
+        assert UNK_ID not in tokenizer.encode(f"{marked} {plain}").ids
+        assert served.encode(f"{plain} {marked}").ids == tokenizer.encode(f"{plain} {marked}").ids
+    # Accents are stripped as before, and the kana's decomposed spelling (か + U+3099) is the composed one's.
+    assert tokenizer.encode("CAFE").ids == tokenizer.encode("café").ids == tokenizer.encode("cafe\u0301").ids
+    assert tokenizer.encode("άλφα").ids == tokenizer.encode("αλφα").ids
+    assert tokenizer.encode("\u304b\u3099").ids == tokenizer.encode("が").ids
+
+
+def test_texts_without_such_marks_keep_berts_normaliser() -> None:
+    """Accents alone (Latin, Greek, Cyrillic), CJK and Arabic without vowel marks: the tokenizer.json of every
+    bundle trained so far, which the server tokenises ASCII text of in Python either way."""
+    for texts in (["book a table"], ["Café", "γειά σου κόσμε", "Привет, мир", "天气", "مرحبا بالعالم"]):
+        assert type(text_normalizer(texts)).__name__ == "BertNormalizer"
+    assert type(text_normalizer(["कुत्ता"])).__name__ == "Sequence"
 
 
 def test_texts_of_spaced_scripts_keep_berts_word_splitting(tokenizer: Tokenizer) -> None:

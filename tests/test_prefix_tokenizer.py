@@ -65,13 +65,27 @@ PIECES = ["play", "Jazz", "café", "e\u0301", "\u0301", "ΟΔΟΣ", "天气", "[
 SMALL = {max_tokens: train_tokenizer(PIECES, vocab_size=60, max_tokens=max_tokens) for max_tokens in (3, 8)}
 
 
+# Words whose marks the trainer keeps (Hindi, a script written with spaces; a virama and a nukta alone, which join
+# the letter before them).
+MARKED_PIECES = [*PIECES, "कुत्ता", "कत्ता", "ज़रूर", "\u094d", "\u093c"]
+MARK_KEEPING = {
+    max_tokens: train_tokenizer(MARKED_PIECES, vocab_size=60, max_tokens=max_tokens) for max_tokens in (3, 8)
+}
+
+
 @settings(max_examples=400, deadline=None)
-@given(st.lists(st.sampled_from(PIECES), max_size=120), st.sampled_from([3, 8]), st.integers(1, 3))
-def test_ids_equal_the_whole_texts_ids_for_any_text(pieces: list[str], max_tokens: int, chars_per_token: int):
+@given(st.lists(st.sampled_from(MARKED_PIECES), max_size=120), st.sampled_from([3, 8]), st.integers(1, 3),
+       st.booleans())
+def test_ids_equal_the_whole_texts_ids_for_any_text(
+    pieces: list[str], max_tokens: int, chars_per_token: int, marks_kept: bool
+):
     """Spaces next to combining marks, CJK, special-token literals, control characters, final sigma; first
-    cuts short enough that most texts take retries."""
+    cuts short enough that most texts take retries; BERT's normaliser, and the trainer's that keeps marks
+    (`text_normalizer`)."""
     text = "".join(pieces)
-    tokenizer = SMALL[max_tokens]
+    tokenizer = (MARK_KEEPING if marks_kept else SMALL)[max_tokens]
+    normalizer = json.loads(tokenizer.to_str())["normalizer"]["type"]
+    assert normalizer == ("Sequence" if marks_kept else "BertNormalizer") and cuts_are_exact(tokenizer)
     prefix = PrefixTokenizer(tokenizer, max_tokens, PAD_ID, chars_per_token=chars_per_token)
     assert prefix.ids(text).tolist() == tokenizer.encode(text).ids
 

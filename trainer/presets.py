@@ -33,7 +33,7 @@ from trainer.data.files import DELIMITERS, JSON_SUFFIXES, counted, delimited_rea
 from trainer.data.holdout import holdout_fraction, inputs_seen, same_text_key
 from trainer.data.sudoku import GRID_COLUMNS, load_sudoku_file
 from trainer.data.text import DEFAULT_COLUMNS, TEXT_COLUMN, check_label_coverage, load_text_file
-from trainer.data.tokenizer import bert_normalizer, word_splitter
+from trainer.data.tokenizer import text_normalizer, word_splitter
 from trainer.model import ModelConfig
 from trainer.sequence.pairs import SEQUENCE_COLUMNS
 
@@ -235,7 +235,7 @@ PRESETS: dict[str, Preset] = {preset.name: preset for preset in (SHORT_TEXT, LON
 def token_counts(texts: Sequence[str]) -> tuple[np.ndarray, int]:
     """(tokens of each text, distinct tokens over all texts) as the trainer's tokenizer splits them
     (one token per word or punctuation mark, before any vocabulary or length limit)."""
-    normalizer, splitter = bert_normalizer(), word_splitter(texts)
+    normalizer, splitter = text_normalizer(texts), word_splitter(texts)
     counts, words = np.zeros(len(texts), dtype=np.int64), Counter()
     for index, text in enumerate(texts):
         split = [word for word, _ in splitter.pre_tokenize_str(normalizer.normalize_str(text))]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections import Counter
 from collections.abc import Sequence
 
@@ -17,11 +18,31 @@ UNK_ID = 1
 # isolates CJK ideographs only, so a sentence in one of these would be read as a single unknown word.
 UNSPACED_SCRIPTS = "[\u0e00-\u0eff\u1000-\u109f\u1780-\u17ff\u3040-\u30ff]"  # a character of one
 _UNSPACED = re.compile(UNSPACED_SCRIPTS)
+# The accents BERT's accent stripping is for: the Combining Diacritical Marks block (the marks of é, ñ, ü, ç and of
+# Greek and Cyrillic letters). It strips every other non-spacing mark too, and in other scripts those spell another
+# letter or sound: the kana voicing marks (が read as か), Devanagari's virama and vowel signs (कुत्ता as कतता),
+# Thai's vowel and tone marks (ไม่ as ไม).
+ACCENTS = "[\u0300-\u036f]"
 
 
-def bert_normalizer(lowercase: bool = True) -> normalizers.Normalizer:
-    """BERT's clean-up: control characters removed, CJK ideographs spaced, accents stripped, lowercased."""
-    return normalizers.BertNormalizer(lowercase=lowercase, strip_accents=True)
+def text_normalizer(texts: Sequence[str], lowercase: bool = True) -> normalizers.Normalizer:
+    """BERT's clean-up: control characters removed, CJK ideographs spaced, accents stripped, lowercased. When
+    `texts` hold a non-spacing mark that is not an accent (`ACCENTS`), only accents are stripped and the rest is
+    composed again (NFD, the accents removed, NFC), so that those marks stay part of their words."""
+    if not any(_marks_beyond_accents(text) for text in texts):
+        return normalizers.BertNormalizer(lowercase=lowercase, strip_accents=True)
+    return normalizers.Sequence([
+        normalizers.BertNormalizer(lowercase=lowercase, strip_accents=False),
+        normalizers.NFD(), normalizers.Replace(Regex(ACCENTS), ""), normalizers.NFC(),
+    ])
+
+
+def _marks_beyond_accents(text: str) -> bool:
+    """Whether BERT's accent stripping would remove a mark of `text` that is not an accent."""
+    return not text.isascii() and any(
+        unicodedata.category(char) == "Mn" and not "\u0300" <= char <= "\u036f"
+        for char in unicodedata.normalize("NFD", text)
+    )
 
 
 def word_splitter(texts: Sequence[str]) -> pre_tokenizers.PreTokenizer:
@@ -39,7 +60,7 @@ def train_tokenizer(
 ) -> Tokenizer:
     """Build a deterministic word-level WordPiece tokenizer (unknown words -> [UNK]) from `texts`.
 
-    The vocabulary is the `vocab_size - 2` most frequent words (after BERT normalisation and
+    The vocabulary is the `vocab_size - 2` most frequent words (after normalisation, `text_normalizer`, and
     pre-tokenisation, `word_splitter`), then, while there is room, `more_words` that are not in it yet, in their order;
     every encoding is padded and truncated to `max_tokens` ids.
 
@@ -48,7 +69,7 @@ def train_tokenizer(
     """
     if max_tokens < 1:
         raise ValueError(f"max_tokens must be positive, got {max_tokens}")
-    normalizer = bert_normalizer(lowercase)
+    normalizer = text_normalizer(texts, lowercase)
     pre_tokenizer = word_splitter(texts)
     counts = Counter(
         word for text in texts for word, _ in pre_tokenizer.pre_tokenize_str(normalizer.normalize_str(text))

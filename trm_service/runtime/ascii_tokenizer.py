@@ -13,10 +13,11 @@ tokenising it. On ASCII text the pipeline of the bundles' tokenizers comes down 
   (WORDS_MIN_CHARS).
 
 A tokenizer made of other parts gets as much of this as it matches: with BERT's normaliser or Lowercase
-but another pre-tokenizer, model, post-processor or truncation, only the normaliser runs in Python and the
-normalised text goes through the same tokenizer without its normaliser; with any other normaliser, the
-whole tokenizer. Text with any non-ASCII character, and text that holds one of the tokenizer's added tokens
-(which it matches before normalising, as `[PAD]` in the raw text), always goes through the whole tokenizer.
+(alone, or in a Sequence whose other members leave ASCII text as it is) but another pre-tokenizer, model,
+post-processor or truncation, only the normaliser runs in Python and the normalised text goes through the
+same tokenizer without its normaliser; with any other normaliser, the whole tokenizer. Text with any
+non-ASCII character, and text that holds one of the tokenizer's added tokens (which it matches before
+normalising, as `[PAD]` in the raw text), always goes through the whole tokenizer.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from typing import Any
 from tokenizers import Tokenizer
 from tokenizers.models import Model
 
+from trm_service.runtime.normalizer_spec import ascii_acting
 from trm_service.runtime.prefix_tokenizer import TokenIds
 
 # BERT's clean-up on ASCII: the C0 control characters and DEL are dropped, except tab, newline and carriage
@@ -162,13 +164,15 @@ class AsciiTokenizer:
 
 def ascii_normalizer(spec: dict[str, Any] | None) -> Callable[[str], str] | None:
     """The normaliser of a tokenizer.json `normalizer` entry as a function of ASCII text; None for a
-    normaliser this module does not reproduce, and for none at all (there is nothing to skip)."""
-    kind = None if spec is None else spec["type"]
-    if kind == "Lowercase":
-        return str.lower
-    if spec is None or kind != "BertNormalizer":
+    normaliser this module does not reproduce, and for none at all (there is nothing to skip). A Sequence is
+    reproduced when one member is BERT's or Lowercase and every other leaves ASCII text as it is
+    (`normalizer_spec.ascii_acting`), as the trainer's is for scripts whose marks it keeps."""
+    acting = ascii_acting(spec)
+    if acting is None:
         return None
-    clean, lowercase = spec.get("clean_text", True), spec.get("lowercase", True)
+    if acting["type"] == "Lowercase":
+        return str.lower
+    clean, lowercase = acting.get("clean_text", True), acting.get("lowercase", True)
 
     def normalize(text: str) -> str:
         if clean:
@@ -181,10 +185,10 @@ def ascii_normalizer(spec: dict[str, Any] | None) -> Callable[[str], str] | None
 def _bert_words(tokenizer: Tokenizer, spec: dict[str, Any]) -> _Words | None:
     """The Python pre-tokenizer and WordPiece for a BERT tokenizer that pads and truncates every text to one
     length at the right; None for any other."""
-    normalizer, truncation, padding = spec["normalizer"], spec.get("truncation"), spec.get("padding")
+    normalizer, truncation, padding = ascii_acting(spec["normalizer"]), spec.get("truncation"), spec.get("padding")
     fixed = (padding or {}).get("strategy")
     if not (
-        normalizer["type"] == "BertNormalizer" and normalizer.get("clean_text", True)
+        normalizer is not None and normalizer["type"] == "BertNormalizer" and normalizer.get("clean_text", True)
         and (spec["pre_tokenizer"] or {}).get("type") == "BertPreTokenizer"
         and spec["model"]["type"] == "WordPiece"
         and spec.get("post_processor") is None

@@ -17,10 +17,11 @@ from typing import Protocol
 
 import numpy as np
 
-# Components for which "cut at a space" keeps every earlier token (see the module docstring). BERT's
-# normaliser is character-wise (clean-up, CJK spacing, accent stripping, lowercasing); these pre-tokenizers
-# split at whitespace; these models encode each pre-tokenised word on its own.
-CHARACTERWISE_NORMALIZERS = {None, "BertNormalizer", "Lowercase"}
+from trm_service.runtime.normalizer_spec import is_characterwise
+
+# Components for which "cut at a space" keeps every earlier token (see the module docstring), with a
+# character-wise normaliser (`normalizer_spec.is_characterwise`): these pre-tokenizers split at whitespace;
+# these models encode each pre-tokenised word on its own.
 WHITESPACE_PRE_TOKENIZERS = {"BertPreTokenizer", "Whitespace", "WhitespaceSplit"}
 WORDWISE_MODELS = {"WordPiece", "WordLevel"}
 # The first cut's length per wanted token, doubled at each shortfall: 99% of the 20NG training posts that
@@ -81,7 +82,7 @@ def cuts_are_exact(tokenizer: TextEncoder) -> bool:
     spec = json.loads(tokenizer.to_str())
     truncation, padding = spec.get("truncation") or {}, spec.get("padding") or {}
     return (
-        _component_type(spec["normalizer"]) in CHARACTERWISE_NORMALIZERS
+        is_characterwise(spec["normalizer"])
         and _component_type(spec["pre_tokenizer"]) in WHITESPACE_PRE_TOKENIZERS
         and spec["model"].get("type") in WORDWISE_MODELS
         and spec.get("post_processor") is None

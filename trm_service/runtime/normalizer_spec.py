@@ -1,0 +1,64 @@
+"""What a tokenizer.json normaliser does to text, read from its spec (the file's `normalizer` entry).
+
+The faster tokenising paths (`prefix_tokenizer`, `ascii_tokenizer`) apply only where they give the library's
+ids exactly, so they ask two things of a normaliser: whether it works character by character (then a text cut
+at a space normalises to a prefix of the whole text's normal form), and what it does to ASCII text. A Sequence
+is read member by member.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+Spec = dict[str, Any]
+
+# Normalisers that work character by character: BERT's (clean-up, CJK spacing, accent stripping, lowercasing),
+# Lowercase, and the canonical forms, which decompose a character, or reorder and compose marks with the letter
+# before them, never across a space.
+CHARACTERWISE = {"BertNormalizer", "Lowercase", "NFD", "NFC"}
+# Normalisers that act on ASCII text, as `ascii_tokenizer` reproduces them.
+ACTING_ON_ASCII = {"BertNormalizer", "Lowercase"}
+# Normalisers that leave ASCII text as it is (no ASCII character has a decomposition).
+KEEPING_ASCII = {"NFD", "NFC", "NFKD", "NFKC"}
+_ONE_CHARACTER_CLASS = re.compile(r"\[[^\[\]\\]*\]")
+
+
+def members(spec: Spec | None) -> list[Spec]:
+    """The normalisers applied in turn: a Sequence's members, one normaliser alone, none."""
+    if spec is None:
+        return []
+    return [member for inner in spec["normalizers"] for member in members(inner)] if spec["type"] == "Sequence" \
+        else [spec]
+
+
+def is_characterwise(spec: Spec | None) -> bool:
+    """Whether every member works character by character (`CHARACTERWISE`, or a Replace of one character class)."""
+    return all(member["type"] in CHARACTERWISE or _replaced_class(member) is not None for member in members(spec))
+
+
+def ascii_acting(spec: Spec | None) -> Spec | None:
+    """The one member that changes ASCII text (`ACTING_ON_ASCII`) when every other leaves ASCII text as it is
+    (`KEEPING_ASCII`, or a Replace of a character class that holds no ASCII character); None otherwise."""
+    acting = [member for member in members(spec) if member["type"] in ACTING_ON_ASCII]
+    others = [member for member in members(spec) if member["type"] not in ACTING_ON_ASCII]
+    if len(acting) != 1 or not all(member["type"] in KEEPING_ASCII or _keeps_ascii(member) for member in others):
+        return None
+    return acting[0]
+
+
+def _replaced_class(spec: Spec) -> re.Pattern[str] | None:
+    """A Replace's pattern when it is one character class without escapes (read the same by Python's `re` as by
+    the library's regular expressions); None for any other normaliser or pattern."""
+    pattern = spec.get("pattern", {}).get("Regex") if spec["type"] == "Replace" else None
+    if pattern is None or not _ONE_CHARACTER_CLASS.fullmatch(pattern):
+        return None
+    try:
+        return re.compile(pattern)
+    except re.error:
+        return None
+
+
+def _keeps_ascii(spec: Spec) -> bool:
+    replaced = _replaced_class(spec)
+    return replaced is not None and not any(replaced.fullmatch(chr(code)) for code in range(128))
