@@ -162,3 +162,35 @@ def test_an_answer_ready_before_the_deadline_is_still_counted_as_ok(long_bundle:
     code, registry = asyncio.run(_served(long_bundle, call, margin_s=0.02))
     assert code == grpc.StatusCode.OK
     assert (_count(registry, "Reason", "OK"), _count(registry, "Reason", "DEADLINE_EXCEEDED")) == (1.0, 0.0)
+
+
+class _LateAfterFirstStepServicer(ReasoningServicer):
+    """Holds the event loop past the deadline once an answer of more than one step is ready."""
+
+    async def _until_deadline(self, admitted: Any, step: Awaitable[Any]) -> Any:
+        result = await super()._until_deadline(admitted, step)
+        if result.final and result.step > 1:
+            time.sleep(DEADLINE_S + 0.2)
+        return result
+
+
+@pytest.mark.parametrize("ended_by", ["gRPC's deadline", "an answer after the deadline"])
+def test_a_batch_that_ends_past_its_deadline_counts_its_answers_that_were_ready_in_time_as_never_sent(
+    long_bundle: Path, ended_by: str
+) -> None:
+    """The caller gets none of a late call's answers: one request answered after one step, in time, and one still
+    stepping when gRPC's deadline ends the call (or answered only after the deadline) are both DEADLINE_EXCEEDED."""
+    in_time = trm_pb2.ReasonRequest(model=LONG_MODEL, text="answer in time", budget=ONE_STEP)
+    last = _request() if ended_by == "gRPC's deadline" else trm_pb2.ReasonRequest(
+        model=LONG_MODEL, text="answer late", budget=trm_pb2.Budget(halt_threshold=1.0, max_steps=3))
+
+    async def call(stub: trm_pb2_grpc.ReasoningServiceStub) -> grpc.StatusCode:
+        batch = trm_pb2.ReasonBatchRequest(requests=[in_time, last])
+        return await _status(stub.ReasonBatch(batch, timeout=DEADLINE_S))
+
+    late = ended_by == "an answer after the deadline"
+    servicer, margin_s = (_LateAfterFirstStepServicer, 0.02) if late else (ReasoningServicer, -0.5)
+    code, registry = asyncio.run(_served(long_bundle, call, servicer, margin_s=margin_s))
+    assert code == grpc.StatusCode.DEADLINE_EXCEEDED
+    assert _count(registry, "ReasonBatch", "DEADLINE_EXCEEDED") == 1.0
+    assert (_count(registry, "Reason", "DEADLINE_EXCEEDED"), _count(registry, "Reason", "OK")) == (2.0, 0.0)

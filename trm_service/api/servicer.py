@@ -103,7 +103,8 @@ class ReasoningServicer:
         """Run every request of the batch as Reason would alone, all submitted at once; one result each."""
         record = self._record("ReasonBatch", context)
         with self._occupancy.call(record.started):  # its requests never step on the loop: they come many at once
-            return await self._account(record, context, lambda: self._reason_batch(raw, context, record))
+            return await self._account(
+                record, context, lambda: self._reason_batch(raw, context, record), late_checked=True)
 
     async def list_models(self, raw: bytes, context: grpc.aio.ServicerContext) -> trm_pb2.ListModelsResponse:
         """Every hosted model version, by name, newest first."""
@@ -148,13 +149,20 @@ class ReasoningServicer:
         record.model, record.version = _common_model({(item.model, item.version) for item, _ in items})
         try:
             results = await asyncio.gather(*(self._batch_result(item, admitted, context) for item, admitted in items))
+            _refuse_if_late(context)
         except asyncio.CancelledError:  # also before the requests' own tasks first ran: account for them here
             ended = _ended_by_grpc(context)
             for item, admitted in items:
                 if isinstance(admitted, _Admitted):
                     _release(admitted)
-                item.finish(ended)  # a request that had finished keeps its first record
+                item.finish(ended)  # a request that failed keeps its own record; an answer was never sent
             raise
+        except RequestError as late:
+            for item, _ in items:
+                item.finish(late.code, late.message)
+            raise
+        for item, _ in items:
+            item.finish(grpc.StatusCode.OK)  # the answers go out together, now
         return trm_pb2.ReasonBatchResponse(results=results)
 
     def _name_common_model(self, requests: Sequence[trm_pb2.ReasonRequest], record: CallRecord) -> None:
@@ -184,7 +192,6 @@ class ReasoningServicer:
             if isinstance(admitted, Exception):
                 raise admitted
             response = _response(record, admitted, await self._final_result(admitted))
-            _refuse_if_late(context)
         except RequestError as exc:
             record.finish(exc.code, exc.message)
             return _failure(exc.code, exc.message)
@@ -196,8 +203,7 @@ class ReasoningServicer:
             message = _internal_message(record)
             record.finish(grpc.StatusCode.INTERNAL, message)
             return _failure(grpc.StatusCode.INTERNAL, message)
-        record.finish(grpc.StatusCode.OK)
-        return trm_pb2.ReasonBatchResult(response=response)
+        return trm_pb2.ReasonBatchResult(response=response)  # its record is finished with the call's answer
 
     async def _reason_stream(
         self, raw: bytes, context: grpc.aio.ServicerContext, record: CallRecord, arrived_idle: bool
@@ -326,13 +332,17 @@ class ReasoningServicer:
             context.set_trailing_metadata(((REQUEST_ID_KEY, record.request_id),))
 
     async def _account(
-        self, record: CallRecord, context: grpc.aio.ServicerContext, work: Callable[[], Awaitable[_T]]
+        self, record: CallRecord, context: grpc.aio.ServicerContext, work: Callable[[], Awaitable[_T]],
+        late_checked: bool = False,
     ) -> _T:
-        """Run a unary RPC body, map its errors to statuses and finish its record."""
+        """Run a unary RPC body, map its errors to statuses and finish its record; an answer ready after the
+        deadline is refused here unless the body did that itself (`late_checked`: one reading of the clock
+        decides for the call and its requests alike)."""
         try:
             self._adopt_request_id(record, context)
             result = await work()
-            _refuse_if_late(context)
+            if not late_checked:
+                _refuse_if_late(context)
         except RequestError as exc:
             record.finish(exc.code, exc.message)
             await context.abort(exc.code, exc.message)
