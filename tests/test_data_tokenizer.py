@@ -127,7 +127,7 @@ MARKED_AND_NOT = [("が", "か"), ("ぱん", "はん"), ("कुत्ता", "
 
 
 def test_marks_that_spell_another_letter_keep_words_apart(tmp_path: Path) -> None:
-    texts = [f"{marked} {plain}" for marked, plain in MARKED_AND_NOT] + ["Café au lait", "ΆΛΦΑ"]
+    texts = [f"{marked} {plain}" for marked, plain in MARKED_AND_NOT] + ["Café au lait", "ΆΛΦΑ", "كتب", "שלום"]
     tokenizer = train_tokenizer(texts, vocab_size=100, max_tokens=MAX_TOKENS)
     tokenizer.save(str(tmp_path / "tokenizer.json"))  # the server reads it as the trainer wrote it
     served = Tokenizer.from_file(str(tmp_path / "tokenizer.json"))
@@ -138,13 +138,15 @@ def test_marks_that_spell_another_letter_keep_words_apart(tmp_path: Path) -> Non
     # Accents are stripped as before, and the kana's decomposed spelling (か + U+3099) is the composed one's.
     assert tokenizer.encode("CAFE").ids == tokenizer.encode("café").ids == tokenizer.encode("cafe\u0301").ids
     assert tokenizer.encode("άλφα").ids == tokenizer.encode("αλφα").ids
+    assert tokenizer.encode("كَتَبَ").ids == tokenizer.encode("كتب").ids  # Arabic's harakat, Hebrew's points
+    assert tokenizer.encode("שָׁלוֹם").ids == tokenizer.encode("שלום").ids
     assert tokenizer.encode("\u304b\u3099").ids == tokenizer.encode("が").ids
 
 
 def test_texts_without_such_marks_keep_berts_normaliser() -> None:
-    """Accents alone (Latin, Greek, Cyrillic), CJK and Arabic without vowel marks: the tokenizer.json of every
-    bundle trained so far, which the server tokenises ASCII text of in Python either way."""
-    for texts in (["book a table"], ["Café", "γειά σου κόσμε", "Привет, мир", "天气", "مرحبا بالعالم"]):
+    """Accents alone (Latin, Greek, Cyrillic, Arabic's harakat, Hebrew's points), CJK: the tokenizer.json of
+    every bundle trained so far."""
+    for texts in (["book a table"], ["Café", "γειά σου κόσμε", "Привет, мир", "天气", "مَرْحَبًا", "שָׁלוֹם"]):
         assert type(text_normalizer(texts)).__name__ == "BertNormalizer"
     assert type(text_normalizer(["कुत्ता"])).__name__ == "Sequence"
 

@@ -18,17 +18,23 @@ UNK_ID = 1
 # isolates CJK ideographs only, so a sentence in one of these would be read as a single unknown word.
 UNSPACED_SCRIPTS = "[\u0e00-\u0eff\u1000-\u109f\u1780-\u17ff\u3040-\u30ff]"  # a character of one
 _UNSPACED = re.compile(UNSPACED_SCRIPTS)
-# The accents BERT's accent stripping is for: the Combining Diacritical Marks block (the marks of é, ñ, ü, ç and of
-# Greek and Cyrillic letters). It strips every other non-spacing mark too, and in other scripts those spell another
-# letter or sound: the kana voicing marks (が read as か), Devanagari's virama and vowel signs (कुत्ता as कतता),
-# Thai's vowel and tone marks (ไม่ as ไม).
-ACCENTS = "[\u0300-\u036f]"
+# Marks stripped as accents, as BERT strips them: the Latin, Greek and Cyrillic diacritics (é, ñ, ü, ç, ά, й:
+# the Combining Diacritical Marks blocks), Hebrew's points and Arabic's harakat (vowel signs that most writing
+# leaves out). BERT strips every other non-spacing mark too, where in other scripts one spells another letter or
+# sound: the kana voicing marks (が read as か), Devanagari's virama and vowel signs (कुत्ता as कतता), Thai's vowel
+# and tone marks (ไม่ as ไม).
+ACCENTS = (
+    "[\u0300-\u036f\u1ab0-\u1abd\u1dc0-\u1dff\u20d0-\u20dc\u20e1\u20e5-\u20f0\ufe20-\ufe2f"
+    "\u0591-\u05bd\u05bf\u05c1\u05c2\u05c4\u05c5\u05c7"
+    "\u0610-\u061a\u064b-\u065f\u0670\u06d6-\u06dc\u06df-\u06e4\u06e7\u06e8\u06ea-\u06ed]"
+)
+_ACCENT = re.compile(ACCENTS)
 
 
 def text_normalizer(texts: Sequence[str], lowercase: bool = True) -> normalizers.Normalizer:
     """BERT's clean-up: control characters removed, CJK ideographs spaced, accents stripped, lowercased. When
     `texts` hold a non-spacing mark that is not an accent (`ACCENTS`), only accents are stripped and the rest is
-    composed again (NFD, the accents removed, NFC), so that those marks stay part of their words."""
+    composed again (NFD, `ACCENTS` removed, NFC), so that those marks stay part of their words."""
     if not any(_marks_beyond_accents(text) for text in texts):
         return normalizers.BertNormalizer(lowercase=lowercase, strip_accents=True)
     return normalizers.Sequence([
@@ -40,8 +46,7 @@ def text_normalizer(texts: Sequence[str], lowercase: bool = True) -> normalizers
 def _marks_beyond_accents(text: str) -> bool:
     """Whether BERT's accent stripping would remove a mark of `text` that is not an accent."""
     return not text.isascii() and any(
-        unicodedata.category(char) == "Mn" and not "\u0300" <= char <= "\u036f"
-        for char in unicodedata.normalize("NFD", text)
+        unicodedata.category(char) == "Mn" and not _ACCENT.match(char) for char in unicodedata.normalize("NFD", text)
     )
 
 
