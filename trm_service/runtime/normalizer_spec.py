@@ -28,8 +28,9 @@ def members(spec: Spec | None) -> list[Spec]:
     """The normalisers applied in turn: a Sequence's members, one normaliser alone, none."""
     if spec is None:
         return []
-    return [member for inner in spec["normalizers"] for member in members(inner)] if spec["type"] == "Sequence" \
-        else [spec]
+    if spec["type"] != "Sequence":
+        return [spec]
+    return [member for inner in spec["normalizers"] for member in members(inner)]
 
 
 def is_characterwise(spec: Spec | None) -> bool:
