@@ -195,3 +195,19 @@ def test_a_one_step_model_that_loses_is_not_advised_for_its_anytime_steps() -> N
     assert verdict.endswith("baseline lacks (one server for every model, a calibrated confidence); this model runs "
                             "one step, so it has no anytime steps to offer; more data or the other text preset "
                             "(--preset) may close the gap")
+
+
+@pytest.mark.parametrize(
+    "texts",
+    [["1003 1005 3009", "1006 1008 3018", "1009 1011 3027", "1012 1014 3036"], ["😀", "😀 🎉", "🎉 🙂", "🙂"]],
+    ids=["numbers seen once", "emoji"],
+)
+def test_texts_of_no_recurring_word_are_read_by_their_characters(texts: list[str]) -> None:
+    """TfidfVectorizer refuses words that no two texts share (or none at all): the baseline then reads characters."""
+    vectorizer = fit_linear_baseline(texts, ["a", "b", "a", "b"]).named_steps["features"]
+    assert [name for name, part in vectorizer.transformer_list if part != "drop"] == ["chars"]
+
+
+def test_texts_that_share_nothing_are_refused_saying_so() -> None:
+    with pytest.raises(ValueError, match="no word and no run of characters is in two of the training texts"):
+        fit_linear_baseline(["a", "b", "c", "d"], ["x", "y", "x", "y"])

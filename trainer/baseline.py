@@ -21,7 +21,7 @@ from sklearn.pipeline import Pipeline
 
 from trainer.arguments import whole_number
 from trainer.data.text import LABEL_COLUMN, TEXT_COLUMN
-from trainer.tfidf_teacher import ngram_svm, ngram_vectorizer
+from trainer.tfidf_teacher import fit_ngram_vectorizer, ngram_svm
 
 DESCRIPTION = "linear baseline (TF-IDF word 1-2-grams + character 2-5-grams, LinearSVC)"
 
@@ -82,7 +82,8 @@ def comparison(metrics: dict[str, float], int8_served: bool = False, max_steps: 
 
 def fit_linear_baseline(texts: Sequence[str], labels: Sequence[str], seed: int = 0) -> Pipeline:
     """The baseline fit on `texts` and their `labels` (deterministic for a seed)."""
-    return Pipeline([("features", ngram_vectorizer()), ("svm", ngram_svm(seed))]).fit(list(texts), list(labels))
+    vectorizer, features = fit_ngram_vectorizer(list(texts))
+    return Pipeline([("features", vectorizer), ("svm", ngram_svm(seed).fit(features, list(labels)))])
 
 
 def score_linear_baseline(

@@ -24,6 +24,8 @@ from sklearn.pipeline import FeatureUnion
 from sklearn.svm import LinearSVC
 
 MAX_CHAR_NGRAMS = 300_000
+# How TfidfVectorizer refuses texts that leave it no term: none in two texts (min_df), or none at all.
+NOTHING_RECURS = ("no terms remain", "empty vocabulary")
 TeacherKind = Literal["logistic", "svm"]
 
 
@@ -41,9 +43,25 @@ def ngram_vectorizer() -> FeatureUnion:
     return FeatureUnion([("words", words), ("chars", chars)])
 
 
+def fit_ngram_vectorizer(texts: Sequence[str]) -> tuple[FeatureUnion, sparse.csr_matrix]:
+    """`ngram_vectorizer` fit on `texts`, and their features. Where no word is in two of the texts (texts of
+    numbers seen once each, of emoji, of single letters), which TfidfVectorizer refuses to fit, the features are
+    the character n-grams alone; where no run of characters is either, a ValueError says so."""
+    vectorizer = ngram_vectorizer()
+    for part in ("words", "chars"):
+        try:
+            return vectorizer, vectorizer.fit_transform(texts).tocsr()
+        except ValueError as error:
+            if not any(refusal in str(error) for refusal in NOTHING_RECURS):
+                raise
+            vectorizer.set_params(**{part: "drop"})
+    raise ValueError("no word and no run of characters is in two of the training texts, so no text tells anything "
+                     "of another: give texts that share words")
+
+
 def ngram_features(texts: Sequence[str]) -> sparse.csr_matrix:
-    """`ngram_vectorizer` fit on `texts` and applied to them."""
-    return ngram_vectorizer().fit_transform(texts).tocsr()
+    """`ngram_vectorizer` fit on `texts` and applied to them (`fit_ngram_vectorizer`)."""
+    return fit_ngram_vectorizer(texts)[1]
 
 
 def ngram_svm(seed: int) -> LinearSVC:
