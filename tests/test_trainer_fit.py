@@ -122,6 +122,21 @@ def test_the_console_counts_the_linear_readers_parameters_once_it_is_mixed_in(
     printed = capsys.readouterr().out
     reader_line = next(line for line in printed.splitlines() if "linear reader over" in line)
     assert "mixed in" in reader_line and reader_line.endswith(f"; {training['parameters']:,} parameters in all")
+    assert "unknown word" not in printed  # every validation word is a training word
+
+
+def test_a_fit_whose_validation_words_are_mostly_unknown_says_so_before_training(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Texts of numbers only (even or odd): each number seen once, so unseen ones are all the unknown word."""
+    rows = [(f"{n} {n + 2} {3 * n}", "odd" if n % 2 else "even") for n in range(1000, 1240, 3)]
+    data = tmp_path / "numbers.csv"
+    data.write_text("text,label\n" + "".join(f"{text},{label}\n" for text, label in rows))
+    assert main(["fit", "--task", "text", "--data", str(data), "--out", str(tmp_path / "bundles"), "--run-dir",
+                 str(tmp_path / "runs"), "--max-steps", "2", "--threads", "1", *TINY_MODEL]) == 0
+    note = next(line for line in capsys.readouterr().out.splitlines() if "unknown word" in line)
+    share = int(note.split("note: ")[1].split("%")[0])
+    assert 60 <= share <= 100 and "numbers, codes and names" in note
 
 
 def test_a_file_with_other_column_names_fits_and_evaluates_by_them(

@@ -94,6 +94,12 @@ def train_tokenizer(
     return tokenizer
 
 
+def unknown_share(ids: np.ndarray) -> float:
+    """The share of the tokens in `ids` (padding aside) that are [UNK]: words outside the vocabulary."""
+    tokens = int((ids != PAD_ID).sum())
+    return float((ids == UNK_ID).sum()) / tokens if tokens else 0.0
+
+
 def encode_texts(tokenizer: Tokenizer, texts: Sequence[str]) -> np.ndarray:
     """int64 [N, max_tokens] token ids of `texts`; the tokenizer must pad to a fixed length."""
     padding = tokenizer.padding
