@@ -141,12 +141,14 @@ def test_marks_that_spell_another_letter_keep_words_apart(tmp_path: Path) -> Non
     assert tokenizer.encode("كَتَبَ").ids == tokenizer.encode("كتب").ids  # Arabic's harakat, Hebrew's points
     assert tokenizer.encode("שָׁלוֹם").ids == tokenizer.encode("שלום").ids
     assert tokenizer.encode("\u304b\u3099").ids == tokenizer.encode("が").ids
+    assert tokenizer.encode("café \u2764\ufe0f").ids == tokenizer.encode("cafe \u2764").ids  # a variation selector
 
 
 def test_texts_without_such_marks_keep_berts_normaliser() -> None:
-    """Accents alone (Latin, Greek, Cyrillic, Arabic's harakat, Hebrew's points), CJK: the tokenizer.json of
-    every bundle trained so far."""
-    for texts in (["book a table"], ["Café", "γειά σου κόσμε", "Привет, мир", "天气", "مَرْحَبًا", "שָׁלוֹם"]):
+    """Accents alone (Latin, Greek, Cyrillic, Arabic's harakat, Hebrew's points), CJK, emoji and ideographs with
+    variation selectors: the tokenizer.json of every bundle trained so far."""
+    for texts in (["book a table"], ["Café", "γειά σου κόσμε", "Привет, мир", "天气", "مَرْحَبًا", "שָׁלוֹם"],
+                  ["thanks ❤\ufe0f", "sunny ☀\ufe0f", "press 1\ufe0f\u20e3", "\u8fba\U000e0100"]):
         assert type(text_normalizer(texts)).__name__ == "BertNormalizer"
     assert type(text_normalizer(["कुत्ता"])).__name__ == "Sequence"
 

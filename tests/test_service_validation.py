@@ -120,6 +120,7 @@ def _budget(**fields) -> dict:
         (TEXT, {"text": "x" * 21}, "text has 21 characters; model 'm' accepts at most 20"),
         (TEXT, {"text": "\x00\u200b\ufffd\u200b"}, "text leaves no tokens after normalisation"),
         (TEXT, {"text": "[PAD] [PAD]"}, "text leaves no tokens after normalisation"),
+        (TEXT, {"text": "\u0301\u0302"}, "drops control characters, zero-width characters, U+FFFD and accents"),
         (GRID, _grid("1" * 80), "grid.cells must have 81 symbols (9x9, row-major), got 80"),
         (GRID, _grid("1" * 82), "got 82"),
         (GRID, _grid(BAD_CELL), "grid.cells[12] (row 2, column 4) is 'x': use one of '123456789' for a "

@@ -20,11 +20,13 @@ UNSPACED_SCRIPTS = "[\u0e00-\u0eff\u1000-\u109f\u1780-\u17ff\u3040-\u30ff]"  # a
 _UNSPACED = re.compile(UNSPACED_SCRIPTS)
 # Marks stripped as accents, as BERT strips them: the Latin, Greek and Cyrillic diacritics (é, ñ, ü, ç, ά, й:
 # the Combining Diacritical Marks blocks), Hebrew's points and Arabic's harakat (vowel signs that most writing
-# leaves out). BERT strips every other non-spacing mark too, where in other scripts one spells another letter or
-# sound: the kana voicing marks (が read as か), Devanagari's virama and vowel signs (कुत्ता as कतता), Thai's vowel
-# and tone marks (ไม่ as ไม).
+# leaves out), and the variation selectors, which choose how a character is drawn (❤️ and ❤ are one). BERT
+# strips every other non-spacing mark too, where in other scripts one spells another letter or sound: the kana
+# voicing marks (が read as か), Devanagari's virama and vowel signs (कुत्ता as कतता), Thai's vowel and tone
+# marks (ไม่ as ไม).
 ACCENTS = (
     "[\u0300-\u036f\u1ab0-\u1abd\u1dc0-\u1dff\u20d0-\u20dc\u20e1\u20e5-\u20f0\ufe20-\ufe2f"
+    "\ufe00-\ufe0f\U000e0100-\U000e01ef"
     "\u0591-\u05bd\u05bf\u05c1\u05c2\u05c4\u05c5\u05c7"
     "\u0610-\u061a\u064b-\u065f\u0670\u06d6-\u06dc\u06df-\u06e4\u06e7\u06e8\u06ea-\u06ed]"
 )

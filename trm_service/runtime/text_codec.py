@@ -86,13 +86,13 @@ class TextCodec:
 
     def _check_tokens(self, tokens: np.ndarray) -> None:
         """Refuse text that leaves no token after the tokenizer's normalisation (control and zero-width
-        characters, U+FFFD...): the model would see exactly the empty text. Words outside the vocabulary
+        characters, U+FFFD, accents...): the model would see exactly the empty text. Words outside the vocabulary
         count: the model reads them as the unknown token, and judging such text is its job."""
         if self._is_filler[tokens].all():
             raise InputError(
                 f"text leaves no tokens after normalisation: the tokenizer of model {self._name!r} drops "
-                "control characters, zero-width characters and U+FFFD, and nothing else is left; send the text "
-                "to classify in ReasonRequest.text"
+                "control characters, zero-width characters, U+FFFD and accents, and nothing else is left; send the "
+                "text to classify in ReasonRequest.text"
             )
 
     def _top_k(self, top_k: int) -> int:
