@@ -214,6 +214,20 @@ def test_reason_batch_over_the_servers_limit_names_batch_size(bundles, tmp_path)
     assert json.loads(done.stdout)["error"]["details"].endswith("split the job into calls of at most 2")
 
 
+def test_reason_batch_answers_the_lines_beside_one_over_the_servers_message_limit(bundles, tmp_path):
+    """The call is split in halves until its lines pass; the line too large alone fails on its own line."""
+    inputs = tmp_path / "inputs.txt"
+    inputs.write_text("play jazz\nwake me up\n" + "x " * 40_000 + "\nhello\nbook a table\n")
+    with ServerProcess([bundles["text"]], extra_args=["--max-message-bytes", "65536"]) as limited:
+        done = trm_client("--target", limited.target, "reason-batch", TEXT_MODEL, str(inputs), "--json")
+    assert done.returncode == 1 and done.stderr == "trm-client: 1 of 5 lines failed\n"
+    results = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [result["line"] for result in results] == [1, 2, 3, 4, 5]
+    assert [("error" in result) for result in results] == [False, False, True, False, False]
+    assert results[2]["error"]["code"] == "RESOURCE_EXHAUSTED"
+    assert results[2]["error"]["details"].endswith("the line alone is over the limit: shorten it")
+
+
 def test_stream_shows_each_step_with_a_confidence_bar(server):
     done = trm_client(
         "--target",

@@ -142,11 +142,11 @@ def run_reason_batch(client: TRMClient, args: argparse.Namespace, out: TextIO) -
                 outcomes[number] = (f"not UTF-8 text (byte 0x{raw[error.start]:02x} at byte {error.start + 1} of "
                                     "the line): save the file as UTF-8")
         if texts:
-            inputs = {"grids": list(texts.values())} if args.grid else {"texts": list(texts.values())}
-            results = client.reason_batch(args.model, top_k=args.top_k, **inputs)
-            if start == 0 and all(isinstance(r, TRMError) and r.code is grpc.StatusCode.NOT_FOUND for r in results):
-                raise results[0]
-            outcomes.update(zip(texts, results, strict=True))
+            results = _batch_results(client, args, texts)
+            if start == 0 and all(isinstance(r, TRMError) and r.code is grpc.StatusCode.NOT_FOUND
+                                  for r in results.values()):
+                raise next(iter(results.values()))
+            outcomes.update(results)
         for number, outcome in sorted(outcomes.items()):
             if isinstance(outcome, ReasonResult):
                 steps = f"{outcome.steps} step{'' if outcome.steps == 1 else 's'}"
@@ -158,6 +158,8 @@ def run_reason_batch(client: TRMClient, args: argparse.Namespace, out: TextIO) -
             failed += 1
             code, details, request_id = (("INVALID_ARGUMENT", outcome, None) if isinstance(outcome, str)
                                          else (outcome.code.name, outcome.details, outcome.request_id))
+            if isinstance(outcome, TRMError) and outcome.over_message_limit:  # a line sent alone (_batch_results)
+                details += "; the line alone is over the limit: shorten it"
             text = f"line {number}: {code}: {rename_fields(details, BATCH_LINES)}"
             print(json.dumps({"line": number, "error": error_dict(code, details, request_id)}) if args.json else text,
                   file=out)
@@ -165,6 +167,25 @@ def run_reason_batch(client: TRMClient, args: argparse.Namespace, out: TextIO) -
         print(f"trm-client: {failed} of {len(lines)} lines failed", file=sys.stderr)
         return EXIT_ERROR
     return 0
+
+
+def _batch_results(
+    client: TRMClient, args: argparse.Namespace, texts: dict[int, str]
+) -> dict[int, ReasonResult | TRMError]:
+    """The result of each line (by number) in one ReasonBatch call; a call over a gRPC message size limit is split
+    in halves, down to a line that alone is over it, which fails on its own (the lines beside it are answered)."""
+    inputs = {"grids": list(texts.values())} if args.grid else {"texts": list(texts.values())}
+    try:
+        return dict(zip(texts, client.reason_batch(args.model, top_k=args.top_k, **inputs), strict=True))
+    except TRMError as error:
+        if not error.over_message_limit:
+            raise
+        if len(texts) == 1:
+            return dict.fromkeys(texts, error)
+    numbers = list(texts)
+    halves = numbers[: len(numbers) // 2], numbers[len(numbers) // 2 :]
+    return {line: result for half in halves for line, result in _batch_results(
+        client, args, {number: texts[number] for number in half}).items()}
 
 
 def run_tools(client: TRMClient, args: argparse.Namespace, out: TextIO) -> int:
@@ -224,8 +245,6 @@ def _flag_hint(error: TRMError, args: argparse.Namespace) -> str:
     if error.code is grpc.StatusCode.UNAVAILABLE and "Connection refused" in error.details:
         named_by = "--target" if args.target is not None else f"--target (or ${TARGET_ENV})"
         return f"; no server listens at {resolve_target(args.target)}: start one, or name its address with {named_by}"
-    if args.command == "reason-batch" and error.over_message_limit:
-        return f"; send fewer lines per call with --batch-size (now {args.batch_size})"
     return ""
 
 
