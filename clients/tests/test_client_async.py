@@ -18,6 +18,7 @@ from trm_client import (
     InvalidArgument,
     NotFound,
     RetryPolicy,
+    TRMError,
 )
 
 from trainer.testing import DEFAULT_TEXT_LABELS
@@ -36,6 +37,29 @@ async def test_a_closed_client_says_so(server):
         await client.models()
     with pytest.raises(ClientClosed):
         client.reason_stream(TEXT_MODEL, "hello")
+
+
+async def test_a_call_that_close_ends_says_the_client_was_closed_not_that_the_task_was_cancelled(server):
+    """grpc.aio cancels a closed channel's calls: the caller gets CANCELLED, as from TRMClient, not
+    asyncio.CancelledError (which still reaches a caller whose own task is cancelled)."""
+    client = AsyncTRMClient(server.target)
+    made_before = client.reason_stream(TEXT_MODEL, "hello")
+    in_flight = client.reason_stream(GRID_MODEL, grid=SUDOKU, budget=Budget(max_steps=N_SUP, min_steps=N_SUP))
+    assert (await anext(in_flight)).step == 1
+    await client.close()
+    with pytest.raises(ClientClosed):
+        await anext(made_before)
+    with pytest.raises(TRMError) as caught:
+        async for _ in in_flight:
+            pass
+    assert caught.value.code is grpc.StatusCode.CANCELLED
+    assert caught.value.details == "the client was closed during the call (close(), or the end of its with-block)"
+    async with AsyncTRMClient(server.target) as other:
+        own = asyncio.create_task(other.reason(GRID_MODEL, grid=SUDOKU))
+        await asyncio.sleep(0)
+        own.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await own
 
 
 async def test_models_and_model(aclient):

@@ -20,6 +20,7 @@ from trm_client import (
     RetryPolicy,
     TaskType,
     TRMClient,
+    TRMError,
 )
 
 from trainer.testing import DEFAULT_TEXT_LABELS
@@ -142,6 +143,21 @@ def test_a_closed_client_says_so(server):
         client.reason(TEXT_MODEL, "hello")
     with pytest.raises(ClientClosed):
         client.reason_stream(TEXT_MODEL, "hello")
+
+
+def test_a_stream_read_after_close_says_the_client_is_closed(server):
+    """One made before close() and first read after it, and one that close() ends between its steps."""
+    client = TRMClient(server.target)
+    made_before = client.reason_stream(TEXT_MODEL, "hello")
+    in_flight = client.reason_stream(GRID_MODEL, grid=SUDOKU, budget=Budget(max_steps=N_SUP, min_steps=N_SUP))
+    assert next(in_flight).step == 1
+    client.close()
+    with pytest.raises(ClientClosed):
+        next(made_before)
+    with pytest.raises(TRMError) as caught:
+        list(in_flight)
+    assert caught.value.code is grpc.StatusCode.CANCELLED
+    assert caught.value.details == "the client was closed during the call (close(), or the end of its with-block)"
 
 
 def test_neither_text_nor_grid_is_refused_before_sending(client):

@@ -12,7 +12,7 @@ from trm.v1 import trm_pb2, trm_pb2_grpc
 
 from trm_client.batch import build_batch_request, read_batch_response
 from trm_client.channel import TLSConfig, open_aio_channel, resolve_target
-from trm_client.errors import ClientClosed, TRMError, from_rpc_error
+from trm_client.errors import CLOSED_DURING_CALL, ClientClosed, TRMError, error_for, from_rpc_error
 from trm_client.metadata import call_metadata, chosen_request_id
 from trm_client.model_info import Budget, ModelInfo
 from trm_client.reason_request import GridInput, build_reason_request
@@ -156,10 +156,14 @@ class AsyncTRMClient:
             except grpc.RpcError as error:
                 await asyncio.sleep(plan_retry(self.retry, error, attempt, deadline, rid))
                 attempt += 1
+            except asyncio.CancelledError:
+                self._raise_if_closed_during_call(rid)
+                raise
 
     async def _stream(
         self, request: trm_pb2.ReasonRequest, timeout_s: float | None, rid: str
     ) -> AsyncIterator[ReasonStep]:
+        self._check_open()  # a stream made before close() and read after it
         metadata = call_metadata(self._metadata, rid)
         deadline = Deadline(self.timeout_s if timeout_s is None else timeout_s)
         attempt = 1
@@ -171,11 +175,25 @@ class AsyncTRMClient:
             except grpc.RpcError as error:
                 await asyncio.sleep(plan_retry(self.retry, error, attempt, deadline, rid))
                 attempt += 1
+            except asyncio.CancelledError:
+                self._raise_if_closed_during_call(rid)
+                raise
         try:
             while message is not grpc.aio.EOF:
                 yield ReasonStep.from_proto(message, rid)
                 message = await call.read()
         except grpc.RpcError as error:
             raise from_rpc_error(error, rid) from error
+        except asyncio.CancelledError:
+            self._raise_if_closed_during_call(rid)
+            raise
         finally:
             call.cancel()
+
+    def _raise_if_closed_during_call(self, rid: str) -> None:
+        """CANCELLED, as TRMClient raises it, for a call that close() ended: grpc.aio cancels the channel's calls,
+        and the caller would see asyncio.CancelledError as if its own task had been cancelled (which, when it
+        was, is left to propagate)."""
+        task = asyncio.current_task()
+        if self._closed and task is not None and not task.cancelling():
+            raise error_for(grpc.StatusCode.CANCELLED, CLOSED_DURING_CALL, rid) from None

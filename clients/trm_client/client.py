@@ -11,7 +11,7 @@ from trm.v1 import trm_pb2, trm_pb2_grpc
 
 from trm_client.batch import build_batch_request, read_batch_response
 from trm_client.channel import TLSConfig, open_channel, resolve_target
-from trm_client.errors import ClientClosed, TRMError, from_rpc_error
+from trm_client.errors import CLOSED_DURING_CALL, ClientClosed, TRMError, error_for, from_rpc_error
 from trm_client.metadata import call_metadata, chosen_request_id
 from trm_client.model_info import Budget, ModelInfo
 from trm_client.reason_request import GridInput, build_reason_request
@@ -155,12 +155,14 @@ class TRMClient:
             try:
                 return rpc(request, timeout=deadline.attempt_timeout(rid), metadata=metadata), rid
             except grpc.RpcError as error:
+                self._raise_if_closed_during_call(rid)
                 time.sleep(plan_retry(self.retry, error, attempt, deadline, rid))
                 attempt += 1
 
     def _stream(
         self, request: trm_pb2.ReasonRequest, timeout_s: float | None, rid: str
     ) -> Iterator[ReasonStep]:
+        self._check_open()  # a stream made before close() and read after it
         metadata = call_metadata(self._metadata, rid)
         deadline = Deadline(self.timeout_s if timeout_s is None else timeout_s)
         attempt = 1
@@ -170,6 +172,7 @@ class TRMClient:
                 first = next(call, None)
                 break
             except grpc.RpcError as error:
+                self._raise_if_closed_during_call(rid)
                 time.sleep(plan_retry(self.retry, error, attempt, deadline, rid))
                 attempt += 1
         try:
@@ -179,6 +182,12 @@ class TRMClient:
             for message in call:
                 yield ReasonStep.from_proto(message, rid)
         except grpc.RpcError as error:
+            self._raise_if_closed_during_call(rid)
             raise from_rpc_error(error, rid) from error
         finally:
             call.cancel()
+
+    def _raise_if_closed_during_call(self, rid: str) -> None:
+        """CANCELLED in the client's words for a call that close() ended (gRPC says "Channel closed!")."""
+        if self._closed:
+            raise error_for(grpc.StatusCode.CANCELLED, CLOSED_DURING_CALL, rid) from None

@@ -27,6 +27,9 @@ class TRMError(Exception):
         return self.code is grpc.StatusCode.RESOURCE_EXHAUSTED and "larger than max" in self.details
 
 
+CLOSED_DURING_CALL = "the client was closed during the call (close(), or the end of its with-block)"
+
+
 class ClientClosed(ValueError):
     """A call on a client after its close() (or the end of its with-block), as on a closed file."""
 
