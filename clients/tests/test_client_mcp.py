@@ -119,6 +119,9 @@ def test_a_line_the_sdk_cannot_parse_gets_a_json_rpc_error_and_the_server_goes_o
         assert garbage["id"] is None and garbage["error"]["code"] == PARSE_ERROR
         no_method = exchange('{"jsonrpc": "2.0", "id": "three"}')
         assert no_method["id"] == "three" and no_method["error"]["code"] == INVALID_REQUEST
+        null_id = exchange('{"jsonrpc": "2.0", "id": null, "method": "tools/list"}')  # read as a notification
+        assert null_id["id"] is None and null_id["error"]["code"] == INVALID_REQUEST
+        assert "id is null" in null_id["error"]["message"]
         assert exchange('{"jsonrpc": "2.0", "id": 4, "method": "ping"}') == {"jsonrpc": "2.0", "id": 4, "result": {}}
     finally:
         process.stdin.close()

@@ -2,8 +2,9 @@
 
 The SDK (mcp 2.3) drops a line it cannot parse without a reply, so a host waits for that request's id
 forever: text that is not JSON, or a request whose strings hold a lone surrogate escape (`"\\ud800"`, half
-of a character, which JSON parsers differ on). Each such line gets a JSON-RPC error instead, with the
-request's id where the line has one, and is not passed on.
+of a character, which JSON parsers differ on); it reads a request whose id is null as a notification, and
+drops it too. Each such line gets a JSON-RPC error instead, with the request's id where the line has one,
+and is not passed on.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from mcp.shared._stream_protocols import WriteStream
 from mcp.shared.message import SessionMessage
 from pydantic import ValidationError
 
+NULL_ID = "Invalid request: id is null; a request's id is a string or an integer (a notification has no id)"
+
 
 class AnsweredLines:
     """stdin's lines, less those the SDK cannot parse, which are answered on `replies` (set it to the
@@ -35,13 +38,19 @@ class AnsweredLines:
     async def _parsable(self) -> AsyncIterator[str]:
         async for line in self._stdin:
             try:
-                types.jsonrpc_message_adapter.validate_json(line, by_name=False)
+                message = types.jsonrpc_message_adapter.validate_json(line, by_name=False)
             except ValidationError as error:
-                if self.replies is None:
-                    raise RuntimeError("AnsweredLines.replies must be set before the transport reads") from error
-                await self.replies.send(SessionMessage(unparsable_reply(line, error)))
+                await self._reply(unparsable_reply(line, error))
+                continue
+            if isinstance(message, types.JSONRPCNotification) and _has_null_id(line):
+                await self._reply(_error(None, types.INVALID_REQUEST, NULL_ID))
                 continue
             yield line
+
+    async def _reply(self, error: types.JSONRPCError) -> None:
+        if self.replies is None:
+            raise RuntimeError("AnsweredLines.replies must be set before the transport reads")
+        await self.replies.send(SessionMessage(error))
 
 
 def unparsable_reply(line: str, error: ValidationError) -> types.JSONRPCError:
@@ -59,6 +68,13 @@ def unparsable_reply(line: str, error: ValidationError) -> types.JSONRPCError:
                       "character, such as \\ud800): send whole characters")
     details = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'message'}: {e['msg']}" for e in error.errors()[:3])
     return _error(request_id, types.INVALID_REQUEST, f"Invalid request: {details}")
+
+
+def _has_null_id(line: str) -> bool:
+    """Whether a line the SDK read as a notification (a message without an id) has `"id": null`: a request
+    whose id MCP forbids, which the SDK would drop as an unknown notification."""
+    message = json.loads(line)
+    return isinstance(message, dict) and "id" in message and message["id"] is None
 
 
 def _error(request_id: int | str | None, code: int, message: str) -> types.JSONRPCError:
