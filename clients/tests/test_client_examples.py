@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import re
+import signal
 import subprocess
 import sys
 from collections import Counter
@@ -163,3 +164,20 @@ def test_voice_pipeline_ends_quietly_when_its_reader_stops_early(server):
         stderr = process.stderr.read().decode()
         assert process.wait(timeout=120) == 1
     assert stderr == ""
+
+
+def test_voice_pipeline_stops_on_ctrl_c_with_status_130_and_no_traceback(server):
+    """Interrupted while it waits for the next utterance on stdin, as at the end of a live session."""
+    argv = ["pipeline.py", "--target", server.target, "--model", TEXT_MODEL, "--json"]
+    command = [sys.executable, "-c", (  # Ctrl-C as a terminal delivers it, also where pytest runs in the background
+        "import runpy, signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+        f"sys.argv = {argv!r}; runpy.run_path({str(VOICE / 'pipeline.py')!r}, run_name='__main__')"
+    )]
+    with subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          text=True) as process:
+        process.stdin.write("play some jazz\n")
+        process.stdin.flush()
+        assert json.loads(process.stdout.readline())["utterance"] == "play some jazz"
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=60) == 130
+        assert "Traceback" not in process.stderr.read()  # (the fallback's line goes to stderr with --json)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import select
+import signal
 import socket
 import subprocess
 import sys
@@ -130,3 +131,20 @@ def test_a_line_the_sdk_cannot_parse_gets_a_json_rpc_error_and_the_server_goes_o
         finally:
             process.kill()
     assert process.returncode == 0
+
+
+def test_ctrl_c_stops_the_server_with_status_130_and_no_traceback(server):
+    """Interrupted while it waits for the host's next line, after a first exchange."""
+    argv = ["trm-mcp", "--target", server.target]
+    command = [sys.executable, "-c", (  # Ctrl-C as a terminal delivers it, also where pytest runs in the background
+        "import runpy, signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+        f"sys.argv = {argv!r}; runpy.run_module('trm_client.mcp_server', run_name='__main__')"
+    )]
+    with subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          text=True, env=dict(os.environ)) as process:
+        process.stdin.write(json.dumps({"jsonrpc": "2.0", "id": 1, "method": "ping"}) + "\n")
+        process.stdin.flush()
+        assert json.loads(process.stdout.readline())["id"] == 1
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=60) == 130
+        assert process.stderr.read() == ""

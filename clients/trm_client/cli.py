@@ -26,7 +26,13 @@ import grpc
 
 from trm_client.channel import TARGET_ENV, resolve_target
 from trm_client.client import TRMClient
-from trm_client.connection_args import add_connection_arguments, client_settings, positive_int, whole_number
+from trm_client.connection_args import (
+    EXIT_INTERRUPTED,
+    add_connection_arguments,
+    client_settings,
+    positive_int,
+    whole_number,
+)
 from trm_client.errors import TRMError
 from trm_client.field_names import BATCH_LINES, CLI_FLAGS, rename_fields
 from trm_client.model_info import Budget
@@ -37,7 +43,6 @@ from trm_client.tool_result import text_defer_reason
 from trm_client.tools import ToolAdapter
 
 EXIT_ERROR = 1
-EXIT_INTERRUPTED = 130  # the shell's status for a command stopped by Ctrl-C (128 + SIGINT)
 _ZERO_UP = whole_number(0)  # 0 asks for the model's default
 
 

@@ -1,4 +1,5 @@
-"""Command-line options shared by ``trm-client`` and ``trm-mcp``: where the server is and how to reach it."""
+"""Command-line options shared by ``trm-client`` and ``trm-mcp``: where the server is and how to reach it (and the
+status of a command stopped by Ctrl-C)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from typing import Any
 from trm_client.channel import TARGET_ENV, KeyPairMismatch, MissingPEMBlock, TLSConfig, resolve_target
 from trm_client.model_info import MAX_UINT32
 from trm_client.retry import RetryPolicy
+
+EXIT_INTERRUPTED = 130  # the shell's status for a command stopped by Ctrl-C (128 + SIGINT)
 
 
 def whole_number(least: int) -> Callable[[str], int]:

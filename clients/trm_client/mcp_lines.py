@@ -29,14 +29,20 @@ class AnsweredLines:
     transport's write stream before the transport reads)."""
 
     def __init__(self) -> None:
-        self._stdin = anyio.wrap_file(TextIOWrapper(sys.stdin.buffer, encoding="utf-8", errors="replace"))
+        self._stdin = TextIOWrapper(sys.stdin.buffer, encoding="utf-8", errors="replace")
         self.replies: WriteStream[SessionMessage] | None = None
 
     def __aiter__(self) -> AsyncIterator[str]:
         return self._parsable()
 
+    async def _lines(self) -> AsyncIterator[str]:
+        """stdin's lines, each read in a worker thread that a cancellation abandons: Ctrl-C stops the server
+        while it waits for the host (anyio's own file wrapper waits for the line first)."""
+        while line := await anyio.to_thread.run_sync(self._stdin.readline, abandon_on_cancel=True):
+            yield line
+
     async def _parsable(self) -> AsyncIterator[str]:
-        async for line in self._stdin:
+        async for line in self._lines():
             try:
                 message = types.jsonrpc_message_adapter.validate_json(line, by_name=False)
             except ValidationError as error:

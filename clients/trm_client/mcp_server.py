@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
+import sys
 from collections.abc import Sequence
 from importlib.metadata import version
 from typing import Any
@@ -18,7 +20,7 @@ from mcp.server.stdio import stdio_server
 from mcp.shared.exceptions import MCPError
 
 from trm_client.aio_client import AsyncTRMClient
-from trm_client.connection_args import add_connection_arguments, checked_client_settings
+from trm_client.connection_args import EXIT_INTERRUPTED, add_connection_arguments, checked_client_settings
 from trm_client.errors import TRMError
 from trm_client.mcp_lines import AnsweredLines
 from trm_client.tool_schema import input_schema, output_schema, tool_description, tool_name
@@ -85,7 +87,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         prog="trm-mcp", description="An MCP server over stdio that offers each model the service hosts as a tool.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {version('trm-client')}")
     add_connection_arguments(parser)
-    asyncio.run(serve(checked_client_settings(parser, parser.parse_args(argv))))
+    settings = checked_client_settings(parser, parser.parse_args(argv))
+    try:
+        asyncio.run(serve(settings))
+    except KeyboardInterrupt:  # Ctrl-C, or a host's SIGINT: stop quietly, as trm-client does, without waiting
+        sys.stdout.flush()  # for the worker thread still reading stdin (AnsweredLines), which nothing can wake
+        os._exit(EXIT_INTERRUPTED)
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import TextIO
 
 from trm_client import Classification, ModelInfo, ReasonResult, TaskType, TRMClient, TRMError
-from trm_client.connection_args import add_connection_arguments, checked_client_settings
+from trm_client.connection_args import EXIT_INTERRUPTED, add_connection_arguments, checked_client_settings
 from trm_client.tool_result import defer_reason
 
 FallbackHook = Callable[[str, str, ReasonResult | None], None]
@@ -189,6 +189,8 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # the reader stopped early (`pipeline.py ... | head`): end quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
+    except KeyboardInterrupt:  # Ctrl-C, as at the end of a live session: end quietly, as trm-client does
+        return EXIT_INTERRUPTED
     return 0
 
 
