@@ -188,6 +188,12 @@ def test_cli_says_which_tls_option_a_closed_connection_asks_for(tls_server, mtls
     assert "(mutual TLS)? give --tls-cert and --tls-key" in no_certificate.stderr
 
 
+def test_cli_says_a_tls_client_of_a_plaintext_server_should_drop_its_tls_flags(server, pki):
+    tls_client = _cli(server.target, "--tls-ca", str(pki / "ca.pem"), "--timeout", "10")
+    assert tls_client.returncode == 1
+    assert "; a server without TLS? connect without the TLS flags (--tls, --tls-ca" in tls_client.stderr
+
+
 def test_cli_refuses_a_key_that_is_not_the_certificates(mtls_server, pki):
     mismatched = _cli(mtls_server.target, "--tls-ca", str(pki / "ca.pem"), "--tls-cert", str(pki / "client.pem"),
                       "--tls-key", str(pki / "server.key"))

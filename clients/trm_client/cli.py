@@ -239,7 +239,8 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
 
 def _flag_hint(error: TRMError, args: argparse.Namespace) -> str:
     """The flag that changes the outcome of a call that failed on the client's own limits, on its address, or on
-    its TLS options (a server that closes the connection at once expects a TLS handshake, or a client certificate)."""
+    its TLS options (a server that closes the connection at once expects a TLS handshake, or a client certificate;
+    one that answers a TLS handshake with a wrong record version speaks plaintext)."""
     if error.code is grpc.StatusCode.DEADLINE_EXCEEDED:
         return f"; the deadline is --timeout (now {args.timeout:g} s)"
     if error.code is grpc.StatusCode.UNAVAILABLE and "Socket closed" in error.details:
@@ -247,6 +248,8 @@ def _flag_hint(error: TRMError, args: argparse.Namespace) -> str:
             return "; a TLS server? connect with --tls-ca CA.pem (or --tls for gRPC's default roots)"
         if args.tls_cert is None:
             return "; a server that asks for a client certificate (mutual TLS)? give --tls-cert and --tls-key"
+    if error.code is grpc.StatusCode.UNAVAILABLE and "WRONG_VERSION_NUMBER" in error.details:  # TLS to plaintext
+        return "; a server without TLS? connect without the TLS flags (--tls, --tls-ca, --tls-cert, --tls-key)"
     if error.code is grpc.StatusCode.UNAVAILABLE and "Connection refused" in error.details:
         named_by = "--target" if args.target is not None else f"--target (or ${TARGET_ENV})"
         return f"; no server listens at {resolve_target(args.target)}: start one, or name its address with {named_by}"
