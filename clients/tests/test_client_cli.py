@@ -165,6 +165,27 @@ def test_an_input_argument_that_is_not_utf8_is_named_as_such(server):
                            "(check the terminal's or locale's encoding)\n")
 
 
+def test_reason_reads_its_input_from_stdin_for_a_dash(server, client):
+    done = subprocess.run([sys.executable, "-m", "trm_client.cli", "--target", server.target, "reason", TEXT_MODEL,
+                           "-", "--json"], input=b"play some jazz\n", capture_output=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["answer"]["label"] == client.reason(TEXT_MODEL, "play some jazz").prediction
+    undecodable = subprocess.run([sys.executable, "-m", "trm_client.cli", "--target", server.target, "reason",
+                                  TEXT_MODEL, "-"], input=b"ok \xff bad", capture_output=True, timeout=120)
+    assert undecodable.returncode == 1
+    assert b"the input is not UTF-8 text (byte 0xff at character 4)" in undecodable.stderr
+
+
+def test_an_input_that_starts_with_a_dash_is_told_how_to_pass_it(server, client):
+    flag_like = trm_client("--target", server.target, "reason", TEXT_MODEL, "-v")
+    assert flag_like.returncode == 2
+    assert flag_like.stderr.rstrip().endswith("required: input (a text that starts with '-' goes after '--': "
+                                              "trm-client reason MODEL -- '-TEXT')")
+    done = trm_client("--target", server.target, "reason", TEXT_MODEL, "--json", "--", "-v")
+    assert done.returncode == 0 and json.loads(done.stdout)["answer"]["label"] == client.reason(TEXT_MODEL,
+                                                                                                "-v").prediction
+
+
 def test_reason_batch_tells_a_line_that_is_not_utf8_and_answers_the_others(server, client, tmp_path):
     inputs = tmp_path / "inputs.txt"
     inputs.write_bytes(b"play some jazz\r\n\xff\xfe bad\nwake me up at seven\n")  # Windows line ends too

@@ -18,9 +18,9 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from importlib.metadata import version
-from typing import Any, TextIO
+from typing import Any, NoReturn, TextIO
 
 import grpc
 
@@ -66,8 +66,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_connection_arguments(reason, with_defaults=False)
     reason.add_argument("model", help="model name, e.g. intent-clinc150")
     reason.add_argument(
-        "input", help="the text; with --grid, the grid's cells row-major ('0' or '.' = blank)"
+        "input", help="the text ('-' reads it from stdin; one that starts with '-' goes after '--'); with --grid, "
+        "the grid's cells row-major ('0' or '.' = blank)"
     )
+    reason.error = _with_dash_hint(reason.error)  # type: ignore[method-assign]
     reason.add_argument("--grid", action="store_true", help="treat the input as a grid")
     reason.add_argument("--version", default="", help="exact model version (default: newest)")
     reason.add_argument("--top-k", type=_ZERO_UP, default=0, help="labels to return (default 3)")
@@ -95,6 +97,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _with_dash_hint(error: Callable[[str], NoReturn]) -> Callable[[str], NoReturn]:
+    """`reason`'s usage error, which for a missing input says how to pass one that starts with '-' (argparse
+    reads it as a flag, and then finds no input)."""
+
+    def told(message: str) -> NoReturn:
+        if message.endswith("required: input"):
+            message += " (a text that starts with '-' goes after '--': trm-client reason MODEL -- '-TEXT')"
+        error(message)
+
+    return told
+
+
 def run_models(client: TRMClient, args: argparse.Namespace, out: TextIO) -> int:
     """``trm-client models``."""
     infos = client.models()
@@ -104,11 +118,14 @@ def run_models(client: TRMClient, args: argparse.Namespace, out: TextIO) -> int:
 
 def run_reason(client: TRMClient, args: argparse.Namespace, out: TextIO) -> int:
     """``trm-client reason``: one final answer, or the live refinement with --stream."""
-    undecoded = next((i for i, char in enumerate(args.input) if "\udc80" <= char <= "\udcff"), None)
+    given = args.input
+    if given == "-":  # stdin's text, less one line end (as `echo` adds), read as an argument is
+        given = sys.stdin.buffer.read().decode("utf-8", "surrogateescape").removesuffix("\n").removesuffix("\r")
+    undecoded = next((i for i, char in enumerate(given) if "\udc80" <= char <= "\udcff"), None)
     if undecoded is not None:  # Python keeps an argument's bytes that are not UTF-8 as U+DC80..U+DCFF
-        raise ValueError(f"the input is not UTF-8 text (byte 0x{ord(args.input[undecoded]) - 0xDC00:02x} at "
+        raise ValueError(f"the input is not UTF-8 text (byte 0x{ord(given[undecoded]) - 0xDC00:02x} at "
                          f"character {undecoded + 1}): pass it in UTF-8 (check the terminal's or locale's encoding)")
-    inputs: dict[str, Any] = {"grid": args.input} if args.grid else {"text": args.input}
+    inputs: dict[str, Any] = {"grid": given} if args.grid else {"text": given}
     budget = Budget(args.max_steps, args.min_steps, args.halt_threshold, args.budget_ms)
     common = {"version": args.version, "budget": budget, "top_k": args.top_k, **inputs}
     if not args.stream:
