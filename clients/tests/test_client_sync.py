@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import grpc
 import pytest
@@ -158,6 +159,35 @@ def test_a_stream_read_after_close_says_the_client_is_closed(server):
         list(in_flight)
     assert caught.value.code is grpc.StatusCode.CANCELLED
     assert caught.value.details == "the client was closed during the call (close(), or the end of its with-block)"
+
+
+@pytest.mark.parametrize(
+    ("settings", "error", "told"),
+    [
+        ({"target": 50051}, TypeError, "target must be 'host:port' or a list of them, got 50051"),
+        ({"metadata": [("Bad Key", "v")]}, ValueError, "a key is lowercase letters, digits"),
+        ({"metadata": [("grpc-timeout", "1S")]}, ValueError, "does not start with 'grpc-'"),
+        ({"metadata": [("authorization", "café")]}, ValueError, "of any other key printable ASCII text"),
+        ({"metadata": [("trace-bin", "text")]}, ValueError, "the value of a key ending '-bin' is bytes"),
+    ],
+)
+def test_settings_grpc_cannot_use_are_refused_naming_them(settings, error, told):
+    """gRPC would fail later: a port alone as "'int' object is not iterable", a bad header as every call's
+    INTERNAL "Invalid metadata"."""
+    with pytest.raises(error, match=re.escape(told)):
+        TRMClient(**{"target": "127.0.0.1:50051", **settings})
+
+
+def test_model_checks_its_name_before_sending(client):
+    with pytest.raises(TypeError, match="name must be a string, got int"):
+        client.model(5)
+    with pytest.raises(ValueError, match=re.escape("name holds U+D800 at position 0")):
+        client.model("\ud800")
+
+
+def test_metadata_a_client_can_send_reaches_the_server(server):
+    with TRMClient(server.target, metadata=[("authorization", "Bearer x"), ("trace-bin", b"\x00\x01")]) as client:
+        assert client.model(TEXT_MODEL).name == TEXT_MODEL
 
 
 def test_neither_text_nor_grid_is_refused_before_sending(client):

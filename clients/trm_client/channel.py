@@ -140,13 +140,17 @@ def resolve_target(target: str | Sequence[str] | None) -> str:
     None falls back to $TRM_TARGET, then to 127.0.0.1:50051.
 
     Raises:
+        TypeError: for a target that is neither a string nor a sequence of strings (a port number alone).
         ValueError: for an endpoint with a space, no port or a port out of range (gRPC would fail only when it
             connects, or quietly use port 443), or several endpoints that are not all IPv4 or all IPv6
             literals (use ``dns:///``).
     """
     if target is None:
         target = os.environ.get(TARGET_ENV) or DEFAULT_TARGET
-    endpoints = [t.strip() for t in (target.split(",") if isinstance(target, str) else target) if t.strip()]
+    given = target.split(",") if isinstance(target, str) else target
+    if not isinstance(given, Sequence) or not all(isinstance(endpoint, str) for endpoint in given):
+        raise TypeError(f"target must be 'host:port' or a list of them, got {target!r}")
+    endpoints = [t.strip() for t in given if t.strip()]
     if not endpoints:
         raise ValueError("no target given")
     if len(endpoints) == 1:

@@ -12,9 +12,9 @@ from trm.v1 import trm_pb2, trm_pb2_grpc
 from trm_client.batch import build_batch_request, read_batch_response
 from trm_client.channel import TLSConfig, open_channel, resolve_target
 from trm_client.errors import CLOSED_DURING_CALL, ClientClosed, TRMError, error_for, from_rpc_error
-from trm_client.metadata import call_metadata, chosen_request_id
+from trm_client.metadata import call_metadata, checked_metadata, chosen_request_id
 from trm_client.model_info import Budget, ModelInfo
-from trm_client.reason_request import GridInput, build_reason_request
+from trm_client.reason_request import GridInput, build_model_request, build_reason_request
 from trm_client.results import ReasonResult, ReasonStep
 from trm_client.retry import Deadline, RetryPolicy, default_timeout, plan_retry
 
@@ -51,7 +51,7 @@ class TRMClient:
         self.target = resolve_target(target)
         self.timeout_s = default_timeout(timeout_s)
         self.retry = retry or RetryPolicy()
-        self._metadata = tuple(metadata)
+        self._metadata = checked_metadata(metadata)
         self._channel = open_channel(self.target, tls, channel_options)
         self._closed = False  # gRPC's channel does not say
         self._stub = trm_pb2_grpc.ReasoningServiceStub(self._channel)
@@ -65,7 +65,7 @@ class TRMClient:
         self, name: str, version: str = "", *, timeout_s: float | None = None, request_id: str | None = None
     ) -> ModelInfo:
         """One model's description (GetModel); raises NotFound when it is not hosted."""
-        request = trm_pb2.GetModelRequest(name=name, version=version)
+        request = build_model_request(name, version)
         response, _ = self._unary(self._stub.GetModel, request, timeout_s, request_id)
         return ModelInfo.from_proto(response)
 

@@ -2,12 +2,33 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Sequence
 
 REQUEST_ID_KEY = "x-request-id"
 MAX_REQUEST_ID_CHARS = 128
 """The server's limit on a caller's request id (docs/API.md)."""
+
+
+_METADATA_KEY = re.compile(r"[0-9a-z_.-]+")  # gRPC's header names: lowercase, no space
+
+
+def checked_metadata(metadata: Sequence[tuple[str, str]]) -> tuple[tuple[str, str], ...]:
+    """A client's metadata as pairs gRPC can send: a ValueError naming the pair it could not (gRPC fails the call
+    itself, as INTERNAL "Invalid metadata")."""
+    pairs = tuple(metadata)
+    for pair in pairs:
+        key, value = pair if isinstance(pair, tuple) and len(pair) == 2 else (None, None)
+        if not (isinstance(key, str) and _METADATA_KEY.fullmatch(key) and not key.startswith("grpc-")):
+            raise ValueError(f"metadata {pair!r}: a key is lowercase letters, digits, '-', '_' and '.', and does "
+                             "not start with 'grpc-' (e.g. ('authorization', 'Bearer ...'))")
+        binary = key.endswith("-bin")
+        if not (isinstance(value, bytes) if binary else isinstance(value, str) and value.isascii()
+                and value.isprintable()):
+            raise ValueError(f"metadata {pair!r}: the value of a key ending '-bin' is bytes, of any other key "
+                             "printable ASCII text")
+    return pairs
 
 
 def new_request_id() -> str:

@@ -60,6 +60,21 @@ def _row_cells(row: str | Sequence[int | str], number: int) -> str:
     return "".join(cells)
 
 
+def checked_names(**names: object) -> None:
+    """A TypeError naming the argument that is not a string (a model name or version), a ValueError for one that
+    is not valid Unicode."""
+    for name, value in names.items():
+        if not isinstance(value, str):
+            raise TypeError(f"{name} must be a string, got {type(value).__name__}")
+        checked_unicode(name, value)
+
+
+def build_model_request(name: str, version: str) -> trm_pb2.GetModelRequest:
+    """A GetModelRequest, its name and version checked as `checked_names` does."""
+    checked_names(name=name, version=version)
+    return trm_pb2.GetModelRequest(name=name, version=version)
+
+
 def build_reason_request(
     model: str,
     text: str | None,
@@ -76,10 +91,7 @@ def build_reason_request(
             Unicode.
         TypeError: for a model, version or text that is not a string, or a budget that is not a Budget.
     """
-    for name, value in (("model", model), ("version", version)):
-        if not isinstance(value, str):
-            raise TypeError(f"{name} must be a string, got {type(value).__name__}")
-        checked_unicode(name, value)
+    checked_names(model=model, version=version)
     if (text is None) == (grid is None):
         raise ValueError("give exactly one of text or grid")
     if text is not None and not isinstance(text, str):
