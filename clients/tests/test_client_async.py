@@ -135,6 +135,21 @@ async def test_expired_deadline_raises_deadline_exceeded(aclient):
         [step async for step in aclient.reason_stream(TEXT_MODEL, "too late", timeout_s=-1)]
 
 
+def test_a_client_used_in_another_event_loop_says_to_make_one_there(server):
+    made: list[AsyncTRMClient] = []
+
+    async def make() -> None:
+        made.append(AsyncTRMClient(server.target))
+        await made[0].models()
+
+    async def use_again() -> None:
+        await made[0].models()
+
+    asyncio.run(make())
+    with pytest.raises(RuntimeError, match=r"made in another event loop .*: make one in each loop"):
+        asyncio.run(use_again())
+
+
 def test_a_client_made_outside_a_running_event_loop_says_where_to_make_it():
     with pytest.raises(RuntimeError, match="create an AsyncTRMClient inside a coroutine"):
         AsyncTRMClient("127.0.0.1:50051")

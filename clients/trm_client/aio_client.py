@@ -39,7 +39,7 @@ class AsyncTRMClient:
         channel_options: Sequence[tuple[str, int | str]] = (),
     ) -> None:
         try:
-            asyncio.get_running_loop()
+            self._loop = asyncio.get_running_loop()
         except RuntimeError:
             raise RuntimeError("create an AsyncTRMClient inside a coroutine, where its event loop runs (its gRPC "
                                "channel belongs to that loop): `async with AsyncTRMClient(...) as client:`") from None
@@ -137,6 +137,9 @@ class AsyncTRMClient:
     def _check_open(self) -> None:
         if self._closed:
             raise ClientClosed("AsyncTRMClient")
+        if asyncio.get_running_loop() is not self._loop:
+            raise RuntimeError("this AsyncTRMClient was made in another event loop (another asyncio.run), to which "
+                               "its gRPC channel belongs: make one in each loop")
 
     async def _unary(
         self,
