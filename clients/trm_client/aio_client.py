@@ -198,5 +198,6 @@ class AsyncTRMClient:
         and the caller would see asyncio.CancelledError as if its own task had been cancelled (which, when it
         was, is left to propagate)."""
         task = asyncio.current_task()
-        if self._closed and task is not None and not task.cancelling():
+        cancelling = getattr(task, "cancelling", None)  # Python 3.11 on; 3.10 cannot tell, and takes the close
+        if self._closed and not (cancelling and cancelling()):
             raise error_for(grpc.StatusCode.CANCELLED, CLOSED_DURING_CALL, rid) from None
