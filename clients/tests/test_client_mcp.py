@@ -13,7 +13,7 @@ import sys
 import pytest
 from mcp import ClientSession, StdioServerParameters, stdio_client
 from mcp.shared.exceptions import MCPError
-from mcp_types import INTERNAL_ERROR, INVALID_REQUEST, PARSE_ERROR
+from mcp_types import INTERNAL_ERROR, INVALID_PARAMS, INVALID_REQUEST, PARSE_ERROR
 from sdk_test_support import BAD_CONNECTION_OPTIONS, GRID_MODEL, SUDOKU, TEXT_MODEL
 from trm_client import TRMClient
 from trm_client.tool_schema import input_schema, output_schema
@@ -123,6 +123,13 @@ def test_a_line_the_sdk_cannot_parse_gets_a_json_rpc_error_and_the_server_goes_o
         null_id = exchange('{"jsonrpc": "2.0", "id": null, "method": "tools/list"}')  # read as a notification
         assert null_id["id"] is None and null_id["error"]["code"] == INVALID_REQUEST
         assert "id is null" in null_id["error"]["message"]
+        as_string = exchange('{"jsonrpc": "2.0", "id": 5, "method": "tools/call", '
+                             '"params": {"name": "trm_intent_test", "arguments": "{\\"text\\": \\"hi\\"}"}}')
+        assert as_string["id"] == 5 and as_string["error"]["code"] == INVALID_PARAMS
+        assert as_string["error"]["message"].startswith("Invalid params of tools/call: arguments: Input should be a "
+                                                        "valid dictionary")
+        no_name = exchange('{"jsonrpc": "2.0", "id": 6, "method": "tools/call", "params": {"arguments": {}}}')
+        assert no_name["error"]["message"].startswith("Invalid params of tools/call: name: Field required")
         assert exchange('{"jsonrpc": "2.0", "id": 4, "method": "ping"}') == {"jsonrpc": "2.0", "id": 4, "result": {}}
     finally:
         process.stdin.close()

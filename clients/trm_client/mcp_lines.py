@@ -4,7 +4,7 @@ The SDK (mcp 2.3) drops a line it cannot parse without a reply, so a host waits 
 forever: text that is not JSON, or a request whose strings hold a lone surrogate escape (`"\\ud800"`, half
 of a character, which JSON parsers differ on); it reads a request whose id is null as a notification, and
 drops it too. Each such line gets a JSON-RPC error instead, with the request's id where the line has one,
-and is not passed on.
+and is not passed on; so does a `tools/call` whose params the SDK would refuse without naming the field.
 """
 
 from __future__ import annotations
@@ -51,6 +51,9 @@ class AnsweredLines:
             if isinstance(message, types.JSONRPCNotification) and _has_null_id(line):
                 await self._reply(_error(None, types.INVALID_REQUEST, NULL_ID))
                 continue
+            if isinstance(message, types.JSONRPCRequest) and (refused := _call_params_error(message)):
+                await self._reply(refused)
+                continue
             yield line
 
     async def _reply(self, error: types.JSONRPCError) -> None:
@@ -72,8 +75,25 @@ def unparsable_reply(line: str, error: ValidationError) -> types.JSONRPCError:
     if _holds_lone_surrogate(message):
         return _error(request_id, types.PARSE_ERROR, "Parse error: a string holds a lone surrogate escape (half of a "
                       "character, such as \\ud800): send whole characters")
-    details = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'message'}: {e['msg']}" for e in error.errors()[:3])
-    return _error(request_id, types.INVALID_REQUEST, f"Invalid request: {details}")
+    return _error(request_id, types.INVALID_REQUEST, f"Invalid request: {_fields(error)}")
+
+
+def _call_params_error(request: types.JSONRPCRequest) -> types.JSONRPCError | None:
+    """-32602 naming the fields of a `tools/call` whose params the SDK cannot read (arguments as a JSON string, a
+    name missing or not a string), which the SDK refuses as "Invalid request parameters" alone; None otherwise."""
+    if request.method != "tools/call":
+        return None
+    try:
+        types.CallToolRequestParams.model_validate(request.params or {})
+    except ValidationError as error:
+        return _error(request.id, types.INVALID_PARAMS, f"Invalid params of tools/call: {_fields(error)} (params are "
+                      '{"name": "<a tool from tools/list>", "arguments": {...}}, arguments a JSON object)')
+    return None
+
+
+def _fields(error: ValidationError) -> str:
+    """The first three problems of `error`, each after the field it is in."""
+    return "; ".join(f"{'.'.join(map(str, e['loc'])) or 'message'}: {e['msg']}" for e in error.errors()[:3])
 
 
 def _has_null_id(line: str) -> bool:
