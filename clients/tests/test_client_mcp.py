@@ -13,7 +13,7 @@ import sys
 import pytest
 from mcp import ClientSession, StdioServerParameters, stdio_client
 from mcp.shared.exceptions import MCPError
-from mcp_types import INTERNAL_ERROR, INVALID_PARAMS, INVALID_REQUEST, PARSE_ERROR
+from mcp_types import INTERNAL_ERROR, INVALID_PARAMS, INVALID_REQUEST, METHOD_NOT_FOUND, PARSE_ERROR
 from sdk_test_support import BAD_CONNECTION_OPTIONS, GRID_MODEL, SUDOKU, TEXT_MODEL
 from trm_client import TRMClient
 from trm_client.tool_schema import input_schema, output_schema
@@ -95,49 +95,93 @@ async def test_tools_list_with_the_service_down_is_a_json_rpc_internal_error():
     assert caught.value.message.startswith("the reasoning service: UNAVAILABLE: ")
 
 
+def exchange(process: subprocess.Popen, line: str) -> dict:
+    """Writes one line to the MCP server and reads its reply (a reply within 30 s, or the test fails)."""
+    process.stdin.write(line + "\n")
+    process.stdin.flush()
+    replied, _, _ = select.select([process.stdout], [], [], 30)
+    assert replied, f"no reply to {line!r}"
+    return json.loads(process.stdout.readline())
+
+
+def stdio_process(target: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "trm_client.mcp_server", "--target", target],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=dict(os.environ))
+
+
+def end(process: subprocess.Popen) -> None:
+    """Closes the server's stdin, as a host does, and waits for it to exit (status 0)."""
+    process.stdin.close()
+    try:
+        process.wait(timeout=30)
+    finally:
+        process.kill()
+    assert process.returncode == 0
+
+
+def request(request_id: int, method: str, params: dict | None = None) -> str:
+    """A JSON-RPC request's line."""
+    return json.dumps({"jsonrpc": "2.0", "id": request_id, "method": method} | ({"params": params} if params else {}))
+
+
+HELLO = {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "test", "version": "0"}}
+
+
 def test_a_line_the_sdk_cannot_parse_gets_a_json_rpc_error_and_the_server_goes_on(server):
     """The MCP SDK drops such lines without a reply (a host would wait for that id forever)."""
-    process = subprocess.Popen([sys.executable, "-m", "trm_client.mcp_server", "--target", server.target],
-                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=dict(os.environ))
-
-    def exchange(line: str) -> dict:
-        process.stdin.write(line + "\n")
-        process.stdin.flush()
-        replied, _, _ = select.select([process.stdout], [], [], 30)
-        assert replied, f"no reply to {line!r}"
-        return json.loads(process.stdout.readline())
-
+    process = stdio_process(server.target)
     try:
-        hello = {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "test", "version": "0"}}
-        assert exchange(json.dumps({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": hello}))["id"] == 1
+        assert exchange(process, request(1, "initialize", HELLO))["id"] == 1
         process.stdin.write(json.dumps({"jsonrpc": "2.0", "method": "notifications/initialized"}) + "\n")
         call = ('{"jsonrpc": "2.0", "id": 2, "method": "tools/call", '
                 '"params": {"name": "trm_intent_test", "arguments": {"text": "hi \\ud800"}}}')
-        surrogate = exchange(call)
+        surrogate = exchange(process, call)
         assert surrogate["id"] == 2 and surrogate["error"]["code"] == PARSE_ERROR
         assert "lone surrogate" in surrogate["error"]["message"]
-        garbage = exchange("{not json")
+        garbage = exchange(process, "{not json")
         assert garbage["id"] is None and garbage["error"]["code"] == PARSE_ERROR
-        no_method = exchange('{"jsonrpc": "2.0", "id": "three"}')
+        no_method = exchange(process, '{"jsonrpc": "2.0", "id": "three"}')
         assert no_method["id"] == "three" and no_method["error"]["code"] == INVALID_REQUEST
-        null_id = exchange('{"jsonrpc": "2.0", "id": null, "method": "tools/list"}')  # read as a notification
+        null_id = exchange(process, '{"jsonrpc": "2.0", "id": null, "method": "tools/list"}')  # read as a notification
         assert null_id["id"] is None and null_id["error"]["code"] == INVALID_REQUEST
         assert "id is null" in null_id["error"]["message"]
-        as_string = exchange('{"jsonrpc": "2.0", "id": 5, "method": "tools/call", '
+        as_string = exchange(process, '{"jsonrpc": "2.0", "id": 5, "method": "tools/call", '
                              '"params": {"name": "trm_intent_test", "arguments": "{\\"text\\": \\"hi\\"}"}}')
         assert as_string["id"] == 5 and as_string["error"]["code"] == INVALID_PARAMS
         assert as_string["error"]["message"].startswith("Invalid params of tools/call: arguments: Input should be a "
                                                         "valid dictionary")
-        no_name = exchange('{"jsonrpc": "2.0", "id": 6, "method": "tools/call", "params": {"arguments": {}}}')
+        no_name = exchange(process, '{"jsonrpc": "2.0", "id": 6, "method": "tools/call", "params": {"arguments": {}}}')
         assert no_name["error"]["message"].startswith("Invalid params of tools/call: name: Field required")
-        assert exchange('{"jsonrpc": "2.0", "id": 4, "method": "ping"}') == {"jsonrpc": "2.0", "id": 4, "result": {}}
+        assert exchange(process, request(4, "ping")) == {"jsonrpc": "2.0", "id": 4, "result": {}}
     finally:
-        process.stdin.close()
-        try:
-            process.wait(timeout=30)
-        finally:
-            process.kill()
-    assert process.returncode == 0
+        end(process)
+
+
+def test_a_request_before_initialize_is_told_to_initialize_first(server):
+    """The SDK refuses it, and an initialize it cannot read, as "Invalid request parameters" alone."""
+    process = stdio_process(server.target)
+    try:
+        early = exchange(process, request(1, "tools/list"))
+        assert early["id"] == 1 and early["error"]["code"] == INVALID_PARAMS
+        assert early["error"]["message"].startswith("tools/list before initialize: the session is not initialized: "
+                                                    "send the initialize request first")
+        unserved = exchange(process, request(2, "resources/list"))
+        assert unserved["error"]["code"] == METHOD_NOT_FOUND  # the SDK's answer, as after initialize
+        assert exchange(process, request(3, "ping")) == {"jsonrpc": "2.0", "id": 3, "result": {}}
+        unreadable = exchange(process, request(4, "initialize", {"capabilities": {}}))
+        assert unreadable["error"]["code"] == INVALID_PARAMS
+        assert unreadable["error"]["message"].startswith(
+            "Invalid params of initialize: protocolVersion: Field required; clientInfo: Field required (params are {")
+        call = {"name": "trm_intent_test", "arguments": {"text": "hi"}}
+        still_early = exchange(process, request(5, "tools/call", call))
+        assert still_early["error"]["message"].startswith("tools/call before initialize")
+        hello = exchange(process, request(6, "initialize", HELLO))
+        assert hello["id"] == 6 and "result" in hello
+        process.stdin.write(json.dumps({"jsonrpc": "2.0", "method": "notifications/initialized"}) + "\n")
+        listed = exchange(process, request(7, "tools/list"))
+        assert {tool["name"] for tool in listed["result"]["tools"]} == {"trm_intent_test", "trm_sudoku_test"}
+    finally:
+        end(process)
 
 
 def test_ctrl_c_stops_the_server_with_status_130_and_no_traceback(server):

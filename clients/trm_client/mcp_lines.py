@@ -4,14 +4,16 @@ The SDK (mcp 2.3) drops a line it cannot parse without a reply, so a host waits 
 forever: text that is not JSON, or a request whose strings hold a lone surrogate escape (`"\\ud800"`, half
 of a character, which JSON parsers differ on); it reads a request whose id is null as a notification, and
 drops it too. Each such line gets a JSON-RPC error instead, with the request's id where the line has one,
-and is not passed on; so does a `tools/call` whose params the SDK would refuse without naming the field.
+and is not passed on; so do a `tools/call` or an `initialize` whose params the SDK would refuse without naming
+the field, and a request the server serves sent before `initialize`, which the SDK refuses as "Invalid request
+parameters" alone.
 """
 
 from __future__ import annotations
 
 import json
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from io import TextIOWrapper
 from typing import Any
 
@@ -19,17 +21,23 @@ import anyio
 import mcp_types as types
 from mcp.shared._stream_protocols import WriteStream
 from mcp.shared.message import SessionMessage
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 NULL_ID = "Invalid request: id is null; a request's id is a string or an integer (a notification has no id)"
+BEFORE_INITIALIZE = ("the session is not initialized: send the initialize request first, then the "
+                     "notifications/initialized notification (the MCP lifecycle); only ping is answered before")
+SESSION_EXEMPT = frozenset({"initialize", "ping"})  # the requests the SDK takes before the session opens
 
 
 class AnsweredLines:
     """stdin's lines, less those the SDK cannot parse, which are answered on `replies` (set it to the
-    transport's write stream before the transport reads)."""
+    transport's write stream before the transport reads); `serves(method)` says whether the server has a
+    handler for a request's method (one it has not is the SDK's to refuse, before `initialize` too)."""
 
-    def __init__(self) -> None:
+    def __init__(self, serves: Callable[[str], bool]) -> None:
         self._stdin = TextIOWrapper(sys.stdin.buffer, encoding="utf-8", errors="replace")
+        self._serves = serves
+        self._initialized = False
         self.replies: WriteStream[SessionMessage] | None = None
 
     def __aiter__(self) -> AsyncIterator[str]:
@@ -51,15 +59,30 @@ class AnsweredLines:
             if isinstance(message, types.JSONRPCNotification) and _has_null_id(line):
                 await self._reply(_error(None, types.INVALID_REQUEST, NULL_ID))
                 continue
-            if isinstance(message, types.JSONRPCRequest) and (refused := _call_params_error(message)):
+            if isinstance(message, types.JSONRPCRequest) and (refused := self._request_error(message)):
                 await self._reply(refused)
                 continue
+            self._initialized = self._initialized or _opens_session(message)
             yield line
+
+    def _request_error(self, request: types.JSONRPCRequest) -> types.JSONRPCError | None:
+        """The error for a request the SDK would refuse without saying why; None for one it can take."""
+        if not self._initialized and request.method not in SESSION_EXEMPT and self._serves(request.method):
+            return _error(request.id, types.INVALID_PARAMS, f"{request.method} before initialize: {BEFORE_INITIALIZE}")
+        return _params_error(request)
 
     async def _reply(self, error: types.JSONRPCError) -> None:
         if self.replies is None:
             raise RuntimeError("AnsweredLines.replies must be set before the transport reads")
         await self.replies.send(SessionMessage(error))
+
+
+def _opens_session(message: types.JSONRPCMessage) -> bool:
+    """Whether the SDK opens the session to other requests on `message` (one that passed `_request_error`): an
+    initialize request, or the initialized notification."""
+    if isinstance(message, types.JSONRPCNotification):
+        return message.method == "notifications/initialized"
+    return isinstance(message, types.JSONRPCRequest) and message.method == "initialize"
 
 
 def unparsable_reply(line: str, error: ValidationError) -> types.JSONRPCError:
@@ -78,11 +101,28 @@ def unparsable_reply(line: str, error: ValidationError) -> types.JSONRPCError:
     return _error(request_id, types.INVALID_REQUEST, f"Invalid request: {_fields(error)}")
 
 
-def _call_params_error(request: types.JSONRPCRequest) -> types.JSONRPCError | None:
-    """-32602 naming the fields of a `tools/call` whose params the SDK cannot read (arguments as a JSON string, a
-    name missing or not a string), which the SDK refuses as "Invalid request parameters" alone; None otherwise."""
-    if request.method != "tools/call":
+# The params the SDK refuses as "Invalid request parameters" alone, by method: their model, and their shape
+CHECKED_PARAMS: dict[str, tuple[type[BaseModel], str]] = {
+    "tools/call": (types.CallToolRequestParams,
+                   '{"name": "<a tool from tools/list>", "arguments": {...}}, arguments a JSON object'),
+    "initialize": (types.InitializeRequestParams, f'{{"protocolVersion": "{types.LATEST_PROTOCOL_VERSION}", '
+                   '"capabilities": {}, "clientInfo": {"name": "...", "version": "..."}}'),
+}
+
+
+def _params_error(request: types.JSONRPCRequest) -> types.JSONRPCError | None:
+    """-32602 naming the fields of a `tools/call` or `initialize` whose params the SDK cannot read (arguments as a
+    JSON string, a name or a protocol version missing), which the SDK refuses as "Invalid request parameters"
+    alone; None otherwise."""
+    if request.method not in CHECKED_PARAMS:
         return None
+    model, shape = CHECKED_PARAMS[request.method]
+    try:
+        model.model_validate(request.params or {})
+    except ValidationError as error:
+        return _error(request.id, types.INVALID_PARAMS,
+                      f"Invalid params of {request.method}: {_fields(error)} (params are {shape})")
+    return None
     try:
         types.CallToolRequestParams.model_validate(request.params or {})
     except ValidationError as error:

@@ -75,7 +75,7 @@ async def serve(settings: dict[str, Any]) -> None:
     """Serves MCP on stdin/stdout until the host closes the pipe; ``settings`` are AsyncTRMClient's arguments."""
     async with AsyncTRMClient(**settings) as client:
         server = build_server(AsyncToolAdapter(client))
-        lines = AnsweredLines()
+        lines = AnsweredLines(serves=lambda method: server.get_request_handler(method) is not None)
         async with stdio_server(stdin=lines) as (read_stream, write_stream):  # type: ignore[arg-type]
             lines.replies = write_stream
             await server.run(read_stream, write_stream, server.create_initialization_options())
