@@ -194,3 +194,40 @@ def test_a_batch_that_ends_past_its_deadline_counts_its_answers_that_were_ready_
     assert code == grpc.StatusCode.DEADLINE_EXCEEDED
     assert _count(registry, "ReasonBatch", "DEADLINE_EXCEEDED") == 1.0
     assert (_count(registry, "Reason", "DEADLINE_EXCEEDED"), _count(registry, "Reason", "OK")) == (2.0, 0.0)
+
+
+@pytest.mark.parametrize("method", ["Reason", "ReasonStream", "ReasonBatch"])
+def test_a_deadline_shorter_than_the_margin_still_gets_the_first_steps_answer(long_bundle: Path, method: str) -> None:
+    """The first step always runs: a lone call that found the server idle steps at once on the event loop, and
+    the same request in a ReasonBatch (whose requests step on the model's thread) gets the same answer, not
+    DEADLINE_EXCEEDED at the margin before its step could run."""
+    request = trm_pb2.ReasonRequest(model=LONG_MODEL, text="a short deadline", budget=NEVER_HALT)
+    answers: list[tuple[str, int, int]] = []
+
+    def keep(response: trm_pb2.ReasonResponse | trm_pb2.ReasonStep) -> None:
+        answers.append((response.answer.classification.label,
+                        response.steps if method != "ReasonStream" else response.step, response.halt_reason))
+
+    async def call(stub: trm_pb2_grpc.ReasoningServiceStub) -> grpc.StatusCode:
+        if method == "Reason":
+            pending = stub.Reason(request, timeout=DEADLINE_S)
+            with contextlib.suppress(grpc.aio.AioRpcError):
+                keep(await pending)
+            return await pending.code()
+        if method == "ReasonBatch":
+            pending = stub.ReasonBatch(trm_pb2.ReasonBatchRequest(requests=[request] * 2), timeout=DEADLINE_S)
+            with contextlib.suppress(grpc.aio.AioRpcError):
+                for result in (await pending).results:
+                    assert result.WhichOneof("result") == "response", result.failure.message
+                    keep(result.response)
+            return await pending.code()
+        stream = stub.ReasonStream(request, timeout=DEADLINE_S)
+        with contextlib.suppress(grpc.aio.AioRpcError):
+            async for step in stream:
+                keep(step)
+        return await stream.code()
+
+    code, registry = asyncio.run(_served(long_bundle, call, margin_s=DEADLINE_S + 0.2))
+    assert code == grpc.StatusCode.OK
+    assert answers and all(steps == 1 and reason == trm_pb2.HALT_REASON_DEADLINE for _, steps, reason in answers)
+    assert _count(registry, method, "OK") == 1.0

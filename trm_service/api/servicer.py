@@ -257,10 +257,9 @@ class ReasoningServicer:
         if valid.time_budget_ms:
             limits.append(TimeLimit(record.started + valid.time_budget_ms / 1000.0, HaltReason.BUDGET))
         remaining = context.time_remaining()
-        deadline_in = None
-        if remaining is not None:
-            deadline_in = remaining - self._limits.deadline_margin_s
-            limits.append(TimeLimit(time.monotonic() + deadline_in, HaltReason.DEADLINE))
+        deadline = None if remaining is None else time.monotonic() + remaining
+        if deadline is not None:
+            limits.append(TimeLimit(deadline - self._limits.deadline_margin_s, HaltReason.DEADLINE))
         verify = None if request.budget.continue_when_verified else valid.input.verifier
         ticket = Ticket(valid.input.tokens, valid.budget, arrival=record.started, limits=limits, stream=stream,
                         verify=verify, arrived_idle=arrived_idle, batch_call=batch_call)
@@ -270,10 +269,12 @@ class ReasoningServicer:
             raise RequestError(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc)) from exc
         except SchedulerClosed as exc:
             raise RequestError(grpc.StatusCode.UNAVAILABLE, f"{exc}; retry") from exc
-        timer = None
-        if deadline_in is not None:
-            timer = asyncio.get_running_loop().call_later(max(0.0, deadline_in), ticket.time_out)
-        return _Admitted(model=model, ticket=ticket, reader=valid.input.reader, deadline_timer=timer)
+        admitted = _Admitted(model=model, ticket=ticket, reader=valid.input.reader, deadline_timer=None)
+        if deadline is not None:
+            at_margin = deadline - self._limits.deadline_margin_s - time.monotonic()
+            admitted.deadline_timer = asyncio.get_running_loop().call_later(
+                max(0.0, at_margin), _at_deadline, admitted, deadline)
+        return admitted
 
     async def _final_result(self, admitted: _Admitted) -> StepResult:
         try:
@@ -359,6 +360,18 @@ class ReasoningServicer:
         message = _internal_message(record)
         record.finish(grpc.StatusCode.INTERNAL, message)
         await context.abort(grpc.StatusCode.INTERNAL, message)
+
+
+def _at_deadline(admitted: _Admitted, deadline: float) -> None:
+    """The deadline less its margin has come: the request answers with its last step (`ticket.time_out`). One that
+    has no step yet waits for its first until the `deadline` itself (time.monotonic()), as a lone call stepped at
+    once on the event loop does, so a request gets the same answer alone and in a ReasonBatch (the first step
+    always runs)."""
+    left = deadline - time.monotonic()
+    if admitted.ticket.latest is None and left > 0:
+        admitted.deadline_timer = asyncio.get_running_loop().call_later(left, admitted.ticket.time_out)
+    else:
+        admitted.ticket.time_out()
 
 
 def _release(admitted: _Admitted) -> None:
