@@ -146,7 +146,7 @@ def test_a_fit_of_an_edited_file_starts_over_and_the_same_file_resumes(tmp_path:
     _write(data, [*rows, ("y equals two", "y = 2")])
     assert main(fit) == 0
     out = capsys.readouterr().out
-    assert "holds a run on other data, seed or model; starting over" in out and "resumed from step" not in out
+    assert "holds a run of other data; starting over" in out and "resumed from step" not in out
 
 
 def test_copies_of_a_source_stay_on_one_side_of_each_split_and_a_test_files_seen_rows_are_named() -> None:
@@ -259,7 +259,7 @@ def test_a_fit_starts_from_the_packaged_dictation_model_and_ships_nothing_below_
     assert load_model(bundle.path, LoadOptions(SessionSettings())).warm_step_s > 0
 
     assert main([*fit, "--start-from", "scratch"]) == 0  # the same file, a fresh model: that run is not resumed
-    assert "holds a run on other data, seed or model; starting over" in capsys.readouterr().out
+    assert "model sizes and model settings; starting over" in capsys.readouterr().out
 
 
 def test_a_start_that_cannot_be_trained_on_is_refused_with_the_reason(tmp_path: Path, capsys) -> None:

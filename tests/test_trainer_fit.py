@@ -25,6 +25,7 @@ from trainer.config import TrainConfig
 from trainer.export import torch_model_from_bundle
 from trainer.fit import export_evaluations
 from trainer.prepare import Prepared, text_splits
+from trainer.train import run_differences
 from trm_bundle.manifest import is_model_name, model_name_from
 from trm_service.config import DEFAULT_MODELS_DIR
 
@@ -493,3 +494,33 @@ def test_a_timed_fit_reserves_the_recursion_its_export_runs(
     assert main(["fit", "--train", str(train), "--test", str(test), "--time-budget", "4", "--max-steps", "20",
                  "--out", str(tmp_path / "bundles"), "--run-dir", str(tmp_path / "runs"), "--threads", "1"]) == 0
     assert reserved["rows"] > 0 and sum(ran) == pytest.approx(reserved["rows"])
+
+
+def test_a_refit_with_other_settings_starts_over_and_says_which(
+    keyword_data: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A finished run resumed under another recursion trained no step and shipped its weights as the new model's."""
+    train, _ = keyword_data
+    fit = ["fit", "--task", "text", "--data", str(train), "--name", "refit", "--out", str(tmp_path / "bundles"),
+           "--run-dir", str(tmp_path / "runs"), "--batch-size", "16", "--threads", "1", "--max-steps", "4", *TINY_MODEL]
+    assert main(fit) == 0
+    assert main([*fit, "--max-steps", "6", "--set", "version=1.1.0"]) == 0  # longer, another version: resumed
+    assert "resumed refit from step 4" in capsys.readouterr().out
+    assert main([*fit, "--set", "model.n=3", "--set", "lr=0.005"]) == 0
+    checkpoint = tmp_path / "runs" / "refit" / "checkpoint.pt"
+    assert f"{checkpoint} holds a run of other settings (lr, model.n); starting over" in capsys.readouterr().out
+    manifest = json.loads((tmp_path / "bundles" / "refit" / "manifest.json").read_text())
+    assert (manifest["recursion"]["n"], manifest["training"]["optimizer_steps"]) == (3, 4)
+
+
+def test_a_checkpoint_continues_a_run_of_the_same_files_model_and_recipe() -> None:
+    model = torch.nn.Linear(2, 3)
+    config = TrainConfig(name="x", task="text", data="x.csv", model={"n": 1, "T": 1}).to_dict()
+    state = {"config": config, "model": model.state_dict(), "data_sha256": {"x.csv": "a"}}
+    assert run_differences(state, model, {"x.csv": "a"}, config) == []
+    longer = {**config, "max_steps": 9000, "max_minutes": 5.0, "warmup_steps": 3, "version": "1.1.0", "eval_every": 9}
+    assert run_differences(state, model, {"x.csv": "a"}, longer) == []
+    teacher = {**config["teacher"], "temperature": 1}
+    other = {**config, "seed": 1, "model": {"n": 1, "hidden_size": 64}, "teacher": teacher}
+    assert run_differences(state, torch.nn.Linear(2, 4), {"x.csv": "b"}, other) == [
+        "data", "settings (model.T, model.hidden_size, seed, teacher.temperature)", "model sizes"]

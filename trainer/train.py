@@ -76,14 +76,55 @@ class Stream(Protocol):
     def restore(self, state: dict[str, Any]) -> None: ...
 
 
-def continues_run(state: dict[str, Any], model: torch.nn.Module, data_sha256: dict[str, str], seed: int) -> bool:
-    """Whether a checkpoint `state` continues the run of `model` on these files: trained on the same files (a user
-    who edits the file and fits again gets a model of the new file; older checkpoints did not record them) with
-    the same seed (it chooses the held-out rows of a user's file: another seed's weights trained on this seed's
-    test rows) and weights of the same names and shapes (labels, vocabulary, sizes)."""
-    same_data = state.get("data_sha256", data_sha256) == data_sha256 and state["config"]["seed"] == seed
+# Settings a resumed run may differ in: how long it trains (and so its schedule's length and warm-up), what it
+# evaluates and reports, and where and as what it is exported. Any other (the model, how the data is read, the
+# optimiser, the seed) makes a fit start over: its weights were trained otherwise.
+RESUMABLE_SETTINGS = frozenset({
+    "name", "data", "test_data", "version", "description", "out_dir", "run_dir", "device", "max_chars",
+    "linear_reader", "max_steps", "max_minutes", "warmup_steps", "checkpoint_every", "log_every", "eval_every",
+    "eval_examples", "evaluate_first", "keep_best", "eval_limit", "soup", "soup_branch_step",
+})
+
+
+def run_differences(
+    state: dict[str, Any], model: torch.nn.Module, data_sha256: dict[str, str], config: dict[str, Any]
+) -> list[str]:
+    """What keeps a checkpoint `state` from continuing the run of `model` on these files with `config` (a config's
+    `to_dict()`); none: it continues. Other files (a user who edits the file and fits again gets a model of the new
+    file; older checkpoints did not record them), other settings than RESUMABLE_SETTINGS (the seed chooses the
+    held-out rows of a user's file: another seed's weights trained on this seed's test rows; another recursion or
+    learning rate would ship weights that it did not train), or weights of other names or shapes (labels,
+    vocabulary, sizes)."""
+    differences = [] if state.get("data_sha256", data_sha256) == data_sha256 else ["data"]
+    saved, current = _dotted(state["config"]), _dotted(config)
+    # a setting one side names and the other not: a model or teacher setting one run left at its default (a
+    # top-level one: a config of another trainer version, which is not compared)
+    keys = (saved.keys() & current.keys()) | {key for key in saved.keys() ^ current.keys() if "." in key}
+    settings = sorted(key for key in keys
+                      if key.split(".")[0] not in RESUMABLE_SETTINGS and saved.get(key) != current.get(key))
+    if settings:
+        differences.append(f"settings ({', '.join(settings)})")
     shapes = {name: tuple(weights.shape) for name, weights in model.state_dict().items()}
-    return same_data and shapes == {name: tuple(weights.shape) for name, weights in state["model"].items()}
+    if shapes != {name: tuple(weights.shape) for name, weights in state["model"].items()}:
+        differences.append("model sizes")
+    return differences
+
+
+def _dotted(settings: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """`settings` with nested dicts flattened to dotted keys (`model.n`), as `--set` names them."""
+    flat: dict[str, Any] = {}
+    for key, value in settings.items():
+        if isinstance(value, dict):
+            flat.update(_dotted(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def starting_over(path: Path, differences: list[str]) -> str:
+    """The line a fit prints when its checkpoint at `path` is of another run (`run_differences`)."""
+    listed = ", ".join(differences[:-1]) + " and " + differences[-1] if len(differences) > 1 else differences[0]
+    return f"{path} holds a run of other {listed}; starting over (the same command resumes it)"
 
 
 class EMA:
@@ -253,8 +294,8 @@ class Trainer:
         if not path.exists():
             return False
         state = torch.load(path, map_location=self.device, weights_only=False)
-        if not branch and not continues_run(state, self.model, self.data_sha256, self.cfg.seed):
-            tqdm.write(f"{self.cfg.name}: {path} holds a run on other data, seed or model; starting over")
+        if not branch and (differences := run_differences(state, self.model, self.data_sha256, self.cfg.to_dict())):
+            tqdm.write(f"{self.cfg.name}: {starting_over(path, differences)}")
             return False
         self.model.load_state_dict(state["model"])
         self.ema.model.load_state_dict(state["ema"])
@@ -440,7 +481,9 @@ class Trainer:
         last_step = min(cfg.max_steps, until or cfg.max_steps)
         torch.manual_seed(cfg.seed)
         if resume and self.load_checkpoint():
-            tqdm.write(f"resumed {cfg.name} from step {self.step} ({self.checkpoint_path})")
+            ended = " (the run had ended: its weights are exported again; --restart trains anew)"
+            tqdm.write(f"resumed {cfg.name} from step {self.step} ({self.checkpoint_path})"
+                       + (ended if self.step >= last_step else ""))
         elif branch_from is not None:
             if not self.load_checkpoint(branch_from, branch=True):
                 raise FileNotFoundError(f"{cfg.name}: no checkpoint to branch from at {branch_from}")

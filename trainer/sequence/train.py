@@ -19,7 +19,7 @@ from trainer.sequence.batches import Batch
 from trainer.sequence.decode import Halting
 from trainer.sequence.model import SequenceConfig, SequenceTRM
 from trainer.sequence.teacher_forcing import teacher_forced
-from trainer.train import EMA, best_evaluation, continues_run, learning_rate
+from trainer.train import EMA, best_evaluation, learning_rate, run_differences, starting_over
 
 CHECKPOINT = "checkpoint.pt"
 TRAINING_DEPTHS = {
@@ -107,8 +107,11 @@ class SequenceTrainer:
         if not self.checkpoint_path.exists():
             return False
         state = torch.load(self.checkpoint_path, weights_only=False)
-        if not continues_run(state, self.model, self.data_sha256, self.cfg.seed):
-            self.log(f"{self.checkpoint_path} holds a run on other data, seed or model; starting over")
+        differences = run_differences(state, self.model, self.data_sha256, self.cfg.to_dict())
+        if state.get("model_config", self.model.cfg.to_dict()) != self.model.cfg.to_dict():
+            differences.append("model settings")
+        if differences:
+            self.log(starting_over(self.checkpoint_path, differences))
             return False
         self.model.load_state_dict(state["model"])
         self.ema.model.load_state_dict(state["ema"])
