@@ -17,7 +17,7 @@ from trm_client import NO_RETRY, AsyncTRMClient, Budget, ClientClosed, InputLimi
 from trm_client.render import result_text
 from trm_client.results import Classification, GridSolution, HaltReason, LabelScore, ReasonResult, WrittenText
 from trm_client.tool_result import DEFER_REASONS, defer_reason
-from trm_client.tool_schema import input_schema, output_schema, tool_description, tool_name
+from trm_client.tool_schema import input_schema, output_schema, tool_description, tool_name, tool_names
 from trm_client.tools import AsyncToolAdapter, ToolAdapter
 
 from trainer.testing import DEFAULT_TEXT_LABELS, make_random_bundle
@@ -342,3 +342,25 @@ def test_an_answer_stands_when_its_version_is_retired_before_the_adapter_describ
 
         reply = asyncio.run(async_call())
         assert "error" not in reply and reply["version"] == "4.0.0" and reply["answer"] in DEFAULT_TEXT_LABELS
+
+
+def test_models_whose_names_give_one_tool_name_get_a_tool_each(tmp_path: Path) -> None:
+    """`mine-train` and `mine_train` (both valid model names) were offered as two tools of one name, and a call of
+    it reached the one listed last."""
+    models = ("mine-train", "mine_train")
+    paths = [make_random_bundle(tmp_path, "text", name=name, seed=seed) for seed, name in enumerate(models)]
+    with ServerProcess(paths) as process, TRMClient(process.target) as client:
+        adapter = ToolAdapter(client)
+        names = {tool["function"]["description"].split("'")[1]: tool["function"]["name"] for tool in adapter.tools()}
+        assert sorted(names) == sorted(models) and len(set(names.values())) == 2
+        for model, name in names.items():
+            assert name.startswith("trm_mine_train_") and len(name) == len("trm_mine_train_") + 8
+            assert json.loads(adapter.call_tool(name, {"text": "play jazz"}))["model"] == model
+        assert json.loads(adapter.call_tool("trm_mine_train", {"text": "play jazz"}))["error"]["code"] == "UNKNOWN_TOOL"
+
+
+def test_tool_names_are_the_models_own_where_unique_and_never_longer_than_64() -> None:
+    long_a, long_b = "a" * 70 + "-x", "a" * 70 + "-y"
+    names = tool_names(["intent-clinc150", "sudoku", long_a, long_b])
+    assert (names["intent-clinc150"], names["sudoku"]) == (tool_name("intent-clinc150"), "trm_sudoku")
+    assert names[long_a] != names[long_b] and all(len(name) == 64 for name in (names[long_a], names[long_b]))

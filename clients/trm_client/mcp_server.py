@@ -23,7 +23,7 @@ from trm_client.aio_client import AsyncTRMClient
 from trm_client.connection_args import EXIT_INTERRUPTED, add_connection_arguments, checked_client_settings
 from trm_client.errors import TRMError
 from trm_client.mcp_lines import AnsweredLines
-from trm_client.tool_schema import input_schema, output_schema, tool_description, tool_name
+from trm_client.tool_schema import input_schema, output_schema, tool_description
 from trm_client.tools import AsyncToolAdapter, to_json
 
 INSTRUCTIONS = (
@@ -46,8 +46,8 @@ def build_server(adapter: AsyncToolAdapter) -> Server[Any]:
             raise MCPError(types.INTERNAL_ERROR, f"the reasoning service: {error}") from error
         return types.ListToolsResult(
             tools=[
-                types.Tool(name=tool_name(i.name), description=tool_description(i), input_schema=input_schema(i),
-                           output_schema=output_schema(i))
+                types.Tool(name=adapter.tool_name(i.name), description=tool_description(i),
+                           input_schema=input_schema(i), output_schema=output_schema(i))
                 for i in infos
             ]
         )

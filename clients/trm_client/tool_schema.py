@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
+from collections import Counter
+from collections.abc import Iterable
 from typing import Any
 
 from trm_client.model_info import ModelInfo, TaskType
@@ -14,8 +17,23 @@ _MAX_NAME = 64
 
 
 def tool_name(model_name: str) -> str:
-    """The tool's name for a model: ``trm_`` plus the model name with anything but [A-Za-z0-9_] as '_'."""
+    """The tool's name for a model: ``trm_`` plus the model name with anything but [A-Za-z0-9_] as '_' (where two
+    hosted models' names give the same, `tool_names` tells them apart)."""
     return ("trm_" + re.sub(r"[^A-Za-z0-9_]", "_", model_name))[:_MAX_NAME]
+
+
+def tool_names(model_names: Iterable[str]) -> dict[str, str]:
+    """Each model's tool name, unique among `model_names`: its `tool_name`, but for models whose names give the same
+    one (`mine-train` and `mine_train`, or names alike in their first 60 characters), which end in a hash of their
+    own name each (`trm_mine_train_3f1a9c2e`), so that a call never reaches another model."""
+    plain = {name: tool_name(name) for name in model_names}
+    shared = {tool for tool, count in Counter(plain.values()).items() if count > 1}
+    return {name: _hashed(tool, name) if tool in shared else tool for name, tool in plain.items()}
+
+
+def _hashed(tool: str, model_name: str) -> str:
+    suffix = "_" + hashlib.sha256(model_name.encode()).hexdigest()[:8]
+    return tool[: _MAX_NAME - len(suffix)] + suffix
 
 
 def tool_description(info: ModelInfo) -> str:
@@ -142,12 +160,13 @@ def output_schema(info: ModelInfo) -> dict[str, Any]:
     return {"type": "object", "anyOf": [answered, failed]}
 
 
-def openai_tool(info: ModelInfo) -> dict[str, Any]:
-    """The model as an OpenAI function-calling tool: ``{"type": "function", "function": {...}}``."""
+def openai_tool(info: ModelInfo, name: str | None = None) -> dict[str, Any]:
+    """The model as an OpenAI function-calling tool named `name` (default: `tool_name`): ``{"type": "function",
+    "function": {...}}``."""
     return {
         "type": "function",
         "function": {
-            "name": tool_name(info.name),
+            "name": name or tool_name(info.name),
             "description": tool_description(info),
             "parameters": input_schema(info),
         },

@@ -13,7 +13,7 @@ from trm_client.field_names import TOOL_ARGUMENTS, rename_fields
 from trm_client.model_info import ModelInfo
 from trm_client.tool_arguments import parse_arguments, reason_kwargs
 from trm_client.tool_result import error_payload, tool_payload
-from trm_client.tool_schema import openai_tool, tool_name
+from trm_client.tool_schema import openai_tool, tool_names
 
 Arguments = Mapping[str, Any] | str | None
 
@@ -49,15 +49,21 @@ class ModelCatalog:
 
     def __init__(self) -> None:
         self._by_tool: dict[str, ModelInfo] = {}
+        self._tool_names: dict[str, str] = {}
         self._by_version: dict[tuple[str, str], ModelInfo] = {}
 
     def replace(self, infos: Iterable[ModelInfo]) -> list[ModelInfo]:
         """Takes a fresh ListModels answer; returns the newest version of each model."""
         newest = newest_per_model(infos)
-        self._by_tool = {tool_name(info.name): info for info in newest}
+        self._tool_names = tool_names(info.name for info in newest)
+        self._by_tool = {self._tool_names[info.name]: info for info in newest}
         for info in newest:
             self.remember(info)
         return newest
+
+    def tool_name(self, model: str) -> str:
+        """The tool name of a listed model (`tool_schema.tool_names`)."""
+        return self._tool_names[model]
 
     def remember(self, info: ModelInfo) -> None:
         """Caches one exact model version."""
@@ -89,7 +95,7 @@ class ToolAdapter:
 
     def tools(self) -> list[dict[str, Any]]:
         """OpenAI function-calling tool definitions, one per hosted model."""
-        return [openai_tool(info) for info in self.model_infos()]
+        return [openai_tool(info, self._catalog.tool_name(info.name)) for info in self.model_infos()]
 
     def invoke(self, name: str, arguments: Arguments) -> dict[str, Any]:
         """Runs one tool call and returns the compact answer as a dict."""
@@ -140,9 +146,13 @@ class AsyncToolAdapter:
         """Lists the hosted models again (newest version of each) and caches them."""
         return self._catalog.replace(await self._client.models())
 
+    def tool_name(self, model: str) -> str:
+        """The tool name of a model the last `model_infos` listed."""
+        return self._catalog.tool_name(model)
+
     async def tools(self) -> list[dict[str, Any]]:
         """OpenAI function-calling tool definitions, one per hosted model."""
-        return [openai_tool(info) for info in await self.model_infos()]
+        return [openai_tool(info, self._catalog.tool_name(info.name)) for info in await self.model_infos()]
 
     async def invoke(self, name: str, arguments: Arguments) -> dict[str, Any]:
         """Runs one tool call and returns the compact answer as a dict."""
