@@ -23,7 +23,7 @@ def _export(*flags: str) -> int:
 
 
 def test_a_sequence_bundle_is_re_exported_as_a_new_version_with_its_weights_and_figures(tmp_path: Path) -> None:
-    assert _export("--set", "version=9.0.0", "--out", str(tmp_path)) == 0
+    assert _export("--bundle-version", "9.0.0", "--out", str(tmp_path)) == 0
     old, new = load_bundle(SHIPPED), load_bundle(tmp_path / "code-dictation")
     assert new.manifest.version == "9.0.0"
     unchanged = {**vars(old.manifest), "version": "9.0.0", "files": new.manifest.files}
@@ -54,7 +54,7 @@ def test_a_re_export_whose_step_computes_something_else_is_refused_and_leaves_no
 
 
 @pytest.mark.parametrize(("flags", "message"), [
-    (("--set", "lr=0.1"), "--set version=... is its only setting"),
+    (("--set", "lr=0.1"), "--bundle-version is its only setting"),
     (("--ablation", str(SHIPPED / "evaluation.json")), "leave out --ablation"),
     (("--set", "version=_1"), "--set version=_1: must be"),
 ])

@@ -184,6 +184,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     overrides = dict(parse_override(item) for item in args.set)
+    if args.bundle_version:
+        overrides["version"] = args.bundle_version
     if args.from_bundle and load_bundle(Path(args.from_bundle)).manifest.task == "sequence":
         bundle = _reexport_sequence(args, overrides)
     else:
@@ -199,13 +201,13 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def _reexport_sequence(args: argparse.Namespace, overrides: dict[str, Any]) -> Bundle:
-    """`export --from-bundle` of a sequence bundle: its weights as they are, `--set version=...` its only setting."""
+    """`export --from-bundle` of a sequence bundle: its weights as they are, its version the only setting."""
     if set(overrides) - {"version"} or args.ablation:
-        raise ValueError("a sequence bundle is re-exported as it is: --set version=... is its only setting "
-                         "(leave out --ablation and other --set keys)")
+        raise ValueError("a sequence bundle is re-exported as it is: --bundle-version is its only setting "
+                         "(leave out --ablation and --set)")
     version = overrides.get("version")
     if version is not None and not is_bundle_version(version):
-        raise ValueError(f"--set version={version}: must be {VERSION_RULE}")
+        raise ValueError(f"--set version={version}: must be {VERSION_RULE}: give one with --bundle-version")
     return reexport_sequence_bundle(Path(args.from_bundle), Path(args.out), version,
                                     command="trm-train " + " ".join(sys.argv[1:]))
 
@@ -297,6 +299,8 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument("--from-bundle", help="an existing bundle folder: re-export its weights (e.g. after an "
                         "exporter change) with fresh measurements and its original training record")
     export_cmd.add_argument("--out", type=writable_folder, default="bundles")
+    export_cmd.add_argument("--bundle-version", type=bundle_version, metavar="VERSION",
+                            help="the bundle's version (default: the checkpoint's or bundle's own)")
     export_cmd.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override a top-level config key for export, e.g. --set eval_limit=500 or "
                         "--set max_chars=20000")
