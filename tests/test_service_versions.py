@@ -18,3 +18,8 @@ def test_versions_sort_as_semantic_versioning_orders_them():
 def test_dated_versions_sort_by_date():
     assert sorted(["2026-12-01", "2026-11-30", "2025-12-31"], key=version_key) == [
         "2025-12-31", "2026-11-30", "2026-12-01"]
+
+
+def test_a_leading_v_is_read_as_tags_write_it():
+    """"v1.1" had sorted after "3.0.0" (a word after every number) and stayed the default."""
+    assert sorted(["3.0.0", "v1.1", "1.9.0", "V2.0.0-rc1"], key=version_key) == ["v1.1", "1.9.0", "V2.0.0-rc1", "3.0.0"]

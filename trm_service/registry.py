@@ -87,8 +87,10 @@ _VersionParts = tuple[tuple[int, int | str], ...]
 
 def version_key(version: str) -> tuple[_VersionParts, int, _VersionParts, _VersionParts]:
     """Sort key for versions, as semantic versioning orders them: numeric parts compare as numbers ("1.10.0" >
-    "1.9.0"), a pre-release comes before its release ("1.0.0-rc1" < "1.0.0"), build metadata ("+b2") last."""
-    core, _, build = version.partition("+")
+    "1.9.0"), a pre-release comes before its release ("1.0.0-rc1" < "1.0.0"), build metadata ("+b2") last. A
+    leading "v" before a digit, as tags often write it, is not read ("v1.1" is 1.1, before 1.9.0; read as a word
+    it sorted after every number, and its bundle stayed the default whatever version came after it)."""
+    core, _, build = re.sub(r"^[vV](?=\d)", "", version).partition("+")
     release, dash, pre_release = core.partition("-")
     return _version_parts(release), 0 if dash else 1, _version_parts(pre_release), _version_parts(build)
 
