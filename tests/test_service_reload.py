@@ -399,3 +399,19 @@ def test_sigterm_at_any_moment_of_the_imports_ends_the_process_cleanly() -> None
         finally:
             process.kill()
         assert (status, "Traceback" in errors) == (0, False), (start, status, errors[-2000:])
+
+
+def test_bundle_folders_one_level_too_deep_are_named_in_the_log(text_bundle: Path, long_bundle: Path, tmp_path: Path,
+                                                                 stub_for):
+    """`trm-train fit --out bundles/v2` writes `bundles/v2/NAME/`, which a server of `--models-dir bundles` does not
+    search: it said nothing of it."""
+    models = tmp_path / "bundles"
+    shutil.copytree(text_bundle, models / "text")
+    shutil.copytree(long_bundle, models / "v2" / "long")
+    (models / "notes").mkdir()  # a folder of other files: not named
+    with ServerProcess([models]) as server:
+        hosted = [m.name for m in stub_for(server.target).ListModels(trm_pb2.ListModelsRequest()).models]
+        assert hosted == [TEXT_MODEL]
+        named = [(r["path"], r["reason"]) for r in server.log_records() if r.get("event") == "bundles_not_served"]
+        assert named == [(str(models / "v2"), f"bundle folders one level too deep: serve them with --models-dir "
+                                               f"{models / 'v2'}, or move them up a level")]

@@ -105,23 +105,36 @@ class BundleScan:
 
     bundles: dict[Path, Path]  # each bundle folder (resolved, once) -> the model directory that holds it
     without_bundles: list[Path]  # model directories that are gone or hold no bundle folder
+    too_deep: list[Path]  # subfolders of a model directory that hold bundle folders themselves (not served)
 
 
 def discover_bundles(directories: Sequence[Path]) -> BundleScan:
-    """Bundle folders: a directory holding a manifest, else its non-hidden subfolders that hold one."""
+    """Bundle folders: a directory holding a manifest, else its non-hidden subfolders that hold one. A subfolder
+    that holds bundle folders itself (`trm-train fit --out bundles/v2` writes `bundles/v2/NAME/`) is not searched,
+    but named in `too_deep`."""
     found: dict[Path, Path] = {}
     without_bundles: list[Path] = []
+    too_deep: list[Path] = []
     for directory in directories:
         if (directory / MANIFEST_FILE).is_file():
             found.setdefault(directory.resolve(), directory)
             continue
-        children = sorted(directory.iterdir()) if directory.is_dir() else []
-        bundles = [c for c in children if c.is_dir() and not c.name.startswith(".") and (c / MANIFEST_FILE).is_file()]
+        children = [c for c in (sorted(directory.iterdir()) if directory.is_dir() else [])
+                    if c.is_dir() and not c.name.startswith(".")]
+        bundles = [c for c in children if (c / MANIFEST_FILE).is_file()]
         if not bundles:
             without_bundles.append(directory)
         for child in bundles:
             found.setdefault(child.resolve(), directory)
-    return BundleScan(found, without_bundles)
+        too_deep += [c for c in children if c not in bundles and _holds_bundles(c)]
+    return BundleScan(found, without_bundles, too_deep)
+
+
+def _holds_bundles(folder: Path) -> bool:
+    try:
+        return any((c / MANIFEST_FILE).is_file() for c in folder.iterdir() if c.is_dir() and not c.name.startswith("."))
+    except OSError:  # unreadable: not ours to search
+        return False
 
 
 def _manifest_digest(path: Path) -> str | None:
@@ -185,6 +198,9 @@ class ModelRegistry:
             kept: list[HostedModel] = []
             fresh: list[tuple[LoadedModel, Path]] = []  # with the directory that holds it
             scan = discover_bundles(self._directories)
+            for folder in scan.too_deep:
+                _log.warning("bundles_not_served", path=str(folder), reason="bundle folders one level too deep: "
+                             f"serve them with --models-dir {folder}, or move them up a level")
             for directory in scan.without_bundles:
                 unreachable = [m for m in self._hosted if m.found_in == directory and m.path not in scan.bundles]
                 kept.extend(unreachable)
