@@ -103,12 +103,16 @@ def test_a_model_that_answers_little_says_so_in_its_report_and_after_its_fit() -
         "label, or labels that are easier to tell apart, let it answer more")
     assert "it answers only 25.0% of them, those of confidence 0.700 or more" in deferral_note(
         {"test_answered_fraction": 0.25, "test_accuracy": 0.6}, 0.7)
-    assert deferral_note({"test_answered_fraction": 0.8, "test_accuracy": 0.9}, 0.5) is None
+    assert deferral_note({"test_answered_fraction": 0.58, "test_answered_accuracy": 1.0, "test_accuracy": 1.0},
+                         0.892) == ("note: the model defers 42.0% of the test inputs (confidence below 0.892: "
+                                    "`out_of_scope`, the tools' `defer_to_llm`) and answers the rest, 100.0% of them "
+                                    "right; the accuracy above is its top answer's on every input")
+    assert deferral_note({"test_answered_fraction": 1.0, "test_accuracy": 0.9}, 0.5) is None
     assert deferral_note({"test_accuracy": 0.9}, 0.5) is None  # an out-of-scope label instead of a threshold
     # the int8 step the server runs is what the note reads where it is served: it answers fewer here
-    served = {"test_answered_fraction": 0.55, "test_accuracy": 0.8, "int8_test_answered_fraction": 0.45,
-              "int8_test_accuracy": 0.78}
-    assert deferral_note(served, 0.7) is None
+    served = {"test_answered_fraction": 0.55, "test_answered_accuracy": 0.9, "test_accuracy": 0.8,
+              "int8_test_answered_fraction": 0.45, "int8_test_accuracy": 0.78}
+    assert deferral_note(served, 0.7).startswith("note: the model defers 45.0% of the test inputs")
     assert "it answers only 45.0% of them" in deferral_note(served, 0.7, int8_served=True)
     assert "right for 78.0% of the test inputs" in deferral_note(served, 0.7, int8_served=True)
 

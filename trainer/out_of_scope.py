@@ -81,12 +81,18 @@ def calibrate_abstain_threshold(
 
 
 def deferral_note(metrics: dict[str, float], threshold: float, int8_served: bool = False) -> str | None:
-    """What `trm-train fit` says after training when its abstain threshold answers less than FEW_ANSWERED of the
-    test inputs (from the manifest's metrics: the int8 step's with `int8_served`, where they hold them), else None."""
+    """What `trm-train fit` says after training when its abstain threshold defers some of the test inputs (from the
+    manifest's metrics: the int8 step's with `int8_served`, where they hold them): how many and how right the rest
+    are, and, when it answers less than FEW_ANSWERED of them, why and what helps; None when it answers all."""
     served = "int8_test" if int8_served and "int8_test_answered_fraction" in metrics else "test"
     answered = metrics.get(f"{served}_answered_fraction")
-    if answered is None or answered >= FEW_ANSWERED:
+    if answered is None or answered >= 1:
         return None
+    if answered >= FEW_ANSWERED:
+        return (f"note: the model defers {100 * (1 - answered):.1f}% of the test inputs (confidence below "
+                f"{threshold:.3f}: `out_of_scope`, the tools' `defer_to_llm`) and answers the rest, "
+                f"{100 * metrics[f'{served}_answered_accuracy']:.1f}% of them right; the accuracy above is its top "
+                "answer's on every input")
     if answered == 0:
         why = NO_PRECISE_LEVEL
     else:
