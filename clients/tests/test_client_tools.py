@@ -364,3 +364,12 @@ def test_tool_names_are_the_models_own_where_unique_and_never_longer_than_64() -
     names = tool_names(["intent-clinc150", "sudoku", long_a, long_b])
     assert (names["intent-clinc150"], names["sudoku"]) == (tool_name("intent-clinc150"), "trm_sudoku")
     assert names[long_a] != names[long_b] and all(len(name) == 64 for name in (names[long_a], names[long_b]))
+
+
+def test_a_model_without_a_description_starts_its_tool_text_with_what_it_does():
+    """A user's fit without `--set description=` gave ". Classifies a text ..."; a user's sequence model was said to
+    write "dictated code"."""
+    assert tool_description(dataclasses.replace(_info(0.4), description=" ")).startswith("Classifies a text into one")
+    written = tool_description(dataclasses.replace(_info(0.0, TaskType.SEQUENCE), description="Dates spoken to ISO."))
+    assert written.startswith("Dates spoken to ISO. Writes out the answer to a text, character by character, with the "
+                              "tiny recursive model 'm'") and "dictated" not in written

@@ -46,9 +46,8 @@ def tool_description(info: ModelInfo) -> str:
         )
     elif info.task is TaskType.SEQUENCE:
         what = (
-            f"Writes out what was said with the tiny recursive model '{info.name}' (e.g. dictated code: "
-            f"'def parse open paren path close paren colon' -> 'def parse(path):'); answers of up to "
-            f"{info.limits.max_output_tokens} characters."
+            f"Writes out the answer to a text, character by character, with the tiny recursive model "
+            f"'{info.name}'; answers of up to {info.limits.max_output_tokens} characters."
         )
     else:
         labels = info.labels
@@ -58,8 +57,9 @@ def tool_description(info: ModelInfo) -> str:
             f"Classifies a text into one of {len(labels)} labels with the tiny recursive model "
             f"'{info.name}'. Labels: {listed}."
         )
+    described = info.description.strip().rstrip(".")  # a user's fit may leave it empty
     return (
-        f"{info.description.rstrip('.')}. {what} Fast (milliseconds) and cheap. The result has "
+        f"{described + '. ' if described else ''}{what} Fast (milliseconds) and cheap. The result has "
         "defer_to_llm=true when the model is unsure or the input is out of its scope: then answer yourself."
     )
 
