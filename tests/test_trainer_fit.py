@@ -524,3 +524,12 @@ def test_a_checkpoint_continues_a_run_of_the_same_files_model_and_recipe() -> No
     other = {**config, "seed": 1, "model": {"n": 1, "hidden_size": 64}, "teacher": teacher}
     assert run_differences(state, torch.nn.Linear(2, 4), {"x.csv": "b"}, other) == [
         "data", "settings (model.T, model.hidden_size, seed, teacher.temperature)", "model sizes"]
+
+
+def test_a_reader_that_stops_early_ends_the_command_quietly() -> None:
+    """`trm-train eval ... | head` ended in a BrokenPipeError traceback when head had gone before the last line."""
+    process = subprocess.Popen([sys.executable, "-m", "trainer", "presets"], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    process.stdout.close()  # gone before the command writes (its imports take seconds)
+    assert process.wait(timeout=120) == 1
+    assert process.stderr.read() == ""

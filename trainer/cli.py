@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import sys
 import time
@@ -329,7 +330,12 @@ def main(argv: list[str] | None = None, started: float | None = None) -> int:
     args = build_parser().parse_args(argv)
     args.started = time.monotonic() if started is None else started
     try:
-        return args.func(args)
+        status = args.func(args)
+        sys.stdout.flush()  # a reader that went away shows here, not as a traceback at interpreter exit
+        return status
+    except BrokenPipeError:  # the reader stopped early (`trm-train eval ... | head`): what is left goes nowhere
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     except DataError as error:
         print(f"trm-train: data error: {error}", file=sys.stderr)
         return 2
