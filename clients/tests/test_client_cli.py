@@ -139,6 +139,11 @@ def test_reason_batch_answers_every_line_in_order_as_reason_does(server, client,
     assert plain.stdout.splitlines()[1] == told
     inputs.write_text("wake me up at seven\n")
     assert trm_client("--target", server.target, "reason-batch", TEXT_MODEL, str(inputs)).returncode == 0
+    pinned = trm_client("--target", server.target, "reason-batch", TEXT_MODEL, str(inputs), "--version", "1.0.0",
+                        "--json")  # a rollout's old version, scored from the CLI
+    assert json.loads(pinned.stdout)["model_version"] == "1.0.0"
+    absent = trm_client("--target", server.target, "reason-batch", TEXT_MODEL, str(inputs), "--version", "9.9.9")
+    assert absent.returncode == 1 and f"model '{TEXT_MODEL}' has no version '9.9.9'" in absent.stderr
 
 
 @pytest.mark.parametrize(

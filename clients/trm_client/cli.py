@@ -86,6 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     batch.add_argument("file", type=argparse.FileType("rb"),
                        help="one text (or with --grid, one grid) per line, UTF-8; '-' reads stdin")
     batch.add_argument("--grid", action="store_true", help="the lines are grids")
+    batch.add_argument("--version", default="", help="exact model version (default: newest)")
     batch.add_argument("--batch-size", type=positive_int, default=256,
                        help="inputs per call, at most the server's --max-batch-requests (default 256)")
     batch.add_argument("--top-k", type=_ZERO_UP, default=0, help="labels to return (default 3)")
@@ -198,7 +199,8 @@ def _batch_results(
     in halves, down to a line that alone is over it, which fails on its own (the lines beside it are answered)."""
     inputs = {"grids": list(texts.values())} if args.grid else {"texts": list(texts.values())}
     try:
-        return dict(zip(texts, client.reason_batch(args.model, top_k=args.top_k, **inputs), strict=True))
+        results = client.reason_batch(args.model, version=args.version, top_k=args.top_k, **inputs)
+        return dict(zip(texts, results, strict=True))
     except TRMError as error:
         if not error.over_message_limit:
             raise
