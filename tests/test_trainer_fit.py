@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import io
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -533,3 +536,17 @@ def test_a_reader_that_stops_early_ends_the_command_quietly() -> None:
     process.stdout.close()  # gone before the command writes (its imports take seconds)
     assert process.wait(timeout=120) == 1
     assert process.stderr.read() == ""
+
+
+def test_flags_that_change_the_plan_are_named_after_it(tmp_path: Path) -> None:
+    """The plan said "training 600 steps" of a fit that `--max-steps 5` ended at 5."""
+    data = tmp_path / "notes.csv"
+    data.write_text("text,label\n" + "".join(f"note {i} {word},{word}\n" for i in range(40) for word in ("a", "b")))
+    args = build_parser().parse_args(["fit", "--train", str(data), "--max-steps", "5", "--set", "lr=0.002"])
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        assert _fit_config(args)[0].max_steps == 5
+    plan_line, changes = printed.getvalue().splitlines()
+    assert plan_line.startswith("Preset short-text") and "training 5" not in plan_line
+    assert re.fullmatch(r"The flags change the plan: lr 0\.002 \(planned 0\.001\), max_steps 5 \(planned \d+\)\.",
+                        changes)

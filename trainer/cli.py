@@ -18,7 +18,14 @@ import torch
 from trainer import teacher
 from trainer.arguments import bundle_version, positive_int, positive_number, whole_number, writable_folder
 from trainer.baseline import comparison
-from trainer.config import DEFAULT_BUNDLE_VERSION, TrainConfig, load_config, parse_override, with_overrides
+from trainer.config import (
+    DEFAULT_BUNDLE_VERSION,
+    TrainConfig,
+    dotted,
+    load_config,
+    parse_override,
+    with_overrides,
+)
 from trainer.data.files import DataError
 from trainer.data.text import LABEL_COLUMN, TEXT_COLUMN
 from trainer.evaluate import evaluate_bundle, grid_result
@@ -79,6 +86,9 @@ def _fit_config(args: argparse.Namespace) -> tuple[TrainConfig, float | None]:
     plan = plan_fit(args.data, args.preset, args.time_budget, teacher.available(), args.test, columns)
     print(plan.description, flush=True)
     settings = with_overrides({"name": model_name_from(Path(args.data).stem), **plan.settings}, overrides)
+    planned, given = dotted(plan.settings), dotted(settings)
+    if changed := [f"{key} {given[key]} (planned {planned[key]})" for key in planned if given[key] != planned[key]]:
+        print(f"The flags change the plan: {', '.join(changed)}.", flush=True)
     if "keep_best" not in overrides and (settings.get("soup") or settings.get("train_on_val")):
         settings["keep_best"] = False  # the preset's choice among evaluated weights needs one model and held-out rows
     return TrainConfig.from_dict(settings), None if overrides.get("max_minutes") is not None else plan.training_ends_s

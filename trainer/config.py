@@ -254,6 +254,17 @@ def with_overrides(raw: dict[str, Any], overrides: dict[str, Any]) -> dict[str, 
     return raw
 
 
+def dotted(settings: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """`settings` with nested dicts flattened to dotted keys (`model.n`), as `--set` names them."""
+    flat: dict[str, Any] = {}
+    for key, value in settings.items():
+        if isinstance(value, dict):
+            flat.update(dotted(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
 def parse_override(text: str) -> tuple[str, Any]:
     """``key=value`` with the value parsed as YAML (numbers, booleans, lists), but for a text field of the
     config (name, version, description, ...), whose value is the text as given (``version=2.0``,

@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from trainer.config import TrainConfig
+from trainer.config import TrainConfig, dotted
 from trainer.loop_clock import LoopClock, timed_minutes
 from trainer.model import TRM, ModelConfig
 
@@ -96,7 +96,7 @@ def run_differences(
     learning rate would ship weights that it did not train), or weights of other names or shapes (labels,
     vocabulary, sizes)."""
     differences = [] if state.get("data_sha256", data_sha256) == data_sha256 else ["data"]
-    saved, current = _dotted(state["config"]), _dotted(config)
+    saved, current = dotted(state["config"]), dotted(config)
     # a setting one side names and the other not: a model or teacher setting one run left at its default (a
     # top-level one: a config of another trainer version, which is not compared)
     keys = (saved.keys() & current.keys()) | {key for key in saved.keys() ^ current.keys() if "." in key}
@@ -108,17 +108,6 @@ def run_differences(
     if shapes != {name: tuple(weights.shape) for name, weights in state["model"].items()}:
         differences.append("model sizes")
     return differences
-
-
-def _dotted(settings: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """`settings` with nested dicts flattened to dotted keys (`model.n`), as `--set` names them."""
-    flat: dict[str, Any] = {}
-    for key, value in settings.items():
-        if isinstance(value, dict):
-            flat.update(_dotted(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
 
 
 def starting_over(path: Path, differences: list[str]) -> str:
