@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from trainer_support import KEYWORDS, write_keyword_csv
 
-from trainer.config import TrainConfig, load_config
+from trainer.config import TrainConfig, dotted, load_config
 from trainer.data.checks import check_label_counts
 from trainer.data.files import DataError
 from trainer.data.holdout import same_text_key, shuffled_holdout, stratified_holdout, train_val_test_holdout
@@ -289,24 +289,14 @@ def test_a_sized_preset_is_a_valid_config(name: str) -> None:
     assert preset.settings["model"]["n"] != 99
 
 
-def flatten(raw: dict, prefix: str = "") -> dict:
-    flat = {}
-    for key, value in raw.items():
-        if isinstance(value, dict):
-            flat.update(flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
-
-
 @pytest.mark.parametrize("name", list(PRESETS))
 def test_each_preset_holds_what_its_shipped_config_knows(name: str) -> None:
     """The shipped configs are instances of the presets: every value a preset sets is its config's, but
     the small-data settings measured after the shipped bundles were trained (CLINC150's 100 texts per
     intent get no variants, but the teacher's vocabulary would change the shipped intent model)."""
     preset = PRESETS[name]
-    shipped = flatten(load_config(REPO / preset.based_on, {}).to_dict())
-    for key, value in flatten(preset.settings).items():
+    shipped = dotted(load_config(REPO / preset.based_on, {}).to_dict())
+    for key, value in dotted(preset.settings).items():
         if key not in SMALL_DATA_SETTINGS:
             assert shipped[key] == value, key
 
