@@ -47,8 +47,8 @@ def test_the_fit_ships_the_weights_of_its_best_evaluation_and_scores_its_end(tmp
     assert _same_weights(shipped, trainer.scored[4]) and not _same_weights(shipped, trainer.scored[7])
     assert _same_weights(last, trainer.scored[7])  # fit still returns the weights it ended with
     assert _weights_line(trainer.cfg.to_dict(), trainer.history) == (
-        "- weights: the EMA weights of step 4, the best of 4 evaluations on validation (75.00% after the last step; "
-        "the last, step 7, 70.00%)\n")
+        "- weights: the EMA weights of step 4, the best of 4 evaluations on validation (75.00% in their final answers; "
+        "the last evaluation's, step 7, 70.00%)\n")
 
 
 def test_the_later_of_equal_scores_is_shipped_and_a_resumed_run_keeps_its_best(tmp_path: Path) -> None:

@@ -151,9 +151,9 @@ final answers agree on {100 * parity['final_agreement']:.2f}% ({unit}).{trimmed}
 {_ablation_section(manifest, evaluation)}## Training
 
 - command: `{training.command}`
-- wall time: {training.wall_time_s:.0f} s of this command
-  (training loop {training.train_time_s:.0f} s, {training.optimizer_steps} optimizer steps,
-  including steps resumed from checkpoints) on {training.device}
+- wall time: {training.wall_time_s:.0f} s of the command that wrote this bundle
+  (the training loop {training.train_time_s:.0f} s and {training.optimizer_steps} optimizer steps over every
+  command that trained these weights, a resumed run's earlier ones included) on {training.device}
 {_soup_line(training.config)}{weights_line}- parameters: {_parameters_text(training)}
 - recursion: {_recursion_text(recursion.n, recursion.T, recursion.N_sup)}
 - halting threshold (calibrated on validation): {manifest.halt_threshold}
@@ -223,10 +223,10 @@ def _weights_line(config: dict[str, Any], history: list[dict[str, float]]) -> st
     if best is None:
         return "- weights: the EMA weights the training ended with\n"
     last = history[-1]
-    later = "" if best is last else f"; the last, step {last['step']:,.0f}, {100 * last[BEST_BY]:.2f}%"
+    later = "" if best is last else f"; the last evaluation's, step {last['step']:,.0f}, {100 * last[BEST_BY]:.2f}%"
     return (f"- weights: the EMA weights of step {best['step']:,.0f}, the best of "
-            f"{counted(len(history), 'evaluation')} on validation ({100 * best[BEST_BY]:.2f}% after the last step"
-            f"{later})\n")
+            f"{counted(len(history), 'evaluation')} on validation ({100 * best[BEST_BY]:.2f}% in their final "
+            f"answers{later})\n")
 
 
 def _soup_line(config: dict[str, Any]) -> str:
