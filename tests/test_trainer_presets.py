@@ -111,6 +111,11 @@ def test_the_plan_says_how_many_test_rows_repeat_a_training_text(keyword_csv: Pa
     assert (profile.test_rows, profile.test_rows_in_training) == (8, 3)
     assert "note: 3 of the 8 test rows have a text of the training file" in choose_preset(profile)[1][0]
     assert "test rows" not in choose_preset(profile_file(keyword_csv))[1][0]
+    # said again after the test figures, which it qualifies (the plan's paragraph is long past by then)
+    assert plan_fit(keyword_csv, test_path=test).closing_note == (
+        "note: 3 of the 8 test rows have a text of the training file: the test figures above read high; a test "
+        "file of texts it has not seen tells what new texts get")
+    assert plan_fit(keyword_csv).closing_note is None
 
 
 def test_texts_written_without_spaces_count_a_token_a_character() -> None:

@@ -11,7 +11,7 @@ import sys
 import time
 from importlib.metadata import version
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 
@@ -59,7 +59,13 @@ SEQUENCE_USEFUL_MINUTES = 1.0  # below this a sequence fit says that its model w
 KIND_COLUMNS = {"text": "text,label", "grid": "question,answer", "sequence": "source,target"}
 
 
-def _fit_config(args: argparse.Namespace) -> tuple[TrainConfig, float | None]:
+class FitSetup(NamedTuple):
+    config: TrainConfig
+    training_ends_s: float | None  # after the fit's start: a preset's fit whose training minutes no flag set
+    closing_note: str | None  # the plan's, printed after the test figures
+
+
+def _fit_config(args: argparse.Namespace) -> FitSetup:
     """The config file with the flags applied; without --config, the plan of trainer/presets.py for the
     training file (printed before anything else happens). With it, the seconds after the fit's start by which
     its training loop ends: a fit of a preset whose training minutes no flag set times itself to its budget."""
@@ -74,7 +80,7 @@ def _fit_config(args: argparse.Namespace) -> tuple[TrainConfig, float | None]:
     if args.config:
         if args.preset or args.time_budget:
             raise ValueError("--preset and --time-budget size a fit without --config; a config sets everything")
-        return load_config(args.config, overrides), None
+        return FitSetup(load_config(args.config, overrides), None, None)
     if not args.data:
         raise ValueError("give the training file with --train FILE (text,label or question,answer columns), "
                          "or a YAML config with --config")
@@ -91,7 +97,8 @@ def _fit_config(args: argparse.Namespace) -> tuple[TrainConfig, float | None]:
         print(f"The flags change the plan: {', '.join(changed)}.", flush=True)
     if "keep_best" not in overrides and (settings.get("soup") or settings.get("train_on_val")):
         settings["keep_best"] = False  # the preset's choice among evaluated weights needs one model and held-out rows
-    return TrainConfig.from_dict(settings), None if overrides.get("max_minutes") is not None else plan.training_ends_s
+    ends_s = None if overrides.get("max_minutes") is not None else plan.training_ends_s
+    return FitSetup(TrainConfig.from_dict(settings), ends_s, plan.closing_note)
 
 
 def cmd_fit(args: argparse.Namespace) -> int:
@@ -102,7 +109,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
     if args.start_from:
         raise ValueError("--start-from applies to --task sequence: a text or grid fit starts from a fresh model")
     started = args.started
-    cfg, training_ends_s = _fit_config(args)
+    cfg, training_ends_s, closing_note = _fit_config(args)
     torch.set_num_threads(args.threads) if args.threads else None
     command = "trm-train " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     check_device(cfg.device)
@@ -121,8 +128,9 @@ def cmd_fit(args: argparse.Namespace) -> int:
     abstain = bundle.manifest.out_of_scope
     note = (deferral_note(bundle.manifest.metrics, abstain.threshold, int8_served)
             if abstain and abstain.label is None else None)
-    if note:
-        print(f"{cfg.name}: {note}")
+    for line in (note, closing_note):
+        if line:
+            print(f"{cfg.name}: {line}")
     return 0
 
 

@@ -354,11 +354,18 @@ def _data_sentence(profile: DataProfile) -> str:
         others = f" (and {counted(more, 'more such group')})" if more else ""
         sentence += (f"; note: labels {first}{others} {how_they_differ(profile.spelling_variants[0])}, and the model "
                      "learns them as different labels: if they are one, write it one way")
-    if profile.test_rows_in_training:
-        have = "has" if profile.test_rows_in_training == 1 else "have"
-        sentence += (f"; note: {profile.test_rows_in_training:,} of the {counted(profile.test_rows, 'test row')} "
-                     f"{have} a text of the training file, and their test figures read high")
+    if seen := _seen_test_rows(profile):
+        sentence += f"; note: {seen}, and their test figures read high"
     return sentence
+
+
+def _seen_test_rows(profile: DataProfile) -> str | None:
+    """"N of the M test rows have a text of the training file", where any has."""
+    if not profile.test_rows_in_training:
+        return None
+    have = "has" if profile.test_rows_in_training == 1 else "have"
+    return (f"{profile.test_rows_in_training:,} of the {counted(profile.test_rows, 'test row')} {have} a text of the "
+            "training file")
 
 
 # --- sizing ---------------------------------------------------------------------------------------------
@@ -540,6 +547,7 @@ class FitPlan:
     settings: dict[str, Any]  # the config dict (without name, data and test_data)
     description: str  # printed before training starts
     training_ends_s: float  # seconds after the fit's start by which its training loop ends (`Trainer.fit`'s ends_by)
+    closing_note: str | None  # printed after the test figures, which it qualifies
 
 
 def plan_fit(
@@ -559,7 +567,10 @@ def plan_fit(
     if not teacher_installed and preset.kind == "text":
         description += "\n" + MINILM_NOTICE
     training_ends_s = (sizing.budget_minutes - sizing.after_minutes) * 60
-    return FitPlan(preset, preset_config(preset, sizing), description, training_ends_s)
+    seen = _seen_test_rows(profile)
+    note = seen and (f"note: {seen}: the test figures above read high; a test file of texts it has not seen tells "
+                     "what new texts get")
+    return FitPlan(preset, preset_config(preset, sizing), description, training_ends_s, note)
 
 
 def without_minilm(settings: dict[str, Any]) -> dict[str, Any]:
