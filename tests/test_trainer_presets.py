@@ -37,6 +37,7 @@ from trainer.presets import (
     presets_table,
     profile_file,
     profile_texts,
+    seen_rows_note,
     size_run,
     sized_batch,
     sized_max_tokens,
@@ -116,6 +117,8 @@ def test_the_plan_says_how_many_test_rows_repeat_a_training_text(keyword_csv: Pa
         "note: 3 of the 8 test rows have a text of the training file: the test figures above read high; a test "
         "file of texts it has not seen tells what new texts get")
     assert plan_fit(keyword_csv).closing_note is None
+    few = dataclasses.replace(profile, test_rows=301)  # under 1 %: the plan's paragraph alone names them
+    assert "3 of the 301 test rows" in choose_preset(few)[1][0] and seen_rows_note(few) is None
 
 
 def test_texts_written_without_spaces_count_a_token_a_character() -> None:
