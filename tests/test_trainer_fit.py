@@ -175,14 +175,23 @@ def test_a_file_with_other_column_names_fits_and_evaluates_by_them(
     assert json.loads(capsys.readouterr().out)["results"]["test"]["accuracy"] == report["accuracy"]
 
 
-def test_eval_names_a_label_the_model_never_saw(
+def test_eval_leaves_out_the_rows_of_labels_the_model_never_saw_and_names_them(
     keyword_data: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    """An older version scored on a newer version's test file (a label added) was refused whole."""
     from trainer.testing import make_random_bundle
 
     bundle = make_random_bundle(tmp_path, "text", labels=["open_file", "commit"])
-    assert main(["eval", "--bundle", str(bundle), "--data", str(keyword_data[1])]) == 2
-    assert "run_tests" in capsys.readouterr().err
+    assert main(["eval", "--bundle", str(bundle), "--data", str(keyword_data[1])]) == 0  # 100 rows, 4 labels
+    printed = capsys.readouterr()
+    scored = json.loads(printed.out)
+    assert scored["left_out"] == {"rows": 50, "labels": {"run_tests": 25, "undo": 25}}
+    assert scored["results"]["test"]["examples"] == 50
+    assert printed.err == ("trm-train eval: 50 rows of labels the model was not trained on left out (run_tests, "
+                           "undo): it cannot answer them\n")
+    other = make_random_bundle(tmp_path / "other", "text", labels=["push", "pull"])
+    assert main(["eval", "--bundle", str(other), "--data", str(keyword_data[1])]) == 2
+    assert "none of its labels is one the model was trained on" in capsys.readouterr().err
 
 
 def test_eval_refuses_int8_without_an_int8_step_and_a_split_of_a_file(

@@ -26,7 +26,7 @@ from trainer.config import (
     parse_override,
     with_overrides,
 )
-from trainer.data.files import DataError
+from trainer.data.files import DataError, counted
 from trainer.data.text import LABEL_COLUMN, TEXT_COLUMN
 from trainer.evaluate import evaluate_bundle, grid_result
 from trainer.export import ablation_summary, export_bundle, reexport_bundle
@@ -196,8 +196,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
         raise ValueError(f"--split picks a split of a dataset folder; a file ({args.data}) is evaluated whole: "
                          "leave --split out")
     columns = (args.text_column, args.label_column)
-    print(json.dumps(evaluate_bundle(Path(args.bundle), Path(args.data), args.split or "test", args.limit, args.int8,
-                                     columns), indent=1))
+    scored = evaluate_bundle(Path(args.bundle), Path(args.data), args.split or "test", args.limit, args.int8, columns)
+    print(json.dumps(scored, indent=1))
+    if left_out := scored.get("left_out"):
+        print(f"trm-train eval: {counted(left_out['rows'], 'row')} of labels the model was not trained on left out "
+              f"({', '.join(left_out['labels'])}): it cannot answer them", file=sys.stderr)
     return 0
 
 

@@ -7,6 +7,7 @@ code measures the PyTorch model during training, the exported ONNX step at expor
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -181,7 +182,8 @@ def evaluate_bundle(
                          "bundle's test figures are those of its fit (REPORT.md), scored on its --test file")
     if int8 and not manifest.onnx_int8:
         raise ValueError(f"{bundle} ships no int8 step (its REPORT.md says why): evaluate it without --int8")
-    sets = eval_sets(manifest, bundle, data, split, columns)
+    left_out: Counter[str] = Counter()
+    sets = eval_sets(manifest, bundle, data, split, columns, left_out)
     if limit:
         sets = {name: data_set.sample(limit, seed=0) for name, data_set in sets.items()}
     model_file = manifest.onnx_int8 if int8 else manifest.onnx_fp32
@@ -189,5 +191,8 @@ def evaluate_bundle(
         onnx_step_fn(bundle / model_file), manifest.recursion.state_shape, manifest.recursion.N_sup, sets,
         manifest.halt_threshold, list(manifest.labels), manifest.out_of_scope,
     )
-    return {"bundle": manifest.name, "version": manifest.version, "model_file": model_file,
-            "split": split, "results": results}
+    scored = {"bundle": manifest.name, "version": manifest.version, "model_file": model_file,
+              "split": split, "results": results}
+    if left_out:  # rows the model cannot answer: labels it was not trained on
+        scored["left_out"] = {"rows": sum(left_out.values()), "labels": dict(left_out)}
+    return scored

@@ -3,6 +3,7 @@ targets (`Prepared`); and a dataset split encoded the way a bundle's model reads
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -152,11 +153,14 @@ def label_ids(split: TextSplit, labels: list[str], path: str) -> np.ndarray:
 
 
 def eval_sets(
-    manifest: Manifest, bundle: Path, data: Path, split: str, columns: tuple[str | None, str | None] = (None, None)
+    manifest: Manifest, bundle: Path, data: Path, split: str, columns: tuple[str | None, str | None] = (None, None),
+    left_out: Counter[str] | None = None,
 ) -> dict[str, EncodedSet]:
     """The requested split, encoded with the bundle's own tokenizer and label order (Sudoku's "test" of
     the shared folder: its three tiers; a user's text file read by its text and label `columns`, each by
-    default the one the bundle was trained from)."""
+    default the one the bundle was trained from). Rows of labels the model was not trained on are a data error,
+    or, given `left_out`, left out and counted there by label (a test file of a newer version, scored on an older
+    one)."""
     if manifest.task == "grid":
         if data.is_dir() and split == "test":
             check_sudoku_folder(data)
@@ -167,6 +171,13 @@ def eval_sets(
     text_column, label_column = columns
     texts = load_text_dataset(data, split, columns=(text_column or trained_with.get("text_column", TEXT_COLUMN),
                                                     label_column or trained_with.get("label_column", LABEL_COLUMN)))
+    if left_out is not None:
+        known = set(manifest.labels)
+        left_out.update(label for label in texts.labels if label not in known)
+        kept = [i for i, label in enumerate(texts.labels) if label in known]
+        if not kept:
+            raise DataError(data, None, f"none of its labels is one the model was trained on ({', '.join(left_out)})")
+        texts = TextSplit([texts.texts[i] for i in kept], [texts.labels[i] for i in kept])
     tokenizer = Tokenizer.from_file(str(bundle / manifest.input.tokenizer))
     return {split: EncodedSet(encode_texts(tokenizer, texts.texts), label_ids(texts, list(manifest.labels), str(data)))}
 
