@@ -139,10 +139,12 @@ def test_a_machine_too_slow_for_the_work_after_its_loop_is_told_so_at_its_first_
 ) -> None:
     run, clock = _timed_run(tmp_path, monkeypatch, eval_every=20)
     run.fit(resume=False, evaluations_after=12.0)  # the export's work: 84 s of the 100
-    # step 20's evaluation ends at 27 s, and 27 + 84 > 100: the loop stops there, and says by how much it will be over
-    assert [entry["step"] for entry in run.history] == [20] and clock.now + 7.0 * 12 == 111.0
+    # step 20's evaluation ends at 27 s, and 27 + 84 > 100: it says by how much the fit will be over
     assert ("best: the work after training takes about 1.4 min on this machine (at this evaluation's speed), more "
             "than its minutes leave: the fit will end about 0.2 min past them") in capsys.readouterr().out
+    # but the loop trains half its minutes still (the reserve takes at most the other half): step 40's evaluation
+    # ends at 54 s, and 54 + 50 >= 100
+    assert [entry["step"] for entry in run.history] == [20, 40] and clock.now == 54.0
 
 
 def test_a_run_whose_work_after_fits_says_nothing_of_it(

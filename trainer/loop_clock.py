@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 MIN_PLANNED_SHARE = 0.5
 """A loop timed to end by a given time (`timed_minutes`) still trains at least this share of its planned minutes,
-however late it starts."""
+however late it starts; and the work it reserves for after it leaves it this share of its minutes at least."""
 MEASURED_BY_SHARE = 0.5
 """A loop with a time limit evaluates by this share of its minutes at the latest, even before `eval_every` steps."""
 
@@ -45,8 +45,13 @@ class LoopClock:
         return self._base_s + time.monotonic() - self._started
 
     def out_of_time(self) -> bool:
-        """Whether no step may start: the minutes, less the reserved evaluations' measured time, are used up."""
+        """Whether no step may start: the minutes, less the reserved evaluations' measured time, are used up. The
+        reserve takes at most 1 - MIN_PLANNED_SHARE of the minutes: a loop trains at least MIN_PLANNED_SHARE of them
+        even where the work after it then ends past them (a machine much slower than the plan, or a first evaluation
+        timed on a busy one: a sequence fit whose evaluation before its first step was timed at 15 times its usual
+        speed reserved more than its minutes, trained no step and shipped its starting weights)."""
         reserved_s = (self.evaluations_after + self.evaluates_end) * (self.evaluation_s or 0.0)
+        reserved_s = min(reserved_s, (1 - MIN_PLANNED_SHARE) * self.limit_s)
         return bool(self.limit_s) and self.trained_s() + reserved_s >= self.limit_s
 
     def evaluation_due(self, step: int, every: int) -> bool:
