@@ -517,7 +517,9 @@ def test_a_refit_with_other_settings_starts_over_and_says_which(
            "--run-dir", str(tmp_path / "runs"), "--batch-size", "16", "--threads", "1", "--max-steps", "4", *TINY_MODEL]
     assert main(fit) == 0
     assert main([*fit, "--max-steps", "6", "--set", "version=1.1.0"]) == 0  # longer, another version: resumed
-    assert "resumed refit from step 4" in capsys.readouterr().out
+    resumed = capsys.readouterr().out
+    assert "resumed refit from step 4" in resumed
+    assert re.search(r"min in all, \d+\.\d\d of them before this command \(", resumed)  # the minutes' "in all"
     assert main([*fit, "--set", "model.n=3", "--set", "lr=0.005"]) == 0
     checkpoint = tmp_path / "runs" / "refit" / "checkpoint.pt"
     assert f"{checkpoint} holds a run of other settings (lr, model.n); starting over" in capsys.readouterr().out

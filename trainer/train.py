@@ -110,6 +110,11 @@ def run_differences(
     return differences
 
 
+def before_this_command(elapsed_s: float) -> str:
+    """", 2.60 of them before this command" for a resumed run's minutes in all; empty for a fresh run."""
+    return f", {elapsed_s / 60:.2f} of them before this command" if elapsed_s else ""
+
+
 def starting_over(path: Path, differences: list[str]) -> str:
     """The line a fit prints when its checkpoint at `path` is of another run (`run_differences`)."""
     listed = ", ".join(differences[:-1]) + " and " + differences[-1] if len(differences) > 1 else differences[0]
@@ -308,7 +313,8 @@ class Trainer:
         self.cfg = dataclasses.replace(self.cfg, max_minutes=timed_minutes(planned, self.elapsed_s, ends_by))
         if abs(self.cfg.max_minutes - planned) >= 0.01:
             tqdm.write(f"{self.cfg.name}: training until step {last_step:,} or for {self.cfg.max_minutes:.2f} min in "
-                       f"all ({planned:g} planned), whichever comes first, so that the fit ends within its time budget")
+                       f"all{before_this_command(self.elapsed_s)} ({planned:g} planned), whichever comes first, so "
+                       "that the fit ends within its time budget")
         return self.cfg
 
     # --- the ACT carry ------------------------------------------------------------------------

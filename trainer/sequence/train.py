@@ -19,7 +19,14 @@ from trainer.sequence.batches import Batch
 from trainer.sequence.decode import Halting
 from trainer.sequence.model import SequenceConfig, SequenceTRM
 from trainer.sequence.teacher_forcing import teacher_forced
-from trainer.train import EMA, best_evaluation, learning_rate, run_differences, starting_over
+from trainer.train import (
+    EMA,
+    before_this_command,
+    best_evaluation,
+    learning_rate,
+    run_differences,
+    starting_over,
+)
 
 CHECKPOINT = "checkpoint.pt"
 TRAINING_DEPTHS = {
@@ -160,7 +167,9 @@ class SequenceTrainer:
             self.log(f"resumed from step {self.step} ({self.checkpoint_path})")
         if ends_by is not None:
             self.cfg = replace(self.cfg, max_minutes=timed_minutes(self.cfg.max_minutes, self.elapsed_s, ends_by))
-            self.log(f"training for {self.cfg.max_minutes:.2f} min in all, so that the fit ends within its time budget")
+            before = before_this_command(self.elapsed_s)
+            self.log(f"training for {self.cfg.max_minutes:.2f} min in all{before}, so that the fit ends within its "
+                     "time budget")
         cfg = self.cfg
         batches = self.make_batches(self.step)
         clock = LoopClock(cfg.max_minutes, self.elapsed_s, evaluations_after if self.evaluate else 0.0,

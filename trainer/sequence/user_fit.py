@@ -171,8 +171,9 @@ def fit_sequence(train: Path, test: Path | None, *, out: Path, name: str, versio
     report = "\n".join([
         f"# {name} {version}", "",
         f"- Command: `{command}`",
-        f"- Wall time: {record.wall_time_s / 60:.1f} min ({record.train_time_s / 60:.1f} min of training, "
-        f"{record.optimizer_steps:,} optimizer steps), {record.parameters:,} parameters, CPU.",
+        f"- Wall time: {record.wall_time_s / 60:.1f} min of this command ({record.train_time_s / 60:.1f} min of "
+        f"training and {record.optimizer_steps:,} optimizer steps over every command that trained these weights), "
+        f"{record.parameters:,} parameters, CPU.",
         f"- Data: {counted(len(training), 'training row')} of `{train.name}`; "
         + (f"test: `{test.name}`, {counted(len(held_out), 'row')}." if test
            else f"test: {counted(len(held_out), 'row')} held out of it."),
