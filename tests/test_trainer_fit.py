@@ -426,7 +426,11 @@ def test_a_sequence_fit_names_the_flags_it_does_not_take(tmp_path: Path, capsys:
     (tmp_path / "pairs.csv").write_text("source,target\nx equals one,x = 1\n")
     assert main(["fit", "--train", str(tmp_path / "pairs.csv"), "--max-steps", "5", "--oos-label", "x",
                  "--label-column", "y"]) == 2
-    assert "--max-steps, --oos-label, --label-column do not apply to --task sequence" in capsys.readouterr().err
+    told = capsys.readouterr().err
+    assert "--max-steps, --oos-label, --label-column do not apply to --task sequence" in told
+    # where its columns are named otherwise (a text file's error had pointed there): what to do instead
+    assert told.endswith("--start-from): a sequence file's columns are read by their names alone, source and target; "
+                         "rename them in the file\n")
 
 
 def test_training_on_validation_without_a_test_file_still_tests_on_rows_it_never_saw(

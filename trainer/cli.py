@@ -141,10 +141,12 @@ def _fit_sequence(args: argparse.Namespace) -> int:
              ("--text-column", args.text_column), ("--label-column", args.label_column))
     unused = [flag for flag, value in given if value]
     if unused:
+        columns = (": a sequence file's columns are read by their names alone, source and target; rename them in the "
+                   "file" if args.text_column or args.label_column else "")
         raise ValueError(f"{', '.join(unused)} {'does' if len(unused) == 1 else 'do'} not apply to --task sequence "
                          "(it takes --train, --test, --name, --bundle-version, "
                          "--out, --run-dir, --time-budget, --batch-size, --lr, --seed, --threads, --restart, "
-                         "--start-from)")
+                         f"--start-from){columns}")
     if not args.data:
         raise ValueError("give the training file with --train FILE (source,target columns)")
     started = args.started
