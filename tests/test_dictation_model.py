@@ -271,3 +271,22 @@ def test_calibration_takes_the_fewest_steps_within_tolerance_else_the_most_accur
     assert calibration_reason(short) == (
         "no threshold came within 0.5 points of the best fixed step count's exact match (96.0%), so the most "
         "accurate one (94.4%), the fewest mean steps among equals")
+
+
+def test_a_progress_line_comes_by_time_where_log_every_steps_take_longer(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A fit of 127-character targets made 68 steps in 2.3 min and printed no line (one per 100 steps)."""
+    import trainer.sequence.train as sequence_train
+
+    monkeypatch.setattr(sequence_train, "LOG_SECONDS", 0.0)  # every step is past it
+    cfg = SequenceTrainConfig(run_dir=tmp_path, batch_size=2, max_steps=3, eval_every=1000, checkpoint_every=1000,
+                              log_every=1000)
+    lines: list[str] = []
+
+    def batches(_step: int) -> Iterator[Batch]:
+        while True:
+            yield to_batch([("x equals one", "x = 1"), ("none", "None")])
+
+    SequenceTrainer(cfg, small_model(seed=5, T=1, N_sup=2).train(), batches, log=lines.append).fit()
+    assert [line.split()[:2] for line in lines] == [["step", "1"], ["step", "2"], ["step", "3"]]

@@ -29,6 +29,7 @@ from trainer.train import (
 )
 
 CHECKPOINT = "checkpoint.pt"
+LOG_SECONDS = 30.0  # a progress line at least this often, also where `log_every` steps take longer (long rows)
 TRAINING_DEPTHS = {
     "halting": "until its halting head stops it, with exploration",
     "every": "all N_sup steps",
@@ -177,13 +178,15 @@ class SequenceTrainer:
         if cfg.evaluate_first and self.evaluate and not self.history:
             clock.timed(self._evaluate)
         window: list[dict[str, float]] = []
+        last_line_s = self.elapsed_s
         try:
             while self.step < cfg.max_steps and not clock.out_of_time():
                 window.append(self.train_step(next(batches)))
                 self.elapsed_s = clock.trained_s()
                 if self.step == cfg.warmup_steps:
                     self.warmup_ended_s = self.elapsed_s
-                if self.step % cfg.log_every == 0:
+                if self.step % cfg.log_every == 0 or self.elapsed_s - last_line_s >= LOG_SECONDS:
+                    last_line_s = self.elapsed_s
                     mean = {key: sum(stats[key] for stats in window) / len(window) for key in window[0]}
                     budget = f" of {cfg.max_minutes:g}" if cfg.max_minutes else ""
                     self.log(f"step {self.step} {self.elapsed_s / 60:.1f}{budget} min lines {self.lines_seen} "
