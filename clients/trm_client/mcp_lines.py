@@ -123,12 +123,6 @@ def _params_error(request: types.JSONRPCRequest) -> types.JSONRPCError | None:
         return _error(request.id, types.INVALID_PARAMS,
                       f"Invalid params of {request.method}: {_fields(error)} (params are {shape})")
     return None
-    try:
-        types.CallToolRequestParams.model_validate(request.params or {})
-    except ValidationError as error:
-        return _error(request.id, types.INVALID_PARAMS, f"Invalid params of tools/call: {_fields(error)} (params are "
-                      '{"name": "<a tool from tools/list>", "arguments": {...}}, arguments a JSON object)')
-    return None
 
 
 def _fields(error: ValidationError) -> str:
