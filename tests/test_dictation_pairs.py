@@ -36,6 +36,8 @@ def test_csv_and_jsonl_rows_load_with_their_lines(tmp_path: Path) -> None:
         ("d.csv", "source,target\nx,1\ny,caf\u00e9\n", 3, "target has characters outside printable ASCII: '\u00e9'"),
         ("e.csv", "source,target\nx,1\n" + "a" * 21 + ",2\n", 3,
          "source has 21 characters, more than the 20 a sequence model reads: shorten the row or split it"),
+        ("e2.csv", "source,target\nx,1\ny," + "b" * 21 + "\n", 3,
+         "target has 21 characters, more than the 20 a sequence model writes: shorten the row or split it"),
         ("f.jsonl", '{"source": "x", "target": "1"}\n{"source": "y"\n', 2, "invalid JSON"),
         ("g.jsonl", '{"source": "x", "target": "1"}\n\n{"source": "y"}\n', 3, "missing field 'target'"),
         ("h.jsonl", '{"source": "x", "target": 1}\n', 1, "field 'target' must be a string"),

@@ -118,7 +118,7 @@ def before_this_command(elapsed_s: float) -> str:
 def starting_over(path: Path, differences: list[str]) -> str:
     """The line a fit prints when its checkpoint at `path` is of another run (`run_differences`)."""
     listed = ", ".join(differences[:-1]) + " and " + differences[-1] if len(differences) > 1 else differences[0]
-    return f"{path} holds a run of other {listed}; starting over (the same command resumes it)"
+    return f"{path} holds a run of other {listed}; starting over (the new run's checkpoint replaces it)"
 
 
 class EMA:

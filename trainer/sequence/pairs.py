@@ -46,6 +46,7 @@ def _checked(path: Path, line: int, source: str, target: str, max_source: int, m
         if unknown:
             raise DataError(path, line, f"{name} has characters outside printable ASCII: {''.join(unknown)!r}")
         if len(value) > limit:
+            does = "reads" if name == SOURCE_COLUMN else "writes"
             raise DataError(path, line, f"{name} has {len(value)} characters, more than the {limit} a sequence "
-                                        "model reads: shorten the row or split it into several")
+                                        f"model {does}: shorten the row or split it into several")
     return Pair(source, target, line)
