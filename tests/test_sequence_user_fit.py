@@ -170,6 +170,13 @@ def test_copies_of_a_source_stay_on_one_side_of_each_split_and_a_test_files_seen
         "270 training rows, 30 validation, the test file's 6 rows (4 of them with a source the training rows have "
         "too: the test figures count what the model saw)")
     assert split_pairs(unique[:1] * 3, test, seed=0)[1] == []  # one source: nothing to validate on, all to train
+    # a source given two targets (a probe's dates, written two ways) is named: the model learns one of them
+    ambiguous = [*unique[:20], Pair("number 3", "three", 40), Pair("number 5", "5.0", 41)]
+    training, validation, tested = split_pairs(ambiguous, None, seed=0)
+    assert split_sentence(training, validation, tested, test_file=False).endswith(
+        "; note: 2 sources of the file have more than one target ('number 3': '3', 'three'): the model learns one "
+        "way to write each, so write each source's target one way")
+    assert "more than one target" not in split_sentence(*split_pairs(unique, None, seed=0), test_file=False)
 
 
 def test_ctrl_c_during_a_sequence_fit_says_where_its_checkpoint_is(tmp_path: Path) -> None:

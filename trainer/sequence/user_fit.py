@@ -90,13 +90,22 @@ def _held_out(pairs: list[Pair], seed: int, most: int) -> tuple[list[Pair], list
 
 def split_sentence(training: list[Pair], validation: list[Pair], tested: list[Pair], test_file: bool) -> str:
     """E.g. "648 training rows, 72 validation, 80 held out for test", with how many test rows have a source the
-    training rows have."""
+    training rows have, and how many sources of the file are given more than one target."""
     tests = f"the test file's {counted(len(tested), 'row')}" if test_file else f"{len(tested):,} held out for test"
     sentence = f"{counted(len(training), 'training row')}, {len(validation):,} validation, {tests}"
     repeated = inputs_seen([pair.source for pair in training], [pair.source for pair in tested])
     if repeated:
         sentence += (f" ({repeated:,} of them with a source the training rows have too: the test figures count "
                      "what the model saw)")
+    targets: dict[str, set[str]] = {}
+    for pair in training + validation + ([] if test_file else tested):
+        targets.setdefault(pair.source, set()).add(pair.target)
+    if ambiguous := [source for source, written in targets.items() if len(written) > 1]:
+        have = "has" if len(ambiguous) == 1 else "have"
+        written = ", ".join(map(repr, sorted(targets[ambiguous[0]])[:3]))
+        sentence += (f"; note: {counted(len(ambiguous), 'source')} of the file {have} more than one target "
+                     f"({ambiguous[0]!r}: {written}): the model learns one way to write each, so write each source's "
+                     "target one way")
     return sentence
 
 
