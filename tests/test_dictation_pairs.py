@@ -24,6 +24,8 @@ def test_csv_and_jsonl_rows_load_with_their_lines(tmp_path: Path) -> None:
     assert load_pairs(csv_file, 100, 100) == [
         Pair("x equals one", "x = 1", 2), Pair("open paren, close paren", "()", 4)]
     assert load_pairs(jsonl, 100, 100) == [Pair("x equals one", "x = 1", 1), Pair("return", "return", 2)]
+    digits = write(tmp_path / "digits.jsonl", '{"source": "twenty twenty five", "target": 2025}\n')  # pandas' to_json
+    assert load_pairs(digits, 100, 100) == [Pair("twenty twenty five", "2025", 1)]
 
 
 @pytest.mark.parametrize(
@@ -40,7 +42,8 @@ def test_csv_and_jsonl_rows_load_with_their_lines(tmp_path: Path) -> None:
          "target has 21 characters, more than the 20 a sequence model writes: shorten the row or split it"),
         ("f.jsonl", '{"source": "x", "target": "1"}\n{"source": "y"\n', 2, "invalid JSON"),
         ("g.jsonl", '{"source": "x", "target": "1"}\n\n{"source": "y"}\n', 3, "missing field 'target'"),
-        ("h.jsonl", '{"source": "x", "target": 1}\n', 1, "field 'target' must be a string"),
+        ("h.jsonl", '{"source": "x", "target": [1]}\n', 1, "field 'target' must be a string, a whole number or"),
+        ("i.jsonl", '{"source": 1, "target": "1"}\n', 1, "field 'source' must be a string, got 1"),
     ],
 )
 def test_problems_name_the_file_and_line(tmp_path: Path, name: str, content: str, line: int, problem: str) -> None:

@@ -28,10 +28,11 @@ class Pair:
 
 
 def load_pairs(path: Path, max_source_chars: int, max_target_chars: int) -> list[Pair]:
-    """The rows of a .csv or .tsv (a header with source,target; other columns ignored) or .jsonl or .json file.
+    """The rows of a .csv or .tsv (a header with source,target; other columns ignored) or .jsonl or .json file (a
+    JSON target may be a whole number, read as its decimal text, as spoken numbers' digits are often written).
 
     Both fields must be non-empty printable ASCII within the caller's length limits."""
-    records = read_records(path, SEQUENCE_COLUMNS)
+    records = read_records(path, SEQUENCE_COLUMNS, integer_columns=(TARGET_COLUMN,))  # "target": 20250303 too
     return [
         _checked(Path(path), line, source, target, max_source_chars, max_target_chars)
         for line, (source, target) in records
