@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from trm_client.render import answer_summary, step_line
+from trm_client import Budget, InputLimits, ModelInfo, TaskType
+from trm_client.render import answer_summary, models_table, step_line
 from trm_client.results import Classification, HaltReason, LabelScore, ReasonStep
 
 
@@ -24,3 +25,13 @@ def test_a_deferral_keeps_the_step_lines_columns():
                                   model_version="1.0.0"))
              for label, flagged in (("accept_reservations", True), ("alarm", False))]
     assert lines[0].index(" 0.100 ") == lines[1].index(" 0.100 ")
+
+
+def test_the_models_table_stays_aligned_for_long_names_and_versions() -> None:
+    """A version like 1.0.0+build7 (or a name past 24 characters) pushed the columns after it to the right."""
+    limits = InputLimits(max_text_chars=100, max_tokens=16, grid_rows=0, grid_cols=0, max_steps=4, max_time_budget_ms=0)
+    infos = [ModelInfo(name, version, TaskType.TEXT_CLASSIFICATION, "", ("a", "b"), limits, Budget())
+             for name, version in (("intent", "1.0.0"), ("a-user-model-of-a-long-name-x", "1.0.0+build7"))]
+    header, *rows = models_table(infos).splitlines()
+    assert len({line.index(" text_classification") for line in rows}) == 1
+    assert header.index("TASK") == rows[0].index("text_classification")

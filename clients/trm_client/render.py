@@ -24,12 +24,15 @@ def confidence_bar(value: float, width: int = 20) -> str:
 
 def models_table(infos: list[ModelInfo]) -> str:
     """One line per hosted model: name, version, task, output size, step limit, headline test metric."""
-    header = f"{'MODEL':<24} {'VERSION':<10} {'TASK':<20} {'LABELS':>6} {'MAX STEPS':>9}  TEST METRIC"
+    name_width = max([24, *(len(info.name) for info in infos)])  # a user's long names and versions stay aligned
+    version_width = max([10, *(len(info.version) for info in infos)])
+    header = (f"{'MODEL':<{name_width}} {'VERSION':<{version_width}} {'TASK':<20} {'LABELS':>6} {'MAX STEPS':>9}  "
+              "TEST METRIC")
     lines = [header]
     for info in infos:
         known_by = headline(info.metrics, info.served_step)
         lines.append(
-            f"{info.name:<24} {info.version:<10} {info.task.value:<20} {len(info.labels):>6} "
+            f"{info.name:<{name_width}} {info.version:<{version_width}} {info.task.value:<20} {len(info.labels):>6} "
             f"{info.limits.max_steps:>9}  {known_by.text() if known_by else '-'}"
         )
     return "\n".join(lines)
