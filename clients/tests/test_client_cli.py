@@ -46,6 +46,24 @@ def test_models_table_names_each_model(server):
     assert all(row.endswith(" -") for row in rows.values())  # random bundles carry no metrics
 
 
+def test_models_with_a_model_describes_it(server, client):
+    """The SDK's `model()` had no command: a user rolling out a version could not see its labels and limits."""
+    info = client.model(TEXT_MODEL)
+    done = trm_client("models", TEXT_MODEL, "--version", info.version, target=server.target)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0] == f"model:       {TEXT_MODEL} {info.version} (loaded versions: {', '.join(info.versions)})"
+    assert lines[1] == f"task:        {info.task.value}"
+    assert any(line.startswith(f"labels:      {len(info.labels)}: {info.labels[0]}, ") for line in lines)
+    assert any(line.startswith(f"limits:      reads a text of up to {info.limits.max_text_chars:,} characters")
+               for line in lines)
+    assert json.loads(trm_client("models", TEXT_MODEL, "--json", target=server.target).stdout)["name"] == TEXT_MODEL
+    absent = trm_client("models", "nope", target=server.target)
+    assert absent.returncode == 1 and "NOT_FOUND: model 'nope' is not hosted here" in absent.stderr
+    alone = trm_client("models", "--version", "1.0.0", target=server.target)
+    assert alone.returncode == 1 and "give the model too (trm-client models MODEL --version V)" in alone.stderr
+
+
 def test_models_table_shows_the_metric_each_shipped_model_is_known_by(shipped_server):
     """In-scope accuracy for a model with out-of-scope, accuracy otherwise, per tier for Sudoku, exact match for
     the sequence model; each the served step's: int8 for the text models and Sudoku."""

@@ -36,7 +36,7 @@ from trm_client.connection_args import (
 from trm_client.errors import TRMError
 from trm_client.field_names import BATCH_LINES, CLI_FLAGS, rename_fields
 from trm_client.model_info import Budget
-from trm_client.render import answer_summary, models_table, result_text, step_line
+from trm_client.render import answer_summary, model_text, models_table, result_text, step_line
 from trm_client.results import ReasonResult, WrittenText
 from trm_client.serialize import model_dict, result_dict, step_dict
 from trm_client.tool_result import text_defer_reason
@@ -58,8 +58,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_connection_arguments(parser)
     commands = parser.add_subparsers(dest="command", required=True)
 
-    models = commands.add_parser("models", help="list the hosted models")
+    models = commands.add_parser("models", help="list the hosted models, or describe one")
     add_connection_arguments(models, with_defaults=False)
+    models.add_argument("model", nargs="?", help="describe this model: its labels, limits and test figure")
+    models.add_argument("--version", default="", help="with a model: that exact version (default: newest)")
     models.add_argument("--json", action="store_true", help="print JSON")
 
     reason = commands.add_parser("reason", help="run a model on a text or a grid")
@@ -111,7 +113,14 @@ def _with_dash_hint(error: Callable[[str], NoReturn]) -> Callable[[str], NoRetur
 
 
 def run_models(client: TRMClient, args: argparse.Namespace, out: TextIO) -> int:
-    """``trm-client models``."""
+    """``trm-client models``: every hosted model, or one described (``trm-client models MODEL``)."""
+    if args.model:
+        info = client.model(args.model, version=args.version)
+        print(json.dumps(model_dict(info)) if args.json else model_text(info), file=out)
+        return 0
+    if args.version:
+        raise ValueError("--version names a version of a model: give the model too (trm-client models MODEL "
+                         "--version V)")
     infos = client.models()
     print(json.dumps([model_dict(i) for i in infos]) if args.json else models_table(infos), file=out)
     return 0

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from trm_client.headline import headline
-from trm_client.model_info import ModelInfo
+from trm_client.model_info import ModelInfo, TaskType
 from trm_client.results import Answer, Classification, GridSolution, ReasonResult, ReasonStep, WrittenText
 from trm_client.tool_result import text_defer_reason
 
 _FULL, _EMPTY = "█", "░"
+_LISTED_LABELS = 20
 _TEXT_DEFERS = {
     "incomplete": "incomplete: a step limit, time budget, deadline or the output limit cut it short",
     "empty": "empty: the model wrote nothing",
@@ -36,6 +37,27 @@ def models_table(infos: list[ModelInfo]) -> str:
             f"{info.limits.max_steps:>9}  {known_by.text() if known_by else '-'}"
         )
     return "\n".join(lines)
+
+
+def model_text(info: ModelInfo) -> str:
+    """One model described for a person (`trm-client models MODEL`): what it is, its labels, limits and figure."""
+    labels = ", ".join(info.labels[:_LISTED_LABELS]) + (
+        f", and {len(info.labels) - _LISTED_LABELS} more" if len(info.labels) > _LISTED_LABELS else "")
+    limits = info.limits
+    tokens = f" ({limits.max_tokens} tokens read)" if limits.max_tokens else ""
+    reads = (f"a {limits.grid_rows}x{limits.grid_cols} grid" if limits.grid_rows
+             else f"a text of up to {limits.max_text_chars:,} characters{tokens}")
+    writes = f", writes up to {limits.max_output_tokens} characters" if limits.max_output_tokens else ""
+    known_by = headline(info.metrics, info.served_step)
+    return "\n".join([
+        f"model:       {info.name} {info.version} (loaded versions: {', '.join(info.versions) or info.version})",
+        f"task:        {info.task.value}",
+        *([f"description: {info.description}"] if info.description.strip() else []),
+        f"{'symbols:' if info.task is TaskType.SEQUENCE else 'labels:':<13}{len(info.labels)}: {labels}",
+        f"limits:      reads {reads}{writes}; up to {limits.max_steps} steps; time budgets up to "
+        f"{limits.max_time_budget_ms:,} ms",
+        f"test metric: {known_by.text() if known_by else '-'}",
+    ])
 
 
 def answer_summary(answer: Answer) -> str:
