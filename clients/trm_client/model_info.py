@@ -123,6 +123,11 @@ class ModelInfo:
     checks: tuple[str, ...] = ()
     """Sequence models: the checks run on each finished text ("spoken_numbers": `WrittenText.numbers_disagree`)."""
 
+    def listed_labels(self, most: int) -> str:
+        """The first `most` labels, comma-separated, and the count of the rest ("a, b, and 111 more")."""
+        rest = len(self.labels) - most
+        return ", ".join(self.labels[:most]) + (f", and {rest} more" if rest > 0 else "")
+
     @property
     def halt_threshold(self) -> float:
         """The calibrated halting threshold a request gets by default."""

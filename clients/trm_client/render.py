@@ -41,8 +41,6 @@ def models_table(infos: list[ModelInfo]) -> str:
 
 def model_text(info: ModelInfo) -> str:
     """One model described for a person (`trm-client models MODEL`): what it is, its labels, limits and figure."""
-    labels = ", ".join(info.labels[:_LISTED_LABELS]) + (
-        f", and {len(info.labels) - _LISTED_LABELS} more" if len(info.labels) > _LISTED_LABELS else "")
     limits = info.limits
     tokens = f" ({limits.max_tokens} tokens read)" if limits.max_tokens else ""
     reads = (f"a {limits.grid_rows}x{limits.grid_cols} grid" if limits.grid_rows
@@ -53,7 +51,8 @@ def model_text(info: ModelInfo) -> str:
         f"model:       {info.name} {info.version} (loaded versions: {', '.join(info.versions) or info.version})",
         f"task:        {info.task.value}",
         *([f"description: {info.description}"] if info.description.strip() else []),
-        f"{'symbols:' if info.task is TaskType.SEQUENCE else 'labels:':<13}{len(info.labels)}: {labels}",
+        f"{'symbols:' if info.task is TaskType.SEQUENCE else 'labels:':<13}{len(info.labels)}: "
+        f"{info.listed_labels(_LISTED_LABELS)}",
         f"limits:      reads {reads}{writes}; up to {limits.max_steps} steps; time budgets up to "
         f"{limits.max_time_budget_ms:,} ms",
         f"test metric: {known_by.text() if known_by else '-'}",

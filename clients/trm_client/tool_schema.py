@@ -50,12 +50,9 @@ def tool_description(info: ModelInfo) -> str:
             f"'{info.name}'; answers of up to {info.limits.max_output_tokens} characters."
         )
     else:
-        labels = info.labels
-        unlisted = len(labels) - _MAX_LISTED_LABELS
-        listed = ", ".join(labels[:_MAX_LISTED_LABELS]) + (f", and {unlisted} more" if unlisted > 0 else "")
         what = (
-            f"Classifies a text into one of {len(labels)} labels with the tiny recursive model "
-            f"'{info.name}'. Labels: {listed}."
+            f"Classifies a text into one of {len(info.labels)} labels with the tiny recursive model "
+            f"'{info.name}'. Labels: {info.listed_labels(_MAX_LISTED_LABELS)}."
         )
     described = info.description.strip().rstrip(".")  # a user's fit may leave it empty
     return (
