@@ -219,8 +219,8 @@ JSON_ARRAY_CASES = [
     ('[\n {"text": "a", "label": "x"},\n {"text": "b", "label": \n]\n', 4, "invalid JSON: Expecting value at column 1"),
     ('[\n {"text": "a", "label": "x"},\n]\n', 2, "invalid JSON: a comma after the array's last item: remove it"),
     ('{"text": {"0": "a", "1": "b"}, "label": {"0": "x", "1": "y"}}', 1, "every field holds an object: columns of "
-     "{row: value}, as pandas' to_json() writes by default; write one object per row: df.to_json(FILE, "
-     'orient="records")'),
+     "{row: value}, as pandas' to_json() writes by default; write one object per line: df.to_json(FILE, "
+     'orient="records", lines=True)'),
     ('[\n {"text": "a", "label": "x"}\n {"text": "b", "label": "y"}\n]\n', 3,
      "invalid JSON: expected ',' or ']' after an item of the array"),
     ('[{"text": "a", "label": "x"}]\n\n[]\n', 3, "invalid JSON: text after the array's closing ']'"),

@@ -233,7 +233,8 @@ def _json_object(path: Path, line: int, value: Any) -> dict[str, Any]:
                                     f"{_JSON_KINDS.get(type(value), 'a number')}")
     if value and all(isinstance(field, dict) for field in value.values()):
         raise DataError(path, line, "every field holds an object: columns of {row: value}, as pandas' to_json() "
-                                    "writes by default; write one object per row: df.to_json(FILE, orient=\"records\")")
+                                    "writes by default; write one object per line: "
+                                    "df.to_json(FILE, orient=\"records\", lines=True)")
     return value
 
 
