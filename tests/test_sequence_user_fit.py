@@ -80,14 +80,30 @@ def test_a_source_target_file_becomes_a_bundle_with_its_held_out_scores(tmp_path
     assert main(["export", "--from-bundle", str(bundle.path), "--out", str(tmp_path / "x")]) == 0
     assert load_bundle(tmp_path / "x" / "assign").manifest.version == bundle.manifest.version
 
-    # the text and grid commands say that they do not take a sequence bundle or run (not a traceback, nor a
-    # missing 'text' column)
-    for command, told in ((["eval", "--bundle", str(bundle.path), "--data", str(data)], "is a sequence model: "),
-                          (["export", "--checkpoint", str(tmp_path / "runs" / "assign"), "--out", str(tmp_path / "y")],
-                           "a sequence model's run: its fit (trm-train fit --task sequence) exports it")):
-        capsys.readouterr()
-        assert main(command) == 2
+    # `eval` scores the bundle on a file as its fit scored the held-out rows; a source longer than the bundle
+    # reads, which the server refuses, is left out and counted
+    held_out_rows = [(source, target) for source, target, _ in test["examples"]]
+    too_long = ("x equals " + "nine " * 20, "x = 9")
+    capsys.readouterr()
+    assert main(["eval", "--bundle", str(bundle.path), "--data",
+                 str(_write(tmp_path / "new.csv", [*held_out_rows, too_long]))]) == 0
+    captured = capsys.readouterr()
+    rescored = json.loads(captured.out)
+    assert (rescored["bundle"], rescored["version"], rescored["left_out"]) == (
+        "assign", "1.2.0", {"rows": 1, "longer_than": bundle.manifest.input.max_chars})
+    assert rescored["results"]["test"]["exact_match"] == test["exact_match"]
+    assert rescored["results"]["test"]["examples"] == [list(row) for row in test["examples"]]
+    assert rescored["results"]["test"]["unsure"]["unsure_below"] == bundle.manifest.sequence.unsure_below
+    assert (f"1 row left out: their source is longer than the {bundle.manifest.input.max_chars} characters the "
+            "model reads") in captured.err
+    for flags, told in ((["--data", str(tmp_path)], "give --data a file of source,target rows, not a folder"),
+                        (["--data", str(data), "--text-column", "source"], "leave out --text-column")):
+        assert main(["eval", "--bundle", str(bundle.path), *flags]) == 2
         assert told in capsys.readouterr().err
+
+    # export says that it does not take a sequence model's run (not a traceback)
+    assert main(["export", "--checkpoint", str(tmp_path / "runs" / "assign"), "--out", str(tmp_path / "y")]) == 2
+    assert "a sequence model's run: its fit (trm-train fit --task sequence) exports it" in capsys.readouterr().err
 
 
 def test_the_time_budget_is_the_whole_command_s_held_out_decoding_included(tmp_path: Path) -> None:

@@ -200,9 +200,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
     columns = (args.text_column, args.label_column)
     scored = evaluate_bundle(Path(args.bundle), Path(args.data), args.split or "test", args.limit, args.int8, columns)
     print(json.dumps(scored, indent=1))
-    if left_out := scored.get("left_out"):
+    if (left_out := scored.get("left_out")) and "labels" in left_out:
         print(f"trm-train eval: {counted(left_out['rows'], 'row')} of labels the model was not trained on left out "
               f"({', '.join(left_out['labels'])}): it cannot answer them", file=sys.stderr)
+    elif left_out:
+        print(f"trm-train eval: {counted(left_out['rows'], 'row')} left out: their source is longer than the "
+              f"{left_out['longer_than']} characters the model reads, and the server refuses them", file=sys.stderr)
     return 0
 
 
@@ -305,7 +308,7 @@ def build_parser() -> argparse.ArgumentParser:
     presets_cmd = sub.add_parser("presets", help="list the presets a fit without --config chooses from")
     presets_cmd.set_defaults(func=cmd_presets)
 
-    eval_cmd = sub.add_parser("eval", help="evaluate a bundle on a dataset split; prints JSON")
+    eval_cmd = sub.add_parser("eval", help="evaluate a bundle on a dataset split or a file; prints JSON")
     eval_cmd.add_argument("--bundle", required=True)
     eval_cmd.add_argument("--data", required=True, help="dataset folder of ../shared/data or a user's file")
     eval_cmd.add_argument("--split", help="a dataset folder's split (default: test); not for a user's file")

@@ -21,6 +21,7 @@ from trainer import metrics
 from trainer.model import TRM
 from trainer.out_of_scope import AbstainCalibration, calibrate_abstain_threshold
 from trainer.prepare import eval_sets
+from trainer.sequence.evaluate import bundle_scores
 from trainer.tasks import EncodedSet
 from trm_bundle.manifest import STEP_INPUTS, OutOfScope, load_bundle
 from trm_bundle.probabilities import softmax
@@ -175,13 +176,19 @@ def evaluate_bundle(
     columns: tuple[str | None, str | None] = (None, None),
 ) -> dict[str, Any]:
     """The metrics of a bundle's ONNX step on a dataset split (what `trm-train eval` prints); a user's text file
-    is read by its text and label `columns`, each by default the one the bundle was trained from."""
-    manifest = load_bundle(bundle).manifest
-    if manifest.task == "sequence":
-        raise ValueError(f"{bundle} is a sequence model: trm-train eval scores text and grid bundles; a sequence "
-                         "bundle's test figures are those of its fit (REPORT.md), scored on its --test file")
+    is read by its text and label `columns`, each by default the one the bundle was trained from. A sequence
+    bundle is scored on a file of source,target rows (`bundle_scores`)."""
+    loaded = load_bundle(bundle)
+    manifest = loaded.manifest
     if int8 and not manifest.onnx_int8:
         raise ValueError(f"{bundle} ships no int8 step (its REPORT.md says why): evaluate it without --int8")
+    if manifest.task == "sequence":
+        if data.is_dir():
+            raise ValueError(f"{bundle} is a sequence model: give --data a file of source,target rows, not a folder")
+        if any(columns):
+            raise ValueError("a sequence file's columns are named source and target: leave out --text-column and "
+                             "--label-column")
+        return bundle_scores(loaded, data, limit)
     left_out: Counter[str] = Counter()
     sets = eval_sets(manifest, bundle, data, split, columns, left_out)
     if limit:

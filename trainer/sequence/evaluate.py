@@ -8,16 +8,21 @@ import itertools
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from rapidfuzz.distance import Levenshtein
 
+from trainer.data.holdout import sample_indices
 from trainer.sequence.batches import to_batch
+from trainer.sequence.bundle import bundle_halting, sequence_model_from_bundle
 from trainer.sequence.decode import Halting, run
 from trainer.sequence.model import SequenceTRM
+from trainer.sequence.pairs import MAX_SOURCE_CHARS, MAX_TARGET_CHARS, load_pairs
 from trainer.sequence.vocab import decode
+from trm_bundle.manifest import Bundle
 
 
 @dataclass
@@ -226,3 +231,28 @@ def held_out_scores(model: SequenceTRM, sources: Sequence[str], targets: Sequenc
     if curves:
         scores.update(halting_curves(model, sources, targets, max_len))
     return scores
+
+
+def bundle_scores(bundle: Bundle, data: Path, limit: int = 0) -> dict[str, Any]:
+    """A sequence bundle's scores on a file of source,target rows (`trm-train eval`): decoded with the bundle's
+    own weights and halting rule, as its fit scored its test rows, with the unsure flag of its manifest; a fixed
+    random `limit` of the rows (0: all). Rows whose source is longer than the bundle reads, which the server
+    refuses, are left out and counted (`left_out`)."""
+    manifest = bundle.manifest
+    pairs = load_pairs(data, MAX_SOURCE_CHARS, MAX_TARGET_CHARS)
+    reads = manifest.input.max_chars
+    kept = [pair for pair in pairs if len(pair.source) <= reads]
+    too_long = len(pairs) - len(kept)
+    if not kept:
+        raise ValueError(f"{data}: every source is longer than the {reads} characters {manifest.name} reads")
+    if limit:
+        kept = [kept[index] for index in sample_indices(len(kept), limit, seed=0)]
+    sources, targets = [pair.source for pair in kept], [pair.target for pair in kept]
+    scores = held_out_scores(sequence_model_from_bundle(bundle), sources, targets, None,
+                             halting=bundle_halting(bundle), curves=False,
+                             unsure_below=manifest.sequence.unsure_below)
+    scored: dict[str, Any] = {"bundle": manifest.name, "version": manifest.version, "split": "file",
+                              "results": scores}
+    if too_long:
+        scored["left_out"] = {"rows": too_long, "longer_than": reads}
+    return scored

@@ -16,6 +16,8 @@ from trainer.sequence.vocab import unknown_characters
 SOURCE_COLUMN = "source"
 TARGET_COLUMN = "target"
 SEQUENCE_COLUMNS = (SOURCE_COLUMN, TARGET_COLUMN)
+MAX_SOURCE_CHARS = 512
+MAX_TARGET_CHARS = 127  # the answer's tokens, its end mark included, stay within 128
 
 
 @dataclass(frozen=True)

@@ -53,14 +53,12 @@ from trainer.sequence.evaluate import (
     unsure_threshold,
 )
 from trainer.sequence.model import SequenceConfig, SequenceTRM
-from trainer.sequence.pairs import Pair, load_pairs
+from trainer.sequence.pairs import MAX_SOURCE_CHARS, MAX_TARGET_CHARS, Pair, load_pairs
 from trainer.sequence.report import example_lines
 from trainer.sequence.train import SequenceTrainConfig, SequenceTrainer
 from trm_bundle.manifest import Bundle, BundleError, Training, load_bundle
 from trm_bundle.spoken_numbers import SPOKEN_NUMBERS, numbers_agree
 
-MAX_SOURCE_CHARS = 512
-MAX_TARGET_CHARS = 127  # the answer's tokens, its end mark included, stay within 128
 HOLD_OUT_SHARE, HOLD_OUT_MAX = 0.1, 1000
 VALIDATION_ROWS = 200  # at most, held out of the training rows and scored during training
 AFTER_FIXED_S = 5.0  # after the loop, beside decoding: the spoken-numbers check, the export (0.6 s), the report
