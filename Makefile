@@ -5,7 +5,7 @@ BIN     := $(VENV)/bin
 PORT    ?= 50051
 METRICS_PORT ?= 9090
 
-.PHONY: install install-runtime install-system serve test test-slow lint proto models training-bars bench loadtest loadtest-overload loadtest-soak clean
+.PHONY: install install-runtime install-system serve test test-slow lint lock proto models training-bars bench loadtest loadtest-overload loadtest-soak clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -13,11 +13,11 @@ $(BIN)/python:
 
 # Serving only: no torch, no trainer dependencies; the client SDK and `trm-client` to talk to it.
 install-runtime: $(BIN)/python
-	$(BIN)/pip install -q -e protos -e . -e clients
+	$(BIN)/pip install -q -c constraints.txt -e protos -e . -e clients
 
 # Everything: trainer (CPU torch), dev tools, client SDK.
 install: $(BIN)/python install-system
-	$(BIN)/pip install -q -e protos -e '.[train,dev]' -e 'clients[mcp]'
+	$(BIN)/pip install -q -c constraints.txt -e protos -e '.[train,dev]' -e 'clients[mcp]'
 
 # Debian packages the tests use for real: Prometheus server and promtool; docker-compose to
 # validate deploy/compose.yaml (no Docker engine is needed for `docker-compose config`).
@@ -46,6 +46,12 @@ test-slow: install
 
 lint:
 	$(BIN)/ruff check .
+
+# constraints.txt from the environment `make install` made (after a dependency change, and `make test` passes);
+# a local version label (torch's +cpu) is left out, so that the same release of another build satisfies it.
+lock:
+	{ grep '^#' constraints.txt; $(BIN)/pip freeze --exclude-editable | sed -E 's/\+[[:alnum:].]+$$//'; } > constraints.new
+	mv constraints.new constraints.txt
 
 proto:
 	PATH=$(CURDIR)/$(BIN):$$PATH protos/generate.sh

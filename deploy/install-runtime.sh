@@ -22,7 +22,7 @@ trap 'rm -rf "$stage"' EXIT
 tar -C "$src" --exclude='*.egg-info' --exclude='__pycache__' --exclude='build' \
   -cf - pyproject.toml README.md protos trm_bundle trm_service | tar -C "$stage" -xf -
 
-PIP_DISABLE_PIP_VERSION_CHECK=1 "$venv/bin/python" -m pip install --quiet "$stage/protos" "$stage"
+PIP_DISABLE_PIP_VERSION_CHECK=1 "$venv/bin/python" -m pip install --quiet -c "$src/constraints.txt" "$stage/protos" "$stage"
 # The package's trm-train script would only fail here, with the trainer left out.
 rm -f "$venv/bin/trm-train"
 
