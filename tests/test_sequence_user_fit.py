@@ -156,9 +156,16 @@ def test_a_fit_of_an_edited_file_starts_over_and_the_same_file_resumes(tmp_path:
     data = _write(tmp_path / "assign.csv", rows)
     fit = ["fit", "--train", str(data), "--out", str(tmp_path / "bundles"), "--run-dir", str(tmp_path / "runs"),
            "--time-budget", "0.02", "--batch-size", "8"]
+
+    def steps() -> int:
+        return load_bundle(tmp_path / "bundles" / "assign").manifest.require_training().optimizer_steps
+
     assert main(fit) == 0
-    assert main(fit) == 0  # the same file: resumed
-    assert "resumed from step" in capsys.readouterr().out
+    trained = steps()
+    assert main(fit) == 0  # the same file: resumed, and its time had ended it, so exported again as it was
+    out = capsys.readouterr().out
+    assert f"resumed from step {trained} (" in out and steps() == trained
+    assert "(the run had ended: its weights are exported again; --restart trains anew)" in out
     _write(data, [*rows, ("y equals two", "y = 2")])
     assert main(fit) == 0
     out = capsys.readouterr().out

@@ -8,6 +8,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+import torch
 from test_trainer_multistep import fixed_batch, text_config
 
 from trainer.config import TrainConfig
@@ -61,3 +62,28 @@ def test_no_step_starts_once_an_evaluation_has_used_up_the_minutes(tmp_path: Pat
     trainer.evaluate = slow_evaluation
     trainer.fit(resume=False)
     assert trainer.step == 1 and [entry["step"] for entry in trainer.history] == [1]
+
+
+def test_a_run_that_its_time_ended_is_exported_again_not_trained_on_by_the_same_command(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """QA: a fit that its time budget ended trained on for another budget when the same command ran again, so each
+    rerun shipped other weights; a run interrupted before its end still resumes."""
+    trainer = _trainer(tmp_path, planned_minutes=0.02)
+    trainer.fit(resume=False, ends_by=time.monotonic() + 1.0)
+    ended_at, weights = trainer.step, trainer.ema.weights()
+    assert 0 < ended_at < trainer.cfg.max_steps
+    for _ in range(2):  # and the checkpoint it saves again still says so
+        rerun = _trainer(tmp_path, planned_minutes=0.02)
+        rerun.fit(resume=True, ends_by=time.monotonic() + 1.0)
+        assert rerun.step == ended_at
+        assert all(torch.equal(value, weights[key]) for key, value in rerun.ema.weights().items())
+        assert (f"resumed timed from step {ended_at} ({rerun.checkpoint_path}) (the run had ended: its weights are "
+                "exported again; --restart trains anew)") in capsys.readouterr().out
+
+    interrupted = _trainer(tmp_path / "interrupted", planned_minutes=0.02)
+    interrupted.cfg = replace(interrupted.cfg, max_steps=3)  # its steps end it, as a kill would, before its time
+    interrupted.fit(resume=False, ends_by=time.monotonic() + 60.0)
+    resumed = _trainer(tmp_path / "interrupted", planned_minutes=0.02)
+    resumed.fit(resume=True, ends_by=time.monotonic() + 1.0)
+    assert resumed.step > 3 and "had ended" not in capsys.readouterr().out

@@ -110,6 +110,9 @@ def run_differences(
     return differences
 
 
+RUN_ENDED = " (the run had ended: its weights are exported again; --restart trains anew)"
+
+
 def before_this_command(elapsed_s: float) -> str:
     """", 2.60 of them before this command" for a resumed run's minutes in all; empty for a fresh run."""
     return f", {elapsed_s / 60:.2f} of them before this command" if elapsed_s else ""
@@ -231,6 +234,7 @@ class Trainer:
         self.history: list[dict[str, float]] = []
         self.best_weights: dict[str, torch.Tensor] | None = None  # keep_best: the EMA weights of best_evaluation
         self.trained_on: list[str] = []  # the devices that ran this model's training steps, in order
+        self.ended_by_time = False  # its time ended the run: the same command again exports, not trains on
         self.command = ""  # the command that trains it, kept in its checkpoint for `trm-train export --checkpoint`
         self.rng = torch.Generator(device="cpu").manual_seed(cfg.seed)
         self._stop = False
@@ -270,6 +274,7 @@ class Trainer:
             "history": self.history,
             "best_weights": self.best_weights,
             "trained_on": self.trained_on,
+            "ended_by_time": self.ended_by_time,
             "command": self.command,
             "data_sha256": self.data_sha256,
             "rng": self.rng.get_state(),
@@ -300,6 +305,7 @@ class Trainer:
         self.warmup_ended_s = state.get("warmup_ended_s", 0.0)  # older checkpoints decayed by time from the start
         self.trained_on = state.get("trained_on", [])  # older checkpoints did not record it
         self.best_weights = None if branch else state.get("best_weights")  # older checkpoints kept none
+        self.ended_by_time = not branch and state.get("ended_by_time", False)  # older checkpoints did not record it
         self.rng.set_state(state["rng"].cpu())
         if not branch and "stream" in state:  # older checkpoints kept the stream's generator only
             self.stream.restore(state["stream"])
@@ -476,9 +482,11 @@ class Trainer:
         last_step = min(cfg.max_steps, until or cfg.max_steps)
         torch.manual_seed(cfg.seed)
         if resume and self.load_checkpoint():
-            ended = " (the run had ended: its weights are exported again; --restart trains anew)"
+            ended = self.step >= last_step or self.ended_by_time
             tqdm.write(f"resumed {cfg.name} from step {self.step} ({self.checkpoint_path})"
-                       + (ended if self.step >= last_step else ""))
+                       + (RUN_ENDED if ended else ""))
+            if ended:
+                return self.ema.model
         elif branch_from is not None:
             if not self.load_checkpoint(branch_from, branch=True):
                 raise FileNotFoundError(f"{cfg.name}: no checkpoint to branch from at {branch_from}")
@@ -515,6 +523,7 @@ class Trainer:
                     self.save_checkpoint()
                 if self.evaluate and clock.evaluation_due(self.step, cfg.eval_every):
                     clock.timed(self._evaluate)
+            self.ended_by_time = not self._stop and self.step < last_step
         finally:
             bar.close()
             if self.step > first_step and self.trained_on[-1:] != [str(self.device)]:

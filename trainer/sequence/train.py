@@ -21,6 +21,7 @@ from trainer.sequence.model import SequenceConfig, SequenceTRM
 from trainer.sequence.teacher_forcing import teacher_forced
 from trainer.train import (
     EMA,
+    RUN_ENDED,
     before_this_command,
     best_evaluation,
     learning_rate,
@@ -91,6 +92,7 @@ class SequenceTrainer:
         self.warmup_ended_s = 0.0  # the seconds trained when the warmup ended, where the decay by time starts
         self.history: list[dict[str, float]] = []
         self.best_weights: dict[str, torch.Tensor] | None = None  # the EMA weights of `best_evaluation`
+        self.ended_by_time = False  # its time ended the run: the same command again exports, not trains on
 
     @property
     def checkpoint_path(self) -> Path:
@@ -105,7 +107,7 @@ class SequenceTrainer:
             "optimizer": self.optimizer.state_dict(), "step": self.step, "elapsed_s": self.elapsed_s,
             "warmup_ended_s": self.warmup_ended_s, "lines_seen": self.lines_seen, "history": self.history,
             "generator": self.generator.get_state(),
-            "data_sha256": self.data_sha256, "best_weights": self.best_weights,
+            "data_sha256": self.data_sha256, "best_weights": self.best_weights, "ended_by_time": self.ended_by_time,
         }
         tmp = self.checkpoint_path.with_suffix(".tmp")
         torch.save(state, tmp)
@@ -127,6 +129,7 @@ class SequenceTrainer:
         self.step, self.elapsed_s, self.lines_seen = state["step"], state["elapsed_s"], state["lines_seen"]
         self.warmup_ended_s = state.get("warmup_ended_s", 0.0)  # older checkpoints decayed by time from the start
         self.history, self.best_weights = state["history"], state.get("best_weights")  # older ones kept none
+        self.ended_by_time = state.get("ended_by_time", False)  # older checkpoints did not record it
         self.generator.set_state(state["generator"])
         return True
 
@@ -165,7 +168,10 @@ class SequenceTrainer:
         evaluations (the work after it) and the end's own, at their measured time (`loop_clock.LoopClock`)."""
         torch.manual_seed(self.cfg.seed)
         if resume and self.load_checkpoint():
-            self.log(f"resumed from step {self.step} ({self.checkpoint_path})")
+            ended = self.step >= self.cfg.max_steps or self.ended_by_time
+            self.log(f"resumed from step {self.step} ({self.checkpoint_path})" + (RUN_ENDED if ended else ""))
+            if ended:
+                return self.ema.model
         if ends_by is not None:
             self.cfg = replace(self.cfg, max_minutes=timed_minutes(self.cfg.max_minutes, self.elapsed_s, ends_by))
             before = before_this_command(self.elapsed_s)
@@ -196,6 +202,7 @@ class SequenceTrainer:
                     self.save_checkpoint()
                 if self.evaluate and clock.evaluation_due(self.step, cfg.eval_every):
                     clock.timed(self._evaluate)
+            self.ended_by_time = self.step < cfg.max_steps
         except KeyboardInterrupt:  # the checkpoint is saved below, before the message is told
             stopped = f"stopped at step {self.step}; checkpoint saved to {self.checkpoint_path}"
             raise KeyboardInterrupt(stopped) from None
