@@ -10,6 +10,7 @@ soft labels carry the teacher's real confusions between classes, not a memorised
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from typing import Literal
 
@@ -88,17 +89,16 @@ def cross_fitted_soft_labels(
     softened by `temperature` (1: as the regression predicts them, or the SVM's calibrated scores)."""
     classes, present_targets = np.unique(targets, return_inverse=True)  # columns follow the sorted classes
     splitter = StratifiedKFold(folds, shuffle=True, random_state=seed)
+    model, features, method = (
+        (LogisticRegression(C=20.0, max_iter=200), word_features(texts), "predict_proba") if kind == "logistic"
+        else (ngram_svm(seed), ngram_features(texts), "decision_function"))
+    with warnings.catch_warnings():  # a label of fewer rows than folds is in some folds only, as it should be
+        warnings.filterwarnings("ignore", "The least populated class in y has only", UserWarning)
+        predicted = cross_val_predict(model, features, targets, cv=splitter, method=method)
     if kind == "logistic":
-        predicted = cross_val_predict(
-            LogisticRegression(C=20.0, max_iter=200), word_features(texts), targets, cv=splitter,
-            method="predict_proba",
-        )
         log_probs = np.log(np.maximum(predicted, 1e-12))
     else:
-        scores = cross_val_predict(
-            ngram_svm(seed), ngram_features(texts), targets, cv=splitter,
-            method="decision_function",
-        )
+        scores = predicted
         if scores.ndim == 1:  # two classes: one score for the second
             scores = np.stack([-scores, scores], axis=1) / 2
         log_probs = fitted_scale(scores, present_targets) * scores
