@@ -19,6 +19,7 @@ from trainer.data.text import (
 )
 from trainer.prepare import prepare_text
 from trainer.presets import file_kind
+from trainer.sequence.pairs import load_pairs
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 HEADER_MARKER = "LEAKY-HEADER-MARKER"
@@ -213,6 +214,18 @@ def test_a_json_array_as_pandas_writes_it_loads_as_its_json_lines_do(tmp_path: P
     assert flat.texts == pretty.texts == named_json.texts == lines.texts == ["hi", "bye"]
     assert flat.labels == pretty.labels == named_json.labels == lines.labels == ["greet", "2"]
     assert (flat.lines, pretty.lines, named_json.lines) == ([1, 1], [2, 6], [1, 2])
+
+
+def test_a_bad_row_of_a_one_line_json_array_is_named_by_its_item_too(tmp_path: Path) -> None:
+    """QA: every row of pandas' one-line array was reported at line 1, whichever it was."""
+    rows = [{"text": "hi", "label": "greet"}, {"text": "yo", "label": "greet"}, {"text": "", "label": "go"}]
+    with pytest.raises(DataError, match=r"flat\.json:1 \(item 3\): empty text"):
+        load_text_file(write(tmp_path / "flat.json", json.dumps(rows)))
+    pairs = [{"source": "x equals one", "target": "x = 1"}, {"source": "y equals two", "target": ""}]
+    with pytest.raises(DataError, match=r"pairs\.json:1 \(item 2\): empty target"):
+        load_pairs(write(tmp_path / "pairs.json", json.dumps(pairs)), 512, 127)
+    with pytest.raises(DataError, match=r"pretty\.json:10: empty text"):  # items on lines of their own: the line
+        load_text_file(write(tmp_path / "pretty.json", json.dumps(rows, indent=1)))
 
 
 JSON_ARRAY_CASES = [

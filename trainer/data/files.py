@@ -175,7 +175,8 @@ def iter_json_objects(path: Path, content: str) -> Iterator[tuple[int, dict[str,
     rows_as_arrays = bool(rest.strip()) and isinstance(first_value, list) and not any(
         isinstance(item, dict) for item in first_value)  # JSON Lines of ["text", "label"]: each row told as one
     if first_line.startswith("[") and not rows_as_arrays:
-        yield from _array_items(path, content)
+        for line, value in _located(_array_items(path, content)):
+            yield line, _json_object(path, line, value)
         return
     for number, line in enumerate(content.split("\n"), start=1):
         if not line.strip():
@@ -190,8 +191,32 @@ def iter_json_objects(path: Path, content: str) -> Iterator[tuple[int, dict[str,
         yield number, _json_object(path, number, value)
 
 
-def _array_items(path: Path, content: str) -> Iterator[tuple[int, dict[str, Any]]]:
-    """(line, object) for each item of the JSON array `content`, decoded one item at a time so that each is
+class ItemLine(int):
+    """The 1-based line of an item of a JSON array whose items share lines (pandas' `to_json(orient="records")`
+    writes them all on line 1), with the item's 1-based index, which it is printed with: "1 (item 37)"."""
+
+    item: int
+
+    def __new__(cls, line: int, item: int) -> ItemLine:
+        located = super().__new__(cls, line)
+        located.item = item
+        return located
+
+    def __str__(self) -> str:
+        return f"{int(self)} (item {self.item})"
+
+
+def _located(items: Iterator[tuple[int, Any]]) -> Iterator[tuple[int, Any]]:
+    """The array's (line, item) pairs, each line an ItemLine where the first two items start on one line."""
+    first, second = next(items, None), next(items, None)
+    packed = second is not None and first is not None and second[0] == first[0]
+    head = [pair for pair in (first, second) if pair is not None]
+    for index, (line, value) in enumerate(itertools.chain(head, items), start=1):
+        yield (ItemLine(line, index) if packed else line), value
+
+
+def _array_items(path: Path, content: str) -> Iterator[tuple[int, Any]]:
+    """(line, value) for each item of the JSON array `content`, decoded one item at a time so that each is
     located and the first bad one named."""
     line, counted_to = 1, 0
 
@@ -211,8 +236,7 @@ def _array_items(path: Path, content: str) -> Iterator[tuple[int, dict[str, Any]
                     raise DataError(path, content.count("\n", 0, comma) + 1,
                                     "invalid JSON: a comma after the array's last item: remove it") from exc
                 raise DataError(path, exc.lineno, f"invalid JSON: {exc.msg} at column {exc.colno}") from exc
-            starts_on = line_at(position)
-            yield starts_on, _json_object(path, starts_on, value)
+            yield line_at(position), value
             position = _JSON_SPACE.match(content, end).end()
             if not content.startswith(",", position):
                 break
