@@ -88,40 +88,46 @@ def test_without_an_out_of_scope_label_an_abstain_threshold_keeps_answers_precis
                             ["a", "b", "c"], abstain)
     assert results["test"]["answered_fraction"] == 10 / 14 and results["test"]["answered_accuracy"] == 1.0
     assert headline_metrics(results)["test_answered_accuracy"] == 1.0
+    # a lower precision asked for (--abstain-precision): every input answered, 12 of 14 right
+    lenient = calibrate_on(confidence_step, EncodedSet(tokens, targets), ["a", "b", "c"], None, abstain_precision=0.8)
+    assert lenient.abstain is not None and lenient.abstain.coverage == 1.0
+    assert lenient.out_of_scope is not None and lenient.out_of_scope.threshold < 0.59
 
 
 def test_a_model_that_answers_little_says_so_in_its_report_and_after_its_fit() -> None:
     nothing = {"answered_fraction": 0.0, "answered_accuracy": float("nan"), "abstain_threshold": 0.8925}
-    assert answered_line("test", nothing) == (
+    assert answered_line("test", nothing, 0.95) == (
         "- test: answers none of the inputs: no confidence level was 95% precise on validation, so it abstains on "
         "every input (`out_of_scope`, `defer_to_llm`; threshold 0.8925)")
     some = {"answered_fraction": 0.25, "answered_accuracy": 0.96, "abstain_threshold": 0.7}
-    assert answered_line("test", some).startswith("- test: answers 25.00% of inputs, 96.00% of them right; below ")
-    assert deferral_note({"test_answered_fraction": 0.0, "test_accuracy": 0.5}, 0.8925) == (
+    assert answered_line("test", some, 0.8).startswith("- test: answers 25.00% of inputs, 96.00% of them right; below ")
+    assert answered_line("test", some, 0.8).endswith("calibrated on validation for 80% precision)")
+    assert deferral_note({"test_answered_fraction": 0.0, "test_accuracy": 0.5}, 0.8925, 0.95) == (
         "note: the model defers every test input (`out_of_scope`, the tools' `defer_to_llm`): no confidence level "
         "was 95% precise on validation; its top answer is right for 50.0% of the test inputs. More examples per "
-        "label, or labels that are easier to tell apart, let it answer more")
+        "label, or labels that are easier to tell apart, let it answer more; so does a lower --abstain-precision "
+        "(now 0.95; 0 never defers), its answers less often right: the same command with it exports this run again")
     assert "it answers only 25.0% of them, those of confidence 0.700 or more" in deferral_note(
-        {"test_answered_fraction": 0.25, "test_accuracy": 0.6}, 0.7)
+        {"test_answered_fraction": 0.25, "test_accuracy": 0.6}, 0.7, 0.95)
     assert deferral_note({"test_answered_fraction": 0.58, "test_answered_accuracy": 1.0, "test_accuracy": 1.0},
-                         0.892) == ("note: the model defers 42.0% of the test inputs (confidence below 0.892: "
+                         0.892, 0.95) == ("note: the model defers 42.0% of the test inputs (confidence below 0.892: "
                                     "`out_of_scope`, the tools' `defer_to_llm`) and answers the rest, 100.0% of them "
                                     "right; the accuracy above is its top answer's on every input")
-    assert deferral_note({"test_answered_fraction": 1.0, "test_accuracy": 0.9}, 0.5) is None
-    assert deferral_note({"test_accuracy": 0.9}, 0.5) is None  # an out-of-scope label instead of a threshold
+    assert deferral_note({"test_answered_fraction": 1.0, "test_accuracy": 0.9}, 0.5, 0.95) is None
+    assert deferral_note({"test_accuracy": 0.9}, 0.5, 0.95) is None  # an out-of-scope label instead of a threshold
     # the int8 step the server runs is what the note reads where it is served: it answers fewer here
     served = {"test_answered_fraction": 0.55, "test_answered_accuracy": 0.9, "test_accuracy": 0.8,
               "int8_test_answered_fraction": 0.45, "int8_test_accuracy": 0.78}
-    assert deferral_note(served, 0.7).startswith("note: the model defers 45.0% of the test inputs")
-    assert "it answers only 45.0% of them" in deferral_note(served, 0.7, int8_served=True)
-    assert "right for 78.0% of the test inputs" in deferral_note(served, 0.7, int8_served=True)
+    assert deferral_note(served, 0.7, 0.95).startswith("note: the model defers 45.0% of the test inputs")
+    assert "it answers only 45.0% of them" in deferral_note(served, 0.7, 0.95, int8_served=True)
+    assert "right for 78.0% of the test inputs" in deferral_note(served, 0.7, 0.95, int8_served=True)
 
 
 def test_a_model_trained_on_its_validation_split_gets_no_abstain_threshold() -> None:
     tokens = np.array([[0, 6]] * 10 + [[1, 1]] * 4)
     targets = np.array([0] * 10 + [1, 1, 0, 0])
     thresholds = calibrate_on(confidence_step, EncodedSet(tokens, targets), ["a", "b", "c"], None,
-                              abstain=False)
+                              abstain_precision=0.0)
     assert thresholds.out_of_scope is None and thresholds.abstain is None
 
 

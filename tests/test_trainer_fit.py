@@ -129,6 +129,36 @@ def test_the_console_counts_the_linear_readers_parameters_once_it_is_mixed_in(
     assert "unknown word" not in printed  # every validation word is a training word
 
 
+def test_the_abstain_precision_of_a_finished_fit_is_changed_by_exporting_it_again(
+    keyword_data: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """QA: a 1,000-post fit deferred 99% of its test posts (95% precision on validation asked of an 82% model), and
+    nothing but retraining on other data changed that."""
+    train, test = keyword_data
+    fit = ["fit", "--task", "text", "--data", str(train), "--test", str(test), "--name", "keywords", "--out",
+           str(tmp_path / "bundles"), "--run-dir", str(tmp_path / "runs"), "--max-steps", "8", "--threads", "1",
+           "--set", "linear_reader=false", *TINY_MODEL]  # 8 steps: about half right, 5% of the test answered
+
+    def manifest() -> dict:
+        return json.loads((tmp_path / "bundles" / "keywords" / "manifest.json").read_text())
+
+    assert main(fit) == 0
+    strict = manifest()
+    assert strict["out_of_scope"]["label"] is None and strict["training"]["config"]["abstain_precision"] == 0.95
+    capsys.readouterr()
+    assert main([*fit, "--abstain-precision", "0.5"]) == 0
+    assert "(the run had ended: its weights are exported again" in capsys.readouterr().out
+    lenient = manifest()
+    assert lenient["training"]["optimizer_steps"] == strict["training"]["optimizer_steps"]
+    assert lenient["out_of_scope"]["threshold"] < strict["out_of_scope"]["threshold"]
+    assert lenient["metrics"]["test_answered_fraction"] > 2 * strict["metrics"]["test_answered_fraction"]
+    assert lenient["metrics"]["test_accuracy"] == strict["metrics"]["test_accuracy"]  # the same weights
+    assert main([*fit, "--abstain-precision", "0"]) == 0
+    assert manifest()["out_of_scope"] is None  # never defers
+    assert main([*fit, "--abstain-precision", "1.5"]) == 2
+    assert "abstain_precision (the flag --abstain-precision) must lie between 0" in capsys.readouterr().err
+
+
 def test_a_fit_whose_validation_words_are_mostly_unknown_says_so_before_training(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

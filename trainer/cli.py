@@ -31,7 +31,7 @@ from trainer.data.text import LABEL_COLUMN, TEXT_COLUMN
 from trainer.evaluate import evaluate_bundle, grid_result
 from trainer.export import ablation_summary, export_bundle, reexport_bundle
 from trainer.fit import fit, from_checkpoint
-from trainer.out_of_scope import deferral_note
+from trainer.out_of_scope import DEFAULT_PRECISION, deferral_note
 from trainer.presets import PRESETS, file_kind, plan_fit, presets_table
 from trainer.sequence.bundle import reexport_sequence_bundle
 from trainer.sequence.user_fit import fit_sequence
@@ -73,7 +73,8 @@ def _fit_config(args: argparse.Namespace) -> FitSetup:
         "task": args.task, "data": args.data, "test_data": args.test, "name": args.name,
         "out_dir": args.run_dir, "max_steps": args.max_steps, "max_minutes": args.max_minutes,
         "batch_size": args.batch_size, "lr": args.lr, "device": args.device, "seed": args.seed,
-        "oos_label": args.oos_label, "text_column": args.text_column, "label_column": args.label_column,
+        "oos_label": args.oos_label, "abstain_precision": args.abstain_precision,
+        "text_column": args.text_column, "label_column": args.label_column,
         "version": args.bundle_version,
     }
     overrides.update(parse_override(item) for item in args.set)
@@ -126,7 +127,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
     if versus:
         print(f"{cfg.name}: {versus}")
     abstain = bundle.manifest.out_of_scope
-    note = (deferral_note(bundle.manifest.metrics, abstain.threshold, int8_served)
+    note = (deferral_note(bundle.manifest.metrics, abstain.threshold, cfg.abstain_precision, int8_served)
             if abstain and abstain.label is None else None)
     for line in (note, closing_note):
         if line:
@@ -138,6 +139,7 @@ def _fit_sequence(args: argparse.Namespace) -> int:
     """`fit --task sequence`: a user's source,target file (trainer/sequence/user_fit.py)."""
     given = (("--config", args.config), ("--preset", args.preset), ("--set", args.set), ("--max-steps", args.max_steps),
              ("--max-minutes", args.max_minutes), ("--device", args.device), ("--oos-label", args.oos_label),
+             ("--abstain-precision", args.abstain_precision is not None),
              ("--text-column", args.text_column), ("--label-column", args.label_column))
     unused = [flag for flag, value in given if value]
     if unused:
@@ -261,6 +263,11 @@ def build_parser() -> argparse.ArgumentParser:
                          "grids; 15 for --task sequence)")
     fit_cmd.add_argument("--oos-label", help="the out-of-scope label (default: a label named oos, out_of_scope "
                          "or none; without one, an abstain threshold is calibrated)")
+    fit_cmd.add_argument("--abstain-precision", type=float, metavar="P",
+                         help="without an out-of-scope label: how often the answers the model gives must be right on "
+                         f"validation (default {DEFAULT_PRECISION:g}); below the confidence that reaches it, it "
+                         "defers (defer_to_llm). Lower answers more, less often right; 0 never defers. A finished "
+                         "run's same command with another value exports it again")
     fit_cmd.add_argument("--task", choices=["text", "grid", "sequence"],
                          help="sequence: a source,target file, the model writes the target (default: from the data)")
     fit_cmd.add_argument("--data", "--train", dest="data",

@@ -14,6 +14,7 @@ import yaml
 from trainer.data.files import DataError
 from trainer.data.text import LABEL_COLUMN, TEXT_COLUMN
 from trainer.model import ModelConfig, check_model_settings
+from trainer.out_of_scope import DEFAULT_PRECISION
 from trm_bundle.manifest import NAME_RULE, VERSION_RULE, is_bundle_version, is_model_name
 
 
@@ -68,6 +69,9 @@ class TrainConfig:
     # the label of inputs outside the model's task; None: a label named oos, out_of_scope or none (any case)
     # when the data has one (trainer/out_of_scope.py). Without one, an abstain threshold is calibrated instead.
     oos_label: str | None = None
+    # without an out-of-scope label: the precision on validation that the abstain threshold is calibrated for (the
+    # answered inputs' accuracy); lower answers more inputs, less of them right; 0: never abstain
+    abstain_precision: float = DEFAULT_PRECISION
     # short texts: each label with fewer training rows gets variants of its texts up to this many, labelled
     # by the MiniLM teacher (trainer/data/text_augment.py); 0: none
     augment_per_label: int = 0
@@ -129,6 +133,9 @@ class TrainConfig:
         if not (math.isfinite(self.max_minutes) and self.max_minutes >= 0):
             raise ValueError(f"max_minutes (the flag --max-minutes) must be a number of minutes (--set max_minutes=0 "
                              f"for no limit), got {self.max_minutes}")
+        if not 0 <= self.abstain_precision <= 1:
+            raise ValueError("abstain_precision (the flag --abstain-precision) must lie between 0 (never abstain) and "
+                             f"1, got {self.abstain_precision}")
         if self.text_column.lower() == self.label_column.lower():
             raise ValueError(f"--text-column and --label-column name the same column ({self.text_column!r}): name "
                              "the column of the texts and the column of the labels")

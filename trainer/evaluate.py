@@ -19,7 +19,7 @@ import torch
 
 from trainer import metrics
 from trainer.model import TRM
-from trainer.out_of_scope import AbstainCalibration, calibrate_abstain_threshold
+from trainer.out_of_scope import DEFAULT_PRECISION, AbstainCalibration, calibrate_abstain_threshold
 from trainer.prepare import eval_sets
 from trainer.sequence.evaluate import bundle_scores
 from trainer.tasks import EncodedSet
@@ -88,22 +88,22 @@ class Thresholds:
 
 def calibrate(
     trace: metrics.Trace, targets: np.ndarray, labels: list[str], oos_label: str | None, task: str = "text",
-    abstain: bool = True,
+    abstain_precision: float = DEFAULT_PRECISION,
 ) -> Thresholds:
     """From the validation rows' recursion `trace` (`run_recursion`) and `targets`: the cheapest halting threshold
     as accurate as the best fixed step count; then, for text, either the out-of-scope threshold (at that halting)
     that maximises validation accuracy with `oos_label` as a class, or without such a label the abstain threshold
-    at DEFAULT_PRECISION (trainer/out_of_scope.py), unless `abstain` is False (a model trained on its validation
-    split: its confidence there says nothing)."""
+    for `abstain_precision` (trainer/out_of_scope.py), unless it is 0 (never abstain; a model trained on its
+    validation split gets 0: its confidence there says nothing)."""
     halt = metrics.calibrate_halting(trace, targets)
-    if task != "text" or (oos_label is None and not abstain):
+    if task != "text" or (oos_label is None and not abstain_precision):
         return Thresholds(halt, None)
     stop = metrics.halting_steps(trace.halt_logits, halt)
     if oos_label is not None:
         threshold = metrics.calibrate_out_of_scope(trace, targets, stop, labels.index(oos_label))
         return Thresholds(halt, OutOfScope(oos_label, threshold))
     predictions, confidence = trace.at(stop)
-    abstain_calibration = calibrate_abstain_threshold(confidence, predictions == targets)
+    abstain_calibration = calibrate_abstain_threshold(confidence, predictions == targets, abstain_precision)
     return Thresholds(halt, OutOfScope(None, min(abstain_calibration.threshold, 1.0)), abstain_calibration)
 
 

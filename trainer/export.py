@@ -103,7 +103,7 @@ def export_bundle(
         val_trace = run_recursion(step, prepared.val.tokens, mcfg.state_shape, mcfg.N_sup)  # calibrates, chooses int8
         thresholds = calibrate(val_trace, prepared.val.targets, prepared.labels,
                                resolve_out_of_scope_label(cfg.oos_label, prepared.labels), mcfg.task,
-                               abstain=not cfg.train_on_val)
+                               abstain_precision=0.0 if cfg.train_on_val else cfg.abstain_precision)
         int8_step = onnx_step_fn(int8)
 
         def measure(step_fn: StepFn, sets: dict[str, EncodedSet]) -> dict[str, Any]:

@@ -15,8 +15,11 @@ import numpy as np
 OUT_OF_SCOPE_NAMES = ("oos", "out_of_scope", "none")  # matched case-insensitively
 DEFAULT_PRECISION = 0.95
 FEW_ANSWERED = 0.5  # a fit whose abstain threshold answers less of its test set says why and what helps
-NO_PRECISE_LEVEL = f"no confidence level was {100 * DEFAULT_PRECISION:.0f}% precise on validation"
-"""Why an abstain threshold answers nothing, as the fit and REPORT.md say it."""
+
+
+def no_precise_level(precision: float) -> str:
+    """Why an abstain threshold answers nothing, as the fit and REPORT.md say it."""
+    return f"no confidence level was {100 * precision:.0f}% precise on validation"
 
 
 def find_out_of_scope_label(labels: Iterable[str]) -> str | None:
@@ -80,10 +83,12 @@ def calibrate_abstain_threshold(
     )
 
 
-def deferral_note(metrics: dict[str, float], threshold: float, int8_served: bool = False) -> str | None:
-    """What `trm-train fit` says after training when its abstain threshold defers some of the test inputs (from the
-    manifest's metrics: the int8 step's with `int8_served`, where they hold them): how many and how right the rest
-    are, and, when it answers less than FEW_ANSWERED of them, why and what helps; None when it answers all."""
+def deferral_note(metrics: dict[str, float], threshold: float, precision: float,
+                  int8_served: bool = False) -> str | None:
+    """What `trm-train fit` says after training when its abstain threshold (calibrated for `precision`) defers some
+    of the test inputs (from the manifest's metrics: the int8 step's with `int8_served`, where they hold them): how
+    many and how right the rest are, and, when it answers less than FEW_ANSWERED of them, why and what helps; None
+    when it answers all."""
     served = "int8_test" if int8_served and "int8_test_answered_fraction" in metrics else "test"
     answered = metrics.get(f"{served}_answered_fraction")
     if answered is None or answered >= 1:
@@ -94,10 +99,12 @@ def deferral_note(metrics: dict[str, float], threshold: float, int8_served: bool
                 f"{100 * metrics[f'{served}_answered_accuracy']:.1f}% of them right; the accuracy above is its top "
                 "answer's on every input")
     if answered == 0:
-        why = NO_PRECISE_LEVEL
+        why = no_precise_level(precision)
     else:
         why = (f"it answers only {100 * answered:.1f}% of them, those of confidence {threshold:.3f} or more, the level "
-               f"at which its answers were {100 * DEFAULT_PRECISION:.0f}% right on validation")
+               f"at which its answers were {100 * precision:.0f}% right on validation")
     return (f"note: the model defers {'every' if answered == 0 else 'most'} test input (`out_of_scope`, the tools' "
             f"`defer_to_llm`): {why}; its top answer is right for {100 * metrics[f'{served}_accuracy']:.1f}% of the "
-            "test inputs. More examples per label, or labels that are easier to tell apart, let it answer more")
+            "test inputs. More examples per label, or labels that are easier to tell apart, let it answer more; so "
+            f"does a lower --abstain-precision (now {precision:g}; 0 never defers), its answers less often right: the "
+            "same command with it exports this run again")

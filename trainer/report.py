@@ -11,7 +11,7 @@ import matplotlib
 
 from trainer.baseline import DESCRIPTION, comparison
 from trainer.data.files import counted
-from trainer.out_of_scope import DEFAULT_PRECISION, NO_PRECISE_LEVEL
+from trainer.out_of_scope import DEFAULT_PRECISION, no_precise_level
 from trainer.reader import ReaderFit
 from trainer.train import BEST_BY, best_evaluation
 from trm_bundle.manifest import Manifest, Training
@@ -91,6 +91,7 @@ def write_report(folder: Path, manifest: Manifest, evaluation: dict[str, Any]) -
     plot_anytime(plot_path, results)
     training = manifest.require_training()
     recursion = manifest.recursion
+    precision = training.config.get("abstain_precision", DEFAULT_PRECISION)  # bundles before it have the default
     anytime = "\n".join(
         f"- {name}: " + ", ".join(f"{100 * a:.1f}" for a in s["anytime_accuracy"]) for name, s in results.items()
     )
@@ -105,7 +106,7 @@ def write_report(folder: Path, manifest: Manifest, evaluation: dict[str, Any]) -
                 f"{recall} at threshold {s['oos_threshold']}"
             )
         if "answered_fraction" in s:
-            extra.append(answered_line(name, s))
+            extra.append(answered_line(name, s, precision))
     if "baseline" in evaluation:
         extra.append(_baseline_line(manifest, evaluation["baseline"]))
     if "linear_reader" in evaluation:
@@ -123,7 +124,7 @@ def write_report(folder: Path, manifest: Manifest, evaluation: dict[str, Any]) -
         if recursion.N_sup > 1 else ""
     )
     served_answers = "".join(  # the shipped int8 step's share answered: what the server's answers do
-        "\n" + answered_line(f"{name} (int8, as served)", figures)
+        "\n" + answered_line(f"{name} (int8, as served)", figures, precision)
         for name, figures in evaluation["results_int8"].items() if "answered_fraction" in figures
     ) if evaluation["int8_shipped"] else ""
     weights_line = _weights_line(training.config, evaluation.get("training_history", []))
@@ -169,17 +170,17 @@ Full configuration:
     return {"REPORT.md": report_path, "anytime.png": plot_path}
 
 
-def answered_line(name: str, figures: dict[str, Any]) -> str:
-    """What an abstain threshold does on a result set (its `answered_fraction`, `answered_accuracy` and
-    `abstain_threshold`), as REPORT.md says it."""
+def answered_line(name: str, figures: dict[str, Any], precision: float) -> str:
+    """What an abstain threshold calibrated for `precision` does on a result set (its `answered_fraction`,
+    `answered_accuracy` and `abstain_threshold`), as REPORT.md says it."""
     threshold = figures["abstain_threshold"]
     if figures["answered_fraction"] == 0:
-        return (f"- {name}: answers none of the inputs: {NO_PRECISE_LEVEL}, so it abstains on every input "
+        return (f"- {name}: answers none of the inputs: {no_precise_level(precision)}, so it abstains on every input "
                 f"(`out_of_scope`, `defer_to_llm`; threshold {threshold:.4f})")
     return (f"- {name}: answers {100 * figures['answered_fraction']:.2f}% of inputs, "
             f"{100 * figures['answered_accuracy']:.2f}% of them right; below confidence {threshold:.4f} it abstains "
             f"(`out_of_scope`, `defer_to_llm`; the threshold is calibrated on validation for "
-            f"{100 * DEFAULT_PRECISION:.0f}% precision)")
+            f"{100 * precision:.0f}% precision)")
 
 
 def _int8_losses(evaluation: dict[str, Any]) -> str:

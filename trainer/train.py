@@ -81,8 +81,8 @@ class Stream(Protocol):
 # optimiser, the seed) makes a fit start over: its weights were trained otherwise.
 RESUMABLE_SETTINGS = frozenset({
     "name", "data", "test_data", "version", "description", "out_dir", "run_dir", "device", "max_chars",
-    "linear_reader", "max_steps", "max_minutes", "warmup_steps", "checkpoint_every", "log_every", "eval_every",
-    "eval_examples", "evaluate_first", "keep_best", "eval_limit", "soup", "soup_branch_step",
+    "abstain_precision", "linear_reader", "max_steps", "max_minutes", "warmup_steps", "checkpoint_every", "log_every",
+    "eval_every", "eval_examples", "evaluate_first", "keep_best", "eval_limit", "soup", "soup_branch_step",
 })
 
 
