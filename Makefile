@@ -48,9 +48,12 @@ lint:
 	$(BIN)/ruff check .
 
 # constraints.txt from the environment `make install` made (after a dependency change, and `make test` passes);
-# a local version label (torch's +cpu) is left out, so that the same release of another build satisfies it.
+# a local version label (torch's +cpu) is left out, so that the same release of another build satisfies it, and
+# each pin holds on this Python version only (a marker): on another, pip chooses as without the file.
 lock:
-	{ grep '^#' constraints.txt; $(BIN)/pip freeze --exclude-editable | sed -E 's/\+[[:alnum:].]+$$//'; } > constraints.new
+	@version=$$($(BIN)/python -c 'import sys; print("%d.%d" % sys.version_info[:2])'); \
+	{ grep '^#' constraints.txt; $(BIN)/pip freeze --exclude-editable \
+	  | sed -E "s/\+[[:alnum:].]+$$//; s/$$/ ; python_version == \"$$version\"/"; } > constraints.new
 	mv constraints.new constraints.txt
 
 proto:
