@@ -119,8 +119,7 @@ def discover_bundles(directories: Sequence[Path]) -> BundleScan:
         if (directory / MANIFEST_FILE).is_file():
             found.setdefault(directory.resolve(), directory)
             continue
-        children = [c for c in (sorted(directory.iterdir()) if directory.is_dir() else [])
-                    if c.is_dir() and not c.name.startswith(".")]
+        children = _subfolders(directory) if directory.is_dir() else []
         bundles = [c for c in children if (c / MANIFEST_FILE).is_file()]
         if not bundles:
             without_bundles.append(directory)
@@ -130,9 +129,14 @@ def discover_bundles(directories: Sequence[Path]) -> BundleScan:
     return BundleScan(found, without_bundles, too_deep)
 
 
+def _subfolders(folder: Path) -> list[Path]:
+    """The non-hidden subfolders of `folder`, sorted."""
+    return [c for c in sorted(folder.iterdir()) if c.is_dir() and not c.name.startswith(".")]
+
+
 def _holds_bundles(folder: Path) -> bool:
     try:
-        return any((c / MANIFEST_FILE).is_file() for c in folder.iterdir() if c.is_dir() and not c.name.startswith("."))
+        return any((c / MANIFEST_FILE).is_file() for c in _subfolders(folder))
     except OSError:  # unreadable: not ours to search
         return False
 
