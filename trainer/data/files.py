@@ -208,9 +208,8 @@ class ItemLine(int):
 
 def _located(items: Iterator[tuple[int, Any]]) -> Iterator[tuple[int, Any]]:
     """The array's (line, item) pairs, each line an ItemLine where the first two items start on one line."""
-    first, second = next(items, None), next(items, None)
-    packed = second is not None and first is not None and second[0] == first[0]
-    head = [pair for pair in (first, second) if pair is not None]
+    head = list(itertools.islice(items, 2))
+    packed = len(head) == 2 and head[0][0] == head[1][0]
     for index, (line, value) in enumerate(itertools.chain(head, items), start=1):
         yield (ItemLine(line, index) if packed else line), value
 
