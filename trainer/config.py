@@ -33,6 +33,10 @@ class TeacherConfig:
     # with embedding_init their embeddings start from the teacher's, so words never seen in training are
     # read as something close to the seen words they resemble, not as [UNK]
     vocabulary: bool = False
+    # MiniLM's soft labels and sentence targets for at most this many training rows (a seeded sample; 0: every
+    # row); the others train on their labels alone. Embedding a 20-token text costs about as much as training on
+    # it once, so on a large file teaching every row left the loop too little time (docs/EXPERIMENTS.md, 2026-12-06)
+    max_rows: int = 0
 
 
 DEFAULT_BUNDLE_VERSION = "1.0.0"  # a bundle's version unless `--bundle-version` gives one

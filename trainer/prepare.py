@@ -85,10 +85,11 @@ def prepare_text(cfg: TrainConfig) -> Prepared:
         task="text", vocab_size=tokenizer.get_vocab_size(), seq_len=cfg.max_tokens, num_outputs=len(labels),
         **cfg.model,
     )
-    soft, teacher_vectors, embedding_init = _teacher_targets(
+    soft, teacher_vectors, taught_rows, embedding_init = _teacher_targets(
         cfg, taught, train_targets, labels, tokenizer, model_cfg, labelled_rows=len(train)
     )
-    stream = TextStream(train_tokens, train_targets, cfg.stream_rng_seed, soft, teacher_vectors, cfg.token_dropout)
+    stream = TextStream(train_tokens, train_targets, cfg.stream_rng_seed, soft, teacher_vectors, cfg.token_dropout,
+                        taught_rows)
     val_set = EncodedSet(encode_texts(tokenizer, val.texts), label_ids(val, labels, cfg.data))
     test_set = EncodedSet(encode_texts(tokenizer, test.texts), label_ids(test, labels, cfg.test_data or cfg.data))
     return Prepared(
@@ -224,21 +225,33 @@ def _held_out_text_splits(cfg: TrainConfig) -> tuple[TextSplit, TextSplit, TextS
 def _teacher_targets(
     cfg: TrainConfig, train: TextSplit, train_targets: np.ndarray, labels: list[str], tokenizer: Tokenizer,
     model_cfg: ModelConfig, labelled_rows: int,
-) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None]:
-    """The teachers' soft labels and sentence embeddings of the training texts, and the token embeddings
-    to initialise the model with (each None unless cfg.teacher asks for it). The MiniLM soft labels come
-    from a regression on the first `labelled_rows` texts (the labelled ones; the rest are variants)."""
-    soft = teacher_vectors = embedding_init = None
+) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None, np.ndarray | None]:
+    """The teachers' soft labels and sentence embeddings of the training texts, which rows MiniLM read where
+    `teacher.max_rows` left some out (1.0 / 0.0 per row; their targets are placeholders), and the token
+    embeddings to initialise the model with (each None unless cfg.teacher asks for it). The MiniLM soft labels
+    come from a regression on the labelled texts it read (the first `labelled_rows`; the rest are variants)."""
+    soft = teacher_vectors = taught_rows = embedding_init = None
     teacher = cfg.teacher
     if not (teacher.embedding_init or teacher.soft_label_weight or teacher.embedding_weight):
-        return soft, teacher_vectors, embedding_init
+        return soft, teacher_vectors, taught_rows, embedding_init
     from trainer import teacher as teacher_lib  # the sentence-embedding model loads only when a teacher is used
 
     minilm_soft = teacher.soft_label_weight and teacher.soft_labels == "minilm"
     if minilm_soft or teacher.embedding_weight:
-        teacher_vectors = teacher_lib.embed_texts(train.texts)
-    if minilm_soft:
-        soft = teacher_lib.soft_labels(teacher_vectors, train_targets, len(labels), teacher.temperature, labelled_rows)
+        read = np.arange(len(train.texts))
+        if 0 < teacher.max_rows < len(read):
+            read = sample_indices(len(read), teacher.max_rows, cfg.seed)
+            print(f"{cfg.name}: MiniLM teaches {len(read):,} of the {len(train.texts):,} training rows "
+                  "(teacher.max_rows); the others train on their labels alone", flush=True)
+        teacher_vectors = teacher_lib.embed_texts([train.texts[i] for i in read])
+        if minilm_soft:
+            soft = teacher_lib.soft_labels(teacher_vectors, train_targets[read], len(labels), teacher.temperature,
+                                           int((read < labelled_rows).sum()))
+        if len(read) < len(train.texts):
+            teacher_vectors, soft, taught_rows = (
+                _rows_at(read, len(train.texts), teacher_vectors, 0.0),
+                None if soft is None else _rows_at(read, len(train.texts), soft, 1 / len(labels)),
+                _rows_at(read, len(train.texts), np.ones(len(read), dtype=np.float32), 0.0))
     elif teacher.soft_label_weight:
         kind = "svm" if teacher.soft_labels == "tfidf_svm" else "logistic"
         soft = cross_fitted_soft_labels(train.texts, train_targets, len(labels), teacher.temperature, cfg.seed, kind)
@@ -247,7 +260,14 @@ def _teacher_targets(
         embedding_init = teacher_lib.token_embedding_init(
             vocabulary, model_cfg.embed_dim or model_cfg.hidden_size, cfg.seed
         )
-    return soft, teacher_vectors, embedding_init
+    return soft, teacher_vectors, taught_rows, embedding_init
+
+
+def _rows_at(rows: np.ndarray, count: int, values: np.ndarray, fill: float) -> np.ndarray:
+    """`values` placed at `rows` of an array of `count` rows, `fill` elsewhere."""
+    placed = np.full((count, *values.shape[1:]), fill, dtype=values.dtype)
+    placed[rows] = values
+    return placed
 
 
 def _data_hashes(cfg: TrainConfig) -> dict[str, str]:

@@ -100,9 +100,10 @@ class Speed:
 class Overhead:
     """Estimated seconds outside the training loop on a quiet 2-core CPU (at one core's measured CPU
     cost, so a little high): fixed costs (loading the teacher, evaluation and export), per 1,000 rows
-    (teacher embeddings or TF-IDF teacher, the built-in baseline) and per 1,000 vocabulary words (the
-    teacher's token embeddings). With `measured_tokens`, the fixed and per-row costs were measured at that
-    max_tokens and scale with it (evaluation, calibration and export run every row at max_tokens).
+    (TF-IDF teacher, the built-in baseline, the rest of preparing), per 1,000 tokens MiniLM embeds as sentence
+    targets (the median text's tokens times the rows it teaches) and per 1,000 vocabulary words (the teacher's
+    token embeddings). With `measured_tokens`, the fixed and per-row costs were measured at that max_tokens and
+    scale with it (evaluation, calibration and export run every row at max_tokens).
 
     Of these, `after_fixed_s` is the part after the loop that does not run the recursion over the held-out rows
     (exporting, quantising, the linear reader's fit, the parity check, the report): the loop ends that long before
@@ -114,10 +115,12 @@ class Overhead:
     per_1k_words_s: float
     after_fixed_s: float
     measured_tokens: int | None = None
+    per_1k_taught_tokens_s: float = 0.0
 
-    def minutes(self, rows: int, vocabulary: int, max_tokens: int | None = None) -> float:
+    def minutes(self, rows: int, vocabulary: int, max_tokens: int | None = None, taught_tokens: float = 0) -> float:
         seconds = self._share(max_tokens) * (self.fixed_s + self.per_1k_rows_s * rows / 1000)
-        return (seconds + self.per_1k_words_s * vocabulary / 1000) / 60
+        return (seconds + self.per_1k_taught_tokens_s * taught_tokens / 1000
+                + self.per_1k_words_s * vocabulary / 1000) / 60
 
     def after_minutes(self, max_tokens: int | None = None) -> float:
         """The estimate of the time after the training loop that its evaluations' measured time does not cover."""
@@ -159,9 +162,13 @@ SHORT_TEXT_LIMITS = TextLimits(token_multiple=8, min_tokens=8, max_tokens=64, ma
 # baseline not yet counted); the 376 voice commands 16 s, with a cold teacher cache, on a machine whose step
 # ran 1.4 times the preset's speed (2026-12-06). So 10 s fixed and 5.7 s per 1,000 rows, which leaves
 # CLINC150's plan as it was (1.85 min; its loop times itself to the budget since); 50 s fixed and 3 s per
-# 1,000 rows had planned 2.2 min for the voice commands' 0.9-min fit. Estimated, not measured alone: long
-# text's evaluation and export (120 s), grid 90 s (sudoku-cpu's wall time less its training), and the
-# TF-IDF teacher's cross-fit (8 s per 1,000 posts, from the shipped routing soup's time outside training).
+# 1,000 rows had planned 2.2 min for the voice commands' 0.9-min fit. MiniLM's share of those 5.7 s grows with
+# the texts' length: it embedded 2,000 CLINC150 texts (median 8 tokens) in 4.0 s and 2,000 sentences of 20
+# Newsgroups posts (median 20) in 13.5 s, two threads (2026-12-06): 0.34 s per 1,000 tokens, counted apart, and
+# 3.25 s per 1,000 rows for the rest keep CLINC150's plan within 2 s, with or without a test file. Estimated,
+# not measured alone: long text's evaluation and export (120 s), grid 90 s (sudoku-cpu's wall time less its
+# training), and the TF-IDF teacher's cross-fit (8 s per 1,000 posts, from the shipped routing soup's time
+# outside training).
 SHORT_TEXT = Preset(
     name="short-text",
     purpose="commands, intents, queries: texts of a few words to a sentence or two",
@@ -173,8 +180,10 @@ SHORT_TEXT = Preset(
         "model": {"hidden_size": 256, "num_heads": 4, "expansion": 2, "n": 1, "T": 1, "N_sup": 1, "embed_dim": 128,
                   "embedding_storage": "int8"},
         "batch_size": 128, "lr": 0.001, "warmup_steps": 200, "label_smoothing": 0.1, "weight_decay": 0.1,
+        # MiniLM teaches at most 20,000 rows: on a file of 92,129 sentences, teaching every one left the loop 2.8 of
+        # 15 min and the model 52.6% on validation; teaching none, 13.1 min and 60.6% (docs/EXPERIMENTS.md, 2026-12-06)
         "teacher": {"embedding_init": True, "soft_label_weight": 1.0, "temperature": 2.0, "embedding_weight": 1.0,
-                    "vocabulary": True},
+                    "vocabulary": True, "max_rows": 20_000},
         # the teacher's words and teacher-labelled variants for small labels, measured after intent-clinc150
         # was trained: with 10 texts per intent, 80.97% -> 84.67% in-scope on CLINC150's validation split
         "augment_per_label": 50,
@@ -185,7 +194,8 @@ SHORT_TEXT = Preset(
     # after the loop: 4 s for 3,000 CLINC150 rows, 9 s for 15,100, 14 s for 15,100 and a test file of 5,500
     # (2026-12-03); 24 to 27 s for the last on the slower machine kind (AVX2 without VNNI), of which 9 to 12 s
     # not the recursion over held-out rows (12 s with a linear reader mixed in: two exports; 2026-12-05)
-    overhead=Overhead(fixed_s=10, per_1k_rows_s=5.7, per_1k_words_s=1.9, after_fixed_s=15),
+    overhead=Overhead(fixed_s=10, per_1k_rows_s=3.25, per_1k_words_s=1.9, after_fixed_s=15,
+                      per_1k_taught_tokens_s=0.34),
     text=SHORT_TEXT_LIMITS,
     max_epochs=100,
 )
@@ -428,7 +438,8 @@ def size_run(
         settings["batch_size"] = preset.settings["batch_size"]
     vocabulary = settings.get("vocab_size", 0)
     rate = steps_per_second or preset.speed.at(settings["batch_size"], state_rows(preset, settings))
-    overhead = (preset.overhead.minutes(profile.rows, vocabulary, settings.get("max_tokens"))
+    overhead = (preset.overhead.minutes(profile.rows, vocabulary, settings.get("max_tokens"),
+                                        taught_rows(preset, training_rows) * profile.median_tokens)
                 if overhead_minutes is None else overhead_minutes)
     train_minutes = budget - overhead
     # text: at most max_epochs passes (small data ends early); grids, drawn afresh, end on the time budget
@@ -455,6 +466,14 @@ def size_run(
     expected = overhead + min(train_minutes, max_steps / rate / 60)
     after = min(overhead, preset.overhead.after_minutes(settings.get("max_tokens")))
     return Sizing(settings, budget, overhead, after, rate, expected)
+
+
+def taught_rows(preset: Preset, training_rows: float) -> float:
+    """The training rows MiniLM embeds as sentence targets (its soft labels and sentence embeddings)."""
+    teacher = preset.settings.get("teacher", {})
+    minilm = teacher.get("embedding_weight") or (teacher.get("soft_label_weight")
+                                                 and teacher.get("soft_labels", "minilm") == "minilm")
+    return min(training_rows, teacher.get("max_rows") or training_rows) if minilm else 0
 
 
 def state_rows(preset: Preset, settings: dict[str, Any]) -> int:
@@ -591,7 +610,7 @@ def without_minilm(settings: dict[str, Any]) -> dict[str, Any]:
     """A preset's settings without the MiniLM teacher's parts: token-embedding initialisation and the
     teacher's vocabulary, sentence target, MiniLM soft labels, and the variants it would label."""
     teacher = {key: value for key, value in settings.get("teacher", {}).items()
-               if key not in ("embedding_init", "embedding_weight", "vocabulary")}
+               if key not in ("embedding_init", "embedding_weight", "vocabulary", "max_rows")}
     if teacher.get("soft_labels", "minilm") == "minilm":
         teacher.pop("soft_label_weight", None)
     kept = {key: value for key, value in settings.items() if key not in ("teacher", "augment_per_label")}

@@ -40,7 +40,8 @@ class EncodedSet:
 
 
 class TextStream:
-    """Epoch-shuffled stream of encoded texts, with optional teacher targets."""
+    """Epoch-shuffled stream of encoded texts, with optional teacher targets (`taught`: 1.0 for the rows they
+    hold, 0.0 for rows the teacher did not read; None: every row)."""
 
     def __init__(
         self,
@@ -50,8 +51,10 @@ class TextStream:
         soft_targets: np.ndarray | None = None,
         teacher_embeddings: np.ndarray | None = None,
         token_dropout: float = 0.0,
+        taught: np.ndarray | None = None,
     ) -> None:
         self.tokens, self.targets = tokens, targets
+        self.taught = taught
         self.token_dropout = token_dropout
         self.soft_targets, self.teacher_embeddings = soft_targets, teacher_embeddings
         self.rng = np.random.default_rng(seed)
@@ -84,6 +87,8 @@ class TextStream:
             batch["soft_targets"] = self.soft_targets[idx]
         if self.teacher_embeddings is not None:
             batch["teacher_embeddings"] = self.teacher_embeddings[idx]
+        if self.taught is not None:
+            batch["taught"] = self.taught[idx]
         return batch
 
 
