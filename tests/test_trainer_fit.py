@@ -477,6 +477,7 @@ def test_training_on_validation_without_a_test_file_still_tests_on_rows_it_never
     ("lr=true", "lr must be a float, got True"),
     ("model.bogus=1", "unknown config keys: model.bogus"),
     ("teacher.temperature=hot", "teacher.temperature must be a float, got 'hot'"),
+    ("teacher.max_rows=-1", "teacher.max_rows must be 0 (MiniLM teaches every row) or more, got -1"),
     ("model.hidden_size=abc", "model.hidden_size must be an int, got 'abc'"),
     ("model.hidden_size=0", "model.hidden_size must be at least 1, got 0"),
     ("model.expansion=0", "model.expansion must be above 0, got 0"),

@@ -140,6 +140,9 @@ class TrainConfig:
         if not 0 <= self.abstain_precision <= 1:
             raise ValueError("abstain_precision (the flag --abstain-precision) must lie between 0 (never abstain) and "
                              f"1, got {self.abstain_precision}")
+        if self.teacher.max_rows < 0:
+            raise ValueError("teacher.max_rows must be 0 (MiniLM teaches every row) or more, "
+                             f"got {self.teacher.max_rows}")
         if self.text_column.lower() == self.label_column.lower():
             raise ValueError(f"--text-column and --label-column name the same column ({self.text_column!r}): name "
                              "the column of the texts and the column of the labels")
