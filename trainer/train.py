@@ -206,10 +206,12 @@ def exact_correct(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     return correct if correct.dim() == 1 else correct.all(-1)
 
 
-def taught_mean(per_row: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    """A teacher loss per row summed over the rows the teacher read (`batch["taught"]`), over the whole batch:
-    each taught row weighs as it would in a batch the teacher read in full."""
-    return (per_row * batch["taught"]).sum() / len(per_row)
+def taught_mean(losses: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """A teacher loss (one row per example) summed over the batch's rows, or over those the teacher read where
+    `batch["taught"]` marks them, divided by the batch size: each taught row weighs as in a fully taught batch."""
+    if "taught" in batch:  # rows the teacher did not read train on their labels alone
+        losses = losses * batch["taught"].view(-1, *[1] * (losses.dim() - 1))
+    return losses.sum() / len(losses)
 
 
 class Trainer:
@@ -370,17 +372,12 @@ class Trainer:
         teacher = cfg.teacher
         if teacher.soft_label_weight and "soft_targets" in batch:
             tau = teacher.temperature
-            log_probs = F.log_softmax(logits.float() / tau, -1)
-            if "taught" in batch:  # rows the teacher did not read train on their labels alone
-                kd = taught_mean(F.kl_div(log_probs, batch["soft_targets"], reduction="none").sum(-1), batch)
-            else:
-                kd = F.kl_div(log_probs, batch["soft_targets"], reduction="batchmean")
-            loss = loss + teacher.soft_label_weight * tau * tau * kd
+            kd = F.kl_div(F.log_softmax(logits.float() / tau, -1), batch["soft_targets"], reduction="none")
+            loss = loss + teacher.soft_label_weight * tau * tau * taught_mean(kd, batch)
         if teacher.embedding_weight and self.embedding_projection is not None:
             predicted = self.embedding_projection(self.model.answer_features(y))
-            distance = 1 - F.cosine_similarity(predicted.float(), batch["teacher_embeddings"], dim=-1)
-            loss = loss + teacher.embedding_weight * (taught_mean(distance, batch) if "taught" in batch
-                                                      else distance.mean())
+            cos = F.cosine_similarity(predicted.float(), batch["teacher_embeddings"], dim=-1)
+            loss = loss + teacher.embedding_weight * taught_mean(1 - cos, batch)
         stats = {"loss": loss.item(), "halt_loss": halt_loss.item(), "acc": correct.float().mean().item()}
         return loss, stats, correct
 
