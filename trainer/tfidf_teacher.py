@@ -81,6 +81,11 @@ def fitted_scale(scores: np.ndarray, targets: np.ndarray) -> float:
     return float(np.exp(minimize_scalar(log_loss, bounds=(-3.0, 6.0), method="bounded").x))
 
 
+def class_scores(scores: np.ndarray) -> np.ndarray:
+    """[N, classes] from a linear model's decision_function, which gives two classes one score, the second's."""
+    return np.stack([-scores, scores], axis=1) / 2 if scores.ndim == 1 else scores
+
+
 def cross_fitted_soft_labels(
     texts: Sequence[str], targets: np.ndarray, num_classes: int, temperature: float, seed: int,
     kind: TeacherKind = "logistic", folds: int = 5,
@@ -98,9 +103,7 @@ def cross_fitted_soft_labels(
     if kind == "logistic":
         log_probs = np.log(np.maximum(predicted, 1e-12))
     else:
-        scores = predicted
-        if scores.ndim == 1:  # two classes: one score for the second
-            scores = np.stack([-scores, scores], axis=1) / 2
+        scores = class_scores(predicted)
         log_probs = fitted_scale(scores, present_targets) * scores
     logits = np.full((len(texts), num_classes), -np.inf)
     logits[:, classes] = log_probs / temperature
