@@ -247,10 +247,11 @@ def test_the_default_speed_scales_with_batch_and_state_rows() -> None:
     sizing = size_run(SHORT_TEXT, profile)
     reference = SHORT_TEXT.speed
     assert sizing.steps_per_second == pytest.approx(reference.steps_per_second)  # 24 tokens + answer slot
-    taught_tokens = (15_100 - 2_000) * 8  # MiniLM reads the rows not held out for validation and test
+    taught = 15_100 - 2_000  # MiniLM reads the rows not held out for validation and test
     assert sizing.overhead_minutes == pytest.approx(
-        SHORT_TEXT.overhead.minutes(15_100, SHORT_TEXT.text.max_vocab, taught_tokens=taught_tokens))
-    # MiniLM's time counted by tokens left CLINC150's plan (10 s fixed, 5.7 s per 1,000 rows before) within 2 s
+        SHORT_TEXT.overhead.minutes(15_100, SHORT_TEXT.text.max_vocab, taught_rows=taught, taught_tokens=taught * 8))
+    # MiniLM's time counted by its rows and tokens left CLINC150's plan (10 s fixed, 5.7 s per 1,000 rows before)
+    # within 2 s
     assert sizing.overhead_minutes * 60 == pytest.approx(10 + 5.7 * 15.1 + 1.9 * 8.192, abs=2)
     assert sizing.settings["max_minutes"] == pytest.approx(15 - sizing.overhead_minutes, abs=0.01)
 

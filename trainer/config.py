@@ -79,6 +79,10 @@ class TrainConfig:
     # short texts: each label with fewer training rows gets variants of its texts up to this many, labelled
     # by the MiniLM teacher (trainer/data/text_augment.py); 0: none
     augment_per_label: int = 0
+    # train (the TRM, its teachers and reader, the built-in baseline) on a stratified sample of about this many of
+    # the training rows (trainer.data.holdout.stratified_sample; 0: every row); the held-out rows are drawn first,
+    # from the whole file. A fit's plan sets it where preparing every row would take over half its time budget
+    max_train_rows: int = 0
     token_dropout: float = 0.0  # training augmentation: each input word becomes [UNK] with this probability
     # text: after training, fit a linear reader over the token ids and mix it into the step's answer where
     # that is more accurate on validation (trainer/reader.py); never with train_on_val (no held-out rows)
@@ -140,6 +144,8 @@ class TrainConfig:
         if not 0 <= self.abstain_precision <= 1:
             raise ValueError("abstain_precision (the flag --abstain-precision) must lie between 0 (never abstain) and "
                              f"1, got {self.abstain_precision}")
+        if self.max_train_rows < 0:
+            raise ValueError(f"max_train_rows must be 0 (every training row) or more, got {self.max_train_rows}")
         if self.teacher.max_rows < 0:
             raise ValueError("teacher.max_rows must be 0 (MiniLM teaches every row) or more, "
                              f"got {self.teacher.max_rows}")

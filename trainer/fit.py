@@ -20,7 +20,7 @@ from trainer.data.text import TextSplit
 from trainer.data.tokenizer import unknown_share
 from trainer.evaluate import run_recursion, torch_step_fn
 from trainer.model import TRM, Int8Embedding, count_parameters
-from trainer.prepare import Prepared, prepare, resolve_out_of_scope_label, text_splits
+from trainer.prepare import Prepared, prepare, resolve_out_of_scope_label, sampled_training_rows, text_splits
 from trainer.soup import average_state_dicts, ingredient_configs, trunk_config
 from trainer.train import CHECKPOINT, Trainer
 from trm_bundle.manifest import Training
@@ -100,8 +100,9 @@ def fit_baseline(cfg: TrainConfig) -> BaselineResult | None:
     (printed as soon as it is known); None for grids."""
     if cfg.task != "text":
         return None
-    train, val, test = text_splits(cfg)
-    print(f"{cfg.name}: {split_sentence(train, val, test, cfg.test_data)}", flush=True)
+    every_row, val, test = text_splits(cfg, sampled=False)
+    train = sampled_training_rows(every_row, cfg)
+    print(f"{cfg.name}: {split_sentence(train, val, test, cfg.test_data, len(every_row))}", flush=True)
     oos_label = resolve_out_of_scope_label(cfg.oos_label, sorted(set(train.labels)))
     if oos_label is not None:
         named = "as --oos-label names it" if cfg.oos_label else "by its name (--oos-label names another)"
@@ -112,11 +113,17 @@ def fit_baseline(cfg: TrainConfig) -> BaselineResult | None:
     return result
 
 
-def split_sentence(train: TextSplit, val: TextSplit, test: TextSplit, test_file: str | None) -> str:
-    """How many rows train, validate and test, and the labels the test rows leave out, e.g. "308 rows to train
-    on, 34 held out for validation and 34 for test"."""
+def split_sentence(
+    train: TextSplit, val: TextSplit, test: TextSplit, test_file: str | None, training_rows: int | None = None
+) -> str:
+    """How many rows train, validate and test (of the file's `training_rows` where `train` is a sample of them),
+    and the labels the test rows leave out, e.g. "308 rows to train on, 34 held out for validation and 34 for
+    test"."""
     tested = f"the test file's {counted(len(test.texts), 'row')}" if test_file else f"{len(test.texts):,} for test"
-    sentence = f"{counted(len(train.texts), 'row')} to train on, {len(val.texts):,} held out for validation and "
+    sentence = f"{counted(len(train.texts), 'row')} to train on"
+    if training_rows is not None and training_rows > len(train.texts):
+        sentence += f" (a stratified sample of the {training_rows:,} outside the hold-outs: max_train_rows)"
+    sentence += f", {len(val.texts):,} held out for validation and "
     sentence += tested
     labels, covered = set(train.labels), set(test.labels)
     if covered < labels:

@@ -26,6 +26,7 @@ from trainer.data.holdout import (
     sample_indices,
     shuffled_holdout,
     stratified_holdout,
+    stratified_sample,
     train_val_test_holdout,
 )
 from trainer.data.sudoku import GridSplit
@@ -183,13 +184,21 @@ def eval_sets(
     return {split: EncodedSet(encode_texts(tokenizer, texts.texts), label_ids(texts, list(manifest.labels), str(data)))}
 
 
-def text_splits(cfg: TrainConfig) -> tuple[TextSplit, TextSplit, TextSplit]:
+def text_splits(cfg: TrainConfig, sampled: bool = True) -> tuple[TextSplit, TextSplit, TextSplit]:
     """The texts of a text config: (train, val, test) of a shared dataset folder or a user's file; train
-    includes val when cfg.train_on_val."""
+    includes val when cfg.train_on_val, and is `sampled_training_rows` of it unless `sampled` is False."""
     train, val, test = _held_out_text_splits(cfg)
     if cfg.train_on_val:
         train = TextSplit(train.texts + val.texts, train.labels + val.labels)
-    return train, val, test
+    return (sampled_training_rows(train, cfg) if sampled else train), val, test
+
+
+def sampled_training_rows(train: TextSplit, cfg: TrainConfig) -> TextSplit:
+    """The training rows a fit reads: a stratified sample of about cfg.max_train_rows of `train` where that is
+    fewer (the same rows for the same seed), else all of them."""
+    if not 0 < cfg.max_train_rows < len(train):
+        return train
+    return train.subset(stratified_sample(train.labels, cfg.max_train_rows, cfg.seed))
 
 
 def _split_off(grids: GridSplit, seed: int) -> tuple[GridSplit, GridSplit]:

@@ -20,7 +20,7 @@ import dataclasses
 import math
 import textwrap
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -43,6 +43,10 @@ MIN_BATCH = 16
 ROWS_PER_BATCH = 4  # a batch is at most a quarter of the training rows (more updates on small data)
 MIN_STEPS = 300
 MIN_TRAIN_MINUTES = 1.0
+# a text fit reads a stratified sample of its training rows (max_train_rows) where preparing, evaluating and exporting
+# every row would take more than this share of its time budget; the sample is at least MIN_SAMPLED_ROWS rows
+MAX_PREPARING_SHARE = 2 / 3
+MIN_SAMPLED_ROWS = 20_000
 LOG_EVERY_SECONDS = 10  # progress lines about this often (at the estimated speed)
 SEEN_SHARE_NOTED = 0.01  # test rows of training texts said again after the test figures from this share (CLINC150's
 # bar files share 2 of 5,500, which moves no figure)
@@ -100,14 +104,16 @@ class Speed:
 class Overhead:
     """Estimated seconds outside the training loop on a quiet 2-core CPU (at one core's measured CPU
     cost, so a little high): fixed costs (loading the teacher, evaluation and export), per 1,000 rows
-    (TF-IDF teacher, the built-in baseline, the rest of preparing), per 1,000 tokens MiniLM embeds as sentence
-    targets (the median text's tokens times the rows it teaches) and per 1,000 vocabulary words (the teacher's
-    token embeddings). With `measured_tokens`, the fixed and per-row costs were measured at that max_tokens and
-    scale with it (evaluation, calibration and export run every row at max_tokens).
+    (TF-IDF teacher, the built-in baseline, the linear reader, the rest of preparing), per 1,000 rows MiniLM teaches
+    and per 1,000 tokens it embeds as their sentence targets (the median text's tokens times those rows), and per
+    1,000 vocabulary words (the teacher's token embeddings). With `measured_tokens`, the fixed and per-row costs
+    were measured at that max_tokens and scale with it (evaluation, calibration and export run every row at
+    max_tokens).
 
     Of these, `after_fixed_s` is the part after the loop that does not run the recursion over the held-out rows
-    (exporting, quantising, the linear reader's fit, the parity check, the report): the loop ends that long before
-    the budget does, and earlier by its evaluations' measured time for the rest (`Trainer.fit`'s
+    (exporting, quantising, the linear reader's fit, the parity check, the report) for up to `after_fixed_rows`
+    training rows, and `after_per_1k_rows_s` what the reader's fit adds per 1,000 rows beyond: the loop ends that
+    long before the budget does, and earlier by its evaluations' measured time for the rest (`Trainer.fit`'s
     `evaluations_after`)."""
 
     fixed_s: float
@@ -115,16 +121,21 @@ class Overhead:
     per_1k_words_s: float
     after_fixed_s: float
     measured_tokens: int | None = None
+    per_1k_taught_rows_s: float = 0.0
     per_1k_taught_tokens_s: float = 0.0
+    after_fixed_rows: int = 0
+    after_per_1k_rows_s: float = 0.0
 
-    def minutes(self, rows: int, vocabulary: int, max_tokens: int | None = None, taught_tokens: float = 0) -> float:
+    def minutes(self, rows: float, vocabulary: int, max_tokens: int | None = None, taught_rows: float = 0,
+                taught_tokens: float = 0) -> float:
         seconds = self._share(max_tokens) * (self.fixed_s + self.per_1k_rows_s * rows / 1000)
-        return (seconds + self.per_1k_taught_tokens_s * taught_tokens / 1000
-                + self.per_1k_words_s * vocabulary / 1000) / 60
+        return (seconds + (self.per_1k_taught_rows_s * taught_rows + self.per_1k_taught_tokens_s * taught_tokens
+                           + self.per_1k_words_s * vocabulary) / 1000) / 60
 
-    def after_minutes(self, max_tokens: int | None = None) -> float:
+    def after_minutes(self, max_tokens: int | None = None, training_rows: float = 0) -> float:
         """The estimate of the time after the training loop that its evaluations' measured time does not cover."""
-        return self._share(max_tokens) * self.after_fixed_s / 60
+        more_rows = max(0.0, training_rows - self.after_fixed_rows)
+        return self._share(max_tokens) * (self.after_fixed_s + self.after_per_1k_rows_s * more_rows / 1000) / 60
 
     def _share(self, max_tokens: int | None) -> float:
         return 1.0 if self.measured_tokens is None or max_tokens is None else max_tokens / self.measured_tokens
@@ -164,8 +175,11 @@ SHORT_TEXT_LIMITS = TextLimits(token_multiple=8, min_tokens=8, max_tokens=64, ma
 # CLINC150's plan as it was (1.85 min; its loop times itself to the budget since); 50 s fixed and 3 s per
 # 1,000 rows had planned 2.2 min for the voice commands' 0.9-min fit. MiniLM's share of those 5.7 s grows with
 # the texts' length: it embedded 2,000 CLINC150 texts (median 8 tokens) in 4.0 s and 2,000 sentences of 20
-# Newsgroups posts (median 20) in 13.5 s, two threads (2026-12-06): 0.34 s per 1,000 tokens, counted apart, and
-# 3.25 s per 1,000 rows for the rest keep CLINC150's plan within 2 s, with or without a test file. Estimated,
+# Newsgroups posts (median 20) in 13.5 s, two threads (2026-12-06): 0.34 s per 1,000 tokens, counted apart. A
+# file of 376,704 such sentences took 12.0 min outside a loop of one step (the baseline 290 s, MiniLM teaching 20,000
+# rows, the linear reader, 2026-12-06), where 3.25 s per 1,000 rows had planned 23.3: 1.6 s per 1,000 rows and 2.0
+# per 1,000 rows MiniLM teaches (its own work besides the tokens) plan 13.6 min for it and keep CLINC150's plan
+# within 2 s (5 s more with a test file, whose rows it all teaches). Estimated,
 # not measured alone: long text's evaluation and export (120 s), grid 90 s (sudoku-cpu's wall time less its
 # training), and the TF-IDF teacher's cross-fit (8 s per 1,000 posts, from the shipped routing soup's time
 # outside training).
@@ -193,9 +207,13 @@ SHORT_TEXT = Preset(
                 source="intent-clinc150's settings at max_tokens 24 on CLINC150, two threads (2026-11-29)"),
     # after the loop: 4 s for 3,000 CLINC150 rows, 9 s for 15,100, 14 s for 15,100 and a test file of 5,500
     # (2026-12-03); 24 to 27 s for the last on the slower machine kind (AVX2 without VNNI), of which 9 to 12 s
-    # not the recursion over held-out rows (12 s with a linear reader mixed in: two exports; 2026-12-05)
-    overhead=Overhead(fixed_s=10, per_1k_rows_s=3.25, per_1k_words_s=1.9, after_fixed_s=15,
-                      per_1k_taught_tokens_s=0.34),
+    # not the recursion over held-out rows (12 s with a linear reader mixed in: two exports; 2026-12-05). The
+    # reader's fit grows faster than the rows: 8.8 s for CLINC150's 15,100 (151 labels), 22 s for 92,129 sentences
+    # of 20 labels, 81 s for 238,521, 150 s for 374,704 (2026-12-06; the two larger fits wrote their bundles 0.2 and
+    # 1.2 min after a 15-min budget): 0.4 s per 1,000 rows beyond 20,000
+    overhead=Overhead(fixed_s=10, per_1k_rows_s=1.6, per_1k_words_s=1.9, after_fixed_s=15,
+                      per_1k_taught_rows_s=2.0, per_1k_taught_tokens_s=0.34, after_fixed_rows=20_000,
+                      after_per_1k_rows_s=0.4),
     text=SHORT_TEXT_LIMITS,
     max_epochs=100,
 )
@@ -397,6 +415,9 @@ class Sizing:
     after_minutes: float  # of which after it, not timed by it: the training loop ends this long before the budget
     steps_per_second: float  # the speed the wall time is estimated at
     expected_minutes: float  # overhead plus the training that max_steps or max_minutes allows
+    # where the fit reads a sample of the training rows (settings' max_train_rows): the estimate outside the loop
+    # had it read every row
+    every_row_overhead_minutes: float | None = None
 
 
 def sized_max_tokens(limits: TextLimits, p98_tokens: float) -> int:
@@ -438,9 +459,21 @@ def size_run(
         settings["batch_size"] = preset.settings["batch_size"]
     vocabulary = settings.get("vocab_size", 0)
     rate = steps_per_second or preset.speed.at(settings["batch_size"], state_rows(preset, settings))
-    overhead = (preset.overhead.minutes(profile.rows, vocabulary, settings.get("max_tokens"),
-                                        taught_rows(preset, training_rows) * profile.median_tokens)
-                if overhead_minutes is None else overhead_minutes)
+    every_row_overhead = None
+    if overhead_minutes is None:
+        def overhead_of(rows: float) -> float:  # the estimate outside the loop where `rows` training rows are read
+            taught = taught_rows(preset, rows)
+            return preset.overhead.minutes(profile.rows - training_rows + rows, vocabulary, settings.get("max_tokens"),
+                                           taught, taught * profile.median_tokens)
+
+        overhead = overhead_of(training_rows)
+        if preset.text is not None and overhead > MAX_PREPARING_SHARE * budget and training_rows > MIN_SAMPLED_ROWS:
+            every_row_overhead = overhead
+            settings["max_train_rows"] = rows_within(overhead_of, MAX_PREPARING_SHARE * budget, int(training_rows))
+            overhead = overhead_of(settings["max_train_rows"])
+            training_rows = settings["max_train_rows"]
+    else:
+        overhead = overhead_minutes
     train_minutes = budget - overhead
     # text: at most max_epochs passes (small data ends early); grids, drawn afresh, end on the time budget
     pass_steps = None if preset.max_epochs is None else max(MIN_STEPS, math.ceil(
@@ -464,8 +497,18 @@ def size_run(
         eval_every=max(1, expected_steps // 4), keep_best=True, log_every=max(1, round(rate * LOG_EVERY_SECONDS)),
     )
     expected = overhead + min(train_minutes, max_steps / rate / 60)
-    after = min(overhead, preset.overhead.after_minutes(settings.get("max_tokens")))
-    return Sizing(settings, budget, overhead, after, rate, expected)
+    after = min(overhead, preset.overhead.after_minutes(settings.get("max_tokens"), training_rows))
+    return Sizing(settings, budget, overhead, after, rate, expected, every_row_overhead)
+
+
+def rows_within(overhead_of: Callable[[float], float], minutes: float, training_rows: int) -> int:
+    """The most training rows, from MIN_SAMPLED_ROWS to `training_rows`, whose estimate outside the loop
+    (`overhead_of`, which grows with the rows) is within `minutes` (MIN_SAMPLED_ROWS where none is)."""
+    low, high = MIN_SAMPLED_ROWS, training_rows
+    while low < high:
+        middle = (low + high + 1) // 2
+        low, high = (middle, high) if overhead_of(middle) <= minutes else (low, middle - 1)
+    return low
 
 
 def taught_rows(preset: Preset, training_rows: float) -> float:
@@ -552,8 +595,19 @@ def describe_choice(preset: Preset, reasons: list[str], sizing: Sizing) -> str:
         f"{'; '.join(reasons)}. Sized to the data: {', '.join(sized)}; training {_training_extent(sizing)}. "
         f"Expected wall time: about {_minutes(sizing.expected_minutes)} min, of which "
         f"{_minutes(sizing.overhead_minutes)} min to prepare, evaluate and export "
-        f"(budget {sizing.budget_minutes:g} min)."
+        f"(budget {sizing.budget_minutes:g} min).{_sample_sentence(sizing)}"
     )
+
+
+def _sample_sentence(sizing: Sizing) -> str:
+    """Where the fit reads a sample of its training rows: how many, why, and the budget that reads them all."""
+    if sizing.every_row_overhead_minutes is None:
+        return ""
+    every_row = sizing.every_row_overhead_minutes
+    return (f" It trains on a stratified sample of {sizing.settings['max_train_rows']:,} of the training rows "
+            f"(max_train_rows): preparing, evaluating and exporting every row would take about {_minutes(every_row)} "
+            f"min, more than {MAX_PREPARING_SHARE:.0%} of the budget (--time-budget "
+            f"{math.ceil(every_row / MAX_PREPARING_SHARE)} reads them all).")
 
 
 def _minutes(minutes: float) -> str:

@@ -131,3 +131,23 @@ def _rows(rows_of: list[np.ndarray], groups: np.ndarray) -> np.ndarray:
 def sample_indices(count: int, limit: int, seed: int) -> np.ndarray:
     """Sorted indices of a fixed random subset (seeded) of at most `limit` of `count` rows."""
     return np.sort(np.random.default_rng(seed).permutation(count)[:limit])
+
+
+SAMPLE_ROWS_KEPT_PER_LABEL = 100  # a label with at most this many rows keeps them all in a sample of the rows
+
+
+def stratified_sample(labels: Sequence[str], limit: int, seed: int) -> np.ndarray:
+    """Sorted indices of a seeded sample of about `limit` of the rows of `labels` (all of them where there are no
+    more): each label's share of its rows, and every row of a label up to SAMPLE_ROWS_KEPT_PER_LABEL, so that a
+    rare label loses nothing (the sample may thus hold a few rows more than `limit`)."""
+    if len(labels) <= limit:
+        return np.arange(len(labels))
+    rng = np.random.default_rng(seed)
+    names = np.asarray(labels, dtype=object)
+    share = limit / len(labels)
+    taken = []
+    for label in sorted(set(labels)):
+        rows = np.flatnonzero(names == label)
+        count = min(len(rows), max(SAMPLE_ROWS_KEPT_PER_LABEL, round(share * len(rows))))
+        taken.append(rng.choice(rows, size=count, replace=False))
+    return np.sort(np.concatenate(taken))

@@ -1,0 +1,117 @@
+"""A file too large to prepare within two thirds of its time budget trains on a stratified sample of its rows
+(`max_train_rows`): the sample, the plan that sizes it, the fit that reads it, and the time its linear reader
+takes after the loop."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+from trainer_support import write_keyword_csv
+
+from trainer.config import TrainConfig
+from trainer.data.holdout import SAMPLE_ROWS_KEPT_PER_LABEL, stratified_sample
+from trainer.fit import fit_baseline
+from trainer.prepare import prepare_text, text_splits
+from trainer.presets import (
+    LONG_TEXT,
+    MAX_PREPARING_SHARE,
+    MIN_SAMPLED_ROWS,
+    SHORT_TEXT,
+    DataProfile,
+    describe_choice,
+    size_run,
+)
+
+
+def big_profile(rows: int, median_tokens: float = 22, preset_long: bool = False) -> DataProfile:
+    return DataProfile(kind="text", rows=rows, labels=20, min_per_label=rows // 40, median_per_label=rows // 20,
+                       median_tokens=median_tokens, p98_tokens=600 if preset_long else 50, distinct_words=90_000)
+
+
+def test_a_sample_keeps_each_labels_share_and_every_row_of_a_rare_label() -> None:
+    labels = ["big"] * 30_000 + ["mid"] * 9_000 + ["rare"] * 40 + ["small"] * 200
+    sample = stratified_sample(labels, 10_000, seed=3)
+    counts = Counter(labels[i] for i in sample)
+    assert len(set(sample.tolist())) == len(sample) and np.all(np.diff(sample) > 0)  # distinct rows, sorted
+    share = 10_000 / len(labels)
+    assert counts["big"] == round(share * 30_000) and counts["mid"] == round(share * 9_000)
+    assert counts["rare"] == 40  # a label of at most SAMPLE_ROWS_KEPT_PER_LABEL rows keeps them all
+    assert counts["small"] == SAMPLE_ROWS_KEPT_PER_LABEL  # its share would be 51 rows
+    assert abs(len(sample) - 10_000) <= 20 * len(counts)
+    assert np.array_equal(stratified_sample(labels, 10_000, seed=3), sample)  # the seed gives the same rows
+    assert not np.array_equal(stratified_sample(labels, 10_000, seed=4), sample)
+    assert np.array_equal(stratified_sample(labels, len(labels), seed=3), np.arange(len(labels)))  # none left out
+
+
+def test_a_file_too_large_for_its_budgets_share_is_sampled_and_the_plan_says_so() -> None:
+    profile = big_profile(376_704)
+    every_row = size_run(SHORT_TEXT, profile, budget_minutes=60)  # preparing every row fits this budget's share
+    assert "max_train_rows" not in every_row.settings and every_row.every_row_overhead_minutes is None
+    sizing = size_run(SHORT_TEXT, profile)  # the default 15 minutes
+    rows = sizing.settings["max_train_rows"]
+    assert MIN_SAMPLED_ROWS < rows < profile.rows - 2_000
+    # the most rows whose estimate outside the loop is within the budget's share: one row more is not
+    assert sizing.overhead_minutes <= MAX_PREPARING_SHARE * 15
+    one_more = size_run(SHORT_TEXT, dataclasses.replace(profile, rows=rows + 2_000 + 1), budget_minutes=15)
+    assert one_more.every_row_overhead_minutes > MAX_PREPARING_SHARE * 15
+    assert sizing.every_row_overhead_minutes == every_row.overhead_minutes
+    assert sizing.settings["max_minutes"] == pytest.approx(15 * (1 - MAX_PREPARING_SHARE), abs=0.01)  # the rest
+    description = describe_choice(SHORT_TEXT, ["a reason"], sizing)
+    needed = math.ceil(every_row.overhead_minutes / MAX_PREPARING_SHARE)
+    assert f"a stratified sample of {rows:,} of the training rows (max_train_rows)" in description
+    assert f"--time-budget {needed} reads them all" in description
+    assert "max_train_rows" not in size_run(SHORT_TEXT, profile, budget_minutes=needed).settings
+
+
+@pytest.mark.parametrize(("preset", "rows"), [(SHORT_TEXT, 15_100), (SHORT_TEXT, 40_000), (LONG_TEXT, 11_314)])
+def test_files_of_the_measured_sizes_read_every_row(preset, rows: int) -> None:
+    # CLINC150, the first 40,000 sentences of docs/EXPERIMENTS.md's large file, 20 Newsgroups
+    profile = big_profile(rows, median_tokens=300 if preset is LONG_TEXT else 22, preset_long=preset is LONG_TEXT)
+    assert "max_train_rows" not in size_run(preset, profile).settings
+
+
+def test_a_sample_is_never_below_its_floor() -> None:
+    sizing = size_run(LONG_TEXT, big_profile(100_000, median_tokens=300, preset_long=True), budget_minutes=15)
+    assert sizing.settings["max_train_rows"] == MIN_SAMPLED_ROWS
+
+
+def test_a_negative_max_train_rows_is_refused() -> None:
+    with pytest.raises(ValueError, match="max_train_rows must be 0 \\(every training row\\) or more, got -1"):
+        TrainConfig(name="x", task="text", data="x.csv", max_train_rows=-1)
+
+
+def test_the_fit_trains_its_teachers_reader_and_baseline_on_the_sample_and_holds_out_the_same_rows(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = tmp_path / "keywords.csv"
+    write_keyword_csv(data, rows=2_000, seed=5)
+    every = TrainConfig(name="kw", task="text", data=str(data), max_tokens=16, vocab_size=200)
+    sampled = dataclasses.replace(every, max_train_rows=600)
+    whole, val, test = text_splits(every)
+    train, sampled_val, sampled_test = text_splits(sampled)
+    assert (sampled_val, sampled_test) == (val, test)  # the hold-outs come from the whole file first
+    whole_rows = Counter(zip(whole.texts, whole.labels, strict=True))
+    assert all(whole_rows[row] for row in zip(train.texts, train.labels, strict=True))  # rows of the training split
+    assert abs(len(train) - 600) <= len(set(whole.labels)) and set(train.labels) == set(whole.labels)
+    assert len(prepare_text(sampled).stream.tokens) == len(train)  # the TRM's stream reads the sample
+    baseline = fit_baseline(sampled)
+    assert baseline.train_rows == len(train)
+    assert (f"{len(train):,} rows to train on (a stratified sample of the {len(whole):,} outside the hold-outs: "
+            "max_train_rows)") in capsys.readouterr().out
+
+
+def test_the_loop_of_a_large_file_leaves_its_linear_readers_fit_more_time() -> None:
+    """A file of 238,521 training rows wrote its bundle 1.2 min after a 15-min budget: the reader's fit took 81 s
+    after the loop, where the reserve was 15 s for any file."""
+    small, large = big_profile(15_100), big_profile(240_521)
+    reserve = SHORT_TEXT.overhead.after_fixed_s / 60
+    assert size_run(SHORT_TEXT, small).after_minutes == pytest.approx(reserve)  # CLINC150's size: as before
+    sizing = size_run(SHORT_TEXT, large)
+    beyond = sizing.settings.get("max_train_rows", 240_521 - 2_000) - SHORT_TEXT.overhead.after_fixed_rows
+    assert sizing.after_minutes == pytest.approx(reserve + SHORT_TEXT.overhead.after_per_1k_rows_s * beyond / 1000 / 60)
+    assert sizing.after_minutes * 60 > 81 + SHORT_TEXT.overhead.after_fixed_s
