@@ -81,7 +81,7 @@ class TrainConfig:
     augment_per_label: int = 0
     # train (the TRM, its teachers and reader, the built-in baseline) on a stratified sample of about this many of
     # the training rows (trainer.data.holdout.stratified_sample; 0: every row); the held-out rows are drawn first,
-    # from the whole file. A fit's plan sets it where preparing every row would take over half its time budget
+    # from the whole file. A fit's plan sets it where preparing every row would take over two thirds of its budget
     max_train_rows: int = 0
     token_dropout: float = 0.0  # training augmentation: each input word becomes [UNK] with this probability
     # text: after training, fit a linear reader over the token ids and mix it into the step's answer where
