@@ -64,12 +64,18 @@ class Prepared:
     embedding_init: np.ndarray | None = None
 
 
-def prepare(cfg: TrainConfig) -> Prepared:
-    return prepare_text(cfg) if cfg.task == "text" else prepare_grid(cfg)
+TextSplits = tuple[TextSplit, TextSplit, TextSplit]  # (train, val, test) of a text config
 
 
-def prepare_text(cfg: TrainConfig) -> Prepared:
-    train, val, test = text_splits(cfg)
+def prepare(cfg: TrainConfig, splits: TextSplits | None = None) -> Prepared:
+    """A config's data prepared; a text config's `splits` (`text_splits(cfg, sampled=False)`), where the caller
+    already read them, are not read again."""
+    return prepare_text(cfg, splits) if cfg.task == "text" else prepare_grid(cfg)
+
+
+def prepare_text(cfg: TrainConfig, splits: TextSplits | None = None) -> Prepared:
+    every_row, val, test = splits or text_splits(cfg, sampled=False)
+    train = sampled_training_rows(every_row, cfg)
     labels = sorted(set(train.labels))
     more_words = []
     if cfg.teacher.vocabulary:
@@ -184,7 +190,7 @@ def eval_sets(
     return {split: EncodedSet(encode_texts(tokenizer, texts.texts), label_ids(texts, list(manifest.labels), str(data)))}
 
 
-def text_splits(cfg: TrainConfig, sampled: bool = True) -> tuple[TextSplit, TextSplit, TextSplit]:
+def text_splits(cfg: TrainConfig, sampled: bool = True) -> TextSplits:
     """The texts of a text config: (train, val, test) of a shared dataset folder or a user's file; train
     includes val when cfg.train_on_val, and is `sampled_training_rows` of it unless `sampled` is False."""
     train, val, test = _held_out_text_splits(cfg)
