@@ -75,10 +75,10 @@ def keyword_csv(tmp_path: Path) -> Path:
 def test_short_texts_choose_the_short_text_preset_with_their_figures(keyword_csv: Path) -> None:
     profile = profile_file(keyword_csv)
     with keyword_csv.open(newline="") as handle:
-        longest = max(len(text) for text, _ in list(csv.reader(handle))[1:])
+        lengths = [len(text) for text, _ in list(csv.reader(handle))[1:]]
     assert profile == DataProfile(
         kind="text", rows=200, labels=4, min_per_label=50, median_per_label=50.0, median_tokens=5.0,
-        p98_tokens=5.0, distinct_words=profile.distinct_words, longest_text=longest,
+        p98_tokens=5.0, distinct_words=profile.distinct_words, longest_text=max(lengths), characters=sum(lengths),
     )
     assert len(KEYWORDS) < profile.distinct_words <= len(KEYWORDS) + 13  # keywords and filler words
     preset, reasons = choose_preset(profile)

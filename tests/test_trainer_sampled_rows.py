@@ -21,7 +21,10 @@ from trainer.data.text import load_text_file
 from trainer.fit import fit, fit_baseline
 from trainer.prepare import prepare_text, text_splits
 from trainer.presets import (
+    BYTES_PER_TRAINING_CHAR,
+    BYTES_PER_TRAINING_ROW,
     LONG_TEXT,
+    MAX_MEMORY_SHARE,
     MAX_PREPARING_SHARE,
     MIN_SAMPLED_ROWS,
     SHORT_TEXT,
@@ -134,6 +137,7 @@ def test_a_large_files_tokens_are_counted_on_a_sample_and_its_rows_and_labels_on
     assert profile.median_tokens == np.median(counted) and profile.p98_tokens == np.percentile(counted, 98)
     assert profile.distinct_words == 1 + 50  # "word" and the sample's own names: a floor of the file's 301
     assert (profile.rows, profile.labels, profile.min_per_label) == (300, 3, 100)  # every row
+    assert profile.characters == sum(map(len, texts))
     _, reasons = choose_preset(profile)
     assert reasons[0].startswith("300 texts of median 5 tokens (counted on 50 of them), 3 labels")
     assert "counted on" not in choose_preset(profile_texts(texts[:50], labels[:50]))[1][0]  # every text counted
@@ -152,3 +156,33 @@ def test_a_fit_reads_and_splits_its_file_once(tmp_path: Path, monkeypatch: pytes
     fitted = fit(config, resume=False)
     assert len(reads) == 1
     assert fitted.baseline.train_rows == len(fitted.prepared.stream.tokens) < 400  # both read the same sample
+
+
+GB = 2**30
+
+
+def test_a_file_whose_baselines_ngrams_would_not_fit_in_memory_is_sampled_to_what_fits() -> None:
+    """The baseline's n-grams took 4.9 GB for 374,704 sentences; a file of millions of rows with a budget of hours
+    would have asked for more memory than a machine has."""
+    profile = dataclasses.replace(big_profile(150_000), characters=150_000 * 112)  # 2,000 rows held out each
+    needed = 148_000 * (BYTES_PER_TRAINING_ROW + BYTES_PER_TRAINING_CHAR * 112)
+    assert "max_train_rows" not in size_run(SHORT_TEXT, profile, memory_bytes=64 * GB).settings  # time and memory
+    sizing = size_run(SHORT_TEXT, profile, memory_bytes=2 * GB)
+    assert sizing.settings["max_train_rows"] == int(148_000 * MAX_MEMORY_SHARE * 2 * GB / needed)
+    assert sizing.every_row_overhead_minutes is None  # its time was within the budget's share
+    assert sizing.overhead_minutes < size_run(SHORT_TEXT, profile, memory_bytes=64 * GB).overhead_minutes
+    description = describe_choice(SHORT_TEXT, ["a reason"], sizing)
+    assert (f"a stratified sample of {sizing.settings['max_train_rows']:,} of the training rows (max_train_rows): "
+            f"the built-in baseline's n-grams of every row would take about {needed / GB:.1f} GB of memory, more than "
+            "60% of the 2.0 GB available.") in description
+    assert size_run(SHORT_TEXT, profile, memory_bytes=GB / 10).settings["max_train_rows"] == MIN_SAMPLED_ROWS
+
+
+def test_a_larger_budget_is_not_offered_where_every_rows_ngrams_would_not_fit_in_memory() -> None:
+    profile = dataclasses.replace(big_profile(376_704), characters=376_704 * 112)  # 3.6 GB for every row
+    roomy, tight = (size_run(SHORT_TEXT, profile, memory_bytes=memory) for memory in (64 * GB, 5 * GB))
+    assert tight.settings["max_train_rows"] == roomy.settings["max_train_rows"]  # time binds first here
+    assert "reads them all" in describe_choice(SHORT_TEXT, ["a reason"], roomy)
+    description = describe_choice(SHORT_TEXT, ["a reason"], tight)
+    assert "more than 67% of the budget, and the built-in baseline's n-grams of every row" in description
+    assert "--time-budget" not in description

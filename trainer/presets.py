@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+import psutil
 
 from trainer.config import TrainConfig
 from trainer.data.checks import check_label_counts, how_they_differ, spelling_variants
@@ -50,6 +51,13 @@ MIN_TRAIN_MINUTES = 1.0
 # every row would take more than this share of its time budget; the sample is at least MIN_SAMPLED_ROWS rows
 MAX_PREPARING_SHARE = 2 / 3
 MIN_SAMPLED_ROWS = 20_000
+# and where the built-in baseline's word and character n-grams of every row, the fit's peak of memory, would take more
+# than this share of the memory available when it plans: about BYTES_PER_TRAINING_ROW per row and
+# BYTES_PER_TRAINING_CHAR per character of the training texts beyond the process's 1 GB (its peak 4.9 GB for 374,704
+# sentences of 112 characters on average, 4.4 GB for 34,755 posts of 1,801; 2026-12-06)
+MAX_MEMORY_SHARE = 0.6
+BYTES_PER_TRAINING_ROW = 4_600
+BYTES_PER_TRAINING_CHAR = 52
 LOG_EVERY_SECONDS = 10  # progress lines about this often (at the estimated speed)
 SEEN_SHARE_NOTED = 0.01  # test rows of training texts said again after the test figures from this share (CLINC150's
 # bar files share 2 of 5,500, which moves no figure)
@@ -76,6 +84,7 @@ class DataProfile:
     test_rows: int = 0  # rows of the test file, when one is given
     test_rows_in_training: int = 0  # test rows whose text (`same_text_key`) a training row has
     longest_text: int = 0  # characters of the longest text, of the training file and the test file
+    characters: int = 0  # characters of the training file's texts, all together
 
 
 @dataclass(frozen=True)
@@ -301,6 +310,7 @@ def profile_texts(texts: Sequence[str], labels: Sequence[str]) -> DataProfile:
         repeated_texts=len(texts) - len(labels_of),
         conflicting_texts=sum(len(found) > 1 for found in labels_of.values()),
         spelling_variants=tuple(spelling_variants(labels)), longest_text=max(map(len, texts)),
+        characters=sum(map(len, texts)),
     )
 
 
@@ -422,8 +432,10 @@ class Sizing:
     steps_per_second: float  # the speed the wall time is estimated at
     expected_minutes: float  # overhead plus the training that max_steps or max_minutes allows
     # where the fit reads a sample of the training rows (settings' max_train_rows): the estimate outside the loop
-    # had it read every row
+    # had it read every row, where that is more than the budget's share
     every_row_overhead_minutes: float | None = None
+    # and the baseline's memory for every row with the memory available, where that is more than its share
+    every_row_memory_gb: tuple[float, float] | None = None
 
 
 def sized_max_tokens(limits: TextLimits, p98_tokens: float) -> int:
@@ -443,11 +455,13 @@ def sized_batch(preset_batch: int, training_rows: float) -> int:
 def size_run(
     preset: Preset, profile: DataProfile, budget_minutes: float | None = None,
     steps_per_second: float | None = None, overhead_minutes: float | None = None,
+    memory_bytes: float | None = None,
 ) -> Sizing:
     """Sizes `preset` to the data and a time budget (default: the preset's).
 
-    `steps_per_second` (default: the preset's measured speed at the sized shape) and `overhead_minutes`
-    (default: the preset's estimate for this data) may come from measurements on the machine at hand.
+    `steps_per_second` (default: the preset's measured speed at the sized shape), `overhead_minutes`
+    (default: the preset's estimate for this data) and `memory_bytes` (default: the memory available now) may
+    come from measurements on the machine at hand.
     """
     budget = preset.time_budget_minutes if budget_minutes is None else budget_minutes
     held_out_shares = 1 if profile.test_rows else 2  # validation, and test without a test file
@@ -465,21 +479,30 @@ def size_run(
         settings["batch_size"] = preset.settings["batch_size"]
     vocabulary = settings.get("vocab_size", 0)
     rate = steps_per_second or preset.speed.at(settings["batch_size"], state_rows(preset, settings))
-    every_row_overhead = None
-    if overhead_minutes is None:
-        def overhead_of(rows: float) -> float:  # the estimate outside the loop where `rows` training rows are read
-            taught = taught_rows(preset, rows)
-            return preset.overhead.minutes(profile.rows - training_rows + rows, vocabulary, settings.get("max_tokens"),
-                                           taught, taught * profile.median_tokens)
+    def overhead_of(rows: float) -> float:  # the estimate outside the loop where `rows` training rows are read
+        if overhead_minutes is not None:
+            return overhead_minutes
+        taught = taught_rows(preset, rows)
+        return preset.overhead.minutes(held_out_rows + rows, vocabulary, settings.get("max_tokens"), taught,
+                                       taught * profile.median_tokens)
 
-        overhead = overhead_of(training_rows)
-        if preset.text is not None and overhead > MAX_PREPARING_SHARE * budget and training_rows > MIN_SAMPLED_ROWS:
+    held_out_rows = profile.rows - training_rows
+
+    overhead = overhead_of(training_rows)
+    every_row_overhead = every_row_memory = None
+    if preset.text is not None and training_rows > MIN_SAMPLED_ROWS:  # a sample where time or memory is short
+        sample = int(training_rows)
+        if overhead_minutes is None and overhead > MAX_PREPARING_SHARE * budget:
             every_row_overhead = overhead
-            settings["max_train_rows"] = rows_within(overhead_of, MAX_PREPARING_SHARE * budget, int(training_rows))
-            overhead = overhead_of(settings["max_train_rows"])
-            training_rows = settings["max_train_rows"]
-    else:
-        overhead = overhead_minutes
+            sample = rows_within(overhead_of, MAX_PREPARING_SHARE * budget, sample)
+        memory = available_memory() if memory_bytes is None else memory_bytes
+        needed = training_rows * (BYTES_PER_TRAINING_ROW + BYTES_PER_TRAINING_CHAR * profile.characters / profile.rows)
+        if needed > MAX_MEMORY_SHARE * memory:
+            every_row_memory = (needed / 2**30, memory / 2**30)
+            sample = min(sample, max(MIN_SAMPLED_ROWS, int(training_rows * MAX_MEMORY_SHARE * memory / needed)))
+        if sample < training_rows:
+            settings["max_train_rows"] = training_rows = sample
+            overhead = overhead_of(sample)
     train_minutes = budget - overhead
     # text: at most max_epochs passes (small data ends early); grids, drawn afresh, end on the time budget
     pass_steps = None if preset.max_epochs is None else max(MIN_STEPS, math.ceil(
@@ -504,7 +527,12 @@ def size_run(
     )
     expected = overhead + min(train_minutes, max_steps / rate / 60)
     after = min(overhead, preset.overhead.after_minutes(settings.get("max_tokens"), training_rows))
-    return Sizing(settings, budget, overhead, after, rate, expected, every_row_overhead)
+    return Sizing(settings, budget, overhead, after, rate, expected, every_row_overhead, every_row_memory)
+
+
+def available_memory() -> float:
+    """Bytes of memory available to a new allocation now (psutil's `available`)."""
+    return float(psutil.virtual_memory().available)
 
 
 def rows_within(overhead_of: Callable[[float], float], minutes: float, training_rows: int) -> int:
@@ -606,14 +634,22 @@ def describe_choice(preset: Preset, reasons: list[str], sizing: Sizing) -> str:
 
 
 def _sample_sentence(sizing: Sizing) -> str:
-    """Where the fit reads a sample of its training rows: how many, why, and the budget that reads them all."""
-    if sizing.every_row_overhead_minutes is None:
+    """Where the fit reads a sample of its training rows: how many, why, and the budget that reads them all where
+    memory does not stand in the way."""
+    if "max_train_rows" not in sizing.settings:
         return ""
-    every_row = sizing.every_row_overhead_minutes
+    reasons = []
+    if (every_row := sizing.every_row_overhead_minutes) is not None:
+        reasons.append(f"preparing, evaluating and exporting every row would take about {_minutes(every_row)} min, "
+                       f"more than {MAX_PREPARING_SHARE:.0%} of the budget")
+    if sizing.every_row_memory_gb is not None:
+        needed, available = sizing.every_row_memory_gb
+        reasons.append(f"the built-in baseline's n-grams of every row would take about {needed:.1f} GB of memory, more "
+                       f"than {MAX_MEMORY_SHARE:.0%} of the {available:.1f} GB available")
+    more = ("" if sizing.every_row_memory_gb is not None
+            else f" (--time-budget {math.ceil(every_row / MAX_PREPARING_SHARE)} reads them all)")
     return (f" It trains on a stratified sample of {sizing.settings['max_train_rows']:,} of the training rows "
-            f"(max_train_rows): preparing, evaluating and exporting every row would take about {_minutes(every_row)} "
-            f"min, more than {MAX_PREPARING_SHARE:.0%} of the budget (--time-budget "
-            f"{math.ceil(every_row / MAX_PREPARING_SHARE)} reads them all).")
+            f"(max_train_rows): {', and '.join(reasons)}{more}.")
 
 
 def _minutes(minutes: float) -> str:
