@@ -36,6 +36,12 @@ from trainer.presets import (
 )
 
 
+@pytest.fixture(autouse=True)
+def roomy_machine(monkeypatch: pytest.MonkeyPatch) -> None:
+    """64 GB available, so that only a test's own `memory_bytes` bounds a sample by memory on any machine."""
+    monkeypatch.setattr(trainer.presets, "available_memory", lambda: 64.0 * 2**30)
+
+
 def big_profile(rows: int, median_tokens: float = 22, preset_long: bool = False) -> DataProfile:
     return DataProfile(kind="text", rows=rows, labels=20, min_per_label=rows // 40, median_per_label=rows // 20,
                        median_tokens=median_tokens, p98_tokens=600 if preset_long else 50, distinct_words=90_000)

@@ -479,14 +479,14 @@ def size_run(
         settings["batch_size"] = preset.settings["batch_size"]
     vocabulary = settings.get("vocab_size", 0)
     rate = steps_per_second or preset.speed.at(settings["batch_size"], state_rows(preset, settings))
+    held_out_rows = profile.rows - training_rows
+
     def overhead_of(rows: float) -> float:  # the estimate outside the loop where `rows` training rows are read
         if overhead_minutes is not None:
             return overhead_minutes
         taught = taught_rows(preset, rows)
         return preset.overhead.minutes(held_out_rows + rows, vocabulary, settings.get("max_tokens"), taught,
                                        taught * profile.median_tokens)
-
-    held_out_rows = profile.rows - training_rows
 
     overhead = overhead_of(training_rows)
     every_row_overhead = every_row_memory = None
