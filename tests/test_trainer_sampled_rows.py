@@ -10,6 +10,7 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
+import psutil
 import pytest
 from trainer_support import write_keyword_csv
 
@@ -29,6 +30,7 @@ from trainer.presets import (
     MIN_SAMPLED_ROWS,
     SHORT_TEXT,
     DataProfile,
+    available_memory,
     choose_preset,
     describe_choice,
     profile_texts,
@@ -192,3 +194,17 @@ def test_a_larger_budget_is_not_offered_where_every_rows_ngrams_would_not_fit_in
     description = describe_choice(SHORT_TEXT, ["a reason"], tight)
     assert "more than 67% of the budget, and the built-in baseline's n-grams of every row" in description
     assert "--time-budget" not in description
+
+
+@pytest.mark.parametrize("version", ["v2", "v1"])
+def test_a_containers_memory_limit_bounds_the_memory_a_plan_counts_on(tmp_path: Path, version: str) -> None:
+    """psutil reads the host's memory inside a container, where the container's limit is what a fit may take."""
+    limit, usage = ("memory.max", "memory.current") if version == "v2" else (
+        "memory/memory.limit_in_bytes", "memory/memory.usage_in_bytes")
+    (tmp_path / limit).parent.mkdir(parents=True, exist_ok=True)
+    (tmp_path / limit).write_text(f"{GB}\n")
+    (tmp_path / usage).write_text(f"{GB // 4}\n")
+    assert available_memory(tmp_path) == 0.75 * GB  # the machine has more
+    (tmp_path / limit).write_text("max\n" if version == "v2" else f"{2**63 - 4096}\n")  # no limit: the machine's
+    assert available_memory(tmp_path) == pytest.approx(psutil.virtual_memory().available, rel=0.1)
+    assert available_memory(tmp_path / "none") == pytest.approx(psutil.virtual_memory().available, rel=0.1)

@@ -530,9 +530,22 @@ def size_run(
     return Sizing(settings, budget, overhead, after, rate, expected, every_row_overhead, every_row_memory)
 
 
-def available_memory() -> float:
-    """Bytes of memory available to a new allocation now (psutil's `available`)."""
-    return float(psutil.virtual_memory().available)
+# a container's memory limit and usage (cgroup v2, then v1), under the cgroup file system's root
+CGROUP_MEMORY_FILES = (("memory.max", "memory.current"),
+                       ("memory/memory.limit_in_bytes", "memory/memory.usage_in_bytes"))
+
+
+def available_memory(cgroup_root: Path = Path("/sys/fs/cgroup")) -> float:
+    """Bytes of memory a new allocation can take now: psutil's `available` (the machine's), or what a container's
+    memory limit leaves, where that is less (psutil reads the host's figures inside a container)."""
+    available = float(psutil.virtual_memory().available)
+    for limit_name, usage_name in CGROUP_MEMORY_FILES:
+        try:
+            left = int((cgroup_root / limit_name).read_text()) - int((cgroup_root / usage_name).read_text())
+        except (OSError, ValueError):  # not this cgroup version, or "max": no limit
+            continue
+        return min(available, float(left))
+    return available
 
 
 def rows_within(overhead_of: Callable[[float], float], minutes: float, training_rows: int) -> int:
