@@ -20,7 +20,7 @@ from trainer.config import TrainConfig
 from trainer.data.holdout import SAMPLE_ROWS_KEPT_PER_LABEL, sample_indices, stratified_sample
 from trainer.data.text import load_text_file
 from trainer.fit import fit, fit_baseline
-from trainer.prepare import prepare_text, text_splits
+from trainer.prepare import prepare_text, sampled_training_rows, text_splits
 from trainer.presets import (
     BYTES_PER_TRAINING_CHAR,
     BYTES_PER_TRAINING_ROW,
@@ -109,7 +109,8 @@ def test_the_fit_trains_its_teachers_reader_and_baseline_on_the_sample_and_holds
     every = TrainConfig(name="kw", task="text", data=str(data), max_tokens=16, vocab_size=200)
     sampled = dataclasses.replace(every, max_train_rows=600)
     whole, val, test = text_splits(every)
-    train, sampled_val, sampled_test = text_splits(sampled)
+    every_row, sampled_val, sampled_test = text_splits(sampled)
+    train = sampled_training_rows(every_row, sampled)
     assert (sampled_val, sampled_test) == (val, test)  # the hold-outs come from the whole file first
     whole_rows = Counter(zip(whole.texts, whole.labels, strict=True))
     assert all(whole_rows[row] for row in zip(train.texts, train.labels, strict=True))  # rows of the training split

@@ -92,7 +92,7 @@ def fit(cfg: TrainConfig, resume: bool = True, command: str = "", ends_by: float
     """Trains (or resumes) the model described by cfg, or the soup of its ingredients; one model's training loop
     times itself to end by `ends_by` (`Trainer.fit`), its record keeping the minutes it was given."""
     started = time.monotonic()
-    splits = text_splits(cfg, sampled=False) if cfg.task == "text" else None  # read once: 30 s for 1.5M rows
+    splits = text_splits(cfg) if cfg.task == "text" else None  # read once: 30 s for 1.5M rows
     baseline = fit_baseline(cfg, splits)
     if cfg.soup:
         prepared, model, ingredients, trunk = fit_soup(cfg, resume)
@@ -105,11 +105,11 @@ def fit(cfg: TrainConfig, resume: bool = True, command: str = "", ends_by: float
 
 def fit_baseline(cfg: TrainConfig, splits: TextSplits | None = None) -> BaselineResult | None:
     """Text: the built-in linear baseline trained on the model's training split and scored on its test split
-    (printed as soon as it is known; `splits`: `text_splits(cfg, sampled=False)` where already read); None for
+    (printed as soon as it is known; `splits`: `text_splits(cfg)` where already read); None for
     grids."""
     if cfg.task != "text":
         return None
-    every_row, val, test = splits or text_splits(cfg, sampled=False)
+    every_row, val, test = splits or text_splits(cfg)
     train = sampled_training_rows(every_row, cfg)
     print(f"{cfg.name}: {split_sentence(train, val, test, cfg.test_data, len(every_row))}", flush=True)
     oos_label = resolve_out_of_scope_label(cfg.oos_label, sorted(set(train.labels)))

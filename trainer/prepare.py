@@ -68,13 +68,13 @@ TextSplits = tuple[TextSplit, TextSplit, TextSplit]  # (train, val, test) of a t
 
 
 def prepare(cfg: TrainConfig, splits: TextSplits | None = None) -> Prepared:
-    """A config's data prepared; a text config's `splits` (`text_splits(cfg, sampled=False)`), where the caller
-    already read them, are not read again."""
+    """A config's data prepared; a text config's `splits` (`text_splits(cfg)`), where the caller already read them,
+    are not read again."""
     return prepare_text(cfg, splits) if cfg.task == "text" else prepare_grid(cfg)
 
 
 def prepare_text(cfg: TrainConfig, splits: TextSplits | None = None) -> Prepared:
-    every_row, val, test = splits or text_splits(cfg, sampled=False)
+    every_row, val, test = splits or text_splits(cfg)
     train = sampled_training_rows(every_row, cfg)
     labels = sorted(set(train.labels))
     more_words = []
@@ -190,13 +190,13 @@ def eval_sets(
     return {split: EncodedSet(encode_texts(tokenizer, texts.texts), label_ids(texts, list(manifest.labels), str(data)))}
 
 
-def text_splits(cfg: TrainConfig, sampled: bool = True) -> TextSplits:
+def text_splits(cfg: TrainConfig) -> TextSplits:
     """The texts of a text config: (train, val, test) of a shared dataset folder or a user's file; train
-    includes val when cfg.train_on_val, and is `sampled_training_rows` of it unless `sampled` is False."""
+    includes val when cfg.train_on_val, and holds every training row (`sampled_training_rows` draws a fit's)."""
     train, val, test = _held_out_text_splits(cfg)
     if cfg.train_on_val:
         train = TextSplit(train.texts + val.texts, train.labels + val.labels)
-    return (sampled_training_rows(train, cfg) if sampled else train), val, test
+    return train, val, test
 
 
 def sampled_training_rows(train: TextSplit, cfg: TrainConfig) -> TextSplit:
