@@ -143,11 +143,12 @@ def stratified_sample(labels: Sequence[str], limit: int, seed: int) -> np.ndarra
     if len(labels) <= limit:
         return np.arange(len(labels))
     rng = np.random.default_rng(seed)
-    names = np.asarray(labels, dtype=object)
+    # each label's rows, ascending, labels in sorted order: one sort, not a pass over the rows per label
+    label_of = np.unique(np.asarray(labels, dtype=object), return_inverse=True)[1]
+    order = np.argsort(label_of, kind="stable")
     share = limit / len(labels)
     taken = []
-    for label in sorted(set(labels)):
-        rows = np.flatnonzero(names == label)
+    for rows in np.split(order, np.flatnonzero(np.diff(label_of[order])) + 1):
         count = min(len(rows), max(SAMPLE_ROWS_KEPT_PER_LABEL, round(share * len(rows))))
         taken.append(rng.choice(rows, size=count, replace=False))
     return np.sort(np.concatenate(taken))
