@@ -71,6 +71,8 @@ BAD_REASON_REQUESTS = [
     _bad("negative threshold", _budget(halt_threshold=-1.0), "budget.halt_threshold must be in (0, 1]"),
     _bad("time budget too large", _budget(time_budget_ms=3_600_000), "budget.time_budget_ms must be at most"),
     _bad("top_k too large", _text("hi", top_k=99), "top_k must be at most 5"),
+    _bad("top_k for a grid", trm_pb2.ReasonRequest(model=GRID_MODEL, grid=trm_pb2.Grid(cells="." * 81), top_k=3),
+         "answers a whole grid, one symbol per cell: leave top_k unset (0), got 3"),
     _bad("message too large", _text("a" * (MAX_MESSAGE_BYTES + 10)), "Received message larger than max",
          grpc.StatusCode.RESOURCE_EXHAUSTED),
 ]

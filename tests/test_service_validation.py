@@ -88,9 +88,9 @@ def test_explicit_budget_values_are_kept_and_min_steps_defaults_below_max_steps(
     assert valid.budget.halt_threshold == 1.0 and valid.time_budget_ms == 250 and _top_labels(valid) == 5
 
 
-def test_grid_values_and_top_k_ignored_for_grids():
+def test_grid_values():
     cells = "5" + "." * 79 + "0"
-    valid = _validate(GRID, grid=trm_pb2.Grid(cells=cells), top_k=50)
+    valid = _validate(GRID, grid=trm_pb2.Grid(cells=cells))
     assert valid.input.tokens.tolist() == [5] + [0] * 80 and valid.input.logged_input == cells
 
 
@@ -137,6 +137,8 @@ def _budget(**fields) -> dict:
         (TEXT, _budget(halt_threshold=float("nan")), "halt_threshold"),
         (TEXT, _budget(time_budget_ms=60_001), "budget.time_budget_ms must be at most 60000 (got 60001)"),
         (TEXT, {"text": "hi", "top_k": 6}, "top_k must be at most 5 (the number of labels of 'm'), got 6"),
+        (GRID, {**_grid("0" * 81), "top_k": 3}, "model 'm' answers a whole grid, one symbol per cell: leave top_k "
+                                                 "unset (0), got 3"),
     ],
 )
 def test_bad_requests_are_invalid_argument_with_an_actionable_message(manifest, fields, message):

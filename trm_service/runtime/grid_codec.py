@@ -30,13 +30,16 @@ class GridCodec:
         self._labels = manifest.labels
 
     def encode(self, request: trm_pb2.ReasonRequest) -> EncodedRequest:
-        """A well-formed grid whose givens break no rule; top_k is ignored."""
+        """A well-formed grid whose givens break no rule, and no top_k (a grid has no labels to rank)."""
         spec = self._spec
         kind = request.WhichOneof("input")
         if kind is None:
             raise InputError(f"the request has no input: model {self._name!r} takes a grid (ReasonRequest.grid)")
         if kind != "grid":
             raise InputError(f"model {self._name!r} solves {spec.rows}x{spec.cols} grids: set ReasonRequest.grid")
+        if request.top_k:
+            raise InputError(f"top_k ranks labels or candidates; model {self._name!r} answers a whole grid, one "
+                             f"symbol per cell: leave top_k unset (0), got {request.top_k}")
         cells = request.grid.cells
         values = self._check(cells)
         reader = GridReader(self._labels, spec, values)
