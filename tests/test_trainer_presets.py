@@ -258,20 +258,26 @@ def test_the_default_speed_scales_with_batch_and_state_rows() -> None:
 
 def test_long_text_outside_the_loop_scales_with_the_tokens_read() -> None:
     """QA, 2,803 docstrings (long-text at 96 tokens): 3.3 min were expected outside the training loop and 0.4
-    taken, the estimate being 20 Newsgroups' at 512 tokens; 20 Newsgroups' own estimate is unchanged."""
+    taken, the estimate being 20 Newsgroups' at 512 tokens."""
     docstrings = DataProfile(kind="text", rows=3_114, labels=17, min_per_label=32, median_per_label=162,
                              median_tokens=11, p98_tokens=73, distinct_words=3_592, test_rows=587)
     sizing = size_run(LONG_TEXT, docstrings)
     assert sizing.settings["max_tokens"] == 96
-    assert sizing.overhead_minutes < 1.0
-    newsgroups = dataclasses.replace(docstrings, rows=11_314, median_tokens=300, p98_tokens=2_000,
-                                     distinct_words=100_000)
-    vocabulary = LONG_TEXT.text.max_vocab
-    assert size_run(LONG_TEXT, newsgroups).overhead_minutes == pytest.approx(  # as it was, within a second
-        (130 + 20.0 * 11.314 + 1.9 * vocabulary / 1000) / 60, abs=1 / 60)
-    # QA: 1,000 of its posts (26,519 words) took 67 s outside the loop, 3.5 min expected (2026-12-06)
-    thousand_posts = dataclasses.replace(newsgroups, rows=1_000, distinct_words=26_517)
-    assert size_run(LONG_TEXT, thousand_posts).overhead_minutes < 1.8
+    assert 0.4 <= sizing.overhead_minutes < 1.0
+
+
+@pytest.mark.parametrize(("posts", "distinct_words", "measured_s"), [
+    (1_000, 26_517, 50), (3_000, 50_000, 85), (6_000, 70_000, 115), (11_314, 100_000, 157), (18_846, 130_000, 233),
+])
+def test_the_long_text_estimate_outside_the_loop_is_a_little_long_on_20_newsgroups(
+    posts: int, distinct_words: int, measured_s: float
+) -> None:
+    """20 Newsgroups' posts with `--max-steps 1`, cold, the seconds outside the loop (2026-12-06): the estimate
+    had been 2.3-2.8 times that from 11,314 posts up, so a file of 40,000 posts was sampled where every row fitted.
+    It is to err long (a plan that the preparing outruns trains less than it says), but not by much."""
+    profile = DataProfile(kind="text", rows=posts, labels=20, min_per_label=posts // 40, median_per_label=posts // 20,
+                          median_tokens=258, p98_tokens=2_000, distinct_words=distinct_words)
+    assert measured_s <= size_run(LONG_TEXT, profile).overhead_minutes * 60 <= 1.3 * measured_s
 
 
 def test_a_budget_that_leaves_no_training_time_is_refused_with_the_flag_to_use() -> None:

@@ -120,9 +120,9 @@ class Overhead:
     cost, so a little high): fixed costs (loading the teacher, evaluation and export), per 1,000 rows
     (TF-IDF teacher, the built-in baseline, the linear reader, the rest of preparing), per 1,000 rows MiniLM teaches
     and per 1,000 tokens it embeds as their sentence targets (the median text's tokens times those rows), and per
-    1,000 vocabulary words (the teacher's token embeddings). With `measured_tokens`, the fixed and per-row costs
-    were measured at that max_tokens and scale with it (evaluation, calibration and export run every row at
-    max_tokens).
+    1,000 vocabulary words (the teacher's token embeddings). With `measured_tokens`, the per-row costs were
+    measured at that max_tokens and scale with it (evaluation, calibration and export run every row at max_tokens),
+    as does the part after the loop; the fixed cost before it (loading the teacher, the process's start) does not.
 
     Of these, `after_fixed_s` is the part after the loop that does not run the recursion over the held-out rows
     (exporting, quantising, the linear reader's fit, the parity check, the report) for up to `after_fixed_rows`
@@ -142,7 +142,7 @@ class Overhead:
 
     def minutes(self, rows: float, vocabulary: int, max_tokens: int | None = None, taught_rows: float = 0,
                 taught_tokens: float = 0) -> float:
-        seconds = self._share(max_tokens) * (self.fixed_s + self.per_1k_rows_s * rows / 1000)
+        seconds = self.fixed_s + self._share(max_tokens) * self.per_1k_rows_s * rows / 1000
         return (seconds + (self.per_1k_taught_rows_s * taught_rows + self.per_1k_taught_tokens_s * taught_tokens
                            + self.per_1k_words_s * vocabulary) / 1000) / 60
 
@@ -247,12 +247,17 @@ LONG_TEXT = Preset(
     speed=Speed(13.5, batch_size=64, state_rows=18,
                 source="the 20 Newsgroups fit of docs/TRAINING.md (2026-11-30): 4,835 steps in 358 s, max_tokens "
                 "512, two threads"),
-    # 20 Newsgroups at 512 tokens; 2,803 docstrings at 96 tokens took 0.4 min outside the loop (2026-12-03);
-    # after the loop: 3 s for 2,000 posts of 20 Newsgroups at 512 tokens (2026-12-03). 120 and 1,000 of its posts
-    # took 19 and 67 s outside the loop, cold, on a machine whose short-text step ran 1.4 times the preset's speed
-    # (2026-12-06), where 130 s fixed and 20 s per 1,000 rows had planned 2.4 and 3.5 min: 14 s fixed and 30.2 s per
-    # 1,000 rows keep the plan of 20 Newsgroups' 11,314 posts as it was (5.9 min) and come near those two
-    overhead=Overhead(fixed_s=14, per_1k_rows_s=30.2, per_1k_words_s=1.9, after_fixed_s=15, measured_tokens=512),
+    # 2,803 docstrings at 96 tokens took 0.4 min outside the loop (2026-12-03); after the loop: 3 s for 2,000 posts
+    # of 20 Newsgroups at 512 tokens (2026-12-03). Outside the loop, cold, one step trained, on a machine whose
+    # short-text step ran 1.4 times the preset's speed (2026-12-06; docs/EXPERIMENTS.md): 20 Newsgroups' posts,
+    # 1,000 / 3,000 / 6,000 of them 50 / 85 / 115 s, all 11,314 157 s, with its 7,532 test posts 233 s (the
+    # built-in baseline 5.6 s per 1,000, MiniLM's 40,000 words about 30 s); twice and four times its training posts
+    # 293 and 506 s. 20 s fixed, 12 s per 1,000 rows and 0.9 s per 1,000 words estimate each 8-22 % long; the
+    # 30.2 s per 1,000 rows before, fitted to 120 and 1,000 posts, planned 2.3-2.8 times what 11,314-45,256 took.
+    # After the loop, the linear reader's fit grows with the rows as short text's does: 2.8 / 5.6 / 17.5 s for
+    # 9,316 / 20,630 / 43,258 training rows, the last 25 s after the loop in all and its bundle 6 s after the budget
+    overhead=Overhead(fixed_s=20, per_1k_rows_s=12.0, per_1k_words_s=0.9, after_fixed_s=15, measured_tokens=512,
+                      after_fixed_rows=10_000, after_per_1k_rows_s=0.4),
     text=TextLimits(token_multiple=32, min_tokens=64, max_tokens=512, max_vocab=40000),
     # 20 Newsgroups' held-out validation after 30 / 45 / 60 passes: 91.5 / 91.3 / 90.8% (docs/EXPERIMENTS.md)
     max_epochs=30,
