@@ -122,7 +122,7 @@ class Overhead:
     and per 1,000 tokens it embeds as their sentence targets (the median text's tokens times those rows), and per
     1,000 vocabulary words (the teacher's token embeddings). With `measured_tokens`, the per-row costs were
     measured at that max_tokens and scale with it (evaluation, calibration and export run every row at max_tokens),
-    as does the part after the loop; the fixed cost before it (loading the teacher, the process's start) does not.
+    as does the part after the loop; the fixed cost outside it (starting, loading the teacher) does not.
 
     Of these, `after_fixed_s` is the part after the loop that does not run the recursion over the held-out rows
     (exporting, quantising, the linear reader's fit, the parity check, the report) for up to `after_fixed_rows`
