@@ -273,7 +273,7 @@ def test_the_long_text_estimate_outside_the_loop_is_a_little_long_on_20_newsgrou
     posts: int, distinct_words: int, measured_s: float
 ) -> None:
     """20 Newsgroups' posts with `--max-steps 1`, cold, the seconds outside the loop (2026-12-06): the estimate
-    had been 2.3-2.8 times that from 11,314 posts up, so a file of 40,000 posts was sampled where every row fitted.
+    had been 2.6-2.9 times that from 11,314 posts up, so a file of 40,000 posts was sampled where every row fitted.
     It is to err long (a plan that the preparing outruns trains less than it says), but not by much."""
     profile = DataProfile(kind="text", rows=posts, labels=20, min_per_label=posts // 40, median_per_label=posts // 20,
                           median_tokens=258, p98_tokens=2_000, distinct_words=distinct_words)

@@ -253,7 +253,7 @@ LONG_TEXT = Preset(
     # 1,000 / 3,000 / 6,000 of them 50 / 85 / 115 s, all 11,314 157 s, with its 7,532 test posts 233 s (the
     # built-in baseline 5.6 s per 1,000, MiniLM's 40,000 words about 30 s); twice and four times its training posts
     # 293 and 506 s. 20 s fixed, 12 s per 1,000 rows and 0.9 s per 1,000 words estimate each 8-22 % long; the
-    # 30.2 s per 1,000 rows before, fitted to 120 and 1,000 posts, planned 2.3-2.8 times what 11,314-45,256 took.
+    # 30.2 s per 1,000 rows before, fitted to 120 and 1,000 posts, planned 2.6-2.9 times what 11,314-45,256 took.
     # After the loop, the linear reader's fit grows with the rows as short text's does: 2.8 / 5.6 / 17.5 s for
     # 9,316 / 20,630 / 43,258 training rows, the last 25 s after the loop in all and its bundle 6 s after the budget
     overhead=Overhead(fixed_s=20, per_1k_rows_s=12.0, per_1k_words_s=0.9, after_fixed_s=15, measured_tokens=512,
