@@ -24,11 +24,11 @@ def train_val_test_holdout(
     test rows held out first, then as many validation rows from the rest, each `holdout_fraction` of the file
     and stratified as `stratified_holdout` holds out (rows of one text together, every label left to train on)."""
     fraction = holdout_fraction(len(labels))
-    rest, test = stratified_holdout(labels, fraction, seed, texts)
+    group_of = _groups(texts) if texts is not None else np.arange(len(labels))
+    rest, test = _held_out_groups(labels, fraction, seed, group_of)
     rest_labels = [labels[i] for i in rest]
-    rest_texts = None if texts is None else [texts[i] for i in rest]
-    train, val = stratified_holdout(rest_labels, min(1.0, fraction * len(labels) / max(len(rest), 1)), seed,
-                                    rest_texts)
+    train, val = _held_out_groups(rest_labels, min(1.0, fraction * len(labels) / max(len(rest), 1)), seed,
+                                  _in_order_of_appearance(group_of[rest]))
     return rest[train], rest[val], test
 
 
@@ -56,10 +56,17 @@ def stratified_holdout(
     keeps at least one group. Without repeated texts the split is the same as without `texts`.
     Both index arrays are sorted (text datasets: 20 Newsgroups validation, a user's labelled texts).
     """
+    return _held_out_groups(labels, fraction, seed, _groups(texts) if texts is not None else np.arange(len(labels)))
+
+
+def _held_out_groups(
+    labels: Sequence[str], fraction: float, seed: int, group_of: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """`stratified_holdout` of rows whose groups (`_groups`: numbered in the order their texts first appear) are
+    `group_of`."""
     if not 0.0 <= fraction <= 1.0:
         raise ValueError(f"fraction must be in [0, 1], got {fraction}")
     rng = np.random.default_rng(seed)
-    group_of = _groups(texts) if texts is not None else np.arange(len(labels))
     first_rows = np.unique(group_of, return_index=True)[1]  # each group's first row, in group order
     group_labels = np.asarray(labels, dtype=object)[first_rows]
     group_sizes = np.bincount(group_of, minlength=len(first_rows))
@@ -76,9 +83,8 @@ def stratified_holdout(
     if held_groups.size == 0 and fraction > 0:  # every label too small to round to one row (e.g. 5 per label)
         held_groups = _one_group_of_some_labels(group_labels, max(1, round(fraction * len(labels))), rng)
     held_groups = _keeping_every_label(held_groups, group_of, np.asarray(labels, dtype=object))
-    held_rows = np.flatnonzero(np.isin(group_of, held_groups))
-    kept_rows = np.setdiff1d(np.arange(len(labels)), held_rows)
-    return kept_rows, held_rows
+    held = np.isin(group_of, held_groups)
+    return np.flatnonzero(~held), np.flatnonzero(held)
 
 
 def _keeping_every_label(held_groups: np.ndarray, group_of: np.ndarray, labels: np.ndarray) -> np.ndarray:
@@ -98,6 +104,15 @@ def _groups(texts: Sequence[str]) -> np.ndarray:
     their texts first appear."""
     numbers: dict[str, int] = {}
     return np.array([numbers.setdefault(same_text_key(text), len(numbers)) for text in texts], dtype=np.int64)
+
+
+def _in_order_of_appearance(group_of: np.ndarray) -> np.ndarray:
+    """Some rows' groups numbered again from 0 in the order they first appear among those rows, as `_groups` numbers
+    the groups of those rows' texts."""
+    groups, first_rows, inverse = np.unique(group_of, return_index=True, return_inverse=True)
+    number_of = np.empty(len(groups), dtype=np.int64)
+    number_of[np.argsort(first_rows, kind="stable")] = np.arange(len(groups))
+    return number_of[inverse]
 
 
 def _one_group_of_some_labels(group_labels: np.ndarray, count: int, rng: np.random.Generator) -> np.ndarray:
