@@ -501,10 +501,11 @@ def size_run(
             every_row_overhead = overhead
             sample = rows_within(overhead_of, MAX_PREPARING_SHARE * budget, sample)
         memory = available_memory() if memory_bytes is None else memory_bytes
-        needed = training_rows * (BYTES_PER_TRAINING_ROW + BYTES_PER_TRAINING_CHAR * profile.characters / profile.rows)
-        if needed > MAX_MEMORY_SHARE * memory:
-            every_row_memory = (needed / 2**30, memory / 2**30)
-            sample = min(sample, max(MIN_SAMPLED_ROWS, int(training_rows * MAX_MEMORY_SHARE * memory / needed)))
+        needed_bytes = training_rows * (BYTES_PER_TRAINING_ROW
+                                        + BYTES_PER_TRAINING_CHAR * profile.characters / profile.rows)
+        if needed_bytes > MAX_MEMORY_SHARE * memory:
+            every_row_memory = (needed_bytes / 2**30, memory / 2**30)
+            sample = min(sample, max(MIN_SAMPLED_ROWS, int(training_rows * MAX_MEMORY_SHARE * memory / needed_bytes)))
         if sample < training_rows:
             settings["max_train_rows"] = training_rows = sample
             overhead = overhead_of(sample)

@@ -24,7 +24,7 @@ def train_val_test_holdout(
     test rows held out first, then as many validation rows from the rest, each `holdout_fraction` of the file
     and stratified as `stratified_holdout` holds out (rows of one text together, every label left to train on)."""
     fraction = holdout_fraction(len(labels))
-    group_of = _groups(texts) if texts is not None else np.arange(len(labels))
+    group_of = _row_groups(labels, texts)
     rest, test = _held_out_groups(labels, fraction, seed, group_of)
     rest_labels = [labels[i] for i in rest]
     train, val = _held_out_groups(rest_labels, min(1.0, fraction * len(labels) / max(len(rest), 1)), seed,
@@ -56,7 +56,7 @@ def stratified_holdout(
     keeps at least one group. Without repeated texts the split is the same as without `texts`.
     Both index arrays are sorted (text datasets: 20 Newsgroups validation, a user's labelled texts).
     """
-    return _held_out_groups(labels, fraction, seed, _groups(texts) if texts is not None else np.arange(len(labels)))
+    return _held_out_groups(labels, fraction, seed, _row_groups(labels, texts))
 
 
 def _held_out_groups(
@@ -104,6 +104,11 @@ def _groups(texts: Sequence[str]) -> np.ndarray:
     their texts first appear."""
     numbers: dict[str, int] = {}
     return np.array([numbers.setdefault(same_text_key(text), len(numbers)) for text in texts], dtype=np.int64)
+
+
+def _row_groups(labels: Sequence[str], texts: Sequence[str] | None) -> np.ndarray:
+    """Each row's group: its text's (`_groups`), or a group of its own without texts."""
+    return _groups(texts) if texts is not None else np.arange(len(labels))
 
 
 def _in_order_of_appearance(group_of: np.ndarray) -> np.ndarray:
