@@ -67,8 +67,9 @@ def _held_out_groups(
     if not 0.0 <= fraction <= 1.0:
         raise ValueError(f"fraction must be in [0, 1], got {fraction}")
     rng = np.random.default_rng(seed)
+    label_array = np.asarray(labels, dtype=object)
     first_rows = np.unique(group_of, return_index=True)[1]  # each group's first row, in group order
-    group_labels = np.asarray(labels, dtype=object)[first_rows]
+    group_labels = label_array[first_rows]
     group_sizes = np.bincount(group_of, minlength=len(first_rows))
     held: list[np.ndarray] = []
     for label in sorted(set(labels)):
@@ -82,9 +83,9 @@ def _held_out_groups(
     held_groups = np.concatenate(held) if held else np.zeros(0, dtype=np.int64)
     if held_groups.size == 0 and fraction > 0:  # every label too small to round to one row (e.g. 5 per label)
         held_groups = _one_group_of_some_labels(group_labels, max(1, round(fraction * len(labels))), rng)
-    held_groups = _keeping_every_label(held_groups, group_of, np.asarray(labels, dtype=object))
-    held = np.isin(group_of, held_groups)
-    return np.flatnonzero(~held), np.flatnonzero(held)
+    held_groups = _keeping_every_label(held_groups, group_of, label_array)
+    is_held = np.isin(group_of, held_groups)
+    return np.flatnonzero(~is_held), np.flatnonzero(is_held)
 
 
 def _keeping_every_label(held_groups: np.ndarray, group_of: np.ndarray, labels: np.ndarray) -> np.ndarray:
