@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 
+import anyio
 import grpc
 import pytest
 from sdk_test_support import GRID_MODEL, N_SUP, SUDOKU, TEXT_MODEL
+from trm.v1 import trm_pb2, trm_pb2_grpc
 from trm_client import (
     AsyncTRMClient,
     Budget,
@@ -60,6 +62,49 @@ async def test_a_call_that_close_ends_says_the_client_was_closed_not_that_the_ta
         own.cancel()
         with pytest.raises(asyncio.CancelledError):
             await own
+
+
+class _StalledService(trm_pb2_grpc.ReasoningServiceServicer):
+    """Takes every Reason and ReasonStream call and never answers."""
+
+    def __init__(self) -> None:
+        self.calls = asyncio.Queue()
+
+    async def Reason(self, request, context):
+        await self.calls.put(request)
+        await asyncio.Event().wait()
+
+    async def ReasonStream(self, request, context):
+        await self.calls.put(request)
+        await asyncio.Event().wait()
+        yield trm_pb2.ReasonStep()
+
+
+async def test_a_caller_cancelled_during_a_call_gets_its_own_cancellation():
+    """A task cancelled while its call is at the server gets its own CancelledError, message and all, and a timeout
+    scope of anyio (the MCP SDK's) ends the call, not the program: grpc.aio alone puts a bare CancelledError in its
+    place, which the scope does not take for its own."""
+    stalled, server = _StalledService(), grpc.aio.server()
+    trm_pb2_grpc.add_ReasoningServiceServicer_to_server(stalled, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    try:
+        async with AsyncTRMClient(f"127.0.0.1:{port}", timeout_s=30.0) as client:
+            own = asyncio.create_task(client.reason(TEXT_MODEL, "hello"))
+            await stalled.calls.get()
+            own.cancel("the caller's own")
+            with pytest.raises(asyncio.CancelledError) as caught:
+                await own
+            assert caught.value.args == ("the caller's own",)
+            with anyio.move_on_after(0.5) as unary_scope:
+                await client.reason(TEXT_MODEL, "hello")
+            with anyio.move_on_after(0.5) as stream_scope:
+                async for _ in client.reason_stream(TEXT_MODEL, "hello"):
+                    pass
+            assert unary_scope.cancelled_caught and stream_scope.cancelled_caught
+            assert stalled.calls.qsize() == 2  # both calls reached the server before their scopes ended them
+    finally:
+        await server.stop(0)
 
 
 async def test_models_and_model(aclient):

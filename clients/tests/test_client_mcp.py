@@ -199,3 +199,23 @@ def test_ctrl_c_stops_the_server_with_status_130_and_no_traceback(server):
         process.send_signal(signal.SIGINT)
         assert process.wait(timeout=60) == 130
         assert process.stderr.read() == ""
+
+
+def test_a_tool_call_the_host_cancels_ends_and_the_server_goes_on():
+    """A host cancels a call its user stops (notifications/cancelled): the server drops that call and answers the
+    next request. Its service here accepts the connection and never answers, so the call is in flight."""
+    with socket.create_server(("127.0.0.1", 0)) as silent:
+        process = stdio_process(f"127.0.0.1:{silent.getsockname()[1]}")
+        try:
+            assert exchange(process, request(1, "initialize", HELLO))["id"] == 1
+            process.stdin.write(json.dumps({"jsonrpc": "2.0", "method": "notifications/initialized"}) + "\n")
+            call = {"name": "trm_intent_test", "arguments": {"text": "hi"}}
+            process.stdin.write(request(2, "tools/call", call) + "\n")
+            process.stdin.flush()
+            silent.settimeout(30)
+            with silent.accept()[0]:  # the call is at the "service" now
+                cancel = {"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": 2}}
+                process.stdin.write(json.dumps(cancel) + "\n")
+                assert exchange(process, request(3, "ping")) == {"jsonrpc": "2.0", "id": 3, "result": {}}
+        finally:
+            end(process)

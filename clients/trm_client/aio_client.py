@@ -22,6 +22,18 @@ from trm_client.retry import Deadline, RetryPolicy, default_timeout, plan_retry
 Response = TypeVar("Response")
 
 
+async def _cancelled_with_caller(awaitable: Awaitable[Response], call: grpc.aio.Call) -> Response:
+    """`awaitable` (a grpc.aio `call`, or a read of one) awaited so that a cancellation of the calling task
+    propagates as itself, its message intact, and cancels the call. Awaited directly, grpc.aio replaces it with a
+    bare CancelledError, which anyio's cancel scopes (and so the MCP SDK's) do not take for theirs: a timeout scope
+    around a call, or an MCP host's cancelling of a tool call, then ended the program instead of the call."""
+    try:
+        return await asyncio.shield(awaitable)
+    except asyncio.CancelledError:
+        call.cancel()
+        raise
+
+
 class AsyncTRMClient:
     """asyncio client with the same behaviour and arguments as TRMClient; create it inside the event loop.
 
@@ -155,7 +167,8 @@ class AsyncTRMClient:
         attempt = 1
         while True:
             try:
-                return await rpc(request, timeout=deadline.attempt_timeout(rid), metadata=metadata), rid
+                call = rpc(request, timeout=deadline.attempt_timeout(rid), metadata=metadata)
+                return await _cancelled_with_caller(call, call), rid
             except grpc.RpcError as error:
                 await asyncio.sleep(plan_retry(self.retry, error, attempt, deadline, rid))
                 attempt += 1
@@ -173,7 +186,7 @@ class AsyncTRMClient:
         while True:
             call = self._stub.ReasonStream(request, timeout=deadline.attempt_timeout(rid), metadata=metadata)
             try:
-                message = await call.read()
+                message = await _cancelled_with_caller(call.read(), call)
                 break
             except grpc.RpcError as error:
                 await asyncio.sleep(plan_retry(self.retry, error, attempt, deadline, rid))
@@ -184,7 +197,7 @@ class AsyncTRMClient:
         try:
             while message is not grpc.aio.EOF:
                 yield ReasonStep.from_proto(message, rid)
-                message = await call.read()
+                message = await _cancelled_with_caller(call.read(), call)
         except grpc.RpcError as error:
             raise from_rpc_error(error, rid) from error
         except asyncio.CancelledError:
