@@ -144,7 +144,13 @@ def test_a_line_the_sdk_cannot_parse_gets_a_json_rpc_error_and_the_server_goes_o
         assert no_method["id"] == "three" and no_method["error"]["code"] == INVALID_REQUEST
         null_id = exchange(process, '{"jsonrpc": "2.0", "id": null, "method": "tools/list"}')  # read as a notification
         assert null_id["id"] is None and null_id["error"]["code"] == INVALID_REQUEST
-        assert "id is null" in null_id["error"]["message"]
+        assert null_id["error"]["message"].startswith("Invalid request: id is null; a request's id is a string or")
+        for odd_id in ("1.5", "true", "[1]", '{"a": 1}'):
+            refused = exchange(process, f'{{"jsonrpc": "2.0", "id": {odd_id}, "method": "ping"}}')
+            assert refused["id"] is None and refused["error"]["code"] == INVALID_REQUEST
+            assert refused["error"]["message"].startswith(f"Invalid request: id is {odd_id}; ")
+        assert exchange(process, '{"jsonrpc": "2.0", "id": 7.0, "method": "ping"}') == {
+            "jsonrpc": "2.0", "id": 7, "result": {}}  # a float-only JSON writer's integer
         as_string = exchange(process, '{"jsonrpc": "2.0", "id": 5, "method": "tools/call", '
                              '"params": {"name": "trm_intent_test", "arguments": "{\\"text\\": \\"hi\\"}"}}')
         assert as_string["id"] == 5 and as_string["error"]["code"] == INVALID_PARAMS

@@ -3,7 +3,9 @@
 The SDK (mcp 2.3) drops a line it cannot parse without a reply, so a host waits for that request's id
 forever: text that is not JSON, or a request whose strings hold a lone surrogate escape (`"\\ud800"`, half
 of a character, which JSON parsers differ on); it reads a request whose id is null as a notification, and
-drops it too. Each such line gets a JSON-RPC error instead, with the request's id where the line has one,
+drops it too, as it does one whose id is a fraction, true or false, an array or an object (an id such as `2.0`,
+which JSON writers that have floats only send, is read as the integer it is). Each such line gets a JSON-RPC
+error instead, with the request's id where the line has one,
 and is not passed on; so do a `tools/call` or an `initialize` whose params the SDK would refuse without naming
 the field, and a request the server serves sent before `initialize`, which the SDK refuses as "Invalid request
 parameters" alone.
@@ -23,7 +25,7 @@ from mcp.shared._stream_protocols import WriteStream
 from mcp.shared.message import SessionMessage
 from pydantic import BaseModel, ValidationError
 
-NULL_ID = "Invalid request: id is null; a request's id is a string or an integer (a notification has no id)"
+REQUEST_ID = "a request's id is a string or an integer (a notification has no id)"
 BEFORE_INITIALIZE = ("the session is not initialized: send the initialize request first, then the "
                      "notifications/initialized notification (the MCP lifecycle); only ping is answered before")
 SESSION_EXEMPT = frozenset({"initialize", "ping"})  # the requests the SDK takes before the session opens
@@ -51,13 +53,14 @@ class AnsweredLines:
 
     async def _parsable(self) -> AsyncIterator[str]:
         async for line in self._lines():
+            line = _with_whole_number_id(line)
             try:
                 message = types.jsonrpc_message_adapter.validate_json(line, by_name=False)
             except ValidationError as error:
                 await self._reply(unparsable_reply(line, error))
                 continue
-            if isinstance(message, types.JSONRPCNotification) and _has_null_id(line):
-                await self._reply(_error(None, types.INVALID_REQUEST, NULL_ID))
+            if isinstance(message, types.JSONRPCNotification) and (refused := _id_refusal(line)):
+                await self._reply(_error(None, types.INVALID_REQUEST, refused))
                 continue
             if isinstance(message, types.JSONRPCRequest) and (refused := self._request_error(message)):
                 await self._reply(refused)
@@ -130,11 +133,27 @@ def _fields(error: ValidationError) -> str:
     return "; ".join(f"{'.'.join(map(str, e['loc'])) or 'message'}: {e['msg']}" for e in error.errors()[:3])
 
 
-def _has_null_id(line: str) -> bool:
-    """Whether a line the SDK read as a notification (a message without an id) has `"id": null`: a request
-    whose id MCP forbids, which the SDK would drop as an unknown notification."""
+def _with_whole_number_id(line: str) -> str:
+    """The line with an id such as `2.0` written as the integer it is (JSON writers that have floats only send
+    them; the SDK would read the request as a notification and drop it); any other line as it is."""
+    try:
+        message = json.loads(line)
+    except ValueError:
+        return line
+    request_id = message.get("id") if isinstance(message, dict) else None
+    if isinstance(request_id, float) and request_id.is_integer():
+        return json.dumps(message | {"id": int(request_id)})
+    return line
+
+
+def _id_refusal(line: str) -> str | None:
+    """Why a line the SDK read as a notification (a message without an id) is refused: it has an id, of a kind
+    MCP forbids (null, a fraction, true or false, an array or an object), which the SDK would drop as an unknown
+    notification; None for a notification."""
     message = json.loads(line)
-    return isinstance(message, dict) and "id" in message and message["id"] is None
+    if not isinstance(message, dict) or "id" not in message:
+        return None
+    return f"Invalid request: id is {json.dumps(message['id'])}; {REQUEST_ID}"
 
 
 def _error(request_id: int | str | None, code: int, message: str) -> types.JSONRPCError:
