@@ -521,3 +521,36 @@ def test_every_command_tells_its_version(command: str):
     shown = subprocess.run([str(Path(sys.executable).parent / command), "--version"], capture_output=True,
                            text=True, timeout=60)
     assert (shown.returncode, shown.stdout) == (0, f"{command} {importlib.metadata.version('trm-client')}\n")
+
+
+DIES_AFTER_ITS_FIRST_STEP = """
+import os, sys, time
+from concurrent import futures
+import grpc
+from trm.v1 import trm_pb2, trm_pb2_grpc
+
+class DiesAfterItsFirstStep(trm_pb2_grpc.ReasoningServiceServicer):
+    def ReasonStream(self, request, context):
+        answer = trm_pb2.Answer(classification=trm_pb2.ClassAnswer(label="greeting", confidence=0.5))
+        yield trm_pb2.ReasonStep(step=1, answer=answer, request_id="r")
+        time.sleep(0.5)
+        os._exit(1)
+
+server = grpc.server(futures.ThreadPoolExecutor(2))
+trm_pb2_grpc.add_ReasoningServiceServicer_to_server(DiesAfterItsFirstStep(), server)
+print(server.add_insecure_port("127.0.0.1:0"), flush=True)
+server.start()
+server.wait_for_termination()
+"""
+
+
+def test_a_server_that_goes_away_during_a_stream_is_told_as_such_not_as_a_tls_server():
+    """gRPC says "Stream removed (Socket closed)" once the call has begun; no TLS option would change that."""
+    dies = [sys.executable, "-c", DIES_AFTER_ITS_FIRST_STEP]
+    with subprocess.Popen(dies, stdout=subprocess.PIPE, text=True) as dying:
+        port = dying.stdout.readline().strip()
+        done = trm_client("--target", f"127.0.0.1:{port}", "reason", TEXT_MODEL, "hi", "--stream")
+    assert done.returncode == 1 and done.stdout.startswith("step  1  greeting")
+    assert ("Stream removed (Socket closed); the server closed the connection during the call (stopped or "
+            "restarted?): run the command again") in done.stderr
+    assert "TLS" not in done.stderr

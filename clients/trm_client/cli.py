@@ -268,9 +268,12 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
 def _flag_hint(error: TRMError, args: argparse.Namespace) -> str:
     """The flag that changes the outcome of a call that failed on the client's own limits, on its address, or on
     its TLS options (a server that closes the connection at once expects a TLS handshake, or a client certificate;
-    one that answers a TLS handshake with a wrong record version speaks plaintext)."""
+    one that answers a TLS handshake with a wrong record version speaks plaintext); or what to do where the server
+    went away during the call."""
     if error.code is grpc.StatusCode.DEADLINE_EXCEEDED:
         return f"; the deadline is --timeout (now {args.timeout:g} s)"
+    if error.code is grpc.StatusCode.UNAVAILABLE and "Stream removed" in error.details:  # after the call began
+        return "; the server closed the connection during the call (stopped or restarted?): run the command again"
     if error.code is grpc.StatusCode.UNAVAILABLE and "Socket closed" in error.details:
         if not (args.tls or args.tls_ca or args.tls_server_name or args.tls_cert):
             return "; a TLS server? connect with --tls-ca CA.pem (or --tls for gRPC's default roots)"
