@@ -199,6 +199,15 @@ def test_reason_reads_its_input_from_stdin_for_a_dash(server, client):
     assert b"the input is not UTF-8 text (byte 0xff at character 4)" in undecodable.stderr
 
 
+def test_an_input_over_grpcs_message_limit_is_told_to_be_shortened(server):
+    """gRPC refuses it as RESOURCE_EXHAUSTED, which reads as "retry later"."""
+    done = subprocess.run([sys.executable, "-m", "trm_client.cli", "--target", server.target, "reason", TEXT_MODEL,
+                           "-"], input=b"word " * 300_000, capture_output=True, timeout=120)
+    assert done.returncode == 1
+    assert (f"; the input is larger than the server takes in one message: shorten it (`trm-client models {TEXT_MODEL}` "
+            "says how many characters the model reads)").encode() in done.stderr
+
+
 def test_an_input_that_starts_with_a_dash_is_told_how_to_pass_it(server, client):
     flag_like = trm_client("--target", server.target, "reason", TEXT_MODEL, "-v")
     assert flag_like.returncode == 2

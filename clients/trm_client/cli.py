@@ -272,6 +272,10 @@ def _flag_hint(error: TRMError, args: argparse.Namespace) -> str:
     went away during the call."""
     if error.code is grpc.StatusCode.DEADLINE_EXCEEDED:
         return f"; the deadline is --timeout (now {args.timeout:g} s)"
+    if error.over_message_limit:  # RESOURCE_EXHAUSTED, which reads as "retry later"
+        model = getattr(args, "model", None) or "MODEL"
+        return (f"; the input is larger than the server takes in one message: shorten it (`trm-client models {model}` "
+                "says how many characters the model reads)")
     if error.code is grpc.StatusCode.UNAVAILABLE and "Stream removed" in error.details:  # after the call began
         return "; the server closed the connection during the call (stopped or restarted?): run the command again"
     if error.code is grpc.StatusCode.UNAVAILABLE and "Socket closed" in error.details:
