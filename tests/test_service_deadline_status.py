@@ -21,7 +21,7 @@ from typing import Any
 import grpc
 import pytest
 from prometheus_client import CollectorRegistry
-from test_service_support import LONG_MODEL
+from test_service_support import LONG_MODEL, SlowHandOver
 from trm.v1 import trm_pb2, trm_pb2_grpc
 
 from trm_service.api.servicer import SERVICE_NAME, ReasoningServicer, ServingLimits, reasoning_methods
@@ -53,13 +53,18 @@ async def _served(
     call: Callable[[trm_pb2_grpc.ReasoningServiceStub], Awaitable[grpc.StatusCode]],
     servicer: type[ReasoningServicer] = ReasoningServicer,
     margin_s: float = -0.5,
+    one_step_at_a_time_s: float | None = None,
 ) -> tuple[grpc.StatusCode, CollectorRegistry]:
     """Serve the long model (by default its own answer due half a second after a deadline), make one call; the
-    status the caller got and the server's metrics."""
+    status the caller got and the server's metrics. `one_step_at_a_time_s`: a batch of one request, each step
+    handed to the model's thread that much late (a loaded machine)."""
     registry = CollectorRegistry()
     metrics = ServiceMetrics(registry)
-    models = ModelRegistry([bundle], LoadOptions(SessionSettings()), SchedulerLimits(64, 64, 8), metrics)
+    max_batch = 64 if one_step_at_a_time_s is None else 1
+    models = ModelRegistry([bundle], LoadOptions(SessionSettings()), SchedulerLimits(max_batch, 64, 8), metrics)
     await models.reload()
+    if one_step_at_a_time_s is not None:
+        models.resolve(LONG_MODEL).scheduler._executor = SlowHandOver(one_step_at_a_time_s)
     limits = ServingLimits(max_time_budget_ms=60_000, deadline_margin_s=margin_s, log_inputs=False)
     methods = reasoning_methods(servicer(models, limits, metrics))
     server = grpc.aio.server()
@@ -194,6 +199,30 @@ def test_a_batch_that_ends_past_its_deadline_counts_its_answers_that_were_ready_
     assert code == grpc.StatusCode.DEADLINE_EXCEEDED
     assert _count(registry, "ReasonBatch", "DEADLINE_EXCEEDED") == 1.0
     assert (_count(registry, "Reason", "DEADLINE_EXCEEDED"), _count(registry, "Reason", "OK")) == (2.0, 0.0)
+
+
+def test_a_batch_answers_at_the_margin_failing_alone_each_request_that_has_no_step_yet(long_bundle: Path) -> None:
+    """One step at a time, each 0.5 s: the first request is answered at 0.5 s; at the margin (0.8 s) the second is
+    in its first step and the third waits. Waiting for their first steps until the deadline (1.2 s; the third's
+    ends at 1.5) would make the whole call late and lose the first answer too."""
+    results: list[trm_pb2.ReasonBatchResult] = []
+
+    async def call(stub: trm_pb2_grpc.ReasoningServiceStub) -> grpc.StatusCode:
+        batch = trm_pb2.ReasonBatchRequest(requests=[
+            trm_pb2.ReasonRequest(model=LONG_MODEL, text=f"request {index}", budget=ONE_STEP) for index in range(3)])
+        pending = stub.ReasonBatch(batch, timeout=1.2)
+        with contextlib.suppress(grpc.aio.AioRpcError):
+            results.extend((await pending).results)
+        return await pending.code()
+
+    code, registry = asyncio.run(_served(long_bundle, call, margin_s=0.4, one_step_at_a_time_s=0.5))
+    assert code == grpc.StatusCode.OK
+    assert results[0].response.steps == 1
+    for late in results[1:]:
+        assert late.failure.code == grpc.StatusCode.DEADLINE_EXCEEDED.value[0]
+        assert late.failure.message.startswith("the deadline passed before the first supervision step finished")
+    assert (_count(registry, "Reason", "OK"), _count(registry, "Reason", "DEADLINE_EXCEEDED")) == (1.0, 2.0)
+    assert _count(registry, "ReasonBatch", "OK") == 1.0
 
 
 @pytest.mark.parametrize("method", ["Reason", "ReasonStream", "ReasonBatch"])

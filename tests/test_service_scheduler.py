@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry
+from test_service_support import SlowHandOver
 
 from trm_service.observability.metrics import ServiceMetrics
 from trm_service.runtime.loader import LoadedModel, LoadOptions, load_model
@@ -171,21 +172,6 @@ async def test_a_model_with_lanes_runs_a_steps_calls_side_by_side_with_the_same_
         assert (batched.step, batched.halt_reason) == (one.step, one.halt_reason)
         np.testing.assert_allclose(batched.logits, one.logits, rtol=0, atol=1e-5)
     await harness.scheduler.close()
-
-
-class SlowHandOver(ThreadPoolExecutor):
-    """The model's thread of a loaded machine: each hand-over waits `delay_s` before the step starts."""
-
-    def __init__(self, delay_s: float) -> None:
-        super().__init__(max_workers=1)
-        self.delay_s = delay_s
-
-    def submit(self, fn, /, *args, **kwargs):  # type: ignore[no-untyped-def, override]
-        def late():  # type: ignore[no-untyped-def]
-            time.sleep(self.delay_s)
-            return fn(*args, **kwargs)
-
-        return super().submit(late)
 
 
 async def test_a_slow_hand_over_does_not_turn_the_fast_path_off(text_model: LoadedModel):

@@ -8,6 +8,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import grpc
@@ -77,3 +78,18 @@ class LoadClient:
                 except grpc.RpcError as error:
                     self.outcomes[request_id] = error.code()
                     time.sleep(0.01)
+
+
+class SlowHandOver(ThreadPoolExecutor):
+    """The model's thread of a loaded machine: each hand-over waits `delay_s` before the step starts."""
+
+    def __init__(self, delay_s: float) -> None:
+        super().__init__(max_workers=1)
+        self.delay_s = delay_s
+
+    def submit(self, fn, /, *args, **kwargs):  # type: ignore[no-untyped-def, override]
+        def late():  # type: ignore[no-untyped-def]
+            time.sleep(self.delay_s)
+            return fn(*args, **kwargs)
+
+        return super().submit(late)

@@ -272,8 +272,13 @@ class ReasoningServicer:
         admitted = _Admitted(model=model, ticket=ticket, reader=valid.input.reader, deadline_timer=None)
         if deadline is not None:
             at_margin = deadline - self._limits.deadline_margin_s - time.monotonic()
+            # A ReasonBatch answers by the margin: a request of it that waited for its first step past the margin
+            # would make the whole call late and lose its other answers. Only where the call came within the margin
+            # (a deadline shorter than it) does each wait for its first step, as alone: answering at once, none
+            # would have one.
+            first_step_by = deadline if batch_call is None or at_margin <= 0 else None
             admitted.deadline_timer = asyncio.get_running_loop().call_later(
-                max(0.0, at_margin), _at_deadline, admitted, deadline)
+                max(0.0, at_margin), _at_deadline, admitted, first_step_by)
         return admitted
 
     async def _final_result(self, admitted: _Admitted) -> StepResult:
@@ -362,12 +367,12 @@ class ReasoningServicer:
         await context.abort(grpc.StatusCode.INTERNAL, message)
 
 
-def _at_deadline(admitted: _Admitted, deadline: float) -> None:
+def _at_deadline(admitted: _Admitted, first_step_by: float | None) -> None:
     """The deadline less its margin has come: the request answers with its last step (`ticket.time_out`). One that
-    has no step yet waits for its first until the `deadline` itself (time.monotonic()), as a lone call stepped at
-    once on the event loop does, so a request gets the same answer alone and in a ReasonBatch (the first step
-    always runs)."""
-    left = deadline - time.monotonic()
+    has no step yet waits for its first until `first_step_by` (the deadline itself, time.monotonic()), as a lone
+    call stepped at once on the event loop does (the first step always runs); with None (a request of a ReasonBatch
+    that came before the margin) it fails now, alone, and the call's other answers go out in time."""
+    left = 0.0 if first_step_by is None else first_step_by - time.monotonic()
     if admitted.ticket.latest is None and left > 0:
         admitted.deadline_timer = asyncio.get_running_loop().call_later(left, admitted.ticket.time_out)
     else:
