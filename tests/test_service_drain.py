@@ -7,6 +7,7 @@ import signal
 from pathlib import Path
 
 import grpc
+import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from test_service_support import LONG_MODEL, TEXT_MODEL, LoadClient, wait_for
 from trm.v1 import trm_pb2, trm_pb2_grpc
@@ -109,3 +110,18 @@ def test_a_second_sigterm_cuts_the_drain_short_and_still_answers_every_request(l
     for final in finals:
         assert final.final and final.halt_reason == trm_pb2.HALT_REASON_SHUTDOWN and final.step < 20_000
     assert any(r.get("event") == "drain_cut_short" for r in server.log_records())
+
+
+def test_an_open_health_watch_is_told_not_serving_then_ended_and_does_not_hold_the_stop(long_bundle: Path):
+    """gRPC's client-side health checking keeps a Watch open on every connection; the stop waited for it for the
+    whole grace period, whatever the signals."""
+    server = ServerProcess([long_bundle], extra_args=["--grace-period", "120", "--drain-delay", "1"])
+    with server, grpc.insecure_channel(server.target) as channel:
+        watch = health_pb2_grpc.HealthStub(channel).Watch(health_pb2.HealthCheckRequest(service=""), timeout=300)
+        assert next(watch).status == SERVING
+        server.send_signal(signal.SIGTERM)
+        assert next(watch).status == NOT_SERVING  # during the drain delay, as load balancers read it
+        with pytest.raises(grpc.RpcError) as ended:
+            next(watch)
+        assert (ended.value.code(), ended.value.details()) == (grpc.StatusCode.UNAVAILABLE, "the server is stopping")
+        assert server.wait(30) == 0  # not the 120 s of the grace period

@@ -3,8 +3,8 @@
 Lifecycle: load every bundle, bind, start, mark health SERVING, write the ready file, then wait
 for a signal. SIGHUP reloads the model folders. SIGTERM/SIGINT drain: health goes NOT_SERVING
 (all services), requests keep being accepted for `drain_delay` seconds (load balancers notice),
-then the listener closes and in-flight requests get `grace_period` seconds; shortly before it
-ends, requests still running are stopped with their best answer so far (HALT_REASON_SHUTDOWN).
+then the listener closes, health Watch streams end, and in-flight requests get `grace_period` seconds; shortly
+before it ends, requests still running are stopped with their best answer so far (HALT_REASON_SHUTDOWN).
 """
 
 from __future__ import annotations
@@ -51,11 +51,36 @@ def shutdown_margin(grace_period: float) -> float:
     return min(1.0, grace_period / 10.0)
 
 
+class _HealthServicer(health.aio.HealthServicer):
+    """gRPC's health service, whose Watch streams end with UNAVAILABLE once the server stops taking calls
+    (`end_watches`): open as long as their clients (gRPC's client-side health checking keeps one on each
+    connection), they held every stop for its whole grace period, a second signal's too."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._stopping = asyncio.Event()
+
+    async def Watch(self, request: health_pb2.HealthCheckRequest, context: grpc.aio.ServicerContext) -> None:
+        watching = asyncio.ensure_future(super().Watch(request, context))
+        stopping = asyncio.ensure_future(self._stopping.wait())
+        try:
+            await asyncio.wait((watching, stopping), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            watching.cancel()
+            stopping.cancel()
+        if self._stopping.is_set():  # ended from this task: cancelled, gRPC's call would stay open
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "the server is stopping")
+        watching.result()  # the stream's own end: an error of its writes
+
+    def end_watches(self) -> None:
+        self._stopping.set()
+
+
 class ModelHealth:
     """The health service: the server, the API and every hosted model by name."""
 
     def __init__(self) -> None:
-        self.servicer = health.aio.HealthServicer()
+        self.servicer = _HealthServicer()
         self._models: set[str] = set()
 
     async def sync(self, models: set[str]) -> None:
@@ -70,8 +95,12 @@ class ModelHealth:
         self._models = set(models)
 
     async def drain(self) -> None:
-        """Every name NOT_SERVING from now on."""
+        """Every name NOT_SERVING from now on (the Watch streams say so, and stay open until `stop_watching`)."""
         await self.servicer.enter_graceful_shutdown()
+
+    def stop_watching(self) -> None:
+        """End the Watch streams: the server is about to stop taking calls."""
+        self.servicer.end_watches()
 
 
 def build_grpc_server(
@@ -232,6 +261,7 @@ async def run_server(config: ServeConfig) -> None:
             await asyncio.wait_for(hurry.wait(), config.drain_delay)
         if not hurry.is_set():
             registry.shutdown_by(time.monotonic() + config.grace_period - shutdown_margin(config.grace_period))
+        model_health.stop_watching()  # in the turn of the loop that stops taking calls: no Watch starts after it
         await server.stop(config.grace_period)
         await asyncio.gather(*reloads, return_exceptions=True)
         await registry.close()
