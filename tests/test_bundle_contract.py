@@ -130,6 +130,16 @@ def test_the_training_record_is_optional_for_serving_and_typed_when_present() ->
         parse_manifest(data)
 
 
+def test_an_integer_beyond_the_wires_uint32_is_refused() -> None:
+    """ModelInfo carries the limits as uint32: a larger one loaded, served, and then failed every ListModels call."""
+    data = json.loads((MODELS / "intent-clinc150" / "manifest.json").read_text())
+    data["input"]["max_chars"] = 2**32
+    with pytest.raises(BundleError, match=r"field 'input\.max_chars' must be an integer from 1 to 4294967295, got "):
+        parse_manifest(data)
+    data["input"]["max_chars"] = 2**32 - 1
+    assert parse_manifest(data).input.max_chars == 2**32 - 1
+
+
 def test_an_abstain_threshold_needs_no_out_of_scope_label_but_a_named_label_must_exist() -> None:
     data = json.loads((MODELS / "intent-clinc150" / "manifest.json").read_text())
     data["out_of_scope"] = {"label": None, "threshold": 0.62}
