@@ -12,10 +12,12 @@ from pathlib import Path
 
 import grpc
 import pytest
+from prometheus_client import CollectorRegistry
 
 from trm_service.cli import build_parser, config_from_args
 from trm_service.config import DEFAULT_MODELS_DIR, ConfigError, ServeConfig
 from trm_service.cpu_affinity import compute_cpu_count
+from trm_service.observability.metrics import serve_metrics
 from trm_service.server import load_options
 from trm_service.testing import ServerProcess
 
@@ -146,6 +148,15 @@ def test_a_wildcard_host_serves_grpc_and_metrics_on_ipv4_and_ipv6(text_bundle: P
                 assert "trm_model_info{" in scraped.read().decode()
             with grpc.insecure_channel(f"{host}:{server.port}") as channel:
                 grpc.channel_ready_future(channel).result(timeout=10)
+
+
+def test_an_ipv6_host_in_brackets_serves_metrics_too():
+    """gRPC takes `[::1]`, as URLs write it; the metrics server could not resolve it, and the error blamed the port."""
+    host = _config(["--host", "[::1]"], {}).host
+    assert host == _config([], {"TRM_HOST": "[::1]"}).host == "::1"
+    port = serve_metrics(host, 0, CollectorRegistry())
+    with urllib.request.urlopen(f"http://[::1]:{port}/metrics", timeout=10) as scraped:
+        assert scraped.status == 200
 
 
 def test_sessions_get_one_thread_and_heavy_steps_every_cpu_unless_a_count_is_given():

@@ -43,8 +43,14 @@ def _flag(text: str) -> bool:
     raise ValueError(f"expected one of {sorted(_TRUE | _FALSE)}")
 
 
+def _host(text: str) -> str:
+    """An address, an IPv6 one also in brackets as in URLs (`[::1]`), which the metrics server cannot read."""
+    return text[1:-1] if text.startswith("[") and text.endswith("]") else text
+
+
 _OPTIONS = (
-    _Option("host", str, "address to listen on (gRPC and metrics); 0.0.0.0 or :: is every IPv4 and IPv6 interface"),
+    _Option("host", _host, "address to listen on (gRPC and metrics); 0.0.0.0 or :: is every IPv4 and IPv6 "
+            "interface"),
     _Option("port", int, "gRPC port; 0 picks a free one (see --ready-file)"),
     _Option("metrics_port", int, "Prometheus /metrics HTTP port; 0 picks a free one"),
     _Option("max_batch_size", int, "per model version: most requests in one step batch"),
