@@ -23,3 +23,11 @@ def test_dated_versions_sort_by_date():
 def test_a_leading_v_is_read_as_tags_write_it():
     """"v1.1" had sorted after "3.0.0" (a word after every number) and stayed the default."""
     assert sorted(["3.0.0", "v1.1", "1.9.0", "V2.0.0-rc1"], key=version_key) == ["v1.1", "1.9.0", "V2.0.0-rc1", "3.0.0"]
+
+
+def test_a_word_version_comes_before_every_numbered_one_and_equal_readings_keep_one_order():
+    """"latest" or "dev" had sorted after every number and stayed the default whatever version came after it."""
+    versions = ["1.0.0", "latest", "2", "dev", "v2", "1.0.0+build.5"]
+    for seed in range(5):
+        shuffled = random.Random(seed).sample(versions, len(versions))
+        assert sorted(shuffled, key=version_key) == ["dev", "latest", "1.0.0", "1.0.0+build.5", "2", "v2"]
