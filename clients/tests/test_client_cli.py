@@ -6,6 +6,7 @@ import importlib.metadata
 import json
 import os
 import pty
+import re
 import signal
 import socket
 import subprocess
@@ -197,6 +198,15 @@ def test_reason_reads_its_input_from_stdin_for_a_dash(server, client):
                                   TEXT_MODEL, "-"], input=b"ok \xff bad", capture_output=True, timeout=120)
     assert undecodable.returncode == 1
     assert b"the input is not UTF-8 text (byte 0xff at character 4)" in undecodable.stderr
+
+
+def test_an_answer_is_printed_where_the_output_encoding_lacks_the_confidence_bar(server):
+    """A cp1252 console (or PYTHONIOENCODING=cp1252): the bar's cells are written "?"; the call had succeeded,
+    and the command failed after it as if an option were bad."""
+    done = subprocess.run([sys.executable, "-m", "trm_client.cli", "--target", server.target, "reason", TEXT_MODEL,
+                           "hello"], capture_output=True, timeout=120, env={**os.environ, "PYTHONIOENCODING": "cp1252"})
+    assert done.returncode == 0, done.stderr
+    assert re.search(r"^confidence: +[0-9.]+ \?{20}$", done.stdout.decode("cp1252"), re.MULTILINE)
 
 
 def test_an_input_over_grpcs_message_limit_is_told_to_be_shortened(server):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import re
 import signal
 import subprocess
@@ -181,3 +182,13 @@ def test_voice_pipeline_stops_on_ctrl_c_with_status_130_and_no_traceback(server)
         process.send_signal(signal.SIGINT)
         assert process.wait(timeout=60) == 130
         assert "Traceback" not in process.stderr.read()  # (the fallback's line goes to stderr with --json)
+
+
+def test_voice_pipeline_goes_on_where_the_output_encoding_lacks_a_character(server):
+    """A cp1252 console (or PYTHONIOENCODING): an utterance's emoji is written "?", and the next line still runs."""
+    done = subprocess.run([sys.executable, str(VOICE / "pipeline.py"), "--target", server.target, "--model",
+                           TEXT_MODEL], input="hello 🎉\nplay jazz\n".encode(), capture_output=True, timeout=120,
+                          env={**os.environ, "PYTHONIOENCODING": "cp1252"})
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.decode("cp1252").splitlines()
+    assert [line.split("  ")[-1].strip() for line in lines] == ["hello ?", "play jazz"]

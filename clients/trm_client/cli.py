@@ -36,7 +36,14 @@ from trm_client.connection_args import (
 from trm_client.errors import TRMError
 from trm_client.field_names import BATCH_LINES, CLI_FLAGS, rename_fields
 from trm_client.model_info import Budget
-from trm_client.render import answer_summary, model_text, models_table, result_text, step_line
+from trm_client.render import (
+    answer_summary,
+    model_text,
+    models_table,
+    result_text,
+    step_line,
+    tolerate_output_encoding,
+)
 from trm_client.results import ReasonResult, WrittenText
 from trm_client.serialize import model_dict, result_dict, step_dict
 from trm_client.tool_result import text_defer_reason
@@ -232,6 +239,7 @@ COMMANDS = {"models": run_models, "reason": run_reason, "reason-batch": run_reas
 
 def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout) -> int:
     """Entry point of ``trm-client``; returns the exit status."""
+    tolerate_output_encoding()
     args = build_parser().parse_args(argv)
     try:
         status = run(args, out)

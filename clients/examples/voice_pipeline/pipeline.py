@@ -24,6 +24,7 @@ from typing import TextIO
 
 from trm_client import Classification, ModelInfo, ReasonResult, TaskType, TRMClient, TRMError
 from trm_client.connection_args import EXIT_INTERRUPTED, add_connection_arguments, checked_client_settings
+from trm_client.render import tolerate_output_encoding
 from trm_client.tool_result import defer_reason
 
 FallbackHook = Callable[[str, str, ReasonResult | None], None]
@@ -165,6 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dictate-label", default="dictate",
                         help="the intent whose utterances go to --dictation-model (default: dictate)")
     sys.stdin.reconfigure(encoding="utf-8", errors="replace")  # '-': argparse hands over stdin as it is
+    tolerate_output_encoding()
     args = parser.parse_args(argv)
     try:
         with TRMClient(**checked_client_settings(parser, args)) as client:
