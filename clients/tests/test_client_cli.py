@@ -250,6 +250,19 @@ def test_reason_batch_reads_a_file_saved_as_utf8_with_a_bom(server, tmp_path):
     assert first.removeprefix("line 1") == second.removeprefix("line 2")
 
 
+def test_grids_show_their_solution_in_reason_batch_and_after_a_stream(server, client, tmp_path):
+    solved = client.reason(GRID_MODEL, grid=SUDOKU).answer
+    inputs = tmp_path / "grids.txt"
+    inputs.write_text(f"{SUDOKU}\n")
+    batch = trm_client("--target", server.target, "reason-batch", GRID_MODEL, str(inputs), "--grid")
+    assert batch.returncode == 0, batch.stderr
+    assert batch.stdout.startswith(f"line 1: {solved.cells}  verified={'yes' if solved.verified else 'no'} (")
+    stream = trm_client("--target", server.target, "reason", GRID_MODEL, "--grid", SUDOKU, "--stream")
+    assert stream.returncode == 0, stream.stderr
+    rows = [" ".join(solved.cells[i : i + 9]) for i in range(0, 81, 9)]
+    assert stream.stdout.splitlines()[-9:] == rows
+
+
 def test_reason_batch_of_an_empty_file_says_it_sent_nothing(server, tmp_path):
     inputs = tmp_path / "inputs.txt"
     inputs.write_text("")
@@ -512,6 +525,7 @@ def test_stream_on_a_terminal_redraws_one_line_in_place(server):
         [*command, "--stream", "--max-steps", "3", "--halt-threshold", "1.0"],
         stdout=terminal,
         stderr=subprocess.PIPE,
+        env={**os.environ, "COLUMNS": "40"},
     ) as process:
         os.close(terminal)
         output = _read_until_closed(controller)
@@ -519,6 +533,8 @@ def test_stream_on_a_terminal_redraws_one_line_in_place(server):
     frames = output.split("\r\x1b[2K")[1:]
     assert [frame.split()[:2] for frame in frames] == [["step", "1"], ["step", "2"], ["step", "3"]]
     assert output.count("\n") == 1 and output.endswith("\n")
+    # a step before the last fits one row of the 40-column terminal (a wrapped one left rows behind); the last whole
+    assert all(len(frame) <= 39 for frame in frames[:-1]) and len(frames[-1].rstrip("\n")) > 39
 
 
 def _read_until_closed(fd: int) -> str:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 from collections.abc import Callable, Sequence
 from importlib.metadata import version
@@ -37,14 +38,16 @@ from trm_client.errors import TRMError
 from trm_client.field_names import BATCH_LINES, CLI_FLAGS, rename_fields
 from trm_client.model_info import Budget
 from trm_client.render import (
-    answer_summary,
+    batch_line_answer,
+    grid_block,
+    live_line,
     model_text,
     models_table,
     result_text,
     step_line,
     tolerate_output_encoding,
 )
-from trm_client.results import ReasonResult, WrittenText
+from trm_client.results import GridSolution, ReasonResult, WrittenText
 from trm_client.serialize import model_dict, result_dict, step_dict
 from trm_client.tool_result import text_defer_reason
 from trm_client.tools import ToolAdapter
@@ -150,13 +153,16 @@ def run_reason(client: TRMClient, args: argparse.Namespace, out: TextIO) -> int:
         print(json.dumps(result_dict(result)) if args.json else result_text(result), file=out)
         return 0
     live = out.isatty() and not args.json
+    columns = shutil.get_terminal_size().columns
     for step in client.reason_stream(args.model, **common):
         if args.json:
             print(json.dumps(step_dict(step)), file=out, flush=True)
         elif live:
-            print("\r\x1b[2K" + step_line(step), end="\n" if step.final else "", file=out, flush=True)
+            print("\r\x1b[2K" + live_line(step, columns), end="\n" if step.final else "", file=out, flush=True)
         else:
             print(step_line(step), file=out, flush=True)
+        if step.final and isinstance(step.answer, GridSolution) and not args.json:
+            print(grid_block(step.answer), file=out)
     return 0
 
 
@@ -191,7 +197,7 @@ def run_reason_batch(client: TRMClient, args: argparse.Namespace, out: TextIO) -
                 steps = f"{outcome.steps} step{'' if outcome.steps == 1 else 's'}"
                 if isinstance(outcome.answer, WrittenText) and (reason := text_defer_reason(outcome)):
                     steps += f", defer: {reason}"
-                summary = f"line {number}: {answer_summary(outcome.answer)} ({steps})"
+                summary = f"line {number}: {batch_line_answer(outcome.answer)} ({steps})"
                 print(json.dumps({"line": number, **result_dict(outcome)}) if args.json else summary, file=out)
                 continue
             failed += 1

@@ -79,6 +79,21 @@ def answer_summary(answer: Answer) -> str:
     return f"grid {answer.rows}x{answer.cols}, verified={'yes' if answer.verified else 'no'}"
 
 
+def batch_line_answer(answer: Answer) -> str:
+    """An answer as a line of `reason-batch` gives it: a grid's cells row by row, as its input line was written,
+    and whether the model verified them; else `answer_summary`."""
+    if isinstance(answer, GridSolution):
+        return f"{answer.cells}  verified={'yes' if answer.verified else 'no'}"
+    return answer_summary(answer)
+
+
+def live_line(step: ReasonStep, columns: int) -> str:
+    """A streamed step as the live view shows it on a terminal of `columns`: a step before the last cut to one
+    row, which the next step's clearing of its row then removes whole (a wrapped line left its rows behind)."""
+    line = step_line(step)
+    return line if step.final else line[: max(1, columns - 1)]
+
+
 def step_line(step: ReasonStep) -> str:
     """One line for a streamed step: step, current answer, confidence bar, halting confidence (sequence models:
     the token refined, its step and top candidates, and the text so far)."""
