@@ -32,7 +32,7 @@ def test_a_default_fit_learns_and_reports_the_baseline_beside_it(
     bundle = tmp_path / "b" / "train"  # named after the training file
     manifest = json.loads((bundle / "manifest.json").read_text())
     metrics = manifest["metrics"]
-    assert metrics["test_accuracy"] >= 0.95
+    assert metrics["test_accuracy"] >= 0.95 and metrics["test_labels"] == 4  # the test rows are of every label
     assert metrics["baseline_test_accuracy"] >= 0.95  # one keyword decides the label: the baseline learns it too
     evaluation = json.loads((bundle / "evaluation.json").read_text())
     assert evaluation["baseline"]["accuracy"] == metrics["baseline_test_accuracy"]
@@ -43,6 +43,7 @@ def test_a_default_fit_learns_and_reports_the_baseline_beside_it(
     trm, baseline = 100 * metrics["int8_test_accuracy"], 100 * metrics["baseline_test_accuracy"]
     versus = f"TRM {trm:.2f}% (the int8 step the server runs), linear baseline {baseline:.2f}%"
     assert versus in report and out.rstrip().splitlines()[-1].startswith(f"train: {versus}")
+    assert "these figures say nothing of the other" not in out + report
 
     # the preset, the figures that chose it and the expected wall time come first
     assert out.startswith("Preset short-text") and "400 texts of median 5 tokens, 4 labels" in out

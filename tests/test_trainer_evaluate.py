@@ -5,7 +5,15 @@ from __future__ import annotations
 import numpy as np
 
 from trainer import metrics
-from trainer.evaluate import Thresholds, calibrate, evaluate_step, grid_result, headline_metrics, run_recursion
+from trainer.evaluate import (
+    Thresholds,
+    calibrate,
+    evaluate_step,
+    grid_result,
+    headline_metrics,
+    label_coverage,
+    run_recursion,
+)
 from trainer.out_of_scope import deferral_note
 from trainer.prepare import GRID_LABELS
 from trainer.report import answered_line
@@ -170,3 +178,12 @@ def test_a_grid_fit_ends_with_its_exact_puzzles_cells_and_halting() -> None:
         ": none solved yet; a grid model learns the rules over tens of minutes of training (the grid preset's "
         "default budget is 90 min)")
     assert grid_result({"test_accuracy": 0.9, "baseline_test_accuracy": 0.8}, int8_served=False, max_steps=1) is None
+
+
+def test_test_figures_that_leave_labels_out_say_so() -> None:
+    """A file whose rare labels the test rows miss scored 100 % on its common label alone, without a word."""
+    assert label_coverage({"test_accuracy": 1.0, "test_labels": 3.0}, 5) == (
+        "the test rows are of 3 of the 5 labels: these figures say nothing of the other 2 (a test file with rows "
+        "of every label, --test FILE, would)")
+    assert label_coverage({"test_accuracy": 0.9, "test_labels": 5.0}, 5) is None
+    assert label_coverage({"test_accuracy": 0.9}, 5) is None  # a bundle from before the count

@@ -514,6 +514,21 @@ def test_a_file_of_five_texts_per_label_still_gets_a_validation_set() -> None:
     assert np.array_equal(stratified_holdout(labels, 0.1, seed=0)[1], held)
 
 
+def test_rare_labels_beside_a_large_one_hold_out_their_share_together() -> None:
+    """95 % of the rows one label, four labels of 5, 5, 5 and 2 rows: 10 % of 5 rounds to none, so each label's own
+    share held none of them out and the hold-outs scored the large label alone. Together they hold out
+    round(10 % of their 17 rows) = 2 rows, one of each of two of them."""
+    labels = ["common"] * 285 + ["rare1"] * 5 + ["rare2"] * 5 + ["rare3"] * 5 + ["rarest"] * 2
+    for seed in range(20):
+        kept, held = stratified_holdout(labels, 0.1, seed=seed)
+        held_labels = [labels[i] for i in held]
+        assert held_labels.count("common") == 28 and len(held_labels) == 30
+        assert len(set(held_labels) - {"common"}) == 2
+        assert all(sum(labels[i] == label for i in kept) >= 1 for label in set(labels))
+        _, val, test = train_val_test_holdout(labels, seed)
+        assert {labels[i] for i in test} > {"common"} and {labels[i] for i in val} > {"common"}
+
+
 def test_copies_of_a_text_are_held_out_or_kept_together() -> None:
     """A template-made file repeats texts: no held-out text may be one the model trains on, whatever its case
     or spacing, and each label still keeps rows to train on and holds out about its share."""

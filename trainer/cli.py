@@ -28,7 +28,7 @@ from trainer.config import (
 )
 from trainer.data.files import DataError, counted
 from trainer.data.text import LABEL_COLUMN, TEXT_COLUMN
-from trainer.evaluate import evaluate_bundle, grid_result
+from trainer.evaluate import evaluate_bundle, grid_result, label_coverage
 from trainer.export import ablation_summary, export_bundle, reexport_bundle
 from trainer.fit import fit, from_checkpoint
 from trainer.out_of_scope import DEFAULT_PRECISION, deferral_note
@@ -126,6 +126,8 @@ def cmd_fit(args: argparse.Namespace) -> int:
               or grid_result(bundle.manifest.metrics, int8_served, max_steps))
     if versus:
         print(f"{cfg.name}: {versus}")
+    if coverage := label_coverage(bundle.manifest.metrics, len(bundle.manifest.labels)):
+        print(f"{cfg.name}: {coverage}")
     abstain = bundle.manifest.out_of_scope
     note = (deferral_note(bundle.manifest.metrics, abstain.threshold, cfg.abstain_precision, int8_served)
             if abstain and abstain.label is None else None)

@@ -144,13 +144,25 @@ def headline_metrics(results: dict[str, Any]) -> dict[str, float]:
         flat[f"{prefix}_halting_accuracy"] = summary["halting"]["accuracy"]
         flat[f"{prefix}_halting_mean_steps"] = summary["halting"]["mean_steps"]
         flat[f"{prefix}_ece"] = summary["ece"]
-        for key in ("in_scope_accuracy", "oos_recall", "cell_accuracy", "answered_fraction", "answered_accuracy"):
+        for key in ("in_scope_accuracy", "oos_recall", "cell_accuracy", "answered_fraction", "answered_accuracy",
+                    "labels"):
             if key in summary:
                 flat[f"{prefix}_{key}"] = summary[key]
         for source, part in summary.get("by_source", {}).items():
             flat[f"{prefix}_{source}_accuracy"] = part["accuracy"]
             flat[f"{prefix}_{source}_halting_accuracy"] = part["halting"]["accuracy"]
     return {k: round(float(v), 5) for k, v in flat.items()}
+
+
+def label_coverage(metrics: dict[str, float], labels: int) -> str | None:
+    """What a classifier's test figures leave out, from its manifest's `metrics` (`test_labels`) and its count of
+    `labels`, e.g. "the test rows are of 3 of the 5 labels: these figures say nothing of the other 2"; None where
+    they cover every label (or the metrics do not say)."""
+    tested = int(metrics.get("test_labels", labels))
+    if tested >= labels:
+        return None
+    return (f"the test rows are of {tested} of the {labels} labels: these figures say nothing of the other "
+            f"{labels - tested} (a test file with rows of every label, --test FILE, would)")
 
 
 def grid_result(metrics: dict[str, float], int8_served: bool, max_steps: int) -> str | None:

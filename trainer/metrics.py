@@ -115,6 +115,8 @@ def summarize(trace: Trace, targets: np.ndarray, halt_threshold: float, min_step
     }
     if targets.ndim == 2:
         summary["cell_accuracy"] = float((trace.predictions[-1] == targets).mean())
+    else:
+        summary["labels"] = int(np.unique(targets).size)
     return summary
 
 

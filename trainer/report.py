@@ -11,6 +11,7 @@ import matplotlib
 
 from trainer.baseline import DESCRIPTION, comparison
 from trainer.data.files import counted
+from trainer.evaluate import label_coverage
 from trainer.out_of_scope import DEFAULT_PRECISION, no_precise_level
 from trainer.reader import ReaderFit
 from trainer.train import BEST_BY, best_evaluation
@@ -95,7 +96,8 @@ def write_report(folder: Path, manifest: Manifest, evaluation: dict[str, Any]) -
     anytime = "\n".join(
         f"- {name}: " + ", ".join(f"{100 * a:.1f}" for a in s["anytime_accuracy"]) for name, s in results.items()
     )
-    extra = []
+    coverage = label_coverage(manifest.metrics, len(manifest.labels))
+    extra = [f"- {coverage}"] if coverage else []
     for name, s in results.items():
         if "in_scope_accuracy" in s:
             recall = ("n/a (no out-of-scope rows in this set)" if math.isnan(s["oos_recall"])

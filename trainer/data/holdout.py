@@ -48,8 +48,9 @@ def stratified_holdout(
     labels: Sequence[str], fraction: float, seed: int, texts: Sequence[str] | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """Split row indices into (kept, held out): round(fraction * count) rows of each label are held out
-    (never all of them); when that is none at all (every label small), one row of each of
-    round(fraction * rows) random labels.
+    (never all of them); the labels for which that is none (small ones) hold out their share together: one row
+    of each of round(fraction * their rows) of them, at random (a file of 5 rows per label: one row of a tenth of
+    its labels; beside a large label, a few rare ones are tested too).
 
     With `texts`, the rows of one text (`same_text_key`) are held out or kept together, as a group counted
     under its first row's label, so that a hold-out never scores a text the model trained on; every label
@@ -72,17 +73,22 @@ def _held_out_groups(
     group_labels = label_array[first_rows]
     group_sizes = np.bincount(group_of, minlength=len(first_rows))
     held: list[np.ndarray] = []
+    small: list[str] = []  # the labels whose share rounds to no row
     for label in sorted(set(labels)):
         order = rng.permutation(np.flatnonzero(group_labels == label))
         if order.size == 0:  # the label only ever follows another's row of the same text
             continue
         target = round(fraction * group_sizes[order].sum())
+        if target == 0:
+            small.append(label)
         taken = np.cumsum(group_sizes[order]) - group_sizes[order] < target  # groups until `target` rows
         taken[-1] = False  # the label keeps one group to train on
         held.append(order[taken])
     held_groups = np.concatenate(held) if held else np.zeros(0, dtype=np.int64)
-    if held_groups.size == 0 and fraction > 0:  # every label too small to round to one row (e.g. 5 per label)
-        held_groups = _one_group_of_some_labels(group_labels, max(1, round(fraction * len(labels))), rng)
+    if small and fraction > 0:  # their share together; at least one row where nothing else is held out
+        of_small = np.isin(group_labels, small)
+        count = max(0 if held_groups.size else 1, round(fraction * group_sizes[of_small].sum()))
+        held_groups = np.concatenate([held_groups, _one_group_of_some_labels(group_labels, count, rng, of_small)])
     held_groups = _keeping_every_label(held_groups, group_of, label_array)
     is_held = np.isin(group_of, held_groups)
     return np.flatnonzero(~is_held), np.flatnonzero(is_held)
@@ -121,10 +127,12 @@ def _in_order_of_appearance(group_of: np.ndarray) -> np.ndarray:
     return number_of[inverse]
 
 
-def _one_group_of_some_labels(group_labels: np.ndarray, count: int, rng: np.random.Generator) -> np.ndarray:
-    """One random group of each of `count` random labels that have at least two groups (so every label keeps
-    one to train on)."""
-    eligible = [label for label in sorted(set(group_labels.tolist())) if (group_labels == label).sum() >= 2]
+def _one_group_of_some_labels(
+    group_labels: np.ndarray, count: int, rng: np.random.Generator, among: np.ndarray
+) -> np.ndarray:
+    """One random group of each of `count` random labels of the groups `among` (a mask) that have at least two
+    groups (so every label keeps one to train on)."""
+    eligible = [label for label in sorted(set(group_labels[among].tolist())) if (group_labels == label).sum() >= 2]
     chosen = rng.permutation(len(eligible))[:count]
     return np.array([rng.choice(np.flatnonzero(group_labels == eligible[i])) for i in chosen], dtype=np.int64)
 
