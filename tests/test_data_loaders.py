@@ -194,6 +194,13 @@ def test_csv_with_quotes_extra_columns_and_any_column_order(tmp_path: Path) -> N
     assert data.lines == [2, 3, 6]
 
 
+def test_labels_that_differ_only_in_spacing_are_one_label(tmp_path: Path) -> None:
+    """A double space, or a non-breaking one pasted from the web, made a second label that no note named (and a
+    test file's error named a label that, as printed, the training file plainly had)."""
+    path = write(tmp_path / "data.csv", "text,label\na,set timer\nb,set  timer\nc, set\u00a0timer\t\nd,translate\n")
+    assert load_text_file(path).labels == ["set timer"] * 3 + ["translate"]
+
+
 def test_jsonl_file(tmp_path: Path) -> None:
     path = write(
         tmp_path / "data.jsonl",
