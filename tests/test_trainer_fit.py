@@ -421,12 +421,30 @@ def test_a_cuda_device_this_machine_lacks_is_refused_before_training(
 def test_a_bundle_named_as_a_packaged_model_is_noted_before_training(capsys: pytest.CaptureFixture[str],
                                                                      tmp_path: Path) -> None:
     shipped = json.loads((DEFAULT_MODELS_DIR / "sudoku" / "manifest.json").read_text())["version"]
-    check_bundle_folder(tmp_path / "sudoku", shipped)
+    check_bundle_folder(tmp_path / "sudoku", shipped, "puzzles.csv")
     assert f"sudoku: note: version {shipped} of a model of this name ships with the server" in capsys.readouterr().out
-    check_bundle_folder(tmp_path / "sudoku", "9.0.0")  # served beside the packaged one
-    check_bundle_folder(tmp_path / "my-puzzles", shipped)
-    check_bundle_folder(DEFAULT_MODELS_DIR / "sudoku", shipped)  # `make models` rewriting the packaged bundle
+    check_bundle_folder(tmp_path / "sudoku", "9.0.0", "puzzles.csv")  # served beside the packaged one
+    check_bundle_folder(tmp_path / "my-puzzles", shipped, "puzzles.csv")
+    # `make models` rewriting the packaged bundle, from the data it was fitted on
+    check_bundle_folder(DEFAULT_MODELS_DIR / "sudoku", shipped, "../shared/data/sudoku")
     assert capsys.readouterr().out == ""
+
+
+def test_a_bundle_of_another_file_of_the_same_name_is_never_replaced(tmp_path: Path, monkeypatch) -> None:
+    """projA/train.csv and projB/train.csv both give the model name `train`: the second fit replaced the first
+    project's bundle (and a server reloading the folder answered with the other model)."""
+    monkeypatch.chdir(tmp_path)
+    earlier = tmp_path / "bundles" / "train"
+    earlier.mkdir(parents=True)
+    manifest = json.loads((DEFAULT_MODELS_DIR / "intent-clinc150" / "manifest.json").read_text())
+    manifest["training"]["config"]["data"] = "projA/train.csv"
+    (earlier / "manifest.json").write_text(json.dumps(manifest))
+    check_bundle_folder(earlier, "1.0.0", "projA/train.csv")  # the same file again, edited or not: replaced
+    check_bundle_folder(earlier, "1.0.0", str(tmp_path / "projA" / "train.csv"))  # however the path is written
+    with pytest.raises(ValueError, match=(
+            rf"^{re.escape(str(earlier))} holds the model fitted on projA/train.csv, another file than "
+            r"projB/train.csv \(two files of one name.*give this fit another --name \(or --out\), or remove ")):
+        check_bundle_folder(earlier, "1.0.0", "projB/train.csv")
 
 
 def test_a_data_error_comes_before_the_plan(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

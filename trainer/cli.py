@@ -114,7 +114,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
     torch.set_num_threads(args.threads) if args.threads else None
     command = "trm-train " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     check_device(cfg.device)
-    check_bundle_folder(Path(args.out) / cfg.name, cfg.version)
+    check_bundle_folder(Path(args.out) / cfg.name, cfg.version, cfg.data)
     ends_by = None if training_ends_s is None else started + training_ends_s
     fitted = fit(cfg, resume=not args.restart, command=command, ends_by=ends_by)
     bundle = export_bundle(fitted, Path(args.out) / cfg.name, started=started)
@@ -159,7 +159,7 @@ def _fit_sequence(args: argparse.Namespace) -> int:
     if not is_model_name(name):
         raise ValueError(f"--name {name!r} must be {NAME_RULE}")
     version = args.bundle_version or DEFAULT_BUNDLE_VERSION
-    check_bundle_folder(Path(args.out) / name, version)
+    check_bundle_folder(Path(args.out) / name, version, args.data)
     if args.time_budget and args.time_budget < SEQUENCE_USEFUL_MINUTES:
         print(f"{name}: note: a budget of {args.time_budget:g} min trains a few hundred steps at most: expect a weak "
               f"model (the default is {SEQUENCE_MINUTES:g} min)", flush=True)
@@ -179,10 +179,16 @@ def _fit_sequence(args: argparse.Namespace) -> int:
     return 0
 
 
-def check_bundle_folder(folder: Path, version: str) -> None:
-    """Before training: the bundle's folder may be written (an earlier bundle there is replaced, anything else
-    refused), and a note where its name and version are those of one of the server's packaged models."""
+def check_bundle_folder(folder: Path, version: str, data: str) -> None:
+    """Before training: the bundle's folder may be written (an earlier bundle there fitted on the same `data` file
+    is replaced; one of another file, or anything else, refused), and a note where its name and version are those
+    of one of the server's packaged models."""
     check_replaceable(folder, hint="; give another --out or --name")
+    earlier = _fitted_on(folder)
+    if earlier is not None and Path(earlier).resolve() != Path(data).resolve():
+        raise ValueError(f"{folder} holds the model fitted on {earlier}, another file than {data} (two files of one "
+                         "name, as projects' train.csv often are, give one model name): give this fit another "
+                         f"--name (or --out), or remove {folder} to replace that model")
     packaged = DEFAULT_MODELS_DIR / folder.name
     if folder.resolve() == packaged.resolve() or not (packaged / MANIFEST_FILE).is_file():
         return  # `make models` replaces the packaged bundle
@@ -190,6 +196,16 @@ def check_bundle_folder(folder: Path, version: str) -> None:
         print(f"{folder.name}: note: version {version} of a model of this name ships with the server, which refuses "
               "this bundle beside it as already served: serve it with `trm-service serve --no-default-models`, or "
               "give it another --name or --bundle-version", flush=True)
+
+
+def _fitted_on(folder: Path) -> str | None:
+    """The data file or folder the bundle at `folder` was fitted on, as its command gave it; None where there is
+    none or its manifest does not say (a sequence bundle)."""
+    manifest = folder / MANIFEST_FILE
+    if not manifest.is_file():
+        return None
+    config = (json.loads(manifest.read_text()).get("training") or {}).get("config") or {}
+    return config.get("data") or None
 
 
 def cmd_presets(args: argparse.Namespace) -> int:
