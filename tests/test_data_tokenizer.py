@@ -121,6 +121,23 @@ def test_scripts_without_spaces_are_read_character_by_character(tmp_path: Path) 
         UNSPACED[2]).ids
 
 
+# Reviews whose emoji say the label (made up for these tests, not a data set).
+EMOJI_REVIEWS = ["the room is what I expected🤬🙄😡", "great stay 🎉", "loved it 😍😍", "❤️ the view", "late check-in⏰"]
+
+
+def test_an_emoji_is_a_word_of_its_own_wherever_it_is_written(tmp_path: Path) -> None:
+    """BERT's pre-tokenizer splits at spaces and punctuation only: `expected🤬🙄😡` was one unknown word."""
+    tokenizer = train_tokenizer(EMOJI_REVIEWS, vocab_size=200, max_tokens=MAX_TOKENS)
+    assert tokenizer.encode("expected😡🤬").tokens[:3] == ["expected", "😡", "🤬"]  # a combination never seen
+    assert tokenizer.encode("late⏰ 😍").tokens[:3] == ["late", "⏰", "😍"]
+    assert tokenizer.encode("❤ the view").tokens[:3] == ["❤", "the", "view"]  # ❤️'s variation selector is an accent
+    tokenizer.save(str(tmp_path / "tokenizer.json"))  # the server reads it as the trainer wrote it
+    assert Tokenizer.from_file(str(tmp_path / "tokenizer.json")).encode(EMOJI_REVIEWS[0]).ids == tokenizer.encode(
+        EMOJI_REVIEWS[0]).ids
+    assert train_tokenizer(["book a table"], vocab_size=20, max_tokens=4).pre_tokenizer.__class__.__name__ == (
+        "BertPreTokenizer")  # text without them keeps BERT's pre-tokenizer alone (the server's fastest path)
+
+
 # Words that a mark spells apart (made up for these tests): kana with and without the voicing mark, Hindi's "dog"
 # and the word without its vowel sign and virama, Thai's "not" with and without its tone mark.
 MARKED_AND_NOT = [("が", "か"), ("ぱん", "はん"), ("कुत्ता", "कत्ता"), ("ไม่", "ไม")]

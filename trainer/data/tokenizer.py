@@ -17,7 +17,13 @@ UNK_ID = 1
 # Scripts written without spaces between words (Thai, Lao, Myanmar, Khmer, Japanese kana): BERT's pre-tokenizer
 # isolates CJK ideographs only, so a sentence in one of these would be read as a single unknown word.
 UNSPACED_SCRIPTS = "[\u0e00-\u0eff\u1000-\u109f\u1780-\u17ff\u3040-\u30ff]"  # a character of one
-_UNSPACED = re.compile(UNSPACED_SCRIPTS)
+# Emoji and pictographic symbols (the Miscellaneous Technical, Miscellaneous Symbols, Dingbats and Miscellaneous
+# Symbols and Arrows blocks, and U+1F000-1FAFF: emoticons, pictographs, transport, the supplements). BERT's
+# pre-tokenizer splits at spaces and punctuation only, so `expected🤬🙄😡` was one unknown word and `😍😍` another:
+# in reviews and chat they are what says the label.
+EMOJI = "[\u2300-\u23ff\u2600-\u27bf\u2b00-\u2bff\U0001f000-\U0001faff]"
+ISOLATED = UNSPACED_SCRIPTS[:-1] + EMOJI[1:]  # a character read as a word of its own: either kind
+_ISOLATED = re.compile(ISOLATED)
 # Marks stripped as accents, as BERT strips them: the Latin, Greek and Cyrillic diacritics (é, ñ, ü, ç, ά, й:
 # the Combining Diacritical Marks blocks), Hebrew's points and Arabic's harakat (vowel signs that most writing
 # leaves out), and the variation selectors, which choose how a character is drawn (❤️ and ❤ are one). BERT
@@ -54,12 +60,12 @@ def _marks_beyond_accents(text: str) -> bool:
 
 def word_splitter(texts: Sequence[str]) -> pre_tokenizers.PreTokenizer:
     """BERT's pre-tokenizer (words and punctuation marks); when `texts` hold characters of a script written
-    without spaces, each such character is isolated first, so those texts are read character by character."""
+    without spaces, or emoji, each such character is isolated first (`ISOLATED`), so those texts are read
+    character by character and an emoji is a word wherever it is written."""
     bert = pre_tokenizers.BertPreTokenizer()
-    if not any(_UNSPACED.search(text) for text in texts):
+    if not any(_ISOLATED.search(text) for text in texts):
         return bert
-    unspaced = pre_tokenizers.Split(Regex(UNSPACED_SCRIPTS), behavior="isolated")
-    return pre_tokenizers.Sequence([unspaced, bert])
+    return pre_tokenizers.Sequence([pre_tokenizers.Split(Regex(ISOLATED), behavior="isolated"), bert])
 
 
 def train_tokenizer(
