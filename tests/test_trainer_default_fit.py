@@ -12,6 +12,7 @@ import pytest
 from trainer_support import write_keyword_csv
 
 from trainer.cli import main
+from trainer.prepare import resolve_out_of_scope_label
 from trainer.presets import MINILM_NOTICE, SHORT_TEXT, plan_fit, without_minilm
 
 
@@ -132,6 +133,12 @@ def test_an_out_of_scope_label_must_be_a_label_of_the_data(
     train, _ = keyword_data
     assert fit("--train", str(train), "--oos-label", "other", "--out", str(tmp_path / "b")) == 2
     assert "--oos-label 'other' is not a label of the training data" in capsys.readouterr().err
+
+
+def test_a_class_named_none_is_out_of_scope_by_its_name_unless_no_label_is_named() -> None:
+    labels = ["Banking", "None", "Tools"]
+    assert resolve_out_of_scope_label(None, labels) == "None"
+    assert resolve_out_of_scope_label("", labels) is None  # --oos-label '': "None" means "no action" here
 
 
 def test_preset_flags_belong_to_a_fit_without_a_config(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

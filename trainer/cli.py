@@ -280,7 +280,7 @@ def build_parser() -> argparse.ArgumentParser:
                          "written bundle (default: the preset's, 15 for short text, 30 for long text, 90 for "
                          "grids; 15 for --task sequence)")
     fit_cmd.add_argument("--oos-label", help="the out-of-scope label (default: a label named oos, out_of_scope "
-                         "or none; without one, an abstain threshold is calibrated)")
+                         "or none; '' for none at all; without one, an abstain threshold is calibrated)")
     fit_cmd.add_argument("--abstain-precision", type=float, metavar="P",
                          help="without an out-of-scope label: how often the answers the model gives must be right on "
                          f"validation (default {DEFAULT_PRECISION:g}); below the confidence that reaches it, it "

@@ -114,7 +114,8 @@ def fit_baseline(cfg: TrainConfig, splits: TextSplits | None = None) -> Baseline
     print(f"{cfg.name}: {split_sentence(train, val, test, cfg.test_data, len(every_row))}", flush=True)
     oos_label = resolve_out_of_scope_label(cfg.oos_label, sorted(set(train.labels)))
     if oos_label is not None:
-        named = "as --oos-label names it" if cfg.oos_label else "by its name (--oos-label names another)"
+        named = ("as --oos-label names it" if cfg.oos_label else
+                 "by its name (--oos-label names another; --oos-label '' makes it a label like the others)")
         print(f"{cfg.name}: the label {oos_label!r} is out of scope, {named}: an answer of it defers to the LLM, and "
               "the figures give in-scope accuracy and out-of-scope recall apart", flush=True)
     result = score_linear_baseline(train.texts, train.labels, test.texts, test.labels, oos_label, cfg.seed)

@@ -142,7 +142,10 @@ def prepare_grid(cfg: TrainConfig) -> Prepared:
 
 
 def resolve_out_of_scope_label(asked: str | None, labels: list[str]) -> str | None:
-    """The configured out-of-scope label (which must be one of `labels`), or the one found by name."""
+    """The configured out-of-scope label (which must be one of `labels`), or the one found by name; none at all
+    where `asked` is "" (a real class named `none` or `None`, which its name would make out of scope)."""
+    if asked == "":
+        return None
     if asked is None:
         return find_out_of_scope_label(labels)
     if asked not in labels:
