@@ -236,6 +236,7 @@ def test_eval_refuses_int8_without_an_int8_step_and_a_split_of_a_file(
     assert main(["eval", "--bundle", str(bundle), "--data", str(keyword_data[1]), "--split", "train"]) == 2
     assert "a file (" in capsys.readouterr().err  # evaluated whole: --split would be ignored
     assert main(["eval", "--bundle", str(bundle), "--data", str(keyword_data[1])]) == 0
+    assert main(["eval", "--bundle", str(bundle), "--test", str(keyword_data[1])]) == 0  # as fit names the file
 
 
 def _interrupted_once(process: subprocess.Popen[str], ready: Callable[[], bool], waiting_for: str,

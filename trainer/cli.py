@@ -9,6 +9,7 @@ import os
 import shlex
 import sys
 import time
+import warnings
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -335,7 +336,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     eval_cmd = sub.add_parser("eval", help="evaluate a bundle on a dataset split or a file; prints JSON")
     eval_cmd.add_argument("--bundle", required=True)
-    eval_cmd.add_argument("--data", required=True, help="dataset folder of ../shared/data or a user's file")
+    eval_cmd.add_argument("--data", "--test", dest="data", required=True,
+                          help="dataset folder of ../shared/data or a user's file (--test, as fit names it)")
     eval_cmd.add_argument("--split", help="a dataset folder's split (default: test); not for a user's file")
     eval_cmd.add_argument("--limit", type=whole_number, default=0,
                           help="evaluate a fixed random subset of this size (0: every example)")
@@ -380,6 +382,9 @@ def main(argv: list[str] | None = None, started: float | None = None) -> int:
     before this module's imports, a few seconds of torch): a fit's time budget counts from it."""
     args = build_parser().parse_args(argv)
     args.started = time.monotonic() if started is None else started
+    # scikit-learn's guess that labels of few rows each are a regression target, printed with its file path: the
+    # plan already names labels that have few rows
+    warnings.filterwarnings("ignore", "The number of unique classes is greater than 50%", UserWarning)
     try:
         status = args.func(args)
         sys.stdout.flush()  # a reader that went away shows here, not as a traceback at interpreter exit
