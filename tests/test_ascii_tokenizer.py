@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from tokenizers import Regex, Tokenizer, models, normalizers, pre_tokenizers, processors
 
 from trainer.data.text import load_newsgroups
-from trainer.data.tokenizer import text_normalizer, train_tokenizer
+from trainer.data.tokenizer import ISOLATED, text_normalizer, train_tokenizer
 from trm_bundle.manifest import load_bundle
 from trm_service.config import DEFAULT_MODELS_DIR
 from trm_service.runtime import ascii_tokenizer
@@ -116,10 +116,28 @@ def _variant(name: str, **parts: object) -> Tokenizer:
     return tokenizer
 
 
+@settings(max_examples=100, deadline=None)
+@given(pieces=ASCII_PIECES)
+def test_splits_that_match_no_ascii_before_berts_keep_the_python_path(pieces: list[str]):
+    """The trainer isolates emoji and the characters of scripts written without spaces first (`ISOLATED`): on ASCII
+    text that is BERT's pre-tokenizer alone, so the fast path stays (it had left every such bundle's ASCII text to
+    the library)."""
+    isolating = pre_tokenizers.Split(Regex(ISOLATED), behavior="isolated")
+    tokenizer = _variant("intent-clinc150", pre_tokenizer=pre_tokenizers.Sequence([
+        isolating, pre_tokenizers.BertPreTokenizer()]))
+    fast = AsciiTokenizer(tokenizer, words_min_chars=0)
+    assert fast.splits_in_python
+    text = "".join(pieces)
+    assert fast.encode_batch_fast([text])[0].ids == tokenizer.encode(text).ids
+
+
 @pytest.mark.parametrize(
     "change",
     [
         pytest.param(lambda t: setattr(t, "pre_tokenizer", pre_tokenizers.Whitespace()), id="another pre-tokenizer"),
+        pytest.param(lambda t: setattr(t, "pre_tokenizer", pre_tokenizers.Sequence([
+            pre_tokenizers.Split(Regex("[a-c]"), behavior="isolated"), pre_tokenizers.BertPreTokenizer()])),
+            id="a split of ASCII letters first"),
         pytest.param(lambda t: setattr(t, "normalizer", normalizers.Lowercase()), id="no clean-up"),
         pytest.param(lambda t: setattr(t, "post_processor", processors.BertProcessing(("[SEP]", 1), ("[CLS]", 2))),
                      id="a post-processor"),
@@ -222,11 +240,11 @@ def test_a_tokenizer_with_many_added_tokens_stays_in_the_library():
     assert fast.encode_batch_fast(["call <tool7> now"])[0].ids == tokenizer.encode("call <tool7> now").ids
 
 
-def test_a_tokenizer_for_scripts_without_spaces_keeps_the_librarys_splitting():
-    """Trained on Thai (made-up queries), the tokenizer isolates Thai characters before BERT's splitting: the
-    words are left to the library, and every text gets the library's ids."""
-    tokenizer = train_tokenizer(["อยากจองโต๊ะสองที่", "ยกเลิกการจอง", "book a table for two"], 100, 16)
+def test_a_tokenizer_for_scripts_without_spaces_or_emoji_splits_only_ascii_text_in_python():
+    """Trained on Thai (made-up queries) and emoji, the tokenizer isolates those characters before BERT's splitting,
+    which no ASCII text holds: ASCII text is split in Python, the rest by the library, each with the library's ids."""
+    tokenizer = train_tokenizer(["อยากจองโต๊ะสองที่", "ยกเลิกการจอง", "book a table for two", "great 🎉"], 100, 16)
     fast = AsciiTokenizer(tokenizer, words_min_chars=0)
-    assert fast.normalizes_in_python and not fast.splits_in_python
-    for text in ["Book a TABLE, please", "ยกเลิก book a table", "จองโต๊ะ"]:
+    assert fast.normalizes_in_python and fast.splits_in_python
+    for text in ["Book a TABLE, please", "ยกเลิก book a table", "จองโต๊ะ", "great🎉 table"]:
         assert fast.encode_batch_fast([text])[0].ids == tokenizer.encode(text).ids

@@ -12,8 +12,10 @@ tokenising it. On ASCII text the pipeline of the bundles' tokenizers comes down 
   and truncation and padding at the right cut and fill the concatenated ids. Short texts skip this step
   (WORDS_MIN_CHARS).
 
-A tokenizer made of other parts gets as much of this as it matches: with BERT's normaliser or Lowercase
-(alone, or in a Sequence whose other members leave ASCII text as it is) but another pre-tokenizer, model,
+A tokenizer made of other parts gets as much of this as it matches (BERT's pre-tokenizer may follow splits that
+match no ASCII character, as the trainer's do where its texts hold emoji or scripts written without spaces): with
+BERT's normaliser or Lowercase (alone, or in a Sequence whose other members leave ASCII text as it is) but another
+pre-tokenizer, model,
 post-processor or truncation, only the normaliser runs in Python and the normalised text goes through the
 same tokenizer without its normaliser; with any other normaliser, the whole tokenizer. Text with any
 non-ASCII character, and text that holds one of the tokenizer's added tokens (which it matches before
@@ -182,6 +184,27 @@ def ascii_normalizer(spec: dict[str, Any] | None) -> Callable[[str], str] | None
     return normalize
 
 
+def _bert_on_ascii(spec: dict[str, Any] | None) -> bool:
+    """Whether a tokenizer.json `pre_tokenizer` entry splits ASCII text as BERT's does: BERT's alone, or after
+    splits whose pattern matches no ASCII character (the trainer's, which isolates the characters of scripts
+    written without spaces and emoji)."""
+    members = (spec or {}).get("pretokenizers", []) if (spec or {}).get("type") == "Sequence" else [spec or {}]
+    *before, last = members or [{}]
+    return last.get("type") == "BertPreTokenizer" and all(_matches_no_ascii(member) for member in before)
+
+
+def _matches_no_ascii(spec: dict[str, Any]) -> bool:
+    """A Split whose regular expression (a character class, as Python reads it too) matches no ASCII character."""
+    pattern = spec.get("pattern", {}).get("Regex") if spec.get("type") == "Split" else None
+    if pattern is None or not (pattern.startswith("[") and pattern.endswith("]")) or pattern.startswith("[^"):
+        return False
+    try:
+        regex = re.compile(pattern)
+    except re.error:
+        return False
+    return not any(regex.search(chr(code)) for code in range(128))
+
+
 def _bert_words(tokenizer: Tokenizer, spec: dict[str, Any]) -> _Words | None:
     """The Python pre-tokenizer and WordPiece for a BERT tokenizer that pads and truncates every text to one
     length at the right; None for any other."""
@@ -189,7 +212,7 @@ def _bert_words(tokenizer: Tokenizer, spec: dict[str, Any]) -> _Words | None:
     fixed = (padding or {}).get("strategy")
     if not (
         normalizer is not None and normalizer["type"] == "BertNormalizer" and normalizer.get("clean_text", True)
-        and (spec["pre_tokenizer"] or {}).get("type") == "BertPreTokenizer"
+        and _bert_on_ascii(spec["pre_tokenizer"])
         and spec["model"]["type"] == "WordPiece"
         and spec.get("post_processor") is None
         and truncation is not None and truncation["direction"] == "Right" and truncation["stride"] == 0
