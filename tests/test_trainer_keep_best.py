@@ -49,6 +49,10 @@ def test_the_fit_ships_the_weights_of_its_best_evaluation_and_scores_its_end(tmp
     assert _weights_line(trainer.cfg.to_dict(), trainer.history) == (
         "- weights: the EMA weights of step 4, the best of 4 evaluations on validation (75.00% in their final answers; "
         "the last evaluation's, step 7, 70.00%)\n")
+    stored = {**trainer.cfg.to_dict(), "model": {**trainer.cfg.to_dict()["model"], "embedding_storage": "int8"}}
+    assert _weights_line(stored, trainer.history).endswith(  # a long-text fit's, whose score moves once stored
+        "70.00%; scored with the token table in fp32, before it was stored as int8 rows: the results above are the "
+        "shipped weights')\n")
 
 
 def test_the_later_of_equal_scores_is_shipped_and_a_resumed_run_keeps_its_best(tmp_path: Path) -> None:

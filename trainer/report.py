@@ -227,9 +227,11 @@ def _weights_line(config: dict[str, Any], history: list[dict[str, float]]) -> st
         return "- weights: the EMA weights the training ended with\n"
     last = history[-1]
     later = "" if best is last else f"; the last evaluation's, step {last['step']:,.0f}, {100 * last[BEST_BY]:.2f}%"
+    stored = ("; scored with the token table in fp32, before it was stored as int8 rows: the results above are the "
+              "shipped weights'" if config.get("model", {}).get("embedding_storage") == "int8" else "")
     return (f"- weights: the EMA weights of step {best['step']:,.0f}, the best of "
             f"{counted(len(history), 'evaluation')} on validation ({100 * best[BEST_BY]:.2f}% in their final "
-            f"answers{later})\n")
+            f"answers{later}{stored})\n")
 
 
 def _soup_line(config: dict[str, Any]) -> str:
