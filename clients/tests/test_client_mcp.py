@@ -225,3 +225,22 @@ def test_a_tool_call_the_host_cancels_ends_and_the_server_goes_on():
                 assert exchange(process, request(3, "ping")) == {"jsonrpc": "2.0", "id": 3, "result": {}}
         finally:
             end(process)
+
+
+def test_requests_written_before_the_host_closes_stdin_are_all_answered(server):
+    """A host (or a script) that writes its requests and closes the pipe: the SDK ends its session at the end of its
+    input and cancelled the calls still running, so some got "Connection closed" and some no reply at all."""
+    process = stdio_process(server.target)
+    calls = [request(3 + index, "tools/call", {"name": "trm_intent_test", "arguments": {"text": f"play song {index}"}})
+             for index in range(6)]
+    hello = [request(1, "initialize", HELLO), json.dumps({"jsonrpc": "2.0", "method": "notifications/initialized"}),
+             request(2, "tools/list")]
+    try:
+        process.stdin.write("\n".join([*hello, *calls, request(9, "ping")]) + "\n")
+        process.stdin.close()
+        replies = [json.loads(line) for line in process.stdout.read().splitlines()]
+        assert process.wait(timeout=60) == 0
+    finally:
+        process.kill()
+    assert sorted(reply["id"] for reply in replies) == [1, 2, 3, 4, 5, 6, 7, 8, 9]
+    assert all("result" in reply for reply in replies), [reply for reply in replies if "error" in reply]

@@ -34,13 +34,28 @@ SESSION_EXEMPT = frozenset({"initialize", "ping"})  # the requests the SDK takes
 class AnsweredLines:
     """stdin's lines, less those the SDK cannot parse, which are answered on `replies` (set it to the
     transport's write stream before the transport reads); `serves(method)` says whether the server has a
-    handler for a request's method (one it has not is the SDK's to refuse, before `initialize` too)."""
+    handler for a request's method (one it has not is the SDK's to refuse, before `initialize` too).
 
-    def __init__(self, serves: Callable[[str], bool]) -> None:
+    At the end of stdin the lines end only once every request passed on has been answered (`answered`, which the
+    server's replies call) or cancelled, or `drain_s` has passed: the SDK ends its session at the end of its input
+    and cancels the calls still running, so a host that wrote its requests and closed the pipe lost their answers."""
+
+    def __init__(self, serves: Callable[[str], bool], drain_s: float) -> None:
         self._stdin = TextIOWrapper(sys.stdin.buffer, encoding="utf-8", errors="replace")
         self._serves = serves
+        self._drain_s = drain_s
         self._initialized = False
+        self._unanswered: set[types.RequestId] = set()
         self.replies: WriteStream[SessionMessage] | None = None
+
+    def answered(self, request_id: types.RequestId) -> None:
+        """A reply to `request_id` went out."""
+        self._unanswered.discard(request_id)
+
+    async def _until_answered(self) -> None:
+        with anyio.move_on_after(self._drain_s):
+            while self._unanswered:
+                await anyio.sleep(0.01)
 
     def __aiter__(self) -> AsyncIterator[str]:
         return self._parsable()
@@ -66,7 +81,15 @@ class AnsweredLines:
                 await self._reply(refused)
                 continue
             self._initialized = self._initialized or _opens_session(message)
+            self._note_in_flight(message)
             yield line
+        await self._until_answered()
+
+    def _note_in_flight(self, message: types.JSONRPCMessage) -> None:
+        if isinstance(message, types.JSONRPCRequest):
+            self._unanswered.add(message.id)
+        elif isinstance(message, types.JSONRPCNotification) and message.method == "notifications/cancelled":
+            self._unanswered.discard((message.params or {}).get("requestId"))  # the SDK answers it no more
 
     def _request_error(self, request: types.JSONRPCRequest) -> types.JSONRPCError | None:
         """The error for a request the SDK would refuse without saying why; None for one it can take."""

@@ -17,7 +17,9 @@ from typing import Any
 import mcp_types as types
 from mcp.server import Server, ServerRequestContext
 from mcp.server.stdio import stdio_server
+from mcp.shared._stream_protocols import WriteStream
 from mcp.shared.exceptions import MCPError
+from mcp.shared.message import SessionMessage
 
 from trm_client.aio_client import AsyncTRMClient
 from trm_client.connection_args import EXIT_INTERRUPTED, add_connection_arguments, checked_client_settings
@@ -25,6 +27,8 @@ from trm_client.errors import TRMError
 from trm_client.mcp_lines import AnsweredLines
 from trm_client.tool_schema import input_schema, output_schema, tool_description
 from trm_client.tools import AsyncToolAdapter, to_json
+
+DRAIN_WITHOUT_DEADLINE_S = 60.0  # how long the requests of a client without a deadline may still be answered at the end
 
 INSTRUCTIONS = (
     "Each tool runs a tiny recursive model on the reasoning co-processor: intent classification, "
@@ -71,14 +75,39 @@ def build_server(adapter: AsyncToolAdapter) -> Server[Any]:
     )
 
 
+class _NotedReplies:
+    """The transport's write stream, telling `lines` of each reply that goes out (`AnsweredLines.answered`)."""
+
+    def __init__(self, stream: WriteStream[SessionMessage], lines: AnsweredLines) -> None:
+        self._stream, self._lines = stream, lines
+
+    async def send(self, item: SessionMessage, /) -> None:
+        await self._stream.send(item)
+        if isinstance(item.message, types.JSONRPCResponse | types.JSONRPCError) and item.message.id is not None:
+            self._lines.answered(item.message.id)
+
+    async def aclose(self) -> None:
+        await self._stream.aclose()
+
+    async def __aenter__(self) -> _NotedReplies:
+        await self._stream.__aenter__()
+        return self
+
+    async def __aexit__(self, *exc_info: Any) -> bool | None:
+        return await self._stream.__aexit__(*exc_info)
+
+
 async def serve(settings: dict[str, Any]) -> None:
-    """Serves MCP on stdin/stdout until the host closes the pipe; ``settings`` are AsyncTRMClient's arguments."""
+    """Serves MCP on stdin/stdout until the host closes the pipe, and the requests it sent are answered (at most
+    the client's timeout longer); ``settings`` are AsyncTRMClient's arguments."""
     async with AsyncTRMClient(**settings) as client:
         server = build_server(AsyncToolAdapter(client))
-        lines = AnsweredLines(serves=lambda method: server.get_request_handler(method) is not None)
+        lines = AnsweredLines(serves=lambda method: server.get_request_handler(method) is not None,
+                              drain_s=(client.timeout_s or DRAIN_WITHOUT_DEADLINE_S) + 1.0)
         async with stdio_server(stdin=lines) as (read_stream, write_stream):  # type: ignore[arg-type]
             lines.replies = write_stream
-            await server.run(read_stream, write_stream, server.create_initialization_options())
+            replies = _NotedReplies(write_stream, lines)
+            await server.run(read_stream, replies, server.create_initialization_options())
 
 
 def main(argv: Sequence[str] | None = None) -> None:
