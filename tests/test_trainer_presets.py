@@ -641,8 +641,8 @@ def test_a_label_taken_as_out_of_scope_by_its_name_is_said_before_training(
     with keyword_csv.open("a", newline="") as handle:
         csv.writer(handle).writerows([(f"tell me something {i}", "None") for i in range(20)])
     fit_baseline(TrainConfig(name="scoped", task="text", data=str(keyword_csv)))
-    assert ("scoped: the label 'None' is out of scope, by its name (--oos-label names another): an answer of it "
-            "defers to the LLM") in capsys.readouterr().out
+    assert ("scoped: the label 'None' is out of scope, by its name (--oos-label names another; --oos-label '' makes "
+            "it a label like the others): an answer of it defers to the LLM") in capsys.readouterr().out
     write_keyword_csv(tmp_path / "plain.csv", 200, seed=0)
     fit_baseline(TrainConfig(name="plain", task="text", data=str(tmp_path / "plain.csv")))
     assert "out of scope," not in capsys.readouterr().out
