@@ -349,8 +349,8 @@ def test_sigterm_before_serving_ends_the_process_cleanly(text_bundle: Path, grid
     with log.open("w") as out:
         process = subprocess.Popen(server.command, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         try:
-            if when == "loading":
-                wait_for(lambda: "event_loop_cpu" in log.read_text())  # the models load after this line
+            if when == "loading":  # the models load after this line, which comes once the server takes the signal
+                wait_for(lambda: '"event":"loading"' in log.read_text())
             else:  # once Python runs the entry point, which takes SIGTERM first thing, and still imports
                 wait_for(lambda: _catches(process.pid, signal.SIGTERM))
             process.send_signal(signal.SIGTERM)

@@ -214,6 +214,7 @@ async def run_server(config: ServeConfig) -> None:
     # about 150, docs/EXPERIMENTS.md).
     loop.add_signal_handler(signal.SIGTERM, on_stop)
     loop.add_signal_handler(signal.SIGINT, on_stop)
+    _log.info("loading", models_dirs=[str(folder) for folder in config.model_directories()])
     if not await _loaded_unless_stopped(registry, stop):
         _log.info("stopped_while_loading")
         return
