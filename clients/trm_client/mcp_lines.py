@@ -67,14 +67,18 @@ class AnsweredLines:
             yield line
 
     async def _parsable(self) -> AsyncIterator[str]:
-        async for line in self._lines():
-            line = _with_whole_number_id(line)
+        async for read in self._lines():
+            decoded = _json_object(read)
+            line = _with_whole_number_id(read, decoded)
             try:
                 message = types.jsonrpc_message_adapter.validate_json(line, by_name=False)
             except ValidationError as error:
                 await self._reply(unparsable_reply(line, error))
                 continue
-            if isinstance(message, types.JSONRPCNotification) and (refused := _id_refusal(line)):
+            if isinstance(message, types.JSONRPCNotification) and decoded is not None and "id" in decoded:
+                # an id MCP forbids (null, a fraction, true or false, an array or an object): the SDK would drop
+                # the request as an unknown notification
+                refused = f"Invalid request: id is {json.dumps(decoded['id'])}; {REQUEST_ID}"
                 await self._reply(_error(None, types.INVALID_REQUEST, refused))
                 continue
             if isinstance(message, types.JSONRPCRequest) and (refused := self._request_error(message)):
@@ -156,27 +160,22 @@ def _fields(error: ValidationError) -> str:
     return "; ".join(f"{'.'.join(map(str, e['loc'])) or 'message'}: {e['msg']}" for e in error.errors()[:3])
 
 
-def _with_whole_number_id(line: str) -> str:
-    """The line with an id such as `2.0` written as the integer it is (JSON writers that have floats only send
-    them; the SDK would read the request as a notification and drop it); any other line as it is."""
+def _json_object(line: str) -> dict[str, Any] | None:
+    """The line's JSON object; None for a line that is not one."""
     try:
         message = json.loads(line)
     except ValueError:
-        return line
-    request_id = message.get("id") if isinstance(message, dict) else None
-    if isinstance(request_id, float) and request_id.is_integer():
-        return json.dumps(message | {"id": int(request_id)})
-    return line
-
-
-def _id_refusal(line: str) -> str | None:
-    """Why a line the SDK read as a notification (a message without an id) is refused: it has an id, of a kind
-    MCP forbids (null, a fraction, true or false, an array or an object), which the SDK would drop as an unknown
-    notification; None for a notification."""
-    message = json.loads(line)
-    if not isinstance(message, dict) or "id" not in message:
         return None
-    return f"Invalid request: id is {json.dumps(message['id'])}; {REQUEST_ID}"
+    return message if isinstance(message, dict) else None
+
+
+def _with_whole_number_id(line: str, decoded: dict[str, Any] | None) -> str:
+    """The line (`decoded` its JSON object) with an id such as `2.0` written as the integer it is (JSON writers that
+    have floats only send them; the SDK would read the request as a notification and drop it); else as it is."""
+    request_id = None if decoded is None else decoded.get("id")
+    if isinstance(request_id, float) and request_id.is_integer():
+        return json.dumps(decoded | {"id": int(request_id)})
+    return line
 
 
 def _error(request_id: int | str | None, code: int, message: str) -> types.JSONRPCError:
