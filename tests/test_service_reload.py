@@ -173,7 +173,10 @@ def test_a_bundle_replaced_in_place_under_the_same_version_keeps_its_gauges(
         assert server.sample_value("trm_inflight_requests", model=LONG_MODEL, version="1.0.0") == 1.0
         assert stub.Reason(trm_pb2.ReasonRequest(model=LONG_MODEL, text="after")).steps > 0
         assert list(running)[-1].step == PINNED_STEPS
-        wait_for(lambda: any(r.get("event") == "model_retired" for r in server.log_records()))
+        wait_for(lambda: any(r.get("event") == "model_replaced" for r in server.log_records()))
+        reloads = [r for r in server.log_records() if r.get("event") == "models_reloaded"]
+        assert (reloads[-1]["replaced"], reloads[-1]["retired"]) == ([f"{LONG_MODEL}@1.0.0"], [])
+        assert not any(r.get("event") == "model_retired" for r in server.log_records())  # it is still served
         assert server.sample_value("trm_model_info", model=LONG_MODEL, version="1.0.0") == 1.0
         assert server.sample_value("trm_inflight_requests", model=LONG_MODEL, version="1.0.0") == 0.0
         assert server.sample_value("trm_queued_requests", model=LONG_MODEL, version="1.0.0") == 0.0

@@ -75,7 +75,8 @@ class ReloadSummary:
 
     loaded: list[str] = field(default_factory=list)
     refused: list[str] = field(default_factory=list)
-    retired: list[str] = field(default_factory=list)
+    retired: list[str] = field(default_factory=list)  # no longer served
+    replaced: list[str] = field(default_factory=list)  # an old copy drains while a new one of its version serves
 
 
 class ModelNotFound(LookupError):
@@ -250,8 +251,10 @@ class ModelRegistry:
             if not hosted:
                 _log.error("no_models_hosted", directories=[str(d) for d in self._directories],
                            hint="health reports NOT_SERVING until a reload (SIGHUP) loads a bundle")
+            served = {(m.name, m.version) for m in hosted}
             for model in gone:
-                summary.retired.append(f"{model.name}@{model.version}")
+                key = (model.name, model.version)
+                (summary.replaced if key in served else summary.retired).append(f"{model.name}@{model.version}")
                 self._retire(model)
             hosted_names = [f"{m.name}@{m.version}" for m in self.models()]
             _log.info("models_reloaded", hosted=hosted_names, **vars(summary))
@@ -312,9 +315,11 @@ class ModelRegistry:
         async def finish() -> None:
             await model.scheduler.close()
             labels = (model.name, model.version, model.manifest.task)
-            if not any((m.name, m.version, m.manifest.task) == labels for m in self._hosted):  # not replaced in place
-                self._metrics.model_info.labels(*labels).set(0)
-            _log.info("model_retired", model=model.name, version=model.version)
+            if any((m.name, m.version, m.manifest.task) == labels for m in self._hosted):  # another copy serves
+                _log.info("model_replaced", model=model.name, version=model.version, path=str(model.path))
+                return
+            self._metrics.model_info.labels(*labels).set(0)
+            _log.info("model_retired", model=model.name, version=model.version, path=str(model.path))
 
         task = asyncio.get_running_loop().create_task(finish())
         self._retiring[task] = model
