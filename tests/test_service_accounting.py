@@ -15,6 +15,7 @@ from trm_bundle.manifest import load_bundle
 from trm_service.api.call_record import CallRecord, new_request_id
 from trm_service.config import DEFAULT_MODELS_DIR as MODELS_DIR
 from trm_service.observability.metrics import ServiceMetrics
+from trm_service.scheduler.halting import HaltReason
 from trm_service.server import GC_YOUNG_THRESHOLD, tune_garbage_collector
 
 
@@ -77,6 +78,27 @@ def test_an_answer_that_flags_itself_is_counted_under_its_flag() -> None:
     flagged = {flag: registry.get_sample_value("trm_flagged_answers_total", {"model": "m", "flag": flag})
                for flag in ("unsure", "out_of_scope", "unverified")}
     assert flagged == {"unsure": 2, "out_of_scope": 1, "unverified": None}
+
+
+def test_an_answer_the_caller_never_received_counts_in_no_answer_metric() -> None:
+    """Probe: 20 intent calls of a 1 ms deadline all failed DEADLINE_EXCEEDED at the caller, and 8 of them counted in
+    trm_halt_reasons_total, trm_steps_used and trm_flagged_answers_total (their answers were ready too late)."""
+    registry = CollectorRegistry()
+    metrics = ServiceMetrics(registry)
+
+    async def calls() -> None:
+        for code in (grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED, grpc.StatusCode.OK):
+            record = CallRecord("Reason", metrics, log_inputs=False)
+            record.model, record.steps, record.halt_reason, record.flag = "m", 3, HaltReason.HALTED, "out_of_scope"
+            record.finish(code)
+        await asyncio.sleep(0)
+
+    asyncio.run(calls())
+    counted = registry.get_sample_value
+    assert counted("trm_halt_reasons_total", {"model": "m", "reason": "HALT_REASON_HALTED"}) == 1
+    assert counted("trm_steps_used_count", {"model": "m"}) == 1
+    assert counted("trm_flagged_answers_total", {"model": "m", "flag": "out_of_scope"}) == 1
+    assert counted("trm_requests_total", {"model": "m", "method": "Reason", "code": "DEADLINE_EXCEEDED"}) == 1
 
 
 def test_request_ids_are_unique_32_hex_digits() -> None:

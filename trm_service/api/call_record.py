@@ -79,13 +79,16 @@ class CallRecord:
             "status": code.name,
             "latency_ms": round(latency_s * 1000.0, 3),
         }
+        answered = code == grpc.StatusCode.OK  # an answer ready after the deadline or a cancel was not received
         if self.halt_reason is not None:
             reason = halt_reason_name(self.halt_reason)
-            metrics.child(metrics.steps, self.model).observe(self.steps)
-            metrics.child(metrics.halt_reasons, self.model, reason).inc()
+            if answered:
+                metrics.child(metrics.steps, self.model).observe(self.steps)
+                metrics.child(metrics.halt_reasons, self.model, reason).inc()
             fields.update(steps=self.steps, halt_reason=reason)
         if self.flag is not None:
-            metrics.child(metrics.flagged, self.model, self.flag).inc()
+            if answered:
+                metrics.child(metrics.flagged, self.model, self.flag).inc()
             fields["flag"] = self.flag
         if self.queue_wait_s is not None:
             fields["queue_ms"] = round(self.queue_wait_s * 1000.0, 3)
