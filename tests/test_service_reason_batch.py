@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import grpc
@@ -158,3 +160,21 @@ def test_a_batch_larger_than_the_models_batch_runs_every_step_alone_it_would(tex
         assert small.sample_value("trm_batch_size_sum", model=TEXT_MODEL) / small.sample_value(
             "trm_batch_size_count", model=TEXT_MODEL) <= 4
     assert [(r.steps, r.halt_reason) for r in results] == [(3, HaltReason.MAX_STEPS)] * REQUESTS
+
+
+def test_batches_ended_by_their_deadline_leave_no_unread_error_behind(server: ServerProcess):
+    """Probe: ReasonBatch calls of 50 ms deadlines left hundreds of asyncio's "Future exception was never retrieved"
+    tracebacks on the server's stderr (a request's deadline error set as its call was cancelled, read by no one)."""
+    requests = trm_pb2.ReasonBatchRequest(requests=[_request(i) for i in range(REQUESTS)])
+    with grpc.insecure_channel(server.target) as channel:
+        stub = trm_pb2_grpc.ReasoningServiceStub(channel)
+
+        def batches(deadline_s: float) -> None:
+            for _ in range(20):
+                with contextlib.suppress(grpc.RpcError):
+                    stub.ReasonBatch(requests, timeout=deadline_s)
+
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(batches, [0.005, 0.01, 0.02, 0.03, 0.05, 0.005, 0.01, 0.02]))
+            list(pool.map(lambda i: stub.Reason(_request(i), timeout=60), range(400)))  # the collector runs
+    assert "never retrieved" not in server.log_path.read_text()

@@ -385,6 +385,7 @@ def _release(admitted: _Admitted) -> None:
     if admitted.deadline_timer is not None:
         admitted.deadline_timer.cancel()
     admitted.model.scheduler.cancel(admitted.ticket)
+    admitted.ticket.drop_unread_error()
 
 
 def _deadline_passed(context: grpc.aio.ServicerContext) -> bool:

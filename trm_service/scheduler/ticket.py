@@ -109,6 +109,12 @@ class Ticket:
         elif not self.finished.done():
             self.finished.set_exception(TimeoutError())
 
+    def drop_unread_error(self) -> None:
+        """The caller is done without reading `finished`: an error set there (a deadline that came as its call was
+        cancelled) is taken here, where asyncio would report it as never retrieved."""
+        if self.finished.done() and not self.finished.cancelled():
+            self.finished.exception()
+
     def fail(self, error: BaseException) -> None:
         """End the request with a server error."""
         if self._updates is not None:
