@@ -683,11 +683,30 @@ async def test_a_request_that_joins_a_full_batch_is_refused_when_its_first_step_
     while running[0].steps_done < 4 or harness.scheduler.expected_wait_s() > 0:  # a 0.5 s step past its 50 ms
         await asyncio.sleep(0.01)
     too_soon = [TimeLimit(time.monotonic() + 0.04, HaltReason.DEADLINE)]  # shorter than a full batch's step
-    with pytest.raises(QueueFull, match=r"takes about \d+ ms in a full batch"):
+    with pytest.raises(QueueFull, match=r"takes about \d+ ms in a batch of 8"):
         harness.submit(harness.ticket(TEXTS[8], max_steps=2, limits=too_soon))
     slow.delay_s = 0.0
     in_time = [TimeLimit(time.monotonic() + 30, HaltReason.DEADLINE)]
     assert (await harness.submit(harness.ticket(TEXTS[8], max_steps=2, limits=in_time)).finished).step == 2
     for ticket in running:
         harness.scheduler.cancel(ticket)
+    await harness.scheduler.close()
+
+
+async def test_a_request_is_refused_where_the_batch_it_joins_would_end_its_first_step_too_late(
+        text_model: LoadedModel):
+    """Probe: 64 Sudoku calls of a 0.5 s deadline sent at once (a step alone about 15 ms, of 64 rows about 1 s)
+    were all admitted to free slots, and 63 of 64 ended DEADLINE_EXCEEDED; now those that would make the batch's
+    step end past their deadline are refused at once (RESOURCE_EXHAUSTED: retry), and the others are answered."""
+    harness = Harness(text_model, max_batch=8, max_queue=8)
+    times = harness.scheduler._step_times
+    times.observe(4, 0.4)  # a step of 4 to 7 rows: 0.4 s; of 1 to 3, the warm-up's measured time
+    limits = [TimeLimit(time.monotonic() + 0.2, HaltReason.DEADLINE)]
+    admitted = [harness.submit(harness.ticket(text, max_steps=1, limits=limits)) for text in TEXTS[:3]]
+    with pytest.raises(QueueFull, match=r"takes about 400 ms in a batch of 4, and would end past its deadline"):
+        harness.submit(harness.ticket(TEXTS[3], max_steps=1, limits=limits))
+    shorter_than_a_step = [TimeLimit(time.monotonic() + times.expected(1) / 2, HaltReason.DEADLINE)]  # caller's to fix
+    admitted.append(harness.submit(harness.ticket(TEXTS[3], max_steps=1, limits=shorter_than_a_step)))
+    results = await asyncio.gather(*(ticket.finished for ticket in admitted))
+    assert [result.step for result in results] == [1, 1, 1, 1]
     await harness.scheduler.close()

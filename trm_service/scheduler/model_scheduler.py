@@ -214,6 +214,26 @@ class ModelScheduler:
         """How long until the running step is expected to end."""
         return max(0.0, self._step_times.expected(len(self._active)) - self._running_s())
 
+    def _refuse_if_late(self, limit: float, call: object) -> None:
+        """Raise QueueFull where a new request of `call` would end its first step after `limit`
+        (time.monotonic()): in a full batch after its wait for a slot, or, with a slot free, after the running step
+        in the batch it joins. A request whose limit is shorter than a step alone is admitted (a deadline
+        shorter than one step is the caller's to fix, and gets DEADLINE_EXCEEDED)."""
+        now, held = time.monotonic(), len(self._active) + len(self._waiting)
+        if held >= self.max_batch:
+            wait, joins = self.expected_wait_s(call), self.max_batch
+        else:
+            wait, joins = (0.0 if self._step_started is None else self._running_left_s()), held + 1
+            if now + self._step_times.expected(1) > limit:
+                return
+        step_s = self._step_times.expected(joins)
+        if now + wait + step_s > limit:
+            raise QueueFull(
+                f"model {self.name!r} is busy: a new request would wait about {wait * 1000:.0f} ms for its first "
+                f"step, which takes about {step_s * 1000:.0f} ms in a batch of {joins}, and would end past its "
+                "deadline or time budget; retry with backoff or allow more time"
+            )
+
     def load_step_cap(self) -> int | None:
         """The step cap under load (see the module docstring), or None while every waiting call gets a slot
         at the next step boundary, or the cap is off."""
@@ -258,10 +278,9 @@ class ModelScheduler:
     def submit(self, ticket: Ticket) -> None:
         """Queue a request; raise QueueFull or SchedulerClosed at once instead of waiting.
 
-        A request that will join a full batch (its slot not free now) is refused with QueueFull too when
-        its wait and a full batch's step would end after its earliest time limit (deadline or time budget):
-        admitting it would only turn into a DEADLINE_EXCEEDED later. (With a free slot it is admitted: a
-        deadline shorter than one step is the caller's to fix, and gets DEADLINE_EXCEEDED.)
+        A request with a time limit (deadline or time budget) is refused with QueueFull too where its first
+        step would end after its earliest limit (`_refuse_if_late`): admitting it would only turn into a
+        DEADLINE_EXCEEDED later.
         """
         if self._closing:
             raise SchedulerClosed(f"model {self.name!r} version {self.version} is being unloaded")
@@ -272,14 +291,8 @@ class ModelScheduler:
                 f"running step and {len(self._waiting)} waiting for the next; retry with backoff"
             )
         limit = min((limit.at for limit in ticket.limits), default=None)
-        if limit is not None and len(self._active) + len(self._waiting) >= self.max_batch:
-            wait, step_s = self.expected_wait_s(ticket.call), self._step_times.expected(self.max_batch)
-            if time.monotonic() + wait + step_s > limit:
-                raise QueueFull(
-                    f"model {self.name!r} is busy: a new request would wait about {wait * 1000:.0f} ms for its "
-                    f"first step, which takes about {step_s * 1000:.0f} ms in a full batch, and would end past "
-                    "its deadline or time budget; retry with backoff or allow more time"
-                )
+        if limit is not None:
+            self._refuse_if_late(limit, ticket.call)
         ticket.length = self._session.input_length(ticket.tokens)
         self._waiting.add(ticket)
         self._update_gauges()
