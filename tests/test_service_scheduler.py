@@ -466,6 +466,28 @@ async def test_shutdown_stops_running_requests_with_their_best_answer(long_model
     await harness.scheduler.close()
 
 
+async def test_at_shutdown_requests_that_cannot_start_in_time_fail_alone_and_the_started_answer(
+        long_model: LoadedModel):
+    """Probe: a ReasonBatch of 256 Sudoku grids at SIGTERM: its 61 unstarted requests still ran their first steps past
+    the stop, so gRPC cancelled the call at the grace period's end and its 195 ready answers were lost. Now the
+    requests that cannot start before the stop fail (retry elsewhere) and the call can answer in time."""
+    harness = Harness(long_model, max_batch=2, max_queue=8)
+    harness.scheduler._executor = SlowHandOver(delay_s=0.1)  # steps of 0.1 s
+    job = object()
+    tickets = [harness.submit(harness.ticket(f"grid {i}", max_steps=5000, batch_call=job)) for i in range(6)]
+    while not tickets[0].steps_done:
+        await asyncio.sleep(0.01)
+    stop_at = time.monotonic() + 0.35
+    harness.scheduler.shutdown_by(stop_at)
+    outcomes = await asyncio.gather(*(ticket.finished for ticket in tickets), return_exceptions=True)
+    answered = [o for o in outcomes if isinstance(o, StepResult)]
+    assert len(answered) >= 2 and {o.halt_reason for o in answered} == {HaltReason.SHUTDOWN}
+    failed = [o for o in outcomes if not isinstance(o, StepResult)]
+    assert failed and all(isinstance(o, SchedulerClosed) and "the server is stopping" in str(o) for o in failed)
+    assert time.monotonic() < stop_at + 0.15  # no step of an unstarted request ran past the stop
+    await harness.scheduler.close()
+
+
 async def test_close_refuses_new_requests_and_lets_submitted_ones_finish(text_model: LoadedModel):
     harness = Harness(text_model)
     submitted = harness.submit(harness.ticket("finish me", max_steps=8))

@@ -292,6 +292,8 @@ class ReasoningServicer:
         step as the answer."""
         try:
             return await step
+        except SchedulerClosed as exc:
+            raise RequestError(grpc.StatusCode.UNAVAILABLE, f"{exc}; retry") from exc
         except TimeoutError:
             latest = admitted.ticket.latest
             if latest is None:

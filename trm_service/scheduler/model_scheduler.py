@@ -433,6 +433,8 @@ class ModelScheduler:
         if not self._waiting:
             return
         now = time.monotonic()
+        if self._shutdown_at is not None:
+            self._fail_unstarted_past_shutdown(now)
         if self._parks:
             self._end_parked(now)
         free = self.max_batch - len(self._active)
@@ -443,6 +445,18 @@ class ModelScheduler:
         if self._parks and self._waiting and len(self._active) >= self.max_batch:
             self._park_for_waiting(now)
         self._update_gauges()
+
+    def _fail_unstarted_past_shutdown(self, now: float) -> None:
+        """While the server stops: each waiting request that never started and whose first step would end after
+        the stop fails now (SchedulerClosed: retry elsewhere), so that its call (a ReasonBatch's other answers
+        with it) can be answered before the grace period ends."""
+        if now + self.expected_step_s <= self._shutdown_at:
+            return
+        unstarted = [ticket for ticket in self._waiting if not ticket.steps_done]
+        for ticket in unstarted:
+            self._waiting.remove(ticket)
+            ticket.fail(SchedulerClosed(f"the server is stopping, before the first step of this request to model "
+                                        f"{self.name!r}"))
 
     def _join_batch(self, ticket: Ticket, now: float) -> None:
         """Put `ticket` in the batch (a parked one goes on where it stopped)."""
