@@ -119,7 +119,7 @@ def _budget(**fields) -> dict:
         (TEXT, {"text": "  \n\t "}, "text is blank (white space only)"),
         (TEXT, {"text": "x" * 21}, "text has 21 characters; model 'm' accepts at most 20"),
         (TEXT, {"text": "\x00\u200b\ufffd\u200b"}, "text leaves no tokens after normalisation"),
-        (TEXT, {"text": "[PAD] [PAD]"}, "text leaves no tokens after normalisation"),
+        (TEXT, {"text": "[PAD] [PAD]"}, "and reads its own markers ([PAD]"),
         (TEXT, {"text": "\u0301\u0302"}, "drops control characters, zero-width characters, U+FFFD and accents"),
         (GRID, _grid("1" * 80), "grid.cells must have 81 symbols (9x9, row-major), got 80"),
         (GRID, _grid("1" * 82), "got 82"),

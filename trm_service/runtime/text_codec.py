@@ -54,6 +54,7 @@ class TextCodec:
         filler_ids = sorted((special | {spec.pad_id}) - {_unknown_id(tokenizer)})
         self._is_filler = np.zeros(max(tokenizer.get_vocab_size(), *filler_ids) + 1, dtype=bool)  # by token id
         self._is_filler[filler_ids] = True
+        self._filler_names = ", ".join(token for i in filler_ids if (token := tokenizer.id_to_token(i)))
         self._spec = spec
         self._name = manifest.name
         self._labels = manifest.labels
@@ -91,8 +92,9 @@ class TextCodec:
         if self._is_filler[tokens].all():
             raise InputError(
                 f"text leaves no tokens after normalisation: the tokenizer of model {self._name!r} drops "
-                "control characters, zero-width characters, U+FFFD and accents, and nothing else is left; send the "
-                "text to classify in ReasonRequest.text"
+                "control characters, zero-width characters, U+FFFD and accents, and reads its own markers "
+                f"({self._filler_names}) as no word; nothing else is left: send the text to classify in "
+                "ReasonRequest.text"
             )
 
     def _top_k(self, top_k: int) -> int:
