@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from trm_client import Budget, InputLimits, ModelInfo, TaskType
-from trm_client.render import answer_summary, models_table, step_line
+from trm_client.render import answer_summary, model_text, models_table, step_line
 from trm_client.results import Classification, HaltReason, LabelScore, ReasonStep
 
 
@@ -35,3 +35,12 @@ def test_the_models_table_stays_aligned_for_long_names_and_versions() -> None:
     header, *rows = models_table(infos).splitlines()
     assert len({line.index(" text_classification") for line in rows}) == 1
     assert header.index("TASK") == rows[0].index("text_classification")
+
+
+def test_a_model_of_one_step_reads_up_to_1_step() -> None:
+    """Probe: `trm-client models intent-clinc150` printed "up to 1 steps"."""
+    for steps, said in ((1, "up to 1 step;"), (8, "up to 8 steps;")):
+        limits = InputLimits(max_text_chars=100, max_tokens=16, grid_rows=0, grid_cols=0, max_steps=steps,
+                             max_time_budget_ms=0)
+        info = ModelInfo("intent", "1.0.0", TaskType.TEXT_CLASSIFICATION, "", ("a", "b"), limits, Budget())
+        assert said in model_text(info)

@@ -64,8 +64,8 @@ def model_text(info: ModelInfo) -> str:
         *([f"description: {info.description}"] if info.description.strip() else []),
         f"{'symbols:' if info.task is TaskType.SEQUENCE else 'labels:':<13}{len(info.labels)}: "
         f"{info.listed_labels(_LISTED_LABELS)}",
-        f"limits:      reads {reads}{writes}; up to {limits.max_steps} steps; time budgets up to "
-        f"{limits.max_time_budget_ms:,} ms",
+        f"limits:      reads {reads}{writes}; up to {limits.max_steps} step{'s' * (limits.max_steps != 1)}; "
+        f"time budgets up to {limits.max_time_budget_ms:,} ms",
         f"test metric: {known_by.text() if known_by else '-'}",
     ])
 
