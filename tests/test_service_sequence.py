@@ -202,6 +202,7 @@ def test_a_time_budget_applies_to_the_whole_answer_also_when_each_token_takes_on
 
 @pytest.mark.parametrize(("text", "message"), [
     ("caf\u00e9 equals one", "characters model 'svc-dictation' does not read: '\u00e9'"),
+    ("\u05e9\u05dc\u05d5\u05dd", "does not read: '\u05e9\u05dc\u05d5\u05dd'"),  # in the text's order, not sorted
     ("x" * 65, "text has 65 characters; model 'svc-dictation' accepts at most 64"),
     ("   ", "text is blank (white space only)"),
 ])

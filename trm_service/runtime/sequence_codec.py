@@ -45,7 +45,7 @@ class SequenceCodec:
         if len(text) > self._spec.max_chars:
             raise InputError(f"text has {len(text)} characters; model {self._name!r} accepts at most "
                              f"{self._spec.max_chars} (ModelInfo.limits.max_text_chars)")
-        unknown = sorted({char for char in text if char not in self._ids})
+        unknown = dict.fromkeys(char for char in text if char not in self._ids)  # in the text's order, once each
         if unknown:
             raise InputError(f"text has characters model {self._name!r} does not read: "
                              f"{''.join(unknown)!r}; it reads printable ASCII (ModelInfo.labels)")
