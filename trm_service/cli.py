@@ -59,7 +59,8 @@ _OPTIONS = (
             "sorted by input length (bounds memory; shorter inputs run shorter)"),
     _Option("max_batch_requests", int, "most requests in one ReasonBatch call (then INVALID_ARGUMENT)"),
     _Option("call_acceptors", int, "calls of each of Reason and ReasonStream gRPC may hand to the server at once "
-            "beyond grpc.aio's own one (the serving log's call_acceptor_tasks counts both): under load calls reach the scheduler sooner; 0: grpc.aio's own only"),
+            "beyond grpc.aio's own one (the serving log's call_acceptor_tasks counts both): under load calls "
+            "reach the scheduler sooner; 0: grpc.aio's own only"),
     _Option("workers", int, "server processes sharing the port with SO_REUSEPORT, metrics merged"),
     _Option("tls_cert", Path, "PEM certificate chain: serve TLS"),
     _Option("tls_key", Path, "PEM private key of --tls-cert"),
