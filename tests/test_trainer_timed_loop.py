@@ -4,6 +4,7 @@ time budget): it trains until then, not for the minutes its plan estimated, and 
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -14,6 +15,9 @@ from test_trainer_multistep import fixed_batch, text_config
 from trainer.config import TrainConfig
 from trainer.loop_clock import MIN_PLANNED_SHARE
 from trainer.model import TRM
+from trainer.sequence.batches import Batch, to_batch
+from trainer.sequence.train import SequenceTrainConfig, SequenceTrainer
+from trainer.testing import random_sequence_model
 from trainer.train import Trainer
 
 
@@ -87,3 +91,28 @@ def test_a_run_that_its_time_ended_is_exported_again_not_trained_on_by_the_same_
     resumed = _trainer(tmp_path / "interrupted", planned_minutes=0.02)
     resumed.fit(resume=True, ends_by=time.monotonic() + 1.0)
     assert resumed.step > 3 and "had ended" not in capsys.readouterr().out
+
+
+def test_a_sequence_loop_does_not_reserve_its_export_at_the_starting_weights_evaluation(tmp_path: Path) -> None:
+    """Probe: a sequence fit from code-dictation's weights timed the export's reserve on the evaluation before its
+    first step, whose long wrong answers decode several times slower than a trained model's: the reserve took its
+    cap, half the minutes, and a 2-minute fit trained 1.0 of its 1.8 minutes (7 steps on a busy machine)."""
+    torch.set_num_threads(1)
+    calls = []
+
+    def evaluate(_: object) -> dict[str, float]:
+        calls.append(time.monotonic())
+        time.sleep(2.0 if len(calls) == 1 else 0.05)  # the starting weights' evaluation, then trained ones'
+        return {"exact_match": 0.0, "cer": 1.0}
+
+    def batches(_step: int) -> Iterator[Batch]:
+        while True:
+            yield to_batch([("x equals one", "x = 1"), ("pass", "pass")])
+
+    model = random_sequence_model(0, max_source_len=64, max_target_len=16, n=1, T=1, N_sup=2, prefix_steps=1)
+    config = SequenceTrainConfig(run_dir=tmp_path, batch_size=2, max_steps=10**9, warmup_steps=1, log_every=10**6,
+                                 eval_every=10**6, evaluate_first=True, max_minutes=0.1)  # 6 s
+    trainer = SequenceTrainer(config, model, batches, evaluate, log=lambda _: None)
+    trainer.fit(resume=False, evaluations_after=3)
+    assert len(calls) >= 3  # before the first step, by half the minutes (measured), at the end
+    assert trainer.elapsed_s >= 5.0  # the reserve is 4 evaluations of 0.05 s, not half of the 6 s
