@@ -501,6 +501,14 @@ def test_training_on_validation_without_a_test_file_still_tests_on_rows_it_never
     ("model.hidden_size=0", "model.hidden_size must be at least 1, got 0"),
     ("model.expansion=0", "model.expansion must be above 0, got 0"),
     ("model.hidden_size=130", "model.hidden_size 130 must be a multiple of model.num_heads 4"),
+    ("model.hidden_size=100000000", "model.hidden_size must be at most 4096 (a tiny recursive model served on "
+                                    "CPUs), got 100000000"),  # probe: a 51 GB allocation's traceback
+    ("eval_every=0", "eval_every must be at least 1 (steps), got 0"),  # probe: ZeroDivisionError after training
+    ("eval_every=-1", "eval_every must be at least 1 (steps), got -1"),  # probe: evaluated after every step
+    ("augment_per_label=-3", "augment_per_label must be 0 or more, got -3"),
+    ("seed=-1", "seed (the flag --seed) must be a whole number from 0 to 4294967295, got -1"),
+    ("seed=99999999999", "seed (the flag --seed) must be a whole number from 0 to 4294967295, got 99999999999"),
+    ("model=3", "model must be a mapping of settings (--set model.hidden_size=128), got 3"),
     ("name=my bundle", "name 'my bundle' must be 1-128 characters of letters, digits, '.', '_' or '-', starting "
                        "with a letter or digit (it names the model and its bundle's folder): give one with --name"),
 ])
@@ -509,6 +517,21 @@ def test_a_setting_of_the_wrong_type_or_name_is_told(capsys: pytest.CaptureFixtu
     config = Path(__file__).resolve().parents[1] / "trainer" / "configs" / "intent-clinc150.yaml"
     assert main(["fit", "--config", str(config), "--set", setting]) == 2
     assert f"trm-train: {message}" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("flags", "message"), [
+    (["--set", "model=3"], "trm-train: model must be a mapping of settings (--set model.hidden_size=128), got 3"),
+    (["--threads", "100000"], "argument --threads: must be 0 (torch's default) to "),  # probe: a segfault
+    (["--seed", "99999999999"], "argument --seed: must be a whole number from 0 to 4294967295, got '99999999999'"),
+])
+def test_a_preset_fit_tells_a_flag_out_of_its_range_before_training(
+    keyword_data: tuple[Path, Path], capsys: pytest.CaptureFixture[str], flags: list[str], message: str
+) -> None:
+    """Probe: `--set model=3` ended in a KeyError traceback where the plan's changes were told; `--seed 99999999999`
+    failed after the split with scikit-learn's message, which named no flag."""
+    with contextlib.suppress(SystemExit):  # argparse's own refusals exit 2
+        assert main(["fit", "--train", str(keyword_data[0]), *flags]) == 2
+    assert message in capsys.readouterr().err
 
 
 def test_a_folder_that_is_not_a_bundle_or_not_the_sudoku_data_is_named_as_such(

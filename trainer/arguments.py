@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 from pathlib import Path
 
 from trm_bundle.manifest import VERSION_RULE, is_bundle_version
@@ -14,6 +15,27 @@ def whole_number(text: str) -> int:
     if not text.strip().isdigit():
         raise argparse.ArgumentTypeError(f"must be a whole number, 0 or more, got {text!r}")
     return int(text)
+
+
+SEED_LIMIT = 2**32 - 1  # scikit-learn's random_state takes no larger seed
+THREADS_PER_CPU = 4  # more torch threads than this per CPU only slow a fit down (100,000 crashed it)
+
+
+def seed_number(text: str) -> int:
+    """A seed: a whole number from 0 to SEED_LIMIT."""
+    value = whole_number(text)
+    if value > SEED_LIMIT:
+        raise argparse.ArgumentTypeError(f"must be a whole number from 0 to {SEED_LIMIT}, got {text!r}")
+    return value
+
+
+def thread_count(text: str) -> int:
+    """A count of torch threads: 0 (torch's default) up to THREADS_PER_CPU per CPU of this machine."""
+    value, most = whole_number(text), THREADS_PER_CPU * (os.cpu_count() or 1)
+    if value > most:
+        raise argparse.ArgumentTypeError(f"must be 0 (torch's default) to {most} ({THREADS_PER_CPU} per CPU of this "
+                                         f"machine), got {text!r}")
+    return value
 
 
 def positive_int(text: str) -> int:

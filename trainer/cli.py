@@ -17,7 +17,15 @@ from typing import Any, NamedTuple
 import torch
 
 from trainer import teacher
-from trainer.arguments import bundle_version, positive_int, positive_number, whole_number, writable_folder
+from trainer.arguments import (
+    bundle_version,
+    positive_int,
+    positive_number,
+    seed_number,
+    thread_count,
+    whole_number,
+    writable_folder,
+)
 from trainer.baseline import comparison
 from trainer.config import (
     DEFAULT_BUNDLE_VERSION,
@@ -94,13 +102,14 @@ def _fit_config(args: argparse.Namespace) -> FitSetup:
     plan = plan_fit(args.data, args.preset, args.time_budget, teacher.available(), args.test, columns)
     print(plan.description, flush=True)
     settings = with_overrides({"name": model_name_from(Path(args.data).stem), **plan.settings}, overrides)
+    if "keep_best" not in overrides and (settings.get("soup") or settings.get("train_on_val")):
+        settings["keep_best"] = False  # the preset's choice among evaluated weights needs one model and held-out rows
+    cfg = TrainConfig.from_dict(settings)  # checked before the plan's changes are told
     planned, given = dotted(plan.settings), dotted(settings)
     if changed := [f"{key} {given[key]} (planned {planned[key]})" for key in planned if given[key] != planned[key]]:
         print(f"The flags change the plan: {', '.join(changed)}.", flush=True)
-    if "keep_best" not in overrides and (settings.get("soup") or settings.get("train_on_val")):
-        settings["keep_best"] = False  # the preset's choice among evaluated weights needs one model and held-out rows
     ends_s = None if overrides.get("max_minutes") is not None else plan.training_ends_s
-    return FitSetup(TrainConfig.from_dict(settings), ends_s, plan.closing_note)
+    return FitSetup(cfg, ends_s, plan.closing_note)
 
 
 def cmd_fit(args: argparse.Namespace) -> int:
@@ -318,10 +327,11 @@ def build_parser() -> argparse.ArgumentParser:
                          "5e-4 from a bundle, 2e-3 for a fresh model)")
     fit_cmd.add_argument("--device", help="auto (a GPU when there is one), cpu or cuda; not for a sequence fit, "
                          "which runs on the CPU")
-    fit_cmd.add_argument("--seed", type=whole_number,
+    fit_cmd.add_argument("--seed", type=seed_number,
                          help="chooses the held-out rows, the batches and a fresh model's initial weights (default "
                          "0, or the config's); a checkpoint of another seed is not resumed: the fit starts over")
-    fit_cmd.add_argument("--threads", type=whole_number, default=0, help="torch CPU threads (0: torch default)")
+    fit_cmd.add_argument("--threads", type=thread_count, default=0,
+                         help="torch CPU threads (0: torch's default; at most 4 per CPU)")
     fit_cmd.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                      help="override any config key, e.g. --set model.hidden_size=128")
     fit_cmd.add_argument("--restart", action="store_true", help="ignore an existing checkpoint and start over")

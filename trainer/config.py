@@ -11,6 +11,7 @@ from typing import Any, Literal
 
 import yaml
 
+from trainer.arguments import SEED_LIMIT
 from trainer.data.files import DataError
 from trainer.data.text import LABEL_COLUMN, TEXT_COLUMN
 from trainer.model import ModelConfig, check_model_settings
@@ -136,6 +137,17 @@ class TrainConfig:
                                                                                   "--batch-size")):
             if value < 1:
                 raise ValueError(f"{key} (the flag {flag}) must be at least 1, got {value}")
+        for key in ("eval_every", "checkpoint_every", "log_every"):
+            if getattr(self, key) < 1:
+                raise ValueError(f"{key} must be at least 1 (steps), got {getattr(self, key)}")
+        for key in ("augment_per_label", "warmup_steps", "unroll_from_step", "eval_examples", "eval_limit",
+                    "soup_branch_step"):
+            if getattr(self, key) < 0:
+                raise ValueError(f"{key} must be 0 or more, got {getattr(self, key)}")
+        for key, value in (("seed", self.seed), ("stream_seed", self.stream_seed)):
+            if value is not None and not 0 <= value <= SEED_LIMIT:
+                raise ValueError(f"{key}{' (the flag --seed)' * (key == 'seed')} must be a whole number from 0 to "
+                                 f"{SEED_LIMIT}, got {value}")
         if not (math.isfinite(self.lr) and self.lr > 0):
             raise ValueError(f"lr (the flag --lr) must be a positive number, got {self.lr}")
         if not (math.isfinite(self.max_minutes) and self.max_minutes >= 0):
@@ -207,6 +219,11 @@ class TrainConfig:
         if unknown:
             raise ValueError(f"unknown config keys: {', '.join(unknown)}")
         raw = dict(raw)
+        for key, kind, example in (("model", dict, "--set model.hidden_size=128"),
+                                   ("teacher", dict, "--set teacher.max_rows=0"), ("soup", list, "a config file")):
+            if raw.get(key) is not None and not isinstance(raw[key], kind):
+                raise ValueError(f"{key} must be a {'mapping of settings' if kind is dict else 'list'} ({example}), "
+                                 f"got {raw[key]!r}")
         teacher = raw.get("teacher") or {}
         unknown = sorted(set(teacher) - {f.name for f in dataclasses.fields(TeacherConfig)})
         unknown += sorted(set(raw.get("model") or {}) - {f.name for f in dataclasses.fields(ModelConfig)})

@@ -112,6 +112,7 @@ class ModelConfig:
 
 _AT_LEAST = {"hidden_size": 1, "num_layers": 1, "num_heads": 1, "n": 0, "T": 1, "N_sup": 1, "pool": 1, "embed_dim": 0,
              "reader_rows": 0}
+_AT_MOST = {"hidden_size": 4096, "num_layers": 64, "num_heads": 256, "embed_dim": 4096}
 
 
 def check_model_settings(settings: dict[str, Any]) -> None:
@@ -120,6 +121,10 @@ def check_model_settings(settings: dict[str, Any]) -> None:
     for key, least in _AT_LEAST.items():
         if key in settings and settings[key] < least:
             raise ValueError(f"model.{key} must be at least {least}, got {settings[key]}")
+    for key, most in _AT_MOST.items():
+        if key in settings and settings[key] > most:
+            raise ValueError(f"model.{key} must be at most {most} (a tiny recursive model served on CPUs), got "
+                             f"{settings[key]}")
     if settings.get("expansion", 1.0) <= 0:
         raise ValueError(f"model.expansion must be above 0, got {settings['expansion']}")
     hidden, heads = settings.get("hidden_size"), settings.get("num_heads")
