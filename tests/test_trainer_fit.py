@@ -267,6 +267,31 @@ def test_ctrl_c_while_the_libraries_import_ends_with_a_line_not_a_traceback() ->
     assert (process.returncode, out, err) == (130, "", "trm-train: interrupted (Ctrl-C)\n")
 
 
+def test_sigterm_outside_the_training_loop_ends_a_fit_as_ctrl_c_does(keyword_data: tuple[Path, Path],
+                                                                      tmp_path: Path) -> None:
+    """Probe: a SIGTERM while the fit prepared its data, fitted its baseline or wrote its bundle ended it silently
+    (status -15), and one during the bundle's writing left its staging folder behind."""
+    log = tmp_path / "fit.out"
+    with log.open("w") as out:
+        process = subprocess.Popen([sys.executable, "-m", "trainer", "fit", "--train", str(keyword_data[0]), "--out",
+                                    str(tmp_path / "bundles"), "--run-dir", str(tmp_path / "runs"), "--time-budget",
+                                    "1.5"], stdout=out, stderr=subprocess.PIPE, text=True)
+        try:
+            deadline = time.monotonic() + 120
+            while "Expected wall time" not in log.read_text():  # the plan is told; the data's preparation begins
+                assert time.monotonic() < deadline and process.poll() is None, "no plan"
+                time.sleep(0.01)
+            process.send_signal(signal.SIGTERM)
+            _, err = process.communicate(timeout=60)
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.communicate()
+    assert process.returncode == 130
+    assert err.startswith("trm-train: ") and ("interrupted (SIGTERM)" in err or "stopped at step" in err)
+    assert not list((tmp_path / "bundles").glob(".*"))  # no staging folder left
+
+
 def test_without_the_trainers_libraries_it_says_to_install_them(tmp_path: Path) -> None:
     """`make serve` installs the server alone: trm-train there said ModuleNotFoundError in a traceback."""
     (tmp_path / "torch").mkdir()

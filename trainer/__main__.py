@@ -33,7 +33,14 @@ def main() -> int:
     if interrupted:
         print("trm-train: interrupted (Ctrl-C)", file=sys.stderr)
         return 130
+    signal.signal(signal.SIGTERM, _terminated)
     return run_command(started=started)
+
+
+def _terminated(signum: int, frame: FrameType | None) -> None:
+    """SIGTERM (a `kill`, a container stopping) ends the command as Ctrl-C does: with a line and status 130, a
+    bundle half written removed (the training loop takes it itself, to save its checkpoint first)."""
+    raise KeyboardInterrupt("interrupted (SIGTERM)")
 
 
 if __name__ == "__main__":
