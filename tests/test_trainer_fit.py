@@ -53,6 +53,11 @@ def test_fit_learns_a_small_task_and_eval_reproduces_it(
     assert took - 2.0 <= manifest["training"]["wall_time_s"] <= took
     assert manifest["version"] == "2.1.0-rc1"
     assert (bundle / "REPORT.md").read_text().startswith("# keywords 2.1.0-rc1\n")
+    evaluation = json.loads((bundle / "evaluation.json").read_text())
+    rows = (evaluation["baseline"]["train_rows"], evaluation["validation_rows"], evaluation["baseline"]["test_rows"])
+    assert sum(rows[:2]) == 400 and rows[2] == 100  # probe: REPORT.md gave the test rows alone
+    assert f"- data: {rows[0]} training rows, {rows[1]} validation rows, 100 test rows\n" in (
+        bundle / "REPORT.md").read_text()
     assert manifest["metrics"]["test_accuracy"] >= 0.95
     tables = {init.name: init.data_type for init in onnx.load(str(bundle / "model.onnx")).graph.initializer}
     stored_table = "embed.tokens.codes" if storage == "int8" else "embed.tokens.weight"

@@ -130,7 +130,7 @@ def export_bundle(
             "int8_accuracy_loss": round(accuracy_loss(results, results_int8), 5), "int8_shipped": ship_int8,
             "int8_decision": int8_reason,
             "fp32_measured_with": f"torch ({device.type}), ONNX parity below",
-            "training_history": record.history,
+            "training_history": record.history, "validation_rows": len(prepared.val),
         }
         if reader is not None:
             evaluation["linear_reader"] = reader

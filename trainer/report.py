@@ -157,7 +157,7 @@ final answers agree on {100 * parity['final_agreement']:.2f}% ({unit}).{trimmed}
 - wall time: {training.wall_time_s:.0f} s of the command that wrote this bundle
   (the training loop {training.train_time_s:.0f} s and {training.optimizer_steps} optimizer steps over every
   command that trained these weights, a resumed run's earlier ones included) on {training.device}
-{_soup_line(training.config)}{weights_line}- parameters: {_parameters_text(training)}
+{_rows_line(evaluation)}{_soup_line(training.config)}{weights_line}- parameters: {_parameters_text(training)}
 - recursion: {_recursion_text(recursion.n, recursion.T, recursion.N_sup)}
 - halting threshold (calibrated on validation): {manifest.halt_threshold}
 
@@ -232,6 +232,16 @@ def _weights_line(config: dict[str, Any], history: list[dict[str, float]]) -> st
     return (f"- weights: the EMA weights of step {best['step']:,.0f}, the best of "
             f"{counted(len(history), 'evaluation')} on validation ({100 * best[BEST_BY]:.2f}% in their final "
             f"answers{later}{stored})\n")
+
+
+def _rows_line(evaluation: dict[str, Any]) -> str:
+    """A text model's rows: trained on, validated (the weights and thresholds chosen) and tested on."""
+    baseline = evaluation.get("baseline")
+    if baseline is None or "validation_rows" not in evaluation:
+        return ""
+    return (f"- data: {counted(baseline['train_rows'], 'training row')}, "
+            f"{counted(evaluation['validation_rows'], 'validation row')}, "
+            f"{counted(baseline['test_rows'], 'test row')}\n")
 
 
 def _soup_line(config: dict[str, Any]) -> str:
