@@ -247,7 +247,7 @@ JSON_ARRAY_CASES = [
     ('[\n {"text": "a", "label": "x"},\n ["b", "x"]\n]', 3,
      "expected a JSON object (a row, its columns as fields), got an array"),
     ('[\n {"text": "a", "label": "x"},\n {"text": "b"}\n]', 3, "missing field 'label' (the object has: text); "
-     "--text-column and --label-column name other columns"),
+     "the rows before it have it: give it on this row too, or remove the row"),  # not: name other columns
     ("[]", None, "no data rows"),
     ('{\n "text": "a",\n "label": "x"\n}\n', None, "one JSON object over many lines: expected a JSON array of "
      "objects, or JSON Lines (one object per line)"),
@@ -330,7 +330,7 @@ CSV_CASES = [
     ("text,label\nhello,greet\nhello, there,greet\n", 3, "row has 3 fields but the header has 2 "
      "(a field holding a comma or a line break goes in double quotes)"),
     ("text;label\nhello;greet\n", 1, "missing column 'text' (the header has: text;label); the file seems to separate "
-     "its columns with semicolons: save it with commas"),
+     "its columns with semicolons: save it with commas, or make its first line sep=;"),
     ("text\tlabel\nhello\tgreet\n", 1, "missing column 'text' (the header has: text\tlabel); the file seems to "
      "separate its columns with tabs: name it .tsv"),
     ('text,label\nhello,greet\n"an unclosed quote,greet\nbye,farewell\n', 3, "a double quote opens a field here that "
@@ -365,7 +365,7 @@ JSONL_CASES = [
      "expected a JSON object (a row, its columns as fields), got an array"),
     ('["a", "x"]\n["b", "x"]\n', 1, "expected a JSON object (a row, its columns as fields), got an array"),
     ('{"text": "a", "label": "x"}\n\n{"text": "b"}\n', 3, "missing field 'label' (the object has: text); "
-     "--text-column and --label-column name other columns"),
+     "the rows before it have it: give it on this row too, or remove the row"),
     ('{"label": "x"}\n', 1, "missing field 'text' (the object has: label); --text-column and --label-column name "
      "other columns"),
     ('{"text": "a", "label": 1.5}\n', 1, "field 'label' must be a string, a whole number or true / false, got 1.5"),

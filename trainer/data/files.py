@@ -160,7 +160,8 @@ def _delimiter_hint(header: list[str], delimiter: str) -> str:
     """A hint when a one-column header looks like another delimiter's than the file's extension says."""
     if len(header) == 1:
         own = "commas" if delimiter == "," else "tabs"
-        for other, name, fix in ((";", "semicolons", f"save it with {own}"), ("\t", "tabs", "name it .tsv"),
+        for other, name, fix in ((";", "semicolons", f"save it with {own}, or make its first line sep=;"),
+                                 ("\t", "tabs", "name it .tsv"),
                                  (",", "commas", "name it .csv")):
             if other != delimiter and other in header[0]:
                 return f"; the file seems to separate its columns with {name}: {fix}"
@@ -309,6 +310,9 @@ def first_json_object(path: Path) -> dict[str, Any] | None:
     return None if first is None else first[1]
 
 
+_FIELD_OF_EARLIER_ROWS = "; the rows before it have it: give it on this row too, or remove the row"
+
+
 def read_records(
     path: Path, columns: Sequence[str], integer_columns: Sequence[str] = (), missing_hint: str = ""
 ) -> list[tuple[int, list[str]]]:
@@ -326,11 +330,11 @@ def read_records(
     if suffix in DELIMITERS:
         records = list(csv_rows(path, content, columns, DELIMITERS[suffix], missing_hint))
     else:
-        records = [
-            (line, [string_field(path, line, obj, column, column in integer_columns, missing_hint)
-                    for column in columns])
-            for line, obj in iter_json_objects(path, content)
-        ]
+        records = []
+        for line, obj in iter_json_objects(path, content):
+            hint = missing_hint if not records else _FIELD_OF_EARLIER_ROWS
+            records.append((line, [string_field(path, line, obj, column, column in integer_columns, hint)
+                                   for column in columns]))
     if not records:
         raise DataError(path, None, "no data rows")
     return records
