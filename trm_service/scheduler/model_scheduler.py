@@ -217,7 +217,7 @@ class ModelScheduler:
     def _refuse_if_late(self, limit: float, call: object) -> None:
         """Raise QueueFull where a new request of `call` would end its first step after `limit`
         (time.monotonic()): in a full batch after its wait for a slot, or, with a slot free, after the running step
-        in the batch it joins. A request whose limit is shorter than a step alone is admitted (a deadline
+        in the batch it joins; there a request whose limit is shorter than a step alone is admitted (a deadline
         shorter than one step is the caller's to fix, and gets DEADLINE_EXCEEDED)."""
         now, held = time.monotonic(), len(self._active) + len(self._waiting)
         if held >= self.max_batch:
