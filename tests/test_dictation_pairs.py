@@ -32,6 +32,8 @@ def test_csv_and_jsonl_rows_load_with_their_lines(tmp_path: Path) -> None:
     ("name", "content", "line", "problem"),
     [
         ("a.csv", "source,label\nx,y\n", 1, "missing column 'target'"),
+        ("a2.csv", "text,label\nx,y\n", 1, "missing column 'source' (the header has: text, label); a sequence model "
+         "reads and writes text: its file's rows are source,target pairs"),  # probe: a text file given to its eval
         ("b.csv", "source,target\nx,1\ny,2,3\n", 3, "row has 3 fields but the header has 2 "
      "(a field holding a comma or a line break goes in double quotes)"),
         ("c.csv", "source,target\nx,1\ny,  \n", 3, "empty target"),

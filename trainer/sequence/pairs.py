@@ -29,12 +29,17 @@ class Pair:
     line: int
 
 
+_COLUMNS_HINT = (f"; a sequence model reads and writes text: its file's rows are {SOURCE_COLUMN},{TARGET_COLUMN} "
+                 "pairs (the words said, the text written)")
+
+
 def load_pairs(path: Path, max_source_chars: int, max_target_chars: int) -> list[Pair]:
     """The rows of a .csv or .tsv (a header with source,target; other columns ignored) or .jsonl or .json file (a
     JSON target may be a whole number, read as its decimal text, as spoken numbers' digits are often written).
 
     Both fields must be non-empty printable ASCII within the caller's length limits."""
-    records = read_records(path, SEQUENCE_COLUMNS, integer_columns=(TARGET_COLUMN,))  # "target": 20250303 too
+    records = read_records(path, SEQUENCE_COLUMNS, integer_columns=(TARGET_COLUMN,),  # "target": 20250303 too
+                           missing_hint=_COLUMNS_HINT)
     return [
         _checked(Path(path), line, source, target, max_source_chars, max_target_chars)
         for line, (source, target) in records
