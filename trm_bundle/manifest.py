@@ -417,15 +417,15 @@ def _string(obj: dict, key: str) -> str:
     return value
 
 
-MAX_INTEGER = 2**32 - 1
-"""The largest integer a manifest field may hold: the wire's uint32, in which ModelInfo carries the limits (a larger
-one was loaded, and then failed every ListModels call)."""
+UINT32_MAX = 2**32 - 1
+"""The largest integer a manifest field (or a server limit ModelInfo reports) may hold: the wire's uint32, in which
+ModelInfo carries the limits (a larger one was loaded, and then failed every ListModels call)."""
 
 
 def _integer(obj: dict, key: str, minimum: int = 1) -> int:
     value = _field(obj, key)
-    if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= MAX_INTEGER:
-        raise BundleError(f"field {key!r} must be an integer from {minimum} to {MAX_INTEGER}, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= UINT32_MAX:
+        raise BundleError(f"field {key!r} must be an integer from {minimum} to {UINT32_MAX}, got {value!r}")
     return value
 
 

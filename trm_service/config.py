@@ -6,11 +6,12 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+from trm_bundle.manifest import UINT32_MAX
+
 DEFAULT_MODELS_DIR = Path(__file__).resolve().parent / "models"
 MAX_MESSAGE_BYTES = (1 << 31) - 1  # gRPC's message limits are 32-bit signed integers
 MAX_WORKERS = 64
 MAX_INTRA_OP_THREADS = 256
-MAX_TIME_BUDGET_MS = 2**32 - 1  # ModelInfo carries it as a uint32 (a larger one failed every ListModels call)
 
 
 class ConfigError(ValueError):
@@ -80,7 +81,7 @@ class ServeConfig:
             ("--workers", self.workers, 1, MAX_WORKERS),
             ("--intra-op-threads", self.intra_op_threads, 0, MAX_INTRA_OP_THREADS),
             ("--max-message-bytes", self.max_message_bytes, 1024, MAX_MESSAGE_BYTES),
-            ("--max-time-budget-ms", self.max_time_budget_ms, 1, MAX_TIME_BUDGET_MS),
+            ("--max-time-budget-ms", self.max_time_budget_ms, 1, UINT32_MAX),  # ModelInfo carries it
             ("--deadline-margin-ms", self.deadline_margin_ms, 0, None),
             ("--load-wait-ms", self.load_wait_ms, 0, None),
         ):
