@@ -218,8 +218,11 @@ class ModelScheduler:
         """Raise QueueFull where a new request of `call` would end its first step after `limit`
         (time.monotonic()): in a full batch after its wait for a slot, or, with a slot free, after the running step
         in the batch it joins; there a request whose limit is shorter than a step alone is admitted (a deadline
-        shorter than one step is the caller's to fix, and gets DEADLINE_EXCEEDED)."""
-        now, held = time.monotonic(), len(self._active) + len(self._waiting)
+        shorter than one step is the caller's to fix, and gets DEADLINE_EXCEEDED), and so is a request alone."""
+        held = len(self._active) + len(self._waiting)
+        if not held:
+            return  # its step is a step alone: nothing to check on the way of a lone caller
+        now = time.monotonic()
         if held >= self.max_batch:
             wait, joins = self.expected_wait_s(call), self.max_batch
         else:
