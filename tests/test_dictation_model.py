@@ -242,15 +242,17 @@ def test_training_depths_every_halting_and_sampled(tmp_path: Path) -> None:
         trainer("deep").train_step(to_batch(pairs))
 
 
-def test_the_unsure_threshold_makes_the_most_right_calls_and_flags_nothing_when_that_does_not_help() -> None:
+def test_the_unsure_threshold_makes_the_most_right_calls_else_flags_only_answers_less_sure_than_every_one_seen() -> None:
     from trainer.sequence.evaluate import unsure_figures, unsure_threshold
 
     confidence, right = [0.9, 0.8, 0.3, 0.2, 0.6], [True, True, False, False, True]
     assert unsure_threshold(confidence, right) == pytest.approx(0.45)  # flags 0.2 and 0.3: five right calls of five
     assert unsure_figures(confidence, right, 0.45) == {"unsure_below": 0.45, "rows": 5, "flagged": 2,
                                                        "flagged_wrong": 2, "wrong": 2, "kept_exact_match": 1.0}
-    assert unsure_threshold([0.9, 0.5, 0.2], [True, True, True]) == 0.0  # every answer right: flag none
-    assert unsure_threshold([0.9, 0.5, 0.2], [True, False, True]) == 0.0  # 0.35 or 0.7 make no more right calls
+    # flagging none does best: the lowest confidence seen, which flags none of these and what is less sure than them
+    assert unsure_threshold([0.9, 0.5, 0.2], [True, True, True]) == 0.2  # every answer right
+    assert unsure_threshold([0.9, 0.5, 0.2], [True, False, True]) == 0.2  # 0.35 or 0.7 make no more right calls
+    assert unsure_figures([0.9, 0.5, 0.2, 0.1], [True, True, True, False], 0.2)["flagged"] == 1  # 0.1 alone
 
 
 

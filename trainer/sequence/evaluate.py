@@ -189,9 +189,10 @@ def sequence_metrics(test: dict[str, Any], fixed_steps: list[dict[str, float]]) 
 
 def unsure_threshold(confidence: Sequence[float], right: Sequence[bool]) -> float:
     """The manifest's `sequence.unsure_below` chosen on these answers: the threshold that makes the most right calls
-    (a right answer kept, a wrong one flagged), the lowest of equals; 0 (flag none) when flagging does not help."""
+    (a right answer kept, a wrong one flagged), the lowest of equals. When flagging none of them does best (every
+    answer right, say), that is their lowest confidence: an answer less sure than every one seen is unsure."""
     values = sorted(set(confidence))
-    candidates = [0.0, *((low + high) / 2 for low, high in itertools.pairwise(values))]
+    candidates = [values[0] if values else 0.0, *((low + high) / 2 for low, high in itertools.pairwise(values))]
     scores, answered_right = np.asarray(confidence), np.asarray(right, dtype=bool)
     calls = [int(((scores >= threshold) == answered_right).sum()) for threshold in candidates]
     return candidates[int(np.argmax(calls))]

@@ -295,8 +295,7 @@ def unsure_sentence(unsure: dict[str, float | None], validation_rows: int) -> st
     if not validation_rows:
         return "never flagged (no validation rows to choose a threshold on)"
     if not unsure["unsure_below"]:
-        return (f"never flagged (no confidence threshold made more right calls on the "
-                f"{counted(validation_rows, 'validation row')} than flagging none)")
+        return f"never flagged (an answer of confidence 0 among the {counted(validation_rows, 'validation row')})"
     kept = unsure["rows"] - unsure["flagged"]
     keeps = (f"the {kept:,} it keeps are {100 * unsure['kept_exact_match']:.2f}% exact" if kept else "it keeps none")
     return (f"below confidence {unsure['unsure_below']:.3g} (chosen on {counted(validation_rows, 'validation row')}); "
