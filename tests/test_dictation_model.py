@@ -242,7 +242,7 @@ def test_training_depths_every_halting_and_sampled(tmp_path: Path) -> None:
         trainer("deep").train_step(to_batch(pairs))
 
 
-def test_the_unsure_threshold_makes_the_most_right_calls_else_flags_only_answers_less_sure_than_every_one_seen() -> None:
+def test_the_unsure_threshold_makes_the_most_right_calls_else_flags_answers_less_sure_than_every_one_seen() -> None:
     from trainer.sequence.evaluate import unsure_figures, unsure_threshold
 
     confidence, right = [0.9, 0.8, 0.3, 0.2, 0.6], [True, True, False, False, True]
