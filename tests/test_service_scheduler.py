@@ -264,6 +264,34 @@ async def test_a_full_queue_is_refused_at_once(long_model: LoadedModel):
     await harness.scheduler.close()
 
 
+async def test_one_callers_batch_jobs_leave_the_last_batch_of_places_to_other_calls(long_model: LoadedModel):
+    """QA: a ReasonBatch of 256 Sudoku grids and one of 64 from one caller took a model's 64 + 256 places, and
+    every other caller was refused RESOURCE_EXHAUSTED for about 6 s, until they drained. A call's further requests
+    now fill at most --max-queue places; the last --max-batch-size go to other calls' first requests."""
+    harness = Harness(long_model, max_batch=2, max_queue=4)
+    job, other_job = object(), object()
+    taken = []
+    for index in range(8):
+        try:
+            taken.append(harness.submit(harness.ticket(f"job {index}", max_steps=5000, batch_call=job)))
+        except QueueFull as refused:
+            message = str(refused)
+    assert len(taken) == 4  # --max-queue places
+    assert message == ("model 'svc-long' holds 4 requests, 4 of them this call's: a call's further requests are "
+                       "taken while it holds fewer than 4 (--max-queue), the last 2 places (--max-batch-size) being "
+                       "kept for other calls; retry the rest with backoff")
+    taken.append(harness.submit(harness.ticket("other job 0", max_steps=5000, batch_call=other_job)))
+    with pytest.raises(QueueFull, match="5 requests, 1 of them this call's"):
+        harness.submit(harness.ticket("other job 1", max_steps=5000, batch_call=other_job))
+    lone = harness.submit(harness.ticket("a lone call", max_steps=3))
+    with pytest.raises(QueueFull, match="at capacity: it holds 6 requests at once"):
+        harness.submit(harness.ticket("one too many", max_steps=3))
+    for ticket in taken:
+        harness.scheduler.cancel(ticket)
+    assert (await lone.finished).step == 3
+    await harness.scheduler.close()
+
+
 async def test_a_request_that_could_not_start_before_its_deadline_is_refused_at_once(long_model: LoadedModel):
     harness = Harness(long_model, max_batch=1, max_queue=8)
     for _ in range(10):  # the scheduler learns that requests of this model run about 50 steps

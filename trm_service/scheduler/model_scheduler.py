@@ -35,6 +35,11 @@ slot or a slot freed after them the recent mean, each step a full batch's time, 
 running step already done. Requests that came together (a ReasonBatch) leave together, so a newcomer waits
 for their remaining steps, not for one step's share of them.
 
+Places: a model version holds at most max_batch + max_queue requests, in the batch and waiting; a request
+of a call that already holds one (a ReasonBatch's after its first) only while it holds fewer than max_queue.
+The last max_batch places are thus kept for other calls' first requests, which the turns by call (and
+parking) start soon, so one caller's batch jobs cannot shut every other caller out until they drain.
+
 Load-adaptive compute: while more calls with no request in the batch wait than the batch has free slots
 (`overflow`, the calls that will not start at the next step boundary, neither in a free slot nor by parking,
 below; a ReasonBatch's own queue behind its running requests is not load on anyone else), every request in
@@ -270,6 +275,10 @@ class ModelScheduler:
         shared = [ticket for ticket in self._active if ticket.steps_done and in_batch[ticket.call] >= 2]
         return max(shared, key=lambda ticket: (in_batch[ticket.call], ticket.steps_done), default=None)
 
+    def _holds(self, call: object) -> int:
+        """How many places `call`'s requests hold: waiting or in the batch."""
+        return self._waiting.queued(call) + sum(ticket.call is call for ticket in self._active)
+
     def _in_batch(self) -> collections.Counter[object]:
         """The batch's requests by call."""
         return collections.Counter(ticket.call for ticket in self._active)
@@ -281,17 +290,27 @@ class ModelScheduler:
     def submit(self, ticket: Ticket) -> None:
         """Queue a request; raise QueueFull or SchedulerClosed at once instead of waiting.
 
+        QueueFull where no place is left for it (see "Places" in the module docstring).
+
         A request with a time limit (deadline or time budget) is refused with QueueFull too where its first
         step would end after its earliest limit (`_refuse_if_late`): admitting it would only turn into a
         DEADLINE_EXCEEDED later.
         """
         if self._closing:
             raise SchedulerClosed(f"model {self.name!r} version {self.version} is being unloaded")
-        if len(self._active) + len(self._waiting) >= self.max_batch + self.max_queue:
+        held = len(self._active) + len(self._waiting)
+        if held >= self.max_batch + self.max_queue:
             raise QueueFull(
                 f"model {self.name!r} is at capacity: it holds {self.max_batch + self.max_queue} requests at once "
                 f"(--max-batch-size {self.max_batch} plus --max-queue {self.max_queue}), {len(self._active)} in its "
                 f"running step and {len(self._waiting)} waiting for the next; retry with backoff"
+            )
+        own = self._holds(ticket.call) if held >= self.max_queue else 0
+        if own:
+            raise QueueFull(
+                f"model {self.name!r} holds {held} requests, {own} of them this call's: a call's further requests are "
+                f"taken while it holds fewer than {self.max_queue} (--max-queue), the last {self.max_batch} places "
+                "(--max-batch-size) being kept for other calls; retry the rest with backoff"
             )
         limit = min((limit.at for limit in ticket.limits), default=None)
         if limit is not None:
