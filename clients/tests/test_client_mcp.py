@@ -138,6 +138,9 @@ def test_a_line_the_sdk_cannot_parse_gets_a_json_rpc_error_and_the_server_goes_o
         surrogate = exchange(process, call)
         assert surrogate["id"] == 2 and surrogate["error"]["code"] == PARSE_ERROR
         assert "lone surrogate" in surrogate["error"]["message"]
+        half_id = exchange(process, '{"jsonrpc": "2.0", "id": "\\ud800", "method": "ping"}')  # QA: it ended trm-mcp
+        assert half_id["id"] is None and half_id["error"]["code"] == PARSE_ERROR
+        assert exchange(process, request(3, "ping"))["id"] == 3  # and the server goes on
         garbage = exchange(process, "{not json")
         assert garbage["id"] is None and garbage["error"]["code"] == PARSE_ERROR
         no_method = exchange(process, '{"jsonrpc": "2.0", "id": "three"}')

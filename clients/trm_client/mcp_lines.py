@@ -123,8 +123,8 @@ def unparsable_reply(line: str, error: ValidationError) -> types.JSONRPCError:
     except ValueError:
         return _error(None, types.PARSE_ERROR, "Parse error: the line is not JSON (one JSON-RPC message per line)")
     request_id = message.get("id") if isinstance(message, dict) else None
-    if isinstance(request_id, bool) or not isinstance(request_id, int | str):
-        request_id = None
+    if isinstance(request_id, bool) or not isinstance(request_id, int | str) or _holds_lone_surrogate(request_id):
+        request_id = None  # an id with half a character cannot be written back (UTF-8 has no lone surrogate)
     if _holds_lone_surrogate(message):
         return _error(request_id, types.PARSE_ERROR, "Parse error: a string holds a lone surrogate escape (half of a "
                       "character, such as \\ud800): send whole characters")
