@@ -1,5 +1,7 @@
 """Names and inputs shared by the client tests (a module of its own: `conftest` is ambiguous with tests/)."""
 
+import socket
+
 TEXT_MODEL = "intent-test"
 GRID_MODEL = "sudoku-test"
 N_SUP = 4
@@ -17,3 +19,9 @@ BAD_CONNECTION_OPTIONS = (
                                              "front: write HOST:PORT, e.g. 127.0.0.1:50051"),
     (["--target", "localhost:99999"], "--target: 'localhost:99999': the port must be a number from 1 to 65535"),
 )
+
+
+def closed_port() -> int:
+    """A loopback port nothing listens on (bound, then closed)."""
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        return listener.getsockname()[1]

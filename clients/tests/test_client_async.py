@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import anyio
 import grpc
 import pytest
-from sdk_test_support import GRID_MODEL, N_SUP, SUDOKU, TEXT_MODEL
+from sdk_test_support import GRID_MODEL, N_SUP, SUDOKU, TEXT_MODEL, closed_port
 from trm.v1 import trm_pb2, trm_pb2_grpc
 from trm_client import (
     AsyncTRMClient,
@@ -39,6 +40,30 @@ async def test_a_closed_client_says_so(server):
         await client.models()
     with pytest.raises(ClientClosed):
         client.reason_stream(TEXT_MODEL, "hello")
+
+
+@pytest.mark.parametrize("streamed", [False, True])
+async def test_a_call_that_close_ends_while_it_waits_to_retry_says_the_client_was_closed(streamed):
+    """QA: close() between two attempts raised grpc.aio's UsageError ("Channel is closed.")."""
+    slow_retries = RetryPolicy(initial_backoff_s=4.0, max_backoff_s=4.0)  # each wait 2-4 s
+    client = AsyncTRMClient(f"127.0.0.1:{closed_port()}", timeout_s=20, retry=slow_retries)
+
+    async def call() -> None:
+        if streamed:
+            async for _ in client.reason_stream(TEXT_MODEL, "hello"):
+                pass
+        else:
+            await client.reason(TEXT_MODEL, "hello")
+
+    calling = asyncio.create_task(call())
+    await asyncio.sleep(0.5)
+    await client.close()
+    closed = time.monotonic()
+    with pytest.raises(TRMError) as caught:
+        await calling
+    assert time.monotonic() - closed < 1.5  # at close(), not at the wait's end
+    assert caught.value.code is grpc.StatusCode.CANCELLED
+    assert caught.value.details == "the client was closed during the call (close(), or the end of its with-block)"
 
 
 async def test_a_call_that_close_ends_says_the_client_was_closed_not_that_the_task_was_cancelled(server):

@@ -15,7 +15,7 @@ from pathlib import Path
 from unittest.mock import ANY
 
 import pytest
-from sdk_test_support import GRID_MODEL, N_SUP, SUDOKU, TEXT_MODEL
+from sdk_test_support import GRID_MODEL, N_SUP, SUDOKU, TEXT_MODEL, closed_port
 from trm_client.headline import headline
 
 import trm_service
@@ -442,15 +442,9 @@ def test_a_deadline_error_names_the_timeout_flag(server):
     assert "; the deadline is --timeout (now 1e-06 s)" in done.stderr
 
 
-def _closed_port() -> int:
-    """A loopback port nothing listens on (bound, then closed)."""
-    with socket.create_server(("127.0.0.1", 0)) as listener:
-        return listener.getsockname()[1]
-
-
 @pytest.mark.parametrize("given_as", ["--target", "TRM_TARGET"])
 def test_no_server_at_the_address_names_the_address_and_the_flag(given_as):
-    address = f"127.0.0.1:{_closed_port()}"
+    address = f"127.0.0.1:{closed_port()}"
     args = ("--target", address) if given_as == "--target" else ()
     done = trm_client(*args, "--retries", "1", "models", target=address if given_as == "TRM_TARGET" else None)
     assert done.returncode == 1 and "Traceback" not in done.stderr

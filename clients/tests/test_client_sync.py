@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import math
 import re
+import threading
+import time
 
 import grpc
 import pytest
-from sdk_test_support import GRID_MODEL, N_SUP, SUDOKU, TEXT_MODEL
+from sdk_test_support import GRID_MODEL, N_SUP, SUDOKU, TEXT_MODEL, closed_port
 from trm_client import (
     Budget,
     Classification,
@@ -157,6 +159,20 @@ def test_a_stream_read_after_close_says_the_client_is_closed(server):
         next(made_before)
     with pytest.raises(TRMError) as caught:
         list(in_flight)
+    assert caught.value.code is grpc.StatusCode.CANCELLED
+    assert caught.value.details == "the client was closed during the call (close(), or the end of its with-block)"
+
+
+@pytest.mark.parametrize("streamed", [False, True])
+def test_a_call_that_close_ends_while_it_waits_to_retry_says_the_client_was_closed(streamed):
+    """QA: close() between two attempts raised gRPC's ValueError ("Cannot invoke RPC on closed channel!")."""
+    slow_retries = RetryPolicy(initial_backoff_s=4.0, max_backoff_s=4.0)  # each wait 2-4 s
+    client = TRMClient(f"127.0.0.1:{closed_port()}", timeout_s=20, retry=slow_retries)
+    threading.Timer(0.5, client.close).start()
+    started = time.monotonic()
+    with pytest.raises(TRMError) as caught:
+        list(client.reason_stream(TEXT_MODEL, "hello")) if streamed else client.reason(TEXT_MODEL, "hello")
+    assert time.monotonic() - started < 2.0  # at close(), not at the wait's end
     assert caught.value.code is grpc.StatusCode.CANCELLED
     assert caught.value.details == "the client was closed during the call (close(), or the end of its with-block)"
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import TypeVar
@@ -60,7 +61,7 @@ class AsyncTRMClient:
         self.retry = retry or RetryPolicy()
         self._metadata = checked_metadata(metadata)
         self._channel = open_aio_channel(self.target, tls, channel_options)
-        self._closed = False  # gRPC's channel does not say
+        self._closed = asyncio.Event()  # set by close() (gRPC's channel does not say); ends a wait to retry
         self._stub = trm_pb2_grpc.ReasoningServiceStub(self._channel)
 
     async def models(
@@ -137,7 +138,7 @@ class AsyncTRMClient:
 
     async def close(self) -> None:
         """Closes the channel; a later call raises ClientClosed."""
-        self._closed = True
+        self._closed.set()
         await self._channel.close()
 
     async def __aenter__(self) -> AsyncTRMClient:
@@ -147,7 +148,7 @@ class AsyncTRMClient:
         await self.close()
 
     def _check_open(self) -> None:
-        if self._closed:
+        if self._closed.is_set():
             raise ClientClosed("AsyncTRMClient")
         if asyncio.get_running_loop() is not self._loop:
             raise RuntimeError("this AsyncTRMClient was made in another event loop (another asyncio.run), to which "
@@ -170,7 +171,8 @@ class AsyncTRMClient:
                 call = rpc(request, timeout=deadline.attempt_timeout(rid), metadata=metadata)
                 return await _cancelled_with_caller(call, call), rid
             except grpc.RpcError as error:
-                await asyncio.sleep(plan_retry(self.retry, error, attempt, deadline, rid))
+                await self._wait_to_retry(plan_retry(self.retry, error, attempt, deadline, rid))
+                self._raise_if_closed_during_call(rid)  # close() came during the wait
                 attempt += 1
             except asyncio.CancelledError:
                 self._raise_if_closed_during_call(rid)
@@ -189,7 +191,8 @@ class AsyncTRMClient:
                 message = await _cancelled_with_caller(call.read(), call)
                 break
             except grpc.RpcError as error:
-                await asyncio.sleep(plan_retry(self.retry, error, attempt, deadline, rid))
+                await self._wait_to_retry(plan_retry(self.retry, error, attempt, deadline, rid))
+                self._raise_if_closed_during_call(rid)  # close() came during the wait
                 attempt += 1
             except asyncio.CancelledError:
                 self._raise_if_closed_during_call(rid)
@@ -206,11 +209,16 @@ class AsyncTRMClient:
         finally:
             call.cancel()
 
+    async def _wait_to_retry(self, delay_s: float) -> None:
+        """Wait `delay_s` before the next attempt, or until close()."""
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self._closed.wait(), delay_s)
+
     def _raise_if_closed_during_call(self, rid: str) -> None:
         """CANCELLED, as TRMClient raises it, for a call that close() ended: grpc.aio cancels the channel's calls,
         and the caller would see asyncio.CancelledError as if its own task had been cancelled (which, when it
         was, is left to propagate)."""
         task = asyncio.current_task()
         cancelling = getattr(task, "cancelling", None)  # Python 3.11 on; 3.10 cannot tell, and takes the close
-        if self._closed and not (cancelling and cancelling()):
+        if self._closed.is_set() and not (cancelling and cancelling()):
             raise error_for(grpc.StatusCode.CANCELLED, CLOSED_DURING_CALL, rid) from None

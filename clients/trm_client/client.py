@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import TypeVar
@@ -53,7 +54,7 @@ class TRMClient:
         self.retry = retry or RetryPolicy()
         self._metadata = checked_metadata(metadata)
         self._channel = open_channel(self.target, tls, channel_options)
-        self._closed = False  # gRPC's channel does not say
+        self._closed = threading.Event()  # set by close() (gRPC's channel does not say); ends a wait to retry
         self._stub = trm_pb2_grpc.ReasoningServiceStub(self._channel)
 
     def models(self, *, timeout_s: float | None = None, request_id: str | None = None) -> list[ModelInfo]:
@@ -126,7 +127,7 @@ class TRMClient:
 
     def close(self) -> None:
         """Closes the channel; a later call raises ClientClosed."""
-        self._closed = True
+        self._closed.set()
         self._channel.close()
 
     def __enter__(self) -> TRMClient:
@@ -136,7 +137,7 @@ class TRMClient:
         self.close()
 
     def _check_open(self) -> None:
-        if self._closed:
+        if self._closed.is_set():
             raise ClientClosed("TRMClient")
 
     def _unary(
@@ -156,7 +157,8 @@ class TRMClient:
                 return rpc(request, timeout=deadline.attempt_timeout(rid), metadata=metadata), rid
             except grpc.RpcError as error:
                 self._raise_if_closed_during_call(rid)
-                time.sleep(plan_retry(self.retry, error, attempt, deadline, rid))
+                self._closed.wait(plan_retry(self.retry, error, attempt, deadline, rid))
+                self._raise_if_closed_during_call(rid)  # close() came during the wait
                 attempt += 1
 
     def _stream(
@@ -173,7 +175,8 @@ class TRMClient:
                 break
             except grpc.RpcError as error:
                 self._raise_if_closed_during_call(rid)
-                time.sleep(plan_retry(self.retry, error, attempt, deadline, rid))
+                self._closed.wait(plan_retry(self.retry, error, attempt, deadline, rid))
+                self._raise_if_closed_during_call(rid)  # close() came during the wait
                 attempt += 1
         try:
             if first is None:
@@ -189,5 +192,5 @@ class TRMClient:
 
     def _raise_if_closed_during_call(self, rid: str) -> None:
         """CANCELLED in the client's words for a call that close() ended (gRPC says "Channel closed!")."""
-        if self._closed:
+        if self._closed.is_set():
             raise error_for(grpc.StatusCode.CANCELLED, CLOSED_DURING_CALL, rid) from None
