@@ -20,6 +20,7 @@ from typing import Any
 
 from trm_client import TRMClient, TRMError
 from trm_client.connection_args import add_connection_arguments, checked_client_settings
+from trm_client.console import run_console_program
 from trm_client.tools import ToolAdapter
 
 Message = dict[str, Any]
@@ -109,7 +110,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--tool", default="trm_intent_clinc150", help="the tool the stand-in prefers for text"
     )
-    args = parser.parse_args(argv)
+    return run_console_program(lambda: _run(parser, parser.parse_args(argv)))
+
+
+def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    """The agent loop with the parsed arguments; its exit status (an error is told on stderr)."""
     try:
         with TRMClient(**checked_client_settings(parser, args)) as client:
             adapter = ToolAdapter(client)

@@ -13,7 +13,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from sdk_test_support import BAD_CONNECTION_OPTIONS, GRID_MODEL, TEXT_MODEL
+from sdk_test_support import BAD_CONNECTION_OPTIONS, GRID_MODEL, TEXT_MODEL, closed_port
 
 from trainer.testing import DEFAULT_TEXT_LABELS
 
@@ -155,6 +155,42 @@ def test_agent_loop_names_the_tools_when_told_one_that_is_not_offered(server):
     assert done.returncode == 1
     assert done.stderr == ("agent_loop: --tool 'trm_nope' is not offered here; choose one of trm_intent_test, "
                            "trm_sudoku_test\n")
+
+
+def test_agent_loop_ends_quietly_when_its_reader_stops_early(server):
+    """QA: `agent_loop.py | head -1` ended with a BrokenPipeError traceback."""
+    command = [sys.executable, str(EXAMPLES / "agent_loop.py"), "--target", server.target, "--tool",
+               "trm_intent_test", "play jazz"]
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as process:
+        process.stdout.close()
+        stderr = process.stderr.read().decode()
+        assert process.wait(timeout=120) == 1
+    assert stderr == ""
+
+
+def test_agent_loop_stops_on_ctrl_c_with_status_130_and_no_traceback():
+    """QA: Ctrl-C while the client waited to retry an unreachable service ended with a KeyboardInterrupt
+    traceback."""
+    argv = ["agent_loop.py", "--target", f"127.0.0.1:{closed_port()}", "--retries", "30"]
+    command = [sys.executable, "-c", (
+        "import runpy, signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+        f"sys.argv = {argv!r}; runpy.run_path({str(EXAMPLES / 'agent_loop.py')!r}, run_name='__main__')"
+    )]
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as process:
+        with pytest.raises(subprocess.TimeoutExpired):
+            process.wait(timeout=3)  # retrying
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=60) == 130
+        assert process.stderr.read() == ""
+
+
+def test_agent_loop_goes_on_where_the_output_encoding_lacks_a_character(server):
+    """QA: PYTHONIOENCODING=ascii and a request "café" ended with a UnicodeEncodeError traceback."""
+    done = subprocess.run([sys.executable, str(EXAMPLES / "agent_loop.py"), "--target", server.target, "--tool",
+                           "trm_intent_test", "café au lait"], capture_output=True, timeout=120,
+                          env={**os.environ, "PYTHONIOENCODING": "ascii"})
+    assert done.returncode == 0, done.stderr
+    assert "     user: caf? au lait" in done.stdout.decode("ascii").splitlines()
 
 
 def test_voice_pipeline_ends_quietly_when_its_reader_stops_early(server):

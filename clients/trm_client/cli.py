@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import sys
 from collections.abc import Callable, Sequence
@@ -28,12 +27,12 @@ import grpc
 from trm_client.channel import TARGET_ENV, resolve_target
 from trm_client.client import TRMClient
 from trm_client.connection_args import (
-    EXIT_INTERRUPTED,
     add_connection_arguments,
     client_settings,
     positive_int,
     whole_number,
 )
+from trm_client.console import EXIT_ERROR, run_console_program
 from trm_client.errors import TRMError
 from trm_client.field_names import BATCH_LINES, CLI_FLAGS, rename_fields
 from trm_client.model_info import Budget
@@ -45,14 +44,12 @@ from trm_client.render import (
     models_table,
     result_text,
     step_line,
-    tolerate_output_encoding,
 )
 from trm_client.results import GridSolution, ReasonResult, WrittenText
 from trm_client.serialize import model_dict, result_dict, step_dict
 from trm_client.tool_result import text_defer_reason
 from trm_client.tools import ToolAdapter
 
-EXIT_ERROR = 1
 _ZERO_UP = whole_number(0)  # 0 asks for the model's default
 
 
@@ -245,19 +242,7 @@ COMMANDS = {"models": run_models, "reason": run_reason, "reason-batch": run_reas
 
 def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout) -> int:
     """Entry point of ``trm-client``; returns the exit status."""
-    tolerate_output_encoding()
-    args = build_parser().parse_args(argv)
-    try:
-        status = run(args, out)
-        out.flush()  # a reader that went away shows here, not as a traceback at interpreter exit
-    except BrokenPipeError:
-        # The reader stopped early (`trm-client tools | head`). As Python's docs recommend for
-        # SIGPIPE, send what is left to devnull so that the flush at exit cannot fail again.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return EXIT_ERROR
-    except KeyboardInterrupt:
-        return EXIT_INTERRUPTED
-    return status
+    return run_console_program(lambda: run(build_parser().parse_args(argv), out), out)
 
 
 def run(args: argparse.Namespace, out: TextIO) -> int:

@@ -13,8 +13,6 @@ from trm_client.channel import TARGET_ENV, KeyPairMismatch, MissingPEMBlock, TLS
 from trm_client.model_info import MAX_UINT32
 from trm_client.retry import RetryPolicy
 
-EXIT_INTERRUPTED = 130  # the shell's status for a command stopped by Ctrl-C (128 + SIGINT)
-
 
 def whole_number(least: int) -> Callable[[str], int]:
     """An argparse type: a whole number from ``least`` to the API's largest (2**32 - 1)."""

@@ -22,7 +22,8 @@ from mcp.shared.exceptions import MCPError
 from mcp.shared.message import SessionMessage
 
 from trm_client.aio_client import AsyncTRMClient
-from trm_client.connection_args import EXIT_INTERRUPTED, add_connection_arguments, checked_client_settings
+from trm_client.connection_args import add_connection_arguments, checked_client_settings
+from trm_client.console import EXIT_INTERRUPTED
 from trm_client.errors import TRMError
 from trm_client.mcp_lines import AnsweredLines
 from trm_client.tool_schema import input_schema, output_schema, tool_description

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import io
-import sys
-
 from trm_client.headline import headline
 from trm_client.model_info import ModelInfo, TaskType
 from trm_client.results import Answer, Classification, GridSolution, ReasonResult, ReasonStep, WrittenText
@@ -18,14 +15,6 @@ _TEXT_DEFERS = {
     "low_confidence": "unsure: below the model's calibrated confidence, likely wrong",
     "numbers_disagree": "unsure: writes a number the words do not say",
 }
-
-
-def tolerate_output_encoding() -> None:
-    """stdout and stderr write a character their encoding lacks (a cp1252 console, PYTHONIOENCODING=cp1252) as
-    "?": the confidence bar or an answer's emoji failed the command after its call had succeeded."""
-    for stream in (sys.stdout, sys.stderr):
-        if isinstance(stream, io.TextIOWrapper):
-            stream.reconfigure(errors="replace")
 
 
 def confidence_bar(value: float, width: int = 20) -> str:

@@ -17,14 +17,13 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import sys
 from collections.abc import Callable, Iterable, Iterator
 from typing import TextIO
 
 from trm_client import Classification, ModelInfo, ReasonResult, TaskType, TRMClient, TRMError
-from trm_client.connection_args import EXIT_INTERRUPTED, add_connection_arguments, checked_client_settings
-from trm_client.render import tolerate_output_encoding
+from trm_client.connection_args import add_connection_arguments, checked_client_settings
+from trm_client.console import run_console_program
 from trm_client.tool_result import defer_reason
 
 FallbackHook = Callable[[str, str, ReasonResult | None], None]
@@ -166,8 +165,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dictate-label", default="dictate",
                         help="the intent whose utterances go to --dictation-model (default: dictate)")
     sys.stdin.reconfigure(encoding="utf-8", errors="replace")  # '-': argparse hands over stdin as it is
-    tolerate_output_encoding()
-    args = parser.parse_args(argv)
+    return run_console_program(lambda: _run(parser, parser.parse_args(argv)))
+
+
+def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    """The pipeline with the parsed arguments; its exit status (an error is told on stderr)."""
     try:
         with TRMClient(**checked_client_settings(parser, args)) as client:
             hook = print_fallback(sys.stderr if args.json else sys.stdout)
@@ -188,11 +190,6 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as error:  # a model of the wrong kind
         print(f"pipeline: {error}", file=sys.stderr)
         return 2
-    except BrokenPipeError:  # the reader stopped early (`pipeline.py ... | head`): end quietly
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 1
-    except KeyboardInterrupt:  # Ctrl-C, as at the end of a live session: end quietly, as trm-client does
-        return EXIT_INTERRUPTED
     return 0
 
 

@@ -1,0 +1,38 @@
+"""How the command-line programs (``trm-client``, ``trm-mcp``, the examples) meet their console: a character the
+output's encoding lacks is written "?", a reader that stops early ends the program quietly with status 1, and
+Ctrl-C with status 130, never with a traceback."""
+
+from __future__ import annotations
+
+import io
+import os
+import sys
+from collections.abc import Callable
+from typing import TextIO
+
+EXIT_ERROR = 1
+EXIT_INTERRUPTED = 130  # the shell's status for a command stopped by Ctrl-C (128 + SIGINT)
+
+
+def tolerate_output_encoding() -> None:
+    """stdout and stderr write a character their encoding lacks (a cp1252 console, PYTHONIOENCODING=cp1252) as
+    "?": the confidence bar or an answer's emoji failed the command after its call had succeeded."""
+    for stream in (sys.stdout, sys.stderr):
+        if isinstance(stream, io.TextIOWrapper):
+            stream.reconfigure(errors="replace")
+
+
+def run_console_program(body: Callable[[], int], out: TextIO | None = None) -> int:
+    """Run a program's `body` (argument parsing included) and return its exit status, or EXIT_ERROR where the
+    reader of `out` (stdout) stopped early (`... | head`), EXIT_INTERRUPTED at Ctrl-C."""
+    tolerate_output_encoding()
+    try:
+        status = body()
+        (out or sys.stdout).flush()  # a reader that went away shows here, not as a traceback at interpreter exit
+    except BrokenPipeError:
+        # As Python's docs recommend for SIGPIPE: what is left goes to devnull, so the flush at exit cannot fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+    return status
