@@ -140,6 +140,15 @@ def test_reason_json_and_stream_json_agree(server, client):
     assert steps[-1]["halt_reason"] == result["halt_reason"]
 
 
+def test_a_grids_json_answer_has_its_confidence_as_every_answer_does(server):
+    """QA: a classification's and a written text's `answer` held `confidence`, a grid's did not."""
+    for extra in ((), ("--stream",)):
+        done = trm_client("--target", server.target, "reason", GRID_MODEL, "--grid", SUDOKU, "--json", *extra)
+        assert done.returncode == 0, done.stderr
+        answer = json.loads(done.stdout.splitlines()[-1])["answer"]
+        assert answer["confidence"] == min(answer["cell_confidence"])
+
+
 def test_reason_batch_answers_every_line_in_order_as_reason_does(server, client, tmp_path):
     texts = ["wake me up at seven", "", "play some jazz", "what is the weather in paris"]
     inputs = tmp_path / "inputs.txt"

@@ -7,13 +7,15 @@ import enum
 from typing import Any
 
 from trm_client.model_info import ModelInfo
-from trm_client.results import ReasonResult, ReasonStep
+from trm_client.results import GridSolution, ReasonResult, ReasonStep
 
 
 def jsonable(value: Any) -> Any:
-    """Dataclasses become dicts, enums their values, tuples lists; everything else is kept."""
+    """Dataclasses become dicts, enums their values, tuples lists; everything else is kept. A grid's answer also
+    gets its `confidence` (its least sure cell's), a property, as every other answer has one."""
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        fields = {f.name: jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        return fields | {"confidence": value.confidence} if isinstance(value, GridSolution) else fields
     if isinstance(value, enum.Enum):
         return value.value
     if isinstance(value, (list, tuple)):
