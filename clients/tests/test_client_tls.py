@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from sdk_test_support import TEXT_MODEL
-from trm_client import NO_RETRY, AsyncTRMClient, TLSConfig, TRMClient, Unavailable
+from trm_client import NO_RETRY, AsyncTRMClient, RetryPolicy, TLSConfig, TRMClient, Unavailable
 
 from trm_service.testing import ServerProcess
 
@@ -186,6 +186,25 @@ def test_cli_says_which_tls_option_a_closed_connection_asks_for(tls_server, mtls
     no_certificate = _cli(mtls_server.target, "--tls-ca", str(pki / "ca.pem"), "--tls-server-name", SERVER_NAME)
     assert no_certificate.returncode == 1
     assert "(mutual TLS)? give --tls-cert and --tls-key" in no_certificate.stderr
+
+
+def test_cli_says_which_tls_option_a_refused_certificate_asks_for_without_retrying(tls_server, pki):
+    """QA: both ended in gRPC's words alone, after six attempts (5-6 s) that met the same certificate."""
+    untrusted = _cli(tls_server.target, "--tls", "--retries", "6")
+    assert untrusted.returncode == 1
+    assert ("CERTIFICATE_VERIFY_FAILED: unable to get local issuer certificate: OK; the server's certificate is not "
+            "signed by a CA this client trusts (gRPC's default roots): give the CA that signed it with --tls-ca "
+            "(request_id=") in untrusted.stderr
+    wrong_name = _cli(tls_server.target, "--tls-ca", str(pki / "ca.pem"), "--tls-server-name", "other.test")
+    assert wrong_name.returncode == 1
+    assert ("Hostname Verification Check failed.; the server's certificate does not name other.test: give a name "
+            "it holds with --tls-server-name") in wrong_name.stderr
+    retried = []
+    policy = RetryPolicy(initial_backoff_s=0.01, on_retry=retried.append)
+    wrong_name_sdk = TLSConfig.from_files(ca=pki / "ca.pem")  # the certificate does not name 127.0.0.1
+    with TRMClient(tls_server.target, tls=wrong_name_sdk, retry=policy) as client, pytest.raises(Unavailable) as caught:
+        client.models()
+    assert caught.value.certificate_refused and retried == []
 
 
 def test_cli_says_a_tls_client_of_a_plaintext_server_should_drop_its_tls_flags(server, pki):

@@ -33,7 +33,7 @@ from trm_client.connection_args import (
     whole_number,
 )
 from trm_client.console import EXIT_ERROR, run_console_program
-from trm_client.errors import TRMError
+from trm_client.errors import CERTIFICATE_NAMES_ANOTHER_HOST, CERTIFICATE_UNTRUSTED, TRMError
 from trm_client.field_names import BATCH_LINES, CLI_FLAGS, rename_fields
 from trm_client.model_info import Budget
 from trm_client.render import (
@@ -282,6 +282,13 @@ def _flag_hint(error: TRMError, args: argparse.Namespace) -> str:
             return "; a TLS server? connect with --tls-ca CA.pem (or --tls for gRPC's default roots)"
         if args.tls_cert is None:
             return "; a server that asks for a client certificate (mutual TLS)? give --tls-cert and --tls-key"
+    if error.code is grpc.StatusCode.UNAVAILABLE and CERTIFICATE_NAMES_ANOTHER_HOST in error.details:
+        return (f"; the server's certificate does not name {args.tls_server_name or 'the host of --target'}: give a "
+                "name it holds with --tls-server-name")
+    if error.code is grpc.StatusCode.UNAVAILABLE and CERTIFICATE_UNTRUSTED in error.details:
+        trusted = f"--tls-ca {args.tls_ca}" if args.tls_ca else "gRPC's default roots"
+        return (f"; the server's certificate is not signed by a CA this client trusts ({trusted}): give the CA that "
+                "signed it with --tls-ca")
     if error.code is grpc.StatusCode.UNAVAILABLE and "WRONG_VERSION_NUMBER" in error.details:  # TLS to plaintext
         return "; a server without TLS? connect without the TLS flags (--tls, --tls-ca, --tls-cert, --tls-key)"
     if error.code is grpc.StatusCode.UNAVAILABLE and "Connection refused" in error.details:

@@ -26,7 +26,16 @@ class TRMError(Exception):
         can never pass, however long the caller waits."""
         return self.code is grpc.StatusCode.RESOURCE_EXHAUSTED and "larger than max" in self.details
 
+    @property
+    def certificate_refused(self) -> bool:
+        """The client refused the server's TLS certificate (gRPC's UNAVAILABLE): signed by no CA it trusts, or not
+        naming the host it was reached by. The same certificate comes back on every attempt."""
+        return self.code is grpc.StatusCode.UNAVAILABLE and any(
+            failure in self.details for failure in (CERTIFICATE_UNTRUSTED, CERTIFICATE_NAMES_ANOTHER_HOST))
 
+
+CERTIFICATE_UNTRUSTED = "CERTIFICATE_VERIFY_FAILED"  # gRPC's words, as BoringSSL's
+CERTIFICATE_NAMES_ANOTHER_HOST = "Hostname Verification Check failed"
 CLOSED_DURING_CALL = "the client was closed during the call (close(), or the end of its with-block)"
 
 
