@@ -286,6 +286,10 @@ def test_reason_batch_for_a_model_the_server_does_not_host_says_so_once(server, 
     done = trm_client("--target", server.target, "reason-batch", "no-such-model", str(inputs))
     assert done.returncode == 1 and done.stdout == ""
     assert done.stderr.count("NOT_FOUND") == 1 and "no-such-model" in done.stderr, done.stderr
+    inputs.write_bytes(b"\xff bad\ntwo\nthree\n")  # QA: the first call sent came after the first batch of lines
+    done = trm_client("--target", server.target, "reason-batch", "no-such-model", str(inputs), "--batch-size", "1")
+    assert done.returncode == 1 and done.stdout.startswith("line 1: INVALID_ARGUMENT: not UTF-8 text")
+    assert (done.stdout + done.stderr).count("NOT_FOUND") == 1 and "trm-client: NOT_FOUND" in done.stderr
 
 
 def test_reason_batch_over_the_servers_limit_names_batch_size(bundles, tmp_path):

@@ -166,14 +166,14 @@ def run_reason(client: TRMClient, args: argparse.Namespace, out: TextIO) -> int:
 def run_reason_batch(client: TRMClient, args: argparse.Namespace, out: TextIO) -> int:
     """``trm-client reason-batch``: one output line per input line, in order; a failed input (one the server
     refused, or a line that is not UTF-8, which is not sent) prints its error, and the status is an error when
-    any line failed. A model the server does not host (every line of the first call NOT_FOUND) is told once,
-    as a failed call."""
+    any line failed. A model the server does not host (every line of the first call sent NOT_FOUND) is told
+    once, as a failed call."""
     lines = [raw.rstrip(b"\n").removesuffix(b"\r") for raw in args.file]
     if lines:  # a file saved as "UTF-8 with BOM" starts with U+FEFF, which is no part of its first input
         lines[0] = lines[0].removeprefix(b"\xef\xbb\xbf")
     if not lines:
         print(f"trm-client: {args.file.name} has no lines: nothing was sent", file=sys.stderr)
-    failed = 0
+    failed, called = 0, False
     for start in range(0, len(lines), args.batch_size):
         texts: dict[int, str] = {}
         outcomes: dict[int, ReasonResult | TRMError | str] = {}  # str: why the line was not sent
@@ -185,9 +185,10 @@ def run_reason_batch(client: TRMClient, args: argparse.Namespace, out: TextIO) -
                                     "the line): save the file as UTF-8")
         if texts:
             results = _batch_results(client, args, texts)
-            if start == 0 and all(isinstance(r, TRMError) and r.code is grpc.StatusCode.NOT_FOUND
+            if not called and all(isinstance(r, TRMError) and r.code is grpc.StatusCode.NOT_FOUND
                                   for r in results.values()):
                 raise next(iter(results.values()))
+            called = True
             outcomes.update(results)
         for number, outcome in sorted(outcomes.items()):
             if isinstance(outcome, ReasonResult):
