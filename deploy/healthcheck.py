@@ -58,11 +58,15 @@ def tls_credentials(args: argparse.Namespace) -> grpc.ChannelCredentials | None:
     return grpc.ssl_channel_credentials(files["--tls-ca"], files["--tls-key"], files["--tls-cert"])
 
 
+LONGEST_TIMEOUT_S = 3600.0  # a probe that waits longer is no probe (gRPC fails a deadline of ~3e9 s at once)
+
+
 def positive_seconds(text: str) -> float:
-    """A --timeout value: seconds, above 0."""
+    """A --timeout value: seconds, above 0 and at most LONGEST_TIMEOUT_S."""
     seconds = float(text)
-    if not seconds > 0:
-        raise argparse.ArgumentTypeError(f"must be a number of seconds above 0, got {text}")
+    if not 0 < seconds <= LONGEST_TIMEOUT_S:
+        raise argparse.ArgumentTypeError(f"must be a number of seconds above 0 and at most {LONGEST_TIMEOUT_S:g}, "
+                                         f"got {text}")
     return seconds
 
 
@@ -85,7 +89,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("target", nargs="?", default=f"127.0.0.1:{os.environ.get('TRM_PORT') or 50051}",
                         help="HOST:PORT (default: 127.0.0.1 at $TRM_PORT, the server's, else 50051)")
     parser.add_argument("--service", default="", help="health service name; empty = the whole server")
-    parser.add_argument("--timeout", type=positive_seconds, default=2.0, help="seconds (default 2)")
+    parser.add_argument("--timeout", type=positive_seconds, default=2.0,
+                        help=f"seconds, at most {LONGEST_TIMEOUT_S:g} (default 2)")
     parser.add_argument("--tls", action="store_true", help="use TLS with gRPC's default root certificates (its "
                         "bundled roots, or the file GRPC_DEFAULT_SSL_ROOTS_FILE_PATH names)")
     parser.add_argument("--tls-ca", help="PEM CA bundle to verify the server")

@@ -108,6 +108,11 @@ def test_the_container_health_probe_checks_a_mutual_tls_server(pki: Path, text_b
         assert "a TLS server? probe it with --tls-ca CA.pem" in _healthcheck(server.target).stderr
         unknown = _healthcheck(server.target, *client, "--service", "nosuch")
         assert unknown.returncode == 1 and "no health status named 'nosuch'" in unknown.stderr
+        for endless in ("inf", "1e10"):  # QA: taken, then "unhealthy: DEADLINE_EXCEEDED" from a healthy server
+            refused = _healthcheck(server.target, *client, "--timeout", endless)
+            assert refused.returncode == 2
+            assert (f"argument --timeout: must be a number of seconds above 0 and at most 3600, got {endless}"
+                    in refused.stderr)
     for options, message in (
         (["--tls-cert", str(pki / "client.pem")], "--tls-cert and --tls-key go together"),
         (["--tls-ca", str(pki / "ca.key")], f"--tls-ca {pki / 'ca.key'} must hold PEM CA certificates"),
