@@ -69,6 +69,11 @@ def test_environment_variables_apply_and_flags_win_over_them(tmp_path: Path):
     [
         ([], {"TRM_PORT": "http"}, "TRM_PORT='http' is not valid"),
         ([], {"TRM_FP32": "maybe"}, "TRM_FP32='maybe' is not valid"),
+        ([], {"TRM_WORKERS": "0"}, "TRM_WORKERS='0' is not valid: --workers must be at least 1, got 0"),  # QA: named
+        ([], {"TRM_MAX_QUEUE": "-1"}, "TRM_MAX_QUEUE='-1' is not valid: --max-queue must be at least 0"),  # the flag
+        ([], {"TRM_MODELS_DIR": "/nonexistent/m"}, "TRM_MODELS_DIR='/nonexistent/m' is not valid: --models-dir"),
+        (["--host", ""], {}, "--host must name an address to listen on: 127.0.0.1 for this machine only"),  # QA: it
+        ([], {"TRM_HOST": " "}, "TRM_HOST=' ' is not valid: --host must name an address"),  # failed after loading
         (["--port", "70000"], {}, "--port must be 0..65535"),
         (["--max-batch-size", "0"], {}, "--max-batch-size must be at least 1"),
         (["--intra-op-threads", "-1"], {}, "--intra-op-threads must be at least 0"),

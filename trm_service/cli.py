@@ -125,11 +125,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def config_from_args(args: argparse.Namespace, environ: dict[str, str]) -> ServeConfig:
-    """Merge parsed flags over TRM_* variables over the defaults; raise ConfigError on a bad value."""
+    """Merge parsed flags over TRM_* variables over the defaults; raise ConfigError on a bad value, naming the
+    variable where it came from one."""
     values: dict[str, Any] = {}
+    variables: dict[str, str] = {}  # flag -> the variable that set it
     for option in (*_OPTIONS, *_SWITCHES):
         value = getattr(args, option.field)
         if value is None and option.env in environ:
+            variables[option.flag] = option.env
             try:
                 value = option.kind(environ[option.env])
             except ValueError as exc:
@@ -142,11 +145,18 @@ def config_from_args(args: argparse.Namespace, environ: dict[str, str]) -> Serve
         values["pin_event_loop"] = not values.pop("no_pin_event_loop")
     dirs = args.models_dir
     if dirs is None and environ.get("TRM_MODELS_DIR"):
+        variables["--models-dir"] = "TRM_MODELS_DIR"
         dirs = [Path(p) for p in environ["TRM_MODELS_DIR"].split(os.pathsep) if p]
     values["models_dirs"] = tuple(dirs or ())
     known = {f.name for f in fields(ServeConfig)}
     config = ServeConfig(**{k: v for k, v in values.items() if k in known})
-    config.check()
+    try:
+        config.check()
+    except ConfigError as exc:  # its message names the flag first: a container set the variable, not the flag
+        variable = variables.get(str(exc).split(" ", 1)[0])
+        if variable is None:
+            raise
+        raise ConfigError(f"{variable}={environ[variable]!r} is not valid: {exc}") from exc
     return config
 
 

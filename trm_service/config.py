@@ -68,6 +68,9 @@ class ServeConfig:
 
     def check(self) -> None:
         """Raise ConfigError for values the server cannot run with."""
+        if not self.host.strip():
+            raise ConfigError("--host must name an address to listen on: 127.0.0.1 for this machine only, 0.0.0.0 "
+                              f"or :: for every interface, got {self.host!r}")
         if not 0 <= self.port <= 65535:
             raise ConfigError(f"--port must be 0..65535, got {self.port}")
         if self.metrics_port is not None and not 0 <= self.metrics_port <= 65535:
