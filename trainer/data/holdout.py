@@ -6,6 +6,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from trainer.data.tokenizer import words_read
+
 HOLDOUT_FRACTION = 0.1  # of a user's labelled texts, held out for validation (and as much again for test without a
 # test file: what validation chose is never scored on the rows that chose it)
 MAX_HOLDOUT_ROWS = 1000  # large files hold out fewer: calibration needs no more, training gains the rest
@@ -33,8 +35,9 @@ def train_val_test_holdout(
 
 
 def same_text_key(text: str) -> str:
-    """What makes two texts the same input to a model: their words, ignoring case and spacing."""
-    return " ".join(text.lower().split())
+    """What makes two texts the same input to a model: the words its tokenizer reads (`words_read`: case, accents
+    and spacing aside)."""
+    return " ".join(words_read(text))
 
 
 def inputs_seen(trained: Sequence[str], tested: Sequence[str]) -> int:
