@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import dataclasses
 import io
 import json
 import os
@@ -28,8 +29,9 @@ from trainer.config import TrainConfig
 from trainer.export import torch_model_from_bundle
 from trainer.fit import export_evaluations
 from trainer.prepare import Prepared, text_splits
+from trainer.report import write_report
 from trainer.train import run_differences
-from trm_bundle.manifest import is_model_name, model_name_from
+from trm_bundle.manifest import is_model_name, load_bundle, model_name_from
 from trm_service.config import DEFAULT_MODELS_DIR
 
 
@@ -59,6 +61,13 @@ def test_fit_learns_a_small_task_and_eval_reproduces_it(
     assert f"- data: {rows[0]} training rows, {rows[1]} validation rows, 100 test rows\n" in (
         bundle / "REPORT.md").read_text()
     assert manifest["metrics"]["test_accuracy"] >= 0.95
+    assert manifest["metrics"]["test_rows_trained_on"] == 0  # the keyword files share no text
+    assert "the model trained on" not in (bundle / "REPORT.md").read_text()
+    seen = dataclasses.replace(loaded := load_bundle(bundle).manifest,
+                               metrics={**loaded.metrics, "test_rows_trained_on": 3})
+    reported = write_report(tmp_path, seen, evaluation)["REPORT.md"].read_text()  # QA: REPORT.md said nothing
+    assert ("- 3 test rows are inputs the model trained on (the tokenizer reads a training row's words in it): the "
+            "test figures read high\n") in reported
     tables = {init.name: init.data_type for init in onnx.load(str(bundle / "model.onnx")).graph.initializer}
     stored_table = "embed.tokens.codes" if storage == "int8" else "embed.tokens.weight"
     assert tables[stored_table] == (onnx.TensorProto.INT8 if storage == "int8" else onnx.TensorProto.FLOAT)

@@ -27,7 +27,7 @@ from trainer.data.tokenizer import encode_texts, train_tokenizer
 from trainer.fit import fit_baseline, split_sentence
 from trainer.model import ModelConfig
 from trainer.out_of_scope import calibrate_abstain_threshold, find_out_of_scope_label
-from trainer.prepare import text_splits
+from trainer.prepare import prepare_text, text_splits
 from trainer.presets import (
     GRID,
     LONG_TEXT,
@@ -127,6 +127,23 @@ def test_the_plan_says_how_many_test_rows_repeat_a_training_text(keyword_csv: Pa
     assert plan_fit(keyword_csv).closing_note is None
     few = dataclasses.replace(profile, test_rows=301)  # under 1 %: the plan's paragraph alone names them
     assert "3 of the 301 test rows" in choose_preset(few)[1][0] and seen_rows_note(few) is None
+
+
+def test_the_bundle_counts_the_test_rows_that_are_inputs_the_model_trained_on(tmp_path: Path) -> None:
+    """QA: the fit's last line said "60 of the 60 test rows have a text of the training file", and REPORT.md and the
+    manifest said nothing: the saved figures read as honest. The count is now the manifest's, by token ids."""
+    data, test = tmp_path / "train.csv", tmp_path / "test.csv"
+    write_keyword_csv(data, rows=300, seed=2)
+    write_keyword_csv(test, rows=10, seed=9)
+    cfg = TrainConfig(name="kw", task="text", data=str(data), test_data=str(test), max_tokens=16, vocab_size=200)
+    trained, _, tested = text_splits(cfg)
+    already = inputs_seen(trained.texts, tested.texts)  # filler words around a keyword: a few may repeat
+    assert "e" in trained.texts[2]
+    copies = [(trained.texts[0], trained.labels[0]), (trained.texts[1].upper(), trained.labels[1]),
+              (trained.texts[2].replace("e", "é").replace(" ", "  "), trained.labels[2])]
+    with test.open("a", newline="") as handle:
+        csv.writer(handle).writerows(copies)
+    assert prepare_text(cfg).test_rows_trained_on == already + 3
 
 
 def test_texts_written_without_spaces_count_a_token_a_character() -> None:

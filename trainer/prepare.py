@@ -62,6 +62,7 @@ class Prepared:
     data_sha256: dict[str, str]
     tokenizer: Tokenizer | None = None  # text models: written into the bundle as tokenizer.json
     embedding_init: np.ndarray | None = None
+    test_rows_trained_on: int = 0  # text models: test rows whose token ids a row the loop trains on has
 
 
 TextSplits = tuple[TextSplit, TextSplit, TextSplit]  # (train, val, test) of a text config
@@ -102,7 +103,15 @@ def prepare_text(cfg: TrainConfig, splits: TextSplits | None = None) -> Prepared
     return Prepared(
         model_cfg=model_cfg, stream=stream, labels=labels, val=val_set, tests={"test": test_set},
         data_sha256=_data_hashes(cfg), tokenizer=tokenizer, embedding_init=embedding_init,
+        test_rows_trained_on=rows_trained_on(train_tokens, test_set.tokens),
     )
+
+
+def rows_trained_on(trained: np.ndarray, tested: np.ndarray) -> int:
+    """How many `tested` token rows a `trained` one equals: test inputs the model trained on (whatever their
+    writing: the tokenizer's case, accents, spacing and cut at max_tokens aside)."""
+    seen = {row.tobytes() for row in trained}
+    return sum(row.tobytes() in seen for row in tested)
 
 
 def prepare_grid(cfg: TrainConfig) -> Prepared:
