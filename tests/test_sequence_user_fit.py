@@ -73,6 +73,7 @@ def test_a_source_target_file_becomes_a_bundle_with_its_held_out_scores(tmp_path
     assert bundle.manifest.sequence.checks == ("spoken_numbers",)  # every training row says its number in words
     assert re.search(r"- Spoken-numbers check: on \(each of the \d+ training rows that write digits", report)
     assert bundle.manifest.recursion.N_sup == 1  # the preset's measured choice (docs/TRAINING.md)
+    assert "anytime.png" not in bundle.manifest.files and "## Adaptive compute" not in report  # one step: no curve
     assert bundle.manifest.input.max_chars == max(len(source) for source, _ in rows)
     assert load_model(bundle.path, LoadOptions(SessionSettings())).warm_step_s > 0
 
@@ -286,6 +287,8 @@ def test_a_fit_starts_from_the_packaged_dictation_model_and_ships_nothing_below_
     assert f"- Started from: the weights, model and halting rule of code-dictation {start.version}" in report
     fixed = evaluation["scores"]["fixed_steps"]
     assert [point["steps"] for point in fixed] == [1, 2, 3, 4] and "steps per character at its halting" in report
+    assert "anytime.png" in manifest.files and "![anytime](anytime.png)" in report  # QA: N_sup 4, and no plot
+    assert (bundle.path / "anytime.png").read_bytes().startswith(b"\x89PNG")
     assert load_model(bundle.path, LoadOptions(SessionSettings())).warm_step_s > 0
 
     assert main([*fit, "--start-from", "scratch"]) == 0  # the same file, a fresh model: that run is not resumed

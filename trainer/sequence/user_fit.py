@@ -29,6 +29,7 @@ refines with it), so the user's minutes go to more examples instead.
 from __future__ import annotations
 
 import json
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -54,7 +55,7 @@ from trainer.sequence.evaluate import (
 )
 from trainer.sequence.model import SequenceConfig, SequenceTRM
 from trainer.sequence.pairs import MAX_SOURCE_CHARS, MAX_TARGET_CHARS, Pair, load_pairs
-from trainer.sequence.report import example_lines
+from trainer.sequence.report import adaptive_compute_lines, example_lines, plot_anytime
 from trainer.sequence.train import SequenceTrainConfig, SequenceTrainer
 from trm_bundle.manifest import Bundle, BundleError, Training, load_bundle
 from trm_bundle.spoken_numbers import SPOKEN_NUMBERS, numbers_agree
@@ -191,12 +192,18 @@ def fit_sequence(train: Path, test: Path | None, *, out: Path, name: str, versio
         f"- Spoken-numbers check: {checks_sentence}",
         "",
         f"Held-out exact match **{100 * test_figures['exact_match']:.2f}%**, character error rate "
-        f"{100 * test_figures['cer']:.2f}%, {steps_sentence(test_figures, fixed)}.", "", *example_lines(test_figures)])
-    return write_sequence_bundle(out / name, final, manifest, {
+        f"{100 * test_figures['cer']:.2f}%, {steps_sentence(test_figures, fixed)}.", "", *example_lines(test_figures),
+        *(adaptive_compute_lines(test_figures, fixed, scores["halting_curve"]) if curves else [])])
+    files: dict[str, Path | str] = {
         "REPORT.md": report,
         "evaluation.json": json.dumps({"scores": scores, "history": trainer.history,
                                        "shipped_step": (trainer.best_evaluation or {"step": trainer.step})["step"]},
-                                      indent=1)})
+                                      indent=1)}
+    with tempfile.TemporaryDirectory() as scratch:
+        if curves:  # tokens that refine: accuracy against steps per token (BUNDLE.md)
+            files["anytime.png"] = Path(scratch) / "anytime.png"
+            plot_anytime(files["anytime.png"], test_figures, fixed, scores["halting_curve"])
+        return write_sequence_bundle(out / name, final, manifest, files)
 
 
 @dataclass(frozen=True)
