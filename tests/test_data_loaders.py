@@ -485,3 +485,14 @@ def test_label_coverage_without_line_numbers_names_the_row() -> None:
     with pytest.raises(DataError) as caught:
         check_label_coverage(TextSplit(["a"], ["x"]), TextSplit(["b", "c"], ["x", "w"]), "test.jsonl")
     assert str(caught.value) == "test.jsonl: label 'w' (test row 2) never appears in the training data"
+
+
+@pytest.mark.parametrize(("trained", "tested", "told"), [  # QA: neither named the label to write instead
+    ("thank you", "Thank You", "'thank you' for 'Thank You': they differ only in case"),
+    ("1", "1.0", "'1' for '1.0': they write the same number"),
+])
+def test_a_test_label_spelt_otherwise_names_the_training_datas_spelling(trained: str, tested: str, told: str) -> None:
+    with pytest.raises(DataError) as caught:
+        check_label_coverage(TextSplit(["a", "b"], [trained, "x"]), TextSplit(["c"], [tested]), "test.csv")
+    assert str(caught.value) == (f"test.csv: label '{tested}' (test row 1) never appears in the training data (the "
+                                 f"training data writes {told})")

@@ -236,6 +236,12 @@ def test_eval_leaves_out_the_rows_of_labels_the_model_never_saw_and_names_them(
     other = make_random_bundle(tmp_path / "other", "text", labels=["push", "pull"])
     assert main(["eval", "--bundle", str(other), "--data", str(keyword_data[1])]) == 2
     assert "none of its labels is one the model was trained on" in capsys.readouterr().err
+    numbered = make_random_bundle(tmp_path / "numbered", "text", labels=["0", "1"])  # QA: not told why
+    as_floats = tmp_path / "floats.csv"
+    as_floats.write_text("text,label\nopen it,0.0\ncommit it,1.0\n")
+    assert main(["eval", "--bundle", str(numbered), "--data", str(as_floats)]) == 2
+    assert ("none of its labels is one the model was trained on (0.0, 1.0) (the training data writes '0' for '0.0', "
+            "'1' for '1.0': they write the same number)") in capsys.readouterr().err
 
 
 def test_eval_refuses_int8_without_an_int8_step_and_a_split_of_a_file(

@@ -12,7 +12,7 @@ import numpy as np
 from tokenizers import Tokenizer
 
 from trainer.config import TrainConfig
-from trainer.data.checks import check_label_counts
+from trainer.data.checks import check_label_counts, spelt_as
 from trainer.data.files import DataError, counted, data_hashes
 from trainer.data.grids import (
     SUDOKU_TIERS,
@@ -168,7 +168,8 @@ def label_ids(split: TextSplit, labels: list[str], path: str) -> np.ndarray:
     index = {label: i for i, label in enumerate(labels)}
     unknown = sorted(set(split.labels) - set(index))
     if unknown:
-        raise DataError(path, None, f"label(s) not seen in training data: {', '.join(unknown[:5])}")
+        raise DataError(path, None, f"label(s) not seen in training data: {', '.join(unknown[:5])}"
+                        + spelt_as(unknown, labels))
     return np.array([index[label] for label in split.labels], dtype=np.int64)
 
 
@@ -196,7 +197,8 @@ def eval_sets(
         left_out.update(label for label in texts.labels if label not in known)
         kept = [i for i, label in enumerate(texts.labels) if label in known]
         if not kept:
-            raise DataError(data, None, f"none of its labels is one the model was trained on ({', '.join(left_out)})")
+            raise DataError(data, None, f"none of its labels is one the model was trained on ({', '.join(left_out)})"
+                            + spelt_as(left_out, manifest.labels))
         texts = TextSplit([texts.texts[i] for i in kept], [texts.labels[i] for i in kept])
     tokenizer = Tokenizer.from_file(str(bundle / manifest.input.tokenizer))
     return {split: EncodedSet(encode_texts(tokenizer, texts.texts), label_ids(texts, list(manifest.labels), str(data)))}

@@ -49,6 +49,19 @@ def how_they_differ(spellings: Sequence[str]) -> str:
     return "write the same number" if _number(spellings[0]) is not None else "differ only in case"
 
 
+def spelt_as(labels: Iterable[str], known: Iterable[str]) -> str:
+    """Where `labels` the model does not know are `known` ones spelt differently (`spelling_variants`), what to
+    write instead, e.g. " (the training data writes 'thank you' for 'Thank You': they differ only in case)";
+    "" where none is."""
+    known_as = {_as_read(label): label for label in known}
+    pairs = [(label, known_as[_as_read(label)]) for label in labels if _as_read(label) in known_as]
+    if not pairs:
+        return ""
+    shown = ", ".join(f"{theirs!r} for {label!r}" for label, theirs in pairs[:3])
+    more = f" and {len(pairs) - 3} more" if len(pairs) > 3 else ""
+    return f" (the training data writes {shown}{more}: they {how_they_differ(pairs[0])})"
+
+
 def _as_read(label: str) -> str:
     number = _number(label)
     return label.casefold() if number is None else repr(number)

@@ -16,6 +16,7 @@ from typing import Literal
 
 import numpy as np
 
+from trainer.data.checks import spelt_as
 from trainer.data.files import (
     FILE_KINDS,
     DataError,
@@ -181,7 +182,8 @@ def check_label_coverage(train: TextSplit, test: TextSplit, test_path: str | Pat
         if label not in known:
             line = None if test.lines is None else test.lines[index]
             row = f" (test row {index + 1})" if line is None else ""
-            raise DataError(test_path, line, f"label '{label}'{row} never appears in the training data")
+            raise DataError(test_path, line, f"label '{label}'{row} never appears in the training data"
+                            + spelt_as([label], known))
 
 
 def _text_problem(text: str) -> str | None:
