@@ -113,6 +113,16 @@ def test_an_int8_step_without_int8_figures_shows_the_fp32_figure_marked_as_such(
     assert headline({**metrics, "int8_test_accuracy": 0.8621}, served_step="int8").text() == "accuracy 86.21% (int8)"
 
 
+def test_the_headline_says_when_the_test_rows_leave_labels_out_or_were_trained_on():
+    """QA: a fit whose test file held rows of 1 of its 6 labels was listed "accuracy 97.67% (int8)" (77.67% on a test
+    file of every label); REPORT.md said why, `trm-client models` did not."""
+    metrics = {"test_accuracy": 0.9767, "int8_test_accuracy": 0.9767, "test_labels": 1}
+    assert headline(metrics, "int8", labels=6).text() == "accuracy 97.67% (int8; test rows of 1 of 6 labels)"
+    assert headline({**metrics, "test_labels": 6}, "int8", labels=6).text() == "accuracy 97.67% (int8)"
+    seen = {"test_accuracy": 1.0, "test_rows_trained_on": 60}
+    assert headline(seen, labels=8).text() == "accuracy 100.00% (60 test rows seen in training)"
+
+
 def _manifest_metrics(model: str) -> dict[str, float]:
     manifest = Path(trm_service.__file__).parent / "models" / model / "manifest.json"
     return json.loads(manifest.read_text())["metrics"]

@@ -31,7 +31,7 @@ def models_table(infos: list[ModelInfo]) -> str:
               "TEST METRIC")
     lines = [header]
     for info in infos:
-        known_by = headline(info.metrics, info.served_step)
+        known_by = headline(info.metrics, info.served_step, len(info.labels))
         lines.append(
             f"{info.name:<{name_width}} {info.version:<{version_width}} {info.task.value:<20} {len(info.labels):>6} "
             f"{info.limits.max_steps:>9}  {known_by.text() if known_by else '-'}"
@@ -46,7 +46,7 @@ def model_text(info: ModelInfo) -> str:
     reads = (f"a {limits.grid_rows}x{limits.grid_cols} grid" if limits.grid_rows
              else f"a text of up to {limits.max_text_chars:,} characters{tokens}")
     writes = f", writes up to {limits.max_output_tokens} characters" if limits.max_output_tokens else ""
-    known_by = headline(info.metrics, info.served_step)
+    known_by = headline(info.metrics, info.served_step, len(info.labels))
     return "\n".join([
         f"model:       {info.name} {info.version} (loaded versions: {', '.join(info.versions) or info.version})",
         f"task:        {info.task.value}",
