@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import time
 from pathlib import Path
 
 import grpc
@@ -60,6 +61,22 @@ def test_workers_share_the_port_merge_metrics_and_follow_signals(text_bundle: Pa
         assert server.stop() == 0
     assert not any(psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
                    for pid in workers - {victim})
+
+
+def test_sighups_while_a_replacement_worker_starts_leave_it_running(text_bundle: Path):
+    """QA: SIGHUPs every 0.1 s after a worker died ended each replacement (SIGHUP's default action, exit -1) before
+    it could ignore the signal: the server ran one worker short while they came."""
+    with ServerProcess([text_bundle], extra_args=["--workers", "2"]) as server:
+        victim = sorted(_listeners(server))[0]
+        os.kill(victim, signal.SIGKILL)
+        for _ in range(20):
+            server.send_signal(signal.SIGHUP)
+            time.sleep(0.1)
+        wait_for(lambda: len(_listeners(server)) == 2)
+        exited = [r["exit_code"] for r in server.log_records() if r.get("event") == "worker_exited"]
+        assert exited == [-signal.SIGKILL], server.logs()
+        _call_on_fresh_channels(server.target, 4)
+        assert server.stop() == 0
 
 
 def _start_fails_with_2(server: ServerProcess, told: str) -> None:

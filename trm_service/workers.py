@@ -71,8 +71,10 @@ def _reserve_port(host: str, port: int) -> socket.socket:
 
 def _worker_main(config: ServeConfig) -> None:
     """Entry point of one worker process. A SIGHUP the supervisor forwards before run_server takes the signal
-    over is ignored (by default it would end the process); one during loading makes it reload once serving."""
+    over is ignored (by default it would end the process): the process starts with SIGHUP blocked (`_start`),
+    and unblocks it once it ignores it; one during loading makes it reload once serving."""
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGHUP})
     configure_logging(config.log_level)
     sys.exit(serve_process(config))
 
@@ -123,7 +125,13 @@ class _Supervisor:
         process = self._context.Process(
             target=_worker_main, args=(worker_config,), name=f"trm-worker-{index}"
         )
-        process.start()
+        # The new interpreter inherits the blocked signal: a SIGHUP forwarded while it imports would end it
+        # (its default action) before `_worker_main` can ignore it. The supervisor gets its own when unblocked.
+        unblocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGHUP})
+        try:
+            process.start()
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, unblocked)
         self._workers[index] = process
 
     def _wait_ready(self) -> int | None:
