@@ -178,12 +178,39 @@ def test_the_padding_token_inside_a_text_does_not_shorten_it() -> None:
     ("schema_version", True, "schema_version True is not supported"),
     ("schema_version", 1.0, "schema_version 1.0 is not supported"),
     ("name", "intent-clinc150\n", "must be 1-128 characters"),
+    ("version", "9" * 4301, r"version '9999.*\.\.\. \(4,303 characters\) must be 1-64 characters"),  # QA: the
+    ("version", "1.0\n\x1b[31mRED", "must be 1-64 characters of letters"),  # server stopped; a terminal's escapes
 ])
 def test_values_that_only_look_valid_are_refused(field: str, value: object, told: str) -> None:
     data = json.loads((MODELS / "intent-clinc150" / "manifest.json").read_text())
     data[field] = value
     with pytest.raises(BundleError, match=told):
         parse_manifest(data)
+
+
+def test_a_state_shape_beyond_uint32_and_grid_labels_that_are_not_the_alphabet_are_refused() -> None:
+    """QA: a state_shape of 2^40 rows was taken (a warm-up of terabytes stopped the server); grid labels in another
+    order than input.alphabet were served, their answers in the wrong symbols."""
+    data = json.loads((MODELS / "sudoku" / "manifest.json").read_text())
+    data["recursion"]["state_shape"] = [2**40, 256]
+    with pytest.raises(BundleError, match=r"'recursion\.state_shape' must be two integers from 1 to 4294967295, got "
+                                          r"\[1099511627776, 256\]"):
+        parse_manifest(data)
+    data = json.loads((MODELS / "sudoku" / "manifest.json").read_text())
+    data["labels"][1:3] = data["labels"][2:0:-1]
+    with pytest.raises(BundleError, match=r"labels are a blank symbol, then input\.alphabet symbol by symbol \(labels"
+                                          r"\[i \+ 1\] = alphabet\[i\]\): '0213456789' against blank"):
+        parse_manifest(data)
+
+
+@pytest.mark.parametrize(("manifest", "told"), [
+    ("[" * 100_000 + "]" * 100_000, "manifest.json nests arrays or objects deeper than a reader goes"),  # QA: they
+    ('{"schema_version": ' + "9" * 5000 + "}", "manifest.json is not valid JSON: Exceeds the limit"),  # stopped the
+])  # server
+def test_a_manifest_python_cannot_read_is_a_refused_bundle(tmp_path: Path, manifest: str, told: str) -> None:
+    (tmp_path / "manifest.json").write_text(manifest)
+    with pytest.raises(BundleError, match=told):
+        load_bundle(tmp_path)
 
 
 def test_softmax_is_float64_and_stable_for_large_logits() -> None:

@@ -57,8 +57,8 @@ def is_model_name(name: str) -> bool:
 
 
 def is_bundle_version(version: str) -> bool:
-    """Whether the trainer may write `version` as a bundle's version: VERSION_RULE. A reader takes any
-    non-empty string (bundles written before the rule); the server orders versions as semantic versioning does."""
+    """Whether `version` may be a bundle's version: VERSION_RULE (the server orders versions as semantic
+    versioning does, and prints them)."""
     return bool(_VERSION_PATTERN.fullmatch(version))
 
 
@@ -252,8 +252,10 @@ def load_bundle(path: Path) -> Bundle:
         raise BundleError(f"{path}: cannot read {MANIFEST_FILE}: {exc.strerror or exc}") from exc
     try:
         data = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+    except ValueError as exc:  # not JSON, not UTF-8, or an integer of more digits than Python reads
         raise BundleError(f"{path}: {MANIFEST_FILE} is not valid JSON: {exc}") from exc
+    except RecursionError as exc:
+        raise BundleError(f"{path}: {MANIFEST_FILE} nests arrays or objects deeper than a reader goes") from exc
     try:
         manifest = parse_manifest(data)
     except BundleError as exc:
@@ -273,6 +275,9 @@ def parse_manifest(data: Any) -> Manifest:
     name = _text(data, "name")
     if not is_model_name(name):
         raise BundleError(f"name {name!r} must be {NAME_RULE}")
+    version = _text(data, "version")
+    if not is_bundle_version(version):
+        raise BundleError(f"version {_shown(version)} must be {VERSION_RULE}")
     files = _files(data)
     task = _choice(data, "task", ("text_classification", "grid", "sequence") if schema >= 2 else
                    ("text_classification", "grid"))
@@ -299,7 +304,7 @@ def parse_manifest(data: Any) -> Manifest:
     onnx_opset = None if onnx.get("opset") is None else _integer(onnx, "onnx.opset")
     return Manifest(
         name=name,
-        version=_text(data, "version"),
+        version=version,
         task=task,
         description=str(data.get("description") or ""),
         labels=labels,
@@ -469,11 +474,19 @@ def _labels(data: dict) -> tuple[str, ...]:
     return tuple(labels)
 
 
+def _shown(value: Any) -> str:
+    """`value` as Python writes it, cut to 80 characters (a bundle's field may be any size)."""
+    written = repr(value)
+    return written if len(written) <= 80 else f"{written[:80]}... ({len(written):,} characters)"
+
+
 def _recursion(obj: dict) -> Recursion:
     shape = _field(obj, "recursion.state_shape")
     valid_shape = isinstance(shape, list) and len(shape) == 2
-    if not valid_shape or not all(isinstance(x, int) and not isinstance(x, bool) and x > 0 for x in shape):
-        raise BundleError(f"field 'recursion.state_shape' must be two positive integers, got {shape!r}")
+    if not valid_shape or not all(isinstance(x, int) and not isinstance(x, bool) and 0 < x <= UINT32_MAX
+                                  for x in shape):
+        raise BundleError(f"field 'recursion.state_shape' must be two integers from 1 to {UINT32_MAX}, got "
+                          f"{_shown(shape)}")
     return Recursion(
         n=_integer(obj, "recursion.n"),
         T=_integer(obj, "recursion.T"),
@@ -513,6 +526,10 @@ def _input(
         raise BundleError("input.blank and input.alphabet share a symbol")
     if any(len(label) != 1 for label in labels):
         raise BundleError("grid models need one-character labels (the symbol of each logit index)")
+    if labels[0] not in spec.blank or "".join(labels[1:]) != spec.alphabet:
+        raise BundleError(f"a grid model's labels are a blank symbol, then input.alphabet symbol by symbol (labels[i + "
+                          f"1] = alphabet[i]): {_shown(''.join(labels))} against blank {spec.blank!r} and alphabet "
+                          f"{spec.alphabet!r}")
     if spec.rules == "sudoku":
         box = math.isqrt(spec.rows)
         if spec.rows != spec.cols or box * box != spec.rows or len(spec.alphabet) != spec.rows:
