@@ -20,6 +20,7 @@ from trm_service.runtime.session import SessionSettings, StepSession
 from trm_service.runtime.text_codec import TextCodec
 
 OPTIONS = LoadOptions(SessionSettings(intra_op_threads=1))
+SHIPPED = Path(__file__).resolve().parents[1] / "trm_service" / "models"
 
 
 def _copy(bundle: Path, tmp_path: Path) -> Path:
@@ -186,4 +187,75 @@ def test_a_graph_input_the_server_does_not_feed_is_refused_at_load(text_bundle: 
     onnx.save(model, str(folder / "model.onnx"))
     _edit_manifest(folder, lambda m: m["files"].update({"model.onnx": sha256_of(folder / "model.onnx")}))
     with pytest.raises(BundleError, match=r"model\.onnx has inputs the server does not feed: temperature"):
+        load_model(folder, OPTIONS)
+
+
+def _rewrite_graph(folder: Path, model: onnx.ModelProto, **save) -> None:
+    """Save `model` as the bundle's model.onnx and list its new checksum."""
+    onnx.save(model, str(folder / "model.onnx"), **save)
+    _edit_manifest(folder, lambda m: m["files"].update({"model.onnx": sha256_of(folder / "model.onnx")}))
+
+
+def test_labels_the_graphs_logits_do_not_have_are_refused_where_its_label_axis_is_symbolic(tmp_path: Path):
+    """QA: the shipped graphs name their label axis, so intent's manifest without `alarm` loaded and answered
+    shifted labels (wake me up at seven: application_status) and INTERNAL for the last; the warm-up's logits tell."""
+    folder = _copy(SHIPPED / "intent-clinc150", tmp_path)
+    _edit_manifest(folder, lambda m: m["labels"].remove("alarm"))
+    with pytest.raises(BundleError, match=r"model\.int8\.onnx answers logits of shape \[151\] per input, where the "
+                                          r"manifest's labels imply \[150\]"):
+        load_model(folder, LoadOptions(SessionSettings(intra_op_threads=1), int8=True))
+
+
+def test_a_sequence_bundle_whose_labels_the_step_does_not_write_is_refused(tmp_path: Path):
+    """QA: code-dictation without `!` wrote `x equaylde y` for "x equals tilde y"; without `~`, INTERNAL."""
+    folder = _copy(SHIPPED / "code-dictation", tmp_path)
+    _edit_manifest(folder, lambda m: m["labels"].remove("~"))
+    with pytest.raises(BundleError, match=r"the step graph answers 98 log-probabilities per token, where the manifest "
+                                          r"has 97 labels"):
+        load_model(folder, OPTIONS)
+
+
+def test_a_graph_whose_weights_lie_in_another_file_is_refused(text_bundle: Path, tmp_path: Path):
+    """QA: ONNX external data, a file no checksum covers: damaged, it was served (a Sudoku answer of all 0s at
+    confidence 1.000)."""
+    folder = _copy(text_bundle, tmp_path)
+    model = onnx.load(str(folder / "model.onnx"))
+    _rewrite_graph(folder, model, save_as_external_data=True, location="weights.bin", size_threshold=0)
+    assert (folder / "weights.bin").stat().st_size > 0
+    with pytest.raises(BundleError, match=r"ONNX Runtime cannot load the model: .*External data"):
+        load_model(folder, OPTIONS)
+
+
+def test_a_listed_file_that_links_outside_the_folder_is_refused(text_bundle: Path, tmp_path: Path):
+    """QA: symbolic links were followed out of the folder, outside files hashed and outside graphs served."""
+    folder = _copy(text_bundle, tmp_path / "bundles")
+    outside = tmp_path / "elsewhere.onnx"
+    (folder / "model.onnx").rename(outside)
+    (folder / "model.onnx").symlink_to(outside)
+    with pytest.raises(BundleError, match=rf"file 'model\.onnx' is a link to {outside}, outside the bundle's folder"):
+        load_bundle(folder)
+    (folder / "model.onnx").unlink()
+    (folder / "graphs").mkdir()
+    (folder / "graphs" / "model.onnx").symlink_to(outside)  # a link that stays inside is a file of the bundle
+    (folder / "model.onnx").symlink_to(folder / "graphs" / "model.onnx")
+    with pytest.raises(BundleError, match="outside the bundle's folder"):
+        load_bundle(folder)
+    (folder / "graphs" / "model.onnx").unlink()
+    outside.rename(folder / "graphs" / "model.onnx")
+    assert load_bundle(folder).manifest.files
+
+
+def test_a_step_too_large_for_memory_is_refused_not_raised(tmp_path: Path):
+    """QA: limits within the contract's range (a state of 2^32 - 1 rows) made the warm-up allocate 4 TiB, and the
+    MemoryError stopped the server with every other bundle."""
+    folder = _copy(SHIPPED / "intent-clinc150", tmp_path)
+    rows = 2**32 - 1
+
+    def huge(manifest: dict) -> None:
+        manifest["recursion"]["state_shape"][0] = rows
+        manifest["input"]["variable_length"]["rows_before_tokens"] = rows - manifest["input"]["max_tokens"] // (
+            manifest["input"]["variable_length"]["token_multiple"])
+
+    _edit_manifest(folder, huge)
+    with pytest.raises(BundleError, match=r"needs more memory than there is"):
         load_model(folder, OPTIONS)

@@ -18,11 +18,16 @@ def sha256_of(path: Path) -> str:
 
 
 def verify_files(folder: Path, files: dict[str, str]) -> None:
-    """Recompute the sha256 of every listed file; raise BundleError on a missing file or mismatch."""
+    """Recompute the sha256 of every listed file; raise BundleError on a missing file, one that a symbolic link
+    places outside the folder (the bundle would not be what the folder holds), or a mismatch."""
+    inside = folder.resolve()
     for name, expected in files.items():
         target = folder / name
         if not target.is_file():
             raise BundleError(f"{folder}: file {name!r} listed in the manifest is missing")
+        if not target.resolve().is_relative_to(inside):
+            raise BundleError(f"{folder}: file {name!r} is a link to {target.resolve()}, outside the bundle's folder: "
+                              "copy the file into the folder")
         actual = sha256_of(target)
         if actual != expected:
             raise BundleError(

@@ -223,9 +223,10 @@ class ModelRegistry:
                         kept.append(model)
                     else:
                         fresh.append((await asyncio.to_thread(load_model, path, self._options), found_in))
-                except BundleError as exc:
+                except Exception as exc:  # whatever a folder holds, that folder alone is refused
                     summary.refused.append(str(path))
-                    _log.error("bundle_refused", path=str(path), error=str(exc))
+                    error = str(exc) if isinstance(exc, BundleError) else f"{type(exc).__name__}: {exc}"
+                    _log.error("bundle_refused", path=str(path), error=error)
                     if model is not None:
                         kept.append(model)
                         _log.warning(

@@ -238,7 +238,10 @@ async def run_server(config: ServeConfig) -> None:
     reloads: set[asyncio.Task[None]] = set()
 
     async def reload() -> None:
-        await registry.reload()
+        try:
+            await registry.reload()
+        except Exception:  # what serves keeps serving; the next SIGHUP tries again
+            _log.exception("reload_failed")
         await model_health.sync(registry.names())
 
     def on_hangup() -> None:

@@ -113,15 +113,23 @@ def _fastest_steps(sessions: tuple[StepSession, ...]) -> list[float]:
 
 
 def _step_seconds(session: StepSession, length: int) -> float:
-    """The wall time of one single-request step on `length` tokens."""
-    tokens = np.zeros((1, length), dtype=np.int64)
-    state = session.initial_state(1, session.state_rows(length))
-    started = time.perf_counter()
+    """The wall time of one single-request step on `length` tokens; BundleError where the step cannot run or
+    answers in another shape than the manifest's labels (a graph's label axis may be symbolic)."""
     try:
-        session.run(tokens, state, state)
+        tokens = np.zeros((1, length), dtype=np.int64)
+        state = session.initial_state(1, session.state_rows(length))
+        started = time.perf_counter()
+        outputs = session.run(tokens, state, state)
+        seconds = time.perf_counter() - started
     except (Fail, InvalidArgument, RuntimeException) as exc:
-        raise BundleError(f"model.onnx cannot run one step on {length} tokens: {exc}") from exc
-    return time.perf_counter() - started
+        raise BundleError(f"{session.file} cannot run one step on {length} tokens: {exc}") from exc
+    except MemoryError as exc:
+        raise BundleError(f"one step of {session.file} on {length} tokens needs more memory than there is: "
+                          f"{exc}") from exc
+    if outputs.logits.shape[1:] != session.logits_shape:
+        raise BundleError(f"{session.file} answers logits of shape {list(outputs.logits.shape[1:])} per input, where "
+                          f"the manifest's labels imply {list(session.logits_shape)}")
+    return seconds
 
 
 def _warm_up_sequence(session: SequenceSession, max_chars: int) -> float:
@@ -131,23 +139,25 @@ def _warm_up_sequence(session: SequenceSession, max_chars: int) -> float:
     spec = session.spec
     try:
         source = session.encode([np.full(min(8, max_chars), spec.eos_id + 1, dtype=np.int64)])[0]
-    except (Fail, InvalidArgument, RuntimeException) as exc:
+    except (Fail, InvalidArgument, RuntimeException, MemoryError) as exc:
         raise BundleError(f"the input graph cannot encode an input of {min(8, max_chars)} characters: {exc}") from exc
     fastest = float("inf")
     for prefix_len in (0, spec.max_tokens - 1):
         entries = (1, spec.slots, spec.heads, prefix_len, spec.head_dim)
-        state = np.zeros((1, session.hidden_size), np.float32)
-        feed = {"source": source.ids[None], "source_keys": source.keys[None], "source_values": source.values[None],
-                "pointer_keys": source.pointer_keys[None], "previous": np.array([spec.bos_id], np.int64),
-                "position": np.array([prefix_len], np.int64),
-                "y": state, "z": state,
-                "prefix_keys": np.zeros(entries, np.float32), "prefix_values": np.zeros(entries, np.float32),
-                "prefix_mask": np.ones((1, prefix_len), bool)}
         for _ in range(_WARMUP_STEPS):
-            started = time.perf_counter()
             try:
-                session.step(feed)
-            except (Fail, InvalidArgument, RuntimeException) as exc:
+                state = np.zeros((1, session.hidden_size), np.float32)
+                feed = {"source": source.ids[None], "source_keys": source.keys[None],
+                        "source_values": source.values[None], "pointer_keys": source.pointer_keys[None],
+                        "previous": np.array([spec.bos_id], np.int64), "position": np.array([prefix_len], np.int64),
+                        "y": state, "z": state, "prefix_keys": np.zeros(entries, np.float32),
+                        "prefix_values": np.zeros(entries, np.float32), "prefix_mask": np.ones((1, prefix_len), bool)}
+                started = time.perf_counter()
+                outputs = session.step(feed)
+            except (Fail, InvalidArgument, RuntimeException, MemoryError) as exc:
                 raise BundleError(f"the step graph cannot run one refinement step: {exc}") from exc
             fastest = min(fastest, time.perf_counter() - started)
+            if outputs.log_probs.shape[-1] != session.labels:
+                raise BundleError(f"the step graph answers {outputs.log_probs.shape[-1]} log-probabilities per token, "
+                                  f"where the manifest has {session.labels} labels")
     return fastest

@@ -83,9 +83,11 @@ def session_options(settings: SessionSettings) -> ort.SessionOptions:
 
 
 def open_graph(path: Path, settings: SessionSettings) -> ort.InferenceSession:
-    """An ONNX Runtime session of one bundle graph on CPU; BundleError when it cannot be loaded."""
+    """An ONNX Runtime session of one bundle graph on CPU; BundleError when it cannot be loaded. The graph is
+    given as bytes, so that one whose weights lie in another file (ONNX external data, which no checksum covers)
+    cannot load them from the bundle's folder."""
     try:
-        return ort.InferenceSession(str(path), sess_options=session_options(settings),
+        return ort.InferenceSession(path.read_bytes(), sess_options=session_options(settings),
                                     providers=["CPUExecutionProvider"])
     except (Fail, InvalidGraph, InvalidProtobuf, NoSuchFile, RuntimeError) as exc:
         raise BundleError(f"{path}: ONNX Runtime cannot load the model: {exc}") from exc
@@ -108,7 +110,9 @@ class StepSession:
 
     def __init__(self, model_path: Path, manifest: Manifest, settings: SessionSettings) -> None:
         self._session = open_graph(model_path, settings)
-        check_signature(self._session, manifest)
+        check_signature(self._session, manifest, model_path.name)
+        self.file = model_path.name
+        self.logits_shape = expected_logits_shape(manifest)  # the graph's may be symbolic: the warm-up checks it
         self.state_shape = manifest.recursion.state_shape
         self.sequence_length = sequence_length(manifest)
         spec = manifest.input
@@ -160,8 +164,8 @@ def expected_logits_shape(manifest: Manifest) -> tuple[int, ...]:
     return (len(manifest.labels),)
 
 
-def check_signature(session: ort.InferenceSession, manifest: Manifest) -> None:
-    """Raise BundleError unless the graph's inputs and outputs match the manifest."""
+def check_signature(session: ort.InferenceSession, manifest: Manifest, file: str) -> None:
+    """Raise BundleError unless the inputs and outputs of the graph (the bundle's `file`) match the manifest."""
     state = manifest.recursion.state_shape
     expected_inputs = {
         "tokens": ("tensor(int64)", (sequence_length(manifest),)),
@@ -174,36 +178,36 @@ def check_signature(session: ort.InferenceSession, manifest: Manifest) -> None:
         "logits": ("tensor(float)", expected_logits_shape(manifest)),
         "halt_logit": ("tensor(float)", ()),
     }
-    _check_args("input", session.get_inputs(), expected_inputs)
-    _check_args("output", session.get_outputs(), expected_outputs)
+    _check_args(file, "input", session.get_inputs(), expected_inputs)
+    _check_args(file, "output", session.get_outputs(), expected_outputs)
     extra = [arg.name for arg in session.get_inputs() if arg.name not in expected_inputs]
     if extra:  # the server feeds tokens, y and z only: every step would fail; extra outputs are not asked for
-        raise BundleError(f"model.onnx has inputs the server does not feed: {', '.join(extra)} "
+        raise BundleError(f"{file} has inputs the server does not feed: {', '.join(extra)} "
                           f"(docs/BUNDLE.md names {', '.join(expected_inputs)})")
     if isinstance(manifest.input, TextInput) and manifest.input.variable_length is not None:
         fixed = [arg.name for arg in session.get_inputs() if isinstance(arg.shape[1], int)]
         if fixed:
             raise BundleError(
-                f"input.variable_length is set but model.onnx has a fixed axis 1 for {', '.join(fixed)} "
+                f"input.variable_length is set but {file} has a fixed axis 1 for {', '.join(fixed)} "
                 "(re-export the bundle, or set input.variable_length to null)"
             )
 
 
-def _check_args(kind: str, args: list, expected: dict[str, tuple[str, tuple[int, ...]]]) -> None:
+def _check_args(file: str, kind: str, args: list, expected: dict[str, tuple[str, tuple[int, ...]]]) -> None:
     found = {arg.name: arg for arg in args}
     missing = sorted(set(expected) - set(found))
     if missing:
-        raise BundleError(f"model.onnx has no {kind} named {', '.join(missing)} (found {', '.join(found)})")
+        raise BundleError(f"{file} has no {kind} named {', '.join(missing)} (found {', '.join(found)})")
     for name, (dtype, dims) in expected.items():
         arg = found[name]
         if arg.type != dtype:
-            raise BundleError(f"model.onnx {kind} {name!r} is {arg.type}, expected {dtype}")
+            raise BundleError(f"{file} {kind} {name!r} is {arg.type}, expected {dtype}")
         fixed = [d if isinstance(d, int) else None for d in arg.shape[1:]]
         if name == "halt_logit" and fixed in ([], [1]):
             continue
         if len(fixed) != len(dims) or any(f is not None and f != d for f, d in zip(fixed, dims, strict=True)):
             raise BundleError(
-                f"model.onnx {kind} {name!r} has shape {arg.shape}, the manifest implies [batch, "
+                f"{file} {kind} {name!r} has shape {arg.shape}, the manifest implies [batch, "
                 f"{', '.join(map(str, dims))}]"
             )
 
