@@ -259,3 +259,15 @@ def test_a_step_too_large_for_memory_is_refused_not_raised(tmp_path: Path):
     _edit_manifest(folder, huge)
     with pytest.raises(BundleError, match=r"needs more memory than there is"):
         load_model(folder, OPTIONS)
+
+
+def test_a_tokenizer_with_ids_the_token_table_lacks_is_refused(text_bundle: Path, tmp_path: Path):
+    """QA: a word of id 50,000 in tokenizer.json, where the step's table has fewer rows: the bundle loaded, and a
+    text holding the word was answered INTERNAL (an IndexError)."""
+    folder = _copy(text_bundle, tmp_path)
+    tokenizer = json.loads((folder / "tokenizer.json").read_text())
+    tokenizer["model"]["vocab"]["zzqqx"] = 50_000
+    (folder / "tokenizer.json").write_text(json.dumps(tokenizer))
+    _edit_manifest(folder, lambda m: m["files"].update({"tokenizer.json": sha256_of(folder / "tokenizer.json")}))
+    with pytest.raises(BundleError, match=r"the tokenizer writes ids up to 50000, which model\.onnx cannot read"):
+        load_model(folder, OPTIONS)

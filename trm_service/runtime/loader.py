@@ -73,7 +73,10 @@ def load_model(path: Path, options: LoadOptions) -> LoadedModel:
         return LoadedModel(bundle=bundle, session=sequence, codec=SequenceCodec(manifest), onnx_file=onnx_file,
                            warm_step_s=_warm_up_sequence(sequence, manifest.input.max_chars))
     session = StepSession(bundle.file(onnx_file), manifest, options.session)
+    codec = _codec(bundle)
     warm_step_s, lanes = _warm_up(session), None
+    if isinstance(codec, TextCodec):
+        _check_token_table(session, codec.largest_id)
     if warm_step_s >= HEAVY_STEP_S and options.heavy_step_threads > options.session.intra_op_threads:
         lanes = Lanes(session, options.heavy_step_threads)
         threads = replace(options.session, intra_op_threads=options.heavy_step_threads)
@@ -81,7 +84,7 @@ def load_model(path: Path, options: LoadOptions) -> LoadedModel:
         single_s, threaded_s = _fastest_steps((session, threaded))  # its first, slow, step counts for nothing
         if threaded_s <= THREADED_GAIN * single_s:
             session, warm_step_s = threaded, threaded_s
-    return LoadedModel(bundle=bundle, session=session, codec=_codec(bundle), onnx_file=onnx_file,
+    return LoadedModel(bundle=bundle, session=session, codec=codec, onnx_file=onnx_file,
                        warm_step_s=warm_step_s, lanes=lanes)  # fmt: skip
 
 
@@ -100,6 +103,18 @@ def _warm_up(session: StepSession) -> float:
     for _ in range(_WARMUP_STEPS if shortest < session.sequence_length else 0):
         _step_seconds(session, shortest)
     return min(_step_seconds(session, session.sequence_length) for _ in range(_WARMUP_STEPS))
+
+
+def _check_token_table(session: StepSession, largest_id: int) -> None:
+    """BundleError unless the step reads the tokenizer's largest id (its token table has that row)."""
+    tokens = np.zeros((1, session.sequence_length), dtype=np.int64)
+    tokens[0, 0] = largest_id
+    state = session.initial_state(1, session.state_rows(session.input_length(tokens[0])))
+    try:
+        session.run(tokens[:, : session.input_length(tokens[0])], state, state)
+    except (Fail, InvalidArgument, RuntimeException) as exc:
+        raise BundleError(f"the tokenizer writes ids up to {largest_id}, which {session.file} cannot read: "
+                          f"{exc}") from exc
 
 
 def _fastest_steps(sessions: tuple[StepSession, ...]) -> list[float]:
