@@ -31,6 +31,7 @@ from trainer.fit import export_evaluations
 from trainer.prepare import Prepared, text_splits
 from trainer.report import write_report
 from trainer.train import run_differences
+from trm_bundle.checksums import sha256_of
 from trm_bundle.manifest import is_model_name, load_bundle, model_name_from
 from trm_service.config import DEFAULT_MODELS_DIR
 
@@ -257,6 +258,15 @@ def test_eval_refuses_int8_without_an_int8_step_and_a_split_of_a_file(
     assert "a file (" in capsys.readouterr().err  # evaluated whole: --split would be ignored
     assert main(["eval", "--bundle", str(bundle), "--data", str(keyword_data[1])]) == 0
     assert main(["eval", "--bundle", str(bundle), "--test", str(keyword_data[1])]) == 0  # as fit names the file
+    capsys.readouterr()
+    tokenizer = json.loads((bundle / "tokenizer.json").read_text())  # QA: the server refused it, eval scored it
+    tokenizer["padding"]["pad_id"] = 7
+    (bundle / "tokenizer.json").write_text(json.dumps(tokenizer))
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    manifest["files"]["tokenizer.json"] = sha256_of(bundle / "tokenizer.json")
+    (bundle / "manifest.json").write_text(json.dumps(manifest))
+    assert main(["eval", "--bundle", str(bundle), "--data", str(keyword_data[1])]) == 2
+    assert "tokenizer.json: pads with id 7, but input.pad_id is 0" in capsys.readouterr().err
 
 
 def _interrupted_once(process: subprocess.Popen[str], ready: Callable[[], bool], waiting_for: str,

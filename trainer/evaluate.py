@@ -23,8 +23,10 @@ from trainer.out_of_scope import DEFAULT_PRECISION, AbstainCalibration, calibrat
 from trainer.prepare import eval_sets
 from trainer.sequence.evaluate import bundle_scores
 from trainer.tasks import EncodedSet
-from trm_bundle.manifest import STEP_INPUTS, OutOfScope, load_bundle
+from trm_bundle.manifest import STEP_INPUTS, OutOfScope
 from trm_bundle.probabilities import softmax
+from trm_service.runtime.loader import LoadOptions, load_model
+from trm_service.runtime.session import SessionSettings
 
 StepFn = Callable[[np.ndarray, np.ndarray, np.ndarray], tuple[np.ndarray, ...]]
 
@@ -189,8 +191,9 @@ def evaluate_bundle(
 ) -> dict[str, Any]:
     """The metrics of a bundle's ONNX step on a dataset split (what `trm-train eval` prints); a user's text file
     is read by its text and label `columns`, each by default the one the bundle was trained from. A sequence
-    bundle is scored on a file of source,target rows (`bundle_scores`)."""
-    loaded = load_bundle(bundle)
+    bundle is scored on a file of source,target rows (`bundle_scores`). The bundle is loaded as the server loads
+    it (its checks and warm-up): what the server refuses is not scored."""
+    loaded = load_model(bundle, LoadOptions(SessionSettings(intra_op_threads=1), int8=int8)).bundle
     manifest = loaded.manifest
     if int8 and not manifest.onnx_int8:
         raise ValueError(f"{bundle} ships no int8 step (its REPORT.md says why): evaluate it without --int8")
