@@ -183,6 +183,17 @@ def test_the_voice_pipeline_with_a_fixed_bar_falls_back_on_incomplete_text(seque
     assert [record["fallback"] for record in records] == [None, "incomplete"]
 
 
+def test_a_sequence_model_as_the_pipelines_model_reads_the_words_as_dictated(sequence_server, sequence_client):
+    """QA: `--model code-dictation` sent a recogniser's text as it came ("Return self dot value." wrote
+    `Return self.value.value`, no fallback), and a byte that was not UTF-8 failed the utterance (U+FFFD refused)."""
+    said = f"Type {SPOKEN.capitalize().replace(' ', ', ', 1)}.\n{SPOKEN} \ufffd\n"
+    done = run_example(VOICE / "pipeline.py", "--target", sequence_server.target, "--model", MODEL,
+                       "--min-confidence", "0", "--json", stdin=said)
+    assert done.returncode == 0, done.stderr
+    records = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [record["intent"] for record in records] == [sequence_client.reason(MODEL, SPOKEN).prediction] * 2
+
+
 def test_an_answer_cut_at_the_output_limit_under_load_is_incomplete(tmp_path: Path) -> None:
     """"play jazz" never ends in this random model: under the load cap its tokens are cut short, and the answer
     still stops at the output limit, which makes it MAX_STEPS (incomplete), not LOAD."""

@@ -36,8 +36,8 @@ ASR_PUNCTUATION = ".,!?;:"  # written by a recogniser around spoken words; code 
 def dictated_words(utterance: str) -> str:
     """The words to write out, as the dictation model was trained on them: lowercase, without the punctuation
     and capitals a speech recogniser adds ("Def main, open paren." -> "def main open paren"), without leading
-    fillers and the trigger word."""
-    words = [word.strip(ASR_PUNCTUATION).lower() for word in utterance.split()]
+    fillers and the trigger word, and without U+FFFD (a byte of the input that was not UTF-8)."""
+    words = [word.strip(ASR_PUNCTUATION).lower() for word in utterance.replace("\ufffd", "").split()]
     words = [word for word in words if word]
     while words and words[0] in FILLERS:
         words.pop(0)
@@ -96,8 +96,8 @@ def run(
     dictation_info = (_of_task(client.model(dictation_model), (TaskType.SEQUENCE,), "--dictation-model",
                                "code-dictation") if dictation_model else None)
     for utterance in lines:
-        try:
-            result = client.reason(model, utterance)
+        try:  # a sequence model as --model writes out every utterance, its words as dictated_words reads them
+            result = client.reason(model, dictated_words(utterance) if info.task is TaskType.SEQUENCE else utterance)
         except TRMError as error:
             why = f"error {error.code.name}: {error.details}"
             if as_json:
@@ -153,7 +153,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("input", nargs="?", default="-",
                         type=argparse.FileType("r", encoding="utf-8", errors="replace"),
                         help="utterances file, one per line ('-' = stdin), UTF-8 (a byte that is not is read as "
-                        "U+FFFD, which the server's tokenizer drops)")
+                        "U+FFFD, which an intent model's tokenizer drops and the pipeline drops before a sequence "
+                        "model)")
     parser.add_argument("--model", default="intent-clinc150", help="intent model to ask")
     parser.add_argument(
         "--min-confidence",
