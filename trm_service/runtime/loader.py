@@ -172,7 +172,7 @@ def _warm_up_sequence(session: SequenceSession, max_chars: int) -> float:
             except (Fail, InvalidArgument, RuntimeException, MemoryError) as exc:
                 raise BundleError(f"the step graph cannot run one refinement step: {exc}") from exc
             fastest = min(fastest, time.perf_counter() - started)
-            if outputs.log_probs.shape[-1] != session.labels:
+            if outputs.log_probs.shape[-1] != session.output_width:
                 raise BundleError(f"the step graph answers {outputs.log_probs.shape[-1]} log-probabilities per token, "
-                                  f"where the manifest has {session.labels} labels")
+                                  f"where the manifest has {session.output_width} labels")
     return fastest

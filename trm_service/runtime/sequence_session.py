@@ -70,7 +70,7 @@ class SequenceSession:
         self.spec: SequenceOutput = manifest.sequence
         self.pad_id, self.max_chars = manifest.input.pad_id, manifest.input.max_chars
         self.hidden_size = manifest.recursion.state_shape[1]
-        self.labels = len(manifest.labels)  # the symbols it writes: the width of the step's log_probs
+        self.output_width = len(manifest.labels)  # the symbols it writes: the width of the step's log_probs
         # refinement steps whose entries the prefix cache keeps: step s reads those of min(s, cache_steps)
         self.cache_steps = self.spec.prefix_steps or manifest.recursion.N_sup
         self._encode = open_graph(encode_path, settings)

@@ -52,7 +52,7 @@ class TextCodec:
         # Padding and special tokens carry none of the text; the unknown token stands for a word.
         special = {i for i, token in tokenizer.get_added_tokens_decoder().items() if token.special}
         filler_ids = sorted((special | {spec.pad_id}) - {_unknown_id(tokenizer)})
-        self.largest_id = max(tokenizer.get_vocab(with_added_tokens=True).values())  # the loader runs it once
+        self.largest_id = max(tokenizer.get_vocab(with_added_tokens=True).values())  # the loader: the step reads it
         self._is_filler = np.zeros(max(self.largest_id, *filler_ids) + 1, dtype=bool)  # by token id
         self._is_filler[filler_ids] = True
         self._filler_names = ", ".join(token for i in filler_ids if (token := tokenizer.id_to_token(i)))
