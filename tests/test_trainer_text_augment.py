@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from trainer.config import TrainConfig
+from trainer.data.holdout import same_text_key
 from trainer.data.text import TextSplit
 from trainer.data.text_augment import augment_to, text_variant
 from trainer.teacher import soft_labels
@@ -31,6 +32,17 @@ def test_labels_are_filled_up_to_the_target_and_larger_ones_are_left_alone() -> 
     for text, label in zip(augmented.texts[len(split):], augmented.labels[len(split):], strict=True):
         sources = [t for t, lab in zip(split.texts, split.labels, strict=True) if lab == label]
         assert any(set(text.split()) <= set(source.split()) for source in sources)
+
+
+def test_a_variant_that_reads_as_a_held_out_text_is_left_out() -> None:
+    """QA: the voice commands' fit trained on a variant that was one of its test texts (the bundle counted 1 test row
+    the model trained on): its test figure read high."""
+    split = TextSplit(["open the file now please"], ["open"])
+    variants = augment_to(split, per_label=40, seed=0).texts[1:]
+    taken = variants[0]
+    kept = augment_to(split, per_label=40, seed=0, held_out={same_text_key(taken.upper())}).texts[1:]
+    assert taken not in kept and len(kept) == len(variants) - variants.count(taken)
+    assert [v for v in variants if v != taken] == kept  # the other draws unchanged
 
 
 def test_variants_are_labelled_by_a_regression_fit_on_the_labelled_rows_only() -> None:

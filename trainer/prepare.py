@@ -23,6 +23,7 @@ from trainer.data.grids import (
 )
 from trainer.data.holdout import (
     holdout_fraction,
+    same_text_key,
     sample_indices,
     shuffled_holdout,
     stratified_holdout,
@@ -84,7 +85,8 @@ def prepare_text(cfg: TrainConfig, splits: TextSplits | None = None) -> Prepared
 
         more_words = teacher_lib.vocabulary_words()
     tokenizer = train_tokenizer(train.texts, cfg.vocab_size, cfg.max_tokens, more_words=more_words)
-    taught = augment_to(train, cfg.augment_per_label, cfg.stream_rng_seed) if cfg.augment_per_label else train
+    held_out = {same_text_key(text) for text in (*val.texts, *test.texts)}
+    taught = augment_to(train, cfg.augment_per_label, cfg.stream_rng_seed, held_out) if cfg.augment_per_label else train
     if len(taught) > len(train):
         print(f"{cfg.name}: {len(taught) - len(train):,} variants of short texts for labels with fewer than "
               f"{cfg.augment_per_label} rows, labelled by the teacher", flush=True)

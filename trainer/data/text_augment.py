@@ -6,8 +6,11 @@ given, not only of the few it was.
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 import numpy as np
 
+from trainer.data.holdout import same_text_key
 from trainer.data.text import TextSplit
 
 DELETE_PROBABILITY = 0.15
@@ -25,15 +28,18 @@ def text_variant(text: str, rng: np.random.Generator) -> str:
     return " ".join(kept)
 
 
-def augment_to(split: TextSplit, per_label: int, seed: int) -> TextSplit:
+def augment_to(split: TextSplit, per_label: int, seed: int, held_out: Collection[str] = ()) -> TextSplit:
     """`split` followed by variants of its texts: each label with fewer than `per_label` rows gets variants
-    of its own texts, in turn, up to `per_label` rows (seeded; labels in sorted order)."""
+    of its own texts, in turn, up to `per_label` rows (seeded; labels in sorted order). A variant that reads as a
+    `held_out` text (by `same_text_key`: validation and test texts) is left out, so the model never trains on it."""
     rng = np.random.default_rng(seed)
     labels = np.asarray(split.labels, dtype=object)
     texts, variant_labels = [], []
     for label in sorted(set(split.labels)):
         rows = np.flatnonzero(labels == label)
         for k in range(max(0, per_label - len(rows))):
-            texts.append(text_variant(split.texts[rows[k % len(rows)]], rng))
-            variant_labels.append(label)
+            variant = text_variant(split.texts[rows[k % len(rows)]], rng)
+            if same_text_key(variant) not in held_out:
+                texts.append(variant)
+                variant_labels.append(label)
     return TextSplit(split.texts + texts, split.labels + variant_labels)
