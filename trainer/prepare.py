@@ -85,8 +85,10 @@ def prepare_text(cfg: TrainConfig, splits: TextSplits | None = None) -> Prepared
 
         more_words = teacher_lib.vocabulary_words()
     tokenizer = train_tokenizer(train.texts, cfg.vocab_size, cfg.max_tokens, more_words=more_words)
-    held_out = {same_text_key(text) for text in (*val.texts, *test.texts)}
-    taught = augment_to(train, cfg.augment_per_label, cfg.stream_rng_seed, held_out) if cfg.augment_per_label else train
+    taught = train
+    if cfg.augment_per_label:  # no variant that reads as a held-out text
+        held_out = {same_text_key(text) for text in (*val.texts, *test.texts)}
+        taught = augment_to(train, cfg.augment_per_label, cfg.stream_rng_seed, held_out)
     if len(taught) > len(train):
         print(f"{cfg.name}: {len(taught) - len(train):,} variants of short texts for labels with fewer than "
               f"{cfg.augment_per_label} rows, labelled by the teacher", flush=True)
