@@ -109,9 +109,10 @@ def _check_token_table(session: StepSession, largest_id: int) -> None:
     """BundleError unless the step reads the tokenizer's largest id (its token table has that row)."""
     tokens = np.zeros((1, session.sequence_length), dtype=np.int64)
     tokens[0, 0] = largest_id
-    state = session.initial_state(1, session.state_rows(session.input_length(tokens[0])))
+    length = session.input_length(tokens[0])
+    state = session.initial_state(1, session.state_rows(length))
     try:
-        session.run(tokens[:, : session.input_length(tokens[0])], state, state)
+        session.run(tokens[:, :length], state, state)
     except (Fail, InvalidArgument, RuntimeException) as exc:
         raise BundleError(f"the tokenizer writes ids up to {largest_id}, which {session.file} cannot read: "
                           f"{exc}") from exc
