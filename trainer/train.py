@@ -529,6 +529,7 @@ class Trainer:
                     self.save_checkpoint()
                 if self.evaluate and clock.evaluation_due(self.step, cfg.eval_every):
                     clock.timed(self._evaluate)
+            self.elapsed_s = clock.trained_s()  # as the loop ends: out_of_time read it after the last step's record
             self.ended_by_time = not self._stop and self.step < last_step
         finally:
             bar.close()
