@@ -82,14 +82,21 @@ def session_options(settings: SessionSettings) -> ort.SessionOptions:
     return options
 
 
+_NO_FOLDER = "/dev/null"  # a file: no path beneath it exists
+
+
 def open_graph(path: Path, settings: SessionSettings) -> ort.InferenceSession:
-    """An ONNX Runtime session of one bundle graph on CPU; BundleError when it cannot be loaded. The graph is
-    given as bytes, so that one whose weights lie in another file (ONNX external data, which no checksum covers)
-    cannot load them from the bundle's folder."""
+    """An ONNX Runtime session of one bundle graph on CPU; BundleError when it cannot be loaded. A graph whose
+    weights lie in another file (ONNX external data, which no checksum covers) is refused: it is given as bytes,
+    and ONNX Runtime told to look for such files in a folder that cannot exist, not in the working directory."""
+    options = session_options(settings)
+    options.add_session_config_entry("session.model_external_initializers_file_folder_path", _NO_FOLDER)
     try:
-        return ort.InferenceSession(path.read_bytes(), sess_options=session_options(settings),
-                                    providers=["CPUExecutionProvider"])
+        return ort.InferenceSession(path.read_bytes(), sess_options=options, providers=["CPUExecutionProvider"])
     except (Fail, InvalidGraph, InvalidProtobuf, NoSuchFile, RuntimeError) as exc:
+        if "External data" in str(exc):
+            raise BundleError(f"{path}: its weights lie in another file (ONNX external data), which a bundle may "
+                              "not use: save the graph with its weights inside it") from exc
         raise BundleError(f"{path}: ONNX Runtime cannot load the model: {exc}") from exc
 
 
