@@ -73,6 +73,10 @@ _OPTIONS = (
             "container's CPU limit), and every CPU for a lone request's step where that makes it at least a "
             "tenth faster"),
     _Option("max_message_bytes", int, "largest gRPC message accepted or sent"),
+    _Option("max_connections", int, "most open connections at once (a further one is closed as it opens); 0: "
+            "the process's open-file limit less 128, which stay for the metrics port and the bundles"),
+    _Option("max_pending_calls", int, "most calls waiting inside gRPC for the server to take them (a further one "
+            "is cancelled by gRPC: CANCELLED)"),
     _Option("max_time_budget_ms", int, "largest Budget.time_budget_ms a request may ask for"),
     _Option("deadline_margin_ms", int, "answer this long before a request's gRPC deadline"),
     _Option("load_wait_ms", int, "under load, lower each model's step cap so that queued requests start within "

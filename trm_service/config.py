@@ -9,9 +9,10 @@ from pathlib import Path
 from trm_bundle.manifest import UINT32_MAX
 
 DEFAULT_MODELS_DIR = Path(__file__).resolve().parent / "models"
-MAX_MESSAGE_BYTES = (1 << 31) - 1  # gRPC's message limits are 32-bit signed integers
+MAX_MESSAGE_BYTES = (1 << 31) - 1  # gRPC's message limits are 32-bit signed integers, too
 MAX_WORKERS = 64
 MAX_INTRA_OP_THREADS = 256
+INT32_MAX = (1 << 31) - 1  # gRPC's channel arguments are 32-bit signed integers
 
 
 class ConfigError(ValueError):
@@ -49,6 +50,10 @@ class ServeConfig:
     """ONNX Runtime's threads per model session; 0: one, or every CPU (within the cgroup's CPU quota) for a
     model with a heavy step where that makes it faster (runtime/loader.py)."""
     max_message_bytes: int = 1 << 20
+    max_connections: int = 0
+    """Open connections (TCP) at once; 0: the process's open-file limit less FILES_KEPT_FREE."""
+    max_pending_calls: int = 10_000
+    """Calls gRPC holds for the server before it takes them (beyond, gRPC cancels a call: CANCELLED)."""
     max_time_budget_ms: int = 60_000
     deadline_margin_ms: int = 20
     load_wait_ms: int = 200
@@ -84,6 +89,8 @@ class ServeConfig:
             ("--workers", self.workers, 1, MAX_WORKERS),
             ("--intra-op-threads", self.intra_op_threads, 0, MAX_INTRA_OP_THREADS),
             ("--max-message-bytes", self.max_message_bytes, 1024, MAX_MESSAGE_BYTES),
+            ("--max-connections", self.max_connections, 0, INT32_MAX),
+            ("--max-pending-calls", self.max_pending_calls, 1, INT32_MAX),
             ("--max-time-budget-ms", self.max_time_budget_ms, 1, UINT32_MAX),  # ModelInfo carries it
             ("--deadline-margin-ms", self.deadline_margin_ms, 0, None),
             ("--load-wait-ms", self.load_wait_ms, 0, None),

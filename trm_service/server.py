@@ -14,6 +14,7 @@ import contextlib
 import gc
 import json
 import os
+import resource
 import signal
 import ssl
 import time
@@ -28,7 +29,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from trm_service.api.call_acceptors import CallAcceptors
 from trm_service.api.reflection import enable_reflection
 from trm_service.api.servicer import SERVICE_NAME, ReasoningServicer, ServingLimits, reasoning_methods
-from trm_service.config import ConfigError, ServeConfig
+from trm_service.config import INT32_MAX, ConfigError, ServeConfig
 from trm_service.cpu_affinity import compute_cpu_count, free_thread, pin_event_loop, yielding_threads
 from trm_service.observability.grpc_refusals import RefusedCallCounter
 from trm_service.observability.metrics import ServiceMetrics, serve_metrics
@@ -40,6 +41,10 @@ _log = structlog.get_logger("trm_service.server")
 OVERALL_HEALTH = ""
 _SERVING = health_pb2.HealthCheckResponse.SERVING
 _NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+HANDSHAKE_TIMEOUT_S = 10
+"""A connection that has not finished its HTTP/2 (and TLS) handshake by then is closed: idle sockets that never
+sent gRPC's preface held a file descriptor each, and 20,000 of them left new clients and /metrics unanswered."""
+FILES_KEPT_FREE = 128
 GC_YOUNG_THRESHOLD = 20_000
 """Allocations between young-generation collections (CPython's default is 700). A request allocates
 a few hundred short-lived objects that reference counting frees anyway; collecting every 700 made
@@ -115,17 +120,32 @@ def build_grpc_server(
     health_pb2_grpc.add_HealthServicer_to_server(model_health.servicer, methods)
     enable_reflection(methods, (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name))
     with yielding_threads():
-        server = grpc.aio.server(
-            handlers=(methods,),
-            options=[
-                ("grpc.max_receive_message_length", config.max_message_bytes),
-                ("grpc.max_send_message_length", config.max_message_bytes),
-                ("grpc.so_reuseport", 1 if config.reuse_port else 0),
-            ]
-        )
+        server = grpc.aio.server(handlers=(methods,), options=transport_options(config))
     acceptors = CallAcceptors(server, methods, (f"/{SERVICE_NAME}/Reason", f"/{SERVICE_NAME}/ReasonStream"),
                               config.call_acceptors)
     return server, acceptors
+
+
+def transport_options(config: ServeConfig) -> list[tuple[str, int]]:
+    """gRPC's options for the server's limits: message size, connections, calls waiting to be taken, and the
+    time a new connection has to finish its handshake (HANDSHAKE_TIMEOUT_S)."""
+    return [
+        ("grpc.max_receive_message_length", config.max_message_bytes),
+        ("grpc.max_send_message_length", config.max_message_bytes),
+        ("grpc.max_allowed_incoming_connections", config.max_connections or default_max_connections()),
+        ("grpc.server.max_pending_requests", config.max_pending_calls),
+        ("grpc.server.max_pending_requests_hard_limit", config.max_pending_calls),  # no random early refusals
+        ("grpc.server_handshake_timeout_ms", HANDSHAKE_TIMEOUT_S * 1000),
+        ("grpc.so_reuseport", 1 if config.reuse_port else 0),
+    ]
+
+
+def default_max_connections() -> int:
+    """The process's open-file limit less FILES_KEPT_FREE (descriptors for the metrics port, bundles, logs)."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return INT32_MAX
+    return max(1, min(soft - FILES_KEPT_FREE, INT32_MAX))
 
 
 def place_threads(config: ServeConfig) -> None:
