@@ -3,7 +3,6 @@ trm_grpc_refused_total and logged, on a real server, while the service's own ans
 
 from __future__ import annotations
 
-import asyncio
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -11,12 +10,9 @@ from pathlib import Path
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from prometheus_client import CollectorRegistry
 from test_service_support import TEXT_MODEL, make_bundle, wait_for
 from trm.v1 import trm_pb2, trm_pb2_grpc
 
-from trm_service.observability.grpc_refusals import RefusedCallCounter
-from trm_service.observability.metrics import ServiceMetrics
 from trm_service.testing import ServerProcess
 
 MAX_MESSAGE_BYTES = 4096
@@ -192,35 +188,3 @@ def test_workers_add_up_their_refusals(text_bundle: Path) -> None:
         # A refusal is counted just before its line is written: wait for the lines too, not only the count.
         wait_for(lambda: len(refused_lines()) == 2 * calls)
         assert len({r["pid"] for r in refused_lines()}) == 2
-
-
-def test_a_method_only_a_generic_handler_knows_is_served_counted_and_looked_up_once() -> None:
-    """The method table also serves generic handlers (for services registered without names): their methods
-    are wrapped once, and an answer over the limit is counted like any other."""
-    registry = CollectorRegistry()
-    table = RefusedCallCounter(ServiceMetrics(registry), max_send_bytes=4)
-    lookups = []
-
-    class Echo(grpc.GenericRpcHandler):
-        def service(self, details):
-            lookups.append(details.method)
-            if details.method != "/x/Echo":
-                return None
-            return grpc.unary_unary_rpc_method_handler(lambda request, context: request)
-
-    table.add_generic_rpc_handlers([Echo()])
-
-    async def three_calls() -> list:
-        return [table.service(_Details(method)) for method in ("/x/Echo", "/x/Echo", "/x/No")]
-
-    first, second, unknown = asyncio.run(three_calls())
-    assert first is second and unknown is None and lookups == ["/x/Echo", "/x/No"]
-    assert first.response_serializer(b"12345") == b"12345"
-    assert registry.get_sample_value(REFUSED, {"method": "/x/Echo", "reason": "response_too_large"}) == 1
-    assert registry.get_sample_value(REFUSED, {"method": "", "reason": "unknown_method"}) == 1
-
-
-class _Details(grpc.HandlerCallDetails):
-    def __init__(self, method: str) -> None:
-        self.method = method
-        self.invocation_metadata = ()

@@ -90,3 +90,13 @@ def test_grpcio_reflections_own_client_resolves_the_api_over_v1alpha(channel) ->
     service = pool.FindServiceByName("trm.v1.ReasoningService")
     assert service.methods_by_name["Reason"].input_type.full_name == "trm.v1.ReasonRequest"
     assert pool.FindMessageTypeByName("trm.v1.ReasonRequest").fields_by_name["text"].number > 0
+
+
+@pytest.mark.parametrize("path", [V1, V1ALPHA])
+def test_a_malformed_request_is_invalid_argument(channel: grpc.Channel, path: str):
+    """QA: gRPC's deserializer made it UNKNOWN ("Unexpected <class 'DecodeError'>"), a user's mistake."""
+    info = channel.stream_stream(path)  # raw bytes both ways
+    with pytest.raises(grpc.RpcError) as failed:
+        list(info(iter([b"\xff\xff\xff"]), timeout=30))
+    assert failed.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "the request body is not a valid grpc.reflection.v1alpha.ServerReflectionRequest" in failed.value.details()

@@ -24,9 +24,9 @@ from pathlib import Path
 import grpc
 import structlog
 import uvloop
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from trm_service.api.call_acceptors import CallAcceptors
+from trm_service.api.health import HEALTH_SERVICE_NAME, ModelHealth
 from trm_service.api.reflection import enable_reflection
 from trm_service.api.servicer import SERVICE_NAME, ReasoningServicer, ServingLimits, reasoning_methods
 from trm_service.config import INT32_MAX, ConfigError, ServeConfig
@@ -38,9 +38,6 @@ from trm_service.runtime.loader import LoadOptions
 from trm_service.runtime.session import SessionSettings
 
 _log = structlog.get_logger("trm_service.server")
-OVERALL_HEALTH = ""
-_SERVING = health_pb2.HealthCheckResponse.SERVING
-_NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 HANDSHAKE_TIMEOUT_S = 10
 """A connection that has not finished its HTTP/2 (and TLS) handshake by then is closed: idle sockets that never
 sent gRPC's preface held a file descriptor each, and 20,000 of them left new clients and /metrics unanswered."""
@@ -56,58 +53,6 @@ def shutdown_margin(grace_period: float) -> float:
     return min(1.0, grace_period / 10.0)
 
 
-class _HealthServicer(health.aio.HealthServicer):
-    """gRPC's health service, whose Watch streams end with UNAVAILABLE once the server stops taking calls
-    (`end_watches`): open as long as their clients (gRPC's client-side health checking keeps one on each
-    connection), they held every stop for its whole grace period, a second signal's too."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._stopping = asyncio.Event()
-
-    async def Watch(self, request: health_pb2.HealthCheckRequest, context: grpc.aio.ServicerContext) -> None:
-        watching = asyncio.ensure_future(super().Watch(request, context))
-        stopping = asyncio.ensure_future(self._stopping.wait())
-        try:
-            await asyncio.wait((watching, stopping), return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            watching.cancel()
-            stopping.cancel()
-        if self._stopping.is_set():  # ended from this task: cancelled, gRPC's call would stay open
-            await context.abort(grpc.StatusCode.UNAVAILABLE, "the server is stopping")
-        watching.result()  # the stream's own end: an error of its writes
-
-    def end_watches(self) -> None:
-        self._stopping.set()
-
-
-class ModelHealth:
-    """The health service: the server, the API and every hosted model by name."""
-
-    def __init__(self) -> None:
-        self.servicer = _HealthServicer()
-        self._models: set[str] = set()
-
-    async def sync(self, models: set[str]) -> None:
-        """Mark `models` SERVING and models that went away NOT_SERVING; the server and the API are SERVING
-        while it hosts a model at all."""
-        for name in self._models - models:
-            await self.servicer.set(name, _NOT_SERVING)
-        for name in models:
-            await self.servicer.set(name, _SERVING)
-        for name in (OVERALL_HEALTH, SERVICE_NAME):
-            await self.servicer.set(name, _SERVING if models else _NOT_SERVING)
-        self._models = set(models)
-
-    async def drain(self) -> None:
-        """Every name NOT_SERVING from now on (the Watch streams say so, and stay open until `stop_watching`)."""
-        await self.servicer.enter_graceful_shutdown()
-
-    def stop_watching(self) -> None:
-        """End the Watch streams: the server is about to stop taking calls."""
-        self.servicer.end_watches()
-
-
 def build_grpc_server(
     config: ServeConfig, servicer: ReasoningServicer, model_health: ModelHealth, metrics: ServiceMetrics
 ) -> tuple[grpc.aio.Server, CallAcceptors]:
@@ -117,8 +62,8 @@ def build_grpc_server(
     threads, which then yield to the event loop while it is pinned to their CPU (cpu_affinity.py)."""
     methods = RefusedCallCounter(metrics, max_send_bytes=config.max_message_bytes)
     methods.add_registered_method_handlers(SERVICE_NAME, reasoning_methods(servicer))
-    health_pb2_grpc.add_HealthServicer_to_server(model_health.servicer, methods)
-    enable_reflection(methods, (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name))
+    methods.add_registered_method_handlers(HEALTH_SERVICE_NAME, model_health.methods())
+    enable_reflection(methods, (SERVICE_NAME, HEALTH_SERVICE_NAME))
     with yielding_threads():
         server = grpc.aio.server(handlers=(methods,), options=transport_options(config))
     acceptors = CallAcceptors(server, methods, (f"/{SERVICE_NAME}/Reason", f"/{SERVICE_NAME}/ReasonStream"),

@@ -9,12 +9,14 @@ file, derived from the v1alpha one, goes into the descriptor pool so that a clie
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
 from typing import Protocol
 
 import grpc
 from google.protobuf import descriptor_pb2, descriptor_pool
-from grpc_reflection.v1alpha import reflection, reflection_pb2, reflection_pb2_grpc
+from grpc_reflection.v1alpha import reflection, reflection_pb2
+
+from trm_service.api.validation import RequestError, parse_message
 
 V1ALPHA_SERVICE_NAME: str = reflection.SERVICE_NAME
 V1_PACKAGE = "grpc.reflection.v1"
@@ -51,8 +53,6 @@ class MethodRegistry(Protocol):
     """Where services register their methods: a server, or the server's method table
     (observability/grpc_refusals.py)."""
 
-    def add_generic_rpc_handlers(self, handlers: Iterable[grpc.GenericRpcHandler]) -> None: ...
-
     def add_registered_method_handlers(self, service: str, handlers: dict[str, grpc.RpcMethodHandler]) -> None: ...
 
 
@@ -60,10 +60,23 @@ def enable_reflection(server: MethodRegistry, service_names: Iterable[str]) -> N
     """Serve reflection v1 and v1alpha on `server`, listing `service_names` and both reflection services."""
     register_v1_file(descriptor_pool.Default())
     servicer = reflection.aio.ReflectionServicer((*service_names, V1_SERVICE_NAME, V1ALPHA_SERVICE_NAME))
-    reflection_pb2_grpc.add_ServerReflectionServicer_to_server(servicer, server)
-    v1_info = grpc.stream_stream_rpc_method_handler(
-        servicer.ServerReflectionInfo,
-        request_deserializer=reflection_pb2.ServerReflectionRequest.FromString,
-        response_serializer=reflection_pb2.ServerReflectionResponse.SerializeToString,
+
+    async def info(raw_requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext
+                   ) -> AsyncIterator[reflection_pb2.ServerReflectionResponse]:
+        """The servicer's stream on raw-bytes requests: a malformed one ends it INVALID_ARGUMENT (gRPC's
+        deserializer made it UNKNOWN)."""
+        async def requests() -> AsyncIterator[reflection_pb2.ServerReflectionRequest]:
+            async for raw in raw_requests:
+                try:
+                    yield parse_message(reflection_pb2.ServerReflectionRequest, raw)
+                except RequestError as error:
+                    await context.abort(error.code, error.message)
+
+        async for response in servicer.ServerReflectionInfo(requests(), context):
+            yield response
+
+    handler = grpc.stream_stream_rpc_method_handler(
+        info, response_serializer=reflection_pb2.ServerReflectionResponse.SerializeToString
     )
-    server.add_registered_method_handlers(V1_SERVICE_NAME, {"ServerReflectionInfo": v1_info})
+    for name in (V1ALPHA_SERVICE_NAME, V1_SERVICE_NAME):
+        server.add_registered_method_handlers(name, {"ServerReflectionInfo": handler})

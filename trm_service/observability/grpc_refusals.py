@@ -32,7 +32,7 @@ release and, as an in-process collector, would miss the `--workers` merge.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from functools import partial
 from typing import Any
 
@@ -55,21 +55,16 @@ class RefusedCallCounter(grpc.GenericRpcHandler):
     """The server's method table as one generic handler, counting refused calls in `trm_grpc_refused_total`
     and logging one `grpc_refused` line for each.
 
-    Services are registered on it as on a server (the generated `add_*_to_server` functions take it); the
-    server gets it as its only handler. max_send_bytes: the server's `grpc.max_send_message_length`.
+    Services are registered on it by name, as on a server (`add_registered_method_handlers`); the server gets
+    it as its only handler. max_send_bytes: the server's `grpc.max_send_message_length`.
     """
 
     def __init__(self, metrics: ServiceMetrics, max_send_bytes: int) -> None:
         self._metrics = metrics
         self._max_send_bytes = max_send_bytes
         self._methods: dict[str, grpc.RpcMethodHandler] = {}
-        self._generic: list[grpc.GenericRpcHandler] = []
         self._awaiting_request: dict[_Task, str | None] = {}
         """Each call's task until it ends: its method while its request has not arrived, then None."""
-
-    def add_generic_rpc_handlers(self, handlers: Iterable[grpc.GenericRpcHandler]) -> None:
-        """Serve the methods `handlers` know (looked up after the registered methods)."""
-        self._generic.extend(handlers)
 
     def add_registered_method_handlers(self, service: str, handlers: dict[str, grpc.RpcMethodHandler]) -> None:
         """Serve `service`'s methods by name."""
@@ -79,7 +74,7 @@ class RefusedCallCounter(grpc.GenericRpcHandler):
 
     def service(self, handler_call_details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler | None:
         method: str = handler_call_details.method  # type: ignore[attr-defined]
-        handler = self._methods.get(method) or self._generic_handler(handler_call_details)
+        handler = self._methods.get(method)
         if handler is None:
             self._refused("", UNKNOWN_METHOD, shown=_shorten(method))
             return None
@@ -102,16 +97,6 @@ class RefusedCallCounter(grpc.GenericRpcHandler):
         if task is not None and task not in self._awaiting_request:
             self._awaiting_request[task] = method
             task.add_done_callback(self._call_ended)
-
-    def _generic_handler(self, details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler | None:
-        """A method only a generic handler knows, wrapped once and then kept by name like a registered one."""
-        method: str = details.method  # type: ignore[attr-defined]
-        for generic in self._generic:
-            handler = generic.service(details)
-            if handler is not None:
-                self._methods[method] = tracking = self._tracking(method, handler)
-                return tracking
-        return None
 
     def _tracking(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
         """`handler` with a (de)serializer pair that notes the request's arrival and counts a response over
