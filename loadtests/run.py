@@ -60,12 +60,13 @@ def rss_mb(pid: int) -> float:
 
 
 def locust_command(target: str, scenario: Scenario, prefix: Path, data: Path) -> list[str]:
-    """The headless Locust command line of `scenario`, writing <prefix>_*.csv, .html and .calls.json."""
+    """The headless Locust command line of `scenario`, writing <prefix>.html (Locust's own report) and
+    <prefix>.calls.json (every call, written as Locust quits: the figures reported)."""
     return [
         sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless", "--host", target,
         "--users", str(scenario.users), "--spawn-rate", str(max(1, scenario.users // 4)),
         "--run-time", f"{scenario.duration_s}s", "--stop-timeout", str(STOP_TIMEOUT_S),
-        "--csv", str(prefix), "--html", f"{prefix}.html", "--only-summary", "--exit-code-on-error", "0",
+        "--html", f"{prefix}.html", "--only-summary", "--exit-code-on-error", "0",
         "--loglevel", "WARNING", "--data-dir", str(data), "--user-rate", str(scenario.user_rate),
         "--calls-json", f"{prefix}.calls.json",
     ]  # fmt: skip
@@ -123,6 +124,13 @@ def server_alive(server: ServerProcess) -> bool:
     return server.returncode is None
 
 
+def calls_cut_off(server: ServerProcess) -> int:
+    """Calls the server saw their client end unfinished: cancelled, or gone before its request arrived. Locust,
+    stopping, abandons the calls in flight and counts none of them."""
+    return round(server.sample_value("trm_requests_total", code="CANCELLED")
+                 + server.sample_value("trm_grpc_refused_total", reason="request_not_received"))
+
+
 def run_scenario(scenario: Scenario, models: Path, data: Path, out_dir: Path) -> dict:
     """Start the server, run the scenario (overload: after a capacity probe), print and return the summary."""
     summary: dict = {"scenario": scenario.name, "description": scenario.description}
@@ -132,8 +140,10 @@ def run_scenario(scenario: Scenario, models: Path, data: Path, out_dir: Path) ->
             probe = run_locust(server.target, server.pid, CAPACITY_PROBE, out_dir, data).result
             print(summary_line("capacity probe", probe))
             summary |= {"capacity_rps": probe.calls["rps"]}
+        cut_off_before = calls_cut_off(server)
         outcome = run_locust(server.target, server.pid, scenario, out_dir, data)
         alive = server_alive(server)
+        cut_off = calls_cut_off(server) - cut_off_before
     result = outcome.result
     print(summary_line(scenario.name, result))
     accepted = result.accepted_of("Reason")
@@ -141,14 +151,15 @@ def run_scenario(scenario: Scenario, models: Path, data: Path, out_dir: Path) ->
     print(
         f"{scenario.name}: accepted Reason p50 {accepted['p50_ms']} ms, p99 {accepted['p99_ms']} ms; "
         f"shed {shed}; server RSS {outcome.rss_mb[0]} MB at start, {outcome.rss_mb[-1]} MB at end "
-        f"(max {outcome.peak_rss_mb} MB); server {'still SERVING' if alive else 'DOWN'}"
+        f"(max {outcome.peak_rss_mb} MB); server {'still SERVING' if alive else 'DOWN'}; "
+        f"{cut_off} calls cut off as Locust stopped (the server's count; in no figure above)"
     )
     found = problems(scenario, result, alive)
     summary |= {
         "users": scenario.users, "user_rate": scenario.user_rate, "duration_s": scenario.duration_s,
         "calls": result.calls, "entries": [asdict(e) for e in result.entries],
         "failures": dict(result.failures_by_error), "accepted": result.accepted, "rss_mb": outcome.rss_mb,
-        "server_alive": alive, "problems": found,
+        "cut_off_at_stop": cut_off, "server_alive": alive, "problems": found,
     }  # fmt: skip
     (out_dir / f"{scenario.name}.summary.json").write_text(json.dumps(summary, indent=1) + "\n")
     for problem in found:
@@ -165,7 +176,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=writable_folder, default=str(REPO_ROOT / "reports" / "loadtest"),
                         help="report folder")
     parser.add_argument("--duration", type=positive_int, default=None,
-                        help="override the scenario's run time, seconds")
+                        help="override the scenario's run time, seconds (overload's capacity probe, "
+                        f"{CAPACITY_PROBE.duration_s} s, runs before it)")
     parser.add_argument("--users", type=positive_int, default=None, help="override the scenario's number of users")
     parser.add_argument("--user-rate", type=float, default=None, help="override calls/s per user (0: back to back)")
     args = parser.parse_args(argv)
