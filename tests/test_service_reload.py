@@ -135,6 +135,27 @@ def test_a_corrupt_new_version_is_refused_and_the_loaded_one_keeps_serving(
         assert (response.model_version, response.steps) == ("1.0.0", 2)
 
 
+def test_a_folder_refused_for_a_version_served_elsewhere_keeps_serving_what_it_held(
+    long_bundle: Path, long_v2: Path, tmp_path: Path, stub_for
+):
+    """QA: the refused folder's version was retired (a `bundle_refused` line, then `model_retired`), and callers
+    pinned to it got NOT_FOUND."""
+    models = tmp_path / "models"
+    shutil.copytree(long_bundle, models / "long")
+    shutil.copytree(long_v2, models / "long-v2")
+    with ServerProcess([models]) as server:
+        stub = stub_for(server.target)
+        shutil.rmtree(models / "long")
+        shutil.copytree(long_v2, models / "long")  # a sound bundle of the version long-v2/ serves
+        _hangup_and_wait(server)
+        assert f"{LONG_MODEL} 2.0.0 is already served from" in _refusals(server)[-1]["error"]
+        assert stub.GetModel(trm_pb2.GetModelRequest(name=LONG_MODEL)).versions == ["2.0.0", "1.0.0"]
+        pinned = trm_pb2.ReasonRequest(model=LONG_MODEL, version="1.0.0", text="x", budget=trm_pb2.Budget(max_steps=2))
+        assert stub.Reason(pinned).model_version == "1.0.0"
+        kept = [r for r in server.log_records() if r.get("event") == "bundle_kept_previous"]
+        assert [(r["model"], r["version"]) for r in kept] == [(LONG_MODEL, "1.0.0")]
+
+
 def test_a_removed_model_turns_not_serving_in_health(text_bundle: Path, grid_bundle: Path, tmp_path: Path):
     models = tmp_path / "models"
     shutil.copytree(text_bundle, models / "text")

@@ -227,11 +227,7 @@ class ModelRegistry:
                     summary.refused.append(str(path))
                     error = str(exc) if isinstance(exc, BundleError) else f"{type(exc).__name__}: {exc}"
                     _log.error("bundle_refused", path=str(path), error=error)
-                    if model is not None:
-                        kept.append(model)
-                        _log.warning(
-                            "bundle_kept_previous", path=str(path), model=model.name, version=model.version
-                        )
+                    _keep_previous(kept, model, path)
             hosted = list(kept)
             for loaded, found_in in fresh:
                 manifest, path = loaded.bundle.manifest, loaded.bundle.path
@@ -243,6 +239,7 @@ class ModelRegistry:
                         "bundle_refused", path=str(path),
                         error=f"{manifest.name} {manifest.version} is already served from {clash.path}",
                     )
+                    _keep_previous(hosted, current.get(path), path)
                     continue
                 hosted.append(self._host(loaded, found_in))
                 summary.loaded.append(f"{manifest.name}@{manifest.version}")
@@ -326,3 +323,10 @@ class ModelRegistry:
         self._retiring[task] = model
         task.add_done_callback(self._retiring.pop)
 
+
+def _keep_previous(hosted: list[HostedModel], previous: HostedModel | None, path: Path) -> None:
+    """A refused folder keeps serving the version it held (unless another folder now serves that version)."""
+    if previous is None or any((m.name, m.version) == (previous.name, previous.version) for m in hosted):
+        return
+    hosted.append(previous)
+    _log.warning("bundle_kept_previous", path=str(path), model=previous.name, version=previous.version)
