@@ -31,3 +31,11 @@ def test_a_word_version_comes_before_every_numbered_one_and_equal_readings_keep_
     for seed in range(5):
         shuffled = random.Random(seed).sample(versions, len(versions))
         assert sorted(shuffled, key=version_key) == ["dev", "latest", "1.0.0", "1.0.0+build.5", "2", "v2"]
+
+
+def test_a_release_written_short_comes_after_its_pre_releases():
+    """QA: "2" and "v2" sorted before "2.0.0-rc1", which became the default beside them."""
+    versions = ["2", "2.0.0-rc1", "v2", "2.0.0", "1.9", "2.0.1"]
+    for seed in range(5):
+        shuffled = random.Random(seed).sample(versions, len(versions))
+        assert sorted(shuffled, key=version_key) == ["1.9", "2.0.0-rc1", "2", "2.0.0", "v2", "2.0.1"]

@@ -89,13 +89,16 @@ _VersionParts = tuple[tuple[int, int | str], ...]
 def version_key(version: str) -> tuple[_VersionParts, int, _VersionParts, _VersionParts, str]:
     """Sort key for versions, as semantic versioning orders them: numeric parts compare as numbers ("1.10.0" >
     "1.9.0"), a pre-release comes before its release ("1.0.0-rc1" < "1.0.0"), build metadata ("+b2") last. A
-    leading "v" before a digit, as tags often write it, is not read ("v1.1" is 1.1, before 1.9.0). A word where a
-    release's number goes ("dev", "latest") comes before every number: read after them, it stayed the default
-    whatever numbered version came after it. Versions that read the same ("2", "v2") are ordered as strings."""
+    leading "v" before a digit, as tags often write it, is not read ("v1.1" is 1.1, before 1.9.0), and missing
+    parts are 0 ("2" is 2.0.0, after "2.0.0-rc1"). A word where a release's number goes ("dev", "latest") comes
+    before every number: read after them, it stayed the default whatever numbered version came after it.
+    Versions that read the same ("2", "2.0", "v2") are ordered as strings."""
     core, _, build = re.sub(r"^[vV](?=\d)", "", version).partition("+")
     release, dash, pre_release = core.partition("-")
-    return (_version_parts(release, words_first=True), 0 if dash else 1, _version_parts(pre_release),
-            _version_parts(build), version)
+    release_parts = _version_parts(release, words_first=True)
+    while release_parts[-1:] == ((1, 0),):  # trailing zeros: "2" reads as "2.0.0"
+        release_parts = release_parts[:-1]
+    return (release_parts, 0 if dash else 1, _version_parts(pre_release), _version_parts(build), version)
 
 
 def _version_parts(text: str, *, words_first: bool = False) -> _VersionParts:
