@@ -9,10 +9,9 @@ from pathlib import Path
 from trm_bundle.manifest import UINT32_MAX
 
 DEFAULT_MODELS_DIR = Path(__file__).resolve().parent / "models"
-MAX_MESSAGE_BYTES = (1 << 31) - 1  # gRPC's message limits are 32-bit signed integers, too
+INT32_MAX = (1 << 31) - 1  # gRPC's limits (message size, connections, pending calls) are 32-bit signed integers
 MAX_WORKERS = 64
 MAX_INTRA_OP_THREADS = 256
-INT32_MAX = (1 << 31) - 1  # gRPC's channel arguments are 32-bit signed integers
 
 
 class ConfigError(ValueError):
@@ -88,7 +87,7 @@ class ServeConfig:
             ("--call-acceptors", self.call_acceptors, 0, None),
             ("--workers", self.workers, 1, MAX_WORKERS),
             ("--intra-op-threads", self.intra_op_threads, 0, MAX_INTRA_OP_THREADS),
-            ("--max-message-bytes", self.max_message_bytes, 1024, MAX_MESSAGE_BYTES),
+            ("--max-message-bytes", self.max_message_bytes, 1024, INT32_MAX),
             ("--max-connections", self.max_connections, 0, INT32_MAX),
             ("--max-pending-calls", self.max_pending_calls, 1, INT32_MAX),
             ("--max-time-budget-ms", self.max_time_budget_ms, 1, UINT32_MAX),  # ModelInfo carries it
