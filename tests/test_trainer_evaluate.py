@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
+
 import numpy as np
 
 from trainer import metrics
@@ -14,7 +17,7 @@ from trainer.evaluate import (
     label_coverage,
     run_recursion,
 )
-from trainer.out_of_scope import deferral_note
+from trainer.out_of_scope import AbstainCalibration, calibrate_abstain_threshold, deferral_note
 from trainer.prepare import GRID_LABELS
 from trainer.report import answered_line
 from trainer.tasks import EncodedSet
@@ -187,3 +190,25 @@ def test_test_figures_that_leave_labels_out_say_so() -> None:
         "of every label, --test FILE, would)")
     assert label_coverage({"test_accuracy": 0.9, "test_labels": 5.0}, 5) is None
     assert label_coverage({"test_accuracy": 0.9}, 5) is None  # a bundle from before the count
+
+
+def test_a_threshold_that_answers_little_tells_what_lower_precisions_answer_and_when_labels_disagree() -> None:
+    """QA: a file with 15% of its labels wrong (a clean test file) got a threshold that deferred 98% of the test
+    inputs, its top answer right for 96.6%; the note blamed too few examples per label and gave no alternative."""
+    rng = np.random.default_rng(0)
+    confidence = rng.uniform(0.3, 1.0, 1000)
+    correct = rng.random(1000) < 0.79  # wrong labels: right or wrong whatever the confidence
+    validation = calibrate_abstain_threshold(confidence, correct, 0.95)
+    assert validation.accuracy == correct.mean() and validation.coverage < 0.05
+    (at_90, answered_90), (at_80, answered_80) = validation.coverage_at_lower
+    assert (at_90, at_80) == (0.9, 0.8) and answered_90 < answered_80
+    restored = AbstainCalibration.from_json(json.loads(json.dumps(dataclasses.asdict(validation))))
+    assert restored == validation  # as the fit reads it back from evaluation.json
+    metrics = {"test_answered_fraction": 0.019, "test_accuracy": 0.966}
+    note = deferral_note(metrics, validation.threshold, 0.95, validation=validation)
+    assert f"Its top answer was right for {100 * correct.mean():.1f}% of the validation rows" in note
+    assert "the training file's labels may disagree with the test file's" in note
+    assert (f"a lower --abstain-precision (now 0.95; 0.9 answers {100 * answered_90:.1f}% of validation; 0.8 answers "
+            f"{100 * answered_80:.1f}% of validation; 0 never defers)") in note
+    alike = deferral_note({"test_answered_fraction": 0.019, "test_accuracy": 0.8}, 0.9, 0.95, validation=validation)
+    assert "More examples per label" in alike and "may disagree" not in alike  # test as hard as validation

@@ -40,7 +40,7 @@ from trainer.data.text import LABEL_COLUMN, TEXT_COLUMN
 from trainer.evaluate import evaluate_bundle, grid_result, label_coverage
 from trainer.export import ablation_summary, export_bundle, reexport_bundle
 from trainer.fit import fit, from_checkpoint
-from trainer.out_of_scope import DEFAULT_PRECISION, deferral_note
+from trainer.out_of_scope import DEFAULT_PRECISION, AbstainCalibration, deferral_note
 from trainer.presets import PRESETS, file_kind, plan_fit, presets_table
 from trainer.sequence.bundle import reexport_sequence_bundle
 from trainer.sequence.user_fit import fit_sequence
@@ -139,7 +139,9 @@ def cmd_fit(args: argparse.Namespace) -> int:
     if coverage := label_coverage(bundle.manifest.metrics, len(bundle.manifest.labels)):
         print(f"{cfg.name}: {coverage}")
     abstain = bundle.manifest.out_of_scope
-    note = (deferral_note(bundle.manifest.metrics, abstain.threshold, cfg.abstain_precision, int8_served)
+    evaluation = json.loads((bundle.path / "evaluation.json").read_text())
+    note = (deferral_note(bundle.manifest.metrics, abstain.threshold, cfg.abstain_precision, int8_served,
+                          AbstainCalibration.from_json(evaluation.get("abstain_calibration")))
             if abstain and abstain.label is None else None)
     for line in (note, closing_note):
         if line:

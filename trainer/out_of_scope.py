@@ -15,6 +15,8 @@ import numpy as np
 OUT_OF_SCOPE_NAMES = ("oos", "out_of_scope", "none")  # matched case-insensitively
 DEFAULT_PRECISION = 0.95
 FEW_ANSWERED = 0.5  # a fit whose abstain threshold answers less of its test set says why and what helps
+LOWER_PRECISIONS = (0.9, 0.8)  # what they would answer on validation, told beside a threshold that answers little
+LABELS_DISAGREE_GAP = 0.1  # test accuracy this far above validation's: the training file's labels may be wrong
 
 
 def no_precise_level(precision: float) -> str:
@@ -43,6 +45,15 @@ class AbstainCalibration:
     target_precision: float
     precision: float  # accuracy of the answered examples (nan when none is answered)
     coverage: float  # fraction of examples answered
+    accuracy: float  # the top answer's accuracy on every example
+    coverage_at_lower: tuple[tuple[float, float], ...] = ()  # (precision, coverage) for LOWER_PRECISIONS below target
+
+    @classmethod
+    def from_json(cls, fields: dict | None) -> AbstainCalibration | None:
+        """One from its record in a bundle's evaluation.json (None where there is none)."""
+        if fields is None:
+            return None
+        return cls(**{**fields, "coverage_at_lower": tuple(map(tuple, fields.get("coverage_at_lower", ())))})
 
     def summary(self) -> str:
         if self.coverage == 0:
@@ -74,21 +85,29 @@ def calibrate_abstain_threshold(
     precision = np.cumsum(correct[order]) / np.arange(1, len(ranked) + 1)
     # answering the top k is only possible where the k-th confidence differs from the (k+1)-th
     boundary = np.append(ranked[1:] != ranked[:-1], True)
-    reachable = np.flatnonzero(boundary & (precision >= target_precision))
-    if reachable.size == 0:
-        return AbstainCalibration(float(np.nextafter(ranked[0], np.inf)), target_precision, float("nan"), 0.0)
-    last = int(reachable[-1])
-    return AbstainCalibration(
-        float(ranked[last]), target_precision, float(precision[last]), (last + 1) / len(ranked)
-    )
+
+    def last_reaching(target: float) -> int | None:
+        reachable = np.flatnonzero(boundary & (precision >= target))
+        return int(reachable[-1]) if reachable.size else None
+
+    lower = tuple((target, 0.0 if (k := last_reaching(target)) is None else (k + 1) / len(ranked))
+                  for target in LOWER_PRECISIONS if target < target_precision)
+    accuracy = float(correct.mean())
+    last = last_reaching(target_precision)
+    if last is None:
+        return AbstainCalibration(float(np.nextafter(ranked[0], np.inf)), target_precision, float("nan"), 0.0,
+                                  accuracy, lower)
+    return AbstainCalibration(float(ranked[last]), target_precision, float(precision[last]),
+                              (last + 1) / len(ranked), accuracy, lower)
 
 
 def deferral_note(metrics: dict[str, float], threshold: float, precision: float,
-                  int8_served: bool = False) -> str | None:
+                  int8_served: bool = False, validation: AbstainCalibration | None = None) -> str | None:
     """What `trm-train fit` says after training when its abstain threshold (calibrated for `precision`) defers some
     of the test inputs (from the manifest's metrics: the int8 step's with `int8_served`, where they hold them): how
-    many and how right the rest are, and, when it answers less than FEW_ANSWERED of them, why and what helps; None
-    when it answers all."""
+    many and how right the rest are, and, when it answers less than FEW_ANSWERED of them, why and what helps (with
+    the `validation` calibration: what lower precisions would answer there, and whether the training file's labels
+    seem to disagree with the test file's); None when it answers all."""
     served = "int8_test" if int8_served and "int8_test_answered_fraction" in metrics else "test"
     answered = metrics.get(f"{served}_answered_fraction")
     if answered is None or answered >= 1:
@@ -103,8 +122,17 @@ def deferral_note(metrics: dict[str, float], threshold: float, precision: float,
     else:
         why = (f"it answers only {100 * answered:.1f}% of them, those of confidence {threshold:.3f} or more, the level "
                f"at which its answers were {100 * precision:.0f}% right on validation")
+    test_accuracy = metrics[f"{served}_accuracy"]
+    if validation is not None and test_accuracy - validation.accuracy >= LABELS_DISAGREE_GAP:
+        helps = (f"Its top answer was right for {100 * validation.accuracy:.1f}% of the validation rows, far fewer: "
+                 "the training file's labels may disagree with the test file's (rows labelled wrongly, or alike "
+                 "texts labelled differently), and the threshold is measured against them; check the labels, or "
+                 "ask for")
+    else:
+        helps = ("More examples per label, or labels that are easier to tell apart, let it answer more; so does")
+    lower = "".join(f"; {target:g} answers {100 * coverage:.1f}% of validation"
+                    for target, coverage in (validation.coverage_at_lower if validation else ()))
     return (f"note: the model defers {'every' if answered == 0 else 'most'} test input (`out_of_scope`, the tools' "
-            f"`defer_to_llm`): {why}; its top answer is right for {100 * metrics[f'{served}_accuracy']:.1f}% of the "
-            "test inputs. More examples per label, or labels that are easier to tell apart, let it answer more; so "
-            f"does a lower --abstain-precision (now {precision:g}; 0 never defers), its answers less often right: the "
-            "same command with it exports this run again")
+            f"`defer_to_llm`): {why}; its top answer is right for {100 * test_accuracy:.1f}% of the test inputs. "
+            f"{helps} a lower --abstain-precision (now {precision:g}{lower}; 0 never defers), its answers less often "
+            "right: the same command with it exports this run again")
