@@ -212,3 +212,24 @@ def test_a_threshold_that_answers_little_tells_what_lower_precisions_answer_and_
             f"{100 * answered_80:.1f}% of validation; 0 never defers)") in note
     alike = deferral_note({"test_answered_fraction": 0.019, "test_accuracy": 0.8}, 0.9, 0.95, validation=validation)
     assert "More examples per label" in alike and "may disagree" not in alike  # test as hard as validation
+
+
+def test_a_threshold_set_on_few_validation_answers_is_told_with_its_precisions_range() -> None:
+    """QA: a few-shot file's threshold, set for 95% on 40 validation rows, answered 91.6% right on test, unsaid."""
+    confidence = np.linspace(0.2, 1.0, 40)
+    correct = np.ones(40, dtype=bool)
+    correct[[0, 1, 5]] = False  # the two least confident and one other
+    validation = calibrate_abstain_threshold(confidence, correct, 0.95)
+    assert validation.rows == 40 and validation.precision_range() is not None
+    answered, low, high = validation.precision_range()
+    assert answered == round(validation.coverage * 40) and low < 0.95 * validation.precision < high
+    note = deferral_note({"test_answered_fraction": 0.96, "test_answered_accuracy": 0.916, "test_accuracy": 0.89},
+                         validation.threshold, 0.95, validation=validation)
+    told = (f"91.6% of them right (its threshold was set on {answered} validation answers, "
+            f"{100 * validation.precision:.0f}% right, which bound new inputs' only to "
+            f"{100 * low:.0f}-{100 * high:.0f}%")
+    assert told in note
+    plenty = calibrate_abstain_threshold(np.linspace(0.2, 1.0, 1000), np.ones(1000, dtype=bool), 0.95)
+    assert plenty.precision_range() is None and "bound" not in deferral_note(
+        {"test_answered_fraction": 0.96, "test_answered_accuracy": 0.99, "test_accuracy": 0.95}, 0.2, 0.95,
+        validation=plenty)

@@ -11,12 +11,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.stats import binomtest
 
 OUT_OF_SCOPE_NAMES = ("oos", "out_of_scope", "none")  # matched case-insensitively
 DEFAULT_PRECISION = 0.95
 FEW_ANSWERED = 0.5  # a fit whose abstain threshold answers less of its test set says why and what helps
 LOWER_PRECISIONS = (0.9, 0.8)  # what they would answer on validation, told beside a threshold that answers little
 LABELS_DISAGREE_GAP = 0.1  # test accuracy this far above validation's: the training file's labels may be wrong
+FEW_CALIBRATION_ANSWERS = 200  # a threshold set on fewer answered validation rows is told with its precision's range
 
 
 def no_precise_level(precision: float) -> str:
@@ -47,6 +49,16 @@ class AbstainCalibration:
     coverage: float  # fraction of examples answered
     accuracy: float  # the top answer's accuracy on every example
     coverage_at_lower: tuple[tuple[float, float], ...] = ()  # (precision, coverage) for LOWER_PRECISIONS below target
+    rows: int = 0  # the examples it was calibrated on
+
+    def precision_range(self) -> tuple[int, float, float] | None:
+        """The answered examples' count and the 95% (Wilson) interval of the precision that new inputs may see,
+        where fewer than FEW_CALIBRATION_ANSWERS were answered (None otherwise, or where none was)."""
+        answered = round(self.coverage * self.rows)
+        if not 0 < answered < FEW_CALIBRATION_ANSWERS:
+            return None
+        interval = binomtest(round(self.precision * answered), answered).proportion_ci(method="wilson")
+        return answered, float(interval.low), float(interval.high)
 
     @classmethod
     def from_json(cls, fields: dict | None) -> AbstainCalibration | None:
@@ -96,9 +108,9 @@ def calibrate_abstain_threshold(
     last = last_reaching(target_precision)
     if last is None:
         return AbstainCalibration(float(np.nextafter(ranked[0], np.inf)), target_precision, float("nan"), 0.0,
-                                  accuracy, lower)
+                                  accuracy, lower, len(ranked))
     return AbstainCalibration(float(ranked[last]), target_precision, float(precision[last]),
-                              (last + 1) / len(ranked), accuracy, lower)
+                              (last + 1) / len(ranked), accuracy, lower, len(ranked))
 
 
 def deferral_note(metrics: dict[str, float], threshold: float, precision: float,
@@ -112,16 +124,21 @@ def deferral_note(metrics: dict[str, float], threshold: float, precision: float,
     answered = metrics.get(f"{served}_answered_fraction")
     if answered is None or answered >= 1:
         return None
+    uncertain = ""
+    if validation is not None and (bounds := validation.precision_range()):
+        count, low, high = bounds
+        uncertain = (f" (its threshold was set on {count} validation answers, {100 * validation.precision:.0f}% right, "
+                     f"which bound new inputs' only to {100 * low:.0f}-{100 * high:.0f}%: more rows narrow it)")
     if answered >= FEW_ANSWERED:
         return (f"note: the model defers {100 * (1 - answered):.1f}% of the test inputs (confidence below "
                 f"{threshold:.3f}: `out_of_scope`, the tools' `defer_to_llm`) and answers the rest, "
-                f"{100 * metrics[f'{served}_answered_accuracy']:.1f}% of them right; the accuracy above is its top "
-                "answer's on every input")
+                f"{100 * metrics[f'{served}_answered_accuracy']:.1f}% of them right{uncertain}; the accuracy above is "
+                "its top answer's on every input")
     if answered == 0:
         why = no_precise_level(precision)
     else:
         why = (f"it answers only {100 * answered:.1f}% of them, those of confidence {threshold:.3f} or more, the level "
-               f"at which its answers were {100 * precision:.0f}% right on validation")
+               f"at which its answers were {100 * precision:.0f}% right on validation{uncertain}")
     test_accuracy = metrics[f"{served}_accuracy"]
     if validation is not None and test_accuracy - validation.accuracy >= LABELS_DISAGREE_GAP:
         helps = (f"Its top answer was right for {100 * validation.accuracy:.1f}% of the validation rows, far fewer: "
