@@ -85,6 +85,7 @@ def test_short_texts_choose_the_short_text_preset_with_their_figures(keyword_csv
     assert profile == DataProfile(
         kind="text", rows=200, labels=4, min_per_label=50, median_per_label=50.0, median_tokens=5.0,
         p98_tokens=5.0, distinct_words=profile.distinct_words, longest_text=max(lengths), characters=sum(lengths),
+        largest_label=profile.largest_label, largest_label_rows=50,  # four labels of 50: any of them
     )
     assert len(KEYWORDS) < profile.distinct_words <= len(KEYWORDS) + 13  # keywords and filler words
     preset, reasons = choose_preset(profile)
@@ -698,3 +699,13 @@ def test_a_shuffled_holdout_keeps_the_copies_of_an_input_together() -> None:
     order = np.random.default_rng(1).permutation(50)
     assert [list(part) for part in shuffled_holdout(unique, seed=1, held=5)] == [list(order[5:]), list(order[:5])]
     assert len(shuffled_holdout(["same"] * 5, seed=1, held=1)[1]) == 0  # one input: nothing to hold out
+
+
+def test_a_label_with_most_of_the_rows_is_named_in_the_plan() -> None:
+    """QA: a file with one label on 85% of its rows was planned as "12 labels with 15 examples in the median"."""
+    labels = ["general"] * 17 + ["fraud", "credit", "card"]
+    _, reasons = choose_preset(profile_texts([f"text {i}" for i in range(20)], labels))
+    assert ("note: label 'general' has 85% of the rows: answering it every time would score about that, so read the "
+            "accuracy against it") in reasons[0]
+    _, even = choose_preset(profile_texts(["a", "b", "c", "d"], ["x", "y", "x", "y"]))
+    assert "answering it every time" not in even[0]

@@ -81,6 +81,8 @@ class DataProfile:
     repeated_texts: int = 0  # rows whose text (`same_text_key`) an earlier row already has
     conflicting_texts: int = 0  # distinct texts that carry more than one label
     spelling_variants: tuple[tuple[str, ...], ...] = ()  # groups of labels that are one label spelt differently
+    largest_label: str = ""  # the label of the most rows, and their count
+    largest_label_rows: int = 0
     test_rows: int = 0  # rows of the test file, when one is given
     test_rows_in_training: int = 0  # test rows whose text (`same_text_key`) a training row has
     longest_text: int = 0  # characters of the longest text, of the training file and the test file
@@ -286,6 +288,9 @@ GRID = Preset(
 PRESETS: dict[str, Preset] = {preset.name: preset for preset in (SHORT_TEXT, LONG_TEXT, GRID)}
 
 
+DOMINANT_LABEL_SHARE = 0.5  # a label with more than this share of the rows is named beside the plan
+
+
 # --- profiling ----------------------------------------------------------------------------------------
 def token_counts(texts: Sequence[str]) -> tuple[np.ndarray, int]:
     """(tokens of each text, distinct tokens over all texts) as the trainer's tokenizer splits them
@@ -304,7 +309,9 @@ def profile_texts(texts: Sequence[str], labels: Sequence[str]) -> DataProfile:
     if not texts or len(texts) != len(labels):
         raise ValueError(f"need one label per text and at least one text, got {len(texts)} and {len(labels)}")
     counts, distinct = token_counts([texts[i] for i in sample_indices(len(texts), PROFILED_TEXTS, seed=0)])
-    per_label = np.array(list(Counter(labels).values()))
+    label_rows = Counter(labels)
+    per_label = np.array(list(label_rows.values()))
+    largest_label, largest_label_rows = label_rows.most_common(1)[0]
     labels_of: dict[str, set[str]] = {}
     for text, label in zip(texts, labels, strict=True):
         labels_of.setdefault(same_text_key(text), set()).add(label)
@@ -315,7 +322,7 @@ def profile_texts(texts: Sequence[str], labels: Sequence[str]) -> DataProfile:
         repeated_texts=len(texts) - len(labels_of),
         conflicting_texts=sum(len(found) > 1 for found in labels_of.values()),
         spelling_variants=tuple(spelling_variants(labels)), longest_text=max(map(len, texts)),
-        characters=sum(map(len, texts)),
+        characters=sum(map(len, texts)), largest_label=largest_label, largest_label_rows=largest_label_rows,
     )
 
 
@@ -400,6 +407,10 @@ def _data_sentence(profile: DataProfile) -> str:
     sentence = (f"{profile.rows:,} texts of median {counted(round(profile.median_tokens), 'token')}{sampled}, "
                 f"{profile.labels:,} labels with {counted(round(profile.median_per_label), 'example')} in the median, "
                 f"{profile.min_per_label:,} in the smallest")
+    if profile.labels > 1 and profile.largest_label_rows > DOMINANT_LABEL_SHARE * profile.rows:
+        share = profile.largest_label_rows / profile.rows
+        sentence += (f"; note: label {profile.largest_label!r} has {100 * share:.0f}% of the rows: answering it every "
+                     "time would score about that, so read the accuracy against it")
     if profile.repeated_texts:
         repeat = "row repeats" if profile.repeated_texts == 1 else "rows repeat"
         sentence += (f"; note: {profile.repeated_texts:,} {repeat} an earlier row's text "
