@@ -21,6 +21,7 @@ import pytest
 import torch
 from trainer_support import KEYWORDS, TINY_MODEL
 
+import trainer.cli as cli
 import trainer.evaluate
 import trainer.export
 import trainer.fit
@@ -693,3 +694,33 @@ def test_flags_that_change_the_plan_are_named_after_it(tmp_path: Path) -> None:
     assert plan_line.startswith("Preset short-text") and "training 5" not in plan_line
     assert re.fullmatch(r"The flags change the plan: lr 0\.002 \(planned 0\.001\), max_steps 5 \(planned \d+\)\.",
                         changes)
+
+
+@pytest.mark.parametrize("flag", ["--out", "--run-dir"])
+def test_a_folder_flag_on_a_disk_that_cannot_be_written_is_refused_before_training(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, flag: str
+) -> None:
+    """QA: `--out` on a read-only disk was found out after the whole training, as a traceback."""
+    read_only = tmp_path / "mounted"
+    read_only.mkdir()
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda path, mode: Path(path) != read_only and real_access(path, mode))
+    with pytest.raises(SystemExit) as exited:
+        main(["fit", "--train", "x.csv", flag, str(read_only / "bundles")])
+    told = (f"argument {flag}: {read_only} cannot be written (a read-only disk, or a folder of another user): name "
+            "a folder you can write")
+    assert exited.value.code == 2 and told in capsys.readouterr().err
+
+
+def test_a_disk_that_fails_while_a_command_writes_is_told_in_one_line(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """QA: a full disk under --out ended the fit in a 20-line traceback."""
+    def full_disk(args):
+        raise OSError(28, "No space left on device", "bundles/.m.x/model.int8.onnx")
+
+    monkeypatch.setattr(cli, "cmd_presets", full_disk)
+    assert main(["presets"]) == 1
+    assert capsys.readouterr().err == (
+        "trm-train: [Errno 28] No space left on device: 'bundles/.m.x/model.int8.onnx': free space there or write "
+        "elsewhere (--out, --run-dir); a fit's last checkpoint is kept, and the same command resumes from it\n")

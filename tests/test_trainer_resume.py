@@ -7,6 +7,7 @@ import io
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 from test_trainer_multistep import fixed_batch, text_config
 
@@ -79,3 +80,28 @@ def test_a_test_file_named_as_the_training_file_is_hashed_too(tmp_path: Path) ->
     (tmp_path / "b" / "data.csv").write_text("text,label\ny,2\n")
     hashes = data_hashes(tmp_path / "a" / "data.csv", tmp_path / "b" / "data.csv")
     assert set(hashes) == {"data.csv", "test/data.csv"} and len(set(hashes.values())) == 2
+
+
+def test_a_checkpoint_the_disk_cannot_take_leaves_the_last_one_and_no_partial_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """QA: on a full disk torch said "unexpected pos 6094016 vs 6093904", in a traceback, and left checkpoint.tmp
+    filling the disk."""
+    cfg = TrainConfig(name="r", task="text", data="d", out_dir=str(tmp_path), device="cpu")
+    trained = Trainer(cfg, TRM(text_config()), fixed_batch(), data_sha256={"train.csv": "aa"})
+    trained.step = 7
+    trained.save_checkpoint()
+
+    def full_disk(state: dict, path: Path) -> None:
+        Path(path).write_bytes(b"part of a checkpoint")
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 6094016 vs 6093904")
+
+    monkeypatch.setattr(torch, "save", full_disk)
+    trained.step = 9
+    with pytest.raises(OSError, match=r"cannot write the checkpoint .*checkpoint\.tmp \(\[enforce fail .* MB free "
+                                      r"there\)"):
+        trained.save_checkpoint()
+    assert not trained.checkpoint_path.with_suffix(".tmp").exists()
+    monkeypatch.undo()
+    again = Trainer(cfg, TRM(text_config()), fixed_batch(), data_sha256={"train.csv": "aa"})
+    assert again.load_checkpoint() and again.step == 7

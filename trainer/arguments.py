@@ -65,12 +65,15 @@ def bundle_version(text: str) -> str:
 
 
 def writable_folder(text: str) -> str:
-    """A folder to write to (made if missing): not a file, nor inside one, so that no command ends in a
-    traceback after its work."""
+    """A folder to write to (made if missing): not a file, nor inside one, nor on a read-only disk or in a folder
+    this user cannot write, so that no command ends in a traceback after its work."""
     folder = Path(text)
     for path in (folder, *folder.parents):
         if path.exists():
             if not path.is_dir():
                 raise argparse.ArgumentTypeError(f"{path} is a file, not a folder: name a folder (made if missing)")
+            if not os.access(path, os.W_OK | os.X_OK):
+                raise argparse.ArgumentTypeError(f"{path} cannot be written (a read-only disk, or a folder of "
+                                                 "another user): name a folder you can write")
             break
     return text

@@ -413,6 +413,10 @@ def main(argv: list[str] | None = None, started: float | None = None) -> int:
     except (ValueError, FileNotFoundError, BundleError) as error:
         print(f"trm-train: {error}", file=sys.stderr)
         return 2
+    except OSError as error:  # the disk, not the data: full, read-only or gone while the command wrote
+        print(f"trm-train: {error}: free space there or write elsewhere (--out, --run-dir); a fit's last checkpoint "
+              "is kept, and the same command resumes from it", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

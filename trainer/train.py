@@ -22,6 +22,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
+import shutil
 import signal
 import sys
 import time
@@ -289,8 +290,13 @@ class Trainer:
             "stream": self.stream.state(),
         }
         tmp = self.checkpoint_path.with_suffix(".tmp")
-        torch.save(state, tmp)
-        tmp.replace(self.checkpoint_path)
+        try:
+            torch.save(state, tmp)
+            tmp.replace(self.checkpoint_path)
+        except (OSError, RuntimeError) as error:  # torch tells a full disk as "unexpected pos ..."
+            tmp.unlink(missing_ok=True)
+            free = shutil.disk_usage(self.cfg.run_dir).free
+            raise OSError(f"cannot write the checkpoint {tmp} ({error}; {free / 2**20:.0f} MB free there)") from error
 
     def load_checkpoint(self, path: Path | None = None, branch: bool = False) -> bool:
         """Resumes from `path` (default: run_dir/checkpoint.pt) when present; returns whether it did.
