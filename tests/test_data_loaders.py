@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gzip
 import json
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -467,6 +469,24 @@ def test_utf16_text_is_named_as_such(tmp_path: Path) -> None:
         load_text_file(path)
     assert caught.value.problem == ('UTF-16 text (a spreadsheet\'s "Unicode text"): save the file as UTF-8 (in '
                                     "Excel: CSV UTF-8)")
+
+
+def test_a_compressed_file_a_workbook_or_standard_input_is_named_as_such(tmp_path: Path) -> None:
+    """QA: a gzip file and an .xlsx named .csv were "not valid UTF-8 text"; `--train -` an "unknown file extension"."""
+    gzipped = write(tmp_path / "data.csv", gzip.compress(b"text,label\nhi,greet\n"))
+    workbook = tmp_path / "book.csv"
+    with zipfile.ZipFile(workbook, "w") as archive:
+        archive.writestr("xl/workbook.xml", "<workbook/>")
+    told = {}
+    for path in (gzipped, workbook, Path("-")):
+        with pytest.raises(DataError) as caught:
+            load_text_file(path)
+        told[path.name] = caught.value.problem
+    assert told == {
+        "data.csv": "a gzip-compressed file: decompress it first (gunzip, or your archive tool)",
+        "book.csv": "a zip archive, as an Excel workbook (.xlsx) is: in Excel, save it as CSV UTF-8; else unzip it",
+        "-": "standard input is not read: save the data to a file (.csv, .tsv, .jsonl or .json)",
+    }
 
 
 # --- label coverage --------------------------------------------------------------------------------

@@ -48,6 +48,12 @@ def _hashes_of(path: Path) -> dict[str, str]:
     return {p.name: sha256_of(p) for p in files}
 
 
+_PACKED_KINDS = (  # files of other formats that users name .csv, by their first bytes
+    (b"\x1f\x8b", "a gzip-compressed file: decompress it first (gunzip, or your archive tool)"),
+    (b"PK\x03\x04", "a zip archive, as an Excel workbook (.xlsx) is: in Excel, save it as CSV UTF-8; else unzip it"),
+)
+
+
 def read_nonempty_text(path: Path) -> str:
     """The file's content decoded as UTF-8 (a leading byte-order mark dropped); it must not be blank."""
     try:
@@ -56,6 +62,9 @@ def read_nonempty_text(path: Path) -> str:
         raise DataError(path, None, f"cannot read file: {exc.strerror or exc}") from exc
     if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
         raise DataError(path, None, f"UTF-16 text (a spreadsheet's \"Unicode text\"): {SAVE_AS_UTF8}")
+    for magic, kind in _PACKED_KINDS:
+        if raw.startswith(magic):
+            raise DataError(path, None, kind)
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -324,6 +333,8 @@ def read_records(
     suffix = path.suffix.lower()
     if path.is_dir():
         raise DataError(path, None, f"a folder: give the data file itself ({FILE_KINDS})")
+    if str(path) == "-":
+        raise DataError(path, None, f"standard input is not read: save the data to a file ({FILE_KINDS})")
     if suffix not in (*DELIMITERS, *JSON_SUFFIXES):
         raise DataError(path, None, f"unknown file extension '{path.suffix}': expected {FILE_KINDS}")
     content = read_nonempty_text(path)
