@@ -42,6 +42,7 @@ from trainer.export import ablation_summary, export_bundle, reexport_bundle
 from trainer.fit import fit, from_checkpoint
 from trainer.out_of_scope import DEFAULT_PRECISION, AbstainCalibration, deferral_note
 from trainer.presets import PRESETS, file_kind, plan_fit, presets_table
+from trainer.run_lock import only_fit_of
 from trainer.sequence.bundle import reexport_sequence_bundle
 from trainer.sequence.user_fit import fit_sequence
 from trainer.train import check_device
@@ -126,8 +127,9 @@ def cmd_fit(args: argparse.Namespace) -> int:
     check_device(cfg.device)
     check_bundle_folder(Path(args.out) / cfg.name, cfg.version, cfg.data)
     ends_by = None if training_ends_s is None else started + training_ends_s
-    fitted = fit(cfg, resume=not args.restart, command=command, ends_by=ends_by)
-    bundle = export_bundle(fitted, Path(args.out) / cfg.name, started=started)
+    with only_fit_of(cfg.run_dir):
+        fitted = fit(cfg, resume=not args.restart, command=command, ends_by=ends_by)
+        bundle = export_bundle(fitted, Path(args.out) / cfg.name, started=started)
     print(json.dumps({"bundle": str(bundle.path), "metrics": bundle.manifest.metrics}, indent=1))
     print(f"{cfg.name}: bundle {bundle.path} written after {(time.monotonic() - started) / 60:.1f} min")
     int8_served = bundle.manifest.onnx_int8 is not None
@@ -175,13 +177,15 @@ def _fit_sequence(args: argparse.Namespace) -> int:
     if args.time_budget and args.time_budget < SEQUENCE_USEFUL_MINUTES:
         print(f"{name}: note: a budget of {args.time_budget:g} min trains a few hundred steps at most: expect a weak "
               f"model (the default is {SEQUENCE_MINUTES:g} min)", flush=True)
-    bundle = fit_sequence(
-        Path(args.data), Path(args.test) if args.test else None, out=Path(args.out), name=name,
-        version=version,
-        run_dir=Path(args.run_dir or "runs") / name, minutes=args.time_budget or SEQUENCE_MINUTES,
-        seed=args.seed or 0, command="trm-train " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
-        resume=not args.restart, batch_size=args.batch_size or 64, lr=args.lr,
-        start_from=None if args.start_from == FRESH_START else Path(args.start_from or SEQUENCE_START), started=started)
+    run_dir = Path(args.run_dir or "runs") / name
+    with only_fit_of(run_dir):
+        bundle = fit_sequence(
+            Path(args.data), Path(args.test) if args.test else None, out=Path(args.out), name=name,
+            version=version, run_dir=run_dir, minutes=args.time_budget or SEQUENCE_MINUTES,
+            seed=args.seed or 0, command="trm-train " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
+            resume=not args.restart, batch_size=args.batch_size or 64, lr=args.lr,
+            start_from=None if args.start_from == FRESH_START else Path(args.start_from or SEQUENCE_START),
+            started=started)
     metrics = bundle.manifest.metrics
     print(json.dumps({"bundle": str(bundle.path), "metrics": metrics}, indent=1))
     unsure = bundle.manifest.sequence.unsure_below
