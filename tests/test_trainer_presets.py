@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from trainer_support import KEYWORDS, write_keyword_csv
 
+import trainer.fit
 from trainer.config import TrainConfig, dotted, load_config
 from trainer.data.checks import check_label_counts
 from trainer.data.files import DataError
@@ -709,3 +710,17 @@ def test_a_label_with_most_of_the_rows_is_named_in_the_plan() -> None:
             "accuracy against it") in reasons[0]
     _, even = choose_preset(profile_texts(["a", "b", "c", "d"], ["x", "y", "x", "y"]))
     assert "answering it every time" not in even[0]
+
+
+def test_a_file_of_too_many_labels_for_the_baseline_is_fitted_without_one(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """QA: 10,000 labels of 2 rows each: the baseline's one-vs-rest SVM ran past a 3.5-minute budget by more than
+    8 minutes, deaf to Ctrl-C. Here the bound is lowered to the small file's size."""
+    write_keyword_csv(tmp_path / "plain.csv", 200, seed=0)
+    config = TrainConfig(name="many", task="text", data=str(tmp_path / "plain.csv"))
+    assert fit_baseline(config) is not None
+    monkeypatch.setattr(trainer.fit, "MAX_BASELINE_CELLS", 100)
+    assert fit_baseline(config) is None
+    assert ("many: note: no built-in baseline for 4 labels of 160 rows (a linear model for each label would take "
+            "longer than the fit), so no comparison with one") in capsys.readouterr().out
