@@ -13,6 +13,7 @@ import pytest
 from trainer_support import KEYWORDS, write_keyword_csv
 
 import trainer.fit
+import trainer.prepare
 from trainer.config import TrainConfig, dotted, load_config
 from trainer.data.checks import check_label_counts
 from trainer.data.files import DataError
@@ -724,3 +725,21 @@ def test_a_file_of_too_many_labels_for_the_baseline_is_fitted_without_one(
     assert fit_baseline(config) is None
     assert ("many: note: no built-in baseline for 4 labels of 160 rows (a linear model for each label would take "
             "longer than the fit), so no comparison with one") in capsys.readouterr().out
+
+
+def test_no_variants_are_drawn_where_their_targets_would_not_fit_in_memory(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """QA: 10,000 labels of 2 rows each drew 481,979 variants, and the fit held 22 GB of a 24 GB machine. Here the
+    bound is lowered to the small file's size."""
+    data = tmp_path / "train.csv"
+    write_keyword_csv(data, rows=40, seed=2)
+    cfg = TrainConfig.from_dict({"name": "kw", "task": "text", "data": str(data), "max_tokens": 16,
+                                 "vocab_size": 200, "augment_per_label": 20,
+                                 "teacher": {"soft_label_weight": 1.0, "soft_labels": "minilm", "max_rows": 100}})
+    trained = len(text_splits(cfg)[0].texts)
+    monkeypatch.setattr(trainer.prepare, "MAX_TAUGHT_CELLS", 4 * trained)  # 4 labels: no variant fits
+    prepare_text(cfg)
+    told = capsys.readouterr().out
+    assert "kw: note: no variants of short texts:" in told and "would not fit in memory" in told
+    assert "labelled by the teacher" not in told
