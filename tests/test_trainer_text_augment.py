@@ -8,7 +8,7 @@ import pytest
 from trainer.config import TrainConfig
 from trainer.data.holdout import same_text_key
 from trainer.data.text import TextSplit
-from trainer.data.text_augment import augment_to, text_variant
+from trainer.data.text_augment import augment_to, text_variant, variants_to_draw
 from trainer.teacher import soft_labels
 
 
@@ -29,6 +29,7 @@ def test_labels_are_filled_up_to_the_target_and_larger_ones_are_left_alone() -> 
     counts = {label: augmented.labels.count(label) for label in ("open", "test", "commit")}
     assert counts == {"open": 5, "test": 5, "commit": 6}
     assert augment_to(split, per_label=5, seed=0) == augmented  # seeded
+    assert variants_to_draw(split.labels, 5) == len(augmented.texts) - len(split.texts) == 7  # known before drawing
     for text, label in zip(augmented.texts[len(split):], augmented.labels[len(split):], strict=True):
         sources = [t for t, lab in zip(split.texts, split.labels, strict=True) if lab == label]
         assert any(set(text.split()) <= set(source.split()) for source in sources)

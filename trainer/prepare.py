@@ -39,7 +39,7 @@ from trainer.data.text import (
     load_text_dataset,
     load_text_file,
 )
-from trainer.data.text_augment import augment_to
+from trainer.data.text_augment import augment_to, variants_to_draw
 from trainer.data.tokenizer import encode_texts, train_tokenizer
 from trainer.model import ModelConfig
 from trainer.out_of_scope import find_out_of_scope_label
@@ -86,13 +86,13 @@ def prepare_text(cfg: TrainConfig, splits: TextSplits | None = None) -> Prepared
         more_words = teacher_lib.vocabulary_words()
     tokenizer = train_tokenizer(train.texts, cfg.vocab_size, cfg.max_tokens, more_words=more_words)
     taught = train
-    if cfg.augment_per_label:  # no variant that reads as a held-out text
+    drawn = variants_to_draw(train.labels, cfg.augment_per_label)
+    if drawn and (len(train) + drawn) * len(labels) > MAX_TAUGHT_CELLS:
+        print(f"{cfg.name}: note: no variants of short texts: {drawn:,} for {len(labels):,} labels would not fit in "
+              "memory with their teacher's targets", flush=True)
+    elif drawn:  # no variant that reads as a held-out text
         held_out = {same_text_key(text) for text in (*val.texts, *test.texts)}
         taught = augment_to(train, cfg.augment_per_label, cfg.stream_rng_seed, held_out)
-    if len(taught) > len(train) and len(taught) * len(labels) > MAX_TAUGHT_CELLS:
-        print(f"{cfg.name}: note: no variants of short texts: {len(taught) - len(train):,} for {len(labels):,} labels "
-              "would not fit in memory with their teacher's targets", flush=True)
-        taught = train
     if len(taught) > len(train):
         print(f"{cfg.name}: {len(taught) - len(train):,} variants of short texts for labels with fewer than "
               f"{cfg.augment_per_label} rows, labelled by the teacher", flush=True)

@@ -6,7 +6,8 @@ given, not only of the few it was.
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections import Counter
+from collections.abc import Collection, Sequence
 
 import numpy as np
 
@@ -26,6 +27,12 @@ def text_variant(text: str, rng: np.random.Generator) -> str:
         i, j = rng.choice(len(kept), size=2, replace=False)
         kept[i], kept[j] = kept[j], kept[i]
     return " ".join(kept)
+
+
+def variants_to_draw(labels: Sequence[str], per_label: int) -> int:
+    """How many variants `augment_to` draws for rows of these `labels` (before any that read as held-out texts are
+    left out)."""
+    return sum(max(0, per_label - rows) for rows in Counter(labels).values())
 
 
 def augment_to(split: TextSplit, per_label: int, seed: int, held_out: Collection[str] = ()) -> TextSplit:
