@@ -3,8 +3,15 @@ would refuse, the training record is typed, the padding-trim rule, and the softm
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
+import fcntl
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -65,6 +72,55 @@ def test_a_swap_that_fails_leaves_the_earlier_bundle_in_place(text_bundle: Path,
         write_bundle(tmp_path / "copy", dataclasses.replace(unfilled, description="second"), files)
     assert load_bundle(tmp_path / "copy").manifest == source.manifest
     assert [p.name for p in tmp_path.iterdir()] == ["copy"]
+
+
+_KILLED_MID_SWAP = """
+import dataclasses, os, signal, sys
+from pathlib import Path
+from trm_bundle import writer
+from trm_bundle.manifest import load_bundle
+
+def killed_between_the_renames(staging, folder):
+    folder.rename(staging.with_name(staging.name + ".old"))
+    os.kill(os.getpid(), signal.SIGKILL)
+
+writer._swap_in = killed_between_the_renames
+source = load_bundle(Path(sys.argv[1]))
+files = {name: Path(sys.argv[1]) / name for name in source.manifest.files}
+writer.write_bundle(Path(sys.argv[2]), dataclasses.replace(source.manifest, files={}), files)
+"""
+
+
+def test_the_next_writer_removes_what_a_writer_killed_mid_swap_left(text_bundle: Path, tmp_path: Path) -> None:
+    """A writer SIGKILLed between its two renames left the earlier bundle and the new one in hidden folders
+    beside a missing bundle, for good; the next writer of that bundle removes them (and nothing else hidden)."""
+    source = load_bundle(text_bundle)
+    files = {name: text_bundle / name for name in source.manifest.files}
+    unfilled = dataclasses.replace(source.manifest, files={})
+    write_bundle(tmp_path / "copy", unfilled, files)
+    (tmp_path / ".copy.mine").mkdir()  # a hidden folder of the user's, not a writer's
+    killed = subprocess.run([sys.executable, "-c", _KILLED_MID_SWAP, str(text_bundle), str(tmp_path / "copy")],
+                            cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    assert len(list(tmp_path.glob(".copy.*"))) == 3 and not (tmp_path / "copy").exists()
+
+    write_bundle(tmp_path / "copy", unfilled, files)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".copy.mine", "copy"]
+    assert load_bundle(tmp_path / "copy").manifest == source.manifest
+
+
+def test_writers_of_one_folder_take_turns(text_bundle: Path, tmp_path: Path) -> None:
+    """A writer waits while another holds the folder, then writes."""
+    source = load_bundle(text_bundle)
+    files = {name: text_bundle / name for name in source.manifest.files}
+    descriptor = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
+    fcntl.flock(descriptor, fcntl.LOCK_EX)
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        written = pool.submit(write_bundle, tmp_path / "copy", dataclasses.replace(source.manifest, files={}), files)
+        time.sleep(0.5)
+        assert not written.done() and not list(tmp_path.iterdir())
+        os.close(descriptor)
+        assert written.result(timeout=30).manifest == source.manifest
 
 
 @pytest.mark.parametrize("kind", ["folder", "file"])

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+import fcntl
 import json
+import os
+import re
 import shutil
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 
 from trm_bundle.checksums import sha256_of
@@ -30,11 +34,17 @@ def write_bundle(folder: Path, manifest: Manifest, files: Mapping[str, Path | by
     `files` maps bundle file names to a path to copy, or bytes/str content; `manifest.files` (the sha256
     of each) is filled in here. The folder is built beside `folder` and loaded back with `load_bundle`
     (parsed and verified) before it is renamed into place, so a bundle the server would refuse is never
-    written.
+    written. One writer at a time in a folder: the next waits, then removes what a writer killed mid-write left.
     """
     folder = Path(folder)
     check_replaceable(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
+    with _sole_writer_in(folder.parent):
+        _remove_leftovers_of(folder)
+        return _write_and_swap_in(folder, manifest, files)
+
+
+def _write_and_swap_in(folder: Path, manifest: Manifest, files: Mapping[str, Path | bytes | str]) -> Bundle:
     staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
     try:
         for name, content in files.items():
@@ -55,6 +65,27 @@ def write_bundle(folder: Path, manifest: Manifest, files: Mapping[str, Path | by
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return dataclasses.replace(written, path=folder)
+
+
+@contextmanager
+def _sole_writer_in(parent: Path) -> Iterator[None]:
+    """Hold an exclusive lock on the folder `parent` while a bundle is written in it (a writer waits for the one
+    before); the operating system releases it when the process ends, however it ends."""
+    descriptor = os.open(parent, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(descriptor)
+
+
+def _remove_leftovers_of(folder: Path) -> None:
+    """Remove the hidden staging and retired folders that a writer of `folder` killed mid-write left beside it
+    (SIGKILL, a power cut): under the lock, no live writer has any."""
+    leftover = re.compile(rf"\.{re.escape(folder.name)}\.[a-z0-9_]{{8}}(\.old)?")
+    for sibling in folder.parent.iterdir():
+        if leftover.fullmatch(sibling.name) and sibling.is_dir() and not sibling.is_symlink():
+            shutil.rmtree(sibling)
 
 
 def _swap_in(staging: Path, folder: Path) -> None:
