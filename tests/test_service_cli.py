@@ -88,6 +88,8 @@ def test_environment_variables_apply_and_flags_win_over_them(tmp_path: Path):
         (["--max-time-budget-ms", "5000000000"], {}, "--max-time-budget-ms must be at most 4294967295"),
         (["--max-pending-calls", "0"], {}, "--max-pending-calls must be at least 1"),
         ([], {"TRM_MAX_CONNECTIONS": "3000000000"}, "--max-connections must be at most 2147483647"),
+        (["--max-connection-age", "-5"], {}, "--max-connection-age must be a number of seconds, not negative"),
+        (["--max-connection-age", "3e6"], {}, "--max-connection-age must be at most 2147483 seconds"),
         (["--models-dir", "/nonexistent/models"], {}, "--models-dir /nonexistent/models: no such folder"),
         (["--ready-file", "/nonexistent/ready.json"], {}, "--ready-file /nonexistent/ready.json: its folder does"),
     ],

@@ -96,3 +96,45 @@ def test_connections_beyond_the_limit_are_closed_and_the_others_served(text_bund
         finally:
             for sock in held + extra:
                 sock.close()
+
+
+def _states_while_calling(target: str, seconds: float, options: list[tuple[str, int]]) -> tuple[list[str], int]:
+    """One channel calling Reason for `seconds` (a call every 0.2 s): the connectivity states it went through,
+    and how many calls were answered (a failed call raises)."""
+    states: list[str] = []
+    answered = 0
+    with grpc.insecure_channel(target, options=options) as channel:
+        channel.subscribe(lambda state: states.append(state.name))
+        stub = trm_pb2_grpc.ReasoningServiceStub(channel)
+        request = trm_pb2.ReasonRequest(model=TEXT_MODEL, text="hello")
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            stub.Reason(request, timeout=30)
+            answered += 1
+            time.sleep(0.2)
+    return states, answered
+
+
+def test_connections_are_renewed_at_their_maximum_age_and_no_call_is_lost(text_bundle: Path):
+    """QA: long-lived clients never reconnected, so after a scale-up they kept every call on the replicas they had
+    first reached (docs/DEPLOY.md called it a gap)."""
+    with ServerProcess([text_bundle], extra_args=["--max-connection-age", "1"]) as server:
+        states, answered = _states_while_calling(server.target, 4.5, [])
+    assert states.count("READY") >= 3, states  # connected, then asked to reconnect at least twice
+    assert answered >= 10
+
+
+def test_idle_clients_may_ping_every_five_seconds_without_being_cut_off(text_bundle: Path):
+    """trm_client pings each connection every 10 s, calls or none, to find a hung replica; gRPC's default policy
+    allows no ping without calls and closes the connection of a client that sends them ("too_many_pings")."""
+    pinging = [("grpc.keepalive_time_ms", 5_000), ("grpc.keepalive_permit_without_calls", 1),
+               ("grpc.http2.max_pings_without_data", 0)]
+    states: list[str] = []
+    with ServerProcess([text_bundle]) as server, grpc.insecure_channel(server.target, options=pinging) as channel:
+        channel.subscribe(lambda state: states.append(state.name))
+        stub = trm_pb2_grpc.ReasoningServiceStub(channel)
+        request = trm_pb2.ReasonRequest(model=TEXT_MODEL, text="hello")
+        stub.Reason(request, timeout=30)
+        time.sleep(18)  # three pings, no call
+        stub.Reason(request, timeout=30)
+    assert states.count("READY") == 1, states

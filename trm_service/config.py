@@ -53,6 +53,10 @@ class ServeConfig:
     """Open connections (TCP) at once; 0: the process's open-file limit less FILES_KEPT_FREE."""
     max_pending_calls: int = 10_000
     """Calls gRPC holds for the server before it takes them (beyond, gRPC cancels a call: CANCELLED)."""
+    max_connection_age: float = 300.0
+    """Seconds a client connection lasts before the server asks the client to open a new one (GOAWAY; its calls
+    then get --grace-period to finish), so that clients of a scaled-up deployment reach its new replicas; 0: no
+    limit."""
     max_time_budget_ms: int = 60_000
     deadline_margin_ms: int = 20
     load_wait_ms: int = 200
@@ -100,9 +104,13 @@ class ServeConfig:
                 raise ConfigError(f"{flag} must be at most {high}, got {value}")
         if self.log_level not in ("debug", "info", "warning", "error"):
             raise ConfigError(f"--log-level must be debug, info, warning or error, got {self.log_level!r}")
-        for flag, seconds in (("--grace-period", self.grace_period), ("--drain-delay", self.drain_delay)):
+        for flag, seconds in (("--grace-period", self.grace_period), ("--drain-delay", self.drain_delay),
+                              ("--max-connection-age", self.max_connection_age)):
             if not (math.isfinite(seconds) and seconds >= 0):
                 raise ConfigError(f"{flag} must be a number of seconds, not negative, got {seconds}")
+        for flag, seconds in (("--grace-period", self.grace_period), ("--max-connection-age", self.max_connection_age)):
+            if seconds * 1000 > INT32_MAX:
+                raise ConfigError(f"{flag} must be at most {INT32_MAX // 1000} seconds, got {seconds}")
         for directory in self.models_dirs:
             if not directory.is_dir():
                 raise ConfigError(f"--models-dir {directory}: no such folder")

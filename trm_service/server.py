@@ -72,9 +72,16 @@ def build_grpc_server(
 
 
 def transport_options(config: ServeConfig) -> list[tuple[str, int]]:
-    """gRPC's options for the server's limits: message size, connections, calls waiting to be taken, and the
-    time a new connection has to finish its handshake (HANDSHAKE_TIMEOUT_S)."""
+    """gRPC's options for the server's limits: message size, connections, calls waiting to be taken, the time a
+    new connection has to finish its handshake (HANDSHAKE_TIMEOUT_S), a connection's age, and the keepalive pings
+    clients may send (trm_client pings every 10 s to find a hung replica; gRPC's default allows one in 5
+    minutes and closes the connection of a client that pings more often)."""
+    age = [("grpc.max_connection_age_ms", round(config.max_connection_age * 1000)),
+           ("grpc.max_connection_age_grace_ms", round(config.grace_period * 1000))] if config.max_connection_age else []
     return [
+        *age,
+        ("grpc.keepalive_permit_without_calls", 1),
+        ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
         ("grpc.max_receive_message_length", config.max_message_bytes),
         ("grpc.max_send_message_length", config.max_message_bytes),
         ("grpc.max_allowed_incoming_connections", config.max_connections or default_max_connections()),
