@@ -24,10 +24,21 @@ _SERVICE_CONFIG = json.dumps({"loadBalancingConfig": [{"round_robin": {}}]})
 _BASE_OPTIONS: tuple[tuple[str, int | str], ...] = (
     ("grpc.service_config", _SERVICE_CONFIG),
     ("grpc.service_config_disable_resolution", 1),
-    # Reconnect to a restarted replica within a second or two instead of gRPC's default of up to 2 minutes.
+    # Reconnect to a restarted replica within a second or two instead of gRPC's default of up to 2 minutes. Not
+    # grpc.min_reconnect_backoff_ms: gRPC core reads it as the time one connection attempt may take (20 s by
+    # default); at 200 ms a link of 0.9 s round trip never finished a TLS handshake.
     ("grpc.initial_reconnect_backoff_ms", 200),
-    ("grpc.min_reconnect_backoff_ms", 200),
     ("grpc.max_reconnect_backoff_ms", 2000),
+    # A replica that hangs, or whose host drops off the network, keeps its connection open: a ping unanswered
+    # within 5 s closes it, and round robin skips that replica from then on (without, every other call waited out
+    # its deadline on it). Both timeouts: gRPC's keepalive ping waits on a ping already in flight (each new call
+    # sends one), and that one's timeout is grpc.http2.ping_timeout_ms (1 minute by default). The server allows a
+    # ping every 5 s (trm_service/server.py).
+    ("grpc.keepalive_time_ms", 10_000),
+    ("grpc.keepalive_timeout_ms", 5_000),
+    ("grpc.http2.ping_timeout_ms", 5_000),
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.max_pings_without_data", 0),
 )
 
 
