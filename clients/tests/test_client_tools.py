@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import re
 import shutil
 import signal
 import time
@@ -13,7 +14,17 @@ from pathlib import Path
 import pytest
 from jsonschema import Draft202012Validator
 from sdk_test_support import GRID_MODEL, N_SUP, SUDOKU, TEXT_MODEL
-from trm_client import NO_RETRY, AsyncTRMClient, Budget, ClientClosed, InputLimits, ModelInfo, TaskType, TRMClient
+from trm_client import (
+    NO_RETRY,
+    AsyncTRMClient,
+    Budget,
+    ClientClosed,
+    InputLimits,
+    ModelInfo,
+    TaskType,
+    TRMClient,
+    TRMError,
+)
 from trm_client.render import result_text
 from trm_client.results import Classification, GridSolution, HaltReason, LabelScore, ReasonResult, WrittenText
 from trm_client.tool_result import DEFER_REASONS, defer_reason
@@ -373,3 +384,31 @@ def test_a_model_without_a_description_starts_its_tool_text_with_what_it_does():
     written = tool_description(dataclasses.replace(_info(0.0, TaskType.SEQUENCE), description="Dates spoken to ISO."))
     assert written.startswith("Dates spoken to ISO. Writes out the answer to a text, character by character, with the "
                               "tiny recursive model 'm'") and "dictated" not in written
+
+
+def test_a_grid_tool_takes_exactly_the_symbols_the_server_takes(tmp_path: Path):
+    """QA: a grid model's pattern was built with Python's re.escape (`\\#`, which ECMA-262's unicode mode and so
+    Ajv refuse) and assumed '0' and '.' for a blank; now the blank comes from ModelInfo (InputLimits.grid_blank)
+    and every symbol the schema takes is one the server takes."""
+    bundle = make_random_bundle(tmp_path, "grid", name="maze-grid", seed=3)
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    alphabet, blank = "#SG]-^\\[o", "_*"
+    manifest["labels"] = [blank[0], *alphabet]
+    manifest["input"].update(blank=blank, alphabet=alphabet, rules="none")
+    (bundle / "manifest.json").write_text(json.dumps(manifest))
+    with ServerProcess([bundle]) as server, TRMClient(server.target, retry=NO_RETRY, timeout_s=30.0) as client:
+        info = client.model("maze-grid")
+        assert info.limits.grid_blank == blank
+        schema = input_schema(info)["properties"]["grid"]
+        pattern = schema["pattern"]
+        assert re.fullmatch(r"\^\[([^\\]|\\[\\\]^\-\[])+\]\{81\}\$", pattern), pattern  # ECMA-262 u-mode escapes
+        assert "'_' or '*' for a blank" in schema["description"]
+        validator = Draft202012Validator(input_schema(info))
+        for symbol in sorted({*alphabet, *blank, "0", ".", "x", "a"}):
+            grid = symbol * 81
+            try:
+                client.reason("maze-grid", grid=grid)
+                served = True
+            except TRMError:
+                served = False
+            assert validator.is_valid({"grid": grid}) == served, symbol

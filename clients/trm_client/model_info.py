@@ -78,7 +78,8 @@ class Budget:
 @dataclass(frozen=True)
 class InputLimits:
     """What a model accepts: text length and token window, or grid shape, and the largest budget; sequence
-    models also the longest answer in tokens (max_steps is then per token)."""
+    models also the longest answer in tokens (max_steps is then per token). ``grid_blank``: the symbols a grid
+    model reads as a blank cell ("" from a server older than the field, whose grid models read '0' and '.')."""
 
     max_text_chars: int
     max_tokens: int
@@ -87,6 +88,7 @@ class InputLimits:
     max_steps: int
     max_time_budget_ms: int
     max_output_tokens: int = 0
+    grid_blank: str = ""
 
     @classmethod
     def from_proto(cls, message: trm_pb2.InputLimits) -> InputLimits:
@@ -99,6 +101,7 @@ class InputLimits:
             max_steps=message.max_steps,
             max_time_budget_ms=message.max_time_budget_ms,
             max_output_tokens=message.max_output_tokens,
+            grid_blank=message.grid_blank,
         )
 
 

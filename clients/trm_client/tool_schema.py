@@ -61,18 +61,30 @@ def tool_description(info: ModelInfo) -> str:
     )
 
 
+_OLDER_SERVERS_BLANK = "0."
+"""What a grid model read as a blank before ModelInfo said (InputLimits.grid_blank)."""
+_CLASS_SYNTAX = frozenset("\\]^-[")
+
+
+def _class_of(symbols: str) -> str:
+    """`symbols` inside a regular expression's [...], escaped alike for Python and for ECMA-262 in unicode mode
+    (JSON Schema's dialect: it refuses an escape such as `\\#`, which Python's re.escape writes)."""
+    return "".join(f"\\{symbol}" if symbol in _CLASS_SYNTAX else symbol for symbol in sorted(set(symbols)))
+
+
 def input_schema(info: ModelInfo) -> dict[str, Any]:
     """The JSON Schema (draft 2020-12) of the tool's arguments, within the model's input limits."""
     properties: dict[str, Any]
     if info.task is TaskType.GRID:
         rows, cols = info.limits.grid_rows, info.limits.grid_cols
-        symbols = re.escape("".join(sorted(set(info.labels) | {"0", "."})))
+        blank = info.limits.grid_blank or _OLDER_SERVERS_BLANK
+        givens = "".join(info.labels)
         properties = {
             "grid": {
                 "type": "string",
-                "description": f"The {rows}x{cols} grid, row-major, {rows * cols} characters: "
-                "a given digit, or '0' or '.' for a blank cell.",
-                "pattern": f"^[{symbols}]{{{rows * cols}}}$",
+                "description": f"The {rows}x{cols} grid, row-major, {rows * cols} characters: one of "
+                f"{givens!r} for a given cell, {' or '.join(repr(b) for b in blank)} for a blank one.",
+                "pattern": f"^[{_class_of(givens + blank)}]{{{rows * cols}}}$",
             }
         }
         required = ["grid"]

@@ -17,7 +17,7 @@ def model_info(model: HostedModel, versions: list[str], max_time_budget_ms: int)
     spec = manifest.input
     limits = trm_pb2.InputLimits(max_steps=manifest.recursion.N_sup, max_time_budget_ms=max_time_budget_ms)
     if isinstance(spec, GridInput):
-        limits.grid_rows, limits.grid_cols = spec.rows, spec.cols
+        limits.grid_rows, limits.grid_cols, limits.grid_blank = spec.rows, spec.cols, spec.blank
         labels = list(spec.alphabet)
     elif isinstance(spec, CharacterInput):
         limits.max_text_chars, limits.max_output_tokens = spec.max_chars, manifest.sequence.max_tokens

@@ -230,7 +230,7 @@ class GetModelRequest(_message.Message):
     def __init__(self, name: _Optional[str] = ..., version: _Optional[str] = ...) -> None: ...
 
 class InputLimits(_message.Message):
-    __slots__ = ("max_text_chars", "max_tokens", "grid_rows", "grid_cols", "max_steps", "max_time_budget_ms", "max_output_tokens")
+    __slots__ = ("max_text_chars", "max_tokens", "grid_rows", "grid_cols", "max_steps", "max_time_budget_ms", "max_output_tokens", "grid_blank")
     MAX_TEXT_CHARS_FIELD_NUMBER: _ClassVar[int]
     MAX_TOKENS_FIELD_NUMBER: _ClassVar[int]
     GRID_ROWS_FIELD_NUMBER: _ClassVar[int]
@@ -238,6 +238,7 @@ class InputLimits(_message.Message):
     MAX_STEPS_FIELD_NUMBER: _ClassVar[int]
     MAX_TIME_BUDGET_MS_FIELD_NUMBER: _ClassVar[int]
     MAX_OUTPUT_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    GRID_BLANK_FIELD_NUMBER: _ClassVar[int]
     max_text_chars: int
     max_tokens: int
     grid_rows: int
@@ -245,7 +246,8 @@ class InputLimits(_message.Message):
     max_steps: int
     max_time_budget_ms: int
     max_output_tokens: int
-    def __init__(self, max_text_chars: _Optional[int] = ..., max_tokens: _Optional[int] = ..., grid_rows: _Optional[int] = ..., grid_cols: _Optional[int] = ..., max_steps: _Optional[int] = ..., max_time_budget_ms: _Optional[int] = ..., max_output_tokens: _Optional[int] = ...) -> None: ...
+    grid_blank: str
+    def __init__(self, max_text_chars: _Optional[int] = ..., max_tokens: _Optional[int] = ..., grid_rows: _Optional[int] = ..., grid_cols: _Optional[int] = ..., max_steps: _Optional[int] = ..., max_time_budget_ms: _Optional[int] = ..., max_output_tokens: _Optional[int] = ..., grid_blank: _Optional[str] = ...) -> None: ...
 
 class ModelInfo(_message.Message):
     __slots__ = ("name", "version", "task", "description", "labels", "limits", "default_budget", "metrics", "out_of_scope_threshold", "versions", "served_step", "unsure_below", "checks")
