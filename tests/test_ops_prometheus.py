@@ -196,3 +196,30 @@ def test_the_latency_alert_holds_text_models_to_one_second_and_the_others_to_fiv
     assert reply["status"] == "success", reply
     seconds = {series["metric"]["model"]: float(series["value"][1]) for series in reply["data"]["result"]}
     assert seconds == {"intent-clinc150": 1.0, "routing-20ng": 1.0, "sudoku": 5.0}
+
+
+def test_the_first_burst_of_errors_after_a_start_shows_in_increase(tmp_path: Path) -> None:
+    """QA: a series was born with its first events, so Prometheus's first sample of it already held them and
+    increase() read 0: the 20 INVALID_ARGUMENT calls of a new replica's first burst (and 75 RESOURCE_EXHAUSTED in
+    20 s, for TRMShedding) showed in no panel and no alert. Every series a hosted model will count in is
+    exported at 0 from the start."""
+    with service(make_random_models(tmp_path / "models")) as server:
+        config = yaml.safe_load((PROMETHEUS_DIR / "prometheus.yml").read_text())
+        config["global"] |= {"scrape_interval": "1s", "evaluation_interval": "1s"}
+        (job,) = config["scrape_configs"]
+        job["scrape_timeout"] = "1s"
+        job["static_configs"] = [{"targets": [f"127.0.0.1:{server.metrics_port}"]}]
+        with running_prometheus(config, tmp_path) as base:
+            wait_for(lambda: _scrapes_ok(base) >= 2, "two scrapes before any call")
+            with grpc.insecure_channel(server.target) as channel:
+                stub = trm_pb2_grpc.ReasoningServiceStub(channel)
+                for _ in range(20):
+                    with pytest.raises(grpc.RpcError):
+                        stub.Reason(trm_pb2.ReasonRequest(model="routing-20ng", text=" "), timeout=30)
+            seen = 'sum(increase(trm_requests_total{model="routing-20ng",code="INVALID_ARGUMENT"}[1m]))'
+
+            def increase() -> float:
+                result = query(base, seen)["data"]["result"]
+                return float(result[0]["value"][1]) if result else 0.0
+
+            wait_for(lambda: increase() >= 15, "the burst in increase()")  # extrapolated: about 20

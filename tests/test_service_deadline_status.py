@@ -25,6 +25,7 @@ from test_service_support import LONG_MODEL, SlowHandOver
 from trm.v1 import trm_pb2, trm_pb2_grpc
 
 from trm_service.api.servicer import SERVICE_NAME, ReasoningServicer, ServingLimits, reasoning_methods
+from trm_service.observability.metrics import BATCH_REQUEST_METHOD as ITEM
 from trm_service.observability.metrics import ServiceMetrics
 from trm_service.registry import ModelRegistry, SchedulerLimits
 from trm_service.runtime.loader import LoadOptions
@@ -117,7 +118,7 @@ def test_every_request_of_a_batch_that_grpcs_deadline_ended_is_counted_as_deadli
     code, registry = asyncio.run(_served(long_bundle, call))
     assert code == grpc.StatusCode.DEADLINE_EXCEEDED
     assert _count(registry, "ReasonBatch", "DEADLINE_EXCEEDED") == 1.0
-    assert (_count(registry, "Reason", "DEADLINE_EXCEEDED"), _count(registry, "Reason", "CANCELLED")) == (3.0, 0.0)
+    assert (_count(registry, ITEM, "DEADLINE_EXCEEDED"), _count(registry, ITEM, "CANCELLED")) == (3.0, 0.0)
 
 
 def test_a_caller_that_goes_away_before_its_deadline_is_still_counted_as_cancelled(long_bundle: Path) -> None:
@@ -155,7 +156,7 @@ def test_an_answer_ready_after_the_deadline_is_counted_as_deadline_exceeded(long
     assert code == grpc.StatusCode.DEADLINE_EXCEEDED
     assert (_count(registry, method, "DEADLINE_EXCEEDED"), _count(registry, method, "OK")) == (1.0, 0.0)
     if method == "ReasonBatch":
-        assert (_count(registry, "Reason", "DEADLINE_EXCEEDED"), _count(registry, "Reason", "OK")) == (2.0, 0.0)
+        assert (_count(registry, ITEM, "DEADLINE_EXCEEDED"), _count(registry, ITEM, "OK")) == (2.0, 0.0)
 
 
 def test_an_answer_ready_before_the_deadline_is_still_counted_as_ok(long_bundle: Path) -> None:
@@ -198,7 +199,7 @@ def test_a_batch_that_ends_past_its_deadline_counts_its_answers_that_were_ready_
     code, registry = asyncio.run(_served(long_bundle, call, servicer, margin_s=margin_s))
     assert code == grpc.StatusCode.DEADLINE_EXCEEDED
     assert _count(registry, "ReasonBatch", "DEADLINE_EXCEEDED") == 1.0
-    assert (_count(registry, "Reason", "DEADLINE_EXCEEDED"), _count(registry, "Reason", "OK")) == (2.0, 0.0)
+    assert (_count(registry, ITEM, "DEADLINE_EXCEEDED"), _count(registry, ITEM, "OK")) == (2.0, 0.0)
 
 
 def test_a_batch_answers_at_the_margin_failing_alone_each_request_that_has_no_step_yet(long_bundle: Path) -> None:
@@ -221,7 +222,7 @@ def test_a_batch_answers_at_the_margin_failing_alone_each_request_that_has_no_st
     for late in results[1:]:
         assert late.failure.code == grpc.StatusCode.DEADLINE_EXCEEDED.value[0]
         assert late.failure.message.startswith("the deadline passed before the first supervision step finished")
-    assert (_count(registry, "Reason", "OK"), _count(registry, "Reason", "DEADLINE_EXCEEDED")) == (1.0, 2.0)
+    assert (_count(registry, ITEM, "OK"), _count(registry, ITEM, "DEADLINE_EXCEEDED")) == (1.0, 2.0)
     assert _count(registry, "ReasonBatch", "OK") == 1.0
 
 

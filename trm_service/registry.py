@@ -24,6 +24,7 @@ import structlog
 
 from trm_bundle.checksums import verify_files
 from trm_bundle.manifest import MANIFEST_FILE, BundleError, Manifest
+from trm_service.api.halt_reasons import FLAG_OF_TASK, HALT_REASON_NAMES
 from trm_service.caller_strings import quote
 from trm_service.observability.metrics import ServiceMetrics
 from trm_service.runtime.loader import LoadedModel, LoadOptions, load_model
@@ -305,6 +306,7 @@ class ModelRegistry:
         if self._shutdown_at is not None:
             scheduler.shutdown_by(self._shutdown_at)
         self._metrics.model_info.labels(manifest.name, manifest.version, manifest.task).set(1)
+        self._metrics.start_series_of(manifest.name, FLAG_OF_TASK[manifest.task], HALT_REASON_NAMES)
         _log.info(
             "bundle_loaded", model=manifest.name, version=manifest.version, path=str(loaded.bundle.path),
             onnx=loaded.onnx_file, warm_step_ms=round(loaded.warm_step_s * 1000, 3),

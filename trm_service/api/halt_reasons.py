@@ -19,6 +19,12 @@ _WIRE: dict[HaltReason | None, trm_pb2.HaltReason] = {
 }
 
 
+HALT_REASON_NAMES = tuple(trm_pb2.HaltReason.Name(wire) for reason, wire in _WIRE.items() if reason is not None)
+"""Every name `halt_reason_name` gives."""
+FLAG_OF_TASK = {"text_classification": "out_of_scope", "grid": "unverified", "sequence": "unsure"}
+"""The flag `answer_flag` gives a model's answers, by the manifest's task."""
+
+
 def wire_halt_reason(reason: HaltReason | None) -> trm_pb2.HaltReason:
     """The trm.v1.HaltReason of `reason` (None: the request goes on, HALT_REASON_UNSPECIFIED)."""
     return _WIRE[reason]
@@ -35,7 +41,7 @@ def answer_flag(answer: trm_pb2.Answer) -> str | None:
     model's threshold or failing its checks), or None."""
     kind = answer.WhichOneof("kind")
     if kind == "classification":
-        return "out_of_scope" if answer.classification.out_of_scope else None
+        return FLAG_OF_TASK["text_classification"] if answer.classification.out_of_scope else None
     if kind == "grid":
-        return None if answer.grid.verified else "unverified"
-    return "unsure" if answer.text.unsure else None
+        return None if answer.grid.verified else FLAG_OF_TASK["grid"]
+    return FLAG_OF_TASK["sequence"] if answer.text.unsure else None

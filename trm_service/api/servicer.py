@@ -31,7 +31,7 @@ from trm_service.api.validation import (
     parse_message,
     validate_reason_request,
 )
-from trm_service.observability.metrics import ServiceMetrics
+from trm_service.observability.metrics import BATCH_REQUEST_METHOD, ServiceMetrics
 from trm_service.registry import HostedModel, ModelNotFound, ModelRegistry
 from trm_service.runtime.codec import StepReader
 from trm_service.scheduler.halting import HaltReason, TimeLimit
@@ -178,7 +178,7 @@ class ReasoningServicer:
     ) -> tuple[CallRecord, _Admitted | Exception]:
         """Admit one request of a batch under its own record; its error, if any, stays its own (the requests
         admitted before it keep their places)."""
-        record = CallRecord("Reason", self._metrics, log_inputs=self._limits.log_inputs,
+        record = CallRecord(BATCH_REQUEST_METHOD, self._metrics, log_inputs=self._limits.log_inputs,
                             request_id=f"{call.request_id}.{index}")
         try:
             return record, self._admit(request, context, record, stream=False, batch_call=call)

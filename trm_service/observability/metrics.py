@@ -9,6 +9,7 @@ from __future__ import annotations
 import errno
 import socket
 import threading
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, make_server
@@ -34,6 +35,12 @@ REQUEST_NOT_RECEIVED = "request_not_received"
 """`trm_grpc_refused_total` reason: gRPC ended the call before its request message reached the service."""
 RESPONSE_TOO_LARGE = "response_too_large"
 """`trm_grpc_refused_total` reason: gRPC refused to send an answer over the server's send limit."""
+BATCH_REQUEST_METHOD = "ReasonBatch.request"
+"""The `method` of one request of a ReasonBatch call in metrics and logs (the call itself is "ReasonBatch")."""
+ANSWERING_METHODS = ("Reason", "ReasonStream", "ReasonBatch", BATCH_REQUEST_METHOD)
+ANSWERED_CODES = ("OK", "INVALID_ARGUMENT", "NOT_FOUND", "RESOURCE_EXHAUSTED", "DEADLINE_EXCEEDED", "CANCELLED",
+                  "UNAVAILABLE", "INTERNAL")
+"""Every gRPC status the service itself answers a call of a hosted model with."""
 
 
 class ServiceMetrics:
@@ -107,6 +114,21 @@ class ServiceMetrics:
         )
         self.grpc_refused.labels("", UNKNOWN_METHOD)  # exported (0) from the start, so rate() has a series
         self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
+
+    def start_series_of(self, model: str, flag: str, halt_reasons: Iterable[str]) -> None:
+        """Export at 0 every series a hosted model's requests will count in: a series born with its first events
+        reads as no increase (rate() and increase() need a sample before them), so the first burst of errors or
+        of shedding after a start, a new replica's, showed in no panel and no alert."""
+        for method in ANSWERING_METHODS:
+            for code in ANSWERED_CODES:
+                self.child(self.requests, model, method, code)
+            self.child(self.latency, model, method)
+        for reason in halt_reasons:
+            self.child(self.halt_reasons, model, reason)
+        self.child(self.flagged, model, flag)
+        for per_model in (self.queue_wait, self.steps, self.batch_size, self.parked, self.steps_on_loop,
+                          self.step_latency):
+            self.child(per_model, model)
 
     def child(self, metric: MetricWrapperBase, *label_values: str) -> Any:
         """`metric.labels(*label_values)`, memoised: labels() validates and takes a lock on every call,
