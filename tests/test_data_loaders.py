@@ -203,6 +203,17 @@ def test_labels_that_differ_only_in_spacing_are_one_label(tmp_path: Path) -> Non
     assert load_text_file(path).labels == ["set timer"] * 3 + ["translate"]
 
 
+def test_labels_that_differ_only_in_unicode_form_are_one_label(tmp_path: Path) -> None:
+    """QA: 'réservation' with a combining accent (NFD, as macOS tools may write it) beside the composed one (NFC)
+    made a 15th label of a 14-intent file, unnamed by any note, and a test file written in NFD was refused: "label
+    'réservation' never appears in the training data", printed exactly as the training data wrote it."""
+    composed, decomposed = "r\u00e9servation", "re\u0301servation"
+    train = write(tmp_path / "train.csv", f"text,label\na,{composed}\nb,{decomposed}\nc,pago\n")
+    test = write(tmp_path / "test.csv", f"text,label\nd,{decomposed}\ne,pago\n")
+    assert load_text_file(train).labels == [composed, composed, "pago"]
+    check_label_coverage(load_text_file(train), load_text_file(test, test=True), test)  # raises on a label it lacks
+
+
 def test_jsonl_file(tmp_path: Path) -> None:
     path = write(
         tmp_path / "data.jsonl",

@@ -165,14 +165,21 @@ def load_text_file(path: Path, columns: tuple[str, str] = DEFAULT_COLUMNS, *, te
     """Load labelled texts from a .csv or .tsv (a header naming the text and label `columns`, matched without
     case; other columns ignored) or .jsonl or .json file (JSON Lines or an array of objects with those fields,
     matched exactly; a label may be a JSON integer, a class id, read as its decimal text; its spacing is made one
-    space between words). A `test` file is read by the training file's columns, and a missing one says so."""
+    space between words, its characters NFC: `_label_as_read`). A `test` file is read by the training file's
+    columns, and a missing one says so."""
     hint = (f"; a test file has the training file's columns ({', '.join(columns)}): rename them in one of the files"
             if test else f"; {COLUMN_FLAGS} name other columns")
     records = read_records(path, columns, integer_columns=columns[1:], missing_hint=hint)
     _check_cells(path, records)
-    lines, texts, labels = zip(*((line, text, " ".join(label.split())) for line, (text, label) in records), strict=True)
-    # `greet` and ` greet` are one label, and so are `set timer`, `set  timer` and `set\u00a0timer` (a pasted space)
+    lines, texts, labels = zip(*((line, text, _label_as_read(label)) for line, (text, label) in records), strict=True)
     return TextSplit(list(texts), list(labels), list(lines))
+
+
+def _label_as_read(label: str) -> str:
+    """`label` with its white space made one space between words and its characters in Unicode's composed form
+    (NFC): `greet` and ` greet` are one label, so are `set timer`, `set  timer` and `set\u00a0timer` (a pasted
+    space), and so is `réservation` written with a combining accent (NFD, as some macOS tools write it)."""
+    return unicodedata.normalize("NFC", " ".join(label.split()))
 
 
 def check_label_coverage(train: TextSplit, test: TextSplit, test_path: str | Path) -> None:
