@@ -189,6 +189,22 @@ def test_a_fit_whose_validation_words_are_mostly_unknown_says_so_before_training
     assert 60 <= share <= 100 and "numbers, codes and names" in note
 
 
+def test_a_test_file_whose_words_are_mostly_unknown_is_named_before_training(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """QA: Russian and Arabic test files of phrasings the training file lacked left 23-25 % of their words unknown
+    (word endings, attached prefixes), their validation rows far fewer: the note looked at validation only."""
+    words = {"even": ["zero", "two", "four", "six"], "odd": ["one", "three", "five", "seven"]}
+    rows = [(f"{a} {b}", label) for label, group in words.items() for a in group for b in group] * 3
+    train, test = tmp_path / "train.csv", tmp_path / "test.csv"
+    train.write_text("text,label\n" + "".join(f"{text},{label}\n" for text, label in rows))
+    test.write_text("text,label\nnull zwei,even\neins drei,odd\nzwei vier,even\nfunf sieben,odd\n")
+    assert main(["fit", "--task", "text", "--data", str(train), "--test", str(test), "--out", str(tmp_path / "b"),
+                 "--run-dir", str(tmp_path / "runs"), "--max-steps", "2", "--threads", "1", *TINY_MODEL]) == 0
+    notes = [line for line in capsys.readouterr().out.splitlines() if "unknown word" in line]
+    assert len(notes) == 1 and "of the test file's words are not among the training texts' words" in notes[0]
+
+
 def test_a_file_with_other_column_names_fits_and_evaluates_by_them(
     keyword_data: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -165,8 +165,11 @@ def fit_one(
     trainer.command = command
     print(f"{cfg.name}: {count_parameters(trainer.model):,} parameters, vocabulary {prepared.model_cfg.vocab_size:,}, "
           f"state {prepared.model_cfg.state_shape}")
-    if prepared.tokenizer is not None and (note := unknown_words_note(unknown_share(prepared.val.tokens))):
-        print(f"{cfg.name}: {note}")
+    if prepared.tokenizer is not None:
+        for texts, split in (("validation texts'", prepared.val), *((f"{name} file's", test) for name, test in
+                                                                     prepared.tests.items())):
+            if note := unknown_words_note(unknown_share(split.tokens), texts):
+                print(f"{cfg.name}: {note}")
     evaluations_after = 0.0 if ends_by is None else export_evaluations(cfg, prepared)
     trainer.fit(resume=resume, branch_from=branch_from, until=until, ends_by=ends_by,
                 evaluations_after=evaluations_after)
@@ -179,11 +182,13 @@ MANY_UNKNOWN = 0.25
 trained to chance (2026-12-05)."""
 
 
-def unknown_words_note(share: float) -> str | None:
-    """What a text fit says before training when `share` of its validation words are outside the vocabulary."""
+def unknown_words_note(share: float, texts: str) -> str | None:
+    """What a text fit says before training when `share` of the words of `texts` ("validation texts'", "test
+    file's": a test file of phrasings the training file lacks, such as another language's word forms, is read
+    worse than its validation rows) are outside the vocabulary."""
     if share < MANY_UNKNOWN:
         return None
-    return (f"note: {100 * share:.0f}% of the validation texts' words are not among the training texts' words that "
+    return (f"note: {100 * share:.0f}% of the {texts} words are not among the training texts' words that "
             "the vocabulary holds, and the model reads each as the same unknown word: numbers, codes and names it has "
             "not seen look alike to it (the linear baseline reads characters); rows whose words recur help")
 
