@@ -49,6 +49,16 @@ class _LateServicer(ReasoningServicer):
         return result
 
 
+class _AwaitsPastTheDeadlineServicer(ReasoningServicer):
+    """Holds a request's ready answer past the deadline without holding the event loop (other work ahead of it)."""
+
+    async def _until_deadline(self, admitted: Any, step: Awaitable[Any]) -> Any:
+        result = await super()._until_deadline(admitted, step)
+        if result.final:
+            await asyncio.sleep(2.0)
+        return result
+
+
 async def _served(
     bundle: Path,
     call: Callable[[trm_pb2_grpc.ReasoningServiceStub], Awaitable[grpc.StatusCode]],
@@ -119,6 +129,22 @@ def test_every_request_of_a_batch_that_grpcs_deadline_ended_is_counted_as_deadli
     assert code == grpc.StatusCode.DEADLINE_EXCEEDED
     assert _count(registry, "ReasonBatch", "DEADLINE_EXCEEDED") == 1.0
     assert (_count(registry, ITEM, "DEADLINE_EXCEEDED"), _count(registry, ITEM, "CANCELLED")) == (3.0, 0.0)
+
+
+def test_a_cancel_within_the_margin_of_the_deadline_is_counted_as_deadline_exceeded(long_bundle: Path) -> None:
+    """QA: on a loaded machine the caller's gRPC cancelled a late ReasonBatch at the caller's deadline, a few ms
+    before the server's own (the request's time on the wire), and the call was logged CANCELLED, "the caller went
+    away", while the caller got DEADLINE_EXCEEDED. Here: a 1 s deadline, a 0.5 s margin, the answer held past the
+    deadline, a cancel at 0.7 s."""
+    async def call(stub: trm_pb2_grpc.ReasoningServiceStub) -> grpc.StatusCode:
+        pending = stub.Reason(_request(), timeout=1.0)
+        await asyncio.sleep(0.7)
+        pending.cancel()
+        return await _status(pending)
+
+    code, registry = asyncio.run(_served(long_bundle, call, _AwaitsPastTheDeadlineServicer, margin_s=0.5))
+    assert code == grpc.StatusCode.CANCELLED  # the caller's own view of its cancel
+    assert (_count(registry, "Reason", "DEADLINE_EXCEEDED"), _count(registry, "Reason", "CANCELLED")) == (1.0, 0.0)
 
 
 def test_a_caller_that_goes_away_before_its_deadline_is_still_counted_as_cancelled(long_bundle: Path) -> None:
