@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import importlib.metadata
 import json
 import os
@@ -14,6 +15,7 @@ import sys
 from pathlib import Path
 from unittest.mock import ANY
 
+import grpc
 import pytest
 from sdk_test_support import GRID_MODEL, N_SUP, SUDOKU, TEXT_MODEL, closed_port
 from trm_client.headline import headline
@@ -473,6 +475,22 @@ def test_no_server_at_the_address_names_the_address_and_the_flag(given_as):
     assert done.returncode == 1 and "Traceback" not in done.stderr
     flag = "--target" if given_as == "--target" else "--target (or $TRM_TARGET)"
     assert f"; no server listens at {address}: start one, or name its address with {flag} (request_id=" in done.stderr
+
+
+def test_a_server_without_the_rpc_is_named_older_than_the_client():
+    """QA: against a server that lacked an RPC (an older release) the CLI printed only gRPC's "UNIMPLEMENTED:
+    Method not implemented!", naming neither the call nor what to do."""
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        bare = grpc.server(pool)  # serves no method at all
+        port = bare.add_insecure_port("127.0.0.1:0")
+        bare.start()
+        try:
+            done = trm_client("--target", f"127.0.0.1:{port}", "reason", TEXT_MODEL, "hi")
+        finally:
+            bare.stop(None)
+    assert done.returncode == 1 and done.stderr.startswith("trm-client: UNIMPLEMENTED: ")
+    assert (f"; the server at 127.0.0.1:{port} does not serve the call `reason` makes: it is older than this client "
+            f"(trm-client {importlib.metadata.version('trm-client')}), or not a trm.v1 server") in done.stderr
 
 
 @pytest.mark.parametrize("timeout", ["inf", "1e9"])

@@ -295,6 +295,9 @@ def _flag_hint(error: TRMError, args: argparse.Namespace) -> str:
     if error.code is grpc.StatusCode.UNAVAILABLE and "Connection refused" in error.details:
         named_by = "--target" if args.target is not None else f"--target (or ${TARGET_ENV})"
         return f"; no server listens at {resolve_target(args.target)}: start one, or name its address with {named_by}"
+    if error.code is grpc.StatusCode.UNIMPLEMENTED:  # gRPC's "Method not implemented!" names no method
+        return (f"; the server at {resolve_target(args.target)} does not serve the call `{args.command}` makes: it is "
+                f"older than this client (trm-client {version('trm-client')}), or not a trm.v1 server")
     return ""
 
 
