@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import unicodedata
 from pathlib import Path
 
 import numpy as np
 import pytest
-from tokenizers import Tokenizer
+from tokenizers import Tokenizer, normalizers
 
 from trainer.data.text import load_clinc150
-from trainer.data.tokenizer import PAD_ID, UNK_ID, encode_texts, text_normalizer, train_tokenizer
+from trainer.data.tokenizer import PAD_ID, UNK_ID, encode_texts, text_normalizer, train_tokenizer, words_read
 
 MAX_TOKENS = 16
 
@@ -161,13 +162,24 @@ def test_marks_that_spell_another_letter_keep_words_apart(tmp_path: Path) -> Non
     assert tokenizer.encode("café \u2764\ufe0f").ids == tokenizer.encode("cafe \u2764").ids  # a variation selector
 
 
-def test_texts_without_such_marks_keep_berts_normaliser() -> None:
+def test_texts_without_such_marks_are_read_as_berts_normaliser_reads_their_compatibility_form() -> None:
     """Accents alone (Latin, Greek, Cyrillic, Arabic's harakat, Hebrew's points), CJK, emoji and ideographs with
-    variation selectors: the tokenizer.json of every bundle trained so far."""
+    variation selectors: BERT's normaliser (that of every bundle trained before 2026-12-07) after NFKC."""
+    bert = normalizers.BertNormalizer(lowercase=True, strip_accents=True)
     for texts in (["book a table"], ["Café", "γειά σου κόσμε", "Привет, мир", "天气", "مَرْحَبًا", "שָׁלוֹם"],
                   ["thanks ❤\ufe0f", "sunny ☀\ufe0f", "press 1\ufe0f\u20e3", "\u8fba\U000e0100"]):
-        assert type(text_normalizer(texts)).__name__ == "BertNormalizer"
-    assert type(text_normalizer(["कुत्ता"])).__name__ == "Sequence"
+        normalizer = text_normalizer(texts)
+        for text in [*texts, "ＢＯＯＫ ａ ｔａｂｌｅ", "ｱﾗｰﾑ"]:
+            assert normalizer.normalize_str(text) == bert.normalize_str(unicodedata.normalize("NFKC", text))
+
+
+def test_full_width_latin_and_half_width_katakana_read_as_their_usual_forms() -> None:
+    """QA: a Spanish model read its test rows typed in full-width Latin as unknown words (18 of 148 right, all
+    deferred), a Japanese one its half-width katakana as one unknown word each (59 of 99 right against 78)."""
+    tokenizer = train_tokenizer(["reservar una mesa", "アラーム を 設定"], vocab_size=50, max_tokens=8)
+    assert tokenizer.encode("ＲＥＳＥＲＶＡＲ ｕｎａ ｍｅｓａ").ids == tokenizer.encode("reservar una mesa").ids
+    assert tokenizer.encode("ｱﾗｰﾑ を 設定").ids == tokenizer.encode("アラーム を 設定").ids
+    assert words_read("ＲＥＳＥＲＶＡＲ ｱﾗｰﾑ") == words_read("reservar アラーム")
 
 
 def test_texts_of_spaced_scripts_keep_berts_word_splitting(tokenizer: Tokenizer) -> None:

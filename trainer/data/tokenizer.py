@@ -40,19 +40,22 @@ _ACCENT = re.compile(ACCENTS)
 
 
 def text_normalizer(texts: Sequence[str], lowercase: bool = True) -> normalizers.Normalizer:
-    """BERT's clean-up: control characters removed, CJK ideographs spaced, accents stripped, lowercased. When
-    `texts` hold a non-spacing mark that is not an accent (`ACCENTS`), only accents are stripped and the rest is
-    composed again (NFD, `ACCENTS` removed, NFC), so that those marks stay part of their words."""
+    """Unicode's compatibility forms folded (NFKC: full-width `ＡＢＣ` is `ABC`, half-width katakana `ｱﾗｰﾑ` is
+    `アラーム`, a ligature its letters), then BERT's clean-up: control characters removed, CJK ideographs spaced,
+    accents stripped, lowercased. When `texts` hold a non-spacing mark that is not an accent (`ACCENTS`), only
+    accents are stripped and the rest is composed again (NFD, `ACCENTS` removed, NFC), so that those marks stay
+    part of their words."""
     if not any(_marks_beyond_accents(text) for text in texts):
-        return normalizers.BertNormalizer(lowercase=lowercase, strip_accents=True)
+        return normalizers.Sequence([normalizers.NFKC(),
+                                     normalizers.BertNormalizer(lowercase=lowercase, strip_accents=True)])
     return normalizers.Sequence([
-        normalizers.BertNormalizer(lowercase=lowercase, strip_accents=False),
+        normalizers.NFKC(), normalizers.BertNormalizer(lowercase=lowercase, strip_accents=False),
         normalizers.NFD(), normalizers.Replace(Regex(ACCENTS), ""), normalizers.NFC(),
     ])
 
 
 _SAME_INPUT_NORMALIZER = normalizers.Sequence([  # what both normalisers do
-    normalizers.BertNormalizer(lowercase=True, strip_accents=False), normalizers.NFD(),
+    normalizers.NFKC(), normalizers.BertNormalizer(lowercase=True, strip_accents=False), normalizers.NFD(),
     normalizers.Replace(Regex(ACCENTS), ""),
 ])
 _ASCII_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")  # what BERT's clean-up drops of ASCII text
@@ -74,7 +77,7 @@ def words_read(text: str) -> list[str]:
 def _marks_beyond_accents(text: str) -> bool:
     """Whether BERT's accent stripping would remove a mark of `text` that is not an accent."""
     return not text.isascii() and any(
-        unicodedata.category(char) == "Mn" and not _ACCENT.match(char) for char in unicodedata.normalize("NFD", text)
+        unicodedata.category(char) == "Mn" and not _ACCENT.match(char) for char in unicodedata.normalize("NFKD", text)
     )
 
 
@@ -83,7 +86,7 @@ def word_splitter(texts: Sequence[str]) -> pre_tokenizers.PreTokenizer:
     without spaces, or emoji, each such character is isolated first (`ISOLATED`), so those texts are read
     character by character and an emoji is a word wherever it is written."""
     bert = pre_tokenizers.BertPreTokenizer()
-    if not any(_ISOLATED.search(text) for text in texts):
+    if not any(_ISOLATED.search(unicodedata.normalize("NFKC", text)) for text in texts):  # as the normaliser left it
         return bert
     return pre_tokenizers.Sequence([pre_tokenizers.Split(Regex(ISOLATED), behavior="isolated"), bert])
 

@@ -14,9 +14,9 @@ from typing import Any
 Spec = dict[str, Any]
 
 # Normalisers that work character by character: BERT's (clean-up, CJK spacing, accent stripping, lowercasing),
-# Lowercase, and the canonical forms, which decompose a character, or reorder and compose marks with the letter
-# before them, never across a space.
-CHARACTERWISE = {"BertNormalizer", "Lowercase", "NFD", "NFC"}
+# Lowercase, and the canonical and compatibility forms, which decompose a character, or reorder and compose marks
+# with the letter before them, never across a space.
+CHARACTERWISE = {"BertNormalizer", "Lowercase", "NFD", "NFC", "NFKD", "NFKC"}
 # Normalisers that act on ASCII text, as `ascii_tokenizer` reproduces them.
 ACTING_ON_ASCII = {"BertNormalizer", "Lowercase"}
 # Normalisers that leave ASCII text as it is (no ASCII character has a decomposition).
