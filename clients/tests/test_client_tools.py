@@ -377,6 +377,17 @@ def test_tool_names_are_the_models_own_where_unique_and_never_longer_than_64() -
     assert names[long_a] != names[long_b] and all(len(name) == 64 for name in (names[long_a], names[long_b]))
 
 
+def test_a_model_named_like_another_models_hashed_tool_name_gets_a_tool_name_of_its_own() -> None:
+    """QA: beside `intent-v2` and `intent_v2` (tools `trm_intent_v2_` and a hash each), a model named
+    `intent_v2_31fc9650` took the plain tool name `trm_intent_v2_31fc9650`, the hashed name of `intent-v2`: two tools
+    of one name, and the calls meant for `intent-v2` answered by the other model."""
+    hashed = tool_names(["intent-v2", "intent_v2"])["intent-v2"]
+    lookalike = hashed.removeprefix("trm_")
+    names = tool_names(["intent-v2", "intent_v2", lookalike])
+    assert len(set(names.values())) == 3 and names["intent-v2"] == hashed
+    assert names[lookalike].startswith(hashed + "_")
+
+
 def test_a_model_without_a_description_starts_its_tool_text_with_what_it_does():
     """A user's fit without `--set description=` gave ". Classifies a text ..."; a user's sequence model was said to
     write "dictated code"."""

@@ -28,7 +28,15 @@ def tool_names(model_names: Iterable[str]) -> dict[str, str]:
     own name each (`trm_mine_train_3f1a9c2e`), so that a call never reaches another model."""
     plain = {name: tool_name(name) for name in model_names}
     shared = {tool for tool, count in Counter(plain.values()).items() if count > 1}
-    return {name: _hashed(tool, name) if tool in shared else tool for name, tool in plain.items()}
+    hashed = {name: _hashed(tool, name) for name, tool in plain.items() if tool in shared}
+    # a model named like another's hashed tool name (`intent_v2_31fc9650` beside `intent-v2` and `intent_v2`) is
+    # hashed too, or it would take that tool's name and its calls
+    taken = set(hashed.values())
+    names = {name: hashed.get(name) or (_hashed(tool, name) if tool in taken else tool) for name, tool in plain.items()}
+    clashes = sorted(name for name in names if Counter(names.values())[names[name]] > 1)
+    if clashes:  # two hashes alike in their 8 digits: a name made to clash
+        raise ValueError(f"models {', '.join(map(repr, clashes))} give one tool name: rename one of them")
+    return names
 
 
 def _hashed(tool: str, model_name: str) -> str:
