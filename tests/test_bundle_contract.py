@@ -236,6 +236,10 @@ def test_the_padding_token_inside_a_text_does_not_shorten_it() -> None:
     ("name", "intent-clinc150\n", "must be 1-128 characters"),
     ("version", "9" * 4301, r"version '9999.*\.\.\. \(4,303 characters\) must be 1-64 characters"),  # QA: the
     ("version", "1.0\n\x1b[31mRED", "must be 1-64 characters of letters"),  # server stopped; a terminal's escapes
+    # QA: a 6 MB description made ListModels fail for every model (over gRPC's 1 MiB), and with it every LLM tool
+    ("description", "x" * 10_001, "field 'description' has 10,001 characters, more than 10,000"),
+    ("labels", ["a", "b" * 1_001], "a label of 'labels' has 1,001 characters, more than 1,000"),
+    ("labels", [f"{i:0999d}" for i in range(263)], "'labels' hold 262,737 characters, more than 262,144"),
 ])
 def test_values_that_only_look_valid_are_refused(field: str, value: object, told: str) -> None:
     data = json.loads((MODELS / "intent-clinc150" / "manifest.json").read_text())

@@ -214,6 +214,17 @@ def test_labels_that_differ_only_in_unicode_form_are_one_label(tmp_path: Path) -
     check_label_coverage(load_text_file(train), load_text_file(test, test=True), test)  # raises on a label it lacks
 
 
+def test_labels_no_bundle_can_hold_are_named_before_training(tmp_path: Path) -> None:
+    """A label over a bundle's 1,000 characters, or labels over its 262,144 together, ended a whole fit at the
+    bundle's write."""
+    long = write(tmp_path / "long.csv", "text,label\na,greet\nb," + "x" * 1_001 + "\n")
+    with pytest.raises(DataError, match=r"long\.csv:3: a label of 1,001 characters \(a bundle's labels have at most "):
+        load_text_file(long)
+    many = write(tmp_path / "many.csv", "text,label\n" + "".join(f"t{i},{i:0999d}\n" for i in range(263)))
+    with pytest.raises(DataError, match=r"its 263 labels hold 262,737 characters together, more than a bundle's "):
+        load_text_file(many)
+
+
 def test_jsonl_file(tmp_path: Path) -> None:
     path = write(
         tmp_path / "data.jsonl",

@@ -16,7 +16,7 @@ from trainer.data.files import DataError
 from trainer.data.text import LABEL_COLUMN, TEXT_COLUMN
 from trainer.model import ModelConfig, check_model_settings
 from trainer.out_of_scope import DEFAULT_PRECISION
-from trm_bundle.manifest import NAME_RULE, VERSION_RULE, is_bundle_version, is_model_name
+from trm_bundle.manifest import MAX_DESCRIPTION_CHARS, NAME_RULE, VERSION_RULE, is_bundle_version, is_model_name
 
 
 @dataclass
@@ -236,6 +236,9 @@ class TrainConfig:
                              "folder): give one with --name")
         if isinstance(raw.get("version"), str) and not is_bundle_version(raw["version"]):
             raise ValueError(f"version {raw['version']!r} must be {VERSION_RULE}: give one with --bundle-version")
+        if len(str(raw.get("description") or "")) > MAX_DESCRIPTION_CHARS:
+            raise ValueError(f"description has {len(str(raw['description'])):,} characters: a bundle's holds at most "
+                             f"{MAX_DESCRIPTION_CHARS:,} (--set description=...)")
         _check_scalar_types(TeacherConfig, teacher, "teacher.")
         _check_scalar_types(ModelConfig, raw.get("model") or {}, "model.")
         check_model_settings(raw.get("model") or {})

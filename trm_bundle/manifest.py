@@ -49,6 +49,11 @@ _VERSION_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.+-]{0,63}$")
 VERSION_RULE = ("1-64 characters of letters, digits, '.', '+' or '-', starting with a letter or digit, as semantic "
                 "versioning writes them (1.1.0, 2.0.0-rc1)")
 _SHA256_PATTERN = re.compile(r"^[0-9a-f]{64}$")
+MAX_DESCRIPTION_CHARS = 10_000
+MAX_LABEL_CHARS = 1_000
+MAX_LABELS_CHARS = 262_144
+"""Bounds on what ListModels sends of each model (within gRPC's 1 MiB messages, with room for others): a bundle's
+6 MB description had made the list, and every LLM tool, fail for all models."""
 
 
 def is_model_name(name: str) -> bool:
@@ -306,7 +311,7 @@ def parse_manifest(data: Any) -> Manifest:
         name=name,
         version=version,
         task=task,
-        description=str(data.get("description") or ""),
+        description=_description(data),
         labels=labels,
         input=spec,
         recursion=recursion,
@@ -471,7 +476,19 @@ def _labels(data: dict) -> tuple[str, ...]:
         raise BundleError("field 'labels' must be a non-empty list of non-empty strings")
     if len(set(labels)) != len(labels):
         raise BundleError("field 'labels' has duplicates")
+    if (longest := max(map(len, labels))) > MAX_LABEL_CHARS:
+        raise BundleError(f"a label of 'labels' has {longest:,} characters, more than {MAX_LABEL_CHARS:,}")
+    if (total := sum(map(len, labels))) > MAX_LABELS_CHARS:
+        raise BundleError(f"'labels' hold {total:,} characters, more than {MAX_LABELS_CHARS:,}")
     return tuple(labels)
+
+
+def _description(data: dict) -> str:
+    description = str(data.get("description") or "")
+    if len(description) > MAX_DESCRIPTION_CHARS:
+        raise BundleError(f"field 'description' has {len(description):,} characters, more than "
+                          f"{MAX_DESCRIPTION_CHARS:,}")
+    return description
 
 
 def _shown(value: Any) -> str:

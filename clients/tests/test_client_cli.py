@@ -21,7 +21,7 @@ from sdk_test_support import GRID_MODEL, N_SUP, SUDOKU, TEXT_MODEL, closed_port
 from trm_client.headline import headline
 
 import trm_service
-from trainer.testing import DEFAULT_TEXT_LABELS
+from trainer.testing import DEFAULT_TEXT_LABELS, make_random_bundle
 from trm_service.testing import ServerProcess
 
 
@@ -237,6 +237,19 @@ def test_an_input_over_grpcs_message_limit_is_told_to_be_shortened(server):
     assert done.returncode == 1
     assert (f"; the input is larger than the server takes in one message: shorten it (`trm-client models {TEXT_MODEL}` "
             "says how many characters the model reads)").encode() in done.stderr
+
+
+def test_an_answer_over_the_servers_message_limit_is_not_told_to_shorten_the_input(tmp_path: Path):
+    """QA: a list of models over the server's message limit was told "the input is larger than the server takes in
+    one message: shorten it" (the request was empty)."""
+    bundle = make_random_bundle(tmp_path, "text", name="described", seed=4)
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    (bundle / "manifest.json").write_text(json.dumps({**manifest, "description": "words " * 400}))
+    with ServerProcess([bundle], extra_args=["--max-message-bytes", "1024"]) as process:
+        done = trm_client("--target", process.target, "models")
+    assert done.returncode == 1 and "Sent message larger than max" in done.stderr
+    assert "; the server's answer is larger than its --max-message-bytes lets it send" in done.stderr
+    assert "shorten it" not in done.stderr
 
 
 def test_an_input_that_starts_with_a_dash_is_told_how_to_pass_it(server, client):

@@ -272,6 +272,9 @@ def _flag_hint(error: TRMError, args: argparse.Namespace) -> str:
     went away during the call."""
     if error.code is grpc.StatusCode.DEADLINE_EXCEEDED:
         return f"; the deadline is --timeout (now {args.timeout:g} s)"
+    if error.over_message_limit and "Sent message" in error.details:  # the server's answer, not the request
+        return ("; the server's answer is larger than its --max-message-bytes lets it send: its operator can raise "
+                "that limit")
     if error.over_message_limit:  # RESOURCE_EXHAUSTED, which reads as "retry later"
         model = getattr(args, "model", None) or "MODEL"
         return (f"; the input is larger than the server takes in one message: shorten it (`trm-client models {model}` "

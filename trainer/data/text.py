@@ -27,6 +27,7 @@ from trainer.data.files import (
     string_field,
 )
 from trainer.data.holdout import stratified_holdout
+from trm_bundle.manifest import MAX_LABEL_CHARS, MAX_LABELS_CHARS
 
 CLINC_FILE = "data_full.json"
 CLINC_SPLITS = ("train", "val", "test")
@@ -172,6 +173,9 @@ def load_text_file(path: Path, columns: tuple[str, str] = DEFAULT_COLUMNS, *, te
     records = read_records(path, columns, integer_columns=columns[1:], missing_hint=hint)
     _check_cells(path, records)
     lines, texts, labels = zip(*((line, text, _label_as_read(label)) for line, (text, label) in records), strict=True)
+    if (total := sum(map(len, set(labels)))) > MAX_LABELS_CHARS:
+        raise DataError(path, None, f"its {len(set(labels)):,} labels hold {total:,} characters together, more than "
+                                    f"a bundle's {MAX_LABELS_CHARS:,}: shorten them, or use ids")
     return TextSplit(list(texts), list(labels), list(lines))
 
 
@@ -204,11 +208,20 @@ def _text_problem(text: str) -> str | None:
     return None
 
 
+def _label_problem(label: str) -> str | None:
+    """What makes `label` one no bundle can hold: empty, or longer than a bundle's label may be."""
+    if not label.strip():
+        return "empty label"
+    if len(label) > MAX_LABEL_CHARS:
+        return f"a label of {len(label):,} characters (a bundle's labels have at most {MAX_LABEL_CHARS:,})"
+    return None
+
+
 def _check_cells(path: Path, records: list[tuple[int, list[str]]]) -> None:
-    """Raise DataError at the first row with an empty text or label, naming the next SHOWN_EMPTY such rows
-    too (a spreadsheet's blank cells are fixed in one go, not one run each)."""
+    """Raise DataError at the first row with an empty text or label, or a label too long for a bundle, naming the
+    next SHOWN_EMPTY such rows too (a spreadsheet's blank cells are fixed in one go, not one run each)."""
     empty = [(line, problem) for line, (text, label) in records
-             if (problem := _text_problem(text) or (None if label.strip() else "empty label"))]
+             if (problem := _text_problem(text) or _label_problem(label))]
     if not empty:
         return
     (line, problem), others = empty[0], empty[1:]
