@@ -252,6 +252,22 @@ def test_an_answer_over_the_servers_message_limit_is_not_told_to_shorten_the_inp
     assert "shorten it" not in done.stderr
 
 
+def test_a_bundles_control_characters_reach_the_terminal_as_escapes(tmp_path: Path):
+    """QA: a bundle's description and labels holding ESC sequences cleared the screen, recoloured it and retitled
+    the window of whoever ran `trm-client models` or `reason` (JSON output escapes them already)."""
+    labels = ["greet", "\x1b[2Jwiped", "\x1b]0;pwned\x07", "oos"]
+    bundle = make_random_bundle(tmp_path, "text", name="escapes", labels=labels, seed=5)
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    (bundle / "manifest.json").write_text(json.dumps({**manifest, "description": "Plain \x1b[31mred\x1b[0m"}))
+    with ServerProcess([bundle]) as process:
+        shown = [trm_client("--target", process.target, *command) for command in
+                 (["models", "escapes"], ["models"], ["reason", "escapes", "hello", "--top-k", "4"])]
+    for done in shown:
+        assert done.returncode == 0 and "\x1b" not in done.stdout and "\x07" not in done.stdout, done.stdout
+    assert "Plain \\x1b[31mred\\x1b[0m" in shown[0].stdout and "\\x1b[2Jwiped" in shown[0].stdout
+    assert "\\x1b]0;pwned\\x07" in shown[2].stdout
+
+
 def test_an_input_that_starts_with_a_dash_is_told_how_to_pass_it(server, client):
     flag_like = trm_client("--target", server.target, "reason", TEXT_MODEL, "-v")
     assert flag_like.returncode == 2

@@ -42,6 +42,7 @@ from trm_client.render import (
     live_line,
     model_text,
     models_table,
+    printable,
     result_text,
     step_line,
 )
@@ -123,13 +124,13 @@ def run_models(client: TRMClient, args: argparse.Namespace, out: TextIO) -> int:
     """``trm-client models``: every hosted model, or one described (``trm-client models MODEL``)."""
     if args.model:
         info = client.model(args.model, version=args.version)
-        print(json.dumps(model_dict(info)) if args.json else model_text(info), file=out)
+        print(json.dumps(model_dict(info)) if args.json else printable(model_text(info)), file=out)
         return 0
     if args.version:
         raise ValueError("--version names a version of a model: give the model too (trm-client models MODEL "
                          "--version V)")
     infos = client.models()
-    print(json.dumps([model_dict(i) for i in infos]) if args.json else models_table(infos), file=out)
+    print(json.dumps([model_dict(i) for i in infos]) if args.json else printable(models_table(infos)), file=out)
     return 0
 
 
@@ -147,7 +148,7 @@ def run_reason(client: TRMClient, args: argparse.Namespace, out: TextIO) -> int:
     common = {"version": args.version, "budget": budget, "top_k": args.top_k, **inputs}
     if not args.stream:
         result = client.reason(args.model, **common)
-        print(json.dumps(result_dict(result)) if args.json else result_text(result), file=out)
+        print(json.dumps(result_dict(result)) if args.json else printable(result_text(result)), file=out)
         return 0
     live = out.isatty() and not args.json
     columns = shutil.get_terminal_size().columns
@@ -155,9 +156,10 @@ def run_reason(client: TRMClient, args: argparse.Namespace, out: TextIO) -> int:
         if args.json:
             print(json.dumps(step_dict(step)), file=out, flush=True)
         elif live:
-            print("\r\x1b[2K" + live_line(step, columns), end="\n" if step.final else "", file=out, flush=True)
+            print("\r\x1b[2K" + printable(live_line(step, columns)), end="\n" if step.final else "", file=out,
+                  flush=True)
         else:
-            print(step_line(step), file=out, flush=True)
+            print(printable(step_line(step)), file=out, flush=True)
         if step.final and isinstance(step.answer, GridSolution) and not args.json:
             print(grid_block(step.answer), file=out)
     return 0
@@ -195,7 +197,7 @@ def run_reason_batch(client: TRMClient, args: argparse.Namespace, out: TextIO) -
                 steps = f"{outcome.steps} step{'' if outcome.steps == 1 else 's'}"
                 if isinstance(outcome.answer, WrittenText) and (reason := text_defer_reason(outcome)):
                     steps += f", defer: {reason}"
-                summary = f"line {number}: {batch_line_answer(outcome.answer)} ({steps})"
+                summary = printable(f"line {number}: {batch_line_answer(outcome.answer)} ({steps})")
                 print(json.dumps({"line": number, **result_dict(outcome)}) if args.json else summary, file=out)
                 continue
             failed += 1
@@ -203,7 +205,7 @@ def run_reason_batch(client: TRMClient, args: argparse.Namespace, out: TextIO) -
                                          else (outcome.code.name, outcome.details, outcome.request_id))
             if isinstance(outcome, TRMError) and outcome.over_message_limit:  # a line sent alone (_batch_results)
                 details += "; the line alone is over the limit: shorten it"
-            text = f"line {number}: {code}: {rename_fields(details, BATCH_LINES)}"
+            text = printable(f"line {number}: {code}: {rename_fields(details, BATCH_LINES)}")
             print(json.dumps({"line": number, "error": error_dict(code, details, request_id)}) if args.json else text,
                   file=out)
     if failed:

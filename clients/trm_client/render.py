@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from trm_client.headline import headline
 from trm_client.model_info import ModelInfo, TaskType
 from trm_client.results import Answer, Classification, GridSolution, ReasonResult, ReasonStep, WrittenText
@@ -15,6 +17,15 @@ _TEXT_DEFERS = {
     "low_confidence": "unsure: below the model's calibrated confidence, likely wrong",
     "numbers_disagree": "unsure: writes a number the words do not say",
 }
+
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")  # C0 and C1 controls but tab and newline
+
+
+def printable(text: str) -> str:
+    """`text` for a terminal: control characters written as escapes (`\\x1b`), so that a bundle's labels or
+    description, or an answer, cannot clear the screen, recolour it or retitle the window (ESC, BEL, ...)."""
+    return _CONTROL.sub(lambda found: repr(found.group())[1:-1], text)
 
 
 def confidence_bar(value: float, width: int = 20) -> str:
