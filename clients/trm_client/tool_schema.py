@@ -14,6 +14,9 @@ from trm_client.tool_result import DEFER_REASONS
 
 _MAX_LISTED_LABELS = 40
 _MAX_NAME = 64
+# A tool's description within the 1,024 characters LLM APIs take: the bundle's own, its labels, each cut.
+_MAX_DESCRIBED, _LISTED_CHARS, _MAX_LABEL_SHOWN = 200, 560, 40
+_CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 def tool_name(model_name: str) -> str:
@@ -60,13 +63,33 @@ def tool_description(info: ModelInfo) -> str:
     else:
         what = (
             f"Classifies a text into one of {len(info.labels)} labels with the tiny recursive model "
-            f"'{info.name}'. Labels: {info.listed_labels(_MAX_LISTED_LABELS)}."
+            f"'{info.name}'. Labels: {_listed(info.labels)}."
         )
-    described = info.description.strip().rstrip(".")  # a user's fit may leave it empty
+    described = _plain(info.description, _MAX_DESCRIBED).rstrip(".")  # a user's fit may leave it empty
     return (
         f"{described + '. ' if described else ''}{what} Fast (milliseconds) and cheap. The result has "
         "defer_to_llm=true when the model is unsure or the input is out of its scope: then answer yourself."
     )
+
+
+def _plain(text: str, most: int) -> str:
+    """`text` as one line for an LLM's tool list: control characters and runs of white space as one space, cut to
+    `most` characters (a bundle's description, or a label, may hold anything up to the bundle's bounds)."""
+    flat = " ".join(_CONTROLS.sub(" ", text).split())
+    return flat if len(flat) <= most else flat[: most - 1] + "…"
+
+
+def _listed(labels: tuple[str, ...]) -> str:
+    """The labels, each `_plain`, comma-separated, as many as fit in _LISTED_CHARS (at most _MAX_LISTED_LABELS), and
+    the count of the rest ("a, b, and 111 more")."""
+    listed: list[str] = []
+    for label in labels[:_MAX_LISTED_LABELS]:
+        shown = _plain(label, _MAX_LABEL_SHOWN)
+        if listed and sum(len(item) + 2 for item in listed) + len(shown) > _LISTED_CHARS:
+            break
+        listed.append(shown)
+    rest = len(labels) - len(listed)
+    return ", ".join(listed) + (f", and {rest} more" if rest > 0 else "")
 
 
 _OLDER_SERVERS_BLANK = "0."
