@@ -83,6 +83,10 @@ def test_a_missing_file_is_refused(text_bundle: Path, tmp_path: Path):
         (lambda m: m.pop("recursion"), "missing field 'recursion'"),
         (lambda m: m.update(task="speech"), "field 'task' must be one of text_classification, grid"),
         (lambda m: m["files"].update({"../escape": "0" * 64}), "is not a file name inside the bundle"),
+        # QA: one 32 MB file listed under 100 names (`./x`, `././x`, ...) was hashed 100 times at every (re)load
+        (lambda m: m["files"].update({"./tokenizer.json": m["files"]["tokenizer.json"]}),
+         r"files: './tokenizer\.json' is not written plainly: write 'tokenizer\.json'"),
+        (lambda m: m["files"].update({f"f{i}": "0" * 64 for i in range(100)}), "files: 10[0-9] names, more than 100"),
         (lambda m: m.update(name="no spaces allowed"), "name 'no spaces allowed' must be"),
         (lambda m: m["halting"].update(threshold=1.5), r"halting\.threshold must be in \(0, 1\]"),
         (lambda m: m["out_of_scope"].update(label="nope"), "out_of_scope.label 'nope' is not one of"),

@@ -49,6 +49,8 @@ _VERSION_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.+-]{0,63}$")
 VERSION_RULE = ("1-64 characters of letters, digits, '.', '+' or '-', starting with a letter or digit, as semantic "
                 "versioning writes them (1.1.0, 2.0.0-rc1)")
 _SHA256_PATTERN = re.compile(r"^[0-9a-f]{64}$")
+MAX_FILES = 100
+"""Files a manifest may list (a bundle has 4-6): each is hashed at every load and reload."""
 MAX_DESCRIPTION_CHARS = 10_000
 MAX_LABEL_CHARS = 1_000
 MAX_LABELS_CHARS = 262_144
@@ -455,10 +457,14 @@ def _choice(obj: dict, key: str, allowed: tuple[str, ...]) -> Any:
 
 def _files(data: dict) -> dict[str, str]:
     files = _object(data, "files")
+    if len(files) > MAX_FILES:
+        raise BundleError(f"files: {len(files):,} names, more than {MAX_FILES}")
     for name, digest in files.items():
         path = PurePosixPath(name)
         if path.is_absolute() or ".." in path.parts or name == MANIFEST_FILE:
             raise BundleError(f"files: {name!r} is not a file name inside the bundle")
+        if str(path) != name or name == ".":  # `./model.onnx`, `a//b`: one file under many names, each hashed
+            raise BundleError(f"files: {name!r} is not written plainly: write {str(path)!r}")
         if not isinstance(digest, str) or not _SHA256_PATTERN.match(digest):
             raise BundleError(f"files: checksum of {name!r} must be 64 lowercase hex digits")
     return dict(files)
