@@ -87,6 +87,8 @@ def test_a_missing_file_is_refused(text_bundle: Path, tmp_path: Path):
         (lambda m: m["files"].update({"./tokenizer.json": m["files"]["tokenizer.json"]}),
          r"files: './tokenizer\.json' is not written plainly: write 'tokenizer\.json'"),
         (lambda m: m["files"].update({f"f{i}": "0" * 64 for i in range(100)}), "files: 10[0-9] names, more than 100"),
+        (lambda m: m["input"].update(max_tokens=1_000_000),  # QA: 18.6 s and 1.66 GB of loading, then refused
+         r"field 'input\.max_tokens' must be an integer from 1 to 16384, got 1000000"),
         (lambda m: m.update(name="no spaces allowed"), "name 'no spaces allowed' must be"),
         (lambda m: m["halting"].update(threshold=1.5), r"halting\.threshold must be in \(0, 1\]"),
         (lambda m: m["out_of_scope"].update(label="nope"), "out_of_scope.label 'nope' is not one of"),

@@ -49,6 +49,9 @@ _VERSION_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.+-]{0,63}$")
 VERSION_RULE = ("1-64 characters of letters, digits, '.', '+' or '-', starting with a letter or digit, as semantic "
                 "versioning writes them (1.1.0, 2.0.0-rc1)")
 _SHA256_PATTERN = re.compile(r"^[0-9a-f]{64}$")
+MAX_INPUT_TOKENS = 16_384
+"""A text model's token window at most (the shipped ones read 32 and 512): the loader tokenises a text of twice it
+to check the tokenizer, which took 18.6 s and 1.66 GB at a million before the graph was found unable to run it."""
 MAX_FILES = 100
 """Files a manifest may list (a bundle has 4-6): each is hashed at every load and reload."""
 MAX_DESCRIPTION_CHARS = 10_000
@@ -434,10 +437,10 @@ UINT32_MAX = 2**32 - 1
 ModelInfo carries the limits (a larger one was loaded, and then failed every ListModels call)."""
 
 
-def _integer(obj: dict, key: str, minimum: int = 1) -> int:
+def _integer(obj: dict, key: str, minimum: int = 1, maximum: int = UINT32_MAX) -> int:
     value = _field(obj, key)
-    if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= UINT32_MAX:
-        raise BundleError(f"field {key!r} must be an integer from {minimum} to {UINT32_MAX}, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= maximum:
+        raise BundleError(f"field {key!r} must be an integer from {minimum} to {maximum}, got {value!r}")
     return value
 
 
@@ -532,7 +535,7 @@ def _input(
         return spec
     if kind == "text":
         return TextInput(
-            max_tokens=_integer(obj, "input.max_tokens"),
+            max_tokens=_integer(obj, "input.max_tokens", maximum=MAX_INPUT_TOKENS),
             max_chars=_integer(obj, "input.max_chars"),
             pad_id=_integer(obj, "input.pad_id", minimum=0),
             tokenizer=_listed(files, _text(obj, "input.tokenizer"), "input.tokenizer"),
