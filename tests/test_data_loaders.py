@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 import zipfile
 from pathlib import Path
 
@@ -509,6 +510,20 @@ def test_a_compressed_file_a_workbook_or_standard_input_is_named_as_such(tmp_pat
         "book.csv": "a zip archive, as an Excel workbook (.xlsx) is: in Excel, save it as CSV UTF-8; else unzip it",
         "-": "standard input is not read: save the data to a file (.csv, .tsv, .jsonl or .json)",
     }
+
+
+@pytest.mark.parametrize("kind", ["a link to /dev/zero", "a named pipe"])
+def test_a_device_or_a_pipe_is_named_not_read_forever(tmp_path: Path, kind: str) -> None:
+    """QA: `--data zero.csv`, a link to /dev/zero, was read until memory ran out (5.1 GB, then MemoryError, the fit
+    still running); a named pipe nobody writes to blocked for good."""
+    path = tmp_path / "data.csv"
+    if kind == "a named pipe":
+        os.mkfifo(path)
+    else:
+        path.symlink_to("/dev/zero")
+    assert file_kind(path) == "text"  # the header is not read
+    with pytest.raises(DataError, match=r"not a file but a device or a pipe \(which may never end"):
+        load_text_file(path)
 
 
 # --- label coverage --------------------------------------------------------------------------------

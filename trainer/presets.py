@@ -366,6 +366,8 @@ def file_kind(path: str | Path, text_column: str = TEXT_COLUMN) -> Literal["text
 
 def _csv_header(path: Path, delimiter: str) -> list[str]:
     """The column names of a .csv or .tsv file (after an Excel `sep=X` line, by its delimiter)."""
+    if not path.is_file():  # a device or a pipe may never end (the text loader names it)
+        return []
     try:
         with open(path, newline="", encoding="utf-8-sig") as handle:
             return [name.strip() for name in next(delimited_reader(handle, delimiter), [])]

@@ -56,6 +56,9 @@ _PACKED_KINDS = (  # files of other formats that users name .csv, by their first
 
 def read_nonempty_text(path: Path) -> str:
     """The file's content decoded as UTF-8 (a leading byte-order mark dropped); it must not be blank."""
+    if path.exists() and not path.is_file():
+        raise DataError(path, None, "not a file but a device or a pipe (which may never end: /dev/zero was read until "
+                                    f"memory ran out): save the data to a file ({FILE_KINDS})")
     try:
         raw = path.read_bytes()
     except OSError as exc:
@@ -309,6 +312,8 @@ def string_field(
 def first_json_object(path: Path) -> dict[str, Any] | None:
     """The first object of a JSON Lines file (read no further than its first line) or of a JSON array, or None
     if the file does not start with one."""
+    if not path.is_file():  # a device or a pipe may never end (the text loader names it)
+        return None
     try:
         with path.open(encoding="utf-8-sig") as handle:
             first_line = next((line for line in handle if line.strip()), "")
