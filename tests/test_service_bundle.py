@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -58,6 +59,29 @@ def test_int8_is_used_when_asked_for_and_shipped(text_bundle: Path, tmp_path: Pa
     _edit_manifest(folder, add_int8)
     assert load_model(folder, LoadOptions(SessionSettings(), int8=True)).onnx_file == "model.int8.onnx"
     assert load_model(folder, LoadOptions(SessionSettings())).onnx_file == "model.onnx"
+
+
+@pytest.mark.parametrize("kind", ["a link outside", "a pipe", "too large"])
+def test_a_manifest_that_is_not_a_plain_file_of_the_bundle_is_refused(text_bundle: Path, tmp_path: Path, kind: str):
+    """QA: manifest.json as a link to a file outside the bundle was read; as a named pipe it would block every
+    reload for good; it was read whole whatever its size."""
+    folder = _copy(text_bundle, tmp_path / "copy")
+    manifest = folder / "manifest.json"
+    if kind == "a link outside":
+        outside = tmp_path / "elsewhere.json"
+        outside.write_bytes(manifest.read_bytes())
+        manifest.unlink()
+        manifest.symlink_to(outside)
+        told = "manifest.json is a link to a file outside the bundle"
+    elif kind == "a pipe":
+        manifest.unlink()
+        os.mkfifo(manifest)
+        told = r"manifest.json is not a file \(a pipe or a device\?\)"
+    else:
+        manifest.write_text(manifest.read_text()[:-2] + " " * (4 << 20) + "}\n")
+        told = r"manifest\.json has 4,19\d,\d{3} bytes, more than 4,194,304"
+    with pytest.raises(BundleError, match=told):
+        load_bundle(folder)
 
 
 def test_a_modified_model_file_fails_its_checksum(text_bundle: Path, tmp_path: Path):

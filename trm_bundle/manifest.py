@@ -52,6 +52,8 @@ _SHA256_PATTERN = re.compile(r"^[0-9a-f]{64}$")
 MAX_INPUT_TOKENS = 16_384
 """A text model's token window at most (the shipped ones read 32 and 512): the loader tokenises a text of twice it
 to check the tokenizer, which took 18.6 s and 1.66 GB at a million before the graph was found unable to run it."""
+MAX_MANIFEST_BYTES = 4 << 20
+"""manifest.json's size at most: labels and description within their bounds take under 2 MB."""
 MAX_FILES = 100
 """Files a manifest may list (a bundle has 4-6): each is hashed at every load and reload."""
 MAX_DESCRIPTION_CHARS = 10_000
@@ -256,6 +258,7 @@ def load_bundle(path: Path) -> Bundle:
         raise BundleError(f"{path}: not a bundle, it holds no {MANIFEST_FILE} (a bundle is the folder `trm-train "
                           "fit` writes under --out; a training run's folder, with its checkpoint, exports with "
                           "`trm-train export --checkpoint`)")
+    _check_manifest_file(path, manifest_path)
     try:
         raw = manifest_path.read_bytes()
     except OSError as exc:
@@ -272,6 +275,22 @@ def load_bundle(path: Path) -> Bundle:
         raise BundleError(f"{path}: {exc}") from exc
     verify_files(path, manifest.files)
     return Bundle(path=path, manifest=manifest, manifest_sha256=hashlib.sha256(raw).hexdigest())
+
+
+def _check_manifest_file(path: Path, manifest_path: Path) -> None:
+    """A plain file inside the bundle, of at most MAX_MANIFEST_BYTES: a pipe would block every reload for good, a
+    link could read a file from anywhere, a huge one is read whole."""
+    try:
+        inside = manifest_path.resolve().parent == path.resolve()
+        size = manifest_path.stat().st_size
+    except OSError as exc:
+        raise BundleError(f"{path}: cannot read {MANIFEST_FILE}: {exc.strerror or exc}") from exc
+    if not inside:
+        raise BundleError(f"{path}: {MANIFEST_FILE} is a link to a file outside the bundle")
+    if not manifest_path.is_file():
+        raise BundleError(f"{path}: {MANIFEST_FILE} is not a file (a pipe or a device?)")
+    if size > MAX_MANIFEST_BYTES:
+        raise BundleError(f"{path}: {MANIFEST_FILE} has {size:,} bytes, more than {MAX_MANIFEST_BYTES:,}")
 
 
 def parse_manifest(data: Any) -> Manifest:
