@@ -13,7 +13,6 @@ that still holds others is retired (a directory's last models retire with a rest
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import os
 import re
 from collections.abc import Sequence
@@ -22,7 +21,7 @@ from pathlib import Path
 
 import structlog
 
-from trm_bundle.checksums import verify_files
+from trm_bundle.checksums import sha256_of, verify_files
 from trm_bundle.manifest import MANIFEST_FILE, BundleError, Manifest
 from trm_service.api.halt_reasons import FLAG_OF_TASK, HALT_REASON_NAMES
 from trm_service.caller_strings import quote
@@ -151,7 +150,7 @@ def _holds_bundles(folder: Path) -> bool:
 
 def _manifest_digest(path: Path) -> str | None:
     try:
-        return hashlib.sha256((path / MANIFEST_FILE).read_bytes()).hexdigest()
+        return sha256_of(path / MANIFEST_FILE)  # in chunks: a manifest over its bounds is refused by the load
     except OSError:
         return None
 
