@@ -13,7 +13,7 @@ from collections import Counter
 from pathlib import Path
 
 import grpc
-from test_service_support import TEXT_MODEL
+from test_service_support import LONG_MODEL, TEXT_MODEL
 from trm.v1 import trm_pb2, trm_pb2_grpc
 
 from trm_service.server import HANDSHAKE_TIMEOUT_S
@@ -122,6 +122,18 @@ def test_connections_are_renewed_at_their_maximum_age_and_no_call_is_lost(text_b
         states, answered = _states_while_calling(server.target, 4.5, [])
     assert states.count("READY") >= 3, states  # connected, then asked to reconnect at least twice
     assert answered >= 10
+
+
+def test_a_call_longer_than_the_grace_period_finishes_on_a_connection_past_its_age(long_bundle: Path):
+    """QA: with the age's grace set to --grace-period, a ReasonBatch longer than it was cut off ("UNAVAILABLE: max
+    connection age", logged CANCELLED) and retried from the start on a new connection, which aged out too: six
+    attempts, then failure. A 3 s call on a connection of 1 s, grace 1 s: answered."""
+    budget = trm_pb2.Budget(halt_threshold=1.0, time_budget_ms=3000)
+    request = trm_pb2.ReasonRequest(model=LONG_MODEL, text="take your time", budget=budget)
+    with (ServerProcess([long_bundle], extra_args=["--max-connection-age", "1", "--grace-period", "1"]) as server,
+          grpc.insecure_channel(server.target) as channel):
+        reply = trm_pb2_grpc.ReasoningServiceStub(channel).Reason(request, timeout=30)
+    assert reply.halt_reason == trm_pb2.HALT_REASON_BUDGET and reply.latency_ms >= 2900
 
 
 def test_idle_clients_may_ping_every_five_seconds_without_being_cut_off(text_bundle: Path):

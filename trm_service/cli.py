@@ -78,8 +78,7 @@ _OPTIONS = (
     _Option("max_pending_calls", int, "most calls waiting inside gRPC for the server to take them (a further one "
             "is cancelled by gRPC: CANCELLED)"),
     _Option("max_connection_age", float, "seconds a client connection lasts before the server asks the client to "
-            "reconnect (its calls then get --grace-period to finish), so that long-lived clients reach replicas "
-            "added since; 0: no limit"),
+            "reconnect (the calls on it finish), so that long-lived clients reach replicas added since; 0: no limit"),
     _Option("max_time_budget_ms", int, "largest Budget.time_budget_ms a request may ask for"),
     _Option("deadline_margin_ms", int, "answer this long before a request's gRPC deadline"),
     _Option("load_wait_ms", int, "under load, lower each model's step cap so that queued requests start within "

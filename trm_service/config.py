@@ -54,9 +54,8 @@ class ServeConfig:
     max_pending_calls: int = 10_000
     """Calls gRPC holds for the server before it takes them (beyond, gRPC cancels a call: CANCELLED)."""
     max_connection_age: float = 300.0
-    """Seconds a client connection lasts before the server asks the client to open a new one (GOAWAY; its calls
-    then get --grace-period to finish), so that clients of a scaled-up deployment reach its new replicas; 0: no
-    limit."""
+    """Seconds a client connection lasts before the server asks the client to open a new one (GOAWAY; the calls on
+    it finish), so that clients of a scaled-up deployment reach its new replicas; 0: no limit."""
     max_time_budget_ms: int = 60_000
     deadline_margin_ms: int = 20
     load_wait_ms: int = 200
@@ -108,9 +107,9 @@ class ServeConfig:
                               ("--max-connection-age", self.max_connection_age)):
             if not (math.isfinite(seconds) and seconds >= 0):
                 raise ConfigError(f"{flag} must be a number of seconds, not negative, got {seconds}")
-        for flag, seconds in (("--grace-period", self.grace_period), ("--max-connection-age", self.max_connection_age)):
-            if seconds * 1000 > INT32_MAX:
-                raise ConfigError(f"{flag} must be at most {INT32_MAX // 1000} seconds, got {seconds}")
+        if self.max_connection_age * 1000 > INT32_MAX:
+            raise ConfigError(f"--max-connection-age must be at most {INT32_MAX // 1000} seconds, got "
+                              f"{self.max_connection_age}")
         for directory in self.models_dirs:
             if not directory.is_dir():
                 raise ConfigError(f"--models-dir {directory}: no such folder")

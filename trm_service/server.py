@@ -76,8 +76,9 @@ def transport_options(config: ServeConfig) -> list[tuple[str, int]]:
     new connection has to finish its handshake (HANDSHAKE_TIMEOUT_S), a connection's age, and the keepalive pings
     clients may send (trm_client pings every 10 s to find a hung replica; gRPC's default allows one in 5
     minutes and closes the connection of a client that pings more often)."""
-    age = [("grpc.max_connection_age_ms", round(config.max_connection_age * 1000)),
-           ("grpc.max_connection_age_grace_ms", round(config.grace_period * 1000))] if config.max_connection_age else []
+    # No grace limit after the age's GOAWAY (gRPC's default: none): the calls on the connection finish however long
+    # they take (with --grace-period as the limit, a ReasonBatch longer than it was cut off, and retried, every time)
+    age = [("grpc.max_connection_age_ms", round(config.max_connection_age * 1000))] if config.max_connection_age else []
     return [
         *age,
         ("grpc.keepalive_permit_without_calls", 1),
