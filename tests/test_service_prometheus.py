@@ -10,6 +10,7 @@ from prometheus_support import query, running_prometheus
 from test_service_support import TEXT_MODEL
 from trm.v1 import trm_pb2
 
+from trm_service.api.halt_reasons import HALT_REASON_NAMES
 from trm_service.testing import ServerProcess
 
 REQUESTS = 5
@@ -44,4 +45,6 @@ def test_prometheus_scrapes_the_request_counter_and_friends(text_bundle: Path, t
             assert _wait_for(prometheus, f'trm_steps_used_count{{model="{TEXT_MODEL}"}}', REQUESTS) == REQUESTS
             assert _wait_for(prometheus, 'up{job="trm"}', 1) == 1
             halts = query(prometheus, f'trm_halt_reasons_total{{model="{TEXT_MODEL}"}}')["data"]["result"]
-            assert {r["metric"]["reason"] for r in halts} == {"HALT_REASON_MAX_STEPS"}
+            assert {r["metric"]["reason"]: float(r["value"][1]) > 0 for r in halts} == {  # every series from the load
+                "HALT_REASON_MAX_STEPS": True, **{reason: False for reason in HALT_REASON_NAMES
+                                                  if reason != "HALT_REASON_MAX_STEPS"}}
