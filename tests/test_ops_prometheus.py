@@ -211,6 +211,9 @@ def test_the_first_burst_of_errors_after_a_start_shows_in_increase(tmp_path: Pat
         job["static_configs"] = [{"targets": [f"127.0.0.1:{server.metrics_port}"]}]
         with running_prometheus(config, tmp_path) as base:
             wait_for(lambda: _scrapes_ok(base) >= 2, "two scrapes before any call")
+            before = query(base, 'trm_requests_total{model="routing-20ng"}')["data"]["result"]
+            methods = {row["metric"]["method"] for row in before if float(row["value"][1]) == 0}
+            assert methods == {"Reason", "ReasonStream", "ReasonBatch", "ReasonBatch.request", "GetModel"}
             with grpc.insecure_channel(server.target) as channel:
                 stub = trm_pb2_grpc.ReasoningServiceStub(channel)
                 for _ in range(20):

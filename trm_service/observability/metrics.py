@@ -37,7 +37,8 @@ RESPONSE_TOO_LARGE = "response_too_large"
 """`trm_grpc_refused_total` reason: gRPC refused to send an answer over the server's send limit."""
 BATCH_REQUEST_METHOD = "ReasonBatch.request"
 """The `method` of one request of a ReasonBatch call in metrics and logs (the call itself is "ReasonBatch")."""
-ANSWERING_METHODS = ("Reason", "ReasonStream", "ReasonBatch", BATCH_REQUEST_METHOD)
+MODEL_METHODS = ("Reason", "ReasonStream", "ReasonBatch", BATCH_REQUEST_METHOD, "GetModel")
+"""The methods whose calls are counted under a model's name (ListModels' under none)."""
 ANSWERED_CODES = ("OK", "INVALID_ARGUMENT", "NOT_FOUND", "RESOURCE_EXHAUSTED", "DEADLINE_EXCEEDED", "CANCELLED",
                   "UNAVAILABLE", "INTERNAL")
 """Every gRPC status the service itself answers a call of a hosted model with."""
@@ -119,7 +120,7 @@ class ServiceMetrics:
         """Export at 0 every series a hosted model's requests will count in: a series born with its first events
         reads as no increase (rate() and increase() need a sample before them), so the first burst of errors or
         of shedding after a start, a new replica's, showed in no panel and no alert."""
-        for method in ANSWERING_METHODS:
+        for method in MODEL_METHODS:
             for code in ANSWERED_CODES:
                 self.child(self.requests, model, method, code)
             self.child(self.latency, model, method)
