@@ -107,9 +107,9 @@ class ServeConfig:
                               ("--max-connection-age", self.max_connection_age)):
             if not (math.isfinite(seconds) and seconds >= 0):
                 raise ConfigError(f"{flag} must be a number of seconds, not negative, got {seconds}")
-        if self.max_connection_age * 1000 > INT32_MAX:
-            raise ConfigError(f"--max-connection-age must be at most {INT32_MAX // 1000} seconds, got "
-                              f"{self.max_connection_age}")
+        if self.max_connection_age * 1000 > INT32_MAX or 0 < self.max_connection_age < 1:
+            raise ConfigError(f"--max-connection-age must be 0 (no limit) or 1 to {INT32_MAX // 1000} seconds, got "
+                              f"{self.max_connection_age}")  # QA: 0.0001 s, 0 ms to gRPC, aborted a client
         for directory in self.models_dirs:
             if not directory.is_dir():
                 raise ConfigError(f"--models-dir {directory}: no such folder")
