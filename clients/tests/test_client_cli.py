@@ -252,19 +252,33 @@ def test_an_answer_over_the_servers_message_limit_is_not_told_to_shorten_the_inp
     assert "shorten it" not in done.stderr
 
 
+def test_an_answer_over_the_clients_own_receive_limit_says_to_ask_for_less(tmp_path: Path):
+    """QA: a list of models over gRPC's 4 MiB receive limit in the client (five bundles within the bounds, labels of
+    4-byte characters, on a server allowing 16 MiB) was told "the input is larger ...: shorten it"."""
+    labels = [f"{i:03d}" + "\U0001f600" * 997 for i in range(262)]  # 1,000 characters, about 4 kB each
+    bundles = [make_random_bundle(tmp_path, "text", name=f"wide-{n}", labels=labels, seed=n) for n in range(5)]
+    with ServerProcess(bundles, extra_args=["--max-message-bytes", str(16 << 20)]) as process:
+        done = trm_client("--target", process.target, "models")
+    assert done.returncode == 1 and "CLIENT: Received message larger than max" in done.stderr
+    assert ("; the server's answer is larger than this client takes in one message (gRPC's 4 MiB): ask for one model "
+            "at a time (`trm-client models MODEL`)") in done.stderr
+
+
 def test_a_bundles_control_characters_reach_the_terminal_as_escapes(tmp_path: Path):
     """QA: a bundle's description and labels holding ESC sequences cleared the screen, recoloured it and retitled
     the window of whoever ran `trm-client models` or `reason` (JSON output escapes them already)."""
     labels = ["greet", "\x1b[2Jwiped", "\x1b]0;pwned\x07", "oos"]
     bundle = make_random_bundle(tmp_path, "text", name="escapes", labels=labels, seed=5)
     manifest = json.loads((bundle / "manifest.json").read_text())
-    (bundle / "manifest.json").write_text(json.dumps({**manifest, "description": "Plain \x1b[31mred\x1b[0m"}))
+    description = "Plain \x1b[31mred\x1b[0m\nlabels:      1: fake"  # a line break to fake the CLI's own line
+    (bundle / "manifest.json").write_text(json.dumps({**manifest, "description": description}))
     with ServerProcess([bundle]) as process:
         shown = [trm_client("--target", process.target, *command) for command in
                  (["models", "escapes"], ["models"], ["reason", "escapes", "hello", "--top-k", "4"])]
     for done in shown:
         assert done.returncode == 0 and "\x1b" not in done.stdout and "\x07" not in done.stdout, done.stdout
-    assert "Plain \\x1b[31mred\\x1b[0m" in shown[0].stdout and "\\x1b[2Jwiped" in shown[0].stdout
+    assert "Plain \\x1b[31mred\\x1b[0m labels:" in shown[0].stdout and "\\x1b[2Jwiped" in shown[0].stdout
+    assert "\nlabels:      1: fake" not in shown[0].stdout
     assert "\\x1b]0;pwned\\x07" in shown[2].stdout
 
 

@@ -277,6 +277,9 @@ def _flag_hint(error: TRMError, args: argparse.Namespace) -> str:
     if error.over_message_limit and "Sent message" in error.details:  # the server's answer, not the request
         return ("; the server's answer is larger than its --max-message-bytes lets it send: its operator can raise "
                 "that limit")
+    if error.over_message_limit and "CLIENT: Received message" in error.details:  # gRPC's 4 MiB receive limit
+        return ("; the server's answer is larger than this client takes in one message (gRPC's 4 MiB): ask for one "
+                "model at a time (`trm-client models MODEL`)")
     if error.over_message_limit:  # RESOURCE_EXHAUSTED, which reads as "retry later"
         model = getattr(args, "model", None) or "MODEL"
         return (f"; the input is larger than the server takes in one message: shorten it (`trm-client models {model}` "

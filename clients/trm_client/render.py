@@ -61,7 +61,7 @@ def model_text(info: ModelInfo) -> str:
     return "\n".join([
         f"model:       {info.name} {info.version} (loaded versions: {', '.join(info.versions) or info.version})",
         f"task:        {info.task.value}",
-        *([f"description: {info.description}"] if info.description.strip() else []),
+        *([f"description: {' '.join(info.description.split())}"] if info.description.strip() else []),
         f"{'symbols:' if info.task is TaskType.SEQUENCE else 'labels:':<13}{len(info.labels)}: "
         f"{info.listed_labels(_LISTED_LABELS)}",
         f"limits:      reads {reads}{writes}; up to {limits.max_steps} step{'s' * (limits.max_steps != 1)}; "
