@@ -97,7 +97,7 @@ class ReasoningServicer:
             finally:
                 await steps.aclose()  # frees the request's batch slot now, also when the client went away
                 if not record.finished:  # gRPC ended the call: nothing above finished the record
-                    record.finish(_ended_by_grpc(context, self._limits.deadline_margin_s))
+                    record.finish(self._ended_by_grpc(context))
 
     async def reason_batch(self, raw: bytes, context: grpc.aio.ServicerContext) -> trm_pb2.ReasonBatchResponse:
         """Run every request of the batch as Reason would alone, all submitted at once; one result each."""
@@ -151,7 +151,7 @@ class ReasoningServicer:
             results = await asyncio.gather(*(self._batch_result(item, admitted, context) for item, admitted in items))
             _refuse_if_late(context)
         except asyncio.CancelledError:  # also before the requests' own tasks first ran: account for them here
-            ended = _ended_by_grpc(context, self._limits.deadline_margin_s)
+            ended = self._ended_by_grpc(context)
             for item, admitted in items:
                 if isinstance(admitted, _Admitted):
                     _release(admitted)
@@ -196,7 +196,7 @@ class ReasoningServicer:
             record.finish(exc.code, exc.message)
             return _failure(exc.code, exc.message)
         except asyncio.CancelledError:
-            record.finish(_ended_by_grpc(context, self._limits.deadline_margin_s))
+            record.finish(self._ended_by_grpc(context))
             raise
         except Exception:
             _log.exception("request_failed", request_id=record.request_id, method=record.method)
@@ -355,12 +355,21 @@ class ReasoningServicer:
             record.finish(exc.code, exc.message)
             await context.abort(exc.code, exc.message)
         except asyncio.CancelledError:
-            record.finish(_ended_by_grpc(context, self._limits.deadline_margin_s))
+            record.finish(self._ended_by_grpc(context))
             raise
         except Exception:
             await self._internal_error(record, context)
         record.finish(grpc.StatusCode.OK)
         return result
+
+    def _ended_by_grpc(self, context: grpc.aio.ServicerContext) -> grpc.StatusCode:
+        """The status of a call that gRPC ended before its answer: DEADLINE_EXCEEDED once less than the deadline
+        margin was left (gRPC's deadline came before the server's answer at the margin, as when the event loop runs
+        late; the caller's own deadline, whose gRPC then cancels the call, comes before the server's by the
+        request's time on the wire), otherwise CANCELLED (the caller went away, or the server stopped)."""
+        remaining = context.time_remaining()
+        late = remaining is not None and remaining <= max(self._limits.deadline_margin_s, 0.0)
+        return grpc.StatusCode.DEADLINE_EXCEEDED if late else grpc.StatusCode.CANCELLED
 
     async def _internal_error(self, record: CallRecord, context: grpc.aio.ServicerContext) -> None:
         _log.exception("request_failed", request_id=record.request_id, method=record.method)
@@ -395,14 +404,6 @@ def _deadline_passed(context: grpc.aio.ServicerContext) -> bool:
     return remaining is not None and remaining <= 0
 
 
-def _ended_by_grpc(context: grpc.aio.ServicerContext, margin_s: float) -> grpc.StatusCode:
-    """The status of a call that gRPC ended before its answer: DEADLINE_EXCEEDED once less than the deadline margin
-    was left (gRPC's deadline came before the server's answer at the margin, as when the event loop runs late; the
-    caller's own deadline, whose gRPC then cancels the call, comes before the server's by the request's time on the
-    wire), otherwise CANCELLED (the caller went away, or the server stopped)."""
-    remaining = context.time_remaining()
-    late = remaining is not None and remaining <= max(margin_s, 0.0)
-    return grpc.StatusCode.DEADLINE_EXCEEDED if late else grpc.StatusCode.CANCELLED
 
 
 def _refuse_if_late(context: grpc.aio.ServicerContext) -> None:
