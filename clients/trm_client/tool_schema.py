@@ -36,7 +36,8 @@ def tool_names(model_names: Iterable[str]) -> dict[str, str]:
     # hashed too, or it would take that tool's name and its calls
     taken = set(hashed.values())
     names = {name: hashed.get(name) or (_hashed(tool, name) if tool in taken else tool) for name, tool in plain.items()}
-    clashes = sorted(name for name in names if Counter(names.values())[names[name]] > 1)
+    uses = Counter(names.values())
+    clashes = sorted(name for name, tool in names.items() if uses[tool] > 1)
     if clashes:  # two hashes alike in their 8 digits: a name made to clash
         raise ValueError(f"models {', '.join(map(repr, clashes))} give one tool name: rename one of them")
     return names

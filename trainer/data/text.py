@@ -173,8 +173,9 @@ def load_text_file(path: Path, columns: tuple[str, str] = DEFAULT_COLUMNS, *, te
     records = read_records(path, columns, integer_columns=columns[1:], missing_hint=hint)
     _check_cells(path, records)
     lines, texts, labels = zip(*((line, text, _label_as_read(label)) for line, (text, label) in records), strict=True)
-    if (total := sum(map(len, set(labels)))) > MAX_LABELS_CHARS:
-        raise DataError(path, None, f"its {len(set(labels)):,} labels hold {total:,} characters together, more than "
+    distinct = set(labels)
+    if (total := sum(map(len, distinct))) > MAX_LABELS_CHARS:
+        raise DataError(path, None, f"its {len(distinct):,} labels hold {total:,} characters together, more than "
                                     f"a bundle's {MAX_LABELS_CHARS:,}: shorten them, or use ids")
     return TextSplit(list(texts), list(labels), list(lines))
 
