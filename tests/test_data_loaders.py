@@ -20,7 +20,7 @@ from trainer.data.text import (
     load_text_dataset,
     load_text_file,
 )
-from trainer.prepare import prepare_text
+from trainer.prepare import prepare_text, text_splits
 from trainer.presets import file_kind
 from trainer.sequence.pairs import load_pairs
 
@@ -128,17 +128,19 @@ def test_newsgroups_val_is_a_seeded_stratified_ten_percent(newsgroups_folder: Pa
 
 
 @pytest.mark.parametrize("train_on_val", [False, True])
-def test_train_on_val_adds_exactly_the_validation_split_to_training(
+def test_train_on_val_trains_on_half_the_validation_split_and_holds_out_the_rest(
     newsgroups_folder: Path, train_on_val: bool
 ) -> None:
     cfg = TrainConfig(name="ng", task="text", data=str(newsgroups_folder), max_tokens=8, vocab_size=64,
                       train_on_val=train_on_val)
+    train, val, _ = text_splits(cfg)
+    whole_val = load_text_dataset(newsgroups_folder, "val")
+    assert len(whole_val.texts) == 3
+    assert (len(train.texts), len(val.texts)) == ((29, 1) if train_on_val else (27, 3))
+    assert not set(val.texts) & set(train.texts)  # what validation chooses on is never trained on
+    assert sorted(train.texts + val.texts) == sorted(load_text_dataset(newsgroups_folder, "train_full").texts)
     prepared = prepare_text(cfg)
-    val_rows = {tuple(row) for row in prepared.val.tokens}
-    train_rows = {tuple(row) for row in prepared.stream.tokens}
-    assert len(prepared.stream.tokens) == (30 if train_on_val else 27)
-    assert len(prepared.val.tokens) == 3  # still reported, but held out only without train_on_val
-    assert (val_rows <= train_rows) is train_on_val
+    assert (len(prepared.stream.tokens), len(prepared.val.tokens)) == (len(train.texts), len(val.texts))
 
 
 def test_real_newsgroups_test_split() -> None:

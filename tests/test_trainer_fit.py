@@ -556,13 +556,15 @@ def test_a_sequence_fit_names_the_flags_it_does_not_take(tmp_path: Path, capsys:
                          "rename them in the file\n")
 
 
-def test_training_on_validation_without_a_test_file_still_tests_on_rows_it_never_saw(
+def test_training_on_validation_without_a_test_file_still_tests_and_validates_on_rows_it_never_saw(
     keyword_data: tuple[Path, Path],
 ) -> None:
     config = TrainConfig(name="all", task="text", data=str(keyword_data[0]), train_on_val=True)
     train, val, test = text_splits(config)
-    assert set(val.texts) <= set(train.texts) and test.texts
-    assert not set(test.texts) & set(train.texts)
+    _, whole_val, _ = text_splits(dataclasses.replace(config, train_on_val=False))
+    assert set(val.texts) < set(whole_val.texts) and set(whole_val.texts) - set(val.texts) <= set(train.texts)
+    assert val.texts and test.texts
+    assert not (set(test.texts) | set(val.texts)) & set(train.texts)
 
 
 @pytest.mark.parametrize(("setting", "message"), [

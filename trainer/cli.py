@@ -103,8 +103,8 @@ def _fit_config(args: argparse.Namespace) -> FitSetup:
     plan = plan_fit(args.data, args.preset, args.time_budget, teacher.available(), args.test, columns)
     print(plan.description, flush=True)
     settings = with_overrides({"name": model_name_from(Path(args.data).stem), **plan.settings}, overrides)
-    if "keep_best" not in overrides and (settings.get("soup") or settings.get("train_on_val")):
-        settings["keep_best"] = False  # the preset's choice among evaluated weights needs one model and held-out rows
+    if "keep_best" not in overrides and settings.get("soup"):
+        settings["keep_best"] = False  # the preset's choice among evaluated weights needs one model
     cfg = TrainConfig.from_dict(settings)  # checked before the plan's changes are told
     planned, given = dotted(plan.settings), dotted(settings)
     if changed := [f"{key} {given[key]} (planned {planned[key]})" for key in planned if given[key] != planned[key]]:

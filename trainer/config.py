@@ -61,8 +61,8 @@ class TrainConfig:
     # seed of the training stream (data order, token dropout, grid reveals and augmentations); None: `seed`.
     # Soup ingredients may differ in it: same initialisation, different data order.
     stream_seed: int | None = None
-    # final fit on all labelled data: the validation split joins the training data (text tasks; its
-    # figures during training are then not held out, and an out-of-scope threshold calibrated on it is optimistic)
+    # text tasks: a stratified half of the validation split joins the training data; the other half stays held
+    # out for everything validation chooses (trainer/prepare.py, TRAINED_VAL_FRACTION)
     train_on_val: bool = False
     device: str = "auto"  # auto: cuda when available, else cpu
     # model (see trainer.model.ModelConfig)
@@ -86,7 +86,7 @@ class TrainConfig:
     max_train_rows: int = 0
     token_dropout: float = 0.0  # training augmentation: each input word becomes [UNK] with this probability
     # text: after training, fit a linear reader over the token ids and mix it into the step's answer where
-    # that is more accurate on validation (trainer/reader.py); never with train_on_val (no held-out rows)
+    # that is more accurate on validation (trainer/reader.py)
     linear_reader: bool = True
     # grid inputs: training puzzles are revealed to a uniform number of givens in this range;
     # originals (no reveal) are mixed in with probability grid_original_fraction
@@ -120,8 +120,8 @@ class TrainConfig:
     eval_every: int = 1000
     eval_examples: int = 1000  # validation examples for the progress evaluation during training
     # ship the EMA weights of the progress evaluation that scored best on validation (the answer after the last
-    # step; the later of equals), the run's end evaluated too; False: the last EMA weights. Never with train_on_val
-    # (no held-out rows to choose on) or a soup (it averages its ingredients' last weights)
+    # step; the later of equals), the run's end evaluated too; False: the last EMA weights. Never with a soup (it
+    # averages its ingredients' last weights)
     keep_best: bool = False
     eval_limit: int = 0  # grids: evaluate the exported bundle on a fixed random subset of each split (0: all)
     teacher: TeacherConfig = field(default_factory=TeacherConfig)
@@ -177,10 +177,9 @@ class TrainConfig:
         if not 0 <= self.unroll_from_step < self.max_steps:
             raise ValueError(f"unroll_from_step is {self.unroll_from_step}; it must lie between 0 and max_steps - 1 "
                              f"({self.max_steps - 1})")
-        if self.keep_best and (self.train_on_val or self.soup):
-            why = ("train_on_val trains on the validation rows" if self.train_on_val
-                   else "a soup averages its ingredients")
-            raise ValueError(f"keep_best chooses weights by their validation score, and {why}: --set keep_best=false")
+        if self.keep_best and self.soup:
+            raise ValueError("keep_best chooses weights by their validation score, and a soup averages its "
+                             "ingredients: --set keep_best=false")
         if self.soup_branch_step and not self.soup:
             raise ValueError(
                 "soup_branch_step is set but soup is empty: it is the step at which soup ingredients branch"

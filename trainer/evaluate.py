@@ -95,8 +95,7 @@ def calibrate(
     """From the validation rows' recursion `trace` (`run_recursion`) and `targets`: the cheapest halting threshold
     as accurate as the best fixed step count; then, for text, either the out-of-scope threshold (at that halting)
     that maximises validation accuracy with `oos_label` as a class, or without such a label the abstain threshold
-    for `abstain_precision` (trainer/out_of_scope.py), unless it is 0 (never abstain; a model trained on its
-    validation split gets 0: its confidence there says nothing)."""
+    for `abstain_precision` (trainer/out_of_scope.py), unless it is 0 (never abstain)."""
     halt = metrics.calibrate_halting(trace, targets)
     if task != "text" or (oos_label is None and not abstain_precision):
         return Thresholds(halt, None)

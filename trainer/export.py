@@ -84,7 +84,7 @@ def export_bundle(
         fp32, int8 = Path(tmp) / FP32_FILE, Path(tmp) / INT8_FILE
         export_step(model, fp32)
         quantize_step(fp32, int8, prepared.val.tokens, model.cfg)
-        if cfg.task == "text" and cfg.linear_reader and not cfg.train_on_val and model.reader is None:
+        if cfg.task == "text" and cfg.linear_reader and model.reader is None:
             budget = reader_budget(fp32.stat().st_size, int8.stat().st_size, len(tokenizer_json))
             trained_on = EncodedSet(prepared.stream.tokens, prepared.stream.targets)
             model, reader_fit = fit_linear_reader(model, trained_on, prepared.val, cfg.seed, budget)
@@ -103,7 +103,7 @@ def export_bundle(
         val_trace = run_recursion(step, prepared.val.tokens, mcfg.state_shape, mcfg.N_sup)  # calibrates, chooses int8
         thresholds = calibrate(val_trace, prepared.val.targets, prepared.labels,
                                resolve_out_of_scope_label(cfg.oos_label, prepared.labels), mcfg.task,
-                               abstain_precision=0.0 if cfg.train_on_val else cfg.abstain_precision)
+                               abstain_precision=cfg.abstain_precision)
         int8_step = onnx_step_fn(int8)
 
         def measure(step_fn: StepFn, sets: dict[str, EncodedSet]) -> dict[str, Any]:

@@ -48,6 +48,8 @@ from trainer.tfidf_teacher import cross_fitted_soft_labels
 from trm_bundle.manifest import Manifest
 
 GRID_LABELS = [str(d) for d in range(10)]  # logit index -> symbol; "0" means the model left a blank
+TRAINED_VAL_FRACTION = 0.5  # train_on_val: the share of the validation rows trained on; the rest calibrates the
+# thresholds (halting, abstain), chooses int8 and the linear reader, and gives the validation figures
 GRID_HOLDOUT_PARTS = 10  # a user's grid file without a test file: a tenth held out for test, a tenth for validation
 
 
@@ -218,12 +220,16 @@ def eval_sets(
 
 
 def text_splits(cfg: TrainConfig) -> TextSplits:
-    """The texts of a text config: (train, val, test) of a shared dataset folder or a user's file; train
-    includes val when cfg.train_on_val, and holds every training row (`sampled_training_rows` draws a fit's)."""
+    """The texts of a text config: (train, val, test) of a shared dataset folder or a user's file; with
+    cfg.train_on_val a stratified half of the validation rows joins train (`TRAINED_VAL_FRACTION`) and val is the
+    other half, still held out. Train holds every training row (`sampled_training_rows` draws a fit's)."""
     train, val, test = _held_out_text_splits(cfg)
     if cfg.train_on_val:
-        train = TextSplit(train.texts + val.texts, train.labels + val.labels)
-    return train, val, test
+        trained, held = stratified_holdout(val.labels, 1 - TRAINED_VAL_FRACTION, cfg.seed, val.texts)
+        if held.size:
+            joined = val.subset(trained)
+            train, val = TextSplit(train.texts + joined.texts, train.labels + joined.labels), val.subset(held)
+    return train, val, test  # a validation split too small to halve is held out whole
 
 
 def sampled_training_rows(train: TextSplit, cfg: TrainConfig) -> TextSplit:
