@@ -24,7 +24,7 @@ import structlog
 from trm_bundle.checksums import sha256_of, verify_files
 from trm_bundle.manifest import MANIFEST_FILE, BundleError, Manifest
 from trm_service.api.halt_reasons import FLAG_OF_TASK, HALT_REASON_NAMES
-from trm_service.caller_strings import quote
+from trm_service.caller_strings import listed_names, quote
 from trm_service.observability.metrics import ServiceMetrics
 from trm_service.runtime.loader import LoadedModel, LoadOptions, load_model
 from trm_service.scheduler.model_scheduler import ModelScheduler
@@ -191,8 +191,8 @@ class ModelRegistry:
         """The named model at `version` (empty: newest); raise ModelNotFound with what is available."""
         candidates = self._by_name.get(name)
         if not candidates:
-            available = ", ".join(sorted(self.names())) or "none"
-            raise ModelNotFound(f"model {quote(name)} is not hosted here; available models: {available}")
+            raise ModelNotFound(f"model {quote(name)} is not hosted here; available models: "
+                                f"{listed_names(self._by_name, name)}")
         if not version:
             return candidates[0]
         for model in candidates:

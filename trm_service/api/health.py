@@ -15,7 +15,7 @@ from grpc_health.v1 import health, health_pb2
 
 from trm_service.api.servicer import SERVICE_NAME
 from trm_service.api.validation import RequestError, parse_message
-from trm_service.caller_strings import quote
+from trm_service.caller_strings import listed_names, quote
 
 OVERALL_HEALTH = ""
 HEALTH_SERVICE_NAME: str = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
@@ -41,10 +41,10 @@ class _HealthServicer(health.aio.HealthServicer):
     async def Check(self, raw: bytes, context: grpc.aio.ServicerContext) -> health_pb2.HealthCheckResponse:
         request = await _parsed(raw, context)
         if request.service not in self._names:
-            models = sorted(self._names - {OVERALL_HEALTH, SERVICE_NAME})
+            models = listed_names(self._names - {OVERALL_HEALTH, SERVICE_NAME}, request.service, "none hosted")
             await context.abort(grpc.StatusCode.NOT_FOUND,
                                 f"no health status for {quote(request.service)}: ask for '' (the server), "
-                                f"{SERVICE_NAME!r} or a model: {', '.join(models) or 'none hosted'}")
+                                f"{SERVICE_NAME!r} or a model: {models}")
         return await super().Check(request, context)
 
     async def Watch(self, raw: bytes, context: grpc.aio.ServicerContext) -> None:

@@ -31,6 +31,7 @@ from trm_service.api.validation import (
     parse_message,
     validate_reason_request,
 )
+from trm_service.caller_strings import listed_names
 from trm_service.observability.metrics import BATCH_REQUEST_METHOD, ServiceMetrics
 from trm_service.registry import HostedModel, ModelNotFound, ModelRegistry
 from trm_service.runtime.codec import StepReader
@@ -311,8 +312,8 @@ class ReasoningServicer:
 
     def _resolve(self, name: str, version: str, record: CallRecord, *, field: str) -> HostedModel:
         if not name:
-            available = ", ".join(sorted(self._registry.names())) or "none are loaded"
-            raise invalid(f"{field} is required: name one of the hosted models ({available})")
+            raise invalid(f"{field} is required: name one of the hosted models "
+                          f"({listed_names(self._registry.names(), empty='none are loaded')})")
         try:
             model = self._registry.resolve(name, version)
         except ModelNotFound as exc:
