@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -53,9 +54,11 @@ class TRMClient:
         self.timeout_s = default_timeout(timeout_s)
         self.retry = retry or RetryPolicy()
         self._metadata = checked_metadata(metadata)
+        self._tls, self._channel_options = tls, channel_options
         self._channel = open_channel(self.target, tls, channel_options)
         self._closed = threading.Event()  # set by close() (gRPC's channel does not say); ends a wait to retry
-        self._stub = trm_pb2_grpc.ReasoningServiceStub(self._channel)
+        self._stub_of_channel = trm_pb2_grpc.ReasoningServiceStub(self._channel)
+        self._process = os.getpid()  # the process whose channel it is
 
     def models(self, *, timeout_s: float | None = None, request_id: str | None = None) -> list[ModelInfo]:
         """Every hosted model (ListModels)."""
@@ -135,6 +138,17 @@ class TRMClient:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+    @property
+    def _stub(self) -> trm_pb2_grpc.ReasoningServiceStub:
+        """The stub of this process's channel. A client used across ``os.fork()`` opens a channel of its own in the
+        child at its first call there: the parent's channel, with a call in flight at the fork, can block the
+        child's calls past their deadlines. The child leaves the parent's channel alone."""
+        if self._process != os.getpid():
+            self._channel = open_channel(self.target, self._tls, self._channel_options)
+            self._stub_of_channel = trm_pb2_grpc.ReasoningServiceStub(self._channel)
+            self._process = os.getpid()
+        return self._stub_of_channel
 
     def _check_open(self) -> None:
         if self._closed.is_set():
