@@ -563,6 +563,32 @@ def test_ctrl_c_ends_the_command_with_status_130_and_no_traceback():
             connection.close()
 
 
+INTERRUPTED_AT_IMPORT = """
+import importlib.abc, importlib.metadata, os, signal, sys
+signal.signal(signal.SIGINT, signal.default_int_handler)
+program, loading = sys.argv[1:]
+
+class CtrlCAtImport(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name == loading:
+            os.kill(os.getpid(), signal.SIGINT)
+        return None
+
+sys.meta_path.insert(0, CtrlCAtImport())
+sys.argv = [program, "--help"]
+(entry,) = importlib.metadata.entry_points(group="console_scripts", name=program)
+sys.exit(entry.load()())
+"""
+
+
+@pytest.mark.parametrize(("program", "loading"), [("trm-client", "grpc"), ("trm-mcp", "mcp")])
+def test_ctrl_c_while_the_program_loads_ends_it_with_status_130_and_no_traceback(program: str, loading: str):
+    """The installed entry point, with a Ctrl-C as `loading` (gRPC, the MCP SDK) starts to import."""
+    done = subprocess.run([sys.executable, "-c", INTERRUPTED_AT_IMPORT, program, loading], capture_output=True,
+                          text=True, timeout=120, check=False)
+    assert (done.returncode, done.stderr) == (130, "")
+
+
 def _accept_while_running(listener: socket.socket, process: subprocess.Popen) -> socket.socket:
     """The first connection to `listener`; fails with the process's stderr if it ends before connecting."""
     listener.settimeout(0.5)

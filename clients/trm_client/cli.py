@@ -244,7 +244,7 @@ COMMANDS = {"models": run_models, "reason": run_reason, "reason-batch": run_reas
 
 
 def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout) -> int:
-    """Entry point of ``trm-client``; returns the exit status."""
+    """The ``trm-client`` program (`console.trm_client` runs it); returns the exit status."""
     return run_console_program(lambda: run(build_parser().parse_args(argv), out), out)
 
 

@@ -4,6 +4,7 @@ Ctrl-C with status 130, never with a traceback."""
 
 from __future__ import annotations
 
+import importlib
 import io
 import os
 import sys
@@ -36,3 +37,20 @@ def run_console_program(body: Callable[[], int], out: TextIO | None = None) -> i
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
     return status
+
+
+def trm_client() -> int:
+    """Entry point of ``trm-client``: the command's modules load inside `run_console_program` (gRPC takes a few
+    tenths of a second), so a Ctrl-C while they load ends it with 130 too, not a traceback."""
+    return run_console_program(lambda: importlib.import_module("trm_client.cli").main())
+
+
+def trm_mcp() -> int:
+    """Entry point of ``trm-mcp``: a Ctrl-C while its modules load (the MCP SDK's: about a second) ends it with 130,
+    as one while it serves does (`mcp_server.main`)."""
+    try:
+        serve = importlib.import_module("trm_client.mcp_server").main
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+    serve()
+    return 0

@@ -112,7 +112,7 @@ async def serve(settings: dict[str, Any]) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """Entry point of ``trm-mcp``."""
+    """The ``trm-mcp`` program (`console.trm_mcp` runs it)."""
     parser = argparse.ArgumentParser(
         prog="trm-mcp", description="An MCP server over stdio that offers each model the service hosts as a tool.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {version('trm-client')}")
