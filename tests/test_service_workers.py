@@ -146,3 +146,31 @@ def test_a_second_sigterm_reaches_the_workers_and_cuts_their_drain_short(long_bu
         finals = [list(stream)[-1] for stream in streams]
         assert server.wait(30) == 0
     assert all(f.halt_reason == trm_pb2.HALT_REASON_SHUTDOWN and f.step < 20_000 for f in finals)
+
+
+def test_one_signal_to_the_process_group_drains_the_workers_to_the_end(long_bundle: Path):
+    """A terminal's Ctrl-C, `kill -- -PGID` or systemd's stop signal every process of the group: each worker got
+    the signal and then the supervisor's forwarded one, and the second cut its drain short (SHUTDOWN in 0.1 s)."""
+    budget = trm_pb2.Budget(max_steps=20_000, halt_threshold=1.0, time_budget_ms=3_000)
+    request = trm_pb2.ReasonRequest(model=LONG_MODEL, text="long thought", budget=budget)
+    server = ServerProcess([long_bundle], extra_args=["--workers", "2", "--grace-period", "60"],
+                           own_process_group=True)
+    with server, grpc.insecure_channel(server.target) as channel:
+        streams = [trm_pb2_grpc.ReasoningServiceStub(channel).ReasonStream(request, timeout=120) for _ in range(2)]
+        for stream in streams:
+            next(stream)
+        server.signal_process_group(signal.SIGINT)
+        finals = [list(stream)[-1] for stream in streams]
+        assert server.wait(60) == 0
+    events = [record.get("event") for record in server.log_records()]
+    assert [f.halt_reason for f in finals] == [trm_pb2.HALT_REASON_BUDGET] * 2
+    assert events.count("draining") == 2 and "drain_cut_short" not in events
+
+
+def test_workers_drain_and_end_when_their_supervisor_is_killed(text_bundle: Path):
+    server = ServerProcess([text_bundle], extra_args=["--workers", "2"])
+    with server:
+        workers = psutil.Process(server.pid).children()
+        server.kill()
+        gone, alive = psutil.wait_procs(workers, timeout=60)
+    assert not alive and len(gone) >= 2  # the workers (and multiprocessing's resource tracker)

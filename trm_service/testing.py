@@ -44,6 +44,7 @@ class ServerProcess:
     default_models: also serve the bundles packaged in trm_service/models.
     env: extra environment variables for the server.
     startup_timeout_s: how long start() waits for the ready file.
+    own_process_group: start the server in a process group of its own (`signal_process_group`).
     """
 
     def __init__(
@@ -56,6 +57,7 @@ class ServerProcess:
         default_models: bool = False,
         env: Mapping[str, str] | None = None,
         startup_timeout_s: float = 120.0,
+        own_process_group: bool = False,
     ) -> None:
         self._model_dirs = [Path(d) for d in model_dirs]
         self._requested_port = port
@@ -64,6 +66,7 @@ class ServerProcess:
         self._default_models = default_models
         self._env = dict(env or {})
         self._startup_timeout_s = startup_timeout_s
+        self._own_process_group = own_process_group
         self._scratch: tempfile.TemporaryDirectory[str] | None = None
         self._process: subprocess.Popen[bytes] | None = None
         self._ready: dict[str, Any] | None = None
@@ -94,6 +97,7 @@ class ServerProcess:
             self._process = subprocess.Popen(
                 [*self.command, "--ready-file", str(ready_file)],
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
+                process_group=0 if self._own_process_group else None,
             )
         deadline = time.monotonic() + self._startup_timeout_s
         while not ready_file.exists():
@@ -143,6 +147,13 @@ class ServerProcess:
     def returncode(self) -> int | None:
         """Exit status once the process ended, else None."""
         return None if self._process is None else self._process.poll()
+
+    def signal_process_group(self, signum: int) -> None:
+        """Send a signal to the server's whole process group, as a terminal's Ctrl-C or systemd's stop does (only
+        a server started with own_process_group, lest it reach the caller's group too)."""
+        if self._process is None or not self._own_process_group:
+            raise RuntimeError("the server was not started in a process group of its own")
+        os.killpg(self._process.pid, signum)
 
     def send_signal(self, signum: int) -> None:
         """Send a signal (SIGHUP reloads models, SIGTERM drains) without waiting."""

@@ -6,11 +6,14 @@ N workers that each run the full server on that port with SO_REUSEPORT (the
 kernel spreads connections across them); every worker writes its metric samples to a shared
 PROMETHEUS_MULTIPROC_DIR and the supervisor's /metrics sums them. A worker that cannot start ends the start-up
 with its exit status (2 for a bad flag or file, as without --workers). Signals are forwarded
-(SIGTERM/SIGINT drain every worker, SIGHUP reloads every worker); a worker that dies is restarted.
+(SIGTERM/SIGINT drain every worker, SIGHUP reloads every worker), each worker in a process group of its own so
+that a signal to the supervisor's group reaches it once; a worker that dies is restarted, and workers drain when
+the supervisor dies.
 """
 
 from __future__ import annotations
 
+import ctypes
 import dataclasses
 import multiprocessing
 import multiprocessing.connection
@@ -35,6 +38,7 @@ from trm_service.server import serve_process, write_ready_file
 _log = structlog.get_logger("trm_service.workers")
 _READY_TIMEOUT_S = 300.0
 _POLL_S = 0.2
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
 def run_workers(config: ServeConfig) -> int:
@@ -69,14 +73,30 @@ def _reserve_port(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _worker_main(config: ServeConfig) -> None:
+def _worker_main(config: ServeConfig, supervisor: int) -> None:
     """Entry point of one worker process. A SIGHUP the supervisor forwards before run_server takes the signal
     over is ignored (by default it would end the process): the process starts with SIGHUP blocked (`_start`),
-    and unblocks it once it ignores it; one during loading makes it reload once serving."""
+    and unblocks it once it ignores it; one during loading makes it reload once serving.
+
+    The worker leaves the supervisor's process group: a signal to the group (Ctrl-C in a terminal, `kill -- -PGID`,
+    systemd's stop) reaches it once, forwarded, where it came twice (the group's and the forwarded one) and the
+    second cut the drain short. Out of the group, it drains by itself when the supervisor dies (`_drain_with`)."""
+    os.setpgid(0, 0)
+    _drain_with(supervisor)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGHUP})
     configure_logging(config.log_level)
     sys.exit(serve_process(config))
+
+
+def _drain_with(supervisor: int) -> None:
+    """SIGTERM to this process (a drain) when the `supervisor` process ends, however it ends (Linux's
+    PR_SET_PDEATHSIG); at once when it ended before this was set."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
+    if os.getppid() != supervisor:
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 class _Supervisor:
@@ -123,7 +143,7 @@ class _Supervisor:
             reuse_port=True, worker_index=index,
         )
         process = self._context.Process(
-            target=_worker_main, args=(worker_config,), name=f"trm-worker-{index}"
+            target=_worker_main, args=(worker_config, os.getpid()), name=f"trm-worker-{index}"
         )
         # The new interpreter inherits the blocked signal: a SIGHUP forwarded while it imports would end it
         # (its default action) before `_worker_main` can ignore it. The supervisor gets its own when unblocked.
