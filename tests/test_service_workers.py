@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -174,3 +175,14 @@ def test_workers_drain_and_end_when_their_supervisor_is_killed(text_bundle: Path
         server.kill()
         gone, alive = psutil.wait_procs(workers, timeout=60)
     assert not alive and len(gone) >= 2  # the workers (and multiprocessing's resource tracker)
+
+
+def test_workers_without_a_writable_temporary_folder_cannot_start_and_say_why(text_bundle: Path):
+    """A read-only container without a tmpfs on /tmp: a traceback before, and status 1."""
+    server = ServerProcess([text_bundle], extra_args=["--workers", "2"])
+    code = ("import sys, tempfile; tempfile.tempdir = '/nonexistent/tmp'; from trm_service.cli import main; "
+            f"sys.exit(main({server.command[3:]!r}))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "Traceback" not in done.stdout + done.stderr
+    assert "--workers 2 needs a writable folder for the workers' metrics" in done.stdout

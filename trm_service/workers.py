@@ -43,7 +43,13 @@ _PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 def run_workers(config: ServeConfig) -> int:
     """Run `config.workers` server processes until SIGTERM/SIGINT; return the exit status."""
-    with tempfile.TemporaryDirectory(prefix="trm-workers-") as scratch:
+    try:
+        scratch_folder = tempfile.TemporaryDirectory(prefix="trm-workers-")
+    except OSError as exc:  # FileNotFoundError: "No usable temporary directory found"
+        raise ConfigError(f"--workers {config.workers} needs a writable folder for the workers' metrics and "
+                          f"start-up files (TMPDIR, else /tmp; a read-only container: mount a tmpfs on /tmp): "
+                          f"{exc}") from exc
+    with scratch_folder as scratch:
         metrics_dir, ready_dir = Path(scratch, "metrics"), Path(scratch, "ready")
         metrics_dir.mkdir()
         ready_dir.mkdir()
