@@ -125,6 +125,23 @@ def test_files_that_are_not_pem_are_named_as_such_not_taken_for_a_busy_port(tmp_
     assert "bundle_loaded" not in run.stdout
 
 
+def test_an_encrypted_key_is_named_as_such_at_once_without_a_passphrase_prompt(tmp_path: Path, text_bundle: Path):
+    """gRPC reads only unencrypted keys: OpenSSL had prompted on the terminal, and with the passphrase typed the
+    server loaded every model, then failed as if the port were in use."""
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                    "-passout", "pass:secret", "-keyout", "key.pem", "-out", "cert.pem", "-days", "2",
+                    "-subj", "/CN=127.0.0.1"], cwd=tmp_path, check=True, capture_output=True)
+    run = subprocess.run(
+        [sys.executable, "-m", "trm_service", "serve", "--no-default-models", "--port", "0", "--metrics-port", "0",
+         "--models-dir", str(text_bundle), "--tls-cert", str(tmp_path / "cert.pem"),
+         "--tls-key", str(tmp_path / "key.pem")],
+        capture_output=True, text=True, timeout=120, check=False, stdin=subprocess.DEVNULL,
+    )
+    assert run.returncode == 2
+    assert f"--tls-key {tmp_path / 'key.pem'} is encrypted" in run.stdout
+    assert "pass phrase" not in run.stderr.lower() and "bundle_loaded" not in run.stdout
+
+
 def test_a_port_in_use_is_reported_instead_of_shared(text_bundle: Path):
     with ServerProcess([text_bundle]) as first:
         second = ServerProcess([text_bundle], port=first.port)

@@ -269,7 +269,11 @@ def server_credentials(config: ServeConfig) -> grpc.ServerCredentials | None:
     if cert is None or key is None:
         return None
     try:
-        ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(cert, key)
+        ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(cert, key, password=_refuse_passphrase)
+    except _EncryptedKey:
+        raise ConfigError(f"--tls-key {key} is encrypted (it asks for a passphrase), and gRPC reads only unencrypted "
+                          f"keys: write one with `openssl pkey -in {key} -out KEY.pem` and make it readable by the "
+                          "server alone") from None
     except (ssl.SSLError, OSError) as exc:
         raise ConfigError(f"--tls-cert {cert} and --tls-key {key} must be a PEM certificate and its private key: "
                           f"{exc}") from exc
@@ -283,6 +287,16 @@ def server_credentials(config: ServeConfig) -> grpc.ServerCredentials | None:
         root_certificates=client_ca.read_bytes() if client_ca else None,
         require_client_auth=client_ca is not None,
     )
+
+
+class _EncryptedKey(Exception):
+    """The --tls-key file is encrypted."""
+
+
+def _refuse_passphrase() -> str:
+    """ssl's passphrase callback, called only for an encrypted key: refuse it at once (without one, OpenSSL
+    prompts on the terminal)."""
+    raise _EncryptedKey
 
 
 def write_ready_file(path: Path, *, port: int, metrics_port: int | None) -> None:
