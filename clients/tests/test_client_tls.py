@@ -28,7 +28,7 @@ def _openssl(*args: str, cwd: Path) -> None:
     subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True, timeout=60)
 
 
-def _issue(pki: Path, name: str, san: str) -> None:
+def _issue(pki: Path, name: str, san: str, days: str = "2") -> None:
     _openssl(
         "req",
         "-newkey",
@@ -58,7 +58,7 @@ def _issue(pki: Path, name: str, san: str) -> None:
         "-out",
         f"{name}.pem",
         "-days",
-        "2",
+        days,
         "-extfile",
         f"{name}.ext",
         cwd=pki,
@@ -228,3 +228,16 @@ def test_the_sdk_refuses_a_key_that_is_not_the_certificates(pki):
                        "unencrypted private key: KEY_VALUES_MISMATCH"):
         TLSConfig.from_files(ca=pki / "ca.pem", cert=pki / "client.pem", key=pki / "server.key")
     assert TLSConfig.from_files(ca=pki / "ca.pem", cert=pki / "client.pem", key=pki / "client.key").private_key
+
+
+def test_cli_says_the_servers_certificate_has_expired_not_that_its_ca_is_untrusted(bundles, pki):
+    """BoringSSL words an expired certificate as CERTIFICATE_VERIFY_FAILED too: the CLI told its user to give the
+    CA they had given."""
+    _issue(pki, "expired", f"DNS:{SERVER_NAME}", days="-1")  # valid from now until a day ago
+    args = ["--tls-cert", str(pki / "expired.pem"), "--tls-key", str(pki / "expired.key")]
+    with ServerProcess([bundles["text"]], extra_args=args) as expired_server:
+        refused = _cli(expired_server.target, "--tls-ca", str(pki / "ca.pem"), "--tls-server-name", SERVER_NAME)
+    assert refused.returncode == 1
+    assert ("certificate has expired: OK; the server's certificate has expired: the server needs a renewed one "
+            "(its --tls-cert)") in refused.stderr
+    assert "not signed by a CA" not in refused.stderr

@@ -33,7 +33,13 @@ from trm_client.connection_args import (
     whole_number,
 )
 from trm_client.console import EXIT_ERROR, run_console_program
-from trm_client.errors import CERTIFICATE_NAMES_ANOTHER_HOST, CERTIFICATE_UNTRUSTED, TRMError
+from trm_client.errors import (
+    CERTIFICATE_EXPIRED,
+    CERTIFICATE_NAMES_ANOTHER_HOST,
+    CERTIFICATE_NOT_YET_VALID,
+    CERTIFICATE_UNTRUSTED,
+    TRMError,
+)
 from trm_client.field_names import BATCH_LINES, CLI_FLAGS, rename_fields
 from trm_client.model_info import Budget
 from trm_client.render import (
@@ -294,6 +300,11 @@ def _flag_hint(error: TRMError, args: argparse.Namespace) -> str:
     if error.code is grpc.StatusCode.UNAVAILABLE and CERTIFICATE_NAMES_ANOTHER_HOST in error.details:
         return (f"; the server's certificate does not name {args.tls_server_name or 'the host of --target'}: give a "
                 "name it holds with --tls-server-name")
+    if error.code is grpc.StatusCode.UNAVAILABLE and CERTIFICATE_EXPIRED in error.details:
+        return "; the server's certificate has expired: the server needs a renewed one (its --tls-cert)"
+    if error.code is grpc.StatusCode.UNAVAILABLE and CERTIFICATE_NOT_YET_VALID in error.details:
+        return ("; the server's certificate is not valid yet: this machine's clock is behind the certificate's start "
+                "(check both clocks)")
     if error.code is grpc.StatusCode.UNAVAILABLE and CERTIFICATE_UNTRUSTED in error.details:
         trusted = f"--tls-ca {args.tls_ca}" if args.tls_ca else "gRPC's default roots"
         return (f"; the server's certificate is not signed by a CA this client trusts ({trusted}): give the CA that "

@@ -35,6 +35,8 @@ class TRMError(Exception):
 
 
 CERTIFICATE_UNTRUSTED = "CERTIFICATE_VERIFY_FAILED"  # gRPC's words, as BoringSSL's
+CERTIFICATE_EXPIRED = "certificate has expired"  # BoringSSL's reason after CERTIFICATE_VERIFY_FAILED
+CERTIFICATE_NOT_YET_VALID = "certificate is not yet valid"
 CERTIFICATE_NAMES_ANOTHER_HOST = "Hostname Verification Check failed"
 CLOSED_DURING_CALL = "the client was closed during the call (close(), or the end of its with-block)"
 
