@@ -9,6 +9,7 @@ import fcntl
 import json
 import os
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -50,6 +51,21 @@ def test_the_writer_fills_in_the_checksums_and_replaces_an_earlier_bundle(text_b
     assert load_bundle(tmp_path / "copy").manifest == renamed.manifest
     assert renamed.manifest.description == "second"
     assert [p.name for p in tmp_path.iterdir()] == ["copy"]  # no staging folder left behind
+
+
+@pytest.mark.parametrize(("umask", "folder_mode"), [(0o022, 0o755), (0o077, 0o700), (0o027, 0o750)])
+def test_the_bundle_folder_follows_the_umask_as_its_files_do(text_bundle: Path, tmp_path: Path, umask: int,
+                                                              folder_mode: int) -> None:
+    """It was made 0755 whatever the umask: a user's umask 077 left the folder listable by anyone."""
+    source = load_bundle(text_bundle)
+    files = {name: text_bundle / name for name in source.manifest.files}
+    before = os.umask(umask)
+    try:
+        write_bundle(tmp_path / "copy", dataclasses.replace(source.manifest, files={}), files)
+    finally:
+        os.umask(before)
+    assert stat.S_IMODE((tmp_path / "copy").stat().st_mode) == folder_mode
+    assert {stat.S_IMODE(f.stat().st_mode) for f in (tmp_path / "copy").iterdir()} == {0o666 & ~umask}
 
 
 def test_a_swap_that_fails_leaves_the_earlier_bundle_in_place(text_bundle: Path, tmp_path: Path,

@@ -59,12 +59,19 @@ def _write_and_swap_in(folder: Path, manifest: Manifest, files: Mapping[str, Pat
         manifest = dataclasses.replace(manifest, files=checksums)
         (staging / MANIFEST_FILE).write_text(json.dumps(manifest_json(manifest), indent=2) + "\n")
         written = load_bundle(staging)
-        staging.chmod(0o755)
+        staging.chmod(0o777 & ~_umask())  # a folder's usual mode: mkdtemp made it 0700
         _swap_in(staging, folder)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return dataclasses.replace(written, path=folder)
+
+
+def _umask() -> int:
+    """The process's umask (reading it means setting it: set back at once)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 @contextmanager
