@@ -11,6 +11,10 @@ def main() -> int:
     command does, with a line and status 130 instead of a traceback, also where a library's import swallows
     the KeyboardInterrupt (a bare except around an optional import)."""
     started = time.monotonic()  # a fit's time budget counts from here, its imports included
+    if sys.stdout is None:  # started with `>&-`
+        print("trm-train: standard output is closed (>&-), and the command's report goes there: give it a file "
+              "(> fit.log) or /dev/null", file=sys.stderr)
+        return 2
     interrupted: list[int] = []  # the signals that came; the KeyboardInterrupt itself may be swallowed
 
     def interrupt(signum: int, frame: FrameType | None) -> None:

@@ -11,6 +11,10 @@ def main() -> int:
     import (about 0.7 s) would otherwise end the process, and the load that follows reads the folders as they
     are then. SIGTERM until then ends the process (status 0): as PID 1 (a container without an init) it would
     otherwise be ignored, and the server would start, serve and wait for SIGKILL."""
+    if sys.stdout is None:  # started with `>&-`: the log lines have nowhere to go
+        print("trm-service: standard output is closed (>&-), and the server's log lines go there: give it a file "
+              "(> server.log) or /dev/null", file=sys.stderr)
+        return 2
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, _exit_before_serving)
     from trm_service.cli import main as run_command  # after the signals: this import is what takes the time

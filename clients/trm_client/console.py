@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import TextIO
 
 EXIT_ERROR = 1
+EXIT_USAGE = 2  # as argparse's
 EXIT_INTERRUPTED = 130  # the shell's status for a command stopped by Ctrl-C (128 + SIGINT)
 
 
@@ -25,7 +26,10 @@ def tolerate_output_encoding() -> None:
 
 def run_console_program(body: Callable[[], int], out: TextIO | None = None) -> int:
     """Run a program's `body` (argument parsing included) and return its exit status, or EXIT_ERROR where the
-    reader of `out` (stdout) stopped early (`... | head`), EXIT_INTERRUPTED at Ctrl-C."""
+    reader of `out` (stdout) stopped early (`... | head`), EXIT_INTERRUPTED at Ctrl-C; EXIT_USAGE, saying so, where
+    the program was started with its standard output closed (`>&-`)."""
+    if _output_closed("the answers"):
+        return EXIT_USAGE
     tolerate_output_encoding()
     try:
         status = body()
@@ -39,6 +43,15 @@ def run_console_program(body: Callable[[], int], out: TextIO | None = None) -> i
     return status
 
 
+def _output_closed(what: str) -> bool:
+    """Whether the program started with its standard output closed (`>&-`: sys.stdout is None), said on stderr."""
+    if sys.stdout is not None:
+        return False
+    print(f"{os.path.basename(sys.argv[0])}: standard output is closed (>&-), and {what} go there: give it a file "
+          "or /dev/null", file=sys.stderr)
+    return True
+
+
 def trm_client() -> int:
     """Entry point of ``trm-client``: the command's modules load inside `run_console_program` (gRPC takes a few
     tenths of a second), so a Ctrl-C while they load ends it with 130 too, not a traceback."""
@@ -48,6 +61,8 @@ def trm_client() -> int:
 def trm_mcp() -> int:
     """Entry point of ``trm-mcp``: a Ctrl-C while its modules load (the MCP SDK's: about a second) ends it with 130,
     as one while it serves does (`mcp_server.main`)."""
+    if _output_closed("its MCP messages"):
+        return EXIT_USAGE
     try:
         serve = importlib.import_module("trm_client.mcp_server").main
     except KeyboardInterrupt:
