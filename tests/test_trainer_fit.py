@@ -70,6 +70,10 @@ def test_fit_learns_a_small_task_and_eval_reproduces_it(
     reported = write_report(tmp_path, seen, evaluation)["REPORT.md"].read_text()  # QA: REPORT.md said nothing
     assert ("- 3 test rows are inputs the model trained on (the tokenizer reads a training row's words in it): the "
             "test figures read high\n") in reported
+    assert "- halting threshold (calibrated on validation): " in reported  # two steps: the threshold was chosen
+    one_step = dataclasses.replace(seen, recursion=dataclasses.replace(seen.recursion, N_sup=1))
+    assert (f"- halting threshold: {seen.halt_threshold} (one supervision step: nothing to halt, not calibrated)\n"
+            in write_report(tmp_path, one_step, evaluation)["REPORT.md"].read_text())  # probe: "calibrated" before
     tables = {init.name: init.data_type for init in onnx.load(str(bundle / "model.onnx")).graph.initializer}
     stored_table = "embed.tokens.codes" if storage == "int8" else "embed.tokens.weight"
     assert tables[stored_table] == (onnx.TensorProto.INT8 if storage == "int8" else onnx.TensorProto.FLOAT)

@@ -163,7 +163,7 @@ final answers agree on {100 * parity['final_agreement']:.2f}% ({unit}).{trimmed}
   command that trained these weights, a resumed run's earlier ones included) on {training.device}
 {_rows_line(evaluation)}{_soup_line(training.config)}{weights_line}- parameters: {_parameters_text(training)}
 - recursion: {_recursion_text(recursion.n, recursion.T, recursion.N_sup)}
-- halting threshold (calibrated on validation): {manifest.halt_threshold}
+- {_halting_line(manifest.halt_threshold, recursion.N_sup)}
 
 Full configuration:
 
@@ -174,6 +174,14 @@ Full configuration:
     report_path = folder / "REPORT.md"
     report_path.write_text(text)
     return {"REPORT.md": report_path, "anytime.png": plot_path}
+
+
+def _halting_line(threshold: float, steps: int) -> str:
+    """How REPORT.md gives the halting threshold: calibrated on validation, but for a one-step model, where it
+    decides nothing."""
+    if steps == 1:
+        return f"halting threshold: {threshold} (one supervision step: nothing to halt, not calibrated)"
+    return f"halting threshold (calibrated on validation): {threshold}"
 
 
 def answered_line(name: str, figures: dict[str, Any], precision: float) -> str:

@@ -218,9 +218,9 @@ async def test_async_adapter_gives_the_same_tools_and_answers(server, adapter):
         assert refused["error"]["code"] == "INVALID_ARGUMENTS" and refused["defer_to_llm"] is True
 
 
-def _info(out_of_scope_threshold: float, task: TaskType = TaskType.TEXT_CLASSIFICATION) -> ModelInfo:
+def _info(out_of_scope_threshold: float, task: TaskType = TaskType.TEXT_CLASSIFICATION, steps: int = 4) -> ModelInfo:
     limits = InputLimits(
-        max_text_chars=100, max_tokens=16, grid_rows=9, grid_cols=9, max_steps=4, max_time_budget_ms=0
+        max_text_chars=100, max_tokens=16, grid_rows=9, grid_cols=9, max_steps=steps, max_time_budget_ms=0
     )
     return ModelInfo(
         name="m",
@@ -246,6 +246,9 @@ def test_deferral_rule():
     # Without an out-of-scope threshold, the halting head's confidence decides.
     assert defer_reason(_info(0.0), _text_result(0.99, 0.59)) == "low_confidence"
     assert defer_reason(_info(0.0), _text_result(0.2, 0.61)) is None
+    # A one-step model's halting threshold was never calibrated (routing-20ng 1.0.1: 0.5 by default, 1.3% deferred
+    # while 14% were wrong): without an out-of-scope threshold nothing defers.
+    assert defer_reason(_info(0.0, steps=1), _text_result(0.99, 0.1)) is None
     grid = GridSolution(9, 9, "1" * 81, (0.99,) * 81, verified=False)
     unverified = ReasonResult("m", "1", grid, 0.99, 2, HaltReason.HALTED, 1.0, 2.0, "r")
     assert defer_reason(_info(0.0, TaskType.GRID), unverified) == "unverified"

@@ -15,8 +15,9 @@ def defer_reason(info: ModelInfo, result: ReasonResult) -> str | None:
     "incomplete", "empty", "numbers_disagree"), or None.
 
     Classification: out of scope when the server flags it (its top label is the out-of-scope label, or its
-    probability is below the model's calibrated out-of-scope threshold); for a model without that
-    threshold, low confidence when the halting head's confidence is below the calibrated halting threshold.
+    probability is below the model's calibrated out-of-scope threshold); for a model of more than one step without
+    that threshold, low confidence when the halting head's confidence is below the calibrated halting threshold
+    (a one-step model's halting threshold decides nothing and is not calibrated).
     Grid: unverified when the answer fails the deterministic rule check (a grid without rules never verifies).
     Written text: `text_defer_reason`.
     """
@@ -27,7 +28,7 @@ def defer_reason(info: ModelInfo, result: ReasonResult) -> str | None:
         return text_defer_reason(result)
     if answer.out_of_scope:
         return "out_of_scope"
-    if info.out_of_scope_threshold == 0 and result.halt_confidence < info.halt_threshold:
+    if info.out_of_scope_threshold == 0 and info.limits.max_steps > 1 and result.halt_confidence < info.halt_threshold:
         return "low_confidence"
     return None
 
