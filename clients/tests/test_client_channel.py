@@ -1,7 +1,7 @@
 """Target resolution: one target passes through, several replicas become one round-robin target."""
 
 import pytest
-from trm_client.channel import TLSConfig, resolve_target
+from trm_client.channel import TLSConfig, channel_options, resolve_target
 
 
 def test_single_target_passes_through_unchanged():
@@ -37,3 +37,13 @@ def test_missing_target_reads_the_environment(monkeypatch):
 def test_mutual_tls_needs_both_certificate_and_key():
     with pytest.raises(ValueError, match="both"):
         TLSConfig(certificate_chain=b"cert")
+
+
+def test_a_callers_channel_option_replaces_the_sdks_of_the_same_key() -> None:
+    """gRPC core reads the first of two options of one key: a caller's keepalive of 5 minutes (for a server older
+    than 2026-12-07, which cuts a client pinging every 10 s) was ignored, and its calls were still cut at 30 s."""
+    options = channel_options(None, [("grpc.keepalive_time_ms", 300_000), ("grpc.primary_user_agent", "agent/1")])
+    keys = [key for key, _ in options]
+    assert len(keys) == len(set(keys))
+    assert dict(options)["grpc.keepalive_time_ms"] == 300_000 and dict(options)["grpc.primary_user_agent"] == "agent/1"
+    assert dict(options)["grpc.keepalive_timeout_ms"] == 5_000  # the SDK's others stay

@@ -213,8 +213,10 @@ def _ip_family(endpoint: str) -> str | None:
 def channel_options(
     tls: TLSConfig | None, extra: Sequence[tuple[str, int | str]] = ()
 ) -> list[tuple[str, int | str]]:
-    """The options every channel gets: round robin, quick reconnects, TLS name override, then ``extra``."""
-    return [*_BASE_OPTIONS, *(tls.options() if tls else ()), *extra]
+    """The options every channel gets: round robin, quick reconnects, keepalive, TLS name override, then ``extra``,
+    whose keys replace those (gRPC core reads the first of two options of one key: a caller's own keepalive was
+    ignored)."""
+    return list(dict([*_BASE_OPTIONS, *(tls.options() if tls else ()), *extra]).items())
 
 
 def open_channel(
