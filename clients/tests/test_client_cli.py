@@ -18,7 +18,9 @@ from unittest.mock import ANY
 import grpc
 import pytest
 from sdk_test_support import GRID_MODEL, N_SUP, SUDOKU, TEXT_MODEL, closed_port
+from trm.v1 import trm_pb2
 from trm_client.headline import headline
+from trm_client.model_info import ModelInfo
 
 import trm_service
 from trainer.testing import DEFAULT_TEXT_LABELS, make_random_bundle
@@ -112,6 +114,10 @@ def test_an_int8_step_without_int8_figures_shows_the_fp32_figure_marked_as_such(
     metrics = {"test_accuracy": 0.8622, "int8_test_hard_accuracy": 0.5}
     assert headline(metrics, served_step="int8").text() == "accuracy 86.22% (fp32; int8 served)"
     assert headline(metrics, served_step="fp32").text() == "accuracy 86.22%"
+    # a server before 2026-12-03 does not say, though it ran a bundle's int8 step: "fp32" had been assumed
+    untold = "accuracy 86.22% (fp32; the server does not say which step it runs)"
+    assert headline(metrics, served_step="").text() == untold
+    assert ModelInfo.from_proto(trm_pb2.ModelInfo(name="m")).served_step == ""
     assert headline({**metrics, "int8_test_accuracy": 0.8621}, served_step="int8").text() == "accuracy 86.21% (int8)"
 
 

@@ -29,15 +29,17 @@ class Headline:
     name: str
     by_set: dict[str, float]
     step: str = "fp32"  # the step whose figures these are
-    served_step: str = "fp32"  # the step the server runs
+    served_step: str = "fp32"  # the step the server runs ("": not told, a server before 2026-12-03)
     caveats: tuple[str, ...] = ()  # what the test rows leave out or share with training
 
     def text(self) -> str:
         """E.g. ``in_scope_accuracy 94.49% (int8)``, ``accuracy easy 100.00% medium 100.00% hard 50.67%``,
         ``accuracy 71.89% (fp32; int8 served)`` for an int8 step the manifest has no figures for, or
-        ``accuracy 97.67% (int8; test rows of 1 of 6 labels)``."""
+        ``accuracy 97.67% (int8; test rows of 1 of 6 labels)``, ``accuracy 86.22% (fp32; the server does not say
+        which step it runs)``."""
         values = " ".join(f"{tier} {100 * value:.2f}%".lstrip() for tier, value in self.by_set.items())
-        step = (f"{self.step}; {self.served_step} served" if self.step != self.served_step
+        step = (f"{self.step}; the server does not say which step it runs" if not self.served_step
+                else f"{self.step}; {self.served_step} served" if self.step != self.served_step
                 else "int8" if self.step == "int8" else "")
         notes = "; ".join(note for note in (step, *self.caveats) if note)
         return f"{self.name} {values}" + (f" ({notes})" if notes else "")

@@ -120,7 +120,8 @@ class ModelInfo:
     out_of_scope_threshold: float = 0.0
     versions: tuple[str, ...] = ()
     served_step: str = "fp32"
-    """The ONNX step the server runs: "int8" (the metrics named int8_* are its figures) or "fp32"."""
+    """The ONNX step the server runs: "int8" (the metrics named int8_* are its figures) or "fp32"; "" from a server
+    before 2026-12-03, which does not say (it ran a bundle's int8 step where there was one, unless --fp32)."""
     unsure_below: float = 0.0
     """Sequence models: the calibrated confidence below which a written text is marked unsure (0: never)."""
     checks: tuple[str, ...] = ()
@@ -150,7 +151,7 @@ class ModelInfo:
             metrics=dict(message.metrics),
             out_of_scope_threshold=message.out_of_scope_threshold,
             versions=tuple(message.versions),
-            served_step=message.served_step or "fp32",
+            served_step=message.served_step,
             unsure_below=message.unsure_below,
             checks=tuple(message.checks),
         )
