@@ -437,3 +437,15 @@ def test_a_grid_tool_takes_exactly_the_symbols_the_server_takes(tmp_path: Path):
             except TRMError:
                 served = False
             assert validator.is_valid({"grid": grid}) == served, symbol
+
+
+def test_a_grid_tool_of_a_server_that_does_not_say_its_blank_takes_the_models_own(tmp_path: Path):
+    """A server before 2026-12-07 sends no grid_blank: the pattern took only '0' and '.', refusing the grids a model
+    with another blank ('_', its labels' first) is served, and the description told an LLM to write '0'."""
+    info = dataclasses.replace(_info(0.0, TaskType.GRID), labels=tuple("0123456789"))
+    schema = input_schema(info)["properties"]["grid"]
+    validator = Draft202012Validator(input_schema(info))
+    assert validator.is_valid({"grid": "_" * 80 + "5"}) and validator.is_valid({"grid": "." * 81})
+    assert not validator.is_valid({"grid": " " * 81}) and not validator.is_valid({"grid": "_" * 80})
+    assert ("the model's blank symbol for a blank one ('0' or '.' for the shipped grid models; this server does not "
+            "say)") in schema["description"]

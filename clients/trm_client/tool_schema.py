@@ -93,8 +93,10 @@ def _listed(labels: tuple[str, ...]) -> str:
     return ", ".join(listed) + (f", and {rest} more" if rest > 0 else "")
 
 
-_OLDER_SERVERS_BLANK = "0."
-"""What a grid model read as a blank before ModelInfo said (InputLimits.grid_blank)."""
+_SHIPPED_BLANK = "0."
+"""The blank symbols of the shipped grid models. A server before 2026-12-07 does not say a model's
+(InputLimits.grid_blank), and a grid model may read another: its tool's pattern then takes any character but white
+space, and the server tells a wrong one."""
 _CLASS_SYNTAX = frozenset("\\]^-[")
 
 
@@ -109,14 +111,17 @@ def input_schema(info: ModelInfo) -> dict[str, Any]:
     properties: dict[str, Any]
     if info.task is TaskType.GRID:
         rows, cols = info.limits.grid_rows, info.limits.grid_cols
-        blank = info.limits.grid_blank or _OLDER_SERVERS_BLANK
         givens = "".join(info.labels)
+        blank = info.limits.grid_blank
+        said = (f"{' or '.join(repr(b) for b in blank)} for a blank one" if blank else
+                f"the model's blank symbol for a blank one ({' or '.join(map(repr, _SHIPPED_BLANK))} for the shipped "
+                "grid models; this server does not say)")
         properties = {
             "grid": {
                 "type": "string",
                 "description": f"The {rows}x{cols} grid, row-major, {rows * cols} characters: one of "
-                f"{givens!r} for a given cell, {' or '.join(repr(b) for b in blank)} for a blank one.",
-                "pattern": f"^[{_class_of(givens + blank)}]{{{rows * cols}}}$",
+                f"{givens!r} for a given cell, {said}.",
+                "pattern": f"^[{_class_of(givens + blank)}]{{{rows * cols}}}$" if blank else f"^\\S{{{rows * cols}}}$",
             }
         }
         required = ["grid"]
