@@ -12,6 +12,8 @@ from test_service_support import GRID_MODEL, LONG_MODEL, LONG_N_SUP, TEXT_MODEL,
 from trainer_support import write_keyword_csv
 from trm.v1 import trm_pb2_grpc
 
+from trm_service.testing import ServerProcess
+
 torch.set_num_threads(1)  # in-process training and scoring in tests: one thread, beside the servers they start
 
 
@@ -60,3 +62,10 @@ def stub_for() -> Iterator[Callable[[str], trm_pb2_grpc.ReasoningServiceStub]]:
     yield make
     for channel in channels:
         channel.close()
+
+
+@pytest.fixture(scope="module")
+def stub(server: ServerProcess) -> Iterator[trm_pb2_grpc.ReasoningServiceStub]:
+    """A ReasoningService stub on one channel to the test module's own `server` fixture, for the whole module."""
+    with grpc.insecure_channel(server.target) as channel:
+        yield trm_pb2_grpc.ReasoningServiceStub(channel)

@@ -15,7 +15,7 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from test_service_support import make_bundle
-from trm.v1 import trm_pb2, trm_pb2_grpc
+from trm.v1 import trm_pb2
 
 from trm_service.caller_strings import LISTED_NAMES
 from trm_service.testing import ServerProcess
@@ -39,12 +39,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
         (copy / "manifest.json").write_text(json.dumps(manifest))
     with ServerProcess([root]) as process:
         yield process
-
-
-@pytest.fixture(scope="module")
-def stub(server: ServerProcess) -> Iterator[trm_pb2_grpc.ReasoningServiceStub]:
-    with grpc.insecure_channel(server.target) as channel:
-        yield trm_pb2_grpc.ReasoningServiceStub(channel)
 
 
 def _listed(message: str) -> list[str]:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import grpc
 import pytest
-from trm.v1 import trm_pb2, trm_pb2_grpc
+from trm.v1 import trm_pb2
 from trm_client import TRMClient
 from trm_client.tool_schema import tool_name
 from trm_client.tools import ToolAdapter
@@ -26,12 +26,6 @@ REFUSAL = "text leaves no tokens after normalisation"
 def server() -> Iterator[ServerProcess]:
     with ServerProcess([INTENT_BUNDLE]) as process:
         yield process
-
-
-@pytest.fixture(scope="module")
-def stub(server: ServerProcess) -> Iterator[trm_pb2_grpc.ReasoningServiceStub]:
-    with grpc.insecure_channel(server.target) as channel:
-        yield trm_pb2_grpc.ReasoningServiceStub(channel)
 
 
 @pytest.mark.parametrize("text", NO_TOKEN_TEXTS)

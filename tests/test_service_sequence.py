@@ -17,7 +17,7 @@ import numpy as np
 import onnx
 import pytest
 import torch
-from trm.v1 import trm_pb2, trm_pb2_grpc
+from trm.v1 import trm_pb2
 
 from trainer.sequence.batches import to_batch
 from trainer.sequence.bundle import bundle_halting
@@ -87,12 +87,6 @@ def server(sequence_bundle: tuple[Path, SequenceTRM], short_cache_bundle: tuple[
     bundles = (sequence_bundle, short_cache_bundle, unchanged_bundle, unsure_bundle, checked_bundle, tight_bundle)
     with ServerProcess([bundle[0] for bundle in bundles]) as running:
         yield running
-
-
-@pytest.fixture(scope="module")
-def stub(server: ServerProcess):
-    with grpc.insecure_channel(server.target) as channel:
-        yield trm_pb2_grpc.ReasoningServiceStub(channel)
 
 
 def _reference(model: SequenceTRM, text: str, halting: Halting | None = None) -> tuple[str, list[int]]:
