@@ -85,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
         "input", help="the text ('-' reads it from stdin; one that starts with '-' goes after '--'); with --grid, "
         "the grid's cells row-major ('0' or '.' = blank)"
     )
-    reason.error = _with_dash_hint(reason.error)  # type: ignore[method-assign]
+    reason.error = _with_dash_hint(reason.error)  # type: ignore[assignment]
     reason.add_argument("--grid", action="store_true", help="treat the input as a grid")
     reason.add_argument("--version", default="", help="exact model version (default: newest)")
     reason.add_argument("--top-k", type=_ZERO_UP, default=0, help="labels to return (default 3)")
