@@ -138,6 +138,9 @@ def test_splits_that_match_no_ascii_before_berts_keep_the_python_path(pieces: li
         pytest.param(lambda t: setattr(t, "pre_tokenizer", pre_tokenizers.Sequence([
             pre_tokenizers.Split(Regex("[a-c]"), behavior="isolated"), pre_tokenizers.BertPreTokenizer()])),
             id="a split of ASCII letters first"),
+        pytest.param(lambda t: setattr(t, "pre_tokenizer", pre_tokenizers.Sequence([
+            pre_tokenizers.Split(Regex("[a][b]"), behavior="isolated"), pre_tokenizers.BertPreTokenizer()])),
+            id="a split of two letters in a row, though no one ASCII character matches it"),
         pytest.param(lambda t: setattr(t, "normalizer", normalizers.Lowercase()), id="no clean-up"),
         pytest.param(lambda t: setattr(t, "post_processor", processors.BertProcessing(("[SEP]", 1), ("[CLS]", 2))),
                      id="a post-processor"),

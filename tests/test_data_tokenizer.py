@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from tokenizers import Tokenizer, normalizers
+from tokenizers import Tokenizer, normalizers, pre_tokenizers
 
 from trainer.data.text import load_clinc150
 from trainer.data.tokenizer import PAD_ID, UNK_ID, encode_texts, text_normalizer, train_tokenizer, words_read
@@ -135,8 +135,16 @@ def test_an_emoji_is_a_word_of_its_own_wherever_it_is_written(tmp_path: Path) ->
     tokenizer.save(str(tmp_path / "tokenizer.json"))  # the server reads it as the trainer wrote it
     assert Tokenizer.from_file(str(tmp_path / "tokenizer.json")).encode(EMOJI_REVIEWS[0]).ids == tokenizer.encode(
         EMOJI_REVIEWS[0]).ids
-    assert train_tokenizer(["book a table"], vocab_size=20, max_tokens=4).pre_tokenizer.__class__.__name__ == (
-        "BertPreTokenizer")  # text without them keeps BERT's pre-tokenizer alone (the server's fastest path)
+
+
+
+def test_a_model_trained_without_emoji_reads_the_word_an_emoji_is_written_against():
+    """QA: intent-clinc150, trained on text without emoji, read `how do you say fast in spanish🙂` as `spanish🙂`,
+    one unknown word, and answered change_speed 0.72 (translate without the emoji): 17.7 % of its test queries'
+    answers changed with an emoji written against the last word, against none with a space before it."""
+    tokenizer = train_tokenizer(["how do you say fast in spanish", "book a table"], vocab_size=20, max_tokens=10)
+    assert tokenizer.encode("say fast in spanish🙂").tokens[:5] == ["say", "fast", "in", "spanish", "[UNK]"]
+    assert tokenizer.encode("book🙏 a🎉table").tokens[:5] == ["book", "[UNK]", "a", "[UNK]", "table"]
 
 
 # Words that a mark spells apart (made up for these tests): kana with and without the voicing mark, Hindi's "dog"
@@ -182,8 +190,12 @@ def test_full_width_latin_and_half_width_katakana_read_as_their_usual_forms() ->
     assert words_read("ＲＥＳＥＲＶＡＲ ｱﾗｰﾑ") == words_read("reservar アラーム")
 
 
-def test_texts_of_spaced_scripts_keep_berts_word_splitting(tokenizer: Tokenizer) -> None:
-    """What the server's Python tokenising reproduces (trm_service/runtime/ascii_tokenizer.py)."""
-    assert type(tokenizer.pre_tokenizer).__name__ == "BertPreTokenizer"
-    spaced = train_tokenizer(["Привет, мир", "γειά σου κόσμε", "مرحبا بالعالم"], vocab_size=50, max_tokens=8)
-    assert type(spaced.pre_tokenizer).__name__ == "BertPreTokenizer"
+def test_texts_of_spaced_scripts_keep_berts_word_splitting() -> None:
+    """Words of scripts written with spaces are whole words, as BERT's pre-tokenizer splits them (what the server's
+    Python tokenising reproduces for ASCII text: trm_service/runtime/ascii_tokenizer.py)."""
+    texts = ["Привет, мир", "γειά σου κόσμε", "مرحبا بالعالم", "book a table, please"]
+    spaced = train_tokenizer(texts, vocab_size=50, max_tokens=8)
+    bert = pre_tokenizers.BertPreTokenizer()
+    for text in texts:
+        normal = spaced.normalizer.normalize_str(text)
+        assert spaced.pre_tokenizer.pre_tokenize_str(normal) == bert.pre_tokenize_str(normal)

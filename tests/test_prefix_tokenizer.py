@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from tokenizers import Regex, Tokenizer, normalizers
+from tokenizers import Regex, Tokenizer, normalizers, pre_tokenizers
 
 from trainer.data.text import load_newsgroups
 from trainer.data.tokenizer import PAD_ID, train_tokenizer
@@ -61,7 +61,8 @@ def test_routing_ids_equal_the_whole_posts_ids_on_the_long_test_posts():
 
 PIECES = ["play", "Jazz", "café", "e\u0301", "\u0301", "ΟΔΟΣ", "天气", "[PAD]", "[UNK]", ",", "...", "'s", "\u200b",
           "\x07", "\t", "\n", " ", "  ", "qwxz", "7", "-", "naïve", "playlist",
-          "ＰＬＡＹ", "ﬁ", "①", "\u00a8"]  # compatibility forms (NFKC writes U+00A8 as a space and an accent)
+          "ＰＬＡＹ", "ﬁ", "①", "\u00a8",  # compatibility forms (NFKC writes U+00A8 as a space and an accent)
+          "🙂", "จอง"]  # characters the trainer's pre-tokenizer isolates
 # Every piece is a word of the vocabulary, so a word cut in two would change the ids.
 SMALL = {max_tokens: train_tokenizer(PIECES, vocab_size=60, max_tokens=max_tokens) for max_tokens in (3, 8)}
 
@@ -90,6 +91,17 @@ def test_ids_equal_the_whole_texts_ids_for_any_text(
     assert cuts_are_exact(tokenizer)
     prefix = PrefixTokenizer(tokenizer, max_tokens, PAD_ID, chars_per_token=chars_per_token)
     assert prefix.ids(text).tolist() == tokenizer.encode(text).ids
+
+
+@pytest.mark.parametrize("pattern", ["[ a]", "[a] [b]", "[ab]+"])
+def test_a_split_that_can_take_a_space_or_several_characters_is_never_cut(pattern: str):
+    """The trainer's split isolates single characters of a class without the space; one of another pattern could
+    hold a space in a word, and the whole text is read."""
+    tokenizer = train_tokenizer(["alpha beta"], vocab_size=10, max_tokens=4)
+    assert cuts_are_exact(tokenizer)
+    tokenizer.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Split(Regex(pattern), behavior="isolated"),
+                                                       pre_tokenizers.BertPreTokenizer()])
+    assert not cuts_are_exact(tokenizer)
 
 
 def test_a_normaliser_that_reads_across_a_space_is_never_cut():

@@ -295,7 +295,7 @@ DOMINANT_LABEL_SHARE = 0.5  # a label with more than this share of the rows is n
 def token_counts(texts: Sequence[str]) -> tuple[np.ndarray, int]:
     """(tokens of each text, distinct tokens over all texts) as the trainer's tokenizer splits them
     (one token per word or punctuation mark, before any vocabulary or length limit)."""
-    normalizer, splitter = text_normalizer(texts), word_splitter(texts)
+    normalizer, splitter = text_normalizer(texts), word_splitter()
     counts, words = np.zeros(len(texts), dtype=np.int64), Counter()
     for index, text in enumerate(texts):
         split = [word for word, _ in splitter.pre_tokenize_str(normalizer.normalize_str(text))]

@@ -23,7 +23,6 @@ UNSPACED_SCRIPTS = "[\u0e00-\u0eff\u1000-\u109f\u1780-\u17ff\u3040-\u30ff]"  # a
 # in reviews and chat they are what says the label.
 EMOJI = "[\u2300-\u23ff\u2600-\u27bf\u2b00-\u2bff\U0001f000-\U0001faff]"
 ISOLATED = UNSPACED_SCRIPTS[:-1] + EMOJI[1:]  # a character read as a word of its own: either kind
-_ISOLATED = re.compile(ISOLATED)
 # Marks stripped as accents, as BERT strips them: the Latin, Greek and Cyrillic diacritics (é, ñ, ü, ç, ά, й:
 # the Combining Diacritical Marks blocks), Hebrew's points and Arabic's harakat (vowel signs that most writing
 # leaves out), and the variation selectors, which choose how a character is drawn (❤️ and ❤ are one). BERT
@@ -81,14 +80,13 @@ def _marks_beyond_accents(text: str) -> bool:
     )
 
 
-def word_splitter(texts: Sequence[str]) -> pre_tokenizers.PreTokenizer:
-    """BERT's pre-tokenizer (words and punctuation marks); when `texts` hold characters of a script written
-    without spaces, or emoji, each such character is isolated first (`ISOLATED`), so those texts are read
-    character by character and an emoji is a word wherever it is written."""
-    bert = pre_tokenizers.BertPreTokenizer()
-    if not any(_ISOLATED.search(unicodedata.normalize("NFKC", text)) for text in texts):  # as the normaliser left it
-        return bert
-    return pre_tokenizers.Sequence([pre_tokenizers.Split(Regex(ISOLATED), behavior="isolated"), bert])
+def word_splitter() -> pre_tokenizers.PreTokenizer:
+    """BERT's pre-tokenizer (words and punctuation marks) after each emoji and each character of a script written
+    without spaces is isolated (`ISOLATED`): those texts are read character by character, and an emoji is a word
+    wherever it is written, in every model (one trained on plain English read `spanish🙂` as one unknown word). On
+    ASCII text it splits as BERT's alone, and the server's fast paths read it (trm_service/runtime)."""
+    return pre_tokenizers.Sequence([pre_tokenizers.Split(Regex(ISOLATED), behavior="isolated"),
+                                    pre_tokenizers.BertPreTokenizer()])
 
 
 def train_tokenizer(
@@ -106,7 +104,7 @@ def train_tokenizer(
     if max_tokens < 1:
         raise ValueError(f"max_tokens must be positive, got {max_tokens}")
     normalizer = text_normalizer(texts, lowercase)
-    pre_tokenizer = word_splitter(texts)
+    pre_tokenizer = word_splitter()
     counts = Counter(
         word for text in texts for word, _ in pre_tokenizer.pre_tokenize_str(normalizer.normalize_str(text))
     )

@@ -33,7 +33,7 @@ from typing import Any
 from tokenizers import Tokenizer
 from tokenizers.models import Model
 
-from trm_service.runtime.normalizer_spec import ascii_acting
+from trm_service.runtime.normalizer_spec import ascii_acting, character_class
 from trm_service.runtime.prefix_tokenizer import TokenIds
 
 # BERT's clean-up on ASCII: the C0 control characters and DEL are dropped, except tab, newline and carriage
@@ -194,15 +194,9 @@ def _bert_on_ascii(spec: dict[str, Any] | None) -> bool:
 
 
 def _matches_no_ascii(spec: dict[str, Any]) -> bool:
-    """A Split whose regular expression (a character class, as Python reads it too) matches no ASCII character."""
-    pattern = spec.get("pattern", {}).get("Regex") if spec.get("type") == "Split" else None
-    if pattern is None or not (pattern.startswith("[") and pattern.endswith("]")) or pattern.startswith("[^"):
-        return False
-    try:
-        regex = re.compile(pattern)
-    except re.error:
-        return False
-    return not any(regex.search(chr(code)) for code in range(128))
+    """A Split whose pattern is one character class (`normalizer_spec.character_class`) holding no ASCII character."""
+    pattern = character_class(spec, "Split")
+    return pattern is not None and not any(pattern.fullmatch(chr(code)) for code in range(128))
 
 
 def _bert_words(tokenizer: Tokenizer, spec: dict[str, Any]) -> _Words | None:

@@ -3,7 +3,8 @@
 The faster tokenising paths (`prefix_tokenizer`, `ascii_tokenizer`) apply only where they give the library's
 ids exactly, so they ask two things of a normaliser: whether it works character by character (then a text cut
 at a space normalises to a prefix of the whole text's normal form), and what it does to ASCII text. A Sequence
-is read member by member.
+is read member by member. Its Replace members, and the pre-tokenizer's Split members, are read when their pattern
+is one character class (`character_class`).
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ def members(spec: Spec | None) -> list[Spec]:
 
 def is_characterwise(spec: Spec | None) -> bool:
     """Whether every member works character by character (`CHARACTERWISE`, or a Replace of one character class)."""
-    return all(member["type"] in CHARACTERWISE or _replaced_class(member) is not None for member in members(spec))
+    return all(member["type"] in CHARACTERWISE or character_class(member) is not None for member in members(spec))
 
 
 def ascii_acting(spec: Spec | None) -> Spec | None:
@@ -48,10 +49,11 @@ def ascii_acting(spec: Spec | None) -> Spec | None:
     return acting[0]
 
 
-def _replaced_class(spec: Spec) -> re.Pattern[str] | None:
-    """A Replace's pattern when it is one character class without escapes (read the same by Python's `re` as by
-    the library's regular expressions); None for any other normaliser or pattern."""
-    pattern = spec.get("pattern", {}).get("Regex") if spec["type"] == "Replace" else None
+def character_class(spec: Spec, kind: str = "Replace") -> re.Pattern[str] | None:
+    """The pattern of a `kind` member (a normaliser's Replace, a pre-tokenizer's Split) when it is one character
+    class without escapes (read the same by Python's `re` as by the library's regular expressions, and matching one
+    character at a time); None for any other member or pattern."""
+    pattern = spec.get("pattern", {}).get("Regex") if spec.get("type") == kind else None
     if pattern is None or not _ONE_CHARACTER_CLASS.fullmatch(pattern):
         return None
     try:
@@ -61,5 +63,5 @@ def _replaced_class(spec: Spec) -> re.Pattern[str] | None:
 
 
 def _keeps_ascii(spec: Spec) -> bool:
-    replaced = _replaced_class(spec)
+    replaced = character_class(spec)
     return replaced is not None and not any(replaced.fullmatch(chr(code)) for code in range(128))

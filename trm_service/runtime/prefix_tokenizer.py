@@ -17,7 +17,7 @@ from typing import Protocol
 
 import numpy as np
 
-from trm_service.runtime.normalizer_spec import is_characterwise
+from trm_service.runtime.normalizer_spec import character_class, is_characterwise
 
 # Components for which "cut at a space" keeps every earlier token (see the module docstring), with a
 # character-wise normaliser (`normalizer_spec.is_characterwise`): these pre-tokenizers split at whitespace;
@@ -83,7 +83,7 @@ def cuts_are_exact(tokenizer: TextEncoder) -> bool:
     truncation, padding = spec.get("truncation") or {}, spec.get("padding") or {}
     return (
         is_characterwise(spec["normalizer"])
-        and _component_type(spec["pre_tokenizer"]) in WHITESPACE_PRE_TOKENIZERS
+        and _splits_at_whitespace(spec["pre_tokenizer"])
         and spec["model"].get("type") in WORDWISE_MODELS
         and spec.get("post_processor") is None
         and truncation.get("direction", "Right") == "Right"
@@ -91,5 +91,16 @@ def cuts_are_exact(tokenizer: TextEncoder) -> bool:
     )
 
 
-def _component_type(component: dict | None) -> str | None:
-    return None if component is None else component.get("type")
+def _splits_at_whitespace(spec: dict | None) -> bool:
+    """A whitespace pre-tokenizer, alone or after Splits that each isolate single characters of a class without the
+    space (the trainer's, for emoji and scripts written without spaces): no word then spans a space."""
+    members = (spec or {}).get("pretokenizers", []) if (spec or {}).get("type") == "Sequence" else [spec or {}]
+    *before, last = members or [{}]
+    return last.get("type") in WHITESPACE_PRE_TOKENIZERS and all(_isolates_characters(member) for member in before)
+
+
+def _isolates_characters(spec: dict) -> bool:
+    """A Split that isolates each character of one character class that does not hold the space."""
+    isolated = character_class(spec, "Split")
+    return (isolated is not None and spec.get("behavior") == "Isolated" and not spec.get("invert", False)
+            and isolated.fullmatch(" ") is None)
