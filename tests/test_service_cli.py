@@ -177,6 +177,7 @@ def test_a_wildcard_host_serves_grpc_and_metrics_on_ipv4_and_ipv6(text_bundle: P
                 grpc.channel_ready_future(channel).result(timeout=10)
 
 
+@pytest.mark.skipif(not _has_ipv6_loopback(), reason="this machine has no IPv6 loopback")
 def test_an_ipv6_host_in_brackets_serves_metrics_too():
     """gRPC takes `[::1]`, as URLs write it; the metrics server could not resolve it, and the error blamed the port."""
     host = _config(["--host", "[::1]"], {}).host

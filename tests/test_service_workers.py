@@ -27,8 +27,8 @@ def _listeners(server: ServerProcess) -> set[int]:
     for child in psutil.Process(server.pid).children():
         try:
             connections = child.net_connections(kind="tcp")
-        except psutil.NoSuchProcess:
-            continue
+        except (psutil.NoSuchProcess, psutil.AccessDenied):  # a worker killed and not yet reaped: its /proc/PID/fd
+            continue  # is closed to any user but root
         if any(c.status == psutil.CONN_LISTEN and c.laddr.port == server.port for c in connections):
             pids.add(child.pid)
     return pids
