@@ -23,8 +23,11 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 def serving_status(target: str, service: str, timeout_s: float,
                    tls: grpc.ChannelCredentials | None = None, server_name: str | None = None) -> str:
     """Return the status name (SERVING, NOT_SERVING, ...) that the health service reports for `service`."""
-    options = [("grpc.ssl_target_name_override", server_name)] if server_name else []
-    channel = grpc.secure_channel(target, tls, options) if tls else grpc.insecure_channel(target)
+    # Never through an HTTP proxy the environment names (Docker passes its proxy settings to every container): the
+    # probe asks its own server, which a proxy cannot reach on the container's loopback.
+    options = [("grpc.enable_http_proxy", 0)]
+    options += [("grpc.ssl_target_name_override", server_name)] if server_name else []
+    channel = grpc.secure_channel(target, tls, options) if tls else grpc.insecure_channel(target, options)
     with channel:
         stub = health_pb2_grpc.HealthStub(channel)
         reply = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=timeout_s)

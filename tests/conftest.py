@@ -12,8 +12,9 @@ from test_service_support import GRID_MODEL, LONG_MODEL, LONG_N_SUP, TEXT_MODEL,
 from trainer_support import write_keyword_csv
 from trm.v1 import trm_pb2_grpc
 
-from trm_service.testing import ServerProcess
+from trm_service.testing import ServerProcess, loopback_without_proxy
 
+loopback_without_proxy()  # the servers the tests start are on 127.0.0.1, never behind a proxy
 torch.set_num_threads(1)  # in-process training and scoring in tests: one thread, beside the servers they start
 
 

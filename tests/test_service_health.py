@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from test_service_support import TEXT_MODEL
+from test_service_support import TEXT_MODEL, run_healthcheck
 
 from trm_service.testing import ServerProcess
 
@@ -51,3 +52,13 @@ def test_a_malformed_request_is_invalid_argument(channel: grpc.Channel):
     for failed in (check, watch):
         assert failed.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         assert "the request body is not a valid grpc.health.v1.HealthCheckRequest" in failed.value.details()
+
+
+def test_the_container_health_probe_passes_by_a_proxy_the_environment_names(text_bundle: Path):
+    """QA: a container whose environment names an HTTP proxy (Docker's proxy settings pass http_proxy to every
+    container) probed its own server through that proxy, which cannot reach its loopback: unhealthy while serving."""
+    proxied = {key: value for key, value in os.environ.items() if key.lower() not in ("no_proxy", "no_grpc_proxy")}
+    proxied |= {"http_proxy": "http://127.0.0.1:9", "https_proxy": "http://127.0.0.1:9"}  # refuses every connection
+    with ServerProcess([text_bundle]) as server:
+        probed = run_healthcheck(server.target, env=proxied)
+    assert (probed.returncode, probed.stdout.strip()) == (0, "SERVING"), probed.stderr

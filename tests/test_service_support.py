@@ -5,9 +5,11 @@ Holds no tests; it is named test_service_* to sit with the files it serves.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -93,3 +95,12 @@ class SlowHandOver(ThreadPoolExecutor):
             return fn(*args, **kwargs)
 
         return super().submit(late)
+
+
+def run_healthcheck(
+    target: str, *options: str, env: Mapping[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """deploy/healthcheck.py (the image's trm-healthcheck) against `target`."""
+    probe = Path(__file__).resolve().parents[1] / "deploy" / "healthcheck.py"
+    return subprocess.run([sys.executable, str(probe), target, *options], capture_output=True, text=True,
+                          timeout=60, env=env)

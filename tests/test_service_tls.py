@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 import grpc
 import pytest
-from test_service_support import TEXT_MODEL
+from test_service_support import TEXT_MODEL, run_healthcheck
 from trm.v1 import trm_pb2, trm_pb2_grpc
 
 from trm_service.testing import ServerProcess
@@ -82,34 +81,28 @@ def test_mutual_tls_requires_a_client_certificate_from_the_client_ca(pki: Path, 
         assert _refused(server.target, _credentials(pki, "stranger")) == grpc.StatusCode.UNAVAILABLE
 
 
-def _healthcheck(target: str, *options: str) -> subprocess.CompletedProcess[str]:
-    probe = Path(__file__).resolve().parents[1] / "deploy" / "healthcheck.py"
-    return subprocess.run([sys.executable, str(probe), target, *options], capture_output=True, text=True,
-                          timeout=60)
-
-
 def test_the_container_health_probe_checks_a_mutual_tls_server(pki: Path, text_bundle: Path):
     mutual = ["--tls-cert", str(pki / "server.pem"), "--tls-key", str(pki / "server.key"),
               "--tls-client-ca", str(pki / "ca.pem")]
     client = ["--tls-ca", str(pki / "ca.pem"), "--tls-cert", str(pki / "client.pem"),
               "--tls-key", str(pki / "client.key")]
     with ServerProcess([text_bundle], extra_args=mutual) as server:
-        probed = _healthcheck(server.target, *client)
+        probed = run_healthcheck(server.target, *client)
         assert (probed.returncode, probed.stdout.strip()) == (0, "SERVING"), probed.stderr
-        named = _healthcheck(server.target, *client, "--tls-server-name", "localhost")  # in the certificate
+        named = run_healthcheck(server.target, *client, "--tls-server-name", "localhost")  # in the certificate
         assert (named.returncode, named.stdout.strip()) == (0, "SERVING"), named.stderr
         for refused in (
-            _healthcheck(server.target),  # plaintext
-            _healthcheck(server.target, "--tls-ca", str(pki / "ca.pem")),  # no client certificate
-            _healthcheck(server.target, *client, "--tls-server-name", "elsewhere.example"),  # not its name
+            run_healthcheck(server.target),  # plaintext
+            run_healthcheck(server.target, "--tls-ca", str(pki / "ca.pem")),  # no client certificate
+            run_healthcheck(server.target, *client, "--tls-server-name", "elsewhere.example"),  # not its name
         ):
             assert refused.returncode == 1 and refused.stderr.startswith("unhealthy: UNAVAILABLE: "), refused
             assert refused.stderr.count("\n") == 1  # one line: none of gRPC's own
-        assert "a TLS server? probe it with --tls-ca CA.pem" in _healthcheck(server.target).stderr
-        unknown = _healthcheck(server.target, *client, "--service", "nosuch")
+        assert "a TLS server? probe it with --tls-ca CA.pem" in run_healthcheck(server.target).stderr
+        unknown = run_healthcheck(server.target, *client, "--service", "nosuch")
         assert unknown.returncode == 1 and "no health status named 'nosuch'" in unknown.stderr
         for endless in ("inf", "1e10"):  # QA: taken, then "unhealthy: DEADLINE_EXCEEDED" from a healthy server
-            refused = _healthcheck(server.target, *client, "--timeout", endless)
+            refused = run_healthcheck(server.target, *client, "--timeout", endless)
             assert refused.returncode == 2
             assert (f"argument --timeout: must be a number of seconds above 0 and at most 3600, got {endless}"
                     in refused.stderr)
@@ -121,5 +114,5 @@ def test_the_container_health_probe_checks_a_mutual_tls_server(pki: Path, text_b
          "private key"),
         (["--timeout", "-1"], "--timeout: must be a number of seconds above 0"),
     ):
-        bad = _healthcheck("127.0.0.1:1", *options)
+        bad = run_healthcheck("127.0.0.1:1", *options)
         assert bad.returncode == 2 and message in bad.stderr, bad

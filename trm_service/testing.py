@@ -32,6 +32,15 @@ from typing import Any
 from prometheus_client.parser import text_string_to_metric_families
 
 _POLL_S = 0.05
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
+def loopback_without_proxy() -> None:
+    """Keep this process's loopback calls off an HTTP proxy that the environment names (http_proxy, https_proxy):
+    gRPC channels and urllib both honour no_proxy, to which the loopback hosts are added."""
+    for key in ("no_proxy", "NO_PROXY"):
+        named = [host for host in os.environ.get(key, "").split(",") if host.strip()]
+        os.environ[key] = ",".join(dict.fromkeys([*named, *LOOPBACK_HOSTS]))
 
 
 class ServerProcess:

@@ -10,7 +10,9 @@ from sdk_test_support import GRID_MODEL, N_SUP, TEXT_MODEL
 from trm_client import TRMClient
 
 from trainer.testing import make_random_bundle
-from trm_service.testing import ServerProcess
+from trm_service.testing import ServerProcess, loopback_without_proxy
+
+loopback_without_proxy()  # the servers the tests start are on 127.0.0.1, never behind a proxy
 
 
 @pytest.fixture(scope="session")

@@ -1,7 +1,9 @@
 """Target resolution: one target passes through, several replicas become one round-robin target."""
 
 import pytest
-from trm_client.channel import TLSConfig, channel_options, resolve_target
+from sdk_test_support import TEXT_MODEL
+from trm_client import TRMClient
+from trm_client.channel import TLSConfig, channel_options, loopback_options, resolve_target
 
 
 def test_single_target_passes_through_unchanged():
@@ -47,3 +49,28 @@ def test_a_callers_channel_option_replaces_the_sdks_of_the_same_key() -> None:
     assert len(keys) == len(set(keys))
     assert dict(options)["grpc.keepalive_time_ms"] == 300_000 and dict(options)["grpc.primary_user_agent"] == "agent/1"
     assert dict(options)["grpc.keepalive_timeout_ms"] == 5_000  # the SDK's others stay
+
+
+@pytest.mark.parametrize("target", ["127.0.0.1:1", "localhost:1", "[::1]:1", "127.0.0.2:1",
+                                    "ipv4:127.0.0.1:1,127.0.0.1:2", "ipv6:[::1]:7,[::1]:8", "dns:///localhost:1",
+                                    "dns://8.8.8.8/localhost:1"])
+def test_a_target_on_this_machine_is_reached_without_a_proxy(target: str) -> None:
+    assert loopback_options(target) == [("grpc.enable_http_proxy", 0)]
+
+
+@pytest.mark.parametrize("target", ["10.0.0.1:1", "trm.example.com:443", "ipv4:127.0.0.1:1,10.0.0.1:2",
+                                    "dns:///trm.default.svc:50051", "unix:/tmp/trm.sock"])
+def test_a_target_elsewhere_keeps_the_environments_proxy(target: str) -> None:
+    assert loopback_options(target) == []
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost"])
+def test_calls_to_a_local_server_pass_by_a_proxy_the_environment_names(server, monkeypatch, host: str) -> None:
+    """QA: with http_proxy set (as on many company machines) and no no_proxy, every call to a server on this machine
+    went to the proxy, which cannot reach the caller's loopback: UNAVAILABLE "ipv4:127.0.0.1:9 ... refused"."""
+    for key in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY"):
+        monkeypatch.setenv(key, "http://127.0.0.1:9")  # a proxy that refuses every connection
+    for key in ("no_proxy", "NO_PROXY", "no_grpc_proxy"):
+        monkeypatch.delenv(key, raising=False)
+    with TRMClient(f"{host}:{server.port}", timeout_s=10.0) as client:
+        assert client.reason(TEXT_MODEL, "book a table").prediction

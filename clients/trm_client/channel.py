@@ -219,11 +219,29 @@ def channel_options(
     return list(dict([*_BASE_OPTIONS, *(tls.options() if tls else ()), *extra]).items())
 
 
+def loopback_options(target: str) -> list[tuple[str, int | str]]:
+    """No HTTP proxy for a target on this machine (127.0.0.0/8, ::1, localhost): gRPC honours http_proxy and
+    https_proxy for every target that no_proxy does not name, and a proxy cannot reach the caller's own loopback
+    (every call to a local server failed UNAVAILABLE where a proxy was set, as on many company machines)."""
+    endpoints = re.sub(r"^(ipv4:|ipv6:|dns:(//[^/]*)?/?)", "", target).split(",")
+    return [("grpc.enable_http_proxy", 0)] if all(_is_loopback(endpoint) for endpoint in endpoints) else []
+
+
+def _is_loopback(endpoint: str) -> bool:
+    host = endpoint.rpartition(":")[0].strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def open_channel(
     target: str, tls: TLSConfig | None, extra: Sequence[tuple[str, int | str]] = ()
 ) -> grpc.Channel:
     """Opens a blocking channel to a resolved target."""
-    options = channel_options(tls, extra)
+    options = channel_options(tls, [*loopback_options(target), *extra])
     if tls is None:
         return grpc.insecure_channel(target, options=options)
     return grpc.secure_channel(target, tls.credentials(), options=options)
@@ -233,7 +251,7 @@ def open_aio_channel(
     target: str, tls: TLSConfig | None, extra: Sequence[tuple[str, int | str]] = ()
 ) -> grpc.aio.Channel:
     """Opens an asyncio channel to a resolved target."""
-    options = channel_options(tls, extra)
+    options = channel_options(tls, [*loopback_options(target), *extra])
     if tls is None:
         return grpc.aio.insecure_channel(target, options=options)
     return grpc.aio.secure_channel(target, tls.credentials(), options=options)
