@@ -3,6 +3,7 @@ too), not the weights it ended with; a preset's fit sets it, the shipped models'
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
@@ -16,6 +17,9 @@ import trainer.train
 from trainer.config import TrainConfig
 from trainer.model import TRM
 from trainer.report import _weights_line
+from trainer.sequence.batches import Batch, to_batch
+from trainer.sequence.train import SequenceTrainConfig, SequenceTrainer
+from trainer.testing import random_sequence_model
 from trainer.train import Trainer, best_evaluation
 
 
@@ -156,3 +160,77 @@ def test_a_run_whose_work_after_fits_says_nothing_of_it(
     run, _ = _timed_run(tmp_path, monkeypatch, eval_every=20)
     run.fit(resume=False, evaluations_after=2.0)
     assert "the work after training" not in capsys.readouterr().out
+
+
+def _killed_in_evaluation(run: Trainer | SequenceTrainer, step: int) -> None:
+    """Makes `run` die as under SIGKILL in its evaluation of `step`: nothing it would save after that is saved."""
+    evaluate = run.evaluate
+
+    def dying(model: TRM) -> dict[str, float]:
+        if run.step == step:
+            run.save_checkpoint = lambda: None
+            raise SystemExit("killed")
+        return evaluate(model)
+
+    run.evaluate = dying
+
+
+@pytest.mark.parametrize("killed_at", [4, 7], ids=["in the loop", "in the end's evaluation"])
+def test_a_run_killed_in_an_evaluation_ships_what_the_uninterrupted_run_ships(tmp_path: Path, killed_at: int):
+    """QA: the checkpoint of a step was saved before its evaluation, and a run that had ended was not evaluated at
+    its end on resuming: a fit killed there shipped other weights (step 60's, not 70's) from the same command."""
+    scores = {2: 0.50, 4: 0.80, 6: 0.60, 7: 0.70} if killed_at == 4 else {2: 0.50, 4: 0.60, 6: 0.60, 7: 0.90}
+
+    def run(folder: str) -> Trainer:
+        torch.manual_seed(0)  # the same initial weights for each
+        made = _trainer(tmp_path / folder, scores)
+        made.cfg = replace(made.cfg, checkpoint_every=2, supervision="unrolled")  # resumes to the bit (the ACT
+        return made  # carry is not checkpointed: a resumed carry run starts a fresh one)
+
+    whole = run("whole")
+    whole.fit(resume=False)
+    killed = run("killed")
+    _killed_in_evaluation(killed, killed_at)
+    with pytest.raises(SystemExit):
+        killed.fit(resume=False)
+    resumed = run("killed")
+    resumed.fit(resume=True)
+    assert [entry["step"] for entry in resumed.history] == [entry["step"] for entry in whole.history] == [2, 4, 6, 7]
+    best = best_evaluation(whole.history)["step"]
+    assert _same_weights(resumed.shipped_model(), whole.scored[best])
+
+
+@pytest.mark.parametrize("killed_at", [4, 7], ids=["in the loop", "in the end's evaluation"])
+def test_a_sequence_run_killed_in_an_evaluation_ships_what_the_uninterrupted_run_ships(tmp_path: Path, killed_at: int):
+    scores = {2: 0.50, 4: 0.80, 6: 0.60, 7: 0.70} if killed_at == 4 else {2: 0.50, 4: 0.60, 6: 0.60, 7: 0.90}
+
+    def run(folder: str) -> SequenceTrainer:
+        torch.manual_seed(0)
+        model = random_sequence_model(0, max_source_len=64, max_target_len=16, n=1, T=1, N_sup=2, prefix_steps=1)
+        config = SequenceTrainConfig(run_dir=tmp_path / folder, batch_size=2, max_steps=7, warmup_steps=1,
+                                     log_every=10**6, eval_every=2, checkpoint_every=2)
+
+        def batches(_step: int) -> Iterator[Batch]:
+            while True:
+                yield to_batch([("x equals one", "x = 1"), ("pass", "pass")])
+
+        made = SequenceTrainer(config, model, batches, lambda _: {}, log=lambda _: None)
+        made.scored = {}
+
+        def evaluate(scored: torch.nn.Module) -> dict[str, float]:
+            made.scored[made.step] = {key: value.clone() for key, value in scored.state_dict().items()}
+            return {"exact_match": scores[made.step], "cer": 0.0}
+
+        made.evaluate = evaluate
+        return made
+
+    whole = run("whole")
+    whole.fit(resume=False)
+    killed = run("killed")
+    _killed_in_evaluation(killed, killed_at)
+    with pytest.raises(SystemExit):
+        killed.fit(resume=False)
+    resumed = run("killed")
+    resumed.fit(resume=True)
+    assert [entry["step"] for entry in resumed.history] == [entry["step"] for entry in whole.history] == [2, 4, 6, 7]
+    assert _same_weights(resumed.best_model(), whole.scored[whole.best_evaluation["step"]])

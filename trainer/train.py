@@ -498,6 +498,7 @@ class Trainer:
             tqdm.write(f"resumed {cfg.name} from step {self.step} ({self.checkpoint_path})"
                        + (RUN_ENDED if ended else ""))
             if ended:
+                self._evaluate_end()  # a run killed in its end's evaluation has it still to do
                 return self.ema.model
         elif branch_from is not None:
             if not self.load_checkpoint(branch_from, branch=True):
@@ -531,10 +532,10 @@ class Trainer:
                         eta = min(eta, cfg.max_minutes * 60 - self.elapsed_s)
                     tqdm.write(f"{cfg.name} step {self.step}/{last_step} loss {last['loss']:.3f} "
                                f"acc {last['acc']:.3f} {rate:.2f} steps/s eta {eta / 60:.1f} min")
-                if self.step % cfg.checkpoint_every == 0:
-                    self.save_checkpoint()
                 if self.evaluate and clock.evaluation_due(self.step, cfg.eval_every):
                     clock.timed(self._evaluate)
+                if self.step % cfg.checkpoint_every == 0:  # after the step's evaluation: a run killed in it resumes
+                    self.save_checkpoint()  # from the checkpoint before and evaluates that step again
             self.elapsed_s = clock.trained_s()  # as the loop ends: out_of_time read it after the last step's record
             self.ended_by_time = not self._stop and self.step < last_step
         finally:
@@ -546,10 +547,15 @@ class Trainer:
                 signal.signal(sig, handler)
         if self._stop:
             raise KeyboardInterrupt(f"stopped at step {self.step}; checkpoint saved to {self.checkpoint_path}")
-        if cfg.keep_best and self.evaluate and (not self.history or self.history[-1]["step"] != self.step):
-            self._evaluate()  # the weights the run ends with compete too
-            self.save_checkpoint()
+        self._evaluate_end()
         return self.ema.model
+
+    def _evaluate_end(self) -> None:
+        """With keep_best, the weights the run ends with compete too: evaluated, then checkpointed, unless the last
+        evaluation was of this step."""
+        if self.cfg.keep_best and self.evaluate and (not self.history or self.history[-1]["step"] != self.step):
+            self._evaluate()
+            self.save_checkpoint()
 
     def _evaluate(self) -> None:
         """Scores the EMA weights on validation into `history`; keep_best keeps them where they rank best so far."""

@@ -171,6 +171,7 @@ class SequenceTrainer:
             ended = self.step >= self.cfg.max_steps or self.ended_by_time
             self.log(f"resumed from step {self.step} ({self.checkpoint_path})" + (RUN_ENDED if ended else ""))
             if ended:
+                self._evaluate_end()  # a run killed in its end's evaluation has it still to do
                 return self.ema.model
         if ends_by is not None:
             self.cfg = replace(self.cfg, max_minutes=timed_minutes(self.cfg.max_minutes, self.elapsed_s, ends_by))
@@ -200,20 +201,25 @@ class SequenceTrainer:
                     self.log(f"step {self.step} {self.elapsed_s / 60:.1f}{budget} min lines {self.lines_seen} "
                              + " ".join(f"{key} {value:.3f}" for key, value in mean.items()))
                     window = []
-                if self.step % cfg.checkpoint_every == 0:
-                    self.save_checkpoint()
                 if self.evaluate and clock.evaluation_due(self.step, cfg.eval_every):
                     clock.timed(self._evaluate)
+                if self.step % cfg.checkpoint_every == 0:  # after the step's evaluation: a run killed in it resumes
+                    self.save_checkpoint()  # from the checkpoint before and evaluates that step again
             self.ended_by_time = self.step < cfg.max_steps
         except KeyboardInterrupt:  # the checkpoint is saved below, before the message is told
             stopped = f"stopped at step {self.step}; checkpoint saved to {self.checkpoint_path}"
             raise KeyboardInterrupt(stopped) from None
         finally:
             self.save_checkpoint()
+        self._evaluate_end()
+        return self.ema.model
+
+    def _evaluate_end(self) -> None:
+        """The weights the run ends with are scored too (then checkpointed), unless the last evaluation was of this
+        step."""
         if self.evaluate and (not self.history or self.history[-1]["step"] != self.step):
             self._evaluate()
             self.save_checkpoint()
-        return self.ema.model
 
     @property
     def best_evaluation(self) -> dict[str, float] | None:
