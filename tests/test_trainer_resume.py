@@ -16,7 +16,9 @@ from trainer.data.files import data_hashes
 from trainer.data.sudoku import GridSplit
 from trainer.export import int8_decision
 from trainer.model import TRM
+from trainer.sequence.train import SequenceTrainConfig, SequenceTrainer
 from trainer.tasks import SudokuStream, TextStream
+from trainer.testing import random_sequence_model
 from trainer.train import Trainer
 
 
@@ -82,18 +84,33 @@ def test_a_test_file_named_as_the_training_file_is_hashed_too(tmp_path: Path) ->
     assert set(hashes) == {"data.csv", "test/data.csv"} and len(set(hashes.values())) == 2
 
 
+def _text_trainer(tmp_path: Path) -> Trainer:
+    cfg = TrainConfig(name="r", task="text", data="d", out_dir=str(tmp_path), device="cpu")
+    return Trainer(cfg, TRM(text_config()), fixed_batch(), data_sha256={"train.csv": "aa"})
+
+
+def _sequence_trainer(tmp_path: Path) -> SequenceTrainer:
+    torch.manual_seed(0)
+    model = random_sequence_model(0, max_source_len=64, max_target_len=16, n=1, T=1, N_sup=2, prefix_steps=1)
+    return SequenceTrainer(SequenceTrainConfig(run_dir=tmp_path / "sequence"), model, lambda _step: iter(()),
+                           data_sha256={"pairs.csv": "aa"}, log=lambda _: None)
+
+
+TRAINERS = [pytest.param(_text_trainer, id="text"), pytest.param(_sequence_trainer, id="sequence")]
+
+
+@pytest.mark.parametrize("make", TRAINERS)
 def test_a_checkpoint_the_disk_cannot_take_leaves_the_last_one_and_no_partial_file(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, make
 ) -> None:
     """QA: on a full disk torch said "unexpected pos 6094016 vs 6093904", in a traceback, and left checkpoint.tmp
-    filling the disk."""
-    cfg = TrainConfig(name="r", task="text", data="d", out_dir=str(tmp_path), device="cpu")
-    trained = Trainer(cfg, TRM(text_config()), fixed_batch(), data_sha256={"train.csv": "aa"})
+    filling the disk (the sequence trainer still did so after the text trainer's fix)."""
+    trained = make(tmp_path)
     trained.step = 7
     trained.save_checkpoint()
 
-    def full_disk(state: dict, path: Path) -> None:
-        Path(path).write_bytes(b"part of a checkpoint")
+    def full_disk(state: dict, file) -> None:
+        file.write(b"part of a checkpoint")
         raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 6094016 vs 6093904")
 
     monkeypatch.setattr(torch, "save", full_disk)
@@ -103,5 +120,19 @@ def test_a_checkpoint_the_disk_cannot_take_leaves_the_last_one_and_no_partial_fi
         trained.save_checkpoint()
     assert not trained.checkpoint_path.with_suffix(".tmp").exists()
     monkeypatch.undo()
-    again = Trainer(cfg, TRM(text_config()), fixed_batch(), data_sha256={"train.csv": "aa"})
+    again = make(tmp_path)
     assert again.load_checkpoint() and again.step == 7
+
+
+@pytest.mark.parametrize("damage", [b"", b"not a checkpoint", "half"], ids=["emptied", "another file", "cut short"])
+@pytest.mark.parametrize("make", TRAINERS)
+def test_a_damaged_checkpoint_is_named_with_the_flag_that_starts_over(tmp_path: Path, make, damage) -> None:
+    """QA: a checkpoint cut short (a copy, a full disk outside the trainer) or emptied ended the fit in a traceback
+    ("PytorchStreamReader failed reading zip archive", "Ran out of input") naming no way on."""
+    trained = make(tmp_path)
+    trained.step = 7
+    trained.save_checkpoint()
+    whole = trained.checkpoint_path.read_bytes()
+    trained.checkpoint_path.write_bytes(whole[: len(whole) // 2] if damage == "half" else damage)
+    with pytest.raises(ValueError, match=r"the checkpoint .*checkpoint\.pt is damaged \(.*\): --restart trains anew"):
+        make(tmp_path).load_checkpoint()

@@ -22,7 +22,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
-import shutil
 import signal
 import sys
 import time
@@ -37,6 +36,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from trainer.checkpoint_file import read_checkpoint, write_checkpoint
 from trainer.config import TrainConfig, dotted
 from trainer.loop_clock import LoopClock, timed_minutes
 from trainer.model import TRM, ModelConfig
@@ -266,8 +266,7 @@ class Trainer:
         return self.cfg.run_dir / CHECKPOINT
 
     def save_checkpoint(self) -> None:
-        """Atomic write: a killed process never leaves a half-written checkpoint."""
-        self.cfg.run_dir.mkdir(parents=True, exist_ok=True)
+        """The run's state to run_dir/checkpoint.pt (`checkpoint_file.write_checkpoint`: atomic and durable)."""
         state = {
             "config": self.cfg.to_dict(),
             "model_config": self.model.cfg.to_dict(),
@@ -289,14 +288,7 @@ class Trainer:
             "rng": self.rng.get_state(),
             "stream": self.stream.state(),
         }
-        tmp = self.checkpoint_path.with_suffix(".tmp")
-        try:
-            torch.save(state, tmp)
-            tmp.replace(self.checkpoint_path)
-        except (OSError, RuntimeError) as error:  # torch tells a full disk as "unexpected pos ..."
-            tmp.unlink(missing_ok=True)
-            free = shutil.disk_usage(self.cfg.run_dir).free
-            raise OSError(f"cannot write the checkpoint {tmp} ({error}; {free / 2**20:.0f} MB free there)") from error
+        write_checkpoint(state, self.checkpoint_path)
 
     def load_checkpoint(self, path: Path | None = None, branch: bool = False) -> bool:
         """Resumes from `path` (default: run_dir/checkpoint.pt) when present; returns whether it did.
@@ -306,7 +298,7 @@ class Trainer:
         path = path or self.checkpoint_path
         if not path.exists():
             return False
-        state = torch.load(path, map_location=self.device, weights_only=False)
+        state = read_checkpoint(path, self.device)
         if not branch and (differences := run_differences(state, self.model, self.data_sha256, self.cfg.to_dict())):
             tqdm.write(f"{self.cfg.name}: {starting_over(path, differences)}")
             return False

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import torch
 
+from trainer.checkpoint_file import read_checkpoint, write_checkpoint
 from trainer.loop_clock import LoopClock, timed_minutes
 from trainer.sequence.batches import Batch
 from trainer.sequence.decode import Halting
@@ -99,8 +100,7 @@ class SequenceTrainer:
         return self.cfg.run_dir / CHECKPOINT
 
     def save_checkpoint(self) -> None:
-        """Atomic: a killed run never leaves half a checkpoint."""
-        self.cfg.run_dir.mkdir(parents=True, exist_ok=True)
+        """The run's state to run_dir/checkpoint.pt (`checkpoint_file.write_checkpoint`: atomic and durable)."""
         state = {
             "config": self.cfg.to_dict(), "model_config": self.model.cfg.to_dict(),
             "model": self.model.state_dict(), "ema": self.ema.model.state_dict(),
@@ -109,14 +109,12 @@ class SequenceTrainer:
             "generator": self.generator.get_state(),
             "data_sha256": self.data_sha256, "best_weights": self.best_weights, "ended_by_time": self.ended_by_time,
         }
-        tmp = self.checkpoint_path.with_suffix(".tmp")
-        torch.save(state, tmp)
-        tmp.replace(self.checkpoint_path)
+        write_checkpoint(state, self.checkpoint_path)
 
     def load_checkpoint(self) -> bool:
         if not self.checkpoint_path.exists():
             return False
-        state = torch.load(self.checkpoint_path, weights_only=False)
+        state = read_checkpoint(self.checkpoint_path)
         differences = run_differences(state, self.model, self.data_sha256, self.cfg.to_dict())
         if state.get("model_config", self.model.cfg.to_dict()) != self.model.cfg.to_dict():
             differences.append("model settings")
