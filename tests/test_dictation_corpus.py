@@ -20,7 +20,9 @@ def test_the_split_is_a_fixed_function_of_seed_and_path() -> None:
 def test_every_library_file_is_in_one_split_with_the_intended_shares() -> None:
     root = stdlib_root()
     files = [path.relative_to(root).as_posix() for path in source_files(root)]
-    assert len(files) > 1000 and not any("site-packages" in path for path in files)
+    # every folder read (Debian's and Docker's Pythons leave test/ and some packages out: 668 files, against 1,790)
+    assert {"os.py", "json/decoder.py", "email/mime/text.py"} <= set(files)
+    assert not any("site-packages" in path for path in files)
     shares = Counter(split_of(path, 0) for path in files)
     assert set(shares) == set(SPLITS)
     assert 0.75 < shares["train"] / len(files) < 0.85
