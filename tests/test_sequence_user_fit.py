@@ -220,7 +220,8 @@ def test_ctrl_c_during_a_sequence_fit_says_where_its_checkpoint_is(tmp_path: Pat
             stdout=stdout, stderr=subprocess.PIPE, text=True)
         _, err = _interrupted_once(process, lambda: "\nstep 100 " in log.read_text(), "first progress line", 300)
     assert process.returncode == 130
-    assert re.fullmatch(r"trm-train: stopped at step \d+; checkpoint saved to \S+\n", err), err
+    assert re.fullmatch(r"trm-train: stopped at step \d+; checkpoint saved to \S+: the same command resumes from it\n",
+                        err), err
     # the loop's minutes: the budget's, less what comes before and after the loop
     minutes = re.search(r"^step 100 \d+\.\d of (\d\.\d+) min lines 800 loss ", log.read_text(), re.MULTILINE)
     assert minutes and 4.5 < float(minutes.group(1)) < 5

@@ -12,6 +12,7 @@ import re
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -748,3 +749,20 @@ def test_a_disk_that_fails_while_a_command_writes_is_told_in_one_line(
     assert capsys.readouterr().err == (
         "trm-train: [Errno 28] No space left on device: 'bundles/.m.x/model.int8.onnx': free space there or write "
         "elsewhere (--out, --run-dir); a fit's last checkpoint is kept, and the same command resumes from it\n")
+
+
+def test_a_full_temporary_folder_is_named_where_the_error_names_no_file(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """QA: with TMPDIR on a small tmpfs, the export's staging of ONNX files failed "[Errno 28] No space left on device:
+    free space there", naming no folder, and pointed at --out and --run-dir, which had room."""
+    def full_temporary_folder(args):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(cli, "cmd_presets", full_temporary_folder)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    assert main(["presets"]) == 1
+    assert capsys.readouterr().err == (
+        f"trm-train: [Errno 28] No space left on device: free space on the disks of --out, --run-dir and the temporary "
+        f"folder ({tmp_path}, TMPDIR) or write elsewhere (--out, --run-dir); a fit's last checkpoint is kept, and the "
+        "same command resumes from it\n")

@@ -37,3 +37,8 @@ def read_checkpoint(path: Path, map_location: torch.device | str | None = None) 
     except (RuntimeError, EOFError, pickle.UnpicklingError) as error:
         raise ValueError(f"the checkpoint {path} is damaged ({error}): --restart trains anew (the file is "
                          "replaced), or remove it") from error
+
+
+def stopped(step: int, path: Path) -> str:
+    """What a run stopped by Ctrl-C or SIGTERM says, its checkpoint saved."""
+    return f"stopped at step {step}; checkpoint saved to {path}: the same command resumes from it"

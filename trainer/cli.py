@@ -8,6 +8,7 @@ import json
 import os
 import shlex
 import sys
+import tempfile
 import time
 import warnings
 from importlib.metadata import version
@@ -418,7 +419,9 @@ def main(argv: list[str] | None = None, started: float | None = None) -> int:
         print(f"trm-train: {error}", file=sys.stderr)
         return 2
     except OSError as error:  # the disk, not the data: full, read-only or gone while the command wrote
-        print(f"trm-train: {error}: free space there or write elsewhere (--out, --run-dir); a fit's last checkpoint "
+        where = "there" if error.filename else (  # an error of no file: a library's own files, in the temporary folder
+            f"on the disks of --out, --run-dir and the temporary folder ({tempfile.gettempdir()}, TMPDIR)")
+        print(f"trm-train: {error}: free space {where} or write elsewhere (--out, --run-dir); a fit's last checkpoint "
               "is kept, and the same command resumes from it", file=sys.stderr)
         return 1
 

@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from trainer.checkpoint_file import read_checkpoint, write_checkpoint
+from trainer.checkpoint_file import read_checkpoint, stopped, write_checkpoint
 from trainer.config import TrainConfig, dotted
 from trainer.loop_clock import LoopClock, timed_minutes
 from trainer.model import TRM, ModelConfig
@@ -538,7 +538,7 @@ class Trainer:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
         if self._stop:
-            raise KeyboardInterrupt(f"stopped at step {self.step}; checkpoint saved to {self.checkpoint_path}")
+            raise KeyboardInterrupt(stopped(self.step, self.checkpoint_path))
         self._evaluate_end()
         return self.ema.model
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from trainer.checkpoint_file import read_checkpoint, write_checkpoint
+from trainer.checkpoint_file import read_checkpoint, stopped, write_checkpoint
 from trainer.loop_clock import LoopClock, timed_minutes
 from trainer.sequence.batches import Batch
 from trainer.sequence.decode import Halting
@@ -205,8 +205,7 @@ class SequenceTrainer:
                     self.save_checkpoint()  # from the checkpoint before and evaluates that step again
             self.ended_by_time = self.step < cfg.max_steps
         except KeyboardInterrupt:  # the checkpoint is saved below, before the message is told
-            stopped = f"stopped at step {self.step}; checkpoint saved to {self.checkpoint_path}"
-            raise KeyboardInterrupt(stopped) from None
+            raise KeyboardInterrupt(stopped(self.step, self.checkpoint_path)) from None
         finally:
             self.save_checkpoint()
         self._evaluate_end()
