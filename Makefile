@@ -20,13 +20,15 @@ install: $(BIN)/python install-system
 	$(BIN)/pip install -q -c constraints.txt -e protos -e '.[train,dev]' -e 'clients[mcp]'
 
 # Debian packages the tests use for real: Prometheus server and promtool; docker-compose to
-# validate deploy/compose.yaml (no Docker engine is needed for `docker-compose config`).
+# validate deploy/compose.yaml (no Docker engine is needed for `docker-compose config`); openssl
+# (the TLS tests' certificates) and curl (the README's commands, run as written).
+SYSTEM_PACKAGES := prometheus docker-compose openssl curl
 install-system:
-	@{ command -v promtool >/dev/null 2>&1 && command -v docker-compose >/dev/null 2>&1; } || { \
+	@{ command -v promtool && command -v docker-compose && command -v openssl && command -v curl; } >/dev/null 2>&1 || { \
 	  had_prometheus=$$(dpkg-query -W -f='$${Status}' prometheus 2>/dev/null | grep -c 'ok installed'); \
-	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus docker-compose >/dev/null \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(SYSTEM_PACKAGES) >/dev/null \
 	   && { [ "$$had_prometheus" = 1 ] || systemctl disable --now prometheus >/dev/null 2>&1 || true; }) \
-	  || echo "warning: could not install the Debian packages prometheus docker-compose; their tests will fail"; }
+	  || echo "warning: could not install the Debian packages $(SYSTEM_PACKAGES); their tests will fail"; }
 # (The tests start their own Prometheus; the service of a package installed here would hold :9090, `make serve`'s
 # metrics port, so it is stopped; a Prometheus installed before is left as it is.)
 
