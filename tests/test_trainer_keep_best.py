@@ -175,62 +175,45 @@ def _killed_in_evaluation(run: Trainer | SequenceTrainer, step: int) -> None:
     run.evaluate = dying
 
 
+def _text_run(folder: Path, scores: dict[int, float]) -> Trainer:
+    torch.manual_seed(0)  # the same initial weights for each
+    made = _trainer(folder, scores)
+    made.cfg = replace(made.cfg, checkpoint_every=2, supervision="unrolled")  # resumes to the bit (the ACT carry is
+    return made  # not checkpointed: a resumed carry run starts a fresh one)
+
+
+def _sequence_run(folder: Path, scores: dict[int, float]) -> SequenceTrainer:
+    torch.manual_seed(0)
+    model = random_sequence_model(0, max_source_len=64, max_target_len=16, n=1, T=1, N_sup=2, prefix_steps=1)
+    config = SequenceTrainConfig(run_dir=folder, batch_size=2, max_steps=7, warmup_steps=1, log_every=10**6,
+                                 eval_every=2, checkpoint_every=2)
+
+    def batches(_step: int) -> Iterator[Batch]:
+        while True:
+            yield to_batch([("x equals one", "x = 1"), ("pass", "pass")])
+
+    made = SequenceTrainer(config, model, batches, lambda _: {}, log=lambda _: None)
+    made.evaluate = lambda _: {"exact_match": scores[made.step], "cer": 0.0}
+    return made
+
+
+def _shipped(run: Trainer | SequenceTrainer) -> torch.nn.Module:
+    return run.shipped_model() if isinstance(run, Trainer) else run.best_model()
+
+
+@pytest.mark.parametrize("make", [_text_run, _sequence_run], ids=["text", "sequence"])
 @pytest.mark.parametrize("killed_at", [4, 7], ids=["in the loop", "in the end's evaluation"])
-def test_a_run_killed_in_an_evaluation_ships_what_the_uninterrupted_run_ships(tmp_path: Path, killed_at: int):
+def test_a_run_killed_in_an_evaluation_ships_what_the_uninterrupted_run_ships(tmp_path: Path, make, killed_at: int):
     """QA: the checkpoint of a step was saved before its evaluation, and a run that had ended was not evaluated at
     its end on resuming: a fit killed there shipped other weights (step 60's, not 70's) from the same command."""
     scores = {2: 0.50, 4: 0.80, 6: 0.60, 7: 0.70} if killed_at == 4 else {2: 0.50, 4: 0.60, 6: 0.60, 7: 0.90}
-
-    def run(folder: str) -> Trainer:
-        torch.manual_seed(0)  # the same initial weights for each
-        made = _trainer(tmp_path / folder, scores)
-        made.cfg = replace(made.cfg, checkpoint_every=2, supervision="unrolled")  # resumes to the bit (the ACT
-        return made  # carry is not checkpointed: a resumed carry run starts a fresh one)
-
-    whole = run("whole")
+    whole = make(tmp_path / "whole", scores)
     whole.fit(resume=False)
-    killed = run("killed")
+    killed = make(tmp_path / "killed", scores)
     _killed_in_evaluation(killed, killed_at)
     with pytest.raises(SystemExit):
         killed.fit(resume=False)
-    resumed = run("killed")
+    resumed = make(tmp_path / "killed", scores)
     resumed.fit(resume=True)
     assert [entry["step"] for entry in resumed.history] == [entry["step"] for entry in whole.history] == [2, 4, 6, 7]
-    best = best_evaluation(whole.history)["step"]
-    assert _same_weights(resumed.shipped_model(), whole.scored[best])
-
-
-@pytest.mark.parametrize("killed_at", [4, 7], ids=["in the loop", "in the end's evaluation"])
-def test_a_sequence_run_killed_in_an_evaluation_ships_what_the_uninterrupted_run_ships(tmp_path: Path, killed_at: int):
-    scores = {2: 0.50, 4: 0.80, 6: 0.60, 7: 0.70} if killed_at == 4 else {2: 0.50, 4: 0.60, 6: 0.60, 7: 0.90}
-
-    def run(folder: str) -> SequenceTrainer:
-        torch.manual_seed(0)
-        model = random_sequence_model(0, max_source_len=64, max_target_len=16, n=1, T=1, N_sup=2, prefix_steps=1)
-        config = SequenceTrainConfig(run_dir=tmp_path / folder, batch_size=2, max_steps=7, warmup_steps=1,
-                                     log_every=10**6, eval_every=2, checkpoint_every=2)
-
-        def batches(_step: int) -> Iterator[Batch]:
-            while True:
-                yield to_batch([("x equals one", "x = 1"), ("pass", "pass")])
-
-        made = SequenceTrainer(config, model, batches, lambda _: {}, log=lambda _: None)
-        made.scored = {}
-
-        def evaluate(scored: torch.nn.Module) -> dict[str, float]:
-            made.scored[made.step] = {key: value.clone() for key, value in scored.state_dict().items()}
-            return {"exact_match": scores[made.step], "cer": 0.0}
-
-        made.evaluate = evaluate
-        return made
-
-    whole = run("whole")
-    whole.fit(resume=False)
-    killed = run("killed")
-    _killed_in_evaluation(killed, killed_at)
-    with pytest.raises(SystemExit):
-        killed.fit(resume=False)
-    resumed = run("killed")
-    resumed.fit(resume=True)
-    assert [entry["step"] for entry in resumed.history] == [entry["step"] for entry in whole.history] == [2, 4, 6, 7]
-    assert _same_weights(resumed.best_model(), whole.scored[whole.best_evaluation["step"]])
+    assert _same_weights(_shipped(resumed), _shipped(whole).state_dict())
