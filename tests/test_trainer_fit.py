@@ -292,15 +292,15 @@ def test_eval_refuses_int8_without_an_int8_step_and_a_split_of_a_file(
 
 
 def _interrupted_once(process: subprocess.Popen[str], ready: Callable[[], bool], waiting_for: str,
-                      wait_s: float, then_s: float = 0.0) -> tuple[str, str]:
-    """Ctrl-C `process` once `ready()` holds (and `then_s` seconds later); its stdout and stderr."""
+                      wait_s: float, then_s: float = 0.0, sig: int = signal.SIGINT) -> tuple[str, str]:
+    """Ctrl-C (or `sig`) `process` once `ready()` holds (and `then_s` seconds later); its stdout and stderr."""
     try:
         deadline = time.monotonic() + wait_s
         while not ready():
             assert time.monotonic() < deadline and process.poll() is None, f"no {waiting_for}"
             time.sleep(0.01)
         time.sleep(then_s)
-        process.send_signal(signal.SIGINT)
+        process.send_signal(sig)
         return process.communicate(timeout=60)
     finally:
         if process.poll() is None:
@@ -308,15 +308,17 @@ def _interrupted_once(process: subprocess.Popen[str], ready: Callable[[], bool],
             process.communicate()
 
 
-def test_ctrl_c_while_the_libraries_import_ends_with_a_line_not_a_traceback() -> None:
+@pytest.mark.parametrize(("sig", "told"), [(signal.SIGINT, "Ctrl-C"), (signal.SIGTERM, "SIGTERM")])
+def test_ctrl_c_while_the_libraries_import_ends_with_a_line_not_a_traceback(sig: int, told: str) -> None:
+    """QA: a SIGTERM in the first second (a container stopped as it started) ended it silently, status 143."""
     process = subprocess.Popen([sys.executable, "-m", "trainer", "presets"], stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True)
 
     def importing_torch() -> bool:
         return "libtorch" in Path(f"/proc/{process.pid}/maps").read_text()
 
-    out, err = _interrupted_once(process, importing_torch, "import of torch", 60)
-    assert (process.returncode, out, err) == (130, "", "trm-train: interrupted (Ctrl-C)\n")
+    out, err = _interrupted_once(process, importing_torch, "import of torch", 60, sig=sig)
+    assert (process.returncode, out, err) == (130, "", f"trm-train: interrupted ({told})\n")
 
 
 def test_sigterm_outside_the_training_loop_ends_a_fit_as_ctrl_c_does(keyword_data: tuple[Path, Path],

@@ -7,8 +7,8 @@ from types import FrameType
 
 
 def main() -> int:
-    """Run the command; a Ctrl-C while its libraries import (torch: a few seconds) ends it as one during the
-    command does, with a line and status 130 instead of a traceback, also where a library's import swallows
+    """Run the command; a Ctrl-C or SIGTERM while its libraries import (torch: a few seconds) ends it as one during
+    the command does, with a line and status 130 instead of a traceback, also where a library's import swallows
     the KeyboardInterrupt (a bare except around an optional import)."""
     started = time.monotonic()  # a fit's time budget counts from here, its imports included
     if sys.stdout is None:  # started with `>&-`
@@ -21,7 +21,8 @@ def main() -> int:
         interrupted.append(signum)
         raise KeyboardInterrupt
 
-    signal.signal(signal.SIGINT, interrupt)
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, interrupt)
     try:
         from trainer.cli import main as run_command  # this import is what takes the time
     except KeyboardInterrupt:
@@ -35,7 +36,7 @@ def main() -> int:
     finally:
         signal.signal(signal.SIGINT, signal.default_int_handler)
     if interrupted:
-        print("trm-train: interrupted (Ctrl-C)", file=sys.stderr)
+        print(f"trm-train: interrupted ({'Ctrl-C' if interrupted[0] == signal.SIGINT else 'SIGTERM'})", file=sys.stderr)
         return 130
     signal.signal(signal.SIGTERM, _terminated)
     return run_command(started=started)
