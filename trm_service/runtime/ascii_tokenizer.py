@@ -33,7 +33,7 @@ from typing import Any
 from tokenizers import Tokenizer
 from tokenizers.models import Model
 
-from trm_service.runtime.normalizer_spec import ascii_acting, character_class
+from trm_service.runtime.normalizer_spec import ascii_acting, character_class, pre_tokenizer_members
 from trm_service.runtime.prefix_tokenizer import TokenIds
 
 # BERT's clean-up on ASCII: the C0 control characters and DEL are dropped, except tab, newline and carriage
@@ -188,8 +188,7 @@ def _bert_on_ascii(spec: dict[str, Any] | None) -> bool:
     """Whether a tokenizer.json `pre_tokenizer` entry splits ASCII text as BERT's does: BERT's alone, or after
     splits whose pattern matches no ASCII character (the trainer's, which isolates the characters of scripts
     written without spaces and emoji)."""
-    members = (spec or {}).get("pretokenizers", []) if (spec or {}).get("type") == "Sequence" else [spec or {}]
-    *before, last = members or [{}]
+    before, last = pre_tokenizer_members(spec)
     return last.get("type") == "BertPreTokenizer" and all(_matches_no_ascii(member) for member in before)
 
 

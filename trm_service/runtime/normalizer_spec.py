@@ -34,6 +34,14 @@ def members(spec: Spec | None) -> list[Spec]:
     return [member for inner in spec["normalizers"] for member in members(inner)]
 
 
+def pre_tokenizer_members(spec: Spec | None) -> tuple[list[Spec], Spec]:
+    """A tokenizer.json `pre_tokenizer` entry as the members that run before its last one, and the last: a
+    Sequence's members, or one pre-tokenizer alone ({} for none)."""
+    listed = (spec or {}).get("pretokenizers", []) if (spec or {}).get("type") == "Sequence" else [spec or {}]
+    *before, last = listed or [{}]
+    return before, last
+
+
 def is_characterwise(spec: Spec | None) -> bool:
     """Whether every member works character by character (`CHARACTERWISE`, or a Replace of one character class)."""
     return all(member["type"] in CHARACTERWISE or character_class(member) is not None for member in members(spec))

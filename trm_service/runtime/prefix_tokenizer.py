@@ -17,7 +17,7 @@ from typing import Protocol
 
 import numpy as np
 
-from trm_service.runtime.normalizer_spec import character_class, is_characterwise
+from trm_service.runtime.normalizer_spec import character_class, is_characterwise, pre_tokenizer_members
 
 # Components for which "cut at a space" keeps every earlier token (see the module docstring), with a
 # character-wise normaliser (`normalizer_spec.is_characterwise`): these pre-tokenizers split at whitespace;
@@ -94,8 +94,7 @@ def cuts_are_exact(tokenizer: TextEncoder) -> bool:
 def _splits_at_whitespace(spec: dict | None) -> bool:
     """A whitespace pre-tokenizer, alone or after Splits that each isolate single characters of a class without the
     space (the trainer's, for emoji and scripts written without spaces): no word then spans a space."""
-    members = (spec or {}).get("pretokenizers", []) if (spec or {}).get("type") == "Sequence" else [spec or {}]
-    *before, last = members or [{}]
+    before, last = pre_tokenizer_members(spec)
     return last.get("type") in WHITESPACE_PRE_TOKENIZERS and all(_isolates_characters(member) for member in before)
 
 
