@@ -416,6 +416,21 @@ def test_tools_prints_openai_tool_definitions(server):
     assert {t["function"]["name"] for t in json.loads(done.stdout)} == {"trm_intent_test", "trm_sudoku_test"}
 
 
+@pytest.mark.parametrize(
+    ("command", "compared"),
+    [(["models"], lambda told: told),
+     (["reason", TEXT_MODEL, "hi"], lambda told: (told["prediction"], told["confidence"])),
+     (["reason", "no-such-model", "hi"], lambda told: told["error"]["code"])],
+    ids=["models", "reason", "an error"],
+)
+def test_json_before_the_command_is_taken_as_after_it(server, command, compared):
+    """`trm-client --json reason ...` was refused as an unrecognised argument, with no hint where it belongs."""
+    before = trm_client("--target", server.target, "--json", *command)
+    after = trm_client("--target", server.target, *command, "--json")
+    assert before.returncode == after.returncode, before.stderr
+    assert compared(json.loads(before.stdout)) == compared(json.loads(after.stdout))
+
+
 def test_errors_exit_non_zero_with_a_json_error(server):
     done = trm_client("--target", server.target, "reason", "no-such-model", "hello", "--json")
     assert done.returncode == 1
@@ -620,6 +635,16 @@ def test_a_reader_that_stops_early_ends_the_command_quietly(server):
         stderr = process.stderr.read().decode()
         assert process.wait(timeout=120) == 1
     assert stderr == ""
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full (a device every write to fails full)")
+def test_an_output_on_a_full_disk_ends_the_command_with_a_line_not_a_traceback(server):
+    """`trm-client ... > /dev/full` (or a full disk) ended in a traceback after its call had succeeded."""
+    command = [sys.executable, "-m", "trm_client.cli", "--target", server.target, "reason", TEXT_MODEL, "hi"]
+    with open("/dev/full", "w") as full:
+        done = subprocess.run(command, stdout=full, stderr=subprocess.PIPE, text=True, timeout=120)
+    assert done.returncode == 1
+    assert done.stderr == "cli.py: cannot write the output: No space left on device\n"
 
 
 def test_stream_on_a_terminal_redraws_one_line_in_place(server):

@@ -70,13 +70,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {version('trm-client')}")
     add_connection_arguments(parser)
+    parser.add_argument("--json", action="store_true", help="print JSON (also taken after the command)")
     commands = parser.add_subparsers(dest="command", required=True)
 
     models = commands.add_parser("models", help="list the hosted models, or describe one")
     add_connection_arguments(models, with_defaults=False)
     models.add_argument("model", nargs="?", help="describe this model: its labels, limits and test figure")
     models.add_argument("--version", default="", help="with a model: that exact version (default: newest)")
-    models.add_argument("--json", action="store_true", help="print JSON")
+    _add_json_flag(models, "print JSON")
 
     reason = commands.add_parser("reason", help="run a model on a text or a grid")
     add_connection_arguments(reason, with_defaults=False)
@@ -94,7 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     reason.add_argument("--halt-threshold", type=float, default=0.0, help="halting confidence to stop at")
     reason.add_argument("--budget-ms", type=_ZERO_UP, default=0, help="time budget in milliseconds")
     reason.add_argument("--stream", action="store_true", help="show each refinement step as it arrives")
-    reason.add_argument("--json", action="store_true", help="print JSON (one object per line with --stream)")
+    _add_json_flag(reason, "print JSON (one object per line with --stream)")
 
     batch = commands.add_parser("reason-batch", help="run a model on every line of a file, in ReasonBatch calls")
     add_connection_arguments(batch, with_defaults=False)
@@ -106,12 +107,18 @@ def build_parser() -> argparse.ArgumentParser:
     batch.add_argument("--batch-size", type=positive_int, default=256,
                        help="inputs per call, at most the server's --max-batch-requests (default 256)")
     batch.add_argument("--top-k", type=_ZERO_UP, default=0, help="labels to return (default 3)")
-    batch.add_argument("--json", action="store_true", help="print one JSON object per input line")
+    _add_json_flag(batch, "print one JSON object per input line")
 
     tools = commands.add_parser("tools", help="print the OpenAI function-calling tool definitions")
     add_connection_arguments(tools, with_defaults=False)
-    tools.add_argument("--json", action="store_true", help="print JSON (the default for this command)")
+    _add_json_flag(tools, "print JSON (the default for this command)")
     return parser
+
+
+def _add_json_flag(command: argparse.ArgumentParser, help_text: str) -> None:
+    """A command's --json, which sets nothing unless given: `trm-client --json reason ...` (the flag before the
+    command, which the main parser takes) stays JSON."""
+    command.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help=help_text)
 
 
 def _with_dash_hint(error: Callable[[str], NoReturn]) -> Callable[[str], NoReturn]:

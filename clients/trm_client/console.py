@@ -1,9 +1,10 @@
 """How the command-line programs (``trm-client``, ``trm-mcp``, the examples) meet their console: a character the
-output's encoding lacks is written "?", a reader that stops early ends the program quietly with status 1, and
-Ctrl-C with status 130, never with a traceback."""
+output's encoding lacks is written "?", a reader that stops early ends the program quietly with status 1, a full
+disk with status 1 and a line, and Ctrl-C with status 130, never with a traceback."""
 
 from __future__ import annotations
 
+import errno
 import importlib
 import io
 import os
@@ -14,6 +15,8 @@ from typing import TextIO
 EXIT_ERROR = 1
 EXIT_USAGE = 2  # as argparse's
 EXIT_INTERRUPTED = 130  # the shell's status for a command stopped by Ctrl-C (128 + SIGINT)
+# A write to stdout that fails for want of room (`> /dev/full`, a full disk or quota, a file over its size limit)
+_OUTPUT_FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
 
 
 def tolerate_output_encoding() -> None:
@@ -26,8 +29,8 @@ def tolerate_output_encoding() -> None:
 
 def run_console_program(body: Callable[[], int], out: TextIO | None = None) -> int:
     """Run a program's `body` (argument parsing included) and return its exit status, or EXIT_ERROR where the
-    reader of `out` (stdout) stopped early (`... | head`), EXIT_INTERRUPTED at Ctrl-C; EXIT_USAGE, saying so, where
-    the program was started with its standard output closed (`>&-`)."""
+    reader of `out` (stdout) stopped early (`... | head`) or its disk is full (said on stderr), EXIT_INTERRUPTED
+    at Ctrl-C; EXIT_USAGE, saying so, where the program was started with its standard output closed (`>&-`)."""
     if _output_closed("the answers"):
         return EXIT_USAGE
     tolerate_output_encoding()
@@ -35,12 +38,23 @@ def run_console_program(body: Callable[[], int], out: TextIO | None = None) -> i
         status = body()
         (out or sys.stdout).flush()  # a reader that went away shows here, not as a traceback at interpreter exit
     except BrokenPipeError:
-        # As Python's docs recommend for SIGPIPE: what is left goes to devnull, so the flush at exit cannot fail again.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        _discard_the_rest()
+        return EXIT_ERROR
+    except OSError as error:
+        if error.errno not in _OUTPUT_FULL:
+            raise
+        print(f"{os.path.basename(sys.argv[0])}: cannot write the output: {error.strerror}", file=sys.stderr)
+        _discard_the_rest()
         return EXIT_ERROR
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
     return status
+
+
+def _discard_the_rest() -> None:
+    """As Python's docs recommend for SIGPIPE: what is left of stdout goes to devnull, so the flush at exit cannot
+    fail again."""
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 def _output_closed(what: str) -> bool:
