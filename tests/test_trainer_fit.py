@@ -26,6 +26,7 @@ import trainer.cli as cli
 import trainer.evaluate
 import trainer.export
 import trainer.fit
+from trainer.checkpoint_file import NoRoomForCheckpoint
 from trainer.cli import _fit_config, build_parser, check_bundle_folder, main
 from trainer.config import TrainConfig
 from trainer.export import torch_model_from_bundle
@@ -751,6 +752,21 @@ def test_a_disk_that_fails_while_a_command_writes_is_told_in_one_line(
     assert capsys.readouterr().err == (
         "trm-train: [Errno 28] No space left on device: 'bundles/.m.x/model.int8.onnx': free space there or write "
         "elsewhere (--out, --run-dir); a fit's last checkpoint is kept, and the same command resumes from it\n")
+
+
+def test_a_run_folder_too_small_is_told_in_its_own_words(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The check before training says which folder and flag; the full disk's advice (a checkpoint kept, the same
+    command resumes) does not apply to a run that wrote nothing."""
+    told = "the run folder runs/m has 1.0 MB free and this run's checkpoint takes at least 4.0 MB: ... --run-dir"
+
+    def too_small(args):
+        raise NoRoomForCheckpoint(told)
+
+    monkeypatch.setattr(cli, "cmd_presets", too_small)
+    assert main(["presets"]) == 1
+    assert capsys.readouterr().err == f"trm-train: {told}\n"
 
 
 def test_a_full_temporary_folder_is_named_where_the_error_names_no_file(

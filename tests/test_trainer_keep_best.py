@@ -175,11 +175,18 @@ def _killed_in_evaluation(run: Trainer | SequenceTrainer, step: int) -> None:
     run.evaluate = dying
 
 
-def _text_run(folder: Path, scores: dict[int, float]) -> Trainer:
+def _text_run(folder: Path, scores: dict[int, float], supervision: str = "unrolled") -> Trainer:
     torch.manual_seed(0)  # the same initial weights for each
     made = _trainer(folder, scores)
-    made.cfg = replace(made.cfg, checkpoint_every=2, supervision="unrolled")  # resumes to the bit (the ACT carry is
-    return made  # not checkpointed: a resumed carry run starts a fresh one)
+    made.cfg = replace(made.cfg, checkpoint_every=2, supervision=supervision)
+    return made
+
+
+def _carry_run(folder: Path, scores: dict[int, float]) -> Trainer:
+    """A text run over the ACT carry (the presets'), whose slots part-way through their steps are checkpointed."""
+    made = _text_run(folder, scores, supervision="carry")
+    assert made.carries_state
+    return made
 
 
 def _sequence_run(folder: Path, scores: dict[int, float]) -> SequenceTrainer:
@@ -201,7 +208,7 @@ def _shipped(run: Trainer | SequenceTrainer) -> torch.nn.Module:
     return run.shipped_model() if isinstance(run, Trainer) else run.best_model()
 
 
-@pytest.mark.parametrize("make", [_text_run, _sequence_run], ids=["text", "sequence"])
+@pytest.mark.parametrize("make", [_text_run, _carry_run, _sequence_run], ids=["text", "ACT carry", "sequence"])
 @pytest.mark.parametrize("killed_at", [4, 7], ids=["in the loop", "in the end's evaluation"])
 def test_a_run_killed_in_an_evaluation_ships_what_the_uninterrupted_run_ships(tmp_path: Path, make, killed_at: int):
     """QA: the checkpoint of a step was saved before its evaluation, and a run that had ended was not evaluated at

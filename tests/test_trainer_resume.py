@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +12,8 @@ import pytest
 import torch
 from test_trainer_multistep import fixed_batch, text_config
 
+import trainer.checkpoint_file
+from trainer.checkpoint_file import NoRoomForCheckpoint
 from trainer.config import TrainConfig
 from trainer.data.files import data_hashes
 from trainer.data.sudoku import GridSplit
@@ -136,3 +139,33 @@ def test_a_damaged_checkpoint_is_named_with_the_flag_that_starts_over(tmp_path: 
     trained.checkpoint_path.write_bytes(whole[: len(whole) // 2] if damage == "half" else damage)
     with pytest.raises(ValueError, match=r"the checkpoint .*checkpoint\.pt is damaged \(.*\): --restart trains anew"):
         make(tmp_path).load_checkpoint()
+
+
+@pytest.mark.parametrize("make", TRAINERS)
+def test_a_run_folder_without_room_for_a_checkpoint_is_told_before_training(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, make
+) -> None:
+    """QA: a run folder too small for a checkpoint failed at the first save, after the data's preparation and the
+    steps before it."""
+    trained = make(tmp_path)
+    full = shutil.disk_usage(tmp_path)._replace(free=1 << 10)
+    monkeypatch.setattr(trainer.checkpoint_file.shutil, "disk_usage", lambda _path: full)
+    with pytest.raises(NoRoomForCheckpoint, match=r"^the run folder .* has 0\.0 MB free and this run's checkpoint "
+                                                  r"takes at least 0\.\d MB: .* --run-dir$"):
+        trained.fit(resume=False)
+    assert trained.step == 0 and not trained.checkpoint_path.exists()
+
+
+def test_the_room_a_run_folder_is_asked_for_is_less_than_a_real_checkpoint(tmp_path: Path) -> None:
+    """The check may refuse only folders that a checkpoint cannot fit: what it asks is at most the real size."""
+    trained = _text_trainer(tmp_path)
+    trained.cfg = dataclasses.replace(trained.cfg, max_steps=2, batch_size=6)
+    trained.fit(resume=False)
+    free = trained.checkpoint_path.stat().st_size
+    disk = shutil.disk_usage(tmp_path)._replace(free=free)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(trainer.checkpoint_file.shutil, "disk_usage", lambda _path: disk)
+        trainer.checkpoint_file.check_room(trained.checkpoint_path, trained.model)  # no NoRoomForCheckpoint
+        patch.setattr(trainer.checkpoint_file.shutil, "disk_usage", lambda _path: disk._replace(free=free // 5))
+        with pytest.raises(NoRoomForCheckpoint):
+            trainer.checkpoint_file.check_room(trained.checkpoint_path, trained.model)

@@ -29,6 +29,23 @@ def write_checkpoint(state: dict[str, Any], path: Path) -> None:
         raise OSError(f"cannot write the checkpoint {tmp} ({error}; {free / 2**20:.0f} MB free there)") from error
 
 
+class NoRoomForCheckpoint(OSError):
+    """A run folder with less room than the run's checkpoint, found before the run trains."""
+
+
+def check_room(path: Path, model: torch.nn.Module) -> None:
+    """Raise NoRoomForCheckpoint where the folder of the checkpoint `path` has less room than a checkpoint of `model`
+    takes at least (its weights, their average and the optimizer's two moments): a run folder too small failed only
+    at its first save, after the data's preparation and the steps before it."""
+    needed = 4 * sum(p.numel() * p.element_size() for p in model.parameters())
+    path.parent.mkdir(parents=True, exist_ok=True)
+    free = shutil.disk_usage(path.parent).free
+    if free < needed:
+        raise NoRoomForCheckpoint(f"the run folder {path.parent} has {free / 2**20:.1f} MB free and this run's "
+                                  f"checkpoint takes at least {needed / 2**20:.1f} MB: free space there, or give "
+                                  "the run another folder with --run-dir")
+
+
 def read_checkpoint(path: Path, map_location: torch.device | str | None = None) -> dict[str, Any]:
     """The state saved in `path`; a ValueError naming `--restart` for a file that is not a whole checkpoint (cut
     short by a copy or a full disk outside this code, emptied, or another file)."""

@@ -28,6 +28,7 @@ from trainer.arguments import (
     writable_folder,
 )
 from trainer.baseline import comparison
+from trainer.checkpoint_file import NoRoomForCheckpoint
 from trainer.config import (
     DEFAULT_BUNDLE_VERSION,
     TrainConfig,
@@ -418,6 +419,9 @@ def main(argv: list[str] | None = None, started: float | None = None) -> int:
     except (ValueError, FileNotFoundError, BundleError) as error:
         print(f"trm-train: {error}", file=sys.stderr)
         return 2
+    except NoRoomForCheckpoint as error:  # found before training: nothing was written
+        print(f"trm-train: {error}", file=sys.stderr)
+        return 1
     except OSError as error:  # the disk, not the data: full, read-only or gone while the command wrote
         where = "there" if error.filename else (  # an error of no file: a library's own files, in the temporary folder
             f"on the disks of --out, --run-dir and the temporary folder ({tempfile.gettempdir()}, TMPDIR)")

@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from trainer.checkpoint_file import read_checkpoint, stopped, write_checkpoint
+from trainer.checkpoint_file import check_room, read_checkpoint, stopped, write_checkpoint
 from trainer.config import TrainConfig, dotted
 from trainer.loop_clock import LoopClock, timed_minutes
 from trainer.model import TRM, ModelConfig
@@ -246,6 +246,7 @@ class Trainer:
         self.ended_by_time = False  # its time ended the run: the same command again exports, not trains on
         self.command = ""  # the command that trains it, kept in its checkpoint for `trm-train export --checkpoint`
         self.rng = torch.Generator(device="cpu").manual_seed(cfg.seed)
+        self.carry: Carry | None = None  # the ACT carry's slots (`carries_state`), checkpointed: a resumed run goes on
         self._stop = False
 
     def _make_optimizer(self) -> torch.optim.Optimizer:
@@ -287,6 +288,7 @@ class Trainer:
             "data_sha256": self.data_sha256,
             "rng": self.rng.get_state(),
             "stream": self.stream.state(),
+            "carry": dataclasses.asdict(self.carry) if self.carry is not None else None,
         }
         write_checkpoint(state, self.checkpoint_path)
 
@@ -315,6 +317,8 @@ class Trainer:
         self.rng.set_state(state["rng"].cpu())
         if not branch and "stream" in state:  # older checkpoints kept the stream's generator only
             self.stream.restore(state["stream"])
+        if not branch and state.get("carry") is not None:  # older checkpoints kept none: the run starts a fresh one
+            self.carry = Carry(**state["carry"])
         return True
 
     def _time_to(self, ends_by: float, last_step: int) -> TrainConfig:
@@ -496,12 +500,14 @@ class Trainer:
             if not self.load_checkpoint(branch_from, branch=True):
                 raise FileNotFoundError(f"{cfg.name}: no checkpoint to branch from at {branch_from}")
             tqdm.write(f"branched {cfg.name} from step {self.step} of {branch_from}")
+        check_room(self.checkpoint_path, self.model)
         if ends_by is not None:
             cfg = self._time_to(ends_by, last_step)
         previous = {
             sig: signal.signal(sig, self._request_stop) for sig in (signal.SIGINT, signal.SIGTERM)
         }
-        carry = self._empty_carry() if self.carries_state else None
+        if self.carries_state and self.carry is None:
+            self.carry = self._empty_carry()
         bar = tqdm(total=last_step, initial=self.step, desc=cfg.name, dynamic_ncols=True,
                    disable=not sys.stderr.isatty())
         started, last, first_step = time.monotonic(), {}, self.step
@@ -509,7 +515,7 @@ class Trainer:
                           warn=lambda line: tqdm.write(f"{cfg.name}: {line}"))
         try:
             while self.step < last_step and not self._stop and not clock.out_of_time():
-                last = self.train_step(carry)
+                last = self.train_step(self.carry)
                 self.elapsed_s = clock.trained_s()
                 if self.step == cfg.warmup_steps:
                     self.warmup_ended_s = self.elapsed_s

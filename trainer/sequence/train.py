@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from trainer.checkpoint_file import read_checkpoint, stopped, write_checkpoint
+from trainer.checkpoint_file import check_room, read_checkpoint, stopped, write_checkpoint
 from trainer.loop_clock import LoopClock, timed_minutes
 from trainer.sequence.batches import Batch
 from trainer.sequence.decode import Halting
@@ -171,6 +171,7 @@ class SequenceTrainer:
             if ended:
                 self._evaluate_end()  # a run killed in its end's evaluation has it still to do
                 return self.ema.model
+        check_room(self.checkpoint_path, self.model)
         if ends_by is not None:
             self.cfg = replace(self.cfg, max_minutes=timed_minutes(self.cfg.max_minutes, self.elapsed_s, ends_by))
             before = before_this_command(self.elapsed_s)
