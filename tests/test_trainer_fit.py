@@ -9,6 +9,7 @@ import io
 import json
 import os
 import re
+import resource
 import signal
 import subprocess
 import sys
@@ -345,6 +346,26 @@ def test_sigterm_outside_the_training_loop_ends_a_fit_as_ctrl_c_does(keyword_dat
     assert process.returncode == 130
     assert err.startswith("trm-train: ") and ("interrupted (SIGTERM)" in err or "stopped at step" in err)
     assert not list((tmp_path / "bundles").glob(".*"))  # no staging folder left
+
+
+@pytest.mark.parametrize("limit_gib", [1.5, 2.0])
+def test_an_address_space_limit_too_small_for_torch_is_refused_at_once(limit_gib: float) -> None:
+    """Probe: under `ulimit -v` 1.5 GB a fit hung in OpenBLAS's allocator, deaf to Ctrl-C (1.25 GB: a MemoryError
+    traceback). The least it runs in is refused at once; the limit a fit was measured to run at is not."""
+    limit = int(limit_gib * 2**30)
+
+    def limited() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (limit, resource.getrlimit(resource.RLIMIT_AS)[1]))
+
+    done = subprocess.run([sys.executable, "-m", "trainer", "presets"], capture_output=True, text=True, timeout=120,
+                          preexec_fn=limited)
+    if limit_gib == 2.0:
+        assert done.returncode == 0, done.stderr
+        return
+    assert (done.returncode, done.stdout) == (2, "")
+    assert done.stderr == ("trm-train: the address-space limit (ulimit -v) is 1.50 GiB; torch and its BLAS reserve "
+                           "more address space than they use and need at least 2 GiB: raise it (ulimit -v unlimited), "
+                           "or limit memory with a container's limit instead, which the fit plans for\n")
 
 
 def test_without_the_trainers_libraries_it_says_to_install_them(tmp_path: Path) -> None:

@@ -220,3 +220,11 @@ def test_a_containers_memory_limit_bounds_the_memory_a_plan_counts_on(tmp_path: 
     (tmp_path / limit).write_text("max\n" if version == "v2" else f"{2**63 - 4096}\n")  # no limit: the machine's
     assert available_memory(tmp_path) == pytest.approx(psutil.virtual_memory().available, rel=0.1)
     assert available_memory(tmp_path / "none") == pytest.approx(psutil.virtual_memory().available, rel=0.1)
+
+
+def test_an_address_space_limit_bounds_the_memory_a_plan_counts_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Probe: the plan read a container's limit, not `ulimit -v`, under which a large file's fit sized its sample to
+    the machine's memory."""
+    mapped = psutil.Process().memory_info().vms
+    monkeypatch.setattr(trainer.presets.resource, "getrlimit", lambda _which: (mapped + GB, -1))
+    assert available_memory() == pytest.approx(GB, abs=64 * 2**20)  # what this process has mapped aside

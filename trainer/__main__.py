@@ -1,9 +1,14 @@
 """`python -m trainer fit ...` is the same as `trm-train fit ...`: both start here."""
 
+import resource
 import signal
 import sys
 import time
 from types import FrameType
+
+# The least address space (`ulimit -v`) a fit runs in: the voice commands' fit ran at 2 GiB; at 1.5 GB it hung
+# (torch's import alone maps about 1 GB)
+MIN_ADDRESS_SPACE = 2 * 2**30
 
 
 def main() -> int:
@@ -14,6 +19,9 @@ def main() -> int:
     if sys.stdout is None:  # started with `>&-`
         print("trm-train: standard output is closed (>&-), and the command's report goes there: give it a file "
               "(> fit.log) or /dev/null", file=sys.stderr)
+        return 2
+    if (refusal := _address_space_refusal()) is not None:
+        print(refusal, file=sys.stderr)
         return 2
     interrupted: list[int] = []  # the signals that came; the KeyboardInterrupt itself may be swallowed
 
@@ -40,6 +48,18 @@ def main() -> int:
         return 130
     signal.signal(signal.SIGTERM, _terminated)
     return run_command(started=started)
+
+
+def _address_space_refusal() -> str | None:
+    """What to say where the address-space limit (`ulimit -v`) is below MIN_ADDRESS_SPACE, which torch and its BLAS
+    need however small the data: under 1.5 GB a fit hung in OpenBLAS's allocator, deaf to Ctrl-C, and under 1.25 GB
+    torch's import ended in a MemoryError traceback."""
+    limit, _ = resource.getrlimit(resource.RLIMIT_AS)
+    if limit == resource.RLIM_INFINITY or limit >= MIN_ADDRESS_SPACE:
+        return None
+    return (f"trm-train: the address-space limit (ulimit -v) is {limit / 2**30:.2f} GiB; torch and its BLAS reserve "
+            f"more address space than they use and need at least {MIN_ADDRESS_SPACE / 2**30:.0f} GiB: raise it "
+            "(ulimit -v unlimited), or limit memory with a container's limit instead, which the fit plans for")
 
 
 def _terminated(signum: int, frame: FrameType | None) -> None:

@@ -18,6 +18,7 @@ import copy
 import csv
 import dataclasses
 import math
+import resource
 import textwrap
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -556,8 +557,12 @@ CGROUP_MEMORY_FILES = (("memory.max", "memory.current"),
 
 def available_memory(cgroup_root: Path = Path("/sys/fs/cgroup")) -> float:
     """Bytes of memory a new allocation can take now: psutil's `available` (the machine's), or what a container's
-    memory limit leaves, where that is less (psutil reads the host's figures inside a container)."""
+    memory limit leaves (psutil reads the host's figures inside a container) or the address-space limit (`ulimit
+    -v`) leaves this process, where that is less."""
     available = float(psutil.virtual_memory().available)
+    address_space, _ = resource.getrlimit(resource.RLIMIT_AS)
+    if address_space != resource.RLIM_INFINITY:
+        available = min(available, float(address_space - psutil.Process().memory_info().vms))
     for limit_name, usage_name in CGROUP_MEMORY_FILES:
         try:
             left = int((cgroup_root / limit_name).read_text()) - int((cgroup_root / usage_name).read_text())
