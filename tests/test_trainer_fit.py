@@ -395,7 +395,7 @@ def test_a_killed_run_resumes_from_its_last_checkpoint(keyword_data: tuple[Path,
     assert process.returncode == 130, err
     assert "checkpoint saved" in err
 
-    stopped_at = torch.load(checkpoint, weights_only=False)["step"]
+    stopped_at = torch.load(checkpoint, weights_only=True)["step"]
     assert stopped_at >= 5
     resumed = subprocess.run([*args, "--max-steps", str(stopped_at + 5)], capture_output=True, text=True,
                              timeout=300, env={**os.environ, "PYTHONUNBUFFERED": "1"})
@@ -407,7 +407,7 @@ def test_a_killed_run_resumes_from_its_last_checkpoint(keyword_data: tuple[Path,
 
     # exporting a checkpoint records the device that trained it and the configuration it was trained
     # with, not the exporting process's device (cpu) and run folder
-    state = torch.load(checkpoint, weights_only=False)
+    state = torch.load(checkpoint, weights_only=True)
     state["trained_on"] = ["cuda"]
     state["config"]["device"] = "cuda"
     torch.save(state, checkpoint)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import os
 import shutil
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from trainer.config import TrainConfig
 from trainer.data.files import data_hashes
 from trainer.data.sudoku import GridSplit
 from trainer.export import int8_decision
+from trainer.fit import from_checkpoint
 from trainer.model import TRM
 from trainer.sequence.train import SequenceTrainConfig, SequenceTrainer
 from trainer.tasks import SudokuStream, TextStream
@@ -29,7 +31,7 @@ def _through_a_checkpoint(state: dict) -> dict:
     buffer = io.BytesIO()
     torch.save(state, buffer)
     buffer.seek(0)
-    return torch.load(buffer, weights_only=False)
+    return torch.load(buffer, weights_only=True)  # as `checkpoint_file.read_checkpoint` reads them
 
 
 def test_a_restored_text_stream_draws_what_the_uninterrupted_one_would() -> None:
@@ -139,6 +141,36 @@ def test_a_damaged_checkpoint_is_named_with_the_flag_that_starts_over(tmp_path: 
     trained.checkpoint_path.write_bytes(whole[: len(whole) // 2] if damage == "half" else damage)
     with pytest.raises(ValueError, match=r"the checkpoint .*checkpoint\.pt is damaged \(.*\): --restart trains anew"):
         make(tmp_path).load_checkpoint()
+
+
+class _RunsCode:
+    """What a checkpoint planted in a shared run folder could hold: unpickling it runs a command."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+@pytest.mark.parametrize("make", TRAINERS)
+def test_a_checkpoint_that_would_run_code_is_refused_unread(tmp_path: Path, make) -> None:
+    """Probe: checkpoints were read with torch.load(weights_only=False), so a checkpoint that another user put in a
+    run folder, or gave to `export --checkpoint`, ran its code as the user who resumed or exported it."""
+    trained = make(tmp_path)
+    trained.step = 7
+    trained.save_checkpoint()
+    state = torch.load(trained.checkpoint_path, weights_only=True)  # the trainers write tensors and numbers only
+    marker = tmp_path / "ran"
+    torch.save({**state, "history": [_RunsCode(marker)]}, trained.checkpoint_path)
+    with pytest.raises(ValueError, match=r"the checkpoint .*checkpoint\.pt holds Python objects besides tensors and "
+                                         r"numbers \(posix\.system\), which reading could run as code: .* --restart"):
+        make(tmp_path).load_checkpoint()
+    with pytest.raises(ValueError, match=r"^--checkpoint .*: not a training checkpoint \(it holds Python objects "
+                                         r"besides tensors and numbers \(posix\.system\), which reading could run as "
+                                         r"code: .*\)$"):
+        from_checkpoint(trained.checkpoint_path, {}, "", "")
+    assert not marker.exists()
 
 
 @pytest.mark.parametrize("make", TRAINERS)

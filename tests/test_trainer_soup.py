@@ -118,7 +118,7 @@ def test_fit_trains_each_ingredient_like_a_plain_fit_and_ships_their_average(
     )
 
     def ema(run: Path) -> dict[str, torch.Tensor]:
-        return torch.load(run / "checkpoint.pt", map_location="cpu", weights_only=False)["ema"]
+        return torch.load(run / "checkpoint.pt", map_location="cpu", weights_only=True)["ema"]
 
     plain = ema(tmp_path / "plain-runs" / "keywords")
     first, second = (ema(tmp_path / "soup-runs" / "keywords" / f"keywords-ingredient-{i}") for i in (1, 2))
@@ -157,7 +157,7 @@ def test_branched_ingredients_start_from_the_shared_trunk_with_their_own_stream(
     assert main([*args, "--set", "soup_branch_step=60"]) == 0
     trunk_checkpoint = runs / "keywords" / "keywords-trunk" / "checkpoint.pt"
     assert "branched keywords-ingredient-2 from step 60" in capsys.readouterr().out
-    trunk = torch.load(trunk_checkpoint, map_location="cpu", weights_only=False)
+    trunk = torch.load(trunk_checkpoint, map_location="cpu", weights_only=True)
     assert trunk["step"] == 60
 
     # what a branch takes from the trunk: weights, EMA, optimizer and step, but not the trunk's stream

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
-import pickle
+import re
 import shutil
 from pathlib import Path
 from typing import Any
 
 import torch
+
+RESTART = "--restart trains anew (the file is replaced), or remove it"  # a fit's way past a checkpoint it cannot read
 
 
 def write_checkpoint(state: dict[str, Any], path: Path) -> None:
@@ -46,14 +48,31 @@ def check_room(path: Path, model: torch.nn.Module) -> None:
                                   "the run another folder with --run-dir")
 
 
+class UnreadableCheckpoint(ValueError):
+    """A checkpoint file that is not a whole one, or that holds more than tensors and numbers; `reason` says which."""
+
+    def __init__(self, path: Path, reason: str) -> None:
+        super().__init__(f"the checkpoint {path} {reason}: {RESTART}")
+        self.reason = reason
+
+
 def read_checkpoint(path: Path, map_location: torch.device | str | None = None) -> dict[str, Any]:
-    """The state saved in `path`; a ValueError naming `--restart` for a file that is not a whole checkpoint (cut
-    short by a copy or a full disk outside this code, emptied, or another file)."""
+    """The state saved in `path`, read as tensors, numbers, strings and their containers only (torch's
+    `weights_only`): a checkpoint that someone else put in a run folder cannot run code as the user who resumes or
+    exports it. UnreadableCheckpoint, naming `--restart`, for a file that is not a whole checkpoint (cut short by a
+    copy or a full disk outside this code, emptied, or another file) or that holds other objects; OSError where the
+    file cannot be read."""
     try:
-        return torch.load(path, map_location=map_location, weights_only=False)
-    except (RuntimeError, EOFError, pickle.UnpicklingError) as error:
-        raise ValueError(f"the checkpoint {path} is damaged ({error}): --restart trains anew (the file is "
-                         "replaced), or remove it") from error
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except OSError:
+        raise
+    except Exception as error:  # what torch's unpickler raises on a damaged file varies: struct.error, EOFError, ...
+        if unsafe := re.search(r"(?:unsupported GLOBAL|Unsupported global: GLOBAL) (\S+)", str(error)):
+            raise UnreadableCheckpoint(path, f"holds Python objects besides tensors and numbers ({unsafe.group(1)}), "
+                                       "which reading could run as code: it was written by trm-train before "
+                                       "2026-12-07, or by another program") from error
+        told = re.search(r"WeightsUnpickler error:\s*(.+)", str(error))  # after torch's advice to load unsafely
+        raise UnreadableCheckpoint(path, f"is damaged ({told.group(1) if told else error!r})") from error
 
 
 def stopped(step: int, path: Path) -> str:

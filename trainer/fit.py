@@ -4,7 +4,6 @@ weight soup of several; the loop is trainer/train.py), or loaded from a training
 from __future__ import annotations
 
 import dataclasses
-import pickle
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +13,7 @@ import torch
 
 from trainer import metrics
 from trainer.baseline import BaselineResult, score_linear_baseline
+from trainer.checkpoint_file import UnreadableCheckpoint, read_checkpoint
 from trainer.config import TrainConfig, with_overrides
 from trainer.data.files import counted
 from trainer.data.text import TextSplit
@@ -253,9 +253,11 @@ def from_checkpoint(checkpoint: Path, overrides: dict[str, Any], command: str, e
     if checkpoint.is_dir():
         checkpoint = checkpoint / CHECKPOINT
     try:
-        state = torch.load(checkpoint, map_location="cpu", weights_only=False)
-    except (OSError, RuntimeError, EOFError, pickle.UnpicklingError) as exc:
+        state = read_checkpoint(checkpoint, map_location="cpu")
+    except OSError as exc:
         raise ValueError(f"--checkpoint {checkpoint}: not a training checkpoint ({exc})") from exc
+    except UnreadableCheckpoint as exc:
+        raise ValueError(f"--checkpoint {checkpoint}: not a training checkpoint (it {exc.reason})") from exc
     if not isinstance(state, dict) or "config" not in state:
         raise ValueError(f"--checkpoint {checkpoint}: not a training checkpoint (no config in it)")
     if "step_weights" in state["config"]:  # a SequenceTrainConfig's field

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import torch
 
 from trainer.data.augment import augment_sudoku
 from trainer.data.grids import reveal
@@ -39,6 +40,13 @@ class EncodedSet:
         return self.take(sample_indices(len(self), limit, seed))
 
 
+def generator_at(state: dict[str, Any]) -> np.random.Generator:
+    """A numpy generator (PCG64, `default_rng`'s) in the bit generator `state` a stream's `state()` recorded."""
+    rng = np.random.default_rng()
+    rng.bit_generator.state = state
+    return rng
+
+
 class TextStream:
     """Epoch-shuffled stream of encoded texts, with optional teacher targets (`taught`: 1.0 for the rows they
     hold, 0.0 for rows the teacher did not read; None: every row)."""
@@ -62,12 +70,14 @@ class TextStream:
         self.cursor = 0
 
     def state(self) -> dict[str, Any]:
-        """Where the stream is (its generator, this epoch's order and the place in it), for a checkpoint."""
-        return {"rng": self.rng, "order": self.order, "cursor": self.cursor}
+        """Where the stream is (its generator's state, this epoch's order and the place in it), for a checkpoint: of
+        numbers and tensors only, which a checkpoint is read back as (`checkpoint_file.read_checkpoint`)."""
+        return {"rng": self.rng.bit_generator.state, "order": torch.from_numpy(self.order), "cursor": self.cursor}
 
     def restore(self, state: dict[str, Any]) -> None:
         """Continue from `state()`: a resumed run draws the batches the uninterrupted one would have."""
-        self.rng, self.order, self.cursor = state["rng"], state["order"], state["cursor"]
+        self.rng = generator_at(state["rng"])
+        self.order, self.cursor = state["order"].cpu().numpy(), state["cursor"]
 
     def draw(self, count: int) -> dict[str, np.ndarray]:
         picked = []
@@ -104,11 +114,11 @@ class SudokuStream:
         self.original_fraction = original_fraction
 
     def state(self) -> dict[str, Any]:
-        """The generator every draw comes from, for a checkpoint."""
-        return {"rng": self.rng}
+        """The state of the generator every draw comes from, for a checkpoint."""
+        return {"rng": self.rng.bit_generator.state}
 
     def restore(self, state: dict[str, Any]) -> None:
-        self.rng = state["rng"]
+        self.rng = generator_at(state["rng"])
 
     def draw(self, count: int) -> dict[str, np.ndarray]:
         idx = self.rng.integers(0, len(self.split.puzzles), size=count)

@@ -15,8 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import torch
-
+from trainer.checkpoint_file import read_checkpoint
 from trainer.dictation.examples import MAX_GENERATED_DIGITS, SHORT_NAME_CHARS
 from trainer.dictation.verbalize import MAX_CARDINAL_DIGITS
 from trainer.sequence.bundle import sequence_manifest, write_sequence_bundle
@@ -209,7 +208,7 @@ def spoken_numbers_lines(check: dict[str, Any]) -> list[str]:
 def export_dictation_bundle(run_dir: Path, bundle_dir: Path, wall_time_s: float | None = None) -> Bundle:
     """Write the bundle of `run_dir`'s EMA model with the figures of its metrics.json."""
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    state = torch.load(run_dir / CHECKPOINT, weights_only=False)
+    state = read_checkpoint(run_dir / CHECKPOINT)
     model = model_from_state(state)
     args = metrics["args"]
     parameters = sum(p.numel() for p in model.parameters())

@@ -247,7 +247,7 @@ def _rank(scores: dict[str, float]) -> tuple[float, float]:
 
 def load_model(checkpoint: Path, weights: str = "ema") -> SequenceTRM:
     """The model of a checkpoint (its EMA weights by default)."""
-    return model_from_state(torch.load(checkpoint, weights_only=False), weights)
+    return model_from_state(read_checkpoint(checkpoint), weights)
 
 
 def model_from_state(state: dict, weights: str = "ema") -> SequenceTRM:
