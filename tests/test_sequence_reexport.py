@@ -37,6 +37,22 @@ def test_a_sequence_bundle_is_re_exported_as_a_new_version_with_its_weights_and_
     assert before.keys() == after.keys() and all(torch.equal(before[name], after[name]) for name in before)
 
 
+@pytest.mark.parametrize("reading", ["null", "spoken_words"])
+def test_a_re_export_may_change_how_the_bundle_reads_its_text_and_says_so(tmp_path: Path, reading: str) -> None:
+    old = load_bundle(SHIPPED)
+    assert _export("--bundle-version", "9.0.0", "--set", f"normalize={reading}", "--out", str(tmp_path)) == 0
+    new = load_bundle(tmp_path / "code-dictation")
+    normalize = None if reading == "null" else reading
+    assert new.manifest.input.normalize == normalize
+    assert new.manifest.input == type(old.manifest.input)(**{**vars(old.manifest.input), "normalize": normalize})
+    said = (new.path / "REPORT.md").read_text().splitlines()[-1]
+    if normalize == old.manifest.input.normalize:
+        assert said.endswith("the figures above are theirs (decoded in PyTorch).")  # the re-export's line alone
+    else:
+        assert said == (f"- Its text is read {'as spoken words' if normalize else 'as given'} (`input.normalize`), "
+                        f"where {old.manifest.version} read it {'as given' if normalize else 'as spoken words'}.")
+
+
 def test_a_re_export_whose_step_computes_something_else_is_refused_and_leaves_nothing(tmp_path: Path, monkeypatch,
                                                                                       capsys) -> None:
     export_graphs = sequence_bundle.export_graphs
@@ -54,7 +70,8 @@ def test_a_re_export_whose_step_computes_something_else_is_refused_and_leaves_no
 
 
 @pytest.mark.parametrize(("flags", "message"), [
-    (("--set", "lr=0.1"), "--bundle-version is its only setting"),
+    (("--set", "lr=0.1"), "--bundle-version and --set normalize=... are its only settings"),
+    (("--set", "normalize=lowercase"), "--set normalize=lowercase: must be one of spoken_words, or null"),
     (("--ablation", str(SHIPPED / "evaluation.json")), "leave out --ablation"),
     (("--set", "version=_1"), "--set version=_1: must be"),
 ])

@@ -102,7 +102,7 @@ def test_a_missing_file_is_refused(text_bundle: Path, tmp_path: Path):
 @pytest.mark.parametrize(
     ("edit", "message"),
     [
-        (lambda m: m.update(schema_version=7), r"schema_version 7 is not supported \(this server reads 1, 2, .*, 6"),
+        (lambda m: m.update(schema_version=8), r"schema_version 8 is not supported \(this server reads 1, 2, .*, 7"),
         (lambda m: m.update(task="sequence"), r"field .task. must be one of text_classification, grid; got .sequence."),
         (lambda m: m.pop("recursion"), "missing field 'recursion'"),
         (lambda m: m.update(task="speech"), "field 'task' must be one of text_classification, grid"),

@@ -45,11 +45,12 @@ from trainer.fit import fit, from_checkpoint
 from trainer.out_of_scope import DEFAULT_PRECISION, AbstainCalibration, deferral_note
 from trainer.presets import PRESETS, file_kind, plan_fit, presets_table
 from trainer.run_lock import only_fit_of
-from trainer.sequence.bundle import reexport_sequence_bundle
+from trainer.sequence.bundle import KEEP_NORMALIZE, reexport_sequence_bundle
 from trainer.sequence.user_fit import fit_sequence
 from trainer.train import check_device
 from trm_bundle import BundleError
 from trm_bundle.manifest import (
+    INPUT_NORMALIZATIONS,
     MANIFEST_FILE,
     NAME_RULE,
     VERSION_RULE,
@@ -266,15 +267,20 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def _reexport_sequence(args: argparse.Namespace, overrides: dict[str, Any]) -> Bundle:
-    """`export --from-bundle` of a sequence bundle: its weights as they are, its version the only setting."""
-    if set(overrides) - {"version"} or args.ablation:
-        raise ValueError("a sequence bundle is re-exported as it is: --bundle-version is its only setting "
-                         "(leave out --ablation and --set)")
+    """`export --from-bundle` of a sequence bundle: its weights as they are; its version and how it reads its text
+    (`--set normalize=spoken_words`, or `null` for the text as given) the only settings."""
+    if set(overrides) - {"version", "normalize"} or args.ablation:
+        raise ValueError("a sequence bundle is re-exported as it is: --bundle-version and --set normalize=... are "
+                         "its only settings (leave out --ablation and other --set)")
     version = overrides.get("version")
     if version is not None and not is_bundle_version(version):
         raise ValueError(f"--set version={version}: must be {VERSION_RULE}: give one with --bundle-version")
+    normalize = overrides.get("normalize", KEEP_NORMALIZE)
+    if normalize not in (KEEP_NORMALIZE, None, *INPUT_NORMALIZATIONS):
+        raise ValueError(f"--set normalize={normalize}: must be one of {', '.join(INPUT_NORMALIZATIONS)}, or null "
+                         "(the text as given)")
     return reexport_sequence_bundle(Path(args.from_bundle), Path(args.out), version,
-                                    command="trm-train " + " ".join(sys.argv[1:]))
+                                    command="trm-train " + " ".join(sys.argv[1:]), normalize=normalize)
 
 
 def _column_name(text: str) -> str:

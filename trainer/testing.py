@@ -132,11 +132,13 @@ def random_sequence_model(seed: int = 0, **overrides) -> SequenceTRM:
 
 def make_random_sequence_bundle(out_dir: Path, *, name: str = "random-dictation", seed: int = 0,
                                 max_chars: int = 64, halt_when_unchanged: bool = False, unsure_below: float = 0.0,
-                                checks: tuple[str, ...] = (), **overrides) -> tuple[Path, SequenceTRM]:
+                                checks: tuple[str, ...] = (), normalize: str | None = None,
+                                **overrides) -> tuple[Path, SequenceTRM]:
     """A real sequence bundle of `random_sequence_model(seed, **overrides)` and the model itself (to compare
     with)."""
     model = random_sequence_model(seed, **overrides)
     manifest = sequence_manifest(model, name=name, version="1.0.0", max_chars=max_chars, training=None,
                                  description="randomly initialised sequence TRM for tests",
-                                 halt_when_unchanged=halt_when_unchanged, unsure_below=unsure_below, checks=checks)
+                                 halt_when_unchanged=halt_when_unchanged, unsure_below=unsure_below, checks=checks,
+                                 normalize=normalize)
     return write_sequence_bundle(Path(out_dir) / name, model, manifest).path, model

@@ -5,6 +5,7 @@
 - `writer`: writing a complete bundle folder atomically
 - `probabilities`: how a step's logits become the probabilities an answer reports
 - `spoken_numbers`: a sequence bundle's check that the numbers an answer writes are the ones its words say
+- `spoken_words`: a sequence bundle's reading of a speech recogniser's text as the spoken words its model learnt
 - `offline`: ONNX Runtime's telemetry switched off in the product's processes
 """
 

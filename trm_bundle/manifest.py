@@ -23,13 +23,16 @@ import numpy as np
 from trm_bundle import BundleError
 from trm_bundle.checksums import verify_files
 from trm_bundle.spoken_numbers import SPOKEN_NUMBERS
+from trm_bundle.spoken_words import SPOKEN_WORDS
 
 # 2 added task "sequence", 3 the field sequence.prefix_steps, 4 sequence.halt_when_unchanged, 5
-# sequence.unsure_below, 6 sequence.checks; a manifest is written at the lowest version that has what it uses, so a
-# reader that predates a feature refuses a bundle that needs it
-READABLE_SCHEMAS = (1, 2, 3, 4, 5, 6)
+# sequence.unsure_below, 6 sequence.checks, 7 input.normalize; a manifest is written at the lowest version that has
+# what it uses, so a reader that predates a feature refuses a bundle that needs it
+READABLE_SCHEMAS = (1, 2, 3, 4, 5, 6, 7)
 SEQUENCE_CHECKS = (SPOKEN_NUMBERS,)
 """The checks a sequence bundle may ask of its answers (`SequenceOutput.checks`; trm_bundle/spoken_numbers.py)."""
+INPUT_NORMALIZATIONS = (SPOKEN_WORDS,)
+"""How a sequence bundle may ask its text to be read (`CharacterInput.normalize`; trm_bundle/spoken_words.py)."""
 MANIFEST_FILE = "manifest.json"
 FP32_FILE = "model.onnx"
 INT8_FILE = "model.int8.onnx"
@@ -145,10 +148,12 @@ class GridInput:
 @dataclass(frozen=True)
 class CharacterInput:
     """Input spec of a sequence model: the text's characters, each the id of its entry in `labels` (the
-    vocabulary), at most `max_chars` of them; `pad_id` pads a batch."""
+    vocabulary), at most `max_chars` of them; `pad_id` pads a batch. With `normalize` (one of INPUT_NORMALIZATIONS),
+    the text is read through that normalisation first; without, as given."""
 
     max_chars: int
     pad_id: int
+    normalize: str | None = None
 
 
 @dataclass(frozen=True)
@@ -312,7 +317,7 @@ def parse_manifest(data: Any) -> Manifest:
                    ("text_classification", "grid"))
     labels = _labels(data)
     recursion = _recursion(_object(data, "recursion"))
-    spec = _input(_object(data, "input"), task, labels, files)
+    spec = _input(_object(data, "input"), schema, task, labels, files)
     sequence = _sequence(_object(data, "sequence"), schema, labels, recursion, files) if task == "sequence" else None
     if sequence is not None and len({spec.pad_id, sequence.bos_id, sequence.eos_id}) < 3:
         raise BundleError(f"input.pad_id {spec.pad_id}, sequence.bos_id {sequence.bos_id} and sequence.eos_id "
@@ -361,7 +366,7 @@ def manifest_json(manifest: Manifest) -> dict[str, Any]:
         "task": manifest.task,
         "description": manifest.description,
         "labels": list(manifest.labels),
-        "input": {"kind": _INPUT_KINDS[type(spec)], **dataclasses.asdict(spec)},
+        "input": {"kind": _INPUT_KINDS[type(spec)], **_input_json(spec)},
         "recursion": {**dataclasses.asdict(manifest.recursion), "state_shape": list(manifest.recursion.state_shape)},
         "halting": {"threshold": manifest.halt_threshold, "min_steps": manifest.min_steps},
         "out_of_scope": None if manifest.out_of_scope is None else dataclasses.asdict(manifest.out_of_scope),
@@ -373,6 +378,13 @@ def manifest_json(manifest: Manifest) -> dict[str, Any]:
         "schema_version": _schema_version(manifest),
         "files": dict(manifest.files),
     }
+
+
+def _input_json(spec: TextInput | GridInput | CharacterInput) -> dict[str, Any]:
+    fields = dataclasses.asdict(spec)
+    if isinstance(spec, CharacterInput) and spec.normalize is None:
+        del fields["normalize"]
+    return fields
 
 
 def _sequence_json(spec: SequenceOutput) -> dict[str, Any]:
@@ -392,6 +404,8 @@ def _sequence_json(spec: SequenceOutput) -> dict[str, Any]:
 
 def _schema_version(manifest: Manifest) -> int:
     """The lowest schema version that has everything `manifest` uses."""
+    if isinstance(manifest.input, CharacterInput) and manifest.input.normalize is not None:
+        return 7
     if manifest.sequence is not None and manifest.sequence.checks:
         return 6
     if manifest.sequence is not None and manifest.sequence.unsure_below:
@@ -417,6 +431,16 @@ def _sequence_checks(obj: dict, schema: int) -> tuple[str, ...]:
     if unknown or len(set(checks)) != len(checks):
         raise BundleError(f"sequence.checks {checks!r}: each must be one of {list(SEQUENCE_CHECKS)}, once")
     return tuple(checks)
+
+
+def _normalize(obj: dict, schema: int) -> str | None:
+    """`input.normalize` of a character input: absent or null (the text as given), or one of INPUT_NORMALIZATIONS (a
+    normalisation this reader does not know refuses the bundle: its model would read text it was not trained on)."""
+    if obj.get("normalize") is None:
+        return None
+    if schema < 7:
+        raise BundleError(f"field 'input.normalize' needs schema_version 7, the manifest says {schema}")
+    return _choice(obj, "input.normalize", INPUT_NORMALIZATIONS)
 
 
 _INPUT_KINDS = {TextInput: "text", GridInput: "grid", CharacterInput: "characters"}
@@ -541,14 +565,14 @@ def _recursion(obj: dict) -> Recursion:
 
 
 def _input(
-    obj: dict, task: str, labels: tuple[str, ...], files: dict[str, str]
+    obj: dict, schema: int, task: str, labels: tuple[str, ...], files: dict[str, str]
 ) -> TextInput | GridInput | CharacterInput:
     kind = _choice(obj, "input.kind", ("text", "grid", "characters"))
     if kind != _TASK_INPUTS[task]:
         raise BundleError(f"input.kind {kind!r} does not fit task {task!r}")
     if kind == "characters":
         spec = CharacterInput(max_chars=_integer(obj, "input.max_chars"),
-                              pad_id=_integer(obj, "input.pad_id", minimum=0))
+                              pad_id=_integer(obj, "input.pad_id", minimum=0), normalize=_normalize(obj, schema))
         if spec.pad_id >= len(labels):
             raise BundleError(f"input.pad_id {spec.pad_id} is not an index of 'labels'")
         return spec

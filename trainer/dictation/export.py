@@ -25,12 +25,14 @@ from trainer.sequence.report import adaptive_compute_lines, example_lines, plot_
 from trainer.sequence.train import CHECKPOINT, model_from_state
 from trm_bundle.manifest import Bundle, Training
 from trm_bundle.spoken_numbers import SPOKEN_NUMBERS
+from trm_bundle.spoken_words import SPOKEN_WORDS
 
 NAME = "code-dictation"
-# 1.4.1: 1.4.0's weights re-exported, every row the same bits in any batch (2026-12-05); 1.4.0: trained on to
+# 1.4.2: 1.4.1's weights, reading a speech recogniser's text as spoken words (input.normalize; 2026-12-07); 1.4.1:
+# 1.4.0's weights re-exported, every row the same bits in any batch (2026-12-05); 1.4.0: trained on to
 # lines of up to 120 characters; 1.3.1: the spoken-numbers check; 1.3.0: and short names said
 # alone; 1.2.0: whole numbers of every size; 1.1.0: names (2026-12-04)
-VERSION = "1.4.1"
+VERSION = "1.4.2"
 CHECKS = (SPOKEN_NUMBERS,)  # every finished answer's numbers against the words
 DESCRIPTION = ("Dictated Python to code: spoken words in, one line of code out, written one character at a "
                "time, each refined until its halting head settles it")
@@ -222,7 +224,7 @@ def export_dictation_bundle(run_dir: Path, bundle_dir: Path, wall_time_s: float 
                                  metrics=headline_metrics(metrics), halt_threshold=halting.threshold,
                                  halt_when_unchanged=halting.when_unchanged,
                                  unsure_below=metrics.get("unsure", {}).get("unsure_below", 0.0),
-                                 checks=CHECKS)
+                                 checks=CHECKS, normalize=SPOKEN_WORDS)
     with_plot = run_dir / "anytime.png"
     plot_anytime(with_plot, metrics["test_short"], metrics["fixed_steps"], metrics["halting_curve"])
     evaluation = {key: value for key, value in metrics.items() if key != "args"}

@@ -33,21 +33,24 @@ from trm_service.runtime.sequence_session import SequenceSession
 from trm_service.runtime.session import SessionSettings
 
 VOCABULARY = (*SPECIALS, *CHARACTERS)  # the manifest's labels: token id -> its text
+KEEP_NORMALIZE = object()  # a re-export's default: the text read as the source bundle reads it
 REPORT_FILE = "REPORT.md"
 
 
 def sequence_manifest(model: SequenceTRM, *, name: str, version: str, description: str, max_chars: int,
                       training: Training | None, metrics: Mapping[str, float] | None = None,
                       halt_threshold: float = 0.5, halt_when_unchanged: bool = False,
-                      unsure_below: float = 0.0, checks: tuple[str, ...] = ()) -> Manifest:
-    """The manifest of `model`'s bundle: its vocabulary, input limit, output limit, caches' geometry, halting rule,
-    the confidence below which an answer is unsure and the checks of its finished answers."""
+                      unsure_below: float = 0.0, checks: tuple[str, ...] = (),
+                      normalize: str | None = None) -> Manifest:
+    """The manifest of `model`'s bundle: its vocabulary, input limit and how its text is read (`normalize`), output
+    limit, caches' geometry, halting rule, the confidence below which an answer is unsure and the checks of its
+    finished answers."""
     cfg = model.cfg
     if max_chars > cfg.max_source_len:
         raise ValueError(f"max_chars {max_chars} exceeds the model's {cfg.max_source_len} source positions")
     return Manifest(
         name=name, version=version, task="sequence", description=description, labels=VOCABULARY,
-        input=CharacterInput(max_chars=max_chars, pad_id=PAD_ID),
+        input=CharacterInput(max_chars=max_chars, pad_id=PAD_ID, normalize=normalize),
         recursion=Recursion(n=cfg.n, T=cfg.T, N_sup=cfg.N_sup, state_shape=(1, cfg.hidden_size)),
         halt_threshold=halt_threshold, min_steps=1, out_of_scope=None, metrics=dict(metrics or {}),
         onnx_fp32=SEQUENCE_STEP_FILE, onnx_int8=None, onnx_opset=OPSET, training=training,
@@ -68,20 +71,27 @@ def write_sequence_bundle(folder: Path, model: SequenceTRM, manifest: Manifest,
                                                **(extra_files or {})})
 
 
-def reexport_sequence_bundle(source: Path, out: Path, version: str | None, command: str) -> Bundle:
+def reexport_sequence_bundle(source: Path, out: Path, version: str | None, command: str,
+                             normalize: str | object | None = KEEP_NORMALIZE) -> Bundle:
     """Write a sequence bundle's own weights with this version's exporter to out/<name>, as `version` (default:
-    its own). The figures stay (they are the weights', decoded in PyTorch); REPORT.md is retitled and says how the
-    graphs were written again. Raises ValueError when the new step does not compute the old one's outputs."""
+    its own), reading its text through `normalize` (default: as the source bundle does). The figures stay (they are
+    the weights', decoded in PyTorch); REPORT.md is retitled and says how the graphs were written again. Raises
+    ValueError when the new step does not compute the old one's outputs."""
     bundle = load_bundle(source)
     manifest = bundle.manifest
-    if manifest.sequence is None:
+    if manifest.sequence is None or not isinstance(manifest.input, CharacterInput):
         raise ValueError(f"{source} is not a sequence bundle")
-    manifest = dataclasses.replace(manifest, version=version or manifest.version)
+    reading = manifest.input.normalize if normalize is KEEP_NORMALIZE else normalize
+    manifest = dataclasses.replace(manifest, version=version or manifest.version,
+                                   input=dataclasses.replace(manifest.input, normalize=reading))
     report = (source / REPORT_FILE).read_text().splitlines()
     report[0] = f"# {manifest.name} {manifest.version}"
     report += ["", "## Re-exported", "",
                f"- `{command}`: the weights of {bundle.manifest.name} {bundle.manifest.version}, their graphs "
                "written by this version's exporter; the figures above are theirs (decoded in PyTorch)."]
+    if reading != bundle.manifest.input.normalize:
+        report.append(f"- Its text is read {_reading(reading)} (`input.normalize`), where {bundle.manifest.version} "
+                      f"read it {_reading(bundle.manifest.input.normalize)}.")
     kept = {name: source / name for name in manifest.files if name not in (ENCODE_FILE, SEQUENCE_STEP_FILE)}
     written = write_sequence_bundle(out / manifest.name, sequence_model_from_bundle(bundle), manifest,
                                     {**kept, REPORT_FILE: "\n".join(report) + "\n"})
@@ -91,6 +101,11 @@ def reexport_sequence_bundle(source: Path, out: Path, version: str | None, comma
         shutil.rmtree(written.path)
         raise
     return written
+
+
+def _reading(normalize: str | None) -> str:
+    """How a bundle reads its text, in words: "as spoken words", or "as given"."""
+    return f"as {normalize.replace('_', ' ')}" if normalize else "as given"
 
 
 def _check_same_step(old: Bundle, new: Bundle) -> None:

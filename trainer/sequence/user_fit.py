@@ -6,7 +6,8 @@ target one character at a time (printable ASCII). Without --test, a seeded 10% o
 and at the end, and the best-scored EMA weights are the bundle's (a loss spike late in a run once took held-out
 exact match from 98.75% to 41.25% for one evaluation). The bundle has the held-out scores and examples in REPORT.md.
 When the training rows say their numbers in English words, as dictation does, the bundle checks each answer's
-numbers against its words (`spoken_numbers_checks`).
+numbers against its words (`spoken_numbers_checks`); when every training source is lowercase spoken words, the server
+reads a request's text as spoken words (`spoken_words_reading`).
 
 The fit starts from a sequence bundle's weights, model and halting rule (`--start-from`; by default the packaged
 code-dictation, which reads spoken words and writes code) and trains them on the user's rows at a quarter of a fresh
@@ -59,6 +60,7 @@ from trainer.sequence.report import adaptive_compute_lines, example_lines, plot_
 from trainer.sequence.train import SequenceTrainConfig, SequenceTrainer
 from trm_bundle.manifest import Bundle, BundleError, Training, load_bundle
 from trm_bundle.spoken_numbers import SPOKEN_NUMBERS, numbers_agree
+from trm_bundle.spoken_words import SPOKEN_WORDS, as_spoken_words
 
 HOLD_OUT_SHARE, HOLD_OUT_MAX = 0.1, 1000
 VALIDATION_ROWS = 200  # at most, held out of the training rows and scored during training
@@ -154,6 +156,7 @@ def fit_sequence(train: Path, test: Path | None, *, out: Path, name: str, versio
     trainer.fit(resume=resume, ends_by=started + minutes * 60 - AFTER_FIXED_S, evaluations_after=after)
     final = trainer.best_model()
     checks, checks_sentence = spoken_numbers_checks(training)
+    normalize, normalize_sentence = spoken_words_reading(training)
     unsure_below = 0.0
     if validation:  # the confidence below which an answer is flagged unsure, chosen on the validation rows
         checked = predict(final, [p.source for p in validation], halting=start.halting)
@@ -175,7 +178,7 @@ def fit_sequence(train: Path, test: Path | None, *, out: Path, name: str, versio
                                  training=record, description=f"Sequence model trained on {train.name}",
                                  metrics=metrics, halt_threshold=start.halting.threshold,
                                  halt_when_unchanged=start.halting.when_unchanged, unsure_below=unsure_below,
-                                 checks=checks)
+                                 checks=checks, normalize=normalize)
     report = "\n".join([
         f"# {name} {version}", "",
         f"- Command: `{command}`",
@@ -190,6 +193,7 @@ def fit_sequence(train: Path, test: Path | None, *, out: Path, name: str, versio
         f"- Weights: {weights_sentence(trainer, len(validation))}",
         f"- Unsure answers: {unsure_sentence(test_figures['unsure'], len(validation))}",
         f"- Spoken-numbers check: {checks_sentence}",
+        f"- Input: {normalize_sentence}",
         "",
         f"Held-out exact match **{100 * test_figures['exact_match']:.2f}%**, character error rate "
         f"{100 * test_figures['cer']:.2f}%, {steps_sentence(test_figures, fixed)}.", "", *example_lines(test_figures),
@@ -267,6 +271,21 @@ def spoken_numbers_checks(training: list[Pair]) -> tuple[tuple[str, ...], str]:
     return (SPOKEN_NUMBERS,), (f"on (each of the {len(with_digits):,} training rows that write digits says its "
                                  "numbers in words): an answer that writes a number its words do not say is marked "
                                  "unsure (`TextAnswer.numbers_disagree`)")
+
+
+def spoken_words_reading(training: list[Pair]) -> tuple[str | None, str]:
+    """The bundle's `input.normalize` and REPORT.md's sentence on it. A text is read as spoken words
+    (trm_bundle.spoken_words) when every training source already is in that form (lowercase words, single spaces,
+    no recogniser's punctuation or leading filler): a speech recogniser's "Um, March fifth." then reads as the
+    "march fifth" the model learnt. Where a source is not, its capitals, punctuation or spaces may be meaning, and
+    the text is read as given."""
+    changed = [pair.source for pair in training if as_spoken_words(pair.source) != pair.source]
+    if changed:
+        return None, (f"read as given ({len(changed):,} of the {len(training):,} training sources are not lowercase "
+                      f"spoken words, e.g. `{changed[0]}`)")
+    return SPOKEN_WORDS, ("read as spoken words (`input.normalize`: every training source is lowercase words): a "
+                          "speech recogniser's capitals, punctuation at a word's edges, leading \"uh\" or \"um\" and "
+                          "extra spaces are read away before the model reads the text")
 
 
 def steps_sentence(test: dict[str, Any], fixed: list[dict[str, Any]]) -> str:

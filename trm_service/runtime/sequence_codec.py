@@ -8,6 +8,7 @@ from trm.v1 import trm_pb2
 from trm_bundle.manifest import BundleError, CharacterInput, Manifest
 from trm_bundle.probabilities import softmax
 from trm_bundle.spoken_numbers import SPOKEN_NUMBERS, numbers_agree
+from trm_bundle.spoken_words import SPOKEN_WORDS, as_spoken_words
 from trm_service.runtime.codec import (
     DEFAULT_TOP_K,
     DecodedStep,
@@ -34,7 +35,8 @@ class SequenceCodec:
         self._checks_numbers = SPOKEN_NUMBERS in output.checks
 
     def encode(self, request: trm_pb2.ReasonRequest) -> EncodedRequest:
-        """Non-blank text of at most max_chars characters, each in the model's vocabulary; top_k within it."""
+        """Non-blank text of at most max_chars characters, each in the model's vocabulary once read as the bundle
+        says (`input.normalize`: as spoken words, or as given); top_k within it."""
         kind = request.WhichOneof("input")
         if kind != "text":
             raise InputError(f"model {self._name!r} writes text from text: set ReasonRequest.text"
@@ -45,6 +47,11 @@ class SequenceCodec:
         if len(text) > self._spec.max_chars:
             raise InputError(f"text has {len(text)} characters; model {self._name!r} accepts at most "
                              f"{self._spec.max_chars} (ModelInfo.limits.max_text_chars)")
+        if self._spec.normalize == SPOKEN_WORDS:
+            text = as_spoken_words(text)
+            if not text:
+                raise InputError(f"text {request.text!r} holds no words once read as spoken words (without "
+                                 "punctuation and leading fillers): send the words to write out")
         unknown = dict.fromkeys(char for char in text if char not in self._ids)  # in the text's order, once each
         if unknown:
             raise InputError(f"text has characters model {self._name!r} does not read: "
