@@ -11,13 +11,21 @@ $(BIN)/python:
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 
+# pip runs again only when a file that says what to install changed since it last succeeded (a stamp in the venv):
+# `make test` and `make serve` then work without the package index, and skip a pip run of 20-60 s each time.
+INSTALL_INPUTS := pyproject.toml clients/pyproject.toml protos/pyproject.toml constraints.txt
+
 # Serving only: no torch, no trainer dependencies; the client SDK and `trm-client` to talk to it.
-install-runtime: $(BIN)/python
+install-runtime: $(VENV)/.runtime-installed
+$(VENV)/.runtime-installed: $(BIN)/python $(INSTALL_INPUTS)
 	$(BIN)/pip install -q -c constraints.txt -e protos -e . -e clients
+	touch $@
 
 # Everything: trainer (CPU torch), dev tools, client SDK.
-install: $(BIN)/python install-system
+install: $(VENV)/.installed install-system
+$(VENV)/.installed: $(BIN)/python $(INSTALL_INPUTS)
 	$(BIN)/pip install -q -c constraints.txt -e protos -e '.[train,dev]' -e 'clients[mcp]'
+	touch $@ $(VENV)/.runtime-installed
 
 # Debian packages the tests use for real: Prometheus server and promtool; docker-compose to
 # validate deploy/compose.yaml (no Docker engine is needed for `docker-compose config`); openssl
