@@ -13,6 +13,7 @@ import pytest
 from trainer.config import TrainConfig
 from trainer.data.files import DataError
 from trainer.data.text import (
+    MAX_TEXT_CHARS,
     TextSplit,
     check_label_coverage,
     load_clinc150,
@@ -197,6 +198,16 @@ def test_csv_with_quotes_extra_columns_and_any_column_order(tmp_path: Path) -> N
     assert data.texts == ["hello, there", "see you\nlater", 'say "hi"']
     assert data.labels == ["greet", "bye", "greet"]
     assert data.lines == [2, 3, 6]
+
+
+def test_a_text_longer_than_any_model_reads_is_read_as_its_first_characters(tmp_path: Path) -> None:
+    """Probe: one cell of 290 MB (a pasted file) took 23 GB in the tokenizer before the plan, and the global OOM
+    killer ended the fit; a 5 MB one was planned as "texts of up to 5,000,000 characters served"."""
+    long_text = "word " * 60_000  # 300,000 characters
+    path = tmp_path / "long.csv"
+    path.write_text("text,label\n" + f"{long_text},a\n" + "short one,b\n")
+    split = load_text_file(path)
+    assert split.texts == [long_text[:MAX_TEXT_CHARS], "short one"]
 
 
 def test_labels_that_differ_only_in_spacing_are_one_label(tmp_path: Path) -> None:

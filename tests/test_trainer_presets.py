@@ -110,6 +110,12 @@ def test_a_bundle_serves_texts_as_long_as_the_datas_longest(keyword_csv: Path, t
     assert plan.settings["max_chars"] == len(long_text) == 2806
     assert "texts of up to 2,806 characters served (the data's longest)" in plan.description
     assert plan_fit(keyword_csv, test_path=longer_test).settings["max_chars"] == 15 * 300 + 6
+    with keyword_csv.open("a", newline="") as handle:  # a pasted file in one cell: read as its first characters
+        csv.writer(handle).writerows([("hockey " * 40_000, "hockey")])
+    plan = plan_fit(keyword_csv)
+    assert plan.settings["max_chars"] == 100_000
+    assert "texts of up to 100,000 characters served (a longer text of the data is read as its first 100,000)" in (
+        plan.description)
 
 
 def test_the_plan_says_how_many_test_rows_repeat_a_training_text(keyword_csv: Path, tmp_path: Path) -> None:

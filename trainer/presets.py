@@ -34,7 +34,7 @@ from trainer.data.checks import check_label_counts, how_they_differ, spelling_va
 from trainer.data.files import DELIMITERS, JSON_SUFFIXES, counted, delimited_reader, first_json_object
 from trainer.data.holdout import holdout_fraction, inputs_seen, same_text_key, sample_indices
 from trainer.data.sudoku import GRID_COLUMNS, load_sudoku_file
-from trainer.data.text import DEFAULT_COLUMNS, TEXT_COLUMN, check_label_coverage, load_text_file
+from trainer.data.text import DEFAULT_COLUMNS, MAX_TEXT_CHARS, TEXT_COLUMN, check_label_coverage, load_text_file
 from trainer.data.tokenizer import text_normalizer, word_splitter
 from trainer.model import ModelConfig
 from trainer.sequence.pairs import SEQUENCE_COLUMNS
@@ -659,7 +659,10 @@ def describe_choice(preset: Preset, reasons: list[str], sizing: Sizing) -> str:
     sized = [f"batch {values['batch_size']}"]
     if "max_tokens" in values:
         sized = [f"max_tokens {values['max_tokens']}", f"vocabulary {values['vocab_size']:,}", *sized]
-        if values["max_chars"] > preset.max_chars:
+        if values["max_chars"] >= MAX_TEXT_CHARS:
+            sized.append(f"texts of up to {MAX_TEXT_CHARS:,} characters served (a longer text of the data is read "
+                         f"as its first {MAX_TEXT_CHARS:,})")
+        elif values["max_chars"] > preset.max_chars:
             sized.append(f"texts of up to {values['max_chars']:,} characters served (the data's longest)")
     return (
         f"Preset {preset.name} ({preset.purpose}; the settings of {preset.based_on}), chosen because: "

@@ -38,6 +38,9 @@ LABEL_COLUMN = "label"
 DEFAULT_COLUMNS = (TEXT_COLUMN, LABEL_COLUMN)  # a user's file: the texts' and the labels' column, unless named
 COLUMN_FLAGS = "--text-column and --label-column"  # how `trm-train fit` names other columns
 SHOWN_EMPTY = 5  # rows with an empty cell named in one error beyond the first
+# A text is read as its first MAX_TEXT_CHARS characters: more than a model reads (16,384 tokens at most, a word of
+# over 100 characters one [UNK]) and what a bundle serves; one cell of 290 MB took 23 GB in the tokenizer
+MAX_TEXT_CHARS = 100_000
 
 
 @dataclass(frozen=True)
@@ -166,13 +169,14 @@ def load_text_file(path: Path, columns: tuple[str, str] = DEFAULT_COLUMNS, *, te
     """Load labelled texts from a .csv or .tsv (a header naming the text and label `columns`, matched without
     case; other columns ignored) or .jsonl or .json file (JSON Lines or an array of objects with those fields,
     matched exactly; a label may be a JSON integer, a class id, read as its decimal text; its spacing is made one
-    space between words, its characters NFC: `_label_as_read`). A `test` file is read by the training file's
-    columns, and a missing one says so."""
+    space between words, its characters NFC: `_label_as_read`), each text as its first MAX_TEXT_CHARS characters.
+    A `test` file is read by the training file's columns, and a missing one says so."""
     hint = (f"; a test file has the training file's columns ({', '.join(columns)}): rename them in one of the files"
             if test else f"; {COLUMN_FLAGS} name other columns")
     records = read_records(path, columns, integer_columns=columns[1:], missing_hint=hint)
     _check_cells(path, records)
-    lines, texts, labels = zip(*((line, text, _label_as_read(label)) for line, (text, label) in records), strict=True)
+    lines, texts, labels = zip(*((line, text[:MAX_TEXT_CHARS], _label_as_read(label))
+                                 for line, (text, label) in records), strict=True)
     distinct = set(labels)
     if (total := sum(map(len, distinct))) > MAX_LABELS_CHARS:
         raise DataError(path, None, f"its {len(distinct):,} labels hold {total:,} characters together, more than "
