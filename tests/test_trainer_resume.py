@@ -129,6 +129,21 @@ def test_a_checkpoint_the_disk_cannot_take_leaves_the_last_one_and_no_partial_fi
     assert again.load_checkpoint() and again.step == 7
 
 
+@pytest.mark.parametrize("make", TRAINERS)
+def test_a_link_planted_at_the_temporary_checkpoint_is_not_written_through(tmp_path: Path, make) -> None:
+    """Probe: a symbolic link planted at a shared run folder's checkpoint.tmp made the fit write its checkpoint over
+    the link's target, and checkpoint.pt became that link."""
+    trained = make(tmp_path)
+    victim = tmp_path / "victim.txt"
+    victim.write_text("IMPORTANT DATA")
+    trained.checkpoint_path.parent.mkdir(parents=True, exist_ok=True)
+    trained.checkpoint_path.with_suffix(".tmp").symlink_to(victim)
+    trained.step = 7
+    trained.save_checkpoint()
+    assert victim.read_text() == "IMPORTANT DATA"
+    assert not trained.checkpoint_path.is_symlink() and make(tmp_path).load_checkpoint()
+
+
 @pytest.mark.parametrize("damage", [b"", b"not a checkpoint", "half"], ids=["emptied", "another file", "cut short"])
 @pytest.mark.parametrize("make", TRAINERS)
 def test_a_damaged_checkpoint_is_named_with_the_flag_that_starts_over(tmp_path: Path, make, damage) -> None:

@@ -53,3 +53,21 @@ def test_the_fit_command_takes_the_lock_before_it_trains(tmp_path: Path, capsys:
         holder.wait()
     assert status == 2 and f"another fit is running in {run_dir}" in capsys.readouterr().err
     assert not (tmp_path / "bundles" / "data").exists()
+
+
+@pytest.mark.parametrize("planted", ["link", "folder"])
+def test_a_lock_that_is_not_a_plain_file_is_refused_and_nothing_is_written_through_it(tmp_path: Path, planted: str):
+    """Probe: a symbolic link planted at a shared run folder's .fit.lock made the fit write its pid over the link's
+    target (a file of the user's: "IMPORTANT DATA" became "8862")."""
+    run_dir, victim = tmp_path / "runs" / "m", tmp_path / "victim.txt"
+    run_dir.mkdir(parents=True)
+    victim.write_text("IMPORTANT DATA")
+    if planted == "link":
+        (run_dir / ".fit.lock").symlink_to(victim)
+    else:
+        (run_dir / ".fit.lock").mkdir()
+    with pytest.raises(ValueError, match=rf"^cannot open the run folder's lock {run_dir}/\.fit\.lock \(.*\): it must "
+                                         r"be a plain file this user can write; remove it, or give the fit another "
+                                         r"--run-dir$"), only_fit_of(run_dir):
+        pass
+    assert victim.read_text() == "IMPORTANT DATA"

@@ -16,11 +16,14 @@ RESTART = "--restart trains anew (the file is replaced), or remove it"  # a fit'
 def write_checkpoint(state: dict[str, Any], path: Path) -> None:
     """Write `state` to `path` atomically (to `path`.tmp, flushed to the disk, then renamed over it): a killed run
     or a lost power never leaves half a checkpoint. A disk that cannot take it (torch tells a full one as
-    "unexpected pos ...") leaves the last checkpoint, no partial file, and an OSError saying the space left."""
+    "unexpected pos ...") leaves the last checkpoint, no partial file, and an OSError saying the space left. The
+    temporary file is made anew, never followed: a link planted at its name made the fit write over its target."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     try:
-        with open(tmp, "wb") as file:
+        tmp.unlink(missing_ok=True)  # a leftover of a killed run, or a link: removed itself, its target untouched
+        descriptor = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+        with os.fdopen(descriptor, "wb") as file:
             torch.save(state, file)
             file.flush()
             os.fsync(file.fileno())
