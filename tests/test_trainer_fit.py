@@ -522,15 +522,18 @@ def test_a_cuda_device_this_machine_lacks_is_refused_before_training(
     assert not (tmp_path / "train").exists()
 
 
+RUNS = Path("runs") / "the-run"  # a run folder apart from every bundle folder of these tests
+
+
 def test_a_bundle_named_as_a_packaged_model_is_noted_before_training(capsys: pytest.CaptureFixture[str],
                                                                      tmp_path: Path) -> None:
     shipped = json.loads((DEFAULT_MODELS_DIR / "sudoku" / "manifest.json").read_text())["version"]
-    check_bundle_folder(tmp_path / "sudoku", shipped, "puzzles.csv")
+    check_bundle_folder(tmp_path / "sudoku", shipped, "puzzles.csv", RUNS)
     assert f"sudoku: note: version {shipped} of a model of this name ships with the server" in capsys.readouterr().out
-    check_bundle_folder(tmp_path / "sudoku", "9.0.0", "puzzles.csv")  # served beside the packaged one
-    check_bundle_folder(tmp_path / "my-puzzles", shipped, "puzzles.csv")
+    check_bundle_folder(tmp_path / "sudoku", "9.0.0", "puzzles.csv", RUNS)  # served beside the packaged one
+    check_bundle_folder(tmp_path / "my-puzzles", shipped, "puzzles.csv", RUNS)
     # `make models` rewriting the packaged bundle, from the data it was fitted on
-    check_bundle_folder(DEFAULT_MODELS_DIR / "sudoku", shipped, "../shared/data/sudoku")
+    check_bundle_folder(DEFAULT_MODELS_DIR / "sudoku", shipped, "../shared/data/sudoku", RUNS)
     assert capsys.readouterr().out == ""
 
 
@@ -543,12 +546,48 @@ def test_a_bundle_of_another_file_of_the_same_name_is_never_replaced(tmp_path: P
     manifest = json.loads((DEFAULT_MODELS_DIR / "intent-clinc150" / "manifest.json").read_text())
     manifest["training"]["config"]["data"] = "projA/train.csv"
     (earlier / "manifest.json").write_text(json.dumps(manifest))
-    check_bundle_folder(earlier, "1.0.0", "projA/train.csv")  # the same file again, edited or not: replaced
-    check_bundle_folder(earlier, "1.0.0", str(tmp_path / "projA" / "train.csv"))  # however the path is written
+    check_bundle_folder(earlier, "1.0.0", "projA/train.csv", RUNS)  # the same file again, edited or not: replaced
+    check_bundle_folder(earlier, "1.0.0", str(tmp_path / "projA" / "train.csv"), RUNS)  # however the path is written
     with pytest.raises(ValueError, match=(
             rf"^{re.escape(str(earlier))} holds the model fitted on projA/train.csv, another file than "
             r"projB/train.csv \(two files of one name.*give this fit another --name \(or --out\), or remove ")):
-        check_bundle_folder(earlier, "1.0.0", "projB/train.csv")
+        check_bundle_folder(earlier, "1.0.0", "projB/train.csv", RUNS)
+
+
+@pytest.mark.parametrize("task", ["text", "sequence"])
+def test_one_folder_for_the_bundle_and_the_run_is_refused_before_training(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], task: str
+) -> None:
+    """Probe: `--out X --run-dir X` trained its whole budget, then failed: the run folder, made first, was no bundle;
+    and a rerun was refused at once with a hint that could not help."""
+    train = tmp_path / "data.csv"
+    train.write_text("source,target\nx equals one,x = 1\n" if task == "sequence" else
+                     "text,label\n" + "".join(f"hello {i},greet\nbye {i},farewell\n" for i in range(10)))
+    same = tmp_path / "same"
+    assert main(["fit", "--train", str(train), "--out", str(same), "--run-dir", str(same)]) == 2
+    assert capsys.readouterr().err == (
+        f"trm-train: --out and --run-dir both put data in {same}: the bundle and the run's checkpoint need folders of "
+        "their own (a run folder is not a bundle, and the fit would be refused after training): give another --out "
+        "or --run-dir\n")
+    assert not (same / "data").exists()
+
+
+def test_a_bundle_folder_that_is_a_link_is_refused_before_training(tmp_path: Path,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """Probe: a bundle folder that was a symbolic link (to a shared models folder) trained its budget, then wrote the
+    bundle as a folder in the link's place, left the shared folder as it was and a `.old` link behind, and said
+    "Cannot call rmtree on a symbolic link: free space on the disks of ..."."""
+    train = tmp_path / "data.csv"
+    train.write_text("text,label\n" + "".join(f"hello {i},greet\nbye {i},farewell\n" for i in range(10)))
+    (tmp_path / "shared").mkdir()
+    (tmp_path / "bundles").mkdir()
+    (tmp_path / "bundles" / "data").symlink_to(tmp_path / "shared")
+    assert main(["fit", "--train", str(train), "--out", str(tmp_path / "bundles"),
+                 "--run-dir", str(tmp_path / "runs")]) == 2
+    assert capsys.readouterr().err == (
+        f"trm-train: {tmp_path}/bundles/data is a symbolic link (to {tmp_path}/shared): a bundle is written as a "
+        "folder of its own; write it where the link points, or remove the link; give another --out or --name\n")
+    assert not (tmp_path / "runs").exists()  # refused before anything ran
 
 
 def test_a_data_error_comes_before_the_plan(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -128,7 +128,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
     torch.set_num_threads(args.threads) if args.threads else None
     command = "trm-train " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     check_device(cfg.device)
-    check_bundle_folder(Path(args.out) / cfg.name, cfg.version, cfg.data)
+    check_bundle_folder(Path(args.out) / cfg.name, cfg.version, cfg.data, cfg.run_dir)
     ends_by = None if training_ends_s is None else started + training_ends_s
     with only_fit_of(cfg.run_dir):
         fitted = fit(cfg, resume=not args.restart, command=command, ends_by=ends_by)
@@ -176,11 +176,11 @@ def _fit_sequence(args: argparse.Namespace) -> int:
     if not is_model_name(name):
         raise ValueError(f"--name {name!r} must be {NAME_RULE}")
     version = args.bundle_version or DEFAULT_BUNDLE_VERSION
-    check_bundle_folder(Path(args.out) / name, version, args.data)
+    run_dir = Path(args.run_dir or "runs") / name
+    check_bundle_folder(Path(args.out) / name, version, args.data, run_dir)
     if args.time_budget and args.time_budget < SEQUENCE_USEFUL_MINUTES:
         print(f"{name}: note: a budget of {args.time_budget:g} min trains a few hundred steps at most: expect a weak "
               f"model (the default is {SEQUENCE_MINUTES:g} min)", flush=True)
-    run_dir = Path(args.run_dir or "runs") / name
     with only_fit_of(run_dir):
         bundle = fit_sequence(
             Path(args.data), Path(args.test) if args.test else None, out=Path(args.out), name=name,
@@ -198,10 +198,14 @@ def _fit_sequence(args: argparse.Namespace) -> int:
     return 0
 
 
-def check_bundle_folder(folder: Path, version: str, data: str) -> None:
+def check_bundle_folder(folder: Path, version: str, data: str, run_dir: Path) -> None:
     """Before training: the bundle's folder may be written (an earlier bundle there fitted on the same `data` file
-    is replaced; one of another file, or anything else, refused), and a note where its name and version are those
-    of one of the server's packaged models."""
+    is replaced; one of another file, the run's own folder `run_dir`, or anything else, refused), and a note where
+    its name and version are those of one of the server's packaged models."""
+    if folder.resolve() == run_dir.resolve():
+        raise ValueError(f"--out and --run-dir both put {folder.name} in {folder.parent}: the bundle and the run's "
+                         "checkpoint need folders of their own (a run folder is not a bundle, and the fit would be "
+                         "refused after training): give another --out or --run-dir")
     check_replaceable(folder, hint="; give another --out or --name")
     earlier = _fitted_on(folder)
     if earlier is not None and Path(earlier).resolve() != Path(data).resolve():

@@ -19,8 +19,12 @@ from trm_bundle.manifest import MANIFEST_FILE, Bundle, Manifest, load_bundle, ma
 
 def check_replaceable(folder: Path, hint: str = "") -> None:
     """Raises ValueError (its message ends with `hint`) where `folder` exists and is not a bundle folder (one
-    holding a manifest.json): write_bundle replaces a bundle, never a folder or file of anything else."""
+    holding a manifest.json), or is a symbolic link: write_bundle replaces a bundle, never a folder or file of
+    anything else, nor a link (which it would replace by a folder, leaving the link's target as it was)."""
     folder = Path(folder)
+    if folder.is_symlink():
+        raise ValueError(f"{folder} is a symbolic link (to {os.readlink(folder)}): a bundle is written as a folder of "
+                         f"its own; write it where the link points, or remove the link{hint}")
     if folder.exists() and not (folder.is_dir() and (folder / MANIFEST_FILE).is_file()):
         kind = "a folder" if folder.is_dir() else "a file"
         raise ValueError(f"{folder} exists and is {kind}, not a bundle (no {MANIFEST_FILE}): a bundle replaces only "
