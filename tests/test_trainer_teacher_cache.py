@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from trainer import teacher
@@ -37,3 +38,17 @@ def test_the_cache_is_kept_in_the_users_cache_folder_and_used_again(tmp_path: Pa
 
 def test_a_cache_folder_that_cannot_be_written_is_skipped() -> None:
     assert len(_embed_from_an_unwritable_folder(Path("/proc/no-cache"))) == 2
+
+
+@pytest.mark.parametrize("damage", ["cut short", "another array"])
+def test_a_damaged_cache_entry_is_computed_again_and_replaced(tmp_path: Path, damage: str) -> None:
+    """Probe: a cache entry cut short failed every fit of its data ("EOF: reading array header, expected 118 bytes got
+    90"), and another array planted there "Found input variables with inconsistent numbers of samples"."""
+    first = _embed_from_an_unwritable_folder(tmp_path)
+    (entry,) = (tmp_path / "trm-coprocessor" / "teacher").glob("*.npy")
+    if damage == "cut short":
+        entry.write_bytes(entry.read_bytes()[:90])
+    else:
+        np.save(entry, np.zeros((10, 384), dtype=np.float16))
+    assert _embed_from_an_unwritable_folder(tmp_path) == first
+    assert np.load(entry).shape == (2, 384)  # replaced

@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from trainer import metrics
+from trainer import metrics, teacher
 from trainer.baseline import BaselineResult, score_linear_baseline
 from trainer.checkpoint_file import UnreadableCheckpoint, read_checkpoint
 from trainer.config import TrainConfig, with_overrides
@@ -292,7 +292,7 @@ def build_model(cfg: TrainConfig, prepared: Prepared) -> tuple[TRM, torch.nn.Mod
             model.embed.tokens.weight.copy_(torch.from_numpy(prepared.embedding_init))
     projection = None
     if cfg.teacher.embedding_weight:
-        projection = torch.nn.Linear(prepared.model_cfg.hidden_size, 384)
+        projection = torch.nn.Linear(prepared.model_cfg.hidden_size, teacher.EMBEDDING_DIM)
     return model, projection
 
 

