@@ -292,6 +292,25 @@ JSON_ARRAY_CASES = [
 ]
 
 
+@pytest.mark.parametrize(("name", "content", "told"), [
+    ("deep.jsonl", '{"text": "hi", "label": "a"}\n' + "[" * 200_000 + "]" * 200_000 + "\n",
+     r"deep\.jsonl:2: JSON nested too deeply to read"),
+    ("deep.json", '[{"text": "hi", "label": "a"},\n' + "[" * 200_000 + "]" * 200_000 + "]",
+     r"deep\.json:2: JSON nested too deeply to read"),
+    ("digits.jsonl", '{"text": "hi", "label": "a"}\n{"text": "ho", "label": ' + "9" * 5000 + "}\n",
+     r"digits\.jsonl:2: a number of more than 4,300 digits, which Python's JSON reader does not take: write it in "
+     r"quotes, as text$"),
+])
+def test_json_that_pythons_reader_refuses_is_named_by_file_and_line(tmp_path: Path, name: str, content: str,
+                                                                   told: str) -> None:
+    """Probe: nesting 200,000 deep ended `fit`, `eval` and the plan in a RecursionError traceback, and a label of 5,000
+    digits said only "Exceeds the limit (4300 digits) for integer string conversion"."""
+    path = tmp_path / name
+    path.write_text(content)
+    with pytest.raises(DataError, match=told):
+        load_text_file(path)
+
+
 def test_jsonl_class_ids_are_labels(tmp_path: Path) -> None:
     """Exported data sets often store a label as its class id: a JSON integer is read as its decimal text."""
     path = write(tmp_path / "ids.jsonl", '{"text": "great film", "label": 1}\n{"text": "dull", "label": 0}\n'

@@ -8,6 +8,7 @@ import io
 import itertools
 import json
 import re
+import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, TextIO
@@ -201,6 +202,8 @@ def iter_json_objects(path: Path, content: str) -> Iterator[tuple[int, dict[str,
                 raise DataError(path, None, "one JSON object over many lines: expected a JSON array of objects, "
                                             "or JSON Lines (one object per line)") from exc
             raise DataError(path, number, f"invalid JSON: {exc.msg} at column {exc.colno}") from exc
+        except (RecursionError, ValueError) as exc:
+            raise DataError(path, number, unreadable_json(exc)) from exc
         yield number, _json_object(path, number, value)
 
 
@@ -248,6 +251,8 @@ def _array_items(path: Path, content: str) -> Iterator[tuple[int, Any]]:
                     raise DataError(path, content.count("\n", 0, comma) + 1,
                                     "invalid JSON: a comma after the array's last item: remove it") from exc
                 raise DataError(path, exc.lineno, f"invalid JSON: {exc.msg} at column {exc.colno}") from exc
+            except (RecursionError, ValueError) as exc:
+                raise DataError(path, line_at(position), unreadable_json(exc)) from exc
             yield line_at(position), value
             position = _JSON_SPACE.match(content, end).end()
             if not content.startswith(",", position):
@@ -275,11 +280,20 @@ def _json_object(path: Path, line: int, value: Any) -> dict[str, Any]:
 
 
 def _whole_json(content: str) -> Any:
-    """`content` as one JSON value, or None where it is not one."""
+    """`content` as one JSON value, or None where it is not one (or one too deep or too large to read)."""
     try:
         return json.loads(content)
-    except json.JSONDecodeError:
+    except (RecursionError, ValueError):  # json.JSONDecodeError is a ValueError
         return None
+
+
+def unreadable_json(error: RecursionError | ValueError) -> str:
+    """What a DataError says of valid JSON that Python's reader refuses: nested past its recursion limit (a
+    RecursionError traceback), or an integer of more digits than it converts (told without file or line)."""
+    if isinstance(error, RecursionError):
+        return "JSON nested too deeply to read (a row is an object of text and label fields)"
+    return (f"a number of more than {sys.get_int_max_str_digits():,} digits, which Python's JSON reader does not "
+            "take: write it in quotes, as text")
 
 
 def string_field(
