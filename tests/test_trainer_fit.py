@@ -441,6 +441,10 @@ def test_a_killed_run_resumes_from_its_last_checkpoint(keyword_data: tuple[Path,
     (["export", "--checkpoint", "{tmp}/junk.pt"], "--checkpoint {tmp}/junk.pt: not a training checkpoint"),
     (["export", "--checkpoint", "{tmp}/junk.pt", "--ablation", "{tmp}/bad.yaml"],
      "--ablation {tmp}/bad.yaml: neither a bundle folder nor an evaluation.json"),
+    # probe: a pipe as --config blocked the fit until killed; a folder was told as a full disk
+    (["fit", "--config", "{tmp}/pipe.yaml"], "--config {tmp}/pipe.yaml: not a plain file: give a YAML file"),
+    (["fit", "--config", "{tmp}"], "--config {tmp}: not a plain file: give a YAML file"),
+    (["fit", "--config", "{tmp}/none.yaml"], "--config {tmp}/none.yaml: no such file: give a YAML file"),
 ])
 def test_bad_settings_and_files_are_told_naming_them(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str], message: str
@@ -450,6 +454,7 @@ def test_bad_settings_and_files_are_told_naming_them(
     (tmp_path / "empty.yaml").write_text("")
     (tmp_path / "ok.yaml").write_text("name: x\ntask: text\ndata: x.csv\n")
     (tmp_path / "junk.pt").write_bytes(b"junk")
+    os.mkfifo(tmp_path / "pipe.yaml")
     assert main([part.format(tmp=tmp_path) for part in argv]) == 2
     assert f"trm-train: {message.format(tmp=tmp_path)}" in capsys.readouterr().err
 
@@ -471,6 +476,20 @@ def test_numbers_out_of_range_are_usage_errors_naming_the_flag(
     with pytest.raises(SystemExit) as exited:
         main(argv)
     assert exited.value.code == 2 and f"argument {flag}: must be" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("flag", ["--out", "--run-dir"])
+@pytest.mark.parametrize(("folder", "told"), [("loop/x", "Symlink loop from"), ("a" * 300, "File name too long")])
+def test_a_folder_flag_that_cannot_be_a_folder_is_a_usage_error(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                                monkeypatch, flag: str, folder: str, told: str) -> None:
+    """Probe: a link loop or a name longer than the file system takes ended in a traceback (RuntimeError, OSError)."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "loop").symlink_to(tmp_path / "back")
+    (tmp_path / "back").symlink_to(tmp_path / "loop")
+    with pytest.raises(SystemExit) as exited:
+        main(["fit", "--train", "x.csv", flag, folder])
+    assert exited.value.code == 2
+    assert f"argument {flag}: cannot be a folder here ({told}" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("flag", ["--out", "--run-dir"])

@@ -68,12 +68,15 @@ def writable_folder(text: str) -> str:
     """A folder to write to (made if missing): not a file, nor inside one, nor on a read-only disk or in a folder
     this user cannot write, so that no command ends in a traceback after its work."""
     folder = Path(text)
-    for path in (folder, *folder.parents):
-        if path.exists():
-            if not path.is_dir():
-                raise argparse.ArgumentTypeError(f"{path} is a file, not a folder: name a folder (made if missing)")
-            if not os.access(path, os.W_OK | os.X_OK):
-                raise argparse.ArgumentTypeError(f"{path} cannot be written (a read-only disk, or a folder of "
-                                                 "another user): name a folder you can write")
-            break
+    try:
+        folder.resolve()  # a link loop: RuntimeError (a traceback before)
+        existing = next(path for path in (folder, *folder.parents) if path.exists())  # a name too long: OSError
+    except (OSError, RuntimeError) as error:
+        raise argparse.ArgumentTypeError(f"cannot be a folder here ({getattr(error, 'strerror', None) or error}): "
+                                         "name another") from None
+    if not existing.is_dir():
+        raise argparse.ArgumentTypeError(f"{existing} is a file, not a folder: name a folder (made if missing)")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise argparse.ArgumentTypeError(f"{existing} cannot be written (a read-only disk, or a folder of another "
+                                         "user): name a folder you can write")
     return text

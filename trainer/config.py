@@ -270,10 +270,15 @@ def load_config(path: str | Path | None, overrides: dict[str, Any]) -> TrainConf
     """Reads a YAML config (optional) and applies dotted overrides such as ``model.hidden_size=128``."""
     raw: dict[str, Any] = {}
     if path:
+        if not Path(path).is_file():  # a pipe blocked the fit until killed; a folder was told as a full disk
+            what = "no such file" if not Path(path).exists() else "not a plain file"
+            raise ValueError(f"--config {path}: {what}: give a YAML file of config keys (trainer/configs/ has some)")
         try:
             raw = yaml.safe_load(Path(path).read_text()) or {}
         except yaml.YAMLError as exc:
             raise ValueError(f"--config {path} is not valid YAML: {exc}") from exc
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ValueError(f"--config {path} cannot be read: {exc}") from exc
         if not isinstance(raw, dict):
             raise ValueError(f"--config {path} must hold a mapping of config keys, got {type(raw).__name__}")
     return TrainConfig.from_dict(with_overrides(raw, overrides))
