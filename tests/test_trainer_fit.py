@@ -10,6 +10,7 @@ import json
 import os
 import re
 import resource
+import shutil
 import signal
 import subprocess
 import sys
@@ -863,3 +864,20 @@ def test_a_full_temporary_folder_is_named_where_the_error_names_no_file(
         f"trm-train: [Errno 28] No space left on device: free space on the disks of --out, --run-dir and the temporary "
         f"folder ({tmp_path}, TMPDIR) or write elsewhere (--out, --run-dir); a fit's last checkpoint is kept, and the "
         "same command resumes from it\n")
+
+
+def test_a_bundle_whose_weights_lie_in_another_file_is_refused_by_the_exporter(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Probe: `export --from-bundle` of a bundle whose graph keeps its weights in another file (ONNX external data,
+    which no checksum covers) ended in onnx's ValidationError traceback where that file was a link or an absolute
+    path, and read it otherwise; eval and the server refuse it."""
+    folder = Path(shutil.copytree(DEFAULT_MODELS_DIR / "intent-clinc150", tmp_path / "intent-clinc150"))
+    onnx.save(onnx.load(str(folder / "model.onnx")), str(folder / "model.onnx"), save_as_external_data=True,
+              location="weights.bin", size_threshold=0)  # a file no checksum covers
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest["files"]["model.onnx"] = sha256_of(folder / "model.onnx")
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    assert main(["export", "--from-bundle", str(folder), "--out", str(tmp_path / "out")]) == 2
+    assert capsys.readouterr().err == (f"trm-train: {folder}/model.onnx: its weights lie in another file (ONNX "
+                                       "external data), which a bundle may not hold\n")

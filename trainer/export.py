@@ -20,6 +20,7 @@ import numpy as np
 import onnx
 import torch
 from onnx import numpy_helper
+from onnx.external_data_helper import uses_external_data
 
 from trainer.baseline import BaselineResult
 from trainer.config import TeacherConfig, TrainConfig, with_overrides
@@ -41,6 +42,7 @@ from trainer.reader import fit_linear_reader
 from trainer.report import write_report
 from trainer.tasks import EncodedSet
 from trainer.train import pick_device
+from trm_bundle import BundleError
 from trm_bundle.manifest import (
     FP32_FILE,
     INT8_FILE,
@@ -245,7 +247,10 @@ def torch_model_from_bundle(bundle_dir: str | Path) -> tuple[TRM, Manifest]:
         raise ValueError(f"{bundle_dir} is a sequence model, which its fit (trm-train fit --task sequence) exports: "
                          "the text and grid exporter cannot rebuild it")
     model = TRM(ModelConfig(**manifest.require_training().model_config)).store_embeddings()
-    graph = onnx.load(str(bundle.file(manifest.onnx_fp32))).graph
+    step = bundle.file(manifest.onnx_fp32)
+    graph = onnx.load(str(step), load_external_data=False).graph  # never a file outside the bundle
+    if any(uses_external_data(init) for init in graph.initializer):  # as the server refuses it (session.py)
+        raise BundleError(f"{step}: its weights lie in another file (ONNX external data), which a bundle may not hold")
     weights = {init.name: torch.from_numpy(numpy_helper.to_array(init).copy()) for init in graph.initializer}
     model.load_state_dict({name: weights[name] for name in model.state_dict()})
     return model.eval(), manifest
