@@ -179,6 +179,9 @@ def test_folder_that_is_neither_dataset(tmp_path: Path) -> None:
 def test_missing_path(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="no such file or folder"):
         load_text_dataset(tmp_path / "nope", "train")
+    os.mkfifo(tmp_path / "pipe.csv")  # probe: `eval --data pipe.csv` said "no such file or folder"
+    with pytest.raises(DataError, match=r"pipe\.csv: not a plain file or a folder \(a pipe or a device\?\)"):
+        load_text_dataset(tmp_path / "pipe.csv", "train")
 
 
 def test_dispatcher_loads_a_file_and_ignores_split(tmp_path: Path) -> None:

@@ -80,7 +80,8 @@ def load_text_dataset(
     if path.is_file():
         return load_text_file(path, columns)
     if not path.is_dir():
-        raise DataError(path, None, "no such file or folder")
+        raise DataError(path, None, "not a plain file or a folder (a pipe or a device?): give the data file"
+                        if path.exists() else "no such file or folder")
     if (path / CLINC_FILE).is_file():
         return load_clinc150(path, split)
     if _is_newsgroups_folder(path):
