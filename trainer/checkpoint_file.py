@@ -5,6 +5,9 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -76,6 +79,21 @@ def read_checkpoint(path: Path, map_location: torch.device | str | None = None) 
                                        "2026-12-07, or by another program") from error
         told = re.search(r"WeightsUnpickler error:\s*(.+)", str(error))  # after torch's advice to load unsafely
         raise UnreadableCheckpoint(path, f"is damaged ({told.group(1) if told else error!r})") from error
+
+
+@contextmanager
+def stop_requests() -> Iterator[list[int]]:
+    """While the block runs, SIGINT and SIGTERM are recorded in the list it yields instead of raised wherever the run
+    is: the training loop ends after its step, saves its checkpoint and says `stopped` (a Ctrl-C raised inside a
+    checkpoint's write cut it short, and the fit said the disk was full). The handlers before are put back after."""
+    requested: list[int] = []
+    previous = {sig: signal.signal(sig, lambda signum, _frame: requested.append(signum))
+                for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield requested
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def stopped(step: int, path: Path) -> str:

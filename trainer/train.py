@@ -22,7 +22,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
-import signal
 import sys
 import time
 from collections.abc import Callable
@@ -36,7 +35,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from trainer.checkpoint_file import check_room, read_checkpoint, stopped, write_checkpoint
+from trainer.checkpoint_file import check_room, read_checkpoint, stop_requests, stopped, write_checkpoint
 from trainer.config import TrainConfig, dotted
 from trainer.loop_clock import LoopClock, timed_minutes
 from trainer.model import TRM, ModelConfig
@@ -247,7 +246,6 @@ class Trainer:
         self.command = ""  # the command that trains it, kept in its checkpoint for `trm-train export --checkpoint`
         self.rng = torch.Generator(device="cpu").manual_seed(cfg.seed)
         self.carry: Carry | None = None  # the ACT carry's slots (`carries_state`), checkpointed: a resumed run goes on
-        self._stop = False
 
     def _make_optimizer(self) -> torch.optim.Optimizer:
         cfg = self.cfg
@@ -471,9 +469,6 @@ class Trainer:
         }
 
     # --- the loop ---------------------------------------------------------------------------------
-    def _request_stop(self, *_: object) -> None:
-        self._stop = True
-
     def fit(
         self, resume: bool = True, branch_from: Path | None = None, until: int | None = None,
         ends_by: float | None = None, evaluations_after: float = 0.0,
@@ -503,9 +498,6 @@ class Trainer:
         check_room(self.checkpoint_path, self.model)
         if ends_by is not None:
             cfg = self._time_to(ends_by, last_step)
-        previous = {
-            sig: signal.signal(sig, self._request_stop) for sig in (signal.SIGINT, signal.SIGTERM)
-        }
         if self.carries_state and self.carry is None:
             self.carry = self._empty_carry()
         bar = tqdm(total=last_step, initial=self.step, desc=cfg.name, dynamic_ncols=True,
@@ -513,37 +505,36 @@ class Trainer:
         started, last, first_step = time.monotonic(), {}, self.step
         clock = LoopClock(cfg.max_minutes, self.elapsed_s, evaluations_after, evaluates_end=cfg.keep_best,
                           warn=lambda line: tqdm.write(f"{cfg.name}: {line}"))
-        try:
-            while self.step < last_step and not self._stop and not clock.out_of_time():
-                last = self.train_step(self.carry)
-                self.elapsed_s = clock.trained_s()
-                if self.step == cfg.warmup_steps:
-                    self.warmup_ended_s = self.elapsed_s
-                bar.update(1)
-                bar.set_postfix(
-                    loss=f"{last['loss']:.3f}", acc=f"{last['acc']:.3f}", steps=f"{last['halt_steps']:.1f}"
-                )
-                if not sys.stderr.isatty() and self.step % cfg.log_every == 0:  # a readable line in log files
-                    rate = (self.step - first_step) / max(1e-9, time.monotonic() - started)
-                    eta = (last_step - self.step) / max(rate, 1e-9)
-                    if cfg.max_minutes:  # the time budget may end the run first
-                        eta = min(eta, cfg.max_minutes * 60 - self.elapsed_s)
-                    tqdm.write(f"{cfg.name} step {self.step}/{last_step} loss {last['loss']:.3f} "
-                               f"acc {last['acc']:.3f} {rate:.2f} steps/s eta {eta / 60:.1f} min")
-                if self.evaluate and clock.evaluation_due(self.step, cfg.eval_every):
-                    clock.timed(self._evaluate)
-                if self.step % cfg.checkpoint_every == 0:  # after the step's evaluation: a run killed in it resumes
-                    self.save_checkpoint()  # from the checkpoint before and evaluates that step again
-            self.elapsed_s = clock.trained_s()  # as the loop ends: out_of_time read it after the last step's record
-            self.ended_by_time = not self._stop and self.step < last_step
-        finally:
-            bar.close()
-            if self.step > first_step and self.trained_on[-1:] != [str(self.device)]:
-                self.trained_on.append(str(self.device))
-            self.save_checkpoint()
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
-        if self._stop:
+        with stop_requests() as stop:
+            try:
+                while self.step < last_step and not stop and not clock.out_of_time():
+                    last = self.train_step(self.carry)
+                    self.elapsed_s = clock.trained_s()
+                    if self.step == cfg.warmup_steps:
+                        self.warmup_ended_s = self.elapsed_s
+                    bar.update(1)
+                    bar.set_postfix(
+                        loss=f"{last['loss']:.3f}", acc=f"{last['acc']:.3f}", steps=f"{last['halt_steps']:.1f}"
+                    )
+                    if not sys.stderr.isatty() and self.step % cfg.log_every == 0:  # a readable line in log files
+                        rate = (self.step - first_step) / max(1e-9, time.monotonic() - started)
+                        eta = (last_step - self.step) / max(rate, 1e-9)
+                        if cfg.max_minutes:  # the time budget may end the run first
+                            eta = min(eta, cfg.max_minutes * 60 - self.elapsed_s)
+                        tqdm.write(f"{cfg.name} step {self.step}/{last_step} loss {last['loss']:.3f} "
+                                   f"acc {last['acc']:.3f} {rate:.2f} steps/s eta {eta / 60:.1f} min")
+                    if self.evaluate and clock.evaluation_due(self.step, cfg.eval_every):
+                        clock.timed(self._evaluate)
+                    if self.step % cfg.checkpoint_every == 0:  # after the step's evaluation: a run killed in it
+                        self.save_checkpoint()  # resumes from the checkpoint before and evaluates that step again
+                self.elapsed_s = clock.trained_s()  # as the loop ends: out_of_time read it after the last step's
+                self.ended_by_time = not stop and self.step < last_step
+            finally:
+                bar.close()
+                if self.step > first_step and self.trained_on[-1:] != [str(self.device)]:
+                    self.trained_on.append(str(self.device))
+                self.save_checkpoint()
+        if stop:
             raise KeyboardInterrupt(stopped(self.step, self.checkpoint_path))
         self._evaluate_end()
         return self.ema.model

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from trainer.checkpoint_file import check_room, read_checkpoint, stopped, write_checkpoint
+from trainer.checkpoint_file import check_room, read_checkpoint, stop_requests, stopped, write_checkpoint
 from trainer.loop_clock import LoopClock, timed_minutes
 from trainer.sequence.batches import Batch
 from trainer.sequence.decode import Halting
@@ -187,28 +187,29 @@ class SequenceTrainer:
             self._evaluate()
         window: list[dict[str, float]] = []
         last_line_s = self.elapsed_s
-        try:
-            while self.step < cfg.max_steps and not clock.out_of_time():
-                window.append(self.train_step(next(batches)))
-                self.elapsed_s = clock.trained_s()
-                if self.step == cfg.warmup_steps:
-                    self.warmup_ended_s = self.elapsed_s
-                if self.step % cfg.log_every == 0 or self.elapsed_s - last_line_s >= LOG_SECONDS:
-                    last_line_s = self.elapsed_s
-                    mean = {key: sum(stats[key] for stats in window) / len(window) for key in window[0]}
-                    budget = f" of {cfg.max_minutes:g}" if cfg.max_minutes else ""
-                    self.log(f"step {self.step} {self.elapsed_s / 60:.1f}{budget} min lines {self.lines_seen} "
-                             + " ".join(f"{key} {value:.3f}" for key, value in mean.items()))
-                    window = []
-                if self.evaluate and clock.evaluation_due(self.step, cfg.eval_every):
-                    clock.timed(self._evaluate)
-                if self.step % cfg.checkpoint_every == 0:  # after the step's evaluation: a run killed in it resumes
-                    self.save_checkpoint()  # from the checkpoint before and evaluates that step again
-            self.ended_by_time = self.step < cfg.max_steps
-        except KeyboardInterrupt:  # the checkpoint is saved below, before the message is told
-            raise KeyboardInterrupt(stopped(self.step, self.checkpoint_path)) from None
-        finally:
-            self.save_checkpoint()
+        with stop_requests() as stop:
+            try:
+                while self.step < cfg.max_steps and not stop and not clock.out_of_time():
+                    window.append(self.train_step(next(batches)))
+                    self.elapsed_s = clock.trained_s()
+                    if self.step == cfg.warmup_steps:
+                        self.warmup_ended_s = self.elapsed_s
+                    if self.step % cfg.log_every == 0 or self.elapsed_s - last_line_s >= LOG_SECONDS:
+                        last_line_s = self.elapsed_s
+                        mean = {key: sum(stats[key] for stats in window) / len(window) for key in window[0]}
+                        budget = f" of {cfg.max_minutes:g}" if cfg.max_minutes else ""
+                        self.log(f"step {self.step} {self.elapsed_s / 60:.1f}{budget} min lines {self.lines_seen} "
+                                 + " ".join(f"{key} {value:.3f}" for key, value in mean.items()))
+                        window = []
+                    if self.evaluate and clock.evaluation_due(self.step, cfg.eval_every):
+                        clock.timed(self._evaluate)
+                    if self.step % cfg.checkpoint_every == 0:  # after the step's evaluation: a run killed in it
+                        self.save_checkpoint()  # resumes from the checkpoint before and evaluates that step again
+                self.ended_by_time = not stop and self.step < cfg.max_steps
+            finally:
+                self.save_checkpoint()
+        if stop:
+            raise KeyboardInterrupt(stopped(self.step, self.checkpoint_path))
         self._evaluate_end()
         return self.ema.model
 
