@@ -59,6 +59,20 @@ def test_routing_ids_equal_the_whole_posts_ids_on_the_long_test_posts():
         assert prefix.ids(text).tolist() == tokenizer.encode(text).ids
 
 
+def test_long_routing_test_posts_are_read_from_their_first_max_chars_when_those_hold_every_token():
+    """The server reads a text longer than max_chars when its first max_chars characters hold the max_tokens
+    ids the model reads: the ids are then the whole post's; otherwise it is refused (None)."""
+    tokenizer, max_tokens, pad_id = _shipped("routing-20ng")
+    max_chars = json.loads((MODELS / "routing-20ng" / "manifest.json").read_text())["input"]["max_chars"]
+    longer = [text for text in load_newsgroups(NEWSGROUPS, "test").texts if len(text) > max_chars]
+    assert len(longer) == 38
+    prefix = PrefixTokenizer(tokenizer, max_tokens, pad_id)
+    for text in longer:  # all of them: 512 ids lie well within 20,000 characters of a real post
+        ids = prefix.ids_within(text, max_chars)
+        assert ids is not None and ids.tolist() == tokenizer.encode(text).ids
+    blob = "x" * max_chars + " " + longer[0]  # one word as long as the limit: the post's ids lie beyond it
+    assert prefix.ids_within(blob, max_chars) is None
+
 PIECES = ["play", "Jazz", "café", "e\u0301", "\u0301", "ΟΔΟΣ", "天气", "[PAD]", "[UNK]", ",", "...", "'s", "\u200b",
           "\x07", "\t", "\n", " ", "  ", "qwxz", "7", "-", "naïve", "playlist",
           "ＰＬＡＹ", "ﬁ", "①", "\u00a8",  # compatibility forms (NFKC writes U+00A8 as a space and an accent)
@@ -91,6 +105,8 @@ def test_ids_equal_the_whole_texts_ids_for_any_text(
     assert cuts_are_exact(tokenizer)
     prefix = PrefixTokenizer(tokenizer, max_tokens, PAD_ID, chars_per_token=chars_per_token)
     assert prefix.ids(text).tolist() == tokenizer.encode(text).ids
+    within = prefix.ids_within(text, chars_per_token * max_tokens)
+    assert within is None or within.tolist() == tokenizer.encode(text).ids
 
 
 @pytest.mark.parametrize("pattern", ["[ a]", "[a] [b]", "[ab]+"])
@@ -113,5 +129,6 @@ def test_a_normaliser_that_reads_across_a_space_is_never_cut():
     cut = text[: text.find(" ", 20)]
     assert tokenizer.encode(cut).ids != tokenizer.encode(text).ids  # the hazard is real for this tokenizer
     assert not cuts_are_exact(tokenizer)
-    ids = PrefixTokenizer(tokenizer, 4, PAD_ID, chars_per_token=5).ids(text)
-    assert ids.tolist() == tokenizer.encode(text).ids
+    prefix = PrefixTokenizer(tokenizer, 4, PAD_ID, chars_per_token=5)
+    assert prefix.ids(text).tolist() == tokenizer.encode(text).ids
+    assert prefix.ids_within(text, 25) is None  # a long text is then refused, not read from a cut

@@ -57,7 +57,9 @@ BAD_REASON_REQUESTS = [
          "classifies text: set ReasonRequest.text"),
     _bad("empty text", _text(""), "text is empty"),
     _bad("blank text", _text(" \n "), "text is blank (white space only)"),
-    _bad("text too long", _text("a" * 2001), "text has 2001 characters; model 'svc-text' accepts at most"),
+    _bad("text too long", _text("a" * 2001),
+         "text has 2001 characters, and its first 2000 (ModelInfo.limits.max_text_chars) do not hold the 16 tokens "
+         "model 'svc-text' reads (ModelInfo.limits.max_tokens): send at most 2000 characters"),
     _bad("text of NUL, zero-width and U+FFFD", _text("\x00\u200b\ufffd\u200b\x00"),
          "text leaves no tokens after normalisation"),
     _bad("short grid", _grid("." * 80), "grid.cells must have 81 symbols (9x9, row-major), got 80"),

@@ -88,6 +88,21 @@ def test_reason_classifies_text_with_top_k_and_echoes_the_request_id(stub):
     assert 0.0 < response.halt_confidence < 0.5 and response.latency_ms > 0
 
 
+def test_a_text_longer_than_max_text_chars_is_answered_as_the_tokens_the_model_reads(stub):
+    """A text over limits.max_text_chars whose first max_text_chars characters hold the max_tokens tokens the model
+    reads gets the answer of those tokens, on both RPCs, where it was refused."""
+    limits = stub.GetModel(trm_pb2.GetModelRequest(name=TEXT_MODEL)).limits
+    sentence = "play some jazz in the kitchen "
+    long = sentence * (limits.max_text_chars // len(sentence) + 1)
+    first_tokens = sentence * 3  # 18 words: more than max_tokens
+    assert len(long) > limits.max_text_chars and len(first_tokens.split()) > limits.max_tokens
+    answers = [stub.Reason(trm_pb2.ReasonRequest(model=TEXT_MODEL, text=text, top_k=4)).answer
+               for text in (long, first_tokens)]
+    assert answers[0] == answers[1]
+    final = list(stub.ReasonStream(trm_pb2.ReasonRequest(model=TEXT_MODEL, text=long, top_k=4)))[-1]
+    assert final.answer == answers[1]
+
+
 def test_reason_solves_a_grid_with_per_cell_confidence(stub):
     response = stub.Reason(SUDOKU_REQUEST)
     grid = response.answer.grid

@@ -117,7 +117,8 @@ def _budget(**fields) -> dict:
         (GRID, {"text": "hi"}, "model 'm' solves 9x9 grids: set ReasonRequest.grid"),
         (TEXT, {"text": ""}, "text is empty"),
         (TEXT, {"text": "  \n\t "}, "text is blank (white space only)"),
-        (TEXT, {"text": "x" * 21}, "text has 21 characters; model 'm' accepts at most 20"),
+        (TEXT, {"text": "x" * 21}, "text has 21 characters, and its first 20 (ModelInfo.limits.max_text_chars) do not "
+                                   "hold the 16 tokens model 'm' reads"),
         (TEXT, {"text": "\x00\u200b\ufffd\u200b"}, "text leaves no tokens after normalisation"),
         (TEXT, {"text": "[PAD] [PAD]"}, "and reads its own markers ([PAD]"),
         (TEXT, {"text": "\u0301\u0302"}, "drops control characters, zero-width characters, U+FFFD and accents"),

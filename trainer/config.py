@@ -70,7 +70,7 @@ class TrainConfig:
     # text inputs
     max_tokens: int = 32
     vocab_size: int = 4096
-    max_chars: int = 2000  # longest text the server accepts (longer: INVALID_ARGUMENT); tokens past max_tokens are cut
+    max_chars: int = 2000  # longer: refused unless its first max_chars characters hold max_tokens tokens
     # the label of inputs outside the model's task; None: a label named oos, out_of_scope or none (any case)
     # when the data has one (trainer/out_of_scope.py). Without one, an abstain threshold is calibrated instead.
     oos_label: str | None = None

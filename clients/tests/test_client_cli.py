@@ -60,8 +60,8 @@ def test_models_with_a_model_describes_it(server, client):
     assert lines[0] == f"model:       {TEXT_MODEL} {info.version} (loaded versions: {', '.join(info.versions)})"
     assert lines[1] == f"task:        {info.task.value}"
     assert any(line.startswith(f"labels:      {len(info.labels)}: {info.labels[0]}, ") for line in lines)
-    assert any(line.startswith(f"limits:      reads a text of up to {info.limits.max_text_chars:,} characters")
-               for line in lines)
+    assert any(line.startswith(f"limits:      reads a text's first {info.limits.max_tokens} tokens (within its first "
+                               f"{info.limits.max_text_chars:,} characters)") for line in lines)
     assert json.loads(trm_client("models", TEXT_MODEL, "--json", target=server.target).stdout)["name"] == TEXT_MODEL
     absent = trm_client("models", "nope", target=server.target)
     assert absent.returncode == 1 and "NOT_FOUND: model 'nope' is not hosted here" in absent.stderr
@@ -446,7 +446,9 @@ def test_errors_exit_non_zero_with_a_json_error(server):
         ([GRID_MODEL, SUDOKU], f"model '{GRID_MODEL}' solves 9x9 grids: set --grid"),
         ([TEXT_MODEL, "hi", "--grid"], "set the text as the input argument, without --grid"),
         ([TEXT_MODEL, "   "], "text is blank (white space only): send the text to classify in the input argument"),
-        ([TEXT_MODEL, "x" * 2001], "at most 2000 (limits.max_text_chars in `trm-client models --json`)"),
+        ([TEXT_MODEL, "x" * 2001], "its first 2000 (limits.max_text_chars in `trm-client models --json`) do not hold "
+                                   "the 16 tokens model 'intent-test' reads (limits.max_tokens in `trm-client models "
+                                   "--json`): send at most 2000 characters"),
         ([GRID_MODEL, "--grid", SUDOKU[:80]], "the --grid input must have 81 symbols (9x9, row-major), got 80"),
         ([GRID_MODEL, "--grid", "x" + SUDOKU[1:]], "cell 0 of the --grid input (row 1, column 1) is 'x'"),
         ([TEXT_MODEL, "hi", "--max-steps", "99"], f"--max-steps must be 1..{N_SUP}"),

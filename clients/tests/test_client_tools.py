@@ -166,7 +166,9 @@ def test_call_tool_on_a_grid_takes_json_string_arguments(adapter):
         ("trm_nope", {"text": "hi"}, "UNKNOWN_TOOL", "no tool named 'trm_nope'"),
         # The input's content is checked by the server, whose message says what to change.
         (TEXT_TOOL, {"text": ""}, "INVALID_ARGUMENT", "text is empty: send the text to classify in the text argument"),
-        (TEXT_TOOL, {"text": "x" * 2001}, "INVALID_ARGUMENT", "at most 2000 (maxLength of text in the tool's schema)"),
+        (TEXT_TOOL, {"text": "x" * 2001}, "INVALID_ARGUMENT",
+         "its first 2000 (maxLength of text in the tool's schema) do not hold the 16 tokens model 'intent-test' reads: "
+         "send at most 2000 characters"),
         (GRID_TOOL, {"grid": "123"}, "INVALID_ARGUMENT", "grid must have 81 symbols (9x9, row-major), got 3"),
         (GRID_TOOL, {"grid": "x" + SUDOKU[1:]}, "INVALID_ARGUMENT", "cell 0 of grid (row 1, column 1) is 'x'"),
         (GRID_TOOL, {"grid": "55" + SUDOKU[2:]}, "INVALID_ARGUMENT", "break the sudoku rules: row 1 has two 5s"),

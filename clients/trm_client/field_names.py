@@ -49,6 +49,7 @@ TOOL_ARGUMENTS: Renames = (
     (r"\bgrid\.cells\b", "grid"),
     (r"\bbudget\.max_steps\b", "max_steps"),
     (r"\bModelInfo\.limits\.max_text_chars\b", "maxLength of text in the tool's schema"),
+    (r" \(ModelInfo\.limits\.max_tokens\)", ""),  # the tool's schema does not show it
     (r" \(ModelInfo\.labels\)", ""),  # the message already names the characters the model reads
 )
 """API fields as the arguments of an LLM tool (trm_client.tool_schema)."""

@@ -53,9 +53,9 @@ def models_table(infos: list[ModelInfo]) -> str:
 def model_text(info: ModelInfo) -> str:
     """One model described for a person (`trm-client models MODEL`): what it is, its labels, limits and figure."""
     limits = info.limits
-    tokens = f" ({limits.max_tokens} tokens read)" if limits.max_tokens else ""
     reads = (f"a {limits.grid_rows}x{limits.grid_cols} grid" if limits.grid_rows
-             else f"a text of up to {limits.max_text_chars:,} characters{tokens}")
+             else f"a text of up to {limits.max_text_chars:,} characters" if not limits.max_tokens
+             else f"a text's first {limits.max_tokens} tokens (within its first {limits.max_text_chars:,} characters)")
     writes = f", writes up to {limits.max_output_tokens} characters" if limits.max_output_tokens else ""
     known_by = headline(info.metrics, info.served_step, len(info.labels))
     return "\n".join([

@@ -52,7 +52,8 @@ class PrefixTokenizer:
     ) -> None:
         self._tokenizer = tokenizer
         self._pad_id = pad_id
-        self._first_cut = chars_per_token * max_tokens if cuts_are_exact(tokenizer) else None
+        self.reads_prefixes = cuts_are_exact(tokenizer)
+        self._first_cut = chars_per_token * max_tokens if self.reads_prefixes else None
 
     def ids(self, text: str) -> np.ndarray:
         """The ids `tokenizer.encode(text)` gives, int64, from as short a prefix of `text` as suffices.
@@ -70,6 +71,16 @@ class PrefixTokenizer:
                 return ids
             cut = 2 * space
         return self._encode(text)
+
+    def ids_within(self, text: str, chars: int) -> np.ndarray | None:
+        """The ids of `text` when all max_tokens of them lie within its first `chars` characters (so the
+        rest of the text cannot change them), read from those alone; None when they do not, or when cuts of
+        this tokenizer are not exact."""
+        space = text.rfind(" ", 0, chars + 1) if self.reads_prefixes else -1
+        if space <= 0:
+            return None
+        ids = self._encode(text[:space])
+        return ids if ids[-1] != self._pad_id else None
 
     def _encode(self, text: str) -> np.ndarray:
         return np.asarray(self._tokenizer.encode_batch_fast([text])[0].ids, dtype=np.int64)

@@ -66,8 +66,9 @@ class TextCodec:
         return self._tokenizer.ids(text)
 
     def encode(self, request: trm_pb2.ReasonRequest) -> EncodedRequest:
-        """Non-blank text of at most max_chars characters that leaves a token after normalisation, and a
-        top_k within the label count."""
+        """Non-blank text that leaves a token after normalisation, and a top_k within the label count. A text
+        longer than max_chars characters is read when the max_tokens tokens the model reads all lie within its
+        first max_chars (its answer is then the whole text's); otherwise it is refused."""
         kind = request.WhichOneof("input")
         if kind is None:
             raise InputError(f"the request has no input: model {self._name!r} takes a text (ReasonRequest.text)")
@@ -76,15 +77,27 @@ class TextCodec:
         text = request.text
         if not text.strip():
             raise InputError(f"text is {emptiness(text)}: send the text to classify in ReasonRequest.text")
-        if len(text) > self._spec.max_chars:
-            raise InputError(
-                f"text has {len(text)} characters; model {self._name!r} accepts at most {self._spec.max_chars} "
-                "(ModelInfo.limits.max_text_chars)"
-            )
-        tokens = self.tokenize(text)
+        tokens = self.tokenize(text) if len(text) <= self._spec.max_chars else self._long_text_ids(text)
         self._check_tokens(tokens)
         reader = ClassificationReader(self._labels, self._out_of_scope, self._top_k(request.top_k))
         return EncodedRequest(tokens=tokens, reader=reader, logged_input=text)
+
+    def _long_text_ids(self, text: str) -> np.ndarray:
+        """The ids of a text longer than max_chars, when its first max_chars characters hold all the model reads."""
+        limit, tokens = self._spec.max_chars, self._spec.max_tokens
+        ids = self._tokenizer.ids_within(text, limit)
+        if ids is not None:
+            return ids
+        if self._tokenizer.reads_prefixes:
+            raise InputError(
+                f"text has {len(text)} characters, and its first {limit} (ModelInfo.limits.max_text_chars) do not "
+                f"hold the {tokens} tokens model {self._name!r} reads (ModelInfo.limits.max_tokens): send at most "
+                f"{limit} characters"
+            )
+        raise InputError(
+            f"text has {len(text)} characters; model {self._name!r} accepts at most {limit} "
+            "(ModelInfo.limits.max_text_chars)"
+        )
 
     def _check_tokens(self, tokens: np.ndarray) -> None:
         """Refuse text that leaves no token after the tokenizer's normalisation (control and zero-width
