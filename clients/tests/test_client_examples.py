@@ -93,7 +93,7 @@ def test_voice_pipeline_routes_unsure_utterances_from_stdin_to_the_fallback(serv
 
 
 def test_voice_pipeline_writes_a_record_for_a_failed_call_and_refuses_a_model_of_another_kind(server):
-    too_long = "a " * 1500  # over the model's max_chars
+    too_long = "a" * 3000  # over the model's max_chars, a word that does not end within them
     done = run_example(VOICE / "pipeline.py", "--target", server.target, "--model", TEXT_MODEL, "--json",
                        stdin=f"open main dot py\n{too_long}\ngo to line ten\n")
     assert done.returncode == 0, done.stderr

@@ -16,6 +16,7 @@ from mcp.shared.exceptions import MCPError
 from mcp_types import INTERNAL_ERROR, INVALID_PARAMS, INVALID_REQUEST, METHOD_NOT_FOUND, PARSE_ERROR
 from sdk_test_support import BAD_CONNECTION_OPTIONS, GRID_MODEL, SUDOKU, TEXT_MODEL
 from trm_client import TRMClient
+from trm_client.mcp_server import drain_seconds
 from trm_client.tool_schema import input_schema, output_schema
 
 
@@ -191,6 +192,72 @@ def test_a_request_before_initialize_is_told_to_initialize_first(server):
         assert {tool["name"] for tool in listed["result"]["tools"]} == {"trm_intent_test", "trm_sudoku_test"}
     finally:
         end(process)
+
+
+MODERN_META = {"io.modelcontextprotocol/protocolVersion": "2026-07-28",
+               "io.modelcontextprotocol/clientInfo": {"name": "test", "version": "0"},
+               "io.modelcontextprotocol/clientCapabilities": {}}
+
+
+def test_a_client_of_the_sessionless_revision_is_served_without_initialize(server):
+    """QA: MCP 2026-07-28 has no initialize (server/discover, then requests whose _meta names the version); every such
+    request was refused as sent before initialize, though the SDK serves it."""
+    process = stdio_process(server.target)
+    try:
+        discovered = exchange(process, request(1, "server/discover", {"_meta": MODERN_META}))
+        assert "2026-07-28" in discovered["result"]["supportedVersions"]
+        assert discovered["result"]["_meta"]["io.modelcontextprotocol/serverInfo"]["name"] == "trm-mcp"
+        listed = exchange(process, request(2, "tools/list", {"_meta": MODERN_META}))
+        tools = {tool["name"]: tool for tool in listed["result"]["tools"]}
+        assert tools["trm_intent_test"]["annotations"]["readOnlyHint"] is True
+        call = {"name": "trm_intent_test", "arguments": {"text": "wake me up at seven"}, "_meta": MODERN_META}
+        answered = exchange(process, request(3, "tools/call", call))
+        assert answered["result"]["structuredContent"]["model"] == TEXT_MODEL
+    finally:
+        end(process)
+
+
+def test_an_unknown_tool_is_a_protocol_error_naming_the_tools_and_a_byte_order_mark_is_read_past(server):
+    process = stdio_process(server.target)
+    try:
+        hello = exchange(process, "\ufeff" + request(1, "initialize", HELLO))  # QA: a parse error
+        assert hello["result"]["serverInfo"]["name"] == "trm-mcp"
+        process.stdin.write(json.dumps({"jsonrpc": "2.0", "method": "notifications/initialized"}) + "\n")
+        unknown = exchange(process, request(2, "tools/call", {"name": "trm_nope", "arguments": {"text": "hi"}}))
+        assert unknown["error"]["code"] == INVALID_PARAMS
+        assert unknown["error"]["message"] == ("no tool named 'trm_nope'; the tools are: trm_intent_test, "
+                                               "trm_sudoku_test")
+    finally:
+        end(process)
+
+
+def test_a_host_that_leaves_with_a_reply_pending_ends_the_server_without_a_traceback():
+    """QA: both pipes closed while a call was in flight: status 1 and a BrokenPipeError traceback on stderr."""
+    with socket.create_server(("127.0.0.1", 0)) as silent:
+        process = subprocess.Popen([sys.executable, "-m", "trm_client.mcp_server", "--target",
+                                    f"127.0.0.1:{silent.getsockname()[1]}", "--timeout", "2"],
+                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                   env=dict(os.environ))
+        try:
+            assert exchange(process, request(1, "initialize", HELLO))["id"] == 1
+            process.stdin.write(json.dumps({"jsonrpc": "2.0", "method": "notifications/initialized"}) + "\n")
+            call = {"name": "trm_intent_test", "arguments": {"text": "hi"}}
+            process.stdin.write(request(2, "tools/call", call) + "\n")
+            process.stdin.flush()
+            silent.settimeout(30)
+            with silent.accept()[0]:  # the call is in flight
+                process.stdout.close()
+                process.stdin.close()
+                assert process.wait(timeout=60) == 1
+                assert process.stderr.read() == ""
+        finally:
+            process.kill()
+
+
+@pytest.mark.parametrize(("timeout_s", "drain_s"), [(10.0, 11.0), (None, 61.0), (float("inf"), 61.0), (1e9, 61.0)])
+def test_requests_in_flight_at_the_end_of_stdin_wait_the_clients_timeout_at_most(timeout_s, drain_s):
+    """QA: with `--timeout inf` the server waited for a hung service forever after the host closed stdin."""
+    assert drain_seconds(timeout_s) == drain_s
 
 
 def test_ctrl_c_stops_the_server_with_status_130_and_no_traceback(server):

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from jsonschema import Draft202012Validator
+from jsonschema import Draft7Validator, Draft202012Validator
 from sdk_test_support import GRID_MODEL, N_SUP, SUDOKU, TEXT_MODEL
 from trm_client import (
     NO_RETRY,
@@ -115,7 +115,8 @@ def test_call_tool_on_text_returns_compact_json_with_the_deferral_rule(adapter, 
 
 
 def test_every_result_and_error_fits_the_tools_output_schema(adapter, client):
-    """The output schema (MCP's outputSchema) holds for answers and errors alike, and is strict enough to fail."""
+    """The output schema (MCP's outputSchema) holds for answers and errors alike, and is strict enough to fail; read
+    by draft-07 validators too (QA: the MCP TypeScript SDK's Ajv refused every answer with alternatives)."""
     infos = {info.name: info for info in client.models()}
     calls = [(TEXT_MODEL, TEXT_TOOL, {"text": "wake me up at seven", "top_k": 3}),
              (TEXT_MODEL, TEXT_TOOL, {"text": ""}), (TEXT_MODEL, TEXT_TOOL, {"txt": "hi"}),
@@ -125,11 +126,16 @@ def test_every_result_and_error_fits_the_tools_output_schema(adapter, client):
         Draft202012Validator.check_schema(schema)
         reply = json.loads(adapter.call_tool(tool, arguments))
         Draft202012Validator(schema).validate(reply)
+        Draft7Validator(schema).validate(reply)
     answered = json.loads(adapter.call_tool(TEXT_TOOL, {"text": "play jazz"}))
-    validator = Draft202012Validator(output_schema(infos[TEXT_MODEL]))
-    for broken in ({k: v for k, v in answered.items() if k != "steps"}, {**answered, "verified": True},
-                   {**answered, "defer_reason": "bored"}, {**answered, "confidence": 1.5}):
-        assert not validator.is_valid(broken), broken
+    assert answered["alternatives"]
+    for validator in (Draft202012Validator(output_schema(infos[TEXT_MODEL])), Draft7Validator(output_schema(
+            infos[TEXT_MODEL]))):
+        alternative = answered["alternatives"][0]
+        for broken in ({k: v for k, v in answered.items() if k != "steps"}, {**answered, "verified": True},
+                       {**answered, "defer_reason": "bored"}, {**answered, "confidence": 1.5},
+                       {**answered, "alternatives": [[*alternative, 0.1]]}, {**answered, "alternatives": [[2.0, 0.1]]}):
+            assert not validator.is_valid(broken), broken
     assert not Draft202012Validator(output_schema(infos[GRID_MODEL])).is_valid(answered)  # a text answer
 
 
@@ -156,13 +162,18 @@ def test_call_tool_on_a_grid_takes_json_string_arguments(adapter):
 @pytest.mark.parametrize(
     ("name", "arguments", "code", "told"),
     [
-        (TEXT_TOOL, {"txt": "hi"}, "INVALID_ARGUMENTS", "'txt' was unexpected"),
+        (TEXT_TOOL, {"txt": "hi"}, "INVALID_ARGUMENTS", "text is required; unknown argument txt: the tool takes "
+                                                         "text, top_k, max_steps"),
         (TEXT_TOOL, "{not json", "INVALID_ARGUMENTS", "arguments are not valid JSON"),
         (TEXT_TOOL, "[1, 2]", "INVALID_ARGUMENTS", "must be a JSON object of the tool's parameters, got an array"),
         (TEXT_TOOL, '"hello"', "INVALID_ARGUMENTS", "must be a JSON object of the tool's parameters, got a string"),
         (TEXT_TOOL, "42", "INVALID_ARGUMENTS", "must be a JSON object of the tool's parameters, got a number"),
-        (TEXT_TOOL, {"text": "hi", "top_k": 1.5}, "INVALID_ARGUMENTS", "top_k: 1.5 is not of type 'integer'"),
-        (TEXT_TOOL, {"text": "hi", "top_k": 0}, "INVALID_ARGUMENTS", "top_k: 0 is less than the minimum of 1"),
+        (TEXT_TOOL, {"text": "hi", "top_k": 1.5}, "INVALID_ARGUMENTS", "top_k must be an integer, got a number"),
+        (TEXT_TOOL, {"text": "hi", "top_k": 0}, "INVALID_ARGUMENTS", "top_k must be at least 1, got 0"),
+        (TEXT_TOOL, {"text": "hi", "top_k": "three"}, "INVALID_ARGUMENTS", "top_k must be an integer, got a string"),
+        (TEXT_TOOL, {"text": None}, "INVALID_ARGUMENTS", "text must be a string, got null"),
+        # QA: a wrong type echoed the whole value (1 MB) into the LLM's context, in Python's repr
+        (TEXT_TOOL, {"text": ["my disk drive " * 80_000]}, "INVALID_ARGUMENTS", "text must be a string, got an array"),
         ("trm_nope", {"text": "hi"}, "UNKNOWN_TOOL", "no tool named 'trm_nope'"),
         # The input's content is checked by the server, whose message says what to change.
         (TEXT_TOOL, {"text": ""}, "INVALID_ARGUMENT", "text is empty: send the text to classify in the text argument"),
@@ -182,6 +193,7 @@ def test_bad_calls_come_back_as_errors_for_the_llm(adapter, name, arguments, cod
     reply = json.loads(adapter.call_tool(name, arguments))
     assert reply["error"]["code"] == code
     assert told in reply["error"]["message"]
+    assert len(reply["error"]["message"]) < 600  # no argument is echoed whole
     assert "^[" not in reply["error"]["message"] and "ReasonRequest" not in reply["error"]["message"]
     assert reply["defer_to_llm"] is True
 
@@ -194,6 +206,18 @@ def test_integers_sent_as_floats_are_taken_as_integers(adapter):
     reply = json.loads(adapter.call_tool(TEXT_TOOL, FLOAT_INTEGERS))
     assert "error" not in reply
     assert reply == json.loads(adapter.call_tool(TEXT_TOOL, INTEGERS))
+
+
+@pytest.mark.parametrize(("sent", "meant"), [
+    ({"text": "play jazz", "top_k": "2", "max_steps": " 2 "}, INTEGERS),  # integers as strings of digits
+    ({"text": "play jazz", "top_k": None, "max_steps": None}, {"text": "play jazz"}),  # null: left out
+])
+def test_what_llms_send_for_integers_and_left_out_arguments_is_read_as_meant(adapter, sent, meant):
+    """QA: null for an optional argument (what OpenAI's strict function calling has an LLM send for one) and "2" were
+    refused."""
+    reply = json.loads(adapter.call_tool(TEXT_TOOL, sent))
+    assert "error" not in reply
+    assert reply == json.loads(adapter.call_tool(TEXT_TOOL, meant))
 
 
 def test_an_unreachable_service_comes_back_as_an_error_for_the_llm(bundles):
@@ -287,6 +311,16 @@ def test_a_long_label_list_is_cut_with_the_count_of_the_rest():
     assert "label_000, label_001," in described and "label_039, and 111 more. Fast" in described
     assert "label_040" not in described
     assert "Labels: a, oos. Fast" in tool_description(_info(0.4))
+
+
+@pytest.mark.parametrize("name_chars", [48, 128])
+def test_a_long_name_and_description_still_give_a_description_an_llm_api_takes(name_chars: int):
+    """QA: a 200-character description, 40 labels and a 48-character name (a data file's stem) made 1,025 characters,
+    which OpenAI refuses (string_above_max_length); labels are listed fewer instead."""
+    long = dataclasses.replace(_info(0.4), name="n" * name_chars, description="word " * 40,
+                               labels=tuple(f"label_number_{i:03d}" for i in range(150)))
+    described = tool_description(long)
+    assert len(described) <= 1024 and "label_number_000, " in described and re.search(r"and \d+ more\. Fast", described)
 
 
 def test_a_bundles_description_and_labels_reach_the_llm_as_one_bounded_line() -> None:

@@ -38,20 +38,20 @@ def run_console_program(body: Callable[[], int], out: TextIO | None = None) -> i
         status = body()
         (out or sys.stdout).flush()  # a reader that went away shows here, not as a traceback at interpreter exit
     except BrokenPipeError:
-        _discard_the_rest()
+        discard_the_rest()
         return EXIT_ERROR
     except OSError as error:
         if error.errno not in _OUTPUT_FULL:
             raise
         print(f"{os.path.basename(sys.argv[0])}: cannot write the output: {error.strerror}", file=sys.stderr)
-        _discard_the_rest()
+        discard_the_rest()
         return EXIT_ERROR
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
     return status
 
 
-def _discard_the_rest() -> None:
+def discard_the_rest() -> None:
     """As Python's docs recommend for SIGPIPE: what is left of stdout goes to devnull, so the flush at exit cannot
     fail again."""
     os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

@@ -28,7 +28,9 @@ from pydantic import BaseModel, ValidationError
 REQUEST_ID = "a request's id is a string or an integer (a notification has no id)"
 BEFORE_INITIALIZE = ("the session is not initialized: send the initialize request first, then the "
                      "notifications/initialized notification (the MCP lifecycle); only ping is answered before")
-SESSION_EXEMPT = frozenset({"initialize", "ping"})  # the requests the SDK takes before the session opens
+# The requests the SDK takes before the session opens: the handshake's, and 2026-07-28's discovery (that revision has
+# no session: each of its requests carries the protocol version in its _meta, and is served without initialize).
+SESSION_EXEMPT = frozenset({"initialize", "ping", "server/discover"})
 
 
 class AnsweredLines:
@@ -67,7 +69,8 @@ class AnsweredLines:
             yield line
 
     async def _parsable(self) -> AsyncIterator[str]:
-        async for read in self._lines():
+        async for line_read in self._lines():
+            read = line_read.removeprefix("\ufeff")  # a byte-order mark, which some writers put first
             decoded = _json_object(read)
             line = _with_whole_number_id(read, decoded)
             try:
@@ -97,7 +100,8 @@ class AnsweredLines:
 
     def _request_error(self, request: types.JSONRPCRequest) -> types.JSONRPCError | None:
         """The error for a request the SDK would refuse without saying why; None for one it can take."""
-        if not self._initialized and request.method not in SESSION_EXEMPT and self._serves(request.method):
+        if (not self._initialized and request.method not in SESSION_EXEMPT and not _is_sessionless(request)
+                and self._serves(request.method)):
             return _error(request.id, types.INVALID_PARAMS, f"{request.method} before initialize: {BEFORE_INITIALIZE}")
         return _params_error(request)
 
@@ -105,6 +109,12 @@ class AnsweredLines:
         if self.replies is None:
             raise RuntimeError("AnsweredLines.replies must be set before the transport reads")
         await self.replies.send(SessionMessage(error))
+
+
+def _is_sessionless(request: types.JSONRPCRequest) -> bool:
+    """Whether the request is of a revision without a session (2026-07-28 and later): its _meta names its version."""
+    meta = (request.params or {}).get("_meta")
+    return isinstance(meta, dict) and types.PROTOCOL_VERSION_META_KEY in meta
 
 
 def _opens_session(message: types.JSONRPCMessage) -> bool:

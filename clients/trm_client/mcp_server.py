@@ -23,12 +23,16 @@ from mcp.shared.message import SessionMessage
 
 from trm_client.aio_client import AsyncTRMClient
 from trm_client.connection_args import add_connection_arguments, checked_client_settings
-from trm_client.console import EXIT_INTERRUPTED
+from trm_client.console import EXIT_ERROR, EXIT_INTERRUPTED, discard_the_rest
 from trm_client.errors import TRMError
 from trm_client.mcp_lines import AnsweredLines
+from trm_client.retry import checked_timeout
 from trm_client.tool_schema import input_schema, output_schema, tool_description
 from trm_client.tools import AsyncToolAdapter, to_json
 
+# A tool call reads the model and changes nothing; the same arguments give the same answer; no world outside.
+READ_ONLY = types.ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True,
+                                  open_world_hint=False)
 DRAIN_WITHOUT_DEADLINE_S = 60.0  # how long the requests of a client without a deadline may still be answered at the end
 
 INSTRUCTIONS = (
@@ -52,7 +56,7 @@ def build_server(adapter: AsyncToolAdapter) -> Server[Any]:
         return types.ListToolsResult(
             tools=[
                 types.Tool(name=adapter.tool_name(i.name), description=tool_description(i),
-                           input_schema=input_schema(i), output_schema=output_schema(i))
+                           input_schema=input_schema(i), output_schema=output_schema(i), annotations=READ_ONLY)
                 for i in infos
             ]
         )
@@ -61,6 +65,8 @@ def build_server(adapter: AsyncToolAdapter) -> Server[Any]:
         ctx: ServerRequestContext[Any], params: types.CallToolRequestParams
     ) -> types.CallToolResult:
         payload = await adapter.invoke(params.name, params.arguments)
+        if payload.get("error", {}).get("code") == "UNKNOWN_TOOL":  # a protocol error in MCP, not the tool's
+            raise MCPError(types.INVALID_PARAMS, payload["error"]["message"])
         return types.CallToolResult(
             content=[types.TextContent(type="text", text=to_json(payload))],
             structured_content=payload,
@@ -68,7 +74,7 @@ def build_server(adapter: AsyncToolAdapter) -> Server[Any]:
         )
 
     return Server(
-        "trm-client",
+        "trm-mcp",
         version=version("trm-client"),
         instructions=INSTRUCTIONS,
         on_list_tools=list_tools,
@@ -98,13 +104,19 @@ class _NotedReplies:
         return await self._stream.__aexit__(*exc_info)
 
 
+def drain_seconds(timeout_s: float | None) -> float:
+    """How long the requests in flight when the host closes stdin may still be answered: the client's timeout, or
+    DRAIN_WITHOUT_DEADLINE_S without one (None, `inf` or 1e9 and more: QA: `--timeout inf` never exited), and 1 s."""
+    return (checked_timeout(timeout_s) or DRAIN_WITHOUT_DEADLINE_S) + 1.0
+
+
 async def serve(settings: dict[str, Any]) -> None:
     """Serves MCP on stdin/stdout until the host closes the pipe, and the requests it sent are answered (at most
     the client's timeout longer); ``settings`` are AsyncTRMClient's arguments."""
     async with AsyncTRMClient(**settings) as client:
         server = build_server(AsyncToolAdapter(client))
         lines = AnsweredLines(serves=lambda method: server.get_request_handler(method) is not None,
-                              drain_s=(client.timeout_s or DRAIN_WITHOUT_DEADLINE_S) + 1.0)
+                              drain_s=drain_seconds(client.timeout_s))
         async with stdio_server(stdin=lines) as (read_stream, write_stream):  # type: ignore[arg-type]
             lines.replies = write_stream
             replies = _NotedReplies(write_stream, lines)
@@ -123,6 +135,17 @@ def main(argv: Sequence[str] | None = None) -> None:
     except KeyboardInterrupt:  # Ctrl-C, or a host's SIGINT: stop quietly, as trm-client does, without waiting
         sys.stdout.flush()  # for the worker thread still reading stdin (AnsweredLines), which nothing can wake
         os._exit(EXIT_INTERRUPTED)
+    except Exception as error:
+        if not _only_broken_pipes(error):
+            raise
+        discard_the_rest()  # the host closed its end with replies still to write: nobody reads them (QA: a traceback)
+        sys.exit(EXIT_ERROR)
+
+
+def _only_broken_pipes(error: BaseException) -> bool:
+    """Whether `error` is a BrokenPipeError, or a group of nothing else (as anyio's task groups raise it)."""
+    grouped = getattr(error, "exceptions", None)
+    return isinstance(error, BrokenPipeError) or (grouped is not None and all(map(_only_broken_pipes, grouped)))
 
 
 if __name__ == "__main__":

@@ -14,8 +14,9 @@ from trm_client.tool_result import DEFER_REASONS
 
 _MAX_LISTED_LABELS = 40
 _MAX_NAME = 64
-# A tool's description within the 1,024 characters LLM APIs take: the bundle's own, its labels, each cut.
-_MAX_DESCRIBED, _LISTED_CHARS, _MAX_LABEL_SHOWN = 200, 560, 40
+# A tool's description within the 1,024 characters LLM APIs take (OpenAI refuses a longer one): the bundle's own, its
+# name and its labels, each cut, and the labels listed fewer where the rest is long.
+_MAX_DESCRIPTION, _MAX_DESCRIBED, _LISTED_CHARS, _MAX_LABEL_SHOWN, _MAX_NAME_SHOWN = 1024, 200, 560, 40, 64
 _CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
@@ -49,22 +50,32 @@ def _hashed(tool: str, model_name: str) -> str:
 
 
 def tool_description(info: ModelInfo) -> str:
-    """What the tool does and when to trust it, in words an LLM reads when choosing tools."""
+    """What the tool does and when to trust it, in words an LLM reads when choosing tools; at most _MAX_DESCRIPTION
+    characters."""
+    listed_chars = _LISTED_CHARS
+    while len(described := _description(info, listed_chars)) > _MAX_DESCRIPTION and listed_chars > 0:
+        listed_chars -= len(described) - _MAX_DESCRIPTION
+    return described
+
+
+def _description(info: ModelInfo, listed_chars: int) -> str:
+    """The tool's description, listing labels in at most `listed_chars` characters."""
+    name = _plain(info.name, _MAX_NAME_SHOWN)
     if info.task is TaskType.GRID:
         rows, cols = info.limits.grid_rows, info.limits.grid_cols
         what = (
-            f"Solves a {rows}x{cols} grid puzzle with the tiny recursive model '{info.name}'. "
+            f"Solves a {rows}x{cols} grid puzzle with the tiny recursive model '{name}'. "
             "Returns the filled grid and whether it passed the deterministic rule check (verified)."
         )
     elif info.task is TaskType.SEQUENCE:
         what = (
             f"Writes out the answer to a text, character by character, with the tiny recursive model "
-            f"'{info.name}'; answers of up to {info.limits.max_output_tokens} characters."
+            f"'{name}'; answers of up to {info.limits.max_output_tokens} characters."
         )
     else:
         what = (
             f"Classifies a text into one of {len(info.labels)} labels with the tiny recursive model "
-            f"'{info.name}'. Labels: {_listed(info.labels)}."
+            f"'{name}'. Labels: {_listed(info.labels, listed_chars)}."
         )
     described = _plain(info.description, _MAX_DESCRIBED).rstrip(".")  # a user's fit may leave it empty
     return (
@@ -80,13 +91,13 @@ def _plain(text: str, most: int) -> str:
     return flat if len(flat) <= most else flat[: most - 1] + "…"
 
 
-def _listed(labels: tuple[str, ...]) -> str:
-    """The labels, each `_plain`, comma-separated, as many as fit in _LISTED_CHARS (at most _MAX_LISTED_LABELS), and
+def _listed(labels: tuple[str, ...], listed_chars: int) -> str:
+    """The labels, each `_plain`, comma-separated, as many as fit in `listed_chars` (at most _MAX_LISTED_LABELS), and
     the count of the rest ("a, b, and 111 more")."""
     listed: list[str] = []
     for label in labels[:_MAX_LISTED_LABELS]:
         shown = _plain(label, _MAX_LABEL_SHOWN)
-        if listed and sum(len(item) + 2 for item in listed) + len(shown) > _LISTED_CHARS:
+        if listed and sum(len(item) + 2 for item in listed) + len(shown) > listed_chars:
             break
         listed.append(shown)
     rest = len(labels) - len(listed)
@@ -177,8 +188,10 @@ def output_schema(info: ModelInfo) -> dict[str, Any]:
                   "confidence": probability,
                   "alternatives": {"type": "array", "description": "The next labels, most probable first, each "
                                    "[label, probability].",
-                                   "items": {"type": "array", "prefixItems": [{"type": "string"}, probability],
-                                             "items": False, "minItems": 2}},
+                                   # read alike by draft-07 validators (the MCP TypeScript SDK's), which ignore
+                                   # prefixItems: a label and a probability, in that order
+                                   "items": {"type": "array", "minItems": 2, "maxItems": 2,
+                                             "items": {"type": ["string", "number"], "minimum": 0, "maximum": 1}}},
                   "out_of_scope": {"type": "boolean"}}
     answered = {
         "type": "object",

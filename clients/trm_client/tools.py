@@ -73,6 +73,11 @@ class ModelCatalog:
         """The model behind a tool name, if it was listed."""
         return self._by_tool.get(name)
 
+    def unknown_tool(self, name: str) -> dict[str, Any]:
+        """The error payload of a call to a tool not listed, naming those that are."""
+        listed = ", ".join(sorted(self._by_tool)) or "none (the service hosts no model)"
+        return error_payload("UNKNOWN_TOOL", f"no tool named {name[:80]!r}; the tools are: {listed}")
+
     def for_version(self, model: str, version: str) -> ModelInfo | None:
         """A cached exact version, if any."""
         return self._by_version.get((model, version))
@@ -102,7 +107,7 @@ class ToolAdapter:
         try:
             info = self._catalog.for_tool(name) or self._find_after_refresh(name)
             if info is None:
-                return error_payload("UNKNOWN_TOOL", f"no tool named {name!r}")
+                return self._catalog.unknown_tool(name)
             kwargs = reason_kwargs(parse_arguments(info, arguments))
             result = self._client.reason(info.name, **kwargs)
             return tool_payload(self._versioned(info, result.model_version), result)
@@ -159,7 +164,7 @@ class AsyncToolAdapter:
         try:
             info = self._catalog.for_tool(name) or await self._find_after_refresh(name)
             if info is None:
-                return error_payload("UNKNOWN_TOOL", f"no tool named {name!r}")
+                return self._catalog.unknown_tool(name)
             kwargs = reason_kwargs(parse_arguments(info, arguments))
             result = await self._client.reason(info.name, **kwargs)
             return tool_payload(await self._versioned(info, result.model_version), result)
