@@ -743,6 +743,24 @@ async def test_a_request_that_joins_a_full_batch_is_refused_when_its_first_step_
     await harness.scheduler.close()
 
 
+async def test_admission_plans_a_first_step_with_the_margin_a_time_limit_plans_the_next_with(text_model: LoadedModel):
+    """QA: beside a Sudoku flood, lone calls whose first step was expected to end just before their deadline were
+    admitted and 12 of 17 ended DEADLINE_EXCEEDED at the full deadline (admission planned at 1.0x the expected
+    step, stopping at STEP_TIME_SAFETY x); now one is refused at once where its first step, planned as the next
+    step is, would pass its deadline."""
+    harness = Harness(text_model, max_batch=8, max_queue=8)
+    harness.scheduler._step_times.observe(4, 0.4)  # a step of 4 to 7 rows: 0.4 s
+    far = [TimeLimit(time.monotonic() + 60, HaltReason.DEADLINE)]
+    admitted = [harness.submit(harness.ticket(text, max_steps=1, limits=far)) for text in TEXTS[:3]]
+    just_past = [TimeLimit(time.monotonic() + 0.5, HaltReason.DEADLINE)]  # 0.4 s fits, 1.5 x 0.4 s does not
+    with pytest.raises(QueueFull, match=r"takes about 400 ms in a batch of 4"):
+        harness.submit(harness.ticket(TEXTS[3], max_steps=1, limits=just_past))
+    with_room = [TimeLimit(time.monotonic() + 0.7, HaltReason.DEADLINE)]
+    admitted.append(harness.submit(harness.ticket(TEXTS[3], max_steps=1, limits=with_room)))
+    assert [result.step for result in await asyncio.gather(*(ticket.finished for ticket in admitted))] == [1] * 4
+    await harness.scheduler.close()
+
+
 async def test_a_request_is_refused_where_the_batch_it_joins_would_end_its_first_step_too_late(
         text_model: LoadedModel):
     """Probe: 64 Sudoku calls of a 0.5 s deadline sent at once (a step alone about 15 ms, of 64 rows about 1 s)

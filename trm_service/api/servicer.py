@@ -41,6 +41,11 @@ from trm_service.scheduler.ticket import StepResult, Ticket
 
 SERVICE_NAME = trm_pb2.DESCRIPTOR.services_by_name["ReasoningService"].full_name
 REQUEST_ID_KEY = "x-request-id"
+# A ReasonBatch answers this much earlier per request it carries, on top of --deadline-margin-ms: its answers are
+# read and sent together after the margin (a Sudoku grid's 47 us on a loaded 2-core machine, plus its task's wake-up
+# and the loop's lateness); with the margin alone, 2 of 6 calls of 256 grids at a 5 s deadline beside a routing flood
+# ended DEADLINE_EXCEEDED and lost every answer (QA, 2026-12-07).
+BATCH_ANSWER_MARGIN_S = 0.0005
 _log = structlog.get_logger("trm_service.api")
 _T = TypeVar("_T")
 
@@ -146,7 +151,8 @@ class ReasoningServicer:
             self._name_common_model(requests, record)
             raise invalid(f"a ReasonBatch carries 1 to {limit} requests (the server's --max-batch-requests), got "
                           f"{len(requests)}" + (f"; split the job into calls of at most {limit}" if requests else ""))
-        items = [self._batch_item(request, index, context, record) for index, request in enumerate(requests)]
+        margin_s = self._limits.deadline_margin_s + len(requests) * BATCH_ANSWER_MARGIN_S
+        items = [self._batch_item(request, index, context, record, margin_s) for index, request in enumerate(requests)]
         record.model, record.version = _common_model({(item.model, item.version) for item, _ in items})
         try:
             results = await asyncio.gather(*(self._batch_result(item, admitted, context) for item, admitted in items))
@@ -175,14 +181,15 @@ class ReasoningServicer:
                 self._resolve(*named.pop(), record, field="model")
 
     def _batch_item(
-        self, request: trm_pb2.ReasonRequest, index: int, context: grpc.aio.ServicerContext, call: CallRecord
+        self, request: trm_pb2.ReasonRequest, index: int, context: grpc.aio.ServicerContext, call: CallRecord,
+        margin_s: float,
     ) -> tuple[CallRecord, _Admitted | Exception]:
-        """Admit one request of a batch under its own record; its error, if any, stays its own (the requests
-        admitted before it keep their places)."""
+        """Admit one request of a batch under its own record, to answer `margin_s` before the call's deadline; its
+        error, if any, stays its own (the requests admitted before it keep their places)."""
         record = CallRecord(BATCH_REQUEST_METHOD, self._metrics, log_inputs=self._limits.log_inputs,
                             request_id=f"{call.request_id}.{index}")
         try:
-            return record, self._admit(request, context, record, stream=False, batch_call=call)
+            return record, self._admit(request, context, record, stream=False, batch_call=call, margin_s=margin_s)
         except Exception as exc:  # reported in its own result by _batch_result
             return record, exc
 
@@ -246,9 +253,12 @@ class ReasoningServicer:
         stream: bool,
         arrived_idle: bool = False,
         batch_call: CallRecord | None = None,
+        margin_s: float | None = None,
     ) -> _Admitted:
         """Validate and encode a ReasonRequest and submit it to its model's scheduler (`arrived_idle`: the call
-        found the server idle, see api/occupancy.py; `batch_call`: the ReasonBatch call it is part of)."""
+        found the server idle, see api/occupancy.py; `batch_call`: the ReasonBatch call it is part of; `margin_s`:
+        how long before the deadline it answers, the server's --deadline-margin-ms unless given)."""
+        margin_s = self._limits.deadline_margin_s if margin_s is None else margin_s
         model = self._resolve(request.model, request.version, record, field="model")
         valid = validate_reason_request(
             request, model.loaded.codec, model.manifest, self._limits.max_time_budget_ms
@@ -260,7 +270,7 @@ class ReasoningServicer:
         remaining = context.time_remaining()
         deadline = None if remaining is None else time.monotonic() + remaining
         if deadline is not None:
-            limits.append(TimeLimit(deadline - self._limits.deadline_margin_s, HaltReason.DEADLINE))
+            limits.append(TimeLimit(deadline - margin_s, HaltReason.DEADLINE))
         verify = None if request.budget.continue_when_verified else valid.input.verifier
         ticket = Ticket(valid.input.tokens, valid.budget, arrival=record.started, limits=limits, stream=stream,
                         verify=verify, arrived_idle=arrived_idle, batch_call=batch_call)
@@ -272,7 +282,7 @@ class ReasoningServicer:
             raise RequestError(grpc.StatusCode.UNAVAILABLE, f"{exc}; retry") from exc
         admitted = _Admitted(model=model, ticket=ticket, reader=valid.input.reader, deadline_timer=None)
         if deadline is not None:
-            at_margin = deadline - self._limits.deadline_margin_s - time.monotonic()
+            at_margin = deadline - margin_s - time.monotonic()
             # A ReasonBatch answers by the margin: a request of it that waited for its first step past the margin
             # would make the whole call late and lose its other answers. Only where the call came within the margin
             # (a deadline shorter than it) does each wait for its first step, as alone: answering at once, none

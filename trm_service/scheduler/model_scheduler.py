@@ -221,9 +221,10 @@ class ModelScheduler:
 
     def _refuse_if_late(self, limit: float, call: object) -> None:
         """Raise QueueFull where a new request of `call` would end its first step after `limit`
-        (time.monotonic()): in a full batch after its wait for a slot, or, with a slot free, after the running step
-        in the batch it joins; there a request whose limit is shorter than a step alone is admitted (a deadline
-        shorter than one step is the caller's to fix, and gets DEADLINE_EXCEEDED), and so is a request alone."""
+        (time.monotonic()), planned as a time limit plans a next step (STEP_TIME_SAFETY times the expected wait and
+        step): in a full batch after its wait for a slot, or, with a slot free, after the running step in the batch
+        it joins; there a request whose limit is shorter than a step alone is admitted (a deadline shorter than one
+        step is the caller's to fix, and gets DEADLINE_EXCEEDED), and so is a request alone."""
         held = len(self._active) + len(self._waiting)
         if not held:
             return  # its step is a step alone: nothing to check on the way of a lone caller
@@ -235,7 +236,7 @@ class ModelScheduler:
             if now + self._step_times.expected(1) > limit:
                 return
         step_s = self._step_times.expected(joins)
-        if now + wait + step_s > limit:
+        if now + (wait + step_s) * STEP_TIME_SAFETY > limit:  # QA: planned at 1.0x, 12 of 17 admitted timed out
             raise QueueFull(
                 f"model {self.name!r} is busy: a new request would wait about {wait * 1000:.0f} ms for its first "
                 f"step, which takes about {step_s * 1000:.0f} ms in a batch of {joins}, and would end past its "
