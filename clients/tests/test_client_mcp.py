@@ -105,9 +105,21 @@ def exchange(process: subprocess.Popen, line: str) -> dict:
     return json.loads(process.stdout.readline())
 
 
-def stdio_process(target: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "trm_client.mcp_server", "--target", target],
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=dict(os.environ))
+def stdio_process(target: str, *options: str, stderr: int | None = None) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "trm_client.mcp_server", "--target", target, *options],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr, text=True,
+                            env=dict(os.environ))
+
+
+def call_held_by(silent: socket.socket, process: subprocess.Popen) -> socket.socket:
+    """Opens the session and sends tool call 2, which reaches `silent` (a service that accepts connections and never
+    answers) and stays in flight there; returns that connection."""
+    assert exchange(process, request(1, "initialize", HELLO))["id"] == 1
+    process.stdin.write(json.dumps({"jsonrpc": "2.0", "method": "notifications/initialized"}) + "\n")
+    process.stdin.write(request(2, "tools/call", {"name": "trm_intent_test", "arguments": {"text": "hi"}}) + "\n")
+    process.stdin.flush()
+    silent.settimeout(30)
+    return silent.accept()[0]
 
 
 def end(process: subprocess.Popen) -> None:
@@ -234,18 +246,9 @@ def test_an_unknown_tool_is_a_protocol_error_naming_the_tools_and_a_byte_order_m
 def test_a_host_that_leaves_with_a_reply_pending_ends_the_server_without_a_traceback():
     """QA: both pipes closed while a call was in flight: status 1 and a BrokenPipeError traceback on stderr."""
     with socket.create_server(("127.0.0.1", 0)) as silent:
-        process = subprocess.Popen([sys.executable, "-m", "trm_client.mcp_server", "--target",
-                                    f"127.0.0.1:{silent.getsockname()[1]}", "--timeout", "2"],
-                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                   env=dict(os.environ))
+        process = stdio_process(f"127.0.0.1:{silent.getsockname()[1]}", "--timeout", "2", stderr=subprocess.PIPE)
         try:
-            assert exchange(process, request(1, "initialize", HELLO))["id"] == 1
-            process.stdin.write(json.dumps({"jsonrpc": "2.0", "method": "notifications/initialized"}) + "\n")
-            call = {"name": "trm_intent_test", "arguments": {"text": "hi"}}
-            process.stdin.write(request(2, "tools/call", call) + "\n")
-            process.stdin.flush()
-            silent.settimeout(30)
-            with silent.accept()[0]:  # the call is in flight
+            with call_held_by(silent, process):
                 process.stdout.close()
                 process.stdin.close()
                 assert process.wait(timeout=60) == 1
@@ -283,13 +286,7 @@ def test_a_tool_call_the_host_cancels_ends_and_the_server_goes_on():
     with socket.create_server(("127.0.0.1", 0)) as silent:
         process = stdio_process(f"127.0.0.1:{silent.getsockname()[1]}")
         try:
-            assert exchange(process, request(1, "initialize", HELLO))["id"] == 1
-            process.stdin.write(json.dumps({"jsonrpc": "2.0", "method": "notifications/initialized"}) + "\n")
-            call = {"name": "trm_intent_test", "arguments": {"text": "hi"}}
-            process.stdin.write(request(2, "tools/call", call) + "\n")
-            process.stdin.flush()
-            silent.settimeout(30)
-            with silent.accept()[0]:  # the call is at the "service" now
+            with call_held_by(silent, process):
                 cancel = {"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": 2}}
                 process.stdin.write(json.dumps(cancel) + "\n")
                 assert exchange(process, request(3, "ping")) == {"jsonrpc": "2.0", "id": 3, "result": {}}
