@@ -253,6 +253,9 @@ def test_the_unsure_threshold_makes_the_most_right_calls_else_flags_answers_less
     assert unsure_threshold([0.9, 0.5, 0.2], [True, True, True]) == 0.2  # every answer right
     assert unsure_threshold([0.9, 0.5, 0.2], [True, False, True]) == 0.2  # 0.35 or 0.7 make no more right calls
     assert unsure_figures([0.9, 0.5, 0.2, 0.1], [True, True, True, False], 0.2)["flagged"] == 1  # 0.1 alone
+    # QA: a 4-minute fit that learned nothing kept its 5 most confident answers, all wrong, unflagged
+    every_wrong = unsure_threshold([0.9, 0.5, 0.2], [False, False, False])
+    assert unsure_figures([0.9, 0.5, 0.2], [False, False, False], every_wrong)["flagged"] == 3
 
 
 

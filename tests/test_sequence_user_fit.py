@@ -201,6 +201,12 @@ def test_copies_of_a_source_stay_on_one_side_of_each_split_and_a_test_files_seen
         "; note: 2 sources of the file have more than one target ('number 3': '3', 'three'): the model learns one "
         "way to write each, so write each source's target one way")
     assert "more than one target" not in split_sentence(*split_pairs(unique, None, seed=0), test_file=False)
+    # QA: `source, target` / `three, 3` kept a space before every target, which the model then learned to write
+    spaced = [Pair(f"number {i}", f" {i}", i + 2) for i in range(20)]
+    assert split_sentence(*split_pairs(spaced, None, seed=0), test_file=False).endswith(
+        "; note: 20 targets begin or end with white space (' 0'), which the model learns to write: remove it if it "
+        "is not part of the answer (a space after each comma of a CSV file, say)")
+    assert "white space" not in split_sentence(*split_pairs(unique, None, seed=0), test_file=False)
 
 
 def test_ctrl_c_during_a_sequence_fit_says_where_its_checkpoint_is(tmp_path: Path) -> None:

@@ -24,6 +24,8 @@ from trainer.sequence.pairs import MAX_SOURCE_CHARS, MAX_TARGET_CHARS, load_pair
 from trainer.sequence.vocab import decode
 from trm_bundle.manifest import Bundle
 
+DECODE_BATCH = 128  # rows decoded at once
+
 
 @dataclass
 class Predictions:
@@ -36,7 +38,7 @@ class Predictions:
 def predict(
     model: SequenceTRM,
     sources: Sequence[str],
-    batch_size: int = 128,
+    batch_size: int = DECODE_BATCH,
     halting: Halting | None = None,
     max_len: int | None = None,
 ) -> Predictions:
@@ -190,9 +192,12 @@ def sequence_metrics(test: dict[str, Any], fixed_steps: list[dict[str, float]]) 
 def unsure_threshold(confidence: Sequence[float], right: Sequence[bool]) -> float:
     """The manifest's `sequence.unsure_below` chosen on these answers: the threshold that makes the most right calls
     (a right answer kept, a wrong one flagged), the lowest of equals. When flagging none of them does best (every
-    answer right, say), that is their lowest confidence: an answer less sure than every one seen is unsure."""
+    answer right, say), that is their lowest confidence: an answer less sure than every one seen is unsure. When
+    flagging all of them does (every answer wrong: a fit that learned nothing), it is just above their highest."""
     values = sorted(set(confidence))
-    candidates = [values[0] if values else 0.0, *((low + high) / 2 for low, high in itertools.pairwise(values))]
+    above_all = [float(np.nextafter(values[-1], np.inf))] if values else []
+    candidates = [values[0] if values else 0.0, *((low + high) / 2 for low, high in itertools.pairwise(values)),
+                  *above_all]
     scores, answered_right = np.asarray(confidence), np.asarray(right, dtype=bool)
     calls = [int(((scores >= threshold) == answered_right).sum()) for threshold in candidates]
     return candidates[int(np.argmax(calls))]
