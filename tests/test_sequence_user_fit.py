@@ -302,6 +302,28 @@ def test_a_fit_starts_from_the_packaged_dictation_model_and_ships_nothing_below_
     assert "model sizes and model settings; starting over" in capsys.readouterr().out
 
 
+def test_the_loops_scores_read_answers_no_longer_than_the_longest_target_and_8_more(tmp_path: Path) -> None:
+    """QA: long sources to short targets: the start's answers ran to 128 wrong characters, and scoring them before
+    the first step took 2.3 of a 3.7-minute loop, which trained one step and shipped the start (0 % exact)."""
+    torch.set_num_threads(1)
+    names = ["ada", "bob", "cyd", "dee", "eve", "fay"]
+    rows = [(f"please forward the minutes of the planning meeting on day {NUMBERS[i % 10]} to {name} at example dot "
+             "com and copy the team", f"{name}@example.com") for i in range(6) for name in names]
+    data = _write(tmp_path / "mail.csv", rows)
+    assert main(["fit", "--train", str(data), "--out", str(tmp_path / "bundles"), "--run-dir", str(tmp_path / "runs"),
+                 "--time-budget", "0.02", "--batch-size", "8"]) == 0
+    first = json.loads((tmp_path / "bundles" / "mail" / "evaluation.json").read_text())["history"][0]
+    pairs = [Pair(source, target, line) for line, (source, target) in enumerate(rows, 2)]
+    _, validation, _ = split_pairs(pairs, None, 0)
+    sources, targets = [p.source for p in validation], [p.target for p in validation]
+    start, halting = sequence_model_from_bundle(DICTATION), bundle_halting(DICTATION)
+    longest = max(len(target) for _, target in rows)
+    whole = predict(start, sources, halting=halting).texts
+    assert max(map(len, whole)) > longest + 8  # the start writes on past any target here
+    capped = predict(start, sources, halting=halting, max_len=longest + 8).texts
+    assert first["step"] == 0 and first["cer"] == pytest.approx(score(capped, targets)["cer"])
+
+
 def test_a_start_that_cannot_be_trained_on_is_refused_with_the_reason(tmp_path: Path, capsys) -> None:
     data = _write(tmp_path / "assign.csv", [(f"x equals {NUMBERS[i]}", f"x = {i}") for i in range(10)])
     fit = ["fit", "--train", str(data), "--out", str(tmp_path / "bundles"), "--run-dir", str(tmp_path / "runs")]
