@@ -8,6 +8,7 @@ import json
 import re
 import shutil
 import signal
+import socket
 import time
 from pathlib import Path
 
@@ -227,6 +228,15 @@ def test_an_unreachable_service_comes_back_as_an_error_for_the_llm(bundles):
         reply = json.loads(ToolAdapter(client).call_tool(TEXT_TOOL, {"text": "hi"}))
     assert reply["error"]["code"] == "UNAVAILABLE"
     assert reply["defer_to_llm"] is True
+
+
+def test_a_call_the_clients_deadline_ends_tells_the_llm_why(bundles):
+    """QA: an LLM read gRPC's bare "Deadline Exceeded" (the host's --timeout against a hung service)."""
+    with socket.create_server(("127.0.0.1", 0)) as silent, TRMClient(
+            f"127.0.0.1:{silent.getsockname()[1]}", timeout_s=0.5, retry=NO_RETRY) as client:
+        reply = json.loads(ToolAdapter(client).call_tool(TEXT_TOOL, {"text": "hi"}))
+    assert reply["error"]["code"] == "DEADLINE_EXCEEDED"
+    assert reply["error"]["message"].startswith("the service did not answer within this client's timeout")
 
 
 async def test_async_adapter_gives_the_same_tools_and_answers(server, adapter):

@@ -8,7 +8,7 @@ from typing import Any
 
 from trm_client.aio_client import AsyncTRMClient
 from trm_client.client import TRMClient
-from trm_client.errors import ClientClosed, TRMError
+from trm_client.errors import ClientClosed, DeadlineExceeded, TRMError
 from trm_client.field_names import TOOL_ARGUMENTS, rename_fields
 from trm_client.model_info import ModelInfo
 from trm_client.tool_arguments import parse_arguments, reason_kwargs
@@ -36,7 +36,11 @@ def to_json(payload: Mapping[str, Any]) -> str:
 def service_error_payload(error: TRMError) -> dict[str, Any]:
     """A failed call as the LLM reads it: the status and the server's message in the tool's argument names; a
     request over the server's message size is the LLM's to shorten (gRPC calls it RESOURCE_EXHAUSTED, which reads
-    as "retry later")."""
+    as "retry later"); a call the client's own deadline ended says so (gRPC says "Deadline Exceeded" alone)."""
+    if isinstance(error, DeadlineExceeded) and error.details == "Deadline Exceeded":
+        return error_payload(error.code.name, "the service did not answer within this client's timeout (the host's "
+                             "setting, e.g. trm-mcp --timeout): the service is busy or unreachable; answer yourself, "
+                             "or retry later with a smaller max_steps", error.request_id)
     if error.over_message_limit:
         size = error.details.removeprefix("SERVER: ").removeprefix("Received ")
         return error_payload("INVALID_ARGUMENTS", f"the arguments are too large for the server ({size}): send a "
