@@ -52,3 +52,26 @@ def test_a_damaged_cache_entry_is_computed_again_and_replaced(tmp_path: Path, da
         np.save(entry, np.zeros((10, 384), dtype=np.float16))
     assert _embed_from_an_unwritable_folder(tmp_path) == first
     assert np.load(entry).shape == (2, 384)  # replaced
+
+
+def test_the_cache_keeps_its_most_recently_used_entries_within_its_limit(tmp_path: Path, monkeypatch) -> None:
+    """The cache grew without bound (72 MB for each file of 94,176 sentences fitted): past its limit the least
+    recently used entries go, never the one just written; a hit counts as a use."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    folder = teacher.cache_folder()
+    folder.mkdir(parents=True)
+    texts = ["open the file", "close it"]
+    used = teacher.cache_entry(texts)
+    np.save(used, np.ones((2, teacher.EMBEDDING_DIM), dtype=np.float16))
+    others = [folder / f"{index:024d}.npy" for index in range(4)]
+    for age, entry in enumerate(others):
+        entry.write_bytes(b"x" * 1000)
+        os.utime(entry, (1_000_000 + age, 1_000_000 + age))
+    os.utime(used, (0, 0))  # the oldest, until the hit below touches it
+    assert teacher.embed_texts(texts).shape == (2, teacher.EMBEDDING_DIM)  # a hit: no teacher loaded
+    monkeypatch.setattr(teacher, "CACHE_LIMIT_BYTES", used.stat().st_size + 2 * 1000)  # it and two others
+    writing = used.with_suffix(".123.tmp.npy")  # another fit's file being written: not an entry
+    writing.write_bytes(b"x" * 5000)
+    teacher.prune_cache(folder, keep=others[0])
+    assert [entry.exists() for entry in others] == [True, False, False, True]  # the kept one, the newest one
+    assert used.exists() and writing.exists()

