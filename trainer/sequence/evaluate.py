@@ -24,8 +24,6 @@ from trainer.sequence.pairs import MAX_SOURCE_CHARS, MAX_TARGET_CHARS, load_pair
 from trainer.sequence.vocab import decode
 from trm_bundle.manifest import Bundle
 
-DECODE_BATCH = 128  # rows decoded at once
-
 
 @dataclass
 class Predictions:
@@ -38,7 +36,7 @@ class Predictions:
 def predict(
     model: SequenceTRM,
     sources: Sequence[str],
-    batch_size: int = DECODE_BATCH,
+    batch_size: int = 128,
     halting: Halting | None = None,
     max_len: int | None = None,
 ) -> Predictions:
