@@ -447,17 +447,27 @@ def test_sigterm_at_any_moment_of_the_imports_ends_the_process_cleanly() -> None
         assert (status, "Traceback" in errors) == (0, False), (start, status, errors[-2000:])
 
 
-def test_bundle_folders_one_level_too_deep_are_named_in_the_log(text_bundle: Path, long_bundle: Path, tmp_path: Path,
-                                                                 stub_for):
+def test_bundle_folders_one_level_too_deep_or_without_a_manifest_are_named_in_the_log(
+    text_bundle: Path, long_bundle: Path, tmp_path: Path, stub_for
+):
     """`trm-train fit --out bundles/v2` writes `bundles/v2/NAME/`, which a server of `--models-dir bundles` does not
-    search: it said nothing of it."""
+    search: it said nothing of it; nor of a bundle folder whose manifest was missing or named in another case."""
     models = tmp_path / "bundles"
     shutil.copytree(text_bundle, models / "text")
     shutil.copytree(long_bundle, models / "v2" / "long")
     (models / "notes").mkdir()  # a folder of other files: not named
+    shutil.copytree(text_bundle, models / "cased")  # QA: these two were left out of the log
+    (models / "cased" / "manifest.json").rename(models / "cased" / "Manifest.json")
+    shutil.copytree(text_bundle, models / "half-copied")
+    (models / "half-copied" / "manifest.json").unlink()
     with ServerProcess([models]) as server:
         hosted = [m.name for m in stub_for(server.target).ListModels(trm_pb2.ListModelsRequest()).models]
         assert hosted == [TEXT_MODEL]
         named = [(r["path"], r["reason"]) for r in server.log_records() if r.get("event") == "bundles_not_served"]
-        assert named == [(str(models / "v2"), f"bundle folders one level too deep: serve them with --models-dir "
-                                               f"{models / 'v2'}, or move them up a level")]
+        assert named == [
+            (str(models / "v2"), f"bundle folders one level too deep: serve them with --models-dir {models / 'v2'}, "
+                                 "or move them up a level"),
+            (str(models / "cased"), "its manifest is named Manifest.json: a bundle's manifest is manifest.json, in "
+                                    "lower case"),
+            (str(models / "half-copied"), "it holds a model graph but no manifest.json: copy the whole bundle folder"),
+        ]

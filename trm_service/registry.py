@@ -113,6 +113,7 @@ class BundleScan:
     bundles: dict[Path, Path]  # each bundle folder (resolved, once) -> the model directory that holds it
     without_bundles: list[Path]  # model directories that are gone or hold no bundle folder
     too_deep: list[Path]  # subfolders of a model directory that hold bundle folders themselves (not served)
+    incomplete: dict[Path, str]  # subfolders that look like bundle folders but hold no manifest -> why not served
 
 
 def discover_bundles(directories: Sequence[Path]) -> BundleScan:
@@ -122,6 +123,7 @@ def discover_bundles(directories: Sequence[Path]) -> BundleScan:
     found: dict[Path, Path] = {}
     without_bundles: list[Path] = []
     too_deep: list[Path] = []
+    incomplete: dict[Path, str] = {}
     for directory in directories:
         if (directory / MANIFEST_FILE).is_file():
             found.setdefault(directory.resolve(), directory)
@@ -132,8 +134,12 @@ def discover_bundles(directories: Sequence[Path]) -> BundleScan:
             without_bundles.append(directory)
         for child in bundles:
             found.setdefault(child.resolve(), directory)
-        too_deep += [c for c in children if c not in bundles and _holds_bundles(c)]
-    return BundleScan(found, without_bundles, too_deep)
+        for child in children:
+            if child not in bundles and _holds_bundles(child):
+                too_deep.append(child)
+            elif child not in bundles and (missing := _missing_manifest(child)):
+                incomplete[child] = missing
+    return BundleScan(found, without_bundles, too_deep, incomplete)
 
 
 def _subfolders(folder: Path) -> list[Path]:
@@ -146,6 +152,21 @@ def _holds_bundles(folder: Path) -> bool:
         return any((c / MANIFEST_FILE).is_file() for c in _subfolders(folder))
     except OSError:  # unreadable: not ours to search
         return False
+
+
+def _missing_manifest(folder: Path) -> str | None:
+    """Why a folder that holds a model graph, or a manifest under another case, is no bundle folder (None for a
+    folder of other files)."""
+    try:
+        names = [f.name for f in folder.iterdir()]
+    except OSError:  # unreadable: not ours to search
+        return None
+    misnamed = next((name for name in names if name.lower() == MANIFEST_FILE), None)
+    if misnamed is not None:
+        return f"its manifest is named {misnamed}: a bundle's manifest is {MANIFEST_FILE}, in lower case"
+    if any(name.endswith(".onnx") for name in names):
+        return f"it holds a model graph but no {MANIFEST_FILE}: copy the whole bundle folder"
+    return None
 
 
 def _manifest_digest(path: Path) -> str | None:
@@ -212,6 +233,8 @@ class ModelRegistry:
             for folder in scan.too_deep:
                 _log.warning("bundles_not_served", path=str(folder), reason="bundle folders one level too deep: "
                              f"serve them with --models-dir {folder}, or move them up a level")
+            for folder, reason in scan.incomplete.items():
+                _log.warning("bundles_not_served", path=str(folder), reason=reason)
             for directory in scan.without_bundles:
                 unreachable = [m for m in self._hosted if m.found_in == directory and m.path not in scan.bundles]
                 kept.extend(unreachable)

@@ -8,17 +8,22 @@ import json
 import os
 import pty
 import re
+import select
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
+from typing import TextIO
 from unittest.mock import ANY
 
 import grpc
 import pytest
 from sdk_test_support import GRID_MODEL, N_SUP, SUDOKU, TEXT_MODEL, closed_port
 from trm.v1 import trm_pb2
+from trm_client.client import TRMClient
 from trm_client.headline import headline
 from trm_client.model_info import ModelInfo
 
@@ -194,6 +199,7 @@ def test_reason_batch_answers_every_line_in_order_as_reason_does(server, client,
     assert json.loads(pinned.stdout)["model_version"] == "1.0.0"
     absent = trm_client("--target", server.target, "reason-batch", TEXT_MODEL, str(inputs), "--version", "9.9.9")
     assert absent.returncode == 1 and f"model '{TEXT_MODEL}' has no version '9.9.9'" in absent.stderr
+    assert "; the version is --version (now 9.9.9)" in absent.stderr  # QA: the flag that named it was not told
 
 
 @pytest.mark.parametrize(
@@ -355,6 +361,59 @@ def test_reason_batch_for_a_model_the_server_does_not_host_says_so_once(server, 
     done = trm_client("--target", server.target, "reason-batch", "no-such-model", str(inputs), "--batch-size", "1")
     assert done.returncode == 1 and done.stdout.startswith("line 1: INVALID_ARGUMENT: not UTF-8 text")
     assert (done.stdout + done.stderr).count("NOT_FOUND") == 1 and "trm-client: NOT_FOUND" in done.stderr
+
+
+def test_reason_batch_sends_again_alone_the_lines_a_busy_server_did_not_start(bundles, client, tmp_path):
+    """QA: with the defaults, 256 hard Sudoku lines in one call with a 10 s deadline: 192 refused for load, 63 cut
+    to about one step, none sent again. Here a queue of 4 refuses 20 of a call's 24 lines at once."""
+    grids = [SUDOKU[:cell] + "." + SUDOKU[cell + 1:] for cell in range(24)]
+    inputs = tmp_path / "grids.txt"
+    inputs.write_text("\n".join(grids) + "\n")
+    with ServerProcess([bundles["grid"]], extra_args=["--max-queue", "4"]) as busy:
+        done = trm_client("--target", busy.target, "reason-batch", GRID_MODEL, str(inputs), "--grid", "--json")
+        alone = TRMClient(busy.target).reason(GRID_MODEL, grid=grids[-1])
+    assert (done.returncode, done.stderr) == (0, "")
+    rows = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [row["line"] for row in rows] == list(range(1, 25)) and not any("error" in row for row in rows)
+    assert rows[-1]["answer"]["cells"] == alone.answer.cells and rows[-1]["steps"] == alone.steps
+
+
+def _read_line_within(stream: TextIO, seconds: float) -> str:
+    ready, _, _ = select.select([stream], [], [], seconds)
+    assert ready, f"no line within {seconds} s"
+    return stream.readline()
+
+
+def test_reason_batch_answers_a_pipes_lines_as_they_come(server):
+    """QA: every line was read before the first was sent, so a pipe's first answer came only at its end."""
+    batch = subprocess.Popen([sys.executable, "-m", "trm_client.cli", "--target", server.target, "reason-batch",
+                              TEXT_MODEL, "-"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    batch.stdin.write("play some jazz\n")
+    batch.stdin.flush()
+    assert _read_line_within(batch.stdout, 60).startswith("line 1: ")
+    out, _ = batch.communicate("wake me up at seven\n", timeout=60)
+    assert out.startswith("line 2: ") and batch.returncode == 0
+
+
+def test_reason_batch_stops_where_the_model_went_away_naming_the_line_to_rerun_from(bundles, tmp_path):
+    """QA: a model removed in a 20,000-line run gave 12,832 lines of NOT_FOUND, one each, and no line to resume at."""
+    models = tmp_path / "models"
+    shutil.copytree(bundles["text"], models / "text")
+    shutil.copytree(bundles["grid"], models / "grid")  # a models folder left empty keeps serving what it served
+    with ServerProcess([models]) as server:
+        batch = subprocess.Popen([sys.executable, "-m", "trm_client.cli", "--target", server.target, "reason-batch",
+                                  TEXT_MODEL, "-"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE, text=True)
+        batch.stdin.write("play some jazz\n")
+        batch.stdin.flush()
+        assert _read_line_within(batch.stdout, 60).startswith("line 1: ")
+        shutil.move(models / "text", tmp_path / "retired")
+        server.send_signal(signal.SIGHUP)
+        while not any(record.get("event") == "model_retired" for record in server.log_records()):
+            time.sleep(0.05)
+        out, err = batch.communicate("wake me up\nhello\n", timeout=60)
+    assert (batch.returncode, out) == (1, "")
+    assert "trm-client: lines 2 on were not answered" in err and err.count("NOT_FOUND") == 1, err
 
 
 def test_reason_batch_over_the_servers_limit_names_batch_size(bundles, tmp_path):

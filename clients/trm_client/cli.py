@@ -24,6 +24,7 @@ from typing import Any, NoReturn, TextIO
 
 import grpc
 
+from trm_client.batch_command import run_reason_batch
 from trm_client.channel import TARGET_ENV, resolve_target
 from trm_client.client import TRMClient
 from trm_client.connection_args import (
@@ -40,10 +41,9 @@ from trm_client.errors import (
     CERTIFICATE_UNTRUSTED,
     TRMError,
 )
-from trm_client.field_names import BATCH_LINES, CLI_FLAGS, rename_fields
+from trm_client.field_names import CLI_FLAGS, rename_fields
 from trm_client.model_info import Budget
 from trm_client.render import (
-    batch_line_answer,
     grid_block,
     live_line,
     model_text,
@@ -52,9 +52,8 @@ from trm_client.render import (
     result_text,
     step_line,
 )
-from trm_client.results import GridSolution, ReasonResult, WrittenText
-from trm_client.serialize import model_dict, result_dict, step_dict
-from trm_client.tool_result import text_defer_reason
+from trm_client.results import GridSolution
+from trm_client.serialize import error_dict, model_dict, result_dict, step_dict
 from trm_client.tools import ToolAdapter
 
 _ZERO_UP = whole_number(0)  # 0 asks for the model's default
@@ -178,75 +177,6 @@ def run_reason(client: TRMClient, args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
-def run_reason_batch(client: TRMClient, args: argparse.Namespace, out: TextIO) -> int:
-    """``trm-client reason-batch``: one output line per input line, in order; a failed input (one the server
-    refused, or a line that is not UTF-8, which is not sent) prints its error, and the status is an error when
-    any line failed. A model the server does not host (every line of the first call sent NOT_FOUND) is told
-    once, as a failed call."""
-    lines = [raw.rstrip(b"\n").removesuffix(b"\r") for raw in args.file]
-    if lines:  # a file saved as "UTF-8 with BOM" starts with U+FEFF, which is no part of its first input
-        lines[0] = lines[0].removeprefix(b"\xef\xbb\xbf")
-    if not lines:
-        print(f"trm-client: {args.file.name} has no lines: nothing was sent", file=sys.stderr)
-    failed, called = 0, False
-    for start in range(0, len(lines), args.batch_size):
-        texts: dict[int, str] = {}
-        outcomes: dict[int, ReasonResult | TRMError | str] = {}  # str: why the line was not sent
-        for number, raw in enumerate(lines[start : start + args.batch_size], start + 1):
-            try:
-                texts[number] = raw.decode("utf-8")
-            except UnicodeDecodeError as error:
-                outcomes[number] = (f"not UTF-8 text (byte 0x{raw[error.start]:02x} at byte {error.start + 1} of "
-                                    "the line): save the file as UTF-8")
-        if texts:
-            results = _batch_results(client, args, texts)
-            if not called and all(isinstance(r, TRMError) and r.code is grpc.StatusCode.NOT_FOUND
-                                  for r in results.values()):
-                raise next(iter(results.values()))
-            called = True
-            outcomes.update(results)
-        for number, outcome in sorted(outcomes.items()):
-            if isinstance(outcome, ReasonResult):
-                steps = f"{outcome.steps} step{'' if outcome.steps == 1 else 's'}"
-                if isinstance(outcome.answer, WrittenText) and (reason := text_defer_reason(outcome)):
-                    steps += f", defer: {reason}"
-                summary = printable(f"line {number}: {batch_line_answer(outcome.answer)} ({steps})")
-                print(json.dumps({"line": number, **result_dict(outcome)}) if args.json else summary, file=out)
-                continue
-            failed += 1
-            code, details, request_id = (("INVALID_ARGUMENT", outcome, None) if isinstance(outcome, str)
-                                         else (outcome.code.name, outcome.details, outcome.request_id))
-            if isinstance(outcome, TRMError) and outcome.over_message_limit:  # a line sent alone (_batch_results)
-                details += "; the line alone is over the limit: shorten it"
-            text = printable(f"line {number}: {code}: {rename_fields(details, BATCH_LINES)}")
-            print(json.dumps({"line": number, "error": error_dict(code, details, request_id)}) if args.json else text,
-                  file=out)
-    if failed:
-        print(f"trm-client: {failed} of {len(lines)} lines failed", file=sys.stderr)
-        return EXIT_ERROR
-    return 0
-
-
-def _batch_results(
-    client: TRMClient, args: argparse.Namespace, texts: dict[int, str]
-) -> dict[int, ReasonResult | TRMError]:
-    """The result of each line (by number) in one ReasonBatch call; a call over a gRPC message size limit is split
-    in halves, down to a line that alone is over it, which fails on its own (the lines beside it are answered)."""
-    inputs = {"grids": list(texts.values())} if args.grid else {"texts": list(texts.values())}
-    try:
-        results = client.reason_batch(args.model, version=args.version, top_k=args.top_k, **inputs)
-        return dict(zip(texts, results, strict=True))
-    except TRMError as error:
-        if not error.over_message_limit:
-            raise
-        if len(texts) == 1:
-            return dict.fromkeys(texts, error)
-    numbers = list(texts)
-    halves = numbers[: len(numbers) // 2], numbers[len(numbers) // 2 :]
-    return {line: result for half in halves for line, result in _batch_results(
-        client, args, {number: texts[number] for number in half}).items()}
-
-
 def run_tools(client: TRMClient, args: argparse.Namespace, out: TextIO) -> int:
     """``trm-client tools``: the tool definitions an orchestrator offers its LLM."""
     print(json.dumps(ToolAdapter(client).tools(), indent=2), file=out)
@@ -287,6 +217,8 @@ def _flag_hint(error: TRMError, args: argparse.Namespace) -> str:
     went away during the call."""
     if error.code is grpc.StatusCode.DEADLINE_EXCEEDED:
         return f"; the deadline is --timeout (now {args.timeout:g} s)"
+    if error.code is grpc.StatusCode.NOT_FOUND and getattr(args, "version", ""):
+        return f"; the version is --version (now {args.version})"
     if error.over_message_limit and "Sent message" in error.details:  # the server's answer, not the request
         return ("; the server's answer is larger than its --max-message-bytes lets it send: its operator can raise "
                 "that limit")
@@ -325,11 +257,6 @@ def _flag_hint(error: TRMError, args: argparse.Namespace) -> str:
         return (f"; the server at {resolve_target(args.target)} does not serve the call `{args.command}` makes: it is "
                 f"older than this client (trm-client {version('trm-client')}), or not a trm.v1 server")
     return ""
-
-
-def error_dict(code: str, details: str, request_id: str | None) -> dict[str, Any]:
-    """A failure as --json prints it; ``request_id`` is None for an option refused before any call."""
-    return {"code": code, "details": details, "request_id": request_id}
 
 
 if __name__ == "__main__":

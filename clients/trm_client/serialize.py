@@ -48,3 +48,8 @@ def step_dict(step: ReasonStep) -> dict[str, Any]:
         "confidence": step.confidence,
         "verified": step.verified,
     }
+
+
+def error_dict(code: str, details: str, request_id: str | None) -> dict[str, Any]:
+    """A failure as --json prints it; ``request_id`` is None for an option refused before any call."""
+    return {"code": code, "details": details, "request_id": request_id}
