@@ -134,6 +134,27 @@ def test_a_model_that_answers_little_says_so_in_its_report_and_after_its_fit() -
     assert "right for 78.0% of the test inputs" in deferral_note(served, 0.7, 0.95, int8_served=True)
 
 
+def test_a_threshold_below_which_validation_had_nothing_does_not_advise_a_lower_precision() -> None:
+    """QA: 56 validation rows, all answered right: the threshold was the lowest confidence seen whatever precision
+    was asked (0.8 gave 0.95's), and the note called its answers "80% right" beside "100% right" and advised a lower
+    --abstain-precision, which changed nothing."""
+    every_right = calibrate_abstain_threshold(np.array([0.99, 0.9, 0.8]), np.ones(3, dtype=bool), 0.8)
+    assert (every_right.threshold, every_right.coverage) == (0.8, 1.0)
+    note = deferral_note({"test_answered_fraction": 0.49, "test_accuracy": 0.67}, 0.8, 0.8, validation=every_right)
+    assert "those of confidence 0.800 or more, the level at which its answers were 100% right on validation" in note
+    assert "a lower --abstain-precision (now 0.8) changes nothing" in note
+    assert "answers 100.0% of validation" not in note
+    nothing_answered = deferral_note({"test_answered_fraction": 0.0, "test_accuracy": 0.67}, 0.8, 0.8,
+                                     validation=every_right)
+    assert nothing_answered.startswith("note: the model defers every test input")
+    assert "no confidence level" not in nothing_answered
+    # a lower precision is offered only where it answers more of validation
+    half = calibrate_abstain_threshold(np.array([0.99, 0.9, 0.8, 0.7]), np.array([True, True, False, False]), 0.95)
+    assert half.coverage_at_lower == ((0.9, 0.5), (0.8, 0.5)) and half.coverage == 0.5
+    note = deferral_note({"test_answered_fraction": 0.3, "test_accuracy": 0.5}, 0.9, 0.95, validation=half)
+    assert "(now 0.95; 0 never defers)" in note
+
+
 def test_a_model_trained_on_its_validation_split_gets_no_abstain_threshold() -> None:
     tokens = np.array([[0, 6]] * 10 + [[1, 1]] * 4)
     targets = np.array([0] * 10 + [1, 1, 0, 0])
@@ -208,8 +229,9 @@ def test_a_threshold_that_answers_little_tells_what_lower_precisions_answer_and_
     note = deferral_note(metrics, validation.threshold, 0.95, validation=validation)
     assert f"Its top answer was right for {100 * correct.mean():.1f}% of the validation rows" in note
     assert "the training file's labels may disagree with the test file's" in note
-    assert (f"a lower --abstain-precision (now 0.95; 0.9 answers {100 * answered_90:.1f}% of validation; 0.8 answers "
-            f"{100 * answered_80:.1f}% of validation; 0 never defers)") in note
+    assert answered_90 == validation.coverage  # 0.9 answers no more than 0.95 here: not offered
+    assert (f"a lower --abstain-precision (now 0.95; 0.8 answers {100 * answered_80:.1f}% of validation; 0 never "
+            "defers)") in note
     alike = deferral_note({"test_answered_fraction": 0.019, "test_accuracy": 0.8}, 0.9, 0.95, validation=validation)
     assert "More examples per label" in alike and "may disagree" not in alike  # test as hard as validation
 
