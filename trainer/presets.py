@@ -88,6 +88,7 @@ class DataProfile:
     test_rows_in_training: int = 0  # test rows whose text (`same_text_key`) a training row has
     longest_text: int = 0  # characters of the longest text, of the training file and the test file
     characters: int = 0  # characters of the training file's texts, all together
+    rows_per_label: tuple[int, ...] = ()  # each label's rows in the training file, most first
 
 
 @dataclass(frozen=True)
@@ -324,6 +325,7 @@ def profile_texts(texts: Sequence[str], labels: Sequence[str]) -> DataProfile:
         conflicting_texts=sum(len(found) > 1 for found in labels_of.values()),
         spelling_variants=tuple(spelling_variants(labels)), longest_text=max(map(len, texts)),
         characters=sum(map(len, texts)), largest_label=largest_label, largest_label_rows=largest_label_rows,
+        rows_per_label=tuple(sorted(label_rows.values(), reverse=True)),
     )
 
 
@@ -503,7 +505,7 @@ def size_run(
     def overhead_of(rows: float) -> float:  # the estimate outside the loop where `rows` training rows are read
         if overhead_minutes is not None:
             return overhead_minutes
-        taught = taught_rows(preset, rows)
+        taught = taught_rows(preset, rows, profile)
         return preset.overhead.minutes(held_out_rows + rows, vocabulary, settings.get("max_tokens"), taught,
                                        taught * profile.median_tokens)
 
@@ -582,12 +584,19 @@ def rows_within(overhead_of: Callable[[float], float], minutes: float, training_
     return low
 
 
-def taught_rows(preset: Preset, training_rows: float) -> float:
-    """The training rows MiniLM embeds as sentence targets (its soft labels and sentence embeddings)."""
+def taught_rows(preset: Preset, training_rows: float, profile: DataProfile) -> float:
+    """The rows MiniLM embeds as sentence targets (its soft labels and sentence embeddings): the training rows and
+    the variants drawn for labels with fewer than the preset's `augment_per_label` (`augment_to`), at most the
+    teacher's `max_rows`."""
     teacher = preset.settings.get("teacher", {})
     minilm = teacher.get("embedding_weight") or (teacher.get("soft_label_weight")
                                                  and teacher.get("soft_labels", "minilm") == "minilm")
-    return min(training_rows, teacher.get("max_rows") or training_rows) if minilm else 0
+    if not minilm:
+        return 0
+    kept = training_rows / profile.rows  # each label's share of the training rows, as the held-out rows leave it
+    per_label = preset.settings.get("augment_per_label", 0)
+    taught = training_rows + sum(max(0.0, per_label - rows * kept) for rows in profile.rows_per_label)
+    return min(taught, teacher.get("max_rows") or taught)
 
 
 def state_rows(preset: Preset, settings: dict[str, Any]) -> int:
