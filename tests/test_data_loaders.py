@@ -492,6 +492,16 @@ def test_unknown_extension(tmp_path: Path) -> None:
     assert str(caught.value) == f"{path}: unknown file extension '.txt': expected .csv, .tsv, .jsonl or .json"
 
 
+def test_a_plain_tsv_files_quotes_are_its_texts(tmp_path: Path) -> None:
+    """QA: CLINC150's own row `"please set 5 minute timer` and `"The Matrix" is a great film` were refused with
+    CSV's quoting advice; plain TSV has no quoting. A file that parses with CSV's quoting is still read so."""
+    texts = ['"The Matrix" is a great film', '"please set 5 minute timer', 'say "hi" twice']
+    plain = write(tmp_path / "plain.tsv", "text\tlabel\n" + "".join(f"{text}\tx\n" for text in texts))
+    assert load_text_file(plain).texts == texts
+    quoted = write(tmp_path / "quoted.tsv", 'text\tlabel\n"a tab\there"\tx\n"say ""hi"""\tx\n')
+    assert load_text_file(quoted).texts == ["a tab\there", 'say "hi"']
+
+
 @pytest.mark.parametrize(("content", "problem"), [
     ("text,label\nhi,greet\n", "missing column 'text' (the header has: text,label); the file seems to separate "
                                "its columns with commas: name it .csv"),

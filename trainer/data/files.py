@@ -89,6 +89,8 @@ def csv_rows(
     csv.field_size_limit(max(csv.field_size_limit(), len(content)))  # one field may be a whole long document
     reader = delimited_reader(io.StringIO(content, newline=""), delimiter)
     delimiter = reader.dialect.delimiter
+    if delimiter == "\t" and '"' in content and _quotes_are_text(content):
+        reader = delimited_reader(io.StringIO(content, newline=""), delimiter, csv.QUOTE_NONE)
     end_of_previous = reader.line_num
     try:
         header = [name.strip() for name in next(reader)]
@@ -123,7 +125,7 @@ def csv_rows(
         raise DataError(path, reader.line_num, f"malformed CSV: {exc}") from exc
 
 
-def delimited_reader(lines: TextIO, delimiter: str) -> Any:
+def delimited_reader(lines: TextIO, delimiter: str, quoting: int = csv.QUOTE_MINIMAL) -> Any:
     """A strict `csv.reader` of `lines` (opened with newline=""), by `delimiter` or by the one that an Excel `sep=X`
     first line names (that line read, and counted in its line_num). Strict: a quoted field must end at its closing
     quote, so a stray quote that would swallow the rows up to the next quote of the file (or a text that only
@@ -131,10 +133,26 @@ def delimited_reader(lines: TextIO, delimiter: str) -> Any:
     first = lines.readline()
     excel_separator = EXCEL_SEPARATOR_LINE.match(first)
     reader = csv.reader(itertools.chain([first], lines), delimiter=excel_separator.group(1) if excel_separator
-                        else delimiter, strict=True)
+                        else delimiter, strict=True, quoting=quoting)
     if excel_separator:
         next(reader)
     return reader
+
+
+def _quotes_are_text(content: str) -> bool:
+    """Whether a tab-separated file's double quotes are ordinary characters (plain TSV, as most tools write it, has
+    no quoting): read with CSV's quoting it fails (a text that starts with a quotation, a lone quote), read without
+    it every row has the header's fields."""
+
+    def every_row_whole(quoting: int) -> bool:
+        rows = delimited_reader(io.StringIO(content, newline=""), "\t", quoting)
+        try:
+            fields = len(next(rows, []))
+            return all(len(row) == fields for row in rows if any(field.strip() for field in row))
+        except csv.Error:
+            return False
+
+    return not every_row_whole(csv.QUOTE_MINIMAL) and every_row_whole(csv.QUOTE_NONE)
 
 
 def _closed_quote_problem(more_lines: int) -> str:
