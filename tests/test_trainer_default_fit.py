@@ -8,11 +8,13 @@ import json
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 from trainer_support import write_keyword_csv
 
 from trainer.cli import main
-from trainer.prepare import resolve_out_of_scope_label
+from trainer.data.sudoku import GridSplit
+from trainer.prepare import _puzzles_of_trained_solutions, _split_off, resolve_out_of_scope_label
 from trainer.presets import MINILM_NOTICE, SHORT_TEXT, plan_fit, without_minilm
 
 
@@ -179,6 +181,23 @@ def test_a_grid_file_of_one_puzzle_repeated_is_refused_not_scored_on_its_trainin
     (tmp_path / "ten.csv").write_text("question,answer\n" + f"{puzzle},{solution}\n" * 10)
     assert fit("--train", str(tmp_path / "ten.csv"), "--out", str(tmp_path / "b"), "--run-dir", str(tmp_path)) == 2
     assert "too few different puzzles to train on, validate and test: give more puzzles" in capsys.readouterr().err
+
+
+SOLUTION = "953168742862734951417952836746893125281645397395271468138529674574386219629417583"
+
+
+def test_a_grid_files_puzzles_of_one_solution_are_held_out_together() -> None:
+    """QA: 100 solutions of 15 puzzles each, held out by puzzle: every test and validation puzzle had its solution in
+    training, from which the training stream draws puzzles afresh."""
+    solution = np.array([int(c) for c in SOLUTION])
+    rng = np.random.default_rng(0)
+    solutions = [np.concatenate([[0], rng.permutation(9) + 1])[solution] for _ in range(20)]  # digits relabelled
+    puzzles = [np.where(np.arange(81) % 5 == k, 0, grid) for grid in solutions for k in range(5)]
+    grids = GridSplit(np.array(puzzles, dtype=np.uint8), np.repeat(np.array(solutions, dtype=np.uint8), 5, axis=0))
+    kept, held = _split_off(grids, seed=0)
+    assert len(held) >= 5 and len(kept) + len(held) == 100
+    assert _puzzles_of_trained_solutions(kept, held) == 0
+    assert _puzzles_of_trained_solutions(kept, kept.take(np.arange(3))) == 3  # a test file's repeats are counted
 
 
 def test_a_task_the_file_does_not_hold_is_refused_before_the_plan(

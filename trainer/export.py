@@ -124,7 +124,7 @@ def export_bundle(
         if ship_int8:
             files[INT8_FILE] = int8
         metrics = headline_metrics(results)
-        if prepared.tokenizer is not None:
+        if prepared.tokenizer is not None or prepared.test_rows_trained_on:
             metrics["test_rows_trained_on"] = prepared.test_rows_trained_on
         metrics.update({f"int8_{k}": v for k, v in headline_metrics(results_int8).items()
                         if k.endswith(("accuracy", "oos_recall", "answered_fraction"))})

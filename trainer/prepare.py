@@ -65,7 +65,9 @@ class Prepared:
     data_sha256: dict[str, str]
     tokenizer: Tokenizer | None = None  # text models: written into the bundle as tokenizer.json
     embedding_init: np.ndarray | None = None
-    test_rows_trained_on: int = 0  # text models: test rows whose token ids a row the loop trains on has
+    # text models: test rows whose token ids a row the loop trains on has; grid models: test puzzles whose solution
+    # a training puzzle has
+    test_rows_trained_on: int = 0
 
 
 TextSplits = tuple[TextSplit, TextSplit, TextSplit]  # (train, val, test) of a text config
@@ -132,6 +134,7 @@ def rows_trained_on(trained: np.ndarray, tested: np.ndarray) -> int:
 def prepare_grid(cfg: TrainConfig) -> Prepared:
     data = Path(cfg.data)
     model_cfg = ModelConfig(task="grid", vocab_size=10, seq_len=81, num_outputs=10, **cfg.model)
+    trained_on = 0
     if data.is_dir():
         splits = sudoku_splits(data, cfg.seed)  # parse the shared CSVs once
         train = splits["train"]
@@ -155,13 +158,17 @@ def prepare_grid(cfg: TrainConfig) -> Prepared:
         tested = f"the test file's {counted(len(test), 'puzzle')}" if cfg.test_data else f"{len(test):,} for test"
         print(f"{cfg.name}: {counted(len(train), 'puzzle')} to train on (each drawn afresh, with a random number of "
               f"its cells given, and augmented), {len(val):,} held out for validation and {tested}", flush=True)
+        if trained_on := _puzzles_of_trained_solutions(train, test):
+            print(f"{cfg.name}: note: {trained_on:,} of the test file's {counted(len(test), 'puzzle')} have the "
+                  "solution of a training puzzle, which the training stream may draw: their test figures read high",
+                  flush=True)
     if cfg.eval_limit:
         val = val.take(sample_indices(len(val), cfg.eval_limit, cfg.seed))
         tests = {name: data_set.sample(cfg.eval_limit, cfg.seed) for name, data_set in tests.items()}
     stream = SudokuStream(train, cfg.stream_rng_seed, cfg.givens_min, cfg.givens_max, cfg.grid_original_fraction)
     return Prepared(
         model_cfg=model_cfg, stream=stream, labels=list(GRID_LABELS), val=grid_set(val), tests=tests,
-        data_sha256=_data_hashes(cfg),
+        data_sha256=_data_hashes(cfg), test_rows_trained_on=trained_on,
     )
 
 
@@ -241,11 +248,21 @@ def sampled_training_rows(train: TextSplit, cfg: TrainConfig) -> TextSplit:
 
 
 def _split_off(grids: GridSplit, seed: int) -> tuple[GridSplit, GridSplit]:
-    """(kept, held-out) puzzles of a user's grid file: a seeded tenth held out, the rows of one puzzle together
-    (each puzzle as the string of its cells is what makes two rows the same input)."""
-    puzzles = ["".join(map(str, puzzle)) for puzzle in grids.puzzles]
-    kept, held = shuffled_holdout(puzzles, seed, max(1, len(grids) // GRID_HOLDOUT_PARTS))
+    """(kept, held-out) puzzles of a user's grid file: a seeded tenth held out, the puzzles of one solution together
+    (the training stream draws puzzles afresh from each training solution, so a held-out puzzle whose solution
+    trains would be one the model may have trained on)."""
+    kept, held = shuffled_holdout(_solution_keys(grids), seed, max(1, len(grids) // GRID_HOLDOUT_PARTS))
     return grids.take(kept), grids.take(held)
+
+
+def _solution_keys(grids: GridSplit) -> list[str]:
+    return ["".join(map(str, solution)) for solution in grids.solutions]
+
+
+def _puzzles_of_trained_solutions(train: GridSplit, test: GridSplit) -> int:
+    """How many `test` puzzles have the solution of a `train` puzzle: puzzles the training stream may draw."""
+    trained = set(_solution_keys(train))
+    return sum(key in trained for key in _solution_keys(test))
 
 
 def _held_out_text_splits(cfg: TrainConfig) -> tuple[TextSplit, TextSplit, TextSplit]:

@@ -100,8 +100,10 @@ def write_report(folder: Path, manifest: Manifest, evaluation: dict[str, Any]) -
     extra = [f"- {coverage}"] if coverage else []
     if trained_on := int(manifest.metrics.get("test_rows_trained_on", 0)):
         inputs = "is an input" if trained_on == 1 else "are inputs"
-        extra.append(f"- {counted(trained_on, 'test row')} {inputs} the model trained on (the tokenizer reads a "
-                     "training row's words in it): the test figures read high")
+        why = ("its solution is a training puzzle's, from which the training stream draws puzzles"
+               if manifest.task == "grid" else "the tokenizer reads a training row's words in it")
+        extra.append(f"- {counted(trained_on, 'test row')} {inputs} the model trained on ({why}): the test figures "
+                     "read high")
     for name, s in results.items():
         if "in_scope_accuracy" in s:
             recall = ("n/a (no out-of-scope rows in this set)" if math.isnan(s["oos_recall"])
