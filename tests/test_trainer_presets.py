@@ -15,7 +15,7 @@ from trainer_support import KEYWORDS, write_keyword_csv
 import trainer.fit
 import trainer.prepare
 from trainer.config import TrainConfig, dotted, load_config
-from trainer.data.checks import check_label_counts
+from trainer.data.checks import check_label_counts, how_they_differ, spelling_variants
 from trainer.data.files import DataError
 from trainer.data.holdout import (
     inputs_seen,
@@ -511,6 +511,18 @@ def test_labels_that_write_the_same_number_are_named_in_the_plan() -> None:
             "different labels: if they are one, write it one way") in reasons[0]
     assert "write the same number" not in choose_preset(profile_texts(texts, ["0", "0", "1", "1", "2", "2", "10",
                                                                                "10"]))[1][0]
+
+
+def test_labels_of_long_numbers_or_invisible_characters_are_told_apart_as_a_reader_does() -> None:
+    """QA: '12345678901234567890' and '12345678901234567891' were said to write the same number (compared as
+    floats); 'billing' with a zero-width space and 'ＴＩＭＥＲ' in full width were not named beside their plain
+    forms."""
+    assert spelling_variants(["12345678901234567890", "12345678901234567891"]) == []
+    assert spelling_variants(["billing", "billing\u200b", "ＴＩＭＥＲ", "timer"]) == [
+        ("billing", "billing\u200b"), ("timer", "ＴＩＭＥＲ")]
+    told = how_they_differ(("billing", "billing\u200b"))
+    assert told == "differ only in invisible or full-width characters (or case)"
+    assert how_they_differ(("1", "1.0")) == "write the same number"
 
 
 def test_repeated_texts_are_counted_and_named_in_the_plan() -> None:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import math
+import unicodedata
 from collections import Counter
 from collections.abc import Iterable, Sequence
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
 from trainer.data.files import DataError, counted
@@ -46,7 +47,11 @@ def spelling_variants(labels: Iterable[str]) -> list[tuple[str, ...]]:
 
 def how_they_differ(spellings: Sequence[str]) -> str:
     """What makes a group of `spelling_variants` differ, in words."""
-    return "write the same number" if _number(spellings[0]) is not None else "differ only in case"
+    if _number(spellings[0]) is not None:
+        return "write the same number"
+    if len({spelling.casefold() for spelling in spellings}) == 1:
+        return "differ only in case"
+    return "differ only in invisible or full-width characters (or case)"
 
 
 def spelt_as(labels: Iterable[str], known: Iterable[str]) -> str:
@@ -63,16 +68,22 @@ def spelt_as(labels: Iterable[str], known: Iterable[str]) -> str:
 
 
 def _as_read(label: str) -> str:
+    """A label as a reader sees it: its number, or its characters less invisible ones (zero-width spaces, marks of
+    direction), their full-width forms read as the plain ones (NFKC), without case."""
     number = _number(label)
-    return label.casefold() if number is None else repr(number)
+    if number is not None:
+        return str(number)
+    shown = "".join(char for char in unicodedata.normalize("NFKC", label) if unicodedata.category(char) != "Cf")
+    return shown.casefold()
 
 
-def _number(label: str) -> float | None:
+def _number(label: str) -> Decimal | None:
+    """The number a label writes, exactly ('1' and '1.0' one number; 20 digits and 20 others two), or None."""
     try:
-        number = float(label)
-    except ValueError:
+        number = Decimal(label)
+    except InvalidOperation:
         return None
-    return number if math.isfinite(number) else None
+    return number.normalize() if number.is_finite() else None
 
 
 def _spelling_hint(rare: set[str], counts: Counter[str]) -> str:
