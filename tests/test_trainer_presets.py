@@ -24,6 +24,7 @@ from trainer.data.holdout import (
     stratified_holdout,
     train_val_test_holdout,
 )
+from trainer.data.sudoku import load_sudoku_file
 from trainer.data.text import TextSplit
 from trainer.data.tokenizer import encode_texts, train_tokenizer
 from trainer.fit import fit_baseline, split_sentence
@@ -556,6 +557,58 @@ def test_file_kind_reads_the_columns(tmp_path: Path, name: str, content: str, ki
     path = tmp_path / name
     path.write_text(content)
     assert file_kind(path) == kind
+
+
+GRID_PUZZLE = ".................1.....2.3......3.2...1.4......5....6..3......4.7..8...962...7..."
+GRID_SOLUTION = "953168742862734951417952836746893125281645397395271468138529674574386219629417583"
+
+
+@pytest.mark.parametrize(("name", "content"), [
+    ("grids.csv", f"puzzle,solution\n{GRID_PUZZLE},{GRID_SOLUTION}\n"),
+    ("grids.jsonl", f'{{"puzzle": "{GRID_PUZZLE}", "solution": "{GRID_SOLUTION}"}}\n'),
+])
+def test_grids_in_columns_of_other_names_are_told_to_be_named_question_answer(tmp_path: Path, name: str,
+                                                                               content: str) -> None:
+    """QA: `puzzle,solution` columns were read as text (missing 'text'; the hint named --text-column and
+    --label-column, which trained a text classifier of 100 solutions as labels)."""
+    path = tmp_path / name
+    path.write_text(content)
+    with pytest.raises(DataError) as caught:
+        file_kind(path)
+    assert caught.value.problem == ("columns puzzle and solution hold 81-cell grids: a grid file names its columns "
+                                    "question,answer (the puzzle, then its solution): rename them")
+
+
+def test_a_latin_square_is_told_that_sudoku_boxes_hold_each_digit_once(tmp_path: Path) -> None:
+    latin = "".join(str((row + column) % 9 + 1) for row in range(9) for column in range(9))
+    path = tmp_path / "latin.csv"
+    path.write_text(f"question,answer\n{'.' * 81},{latin}\n")
+    with pytest.raises(DataError) as caught:
+        load_sudoku_file(path)
+    assert caught.value.problem == ("answer is not a valid Sudoku solution: box 1 has 3 3s (a Latin square? the grid "
+                                    "preset trains Sudoku, whose 3x3 boxes hold 1-9 once too)")
+
+
+@pytest.mark.parametrize(("cells", "told"), [
+    ("\n".join(GRID_PUZZLE[i:i + 9] for i in range(0, 81, 9)), "question has 89 characters, expected 81 (8 of them "
+     "separators: line breaks, spaces or marks between the cells): write the 81 cells on one line, nothing between "
+     "them"),
+    ("1.3." * 4, "question has 16 characters, expected 81 (a 4x4 grid?): the grid preset trains 9x9 Sudoku only, "
+     "81 cells of 1-9 with '.' or '0' for a blank"),
+    ("0" + GRID_SOLUTION[1:], None),
+])
+def test_a_grid_of_another_length_is_told_why(tmp_path: Path, cells: str, told: str | None) -> None:
+    """QA: a 9-line grid, a 4x4 Sudoku and a spreadsheet's number without its leading zeros each got only
+    "question has N characters, expected 81"."""
+    if told is None:  # the spreadsheet's number: its leading zeros gone
+        cells, told = str(int(cells)), ("question has 80 characters, expected 81: a spreadsheet may have read the "
+                                        "grid as a number and dropped its leading zeros; write blanks as '.', or "
+                                        "store the column as text")
+    path = tmp_path / "grids.csv"
+    path.write_text(f'question,answer\n"{cells}",{GRID_SOLUTION}\n')
+    with pytest.raises(DataError) as caught:
+        load_sudoku_file(path)
+    assert caught.value.problem == told
 
 
 def test_two_examples_per_label_pass() -> None:

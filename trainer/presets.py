@@ -18,6 +18,7 @@ import copy
 import csv
 import dataclasses
 import math
+import re
 import resource
 import textwrap
 from collections import Counter
@@ -31,7 +32,7 @@ import psutil
 
 from trainer.config import TrainConfig
 from trainer.data.checks import check_label_counts, how_they_differ, spelling_variants
-from trainer.data.files import DELIMITERS, JSON_SUFFIXES, counted, delimited_reader, first_json_object
+from trainer.data.files import DELIMITERS, JSON_SUFFIXES, DataError, counted, delimited_reader, first_json_object
 from trainer.data.holdout import holdout_fraction, inputs_seen, same_text_key, sample_indices
 from trainer.data.sudoku import GRID_COLUMNS, load_sudoku_file
 from trainer.data.text import DEFAULT_COLUMNS, MAX_TEXT_CHARS, TEXT_COLUMN, check_label_coverage, load_text_file
@@ -349,6 +350,9 @@ def profile_file(
                                longest_text=max(profile.longest_text, *map(len, test.texts)))
 
 
+GRID_CELLS = re.compile(r"\s*[0-9.]{81}\s*")  # a Sudoku grid's cells as one string
+
+
 def file_kind(path: str | Path, text_column: str = TEXT_COLUMN) -> Literal["text", "grid", "sequence"]:
     """What a user's .csv or .tsv (by its header) or .jsonl or .json (by its first object) holds: question,answer
     columns are grids, source,target columns pairs for a sequence model, unless a `text_column` is there too;
@@ -356,26 +360,36 @@ def file_kind(path: str | Path, text_column: str = TEXT_COLUMN) -> Literal["text
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix in DELIMITERS:  # header names match without case, JSON fields exactly (as the loaders read them)
-        columns, text_column = {name.lower() for name in _csv_header(path, DELIMITERS[suffix])}, text_column.lower()
+        first_row, text_column = _csv_first_row(path, DELIMITERS[suffix]), text_column.lower()
     else:
-        columns = set(first_json_object(path) or {}) if suffix in JSON_SUFFIXES else set()
-    if text_column not in columns:
-        if columns >= set(GRID_COLUMNS):
+        first_row = (first_json_object(path) or {}) if suffix in JSON_SUFFIXES else {}
+    if text_column not in first_row:
+        if first_row.keys() >= set(GRID_COLUMNS):
             return "grid"
-        if columns >= set(SEQUENCE_COLUMNS):
+        if first_row.keys() >= set(SEQUENCE_COLUMNS):
             return "sequence"
+        grids = [name for name, value in first_row.items() if isinstance(value, str) and GRID_CELLS.fullmatch(value)]
+        if len(grids) >= 2:  # a text fit of them would learn each solution as a label
+            raise DataError(path, None, f"columns {grids[0]} and {grids[1]} hold 81-cell grids: a grid file names "
+                                        "its columns question,answer (the puzzle, then its solution): rename them")
     return "text"
 
 
-def _csv_header(path: Path, delimiter: str) -> list[str]:
-    """The column names of a .csv or .tsv file (after an Excel `sep=X` line, by its delimiter)."""
+def _csv_first_row(path: Path, delimiter: str) -> dict[str, str]:
+    """The column names of a .csv or .tsv file (after an Excel `sep=X` line, by its delimiter, in lower case), each
+    with its value in the first row after the header ("" where there is none)."""
     if not path.is_file():  # a device or a pipe may never end (the text loader names it)
-        return []
-    try:
+        return {}
+    header: list[str] = []
+    first: list[str] = []
+    try:  # the text loader reports what is wrong with the file
         with open(path, newline="", encoding="utf-8-sig") as handle:
-            return [name.strip() for name in next(delimited_reader(handle, delimiter), [])]
+            rows = delimited_reader(handle, delimiter)
+            header = next(rows, [])
+            first = next(rows, [])
     except (OSError, UnicodeDecodeError, csv.Error):
-        return []  # the text loader reports what is wrong with the file
+        pass
+    return {name.strip().lower(): first[i] if i < len(first) else "" for i, name in enumerate(header)}
 
 
 # --- choosing -------------------------------------------------------------------------------------------

@@ -5,6 +5,7 @@ Grids are flat: 81 cells, row by row, 0 for a blank and 1..9 for a digit (the mo
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -109,7 +110,10 @@ def load_sudoku_file(path: Path) -> GridSplit:
     bad_rows = np.flatnonzero(~valid_solutions(solutions))
     if bad_rows.size:
         row = bad_rows[0]
-        raise DataError(path, lines[row], f"answer is not a valid Sudoku solution: {_repeat(solutions[row])}")
+        repeat = _repeat(solutions[row])
+        latin = " (a Latin square? the grid preset trains Sudoku, whose 3x3 boxes hold 1-9 once too)" if (
+            repeat.startswith("box")) else ""
+        raise DataError(path, lines[row], f"answer is not a valid Sudoku solution: {repeat}{latin}")
     return GridSplit(puzzles, solutions)
 
 
@@ -150,7 +154,8 @@ def _parse_cells(
     bad_rows = np.flatnonzero(lengths != CELLS)
     if bad_rows.size:
         row = bad_rows[0]
-        raise DataError(path, lines[row], f"{column} has {lengths[row]} characters, expected {CELLS}")
+        raise DataError(path, lines[row], f"{column} has {lengths[row]} characters, expected {CELLS}"
+                                          + _length_hint(strings[row]))
     codes = np.frombuffer("".join(strings).encode("utf-32-le"), dtype="<u4").reshape(-1, CELLS)
     values = np.where(codes < len(table), table[np.minimum(codes, len(table) - 1)], ILLEGAL)
     illegal = _first_flagged_cell(values == ILLEGAL)
@@ -162,6 +167,23 @@ def _parse_cells(
             f"{column} has illegal character {chr(codes[row, cell])!r} at {_cell_name(cell)}; allowed: {allowed}",
         )
     return values.astype(np.uint8)
+
+
+def _length_hint(cells: str) -> str:
+    """Why a grid's string is not 81 characters long, where its characters say: separators between the cells, a
+    grid of another size, or leading zeros a spreadsheet dropped."""
+    separators = sum(not (char.isalnum() or char == ".") for char in cells)
+    if separators and len(cells) - separators == CELLS:
+        return (f" ({separators} of them separators: line breaks, spaces or marks between the cells): write the 81 "
+                "cells on one line, nothing between them")
+    side = math.isqrt(len(cells))
+    if side * side == len(cells) and side in (4, 6, 12, 16, 25):  # other Sudoku sizes
+        return (f" (a {side}x{side} grid?): the grid preset trains 9x9 Sudoku only, 81 cells of 1-9 with '.' or "
+                "'0' for a blank")
+    if cells.isdigit() and len(cells) < CELLS:
+        return (": a spreadsheet may have read the grid as a number and dropped its leading zeros; write blanks as "
+                "'.', or store the column as text")
+    return ""
 
 
 def _first_flagged_cell(flags: np.ndarray) -> tuple[int, int] | None:
