@@ -430,7 +430,7 @@ JSONL_CASES = [
      "other columns"),
     ('{"text": "a", "label": 1.5}\n', 1, "field 'label' must be a string, a whole number or true / false, got 1.5"),
     ('{"text": "a", "label": ["x"]}\n', 1, "field 'label' must be a string, a whole number or true / false, got an "
-     "array"),
+     "array; a row has one label: a task of several labels per row (multi-label) is not one this trainer fits"),
     ('{"text": null, "label": "x"}\n', 1, "field 'text' must be a string, got null"),
     ('{"text": 3, "label": "x"}\n', 1, "field 'text' must be a string, got 3"),
     ('{"text": "a", "label": "x"}\n{"text": "", "label": "x"}\n', 2, "empty text"),

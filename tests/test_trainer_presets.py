@@ -15,7 +15,7 @@ from trainer_support import KEYWORDS, write_keyword_csv
 import trainer.fit
 import trainer.prepare
 from trainer.config import TrainConfig, dotted, load_config
-from trainer.data.checks import check_label_counts, how_they_differ, spelling_variants
+from trainer.data.checks import check_label_counts, how_they_differ, joined_labels, spelling_variants
 from trainer.data.files import DataError
 from trainer.data.holdout import (
     inputs_seen,
@@ -526,6 +526,18 @@ def test_labels_of_long_numbers_or_invisible_characters_are_told_apart_as_a_read
     assert how_they_differ(("1", "1.0")) == "write the same number"
 
 
+def test_labels_that_join_other_labels_are_named_in_the_plan() -> None:
+    """QA: 'billing;refund' and 'refund;shipping' beside their parts were trained as labels of their own, no word."""
+    texts = ["charge twice", "money back", "where is it", "double charge refund", "refund late parcel", "hi"]
+    labels = ["billing", "refund", "shipping", "billing;refund", "refund | shipping", "greet"]
+    profile = profile_texts(texts, labels)
+    assert profile.joined_labels == ("billing;refund", "refund | shipping")
+    _, reasons = choose_preset(profile)
+    assert ("note: label 'billing;refund' (and 1 more) joins labels of other rows: the model learns each combination "
+            "as a label of its own") in reasons[0]
+    assert joined_labels(["a;b", "c;d", "x"]) == [] and joined_labels(["a;b", "b;c"]) == ["a;b", "b;c"]
+
+
 def test_repeated_texts_are_counted_and_named_in_the_plan() -> None:
     texts = ["hi", "hi", "hello", "bye", "bye", "see you"]
     labels = ["greet", "greet", "greet", "farewell", "greet", "farewell"]
@@ -535,6 +547,9 @@ def test_repeated_texts_are_counted_and_named_in_the_plan() -> None:
     assert "2 rows repeat an earlier row's text (1 text with more than one label)" in reasons[0]
     _, unique_reasons = choose_preset(profile_texts(["a", "b"], ["x", "y"]))
     assert "repeat" not in unique_reasons[0]
+    # QA: in a large file the note gave no row to fix: the lines of the texts with more than one label
+    _, named = choose_preset(profile_texts(texts, labels, lines=[2, 3, 4, 5, 9, 10]))
+    assert "(1 text with more than one label, e.g. lines 5 and 9); the hold-out" in named[0]
 
 
 @pytest.mark.parametrize(("name", "content", "kind"), [

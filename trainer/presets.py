@@ -31,7 +31,7 @@ import numpy as np
 import psutil
 
 from trainer.config import TrainConfig
-from trainer.data.checks import check_label_counts, how_they_differ, spelling_variants
+from trainer.data.checks import check_label_counts, how_they_differ, joined_labels, spelling_variants
 from trainer.data.files import DELIMITERS, JSON_SUFFIXES, DataError, counted, delimited_reader, first_json_object
 from trainer.data.holdout import holdout_fraction, inputs_seen, same_text_key, sample_indices
 from trainer.data.sudoku import GRID_COLUMNS, load_sudoku_file
@@ -82,6 +82,7 @@ class DataProfile:
     distinct_words: int = 0
     repeated_texts: int = 0  # rows whose text (`same_text_key`) an earlier row already has
     conflicting_texts: int = 0  # distinct texts that carry more than one label
+    conflicting_lines: tuple[tuple[int, ...], ...] = ()  # the file's lines of the first SHOWN_CONFLICTS of them
     spelling_variants: tuple[tuple[str, ...], ...] = ()  # groups of labels that are one label spelt differently
     largest_label: str = ""  # the label of the most rows, and their count
     largest_label_rows: int = 0
@@ -90,6 +91,7 @@ class DataProfile:
     longest_text: int = 0  # characters of the longest text, of the training file and the test file
     characters: int = 0  # characters of the training file's texts, all together
     rows_per_label: tuple[int, ...] = ()  # each label's rows in the training file, most first
+    joined_labels: tuple[str, ...] = ()  # labels that write several labels of one row (`joined_labels`)
 
 
 @dataclass(frozen=True)
@@ -292,6 +294,8 @@ PRESETS: dict[str, Preset] = {preset.name: preset for preset in (SHORT_TEXT, LON
 
 
 DOMINANT_LABEL_SHARE = 0.5  # a label with more than this share of the rows is named beside the plan
+SHOWN_CONFLICTS = 3  # texts with more than one label named by their lines in the plan
+SHOWN_CONFLICT_LINES = 3  # lines named of each
 
 
 # --- profiling ----------------------------------------------------------------------------------------
@@ -307,8 +311,9 @@ def token_counts(texts: Sequence[str]) -> tuple[np.ndarray, int]:
     return counts, len(words)
 
 
-def profile_texts(texts: Sequence[str], labels: Sequence[str]) -> DataProfile:
-    """The figures of labelled texts; token figures from at most PROFILED_TEXTS of them (a seeded sample)."""
+def profile_texts(texts: Sequence[str], labels: Sequence[str], lines: Sequence[int] | None = None) -> DataProfile:
+    """The figures of labelled texts (`lines`: each row's line in its file, to name rows by); token figures from at
+    most PROFILED_TEXTS of them (a seeded sample)."""
     if not texts or len(texts) != len(labels):
         raise ValueError(f"need one label per text and at least one text, got {len(texts)} and {len(labels)}")
     counts, distinct = token_counts([texts[i] for i in sample_indices(len(texts), PROFILED_TEXTS, seed=0)])
@@ -316,17 +321,22 @@ def profile_texts(texts: Sequence[str], labels: Sequence[str]) -> DataProfile:
     per_label = np.array(list(label_rows.values()))
     largest_label, largest_label_rows = label_rows.most_common(1)[0]
     labels_of: dict[str, set[str]] = {}
-    for text, label in zip(texts, labels, strict=True):
+    rows_of: dict[str, list[int]] = {}
+    for row, (text, label) in enumerate(zip(texts, labels, strict=True)):
         labels_of.setdefault(same_text_key(text), set()).add(label)
+        rows_of.setdefault(same_text_key(text), []).append(row)
+    conflicting = [key for key, found in labels_of.items() if len(found) > 1]
     return DataProfile(
         kind="text", rows=len(texts), labels=len(per_label), min_per_label=int(per_label.min()),
         median_per_label=float(np.median(per_label)), median_tokens=float(np.median(counts)),
         p98_tokens=float(np.percentile(counts, TOKEN_PERCENTILE)), distinct_words=distinct,
         repeated_texts=len(texts) - len(labels_of),
-        conflicting_texts=sum(len(found) > 1 for found in labels_of.values()),
+        conflicting_texts=len(conflicting),
+        conflicting_lines=() if lines is None else tuple(
+            tuple(lines[row] for row in rows_of[key][:SHOWN_CONFLICT_LINES]) for key in conflicting[:SHOWN_CONFLICTS]),
         spelling_variants=tuple(spelling_variants(labels)), longest_text=max(map(len, texts)),
         characters=sum(map(len, texts)), largest_label=largest_label, largest_label_rows=largest_label_rows,
-        rows_per_label=tuple(sorted(label_rows.values(), reverse=True)),
+        rows_per_label=tuple(sorted(label_rows.values(), reverse=True)), joined_labels=tuple(joined_labels(labels)),
     )
 
 
@@ -340,7 +350,7 @@ def profile_file(
         return DataProfile(kind="grid", rows=len(load_sudoku_file(path)))
     split = load_text_file(path, columns)
     check_label_counts(split.labels, path)  # as the fit would, before its plan is printed
-    profile = profile_texts(split.texts, split.labels)
+    profile = profile_texts(split.texts, split.labels, split.lines)
     if test_path is None:
         return profile
     test = load_text_file(Path(test_path), columns, test=True)
@@ -433,7 +443,8 @@ def _data_sentence(profile: DataProfile) -> str:
     if profile.repeated_texts:
         repeat = "row repeats" if profile.repeated_texts == 1 else "rows repeat"
         sentence += (f"; note: {profile.repeated_texts:,} {repeat} an earlier row's text "
-                     f"({counted(profile.conflicting_texts, 'text')} with more than one label); the hold-out takes "
+                     f"({counted(profile.conflicting_texts, 'text')} with more than one label{_lines_of(profile)}); "
+                     "the hold-out takes "
                      "or leaves all copies of a text")
     if profile.spelling_variants:
         first = " and ".join(repr(label) for label in profile.spelling_variants[0])
@@ -441,9 +452,22 @@ def _data_sentence(profile: DataProfile) -> str:
         others = f" (and {counted(more, 'more such group')})" if more else ""
         sentence += (f"; note: labels {first}{others} {how_they_differ(profile.spelling_variants[0])}, and the model "
                      "learns them as different labels: if they are one, write it one way")
+    if profile.joined_labels:
+        first, more = profile.joined_labels[0], len(profile.joined_labels) - 1
+        others = f" (and {counted(more, 'more')})" if more else ""
+        sentence += (f"; note: label {first!r}{others} joins labels of other rows: the model learns each combination "
+                     "as a label of its own and answers one label a text (several labels a row, multi-label, is not "
+                     "a task this trainer fits)")
     if seen := _seen_test_rows(profile):
         sentence += f"; note: {seen}, and their test figures read high"
     return sentence
+
+
+def _lines_of(profile: DataProfile) -> str:
+    """", e.g. lines 4 and 17, 9 and 30": where the first texts with more than one label are, where known."""
+    if not profile.conflicting_lines:
+        return ""
+    return ", e.g. lines " + ", ".join(" and ".join(map(str, lines)) for lines in profile.conflicting_lines)
 
 
 def _seen_test_rows(profile: DataProfile) -> str | None:

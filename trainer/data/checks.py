@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -43,6 +44,17 @@ def spelling_variants(labels: Iterable[str]) -> list[tuple[str, ...]]:
     for label in labels:
         by_spelling.setdefault(_as_read(label), set()).add(label)
     return sorted(tuple(sorted(spellings)) for spellings in by_spelling.values() if len(spellings) > 1)
+
+
+def joined_labels(labels: Iterable[str]) -> list[str]:
+    """Labels that write several labels of one row ('billing;refund', 'a|b'), where a part is also another row's
+    label or a part of another such label: a classifier learns each combination as one label of its own."""
+    distinct = set(labels)
+    parts_of = {label: [part.strip() for part in re.split(r"[;|]", label)] for label in distinct}
+    parts_of = {label: parts for label, parts in parts_of.items() if len(parts) > 1 and all(parts)}
+    parts_elsewhere = Counter(part for parts in parts_of.values() for part in set(parts))
+    return sorted(label for label, parts in parts_of.items()
+                  if any(part in distinct or parts_elsewhere[part] > 1 for part in parts))
 
 
 def how_they_differ(spellings: Sequence[str]) -> str:

@@ -315,11 +315,12 @@ def unreadable_json(error: RecursionError | ValueError) -> str:
 
 
 def string_field(
-    path: Path, line: int, obj: dict[str, Any], key: str, integers: bool = False, missing_hint: str = ""
+    path: Path, line: int, obj: dict[str, Any], key: str, integers: bool = False, missing_hint: str = "",
+    one_label: bool = False,
 ) -> str:
     """obj[key], which must be present (else an error ending in `missing_hint`) and a string (or, with
     `integers`, a whole JSON number, read as its decimal text: class ids such as `"label": 3` or `3.0`; or
-    true / false, read as "true" / "false")."""
+    true / false, read as "true" / "false"); a `one_label` field given a list is told that a row has one label."""
     if key not in obj:
         outer, _, inner = key.partition(".")
         nested = (f"; fields inside an object are not read: put '{inner}' of '{outer}' at the top level of each row"
@@ -337,7 +338,9 @@ def string_field(
     if not isinstance(value, str):
         kinds = "a string, a whole number or true / false" if integers else "a string"
         shown = "an object" if isinstance(value, dict) else "an array" if isinstance(value, list) else json.dumps(value)
-        raise DataError(path, line, f"field '{key}' must be {kinds}, got {shown}")
+        several = ("; a row has one label: a task of several labels per row (multi-label) is not one this trainer "
+                   "fits" if one_label and isinstance(value, list) else "")
+        raise DataError(path, line, f"field '{key}' must be {kinds}, got {shown}{several}")
     return value
 
 
@@ -360,12 +363,13 @@ _FIELD_OF_EARLIER_ROWS = "; the rows before it have it: give it on this row too,
 
 
 def read_records(
-    path: Path, columns: Sequence[str], integer_columns: Sequence[str] = (), missing_hint: str = ""
+    path: Path, columns: Sequence[str], integer_columns: Sequence[str] = (), missing_hint: str = "",
+    label_column: str | None = None,
 ) -> list[tuple[int, list[str]]]:
     """(1-based line, the values of `columns`) for every record of a user's .csv or .tsv (a header naming
     `columns`; other columns ignored) or .jsonl or .json file (JSON Lines or an array: objects with string
-    `columns`; JSON integers too in `integer_columns`); a file without records is an error, and so is a
-    missing column (`missing_hint` ends its message)."""
+    `columns`; JSON integers too in `integer_columns`; a classifier's `label_column`, one label a row); a file
+    without records is an error, and so is a missing column (`missing_hint` ends its message)."""
     path = Path(path)
     suffix = path.suffix.lower()
     if path.is_dir():
@@ -381,8 +385,8 @@ def read_records(
         records = []
         for line, obj in iter_json_objects(path, content):
             hint = missing_hint if not records else _FIELD_OF_EARLIER_ROWS
-            records.append((line, [string_field(path, line, obj, column, column in integer_columns, hint)
-                                   for column in columns]))
+            records.append((line, [string_field(path, line, obj, column, column in integer_columns, hint,
+                                                column == label_column) for column in columns]))
     if not records:
         raise DataError(path, None, "no data rows")
     return records

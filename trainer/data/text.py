@@ -174,7 +174,7 @@ def load_text_file(path: Path, columns: tuple[str, str] = DEFAULT_COLUMNS, *, te
     A `test` file is read by the training file's columns, and a missing one says so."""
     hint = (f"; a test file has the training file's columns ({', '.join(columns)}): rename them in one of the files"
             if test else f"; {COLUMN_FLAGS} name other columns")
-    records = read_records(path, columns, integer_columns=columns[1:], missing_hint=hint)
+    records = read_records(path, columns, integer_columns=columns[1:], missing_hint=hint, label_column=columns[1])
     _check_cells(path, records)
     lines, texts, labels = zip(*((line, text[:MAX_TEXT_CHARS], _label_as_read(label))
                                  for line, (text, label) in records), strict=True)
