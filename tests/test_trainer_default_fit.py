@@ -47,6 +47,9 @@ def test_a_default_fit_learns_and_reports_the_baseline_beside_it(
     versus = f"TRM {trm:.2f}% (the int8 step the server runs), linear baseline {baseline:.2f}%"
     assert versus in report and out.rstrip().splitlines()[-1].startswith(f"train: {versus}")
     assert "these figures say nothing of the other" not in out + report
+    labels = evaluation["results_int8"]["test"]["per_label"]  # each label's figures, and REPORT.md's table of them
+    assert sum(figures["rows"] for figures in labels.values()) == 100 and len(labels) == 4
+    assert "Labels on test (every label; recall: its rows answered with it" in report
 
     # the preset, the figures that chose it and the expected wall time come first
     assert out.startswith("Preset short-text") and "400 texts of median 5 tokens, 4 labels" in out

@@ -15,11 +15,12 @@ from trainer.evaluate import (
     grid_result,
     headline_metrics,
     label_coverage,
+    missed_labels,
     run_recursion,
 )
 from trainer.out_of_scope import AbstainCalibration, calibrate_abstain_threshold, deferral_note
 from trainer.prepare import GRID_LABELS
-from trainer.report import answered_line
+from trainer.report import _labels_found_least, answered_line
 from trainer.tasks import EncodedSet
 
 
@@ -72,6 +73,26 @@ def confidence_step(tokens: np.ndarray, y: np.ndarray, z: np.ndarray) -> tuple[n
     logits = np.zeros((len(tokens), 3), dtype=np.float32)
     logits[np.arange(len(tokens)), tokens[:, 0]] = tokens[:, 1]
     return y, z, logits, np.full(len(tokens), 10.0, dtype=np.float32)
+
+
+def test_each_labels_recall_and_precision_are_reported_and_a_label_never_answered_is_named() -> None:
+    """QA: label 'lost_luggage' was never the model's answer on test (answered 'other', confidently), and neither
+    REPORT.md nor the fit said so: only the overall accuracy was given."""
+    tokens = np.array([[0, 6]] * 6 + [[1, 6]] * 2)  # answers: six 'other', two 'billing'
+    targets = np.array([0, 0, 0, 2, 2, 2, 1, 1])  # the three 'lost_luggage' rows answered 'other'
+    results = evaluate_step(confidence_step, (1, 2), 1, {"test": EncodedSet(tokens, targets)}, 0.5,
+                            ["other", "billing", "lost_luggage"], None)
+    assert results["test"]["per_label"] == {
+        "other": {"rows": 3, "recall": 1.0, "precision": 0.5},
+        "billing": {"rows": 2, "recall": 1.0, "precision": 1.0},
+        "lost_luggage": {"rows": 3, "recall": 0.0, "precision": None},
+    }
+    assert missed_labels(results) == (
+        "label 'lost_luggage' (3 test rows) was never the model's answer on test: its rows were answered as other "
+        "labels (REPORT.md lists the labels found least often); more rows of it help")
+    table = _labels_found_least({"results": results, "results_int8": {}, "int8_shipped": False})
+    assert "| lost_luggage | 3 | 0.0% | never answered |\n| other | 3 | 100.0% | 50.0% |" in table
+    assert "Labels on test (every label;" in table
 
 
 def test_with_an_out_of_scope_label_its_threshold_is_calibrated() -> None:

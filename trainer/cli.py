@@ -39,7 +39,7 @@ from trainer.config import (
 )
 from trainer.data.files import DataError, counted
 from trainer.data.text import LABEL_COLUMN, TEXT_COLUMN
-from trainer.evaluate import evaluate_bundle, grid_result, label_coverage
+from trainer.evaluate import evaluate_bundle, grid_result, label_coverage, missed_labels
 from trainer.export import ablation_summary, export_bundle, reexport_bundle
 from trainer.fit import fit, from_checkpoint
 from trainer.out_of_scope import DEFAULT_PRECISION, AbstainCalibration, deferral_note
@@ -145,6 +145,8 @@ def cmd_fit(args: argparse.Namespace) -> int:
         print(f"{cfg.name}: {coverage}")
     abstain = bundle.manifest.out_of_scope
     evaluation = json.loads((bundle.path / "evaluation.json").read_text())
+    if missed := missed_labels(evaluation["results_int8" if int8_served else "results"]):
+        print(f"{cfg.name}: note: {missed}")
     note = (deferral_note(bundle.manifest.metrics, abstain.threshold, cfg.abstain_precision, int8_served,
                           AbstainCalibration.from_json(evaluation.get("abstain_calibration")))
             if abstain and abstain.label is None else None)

@@ -18,6 +18,7 @@ import onnxruntime as ort
 import torch
 
 from trainer import metrics
+from trainer.data.files import counted
 from trainer.model import TRM
 from trainer.out_of_scope import DEFAULT_PRECISION, AbstainCalibration, calibrate_abstain_threshold
 from trainer.prepare import eval_sets
@@ -118,6 +119,9 @@ def evaluate_step(
     for name, data in sets.items():
         trace = run_recursion(step, data.tokens, state_shape, n_sup)
         summary = metrics.summarize(trace, data.targets, halt_threshold)
+        if data.targets.ndim == 1:  # a classifier: each label's figures, of the answers at the halting step
+            answers, _ = trace.at(metrics.halting_steps(trace.halt_logits, halt_threshold))
+            summary["per_label"] = metrics.per_label(answers, data.targets, labels)
         if out_of_scope is not None and out_of_scope.label is not None:
             oos = labels.index(out_of_scope.label)
             summary.update(metrics.intent_metrics(trace, data.targets, oos, halt_threshold, out_of_scope.threshold))
@@ -164,6 +168,23 @@ def label_coverage(metrics: dict[str, float], labels: int) -> str | None:
         return None
     return (f"the test rows are of {tested} of the {labels} labels: these figures say nothing of the other "
             f"{labels - tested} (a test file with rows of every label, --test FILE, would)")
+
+
+MISSED_LABEL_ROWS = 3  # a label with this many test rows that the model never answers is named after the fit
+
+
+def missed_labels(results: dict[str, Any]) -> str | None:
+    """The labels of at least MISSED_LABEL_ROWS test rows that the model never answered on test (from a result set's
+    `per_label`), e.g. "label 'lost_luggage' (20 test rows) was never the model's answer"; None where there is none."""
+    figures = results.get("test", {}).get("per_label", {})
+    missed = sorted(((f["rows"], label) for label, f in figures.items()
+                     if f["recall"] == 0 and f["rows"] >= MISSED_LABEL_ROWS), reverse=True)
+    if not missed:
+        return None
+    (rows, label), more = missed[0], len(missed) - 1
+    others = f" (and {counted(more, 'more label')})" if more else ""
+    return (f"label {label!r}{others} ({rows} test rows) was never the model's answer on test: its rows were "
+            "answered as other labels (REPORT.md lists the labels found least often); more rows of it help")
 
 
 def grid_result(metrics: dict[str, float], int8_served: bool, max_steps: int) -> str | None:

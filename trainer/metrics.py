@@ -120,6 +120,20 @@ def summarize(trace: Trace, targets: np.ndarray, halt_threshold: float, min_step
     return summary
 
 
+def per_label(predictions: np.ndarray, targets: np.ndarray, labels: list[str]) -> dict[str, dict[str, float | None]]:
+    """Each label of the `targets`: its rows, recall (the share of them answered with it) and precision (the share
+    of its answers that are right; None where it is never answered)."""
+    figures: dict[str, dict[str, float | None]] = {}
+    for index in np.unique(targets):
+        rows, answered = targets == index, predictions == index
+        right = int((rows & answered).sum())
+        figures[labels[index]] = {
+            "rows": int(rows.sum()), "recall": round(right / int(rows.sum()), 5),
+            "precision": round(right / int(answered.sum()), 5) if answered.any() else None,
+        }
+    return figures
+
+
 def out_of_scope_mask(trace: Trace, stop: np.ndarray, oos_index: int, threshold: float) -> np.ndarray:
     """Out of scope: the oos label wins, or the top probability is below the threshold."""
     predictions, confidence = trace.at(stop)

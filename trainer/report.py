@@ -145,7 +145,7 @@ def write_report(folder: Path, manifest: Manifest, evaluation: dict[str, Any]) -
 {_results_table(results)}
 
 {chr(10).join(extra)}
-
+{_labels_found_least(evaluation)}
 Anytime accuracy (%) after each supervision step:
 {anytime}
 
@@ -197,6 +197,36 @@ def answered_line(name: str, figures: dict[str, Any], precision: float) -> str:
             f"{100 * figures['answered_accuracy']:.2f}% of them right; below confidence {threshold:.4f} it abstains "
             f"(`out_of_scope`, `defer_to_llm`; the threshold is calibrated on validation for "
             f"{100 * precision:.0f}% precision)")
+
+
+LEAST_FOUND_LABELS = 10  # the labels REPORT.md lists, those the model answered least often for their own rows
+
+
+def _labels_found_least(evaluation: dict[str, Any]) -> str:
+    """A classifier's labels of the lowest recall on test, as the server answers (the int8 step where it is
+    shipped), with their rows and precision; "" for a grid model or a bundle before the figures."""
+    served = evaluation["results_int8"] if evaluation["int8_shipped"] else evaluation["results"]
+    figures = served.get("test", {}).get("per_label")
+    if not figures or len(figures) < 2:
+        return ""
+    least = sorted(figures.items(), key=lambda item: (item[1]["recall"], -item[1]["rows"], item[0]))
+    shown = least[:LEAST_FOUND_LABELS]
+    rows = "\n".join(f"| {printable_label(label)} | {f['rows']:,} | {_percent(f['recall'])} | "
+                     f"{_percent(f['precision'])} |" for label, f in shown)
+    which = "every label" if len(shown) == len(figures) else f"the {len(shown)} of {len(figures)} found least often"
+    return (f"\nLabels on test ({which}; recall: its rows answered with it; precision: its answers right; the "
+            f"{'int8' if evaluation['int8_shipped'] else 'fp32'} step, as served):\n\n"
+            f"| label | test rows | recall | precision |\n|---|---:|---:|---:|\n{rows}\n")
+
+
+def _percent(share: float | None) -> str:
+    return "never answered" if share is None else f"{100 * share:.1f}%"
+
+
+def printable_label(label: str) -> str:
+    """A label in a Markdown table cell: its pipes escaped, invisible characters shown as escapes."""
+    shown = "".join(char if char.isprintable() else char.encode("unicode_escape").decode("ascii") for char in label)
+    return shown.replace("|", "\\|")
 
 
 def _int8_losses(evaluation: dict[str, Any]) -> str:
