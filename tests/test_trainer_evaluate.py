@@ -48,6 +48,8 @@ def test_a_set_that_mixes_files_is_also_reported_per_file() -> None:
     assert [part["examples"] for part in summary["by_source"].values()] == [2, 2]
     assert summary["by_source"]["hard_file"]["accuracy"] == 0.5
     assert summary["by_source"]["hard_file"]["cell_accuracy"] == 7 / 8
+    # QA: copying the givens scored their cells right: the blank cells' share is reported too (the one, wrong)
+    assert summary["cell_accuracy"] == 15 / 16 and summary["blank_cell_accuracy"] == 0.0
 
     metrics = headline_metrics(results)
     assert metrics["test_hard_accuracy"] == 0.75
@@ -223,6 +225,9 @@ def test_a_grid_fit_ends_with_its_exact_puzzles_cells_and_halting() -> None:
         ": none solved yet; a grid model learns the rules over tens of minutes of training (the grid preset's "
         "default budget is 90 min)")
     assert grid_result({"test_accuracy": 0.9, "baseline_test_accuracy": 0.8}, int8_served=False, max_steps=1) is None
+    blanks = {**GRID_METRICS, "int8_test_blank_cell_accuracy": 0.81}
+    assert "(the int8 step the server runs; 90.0% of their cells right, 81.0% of the blank ones)" in grid_result(
+        blanks, int8_served=True, max_steps=16)
 
 
 def test_test_figures_that_leave_labels_out_say_so() -> None:

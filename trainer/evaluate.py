@@ -122,6 +122,8 @@ def evaluate_step(
         if data.targets.ndim == 1:  # a classifier: each label's figures, of the answers at the halting step
             answers, _ = trace.at(metrics.halting_steps(trace.halt_logits, halt_threshold))
             summary["per_label"] = metrics.per_label(answers, data.targets, labels)
+        elif (blank := data.tokens == 0).any():  # a grid: the cells the puzzles leave blank, which copying misses
+            summary["blank_cell_accuracy"] = float((trace.predictions[-1] == data.targets)[blank].mean())
         if out_of_scope is not None and out_of_scope.label is not None:
             oos = labels.index(out_of_scope.label)
             summary.update(metrics.intent_metrics(trace, data.targets, oos, halt_threshold, out_of_scope.threshold))
@@ -149,8 +151,8 @@ def headline_metrics(results: dict[str, Any]) -> dict[str, float]:
         flat[f"{prefix}_halting_accuracy"] = summary["halting"]["accuracy"]
         flat[f"{prefix}_halting_mean_steps"] = summary["halting"]["mean_steps"]
         flat[f"{prefix}_ece"] = summary["ece"]
-        for key in ("in_scope_accuracy", "oos_recall", "cell_accuracy", "answered_fraction", "answered_accuracy",
-                    "labels"):
+        for key in ("in_scope_accuracy", "oos_recall", "cell_accuracy", "blank_cell_accuracy", "answered_fraction",
+                    "answered_accuracy", "labels"):
             if key in summary:
                 flat[f"{prefix}_{key}"] = summary[key]
         for source, part in summary.get("by_source", {}).items():
@@ -196,8 +198,10 @@ def grid_result(metrics: dict[str, float], int8_served: bool, max_steps: int) ->
     on = "int8_test" if int8_served and "int8_test_accuracy" in metrics else "test"
     step = " (the int8 step the server runs; " if on == "int8_test" else " ("
     halting = metrics.get(f"{on}_halting_accuracy", metrics["test_halting_accuracy"])
+    blank = metrics.get(f"{on}_blank_cell_accuracy")
+    blanks = "" if blank is None else f", {100 * blank:.1f}% of the blank ones"
     line = (f"{100 * metrics[f'{on}_accuracy']:.2f}% of the test puzzles solved exactly{step}"
-            f"{100 * metrics[f'{on}_cell_accuracy']:.1f}% of their cells right); with learned halting "
+            f"{100 * metrics[f'{on}_cell_accuracy']:.1f}% of their cells right{blanks}); with learned halting "
             f"{100 * halting:.2f}% in {metrics['test_halting_mean_steps']:.1f} of {max_steps} steps on average")
     if metrics[f"{on}_accuracy"] == 0:
         line += (": none solved yet; a grid model learns the rules over tens of minutes of training (the grid "
