@@ -187,15 +187,24 @@ def test_a_question_answer_csv_chooses_the_grid_preset(tmp_path: Path) -> None:
     path = tmp_path / "puzzles.csv"
     path.write_text("question,answer,source\n" + f"{QUESTION},{ANSWER},x\n" * 3)
     profile = profile_file(path)
-    assert profile == DataProfile(kind="grid", rows=3)
+    assert profile == DataProfile(kind="grid", rows=3, repeated_texts=2)  # three copies of one puzzle
     preset, reasons = choose_preset(profile)
     assert preset is GRID and "question,answer" in reasons[-1]
+    # QA: copies and puzzles that held-out scores say little of were planned without a word
+    assert "3 grids; note: 2 rows repeat an earlier row's puzzle" in reasons[0]
+    path.write_text("question,answer\n" + f"{ANSWER},{ANSWER}\n" + f"{'.' * 81},{ANSWER}\n" + f"{QUESTION},{ANSWER}\n")
+    assert ("note: 1 puzzle with no blank cell (a copy solves them) and 1 with no given" in
+            choose_preset(profile_file(path))[1][0])
+    test = tmp_path / "test.csv"
+    test.write_text("question,answer\n" + f"{QUESTION[:80]},{ANSWER}\n")
+    with pytest.raises(DataError, match="question has 80 characters"):  # QA: told only after the plan
+        profile_file(path, test)
 
 
 def test_a_question_answer_jsonl_is_a_grid_file_and_a_text_jsonl_is_not(tmp_path: Path) -> None:
     grids = tmp_path / "puzzles.jsonl"
     grids.write_text(f'{{"question": "{QUESTION}", "answer": "{ANSWER}", "source": "x"}}\n' * 3)
-    assert profile_file(grids) == DataProfile(kind="grid", rows=3)
+    assert profile_file(grids) == DataProfile(kind="grid", rows=3, repeated_texts=2)
     texts = tmp_path / "texts.jsonl"
     texts.write_text("".join(f'{{"text": "question {i}", "label": "{i % 2}", "question": "q", "answer": "a"}}\n'
                              for i in range(6)))

@@ -92,6 +92,8 @@ class DataProfile:
     characters: int = 0  # characters of the training file's texts, all together
     rows_per_label: tuple[int, ...] = ()  # each label's rows in the training file, most first
     joined_labels: tuple[str, ...] = ()  # labels that write several labels of one row (`joined_labels`)
+    grids_without_blanks: int = 0  # grid puzzles with every cell given (a copy solves them)
+    grids_without_givens: int = 0  # grid puzzles with no cell given (every valid grid solves them)
 
 
 @dataclass(frozen=True)
@@ -347,7 +349,14 @@ def profile_file(
     `columns`), and for text, how many rows of the test file, if any, have a text of the training file."""
     path = Path(path)
     if file_kind(path, columns[0]) == "grid":
-        return DataProfile(kind="grid", rows=len(load_sudoku_file(path)))
+        grids = load_sudoku_file(path)
+        if test_path is not None:
+            load_sudoku_file(Path(test_path))  # as the fit would, before its plan is printed
+        givens = (grids.puzzles != 0).sum(axis=1)
+        return DataProfile(kind="grid", rows=len(grids),
+                           repeated_texts=len(grids) - len({puzzle.tobytes() for puzzle in grids.puzzles}),
+                           grids_without_blanks=int((givens == grids.puzzles.shape[1]).sum()),
+                           grids_without_givens=int((givens == 0).sum()))
     split = load_text_file(path, columns)
     check_label_counts(split.labels, path)  # as the fit would, before its plan is printed
     profile = profile_texts(split.texts, split.labels, split.lines)
@@ -431,7 +440,15 @@ def choose_preset(profile: DataProfile, name: str | None = None) -> tuple[Preset
 
 def _data_sentence(profile: DataProfile) -> str:
     if profile.kind == "grid":
-        return f"{profile.rows:,} grids"
+        sentence = f"{profile.rows:,} grids"
+        if profile.repeated_texts:
+            sentence += (f"; note: {counted(profile.repeated_texts, 'row')} repeat an earlier row's puzzle (the "
+                         "hold-out takes or leaves every puzzle of a solution)")
+        if profile.grids_without_blanks or profile.grids_without_givens:
+            sentence += (f"; note: {counted(profile.grids_without_blanks, 'puzzle')} with no blank cell (a copy "
+                         f"solves them) and {profile.grids_without_givens:,} with no given (any valid grid solves "
+                         "them, which exact scoring counts wrong): held out, they say little of the model")
+        return sentence
     sampled = f" (counted on {PROFILED_TEXTS:,} of them)" if profile.rows > PROFILED_TEXTS else ""
     sentence = (f"{profile.rows:,} texts of median {counted(round(profile.median_tokens), 'token')}{sampled}, "
                 f"{profile.labels:,} labels with {counted(round(profile.median_per_label), 'example')} in the median, "
