@@ -20,6 +20,13 @@ def test_each_size_class_keeps_its_own_smoothed_time() -> None:
     assert times.expected(64) == pytest.approx(1.5)
 
 
+def test_a_time_is_measured_near_a_size_where_its_class_or_the_one_below_was_timed() -> None:
+    times = StepTimes(lone_step_s=0.01, smoothing=0.2)
+    assert not times.measured_near(1) and not times.measured_near(64)  # the lone step's start estimate only
+    times.observe(40, 0.02)  # 32-63
+    assert times.measured_near(64) and times.measured_near(40) and not times.measured_near(128)
+
+
 def test_a_class_not_measured_is_estimated_from_the_nearest_measured_one() -> None:
     times = StepTimes(lone_step_s=0.01, smoothing=0.2)
     assert [times.size_class(batch) for batch in (0, 1, 2, 3, 4, 63, 64)] == [0, 0, 1, 1, 2, 5, 6]

@@ -122,6 +122,9 @@ class ModelScheduler:
     """Runs the supervision steps of every request of one model version, batched step by step."""
 
     PARKS_REQUESTS = True  # see "Parking" in the module docstring
+    # whether a full batch's wait may refuse a request before any request finished and a full batch's step was
+    # timed, on the step limits and the step time scaled with the rows (sequence models: no, below)
+    REFUSES_ON_PRIORS = True
 
     def __init__(
         self,
@@ -224,12 +227,17 @@ class ModelScheduler:
         (time.monotonic()), planned as a time limit plans a next step (STEP_TIME_SAFETY times the expected wait and
         step): in a full batch after its wait for a slot, or, with a slot free, after the running step in the batch
         it joins; there a request whose limit is shorter than a step alone is admitted (a deadline shorter than one
-        step is the caller's to fix, and gets DEADLINE_EXCEEDED), and so is a request alone."""
+        step is the caller's to fix, and gets DEADLINE_EXCEEDED), and so is a request alone, and one joining a full
+        batch of a scheduler that does not refuse on priors (REFUSES_ON_PRIORS) before a request has finished and a
+        near-full batch's step was timed."""
         held = len(self._active) + len(self._waiting)
         if not held:
             return  # its step is a step alone: nothing to check on the way of a lone caller
         now = time.monotonic()
         if held >= self.max_batch:
+            grounded = len(self._step_counts) > 0 and self._step_times.measured_near(self.max_batch)
+            if not (self.REFUSES_ON_PRIORS or grounded):
+                return
             wait, joins = self.expected_wait_s(call), self.max_batch
         else:
             wait, joins = (0.0 if self._step_started is None else self._running_left_s()), held + 1

@@ -26,6 +26,10 @@ class StepCounts:
         """Counts a finished request's steps."""
         self._recent.append(steps)
 
+    def __len__(self) -> int:
+        """How many finished requests the estimates read (at most RECENT_REQUESTS)."""
+        return len(self._recent)
+
     def typical(self) -> int:
         """Steps a request that has not started is expected to run: the recent mean, rounded up (1 without
         history)."""

@@ -20,6 +20,7 @@ class StepTimes:
         of each new measurement."""
         self._smoothing = smoothing
         self._by_class: dict[int, float] = {0: lone_step_s}
+        self._measured: set[int] = set()
 
     @staticmethod
     def size_class(batch: int) -> int:
@@ -31,6 +32,12 @@ class StepTimes:
         size = self.size_class(batch)
         known = self._by_class.get(size)
         self._by_class[size] = seconds if known is None else known + self._smoothing * (seconds - known)
+        self._measured.add(size)
+
+    def measured_near(self, batch: int) -> bool:
+        """Whether a step of `batch` requests' size class, or of the class below it, has been timed (a lone step's
+        start estimate is not): the time of such a step is estimated from a measurement at most twice smaller."""
+        return any(size >= self.size_class(batch) - 1 for size in self._measured)
 
     def expected(self, batch: int) -> float:
         """The expected wall time of a step of `batch` requests."""
