@@ -245,6 +245,8 @@ def test_the_unsure_line_of_a_report_when_nothing_validates_or_everything_is_fla
     assert everything["kept_exact_match"] is None and "NaN" not in json.dumps(everything)
     assert unsure_sentence(everything, 20).endswith("on the test rows it flags 2 answers, 2 of them wrong (of 2 "
                                                     "wrong answers), and it keeps none")
+    near_one = unsure_figures([0.5, 0.99995], [False, True], 0.9999)  # QA: "below confidence 1": every answer
+    assert unsure_sentence(near_one, 20).startswith("below confidence 0.9999 (chosen on 20 validation rows)")
 
 
 def test_the_spoken_numbers_check_is_on_only_where_every_training_row_says_its_numbers() -> None:

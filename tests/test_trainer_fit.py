@@ -259,6 +259,11 @@ def test_eval_leaves_out_the_rows_of_labels_the_model_never_saw_and_names_them(
     assert scored["results"]["test"]["examples"] == 50
     assert printed.err == ("trm-train eval: 50 rows of labels the model was not trained on left out (run_tests, "
                            "undo): it cannot answer them\n")
+    cased = make_random_bundle(tmp_path / "cased", "text", labels=["open_file", "commit", "Run_tests", "undo"])
+    assert main(["eval", "--bundle", str(cased), "--data", str(keyword_data[1])]) == 0  # QA: no hint of the case
+    assert capsys.readouterr().err.endswith(
+        "left out (run_tests): it cannot answer them (the training data writes 'Run_tests' for 'run_tests': they "
+        "differ only in case)\n")
     other = make_random_bundle(tmp_path / "other", "text", labels=["push", "pull"])
     assert main(["eval", "--bundle", str(other), "--data", str(keyword_data[1])]) == 2
     assert "none of its labels is one the model was trained on" in capsys.readouterr().err
@@ -552,8 +557,9 @@ def test_a_bundle_named_as_a_packaged_model_is_noted_before_training(capsys: pyt
     assert f"sudoku: note: version {shipped} of a model of this name ships with the server" in capsys.readouterr().out
     check_bundle_folder(tmp_path / "sudoku", "9.0.0", "puzzles.csv", RUNS)  # served beside the packaged one
     check_bundle_folder(tmp_path / "my-puzzles", shipped, "puzzles.csv", RUNS)
-    # `make models` rewriting the packaged bundle, from the data it was fitted on
+    # `make models` rewriting the packaged bundle, from the data it was fitted on, at the configs' version
     check_bundle_folder(DEFAULT_MODELS_DIR / "sudoku", shipped, "../shared/data/sudoku", RUNS)
+    check_bundle_folder(DEFAULT_MODELS_DIR / "sudoku", "1.0.0", "../shared/data/sudoku", RUNS)
     assert capsys.readouterr().out == ""
 
 
@@ -565,6 +571,7 @@ def test_a_bundle_of_another_file_of_the_same_name_is_never_replaced(tmp_path: P
     earlier.mkdir(parents=True)
     manifest = json.loads((DEFAULT_MODELS_DIR / "intent-clinc150" / "manifest.json").read_text())
     manifest["training"]["config"]["data"] = "projA/train.csv"
+    manifest["version"] = "1.0.0"
     (earlier / "manifest.json").write_text(json.dumps(manifest))
     check_bundle_folder(earlier, "1.0.0", "projA/train.csv", RUNS)  # the same file again, edited or not: replaced
     check_bundle_folder(earlier, "1.0.0", str(tmp_path / "projA" / "train.csv"), RUNS)  # however the path is written
@@ -572,6 +579,32 @@ def test_a_bundle_of_another_file_of_the_same_name_is_never_replaced(tmp_path: P
             rf"^{re.escape(str(earlier))} holds the model fitted on projA/train.csv, another file than "
             r"projB/train.csv \(two files of one name.*give this fit another --name \(or --out\), or remove ")):
         check_bundle_folder(earlier, "1.0.0", "projB/train.csv", RUNS)
+
+
+def test_a_bundle_of_another_version_is_never_replaced_and_other_data_under_one_version_is_named(
+    tmp_path: Path, monkeypatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """QA: `--bundle-version 1.1.0` into the same --out replaced the 1.0.0 bundle without a word; the same version
+    fitted again on an edited file became another model under the version clients pin."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "train.csv").write_text("text,label\nhi,greet\n")
+    earlier = tmp_path / "bundles" / "faq"
+    earlier.mkdir(parents=True)
+    manifest = json.loads((DEFAULT_MODELS_DIR / "intent-clinc150" / "manifest.json").read_text())
+    manifest.update(name="faq", version="1.0.0")
+    manifest["training"]["config"]["data"] = "train.csv"
+    manifest["training"]["data_sha256"] = {"train.csv": sha256_of(tmp_path / "train.csv")}
+    (earlier / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ValueError, match=(
+            rf"^{re.escape(str(earlier))} holds faq 1.0.0, which this fit of 1.1.0 would replace .*: to serve both, "
+            rf"move it first \(`mv {re.escape(str(earlier))} {re.escape(str(earlier))}-1.0.0`")):
+        check_bundle_folder(earlier, "1.1.0", "train.csv", RUNS)
+    check_bundle_folder(earlier, "1.0.0", "train.csv", RUNS)  # the same command again: its own bundle, quietly
+    assert capsys.readouterr().out == ""
+    (tmp_path / "train.csv").write_text("text,label\nhi,greet\nbye,farewell\n")
+    check_bundle_folder(earlier, "1.0.0", "train.csv", RUNS)
+    assert (f"faq: note: this fit replaces faq 1.0.0 at {earlier}, fitted on other contents of train.csv: a client "
+            "that pins version 1.0.0 gets the new model") in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("task", ["text", "sequence"])

@@ -37,6 +37,7 @@ from trainer.config import (
     parse_override,
     with_overrides,
 )
+from trainer.data.checks import spelt_as
 from trainer.data.files import DataError, counted
 from trainer.data.text import LABEL_COLUMN, TEXT_COLUMN
 from trainer.evaluate import evaluate_bundle, grid_result, label_coverage, missed_labels
@@ -49,6 +50,7 @@ from trainer.sequence.bundle import KEEP_NORMALIZE, reexport_sequence_bundle
 from trainer.sequence.user_fit import fit_sequence
 from trainer.train import check_device
 from trm_bundle import BundleError
+from trm_bundle.checksums import sha256_of
 from trm_bundle.manifest import (
     INPUT_NORMALIZATIONS,
     MANIFEST_FILE,
@@ -196,25 +198,38 @@ def _fit_sequence(args: argparse.Namespace) -> int:
     unsure = bundle.manifest.sequence.unsure_below
     print(f"{name}: bundle {bundle.path} written after {(time.monotonic() - started) / 60:.1f} min; held-out exact "
           f"match {100 * metrics['test_exact_match']:.2f}%, character error rate {100 * metrics['test_cer']:.2f}%; "
-          + (f"answers below confidence {unsure:.3g} are marked unsure" if unsure else "no answer is marked unsure"))
+          + (f"answers below confidence {unsure:.6g} are marked unsure" if unsure else "no answer is marked unsure"))
     return 0
 
 
 def check_bundle_folder(folder: Path, version: str, data: str, run_dir: Path) -> None:
-    """Before training: the bundle's folder may be written (an earlier bundle there fitted on the same `data` file
-    is replaced; one of another file, the run's own folder `run_dir`, or anything else, refused), and a note where
-    its name and version are those of one of the server's packaged models."""
+    """Before training: the bundle's folder may be written (an earlier bundle there of this `version` fitted on
+    the same `data` file is replaced, said where the file's contents changed; one of another file or another version
+    outside the packaged models, the run's own folder `run_dir`, or anything else, refused), and a note where its
+    name and version are those of one of the server's packaged models."""
     if folder.resolve() == run_dir.resolve():
         raise ValueError(f"--out and --run-dir both put {folder.name} in {folder.parent}: the bundle and the run's "
                          "checkpoint need folders of their own (a run folder is not a bundle, and the fit would be "
                          "refused after training): give another --out or --run-dir")
     check_replaceable(folder, hint="; give another --out or --name")
-    earlier = _fitted_on(folder)
-    if earlier is not None and Path(earlier).resolve() != Path(data).resolve():
-        raise ValueError(f"{folder} holds the model fitted on {earlier}, another file than {data} (two files of one "
+    earlier = _manifest_of(folder)
+    fitted_on = ((earlier.get("training") or {}).get("config") or {}).get("data")  # None for a sequence bundle
+    if fitted_on and Path(fitted_on).resolve() != Path(data).resolve():
+        raise ValueError(f"{folder} holds the model fitted on {fitted_on}, another file than {data} (two files of one "
                          "name, as projects' train.csv often are, give one model name): give this fit another "
                          f"--name (or --out), or remove {folder} to replace that model")
+    name, held = earlier.get("name", folder.name), earlier.get("version")
     packaged = DEFAULT_MODELS_DIR / folder.name
+    if held is not None and held != version and folder.resolve() != packaged.resolve():  # `make models` replaces
+        raise ValueError(f"{folder} holds {name} {held}, which this fit of {version} would replace (a version serves "
+                         f"from a folder of its own): to serve both, move it first (`mv {folder} "
+                         f"{folder.parent / f'{folder.name}-{held}'}`: a server of --models-dir {folder.parent} serves "
+                         f"both), or give another --out; remove {folder} to replace it")
+    trained_on = ((earlier.get("training") or {}).get("data_sha256") or {}).get(Path(data).name)
+    if held == version and trained_on and Path(data).is_file() and sha256_of(Path(data)) != trained_on:
+        print(f"{folder.name}: note: this fit replaces {name} {version} at {folder}, fitted on other contents of "
+              f"{data}: a client that pins version {version} gets the new model once a server reloads it "
+              "(--bundle-version names a new version)", flush=True)
     if folder.resolve() == packaged.resolve() or not (packaged / MANIFEST_FILE).is_file():
         return  # `make models` replaces the packaged bundle
     if json.loads((packaged / MANIFEST_FILE).read_text()).get("version") == version:
@@ -223,14 +238,10 @@ def check_bundle_folder(folder: Path, version: str, data: str, run_dir: Path) ->
               "give it another --name or --bundle-version", flush=True)
 
 
-def _fitted_on(folder: Path) -> str | None:
-    """The data file or folder the bundle at `folder` was fitted on, as its command gave it; None where there is
-    none or its manifest does not say (a sequence bundle)."""
+def _manifest_of(folder: Path) -> dict[str, Any]:
+    """The manifest of the bundle at `folder` ({} where there is none)."""
     manifest = folder / MANIFEST_FILE
-    if not manifest.is_file():
-        return None
-    config = (json.loads(manifest.read_text()).get("training") or {}).get("config") or {}
-    return config.get("data") or None
+    return json.loads(manifest.read_text()) if manifest.is_file() else {}
 
 
 def cmd_presets(args: argparse.Namespace) -> int:
@@ -246,8 +257,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
     scored = evaluate_bundle(Path(args.bundle), Path(args.data), args.split or "test", args.limit, args.int8, columns)
     print(json.dumps(scored, indent=1))
     if (left_out := scored.get("left_out")) and "labels" in left_out:
+        known = load_bundle(Path(args.bundle)).manifest.labels
         print(f"trm-train eval: {counted(left_out['rows'], 'row')} of labels the model was not trained on left out "
-              f"({', '.join(left_out['labels'])}): it cannot answer them", file=sys.stderr)
+              f"({', '.join(left_out['labels'])}): it cannot answer them{spelt_as(left_out['labels'], known)}",
+              file=sys.stderr)
     elif left_out:
         print(f"trm-train eval: {counted(left_out['rows'], 'row')} left out: their source is longer than the "
               f"{left_out['longer_than']} characters the model reads, and the server refuses them", file=sys.stderr)

@@ -758,6 +758,15 @@ def test_every_command_tells_its_version(command: str):
     assert (shown.returncode, shown.stdout) == (0, f"{command} {importlib.metadata.version('trm-client')}\n")
 
 
+def test_version_before_a_command_is_a_usage_error_not_the_clients_version():
+    """QA: `trm-client --version 1.0.0 reason faq "..."` printed "trm-client 1.0.0" (read as the model's version)
+    and sent nothing, status 0."""
+    done = trm_client("--version", "1.0.0", "reason", TEXT_MODEL, "hello")
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.endswith("error: --version before the command prints trm-client's own version: a model's "
+                                "version goes after the command (trm-client reason MODEL INPUT --version V)\n")
+
+
 DIES_AFTER_ITS_FIRST_STEP = """
 import os, sys, time
 from concurrent import futures

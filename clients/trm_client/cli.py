@@ -188,7 +188,17 @@ COMMANDS = {"models": run_models, "reason": run_reason, "reason-batch": run_reas
 
 def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout) -> int:
     """The ``trm-client`` program (`console.trm_client` runs it); returns the exit status."""
-    return run_console_program(lambda: run(build_parser().parse_args(argv), out), out)
+    return run_console_program(lambda: run(_parsed(build_parser(), argv), out), out)
+
+
+def _parsed(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
+    """The parsed arguments; `--version` before a command, where a model's version was meant (it printed the
+    client's version and sent nothing, status 0), a usage error."""
+    given = list(sys.argv[1:] if argv is None else argv)
+    if "--version" in given and any(arg in COMMANDS for arg in given[given.index("--version") + 1:]):
+        parser.error("--version before the command prints trm-client's own version: a model's version goes after "
+                     "the command (trm-client reason MODEL INPUT --version V)")
+    return parser.parse_args(given)
 
 
 def run(args: argparse.Namespace, out: TextIO) -> int:

@@ -178,7 +178,7 @@ def unsure_lines(metrics: dict[str, Any]) -> list[str]:
     return [
         "## Unsure answers", "",
         f"An answer whose confidence (the product of its characters' probabilities) is below "
-        f"{unsure['unsure_below']:.3g} is marked unsure (`TextAnswer.unsure`; the client's tools defer it to the "
+        f"{unsure['unsure_below']:.6g} is marked unsure (`TextAnswer.unsure`; the client's tools defer it to the "
         f"LLM). The threshold makes the most right calls (a right answer kept, a wrong one flagged) on "
         f"{unsure['lines']} validation lines of every length, as they come in the files ({unsure['flagged']} flagged, "
         f"{unsure['flagged_wrong']} of them wrong, of {unsure['wrong']} wrong).", "",

@@ -337,6 +337,6 @@ def unsure_sentence(unsure: dict[str, float | None], validation_rows: int) -> st
         return f"never flagged (an answer of confidence 0 among the {counted(validation_rows, 'validation row')})"
     kept = unsure["rows"] - unsure["flagged"]
     keeps = (f"the {kept:,} it keeps are {100 * unsure['kept_exact_match']:.2f}% exact" if kept else "it keeps none")
-    return (f"below confidence {unsure['unsure_below']:.3g} (chosen on {counted(validation_rows, 'validation row')}); "
+    return (f"below confidence {unsure['unsure_below']:.6g} (chosen on {counted(validation_rows, 'validation row')}); "
             f"on the test rows it flags {counted(unsure['flagged'], 'answer')}, {unsure['flagged_wrong']} of them "
             f"wrong (of {counted(unsure['wrong'], 'wrong answer')}), and {keeps}")
