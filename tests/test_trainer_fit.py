@@ -154,7 +154,7 @@ def test_the_console_counts_the_linear_readers_parameters_once_it_is_mixed_in(
 
 
 def test_the_abstain_precision_of_a_finished_fit_is_changed_by_exporting_it_again(
-    keyword_data: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    keyword_data: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch
 ) -> None:
     """QA: a 1,000-post fit deferred 99% of its test posts (95% precision on validation asked of an 82% model), and
     nothing but retraining on other data changed that."""
@@ -166,10 +166,12 @@ def test_the_abstain_precision_of_a_finished_fit_is_changed_by_exporting_it_agai
     def manifest() -> dict:
         return json.loads((tmp_path / "bundles" / "keywords" / "manifest.json").read_text())
 
+    monkeypatch.setattr(sys, "argv", ["trm-train", *fit])  # the command each run records
     assert main(fit) == 0
     strict = manifest()
     assert strict["out_of_scope"]["label"] is None and strict["training"]["config"]["abstain_precision"] == 0.95
     capsys.readouterr()
+    monkeypatch.setattr(sys, "argv", ["trm-train", *fit, "--abstain-precision", "0.5"])
     assert main([*fit, "--abstain-precision", "0.5"]) == 0
     assert "(the run had ended: its weights are exported again" in capsys.readouterr().out
     lenient = manifest()
@@ -177,6 +179,9 @@ def test_the_abstain_precision_of_a_finished_fit_is_changed_by_exporting_it_agai
     assert lenient["out_of_scope"]["threshold"] < strict["out_of_scope"]["threshold"]
     assert lenient["metrics"]["test_answered_fraction"] > 2 * strict["metrics"]["test_answered_fraction"]
     assert lenient["metrics"]["test_accuracy"] == strict["metrics"]["test_accuracy"]  # the same weights
+    # QA: the record named only the command that exported them again, not the one that trained them
+    assert lenient["training"]["command"].startswith(f"{strict['training']['command']}; run again as: trm-train fit ")
+    assert lenient["training"]["command"].endswith("--abstain-precision 0.5")
     assert main([*fit, "--abstain-precision", "0"]) == 0
     assert manifest()["out_of_scope"] is None  # never defers
     assert main([*fit, "--abstain-precision", "1.5"]) == 2

@@ -99,7 +99,7 @@ def fit(cfg: TrainConfig, resume: bool = True, command: str = "", ends_by: float
         record = TrainingRecord.of_soup(ingredients, command, time.monotonic() - started, trunk)
         return Fitted(cfg, prepared, model, record, baseline)
     prepared, trainer = fit_one(cfg, resume, command=command, ends_by=ends_by, splits=splits)
-    record = TrainingRecord.of(trainer, command, time.monotonic() - started)
+    record = TrainingRecord.of(trainer, trainer.command, time.monotonic() - started)  # a resumed run's commands
     return Fitted(trainer.cfg, prepared, cpu_copy(trainer.shipped_model()), record, baseline)
 
 

@@ -317,6 +317,8 @@ class Trainer:
             self.stream.restore(state["stream"])
         if not branch and state.get("carry") is not None:  # older checkpoints kept none: the run starts a fresh one
             self.carry = Carry(**state["carry"])
+        if not branch and (earlier := state.get("command")) and earlier != self.command:  # QA: named the last only
+            self.command = f"{earlier}; run again as: {self.command}" if self.command else earlier
         return True
 
     def _time_to(self, ends_by: float, last_step: int) -> TrainConfig:
