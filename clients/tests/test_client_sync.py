@@ -82,6 +82,13 @@ def test_budget_reaches_the_server(client):
     assert one_step.steps == 1
 
 
+def test_a_halt_threshold_the_wire_would_carry_as_0_is_refused():
+    """QA: 1e-50 arrived as float32 0, read as the model's default (0.5) without a word."""
+    with pytest.raises(ValueError, match=r"budget.halt_threshold 1e-50 is below the smallest the wire carries"):
+        Budget(halt_threshold=1e-50)
+    assert Budget(halt_threshold=1.5e-45).halt_threshold == 1.5e-45
+
+
 def test_reason_on_a_grid_returns_a_typed_grid(client):
     result = client.reason(GRID_MODEL, grid=SUDOKU)
     assert isinstance(result.answer, GridSolution)

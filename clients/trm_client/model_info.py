@@ -36,6 +36,9 @@ class TaskType(enum.Enum):
         }.get(value, cls.UNSPECIFIED)
 
 
+SMALLEST_FLOAT32 = 1.401298464324817e-45  # the smallest float32 above 0 (a denormal), Budget.halt_threshold's type
+
+
 @dataclass(frozen=True)
 class Budget:
     """Limits for one request; zero means "the model's default" (see trm.v1.Budget)."""
@@ -52,6 +55,9 @@ class Budget:
         if isinstance(self.halt_threshold, bool) or not isinstance(self.halt_threshold, int | float):
             raise ValueError(f"budget.halt_threshold must be a number (0: the model's default), got "
                              f"{self.halt_threshold!r}")
+        if 0 < abs(self.halt_threshold) < SMALLEST_FLOAT32:  # the wire's float: it would arrive as 0, the default
+            raise ValueError(f"budget.halt_threshold {self.halt_threshold!r} is below the smallest the wire carries "
+                             f"({SMALLEST_FLOAT32:g}) and would read as 0, the model's default: give at least that")
 
     def to_proto(self) -> trm_pb2.Budget:
         """Builds the wire message."""
