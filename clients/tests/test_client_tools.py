@@ -30,7 +30,7 @@ from trm_client.render import result_text
 from trm_client.results import Classification, GridSolution, HaltReason, LabelScore, ReasonResult, WrittenText
 from trm_client.tool_result import DEFER_REASONS, defer_reason
 from trm_client.tool_schema import input_schema, output_schema, tool_description, tool_name, tool_names
-from trm_client.tools import AsyncToolAdapter, ToolAdapter
+from trm_client.tools import AsyncToolAdapter, ModelCatalog, ToolAdapter
 
 from trainer.testing import DEFAULT_TEXT_LABELS, make_random_bundle
 from trm_service.testing import ServerProcess
@@ -446,6 +446,22 @@ def test_a_model_named_like_another_models_hashed_tool_name_gets_a_tool_name_of_
     names = tool_names(["intent-v2", "intent_v2", lookalike])
     assert len(set(names.values())) == 3 and names["intent-v2"] == hashed
     assert names[lookalike].startswith(hashed + "_")
+
+
+def test_a_tool_name_listed_before_still_reaches_its_model_after_another_model_comes_or_goes() -> None:
+    """QA: a reload that removed `my-model.v2` renamed `my_model.v2`'s tool from a hashed name to `trm_my_model_v2`
+    (and adding it back, again): a host holding the earlier list got "no tool named" for a model still served."""
+    dotted, plain = (dataclasses.replace(_info(0.4), name=name) for name in ("my-model.v2", "my_model.v2"))
+    catalog = ModelCatalog()
+    catalog.replace([dotted, plain])
+    hashed = catalog.tool_name("my_model.v2")
+    catalog.replace([plain])  # my-model.v2 removed: my_model.v2's tool is trm_my_model_v2 now
+    assert catalog.tool_name("my_model.v2") == "trm_my_model_v2"
+    assert catalog.for_tool(hashed) is plain and catalog.for_tool("trm_my_model_v2") is plain
+    catalog.replace([dotted, plain])  # back: hashed again, and the plain name listed meanwhile still reaches it
+    assert catalog.for_tool("trm_my_model_v2") is plain and catalog.for_tool(hashed) is plain
+    catalog.replace([dataclasses.replace(_info(0.4), name="other")])  # both gone: their names reach nothing
+    assert catalog.for_tool(hashed) is None and catalog.for_tool("trm_my_model_v2") is None
 
 
 def test_a_model_without_a_description_starts_its_tool_text_with_what_it_does():

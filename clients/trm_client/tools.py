@@ -49,18 +49,27 @@ def service_error_payload(error: TRMError) -> dict[str, Any]:
 
 
 class ModelCatalog:
-    """ModelInfo cached by tool name (from ListModels) and by exact (model, version) (for thresholds)."""
+    """ModelInfo cached by tool name (from ListModels) and by exact (model, version) (for thresholds).
+
+    A model's tool name depends on the other hosted models' (`tool_names` hashes names that would clash), so a
+    reload that adds or removes another model can rename it; a host keeps the list it was given (`trm-mcp` sends no
+    change notification), so the names a model was listed under before still reach it while it is hosted, unless
+    another model's tool now has that name."""
 
     def __init__(self) -> None:
         self._by_tool: dict[str, ModelInfo] = {}
         self._tool_names: dict[str, str] = {}
+        self._listed_before: dict[str, str] = {}  # an earlier tool name -> its model's name
         self._by_version: dict[tuple[str, str], ModelInfo] = {}
 
     def replace(self, infos: Iterable[ModelInfo]) -> list[ModelInfo]:
         """Takes a fresh ListModels answer; returns the newest version of each model."""
         newest = newest_per_model(infos)
+        earlier = {**self._listed_before, **{tool: model for model, tool in self._tool_names.items()}}
         self._tool_names = tool_names(info.name for info in newest)
         self._by_tool = {self._tool_names[info.name]: info for info in newest}
+        self._listed_before = {tool: model for tool, model in earlier.items()
+                               if model in self._tool_names and tool not in self._by_tool}
         for info in newest:
             self.remember(info)
         return newest
@@ -74,8 +83,10 @@ class ModelCatalog:
         self._by_version[(info.name, info.version)] = info
 
     def for_tool(self, name: str) -> ModelInfo | None:
-        """The model behind a tool name, if it was listed."""
-        return self._by_tool.get(name)
+        """The model behind a tool name, if it was listed (now, or before for a model still hosted)."""
+        if name in self._by_tool or name not in self._listed_before:
+            return self._by_tool.get(name)
+        return self._by_tool[self._tool_names[self._listed_before[name]]]
 
     def unknown_tool(self, name: str) -> dict[str, Any]:
         """The error payload of a call to a tool not listed, naming those that are."""
