@@ -795,7 +795,8 @@ def test_a_refit_with_other_settings_starts_over_and_says_which(
     fit = ["fit", "--task", "text", "--data", str(train), "--name", "refit", "--out", str(tmp_path / "bundles"),
            "--run-dir", str(tmp_path / "runs"), "--batch-size", "16", "--threads", "1", "--max-steps", "4", *TINY_MODEL]
     assert main(fit) == 0
-    assert main([*fit, "--max-steps", "6", "--set", "version=1.1.0"]) == 0  # longer, another version: resumed
+    # longer, another version (its bundle in a folder of its own: the 1.0.0 one is not written over): resumed
+    assert main([*fit, "--max-steps", "6", "--set", "version=1.1.0", "--out", str(tmp_path / "bundles-1.1.0")]) == 0
     resumed = capsys.readouterr().out
     assert "resumed refit from step 4" in resumed
     assert re.search(r"min in all, \d+\.\d\d of them before this command \(", resumed)  # the minutes' "in all"

@@ -375,7 +375,8 @@ GRID_CELLS = re.compile(r"\s*[0-9.]{81}\s*")  # a Sudoku grid's cells as one str
 def file_kind(path: str | Path, text_column: str = TEXT_COLUMN) -> Literal["text", "grid", "sequence"]:
     """What a user's .csv or .tsv (by its header) or .jsonl or .json (by its first object) holds: question,answer
     columns are grids, source,target columns pairs for a sequence model, unless a `text_column` is there too;
-    anything else is text (text,label; the text loader names what is missing)."""
+    anything else is text (text,label; the text loader names what is missing), but for two columns of other names
+    whose first values are 81-cell grids: a DataError names question,answer."""
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix in DELIMITERS:  # header names match without case, JSON fields exactly (as the loaders read them)

@@ -72,9 +72,9 @@ def run_reason_batch(client: TRMClient, args: argparse.Namespace, out: TextIO) -
         except _Stopped as stopped:
             failed += _print_outcomes({n: o for n, o in outcomes.items() if n < stopped.first_unsent}, args, out)
             if stopped.first_unsent > 1:
+                rest = _rest_of(args.file, stopped.first_unsent, args.model)
                 print(f"trm-client: lines {stopped.first_unsent} on were not answered: once the cause below is "
-                      f"mended, send them again with the same options ({_rest_of(args.file, stopped.first_unsent)})",
-                      file=sys.stderr)
+                      f"mended, send them again with the same options ({rest})", file=sys.stderr)
             raise stopped.error from None
         failed += _print_outcomes(outcomes, args, out)
     if not read:
@@ -85,11 +85,11 @@ def run_reason_batch(client: TRMClient, args: argparse.Namespace, out: TextIO) -
     return 0
 
 
-def _rest_of(file: BinaryIO, first: int) -> str:
-    """How to read a file's lines from line `first` on, as a shell command's input."""
+def _rest_of(file: BinaryIO, first: int, model: str) -> str:
+    """How to send a file's lines from line `first` on to `model`, as a shell command's input."""
     if file is sys.stdin.buffer:
-        return f"the input from its line {first} on, to `trm-client reason-batch MODEL -`"
-    return f"`tail -n +{first} {shlex.quote(file.name)} | trm-client reason-batch MODEL -`"
+        return f"the input from its line {first} on, to `trm-client reason-batch {shlex.quote(model)} -`"
+    return f"`tail -n +{first} {shlex.quote(file.name)} | trm-client reason-batch {shlex.quote(model)} -`"
 
 
 def _line_batches(file: BinaryIO, size: int) -> Iterator[list[tuple[int, bytes]]]:
@@ -99,9 +99,11 @@ def _line_batches(file: BinaryIO, size: int) -> Iterator[list[tuple[int, bytes]]
     lines: queue.Queue[bytes | None] = queue.Queue(maxsize=2 * size)
 
     def read_all() -> None:
-        for raw in file:
-            lines.put(raw)
-        lines.put(None)
+        try:
+            for raw in file:
+                lines.put(raw)
+        finally:  # the end of the file, or a read that failed: the lines read so far are answered
+            lines.put(None)
 
     threading.Thread(target=read_all, name="reason-batch-reader", daemon=True).start()
     number, batch = 0, []
