@@ -141,25 +141,22 @@ def deferral_note(metrics: dict[str, float], threshold: float, precision: float,
         why = (f"it answers only {100 * answered:.1f}% of them, those of confidence {threshold:.3f} or more, the level "
                f"at which its answers were {100 * reached:.0f}% right on validation{uncertain}")
     test_accuracy = metrics[f"{served}_accuracy"]
-    if validation is not None and validation.coverage == 1:  # no lower precision can answer more of validation
-        return (f"note: the model defers {'every' if answered == 0 else 'most'} test input (`out_of_scope`, the "
-                f"tools' `defer_to_llm`): {why}; its top "
-                f"answer is right for {100 * test_accuracy:.1f}% of the test inputs. Every validation row was "
-                f"answered, so its threshold is the lowest confidence seen there and a lower --abstain-precision "
-                f"(now {precision:g}) changes nothing: validation rows like the test file's ({validation.rows} now, "
-                "drawn from the training file) would place it lower; --abstain-precision 0 never defers, its answers "
-                "less often right: the same command with it exports this run again")
-    if validation is not None and test_accuracy - validation.accuracy >= LABELS_DISAGREE_GAP:
-        helps = (f"Its top answer was right for {100 * validation.accuracy:.1f}% of the validation rows, far fewer: "
-                 "the training file's labels may disagree with the test file's (rows labelled wrongly, or alike "
-                 "texts labelled differently), and the threshold is measured against them; check the labels, or "
-                 "ask for")
-    else:
-        helps = ("More examples per label, or labels that are easier to tell apart, let it answer more; so does")
     lower = "".join(f"; {target:g} answers {100 * coverage:.1f}% of validation"
                     for target, coverage in (validation.coverage_at_lower if validation else ())
                     if coverage > validation.coverage)
+    ask = f"a lower --abstain-precision (now {precision:g}{lower}; 0 never defers)"
+    if validation is not None and validation.coverage == 1:  # no lower precision can answer more of validation
+        helps = (f"Every validation row was answered, so its threshold is the lowest confidence seen there and a lower "
+                 f"--abstain-precision (now {precision:g}) changes nothing: validation rows like the test file's "
+                 f"({validation.rows} now, drawn from the training file) would place it lower; --abstain-precision 0 "
+                 "never defers")
+    elif validation is not None and test_accuracy - validation.accuracy >= LABELS_DISAGREE_GAP:
+        helps = (f"Its top answer was right for {100 * validation.accuracy:.1f}% of the validation rows, far fewer: "
+                 "the training file's labels may disagree with the test file's (rows labelled wrongly, or alike "
+                 f"texts labelled differently), and the threshold is measured against them; check the labels, or "
+                 f"ask for {ask}")
+    else:
+        helps = f"More examples per label, or labels that are easier to tell apart, let it answer more; so does {ask}"
     return (f"note: the model defers {'every' if answered == 0 else 'most'} test input (`out_of_scope`, the tools' "
             f"`defer_to_llm`): {why}; its top answer is right for {100 * test_accuracy:.1f}% of the test inputs. "
-            f"{helps} a lower --abstain-precision (now {precision:g}{lower}; 0 never defers), its answers less often "
-            "right: the same command with it exports this run again")
+            f"{helps}, its answers less often right: the same command with it exports this run again")

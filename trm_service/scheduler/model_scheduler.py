@@ -235,9 +235,9 @@ class ModelScheduler:
             return  # its step is a step alone: nothing to check on the way of a lone caller
         now = time.monotonic()
         if held >= self.max_batch:
-            grounded = len(self._step_counts) > 0 and self._step_times.measured_near(self.max_batch)
-            if not (self.REFUSES_ON_PRIORS or grounded):
-                return
+            measured = self.REFUSES_ON_PRIORS or (self._step_counts and self._step_times.measured_near(self.max_batch))
+            if not measured:
+                return  # the estimates still rest on priors alone
             wait, joins = self.expected_wait_s(call), self.max_batch
         else:
             wait, joins = (0.0 if self._step_started is None else self._running_left_s()), held + 1
