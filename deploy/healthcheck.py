@@ -54,11 +54,25 @@ def tls_credentials(args: argparse.Namespace) -> grpc.ChannelCredentials | None:
         raise ValueError(f"--tls-ca {args.tls_ca} must hold PEM CA certificates: {exc.reason or exc}") from exc
     try:
         if args.tls_cert:
-            ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_cert_chain(args.tls_cert, args.tls_key)
-    except ssl.SSLError as exc:
+            ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_cert_chain(args.tls_cert, args.tls_key,
+                                                                    password=_refuse_passphrase)
+    except _EncryptedKey:
+        raise ValueError(f"--tls-key {args.tls_key} is encrypted (it asks for a passphrase), and gRPC reads only "
+                         f"unencrypted keys: write one with `openssl pkey -in {args.tls_key} -out KEY.pem`") from None
+    except (ssl.SSLError, OSError) as exc:
         raise ValueError(f"--tls-cert {args.tls_cert} and --tls-key {args.tls_key} must be a PEM certificate and "
-                         f"its private key: {exc.reason or exc}") from exc
+                         f"its private key: {getattr(exc, 'reason', None) or exc}") from exc
     return grpc.ssl_channel_credentials(files["--tls-ca"], files["--tls-key"], files["--tls-cert"])
+
+
+class _EncryptedKey(Exception):
+    """The --tls-key file is encrypted."""
+
+
+def _refuse_passphrase() -> str:
+    """ssl's passphrase callback, called only for an encrypted key: refuse it at once (without one, OpenSSL prompts
+    on the terminal, and fails with a traceback where there is none, as in a container's HEALTHCHECK)."""
+    raise _EncryptedKey
 
 
 LONGEST_TIMEOUT_S = 3600.0  # a probe that waits longer is no probe (gRPC fails a deadline of ~3e9 s at once)

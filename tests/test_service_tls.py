@@ -43,6 +43,13 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return directory
 
 
+def _encrypted_key(pki: Path, name: str) -> Path:
+    """`name`'s key, encrypted with a passphrase."""
+    _openssl("pkey", "-in", f"{name}.key", "-aes256", "-passout", "pass:secret", "-out", f"{name}.encrypted.key",
+             cwd=pki)
+    return pki / f"{name}.encrypted.key"
+
+
 def _call(target: str, credentials: grpc.ChannelCredentials | None) -> trm_pb2.ReasonResponse:
     channel = grpc.secure_channel(target, credentials) if credentials else grpc.insecure_channel(target)
     with channel:
@@ -112,6 +119,8 @@ def test_the_container_health_probe_checks_a_mutual_tls_server(pki: Path, text_b
         (["--tls-cert", str(pki / "client.pem"), "--tls-key", str(pki / "stranger.key")],
          f"--tls-cert {pki / 'client.pem'} and --tls-key {pki / 'stranger.key'} must be a PEM certificate and its "
          "private key"),
+        (["--tls-cert", str(pki / "client.pem"), "--tls-key", str(_encrypted_key(pki, "client"))],
+         f"--tls-key {pki / 'client.encrypted.key'} is encrypted (it asks for a passphrase)"),  # QA: a traceback
         (["--timeout", "-1"], "--timeout: must be a number of seconds above 0"),
     ):
         bad = run_healthcheck("127.0.0.1:1", *options)
