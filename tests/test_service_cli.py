@@ -7,6 +7,7 @@ import re
 import socket
 import subprocess
 import sys
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -79,6 +80,8 @@ def test_environment_variables_apply_and_flags_win_over_them(tmp_path: Path):
         (["--intra-op-threads", "-1"], {}, "--intra-op-threads must be at least 0"),
         (["--tls-cert", "cert.pem"], {}, "--tls-cert and --tls-key go together"),
         (["--tls-cert", "a", "--tls-key", "b"], {}, "--tls-cert a: no such file"),
+        (["--tls-cert", "/", "--tls-key", "b"], {}, "--tls-cert /: a folder, not a PEM file"),  # QA: "no such file"
+        (["--metrics-host", " "], {}, "--metrics-host must name an address to listen on"),
         (["--log-level", "loud"], {}, "--log-level must be debug, info, warning or error"),
         (["--grace-period", "-1"], {}, "--grace-period must be a number of seconds, not negative, got -1.0"),
         (["--drain-delay", "nan"], {}, "--drain-delay must be a number of seconds, not negative, got nan"),
@@ -175,6 +178,18 @@ def test_a_wildcard_host_serves_grpc_and_metrics_on_ipv4_and_ipv6(text_bundle: P
                 assert "trm_model_info{" in scraped.read().decode()
             with grpc.insecure_channel(f"{host}:{server.port}") as channel:
                 grpc.channel_ready_future(channel).result(timeout=10)
+
+
+def test_metrics_listen_on_their_own_host_where_one_is_given(text_bundle: Path):
+    """/metrics is plaintext HTTP even beside a TLS port: an operator keeps it on loopback (or a private network)
+    while gRPC listens on every interface."""
+    with ServerProcess([text_bundle], extra_args=["--host", "0.0.0.0", "--metrics-host", "127.0.0.2"]) as server:
+        with urllib.request.urlopen(f"http://127.0.0.2:{server.metrics_port}/metrics", timeout=10) as scraped:
+            assert "trm_model_info{" in scraped.read().decode()
+        with pytest.raises(urllib.error.URLError):
+            urllib.request.urlopen(f"http://127.0.0.1:{server.metrics_port}/metrics", timeout=10)
+        with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+            grpc.channel_ready_future(channel).result(timeout=10)
 
 
 @pytest.mark.skipif(not _has_ipv6_loopback(), reason="this machine has no IPv6 loopback")

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import signal
 import subprocess
 from pathlib import Path
 
 import grpc
 import pytest
-from test_service_support import TEXT_MODEL, run_healthcheck
+from test_service_support import TEXT_MODEL, run_healthcheck, wait_for
 from trm.v1 import trm_pb2, trm_pb2_grpc
 
 from trm_service.testing import ServerProcess
@@ -40,6 +41,7 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
     _signed(directory, "server", "ca", "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n")
     _signed(directory, "client", "ca", "extendedKeyUsage=clientAuth\n")
     _signed(directory, "stranger", "other-ca", "extendedKeyUsage=clientAuth\n")
+    _signed(directory, "renewed", "other-ca", "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n")
     return directory
 
 
@@ -86,6 +88,33 @@ def test_mutual_tls_requires_a_client_certificate_from_the_client_ca(pki: Path, 
         assert _call(server.target, _credentials(pki, "client")).steps == 1
         assert _refused(server.target, _credentials(pki)) == grpc.StatusCode.UNAVAILABLE
         assert _refused(server.target, _credentials(pki, "stranger")) == grpc.StatusCode.UNAVAILABLE
+
+
+def _trusting(pki: Path, ca: str) -> grpc.ChannelCredentials:
+    return grpc.ssl_channel_credentials(root_certificates=(pki / f"{ca}.pem").read_bytes())
+
+
+def test_sighup_reads_the_tls_files_again_and_new_connections_get_the_renewed_certificate(
+    pki: Path, text_bundle: Path, tmp_path: Path
+):
+    """QA: a certificate renewed on disk (cert-manager, certbot) was served only after a restart."""
+    cert, key = tmp_path / "tls.pem", tmp_path / "tls.key"
+    cert.write_bytes((pki / "server.pem").read_bytes())
+    key.write_bytes((pki / "server.key").read_bytes())
+    with ServerProcess([text_bundle], extra_args=["--tls-cert", str(cert), "--tls-key", str(key)]) as server:
+        assert _call(server.target, _trusting(pki, "ca")).steps == 1
+        assert _refused(server.target, _trusting(pki, "other-ca")) == grpc.StatusCode.UNAVAILABLE
+        cert.write_bytes((pki / "renewed.pem").read_bytes())  # signed by the other CA
+        key.write_bytes((pki / "renewed.key").read_bytes())
+        server.send_signal(signal.SIGHUP)
+        wait_for(lambda: any(r.get("event") == "tls_files_renewed" for r in server.log_records()))
+        assert _call(server.target, _trusting(pki, "other-ca")).steps == 1
+        assert _refused(server.target, _trusting(pki, "ca")) == grpc.StatusCode.UNAVAILABLE
+
+        key.write_bytes((pki / "server.key").read_bytes())  # not the certificate's key: refused, the renewed one stays
+        server.send_signal(signal.SIGHUP)
+        wait_for(lambda: any(r.get("event") == "tls_files_refused" for r in server.log_records()))
+        assert _call(server.target, _trusting(pki, "other-ca")).steps == 1
 
 
 def test_the_container_health_probe_checks_a_mutual_tls_server(pki: Path, text_bundle: Path):

@@ -53,6 +53,8 @@ _OPTIONS = (
             "interface"),
     _Option("port", int, "gRPC port; 0 picks a free one (see --ready-file)"),
     _Option("metrics_port", int, "Prometheus /metrics HTTP port; 0 picks a free one"),
+    _Option("metrics_host", _host, "address of /metrics, where it is not --host (it is plaintext HTTP without "
+            "authentication, TLS or not: e.g. 127.0.0.1 beside --host 0.0.0.0)"),
     _Option("max_batch_size", int, "per model version: most requests in one step batch"),
     _Option("max_queue", int, "per model version: most requests waiting (then RESOURCE_EXHAUSTED)"),
     _Option("max_rows_per_run", int, "most rows per ONNX Runtime call: a step's batch runs as several calls, "
@@ -107,7 +109,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="serve the model bundles over gRPC",
         description="Serve model bundles over gRPC. Every flag can also be set with its TRM_* variable.",
         epilog="Signals: SIGHUP reloads the model folders (new and changed bundles load while the others serve; "
-        "a folder that fails to verify is refused and what it held keeps serving). SIGTERM or SIGINT (Ctrl-C) "
+        "a folder that fails to verify is refused and what it held keeps serving) and reads the TLS files again "
+        "(new connections get a renewed certificate). SIGTERM or SIGINT (Ctrl-C) "
         "drains: health turns NOT_SERVING, requests are taken for --drain-delay s, running ones get "
         "--grace-period s, then the process exits.",
     )

@@ -26,6 +26,8 @@ class ServeConfig:
     port: int = 50051
     metrics_port: int | None = 9090
     """None: no metrics HTTP server in this process (workers of `--workers N`)."""
+    metrics_host: str | None = None
+    """The /metrics address where it is not `host` (plaintext HTTP: e.g. loopback only beside a TLS port)."""
     models_dirs: tuple[Path, ...] = ()
     default_models: bool = True
     max_batch_size: int = 64
@@ -69,6 +71,11 @@ class ServeConfig:
     worker_index: int = 0
     """This process's index among the workers of `--workers N` (0 alone): its event loop's CPU."""
 
+    @property
+    def metrics_address(self) -> str:
+        """The address /metrics listens on: --metrics-host, else --host."""
+        return self.metrics_host if self.metrics_host is not None else self.host
+
     def model_directories(self) -> list[Path]:
         """The packaged default bundles (unless disabled), then every --models-dir."""
         return [*([DEFAULT_MODELS_DIR] if self.default_models else []), *self.models_dirs]
@@ -78,6 +85,8 @@ class ServeConfig:
         if not self.host.strip():
             raise ConfigError("--host must name an address to listen on: 127.0.0.1 for this machine only, 0.0.0.0 "
                               f"or :: for every interface, got {self.host!r}")
+        if self.metrics_host is not None and not self.metrics_host.strip():
+            raise ConfigError(f"--metrics-host must name an address to listen on, got {self.metrics_host!r}")
         if not 0 <= self.port <= 65535:
             raise ConfigError(f"--port must be 0..65535, got {self.port}")
         if self.metrics_port is not None and not 0 <= self.metrics_port <= 65535:
@@ -122,4 +131,4 @@ class ServeConfig:
         for flag, path in (("--tls-cert", self.tls_cert), ("--tls-key", self.tls_key),
                            ("--tls-client-ca", self.tls_client_ca)):
             if path is not None and not path.is_file():
-                raise ConfigError(f"{flag} {path}: no such file")
+                raise ConfigError(f"{flag} {path}: {'a folder, not a PEM file' if path.is_dir() else 'no such file'}")

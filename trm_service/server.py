@@ -1,8 +1,8 @@
 """Assembles one server process: models, gRPC service, health, reflection, TLS, metrics, signals.
 
 Lifecycle: load every bundle, bind, start, mark health SERVING, write the ready file, then wait
-for a signal. SIGHUP reloads the model folders. SIGTERM/SIGINT drain: health goes NOT_SERVING
-(all services), requests keep being accepted for `drain_delay` seconds (load balancers notice),
+for a signal. SIGHUP reloads the model folders and reads the TLS files again (tls.py). SIGTERM/SIGINT drain:
+health goes NOT_SERVING (all services), requests keep being accepted for `drain_delay` seconds (load balancers notice),
 then the listener closes, health Watch streams end, and in-flight requests get `grace_period` seconds; shortly
 before it ends, requests still running are stopped with their best answer so far (HALT_REASON_SHUTDOWN).
 """
@@ -16,7 +16,6 @@ import json
 import os
 import resource
 import signal
-import ssl
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -36,6 +35,7 @@ from trm_service.observability.metrics import ServiceMetrics, serve_metrics
 from trm_service.registry import ModelRegistry, SchedulerLimits
 from trm_service.runtime.loader import LoadOptions
 from trm_service.runtime.session import SessionSettings
+from trm_service.tls import ServerCertificates
 
 _log = structlog.get_logger("trm_service.server")
 HANDSHAKE_TIMEOUT_S = 10
@@ -156,7 +156,7 @@ async def _loaded_unless_stopped(registry: ModelRegistry, stop: asyncio.Event) -
 
 async def run_server(config: ServeConfig) -> None:
     """Serve until SIGTERM or SIGINT, then drain (see the module docstring)."""
-    credentials = server_credentials(config)  # before loading: a bad TLS file is told at once
+    certificates = ServerCertificates.of(config)  # before loading: a bad TLS file is told at once
     loop = asyncio.get_running_loop()
     hangup_while_starting = asyncio.Event()  # a SIGHUP must not end a process still loading: reload once serving
     loop.add_signal_handler(signal.SIGHUP, hangup_while_starting.set)
@@ -199,8 +199,8 @@ async def run_server(config: ServeConfig) -> None:
     )
     model_health = ModelHealth()
     server, acceptors = build_grpc_server(config, ReasoningServicer(registry, limits, metrics), model_health, metrics)
-    port = _bind(server, config, credentials)
-    metrics_port = serve_metrics(config.host, config.metrics_port) if config.metrics_port is not None else None
+    port = _bind(server, config, certificates.credentials() if certificates is not None else None)
+    metrics_port = None if config.metrics_port is None else serve_metrics(config.metrics_address, config.metrics_port)
     accepting = acceptors.register()
     await server.start()
     if accepting:
@@ -223,6 +223,8 @@ async def run_server(config: ServeConfig) -> None:
             except Exception:  # what serves keeps serving; the next SIGHUP tries again
                 _log.exception("reload_failed")
             await model_health.sync(registry.names())
+            if certificates is not None:
+                certificates.reread()
 
     reloader = loop.create_task(reload_on_hangup())
     loop.add_signal_handler(signal.SIGHUP, hangup.set)
@@ -260,43 +262,6 @@ def _bind(server: grpc.aio.Server, config: ServeConfig, credentials: grpc.Server
         return server.add_secure_port(address, credentials)
     except RuntimeError as exc:
         raise ConfigError(f"cannot listen on {address}: the port is in use or the host is not local") from exc
-
-
-def server_credentials(config: ServeConfig) -> grpc.ServerCredentials | None:
-    """The TLS credentials of --tls-cert, --tls-key and --tls-client-ca (None without TLS), read by Python's ssl
-    module first: gRPC takes any bytes and fails only when it binds, as if the port were the problem."""
-    cert, key, client_ca = config.tls_cert, config.tls_key, config.tls_client_ca
-    if cert is None or key is None:
-        return None
-    try:
-        ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(cert, key, password=_refuse_passphrase)
-    except _EncryptedKey:
-        raise ConfigError(f"--tls-key {key} is encrypted (it asks for a passphrase), and gRPC reads only unencrypted "
-                          f"keys: write one with `openssl pkey -in {key} -out KEY.pem` and make it readable by the "
-                          "server alone") from None
-    except (ssl.SSLError, OSError) as exc:
-        raise ConfigError(f"--tls-cert {cert} and --tls-key {key} must be a PEM certificate and its private key: "
-                          f"{exc}") from exc
-    if client_ca is not None:
-        try:
-            ssl.create_default_context(cafile=client_ca)
-        except (ssl.SSLError, OSError) as exc:
-            raise ConfigError(f"--tls-client-ca {client_ca} must hold PEM certificates: {exc}") from exc
-    return grpc.ssl_server_credentials(
-        [(key.read_bytes(), cert.read_bytes())],
-        root_certificates=client_ca.read_bytes() if client_ca else None,
-        require_client_auth=client_ca is not None,
-    )
-
-
-class _EncryptedKey(Exception):
-    """The --tls-key file is encrypted."""
-
-
-def _refuse_passphrase() -> str:
-    """ssl's passphrase callback, called only for an encrypted key: refuse it at once (without one, OpenSSL
-    prompts on the terminal)."""
-    raise _EncryptedKey
 
 
 def write_ready_file(path: Path, *, port: int, metrics_port: int | None) -> None:

@@ -123,7 +123,7 @@ class _Supervisor:
         metrics_port = None
         if self._config.metrics_port is not None:  # before any worker starts: a port in use ends the start here
             metrics_port = serve_metrics(
-                self._config.host, self._config.metrics_port, multiprocess_registry(self._metrics_dir)
+                self._config.metrics_address, self._config.metrics_port, multiprocess_registry(self._metrics_dir)
             )
         try:
             for index in range(self._config.workers):
