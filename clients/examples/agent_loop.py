@@ -19,7 +19,7 @@ import sys
 from typing import Any
 
 from trm_client import TRMClient, TRMError
-from trm_client.connection_args import add_connection_arguments, checked_client_settings
+from trm_client.connection_args import add_connection_arguments, checked_client_settings, connection_hint_for
 from trm_client.console import run_console_program
 from trm_client.tools import ToolAdapter
 
@@ -115,8 +115,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     """The agent loop with the parsed arguments; its exit status (an error is told on stderr)."""
+    settings = checked_client_settings(parser, args)
     try:
-        with TRMClient(**checked_client_settings(parser, args)) as client:
+        with TRMClient(**settings) as client:
             adapter = ToolAdapter(client)
             tools = adapter.tools()
             names = [tool["function"]["name"] for tool in tools]
@@ -132,7 +133,7 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
             for request in args.requests:
                 print_transcript(run_agent(adapter, llm, request))
     except TRMError as error:  # listing the tools failed, e.g. no server at --target
-        print(f"agent_loop: {error}", file=sys.stderr)
+        print(f"agent_loop: {error}{connection_hint_for(args, settings)(error)}", file=sys.stderr)
         return 1
     return 0
 

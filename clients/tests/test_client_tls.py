@@ -8,13 +8,19 @@ the name is really checked.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
+from mcp import ClientSession, stdio_client
+from mcp.shared.exceptions import MCPError
 from sdk_test_support import TEXT_MODEL
+from test_client_examples import EXAMPLES, VOICE, run_example
+from test_client_mcp import mcp_server
 from trm_client import NO_RETRY, AsyncTRMClient, RetryPolicy, TLSConfig, TRMClient, Unavailable
 
 from trm_service.testing import ServerProcess
@@ -28,7 +34,7 @@ def _openssl(*args: str, cwd: Path) -> None:
     subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True, timeout=60)
 
 
-def _issue(pki: Path, name: str, san: str, days: str = "2") -> None:
+def _issue(pki: Path, name: str, san: str, days: str = "2", ca: str = "ca") -> None:
     _openssl(
         "req",
         "-newkey",
@@ -51,9 +57,9 @@ def _issue(pki: Path, name: str, san: str, days: str = "2") -> None:
         "-in",
         f"{name}.csr",
         "-CA",
-        "ca.pem",
+        f"{ca}.pem",
         "-CAkey",
-        "ca.key",
+        f"{ca}.key",
         "-CAcreateserial",
         "-out",
         f"{name}.pem",
@@ -89,6 +95,17 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
     _issue(pki, "server", f"DNS:{SERVER_NAME}")
     _issue(pki, "client", "DNS:client.trm.test")
+    return pki
+
+
+@pytest.fixture(scope="module")
+def other_ca(pki: Path) -> Path:
+    """A second CA in `pki` (otherca.pem), a client certificate it signed (by_other_ca.pem) and a server certificate
+    of `ca.pem` for 127.0.0.1 (at_ip.pem)."""
+    _openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout",
+             "otherca.key", "-out", "otherca.pem", "-days", "2", "-subj", "/CN=another CA", cwd=pki)
+    _issue(pki, "by_other_ca", "DNS:client.trm.test", ca="otherca")
+    _issue(pki, "at_ip", "IP:127.0.0.1,DNS:localhost")
     return pki
 
 
@@ -241,3 +258,106 @@ def test_cli_says_the_servers_certificate_has_expired_not_that_its_ca_is_untrust
     assert ("certificate has expired: OK; the server's certificate has expired: the server needs a renewed one "
             "(its --tls-cert)") in refused.stderr
     assert "not signed by a CA" not in refused.stderr
+
+
+def test_cli_says_the_server_refused_the_client_certificate_given(mtls_server, other_ca):
+    """QA: a client certificate of another CA got gRPC's "Socket closed" alone, as if none had been given."""
+    refused = _cli(mtls_server.target, "--tls-ca", str(other_ca / "ca.pem"), "--tls-server-name", SERVER_NAME,
+                   "--tls-cert", str(other_ca / "by_other_ca.pem"), "--tls-key", str(other_ca / "by_other_ca.key"))
+    assert refused.returncode == 1
+    assert (f"Socket closed; the server refused the handshake, likely over the client certificate given with "
+            f"--tls-cert {other_ca / 'by_other_ca.pem'}: it must be signed by the CA the server trusts (its "
+            "--tls-client-ca), valid now, allowed for client auth, and come with its intermediates") in refused.stderr
+
+
+def test_the_installed_cli_prints_one_line_for_an_untrusted_server_not_grpcs_own_log(tls_server, other_ca):
+    """QA: gRPC core's "Handshake failed" log lines came before trm-client's one line."""
+    program = Path(sys.executable).parent / "trm-client"
+    environment = {k: v for k, v in os.environ.items() if k != "GRPC_VERBOSITY"}
+    done = subprocess.run([str(program), "--target", tls_server.target, "--tls-ca", str(other_ca / "otherca.pem"),
+                           "--tls-server-name", SERVER_NAME, "models"], capture_output=True, text=True, timeout=120,
+                          env=environment, check=False)
+    assert done.returncode == 1
+    assert len(done.stderr.splitlines()) == 1, done.stderr
+    assert done.stderr.startswith("trm-client: UNAVAILABLE: ")
+
+
+async def test_trm_mcp_says_which_tls_option_a_closed_connection_asks_for(tls_server):
+    """QA: only trm-client named the TLS flags; trm-mcp's tools/list said gRPC's "Socket closed" alone."""
+    parameters = mcp_server(tls_server.target)
+    parameters.args += ["--retries", "1"]
+    async with stdio_client(parameters) as (read, write), ClientSession(read, write) as session:
+        await session.initialize()
+        with pytest.raises(MCPError) as caught:
+            await session.list_tools()
+        called = await session.call_tool("trm_intent_test", {"text": "set an alarm"})
+    assert "Socket closed; a TLS server? connect with --tls-ca CA.pem" in caught.value.message
+    assert called.is_error
+    assert "Socket closed; a TLS server? connect with --tls-ca CA.pem" in called.structured_content["error"]["message"]
+
+
+@pytest.mark.parametrize("script", [EXAMPLES / "agent_loop.py", VOICE / "pipeline.py"])
+def test_examples_say_a_tls_client_of_a_plaintext_server_should_drop_its_tls_flags(server, pki, script):
+    done = run_example(script, "--target", server.target, "--tls-ca", str(pki / "ca.pem"), "--retries", "1",
+                       stdin="set an alarm\n")
+    assert done.returncode == 1
+    assert "; a server without TLS? connect without the TLS flags (--tls, --tls-ca" in done.stderr
+
+
+def test_a_tls_client_of_a_plaintext_server_fails_without_retrying(server, pki):
+    """QA: BoringSSL's WRONG_VERSION_NUMBER was retried for 5-6 s, as if the server were restarting."""
+    retried = []
+    policy = RetryPolicy(initial_backoff_s=0.01, on_retry=retried.append)
+    tls = TLSConfig.from_files(ca=pki / "ca.pem")
+    with TRMClient(server.target, tls=tls, retry=policy) as client, pytest.raises(Unavailable) as caught:
+        client.models()
+    assert caught.value.server_speaks_plaintext and retried == []
+
+
+def test_replicas_at_one_ip_are_verified_against_that_ip(bundles, other_ca):
+    """QA: `--target 127.0.0.1:P1,127.0.0.1:P2 --tls-ca CA` failed "Hostname Verification Check failed", though
+    each replica's certificate names 127.0.0.1."""
+    args = ["--tls-cert", str(other_ca / "at_ip.pem"), "--tls-key", str(other_ca / "at_ip.key")]
+    with ServerProcess([bundles["text"]], extra_args=args) as first, ServerProcess([bundles["text"]],
+                                                                                   extra_args=args) as second:
+        tls = TLSConfig.from_files(ca=other_ca / "ca.pem")
+        with TRMClient(f"{first.target},{second.target}", tls=tls, retry=NO_RETRY) as client:
+            assert [m.name for m in client.models()] == [TEXT_MODEL]
+        port = first.target.rpartition(":")[2]
+        with pytest.raises(ValueError, match=r"replicas at different hosts .* need server_name"):
+            TRMClient(f"127.0.0.1:{port},127.0.0.2:{port}", tls=tls)
+        refused = _cli(f"127.0.0.1:{port},127.0.0.2:{port}", "--tls-ca", str(other_ca / "ca.pem"))
+    assert refused.returncode == 1 and "UNAVAILABLE" not in refused.stderr
+    assert "--tls-server-name" in refused.stderr
+
+
+def test_an_encrypted_client_key_is_named_as_such(pki):
+    """QA: the client said only "[SSL] PEM lib (_ssl.c:3926)" of a key that asks for a passphrase."""
+    _openssl("pkey", "-in", "client.key", "-aes256", "-passout", "pass:secret", "-out", "encrypted.key", cwd=pki)
+    key = pki / "encrypted.key"
+    with pytest.raises(ValueError, match="private_key is encrypted"):
+        TLSConfig.from_files(ca=pki / "ca.pem", cert=pki / "client.pem", key=key)
+    refused = _cli("127.0.0.1:1", "--tls-ca", str(pki / "ca.pem"), "--tls-cert", str(pki / "client.pem"),
+                   "--tls-key", str(key))
+    assert refused.returncode == 1
+    assert (f"--tls-key {key} is encrypted (it asks for a passphrase), and gRPC reads only unencrypted keys: write "
+            f"one with `openssl pkey -in {key} -out KEY.pem`") in refused.stderr
+
+
+def test_the_key_pair_check_needs_no_temporary_folder(pki, monkeypatch):
+    """QA: in a read-only container the check crashed "No usable temporary directory found" (and it wrote the
+    private key to disk)."""
+    monkeypatch.setattr(tempfile, "tempdir", str(pki / "nonexistent"))  # as where no folder is writable
+    with pytest.raises(ValueError, match="KEY_VALUES_MISMATCH"):
+        TLSConfig.from_files(ca=pki / "ca.pem", cert=pki / "client.pem", key=pki / "server.key")
+    assert TLSConfig.from_files(ca=pki / "ca.pem", cert=pki / "client.pem", key=pki / "client.key").private_key
+
+
+def test_the_key_pair_check_without_memfd_uses_a_temporary_folder_or_is_skipped(pki, monkeypatch):
+    """Where os.memfd_create is missing (macOS, Windows), the check reads a temporary folder; without one too, it is
+    skipped and gRPC's handshake fails instead."""
+    monkeypatch.delattr(os, "memfd_create", raising=False)
+    with pytest.raises(ValueError, match="KEY_VALUES_MISMATCH"):
+        TLSConfig.from_files(ca=pki / "ca.pem", cert=pki / "client.pem", key=pki / "server.key")
+    monkeypatch.setattr(tempfile, "tempdir", str(pki / "nonexistent"))
+    assert TLSConfig.from_files(ca=pki / "ca.pem", cert=pki / "client.pem", key=pki / "server.key").private_key

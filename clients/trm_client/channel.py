@@ -8,7 +8,8 @@ import os
 import re
 import ssl
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -80,17 +81,62 @@ class KeyPairMismatch(ValueError):
         return f"must be a certificate and its unencrypted private key: {self.reason}"
 
 
+class EncryptedKey(ValueError):
+    """A TLSConfig private_key that asks for a passphrase: gRPC reads only unencrypted keys."""
+
+    def __init__(self) -> None:
+        super().__init__(self.told("private_key", "KEY"))
+
+    @staticmethod
+    def told(key: str, path: str) -> str:
+        """The problem said of `key` (a field or an option), read from the file `path`."""
+        return (f"{key} is encrypted (it asks for a passphrase), and gRPC reads only unencrypted keys: write one with "
+                f"`openssl pkey -in {path} -out KEY.pem`")
+
+
 def _check_key_pair(certificate_chain: bytes, private_key: bytes) -> None:
-    """Raises KeyPairMismatch unless `private_key` is the unencrypted key of `certificate_chain` (Python's ssl
-    reads them from files only: written to a folder only this user can read, removed at once)."""
-    with tempfile.TemporaryDirectory() as folder:
-        cert, key = Path(folder, "cert.pem"), Path(folder, "key.pem")
-        cert.write_bytes(certificate_chain)
-        key.write_bytes(private_key)
-        try:
-            ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_cert_chain(cert, key, password=lambda: b"")
-        except ssl.SSLError as error:
-            raise KeyPairMismatch(str(error.reason or error)) from error
+    """Raises KeyPairMismatch unless `private_key` is the unencrypted key of `certificate_chain` (EncryptedKey where
+    it asks for a passphrase). Python's ssl reads them from files only; where none can be made (no memfd, no
+    writable temporary folder) the check is skipped, and gRPC's handshake fails instead."""
+    asked_passphrase = False
+
+    def passphrase() -> bytes:
+        nonlocal asked_passphrase
+        asked_passphrase = True
+        return b""
+
+    try:
+        with _readable_paths(certificate_chain, private_key) as (cert, key):
+            ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_cert_chain(cert, key, password=passphrase)
+    except ssl.SSLError as error:
+        if asked_passphrase:
+            raise EncryptedKey from error
+        raise KeyPairMismatch(str(error.reason or error)) from error
+    except OSError:  # ssl.SSLError is one too, hence the order
+        return
+
+
+@contextmanager
+def _readable_paths(*contents: bytes) -> Iterator[list[str]]:
+    """Paths that read `contents`: anonymous in-memory files on Linux (the key never reaches a disk, and a read-only
+    container has no writable temporary folder), else files in a temporary folder only this user can read, removed
+    at the end."""
+    if not hasattr(os, "memfd_create"):
+        with tempfile.TemporaryDirectory() as folder:
+            paths = [Path(folder, f"{number}.pem") for number in range(len(contents))]
+            for path, data in zip(paths, contents, strict=True):
+                path.write_bytes(data)
+            yield [str(path) for path in paths]
+        return
+    descriptors = [os.memfd_create("trm-client-tls") for _ in contents]
+    try:
+        for descriptor, data in zip(descriptors, contents, strict=True):
+            with open(descriptor, "wb", closefd=False) as file:
+                file.write(data)
+        yield [f"/proc/self/fd/{descriptor}" for descriptor in descriptors]
+    finally:
+        for descriptor in descriptors:
+            os.close(descriptor)
 
 
 @dataclass(frozen=True)
@@ -237,11 +283,40 @@ def _is_loopback(endpoint: str) -> bool:
         return False
 
 
+class ReplicaHostsDiffer(ValueError):
+    """Several replicas over TLS at different hosts, without a server_name to check their certificates against."""
+
+    def __init__(self, hosts: Sequence[str]) -> None:
+        self.hosts = list(hosts)
+        super().__init__(self.asking("server_name"))
+
+    def asking(self, option: str) -> str:
+        """The problem, asking for `option` (a field or a flag)."""
+        return (f"over TLS, replicas at different hosts ({', '.join(self.hosts)}) need {option}: a name every "
+                "replica's certificate holds")
+
+
+def replica_name_options(target: str, tls: TLSConfig | None) -> list[tuple[str, int | str]]:
+    """With TLS and no server_name, several replicas' one host as the name their certificates are checked against:
+    gRPC checks an ipv4:/ipv6: list against no host of the list, and every replica failed "Hostname Verification".
+
+    Raises:
+        ReplicaHostsDiffer: for replicas at different hosts (which name would be a guess).
+    """
+    if tls is None or tls.server_name or not target.startswith(("ipv4:", "ipv6:")):
+        return []
+    endpoints = re.sub(r"^ipv[46]:(//[^/]*/)?", "", target).split(",")
+    hosts = sorted({endpoint.rpartition(":")[0].strip("[]") for endpoint in endpoints})
+    if len(hosts) > 1:
+        raise ReplicaHostsDiffer(hosts)
+    return [("grpc.ssl_target_name_override", hosts[0])]
+
+
 def open_channel(
     target: str, tls: TLSConfig | None, extra: Sequence[tuple[str, int | str]] = ()
 ) -> grpc.Channel:
-    """Opens a blocking channel to a resolved target."""
-    options = channel_options(tls, [*loopback_options(target), *extra])
+    """Opens a blocking channel to a resolved target (ReplicaHostsDiffer: see replica_name_options)."""
+    options = channel_options(tls, [*loopback_options(target), *replica_name_options(target, tls), *extra])
     if tls is None:
         return grpc.insecure_channel(target, options=options)
     return grpc.secure_channel(target, tls.credentials(), options=options)
@@ -250,8 +325,8 @@ def open_channel(
 def open_aio_channel(
     target: str, tls: TLSConfig | None, extra: Sequence[tuple[str, int | str]] = ()
 ) -> grpc.aio.Channel:
-    """Opens an asyncio channel to a resolved target."""
-    options = channel_options(tls, [*loopback_options(target), *extra])
+    """Opens an asyncio channel to a resolved target (ReplicaHostsDiffer: see replica_name_options)."""
+    options = channel_options(tls, [*loopback_options(target), *replica_name_options(target, tls), *extra])
     if tls is None:
         return grpc.aio.insecure_channel(target, options=options)
     return grpc.aio.secure_channel(target, tls.credentials(), options=options)

@@ -25,22 +25,17 @@ from typing import Any, NoReturn, TextIO
 import grpc
 
 from trm_client.batch_command import run_reason_batch
-from trm_client.channel import TARGET_ENV, resolve_target
+from trm_client.channel import resolve_target
 from trm_client.client import TRMClient
 from trm_client.connection_args import (
     add_connection_arguments,
     client_settings,
+    connection_hint_for,
     positive_int,
     whole_number,
 )
 from trm_client.console import EXIT_ERROR, run_console_program
-from trm_client.errors import (
-    CERTIFICATE_EXPIRED,
-    CERTIFICATE_NAMES_ANOTHER_HOST,
-    CERTIFICATE_NOT_YET_VALID,
-    CERTIFICATE_UNTRUSTED,
-    TRMError,
-)
+from trm_client.errors import TRMError
 from trm_client.field_names import CLI_FLAGS, rename_fields
 from trm_client.model_info import Budget
 from trm_client.render import (
@@ -204,13 +199,15 @@ def _parsed(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argp
 def run(args: argparse.Namespace, out: TextIO) -> int:
     """Runs the parsed command; a failed call or a bad option is told on stderr in flags (and as JSON with
     --json)."""
+    settings: dict[str, Any] = {}
     try:
-        with TRMClient(**client_settings(args)) as client:
+        settings = client_settings(args)
+        with TRMClient(**settings) as client:
             return COMMANDS[args.command](client, args, out)
     except TRMError as error:
         if args.json:
             print(json.dumps({"error": error_dict(error.code.name, error.details, error.request_id)}), file=out)
-        message = rename_fields(error.details, CLI_FLAGS) + _flag_hint(error, args)
+        message = rename_fields(error.details, CLI_FLAGS) + _flag_hint(error, args, settings)
         print(f"trm-client: {error.code.name}: {message} (request_id={error.request_id})", file=sys.stderr)
         return EXIT_ERROR
     except ValueError as error:  # an option refused before any call (a malformed --target, a missing TLS file)
@@ -220,11 +217,9 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
         return EXIT_ERROR
 
 
-def _flag_hint(error: TRMError, args: argparse.Namespace) -> str:
+def _flag_hint(error: TRMError, args: argparse.Namespace, settings: dict[str, Any]) -> str:
     """The flag that changes the outcome of a call that failed on the client's own limits, on its address, or on
-    its TLS options (a server that closes the connection at once expects a TLS handshake, or a client certificate;
-    one that answers a TLS handshake with a wrong record version speaks plaintext); or what to do where the server
-    went away during the call."""
+    its TLS options (`connection_hint`); or what to do where the server went away during the call."""
     if error.code is grpc.StatusCode.DEADLINE_EXCEEDED:
         return f"; the deadline is --timeout (now {args.timeout:g} s)"
     if error.code is grpc.StatusCode.NOT_FOUND and getattr(args, "version", ""):
@@ -241,32 +236,10 @@ def _flag_hint(error: TRMError, args: argparse.Namespace) -> str:
                 "says how many characters the model reads)")
     if error.code is grpc.StatusCode.UNAVAILABLE and "Stream removed" in error.details:  # after the call began
         return "; the server closed the connection during the call (stopped or restarted?): run the command again"
-    if error.code is grpc.StatusCode.UNAVAILABLE and "Socket closed" in error.details:
-        if not (args.tls or args.tls_ca or args.tls_server_name or args.tls_cert):
-            return "; a TLS server? connect with --tls-ca CA.pem (or --tls for gRPC's default roots)"
-        if args.tls_cert is None:
-            return "; a server that asks for a client certificate (mutual TLS)? give --tls-cert and --tls-key"
-    if error.code is grpc.StatusCode.UNAVAILABLE and CERTIFICATE_NAMES_ANOTHER_HOST in error.details:
-        return (f"; the server's certificate does not name {args.tls_server_name or 'the host of --target'}: give a "
-                "name it holds with --tls-server-name")
-    if error.code is grpc.StatusCode.UNAVAILABLE and CERTIFICATE_EXPIRED in error.details:
-        return "; the server's certificate has expired: the server needs a renewed one (its --tls-cert)"
-    if error.code is grpc.StatusCode.UNAVAILABLE and CERTIFICATE_NOT_YET_VALID in error.details:
-        return ("; the server's certificate is not valid yet: this machine's clock is behind the certificate's start "
-                "(check both clocks)")
-    if error.code is grpc.StatusCode.UNAVAILABLE and CERTIFICATE_UNTRUSTED in error.details:
-        trusted = f"--tls-ca {args.tls_ca}" if args.tls_ca else "gRPC's default roots"
-        return (f"; the server's certificate is not signed by a CA this client trusts ({trusted}): give the CA that "
-                "signed it with --tls-ca")
-    if error.code is grpc.StatusCode.UNAVAILABLE and "WRONG_VERSION_NUMBER" in error.details:  # TLS to plaintext
-        return "; a server without TLS? connect without the TLS flags (--tls, --tls-ca, --tls-cert, --tls-key)"
-    if error.code is grpc.StatusCode.UNAVAILABLE and "Connection refused" in error.details:
-        named_by = "--target" if args.target is not None else f"--target (or ${TARGET_ENV})"
-        return f"; no server listens at {resolve_target(args.target)}: start one, or name its address with {named_by}"
     if error.code is grpc.StatusCode.UNIMPLEMENTED:  # gRPC's "Method not implemented!" names no method
         return (f"; the server at {resolve_target(args.target)} does not serve the call `{args.command}` makes: it is "
                 f"older than this client (trm-client {version('trm-client')}), or not a trm.v1 server")
-    return ""
+    return connection_hint_for(args, settings)(error)
 
 
 if __name__ == "__main__":

@@ -66,9 +66,16 @@ def _output_closed(what: str) -> bool:
     return True
 
 
+def quiet_grpc_core() -> None:
+    """No log lines of gRPC core's own ("Handshake failed ...") before the program's one line of error, unless
+    $GRPC_VERBOSITY asks for them. gRPC reads it as it is imported, hence before the command's modules load."""
+    os.environ.setdefault("GRPC_VERBOSITY", "NONE")
+
+
 def trm_client() -> int:
     """Entry point of ``trm-client``: the command's modules load inside `run_console_program` (gRPC takes a few
     tenths of a second), so a Ctrl-C while they load ends it with 130 too, not a traceback."""
+    quiet_grpc_core()
     return run_console_program(lambda: importlib.import_module("trm_client.cli").main())
 
 
@@ -77,6 +84,7 @@ def trm_mcp() -> int:
     as one while it serves does (`mcp_server.main`)."""
     if _output_closed("its MCP messages"):
         return EXIT_USAGE
+    quiet_grpc_core()
     try:
         serve = importlib.import_module("trm_client.mcp_server").main
     except KeyboardInterrupt:

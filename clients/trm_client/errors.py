@@ -33,11 +33,18 @@ class TRMError(Exception):
         return self.code is grpc.StatusCode.UNAVAILABLE and any(
             failure in self.details for failure in (CERTIFICATE_UNTRUSTED, CERTIFICATE_NAMES_ANOTHER_HOST))
 
+    @property
+    def server_speaks_plaintext(self) -> bool:
+        """The client's TLS handshake was answered with bytes that are no TLS record (BoringSSL's
+        WRONG_VERSION_NUMBER): a server without TLS, which answers so on every attempt."""
+        return self.code is grpc.StatusCode.UNAVAILABLE and TLS_TO_PLAINTEXT in self.details
+
 
 CERTIFICATE_UNTRUSTED = "CERTIFICATE_VERIFY_FAILED"  # gRPC's words, as BoringSSL's
 CERTIFICATE_EXPIRED = "certificate has expired"  # BoringSSL's reason after CERTIFICATE_VERIFY_FAILED
 CERTIFICATE_NOT_YET_VALID = "certificate is not yet valid"
 CERTIFICATE_NAMES_ANOTHER_HOST = "Hostname Verification Check failed"
+TLS_TO_PLAINTEXT = "WRONG_VERSION_NUMBER"  # BoringSSL's reason for an answer that is no TLS record
 CLOSED_DURING_CALL = "the client was closed during the call (close(), or the end of its with-block)"
 
 

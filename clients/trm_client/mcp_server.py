@@ -10,10 +10,11 @@ import argparse
 import asyncio
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from importlib.metadata import version
 from typing import Any
 
+import grpc
 import mcp_types as types
 from mcp.server import Server, ServerRequestContext
 from mcp.server.stdio import stdio_server
@@ -22,9 +23,9 @@ from mcp.shared.exceptions import MCPError
 from mcp.shared.message import SessionMessage
 
 from trm_client.aio_client import AsyncTRMClient
-from trm_client.connection_args import add_connection_arguments, checked_client_settings
+from trm_client.connection_args import add_connection_arguments, checked_client_settings, connection_hint_for
 from trm_client.console import EXIT_ERROR, EXIT_INTERRUPTED, discard_the_rest
-from trm_client.errors import TRMError
+from trm_client.errors import TRMError, Unavailable
 from trm_client.mcp_lines import AnsweredLines
 from trm_client.retry import checked_timeout
 from trm_client.tool_schema import input_schema, output_schema, tool_description
@@ -43,8 +44,9 @@ INSTRUCTIONS = (
 )
 
 
-def build_server(adapter: AsyncToolAdapter) -> Server[Any]:
-    """An MCP server whose tools are the hosted models, listed afresh on every tools/list."""
+def build_server(adapter: AsyncToolAdapter, hint: Callable[[TRMError], str] = lambda error: "") -> Server[Any]:
+    """An MCP server whose tools are the hosted models, listed afresh on every tools/list; `hint` tells the
+    connection option to change where the service cannot be reached (`connection_hint`)."""
 
     async def list_tools(
         ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
@@ -52,7 +54,8 @@ def build_server(adapter: AsyncToolAdapter) -> Server[Any]:
         try:
             infos = await adapter.model_infos()
         except TRMError as error:  # the service, not the request: a JSON-RPC internal error, not a traceback
-            raise MCPError(types.INTERNAL_ERROR, f"the reasoning service: {error}") from error
+            told = f"{error.code.name}: {error.details}{hint(error)} (request_id={error.request_id})"
+            raise MCPError(types.INTERNAL_ERROR, f"the reasoning service: {told}") from error
         return types.ListToolsResult(
             tools=[
                 types.Tool(name=adapter.tool_name(i.name), description=tool_description(i),
@@ -67,6 +70,9 @@ def build_server(adapter: AsyncToolAdapter) -> Server[Any]:
         payload = await adapter.invoke(params.name, params.arguments)
         if payload.get("error", {}).get("code") == "UNKNOWN_TOOL":  # a protocol error in MCP, not the tool's
             raise MCPError(types.INVALID_PARAMS, payload["error"]["message"])
+        failed = payload.get("error", {})
+        if failed.get("code") == "UNAVAILABLE":
+            failed["message"] += hint(Unavailable(grpc.StatusCode.UNAVAILABLE, failed["message"], ""))
         return types.CallToolResult(
             content=[types.TextContent(type="text", text=to_json(payload))],
             structured_content=payload,
@@ -110,11 +116,11 @@ def drain_seconds(timeout_s: float | None) -> float:
     return (checked_timeout(timeout_s) or DRAIN_WITHOUT_DEADLINE_S) + 1.0
 
 
-async def serve(settings: dict[str, Any]) -> None:
+async def serve(settings: dict[str, Any], hint: Callable[[TRMError], str] = lambda error: "") -> None:
     """Serves MCP on stdin/stdout until the host closes the pipe, and the requests it sent are answered (at most
-    the client's timeout longer); ``settings`` are AsyncTRMClient's arguments."""
+    the client's timeout longer); ``settings`` are AsyncTRMClient's arguments, ``hint`` as build_server's."""
     async with AsyncTRMClient(**settings) as client:
-        server = build_server(AsyncToolAdapter(client))
+        server = build_server(AsyncToolAdapter(client), hint)
         lines = AnsweredLines(serves=lambda method: server.get_request_handler(method) is not None,
                               drain_s=drain_seconds(client.timeout_s))
         async with stdio_server(stdin=lines) as (read_stream, write_stream):  # type: ignore[arg-type]
@@ -129,9 +135,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         prog="trm-mcp", description="An MCP server over stdio that offers each model the service hosts as a tool.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {version('trm-client')}")
     add_connection_arguments(parser)
-    settings = checked_client_settings(parser, parser.parse_args(argv))
+    args = parser.parse_args(argv)
+    settings = checked_client_settings(parser, args)
     try:
-        asyncio.run(serve(settings))
+        asyncio.run(serve(settings, connection_hint_for(args, settings)))
     except KeyboardInterrupt:  # Ctrl-C, or a host's SIGINT: stop quietly, as trm-client does, without waiting
         sys.stdout.flush()  # for the worker thread still reading stdin (AnsweredLines), which nothing can wake
         os._exit(EXIT_INTERRUPTED)

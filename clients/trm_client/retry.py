@@ -30,7 +30,8 @@ class RetryPolicy:
     By default only UNAVAILABLE is retried: the server was unreachable, so nothing ran. Add
     RESOURCE_EXHAUSTED to ``retry_on`` to wait out a full queue (a request over a message size limit, also
     RESOURCE_EXHAUSTED, fails at once); INVALID_ARGUMENT, NOT_FOUND and DEADLINE_EXCEEDED can never succeed on
-    a retry and are refused, nor can an UNAVAILABLE where the client refused the server's TLS certificate.
+    a retry and are refused, nor can an UNAVAILABLE where the client refused the server's TLS certificate or met a
+    server without TLS.
 
     The wait before attempt n+1 is drawn uniformly from [b/2, b] with
     b = min(max_backoff_s, initial_backoff_s * multiplier**(n-1)) ("equal jitter"): replicas restarting
@@ -131,7 +132,7 @@ def plan_retry(
         TRMError: the typed error for ``error`` when the call must fail now.
     """
     typed = from_rpc_error(error, request_id)
-    never_passes = typed.over_message_limit or typed.certificate_refused
+    never_passes = typed.over_message_limit or typed.certificate_refused or typed.server_speaks_plaintext
     delay = None if never_passes else policy.next_delay(typed.code, attempt, deadline)
     if delay is None:
         raise typed from error

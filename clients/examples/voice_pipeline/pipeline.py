@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import TextIO
 
 from trm_client import Classification, ModelInfo, ReasonResult, TaskType, TRMClient, TRMError
-from trm_client.connection_args import add_connection_arguments, checked_client_settings
+from trm_client.connection_args import add_connection_arguments, checked_client_settings, connection_hint_for
 from trm_client.console import run_console_program
 from trm_client.tool_result import defer_reason
 
@@ -171,8 +171,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     """The pipeline with the parsed arguments; its exit status (an error is told on stderr)."""
+    settings = checked_client_settings(parser, args)
     try:
-        with TRMClient(**checked_client_settings(parser, args)) as client:
+        with TRMClient(**settings) as client:
             hook = print_fallback(sys.stderr if args.json else sys.stdout)
             run(
                 client,
@@ -186,7 +187,7 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
                 dictate_label=args.dictate_label,
             )
     except TRMError as error:
-        print(f"pipeline: {error}", file=sys.stderr)
+        print(f"pipeline: {error}{connection_hint_for(args, settings)(error)}", file=sys.stderr)
         return 1
     except ValueError as error:  # a model of the wrong kind
         print(f"pipeline: {error}", file=sys.stderr)
