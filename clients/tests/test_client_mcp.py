@@ -5,11 +5,14 @@ from __future__ import annotations
 import json
 import os
 import select
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 
+import anyio
+import mcp_types
 import pytest
 from mcp import ClientSession, StdioServerParameters, stdio_client
 from mcp.shared.exceptions import MCPError
@@ -17,7 +20,38 @@ from mcp_types import INTERNAL_ERROR, INVALID_PARAMS, INVALID_REQUEST, METHOD_NO
 from sdk_test_support import BAD_CONNECTION_OPTIONS, GRID_MODEL, SUDOKU, TEXT_MODEL
 from trm_client import TRMClient
 from trm_client.mcp_server import drain_seconds
+from trm_client.mcp_tool_watch import WATCH_INTERVAL_S
 from trm_client.tool_schema import input_schema, output_schema
+
+from trm_service.testing import ServerProcess
+
+
+async def test_the_host_is_told_when_a_reload_changes_the_tools_it_listed(bundles, tmp_path):
+    """QA: listChanged was false: a host kept the tools of the models served before a reload (SIGHUP)."""
+    folder = tmp_path / "models"
+    shutil.copytree(bundles["text"], folder / "text")
+    changes: list[object] = []
+
+    async def on_message(message: object) -> None:
+        if isinstance(message, mcp_types.ToolListChangedNotification):
+            changes.append(message)
+
+    with ServerProcess([folder]) as server:
+        async with (
+            stdio_client(mcp_server(server.target)) as (read, write),
+            ClientSession(read, write, message_handler=on_message) as session,
+        ):
+            opened = await session.initialize()
+            assert opened.capabilities.tools.list_changed is True
+            assert [tool.name for tool in (await session.list_tools()).tools] == ["trm_intent_test"]
+            shutil.copytree(bundles["grid"], folder / "grid")
+            server.send_signal(signal.SIGHUP)
+            with anyio.fail_after(60):
+                while not changes:
+                    await anyio.sleep(0.1)
+            assert {tool.name for tool in (await session.list_tools()).tools} == {"trm_intent_test", "trm_sudoku_test"}
+            await anyio.sleep(WATCH_INTERVAL_S + 1)  # nothing changed since the host listed again: no more told
+            assert len(changes) == 1
 
 
 def mcp_server(target: str) -> StdioServerParameters:

@@ -50,6 +50,11 @@ class AnsweredLines:
         self._unanswered: set[types.RequestId] = set()
         self.replies: WriteStream[SessionMessage] | None = None
 
+    @property
+    def session_open(self) -> bool:
+        """Whether a session was opened by the handshake (`initialize`, or the initialized notification)."""
+        return self._initialized
+
     def answered(self, request_id: types.RequestId) -> None:
         """A reply to `request_id` went out."""
         self._unanswered.discard(request_id)

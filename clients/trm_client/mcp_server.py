@@ -14,9 +14,11 @@ from collections.abc import Callable, Sequence
 from importlib.metadata import version
 from typing import Any
 
+import anyio
 import grpc
 import mcp_types as types
 from mcp.server import Server, ServerRequestContext
+from mcp.server.lowlevel.server import NotificationOptions
 from mcp.server.stdio import stdio_server
 from mcp.shared._stream_protocols import WriteStream
 from mcp.shared.exceptions import MCPError
@@ -27,6 +29,7 @@ from trm_client.connection_args import add_connection_arguments, checked_client_
 from trm_client.console import EXIT_ERROR, EXIT_INTERRUPTED, discard_the_rest
 from trm_client.errors import TRMError, Unavailable
 from trm_client.mcp_lines import AnsweredLines
+from trm_client.mcp_tool_watch import ToolListWatch
 from trm_client.retry import checked_timeout
 from trm_client.tool_schema import input_schema, output_schema, tool_description
 from trm_client.tools import AsyncToolAdapter, to_json
@@ -44,25 +47,31 @@ INSTRUCTIONS = (
 )
 
 
-def build_server(adapter: AsyncToolAdapter, hint: Callable[[TRMError], str] = lambda error: "") -> Server[Any]:
-    """An MCP server whose tools are the hosted models, listed afresh on every tools/list; `hint` tells the
-    connection option to change where the service cannot be reached (`connection_hint`)."""
+async def hosted_tools(adapter: AsyncToolAdapter) -> list[types.Tool]:
+    """A tool for each model the service hosts now (TRMError where it cannot be reached)."""
+    return [
+        types.Tool(name=adapter.tool_name(i.name), description=tool_description(i), input_schema=input_schema(i),
+                   output_schema=output_schema(i), annotations=READ_ONLY)
+        for i in await adapter.model_infos()
+    ]
+
+
+def build_server(adapter: AsyncToolAdapter, hint: Callable[[TRMError], str] = lambda error: "",
+                 on_listed: Callable[[list[types.Tool]], None] = lambda tools: None) -> Server[Any]:
+    """An MCP server whose tools are the hosted models, listed afresh on every tools/list (each list given to
+    `on_listed`); `hint` tells the connection option to change where the service cannot be reached
+    (`connection_hint`)."""
 
     async def list_tools(
         ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
     ) -> types.ListToolsResult:
         try:
-            infos = await adapter.model_infos()
+            tools = await hosted_tools(adapter)
         except TRMError as error:  # the service, not the request: a JSON-RPC internal error, not a traceback
             told = f"{error.code.name}: {error.details}{hint(error)} (request_id={error.request_id})"
             raise MCPError(types.INTERNAL_ERROR, f"the reasoning service: {told}") from error
-        return types.ListToolsResult(
-            tools=[
-                types.Tool(name=adapter.tool_name(i.name), description=tool_description(i),
-                           input_schema=input_schema(i), output_schema=output_schema(i), annotations=READ_ONLY)
-                for i in infos
-            ]
-        )
+        on_listed(tools)
+        return types.ListToolsResult(tools=tools)
 
     async def call_tool(
         ctx: ServerRequestContext[Any], params: types.CallToolRequestParams
@@ -120,13 +129,19 @@ async def serve(settings: dict[str, Any], hint: Callable[[TRMError], str] = lamb
     """Serves MCP on stdin/stdout until the host closes the pipe, and the requests it sent are answered (at most
     the client's timeout longer); ``settings`` are AsyncTRMClient's arguments, ``hint`` as build_server's."""
     async with AsyncTRMClient(**settings) as client:
-        server = build_server(AsyncToolAdapter(client), hint)
+        adapter = AsyncToolAdapter(client)
+        watch = ToolListWatch(lambda: hosted_tools(adapter), session_open=lambda: lines.session_open)
+        server = build_server(adapter, hint, on_listed=watch.listed)
         lines = AnsweredLines(serves=lambda method: server.get_request_handler(method) is not None,
                               drain_s=drain_seconds(client.timeout_s))
         async with stdio_server(stdin=lines) as (read_stream, write_stream):  # type: ignore[arg-type]
             lines.replies = write_stream
             replies = _NotedReplies(write_stream, lines)
-            await server.run(read_stream, replies, server.create_initialization_options())
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(watch.run, write_stream)
+                await server.run(read_stream, replies,
+                                 server.create_initialization_options(NotificationOptions(tools_changed=True)))
+                tasks.cancel_scope.cancel()
 
 
 def main(argv: Sequence[str] | None = None) -> None:
