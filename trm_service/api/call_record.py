@@ -86,6 +86,8 @@ class CallRecord:
                 metrics.child(metrics.steps, self.model).observe(self.steps)
                 metrics.child(metrics.halt_reasons, self.model, reason).inc()
             fields.update(steps=self.steps, halt_reason=reason)
+        elif self.steps:  # a stream ended (cancelled, past its deadline) after reaching this step
+            fields["steps"] = self.steps
         if self.flag is not None:
             if answered:
                 metrics.child(metrics.flagged, self.model, self.flag).inc()

@@ -93,6 +93,7 @@ class ReasoningServicer:
             steps = self._reason_stream(raw, context, record, idle)
             try:
                 async for step in steps:
+                    record.steps = step.step  # the step reached, for the log line of a stream ended before its answer
                     yield step
                 record.finish(grpc.StatusCode.OK)
             except RequestError as exc:
