@@ -19,6 +19,7 @@ from trainer.sequence.pairs import Pair
 from trainer.sequence.user_fit import SPOKEN_NUMBERS_MIN_ROWS, split_pairs, spoken_numbers_checks, starting_point
 from trainer.testing import make_random_sequence_bundle, random_sequence_model
 from trm_bundle.manifest import Training, load_bundle
+from trm_bundle.spoken_numbers import numbers_agree
 from trm_service.runtime.loader import LoadOptions, load_model
 from trm_service.runtime.session import SessionSettings
 
@@ -65,13 +66,16 @@ def test_a_source_target_file_becomes_a_bundle_with_its_held_out_scores(tmp_path
     assert len(test["misses"]) == min(12, wrong) and all(expected != written for _, expected, written, _ in
                                                          test["misses"])
     assert f"## Misses ({len(test['misses'])} of {wrong} wrong answers" in report
-    for _, _, written, confidence in test["misses"]:  # each with its confidence, and whether the flag catches it
-        flagged = ", marked unsure" if confidence < bundle.manifest.sequence.unsure_below else ""
+    for source, _, written, confidence in test["misses"]:  # each with its confidence, and whether the flag catches it
+        marked = confidence < bundle.manifest.sequence.unsure_below or not numbers_agree(source, written)
+        flagged = ", marked unsure" if marked else ""
         assert f"`{written}` (confidence {confidence:.3f}{flagged})" in report
     assert bundle.manifest.sequence.unsure_below == test["unsure"]["unsure_below"]  # chosen on the validation rows
     assert test["unsure"]["rows"] == 4 and "- Unsure answers: " in report
     assert bundle.manifest.sequence.checks == ("spoken_numbers",)  # every training row says its number in words
-    assert re.search(r"- Spoken-numbers check: on \(each of the \d+ training rows that write digits", report)
+    assert re.search(r"- Spoken-numbers check: on \(each of the (\d+) training rows passes it: the \1 that write "
+                     r"digits", report)
+    assert test["unsure"]["flagged"] >= test["unsure"]["numbers_disagree"]  # the server's flags, both counted
     assert bundle.manifest.recursion.N_sup == 1  # the preset's measured choice (docs/TRAINING.md)
     assert "anytime.png" not in bundle.manifest.files and "## Adaptive compute" not in report  # one step: no curve
     assert bundle.manifest.input.max_chars == max(len(source) for source, _ in rows)
@@ -173,6 +177,25 @@ def test_a_fit_of_an_edited_file_starts_over_and_the_same_file_resumes(tmp_path:
     assert "holds a run of other data; starting over" in out and "resumed from step" not in out
 
 
+def test_a_fit_of_another_file_of_the_same_name_does_not_replace_its_bundle(tmp_path: Path, capsys) -> None:
+    """QA: `fit --train shell.csv` then `fit --train shell.jsonl` replaced bundles/shell without a word (a text fit
+    refuses): the check read the text bundles' `config.data`, where a sequence bundle records `config.train`."""
+    torch.set_num_threads(1)
+    rows = [(f"x equals {NUMBERS[i % 10]}", f"x = {i % 10}") for i in range(20)]
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+    first, other = (_write(tmp_path / folder / "assign.csv", rows) for folder in ("a", "b"))
+    out = tmp_path / "bundles"
+    fit = ["--out", str(out), "--run-dir", str(tmp_path / "runs"), "--time-budget", "0.02", "--batch-size", "8"]
+    assert main(["fit", "--train", str(first), *fit]) == 0
+    fitted = (out / "assign" / "manifest.json").read_bytes()
+    capsys.readouterr()
+    assert main(["fit", "--train", str(other), *fit]) == 2
+    assert (f"{out / 'assign'} holds the model fitted on {first}, another file than {other}"
+            in capsys.readouterr().err)
+    assert (out / "assign" / "manifest.json").read_bytes() == fitted
+
+
 def test_copies_of_a_source_stay_on_one_side_of_each_split_and_a_test_files_seen_rows_are_named() -> None:
     """QA: 30 rows repeated 10 times had all 30 held-out rows in training too, and the score counted them."""
     from trainer.sequence.pairs import Pair
@@ -258,8 +281,16 @@ def test_the_spoken_numbers_check_is_on_only_where_every_training_row_says_its_n
     translated = [*said, Pair("x vaut sept", "x = 7", 99)]  # another language: right answers would be flagged
     checks, sentence = spoken_numbers_checks(translated)
     assert checks == ()
-    assert "1 of the 21 training rows that write digits fail it, e.g. `x vaut sept` -> `x = 7`" in sentence
-    assert spoken_numbers_checks([*said, Pair("return none", "return None", 99)])[0] == ("spoken_numbers",)
+    assert "1 of the 21 training rows fail it, e.g. `x vaut sept` -> `x = 7`" in sentence
+    checks, sentence = spoken_numbers_checks([*said, Pair("return none", "return None", 99)])
+    assert checks == ("spoken_numbers",)
+    assert sentence.startswith("on (each of the 21 training rows passes it: the 20 that write digits say their numbers")
+    # QA: shell commands, whose "for" and "to" are no numbers: 46 of 113 right answers were flagged
+    shell = [*said, Pair("search for admin in todo dot txt", "grep -n admin todo.txt", 99)]
+    checks, sentence = spoken_numbers_checks(shell)
+    assert checks == ()
+    assert ("1 of the 21 training rows fail it, e.g. `search for admin in todo dot txt` -> `grep -n admin todo.txt`"
+            in sentence)
 
 
 def test_a_fit_starts_from_the_packaged_dictation_model_and_ships_nothing_below_its_start(tmp_path: Path,

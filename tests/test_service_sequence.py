@@ -7,6 +7,7 @@ and answer lengths) get what each gets alone; bad input gets INVALID_ARGUMENT wi
 
 from __future__ import annotations
 
+import csv
 import itertools
 import json
 import shutil
@@ -21,11 +22,12 @@ from trm.v1 import trm_pb2, trm_pb2_grpc
 
 import trm_service
 from trainer.sequence.batches import to_batch
-from trainer.sequence.bundle import bundle_halting
+from trainer.sequence.bundle import bundle_halting, sequence_manifest, write_sequence_bundle
 from trainer.sequence.decode import Decoded, Halting, run
+from trainer.sequence.evaluate import bundle_scores
 from trainer.sequence.model import SequenceTRM
-from trainer.sequence.vocab import decode
-from trainer.testing import make_random_sequence_bundle
+from trainer.sequence.vocab import BOS_ID, PAD_ID, decode
+from trainer.testing import make_random_sequence_bundle, random_sequence_model
 from trm_bundle.checksums import sha256_of
 from trm_bundle.manifest import BundleError, load_bundle
 from trm_bundle.spoken_numbers import numbers_agree
@@ -402,3 +404,75 @@ def test_a_burst_on_a_fresh_server_is_admitted_until_its_estimates_rest_on_measu
         codes = [call.code() for call in calls]
     refused = [call.details() for call in calls if call.code() != grpc.StatusCode.OK]
     assert codes == [grpc.StatusCode.OK] * len(lines), refused[:2]
+
+
+def test_a_model_that_favours_the_padding_and_start_marks_writes_neither(tmp_path):
+    """QA: a barely trained user model served `ta[PAD] -n 255 log.txt` where its fit decoded `ta -n 255 log.txt`: the
+    server wrote every emitted id's label. Neither side chooses the padding or start mark as a token: the served text
+    is the PyTorch decoder's, alone and batched, and holds no marker's name."""
+    model = random_sequence_model(seed=3)
+    with torch.no_grad():
+        for marker in (PAD_ID, BOS_ID):
+            model.answer.vocabulary.weight[marker] *= 8.0
+    manifest = sequence_manifest(model, name="svc-markers", version="1.0.0", max_chars=64, training=None,
+                                 description="a random model that favours the padding and start marks")
+    path = write_sequence_bundle(tmp_path / "svc-markers", model, manifest).path
+    with ServerProcess([path]) as server, grpc.insecure_channel(server.target) as channel:
+        stub = trm_pb2_grpc.ReasoningServiceStub(channel)
+        requests = [_request(text, "svc-markers") for text in INPUTS]
+        alone = [stub.Reason(request, timeout=30).answer.text for request in requests]
+        batch = stub.ReasonBatch(trm_pb2.ReasonBatchRequest(requests=requests), timeout=60)
+        streamed = list(stub.ReasonStream(_request(INPUTS[0], "svc-markers"), timeout=30))
+    expected = [_reference(model, text, bundle_halting(path))[0] for text in INPUTS]
+    assert [answer.text for answer in alone] == expected, [answer.text for answer in alone]
+    assert [(result.response.answer.text.text, result.response.answer.text.confidence) for result in batch.results] == [
+        (answer.text, answer.confidence) for answer in alone]
+    assert not any("[" in answer.text for answer in alone)
+    assert streamed[-1].answer.text.text == expected[0]
+    assert all(c.label not in ("[PAD]", "[BOS]") for m in streamed for c in m.answer.text.candidates)
+    assert sum(answer.tokens - 1 for answer in alone) > 0  # answers of some length, not only end marks
+
+
+def _with_training(bundle: tuple[Path, SequenceTRM], tmp_path: Path) -> Path:
+    """A copy of a random bundle that records its model's shape, as a fitted one does (what `trm-train eval` reads)."""
+    folder = Path(shutil.copytree(bundle[0], tmp_path / bundle[0].name))
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest["training"] = {"model_config": bundle[1].cfg.to_dict(), "config": {}, "data_sha256": {}, "command": "",
+                            "wall_time_s": 0.0, "optimizer_steps": 0, "train_time_s": 0.0, "device": "cpu",
+                            "parameters": 0}
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    return folder
+
+
+def _rows_file(path: Path, rows: list[tuple[str, str]]) -> Path:
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerows([("source", "target"), *rows])
+    return path
+
+
+def test_eval_flags_the_answers_the_server_flags_the_numbers_check_included(checked_bundle, stub, tmp_path):
+    """QA: `trm-train eval` (and REPORT.md) counted the answers below the confidence threshold only: "flagged: 0"
+    where the server marked 63 of 133 answers unsure, the spoken-numbers check failing them."""
+    spoken = [f"x equals {words}" for words in ("one", "two three", "ten thousand four", "nineteen oh five", "zero",
+                                                "four hundred and two", "seven seven seven", "a hundred", "for")]
+    served = [stub.Reason(_request(text, CHECKED_MODEL), timeout=30).answer.text for text in spoken]
+    data = _rows_file(tmp_path / "rows.csv", [(text, "x = 1") for text in spoken])
+    unsure = bundle_scores(load_bundle(_with_training(checked_bundle, tmp_path)), data)["results"]["test"]["unsure"]
+    assert unsure["flagged"] == sum(answer.unsure for answer in served) > 0
+    assert unsure["numbers_disagree"] == sum(answer.numbers_disagree for answer in served)  # no confidence threshold
+
+
+def test_eval_reads_a_recognisers_text_as_the_server_does(spoken_bundle, stub, tmp_path):
+    """QA: `trm-train eval` of a bundle that reads spoken words read "Remove main dot sh." as given: 0 of 6 right
+    where the server answered 4. A source longer than the model reads as given is left out, as the server refuses
+    it, however short it is once read."""
+    said = [f"Um, {clean.capitalize()}." for clean in INPUTS]
+    served = [stub.Reason(_request(text, SPOKEN_MODEL), timeout=30).answer.text.text for text in said]
+    padded = "x equals one" + " " * 60  # 72 characters as given, 12 once read
+    rows = [(text, answer) for text, answer in zip(said, served, strict=True) if answer.strip()]  # a file's targets
+    assert len(rows) > 3
+    data = _rows_file(tmp_path / "asr.csv", [*rows, (padded, "x = 1")])
+    scored = bundle_scores(load_bundle(_with_training(spoken_bundle, tmp_path)), data)
+    assert scored["results"]["test"]["exact_match"] == 1.0
+    assert scored["left_out"] == {"rows": 1, "longer_than": 64}

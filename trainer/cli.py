@@ -213,7 +213,8 @@ def check_bundle_folder(folder: Path, version: str, data: str, run_dir: Path) ->
                          "refused after training): give another --out or --run-dir")
     check_replaceable(folder, hint="; give another --out or --name")
     earlier = _manifest_of(folder)
-    fitted_on = ((earlier.get("training") or {}).get("config") or {}).get("data")  # None for a sequence bundle
+    recorded = (earlier.get("training") or {}).get("config") or {}
+    fitted_on = recorded.get("data") or recorded.get("train")  # a sequence fit records its file as `train`
     if fitted_on and Path(fitted_on).resolve() != Path(data).resolve():
         raise ValueError(f"{folder} holds the model fitted on {fitted_on}, another file than {data} (two files of one "
                          "name, as projects' train.csv often are, give one model name): give this fit another "

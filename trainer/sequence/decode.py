@@ -17,6 +17,8 @@ import torch
 from trainer.sequence.model import KV, SequenceTRM
 from trainer.sequence.vocab import BOS_ID, EOS_ID, PAD_ID
 
+UNWRITABLE = (PAD_ID, BOS_ID)
+
 
 @dataclass
 class Halting:
@@ -88,6 +90,12 @@ class Decoded:
         return self.probabilities.double().prod(dim=1)
 
 
+def writable(logits: torch.Tensor) -> torch.Tensor:
+    """Token logits [..., V] with the padding and start marks' -inf: no answer holds them, so neither is ever chosen
+    (the server masks them alike: trm_service/runtime/sequence_session.py)."""
+    return logits.index_fill(-1, torch.tensor(UNWRITABLE, device=logits.device), float("-inf"))
+
+
 @torch.no_grad()
 def run(model: SequenceTRM, source: torch.Tensor, halting: Halting | None = None,
         max_len: int | None = None) -> Decoded:
@@ -133,10 +141,11 @@ def run(model: SequenceTRM, source: torch.Tensor, halting: Halting | None = None
                 new_keys[step - 1:, :, rows] = torch.stack([k[:, :, 0] for k, _ in out.own])
                 new_values[step - 1:, :, rows] = torch.stack([v[:, :, 0] for _, v in out.own])
             y, z = y.index_put((rows,), out.y), z.index_put((rows,), out.z)
-            answer = out.logits.argmax(-1)
+            logits = writable(out.logits)
+            answer = logits.argmax(-1)
             stop = halting.stops(step, out.halt_logit, minimum[rows], cfg.N_sup, unchanged=answer == last_answer[rows])
             last_answer[rows] = answer
-            final_logits[rows[stop]] = out.logits[stop]
+            final_logits[rows[stop]] = logits[stop]
             live[rows[stop]] = False
         emitted = torch.where(ended, PAD_ID, final_logits.argmax(-1))
         tokens[:, position] = emitted

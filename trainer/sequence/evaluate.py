@@ -20,9 +20,12 @@ from trainer.sequence.batches import to_batch
 from trainer.sequence.bundle import bundle_halting, sequence_model_from_bundle
 from trainer.sequence.decode import Halting, run
 from trainer.sequence.model import SequenceTRM
-from trainer.sequence.pairs import MAX_SOURCE_CHARS, MAX_TARGET_CHARS, load_pairs
+from trainer.sequence.pairs import MAX_SOURCE_CHARS, MAX_TARGET_CHARS, Pair, load_pairs
 from trainer.sequence.vocab import decode
-from trm_bundle.manifest import Bundle
+from trm_bundle.manifest import Bundle, Manifest
+from trm_bundle.spoken_numbers import SPOKEN_NUMBERS, numbers_agree
+from trm_service.runtime.codec import InputError
+from trm_service.runtime.sequence_codec import SequenceCodec
 
 
 @dataclass
@@ -201,23 +204,39 @@ def unsure_threshold(confidence: Sequence[float], right: Sequence[bool]) -> floa
     return candidates[int(np.argmax(calls))]
 
 
-def unsure_figures(confidence: Sequence[float], right: Sequence[bool], unsure_below: float) -> dict[str, float | None]:
-    """What flagging answers of confidence below `unsure_below` does on these answers: how many it flags, how many
-    of those are wrong, of how many wrong, and the exact match of the answers it keeps (None when it keeps none)."""
+def unsure_figures(confidence: Sequence[float], right: Sequence[bool], unsure_below: float,
+                   numbers_disagree: Sequence[bool] | None = None) -> dict[str, float | None]:
+    """What flagging answers of confidence below `unsure_below` (and, given the spoken-numbers check's verdicts, those
+    it fails, as the server flags them) does on these answers: how many it flags (and how many the check flags, as
+    `numbers_disagree`), how many of those are wrong, of how many wrong, and the exact match of the answers it keeps
+    (None when it keeps none)."""
     flagged, answered_right = np.asarray(confidence) < unsure_below, np.asarray(right, dtype=bool)
+    checked = {}
+    if numbers_disagree is not None:
+        disagree = np.asarray(numbers_disagree, dtype=bool)
+        flagged |= disagree
+        checked = {"numbers_disagree": int(disagree.sum())}
     kept = answered_right[~flagged]
-    return {"unsure_below": unsure_below, "rows": len(answered_right), "flagged": int(flagged.sum()),
+    return {"unsure_below": unsure_below, "rows": len(answered_right), "flagged": int(flagged.sum()), **checked,
             "flagged_wrong": int((flagged & ~answered_right).sum()), "wrong": int((~answered_right).sum()),
             "kept_exact_match": float(kept.mean()) if kept.size else None}
 
 
+def numbers_disagreements(sources: Sequence[str], predictions: Predictions) -> list[bool]:
+    """Which answers the server marks `numbers_disagree`: those that ended (wrote their end mark) with numbers their
+    source's words do not say (trm_bundle.spoken_numbers)."""
+    return [len(steps) > len(text) and not numbers_agree(source, text)
+            for source, text, steps in zip(sources, predictions.texts, predictions.steps, strict=True)]
+
+
 def held_out_scores(model: SequenceTRM, sources: Sequence[str], targets: Sequence[str], max_len: int | None, *,
                     halting: Halting | None = None, curves: bool = True, subset: Sequence[int] = (),
-                    unsure_below: float | None = None) -> dict[str, Any]:
+                    unsure_below: float | None = None, checks_numbers: bool = False) -> dict[str, Any]:
     """`test`: exact match, CER, steps per token, examples and misses (the first 12 rows, and the first 12 answered
     wrongly, with their confidence) with `halting` (its threshold and rule), and
     the same scores over the `subset` of indexes (as `subset`); with `unsure_below`, what flagging the answers below
-    it does (`unsure_figures`, as `unsure`); with `curves`, also `halting_curves`."""
+    it does (`unsure_figures`, as `unsure`), with `checks_numbers` the answers the spoken-numbers check fails flagged
+    too, as the server flags them; with `curves`, also `halting_curves`."""
     halting = halting or Halting()
     predictions = predict(model, sources, halting=halting, max_len=max_len)
     test = {**score(predictions.texts, targets), "threshold": halting.threshold,
@@ -230,7 +249,8 @@ def held_out_scores(model: SequenceTRM, sources: Sequence[str], targets: Sequenc
         test["subset"] = score([predictions.texts[i] for i in subset], [targets[i] for i in subset])
     if unsure_below is not None:
         right = [written == expected for written, expected in zip(predictions.texts, targets, strict=True)]
-        test["unsure"] = unsure_figures(predictions.confidence, right, unsure_below)
+        disagree = numbers_disagreements(sources, predictions) if checks_numbers else None
+        test["unsure"] = unsure_figures(predictions.confidence, right, unsure_below, disagree)
     scores: dict[str, Any] = {"test": test}
     if curves:
         scores.update(halting_curves(model, sources, targets, max_len))
@@ -238,10 +258,12 @@ def held_out_scores(model: SequenceTRM, sources: Sequence[str], targets: Sequenc
 
 
 def bundle_scores(bundle: Bundle, data: Path, limit: int = 0) -> dict[str, Any]:
-    """A sequence bundle's scores on a file of source,target rows (`trm-train eval`): decoded with the bundle's
-    own weights and halting rule, as its fit scored its test rows, with the unsure flag of its manifest; a fixed
-    random `limit` of the rows (0: all). Rows whose source is longer than the bundle reads, which the server
-    refuses, are left out and counted (`left_out`)."""
+    """A sequence bundle's scores on a file of source,target rows (`trm-train eval`): each source read as the server
+    reads it (`SequenceCodec.read`: as spoken words where the manifest says so), decoded with the bundle's own
+    weights and halting rule, as its fit scored its test rows, with the unsure flag of its manifest (its confidence
+    threshold and checks); a fixed random `limit` of the rows (0: all). Rows whose source is longer than the bundle
+    reads, which the server refuses, are left out and counted (`left_out`); another source it refuses is a
+    ValueError naming its line."""
     manifest = bundle.manifest
     pairs = load_pairs(data, MAX_SOURCE_CHARS, MAX_TARGET_CHARS)
     reads = manifest.input.max_chars
@@ -251,12 +273,25 @@ def bundle_scores(bundle: Bundle, data: Path, limit: int = 0) -> dict[str, Any]:
         raise ValueError(f"{data}: every source is longer than the {reads} characters {manifest.name} reads")
     if limit:
         kept = [kept[index] for index in sample_indices(len(kept), limit, seed=0)]
-    sources, targets = [pair.source for pair in kept], [pair.target for pair in kept]
+    sources, targets = served_sources(manifest, data, kept), [pair.target for pair in kept]
     scores = held_out_scores(sequence_model_from_bundle(bundle), sources, targets, None,
                              halting=bundle_halting(bundle), curves=False,
-                             unsure_below=manifest.sequence.unsure_below)
+                             unsure_below=manifest.sequence.unsure_below,
+                             checks_numbers=SPOKEN_NUMBERS in manifest.sequence.checks)
     scored: dict[str, Any] = {"bundle": manifest.name, "version": manifest.version, "split": "file",
                               "results": scores}
     if too_long:
         scored["left_out"] = {"rows": too_long, "longer_than": reads}
     return scored
+
+
+def served_sources(manifest: Manifest, data: Path, pairs: Sequence[Pair]) -> list[str]:
+    """The text the server's model reads for each pair's source (its SequenceCodec's reading); a source it refuses
+    is a ValueError naming its line of `data`."""
+    codec, read = SequenceCodec(manifest), []
+    for pair in pairs:
+        try:
+            read.append(codec.read(pair.source))
+        except InputError as exc:
+            raise ValueError(f"{data}:{pair.line}: the server refuses this source: {exc}") from exc
+    return read

@@ -9,6 +9,7 @@ from typing import Any
 import matplotlib
 
 from trainer.sequence.evaluate import halting_name
+from trm_bundle.spoken_numbers import numbers_agree
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
@@ -65,11 +66,16 @@ def adaptive_compute_lines(test: dict[str, Any], fixed_steps: list[dict], haltin
 
 def example_lines(test: dict[str, Any]) -> list[str]:
     """REPORT.md's examples and misses: input, expected and written answer; a miss with its confidence, and whether
-    the unsure threshold (when the scores have one) flags it."""
+    the unsure flag (when the scores have one: its threshold, and the spoken-numbers check where it is on) flags it."""
     wrong = round(test["count"] * (1 - test["exact_match"]))
-    threshold = test.get("unsure", {}).get("unsure_below") or 0.0
+    unsure = test.get("unsure", {})
+    threshold, checked = unsure.get("unsure_below") or 0.0, "numbers_disagree" in unsure
+
+    def flagged(source: str, written: str, confidence: float) -> bool:
+        return confidence < threshold or (checked and not numbers_agree(source, written))
+
     misses = [f"- `{source}`  \n  `{expected}`  \n  `{written}` (confidence {confidence:.3f}"
-              + (", marked unsure)" if confidence < threshold else ")")
+              + (", marked unsure)" if flagged(source, written, confidence) else ")")
               for source, expected, written, confidence in test["misses"]]
     return ["## Examples (input -> expected -> written)", "",
             *[f"- `{source}`  \n  `{expected}`  \n  `{written}`" for source, expected, written in test["examples"]], "",

@@ -176,7 +176,8 @@ def fit_sequence(train: Path, test: Path | None, *, out: Path, name: str, versio
         unsure_below = unsure_threshold(checked.confidence, [written == pair.target for written, pair in
                                                              zip(checked.texts, validation, strict=True)])
     scores = held_out_scores(final, [p.source for p in held_out], [p.target for p in held_out], None,
-                             halting=start.halting, curves=curves, unsure_below=unsure_below)
+                             halting=start.halting, curves=curves, unsure_below=unsure_below,
+                             checks_numbers=SPOKEN_NUMBERS in checks)
     test_figures = scores["test"]
     fixed = scores.get("fixed_steps") or [{"steps": 1, **{key: test_figures[key]
                                                          for key in ("exact_match", "cer", "count")}}]
@@ -271,19 +272,21 @@ def starting_point(start_from: Path | None, rows: list[Pair], seed: int) -> Star
 
 def spoken_numbers_checks(training: list[Pair]) -> tuple[tuple[str, ...], str]:
     """The bundle's checks and REPORT.md's sentence on them. The spoken-numbers check (trm_bundle.spoken_numbers) is
-    on when SPOKEN_NUMBERS_MIN_ROWS or more training rows write digits and every one of them passes it (their sources
-    say the numbers in English words, as dictation does); on other data it would flag right answers, so it is off."""
+    on when SPOKEN_NUMBERS_MIN_ROWS or more training rows write digits and every training row passes it (the sources
+    say the numbers in English words, as dictation does, and a number word such as "for" or "to" is written as one
+    where no number is meant); on other data it would flag right answers, so it is off."""
     with_digits = [pair for pair in training if any(char.isdigit() for char in pair.target)]
     if len(with_digits) < SPOKEN_NUMBERS_MIN_ROWS:
         return (), (f"off ({counted(len(with_digits), 'training row')} write digits; it is tried on "
                     f"{SPOKEN_NUMBERS_MIN_ROWS} or more)")
-    failing = [pair for pair in with_digits if not numbers_agree(pair.source, pair.target)]
+    failing = [pair for pair in training if not numbers_agree(pair.source, pair.target)]
     if failing:
-        return (), (f"off ({len(failing):,} of the {len(with_digits):,} training rows that write digits fail it, e.g. "
+        return (), (f"off ({len(failing):,} of the {len(training):,} training rows fail it, e.g. "
                     f"`{failing[0].source}` -> `{failing[0].target}`, so it would flag right answers)")
-    return (SPOKEN_NUMBERS,), (f"on (each of the {len(with_digits):,} training rows that write digits says its "
-                                 "numbers in words): an answer that writes a number its words do not say is marked "
-                                 "unsure (`TextAnswer.numbers_disagree`)")
+    return (SPOKEN_NUMBERS,), (f"on (each of the {len(training):,} training rows passes it: the "
+                                 f"{len(with_digits):,} that write digits say their numbers in words): an answer "
+                                 "that writes a number its words do not say is marked unsure "
+                                 "(`TextAnswer.numbers_disagree`)")
 
 
 def spoken_words_reading(training: list[Pair]) -> tuple[str | None, str]:
@@ -337,6 +340,8 @@ def unsure_sentence(unsure: dict[str, float | None], validation_rows: int) -> st
         return f"never flagged (an answer of confidence 0 among the {counted(validation_rows, 'validation row')})"
     kept = unsure["rows"] - unsure["flagged"]
     keeps = (f"the {kept:,} it keeps are {100 * unsure['kept_exact_match']:.2f}% exact" if kept else "it keeps none")
+    checked = (f" ({unsure['numbers_disagree']:,} by the spoken-numbers check)" if "numbers_disagree" in unsure
+               else "")
     return (f"below confidence {unsure['unsure_below']:.6g} (chosen on {counted(validation_rows, 'validation row')}); "
-            f"on the test rows it flags {counted(unsure['flagged'], 'answer')}, {unsure['flagged_wrong']} of them "
-            f"wrong (of {counted(unsure['wrong'], 'wrong answer')}), and {keeps}")
+            f"on the test rows it flags {counted(unsure['flagged'], 'answer')}{checked}, {unsure['flagged_wrong']} of "
+            f"them wrong (of {counted(unsure['wrong'], 'wrong answer')}), and {keeps}")

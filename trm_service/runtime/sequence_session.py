@@ -71,6 +71,7 @@ class SequenceSession:
         self.pad_id, self.max_chars = manifest.input.pad_id, manifest.input.max_chars
         self.hidden_size = manifest.recursion.state_shape[1]
         self.output_width = len(manifest.labels)  # the symbols it writes: the width of the step's log_probs
+        self.unwritable = [manifest.input.pad_id, self.spec.bos_id]  # marks no answer holds: never a next token
         # refinement steps whose entries the prefix cache keeps: step s reads those of min(s, cache_steps)
         self.cache_steps = self.spec.prefix_steps or manifest.recursion.N_sup
         self._encode = open_graph(encode_path, settings)
@@ -103,8 +104,12 @@ class SequenceSession:
                                pointer_keys[row, : len(ids)]) for row, ids in enumerate(inputs)]
 
     def step(self, feed: dict[str, np.ndarray], handle: RunHandle | None = None) -> TokenStepOutputs:
-        """One refinement step of a batch (the step graph's inputs, docs/BUNDLE.md)."""
-        return TokenStepOutputs(*run_graph(self._step, SEQUENCE_STEP_OUTPUTS, feed, handle))
+        """One refinement step of a batch (the step graph's inputs, docs/BUNDLE.md), the padding and start marks'
+        log-probabilities -inf: a token is chosen among the characters and the end mark, as the trainer's decoder
+        chooses it (trainer/sequence/decode.py)."""
+        outputs = TokenStepOutputs(*run_graph(self._step, SEQUENCE_STEP_OUTPUTS, feed, handle))
+        outputs.log_probs[:, self.unwritable] = -np.inf
+        return outputs
 
 
 def _check_names(session: ort.InferenceSession, inputs: tuple[str, ...], outputs: tuple[str, ...], file: str) -> None:
