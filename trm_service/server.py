@@ -173,20 +173,27 @@ async def run_server(config: ServeConfig) -> None:
     )
     stop, hurry = asyncio.Event(), asyncio.Event()
 
-    def on_stop() -> None:
+    def on_stop(cut_short: bool) -> None:
         """The first SIGTERM or SIGINT drains (or, while loading, ends the process); a second cuts the drain short:
-        every request in flight gets its answer so far at once."""
-        if stop.is_set() and not hurry.is_set():
+        every request in flight gets its answer so far at once. A worker of --workers (reuse_port) takes a repeated
+        SIGTERM/SIGINT as the same drain (systemd's stop signals every process of the cgroup, and the supervisor
+        forwards its own), and is cut short by the supervisor's SIGUSR1."""
+        if cut_short and not hurry.is_set():
             hurry.set()
             registry.shutdown_by(time.monotonic())
             _log.info("drain_cut_short")
         stop.set()
 
+    def on_stop_signal() -> None:
+        on_stop(cut_short=stop.is_set() and not config.reuse_port)
+
     # Set before loading, kept to the end: a process that is PID 1 (a container without an init) ignores a signal it
     # has no handler for, and a handler swapped once loading ended lost a signal that came in between (1 start in
     # about 150, docs/EXPERIMENTS.md).
-    loop.add_signal_handler(signal.SIGTERM, on_stop)
-    loop.add_signal_handler(signal.SIGINT, on_stop)
+    loop.add_signal_handler(signal.SIGTERM, on_stop_signal)
+    loop.add_signal_handler(signal.SIGINT, on_stop_signal)
+    if config.reuse_port:
+        loop.add_signal_handler(signal.SIGUSR1, on_stop, True)
     _log.info("loading", models_dirs=[str(folder) for folder in config.model_directories()])
     if not await _loaded_unless_stopped(registry, stop):
         _log.info("stopped_while_loading")

@@ -7,8 +7,14 @@ kernel spreads connections across them); every worker writes its metric samples 
 PROMETHEUS_MULTIPROC_DIR and the supervisor's /metrics sums them. A worker that cannot start ends the start-up
 with its exit status (2 for a bad flag or file, as without --workers). Signals are forwarded
 (SIGTERM/SIGINT drain every worker, SIGHUP reloads every worker), each worker in a process group of its own so
-that a signal to the supervisor's group reaches it once; a worker that dies is restarted, and workers drain when
-the supervisor dies.
+that a signal to the supervisor's group reaches it once; a worker takes a repeated SIGTERM/SIGINT (systemd's stop
+signals every process of the cgroup, and the supervisor forwards its own) as the same drain, and the supervisor's
+second SIGTERM/SIGINT cuts the workers' drain short with SIGUSR1. Workers drain when the supervisor dies.
+
+Restarts: a worker that dies after it served is restarted at once. One that dies before it served (a failed start)
+is restarted after a backoff of its slot, 0.5 s doubling with each failed start in a row; the 5th failed start in a
+row of one slot stops every worker and ends the supervisor with status 2 if that worker's was 2, else 1. The stop
+gives all workers together drain delay + grace period + 10 s; one still running then is killed, and the status is 1.
 """
 
 from __future__ import annotations
@@ -39,6 +45,9 @@ _log = structlog.get_logger("trm_service.workers")
 _READY_TIMEOUT_S = 300.0
 _POLL_S = 0.2
 _PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+_FIRST_BACKOFF_S = 0.5
+_FAILED_STARTS_LIMIT = 5
+_SIGNALS_UNTIL_HANDLED = {signal.SIGHUP, signal.SIGUSR1}  # whose default action would end a worker still starting
 
 
 def run_workers(config: ServeConfig) -> int:
@@ -62,13 +71,17 @@ def run_workers(config: ServeConfig) -> int:
 def _reserve_port(host: str, port: int) -> socket.socket:
     """A bound socket with SO_REUSEPORT that holds the port for the workers. A probe without SO_REUSEPORT binds
     first: any other process on the port refuses it, where SO_REUSEPORT alone would let a second server of the
-    same user share the port and take half of its connections."""
+    same user share the port and take half of its connections. The probe has SO_REUSEADDR, as gRPC's own bind,
+    so that the TIME_WAIT connections a stop left do not refuse a restart; the reservation has not, so that a
+    second supervisor's probe is refused while the first's workers load (Linux lets two SO_REUSEADDR sockets share
+    a port that none listens on)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     address = host.strip("[]")
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     try:
         with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             probe.bind((address, port))
             port = probe.getsockname()[1]
         sock.bind((address, port))
@@ -80,17 +93,18 @@ def _reserve_port(host: str, port: int) -> socket.socket:
 
 
 def _worker_main(config: ServeConfig, supervisor: int) -> None:
-    """Entry point of one worker process. A SIGHUP the supervisor forwards before run_server takes the signal
-    over is ignored (by default it would end the process): the process starts with SIGHUP blocked (`_start`),
-    and unblocks it once it ignores it; one during loading makes it reload once serving.
+    """Entry point of one worker process. A SIGHUP or SIGUSR1 the supervisor sends before run_server takes the
+    signal over is ignored (by default it would end the process): the process starts with them blocked (`_start`),
+    and unblocks them once it ignores them; a SIGHUP during loading makes it reload once serving.
 
     The worker leaves the supervisor's process group: a signal to the group (Ctrl-C in a terminal, `kill -- -PGID`,
     systemd's stop) reaches it once, forwarded, where it came twice (the group's and the forwarded one) and the
     second cut the drain short. Out of the group, it drains by itself when the supervisor dies (`_drain_with`)."""
     os.setpgid(0, 0)
     _drain_with(supervisor)
-    signal.signal(signal.SIGHUP, signal.SIG_IGN)
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGHUP})
+    for signum in _SIGNALS_UNTIL_HANDLED:
+        signal.signal(signum, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, _SIGNALS_UNTIL_HANDLED)
     configure_logging(config.log_level)
     sys.exit(serve_process(config))
 
@@ -112,7 +126,10 @@ class _Supervisor:
         self._metrics_dir = metrics_dir
         self._ready_dir = ready_dir
         self._context = multiprocessing.get_context("spawn")
-        self._workers: dict[int, BaseProcess] = {}
+        self._workers: dict[int, BaseProcess] = {}  # each slot's process, running or dead
+        self._served: set[int] = set()  # the slots whose process got ready
+        self._failed_starts: dict[int, int] = {}  # per slot, in a row
+        self._restart_at: dict[int, float] = {}  # the slots waiting for their restart: when (time.monotonic())
         self._stopping = False
         self._hangup = False
 
@@ -126,22 +143,29 @@ class _Supervisor:
                 self._config.metrics_address, self._config.metrics_port, multiprocess_registry(self._metrics_dir)
             )
         try:
-            for index in range(self._config.workers):
-                self._start(index)
-            status = self._wait_ready()
-            if status is not None:
-                return status
-            _log.info("workers_serving", workers=self._config.workers, port=self._port, metrics_port=metrics_port)
-            if self._config.ready_file is not None:
-                write_ready_file(self._config.ready_file, port=self._port, metrics_port=metrics_port)
-            self._supervise()
+            status = self._start_and_supervise(metrics_port)
         finally:
-            self._stop_all()
+            stop_status = self._stop_all()
             if self._config.ready_file is not None:
                 self._config.ready_file.unlink(missing_ok=True)
-        return 0
+        return status or stop_status
+
+    def _start_and_supervise(self, metrics_port: int | None) -> int:
+        for index in range(self._config.workers):
+            self._start(index)
+        status = self._wait_ready()
+        if status is not None:
+            return status
+        self._served = set(self._workers)
+        _log.info("workers_serving", workers=self._config.workers, port=self._port, metrics_port=metrics_port)
+        if self._config.ready_file is not None:
+            write_ready_file(self._config.ready_file, port=self._port, metrics_port=metrics_port)
+        return self._supervise()
 
     def _start(self, index: int) -> None:
+        # A tmp cleaner may have removed them: the worker would fail writing its ready file.
+        self._metrics_dir.mkdir(parents=True, exist_ok=True)
+        self._ready_dir.mkdir(parents=True, exist_ok=True)
         ready_file = self._ready_dir / f"worker-{index}.json"
         ready_file.unlink(missing_ok=True)
         worker_config = dataclasses.replace(
@@ -151,9 +175,9 @@ class _Supervisor:
         process = self._context.Process(
             target=_worker_main, args=(worker_config, os.getpid()), name=f"trm-worker-{index}"
         )
-        # The new interpreter inherits the blocked signal: a SIGHUP forwarded while it imports would end it
-        # (its default action) before `_worker_main` can ignore it. The supervisor gets its own when unblocked.
-        unblocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGHUP})
+        # The new interpreter inherits the blocked signals: a SIGHUP or SIGUSR1 sent while it imports would end it
+        # (their default action) before `_worker_main` can ignore them. The supervisor gets its own when unblocked.
+        unblocked = signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS_UNTIL_HANDLED)
         try:
             process.start()
         finally:
@@ -177,27 +201,72 @@ class _Supervisor:
         _log.error("workers_not_ready", timeout_s=_READY_TIMEOUT_S)
         return 1
 
-    def _supervise(self) -> None:
+    def _supervise(self) -> int:
+        """Restart the workers that die (see the module docstring) until the stop: 0, or the status of a slot
+        that failed to start too many times in a row."""
         while not self._stopping:
             if self._hangup:
                 self._hangup = False
                 self._signal_all(signal.SIGHUP)
-            multiprocessing.connection.wait([p.sentinel for p in self._workers.values()], timeout=_POLL_S)
+            self._start_due_restarts()
+            running = [p.sentinel for i, p in self._workers.items() if i not in self._restart_at]
+            multiprocessing.connection.wait(running, timeout=_POLL_S)
+            self._note_served()
             for index, process in list(self._workers.items()):
-                if not process.is_alive() and not self._stopping:
-                    _log.error("worker_exited", worker_pid=process.pid, exit_code=process.exitcode, restarting=True)
-                    multiprocess.mark_process_dead(process.pid, str(self._metrics_dir))
-                    self._start(index)
+                if index not in self._restart_at and not process.is_alive() and not self._stopping:
+                    status = self._schedule_restart(index, process)
+                    if status is not None:
+                        return status
+        return 0
 
-    def _stop_all(self) -> None:
+    def _start_due_restarts(self) -> None:
+        now = time.monotonic()
+        for index in [i for i, at in self._restart_at.items() if at <= now]:
+            del self._restart_at[index]
+            self._start(index)
+
+    def _note_served(self) -> None:
+        """Note the slots whose process wrote its ready file (`_start` removes the previous process's)."""
+        for index in self._workers:
+            if index not in self._served and (self._ready_dir / f"worker-{index}.json").exists():
+                self._served.add(index)
+                self._failed_starts[index] = 0
+
+    def _schedule_restart(self, index: int, process: BaseProcess) -> int | None:
+        """Schedule the restart of the dead worker of slot `index`; None, or the supervisor's exit status when
+        the slot failed to start _FAILED_STARTS_LIMIT times in a row."""
+        multiprocess.mark_process_dead(process.pid, str(self._metrics_dir))
+        if index in self._served:
+            self._served.discard(index)
+            failed_starts, delay = 0, 0.0
+        else:
+            failed_starts = self._failed_starts.get(index, 0) + 1
+            delay = _FIRST_BACKOFF_S * 2 ** (failed_starts - 1)
+        self._failed_starts[index] = failed_starts
+        restarting = failed_starts < _FAILED_STARTS_LIMIT
+        _log.error("worker_exited", worker_pid=process.pid, exit_code=process.exitcode, restarting=restarting,
+                   restart_in_s=delay if restarting else None)
+        if not restarting:
+            _log.error("worker_cannot_start", worker_index=index, failed_starts=failed_starts,
+                       exit_code=process.exitcode)
+            return 2 if process.exitcode == 2 else 1
+        self._restart_at[index] = time.monotonic() + delay
+        return None
+
+    def _stop_all(self) -> int:
+        """Drain every worker within one budget for all (drain delay + grace period + 10 s), then kill those still
+        running: 1 when one was killed, else 0."""
         self._signal_all(signal.SIGTERM)
-        budget = self._config.drain_delay + self._config.grace_period + 10.0
+        deadline = time.monotonic() + self._config.drain_delay + self._config.grace_period + 10.0
+        status = 0
         for process in self._workers.values():
-            process.join(timeout=budget)
+            process.join(timeout=max(0.0, deadline - time.monotonic()))
             if process.is_alive():
-                _log.error("worker_killed", worker_pid=process.pid)
+                _log.error("worker_killed", worker_pid=process.pid, reason="still running at the end of the stop")
                 process.kill()
                 process.join()
+                status = 1
+        return status
 
     def _signal_all(self, signum: int) -> None:
         for process in self._workers.values():
@@ -206,7 +275,7 @@ class _Supervisor:
 
     def _on_stop(self, signum: int, frame: FrameType | None) -> None:
         if self._stopping:  # a second signal: the workers cut their drain short
-            self._signal_all(signal.SIGTERM)
+            self._signal_all(signal.SIGUSR1)
         self._stopping = True
 
     def _on_hangup(self, signum: int, frame: FrameType | None) -> None:

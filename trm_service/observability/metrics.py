@@ -1,7 +1,8 @@
 """Prometheus metrics of the service, and the HTTP endpoint that exposes them.
 
 With `--workers N` every worker writes its samples to PROMETHEUS_MULTIPROC_DIR and the
-supervisor serves their sum (gauges: sum over live workers).
+supervisor serves their sum (gauges over live workers: summed, except trm_model_info and trm_bundles_refused,
+their max).
 """
 
 from __future__ import annotations
