@@ -20,7 +20,6 @@ from mcp_types import INTERNAL_ERROR, INVALID_PARAMS, INVALID_REQUEST, METHOD_NO
 from sdk_test_support import BAD_CONNECTION_OPTIONS, GRID_MODEL, SUDOKU, TEXT_MODEL
 from trm_client import TRMClient
 from trm_client.mcp_server import drain_seconds
-from trm_client.mcp_tool_watch import WATCH_INTERVAL_S
 from trm_client.tool_schema import input_schema, output_schema
 
 from trm_service.testing import ServerProcess
@@ -37,8 +36,10 @@ async def test_the_host_is_told_when_a_reload_changes_the_tools_it_listed(bundle
             changes.append(message)
 
     with ServerProcess([folder]) as server:
+        watching = mcp_server(server.target)
+        watching.args += ["--watch-tools", "0.5"]
         async with (
-            stdio_client(mcp_server(server.target)) as (read, write),
+            stdio_client(watching) as (read, write),
             ClientSession(read, write, message_handler=on_message) as session,
         ):
             opened = await session.initialize()
@@ -50,8 +51,12 @@ async def test_the_host_is_told_when_a_reload_changes_the_tools_it_listed(bundle
                 while not changes:
                     await anyio.sleep(0.1)
             assert {tool.name for tool in (await session.list_tools()).tools} == {"trm_intent_test", "trm_sudoku_test"}
-            await anyio.sleep(WATCH_INTERVAL_S + 1)  # nothing changed since the host listed again: no more told
+            await anyio.sleep(2)  # nothing changed since the host listed again: no more told
             assert len(changes) == 1
+        unwatched = mcp_server(server.target)
+        unwatched.args += ["--watch-tools", "0"]
+        async with stdio_client(unwatched) as (read, write), ClientSession(read, write) as session:
+            assert not (await session.initialize()).capabilities.tools.list_changed
 
 
 def mcp_server(target: str) -> StdioServerParameters:

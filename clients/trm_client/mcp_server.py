@@ -29,7 +29,7 @@ from trm_client.connection_args import add_connection_arguments, checked_client_
 from trm_client.console import EXIT_ERROR, EXIT_INTERRUPTED, discard_the_rest
 from trm_client.errors import TRMError, Unavailable
 from trm_client.mcp_lines import AnsweredLines
-from trm_client.mcp_tool_watch import ToolListWatch
+from trm_client.mcp_tool_watch import WATCH_INTERVAL_S, ToolListWatch
 from trm_client.retry import checked_timeout
 from trm_client.tool_schema import input_schema, output_schema, tool_description
 from trm_client.tools import AsyncToolAdapter, to_json
@@ -125,12 +125,15 @@ def drain_seconds(timeout_s: float | None) -> float:
     return (checked_timeout(timeout_s) or DRAIN_WITHOUT_DEADLINE_S) + 1.0
 
 
-async def serve(settings: dict[str, Any], hint: Callable[[TRMError], str] = lambda error: "") -> None:
+async def serve(settings: dict[str, Any], hint: Callable[[TRMError], str] = lambda error: "",
+                watch_tools_s: float = WATCH_INTERVAL_S) -> None:
     """Serves MCP on stdin/stdout until the host closes the pipe, and the requests it sent are answered (at most
-    the client's timeout longer); ``settings`` are AsyncTRMClient's arguments, ``hint`` as build_server's."""
+    the client's timeout longer); ``settings`` are AsyncTRMClient's arguments, ``hint`` as build_server's; the
+    hosted models are listed every ``watch_tools_s`` for MCP's listChanged (mcp_tool_watch.py; 0: never)."""
     async with AsyncTRMClient(**settings) as client:
         adapter = AsyncToolAdapter(client)
-        watch = ToolListWatch(lambda: hosted_tools(adapter), session_open=lambda: lines.session_open)
+        watch = ToolListWatch(lambda: hosted_tools(adapter), session_open=lambda: lines.session_open,
+                              interval_s=watch_tools_s)
         server = build_server(adapter, hint, on_listed=watch.listed)
         lines = AnsweredLines(serves=lambda method: server.get_request_handler(method) is not None,
                               drain_s=drain_seconds(client.timeout_s))
@@ -138,9 +141,10 @@ async def serve(settings: dict[str, Any], hint: Callable[[TRMError], str] = lamb
             lines.replies = write_stream
             replies = _NotedReplies(write_stream, lines)
             async with anyio.create_task_group() as tasks:
-                tasks.start_soon(watch.run, write_stream)
-                await server.run(read_stream, replies,
-                                 server.create_initialization_options(NotificationOptions(tools_changed=True)))
+                if watch_tools_s > 0:
+                    tasks.start_soon(watch.run, write_stream)
+                told = NotificationOptions(tools_changed=watch_tools_s > 0)
+                await server.run(read_stream, replies, server.create_initialization_options(told))
                 tasks.cancel_scope.cancel()
 
 
@@ -150,10 +154,13 @@ def main(argv: Sequence[str] | None = None) -> None:
         prog="trm-mcp", description="An MCP server over stdio that offers each model the service hosts as a tool.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {version('trm-client')}")
     add_connection_arguments(parser)
+    parser.add_argument("--watch-tools", type=_watch_seconds, default=WATCH_INTERVAL_S, metavar="SECONDS",
+                        help="after a tools/list, list the service's models every SECONDS and tell the host when a "
+                        f"reload changed its tools (MCP listChanged); 0: never (default {WATCH_INTERVAL_S:g})")
     args = parser.parse_args(argv)
     settings = checked_client_settings(parser, args)
     try:
-        asyncio.run(serve(settings, connection_hint_for(args, settings)))
+        asyncio.run(serve(settings, connection_hint_for(args, settings), args.watch_tools))
     except KeyboardInterrupt:  # Ctrl-C, or a host's SIGINT: stop quietly, as trm-client does, without waiting
         sys.stdout.flush()  # for the worker thread still reading stdin (AnsweredLines), which nothing can wake
         os._exit(EXIT_INTERRUPTED)
@@ -162,6 +169,14 @@ def main(argv: Sequence[str] | None = None) -> None:
             raise
         discard_the_rest()  # the host closed its end with replies still to write: nobody reads them (QA: a traceback)
         sys.exit(EXIT_ERROR)
+
+
+def _watch_seconds(text: str) -> float:
+    """A --watch-tools value: 0, or seconds from 0.1 to a day."""
+    seconds = float(text)
+    if not (seconds == 0 or 0.1 <= seconds <= 86400):
+        raise argparse.ArgumentTypeError(f"must be 0 (never) or 0.1 to 86400 seconds, got {text}")
+    return seconds
 
 
 def _only_broken_pipes(error: BaseException) -> bool:
