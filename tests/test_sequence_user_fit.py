@@ -245,7 +245,7 @@ def test_ctrl_c_during_a_sequence_fit_says_where_its_checkpoint_is(tmp_path: Pat
     with log.open("w") as stdout:
         process = subprocess.Popen(
             [sys.executable, "-m", "trainer", "fit", "--train", str(data), "--out", str(tmp_path / "bundles"),
-             "--run-dir", str(tmp_path / "runs"), "--time-budget", "5", "--batch-size", "8"],
+             "--run-dir", str(tmp_path / "runs"), "--time-budget", "5", "--batch-size", "8", "--start-from", "scratch"],
             stdout=stdout, stderr=subprocess.PIPE, text=True)
         _, err = _interrupted_once(process, lambda: "\nstep 100 " in log.read_text(), "first progress line", 300)
     assert process.returncode == 130
