@@ -12,8 +12,10 @@ signals every process of the cgroup, and the supervisor forwards its own) as the
 second SIGTERM/SIGINT cuts the workers' drain short with SIGUSR1. Workers drain when the supervisor dies.
 
 Restarts: a worker that dies after it served is restarted at once. One that dies before it served (a failed start)
-is restarted after a backoff of its slot, 0.5 s doubling with each failed start in a row; the 5th failed start in a
-row of one slot stops every worker and ends the supervisor with status 2 if that worker's was 2, else 1. The stop
+is restarted after a backoff of its slot, 0.5 s doubling with each failed start in a row, at most 30 s. While another
+worker serves, a slot is retried so for as long as it fails (its TLS files half renewed, say: the port keeps serving);
+where none does, the 4th failed start in a row of one slot stops every worker and ends the supervisor with status 2
+if that worker's was 2, else 1. The stop
 gives all workers together drain delay + grace period + 10 s; one still running then is killed, and the status is 1.
 """
 
@@ -46,7 +48,8 @@ _READY_TIMEOUT_S = 300.0
 _POLL_S = 0.2
 _PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 _FIRST_BACKOFF_S = 0.5
-_FAILED_STARTS_LIMIT = 5
+_LONGEST_BACKOFF_S = 30.0
+_FAILED_STARTS_LIMIT = 4
 _SIGNALS_UNTIL_HANDLED = {signal.SIGHUP, signal.SIGUSR1}  # whose default action would end a worker still starting
 
 
@@ -234,18 +237,19 @@ class _Supervisor:
 
     def _schedule_restart(self, index: int, process: BaseProcess) -> int | None:
         """Schedule the restart of the dead worker of slot `index`; None, or the supervisor's exit status when
-        the slot failed to start _FAILED_STARTS_LIMIT times in a row."""
+        the slot failed to start _FAILED_STARTS_LIMIT times in a row and no other worker serves."""
         multiprocess.mark_process_dead(process.pid, str(self._metrics_dir))
         if index in self._served:
             self._served.discard(index)
             failed_starts, delay = 0, 0.0
         else:
             failed_starts = self._failed_starts.get(index, 0) + 1
-            delay = _FIRST_BACKOFF_S * 2 ** (failed_starts - 1)
+            delay = min(_FIRST_BACKOFF_S * 2 ** (failed_starts - 1), _LONGEST_BACKOFF_S)
         self._failed_starts[index] = failed_starts
-        restarting = failed_starts < _FAILED_STARTS_LIMIT
+        others_serve = any(i in self._served and p.is_alive() for i, p in self._workers.items() if i != index)
+        restarting = others_serve or failed_starts < _FAILED_STARTS_LIMIT
         _log.error("worker_exited", worker_pid=process.pid, exit_code=process.exitcode, restarting=restarting,
-                   restart_in_s=delay if restarting else None)
+                   restart_in_s=delay if restarting else None, failed_starts=failed_starts)
         if not restarting:
             _log.error("worker_cannot_start", worker_index=index, failed_starts=failed_starts,
                        exit_code=process.exitcode)
