@@ -192,6 +192,13 @@ def test_metrics_listen_on_their_own_host_where_one_is_given(text_bundle: Path):
             grpc.channel_ready_future(channel).result(timeout=10)
 
 
+@pytest.mark.parametrize("host", ["10.9.8.7", "no-such-host.invalid"])
+def test_a_metrics_host_not_of_this_machine_is_named_not_taken_for_a_busy_port(host: str):
+    """QA: "choose another --metrics-port" for an address this machine does not have."""
+    with pytest.raises(ConfigError, match=re.escape("choose another --metrics-host (or --host): an address of this")):
+        serve_metrics(host, 0, CollectorRegistry())
+
+
 @pytest.mark.skipif(not _has_ipv6_loopback(), reason="this machine has no IPv6 loopback")
 def test_an_ipv6_host_in_brackets_serves_metrics_too():
     """gRPC takes `[::1]`, as URLs write it; the metrics server could not resolve it, and the error blamed the port."""

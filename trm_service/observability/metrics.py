@@ -183,8 +183,10 @@ def serve_metrics(host: str, port: int, registry: CollectorRegistry = REGISTRY) 
                     raise
         server, _ = start_http_server(port, addr=host, registry=registry)
     except OSError as exc:
-        raise ConfigError(f"cannot serve metrics on {host}:{port}: {exc.strerror or exc}; choose another "
-                          "--metrics-port") from exc
+        not_here = isinstance(exc, socket.gaierror) or exc.errno == errno.EADDRNOTAVAIL
+        change = "--metrics-host (or --host): an address of this machine" if not_here else "--metrics-port"
+        message = f"cannot serve metrics on {host}:{port}: {exc.strerror or exc}; choose another {change}"
+        raise ConfigError(message) from exc
     return int(server.server_port)
 
 
