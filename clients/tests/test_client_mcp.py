@@ -20,6 +20,7 @@ from mcp_types import INTERNAL_ERROR, INVALID_PARAMS, INVALID_REQUEST, METHOD_NO
 from sdk_test_support import BAD_CONNECTION_OPTIONS, GRID_MODEL, SUDOKU, TEXT_MODEL
 from trm_client import TRMClient
 from trm_client.mcp_server import drain_seconds
+from trm_client.mcp_server import main as mcp_server_main
 from trm_client.tool_schema import input_schema, output_schema
 
 from trm_service.testing import ServerProcess
@@ -57,6 +58,14 @@ async def test_the_host_is_told_when_a_reload_changes_the_tools_it_listed(bundle
         unwatched.args += ["--watch-tools", "0"]
         async with stdio_client(unwatched) as (read, write), ClientSession(read, write) as session:
             assert not (await session.initialize()).capabilities.tools.list_changed
+
+
+@pytest.mark.parametrize("given", ["abc", "-1", "0.01", "inf", "nan"])
+def test_a_watch_interval_it_cannot_take_is_a_usage_error_naming_the_flag(given: str, capsys):
+    with pytest.raises(SystemExit) as ended:
+        mcp_server_main(["--watch-tools", given])
+    assert ended.value.code == 2
+    assert f"argument --watch-tools: must be 0 (never) or 0.1 to 86400 seconds, got {given}" in capsys.readouterr().err
 
 
 def mcp_server(target: str) -> StdioServerParameters:

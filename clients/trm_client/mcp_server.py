@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import math
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -173,7 +174,10 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 def _watch_seconds(text: str) -> float:
     """A --watch-tools value: 0, or seconds from 0.1 to a day."""
-    seconds = float(text)
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = math.nan
     if not (seconds == 0 or 0.1 <= seconds <= 86400):
         raise argparse.ArgumentTypeError(f"must be 0 (never) or 0.1 to 86400 seconds, got {text}")
     return seconds

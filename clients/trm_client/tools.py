@@ -52,9 +52,9 @@ class ModelCatalog:
     """ModelInfo cached by tool name (from ListModels) and by exact (model, version) (for thresholds).
 
     A model's tool name depends on the other hosted models' (`tool_names` hashes names that would clash), so a
-    reload that adds or removes another model can rename it; a host keeps the list it was given (`trm-mcp` sends no
-    change notification), so the names a model was listed under before still reach it while it is hosted, unless
-    another model's tool now has that name."""
+    reload that adds or removes another model can rename it; a host keeps the list it was given until it lists again
+    (`trm-mcp` tells it to within seconds, where `--watch-tools` is not 0; other hosts may never), so the names a model
+    was listed under before still reach it while it is hosted, unless another model's tool now has that name."""
 
     def __init__(self) -> None:
         self._by_tool: dict[str, ModelInfo] = {}
