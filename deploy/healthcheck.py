@@ -87,8 +87,9 @@ def positive_seconds(text: str) -> float:
     return seconds
 
 
-def failure(err: grpc.RpcError, service: str, tls: bool) -> str:
-    """The stderr line for a probe that got no status: the gRPC code, and what it most likely means."""
+def failure(err: grpc.RpcError, service: str, tls: bool, client_cert: str | None = None) -> str:
+    """The stderr line for a probe that got no status: the gRPC code, and what it most likely means (`client_cert`:
+    the --tls-cert given)."""
     line = f"unhealthy: {err.code().name}: {err.details() or ''}".rstrip(": ")
     if err.code() == grpc.StatusCode.NOT_FOUND:
         return (f"{line}: the server has no health status named {service!r} (names: '' for the server, "
@@ -97,6 +98,11 @@ def failure(err: grpc.RpcError, service: str, tls: bool) -> str:
         return f"{line} (nothing listens there: is the server running, on this port?)"
     if err.code() == grpc.StatusCode.UNAVAILABLE and not tls:
         return f"{line} (a TLS server? probe it with --tls-ca CA.pem, or --tls for gRPC's default roots)"
+    if err.code() == grpc.StatusCode.UNAVAILABLE and "Socket closed" in (err.details() or ""):  # the handshake's end
+        if client_cert is None:
+            return f"{line} (a server that asks for a client certificate? give --tls-cert and --tls-key)"
+        return (f"{line} (the server refused the client certificate --tls-cert {client_cert}? it must be signed by "
+                "the server's --tls-client-ca, valid now, allowed for client auth, with its intermediates)")
     return line
 
 
@@ -123,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         status = serving_status(args.target, args.service, args.timeout, tls, args.tls_server_name)
     except grpc.RpcError as err:
-        print(failure(err, args.service, tls is not None), file=sys.stderr)
+        print(failure(err, args.service, tls is not None, args.tls_cert), file=sys.stderr)
         return 1
     print(status)
     if status != "SERVING":

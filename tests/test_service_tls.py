@@ -135,6 +135,11 @@ def test_the_container_health_probe_checks_a_mutual_tls_server(pki: Path, text_b
             assert refused.returncode == 1 and refused.stderr.startswith("unhealthy: UNAVAILABLE: "), refused
             assert refused.stderr.count("\n") == 1  # one line: none of gRPC's own
         assert "a TLS server? probe it with --tls-ca CA.pem" in run_healthcheck(server.target).stderr
+        uncertified = run_healthcheck(server.target, "--tls-ca", str(pki / "ca.pem")).stderr
+        assert "a server that asks for a client certificate? give --tls-cert and --tls-key" in uncertified  # QA: none
+        stranger = ["--tls-cert", str(pki / "stranger.pem"), "--tls-key", str(pki / "stranger.key")]
+        refused = run_healthcheck(server.target, "--tls-ca", str(pki / "ca.pem"), *stranger).stderr
+        assert f"the server refused the client certificate --tls-cert {pki / 'stranger.pem'}?" in refused
         unknown = run_healthcheck(server.target, *client, "--service", "nosuch")
         assert unknown.returncode == 1 and "no health status named 'nosuch'" in unknown.stderr
         for endless in ("inf", "1e10"):  # QA: taken, then "unhealthy: DEADLINE_EXCEEDED" from a healthy server
