@@ -37,15 +37,20 @@ def test_a_loop_timed_to_a_moment_trains_until_then_not_for_its_planned_minutes(
         took_s = time.monotonic() - started
         assert trainer.cfg.max_minutes == pytest.approx(0.1, abs=0.006)  # recorded as trained: 6 s
         assert trainer.cfg.max_minutes * 60 <= trainer.elapsed_s <= took_s < 9
-        assert (f"timed: training until step 1,000,000,000 or for 0.10 min in all ({planned_minutes:g} planned), "
-                "whichever comes first") in capsys.readouterr().out  # a step cap may end it first: both are named
+        assert (f"timed: training until step 1,000,000,000 or for 0.10 min in all, so that the fit ends within its "
+                f"time budget ({planned_minutes:g} planned; whichever comes first)") in capsys.readouterr().out
 
 
-def test_a_loop_that_starts_after_its_moment_still_trains_half_its_planned_minutes(tmp_path: Path) -> None:
+def test_a_loop_that_starts_after_its_moment_still_trains_half_its_planned_minutes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     trainer = _trainer(tmp_path, planned_minutes=0.1)
     trainer.fit(resume=False, ends_by=time.monotonic() - 60.0)
     assert trainer.cfg.max_minutes == pytest.approx(MIN_PLANNED_SHARE * 0.1, abs=0.006)
     assert trainer.elapsed_s >= trainer.cfg.max_minutes * 60 and trainer.step > 1
+    # QA: it said "so that the fit ends within its time budget" of a fit whose preparing had used it up
+    assert ("or for 0.05 min in all, the least a fit trains (50% of the 0.1 planned): preparing used up the time "
+            "budget, so the fit ends past it") in capsys.readouterr().out
 
 
 def test_without_a_moment_the_loop_keeps_its_planned_minutes(tmp_path: Path) -> None:

@@ -37,7 +37,7 @@ from tqdm import tqdm
 
 from trainer.checkpoint_file import check_room, read_checkpoint, stop_requests, stopped, write_checkpoint
 from trainer.config import TrainConfig, dotted
-from trainer.loop_clock import LoopClock, timed_minutes
+from trainer.loop_clock import LoopClock, timed_minutes, timed_sentence
 from trainer.model import TRM, ModelConfig
 
 CHECKPOINT = "checkpoint.pt"
@@ -328,9 +328,10 @@ class Trainer:
         planned = self.cfg.max_minutes
         self.cfg = dataclasses.replace(self.cfg, max_minutes=timed_minutes(planned, self.elapsed_s, ends_by))
         if abs(self.cfg.max_minutes - planned) >= 0.01:
-            tqdm.write(f"{self.cfg.name}: training until step {last_step:,} or for {self.cfg.max_minutes:.2f} min in "
-                       f"all{before_this_command(self.elapsed_s)} ({planned:g} planned), whichever comes first, so "
-                       "that the fit ends within its time budget")
+            told = timed_sentence(self.cfg.max_minutes, planned, self.elapsed_s, ends_by,
+                                  before_this_command(self.elapsed_s))
+            tqdm.write(f"{self.cfg.name}: training until step {last_step:,} or for {told} ({planned:g} planned; "
+                       "whichever comes first)")
         return self.cfg
 
     # --- the ACT carry ------------------------------------------------------------------------
@@ -506,7 +507,7 @@ class Trainer:
                    disable=not sys.stderr.isatty())
         started, last, first_step = time.monotonic(), {}, self.step
         clock = LoopClock(cfg.max_minutes, self.elapsed_s, evaluations_after, evaluates_end=cfg.keep_best,
-                          warn=lambda line: tqdm.write(f"{cfg.name}: {line}"))
+                          warn=lambda line: tqdm.write(f"{cfg.name}: {line}"), ends_by=ends_by)
         with stop_requests() as stop:
             try:
                 while self.step < last_step and not stop and not clock.out_of_time():

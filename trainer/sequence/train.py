@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from trainer.checkpoint_file import check_room, read_checkpoint, stop_requests, stopped, write_checkpoint
-from trainer.loop_clock import LoopClock, timed_minutes
+from trainer.loop_clock import LoopClock, timed_minutes, timed_sentence
 from trainer.sequence.batches import Batch
 from trainer.sequence.decode import Halting
 from trainer.sequence.model import SequenceConfig, SequenceTRM
@@ -173,14 +173,14 @@ class SequenceTrainer:
                 return self.ema.model
         check_room(self.checkpoint_path, self.model)
         if ends_by is not None:
-            self.cfg = replace(self.cfg, max_minutes=timed_minutes(self.cfg.max_minutes, self.elapsed_s, ends_by))
-            before = before_this_command(self.elapsed_s)
-            self.log(f"training for {self.cfg.max_minutes:.2f} min in all{before}, so that the fit ends within its "
-                     "time budget")
+            planned = self.cfg.max_minutes
+            self.cfg = replace(self.cfg, max_minutes=timed_minutes(planned, self.elapsed_s, ends_by))
+            self.log("training for " + timed_sentence(self.cfg.max_minutes, planned, self.elapsed_s, ends_by,
+                                                      before_this_command(self.elapsed_s)))
         cfg = self.cfg
         batches = self.make_batches(self.step)
         clock = LoopClock(cfg.max_minutes, self.elapsed_s, evaluations_after if self.evaluate else 0.0,
-                          evaluates_end=self.evaluate is not None, warn=self.log)
+                          evaluates_end=self.evaluate is not None, warn=self.log, ends_by=ends_by)
         if cfg.evaluate_first and self.evaluate and not self.history:
             # not timed for the reserve: the starting weights' long wrong answers decode several times slower than a
             # trained model's, and the reserve took half the minutes; the loop measures one by half its minutes
