@@ -37,6 +37,7 @@ from trainer.presets import (
     MIN_STEPS,
     PRESETS,
     SHORT_TEXT,
+    SHORT_TEXT_LIMITS,
     DataProfile,
     choose_preset,
     describe_choice,
@@ -160,6 +161,14 @@ def test_the_bundle_counts_the_test_rows_that_are_inputs_the_model_trained_on(tm
 def test_texts_written_without_spaces_count_a_token_a_character() -> None:
     counts, distinct = token_counts(["ยกเลิกการจอง", "จองโต๊ะ"])  # made up; tone marks count, as the tokenizer keeps them
     assert counts.tolist() == [12, 7] and distinct == 14
+
+
+def test_the_token_percentile_is_a_count_the_texts_have_and_sizes_max_tokens_by_it() -> None:
+    """QA: interpolated between 56 and 60, the plan said "at most 56 tokens" and sized max_tokens 64."""
+    texts = ["ten words " * 5] * 97 + [" ".join(["w"] * 56)] + [" ".join(["w"] * 60)] * 2
+    profile = profile_texts(texts, ["a", "b"] * 50)
+    assert profile.p98_tokens == 56.0  # 98 of the 100 texts have at most 56
+    assert sized_max_tokens(SHORT_TEXT_LIMITS, profile.p98_tokens) == 56
 
 
 def test_documents_choose_the_long_text_preset(tmp_path: Path) -> None:
