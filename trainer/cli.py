@@ -321,8 +321,9 @@ def build_parser() -> argparse.ArgumentParser:
                          "(see trm-train presets)")
     fit_cmd.add_argument("--time-budget", type=positive_number, metavar="MINUTES",
                          help="without --config: minutes for the whole fit, from reading the data to the "
-                         "written bundle (default: the preset's, 15 for short text, 30 for long text, 90 for "
-                         "grids; 15 for --task sequence)")
+                         "written bundle, of each command (a fit resumed after Ctrl-C gets them again; its training "
+                         "counts the minutes trained before) (default: the preset's, 15 for short text, 30 for long "
+                         "text, 90 for grids; 15 for --task sequence)")
     fit_cmd.add_argument("--oos-label", help="the out-of-scope label (default: a label named oos, out_of_scope "
                          "or none; '' for none at all; without one, an abstain threshold is calibrated)")
     fit_cmd.add_argument("--abstain-precision", type=float, metavar="P",
