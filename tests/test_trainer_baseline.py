@@ -170,7 +170,7 @@ def test_the_command_refuses_a_file_the_fit_refuses_with_the_fits_message(
     write_text_csv(tmp_path / "one.csv", TextSplit(["hi", "hello", "bye"], ["greet", "greet", "leave"]))
     assert main([str(tmp_path / "one.csv")]) == 2
     err = capsys.readouterr().err
-    assert err == (f"python -m trainer.baseline: data error: {tmp_path / 'one.csv'}: label 'leave' has 1 example: "
+    assert err == (f"python -m trainer.baseline: data error: {tmp_path / 'one.csv'}:4: label 'leave' has 1 example: "
                    "every label needs at least 2 examples; add examples of it or remove its rows\n")
 
 

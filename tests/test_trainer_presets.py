@@ -497,6 +497,17 @@ def test_labels_with_fewer_than_two_examples_are_named_with_their_counts() -> No
     )
 
 
+def test_rare_labels_are_named_with_the_line_of_their_row() -> None:
+    """QA: a label of one row among 300,000 was named without its line."""
+    with pytest.raises(DataError) as one:
+        check_label_counts(["a", "a", "b", "c", "c"], "train.csv", lines=[2, 3, 12347, 5, 6])
+    assert str(one.value).startswith("train.csv:12347: label 'b' has 1 example: every label needs at least 2")
+    with pytest.raises(DataError) as two:
+        check_label_counts(["a", "a", "b", "c", "d"], "train.csv", lines=[2, 3, 4, 5, 9])
+    assert str(two.value).startswith("train.csv: label 'b' has 1 example (line 4), 'c' has 1 example (line 5), 'd' "
+                                     "has 1 example (line 9): every label needs")
+
+
 def test_many_rare_labels_are_summarised() -> None:
     with pytest.raises(DataError, match=r"'l0' has 1 example.*'l4' has 1 example \(and 3 more labels\)"):
         check_label_counts([f"l{i}" for i in range(8)] + ["ok", "ok"], "train.csv")

@@ -272,7 +272,7 @@ def _held_out_text_splits(cfg: TrainConfig) -> tuple[TextSplit, TextSplit, TextS
                 load_text_dataset(data, "test", cfg.seed))
     columns = (cfg.text_column, cfg.label_column)
     full = load_text_file(data, columns)
-    check_label_counts(full.labels, data)
+    check_label_counts(full.labels, data, lines=full.lines)
     if cfg.test_data:
         test = load_text_file(Path(cfg.test_data), columns, test=True)
         check_label_coverage(full, test, cfg.test_data)

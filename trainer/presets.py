@@ -360,7 +360,7 @@ def profile_file(
                            grids_without_blanks=int((givens == grids.puzzles.shape[1]).sum()),
                            grids_without_givens=int((givens == 0).sum()))
     split = load_text_file(path, columns)
-    check_label_counts(split.labels, path)  # as the fit would, before its plan is printed
+    check_label_counts(split.labels, path, lines=split.lines)  # as the fit would, before its plan is printed
     profile = profile_texts(split.texts, split.labels, split.lines)
     if test_path is None:
         return profile

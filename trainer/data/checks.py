@@ -16,24 +16,39 @@ MIN_EXAMPLES_PER_LABEL = 2
 SHOWN_LABELS = 5
 
 
-def check_label_counts(labels: Sequence[str], path: str | Path, minimum: int = MIN_EXAMPLES_PER_LABEL) -> None:
+def check_label_counts(labels: Sequence[str], path: str | Path, minimum: int = MIN_EXAMPLES_PER_LABEL,
+                       lines: Sequence[int] | None = None) -> None:
     """Raise DataError when the file has a single label, or naming the labels with fewer than `minimum`
-    examples and their counts (the rarest SHOWN_LABELS, then how many more)."""
+    examples and their counts (the rarest SHOWN_LABELS, then how many more), and with the rows' `lines` (each row's
+    line in the file) the line of each one's first row (QA: a label of one row among 300,000 named no line)."""
     counts = Counter(labels)
     if len(counts) == 1:
         raise DataError(path, None, f"every row has the label '{labels[0]}': a classifier needs at least 2 labels")
     rare = sorted((count, label) for label, count in counts.items() if count < minimum)
     if not rare:
         return
+    first_line = {} if lines is None else _first_lines({label for _, label in rare[:SHOWN_LABELS]}, labels, lines)
+    located = first_line[rare[0][1]] if len(rare) == 1 and first_line else None  # the error's own place: FILE:LINE
     named = ", ".join(
-        f"'{label}' has {counted(count, 'example')}" for count, label in rare[:SHOWN_LABELS]
+        f"'{label}' has {counted(count, 'example')}"
+        + (f" (line {first_line[label]:,})" if first_line and located is None else "")
+        for count, label in rare[:SHOWN_LABELS]
     )
     more = f" (and {len(rare) - SHOWN_LABELS} more labels)" if len(rare) > SHOWN_LABELS else ""
     raise DataError(
-        path, None,
+        path, located,
         f"label {named}{more}: every label needs at least {minimum} examples; add examples of it or remove "
         f"its rows{_spelling_hint({label for _, label in rare}, counts)}",
     )
+
+
+def _first_lines(wanted: set[str], labels: Sequence[str], lines: Sequence[int]) -> dict[str, int]:
+    """The line of the first row of each label in `wanted`."""
+    found: dict[str, int] = {}
+    for label, line in zip(labels, lines, strict=True):
+        if label in wanted and label not in found:
+            found[label] = line
+    return found
 
 
 def spelling_variants(labels: Iterable[str]) -> list[tuple[str, ...]]:
