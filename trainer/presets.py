@@ -53,6 +53,10 @@ MIN_TRAIN_MINUTES = 1.0
 # every row would take more than this share of its time budget; the sample is at least MIN_SAMPLED_ROWS rows
 MAX_PREPARING_SHARE = 2 / 3
 MIN_SAMPLED_ROWS = 20_000
+# and a text fit reads its whole file twice, however few rows it samples (the profile for the plan, then the
+# splits): 43 s per million rows each (a 153 MB CSV of 1,000,000 rows, the plan's 6.0 min outside the loop took
+# 8.1; 2026-12-08)
+FILE_READS_S_PER_ROW = 2 * 43e-6
 # and where the built-in baseline's word and character n-grams of every row, the fit's peak of memory, would take more
 # than this share of the memory available when it plans: about BYTES_PER_TRAINING_ROW per row and
 # BYTES_PER_TRAINING_CHAR per character of the training texts beyond the process's 1 GB (its peak 4.9 GB for 374,704
@@ -564,8 +568,10 @@ def size_run(
         if overhead_minutes is not None:
             return overhead_minutes
         taught = taught_rows(preset, rows, profile)
-        return preset.overhead.minutes(held_out_rows + rows, vocabulary, settings.get("max_tokens"), taught,
-                                       taught * profile.median_tokens)
+        file_reads = profile.rows * FILE_READS_S_PER_ROW / 60 if preset.text is not None else 0.0
+        preparing = preset.overhead.minutes(held_out_rows + rows, vocabulary, settings.get("max_tokens"), taught,
+                                            taught * profile.median_tokens)
+        return file_reads + preparing
 
     overhead = overhead_of(training_rows)
     every_row_overhead = every_row_memory = None
