@@ -799,7 +799,7 @@ def test_a_refit_with_other_settings_starts_over_and_says_which(
     assert main([*fit, "--max-steps", "6", "--set", "version=1.1.0", "--out", str(tmp_path / "bundles-1.1.0")]) == 0
     resumed = capsys.readouterr().out
     assert "resumed refit from step 4" in resumed
-    assert re.search(r"min in all, \d+\.\d\d of them before this command \(", resumed)  # the minutes' "in all"
+    assert re.search(r"min in all, \d+\.\d\d of them before this command, ", resumed)  # the minutes' "in all"
     assert main([*fit, "--set", "model.n=3", "--set", "lr=0.005"]) == 0
     checkpoint = tmp_path / "runs" / "refit" / "checkpoint.pt"
     assert f"{checkpoint} holds a run of other settings (lr, model.n); starting over" in capsys.readouterr().out

@@ -15,7 +15,7 @@ from trainer import teacher as teacher_lib
 from trainer.config import TeacherConfig, TrainConfig
 from trainer.model import TRM
 from trainer.prepare import prepare_text
-from trainer.presets import SHORT_TEXT, DataProfile, size_run
+from trainer.presets import FILE_READS_S_PER_ROW, SHORT_TEXT, DataProfile, size_run
 from trainer.tasks import TextStream
 from trainer.train import Trainer
 
@@ -98,4 +98,5 @@ def test_the_plan_counts_the_teachers_time_by_the_tokens_it_reads_up_to_max_rows
     assert outside_s(rows, 20) - outside_s(rows, 10) == pytest.approx(per_token * 9_000 * 10)
     beyond = 4 * cap  # past the cap, a row costs the rest of preparing only
     assert outside_s(beyond, 20) - outside_s(beyond, 10) == pytest.approx(per_token * cap * 10)
-    assert outside_s(beyond + 1_000, 20) - outside_s(beyond, 20) == pytest.approx(SHORT_TEXT.overhead.per_1k_rows_s)
+    assert outside_s(beyond + 1_000, 20) - outside_s(beyond, 20) == pytest.approx(
+        SHORT_TEXT.overhead.per_1k_rows_s + 1_000 * FILE_READS_S_PER_ROW)  # and reading them
