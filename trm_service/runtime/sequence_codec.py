@@ -68,21 +68,21 @@ class SequenceCodec:
             raise InputError(f"top_k must be at most {len(self._labels)} (the vocabulary of {self._name!r}), "
                              f"got {top_k}")
         tokens = np.array([self._ids[char] for char in text], dtype=np.int64)
-        reader = SequenceReader(self._labels, self._eos_id, top_k, self._unsure_below, frozenset(self._ids.values()),
+        reader = SequenceReader(self._labels, self._eos_id, top_k, self._unsure_below,
                                 spoken=text if self._checks_numbers else None)
         return EncodedRequest(tokens=tokens, reader=reader, logged_input=text)
 
 
 class SequenceReader:
     """Reads a sequence step: the text emitted so far with its confidence (unsure below `unsure_below`), and the
-    refined token's top candidates. The text holds the characters emitted, never a mark (as the trainer's
-    vocab.decode reads ids). Given the `spoken` words, a finished text is also checked against the numbers
-    they say (trm_bundle.spoken_numbers); one that fails is unsure too."""
+    refined token's top candidates. The text is every emitted token but the end mark (the session's step never
+    chooses the padding or start mark: SequenceSession.step). Given the `spoken` words, a finished text is also
+    checked against the numbers they say (trm_bundle.spoken_numbers); one that fails is unsure too."""
 
     def __init__(self, labels: tuple[str, ...], eos_id: int, top_k: int, unsure_below: float,
-                 characters: frozenset[int], spoken: str | None = None) -> None:
+                 spoken: str | None = None) -> None:
         self._labels, self._eos_id, self._top_k, self._unsure_below = labels, eos_id, top_k, unsure_below
-        self._characters, self._spoken = characters, spoken  # the text is written with `characters`' ids alone
+        self._spoken = spoken
 
     def read(self, result: StepResult) -> DecodedStep:
         progress = result.progress
@@ -90,7 +90,7 @@ class SequenceReader:
             raise ValueError("a sequence model's step result carries its progress")
         probabilities = softmax(result.logits)  # of log-probabilities: the distribution itself, renormalised
         tokens = len(progress.emitted)
-        text = "".join(self._labels[token] for token in progress.emitted if token in self._characters)
+        text = "".join(self._labels[token] for token in progress.emitted if token != self._eos_id)
         finished = progress.emitted[-1:] == (self._eos_id,)
         numbers_disagree = finished and self._spoken is not None and not numbers_agree(self._spoken, text)
         answer = trm_pb2.TextAnswer(
